@@ -1,0 +1,66 @@
+"""The composition root: every entry point (API, worker, CLI, simulator, tests) calls this."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from dispatch.engine import EmbeddedEngine
+from dispatch.markets import MarketMap
+from dispatch.matching.eta import StraightLineEta
+from dispatch.matching.index import DriverIndex
+from dispatch.matching.matcher import Matcher, MatcherConfig
+from dispatch.matching.strategies import SearchLimits, make_strategy
+from dispatch.settings import Settings
+from dispatch.shard.application import ShardApplication
+from dispatch.shard.handlers import Policy
+from dispatch.transport.embedded import EmbeddedTransport
+from dispatch.transport.port import Transport
+from dispatch.worker import Clock, ShardWorker
+
+
+def sqlite_env(data_dir: Path, shard: int) -> dict[str, str]:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+        "SQLITE_DBNAME": str(data_dir / f"shard-{shard:04d}.sqlite"),
+    }
+
+
+def build_application(settings: Settings, shard: int) -> ShardApplication:
+    env = sqlite_env(settings.data_dir, shard)
+    return ShardApplication(shard, env=env, policy=Policy(max_wait_s=settings.max_wait_s))
+
+
+def build_matcher(settings: Settings) -> Matcher:
+    limits = SearchLimits(
+        radius_m=settings.search_radius_m,
+        max_eta_s=settings.max_pickup_eta_s,
+        candidates=settings.candidates,
+    )
+    return Matcher(
+        DriverIndex(settings.h3_resolution, settings.ping_ttl_s),
+        StraightLineEta(settings.road_factor, settings.speed_kmh),
+        make_strategy(settings.strategy, settings.batch_window_s),
+        MatcherConfig(offer_timeout_s=settings.offer_timeout_s, limits=limits),
+    )
+
+
+def build_worker(
+    settings: Settings, shard: int, transport: Transport, clock: Clock
+) -> ShardWorker:
+    app = build_application(settings, shard)
+    return ShardWorker(shard, app, lambda: build_matcher(settings), transport, clock)
+
+
+def build_markets(settings: Settings) -> MarketMap:
+    return MarketMap(settings.markets, settings.shards)
+
+
+def build_embedded_engine(settings: Settings, clock: Clock = time.time) -> EmbeddedEngine:
+    """Every shard in this process, restored from the SQLite files under ``data_dir``."""
+    transport = EmbeddedTransport()
+    workers = [build_worker(settings, s, transport, clock) for s in range(settings.shards)]
+    engine = EmbeddedEngine(transport, workers)
+    engine.restore()
+    return engine

@@ -1,0 +1,1 @@
+"""The pure domain model: aggregates, events and errors (standard library + eventsourcing.domain)."""

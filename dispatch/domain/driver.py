@@ -1,0 +1,185 @@
+"""The Driver aggregate: offline <-> available -> offered -> en_route -> on_trip -> available.
+
+A driver holds at most one ride at a time (offered, en route or on trip): that is the
+invariant that makes double assignment impossible. Going offline is refused while a ride
+is held, unless the driver asks to go offline after the current trip.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate
+
+from dispatch.domain.errors import Forbidden, IllegalTransition
+
+
+class DriverStatus(StrEnum):
+    OFFLINE = "offline"
+    AVAILABLE = "available"
+    OFFERED = "offered"
+    EN_ROUTE = "en_route"
+    ON_TRIP = "on_trip"
+
+
+class Driver(Aggregate):
+    TOPIC = "dispatch.Driver"
+
+    class Event(Aggregate.Event):
+        pass
+
+    class Created(Aggregate.Created):
+        """Stored as ``Registered`` (see TOPIC)."""
+
+        TOPIC = "dispatch.Driver.Registered"
+        class_version = 1
+        name: str
+
+
+    class WentOnline(Event):
+        TOPIC = "dispatch.Driver.WentOnline"
+        class_version = 1
+
+        def apply(self, driver: Driver) -> None:
+            driver.status = DriverStatus.AVAILABLE
+            driver.offline_after_trip = False
+
+    class WentOffline(Event):
+        TOPIC = "dispatch.Driver.WentOffline"
+        class_version = 1
+
+        def apply(self, driver: Driver) -> None:
+            driver.status = DriverStatus.OFFLINE
+            driver.offline_after_trip = False
+
+    class OfflineAfterTripRequested(Event):
+        TOPIC = "dispatch.Driver.OfflineAfterTripRequested"
+        class_version = 1
+
+        def apply(self, driver: Driver) -> None:
+            driver.offline_after_trip = True
+
+    class OfferReceived(Event):
+        TOPIC = "dispatch.Driver.OfferReceived"
+        class_version = 1
+        ride_id: str
+        expires_at: datetime
+
+        def apply(self, driver: Driver) -> None:
+            driver.status = DriverStatus.OFFERED
+            driver.ride_id = UUID(self.ride_id)
+
+    class OfferClosed(Event):
+        """The offer ended without an assignment: declined, expired or withdrawn."""
+
+        TOPIC = "dispatch.Driver.OfferClosed"
+        class_version = 1
+        ride_id: str
+        outcome: str
+
+        def apply(self, driver: Driver) -> None:
+            driver.status = DriverStatus.AVAILABLE
+            driver.ride_id = None
+
+    class Assigned(Event):
+        TOPIC = "dispatch.Driver.Assigned"
+        class_version = 1
+        ride_id: str
+
+        def apply(self, driver: Driver) -> None:
+            driver.status = DriverStatus.EN_ROUTE
+
+    class TripStarted(Event):
+        TOPIC = "dispatch.Driver.TripStarted"
+        class_version = 1
+        ride_id: str
+
+        def apply(self, driver: Driver) -> None:
+            driver.status = DriverStatus.ON_TRIP
+
+    class Released(Event):
+        """The driver's ride ended (completed or cancelled); the driver is free again."""
+
+        TOPIC = "dispatch.Driver.Released"
+        class_version = 1
+        ride_id: str
+        reason: str
+
+        def apply(self, driver: Driver) -> None:
+            driver.ride_id = None
+            if self.reason == "completed":
+                driver.trips += 1
+            if driver.offline_after_trip:
+                driver.status = DriverStatus.OFFLINE
+                driver.offline_after_trip = False
+            else:
+                driver.status = DriverStatus.AVAILABLE
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.status = DriverStatus.OFFLINE
+        self.ride_id: UUID | None = None
+        self.offline_after_trip = False
+        self.trips = 0
+
+    @classmethod
+    def register(cls, driver_id: UUID, name: str, at: datetime) -> Driver:
+        return cls._create(cls.Created, id=driver_id, timestamp=at, name=name)
+
+    def go_online(self, at: datetime) -> None:
+        if self.status != DriverStatus.OFFLINE:
+            raise IllegalTransition(f"driver {self.id} is already online ({self.status})")
+        self._trigger(self.WentOnline, at)
+
+    def go_offline(self, after_trip: bool, at: datetime) -> None:
+        if self.status == DriverStatus.OFFLINE:
+            raise IllegalTransition(f"driver {self.id} is already offline")
+        if self.status == DriverStatus.AVAILABLE:
+            self._trigger(self.WentOffline, at)
+        elif self.status == DriverStatus.OFFERED:
+            raise IllegalTransition(
+                f"driver {self.id} has an open offer: accept or decline it before going offline"
+            )
+        elif not after_trip:
+            raise IllegalTransition(
+                f"driver {self.id} is {self.status}: finish the ride or ask to go offline after it"
+            )
+        elif not self.offline_after_trip:
+            self._trigger(self.OfflineAfterTripRequested, at)
+
+    def receive_offer(self, ride_id: UUID, expires_at: datetime, at: datetime) -> None:
+        if self.status != DriverStatus.AVAILABLE:
+            raise IllegalTransition(f"driver {self.id} is {self.status}, not available")
+        self._trigger(self.OfferReceived, at, ride_id=str(ride_id), expires_at=expires_at)
+
+    def check_holds(self, ride_id: UUID, status: DriverStatus) -> None:
+        if self.ride_id != ride_id:
+            raise Forbidden(f"ride {ride_id} is not held by driver {self.id}")
+        if self.status != status:
+            raise IllegalTransition(f"driver {self.id} is {self.status}, expected {status}")
+
+    def close_offer(self, ride_id: UUID, outcome: str, at: datetime) -> None:
+        self.check_holds(ride_id, DriverStatus.OFFERED)
+        self._trigger(self.OfferClosed, at, ride_id=str(ride_id), outcome=outcome)
+
+    def assign(self, ride_id: UUID, at: datetime) -> None:
+        self.check_holds(ride_id, DriverStatus.OFFERED)
+        self._trigger(self.Assigned, at, ride_id=str(ride_id))
+
+    def start_trip(self, ride_id: UUID, at: datetime) -> None:
+        self.check_holds(ride_id, DriverStatus.EN_ROUTE)
+        self._trigger(self.TripStarted, at, ride_id=str(ride_id))
+
+    def release(self, ride_id: UUID, reason: str, at: datetime) -> None:
+        if self.ride_id != ride_id or self.status not in (
+            DriverStatus.EN_ROUTE,
+            DriverStatus.ON_TRIP,
+        ):
+            raise IllegalTransition(f"driver {self.id} does not hold ride {ride_id}")
+        self._trigger(self.Released, at, ride_id=str(ride_id), reason=reason)
+
+    def _trigger(self, event_class: type[Driver.Event], at: datetime, **kwargs: Any) -> None:
+        self.trigger_event(event_class, timestamp=at, **kwargs)

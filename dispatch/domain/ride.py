@@ -1,0 +1,287 @@
+"""The Ride aggregate: one rider's request from dispatch to drop-off.
+
+requested -> offered -> accepted -> driver_arrived -> in_progress -> completed.
+A declined or expired offer, or a driver cancelling after accepting, sends the ride
+back to ``requested`` with that driver excluded. The rider may cancel any time before
+the trip starts. A ride still unserved after its max wait expires.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate
+
+from dispatch.domain.errors import Forbidden, IllegalTransition
+from dispatch.domain.geo import Point
+
+
+class RideStatus(StrEnum):
+    REQUESTED = "requested"
+    OFFERED = "offered"
+    ACCEPTED = "accepted"
+    DRIVER_ARRIVED = "driver_arrived"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+TERMINAL = frozenset({RideStatus.COMPLETED, RideStatus.CANCELLED, RideStatus.EXPIRED})
+RIDER_CANCELLABLE = frozenset(
+    {RideStatus.REQUESTED, RideStatus.OFFERED, RideStatus.ACCEPTED, RideStatus.DRIVER_ARRIVED}
+)
+ASSIGNED = frozenset({RideStatus.ACCEPTED, RideStatus.DRIVER_ARRIVED, RideStatus.IN_PROGRESS})
+
+
+class Ride(Aggregate):
+    TOPIC = "dispatch.Ride"
+
+    class Event(Aggregate.Event):
+        pass
+
+    class Created(Aggregate.Created):
+        """Stored as ``Requested`` (see TOPIC)."""
+
+        TOPIC = "dispatch.Ride.Requested"
+        class_version = 1
+        rider_id: str
+        pickup: list[float]
+        dropoff: list[float]
+        expires_at: datetime
+
+
+    class Offered(Event):
+        TOPIC = "dispatch.Ride.Offered"
+        class_version = 1
+        driver_id: str
+        offer_expires_at: datetime
+        pickup_eta_s: float
+        distance_m: float
+
+        def apply(self, ride: Ride) -> None:
+            ride.status = RideStatus.OFFERED
+            ride.offered_to = UUID(self.driver_id)
+            ride.offer_expires_at = self.offer_expires_at
+            ride.offers += 1
+
+    class OfferDeclined(Event):
+        TOPIC = "dispatch.Ride.OfferDeclined"
+        class_version = 1
+        driver_id: str
+
+        def apply(self, ride: Ride) -> None:
+            ride.back_to_dispatch(UUID(self.driver_id))
+
+    class OfferExpired(Event):
+        TOPIC = "dispatch.Ride.OfferExpired"
+        class_version = 1
+        driver_id: str
+
+        def apply(self, ride: Ride) -> None:
+            ride.back_to_dispatch(UUID(self.driver_id))
+
+    class Accepted(Event):
+        TOPIC = "dispatch.Ride.Accepted"
+        class_version = 1
+        driver_id: str
+
+        def apply(self, ride: Ride) -> None:
+            ride.status = RideStatus.ACCEPTED
+            ride.driver_id = UUID(self.driver_id)
+            ride.offered_to = None
+            ride.offer_expires_at = None
+
+    class DriverArrived(Event):
+        TOPIC = "dispatch.Ride.DriverArrived"
+        class_version = 1
+        driver_id: str
+
+        def apply(self, ride: Ride) -> None:
+            ride.status = RideStatus.DRIVER_ARRIVED
+
+    class TripStarted(Event):
+        TOPIC = "dispatch.Ride.TripStarted"
+        class_version = 1
+        driver_id: str
+
+        def apply(self, ride: Ride) -> None:
+            ride.status = RideStatus.IN_PROGRESS
+
+    class Completed(Event):
+        TOPIC = "dispatch.Ride.Completed"
+        class_version = 1
+        driver_id: str
+
+        def apply(self, ride: Ride) -> None:
+            ride.status = RideStatus.COMPLETED
+
+    class CancelledByRider(Event):
+        TOPIC = "dispatch.Ride.CancelledByRider"
+        class_version = 1
+        reason: str
+
+        def apply(self, ride: Ride) -> None:
+            ride.status = RideStatus.CANCELLED
+            ride.offered_to = None
+            ride.offer_expires_at = None
+
+    class CancelledByDriver(Event):
+        TOPIC = "dispatch.Ride.CancelledByDriver"
+        class_version = 1
+        driver_id: str
+        reason: str
+
+        def apply(self, ride: Ride) -> None:
+            ride.driver_id = None
+            ride.back_to_dispatch(UUID(self.driver_id))
+
+    class Expired(Event):
+        TOPIC = "dispatch.Ride.Expired"
+        class_version = 1
+
+        def apply(self, ride: Ride) -> None:
+            ride.status = RideStatus.EXPIRED
+
+    def __init__(
+        self, rider_id: str, pickup: list[float], dropoff: list[float], expires_at: datetime
+    ) -> None:
+        self.rider_id = UUID(rider_id)
+        self.pickup = Point.from_list(pickup)
+        self.dropoff = Point.from_list(dropoff)
+        self.expires_at = expires_at
+        self.status = RideStatus.REQUESTED
+        self.offered_to: UUID | None = None
+        self.offer_expires_at: datetime | None = None
+        self.driver_id: UUID | None = None
+        self.excluded: list[UUID] = []
+        self.offers = 0
+
+    @classmethod
+    def request(
+        cls,
+        ride_id: UUID,
+        rider_id: UUID,
+        pickup: Point,
+        dropoff: Point,
+        max_wait_s: float,
+        at: datetime,
+    ) -> Ride:
+        return cls._create(
+            cls.Created,
+            id=ride_id,
+            timestamp=at,
+            rider_id=str(rider_id),
+            pickup=pickup.as_list(),
+            dropoff=dropoff.as_list(),
+            expires_at=at + timedelta(seconds=max_wait_s),
+        )
+
+    @property
+    def is_active(self) -> bool:
+        return self.status not in TERMINAL
+
+    def back_to_dispatch(self, driver_id: UUID) -> None:
+        self.status = RideStatus.REQUESTED
+        self.offered_to = None
+        self.offer_expires_at = None
+        if driver_id not in self.excluded:
+            self.excluded.append(driver_id)
+
+    # -- decisions ---------------------------------------------------------------
+    def offer(
+        self, driver_id: UUID, expires_at: datetime, eta_s: float, distance_m: float, at: datetime
+    ) -> None:
+        self._require(RideStatus.REQUESTED, "offer")
+        if driver_id in self.excluded:
+            raise IllegalTransition(f"driver {driver_id} is excluded from ride {self.id}")
+        self._trigger(
+            self.Offered,
+            at,
+            driver_id=str(driver_id),
+            offer_expires_at=expires_at,
+            pickup_eta_s=round(eta_s, 1),
+            distance_m=round(distance_m, 1),
+        )
+
+    def check_offer_response(self, driver_id: UUID, at: datetime) -> None:
+        self._require(RideStatus.OFFERED, "answer an offer for")
+        if self.offered_to != driver_id:
+            raise Forbidden(f"ride {self.id} is not offered to driver {driver_id}")
+        assert self.offer_expires_at is not None
+        if at >= self.offer_expires_at:
+            raise IllegalTransition(f"the offer of ride {self.id} expired")
+
+    def decline(self, driver_id: UUID, at: datetime) -> None:
+        self._require(RideStatus.OFFERED, "decline")
+        if self.offered_to != driver_id:
+            raise Forbidden(f"ride {self.id} is not offered to driver {driver_id}")
+        self._trigger(self.OfferDeclined, at, driver_id=str(driver_id))
+
+    def expire_offer(self, at: datetime) -> UUID:
+        self._require(RideStatus.OFFERED, "expire the offer of")
+        assert self.offered_to is not None and self.offer_expires_at is not None
+        if at < self.offer_expires_at:
+            raise IllegalTransition(f"the offer of ride {self.id} has not expired yet")
+        driver_id = self.offered_to
+        self._trigger(self.OfferExpired, at, driver_id=str(driver_id))
+        return driver_id
+
+    def accept(self, driver_id: UUID, at: datetime) -> None:
+        self.check_offer_response(driver_id, at)
+        self._trigger(self.Accepted, at, driver_id=str(driver_id))
+
+    def arrive(self, driver_id: UUID, at: datetime) -> None:
+        self._require_driver(driver_id, RideStatus.ACCEPTED, "mark arrival for")
+        self._trigger(self.DriverArrived, at, driver_id=str(driver_id))
+
+    def start_trip(self, driver_id: UUID, at: datetime) -> None:
+        self._require_driver(driver_id, RideStatus.DRIVER_ARRIVED, "start")
+        self._trigger(self.TripStarted, at, driver_id=str(driver_id))
+
+    def complete(self, driver_id: UUID, at: datetime) -> None:
+        self._require_driver(driver_id, RideStatus.IN_PROGRESS, "complete")
+        self._trigger(self.Completed, at, driver_id=str(driver_id))
+
+    def cancel_by_rider(self, rider_id: UUID, reason: str, at: datetime) -> UUID | None:
+        """Cancel for the rider; returns the driver to release (offered or assigned), if any."""
+        if rider_id != self.rider_id:
+            raise Forbidden(f"ride {self.id} belongs to another rider")
+        if self.status not in RIDER_CANCELLABLE:
+            raise IllegalTransition(
+                f"ride {self.id} is {self.status}: a rider can cancel only before the trip starts"
+            )
+        driver = self.offered_to or self.driver_id
+        self._trigger(self.CancelledByRider, at, reason=reason)
+        return driver
+
+    def cancel_by_driver(self, driver_id: UUID, reason: str, at: datetime) -> None:
+        if self.driver_id != driver_id:
+            raise Forbidden(f"driver {driver_id} is not assigned to ride {self.id}")
+        if self.status not in (RideStatus.ACCEPTED, RideStatus.DRIVER_ARRIVED):
+            raise IllegalTransition(
+                f"ride {self.id} is {self.status}: a driver can cancel only before the trip starts"
+            )
+        self._trigger(self.CancelledByDriver, at, driver_id=str(driver_id), reason=reason)
+
+    def expire(self, at: datetime) -> None:
+        self._require(RideStatus.REQUESTED, "expire")
+        if at < self.expires_at:
+            raise IllegalTransition(f"ride {self.id} has not reached its max wait yet")
+        self._trigger(self.Expired, at)
+
+    # -- helpers -----------------------------------------------------------------
+    def _require(self, status: RideStatus, action: str) -> None:
+        if self.status != status:
+            raise IllegalTransition(f"cannot {action} ride {self.id}: it is {self.status}")
+
+    def _require_driver(self, driver_id: UUID, status: RideStatus, action: str) -> None:
+        if self.driver_id != driver_id:
+            raise Forbidden(f"driver {driver_id} is not assigned to ride {self.id}")
+        self._require(status, action)
+
+    def _trigger(self, event_class: type[Ride.Event], at: datetime, **kwargs: Any) -> None:
+        self.trigger_event(event_class, timestamp=at, **kwargs)

@@ -1,0 +1,28 @@
+"""What the matcher decides; the shard application turns each into events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from uuid import UUID
+
+
+@dataclass(frozen=True, slots=True)
+class MakeOffer:
+    ride_id: UUID
+    driver_id: UUID
+    pickup_eta_s: float
+    distance_m: float
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ExpireOffer:
+    ride_id: UUID
+
+
+@dataclass(frozen=True, slots=True)
+class ExpireRequest:
+    ride_id: UUID
+
+
+Decision = MakeOffer | ExpireOffer | ExpireRequest

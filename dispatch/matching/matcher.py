@@ -1,0 +1,180 @@
+"""The shard's matcher: follows the shard's events and driver pings, and decides offers.
+
+Its state is derived: a fold over the shard's events (pending rides, open offers, which
+drivers are available) plus the latest pings. It never writes; ``tick`` returns decisions
+that the shard application records as events, which come back here through ``observe``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from dispatch.domain.driver import Driver
+from dispatch.domain.ride import Ride
+from dispatch.matching.decisions import Decision, ExpireOffer, ExpireRequest, MakeOffer
+from dispatch.matching.eta import EtaProvider
+from dispatch.matching.index import DriverIndex
+from dispatch.matching.strategies import PendingRide, SearchLimits, Strategy
+
+
+@dataclass(frozen=True, slots=True)
+class MatcherConfig:
+    offer_timeout_s: float = 15.0
+    limits: SearchLimits = field(default_factory=SearchLimits)
+    expire_every_s: float = 10.0
+
+
+@dataclass
+class MatcherStats:
+    offers: int = 0
+    offer_expiries: int = 0
+    request_expiries: int = 0
+    ticks: int = 0
+    pings: int = 0
+
+
+def _ts(value: datetime) -> float:
+    return value.timestamp()
+
+
+class Matcher:
+    def __init__(
+        self, index: DriverIndex, eta: EtaProvider, strategy: Strategy, config: MatcherConfig
+    ) -> None:
+        self.index, self.eta, self.strategy, self.config = index, eta, strategy, config
+        self.pending: dict[UUID, PendingRide] = {}
+        self.offers: dict[UUID, tuple[UUID, float, PendingRide]] = {}
+        self.assigned: dict[UUID, PendingRide] = {}
+        self.available: set[UUID] = set()
+        self.offline_after_trip: set[UUID] = set()
+        self.positions: dict[UUID, tuple[float, float, float]] = {}
+        self.stats = MatcherStats()
+        self._next_expire = float("-inf")
+        self._handlers: dict[type, Callable[[Any], None]] = {
+            Ride.Created: self._on_requested,
+            Ride.Offered: self._on_offered,
+            Ride.OfferDeclined: self._on_offer_ended,
+            Ride.OfferExpired: self._on_offer_ended,
+            Ride.Accepted: self._on_accepted,
+            Ride.CancelledByRider: self._on_ride_closed,
+            Ride.Completed: self._on_ride_closed,
+            Ride.Expired: self._on_ride_closed,
+            Ride.CancelledByDriver: self._on_driver_cancelled,
+            Driver.WentOnline: self._on_available,
+            Driver.OfferClosed: self._on_available,
+            Driver.WentOffline: self._on_unavailable,
+            Driver.OfferReceived: self._on_unavailable,
+            Driver.OfflineAfterTripRequested: self._on_offline_after_trip,
+            Driver.Released: self._on_released,
+        }
+
+    # -- inputs --------------------------------------------------------------------------
+    def observe(self, event: Any) -> None:
+        """Fold one of the shard's events into the matcher's state."""
+        handler = self._handlers.get(type(event))
+        if handler is not None:
+            handler(event)
+
+    def ping(self, driver_id: UUID, lat: float, lng: float, at: float) -> None:
+        """Record a driver's position; available drivers are (re)indexed at once."""
+        self.stats.pings += 1
+        last = self.positions.get(driver_id)
+        if last is not None and last[2] > at:
+            return  # out of order: keep the newer position
+        self.positions[driver_id] = (lat, lng, at)
+        if driver_id in self.available:
+            self.index.upsert(driver_id, lat, lng, at)
+
+    # -- decisions -----------------------------------------------------------------------
+    def tick(self, now: float) -> list[Decision]:
+        """Offer expiry, request expiry, then assignment (when the strategy is due)."""
+        self.stats.ticks += 1
+        decisions: list[Decision] = []
+        for ride_id, (_, expires_at, _) in self.offers.items():
+            if expires_at <= now:
+                decisions.append(ExpireOffer(ride_id))
+        expired = {r.ride_id for r in self.pending.values() if r.expires_at <= now}
+        decisions.extend(ExpireRequest(ride_id) for ride_id in expired)
+        if now >= self._next_expire:
+            self.index.expire(now)
+            self._next_expire = now + self.config.expire_every_s
+        waiting = [r for r in self.pending.values() if r.ride_id not in expired]
+        if waiting and self.strategy.due(now):
+            limits = self.config.limits
+            for p in self.strategy.assign(waiting, self.index, self.eta, limits, now):
+                decisions.append(
+                    MakeOffer(
+                        p.ride_id, p.driver_id, p.eta_s, p.distance_m,
+                        now + self.config.offer_timeout_s,
+                    )
+                )
+        return decisions
+
+    # -- event handlers --------------------------------------------------------------------
+    def _on_requested(self, e: Ride.Created) -> None:
+        ts = _ts(e.timestamp)
+        lat, lng = e.pickup
+        self.pending[e.originator_id] = PendingRide(
+            e.originator_id, lat, lng, ts, _ts(e.expires_at)
+        )
+
+    def _on_offered(self, e: Ride.Offered) -> None:
+        ride = self.pending.pop(e.originator_id, None)
+        if ride is not None:
+            self.stats.offers += 1
+            self.offers[e.originator_id] = (UUID(e.driver_id), _ts(e.offer_expires_at), ride)
+
+    def _on_offer_ended(self, e: Ride.OfferDeclined | Ride.OfferExpired) -> None:
+        offer = self.offers.pop(e.originator_id, None)
+        if offer is not None:
+            if isinstance(e, Ride.OfferExpired):
+                self.stats.offer_expiries += 1
+            ride = offer[2]
+            ride.excluded.add(UUID(e.driver_id))
+            self.pending[ride.ride_id] = ride
+
+    def _on_accepted(self, e: Ride.Accepted) -> None:
+        offer = self.offers.pop(e.originator_id, None)
+        if offer is not None:
+            self.assigned[e.originator_id] = offer[2]
+
+    def _on_ride_closed(self, e: Any) -> None:
+        if isinstance(e, Ride.Expired):
+            self.stats.request_expiries += 1
+        self.pending.pop(e.originator_id, None)
+        self.offers.pop(e.originator_id, None)
+        self.assigned.pop(e.originator_id, None)
+
+    def _on_driver_cancelled(self, e: Ride.CancelledByDriver) -> None:
+        ride = self.assigned.pop(e.originator_id, None)
+        if ride is not None:
+            ride.excluded.add(UUID(e.driver_id))
+            self.pending[ride.ride_id] = ride
+
+    def _on_available(self, e: Any) -> None:
+        self.offline_after_trip.discard(e.originator_id)
+        self._make_available(e.originator_id)
+
+    def _on_unavailable(self, e: Any) -> None:
+        self.available.discard(e.originator_id)
+        self.offline_after_trip.discard(e.originator_id)
+        self.index.remove(e.originator_id)
+
+    def _on_offline_after_trip(self, e: Driver.OfflineAfterTripRequested) -> None:
+        self.offline_after_trip.add(e.originator_id)
+
+    def _on_released(self, e: Driver.Released) -> None:
+        if e.originator_id in self.offline_after_trip:
+            self.offline_after_trip.discard(e.originator_id)
+        else:
+            self._make_available(e.originator_id)
+
+    def _make_available(self, driver_id: UUID) -> None:
+        self.available.add(driver_id)
+        pos = self.positions.get(driver_id)
+        if pos is not None:
+            self.index.upsert(driver_id, pos[0], pos[1], pos[2])

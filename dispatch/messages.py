@@ -1,0 +1,40 @@
+"""Internal message types that cross the transport (pings travel in bulk, so no pydantic)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+from uuid import UUID
+
+from schemas.commands import CommandEnvelope
+
+
+class Ping(NamedTuple):
+    """A driver's position at a time (seconds since the epoch)."""
+
+    driver_id: UUID
+    lat: float
+    lng: float
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Poison:
+    """A record that could not be decoded or validated, with the reason and where it was."""
+
+    source: str
+    position: str
+    reason: str
+    raw: bytes
+
+
+@dataclass(slots=True)
+class Inbound:
+    """What one poll brought for one shard."""
+
+    commands: list[CommandEnvelope] = field(default_factory=list)
+    pings: list[Ping] = field(default_factory=list)
+    poison: list[Poison] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.commands or self.pings or self.poison)

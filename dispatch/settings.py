@@ -1,0 +1,54 @@
+"""One frozen settings object, read from ``DISPATCH_*`` environment variables (or passed in).
+
+No Kafka bootstrap servers means embedded mode: in-process transport and SQLite files
+under ``data_dir``. Setting ``DISPATCH_KAFKA_BOOTSTRAP`` switches to Kafka.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class MarketConfig(BaseModel):
+    """A metro area served by one shard: a centre and a radius."""
+
+    name: str
+    shard: int = Field(ge=0)
+    lat: float = Field(ge=-90, le=90)
+    lng: float = Field(ge=-180, le=180)
+    radius_km: float = Field(gt=0, le=200)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DISPATCH_", frozen=True, extra="ignore")
+
+    data_dir: Path = Path(".dispatch-data")
+    kafka_bootstrap: str | None = None
+    topic_prefix: str = "dispatch"
+    shards: int = Field(default=4, ge=1, le=4096)
+
+    strategy: Literal["greedy", "batch"] = "greedy"
+    batch_window_s: float = Field(default=2.0, gt=0)
+    offer_timeout_s: float = Field(default=15.0, gt=0)
+    max_wait_s: float = Field(default=300.0, gt=0)
+    search_radius_m: float = Field(default=3_000.0, gt=0, le=20_000)
+    max_pickup_eta_s: float = Field(default=900.0, gt=0)
+    candidates: int = Field(default=8, ge=1, le=64)
+    h3_resolution: int = Field(default=9, ge=5, le=12)
+    ping_ttl_s: float = Field(default=30.0, gt=0)
+    road_factor: float = Field(default=1.35, ge=1.0)
+    speed_kmh: float = Field(default=25.0, gt=0)
+
+    markets: list[MarketConfig] = Field(
+        default_factory=lambda: [
+            MarketConfig(name="san-francisco", shard=0, lat=37.77, lng=-122.42, radius_km=40)
+        ]
+    )
+
+    @property
+    def embedded(self) -> bool:
+        return not self.kafka_bootstrap

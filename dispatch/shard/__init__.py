@@ -1,0 +1,1 @@
+"""The shard application: one eventsourcing Application per shard, single writer."""

@@ -1,0 +1,174 @@
+"""The shard application: the single writer of every aggregate in one shard.
+
+Commands and matcher decisions are applied to a unit of work; ``commit()`` saves the whole
+batch in one recording (one SQLite transaction, or one Kafka transaction) and returns the
+outcomes with their log position.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import Application
+from eventsourcing.persistence import Recording
+
+from dispatch.domain.command_record import CommandRecord
+from dispatch.domain.driver import Driver
+from dispatch.domain.errors import DomainError
+from dispatch.domain.ids import derived_id, shard_of
+from dispatch.domain.ride import Ride
+from dispatch.domain.rider import Rider
+from dispatch.matching.decisions import Decision, ExpireOffer, ExpireRequest, MakeOffer
+from dispatch.shard.handlers import HANDLERS, Policy
+from dispatch.shard.unit_of_work import UnitOfWork
+from schemas.commands import CommandEnvelope, Outcome
+
+log = logging.getLogger(__name__)
+
+COMMAND_NAMESPACE = uuid.UUID("6f1f8a52-3f7c-4d7e-9b7a-1c1d6c0f5e11")
+
+
+class ShardApplication(Application):
+    """Intent-named entry points for one shard; all writes go through ``commit()``."""
+
+    name = "dispatch"
+
+    def __init__(self, shard: int, env: Mapping[str, str] | None = None, policy: Policy | None = None):
+        defaults = {
+            "AGGREGATE_CACHE_MAXSIZE": "200000",
+            "AGGREGATE_CACHE_FASTFORWARD": "n",
+            "DEEPCOPY_FROM_AGGREGATE_CACHE": "n",
+        }
+        super().__init__(env={**defaults, **(env or {})})
+        self.shard = shard
+        self.policy = policy or Policy()
+        self._uow = UnitOfWork(self.repository)
+        self._outcomes: list[Outcome] = []
+
+    # -- commands ------------------------------------------------------------------
+    def handle(self, envelope: CommandEnvelope, now: datetime) -> list[Any]:
+        """Apply one client command; returns the new events it triggered.
+
+        Its outcome (accepted, rejected or the first outcome of a duplicate) is returned by
+        the next ``commit``, in command order."""
+        cmd = envelope.command
+        record_id = derived_id(self.shard, COMMAND_NAMESPACE, envelope.command_id)
+        previous = self._uow.find(CommandRecord, record_id)
+        if previous is not None:
+            self._outcomes.append(self._outcome_of(previous, duplicate=True))
+            return []
+        if shard_of(envelope.target_id) != self.shard:
+            self._reject(envelope, now, "misrouted", self._misrouted(envelope))
+            return []
+        mark = self._uow.mark()
+        try:
+            changed = HANDLERS[cmd.type](self._uow, cmd, now, self.policy)
+        except DomainError as error:
+            self._uow.rollback(mark)
+            self._reject(envelope, now, error.code, error.reason)
+            return []
+        except Exception as error:  # a bug must not take the shard down with it
+            log.exception("command %s failed", envelope.command_id)
+            self._uow.rollback(mark)
+            self._reject(envelope, now, "internal_error", f"{type(error).__name__}: {error}")
+            return []
+        self._uow.add(
+            CommandRecord.record(
+                record_id, envelope.command_id, cmd.type, now,
+                accepted=True, aggregate_ids=[str(i) for i in changed],
+            )
+        )
+        new_events = self._uow.seal(mark)
+        self._outcomes.append(
+            Outcome(command_id=envelope.command_id, shard=self.shard, accepted=True)
+        )
+        return new_events
+
+    # -- matcher decisions -----------------------------------------------------------
+    def decide(self, decision: Decision, now: datetime) -> list[Any]:
+        """Apply one matcher decision; returns its events (none if it no longer applies)."""
+        mark = self._uow.mark()
+        try:
+            if isinstance(decision, MakeOffer):
+                ride = self._uow.get(Ride, decision.ride_id)
+                driver = self._uow.get(Driver, decision.driver_id)
+                expires = datetime.fromtimestamp(decision.expires_at, UTC)
+                ride.offer(driver.id, expires, decision.pickup_eta_s, decision.distance_m, now)
+                driver.receive_offer(ride.id, expires, now)
+            elif isinstance(decision, ExpireOffer):
+                ride = self._uow.get(Ride, decision.ride_id)
+                driver_id = ride.expire_offer(now)
+                self._uow.get(Driver, driver_id).close_offer(ride.id, "expired", now)
+            else:
+                assert isinstance(decision, ExpireRequest)
+                ride = self._uow.get(Ride, decision.ride_id)
+                ride.expire(now)
+                self._uow.get(Rider, ride.rider_id).end_ride(ride.id, "expired", now)
+        except DomainError as error:
+            self._uow.rollback(mark)
+            log.info("decision %s no longer applies: %s", decision, error.reason)
+            return []
+        return self._uow.seal(mark)
+
+    # -- batch -------------------------------------------------------------------------
+    def commit(self) -> tuple[list[Outcome], list[Recording[UUID]]]:
+        """Save the batch in one recording; returns every outcome and the recordings."""
+        journal = self._uow.journal
+        try:
+            recordings = self.save(*journal) if journal else []
+        except Exception:
+            self.discard()
+            raise
+        self._uow.saved()
+        position = max((r.notification.id for r in recordings), default=None)
+        outcomes = [
+            o.model_copy(update={"position": position}) if not o.duplicate else o
+            for o in self._outcomes
+        ]
+        self._outcomes = []
+        return outcomes, recordings
+
+    def discard(self) -> None:
+        """Forget the open batch and every cached aggregate (after a failed or aborted commit)."""
+        self._outcomes = []
+        self._repository = self.construct_repository()
+        self._uow = UnitOfWork(self.repository)
+
+    def position(self) -> int:
+        """The shard's last log position (notification id)."""
+        return self.recorder.max_notification_id() or 0
+
+    # -- helpers -------------------------------------------------------------------------
+    def _reject(self, envelope: CommandEnvelope, now: datetime, code: str, reason: str) -> None:
+        record_id = derived_id(self.shard, COMMAND_NAMESPACE, envelope.command_id)
+        mark = self._uow.mark()
+        self._uow.add(
+            CommandRecord.record(
+                record_id, envelope.command_id, envelope.command.type, now,
+                accepted=False, code=code, reason=reason,
+            )
+        )
+        self._uow.seal(mark)
+        self._outcomes.append(
+            Outcome(
+                command_id=envelope.command_id, shard=self.shard, accepted=False,
+                code=code, reason=reason,
+            )
+        )
+
+    def _outcome_of(self, record: CommandRecord, duplicate: bool) -> Outcome:
+        return Outcome(
+            command_id=record.command_id, shard=self.shard, accepted=record.accepted,
+            code=record.code, reason=record.reason, duplicate=duplicate,
+        )
+
+    def _misrouted(self, envelope: CommandEnvelope) -> str:
+        return (
+            f"{envelope.target_id} belongs to shard {shard_of(envelope.target_id)}, "
+            f"not shard {self.shard}"
+        )

@@ -1,0 +1,154 @@
+"""Command handlers: load state, decide, record events. One function per command type.
+
+Each handler checks every aggregate it will touch before changing any, and returns the ids
+of the aggregates it changed. A ``DomainError`` means the command is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from dispatch.domain.driver import Driver, DriverStatus
+from dispatch.domain.errors import AlreadyExists, Forbidden, InvalidCommand
+from dispatch.domain.geo import Point
+from dispatch.domain.ids import shard_of
+from dispatch.domain.ride import Ride, RideStatus
+from dispatch.domain.rider import Rider
+from dispatch.shard.unit_of_work import UnitOfWork
+from schemas import commands as c
+
+
+class Policy:
+    """Settings a handler needs (kept apart from the handlers so tests can vary them)."""
+
+    def __init__(self, max_wait_s: float = 300.0) -> None:
+        self.max_wait_s = max_wait_s
+
+
+def register_driver(uow: UnitOfWork, cmd: c.RegisterDriver, now: datetime, p: Policy) -> list[UUID]:
+    if uow.exists(cmd.driver_id):
+        raise AlreadyExists(f"id {cmd.driver_id} is already registered")
+    uow.add(Driver.register(cmd.driver_id, cmd.name, now))
+    return [cmd.driver_id]
+
+
+def register_rider(uow: UnitOfWork, cmd: c.RegisterRider, now: datetime, p: Policy) -> list[UUID]:
+    if uow.exists(cmd.rider_id):
+        raise AlreadyExists(f"id {cmd.rider_id} is already registered")
+    uow.add(Rider.register(cmd.rider_id, cmd.name, now))
+    return [cmd.rider_id]
+
+
+def go_online(uow: UnitOfWork, cmd: c.GoOnline, now: datetime, p: Policy) -> list[UUID]:
+    uow.get(Driver, cmd.driver_id).go_online(now)
+    return [cmd.driver_id]
+
+
+def go_offline(uow: UnitOfWork, cmd: c.GoOffline, now: datetime, p: Policy) -> list[UUID]:
+    uow.get(Driver, cmd.driver_id).go_offline(cmd.after_trip, now)
+    return [cmd.driver_id]
+
+
+def request_ride(uow: UnitOfWork, cmd: c.RequestRide, now: datetime, p: Policy) -> list[UUID]:
+    if shard_of(cmd.ride_id) != shard_of(cmd.rider_id):
+        raise InvalidCommand(
+            f"ride {cmd.ride_id} is in shard {shard_of(cmd.ride_id)} but rider {cmd.rider_id} "
+            f"is in shard {shard_of(cmd.rider_id)}: rides are requested in the rider's market"
+        )
+    rider = uow.get(Rider, cmd.rider_id)
+    if uow.exists(cmd.ride_id):
+        raise AlreadyExists(f"ride {cmd.ride_id} already exists")
+    rider.check_can_request()
+    pickup = Point(cmd.pickup.lat, cmd.pickup.lng)
+    dropoff = Point(cmd.dropoff.lat, cmd.dropoff.lng)
+    uow.add(Ride.request(cmd.ride_id, cmd.rider_id, pickup, dropoff, p.max_wait_s, now))
+    rider.request_ride(cmd.ride_id, now)
+    return [cmd.ride_id, cmd.rider_id]
+
+
+def cancel_ride(uow: UnitOfWork, cmd: c.CancelRide, now: datetime, p: Policy) -> list[UUID]:
+    ride = uow.get(Ride, cmd.ride_id)
+    if ride.rider_id != cmd.rider_id:
+        raise Forbidden(f"ride {cmd.ride_id} belongs to another rider")
+    rider = uow.get(Rider, ride.rider_id)
+    status = ride.status
+    driver_id = ride.cancel_by_rider(cmd.rider_id, cmd.reason, now)
+    changed = [ride.id, rider.id]
+    if driver_id is not None:
+        driver = uow.get(Driver, driver_id)
+        if status == RideStatus.OFFERED:
+            driver.close_offer(ride.id, "withdrawn", now)
+        else:
+            driver.release(ride.id, "cancelled_by_rider", now)
+        changed.append(driver_id)
+    rider.end_ride(ride.id, "cancelled", now)
+    return changed
+
+
+def accept_offer(uow: UnitOfWork, cmd: c.AcceptOffer, now: datetime, p: Policy) -> list[UUID]:
+    ride, driver = uow.get(Ride, cmd.ride_id), uow.get(Driver, cmd.driver_id)
+    ride.check_offer_response(driver.id, now)
+    driver.check_holds(ride.id, DriverStatus.OFFERED)
+    ride.accept(driver.id, now)
+    driver.assign(ride.id, now)
+    return [ride.id, driver.id]
+
+
+def decline_offer(uow: UnitOfWork, cmd: c.DeclineOffer, now: datetime, p: Policy) -> list[UUID]:
+    ride, driver = uow.get(Ride, cmd.ride_id), uow.get(Driver, cmd.driver_id)
+    driver.check_holds(ride.id, DriverStatus.OFFERED)
+    ride.decline(driver.id, now)
+    driver.close_offer(ride.id, "declined", now)
+    return [ride.id, driver.id]
+
+
+def mark_arrived(uow: UnitOfWork, cmd: c.MarkArrived, now: datetime, p: Policy) -> list[UUID]:
+    uow.get(Ride, cmd.ride_id).arrive(cmd.driver_id, now)
+    return [cmd.ride_id]
+
+
+def start_trip(uow: UnitOfWork, cmd: c.StartTrip, now: datetime, p: Policy) -> list[UUID]:
+    ride, driver = uow.get(Ride, cmd.ride_id), uow.get(Driver, cmd.driver_id)
+    driver.check_holds(ride.id, DriverStatus.EN_ROUTE)
+    ride.start_trip(driver.id, now)
+    driver.start_trip(ride.id, now)
+    return [ride.id, driver.id]
+
+
+def complete_trip(uow: UnitOfWork, cmd: c.CompleteTrip, now: datetime, p: Policy) -> list[UUID]:
+    ride, driver = uow.get(Ride, cmd.ride_id), uow.get(Driver, cmd.driver_id)
+    rider = uow.get(Rider, ride.rider_id)
+    driver.check_holds(ride.id, DriverStatus.ON_TRIP)
+    ride.complete(driver.id, now)
+    driver.release(ride.id, "completed", now)
+    rider.end_ride(ride.id, "completed", now)
+    return [ride.id, driver.id, rider.id]
+
+
+def driver_cancel(uow: UnitOfWork, cmd: c.DriverCancel, now: datetime, p: Policy) -> list[UUID]:
+    ride, driver = uow.get(Ride, cmd.ride_id), uow.get(Driver, cmd.driver_id)
+    driver.check_holds(ride.id, DriverStatus.EN_ROUTE)
+    ride.cancel_by_driver(driver.id, cmd.reason, now)
+    driver.release(ride.id, "cancelled_by_driver", now)
+    return [ride.id, driver.id]
+
+
+Handler = Callable[[UnitOfWork, Any, datetime, Policy], list[UUID]]
+
+HANDLERS: dict[str, Handler] = {
+    "register_driver": register_driver,
+    "register_rider": register_rider,
+    "go_online": go_online,
+    "go_offline": go_offline,
+    "request_ride": request_ride,
+    "cancel_ride": cancel_ride,
+    "accept_offer": accept_offer,
+    "decline_offer": decline_offer,
+    "mark_arrived": mark_arrived,
+    "start_trip": start_trip,
+    "complete_trip": complete_trip,
+    "driver_cancel": driver_cancel,
+}

@@ -1,0 +1,134 @@
+"""A unit of work over one batch: aggregates loaded or created in the batch, saved once.
+
+Saving a whole poll's aggregates in one transaction is what makes the embedded write path
+fast, and on Kafka it is what puts a batch's events in one transaction. A command that
+fails half-way is rolled back to the state before it, so a rejected command changes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Repository
+from eventsourcing.domain import Aggregate
+
+from dispatch.domain.errors import NotFound
+
+A = TypeVar("A", bound=Aggregate)
+
+Mark = dict[UUID, int]
+
+
+class UnitOfWork:
+    def __init__(self, repository: Repository[UUID]) -> None:
+        self._repository = repository
+        self._touched: dict[UUID, Aggregate] = {}
+        self._stored_version: dict[UUID, int] = {}
+        self._journal: list[Any] = []
+        self._mark: Mark | None = None
+
+    def find(self, cls: type[A], aggregate_id: UUID) -> A | None:
+        """The aggregate, or None when no aggregate of that type has this id."""
+        agg = self._touched.get(aggregate_id)
+        if agg is None:
+            try:
+                agg = self._repository.get(aggregate_id)
+            except AggregateNotFoundError:
+                return None
+            self._touched[aggregate_id] = agg
+            self._stored_version[aggregate_id] = agg.version - len(agg.pending_events)
+        if not isinstance(agg, cls):
+            return None
+        if self._mark is not None and aggregate_id not in self._mark:
+            self._mark[aggregate_id] = len(agg.pending_events)
+        return agg
+
+    def get(self, cls: type[A], aggregate_id: UUID) -> A:
+        agg = self.find(cls, aggregate_id)
+        if agg is None:
+            raise NotFound(f"{cls.__name__.lower()} {aggregate_id} not found")
+        return agg
+
+    def exists(self, aggregate_id: UUID) -> bool:
+        return self.find(Aggregate, aggregate_id) is not None
+
+    def add(self, aggregate: Aggregate) -> None:
+        self._touched[aggregate.id] = aggregate
+        self._stored_version.setdefault(aggregate.id, 0)
+        if self._mark is not None:
+            self._mark.setdefault(aggregate.id, 0)
+
+    def mark(self) -> Mark:
+        """Start a command: remember how many events each aggregate it reaches had.
+
+        Handlers reach aggregates only through ``find``/``get``/``add``, so the mark fills
+        in lazily and stays as small as the command."""
+        self._mark = {}
+        return self._mark
+
+    def seal(self, since: Mark) -> list[Any]:
+        """Keep the events triggered after ``since`` and return them.
+
+        The journal holds the batch's events in the order they were decided, which is the
+        order they are recorded in: a log reader sees causes before their effects.
+        """
+        out: list[Any] = []
+        for agg_id, count in since.items():
+            agg = self._touched.get(agg_id)
+            if agg is not None:
+                out.extend(agg.pending_events[count:])
+        self._journal.extend(out)
+        self._mark = None
+        return out
+
+    @property
+    def journal(self) -> list[Any]:
+        return self._journal
+
+    def rollback(self, to: Mark) -> None:
+        """Undo every event triggered after ``to`` (the aggregates return to that state)."""
+        self._mark = None
+        for agg_id, keep in to.items():
+            agg = self._touched.get(agg_id)
+            if agg is None or len(agg.pending_events) == keep:
+                continue
+            kept_events = list(agg.pending_events[:keep])
+            stored = self._stored_version[agg_id]
+            if stored == 0 and not kept_events:
+                del self._touched[agg_id]
+                self._forget_cached(agg_id)
+                continue
+            base: Any = self._repository.get(agg_id, version=stored) if stored else None
+            for event in kept_events:
+                base = event.mutate(base)
+            base.pending_events.extend(kept_events)
+            self._touched[agg_id] = base
+            self._put_cached(agg_id, base)
+
+    def dirty(self) -> list[Aggregate]:
+        return [a for a in self._touched.values() if a.pending_events]
+
+    def saved(self) -> None:
+        """The journal was recorded: clear pending events, cache the aggregates, start anew."""
+        for agg in self.dirty():
+            agg.collect_events()
+            self._put_cached(agg.id, agg)
+        self.clear()
+
+    def clear(self) -> None:
+        self._touched.clear()
+        self._stored_version.clear()
+        self._journal = []
+
+    def _forget_cached(self, agg_id: UUID) -> None:
+        cache = self._repository.cache
+        if cache is not None:
+            try:
+                cache.get(agg_id, evict=True)
+            except KeyError:
+                pass
+
+    def _put_cached(self, agg_id: UUID, agg: Aggregate) -> None:
+        if self._repository.cache is not None:
+            self._repository.cache.put(agg_id, agg)

@@ -1,0 +1,1 @@
+"""The load simulator: a simulated city of moving drivers and requesting riders."""

@@ -1,0 +1,65 @@
+"""Simulated drivers: where they are (moving along straight segments) and what they do."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from uuid import UUID
+
+
+class Phase(Enum):
+    IDLE = "idle"
+    OFFERED = "offered"
+    TO_PICKUP = "to_pickup"
+    AT_PICKUP = "at_pickup"
+    ON_TRIP = "on_trip"
+
+
+BUSY = frozenset({Phase.TO_PICKUP, Phase.AT_PICKUP, Phase.ON_TRIP})
+
+
+@dataclass(slots=True)
+class SimDriver:
+    driver_id: UUID
+    lat: float
+    lng: float
+    ping_phase: int
+    phase: Phase = Phase.IDLE
+    ride_id: UUID | None = None
+    epoch: int = 0  # bumped on every change of plan, so stale scheduled actions are ignored
+    to_lat: float = 0.0
+    to_lng: float = 0.0
+    t0: float = 0.0
+    t1: float = 0.0
+
+    def position(self, now: float) -> tuple[float, float]:
+        if now >= self.t1 or self.t1 <= self.t0:
+            return self.to_lat, self.to_lng
+        f = (now - self.t0) / (self.t1 - self.t0)
+        return self.lat + (self.to_lat - self.lat) * f, self.lng + (self.to_lng - self.lng) * f
+
+    def head_to(self, lat: float, lng: float, now: float, travel_s: float) -> None:
+        self.lat, self.lng = self.position(now)
+        self.to_lat, self.to_lng, self.t0, self.t1 = lat, lng, now, now + travel_s
+
+    def stop(self, now: float) -> None:
+        self.head_to(*self.position(now), now, 0.0)
+
+    def change_plan(self, phase: Phase, ride_id: UUID | None) -> int:
+        self.phase, self.ride_id = phase, ride_id
+        self.epoch += 1
+        return self.epoch
+
+
+@dataclass(slots=True)
+class SimRide:
+    ride_id: UUID
+    rider_id: UUID
+    pickup: tuple[float, float]
+    dropoff: tuple[float, float]
+    requested_at: float
+    first_offer_at: float | None = None
+    accepted_at: float | None = None
+    offered_eta_s: float = 0.0
+    pickup_eta_s: float | None = None
+    outcome: str | None = None  # completed, cancelled, expired

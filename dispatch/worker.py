@@ -1,0 +1,106 @@
+"""The shard worker: poll, apply commands, feed pings, tick the matcher, commit once.
+
+Written against the transport port only; the embedded and the Kafka transports plug in
+without touching it. Side effects (saving, publishing outcomes) happen after all decisions
+of the batch, in one place.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import Recording
+
+from dispatch.matching.matcher import Matcher
+from dispatch.messages import Inbound
+from dispatch.shard.application import ShardApplication
+from dispatch.transport.port import Transport
+from schemas.commands import Outcome
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+CommitListener = Callable[[int, Sequence[Recording[UUID]]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchReport:
+    commands: int
+    pings: int
+    events: int
+    outcomes: list[Outcome]
+
+
+class ShardWorker:
+    def __init__(
+        self,
+        shard: int,
+        app: ShardApplication,
+        matcher_factory: Callable[[], Matcher],
+        transport: Transport,
+        clock: Clock,
+        max_batch: int = 5_000,
+    ) -> None:
+        self.shard, self.app, self.transport, self.clock = shard, app, transport, clock
+        self._matcher_factory = matcher_factory
+        self.matcher = matcher_factory()
+        self.max_batch = max_batch
+        self.listeners: list[CommitListener] = []
+
+    def restore(self) -> int:
+        """Rebuild the matcher's state by folding the shard's whole log; returns events read."""
+        self.matcher = self._matcher_factory()
+        count, start = 0, 1
+        while True:
+            page = self.app.recorder.select_notifications(start, 1_000)
+            for notification in page:
+                self.matcher.observe(self.app.mapper.to_domain_event(notification))
+            count += len(page)
+            if len(page) < 1_000:
+                return count
+            start = page[-1].id + 1
+
+    def run_once(self, timeout_s: float = 0.0) -> BatchReport:
+        inbound = self.transport.poll(self.shard, self.max_batch, timeout_s)
+        return self.process(inbound)
+
+    def process(self, inbound: Inbound) -> BatchReport:
+        now = self.clock()
+        now_dt = datetime.fromtimestamp(now, UTC)
+        matcher = self.matcher
+        for ping in inbound.pings:
+            matcher.ping(ping.driver_id, ping.lat, ping.lng, ping.at)
+        for envelope in inbound.commands:
+            self._observe(self.app.handle(envelope, now_dt))
+        for decision in matcher.tick(now):
+            self._observe(self.app.decide(decision, now_dt))
+        try:
+            outcomes, recordings = self.app.commit()
+        except Exception:
+            log.exception("shard %s: commit failed; batch dropped, shard restored", self.shard)
+            self.restore()
+            outcomes = [
+                Outcome(
+                    command_id=e.command_id, shard=self.shard, accepted=False,
+                    code="unavailable", reason="the shard could not save the batch; retry",
+                )
+                for e in inbound.commands
+            ]
+            recordings = []
+        if inbound.poison:
+            self.transport.dead_letter(inbound.poison)
+        if outcomes:
+            self.transport.publish_outcomes(outcomes)
+        if recordings:
+            for listener in self.listeners:
+                listener(self.shard, recordings)
+        return BatchReport(len(inbound.commands), len(inbound.pings), len(recordings), outcomes)
+
+    def _observe(self, events: list[Any]) -> None:
+        for event in events:
+            self.matcher.observe(event)

@@ -1,0 +1,147 @@
+"""Command envelopes: what the API and the simulator send to a shard's worker.
+
+``command_id`` is the idempotency key: a repeated id gets the first outcome back and
+records nothing new. The shard is carried in the aggregate ids (see ``dispatch.domain.ids``).
+Schema version 1.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.common import LatLng, Name, Reason
+
+SCHEMA_VERSION = 1
+
+
+class _Command(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class RegisterDriver(_Command):
+    type: Literal["register_driver"] = "register_driver"
+    driver_id: UUID
+    name: Name
+
+
+class RegisterRider(_Command):
+    type: Literal["register_rider"] = "register_rider"
+    rider_id: UUID
+    name: Name
+
+
+class GoOnline(_Command):
+    type: Literal["go_online"] = "go_online"
+    driver_id: UUID
+
+
+class GoOffline(_Command):
+    type: Literal["go_offline"] = "go_offline"
+    driver_id: UUID
+    after_trip: bool = False
+
+
+class RequestRide(_Command):
+    type: Literal["request_ride"] = "request_ride"
+    ride_id: UUID
+    rider_id: UUID
+    pickup: LatLng
+    dropoff: LatLng
+
+
+class CancelRide(_Command):
+    """The rider cancels (any time before the trip starts)."""
+
+    type: Literal["cancel_ride"] = "cancel_ride"
+    ride_id: UUID
+    rider_id: UUID
+    reason: Reason = ""
+
+
+class _DriverRideCommand(_Command):
+    ride_id: UUID
+    driver_id: UUID
+
+
+class AcceptOffer(_DriverRideCommand):
+    type: Literal["accept_offer"] = "accept_offer"
+
+
+class DeclineOffer(_DriverRideCommand):
+    type: Literal["decline_offer"] = "decline_offer"
+
+
+class MarkArrived(_DriverRideCommand):
+    type: Literal["mark_arrived"] = "mark_arrived"
+
+
+class StartTrip(_DriverRideCommand):
+    type: Literal["start_trip"] = "start_trip"
+
+
+class CompleteTrip(_DriverRideCommand):
+    type: Literal["complete_trip"] = "complete_trip"
+
+
+class DriverCancel(_DriverRideCommand):
+    """The assigned driver cancels before the trip starts: the ride goes back to dispatch."""
+
+    type: Literal["driver_cancel"] = "driver_cancel"
+    reason: Reason = ""
+
+
+Command = Annotated[
+    RegisterDriver
+    | RegisterRider
+    | GoOnline
+    | GoOffline
+    | RequestRide
+    | CancelRide
+    | AcceptOffer
+    | DeclineOffer
+    | MarkArrived
+    | StartTrip
+    | CompleteTrip
+    | DriverCancel,
+    Field(discriminator="type"),
+]
+
+
+class CommandEnvelope(BaseModel):
+    """One command on its way to a shard: routed by the id of the aggregate it targets."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    command_id: Annotated[str, Field(min_length=1, max_length=128)]
+    issued_at: datetime
+    reply_to: str | None = None
+    command: Command
+
+    @property
+    def target_id(self) -> UUID:
+        """The aggregate whose shard handles this command."""
+        cmd = self.command
+        if isinstance(cmd, RegisterDriver | GoOnline | GoOffline):
+            return cmd.driver_id
+        if isinstance(cmd, RegisterRider):
+            return cmd.rider_id
+        return cmd.ride_id
+
+
+class Outcome(BaseModel):
+    """The one reply to a command: accepted (with its log position) or rejected with a reason."""
+
+    model_config = ConfigDict(frozen=True)
+
+    command_id: str
+    shard: int
+    accepted: bool
+    code: str = "ok"
+    reason: str = ""
+    position: int | None = None
+    duplicate: bool = False
