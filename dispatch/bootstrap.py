@@ -6,17 +6,21 @@ import time
 from pathlib import Path
 
 from dispatch.engine import EmbeddedEngine
+from dispatch.logsources import SqliteLogSource
 from dispatch.markets import MarketMap
 from dispatch.matching.eta import StraightLineEta
 from dispatch.matching.index import DriverIndex
 from dispatch.matching.matcher import Matcher, MatcherConfig
 from dispatch.matching.strategies import SearchLimits, make_strategy
+from dispatch.runtime import Runtime
 from dispatch.settings import Settings
 from dispatch.shard.application import ShardApplication
 from dispatch.shard.handlers import Policy
 from dispatch.transport.embedded import EmbeddedTransport
 from dispatch.transport.port import Transport
 from dispatch.worker import Clock, ShardWorker
+from projections.runner import ProjectionRunner
+from projections.views import ViewSet, default_projections
 
 
 def sqlite_env(data_dir: Path, shard: int) -> dict[str, str]:
@@ -46,9 +50,7 @@ def build_matcher(settings: Settings) -> Matcher:
     )
 
 
-def build_worker(
-    settings: Settings, shard: int, transport: Transport, clock: Clock
-) -> ShardWorker:
+def build_worker(settings: Settings, shard: int, transport: Transport, clock: Clock) -> ShardWorker:
     app = build_application(settings, shard)
     return ShardWorker(shard, app, lambda: build_matcher(settings), transport, clock)
 
@@ -64,3 +66,18 @@ def build_embedded_engine(settings: Settings, clock: Clock = time.time) -> Embed
     engine = EmbeddedEngine(transport, workers)
     engine.restore()
     return engine
+
+
+def build_runtime(settings: Settings, clock: Clock = time.time) -> Runtime:
+    """A serving process. Embedded: all shards' workers in threads, views following the
+    shard SQLite files. (Kafka mode arrives with the worker: see docs/ARCHITECTURE.md.)"""
+    if not settings.embedded:
+        raise NotImplementedError("the API on Kafka needs `dispatch worker` processes")
+    engine = build_embedded_engine(settings, clock)
+    views = ViewSet(default_projections(settings.h3_resolution, settings.ping_ttl_s))
+    runner = ProjectionRunner(SqliteLogSource(settings.data_dir), views)
+    for worker in engine.workers.values():
+        worker.listeners.append(lambda _shard, _recordings: runner.nudge())
+    return Runtime(
+        settings, engine.transport, views, runner, build_markets(settings), clock, engine
+    )

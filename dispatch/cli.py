@@ -31,7 +31,8 @@ def simulate(
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same run).")] = 7,
     strategy: Annotated[str, typer.Option(help="greedy or batch")] = "greedy",
     demand: Annotated[
-        float | None, typer.Option(help="Ride requests per simulated minute (default 7.5% of drivers).")
+        float | None,
+        typer.Option(help="Ride requests per simulated minute (default 7.5% of drivers)."),
     ] = None,
     data_dir: Annotated[
         Path | None, typer.Option(help="Where to write the event log (default: a new folder).")
@@ -48,11 +49,13 @@ def simulate(
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     target = data_dir or base.data_dir / "simulations" / f"{stamp}-seed{seed}-{strategy}"
     if target.exists() and any(target.iterdir()):
-        raise typer.BadParameter(f"{target} is not empty; a simulation needs a fresh log",
-                                 param_hint="--data-dir")
+        raise typer.BadParameter(
+            f"{target} is not empty; a simulation needs a fresh log", param_hint="--data-dir"
+        )
     settings = base.model_copy(update={"data_dir": target, "strategy": strategy})
-    config = SimConfig(drivers=drivers, minutes=minutes, seed=seed, demand_per_min=demand,
-                       strategy=strategy)
+    config = SimConfig(
+        drivers=drivers, minutes=minutes, seed=seed, demand_per_min=demand, strategy=strategy
+    )
     if as_json:
         report = run_embedded(config, settings)
         print(json.dumps(report.as_dict() | {"data_dir": str(target)}, indent=2))

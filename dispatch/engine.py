@@ -30,7 +30,9 @@ class EmbeddedEngine:
         """Run each shard's worker in its own thread until ``stop()``."""
         for worker in self.workers.values():
             thread = threading.Thread(
-                target=self._loop, args=(worker, poll_timeout_s), daemon=True,
+                target=self._loop,
+                args=(worker, poll_timeout_s),
+                daemon=True,
                 name=f"shard-{worker.shard}",
             )
             thread.start()

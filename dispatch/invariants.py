@@ -11,40 +11,41 @@ Used by the simulator's report, by ``dispatch replay verify`` and by the failove
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
-from uuid import UUID
 
 from dispatch.domain.command_record import CommandRecord
 from dispatch.domain.driver import Driver, DriverStatus
 from dispatch.domain.ride import Ride, RideStatus
 from dispatch.domain.rider import Rider
+from dispatch.log import LogEvent, parse_time
 
 R, D = RideStatus, DriverStatus
-_ANY_LIVE = {R.REQUESTED, R.OFFERED, R.ACCEPTED, R.DRIVER_ARRIVED}
+_LIVE = {R.REQUESTED, R.OFFERED, R.ACCEPTED, R.DRIVER_ARRIVED}
+_RELEASES_DRIVER = {R.REQUESTED, R.COMPLETED, R.CANCELLED, R.EXPIRED}
 
-RIDE_TRANSITIONS: dict[type, tuple[set[Any], Any]] = {
-    Ride.Offered: ({R.REQUESTED}, R.OFFERED),
-    Ride.OfferDeclined: ({R.OFFERED}, R.REQUESTED),
-    Ride.OfferExpired: ({R.OFFERED}, R.REQUESTED),
-    Ride.Accepted: ({R.OFFERED}, R.ACCEPTED),
-    Ride.DriverArrived: ({R.ACCEPTED}, R.DRIVER_ARRIVED),
-    Ride.TripStarted: ({R.DRIVER_ARRIVED}, R.IN_PROGRESS),
-    Ride.Completed: ({R.IN_PROGRESS}, R.COMPLETED),
-    Ride.CancelledByRider: (_ANY_LIVE, R.CANCELLED),
-    Ride.CancelledByDriver: ({R.ACCEPTED, R.DRIVER_ARRIVED}, R.REQUESTED),
-    Ride.Expired: ({R.REQUESTED}, R.EXPIRED),
+RIDE_TRANSITIONS: dict[str, tuple[set[Any], Any]] = {
+    Ride.Offered.TOPIC: ({R.REQUESTED}, R.OFFERED),
+    Ride.OfferDeclined.TOPIC: ({R.OFFERED}, R.REQUESTED),
+    Ride.OfferExpired.TOPIC: ({R.OFFERED}, R.REQUESTED),
+    Ride.Accepted.TOPIC: ({R.OFFERED}, R.ACCEPTED),
+    Ride.DriverArrived.TOPIC: ({R.ACCEPTED}, R.DRIVER_ARRIVED),
+    Ride.TripStarted.TOPIC: ({R.DRIVER_ARRIVED}, R.IN_PROGRESS),
+    Ride.Completed.TOPIC: ({R.IN_PROGRESS}, R.COMPLETED),
+    Ride.CancelledByRider.TOPIC: (_LIVE, R.CANCELLED),
+    Ride.CancelledByDriver.TOPIC: ({R.ACCEPTED, R.DRIVER_ARRIVED}, R.REQUESTED),
+    Ride.Expired.TOPIC: ({R.REQUESTED}, R.EXPIRED),
 }
-DRIVER_TRANSITIONS: dict[type, tuple[set[Any], Any]] = {
-    Driver.WentOnline: ({D.OFFLINE}, D.AVAILABLE),
-    Driver.WentOffline: ({D.AVAILABLE}, D.OFFLINE),
-    Driver.OfflineAfterTripRequested: ({D.EN_ROUTE, D.ON_TRIP}, None),
-    Driver.OfferReceived: ({D.AVAILABLE}, D.OFFERED),
-    Driver.OfferClosed: ({D.OFFERED}, D.AVAILABLE),
-    Driver.Assigned: ({D.OFFERED}, D.EN_ROUTE),
-    Driver.TripStarted: ({D.EN_ROUTE}, D.ON_TRIP),
-    Driver.Released: ({D.EN_ROUTE, D.ON_TRIP}, D.AVAILABLE),
+DRIVER_TRANSITIONS: dict[str, tuple[set[Any], Any]] = {
+    Driver.WentOnline.TOPIC: ({D.OFFLINE}, D.AVAILABLE),
+    Driver.WentOffline.TOPIC: ({D.AVAILABLE}, D.OFFLINE),
+    Driver.OfflineAfterTripRequested.TOPIC: ({D.EN_ROUTE, D.ON_TRIP}, None),
+    Driver.OfferReceived.TOPIC: ({D.AVAILABLE}, D.OFFERED),
+    Driver.OfferClosed.TOPIC: ({D.OFFERED}, D.AVAILABLE),
+    Driver.Assigned.TOPIC: ({D.OFFERED}, D.EN_ROUTE),
+    Driver.TripStarted.TOPIC: ({D.EN_ROUTE}, D.ON_TRIP),
+    Driver.Released.TOPIC: ({D.EN_ROUTE, D.ON_TRIP}, D.AVAILABLE),
 }
+RIDER_EVENTS = {Rider.RideRequested.TOPIC, Rider.RideEnded.TOPIC}
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,120 +63,126 @@ class Violation:
 class InvariantChecker:
     violations: list[Violation] = field(default_factory=list)
     events: int = 0
-    versions: dict[UUID, int] = field(default_factory=dict)
-    ride_status: dict[UUID, Any] = field(default_factory=dict)
-    driver_status: dict[UUID, Any] = field(default_factory=dict)
-    rider_active: dict[UUID, UUID | None] = field(default_factory=dict)
-    driver_ride: dict[UUID, UUID] = field(default_factory=dict)
-    ride_driver: dict[UUID, UUID] = field(default_factory=dict)
-    open_offers: dict[UUID, tuple[datetime, str]] = field(default_factory=dict)
+    versions: dict[str, int] = field(default_factory=dict)
+    ride_status: dict[str, Any] = field(default_factory=dict)
+    driver_status: dict[str, Any] = field(default_factory=dict)
+    rider_active: dict[str, str | None] = field(default_factory=dict)
+    driver_ride: dict[str, str] = field(default_factory=dict)
+    ride_driver: dict[str, str] = field(default_factory=dict)
+    open_offers: dict[str, tuple[float, str]] = field(default_factory=dict)
     command_ids: dict[str, str] = field(default_factory=dict)
-    offline_after_trip: set[UUID] = field(default_factory=set)
-    last_time: datetime | None = None
+    offline_after_trip: set[str] = field(default_factory=set)
+    last_time: float = float("-inf")
 
-    def check(self, event: Any, position: str) -> None:
+    def check(self, e: LogEvent) -> None:
         self.events += 1
-        agg_id: UUID = event.originator_id
-        self.last_time = event.timestamp
-        expected = self.versions.get(agg_id, 0) + 1
-        if event.originator_version != expected:
-            self._flag(position, agg_id, "version_gap",
-                       f"version {event.originator_version} where {expected} was expected")
-        self.versions[agg_id] = max(event.originator_version, self.versions.get(agg_id, 0))
-        kind = type(event)
-        if kind is Ride.Created:
+        agg_id, topic = e.aggregate_id, e.topic
+        self.last_time = max(self.last_time, e.at)
+        last = self.versions.get(agg_id, 0)
+        if e.version != last + 1:
+            self._flag(e, "version_gap", f"version {e.version} where {last + 1} was expected")
+        self.versions[agg_id] = max(e.version, last)
+        if topic in RIDE_TRANSITIONS:
+            self._ride(e)
+        elif topic in DRIVER_TRANSITIONS:
+            self._driver(e)
+        elif topic in RIDER_EVENTS:
+            self._rider(e)
+        elif topic == Ride.Created.TOPIC:
             self.ride_status[agg_id] = R.REQUESTED
-        elif kind is Driver.Created:
+        elif topic == Driver.Created.TOPIC:
             self.driver_status[agg_id] = D.OFFLINE
-        elif kind is Rider.Created:
+        elif topic == Rider.Created.TOPIC:
             self.rider_active[agg_id] = None
-        elif kind is CommandRecord.Created:
-            first = self.command_ids.setdefault(event.command_id, position)
-            if first != position:
-                self._flag(position, agg_id, "duplicate_outcome",
-                           f"command {event.command_id} already had an outcome at {first}")
-        elif kind in RIDE_TRANSITIONS:
-            self._ride(event, position)
-        elif kind in DRIVER_TRANSITIONS:
-            self._driver(event, position)
-        elif kind in (Rider.RideRequested, Rider.RideEnded):
-            self._rider(event, position)
+        elif topic == CommandRecord.Created.TOPIC:
+            first = self.command_ids.setdefault(e.data["command_id"], e.where)
+            if first != e.where:
+                self._flag(
+                    e,
+                    "duplicate_outcome",
+                    f"command {e.data['command_id']} already had an outcome at {first}",
+                )
 
     def finish(self) -> list[Violation]:
-        """Offers whose expiry passed before the log's last event and were never resolved."""
-        if self.last_time is not None:
-            for ride_id, (expires_at, position) in self.open_offers.items():
-                if expires_at < self.last_time:
-                    self._flag(position, ride_id, "unresolved_offer",
-                               f"offer expired at {expires_at.isoformat()} but was never closed")
+        """Flag offers whose expiry passed before the log's last event and were never closed."""
+        for ride_id, (expires_at, where) in self.open_offers.items():
+            if expires_at < self.last_time:
+                self.violations.append(
+                    Violation(
+                        where,
+                        ride_id,
+                        "unresolved_offer",
+                        f"offer expired at {expires_at:.0f} (epoch s) but was never closed",
+                    )
+                )
+        self.open_offers.clear()
         return self.violations
 
     # -- per aggregate type ------------------------------------------------------------
-    def _ride(self, event: Any, position: str) -> None:
-        ride_id: UUID = event.originator_id
-        allowed, after = RIDE_TRANSITIONS[type(event)]
+    def _ride(self, e: LogEvent) -> None:
+        ride_id = e.aggregate_id
+        allowed, after = RIDE_TRANSITIONS[e.topic]
         status = self.ride_status.get(ride_id)
         if status not in allowed:
-            self._flag(position, ride_id, "illegal_transition",
-                       f"ride {type(event).__name__} while {status}")
+            self._flag(e, "illegal_transition", f"{e.kind} while the ride is {status}")
         self.ride_status[ride_id] = after
-        driver = UUID(event.driver_id) if hasattr(event, "driver_id") else None
-        if isinstance(event, Ride.Offered):
+        driver = e.data.get("driver_id")
+        if e.topic == Ride.Offered.TOPIC:
             assert driver is not None
             held = self.driver_ride.get(driver)
             if held is not None and held != ride_id:
-                self._flag(position, ride_id, "driver_in_two_rides",
-                           f"driver {driver} offered ride {ride_id} while holding {held}")
+                self._flag(
+                    e,
+                    "driver_in_two_rides",
+                    f"driver {driver} offered ride {ride_id} while holding {held}",
+                )
             other = self.ride_driver.get(ride_id)
             if other is not None and other != driver:
-                self._flag(position, ride_id, "ride_with_two_drivers",
-                           f"ride {ride_id} offered to {driver} while held by {other}")
+                self._flag(
+                    e, "ride_with_two_drivers", f"ride offered to {driver} while held by {other}"
+                )
             self.driver_ride[driver] = ride_id
             self.ride_driver[ride_id] = driver
-            self.open_offers[ride_id] = (event.offer_expires_at, position)
-        elif isinstance(event, Ride.Accepted):
+            self.open_offers[ride_id] = (parse_time(e.data["offer_expires_at"]), e.where)
+        elif e.topic == Ride.Accepted.TOPIC:
             self.open_offers.pop(ride_id, None)
-            if self.ride_driver.get(ride_id) != driver:
-                self._flag(position, ride_id, "ride_with_two_drivers",
-                           f"ride {ride_id} accepted by {driver}, offered to "
-                           f"{self.ride_driver.get(ride_id)}")
-        elif after in (R.REQUESTED, R.COMPLETED, R.CANCELLED, R.EXPIRED):
+            holder = self.ride_driver.get(ride_id)
+            if holder != driver:
+                self._flag(
+                    e, "ride_with_two_drivers", f"ride accepted by {driver} but offered to {holder}"
+                )
+        elif after in _RELEASES_DRIVER:
             self.open_offers.pop(ride_id, None)
             holder = self.ride_driver.pop(ride_id, None)
             if holder is not None and self.driver_ride.get(holder) == ride_id:
                 del self.driver_ride[holder]
 
-    def _driver(self, event: Any, position: str) -> None:
-        driver_id: UUID = event.originator_id
-        allowed, after = DRIVER_TRANSITIONS[type(event)]
+    def _driver(self, e: LogEvent) -> None:
+        driver_id, topic = e.aggregate_id, e.topic
+        allowed, after = DRIVER_TRANSITIONS[topic]
         status = self.driver_status.get(driver_id)
         if status not in allowed:
-            self._flag(position, driver_id, "illegal_transition",
-                       f"driver {type(event).__name__} while {status}")
-        kind = type(event)
-        if kind is Driver.OfflineAfterTripRequested:
+            self._flag(e, "illegal_transition", f"{e.kind} while the driver is {status}")
+        if topic == Driver.OfflineAfterTripRequested.TOPIC:
             self.offline_after_trip.add(driver_id)
-        elif kind is Driver.Released and driver_id in self.offline_after_trip:
+        elif topic == Driver.Released.TOPIC and driver_id in self.offline_after_trip:
             after = D.OFFLINE
-        if kind in (Driver.Released, Driver.WentOnline, Driver.WentOffline):
+        if topic in (Driver.Released.TOPIC, Driver.WentOnline.TOPIC, Driver.WentOffline.TOPIC):
             self.offline_after_trip.discard(driver_id)
         if after is not None:
             self.driver_status[driver_id] = after
 
-    def _rider(self, event: Any, position: str) -> None:
-        rider_id: UUID = event.originator_id
+    def _rider(self, e: LogEvent) -> None:
+        rider_id, ride = e.aggregate_id, e.data["ride_id"]
         active = self.rider_active.get(rider_id)
-        ride = UUID(event.ride_id)
-        if isinstance(event, Rider.RideRequested):
+        if e.topic == Rider.RideRequested.TOPIC:
             if active is not None:
-                self._flag(position, rider_id, "rider_with_two_rides",
-                           f"rider requested {ride} while {active} is active")
+                self._flag(e, "rider_with_two_rides", f"requested {ride} while {active} is active")
             self.rider_active[rider_id] = ride
         else:
             if active != ride:
-                self._flag(position, rider_id, "illegal_transition",
-                           f"rider ended {ride} but the active ride is {active}")
+                self._flag(e, "illegal_transition", f"ended {ride} but the active ride is {active}")
             self.rider_active[rider_id] = None
 
-    def _flag(self, position: str, agg_id: UUID, kind: str, detail: str) -> None:
-        self.violations.append(Violation(position, str(agg_id), kind, detail))
+    def _flag(self, e: LogEvent, kind: str, detail: str) -> None:
+        self.violations.append(Violation(e.where, e.aggregate_id, kind, detail))

@@ -86,8 +86,11 @@ class ShardWorker:
             self.restore()
             outcomes = [
                 Outcome(
-                    command_id=e.command_id, shard=self.shard, accepted=False,
-                    code="unavailable", reason="the shard could not save the batch; retry",
+                    command_id=e.command_id,
+                    shard=self.shard,
+                    accepted=False,
+                    code="unavailable",
+                    reason="the shard could not save the batch; retry",
                 )
                 for e in inbound.commands
             ]

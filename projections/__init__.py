@@ -1,0 +1,1 @@
+"""Read projections: each is a function ``(view, event) -> view`` plus a checkpoint."""

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.common import LatLng, Name, Reason
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 
 
 class _Command(BaseModel):

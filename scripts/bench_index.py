@@ -25,8 +25,8 @@ import h3
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dispatch.matching.geo import haversine_m  # noqa: E402
-from dispatch.matching.index import DriverIndex  # noqa: E402
+from dispatch.matching.geo import haversine_m
+from dispatch.matching.index import DriverIndex
 
 CENTRE = (37.77, -122.42)
 HALF_SIDE_M = 15_000.0
@@ -176,16 +176,24 @@ def main() -> None:
     if args.json:
         print(json.dumps(result, indent=2))
         return
-    print(f"{args.drivers} drivers, res {args.resolution}, k={args.k}, radius {args.radius:.0f} m, "
-          f"median of {args.rounds} rounds")
+    print(
+        f"{args.drivers} drivers, res {args.resolution}, k={args.k}, radius {args.radius:.0f} m, "
+        f"median of {args.rounds} rounds"
+    )
     print(f"{'':22}{'queries/s':>12}{'p50 us':>10}{'p95 us':>10}{'p99 us':>10}{'max us':>10}")
     for name, s in (("DriverIndex.nearest", ix), ("naive grid_disk+sort", nv)):
-        print(f"{name:22}{s['queries_per_s']:>12,.0f}{s['p50_us']:>10.1f}{s['p95_us']:>10.1f}"
-              f"{s['p99_us']:>10.1f}{s['max_us']:>10.1f}")
-    print(f"speed-up vs naive: {result['speedup_vs_naive']:.0f}x   "
-          f"cold first pass: {cold_qps:,.0f} queries/s   naive mismatches: {mismatches}")
-    print(f"fresh inserts: {result['inserts_per_s']:,.0f}/s   moves: {result['moves_per_s']:,.0f}/s "
-          f"({result['moves_cross_cell_fraction']:.1%} change cell)")
+        print(
+            f"{name:22}{s['queries_per_s']:>12,.0f}{s['p50_us']:>10.1f}{s['p95_us']:>10.1f}"
+            f"{s['p99_us']:>10.1f}{s['max_us']:>10.1f}"
+        )
+    print(
+        f"speed-up vs naive: {result['speedup_vs_naive']:.0f}x   "
+        f"cold first pass: {cold_qps:,.0f} queries/s   naive mismatches: {mismatches}"
+    )
+    print(
+        f"fresh inserts: {result['inserts_per_s']:,.0f}/s   moves: {result['moves_per_s']:,.0f}/s "
+        f"({result['moves_cross_cell_fraction']:.1%} change cell)"
+    )
 
 
 if __name__ == "__main__":

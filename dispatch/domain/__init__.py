@@ -1,1 +1,1 @@
-"""The pure domain model: aggregates, events and errors (standard library + eventsourcing.domain)."""
+"""The pure domain model: aggregates, events, errors (stdlib and eventsourcing.domain only)."""

@@ -28,7 +28,6 @@ class CommandRecord(Aggregate):
         reason: str
         aggregate_ids: list[str]
 
-
     def __init__(
         self,
         command_id: str,

@@ -38,7 +38,6 @@ class Driver(Aggregate):
         class_version = 1
         name: str
 
-
     class WentOnline(Event):
         TOPIC = "dispatch.Driver.WentOnline"
         class_version = 1

@@ -53,7 +53,6 @@ class Ride(Aggregate):
         dropoff: list[float]
         expires_at: datetime
 
-
     class Offered(Event):
         TOPIC = "dispatch.Ride.Offered"
         class_version = 1

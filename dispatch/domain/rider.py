@@ -23,7 +23,6 @@ class Rider(Aggregate):
         class_version = 1
         name: str
 
-
     class RideRequested(Event):
         TOPIC = "dispatch.Rider.RideRequested"
         class_version = 1
@@ -53,7 +52,9 @@ class Rider(Aggregate):
 
     def check_can_request(self) -> None:
         if self.active_ride is not None:
-            raise IllegalTransition(f"rider {self.id} already has an active ride {self.active_ride}")
+            raise IllegalTransition(
+                f"rider {self.id} already has an active ride {self.active_ride}"
+            )
 
     def request_ride(self, ride_id: UUID, at: datetime) -> None:
         self.check_can_request()

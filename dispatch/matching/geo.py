@@ -28,8 +28,9 @@ def check_latlng(lat: float, lng: float) -> None:
         raise ValueError(f"longitude must be a finite number in [-180, 180], got {lng!r}")
 
 
-def hav_term(lat1_r: float, lng1_r: float, cos1: float, lat2_r: float, lng2_r: float,
-             cos2: float) -> float:
+def hav_term(
+    lat1_r: float, lng1_r: float, cos1: float, lat2_r: float, lng2_r: float, cos2: float
+) -> float:
     """The haversine term ``a`` (monotone in distance) for points given in radians."""
     s1 = math.sin((lat2_r - lat1_r) * 0.5)
     s2 = math.sin((lng2_r - lng1_r) * 0.5)

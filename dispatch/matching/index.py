@@ -38,7 +38,7 @@ _ROW = 5  # doubles per driver row: lat_rad / 2, lng_rad / 2, cos_lat, ping time
 # (D_i lower bound, max cell lower bound from the origin centre, cells, 4 doubles per cell:
 #  centre lat_rad, centre lng_rad, cos centre lat, circumradius_m)
 _Ring: TypeAlias = "tuple[float, float, array[int], array[float]]"
-_MAX_CACHED_RING_CELLS = 2_000_000  # plan cache budget (ring cells referenced) before a reset
+_MAX_CACHED_RING_CELLS = 1_000_000  # plan cache budget (ring cells referenced) before a reset
 
 
 class _Driver:
@@ -190,7 +190,6 @@ class DriverIndex:
         radius = min(float(radius_m), self.max_radius_m)
         cutoff = -math.inf if now is None else now - self.ttl_s
         skip, other = self._exclusions(exclude)
-        by_seq = self._by_seq
         sin = math.sin
         asin = math.asin
         sqrt = math.sqrt
@@ -210,14 +209,23 @@ class DriverIndex:
         all_rows = self._rows
         cand: list[tuple[float, float]] = []
         append = cand.append
-        i = 0
-        while True:
-            if i == len(plan):
-                self._extend_plan(origin, plan)
-            lower, upper, ring_cells, ring_geo = plan[i]
-            if lower - d_q > bound_d or not ring_cells:
-                break
-            prune = upper + d_q > bound_d  # could any cell of this ring be beyond the bound?
+        i = walked = 0
+        last = False
+        while not last:
+            if walked > len(all_rows):
+                # Sparse index: fewer occupied cells than already walked.  Rescan every occupied
+                # cell with the per-cell bound instead (the current k-th distance stays valid).
+                last = prune = True
+                ring_cells, ring_geo = self._occupied()
+                pass
+            else:
+                if i == len(plan):
+                    self._extend_plan(origin, plan)
+                lower, upper, ring_cells, ring_geo = plan[i]
+                if lower - d_q > bound_d or not ring_cells:
+                    break
+                prune = upper + d_q > bound_d  # could any cell of this ring be beyond the bound?
+                walked += len(ring_cells)
             g = iter(ring_geo)
             for cell, cla, cln, ccl, crad in zip(ring_cells, g, g, g, g, strict=True):
                 rows = all_rows.get(cell)
@@ -237,30 +245,71 @@ class DriverIndex:
                     s2 = sin(ln - hln)
                     a = s1 * s1 + qc * cl * s2 * s2
                     if a <= bound_a and sq not in skip:
-                        if other is None or by_seq[int(sq)] not in other:
-                            append((a, sq))
+                        append((a, sq))
             if len(cand) >= k:
-                cand.sort()
-                del cand[k:]
-                bound_a = cand[-1][0]
-                bound_d = min(bound_d, hav_to_m(bound_a))
+                cand = self._top(cand, k, skip, other)
+                append = cand.append
+                if len(cand) == k:
+                    bound_a = cand[-1][0]
+                    bound_d = min(bound_d, hav_to_m(bound_a))
             i += 1
-        cand.sort()
         out: list[tuple[Hashable, float]] = []
-        for a, sq in cand[:k]:
+        for a, sq in self._top(cand, k, skip, other):
             dist = hav_to_m(a)
             if dist > radius:
                 break
-            out.append((by_seq[int(sq)], dist))
+            out.append((self._by_seq[int(sq)], dist))
         return out
 
-    def _exclusions(self, exclude: Container[Hashable]) -> tuple[set[float], Container[Hashable] | None]:
-        """Excluded drivers as insertion seqs (cheap to hash in the scan), or the container
-        itself when it cannot be iterated."""
-        if not isinstance(exclude, Collection):
+    def _top(
+        self,
+        cand: list[tuple[float, float]],
+        k: int,
+        skip: set[float],
+        other: Container[Hashable] | None,
+    ) -> list[tuple[float, float]]:
+        """The k best candidates in order.  With an opaque ``exclude`` container only these
+        are checked against it (excluded ones join ``skip``, so the scan drops them early)."""
+        cand.sort()
+        if other is None:
+            del cand[k:]
+            return cand
+        by_seq = self._by_seq
+        kept: list[tuple[float, float]] = []
+        for c in cand:
+            if c[1] in skip:
+                continue
+            if by_seq[int(c[1])] in other:
+                skip.add(c[1])
+                continue
+            kept.append(c)
+            if len(kept) == k:
+                break
+        return kept
+
+    def _exclusions(
+        self, exclude: Container[Hashable]
+    ) -> tuple[set[float], Container[Hashable] | None]:
+        """Excluded drivers as insertion seqs (cheap to hash in the scan); opaque or large
+        containers are returned as is and consulted for the top candidates only."""
+        if not isinstance(exclude, Collection) or len(exclude) > 64:
             return set(), exclude
         drivers = self._drivers
         return {float(drivers[i].seq) for i in exclude if i in drivers}, None
+
+    def _disc(self, cell: int) -> tuple[float, float, float, float]:
+        disc = self._discs.get(cell)
+        if disc is None:
+            disc = self._discs[cell] = cell_disc(cell)
+        return disc
+
+    def _occupied(self) -> tuple[array[int], array[float]]:
+        """All occupied cells with their discs, in the layout of a plan ring."""
+        cells = array("q", self._rows)
+        geo = array("d")
+        for cell in cells:
+            geo.extend(self._disc(cell))
+        return cells, geo
 
     def _detach(self, d: _Driver) -> None:
         """Remove ``d``'s row from its cell by moving the cell's last row into its slot."""
@@ -283,7 +332,9 @@ class DriverIndex:
             self._plans.clear()
             self._discs.clear()
             self._plan_cells = 0
-        plan: list[_Ring] = [(-math.inf, -math.inf, array("q", [origin]), array("d", cell_disc(origin)))]
+        plan: list[_Ring] = [
+            (-math.inf, -math.inf, array("q", [origin]), array("d", self._disc(origin)))
+        ]
         self._plans[origin] = plan
         self._plan_cells += 1
         return plan
@@ -299,12 +350,8 @@ class DriverIndex:
         cells = array("q", sorted(ring))
         geo = array("d")
         lower, upper = math.inf, -math.inf
-        discs = self._discs
         for cell in cells:
-            disc = discs.get(cell)
-            if disc is None:
-                disc = discs[cell] = cell_disc(cell)
-            la, ln, cl, rad = disc
+            la, ln, cl, rad = self._disc(cell)
             geo.extend((la, ln, cl, rad))
             s1 = math.sin((la - la0) * 0.5)
             s2 = math.sin((ln - ln0) * 0.5)

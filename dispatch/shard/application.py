@@ -33,12 +33,14 @@ log = logging.getLogger(__name__)
 COMMAND_NAMESPACE = uuid.UUID("6f1f8a52-3f7c-4d7e-9b7a-1c1d6c0f5e11")
 
 
-class ShardApplication(Application):
+class ShardApplication(Application[UUID]):
     """Intent-named entry points for one shard; all writes go through ``commit()``."""
 
     name = "dispatch"
 
-    def __init__(self, shard: int, env: Mapping[str, str] | None = None, policy: Policy | None = None):
+    def __init__(
+        self, shard: int, env: Mapping[str, str] | None = None, policy: Policy | None = None
+    ):
         defaults = {
             "AGGREGATE_CACHE_MAXSIZE": "200000",
             "AGGREGATE_CACHE_FASTFORWARD": "n",
@@ -79,8 +81,12 @@ class ShardApplication(Application):
             return []
         self._uow.add(
             CommandRecord.record(
-                record_id, envelope.command_id, cmd.type, now,
-                accepted=True, aggregate_ids=[str(i) for i in changed],
+                record_id,
+                envelope.command_id,
+                cmd.type,
+                now,
+                accepted=True,
+                aggregate_ids=[str(i) for i in changed],
             )
         )
         new_events = self._uow.seal(mark)
@@ -149,22 +155,34 @@ class ShardApplication(Application):
         mark = self._uow.mark()
         self._uow.add(
             CommandRecord.record(
-                record_id, envelope.command_id, envelope.command.type, now,
-                accepted=False, code=code, reason=reason,
+                record_id,
+                envelope.command_id,
+                envelope.command.type,
+                now,
+                accepted=False,
+                code=code,
+                reason=reason,
             )
         )
         self._uow.seal(mark)
         self._outcomes.append(
             Outcome(
-                command_id=envelope.command_id, shard=self.shard, accepted=False,
-                code=code, reason=reason,
+                command_id=envelope.command_id,
+                shard=self.shard,
+                accepted=False,
+                code=code,
+                reason=reason,
             )
         )
 
     def _outcome_of(self, record: CommandRecord, duplicate: bool) -> Outcome:
         return Outcome(
-            command_id=record.command_id, shard=self.shard, accepted=record.accepted,
-            code=record.code, reason=record.reason, duplicate=duplicate,
+            command_id=record.command_id,
+            shard=self.shard,
+            accepted=record.accepted,
+            code=record.code,
+            reason=record.reason,
+            duplicate=duplicate,
         )
 
     def _misrouted(self, envelope: CommandEnvelope) -> str:

@@ -7,6 +7,7 @@ fails half-way is rolled back to the state before it, so a rejected command chan
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -124,10 +125,8 @@ class UnitOfWork:
     def _forget_cached(self, agg_id: UUID) -> None:
         cache = self._repository.cache
         if cache is not None:
-            try:
+            with contextlib.suppress(KeyError):
                 cache.get(agg_id, evict=True)
-            except KeyError:
-                pass
 
     def _put_cached(self, agg_id: UUID, agg: Aggregate) -> None:
         if self._repository.cache is not None:

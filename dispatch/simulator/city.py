@@ -21,16 +21,24 @@ class City:
     """A ``size_km`` square centred on (lat, lng), flat-earth maths inside it."""
 
     def __init__(
-        self, lat: float = 37.77, lng: float = -122.42, size_km: float = 30.0,
-        hotspots: int = 5, rng: random.Random | None = None,
+        self,
+        lat: float = 37.77,
+        lng: float = -122.42,
+        size_km: float = 30.0,
+        hotspots: int = 5,
+        rng: random.Random | None = None,
     ) -> None:
         self.lat, self.lng, self.half_m = lat, lng, size_km * 500.0
         self.m_per_deg_lng = M_PER_DEG_LAT * math.cos(math.radians(lat))
         rng = rng or random.Random(0)
         self.hotspots = [
-            HotSpot(*self.offset(rng.uniform(-0.6, 0.6) * self.half_m,
-                                 rng.uniform(-0.6, 0.6) * self.half_m),
-                    sigma_m=rng.uniform(1_500, 3_500), weight=rng.uniform(1, 3))
+            HotSpot(
+                *self.offset(
+                    rng.uniform(-0.6, 0.6) * self.half_m, rng.uniform(-0.6, 0.6) * self.half_m
+                ),
+                sigma_m=rng.uniform(1_500, 3_500),
+                weight=rng.uniform(1, 3),
+            )
             for _ in range(hotspots)
         ]
         self._weights = [h.weight for h in self.hotspots]
@@ -41,12 +49,15 @@ class City:
     def clamp(self, lat: float, lng: float) -> tuple[float, float]:
         dlat = self.half_m / M_PER_DEG_LAT
         dlng = self.half_m / self.m_per_deg_lng
-        return (min(max(lat, self.lat - dlat), self.lat + dlat),
-                min(max(lng, self.lng - dlng), self.lng + dlng))
+        return (
+            min(max(lat, self.lat - dlat), self.lat + dlat),
+            min(max(lng, self.lng - dlng), self.lng + dlng),
+        )
 
     def uniform(self, rng: random.Random) -> tuple[float, float]:
-        return self.offset(rng.uniform(-self.half_m, self.half_m),
-                           rng.uniform(-self.half_m, self.half_m))
+        return self.offset(
+            rng.uniform(-self.half_m, self.half_m), rng.uniform(-self.half_m, self.half_m)
+        )
 
     def demand_point(self, rng: random.Random, hot_share: float = 0.7) -> tuple[float, float]:
         """A pickup: mostly around a hot spot, otherwise anywhere in the city."""
@@ -57,12 +68,16 @@ class City:
         lng = spot.lng + rng.gauss(0, spot.sigma_m) / self.m_per_deg_lng
         return self.clamp(lat, lng)
 
-    def near(self, rng: random.Random, lat: float, lng: float, mean_m: float) -> tuple[float, float]:
+    def near(
+        self, rng: random.Random, lat: float, lng: float, mean_m: float
+    ) -> tuple[float, float]:
         """A point about ``mean_m`` away in a random direction, kept inside the city."""
         dist = rng.expovariate(1.0 / mean_m)
         angle = rng.uniform(0, 2 * math.pi)
-        return self.clamp(lat + dist * math.sin(angle) / M_PER_DEG_LAT,
-                          lng + dist * math.cos(angle) / self.m_per_deg_lng)
+        return self.clamp(
+            lat + dist * math.sin(angle) / M_PER_DEG_LAT,
+            lng + dist * math.cos(angle) / self.m_per_deg_lng,
+        )
 
     def distance_m(self, a: tuple[float, float], b: tuple[float, float]) -> float:
         return math.hypot((a[0] - b[0]) * M_PER_DEG_LAT, (a[1] - b[1]) * self.m_per_deg_lng)

@@ -24,6 +24,7 @@ from dispatch.domain.driver import Driver
 from dispatch.domain.ids import new_id, shard_of
 from dispatch.domain.ride import Ride
 from dispatch.invariants import InvariantChecker
+from dispatch.log import decode
 from dispatch.markets import MarketMap
 from dispatch.messages import Ping
 from dispatch.simulator.agents import BUSY, Phase, SimDriver, SimRide
@@ -32,6 +33,7 @@ from dispatch.simulator.clock import SimClock
 from dispatch.simulator.report import SimReport
 from dispatch.transport.port import Transport
 from schemas import commands as c
+from schemas.common import LatLng
 
 
 @dataclass(frozen=True)
@@ -62,11 +64,20 @@ Action = tuple[str, Any, int]
 
 class Simulation:
     def __init__(
-        self, config: SimConfig, transport: Transport, step: Callable[[], list[c.Outcome]],
-        clock: SimClock, markets: MarketMap,
+        self,
+        config: SimConfig,
+        transport: Transport,
+        step: Callable[[], list[c.Outcome]],
+        clock: SimClock,
+        markets: MarketMap,
     ) -> None:
         self.cfg, self.transport, self.step, self.clock, self.markets = (
-            config, transport, step, clock, markets)
+            config,
+            transport,
+            step,
+            clock,
+            markets,
+        )
         self.rng = random.Random(config.seed)
         self.city = City(rng=random.Random(config.seed + 1))
         self.drivers: dict[UUID, SimDriver] = {}
@@ -84,9 +95,8 @@ class Simulation:
     def on_commit(self, shard: int, recordings: Sequence[Recording[UUID]]) -> None:
         for recording in recordings:
             self._events += 1
-            event = recording.domain_event
-            self.checker.check(event, f"{shard}:{recording.notification.id}")
-            self._react(event)
+            self.checker.check(decode(recording.notification, shard))
+            self._react(recording.domain_event)
 
     def _step(self) -> None:
         for outcome in self.step():
@@ -95,8 +105,9 @@ class Simulation:
     def _send(self, command: Any) -> None:
         self._seq += 1
         now = datetime.fromtimestamp(self.clock.now, UTC)
-        envelope = c.CommandEnvelope(command_id=f"sim-{self.cfg.seed}-{self._seq}",
-                                     issued_at=now, command=command)
+        envelope = c.CommandEnvelope(
+            command_id=f"sim-{self.cfg.seed}-{self._seq}", issued_at=now, command=command
+        )
         self.transport.send_command(envelope)
 
     def _schedule(self, delay_s: float, action: str, subject: Any, epoch: int = 0) -> None:
@@ -152,9 +163,14 @@ class Simulation:
             dropoff = self.city.near(self.rng, *pickup, self.cfg.trip_mean_m)
             ride_id = new_id(shard_of(rider_id), self.rng)
             self.rides[ride_id] = SimRide(ride_id, rider_id, pickup, dropoff, self.clock.now)
-            self._send(c.RequestRide(ride_id=ride_id, rider_id=rider_id,
-                                     pickup={"lat": pickup[0], "lng": pickup[1]},
-                                     dropoff={"lat": dropoff[0], "lng": dropoff[1]}))
+            self._send(
+                c.RequestRide(
+                    ride_id=ride_id,
+                    rider_id=rider_id,
+                    pickup=LatLng(lat=pickup[0], lng=pickup[1]),
+                    dropoff=LatLng(lat=dropoff[0], lng=dropoff[1]),
+                )
+            )
             if self.rng.random() < self.cfg.cancel_probability:
                 self._schedule(self.rng.uniform(10, 120), "cancel", ride_id)
 
@@ -177,8 +193,11 @@ class Simulation:
             if action == "cancel":
                 ride = self.rides[subject]
                 if ride.outcome is None:
-                    self._send(c.CancelRide(ride_id=subject, rider_id=ride.rider_id,
-                                            reason="changed my mind"))
+                    self._send(
+                        c.CancelRide(
+                            ride_id=subject, rider_id=ride.rider_id, reason="changed my mind"
+                        )
+                    )
                 continue
             d = self.drivers[subject]
             if d.epoch != epoch or d.ride_id is None:
@@ -204,8 +223,9 @@ class Simulation:
             d = self.drivers.get(event.originator_id)
             if d is not None:
                 epoch = d.change_plan(Phase.OFFERED, UUID(event.ride_id))
-                self._schedule(self.rng.uniform(*self.cfg.response_delay_s), "respond",
-                               d.driver_id, epoch)
+                self._schedule(
+                    self.rng.uniform(*self.cfg.response_delay_s), "respond", d.driver_id, epoch
+                )
         elif kind is Driver.OfferClosed or kind is Driver.Released:
             d = self.drivers.get(event.originator_id)
             if d is not None:
@@ -235,8 +255,11 @@ class Simulation:
             d.head_to(*ride.dropoff, now, travel)
             self._schedule(travel, "complete", d.driver_id, epoch)
         elif kind in (Ride.Completed, Ride.CancelledByRider, Ride.Expired):
-            ride.outcome = {Ride.Completed: "completed", Ride.CancelledByRider: "cancelled",
-                            Ride.Expired: "expired"}[kind]
+            ride.outcome = {
+                Ride.Completed: "completed",
+                Ride.CancelledByRider: "cancelled",
+                Ride.Expired: "expired",
+            }[kind]
             self.free_riders.append(ride.rider_id)
 
 

@@ -1,0 +1,175 @@
+"""The infrastructure factory: reads the Kafka settings and builds the shard's recorders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from threading import RLock
+
+from eventsourcing.persistence import (
+    AggregateRecorder,
+    ApplicationRecorder,
+    InfrastructureFactory,
+    InfrastructureFactoryError,
+    ProcessRecorder,
+)
+from eventsourcing.utils import Environment, EnvType, resolve_topic, strtobool
+
+from dispatch.eventstore.recorders import (
+    KafkaAggregateRecorder,
+    KafkaApplicationRecorder,
+    KafkaProcessRecorder,
+    KafkaTrackingRecorder,
+)
+from dispatch.eventstore.restore import restore_events, restore_tracking
+from dispatch.eventstore.shard import ReadOnlyWriter, ShardWriter
+from dispatch.eventstore.store import EventTable, TrackingTable
+from dispatch.kafka.topics import DEFAULT_PREFIX, Topics
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaSettings:
+    bootstrap: str
+    prefix: str
+    shard: int
+    transactional_id: str
+    read_only: bool = False
+    restore_timeout_s: float = 300.0
+    write_timeout_s: float = 30.0
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(self.prefix)
+
+
+class KafkaFactory(InfrastructureFactory[KafkaTrackingRecorder]):
+    """Builds the recorders of one shard (``KAFKA_SHARD``) from the environment.
+
+    All recorders of a factory share one shard writer (one transactional producer) and one
+    local store per topic, restored from the partition when first needed, after the writer
+    has fenced any previous owner.
+    """
+
+    KAFKA_BOOTSTRAP_SERVERS = "KAFKA_BOOTSTRAP_SERVERS"
+    KAFKA_TOPIC_PREFIX = "KAFKA_TOPIC_PREFIX"
+    KAFKA_SHARD = "KAFKA_SHARD"
+    KAFKA_TRANSACTIONAL_ID = "KAFKA_TRANSACTIONAL_ID"
+    KAFKA_READ_ONLY = "KAFKA_READ_ONLY"
+    KAFKA_RESTORE_TIMEOUT = "KAFKA_RESTORE_TIMEOUT"
+    KAFKA_WRITE_TIMEOUT = "KAFKA_WRITE_TIMEOUT"
+
+    aggregate_recorder_class = KafkaAggregateRecorder
+    application_recorder_class = KafkaApplicationRecorder
+    tracking_recorder_class = KafkaTrackingRecorder
+    process_recorder_class = KafkaProcessRecorder
+
+    def __init__(self, env: Environment | EnvType | None) -> None:
+        super().__init__(env)
+        self.settings = self._read_settings()
+        self._lock = RLock()
+        self._writer: ShardWriter | None = None
+        self._tables: dict[str, EventTable] = {}
+        self._tracking: TrackingTable | None = None
+
+    def aggregate_recorder(self, purpose: str = "events") -> AggregateRecorder:
+        if purpose not in ("events", "snapshots"):
+            raise InfrastructureFactoryError(f"no Kafka topic for recorder purpose {purpose!r}")
+        topic = self.settings.topics.name(purpose)
+        return self.aggregate_recorder_class(
+            self.writer(), self.settings.shard, topic, self._table(purpose)
+        )
+
+    def application_recorder(self) -> ApplicationRecorder:
+        cls = self._resolve(self.APPLICATION_RECORDER_TOPIC, self.application_recorder_class)
+        return cls(self.writer(), self.settings.shard, self.settings.topics.events, self._table("events"))
+
+    def tracking_recorder(
+        self, tracking_recorder_class: type[KafkaTrackingRecorder] | None = None
+    ) -> KafkaTrackingRecorder:
+        cls = tracking_recorder_class or self._resolve(
+            self.TRACKING_RECORDER_TOPIC, self.tracking_recorder_class
+        )
+        return cls(self.writer(), self.settings.shard, self.settings.topics.tracking, self._tracking_table())
+
+    def process_recorder(self) -> ProcessRecorder:
+        cls = self._resolve(self.PROCESS_RECORDER_TOPIC, self.process_recorder_class)
+        topics = self.settings.topics
+        return cls(
+            self.writer(),
+            self.settings.shard,
+            topics.events,
+            self._table("events"),
+            topics.tracking,
+            self._tracking_table(),
+        )
+
+    def writer(self) -> ShardWriter:
+        """The shard writer (created, and the previous owner fenced, on first use)."""
+        with self._lock:
+            if self._writer is None:
+                s = self.settings
+                if s.read_only:
+                    self._writer = ReadOnlyWriter(s.transactional_id)
+                else:
+                    self._writer = ShardWriter(s.bootstrap, s.transactional_id, s.write_timeout_s)
+                self._writer.retain()  # the factory's own reference, released by close()
+            return self._writer
+
+    def close(self) -> None:
+        with self._lock:
+            if self._writer is not None:
+                self._writer.close()
+
+    # -- internals ------------------------------------------------------------------------------
+    def _table(self, role: str) -> EventTable:
+        with self._lock:
+            table = self._tables.get(role)
+            if table is None:
+                self.writer()  # fence first: then the partition's end is stable
+                table = EventTable(monotonic=role == "events")
+                s = self.settings
+                topic = s.topics.name(role)
+                restore_events(s.bootstrap, topic, s.shard, table, s.restore_timeout_s)
+                self._tables[role] = table
+            return table
+
+    def _tracking_table(self) -> TrackingTable:
+        with self._lock:
+            if self._tracking is None:
+                self.writer()
+                table = TrackingTable()
+                s = self.settings
+                restore_tracking(s.bootstrap, s.topics.tracking, s.shard, table, s.restore_timeout_s)
+                self._tracking = table
+            return self._tracking
+
+    def _resolve[T: type](self, key: str, default: T) -> T:
+        topic = self.env.get(key)
+        if not topic:
+            return default
+        cls = resolve_topic(topic)
+        if not (isinstance(cls, type) and issubclass(cls, default)):
+            raise InfrastructureFactoryError(f"{key}={topic} is not a subclass of {default}")
+        return cls  # type: ignore[return-value]
+
+    def _read_settings(self) -> KafkaSettings:
+        bootstrap = self.env.get(self.KAFKA_BOOTSTRAP_SERVERS)
+        if not bootstrap:
+            keys = ", ".join(self.env.create_keys(self.KAFKA_BOOTSTRAP_SERVERS))
+            raise InfrastructureFactoryError(f"Kafka bootstrap servers not set (env keys: {keys})")
+        prefix = self.env.get(self.KAFKA_TOPIC_PREFIX) or DEFAULT_PREFIX
+        shard_text = self.env.get(self.KAFKA_SHARD)
+        if shard_text is None or not shard_text.strip().isdigit():
+            keys = ", ".join(self.env.create_keys(self.KAFKA_SHARD))
+            raise InfrastructureFactoryError(
+                f"Kafka shard (partition index) not set or invalid: {shard_text!r} (env keys: {keys})"
+            )
+        shard = int(shard_text)
+        return KafkaSettings(
+            bootstrap=bootstrap,
+            prefix=prefix,
+            shard=shard,
+            transactional_id=self.env.get(self.KAFKA_TRANSACTIONAL_ID) or f"{prefix}.shard-{shard}",
+            read_only=strtobool(self.env.get(self.KAFKA_READ_ONLY) or "no"),
+            restore_timeout_s=float(self.env.get(self.KAFKA_RESTORE_TIMEOUT) or 300),
+            write_timeout_s=float(self.env.get(self.KAFKA_WRITE_TIMEOUT) or 30),
+        )

@@ -1,0 +1,78 @@
+"""Read one partition from its beginning to its last stable offset, ``read_committed``.
+
+Called after the shard writer's ``init_transactions``: the new owner has fenced the old one
+and aborted its open transaction, so the last stable offset is the end of the shard's log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from time import monotonic
+
+from eventsourcing.persistence import OperationalError
+from kafka import TopicPartition
+
+from dispatch.eventstore.codec import decode_event, decode_tracking
+from dispatch.eventstore.store import EventTable, TrackingTable
+from dispatch.kafka.config import new_consumer
+
+Sink = Callable[[int, bytes | None, bytes | None], None]
+
+
+def read_partition(
+    bootstrap: str, topic: str, partition: int, sink: Sink, timeout_s: float = 300.0
+) -> int:
+    """Pass ``(offset, key, value)`` of every committed record to ``sink``; return the count.
+
+    Raises ``OperationalError`` if the topic or partition is missing, or if the end is not
+    reached within ``timeout_s``.
+    """
+    deadline = monotonic() + timeout_s
+    consumer = new_consumer(bootstrap, client_id=f"restore-{topic}-{partition}")
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            raise OperationalError(
+                f"topic {topic} does not exist: create it (dispatch.kafka.topics.create_topics)"
+            )
+        if partition not in partitions:
+            raise OperationalError(f"topic {topic} has no partition {partition}")
+        tp = TopicPartition(topic, partition)
+        consumer.assign([tp])
+        end = consumer.end_offsets([tp], timeout_ms=int(timeout_s * 1000))[tp]
+        consumer.seek_to_beginning(tp)
+        count = 0
+        while end > 0 and consumer.position(tp) < end:
+            if monotonic() > deadline:
+                raise OperationalError(f"restoring {topic}[{partition}] timed out after {timeout_s}s")
+            for record in consumer.poll(timeout_ms=500).get(tp, ()):
+                if record.offset < end:
+                    sink(record.offset, record.key, record.value)
+                    count += 1
+        return count
+    finally:
+        consumer.close()
+
+
+def restore_events(
+    bootstrap: str, topic: str, partition: int, table: EventTable, timeout_s: float
+) -> int:
+    """Load a stored-event partition into ``table`` (notification id = offset + 1)."""
+
+    def sink(offset: int, key: bytes | None, value: bytes | None) -> None:
+        if value is not None:  # a tombstone (compacted topics) carries nothing to load
+            table.load(offset + 1, decode_event(value))
+
+    return read_partition(bootstrap, topic, partition, sink, timeout_s)
+
+
+def restore_tracking(
+    bootstrap: str, topic: str, partition: int, table: TrackingTable, timeout_s: float
+) -> int:
+    """Load a tracking partition into ``table`` (the highest id per application wins)."""
+
+    def sink(offset: int, key: bytes | None, value: bytes | None) -> None:
+        if value is not None:
+            table.load(decode_tracking(value))
+
+    return read_partition(bootstrap, topic, partition, sink, timeout_s)

@@ -1,0 +1,291 @@
+"""The shard writer: one transactional producer per shard, and the transactions it runs.
+
+The transactional id is tied to the shard, so ``init_transactions`` of a new owner fences the
+old one (and aborts its open transaction). One writer serves every recorder a factory makes
+(events, snapshots, tracking), so a worker's transaction can hold all of them.
+
+Two ways to write:
+
+- the caller's transaction: ``begin()`` ... ``commit()`` / ``abort()`` (or ``transaction()``).
+  The calling thread owns it and holds the write lock until it ends; recorder inserts made
+  by that thread join it, inserts from other threads wait. ``producer`` is there for the
+  caller's own records (outcomes, dead letters, ``send_offsets_to_transaction``);
+- a transaction per insert: a recorder insert with no open transaction begins one, produces,
+  flushes and commits it before returning.
+
+Participants (the local stores that took pending rows) are committed after the Kafka commit
+and rolled back on abort or on any failure, so the stores never show what the log lacks.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from threading import RLock, get_ident
+from typing import Any, Protocol
+
+import kafka.errors as kafka_errors
+from eventsourcing.persistence import OperationalError, PersistenceError, ProgrammingError
+from kafka import KafkaProducer
+
+from dispatch.kafka.config import new_producer
+
+log = logging.getLogger(__name__)
+
+_FENCING = (kafka_errors.ProducerFencedError, kafka_errors.InvalidProducerEpochError)
+
+
+class FencedError(OperationalError):
+    """A newer producer with this shard's transactional id took the shard over.
+
+    Nothing this writer produced after the takeover is visible to ``read_committed``
+    readers, and the writer cannot write again: close it (the process lost the shard).
+    """
+
+
+class Participant(Protocol):
+    def commit(self) -> None: ...
+
+    def rollback(self) -> None: ...
+
+
+class ShardWriter:
+    """Owns the shard's transactional producer and runs its transactions."""
+
+    producer: KafkaProducer
+
+    def __init__(self, bootstrap: str, transactional_id: str, timeout_s: float = 30.0) -> None:
+        self.transactional_id = transactional_id
+        self.timeout_s = timeout_s
+        self._lock = RLock()
+        self._open = False
+        self._external = False
+        self._owner: int | None = None
+        self._participants: list[Participant] = []
+        self._failed: PersistenceError | None = None  # this transaction cannot commit
+        self._broken: PersistenceError | None = None  # this writer cannot write any more
+        self._refs = 0
+        self._sent = 0
+        self.producer = new_producer(
+            bootstrap,
+            transactional_id=transactional_id,
+            max_block_ms=int(timeout_s * 1000),
+            client_id=transactional_id,
+        )
+        try:
+            self.producer.init_transactions()
+        except Exception as e:
+            self.producer.close(timeout=1)
+            raise OperationalError(f"init_transactions({transactional_id}) failed: {e}") from e
+
+    # -- the caller's transaction -----------------------------------------------------------
+    @property
+    def in_transaction(self) -> bool:
+        """True if the calling thread has begun a transaction it has not ended."""
+        return self._external and self._owner == get_ident()
+
+    def begin(self) -> KafkaProducer:
+        """Begin a transaction owned by the calling thread; return the producer."""
+        self._acquire()
+        try:
+            if self._open:
+                raise ProgrammingError("a transaction is already open on this shard")
+            self._begin()
+        except BaseException:
+            self._lock.release()
+            raise
+        self._external = True
+        return self.producer
+
+    def commit(self) -> None:
+        """Commit the caller's transaction, then its pending rows; raise if it failed."""
+        self._require_owner()
+        try:
+            self._commit()
+        finally:
+            self._end_external()
+
+    def abort(self) -> None:
+        """Abort the caller's transaction; the stores drop its pending rows."""
+        self._require_owner()
+        try:
+            self._abort()
+        finally:
+            self._end_external()
+
+    @contextmanager
+    def transaction(self) -> Iterator[KafkaProducer]:
+        """``begin()``; commit when the block ends, abort if it raises."""
+        producer = self.begin()
+        try:
+            yield producer
+        except BaseException:
+            try:
+                self.abort()
+            except PersistenceError as e:
+                log.warning("abort after a failed block also failed: %s", e)
+            raise
+        self.commit()
+
+    # -- recorder inserts ---------------------------------------------------------------------
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold the write lock for one insert: join the caller's transaction, or run one.
+
+        Inside the block, ``send`` begins this insert's own transaction on first use; it is
+        committed when the block ends, and aborted if the block raises. Kafka errors come out
+        as ``OperationalError`` (``FencedError`` when fenced).
+        """
+        self._acquire()
+        try:
+            if self._broken is not None:
+                raise self._broken
+            if self._external:
+                sent = self._sent
+                try:
+                    yield
+                except BaseException as e:
+                    if self._sent > sent:  # records of a failed insert are in the transaction
+                        self._failed = self._failed or self._translate(e)
+                    if isinstance(e, kafka_errors.KafkaError):
+                        raise self._translate(e) from e
+                    raise
+                return
+            try:
+                yield
+            except BaseException as e:
+                if self._open:
+                    self._abort(quiet=True)
+                if isinstance(e, kafka_errors.KafkaError):
+                    raise self._translate(e) from e
+                raise
+            if self._open:
+                self._commit()
+        finally:
+            self._lock.release()
+
+    def send(self, topic: str, partition: int, key: bytes, value: bytes) -> Any:
+        """Produce one record into the current transaction (only inside ``writing``)."""
+        if not self._open:
+            self._begin()
+        self._sent += 1
+        return self.producer.send(topic, value=value, key=key, partition=partition)
+
+    def flush(self, futures: list[Any]) -> list[int]:
+        """Flush and return the offsets of the given send futures."""
+        self.producer.flush(timeout=self.timeout_s)
+        return [f.get(timeout=self.timeout_s).offset for f in futures]
+
+    def enlist(self, participant: Participant) -> None:
+        if participant not in self._participants:
+            self._participants.append(participant)
+
+    # -- lifetime -----------------------------------------------------------------------------
+    def retain(self) -> None:
+        self._refs += 1
+
+    def release(self) -> None:
+        self._refs -= 1
+        if self._refs <= 0:
+            self.close()
+
+    def close(self) -> None:
+        if not self._lock.acquire(timeout=self.timeout_s):
+            log.warning("closing %s while a transaction is open", self.transactional_id)
+        else:
+            try:
+                if self._open:
+                    self._abort(quiet=True)
+            finally:
+                self._lock.release()
+        self._broken = self._broken or ProgrammingError("the shard writer is closed")
+        self.producer.close(timeout=5)
+
+    # -- internals ------------------------------------------------------------------------------
+    def _acquire(self) -> None:
+        if not self._lock.acquire(timeout=self.timeout_s):
+            raise OperationalError(
+                f"timed out after {self.timeout_s}s waiting for the open transaction "
+                f"of {self.transactional_id}"
+            )
+
+    def _require_owner(self) -> None:
+        if not self.in_transaction:
+            raise ProgrammingError("no transaction begun by this thread")
+
+    def _end_external(self) -> None:
+        self._external = False
+        self._owner = None
+        self._lock.release()
+
+    def _begin(self) -> None:
+        if self._broken is not None:
+            raise self._broken
+        try:
+            self.producer.begin_transaction()
+        except kafka_errors.KafkaError as e:
+            raise self._translate(e) from e
+        self._open, self._owner, self._failed = True, get_ident(), None
+
+    def _commit(self) -> None:
+        participants, self._participants = self._participants, []
+        try:
+            if self._failed is not None:
+                raise self._failed
+            self.producer.commit_transaction()
+        except BaseException as e:
+            error = self._translate(e)
+            self._participants = participants
+            self._abort(quiet=True)
+            raise error from e
+        self._open = False
+        for participant in participants:
+            participant.commit()
+
+    def _abort(self, *, quiet: bool = False) -> None:
+        participants, self._participants = self._participants, []
+        self._open = False
+        error: PersistenceError | None = None
+        if self._broken is None or not isinstance(self._broken, FencedError):
+            try:
+                self.producer.abort_transaction()
+            except Exception as e:
+                error = self._translate(e)
+                if not isinstance(error, FencedError):
+                    self._broken = OperationalError(
+                        f"abort failed, the shard's local state may differ from its log: {e}"
+                    )
+        for participant in participants:
+            participant.rollback()
+        if error is not None and not quiet:
+            raise error
+
+    def _translate(self, e: BaseException) -> PersistenceError:
+        last = getattr(getattr(self.producer, "_transaction_manager", None), "last_error", None)
+        if isinstance(e, _FENCING) or isinstance(last, _FENCING) or isinstance(e, FencedError):
+            self._broken = self._broken if isinstance(self._broken, FencedError) else FencedError(
+                f"producer {self.transactional_id} was fenced by a newer owner of the shard"
+            )
+            return self._broken
+        if isinstance(e, PersistenceError):
+            return e
+        return OperationalError(f"kafka ({self.transactional_id}): {e!r}")
+
+
+class ReadOnlyWriter(ShardWriter):
+    """For readers (replay, inspection) of a shard: no producer, so it fences no one."""
+
+    def __init__(self, shard_name: str) -> None:
+        self.transactional_id = shard_name
+        self.timeout_s = 1.0
+        self._lock = RLock()
+        self._open = self._external = False
+        self._owner = None
+        self._participants = []
+        self._failed = None
+        self._broken = ProgrammingError(f"{shard_name} was opened read-only (KAFKA_READ_ONLY)")
+        self._refs = self._sent = 0
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,302 @@
+"""The local state store: one partition's stored events (or snapshots, or tracking) in memory.
+
+Rebuilt from the partition when a recorder starts, then kept up to date by the single writer.
+Events are kept in columns (``array`` of ids, aggregate numbers, versions, topic numbers and
+state end positions, plus one ``bytearray`` of all states), about 30 bytes an event plus its
+state, and an index from aggregate to its rows in version order.
+
+Rows the writer has produced into the open Kafka transaction are *pending*: they sit after
+the committed rows and are visible only to the thread that owns that transaction (its reads
+see its own writes, like a database session). ``commit()`` makes them committed rows;
+``rollback()`` drops them and leaves the store as it was before the transaction.
+"""
+
+from __future__ import annotations
+
+from array import array
+from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
+from threading import Event, Lock, get_ident
+from uuid import UUID
+
+from eventsourcing.persistence import IntegrityError, Notification, StoredEvent, Tracking
+
+from dispatch.eventstore.codec import DecodedEvent, originator_key
+
+
+class EventTable:
+    """Stored events of one partition with per-aggregate version index.
+
+    ``monotonic`` (the events log): a new event's version must be greater than the last
+    recorded version of its aggregate. Otherwise (snapshots): the version must not be present.
+    """
+
+    def __init__(self, *, monotonic: bool) -> None:
+        self.monotonic = monotonic
+        self._lock = Lock()
+        self._ids = array("q")
+        self._agg = array("I")
+        self._ver = array("q")
+        self._topic = array("I")
+        self._ends = array("Q")
+        self._blob = bytearray()
+        self._topics: list[str] = []
+        self._topic_nums: dict[str, int] = {}
+        self._agg_nums: dict[str, int] = {}
+        self._agg_ids: list[UUID | str] = []
+        self._agg_rows: list[array[int]] = []
+        self._committed = 0
+        self._committed_aggs = 0
+        self._touched: set[int] = set()
+        self._owner: int | None = None
+        self.listeners: set[Event] = set()
+
+    def __len__(self) -> int:
+        return self._committed
+
+    # -- restore -----------------------------------------------------------------------------
+    def load(self, notification_id: int, event: DecodedEvent) -> None:
+        """Append a committed event read from the log (at restore)."""
+        with self._lock:
+            agg = self._agg_nums.get(event.originator_key)
+            if agg is None:
+                agg = self._new_aggregate(event.originator_key, event.originator_id())
+            self._append(notification_id, agg, event.originator_version, event.topic, event.state)
+            self._committed = len(self._ids)
+            self._committed_aggs = len(self._agg_ids)
+
+    # -- write path (the caller holds the shard's write lock) ---------------------------------
+    def check(self, events: Sequence[StoredEvent]) -> None:
+        """Raise ``IntegrityError`` if any event of the batch conflicts; change nothing."""
+        with self._lock:
+            batch: dict[str, set[int]] = {}
+            last: dict[str, int] = {}
+            for e in events:
+                key, v = originator_key(e.originator_id), e.originator_version
+                seen = batch.setdefault(key, set())
+                if self.monotonic:
+                    if key not in last:
+                        last[key] = self._last_version(key)
+                    conflict = v <= last[key]
+                    last[key] = max(last[key], v)
+                else:
+                    conflict = v in seen or self._has_version(key, v)
+                if conflict:
+                    raise IntegrityError(f"stored event conflicts: {key} version {v}")
+                seen.add(v)
+
+    def add_pending(self, events: Sequence[StoredEvent], ids: Sequence[int]) -> None:
+        """Add a checked batch produced into the open transaction, with its notification ids."""
+        with self._lock:
+            self._owner = get_ident()
+            for e, notification_id in zip(events, ids, strict=True):
+                key = originator_key(e.originator_id)
+                agg = self._agg_nums.get(key)
+                if agg is None:
+                    agg = self._new_aggregate(key, e.originator_id)
+                self._touched.add(agg)
+                self._append(notification_id, agg, e.originator_version, e.topic, e.state)
+
+    def commit(self) -> None:
+        with self._lock:
+            changed = len(self._ids) > self._committed
+            self._committed, self._committed_aggs = len(self._ids), len(self._agg_ids)
+            self._touched.clear()
+            self._owner = None
+        if changed:
+            for listener in list(self.listeners):
+                listener.set()
+
+    def rollback(self) -> None:
+        with self._lock:
+            n, aggs = self._committed, self._committed_aggs
+            for agg in self._touched:
+                if agg < aggs:
+                    rows = self._agg_rows[agg]
+                    self._agg_rows[agg] = array("q", (r for r in rows if r < n))
+            for agg in range(aggs, len(self._agg_ids)):
+                del self._agg_nums[originator_key(self._agg_ids[agg])]
+            del self._agg_ids[aggs:], self._agg_rows[aggs:]
+            for column in (self._ids, self._agg, self._ver, self._topic, self._ends):
+                del column[n:]
+            del self._blob[self._ends[-1] if n else 0 :]
+            self._touched.clear()
+            self._owner = None
+
+    # -- reads ---------------------------------------------------------------------------------
+    def select_events(
+        self,
+        originator_id: UUID | str,
+        *,
+        gt: int | None = None,
+        lte: int | None = None,
+        desc: bool = False,
+        limit: int | None = None,
+    ) -> list[StoredEvent]:
+        with self._lock:
+            agg = self._agg_nums.get(originator_key(originator_id))
+            if agg is None:
+                return []
+            visible = len(self._ids) if self._owner == get_ident() else self._committed
+            rows, ver = self._agg_rows[agg], self._ver.__getitem__
+            lo = 0 if gt is None else bisect_right(rows, gt, key=ver)
+            hi = len(rows) if lte is None else bisect_right(rows, lte, key=ver)
+            selected = [r for r in rows[lo:hi] if r < visible]
+            if desc:
+                selected.reverse()
+            if limit is not None:
+                selected = selected[:limit]
+            return [self._stored_event(r) for r in selected]
+
+    def select_notifications(
+        self,
+        start: int | None,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        inclusive_of_start: bool = True,
+    ) -> list[Notification]:
+        with self._lock:
+            n = self._committed
+            if start is None:
+                i = 0
+            elif inclusive_of_start:
+                i = bisect_left(self._ids, start, 0, n)
+            else:
+                i = bisect_right(self._ids, start, 0, n)
+            j = n if stop is None else bisect_right(self._ids, stop, 0, n)
+            wanted = {self._topic_nums[t] for t in topics if t in self._topic_nums}
+            if topics and not wanted:
+                return []
+            out: list[Notification] = []
+            while i < j and len(out) < limit:
+                if not wanted or self._topic[i] in wanted:
+                    out.append(self._notification(i))
+                i += 1
+            return out
+
+    def max_notification_id(self) -> int | None:
+        with self._lock:
+            return self._ids[self._committed - 1] if self._committed else None
+
+    def listen(self, listener: Event) -> None:
+        self.listeners.add(listener)
+
+    def unlisten(self, listener: Event) -> None:
+        self.listeners.discard(listener)
+
+    def approximate_bytes(self) -> int:
+        """Bytes held by the columns and states (not the per-aggregate index)."""
+        columns = (self._ids, self._agg, self._ver, self._topic, self._ends)
+        return sum(c.buffer_info()[1] * c.itemsize for c in columns) + len(self._blob)
+
+    # -- internals -------------------------------------------------------------------------------
+    def _last_version(self, key: str) -> int:
+        agg = self._agg_nums.get(key)
+        rows = self._agg_rows[agg] if agg is not None else None
+        return self._ver[rows[-1]] if rows else -(2**63)
+
+    def _has_version(self, key: str, version: int) -> bool:
+        agg = self._agg_nums.get(key)
+        if agg is None:
+            return False
+        rows = self._agg_rows[agg]
+        at = bisect_left(rows, version, key=self._ver.__getitem__)
+        return at < len(rows) and self._ver[rows[at]] == version
+
+    def _new_aggregate(self, key: str, originator_id: UUID | str) -> int:
+        agg = len(self._agg_ids)
+        self._agg_nums[key] = agg
+        self._agg_ids.append(originator_id)
+        self._agg_rows.append(array("q"))
+        return agg
+
+    def _append(self, notification_id: int, agg: int, version: int, topic: str, state: bytes) -> None:
+        topic_num = self._topic_nums.get(topic)
+        if topic_num is None:
+            topic_num = self._topic_nums[topic] = len(self._topics)
+            self._topics.append(topic)
+        row = len(self._ids)
+        self._ids.append(notification_id)
+        self._agg.append(agg)
+        self._ver.append(version)
+        self._topic.append(topic_num)
+        self._blob += state
+        self._ends.append(len(self._blob))
+        rows = self._agg_rows[agg]
+        if not rows or self._ver[rows[-1]] < version:
+            rows.append(row)
+        else:  # out of order (snapshots): keep the rows in version order, last write wins
+            at = bisect_left(rows, version, key=self._ver.__getitem__)
+            if at < len(rows) and self._ver[rows[at]] == version:
+                rows[at] = row
+            else:
+                rows.insert(at, row)
+
+    def _state(self, row: int) -> bytes:
+        start = self._ends[row - 1] if row else 0
+        return bytes(self._blob[start : self._ends[row]])
+
+    def _stored_event(self, row: int) -> StoredEvent:
+        return StoredEvent(
+            originator_id=self._agg_ids[self._agg[row]],
+            originator_version=self._ver[row],
+            topic=self._topics[self._topic[row]],
+            state=self._state(row),
+        )
+
+    def _notification(self, row: int) -> Notification:
+        return Notification(
+            id=self._ids[row],
+            originator_id=self._agg_ids[self._agg[row]],
+            originator_version=self._ver[row],
+            topic=self._topics[self._topic[row]],
+            state=self._state(row),
+        )
+
+
+class TrackingTable:
+    """The highest notification id processed per upstream application, with pending updates."""
+
+    def __init__(self) -> None:
+        self._lock = Lock()
+        self._committed: dict[str, int] = {}
+        self._pending: dict[str, int] = {}
+        self._owner: int | None = None
+
+    def load(self, tracking: Tracking) -> None:
+        with self._lock:
+            current = self._committed.get(tracking.application_name)
+            if current is None or tracking.notification_id > current:
+                self._committed[tracking.application_name] = tracking.notification_id
+
+    def check(self, tracking: Tracking) -> None:
+        current = self.max_tracking_id(tracking.application_name)
+        if current is not None and tracking.notification_id <= current:
+            raise IntegrityError(
+                f"tracking {tracking.application_name} {tracking.notification_id} "
+                f"is not greater than the recorded {current}"
+            )
+
+    def add_pending(self, tracking: Tracking) -> None:
+        with self._lock:
+            self._owner = get_ident()
+            self._pending[tracking.application_name] = tracking.notification_id
+
+    def commit(self) -> None:
+        with self._lock:
+            self._committed.update(self._pending)
+            self._pending.clear()
+            self._owner = None
+
+    def rollback(self) -> None:
+        with self._lock:
+            self._pending.clear()
+            self._owner = None
+
+    def max_tracking_id(self, application_name: str) -> int | None:
+        with self._lock:
+            if self._owner == get_ident() and application_name in self._pending:
+                return self._pending[application_name]
+            return self._committed.get(application_name)

@@ -1,0 +1,227 @@
+"""Topic names, the topic table, and the functions that create and check the topics.
+
+Every topic name is ``<prefix>.<role>`` (default prefix ``dispatch``). The co-partitioned
+topics (commands, locations, events, snapshots, outcomes, tracking) all have one partition
+per shard: partition ``n`` of each belongs to shard ``n``. Partition counts are fixed at
+creation; over-provision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kafka.admin import ConfigResource, ConfigResourceType
+
+from dispatch.kafka.config import new_admin
+
+DEFAULT_PREFIX = "dispatch"
+DEAD_LETTER_PARTITIONS = 1
+_DAY_MS = 24 * 60 * 60 * 1000
+_TOPIC_ALREADY_EXISTS = 36
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    """The shape of one topic: its role, configs and partitioning.
+
+    ``partitions`` is None for co-partitioned topics (they get the shard count) and a fixed
+    count otherwise.
+    """
+
+    role: str
+    configs: Mapping[str, str]
+    partitions: int | None = None
+
+    @property
+    def co_partitioned(self) -> bool:
+        return self.partitions is None
+
+    def name(self, prefix: str = DEFAULT_PREFIX) -> str:
+        return f"{prefix}.{self.role}"
+
+    def partition_count(self, shards: int) -> int:
+        return shards if self.partitions is None else min(self.partitions, shards)
+
+
+def _delete_after(ms: int) -> dict[str, str]:
+    return {"cleanup.policy": "delete", "retention.ms": str(ms)}
+
+
+SPECS: tuple[TopicSpec, ...] = (
+    TopicSpec("commands", _delete_after(7 * _DAY_MS)),
+    TopicSpec("locations", _delete_after(1 * _DAY_MS)),
+    # The log of record: kept forever.
+    TopicSpec("events", {"cleanup.policy": "delete", "retention.ms": "-1"}),
+    # Latest snapshot per aggregate (key = aggregate id).
+    TopicSpec("snapshots", {"cleanup.policy": "compact"}),
+    TopicSpec("outcomes", _delete_after(1 * _DAY_MS)),
+    # Latest position per upstream application (key = application name).
+    TopicSpec("tracking", {"cleanup.policy": "compact"}),
+    TopicSpec("dead-letters", _delete_after(30 * _DAY_MS), partitions=DEAD_LETTER_PARTITIONS),
+)
+SPECS_BY_ROLE: dict[str, TopicSpec] = {spec.role: spec for spec in SPECS}
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """The topic names for one prefix."""
+
+    prefix: str = DEFAULT_PREFIX
+
+    def name(self, role: str) -> str:
+        return SPECS_BY_ROLE[role].name(self.prefix)
+
+    @property
+    def commands(self) -> str:
+        return self.name("commands")
+
+    @property
+    def locations(self) -> str:
+        return self.name("locations")
+
+    @property
+    def events(self) -> str:
+        return self.name("events")
+
+    @property
+    def snapshots(self) -> str:
+        return self.name("snapshots")
+
+    @property
+    def outcomes(self) -> str:
+        return self.name("outcomes")
+
+    @property
+    def tracking(self) -> str:
+        return self.name("tracking")
+
+    @property
+    def dead_letters(self) -> str:
+        return self.name("dead-letters")
+
+    def all(self) -> list[str]:
+        return [spec.name(self.prefix) for spec in SPECS]
+
+
+def create_topics(
+    bootstrap: str,
+    prefix: str = DEFAULT_PREFIX,
+    partitions: int = 1,
+    *,
+    replication_factor: int = -1,
+    timeout_s: float = 30.0,
+) -> list[str]:
+    """Create the missing topics of ``prefix`` for ``partitions`` shards; return their names.
+
+    Idempotent: topics that already exist with the right shape are left alone. Raises
+    ``ValueError`` listing the problems when an existing topic has the wrong shape (Kafka
+    cannot shrink partitions or repartition data, so this is for an operator to decide).
+    ``replication_factor=-1`` takes the broker's default.
+    """
+    if partitions < 1:
+        raise ValueError(f"partitions must be at least 1, got {partitions}")
+    timeout_ms = int(timeout_s * 1000)
+    admin = new_admin(bootstrap)
+    try:
+        existing = set(admin.list_topics())
+        wanted = {
+            spec.name(prefix): {
+                "num_partitions": spec.partition_count(partitions),
+                "replication_factor": replication_factor,
+                "configs": dict(spec.configs),
+            }
+            for spec in SPECS
+            if spec.name(prefix) not in existing
+        }
+        created: list[str] = []
+        if wanted:
+            result = admin.create_topics(wanted, timeout_ms=timeout_ms, raise_errors=False)
+            for topic in result["topics"]:
+                code = topic["error_code"]
+                if code == 0:
+                    created.append(topic["name"])
+                elif code != _TOPIC_ALREADY_EXISTS:  # lost a race with another creator: fine
+                    raise RuntimeError(f"creating {topic['name']}: {topic['error_message']}")
+            admin.wait_for_topics(list(wanted), timeout_ms=timeout_ms)
+        problems = _problems(admin, prefix, partitions)
+    finally:
+        admin.close()
+    if problems:
+        raise ValueError("existing topics have the wrong shape: " + "; ".join(problems))
+    return created
+
+
+def check_topics(bootstrap: str, prefix: str = DEFAULT_PREFIX, partitions: int | None = None) -> list[str]:
+    """Return the problems of the topics of ``prefix`` (an empty list means all is well).
+
+    Reports missing topics, partition counts other than ``partitions`` (when None, the count
+    of the events topic is taken as the shard count), co-partitioned topics whose counts
+    differ, and wrong ``cleanup.policy`` (and events not kept forever).
+    """
+    admin = new_admin(bootstrap)
+    try:
+        return _problems(admin, prefix, partitions)
+    finally:
+        admin.close()
+
+
+def delete_topics(bootstrap: str, prefix: str, timeout_s: float = 30.0) -> None:
+    """Delete the existing topics of ``prefix`` (for tests and throw-away environments)."""
+    admin = new_admin(bootstrap)
+    try:
+        names = set(Topics(prefix).all()) & set(admin.list_topics())
+        if names:
+            admin.delete_topics(sorted(names), timeout_ms=int(timeout_s * 1000), raise_errors=False)
+    finally:
+        admin.close()
+
+
+def _problems(admin: Any, prefix: str, partitions: int | None) -> list[str]:
+    names = [spec.name(prefix) for spec in SPECS]
+    described = {t["name"]: t for t in admin.describe_topics(names)}
+    counts: dict[str, int] = {}
+    problems: list[str] = []
+    for name in names:
+        info = described.get(name)
+        if info is None or info.get("error_code", 0) != 0:
+            problems.append(f"{name}: missing")
+        else:
+            counts[name] = len(info["partitions"])
+    if partitions is None:
+        partitions = counts.get(SPECS_BY_ROLE["events"].name(prefix))
+    co = {spec.name(prefix): counts[spec.name(prefix)] for spec in SPECS if spec.co_partitioned and spec.name(prefix) in counts}
+    if len(set(co.values())) > 1:
+        shape = ", ".join(f"{n}={c}" for n, c in co.items())
+        problems.append(f"co-partitioned topics differ in partition count ({shape})")
+    if partitions is not None:
+        for spec in SPECS:
+            name = spec.name(prefix)
+            want = spec.partition_count(partitions)
+            have = counts.get(name)
+            if have is not None and have != want:
+                problems.append(f"{name}: {have} partitions, expected {want}")
+    problems.extend(_config_problems(admin, prefix, [n for n in names if n in counts]))
+    return problems
+
+
+def _config_problems(admin: Any, prefix: str, names: Iterable[str]) -> list[str]:
+    names = list(names)
+    if not names:
+        return []
+    keys = ["cleanup.policy", "retention.ms"]
+    resources = [ConfigResource(ConfigResourceType.TOPIC, name, keys) for name in names]
+    found = admin.describe_configs(resources, config_filter="all").get("topic", {})
+    problems: list[str] = []
+    for spec in SPECS:
+        name = spec.name(prefix)
+        if name not in found:
+            continue
+        actual = {key: entry["value"] for key, entry in found[name].items()}
+        policy = spec.configs["cleanup.policy"]
+        if actual.get("cleanup.policy") != policy:
+            problems.append(f"{name}: cleanup.policy={actual.get('cleanup.policy')}, expected {policy}")
+        if spec.role == "events" and actual.get("retention.ms") != "-1":
+            problems.append(f"{name}: retention.ms={actual.get('retention.ms')}, expected -1")
+    return problems

@@ -1,0 +1,85 @@
+"""Log sources: read a shard's committed events as ``LogEvent``s.
+
+The embedded source reads the shard SQLite files directly (read-only), which is the
+fastest path for replay. It never writes.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+from dispatch.log import LogEvent, decode
+
+_SHARD_FILE = re.compile(r"shard-(\d+)\.sqlite$")
+_SELECT = (
+    "SELECT rowid AS id, originator_id, originator_version, topic, state FROM stored_events "
+    "WHERE rowid > ? ORDER BY rowid LIMIT ?"
+)
+
+
+class _Row:
+    __slots__ = ("id", "originator_id", "originator_version", "state", "topic")
+
+    def __init__(self, row: tuple[int, str, int, str, bytes]) -> None:
+        self.id, self.originator_id, self.originator_version, self.topic, self.state = row
+
+
+class SqliteLogSource:
+    """Every ``shard-NNNN.sqlite`` file under a data dir."""
+
+    def __init__(self, data_dir: Path, page: int = 5_000) -> None:
+        self.data_dir = data_dir
+        self.page = page
+
+    def shards(self) -> list[int]:
+        found = (_SHARD_FILE.search(p.name) for p in self.data_dir.glob("shard-*.sqlite"))
+        return sorted(int(m.group(1)) for m in found if m)
+
+    def path(self, shard: int) -> Path:
+        return self.data_dir / f"shard-{shard:04d}.sqlite"
+
+    def read(self, shard: int, after: int = 0, until: int | None = None) -> Iterator[LogEvent]:
+        path = self.path(shard)
+        if not path.exists():
+            return
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+        try:
+            if not _has_events_table(conn):
+                return
+            position = after
+            while True:
+                rows = conn.execute(_SELECT, (position, self.page)).fetchall()
+                for row in rows:
+                    record = _Row(row)
+                    if until is not None and record.id > until:
+                        return
+                    yield decode(record, shard)
+                if len(rows) < self.page:
+                    return
+                position = rows[-1][0]
+        finally:
+            conn.close()
+
+    def head(self, shard: int) -> int:
+        """The shard's last position (0 when empty)."""
+        path = self.path(shard)
+        if not path.exists():
+            return 0
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            if not _has_events_table(conn):
+                return 0
+            value = conn.execute("SELECT max(rowid) FROM stored_events").fetchone()[0]
+            return int(value or 0)
+        finally:
+            conn.close()
+
+
+def _has_events_table(conn: sqlite3.Connection) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type='table' AND name='stored_events'"
+    ).fetchone()
+    return row is not None

@@ -1,0 +1,1 @@
+"""Driver matching: H3 driver index, geometry, strategies and the matcher."""

@@ -1,0 +1,65 @@
+"""What a serving process runs: the transport, the views and (embedded) the shard workers.
+
+The API talks to a ``Runtime`` only: send a command, wait for its outcome, send pings, read
+views, wait until the views include a position. Built by ``bootstrap.build_runtime``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from dispatch.engine import EmbeddedEngine
+from dispatch.markets import MarketMap
+from dispatch.messages import Ping
+from dispatch.settings import Settings
+from dispatch.transport.port import Transport
+from projections.runner import ProjectionRunner
+from projections.views import ViewSet
+from schemas.commands import CommandEnvelope, Outcome
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    transport: Transport
+    views: ViewSet
+    runner: ProjectionRunner
+    markets: MarketMap
+    clock: Callable[[], float]
+    engine: EmbeddedEngine | None = None
+    _started: bool = field(default=False, init=False)
+
+    def start(self) -> None:
+        if self._started:
+            return
+        self.runner.catch_up()
+        if self.engine is not None:
+            self.engine.start()
+        self.runner.start()
+        self._started = True
+
+    def stop(self) -> None:
+        if not self._started:
+            return
+        self.runner.stop()
+        if self.engine is not None:
+            self.engine.stop()
+        self._started = False
+
+    def send(self, envelope: CommandEnvelope, timeout_s: float) -> Outcome | None:
+        """Send a command and wait up to ``timeout_s`` for its outcome (None on timeout)."""
+        self.transport.send_command(envelope)
+        return self.transport.wait_outcome(envelope.command_id, timeout_s)
+
+    def send_pings(self, pings: Sequence[Ping]) -> None:
+        """Pings go to the shard workers (matching) and to this process's location views."""
+        self.transport.send_pings(pings)
+        with self.views.lock:
+            for ping in pings:
+                self.views.apply_ping(ping)
+
+    def wait_for(self, shard: int, position: int, timeout_s: float) -> bool:
+        """Read-your-writes: wait until the views include ``position`` of ``shard``."""
+        self.runner.nudge()
+        return self.views.wait_for(shard, position, timeout_s)

@@ -1,0 +1,50 @@
+"""What every projection is: an initial view and a fold function, and a checkpoint beside it.
+
+The fold takes ownership of the view it is given and returns it (views are updated in
+place for speed; nothing else holds a reference while folding). The checkpoint is the last
+position applied per shard, kept in the same object as the view so the two can never be
+saved apart; an event at or before the checkpoint is skipped, which makes redelivery
+harmless.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
+
+from dispatch.log import LogEvent
+
+V = TypeVar("V")
+
+
+class Projection(Protocol[V]):
+    name: str
+
+    def initial(self) -> V:
+        """A fresh, empty view."""
+        ...
+
+    def apply(self, view: V, event: LogEvent) -> V:
+        """Fold one event into the view."""
+        ...
+
+
+@dataclass
+class Checkpointed(Generic[V]):
+    """A view and the per-shard positions it includes."""
+
+    name: str
+    view: V
+    checkpoint: dict[int, int] = field(default_factory=dict)
+
+    def position(self, shard: int) -> int:
+        return self.checkpoint.get(shard, 0)
+
+
+def fold(projection: Projection[Any], state: Checkpointed[Any], event: LogEvent) -> bool:
+    """Apply ``event`` unless the view already includes it; returns whether it was applied."""
+    if event.position <= state.checkpoint.get(event.shard, 0):
+        return False
+    state.view = projection.apply(state.view, event)
+    state.checkpoint[event.shard] = event.position
+    return True

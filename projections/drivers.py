@@ -1,0 +1,93 @@
+"""Drivers view: status, current ride and counts per driver, plus totals per status."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from dispatch.domain.driver import Driver
+from dispatch.log import LogEvent
+
+_STATUS_AFTER: dict[str, str] = {
+    Driver.Created.TOPIC: "offline",
+    Driver.WentOnline.TOPIC: "available",
+    Driver.WentOffline.TOPIC: "offline",
+    Driver.OfferReceived.TOPIC: "offered",
+    Driver.OfferClosed.TOPIC: "available",
+    Driver.Assigned.TOPIC: "en_route",
+    Driver.TripStarted.TOPIC: "on_trip",
+    Driver.Released.TOPIC: "available",
+}
+
+
+@dataclass(slots=True)
+class DriverRow:
+    driver_id: str
+    name: str
+    status: str = "offline"
+    ride_id: str | None = None
+    offline_after_trip: bool = False
+    offers: int = 0
+    declined: int = 0
+    expired: int = 0
+    trips: int = 0
+    cancelled: int = 0
+    updated_at: float = 0.0
+    version: int = 0
+
+
+@dataclass
+class DriversView:
+    rows: dict[str, DriverRow] = field(default_factory=dict)
+    by_status: Counter[str] = field(default_factory=Counter)
+
+
+class DriversProjection:
+    name = "drivers"
+
+    def initial(self) -> DriversView:
+        return DriversView()
+
+    def apply(self, view: DriversView, e: LogEvent) -> DriversView:
+        topic = e.topic
+        if topic == Driver.OfflineAfterTripRequested.TOPIC:
+            row = view.rows.get(e.aggregate_id)
+            if row is not None:
+                row.offline_after_trip, row.version = True, e.version
+            return view
+        status = _STATUS_AFTER.get(topic)
+        if status is None:
+            return view
+        if topic == Driver.Created.TOPIC:
+            row = DriverRow(e.aggregate_id, e.data["name"])
+            view.rows[e.aggregate_id] = row
+        else:
+            found = view.rows.get(e.aggregate_id)
+            if found is None:
+                return view
+            row = found
+            view.by_status[row.status] -= 1
+        data = e.data
+        if topic == Driver.OfferReceived.TOPIC:
+            row.ride_id = data["ride_id"]
+            row.offers += 1
+        elif topic == Driver.OfferClosed.TOPIC:
+            row.ride_id = None
+            if data["outcome"] == "declined":
+                row.declined += 1
+            elif data["outcome"] == "expired":
+                row.expired += 1
+        elif topic == Driver.Released.TOPIC:
+            row.ride_id = None
+            if data["reason"] == "completed":
+                row.trips += 1
+            elif data["reason"] == "cancelled_by_driver":
+                row.cancelled += 1
+            if row.offline_after_trip:
+                status = "offline"
+            row.offline_after_trip = False
+        elif topic in (Driver.WentOnline.TOPIC, Driver.WentOffline.TOPIC):
+            row.offline_after_trip = False
+        row.status, row.updated_at, row.version = status, e.at, e.version
+        view.by_status[status] += 1
+        return view

@@ -1,0 +1,124 @@
+"""Supply and demand per H3 cell, for a heatmap.
+
+Counts are kept at a fine resolution (8) and summed to the caller's resolution (4 to 8) at
+query time. Supply is available drivers with a known position, demand is rides waiting for
+a driver (requested or offered), by pickup cell.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import h3
+
+from dispatch.domain.driver import Driver
+from dispatch.domain.ride import Ride
+from dispatch.log import LogEvent
+from dispatch.messages import Ping
+
+BASE_RESOLUTION = 8
+MIN_RESOLUTION = 4
+
+_DRIVER_AVAILABLE = {
+    Driver.WentOnline.TOPIC: True,
+    Driver.OfferClosed.TOPIC: True,
+    Driver.Released.TOPIC: True,
+    Driver.WentOffline.TOPIC: False,
+    Driver.OfferReceived.TOPIC: False,
+}
+_RIDE_WAITING = {
+    Ride.Created.TOPIC: True,
+    Ride.CancelledByDriver.TOPIC: True,
+    Ride.Accepted.TOPIC: False,
+    Ride.CancelledByRider.TOPIC: False,
+    Ride.Expired.TOPIC: False,
+    Ride.Completed.TOPIC: False,
+}
+_RIDE_CLOSED = {Ride.CancelledByRider.TOPIC, Ride.Expired.TOPIC, Ride.Completed.TOPIC}
+
+
+@dataclass
+class HeatmapView:
+    supply: Counter[str] = field(default_factory=Counter)
+    demand: Counter[str] = field(default_factory=Counter)
+    available: set[str] = field(default_factory=set)
+    offline_after_trip: set[str] = field(default_factory=set)
+    driver_cell: dict[str, str] = field(default_factory=dict)
+    last_cell: dict[str, str] = field(default_factory=dict)
+    ride_cell: dict[str, str] = field(default_factory=dict)
+    waiting: set[str] = field(default_factory=set)
+
+    def cells(self, resolution: int) -> dict[str, tuple[int, int]]:
+        """(supply, demand) per cell at ``resolution``."""
+        if not MIN_RESOLUTION <= resolution <= BASE_RESOLUTION:
+            raise ValueError(f"resolution must be between {MIN_RESOLUTION} and {BASE_RESOLUTION}")
+        out: dict[str, list[int]] = {}
+        for index, counter in ((0, self.supply), (1, self.demand)):
+            for cell, count in counter.items():
+                if count <= 0:
+                    continue
+                key = cell if resolution == BASE_RESOLUTION else h3.cell_to_parent(cell, resolution)
+                out.setdefault(key, [0, 0])[index] += count
+        return {cell: (v[0], v[1]) for cell, v in out.items()}
+
+
+class HeatmapProjection:
+    name = "heatmap"
+
+    def initial(self) -> HeatmapView:
+        return HeatmapView()
+
+    def apply(self, view: HeatmapView, e: LogEvent) -> HeatmapView:
+        topic, agg = e.topic, e.aggregate_id
+        if topic in _RIDE_WAITING:
+            if topic == Ride.Created.TOPIC:
+                lat, lng = e.data["pickup"]
+                view.ride_cell[agg] = h3.latlng_to_cell(lat, lng, BASE_RESOLUTION)
+            cell = view.ride_cell.get(agg)
+            if cell is not None:
+                if _RIDE_WAITING[topic] and agg not in view.waiting:
+                    view.waiting.add(agg)
+                    view.demand[cell] += 1
+                elif not _RIDE_WAITING[topic] and agg in view.waiting:
+                    view.waiting.discard(agg)
+                    view.demand[cell] -= 1
+                if topic in _RIDE_CLOSED:
+                    del view.ride_cell[agg]
+            return view
+        if topic == Driver.OfflineAfterTripRequested.TOPIC:
+            view.offline_after_trip.add(agg)
+        elif topic in _DRIVER_AVAILABLE:
+            available = _DRIVER_AVAILABLE[topic]
+            if topic == Driver.Released.TOPIC and agg in view.offline_after_trip:
+                available = False
+            if topic in (Driver.Released.TOPIC, Driver.WentOnline.TOPIC, Driver.WentOffline.TOPIC):
+                view.offline_after_trip.discard(agg)
+            self._set_available(view, agg, available)
+        return view
+
+    def apply_ping(self, view: HeatmapView, ping: Ping) -> HeatmapView:
+        driver_id = str(ping.driver_id)
+        cell = h3.latlng_to_cell(ping.lat, ping.lng, BASE_RESOLUTION)
+        view.last_cell[driver_id] = cell
+        if driver_id in view.available:
+            old = view.driver_cell.get(driver_id)
+            if old != cell:
+                if old is not None:
+                    view.supply[old] -= 1
+                view.supply[cell] += 1
+                view.driver_cell[driver_id] = cell
+        return view
+
+    def _set_available(self, view: HeatmapView, driver_id: str, available: bool) -> None:
+        if available:
+            view.available.add(driver_id)
+            cell = view.last_cell.get(driver_id)
+            if cell is not None and driver_id not in view.driver_cell:
+                view.supply[cell] += 1
+                view.driver_cell[driver_id] = cell
+        else:
+            view.available.discard(driver_id)
+            old = view.driver_cell.pop(driver_id, None)
+            if old is not None:
+                view.supply[old] -= 1

@@ -1,0 +1,109 @@
+"""Driver locations view: every online driver's status and last position, H3-indexed.
+
+Statuses come from the event log, positions from the ping stream. Available drivers are
+kept in a ``DriverIndex`` (ring search with an exact distance bound), so "nearest
+available drivers" and "where is driver X" are answered from memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dispatch.domain.driver import Driver
+from dispatch.log import LogEvent
+from dispatch.matching.index import DriverIndex
+from dispatch.messages import Ping
+
+_STATUS_AFTER: dict[str, str] = {
+    Driver.WentOnline.TOPIC: "available",
+    Driver.WentOffline.TOPIC: "offline",
+    Driver.OfferReceived.TOPIC: "offered",
+    Driver.OfferClosed.TOPIC: "available",
+    Driver.Assigned.TOPIC: "en_route",
+    Driver.TripStarted.TOPIC: "on_trip",
+    Driver.Released.TOPIC: "available",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class DriverLocation:
+    driver_id: str
+    status: str
+    lat: float | None
+    lng: float | None
+    at: float | None
+
+
+@dataclass
+class LocationsView:
+    index: DriverIndex
+    ttl_s: float
+    status: dict[str, str] = field(default_factory=dict)
+    positions: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+    offline_after_trip: set[str] = field(default_factory=set)
+
+    def where(self, driver_id: str, now: float) -> DriverLocation | None:
+        status = self.status.get(driver_id)
+        if status is None:
+            return None
+        pos = self.positions.get(driver_id)
+        if pos is None or pos[2] < now - self.ttl_s:
+            return DriverLocation(driver_id, status, None, None, pos[2] if pos else None)
+        return DriverLocation(driver_id, status, pos[0], pos[1], pos[2])
+
+    def nearest(
+        self, lat: float, lng: float, k: int, radius_m: float, now: float
+    ) -> list[tuple[DriverLocation, float]]:
+        out = []
+        for driver_id, dist in self.index.nearest(lat, lng, k, radius_m, now):
+            pos = self.positions[str(driver_id)]
+            out.append((DriverLocation(str(driver_id), "available", *pos), dist))
+        return out
+
+
+class LocationsProjection:
+    name = "locations"
+
+    def __init__(self, resolution: int = 9, ttl_s: float = 30.0) -> None:
+        self.resolution, self.ttl_s = resolution, ttl_s
+
+    def initial(self) -> LocationsView:
+        return LocationsView(DriverIndex(self.resolution, self.ttl_s), self.ttl_s)
+
+    def apply(self, view: LocationsView, e: LogEvent) -> LocationsView:
+        status = _STATUS_AFTER.get(e.topic)
+        driver_id = e.aggregate_id
+        if status is None:
+            if e.topic == Driver.OfflineAfterTripRequested.TOPIC:
+                view.offline_after_trip.add(driver_id)
+            return view
+        if e.topic == Driver.Released.TOPIC and driver_id in view.offline_after_trip:
+            status = "offline"
+        if e.topic in (Driver.Released.TOPIC, Driver.WentOnline.TOPIC, Driver.WentOffline.TOPIC):
+            view.offline_after_trip.discard(driver_id)
+        if status == "offline":
+            view.status.pop(driver_id, None)
+            view.positions.pop(driver_id, None)
+            view.index.remove(driver_id)
+            return view
+        view.status[driver_id] = status
+        if status == "available":
+            pos = view.positions.get(driver_id)
+            if pos is not None:
+                view.index.upsert(driver_id, *pos)
+        else:
+            view.index.remove(driver_id)
+        return view
+
+    def apply_ping(self, view: LocationsView, ping: Ping) -> LocationsView:
+        driver_id = str(ping.driver_id)
+        status = view.status.get(driver_id)
+        if status is None:
+            return view  # offline or unknown: not shown
+        last = view.positions.get(driver_id)
+        if last is not None and last[2] > ping.at:
+            return view
+        view.positions[driver_id] = (ping.lat, ping.lng, ping.at)
+        if status == "available":
+            view.index.upsert(driver_id, ping.lat, ping.lng, ping.at)
+        return view
