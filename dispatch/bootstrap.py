@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from dispatch.engine import EmbeddedEngine
+from dispatch.log import LogSource
 from dispatch.logsources import SqliteLogSource
 from dispatch.markets import MarketMap
 from dispatch.matching.eta import StraightLineEta
@@ -66,6 +67,18 @@ def build_embedded_engine(settings: Settings, clock: Clock = time.time) -> Embed
     engine = EmbeddedEngine(transport, workers)
     engine.restore()
     return engine
+
+
+def build_log_source(settings: Settings) -> LogSource:
+    """Where replay and projections read the log: the shard SQLite files, or Kafka."""
+    if settings.embedded:
+        if not settings.data_dir.exists():
+            raise FileNotFoundError(f"no event log at {settings.data_dir}")
+        return SqliteLogSource(settings.data_dir)
+    from dispatch.kafka.logsource import KafkaLogSource
+
+    assert settings.kafka_bootstrap is not None
+    return KafkaLogSource(settings.kafka_bootstrap, settings.topic_prefix)
 
 
 def build_runtime(settings: Settings, clock: Clock = time.time) -> Runtime:

@@ -12,8 +12,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
+from uuid import UUID
 
 import orjson
+from eventsourcing.persistence import StoredEvent
 
 TOPIC_PREFIX = "dispatch."
 
@@ -77,6 +79,14 @@ def parse_time(iso: str) -> float:
     return datetime.fromisoformat(iso).timestamp()
 
 
+def canonical_id(value: Any) -> str:
+    """Ids as the 36-character UUID form, whatever form the store keeps them in."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) == 32:
+        return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+    return text
+
+
 def decode(notification: StoredNotification, shard: int) -> LogEvent:
     data = decode_state(notification.state)
     at = parse_time(data.pop("timestamp"))
@@ -85,7 +95,7 @@ def decode(notification: StoredNotification, shard: int) -> LogEvent:
     return LogEvent(
         shard=shard,
         position=notification.id,
-        aggregate_id=str(notification.originator_id),
+        aggregate_id=canonical_id(notification.originator_id),
         version=notification.originator_version,
         topic=notification.topic,
         at=at,
@@ -99,3 +109,5 @@ class LogSource(Protocol):
     def shards(self) -> list[int]: ...
 
     def read(self, shard: int, after: int = 0) -> Iterator[LogEvent]: ...
+
+    def stored_events(self, shard: int, aggregate_id: UUID) -> list[StoredEvent]: ...

@@ -10,6 +10,9 @@ import re
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from uuid import UUID
+
+from eventsourcing.persistence import StoredEvent
 
 from dispatch.log import LogEvent, decode
 
@@ -62,6 +65,24 @@ class SqliteLogSource:
                 position = rows[-1][0]
         finally:
             conn.close()
+
+    def stored_events(self, shard: int, aggregate_id: UUID) -> list[StoredEvent]:
+        """One aggregate's stored events in version order (for ``replay history``)."""
+        path = self.path(shard)
+        if not path.exists():
+            return []
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            if not _has_events_table(conn):
+                return []
+            rows = conn.execute(
+                "SELECT originator_id, originator_version, topic, state FROM stored_events "
+                "WHERE originator_id = ? ORDER BY originator_version",
+                (aggregate_id.hex,),
+            ).fetchall()
+        finally:
+            conn.close()
+        return [StoredEvent(UUID(r[0]), r[1], r[2], r[3]) for r in rows]
 
     def head(self, shard: int) -> int:
         """The shard's last position (0 when empty)."""

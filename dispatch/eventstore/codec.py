@@ -90,7 +90,10 @@ def decode_event(value: bytes) -> DecodedEvent:
 
 
 def encode_tracking(tracking: Tracking) -> tuple[bytes, bytes]:
-    value = {"application_name": tracking.application_name, "notification_id": tracking.notification_id}
+    value = {
+        "application_name": tracking.application_name,
+        "notification_id": tracking.notification_id,
+    }
     return tracking.application_name.encode(), json.dumps(value, separators=(",", ":")).encode()
 
 

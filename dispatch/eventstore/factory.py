@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from threading import RLock
+from typing import TypeVar
 
 from eventsourcing.persistence import (
     AggregateRecorder,
@@ -24,6 +25,8 @@ from dispatch.eventstore.restore import restore_events, restore_tracking
 from dispatch.eventstore.shard import ReadOnlyWriter, ShardWriter
 from dispatch.eventstore.store import EventTable, TrackingTable
 from dispatch.kafka.topics import DEFAULT_PREFIX, Topics
+
+_T = TypeVar("_T", bound=type)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +49,8 @@ class KafkaFactory(InfrastructureFactory[KafkaTrackingRecorder]):
 
     All recorders of a factory share one shard writer (one transactional producer) and one
     local store per topic, restored from the partition when first needed, after the writer
-    has fenced any previous owner.
+    has fenced any previous owner. The writer closes with the last recorder using it, or
+    with the factory.
     """
 
     KAFKA_BOOTSTRAP_SERVERS = "KAFKA_BOOTSTRAP_SERVERS"
@@ -80,7 +84,9 @@ class KafkaFactory(InfrastructureFactory[KafkaTrackingRecorder]):
 
     def application_recorder(self) -> ApplicationRecorder:
         cls = self._resolve(self.APPLICATION_RECORDER_TOPIC, self.application_recorder_class)
-        return cls(self.writer(), self.settings.shard, self.settings.topics.events, self._table("events"))
+        return cls(
+            self.writer(), self.settings.shard, self.settings.topics.events, self._table("events")
+        )
 
     def tracking_recorder(
         self, tracking_recorder_class: type[KafkaTrackingRecorder] | None = None
@@ -88,7 +94,12 @@ class KafkaFactory(InfrastructureFactory[KafkaTrackingRecorder]):
         cls = tracking_recorder_class or self._resolve(
             self.TRACKING_RECORDER_TOPIC, self.tracking_recorder_class
         )
-        return cls(self.writer(), self.settings.shard, self.settings.topics.tracking, self._tracking_table())
+        return cls(
+            self.writer(),
+            self.settings.shard,
+            self.settings.topics.tracking,
+            self._tracking_table(),
+        )
 
     def process_recorder(self) -> ProcessRecorder:
         cls = self._resolve(self.PROCESS_RECORDER_TOPIC, self.process_recorder_class)
@@ -105,13 +116,12 @@ class KafkaFactory(InfrastructureFactory[KafkaTrackingRecorder]):
     def writer(self) -> ShardWriter:
         """The shard writer (created, and the previous owner fenced, on first use)."""
         with self._lock:
-            if self._writer is None:
+            if self._writer is None or self._writer.closed:
                 s = self.settings
                 if s.read_only:
                     self._writer = ReadOnlyWriter(s.transactional_id)
                 else:
                     self._writer = ShardWriter(s.bootstrap, s.transactional_id, s.write_timeout_s)
-                self._writer.retain()  # the factory's own reference, released by close()
             return self._writer
 
     def close(self) -> None:
@@ -138,11 +148,13 @@ class KafkaFactory(InfrastructureFactory[KafkaTrackingRecorder]):
                 self.writer()
                 table = TrackingTable()
                 s = self.settings
-                restore_tracking(s.bootstrap, s.topics.tracking, s.shard, table, s.restore_timeout_s)
+                restore_tracking(
+                    s.bootstrap, s.topics.tracking, s.shard, table, s.restore_timeout_s
+                )
                 self._tracking = table
             return self._tracking
 
-    def _resolve[T: type](self, key: str, default: T) -> T:
+    def _resolve(self, key: str, default: _T) -> _T:
         topic = self.env.get(key)
         if not topic:
             return default
@@ -161,7 +173,8 @@ class KafkaFactory(InfrastructureFactory[KafkaTrackingRecorder]):
         if shard_text is None or not shard_text.strip().isdigit():
             keys = ", ".join(self.env.create_keys(self.KAFKA_SHARD))
             raise InfrastructureFactoryError(
-                f"Kafka shard (partition index) not set or invalid: {shard_text!r} (env keys: {keys})"
+                f"Kafka shard (partition index) not set or invalid: {shard_text!r} "
+                f"(env keys: {keys})"
             )
         shard = int(shard_text)
         return KafkaSettings(

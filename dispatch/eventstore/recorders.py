@@ -78,7 +78,9 @@ class KafkaAggregateRecorder(KafkaRecorder, AggregateRecorder):
         self.topic = topic
         self.table = table
 
-    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
         self._insert_events(stored_events, **kwargs)
         return None
 
@@ -127,7 +129,9 @@ class KafkaAggregateRecorder(KafkaRecorder, AggregateRecorder):
 class KafkaApplicationRecorder(KafkaAggregateRecorder, ApplicationRecorder):
     """The shard's events partition as an application sequence (id = offset + 1)."""
 
-    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
         return self._insert_events(stored_events, **kwargs)
 
     def select_notifications(

@@ -44,7 +44,9 @@ def read_partition(
         count = 0
         while end > 0 and consumer.position(tp) < end:
             if monotonic() > deadline:
-                raise OperationalError(f"restoring {topic}[{partition}] timed out after {timeout_s}s")
+                raise OperationalError(
+                    f"restoring {topic}[{partition}] timed out after {timeout_s}s"
+                )
             for record in consumer.poll(timeout_ms=500).get(tp, ()):
                 if record.offset < end:
                     sink(record.offset, record.key, record.value)

@@ -67,6 +67,7 @@ class ShardWriter:
         self._broken: PersistenceError | None = None  # this writer cannot write any more
         self._refs = 0
         self._sent = 0
+        self._closed = False
         self.producer = new_producer(
             bootstrap,
             transactional_id=transactional_id,
@@ -190,7 +191,14 @@ class ShardWriter:
         if self._refs <= 0:
             self.close()
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         if not self._lock.acquire(timeout=self.timeout_s):
             log.warning("closing %s while a transaction is open", self.transactional_id)
         else:
@@ -264,8 +272,12 @@ class ShardWriter:
     def _translate(self, e: BaseException) -> PersistenceError:
         last = getattr(getattr(self.producer, "_transaction_manager", None), "last_error", None)
         if isinstance(e, _FENCING) or isinstance(last, _FENCING) or isinstance(e, FencedError):
-            self._broken = self._broken if isinstance(self._broken, FencedError) else FencedError(
-                f"producer {self.transactional_id} was fenced by a newer owner of the shard"
+            self._broken = (
+                self._broken
+                if isinstance(self._broken, FencedError)
+                else FencedError(
+                    f"producer {self.transactional_id} was fenced by a newer owner of the shard"
+                )
             )
             return self._broken
         if isinstance(e, PersistenceError):
@@ -286,6 +298,7 @@ class ReadOnlyWriter(ShardWriter):
         self._failed = None
         self._broken = ProgrammingError(f"{shard_name} was opened read-only (KAFKA_READ_ONLY)")
         self._refs = self._sent = 0
+        self._closed = False
 
     def close(self) -> None:
-        pass
+        self._closed = True

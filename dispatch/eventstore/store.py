@@ -212,7 +212,9 @@ class EventTable:
         self._agg_rows.append(array("q"))
         return agg
 
-    def _append(self, notification_id: int, agg: int, version: int, topic: str, state: bytes) -> None:
+    def _append(
+        self, notification_id: int, agg: int, version: int, topic: str, state: bytes
+    ) -> None:
         topic_num = self._topic_nums.get(topic)
         if topic_num is None:
             topic_num = self._topic_nums[topic] = len(self._topics)

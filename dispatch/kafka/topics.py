@@ -153,7 +153,9 @@ def create_topics(
     return created
 
 
-def check_topics(bootstrap: str, prefix: str = DEFAULT_PREFIX, partitions: int | None = None) -> list[str]:
+def check_topics(
+    bootstrap: str, prefix: str = DEFAULT_PREFIX, partitions: int | None = None
+) -> list[str]:
     """Return the problems of the topics of ``prefix`` (an empty list means all is well).
 
     Reports missing topics, partition counts other than ``partitions`` (when None, the count
@@ -191,7 +193,11 @@ def _problems(admin: Any, prefix: str, partitions: int | None) -> list[str]:
             counts[name] = len(info["partitions"])
     if partitions is None:
         partitions = counts.get(SPECS_BY_ROLE["events"].name(prefix))
-    co = {spec.name(prefix): counts[spec.name(prefix)] for spec in SPECS if spec.co_partitioned and spec.name(prefix) in counts}
+    co = {
+        spec.name(prefix): counts[spec.name(prefix)]
+        for spec in SPECS
+        if spec.co_partitioned and spec.name(prefix) in counts
+    }
     if len(set(co.values())) > 1:
         shape = ", ".join(f"{n}={c}" for n, c in co.items())
         problems.append(f"co-partitioned topics differ in partition count ({shape})")
@@ -221,7 +227,9 @@ def _config_problems(admin: Any, prefix: str, names: Iterable[str]) -> list[str]
         actual = {key: entry["value"] for key, entry in found[name].items()}
         policy = spec.configs["cleanup.policy"]
         if actual.get("cleanup.policy") != policy:
-            problems.append(f"{name}: cleanup.policy={actual.get('cleanup.policy')}, expected {policy}")
+            problems.append(
+                f"{name}: cleanup.policy={actual.get('cleanup.policy')}, expected {policy}"
+            )
         if spec.role == "events" and actual.get("retention.ms") != "-1":
             problems.append(f"{name}: retention.ms={actual.get('retention.ms')}, expected -1")
     return problems

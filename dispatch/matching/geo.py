@@ -51,8 +51,8 @@ def m_to_hav(distance_m: float) -> float:
 def haversine_m(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
     """Great-circle distance in metres between two points given in degrees.
 
-    Evaluated with exactly the same floating-point operations as :class:`DriverIndex`
-    so brute-force results compare bit-for-bit.
+    Evaluated with exactly the same floating-point operations as ``DriverIndex.nearest``
+    (query as the first point, driver as the second), so brute force compares bit-for-bit.
     """
     p1 = math.radians(lat1)
     p2 = math.radians(lat2)

@@ -14,7 +14,9 @@ inequality every driver in ring i *or beyond* is at least ``D_i - d(q, centre(O)
 Within a ring, a cell is skipped when ``d(q, centre(C)) - r(C)`` exceeds the k-th distance.
 Only measured geometry and grid adjacency are used, so pentagons, distorted cells and the
 antimeridian are covered.  Candidates are ranked by the haversine term (monotone in distance);
-only the final k are converted to metres.
+only the final k are converted to metres.  When the walk has covered more cells than are
+occupied (a sparse index), the remaining search scans the occupied cells with the same
+per-cell bound instead of walking ever larger rings.
 
 Storage is cache-friendly: each cell holds one ``array('d')`` of interleaved
 ``(lat_rad / 2, lng_rad / 2, cos_lat, ping_time, seq)`` rows, which the scan reads contiguously.
@@ -27,7 +29,7 @@ import itertools
 import math
 from array import array
 from collections.abc import Collection, Container, Hashable
-from typing import TypeAlias
+from typing import Final, TypeAlias
 
 import h3
 from h3.api import basic_int as h3i
@@ -62,9 +64,9 @@ class DriverIndex:
             raise ValueError(f"ttl_s must be a positive finite number, got {ttl_s!r}")
         if not (max_radius_m > 0 and math.isfinite(max_radius_m)):
             raise ValueError(f"max_radius_m must be a positive finite number, got {max_radius_m!r}")
-        self.resolution = resolution
-        self.ttl_s = float(ttl_s)
-        self.max_radius_m = float(max_radius_m)
+        self.resolution: Final = resolution
+        self.ttl_s: Final = float(ttl_s)
+        self.max_radius_m: Final = float(max_radius_m)
         self._rows: dict[int, array[float]] = {}  # cell -> interleaved driver rows
         self._ids: dict[int, list[Hashable]] = {}  # cell -> driver ids, same order as rows
         self._drivers: dict[Hashable, _Driver] = {}
@@ -217,7 +219,7 @@ class DriverIndex:
                 # cell with the per-cell bound instead (the current k-th distance stays valid).
                 last = prune = True
                 ring_cells, ring_geo = self._occupied()
-                pass
+                cand.clear()
             else:
                 if i == len(plan):
                     self._extend_plan(origin, plan)

@@ -1,4 +1,4 @@
-"""The ``dispatch`` command line. Thin: parse arguments, call the composition root."""
+"""``dispatch simulate``: the main job, a simulated city against the engine."""
 
 from __future__ import annotations
 
@@ -14,17 +14,9 @@ from rich.table import Table
 
 from dispatch.settings import Settings
 
-app = typer.Typer(help="Event-sourced ride-hailing dispatch engine.", no_args_is_help=True)
 console = Console()
 
 
-@app.callback()
-def _root() -> None:
-    """No Kafka settings means embedded mode (SQLite under DISPATCH_DATA_DIR); set
-    DISPATCH_KAFKA_BOOTSTRAP to run on Kafka."""
-
-
-@app.command()
 def simulate(
     drivers: Annotated[int, typer.Option(min=1, help="Number of simulated drivers.")] = 2_000,
     minutes: Annotated[float, typer.Option(min=0.1, help="Simulated minutes.")] = 30.0,
@@ -72,7 +64,3 @@ def simulate(
         console.print(f"event log: {target}")
     if report.violations:
         raise typer.Exit(code=1)
-
-
-def main() -> None:
-    app()

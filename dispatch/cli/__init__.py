@@ -1,0 +1,21 @@
+"""The ``dispatch`` command line. Thin: parse arguments, call the composition root."""
+
+from __future__ import annotations
+
+import typer
+
+from dispatch.cli import ops, replay, simulate
+
+app = typer.Typer(
+    help="Event-sourced ride-hailing dispatch engine. No Kafka settings means embedded mode "
+    "(SQLite under DISPATCH_DATA_DIR); set DISPATCH_KAFKA_BOOTSTRAP or pass --kafka for Kafka.",
+    no_args_is_help=True,
+)
+app.command()(simulate.simulate)
+app.add_typer(replay.app, name="replay")
+for command in ops.COMMANDS:
+    app.command()(command)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,252 @@
+"""``dispatch replay``: rebuild, inspect, time-travel, verify and export the event log.
+
+Every subcommand only reads the log."""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from dispatch.bootstrap import build_log_source
+from dispatch.cli.common import DataDir, Kafka, settings_from
+from dispatch.domain.ids import shard_of
+from dispatch.replay import operations as op
+
+app = typer.Typer(
+    help="Rebuild, inspect, time-travel, verify and export the event log.", no_args_is_help=True
+)
+console = Console()
+err = Console(stderr=True)
+
+Shard = Annotated[int | None, typer.Option("--shard", min=0, help="Only this shard.")]
+
+
+def _time(value: str | None, name: str) -> float | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"not an ISO 8601 time: {value!r}", param_hint=name) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+@app.command()
+def verify(shard: Shard = None, data_dir: DataDir = None, kafka: Kafka = None) -> None:
+    """Check every invariant over the whole log; exit 1 if any is violated.
+
+    Per-aggregate versions gapless and unique, only legal transitions, no driver in two
+    active rides, no ride with two drivers, every offer resolved, one outcome per command."""
+    source = build_log_source(settings_from(data_dir, kafka))
+    started = time.perf_counter()
+    events, violations = op.verify(source, shard)
+    elapsed = time.perf_counter() - started
+    for v in violations:
+        console.print(f"[red]violation[/red] {v}")
+    console.print(
+        f"{events} events checked in {elapsed:.2f} s "
+        f"({events / elapsed if elapsed else 0:,.0f} events/s): "
+        f"{len(violations)} violation(s)"
+    )
+    if violations:
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def rebuild(
+    views: Annotated[
+        list[str] | None,
+        typer.Argument(help="Views to rebuild: rides, drivers, locations, heatmap."),
+    ] = None,
+    all_views: Annotated[bool, typer.Option("--all", help="Rebuild every view.")] = False,
+    data_dir: DataDir = None,
+    kafka: Kafka = None,
+) -> None:
+    """Rebuild views from the start of the log into a fresh store, then switch over.
+
+    An interrupted rebuild resumes where its last checkpoint left it."""
+    if not views and not all_views:
+        raise typer.BadParameter("name a view or pass --all", param_hint="VIEWS")
+    settings = settings_from(data_dir, kafka)
+    source = build_log_source(settings)
+    started = time.perf_counter()
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task("rebuilding", total=None)
+        try:
+            result = op.rebuild(
+                source,
+                settings.data_dir,
+                None if all_views else views,
+                settings.h3_resolution,
+                settings.ping_ttl_s,
+                progress=lambda n: bar.update(task, completed=n),
+            )
+        except ValueError as error:
+            raise typer.BadParameter(str(error), param_hint="VIEWS") from None
+    elapsed = time.perf_counter() - started
+    if result.resumed_from:
+        console.print(f"resumed from {result.resumed_from}")
+    console.print(
+        f"{result.events} events folded in {elapsed:.2f} s "
+        f"({result.events / elapsed if elapsed else 0:,.0f} events/s); "
+        f"views switched over to {result.target}"
+    )
+
+
+@app.command()
+def history(
+    kind: Annotated[str, typer.Argument(help="ride, driver or rider")],
+    aggregate_id: Annotated[str, typer.Argument(help="The aggregate's id.")],
+    data_dir: DataDir = None,
+    kafka: Kafka = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """An aggregate's events in order with their times, and its state after each."""
+    from uuid import UUID
+
+    from dispatch.replay.aggregates import replay_states
+
+    if kind not in ("ride", "driver", "rider"):
+        raise typer.BadParameter("choose ride, driver or rider", param_hint="KIND")
+    try:
+        agg = UUID(aggregate_id)
+    except ValueError:
+        raise typer.BadParameter(f"not a UUID: {aggregate_id!r}", param_hint="ID") from None
+    source = build_log_source(settings_from(data_dir, kafka))
+    stored = source.stored_events(shard_of(agg), agg)
+    if not stored:
+        err.print(f"no events for {kind} {agg} in shard {shard_of(agg)}")
+        raise typer.Exit(code=1)
+    expected = f"dispatch.{kind.capitalize()}"
+    for event, state in replay_states(stored):
+        topic = type(event).TOPIC
+        if not topic.startswith(expected):
+            err.print(f"{agg} is not a {kind} (its events are {topic})")
+            raise typer.Exit(code=1)
+        if as_json:
+            sys.stdout.write(
+                orjson.dumps(
+                    {
+                        "version": event.originator_version,
+                        "type": topic,
+                        "at": event.timestamp.isoformat(),
+                        "state": state,
+                    }
+                ).decode()
+                + "\n"
+            )
+        else:
+            console.print(
+                f"[bold]v{event.originator_version}[/bold] {event.timestamp.isoformat()} {topic}"
+            )
+            console.print(f"    {state}")
+
+
+@app.command()
+def state(
+    at: Annotated[str, typer.Option("--at", help="ISO 8601 time (UTC if no zone).")],
+    shard: Shard = None,
+    aggregate_id: Annotated[str | None, typer.Option("--id", help="Only this ride/driver.")] = None,
+    data_dir: DataDir = None,
+    kafka: Kafka = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The state of the shards (or of one aggregate) as of a moment, replayed up to it."""
+    moment = _time(at, "--at")
+    assert moment is not None
+    views = op.state_at(build_log_source(settings_from(data_dir, kafka)), moment, shard)
+    if aggregate_id is not None:
+        row = views.rides.get(aggregate_id) or views.drivers.rows.get(aggregate_id)
+        if row is None:
+            err.print(f"no ride or driver {aggregate_id} existed at {at}")
+            raise typer.Exit(code=1)
+        payload: object = {k: getattr(row, k) for k in row.__slots__ if k != "timeline"}
+    else:
+        payload = op.summarize(views)
+    if as_json:
+        print(orjson.dumps(payload, option=orjson.OPT_INDENT_2).decode())
+    else:
+        console.print(payload)
+
+
+@app.command()
+def export(
+    fmt: Annotated[str, typer.Option("--format", help="jsonl or parquet")] = "jsonl",
+    since: Annotated[str | None, typer.Option(help="ISO 8601 time, inclusive")] = None,
+    until: Annotated[str | None, typer.Option(help="ISO 8601 time, inclusive")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File (default: stdout for jsonl)")
+    ] = None,
+    data_dir: DataDir = None,
+    kafka: Kafka = None,
+) -> None:
+    """Events as documented JSON (see docs/EVENTS.md), for analysis."""
+    if fmt not in ("jsonl", "parquet"):
+        raise typer.BadParameter("choose jsonl or parquet", param_hint="--format")
+    lo, hi = _time(since, "--since"), _time(until, "--until")
+    events = (
+        e.as_json()
+        for e in op.read_all(build_log_source(settings_from(data_dir, kafka)))
+        if (lo is None or e.at >= lo) and (hi is None or e.at <= hi)
+    )
+    if fmt == "parquet":
+        if output is None:
+            raise typer.BadParameter("parquet needs --output", param_hint="--output")
+        try:
+            count = op.export_parquet(events, output)
+        except RuntimeError as error:
+            err.print(f"[red]{error}[/red]")
+            raise typer.Exit(code=2) from None
+    else:
+        count = op.export_jsonl(events, output)
+    err.print(f"{count} events exported")
+
+
+@app.command()
+def stats(
+    data_dir: DataDir = None,
+    kafka: Kafka = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Events per type, per shard and per hour; aggregate counts; log size."""
+    settings = settings_from(data_dir, kafka)
+    result = op.stats(build_log_source(settings), settings.data_dir if settings.embedded else None)
+    if as_json:
+        print(
+            orjson.dumps(
+                {
+                    "events": result.events,
+                    "by_type": result.by_type,
+                    "by_shard": {str(k): v for k, v in result.by_shard.items()},
+                    "by_hour": result.by_hour,
+                    "aggregates": result.aggregates,
+                    "log_bytes": result.log_bytes,
+                },
+                option=orjson.OPT_INDENT_2,
+            ).decode()
+        )
+        return
+    for title, counter in (
+        ("events per type", result.by_type),
+        ("events per shard", result.by_shard),
+        ("events per hour", result.by_hour),
+        ("aggregates", result.aggregates),
+    ):
+        table = Table(title=title)
+        table.add_column("key")
+        table.add_column("count", justify="right")
+        for key, value in sorted(counter.items()):
+            table.add_row(str(key), f"{value:,}")
+        console.print(table)
+    console.print(f"{result.events:,} events; log size {result.log_bytes / 1e6:.1f} MB")

@@ -1,0 +1,67 @@
+"""An eventsourcing persistence module on Kafka: ``PERSISTENCE_MODULE=dispatch.eventstore``.
+
+Environment (read through the application's env, so ``<APP>_KAFKA_SHARD`` works too):
+
+- ``KAFKA_BOOTSTRAP_SERVERS`` (required), ``KAFKA_TOPIC_PREFIX`` (default ``dispatch``),
+- ``KAFKA_SHARD`` (required): the partition index this application owns,
+- ``KAFKA_TRANSACTIONAL_ID`` (default ``<prefix>.shard-<n>``): tie it to the shard, never to
+  the process, so a new owner fences the old one,
+- ``KAFKA_READ_ONLY`` (default no): read a shard without a producer (fences no one),
+- ``KAFKA_RESTORE_TIMEOUT`` / ``KAFKA_WRITE_TIMEOUT`` in seconds (defaults 300 / 30).
+
+Layout: one recorder serves one shard = partition ``n`` of ``<p>.events`` (stored events,
+notification id = offset + 1, so ids rise but have gaps where transaction markers sit),
+``<p>.snapshots`` (compacted, key = aggregate id) and ``<p>.tracking`` (compacted, key =
+upstream application name). Values are readable JSON (see ``codec``). Reads come from a
+local store rebuilt from the partitions when the factory first needs them (``store``).
+Optimistic concurrency: the single writer checks each batch against the local version index
+and raises ``IntegrityError`` before producing anything (a new event's version must exceed
+its aggregate's last version).
+
+Transactions (``shard``). With no transaction open, each ``insert_events`` is its own Kafka
+transaction (begin, produce, flush, commit). A shard worker instead runs ONE transaction per
+batch; inserts made by its thread join it (they produce and flush, to learn their ids, but do
+not commit), and it adds its own records and the consumed offsets::
+
+    recorder = app.recorder  # a KafkaApplicationRecorder
+    with recorder.transaction() as producer:  # begin(); commit() at the end, abort() on error
+        app.save(*aggregates)  # events produced into the transaction
+        producer.send(topics.outcomes, key=..., value=..., partition=shard)
+        producer.send_offsets_to_transaction(offsets, consumer.group_metadata())
+
+or ``recorder.begin()`` / ``recorder.commit()`` / ``recorder.abort()``, from one thread.
+Until the commit, the transaction's events are visible only to its own thread's
+``select_events`` (so the batch can load what it just saved); notifications and subscribers
+see them after the commit. On abort (or a failed commit) the local stores drop them.
+
+Fencing: a second writer for the shard fences the first; the first's next write raises
+``FencedError`` (an ``OperationalError``) and nothing it tried is readable by
+``read_committed`` consumers. Its recorder is finished: close it.
+"""
+
+from dispatch.eventstore.factory import KafkaFactory, KafkaSettings
+from dispatch.eventstore.recorders import (
+    KafkaAggregateRecorder,
+    KafkaApplicationRecorder,
+    KafkaProcessRecorder,
+    KafkaRecorder,
+    KafkaSubscription,
+    KafkaTrackingRecorder,
+)
+from dispatch.eventstore.shard import FencedError, ShardWriter
+
+Factory = KafkaFactory
+
+__all__ = [
+    "Factory",
+    "FencedError",
+    "KafkaAggregateRecorder",
+    "KafkaApplicationRecorder",
+    "KafkaFactory",
+    "KafkaProcessRecorder",
+    "KafkaRecorder",
+    "KafkaSettings",
+    "KafkaSubscription",
+    "KafkaTrackingRecorder",
+    "ShardWriter",
+]

@@ -1,0 +1,162 @@
+"""The replay operations, each a function of a log source. The CLI only formats them."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from dispatch.invariants import InvariantChecker, Violation
+from dispatch.log import LogEvent, LogSource
+from projections.store import ViewStore
+from projections.views import ViewSet, default_projections
+
+
+def read_all(
+    source: LogSource, shard: int | None = None, until: float | None = None
+) -> Iterator[LogEvent]:
+    """Every event of one shard or of all shards (shard by shard), up to a time."""
+    for s in [shard] if shard is not None else source.shards():
+        for event in source.read(s):
+            if until is not None and event.at > until:
+                break
+            yield event
+
+
+def verify(source: LogSource, shard: int | None = None) -> tuple[int, list[Violation]]:
+    checker = InvariantChecker()
+    shards = [shard] if shard is not None else source.shards()
+    for s in shards:
+        # Each shard is checked on its own: aggregates never cross shards.
+        per_shard = InvariantChecker()
+        for event in source.read(s):
+            per_shard.check(event)
+        checker.events += per_shard.events
+        checker.violations.extend(per_shard.finish())
+    return checker.events, checker.violations
+
+
+@dataclass
+class RebuildResult:
+    events: int
+    resumed_from: dict[int, int]
+    target: Path
+
+
+def rebuild(
+    source: LogSource,
+    data_dir: Path,
+    names: list[str] | None,
+    resolution: int = 9,
+    ttl_s: float = 30.0,
+    save_every: int = 200_000,
+    progress: Callable[[int], None] | None = None,
+    stop_after: int | None = None,
+) -> RebuildResult:
+    """Fold the log into a fresh view store and switch over to it when done.
+
+    Work in progress lives in ``views.rebuild.sqlite`` with its checkpoints; a rebuild that
+    was interrupted resumes from there. The finished store replaces ``views.sqlite``
+    atomically. ``stop_after`` interrupts on purpose after that many events (for tests)."""
+    projections = [
+        p for p in default_projections(resolution, ttl_s) if names is None or p.name in names
+    ]
+    unknown = set(names or []) - {p.name for p in projections}
+    if unknown:
+        raise ValueError(f"unknown view(s): {', '.join(sorted(unknown))}")
+    work = data_dir / "views.rebuild.sqlite"
+    store = ViewStore(work)
+    saved = {n: s for n, s in store.load().items() if n in {p.name for p in projections}}
+    views = ViewSet(projections, saved)
+    resumed = {s: views.position(s) for s in source.shards() if views.position(s)}
+    applied = 0
+    try:
+        for shard in source.shards():
+            for event in source.read(shard, views.position(shard)):
+                views.apply(event)
+                applied += 1
+                if applied % save_every == 0:
+                    store.save(views.states)
+                if progress is not None and applied % 10_000 == 0:
+                    progress(applied)
+                if stop_after is not None and applied >= stop_after:
+                    store.save(views.states)
+                    raise InterruptedError(f"stopped after {applied} events")
+        store.save(views.states)
+    finally:
+        store.close()
+    target = data_dir / "views.sqlite"
+    os.replace(work, target)
+    return RebuildResult(applied, resumed, target)
+
+
+@dataclass
+class Stats:
+    events: int = 0
+    by_type: Counter[str] = field(default_factory=Counter)
+    by_shard: Counter[int] = field(default_factory=Counter)
+    by_hour: Counter[str] = field(default_factory=Counter)
+    aggregates: Counter[str] = field(default_factory=Counter)
+    log_bytes: int = 0
+
+
+def stats(source: LogSource, data_dir: Path | None = None) -> Stats:
+    out = Stats()
+    for event in read_all(source):
+        out.events += 1
+        out.by_type[event.kind] += 1
+        out.by_shard[event.shard] += 1
+        out.by_hour[datetime.fromtimestamp(event.at, UTC).strftime("%Y-%m-%d %H:00")] += 1
+        if event.version == 1:
+            out.aggregates[event.kind.split(".")[0]] += 1
+    if data_dir is not None:
+        out.log_bytes = sum(p.stat().st_size for p in data_dir.glob("shard-*.sqlite*"))
+    return out
+
+
+def state_at(source: LogSource, at: float, shard: int | None = None) -> ViewSet:
+    """The rides and drivers views as of a moment, by replaying every event up to it."""
+    views = ViewSet([p for p in default_projections() if p.name in ("rides", "drivers")])
+    for event in read_all(source, shard, until=at):
+        views.apply(event)
+    return views
+
+
+def summarize(views: ViewSet) -> dict[str, Any]:
+    rides = Counter(r.status for r in views.rides.values())
+    drivers = Counter(r.status for r in views.drivers.rows.values())
+    return {"rides": dict(sorted(rides.items())), "drivers": dict(sorted(drivers.items()))}
+
+
+def export_jsonl(events: Iterator[dict[str, Any]], output: Path | None) -> int:
+    import sys
+
+    count = 0
+    handle = output.open("wb") if output is not None else sys.stdout.buffer
+    try:
+        for record in events:
+            handle.write(orjson.dumps(record) + b"\n")
+            count += 1
+    finally:
+        if output is not None:
+            handle.close()
+        else:
+            handle.flush()
+    return count
+
+
+def export_parquet(events: Iterator[dict[str, Any]], output: Path) -> int:
+    try:
+        import pyarrow as pa  # type: ignore[import-not-found]
+        import pyarrow.parquet as pq  # type: ignore[import-not-found]
+    except ImportError:
+        raise RuntimeError("parquet export needs pyarrow: pip install pyarrow") from None
+    rows = [dict(r, data=orjson.dumps(r["data"]).decode()) for r in events]
+    pq.write_table(pa.Table.from_pylist(rows), output)
+    return len(rows)

@@ -1,0 +1,90 @@
+"""Shared fixtures. Tests marked ``@pytest.mark.kafka`` need the real broker.
+
+The broker address is 127.0.0.1:9092, or ``DISPATCH_TEST_KAFKA``. When no broker answers,
+Kafka tests are skipped, except when ``CI`` is set: then they fail, so a CI run can never go
+green by skipping them. Start one with ``scripts/kafka-local.sh start``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+DEFAULT_TEST_KAFKA = "127.0.0.1:9092"
+TEST_PARTITIONS = 2
+
+
+def _broker_answers(bootstrap: str) -> str | None:
+    """None if a Kafka broker answers at ``bootstrap``, else the reason it does not."""
+    host, _, port = bootstrap.split(",")[0].rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=2):
+            pass
+    except (OSError, ValueError) as e:
+        return f"cannot connect to {bootstrap}: {e}"
+    try:
+        from dispatch.kafka.config import new_admin
+
+        admin = new_admin(bootstrap, request_timeout_ms=5_000, bootstrap_timeout_ms=5_000)
+        try:
+            admin.list_topics()
+        finally:
+            admin.close()
+    except Exception as e:
+        return f"{bootstrap} accepts connections but does not answer as Kafka: {e!r}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> str:
+    """The bootstrap address of a live broker (skip, or fail under CI, when there is none)."""
+    bootstrap = os.environ.get("DISPATCH_TEST_KAFKA", DEFAULT_TEST_KAFKA)
+    problem = _broker_answers(bootstrap)
+    if problem is not None:
+        message = f"no Kafka broker: {problem}. Start one with: scripts/kafka-local.sh start"
+        if os.environ.get("CI"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    return bootstrap
+
+
+@pytest.fixture(autouse=True)
+def _kafka_marker_needs_broker(request: pytest.FixtureRequest) -> None:
+    """Every test marked ``kafka`` gets ``kafka_bootstrap`` (so it skips/fails without one)."""
+    if request.node.get_closest_marker("kafka") is not None:
+        request.getfixturevalue("kafka_bootstrap")
+
+
+@dataclass(frozen=True)
+class KafkaTestTopics:
+    """A test's own topics: a unique prefix, created with ``create_topics``."""
+
+    bootstrap: str
+    prefix: str
+    partitions: int
+
+    def env(self, shard: int = 0, **extra: str) -> dict[str, str]:
+        """Environment for ``PERSISTENCE_MODULE=dispatch.eventstore`` on one shard."""
+        return {
+            "PERSISTENCE_MODULE": "dispatch.eventstore",
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            "KAFKA_TOPIC_PREFIX": self.prefix,
+            "KAFKA_SHARD": str(shard),
+            **extra,
+        }
+
+
+@pytest.fixture
+def kafka_topics(kafka_bootstrap: str) -> Iterator[KafkaTestTopics]:
+    """Fresh topics under a unique prefix (``test-<uuid8>``), deleted after the test."""
+    from dispatch.kafka.topics import create_topics, delete_topics
+
+    prefix = f"test-{uuid.uuid4().hex[:8]}"
+    create_topics(kafka_bootstrap, prefix, TEST_PARTITIONS)
+    yield KafkaTestTopics(kafka_bootstrap, prefix, TEST_PARTITIONS)
+    delete_topics(kafka_bootstrap, prefix)
