@@ -136,7 +136,12 @@ class Simulation:
         self._step()
 
     # -- the loop -------------------------------------------------------------------------
-    def run(self, progress: Callable[[float], None] | None = None) -> SimReport:
+    def run(
+        self,
+        progress: Callable[[float], None] | None = None,
+        on_tick: Callable[[float], None] | None = None,
+    ) -> SimReport:
+        """Run to the end; ``on_tick(now)`` is called after each tick's batch is committed."""
         started = time.perf_counter()
         self.populate()
         ticks = int(self.cfg.minutes * 60 / self.cfg.tick_s)
@@ -148,6 +153,8 @@ class Simulation:
             self._step()
             busy = sum(1 for d in self.drivers.values() if d.phase in BUSY)
             self._busy_samples.append(busy / max(1, len(self.drivers)))
+            if on_tick is not None:
+                on_tick(self.clock.now)
             if progress is not None and tick % 60 == 0:
                 progress(self.cfg.tick_s * 60)
         self.checker.finish()
