@@ -1,0 +1,152 @@
+"""Published shapes of the stored events, one model per event type (schema version 1).
+
+These describe the ``data`` of an exported event (``dispatch replay export``), which is the
+stored event's JSON with the library's type wrappers flattened: ids are UUID strings,
+times ISO 8601 strings, coordinates ``[lat, lng]``. On the Kafka events topic the same
+fields appear in the stored ``state``, where times and UUIDs are wrapped as
+``{"_type_": "datetime_iso" | "uuid_hex", "_data_": "..."}``.
+``scripts/export_schemas.py`` writes them as JSON Schema into ``schemas/json/``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Coordinate = Annotated[list[float], Field(min_length=2, max_length=2)]
+
+
+class _Data(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Empty(_Data):
+    pass
+
+
+class RideRequested(_Data):
+    rider_id: UUID
+    pickup: Coordinate
+    dropoff: Coordinate
+    expires_at: datetime
+
+
+class RideOffered(_Data):
+    driver_id: UUID
+    offer_expires_at: datetime
+    pickup_eta_s: float
+    distance_m: float
+
+
+class RideDriverEvent(_Data):
+    driver_id: UUID
+
+
+class RideCancelledByRider(_Data):
+    reason: str
+
+
+class RideCancelledByDriver(_Data):
+    driver_id: UUID
+    reason: str
+
+
+class Registered(_Data):
+    name: str
+
+
+class OfferReceived(_Data):
+    ride_id: UUID
+    expires_at: datetime
+
+
+class OfferClosed(_Data):
+    ride_id: UUID
+    outcome: Literal["declined", "expired", "withdrawn"]
+
+
+class DriverRideEvent(_Data):
+    ride_id: UUID
+
+
+class Released(_Data):
+    ride_id: UUID
+    reason: Literal["completed", "cancelled_by_rider", "cancelled_by_driver"]
+
+
+class RideEnded(_Data):
+    ride_id: UUID
+    outcome: Literal["completed", "cancelled", "expired"]
+
+
+class CommandHandled(_Data):
+    command_id: str
+    command_type: str
+    accepted: bool
+    code: str
+    reason: str
+    aggregate_ids: list[UUID]
+
+
+EVENT_DATA: dict[str, type[_Data]] = {
+    "dispatch.Ride.Requested": RideRequested,
+    "dispatch.Ride.Offered": RideOffered,
+    "dispatch.Ride.OfferDeclined": RideDriverEvent,
+    "dispatch.Ride.OfferExpired": RideDriverEvent,
+    "dispatch.Ride.Accepted": RideDriverEvent,
+    "dispatch.Ride.DriverArrived": RideDriverEvent,
+    "dispatch.Ride.TripStarted": RideDriverEvent,
+    "dispatch.Ride.Completed": RideDriverEvent,
+    "dispatch.Ride.CancelledByRider": RideCancelledByRider,
+    "dispatch.Ride.CancelledByDriver": RideCancelledByDriver,
+    "dispatch.Ride.Expired": Empty,
+    "dispatch.Driver.Registered": Registered,
+    "dispatch.Driver.WentOnline": Empty,
+    "dispatch.Driver.WentOffline": Empty,
+    "dispatch.Driver.OfflineAfterTripRequested": Empty,
+    "dispatch.Driver.OfferReceived": OfferReceived,
+    "dispatch.Driver.OfferClosed": OfferClosed,
+    "dispatch.Driver.Assigned": DriverRideEvent,
+    "dispatch.Driver.TripStarted": DriverRideEvent,
+    "dispatch.Driver.Released": Released,
+    "dispatch.Rider.Registered": Registered,
+    "dispatch.Rider.RideRequested": DriverRideEvent,
+    "dispatch.Rider.RideEnded": RideEnded,
+    "dispatch.CommandRecord.Handled": CommandHandled,
+}
+
+
+class ExportedEvent(BaseModel):
+    """One line of ``dispatch replay export``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    shard: int = Field(ge=0)
+    position: int = Field(ge=1, description="Notification id in the shard's log.")
+    aggregate_id: UUID
+    version: int = Field(ge=1)
+    type: str = Field(description="Stable event type name, e.g. dispatch.Ride.Offered.")
+    at: datetime
+    data: dict[str, Any]
+
+
+def validate_exported(record: dict[str, Any]) -> None:
+    """Raise ``pydantic.ValidationError`` unless ``record`` matches its published schema."""
+    event = ExportedEvent.model_validate(record)
+    model = EVENT_DATA.get(event.type)
+    if model is None:
+        raise ValueError(f"unknown event type {event.type!r}")
+    model.model_validate(event.data)
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    """Every published schema by file name."""
+    out = {"exported-event.json": ExportedEvent.model_json_schema()}
+    for topic, model in EVENT_DATA.items():
+        schema = model.model_json_schema()
+        schema["title"] = topic
+        out[f"{topic}.json"] = schema
+    return out

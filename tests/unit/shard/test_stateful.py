@@ -1,0 +1,328 @@
+"""Random command and decision sequences against one shard application (in-memory).
+
+Drivers and riders are registered up front; the rules then send random commands (often
+illegal: wrong actor, wrong state, unknown or misrouted ids, repeated command ids) and
+random matcher decisions, move the clock forward, and commit at random points. After
+every step the domain rules must hold, a rejected command must have changed nothing, and
+the committed log must pass ``dispatch.invariants.InvariantChecker``.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from dispatch.domain.driver import Driver, DriverStatus
+from dispatch.domain.ids import new_id
+from dispatch.domain.ride import TERMINAL, Ride, RideStatus
+from dispatch.domain.rider import Rider
+from dispatch.invariants import InvariantChecker
+from dispatch.matching.decisions import ExpireOffer, ExpireRequest, MakeOffer
+from dispatch.shard.application import ShardApplication
+from dispatch.shard.handlers import Policy
+from schemas import commands as c
+
+SHARD, OTHER = 1, 2
+T0 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+MAX_WAIT_S = 120.0
+DRIVERS, RIDERS = 3, 3
+COMMAND_RECORD = "dispatch.CommandRecord.Handled"
+EVERYTHING = 10**9
+
+index = st.integers(min_value=0, max_value=30)
+who = st.sampled_from(["holder", "random", "unknown"])
+DRIVER_COMMANDS = [
+    c.AcceptOffer,
+    c.DeclineOffer,
+    c.MarkArrived,
+    c.StartTrip,
+    c.CompleteTrip,
+    c.DriverCancel,
+]
+
+
+def _state(agg: Aggregate) -> dict[str, Any]:
+    return {
+        k: (list(v) if isinstance(v, list) else v)
+        for k, v in vars(agg).items()
+        if k != "_pending_events"
+    }
+
+
+class ShardMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.app = ShardApplication(SHARD, policy=Policy(max_wait_s=MAX_WAIT_S))
+        self.rng = random.Random(0)  # ids only: deterministic, so examples replay
+        self.now = T0
+        self.seq = 0
+        self.drivers = [new_id(SHARD, self.rng) for _ in range(DRIVERS)]
+        self.riders = [new_id(SHARD, self.rng) for _ in range(RIDERS)]
+        self.rides: list[UUID] = []
+        self.sent: list[c.CommandEnvelope] = []
+        # per open batch: (command_id, accepted as seen by handle(), None for a decision)
+        self.batch: list[tuple[str, bool]] = []
+        self.first_outcome: dict[str, c.Outcome] = {}
+        self.checker = InvariantChecker()
+        self.checked_upto = 0
+
+    # -- plumbing --------------------------------------------------------------------------
+    def find(self, aggregate_id: UUID) -> Aggregate | None:
+        return self.app._uow.find(Aggregate, aggregate_id)
+
+    def domain_ids(self) -> list[UUID]:
+        return [*self.drivers, *self.riders, *self.rides]
+
+    def snapshot(self) -> dict[UUID, dict[str, Any]]:
+        out = {}
+        for aggregate_id in self.domain_ids():
+            agg = self.find(aggregate_id)
+            if agg is not None:
+                out[aggregate_id] = _state(agg)
+        return out
+
+    def send(self, command: Any, envelope: c.CommandEnvelope | None = None) -> None:
+        if envelope is None:
+            self.seq += 1
+            envelope = c.CommandEnvelope(
+                command_id=f"cmd-{self.seq}", issued_at=self.now, command=command
+            )
+            self.sent.append(envelope)
+        before = self.snapshot()
+        events = self.app.handle(envelope, self.now)
+        after = self.snapshot()
+        if not events:
+            # rejected (or a repeat): no domain aggregate changed, in version or state
+            assert after == before
+        else:
+            topics = [type(e).TOPIC for e in events]
+            assert topics.count(COMMAND_RECORD) == 1
+            changed = {e.originator_id for e in events if type(e).TOPIC != COMMAND_RECORD}
+            for aggregate_id in set(before) | set(after):
+                if aggregate_id not in changed:
+                    assert before.get(aggregate_id) == after.get(aggregate_id)
+        self.batch.append((envelope.command_id, bool(events)))
+
+    def decide(self, decision: Any) -> None:
+        before = self.snapshot()
+        events = self.app.decide(decision, self.now)
+        if not events:
+            assert self.snapshot() == before
+        else:
+            assert all(type(e).TOPIC != COMMAND_RECORD for e in events)
+
+    def ride(self, i: int) -> UUID:
+        """One of the requested rides (some never got created), or an unknown id."""
+        if not self.rides or i >= len(self.rides):
+            return new_id(SHARD, self.rng)
+        return self.rides[i % len(self.rides)]
+
+    def holder(self, ride_id: UUID) -> UUID | None:
+        ride = self.find(ride_id)
+        if isinstance(ride, Ride):
+            return ride.offered_to or ride.driver_id
+        return None
+
+    def driver(self, how: str, i: int, ride_id: UUID) -> UUID:
+        if how == "holder":
+            held = self.holder(ride_id)
+            if held is not None:
+                return held
+        if how == "unknown":
+            return new_id(SHARD, self.rng)
+        return self.drivers[i % len(self.drivers)]
+
+    # -- set-up ----------------------------------------------------------------------------
+    @initialize()
+    def register(self) -> None:
+        for i, driver_id in enumerate(self.drivers):
+            self.send(c.RegisterDriver(driver_id=driver_id, name=f"driver {i}"))
+        for i, rider_id in enumerate(self.riders):
+            self.send(c.RegisterRider(rider_id=rider_id, name=f"rider {i}"))
+        self.commit()
+
+    # -- client commands ----------------------------------------------------------------------
+    @rule(i=index)
+    def go_online(self, i: int) -> None:
+        self.send(c.GoOnline(driver_id=self.drivers[i % DRIVERS]))
+
+    @rule(i=index, after_trip=st.booleans())
+    def go_offline(self, i: int, after_trip: bool) -> None:
+        self.send(c.GoOffline(driver_id=self.drivers[i % DRIVERS], after_trip=after_trip))
+
+    @rule(i=index, kind=st.sampled_from(["new", "new", "new", "reuse", "misrouted", "foreign"]))
+    def request_ride(self, i: int, kind: str) -> None:
+        rider_id = self.riders[i % RIDERS]
+        if kind == "reuse" and self.rides:
+            ride_id = self.rides[i % len(self.rides)]
+        elif kind == "misrouted":
+            ride_id = new_id(OTHER, self.rng)
+        else:
+            ride_id = new_id(SHARD, self.rng)
+            self.rides.append(ride_id)
+        if kind == "foreign":
+            rider_id = new_id(OTHER, self.rng)
+        pickup, dropoff = {"lat": 37.77, "lng": -122.42}, {"lat": 37.7, "lng": -122.4}
+        self.send(c.RequestRide(ride_id=ride_id, rider_id=rider_id, pickup=pickup, dropoff=dropoff))
+
+    @rule(r=index, own=st.booleans(), i=index)
+    def cancel_ride(self, r: int, own: bool, i: int) -> None:
+        ride_id = self.ride(r)
+        ride = self.find(ride_id)
+        rider_id = self.riders[i % RIDERS]
+        if own and isinstance(ride, Ride):
+            rider_id = ride.rider_id
+        self.send(c.CancelRide(ride_id=ride_id, rider_id=rider_id, reason="random"))
+
+    @rule(command=st.sampled_from(DRIVER_COMMANDS), r=index, how=who, i=index)
+    def driver_command(self, command: Any, r: int, how: str, i: int) -> None:
+        ride_id = self.ride(r)
+        self.send(command(ride_id=ride_id, driver_id=self.driver(how, i, ride_id)))
+
+    @rule(i=st.integers(min_value=0, max_value=10_000))
+    def repeat_a_command(self, i: int) -> None:
+        if self.sent:
+            self.send(None, envelope=self.sent[i % len(self.sent)])
+
+    # -- matcher decisions --------------------------------------------------------------------
+    @rule(r=index, how=st.sampled_from(["available", "random", "unknown"]), i=index,
+          timeout=st.sampled_from([1, 15, 60]))
+    def make_offer(self, r: int, how: str, i: int, timeout: int) -> None:
+        ride_id = self.ride(r)
+        if how == "available":
+            free = [
+                d for d in self.drivers
+                if (agg := self.find(d)) is not None and agg.status == DriverStatus.AVAILABLE
+            ]
+            driver_id = free[i % len(free)] if free else self.drivers[i % DRIVERS]
+        else:
+            driver_id = self.driver(how, i, ride_id)
+        expires = (self.now + timedelta(seconds=timeout)).timestamp()
+        self.decide(MakeOffer(ride_id, driver_id, 60.0, 500.0, expires))
+
+    @rule(r=index)
+    def expire_offer(self, r: int) -> None:
+        self.decide(ExpireOffer(self.ride(r)))
+
+    @rule(r=index)
+    def expire_request(self, r: int) -> None:
+        self.decide(ExpireRequest(self.ride(r)))
+
+    @rule(seconds=st.sampled_from([0.5, 1, 5, 15, 60, 200]))
+    def advance_clock(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+    @rule()
+    def commit(self) -> None:
+        outcomes, recordings = self.app.commit()
+        assert [o.command_id for o in outcomes] == [cid for cid, _ in self.batch]
+        for outcome, (command_id, applied) in zip(outcomes, self.batch, strict=True):
+            first = self.first_outcome.get(command_id)
+            if first is None:
+                assert not outcome.duplicate
+                assert outcome.accepted == applied
+                self.first_outcome[command_id] = outcome
+            else:
+                assert outcome.duplicate and not applied
+                assert (outcome.accepted, outcome.code, outcome.reason) == (
+                    first.accepted,
+                    first.code,
+                    first.reason,
+                )
+        self.batch = []
+        records = [r for r in recordings if type(r.domain_event).TOPIC == COMMAND_RECORD]
+        assert len(records) == sum(1 for o in outcomes if not o.duplicate)
+        self.check_log()
+        # what is in memory now is exactly what the log folds to
+        for aggregate_id in self.domain_ids():
+            agg = self.find(aggregate_id)
+            if agg is not None:
+                stored = self.app.repository.get(aggregate_id, version=EVERYTHING)
+                assert _state(agg) == _state(stored)
+
+    def check_log(self) -> None:
+        page = self.app.recorder.select_notifications(self.checked_upto + 1, 100_000)
+        for notification in page:
+            event = self.app.mapper.to_domain_event(notification)
+            self.checker.check(event, f"{SHARD}:{notification.id}")
+            self.checked_upto = notification.id
+        assert self.checker.violations == [], [str(v) for v in self.checker.violations]
+
+    # -- invariants ---------------------------------------------------------------------------
+    @invariant()
+    def domain_rules_hold(self) -> None:
+        drivers = {d: self.find(d) for d in self.drivers}
+        riders = {r: self.find(r) for r in self.riders}
+        rides = {r: a for r in self.rides if isinstance(a := self.find(r), Ride)}
+        holders: dict[UUID, UUID] = {}
+        for ride_id, ride in rides.items():
+            rider = riders[ride.rider_id]
+            assert isinstance(rider, Rider)
+            if ride.status in TERMINAL:
+                assert rider.active_ride != ride_id
+                continue
+            # a rider has at most one active ride, and it is this one
+            assert rider.active_ride == ride_id
+            if ride.status == RideStatus.REQUESTED:
+                assert (ride.offered_to, ride.driver_id) == (None, None)
+                continue
+            if ride.status == RideStatus.OFFERED:
+                assert ride.driver_id is None and ride.offered_to is not None
+                driver_id, expected = ride.offered_to, {DriverStatus.OFFERED}
+            else:
+                assert ride.offered_to is None and ride.driver_id is not None
+                driver_id = ride.driver_id
+                expected = (
+                    {DriverStatus.ON_TRIP}
+                    if ride.status == RideStatus.IN_PROGRESS
+                    else {DriverStatus.EN_ROUTE}
+                )
+            # exactly one driver, who holds this ride, and no other active ride has them
+            assert driver_id not in holders, (ride_id, holders[driver_id])
+            holders[driver_id] = ride_id
+            driver = drivers[driver_id]
+            assert isinstance(driver, Driver)
+            assert driver.ride_id == ride_id and driver.status in expected
+        for driver_id, driver in drivers.items():
+            assert isinstance(driver, Driver)
+            if driver.status in (DriverStatus.OFFLINE, DriverStatus.AVAILABLE):
+                assert driver.ride_id is None and not driver.offline_after_trip
+                assert driver_id not in holders
+            else:
+                # a driver holds at most one ride: the one that names them
+                assert holders.get(driver_id) == driver.ride_id
+        for rider_id, rider in riders.items():
+            assert isinstance(rider, Rider)
+            if rider.active_ride is not None:
+                ride = rides.get(rider.active_ride)
+                assert ride is not None and ride.rider_id == rider_id and ride.is_active
+
+    def teardown(self) -> None:
+        # resolve what a real matcher would have resolved by now, then check the whole log
+        if self.batch:
+            self.commit()
+        self.now += timedelta(seconds=3_600)
+        for ride_id in self.rides:
+            ride = self.find(ride_id)
+            if isinstance(ride, Ride) and ride.status == RideStatus.OFFERED:
+                assert self.app.decide(ExpireOffer(ride_id), self.now)
+        self.commit()
+        self.check_log()
+        assert self.checker.finish() == []
+        assert self.checker.events == self.app.recorder.max_notification_id()
+
+
+ShardMachine.TestCase.settings = settings(
+    max_examples=60,
+    stateful_step_count=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+TestShardApplicationStateMachine = ShardMachine.TestCase
