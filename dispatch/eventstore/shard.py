@@ -73,6 +73,10 @@ class ShardWriter:
             transactional_id=transactional_id,
             max_block_ms=int(timeout_s * 1000),
             client_id=transactional_id,
+            # The next transaction's AddPartitionsToTxn often meets CONCURRENT_TRANSACTIONS
+            # while the broker finishes the previous commit; kafka-python then sleeps the
+            # full retry backoff (100 ms by default) before retrying: keep it short.
+            retry_backoff_ms=10,
         )
         try:
             self.producer.init_transactions()

@@ -24,6 +24,7 @@ from dispatch.domain.ids import new_id
 from dispatch.domain.ride import TERMINAL, Ride, RideStatus
 from dispatch.domain.rider import Rider
 from dispatch.invariants import InvariantChecker
+from dispatch.log import decode
 from dispatch.matching.decisions import ExpireOffer, ExpireRequest, MakeOffer
 from dispatch.shard.application import ShardApplication
 from dispatch.shard.handlers import Policy
@@ -250,8 +251,7 @@ class ShardMachine(RuleBasedStateMachine):
     def check_log(self) -> None:
         page = self.app.recorder.select_notifications(self.checked_upto + 1, 100_000)
         for notification in page:
-            event = self.app.mapper.to_domain_event(notification)
-            self.checker.check(event, f"{SHARD}:{notification.id}")
+            self.checker.check(decode(notification, SHARD))
             self.checked_upto = notification.id
         assert self.checker.violations == [], [str(v) for v in self.checker.violations]
 

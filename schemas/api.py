@@ -1,0 +1,173 @@
+"""HTTP API wire schemas: request bodies and write responses, named by role. Version 1.
+
+Views (what queries return) live in ``schemas.views``. Every request model forbids unknown
+fields, so a typo is a 422 with the reason rather than a silently ignored field.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.common import Latitude, LatLng, Longitude, Name, Reason
+
+MAX_PINGS_PER_BATCH = 500
+
+ConsistencyToken = Annotated[
+    str,
+    Field(
+        pattern=r"^\d{1,5}:\d{1,18}$",
+        description="A log position `<shard>:<position>`. Pass it to a query (`?after=` or the "
+        "`X-Consistency-Token` header) to read your own write.",
+        examples=["0:42"],
+    ),
+]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class RegisterDriver(_Request):
+    """A new driver, served by the market of their home location."""
+
+    name: Name
+    home: LatLng
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"name": "Dee", "home": {"lat": 37.77, "lng": -122.42}}]}
+    )
+
+
+class RegisterRider(_Request):
+    name: Name
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"name": "Ray"}]})
+
+
+class GoOffline(_Request):
+    """``after_trip``: stay on the current ride and go offline when it ends."""
+
+    after_trip: bool = False
+
+
+class LocationPing(_Request):
+    """A driver's position. ``at`` defaults to the time the server received it."""
+
+    lat: Latitude
+    lng: Longitude
+    at: datetime | None = None
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"lat": 37.7751, "lng": -122.4189, "at": "2026-01-05T08:00:00Z"}]
+        }
+    )
+
+
+class LocationBatch(_Request):
+    """Up to 500 pings of one driver, validated all together: one bad ping rejects the batch."""
+
+    pings: Annotated[list[LocationPing], Field(min_length=1, max_length=MAX_PINGS_PER_BATCH)]
+
+
+class RequestRide(_Request):
+    pickup: LatLng
+    dropoff: LatLng
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"pickup": {"lat": 37.7749, "lng": -122.4194}, "dropoff": {"lat": 37.62, "lng": -122.38}}
+            ]
+        }
+    )
+
+
+class CancelRide(_Request):
+    reason: Reason = ""
+
+
+class TokenIssued(BaseModel):
+    """A bearer token bound to one driver, rider or operator."""
+
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_at: datetime
+
+
+class CommandAccepted(BaseModel):
+    """The command took effect. ``position`` is its consistency token."""
+
+    command_id: str
+    position: ConsistencyToken | None = None
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"command_id": "9b2e1c7a-5d3f-4e8a-8f1b-2a6c0d9e4f11:retry-1", "position": "0:42"}]}
+    )
+
+
+class CommandPending(BaseModel):
+    """No outcome within the wait: the command may still take effect. Retry with the same
+    ``Idempotency-Key`` to learn its outcome without applying it twice."""
+
+    command_id: str
+    status: Literal["pending"] = "pending"
+
+
+class DriverRegistered(CommandAccepted):
+    driver_id: UUID
+    token: TokenIssued
+
+
+class RiderRegistered(CommandAccepted):
+    rider_id: UUID
+    token: TokenIssued
+
+
+class RideRequested(CommandAccepted):
+    ride_id: UUID
+
+
+class DriverRegistrationPending(CommandPending):
+    driver_id: UUID
+    token: TokenIssued
+
+
+class RiderRegistrationPending(CommandPending):
+    rider_id: UUID
+    token: TokenIssued
+
+
+class RideRequestPending(CommandPending):
+    ride_id: UUID
+
+
+class PingsAccepted(BaseModel):
+    """Pings queued for matching and applied to this process's location view."""
+
+    accepted: int
+
+
+class Problem(BaseModel):
+    """Every error: a stable machine-readable code and a human reason."""
+
+    error: str
+    reason: str
+    command_id: str | None = None
+    details: list[dict[str, Any]] | None = None
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "error": "illegal_transition",
+                    "reason": "cannot start ride 00000000-3c1a-4f7e-9d2b-5e8f1a2b3c4d: it is accepted",
+                    "command_id": "5f0c2a9e-1b7d-4c3e-a8f6-9d2e4b1c7a30",
+                }
+            ]
+        }
+    )
