@@ -19,7 +19,7 @@ from eventsourcing.persistence import Recording
 from dispatch.matching.matcher import Matcher
 from dispatch.messages import Inbound
 from dispatch.shard.application import ShardApplication
-from dispatch.transport.port import Transport
+from dispatch.transport.port import Outbox, Transport
 from schemas.commands import Outcome
 
 log = logging.getLogger(__name__)
@@ -42,15 +42,24 @@ class ShardWorker:
         shard: int,
         app: ShardApplication,
         matcher_factory: Callable[[], Matcher],
-        transport: Transport,
+        transport: Transport | None,
         clock: Clock,
         max_batch: int = 5_000,
+        outbox: Outbox | None = None,
+        drop_failed_batches: bool = True,
     ) -> None:
+        """``transport`` polls (embedded); ``outbox`` defaults to it. With
+        ``drop_failed_batches`` a failed commit answers the batch's commands as unavailable
+        and carries on (embedded); otherwise the error propagates so the caller can abort
+        its transaction and rewind (Kafka)."""
         self.shard, self.app, self.transport, self.clock = shard, app, transport, clock
+        self.outbox: Outbox = outbox if outbox is not None else _require(transport)
+        self.drop_failed_batches = drop_failed_batches
         self._matcher_factory = matcher_factory
         self.matcher = matcher_factory()
         self.max_batch = max_batch
         self.listeners: list[CommitListener] = []
+        self.last_event_time = 0.0
 
     def restore(self) -> int:
         """Rebuild the matcher's state by folding the shard's whole log; returns events read."""
@@ -59,14 +68,16 @@ class ShardWorker:
         while True:
             page = self.app.recorder.select_notifications(start, 1_000)
             for notification in page:
-                self.matcher.observe(self.app.mapper.to_domain_event(notification))
+                event: Any = self.app.mapper.to_domain_event(notification)
+                self.matcher.observe(event)
+                self.last_event_time = max(self.last_event_time, event.timestamp.timestamp())
             count += len(page)
             if len(page) < 1_000:
                 return count
             start = page[-1].id + 1
 
     def run_once(self, timeout_s: float = 0.0) -> BatchReport:
-        inbound = self.transport.poll(self.shard, self.max_batch, timeout_s)
+        inbound = _require(self.transport).poll(self.shard, self.max_batch, timeout_s)
         return self.process(inbound)
 
     def process(self, inbound: Inbound) -> BatchReport:
@@ -82,6 +93,9 @@ class ShardWorker:
         try:
             outcomes, recordings = self.app.commit()
         except Exception:
+            if not self.drop_failed_batches:
+                self.restore()
+                raise
             log.exception("shard %s: commit failed; batch dropped, shard restored", self.shard)
             self.restore()
             outcomes = [
@@ -96,9 +110,9 @@ class ShardWorker:
             ]
             recordings = []
         if inbound.poison:
-            self.transport.dead_letter(inbound.poison)
+            self.outbox.dead_letter(inbound.poison)
         if outcomes:
-            self.transport.publish_outcomes(outcomes)
+            self.outbox.publish_outcomes(outcomes)
         if recordings:
             for listener in self.listeners:
                 listener(self.shard, recordings)
@@ -107,3 +121,9 @@ class ShardWorker:
     def _observe(self, events: list[Any]) -> None:
         for event in events:
             self.matcher.observe(event)
+
+
+def _require(transport: Transport | None) -> Transport:
+    if transport is None:
+        raise ValueError("this worker has no transport to poll")
+    return transport

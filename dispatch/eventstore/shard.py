@@ -77,6 +77,9 @@ class ShardWriter:
             # while the broker finishes the previous commit; kafka-python then sleeps the
             # full retry backoff (100 ms by default) before retrying: keep it short.
             retry_backoff_ms=10,
+            # Every insert ends with a flush, and a commit flushes too: lingering only lets
+            # a batch's records travel in one produce request instead of one each.
+            linger_ms=1000,
         )
         try:
             self.producer.init_transactions()

@@ -9,6 +9,34 @@ from dispatch.messages import Inbound, Ping, Poison
 from schemas.commands import CommandEnvelope, Outcome
 
 
+class Outbox(Protocol):
+    """Where a shard worker puts what it produced besides events."""
+
+    def publish_outcomes(self, outcomes: Sequence[Outcome]) -> None:
+        """Deliver outcomes to their waiters (the API) and to the outcome log."""
+        ...
+
+    def dead_letter(self, poison: Sequence[Poison]) -> None:
+        """Keep records that could not be processed, with the reason."""
+        ...
+
+
+class CommandBus(Protocol):
+    """What a client (the API, the simulator) needs: send, and wait for the outcome."""
+
+    def send_command(self, envelope: CommandEnvelope) -> None:
+        """Queue a command for the shard of its target aggregate."""
+        ...
+
+    def send_pings(self, pings: Sequence[Ping]) -> None:
+        """Queue pings for the shards of their drivers."""
+        ...
+
+    def wait_outcome(self, command_id: str, timeout_s: float) -> Outcome | None:
+        """The outcome of a command, waiting up to ``timeout_s``; None on timeout."""
+        ...
+
+
 class Transport(Protocol):
     """Carries commands and pings to shards, and outcomes back to whoever waits for them."""
 

@@ -27,6 +27,7 @@ from eventsourcing.persistence import (
     StoredEvent,
     TrackingRecorder,
 )
+
 # Imported as modules: their TestCase classes in this namespace would be collected as-is.
 from eventsourcing.tests import application as app_cases
 from eventsourcing.tests import persistence as cases
@@ -39,6 +40,7 @@ from dispatch.eventstore import (
     KafkaProcessRecorder,
     KafkaTrackingRecorder,
 )
+
 pytestmark = pytest.mark.kafka
 
 
@@ -79,7 +81,9 @@ class TestEventsAggregateRecorder(KafkaCase, cases.AggregateRecorderTestCase):
         return self.new_factory().aggregate_recorder(purpose="events")
 
 
-class TestApplicationRecorder(KafkaCase, cases.ApplicationRecorderTestCase[KafkaApplicationRecorder]):
+class TestApplicationRecorder(
+    KafkaCase, cases.ApplicationRecorderTestCase[KafkaApplicationRecorder]
+):
     # Commit markers take offsets: ids are offset + 1, increasing with gaps.
     EXPECT_CONTIGUOUS_NOTIFICATION_IDS = False
 
@@ -122,7 +126,9 @@ class TestApplicationRecorder(KafkaCase, cases.ApplicationRecorderTestCase[Kafka
         all3 = [(n1, e1), (n2, e2), (n3, e3)]
         first2, last2 = all3[:2], all3[1:]
 
-        def check(notifications: list[Notification] | Any, expected: list[tuple[int, StoredEvent]]) -> None:
+        def check(
+            notifications: list[Notification] | Any, expected: list[tuple[int, StoredEvent]]
+        ) -> None:
             self.assertEqual(len(notifications), len(expected))
             for notification, (n, event) in zip(notifications, expected, strict=True):
                 self.assertEqual(notification.id, n)

@@ -15,7 +15,7 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
@@ -38,7 +38,8 @@ COMMAND_RECORD = "dispatch.CommandRecord.Handled"
 EVERYTHING = 10**9
 
 index = st.integers(min_value=0, max_value=30)
-who = st.sampled_from(["holder", "random", "unknown"])
+ride_index = st.integers(min_value=0, max_value=7)  # 7: an unknown ride id
+who = st.sampled_from(["holder", "holder", "random", "unknown"])
 DRIVER_COMMANDS = [
     c.AcceptOffer,
     c.DeclineOffer,
@@ -47,6 +48,11 @@ DRIVER_COMMANDS = [
     c.CompleteTrip,
     c.DriverCancel,
 ]
+NEXT = {
+    RideStatus.ACCEPTED: c.MarkArrived,
+    RideStatus.DRIVER_ARRIVED: c.StartTrip,
+    RideStatus.IN_PROGRESS: c.CompleteTrip,
+}
 
 
 def _state(agg: Aggregate) -> dict[str, Any]:
@@ -99,6 +105,7 @@ class ShardMachine(RuleBasedStateMachine):
         before = self.snapshot()
         events = self.app.handle(envelope, self.now)
         after = self.snapshot()
+        event(f"{envelope.command.type}: {'applied' if events else 'not applied'}")
         if not events:
             # rejected (or a repeat): no domain aggregate changed, in version or state
             assert after == before
@@ -114,16 +121,17 @@ class ShardMachine(RuleBasedStateMachine):
     def decide(self, decision: Any) -> None:
         before = self.snapshot()
         events = self.app.decide(decision, self.now)
+        event(f"{type(decision).__name__}: {'applied' if events else 'not applied'}")
         if not events:
             assert self.snapshot() == before
         else:
             assert all(type(e).TOPIC != COMMAND_RECORD for e in events)
 
     def ride(self, i: int) -> UUID:
-        """One of the requested rides (some never got created), or an unknown id."""
-        if not self.rides or i >= len(self.rides):
+        """One of the latest requested rides (some never got created), or an unknown id."""
+        if not self.rides or i == 7:
             return new_id(SHARD, self.rng)
-        return self.rides[i % len(self.rides)]
+        return self.rides[-1 - i % min(len(self.rides), 7)]
 
     def holder(self, ride_id: UUID) -> UUID | None:
         ride = self.find(ride_id)
@@ -147,6 +155,8 @@ class ShardMachine(RuleBasedStateMachine):
             self.send(c.RegisterDriver(driver_id=driver_id, name=f"driver {i}"))
         for i, rider_id in enumerate(self.riders):
             self.send(c.RegisterRider(rider_id=rider_id, name=f"rider {i}"))
+        for driver_id in self.drivers[:-1]:  # the last driver starts offline
+            self.send(c.GoOnline(driver_id=driver_id))
         self.commit()
 
     # -- client commands ----------------------------------------------------------------------
@@ -173,7 +183,7 @@ class ShardMachine(RuleBasedStateMachine):
         pickup, dropoff = {"lat": 37.77, "lng": -122.42}, {"lat": 37.7, "lng": -122.4}
         self.send(c.RequestRide(ride_id=ride_id, rider_id=rider_id, pickup=pickup, dropoff=dropoff))
 
-    @rule(r=index, own=st.booleans(), i=index)
+    @rule(r=ride_index, own=st.booleans(), i=index)
     def cancel_ride(self, r: int, own: bool, i: int) -> None:
         ride_id = self.ride(r)
         ride = self.find(ride_id)
@@ -182,10 +192,40 @@ class ShardMachine(RuleBasedStateMachine):
             rider_id = ride.rider_id
         self.send(c.CancelRide(ride_id=ride_id, rider_id=rider_id, reason="random"))
 
-    @rule(command=st.sampled_from(DRIVER_COMMANDS), r=index, how=who, i=index)
+    @rule(command=st.sampled_from(DRIVER_COMMANDS), r=ride_index, how=who, i=index)
     def driver_command(self, command: Any, r: int, how: str, i: int) -> None:
         ride_id = self.ride(r)
         self.send(command(ride_id=ride_id, driver_id=self.driver(how, i, ride_id)))
+
+    @rule(
+        r=ride_index,
+        steps=st.integers(min_value=1, max_value=4),
+        answers=st.lists(st.integers(min_value=0, max_value=3), min_size=4, max_size=4),
+        i=index,
+    )
+    def progress_ride(self, r: int, steps: int, answers: list[int], i: int) -> None:
+        """The natural next steps of a ride, so that rides get deep into their lifecycle.
+
+        An answer of 0 takes the other branch: decline the offer, cancel as the driver, or
+        ask to go offline after the trip."""
+        ride_id = self.ride(r)
+        for step in range(steps):
+            ride = self.find(ride_id)
+            if not isinstance(ride, Ride):
+                return
+            held = ride.offered_to or ride.driver_id
+            if ride.status == RideStatus.REQUESTED:
+                self.make_offer(r, "available", i, 60)
+            elif ride.status == RideStatus.OFFERED and held is not None:
+                command = c.AcceptOffer if answers[step] else c.DeclineOffer
+                self.send(command(ride_id=ride_id, driver_id=held))
+            elif held is not None and ride.status in NEXT:
+                if answers[step]:
+                    self.send(NEXT[ride.status](ride_id=ride_id, driver_id=held))
+                elif ride.status == RideStatus.IN_PROGRESS:
+                    self.send(c.GoOffline(driver_id=held, after_trip=True))
+                else:
+                    self.send(c.DriverCancel(ride_id=ride_id, driver_id=held))
 
     @rule(i=st.integers(min_value=0, max_value=10_000))
     def repeat_a_command(self, i: int) -> None:
@@ -193,7 +233,7 @@ class ShardMachine(RuleBasedStateMachine):
             self.send(None, envelope=self.sent[i % len(self.sent)])
 
     # -- matcher decisions --------------------------------------------------------------------
-    @rule(r=index, how=st.sampled_from(["available", "random", "unknown"]), i=index,
+    @rule(r=ride_index, how=st.sampled_from(["available", "random", "unknown"]), i=index,
           timeout=st.sampled_from([1, 15, 60]))
     def make_offer(self, r: int, how: str, i: int, timeout: int) -> None:
         ride_id = self.ride(r)
@@ -208,11 +248,11 @@ class ShardMachine(RuleBasedStateMachine):
         expires = (self.now + timedelta(seconds=timeout)).timestamp()
         self.decide(MakeOffer(ride_id, driver_id, 60.0, 500.0, expires))
 
-    @rule(r=index)
+    @rule(r=ride_index)
     def expire_offer(self, r: int) -> None:
         self.decide(ExpireOffer(self.ride(r)))
 
-    @rule(r=index)
+    @rule(r=ride_index)
     def expire_request(self, r: int) -> None:
         self.decide(ExpireRequest(self.ride(r)))
 
@@ -320,8 +360,8 @@ class ShardMachine(RuleBasedStateMachine):
 
 
 ShardMachine.TestCase.settings = settings(
-    max_examples=60,
-    stateful_step_count=40,
+    max_examples=200,
+    stateful_step_count=60,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )

@@ -1,0 +1,39 @@
+"""What every request handler can reach: the runtime, the auth settings and API helpers.
+
+Built once per app by ``create_app`` and kept on ``app.state``; ``deps`` hands it out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dispatch.api.auth import AuthSettings
+from dispatch.api.events import EventHub
+from dispatch.api.idempotency import ResponseCache
+from dispatch.api.metrics import ApiMetrics
+from dispatch.runtime import Runtime
+
+
+@dataclass(frozen=True, slots=True)
+class ApiOptions:
+    """Bounds of the API layer (not settings of the engine)."""
+
+    command_timeout_s: float = 2.0  # wait for an outcome, then 202
+    read_wait_s: float = 2.0  # wait for a consistency token, then 504
+    stream_max_s: float = 900.0  # an event stream ends after this
+    heartbeat_s: float = 15.0  # comment lines that keep idle streams open
+    max_body_bytes: int = 1 << 20
+    ready_max_lag: int = 1_000  # events behind the log head and still ready
+    idempotency_cache: int = 50_000
+    manage_runtime: bool = True  # start and stop the runtime with the app's lifespan
+
+
+@dataclass
+class ApiContext:
+    runtime: Runtime
+    auth: AuthSettings
+    options: ApiOptions
+    hub: EventHub
+    metrics: ApiMetrics
+    cache: ResponseCache
+    serving: bool = field(default=False)

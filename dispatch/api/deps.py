@@ -1,0 +1,115 @@
+"""Dependencies for the routers, as ``Annotated`` aliases: the context, the caller, the
+idempotency key and the consistency token of a read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Header, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from dispatch.api.auth import Principal, TokenError, decode
+from dispatch.api.context import ApiContext
+from dispatch.api.errors import ApiError, forbidden, unauthorized
+from dispatch.api.metrics import log_head
+from schemas.api import ConsistencyToken as TokenText
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="A token from `POST /drivers` or `POST /riders`, or an operator token.",
+)
+
+
+def get_context(request: Request) -> ApiContext:
+    ctx: ApiContext = request.app.state.ctx
+    return ctx
+
+
+Ctx = Annotated[ApiContext, Depends(get_context)]
+
+
+def get_principal(
+    ctx: Ctx, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Principal:
+    if credentials is None:
+        raise unauthorized("missing bearer token (Authorization: Bearer <token>)")
+    try:
+        return decode(ctx.auth, credentials.credentials, ctx.runtime.clock())
+    except TokenError as error:
+        raise unauthorized(error.reason) from None
+
+
+Caller = Annotated[Principal, Depends(get_principal)]
+
+
+def _role(*roles: str) -> object:
+    def check(caller: Caller) -> Principal:
+        if caller.role not in roles:
+            raise forbidden(f"this needs a {' or '.join(roles)} token; yours is a {caller.role}'s")
+        return caller
+
+    return Depends(check)
+
+
+DriverCaller = Annotated[Principal, _role("driver")]
+RiderCaller = Annotated[Principal, _role("rider")]
+OperatorCaller = Annotated[Principal, _role("operator")]
+RiderOrOperator = Annotated[Principal, _role("rider", "operator")]
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9._~:+/=-]+$",
+        description="Makes a retry safe: the same key (per caller) returns the first "
+        "response and changes nothing.",
+    ),
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ReadAfter:
+    shard: int
+    position: int
+
+
+def parse_token(ctx: ApiContext, text: str) -> ReadAfter:
+    """A token the API could have issued: a known shard, a position not past the log head."""
+    shard_text, _, position_text = text.partition(":")
+    shard, position = int(shard_text), int(position_text)
+    shards = ctx.runtime.settings.shards
+    if shard >= shards:
+        raise ApiError(422, "invalid_request", f"token {text}: no shard {shard} (of {shards})")
+    head = log_head(ctx.runtime, shard)
+    if head is not None and position > head:
+        raise ApiError(422, "invalid_request", f"token {text} is past the log head {shard}:{head}")
+    return ReadAfter(shard, position)
+
+
+def wait_for_token(
+    ctx: Ctx,
+    after: Annotated[
+        TokenText | None, Query(description="Read after this consistency token (`shard:pos`).")
+    ] = None,
+    header: Annotated[TokenText | None, Header(alias="X-Consistency-Token")] = None,
+) -> ReadAfter | None:
+    """Wait (bounded) until the views include the token's position; 504 if they do not."""
+    text = after or header
+    if text is None:
+        return None
+    token = parse_token(ctx, text)
+    if not ctx.runtime.wait_for(token.shard, token.position, ctx.options.read_wait_s):
+        reached = ctx.runtime.views.position(token.shard)
+        raise ApiError(
+            504,
+            "view_behind",
+            f"the views reached {token.shard}:{reached}, not {text}, within "
+            f"{ctx.options.read_wait_s:g} s; retry",
+        )
+    return token
+
+
+Consistent = Annotated[ReadAfter | None, Depends(wait_for_token)]

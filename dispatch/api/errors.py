@@ -1,0 +1,147 @@
+"""Errors on the wire: one table from outcome codes to HTTP statuses, one Problem body.
+
+Every error the API returns is ``{"error": code, "reason": ..., "command_id"?: ...}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from schemas.api import Problem
+
+# Rejection codes of the domain and the worker -> HTTP status.
+OUTCOME_STATUS: Mapping[str, int] = {
+    "illegal_transition": 409,
+    "already_exists": 409,
+    "not_found": 404,
+    "forbidden": 403,
+    "invalid_command": 422,
+    "unavailable": 503,
+    "misrouted": 500,  # the API routed by the id's shard: a bug, not bad input
+    "internal_error": 500,
+}
+
+_HTTP_CODES: Mapping[int, str] = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+}
+
+
+def status_for(code: str) -> int:
+    return OUTCOME_STATUS.get(code, 500)
+
+
+class ApiError(Exception):
+    """Raised anywhere in the API layer; rendered as a Problem with ``status``."""
+
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        reason: str,
+        headers: Mapping[str, str] | None = None,
+        command_id: str | None = None,
+    ) -> None:
+        super().__init__(reason)
+        self.status, self.error, self.reason = status, error, reason
+        self.headers = dict(headers or {})
+        self.command_id = command_id
+
+
+def unauthorized(reason: str) -> ApiError:
+    quoted = reason.replace('"', "'")
+    challenge = f'Bearer error="invalid_token", error_description="{quoted}"'
+    return ApiError(401, "unauthorized", reason, {"WWW-Authenticate": challenge})
+
+
+def forbidden(reason: str) -> ApiError:
+    return ApiError(403, "forbidden", reason)
+
+
+def not_found(reason: str) -> ApiError:
+    return ApiError(404, "not_found", reason)
+
+
+def problem_body(
+    error: str, reason: str, command_id: str | None = None, details: list[Any] | None = None
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"error": error, "reason": reason}
+    if command_id is not None:
+        body["command_id"] = command_id
+    if details is not None:
+        body["details"] = details
+    return body
+
+
+def _details(errors: Any) -> list[dict[str, Any]]:
+    out = []
+    for e in errors:
+        out.append({"loc": [str(x) for x in e.get("loc", ())], "msg": e.get("msg", ""), "type": e.get("type", "")})
+    return out
+
+
+def _summary(details: list[dict[str, Any]]) -> str:
+    parts = [f"{'.'.join(d['loc'])}: {d['msg']}" for d in details[:5]]
+    more = f" (+{len(details) - 5} more)" if len(details) > 5 else ""
+    return "; ".join(parts) + more
+
+
+async def _api_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    body = problem_body(exc.error, exc.reason, exc.command_id)
+    return JSONResponse(body, status_code=exc.status, headers=exc.headers)
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    details = _details(exc.errors())
+    body = problem_body("invalid_request", _summary(details) or "invalid request", None, details)
+    return JSONResponse(body, status_code=422)
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "error")
+    body = problem_body(code, str(exc.detail))
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+
+
+def _doc(description: str) -> dict[str, Any]:
+    return {"model": Problem, "description": description}
+
+
+AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: _doc("No valid bearer token (missing, malformed, forged or expired)."),
+    403: _doc("Valid token, but not allowed to act on or see this resource."),
+    422: _doc("Invalid input, with pydantic's reasons."),
+}
+COMMAND_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **AUTH_RESPONSES,
+    404: _doc("The ride, driver or rider does not exist."),
+    409: _doc("The current state does not allow this (illegal_transition, already_exists)."),
+    500: _doc("The engine failed to handle the command (internal_error)."),
+    503: _doc("The shard could not save the command; retry with the same Idempotency-Key."),
+}
+QUERY_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **AUTH_RESPONSES,
+    404: _doc("Unknown id."),
+    504: _doc("The view did not reach the consistency token in time; retry."),
+}

@@ -1,0 +1,134 @@
+"""Prometheus metrics: request latency by route, command outcomes by code, and figures
+read from the runtime at scrape time (projection positions, log heads, matcher counters).
+
+Each app has its own registry, so building several apps in one process (tests) is fine.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from dispatch.api.events import EventHub
+from dispatch.runtime import Runtime
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+_MATCHER_COUNTERS = ("offers", "offer_expiries", "request_expiries", "ticks", "pings")
+
+
+def log_head(runtime: Runtime, shard: int) -> int | None:
+    """The shard's last log position, if the log source can tell (embedded SQLite can)."""
+    head: Callable[[int], int] | None = getattr(runtime.runner.source, "head", None)
+    return head(shard) if head is not None else None
+
+
+class RuntimeCollector(Collector):
+    def __init__(self, runtime: Runtime, hub: EventHub) -> None:
+        self.runtime, self.hub = runtime, hub
+
+    def collect(self) -> Iterator[Metric]:
+        runtime = self.runtime
+        position = GaugeMetricFamily(
+            "dispatch_projection_position", "Last log position every view includes.", labels=["shard"]
+        )
+        head = GaugeMetricFamily("dispatch_log_head", "Last log position.", labels=["shard"])
+        for shard in range(runtime.settings.shards):
+            position.add_metric([str(shard)], runtime.views.position(shard))
+            last = log_head(runtime, shard)
+            if last is not None:
+                head.add_metric([str(shard)], last)
+        yield position
+        yield head
+        yield from self._matchers()
+        subscribers = GaugeMetricFamily("dispatch_api_stream_subscribers", "Open event streams.")
+        subscribers.add_metric([], self.hub.count())
+        yield subscribers
+        drivers = GaugeMetricFamily(
+            "dispatch_view_drivers", "Drivers by status (drivers view).", labels=["status"]
+        )
+        with runtime.views.lock:
+            by_status = dict(runtime.views.drivers.by_status)
+        for status, count in sorted(by_status.items()):
+            drivers.add_metric([status], count)
+        yield drivers
+
+    def _matchers(self) -> Iterator[Metric]:
+        engine = self.runtime.engine
+        if engine is None:
+            return
+        counters = {
+            name: CounterMetricFamily(
+                f"dispatch_matcher_{name}", f"Matcher {name.replace('_', ' ')}.", labels=["shard"]
+            )
+            for name in _MATCHER_COUNTERS
+        }
+        pending = GaugeMetricFamily("dispatch_matcher_pending_rides", "Rides waiting.", ["shard"])
+        offers = GaugeMetricFamily("dispatch_matcher_open_offers", "Offers open.", ["shard"])
+        for shard, worker in engine.workers.items():
+            matcher = worker.matcher
+            for name, family in counters.items():
+                family.add_metric([str(shard)], getattr(matcher.stats, name))
+            pending.add_metric([str(shard)], len(matcher.pending))
+            offers.add_metric([str(shard)], len(matcher.offers))
+        yield from counters.values()
+        yield pending
+        yield offers
+
+
+class ApiMetrics:
+    def __init__(self, runtime: Runtime, hub: EventHub) -> None:
+        self.registry = CollectorRegistry()
+        self.latency = Histogram(
+            "dispatch_api_request_duration_seconds",
+            "Request latency by route (streams left out).",
+            ["method", "route", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.outcomes = Counter(
+            "dispatch_api_command_outcomes",
+            "Command outcomes by command type and code (ok, a rejection code, or timeout).",
+            ["command", "code"],
+            registry=self.registry,
+        )
+        self.pings = Counter("dispatch_api_pings", "Location pings accepted.", registry=self.registry)
+        self.registry.register(RuntimeCollector(runtime, hub))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class LatencyMiddleware:
+    """Observes each request's duration under its route template (not the raw path)."""
+
+    def __init__(self, app: ASGIApp, metrics: ApiMetrics, skip: frozenset[str]) -> None:
+        self.app, self.metrics, self.skip = app, metrics, skip
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_and_watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_watch)
+        finally:
+            route: Any = scope.get("route")
+            path = getattr(route, "path", None) or "unmatched"
+            if path not in self.skip:
+                self.metrics.latency.labels(scope["method"], path, str(status)).observe(
+                    time.perf_counter() - started
+                )

@@ -1,0 +1,75 @@
+"""View rows (projections) to wire views (``schemas.views``)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from projections.drivers import DriverRow
+from projections.locations import DriverLocation
+from projections.rides import RideRow
+from schemas.common import LatLng
+from schemas.views import DriverLocationView, NearbyDriver, Position, RideView, TimelineEntry
+
+_TIMELINE_KEYS = ("at", "event", "position")
+
+
+def when(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def _uuid(value: str | None) -> UUID | None:
+    return UUID(value) if value else None
+
+
+def timeline_entry(entry: dict[str, Any]) -> TimelineEntry:
+    data = {k: v for k, v in entry.items() if k not in _TIMELINE_KEYS}
+    return TimelineEntry(
+        event=entry["event"], at=when(entry["at"]), position=entry["position"], data=data
+    )
+
+
+def ride_view(row: RideRow) -> RideView:
+    return RideView(
+        ride_id=UUID(row.ride_id),
+        rider_id=UUID(row.rider_id),
+        status=row.status,  # type: ignore[arg-type]  # the projection's statuses
+        pickup=LatLng(lat=row.pickup[0], lng=row.pickup[1]),
+        dropoff=LatLng(lat=row.dropoff[0], lng=row.dropoff[1]),
+        driver_id=_uuid(row.driver_id),
+        offered_to=_uuid(row.offered_to),
+        pickup_eta_s=row.pickup_eta_s,
+        requested_at=when(row.requested_at),
+        updated_at=when(row.updated_at),
+        version=row.version,
+        timeline=[timeline_entry(e) for e in row.timeline],
+    )
+
+
+def driver_view(
+    row: DriverRow, where: DriverLocation | None, show_ride: bool
+) -> DriverLocationView:
+    location = None
+    if where is not None and where.lat is not None and where.lng is not None:
+        assert where.at is not None
+        location = Position(lat=where.lat, lng=where.lng, at=when(where.at))
+    seen = where.at if where is not None else None
+    return DriverLocationView(
+        driver_id=UUID(row.driver_id),
+        status=row.status,  # type: ignore[arg-type]
+        ride_id=_uuid(row.ride_id) if show_ride else None,
+        location=location,
+        last_seen_at=when(seen) if seen is not None else None,
+    )
+
+
+def nearby_driver(where: DriverLocation, distance_m: float) -> NearbyDriver:
+    assert where.lat is not None and where.lng is not None and where.at is not None
+    return NearbyDriver(
+        driver_id=UUID(where.driver_id),
+        lat=where.lat,
+        lng=where.lng,
+        at=when(where.at),
+        distance_m=round(distance_m, 1),
+    )

@@ -1,0 +1,221 @@
+"""Driver endpoints: registration, availability, location pings and actions on rides."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Body, Request
+from fastapi.responses import JSONResponse
+
+from dispatch.api import access
+from dispatch.api.auth import Principal, issue
+from dispatch.api.context import ApiContext
+from dispatch.api.deps import Ctx, DriverCaller, IdempotencyKey
+from dispatch.api.errors import AUTH_RESPONSES, COMMAND_RESPONSES, ApiError
+from dispatch.api.idempotency import fingerprint
+from dispatch.api.writes import Write, command_id_for, send
+from dispatch.domain.ids import derived_id, new_id
+from dispatch.messages import Ping
+from schemas import api
+from schemas import commands as c
+
+router = APIRouter(prefix="/drivers", tags=["drivers"])
+rides = APIRouter(prefix="/rides", tags=["drivers"])
+
+REGISTRATION_NAMESPACE = UUID("0d0b4a55-1a4e-4f0c-8e55-7a0f3c1d2e9b")
+MAX_FUTURE_S = 60.0
+
+_CREATED: dict[int | str, dict[str, object]] = {
+    **COMMAND_RESPONSES,
+    202: {"model": api.DriverRegistrationPending, "description": "No outcome in time."},
+}
+_ACTION: dict[int | str, dict[str, object]] = {
+    **COMMAND_RESPONSES,
+    202: {"model": api.CommandPending, "description": "No outcome in time."},
+}
+
+
+def _body_text(body: object | None) -> str:
+    dump = getattr(body, "model_dump_json", None)
+    return dump() if dump is not None else ""
+
+
+def driver_write(
+    ctx: ApiContext,
+    request: Request,
+    caller: Principal,
+    key: str | None,
+    command: c.Command,
+    body: object | None = None,
+) -> JSONResponse:
+    command_id, keyed = command_id_for(caller.sub, key)
+    print_ = fingerprint(request.method, request.url.path, _body_text(body))
+    return send(ctx, Write(command, command_id, keyed, print_))
+
+
+@router.post("", status_code=201, response_model=api.DriverRegistered, responses=_CREATED)
+def register_driver(
+    body: api.RegisterDriver, request: Request, ctx: Ctx, key: IdempotencyKey = None
+) -> JSONResponse:
+    """Register a driver in the market of their home location; returns the driver's id and a
+    bearer token bound to it. With an `Idempotency-Key`, a retry returns the same driver."""
+    shard = ctx.runtime.markets.shard_for(body.home.lat, body.home.lng)
+    command_id, keyed = command_id_for("register-driver", key)
+    driver_id = derived_id(shard, REGISTRATION_NAMESPACE, command_id) if keyed else new_id(shard)
+    token = issue(ctx.auth, str(driver_id), "driver", ctx.runtime.clock())
+    extra = {"driver_id": str(driver_id), "token": token.model_dump(mode="json")}
+    command = c.RegisterDriver(driver_id=driver_id, name=body.name)
+    print_ = fingerprint(request.method, request.url.path, body.model_dump_json())
+    return send(ctx, Write(command, command_id, keyed, print_, True, extra, extra))
+
+
+@router.post("/{driver_id}/online", response_model=api.CommandAccepted, responses=_ACTION)
+def go_online(
+    driver_id: UUID, caller: DriverCaller, request: Request, ctx: Ctx, key: IdempotencyKey = None
+) -> JSONResponse:
+    """Go online: become available for offers. Send location pings so the matcher sees you."""
+    access.require_self(caller, driver_id)
+    return driver_write(ctx, request, caller, key, c.GoOnline(driver_id=driver_id))
+
+
+@router.post("/{driver_id}/offline", response_model=api.CommandAccepted, responses=_ACTION)
+def go_offline(
+    driver_id: UUID,
+    caller: DriverCaller,
+    request: Request,
+    ctx: Ctx,
+    body: Annotated[api.GoOffline | None, Body()] = None,
+    key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Go offline now, or with `after_trip` when the current ride ends."""
+    access.require_self(caller, driver_id)
+    after_trip = body.after_trip if body is not None else False
+    command = c.GoOffline(driver_id=driver_id, after_trip=after_trip)
+    return driver_write(ctx, request, caller, key, command, body)
+
+
+def _pings(ctx: ApiContext, driver_id: UUID, pings: Sequence[api.LocationPing]) -> list[Ping]:
+    now = ctx.runtime.clock()
+    out = []
+    for i, p in enumerate(pings):
+        at = p.at.timestamp() if p.at is not None else now
+        if at > now + MAX_FUTURE_S:
+            where = f"pings.{i}.at" if len(pings) > 1 else "at"
+            raise ApiError(422, "invalid_request", f"{where}: more than {MAX_FUTURE_S:g} s ahead")
+        out.append(Ping(driver_id, p.lat, p.lng, at))
+    return out
+
+
+_PING_RESPONSES: dict[int | str, dict[str, object]] = {
+    **AUTH_RESPONSES,
+    413: {"model": api.Problem, "description": "The request body is too large."},
+}
+
+
+@router.post(
+    "/{driver_id}/location",
+    status_code=202,
+    response_model=api.PingsAccepted,
+    responses=_PING_RESPONSES,
+)
+def report_location(
+    driver_id: UUID, body: api.LocationPing, caller: DriverCaller, ctx: Ctx
+) -> api.PingsAccepted:
+    """Report one position. Pings are not commands: they feed the matcher and the location
+    view, and are dropped while the driver is offline."""
+    access.require_self(caller, driver_id)
+    ctx.runtime.send_pings(_pings(ctx, driver_id, [body]))
+    ctx.metrics.pings.inc()
+    return api.PingsAccepted(accepted=1)
+
+
+@router.post(
+    "/{driver_id}/locations",
+    status_code=202,
+    response_model=api.PingsAccepted,
+    responses=_PING_RESPONSES,
+)
+def report_locations(
+    driver_id: UUID, body: api.LocationBatch, caller: DriverCaller, ctx: Ctx
+) -> api.PingsAccepted:
+    """Report up to 500 positions at once (all or nothing: one bad ping rejects the batch)."""
+    access.require_self(caller, driver_id)
+    pings = _pings(ctx, driver_id, body.pings)
+    ctx.runtime.send_pings(pings)
+    ctx.metrics.pings.inc(len(pings))
+    return api.PingsAccepted(accepted=len(pings))
+
+
+RideCommand = Callable[[UUID, UUID], c.Command]
+
+
+def _ride_action(make: RideCommand, name: str, doc: str, with_reason: bool = False) -> None:
+    def action(
+        ride_id: UUID,
+        caller: DriverCaller,
+        request: Request,
+        ctx: Ctx,
+        key: IdempotencyKey = None,
+    ) -> JSONResponse:
+        access.driver_on_ride(ctx, caller, ride_id)
+        return driver_write(ctx, request, caller, key, make(ride_id, UUID(caller.sub)))
+
+    def action_with_reason(
+        ride_id: UUID,
+        caller: DriverCaller,
+        request: Request,
+        ctx: Ctx,
+        body: Annotated[api.CancelRide | None, Body()] = None,
+        key: IdempotencyKey = None,
+    ) -> JSONResponse:
+        access.driver_on_ride(ctx, caller, ride_id)
+        reason = body.reason if body is not None else ""
+        command = c.DriverCancel(ride_id=ride_id, driver_id=UUID(caller.sub), reason=reason)
+        return driver_write(ctx, request, caller, key, command, body)
+
+    endpoint = action_with_reason if with_reason else action
+    endpoint.__doc__ = doc
+    rides.add_api_route(
+        f"/{{ride_id}}/{name}",
+        endpoint,
+        methods=["POST"],
+        response_model=api.CommandAccepted,
+        responses=_ACTION,
+        name=name.replace("-", "_"),
+        summary=doc.split(".")[0],
+    )
+
+
+_ride_action(
+    lambda r, d: c.AcceptOffer(ride_id=r, driver_id=d),
+    "accept",
+    "Accept the offer of this ride (before it expires). The ride is then yours.",
+)
+_ride_action(
+    lambda r, d: c.DeclineOffer(ride_id=r, driver_id=d),
+    "decline",
+    "Decline the offer of this ride. The ride goes to another driver.",
+)
+_ride_action(
+    lambda r, d: c.MarkArrived(ride_id=r, driver_id=d),
+    "arrived",
+    "Tell the rider you are at the pickup.",
+)
+_ride_action(
+    lambda r, d: c.StartTrip(ride_id=r, driver_id=d),
+    "start",
+    "Start the trip (the rider is on board).",
+)
+_ride_action(
+    lambda r, d: c.CompleteTrip(ride_id=r, driver_id=d),
+    "complete",
+    "Complete the trip at the drop-off. You are available again.",
+)
+_ride_action(
+    lambda r, d: c.DriverCancel(ride_id=r, driver_id=d),
+    "driver-cancel",
+    "Cancel an accepted ride before the trip starts. The ride goes back to dispatch.",
+    with_reason=True,
+)

@@ -1,0 +1,138 @@
+"""One shard hosted by a Kafka worker: its application, matcher, clock and outbox."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from kafka import TopicPartition
+
+from dispatch.kafka.config import new_consumer
+from dispatch.kafka.outbox import KafkaOutbox
+from dispatch.kafka.topics import Topics
+from dispatch.matching.matcher import Matcher
+from dispatch.messages import Inbound
+from dispatch.settings import Settings
+from dispatch.shard.application import ShardApplication
+from dispatch.shard.handlers import Policy
+from dispatch.transport import wire
+from dispatch.worker import BatchReport, ShardWorker
+
+log = logging.getLogger(__name__)
+
+
+class StreamClock:
+    """Time as the input stream tells it: the latest command or ping time seen (monotonic).
+
+    Used when a simulator drives simulated time through Kafka; real deployments use the
+    wall clock."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, inbound: Inbound) -> None:
+        latest = max((p.at for p in inbound.pings), default=self.now)
+        latest = max([latest, *(c.issued_at.timestamp() for c in inbound.commands)])
+        self.now = max(self.now, latest)
+
+
+def kafka_env(settings: Settings, shard: int) -> dict[str, str]:
+    assert settings.kafka_bootstrap is not None
+    return {
+        "PERSISTENCE_MODULE": "dispatch.eventstore",
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap,
+        "KAFKA_TOPIC_PREFIX": settings.topic_prefix,
+        "KAFKA_SHARD": str(shard),
+    }
+
+
+class ShardHost:
+    def __init__(
+        self, shard: int, app: ShardApplication, worker: ShardWorker, clock: StreamClock | None
+    ) -> None:
+        self.shard, self.app, self.worker, self.stream_clock = shard, app, worker, clock
+        self._last_tick = 0.0
+
+    @property
+    def recorder(self) -> Any:
+        return self.app.recorder
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        with self.recorder.transaction() as producer:
+            yield producer
+
+    def process(self, inbound: Inbound) -> BatchReport:
+        if self.stream_clock is not None:
+            self.stream_clock.advance(inbound)
+        self._last_tick = time.monotonic()
+        return self.worker.process(inbound)
+
+    def tick_due(self, every_s: float) -> bool:
+        return time.monotonic() - self._last_tick >= every_s
+
+    def reset(self) -> None:
+        """After an aborted batch: forget cached state and refold the matcher from the log."""
+        self.app.discard()
+        self.worker.restore()
+
+    def close(self) -> None:
+        self.app.close()
+
+
+def open_shard(
+    settings: Settings,
+    shard: int,
+    topics: Topics,
+    matcher_factory: Callable[[], Matcher],
+    clock_mode: str,
+) -> ShardHost:
+    """Restore a shard (log -> local store -> matcher) and warm its matcher with recent pings."""
+    app = ShardApplication(
+        shard, env=kafka_env(settings, shard), policy=Policy(max_wait_s=settings.max_wait_s)
+    )
+    stream_clock = StreamClock() if clock_mode == "stream" else None
+    clock: Callable[[], float] = stream_clock if stream_clock is not None else time.time
+    recorder: Any = app.recorder
+    outbox = KafkaOutbox(lambda: recorder.producer, topics, shard)
+    worker = ShardWorker(
+        shard, app, matcher_factory, None, clock, outbox=outbox, drop_failed_batches=False
+    )
+    worker.restore()
+    if stream_clock is not None:
+        stream_clock.now = worker.last_event_time
+    warm_up(settings, topics, shard, worker, clock())
+    return ShardHost(shard, app, worker, stream_clock)
+
+
+def warm_up(settings: Settings, topics: Topics, shard: int, worker: ShardWorker, now: float) -> int:
+    """Feed the matcher the pings of the last TTL, so matching resumes at once after a
+    takeover instead of waiting a full ping period. Returns the pings read."""
+    assert settings.kafka_bootstrap is not None
+    consumer = new_consumer(settings.kafka_bootstrap, group_id=None)
+    tp = TopicPartition(topics.locations, shard)
+    try:
+        consumer.assign([tp])
+        since_ms = int((now - settings.ping_ttl_s) * 1000)
+        found = consumer.offsets_for_times({tp: max(0, since_ms)}).get(tp)
+        end = consumer.end_offsets([tp])[tp]
+        if found is None:
+            return 0
+        consumer.seek(tp, found.offset)
+        count = 0
+        while consumer.position(tp) < end:
+            for records in consumer.poll(timeout_ms=500).values():
+                for record in records:
+                    pings, _ = wire.decode_pings(record.value, "warm-up")
+                    for p in pings:
+                        worker.matcher.ping(p.driver_id, p.lat, p.lng, p.at)
+                    count += len(pings)
+        return count
+    finally:
+        consumer.close()

@@ -1,0 +1,177 @@
+"""``dispatch worker``: shard workers on Kafka, placed by a consumer group.
+
+The process joins the group on the co-partitioned commands and locations topics (range
+assignment keeps partition n of both with one member) and hosts one shard application and
+matcher per owned partition. Each batch of a shard is ONE Kafka transaction: the new events
+(through the Kafka persistence module), the outcomes, dead letters and the consumed
+offsets (``send_offsets_to_transaction``) commit together, so after a crash the batch is
+either wholly visible or redone from the committed offsets. A zombie that lost its shard is
+fenced by the shard's transactional id.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kafka import ConsumerRebalanceListener, OffsetAndMetadata, TopicPartition
+from kafka.coordinator.assignors.range import RangePartitionAssignor
+
+from dispatch.bootstrap import build_matcher
+from dispatch.eventstore.shard import FencedError
+from dispatch.kafka.config import new_consumer
+from dispatch.kafka.shard_host import ShardHost, open_shard
+from dispatch.kafka.topics import Topics
+from dispatch.messages import Inbound, Poison
+from dispatch.settings import Settings
+from dispatch.transport import wire
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerStats:
+    batches: int = 0
+    commands: int = 0
+    pings: int = 0
+    events: int = 0
+    aborted: int = 0
+    fenced: int = 0
+    restored: dict[int, float] = field(default_factory=dict)
+
+
+class KafkaWorker:
+    def __init__(
+        self,
+        settings: Settings,
+        clock_mode: str = "wall",
+        tick_s: float = 0.2,
+        member: str | None = None,
+    ) -> None:
+        assert settings.kafka_bootstrap is not None, "a Kafka worker needs bootstrap servers"
+        self.settings, self.clock_mode, self.tick_s = settings, clock_mode, tick_s
+        self.topics = Topics(settings.topic_prefix)
+        self.shards: dict[int, ShardHost] = {}
+        self.stats = WorkerStats()
+        self._stop = threading.Event()
+        self.consumer = new_consumer(
+            settings.kafka_bootstrap,
+            group_id=f"{settings.topic_prefix}.workers",
+            client_id=member or "dispatch-worker",
+            partition_assignment_strategy=[RangePartitionAssignor],
+            max_poll_records=5_000,
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=1_000,
+            max_poll_interval_ms=120_000,
+        )
+        self.consumer.subscribe(
+            [self.topics.commands, self.topics.locations], listener=_Rebalance(self)
+        )
+
+    # -- shard lifecycle ----------------------------------------------------------------
+    def assign(self, shards: set[int]) -> None:
+        for shard in sorted(shards - set(self.shards)):
+            started = time.perf_counter()
+            self.shards[shard] = open_shard(
+                self.settings,
+                shard,
+                self.topics,
+                lambda: build_matcher(self.settings),
+                self.clock_mode,
+            )
+            self.stats.restored[shard] = time.perf_counter() - started
+            log.info("shard %s restored in %.2f s", shard, self.stats.restored[shard])
+
+    def revoke(self, shards: set[int]) -> None:
+        for shard in sorted(shards & set(self.shards)):
+            self.shards.pop(shard).close()
+            log.info("shard %s released", shard)
+
+    # -- the loop ---------------------------------------------------------------------------
+    def run(self, until: Callable[[], bool] | None = None) -> None:
+        while not self._stop.is_set() and not (until is not None and until()):
+            self.run_once()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def close(self) -> None:
+        self.revoke(set(self.shards))
+        self.consumer.close()
+
+    def run_once(self, timeout_ms: int = 100) -> None:
+        polled = self.consumer.poll(timeout_ms=timeout_ms, max_records=5_000)
+        inbound: dict[int, Inbound] = {}
+        offsets: dict[int, dict[TopicPartition, OffsetAndMetadata]] = {}
+        for tp, records in polled.items():
+            shard = tp.partition
+            box = inbound.setdefault(shard, Inbound())
+            for record in records:
+                where = f"{tp.topic}[{tp.partition}]@{record.offset}"
+                if tp.topic == self.topics.commands:
+                    decoded = wire.decode_command(record.value, where)
+                    if isinstance(decoded, Poison):
+                        box.poison.append(decoded)
+                    else:
+                        box.commands.append(decoded)
+                else:
+                    pings, poison = wire.decode_pings(record.value, where)
+                    box.pings.extend(pings)
+                    box.poison.extend(poison)
+            offsets.setdefault(shard, {})[tp] = OffsetAndMetadata(records[-1].offset + 1, "", -1)
+        for shard, host in list(self.shards.items()):
+            found = inbound.get(shard)
+            if found or host.tick_due(self.tick_s):
+                self._process(shard, host, found or Inbound(), offsets.get(shard, {}))
+
+    def _process(
+        self,
+        shard: int,
+        host: ShardHost,
+        box: Inbound,
+        offsets: dict[TopicPartition, OffsetAndMetadata],
+    ) -> None:
+        try:
+            with host.transaction() as producer:
+                report = host.process(box)
+                if offsets:
+                    producer.send_offsets_to_transaction(offsets, self.consumer.group_metadata())
+        except FencedError:
+            self.stats.fenced += 1
+            log.warning("shard %s: fenced by a newer owner; dropping it", shard)
+            self.shards.pop(shard).close()
+            return
+        except Exception:
+            self.stats.aborted += 1
+            log.exception("shard %s: batch aborted; rewinding to the committed offsets", shard)
+            host.reset()
+            self._rewind(shard)
+            return
+        self.stats.batches += 1
+        self.stats.commands += report.commands
+        self.stats.pings += report.pings
+        self.stats.events += report.events
+
+    def _rewind(self, shard: int) -> None:
+        for topic in (self.topics.commands, self.topics.locations):
+            tp = TopicPartition(topic, shard)
+            committed = self.consumer.committed(tp)
+            if committed is None:
+                self.consumer.seek_to_beginning(tp)
+            else:
+                self.consumer.seek(tp, committed)
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, worker: KafkaWorker) -> None:
+        self.worker = worker
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        self.worker.revoke({tp.partition for tp in revoked})
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        self.worker.assign({tp.partition for tp in assigned})

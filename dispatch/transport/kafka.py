@@ -1,0 +1,110 @@
+"""The client side of the Kafka transport: commands and pings to their shard's partition,
+outcomes back to whoever waits for them.
+
+Outcomes are read by a background consumer (no group: every partition of the outcomes
+topic, from the end as it was when the transport started), so a waiter never misses an
+outcome that arrives before it starts waiting.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict, defaultdict
+from collections.abc import Sequence
+
+from kafka import TopicPartition
+
+from dispatch.domain.ids import shard_of
+from dispatch.kafka.config import new_consumer, new_producer
+from dispatch.kafka.topics import Topics
+from dispatch.messages import Ping
+from dispatch.transport import wire
+from schemas.commands import CommandEnvelope, Outcome
+
+log = logging.getLogger(__name__)
+
+PINGS_PER_RECORD = 1_000
+
+
+class KafkaTransport:
+    def __init__(self, bootstrap: str, prefix: str, keep_outcomes: int = 200_000) -> None:
+        self.topics = Topics(prefix)
+        self._producer = new_producer(bootstrap, linger_ms=5)
+        self._outcomes: OrderedDict[str, Outcome] = OrderedDict()
+        self._keep = keep_outcomes
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._consumer = new_consumer(bootstrap, group_id=None, auto_offset_reset="latest")
+        partitions = self._consumer.partitions_for_topic(self.topics.outcomes) or set()
+        if not partitions:
+            raise RuntimeError(
+                f"topic {self.topics.outcomes} is missing: run `dispatch topics create` first"
+            )
+        assigned = [TopicPartition(self.topics.outcomes, p) for p in sorted(partitions)]
+        self._consumer.assign(assigned)
+        self._consumer.seek_to_end(*assigned)
+        for tp in assigned:  # resolve the start positions now, before any command is sent
+            self._consumer.position(tp)
+        self._thread = threading.Thread(target=self._follow, daemon=True, name="outcomes")
+        self._thread.start()
+
+    def send_command(self, envelope: CommandEnvelope) -> None:
+        key, value = wire.encode_command(envelope)
+        self._producer.send(
+            self.topics.commands, key=key, value=value, partition=shard_of(envelope.target_id)
+        )
+
+    def send_pings(self, pings: Sequence[Ping]) -> None:
+        by_shard: dict[int, list[Ping]] = defaultdict(list)
+        for ping in pings:
+            by_shard[shard_of(ping.driver_id)].append(ping)
+        for shard, batch in by_shard.items():
+            for i in range(0, len(batch), PINGS_PER_RECORD):
+                self._producer.send(
+                    self.topics.locations,
+                    key=str(shard).encode(),
+                    value=wire.encode_pings(batch[i : i + PINGS_PER_RECORD]),
+                    partition=shard,
+                )
+
+    def flush(self, timeout_s: float = 30.0) -> None:
+        self._producer.flush(timeout=timeout_s)
+
+    def wait_outcome(self, command_id: str, timeout_s: float) -> Outcome | None:
+        self._producer.flush(timeout=timeout_s)
+        with self._cond:
+            self._cond.wait_for(lambda: command_id in self._outcomes, timeout_s)
+            return self._outcomes.get(command_id)
+
+    def outcome(self, command_id: str) -> Outcome | None:
+        with self._cond:
+            return self._outcomes.get(command_id)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._producer.close(timeout=5)
+        self._consumer.close()
+
+    def _follow(self) -> None:
+        while not self._stop.is_set():
+            try:
+                batches = self._consumer.poll(timeout_ms=100)
+            except Exception:
+                log.exception("outcome consumer failed; retrying")
+                continue
+            if not batches:
+                continue
+            with self._cond:
+                for records in batches.values():
+                    for record in records:
+                        try:
+                            outcome = wire.decode_outcome(record.value)
+                        except ValueError:
+                            log.warning("undecodable outcome at %s", record.offset)
+                            continue
+                        self._outcomes[outcome.command_id] = outcome
+                while len(self._outcomes) > self._keep:
+                    self._outcomes.popitem(last=False)
+                self._cond.notify_all()

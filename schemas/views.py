@@ -1,0 +1,145 @@
+"""What queries and streams return: read-side views on the wire, named by role. Version 1."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.common import Latitude, LatLng, Longitude
+
+RideStatus = Literal[
+    "requested",
+    "offered",
+    "accepted",
+    "driver_arrived",
+    "in_progress",
+    "completed",
+    "cancelled",
+    "expired",
+]
+DriverStatus = Literal["offline", "available", "offered", "en_route", "on_trip"]
+
+
+class TimelineEntry(BaseModel):
+    """One event of a ride, in log order."""
+
+    event: str = Field(examples=["Ride.Offered"])
+    at: datetime
+    position: str = Field(examples=["0:42"])
+    data: dict[str, Any]
+
+
+class RideView(BaseModel):
+    """A ride's status, parties and timeline."""
+
+    ride_id: UUID
+    rider_id: UUID
+    status: RideStatus
+    pickup: LatLng
+    dropoff: LatLng
+    driver_id: UUID | None = None
+    offered_to: UUID | None = None
+    pickup_eta_s: float | None = None
+    requested_at: datetime
+    updated_at: datetime
+    version: int
+    timeline: list[TimelineEntry]
+
+
+class Position(BaseModel):
+    lat: Latitude
+    lng: Longitude
+    at: datetime
+
+
+class DriverLocationView(BaseModel):
+    """Where a driver is and what they are doing. ``location`` is null when the driver is
+    offline or their last ping is older than the freshness window."""
+
+    driver_id: UUID
+    status: DriverStatus
+    ride_id: UUID | None = None
+    location: Position | None = None
+    last_seen_at: datetime | None = None
+
+
+class NearbyDriver(BaseModel):
+    driver_id: UUID
+    lat: Latitude
+    lng: Longitude
+    at: datetime
+    distance_m: float = Field(ge=0)
+
+
+class NearbyDrivers(BaseModel):
+    """Available drivers nearest to a point, closest first."""
+
+    lat: Latitude
+    lng: Longitude
+    radius_m: float
+    drivers: list[NearbyDriver]
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "lat": 37.7749,
+                    "lng": -122.4194,
+                    "radius_m": 2000,
+                    "drivers": [
+                        {
+                            "driver_id": "00000000-3c1a-4f7e-9d2b-5e8f1a2b3c4d",
+                            "lat": 37.7751,
+                            "lng": -122.4189,
+                            "at": "2026-01-05T08:00:00Z",
+                            "distance_m": 48.6,
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
+
+class HeatmapCell(BaseModel):
+    cell: str = Field(examples=["8828308281fffff"])
+    supply: int = Field(description="Available drivers with a known position.")
+    demand: int = Field(description="Rides waiting for a driver (requested or offered).")
+
+
+class Heatmap(BaseModel):
+    """Supply and demand per H3 cell at the asked resolution (cells with neither left out)."""
+
+    resolution: int
+    cells: list[HeatmapCell]
+
+
+class StreamEvent(BaseModel):
+    """One server-sent event: a log event of the ride or driver, or a ``snapshot``."""
+
+    type: str = Field(examples=["Ride.Offered"])
+    position: str = Field(examples=["0:42"])
+    aggregate_id: str
+    at: datetime
+    data: dict[str, Any]
+
+
+class ShardReadiness(BaseModel):
+    shard: int
+    position: int = Field(description="The last log position every view includes.")
+    head: int | None = Field(None, description="The log's last position, when readable.")
+    lag: int | None = None
+
+
+class Readiness(BaseModel):
+    ready: bool
+    started: bool
+    reason: str = ""
+    shards: list[ShardReadiness]
+
+
+class Liveness(BaseModel):
+    status: Literal["ok"] = "ok"
