@@ -43,7 +43,10 @@ class RegisterDriver(_Request):
 
 
 class RegisterRider(_Request):
+    """A new rider, served by the market of ``home`` (default: the first configured one)."""
+
     name: Name
+    home: LatLng | None = None
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"name": "Ray"}]})
 
@@ -81,7 +84,10 @@ class RequestRide(_Request):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
-                {"pickup": {"lat": 37.7749, "lng": -122.4194}, "dropoff": {"lat": 37.62, "lng": -122.38}}
+                {
+                    "pickup": {"lat": 37.7749, "lng": -122.4194},
+                    "dropoff": {"lat": 37.62, "lng": -122.38},
+                }
             ]
         }
     )
@@ -106,7 +112,11 @@ class CommandAccepted(BaseModel):
     position: ConsistencyToken | None = None
 
     model_config = ConfigDict(
-        json_schema_extra={"examples": [{"command_id": "9b2e1c7a-5d3f-4e8a-8f1b-2a6c0d9e4f11:retry-1", "position": "0:42"}]}
+        json_schema_extra={
+            "examples": [
+                {"command_id": "9b2e1c7a-5d3f-4e8a-8f1b-2a6c0d9e4f11:retry-1", "position": "0:42"}
+            ]
+        }
     )
 
 
@@ -165,7 +175,7 @@ class Problem(BaseModel):
             "examples": [
                 {
                     "error": "illegal_transition",
-                    "reason": "cannot start ride 00000000-3c1a-4f7e-9d2b-5e8f1a2b3c4d: it is accepted",
+                    "reason": "cannot start ride 0000abcd-3c1a-4f7e-9d2b-5e8f1a2b3c4d: offered",
                     "command_id": "5f0c2a9e-1b7d-4c3e-a8f6-9d2e4b1c7a30",
                 }
             ]

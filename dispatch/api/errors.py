@@ -88,7 +88,13 @@ def problem_body(
 def _details(errors: Any) -> list[dict[str, Any]]:
     out = []
     for e in errors:
-        out.append({"loc": [str(x) for x in e.get("loc", ())], "msg": e.get("msg", ""), "type": e.get("type", "")})
+        out.append(
+            {
+                "loc": [str(x) for x in e.get("loc", ())],
+                "msg": e.get("msg", ""),
+                "type": e.get("type", ""),
+            }
+        )
     return out
 
 

@@ -35,7 +35,9 @@ class RuntimeCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         runtime = self.runtime
         position = GaugeMetricFamily(
-            "dispatch_projection_position", "Last log position every view includes.", labels=["shard"]
+            "dispatch_projection_position",
+            "Last log position every view includes.",
+            labels=["shard"],
         )
         head = GaugeMetricFamily("dispatch_log_head", "Last log position.", labels=["shard"])
         for shard in range(runtime.settings.shards):
@@ -68,8 +70,10 @@ class RuntimeCollector(Collector):
             )
             for name in _MATCHER_COUNTERS
         }
-        pending = GaugeMetricFamily("dispatch_matcher_pending_rides", "Rides waiting.", ["shard"])
-        offers = GaugeMetricFamily("dispatch_matcher_open_offers", "Offers open.", ["shard"])
+        pending = GaugeMetricFamily(
+            "dispatch_matcher_pending_rides", "Rides waiting.", labels=["shard"]
+        )
+        offers = GaugeMetricFamily("dispatch_matcher_open_offers", "Offers open.", labels=["shard"])
         for shard, worker in engine.workers.items():
             matcher = worker.matcher
             for name, family in counters.items():
@@ -97,7 +101,9 @@ class ApiMetrics:
             ["command", "code"],
             registry=self.registry,
         )
-        self.pings = Counter("dispatch_api_pings", "Location pings accepted.", registry=self.registry)
+        self.pings = Counter(
+            "dispatch_api_pings", "Location pings accepted.", registry=self.registry
+        )
         self.registry.register(RuntimeCollector(runtime, hub))
 
     def render(self) -> bytes:

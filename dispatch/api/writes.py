@@ -47,7 +47,9 @@ def token_of(outcome: Outcome, ctx: ApiContext) -> str:
     if outcome.position is not None:
         return f"{outcome.shard}:{outcome.position}"
     head = log_head(ctx.runtime, outcome.shard)
-    return f"{outcome.shard}:{head if head is not None else ctx.runtime.views.position(outcome.shard)}"
+    return (
+        f"{outcome.shard}:{head if head is not None else ctx.runtime.views.position(outcome.shard)}"
+    )
 
 
 def send(ctx: ApiContext, write: Write) -> JSONResponse:

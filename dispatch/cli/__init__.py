@@ -14,8 +14,8 @@ app = typer.Typer(
 app.command()(simulate.simulate)
 app.add_typer(replay.app, name="replay")
 app.add_typer(ops.topics_app, name="topics")
-for command in ops.COMMANDS:
-    app.command()(command)
+app.command()(ops.serve)
+app.command()(ops.worker)
 
 
 def main() -> None:

@@ -114,6 +114,3 @@ def _kafka_settings(kafka: str | None) -> Settings:
             "pass --kafka or set DISPATCH_KAFKA_BOOTSTRAP", param_hint="--kafka"
         )
     return settings
-
-
-COMMANDS = [serve, worker]

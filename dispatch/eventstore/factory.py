@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from threading import RLock
 from typing import TypeVar
@@ -138,7 +139,9 @@ class KafkaFactory(InfrastructureFactory[KafkaTrackingRecorder]):
                 table = EventTable(monotonic=role == "events")
                 s = self.settings
                 topic = s.topics.name(role)
-                restore_events(s.bootstrap, topic, s.shard, table, s.restore_timeout_s)
+                self._restore(
+                    lambda: restore_events(s.bootstrap, topic, s.shard, table, s.restore_timeout_s)
+                )
                 self._tables[role] = table
             return table
 
@@ -153,6 +156,13 @@ class KafkaFactory(InfrastructureFactory[KafkaTrackingRecorder]):
                 )
                 self._tracking = table
             return self._tracking
+
+    def _restore(self, read: Callable[[], int]) -> None:
+        try:
+            read()
+        except BaseException:
+            self.close()  # a factory that cannot read its shard must not keep the producer
+            raise
 
     def _resolve(self, key: str, default: _T) -> _T:
         topic = self.env.get(key)

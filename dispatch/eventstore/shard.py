@@ -23,6 +23,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from threading import RLock, get_ident
+from time import monotonic, sleep
 from typing import Any, Protocol
 
 import kafka.errors as kafka_errors
@@ -248,6 +249,7 @@ class ShardWriter:
         try:
             if self._failed is not None:
                 raise self._failed
+            self.producer.flush(timeout=self.timeout_s)  # the caller's lingering records
             self.producer.commit_transaction()
         except BaseException as e:
             error = self._translate(e)
@@ -277,19 +279,35 @@ class ShardWriter:
             raise error
 
     def _translate(self, e: BaseException) -> PersistenceError:
-        last = getattr(getattr(self.producer, "_transaction_manager", None), "last_error", None)
-        if isinstance(e, _FENCING) or isinstance(last, _FENCING) or isinstance(e, FencedError):
-            self._broken = (
-                self._broken
-                if isinstance(self._broken, FencedError)
-                else FencedError(
+        if isinstance(e, FencedError) or self._is_fenced(e):
+            if not isinstance(self._broken, FencedError):
+                self._broken = FencedError(
                     f"producer {self.transactional_id} was fenced by a newer owner of the shard"
                 )
-            )
             return self._broken
         if isinstance(e, PersistenceError):
             return e
         return OperationalError(f"kafka ({self.transactional_id}): {e!r}")
+
+    def _is_fenced(self, e: BaseException) -> bool:
+        if _is_fencing(e):
+            return True
+        # A zombie's produce fails with INVALID_PRODUCER_EPOCH; kafka-python then tries an
+        # epoch bump (KIP-360), which the coordinator refuses with PRODUCER_FENCED. Calls made
+        # meanwhile fail with a bare KafkaError ("invalid transition"): let the bump settle.
+        manager = getattr(getattr(self, "producer", None), "_transaction_manager", None)
+        if manager is None:
+            return False
+        deadline = monotonic() + self.timeout_s
+        while manager.is_bumping_epoch() and monotonic() < deadline:
+            sleep(0.01)
+        return _is_fencing(manager.last_error)
+
+
+def _is_fencing(error: object) -> bool:
+    if isinstance(error, type):
+        return issubclass(error, _FENCING)
+    return isinstance(error, _FENCING)
 
 
 class ReadOnlyWriter(ShardWriter):

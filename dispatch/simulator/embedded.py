@@ -18,7 +18,7 @@ def run_embedded(
     clock = SimClock()
     engine = build_embedded_engine(settings, clock)
 
-    def step() -> list[Outcome]:
+    def step(_sent: list[str]) -> list[Outcome]:
         return [o for report in engine.run_once() for o in report.outcomes]
 
     sim = Simulation(config, engine.transport, step, clock, build_markets(settings))

@@ -24,14 +24,14 @@ from dispatch.domain.driver import Driver
 from dispatch.domain.ids import new_id, shard_of
 from dispatch.domain.ride import Ride
 from dispatch.invariants import InvariantChecker
-from dispatch.log import decode
+from dispatch.log import LogEvent, decode
 from dispatch.markets import MarketMap
 from dispatch.messages import Ping
 from dispatch.simulator.agents import BUSY, Phase, SimDriver, SimRide
 from dispatch.simulator.city import City
 from dispatch.simulator.clock import SimClock
 from dispatch.simulator.report import SimReport
-from dispatch.transport.port import Transport
+from dispatch.transport.port import CommandBus
 from schemas import commands as c
 from schemas.common import LatLng
 
@@ -53,6 +53,7 @@ class SimConfig:
     speed_kmh: float = 25.0
     road_factor: float = 1.35
     strategy: str = "greedy"  # for the report; the engine's settings choose the strategy
+    id_salt: str = ""  # makes ids differ between runs that share a log (Kafka)
 
     @property
     def demand(self) -> float:
@@ -66,8 +67,8 @@ class Simulation:
     def __init__(
         self,
         config: SimConfig,
-        transport: Transport,
-        step: Callable[[], list[c.Outcome]],
+        transport: CommandBus,
+        step: Callable[[list[str]], list[c.Outcome]],
         clock: SimClock,
         markets: MarketMap,
     ) -> None:
@@ -79,6 +80,8 @@ class Simulation:
             markets,
         )
         self.rng = random.Random(config.seed)
+        self.id_rng = random.Random(f"{config.seed}{config.id_salt}")
+        self.sent: list[str] = []
         self.city = City(rng=random.Random(config.seed + 1))
         self.drivers: dict[UUID, SimDriver] = {}
         self.free_riders: list[UUID] = []
@@ -93,21 +96,25 @@ class Simulation:
 
     # -- plumbing -------------------------------------------------------------------------
     def on_commit(self, shard: int, recordings: Sequence[Recording[UUID]]) -> None:
+        """Embedded: the worker hands over what it just committed."""
         for recording in recordings:
-            self._events += 1
-            self.checker.check(decode(recording.notification, shard))
-            self._react(recording.domain_event)
+            self.on_event(decode(recording.notification, shard))
 
     def _step(self) -> None:
-        for outcome in self.step():
+        """Let the engine take the tick's commands and pings; count their outcomes."""
+        sent, self.sent = self.sent, []
+        for outcome in self.step(sent):
             self.outcomes["accepted" if outcome.accepted else outcome.code] += 1
 
     def _send(self, command: Any) -> None:
         self._seq += 1
         now = datetime.fromtimestamp(self.clock.now, UTC)
         envelope = c.CommandEnvelope(
-            command_id=f"sim-{self.cfg.seed}-{self._seq}", issued_at=now, command=command
+            command_id=f"sim-{self.cfg.seed}{self.cfg.id_salt}-{self._seq}",
+            issued_at=now,
+            command=command,
         )
+        self.sent.append(envelope.command_id)
         self.transport.send_command(envelope)
 
     def _schedule(self, delay_s: float, action: str, subject: Any, epoch: int = 0) -> None:
@@ -122,7 +129,7 @@ class Simulation:
         cfg, rng, city = self.cfg, self.rng, self.city
         for i in range(cfg.drivers):
             lat, lng = city.demand_point(rng, 0.5)
-            driver_id = new_id(self.markets.shard_for(lat, lng), rng)
+            driver_id = new_id(self.markets.shard_for(lat, lng), self.id_rng)
             d = SimDriver(driver_id, lat, lng, ping_phase=i % cfg.ping_interval_s)
             d.head_to(lat, lng, self.clock.now, 0.0)
             self.drivers[driver_id] = d
@@ -130,7 +137,7 @@ class Simulation:
             self._send(c.GoOnline(driver_id=driver_id))
         for i in range(cfg.riders if cfg.riders is not None else cfg.drivers * 3):
             lat, lng = city.uniform(rng)
-            rider_id = new_id(self.markets.shard_for(lat, lng), rng)
+            rider_id = new_id(self.markets.shard_for(lat, lng), self.id_rng)
             self.free_riders.append(rider_id)
             self._send(c.RegisterRider(rider_id=rider_id, name=f"rider {i}"))
         self._step()
@@ -168,7 +175,7 @@ class Simulation:
             rider_id = self.free_riders.pop(self.rng.randrange(len(self.free_riders)))
             pickup = self.city.demand_point(self.rng)
             dropoff = self.city.near(self.rng, *pickup, self.cfg.trip_mean_m)
-            ride_id = new_id(shard_of(rider_id), self.rng)
+            ride_id = new_id(shard_of(rider_id), self.id_rng)
             self.rides[ride_id] = SimRide(ride_id, rider_id, pickup, dropoff, self.clock.now)
             self._send(
                 c.RequestRide(
@@ -224,50 +231,58 @@ class Simulation:
                 self._send(c.CompleteTrip(ride_id=ride_id, driver_id=d.driver_id))
 
     # -- reactions to committed events ------------------------------------------------------
-    def _react(self, event: Any) -> None:
-        kind, now = type(event), self.clock.now
-        if kind is Driver.OfferReceived:
-            d = self.drivers.get(event.originator_id)
+    def on_event(self, e: LogEvent) -> None:
+        """React to one committed event, as a driver's or rider's app would."""
+        self._events += 1
+        self.checker.check(e)
+        topic, now, data = e.topic, self.clock.now, e.data
+        if topic == Driver.OfferReceived.TOPIC:
+            d = self.drivers.get(UUID(e.aggregate_id))
             if d is not None:
-                epoch = d.change_plan(Phase.OFFERED, UUID(event.ride_id))
-                self._schedule(
-                    self.rng.uniform(*self.cfg.response_delay_s), "respond", d.driver_id, epoch
-                )
-        elif kind is Driver.OfferClosed or kind is Driver.Released:
-            d = self.drivers.get(event.originator_id)
+                epoch = d.change_plan(Phase.OFFERED, UUID(data["ride_id"]))
+                delay = self.rng.uniform(*self.cfg.response_delay_s)
+                self._schedule(delay, "respond", d.driver_id, epoch)
+            return
+        if topic == Driver.OfferClosed.TOPIC or topic == Driver.Released.TOPIC:
+            d = self.drivers.get(UUID(e.aggregate_id))
             if d is not None:
                 d.change_plan(Phase.IDLE, None)
                 d.stop(now)
-        ride = self.rides.get(event.originator_id)
+            return
+        ride = self.rides.get(UUID(e.aggregate_id)) if topic.startswith(_RIDE) else None
         if ride is None:
             return
-        if kind is Ride.Offered:
-            ride.offered_eta_s = event.pickup_eta_s
+        if topic == Ride.Offered.TOPIC:
+            ride.offered_eta_s = data["pickup_eta_s"]
             if ride.first_offer_at is None:
-                ride.first_offer_at = now
-        elif kind is Ride.Accepted:
+                ride.first_offer_at = e.at
+        elif topic == Ride.Accepted.TOPIC:
             if ride.accepted_at is None:
-                ride.accepted_at, ride.pickup_eta_s = now, ride.offered_eta_s
-            d = self.drivers[UUID(event.driver_id)]
+                ride.accepted_at, ride.pickup_eta_s = e.at, ride.offered_eta_s
+            d = self.drivers[UUID(data["driver_id"])]
             epoch = d.change_plan(Phase.TO_PICKUP, ride.ride_id)
             travel = self._travel_s(d.position(now), ride.pickup)
             d.head_to(*ride.pickup, now, travel)
             self._schedule(travel, "arrive", d.driver_id, epoch)
-        elif kind is Ride.DriverArrived:
-            self.drivers[UUID(event.driver_id)].phase = Phase.AT_PICKUP
-        elif kind is Ride.TripStarted:
-            d = self.drivers[UUID(event.driver_id)]
+        elif topic == Ride.DriverArrived.TOPIC:
+            self.drivers[UUID(data["driver_id"])].phase = Phase.AT_PICKUP
+        elif topic == Ride.TripStarted.TOPIC:
+            d = self.drivers[UUID(data["driver_id"])]
             epoch = d.change_plan(Phase.ON_TRIP, ride.ride_id)
             travel = self._travel_s(ride.pickup, ride.dropoff)
             d.head_to(*ride.dropoff, now, travel)
             self._schedule(travel, "complete", d.driver_id, epoch)
-        elif kind in (Ride.Completed, Ride.CancelledByRider, Ride.Expired):
-            ride.outcome = {
-                Ride.Completed: "completed",
-                Ride.CancelledByRider: "cancelled",
-                Ride.Expired: "expired",
-            }[kind]
+        elif topic in _RIDE_ENDINGS:
+            ride.outcome = _RIDE_ENDINGS[topic]
             self.free_riders.append(ride.rider_id)
+
+
+_RIDE = "dispatch.Ride."
+_RIDE_ENDINGS = {
+    Ride.Completed.TOPIC: "completed",
+    Ride.CancelledByRider.TOPIC: "cancelled",
+    Ride.Expired.TOPIC: "expired",
+}
 
 
 def _poisson(rng: random.Random, lam: float) -> int:

@@ -46,7 +46,7 @@ def simulated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     clock = SimClock()
     engine = build_embedded_engine(settings, clock)
 
-    def step() -> list[Outcome]:
+    def step(_sent: list[str]) -> list[Outcome]:
         return [o for r in engine.run_once() for o in r.outcomes]
 
     sim = Simulation(

@@ -140,6 +140,38 @@ def test_a_fenced_owner_cannot_commit_its_open_transaction(
     assert read_committed(kafka_topics.bootstrap, topics.outcomes) == []
 
 
+def test_a_fenced_owner_fails_on_its_next_insert_inside_its_open_transaction(
+    kafka_topics: Any, factories: Any
+) -> None:
+    old = recorder_of(factories())
+    agg = uuid4()
+    old.begin()
+    old.insert_events([event(agg, 1)])
+
+    recorder_of(factories())  # the new owner
+
+    with pytest.raises(FencedError):
+        old.insert_events([event(agg, 2)])
+    old.abort()  # the worker's reaction; nothing left to undo on the broker
+    assert old.select_events(agg) == []
+    assert read_committed(kafka_topics.bootstrap, Topics(kafka_topics.prefix).events) == []
+
+
+def test_an_integrity_error_inside_a_worker_transaction_keeps_the_rest_of_the_batch(
+    kafka_topics: Any, factories: Any
+) -> None:
+    recorder = recorder_of(factories())
+    taken, free = uuid4(), uuid4()
+    recorder.insert_events([event(taken, 1)])
+    with recorder.transaction():
+        with pytest.raises(IntegrityError):  # a rejected command: nothing of it is produced
+            recorder.insert_events([event(free, 1), event(taken, 1)])
+        recorder.insert_events([event(free, 1)])  # the next command of the batch
+    assert [e.originator_version for e in recorder.select_events(free)] == [1]
+    records = read_committed(kafka_topics.bootstrap, Topics(kafka_topics.prefix).events)
+    assert [json.loads(r.value)["originator_id"] for r in records] == [str(taken), str(free)]
+
+
 def test_a_batch_with_one_conflicting_event_writes_none_of_the_batch(
     kafka_topics: Any, factories: Any
 ) -> None:

@@ -148,74 +148,78 @@ def report_locations(
     return api.PingsAccepted(accepted=len(pings))
 
 
-RideCommand = Callable[[UUID, UUID], c.Command]
+def _on_ride(
+    ctx: ApiContext,
+    request: Request,
+    caller: Principal,
+    key: str | None,
+    ride_id: UUID,
+    make: Callable[[UUID, UUID], c.Command],
+    body: object | None = None,
+) -> JSONResponse:
+    access.driver_on_ride(ctx, caller, ride_id)
+    return driver_write(ctx, request, caller, key, make(ride_id, UUID(caller.sub)), body)
 
 
-def _ride_action(make: RideCommand, name: str, doc: str, with_reason: bool = False) -> None:
-    def action(
-        ride_id: UUID,
-        caller: DriverCaller,
-        request: Request,
-        ctx: Ctx,
-        key: IdempotencyKey = None,
-    ) -> JSONResponse:
-        access.driver_on_ride(ctx, caller, ride_id)
-        return driver_write(ctx, request, caller, key, make(ride_id, UUID(caller.sub)))
-
-    def action_with_reason(
-        ride_id: UUID,
-        caller: DriverCaller,
-        request: Request,
-        ctx: Ctx,
-        body: Annotated[api.CancelRide | None, Body()] = None,
-        key: IdempotencyKey = None,
-    ) -> JSONResponse:
-        access.driver_on_ride(ctx, caller, ride_id)
-        reason = body.reason if body is not None else ""
-        command = c.DriverCancel(ride_id=ride_id, driver_id=UUID(caller.sub), reason=reason)
-        return driver_write(ctx, request, caller, key, command, body)
-
-    endpoint = action_with_reason if with_reason else action
-    endpoint.__doc__ = doc
-    rides.add_api_route(
-        f"/{{ride_id}}/{name}",
-        endpoint,
-        methods=["POST"],
-        response_model=api.CommandAccepted,
-        responses=_ACTION,
-        name=name.replace("-", "_"),
-        summary=doc.split(".")[0],
-    )
+@rides.post("/{ride_id}/accept", response_model=api.CommandAccepted, responses=_ACTION)
+def accept_offer(
+    ride_id: UUID, caller: DriverCaller, request: Request, ctx: Ctx, key: IdempotencyKey = None
+) -> JSONResponse:
+    """Accept the offer of this ride before it expires: the ride is then yours."""
+    return _on_ride(ctx, request, caller, key, ride_id, _command(c.AcceptOffer))
 
 
-_ride_action(
-    lambda r, d: c.AcceptOffer(ride_id=r, driver_id=d),
-    "accept",
-    "Accept the offer of this ride (before it expires). The ride is then yours.",
-)
-_ride_action(
-    lambda r, d: c.DeclineOffer(ride_id=r, driver_id=d),
-    "decline",
-    "Decline the offer of this ride. The ride goes to another driver.",
-)
-_ride_action(
-    lambda r, d: c.MarkArrived(ride_id=r, driver_id=d),
-    "arrived",
-    "Tell the rider you are at the pickup.",
-)
-_ride_action(
-    lambda r, d: c.StartTrip(ride_id=r, driver_id=d),
-    "start",
-    "Start the trip (the rider is on board).",
-)
-_ride_action(
-    lambda r, d: c.CompleteTrip(ride_id=r, driver_id=d),
-    "complete",
-    "Complete the trip at the drop-off. You are available again.",
-)
-_ride_action(
-    lambda r, d: c.DriverCancel(ride_id=r, driver_id=d),
-    "driver-cancel",
-    "Cancel an accepted ride before the trip starts. The ride goes back to dispatch.",
-    with_reason=True,
-)
+@rides.post("/{ride_id}/decline", response_model=api.CommandAccepted, responses=_ACTION)
+def decline_offer(
+    ride_id: UUID, caller: DriverCaller, request: Request, ctx: Ctx, key: IdempotencyKey = None
+) -> JSONResponse:
+    """Decline the offer of this ride: it goes to another driver."""
+    return _on_ride(ctx, request, caller, key, ride_id, _command(c.DeclineOffer))
+
+
+@rides.post("/{ride_id}/arrived", response_model=api.CommandAccepted, responses=_ACTION)
+def mark_arrived(
+    ride_id: UUID, caller: DriverCaller, request: Request, ctx: Ctx, key: IdempotencyKey = None
+) -> JSONResponse:
+    """Tell the rider you are at the pickup."""
+    return _on_ride(ctx, request, caller, key, ride_id, _command(c.MarkArrived))
+
+
+@rides.post("/{ride_id}/start", response_model=api.CommandAccepted, responses=_ACTION)
+def start_trip(
+    ride_id: UUID, caller: DriverCaller, request: Request, ctx: Ctx, key: IdempotencyKey = None
+) -> JSONResponse:
+    """Start the trip: the rider is on board."""
+    return _on_ride(ctx, request, caller, key, ride_id, _command(c.StartTrip))
+
+
+@rides.post("/{ride_id}/complete", response_model=api.CommandAccepted, responses=_ACTION)
+def complete_trip(
+    ride_id: UUID, caller: DriverCaller, request: Request, ctx: Ctx, key: IdempotencyKey = None
+) -> JSONResponse:
+    """Complete the trip at the drop-off: you are available again."""
+    return _on_ride(ctx, request, caller, key, ride_id, _command(c.CompleteTrip))
+
+
+@rides.post("/{ride_id}/driver-cancel", response_model=api.CommandAccepted, responses=_ACTION)
+def driver_cancel(
+    ride_id: UUID,
+    caller: DriverCaller,
+    request: Request,
+    ctx: Ctx,
+    body: Annotated[api.CancelRide | None, Body()] = None,
+    key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Cancel an accepted ride before the trip starts: it goes back to dispatch."""
+    reason = body.reason if body is not None else ""
+
+    def make(ride: UUID, driver: UUID) -> c.Command:
+        return c.DriverCancel(ride_id=ride, driver_id=driver, reason=reason)
+
+    return _on_ride(ctx, request, caller, key, ride_id, make, body)
+
+
+def _command(
+    kind: type[c.AcceptOffer | c.DeclineOffer | c.MarkArrived | c.StartTrip | c.CompleteTrip],
+) -> Callable[[UUID, UUID], c.Command]:
+    return lambda ride, driver: kind(ride_id=ride, driver_id=driver)

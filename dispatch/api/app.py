@@ -1,0 +1,87 @@
+"""The app factory: ``create_app(runtime, auth)``. No settings are read at import time."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio.to_thread
+from fastapi import FastAPI
+
+from dispatch.api import errors
+from dispatch.api.auth import AuthSettings
+from dispatch.api.context import ApiContext, ApiOptions
+from dispatch.api.events import EventHub
+from dispatch.api.idempotency import ResponseCache
+from dispatch.api.limits import BodyLimitMiddleware
+from dispatch.api.metrics import ApiMetrics, LatencyMiddleware
+from dispatch.api.routers import drivers, ops, queries, riders, streams
+from dispatch.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+Drivers and riders of the dispatch engine. Writes are commands: each answers with its
+`command_id` and a consistency token (`position`, `<shard>:<pos>`); pass the token to a
+query (`?after=` or `X-Consistency-Token`) to read your own write. Send an
+`Idempotency-Key` header to make a retry safe. Errors are `{"error", "reason"}`.
+"""
+
+TAGS = [
+    {"name": "drivers", "description": "Registration, availability, pings, ride actions."},
+    {"name": "riders", "description": "Registration, ride requests and cancellation."},
+    {"name": "queries", "description": "Read views, optionally after a consistency token."},
+    {"name": "streams", "description": "Server-sent events of a ride or a driver."},
+    {"name": "operations", "description": "Health, readiness and metrics."},
+]
+STREAM_ROUTES = frozenset({"/rides/{ride_id}/events", "/drivers/{driver_id}/offers"})
+
+
+def create_app(runtime: Runtime, auth: AuthSettings, options: ApiOptions | None = None) -> FastAPI:
+    """The HTTP API over ``runtime``. With ``options.manage_runtime`` (the default) the
+    app's lifespan starts and stops the runtime."""
+    opts = options or ApiOptions()
+    hub = EventHub()
+    metrics = ApiMetrics(runtime, hub)
+    ctx = ApiContext(runtime, auth, opts, hub, metrics, ResponseCache(opts.idempotency_cache))
+    if auth.weak_secret:
+        log.warning("DISPATCH_AUTH_SECRET is weak; acceptable in development only")
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if hub.publish not in runtime.runner.listeners:
+            runtime.runner.listeners.append(hub.publish)
+        if opts.manage_runtime:
+            await anyio.to_thread.run_sync(runtime.start)
+        ctx.serving = True
+        try:
+            yield
+        finally:
+            ctx.serving = False
+            if hub.publish in runtime.runner.listeners:
+                runtime.runner.listeners.remove(hub.publish)
+            if opts.manage_runtime:
+                await anyio.to_thread.run_sync(runtime.stop)
+
+    app = FastAPI(
+        title="Dispatch API",
+        version="1",
+        description=DESCRIPTION,
+        openapi_tags=TAGS,
+        lifespan=lifespan,
+    )
+    app.state.ctx = ctx
+    runtime.runner.listeners.append(hub.publish)
+    errors.install(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=opts.max_body_bytes)
+    app.add_middleware(LatencyMiddleware, metrics=metrics, skip=STREAM_ROUTES)
+    # Order matters: /drivers/nearby before /drivers/{driver_id}.
+    app.include_router(queries.router)
+    app.include_router(drivers.router)
+    app.include_router(drivers.rides)
+    app.include_router(riders.router)
+    app.include_router(riders.rides)
+    app.include_router(streams.router)
+    app.include_router(ops.router)
+    return app

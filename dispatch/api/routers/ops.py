@@ -1,0 +1,56 @@
+"""Operations: liveness, readiness and Prometheus metrics (no token needed)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from dispatch.api.deps import Ctx
+from dispatch.api.metrics import log_head
+from schemas.views import Liveness, Readiness, ShardReadiness
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/livez", response_model=Liveness)
+def livez() -> Liveness:
+    """The process answers."""
+    return Liveness()
+
+
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "Not ready (see `reason`)."}},
+)
+def readyz(ctx: Ctx, response: Response) -> Readiness:
+    """Ready when the runtime is started and every shard's views are within
+    `ready_max_lag` events of the log head (where the head can be read)."""
+    runtime = ctx.runtime
+    started = runtime._started  # a public `Runtime.started` is asked for in the API notes
+    shards, behind = [], []
+    for shard in range(runtime.settings.shards):
+        position = runtime.views.position(shard)
+        head = log_head(runtime, shard)
+        lag = max(0, head - position) if head is not None else None
+        shards.append(ShardReadiness(shard=shard, position=position, head=head, lag=lag))
+        if lag is not None and lag > ctx.options.ready_max_lag:
+            behind.append(f"{shard} ({lag} events)")
+    reason = "" if started else "runtime not started"
+    if behind:
+        reason = (reason + "; " if reason else "") + "views behind on shards " + ", ".join(behind)
+    ready = started and not behind
+    response.status_code = 200 if ready else 503
+    return Readiness(ready=ready, started=started, reason=reason, shards=shards)
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
+def metrics(ctx: Ctx) -> Response:
+    """Prometheus text format: request latency by route, command outcomes by code,
+    projection positions and log heads per shard, matcher counters."""
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    return Response(ctx.metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,95 @@
+"""Queries, answered from this process's views. Each accepts a consistency token
+(`?after=` or `X-Consistency-Token`) and first waits, bounded, until the views include it."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Query
+
+from dispatch.api import access, present
+from dispatch.api.deps import Caller, Consistent, Ctx, OperatorCaller, RiderOrOperator
+from dispatch.api.errors import QUERY_RESPONSES, forbidden, not_found
+from schemas.views import DriverLocationView, Heatmap, HeatmapCell, NearbyDrivers, RideView
+
+router = APIRouter(tags=["queries"])
+
+MAX_RADIUS_M = 10_000.0
+MAX_LIMIT = 50
+
+
+@router.get("/drivers/nearby", response_model=NearbyDrivers, responses=QUERY_RESPONSES)
+def nearby_drivers(
+    lat: Annotated[float, Query(ge=-90, le=90, allow_inf_nan=False, examples=[37.7749])],
+    lng: Annotated[float, Query(ge=-180, le=180, allow_inf_nan=False, examples=[-122.4194])],
+    caller: RiderOrOperator,
+    ctx: Ctx,
+    _after: Consistent,
+    radius_m: Annotated[float, Query(gt=0, le=MAX_RADIUS_M, allow_inf_nan=False)] = 2_000.0,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 10,
+) -> NearbyDrivers:
+    """Available drivers nearest to a point, closest first, within `radius_m` (at most
+    10 km), at most `limit` (at most 50). Riders and operators only."""
+    runtime = ctx.runtime
+    now = runtime.clock()
+    with runtime.views.lock:
+        found = runtime.views.locations.nearest(lat, lng, limit, radius_m, now)
+    drivers = [present.nearby_driver(where, dist) for where, dist in found]
+    return NearbyDrivers(lat=lat, lng=lng, radius_m=radius_m, drivers=drivers)
+
+
+@router.get("/drivers/{driver_id}", response_model=DriverLocationView, responses=QUERY_RESPONSES)
+def driver_status(
+    driver_id: UUID, caller: Caller, ctx: Ctx, _after: Consistent
+) -> DriverLocationView:
+    """Where a driver is and their status. Seen by the driver, the rider whose active ride
+    they serve, and operators."""
+    key = str(driver_id)
+    views = ctx.runtime.views
+    with views.lock:
+        row = views.drivers.rows.get(key)
+        ride = views.rides.get(row.ride_id) if row is not None and row.ride_id else None
+        where = views.locations.where(key, ctx.runtime.clock())
+    serving = (
+        caller.role == "rider"
+        and ride is not None
+        and ride.rider_id == caller.sub
+        and ride.driver_id == key
+        and ride.status in access.ACTIVE_RIDE
+    )
+    owner = caller.role == "operator" or (caller.role == "driver" and caller.sub == key)
+    if not (owner or serving):
+        raise forbidden(f"you may not see driver {driver_id}")
+    if row is None:
+        raise not_found(f"no driver {driver_id}")
+    return present.driver_view(row, where, show_ride=True)
+
+
+@router.get("/rides/{ride_id}", response_model=RideView, responses=QUERY_RESPONSES)
+def ride_status(ride_id: UUID, caller: Caller, ctx: Ctx, _after: Consistent) -> RideView:
+    """A ride's status and timeline. Seen by its rider, its driver (or the driver it is
+    offered to) and operators."""
+    views = ctx.runtime.views
+    with views.lock:
+        row = views.rides.get(str(ride_id))
+        view = present.ride_view(row) if row is not None else None
+    if row is None or view is None:
+        raise not_found(f"no ride {ride_id}")
+    if not access.may_see_ride(caller, row):
+        raise forbidden(f"you may not see ride {ride_id}")
+    return view
+
+
+@router.get("/heatmap", response_model=Heatmap, responses=QUERY_RESPONSES)
+def heatmap(
+    caller: OperatorCaller,
+    ctx: Ctx,
+    _after: Consistent,
+    resolution: Annotated[int, Query(ge=4, le=8, description="H3 resolution.")] = 7,
+) -> Heatmap:
+    """Supply (available drivers) and demand (waiting rides) per H3 cell. Operators only."""
+    with ctx.runtime.views.lock:
+        cells = ctx.runtime.views.heatmap.cells(resolution)
+    out = [HeatmapCell(cell=k, supply=s, demand=d) for k, (s, d) in sorted(cells.items())]
+    return Heatmap(resolution=resolution, cells=out)

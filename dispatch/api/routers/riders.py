@@ -1,0 +1,113 @@
+"""Rider endpoints: registration, requesting a ride and cancelling it."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Body, Request
+from fastapi.responses import JSONResponse
+
+from dispatch.api import access
+from dispatch.api.auth import issue
+from dispatch.api.context import ApiContext
+from dispatch.api.deps import Ctx, IdempotencyKey, RiderCaller
+from dispatch.api.errors import COMMAND_RESPONSES, ApiError
+from dispatch.api.idempotency import fingerprint
+from dispatch.api.writes import Write, command_id_for, send
+from dispatch.domain.ids import derived_id, new_id, shard_of
+from schemas import api
+from schemas import commands as c
+from schemas.common import LatLng
+
+router = APIRouter(prefix="/riders", tags=["riders"])
+rides = APIRouter(prefix="/rides", tags=["riders"])
+
+REGISTRATION_NAMESPACE = UUID("5b8f3e1a-9c2d-4a7b-b6e0-2f4d8c1a9e37")
+RIDE_NAMESPACE = UUID("a3c9e2f1-7b4d-4e8a-9f06-1d2c3b4a5e6f")
+
+
+def _default_home(ctx: ApiContext) -> LatLng:
+    markets = ctx.runtime.settings.markets
+    return LatLng(lat=markets[0].lat, lng=markets[0].lng) if markets else LatLng(lat=0, lng=0)
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=api.RiderRegistered,
+    responses={**COMMAND_RESPONSES, 202: {"model": api.RiderRegistrationPending}},
+)
+def register_rider(
+    body: api.RegisterRider, request: Request, ctx: Ctx, key: IdempotencyKey = None
+) -> JSONResponse:
+    """Register a rider in the market of `home` (default: the first configured market);
+    returns the rider's id and a bearer token bound to it. Rides are requested in that
+    market. With an `Idempotency-Key`, a retry returns the same rider."""
+    home = body.home or _default_home(ctx)
+    shard = ctx.runtime.markets.shard_for(home.lat, home.lng)
+    command_id, keyed = command_id_for("register-rider", key)
+    rider_id = derived_id(shard, REGISTRATION_NAMESPACE, command_id) if keyed else new_id(shard)
+    token = issue(ctx.auth, str(rider_id), "rider", ctx.runtime.clock())
+    extra = {"rider_id": str(rider_id), "token": token.model_dump(mode="json")}
+    command = c.RegisterRider(rider_id=rider_id, name=body.name)
+    print_ = fingerprint(request.method, request.url.path, body.model_dump_json())
+    return send(ctx, Write(command, command_id, keyed, print_, True, extra, extra))
+
+
+@rides.post(
+    "",
+    status_code=201,
+    response_model=api.RideRequested,
+    responses={**COMMAND_RESPONSES, 202: {"model": api.RideRequestPending}},
+)
+def request_ride(
+    body: api.RequestRide,
+    caller: RiderCaller,
+    request: Request,
+    ctx: Ctx,
+    key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Ask for a ride from `pickup` to `dropoff`. Dispatch starts at once; follow it on
+    `GET /rides/{ride_id}/events`. A rider has one active ride at a time (else 409)."""
+    rider_id = UUID(caller.sub)
+    shard = shard_of(rider_id)
+    pickup_shard = ctx.runtime.markets.shard_for(body.pickup.lat, body.pickup.lng)
+    if pickup_shard != shard:
+        raise ApiError(
+            422,
+            "invalid_request",
+            f"pickup is served by shard {pickup_shard}, not by your market (shard {shard}): "
+            "rides are requested in the rider's market",
+        )
+    command_id, keyed = command_id_for(caller.sub, key)
+    ride_id = derived_id(shard, RIDE_NAMESPACE, command_id) if keyed else new_id(shard)
+    command = c.RequestRide(
+        ride_id=ride_id, rider_id=rider_id, pickup=body.pickup, dropoff=body.dropoff
+    )
+    extra = {"ride_id": str(ride_id)}
+    print_ = fingerprint(request.method, request.url.path, body.model_dump_json())
+    return send(ctx, Write(command, command_id, keyed, print_, True, extra, extra))
+
+
+@rides.post(
+    "/{ride_id}/cancel",
+    response_model=api.CommandAccepted,
+    responses={**COMMAND_RESPONSES, 202: {"model": api.CommandPending}},
+)
+def cancel_ride(
+    ride_id: UUID,
+    caller: RiderCaller,
+    request: Request,
+    ctx: Ctx,
+    body: Annotated[api.CancelRide | None, Body()] = None,
+    key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Cancel your ride, any time before the trip starts."""
+    access.rider_of(ctx, caller, ride_id)
+    reason = body.reason if body is not None else ""
+    command = c.CancelRide(ride_id=ride_id, rider_id=UUID(caller.sub), reason=reason)
+    command_id, keyed = command_id_for(caller.sub, key)
+    text = body.model_dump_json() if body is not None else ""
+    print_ = fingerprint(request.method, request.url.path, text)
+    return send(ctx, Write(command, command_id, keyed, print_))

@@ -1,0 +1,233 @@
+"""Server-sent event streams: one JSON event per log event of a ride or of a driver.
+
+A stream first replays what the views already hold (a ride's timeline after
+`Last-Event-ID`; a driver's current state as a `snapshot`), then follows the log live. It
+ends when the ride ends, or after `max_s` seconds; idle streams get heartbeat comments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterable
+from datetime import UTC, datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+import anyio.to_thread
+from fastapi import APIRouter, Header, Query
+from fastapi.responses import StreamingResponse
+
+from dispatch.api import access
+from dispatch.api.context import ApiContext
+from dispatch.api.deps import Caller, Ctx
+from dispatch.api.errors import AUTH_RESPONSES, forbidden, not_found
+from dispatch.api.events import Subscription
+from dispatch.domain.ids import shard_of
+from dispatch.log import LogEvent
+from schemas.views import StreamEvent
+
+router = APIRouter(tags=["streams"])
+
+RIDE_ENDED = frozenset({"Ride.Completed", "Ride.CancelledByRider", "Ride.Expired"})
+TERMINAL_STATUS = frozenset({"completed", "cancelled", "expired"})
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+_STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **AUTH_RESPONSES,
+    404: AUTH_RESPONSES[403] | {"description": "Unknown id."},
+    200: {
+        "description": "A `text/event-stream`; each `data:` line is a StreamEvent.",
+        "content": {"text/event-stream": {"schema": StreamEvent.model_json_schema()}},
+    },
+}
+
+MaxSeconds = Annotated[float, Query(gt=0, le=3_600, description="End the stream after this.")]
+LastEventId = Annotated[str | None, Header(alias="Last-Event-ID", max_length=40)]
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+def frame(kind: str, position: str, aggregate_id: str, at: float, data: dict[str, Any]) -> str:
+    body: dict[str, Any] = {"type": kind, "position": position, "aggregate_id": aggregate_id}
+    body |= {"at": _iso(at), "data": data}
+    payload = json.dumps(body, separators=(",", ":"), default=str)
+    return f"id: {position}\nevent: {kind}\ndata: {payload}\n\n"
+
+
+def end_frame(reason: str) -> str:
+    return f"event: end\ndata: {json.dumps({'reason': reason})}\n\n"
+
+
+def _after(last_event_id: str | None) -> int:
+    _, _, pos = (last_event_id or "").partition(":")
+    return int(pos) if pos.isdigit() else 0
+
+
+async def follow(
+    ctx: ApiContext,
+    sub: Subscription,
+    replay: Iterable[tuple[int, str]],
+    last: int,
+    max_s: float,
+    render: Any,
+    ends: frozenset[str] = frozenset(),
+) -> AsyncIterator[str]:
+    """Replayed frames, then live events of ``sub`` (deduplicated by position) until an event
+    in ``ends``, an overflow, or ``max_s``."""
+    try:
+        yield "retry: 2000\n\n"
+        for position, text in replay:
+            last = max(last, position)
+            yield text
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max_s
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                yield end_frame("max duration")
+                return
+            try:
+                event = await asyncio.wait_for(
+                    sub.queue.get(), min(ctx.options.heartbeat_s, remaining)
+                )
+            except TimeoutError:
+                if sub.overflowed:
+                    yield end_frame("too far behind; reconnect with Last-Event-ID")
+                    return
+                yield ": heartbeat\n\n"
+                continue
+            if event.position <= last:
+                continue
+            last = event.position
+            yield render(event)
+            if event.kind in ends:
+                yield end_frame(event.kind)
+                return
+    finally:
+        ctx.hub.unsubscribe(sub)
+
+
+def _log_frame(event: LogEvent) -> str:
+    return frame(event.kind, event.where, event.aggregate_id, event.at, event.data)
+
+
+@router.get(
+    "/rides/{ride_id}/events", response_class=StreamingResponse, responses=_STREAM_RESPONSES
+)
+async def ride_events(
+    ride_id: UUID,
+    caller: Caller,
+    ctx: Ctx,
+    max_s: MaxSeconds = 900.0,
+    last_event_id: LastEventId = None,
+) -> StreamingResponse:
+    """Every event of a ride as it happens (the rider's app), after its timeline so far.
+    Ends when the ride completes, is cancelled or expires. For its rider, driver and
+    operators."""
+    key = str(ride_id)
+    sub = ctx.hub.subscribe("ride", key)  # before the snapshot: nothing falls in between
+
+    def snapshot() -> tuple[list[tuple[int, str]], bool] | None:
+        with ctx.runtime.views.lock:
+            row = ctx.runtime.views.rides.get(key)
+            if row is None:
+                return None
+            if not access.may_see_ride(caller, row):
+                raise forbidden(f"you may not follow ride {ride_id}")
+            frames = [_timeline_frame(key, entry) for entry in row.timeline]
+            return frames, row.status in TERMINAL_STATUS
+
+    try:
+        found = await anyio.to_thread.run_sync(snapshot)
+        if found is None:
+            raise not_found(f"no ride {ride_id}")
+    except BaseException:
+        ctx.hub.unsubscribe(sub)
+        raise
+    frames, ended = found
+    last = _after(last_event_id)
+    replay = [(pos, text) for pos, text in frames if pos > last]
+    if ended:
+        ctx.hub.unsubscribe(sub)
+        done = [text for _, text in replay] + [end_frame("ride already ended")]
+        return StreamingResponse(
+            _iterate(done), media_type="text/event-stream", headers=SSE_HEADERS
+        )
+    limit = min(max_s, ctx.options.stream_max_s)
+    stream = follow(ctx, sub, replay, last, limit, _log_frame, RIDE_ENDED)
+    return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+async def _iterate(texts: list[str]) -> AsyncIterator[str]:
+    for text in texts:
+        yield text
+
+
+def _timeline_frame(ride_id: str, entry: dict[str, Any]) -> tuple[int, str]:
+    data = {k: v for k, v in entry.items() if k not in ("at", "event", "position")}
+    position: str = entry["position"]
+    text = frame(entry["event"], position, ride_id, entry["at"], data)
+    return int(position.partition(":")[2]), text
+
+
+@router.get(
+    "/drivers/{driver_id}/offers", response_class=StreamingResponse, responses=_STREAM_RESPONSES
+)
+async def driver_offers(
+    driver_id: UUID, caller: Caller, ctx: Ctx, max_s: MaxSeconds = 900.0
+) -> StreamingResponse:
+    """The driver's app: offers to this driver (`Driver.OfferReceived`, with the ride's
+    pickup, drop-off and ETA), `Driver.OfferClosed`, `Driver.Assigned` and the driver's other
+    events, after a `snapshot` of the driver's current state. For the driver and operators."""
+    key = str(driver_id)
+    if not (caller.role == "operator" or (caller.role == "driver" and caller.sub == key)):
+        raise forbidden(f"you may not follow driver {driver_id}")
+    views = ctx.runtime.views
+    sub = ctx.hub.subscribe("driver", key)
+
+    def snapshot() -> tuple[int, str] | None:
+        with views.lock:
+            row = views.drivers.rows.get(key)
+            if row is None:
+                return None
+            shard = shard_of(driver_id)
+            position = views.position(shard)
+            data: dict[str, Any] = {"status": row.status, "ride_id": row.ride_id}
+            if row.status == "offered" and row.ride_id:
+                data["ride"] = _ride_summary(ctx, row.ride_id)
+            return position, frame("snapshot", f"{shard}:{position}", key, row.updated_at, data)
+
+    try:
+        found = await anyio.to_thread.run_sync(snapshot)
+        if found is None:
+            raise not_found(f"no driver {driver_id}")
+    except BaseException:
+        ctx.hub.unsubscribe(sub)
+        raise
+
+    def render(event: LogEvent) -> str:
+        data = event.data
+        if event.kind == "Driver.OfferReceived":
+            data = {**data, "ride": _ride_summary(ctx, data["ride_id"])}
+        return frame(event.kind, event.where, event.aggregate_id, event.at, data)
+
+    position, text = found
+    limit = min(max_s, ctx.options.stream_max_s)
+    stream = follow(ctx, sub, [(position, text)], position, limit, render)
+    return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+def _ride_summary(ctx: ApiContext, ride_id: str) -> dict[str, Any] | None:
+    row = ctx.runtime.views.rides.get(ride_id)
+    if row is None:
+        return None
+    return {
+        "ride_id": ride_id,
+        "pickup": {"lat": row.pickup[0], "lng": row.pickup[1]},
+        "dropoff": {"lat": row.dropoff[0], "lng": row.dropoff[1]},
+        "pickup_eta_s": row.pickup_eta_s,
+        "status": row.status,
+    }

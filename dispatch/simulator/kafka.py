@@ -1,0 +1,153 @@
+"""Run a simulation against a Kafka deployment: commands and pings go to the topics, the
+report is built from the outcomes and the committed events read back.
+
+Workers run with ``--clock stream`` so simulated time flows through the records: a worker's
+clock is the latest time its shard has seen. ``spawn_workers`` starts them as separate
+processes (``dispatch worker``) and stops them, by their own pids, at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from kafka import TopicPartition
+
+from dispatch.bootstrap import build_markets
+from dispatch.eventstore.codec import decode_event
+from dispatch.kafka.config import new_consumer
+from dispatch.kafka.logsource import _Notification
+from dispatch.kafka.topics import Topics, create_topics
+from dispatch.log import decode
+from dispatch.settings import Settings
+from dispatch.simulator.clock import SimClock
+from dispatch.simulator.report import SimReport
+from dispatch.simulator.runner import SimConfig, Simulation
+from dispatch.transport.kafka import KafkaTransport
+from schemas.commands import Outcome
+
+
+@contextmanager
+def spawn_workers(settings: Settings, count: int, log_dir: Path) -> Iterator[list[int]]:
+    """Start ``count`` worker processes (stream clock); stop them by pid afterwards."""
+    assert settings.kafka_bootstrap is not None
+    env = dict(
+        os.environ,
+        DISPATCH_TOPIC_PREFIX=settings.topic_prefix,
+        DISPATCH_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
+        DISPATCH_SHARDS=str(settings.shards),
+        DISPATCH_STRATEGY=settings.strategy,
+    )
+    log_dir.mkdir(parents=True, exist_ok=True)
+    procs = []
+    for i in range(count):
+        out = (log_dir / f"worker-{i}.log").open("wb")
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "dispatch",
+                    "worker",
+                    "--clock",
+                    "stream",
+                    "--member",
+                    f"sim-worker-{i}",
+                ],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        )
+    try:
+        yield [p.pid for p in procs]
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+class EventFollower:
+    """Reads the committed events of every shard and hands them to the simulation."""
+
+    def __init__(self, settings: Settings, on_event: Callable[..., None]) -> None:
+        assert settings.kafka_bootstrap is not None
+        self.topic = Topics(settings.topic_prefix).events
+        self.consumer = new_consumer(settings.kafka_bootstrap, group_id=None)
+        parts = [TopicPartition(self.topic, p) for p in range(settings.shards)]
+        self.consumer.assign(parts)
+        self.consumer.seek_to_end(*parts)
+        self.seen = {tp.partition: self.consumer.position(tp) for tp in parts}
+        self.on_event = on_event
+
+    def drain(self, until: dict[int, int], timeout_s: float) -> None:
+        """Read until every shard's position reaches ``until`` (notification ids)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            batches = self.consumer.poll(timeout_ms=20)
+            for tp, records in batches.items():
+                for record in records:
+                    d = decode_event(record.value)
+                    n = _Notification(
+                        record.offset + 1, d.originator_key, d.originator_version, d.topic, d.state
+                    )
+                    self.on_event(decode(n, tp.partition))
+                    self.seen[tp.partition] = record.offset + 1
+            behind = any(self.seen.get(s, 0) < pos for s, pos in until.items())
+            if (not behind and not batches) or time.monotonic() > deadline:
+                return
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def run_on_kafka(
+    config: SimConfig,
+    settings: Settings,
+    workers: int,
+    log_dir: Path,
+    progress: Callable[[float], None] | None = None,
+) -> SimReport:
+    assert settings.kafka_bootstrap is not None
+    create_topics(settings.kafka_bootstrap, settings.topic_prefix, settings.shards)
+    transport = KafkaTransport(settings.kafka_bootstrap, settings.topic_prefix)
+    clock = SimClock(start=float(int(time.time())))
+    with spawn_workers(settings, workers, log_dir):
+        follower: EventFollower | None = None
+
+        def step(sent: list[str]) -> list[Outcome]:
+            transport.flush()
+            outcomes = []
+            for command_id in sent:
+                outcome = transport.wait_outcome(command_id, 60.0)
+                if outcome is None:
+                    raise TimeoutError(
+                        f"no outcome for {command_id} within 60 s: are the workers running?"
+                    )
+                outcomes.append(outcome)
+            until: dict[int, int] = {}
+            for o in outcomes:
+                if o.position is not None:
+                    until[o.shard] = max(until.get(o.shard, 0), o.position)
+            assert follower is not None
+            follower.drain(until, 30.0)
+            return outcomes
+
+        config = SimConfig(**{**config.__dict__, "id_salt": f"-{int(clock.now)}"})
+        sim = Simulation(config, transport, step, clock, build_markets(settings))
+        follower = EventFollower(settings, sim.on_event)
+        try:
+            return sim.run(progress)
+        finally:
+            follower.close()
+            transport.close()
