@@ -10,7 +10,7 @@ from uuid import UUID
 
 from dispatch.api.auth import Principal
 from dispatch.api.context import ApiContext
-from dispatch.api.errors import forbidden
+from dispatch.api.errors import forbidden, not_found
 from dispatch.domain.ids import shard_of
 from projections.rides import RideRow
 
@@ -22,10 +22,17 @@ def require_self(caller: Principal, driver_or_rider_id: UUID) -> None:
         raise forbidden(f"a {caller.role} token acts only for itself, not {driver_or_rider_id}")
 
 
+def existing_shard(ctx: ApiContext, ride_id: UUID) -> None:
+    """An id whose shard does not exist names nothing: 404 (a command would reach no one)."""
+    if shard_of(ride_id) >= ctx.runtime.settings.shards:
+        raise not_found(f"no ride {ride_id}")
+
+
 def driver_on_ride(ctx: ApiContext, caller: Principal, ride_id: UUID) -> None:
     """A driver acts on a ride offered or assigned to them. A driver who took part in the
     ride before (an expired offer) is let through: the domain then says why not (409)."""
     me = caller.sub
+    existing_shard(ctx, ride_id)
     with ctx.runtime.views.lock:
         row = ctx.runtime.views.rides.get(str(ride_id))
         involved = row is not None and _involved(row, me)
@@ -38,6 +45,7 @@ def driver_on_ride(ctx: ApiContext, caller: Principal, ride_id: UUID) -> None:
 
 
 def rider_of(ctx: ApiContext, caller: Principal, ride_id: UUID) -> None:
+    existing_shard(ctx, ride_id)
     with ctx.runtime.views.lock:
         row = ctx.runtime.views.rides.get(str(ride_id))
     if row is not None and row.rider_id != caller.sub:

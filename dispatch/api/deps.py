@@ -46,7 +46,8 @@ Caller = Annotated[Principal, Depends(get_principal)]
 def _role(*roles: str) -> object:
     def check(caller: Caller) -> Principal:
         if caller.role not in roles:
-            raise forbidden(f"this needs a token of role {' or '.join(roles)}; yours is {caller.role}")
+            wanted = " or ".join(roles)
+            raise forbidden(f"this needs a token of role {wanted}; yours is {caller.role}")
         return caller
 
     return Depends(check)

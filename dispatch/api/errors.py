@@ -28,7 +28,6 @@ OUTCOME_STATUS: Mapping[str, int] = {
 }
 
 _HTTP_CODES: Mapping[int, str] = {
-    400: "bad_request",
     401: "unauthorized",
     403: "forbidden",
     404: "not_found",
@@ -119,6 +118,9 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400:  # FastAPI's "error parsing the body" (e.g. not UTF-8)
+        body = problem_body("invalid_request", f"malformed request body: {exc.detail}")
+        return JSONResponse(body, status_code=422)
     code = _HTTP_CODES.get(exc.status_code, "error")
     body = problem_body(code, str(exc.detail))
     return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)

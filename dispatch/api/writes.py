@@ -73,7 +73,7 @@ def send(ctx: ApiContext, write: Write) -> JSONResponse:
         body = {"command_id": write.command_id, "status": "pending", **write.pending_extra}
         return JSONResponse(body, status_code=202)
     ctx.metrics.outcomes.labels(kind, outcome.code if not outcome.accepted else "ok").inc()
-    if outcome.duplicate and remembered is not None:
+    if remembered is not None:  # same key, same request: the engine changed nothing
         return JSONResponse(
             remembered.body, status_code=remembered.status, headers={REPLAYED_HEADER: "true"}
         )

@@ -11,12 +11,15 @@ Environment (read through the application's env, so ``<APP>_KAFKA_SHARD`` works 
 
 Layout: one recorder serves one shard = partition ``n`` of ``<p>.events`` (stored events,
 notification id = offset + 1, so ids rise but have gaps where transaction markers sit),
-``<p>.snapshots`` (compacted, key = aggregate id) and ``<p>.tracking`` (compacted, key =
-upstream application name). Values are readable JSON (see ``codec``). Reads come from a
-local store rebuilt from the partitions when the factory first needs them (``store``).
-Optimistic concurrency: the single writer checks each batch against the local version index
-and raises ``IntegrityError`` before producing anything (a new event's version must exceed
-its aggregate's last version).
+``<p>.snapshots`` (the ``purpose="snapshots"`` recorder; compacted, key = aggregate id) and
+``<p>.tracking`` (compacted, key = upstream application name; a process recorder writes the
+tracking record of ``insert_events(..., tracking=...)`` in the same Kafka transaction as the
+events). Values are readable JSON (``codec``). Reads come from local stores (``store``,
+``tracking``) rebuilt from those partitions, read_committed from offset 0, when the factory
+first needs them, after its writer has fenced the previous owner. Optimistic concurrency:
+the single writer checks each whole batch against the local version index and raises
+``IntegrityError`` before producing anything (a new event's version must exceed its
+aggregate's last version; a snapshot's version must not be present yet).
 
 Transactions (``shard``). With no transaction open, each ``insert_events`` is its own Kafka
 transaction (begin, produce, flush, commit). A shard worker instead runs ONE transaction per
@@ -39,6 +42,7 @@ Fencing: a second writer for the shard fences the first; the first's next write 
 ``read_committed`` consumers. Its recorder is finished: close it.
 """
 
+from dispatch.eventstore.errors import FencedError
 from dispatch.eventstore.factory import KafkaFactory, KafkaSettings
 from dispatch.eventstore.recorders import (
     KafkaAggregateRecorder,
@@ -48,7 +52,7 @@ from dispatch.eventstore.recorders import (
     KafkaSubscription,
     KafkaTrackingRecorder,
 )
-from dispatch.eventstore.shard import FencedError, ShardWriter
+from dispatch.eventstore.shard import ShardWriter
 
 Factory = KafkaFactory
 

@@ -74,7 +74,7 @@ def decode_event(value: bytes) -> DecodedEvent:
     if cut < 0 or not value.endswith(b"}"):
         raise DataError(f"not a stored event record: {value[:80]!r}")
     try:
-        header = json.loads(value[:cut] + b"}")
+        header = json.loads(value[:cut].decode() + "}")  # str: skips encoding detection
         state = value[cut + len(_STATE_MEMBER) : -1]
         if header["state_encoding"] == "base64":
             state = base64.b64decode(state[1:-1])

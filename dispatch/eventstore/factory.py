@@ -24,7 +24,8 @@ from dispatch.eventstore.recorders import (
 )
 from dispatch.eventstore.restore import restore_events, restore_tracking
 from dispatch.eventstore.shard import ReadOnlyWriter, ShardWriter
-from dispatch.eventstore.store import EventTable, TrackingTable
+from dispatch.eventstore.store import EventTable
+from dispatch.eventstore.tracking import TrackingTable
 from dispatch.kafka.topics import DEFAULT_PREFIX, Topics
 
 _T = TypeVar("_T", bound=type)

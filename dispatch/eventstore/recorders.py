@@ -28,7 +28,8 @@ from kafka import KafkaProducer
 
 from dispatch.eventstore.codec import encode_event, encode_tracking
 from dispatch.eventstore.shard import ShardWriter
-from dispatch.eventstore.store import EventTable, TrackingTable
+from dispatch.eventstore.store import EventTable
+from dispatch.eventstore.tracking import TrackingTable
 
 
 class KafkaRecorder(Recorder):

@@ -13,7 +13,8 @@ from eventsourcing.persistence import OperationalError
 from kafka import TopicPartition
 
 from dispatch.eventstore.codec import decode_event, decode_tracking
-from dispatch.eventstore.store import EventTable, TrackingTable
+from dispatch.eventstore.store import EventTable
+from dispatch.eventstore.tracking import TrackingTable
 from dispatch.kafka.config import new_consumer
 
 Sink = Callable[[int, bytes | None, bytes | None], None]

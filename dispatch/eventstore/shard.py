@@ -23,26 +23,17 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from threading import RLock, get_ident
-from time import monotonic, sleep
 from typing import Any, Protocol
 
 import kafka.errors as kafka_errors
 from eventsourcing.persistence import OperationalError, PersistenceError, ProgrammingError
 from kafka import KafkaProducer
 
+from dispatch.eventstore.errors import FencedError as FencedError  # re-exported
+from dispatch.eventstore.errors import producer_was_fenced
 from dispatch.kafka.config import new_producer
 
 log = logging.getLogger(__name__)
-
-_FENCING = (kafka_errors.ProducerFencedError, kafka_errors.InvalidProducerEpochError)
-
-
-class FencedError(OperationalError):
-    """A newer producer with this shard's transactional id took the shard over.
-
-    Nothing this writer produced after the takeover is visible to ``read_committed``
-    readers, and the writer cannot write again: close it (the process lost the shard).
-    """
 
 
 class Participant(Protocol):
@@ -57,18 +48,7 @@ class ShardWriter:
     producer: KafkaProducer
 
     def __init__(self, bootstrap: str, transactional_id: str, timeout_s: float = 30.0) -> None:
-        self.transactional_id = transactional_id
-        self.timeout_s = timeout_s
-        self._lock = RLock()
-        self._open = False
-        self._external = False
-        self._owner: int | None = None
-        self._participants: list[Participant] = []
-        self._failed: PersistenceError | None = None  # this transaction cannot commit
-        self._broken: PersistenceError | None = None  # this writer cannot write any more
-        self._refs = 0
-        self._sent = 0
-        self._closed = False
+        self._init_state(transactional_id, timeout_s)
         self.producer = new_producer(
             bootstrap,
             transactional_id=transactional_id,
@@ -87,6 +67,20 @@ class ShardWriter:
         except Exception as e:
             self.producer.close(timeout=1)
             raise OperationalError(f"init_transactions({transactional_id}) failed: {e}") from e
+
+    def _init_state(self, transactional_id: str, timeout_s: float) -> None:
+        self.transactional_id = transactional_id
+        self.timeout_s = timeout_s
+        self._lock = RLock()
+        self._open = False  # a Kafka transaction is open
+        self._external = False  # ... begun by a caller (begin()), not by an insert
+        self._owner: int | None = None  # the thread that opened it
+        self._participants: list[Participant] = []
+        self._failed: PersistenceError | None = None  # this transaction cannot commit
+        self._broken: PersistenceError | None = None  # this writer cannot write any more
+        self._refs = 0
+        self._sent = 0
+        self._closed = False
 
     # -- the caller's transaction -----------------------------------------------------------
     @property
@@ -279,7 +273,9 @@ class ShardWriter:
             raise error
 
     def _translate(self, e: BaseException) -> PersistenceError:
-        if isinstance(e, FencedError) or self._is_fenced(e):
+        if isinstance(e, FencedError) or producer_was_fenced(
+            getattr(self, "producer", None), e, self.timeout_s
+        ):
             if not isinstance(self._broken, FencedError):
                 self._broken = FencedError(
                     f"producer {self.transactional_id} was fenced by a newer owner of the shard"
@@ -289,41 +285,13 @@ class ShardWriter:
             return e
         return OperationalError(f"kafka ({self.transactional_id}): {e!r}")
 
-    def _is_fenced(self, e: BaseException) -> bool:
-        if _is_fencing(e):
-            return True
-        # A zombie's produce fails with INVALID_PRODUCER_EPOCH; kafka-python then tries an
-        # epoch bump (KIP-360), which the coordinator refuses with PRODUCER_FENCED. Calls made
-        # meanwhile fail with a bare KafkaError ("invalid transition"): let the bump settle.
-        manager = getattr(getattr(self, "producer", None), "_transaction_manager", None)
-        if manager is None:
-            return False
-        deadline = monotonic() + self.timeout_s
-        while manager.is_bumping_epoch() and monotonic() < deadline:
-            sleep(0.01)
-        return _is_fencing(manager.last_error)
-
-
-def _is_fencing(error: object) -> bool:
-    if isinstance(error, type):
-        return issubclass(error, _FENCING)
-    return isinstance(error, _FENCING)
-
 
 class ReadOnlyWriter(ShardWriter):
     """For readers (replay, inspection) of a shard: no producer, so it fences no one."""
 
     def __init__(self, shard_name: str) -> None:
-        self.transactional_id = shard_name
-        self.timeout_s = 1.0
-        self._lock = RLock()
-        self._open = self._external = False
-        self._owner = None
-        self._participants = []
-        self._failed = None
+        self._init_state(shard_name, timeout_s=1.0)
         self._broken = ProgrammingError(f"{shard_name} was opened read-only (KAFKA_READ_ONLY)")
-        self._refs = self._sent = 0
-        self._closed = False
 
     def close(self) -> None:
         self._closed = True

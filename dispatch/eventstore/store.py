@@ -1,4 +1,4 @@
-"""The local state store: one partition's stored events (or snapshots, or tracking) in memory.
+"""The local state store: one partition's stored events (or snapshots) in memory.
 
 Rebuilt from the partition when a recorder starts, then kept up to date by the single writer.
 Events are kept in columns (``array`` of ids, aggregate numbers, versions, topic numbers and
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from threading import Event, Lock, get_ident
 from uuid import UUID
 
-from eventsourcing.persistence import IntegrityError, Notification, StoredEvent, Tracking
+from eventsourcing.persistence import IntegrityError, Notification, StoredEvent
 
 from dispatch.eventstore.codec import DecodedEvent, originator_key
 
@@ -69,21 +69,20 @@ class EventTable:
     def check(self, events: Sequence[StoredEvent]) -> None:
         """Raise ``IntegrityError`` if any event of the batch conflicts; change nothing."""
         with self._lock:
-            batch: dict[str, set[int]] = {}
+            seen: set[tuple[str, int]] = set()
             last: dict[str, int] = {}
             for e in events:
                 key, v = originator_key(e.originator_id), e.originator_version
-                seen = batch.setdefault(key, set())
                 if self.monotonic:
                     if key not in last:
                         last[key] = self._last_version(key)
                     conflict = v <= last[key]
                     last[key] = max(last[key], v)
                 else:
-                    conflict = v in seen or self._has_version(key, v)
+                    conflict = (key, v) in seen or self._has_version(key, v)
+                    seen.add((key, v))
                 if conflict:
                     raise IntegrityError(f"stored event conflicts: {key} version {v}")
-                seen.add(v)
 
     def add_pending(self, events: Sequence[StoredEvent], ids: Sequence[int]) -> None:
         """Add a checked batch produced into the open transaction, with its notification ids."""
@@ -256,49 +255,3 @@ class EventTable:
             topic=self._topics[self._topic[row]],
             state=self._state(row),
         )
-
-
-class TrackingTable:
-    """The highest notification id processed per upstream application, with pending updates."""
-
-    def __init__(self) -> None:
-        self._lock = Lock()
-        self._committed: dict[str, int] = {}
-        self._pending: dict[str, int] = {}
-        self._owner: int | None = None
-
-    def load(self, tracking: Tracking) -> None:
-        with self._lock:
-            current = self._committed.get(tracking.application_name)
-            if current is None or tracking.notification_id > current:
-                self._committed[tracking.application_name] = tracking.notification_id
-
-    def check(self, tracking: Tracking) -> None:
-        current = self.max_tracking_id(tracking.application_name)
-        if current is not None and tracking.notification_id <= current:
-            raise IntegrityError(
-                f"tracking {tracking.application_name} {tracking.notification_id} "
-                f"is not greater than the recorded {current}"
-            )
-
-    def add_pending(self, tracking: Tracking) -> None:
-        with self._lock:
-            self._owner = get_ident()
-            self._pending[tracking.application_name] = tracking.notification_id
-
-    def commit(self) -> None:
-        with self._lock:
-            self._committed.update(self._pending)
-            self._pending.clear()
-            self._owner = None
-
-    def rollback(self) -> None:
-        with self._lock:
-            self._pending.clear()
-            self._owner = None
-
-    def max_tracking_id(self, application_name: str) -> int | None:
-        with self._lock:
-            if self._owner == get_ident() and application_name in self._pending:
-                return self._pending[application_name]
-            return self._committed.get(application_name)

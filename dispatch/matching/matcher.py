@@ -108,7 +108,10 @@ class Matcher:
             for p in self.strategy.assign(waiting, self.index, self.eta, limits, now):
                 decisions.append(
                     MakeOffer(
-                        p.ride_id, p.driver_id, p.eta_s, p.distance_m,
+                        p.ride_id,
+                        p.driver_id,
+                        p.eta_s,
+                        p.distance_m,
                         now + self.config.offer_timeout_s,
                     )
                 )

@@ -56,8 +56,12 @@ class Strategy(Protocol):
         ...
 
     def assign(
-        self, rides: Sequence[PendingRide], index: DriverIndex, eta: EtaProvider,
-        limits: SearchLimits, now: float,
+        self,
+        rides: Sequence[PendingRide],
+        index: DriverIndex,
+        eta: EtaProvider,
+        limits: SearchLimits,
+        now: float,
     ) -> list[Pairing]: ...
 
 
@@ -74,8 +78,13 @@ class _Skip:
 
 
 def candidates(
-    ride: PendingRide, index: DriverIndex, eta: EtaProvider, limits: SearchLimits,
-    now: float, k: int, taken: set[Hashable],
+    ride: PendingRide,
+    index: DriverIndex,
+    eta: EtaProvider,
+    limits: SearchLimits,
+    now: float,
+    k: int,
+    taken: set[Hashable],
 ) -> list[Pairing]:
     """The ride's k nearest free drivers with their ETA, best ETA first, within the cutoff."""
     found = index.nearest(ride.lat, ride.lng, k, limits.radius_m, now, _Skip(ride.excluded, taken))
@@ -97,8 +106,12 @@ class Greedy:
         return True
 
     def assign(
-        self, rides: Sequence[PendingRide], index: DriverIndex, eta: EtaProvider,
-        limits: SearchLimits, now: float,
+        self,
+        rides: Sequence[PendingRide],
+        index: DriverIndex,
+        eta: EtaProvider,
+        limits: SearchLimits,
+        now: float,
     ) -> list[Pairing]:
         taken: set[Hashable] = set()
         out = []
@@ -124,8 +137,12 @@ class Batch:
         return True
 
     def assign(
-        self, rides: Sequence[PendingRide], index: DriverIndex, eta: EtaProvider,
-        limits: SearchLimits, now: float,
+        self,
+        rides: Sequence[PendingRide],
+        index: DriverIndex,
+        eta: EtaProvider,
+        limits: SearchLimits,
+        now: float,
     ) -> list[Pairing]:
         if not rides:
             return []

@@ -15,6 +15,7 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import Application
+from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import Recording
 
 from dispatch.domain.command_record import CommandRecord
@@ -60,7 +61,21 @@ class ShardApplication(Application[UUID]):
         the next ``commit``, in command order."""
         cmd = envelope.command
         record_id = derived_id(self.shard, COMMAND_NAMESPACE, envelope.command_id)
-        previous = self._uow.find(CommandRecord, record_id)
+        previous = self._uow.find(Aggregate, record_id)
+        if previous is not None and not isinstance(previous, CommandRecord):
+            # Only a hand-made aggregate id can collide with a command's record id: refuse
+            # the command rather than record a second aggregate under that id.
+            self._outcomes.append(
+                Outcome(
+                    command_id=envelope.command_id,
+                    shard=self.shard,
+                    accepted=False,
+                    code="invalid_command",
+                    reason="this command_id collides with an existing aggregate id; "
+                    "send it with another command_id",
+                )
+            )
+            return []
         if previous is not None:
             self._outcomes.append(self._outcome_of(previous, duplicate=True))
             return []

@@ -106,7 +106,8 @@ def decline_offer(uow: UnitOfWork, cmd: c.DeclineOffer, now: datetime, p: Policy
 
 
 def mark_arrived(uow: UnitOfWork, cmd: c.MarkArrived, now: datetime, p: Policy) -> list[UUID]:
-    uow.get(Ride, cmd.ride_id).arrive(cmd.driver_id, now)
+    ride, driver = uow.get(Ride, cmd.ride_id), uow.get(Driver, cmd.driver_id)
+    ride.arrive(driver.id, now)
     return [cmd.ride_id]
 
 

@@ -14,11 +14,18 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError, Repository
 from eventsourcing.domain import Aggregate
 
+from dispatch.domain.command_record import CommandRecord
 from dispatch.domain.errors import NotFound
 
 A = TypeVar("A", bound=Aggregate)
 
 Mark = dict[UUID, int]
+
+
+def _decision_order(event: Any) -> int:
+    if isinstance(event, CommandRecord.Created):
+        return 2
+    return 0 if event.originator_version == 1 else 1
 
 
 class UnitOfWork:
@@ -79,6 +86,10 @@ class UnitOfWork:
             agg = self._touched.get(agg_id)
             if agg is not None:
                 out.extend(agg.pending_events[count:])
+        # Within one command, aggregates created come first: the other events of the command
+        # may refer to them (a rider's RideRequested names the ride just requested). The
+        # command's own record, which sums the command up, stays last.
+        out.sort(key=_decision_order)
         self._journal.extend(out)
         self._mark = None
         return out

@@ -117,12 +117,18 @@ def run_on_kafka(
     workers: int,
     log_dir: Path,
     progress: Callable[[float], None] | None = None,
+    on_start: Callable[[list[int]], None] | None = None,
+    on_tick: Callable[[float], None] | None = None,
 ) -> SimReport:
+    """Run the simulation through Kafka; ``on_start`` gets the worker pids (for chaos
+    tests), ``on_tick`` the simulated time after each tick."""
     assert settings.kafka_bootstrap is not None
     create_topics(settings.kafka_bootstrap, settings.topic_prefix, settings.shards)
     transport = KafkaTransport(settings.kafka_bootstrap, settings.topic_prefix)
     clock = SimClock(start=float(int(time.time())))
-    with spawn_workers(settings, workers, log_dir):
+    with spawn_workers(settings, workers, log_dir) as pids:
+        if on_start is not None:
+            on_start(pids)
         follower: EventFollower | None = None
 
         def step(sent: list[str]) -> list[Outcome]:
@@ -147,7 +153,7 @@ def run_on_kafka(
         sim = Simulation(config, transport, step, clock, build_markets(settings))
         follower = EventFollower(settings, sim.on_event)
         try:
-            return sim.run(progress)
+            return sim.run(progress, on_tick)
         finally:
             follower.close()
             transport.close()

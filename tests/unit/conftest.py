@@ -17,10 +17,7 @@ import pytest
 from eventsourcing.domain import Aggregate
 
 from dispatch.domain.command_record import CommandRecord
-from dispatch.domain.driver import Driver
 from dispatch.domain.ids import new_id
-from dispatch.domain.ride import Ride
-from dispatch.domain.rider import Rider
 from dispatch.matching.decisions import Decision, ExpireOffer, ExpireRequest, MakeOffer
 from dispatch.shard.application import ShardApplication
 from dispatch.shard.handlers import Policy
@@ -33,7 +30,6 @@ MAX_WAIT_S = 300.0
 OFFER_TIMEOUT_S = 15.0
 SF = {"lat": 37.77, "lng": -122.42}
 SF_AIRPORT = {"lat": 37.62, "lng": -122.38}
-DOMAIN_TYPES = (Ride, Driver, Rider)
 COMMAND_RECORD_TOPIC = CommandRecord.Created.TOPIC
 
 
@@ -227,10 +223,12 @@ def request_ride(ride_id: UUID, rider_id: UUID) -> c.RequestRide:
 
 
 @pytest.fixture
-def app() -> ShardApplication:
+def shard_app() -> ShardApplication:
+    """An in-memory (POPO) shard application on shard 1."""
     return ShardApplication(SHARD, policy=Policy(max_wait_s=MAX_WAIT_S))
 
 
 @pytest.fixture
-def s(app: ShardApplication) -> Scenario:
-    return Scenario(app)
+def s(shard_app: ShardApplication) -> Scenario:
+    """The given/when/then scenario over ``shard_app``."""
+    return Scenario(shard_app)

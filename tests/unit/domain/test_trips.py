@@ -67,9 +67,7 @@ def test_trip_cannot_start_before_the_driver_arrived(s):
     driver_id = s.driver()
     ride_id = s.accepted(s.rider(), driver_id)
 
-    s.when(c.StartTrip(ride_id=ride_id, driver_id=driver_id)).assert_rejected(
-        "illegal_transition"
-    )
+    s.when(c.StartTrip(ride_id=ride_id, driver_id=driver_id)).assert_rejected("illegal_transition")
     assert s.get(ride_id).status == RideStatus.ACCEPTED
     assert s.get(driver_id).status == DriverStatus.EN_ROUTE
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dispatch.domain.driver import DriverStatus
-from dispatch.shard.application import ShardApplication
+from dispatch.domain.ids import derived_id
+from dispatch.shard.application import COMMAND_NAMESPACE, ShardApplication
 from dispatch.shard.handlers import Policy
 from schemas import commands as c
 
@@ -116,7 +117,10 @@ def test_command_id_is_the_key_a_different_command_under_the_same_id_is_not_appl
 
 def test_only_duplicates_in_a_batch_record_nothing_at_all(s):
     driver_id = s.driver(online=False)
-    envelopes = [s.envelope(c.GoOnline(driver_id=driver_id)), s.envelope(c.GoOnline(driver_id=driver_id))]
+    envelopes = [
+        s.envelope(c.GoOnline(driver_id=driver_id)),
+        s.envelope(c.GoOnline(driver_id=driver_id)),
+    ]
     s.when(envelopes[0])
     s.when(envelopes[1])
     before = s.position()
@@ -156,3 +160,24 @@ def test_repeat_after_a_restart_on_sqlite_returns_the_first_outcome(tmp_path, s)
     assert s.position() == before
     assert s.get(driver_id).status == DriverStatus.AVAILABLE
     assert s.get(driver_id).version == 2
+
+
+def test_command_whose_record_id_is_taken_by_another_aggregate_does_not_sink_the_batch(s):
+    # Command records live at derived_id(shard, COMMAND_NAMESPACE, command_id); aggregate
+    # ids are chosen by the sender. When an aggregate already sits at a command's record id,
+    # handle() does not see a record there (wrong type), applies the command and adds a
+    # second version-1 aggregate under that id: the whole batch then fails to commit, and
+    # does so again on every retry (a poison command).
+    squatted = derived_id(s.SHARD, COMMAND_NAMESPACE, "victim")
+    s.given(c.RegisterDriver(driver_id=squatted, name="squatter"))
+    rider_id = s.new_id()
+    innocent = s.envelope(c.RegisterRider(rider_id=rider_id, name="Ray"))
+    victim = s.envelope(c.GoOnline(driver_id=squatted), command_id="victim")
+
+    s.app.handle(innocent, s.now)
+    s.app.handle(victim, s.now)
+    outcomes, _ = s.app.commit()
+
+    assert outcomes[0].accepted and not outcomes[0].duplicate
+    assert s.working(rider_id) is not None
+    assert outcomes[1].command_id == "victim"

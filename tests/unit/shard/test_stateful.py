@@ -1,4 +1,5 @@
-"""Random command and decision sequences against one shard application (in-memory).
+"""Random command and decision sequences against one shard application (in memory, and
+again on SQLite).
 
 Drivers and riders are registered up front; the rules then send random commands (often
 illegal: wrong actor, wrong state, unknown or misrouted ids, repeated command ids) and
@@ -9,7 +10,9 @@ the committed log must pass ``dispatch.invariants.InvariantChecker``.
 
 from __future__ import annotations
 
+import os
 import random
+import tempfile
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -66,7 +69,7 @@ def _state(agg: Aggregate) -> dict[str, Any]:
 class ShardMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.app = ShardApplication(SHARD, policy=Policy(max_wait_s=MAX_WAIT_S))
+        self.app = ShardApplication(SHARD, env=self.env(), policy=Policy(max_wait_s=MAX_WAIT_S))
         self.rng = random.Random(0)  # ids only: deterministic, so examples replay
         self.now = T0
         self.seq = 0
@@ -74,11 +77,14 @@ class ShardMachine(RuleBasedStateMachine):
         self.riders = [new_id(SHARD, self.rng) for _ in range(RIDERS)]
         self.rides: list[UUID] = []
         self.sent: list[c.CommandEnvelope] = []
-        # per open batch: (command_id, accepted as seen by handle(), None for a decision)
+        # the open batch's commands: (command_id, whether handle() applied it)
         self.batch: list[tuple[str, bool]] = []
         self.first_outcome: dict[str, c.Outcome] = {}
         self.checker = InvariantChecker()
         self.checked_upto = 0
+
+    def env(self) -> dict[str, str]:
+        return {}  # in memory (POPO)
 
     # -- plumbing --------------------------------------------------------------------------
     def find(self, aggregate_id: UUID) -> Aggregate | None:
@@ -233,13 +239,18 @@ class ShardMachine(RuleBasedStateMachine):
             self.send(None, envelope=self.sent[i % len(self.sent)])
 
     # -- matcher decisions --------------------------------------------------------------------
-    @rule(r=ride_index, how=st.sampled_from(["available", "random", "unknown"]), i=index,
-          timeout=st.sampled_from([1, 15, 60]))
+    @rule(
+        r=ride_index,
+        how=st.sampled_from(["available", "random", "unknown"]),
+        i=index,
+        timeout=st.sampled_from([1, 15, 60]),
+    )
     def make_offer(self, r: int, how: str, i: int, timeout: int) -> None:
         ride_id = self.ride(r)
         if how == "available":
             free = [
-                d for d in self.drivers
+                d
+                for d in self.drivers
                 if (agg := self.find(d)) is not None and agg.status == DriverStatus.AVAILABLE
             ]
             driver_id = free[i % len(free)] if free else self.drivers[i % DRIVERS]
@@ -366,3 +377,23 @@ ShardMachine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 TestShardApplicationStateMachine = ShardMachine.TestCase
+
+
+class SqliteShardMachine(ShardMachine):
+    """The same rules on SQLite, where rollbacks re-read aggregates from the database."""
+
+    def env(self) -> dict[str, str]:
+        self._dir = tempfile.TemporaryDirectory()
+        path = os.path.join(self._dir.name, "shard.db")
+        return {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": path}
+
+    def teardown(self) -> None:
+        try:
+            super().teardown()
+        finally:
+            self.app.close()
+            self._dir.cleanup()
+
+
+SqliteShardMachine.TestCase.settings = settings(ShardMachine.TestCase.settings, max_examples=50)
+TestShardApplicationStateMachineOnSqlite = SqliteShardMachine.TestCase

@@ -70,7 +70,9 @@ def test_cancel_failing_at_the_driver_leaves_the_ride_as_the_batch_had_offered_i
 
     monkeypatch.undo()
     (outcome,), recordings = s.app.commit()
-    expected_code = "illegal_transition" if isinstance(error, IllegalTransition) else "internal_error"
+    expected_code = (
+        "illegal_transition" if isinstance(error, IllegalTransition) else "internal_error"
+    )
     assert (outcome.accepted, outcome.code) == (False, expected_code)
     assert [type(r.domain_event).TOPIC for r in recordings] == [
         "dispatch.Ride.Offered",
@@ -150,9 +152,7 @@ def test_failure_of_a_command_creating_an_aggregate_leaves_no_trace_of_it(s, mon
     _assert_memory_matches_the_log(s, ride_id, rider_id)
 
 
-def test_commands_after_a_rolled_back_one_in_the_same_batch_see_the_restored_state(
-    s, monkeypatch
-):
+def test_commands_after_a_rolled_back_one_in_the_same_batch_see_the_restored_state(s, monkeypatch):
     rider_id, driver_id = s.rider(), s.driver()
     ride_id = s.request(rider_id)
     assert s.app.decide(s.offer(ride_id, driver_id), s.now)

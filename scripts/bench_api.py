@@ -1,0 +1,457 @@
+"""Benchmark the API's location queries and ping ingest, beside Redis GEO in the same run.
+
+    .venv/bin/python scripts/bench_api.py [--drivers 50000] [--rate 500] [--seconds 10] [--json]
+
+Drivers are registered and put online through the real embedded engine, then pinged to
+uniform points in a 30 x 30 km square around (37.77, -122.42). Figures:
+  (a) nearest 10 available drivers within 2 km from the locations view, in process;
+  (b) the same through ``GET /drivers/nearby`` over HTTP (uvicorn on 127.0.0.1) at a fixed
+      request rate, from a separate client process; latency counted from each request's
+      planned send time, so a slow server is not hidden by a slowed client;
+  (c) Redis ``GEOSEARCH ... BYRADIUS 2 km COUNT 10 ASC`` over the same points, when
+      ``redis-server`` is installed (started on a free port without persistence, stopped by
+      its pid); with redis-py if installed, else a minimal RESP client;
+  (d) ping ingest through ``POST /drivers/{id}/locations``: pings/s from the first request
+      to the last response (a 202 means the pings are in this process's location view).
+Nothing about time is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import multiprocessing as mp
+import random
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from dispatch.api import AuthSettings, create_app
+from dispatch.api.auth import encode, mint_token
+from dispatch.api.context import ApiOptions
+from dispatch.bootstrap import build_runtime
+from dispatch.domain.ids import new_id
+from dispatch.messages import Ping
+from dispatch.runtime import Runtime
+from dispatch.settings import Settings
+from schemas.commands import CommandEnvelope, GoOnline, RegisterDriver
+
+CENTRE = (37.77, -122.42)
+HALF_SIDE_M = 15_000.0
+M_PER_DEG_LAT = math.pi * 6_371_008.8 / 180.0
+RADIUS_M, K = 2_000.0, 10
+SECRET = "bench-secret-0123456789abcdef0123456789abcdef"
+
+
+def uniform_points(rng: random.Random, n: int, half_side_m: float) -> list[tuple[float, float]]:
+    m_per_deg_lng = M_PER_DEG_LAT * math.cos(math.radians(CENTRE[0]))
+    return [
+        (
+            CENTRE[0] + rng.uniform(-half_side_m, half_side_m) / M_PER_DEG_LAT,
+            CENTRE[1] + rng.uniform(-half_side_m, half_side_m) / m_per_deg_lng,
+        )
+        for _ in range(n)
+    ]
+
+
+def seed(runtime: Runtime, points: list[tuple[float, float]]) -> tuple[list[uuid.UUID], float]:
+    """Register every driver, put them online (real commands), ping each to its point."""
+    started = time.perf_counter()
+    ids = [new_id(0) for _ in points]
+    now = datetime.now(UTC)
+    for make in (
+        lambda d: RegisterDriver(driver_id=d, name="bench"),
+        lambda d: GoOnline(driver_id=d),
+    ):
+        for d in ids[:-1]:
+            envelope = CommandEnvelope(command_id=str(uuid.uuid4()), issued_at=now, command=make(d))
+            runtime.transport.send_command(envelope)
+        last = CommandEnvelope(command_id=str(uuid.uuid4()), issued_at=now, command=make(ids[-1]))
+        outcome = runtime.send(last, 600)
+        assert outcome is not None and outcome.accepted, outcome
+        assert outcome.position is not None
+        assert runtime.wait_for(0, outcome.position, 120), "views did not catch up"
+    at = time.time()
+    pings = [Ping(d, lat, lng, at) for d, (lat, lng) in zip(ids, points, strict=True)]
+    for i in range(0, len(pings), 5_000):
+        runtime.send_pings(pings[i : i + 5_000])
+    assert len(runtime.views.locations.index) == len(ids)
+    return ids, time.perf_counter() - started
+
+
+def in_process(runtime: Runtime, queries: list[tuple[float, float]]) -> dict[str, float]:
+    views, now = runtime.views, time.time()
+    found = 0
+    started = time.perf_counter()
+    for lat, lng in queries:
+        with views.lock:
+            found += len(views.locations.nearest(lat, lng, K, RADIUS_M, now))
+    elapsed = time.perf_counter() - started
+    return {"queries_per_s": len(queries) / elapsed, "mean_found": found / len(queries)}
+
+
+# -- HTTP ------------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class Server:
+    """uvicorn in a thread of this process (the runtime's process), stopped on exit."""
+
+    def __init__(self, app: Any, port: int) -> None:
+        import uvicorn
+
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> Server:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def _fixed_rate(base: str, token: str, queries: list[Any], rate: float, n: int) -> Any:
+    import httpx
+
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+    headers = {"Authorization": f"Bearer {token}"}
+    latencies: list[float] = []
+    statuses: Counter[int] = Counter()
+    loop = asyncio.get_running_loop()
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=10) as client:
+        await client.get("/livez")
+        t0 = loop.time() + 0.2
+
+        async def one(i: int) -> None:
+            planned = t0 + i / rate
+            await asyncio.sleep(max(0.0, planned - loop.time()))
+            lat, lng = queries[i % len(queries)]
+            params = {"lat": lat, "lng": lng, "radius_m": RADIUS_M, "limit": K}
+            try:
+                r = await client.get("/drivers/nearby", params=params, headers=headers)
+                statuses[r.status_code] += 1
+            except httpx.HTTPError as e:
+                statuses[-1] += 1
+                print("request failed:", repr(e), file=sys.stderr)
+            latencies.append(loop.time() - planned)
+
+        await asyncio.gather(*(one(i) for i in range(n)))
+        elapsed = loop.time() - t0
+    return latencies, dict(statuses), elapsed
+
+
+async def _ingest(
+    base: str, batches: list[tuple[str, str, list[dict[str, Any]]]], conc: int
+) -> Any:
+    import httpx
+
+    statuses: Counter[int] = Counter()
+    loop = asyncio.get_running_loop()
+    todo = iter(batches)
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        await client.get("/livez")
+        started = loop.time()
+
+        async def worker() -> None:
+            for driver_id, token, pings in todo:
+                r = await client.post(
+                    f"/drivers/{driver_id}/locations",
+                    json={"pings": pings},
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+                statuses[r.status_code] += 1
+
+        await asyncio.gather(*(worker() for _ in range(conc)))
+        elapsed = loop.time() - started
+    return dict(statuses), elapsed
+
+
+def client_process(kind: str, args: tuple[Any, ...], out: Any) -> None:
+    """Runs in a separate (spawned) process so the client does not share the server's GIL."""
+    if kind == "rate":
+        out.put(asyncio.run(_fixed_rate(*args)))
+    else:
+        out.put(asyncio.run(_ingest(*args)))
+
+
+def in_client_process(kind: str, *args: Any) -> Any:
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    proc = ctx.Process(target=client_process, args=(kind, args, out))
+    proc.start()
+    result = out.get(timeout=300)
+    proc.join(timeout=30)
+    return result
+
+
+def http_nearby(base: str, token: str, queries: list[Any], rate: float, seconds: float) -> Any:
+    n = int(rate * seconds)
+    latencies, statuses, elapsed = in_client_process("rate", base, token, queries, rate, n)
+    return {
+        "requests": n,
+        "target_rate": rate,
+        "achieved_rate": n / elapsed,
+        "p50_ms": 1e3 * percentile(latencies, 0.50),
+        "p99_ms": 1e3 * percentile(latencies, 0.99),
+        "max_ms": 1e3 * max(latencies),
+        "statuses": statuses,
+    }
+
+
+def ingest(runtime: Runtime, base: str, ids: list[uuid.UUID], batch: int, batches: int) -> Any:
+    auth = AuthSettings(secret=SECRET)
+    rng = random.Random(5)
+    now = time.time()
+    work, last = [], {}
+    for i in range(batches):
+        driver_id = str(ids[i % len(ids)])
+        token = encode(auth, mint_token(auth, driver_id, "driver"))
+        points = uniform_points(rng, batch, HALF_SIDE_M)
+        at = [now - batch + j + i * 1e-3 for j in range(batch)]
+        pings = [
+            {"lat": lat, "lng": lng, "at": datetime.fromtimestamp(t, UTC).isoformat()}
+            for (lat, lng), t in zip(points, at, strict=True)
+        ]
+        work.append((driver_id, token, pings))
+        last[driver_id] = points[-1]
+    statuses, elapsed = in_client_process("ingest", base, work, 4)
+    landed = sum(
+        1
+        for driver_id, (lat, lng) in last.items()
+        if runtime.views.locations.positions[driver_id][:2] == (lat, lng)
+    )
+    return {
+        "pings": batch * batches,
+        "batch": batch,
+        "pings_per_s": batch * batches / elapsed,
+        "batches_per_s": batches / elapsed,
+        "statuses": statuses,
+        "last_ping_in_view": f"{landed}/{len(last)}",
+    }
+
+
+# -- Redis -----------------------------------------------------------------------------------
+class Resp:
+    """The few RESP2 calls the benchmark needs, for when redis-py is not installed."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.file = self.sock.makefile("rb")
+
+    @staticmethod
+    def encode(*parts: Any) -> bytes:
+        out = [f"*{len(parts)}\r\n".encode()]
+        for p in parts:
+            raw = p if isinstance(p, bytes) else str(p).encode()
+            out.append(b"$%d\r\n%s\r\n" % (len(raw), raw))
+        return b"".join(out)
+
+    def pipeline(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        self.sock.sendall(b"".join(self.encode(*c) for c in commands))
+        return [self.read() for _ in commands]
+
+    def read(self) -> Any:
+        line = self.file.readline()
+        kind, rest = line[:1], line[1:-2]
+        if kind == b"+":
+            return rest.decode()
+        if kind == b"-":
+            raise RuntimeError(rest.decode())
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            size = int(rest)
+            return None if size < 0 else self.file.read(size + 2)[:-2]
+        if kind == b"*":
+            return [self.read() for _ in range(int(rest))]
+        raise RuntimeError(f"unexpected reply {line!r}")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def redis_geo(points: list[tuple[float, float]], queries: list[Any]) -> dict[str, Any]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        return {"skipped": "redis-server is not installed (apt-get install -y redis-server)"}
+    try:
+        import redis  # noqa: F401
+
+        client_name = "redis-py"
+    except ImportError:
+        client_name = "built-in RESP client (redis-py not installed)"
+    port = free_port()
+    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    server = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        client = _connect(port)
+        for i in range(0, len(points), 1_000):
+            chunk = points[i : i + 1_000]
+            flat: list[Any] = ["GEOADD", "drivers"]
+            for j, (lat, lng) in enumerate(chunk):
+                flat += [lng, lat, f"d{i + j}"]
+            client.pipeline([tuple(flat)])
+
+        def search(lat: float, lng: float) -> tuple[Any, ...]:
+            return ("GEOSEARCH", "drivers", "FROMLONLAT", lng, lat, "BYRADIUS", RADIUS_M, "m")
+
+        def asc(lat: float, lng: float) -> tuple[Any, ...]:
+            return (*search(lat, lng), "COUNT", K, "ASC", "WITHDIST")
+
+        started = time.perf_counter()
+        found = sum(len(client.pipeline([asc(lat, lng)])[0]) for lat, lng in queries)
+        sequential = len(queries) / (time.perf_counter() - started)
+        started = time.perf_counter()
+        for i in range(0, len(queries), 16):
+            client.pipeline([asc(lat, lng) for lat, lng in queries[i : i + 16]])
+        pipelined = len(queries) / (time.perf_counter() - started)
+        client.close()
+        return {
+            "client": client_name,
+            "server_pid": server.pid,
+            "queries_per_s_round_trip": sequential,
+            "queries_per_s_pipelined_16": pipelined,
+            "mean_found": found / len(queries),
+        }
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def _connect(port: int) -> Resp:
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client = Resp(port)
+            client.pipeline([("PING",)])
+            return client
+        except OSError:
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.05)
+
+
+# -- main ------------------------------------------------------------------------------------
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--drivers", type=int, default=50_000)
+    p.add_argument("--queries", type=int, default=5_000, help="in-process and Redis queries")
+    p.add_argument("--rate", type=float, default=500.0, help="HTTP requests per second")
+    p.add_argument("--seconds", type=float, default=10.0, help="HTTP run length")
+    p.add_argument("--batch", type=int, default=500, help="pings per ingest request")
+    p.add_argument("--batches", type=int, default=400, help="ingest requests")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    a = p.parse_args()
+
+    rng = random.Random(a.seed)
+    points = uniform_points(rng, a.drivers, HALF_SIDE_M)
+    queries = uniform_points(rng, a.queries, HALF_SIDE_M - RADIUS_M)
+    report: dict[str, Any] = {"drivers": a.drivers, "radius_m": RADIUS_M, "k": K}
+    with tempfile.TemporaryDirectory(prefix="bench-api-") as data_dir:
+        settings = Settings(data_dir=Path(data_dir), shards=1)
+        runtime = build_runtime(settings)
+        runtime.start()
+        try:
+            ids, seconds = seed(runtime, points)
+            report["seed_s"] = seconds
+            report["a_in_process"] = in_process(runtime, queries)
+            auth = AuthSettings(secret=SECRET)
+            app = create_app(runtime, auth, ApiOptions(manage_runtime=False))
+            port = free_port()
+            base = f"http://127.0.0.1:{port}"
+            operator = encode(auth, mint_token(auth, "operator", "operator"))
+            with Server(app, port):
+                report["b_http"] = http_nearby(base, operator, queries, a.rate, a.seconds)
+                report["c_redis"] = redis_geo(points, queries)
+                report["d_ingest"] = ingest(runtime, base, ids, a.batch, a.batches)
+        finally:
+            runtime.stop()
+    redis_qps = report["c_redis"].get("queries_per_s_pipelined_16")
+    if redis_qps:
+        ours = report["a_in_process"]["queries_per_s"]
+        report["ratio_in_process_to_redis_pipelined"] = ours / redis_qps
+        rt = report["c_redis"]["queries_per_s_round_trip"]
+        report["ratio_in_process_to_redis_round_trip"] = ours / rt
+    print(json.dumps(report, indent=2) if a.json else table(report))
+
+
+def table(r: dict[str, Any]) -> str:
+    a, b, c, d = r["a_in_process"], r["b_http"], r["c_redis"], r["d_ingest"]
+    rows = [
+        (
+            "drivers (registered + online via the engine)",
+            f"{r['drivers']:,} in {r['seed_s']:.1f} s",
+        ),
+        ("(a) in-process nearest 10 within 2 km", f"{a['queries_per_s']:,.0f} queries/s"),
+        ("    mean drivers found", f"{a['mean_found']:.2f}"),
+        ("(b) HTTP GET /drivers/nearby, target rate", f"{b['target_rate']:.0f} req/s"),
+        ("    achieved rate", f"{b['achieved_rate']:.0f} req/s"),
+        (
+            "    latency p50 / p99 / max",
+            f"{b['p50_ms']:.2f} / {b['p99_ms']:.2f} / {b['max_ms']:.1f} ms",
+        ),
+        ("    statuses", json.dumps(b["statuses"])),
+    ]
+    if "skipped" in c:
+        rows.append(("(c) Redis GEOSEARCH", c["skipped"]))
+    else:
+        rows += [
+            (
+                "(c) Redis GEOSEARCH 2 km COUNT 10 ASC, round trip",
+                f"{c['queries_per_s_round_trip']:,.0f} queries/s",
+            ),
+            ("    pipelined 16 deep", f"{c['queries_per_s_pipelined_16']:,.0f} queries/s"),
+            ("    client", c["client"]),
+            (
+                "    ratio in-process / Redis pipelined",
+                f"{r['ratio_in_process_to_redis_pipelined']:.1f}x",
+            ),
+            (
+                "    ratio in-process / Redis round trip",
+                f"{r['ratio_in_process_to_redis_round_trip']:.1f}x",
+            ),
+        ]
+    rows += [
+        ("(d) ping ingest, POST /drivers/{id}/locations", f"{d['pings_per_s']:,.0f} pings/s"),
+        ("    batches of", f"{d['batch']} pings, {d['batches_per_s']:.0f} batches/s"),
+        (
+            "    statuses; last ping of each driver in the view",
+            f"{json.dumps(d['statuses'])}; {d['last_ping_in_view']}",
+        ),
+    ]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,347 @@
+"""The HTTP API over a real embedded runtime (shard workers, SQLite log, projections).
+
+A driver and a rider use the API as their apps would: the offer reaches the driver's event
+stream, every step of the ride shows on the ride's stream and in ``GET /rides/{id}``.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from dispatch.api import AuthSettings, create_app, mint_operator_token
+from dispatch.api.context import ApiOptions
+from dispatch.bootstrap import build_runtime
+from dispatch.runtime import Runtime
+from dispatch.settings import Settings
+
+PICKUP = {"lat": 37.7749, "lng": -122.4194}
+DROPOFF = {"lat": 37.7599, "lng": -122.4148}
+NEAR_PICKUP = {"lat": 37.7755, "lng": -122.4185}
+SECRET = "e2e-secret-0123456789abcdef0123456789abcdef"
+WAIT_S = 5.0
+
+
+@dataclass
+class Api:
+    client: TestClient
+    runtime: Runtime
+    operator: dict[str, str]
+
+    def register_driver(self, name: str = "Dee") -> tuple[str, dict[str, str]]:
+        r = self.client.post("/drivers", json={"name": name, "home": PICKUP})
+        assert r.status_code == 201, r.text
+        body = r.json()
+        return body["driver_id"], bearer(body["token"]["access_token"])
+
+    def register_rider(self, name: str = "Ray") -> tuple[str, dict[str, str]]:
+        r = self.client.post("/riders", json={"name": name})
+        assert r.status_code == 201, r.text
+        body = r.json()
+        return body["rider_id"], bearer(body["token"]["access_token"])
+
+    def online_near_pickup(self, driver_id: str, auth: dict[str, str]) -> None:
+        assert self.client.post(f"/drivers/{driver_id}/online", headers=auth).status_code == 200
+        r = self.client.post(f"/drivers/{driver_id}/location", headers=auth, json=NEAR_PICKUP)
+        assert r.status_code == 202, r.text
+
+    def head(self, shard: int = 0) -> int:
+        return int(self.runtime.runner.source.head(shard))  # type: ignore[attr-defined]
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@dataclass
+class EventStream:
+    """Reads a server-sent event stream on a thread; ``next`` waits with a bound."""
+
+    client: TestClient
+    url: str
+    headers: dict[str, str]
+    events: queue.Queue[tuple[str, dict[str, Any]]] = field(default_factory=queue.Queue)
+    status: int | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
+    ended: threading.Event = field(default_factory=threading.Event)
+    _opened: threading.Event = field(default_factory=threading.Event)
+
+    def open(self) -> EventStream:
+        threading.Thread(target=self._read, daemon=True).start()
+        assert self._opened.wait(WAIT_S), f"{self.url} did not answer"
+        return self
+
+    def _read(self) -> None:
+        try:
+            with self.client.stream("GET", self.url, headers=self.headers) as r:
+                self.status = r.status_code
+                self._opened.set()
+                kind, data = "message", ""
+                for line in r.iter_lines():
+                    if self.stop.is_set():
+                        return
+                    if line.startswith("event: "):
+                        kind = line[len("event: ") :]
+                    elif line.startswith("data: "):
+                        data = line[len("data: ") :]
+                    elif line == "" and data:
+                        self.events.put((kind, json.loads(data)))
+                        kind, data = "message", ""
+        finally:
+            self._opened.set()
+            self.ended.set()
+
+    def next(self, kind: str | None = None) -> tuple[str, dict[str, Any]]:
+        """The next event (of ``kind``, skipping others), waiting at most WAIT_S."""
+        deadline = time.monotonic() + WAIT_S
+        while True:
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, f"no {kind or 'event'} on {self.url}"
+            got = self.events.get(timeout=remaining)
+            if kind is None or got[0] == kind:
+                return got
+
+    def close(self) -> None:
+        self.stop.set()
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[Api]:
+    settings = Settings(data_dir=tmp_path, shards=2, offer_timeout_s=60.0)
+    runtime = build_runtime(settings, clock=time.time)
+    auth = AuthSettings(secret=SECRET, environment="production")
+    options = ApiOptions(heartbeat_s=0.2, read_wait_s=1.0)
+    with TestClient(create_app(runtime, auth, options)) as client:
+        yield Api(client, runtime, bearer(mint_operator_token(auth)))
+
+
+def test_a_ride_from_request_to_drop_off_over_http(api: Api) -> None:
+    c = api.client
+    driver_id, driver = api.register_driver()
+    rider_id, rider = api.register_rider()
+    api.online_near_pickup(driver_id, driver)
+    offers = EventStream(c, f"/drivers/{driver_id}/offers?max_s=30", driver).open()
+    try:
+        kind, snapshot = offers.next("snapshot")
+        assert snapshot["data"]["status"] == "available"
+
+        r = c.post("/rides", headers=rider, json={"pickup": PICKUP, "dropoff": DROPOFF})
+        assert r.status_code == 201, r.text
+        ride_id = r.json()["ride_id"]
+
+        _, offer = offers.next("Driver.OfferReceived")
+        assert offer["data"]["ride_id"] == ride_id
+        assert offer["data"]["ride"]["pickup"] == PICKUP
+        assert offer["position"].startswith("0:")
+
+        ride_events = EventStream(c, f"/rides/{ride_id}/events", rider).open()
+        assert [ride_events.next()[0] for _ in range(2)] == ["Ride.Requested", "Ride.Offered"]
+
+        steps = [
+            ("accept", "Ride.Accepted", "accepted"),
+            ("arrived", "Ride.DriverArrived", "driver_arrived"),
+            ("start", "Ride.TripStarted", "in_progress"),
+            ("complete", "Ride.Completed", "completed"),
+        ]
+        for action, event, status in steps:
+            r = c.post(f"/rides/{ride_id}/{action}", headers=driver)
+            assert r.status_code == 200, r.text
+            token = r.json()["position"]
+            seen = c.get(f"/rides/{ride_id}", headers=rider, params={"after": token})
+            assert seen.status_code == 200
+            assert seen.json()["status"] == status
+            assert seen.json()["timeline"][-1]["event"] == event
+            kind, data = ride_events.next()
+            assert (kind, data["aggregate_id"]) == (event, ride_id)
+            if action == "accept":
+                assert offers.next("Driver.Assigned")[1]["data"]["ride_id"] == ride_id
+
+        assert ride_events.next("end")[1] == {"reason": "Ride.Completed"}
+        assert ride_events.ended.wait(WAIT_S), "the ride's stream ends with the ride"
+        assert offers.next("Driver.Released")[1]["data"]["reason"] == "completed"
+        timeline = c.get(f"/rides/{ride_id}", headers=api.operator).json()["timeline"]
+        assert [e["event"] for e in timeline] == [
+            "Ride.Requested",
+            "Ride.Offered",
+            "Ride.Accepted",
+            "Ride.DriverArrived",
+            "Ride.TripStarted",
+            "Ride.Completed",
+        ]
+        assert c.get(f"/rides/{ride_id}", headers=rider).json()["rider_id"] == rider_id
+    finally:
+        offers.close()
+
+
+def test_a_write_is_visible_to_a_query_that_passes_its_consistency_token(api: Api) -> None:
+    c = api.client
+    driver_id, driver = api.register_driver()
+    api.runtime.runner.stop()  # the views stop following the log...
+    r = c.post(f"/drivers/{driver_id}/online", headers=driver)
+    assert r.status_code == 200
+    token = r.json()["position"]
+    assert c.get(f"/drivers/{driver_id}", headers=driver).json()["status"] == "offline"
+    late = c.get(f"/drivers/{driver_id}", headers=driver, params={"after": token})
+    assert late.status_code == 504  # ...so a read after the token cannot be served in time
+    assert late.json()["error"] == "view_behind"
+
+    api.runtime.runner.catch_up()
+    r = c.get(f"/drivers/{driver_id}", headers={**driver, "X-Consistency-Token": token})
+    assert r.status_code == 200
+    assert r.json()["status"] == "available"
+
+
+def test_a_consistency_token_past_the_log_head_is_refused_at_once(api: Api) -> None:
+    _, rider = api.register_rider()
+    far = f"0:{api.head() + 1_000}"
+    r = api.client.get("/drivers/nearby", headers=rider, params={**PICKUP, "after": far})
+    assert r.status_code == 422
+    assert "past the log head" in r.json()["reason"]
+
+
+def test_a_retry_with_the_same_idempotency_key_returns_the_first_response(api: Api) -> None:
+    c = api.client
+    _, rider = api.register_rider()
+    keyed = {**rider, "Idempotency-Key": "ride-1"}
+    body = {"pickup": PICKUP, "dropoff": DROPOFF}
+    first = c.post("/rides", headers=keyed, json=body)
+    assert first.status_code == 201
+    head = api.head()
+
+    retry = c.post("/rides", headers=keyed, json=body)
+
+    assert (retry.status_code, retry.json()) == (201, first.json())
+    assert retry.headers["Idempotent-Replayed"] == "true"
+    assert api.head() == head, "a retry records nothing"
+    ride = c.get(f"/rides/{first.json()['ride_id']}", headers=rider).json()
+    assert [e["event"] for e in ride["timeline"]] == ["Ride.Requested"]
+
+
+def test_a_retried_rejection_returns_the_same_rejection(api: Api) -> None:
+    c = api.client
+    _, rider = api.register_rider()
+    ride_id = c.post("/rides", headers=rider, json={"pickup": PICKUP, "dropoff": DROPOFF}).json()[
+        "ride_id"
+    ]
+    keyed = {**rider, "Idempotency-Key": "cancel-twice"}
+    assert c.post(f"/rides/{ride_id}/cancel", headers=rider).status_code == 200
+    first = c.post(f"/rides/{ride_id}/cancel", headers=keyed)
+    assert first.status_code == 409
+    assert first.json()["error"] == "illegal_transition"
+    head = api.head()
+    retry = c.post(f"/rides/{ride_id}/cancel", headers=keyed)
+    assert (retry.status_code, retry.json()) == (409, first.json())
+    assert api.head() == head
+
+
+def test_an_idempotency_key_reused_for_another_request_is_refused(api: Api) -> None:
+    c = api.client
+    _, rider = api.register_rider()
+    keyed = {**rider, "Idempotency-Key": "k-1"}
+    assert c.post("/rides", headers=keyed, json={"pickup": PICKUP, "dropoff": DROPOFF}).is_success
+    other = c.post("/rides", headers=keyed, json={"pickup": DROPOFF, "dropoff": PICKUP})
+    assert other.status_code == 422
+    assert other.json()["error"] == "idempotency_key_reused"
+
+
+def test_registration_retried_with_its_key_returns_the_same_driver(api: Api) -> None:
+    body = {"name": "Dee", "home": PICKUP}
+    headers = {"Idempotency-Key": "signup-7"}
+    first = api.client.post("/drivers", json=body, headers=headers)
+    retry = api.client.post("/drivers", json=body, headers=headers)
+    assert first.status_code == retry.status_code == 201
+    assert retry.json() == first.json()
+
+
+def test_a_batch_over_500_pings_is_rejected_whole(api: Api) -> None:
+    c = api.client
+    driver_id, driver = api.register_driver()
+    c.post(f"/drivers/{driver_id}/online", headers=driver)
+    too_many = {"pings": [NEAR_PICKUP] * 501}
+
+    r = c.post(f"/drivers/{driver_id}/locations", headers=driver, json=too_many)
+
+    assert r.status_code == 422
+    assert "at most 500" in r.json()["reason"]
+    assert c.get(f"/drivers/{driver_id}", headers=driver).json()["location"] is None
+
+
+def test_a_batch_with_one_bad_ping_is_rejected_whole(api: Api) -> None:
+    c = api.client
+    driver_id, driver = api.register_driver()
+    c.post(f"/drivers/{driver_id}/online", headers=driver)
+    pings = [NEAR_PICKUP] * 10 + [{"lat": 91.0, "lng": 0.0}]
+
+    r = c.post(f"/drivers/{driver_id}/locations", headers=driver, json={"pings": pings})
+
+    assert r.status_code == 422
+    assert r.json()["details"][0]["loc"] == ["body", "pings", "10", "lat"]
+    assert c.get(f"/drivers/{driver_id}", headers=driver).json()["location"] is None
+
+
+def test_a_batch_of_500_pings_moves_the_driver_to_the_latest(api: Api) -> None:
+    c = api.client
+    driver_id, driver = api.register_driver()
+    c.post(f"/drivers/{driver_id}/online", headers=driver)
+    now = time.time()
+    pings = [
+        {"lat": 37.77 + i * 1e-5, "lng": -122.42, "at": _iso(now - 500 + i)} for i in range(500)
+    ]
+
+    r = c.post(f"/drivers/{driver_id}/locations", headers=driver, json={"pings": pings})
+
+    assert (r.status_code, r.json()) == (202, {"accepted": 500})
+    location = c.get(f"/drivers/{driver_id}", headers=driver).json()["location"]
+    assert location["lat"] == pytest.approx(37.77 + 499e-5)
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ('{"name": "Dee", "home": {"lat": 37.7', "JSON"),
+        ({"name": "Dee", "home": {"lat": 95, "lng": 0}}, "less than or equal to 90"),
+        ({"name": "Dee", "home": {"lat": 37.7, "lng": -122.4}, "age": 3}, "Extra inputs"),
+        ({"home": {"lat": 37.7, "lng": -122.4}}, "Field required"),
+    ],
+)
+def test_bad_input_gets_a_422_with_the_reason(api: Api, body: Any, needle: str) -> None:
+    if isinstance(body, str):
+        r = api.client.post("/drivers", content=body, headers={"Content-Type": "application/json"})
+    else:
+        r = api.client.post("/drivers", json=body)
+    assert r.status_code == 422
+    assert r.json()["error"] == "invalid_request"
+    assert needle in r.json()["reason"]
+
+
+def test_unknown_ids_are_404(api: Api) -> None:
+    unknown = "00000000-0000-4000-8000-000000000000"
+    assert api.client.get(f"/rides/{unknown}", headers=api.operator).status_code == 404
+    assert api.client.get(f"/drivers/{unknown}", headers=api.operator).status_code == 404
+
+
+def test_operations_report_readiness_and_metrics(api: Api) -> None:
+    api.register_driver()
+    ready = api.client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["shards"][0]["lag"] == 0
+    text = api.client.get("/metrics").text
+    assert 'dispatch_api_command_outcomes_total{code="ok",command="register_driver"} 1.0' in text
+    assert 'route="/drivers"' in text
+    assert 'dispatch_projection_position{shard="0"}' in text
+    assert "dispatch_matcher_offers_total" in text
+
+
+def _iso(ts: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ts, UTC).isoformat()

@@ -1,0 +1,256 @@
+"""Sharded workers on the real broker: placement, failover, fencing and poison records.
+
+Worker processes are started by the tests (``python -m dispatch worker``) and stopped by
+their own pids; every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import pytest
+from kafka import TopicPartition
+
+from dispatch.domain.ids import new_id
+from dispatch.kafka.config import new_consumer, new_producer
+from dispatch.kafka.logsource import KafkaLogSource
+from dispatch.kafka.topics import Topics, create_topics, delete_topics
+from dispatch.kafka.worker import KafkaWorker
+from dispatch.messages import Inbound
+from dispatch.replay.operations import verify
+from dispatch.settings import Settings
+from dispatch.simulator.kafka import run_on_kafka
+from dispatch.simulator.runner import SimConfig
+from dispatch.transport.kafka import KafkaTransport
+from schemas import commands as c
+
+pytestmark = pytest.mark.kafka
+SHARDS = 4
+
+
+@pytest.fixture
+def deployment(kafka_bootstrap: str) -> Iterator[Settings]:
+    prefix = f"test-w-{uuid.uuid4().hex[:8]}"
+    create_topics(kafka_bootstrap, prefix, SHARDS)
+    yield Settings(kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix, shards=SHARDS)
+    delete_topics(kafka_bootstrap, prefix)
+
+
+def start_worker(settings: Settings, name: str, log_dir: Path) -> subprocess.Popen[bytes]:
+    assert settings.kafka_bootstrap is not None
+    env = dict(os.environ, DISPATCH_TOPIC_PREFIX=settings.topic_prefix,
+               DISPATCH_KAFKA_BOOTSTRAP=settings.kafka_bootstrap, DISPATCH_SHARDS=str(SHARDS))
+    out = (log_dir / f"{name}.log").open("wb")
+    return subprocess.Popen([sys.executable, "-m", "dispatch", "worker", "--member", name],
+                            env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def envelope(command: c.Command) -> c.CommandEnvelope:
+    return c.CommandEnvelope(command_id=str(uuid.uuid4()), issued_at=datetime.now(UTC),
+                             command=command)
+
+
+def committed_outcomes(settings: Settings) -> Counter[str]:
+    """How many outcomes each command id has on the outcomes topic (read_committed)."""
+    assert settings.kafka_bootstrap is not None
+    topic = Topics(settings.topic_prefix).outcomes
+    consumer = new_consumer(settings.kafka_bootstrap, group_id=None)
+    parts = [TopicPartition(topic, p) for p in range(SHARDS)]
+    consumer.assign(parts)
+    consumer.seek_to_beginning(*parts)
+    end = consumer.end_offsets(parts)
+    counts: Counter[str] = Counter()
+    deadline = time.monotonic() + 30
+    while any(consumer.position(tp) < end[tp] for tp in parts) and time.monotonic() < deadline:
+        for records in consumer.poll(timeout_ms=200).values():
+            for r in records:
+                counts[orjson.loads(r.value)["command_id"]] += 1
+    consumer.close()
+    return counts
+
+
+def test_two_workers_split_the_partitions_and_load_flows_through_a_rebalance(
+    deployment: Settings, tmp_path: Path,
+) -> None:
+    assert deployment.kafka_bootstrap is not None
+    a = start_worker(deployment, "a", tmp_path)
+    b = start_worker(deployment, "b", tmp_path)
+    bus = KafkaTransport(deployment.kafka_bootstrap, deployment.topic_prefix)
+    sent: list[str] = []
+    stop_load = threading.Event()
+    errors: list[str] = []
+
+    def load() -> None:
+        i = 0
+        while not stop_load.is_set():
+            env = envelope(c.RegisterDriver(driver_id=new_id(i % SHARDS), name=f"d{i}"))
+            bus.send_command(env)
+            sent.append(env.command_id)
+            i += 1
+            time.sleep(0.02)
+
+    try:
+        thread = threading.Thread(target=load)
+        thread.start()
+        time.sleep(6)
+        c_ = start_worker(deployment, "c", tmp_path)  # a third joins
+        time.sleep(6)
+        stop(b)  # one leaves
+        time.sleep(6)
+        stop_load.set()
+        thread.join()
+        missing = [cid for cid in sent if bus.wait_outcome(cid, 60) is None]
+        assert not missing, f"{len(missing)} of {len(sent)} commands got no outcome"
+        assert all(bus.outcome(cid).accepted for cid in sent)  # type: ignore[union-attr]
+        logs = {p.name: p.read_text() for p in tmp_path.glob("*.log")}
+        assert "restored" in logs["a.log"] and "restored" in logs["b.log"]
+        assert "restored" in logs["c.log"]
+        assert not errors
+    finally:
+        stop_load.set()
+        bus.close()
+        for proc in (a, b):
+            stop(proc)
+        if "c_" in locals():
+            stop(c_)
+    counts = committed_outcomes(deployment)
+    assert {cid: n for cid, n in counts.items() if n != 1} == {}
+    assert set(sent) <= set(counts)
+    events, violations = verify(KafkaLogSource(deployment.kafka_bootstrap,
+                                               deployment.topic_prefix))
+    assert events >= 2 * len(sent) and violations == []
+
+
+def test_kill_9_of_a_worker_under_load_loses_nothing_and_duplicates_nothing(
+    deployment: Settings, tmp_path: Path,
+) -> None:
+    assert deployment.kafka_bootstrap is not None
+    settings = deployment.model_copy(update={"offer_timeout_s": 20.0})
+    pids: list[int] = []
+    killed: list[int] = []
+
+    def chaos(now: float) -> None:
+        if not killed and now - started[0] >= 90:  # 90 simulated seconds in: kill one
+            os.kill(pids[0], signal.SIGKILL)
+            killed.append(pids[0])
+
+    started = [0.0]
+
+    def on_start(worker_pids: list[int]) -> None:
+        pids.extend(worker_pids)
+        started[0] = time.time()
+
+    def on_tick(now: float) -> None:
+        if not started[0]:
+            return
+        if started[0] < 1e9:
+            started[0] = now
+        chaos(now)
+
+    started[0] = 0.0
+    report = run_on_kafka(SimConfig(drivers=120, minutes=4, seed=5), settings, 2,
+                          tmp_path / "logs", on_start=on_start,
+                          on_tick=lambda now: (started.__setitem__(0, started[0] or now),
+                                               chaos(now)))
+    assert killed, "the chaos hook never fired"
+    assert report.violations == []
+    assert report.requests > 20 and report.served > 0
+    counts = committed_outcomes(deployment)
+    assert {cid: n for cid, n in counts.items() if n != 1} == {}
+    events, violations = verify(KafkaLogSource(deployment.kafka_bootstrap,
+                                               deployment.topic_prefix))
+    assert violations == [] and events == report.events
+
+
+def test_a_stale_worker_cannot_write_after_its_partitions_moved(
+    deployment: Settings, tmp_path: Path,
+) -> None:
+    assert deployment.kafka_bootstrap is not None
+    stale = KafkaWorker(deployment, member="stale")
+    deadline = time.monotonic() + 30
+    while len(stale.shards) < SHARDS and time.monotonic() < deadline:
+        stale.run_once()
+    assert len(stale.shards) == SHARDS
+    shard = 1
+    host = stale.shards[shard]
+    # The stale worker stops polling; a new worker takes every shard over.
+    fresh = start_worker(deployment, "fresh", tmp_path)
+    bus = KafkaTransport(deployment.kafka_bootstrap, deployment.topic_prefix)
+    try:
+        probe = envelope(c.RegisterDriver(driver_id=new_id(shard), name="probe"))
+        bus.send_command(probe)
+        outcome = bus.wait_outcome(probe.command_id, 60)
+        assert outcome is not None and outcome.accepted  # the new owner serves the shard
+        zombie = envelope(c.RegisterDriver(driver_id=new_id(shard), name="zombie"))
+        stale._process(shard, host, Inbound(commands=[zombie]), {})
+        assert stale.stats.fenced == 1 and shard not in stale.shards
+    finally:
+        bus.close()
+        stop(fresh)
+        stale.consumer.close()
+    counts = committed_outcomes(deployment)
+    assert counts[probe.command_id] == 1
+    assert zombie.command_id not in counts
+    source = KafkaLogSource(deployment.kafka_bootstrap, deployment.topic_prefix)
+    names = [e.data.get("name") for e in source.read(shard)]
+    assert "probe" in names and "zombie" not in names
+
+
+def test_a_poison_record_lands_in_dead_letters_and_processing_continues(
+    deployment: Settings, tmp_path: Path,
+) -> None:
+    assert deployment.kafka_bootstrap is not None
+    topics = Topics(deployment.topic_prefix)
+    worker = start_worker(deployment, "w", tmp_path)
+    bus = KafkaTransport(deployment.kafka_bootstrap, deployment.topic_prefix)
+    producer = new_producer(deployment.kafka_bootstrap)
+    try:
+        producer.send(topics.commands, value=b"{not json", partition=2)
+        producer.send(topics.commands, value=b'{"command_id": "x"}', partition=2)
+        producer.send(topics.locations, value=b'{"pings": [["nope", 91, 0, 1]]}', partition=2)
+        producer.flush()
+        good = envelope(c.RegisterRider(rider_id=new_id(2), name="after the poison"))
+        bus.send_command(good)
+        outcome = bus.wait_outcome(good.command_id, 60)
+        assert outcome is not None and outcome.accepted
+    finally:
+        producer.close()
+        bus.close()
+        stop(worker)
+    consumer = new_consumer(deployment.kafka_bootstrap, group_id=None)
+    tp = TopicPartition(topics.dead_letters, 0)
+    consumer.assign([tp])
+    consumer.seek_to_beginning(tp)
+    letters = []
+    deadline = time.monotonic() + 20
+    while len(letters) < 3 and time.monotonic() < deadline:
+        for records in consumer.poll(timeout_ms=200).values():
+            letters.extend(orjson.loads(r.value) for r in records)
+    consumer.close()
+    assert len(letters) == 3
+    reasons = " | ".join(letter["reason"] for letter in letters)
+    assert "invalid command" in reasons and "invalid ping" in reasons
+    assert {letter["position"].split("@")[0] for letter in letters} >= {
+        f"{topics.commands}[2]", f"{topics.locations}[2]#0".split("#")[0]}
+    assert all("@" in letter["position"] for letter in letters)

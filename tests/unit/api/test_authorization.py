@@ -1,0 +1,116 @@
+"""Every endpoint that needs a token: none -> 401 (with a Bearer challenge), someone
+else's -> 403, the right one -> 2xx, or a 409 when the domain refuses the transition."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from conftest import PICKUP, World
+
+ACROSS_THE_BAY = {"lat": 37.8044, "lng": -122.2712}  # about 13 km from PICKUP
+
+
+@dataclass(frozen=True)
+class Row:
+    method: str
+    path: str  # with {driver_a}, {ride}, ... placeholders
+    right: str
+    wrong: tuple[str, ...]
+    body: Any = None
+
+    def url(self, world: World) -> str:
+        return self.path.format(**world.ids)
+
+
+PING = {"lat": PICKUP["lat"], "lng": PICKUP["lng"]}
+MATRIX = [
+    Row("POST", "/drivers/{driver_a}/online", "driver_a", ("driver_b", "rider_r", "operator")),
+    Row("POST", "/drivers/{driver_a}/offline", "driver_a", ("driver_b", "rider_r"), {}),
+    Row("POST", "/drivers/{driver_a}/location", "driver_a", ("driver_b", "rider_r"), PING),
+    Row("POST", "/drivers/{driver_a}/locations", "driver_a", ("driver_b",), {"pings": [PING]}),
+    Row(
+        "POST", "/rides", "rider_r", ("driver_a", "operator"), {"pickup": PICKUP, "dropoff": PICKUP}
+    ),
+    Row("GET", "/rides/{ride}", "rider_r", ("rider_s", "driver_b")),
+    Row("GET", "/rides/{ride}", "driver_a", ("rider_s",)),
+    Row("GET", "/rides/{ride}", "operator", ("driver_b",)),
+    Row("GET", "/drivers/nearby?lat=37.77&lng=-122.42", "rider_r", ("driver_a",)),
+    Row("GET", "/drivers/nearby?lat=37.77&lng=-122.42", "operator", ("driver_b",)),
+    Row("GET", "/drivers/{driver_a}", "driver_a", ("driver_b", "rider_s")),
+    Row("GET", "/drivers/{driver_a}", "operator", ("rider_r",)),
+    Row("GET", "/heatmap?resolution=6", "operator", ("rider_r", "driver_a")),
+    Row("GET", "/rides/{ride}/events?max_s=0.2", "rider_r", ("rider_s", "driver_b")),
+    Row("GET", "/drivers/{driver_a}/offers?max_s=0.2", "driver_a", ("driver_b", "rider_r")),
+    # The ride is offered to driver_a: it is theirs to answer, nobody else's. In this order
+    # the right callers take it through the trip, and what no longer fits is a 409.
+    Row("POST", "/rides/{ride}/accept", "driver_a", ("driver_b", "rider_r")),
+    Row("POST", "/rides/{ride}/arrived", "driver_a", ("driver_b", "rider_r")),
+    Row("POST", "/rides/{ride}/start", "driver_a", ("driver_b",)),
+    Row("POST", "/rides/{ride}/decline", "driver_a", ("driver_b",)),
+    Row("POST", "/rides/{ride}/driver-cancel", "driver_a", ("driver_b",), {"reason": "flat tyre"}),
+    Row("POST", "/rides/{ride}/cancel", "rider_r", ("rider_s", "driver_a")),
+    Row("POST", "/rides/{ride}/complete", "driver_a", ("driver_b",)),
+]
+
+
+def _call(world: World, row: Row, headers: dict[str, str]) -> Any:
+    return world.client.request(row.method, row.url(world), headers=headers, json=row.body)
+
+
+def _label(row: Row) -> str:
+    return f"{row.method} {row.path} as {row.right}"
+
+
+@pytest.mark.parametrize("row", MATRIX, ids=_label)
+def test_without_a_token_the_answer_is_401_with_a_bearer_challenge(world: World, row: Row) -> None:
+    r = _call(world, row, {})
+    assert r.status_code == 401, r.text
+    assert r.headers["WWW-Authenticate"].startswith("Bearer")
+    assert r.json()["error"] == "unauthorized"
+
+
+@pytest.mark.parametrize("row", MATRIX, ids=_label)
+def test_someone_elses_token_gets_403_with_a_reason(world: World, row: Row) -> None:
+    for wrong in row.wrong:
+        r = _call(world, row, world.tokens[wrong])
+        assert r.status_code == 403, (wrong, r.text)
+        assert r.json()["error"] == "forbidden"
+        assert r.json()["reason"]
+
+
+@pytest.mark.parametrize("row", MATRIX, ids=_label)
+def test_the_right_token_is_let_through(world: World, row: Row) -> None:
+    r = _call(world, row, world.tokens[row.right])
+    assert r.status_code < 300 or r.status_code == 409, r.text
+    if r.status_code == 409:
+        assert r.json()["error"] == "illegal_transition"  # the domain said no, not the API
+
+
+def test_a_rider_sees_the_driver_serving_their_ride_only_while_it_is_active(world: World) -> None:
+    c, ids, tokens = world.client, world.ids, world.tokens
+    driver_b, rider = ids["driver_b"], tokens["rider_s"]
+    look = f"/drivers/{driver_b}"
+    assert c.get(look, headers=rider).status_code == 403
+    assert c.post(f"/drivers/{driver_b}/online", headers=tokens["driver_b"]).is_success
+    c.post(f"/drivers/{driver_b}/location", headers=tokens["driver_b"], json=ACROSS_THE_BAY)
+    body = {"pickup": ACROSS_THE_BAY, "dropoff": PICKUP}
+    ride = c.post("/rides", headers=rider, json=body)
+    assert ride.status_code == 201, ride.text
+    ride_id = ride.json()["ride_id"]
+    deadline = time.monotonic() + 5
+    while c.get(f"/rides/{ride_id}", headers=rider).json()["offered_to"] != driver_b:
+        assert time.monotonic() < deadline, "the ride was never offered to driver_b"
+        time.sleep(0.02)
+    assert c.get(look, headers=rider).status_code == 403, "an offer is not a driver serving"
+    accepted = c.post(f"/rides/{ride_id}/accept", headers=tokens["driver_b"])
+    assert accepted.status_code == 200, accepted.text
+    seen = c.get(look, headers=rider, params={"after": accepted.json()["position"]})
+    assert seen.status_code == 200
+    assert seen.json()["ride_id"] == ride_id
+    cancelled = c.post(f"/rides/{ride_id}/cancel", headers=rider)
+    assert cancelled.status_code == 200
+    after = {"after": cancelled.json()["position"]}
+    assert c.get(look, headers=rider, params=after).status_code == 403
