@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from schemas.common import Latitude, LatLng, Longitude, Name, Reason
 
@@ -58,11 +58,11 @@ class GoOffline(_Request):
 
 
 class LocationPing(_Request):
-    """A driver's position. ``at`` defaults to the time the server received it."""
+    """A driver's position. ``at`` (with a time zone) defaults to when the server got it."""
 
     lat: Latitude
     lng: Longitude
-    at: datetime | None = None
+    at: AwareDatetime | None = None
 
     model_config = ConfigDict(
         json_schema_extra={

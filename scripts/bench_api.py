@@ -26,7 +26,6 @@ import multiprocessing as mp
 import random
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile

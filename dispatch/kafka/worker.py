@@ -51,6 +51,7 @@ class KafkaWorker:
         clock_mode: str = "wall",
         tick_s: float = 0.2,
         member: str | None = None,
+        **consumer_overrides: Any,
     ) -> None:
         assert settings.kafka_bootstrap is not None, "a Kafka worker needs bootstrap servers"
         self.settings, self.clock_mode, self.tick_s = settings, clock_mode, tick_s
@@ -58,16 +59,16 @@ class KafkaWorker:
         self.shards: dict[int, ShardHost] = {}
         self.stats = WorkerStats()
         self._stop = threading.Event()
-        self.consumer = new_consumer(
-            settings.kafka_bootstrap,
-            group_id=f"{settings.topic_prefix}.workers",
-            client_id=member or "dispatch-worker",
-            partition_assignment_strategy=[RangePartitionAssignor],
-            max_poll_records=5_000,
-            session_timeout_ms=10_000,
-            heartbeat_interval_ms=1_000,
-            max_poll_interval_ms=120_000,
-        )
+        options: dict[str, Any] = {
+            "group_id": f"{settings.topic_prefix}.workers",
+            "client_id": member or "dispatch-worker",
+            "partition_assignment_strategy": [RangePartitionAssignor],
+            "max_poll_records": 5_000,
+            "session_timeout_ms": 10_000,
+            "heartbeat_interval_ms": 1_000,
+            "max_poll_interval_ms": 120_000,
+        }
+        self.consumer = new_consumer(settings.kafka_bootstrap, **(options | consumer_overrides))
         self.consumer.subscribe(
             [self.topics.commands, self.topics.locations], listener=_Rebalance(self)
         )

@@ -105,7 +105,7 @@ def fuzz(
     names = {p.name for p in operation.path_parameters}
     fixed = {k: v for k, v in ids.items() if k in names} if mode.is_positive else None
 
-    @given(case=operation.as_strategy(mode, path_parameters=fixed or None))
+    @given(case=operation.as_strategy(mode, path_parameters=fixed or None, headers=headers))
     @settings(
         max_examples=MAX_EXAMPLES,
         deadline=None,
@@ -114,7 +114,7 @@ def fuzz(
         suppress_health_check=list(HealthCheck),
     )
     def check(case: Any) -> None:
-        case.call_and_validate(headers=headers, checks=CHECKS)
+        case.call_and_validate(checks=CHECKS)
 
     try:
         check()

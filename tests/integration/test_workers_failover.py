@@ -49,11 +49,19 @@ def deployment(kafka_bootstrap: str) -> Iterator[Settings]:
 
 def start_worker(settings: Settings, name: str, log_dir: Path) -> subprocess.Popen[bytes]:
     assert settings.kafka_bootstrap is not None
-    env = dict(os.environ, DISPATCH_TOPIC_PREFIX=settings.topic_prefix,
-               DISPATCH_KAFKA_BOOTSTRAP=settings.kafka_bootstrap, DISPATCH_SHARDS=str(SHARDS))
+    env = dict(
+        os.environ,
+        DISPATCH_TOPIC_PREFIX=settings.topic_prefix,
+        DISPATCH_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
+        DISPATCH_SHARDS=str(SHARDS),
+    )
     out = (log_dir / f"{name}.log").open("wb")
-    return subprocess.Popen([sys.executable, "-m", "dispatch", "worker", "--member", name],
-                            env=env, stdout=out, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "dispatch", "worker", "--member", name],
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
@@ -67,8 +75,9 @@ def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
 
 
 def envelope(command: c.Command) -> c.CommandEnvelope:
-    return c.CommandEnvelope(command_id=str(uuid.uuid4()), issued_at=datetime.now(UTC),
-                             command=command)
+    return c.CommandEnvelope(
+        command_id=str(uuid.uuid4()), issued_at=datetime.now(UTC), command=command
+    )
 
 
 def committed_outcomes(settings: Settings) -> Counter[str]:
@@ -91,7 +100,8 @@ def committed_outcomes(settings: Settings) -> Counter[str]:
 
 
 def test_two_workers_split_the_partitions_and_load_flows_through_a_rebalance(
-    deployment: Settings, tmp_path: Path,
+    deployment: Settings,
+    tmp_path: Path,
 ) -> None:
     assert deployment.kafka_bootstrap is not None
     a = start_worker(deployment, "a", tmp_path)
@@ -137,13 +147,13 @@ def test_two_workers_split_the_partitions_and_load_flows_through_a_rebalance(
     counts = committed_outcomes(deployment)
     assert {cid: n for cid, n in counts.items() if n != 1} == {}
     assert set(sent) <= set(counts)
-    events, violations = verify(KafkaLogSource(deployment.kafka_bootstrap,
-                                               deployment.topic_prefix))
+    events, violations = verify(KafkaLogSource(deployment.kafka_bootstrap, deployment.topic_prefix))
     assert events >= 2 * len(sent) and violations == []
 
 
 def test_kill_9_of_a_worker_under_load_loses_nothing_and_duplicates_nothing(
-    deployment: Settings, tmp_path: Path,
+    deployment: Settings,
+    tmp_path: Path,
 ) -> None:
     assert deployment.kafka_bootstrap is not None
     settings = deployment.model_copy(update={"offer_timeout_s": 20.0})
@@ -169,25 +179,30 @@ def test_kill_9_of_a_worker_under_load_loses_nothing_and_duplicates_nothing(
         chaos(now)
 
     started[0] = 0.0
-    report = run_on_kafka(SimConfig(drivers=120, minutes=4, seed=5), settings, 2,
-                          tmp_path / "logs", on_start=on_start,
-                          on_tick=lambda now: (started.__setitem__(0, started[0] or now),
-                                               chaos(now)))
+    report = run_on_kafka(
+        SimConfig(drivers=120, minutes=4, seed=5),
+        settings,
+        2,
+        tmp_path / "logs",
+        on_start=on_start,
+        on_tick=lambda now: (started.__setitem__(0, started[0] or now), chaos(now)),
+    )
     assert killed, "the chaos hook never fired"
     assert report.violations == []
     assert report.requests > 20 and report.served > 0
     counts = committed_outcomes(deployment)
     assert {cid: n for cid, n in counts.items() if n != 1} == {}
-    events, violations = verify(KafkaLogSource(deployment.kafka_bootstrap,
-                                               deployment.topic_prefix))
+    events, violations = verify(KafkaLogSource(deployment.kafka_bootstrap, deployment.topic_prefix))
     assert violations == [] and events == report.events
 
 
 def test_a_stale_worker_cannot_write_after_its_partitions_moved(
-    deployment: Settings, tmp_path: Path,
+    deployment: Settings,
+    tmp_path: Path,
 ) -> None:
     assert deployment.kafka_bootstrap is not None
-    stale = KafkaWorker(deployment, member="stale")
+    # A member that stops polling is dropped from the group after max_poll_interval_ms.
+    stale = KafkaWorker(deployment, member="stale", max_poll_interval_ms=6_000)
     deadline = time.monotonic() + 30
     while len(stale.shards) < SHARDS and time.monotonic() < deadline:
         stale.run_once()
@@ -218,7 +233,8 @@ def test_a_stale_worker_cannot_write_after_its_partitions_moved(
 
 
 def test_a_poison_record_lands_in_dead_letters_and_processing_continues(
-    deployment: Settings, tmp_path: Path,
+    deployment: Settings,
+    tmp_path: Path,
 ) -> None:
     assert deployment.kafka_bootstrap is not None
     topics = Topics(deployment.topic_prefix)
@@ -252,5 +268,7 @@ def test_a_poison_record_lands_in_dead_letters_and_processing_continues(
     reasons = " | ".join(letter["reason"] for letter in letters)
     assert "invalid command" in reasons and "invalid ping" in reasons
     assert {letter["position"].split("@")[0] for letter in letters} >= {
-        f"{topics.commands}[2]", f"{topics.locations}[2]#0".split("#")[0]}
+        f"{topics.commands}[2]",
+        f"{topics.locations}[2]#0".split("#")[0],
+    }
     assert all("@" in letter["position"] for letter in letters)

@@ -1,70 +1,13 @@
-"""A small world over a real embedded runtime, built once per module: two drivers (one
-holding an offer), two riders (one with a ride offered to the first driver), an operator."""
+"""The ``world`` fixture: see ``api_world``."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
-from fastapi.testclient import TestClient
-
-from dispatch.api import AuthSettings, create_app, mint_operator_token
-from dispatch.api.context import ApiOptions
-from dispatch.bootstrap import build_runtime
-from dispatch.settings import Settings
-
-SECRET = "unit-secret-0123456789abcdef0123456789abcdef"
-PICKUP = {"lat": 37.7749, "lng": -122.4194}
-DROPOFF = {"lat": 37.7599, "lng": -122.4148}
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-@dataclass
-class World:
-    client: TestClient
-    auth: AuthSettings
-    ids: dict[str, str]  # driver_a, driver_b, rider_r, rider_s, ride
-    tokens: dict[str, dict[str, str]]  # driver_a, driver_b, rider_r, rider_s, operator
-
-
-def _register(client: TestClient, path: str, body: dict[str, object]) -> tuple[str, str]:
-    r = client.post(path, json=body)
-    assert r.status_code == 201, r.text
-    data = r.json()
-    return data.get("driver_id") or data["rider_id"], data["token"]["access_token"]
+from api_world import World, build_world
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    settings = Settings(data_dir=tmp_path_factory.mktemp("api"), shards=2, offer_timeout_s=300)
-    runtime = build_runtime(settings, clock=time.time)
-    auth = AuthSettings(secret=SECRET, environment="production")
-    app = create_app(runtime, auth, ApiOptions(heartbeat_s=0.1, read_wait_s=0.5))
-    with TestClient(app) as client:
-        ids, tokens = {}, {}
-        for name in ("driver_a", "driver_b"):
-            ids[name], token = _register(client, "/drivers", {"name": name, "home": PICKUP})
-            tokens[name] = bearer(token)
-        for name in ("rider_r", "rider_s"):
-            ids[name], token = _register(client, "/riders", {"name": name})
-            tokens[name] = bearer(token)
-        tokens["operator"] = bearer(mint_operator_token(auth))
-        a = ids["driver_a"]
-        assert client.post(f"/drivers/{a}/online", headers=tokens["driver_a"]).is_success
-        ping = client.post(f"/drivers/{a}/location", headers=tokens["driver_a"], json=PICKUP)
-        assert ping.status_code == 202
-        r = client.post(
-            "/rides", headers=tokens["rider_r"], json={"pickup": PICKUP, "dropoff": DROPOFF}
-        )
-        assert r.status_code == 201, r.text
-        ids["ride"] = r.json()["ride_id"]
-        deadline = time.monotonic() + 5
-        while runtime.views.rides[ids["ride"]].offered_to != a:
-            assert time.monotonic() < deadline, "the ride was never offered to driver_a"
-            time.sleep(0.02)
-        yield World(client, auth, ids, tokens)
+    yield from build_world(tmp_path_factory.mktemp("api"))

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from conftest import PICKUP, World
+from api_world import PICKUP, World
 
 ACROSS_THE_BAY = {"lat": 37.8044, "lng": -122.2712}  # about 13 km from PICKUP
 
