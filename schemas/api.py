@@ -10,9 +10,9 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
-from schemas.common import Latitude, LatLng, Longitude, Name, Reason
+from schemas.common import LatLng, Name, Reason
 
 MAX_PINGS_PER_BATCH = 500
 
@@ -27,15 +27,44 @@ ConsistencyToken = Annotated[
 ]
 
 
+def _text_only(value: object) -> object:
+    """JSON has no time type: a time is an ISO 8601 string, never a bare number."""
+    if not isinstance(value, str | datetime):
+        raise ValueError("expected an ISO 8601 date-time string with a time zone")
+    return value
+
+
+# Request fields take JSON's types as they are (``true`` is not the number 1, and ``1`` is
+# not the boolean true); ``schemas.common`` keeps pydantic's lax coercion for internal use.
+StrictLatitude = Annotated[
+    float, Field(ge=-90.0, le=90.0, allow_inf_nan=False, strict=True, examples=[37.7749])
+]
+StrictLongitude = Annotated[
+    float, Field(ge=-180.0, le=180.0, allow_inf_nan=False, strict=True, examples=[-122.4194])
+]
+StrictBool = Annotated[bool, Field(strict=True)]
+IsoTime = Annotated[AwareDatetime, BeforeValidator(_text_only)]
+
+
 class _Request(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Point(_Request):
+    """A WGS84 coordinate in decimal degrees."""
+
+    lat: StrictLatitude
+    lng: StrictLongitude
+
+    def as_latlng(self) -> LatLng:
+        return LatLng(lat=self.lat, lng=self.lng)
 
 
 class RegisterDriver(_Request):
     """A new driver, served by the market of their home location."""
 
     name: Name
-    home: LatLng
+    home: Point
 
     model_config = ConfigDict(
         json_schema_extra={"examples": [{"name": "Dee", "home": {"lat": 37.77, "lng": -122.42}}]}
@@ -46,7 +75,7 @@ class RegisterRider(_Request):
     """A new rider, served by the market of ``home`` (default: the first configured one)."""
 
     name: Name
-    home: LatLng | None = None
+    home: Point | None = None
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"name": "Ray"}]})
 
@@ -54,15 +83,15 @@ class RegisterRider(_Request):
 class GoOffline(_Request):
     """``after_trip``: stay on the current ride and go offline when it ends."""
 
-    after_trip: bool = False
+    after_trip: StrictBool = False
 
 
 class LocationPing(_Request):
     """A driver's position. ``at`` (with a time zone) defaults to when the server got it."""
 
-    lat: Latitude
-    lng: Longitude
-    at: AwareDatetime | None = None
+    lat: StrictLatitude
+    lng: StrictLongitude
+    at: IsoTime | None = None
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -78,8 +107,8 @@ class LocationBatch(_Request):
 
 
 class RequestRide(_Request):
-    pickup: LatLng
-    dropoff: LatLng
+    pickup: Point
+    dropoff: Point
 
     model_config = ConfigDict(
         json_schema_extra={

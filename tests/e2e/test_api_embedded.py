@@ -119,7 +119,7 @@ def api(tmp_path: Path) -> Iterator[Api]:
     settings = Settings(data_dir=tmp_path, shards=2, offer_timeout_s=60.0)
     runtime = build_runtime(settings, clock=time.time)
     auth = AuthSettings(secret=SECRET, environment="production")
-    options = ApiOptions(heartbeat_s=0.2, read_wait_s=1.0)
+    options = ApiOptions(heartbeat_s=0.2, read_wait_s=1.0, command_timeout_s=5.0)
     with TestClient(create_app(runtime, auth, options)) as client:
         yield Api(client, runtime, bearer(mint_operator_token(auth)))
 

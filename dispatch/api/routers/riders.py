@@ -44,7 +44,7 @@ def register_rider(
     """Register a rider in the market of `home` (default: the first configured market);
     returns the rider's id and a bearer token bound to it. Rides are requested in that
     market. With an `Idempotency-Key`, a retry returns the same rider."""
-    home = body.home or _default_home(ctx)
+    home = body.home.as_latlng() if body.home is not None else _default_home(ctx)
     shard = ctx.runtime.markets.shard_for(home.lat, home.lng)
     command_id, keyed = command_id_for("register-rider", key)
     rider_id = derived_id(shard, REGISTRATION_NAMESPACE, command_id) if keyed else new_id(shard)
@@ -83,7 +83,10 @@ def request_ride(
     command_id, keyed = command_id_for(caller.sub, key)
     ride_id = derived_id(shard, RIDE_NAMESPACE, command_id) if keyed else new_id(shard)
     command = c.RequestRide(
-        ride_id=ride_id, rider_id=rider_id, pickup=body.pickup, dropoff=body.dropoff
+        ride_id=ride_id,
+        rider_id=rider_id,
+        pickup=body.pickup.as_latlng(),
+        dropoff=body.dropoff.as_latlng(),
     )
     extra = {"ride_id": str(ride_id)}
     print_ = fingerprint(request.method, request.url.path, body.model_dump_json())
