@@ -54,11 +54,9 @@ def create_app(runtime: Runtime, auth: AuthSettings, options: ApiOptions | None 
             runtime.runner.listeners.append(hub.publish)
         if opts.manage_runtime:
             await anyio.to_thread.run_sync(runtime.start)
-        ctx.serving = True
         try:
             yield
         finally:
-            ctx.serving = False
             if hub.publish in runtime.runner.listeners:
                 runtime.runner.listeners.remove(hub.publish)
             if opts.manage_runtime:

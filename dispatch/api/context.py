@@ -5,7 +5,7 @@ Built once per app by ``create_app`` and kept on ``app.state``; ``deps`` hands i
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from dispatch.api.auth import AuthSettings
 from dispatch.api.events import EventHub
@@ -36,4 +36,3 @@ class ApiContext:
     hub: EventHub
     metrics: ApiMetrics
     cache: ResponseCache
-    serving: bool = field(default=False)

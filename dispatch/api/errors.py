@@ -141,6 +141,12 @@ AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
     403: _doc("Valid token, but not allowed to act on or see this resource."),
     422: _doc("Invalid input, with pydantic's reasons."),
 }
+REGISTRATION_RESPONSES: dict[int | str, dict[str, Any]] = {
+    409: _doc("The id is taken (already_exists)."),
+    422: _doc("Invalid input, with pydantic's reasons."),
+    500: _doc("The engine failed to handle the command (internal_error)."),
+    503: _doc("The shard could not save the command; retry with the same Idempotency-Key."),
+}
 COMMAND_RESPONSES: dict[int | str, dict[str, Any]] = {
     **AUTH_RESPONSES,
     404: _doc("The ride, driver or rider does not exist."),

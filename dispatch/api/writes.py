@@ -2,7 +2,9 @@
 
 accepted -> 200 (201 when it created something) with the consistency token; rejected ->
 the status of its code (``errors.OUTCOME_STATUS``); no outcome in time -> 202 with the
-command id. A retry with the same ``Idempotency-Key`` gets the first status and body.
+command id. A retry with the same ``Idempotency-Key`` gets the first status and body: from
+this process's memory when it answered the first request, else from the engine, which
+answers a repeated command id with its first outcome and records nothing.
 """
 
 from __future__ import annotations
@@ -61,6 +63,10 @@ def send(ctx: ApiContext, write: Write) -> JSONResponse:
             "this Idempotency-Key was used for a different request",
             command_id=write.command_id,
         )
+    if remembered is not None:  # same key, same request: the first answer stands
+        return JSONResponse(
+            remembered.body, status_code=remembered.status, headers={REPLAYED_HEADER: "true"}
+        )
     envelope = CommandEnvelope(
         command_id=write.command_id,
         issued_at=datetime.fromtimestamp(ctx.runtime.clock(), UTC),
@@ -73,10 +79,6 @@ def send(ctx: ApiContext, write: Write) -> JSONResponse:
         body = {"command_id": write.command_id, "status": "pending", **write.pending_extra}
         return JSONResponse(body, status_code=202)
     ctx.metrics.outcomes.labels(kind, outcome.code if not outcome.accepted else "ok").inc()
-    if remembered is not None:  # same key, same request: the engine changed nothing
-        return JSONResponse(
-            remembered.body, status_code=remembered.status, headers={REPLAYED_HEADER: "true"}
-        )
     if outcome.accepted:
         status = 201 if write.created else 200
         body = {"command_id": write.command_id, "position": token_of(outcome, ctx), **write.extra}

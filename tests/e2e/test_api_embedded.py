@@ -226,6 +226,25 @@ def test_a_retry_with_the_same_idempotency_key_returns_the_first_response(api: A
     assert [e["event"] for e in ride["timeline"]] == ["Ride.Requested"]
 
 
+def test_a_retry_reaching_another_api_process_gets_the_first_outcome(api: Api) -> None:
+    """Another process has not seen the first response: the engine's outcome answers."""
+    auth = AuthSettings(secret=SECRET, environment="production")
+    other = TestClient(create_app(api.runtime, auth, ApiOptions(manage_runtime=False)))
+    _, rider = api.register_rider()
+    keyed = {**rider, "Idempotency-Key": "ride-2"}
+    body = {"pickup": PICKUP, "dropoff": DROPOFF}
+    first = api.client.post("/rides", headers=keyed, json=body)
+    assert first.status_code == 201
+    head = api.head()
+
+    retry = other.post("/rides", headers=keyed, json=body)
+
+    assert retry.status_code == 201
+    assert retry.json()["ride_id"] == first.json()["ride_id"]
+    assert retry.json()["command_id"] == first.json()["command_id"]
+    assert api.head() == head, "the engine recorded nothing for the retry"
+
+
 def test_a_retried_rejection_returns_the_same_rejection(api: Api) -> None:
     c = api.client
     _, rider = api.register_rider()

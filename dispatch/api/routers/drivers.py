@@ -13,7 +13,12 @@ from dispatch.api import access
 from dispatch.api.auth import Principal, issue
 from dispatch.api.context import ApiContext
 from dispatch.api.deps import Ctx, DriverCaller, IdempotencyKey
-from dispatch.api.errors import AUTH_RESPONSES, COMMAND_RESPONSES, ApiError
+from dispatch.api.errors import (
+    AUTH_RESPONSES,
+    COMMAND_RESPONSES,
+    REGISTRATION_RESPONSES,
+    ApiError,
+)
 from dispatch.api.idempotency import fingerprint
 from dispatch.api.writes import Write, command_id_for, send
 from dispatch.domain.ids import derived_id, new_id
@@ -28,7 +33,7 @@ REGISTRATION_NAMESPACE = UUID("0d0b4a55-1a4e-4f0c-8e55-7a0f3c1d2e9b")
 MAX_FUTURE_S = 60.0
 
 _CREATED: dict[int | str, dict[str, object]] = {
-    **COMMAND_RESPONSES,
+    **REGISTRATION_RESPONSES,
     202: {"model": api.DriverRegistrationPending, "description": "No outcome in time."},
 }
 _ACTION: dict[int | str, dict[str, object]] = {

@@ -11,7 +11,7 @@ from schemas.views import Liveness, Readiness, ShardReadiness
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/livez", response_model=Liveness)
+@router.get("/livez", response_model=Liveness, summary="Liveness")
 def livez() -> Liveness:
     """The process answers."""
     return Liveness()
@@ -20,6 +20,7 @@ def livez() -> Liveness:
 @router.get(
     "/readyz",
     response_model=Readiness,
+    summary="Readiness",
     responses={503: {"model": Readiness, "description": "Not ready (see `reason`)."}},
 )
 def readyz(ctx: Ctx, response: Response) -> Readiness:
@@ -46,6 +47,7 @@ def readyz(ctx: Ctx, response: Response) -> Readiness:
 @router.get(
     "/metrics",
     response_class=Response,
+    summary="Prometheus metrics",
     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
 )
 def metrics(ctx: Ctx) -> Response:

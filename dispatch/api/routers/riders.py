@@ -12,7 +12,7 @@ from dispatch.api import access
 from dispatch.api.auth import issue
 from dispatch.api.context import ApiContext
 from dispatch.api.deps import Ctx, IdempotencyKey, RiderCaller
-from dispatch.api.errors import COMMAND_RESPONSES, ApiError
+from dispatch.api.errors import COMMAND_RESPONSES, REGISTRATION_RESPONSES, ApiError
 from dispatch.api.idempotency import fingerprint
 from dispatch.api.writes import Write, command_id_for, send
 from dispatch.domain.ids import derived_id, new_id, shard_of
@@ -36,7 +36,7 @@ def _default_home(ctx: ApiContext) -> LatLng:
     "",
     status_code=201,
     response_model=api.RiderRegistered,
-    responses={**COMMAND_RESPONSES, 202: {"model": api.RiderRegistrationPending}},
+    responses={**REGISTRATION_RESPONSES, 202: {"model": api.RiderRegistrationPending}},
 )
 def register_rider(
     body: api.RegisterRider, request: Request, ctx: Ctx, key: IdempotencyKey = None

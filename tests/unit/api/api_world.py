@@ -43,7 +43,9 @@ def build_world(data_dir: Path) -> Iterator[World]:
     settings = Settings(data_dir=data_dir, shards=2, offer_timeout_s=300)
     runtime = build_runtime(settings, clock=time.time)
     auth = AuthSettings(secret=SECRET, environment="production")
-    app = create_app(runtime, auth, ApiOptions(heartbeat_s=0.1, read_wait_s=0.5, command_timeout_s=5.0))
+    app = create_app(
+        runtime, auth, ApiOptions(heartbeat_s=0.1, read_wait_s=0.5, command_timeout_s=5.0)
+    )
     with TestClient(app) as client:
         ids, tokens = {}, {}
         for name in ("driver_a", "driver_b"):
