@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import math
 import multiprocessing as mp
@@ -38,6 +39,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pydantic import SecretStr
 
 from dispatch.api import AuthSettings, create_app
 from dispatch.api.auth import encode, mint_token
@@ -228,7 +231,7 @@ def http_nearby(base: str, token: str, queries: list[Any], rate: float, seconds:
 
 
 def ingest(runtime: Runtime, base: str, ids: list[uuid.UUID], batch: int, batches: int) -> Any:
-    auth = AuthSettings(secret=SECRET)
+    auth = AuthSettings(secret=SecretStr(SECRET))
     rng = random.Random(5)
     now = time.time()
     work, last = [], {}
@@ -299,21 +302,36 @@ class Resp:
         self.sock.close()
 
 
+class RedisPy:
+    """The same calls through redis-py, when it is installed."""
+
+    def __init__(self, port: int) -> None:
+        import redis  # type: ignore[import-not-found, unused-ignore]
+
+        self.client = redis.Redis(host="127.0.0.1", port=port)
+
+    def pipeline(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        pipe = self.client.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        result: list[Any] = pipe.execute()
+        return result
+
+    def close(self) -> None:
+        self.client.close()
+
+
 def redis_geo(points: list[tuple[float, float]], queries: list[Any]) -> dict[str, Any]:
     binary = shutil.which("redis-server")
     if binary is None:
         return {"skipped": "redis-server is not installed (apt-get install -y redis-server)"}
-    try:
-        import redis  # noqa: F401
-
-        client_name = "redis-py"
-    except ImportError:
-        client_name = "built-in RESP client (redis-py not installed)"
+    use_redis_py = importlib.util.find_spec("redis") is not None
+    client_name = "redis-py" if use_redis_py else "built-in RESP client (redis-py not installed)"
     port = free_port()
     args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     server = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        client = _connect(port)
+        client = _connect(port, use_redis_py)
         for i in range(0, len(points), 1_000):
             chunk = points[i : i + 1_000]
             flat: list[Any] = ["GEOADD", "drivers"]
@@ -347,14 +365,14 @@ def redis_geo(points: list[tuple[float, float]], queries: list[Any]) -> dict[str
         server.wait(timeout=10)
 
 
-def _connect(port: int) -> Resp:
+def _connect(port: int, use_redis_py: bool) -> Resp | RedisPy:
     deadline = time.monotonic() + 10
     while True:
         try:
-            client = Resp(port)
+            client: Resp | RedisPy = RedisPy(port) if use_redis_py else Resp(port)
             client.pipeline([("PING",)])
             return client
-        except OSError:
+        except Exception:  # not listening yet (OSError, or redis-py's ConnectionError)
             assert time.monotonic() < deadline, "redis-server did not start"
             time.sleep(0.05)
 
@@ -384,7 +402,7 @@ def main() -> None:
             ids, seconds = seed(runtime, points)
             report["seed_s"] = seconds
             report["a_in_process"] = in_process(runtime, queries)
-            auth = AuthSettings(secret=SECRET)
+            auth = AuthSettings(secret=SecretStr(SECRET))
             app = create_app(runtime, auth, ApiOptions(manage_runtime=False))
             port = free_port()
             base = f"http://127.0.0.1:{port}"

@@ -88,3 +88,14 @@ def kafka_topics(kafka_bootstrap: str) -> Iterator[KafkaTestTopics]:
     create_topics(kafka_bootstrap, prefix, TEST_PARTITIONS)
     yield KafkaTestTopics(kafka_bootstrap, prefix, TEST_PARTITIONS)
     delete_topics(kafka_bootstrap, prefix)
+
+
+@pytest.fixture(scope="session")
+def shared_kafka_topics(kafka_bootstrap: str) -> Iterator[KafkaTestTopics]:
+    """Topics shared by a whole test session (for suites that run many short tests)."""
+    from dispatch.kafka.topics import create_topics, delete_topics
+
+    prefix = f"test-session-{uuid.uuid4().hex[:8]}"
+    create_topics(kafka_bootstrap, prefix, 4)
+    yield KafkaTestTopics(kafka_bootstrap, prefix, 4)
+    delete_topics(kafka_bootstrap, prefix)

@@ -89,6 +89,8 @@ def parse_token(ctx: ApiContext, text: str) -> ReadAfter:
     shards = ctx.runtime.settings.shards
     if shard >= shards:
         raise ApiError(422, "invalid_request", f"token {text}: no shard {shard} (of {shards})")
+    if ctx.runtime.views.position(shard) >= position:
+        return ReadAfter(shard, position)  # already visible: no need to read the log head
     head = log_head(ctx.runtime, shard)
     if head is not None and position > head:
         raise ApiError(422, "invalid_request", f"token {text} is past the log head {shard}:{head}")

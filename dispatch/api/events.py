@@ -28,8 +28,8 @@ class Subscription:
     overflowed: bool = False
 
     def _put(self, event: LogEvent) -> None:  # on the subscriber's loop
-        if self.queue.full():
-            self.overflowed = True
+        if self.overflowed or self.queue.full():
+            self.overflowed = True  # from here on the stream would have a gap: it ends
             return
         self.queue.put_nowait(event)
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
 from dispatch.api import AuthSettings, create_app, mint_operator_token
 from dispatch.api.context import ApiOptions
@@ -118,7 +119,7 @@ class EventStream:
 def api(tmp_path: Path) -> Iterator[Api]:
     settings = Settings(data_dir=tmp_path, shards=2, offer_timeout_s=60.0)
     runtime = build_runtime(settings, clock=time.time)
-    auth = AuthSettings(secret=SECRET, environment="production")
+    auth = AuthSettings(secret=SecretStr(SECRET), environment="production")
     options = ApiOptions(heartbeat_s=0.2, read_wait_s=1.0, command_timeout_s=5.0)
     with TestClient(create_app(runtime, auth, options)) as client:
         yield Api(client, runtime, bearer(mint_operator_token(auth)))
@@ -228,7 +229,7 @@ def test_a_retry_with_the_same_idempotency_key_returns_the_first_response(api: A
 
 def test_a_retry_reaching_another_api_process_gets_the_first_outcome(api: Api) -> None:
     """Another process has not seen the first response: the engine's outcome answers."""
-    auth = AuthSettings(secret=SECRET, environment="production")
+    auth = AuthSettings(secret=SecretStr(SECRET), environment="production")
     other = TestClient(create_app(api.runtime, auth, ApiOptions(manage_runtime=False)))
     _, rider = api.register_rider()
     keyed = {**rider, "Idempotency-Key": "ride-2"}

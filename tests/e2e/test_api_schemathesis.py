@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
+from pydantic import SecretStr
 from schemathesis.checks import not_a_server_error
 from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import (
@@ -52,7 +53,7 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     """The app over a real embedded runtime, and a token per role."""
     data_dir: Path = tmp_path_factory.mktemp("fuzz")
     runtime = build_runtime(Settings(data_dir=data_dir, shards=2), clock=time.time)
-    auth = AuthSettings(secret=SECRET, environment="production")
+    auth = AuthSettings(secret=SecretStr(SECRET), environment="production")
     options = ApiOptions(command_timeout_s=1.0, read_wait_s=0.2, heartbeat_s=0.1)
     app = create_app(runtime, auth, options)
     with TestClient(app) as client:

@@ -8,8 +8,11 @@ every one of them took effect (a given that silently failed would make the test 
 from __future__ import annotations
 
 import itertools
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -108,6 +111,8 @@ class Scenario:
     app: ShardApplication
     now: datetime = T0
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    # Command ids are unique per scenario: a shared log (Kafka) keeps earlier tests' ids.
+    _run: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
 
     @staticmethod
     def new_id(shard: int = SHARD) -> UUID:
@@ -129,7 +134,9 @@ class Scenario:
         if isinstance(command, c.CommandEnvelope):
             return command
         return c.CommandEnvelope(
-            command_id=command_id or f"cmd-{next(self._ids)}", issued_at=self.now, command=command
+            command_id=command_id or f"cmd-{self._run}-{next(self._ids)}",
+            issued_at=self.now,
+            command=command,
         )
 
     def offer(
@@ -144,6 +151,11 @@ class Scenario:
 
     def position(self) -> int:
         return self.app.recorder.max_notification_id() or 0
+
+    def recorded_since(self, position: int) -> int:
+        """How many events were recorded after ``position`` (positions are not contiguous
+        on Kafka, where transaction markers take offsets)."""
+        return len(self.app.recorder.select_notifications(position + 1, 10_000))
 
     def get(self, aggregate_id: UUID) -> Any:
         agg = working(self.app, aggregate_id)
@@ -222,10 +234,24 @@ def request_ride(ride_id: UUID, rider_id: UUID) -> c.RequestRide:
     return c.RequestRide(ride_id=ride_id, rider_id=rider_id, pickup=SF, dropoff=SF_AIRPORT)
 
 
-@pytest.fixture
-def shard_app() -> ShardApplication:
-    """An in-memory (POPO) shard application on shard 1."""
-    return ShardApplication(SHARD, policy=Policy(max_wait_s=MAX_WAIT_S))
+ADAPTERS = ["memory", "sqlite", pytest.param("kafka", marks=pytest.mark.kafka)]
+
+
+@pytest.fixture(params=ADAPTERS)
+def shard_app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ShardApplication]:
+    """The shard application on shard 1, once per persistence adapter: one contract suite
+    run against eventsourcing's in-memory and SQLite modules and the Kafka module."""
+    env: dict[str, str] = {}
+    if request.param == "sqlite":
+        env = {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": str(tmp_path / "shard.sqlite"),
+        }
+    elif request.param == "kafka":
+        env = request.getfixturevalue("shared_kafka_topics").env(SHARD)
+    app = ShardApplication(SHARD, env=env, policy=Policy(max_wait_s=MAX_WAIT_S))
+    yield app
+    app.close()
 
 
 @pytest.fixture

@@ -89,14 +89,14 @@ async def follow(
             if remaining <= 0:
                 yield end_frame("max duration")
                 return
+            if sub.overflowed and sub.queue.empty():
+                yield end_frame("too far behind; reconnect with Last-Event-ID")
+                return
             try:
                 event = await asyncio.wait_for(
                     sub.queue.get(), min(ctx.options.heartbeat_s, remaining)
                 )
             except TimeoutError:
-                if sub.overflowed:
-                    yield end_frame("too far behind; reconnect with Last-Event-ID")
-                    return
                 yield ": heartbeat\n\n"
                 continue
             if event.position <= last:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
 from dispatch.api import AuthSettings, create_app, mint_operator_token
 from dispatch.api.context import ApiOptions
@@ -42,7 +43,7 @@ def _register(client: TestClient, path: str, body: dict[str, object]) -> tuple[s
 def build_world(data_dir: Path) -> Iterator[World]:
     settings = Settings(data_dir=data_dir, shards=2, offer_timeout_s=300)
     runtime = build_runtime(settings, clock=time.time)
-    auth = AuthSettings(secret=SECRET, environment="production")
+    auth = AuthSettings(secret=SecretStr(SECRET), environment="production")
     app = create_app(
         runtime, auth, ApiOptions(heartbeat_s=0.1, read_wait_s=0.5, command_timeout_s=5.0)
     )
