@@ -66,11 +66,17 @@ class StoredNotification(Protocol):
     def id(self) -> int: ...
 
 
+_WRAPPED = b'"_type_"'
+
+
 def decode_state(state: bytes) -> dict[str, Any]:
     """The library's JSON with its type wrappers (datetimes, UUIDs) flattened to strings."""
     raw: dict[str, Any] = orjson.loads(state)
+    if state.count(_WRAPPED) == 1:  # the common case: only the timestamp is wrapped
+        raw["timestamp"] = raw["timestamp"]["_data_"]
+        return raw
     for key, value in raw.items():
-        if isinstance(value, dict) and "_type_" in value:
+        if value.__class__ is dict and "_type_" in value:
             raw[key] = value["_data_"]
     return raw
 
@@ -88,19 +94,25 @@ def canonical_id(value: Any) -> str:
 
 
 def decode(notification: StoredNotification, shard: int) -> LogEvent:
-    data = decode_state(notification.state)
-    at = parse_time(data.pop("timestamp"))
+    return decode_fields(
+        shard,
+        notification.id,
+        notification.originator_id,
+        notification.originator_version,
+        notification.topic,
+        notification.state,
+    )
+
+
+def decode_fields(
+    shard: int, position: int, originator_id: Any, version: int, topic: str, state: bytes
+) -> LogEvent:
+    """``decode`` for callers that hold the fields already (the fast replay path)."""
+    data = decode_state(state)
+    at = datetime.fromisoformat(data.pop("timestamp")).timestamp()
     data.pop("originator_topic", None)
     data.pop("class_version", None)
-    return LogEvent(
-        shard=shard,
-        position=notification.id,
-        aggregate_id=canonical_id(notification.originator_id),
-        version=notification.originator_version,
-        topic=notification.topic,
-        at=at,
-        data=data,
-    )
+    return LogEvent(shard, position, canonical_id(originator_id), version, topic, at, data)
 
 
 class LogSource(Protocol):

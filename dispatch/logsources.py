@@ -14,20 +14,13 @@ from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 
-from dispatch.log import LogEvent, decode
+from dispatch.log import LogEvent, decode_fields
 
 _SHARD_FILE = re.compile(r"shard-(\d+)\.sqlite$")
 _SELECT = (
     "SELECT rowid AS id, originator_id, originator_version, topic, state FROM stored_events "
     "WHERE rowid > ? ORDER BY rowid LIMIT ?"
 )
-
-
-class _Row:
-    __slots__ = ("id", "originator_id", "originator_version", "state", "topic")
-
-    def __init__(self, row: tuple[int, str, int, str, bytes]) -> None:
-        self.id, self.originator_id, self.originator_version, self.topic, self.state = row
 
 
 class SqliteLogSource:
@@ -55,11 +48,10 @@ class SqliteLogSource:
             position = after
             while True:
                 rows = conn.execute(_SELECT, (position, self.page)).fetchall()
-                for row in rows:
-                    record = _Row(row)
-                    if until is not None and record.id > until:
+                for position, originator_id, version, topic, state in rows:
+                    if until is not None and position > until:
                         return
-                    yield decode(record, shard)
+                    yield decode_fields(shard, position, originator_id, version, topic, state)
                 if len(rows) < self.page:
                     return
                 position = rows[-1][0]
