@@ -10,6 +10,8 @@ if [[ ! -x $PY ]]; then
   echo "no virtualenv: run  python3 -m venv .venv && .venv/bin/pip install -e '.[dev]'" >&2
   exit 2
 fi
+# The tests find the broker through DISPATCH_TEST_KAFKA (the script's port by default).
+export DISPATCH_TEST_KAFKA=${DISPATCH_TEST_KAFKA:-127.0.0.1:${KAFKA_LOCAL_PORT:-9092}}
 started=0
 if ! scripts/kafka-local.sh status >/dev/null 2>&1; then
   scripts/kafka-local.sh start
