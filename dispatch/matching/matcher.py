@@ -26,6 +26,9 @@ class MatcherConfig:
     offer_timeout_s: float = 15.0
     limits: SearchLimits = field(default_factory=SearchLimits)
     expire_every_s: float = 10.0
+    # A ride that found no driver is searched again after this long, or at once when a
+    # driver becomes available: an empty search over a wide radius is the costly kind.
+    retry_unmatched_s: float = 2.0
 
 
 @dataclass
@@ -102,10 +105,17 @@ class Matcher:
         if now >= self._next_expire:
             self.index.expire(now)
             self._next_expire = now + self.config.expire_every_s
-        waiting = [r for r in self.pending.values() if r.ride_id not in expired]
+        waiting = [
+            r for r in self.pending.values() if r.ride_id not in expired and r.retry_at <= now
+        ]
         if waiting and self.strategy.due(now):
             limits = self.config.limits
-            for p in self.strategy.assign(waiting, self.index, self.eta, limits, now):
+            pairings = self.strategy.assign(waiting, self.index, self.eta, limits, now)
+            matched = {p.ride_id for p in pairings}
+            for ride in waiting:
+                if ride.ride_id not in matched:
+                    ride.retry_at = now + self.config.retry_unmatched_s
+            for p in pairings:
                 decisions.append(
                     MakeOffer(
                         p.ride_id,
@@ -178,6 +188,8 @@ class Matcher:
 
     def _make_available(self, driver_id: UUID) -> None:
         self.available.add(driver_id)
+        for ride in self.pending.values():  # new supply: unmatched rides may search again
+            ride.retry_at = 0.0
         pos = self.positions.get(driver_id)
         if pos is not None:
             self.index.upsert(driver_id, pos[0], pos[1], pos[2])

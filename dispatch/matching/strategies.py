@@ -30,6 +30,7 @@ class PendingRide:
     requested_at: float
     expires_at: float
     excluded: set[UUID] = field(default_factory=set)
+    retry_at: float = 0.0  # after a search that found nobody: when to search again
 
 
 @dataclass(frozen=True, slots=True)

@@ -141,7 +141,9 @@ class ShardApplication(Application[UUID]):
         """Save the batch in one recording; returns every outcome and the recordings."""
         journal = self._uow.journal
         try:
-            recordings = self.save(*journal) if journal else []
+            # The event store directly: the journal is already in decision order, and
+            # Application.save would check every event against a runtime Protocol.
+            recordings = self.events.put(journal) if journal else []
         except Exception:
             self.discard()
             raise

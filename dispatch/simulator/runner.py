@@ -84,6 +84,7 @@ class Simulation:
         self.sent: list[str] = []
         self.city = City(rng=random.Random(config.seed + 1))
         self.drivers: dict[UUID, SimDriver] = {}
+        self._by_phase: dict[int, list[SimDriver]] = {}
         self.free_riders: list[UUID] = []
         self.rides: dict[UUID, SimRide] = {}
         self.checker = InvariantChecker()
@@ -131,6 +132,7 @@ class Simulation:
             lat, lng = city.demand_point(rng, 0.5)
             driver_id = new_id(self.markets.shard_for(lat, lng), self.id_rng)
             d = SimDriver(driver_id, lat, lng, ping_phase=i % cfg.ping_interval_s)
+            self._by_phase.setdefault(d.ping_phase, []).append(d)
             d.head_to(lat, lng, self.clock.now, 0.0)
             self.drivers[driver_id] = d
             self._send(c.RegisterDriver(driver_id=driver_id, name=f"driver {i}"))
@@ -158,8 +160,9 @@ class Simulation:
             self._due_actions()
             self._pings(tick)
             self._step()
-            busy = sum(1 for d in self.drivers.values() if d.phase in BUSY)
-            self._busy_samples.append(busy / max(1, len(self.drivers)))
+            if tick % 10 == 0:  # utilisation sampled every 10 ticks
+                busy = sum(1 for d in self.drivers.values() if d.phase in BUSY)
+                self._busy_samples.append(busy / max(1, len(self.drivers)))
             if on_tick is not None:
                 on_tick(self.clock.now)
             if progress is not None and tick % 60 == 0:
@@ -191,9 +194,7 @@ class Simulation:
     def _pings(self, tick: int) -> None:
         phase, now = tick % self.cfg.ping_interval_s, self.clock.now
         pings = []
-        for d in self.drivers.values():
-            if d.ping_phase != phase:
-                continue
+        for d in self._by_phase[phase]:
             if d.phase is Phase.IDLE and now >= d.t1:
                 target = self.city.near(self.rng, *d.position(now), 800.0)
                 d.head_to(*target, now, self._travel_s(d.position(now), target) * 2)
