@@ -30,7 +30,8 @@ class PendingRide:
     requested_at: float
     expires_at: float
     excluded: set[UUID] = field(default_factory=set)
-    retry_at: float = 0.0  # after a search that found nobody: when to search again
+    # After a search that found nobody: when to search again (scheduling, not state).
+    retry_at: float = field(default=0.0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
