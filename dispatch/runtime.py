@@ -30,6 +30,15 @@ class Runtime:
     engine: EmbeddedEngine | None = None
     _started: bool = field(default=False, init=False)
 
+    @property
+    def started(self) -> bool:
+        return self._started
+
+    def head(self, shard: int) -> int | None:
+        """The shard's last log position, when the log source can tell cheaply."""
+        head = getattr(self.runner.source, "head", None)
+        return int(head(shard)) if head is not None else None
+
     def start(self) -> None:
         if self._started:
             return

@@ -16,6 +16,7 @@ app.add_typer(replay.app, name="replay")
 app.add_typer(ops.topics_app, name="topics")
 app.command()(ops.serve)
 app.command()(ops.worker)
+app.command(name="operator-token")(ops.operator_token)
 
 
 def main() -> None:

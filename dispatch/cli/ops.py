@@ -114,3 +114,11 @@ def _kafka_settings(kafka: str | None) -> Settings:
             "pass --kafka or set DISPATCH_KAFKA_BOOTSTRAP", param_hint="--kafka"
         )
     return settings
+
+
+def operator_token() -> None:
+    """Print an operator bearer token (for operator-only endpoints such as /heatmap),
+    signed with DISPATCH_AUTH_SECRET."""
+    from dispatch.api.auth import AuthSettings, mint_operator_token
+
+    print(mint_operator_token(AuthSettings()))

@@ -258,12 +258,7 @@ class Ride(Aggregate):
         return driver
 
     def cancel_by_driver(self, driver_id: UUID, reason: str, at: datetime) -> None:
-        if self.driver_id != driver_id:
-            raise Forbidden(f"driver {driver_id} is not assigned to ride {self.id}")
-        if self.status not in (RideStatus.ACCEPTED, RideStatus.DRIVER_ARRIVED):
-            raise IllegalTransition(
-                f"ride {self.id} is {self.status}: a driver can cancel only before the trip starts"
-            )
+        self.check_driver_cancel(driver_id)
         self._trigger(self.CancelledByDriver, at, driver_id=str(driver_id), reason=reason)
 
     def expire(self, at: datetime) -> None:
@@ -272,13 +267,27 @@ class Ride(Aggregate):
             raise IllegalTransition(f"ride {self.id} has not reached its max wait yet")
         self._trigger(self.Expired, at)
 
+    def check_driver(self, driver_id: UUID, status: RideStatus, action: str) -> None:
+        """Would ``driver_id`` be allowed to ``action`` the ride now? (raises if not)"""
+        self._require_driver(driver_id, status, action)
+
+    def check_driver_cancel(self, driver_id: UUID) -> None:
+        if driver_id not in (self.driver_id, self.offered_to):
+            raise Forbidden(f"driver {driver_id} is not assigned to ride {self.id}")
+        if self.status not in (RideStatus.ACCEPTED, RideStatus.DRIVER_ARRIVED):
+            raise IllegalTransition(
+                f"ride {self.id} is {self.status}: a driver can cancel only before the trip starts"
+            )
+
     # -- helpers -----------------------------------------------------------------
     def _require(self, status: RideStatus, action: str) -> None:
         if self.status != status:
             raise IllegalTransition(f"cannot {action} ride {self.id}: it is {self.status}")
 
     def _require_driver(self, driver_id: UUID, status: RideStatus, action: str) -> None:
-        if self.driver_id != driver_id:
+        """Strangers are forbidden; the ride's own driver (or the one it is offered to)
+        asking at the wrong moment is an illegal transition."""
+        if driver_id not in (self.driver_id, self.offered_to):
             raise Forbidden(f"driver {driver_id} is not assigned to ride {self.id}")
         self._require(status, action)
 

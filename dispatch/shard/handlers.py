@@ -99,6 +99,7 @@ def accept_offer(uow: UnitOfWork, cmd: c.AcceptOffer, now: datetime, p: Policy) 
 
 def decline_offer(uow: UnitOfWork, cmd: c.DeclineOffer, now: datetime, p: Policy) -> list[UUID]:
     ride, driver = uow.get(Ride, cmd.ride_id), uow.get(Driver, cmd.driver_id)
+    ride.check_offer_response(driver.id, now)
     driver.check_holds(ride.id, DriverStatus.OFFERED)
     ride.decline(driver.id, now)
     driver.close_offer(ride.id, "declined", now)
@@ -113,6 +114,7 @@ def mark_arrived(uow: UnitOfWork, cmd: c.MarkArrived, now: datetime, p: Policy) 
 
 def start_trip(uow: UnitOfWork, cmd: c.StartTrip, now: datetime, p: Policy) -> list[UUID]:
     ride, driver = uow.get(Ride, cmd.ride_id), uow.get(Driver, cmd.driver_id)
+    ride.check_driver(driver.id, RideStatus.DRIVER_ARRIVED, "start")
     driver.check_holds(ride.id, DriverStatus.EN_ROUTE)
     ride.start_trip(driver.id, now)
     driver.start_trip(ride.id, now)
@@ -122,6 +124,7 @@ def start_trip(uow: UnitOfWork, cmd: c.StartTrip, now: datetime, p: Policy) -> l
 def complete_trip(uow: UnitOfWork, cmd: c.CompleteTrip, now: datetime, p: Policy) -> list[UUID]:
     ride, driver = uow.get(Ride, cmd.ride_id), uow.get(Driver, cmd.driver_id)
     rider = uow.get(Rider, ride.rider_id)
+    ride.check_driver(driver.id, RideStatus.IN_PROGRESS, "complete")
     driver.check_holds(ride.id, DriverStatus.ON_TRIP)
     ride.complete(driver.id, now)
     driver.release(ride.id, "completed", now)
@@ -131,6 +134,7 @@ def complete_trip(uow: UnitOfWork, cmd: c.CompleteTrip, now: datetime, p: Policy
 
 def driver_cancel(uow: UnitOfWork, cmd: c.DriverCancel, now: datetime, p: Policy) -> list[UUID]:
     ride, driver = uow.get(Ride, cmd.ride_id), uow.get(Driver, cmd.driver_id)
+    ride.check_driver_cancel(driver.id)
     driver.check_holds(ride.id, DriverStatus.EN_ROUTE)
     ride.cancel_by_driver(driver.id, cmd.reason, now)
     driver.release(ride.id, "cancelled_by_driver", now)

@@ -22,6 +22,8 @@ class EmbeddedTransport:
 
     def send_command(self, envelope: CommandEnvelope) -> None:
         with self._cond:
+            # A resend waits for its new outcome, not one kept from an earlier attempt.
+            self._outcomes.pop(envelope.command_id, None)
             self._commands.setdefault(shard_of(envelope.target_id), deque()).append(envelope)
             self._cond.notify_all()
 

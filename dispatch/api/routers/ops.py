@@ -27,7 +27,7 @@ def readyz(ctx: Ctx, response: Response) -> Readiness:
     """Ready when the runtime is started and every shard's views are within
     `ready_max_lag` events of the log head (where the head can be read)."""
     runtime = ctx.runtime
-    started = runtime._started  # a public `Runtime.started` is asked for in the API notes
+    started = runtime.started
     shards, behind = [], []
     for shard in range(runtime.settings.shards):
         position = runtime.views.position(shard)

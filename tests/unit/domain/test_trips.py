@@ -44,7 +44,10 @@ def test_another_driver_cannot_mark_arrival(s):
 def test_arrival_before_acceptance_or_twice_is_refused(s):
     driver_id = s.driver()
     offered = s.offered(s.rider(), driver_id)
-    s.when(c.MarkArrived(ride_id=offered, driver_id=driver_id)).assert_rejected("forbidden")
+    # the driver it is offered to, too early: a conflict with the ride's state, not a stranger
+    s.when(c.MarkArrived(ride_id=offered, driver_id=driver_id)).assert_rejected(
+        "illegal_transition"
+    )
 
     other = s.driver()
     arrived = s.arrived(s.rider(), other)
@@ -123,7 +126,9 @@ def test_completed_trip_cannot_complete_again(s):
     driver_id = s.driver()
     ride_id = s.completed(s.rider(), driver_id)
 
-    s.when(c.CompleteTrip(ride_id=ride_id, driver_id=driver_id)).assert_rejected("forbidden")
+    s.when(c.CompleteTrip(ride_id=ride_id, driver_id=driver_id)).assert_rejected(
+        "illegal_transition"
+    )
     assert s.get(driver_id).trips == 1
 
 
