@@ -83,11 +83,27 @@ def build_log_source(settings: Settings) -> LogSource:
 
 def build_runtime(settings: Settings, clock: Clock = time.time) -> Runtime:
     """A serving process. Embedded: all shards' workers in threads, views following the
-    shard SQLite files. (Kafka mode arrives with the worker: see docs/ARCHITECTURE.md.)"""
-    if not settings.embedded:
-        raise NotImplementedError("the API on Kafka needs `dispatch worker` processes")
-    engine = build_embedded_engine(settings, clock)
+    shard SQLite files. Kafka: commands and pings to the topics, outcomes read back, views
+    following the events topic (the shards' workers are `dispatch worker` processes)."""
     views = ViewSet(default_projections(settings.h3_resolution, settings.ping_ttl_s))
+    if not settings.embedded:
+        from dispatch.kafka.logsource import KafkaFollowSource
+        from dispatch.transport.kafka import KafkaTransport
+
+        assert settings.kafka_bootstrap is not None
+        bus = KafkaTransport(settings.kafka_bootstrap, settings.topic_prefix)
+        source = KafkaFollowSource(settings.kafka_bootstrap, settings.topic_prefix)
+        runner = ProjectionRunner(source, views)
+        return Runtime(
+            settings,
+            bus,
+            views,
+            runner,
+            build_markets(settings),
+            clock,
+            closers=[bus.close, source.close],
+        )
+    engine = build_embedded_engine(settings, clock)
     runner = ProjectionRunner(SqliteLogSource(settings.data_dir), views)
     for worker in engine.workers.values():
         worker.listeners.append(lambda _shard, _recordings: runner.nudge())

@@ -13,7 +13,7 @@ from dispatch.engine import EmbeddedEngine
 from dispatch.markets import MarketMap
 from dispatch.messages import Ping
 from dispatch.settings import Settings
-from dispatch.transport.port import Transport
+from dispatch.transport.port import CommandBus
 from projections.runner import ProjectionRunner
 from projections.views import ViewSet
 from schemas.commands import CommandEnvelope, Outcome
@@ -22,12 +22,13 @@ from schemas.commands import CommandEnvelope, Outcome
 @dataclass
 class Runtime:
     settings: Settings
-    transport: Transport
+    transport: CommandBus
     views: ViewSet
     runner: ProjectionRunner
     markets: MarketMap
     clock: Callable[[], float]
     engine: EmbeddedEngine | None = None
+    closers: list[Callable[[], None]] = field(default_factory=list)
     _started: bool = field(default=False, init=False)
 
     @property
@@ -54,6 +55,8 @@ class Runtime:
         self.runner.stop()
         if self.engine is not None:
             self.engine.stop()
+        for close in self.closers:
+            close()
         self._started = False
 
     def send(self, envelope: CommandEnvelope, timeout_s: float) -> Outcome | None:

@@ -8,6 +8,7 @@ read started, so replay commands finish.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
@@ -70,3 +71,55 @@ class KafkaLogSource:
             if d.originator_key == key:
                 out.append(StoredEvent(aggregate_id, d.originator_version, d.topic, d.state))
         return out
+
+
+class KafkaFollowSource:
+    """The events topic followed by a long-lived process (the API's views): one consumer per
+    shard kept open, so each catch-up reads only what is new."""
+
+    def __init__(self, bootstrap: str, prefix: str) -> None:
+        self.bootstrap, self.topics = bootstrap, Topics(prefix)
+        self._consumers: dict[int, Any] = {}
+        probe = new_consumer(bootstrap, group_id=None)
+        try:
+            self._shards = sorted(probe.partitions_for_topic(self.topics.events) or [])
+        finally:
+            probe.close()
+        if not self._shards:
+            raise RuntimeError(
+                f"topic {self.topics.events} is missing: run `dispatch topics create` first"
+            )
+
+    def shards(self) -> list[int]:
+        return list(self._shards)
+
+    def read(self, shard: int, after: int = 0) -> Iterator[LogEvent]:
+        tp = TopicPartition(self.topics.events, shard)
+        consumer = self._consumers.get(shard)
+        if consumer is None:
+            consumer = new_consumer(self.bootstrap, group_id=None)
+            consumer.assign([tp])
+            self._consumers[shard] = consumer
+        if consumer.position(tp) != after:
+            consumer.seek(tp, after)  # the next record after notification id `after`
+        end = consumer.end_offsets([tp])[tp]
+        while consumer.position(tp) < end:
+            batch = consumer.poll(timeout_ms=200).get(tp, [])
+            for record in batch:
+                d = decode_event(record.value)
+                yield decode(
+                    _Notification(
+                        record.offset + 1, d.originator_key, d.originator_version, d.topic, d.state
+                    ),
+                    shard,
+                )
+            if not batch:
+                return
+
+    def stored_events(self, shard: int, aggregate_id: UUID) -> list[StoredEvent]:
+        return KafkaLogSource(self.bootstrap, self.topics.prefix).stored_events(shard, aggregate_id)
+
+    def close(self) -> None:
+        for consumer in self._consumers.values():
+            consumer.close()
+        self._consumers.clear()

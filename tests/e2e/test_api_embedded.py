@@ -7,10 +7,14 @@ stream, every step of the ride shows on the ride's stream and in ``GET /rides/{i
 from __future__ import annotations
 
 import json
+import os
 import queue
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,10 +54,14 @@ class Api:
         body = r.json()
         return body["rider_id"], bearer(body["token"]["access_token"])
 
-    def online_near_pickup(self, driver_id: str, auth: dict[str, str]) -> None:
-        assert self.client.post(f"/drivers/{driver_id}/online", headers=auth).status_code == 200
+    def online_near_pickup(self, driver_id: str, auth: dict[str, str]) -> str:
+        """Online, then a ping near the pickup; returns the consistency token of going
+        online."""
+        online = self.client.post(f"/drivers/{driver_id}/online", headers=auth)
+        assert online.status_code == 200, online.text
         r = self.client.post(f"/drivers/{driver_id}/location", headers=auth, json=NEAR_PICKUP)
         assert r.status_code == 202, r.text
+        return str(online.json()["position"])
 
     def head(self, shard: int = 0) -> int:
         return int(self.runtime.runner.source.head(shard))  # type: ignore[attr-defined]
@@ -115,9 +123,7 @@ class EventStream:
         self.stop.set()
 
 
-@pytest.fixture
-def api(tmp_path: Path) -> Iterator[Api]:
-    settings = Settings(data_dir=tmp_path, shards=2, offer_timeout_s=60.0)
+def serve(settings: Settings) -> Iterator[Api]:
     runtime = build_runtime(settings, clock=time.time)
     auth = AuthSettings(secret=SecretStr(SECRET), environment="production")
     options = ApiOptions(heartbeat_s=0.2, read_wait_s=1.0, command_timeout_s=5.0)
@@ -125,12 +131,64 @@ def api(tmp_path: Path) -> Iterator[Api]:
         yield Api(client, runtime, bearer(mint_operator_token(auth)))
 
 
-def test_a_ride_from_request_to_drop_off_over_http(api: Api) -> None:
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[Api]:
+    yield from serve(Settings(data_dir=tmp_path, shards=2, offer_timeout_s=60.0))
+
+
+@contextmanager
+def kafka_worker(settings: Settings, log: Path) -> Iterator[None]:
+    """A `dispatch worker` process on the test's topics, stopped by its pid afterwards."""
+    assert settings.kafka_bootstrap is not None
+    env = dict(
+        os.environ,
+        DISPATCH_TOPIC_PREFIX=settings.topic_prefix,
+        DISPATCH_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
+        DISPATCH_SHARDS=str(settings.shards),
+        DISPATCH_OFFER_TIMEOUT_S=str(settings.offer_timeout_s),
+    )
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dispatch", "worker"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture(params=["embedded", pytest.param("kafka", marks=pytest.mark.kafka)])
+def any_api(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Api]:
+    """The API embedded, and on the real broker with a worker process."""
+    if request.param == "embedded":
+        yield from serve(Settings(data_dir=tmp_path, shards=2, offer_timeout_s=60.0))
+        return
+    topics = request.getfixturevalue("kafka_topics")
+    settings = Settings(
+        kafka_bootstrap=topics.bootstrap,
+        topic_prefix=topics.prefix,
+        shards=topics.partitions,
+        offer_timeout_s=60.0,
+    )
+    with kafka_worker(settings, tmp_path / "worker.log"):
+        yield from serve(settings)
+
+
+def test_a_ride_from_request_to_drop_off_over_http(any_api: Api) -> None:
+    api = any_api
     c = api.client
     driver_id, driver = api.register_driver()
     rider_id, rider = api.register_rider()
-    api.online_near_pickup(driver_id, driver)
-    offers = EventStream(c, f"/drivers/{driver_id}/offers?max_s=30", driver).open()
+    token = api.online_near_pickup(driver_id, driver)
+    offers = EventStream(c, f"/drivers/{driver_id}/offers?max_s=30&after={token}", driver).open()
     try:
         kind, snapshot = offers.next("snapshot")
         assert snapshot["data"]["status"] == "available"

@@ -20,7 +20,7 @@ from fastapi.responses import StreamingResponse
 
 from dispatch.api import access
 from dispatch.api.context import ApiContext
-from dispatch.api.deps import Caller, Ctx
+from dispatch.api.deps import Caller, Consistent, Ctx
 from dispatch.api.errors import AUTH_RESPONSES, forbidden, not_found
 from dispatch.api.events import Subscription
 from dispatch.domain.ids import shard_of
@@ -121,6 +121,7 @@ async def ride_events(
     ride_id: UUID,
     caller: Caller,
     ctx: Ctx,
+    _read_after: Consistent,
     max_s: MaxSeconds = 900.0,
     last_event_id: LastEventId = None,
 ) -> StreamingResponse:
@@ -177,7 +178,7 @@ def _timeline_frame(ride_id: str, entry: dict[str, Any]) -> tuple[int, str]:
     "/drivers/{driver_id}/offers", response_class=StreamingResponse, responses=_STREAM_RESPONSES
 )
 async def driver_offers(
-    driver_id: UUID, caller: Caller, ctx: Ctx, max_s: MaxSeconds = 900.0
+    driver_id: UUID, caller: Caller, ctx: Ctx, _read_after: Consistent, max_s: MaxSeconds = 900.0
 ) -> StreamingResponse:
     """The driver's app: offers to this driver (`Driver.OfferReceived`, with the ride's
     pickup, drop-off and ETA), `Driver.OfferClosed`, `Driver.Assigned` and the driver's other
