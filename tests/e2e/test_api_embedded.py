@@ -245,6 +245,7 @@ def test_a_write_is_visible_to_a_query_that_passes_its_consistency_token(api: Ap
     c = api.client
     driver_id, driver = api.register_driver()
     api.runtime.runner.stop()  # the views stop following the log...
+    api.runtime.runner.catch_up()  # (once the registration is in, whatever the timing)
     r = c.post(f"/drivers/{driver_id}/online", headers=driver)
     assert r.status_code == 200
     token = r.json()["position"]
