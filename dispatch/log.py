@@ -75,6 +75,11 @@ def decode_state(state: bytes) -> dict[str, Any]:
     if state.count(_WRAPPED) == 1:  # the common case: only the timestamp is wrapped
         raw["timestamp"] = raw["timestamp"]["_data_"]
         return raw
+    return flatten(raw)
+
+
+def flatten(raw: dict[str, Any]) -> dict[str, Any]:
+    """Replace the library's ``{"_type_": ..., "_data_": ...}`` wrappers by their data."""
     for key, value in raw.items():
         if value.__class__ is dict and "_type_" in value:
             raw[key] = value["_data_"]
@@ -108,7 +113,18 @@ def decode_fields(
     shard: int, position: int, originator_id: Any, version: int, topic: str, state: bytes
 ) -> LogEvent:
     """``decode`` for callers that hold the fields already (the fast replay path)."""
-    data = decode_state(state)
+    return from_state(shard, position, originator_id, version, topic, decode_state(state))
+
+
+def from_state(
+    shard: int,
+    position: int,
+    originator_id: Any,
+    version: int,
+    topic: str,
+    data: dict[str, Any],
+) -> LogEvent:
+    """A ``LogEvent`` from state already parsed and flattened."""
     at = datetime.fromisoformat(data.pop("timestamp")).timestamp()
     data.pop("originator_topic", None)
     data.pop("class_version", None)

@@ -24,6 +24,7 @@ import json
 from dataclasses import dataclass
 from uuid import UUID
 
+import orjson
 from eventsourcing.persistence import DataError, StoredEvent, Tracking
 
 _STATE_MEMBER = b',"state":'
@@ -74,7 +75,7 @@ def decode_event(value: bytes) -> DecodedEvent:
     if cut < 0 or not value.endswith(b"}"):
         raise DataError(f"not a stored event record: {value[:80]!r}")
     try:
-        header = json.loads(value[:cut].decode() + "}")  # str: skips encoding detection
+        header = orjson.loads(value[:cut] + b"}")
         state = value[cut + len(_STATE_MEMBER) : -1]
         if header["state_encoding"] == "base64":
             state = base64.b64decode(state[1:-1])
@@ -111,7 +112,7 @@ def _is_json_text(state: bytes) -> bool:
     if not state or state[0] not in _JSON_STARTS:
         return False
     try:
-        json.loads(state.decode("utf-8"))
-    except ValueError:
+        orjson.loads(state)
+    except orjson.JSONDecodeError:
         return False
     return True

@@ -11,13 +11,14 @@ from collections.abc import Iterator
 from typing import Any
 from uuid import UUID
 
+import orjson
 from eventsourcing.persistence import StoredEvent
 from kafka import TopicPartition
 
 from dispatch.eventstore.codec import decode_event
 from dispatch.kafka.config import new_consumer
 from dispatch.kafka.topics import Topics
-from dispatch.log import LogEvent, decode
+from dispatch.log import LogEvent, decode, flatten, from_state
 
 
 class _Notification:
@@ -26,6 +27,24 @@ class _Notification:
     def __init__(self, id: int, originator_id: str, version: int, topic: str, state: bytes) -> None:
         self.id, self.originator_id, self.originator_version = id, originator_id, version
         self.topic, self.state = topic, state
+
+
+def decode_record(value: bytes, position: int, shard: int) -> LogEvent:
+    """One parse of the record value: its ``state`` is already JSON (the common case)."""
+    doc = orjson.loads(value)
+    if doc.get("state_encoding") == "json":
+        return from_state(
+            shard,
+            position,
+            doc["originator_id"],
+            doc["originator_version"],
+            doc["topic"],
+            flatten(doc["state"]),
+        )
+    d = decode_event(value)
+    return decode(
+        _Notification(position, d.originator_key, d.originator_version, d.topic, d.state), shard
+    )
 
 
 class KafkaLogSource:

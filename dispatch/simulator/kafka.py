@@ -19,11 +19,9 @@ from pathlib import Path
 from kafka import TopicPartition
 
 from dispatch.bootstrap import build_markets
-from dispatch.eventstore.codec import decode_event
 from dispatch.kafka.config import new_consumer
-from dispatch.kafka.logsource import _Notification
+from dispatch.kafka.logsource import decode_record
 from dispatch.kafka.topics import Topics, create_topics
-from dispatch.log import decode
 from dispatch.settings import Settings
 from dispatch.simulator.clock import SimClock
 from dispatch.simulator.report import SimReport
@@ -97,11 +95,7 @@ class EventFollower:
             batches = self.consumer.poll(timeout_ms=20)
             for tp, records in batches.items():
                 for record in records:
-                    d = decode_event(record.value)
-                    n = _Notification(
-                        record.offset + 1, d.originator_key, d.originator_version, d.topic, d.state
-                    )
-                    self.on_event(decode(n, tp.partition))
+                    self.on_event(decode_record(record.value, record.offset + 1, tp.partition))
                     self.seen[tp.partition] = record.offset + 1
             behind = any(self.seen.get(s, 0) < pos for s, pos in until.items())
             if (not behind and not batches) or time.monotonic() > deadline:
