@@ -19,6 +19,7 @@ V = TypeVar("V")
 
 class Projection(Protocol[V]):
     name: str
+    topics: frozenset[str]  # the event types it folds; it ignores every other
 
     def initial(self) -> V:
         """A fresh, empty view."""

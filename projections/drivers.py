@@ -44,6 +44,7 @@ class DriversView:
 
 class DriversProjection:
     name = "drivers"
+    topics = frozenset(_STATUS_AFTER) | {Driver.OfflineAfterTripRequested.TOPIC}
 
     def initial(self) -> DriversView:
         return DriversView()

@@ -65,6 +65,11 @@ class HeatmapView:
 
 class HeatmapProjection:
     name = "heatmap"
+    topics = (
+        frozenset(_RIDE_WAITING)
+        | frozenset(_DRIVER_AVAILABLE)
+        | {Driver.OfflineAfterTripRequested.TOPIC}
+    )
 
     def initial(self) -> HeatmapView:
         return HeatmapView()

@@ -63,6 +63,7 @@ class LocationsView:
 
 class LocationsProjection:
     name = "locations"
+    topics = frozenset(_STATUS_AFTER) | {Driver.OfflineAfterTripRequested.TOPIC}
 
     def __init__(self, resolution: int = 9, ttl_s: float = 30.0) -> None:
         self.resolution, self.ttl_s = resolution, ttl_s

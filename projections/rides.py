@@ -44,6 +44,7 @@ RidesView = dict[str, RideRow]
 
 class RidesProjection:
     name = "rides"
+    topics = frozenset(_STATUS_AFTER)
 
     def initial(self) -> RidesView:
         return {}

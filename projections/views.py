@@ -36,6 +36,8 @@ class ViewSet:
         self.states: dict[str, Checkpointed[Any]] = states or {}
         for p in self.projections:
             self.states.setdefault(p.name, Checkpointed(p.name, p.initial()))
+        self._routes: dict[str, list[tuple[Projection[Any], Checkpointed[Any]]]] = {}
+        self._all = [self.states[p.name] for p in self.projections]
         self.lock = threading.RLock()
         self.progress = threading.Condition(self.lock)
 
@@ -43,14 +45,20 @@ class ViewSet:
         return [p.name for p in self.projections]
 
     def apply(self, event: LogEvent) -> None:
-        """``fold`` into every view, inlined: this is the replay hot path."""
+        """``fold`` into every view, inlined: this is the replay hot path. Only the views
+        that fold this event type are called; every view's checkpoint moves on."""
         shard, position = event.shard, event.position
-        for p in self.projections:
-            state = self.states[p.name]
-            checkpoint = state.checkpoint
-            if position > checkpoint.get(shard, 0):
+        routes = self._routes.get(event.topic)
+        if routes is None:
+            routes = self._routes[event.topic] = [
+                (p, self.states[p.name]) for p in self.projections if event.topic in p.topics
+            ]
+        for p, state in routes:
+            if position > state.checkpoint.get(shard, 0):
                 state.view = p.apply(state.view, event)
-                checkpoint[shard] = position
+        for state in self._all:
+            if position > state.checkpoint.get(shard, 0):
+                state.checkpoint[shard] = position
 
     def apply_ping(self, ping: Ping) -> None:
         for p in self.projections:
