@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from dispatch.domain.driver import Driver
 from dispatch.log import LogEvent
 
-_STATUS_AFTER: dict[str, str] = {
+STATUS_AFTER: dict[str, str] = {
     Driver.Created.TOPIC: "offline",
     Driver.WentOnline.TOPIC: "available",
     Driver.WentOffline.TOPIC: "offline",
@@ -44,7 +44,7 @@ class DriversView:
 
 class DriversProjection:
     name = "drivers"
-    topics = frozenset(_STATUS_AFTER) | {Driver.OfflineAfterTripRequested.TOPIC}
+    topics = frozenset(STATUS_AFTER) | {Driver.OfflineAfterTripRequested.TOPIC}
 
     def initial(self) -> DriversView:
         return DriversView()
@@ -56,7 +56,7 @@ class DriversProjection:
             if row is not None:
                 row.offline_after_trip, row.version = True, e.version
             return view
-        status = _STATUS_AFTER.get(topic)
+        status = STATUS_AFTER.get(topic)
         if status is None:
             return view
         if topic == Driver.Created.TOPIC:

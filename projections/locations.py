@@ -13,16 +13,10 @@ from dispatch.domain.driver import Driver
 from dispatch.log import LogEvent
 from dispatch.matching.index import DriverIndex
 from dispatch.messages import Ping
+from projections.drivers import STATUS_AFTER as DRIVER_STATUS
 
-_STATUS_AFTER: dict[str, str] = {
-    Driver.WentOnline.TOPIC: "available",
-    Driver.WentOffline.TOPIC: "offline",
-    Driver.OfferReceived.TOPIC: "offered",
-    Driver.OfferClosed.TOPIC: "available",
-    Driver.Assigned.TOPIC: "en_route",
-    Driver.TripStarted.TOPIC: "on_trip",
-    Driver.Released.TOPIC: "available",
-}
+# The drivers view's table less registration: a registered driver is offline, not shown.
+_STATUS_AFTER = {k: v for k, v in DRIVER_STATUS.items() if k != Driver.Created.TOPIC}
 
 
 @dataclass(frozen=True, slots=True)

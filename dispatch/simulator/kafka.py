@@ -8,9 +8,6 @@ processes (``dispatch worker``) and stops them, by their own pids, at the end.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,6 +18,7 @@ from kafka import TopicPartition
 from dispatch.bootstrap import build_markets
 from dispatch.kafka.config import new_consumer
 from dispatch.kafka.logsource import decode_record
+from dispatch.kafka.processes import start_worker, stop_worker
 from dispatch.kafka.topics import Topics, create_topics
 from dispatch.settings import Settings
 from dispatch.simulator.clock import SimClock
@@ -33,46 +31,15 @@ from schemas.commands import Outcome
 @contextmanager
 def spawn_workers(settings: Settings, count: int, log_dir: Path) -> Iterator[list[int]]:
     """Start ``count`` worker processes (stream clock); stop them by pid afterwards."""
-    assert settings.kafka_bootstrap is not None
-    env = dict(
-        os.environ,
-        DISPATCH_TOPIC_PREFIX=settings.topic_prefix,
-        DISPATCH_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
-        DISPATCH_SHARDS=str(settings.shards),
-        DISPATCH_STRATEGY=settings.strategy,
-    )
-    log_dir.mkdir(parents=True, exist_ok=True)
-    procs = []
-    for i in range(count):
-        out = (log_dir / f"worker-{i}.log").open("wb")
-        procs.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "dispatch",
-                    "worker",
-                    "--clock",
-                    "stream",
-                    "--member",
-                    f"sim-worker-{i}",
-                ],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        )
+    procs = [
+        start_worker(settings, log_dir / f"worker-{i}.log", f"sim-worker-{i}", "stream")
+        for i in range(count)
+    ]
     try:
         yield [p.pid for p in procs]
     finally:
         for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+            stop_worker(p)
 
 
 class EventFollower:

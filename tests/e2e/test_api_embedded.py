@@ -7,10 +7,7 @@ stream, every step of the ride shows on the ride's stream and in ``GET /rides/{i
 from __future__ import annotations
 
 import json
-import os
 import queue
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -26,6 +23,7 @@ from pydantic import SecretStr
 from dispatch.api import AuthSettings, create_app, mint_operator_token
 from dispatch.api.context import ApiOptions
 from dispatch.bootstrap import build_runtime
+from dispatch.kafka.processes import start_worker, stop_worker
 from dispatch.runtime import Runtime
 from dispatch.settings import Settings
 
@@ -139,30 +137,11 @@ def api(tmp_path: Path) -> Iterator[Api]:
 @contextmanager
 def kafka_worker(settings: Settings, log: Path) -> Iterator[None]:
     """A `dispatch worker` process on the test's topics, stopped by its pid afterwards."""
-    assert settings.kafka_bootstrap is not None
-    env = dict(
-        os.environ,
-        DISPATCH_TOPIC_PREFIX=settings.topic_prefix,
-        DISPATCH_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
-        DISPATCH_SHARDS=str(settings.shards),
-        DISPATCH_OFFER_TIMEOUT_S=str(settings.offer_timeout_s),
-    )
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "dispatch", "worker"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            yield
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    proc = start_worker(settings, log, "api-test")
+    try:
+        yield
+    finally:
+        stop_worker(proc)
 
 
 @pytest.fixture(params=["embedded", pytest.param("kafka", marks=pytest.mark.kafka)])

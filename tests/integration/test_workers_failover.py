@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -25,6 +24,8 @@ from kafka import TopicPartition
 from dispatch.domain.ids import new_id
 from dispatch.kafka.config import new_consumer, new_producer
 from dispatch.kafka.logsource import KafkaLogSource
+from dispatch.kafka.processes import start_worker as start_process
+from dispatch.kafka.processes import stop_worker
 from dispatch.kafka.topics import Topics, create_topics, delete_topics
 from dispatch.kafka.worker import KafkaWorker
 from dispatch.messages import Inbound
@@ -48,30 +49,15 @@ def deployment(kafka_bootstrap: str) -> Iterator[Settings]:
 
 
 def start_worker(settings: Settings, name: str, log_dir: Path) -> subprocess.Popen[bytes]:
-    assert settings.kafka_bootstrap is not None
-    env = dict(
-        os.environ,
-        DISPATCH_TOPIC_PREFIX=settings.topic_prefix,
-        DISPATCH_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
-        DISPATCH_SHARDS=str(SHARDS),
-    )
-    out = (log_dir / f"{name}.log").open("wb")
-    return subprocess.Popen(
-        [sys.executable, "-m", "dispatch", "worker", "--member", name],
-        env=env,
-        stdout=out,
-        stderr=subprocess.STDOUT,
-    )
+    return start_process(settings, log_dir / f"{name}.log", name)
 
 
 def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
-    if proc.poll() is None:
+    if sig == signal.SIGTERM:
+        stop_worker(proc)
+    elif proc.poll() is None:
         proc.send_signal(sig)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        proc.wait(timeout=30)
 
 
 def envelope(command: c.Command) -> c.CommandEnvelope:

@@ -1,0 +1,50 @@
+"""Worker processes started by other processes (the simulator, tests, benchmarks)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from dispatch.settings import Settings
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    """The environment that gives a `dispatch worker` these settings."""
+    assert settings.kafka_bootstrap is not None, "a worker runs on Kafka"
+    return dict(
+        os.environ,
+        DISPATCH_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
+        DISPATCH_TOPIC_PREFIX=settings.topic_prefix,
+        DISPATCH_SHARDS=str(settings.shards),
+        DISPATCH_STRATEGY=settings.strategy,
+        DISPATCH_OFFER_TIMEOUT_S=str(settings.offer_timeout_s),
+        DISPATCH_MAX_WAIT_S=str(settings.max_wait_s),
+        DISPATCH_MARKETS=settings.model_dump_json(include={"markets"})[len('{"markets":') : -1],
+    )
+
+
+def start_worker(
+    settings: Settings, log: Path, member: str, clock: str = "wall"
+) -> subprocess.Popen[bytes]:
+    """Start `python -m dispatch worker` with its output in ``log``."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "dispatch", "worker", "--clock", clock, "--member", member],
+            env=worker_env(settings),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def stop_worker(proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
+    """SIGTERM the worker's own pid; SIGKILL it if it has not stopped in time."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
