@@ -64,10 +64,13 @@ class ShardWorker:
     def restore(self) -> int:
         """Rebuild the matcher's state by folding the shard's whole log; returns events read."""
         self.matcher = self._matcher_factory()
+        wanted = self.matcher.topics
         count, start = 0, 1
         while True:
             page = self.app.recorder.select_notifications(start, 1_000)
             for notification in page:
+                if notification.topic not in wanted:
+                    continue  # command records, rider events: nothing the matcher folds
                 event: Any = self.app.mapper.to_domain_event(notification)
                 self.matcher.observe(event)
                 self.last_event_time = max(self.last_event_time, event.timestamp.timestamp())

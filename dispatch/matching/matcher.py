@@ -57,7 +57,7 @@ class Matcher:
         self.positions: dict[UUID, tuple[float, float, float]] = {}
         self.stats = MatcherStats()
         self._next_expire = float("-inf")
-        self._handlers: dict[type, Callable[[Any], None]] = {
+        self._handlers: dict[type[Any], Callable[[Any], None]] = {
             Ride.Created: self._on_requested,
             Ride.Offered: self._on_offered,
             Ride.OfferDeclined: self._on_offer_ended,
@@ -74,6 +74,11 @@ class Matcher:
             Driver.OfflineAfterTripRequested: self._on_offline_after_trip,
             Driver.Released: self._on_released,
         }
+
+    @property
+    def topics(self) -> frozenset[str]:
+        """The event types the matcher folds (restore skips every other type unread)."""
+        return frozenset(str(cls.TOPIC) for cls in self._handlers)
 
     # -- inputs --------------------------------------------------------------------------
     def observe(self, event: Any) -> None:
