@@ -6,24 +6,26 @@ and aborted its open transaction, so the last stable offset is the end of the sh
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from time import monotonic
 
 from eventsourcing.persistence import OperationalError
 from kafka import TopicPartition
 
-from dispatch.eventstore.codec import decode_event, decode_tracking
+from dispatch.eventstore.codec import decode_events, decode_tracking, notification_id
 from dispatch.eventstore.store import EventTable
 from dispatch.eventstore.tracking import TrackingTable
 from dispatch.kafka.config import new_consumer
 
-Sink = Callable[[int, bytes | None, bytes | None], None]
+Headers = Sequence[tuple[str, bytes]]
+Sink = Callable[[int, bytes | None, bytes | None, Headers], None]
 
 
 def read_partition(
     bootstrap: str, topic: str, partition: int, sink: Sink, timeout_s: float = 300.0
 ) -> int:
-    """Pass ``(offset, key, value)`` of every committed record to ``sink``; return the count.
+    """Pass ``(offset, key, value, headers)`` of each committed record to ``sink``; return
+    the count.
 
     Raises ``OperationalError`` if the topic or partition is missing, or if the end is not
     reached within ``timeout_s``.
@@ -50,7 +52,7 @@ def read_partition(
                 )
             for record in consumer.poll(timeout_ms=500).get(tp, ()):
                 if record.offset < end:
-                    sink(record.offset, record.key, record.value)
+                    sink(record.offset, record.key, record.value, record.headers or ())
                     count += 1
         return count
     finally:
@@ -60,11 +62,11 @@ def read_partition(
 def restore_events(
     bootstrap: str, topic: str, partition: int, table: EventTable, timeout_s: float
 ) -> int:
-    """Load a stored-event partition into ``table`` (notification id = offset + 1)."""
+    """Load a stored-event partition into ``table`` (ids: ``codec.notification_id``)."""
 
-    def sink(offset: int, key: bytes | None, value: bytes | None) -> None:
+    def sink(offset: int, key: bytes | None, value: bytes | None, headers: Headers) -> None:
         if value is not None:  # a tombstone (compacted topics) carries nothing to load
-            table.load(offset + 1, decode_event(value))
+            table.load_record(notification_id(offset, 0), decode_events(value, headers))
 
     return read_partition(bootstrap, topic, partition, sink, timeout_s)
 
@@ -74,7 +76,7 @@ def restore_tracking(
 ) -> int:
     """Load a tracking partition into ``table`` (the highest id per application wins)."""
 
-    def sink(offset: int, key: bytes | None, value: bytes | None) -> None:
+    def sink(offset: int, key: bytes | None, value: bytes | None, headers: Headers) -> None:
         if value is not None:
             table.load(decode_tracking(value))
 

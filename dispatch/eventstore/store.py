@@ -24,6 +24,13 @@ from eventsourcing.persistence import IntegrityError, Notification, StoredEvent
 from dispatch.eventstore.codec import DecodedEvent, originator_key
 
 
+class _UUIDText(str):
+    """A UUID aggregate id loaded from the log, made a ``UUID`` when first read: parsing
+    every id at restore would cost more than the rest of loading, and most are never read."""
+
+    __slots__ = ()
+
+
 class EventTable:
     """Stored events of one partition with per-aggregate version index.
 
@@ -57,11 +64,20 @@ class EventTable:
     # -- restore -----------------------------------------------------------------------------
     def load(self, notification_id: int, event: DecodedEvent) -> None:
         """Append a committed event read from the log (at restore)."""
+        self.load_record(notification_id, [event])
+
+    def load_record(self, first_id: int, events: Sequence[DecodedEvent]) -> None:
+        """Append the committed events of one record (at restore): ids from ``first_id`` on."""
         with self._lock:
-            agg = self._agg_nums.get(event.originator_key)
-            if agg is None:
-                agg = self._new_aggregate(event.originator_key, event.originator_id())
-            self._append(notification_id, agg, event.originator_version, event.topic, event.state)
+            agg_nums, append = self._agg_nums, self._append
+            for i, event in enumerate(events):
+                key = event.originator_key
+                agg = agg_nums.get(key)
+                if agg is None:
+                    agg = self._new_aggregate(
+                        key, _UUIDText(key) if event.originator_is_uuid else key
+                    )
+                append(first_id + i, agg, event.originator_version, event.topic, event.state)
             self._committed = len(self._ids)
             self._committed_aggs = len(self._agg_ids)
 
@@ -239,9 +255,15 @@ class EventTable:
         start = self._ends[row - 1] if row else 0
         return bytes(self._blob[start : self._ends[row]])
 
+    def _originator_id(self, agg: int) -> UUID | str:
+        originator_id = self._agg_ids[agg]
+        if originator_id.__class__ is _UUIDText:
+            originator_id = self._agg_ids[agg] = UUID(originator_id)
+        return originator_id
+
     def _stored_event(self, row: int) -> StoredEvent:
         return StoredEvent(
-            originator_id=self._agg_ids[self._agg[row]],
+            originator_id=self._originator_id(self._agg[row]),
             originator_version=self._ver[row],
             topic=self._topics[self._topic[row]],
             state=self._state(row),
@@ -250,7 +272,7 @@ class EventTable:
     def _notification(self, row: int) -> Notification:
         return Notification(
             id=self._ids[row],
-            originator_id=self._agg_ids[self._agg[row]],
+            originator_id=self._originator_id(self._agg[row]),
             originator_version=self._ver[row],
             topic=self._topics[self._topic[row]],
             state=self._state(row),
