@@ -81,12 +81,12 @@ def record_position(notification_id: int) -> tuple[int, int]:
 
 
 class EventRecord(NamedTuple):
-    """One events record to produce: ``count`` events in one value."""
+    """One events record to produce: ``event_count`` events in one value."""
 
     key: bytes
     value: bytes
     headers: list[tuple[str, bytes]]
-    count: int
+    event_count: int
 
 
 def originator_key(originator_id: UUID | str) -> str:
@@ -185,22 +185,38 @@ def _decode_batch(value: bytes, ends: list[int]) -> list[DecodedEvent]:
     )
     if len(heads) != len(ends):
         raise ValueError(f"{ENDS_HEADER} header does not match the record")
-    skip = len(_STATE_MEMBER)
-    out = []
-    for head, cut, end in zip(heads, cuts, ends, strict=True):
-        state = value[cut + skip : end - 1]
-        if head["state_encoding"] == "base64":
-            state = base64.b64decode(state[1:-1])
-        out.append(
+    if any(head["state_encoding"] != "json" for head in heads):
+        return [
             DecodedEvent(
                 head["originator_id"],
                 head["originator_id_type"] == "uuid",
                 int(head["originator_version"]),
                 head["topic"],
-                state,
+                _state(value, cut, end, head["state_encoding"]),
             )
+            for head, cut, end in zip(heads, cuts, ends, strict=True)
+        ]
+    # All states are JSON text (the common case): the same, in the fastest form (a tuple
+    # built directly, without the NamedTuple's Python-level constructor).
+    skip, new = len(_STATE_MEMBER), tuple.__new__
+    return [
+        new(
+            DecodedEvent,
+            (
+                head["originator_id"],
+                head["originator_id_type"] == "uuid",
+                head["originator_version"],
+                head["topic"],
+                value[cut + skip : end - 1],
+            ),
         )
-    return out
+        for head, cut, end in zip(heads, cuts, ends, strict=True)
+    ]
+
+
+def _state(value: bytes, cut: int, end: int, encoding: str) -> bytes:
+    state = value[cut + len(_STATE_MEMBER) : end - 1]
+    return base64.b64decode(state[1:-1]) if encoding == "base64" else state
 
 
 def _decode_events_by_scanning(value: bytes) -> list[DecodedEvent]:

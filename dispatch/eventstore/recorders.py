@@ -121,7 +121,7 @@ class KafkaAggregateRecorder(KafkaRecorder, AggregateRecorder):
             ids = [
                 notification_id(offset, i)
                 for record, offset in zip(records, offsets[: len(records)], strict=True)
-                for i in range(record.count)
+                for i in range(record.event_count)
             ]
             if records:
                 self.table.add_pending(stored_events, ids)
@@ -132,7 +132,7 @@ class KafkaAggregateRecorder(KafkaRecorder, AggregateRecorder):
     def _encode(self, stored_events: Sequence[StoredEvent]) -> list[EventRecord]:
         if self.batched:
             return encode_events(stored_events)
-        return [EventRecord(*encode_event(e), headers=[], count=1) for e in stored_events]
+        return [EventRecord(*encode_event(e), headers=[], event_count=1) for e in stored_events]
 
     # Hooks for records written atomically with the events (tracking, in the process recorder).
     def _has_extra(self, kwargs: dict[str, Any]) -> bool:
