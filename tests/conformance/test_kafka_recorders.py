@@ -4,9 +4,10 @@ Each test gets fresh topics (``kafka_topics``) and builds its recorders through 
 as an application would. The one systematic difference from SQL stores: notification ids are
 ``offset * 4096 + index + 1`` (``codec.notification_id``: one insert is one record of many
 events), so ids are contiguous within one insert and jump between inserts (and every
-transaction's commit marker takes an offset too): ids rise but are not contiguous. Where the library has a switch for that (``EXPECT_CONTIGUOUS_NOTIFICATION_IDS``)
-it is used; where a test hard-codes ids 1, 2, 3 it is overridden below, with the same checks
-made against the ids the recorder returned.
+transaction's commit marker takes an offset too): ids rise but are not contiguous. Where the
+library has a switch for that (``EXPECT_CONTIGUOUS_NOTIFICATION_IDS``) it is used; where a
+test hard-codes ids 1, 2, 3 it is overridden below, with the same checks made against the ids
+the recorder returned.
 """
 
 from __future__ import annotations
@@ -99,9 +100,9 @@ class TestApplicationRecorder(
     def test_insert_select(self) -> None:
         # Overridden because the library's version asserts ids [1, 2] then [3]; on Kafka the
         # first insert is one record at offset 0 (ids 1, 2), its commit marker takes offset 1,
-        # and the second insert is the record at offset 2 (id 2 * 4096 + 1). Every select and assertion of the original is made here
-        # against the ids the recorder returned (n1, n2, n3), plus checks that ids falling
-        # in the gaps select nothing extra.
+        # and the second insert is the record at offset 2 (id 2 * 4096 + 1). Every select
+        # and assertion of the original is made here against the ids the recorder returned
+        # (n1, n2, n3), plus checks that ids falling in the gaps select nothing extra.
         recorder = self.create_recorder()
         self.assertEqual(len(recorder.select_notifications(start=None, limit=3)), 0)
         self.assertEqual(len(recorder.select_notifications(None, 3, topics=["topic1"])), 0)
@@ -221,8 +222,9 @@ class TestApplication(KafkaCase, app_cases.ApplicationTestCase):
     def test_save_returns_recording_event(self) -> None:
         # Overridden because the library's version expects notification ids 1, 2, 3, 4 for
         # three saves; on Kafka each save is a record (ids from offset * 4096 + 1) and a
-        # transaction whose commit marker takes an offset. Same checks on what matters: one recording per aggregate, ids increasing,
-        # and aggregates saved together get consecutive ids (one transaction).
+        # transaction whose commit marker takes an offset. Same checks on what matters: one
+        # recording per aggregate, ids increasing, and aggregates saved together get
+        # consecutive ids (one transaction, one record).
         app = Application[UUID]()
         self.assertEqual(app.save(), [])
         self.assertEqual(app.save(None), [])
