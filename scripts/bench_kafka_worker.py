@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from kafka import TopicPartition
 
 from dispatch.domain.ids import new_id
-from dispatch.eventstore.codec import decode_event
+from dispatch.eventstore.codec import decode_events
 from dispatch.kafka.config import new_consumer, new_producer
 from dispatch.kafka.topics import Topics, create_topics, delete_topics
 from dispatch.kafka.worker import KafkaWorker
@@ -157,8 +157,7 @@ def bench_latency(bootstrap: str, drivers: int, rate: float, seconds: float) -> 
             while not stop.is_set() or len(offered_at) < len(sent_at):
                 for records in consumer.poll(timeout_ms=50).values():
                     seen = time.perf_counter()
-                    for r in records:
-                        d = decode_event(r.value)
+                    for d in (d for r in records for d in decode_events(r.value, r.headers)):
                         if d.topic == "dispatch.Ride.Offered":
                             offered_at.setdefault(d.originator_key, seen)
                 if stop.is_set() and time.monotonic() > follow_deadline[0]:

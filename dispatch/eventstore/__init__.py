@@ -10,11 +10,23 @@ Environment (read through the application's env, so ``<APP>_KAFKA_SHARD`` works 
 - ``KAFKA_RESTORE_TIMEOUT`` / ``KAFKA_WRITE_TIMEOUT`` in seconds (defaults 300 / 30).
 
 Layout: one recorder serves one shard = partition ``n`` of ``<p>.events`` (stored events,
-notification id = offset + 1, so ids rise but have gaps where transaction markers sit),
-``<p>.snapshots`` (the ``purpose="snapshots"`` recorder; compacted, key = aggregate id) and
+many per record: one ``insert_events`` batch is one record, or a few if large, value
+``{"events": [...]}``; see ``codec``), ``<p>.snapshots`` (the ``purpose="snapshots"``
+recorder; compacted, one record per snapshot, key = aggregate id) and
 ``<p>.tracking`` (compacted, key = upstream application name; a process recorder writes the
 tracking record of ``insert_events(..., tracking=...)`` in the same Kafka transaction as the
-events). Values are readable JSON (``codec``). Reads come from local stores (``store``,
+events). Values are readable JSON (``codec``).
+
+Notification ids: the ``i``-th event (from 0) of the events record at offset ``o`` has id
+``o * 4096 + i + 1`` (``codec.notification_id``; ``codec.record_position`` maps an id back
+to ``(offset, index)``; a record holds at most ``codec.EVENTS_PER_RECORD`` = 4096 events).
+Ids rise strictly with log order and are contiguous within one record (one batch, unless it
+was split), with gaps between records and where transaction markers take offsets. Every
+reader of the events partition (the local store, ``dispatch.kafka.logsource``, the
+simulator's follower) unpacks records and numbers events this way; records written one
+event per record before batching are read as records of one event.
+
+Reads come from local stores (``store``,
 ``tracking``) rebuilt from those partitions, read_committed from offset 0, when the factory
 first needs them, after its writer has fenced the previous owner. Optimistic concurrency:
 the single writer checks each whole batch against the local version index and raises

@@ -81,7 +81,11 @@ class KafkaFactory(InfrastructureFactory[KafkaTrackingRecorder]):
             raise InfrastructureFactoryError(f"no Kafka topic for recorder purpose {purpose!r}")
         topic = self.settings.topics.name(purpose)
         return self.aggregate_recorder_class(
-            self.writer(), self.settings.shard, topic, self._table(purpose)
+            self.writer(),
+            self.settings.shard,
+            topic,
+            self._table(purpose),
+            batched=purpose == "events",
         )
 
     def application_recorder(self) -> ApplicationRecorder:

@@ -26,7 +26,13 @@ from eventsourcing.persistence import (
 )
 from kafka import KafkaProducer
 
-from dispatch.eventstore.codec import encode_event, encode_tracking
+from dispatch.eventstore.codec import (
+    EventRecord,
+    encode_event,
+    encode_events,
+    encode_tracking,
+    notification_id,
+)
 from dispatch.eventstore.shard import ShardWriter
 from dispatch.eventstore.store import EventTable
 from dispatch.eventstore.tracking import TrackingTable
@@ -72,12 +78,26 @@ class KafkaRecorder(Recorder):
 
 
 class KafkaAggregateRecorder(KafkaRecorder, AggregateRecorder):
-    """Stored events (or snapshots) of one partition of one topic."""
+    """Stored events (or snapshots) of one partition of one topic.
 
-    def __init__(self, writer: ShardWriter, partition: int, topic: str, table: EventTable) -> None:
+    ``batched``: each insert is one record of many events (or a few, see ``codec``), as the
+    events topic wants. Snapshots are one record per snapshot, keyed by aggregate id: their
+    topic is compacted by key, so a record must never hold two aggregates.
+    """
+
+    def __init__(
+        self,
+        writer: ShardWriter,
+        partition: int,
+        topic: str,
+        table: EventTable,
+        *,
+        batched: bool = True,
+    ) -> None:
         KafkaRecorder.__init__(self, writer, partition)
         self.topic = topic
         self.table = table
+        self.batched = batched
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -86,21 +106,33 @@ class KafkaAggregateRecorder(KafkaRecorder, AggregateRecorder):
         return None
 
     def _insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> list[int]:
-        records = [encode_event(e) for e in stored_events]
+        records = self._encode(stored_events)
         if not records and not self._has_extra(kwargs):
             return []
         with self.writer.writing():
             self.table.check(stored_events)  # the whole batch, before producing anything
             self._check_extra(kwargs)
-            futures = [self.writer.send(self.topic, self.partition, k, v) for k, v in records]
+            futures = [
+                self.writer.send(self.topic, self.partition, r.key, r.value, r.headers)
+                for r in records
+            ]
             futures += self._send_extra(kwargs)
             offsets = self.writer.flush(futures)
-            ids = [offset + 1 for offset in offsets[: len(records)]]
+            ids = [
+                notification_id(offset, i)
+                for record, offset in zip(records, offsets[: len(records)], strict=True)
+                for i in range(record.event_count)
+            ]
             if records:
                 self.table.add_pending(stored_events, ids)
                 self.writer.enlist(self.table)
             self._add_extra(kwargs)
         return ids
+
+    def _encode(self, stored_events: Sequence[StoredEvent]) -> list[EventRecord]:
+        if self.batched:
+            return encode_events(stored_events)
+        return [EventRecord(*encode_event(e), headers=[], event_count=1) for e in stored_events]
 
     # Hooks for records written atomically with the events (tracking, in the process recorder).
     def _has_extra(self, kwargs: dict[str, Any]) -> bool:
@@ -128,7 +160,7 @@ class KafkaAggregateRecorder(KafkaRecorder, AggregateRecorder):
 
 
 class KafkaApplicationRecorder(KafkaAggregateRecorder, ApplicationRecorder):
-    """The shard's events partition as an application sequence (id = offset + 1)."""
+    """The shard's events partition as an application sequence (ids: ``codec.notification_id``)."""
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any

@@ -6,24 +6,29 @@ and aborted its open transaction, so the last stable offset is the end of the sh
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from queue import Full, Queue
+from threading import Event, Thread
 from time import monotonic
+from typing import Any
 
 from eventsourcing.persistence import OperationalError
-from kafka import TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 
-from dispatch.eventstore.codec import decode_event, decode_tracking
+from dispatch.eventstore.codec import decode_events, decode_tracking, notification_id
 from dispatch.eventstore.store import EventTable
 from dispatch.eventstore.tracking import TrackingTable
 from dispatch.kafka.config import new_consumer
 
-Sink = Callable[[int, bytes | None, bytes | None], None]
+Headers = Sequence[tuple[str, bytes]]
+Sink = Callable[[int, bytes | None, bytes | None, Headers], None]
 
 
 def read_partition(
     bootstrap: str, topic: str, partition: int, sink: Sink, timeout_s: float = 300.0
 ) -> int:
-    """Pass ``(offset, key, value)`` of every committed record to ``sink``; return the count.
+    """Pass ``(offset, key, value, headers)`` of each committed record to ``sink``; return
+    the count.
 
     Raises ``OperationalError`` if the topic or partition is missing, or if the end is not
     reached within ``timeout_s``.
@@ -43,28 +48,66 @@ def read_partition(
         end = consumer.end_offsets([tp], timeout_ms=int(timeout_s * 1000))[tp]
         consumer.seek_to_beginning(tp)
         count = 0
-        while end > 0 and consumer.position(tp) < end:
-            if monotonic() > deadline:
-                raise OperationalError(
-                    f"restoring {topic}[{partition}] timed out after {timeout_s}s"
-                )
-            for record in consumer.poll(timeout_ms=500).get(tp, ()):
+        timeout_error = f"restoring {topic}[{partition}] timed out after {timeout_s}s"
+        for records in _prefetched(consumer, tp, end, deadline, timeout_error):
+            for record in records:
                 if record.offset < end:
-                    sink(record.offset, record.key, record.value)
+                    sink(record.offset, record.key, record.value, record.headers or ())
                     count += 1
         return count
     finally:
         consumer.close()
 
 
+def _prefetched(
+    consumer: KafkaConsumer, tp: TopicPartition, end: int, deadline: float, timeout_error: str
+) -> Iterator[list[Any]]:
+    """The polled batches of ``tp`` up to ``end``, polled by a thread while the caller loads
+    the previous batch: kafka-python reads its socket only inside ``poll``, so polling and
+    loading in turn leaves the transfer stalled for the whole time a batch is loaded."""
+    batches: Queue[list[Any] | BaseException | None] = Queue(maxsize=4)
+    stop = Event()
+
+    def put(item: list[Any] | BaseException | None) -> None:
+        while not stop.is_set():
+            try:
+                batches.put(item, timeout=0.1)
+                return
+            except Full:
+                continue
+
+    def poll() -> None:
+        try:
+            while not stop.is_set() and consumer.position(tp) < end:
+                if monotonic() > deadline:
+                    raise OperationalError(timeout_error)
+                records = consumer.poll(timeout_ms=500).get(tp)
+                if records:
+                    put(records)
+            put(None)
+        except BaseException as e:  # handed to the reading thread, which raises it
+            put(e)
+
+    thread = Thread(target=poll, name=f"restore-{tp.topic}-{tp.partition}", daemon=True)
+    thread.start()
+    try:
+        while (item := batches.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
 def restore_events(
     bootstrap: str, topic: str, partition: int, table: EventTable, timeout_s: float
 ) -> int:
-    """Load a stored-event partition into ``table`` (notification id = offset + 1)."""
+    """Load a stored-event partition into ``table`` (ids: ``codec.notification_id``)."""
 
-    def sink(offset: int, key: bytes | None, value: bytes | None) -> None:
+    def sink(offset: int, key: bytes | None, value: bytes | None, headers: Headers) -> None:
         if value is not None:  # a tombstone (compacted topics) carries nothing to load
-            table.load(offset + 1, decode_event(value))
+            table.load_record(notification_id(offset, 0), decode_events(value, headers))
 
     return read_partition(bootstrap, topic, partition, sink, timeout_s)
 
@@ -74,7 +117,7 @@ def restore_tracking(
 ) -> int:
     """Load a tracking partition into ``table`` (the highest id per application wins)."""
 
-    def sink(offset: int, key: bytes | None, value: bytes | None) -> None:
+    def sink(offset: int, key: bytes | None, value: bytes | None, headers: Headers) -> None:
         if value is not None:
             table.load(decode_tracking(value))
 

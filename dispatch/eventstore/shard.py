@@ -168,12 +168,21 @@ class ShardWriter:
         finally:
             self._lock.release()
 
-    def send(self, topic: str, partition: int, key: bytes, value: bytes) -> Any:
+    def send(
+        self,
+        topic: str,
+        partition: int,
+        key: bytes,
+        value: bytes,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> Any:
         """Produce one record into the current transaction (only inside ``writing``)."""
         if not self._open:
             self._begin()
         self._sent += 1
-        return self.producer.send(topic, value=value, key=key, partition=partition)
+        return self.producer.send(
+            topic, value=value, key=key, partition=partition, headers=headers or None
+        )
 
     def flush(self, futures: list[Any]) -> list[int]:
         """Flush and return the offsets of the given send futures."""

@@ -24,6 +24,13 @@ from eventsourcing.persistence import IntegrityError, Notification, StoredEvent
 from dispatch.eventstore.codec import DecodedEvent, originator_key
 
 
+class _UUIDText(str):
+    """A UUID aggregate id loaded from the log, made a ``UUID`` when first read: parsing
+    every id at restore would cost more than the rest of loading, and most are never read."""
+
+    __slots__ = ()
+
+
 class EventTable:
     """Stored events of one partition with per-aggregate version index.
 
@@ -57,11 +64,39 @@ class EventTable:
     # -- restore -----------------------------------------------------------------------------
     def load(self, notification_id: int, event: DecodedEvent) -> None:
         """Append a committed event read from the log (at restore)."""
+        self.load_record(notification_id, [event])
+
+    def load_record(self, first_id: int, events: Sequence[DecodedEvent]) -> None:
+        """Append the committed events of one record (at restore): ids from ``first_id`` on."""
         with self._lock:
-            agg = self._agg_nums.get(event.originator_key)
-            if agg is None:
-                agg = self._new_aggregate(event.originator_key, event.originator_id())
-            self._append(notification_id, agg, event.originator_version, event.topic, event.state)
+            agg_nums, agg_rows, topic_nums = self._agg_nums, self._agg_rows, self._topic_nums
+            ver, add_ver, add_agg, add_topic = (
+                self._ver,
+                self._ver.append,
+                self._agg.append,
+                self._topic.append,
+            )
+            ends, at, row = self._ends, len(self._blob), len(self._ids)
+            for key, is_uuid, version, topic, state in events:
+                agg = agg_nums.get(key)
+                if agg is None:
+                    agg = self._new_aggregate(key, _UUIDText(key) if is_uuid else key)
+                topic_num = topic_nums.get(topic)
+                if topic_num is None:
+                    topic_num = self._new_topic(topic)
+                add_ver(version)
+                add_agg(agg)
+                add_topic(topic_num)
+                at += len(state)
+                ends.append(at)
+                rows = agg_rows[agg]
+                if not rows or ver[rows[-1]] < version:
+                    rows.append(row)
+                else:
+                    self._place_row(rows, row, version)
+                row += 1
+            self._ids.extend(range(first_id, first_id + len(events)))
+            self._blob += b"".join([event.state for event in events])
             self._committed = len(self._ids)
             self._committed_aggs = len(self._agg_ids)
 
@@ -211,13 +246,17 @@ class EventTable:
         self._agg_rows.append(array("q"))
         return agg
 
+    def _new_topic(self, topic: str) -> int:
+        topic_num = self._topic_nums[topic] = len(self._topics)
+        self._topics.append(topic)
+        return topic_num
+
     def _append(
         self, notification_id: int, agg: int, version: int, topic: str, state: bytes
     ) -> None:
         topic_num = self._topic_nums.get(topic)
         if topic_num is None:
-            topic_num = self._topic_nums[topic] = len(self._topics)
-            self._topics.append(topic)
+            topic_num = self._new_topic(topic)
         row = len(self._ids)
         self._ids.append(notification_id)
         self._agg.append(agg)
@@ -228,20 +267,30 @@ class EventTable:
         rows = self._agg_rows[agg]
         if not rows or self._ver[rows[-1]] < version:
             rows.append(row)
-        else:  # out of order (snapshots): keep the rows in version order, last write wins
-            at = bisect_left(rows, version, key=self._ver.__getitem__)
-            if at < len(rows) and self._ver[rows[at]] == version:
-                rows[at] = row
-            else:
-                rows.insert(at, row)
+        else:
+            self._place_row(rows, row, version)
+
+    def _place_row(self, rows: array[int], row: int, version: int) -> None:
+        # Out of order (snapshots): keep the rows in version order, last write wins.
+        at = bisect_left(rows, version, key=self._ver.__getitem__)
+        if at < len(rows) and self._ver[rows[at]] == version:
+            rows[at] = row
+        else:
+            rows.insert(at, row)
 
     def _state(self, row: int) -> bytes:
         start = self._ends[row - 1] if row else 0
         return bytes(self._blob[start : self._ends[row]])
 
+    def _originator_id(self, agg: int) -> UUID | str:
+        originator_id = self._agg_ids[agg]
+        if originator_id.__class__ is _UUIDText:
+            originator_id = self._agg_ids[agg] = UUID(originator_id)
+        return originator_id
+
     def _stored_event(self, row: int) -> StoredEvent:
         return StoredEvent(
-            originator_id=self._agg_ids[self._agg[row]],
+            originator_id=self._originator_id(self._agg[row]),
             originator_version=self._ver[row],
             topic=self._topics[self._topic[row]],
             state=self._state(row),
@@ -250,7 +299,7 @@ class EventTable:
     def _notification(self, row: int) -> Notification:
         return Notification(
             id=self._ids[row],
-            originator_id=self._agg_ids[self._agg[row]],
+            originator_id=self._originator_id(self._agg[row]),
             originator_version=self._ver[row],
             topic=self._topics[self._topic[row]],
             state=self._state(row),

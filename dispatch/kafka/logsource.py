@@ -1,50 +1,64 @@
 """Read the events topic as ``LogEvent``s (read_committed): replay and projections on Kafka.
 
-Positions are notification ids (offset + 1), as the Kafka persistence module assigns them.
-A read goes from the position after ``after`` to the partition's end as it was when the
-read started, so replay commands finish.
+Positions are notification ids, as the Kafka persistence module assigns them: a record holds
+many events, and ``codec.notification_id(offset, index)`` / ``codec.record_position(id)``
+map between ids and places in the log. A read after position ``p`` seeks to the record
+holding ``p`` and skips the events of that record up to ``p``. A read goes to the
+partition's end as it was when the read started, so replay commands finish.
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from typing import Any
 from uuid import UUID
 
-import orjson
 from eventsourcing.persistence import StoredEvent
 from kafka import TopicPartition
 
-from dispatch.eventstore.codec import decode_event
+from dispatch.eventstore.codec import (
+    decode_events,
+    event_documents,
+    notification_id,
+    record_position,
+)
 from dispatch.kafka.config import new_consumer
 from dispatch.kafka.topics import Topics
-from dispatch.log import LogEvent, decode, flatten, from_state
+from dispatch.log import LogEvent, decode_fields, flatten, from_state
 
 
-class _Notification:
-    __slots__ = ("id", "originator_id", "originator_version", "state", "topic")
+def decode_records(value: bytes, offset: int, shard: int, after: int = 0) -> Iterator[LogEvent]:
+    """The events of the record at ``offset`` whose ids exceed ``after``: one JSON parse of
+    the whole record (its events' ``state`` is JSON already in the common case)."""
+    first = notification_id(offset, 0)
+    docs = event_documents(value)
+    skip = after - first + 1 if after >= first else 0
+    for index in range(skip, len(docs)):
+        doc = docs[index]
+        if doc["state_encoding"] == "json":
+            yield from_state(
+                shard,
+                first + index,
+                doc["originator_id"],
+                doc["originator_version"],
+                doc["topic"],
+                flatten(doc["state"]),
+            )
+        else:
+            yield decode_fields(
+                shard,
+                first + index,
+                doc["originator_id"],
+                doc["originator_version"],
+                doc["topic"],
+                base64.b64decode(doc["state"]),
+            )
 
-    def __init__(self, id: int, originator_id: str, version: int, topic: str, state: bytes) -> None:
-        self.id, self.originator_id, self.originator_version = id, originator_id, version
-        self.topic, self.state = topic, state
 
-
-def decode_record(value: bytes, position: int, shard: int) -> LogEvent:
-    """One parse of the record value: its ``state`` is already JSON (the common case)."""
-    doc = orjson.loads(value)
-    if doc.get("state_encoding") == "json":
-        return from_state(
-            shard,
-            position,
-            doc["originator_id"],
-            doc["originator_version"],
-            doc["topic"],
-            flatten(doc["state"]),
-        )
-    d = decode_event(value)
-    return decode(
-        _Notification(position, d.originator_key, d.originator_version, d.topic, d.state), shard
-    )
+def start_offset(after: int) -> int:
+    """The offset of the first record that may hold events after position ``after``."""
+    return record_position(after)[0] if after > 0 else 0
 
 
 class KafkaLogSource:
@@ -58,37 +72,33 @@ class KafkaLogSource:
         finally:
             consumer.close()
 
-    def _records(self, shard: int, after: int) -> Iterator[tuple[int, bytes]]:
+    def _records(self, shard: int, after: int) -> Iterator[Any]:
         consumer = new_consumer(self.bootstrap, group_id=None, fetch_max_bytes=64 * 1024 * 1024)
         tp = TopicPartition(self.topics.events, shard)
         try:
             consumer.assign([tp])
             end = consumer.end_offsets([tp])[tp]
-            consumer.seek(tp, after)  # notification id = offset + 1
+            consumer.seek(tp, start_offset(after))
             while consumer.position(tp) < end:
                 for records in consumer.poll(timeout_ms=self.poll_ms).values():
                     for record in records:
                         if record.offset >= end:
                             return
-                        yield record.offset + 1, record.value
+                        yield record
         finally:
             consumer.close()
 
     def read(self, shard: int, after: int = 0) -> Iterator[LogEvent]:
-        for position, value in self._records(shard, after):
-            d = decode_event(value)
-            yield decode(
-                _Notification(position, d.originator_key, d.originator_version, d.topic, d.state),
-                shard,
-            )
+        for record in self._records(shard, after):
+            yield from decode_records(record.value, record.offset, shard, after)
 
     def stored_events(self, shard: int, aggregate_id: UUID) -> list[StoredEvent]:
         key = str(aggregate_id)
         out = []
-        for _, value in self._records(shard, 0):
-            d = decode_event(value)
-            if d.originator_key == key:
-                out.append(StoredEvent(aggregate_id, d.originator_version, d.topic, d.state))
+        for record in self._records(shard, 0):
+            for d in decode_events(record.value, record.headers):
+                if d.originator_key == key:
+                    out.append(StoredEvent(aggregate_id, d.originator_version, d.topic, d.state))
         return out
 
 
@@ -99,6 +109,7 @@ class KafkaFollowSource:
     def __init__(self, bootstrap: str, prefix: str) -> None:
         self.bootstrap, self.topics = bootstrap, Topics(prefix)
         self._consumers: dict[int, Any] = {}
+        self._read_to: dict[int, int] = {}  # position the consumer stands after, per shard
         probe = new_consumer(bootstrap, group_id=None)
         try:
             self._shards = sorted(probe.partitions_for_topic(self.topics.events) or [])
@@ -119,21 +130,22 @@ class KafkaFollowSource:
             consumer = new_consumer(self.bootstrap, group_id=None)
             consumer.assign([tp])
             self._consumers[shard] = consumer
-        if consumer.position(tp) != after:
-            consumer.seek(tp, after)  # the next record after notification id `after`
+        if self._read_to.get(shard) != after:
+            # Not where the last read left off (a first read, another position, or a read
+            # abandoned inside a record): seek to the record holding `after`.
+            self._read_to.pop(shard, None)
+            consumer.seek(tp, start_offset(after))
         end = consumer.end_offsets([tp])[tp]
         while consumer.position(tp) < end:
             batch = consumer.poll(timeout_ms=200).get(tp, [])
-            for record in batch:
-                d = decode_event(record.value)
-                yield decode(
-                    _Notification(
-                        record.offset + 1, d.originator_key, d.originator_version, d.topic, d.state
-                    ),
-                    shard,
-                )
             if not batch:
                 return
+            self._read_to.pop(shard, None)  # the consumer now stands after the whole batch
+            for record in batch:
+                for event in decode_records(record.value, record.offset, shard, after):
+                    after = event.position
+                    yield event
+            self._read_to[shard] = after  # every event of the batch was read
 
     def stored_events(self, shard: int, aggregate_id: UUID) -> list[StoredEvent]:
         return KafkaLogSource(self.bootstrap, self.topics.prefix).stored_events(shard, aggregate_id)
@@ -142,3 +154,4 @@ class KafkaFollowSource:
         for consumer in self._consumers.values():
             consumer.close()
         self._consumers.clear()
+        self._read_to.clear()

@@ -16,8 +16,9 @@ from pathlib import Path
 from kafka import TopicPartition
 
 from dispatch.bootstrap import build_markets
+from dispatch.eventstore.codec import notification_id
 from dispatch.kafka.config import new_consumer
-from dispatch.kafka.logsource import decode_record
+from dispatch.kafka.logsource import decode_records
 from dispatch.kafka.processes import start_worker, stop_worker
 from dispatch.kafka.topics import Topics, create_topics
 from dispatch.settings import Settings
@@ -52,7 +53,11 @@ class EventFollower:
         parts = [TopicPartition(self.topic, p) for p in range(settings.shards)]
         self.consumer.assign(parts)
         self.consumer.seek_to_end(*parts)
-        self.seen = {tp.partition: self.consumer.position(tp) for tp in parts}
+        # Notification ids seen per shard: everything before the end offset (its ids are
+        # all below the first id of the record at the end).
+        self.seen = {
+            tp.partition: notification_id(self.consumer.position(tp), 0) - 1 for tp in parts
+        }
         self.on_event = on_event
 
     def drain(self, until: dict[int, int], timeout_s: float) -> None:
@@ -62,8 +67,9 @@ class EventFollower:
             batches = self.consumer.poll(timeout_ms=20)
             for tp, records in batches.items():
                 for record in records:
-                    self.on_event(decode_record(record.value, record.offset + 1, tp.partition))
-                    self.seen[tp.partition] = record.offset + 1
+                    for event in decode_records(record.value, record.offset, tp.partition):
+                        self.on_event(event)
+                        self.seen[tp.partition] = event.position
             behind = any(self.seen.get(s, 0) < pos for s, pos in until.items())
             if (not behind and not batches) or time.monotonic() > deadline:
                 return

@@ -2,10 +2,12 @@
 
 Each test gets fresh topics (``kafka_topics``) and builds its recorders through the factory,
 as an application would. The one systematic difference from SQL stores: notification ids are
-Kafka offsets + 1, and every transaction's commit marker takes an offset, so ids rise but are
-not contiguous. Where the library has a switch for that (``EXPECT_CONTIGUOUS_NOTIFICATION_IDS``)
-it is used; where a test hard-codes ids 1, 2, 3 it is overridden below, with the same checks
-made against the ids the recorder returned.
+``offset * 4096 + index + 1`` (``codec.notification_id``: one insert is one record of many
+events), so ids are contiguous within one insert and jump between inserts (and every
+transaction's commit marker takes an offset too): ids rise but are not contiguous. Where the
+library has a switch for that (``EXPECT_CONTIGUOUS_NOTIFICATION_IDS``) it is used; where a
+test hard-codes ids 1, 2, 3 it is overridden below, with the same checks made against the ids
+the recorder returned.
 """
 
 from __future__ import annotations
@@ -84,7 +86,7 @@ class TestEventsAggregateRecorder(KafkaCase, cases.AggregateRecorderTestCase):
 class TestApplicationRecorder(
     KafkaCase, cases.ApplicationRecorderTestCase[KafkaApplicationRecorder]
 ):
-    # Commit markers take offsets: ids are offset + 1, increasing with gaps.
+    # Ids are offset * 4096 + index + 1: contiguous within an insert, gaps between inserts.
     EXPECT_CONTIGUOUS_NOTIFICATION_IDS = False
 
     def create_recorder(self) -> KafkaApplicationRecorder:
@@ -97,10 +99,10 @@ class TestApplicationRecorder(
 
     def test_insert_select(self) -> None:
         # Overridden because the library's version asserts ids [1, 2] then [3]; on Kafka the
-        # second insert is a second transaction, and the first one's commit marker took
-        # offset 2, so its id is 4. Every select and assertion of the original is made here
-        # against the ids the recorder returned (n1, n2, n3), plus checks that ids falling
-        # in the gaps select nothing extra.
+        # first insert is one record at offset 0 (ids 1, 2), its commit marker takes offset 1,
+        # and the second insert is the record at offset 2 (id 2 * 4096 + 1). Every select
+        # and assertion of the original is made here against the ids the recorder returned
+        # (n1, n2, n3), plus checks that ids falling in the gaps select nothing extra.
         recorder = self.create_recorder()
         self.assertEqual(len(recorder.select_notifications(start=None, limit=3)), 0)
         self.assertEqual(len(recorder.select_notifications(None, 3, topics=["topic1"])), 0)
@@ -113,7 +115,7 @@ class TestApplicationRecorder(
         ids12 = recorder.insert_events([e1, e2])
         assert ids12 is not None
         n1, n2 = ids12
-        self.assertEqual(n2, n1 + 1)  # one transaction: consecutive offsets
+        self.assertEqual(n2, n1 + 1)  # one insert, one record: consecutive ids
         ids3 = recorder.insert_events([e3])
         assert ids3 is not None
         (n3,) = ids3
@@ -158,7 +160,7 @@ class TestApplicationRecorder(
         check(select(start=n2, limit=10, stop=n2), all3[1:2])
         check(select(start=n1, limit=10, stop=n2), first2)
         check(select(start=n1, limit=10, stop=n2, inclusive_of_start=False), all3[1:2])
-        # Kafka only: starts and stops that fall on a commit marker's offset.
+        # Kafka only: starts and stops that fall in the gap between two records.
         check(select(start=n2 + 1, limit=10), all3[2:])
         check(select(start=n1, limit=10, stop=n3 - 1), first2)
 
@@ -219,9 +221,10 @@ class TestExampleApplication(KafkaCase, app_cases.ExampleApplicationTestCase):
 class TestApplication(KafkaCase, app_cases.ApplicationTestCase):
     def test_save_returns_recording_event(self) -> None:
         # Overridden because the library's version expects notification ids 1, 2, 3, 4 for
-        # three saves; on Kafka each save is a transaction whose commit marker takes an
-        # offset. Same checks on what matters: one recording per aggregate, ids increasing,
-        # and aggregates saved together get consecutive ids (one transaction).
+        # three saves; on Kafka each save is a record (ids from offset * 4096 + 1) and a
+        # transaction whose commit marker takes an offset. Same checks on what matters: one
+        # recording per aggregate, ids increasing, and aggregates saved together get
+        # consecutive ids (one transaction, one record).
         app = Application[UUID]()
         self.assertEqual(app.save(), [])
         self.assertEqual(app.save(None), [])

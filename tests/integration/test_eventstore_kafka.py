@@ -16,7 +16,9 @@ from kafka import TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from dispatch.eventstore import FencedError, KafkaApplicationRecorder, KafkaFactory
+from dispatch.eventstore.codec import EVENTS_PER_RECORD, encode_event, notification_id
 from dispatch.kafka.config import new_consumer, new_producer
+from dispatch.kafka.logsource import KafkaFollowSource, KafkaLogSource
 from dispatch.kafka.topics import Topics
 
 pytestmark = pytest.mark.kafka
@@ -78,6 +80,11 @@ def read_committed(bootstrap: str, topic: str, partition: int = 0) -> list[Any]:
         consumer.close()
 
 
+def events_of(records: list[Any]) -> list[dict[str, Any]]:
+    """The events JSON of events records, in log order (a record holds a batch of them)."""
+    return [e for r in records for e in json.loads(r.value)["events"]]
+
+
 @pytest.fixture
 def factories(kafka_topics: Any) -> Iterator[Any]:
     """``make(**env)`` builds a factory on the test's topics; all are closed afterwards."""
@@ -114,7 +121,7 @@ def test_a_new_owner_fences_the_old_one_whose_writes_fail_and_stay_invisible(
     assert issubclass(FencedError, OperationalError)
     assert [e.originator_version for e in old.select_events(agg)] == [1]
     records = read_committed(kafka_topics.bootstrap, Topics(kafka_topics.prefix).events)
-    assert [json.loads(r.value)["originator_version"] for r in records] == [1]
+    assert [e["originator_version"] for e in events_of(records)] == [1]
     assert [e.originator_version for e in new.select_events(agg)] == [1]
     new.insert_events([event(agg, 2)])  # the new owner carries on
 
@@ -169,7 +176,7 @@ def test_an_integrity_error_inside_a_worker_transaction_keeps_the_rest_of_the_ba
         recorder.insert_events([event(free, 1)])  # the next command of the batch
     assert [e.originator_version for e in recorder.select_events(free)] == [1]
     records = read_committed(kafka_topics.bootstrap, Topics(kafka_topics.prefix).events)
-    assert [json.loads(r.value)["originator_id"] for r in records] == [str(taken), str(free)]
+    assert [e["originator_id"] for e in events_of(records)] == [str(taken), str(free)]
 
 
 def test_a_batch_with_one_conflicting_event_writes_none_of_the_batch(
@@ -310,8 +317,9 @@ def test_a_plain_read_committed_consumer_sees_json_events_with_stable_topic_name
     finally:
         app.close()
     records = read_committed(kafka_topics.bootstrap, Topics(kafka_topics.prefix).events)
-    values = [json.loads(r.value) for r in records]
-    assert [r.key for r in records] == [str(tally.id).encode()] * 2
+    # One save, one record holding its events; keyed by the first event's aggregate.
+    assert [r.key for r in records] == [str(tally.id).encode()]
+    values = events_of(records)
     assert [v["topic"] for v in values] == [
         "test.eventstore.Tally.Started",
         "test.eventstore.Tally.Counted",
@@ -375,3 +383,89 @@ def test_a_subscription_yields_events_once_their_transaction_commits(factories: 
         assert wait_for(2) == ids
     collector.join(timeout=10)
     assert not collector.is_alive()
+
+
+def log_state(i: int) -> bytes:
+    return json.dumps(
+        {"timestamp": {"_type_": "datetime_iso", "_data_": "2024-01-01T00:00:00+00:00"}, "i": i}
+    ).encode()
+
+
+def test_records_of_one_event_from_before_batching_are_still_read_everywhere(
+    kafka_topics: Any, factories: Any
+) -> None:
+    topics, bootstrap = Topics(kafka_topics.prefix), kafka_topics.bootstrap
+    agg = uuid4()
+    # The old format, as the module wrote it: one event a record, no headers, in transactions.
+    old = new_producer(bootstrap, transactional_id=f"{kafka_topics.prefix}.shard-0")
+    old.init_transactions()
+    for version in (1, 2):
+        old.begin_transaction()
+        key, value = encode_event(StoredEvent(agg, version, "dispatch.T", log_state(version)))
+        old.send(topics.events, key=key, value=value, partition=0)
+        old.commit_transaction()
+    old.close()
+    recorder = recorder_of(factories())
+    old_ids = [notification_id(0, 0), notification_id(2, 0)]  # 1 and 8193 (a marker at 1)
+    assert [n.id for n in recorder.select_notifications(None, 10)] == old_ids
+    ids = recorder.insert_events(
+        [StoredEvent(agg, v, "dispatch.T", log_state(v)) for v in (3, 4, 5)]
+    )
+    assert ids == [notification_id(4, i) for i in range(3)]  # one record at offset 4
+    assert [e.originator_version for e in recorder.select_events(agg)] == [1, 2, 3, 4, 5]
+
+    source = KafkaLogSource(bootstrap, kafka_topics.prefix)
+    everything = [(e.position, e.version) for e in source.read(0, 0)]
+    assert everything == list(zip([*old_ids, *ids], (1, 2, 3, 4, 5), strict=True))
+    assert [e.version for e in source.read(0, old_ids[0])] == [2, 3, 4, 5]
+    assert [e.version for e in source.read(0, old_ids[0] + 1)] == [2, 3, 4, 5]  # id in a gap
+    assert [e.version for e in source.read(0, old_ids[1])] == [3, 4, 5]
+    assert [e.version for e in source.read(0, ids[0])] == [4, 5]  # after an id inside a record
+    assert [e.version for e in source.read(0, ids[1])] == [5]
+    assert list(source.read(0, ids[2])) == []
+    assert [e.originator_version for e in source.stored_events(0, agg)] == [1, 2, 3, 4, 5]
+
+    follow = KafkaFollowSource(bootstrap, kafka_topics.prefix)
+    try:
+        reader = follow.read(0, 0)
+        assert [next(reader).version for _ in range(3)] == [1, 2, 3]
+        reader.close()  # abandoned inside the record holding versions 3..5
+        assert [e.version for e in follow.read(0, ids[0])] == [4, 5]
+        recorder.insert_events([StoredEvent(agg, 6, "dispatch.T", log_state(6))])
+        assert [e.version for e in follow.read(0, ids[2])] == [6]  # only what is new
+    finally:
+        follow.close()
+
+    restarted = recorder_of(factories())  # fences the first, restores from the partition
+    assert restarted.select_notifications(None, 10) == recorder.select_notifications(None, 10)
+
+
+def test_a_batch_larger_than_a_record_is_split_and_stays_one_transaction(
+    kafka_topics: Any, factories: Any
+) -> None:
+    recorder = recorder_of(factories())
+    agg = uuid4()
+    count = EVENTS_PER_RECORD + 10
+    ids = recorder.insert_events([event(agg, v) for v in range(1, count + 1)])
+    assert ids is not None and len(ids) == count
+    records = read_committed(kafka_topics.bootstrap, Topics(kafka_topics.prefix).events)
+    sizes = [len(json.loads(r.value)["events"]) for r in records]
+    assert len(records) > 1 and sum(sizes) == count and max(sizes) <= EVENTS_PER_RECORD
+    expected = [
+        notification_id(r.offset, i) for r, n in zip(records, sizes, strict=True) for i in range(n)
+    ]
+    assert ids == expected  # contiguous within each record, a gap between records
+
+    with pytest.raises(IntegrityError):  # checked whole before anything is produced
+        recorder.insert_events(
+            [event(agg, v) for v in range(count + 1, 2 * count)] + [event(agg, 1)]
+        )
+    after = read_committed(kafka_topics.bootstrap, Topics(kafka_topics.prefix).events)
+    assert len(after) == len(records)
+
+    restarted = recorder_of(factories())
+    assert [n.id for n in restarted.select_notifications(None, 2 * count)] == ids
+    assert restarted.max_notification_id() == ids[-1]
+    split = sizes[0]  # a page across the boundary between two records
+    page = restarted.select_notifications(ids[split - 2], 4)
+    assert [n.id for n in page] == ids[split - 2 : split + 2]
