@@ -90,11 +90,22 @@ def parse_time(iso: str) -> float:
     return datetime.fromisoformat(iso).timestamp()
 
 
+_CANONICAL: dict[Any, str] = {}
+
+
 def canonical_id(value: Any) -> str:
-    """Ids as the 36-character UUID form, whatever form the store keeps them in."""
+    """Ids as the 36-character UUID form, whatever form the store keeps them in.
+
+    Aggregates have several events each, so the conversions are remembered (bounded)."""
+    found = _CANONICAL.get(value)
+    if found is not None:
+        return found
     text = value if isinstance(value, str) else str(value)
     if len(text) == 32:
-        return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+        text = f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+    if len(_CANONICAL) >= 1_000_000:
+        _CANONICAL.clear()
+    _CANONICAL[value] = text
     return text
 
 

@@ -44,8 +44,7 @@ class ProjectionRunner:
         if not page:
             return 0
         with self.views.lock:
-            for event in page:
-                self.views.apply(event)
+            self.views.apply_page(page)
             self.views.progress.notify_all()
         for listener in self.listeners:
             for event in page:

@@ -36,8 +36,8 @@ class ViewSet:
         self.states: dict[str, Checkpointed[Any]] = states or {}
         for p in self.projections:
             self.states.setdefault(p.name, Checkpointed(p.name, p.initial()))
-        self._routes: dict[str, list[tuple[Projection[Any], Checkpointed[Any]]]] = {}
-        self._all = [self.states[p.name] for p in self.projections]
+        self._routes: dict[str, list[int]] = {}
+        self._pairs = [(p, self.states[p.name]) for p in self.projections]
         self.lock = threading.RLock()
         self.progress = threading.Condition(self.lock)
 
@@ -45,20 +45,38 @@ class ViewSet:
         return [p.name for p in self.projections]
 
     def apply(self, event: LogEvent) -> None:
-        """``fold`` into every view, inlined: this is the replay hot path. Only the views
-        that fold this event type are called; every view's checkpoint moves on."""
-        shard, position = event.shard, event.position
-        routes = self._routes.get(event.topic)
-        if routes is None:
-            routes = self._routes[event.topic] = [
-                (p, self.states[p.name]) for p in self.projections if event.topic in p.topics
-            ]
-        for p, state in routes:
-            if position > state.checkpoint.get(shard, 0):
-                state.view = p.apply(state.view, event)
-        for state in self._all:
-            if position > state.checkpoint.get(shard, 0):
-                state.checkpoint[shard] = position
+        self.apply_page([event])
+
+    def apply_page(self, events: Sequence[LogEvent]) -> None:
+        """Fold events of one shard, in log order, into every view: the replay hot path.
+
+        Only the views that fold an event's type are called; an event a view already
+        includes (at or before its checkpoint) is skipped; the checkpoints move to the
+        page's last position once the page is folded."""
+        if not events:
+            return
+        shard = events[0].shard
+        marks = [(p, state, state.checkpoint.get(shard, 0)) for p, state in self._pairs]
+        floor = min(mark for _, _, mark in marks)
+        routes_of = self._routes
+        last = floor
+        for event in events:
+            position = event.position
+            if position <= floor:
+                continue
+            routes = routes_of.get(event.topic)
+            if routes is None:
+                routes = routes_of[event.topic] = [
+                    i for i, (p, _, _) in enumerate(marks) if event.topic in p.topics
+                ]
+            for i in routes:
+                p, state, mark = marks[i]
+                if position > mark:
+                    state.view = p.apply(state.view, event)
+            last = position
+        for _, state, mark in marks:
+            if last > mark:
+                state.checkpoint[shard] = last
 
     def apply_ping(self, ping: Ping) -> None:
         for p in self.projections:

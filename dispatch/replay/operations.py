@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import os
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +21,30 @@ from projections.store import ViewStore
 from projections.views import ViewSet, default_projections
 
 
+@contextmanager
+def batch_gc() -> Iterator[None]:
+    """Folding builds millions of long-lived objects and no reference cycles: the cyclic
+    collector would rescan the growing views again and again, so it pauses meanwhile."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def pages(events: Iterator[LogEvent], size: int) -> Iterator[list[LogEvent]]:
+    page: list[LogEvent] = []
+    for event in events:
+        page.append(event)
+        if len(page) == size:
+            yield page
+            page = []
+    if page:
+        yield page
+
+
 def read_all(
     source: LogSource, shard: int | None = None, until: float | None = None
 ) -> Iterator[LogEvent]:
@@ -29,6 +56,7 @@ def read_all(
             yield event
 
 
+@batch_gc()
 def verify(source: LogSource, shard: int | None = None) -> tuple[int, list[Violation]]:
     checker = InvariantChecker()
     shards = [shard] if shard is not None else source.shards()
@@ -49,21 +77,22 @@ class RebuildResult:
     target: Path
 
 
+@batch_gc()
 def rebuild(
     source: LogSource,
     data_dir: Path,
     names: list[str] | None,
     resolution: int = 9,
     ttl_s: float = 30.0,
-    save_every: int = 200_000,
+    save_every_s: float = 30.0,
     progress: Callable[[int], None] | None = None,
     stop_after: int | None = None,
 ) -> RebuildResult:
     """Fold the log into a fresh view store and switch over to it when done.
 
-    Work in progress lives in ``views.rebuild.sqlite`` with its checkpoints; a rebuild that
-    was interrupted resumes from there. The finished store replaces ``views.sqlite``
-    atomically. ``stop_after`` interrupts on purpose after that many events (for tests)."""
+    Work in progress lives in ``views.rebuild.sqlite``, saved with its checkpoints every
+    ``save_every_s`` seconds; a rebuild that was interrupted resumes from the last save.
+    The finished store replaces ``views.sqlite`` atomically. ``stop_after`` interrupts on purpose after that many events (for tests)."""
     projections = [
         p for p in default_projections(resolution, ttl_s) if names is None or p.name in names
     ]
@@ -76,14 +105,18 @@ def rebuild(
     views = ViewSet(projections, saved)
     resumed = {s: views.position(s) for s in source.shards() if views.position(s)}
     applied = 0
+    next_save = time.monotonic() + save_every_s
     try:
         for shard in source.shards():
-            for event in source.read(shard, views.position(shard)):
-                views.apply(event)
-                applied += 1
-                if applied % save_every == 0:
-                    store.save(views.states)
-                if progress is not None and applied % 10_000 == 0:
+            for page in pages(source.read(shard, views.position(shard)), 1_000):
+                if stop_after is not None and applied + len(page) >= stop_after:
+                    page = page[: stop_after - applied]
+                views.apply_page(page)
+                applied += len(page)
+                if time.monotonic() >= next_save:
+                    store.save(views.states)  # a checkpoint to resume from
+                    next_save = time.monotonic() + save_every_s
+                if progress is not None:
                     progress(applied)
                 if stop_after is not None and applied >= stop_after:
                     store.save(views.states)
@@ -106,6 +139,7 @@ class Stats:
     log_bytes: int = 0
 
 
+@batch_gc()
 def stats(source: LogSource, data_dir: Path | None = None) -> Stats:
     out = Stats()
     for event in read_all(source):
@@ -120,6 +154,7 @@ def stats(source: LogSource, data_dir: Path | None = None) -> Stats:
     return out
 
 
+@batch_gc()
 def state_at(source: LogSource, at: float, shard: int | None = None) -> ViewSet:
     """The rides and drivers views as of a moment, by replaying every event up to it."""
     views = ViewSet([p for p in default_projections() if p.name in ("rides", "drivers")])
