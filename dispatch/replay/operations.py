@@ -92,7 +92,8 @@ def rebuild(
 
     Work in progress lives in ``views.rebuild.sqlite``, saved with its checkpoints every
     ``save_every_s`` seconds; a rebuild that was interrupted resumes from the last save.
-    The finished store replaces ``views.sqlite`` atomically. ``stop_after`` interrupts on purpose after that many events (for tests)."""
+    The finished store replaces ``views.sqlite`` atomically. ``stop_after`` interrupts on
+    purpose after that many events (for tests)."""
     projections = [
         p for p in default_projections(resolution, ttl_s) if names is None or p.name in names
     ]
