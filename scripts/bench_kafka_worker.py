@@ -13,18 +13,22 @@ Prints a table (or JSON with --json). Asserts nothing about time.
 from __future__ import annotations
 
 import argparse
+import sys
 import json
 import statistics
+import tempfile
 import threading
 import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 from kafka import TopicPartition
 
 from dispatch.domain.ids import new_id
 from dispatch.eventstore.codec import decode_events
 from dispatch.kafka.config import new_consumer, new_producer
+from dispatch.kafka.processes import start_worker, stop_worker
 from dispatch.kafka.topics import Topics, create_topics, delete_topics
 from dispatch.kafka.worker import KafkaWorker
 from dispatch.messages import Ping
@@ -133,91 +137,105 @@ def bench_latency(bootstrap: str, drivers: int, rate: float, seconds: float) -> 
     create_topics(bootstrap, prefix, 1)
     settings = settings_for(bootstrap, prefix)
     stop = threading.Event()
-    try:
-        worker = run_worker(settings, stop)
-        bus = KafkaTransport(bootstrap, prefix)
-        riders_needed = int(rate * seconds) + 10
-        ds, rs = register(bus, drivers, riders_needed)
-        import random
+    logs = Path(tempfile.mkdtemp(prefix="bench-latency-"))
+    if True:
+        # The worker runs in its own process, as deployed: the client below shares nothing.
+        worker = start_worker(settings, logs / "worker.log", "bench-latency")
+        try:
+            return _latency_run(bootstrap, prefix, drivers, rate, seconds, stop)
+        finally:
+            stop.set()
+            stop_worker(worker)
+            delete_topics(bootstrap, prefix)
 
-        rng, city = random.Random(2), City()
-        positions = {d: city.uniform(rng) for d in ds}
-        bus.send_pings([Ping(d, *positions[d], time.time()) for d in ds])
-        bus.flush()
-        time.sleep(1.0)
-        consumer = new_consumer(bootstrap, group_id=None)
-        tp = TopicPartition(Topics(prefix).events, 0)
-        consumer.assign([tp])
-        consumer.seek_to_end(tp)
-        consumer.position(tp)
-        sent_at: dict[str, float] = {}
-        offered_at: dict[str, float] = {}
 
-        def follow() -> None:
-            while not stop.is_set() or len(offered_at) < len(sent_at):
-                for records in consumer.poll(timeout_ms=50).values():
-                    seen = time.perf_counter()
-                    for d in (d for r in records for d in decode_events(r.value, r.headers)):
-                        if d.topic == "dispatch.Ride.Offered":
-                            offered_at.setdefault(d.originator_key, seen)
-                if stop.is_set() and time.monotonic() > follow_deadline[0]:
-                    return
+def _latency_run(
+    bootstrap: str, prefix: str, drivers: int, rate: float, seconds: float, stop: threading.Event
+) -> dict[str, float]:
+    bus = KafkaTransport(bootstrap, prefix)
+    riders_needed = int(rate * seconds) + 10
+    ds, rs = register(bus, drivers, riders_needed)
+    import random
 
-        follow_deadline = [float("inf")]
-        reader = threading.Thread(target=follow, daemon=True)
-        reader.start()
-        interval = 1.0 / rate
-        next_at = time.perf_counter()
-        last_ping = time.time()
-        for i in range(int(rate * seconds)):
-            ride = new_id(0)
-            lat, lng = city.demand_point(rng)
-            env = c.CommandEnvelope(
-                command_id=str(uuid.uuid4()),
-                issued_at=datetime.now(UTC),
-                command=c.RequestRide(
-                    ride_id=ride,
-                    rider_id=rs[i],
-                    pickup=LatLng(lat=lat, lng=lng),
-                    dropoff=LatLng(lat=lat + 0.01, lng=lng),
-                ),
-            )
-            now = time.perf_counter()
-            if now < next_at:
-                time.sleep(next_at - now)
-            sent_at[str(ride)] = time.perf_counter()
-            bus.send_command(env)
-            bus.flush()
-            next_at += interval
-            if time.time() - last_ping > 4:  # keep the supply fresh (ping TTL)
-                bus.send_pings([Ping(d, *positions[d], time.time()) for d in ds])
-                last_ping = time.time()
-        follow_deadline[0] = time.monotonic() + 10
-        stop.set()
-        reader.join(timeout=15)
-        latencies = sorted(
-            (offered_at[k] - v) * 1000 for k, v in sent_at.items() if k in offered_at
+    rng, city = random.Random(2), City()
+    positions = {d: city.uniform(rng) for d in ds}
+    bus.send_pings([Ping(d, *positions[d], time.time()) for d in ds])
+    bus.flush()
+    time.sleep(1.0)
+    consumer = new_consumer(bootstrap, group_id=None)
+    tp = TopicPartition(Topics(prefix).events, 0)
+    consumer.assign([tp])
+    consumer.seek_to_end(tp)
+    consumer.position(tp)
+    sent_at: dict[str, float] = {}
+    offered_at: dict[str, float] = {}
+
+    def follow() -> None:
+        while not stop.is_set() or len(offered_at) < len(sent_at):
+            for records in consumer.poll(timeout_ms=50).values():
+                seen = time.perf_counter()
+                for d in (d for r in records for d in decode_events(r.value, r.headers)):
+                    if d.topic == "dispatch.Ride.Offered":
+                        offered_at.setdefault(d.originator_key, seen)
+            if stop.is_set() and time.monotonic() > follow_deadline[0]:
+                return
+
+    follow_deadline = [float("inf")]
+    reader = threading.Thread(target=follow, daemon=True)
+    reader.start()
+    interval = 1.0 / rate
+    next_at = time.perf_counter()
+    last_ping = time.time()
+    for i in range(int(rate * seconds)):
+        ride = new_id(0)
+        lat, lng = city.demand_point(rng)
+        env = c.CommandEnvelope(
+            command_id=str(uuid.uuid4()),
+            issued_at=datetime.now(UTC),
+            command=c.RequestRide(
+                ride_id=ride,
+                rider_id=rs[i],
+                pickup=LatLng(lat=lat, lng=lng),
+                dropoff=LatLng(lat=lat + 0.01, lng=lng),
+            ),
         )
-        consumer.close()
-        bus.close()
+        now = time.perf_counter()
+        if now < next_at:
+            time.sleep(next_at - now)
+        sent_at[str(ride)] = time.perf_counter()
+        bus.send_command(env)
+        bus.flush()
+        next_at += interval
+        if time.time() - last_ping > 0.1:
+            # Every driver pings every 4 s, each on its own phase: 1/40 of them a tenth.
+            phase = int(time.time() * 10) % 40
+            bus.send_pings([Ping(d, *positions[d], time.time()) for d in ds[phase::40]])
+            last_ping = time.time()
+    follow_deadline[0] = time.monotonic() + 10
+    stop.set()
+    reader.join(timeout=15)
+    start0 = min(sent_at.values())
+    slow = sorted(((offered_at[k] - v) * 1000, v - start0) for k, v in sent_at.items()
+                  if k in offered_at)[-8:]
+    print("slowest (latency ms, sent at s):", [(round(a), round(b, 2)) for a, b in slow],
+          file=sys.stderr)
+    latencies = sorted((offered_at[k] - v) * 1000 for k, v in sent_at.items() if k in offered_at)
+    consumer.close()
+    bus.close()
 
-        def pct(q: float) -> float:
-            return latencies[min(len(latencies) - 1, int(q / 100 * len(latencies)))]
+    def pct(q: float) -> float:
+        return latencies[min(len(latencies) - 1, int(q / 100 * len(latencies)))]
 
-        return {
-            "requests": len(sent_at),
-            "offered": len(latencies),
-            "rate": rate,
-            "drivers": drivers,
-            "p50_ms": pct(50),
-            "p99_ms": pct(99),
-            "mean_ms": statistics.fmean(latencies),
-            "worker_batches": worker.stats.batches,
-        }
-    finally:
-        stop.set()
-        time.sleep(0.5)
-        delete_topics(bootstrap, prefix)
+    return {
+        "requests": len(sent_at),
+        "offered": len(latencies),
+        "rate": rate,
+        "drivers": drivers,
+        "p50_ms": pct(50),
+        "p95_ms": pct(95),
+        "p99_ms": pct(99),
+        "mean_ms": statistics.fmean(latencies),
+    }
 
 
 def main() -> int:

@@ -11,6 +11,7 @@ fenced by the shard's transactional id.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -31,6 +32,8 @@ from dispatch.settings import Settings
 from dispatch.transport import wire
 
 log = logging.getLogger(__name__)
+
+SLOW_BATCH_S = 0.25  # batches slower than this are logged with their sizes
 
 
 @dataclass
@@ -67,11 +70,21 @@ class KafkaWorker:
             "session_timeout_ms": 10_000,
             "heartbeat_interval_ms": 1_000,
             "max_poll_interval_ms": 120_000,
+            "metadata_max_age_ms": 30_000,
         }
         self.consumer = new_consumer(settings.kafka_bootstrap, **(options | consumer_overrides))
-        self.consumer.subscribe(
-            [self.topics.commands, self.topics.locations], listener=_Rebalance(self)
-        )
+        topics = [self.topics.commands, self.topics.locations]
+        self._await_topics(topics)
+        self.consumer.subscribe(topics, listener=_Rebalance(self))
+
+    def _await_topics(self, topics: list[str], timeout_s: float = 30.0) -> None:
+        """Join the group only once the topics' partitions are known: a member that joins
+        before would be assigned nothing until its next metadata refresh."""
+        deadline = time.monotonic() + timeout_s
+        while not all(self.consumer.partitions_for_topic(t) for t in topics):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"topics {topics} not found: run `dispatch topics create`")
+            time.sleep(0.2)
 
     # -- shard lifecycle ----------------------------------------------------------------
     def assign(self, shards: set[int]) -> None:
@@ -86,6 +99,10 @@ class KafkaWorker:
             )
             self.stats.restored[shard] = time.perf_counter() - started
             log.info("shard %s restored in %.2f s", shard, self.stats.restored[shard])
+        # A restored shard is a large, long-lived heap (its local store): keep the cyclic
+        # collector from rescanning it on every full collection, which stalls batches.
+        gc.collect()
+        gc.freeze()
 
     def revoke(self, shards: set[int]) -> None:
         for shard in sorted(shards & set(self.shards)):
@@ -136,9 +153,11 @@ class KafkaWorker:
         box: Inbound,
         offsets: dict[TopicPartition, OffsetAndMetadata],
     ) -> None:
+        started = time.perf_counter()
         try:
             with host.transaction() as producer:
                 report = host.process(box)
+                decided = time.perf_counter()
                 if offsets:
                     producer.send_offsets_to_transaction(offsets, self.consumer.group_metadata())
         except FencedError:
@@ -152,6 +171,19 @@ class KafkaWorker:
             host.reset()
             self._rewind(shard)
             return
+        elapsed = time.perf_counter() - started
+        if elapsed > SLOW_BATCH_S:
+            log.warning(
+                "shard %s: slow batch %.0f ms (%d commands, %d pings, %d events; decided in "
+                "%.0f ms, committed in %.0f ms)",
+                shard,
+                elapsed * 1000,
+                report.commands,
+                report.pings,
+                report.events,
+                (decided - started) * 1000,
+                (time.perf_counter() - decided) * 1000,
+            )
         self.stats.batches += 1
         self.stats.commands += report.commands
         self.stats.pings += report.pings
