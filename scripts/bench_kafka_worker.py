@@ -13,9 +13,9 @@ Prints a table (or JSON with --json). Asserts nothing about time.
 from __future__ import annotations
 
 import argparse
-import sys
 import json
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -215,10 +215,14 @@ def _latency_run(
     stop.set()
     reader.join(timeout=15)
     start0 = min(sent_at.values())
-    slow = sorted(((offered_at[k] - v) * 1000, v - start0) for k, v in sent_at.items()
-                  if k in offered_at)[-8:]
-    print("slowest (latency ms, sent at s):", [(round(a), round(b, 2)) for a, b in slow],
-          file=sys.stderr)
+    slow = sorted(
+        ((offered_at[k] - v) * 1000, v - start0) for k, v in sent_at.items() if k in offered_at
+    )[-8:]
+    print(
+        "slowest (latency ms, sent at s):",
+        [(round(a), round(b, 2)) for a, b in slow],
+        file=sys.stderr,
+    )
     latencies = sorted((offered_at[k] - v) * 1000 for k, v in sent_at.items() if k in offered_at)
     consumer.close()
     bus.close()
