@@ -28,13 +28,14 @@ from dispatch.kafka.processes import start_worker as start_process
 from dispatch.kafka.processes import stop_worker
 from dispatch.kafka.topics import Topics, create_topics, delete_topics
 from dispatch.kafka.worker import KafkaWorker
-from dispatch.messages import Inbound
+from dispatch.messages import Inbound, Ping
 from dispatch.replay.operations import verify
 from dispatch.settings import Settings
 from dispatch.simulator.kafka import run_on_kafka
 from dispatch.simulator.runner import SimConfig
 from dispatch.transport.kafka import KafkaTransport
 from schemas import commands as c
+from schemas.common import LatLng
 
 pytestmark = pytest.mark.kafka
 SHARDS = 4
@@ -258,3 +259,57 @@ def test_a_poison_record_lands_in_dead_letters_and_processing_continues(
         f"{topics.locations}[2]#0".split("#")[0],
     }
     assert all("@" in letter["position"] for letter in letters)
+
+
+def test_after_a_takeover_matching_resumes_from_recent_pings_without_waiting_for_new_ones(
+    deployment: Settings,
+    tmp_path: Path,
+) -> None:
+    """The new owner warms its matcher with the last TTL of pings from the locations topic:
+    a request right after the takeover is offered before any driver pings again."""
+    assert deployment.kafka_bootstrap is not None
+    bus = KafkaTransport(deployment.kafka_bootstrap, deployment.topic_prefix)
+    first = start_worker(deployment, "first", tmp_path)
+    try:
+        driver, rider = new_id(0), new_id(0)
+        for command in (
+            c.RegisterDriver(driver_id=driver, name="d"),
+            c.GoOnline(driver_id=driver),
+            c.RegisterRider(rider_id=rider, name="r"),
+        ):
+            env = envelope(command)
+            bus.send_command(env)
+            assert bus.wait_outcome(env.command_id, 60) is not None
+        bus.send_pings([Ping(driver, 37.7749, -122.4194, time.time())])
+        bus.flush()
+        time.sleep(1.0)
+    finally:
+        stop(first)  # the shard's owner goes away; its matcher state goes with it
+    second = start_worker(deployment, "second", tmp_path)
+    try:
+        ride = new_id(0)
+        request = envelope(
+            c.RequestRide(
+                ride_id=ride,
+                rider_id=rider,
+                pickup=LatLng(lat=37.775, lng=-122.419),
+                dropoff=LatLng(lat=37.8, lng=-122.4),
+            )
+        )
+        bus.send_command(request)
+        outcome = bus.wait_outcome(request.command_id, 60)
+        assert outcome is not None and outcome.accepted
+        source = KafkaLogSource(deployment.kafka_bootstrap, deployment.topic_prefix)
+        deadline = time.monotonic() + 10
+        offered: list[str] = []
+        while not offered and time.monotonic() < deadline:
+            offered = [
+                e.data["driver_id"]
+                for e in source.read(0)
+                if e.topic == "dispatch.Ride.Offered" and e.aggregate_id == str(ride)
+            ]
+            time.sleep(0.2)
+        assert offered == [str(driver)]
+    finally:
+        bus.close()
+        stop(second)
