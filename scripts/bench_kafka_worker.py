@@ -196,7 +196,9 @@ def _latency_run(
     last_ping = time.time()
     for i in range(int(rate * seconds)):
         ride = new_id(0)
-        lat, lng = city.demand_point(rng)
+        # Uniform pickups, like the drivers: this measures the worker, not a market where
+        # hot spots run out of drivers (drivers never answer here, so offers hold them).
+        lat, lng = city.uniform(rng)
         env = c.CommandEnvelope(
             command_id=str(uuid.uuid4()),
             issued_at=datetime.now(UTC),
