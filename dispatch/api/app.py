@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -54,6 +55,11 @@ def create_app(runtime: Runtime, auth: AuthSettings, options: ApiOptions | None 
             runtime.runner.listeners.append(hub.publish)
         if opts.manage_runtime:
             await anyio.to_thread.run_sync(runtime.start)
+            # The views just caught up with the log: a large, long-lived heap. Freezing it
+            # keeps full collections from rescanning it, which is what made the tail of
+            # request latency (docs/BENCHMARKS.md).
+            gc.collect()
+            gc.freeze()
         try:
             yield
         finally:
