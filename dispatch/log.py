@@ -86,6 +86,19 @@ def flatten(raw: dict[str, Any]) -> dict[str, Any]:
     return raw
 
 
+_LAST_TIME: list[Any] = ["", 0.0]
+
+
+def _epoch(iso: str) -> float:
+    """``parse_time`` for the replay path. A batch's events all carry the worker's clock
+    of that batch, so the last conversion is kept and reused while it matches."""
+    last = _LAST_TIME
+    if iso != last[0]:
+        last[0], last[1] = iso, datetime.fromisoformat(iso).timestamp()
+    value: float = last[1]
+    return value
+
+
 def parse_time(iso: str) -> float:
     return datetime.fromisoformat(iso).timestamp()
 
@@ -97,6 +110,8 @@ def canonical_id(value: Any) -> str:
     """Ids as the 36-character UUID form, whatever form the store keeps them in.
 
     Aggregates have several events each, so the conversions are remembered (bounded)."""
+    if value.__class__ is str and len(value) == 36:
+        return str(value)
     found = _CANONICAL.get(value)
     if found is not None:
         return found
@@ -136,7 +151,7 @@ def from_state(
     data: dict[str, Any],
 ) -> LogEvent:
     """A ``LogEvent`` from state already parsed and flattened."""
-    at = datetime.fromisoformat(data.pop("timestamp")).timestamp()
+    at = _epoch(data.pop("timestamp"))
     data.pop("originator_topic", None)
     data.pop("class_version", None)
     return LogEvent(shard, position, canonical_id(originator_id), version, topic, at, data)
