@@ -45,6 +45,14 @@ class SqliteLogSource:
         return self.data_dir / f"shard-{shard:04d}.sqlite"
 
     def read(self, shard: int, after: int = 0, until: int | None = None) -> Iterator[LogEvent]:
+        for page in self.read_pages(shard, after):
+            for event in page:
+                if until is not None and event.position > until:
+                    return
+                yield event
+
+    def read_pages(self, shard: int, after: int = 0) -> Iterator[list[LogEvent]]:
+        """The shard's events after ``after``, a page (one SQL fetch) at a time."""
         path = self.path(shard)
         if not path.exists():
             return
@@ -55,10 +63,8 @@ class SqliteLogSource:
             position = after
             while True:
                 rows = conn.execute(_SELECT, (position, self.page)).fetchall()
-                for position, originator_id, version, topic, state in rows:
-                    if until is not None and position > until:
-                        return
-                    yield decode_fields(shard, position, originator_id, version, topic, state)
+                if rows:
+                    yield [decode_fields(shard, *row) for row in rows]
                 if len(rows) < self.page:
                     return
                 position = rows[-1][0]

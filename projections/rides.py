@@ -23,6 +23,9 @@ _STATUS_AFTER: dict[str, str] = {
 }
 
 
+_KIND = {topic: topic.removeprefix("dispatch.") for topic in _STATUS_AFTER}
+
+
 @dataclass(slots=True)
 class RideRow:
     ride_id: str
@@ -81,5 +84,5 @@ class RidesProjection:
                 row.driver_id = None
             elif status == "cancelled":
                 row.offered_to = None
-        row.timeline.append({"at": e.at, "event": e.kind, "position": e.where, **data})
+        row.timeline.append({"at": e.at, "event": _KIND[topic], "position": e.where, **data})
         return view

@@ -109,7 +109,12 @@ def rebuild(
     next_save = time.monotonic() + save_every_s
     try:
         for shard in source.shards():
-            for page in pages(source.read(shard, views.position(shard)), 1_000):
+            read_pages = getattr(source, "read_pages", None)
+            after = views.position(shard)
+            paged = (
+                read_pages(shard, after) if read_pages else pages(source.read(shard, after), 1_000)
+            )
+            for page in paged:
                 if stop_after is not None and applied + len(page) >= stop_after:
                     page = page[: stop_after - applied]
                 views.apply_page(page)
