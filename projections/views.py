@@ -78,6 +78,13 @@ class ViewSet:
             if last > mark:
                 state.checkpoint[shard] = last
 
+    def skip_to(self, shard: int, position: int) -> None:
+        """Move every checkpoint to ``position`` without folding (events left out on
+        purpose, e.g. a rebuild from a time)."""
+        for _, state in self._pairs:
+            if position > state.checkpoint.get(shard, 0):
+                state.checkpoint[shard] = position
+
     def apply_ping(self, ping: Ping) -> None:
         for p in self.projections:
             apply_ping = getattr(p, "apply_ping", None)

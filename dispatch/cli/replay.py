@@ -70,10 +70,15 @@ def rebuild(
         typer.Argument(help="Views to rebuild: rides, drivers, locations, heatmap."),
     ] = None,
     all_views: Annotated[bool, typer.Option("--all", help="Rebuild every view.")] = False,
+    since: Annotated[
+        str | None,
+        typer.Option(help="Fold only the events from this ISO 8601 time on (UTC if no zone)."),
+    ] = None,
     data_dir: DataDir = None,
     kafka: Kafka = None,
 ) -> None:
-    """Rebuild views from the start of the log into a fresh store, then switch over.
+    """Rebuild views from the start of the log (or from --since) into a fresh store, then
+    switch over.
 
     An interrupted rebuild resumes where its last checkpoint left it."""
     if not views and not all_views:
@@ -91,6 +96,7 @@ def rebuild(
                 settings.h3_resolution,
                 settings.ping_ttl_s,
                 progress=lambda n: bar.update(task, completed=n),
+                since=_time(since, "--since"),
             )
         except ValueError as error:
             raise typer.BadParameter(str(error), param_hint="VIEWS") from None

@@ -87,13 +87,16 @@ def rebuild(
     save_every_s: float = 30.0,
     progress: Callable[[int], None] | None = None,
     stop_after: int | None = None,
+    since: float | None = None,
 ) -> RebuildResult:
     """Fold the log into a fresh view store and switch over to it when done.
 
     Work in progress lives in ``views.rebuild.sqlite``, saved with its checkpoints every
     ``save_every_s`` seconds; a rebuild that was interrupted resumes from the last save.
     The finished store replaces ``views.sqlite`` atomically. ``stop_after`` interrupts on
-    purpose after that many events (for tests)."""
+    purpose after that many events (for tests). With ``since`` (epoch seconds) the views
+    fold only the events from that time on, e.g. a heatmap of the last hour; their
+    checkpoints still cover the whole log, so they can go on following it."""
     projections = [
         p for p in default_projections(resolution, ttl_s) if names is None or p.name in names
     ]
@@ -115,6 +118,11 @@ def rebuild(
                 read_pages(shard, after) if read_pages else pages(source.read(shard, after), 1_000)
             )
             for page in paged:
+                if since is not None and page[0].at < since:
+                    page = [e for e in page if e.at >= since] or page[-1:]
+                    if page[-1].at < since:  # nothing to fold: only move the checkpoints
+                        views.skip_to(page[-1].shard, page[-1].position)
+                        continue
                 if stop_after is not None and applied + len(page) >= stop_after:
                     page = page[: stop_after - applied]
                 views.apply_page(page)

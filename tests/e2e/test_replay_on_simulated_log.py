@@ -148,3 +148,16 @@ def test_verify_exits_non_zero_on_a_broken_log(simulated: dict[str, Any], tmp_pa
     result = CliRunner().invoke(app, ["replay", "verify", "--data-dir", str(broken)])
     assert result.exit_code == 1
     assert "version_gap" in result.output
+
+
+def test_a_rebuild_from_a_time_folds_only_the_events_since_then(
+    simulated: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    source = SqliteLogSource(simulated["dir"])
+    since = simulated["at"]
+    result = op.rebuild(source, tmp_path, ["rides"], since=since)
+    rides = ViewStore(result.target).load()["rides"]
+    assert rides.view, "rides requested after the moment are there"
+    assert all(row.requested_at >= since for row in rides.view.values())
+    assert rides.checkpoint == simulated["live"].states["rides"].checkpoint  # whole log
