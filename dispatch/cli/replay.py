@@ -19,6 +19,7 @@ from rich.table import Table
 from dispatch.bootstrap import build_log_source
 from dispatch.cli.common import DataDir, Kafka, settings_from
 from dispatch.domain.ids import shard_of
+from dispatch.log import LogSource
 from dispatch.replay import operations as op
 
 app = typer.Typer(
@@ -28,6 +29,20 @@ console = Console()
 err = Console(stderr=True)
 
 Shard = Annotated[int | None, typer.Option("--shard", min=0, help="Only this shard.")]
+
+
+def _source(data_dir: Path | None, kafka: str | None) -> LogSource:
+    """The log to read, or a clear error (and exit code 2) when there is none."""
+    settings = settings_from(data_dir, kafka)
+    try:
+        source = build_log_source(settings)
+        source.shards()  # reach the log now, so a bad address fails here, clearly
+        return source
+    except FileNotFoundError as error:
+        err.print(f"[red]{error}[/red]: pass --data-dir (or set DISPATCH_DATA_DIR)")
+    except Exception as error:  # kafka-python raises its own errors for an unreachable broker
+        err.print(f"[red]cannot read the log at {settings.kafka_bootstrap}: {error}[/red]")
+    raise typer.Exit(code=2)
 
 
 def _time(value: str | None, name: str) -> float | None:
@@ -48,7 +63,7 @@ def verify(shard: Shard = None, data_dir: DataDir = None, kafka: Kafka = None) -
 
     Per-aggregate versions gapless and unique, only legal transitions, no driver in two
     active rides, no ride with two drivers, every offer resolved, one outcome per command."""
-    source = build_log_source(settings_from(data_dir, kafka))
+    source = _source(data_dir, kafka)
     started = time.perf_counter()
     events, violations = op.verify(source, shard)
     elapsed = time.perf_counter() - started
@@ -84,7 +99,7 @@ def rebuild(
     if not views and not all_views:
         raise typer.BadParameter("name a view or pass --all", param_hint="VIEWS")
     settings = settings_from(data_dir, kafka)
-    source = build_log_source(settings)
+    source = _source(data_dir, kafka)
     started = time.perf_counter()
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("rebuilding", total=None)
@@ -129,7 +144,7 @@ def history(
         agg = UUID(aggregate_id)
     except ValueError:
         raise typer.BadParameter(f"not a UUID: {aggregate_id!r}", param_hint="ID") from None
-    source = build_log_source(settings_from(data_dir, kafka))
+    source = _source(data_dir, kafka)
     stored = source.stored_events(shard_of(agg), agg)
     if not stored:
         err.print(f"no events for {kind} {agg} in shard {shard_of(agg)}")
@@ -171,7 +186,7 @@ def state(
     """The state of the shards (or of one aggregate) as of a moment, replayed up to it."""
     moment = _time(at, "--at")
     assert moment is not None
-    views = op.state_at(build_log_source(settings_from(data_dir, kafka)), moment, shard)
+    views = op.state_at(_source(data_dir, kafka), moment, shard)
     if aggregate_id is not None:
         row = views.rides.get(aggregate_id) or views.drivers.rows.get(aggregate_id)
         if row is None:
@@ -203,7 +218,7 @@ def export(
     lo, hi = _time(since, "--since"), _time(until, "--until")
     events = (
         e.as_json()
-        for e in op.read_all(build_log_source(settings_from(data_dir, kafka)))
+        for e in op.read_all(_source(data_dir, kafka))
         if (lo is None or e.at >= lo) and (hi is None or e.at <= hi)
     )
     if fmt == "parquet":
@@ -227,7 +242,7 @@ def stats(
 ) -> None:
     """Events per type, per shard and per hour; aggregate counts; log size."""
     settings = settings_from(data_dir, kafka)
-    result = op.stats(build_log_source(settings), settings.data_dir if settings.embedded else None)
+    result = op.stats(_source(data_dir, kafka), settings.data_dir if settings.embedded else None)
     if as_json:
         print(
             orjson.dumps(

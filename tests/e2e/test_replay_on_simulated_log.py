@@ -161,3 +161,10 @@ def test_a_rebuild_from_a_time_folds_only_the_events_since_then(
     assert rides.view, "rides requested after the moment are there"
     assert all(row.requested_at >= since for row in rides.view.values())
     assert rides.checkpoint == simulated["live"].states["rides"].checkpoint  # whole log
+
+
+def test_replay_without_a_log_says_where_it_looked_and_exits_2(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    result = CliRunner().invoke(app, ["replay", "verify", "--data-dir", str(missing)])
+    assert result.exit_code == 2
+    assert "no event log at" in result.output and "nowhere" in result.output
