@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 import typer
@@ -22,7 +24,8 @@ def serve(
     """Run the driver/rider HTTP API (embedded: also the shard workers and projections)."""
     from dispatch.api.serve import serve as run
 
-    run(settings_from(data_dir, kafka), host=host, port=port)
+    with _clear_errors("start the API"):
+        run(settings_from(data_dir, kafka), host=host, port=port)
 
 
 def worker(
@@ -52,7 +55,8 @@ def worker(
     if clock not in ("wall", "stream"):
         raise typer.BadParameter("choose wall or stream", param_hint="--clock")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    process = KafkaWorker(settings, clock_mode=clock, member=member)
+    with _clear_errors("start the worker"):
+        process = KafkaWorker(settings, clock_mode=clock, member=member)
     signal.signal(signal.SIGTERM, lambda *_: process.stop())
     deadline = time.monotonic() + max_seconds if max_seconds else None
     try:
@@ -80,8 +84,9 @@ def topics_create(
     settings = _kafka_settings(kafka)
     assert settings.kafka_bootstrap is not None
     count = partitions or settings.shards
-    create_topics(settings.kafka_bootstrap, settings.topic_prefix, count)
-    problems = check_topics(settings.kafka_bootstrap, settings.topic_prefix, count)
+    with _clear_errors("create the topics"):
+        create_topics(settings.kafka_bootstrap, settings.topic_prefix, count)
+        problems = check_topics(settings.kafka_bootstrap, settings.topic_prefix, count)
     for problem in problems:
         console.print(f"[red]problem[/red] {problem}")
     if problems:
@@ -99,12 +104,26 @@ def topics_check(
 
     settings = _kafka_settings(kafka)
     assert settings.kafka_bootstrap is not None
-    problems = check_topics(settings.kafka_bootstrap, settings.topic_prefix, partitions)
+    with _clear_errors("check the topics"):
+        problems = check_topics(settings.kafka_bootstrap, settings.topic_prefix, partitions)
     for problem in problems:
         console.print(f"[red]problem[/red] {problem}")
     if problems:
         raise typer.Exit(code=1)
     console.print("topics ok")
+
+
+@contextmanager
+def _clear_errors(doing: str) -> Iterator[None]:
+    """An unreachable broker, missing topics or bad settings end the command with one
+    line that says what failed, and exit code 2, instead of a traceback."""
+    try:
+        yield
+    except (typer.Exit, KeyboardInterrupt):
+        raise
+    except Exception as error:
+        Console(stderr=True).print(f"[red]cannot {doing}: {type(error).__name__}: {error}[/red]")
+        raise typer.Exit(code=2) from None
 
 
 def _kafka_settings(kafka: str | None) -> Settings:
