@@ -32,8 +32,23 @@ def sqlite_env(data_dir: Path, shard: int) -> dict[str, str]:
     }
 
 
+def kafka_env(bootstrap: str, prefix: str, shard: int) -> dict[str, str]:
+    """The eventsourcing environment of one shard on the Kafka persistence module."""
+    return {
+        "PERSISTENCE_MODULE": "dispatch.eventstore",
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "KAFKA_TOPIC_PREFIX": prefix,
+        "KAFKA_SHARD": str(shard),
+    }
+
+
 def build_application(settings: Settings, shard: int) -> ShardApplication:
-    env = sqlite_env(settings.data_dir, shard)
+    """The shard's application on SQLite (embedded) or on the Kafka module."""
+    if settings.embedded:
+        env = sqlite_env(settings.data_dir, shard)
+    else:
+        assert settings.kafka_bootstrap is not None
+        env = kafka_env(settings.kafka_bootstrap, settings.topic_prefix, shard)
     return ShardApplication(shard, env=env, policy=Policy(max_wait_s=settings.max_wait_s))
 
 

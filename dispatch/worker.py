@@ -97,8 +97,7 @@ class ShardWorker:
             outcomes, recordings = self.app.commit()
         except Exception:
             if not self.drop_failed_batches:
-                self.restore()
-                raise
+                raise  # the caller aborts its transaction and resets the shard once
             log.exception("shard %s: commit failed; batch dropped, shard restored", self.shard)
             self.restore()
             outcomes = [

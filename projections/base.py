@@ -3,14 +3,14 @@
 The fold takes ownership of the view it is given and returns it (views are updated in
 place for speed; nothing else holds a reference while folding). The checkpoint is the last
 position applied per shard, kept in the same object as the view so the two can never be
-saved apart; an event at or before the checkpoint is skipped, which makes redelivery
-harmless.
+saved apart; an event at or before the checkpoint is skipped (``ViewSet.apply_page``),
+which makes redelivery harmless.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from dispatch.log import LogEvent
 
@@ -40,12 +40,3 @@ class Checkpointed(Generic[V]):
 
     def position(self, shard: int) -> int:
         return self.checkpoint.get(shard, 0)
-
-
-def fold(projection: Projection[Any], state: Checkpointed[Any], event: LogEvent) -> bool:
-    """Apply ``event`` unless the view already includes it; returns whether it was applied."""
-    if event.position <= state.checkpoint.get(event.shard, 0):
-        return False
-    state.view = projection.apply(state.view, event)
-    state.checkpoint[event.shard] = event.position
-    return True

@@ -16,10 +16,11 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from dispatch.bootstrap import kafka_env
 from dispatch.eventstore.restore import restore_events
 from dispatch.eventstore.store import EventTable
 from dispatch.kafka.logsource import KafkaLogSource
-from dispatch.kafka.migrate import copy_shard, kafka_shard_env
+from dispatch.kafka.migrate import copy_shard
 from dispatch.kafka.topics import Topics, create_topics, delete_topics
 
 
@@ -43,7 +44,7 @@ def main() -> int:
     create_topics(args.bootstrap, prefix, 1)
     results: dict[str, object] = {}
     try:
-        env = kafka_shard_env(args.bootstrap, prefix, 0)
+        env = kafka_env(args.bootstrap, prefix, 0)
         started = time.perf_counter()
         copied = copy_shard(args.data_dir / "shard-0000.sqlite", env, 0, limit=args.limit)
         results["copy"] = {"events": copied, "seconds": round(time.perf_counter() - started, 2)}

@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sqlite3
 import time
 import uuid
 from pathlib import Path
-from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent
-
-from dispatch.bootstrap import build_matcher, sqlite_env
+from dispatch.bootstrap import build_matcher, kafka_env, sqlite_env
+from dispatch.kafka.migrate import copy_shard
 from dispatch.kafka.topics import create_topics, delete_topics
 from dispatch.settings import Settings
 from dispatch.shard.application import ShardApplication
@@ -46,29 +43,6 @@ def timed_restore(shard: int, env: dict[str, str], settings: Settings) -> dict[s
     }
 
 
-def copy_to_kafka(db: Path, env: dict[str, str], limit: int | None) -> int:
-    app = ShardApplication(0, env=env)
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    sql = (
-        "SELECT originator_id, originator_version, topic, state FROM stored_events "
-        "ORDER BY rowid" + (f" LIMIT {limit}" if limit else "")
-    )
-    batch: list[StoredEvent] = []
-    count = 0
-    for oid, version, topic, state in conn.execute(sql):
-        batch.append(StoredEvent(UUID(oid), version, topic, state))
-        if len(batch) == 5_000:
-            app.recorder.insert_events(batch)
-            count += len(batch)
-            batch = []
-    if batch:
-        app.recorder.insert_events(batch)
-        count += len(batch)
-    conn.close()
-    app.close()
-    return count
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("data_dir", type=Path, help="an embedded log (shard 0 is used)")
@@ -80,15 +54,10 @@ def main() -> int:
     results = {"sqlite": timed_restore(0, sqlite_env(args.data_dir, 0), settings)}
     prefix = f"bench-restore-{uuid.uuid4().hex[:6]}"
     create_topics(args.bootstrap, prefix, 1)
-    env = {
-        "PERSISTENCE_MODULE": "dispatch.eventstore",
-        "KAFKA_BOOTSTRAP_SERVERS": args.bootstrap,
-        "KAFKA_TOPIC_PREFIX": prefix,
-        "KAFKA_SHARD": "0",
-    }
+    env = kafka_env(args.bootstrap, prefix, 0)
     try:
         started = time.perf_counter()
-        copied = copy_to_kafka(args.data_dir / "shard-0000.sqlite", env, args.limit)
+        copied = copy_shard(args.data_dir / "shard-0000.sqlite", env, 0, limit=args.limit)
         results["kafka_copy"] = {"events": copied, "seconds": time.perf_counter() - started}
         results["kafka"] = timed_restore(0, env, settings)
     finally:

@@ -17,7 +17,6 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from dispatch.api.auth import Principal, TokenError, decode
 from dispatch.api.context import ApiContext
 from dispatch.api.errors import ApiError, forbidden, unauthorized
-from dispatch.api.metrics import log_head
 from schemas.api import ConsistencyToken as TokenText
 
 _bearer = HTTPBearer(
@@ -91,7 +90,7 @@ def parse_token(ctx: ApiContext, text: str) -> ReadAfter:
         raise ApiError(422, "invalid_request", f"token {text}: no shard {shard} (of {shards})")
     if ctx.runtime.views.position(shard) >= position:
         return ReadAfter(shard, position)  # already visible: no need to read the log head
-    head = log_head(ctx.runtime, shard)
+    head = ctx.runtime.head(shard)
     if head is not None and position > head:
         raise ApiError(422, "invalid_request", f"token {text} is past the log head {shard}:{head}")
     return ReadAfter(shard, position)

@@ -7,7 +7,7 @@ Each app has its own registry, so building several apps in one process (tests) i
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -20,12 +20,6 @@ from dispatch.runtime import Runtime
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 _MATCHER_COUNTERS = ("offers", "offer_expiries", "request_expiries", "ticks", "pings")
-
-
-def log_head(runtime: Runtime, shard: int) -> int | None:
-    """The shard's last log position, if the log source can tell (embedded SQLite can)."""
-    head: Callable[[int], int] | None = getattr(runtime.runner.source, "head", None)
-    return head(shard) if head is not None else None
 
 
 class RuntimeCollector(Collector):
@@ -42,7 +36,7 @@ class RuntimeCollector(Collector):
         head = GaugeMetricFamily("dispatch_log_head", "Last log position.", labels=["shard"])
         for shard in range(runtime.settings.shards):
             position.add_metric([str(shard)], runtime.views.position(shard))
-            last = log_head(runtime, shard)
+            last = runtime.head(shard)
             if last is not None:
                 head.add_metric([str(shard)], last)
         yield position

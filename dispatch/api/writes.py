@@ -19,7 +19,6 @@ from fastapi.responses import JSONResponse
 from dispatch.api.context import ApiContext
 from dispatch.api.errors import ApiError, problem_body, status_for
 from dispatch.api.idempotency import Remembered
-from dispatch.api.metrics import log_head
 from schemas.commands import Command, CommandEnvelope, Outcome
 
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -48,7 +47,7 @@ def token_of(outcome: Outcome, ctx: ApiContext) -> str:
     then is a safe stand-in (the first outcome's position is at or before it)."""
     if outcome.position is not None:
         return f"{outcome.shard}:{outcome.position}"
-    head = log_head(ctx.runtime, outcome.shard)
+    head = ctx.runtime.head(outcome.shard)
     return (
         f"{outcome.shard}:{head if head is not None else ctx.runtime.views.position(outcome.shard)}"
     )

@@ -14,17 +14,9 @@ from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 
+from dispatch.bootstrap import kafka_env
 from dispatch.logsources import SqliteLogSource
 from dispatch.shard.application import ShardApplication
-
-
-def kafka_shard_env(bootstrap: str, prefix: str, shard: int) -> dict[str, str]:
-    return {
-        "PERSISTENCE_MODULE": "dispatch.eventstore",
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "KAFKA_TOPIC_PREFIX": prefix,
-        "KAFKA_SHARD": str(shard),
-    }
 
 
 def copy_shard(
@@ -64,9 +56,7 @@ def copy_shard(
 def copy_log(data_dir: Path, bootstrap: str, prefix: str, limit: int | None = None) -> int:
     source = SqliteLogSource(data_dir)
     return sum(
-        copy_shard(
-            source.path(shard), kafka_shard_env(bootstrap, prefix, shard), shard, limit=limit
-        )
+        copy_shard(source.path(shard), kafka_env(bootstrap, prefix, shard), shard, limit=limit)
         for shard in source.shards()
         if source.head(shard)
     )

@@ -7,7 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dispatch.settings import Settings
+from pydantic import TypeAdapter
+
+from dispatch.settings import MarketConfig, Settings
+
+_MARKETS = TypeAdapter(list[MarketConfig])
 
 
 def worker_env(settings: Settings) -> dict[str, str]:
@@ -21,7 +25,7 @@ def worker_env(settings: Settings) -> dict[str, str]:
         DISPATCH_STRATEGY=settings.strategy,
         DISPATCH_OFFER_TIMEOUT_S=str(settings.offer_timeout_s),
         DISPATCH_MAX_WAIT_S=str(settings.max_wait_s),
-        DISPATCH_MARKETS=settings.model_dump_json(include={"markets"})[len('{"markets":') : -1],
+        DISPATCH_MARKETS=_MARKETS.dump_json(settings.markets).decode(),
     )
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from kafka import TopicPartition
 
+from dispatch.bootstrap import build_application
 from dispatch.kafka.config import new_consumer
 from dispatch.kafka.outbox import KafkaOutbox
 from dispatch.kafka.topics import Topics
@@ -17,7 +18,6 @@ from dispatch.matching.matcher import Matcher
 from dispatch.messages import Inbound
 from dispatch.settings import Settings
 from dispatch.shard.application import ShardApplication
-from dispatch.shard.handlers import Policy
 from dispatch.transport import wire
 from dispatch.worker import BatchReport, ShardWorker
 
@@ -40,16 +40,6 @@ class StreamClock:
         latest = max((p.at for p in inbound.pings), default=self.now)
         latest = max([latest, *(c.issued_at.timestamp() for c in inbound.commands)])
         self.now = max(self.now, latest)
-
-
-def kafka_env(settings: Settings, shard: int) -> dict[str, str]:
-    assert settings.kafka_bootstrap is not None
-    return {
-        "PERSISTENCE_MODULE": "dispatch.eventstore",
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap,
-        "KAFKA_TOPIC_PREFIX": settings.topic_prefix,
-        "KAFKA_SHARD": str(shard),
-    }
 
 
 class ShardHost:
@@ -94,9 +84,7 @@ def open_shard(
     clock_mode: str,
 ) -> ShardHost:
     """Restore a shard (log -> local store -> matcher) and warm its matcher with recent pings."""
-    app = ShardApplication(
-        shard, env=kafka_env(settings, shard), policy=Policy(max_wait_s=settings.max_wait_s)
-    )
+    app = build_application(settings, shard)
     stream_clock = StreamClock() if clock_mode == "stream" else None
     clock: Callable[[], float] = stream_clock if stream_clock is not None else time.time
     recorder: Any = app.recorder

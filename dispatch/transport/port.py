@@ -37,30 +37,11 @@ class CommandBus(Protocol):
         ...
 
 
-class Transport(Protocol):
-    """Carries commands and pings to shards, and outcomes back to whoever waits for them."""
-
-    def send_command(self, envelope: CommandEnvelope) -> None:
-        """Queue a command for the shard of its target aggregate."""
-        ...
-
-    def send_pings(self, pings: Sequence[Ping]) -> None:
-        """Queue pings for the shards of their drivers."""
-        ...
+class Transport(CommandBus, Outbox, Protocol):
+    """The embedded transport: a command bus for clients, and for each shard's worker a
+    poll of its inbound records plus an outbox."""
 
     def poll(self, shard: int, max_records: int, timeout_s: float) -> Inbound:
         """Take up to ``max_records`` commands and pings for ``shard``, waiting at most
         ``timeout_s`` for the first one."""
-        ...
-
-    def publish_outcomes(self, outcomes: Sequence[Outcome]) -> None:
-        """Deliver outcomes to their waiters (the API) and to the outcome log."""
-        ...
-
-    def dead_letter(self, poison: Sequence[Poison]) -> None:
-        """Keep records that could not be processed, with the reason."""
-        ...
-
-    def wait_outcome(self, command_id: str, timeout_s: float) -> Outcome | None:
-        """The outcome of a command, waiting up to ``timeout_s``; None on timeout."""
         ...

@@ -5,7 +5,6 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from dispatch.api.deps import Ctx
-from dispatch.api.metrics import log_head
 from schemas.views import Liveness, Readiness, ShardReadiness
 
 router = APIRouter(tags=["operations"])
@@ -31,7 +30,7 @@ def readyz(ctx: Ctx, response: Response) -> Readiness:
     shards, behind = [], []
     for shard in range(runtime.settings.shards):
         position = runtime.views.position(shard)
-        head = log_head(runtime, shard)
+        head = runtime.head(shard)
         lag = max(0, head - position) if head is not None else None
         shards.append(ShardReadiness(shard=shard, position=position, head=head, lag=lag))
         if lag is not None and lag > ctx.options.ready_max_lag:
