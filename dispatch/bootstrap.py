@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from uuid import UUID
 
 from dispatch.engine import EmbeddedEngine
 from dispatch.log import LogSource
@@ -59,7 +60,7 @@ def build_matcher(settings: Settings) -> Matcher:
         candidates=settings.candidates,
     )
     return Matcher(
-        DriverIndex(settings.h3_resolution, settings.ping_ttl_s),
+        DriverIndex[UUID](settings.h3_resolution, settings.ping_ttl_s),
         StraightLineEta(settings.road_factor, settings.speed_kmh),
         make_strategy(settings.strategy, settings.batch_window_s),
         MatcherConfig(offer_timeout_s=settings.offer_timeout_s, limits=limits),

@@ -8,6 +8,7 @@ available drivers" and "where is driver X" are answered from memory.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from dispatch.domain.driver import Driver
 from dispatch.log import LogEvent
@@ -19,8 +20,7 @@ from projections.drivers import STATUS_AFTER as DRIVER_STATUS
 _STATUS_AFTER = {k: v for k, v in DRIVER_STATUS.items() if k != Driver.Created.TOPIC}
 
 
-@dataclass(frozen=True, slots=True)
-class DriverLocation:
+class DriverLocation(NamedTuple):
     driver_id: str
     status: str
     lat: float | None
@@ -30,7 +30,7 @@ class DriverLocation:
 
 @dataclass
 class LocationsView:
-    index: DriverIndex
+    index: DriverIndex[str]
     ttl_s: float
     status: dict[str, str] = field(default_factory=dict)
     positions: dict[str, tuple[float, float, float]] = field(default_factory=dict)
@@ -48,11 +48,11 @@ class LocationsView:
     def nearest(
         self, lat: float, lng: float, k: int, radius_m: float, now: float
     ) -> list[tuple[DriverLocation, float]]:
-        out = []
-        for driver_id, dist in self.index.nearest(lat, lng, k, radius_m, now):
-            pos = self.positions[str(driver_id)]
-            out.append((DriverLocation(str(driver_id), "available", *pos), dist))
-        return out
+        positions = self.positions
+        return [
+            (DriverLocation(driver_id, "available", *positions[driver_id]), dist)
+            for driver_id, dist in self.index.nearest(lat, lng, k, radius_m, now)
+        ]
 
 
 class LocationsProjection:
@@ -63,7 +63,7 @@ class LocationsProjection:
         self.resolution, self.ttl_s = resolution, ttl_s
 
     def initial(self) -> LocationsView:
-        return LocationsView(DriverIndex(self.resolution, self.ttl_s), self.ttl_s)
+        return LocationsView(DriverIndex[str](self.resolution, self.ttl_s), self.ttl_s)
 
     def apply(self, view: LocationsView, e: LogEvent) -> LocationsView:
         status = _STATUS_AFTER.get(e.topic)

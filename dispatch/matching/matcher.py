@@ -46,7 +46,7 @@ def _ts(value: datetime) -> float:
 
 class Matcher:
     def __init__(
-        self, index: DriverIndex, eta: EtaProvider, strategy: Strategy, config: MatcherConfig
+        self, index: DriverIndex[UUID], eta: EtaProvider, strategy: Strategy, config: MatcherConfig
     ) -> None:
         self.index, self.eta, self.strategy, self.config = index, eta, strategy, config
         self.pending: dict[UUID, PendingRide] = {}

@@ -60,7 +60,7 @@ class Strategy(Protocol):
     def assign(
         self,
         rides: Sequence[PendingRide],
-        index: DriverIndex,
+        index: DriverIndex[UUID],
         eta: EtaProvider,
         limits: SearchLimits,
         now: float,
@@ -81,7 +81,7 @@ class _Skip:
 
 def candidates(
     ride: PendingRide,
-    index: DriverIndex,
+    index: DriverIndex[UUID],
     eta: EtaProvider,
     limits: SearchLimits,
     now: float,
@@ -110,7 +110,7 @@ class Greedy:
     def assign(
         self,
         rides: Sequence[PendingRide],
-        index: DriverIndex,
+        index: DriverIndex[UUID],
         eta: EtaProvider,
         limits: SearchLimits,
         now: float,
@@ -141,7 +141,7 @@ class Batch:
     def assign(
         self,
         rides: Sequence[PendingRide],
-        index: DriverIndex,
+        index: DriverIndex[UUID],
         eta: EtaProvider,
         limits: SearchLimits,
         now: float,

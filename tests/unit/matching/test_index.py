@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import pickle
 import random
 import uuid
 from collections.abc import Container, Hashable
@@ -312,3 +313,24 @@ def test_invalid_k_or_radius_raise_value_error(k: int, radius_m: float) -> None:
 def test_non_finite_ping_time_raises_value_error() -> None:
     with pytest.raises(ValueError, match="ping time"):
         DriverIndex().upsert("d", *SF, at=math.nan)
+
+
+def test_an_index_restored_from_a_pickle_answers_and_updates_like_the_original() -> None:
+    model = Model()
+    scatter(model, SF, 300, 1_500.0, seed=3)
+    copy = Model()
+    copy.index = pickle.loads(pickle.dumps(model.index))
+    copy.drivers, copy.order = dict(model.drivers), model.order
+    rng = random.Random(4)
+    for driver_id in rng.sample(list(model.drivers), 40):  # moves and removals after restore
+        lat, lng = offset(model.drivers[driver_id][:2], rng.gauss(0, 300), rng.gauss(0, 300))
+        for m in (model, copy):
+            m.upsert(driver_id, lat, lng, 50.0)
+    for driver_id in rng.sample(list(model.drivers), 20):
+        model.remove(driver_id)
+        copy.remove(driver_id)
+    for lat, lng in (SF, offset(SF, 700.0, -400.0)):
+        assert copy.index.nearest(lat, lng, 15, 2_000.0) == model.index.nearest(
+            lat, lng, 15, 2_000.0
+        )
+        copy.check(lat, lng, 15, 2_000.0)
