@@ -100,9 +100,11 @@ def build_log_source(settings: Settings) -> LogSource:
 def build_runtime(settings: Settings, clock: Clock = time.time) -> Runtime:
     """A serving process. Embedded: all shards' workers in threads, views following the
     shard SQLite files. Kafka: commands and pings to the topics, outcomes read back, views
-    following the events topic (the shards' workers are `dispatch worker` processes)."""
+    following the events topic and every ping on the locations topic (the shards' workers
+    are `dispatch worker` processes)."""
     views = ViewSet(default_projections(settings.h3_resolution, settings.ping_ttl_s))
     if not settings.embedded:
+        from dispatch.kafka.locations import LocationFollower
         from dispatch.kafka.logsource import KafkaFollowSource
         from dispatch.transport.kafka import KafkaTransport
 
@@ -110,7 +112,7 @@ def build_runtime(settings: Settings, clock: Clock = time.time) -> Runtime:
         bus = KafkaTransport(settings.kafka_bootstrap, settings.topic_prefix)
         source = KafkaFollowSource(settings.kafka_bootstrap, settings.topic_prefix)
         runner = ProjectionRunner(source, views)
-        return Runtime(
+        runtime = Runtime(
             settings,
             bus,
             views,
@@ -119,6 +121,15 @@ def build_runtime(settings: Settings, clock: Clock = time.time) -> Runtime:
             clock,
             closers=[bus.close, source.close],
         )
+        follower = LocationFollower(
+            settings.kafka_bootstrap,
+            settings.topic_prefix,
+            runtime.apply_pings,
+            settings.ping_ttl_s,
+            clock,
+        )
+        runtime.services.append(follower)
+        return runtime
     engine = build_embedded_engine(settings, clock)
     runner = ProjectionRunner(SqliteLogSource(settings.data_dir), views)
     for worker in engine.workers.values():

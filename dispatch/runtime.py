@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from dispatch.engine import EmbeddedEngine
 from dispatch.markets import MarketMap
@@ -19,6 +20,14 @@ from projections.views import ViewSet
 from schemas.commands import CommandEnvelope, Outcome
 
 
+class Service(Protocol):
+    """Something the runtime starts after the views have caught up, and stops first."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -28,6 +37,7 @@ class Runtime:
     markets: MarketMap
     clock: Callable[[], float]
     engine: EmbeddedEngine | None = None
+    services: list[Service] = field(default_factory=list)
     closers: list[Callable[[], None]] = field(default_factory=list)
     _started: bool = field(default=False, init=False)
 
@@ -47,11 +57,15 @@ class Runtime:
         if self.engine is not None:
             self.engine.start()
         self.runner.start()
+        for service in self.services:
+            service.start()
         self._started = True
 
     def stop(self) -> None:
         if not self._started:
             return
+        for service in reversed(self.services):
+            service.stop()
         self.runner.stop()
         if self.engine is not None:
             self.engine.stop()
@@ -65,8 +79,12 @@ class Runtime:
         return self.transport.wait_outcome(envelope.command_id, timeout_s)
 
     def send_pings(self, pings: Sequence[Ping]) -> None:
-        """Pings go to the shard workers (matching) and to this process's location views."""
+        """Pings go to the shard workers (matching) and at once to this process's location
+        views (on Kafka, other processes' views get them from the topic)."""
         self.transport.send_pings(pings)
+        self.apply_pings(pings)
+
+    def apply_pings(self, pings: Sequence[Ping]) -> None:
         with self.views.lock:
             for ping in pings:
                 self.views.apply_ping(ping)

@@ -7,6 +7,7 @@ a driver (requested or offered), by pickup cell.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -46,6 +47,7 @@ class HeatmapView:
     offline_after_trip: set[str] = field(default_factory=set)
     driver_cell: dict[str, str] = field(default_factory=dict)
     last_cell: dict[str, str] = field(default_factory=dict)
+    last_ping_at: dict[str, float] = field(default_factory=dict)
     ride_cell: dict[str, str] = field(default_factory=dict)
     waiting: set[str] = field(default_factory=set)
 
@@ -104,6 +106,9 @@ class HeatmapProjection:
 
     def apply_ping(self, view: HeatmapView, ping: Ping) -> HeatmapView:
         driver_id = str(ping.driver_id)
+        if view.last_ping_at.get(driver_id, -math.inf) >= ping.at:
+            return view  # no newer than the ping already counted (a redelivery, or late)
+        view.last_ping_at[driver_id] = ping.at
         cell = h3.latlng_to_cell(ping.lat, ping.lng, BASE_RESOLUTION)
         view.last_cell[driver_id] = cell
         if driver_id in view.available:

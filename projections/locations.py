@@ -35,6 +35,8 @@ class LocationsView:
     status: dict[str, str] = field(default_factory=dict)
     positions: dict[str, tuple[float, float, float]] = field(default_factory=dict)
     offline_after_trip: set[str] = field(default_factory=set)
+    # What `nearest` answers for each indexed (available) driver, made once per ping.
+    available: dict[str, DriverLocation] = field(default_factory=dict)
 
     def where(self, driver_id: str, now: float) -> DriverLocation | None:
         status = self.status.get(driver_id)
@@ -48,11 +50,8 @@ class LocationsView:
     def nearest(
         self, lat: float, lng: float, k: int, radius_m: float, now: float
     ) -> list[tuple[DriverLocation, float]]:
-        positions = self.positions
-        return [
-            (DriverLocation(driver_id, "available", *positions[driver_id]), dist)
-            for driver_id, dist in self.index.nearest(lat, lng, k, radius_m, now)
-        ]
+        available = self.available
+        return [(available[d], dist) for d, dist in self.index.nearest(lat, lng, k, radius_m, now)]
 
 
 class LocationsProjection:
@@ -79,26 +78,35 @@ class LocationsProjection:
         if status == "offline":
             view.status.pop(driver_id, None)
             view.positions.pop(driver_id, None)
-            view.index.remove(driver_id)
+            self._unlist(view, driver_id)
             return view
         view.status[driver_id] = status
         if status == "available":
             pos = view.positions.get(driver_id)
             if pos is not None:
-                view.index.upsert(driver_id, *pos)
+                self._list(view, driver_id, *pos)
         else:
-            view.index.remove(driver_id)
+            self._unlist(view, driver_id)
         return view
 
     def apply_ping(self, view: LocationsView, ping: Ping) -> LocationsView:
         driver_id = str(ping.driver_id)
-        status = view.status.get(driver_id)
-        if status is None:
-            return view  # offline or unknown: not shown
         last = view.positions.get(driver_id)
-        if last is not None and last[2] > ping.at:
-            return view
+        if last is not None and last[2] >= ping.at:
+            return view  # no newer than what is kept (a redelivery, or out of order)
+        # Kept even while the driver's status is not known here yet: pings and events come
+        # by different roads, and a ping may overtake the event that puts its driver online.
         view.positions[driver_id] = (ping.lat, ping.lng, ping.at)
-        if status == "available":
-            view.index.upsert(driver_id, ping.lat, ping.lng, ping.at)
+        if view.status.get(driver_id) == "available":
+            self._list(view, driver_id, ping.lat, ping.lng, ping.at)
         return view
+
+    @staticmethod
+    def _list(view: LocationsView, driver_id: str, lat: float, lng: float, at: float) -> None:
+        view.index.upsert(driver_id, lat, lng, at)
+        view.available[driver_id] = DriverLocation(driver_id, "available", lat, lng, at)
+
+    @staticmethod
+    def _unlist(view: LocationsView, driver_id: str) -> None:
+        view.index.remove(driver_id)
+        view.available.pop(driver_id, None)

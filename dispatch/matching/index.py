@@ -26,7 +26,7 @@ from h3.api import basic_int as h3i
 from dispatch.matching.geo import check_latlng, m_to_hav
 from dispatch.matching.plans import PlanCache
 from dispatch.matching.pool import RowPool
-from dispatch.matching.scan import NEED_RING, SPARSE, scan_rings
+from dispatch.matching.scan import NEED_RING, SPARSE, prepare, scan_rings
 
 _MAX_SKIP = 64  # exclusions passed to the scan as seqs; larger or opaque ones are checked after
 _NO_SKIP = np.zeros(0)
@@ -70,6 +70,8 @@ class DriverIndex(Generic[K]):
         self._tokens = itertools.count()
         self._out = np.zeros((2, 16))
         self._sparse: tuple[int, np.ndarray, np.ndarray] | None = None
+        self._radius = (math.nan, math.nan)  # last radius_m and its haversine bound
+        prepare()  # the compiled scan is loaded with the first index, not the first query
 
     def __len__(self) -> int:
         return len(self._drivers)
@@ -169,7 +171,8 @@ class DriverIndex(Generic[K]):
         ``now - ttl_s`` when ``now`` is given, and not in ``exclude``.  Equal distances are
         ordered by first insertion.
         """
-        check_latlng(lat, lng)
+        if not (-90.0 <= lat <= 90.0 and -180.0 <= lng <= 180.0):
+            check_latlng(lat, lng)  # raises with a clear message
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k!r}")
         if not radius_m > 0:
@@ -179,28 +182,31 @@ class DriverIndex(Generic[K]):
         radius = min(float(radius_m), self.max_radius_m)
         cutoff = -math.inf if now is None else now - self.ttl_s
         skip, other = self._exclusions(exclude)
-        by_seq = self._by_seq
+        by_seq = self._by_seq  # int keys; the scan's float seqs hash and compare equal
         if other is None:
-            found = self._scan(lat, lng, k, radius, cutoff, skip)
-            return [(by_seq[int(s)], d) for d, s in found]
+            dists, seqs = self._scan(lat, lng, k, radius, cutoff, skip)
+            return [(by_seq[s], d) for s, d in zip(seqs, dists, strict=True)]  # type: ignore[index]
         # An opaque (or large) exclusion: ask for more until k survive it or none are left.
         want = k + 8
         while True:
-            found = self._scan(lat, lng, want, radius, cutoff, skip)
-            kept = [(by_seq[int(s)], d) for d, s in found if by_seq[int(s)] not in other]
-            if len(kept) >= k or len(found) < want:
+            dists, seqs = self._scan(lat, lng, want, radius, cutoff, skip)
+            ids = [by_seq[s] for s in seqs]  # type: ignore[index]
+            kept = [(i, d) for i, d in zip(ids, dists, strict=True) if i not in other]
+            if len(kept) >= k or len(seqs) < want:
                 return kept[:k]
             want *= 2
 
     def _scan(
         self, lat: float, lng: float, k: int, radius: float, cutoff: float, skip: np.ndarray
-    ) -> list[tuple[float, float]]:
-        """The k nearest as ``(distance_m, seq)`` within ``radius``, nearest first."""
+    ) -> list[list[float]]:
+        """The k nearest within ``radius``, nearest first: ``[distances_m, seqs]``."""
         out = self._out
         if out.shape[1] < k:
             out = self._out = np.zeros((2, max(k, 2 * out.shape[1])))
+        if radius != self._radius[0]:  # slack only; the scan filters on the exact radius
+            self._radius = (radius, m_to_hav(radius) * (1.0 + 1e-9))
+        bound_a = self._radius[1]
         qla, qln = math.radians(lat), math.radians(lng)
-        bound_a = m_to_hav(radius) * (1.0 + 1e-9)  # slack only; exact radius filter below
         pool = self._pool
         plan = self._plans.plan(h3i.latlng_to_cell(lat, lng, self.resolution))
         while True:
@@ -219,7 +225,8 @@ class DriverIndex(Generic[K]):
                 break
             else:
                 break
-        return list(zip(out[0, :n].tolist(), out[1, :n].tolist(), strict=True))
+        result: list[list[float]] = out[:, :n].tolist()
+        return result
 
     def _exclusions(self, exclude: Container[K]) -> tuple[np.ndarray, Container[K] | None]:
         """Excluded drivers as insertion seqs for the scan; opaque or large containers are

@@ -161,6 +161,39 @@ def any_api(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Api]:
         yield from serve(settings)
 
 
+@pytest.mark.kafka
+def test_pings_taken_by_one_api_process_show_in_another_processes_views(
+    kafka_topics: Any, tmp_path: Path
+) -> None:
+    settings = Settings(
+        kafka_bootstrap=kafka_topics.bootstrap,
+        topic_prefix=kafka_topics.prefix,
+        shards=kafka_topics.partitions,
+        offer_timeout_s=60.0,
+    )
+    with (
+        kafka_worker(settings, tmp_path / "worker.log"),
+        contextmanager(serve)(settings) as a,
+        contextmanager(serve)(settings) as b,
+    ):
+        driver_id, driver = a.register_driver()
+        token = a.online_near_pickup(driver_id, driver)  # the ping goes through a only
+        deadline = time.monotonic() + WAIT_S
+        while True:
+            r = b.client.get(
+                "/drivers/nearby", headers=b.operator, params={**PICKUP, "after": token}
+            )
+            assert r.status_code == 200, r.text
+            if [d["driver_id"] for d in r.json()["drivers"]] == [driver_id]:
+                break
+            assert time.monotonic() < deadline, f"b never saw the driver's ping: {r.text}"
+            time.sleep(0.05)
+        seen = b.client.get(f"/drivers/{driver_id}", headers=b.operator).json()
+        assert seen["status"] == "available"
+        assert seen["location"]["lat"] == NEAR_PICKUP["lat"]
+        assert seen["location"]["lng"] == NEAR_PICKUP["lng"]
+
+
 def test_a_ride_from_request_to_drop_off_over_http(any_api: Api) -> None:
     api = any_api
     c = api.client

@@ -1,0 +1,93 @@
+"""Every driver's pings for an API process's location view, whichever process took them.
+
+On Kafka, pings reach the shard workers through the locations topic; an API process that
+only applied the pings it received itself would show a partial map as soon as there are two
+of them. ``LocationFollower`` reads every partition of the locations topic on a thread,
+starting at the pings of the last TTL (older ones cannot show anyway), and hands each
+record's pings to ``apply``. Pings are not transactional: they are read as produced. A
+record that is not a valid batch of pings is skipped and counted (the worker owning the
+partition dead-letters it); a ping no newer than the view's last one for that driver
+changes nothing, so a process re-reading the pings it applied itself is harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from kafka import TopicPartition
+
+from dispatch.kafka.config import new_consumer
+from dispatch.kafka.topics import Topics
+from dispatch.messages import Ping
+from dispatch.transport import wire
+
+log = logging.getLogger(__name__)
+
+
+class LocationFollower:
+    def __init__(
+        self,
+        bootstrap: str,
+        prefix: str,
+        apply: Callable[[Sequence[Ping]], None],
+        ttl_s: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.bootstrap, self.topic = bootstrap, Topics(prefix).locations
+        self.apply, self.ttl_s, self.clock = apply, ttl_s, clock
+        self.applied = 0  # pings handed to ``apply``
+        self.skipped = 0  # invalid pings or records
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, timeout_s: float = 30.0) -> None:
+        """Start following; returns once positioned (the last TTL of pings is then being
+        read), or raises if the topic cannot be reached within ``timeout_s``."""
+        consumer = new_consumer(self.bootstrap, group_id=None)
+        try:
+            parts = consumer.partitions_for_topic(self.topic)
+            if not parts:
+                raise RuntimeError(f"topic {self.topic} is missing: run `dispatch topics create`")
+            tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
+            consumer.assign(tps)
+            since_ms = max(0, int((self.clock() - self.ttl_s) * 1000))
+            found = consumer.offsets_for_times(dict.fromkeys(tps, since_ms))
+            ends = consumer.end_offsets(tps)
+            for tp in tps:
+                at = found.get(tp)
+                consumer.seek(tp, at.offset if at is not None else ends[tp])
+        except BaseException:
+            consumer.close()
+            raise
+        self._thread = threading.Thread(
+            target=self._loop, args=(consumer,), daemon=True, name="location-follower"
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _loop(self, consumer: Any) -> None:
+        try:
+            while not self._stop.is_set():
+                try:
+                    batches = consumer.poll(timeout_ms=200, max_records=1_000)
+                except Exception:
+                    log.exception("location follower: poll failed; retrying")
+                    self._stop.wait(1.0)
+                    continue
+                for records in batches.values():
+                    for record in records:
+                        pings, bad = wire.decode_pings(record.value, f"offset {record.offset}")
+                        self.skipped += len(bad)
+                        if pings:
+                            self.apply(pings)
+                            self.applied += len(pings)
+        finally:
+            consumer.close()
