@@ -14,7 +14,7 @@ from collections.abc import Hashable
 import numpy as np
 
 ROW = 5  # lat_rad / 2, lng_rad / 2, cos lat, ping time, insertion seq
-_MIN_BLOCK = 4  # rows
+_MIN_BLOCK = 8  # rows (a resolution-9 cell holds about 5 drivers at city density)
 
 
 class RowPool:
