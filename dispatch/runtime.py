@@ -27,6 +27,10 @@ class Service(Protocol):
 
     def stop(self) -> None: ...
 
+    def problem(self) -> str | None:
+        """Why the service is not doing its job right now (for readiness), or None."""
+        ...
+
 
 @dataclass
 class Runtime:

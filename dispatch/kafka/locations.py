@@ -43,6 +43,7 @@ class LocationFollower:
         self.skipped = 0  # invalid pings or records
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._failing: str | None = None  # the last poll's error, until a poll succeeds
 
     def start(self, timeout_s: float = 30.0) -> None:
         """Start following; returns once positioned (the last TTL of pings is then being
@@ -73,21 +74,42 @@ class LocationFollower:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
+    def problem(self) -> str | None:
+        """Why the location view may be missing pings right now, or None."""
+        if self._thread is None or self._stop.is_set():
+            return None
+        if not self._thread.is_alive():
+            return "location follower stopped"
+        if self._failing is not None:
+            return f"locations topic unreadable: {self._failing}"
+        return None
+
     def _loop(self, consumer: Any) -> None:
         try:
             while not self._stop.is_set():
                 try:
                     batches = consumer.poll(timeout_ms=200, max_records=1_000)
-                except Exception:
+                except Exception as error:
+                    self._failing = repr(error)
                     log.exception("location follower: poll failed; retrying")
                     self._stop.wait(1.0)
                     continue
+                self._failing = None
                 for records in batches.values():
                     for record in records:
-                        pings, bad = wire.decode_pings(record.value, f"offset {record.offset}")
-                        self.skipped += len(bad)
-                        if pings:
-                            self.apply(pings)
-                            self.applied += len(pings)
+                        self._apply(record)
         finally:
             consumer.close()
+
+    def _apply(self, record: Any) -> None:
+        pings, bad = wire.decode_pings(record.value, f"offset {record.offset}")
+        self.skipped += len(bad)
+        if not pings:
+            return
+        try:
+            self.apply(pings)
+        except Exception:  # keep following: one bad batch must not stop the view for good
+            log.exception("location follower: applying %d pings failed", len(pings))
+            self.skipped += len(pings)
+            return
+        self.applied += len(pings)

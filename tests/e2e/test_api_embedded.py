@@ -188,6 +188,8 @@ def test_pings_taken_by_one_api_process_show_in_another_processes_views(
                 break
             assert time.monotonic() < deadline, f"b never saw the driver's ping: {r.text}"
             time.sleep(0.05)
+        ready = b.client.get("/readyz")
+        assert ready.status_code == 200 and ready.json()["reason"] == "", ready.text
         seen = b.client.get(f"/drivers/{driver_id}", headers=b.operator).json()
         assert seen["status"] == "available"
         assert seen["location"]["lat"] == NEAR_PICKUP["lat"]

@@ -23,8 +23,9 @@ def livez() -> Liveness:
     responses={503: {"model": Readiness, "description": "Not ready (see `reason`)."}},
 )
 def readyz(ctx: Ctx, response: Response) -> Readiness:
-    """Ready when the runtime is started and every shard's views are within
-    `ready_max_lag` events of the log head (where the head can be read)."""
+    """Ready when the runtime is started, every shard's views are within `ready_max_lag`
+    events of the log head (where the head can be read) and, on Kafka, the locations topic
+    is being followed."""
     runtime = ctx.runtime
     started = runtime.started
     shards, behind = [], []
@@ -35,10 +36,12 @@ def readyz(ctx: Ctx, response: Response) -> Readiness:
         shards.append(ShardReadiness(shard=shard, position=position, head=head, lag=lag))
         if lag is not None and lag > ctx.options.ready_max_lag:
             behind.append(f"{shard} ({lag} events)")
-    reason = "" if started else "runtime not started"
+    problems = [] if started else ["runtime not started"]
     if behind:
-        reason = (reason + "; " if reason else "") + "views behind on shards " + ", ".join(behind)
-    ready = started and not behind
+        problems.append("views behind on shards " + ", ".join(behind))
+    problems += [p for p in (s.problem() for s in runtime.services) if p is not None]
+    reason = "; ".join(problems)
+    ready = not problems
     response.status_code = 200 if ready else 503
     return Readiness(ready=ready, started=started, reason=reason, shards=shards)
 
