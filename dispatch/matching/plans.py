@@ -25,28 +25,29 @@ Disc = tuple[float, float, float, float]  # centre lat_rad, centre lng_rad, cos 
 
 
 class RingPlan:
-    """Rings 0..n-1 around ``origin`` as the arrays ``scan.scan_rings`` reads."""
+    """Rings 0..n-1 around ``origin`` as the arrays ``scan.scan_rings`` reads (only the
+    arrays are kept: about 40 bytes per ring cell)."""
 
-    __slots__ = ("_cell_rows", "_ring_rows", "cells", "origin", "rings")
+    __slots__ = ("cells", "origin", "rings")
 
     def __init__(self, origin: int, slot_of: Callable[[int], int], disc: Callable[[int], Disc]):
         self.origin = origin
-        self._ring_rows: list[tuple[float, float, float]] = [(-math.inf, -math.inf, 1.0)]
-        self._cell_rows: list[tuple[float, ...]] = [(float(slot_of(origin)), *disc(origin))]
-        self.rings = np.array(self._ring_rows)
-        self.cells = np.array(self._cell_rows)
+        self.rings = np.array([(-math.inf, -math.inf, 1.0)])
+        self.cells = np.array([(float(slot_of(origin)), *disc(origin))])
 
     def __len__(self) -> int:
-        return len(self._ring_rows)
+        return len(self.rings)
 
     def extend(
         self, slot_of: Callable[[int], int], disc: Callable[[int], Disc], rings: int = 1
     ) -> int:
         """Append the next ``rings`` rings with their bounds; returns how many cells that added."""
-        added = 0
-        la0, ln0, cl0, _ = self._cell_rows[0][1:]
+        ring_rows: list[tuple[float, float, float]] = []
+        cell_rows: list[tuple[float, float, float, float, float]] = []
+        la0, ln0, cl0 = (float(v) for v in self.cells[0, 1:4])
+        end = len(self.cells)
         sin, asin, sqrt = math.sin, math.asin, math.sqrt
-        for i in range(len(self._ring_rows), len(self._ring_rows) + rings):
+        for i in range(len(self.rings), len(self.rings) + rings):
             try:
                 ring = h3i.grid_ring(self.origin, i)
             except h3.H3BaseException:  # pentagon distortion: fall back to the safe disk walk
@@ -63,12 +64,12 @@ class RingPlan:
                     lower = bound
                 if bound > upper:
                     upper = bound
-                self._cell_rows.append((float(slot_of(cell)), la, ln, cl, rad))
-            self._ring_rows.append((lower, upper, float(len(self._cell_rows))))
-            added += len(ring)
-        self.rings = np.array(self._ring_rows)
-        self.cells = np.array(self._cell_rows)
-        return added
+                cell_rows.append((float(slot_of(cell)), la, ln, cl, rad))
+            end += len(ring)
+            ring_rows.append((lower, upper, float(end)))
+        self.rings = np.concatenate([self.rings, np.array(ring_rows)])
+        self.cells = np.concatenate([self.cells, np.array(cell_rows).reshape(-1, 5)])
+        return len(cell_rows)
 
 
 class PlanCache:
