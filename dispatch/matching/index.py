@@ -6,8 +6,8 @@ code (``scan.scan_rings``) and stops as soon as a *proven* lower bound on the di
 every unvisited cell exceeds the k-th best exact distance found so far, so the answer always
 equals a brute-force haversine scan, tie order included (equal distances: first inserted
 first).  Within a ring, a cell is skipped when its own bound exceeds the k-th distance.
-Candidates are ranked by the haversine term (monotone in distance); only the final k are
-converted to metres.  When the walk has covered more cells than are occupied (a sparse
+Candidates are filtered on the haversine term (monotone in distance) and ranked in metres,
+like the brute force.  When the walk has covered more cells than are occupied (a sparse
 index), the scan runs over the occupied cells instead of ever larger rings.
 """
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+import operator
 from collections.abc import Collection, Container, Hashable
 from typing import Final, Generic, TypeVar, cast
 
@@ -68,10 +69,14 @@ class DriverIndex(Generic[K]):
         self._expiry: list[tuple[float, int, K]] = []  # lazy heap (due, token, id)
         self._seq = itertools.count()
         self._tokens = itertools.count()
-        self._out = np.zeros((2, 16))
+        self._out = np.zeros((3, 16))  # metres, seq, haversine term (see scan.py)
         self._sparse: tuple[int, np.ndarray, np.ndarray] | None = None
         self._radius = (math.nan, math.nan)  # last radius_m and its haversine bound
         prepare()  # the compiled scan is loaded with the first index, not the first query
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        prepare()
 
     def __len__(self) -> int:
         return len(self._drivers)
@@ -173,14 +178,17 @@ class DriverIndex(Generic[K]):
         """
         if not (-90.0 <= lat <= 90.0 and -180.0 <= lng <= 180.0):
             check_latlng(lat, lng)  # raises with a clear message
+        k = operator.index(k)  # a Python int: the compiled scan is built for one signature
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k!r}")
         if not radius_m > 0:
             raise ValueError(f"radius_m must be > 0, got {radius_m!r}")
+        if now is not None and not math.isfinite(now):
+            raise ValueError(f"now must be a finite time, got {now!r}")
         if not self._drivers:
             return []
         radius = min(float(radius_m), self.max_radius_m)
-        cutoff = -math.inf if now is None else now - self.ttl_s
+        cutoff = -math.inf if now is None else float(now) - self.ttl_s
         skip, other = self._exclusions(exclude)
         by_seq = self._by_seq  # int keys; the scan's float seqs hash and compare equal
         if other is None:
@@ -202,7 +210,7 @@ class DriverIndex(Generic[K]):
         """The k nearest within ``radius``, nearest first: ``[distances_m, seqs]``."""
         out = self._out
         if out.shape[1] < k:
-            out = self._out = np.zeros((2, max(k, 2 * out.shape[1])))
+            out = self._out = np.zeros((3, max(k, 2 * out.shape[1])))
         if radius != self._radius[0]:  # slack only; the scan filters on the exact radius
             self._radius = (radius, m_to_hav(radius) * (1.0 + 1e-9))
         bound_a = self._radius[1]
@@ -225,7 +233,7 @@ class DriverIndex(Generic[K]):
                 break
             else:
                 break
-        result: list[list[float]] = out[:, :n].tolist()
+        result: list[list[float]] = out[:2, :n].tolist()
         return result
 
     def _exclusions(self, exclude: Container[K]) -> tuple[np.ndarray, Container[K] | None]:

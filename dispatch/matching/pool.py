@@ -23,7 +23,8 @@ class RowPool:
         self.cells: list[int] = []  # slot -> cell
         self.ids: list[list[Hashable]] = []  # slot -> driver ids, in row order
         self.capacity: list[int] = []  # slot -> rows its block can hold
-        self.occupied = 0  # slots holding at least one row
+        self.occupied = 0  # slots holding at least one row (the only ones with capacity)
+        self._occupied: set[int] = set()
         self.occupied_version = 0  # bumped whenever a slot becomes empty or non-empty
         self._end = 0  # first unallocated double
         self._live = 0  # doubles held by blocks (allocated capacity)
@@ -75,6 +76,7 @@ class RowPool:
         ids.append(driver_id)
         self._cv[slot] = pos + 1
         if pos == 0:
+            self._occupied.add(slot)
             self.occupied += 1
             self.occupied_version += 1
         return pos
@@ -104,12 +106,13 @@ class RowPool:
         if last == 0:  # an empty block is given up: its room is dead until the next pack
             self._live -= self.capacity[slot] * ROW
             self.capacity[slot] = 0
+            self._occupied.discard(slot)
             self.occupied -= 1
             self.occupied_version += 1
         return moved
 
     def occupied_slots(self) -> list[int]:
-        return [s for s, ids in enumerate(self.ids) if ids]
+        return sorted(self._occupied)
 
     def _grow(self, slot: int) -> None:
         old_cap = self.capacity[slot]
@@ -132,19 +135,16 @@ class RowPool:
         self.rows, self._rv = rows, _doubles(rows)
 
     def _pack(self) -> None:
-        """Copy every non-empty block, with its capacity, to a fresh buffer back to back."""
+        """Copy every non-empty block, with its capacity, to a fresh buffer back to back
+        (empty slots hold no room, so only occupied ones move: cost ~ live rows)."""
         rows = np.zeros(len(self.rows))
         end = 0
-        for slot, cap in enumerate(self.capacity):
+        for slot in self._occupied:
             n = len(self.ids[slot]) * ROW
-            if not n:
-                self.capacity[slot] = 0
-                self._sv[slot] = 0
-                continue
             start = self._sv[slot]
             rows[end : end + n] = self.rows[start : start + n]
             self._sv[slot] = end
-            end += cap * ROW
+            end += self.capacity[slot] * ROW
         self.rows, self._rv = rows, _doubles(rows)
         self._end = self._live = end
 

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dispatch.matching.geo import cell_disc, haversine_m
+from dispatch.matching.geo import cell_disc, hav_term, haversine_m
 from dispatch.matching.index import DriverIndex
 
 SF = (37.77, -122.42)
@@ -334,3 +334,33 @@ def test_an_index_restored_from_a_pickle_answers_and_updates_like_the_original()
             lat, lng, 15, 2_000.0
         )
         copy.check(lat, lng, 15, 2_000.0)
+
+
+def test_drivers_at_the_same_distance_in_metres_rank_by_insertion_even_if_their_terms_differ() -> (
+    None
+):
+    query = (37.77, -122.42)
+    first = (37.76468661922094, -122.4100871032898)
+    second = (37.76988105402726, -122.40802370547111)
+    q_la, f_la, s_la = (math.radians(p[0]) for p in (query, first, second))
+
+    def term(la: float, lng: float) -> float:
+        return hav_term(
+            q_la, math.radians(query[1]), math.cos(q_la), la, math.radians(lng), math.cos(la)
+        )
+
+    assert haversine_m(*query, *first) == haversine_m(*query, *second)
+    assert term(f_la, first[1]) > term(s_la, second[1])  # `second` is a hair closer before rounding
+    index = DriverIndex()
+    index.upsert("first", *first, at=0.0)
+    index.upsert("second", *second, at=0.0)
+    assert [d for d, _ in index.nearest(*query, 1, 5_000.0)] == ["first"]
+    assert [d for d, _ in index.nearest(*query, 2, 5_000.0)] == ["first", "second"]
+
+
+@pytest.mark.parametrize("now", [math.nan, math.inf])
+def test_a_non_finite_now_is_refused(now: float) -> None:
+    index = DriverIndex()
+    index.upsert("a", *SF, at=0.0)
+    with pytest.raises(ValueError, match="now must be a finite time"):
+        index.nearest(*SF, 1, 100.0, now=now)
