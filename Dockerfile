@@ -6,8 +6,10 @@ COPY dispatch ./dispatch
 COPY projections ./projections
 COPY schemas ./schemas
 RUN pip install --no-cache-dir .
-# Compile the matcher's search kernel into numba's on-disk cache at build time, so that a
-# container starts without compiling it (and works on a read-only file system).
-ENV NUMBA_CACHE_DIR=/app/.numba-cache
+# Compile the matcher's search kernel into numba's on-disk cache at build time, for any
+# x86-64 CPU, so that a container starts without compiling it. numba writes to its cache
+# directory: with a read-only root file system, mount a writable volume there (the kernel
+# is then compiled once at start, a few seconds).
+ENV NUMBA_CACHE_DIR=/app/.numba-cache NUMBA_CPU_NAME=generic
 RUN python -c "from dispatch.matching.index import DriverIndex; DriverIndex()"
 ENTRYPOINT ["dispatch"]
