@@ -218,7 +218,11 @@ async def _ingest(
 
 
 def client_process(kind: str, args: tuple[Any, ...], out: Any) -> None:
-    """Runs in a separate (spawned) process so the client does not share the server's GIL."""
+    """Runs in a separate (spawned) process so the client does not share the server's GIL.
+    The client's own garbage collector is off while it runs: its pauses would be counted
+    as the server's latency."""
+    gc.collect()
+    gc.disable()
     if kind == "rate":
         out.put(asyncio.run(_fixed_rate(*args)))
     else:
