@@ -29,7 +29,7 @@ from dispatch.matching.plans import PlanCache
 from dispatch.matching.pool import RowPool
 from dispatch.matching.scan import NEED_RING, SPARSE, prepare, scan_rings
 
-_MAX_SKIP = 64  # exclusions passed to the scan as seqs; larger or opaque ones are checked after
+MAX_SKIP = 64  # exclusions passed to the scan as seqs; larger or opaque ones are checked after
 _NO_SKIP = np.zeros(0)
 
 K = TypeVar("K", bound=Hashable)  # driver id
@@ -241,7 +241,7 @@ class DriverIndex(Generic[K]):
         returned as is and checked against the candidates afterwards."""
         if type(exclude) is frozenset and not exclude:
             return _NO_SKIP, None
-        if not isinstance(exclude, Collection) or len(exclude) > _MAX_SKIP:
+        if not isinstance(exclude, Collection) or len(exclude) > MAX_SKIP:
             return _NO_SKIP, exclude
         if not exclude:
             return _NO_SKIP, None

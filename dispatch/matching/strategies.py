@@ -8,7 +8,7 @@ minimises their total pickup ETA.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Container, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 from uuid import UUID
@@ -17,7 +17,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from dispatch.matching.eta import EtaProvider
-from dispatch.matching.index import DriverIndex
+from dispatch.matching.index import MAX_SKIP, DriverIndex
 
 UNMATCHED_COST = 1.0e7  # larger than any feasible total ETA, so matching more rides wins
 
@@ -79,6 +79,16 @@ class _Skip:
         return item in self.taken or item in self.excluded
 
 
+def _skip(excluded: set[UUID], taken: set[Hashable]) -> Container[UUID]:
+    """The drivers a ride must not get: as one small set when that is cheap (the index then
+    skips them inside its compiled scan), else as a view it checks afterwards."""
+    if not taken:
+        return excluded
+    if len(excluded) + len(taken) <= MAX_SKIP:
+        return excluded | taken  # type: ignore[operator]
+    return _Skip(excluded, taken)
+
+
 def candidates(
     ride: PendingRide,
     index: DriverIndex[UUID],
@@ -89,7 +99,7 @@ def candidates(
     taken: set[Hashable],
 ) -> list[Pairing]:
     """The ride's k nearest free drivers with their ETA, best ETA first, within the cutoff."""
-    found = index.nearest(ride.lat, ride.lng, k, limits.radius_m, now, _Skip(ride.excluded, taken))
+    found = index.nearest(ride.lat, ride.lng, k, limits.radius_m, now, _skip(ride.excluded, taken))
     out = []
     for driver_id, dist in found:
         pos = index.position(driver_id)
