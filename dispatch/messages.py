@@ -8,6 +8,8 @@ from uuid import UUID
 
 from schemas.commands import CommandEnvelope
 
+MAX_PING_AHEAD_S = 60.0  # a ping timed further ahead of the receiver's clock is refused
+
 
 class Ping(NamedTuple):
     """A driver's position at a time (seconds since the epoch)."""

@@ -14,10 +14,11 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+import orjson
 from eventsourcing.persistence import Recording
 
 from dispatch.matching.matcher import Matcher
-from dispatch.messages import Inbound
+from dispatch.messages import MAX_PING_AHEAD_S, Inbound, Ping, Poison
 from dispatch.shard.application import ShardApplication
 from dispatch.transport.port import Outbox, Transport
 from schemas.commands import Outcome
@@ -87,7 +88,11 @@ class ShardWorker:
         now = self.clock()
         now_dt = datetime.fromtimestamp(now, UTC)
         matcher = self.matcher
+        ahead = now + MAX_PING_AHEAD_S
         for ping in inbound.pings:
+            if ping.at > ahead:  # would pin the driver in the matcher: dead-letter it instead
+                inbound.poison.append(_ping_ahead(ping, now))
+                continue
             matcher.ping(ping.driver_id, ping.lat, ping.lng, ping.at)
         for envelope in inbound.commands:
             self._observe(self.app.handle(envelope, now_dt))
@@ -129,3 +134,9 @@ def _require(transport: Transport | None) -> Transport:
     if transport is None:
         raise ValueError("this worker has no transport to poll")
     return transport
+
+
+def _ping_ahead(ping: Ping, now: float) -> Poison:
+    reason = f"ping time {ping.at:.3f} is more than {MAX_PING_AHEAD_S:g} s ahead of {now:.3f}"
+    raw = orjson.dumps([str(ping.driver_id), ping.lat, ping.lng, ping.at])
+    return Poison("locations", f"driver {ping.driver_id}", reason, raw)

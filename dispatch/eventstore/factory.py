@@ -156,8 +156,10 @@ class KafkaFactory(InfrastructureFactory[KafkaTrackingRecorder]):
                 self.writer()
                 table = TrackingTable()
                 s = self.settings
-                restore_tracking(
-                    s.bootstrap, s.topics.tracking, s.shard, table, s.restore_timeout_s
+                self._restore(
+                    lambda: restore_tracking(
+                        s.bootstrap, s.topics.tracking, s.shard, table, s.restore_timeout_s
+                    )
                 )
                 self._tracking = table
             return self._tracking

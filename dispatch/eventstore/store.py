@@ -62,10 +62,6 @@ class EventTable:
         return self._committed
 
     # -- restore -----------------------------------------------------------------------------
-    def load(self, notification_id: int, event: DecodedEvent) -> None:
-        """Append a committed event read from the log (at restore)."""
-        self.load_record(notification_id, [event])
-
     def load_record(self, first_id: int, events: Sequence[DecodedEvent]) -> None:
         """Append the committed events of one record (at restore): ids from ``first_id`` on."""
         with self._lock:
@@ -219,11 +215,6 @@ class EventTable:
 
     def unlisten(self, listener: Event) -> None:
         self.listeners.discard(listener)
-
-    def approximate_bytes(self) -> int:
-        """Bytes held by the columns and states (not the per-aggregate index)."""
-        columns = (self._ids, self._agg, self._ver, self._topic, self._ends)
-        return sum(c.buffer_info()[1] * c.itemsize for c in columns) + len(self._blob)
 
     # -- internals -------------------------------------------------------------------------------
     def _last_version(self, key: str) -> int:

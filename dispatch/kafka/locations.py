@@ -45,9 +45,9 @@ class LocationFollower:
         self._thread: threading.Thread | None = None
         self._failing: str | None = None  # the last poll's error, until a poll succeeds
 
-    def start(self, timeout_s: float = 30.0) -> None:
+    def start(self) -> None:
         """Start following; returns once positioned (the last TTL of pings is then being
-        read), or raises if the topic cannot be reached within ``timeout_s``."""
+        read), or raises if the broker cannot be reached or the topic is missing."""
         consumer = new_consumer(self.bootstrap, group_id=None)
         try:
             parts = consumer.partitions_for_topic(self.topic)

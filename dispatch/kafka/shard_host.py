@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any, cast
 
 from kafka import TopicPartition
 
@@ -49,14 +49,10 @@ class ShardHost:
         self.shard, self.app, self.worker, self.stream_clock = shard, app, worker, clock
         self._last_tick = 0.0
 
-    @property
-    def recorder(self) -> Any:
-        return self.app.recorder
-
-    @contextmanager
-    def transaction(self) -> Iterator[Any]:
-        with self.recorder.transaction() as producer:
-            yield producer
+    def transaction(self) -> AbstractContextManager[Any]:
+        """The shard's Kafka transaction; yields its producer."""
+        recorder: Any = self.app.recorder
+        return cast(AbstractContextManager[Any], recorder.transaction())
 
     def process(self, inbound: Inbound) -> BatchReport:
         if self.stream_clock is not None:

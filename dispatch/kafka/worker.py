@@ -99,12 +99,12 @@ class KafkaWorker:
             )
             self.stats.restored[shard] = time.perf_counter() - started
             log.info("shard %s restored in %.2f s", shard, self.stats.restored[shard])
-        # A restored shard is a large, long-lived heap (its local store): keep the cyclic
-        # collector from rescanning it on every full collection, which stalls batches.
-        gc.collect()
-        gc.freeze()
+        _freeze()
 
     def revoke(self, shards: set[int]) -> None:
+        # Frozen objects are never collected: unfreeze, so that dropped shards can go (the
+        # next assignment freezes what remains again).
+        gc.unfreeze()
         for shard in sorted(shards & set(self.shards)):
             self.shards.pop(shard).close()
             log.info("shard %s released", shard)
@@ -122,7 +122,7 @@ class KafkaWorker:
         self.consumer.close()
 
     def run_once(self, timeout_ms: int = 100) -> None:
-        polled = self.consumer.poll(timeout_ms=timeout_ms, max_records=5_000)
+        polled = self.consumer.poll(timeout_ms=timeout_ms)
         inbound: dict[int, Inbound] = {}
         offsets: dict[int, dict[TopicPartition, OffsetAndMetadata]] = {}
         for tp, records in polled.items():
@@ -168,7 +168,9 @@ class KafkaWorker:
         except Exception:
             self.stats.aborted += 1
             log.exception("shard %s: batch aborted; rewinding to the committed offsets", shard)
+            gc.unfreeze()  # the matcher being replaced must be collectable
             host.reset()
+            _freeze()
             self._rewind(shard)
             return
         elapsed = time.perf_counter() - started
@@ -208,3 +210,10 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     def on_partitions_assigned(self, assigned: Any) -> None:
         self.worker.assign({tp.partition for tp in assigned})
+
+
+def _freeze() -> None:
+    """A restored shard is a large, long-lived heap (its local store): keep the cyclic
+    collector from rescanning it on every full collection, which stalls batches."""
+    gc.collect()
+    gc.freeze()

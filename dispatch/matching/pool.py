@@ -23,8 +23,7 @@ class RowPool:
         self.cells: list[int] = []  # slot -> cell
         self.ids: list[list[Hashable]] = []  # slot -> driver ids, in row order
         self.capacity: list[int] = []  # slot -> rows its block can hold
-        self.occupied = 0  # slots holding at least one row (the only ones with capacity)
-        self._occupied: set[int] = set()
+        self._occupied: set[int] = set()  # slots holding rows (the only ones with capacity)
         self.occupied_version = 0  # bumped whenever a slot becomes empty or non-empty
         self._end = 0  # first unallocated double
         self._live = 0  # doubles held by blocks (allocated capacity)
@@ -77,7 +76,6 @@ class RowPool:
         self._cv[slot] = pos + 1
         if pos == 0:
             self._occupied.add(slot)
-            self.occupied += 1
             self.occupied_version += 1
         return pos
 
@@ -107,9 +105,13 @@ class RowPool:
             self._live -= self.capacity[slot] * ROW
             self.capacity[slot] = 0
             self._occupied.discard(slot)
-            self.occupied -= 1
             self.occupied_version += 1
         return moved
+
+    @property
+    def occupied(self) -> int:
+        """How many slots hold at least one row."""
+        return len(self._occupied)
 
     def occupied_slots(self) -> list[int]:
         return sorted(self._occupied)

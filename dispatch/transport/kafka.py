@@ -92,7 +92,8 @@ class KafkaTransport:
             try:
                 batches = self._consumer.poll(timeout_ms=100)
             except Exception:
-                log.exception("outcome consumer failed; retrying")
+                log.exception("outcome consumer failed; retrying in 1 s")
+                self._stop.wait(1.0)
                 continue
             if not batches:
                 continue

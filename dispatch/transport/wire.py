@@ -31,7 +31,9 @@ def encode_command(envelope: CommandEnvelope) -> tuple[bytes, bytes]:
     return str(envelope.target_id).encode(), envelope.model_dump_json().encode()
 
 
-def decode_command(value: bytes, where: str) -> CommandEnvelope | Poison:
+def decode_command(value: bytes | None, where: str) -> CommandEnvelope | Poison:
+    if value is None:
+        return Poison("commands", where, "empty record (no value)", b"")
     try:
         return CommandEnvelope.model_validate_json(value)
     except ValidationError as error:
@@ -61,7 +63,9 @@ def _ping(item: object) -> Ping:
     return Ping(UUID(str(driver)), float(lat), float(lng), float(at))
 
 
-def decode_pings(value: bytes, where: str) -> tuple[list[Ping], list[Poison]]:
+def decode_pings(value: bytes | None, where: str) -> tuple[list[Ping], list[Poison]]:
+    if value is None:
+        return [], [Poison("locations", where, "empty record (no value)", b"")]
     try:
         doc = orjson.loads(value)
     except orjson.JSONDecodeError as error:

@@ -22,7 +22,7 @@ from dispatch.api.errors import (
 from dispatch.api.idempotency import fingerprint
 from dispatch.api.writes import Write, command_id_for, send
 from dispatch.domain.ids import derived_id, new_id
-from dispatch.messages import Ping
+from dispatch.messages import MAX_PING_AHEAD_S, Ping
 from schemas import api
 from schemas import commands as c
 
@@ -30,7 +30,6 @@ router = APIRouter(prefix="/drivers", tags=["drivers"])
 rides = APIRouter(prefix="/rides", tags=["drivers"])
 
 REGISTRATION_NAMESPACE = UUID("0d0b4a55-1a4e-4f0c-8e55-7a0f3c1d2e9b")
-MAX_FUTURE_S = 60.0
 
 _CREATED: dict[int | str, dict[str, object]] = {
     **REGISTRATION_RESPONSES,
@@ -106,9 +105,11 @@ def _pings(ctx: ApiContext, driver_id: UUID, pings: Sequence[api.LocationPing]) 
     out = []
     for i, p in enumerate(pings):
         at = p.at.timestamp() if p.at is not None else now
-        if at > now + MAX_FUTURE_S:
+        if at > now + MAX_PING_AHEAD_S:
             where = f"pings.{i}.at" if len(pings) > 1 else "at"
-            raise ApiError(422, "invalid_request", f"{where}: more than {MAX_FUTURE_S:g} s ahead")
+            raise ApiError(
+                422, "invalid_request", f"{where}: more than {MAX_PING_AHEAD_S:g} s ahead"
+            )
         out.append(Ping(driver_id, p.lat, p.lng, at))
     return out
 

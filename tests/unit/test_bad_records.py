@@ -1,0 +1,38 @@
+"""Records no decoder can use become dead letters with a reason, never a crash or a stall."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import orjson
+
+from dispatch.bootstrap import build_embedded_engine
+from dispatch.messages import MAX_PING_AHEAD_S, Inbound, Ping
+from dispatch.settings import Settings
+from dispatch.transport import wire
+
+T0 = 1_767_600_000.0
+
+
+def test_a_record_without_a_value_is_poison_that_can_be_dead_lettered() -> None:
+    command = wire.decode_command(None, "commands[0]@7")
+    pings, bad = wire.decode_pings(None, "locations[0]@8")
+    assert not isinstance(command, Ping) and not pings
+    for poison in (command, *bad):
+        assert poison.reason == "empty record (no value)"  # type: ignore[union-attr]
+        letter = orjson.loads(wire.encode_dead_letter(poison))  # type: ignore[arg-type]
+        assert letter["raw"] == "" and letter["reason"] == "empty record (no value)"
+
+
+def test_a_ping_timed_too_far_ahead_of_the_shard_clock_is_dead_lettered(tmp_path: Path) -> None:
+    engine = build_embedded_engine(Settings(data_dir=tmp_path, shards=1), lambda: T0)
+    worker = engine.workers[0]
+    driver = uuid.uuid4()
+    ahead = Ping(driver, 37.77, -122.42, T0 + MAX_PING_AHEAD_S + 1.0)
+    fine = Ping(uuid.uuid4(), 37.77, -122.42, T0)
+    report = worker.process(Inbound(pings=[ahead, fine]))
+    assert report.pings == 2
+    (letter,) = engine.transport.dead_letters  # type: ignore[attr-defined]
+    assert letter.source == "locations" and "ahead of" in letter.reason
+    assert orjson.loads(letter.raw) == [str(driver), 37.77, -122.42, ahead.at]
