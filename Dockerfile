@@ -1,4 +1,4 @@
-# The engine's image: the `dispatch` CLI (api, worker, topics, replay, simulate).
+# The engine's image: the `dispatch` CLI (serve, worker, topics, replay, simulate).
 FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./

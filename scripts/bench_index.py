@@ -118,7 +118,6 @@ def main() -> None:
 
     ids = [uuid.UUID(int=rng.getrandbits(128), version=4) for _ in range(args.drivers)]
     start = [random_point(rng) for _ in ids]
-    index = DriverIndex(resolution=args.resolution, ttl_s=ttl)
     naive = NaiveIndex(args.resolution)
     insert_rates = []
     for _ in range(args.rounds):

@@ -4,10 +4,10 @@
    record, timed from the worker's first poll until it has applied them all;
 2. request-to-offer latency: ride requests produced at a fixed rate with available drivers
    pinging, from the moment a request is produced until its Ride.Offered event is committed
-   and read back (read_committed);
-3. restore: time for a worker to take over a shard holding N events.
+   and read back (read_committed).
+(Restore is measured by scripts/bench_restore.py.)
 
-Prints a table (or JSON with --json). Asserts nothing about time.
+Prints one line of figures per benchmark (or JSON with --json). Asserts nothing about time.
 """
 
 from __future__ import annotations
@@ -139,15 +139,14 @@ def bench_latency(bootstrap: str, drivers: int, rate: float, seconds: float) -> 
     settings = settings_for(bootstrap, prefix)
     stop = threading.Event()
     logs = Path(tempfile.mkdtemp(prefix="bench-latency-"))
-    if True:
-        # The worker runs in its own process, as deployed: the client below shares nothing.
-        worker = start_worker(settings, logs / "worker.log", "bench-latency")
-        try:
-            return _latency_run(bootstrap, prefix, drivers, rate, seconds, stop)
-        finally:
-            stop.set()
-            stop_worker(worker)
-            delete_topics(bootstrap, prefix)
+    # The worker runs in its own process, as deployed: the client below shares nothing.
+    worker = start_worker(settings, logs / "worker.log", "bench-latency")
+    try:
+        return _latency_run(bootstrap, prefix, drivers, rate, seconds, stop)
+    finally:
+        stop.set()
+        stop_worker(worker)
+        delete_topics(bootstrap, prefix)
 
 
 def _latency_run(

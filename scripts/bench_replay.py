@@ -1,7 +1,7 @@
 """Replay throughput over a large log: `replay verify` and `replay rebuild --all`, from the
 embedded SQLite log and from Kafka (the same log copied into a fresh events topic).
 
-Make a log first, e.g. `dispatch simulate --drivers 4000 --minutes 200 --data-dir DIR`
+Make a log first, e.g. `dispatch simulate --drivers 4000 --minutes 250 --data-dir DIR`
 (about 1M events). Each figure is the median of --rounds runs. Asserts nothing.
 """
 

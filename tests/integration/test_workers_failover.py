@@ -158,14 +158,6 @@ def test_kill_9_of_a_worker_under_load_loses_nothing_and_duplicates_nothing(
         pids.extend(worker_pids)
         started[0] = time.time()
 
-    def on_tick(now: float) -> None:
-        if not started[0]:
-            return
-        if started[0] < 1e9:
-            started[0] = now
-        chaos(now)
-
-    started[0] = 0.0
     report = run_on_kafka(
         SimConfig(drivers=120, minutes=4, seed=5),
         settings,

@@ -34,4 +34,5 @@ def test_every_reference_to_a_ride_in_the_log_comes_after_the_ride_was_requested
         ride_ref = getattr(event, "ride_id", None)
         if ride_ref is not None and ride_ref not in seen:
             late.append((notification.id, type(event).TOPIC))
+    assert seen, "the log holds no ride request: nothing was checked"
     assert late == []
