@@ -105,10 +105,9 @@ def decode(settings: AuthSettings, token: str, now: float | None = None) -> Prin
     payload, dot, signature = token.partition(".")
     if not dot or not payload or not signature:
         raise TokenError("malformed token: expected <payload>.<signature>")
-    try:
-        expected = _sign(settings.secret, payload)
-    except UnicodeEncodeError:
-        raise TokenError("malformed token: not ASCII") from None
+    if not token.isascii():
+        raise TokenError("malformed token: not ASCII")
+    expected = _sign(settings.secret, payload)
     if not hmac.compare_digest(expected, signature):
         raise TokenError("bad signature")
     try:

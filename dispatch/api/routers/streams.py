@@ -63,7 +63,7 @@ def end_frame(reason: str) -> str:
 
 def _after(last_event_id: str | None) -> int:
     _, _, pos = (last_event_id or "").partition(":")
-    return int(pos) if pos.isdigit() else 0
+    return int(pos) if pos.isascii() and pos.isdigit() else 0
 
 
 async def follow(
@@ -222,7 +222,8 @@ async def driver_offers(
 
 
 def _ride_summary(ctx: ApiContext, ride_id: str) -> dict[str, Any] | None:
-    row = ctx.runtime.views.rides.get(ride_id)
+    with ctx.runtime.views.lock:  # re-entrant: also called under the lock by the snapshot
+        row = ctx.runtime.views.rides.get(ride_id)
     if row is None:
         return None
     return {

@@ -73,3 +73,8 @@ def test_settings_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("DISPATCH_AUTH_TOKEN_TTL_S", "120")
     s = AuthSettings()
     assert (s.environment, s.token_ttl_s, s.weak_secret) == ("production", 120, False)
+
+
+def test_a_token_with_non_ascii_characters_is_malformed_not_a_crash() -> None:
+    with pytest.raises(TokenError, match="not ASCII"):
+        decode(settings(), "abc.é")
