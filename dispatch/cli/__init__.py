@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
+from rich.console import Console
 
 from dispatch.cli import ops, replay, simulate
 
@@ -20,4 +23,13 @@ app.command(name="operator-token")(ops.operator_token)
 
 
 def main() -> None:
-    app()
+    """Run the CLI. An error no command handled (a damaged log, an unwritable output file)
+    ends it with one line and exit code 2; DISPATCH_DEBUG=1 shows the traceback instead."""
+    try:
+        app()
+    except Exception as error:
+        if os.environ.get("DISPATCH_DEBUG"):
+            raise
+        message = f"error: {type(error).__name__}: {error} (DISPATCH_DEBUG=1 shows where)"
+        Console(stderr=True).print(message, style="red", markup=False, highlight=False)
+        raise SystemExit(2) from None

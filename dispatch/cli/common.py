@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
 from dispatch.settings import Settings
 
@@ -28,10 +29,18 @@ Kafka = Annotated[
 
 
 def settings_from(data_dir: Path | None, kafka: str | None, **extra: object) -> Settings:
-    base = Settings()
+    """The environment's settings with the command's options on top, validated together: a
+    bad value (option or DISPATCH_* variable) is a usage error that names it."""
     update: dict[str, object] = dict(extra)
     if data_dir is not None:
         update["data_dir"] = data_dir
     if kafka is not None:
         update["kafka_bootstrap"] = kafka
-    return base.model_copy(update=update) if update else base
+    try:
+        return Settings(**update)  # type: ignore[arg-type]
+    except ValidationError as error:
+        reasons = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}"
+            for e in error.errors()[:5]
+        )
+        raise typer.BadParameter(reasons) from None

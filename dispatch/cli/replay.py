@@ -31,18 +31,22 @@ err = Console(stderr=True)
 Shard = Annotated[int | None, typer.Option("--shard", min=0, help="Only this shard.")]
 
 
-def _source(data_dir: Path | None, kafka: str | None) -> LogSource:
-    """The log to read, or a clear error (and exit code 2) when there is none."""
+def _source(data_dir: Path | None, kafka: str | None, shard: int | None = None) -> LogSource:
+    """The log to read, or a clear error (and exit code 2) when there is none or it has no
+    such ``shard``."""
     settings = settings_from(data_dir, kafka)
     try:
         source = build_log_source(settings)
-        source.shards()  # reach the log now, so a bad address fails here, clearly
-        return source
+        shards = source.shards()  # reach the log now, so a bad address fails here, clearly
     except FileNotFoundError as error:
         err.print(f"[red]{error}[/red]: pass --data-dir (or set DISPATCH_DATA_DIR)")
+        raise typer.Exit(code=2) from None
     except Exception as error:  # kafka-python raises its own errors for an unreachable broker
         err.print(f"[red]cannot read the log at {settings.kafka_bootstrap}: {error}[/red]")
-    raise typer.Exit(code=2)
+        raise typer.Exit(code=2) from None
+    if shard is not None and shard not in shards:
+        raise typer.BadParameter(f"the log has shards {shards}, not {shard}", param_hint="--shard")
+    return source
 
 
 def _time(value: str | None, name: str) -> float | None:
@@ -63,7 +67,7 @@ def verify(shard: Shard = None, data_dir: DataDir = None, kafka: Kafka = None) -
 
     Per-aggregate versions gapless and unique, only legal transitions, no driver in two
     active rides, no ride with two drivers, every offer resolved, one outcome per command."""
-    source = _source(data_dir, kafka)
+    source = _source(data_dir, kafka, shard)
     started = time.perf_counter()
     events, violations = op.verify(source, shard)
     elapsed = time.perf_counter() - started
@@ -113,7 +117,7 @@ def rebuild(
                 progress=lambda n: bar.update(task, completed=n),
                 since=_time(since, "--since"),
             )
-        except ValueError as error:
+        except op.UnknownViews as error:
             raise typer.BadParameter(str(error), param_hint="VIEWS") from None
     elapsed = time.perf_counter() - started
     if result.resumed_from:
@@ -149,7 +153,7 @@ def history(
     if not stored:
         err.print(f"no events for {kind} {agg} in shard {shard_of(agg)}")
         raise typer.Exit(code=1)
-    expected = f"dispatch.{kind.capitalize()}"
+    expected = f"dispatch.{kind.capitalize()}."  # the dot: a Rider is not a Ride
     for event, state in replay_states(stored):
         topic = type(event).TOPIC
         if not topic.startswith(expected):
@@ -186,7 +190,7 @@ def state(
     """The state of the shards (or of one aggregate) as of a moment, replayed up to it."""
     moment = _time(at, "--at")
     assert moment is not None
-    views = op.state_at(_source(data_dir, kafka), moment, shard)
+    views = op.state_at(_source(data_dir, kafka, shard), moment, shard)
     if aggregate_id is not None:
         row = views.rides.get(aggregate_id) or views.drivers.rows.get(aggregate_id)
         if row is None:

@@ -21,6 +21,10 @@ from projections.store import ViewStore
 from projections.views import ViewSet, default_projections
 
 
+class UnknownViews(ValueError):
+    """A rebuild was asked for views that do not exist."""
+
+
 @contextmanager
 def batch_gc() -> Iterator[None]:
     """Folding builds millions of long-lived objects and no reference cycles: the cyclic
@@ -102,7 +106,7 @@ def rebuild(
     ]
     unknown = set(names or []) - {p.name for p in projections}
     if unknown:
-        raise ValueError(f"unknown view(s): {', '.join(sorted(unknown))}")
+        raise UnknownViews(f"unknown view(s): {', '.join(sorted(unknown))}")
     work = data_dir / "views.rebuild.sqlite"
     store = ViewStore(work)
     saved = {n: s for n, s in store.load().items() if n in {p.name for p in projections}}

@@ -194,7 +194,7 @@ class Simulation:
     def _pings(self, tick: int) -> None:
         phase, now = tick % self.cfg.ping_interval_s, self.clock.now
         pings = []
-        for d in self._by_phase[phase]:
+        for d in self._by_phase.get(phase, ()):  # few drivers: some phases have none
             if d.phase is Phase.IDLE and now >= d.t1:
                 target = self.city.near(self.rng, *d.position(now), 800.0)
                 d.head_to(*target, now, self._travel_s(d.position(now), target) * 2)

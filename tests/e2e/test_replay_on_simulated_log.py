@@ -168,3 +168,49 @@ def test_replay_without_a_log_says_where_it_looked_and_exits_2(tmp_path: Path) -
     result = CliRunner().invoke(app, ["replay", "verify", "--data-dir", str(missing)])
     assert result.exit_code == 2
     assert "no event log at" in result.output and "nowhere" in result.output
+
+
+def test_a_shard_the_log_does_not_have_is_a_usage_error(simulated: dict[str, Any]) -> None:
+    args = ["replay", "verify", "--data-dir", str(simulated["dir"]), "--shard", "9"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    assert "not 9" in result.output
+
+
+def test_history_of_a_rider_asked_as_a_ride_says_what_it_is(simulated: dict[str, Any]) -> None:
+    rider = next(
+        e.aggregate_id
+        for e in SqliteLogSource(simulated["dir"]).read(0)
+        if e.topic == "dispatch.Rider.Registered"
+    )
+    args = ["replay", "history", "ride", rider, "--data-dir", str(simulated["dir"])]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1
+    assert "is not a ride" in result.output
+
+
+def test_a_damaged_log_ends_the_command_with_one_line_and_exit_2(
+    simulated: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import shutil
+    import sqlite3
+
+    from dispatch.cli import main
+
+    broken = tmp_path / "damaged"
+    shutil.copytree(simulated["dir"], broken)
+    conn = sqlite3.connect(broken / "shard-0000.sqlite")
+    with conn:  # one event whose state is not JSON any more
+        conn.execute("UPDATE stored_events SET state = X'7b22' WHERE rowid = 5")
+    conn.close()
+    monkeypatch.delenv("DISPATCH_DEBUG", raising=False)
+    monkeypatch.setattr("sys.argv", ["dispatch", "replay", "stats", "--data-dir", str(broken)])
+    with pytest.raises(SystemExit) as ended:
+        main()
+    assert ended.value.code == 2
+    said = capsys.readouterr().err
+    assert "error:" in said and "DISPATCH_DEBUG=1" in said
+    assert "Traceback" not in said
