@@ -165,3 +165,15 @@ class LogSource(Protocol):
     def read(self, shard: int, after: int = 0) -> Iterator[LogEvent]: ...
 
     def stored_events(self, shard: int, aggregate_id: UUID) -> list[StoredEvent]: ...
+
+
+def pages(events: Iterator[LogEvent], size: int) -> Iterator[list[LogEvent]]:
+    """``events`` in lists of ``size`` (the last may be shorter)."""
+    page: list[LogEvent] = []
+    for event in events:
+        page.append(event)
+        if len(page) == size:
+            yield page
+            page = []
+    if page:
+        yield page

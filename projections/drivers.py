@@ -5,18 +5,15 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from dispatch.domain.driver import Driver
+from dispatch.domain.driver import Driver, DriverStatus
+from dispatch.invariants import DRIVER_TRANSITIONS
 from dispatch.log import LogEvent
 
+# A driver's status after each event that sets one: the log checker's transition table
+# (going offline after the trip is decided when the trip ends, by ``apply``).
 STATUS_AFTER: dict[str, str] = {
-    Driver.Created.TOPIC: "offline",
-    Driver.WentOnline.TOPIC: "available",
-    Driver.WentOffline.TOPIC: "offline",
-    Driver.OfferReceived.TOPIC: "offered",
-    Driver.OfferClosed.TOPIC: "available",
-    Driver.Assigned.TOPIC: "en_route",
-    Driver.TripStarted.TOPIC: "on_trip",
-    Driver.Released.TOPIC: "available",
+    Driver.Created.TOPIC: DriverStatus.OFFLINE.value,
+    **{t: after.value for t, (_, after) in DRIVER_TRANSITIONS.items() if after is not None},
 }
 
 

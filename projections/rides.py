@@ -5,21 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from dispatch.domain.ride import Ride
+from dispatch.domain.ride import Ride, RideStatus
+from dispatch.invariants import RIDE_TRANSITIONS
 from dispatch.log import LogEvent
 
+# A ride's status after each of its events: the log checker's transition table.
 _STATUS_AFTER: dict[str, str] = {
-    Ride.Created.TOPIC: "requested",
-    Ride.Offered.TOPIC: "offered",
-    Ride.OfferDeclined.TOPIC: "requested",
-    Ride.OfferExpired.TOPIC: "requested",
-    Ride.Accepted.TOPIC: "accepted",
-    Ride.DriverArrived.TOPIC: "driver_arrived",
-    Ride.TripStarted.TOPIC: "in_progress",
-    Ride.Completed.TOPIC: "completed",
-    Ride.CancelledByRider.TOPIC: "cancelled",
-    Ride.CancelledByDriver.TOPIC: "requested",
-    Ride.Expired.TOPIC: "expired",
+    Ride.Created.TOPIC: RideStatus.REQUESTED.value,
+    **{topic: after.value for topic, (_, after) in RIDE_TRANSITIONS.items()},
 }
 
 

@@ -11,7 +11,7 @@ import logging
 import threading
 from collections.abc import Callable
 
-from dispatch.log import LogEvent, LogSource
+from dispatch.log import LogEvent, LogSource, pages
 from projections.views import ViewSet
 
 log = logging.getLogger(__name__)
@@ -25,33 +25,22 @@ class ProjectionRunner:
         self._thread: threading.Thread | None = None
         self.listeners: list[Callable[[LogEvent], None]] = []
 
-    def catch_up(self, on_event: Callable[[int], None] | None = None) -> int:
+    def catch_up(self) -> int:
         """Fold everything new on every shard; returns the number of events applied."""
         applied = 0
         for shard in self.source.shards():
-            page: list[LogEvent] = []
-            for event in self.source.read(shard, self.views.position(shard)):
-                page.append(event)
-                if len(page) >= self.batch:
-                    applied += self._apply(page, on_event, applied)
-                    page = []
-            applied += self._apply(page, on_event, applied)
+            for page in pages(self.source.read(shard, self.views.position(shard)), self.batch):
+                self._apply(page)
+                applied += len(page)
         return applied
 
-    def _apply(
-        self, page: list[LogEvent], on_event: Callable[[int], None] | None, done: int
-    ) -> int:
-        if not page:
-            return 0
+    def _apply(self, page: list[LogEvent]) -> None:
         with self.views.lock:
             self.views.apply_page(page)
             self.views.progress.notify_all()
         for listener in self.listeners:
             for event in page:
                 listener(event)
-        if on_event is not None:
-            on_event(done + len(page))
-        return len(page)
 
     def nudge(self) -> None:
         self._wake.set()

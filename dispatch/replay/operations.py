@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from dispatch.invariants import InvariantChecker, Violation
-from dispatch.log import LogEvent, LogSource
+from dispatch.log import LogEvent, LogSource, pages
 from projections.store import ViewStore
 from projections.views import ViewSet, default_projections
 
@@ -36,17 +36,6 @@ def batch_gc() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
-
-
-def pages(events: Iterator[LogEvent], size: int) -> Iterator[list[LogEvent]]:
-    page: list[LogEvent] = []
-    for event in events:
-        page.append(event)
-        if len(page) == size:
-            yield page
-            page = []
-    if page:
-        yield page
 
 
 def read_all(

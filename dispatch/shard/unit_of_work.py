@@ -32,7 +32,6 @@ class UnitOfWork:
     def __init__(self, repository: Repository[UUID]) -> None:
         self._repository = repository
         self._touched: dict[UUID, Aggregate] = {}
-        self._stored_version: dict[UUID, int] = {}
         self._journal: list[Any] = []
         self._mark: Mark | None = None
 
@@ -45,7 +44,6 @@ class UnitOfWork:
             except AggregateNotFoundError:
                 return None
             self._touched[aggregate_id] = agg
-            self._stored_version[aggregate_id] = agg.version - len(agg.pending_events)
         if not isinstance(agg, cls):
             return None
         if self._mark is not None and aggregate_id not in self._mark:
@@ -63,7 +61,6 @@ class UnitOfWork:
 
     def add(self, aggregate: Aggregate) -> None:
         self._touched[aggregate.id] = aggregate
-        self._stored_version.setdefault(aggregate.id, 0)
         if self._mark is not None:
             self._mark.setdefault(aggregate.id, 0)
 
@@ -106,7 +103,7 @@ class UnitOfWork:
             if agg is None or len(agg.pending_events) == keep:
                 continue
             kept_events = list(agg.pending_events[:keep])
-            stored = self._stored_version[agg_id]
+            stored = agg.version - len(agg.pending_events)  # the version last saved
             if stored == 0 and not kept_events:
                 del self._touched[agg_id]
                 self._forget_cached(agg_id)
@@ -130,7 +127,6 @@ class UnitOfWork:
 
     def clear(self) -> None:
         self._touched.clear()
-        self._stored_version.clear()
         self._journal = []
 
     def _forget_cached(self, agg_id: UUID) -> None:
