@@ -36,7 +36,7 @@ TAGS = [
     {"name": "streams", "description": "Server-sent events of a ride or a driver."},
     {"name": "operations", "description": "Health, readiness and metrics."},
 ]
-STREAM_ROUTES = frozenset({"/rides/{ride_id}/events", "/drivers/{driver_id}/offers"})
+STREAM_ROUTES = frozenset(getattr(r, "path", "") for r in streams.router.routes)
 
 
 def create_app(runtime: Runtime, auth: AuthSettings, options: ApiOptions | None = None) -> FastAPI:
@@ -51,8 +51,7 @@ def create_app(runtime: Runtime, auth: AuthSettings, options: ApiOptions | None 
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        if hub.publish not in runtime.runner.listeners:
-            runtime.runner.listeners.append(hub.publish)
+        runtime.runner.listeners.append(hub.publish)  # the streams follow while the app runs
         if opts.manage_runtime:
             await anyio.to_thread.run_sync(runtime.start)
             # The views just caught up with the log: a large, long-lived heap. Freezing it
@@ -76,7 +75,6 @@ def create_app(runtime: Runtime, auth: AuthSettings, options: ApiOptions | None 
         lifespan=lifespan,
     )
     app.state.ctx = ctx
-    runtime.runner.listeners.append(hub.publish)
     errors.install(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=opts.max_body_bytes)
     app.add_middleware(LatencyMiddleware, metrics=metrics, skip=STREAM_ROUTES)

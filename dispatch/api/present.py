@@ -47,9 +47,7 @@ def ride_view(row: RideRow) -> RideView:
     )
 
 
-def driver_view(
-    row: DriverRow, where: DriverLocation | None, show_ride: bool
-) -> DriverLocationView:
+def driver_view(row: DriverRow, where: DriverLocation | None) -> DriverLocationView:
     location = None
     if where is not None and where.lat is not None and where.lng is not None:
         assert where.at is not None
@@ -58,7 +56,7 @@ def driver_view(
     return DriverLocationView(
         driver_id=UUID(row.driver_id),
         status=row.status,  # type: ignore[arg-type]
-        ride_id=_uuid(row.ride_id) if show_ride else None,
+        ride_id=_uuid(row.ride_id),
         location=location,
         last_seen_at=when(seen) if seen is not None else None,
     )

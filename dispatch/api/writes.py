@@ -10,15 +10,21 @@ answers a repeated command id with its first outcome and records nothing.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
+from uuid import UUID
 
+from fastapi import Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
+from dispatch.api.auth import issue
 from dispatch.api.context import ApiContext
 from dispatch.api.errors import ApiError, problem_body, status_for
-from dispatch.api.idempotency import Remembered
+from dispatch.api.idempotency import Remembered, fingerprint
+from dispatch.domain.ids import derived_id, new_id
 from schemas.commands import Command, CommandEnvelope, Outcome
 
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -33,13 +39,49 @@ class Write:
     keyed: bool
     fingerprint: str
     created: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
-    pending_extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # in the 200/201 and the 202 bodies
 
 
 def command_id_for(scope: str, key: str | None) -> tuple[str, bool]:
     """The command id: the caller-scoped Idempotency-Key, or a fresh one."""
     return (f"{scope}:{key}", True) if key else (str(uuid.uuid4()), False)
+
+
+def write(
+    ctx: ApiContext,
+    request: Request,
+    scope: str,
+    key: str | None,
+    command: Command,
+    body: BaseModel | None = None,
+) -> JSONResponse:
+    """Send a command that creates nothing on behalf of ``scope`` (the caller's id)."""
+    command_id, keyed = command_id_for(scope, key)
+    text = body.model_dump_json() if body is not None else ""
+    return send(
+        ctx, Write(command, command_id, keyed, fingerprint(request.method, request.url.path, text))
+    )
+
+
+def register(
+    ctx: ApiContext,
+    request: Request,
+    key: str | None,
+    body: BaseModel,
+    role: Literal["driver", "rider"],
+    shard: int,
+    namespace: UUID,
+    make: Callable[[UUID], Command],
+) -> JSONResponse:
+    """Register a driver or rider in ``shard``: a new id (for a retried ``Idempotency-Key``
+    the same one again, derived in ``namespace``), a bearer token bound to it, and the
+    command ``make`` builds for that id."""
+    command_id, keyed = command_id_for(f"register-{role}", key)
+    new = derived_id(shard, namespace, command_id) if keyed else new_id(shard)
+    token = issue(ctx.auth, str(new), role, ctx.runtime.clock())
+    extra = {f"{role}_id": str(new), "token": token.model_dump(mode="json")}
+    print_ = fingerprint(request.method, request.url.path, body.model_dump_json())
+    return send(ctx, Write(make(new), command_id, keyed, print_, True, extra))
 
 
 def token_of(outcome: Outcome, ctx: ApiContext) -> str:
@@ -75,7 +117,7 @@ def send(ctx: ApiContext, write: Write) -> JSONResponse:
     kind = write.command.type
     if outcome is None:
         ctx.metrics.outcomes.labels(kind, "timeout").inc()
-        body = {"command_id": write.command_id, "status": "pending", **write.pending_extra}
+        body = {"command_id": write.command_id, "status": "pending", **write.extra}
         return JSONResponse(body, status_code=202)
     ctx.metrics.outcomes.labels(kind, outcome.code if not outcome.accepted else "ok").inc()
     if outcome.accepted:

@@ -8,9 +8,10 @@ from uuid import UUID
 
 from fastapi import APIRouter, Body, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from dispatch.api import access
-from dispatch.api.auth import Principal, issue
+from dispatch.api.auth import Principal
 from dispatch.api.context import ApiContext
 from dispatch.api.deps import Ctx, DriverCaller, IdempotencyKey
 from dispatch.api.errors import (
@@ -19,9 +20,7 @@ from dispatch.api.errors import (
     REGISTRATION_RESPONSES,
     ApiError,
 )
-from dispatch.api.idempotency import fingerprint
-from dispatch.api.writes import Write, command_id_for, send
-from dispatch.domain.ids import derived_id, new_id
+from dispatch.api.writes import register, write
 from dispatch.messages import MAX_PING_AHEAD_S, Ping
 from schemas import api
 from schemas import commands as c
@@ -41,22 +40,15 @@ _ACTION: dict[int | str, dict[str, object]] = {
 }
 
 
-def _body_text(body: object | None) -> str:
-    dump = getattr(body, "model_dump_json", None)
-    return dump() if dump is not None else ""
-
-
 def driver_write(
     ctx: ApiContext,
     request: Request,
     caller: Principal,
     key: str | None,
     command: c.Command,
-    body: object | None = None,
+    body: BaseModel | None = None,
 ) -> JSONResponse:
-    command_id, keyed = command_id_for(caller.sub, key)
-    print_ = fingerprint(request.method, request.url.path, _body_text(body))
-    return send(ctx, Write(command, command_id, keyed, print_))
+    return write(ctx, request, caller.sub, key, command, body)
 
 
 @router.post("", status_code=201, response_model=api.DriverRegistered, responses=_CREATED)
@@ -66,13 +58,10 @@ def register_driver(
     """Register a driver in the market of their home location; returns the driver's id and a
     bearer token bound to it. With an `Idempotency-Key`, a retry returns the same driver."""
     shard = ctx.runtime.markets.shard_for(body.home.lat, body.home.lng)
-    command_id, keyed = command_id_for("register-driver", key)
-    driver_id = derived_id(shard, REGISTRATION_NAMESPACE, command_id) if keyed else new_id(shard)
-    token = issue(ctx.auth, str(driver_id), "driver", ctx.runtime.clock())
-    extra = {"driver_id": str(driver_id), "token": token.model_dump(mode="json")}
-    command = c.RegisterDriver(driver_id=driver_id, name=body.name)
-    print_ = fingerprint(request.method, request.url.path, body.model_dump_json())
-    return send(ctx, Write(command, command_id, keyed, print_, True, extra, extra))
+    return register(
+        ctx, request, key, body, "driver", shard, REGISTRATION_NAMESPACE,
+        lambda driver_id: c.RegisterDriver(driver_id=driver_id, name=body.name),
+    )  # fmt: skip
 
 
 @router.post("/{driver_id}/online", response_model=api.CommandAccepted, responses=_ACTION)
@@ -161,7 +150,7 @@ def _on_ride(
     key: str | None,
     ride_id: UUID,
     make: Callable[[UUID, UUID], c.Command],
-    body: object | None = None,
+    body: BaseModel | None = None,
 ) -> JSONResponse:
     access.driver_on_ride(ctx, caller, ride_id)
     return driver_write(ctx, request, caller, key, make(ride_id, UUID(caller.sub)), body)

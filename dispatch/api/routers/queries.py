@@ -68,7 +68,7 @@ async def driver_status(
         raise forbidden(f"you may not see driver {driver_id}")
     if row is None:
         raise not_found(f"no driver {driver_id}")
-    return present.driver_view(row, where, show_ride=True)
+    return present.driver_view(row, where)
 
 
 @router.get("/rides/{ride_id}", response_model=RideView, responses=QUERY_RESPONSES)

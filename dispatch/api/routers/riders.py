@@ -9,12 +9,11 @@ from fastapi import APIRouter, Body, Request
 from fastapi.responses import JSONResponse
 
 from dispatch.api import access
-from dispatch.api.auth import issue
 from dispatch.api.context import ApiContext
 from dispatch.api.deps import Ctx, IdempotencyKey, RiderCaller
 from dispatch.api.errors import COMMAND_RESPONSES, REGISTRATION_RESPONSES, ApiError
 from dispatch.api.idempotency import fingerprint
-from dispatch.api.writes import Write, command_id_for, send
+from dispatch.api.writes import Write, command_id_for, register, send, write
 from dispatch.domain.ids import derived_id, new_id, shard_of
 from schemas import api
 from schemas import commands as c
@@ -46,13 +45,10 @@ def register_rider(
     market. With an `Idempotency-Key`, a retry returns the same rider."""
     home = body.home.as_latlng() if body.home is not None else _default_home(ctx)
     shard = ctx.runtime.markets.shard_for(home.lat, home.lng)
-    command_id, keyed = command_id_for("register-rider", key)
-    rider_id = derived_id(shard, REGISTRATION_NAMESPACE, command_id) if keyed else new_id(shard)
-    token = issue(ctx.auth, str(rider_id), "rider", ctx.runtime.clock())
-    extra = {"rider_id": str(rider_id), "token": token.model_dump(mode="json")}
-    command = c.RegisterRider(rider_id=rider_id, name=body.name)
-    print_ = fingerprint(request.method, request.url.path, body.model_dump_json())
-    return send(ctx, Write(command, command_id, keyed, print_, True, extra, extra))
+    return register(
+        ctx, request, key, body, "rider", shard, REGISTRATION_NAMESPACE,
+        lambda rider_id: c.RegisterRider(rider_id=rider_id, name=body.name),
+    )  # fmt: skip
 
 
 @rides.post(
@@ -90,7 +86,7 @@ def request_ride(
     )
     extra = {"ride_id": str(ride_id)}
     print_ = fingerprint(request.method, request.url.path, body.model_dump_json())
-    return send(ctx, Write(command, command_id, keyed, print_, True, extra, extra))
+    return send(ctx, Write(command, command_id, keyed, print_, True, extra))
 
 
 @rides.post(
@@ -110,7 +106,4 @@ def cancel_ride(
     access.rider_of(ctx, caller, ride_id)
     reason = body.reason if body is not None else ""
     command = c.CancelRide(ride_id=ride_id, rider_id=UUID(caller.sub), reason=reason)
-    command_id, keyed = command_id_for(caller.sub, key)
-    text = body.model_dump_json() if body is not None else ""
-    print_ = fingerprint(request.method, request.url.path, text)
-    return send(ctx, Write(command, command_id, keyed, print_))
+    return write(ctx, request, caller.sub, key, command, body)
