@@ -18,9 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from kafka import TopicPartition
-
-from dispatch.kafka.config import new_consumer
+from dispatch.kafka.config import assign_all, new_consumer, seek_since
 from dispatch.kafka.topics import Topics
 from dispatch.messages import Ping
 from dispatch.transport import wire
@@ -50,17 +48,7 @@ class LocationFollower:
         read), or raises if the broker cannot be reached or the topic is missing."""
         consumer = new_consumer(self.bootstrap, group_id=None)
         try:
-            parts = consumer.partitions_for_topic(self.topic)
-            if not parts:
-                raise RuntimeError(f"topic {self.topic} is missing: run `dispatch topics create`")
-            tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
-            consumer.assign(tps)
-            since_ms = max(0, int((self.clock() - self.ttl_s) * 1000))
-            found = consumer.offsets_for_times(dict.fromkeys(tps, since_ms))
-            ends = consumer.end_offsets(tps)
-            for tp in tps:
-                at = found.get(tp)
-                consumer.seek(tp, at.offset if at is not None else ends[tp])
+            seek_since(consumer, assign_all(consumer, self.topic), self.clock() - self.ttl_s)
         except BaseException:
             consumer.close()
             raise

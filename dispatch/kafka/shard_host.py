@@ -11,7 +11,7 @@ from typing import Any, cast
 from kafka import TopicPartition
 
 from dispatch.bootstrap import build_application
-from dispatch.kafka.config import new_consumer
+from dispatch.kafka.config import new_consumer, seek_since
 from dispatch.kafka.outbox import KafkaOutbox
 from dispatch.kafka.topics import Topics
 from dispatch.matching.matcher import Matcher
@@ -103,12 +103,7 @@ def warm_up(settings: Settings, topics: Topics, shard: int, worker: ShardWorker,
     tp = TopicPartition(topics.locations, shard)
     try:
         consumer.assign([tp])
-        since_ms = int((now - settings.ping_ttl_s) * 1000)
-        found = consumer.offsets_for_times({tp: max(0, since_ms)}).get(tp)
-        end = consumer.end_offsets([tp])[tp]
-        if found is None:
-            return 0
-        consumer.seek(tp, found.offset)
+        end = seek_since(consumer, [tp], now - settings.ping_ttl_s)[tp]
         count = 0
         while consumer.position(tp) < end:
             for records in consumer.poll(timeout_ms=500).values():

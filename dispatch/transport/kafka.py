@@ -13,10 +13,8 @@ import threading
 from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
 
-from kafka import TopicPartition
-
 from dispatch.domain.ids import shard_of
-from dispatch.kafka.config import new_consumer, new_producer
+from dispatch.kafka.config import assign_all, new_consumer, new_producer
 from dispatch.kafka.topics import Topics
 from dispatch.messages import Ping
 from dispatch.transport import wire
@@ -36,13 +34,7 @@ class KafkaTransport:
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._consumer = new_consumer(bootstrap, group_id=None, auto_offset_reset="latest")
-        partitions = self._consumer.partitions_for_topic(self.topics.outcomes) or set()
-        if not partitions:
-            raise RuntimeError(
-                f"topic {self.topics.outcomes} is missing: run `dispatch topics create` first"
-            )
-        assigned = [TopicPartition(self.topics.outcomes, p) for p in sorted(partitions)]
-        self._consumer.assign(assigned)
+        assigned = assign_all(self._consumer, self.topics.outcomes)
         self._consumer.seek_to_end(*assigned)
         for tp in assigned:  # resolve the start positions now, before any command is sent
             self._consumer.position(tp)

@@ -22,18 +22,18 @@ WAIT_S = 10.0
 
 
 class Sink:
-    """Collects applied pings; the first call fails, like a bug in one view would."""
+    """Collects applied pings; a batch holding a ping of ``poisoned`` fails, like a bug in
+    one view would (partitions are read in no set order, so it is chosen by content)."""
 
-    def __init__(self) -> None:
+    def __init__(self, poisoned: uuid.UUID) -> None:
+        self.poisoned = poisoned
         self.pings: list[Ping] = []
-        self.calls = 0
         self.changed = threading.Condition()
 
     def __call__(self, pings: Sequence[Ping]) -> None:
         with self.changed:
-            self.calls += 1
-            if self.calls == 1:
-                raise RuntimeError("the first batch fails")
+            if any(p.driver_id == self.poisoned for p in pings):
+                raise RuntimeError("this batch fails")
             self.pings.extend(pings)
             self.changed.notify_all()
 
@@ -50,11 +50,11 @@ def test_pings_on_every_partition_reach_the_view_past_bad_records(kafka_topics: 
     stale = Ping(uuid.uuid4(), 37.77, -122.42, now - 120.0)
     producer.send(topic, wire.encode_pings([stale]), partition=0, timestamp_ms=int(stale.at * 1000))
     producer.flush()
-    sink = Sink()
+    failing = Ping(uuid.uuid4(), 37.78, -122.41, now)
+    sink = Sink(failing.driver_id)
     follower = LocationFollower(kafka_topics.bootstrap, kafka_topics.prefix, sink, ttl_s=30.0)
     follower.start()
     try:
-        failing = Ping(uuid.uuid4(), 37.78, -122.41, now)
         fresh = [Ping(uuid.uuid4(), 37.77 + p / 100, -122.42, now) for p in range(4)]
         producer.send(topic, wire.encode_pings([failing]), partition=0)
         producer.send(topic, b"not json", partition=1)
