@@ -44,12 +44,9 @@ class SqliteLogSource:
     def path(self, shard: int) -> Path:
         return self.data_dir / f"shard-{shard:04d}.sqlite"
 
-    def read(self, shard: int, after: int = 0, until: int | None = None) -> Iterator[LogEvent]:
+    def read(self, shard: int, after: int = 0) -> Iterator[LogEvent]:
         for page in self.read_pages(shard, after):
-            for event in page:
-                if until is not None and event.position > until:
-                    return
-                yield event
+            yield from page
 
     def read_pages(self, shard: int, after: int = 0) -> Iterator[list[LogEvent]]:
         """The shard's events after ``after``, a page (one SQL fetch) at a time."""

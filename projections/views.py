@@ -41,9 +41,6 @@ class ViewSet:
         self.lock = threading.RLock()
         self.progress = threading.Condition(self.lock)
 
-    def names(self) -> list[str]:
-        return [p.name for p in self.projections]
-
     def apply(self, event: LogEvent) -> None:
         self.apply_page([event])
 
