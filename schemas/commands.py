@@ -118,6 +118,12 @@ class CommandEnvelope(BaseModel):
 
     schema_version: Literal[1] = SCHEMA_VERSION
     command_id: Annotated[str, Field(min_length=1, max_length=128)]
+    fingerprint: Annotated[str, Field(min_length=1, max_length=128)] | None = Field(
+        default=None,
+        description="The request this command id stands for (the API hashes route, caller "
+        "and body). A repeated command id with another fingerprint is refused with "
+        "idempotency_key_reused; without one, the id alone decides.",
+    )
     issued_at: datetime
     reply_to: str | None = None
     command: Command

@@ -89,6 +89,11 @@ class CommandHandled(_Data):
     code: str
     reason: str
     aggregate_ids: list[UUID]
+    fingerprint: str = Field(
+        default="",
+        description="The request fingerprint the command came with (class version 2); empty "
+        "for commands sent without one and in version 1 records.",
+    )
 
 
 EVENT_DATA: dict[str, type[_Data]] = {

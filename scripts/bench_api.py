@@ -61,7 +61,7 @@ CENTRE = (37.77, -122.42)
 HALF_SIDE_M = 15_000.0
 M_PER_DEG_LAT = math.pi * 6_371_008.8 / 180.0
 RADIUS_M, K = 2_000.0, 10
-SECRET = "bench-secret-0123456789abcdef0123456789abcdef"
+SECRET = "TA7WNDp_-7cQ6RJIKFM1VGyOdbaf_9233w8m_xYTx-SBXq4C"  # random: production refuses weak ones
 
 
 def uniform_points(rng: random.Random, n: int, half_side_m: float) -> list[tuple[float, float]]:

@@ -14,10 +14,11 @@ from dispatch.api import errors
 from dispatch.api.auth import AuthSettings
 from dispatch.api.context import ApiContext, ApiOptions
 from dispatch.api.events import EventHub
-from dispatch.api.idempotency import ResponseCache
 from dispatch.api.limits import BodyLimitMiddleware
 from dispatch.api.metrics import ApiMetrics, LatencyMiddleware
+from dispatch.api.ratelimit import RateLimits
 from dispatch.api.routers import drivers, ops, queries, riders, streams
+from dispatch.api.settings import ApiLimits
 from dispatch.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -39,13 +40,20 @@ TAGS = [
 STREAM_ROUTES = frozenset(getattr(r, "path", "") for r in streams.router.routes)
 
 
-def create_app(runtime: Runtime, auth: AuthSettings, options: ApiOptions | None = None) -> FastAPI:
+def create_app(
+    runtime: Runtime,
+    auth: AuthSettings,
+    options: ApiOptions | None = None,
+    limits: ApiLimits | None = None,
+) -> FastAPI:
     """The HTTP API over ``runtime``. With ``options.manage_runtime`` (the default) the
-    app's lifespan starts and stops the runtime."""
+    app's lifespan starts and stops the runtime. ``limits`` default to their documented
+    defaults (not the environment: ``serve`` reads that)."""
     opts = options or ApiOptions()
+    limits = limits if limits is not None else ApiLimits.model_construct()
     hub = EventHub()
     metrics = ApiMetrics(runtime, hub)
-    ctx = ApiContext(runtime, auth, opts, hub, metrics, ResponseCache(opts.idempotency_cache))
+    ctx = ApiContext(runtime, auth, opts, hub, metrics, limits, RateLimits(limits))
     if auth.weak_secret:
         log.warning("DISPATCH_AUTH_SECRET is weak; acceptable in development only")
 
@@ -76,7 +84,9 @@ def create_app(runtime: Runtime, auth: AuthSettings, options: ApiOptions | None 
     )
     app.state.ctx = ctx
     errors.install(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=opts.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=limits.max_body_bytes, timeout_s=limits.body_timeout_s
+    )
     app.add_middleware(LatencyMiddleware, metrics=metrics, skip=STREAM_ROUTES)
     # Order matters: /drivers/nearby before /drivers/{driver_id}.
     app.include_router(queries.router)

@@ -12,13 +12,16 @@ import binascii
 import hashlib
 import hmac
 import json
+import math
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from zxcvbn import zxcvbn
 
 from schemas.api import TokenIssued
 
@@ -26,6 +29,8 @@ Role = Literal["driver", "rider", "operator"]
 ROLES: frozenset[str] = frozenset({"driver", "rider", "operator"})
 OPERATOR_SUBJECT = "operator"
 MIN_SECRET_LENGTH = 32
+MIN_SECRET_BITS = 100.0
+_ESTIMATED_PREFIX = 72  # zxcvbn reads at most this many characters
 PLACEHOLDER_SECRETS = frozenset(
     {"change-me", "changeme", "change_me", "changethis", "secret", "development", "dev"}
 )
@@ -33,9 +38,12 @@ PLACEHOLDER_SECRETS = frozenset(
 
 class AuthSettings(BaseSettings):
     """Token settings, read from ``DISPATCH_AUTH_*``. Outside development the secret must be
-    a real one: at least 32 characters and not a placeholder."""
+    a real one: at least 32 characters, not a placeholder, and an estimated strength of at
+    least ``MIN_SECRET_BITS`` (zxcvbn's guess count, as bits). No error ever shows it."""
 
-    model_config = SettingsConfigDict(env_prefix="DISPATCH_AUTH_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="DISPATCH_AUTH_", frozen=True, extra="ignore", hide_input_in_errors=True
+    )
 
     secret: SecretStr = SecretStr("change-me")
     token_ttl_s: int = Field(default=86_400, ge=60, le=90 * 86_400)
@@ -45,9 +53,10 @@ class AuthSettings(BaseSettings):
     def _refuse_placeholder_secret(self) -> AuthSettings:
         if self.environment != "development" and self.weak_secret:
             raise ValueError(
-                "DISPATCH_AUTH_SECRET is a placeholder or shorter than "
-                f"{MIN_SECRET_LENGTH} characters; refusing to run in {self.environment}. "
-                "Set it to a random value, e.g. "
+                "DISPATCH_AUTH_SECRET is too weak: a placeholder, shorter than "
+                f"{MIN_SECRET_LENGTH} characters or under {MIN_SECRET_BITS:g} bits of "
+                f"estimated strength (it has about {self.secret_bits:.0f}); refusing to run "
+                f"in {self.environment}. Set it to a random value, e.g. "
                 "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`."
             )
         return self
@@ -55,7 +64,19 @@ class AuthSettings(BaseSettings):
     @property
     def weak_secret(self) -> bool:
         raw = self.secret.get_secret_value()
-        return raw.strip().lower() in PLACEHOLDER_SECRETS or len(raw) < MIN_SECRET_LENGTH
+        if raw.strip().lower() in PLACEHOLDER_SECRETS or len(raw) < MIN_SECRET_LENGTH:
+            return True
+        return self.secret_bits < MIN_SECRET_BITS
+
+    @property
+    def secret_bits(self) -> float:
+        """The secret's estimated strength in bits: log2 of the guesses zxcvbn says an
+        attacker needs (repeats, sequences, keyboard walks and words count for little).
+        Estimated over its first 72 characters."""
+        raw = self.secret.get_secret_value()[:_ESTIMATED_PREFIX]
+        if not raw:
+            return 0.0
+        return float(zxcvbn(raw)["guesses_log10"]) * math.log2(10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,9 +138,21 @@ def decode(settings: AuthSettings, token: str, now: float | None = None) -> Prin
         raise TokenError("malformed token payload") from None
     if not isinstance(sub, str) or role not in ROLES or not isinstance(exp, int):
         raise TokenError("malformed token payload")
+    if not _subject_fits(sub, role):
+        raise TokenError(f"malformed token payload: no {role} is called {sub[:40]!r}")
     if exp <= (time.time() if now is None else now):
         raise TokenError("token expired")
     return Principal(sub, role, exp)
+
+
+def _subject_fits(sub: str, role: str) -> bool:
+    """An operator token names the operator; a driver's or rider's names an id."""
+    if role == "operator":
+        return sub == OPERATOR_SUBJECT
+    try:
+        return str(uuid.UUID(sub)) == sub
+    except ValueError:
+        return False
 
 
 def mint_operator_token(settings: AuthSettings, now: float | None = None) -> str:

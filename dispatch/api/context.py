@@ -9,8 +9,9 @@ from dataclasses import dataclass
 
 from dispatch.api.auth import AuthSettings
 from dispatch.api.events import EventHub
-from dispatch.api.idempotency import ResponseCache
 from dispatch.api.metrics import ApiMetrics
+from dispatch.api.ratelimit import RateLimits
+from dispatch.api.settings import ApiLimits
 from dispatch.runtime import Runtime
 
 
@@ -22,9 +23,7 @@ class ApiOptions:
     read_wait_s: float = 2.0  # wait for a consistency token, then 504
     stream_max_s: float = 900.0  # an event stream ends after this
     heartbeat_s: float = 15.0  # comment lines that keep idle streams open
-    max_body_bytes: int = 1 << 20
     ready_max_lag: int = 1_000  # events behind the log head and still ready
-    idempotency_cache: int = 50_000
     manage_runtime: bool = True  # start and stop the runtime with the app's lifespan
 
 
@@ -35,4 +34,5 @@ class ApiContext:
     options: ApiOptions
     hub: EventHub
     metrics: ApiMetrics
-    cache: ResponseCache
+    limits: ApiLimits
+    rate: RateLimits

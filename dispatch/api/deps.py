@@ -39,12 +39,22 @@ async def get_principal(
     if credentials is None:
         raise unauthorized("missing bearer token (Authorization: Bearer <token>)")
     try:
-        return decode(ctx.auth, credentials.credentials, ctx.runtime.clock())
+        caller = decode(ctx.auth, credentials.credentials, ctx.runtime.clock())
     except TokenError as error:
         raise unauthorized(error.reason) from None
+    ctx.rate.caller(caller.role, caller.sub)
+    return caller
 
 
 Caller = Annotated[Principal, Depends(get_principal)]
+
+
+async def count_registration(ctx: Ctx, request: Request) -> None:
+    """Registrations are open to anyone: limited by the client's address."""
+    ctx.rate.registration(request)
+
+
+RegistrationLimit = Depends(count_registration)
 
 
 def _role(*roles: str) -> object:
@@ -69,8 +79,22 @@ IdempotencyKey = Annotated[
         min_length=1,
         max_length=64,
         pattern=r"^[A-Za-z0-9._~:+/=-]+$",
-        description="Makes a retry safe: the same key (per caller) returns the first "
-        "response and changes nothing.",
+        description="Makes a retry safe: the same key (per caller) for the same request "
+        "returns the first outcome and changes nothing; the same key for another request is "
+        "a 422 idempotency_key_reused.",
+    ),
+]
+UUID4_PATTERN = (
+    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-4[0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}$"
+)
+RegistrationKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        pattern=UUID4_PATTERN,
+        description="Makes a registration retry safe: a random (version 4) UUID, which nobody "
+        "can guess. A retry with the same key and body gets the same account and a fresh "
+        "token; the same key with another body is a 422 idempotency_key_reused.",
     ),
 ]
 

@@ -22,6 +22,7 @@ OUTCOME_STATUS: Mapping[str, int] = {
     "not_found": 404,
     "forbidden": 403,
     "invalid_command": 422,
+    "idempotency_key_reused": 422,
     "unavailable": 503,
     "misrouted": 500,  # the API routed by the id's shard: a bug, not bad input
     "internal_error": 500,
@@ -33,6 +34,7 @@ _HTTP_CODES: Mapping[int, str] = {
     404: "not_found",
     405: "method_not_allowed",
     413: "payload_too_large",
+    408: "request_timeout",
     415: "unsupported_media_type",
     422: "invalid_request",
 }
@@ -136,14 +138,33 @@ def _doc(description: str) -> dict[str, Any]:
     return {"model": Problem, "description": description}
 
 
+def _throttled(description: str) -> dict[str, Any]:
+    retry_after = {
+        "description": "Seconds to wait before the limit lets a request through.",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 1},
+    }
+    return _doc(description) | {"headers": {"Retry-After": retry_after}}
+
+
 AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: _doc("No valid bearer token (missing, malformed, forged or expired)."),
     403: _doc("Valid token, but not allowed to act on or see this resource."),
     422: _doc("Invalid input, with pydantic's reasons."),
+    429: _throttled(
+        "Over this caller's request rate (DISPATCH_RATE_LIMIT_REQUESTS_PER_S): rate_limited."
+    ),
 }
 REGISTRATION_RESPONSES: dict[int | str, dict[str, Any]] = {
     409: _doc("The id is taken (already_exists)."),
-    422: _doc("Invalid input, with pydantic's reasons."),
+    422: _doc(
+        "Invalid input, with pydantic's reasons; or the Idempotency-Key was used for another "
+        "registration (idempotency_key_reused)."
+    ),
+    429: _throttled(
+        "Over the registrations of this client address "
+        "(DISPATCH_RATE_LIMIT_REGISTRATIONS_PER_MIN): rate_limited."
+    ),
     500: _doc("The engine failed to handle the command (internal_error)."),
     503: _doc("The shard could not save the command; retry with the same Idempotency-Key."),
 }

@@ -1,46 +1,48 @@
-"""Remembered responses of idempotent writes, so a retry gets the same status and body.
+"""Idempotency keys and request fingerprints.
 
-The engine is the authority: a retried command id gets its first outcome back and changes
-nothing. This cache only lets the API repeat the exact first body (consistency token,
-issued token) and spot a key reused for a different request. Bounded, per process.
+The engine is the only memory of a keyed write: the command record of its command id keeps
+the fingerprint of the request it came with (``dispatch.domain.command_record``). A retry
+with the same fingerprint gets the first outcome back and changes nothing; the same key
+with another fingerprint is refused (``idempotency_key_reused``). Nothing is remembered
+in the API process, so the answer is the same after a restart and on any instance, and no
+bearer token is ever stored.
+
+A key on an authenticated route is scoped by the caller (its id is part of the command
+id). A registration has no caller, so its key must be unguessable: a version-4 UUID, whose
+122 random bits nobody can guess to replay someone else's registration.
 """
 
 from __future__ import annotations
 
 import hashlib
-import threading
-from collections import OrderedDict
-from dataclasses import dataclass
-from typing import Any
+from uuid import UUID
+
+from dispatch.api.errors import ApiError
+
+ANONYMOUS = "anonymous"
 
 
-@dataclass(frozen=True, slots=True)
-class Remembered:
-    fingerprint: str
-    status: int
-    body: dict[str, Any]
+def fingerprint(method: str, path: str, caller: str, body: str) -> str:
+    """The request a command id stands for: route, caller and the validated body."""
+    digest = hashlib.sha256()
+    for part in (method, path, caller, body):
+        digest.update(part.encode())
+        digest.update(b"\x1f")
+    return digest.hexdigest()
 
 
-def fingerprint(*parts: str) -> str:
-    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
-
-
-class ResponseCache:
-    def __init__(self, size: int = 50_000) -> None:
-        self._size = size
-        self._items: OrderedDict[str, Remembered] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, command_id: str) -> Remembered | None:
-        with self._lock:
-            found = self._items.get(command_id)
-            if found is not None:
-                self._items.move_to_end(command_id)
-            return found
-
-    def put(self, command_id: str, remembered: Remembered) -> None:
-        with self._lock:
-            self._items.setdefault(command_id, remembered)
-            self._items.move_to_end(command_id)
-            while len(self._items) > self._size:
-                self._items.popitem(last=False)
+def registration_key(key: str) -> str:
+    """``key`` if it is a version-4 UUID (in canonical form), else a 422 with the reason."""
+    try:
+        parsed = UUID(key)
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.version != 4 or str(parsed) != key.lower():
+        raise ApiError(
+            422,
+            "invalid_request",
+            "an Idempotency-Key on a registration must be a random (version 4) UUID, "
+            "e.g. 3f2b8c1e-9a4d-4e7b-8c2f-1d6a5b4c3e2f: it is the only secret that ties a "
+            "retry to its registration",
+        )
+    return key.lower()

@@ -1,8 +1,14 @@
-"""Refuse oversized request bodies before anything parses them: by Content-Length when it is
-given, else (a chunked body) by counting what arrives, up to the limit."""
+"""Refuse oversized or slow request bodies before anything parses them.
+
+Every body is read here first, whatever its framing, counting what arrives: over
+``max_bytes`` it is a 413, slower than ``timeout_s`` a 408. A request that states both a
+``Content-Length`` and a ``Transfer-Encoding`` (the framing of request smuggling) or a
+malformed length is a 400. The app then sees the body already read.
+"""
 
 from __future__ import annotations
 
+import anyio
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -10,26 +16,38 @@ from dispatch.api.errors import problem_body
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float) -> None:
+        self.app, self.max_bytes, self.timeout_s = app, max_bytes, timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope["headers"])
-        length = headers.get(b"content-length")
-        if length is not None:
-            if length.isdigit() and int(length) > self.max_bytes:
-                await self._refuse(scope, receive, send)
-                return
-        elif b"chunked" in headers.get(b"transfer-encoding", b""):
+        lengths = [v for k, v in scope["headers"] if k == b"content-length"]
+        encodings = [v for k, v in scope["headers"] if k == b"transfer-encoding"]
+        if lengths and encodings:
+            reason = "a request may not have both Content-Length and Transfer-Encoding"
+            await _answer(400, "bad_request", reason, scope, receive, send)
+            return
+        if len(set(lengths)) > 1 or (lengths and not lengths[0].isdigit()):
+            await _answer(400, "bad_request", "malformed Content-Length", scope, receive, send)
+            return
+        if not lengths and not encodings:  # no body
+            await self.app(scope, receive, send)
+            return
+        if lengths and int(lengths[0]) > self.max_bytes:
+            await self._too_large(scope, receive, send)
+            return
+        with anyio.move_on_after(self.timeout_s) as timer:
             body = await self._read_up_to_limit(receive)
-            if body is None:
-                await self._refuse(scope, receive, send)
-                return
-            receive = _replay(body, receive)
-        await self.app(scope, receive, send)
+        if timer.cancelled_caught:
+            reason = f"the request body did not arrive within {self.timeout_s:g} s"
+            await _answer(408, "request_timeout", reason, scope, receive, send)
+            return
+        if body is None:
+            await self._too_large(scope, receive, send)
+            return
+        await self.app(scope, _replay(body, receive), send)
 
     async def _read_up_to_limit(self, receive: Receive) -> bytes | None:
         """The whole body, or None as soon as it passes the limit."""
@@ -48,9 +66,17 @@ class BodyLimitMiddleware:
                 break
         return b"".join(chunks)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         reason = f"request body over {self.max_bytes} bytes"
-        await JSONResponse(problem_body("payload_too_large", reason), 413)(scope, receive, send)
+        await _answer(413, "payload_too_large", reason, scope, receive, send)
+
+
+async def _answer(
+    status: int, code: str, reason: str, scope: Scope, receive: Receive, send: Send
+) -> None:
+    """A Problem answer that also closes the connection (its framing cannot be trusted)."""
+    response = JSONResponse(problem_body(code, reason), status, headers={"Connection": "close"})
+    await response(scope, receive, send)
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -20,6 +20,9 @@ from dispatch.runtime import Runtime
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 _MATCHER_COUNTERS = ("offers", "offer_expiries", "request_expiries", "ticks", "pings")
+# Label values come from a closed set: any other method is "OTHER", an unmatched path
+# "unmatched", so no request can create new series.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class RuntimeCollector(Collector):
@@ -105,7 +108,8 @@ class ApiMetrics:
 
 
 class LatencyMiddleware:
-    """Observes each request's duration under its route template (not the raw path)."""
+    """Observes each request's duration under its route template (not the raw path) and
+    its method, when it is a standard one."""
 
     def __init__(self, app: ASGIApp, metrics: ApiMetrics, skip: frozenset[str]) -> None:
         self.app, self.metrics, self.skip = app, metrics, skip
@@ -129,6 +133,7 @@ class LatencyMiddleware:
             route: Any = scope.get("route")
             path = getattr(route, "path", None) or "unmatched"
             if path not in self.skip:
-                self.metrics.latency.labels(scope["method"], path, str(status)).observe(
+                method = scope["method"] if scope["method"] in KNOWN_METHODS else "OTHER"
+                self.metrics.latency.labels(method, path, str(status)).observe(
                     time.perf_counter() - started
                 )

@@ -2,9 +2,9 @@
 
 accepted -> 200 (201 when it created something) with the consistency token; rejected ->
 the status of its code (``errors.OUTCOME_STATUS``); no outcome in time -> 202 with the
-command id. A retry with the same ``Idempotency-Key`` gets the first status and body: from
-this process's memory when it answered the first request, else from the engine, which
-answers a repeated command id with its first outcome and records nothing.
+command id. A keyed write carries the request's fingerprint to the engine, which answers a
+retry (same key, same fingerprint) with the first outcome and refuses the same key for
+another request with ``idempotency_key_reused`` (``dispatch.api.idempotency``).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from pydantic import BaseModel
 
 from dispatch.api.auth import issue
 from dispatch.api.context import ApiContext
-from dispatch.api.errors import ApiError, problem_body, status_for
-from dispatch.api.idempotency import Remembered, fingerprint
+from dispatch.api.errors import problem_body, status_for
+from dispatch.api.idempotency import ANONYMOUS, fingerprint, registration_key
 from dispatch.domain.ids import derived_id, new_id
 from schemas.commands import Command, CommandEnvelope, Outcome
 
@@ -32,35 +32,39 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 
 @dataclass(frozen=True, slots=True)
 class Write:
-    """One command to send and what a success answers besides the command id and token."""
+    """One command to send and what a success answers besides the command id and token.
+
+    ``fingerprint`` is set for a keyed write only (an unkeyed one has a fresh command id)."""
 
     command: Command
     command_id: str
-    keyed: bool
-    fingerprint: str
+    fingerprint: str | None
     created: bool = False
     extra: dict[str, Any] = field(default_factory=dict)  # in the 200/201 and the 202 bodies
 
 
-def command_id_for(scope: str, key: str | None) -> tuple[str, bool]:
-    """The command id: the caller-scoped Idempotency-Key, or a fresh one."""
-    return (f"{scope}:{key}", True) if key else (str(uuid.uuid4()), False)
+def keyed_id(
+    request: Request, caller: str, key: str | None, body: BaseModel | None
+) -> tuple[str, str | None]:
+    """The command id and fingerprint of a write by ``caller``: the caller-scoped
+    Idempotency-Key and the request's fingerprint, or a fresh id and no fingerprint."""
+    if key is None:
+        return str(uuid.uuid4()), None
+    text = body.model_dump_json() if body is not None else ""
+    return f"{caller}:{key}", fingerprint(request.method, request.url.path, caller, text)
 
 
 def write(
     ctx: ApiContext,
     request: Request,
-    scope: str,
+    caller: str,
     key: str | None,
     command: Command,
     body: BaseModel | None = None,
 ) -> JSONResponse:
-    """Send a command that creates nothing on behalf of ``scope`` (the caller's id)."""
-    command_id, keyed = command_id_for(scope, key)
-    text = body.model_dump_json() if body is not None else ""
-    return send(
-        ctx, Write(command, command_id, keyed, fingerprint(request.method, request.url.path, text))
-    )
+    """Send a command that creates nothing on behalf of ``caller`` (the caller's id)."""
+    command_id, print_ = keyed_id(request, caller, key, body)
+    return send(ctx, Write(command, command_id, print_))
 
 
 def register(
@@ -73,15 +77,18 @@ def register(
     namespace: UUID,
     make: Callable[[UUID], Command],
 ) -> JSONResponse:
-    """Register a driver or rider in ``shard``: a new id (for a retried ``Idempotency-Key``
-    the same one again, derived in ``namespace``), a bearer token bound to it, and the
-    command ``make`` builds for that id."""
-    command_id, keyed = command_id_for(f"register-{role}", key)
-    new = derived_id(shard, namespace, command_id) if keyed else new_id(shard)
+    """Register a driver or rider in ``shard``: a new id (for a retried ``Idempotency-Key``,
+    a random UUID, the same one again, derived in ``namespace``), a bearer token bound to
+    it, freshly issued for every answer, and the command ``make`` builds for that id."""
+    if key is not None:
+        key = registration_key(key)
+    command_id, print_ = keyed_id(request, ANONYMOUS, key, body)
+    if key is not None:
+        command_id = f"register-{role}:{key}"
+    new = derived_id(shard, namespace, command_id) if key is not None else new_id(shard)
     token = issue(ctx.auth, str(new), role, ctx.runtime.clock())
     extra = {f"{role}_id": str(new), "token": token.model_dump(mode="json")}
-    print_ = fingerprint(request.method, request.url.path, body.model_dump_json())
-    return send(ctx, Write(make(new), command_id, keyed, print_, True, extra))
+    return send(ctx, Write(make(new), command_id, print_, True, extra))
 
 
 def token_of(outcome: Outcome, ctx: ApiContext) -> str:
@@ -96,20 +103,9 @@ def token_of(outcome: Outcome, ctx: ApiContext) -> str:
 
 
 def send(ctx: ApiContext, write: Write) -> JSONResponse:
-    remembered = ctx.cache.get(write.command_id) if write.keyed else None
-    if remembered is not None and remembered.fingerprint != write.fingerprint:
-        raise ApiError(
-            422,
-            "idempotency_key_reused",
-            "this Idempotency-Key was used for a different request",
-            command_id=write.command_id,
-        )
-    if remembered is not None:  # same key, same request: the first answer stands
-        return JSONResponse(
-            remembered.body, status_code=remembered.status, headers={REPLAYED_HEADER: "true"}
-        )
     envelope = CommandEnvelope(
         command_id=write.command_id,
+        fingerprint=write.fingerprint,
         issued_at=datetime.fromtimestamp(ctx.runtime.clock(), UTC),
         command=write.command,
     )
@@ -126,7 +122,6 @@ def send(ctx: ApiContext, write: Write) -> JSONResponse:
     else:
         status = status_for(outcome.code)
         body = problem_body(outcome.code, outcome.reason, write.command_id)
-    if write.keyed and outcome.code != "unavailable":  # unavailable: nothing was recorded
-        ctx.cache.put(write.command_id, Remembered(write.fingerprint, status, body))
-    headers = {REPLAYED_HEADER: "true"} if outcome.duplicate else None
+    replayed = outcome.duplicate and outcome.code != "idempotency_key_reused"
+    headers = {REPLAYED_HEADER: "true"} if replayed else None
     return JSONResponse(body, status_code=status, headers=headers)

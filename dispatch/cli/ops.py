@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
 from dispatch.cli.common import DataDir, Kafka, settings_from
@@ -121,9 +122,18 @@ def _clear_errors(doing: str) -> Iterator[None]:
         yield
     except (typer.Exit, KeyboardInterrupt):
         raise
+    except ValidationError as error:  # settings: one line per problem, never the input
+        Console(stderr=True).print(f"[red]cannot {doing}: {_problems(error)}[/red]")
+        raise typer.Exit(code=2) from None
     except Exception as error:
         Console(stderr=True).print(f"[red]cannot {doing}: {type(error).__name__}: {error}[/red]")
         raise typer.Exit(code=2) from None
+
+
+def _problems(error: ValidationError) -> str:
+    return "; ".join(
+        str(e["msg"]).removeprefix("Value error, ") for e in error.errors(include_input=False)
+    )
 
 
 def _kafka_settings(kafka: str | None) -> Settings:
@@ -140,4 +150,6 @@ def operator_token() -> None:
     signed with DISPATCH_AUTH_SECRET."""
     from dispatch.api.auth import AuthSettings, mint_operator_token
 
-    print(mint_operator_token(AuthSettings()))
+    with _clear_errors("mint an operator token"):
+        token = mint_operator_token(AuthSettings())
+    print(token)

@@ -3,6 +3,10 @@
 One record per command id makes commands idempotent across restarts: a repeated command
 finds its record and gets the first outcome back. It also lets ``replay verify`` prove
 that every command id has exactly one outcome.
+
+A record keeps the request fingerprint its command came with (the API's hash of route,
+caller and body; empty for commands sent without one), so a command id reused for a
+different request is told apart from a retry, after restarts and across API processes.
 """
 
 from __future__ import annotations
@@ -20,13 +24,19 @@ class CommandRecord(Aggregate):
         """Stored as ``Handled`` (see TOPIC)."""
 
         TOPIC = "dispatch.CommandRecord.Handled"
-        class_version = 1
+        class_version = 2
         command_id: str
         command_type: str
         accepted: bool
         code: str
         reason: str
         aggregate_ids: list[str]
+        fingerprint: str
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, object]) -> None:
+            """Version 1 kept no fingerprint: such a record matches no fingerprinted retry."""
+            state["fingerprint"] = ""
 
     def __init__(
         self,
@@ -36,6 +46,7 @@ class CommandRecord(Aggregate):
         code: str,
         reason: str,
         aggregate_ids: list[str],
+        fingerprint: str,
     ) -> None:
         self.command_id = command_id
         self.command_type = command_type
@@ -43,6 +54,12 @@ class CommandRecord(Aggregate):
         self.code = code
         self.reason = reason
         self.aggregate_ids = aggregate_ids
+        self.fingerprint = fingerprint
+
+    def answers(self, fingerprint: str | None) -> bool:
+        """Whether a repeat of this command id carrying ``fingerprint`` is a retry of the
+        recorded command (a command without a fingerprint is trusted by its id alone)."""
+        return fingerprint is None or fingerprint == self.fingerprint
 
     @classmethod
     def record(
@@ -56,6 +73,7 @@ class CommandRecord(Aggregate):
         code: str = "ok",
         reason: str = "",
         aggregate_ids: list[str] | None = None,
+        fingerprint: str | None = None,
     ) -> CommandRecord:
         return cls._create(
             cls.Created,
@@ -67,4 +85,5 @@ class CommandRecord(Aggregate):
             code=code,
             reason=reason,
             aggregate_ids=aggregate_ids or [],
+            fingerprint=fingerprint or "",
         )

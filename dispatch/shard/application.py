@@ -79,6 +79,18 @@ class ShardApplication(Application[UUID]):
                 )
             )
             return []
+        if previous is not None and not previous.answers(envelope.fingerprint):
+            self._outcomes.append(
+                Outcome(
+                    command_id=envelope.command_id,
+                    shard=self.shard,
+                    accepted=False,
+                    code="idempotency_key_reused",
+                    reason="this command id (Idempotency-Key) was used for a different request",
+                    duplicate=True,
+                )
+            )
+            return []
         if previous is not None:
             self._outcomes.append(self._outcome_of(previous, duplicate=True))
             return []
@@ -105,6 +117,7 @@ class ShardApplication(Application[UUID]):
                 now,
                 accepted=True,
                 aggregate_ids=[str(i) for i in changed],
+                fingerprint=envelope.fingerprint,
             )
         )
         new_events = self._uow.seal(mark)
@@ -195,6 +208,7 @@ class ShardApplication(Application[UUID]):
                 accepted=False,
                 code=code,
                 reason=reason,
+                fingerprint=envelope.fingerprint,
             )
         )
         self._uow.seal(mark)

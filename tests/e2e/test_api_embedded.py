@@ -30,7 +30,7 @@ from dispatch.settings import Settings
 PICKUP = {"lat": 37.7749, "lng": -122.4194}
 DROPOFF = {"lat": 37.7599, "lng": -122.4148}
 NEAR_PICKUP = {"lat": 37.7755, "lng": -122.4185}
-SECRET = "e2e-secret-0123456789abcdef0123456789abcdef"
+SECRET = "RK8jwrZJhwMWBUicd4JMXi1isUNFNGCNt9SgcrRltfX4ppss"  # random: production refuses weak ones
 WAIT_S = 5.0
 
 
@@ -280,79 +280,6 @@ def test_a_consistency_token_past_the_log_head_is_refused_at_once(api: Api) -> N
     r = api.client.get("/drivers/nearby", headers=rider, params={**PICKUP, "after": far})
     assert r.status_code == 422
     assert "past the log head" in r.json()["reason"]
-
-
-def test_a_retry_with_the_same_idempotency_key_returns_the_first_response(api: Api) -> None:
-    c = api.client
-    _, rider = api.register_rider()
-    keyed = {**rider, "Idempotency-Key": "ride-1"}
-    body = {"pickup": PICKUP, "dropoff": DROPOFF}
-    first = c.post("/rides", headers=keyed, json=body)
-    assert first.status_code == 201
-    head = api.head()
-
-    retry = c.post("/rides", headers=keyed, json=body)
-
-    assert (retry.status_code, retry.json()) == (201, first.json())
-    assert retry.headers["Idempotent-Replayed"] == "true"
-    assert api.head() == head, "a retry records nothing"
-    ride = c.get(f"/rides/{first.json()['ride_id']}", headers=rider).json()
-    assert [e["event"] for e in ride["timeline"]] == ["Ride.Requested"]
-
-
-def test_a_retry_reaching_another_api_process_gets_the_first_outcome(api: Api) -> None:
-    """Another process has not seen the first response: the engine's outcome answers."""
-    auth = AuthSettings(secret=SecretStr(SECRET), environment="production")
-    other = TestClient(create_app(api.runtime, auth, ApiOptions(manage_runtime=False)))
-    _, rider = api.register_rider()
-    keyed = {**rider, "Idempotency-Key": "ride-2"}
-    body = {"pickup": PICKUP, "dropoff": DROPOFF}
-    first = api.client.post("/rides", headers=keyed, json=body)
-    assert first.status_code == 201
-    head = api.head()
-
-    retry = other.post("/rides", headers=keyed, json=body)
-
-    assert retry.status_code == 201
-    assert retry.json()["ride_id"] == first.json()["ride_id"]
-    assert retry.json()["command_id"] == first.json()["command_id"]
-    assert api.head() == head, "the engine recorded nothing for the retry"
-
-
-def test_a_retried_rejection_returns_the_same_rejection(api: Api) -> None:
-    c = api.client
-    _, rider = api.register_rider()
-    ride_id = c.post("/rides", headers=rider, json={"pickup": PICKUP, "dropoff": DROPOFF}).json()[
-        "ride_id"
-    ]
-    keyed = {**rider, "Idempotency-Key": "cancel-twice"}
-    assert c.post(f"/rides/{ride_id}/cancel", headers=rider).status_code == 200
-    first = c.post(f"/rides/{ride_id}/cancel", headers=keyed)
-    assert first.status_code == 409
-    assert first.json()["error"] == "illegal_transition"
-    head = api.head()
-    retry = c.post(f"/rides/{ride_id}/cancel", headers=keyed)
-    assert (retry.status_code, retry.json()) == (409, first.json())
-    assert api.head() == head
-
-
-def test_an_idempotency_key_reused_for_another_request_is_refused(api: Api) -> None:
-    c = api.client
-    _, rider = api.register_rider()
-    keyed = {**rider, "Idempotency-Key": "k-1"}
-    assert c.post("/rides", headers=keyed, json={"pickup": PICKUP, "dropoff": DROPOFF}).is_success
-    other = c.post("/rides", headers=keyed, json={"pickup": DROPOFF, "dropoff": PICKUP})
-    assert other.status_code == 422
-    assert other.json()["error"] == "idempotency_key_reused"
-
-
-def test_registration_retried_with_its_key_returns_the_same_driver(api: Api) -> None:
-    body = {"name": "Dee", "home": PICKUP}
-    headers = {"Idempotency-Key": "signup-7"}
-    first = api.client.post("/drivers", json=body, headers=headers)
-    retry = api.client.post("/drivers", json=body, headers=headers)
-    assert first.status_code == retry.status_code == 201
-    assert retry.json() == first.json()
 
 
 def test_a_batch_over_500_pings_is_rejected_whole(api: Api) -> None:

@@ -34,7 +34,7 @@ from dispatch.api.context import ApiOptions
 from dispatch.bootstrap import build_runtime
 from dispatch.settings import Settings
 
-SECRET = "fuzz-secret-0123456789abcdef0123456789abcdef"
+SECRET = "4XyTBlOvPOr5Gh_qx7w3keER5W4lnAHW_3Ik_I0Ky_oXTbIS"  # random: production refuses weak ones
 HOME = {"lat": 37.7749, "lng": -122.4194}
 MAX_EXAMPLES = 25
 World = tuple[FastAPI, dict[str, str], dict[str, str]]  # app, token per role, ids

@@ -13,7 +13,13 @@ from pydantic import BaseModel
 from dispatch.api import access
 from dispatch.api.auth import Principal
 from dispatch.api.context import ApiContext
-from dispatch.api.deps import Ctx, DriverCaller, IdempotencyKey
+from dispatch.api.deps import (
+    Ctx,
+    DriverCaller,
+    IdempotencyKey,
+    RegistrationKey,
+    RegistrationLimit,
+)
 from dispatch.api.errors import (
     AUTH_RESPONSES,
     COMMAND_RESPONSES,
@@ -51,9 +57,15 @@ def driver_write(
     return write(ctx, request, caller.sub, key, command, body)
 
 
-@router.post("", status_code=201, response_model=api.DriverRegistered, responses=_CREATED)
+@router.post(
+    "",
+    status_code=201,
+    response_model=api.DriverRegistered,
+    responses=_CREATED,
+    dependencies=[RegistrationLimit],
+)
 def register_driver(
-    body: api.RegisterDriver, request: Request, ctx: Ctx, key: IdempotencyKey = None
+    body: api.RegisterDriver, request: Request, ctx: Ctx, key: RegistrationKey = None
 ) -> JSONResponse:
     """Register a driver in the market of their home location; returns the driver's id and a
     bearer token bound to it. With an `Idempotency-Key`, a retry returns the same driver."""

@@ -10,10 +10,15 @@ from fastapi.responses import JSONResponse
 
 from dispatch.api import access
 from dispatch.api.context import ApiContext
-from dispatch.api.deps import Ctx, IdempotencyKey, RiderCaller
+from dispatch.api.deps import (
+    Ctx,
+    IdempotencyKey,
+    RegistrationKey,
+    RegistrationLimit,
+    RiderCaller,
+)
 from dispatch.api.errors import COMMAND_RESPONSES, REGISTRATION_RESPONSES, ApiError
-from dispatch.api.idempotency import fingerprint
-from dispatch.api.writes import Write, command_id_for, register, send, write
+from dispatch.api.writes import Write, keyed_id, register, send, write
 from dispatch.domain.ids import derived_id, new_id, shard_of
 from schemas import api
 from schemas import commands as c
@@ -36,9 +41,10 @@ def _default_home(ctx: ApiContext) -> LatLng:
     status_code=201,
     response_model=api.RiderRegistered,
     responses={**REGISTRATION_RESPONSES, 202: {"model": api.RiderRegistrationPending}},
+    dependencies=[RegistrationLimit],
 )
 def register_rider(
-    body: api.RegisterRider, request: Request, ctx: Ctx, key: IdempotencyKey = None
+    body: api.RegisterRider, request: Request, ctx: Ctx, key: RegistrationKey = None
 ) -> JSONResponse:
     """Register a rider in the market of `home` (default: the first configured market);
     returns the rider's id and a bearer token bound to it. Rides are requested in that
@@ -76,8 +82,8 @@ def request_ride(
             f"pickup is served by shard {pickup_shard}, not by your market (shard {shard}): "
             "rides are requested in the rider's market",
         )
-    command_id, keyed = command_id_for(caller.sub, key)
-    ride_id = derived_id(shard, RIDE_NAMESPACE, command_id) if keyed else new_id(shard)
+    command_id, print_ = keyed_id(request, caller.sub, key, body)
+    ride_id = derived_id(shard, RIDE_NAMESPACE, command_id) if key else new_id(shard)
     command = c.RequestRide(
         ride_id=ride_id,
         rider_id=rider_id,
@@ -85,8 +91,7 @@ def request_ride(
         dropoff=body.dropoff.as_latlng(),
     )
     extra = {"ride_id": str(ride_id)}
-    print_ = fingerprint(request.method, request.url.path, body.model_dump_json())
-    return send(ctx, Write(command, command_id, keyed, print_, True, extra))
+    return send(ctx, Write(command, command_id, print_, True, extra))
 
 
 @rides.post(

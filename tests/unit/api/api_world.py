@@ -16,7 +16,7 @@ from dispatch.api.context import ApiOptions
 from dispatch.bootstrap import build_runtime
 from dispatch.settings import Settings
 
-SECRET = "unit-secret-0123456789abcdef0123456789abcdef"
+SECRET = "CCisrPB9f_7OMQDgtQXv-O_IxZF-9MDZ6K4SVXRKH9BFVZnm"  # random: production refuses weak ones
 PICKUP = {"lat": 37.7749, "lng": -122.4194}
 DROPOFF = {"lat": 37.7599, "lng": -122.4148}
 

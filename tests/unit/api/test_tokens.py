@@ -15,7 +15,9 @@ from dispatch.api.auth import (
     mint_token,
 )
 
-STRONG = "s3cr3t-" + "x" * 40
+STRONG = "q7VbN2mXe9LwR4tYc8KpJ3sHd6FgZ1uA5oI0vBnMxQe"
+DRIVER = "00000000-0000-4000-8000-000000000001"
+RIDER = "00000000-0000-4000-8000-000000000002"
 
 
 def settings(**kw: object) -> AuthSettings:
@@ -24,13 +26,13 @@ def settings(**kw: object) -> AuthSettings:
 
 def test_a_token_decodes_to_the_principal_it_was_minted_for() -> None:
     s = settings()
-    principal = mint_token(s, "driver-1", "driver", now=1_000.0)
-    assert decode(s, encode(s, principal), now=1_500.0) == Principal("driver-1", "driver", 1_600)
+    principal = mint_token(s, DRIVER, "driver", now=1_000.0)
+    assert decode(s, encode(s, principal), now=1_500.0) == Principal(DRIVER, "driver", 1_600)
 
 
 def test_an_expired_token_is_refused() -> None:
     s = settings()
-    token = encode(s, mint_token(s, "rider-1", "rider", now=1_000.0))
+    token = encode(s, mint_token(s, RIDER, "rider", now=1_000.0))
     with pytest.raises(TokenError, match="expired"):
         decode(s, token, now=1_600.0)
 
@@ -46,21 +48,69 @@ def test_an_expired_token_is_refused() -> None:
 )
 def test_a_tampered_token_is_refused(tamper: object) -> None:
     s = settings()
-    token = encode(s, mint_token(s, "rider-1", "rider"))
+    token = encode(s, mint_token(s, RIDER, "rider"))
     with pytest.raises(TokenError):
         decode(s, tamper(token))  # type: ignore[operator]
 
 
 def test_a_token_signed_with_another_secret_is_refused() -> None:
-    token = mint_operator_token(settings(secret=SecretStr("another-" + "y" * 40)))
+    token = mint_operator_token(settings(secret=SecretStr(STRONG[::-1])))
     with pytest.raises(TokenError, match="signature"):
         decode(settings(), token)
 
 
-@pytest.mark.parametrize("secret", ["change-me", "short-but-not-a-placeholder"])
-def test_production_refuses_a_placeholder_or_short_secret(secret: str) -> None:
-    with pytest.raises(ValidationError, match="DISPATCH_AUTH_SECRET"):
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "change-me",
+        "short-but-not-a-placeholder",
+        " " * 40,
+        "a" * 40,
+        "abcdefghijklmnopqrstuvwxyz0123456789ABCDEF",  # a sequence
+        "Password1234567890Password1234567890!!",  # words, sequences and a repeat
+        "test-secret-0123456789-0123456789-0123456789",
+    ],
+)
+def test_production_refuses_a_placeholder_short_or_low_entropy_secret(secret: str) -> None:
+    with pytest.raises(ValidationError, match="DISPATCH_AUTH_SECRET is too weak") as error:
         settings(secret=SecretStr(secret), environment="production")
+    assert secret.strip() == "" or secret not in str(error.value), "the secret is never shown"
+
+
+@pytest.mark.parametrize(
+    "secret", [STRONG, "6bcbfe2cfcc6c5844c437fdec2566275", "Rvws1xOlNeuv5LSUiBy5daVgsDYCEDhQ6VZ"]
+)
+def test_production_accepts_a_random_secret(secret: str) -> None:
+    assert not settings(secret=SecretStr(secret), environment="production").weak_secret
+
+
+def test_the_operator_token_command_refuses_a_weak_secret_without_printing_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from typer.testing import CliRunner
+
+    from dispatch.cli import app
+
+    weak = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+    monkeypatch.setenv("DISPATCH_AUTH_SECRET", weak)
+    monkeypatch.setenv("DISPATCH_AUTH_ENVIRONMENT", "production")
+    result = CliRunner().invoke(app, ["operator-token"])
+    assert result.exit_code == 2
+    assert "too weak" in result.output
+    assert "aaaaaaaa" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("sub", "role"),
+    [("not-a-uuid", "driver"), ("rider-1", "rider"), (DRIVER, "operator"), ("", "driver")],
+)
+def test_a_signed_token_whose_subject_is_not_an_id_of_its_role_is_malformed(
+    sub: str, role: str
+) -> None:
+    s = settings()
+    token = encode(s, Principal(sub, role, 2_000_000_000))  # type: ignore[arg-type]
+    with pytest.raises(TokenError, match="malformed token payload"):
+        decode(s, token, now=1_000.0)
 
 
 def test_development_accepts_the_placeholder_secret() -> None:
