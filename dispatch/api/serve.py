@@ -86,6 +86,9 @@ def server_config(app: Any, limits: ApiLimits, host: str, port: int) -> uvicorn.
         port=port,
         http=guarded_protocol(limits.header_timeout_s),
         h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+        # uvicorn would believe X-Forwarded-For from 127.0.0.1 by default; the API decides
+        # itself, from DISPATCH_TRUSTED_PROXIES (dispatch.api.ratelimit.client_address).
+        proxy_headers=False,
         timeout_keep_alive=5,
         log_level="info",
     )
