@@ -80,7 +80,7 @@ class Runtime:
     def send(self, envelope: CommandEnvelope, timeout_s: float) -> Outcome | None:
         """Send a command and wait up to ``timeout_s`` for its outcome (None on timeout)."""
         self.transport.send_command(envelope)
-        return self.transport.wait_outcome(envelope.command_id, timeout_s)
+        return self.transport.wait_outcome(envelope.command_id, timeout_s, envelope.fingerprint)
 
     def send_pings(self, pings: Sequence[Ping]) -> None:
         """Pings go to the shard workers (matching) and at once to this process's location

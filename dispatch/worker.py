@@ -112,6 +112,7 @@ class ShardWorker:
                     accepted=False,
                     code="unavailable",
                     reason="the shard could not save the batch; retry",
+                    fingerprint=e.fingerprint,
                 )
                 for e in inbound.commands
             ]

@@ -16,10 +16,12 @@ from schemas.common import LatLng, Name, Reason
 
 MAX_PINGS_PER_BATCH = 500
 
+TOKEN_PATTERN = r"^[0-9]{1,5}:[0-9]{1,18}$"
 ConsistencyToken = Annotated[
     str,
     Field(
-        pattern=r"^\d{1,5}:\d{1,18}$",
+        pattern=TOKEN_PATTERN,
+        max_length=24,
         description="A log position `<shard>:<position>`. Pass it to a query (`?after=` or the "
         "`X-Consistency-Token` header) to read your own write.",
         examples=["0:42"],

@@ -129,6 +129,12 @@ class CommandEnvelope(BaseModel):
     command: Command
 
     @property
+    def reply_key(self) -> str:
+        """What this command's outcome is matched by: its id and its fingerprint (two
+        requests that share an id but not a fingerprint each get their own answer)."""
+        return reply_key(self.command_id, self.fingerprint)
+
+    @property
     def target_id(self) -> UUID:
         """The aggregate whose shard handles this command."""
         cmd = self.command
@@ -151,3 +157,15 @@ class Outcome(BaseModel):
     reason: str = ""
     position: int | None = None
     duplicate: bool = False
+    fingerprint: str | None = Field(
+        default=None, description="The fingerprint of the command this answers, if it had one."
+    )
+
+    @property
+    def reply_key(self) -> str:
+        return reply_key(self.command_id, self.fingerprint)
+
+
+def reply_key(command_id: str, fingerprint: str | None) -> str:
+    """The key a waiter and an outcome meet by."""
+    return command_id if fingerprint is None else f"{command_id}#{fingerprint}"

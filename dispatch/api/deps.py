@@ -13,10 +13,12 @@ from typing import Annotated
 import anyio.to_thread
 from fastapi import Depends, Header, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import WithJsonSchema
 
 from dispatch.api.auth import Principal, TokenError, decode
 from dispatch.api.context import ApiContext
 from dispatch.api.errors import ApiError, forbidden, unauthorized
+from schemas.api import TOKEN_PATTERN
 from schemas.api import ConsistencyToken as TokenText
 
 _bearer = HTTPBearer(
@@ -72,13 +74,22 @@ RiderCaller = Annotated[Principal, _role("rider")]
 OperatorCaller = Annotated[Principal, _role("operator")]
 RiderOrOperator = Annotated[Principal, _role("rider", "operator")]
 
+
+def present(pattern: str, max_length: int) -> WithJsonSchema:
+    """The documented schema of an optional header or query value: a string when it is sent
+    (FastAPI would say ``string or null``, and a header cannot be null)."""
+    return WithJsonSchema({"type": "string", "pattern": pattern, "maxLength": max_length})
+
+
+KEY_PATTERN = r"^[A-Za-z0-9._~:+/=-]+$"
 IdempotencyKey = Annotated[
     str | None,
+    present(KEY_PATTERN, 64),
     Header(
         alias="Idempotency-Key",
         min_length=1,
         max_length=64,
-        pattern=r"^[A-Za-z0-9._~:+/=-]+$",
+        pattern=KEY_PATTERN,
         description="Makes a retry safe: the same key (per caller) for the same request "
         "returns the first outcome and changes nothing; the same key for another request is "
         "a 422 idempotency_key_reused.",
@@ -89,9 +100,11 @@ UUID4_PATTERN = (
 )
 RegistrationKey = Annotated[
     str | None,
+    present(UUID4_PATTERN, 36),
     Header(
         alias="Idempotency-Key",
         pattern=UUID4_PATTERN,
+        max_length=36,
         description="Makes a registration retry safe: a random (version 4) UUID, which nobody "
         "can guess. A retry with the same key and body gets the same account and a fresh "
         "token; the same key with another body is a 422 idempotency_key_reused.",
@@ -123,9 +136,13 @@ def parse_token(ctx: ApiContext, text: str) -> ReadAfter:
 async def wait_for_token(
     ctx: Ctx,
     after: Annotated[
-        TokenText | None, Query(description="Read after this consistency token (`shard:pos`).")
+        TokenText | None,
+        present(TOKEN_PATTERN, 24),
+        Query(description="Read after this consistency token (`shard:pos`)."),
     ] = None,
-    header: Annotated[TokenText | None, Header(alias="X-Consistency-Token")] = None,
+    header: Annotated[
+        TokenText | None, present(TOKEN_PATTERN, 24), Header(alias="X-Consistency-Token")
+    ] = None,
 ) -> ReadAfter | None:
     """Wait (bounded) until the views include the token's position; 504 if they do not."""
     text = after or header

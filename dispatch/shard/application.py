@@ -61,7 +61,14 @@ class ShardApplication(Application[UUID]):
         """Apply one client command; returns the new events it triggered.
 
         Its outcome (accepted, rejected or the first outcome of a duplicate) is returned by
-        the next ``commit``, in command order."""
+        the next ``commit``, in command order, carrying the command's fingerprint."""
+        events = self._handle(envelope, now)
+        if envelope.fingerprint is not None:
+            answer = self._outcomes[-1].model_copy(update={"fingerprint": envelope.fingerprint})
+            self._outcomes[-1] = answer
+        return events
+
+    def _handle(self, envelope: CommandEnvelope, now: datetime) -> list[Any]:
         cmd = envelope.command
         record_id = derived_id(self.shard, COMMAND_NAMESPACE, envelope.command_id)
         previous = self._uow.find(Aggregate, record_id)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from dispatch.domain.ids import shard_of
 from dispatch.messages import Inbound, Ping, Poison
-from schemas.commands import CommandEnvelope, Outcome
+from schemas.commands import CommandEnvelope, Outcome, reply_key
 
 
 class EmbeddedTransport:
@@ -23,7 +23,7 @@ class EmbeddedTransport:
     def send_command(self, envelope: CommandEnvelope) -> None:
         with self._cond:
             # A resend waits for its new outcome, not one kept from an earlier attempt.
-            self._outcomes.pop(envelope.command_id, None)
+            self._outcomes.pop(envelope.reply_key, None)
             self._commands.setdefault(shard_of(envelope.target_id), deque()).append(envelope)
             self._cond.notify_all()
 
@@ -49,8 +49,8 @@ class EmbeddedTransport:
     def publish_outcomes(self, outcomes: Sequence[Outcome]) -> None:
         with self._cond:
             for outcome in outcomes:
-                self._outcomes[outcome.command_id] = outcome
-                self._outcomes.move_to_end(outcome.command_id)
+                self._outcomes[outcome.reply_key] = outcome
+                self._outcomes.move_to_end(outcome.reply_key)
             while len(self._outcomes) > self._keep:
                 self._outcomes.popitem(last=False)
             self._cond.notify_all()
@@ -59,7 +59,10 @@ class EmbeddedTransport:
         with self._cond:
             self.dead_letters.extend(poison)
 
-    def wait_outcome(self, command_id: str, timeout_s: float) -> Outcome | None:
+    def wait_outcome(
+        self, command_id: str, timeout_s: float, fingerprint: str | None = None
+    ) -> Outcome | None:
+        key = reply_key(command_id, fingerprint)
         with self._cond:
-            self._cond.wait_for(lambda: command_id in self._outcomes, timeout_s)
-            return self._outcomes.get(command_id)
+            self._cond.wait_for(lambda: key in self._outcomes, timeout_s)
+            return self._outcomes.get(key)

@@ -18,7 +18,7 @@ from dispatch.kafka.config import assign_all, new_consumer, new_producer
 from dispatch.kafka.topics import Topics
 from dispatch.messages import Ping
 from dispatch.transport import wire
-from schemas.commands import CommandEnvelope, Outcome
+from schemas.commands import CommandEnvelope, Outcome, reply_key
 
 log = logging.getLogger(__name__)
 
@@ -63,15 +63,18 @@ class KafkaTransport:
     def flush(self, timeout_s: float = 30.0) -> None:
         self._producer.flush(timeout=timeout_s)
 
-    def wait_outcome(self, command_id: str, timeout_s: float) -> Outcome | None:
+    def wait_outcome(
+        self, command_id: str, timeout_s: float, fingerprint: str | None = None
+    ) -> Outcome | None:
+        key = reply_key(command_id, fingerprint)
         self._producer.flush(timeout=timeout_s)
         with self._cond:
-            self._cond.wait_for(lambda: command_id in self._outcomes, timeout_s)
-            return self._outcomes.get(command_id)
+            self._cond.wait_for(lambda: key in self._outcomes, timeout_s)
+            return self._outcomes.get(key)
 
-    def outcome(self, command_id: str) -> Outcome | None:
+    def outcome(self, command_id: str, fingerprint: str | None = None) -> Outcome | None:
         with self._cond:
-            return self._outcomes.get(command_id)
+            return self._outcomes.get(reply_key(command_id, fingerprint))
 
     def close(self) -> None:
         self._stop.set()
@@ -97,7 +100,7 @@ class KafkaTransport:
                         except ValueError:
                             log.warning("undecodable outcome at %s", record.offset)
                             continue
-                        self._outcomes[outcome.command_id] = outcome
+                        self._outcomes[outcome.reply_key] = outcome
                 while len(self._outcomes) > self._keep:
                     self._outcomes.popitem(last=False)
                 self._cond.notify_all()

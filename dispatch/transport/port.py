@@ -32,8 +32,11 @@ class CommandBus(Protocol):
         """Queue pings for the shards of their drivers."""
         ...
 
-    def wait_outcome(self, command_id: str, timeout_s: float) -> Outcome | None:
-        """The outcome of a command, waiting up to ``timeout_s``; None on timeout."""
+    def wait_outcome(
+        self, command_id: str, timeout_s: float, fingerprint: str | None = None
+    ) -> Outcome | None:
+        """The outcome of a command (of the one with ``fingerprint``, when two share an
+        id), waiting up to ``timeout_s``; None on timeout."""
         ...
 
 

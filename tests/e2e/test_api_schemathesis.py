@@ -1,13 +1,22 @@
-"""Schemathesis against the app's own OpenAPI, in process (ASGI), with valid tokens.
+"""Schemathesis against the app's own OpenAPI, in process (ASGI), with a token of each role.
 
-Property: whatever the input (valid or not), no 5xx, and every response matches the
-status codes, content types, headers and schemas the OpenAPI document declares. The event
-streams are left out (they run until a ride ends).
+Property: whatever the input and whoever calls (driver, rider or operator), no 5xx; every
+response matches the status codes, content types, headers and schemas the OpenAPI document
+declares; invalid input is refused; schema-valid input is never refused by validation; an
+operation that declares auth enforces it. A second pass, with rate limits low enough to
+trip, holds the 429s (and their Retry-After) to the same document. The event streams are
+left out (they run until a ride ends).
+
+Checks that apply only to schemathesis' coverage phase (missing_required_header,
+unsupported_method) or to its stateful and multi-identity modes (use_after_free,
+ensure_resource_availability, object_level_authorization) do not run here: the
+authorization matrix (tests/unit/api/test_authorization.py) pins who may see what.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +32,9 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    ignored_auth,
     negative_data_rejection,
+    positive_data_acceptance,
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
@@ -31,13 +42,32 @@ from schemathesis.specs.openapi.checks import (
 
 from dispatch.api import AuthSettings, create_app, mint_operator_token
 from dispatch.api.context import ApiOptions
+from dispatch.api.settings import ApiLimits
 from dispatch.bootstrap import build_runtime
 from dispatch.settings import Settings
 
 SECRET = "4XyTBlOvPOr5Gh_qx7w3keER5W4lnAHW_3Ik_I0Ky_oXTbIS"  # random: production refuses weak ones
 HOME = {"lat": 37.7749, "lng": -122.4194}
 MAX_EXAMPLES = 25
-World = tuple[FastAPI, dict[str, str], dict[str, str]]  # app, token per role, ids
+ROLES = ("driver", "rider", "operator")
+OPEN = ApiLimits.model_validate(
+    {"rate_limit_registrations_per_min": 0, "rate_limit_requests_per_s": 0}
+)
+THROTTLED = ApiLimits.model_validate(
+    {"rate_limit_registrations_per_min": 1, "rate_limit_requests_per_s": 1}
+)
+
+
+@schemathesis.check
+def valid_data_is_not_refused_by_validation(ctx: Any, response: Any, case: Any) -> bool | None:
+    """``positive_data_acceptance``, except for a 422 the API gives a schema-valid request
+    that breaks a business rule (a pickup outside the rider's market, a consistency token
+    of a shard that does not exist): those carry no validation ``details``."""
+    if response.status_code == 422 and "details" not in response.json():
+        return None
+    return positive_data_acceptance(ctx, response, case)  # type: ignore[no-any-return]
+
+
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -45,18 +75,26 @@ CHECKS = [
     response_headers_conformance,
     response_schema_conformance,
     negative_data_rejection,
+    valid_data_is_not_refused_by_validation,
+    ignored_auth,
 ]
+World = tuple[FastAPI, FastAPI, dict[str, str], dict[str, str]]  # open, throttled, tokens, ids
 
 
 @pytest.fixture(scope="module")
 def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    """The app over a real embedded runtime, and a token per role."""
+    """Two apps over one real embedded runtime (one without rate limits, one throttled), a
+    token per role and the ids of a driver and a ride."""
     data_dir: Path = tmp_path_factory.mktemp("fuzz")
     runtime = build_runtime(Settings(data_dir=data_dir, shards=2), clock=time.time)
     auth = AuthSettings(secret=SecretStr(SECRET), environment="production")
     options = ApiOptions(command_timeout_s=1.0, read_wait_s=0.2, heartbeat_s=0.1)
-    app = create_app(runtime, auth, options)
-    with TestClient(app) as client:
+    host = create_app(runtime, auth, options, OPEN)  # its lifespan starts and stops the runtime
+    # Schemathesis runs an app's lifespan itself: the fuzzed apps leave the runtime alone.
+    guest = ApiOptions(command_timeout_s=1.0, read_wait_s=0.2, manage_runtime=False)
+    app = create_app(runtime, auth, guest, OPEN)
+    throttled = create_app(runtime, auth, guest, THROTTLED)
+    with TestClient(host) as client:
         driver = client.post("/drivers", json={"name": "Fuzz", "home": HOME}).json()
         rider = client.post("/riders", json={"name": "Fuzz"}).json()
         tokens = {
@@ -73,49 +111,50 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             json={"pickup": HOME, "dropoff": HOME},
         ).json()
         ids = {"driver_id": driver["driver_id"], "ride_id": ride["ride_id"]}
-        yield app, tokens, ids
+        yield app, throttled, tokens, ids
 
 
-@pytest.fixture(scope="module")
-def api_schema(fuzzed: World) -> Any:
-    app, _, _ = fuzzed
-    return schemathesis.openapi.from_asgi("/openapi.json", app).exclude(tag="streams")
-
-
-def role_for(method: str, path: str) -> str:
-    """The role whose token an operation expects (so the fuzzing gets past 401/403)."""
-    if path == "/heatmap" or (method == "GET" and path in OPERATOR_READS):
-        return "operator"
-    if path == "/drivers/nearby":
-        return "rider"
-    if path.startswith("/drivers/") or (
-        path.startswith("/rides/{") and not path.endswith("/cancel")
-    ):
-        return "driver"
-    return "rider"
-
-
-OPERATOR_READS = ("/rides/{ride_id}", "/drivers/{driver_id}")
+def operations(app: FastAPI) -> list[Any]:
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app).exclude(tag="streams")
+    found = [result.ok() for result in schema.get_all_operations()]
+    assert len(found) >= 20, "every endpoint but the streams is fuzzed"
+    return found
 
 
 def fuzz(
-    operation: Any, mode: GenerationMode, headers: dict[str, str], ids: dict[str, str]
+    operation: Any,
+    mode: GenerationMode,
+    headers: dict[str, str],
+    ids: dict[str, str],
+    examples: int = MAX_EXAMPLES,
+    seen: list[int] | None = None,
 ) -> None:
-    """Up to MAX_EXAMPLES generated calls of one operation, each validated by CHECKS. Valid
-    calls name the world's driver and ride (random ids would only ever meet a 403/404)."""
+    """Up to ``examples`` generated calls of one operation, each validated by CHECKS. Valid
+    calls name the world's driver and ride (random ids would only ever meet a 403/404) and
+    carry a fresh Idempotency-Key (a key reused for another body is a 422 by design)."""
     names = {p.name for p in operation.path_parameters}
     fixed = {k: v for k, v in ids.items() if k in names} if mode.is_positive else None
 
-    @given(case=operation.as_strategy(mode, path_parameters=fixed or None, headers=headers))
+    # Negative cases carry the token in the strategy: a call-time header would stand in for
+    # an Authorization the mutation removed. Positive ones get it at call time, so that
+    # ignored_auth knows the token is real and probes without it and with a forged one.
+    in_case = None if mode.is_positive else headers
+    at_call = headers if mode.is_positive else None
+
+    @given(case=operation.as_strategy(mode, path_parameters=fixed or None, headers=in_case))
     @settings(
-        max_examples=MAX_EXAMPLES,
+        max_examples=examples,
         deadline=None,
         derandomize=True,
         database=None,
         suppress_health_check=list(HealthCheck),
     )
     def check(case: Any) -> None:
-        case.call_and_validate(checks=CHECKS)
+        if mode.is_positive and case.headers and "Idempotency-Key" in case.headers:
+            case.headers["Idempotency-Key"] = str(uuid.uuid4())
+        response = case.call_and_validate(headers=at_call, checks=CHECKS)
+        if seen is not None:
+            seen.append(response.status_code)
 
     try:
         check()
@@ -123,13 +162,21 @@ def fuzz(
         assert mode is GenerationMode.NEGATIVE, operation.label
 
 
+@pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
-def test_no_input_gets_a_5xx_and_every_answer_matches_the_schema(
-    api_schema: Any, fuzzed: World, mode: GenerationMode
+def test_no_input_from_any_role_gets_a_5xx_and_every_answer_matches_the_schema(
+    fuzzed: World, mode: GenerationMode, role: str
 ) -> None:
-    _, tokens, ids = fuzzed
-    operations = [result.ok() for result in api_schema.get_all_operations()]
-    assert len(operations) >= 20, "every endpoint but the streams is fuzzed"
-    for operation in operations:
-        token = tokens[role_for(operation.method.upper(), operation.path)]
-        fuzz(operation, mode, {"Authorization": f"Bearer {token}"}, ids)
+    app, _, tokens, ids = fuzzed
+    for operation in operations(app):
+        fuzz(operation, mode, {"Authorization": f"Bearer {tokens[role]}"}, ids)
+
+
+def test_rate_limited_answers_match_the_schema_too(fuzzed: World) -> None:
+    _, throttled, tokens, ids = fuzzed
+    seen: list[int] = []
+    for operation in operations(throttled):
+        for role in ROLES:
+            headers = {"Authorization": f"Bearer {tokens[role]}"}
+            fuzz(operation, GenerationMode.POSITIVE, headers, ids, examples=4, seen=seen)
+    assert seen.count(429) > len(seen) // 2, "the limits tripped: the 429s were checked"
