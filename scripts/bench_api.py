@@ -50,6 +50,8 @@ from pydantic import SecretStr
 from dispatch.api import AuthSettings, create_app
 from dispatch.api.auth import encode, mint_token
 from dispatch.api.context import ApiOptions
+from dispatch.api.serve import server_config
+from dispatch.api.settings import ApiLimits
 from dispatch.bootstrap import build_runtime
 from dispatch.domain.ids import new_id
 from dispatch.messages import Ping
@@ -61,6 +63,11 @@ CENTRE = (37.77, -122.42)
 HALF_SIDE_M = 15_000.0
 M_PER_DEG_LAT = math.pi * 6_371_008.8 / 180.0
 RADIUS_M, K = 2_000.0, 10
+# One client sends every query with one token: the per-caller rate limit would measure
+# itself, not the server. Every other limit stays as `dispatch serve` has it.
+UNLIMITED = ApiLimits.model_validate(
+    {"rate_limit_requests_per_s": 0, "rate_limit_registrations_per_min": 0}
+)
 SECRET = "TA7WNDp_-7cQ6RJIKFM1VGyOdbaf_9233w8m_xYTx-SBXq4C"  # random: production refuses weak ones
 
 
@@ -125,7 +132,7 @@ class Server:
     def __init__(self, app: Any, port: int) -> None:
         import uvicorn
 
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+        config = server_config(app, UNLIMITED, "127.0.0.1", port, "warning")  # as served
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -492,7 +499,7 @@ def main() -> None:
                 runtime, points, queries, a.rounds
             )
             auth = AuthSettings(secret=SecretStr(SECRET))
-            app = create_app(runtime, auth, ApiOptions(manage_runtime=False))
+            app = create_app(runtime, auth, ApiOptions(manage_runtime=False), UNLIMITED)
             port = free_port()
             base = f"http://127.0.0.1:{port}"
             operator = encode(auth, mint_token(auth, "operator", "operator"))

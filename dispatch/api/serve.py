@@ -78,8 +78,10 @@ def guarded_protocol(header_timeout_s: float) -> type[GuardedH11Protocol]:
     return type("GuardedH11", (GuardedH11Protocol,), {"header_timeout_s": header_timeout_s})
 
 
-def server_config(app: Any, limits: ApiLimits, host: str, port: int) -> uvicorn.Config:
-    """uvicorn's config for the API: the guarded protocol, bounded headers, info logs."""
+def server_config(
+    app: Any, limits: ApiLimits, host: str, port: int, log_level: str = "info"
+) -> uvicorn.Config:
+    """uvicorn's config for the API: the guarded protocol, bounded headers."""
     return uvicorn.Config(
         app,
         host=host,
@@ -90,7 +92,7 @@ def server_config(app: Any, limits: ApiLimits, host: str, port: int) -> uvicorn.
         # itself, from DISPATCH_TRUSTED_PROXIES (dispatch.api.ratelimit.client_address).
         proxy_headers=False,
         timeout_keep_alive=5,
-        log_level="info",
+        log_level=log_level,
     )
 
 

@@ -63,8 +63,7 @@ def serving(data_dir: Path, **limits: Any) -> Iterator[Server]:
     api_limits = ApiLimits.model_validate(limits)
     app = create_app(runtime, AUTH, ApiOptions(command_timeout_s=5.0), limits=api_limits)
     port = _free_port()
-    config = server_config(app, api_limits, "127.0.0.1", port)
-    config.log_level = "warning"
+    config = server_config(app, api_limits, "127.0.0.1", port, "warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
