@@ -2,7 +2,8 @@
 
 Used by the simulator's report, by ``dispatch replay verify`` and by the failover tests:
 - each aggregate's versions are gapless and unique;
-- only legal transitions (the tables below mirror the aggregates);
+- only legal transitions (the aggregates' own tables, ``RIDE_TRANSITIONS`` and
+  ``DRIVER_TRANSITIONS``);
 - no driver holds two active rides at any moment, no ride has two drivers;
 - every offer is resolved (accepted, declined, expired or cancelled) once its expiry passed;
 - every command id has exactly one outcome.
@@ -11,40 +12,19 @@ Used by the simulator's report, by ``dispatch replay verify`` and by the failove
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from dispatch.domain.command_record import CommandRecord
-from dispatch.domain.driver import Driver, DriverStatus
-from dispatch.domain.ride import Ride, RideStatus
+from dispatch.domain.driver import (
+    DRIVER_TRANSITIONS,
+    REGISTERED,
+    Availability,
+    Driver,
+    next_availability,
+)
+from dispatch.domain.ride import HOLDS_NO_DRIVER, RIDE_TRANSITIONS, Ride, RideStatus
 from dispatch.domain.rider import Rider
 from dispatch.log import LogEvent, parse_time
 
-R, D = RideStatus, DriverStatus
-_LIVE = {R.REQUESTED, R.OFFERED, R.ACCEPTED, R.DRIVER_ARRIVED}
-_RELEASES_DRIVER = {R.REQUESTED, R.COMPLETED, R.CANCELLED, R.EXPIRED}
-
-RIDE_TRANSITIONS: dict[str, tuple[set[Any], Any]] = {
-    Ride.Offered.TOPIC: ({R.REQUESTED}, R.OFFERED),
-    Ride.OfferDeclined.TOPIC: ({R.OFFERED}, R.REQUESTED),
-    Ride.OfferExpired.TOPIC: ({R.OFFERED}, R.REQUESTED),
-    Ride.Accepted.TOPIC: ({R.OFFERED}, R.ACCEPTED),
-    Ride.DriverArrived.TOPIC: ({R.ACCEPTED}, R.DRIVER_ARRIVED),
-    Ride.TripStarted.TOPIC: ({R.DRIVER_ARRIVED}, R.IN_PROGRESS),
-    Ride.Completed.TOPIC: ({R.IN_PROGRESS}, R.COMPLETED),
-    Ride.CancelledByRider.TOPIC: (_LIVE, R.CANCELLED),
-    Ride.CancelledByDriver.TOPIC: ({R.ACCEPTED, R.DRIVER_ARRIVED}, R.REQUESTED),
-    Ride.Expired.TOPIC: ({R.REQUESTED}, R.EXPIRED),
-}
-DRIVER_TRANSITIONS: dict[str, tuple[set[Any], Any]] = {
-    Driver.WentOnline.TOPIC: ({D.OFFLINE}, D.AVAILABLE),
-    Driver.WentOffline.TOPIC: ({D.AVAILABLE}, D.OFFLINE),
-    Driver.OfflineAfterTripRequested.TOPIC: ({D.EN_ROUTE, D.ON_TRIP}, None),
-    Driver.OfferReceived.TOPIC: ({D.AVAILABLE}, D.OFFERED),
-    Driver.OfferClosed.TOPIC: ({D.OFFERED}, D.AVAILABLE),
-    Driver.Assigned.TOPIC: ({D.OFFERED}, D.EN_ROUTE),
-    Driver.TripStarted.TOPIC: ({D.EN_ROUTE}, D.ON_TRIP),
-    Driver.Released.TOPIC: ({D.EN_ROUTE, D.ON_TRIP}, D.AVAILABLE),
-}
 RIDER_EVENTS = {Rider.RideRequested.TOPIC, Rider.RideEnded.TOPIC}
 
 
@@ -64,14 +44,13 @@ class InvariantChecker:
     violations: list[Violation] = field(default_factory=list)
     events: int = 0
     versions: dict[str, int] = field(default_factory=dict)
-    ride_status: dict[str, Any] = field(default_factory=dict)
-    driver_status: dict[str, Any] = field(default_factory=dict)
+    ride_status: dict[str, RideStatus] = field(default_factory=dict)
+    drivers: dict[str, Availability] = field(default_factory=dict)
     rider_active: dict[str, str | None] = field(default_factory=dict)
     driver_ride: dict[str, str] = field(default_factory=dict)
     ride_driver: dict[str, str] = field(default_factory=dict)
     open_offers: dict[str, tuple[float, str]] = field(default_factory=dict)
     command_ids: dict[str, str] = field(default_factory=dict)
-    offline_after_trip: set[str] = field(default_factory=set)
     last_time: float = float("-inf")
 
     def check(self, e: LogEvent) -> None:
@@ -89,9 +68,9 @@ class InvariantChecker:
         elif topic in RIDER_EVENTS:
             self._rider(e)
         elif topic == Ride.Created.TOPIC:
-            self.ride_status[agg_id] = R.REQUESTED
+            self.ride_status[agg_id] = RideStatus.REQUESTED
         elif topic == Driver.Created.TOPIC:
-            self.driver_status[agg_id] = D.OFFLINE
+            self.drivers[agg_id] = REGISTERED
         elif topic == Rider.Created.TOPIC:
             self.rider_active[agg_id] = None
         elif topic == CommandRecord.Created.TOPIC:
@@ -151,26 +130,19 @@ class InvariantChecker:
                 self._flag(
                     e, "ride_with_two_drivers", f"ride accepted by {driver} but offered to {holder}"
                 )
-        elif after in _RELEASES_DRIVER:
+        elif after in HOLDS_NO_DRIVER:
             self.open_offers.pop(ride_id, None)
             holder = self.ride_driver.pop(ride_id, None)
             if holder is not None and self.driver_ride.get(holder) == ride_id:
                 del self.driver_ride[holder]
 
     def _driver(self, e: LogEvent) -> None:
-        driver_id, topic = e.aggregate_id, e.topic
-        allowed, after = DRIVER_TRANSITIONS[topic]
-        status = self.driver_status.get(driver_id)
-        if status not in allowed:
+        driver_id = e.aggregate_id
+        state = self.drivers.get(driver_id)
+        status = state[0] if state is not None else None
+        if status not in DRIVER_TRANSITIONS[e.topic][0]:
             self._flag(e, "illegal_transition", f"{e.kind} while the driver is {status}")
-        if topic == Driver.OfflineAfterTripRequested.TOPIC:
-            self.offline_after_trip.add(driver_id)
-        elif topic == Driver.Released.TOPIC and driver_id in self.offline_after_trip:
-            after = D.OFFLINE
-        if topic in (Driver.Released.TOPIC, Driver.WentOnline.TOPIC, Driver.WentOffline.TOPIC):
-            self.offline_after_trip.discard(driver_id)
-        if after is not None:
-            self.driver_status[driver_id] = after
+        self.drivers[driver_id] = next_availability(state or REGISTERED, e.topic)
 
     def _rider(self, e: LogEvent) -> None:
         rider_id, ride = e.aggregate_id, e.data["ride_id"]

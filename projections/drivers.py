@@ -5,16 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from dispatch.domain.driver import Driver, DriverStatus
-from dispatch.invariants import DRIVER_TRANSITIONS
+from dispatch.domain.driver import AVAILABILITY_TOPICS, Driver, next_availability
 from dispatch.log import LogEvent
-
-# A driver's status after each event that sets one: the log checker's transition table
-# (going offline after the trip is decided when the trip ends, by ``apply``).
-STATUS_AFTER: dict[str, str] = {
-    Driver.Created.TOPIC: DriverStatus.OFFLINE.value,
-    **{t: after.value for t, (_, after) in DRIVER_TRANSITIONS.items() if after is not None},
-}
 
 
 @dataclass(slots=True)
@@ -41,21 +33,13 @@ class DriversView:
 
 class DriversProjection:
     name = "drivers"
-    topics = frozenset(STATUS_AFTER) | {Driver.OfflineAfterTripRequested.TOPIC}
+    topics = AVAILABILITY_TOPICS
 
     def initial(self) -> DriversView:
         return DriversView()
 
     def apply(self, view: DriversView, e: LogEvent) -> DriversView:
         topic = e.topic
-        if topic == Driver.OfflineAfterTripRequested.TOPIC:
-            row = view.rows.get(e.aggregate_id)
-            if row is not None:
-                row.offline_after_trip, row.version = True, e.version
-            return view
-        status = STATUS_AFTER.get(topic)
-        if status is None:
-            return view
         if topic == Driver.Created.TOPIC:
             row = DriverRow(e.aggregate_id, e.data["name"])
             view.rows[e.aggregate_id] = row
@@ -65,6 +49,10 @@ class DriversProjection:
                 return view
             row = found
             view.by_status[row.status] -= 1
+        after, row.offline_after_trip = next_availability(
+            (row.status, row.offline_after_trip), topic
+        )
+        status = str(after)
         data = e.data
         if topic == Driver.OfferReceived.TOPIC:
             row.ride_id = data["ride_id"]
@@ -81,11 +69,6 @@ class DriversProjection:
                 row.trips += 1
             elif data["reason"] == "cancelled_by_driver":
                 row.cancelled += 1
-            if row.offline_after_trip:
-                status = "offline"
-            row.offline_after_trip = False
-        elif topic in (Driver.WentOnline.TOPIC, Driver.WentOffline.TOPIC):
-            row.offline_after_trip = False
         row.status, row.updated_at, row.version = status, e.at, e.version
         view.by_status[status] += 1
         return view

@@ -13,21 +13,20 @@ from dataclasses import dataclass, field
 
 import h3
 
-from dispatch.domain.driver import Driver
-from dispatch.domain.ride import Ride
+from dispatch.domain.driver import (
+    AVAILABILITY_TOPICS,
+    REGISTERED,
+    Availability,
+    DriverStatus,
+    next_availability,
+)
+from dispatch.domain.ride import RIDE_ENDINGS, Ride
 from dispatch.log import LogEvent
 from dispatch.messages import Ping
 
 BASE_RESOLUTION = 8
 MIN_RESOLUTION = 4
 
-_DRIVER_AVAILABLE = {
-    Driver.WentOnline.TOPIC: True,
-    Driver.OfferClosed.TOPIC: True,
-    Driver.Released.TOPIC: True,
-    Driver.WentOffline.TOPIC: False,
-    Driver.OfferReceived.TOPIC: False,
-}
 _RIDE_WAITING = {
     Ride.Created.TOPIC: True,
     Ride.CancelledByDriver.TOPIC: True,
@@ -36,7 +35,7 @@ _RIDE_WAITING = {
     Ride.Expired.TOPIC: False,
     Ride.Completed.TOPIC: False,
 }
-_RIDE_CLOSED = {Ride.CancelledByRider.TOPIC, Ride.Expired.TOPIC, Ride.Completed.TOPIC}
+_RIDE_CLOSED = frozenset(RIDE_ENDINGS)
 
 
 @dataclass
@@ -44,7 +43,7 @@ class HeatmapView:
     supply: Counter[str] = field(default_factory=Counter)
     demand: Counter[str] = field(default_factory=Counter)
     available: set[str] = field(default_factory=set)
-    offline_after_trip: set[str] = field(default_factory=set)
+    drivers: dict[str, Availability] = field(default_factory=dict)
     driver_cell: dict[str, str] = field(default_factory=dict)
     last_cell: dict[str, str] = field(default_factory=dict)
     last_ping_at: dict[str, float] = field(default_factory=dict)
@@ -67,11 +66,7 @@ class HeatmapView:
 
 class HeatmapProjection:
     name = "heatmap"
-    topics = (
-        frozenset(_RIDE_WAITING)
-        | frozenset(_DRIVER_AVAILABLE)
-        | {Driver.OfflineAfterTripRequested.TOPIC}
-    )
+    topics = frozenset(_RIDE_WAITING) | AVAILABILITY_TOPICS
 
     def initial(self) -> HeatmapView:
         return HeatmapView()
@@ -93,15 +88,10 @@ class HeatmapProjection:
                 if topic in _RIDE_CLOSED:
                     del view.ride_cell[agg]
             return view
-        if topic == Driver.OfflineAfterTripRequested.TOPIC:
-            view.offline_after_trip.add(agg)
-        elif topic in _DRIVER_AVAILABLE:
-            available = _DRIVER_AVAILABLE[topic]
-            if topic == Driver.Released.TOPIC and agg in view.offline_after_trip:
-                available = False
-            if topic in (Driver.Released.TOPIC, Driver.WentOnline.TOPIC, Driver.WentOffline.TOPIC):
-                view.offline_after_trip.discard(agg)
-            self._set_available(view, agg, available)
+        if topic in AVAILABILITY_TOPICS:
+            state = next_availability(view.drivers.get(agg, REGISTERED), topic)
+            view.drivers[agg] = state
+            self._set_available(view, agg, state[0] == DriverStatus.AVAILABLE)
         return view
 
     def apply_ping(self, view: HeatmapView, ping: Ping) -> HeatmapView:

@@ -10,14 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from dispatch.domain.driver import Driver
+from dispatch.domain.driver import AVAILABILITY_TOPICS, REGISTERED, Driver, next_availability
 from dispatch.log import LogEvent
 from dispatch.matching.index import DriverIndex
 from dispatch.messages import Ping
-from projections.drivers import STATUS_AFTER as DRIVER_STATUS
 
-# The drivers view's table less registration: a registered driver is offline, not shown.
-_STATUS_AFTER = {k: v for k, v in DRIVER_STATUS.items() if k != Driver.Created.TOPIC}
+# Registration is left out: a registered driver is offline, not shown.
+_TOPICS = AVAILABILITY_TOPICS - {Driver.Created.TOPIC}
 
 
 class DriverLocation(NamedTuple):
@@ -56,7 +55,7 @@ class LocationsView:
 
 class LocationsProjection:
     name = "locations"
-    topics = frozenset(_STATUS_AFTER) | {Driver.OfflineAfterTripRequested.TOPIC}
+    topics = _TOPICS
 
     def __init__(self, resolution: int = 9, ttl_s: float = 30.0) -> None:
         self.resolution, self.ttl_s = resolution, ttl_s
@@ -65,16 +64,18 @@ class LocationsProjection:
         return LocationsView(DriverIndex[str](self.resolution, self.ttl_s), self.ttl_s)
 
     def apply(self, view: LocationsView, e: LogEvent) -> LocationsView:
-        status = _STATUS_AFTER.get(e.topic)
         driver_id = e.aggregate_id
-        if status is None:
-            if e.topic == Driver.OfflineAfterTripRequested.TOPIC:
-                view.offline_after_trip.add(driver_id)
+        if e.topic not in _TOPICS:
             return view
-        if e.topic == Driver.Released.TOPIC and driver_id in view.offline_after_trip:
-            status = "offline"
-        if e.topic in (Driver.Released.TOPIC, Driver.WentOnline.TOPIC, Driver.WentOffline.TOPIC):
+        before = view.status.get(driver_id)
+        after_trip = driver_id in view.offline_after_trip
+        state = (before, after_trip) if before is not None else REGISTERED
+        after, after_trip = next_availability(state, e.topic)
+        if after_trip:
+            view.offline_after_trip.add(driver_id)
+        else:
             view.offline_after_trip.discard(driver_id)
+        status = str(after)
         if status == "offline":
             view.status.pop(driver_id, None)
             view.positions.pop(driver_id, None)

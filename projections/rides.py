@@ -5,11 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from dispatch.domain.ride import Ride, RideStatus
-from dispatch.invariants import RIDE_TRANSITIONS
+from dispatch.domain.ride import RIDE_TRANSITIONS, Ride, RideStatus
 from dispatch.log import LogEvent
 
-# A ride's status after each of its events: the log checker's transition table.
+# A ride's status after each of its events: the aggregate's own transition table.
 _STATUS_AFTER: dict[str, str] = {
     Ride.Created.TOPIC: RideStatus.REQUESTED.value,
     **{topic: after.value for topic, (_, after) in RIDE_TRANSITIONS.items()},

@@ -1,7 +1,9 @@
 """A view store: every view and its checkpoint, saved together in one SQLite transaction.
 
 Views are pickled: the store is a local cache that can always be rebuilt from the log
-(``dispatch replay rebuild``), not a format for other programs.
+(``dispatch replay rebuild``), not a format for other programs. It records the
+``VIEW_FORMAT`` it was written with; a store of another format loads as empty (the views
+are rebuilt) rather than as objects of a shape the code no longer has.
 """
 
 from __future__ import annotations
@@ -12,6 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from projections.base import Checkpointed
+
+# Bump when a view's pickled shape changes.
+VIEW_FORMAT = 2
+_FORMAT_ROW = "__format__"
 
 
 class ViewStore:
@@ -27,12 +33,16 @@ class ViewStore:
     def save(self, states: dict[str, Checkpointed[Any]]) -> None:
         """Save every view with its checkpoint atomically."""
         rows = [(name, pickle.dumps(state, protocol=5)) for name, state in states.items()]
+        rows.append((_FORMAT_ROW, pickle.dumps(VIEW_FORMAT)))
         with self._conn:
             self._conn.executemany("INSERT OR REPLACE INTO views VALUES (?, ?)", rows)
 
     def load(self) -> dict[str, Checkpointed[Any]]:
-        rows = self._conn.execute("SELECT name, state FROM views").fetchall()
-        return {name: pickle.loads(blob) for name, blob in rows}
+        rows = dict(self._conn.execute("SELECT name, state FROM views").fetchall())
+        written = rows.pop(_FORMAT_ROW, None)
+        if written is None or pickle.loads(written) != VIEW_FORMAT:
+            return {}
+        return {name: pickle.loads(blob) for name, blob in rows.items()}
 
     def close(self) -> None:
         self._conn.close()

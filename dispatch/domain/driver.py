@@ -3,13 +3,17 @@
 A driver holds at most one ride at a time (offered, en route or on trip): that is the
 invariant that makes double assignment impossible. Going offline is refused while a ride
 is held, unless the driver asks to go offline after the current trip.
+
+``DRIVER_TRANSITIONS`` and ``next_availability`` (at the end) are the one copy of these
+rules: the aggregate folds its status with them, and so do the matcher, the log checker
+and every view that shows a driver's status or availability.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
@@ -29,7 +33,11 @@ class Driver(Aggregate):
     TOPIC = "dispatch.Driver"
 
     class Event(Aggregate.Event):
-        pass
+        TOPIC: ClassVar[str]
+
+        def apply(self, driver: Driver) -> None:
+            state = (driver.status, driver.offline_after_trip)
+            driver.status, driver.offline_after_trip = next_availability(state, self.TOPIC)
 
     class Created(Aggregate.Created):
         """Stored as ``Registered`` (see TOPIC)."""
@@ -42,24 +50,13 @@ class Driver(Aggregate):
         TOPIC = "dispatch.Driver.WentOnline"
         class_version = 1
 
-        def apply(self, driver: Driver) -> None:
-            driver.status = DriverStatus.AVAILABLE
-            driver.offline_after_trip = False
-
     class WentOffline(Event):
         TOPIC = "dispatch.Driver.WentOffline"
         class_version = 1
 
-        def apply(self, driver: Driver) -> None:
-            driver.status = DriverStatus.OFFLINE
-            driver.offline_after_trip = False
-
     class OfflineAfterTripRequested(Event):
         TOPIC = "dispatch.Driver.OfflineAfterTripRequested"
         class_version = 1
-
-        def apply(self, driver: Driver) -> None:
-            driver.offline_after_trip = True
 
     class OfferReceived(Event):
         TOPIC = "dispatch.Driver.OfferReceived"
@@ -68,7 +65,7 @@ class Driver(Aggregate):
         expires_at: datetime
 
         def apply(self, driver: Driver) -> None:
-            driver.status = DriverStatus.OFFERED
+            super().apply(driver)
             driver.ride_id = UUID(self.ride_id)
 
     class OfferClosed(Event):
@@ -80,7 +77,7 @@ class Driver(Aggregate):
         outcome: str
 
         def apply(self, driver: Driver) -> None:
-            driver.status = DriverStatus.AVAILABLE
+            super().apply(driver)
             driver.ride_id = None
 
     class Assigned(Event):
@@ -88,16 +85,10 @@ class Driver(Aggregate):
         class_version = 1
         ride_id: str
 
-        def apply(self, driver: Driver) -> None:
-            driver.status = DriverStatus.EN_ROUTE
-
     class TripStarted(Event):
         TOPIC = "dispatch.Driver.TripStarted"
         class_version = 1
         ride_id: str
-
-        def apply(self, driver: Driver) -> None:
-            driver.status = DriverStatus.ON_TRIP
 
     class Released(Event):
         """The driver's ride ended (completed or cancelled); the driver is free again."""
@@ -108,14 +99,10 @@ class Driver(Aggregate):
         reason: str
 
         def apply(self, driver: Driver) -> None:
+            super().apply(driver)
             driver.ride_id = None
             if self.reason == "completed":
                 driver.trips += 1
-            if driver.offline_after_trip:
-                driver.status = DriverStatus.OFFLINE
-                driver.offline_after_trip = False
-            else:
-                driver.status = DriverStatus.AVAILABLE
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -181,4 +168,59 @@ class Driver(Aggregate):
         self._trigger(self.Released, at, ride_id=str(ride_id), reason=reason)
 
     def _trigger(self, event_class: type[Driver.Event], at: datetime, **kwargs: Any) -> None:
+        allowed, _ = DRIVER_TRANSITIONS[event_class.TOPIC]
+        if self.status not in allowed:  # the decisions above say why in their own words
+            raise IllegalTransition(f"driver {self.id} is {self.status}: no {event_class.__name__}")
         self.trigger_event(event_class, timestamp=at, **kwargs)
+
+
+D = DriverStatus
+# Every event that moves a driver: the statuses it may follow, and the status it leaves
+# (None: the status stays; Released leaves available, or offline after a requested trip).
+DRIVER_TRANSITIONS: dict[str, tuple[frozenset[DriverStatus], DriverStatus | None]] = {
+    Driver.WentOnline.TOPIC: (frozenset({D.OFFLINE}), D.AVAILABLE),
+    Driver.WentOffline.TOPIC: (frozenset({D.AVAILABLE}), D.OFFLINE),
+    Driver.OfflineAfterTripRequested.TOPIC: (frozenset({D.EN_ROUTE, D.ON_TRIP}), None),
+    Driver.OfferReceived.TOPIC: (frozenset({D.AVAILABLE}), D.OFFERED),
+    Driver.OfferClosed.TOPIC: (frozenset({D.OFFERED}), D.AVAILABLE),
+    Driver.Assigned.TOPIC: (frozenset({D.OFFERED}), D.EN_ROUTE),
+    Driver.TripStarted.TOPIC: (frozenset({D.EN_ROUTE}), D.ON_TRIP),
+    Driver.Released.TOPIC: (frozenset({D.EN_ROUTE, D.ON_TRIP}), D.AVAILABLE),
+}
+
+# A driver's availability: its status, and whether it goes offline when its trip ends.
+Availability = tuple[DriverStatus, bool]
+REGISTERED: Availability = (D.OFFLINE, False)
+# The events that change an availability (registration starts one at REGISTERED).
+AVAILABILITY_TOPICS = frozenset({Driver.Created.TOPIC, *DRIVER_TRANSITIONS})
+
+
+def _after(state: Availability, topic: str) -> Availability:
+    status, after_trip = state
+    if topic == Driver.Created.TOPIC:
+        return REGISTERED
+    if topic == Driver.OfflineAfterTripRequested.TOPIC:
+        return status, True
+    if topic == Driver.Released.TOPIC:
+        return (D.OFFLINE if after_trip else D.AVAILABLE), False
+    after = DRIVER_TRANSITIONS[topic][1]
+    assert after is not None
+    going_on_or_off = topic in (Driver.WentOnline.TOPIC, Driver.WentOffline.TOPIC)
+    return after, after_trip and not going_on_or_off
+
+
+_NEXT: dict[tuple[tuple[str, bool], str], Availability] = {
+    ((status, flag), topic): _after((status, flag), topic)
+    for status in DriverStatus
+    for flag in (False, True)
+    for topic in AVAILABILITY_TOPICS
+}
+
+
+def next_availability(state: tuple[str, bool], topic: str) -> Availability:
+    """The availability after an event of ``topic`` (the same for a topic that changes
+    none). A fold every reader shares, over statuses as enum members or their strings; it
+    tolerates events out of place, which the aggregate never records and the log checker
+    reports."""
+    found = _NEXT.get((state, topic))
+    return found if found is not None else (DriverStatus(state[0]), state[1])

@@ -4,13 +4,17 @@ requested -> offered -> accepted -> driver_arrived -> in_progress -> completed.
 A declined or expired offer, or a driver cancelling after accepting, sends the ride
 back to ``requested`` with that driver excluded. The rider may cancel any time before
 the trip starts. A ride still unserved after its max wait expires.
+
+``RIDE_TRANSITIONS`` (at the end) is the one table of these moves: the aggregate records
+no event its table does not allow and takes its status from it; the matcher, the log
+checker and the views read the same table and ``RIDE_ENDINGS``.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
@@ -34,6 +38,7 @@ TERMINAL = frozenset({RideStatus.COMPLETED, RideStatus.CANCELLED, RideStatus.EXP
 RIDER_CANCELLABLE = frozenset(
     {RideStatus.REQUESTED, RideStatus.OFFERED, RideStatus.ACCEPTED, RideStatus.DRIVER_ARRIVED}
 )
+DRIVER_CANCELLABLE = frozenset({RideStatus.ACCEPTED, RideStatus.DRIVER_ARRIVED})
 ASSIGNED = frozenset({RideStatus.ACCEPTED, RideStatus.DRIVER_ARRIVED, RideStatus.IN_PROGRESS})
 
 
@@ -41,7 +46,12 @@ class Ride(Aggregate):
     TOPIC = "dispatch.Ride"
 
     class Event(Aggregate.Event):
-        pass
+        TOPIC: ClassVar[str]
+
+        def apply(self, ride: Ride) -> None:
+            move = RIDE_TRANSITIONS.get(self.TOPIC)  # None for Created (metaclass-made Event)
+            if move is not None:
+                ride.status = move[1]
 
     class Created(Aggregate.Created):
         """Stored as ``Requested`` (see TOPIC)."""
@@ -62,7 +72,7 @@ class Ride(Aggregate):
         distance_m: float
 
         def apply(self, ride: Ride) -> None:
-            ride.status = RideStatus.OFFERED
+            super().apply(ride)
             ride.offered_to = UUID(self.driver_id)
             ride.offer_expires_at = self.offer_expires_at
             ride.offers += 1
@@ -73,6 +83,7 @@ class Ride(Aggregate):
         driver_id: str
 
         def apply(self, ride: Ride) -> None:
+            super().apply(ride)
             ride.back_to_dispatch(UUID(self.driver_id))
 
     class OfferExpired(Event):
@@ -81,6 +92,7 @@ class Ride(Aggregate):
         driver_id: str
 
         def apply(self, ride: Ride) -> None:
+            super().apply(ride)
             ride.back_to_dispatch(UUID(self.driver_id))
 
     class Accepted(Event):
@@ -89,7 +101,7 @@ class Ride(Aggregate):
         driver_id: str
 
         def apply(self, ride: Ride) -> None:
-            ride.status = RideStatus.ACCEPTED
+            super().apply(ride)
             ride.driver_id = UUID(self.driver_id)
             ride.offered_to = None
             ride.offer_expires_at = None
@@ -99,24 +111,15 @@ class Ride(Aggregate):
         class_version = 1
         driver_id: str
 
-        def apply(self, ride: Ride) -> None:
-            ride.status = RideStatus.DRIVER_ARRIVED
-
     class TripStarted(Event):
         TOPIC = "dispatch.Ride.TripStarted"
         class_version = 1
         driver_id: str
 
-        def apply(self, ride: Ride) -> None:
-            ride.status = RideStatus.IN_PROGRESS
-
     class Completed(Event):
         TOPIC = "dispatch.Ride.Completed"
         class_version = 1
         driver_id: str
-
-        def apply(self, ride: Ride) -> None:
-            ride.status = RideStatus.COMPLETED
 
     class CancelledByRider(Event):
         TOPIC = "dispatch.Ride.CancelledByRider"
@@ -124,7 +127,7 @@ class Ride(Aggregate):
         reason: str
 
         def apply(self, ride: Ride) -> None:
-            ride.status = RideStatus.CANCELLED
+            super().apply(ride)
             ride.offered_to = None
             ride.offer_expires_at = None
 
@@ -135,15 +138,13 @@ class Ride(Aggregate):
         reason: str
 
         def apply(self, ride: Ride) -> None:
+            super().apply(ride)
             ride.driver_id = None
             ride.back_to_dispatch(UUID(self.driver_id))
 
     class Expired(Event):
         TOPIC = "dispatch.Ride.Expired"
         class_version = 1
-
-        def apply(self, ride: Ride) -> None:
-            ride.status = RideStatus.EXPIRED
 
     def __init__(
         self, rider_id: str, pickup: list[float], dropoff: list[float], expires_at: datetime
@@ -184,7 +185,6 @@ class Ride(Aggregate):
         return self.status not in TERMINAL
 
     def back_to_dispatch(self, driver_id: UUID) -> None:
-        self.status = RideStatus.REQUESTED
         self.offered_to = None
         self.offer_expires_at = None
         if driver_id not in self.excluded:
@@ -274,7 +274,7 @@ class Ride(Aggregate):
     def check_driver_cancel(self, driver_id: UUID) -> None:
         if driver_id not in (self.driver_id, self.offered_to):
             raise Forbidden(f"driver {driver_id} is not assigned to ride {self.id}")
-        if self.status not in (RideStatus.ACCEPTED, RideStatus.DRIVER_ARRIVED):
+        if self.status not in DRIVER_CANCELLABLE:
             raise IllegalTransition(
                 f"ride {self.id} is {self.status}: a driver can cancel only before the trip starts"
             )
@@ -292,4 +292,31 @@ class Ride(Aggregate):
         self._require(status, action)
 
     def _trigger(self, event_class: type[Ride.Event], at: datetime, **kwargs: Any) -> None:
+        allowed, _ = RIDE_TRANSITIONS[event_class.TOPIC]
+        if self.status not in allowed:  # the decisions above say why in their own words
+            raise IllegalTransition(f"ride {self.id} is {self.status}: no {event_class.__name__}")
         self.trigger_event(event_class, timestamp=at, **kwargs)
+
+
+R = RideStatus
+# Every event that moves a ride: the statuses it may follow, and the status it leaves.
+RIDE_TRANSITIONS: dict[str, tuple[frozenset[RideStatus], RideStatus]] = {
+    Ride.Offered.TOPIC: (frozenset({R.REQUESTED}), R.OFFERED),
+    Ride.OfferDeclined.TOPIC: (frozenset({R.OFFERED}), R.REQUESTED),
+    Ride.OfferExpired.TOPIC: (frozenset({R.OFFERED}), R.REQUESTED),
+    Ride.Accepted.TOPIC: (frozenset({R.OFFERED}), R.ACCEPTED),
+    Ride.DriverArrived.TOPIC: (frozenset({R.ACCEPTED}), R.DRIVER_ARRIVED),
+    Ride.TripStarted.TOPIC: (frozenset({R.DRIVER_ARRIVED}), R.IN_PROGRESS),
+    Ride.Completed.TOPIC: (frozenset({R.IN_PROGRESS}), R.COMPLETED),
+    Ride.CancelledByRider.TOPIC: (RIDER_CANCELLABLE, R.CANCELLED),
+    Ride.CancelledByDriver.TOPIC: (DRIVER_CANCELLABLE, R.REQUESTED),
+    Ride.Expired.TOPIC: (frozenset({R.REQUESTED}), R.EXPIRED),
+}
+# The events that end a ride, with the outcome the rider is told (Rider.RideEnded).
+RIDE_ENDINGS: dict[str, str] = {
+    Ride.Completed.TOPIC: "completed",
+    Ride.CancelledByRider.TOPIC: "cancelled",
+    Ride.Expired.TOPIC: "expired",
+}
+# A ride in one of these statuses holds no driver (its driver, if any, was let go).
+HOLDS_NO_DRIVER = frozenset({R.REQUESTED, *TERMINAL})

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from dispatch.domain.driver import Driver
+from dispatch.domain.driver import REGISTERED, Availability, Driver, DriverStatus, next_availability
 from dispatch.domain.ride import Ride
 from dispatch.matching.decisions import Decision, ExpireOffer, ExpireRequest, MakeOffer
 from dispatch.matching.eta import EtaProvider
@@ -53,7 +53,7 @@ class Matcher:
         self.offers: dict[UUID, tuple[UUID, float, PendingRide]] = {}
         self.assigned: dict[UUID, PendingRide] = {}
         self.available: set[UUID] = set()
-        self.offline_after_trip: set[UUID] = set()
+        self.drivers: dict[UUID, Availability] = {}  # folded with the domain's rule
         self.positions: dict[UUID, tuple[float, float, float]] = {}
         self.stats = MatcherStats()
         self._next_expire = float("-inf")
@@ -67,12 +67,14 @@ class Matcher:
             Ride.Completed: self._on_ride_closed,
             Ride.Expired: self._on_ride_closed,
             Ride.CancelledByDriver: self._on_driver_cancelled,
-            Driver.WentOnline: self._on_available,
-            Driver.OfferClosed: self._on_available,
-            Driver.WentOffline: self._on_unavailable,
-            Driver.OfferReceived: self._on_unavailable,
-            Driver.OfflineAfterTripRequested: self._on_offline_after_trip,
-            Driver.Released: self._on_released,
+            Driver.WentOnline: self._on_driver,
+            Driver.OfferReceived: self._on_driver,
+            Driver.OfferClosed: self._on_driver,
+            Driver.Assigned: self._on_driver,
+            Driver.TripStarted: self._on_driver,
+            Driver.Released: self._on_driver,
+            Driver.WentOffline: self._on_driver,
+            Driver.OfflineAfterTripRequested: self._on_driver,
         }
 
     @property
@@ -173,23 +175,16 @@ class Matcher:
             ride.excluded.add(UUID(e.driver_id))
             self.pending[ride.ride_id] = ride
 
-    def _on_available(self, e: Any) -> None:
-        self.offline_after_trip.discard(e.originator_id)
-        self._make_available(e.originator_id)
-
-    def _on_unavailable(self, e: Any) -> None:
-        self.available.discard(e.originator_id)
-        self.offline_after_trip.discard(e.originator_id)
-        self.index.remove(e.originator_id)
-
-    def _on_offline_after_trip(self, e: Driver.OfflineAfterTripRequested) -> None:
-        self.offline_after_trip.add(e.originator_id)
-
-    def _on_released(self, e: Driver.Released) -> None:
-        if e.originator_id in self.offline_after_trip:
-            self.offline_after_trip.discard(e.originator_id)
-        else:
-            self._make_available(e.originator_id)
+    def _on_driver(self, e: Any) -> None:
+        driver_id = e.originator_id
+        after = next_availability(self.drivers.get(driver_id, REGISTERED), e.TOPIC)
+        self.drivers[driver_id] = after
+        if after[0] == DriverStatus.AVAILABLE:
+            if driver_id not in self.available:
+                self._make_available(driver_id)
+        elif driver_id in self.available:
+            self.available.discard(driver_id)
+            self.index.remove(driver_id)
 
     def _make_available(self, driver_id: UUID) -> None:
         self.available.add(driver_id)

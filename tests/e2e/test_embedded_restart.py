@@ -96,7 +96,7 @@ def capture(engine: EmbeddedEngine) -> dict[int, dict[str, Any]]:
             "offers": copy.deepcopy(m.offers),
             "assigned": copy.deepcopy(m.assigned),
             "available": set(m.available),
-            "offline_after_trip": set(m.offline_after_trip),
+            "drivers": dict(m.drivers),
         }
     return out
 
@@ -159,7 +159,7 @@ def test_a_restarted_engine_restores_every_aggregate_and_the_matcher_and_keeps_d
     m0, m1 = before[0], before[1]
     assert m0["offers"][ride1][0] == b and m0["offers"][ride1][2].excluded == {a}
     assert ride2 in m0["pending"] and ride3 in m1["assigned"]
-    assert dc in m1["offline_after_trip"] and a in m0["available"]
+    assert m1["drivers"][dc] == (DriverStatus.EN_ROUTE, True) and a in m0["available"]
     assert len(m0["available"]) > 1 and len(m0["aggregates"]) > 200
 
     # -- stop, and start a new engine on the same files -------------------------------------
@@ -172,7 +172,7 @@ def test_a_restarted_engine_restores_every_aggregate_and_the_matcher_and_keeps_d
     for shard in before:
         assert after[shard]["position"] == before[shard]["position"]
         assert after[shard]["aggregates"] == before[shard]["aggregates"]
-        for part in ("pending", "offers", "assigned", "available", "offline_after_trip"):
+        for part in ("pending", "offers", "assigned", "available", "drivers"):
             assert after[shard][part] == before[shard][part], (shard, part)
 
     # -- and it keeps working ------------------------------------------------------------------
