@@ -175,12 +175,20 @@ class RideRequested(CommandAccepted):
 
 class DriverRegistrationPending(CommandPending):
     driver_id: UUID
-    token: TokenIssued
+    token: TokenIssued | None = Field(
+        default=None,
+        description="Only without an Idempotency-Key. With one, retry with the same key and "
+        "body: the token comes with the outcome, once the request is known to be yours.",
+    )
 
 
 class RiderRegistrationPending(CommandPending):
     rider_id: UUID
-    token: TokenIssued
+    token: TokenIssued | None = Field(
+        default=None,
+        description="Only without an Idempotency-Key. With one, retry with the same key and "
+        "body: the token comes with the outcome, once the request is known to be yours.",
+    )
 
 
 class RideRequestPending(CommandPending):

@@ -34,13 +34,16 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 class Write:
     """One command to send and what a success answers besides the command id and token.
 
-    ``fingerprint`` is set for a keyed write only (an unkeyed one has a fresh command id)."""
+    ``fingerprint`` is set for a keyed write only (an unkeyed one has a fresh command id).
+    ``granted`` is what only an accepted outcome may reveal (a registration's token): it is
+    computed once the shard has compared fingerprints, never for a 202."""
 
     command: Command
     command_id: str
     fingerprint: str | None
     created: bool = False
     extra: dict[str, Any] = field(default_factory=dict)  # in the 200/201 and the 202 bodies
+    granted: Callable[[], dict[str, Any]] | None = None  # in the 200/201 body only
 
 
 def keyed_id(
@@ -79,16 +82,26 @@ def register(
 ) -> JSONResponse:
     """Register a driver or rider in ``shard``: a new id (for a retried ``Idempotency-Key``,
     a random UUID, the same one again, derived in ``namespace``), a bearer token bound to
-    it, freshly issued for every answer, and the command ``make`` builds for that id."""
+    it, freshly issued for every answer, and the command ``make`` builds for that id.
+
+    A keyed registration's token is issued only once the shard accepted the request's
+    fingerprint: a 202 for a derived id would hand the account to anyone who knows the key,
+    whatever the body. An unkeyed one's random id is nobody else's: its 202 has the token."""
     if key is not None:
         key = registration_key(key)
     command_id, print_ = keyed_id(request, ANONYMOUS, key, body)
     if key is not None:
         command_id = f"register-{role}:{key}"
     new = derived_id(shard, namespace, command_id) if key is not None else new_id(shard)
-    token = issue(ctx.auth, str(new), role, ctx.runtime.clock())
-    extra = {f"{role}_id": str(new), "token": token.model_dump(mode="json")}
-    return send(ctx, Write(make(new), command_id, print_, True, extra))
+
+    def token() -> dict[str, Any]:
+        issued = issue(ctx.auth, str(new), role, ctx.runtime.clock())
+        return {"token": issued.model_dump(mode="json")}
+
+    extra: dict[str, Any] = {f"{role}_id": str(new)}
+    if key is None:
+        return send(ctx, Write(make(new), command_id, print_, True, extra | token()))
+    return send(ctx, Write(make(new), command_id, print_, True, extra, granted=token))
 
 
 def token_of(outcome: Outcome, ctx: ApiContext) -> str:
@@ -119,6 +132,8 @@ def send(ctx: ApiContext, write: Write) -> JSONResponse:
     if outcome.accepted:
         status = 201 if write.created else 200
         body = {"command_id": write.command_id, "position": token_of(outcome, ctx), **write.extra}
+        if write.granted is not None:
+            body |= write.granted()
     else:
         status = status_for(outcome.code)
         body = problem_body(outcome.code, outcome.reason, write.command_id)

@@ -229,3 +229,31 @@ def test_no_bearer_token_is_ever_stored(tmp_path: Path) -> None:
             states = b"".join(row[0] for row in db.execute("SELECT state FROM stored_events"))
         for token in tokens:
             assert token.split(".")[1].encode() not in states
+
+
+def test_a_pending_keyed_registration_hands_out_no_token(client: TestClient) -> None:
+    """A 202 answered before the shard compared fingerprints carried a token for the id the
+    key derives: someone with the key alone (any body) got into the account it registered."""
+    key = str(uuid.uuid4())
+    first = client.post("/riders", json={"name": "Ray"}, headers={"Idempotency-Key": key})
+    assert first.status_code == 201
+    runtime = client.app.state.ctx.runtime  # type: ignore[attr-defined]
+    hurried = ApiOptions(manage_runtime=False, command_timeout_s=0.0)  # every write is a 202
+    other = TestClient(create_app(runtime, AUTH, hurried))
+
+    r = other.post("/riders", json={"name": "Mallory"}, headers={"Idempotency-Key": key})
+
+    assert r.status_code in (202, 422), r.text
+    assert "token" not in r.json(), "a token for the account the key registered"
+    assert r.json().get("rider_id") in (None, first.json()["rider_id"])
+
+
+def test_a_pending_registration_without_a_key_still_gets_its_token(client: TestClient) -> None:
+    runtime = client.app.state.ctx.runtime  # type: ignore[attr-defined]
+    hurried = ApiOptions(manage_runtime=False, command_timeout_s=0.0)
+    other = TestClient(create_app(runtime, AUTH, hurried))
+
+    r = other.post("/riders", json={"name": "Ray"})
+
+    if r.status_code == 202:  # a random id nobody else can ask for: the token is safe to give
+        assert decode(AUTH, r.json()["token"]["access_token"]).sub == r.json()["rider_id"]
