@@ -12,14 +12,16 @@ from typing import Literal
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from dispatch.domain.geo import MAX_LAT, MAX_LNG, MIN_LAT, MIN_LNG
+
 
 class MarketConfig(BaseModel):
     """A metro area served by one shard: a centre and a radius."""
 
     name: str
     shard: int = Field(ge=0)
-    lat: float = Field(ge=-90, le=90)
-    lng: float = Field(ge=-180, le=180)
+    lat: float = Field(ge=MIN_LAT, le=MAX_LAT)
+    lng: float = Field(ge=MIN_LNG, le=MAX_LNG)
     radius_km: float = Field(gt=0, le=200)
 
 

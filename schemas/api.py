@@ -12,6 +12,7 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
+from dispatch.domain.geo import MAX_LAT, MAX_LNG, MIN_LAT, MIN_LNG
 from schemas.common import LatLng, Name, Reason
 
 MAX_PINGS_PER_BATCH = 500
@@ -39,10 +40,10 @@ def _text_only(value: object) -> object:
 # Request fields take JSON's types as they are (``true`` is not the number 1, and ``1`` is
 # not the boolean true); ``schemas.common`` keeps pydantic's lax coercion for internal use.
 StrictLatitude = Annotated[
-    float, Field(ge=-90.0, le=90.0, allow_inf_nan=False, strict=True, examples=[37.7749])
+    float, Field(ge=MIN_LAT, le=MAX_LAT, allow_inf_nan=False, strict=True, examples=[37.7749])
 ]
 StrictLongitude = Annotated[
-    float, Field(ge=-180.0, le=180.0, allow_inf_nan=False, strict=True, examples=[-122.4194])
+    float, Field(ge=MIN_LNG, le=MAX_LNG, allow_inf_nan=False, strict=True, examples=[-122.4194])
 ]
 StrictBool = Annotated[bool, Field(strict=True)]
 IsoTime = Annotated[AwareDatetime, BeforeValidator(_text_only)]

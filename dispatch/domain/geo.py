@@ -1,11 +1,25 @@
-"""Plain value types for places. Validation lives here so every entry point shares it."""
+"""Plain value types for places, and the one check of a coordinate every entry point uses
+(the aggregates, the matcher's index, the wire decoders and, through the bounds, the
+pydantic schemas)."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from dispatch.domain.errors import InvalidCommand
+
+MIN_LAT, MAX_LAT = -90.0, 90.0
+MIN_LNG, MAX_LNG = -180.0, 180.0
+
+
+def latlng_problem(lat: float, lng: float) -> str | None:
+    """Why ``(lat, lng)`` is not a place on Earth, or None. NaN fails every comparison and
+    the infinities are out of range, so non-finite values are refused too."""
+    if not MIN_LAT <= lat <= MAX_LAT:
+        return f"latitude must be a finite number in [{MIN_LAT:g}, {MAX_LAT:g}], got {lat!r}"
+    if not MIN_LNG <= lng <= MAX_LNG:
+        return f"longitude must be a finite number in [{MIN_LNG:g}, {MAX_LNG:g}], got {lng!r}"
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,10 +28,9 @@ class Point:
     lng: float
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.lat) and -90.0 <= self.lat <= 90.0):
-            raise InvalidCommand(f"latitude must be a number in [-90, 90], got {self.lat!r}")
-        if not (math.isfinite(self.lng) and -180.0 <= self.lng <= 180.0):
-            raise InvalidCommand(f"longitude must be a number in [-180, 180], got {self.lng!r}")
+        problem = latlng_problem(self.lat, self.lng)
+        if problem is not None:
+            raise InvalidCommand(problem)
 
     def as_list(self) -> list[float]:
         return [self.lat, self.lng]

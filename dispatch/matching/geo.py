@@ -10,6 +10,8 @@ import math
 
 from h3.api import basic_int as h3i
 
+from dispatch.domain.geo import latlng_problem
+
 EARTH_RADIUS_M = 6_371_008.8
 TWO_R_M = 2.0 * EARTH_RADIUS_M
 
@@ -21,11 +23,9 @@ _RADIUS_ABS_MARGIN_M = 0.01
 
 def check_latlng(lat: float, lng: float) -> None:
     """Raise ValueError unless ``lat``/``lng`` are finite degrees in range."""
-    # NaN fails every comparison and +-inf is out of range, so this also rejects non-finite.
-    if not -90.0 <= lat <= 90.0:
-        raise ValueError(f"latitude must be a finite number in [-90, 90], got {lat!r}")
-    if not -180.0 <= lng <= 180.0:
-        raise ValueError(f"longitude must be a finite number in [-180, 180], got {lng!r}")
+    problem = latlng_problem(lat, lng)
+    if problem is not None:
+        raise ValueError(problem)
 
 
 def hav_term(

@@ -96,8 +96,7 @@ class DriverIndex(Generic[K]):
 
     def upsert(self, driver_id: K, lat: float, lng: float, at: float) -> None:
         """Add a driver or move it to ``(lat, lng)`` pinged at time ``at`` (seconds)."""
-        if not (-90.0 <= lat <= 90.0 and -180.0 <= lng <= 180.0):
-            check_latlng(lat, lng)  # raises with a clear message
+        check_latlng(lat, lng)
         if not math.isfinite(at):
             raise ValueError(f"ping time must be finite, got {at!r}")
         cell = h3i.latlng_to_cell(lat, lng, self.resolution)
@@ -176,8 +175,7 @@ class DriverIndex(Generic[K]):
         ``now - ttl_s`` when ``now`` is given, and not in ``exclude``.  Equal distances are
         ordered by first insertion.
         """
-        if not (-90.0 <= lat <= 90.0 and -180.0 <= lng <= 180.0):
-            check_latlng(lat, lng)  # raises with a clear message
+        check_latlng(lat, lng)
         k = operator.index(k)  # a Python int: the compiled scan is built for one signature
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k!r}")

@@ -21,6 +21,7 @@ from uuid import UUID
 import orjson
 from pydantic import ValidationError
 
+from dispatch.domain.geo import latlng_problem
 from dispatch.messages import Ping, Poison
 from schemas.commands import CommandEnvelope, Outcome
 
@@ -56,8 +57,9 @@ def _ping(item: object) -> Ping:
     driver, lat, lng, at = item
     if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (lat, lng, at)):
         raise ValueError("lat, lng and at must be numbers")
-    if not (math.isfinite(lat) and -90 <= lat <= 90 and math.isfinite(lng) and -180 <= lng <= 180):
-        raise ValueError(f"coordinates out of range: {lat}, {lng}")
+    problem = latlng_problem(lat, lng)
+    if problem is not None:
+        raise ValueError(problem)
     if not math.isfinite(at):
         raise ValueError("at must be a finite number of seconds")
     return Ping(UUID(str(driver)), float(lat), float(lng), float(at))
