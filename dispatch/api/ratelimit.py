@@ -1,19 +1,21 @@
-"""Per-client rate limits (moving windows, the ``limits`` library), and the client's address.
+"""Per-client rate limits (moving windows), and the client's address.
 
 Registrations are limited by the client's address, every authenticated request by its
 caller (role and subject). A refused request is a 429 with ``Retry-After``. The counters
-live in this process: each API instance enforces its own limits.
+live in this process: each API instance enforces its own limits. A client is forgotten as
+soon as its window has passed, so what the limits keep is bounded by the clients of the
+last window, not by every client ever seen.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import math
+import threading
 import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
 
-from limits import RateLimitItemPerMinute, RateLimitItemPerSecond
-from limits.storage import MemoryStorage
-from limits.strategies import MovingWindowRateLimiter
 from starlette.requests import Request
 
 from dispatch.api.errors import ApiError
@@ -22,37 +24,72 @@ from dispatch.api.settings import ApiLimits, Network
 UNKNOWN_CLIENT = "unknown"
 
 
+class MovingWindow:
+    """At most ``amount`` hits per key in any ``window_s`` seconds.
+
+    Keys are kept in the order they were last hit; each hit drops the keys at the front
+    whose last hit is older than the window, so no idle key outlives its window."""
+
+    def __init__(
+        self, amount: int, window_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.amount, self.window_s, self._clock = amount, window_s, clock
+        self._hits: OrderedDict[str, deque[float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def hit(self, key: str) -> float:
+        """Count a hit of ``key``: 0 if allowed, else the seconds until one would be."""
+        now = self._clock()
+        horizon = now - self.window_s
+        with self._lock:
+            while self._hits:
+                oldest = next(iter(self._hits.values()))
+                if oldest[-1] > horizon:
+                    break
+                self._hits.popitem(last=False)
+            hits = self._hits.pop(key, None) or deque()
+            self._hits[key] = hits  # now the most recently hit
+            while hits and hits[0] <= horizon:
+                hits.popleft()
+            if len(hits) >= self.amount:
+                return hits[0] - horizon
+            hits.append(now)
+            return 0.0
+
+    def __len__(self) -> int:
+        return len(self._hits)
+
+
 class RateLimits:
     def __init__(self, limits: ApiLimits) -> None:
-        self._limiter = MovingWindowRateLimiter(MemoryStorage())
         per_min, per_s = limits.rate_limit_registrations_per_min, limits.rate_limit_requests_per_s
-        self._registrations = RateLimitItemPerMinute(per_min) if per_min else None
-        self._requests = RateLimitItemPerSecond(per_s) if per_s else None
+        self._registrations = MovingWindow(per_min, 60.0) if per_min else None
+        self._requests = MovingWindow(per_s, 1.0) if per_s else None
         self._proxies = limits.trusted_proxies
 
     def registration(self, request: Request) -> None:
         """Count a registration from the request's client address; 429 over the limit."""
         if self._registrations is not None:
             address = client_address(request, self._proxies)
-            self._hit(self._registrations, "registration", address, "registrations")
+            _hit(self._registrations, address, "registrations a minute")
 
     def caller(self, role: str, subject: str) -> None:
         """Count a request of an authenticated caller; 429 over the limit."""
         if self._requests is not None:
-            self._hit(self._requests, "caller", f"{role}:{subject}", "requests")
+            _hit(self._requests, f"{role}:{subject}", "requests a second")
 
-    def _hit(self, item: RateLimitItemPerSecond | RateLimitItemPerMinute, *key: str) -> None:
-        kind = key[-1]
-        if self._limiter.hit(item, *key[:-1]):
-            return
-        reset = self._limiter.get_window_stats(item, *key[:-1]).reset_time
-        wait = max(1, math.ceil(reset - time.time()))
-        raise ApiError(
-            429,
-            "rate_limited",
-            f"more than {item.amount} {kind} a {item.GRANULARITY.name}; retry in {wait} s",
-            {"Retry-After": str(wait)},
-        )
+
+def _hit(window: MovingWindow, key: str, what: str) -> None:
+    wait = window.hit(key)
+    if wait <= 0:
+        return
+    retry = max(1, math.ceil(wait))
+    raise ApiError(
+        429,
+        "rate_limited",
+        f"more than {window.amount} {what}; retry in {retry} s",
+        {"Retry-After": str(retry)},
+    )
 
 
 def client_address(request: Request, proxies: tuple[Network, ...]) -> str:
