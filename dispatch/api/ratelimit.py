@@ -70,7 +70,7 @@ class RateLimits:
     def registration(self, request: Request) -> None:
         """Count a registration from the request's client address; 429 over the limit."""
         if self._registrations is not None:
-            address = client_address(request, self._proxies)
+            address = address_key(client_address(request, self._proxies))
             _hit(self._registrations, address, "registrations a minute")
 
     def caller(self, role: str, subject: str) -> None:
@@ -95,16 +95,16 @@ def _hit(window: MovingWindow, key: str, what: str) -> None:
 def client_address(request: Request, proxies: tuple[Network, ...]) -> str:
     """The peer's address; when the peer is a trusted proxy, the nearest address in
     ``X-Forwarded-For`` that is not itself a trusted proxy (read from the right, where each
-    trusted proxy appended the address it saw)."""
-    peer = request.client.host if request.client is not None else UNKNOWN_CLIENT
+    trusted proxy appended the address it saw). An IPv4 address seen through an IPv6 socket
+    (``::ffff:a.b.c.d``) is that IPv4 address."""
+    peer = _canonical(request.client.host) if request.client is not None else UNKNOWN_CLIENT
     if not proxies or not _trusted(peer, proxies):
         return peer
     hops = [h.strip() for h in ",".join(request.headers.getlist("x-forwarded-for")).split(",")]
     nearest = peer
     for hop in reversed([h for h in hops if h]):
-        try:
-            address = str(ipaddress.ip_address(hop))
-        except ValueError:
+        address = _canonical(hop)
+        if _ip(address) is None:
             return nearest  # not an address: the last trusted hop is all we know
         if not _trusted(address, proxies):
             return address
@@ -112,9 +112,31 @@ def client_address(request: Request, proxies: tuple[Network, ...]) -> str:
     return nearest
 
 
-def _trusted(address: str, proxies: tuple[Network, ...]) -> bool:
+def address_key(address: str) -> str:
+    """What a per-address limit counts: an IPv4 address, or the /64 network of an IPv6 one
+    (a host is given a whole /64, so each of its addresses would be a budget of its own)."""
+    ip = _ip(address)
+    if isinstance(ip, ipaddress.IPv6Address):
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return address
+
+
+def _ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
-        ip = ipaddress.ip_address(address)
+        return ipaddress.ip_address(address)
     except ValueError:
-        return False
-    return any(ip in network for network in proxies)
+        return None
+
+
+def _canonical(address: str) -> str:
+    ip = _ip(address)
+    if ip is None:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)
+
+
+def _trusted(address: str, proxies: tuple[Network, ...]) -> bool:
+    ip = _ip(address)
+    return ip is not None and any(ip in network for network in proxies)
