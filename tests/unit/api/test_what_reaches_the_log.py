@@ -55,3 +55,18 @@ def test_an_unknown_ride_the_shard_refuses_keeps_one_durable_outcome(world: Worl
     assert sum((a or 0) - (b or 0) for a, b in zip(after, before, strict=True)) == 1
     _, violations = verify(SqliteLogSource(runtime.settings.data_dir))
     assert violations == []  # among them: one outcome per recorded command
+
+
+def test_a_rider_cancelling_a_ride_of_another_market_is_refused_with_no_record(
+    world: World,
+) -> None:
+    """A rider's rides are in the rider's shard: an unknown ride of another shard cannot be
+    theirs, yet its cancel reached that shard's log (drivers were already held to theirs)."""
+    rider_shard = shard_of(UUID(world.ids["rider_s"]))
+    ride = new_id(1 - rider_shard)  # the world has 2 shards
+    before = heads(world)
+
+    r = world.client.post(f"/rides/{ride}/cancel", headers=world.tokens["rider_s"])
+
+    assert r.status_code == 403, r.text
+    assert heads(world) == before
