@@ -17,9 +17,11 @@ from schemas import commands as c
 
 
 def keyed(s, command: c._Command, fingerprint: str | None, command_id: str = "k-1"):  # type: ignore[no-untyped-def]
+    """``command_id`` made unique to the test run (the Kafka adapter's topics are shared)."""
     return c.CommandEnvelope(
-        command_id=command_id, fingerprint=fingerprint, issued_at=s.now, command=command
-    )
+        command_id=f"{command_id}-{s._run}", fingerprint=fingerprint, issued_at=s.now,
+        command=command,
+    )  # fmt: skip
 
 
 def test_a_retry_with_the_recorded_fingerprint_gets_the_first_outcome(s):
