@@ -155,8 +155,10 @@ AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
         "Over this caller's request rate (DISPATCH_RATE_LIMIT_REQUESTS_PER_S): rate_limited."
     ),
 }
+TOO_LARGE = _doc("The request body is over DISPATCH_MAX_BODY_BYTES (payload_too_large).")
 REGISTRATION_RESPONSES: dict[int | str, dict[str, Any]] = {
     409: _doc("The id is taken (already_exists)."),
+    413: TOO_LARGE,
     422: _doc(
         "Invalid input, with pydantic's reasons; or the Idempotency-Key was used for another "
         "registration (idempotency_key_reused)."
@@ -170,6 +172,7 @@ REGISTRATION_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 COMMAND_RESPONSES: dict[int | str, dict[str, Any]] = {
     **AUTH_RESPONSES,
+    413: TOO_LARGE,
     404: _doc("The ride, driver or rider does not exist."),
     409: _doc("The current state does not allow this (illegal_transition, already_exists)."),
     500: _doc("The engine failed to handle the command (internal_error)."),

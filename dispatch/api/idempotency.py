@@ -41,8 +41,8 @@ def registration_key(key: str) -> str:
         raise ApiError(
             422,
             "invalid_request",
-            "an Idempotency-Key on a registration must be a random (version 4) UUID, "
-            "e.g. 3f2b8c1e-9a4d-4e7b-8c2f-1d6a5b4c3e2f: it is the only secret that ties a "
-            "retry to its registration",
+            "an Idempotency-Key on a registration must be a random (version 4) UUID, made "
+            "fresh for each registration (e.g. Python's uuid.uuid4()): it is the only "
+            "secret that ties a retry to its registration",
         )
     return key.lower()

@@ -15,6 +15,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from dispatch.api.errors import problem_body
 
 
+class _Gone:
+    """The client disconnected before its whole body arrived."""
+
+
+_GONE = _Gone()
+
+
 class BodyLimitMiddleware:
     def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float) -> None:
         self.app, self.max_bytes, self.timeout_s = app, max_bytes, timeout_s
@@ -38,25 +45,29 @@ class BodyLimitMiddleware:
         if lengths and int(lengths[0]) > self.max_bytes:
             await self._too_large(scope, receive, send)
             return
+        body: bytes | None | _Gone = _GONE
         with anyio.move_on_after(self.timeout_s) as timer:
             body = await self._read_up_to_limit(receive)
         if timer.cancelled_caught:
             reason = f"the request body did not arrive within {self.timeout_s:g} s"
             await _answer(408, "request_timeout", reason, scope, receive, send)
             return
+        if isinstance(body, _Gone):
+            return  # the client went away mid-body: nothing to answer, nothing to run
         if body is None:
             await self._too_large(scope, receive, send)
             return
         await self.app(scope, _replay(body, receive), send)
 
-    async def _read_up_to_limit(self, receive: Receive) -> bytes | None:
-        """The whole body, or None as soon as it passes the limit."""
+    async def _read_up_to_limit(self, receive: Receive) -> bytes | _Gone | None:
+        """The whole body, None as soon as it passes the limit, ``_GONE`` if the client
+        disconnected before sending all of it."""
         chunks: list[bytes] = []
         size = 0
         while True:
             message = await receive()
             if message["type"] != "http.request":
-                break  # the client went away: let the app see an empty body
+                return _GONE
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:

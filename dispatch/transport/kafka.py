@@ -42,6 +42,8 @@ class KafkaTransport:
         self._thread.start()
 
     def send_command(self, envelope: CommandEnvelope) -> None:
+        with self._cond:  # a resend waits for its new outcome, not one kept from before
+            self._outcomes.pop(envelope.reply_key, None)
         key, value = wire.encode_command(envelope)
         self._producer.send(
             self.topics.commands, key=key, value=value, partition=shard_of(envelope.target_id)
