@@ -20,20 +20,17 @@ from dispatch.domain.driver import (
     DriverStatus,
     next_availability,
 )
-from dispatch.domain.ride import RIDE_ENDINGS, Ride
+from dispatch.domain.ride import RIDE_ENDINGS, RIDE_TRANSITIONS, WAITING_FOR_DRIVER, Ride
 from dispatch.log import LogEvent
 from dispatch.messages import Ping
 
 BASE_RESOLUTION = 8
 MIN_RESOLUTION = 4
 
+# Whether a ride waits for a driver after each of its events (the aggregate's table).
 _RIDE_WAITING = {
     Ride.Created.TOPIC: True,
-    Ride.CancelledByDriver.TOPIC: True,
-    Ride.Accepted.TOPIC: False,
-    Ride.CancelledByRider.TOPIC: False,
-    Ride.Expired.TOPIC: False,
-    Ride.Completed.TOPIC: False,
+    **{topic: after in WAITING_FOR_DRIVER for topic, (_, after) in RIDE_TRANSITIONS.items()},
 }
 _RIDE_CLOSED = frozenset(RIDE_ENDINGS)
 

@@ -318,5 +318,7 @@ RIDE_ENDINGS: dict[str, str] = {
     Ride.CancelledByRider.TOPIC: "cancelled",
     Ride.Expired.TOPIC: "expired",
 }
+# A ride in one of these statuses waits for a driver (demand, in the heatmap).
+WAITING_FOR_DRIVER = frozenset({R.REQUESTED, R.OFFERED})
 # A ride in one of these statuses holds no driver (its driver, if any, was let go).
 HOLDS_NO_DRIVER = frozenset({R.REQUESTED, *TERMINAL})

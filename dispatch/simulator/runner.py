@@ -22,7 +22,7 @@ from eventsourcing.persistence import Recording
 
 from dispatch.domain.driver import Driver
 from dispatch.domain.ids import new_id, shard_of
-from dispatch.domain.ride import Ride
+from dispatch.domain.ride import RIDE_ENDINGS, Ride
 from dispatch.invariants import InvariantChecker
 from dispatch.log import LogEvent, decode
 from dispatch.markets import MarketMap
@@ -279,11 +279,7 @@ class Simulation:
 
 
 _RIDE = "dispatch.Ride."
-_RIDE_ENDINGS = {
-    Ride.Completed.TOPIC: "completed",
-    Ride.CancelledByRider.TOPIC: "cancelled",
-    Ride.Expired.TOPIC: "expired",
-}
+_RIDE_ENDINGS = RIDE_ENDINGS
 
 
 def _poisson(rng: random.Random, lam: float) -> int:

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Query
 from dispatch.api import access, present
 from dispatch.api.deps import Caller, Consistent, Ctx, OperatorCaller, RiderOrOperator
 from dispatch.api.errors import QUERY_RESPONSES, forbidden, not_found
+from dispatch.domain.geo import MAX_LAT, MAX_LNG, MIN_LAT, MIN_LNG
 from schemas.views import DriverLocationView, Heatmap, HeatmapCell, NearbyDrivers, RideView
 
 router = APIRouter(tags=["queries"])
@@ -26,8 +27,8 @@ MAX_LIMIT = 50
 
 @router.get("/drivers/nearby", response_model=NearbyDrivers, responses=QUERY_RESPONSES)
 async def nearby_drivers(
-    lat: Annotated[float, Query(ge=-90, le=90, allow_inf_nan=False, examples=[37.7749])],
-    lng: Annotated[float, Query(ge=-180, le=180, allow_inf_nan=False, examples=[-122.4194])],
+    lat: Annotated[float, Query(ge=MIN_LAT, le=MAX_LAT, allow_inf_nan=False, examples=[37.7749])],
+    lng: Annotated[float, Query(ge=MIN_LNG, le=MAX_LNG, allow_inf_nan=False, examples=[-122.4194])],
     caller: RiderOrOperator,
     ctx: Ctx,
     _after: Consistent,

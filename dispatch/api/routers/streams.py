@@ -24,13 +24,13 @@ from dispatch.api.deps import Caller, Consistent, Ctx
 from dispatch.api.errors import AUTH_RESPONSES, forbidden, not_found
 from dispatch.api.events import Subscription
 from dispatch.domain.ids import shard_of
-from dispatch.domain.ride import TERMINAL
+from dispatch.domain.ride import RIDE_ENDINGS, TERMINAL
 from dispatch.log import LogEvent
 from schemas.views import StreamEvent
 
 router = APIRouter(tags=["streams"])
 
-RIDE_ENDED = frozenset({"Ride.Completed", "Ride.CancelledByRider", "Ride.Expired"})
+RIDE_ENDED = frozenset(topic.removeprefix("dispatch.") for topic in RIDE_ENDINGS)
 TERMINAL_STATUS = TERMINAL  # StrEnum members: equal to the view's status strings
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
