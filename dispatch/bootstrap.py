@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from uuid import UUID
 
+from dispatch.datadir import naming, open_log, prepare_embedded, shard_path, write_manifest
 from dispatch.engine import EmbeddedEngine
 from dispatch.log import LogSource
 from dispatch.logsources import SqliteLogSource
@@ -24,12 +26,14 @@ from dispatch.worker import Clock, ShardWorker
 from projections.runner import ProjectionRunner
 from projections.views import ViewSet, default_projections
 
+log = logging.getLogger(__name__)
+
 
 def sqlite_env(data_dir: Path, shard: int) -> dict[str, str]:
     data_dir.mkdir(parents=True, exist_ok=True)
     return {
         "PERSISTENCE_MODULE": "eventsourcing.sqlite",
-        "SQLITE_DBNAME": str(data_dir / f"shard-{shard:04d}.sqlite"),
+        "SQLITE_DBNAME": str(shard_path(data_dir, shard)),
     }
 
 
@@ -77,20 +81,34 @@ def build_markets(settings: Settings) -> MarketMap:
 
 
 def build_embedded_engine(settings: Settings, clock: Clock = time.time) -> EmbeddedEngine:
-    """Every shard in this process, restored from the SQLite files under ``data_dir``."""
+    """Every shard in this process, restored from the SQLite files under ``data_dir``.
+
+    A new log gets its manifest (``log.json``, see ``dispatch.datadir``) once its shard
+    files exist; an existing one must match ``settings.shards`` and have every shard file
+    sound (``LogIntegrityError`` otherwise). A legacy log (shard files, no manifest) with
+    every one of its ``settings.shards`` files is adopted: its manifest is written."""
+    data_dir, shards = settings.data_dir, settings.shards
+    new_manifest = prepare_embedded(data_dir, shards)
     transport = EmbeddedTransport()
-    workers = [build_worker(settings, s, transport, clock) for s in range(settings.shards)]
-    engine = EmbeddedEngine(transport, workers)
-    engine.restore()
-    return engine
+    workers = []
+    for shard in range(shards):
+        with naming(shard_path(data_dir, shard)):
+            workers.append(build_worker(settings, shard, transport, clock))
+    if new_manifest:
+        write_manifest(data_dir, shards)
+        log.info("event log %s: %d shard(s), manifest written", data_dir, shards)
+    for worker in workers:
+        with naming(shard_path(data_dir, worker.shard)):
+            worker.restore()
+    return EmbeddedEngine(transport, workers)
 
 
 def build_log_source(settings: Settings) -> LogSource:
-    """Where replay and projections read the log: the shard SQLite files, or Kafka."""
+    """Where replay and projections read the log: the shard SQLite files, or Kafka.
+    Embedded, the data dir's manifest and every shard file it names are checked first
+    (``LogIntegrityError`` names what is missing or damaged)."""
     if settings.embedded:
-        if not settings.data_dir.exists():
-            raise FileNotFoundError(f"no event log at {settings.data_dir}")
-        return SqliteLogSource(settings.data_dir)
+        return SqliteLogSource(settings.data_dir, shards=open_log(settings.data_dir).shards)
     from dispatch.kafka.logsource import KafkaLogSource
 
     assert settings.kafka_bootstrap is not None
@@ -131,7 +149,7 @@ def build_runtime(settings: Settings, clock: Clock = time.time) -> Runtime:
         runtime.services.append(follower)
         return runtime
     engine = build_embedded_engine(settings, clock)
-    runner = ProjectionRunner(SqliteLogSource(settings.data_dir), views)
+    runner = ProjectionRunner(SqliteLogSource(settings.data_dir, shards=settings.shards), views)
     for worker in engine.workers.values():
         worker.listeners.append(lambda _shard, _recordings: runner.nudge())
     return Runtime(

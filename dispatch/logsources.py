@@ -1,22 +1,31 @@
 """Log sources: read a shard's committed events as ``LogEvent``s.
 
 The embedded source reads the shard SQLite files directly (read-only), which is the
-fastest path for replay. It never writes.
+fastest path for replay. It never writes. A shard file that is missing, damaged or not a
+shard database is a ``LogIntegrityError`` naming the file, never an empty shard.
 """
 
 from __future__ import annotations
 
-import re
 import sqlite3
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 
+from dispatch.datadir import (
+    EVENTS_TABLE,
+    LogIntegrityError,
+    connect_read_only,
+    naming,
+    shard_files,
+    shard_path,
+)
 from dispatch.log import LogEvent, decode_fields
 
-_SHARD_FILE = re.compile(r"shard-(\d+)\.sqlite$")
 # Ids come out in their canonical 36-character form (the store keeps 32 hex digits):
 # converting in SQLite is much cheaper than in Python, a million times over.
 _CANONICAL_ID = (
@@ -26,23 +35,27 @@ _CANONICAL_ID = (
 )
 _SELECT = (
     f"SELECT rowid AS id, {_CANONICAL_ID}, originator_version, topic, state "
-    "FROM stored_events WHERE rowid > ? ORDER BY rowid LIMIT ?"
+    f"FROM {EVENTS_TABLE} WHERE rowid > ? ORDER BY rowid LIMIT ?"
 )
 
 
 class SqliteLogSource:
-    """Every ``shard-NNNN.sqlite`` file under a data dir."""
+    """The ``shard-NNNN.sqlite`` files under a data dir: ``shards`` of them (as its
+    manifest says, see ``dispatch.datadir.open_log``), or, when not given, every shard
+    file found there."""
 
-    def __init__(self, data_dir: Path, page: int = 5_000) -> None:
+    def __init__(self, data_dir: Path, page: int = 5_000, shards: int | None = None) -> None:
         self.data_dir = data_dir
         self.page = page
+        self.shard_count = shards
 
     def shards(self) -> list[int]:
-        found = (_SHARD_FILE.search(p.name) for p in self.data_dir.glob("shard-*.sqlite"))
-        return sorted(int(m.group(1)) for m in found if m)
+        if self.shard_count is not None:
+            return list(range(self.shard_count))
+        return shard_files(self.data_dir)
 
     def path(self, shard: int) -> Path:
-        return self.data_dir / f"shard-{shard:04d}.sqlite"
+        return shard_path(self.data_dir, shard)
 
     def read(self, shard: int, after: int = 0) -> Iterator[LogEvent]:
         for page in self.read_pages(shard, after):
@@ -50,59 +63,60 @@ class SqliteLogSource:
 
     def read_pages(self, shard: int, after: int = 0) -> Iterator[list[LogEvent]]:
         """The shard's events after ``after``, a page (one SQL fetch) at a time."""
-        path = self.path(shard)
-        if not path.exists():
-            return
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
-        try:
-            if not _has_events_table(conn):
-                return
+        with self._reading(shard) as conn:
             position = after
             while True:
                 rows = conn.execute(_SELECT, (position, self.page)).fetchall()
                 if rows:
-                    yield [decode_fields(shard, *row) for row in rows]
+                    yield _decoded(shard, rows, self.path(shard))
                 if len(rows) < self.page:
                     return
                 position = rows[-1][0]
-        finally:
-            conn.close()
 
     def stored_events(self, shard: int, aggregate_id: UUID) -> list[StoredEvent]:
-        """One aggregate's stored events in version order (for ``replay history``)."""
-        path = self.path(shard)
-        if not path.exists():
+        """One aggregate's stored events in version order (for ``replay history``); none
+        for a shard the log does not have."""
+        if shard not in self.shards():
             return []
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            if not _has_events_table(conn):
-                return []
+        with self._reading(shard) as conn:
             rows = conn.execute(
-                "SELECT originator_id, originator_version, topic, state FROM stored_events "
-                "WHERE originator_id = ? ORDER BY originator_version",
+                "SELECT originator_id, originator_version, topic, state "
+                f"FROM {EVENTS_TABLE} WHERE originator_id = ? ORDER BY originator_version",
                 (aggregate_id.hex,),
             ).fetchall()
-        finally:
-            conn.close()
         return [StoredEvent(UUID(r[0]), r[1], r[2], r[3]) for r in rows]
 
     def head(self, shard: int) -> int:
         """The shard's last position (0 when empty)."""
-        path = self.path(shard)
-        if not path.exists():
-            return 0
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            if not _has_events_table(conn):
-                return 0
-            value = conn.execute("SELECT max(rowid) FROM stored_events").fetchone()[0]
+        with self._reading(shard) as conn:
+            value = conn.execute(f"SELECT max(rowid) FROM {EVENTS_TABLE}").fetchone()[0]
             return int(value or 0)
-        finally:
-            conn.close()
+
+    @contextmanager
+    def _reading(self, shard: int) -> Iterator[sqlite3.Connection]:
+        """A read-only connection to the shard's file; a SQLite error while it is open
+        (a damaged page met half-way, say) becomes a ``LogIntegrityError`` naming it."""
+        path = self.path(shard)
+        if not path.is_file():
+            raise LogIntegrityError(f"shard file {path} is missing")
+        with naming(path):
+            conn = connect_read_only(path)
+            try:
+                yield conn
+            finally:
+                conn.close()
 
 
-def _has_events_table(conn: sqlite3.Connection) -> bool:
-    row = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type='table' AND name='stored_events'"
-    ).fetchone()
-    return row is not None
+def _decoded(shard: int, rows: list[tuple[Any, ...]], path: Path) -> list[LogEvent]:
+    try:
+        return [decode_fields(shard, *row) for row in rows]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        for row in rows:  # rare: find the event that cannot be read, for the message
+            try:
+                decode_fields(shard, *row)
+            except (ValueError, KeyError, TypeError, AttributeError) as error:
+                raise LogIntegrityError(
+                    f"shard file {path}: the event at position {row[0]} cannot be decoded "
+                    f"({type(error).__name__}: {error})"
+                ) from error
+        raise

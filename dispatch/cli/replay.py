@@ -1,12 +1,14 @@
 """``dispatch replay``: rebuild, inspect, time-travel, verify and export the event log.
 
-Every subcommand only reads the log."""
+Every subcommand only reads the log (``adopt`` writes the manifest of an old data dir).
+Embedded, a data dir that is missing, lacks its manifest or has a shard file missing or
+damaged ends the command with one line naming the file and exit code 2."""
 
 from __future__ import annotations
 
+import os
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -16,8 +18,17 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from dispatch import datadir
 from dispatch.bootstrap import build_log_source
-from dispatch.cli.common import DataDir, Kafka, settings_from
+from dispatch.cli.common import (
+    DataDir,
+    Kafka,
+    fail,
+    iso_time,
+    log_error_line,
+    reports_log_errors,
+    settings_from,
+)
 from dispatch.domain.ids import shard_of
 from dispatch.log import LogSource
 from dispatch.replay import operations as op
@@ -32,36 +43,27 @@ Shard = Annotated[int | None, typer.Option("--shard", min=0, help="Only this sha
 
 
 def _source(data_dir: Path | None, kafka: str | None, shard: int | None = None) -> LogSource:
-    """The log to read, or a clear error (and exit code 2) when there is none or it has no
-    such ``shard``."""
+    """The log to read, or a clear error (and exit code 2) when there is none, it is
+    damaged or it has no such ``shard``."""
     settings = settings_from(data_dir, kafka)
     try:
         source = build_log_source(settings)
         shards = source.shards()  # reach the log now, so a bad address fails here, clearly
-    except FileNotFoundError as error:
-        err.print(f"[red]{error}[/red]: pass --data-dir (or set DISPATCH_DATA_DIR)")
-        raise typer.Exit(code=2) from None
+    except datadir.LogIntegrityError as error:
+        if os.environ.get("DISPATCH_DEBUG"):
+            raise
+        hint = "" if settings.data_dir.exists() else " (pass --data-dir or set DISPATCH_DATA_DIR)"
+        fail(log_error_line(error) + hint)
     except Exception as error:  # kafka-python raises its own errors for an unreachable broker
-        err.print(f"[red]cannot read the log at {settings.kafka_bootstrap}: {error}[/red]")
-        raise typer.Exit(code=2) from None
+        where = settings.kafka_bootstrap or settings.data_dir
+        fail(f"cannot read the log at {where}: {type(error).__name__}: {error}")
     if shard is not None and shard not in shards:
         raise typer.BadParameter(f"the log has shards {shards}, not {shard}", param_hint="--shard")
     return source
 
 
-def _time(value: str | None, name: str) -> float | None:
-    if value is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(f"not an ISO 8601 time: {value!r}", param_hint=name) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
-
-
 @app.command()
+@reports_log_errors
 def verify(shard: Shard = None, data_dir: DataDir = None, kafka: Kafka = None) -> None:
     """Check every invariant over the whole log; exit 1 if any is violated.
 
@@ -83,6 +85,7 @@ def verify(shard: Shard = None, data_dir: DataDir = None, kafka: Kafka = None) -
 
 
 @app.command()
+@reports_log_errors
 def rebuild(
     views: Annotated[
         list[str] | None,
@@ -115,7 +118,7 @@ def rebuild(
                 settings.h3_resolution,
                 settings.ping_ttl_s,
                 progress=lambda n: bar.update(task, completed=n),
-                since=_time(since, "--since"),
+                since=iso_time(since, "--since"),
             )
         except op.UnknownViews as error:
             raise typer.BadParameter(str(error), param_hint="VIEWS") from None
@@ -130,6 +133,7 @@ def rebuild(
 
 
 @app.command()
+@reports_log_errors
 def history(
     kind: Annotated[str, typer.Argument(help="ride, driver or rider")],
     aggregate_id: Annotated[str, typer.Argument(help="The aggregate's id.")],
@@ -179,6 +183,7 @@ def history(
 
 
 @app.command()
+@reports_log_errors
 def state(
     at: Annotated[str, typer.Option("--at", help="ISO 8601 time (UTC if no zone).")],
     shard: Shard = None,
@@ -188,7 +193,7 @@ def state(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """The state of the shards (or of one aggregate) as of a moment, replayed up to it."""
-    moment = _time(at, "--at")
+    moment = iso_time(at, "--at")
     assert moment is not None
     views = op.state_at(_source(data_dir, kafka, shard), moment, shard)
     if aggregate_id is not None:
@@ -206,6 +211,7 @@ def state(
 
 
 @app.command()
+@reports_log_errors
 def export(
     fmt: Annotated[str, typer.Option("--format", help="jsonl or parquet")] = "jsonl",
     since: Annotated[str | None, typer.Option(help="ISO 8601 time, inclusive")] = None,
@@ -219,7 +225,7 @@ def export(
     """Events as documented JSON (see docs/EVENTS.md), for analysis."""
     if fmt not in ("jsonl", "parquet"):
         raise typer.BadParameter("choose jsonl or parquet", param_hint="--format")
-    lo, hi = _time(since, "--since"), _time(until, "--until")
+    lo, hi = iso_time(since, "--since"), iso_time(until, "--until")
     events = (
         e.as_json()
         for e in op.read_all(_source(data_dir, kafka))
@@ -239,6 +245,7 @@ def export(
 
 
 @app.command()
+@reports_log_errors
 def stats(
     data_dir: DataDir = None,
     kafka: Kafka = None,
@@ -275,3 +282,25 @@ def stats(
             table.add_row(str(key), f"{value:,}")
         console.print(table)
     console.print(f"{result.events:,} events; log size {result.log_bytes / 1e6:.1f} MB")
+
+
+@app.command()
+@reports_log_errors
+def adopt(
+    shards: Annotated[
+        int,
+        typer.Option(
+            "--shards",
+            min=1,
+            max=datadir.MAX_SHARDS,
+            help="How many shards the log has: shard-0000.sqlite up to shard-(N-1).",
+        ),
+    ],
+    data_dir: DataDir = None,
+) -> None:
+    """Adopt a data dir written before the manifest existed: check it holds exactly --shards
+    sound shard files, then write its log.json (`dispatch serve` does this by itself with
+    DISPATCH_SHARDS)."""
+    target = settings_from(data_dir, None).data_dir
+    manifest = datadir.adopt(target, shards)
+    console.print(f"{datadir.manifest_path(target)}: a log of {manifest.shards} shard(s)")
