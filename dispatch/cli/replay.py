@@ -222,7 +222,10 @@ def export(
     data_dir: DataDir = None,
     kafka: Kafka = None,
 ) -> None:
-    """Events as documented JSON (see docs/EVENTS.md), for analysis."""
+    """Events as documented JSON (see docs/EVENTS.md), for analysis.
+
+    The output file is written beside itself under a temporary name and renamed into place
+    at the end: a failed export leaves no partial file and an existing file as it was."""
     if fmt not in ("jsonl", "parquet"):
         raise typer.BadParameter("choose jsonl or parquet", param_hint="--format")
     lo, hi = iso_time(since, "--since"), iso_time(until, "--until")
@@ -231,17 +234,19 @@ def export(
         for e in op.read_all(_source(data_dir, kafka))
         if (lo is None or e.at >= lo) and (hi is None or e.at <= hi)
     )
-    if fmt == "parquet":
-        if output is None:
-            raise typer.BadParameter("parquet needs --output", param_hint="--output")
-        try:
+    if fmt == "parquet" and output is None:
+        raise typer.BadParameter("parquet needs --output", param_hint="--output")
+    try:
+        if fmt == "parquet":
+            assert output is not None
             count = op.export_parquet(events, output)
-        except RuntimeError as error:
-            err.print(f"[red]{error}[/red]")
-            raise typer.Exit(code=2) from None
-    else:
-        count = op.export_jsonl(events, output)
-    err.print(f"{count} events exported")
+        else:
+            count = op.export_jsonl(events, output)
+    except RuntimeError as error:
+        fail(str(error))
+    except OSError as error:  # the output's folder is missing or not writable, disk full
+        fail(f"cannot write {output}: {error.strerror or error}")
+    err.print(f"{count} events exported" + (f" to {output}" if output is not None else ""))
 
 
 @app.command()

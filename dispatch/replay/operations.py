@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import gc
 import os
+import stat
+import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -11,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -176,29 +179,66 @@ def summarize(views: ViewSet) -> dict[str, Any]:
     return {"rides": dict(sorted(rides.items())), "drivers": dict(sorted(drivers.items()))}
 
 
-def export_jsonl(events: Iterator[dict[str, Any]], output: Path | None) -> int:
-    import sys
-
-    count = 0
-    handle = output.open("wb") if output is not None else sys.stdout.buffer
+@contextmanager
+def replacing(target: Path) -> Iterator[Path]:
+    """A temporary file beside ``target`` to write; it replaces ``target`` (atomically, by
+    a rename) only when the block ends without an error. On an error it is removed and
+    ``target`` is left as it was. Something that is not a regular file (``/dev/stdout``, a
+    pipe) is written in place."""
+    if target.exists() and not target.is_file():
+        yield target
+        return
+    descriptor, name = tempfile.mkstemp(
+        prefix=f".{target.name}.", suffix=".partial", dir=target.parent
+    )
+    os.close(descriptor)
+    temporary = Path(name)
     try:
-        for record in events:
-            handle.write(orjson.dumps(record) + b"\n")
-            count += 1
-    finally:
-        if output is not None:
-            handle.close()
-        else:
-            handle.flush()
+        yield temporary
+        with temporary.open("rb") as handle:
+            os.fsync(handle.fileno())
+        os.chmod(temporary, _mode_for(target))
+        os.replace(temporary, target)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def _mode_for(target: Path) -> int:
+    """The permissions ``target`` has, or those a new file gets (mkstemp's are 0600)."""
+    if target.exists():
+        return stat.S_IMODE(target.stat().st_mode)
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def export_jsonl(events: Iterator[dict[str, Any]], output: Path | None) -> int:
+    """One JSON object per line to ``output`` (replaced only once every event is written)
+    or to stdout."""
+    if output is None:
+        return _write_jsonl(events, sys.stdout.buffer)
+    with replacing(output) as temporary, temporary.open("wb") as handle:
+        return _write_jsonl(events, handle)
+
+
+def _write_jsonl(events: Iterator[dict[str, Any]], handle: BinaryIO) -> int:
+    count = 0
+    for record in events:
+        handle.write(orjson.dumps(record) + b"\n")
+        count += 1
+    handle.flush()
     return count
 
 
 def export_parquet(events: Iterator[dict[str, Any]], output: Path) -> int:
+    """A parquet file at ``output`` (replaced only once every event is written)."""
     try:
         import pyarrow as pa  # type: ignore[import-not-found]
         import pyarrow.parquet as pq  # type: ignore[import-not-found]
     except ImportError:
         raise RuntimeError("parquet export needs pyarrow: pip install pyarrow") from None
     rows = [dict(r, data=orjson.dumps(r["data"]).decode()) for r in events]
-    pq.write_table(pa.Table.from_pylist(rows), output)
+    with replacing(output) as temporary:
+        pq.write_table(pa.Table.from_pylist(rows), temporary)
     return len(rows)

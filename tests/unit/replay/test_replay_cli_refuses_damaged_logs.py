@@ -1,5 +1,5 @@
 """``dispatch replay`` on missing or damaged data: one line naming the file, exit code 2,
-for every subcommand."""
+for every subcommand; ``export`` leaves no partial file behind."""
 
 from __future__ import annotations
 
@@ -104,3 +104,46 @@ def broken_after_the_checks(log_dir: Path) -> Path:
     conn.commit()
     conn.close()
     return damaged
+
+
+def test_a_failed_export_leaves_no_partial_file_and_the_old_file_as_it_was(
+    log_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    target = out / "events.jsonl"
+    target.write_bytes(b"the previous export\n")
+    broken_after_the_checks(log_dir)
+    result = replay("export", "--data-dir", log_dir, "-o", target)
+    assert target.read_bytes() == b"the previous export\n"
+    assert [p.name for p in out.iterdir()] == ["events.jsonl"]  # no temporary file left
+    refused(result, log_dir / "shard-0001.sqlite")
+
+
+def test_a_failed_export_to_a_new_file_creates_nothing(log_dir: Path, tmp_path: Path) -> None:
+    broken_after_the_checks(log_dir)
+    target = tmp_path / "out" / "events.jsonl"
+    target.parent.mkdir()
+    result = replay("export", "--data-dir", log_dir, "-o", target)
+    assert list(target.parent.iterdir()) == []
+    refused(result, log_dir / "shard-0001.sqlite")
+
+
+def test_an_export_replaces_the_old_file_once_complete_and_keeps_its_mode(
+    log_dir: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "out").mkdir()
+    target = tmp_path / "out" / "events.jsonl"
+    target.write_bytes(b"the previous export\n")
+    target.chmod(0o640)
+    result = replay("export", "--data-dir", log_dir, "-o", target)
+    assert result.exit_code == 0, result.output
+    lines = target.read_bytes().splitlines()
+    assert len(lines) > 100 and orjson.loads(lines[0])["type"].startswith("dispatch.")
+    assert target.stat().st_mode & 0o777 == 0o640
+    assert [p.name for p in target.parent.iterdir()] == ["events.jsonl"]
+
+
+def test_an_export_into_a_missing_folder_is_one_line(log_dir: Path, tmp_path: Path) -> None:
+    target = tmp_path / "nowhere" / "events.jsonl"
+    refused(replay("export", "--data-dir", log_dir, "-o", target), target)
