@@ -14,36 +14,51 @@ from rich.progress import Progress
 from rich.table import Table
 
 from dispatch.cli.common import Kafka, settings_from
+from dispatch.datadir import MAX_SHARDS
 from dispatch.simulator.report import SimReport
 
 console = Console()
 
 
+MAX_DRIVERS = 100_000
+MAX_MINUTES = 7 * 24 * 60.0
+MAX_DEMAND = 10_000.0  # ride requests a simulated minute
+
+
 def simulate(
-    drivers: Annotated[int, typer.Option(min=1, help="Number of simulated drivers.")] = 2_000,
-    minutes: Annotated[float, typer.Option(min=0.1, help="Simulated minutes.")] = 30.0,
-    seed: Annotated[int, typer.Option(help="Random seed (same seed, same run).")] = 7,
+    drivers: Annotated[
+        int, typer.Option(min=1, max=MAX_DRIVERS, help="Number of simulated drivers.")
+    ] = 2_000,
+    minutes: Annotated[
+        float, typer.Option(help=f"Simulated minutes, 0.1 to {MAX_MINUTES:g}.")
+    ] = 30.0,
+    seed: Annotated[int, typer.Option(min=0, help="Random seed (same seed, same run).")] = 7,
     strategy: Annotated[str, typer.Option(help="greedy or batch")] = "greedy",
     demand: Annotated[
         float | None,
-        typer.Option(help="Ride requests per simulated minute (default 7.5% of drivers)."),
+        typer.Option(
+            help=f"Ride requests per simulated minute, more than 0 and at most {MAX_DEMAND:g} "
+            "(default 7.5% of drivers).",
+        ),
     ] = None,
     data_dir: Annotated[
-        Path | None, typer.Option(help="Where to write the event log (default: a new folder).")
+        Path | None,
+        typer.Option(
+            help="Where to write the event log, a new or empty folder (default: a new folder)."
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     kafka: Kafka = None,
     workers: Annotated[
-        int,
+        int | None,
         typer.Option(
             min=0,
-            help="Kafka mode: worker processes to start "
-            "(0: use workers already running with --clock "
-            "stream).",
+            help="Kafka mode: worker processes to start, at most one a shard (default 1; "
+            "0: use workers already running with --clock stream).",
         ),
-    ] = 1,
+    ] = None,
     shards: Annotated[
-        int | None, typer.Option(min=1, help="Shards (default DISPATCH_SHARDS).")
+        int | None, typer.Option(min=1, max=MAX_SHARDS, help="Shards (default DISPATCH_SHARDS).")
     ] = None,
 ) -> None:
     """Run the engine against a simulated city and print a report."""
@@ -52,12 +67,30 @@ def simulate(
 
     if strategy not in ("greedy", "batch"):
         raise typer.BadParameter("choose 'greedy' or 'batch'", param_hint="--strategy")
+    if not 0.1 <= minutes <= MAX_MINUTES:  # NaN too
+        raise typer.BadParameter(
+            f"must be 0.1 to {MAX_MINUTES:g} minutes, not {minutes:g}", param_hint="--minutes"
+        )
+    if demand is not None and not 0 < demand <= MAX_DEMAND:
+        raise typer.BadParameter(
+            f"must be more than 0 and at most {MAX_DEMAND:g}, not {demand:g}",
+            param_hint="--demand",
+        )
     base = settings_from(None, kafka, **({"shards": shards} if shards else {}))
+    if base.embedded and workers is not None:
+        raise typer.BadParameter("only with --kafka (embedded has none)", param_hint="--workers")
+    if workers is not None and workers > base.shards:
+        raise typer.BadParameter(
+            f"{workers} workers for {base.shards} shard(s): at most one a shard",
+            param_hint="--workers",
+        )
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     target = data_dir or base.data_dir / "simulations" / f"{stamp}-seed{seed}-{strategy}"
+    if target.exists() and not target.is_dir():
+        raise typer.BadParameter(f"not a folder: {target}", param_hint="--data-dir")
     if base.embedded and target.exists() and any(target.iterdir()):
         raise typer.BadParameter(
-            f"{target} is not empty; a simulation needs a fresh log", param_hint="--data-dir"
+            f"not empty (a simulation needs a fresh log): {target}", param_hint="--data-dir"
         )
     settings = base.model_copy(update={"data_dir": target, "strategy": strategy})
     config = SimConfig(
@@ -70,7 +103,8 @@ def simulate(
             return run_embedded(config, settings, progress)
         from dispatch.simulator.kafka import run_on_kafka
 
-        return run_on_kafka(config, settings, workers, target / "logs", progress)
+        processes = 1 if workers is None else workers
+        return run_on_kafka(config, settings, processes, target / "logs", progress)
 
     if as_json:
         report = run(None)

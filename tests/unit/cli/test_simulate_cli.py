@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from dispatch.cli import app
@@ -23,3 +24,44 @@ def test_too_many_shards_is_a_usage_error_that_names_the_setting(tmp_path: Path)
     assert result.exit_code == 2
     assert "shards" in result.output
     assert not (tmp_path / "log").exists()  # refused before anything was written
+
+
+MEANINGLESS = {
+    "negative_demand": (["--demand", "-3"], "--demand"),
+    "zero_demand": (["--demand", "0"], "--demand"),
+    "nan_demand": (["--demand", "nan"], "--demand"),
+    "infinite_demand": (["--demand", "inf"], "--demand"),
+    "zero_minutes": (["--minutes", "0"], "--minutes"),
+    "negative_minutes": (["--minutes", "-1"], "--minutes"),
+    "nan_minutes": (["--minutes", "nan"], "--minutes"),
+    "infinite_minutes": (["--minutes", "inf"], "--minutes"),
+    "zero_drivers": (["--drivers", "0"], "--drivers"),
+    "negative_drivers": (["--drivers", "-5"], "--drivers"),
+    "too_many_drivers": (["--drivers", "100001"], "--drivers"),
+    "negative_seed": (["--seed", "-1"], "--seed"),
+    "zero_shards": (["--shards", "0"], "--shards"),
+    "unknown_strategy": (["--strategy", "fastest"], "--strategy"),
+    "workers_without_kafka": (["--workers", "2"], "--workers"),
+    "more_workers_than_shards": (
+        ["--kafka", "127.0.0.1:1", "--shards", "2", "--workers", "3"],
+        "--workers",
+    ),
+}
+
+
+@pytest.mark.parametrize("args, option", MEANINGLESS.values(), ids=MEANINGLESS.keys())
+def test_a_meaningless_option_is_a_usage_error_that_names_it(
+    tmp_path: Path, args: list[str], option: str
+) -> None:
+    result = CliRunner().invoke(app, ["simulate", *args, "--data-dir", str(tmp_path / "log")])
+    assert result.exit_code == 2, result.output
+    assert option in result.output
+    assert not (tmp_path / "log").exists()  # refused before anything ran
+
+
+def test_a_data_dir_that_is_a_file_is_a_usage_error(tmp_path: Path) -> None:
+    a_file = tmp_path / "log"
+    a_file.write_text("not a folder")
+    result = CliRunner().invoke(app, ["simulate", "--data-dir", str(a_file)])
+    assert result.exit_code == 2
+    assert "--data-dir" in result.output and "not a folder" in result.output
