@@ -108,7 +108,7 @@ def simulate(
 
     if as_json:
         report = run(None)
-        print(json.dumps(report.as_dict() | {"log": where}, indent=2))
+        print(json.dumps(report.as_dict() | {"log": where}, indent=2, allow_nan=False))
     else:
         with Progress(console=console, transient=True) as bar:
             task = bar.add_task("simulating", total=minutes * 60)

@@ -10,16 +10,25 @@ if TYPE_CHECKING:
     from dispatch.simulator.runner import Simulation
 
 
-def percentile(values: list[float], q: float) -> float:
+def percentile(values: list[float], q: float) -> float | None:
+    """The ``q``-th percentile (nearest rank), None when there is no value at all."""
     if not values:
-        return float("nan")
+        return None
     ordered = sorted(values)
     rank = max(0, min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1))))
     return ordered[rank]
 
 
+def seconds(*values: float | None) -> str:
+    """``12 / 30 / 41 s``; a figure with no sample behind it shows as ``-``."""
+    return " / ".join("-" if v is None else f"{v:.0f}" for v in values) + " s"
+
+
 @dataclass(frozen=True)
 class SimReport:
+    """The run's figures. A figure with no sample behind it (say, time to offer in a run
+    without requests) is None, which JSON shows as null."""
+
     strategy: str
     seed: int
     drivers: int
@@ -31,14 +40,14 @@ class SimReport:
     cancelled: int
     expired: int
     in_flight: int
-    offer_s_p50: float
-    offer_s_p95: float
-    offer_s_p99: float
-    accept_s_p50: float
-    accept_s_p95: float
-    accept_s_p99: float
-    pickup_eta_s_mean: float
-    pickup_eta_s_p95: float
+    offer_s_p50: float | None
+    offer_s_p95: float | None
+    offer_s_p99: float | None
+    accept_s_p50: float | None
+    accept_s_p95: float | None
+    accept_s_p99: float | None
+    pickup_eta_s_mean: float | None
+    pickup_eta_s_p95: float | None
     utilisation_pct: float
     events: int
     outcomes: dict[str, int]
@@ -75,7 +84,7 @@ class SimReport:
             accept_s_p50=percentile(accept, 50),
             accept_s_p95=percentile(accept, 95),
             accept_s_p99=percentile(accept, 99),
-            pickup_eta_s_mean=statistics.fmean(etas) if etas else float("nan"),
+            pickup_eta_s_mean=statistics.fmean(etas) if etas else None,
             pickup_eta_s_p95=percentile(etas, 95),
             utilisation_pct=100.0 * statistics.fmean(busy) if busy else 0.0,
             events=events,
@@ -105,16 +114,13 @@ class SimReport:
             ("still in flight at the end", f"{self.in_flight}"),
             (
                 "time to offer p50/p95/p99",
-                f"{self.offer_s_p50:.0f} / {self.offer_s_p95:.0f} / {self.offer_s_p99:.0f} s",
+                seconds(self.offer_s_p50, self.offer_s_p95, self.offer_s_p99),
             ),
             (
                 "time to accept p50/p95/p99",
-                f"{self.accept_s_p50:.0f} / {self.accept_s_p95:.0f} / {self.accept_s_p99:.0f} s",
+                seconds(self.accept_s_p50, self.accept_s_p95, self.accept_s_p99),
             ),
-            (
-                "pickup ETA mean / p95",
-                f"{self.pickup_eta_s_mean:.0f} / {self.pickup_eta_s_p95:.0f} s",
-            ),
+            ("pickup ETA mean / p95", seconds(self.pickup_eta_s_mean, self.pickup_eta_s_p95)),
             ("driver utilisation", f"{self.utilisation_pct:.1f}%"),
             ("command outcomes", ", ".join(f"{k} {v}" for k, v in sorted(self.outcomes.items()))),
             ("events written", f"{self.events}"),

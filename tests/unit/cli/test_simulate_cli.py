@@ -65,3 +65,24 @@ def test_a_data_dir_that_is_a_file_is_a_usage_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["simulate", "--data-dir", str(a_file)])
     assert result.exit_code == 2
     assert "--data-dir" in result.output and "not a folder" in result.output
+
+
+def _no_nan(constant: str) -> object:
+    raise ValueError(f"not strict JSON: {constant}")
+
+
+def test_the_json_report_of_a_run_without_requests_is_strict_json(tmp_path: Path) -> None:
+    args = ["simulate", "--drivers", "2", "--minutes", "1", "--demand", "0.001", "--json"]
+    result = CliRunner().invoke(app, [*args, "--data-dir", str(tmp_path / "log")])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout, parse_constant=_no_nan)
+    assert report["requests"] == 0
+    assert report["offer_s_p50"] is None and report["pickup_eta_s_mean"] is None
+
+
+def test_the_table_report_shows_figures_without_samples_as_a_dash(tmp_path: Path) -> None:
+    args = ["simulate", "--drivers", "2", "--minutes", "1", "--demand", "0.001"]
+    result = CliRunner().invoke(app, [*args, "--data-dir", str(tmp_path / "log")])
+    assert result.exit_code == 0, result.output
+    assert "nan" not in result.stdout
+    assert "- / - / - s" in result.stdout
