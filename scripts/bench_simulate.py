@@ -16,6 +16,11 @@ from dispatch.simulator.embedded import run_embedded
 from dispatch.simulator.runner import SimConfig
 
 
+def _round(value: float | None) -> float | None:
+    """A figure to one decimal, or None when the run had no samples of it."""
+    return None if value is None else round(value, 1)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--drivers", type=int, default=2_000)
@@ -34,8 +39,8 @@ def main() -> int:
         rows[strategy] = {
             "requests": report.requests,
             "served_pct": round(report.served_pct, 1),
-            "pickup_eta_s_mean": round(report.pickup_eta_s_mean, 1),
-            "pickup_eta_s_p95": round(report.pickup_eta_s_p95, 1),
+            "pickup_eta_s_mean": _round(report.pickup_eta_s_mean),
+            "pickup_eta_s_p95": _round(report.pickup_eta_s_p95),
             "offer_s_p50": report.offer_s_p50,
             "offer_s_p95": report.offer_s_p95,
             "utilisation_pct": round(report.utilisation_pct, 1),

@@ -45,7 +45,7 @@ class BodyLimitMiddleware:
         if lengths and int(lengths[0]) > self.max_bytes:
             await self._too_large(scope, receive, send)
             return
-        body: bytes | None | _Gone = _GONE
+        body: bytes | _Gone | None = _GONE
         with anyio.move_on_after(self.timeout_s) as timer:
             body = await self._read_up_to_limit(receive)
         if timer.cancelled_caught:

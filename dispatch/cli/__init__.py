@@ -31,5 +31,7 @@ def main() -> None:
         if os.environ.get("DISPATCH_DEBUG"):
             raise
         message = f"error: {type(error).__name__}: {error} (DISPATCH_DEBUG=1 shows where)"
-        Console(stderr=True).print(message, style="red", markup=False, highlight=False)
+        Console(stderr=True).print(
+            message, style="red", markup=False, highlight=False, soft_wrap=True
+        )
         raise SystemExit(2) from None

@@ -123,11 +123,16 @@ def _clear_errors(doing: str) -> Iterator[None]:
     except (typer.Exit, KeyboardInterrupt):
         raise
     except ValidationError as error:  # settings: one line per problem, never the input
-        Console(stderr=True).print(f"[red]cannot {doing}: {_problems(error)}[/red]")
+        _say(f"cannot {doing}: {_problems(error)}")
         raise typer.Exit(code=2) from None
     except Exception as error:
-        Console(stderr=True).print(f"[red]cannot {doing}: {type(error).__name__}: {error}[/red]")
+        _say(f"cannot {doing}: {type(error).__name__}: {error}")
         raise typer.Exit(code=2) from None
+
+
+def _say(message: str) -> None:
+    """One red line on stderr, never wrapped, never read as markup."""
+    Console(stderr=True).print(message, style="red", markup=False, highlight=False, soft_wrap=True)
 
 
 def _problems(error: ValidationError) -> str:

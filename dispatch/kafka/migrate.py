@@ -15,6 +15,7 @@ from uuid import UUID
 from eventsourcing.persistence import StoredEvent
 
 from dispatch.bootstrap import kafka_env
+from dispatch.datadir import open_log
 from dispatch.logsources import SqliteLogSource
 from dispatch.shard.application import ShardApplication
 
@@ -54,7 +55,7 @@ def copy_shard(
 
 
 def copy_log(data_dir: Path, bootstrap: str, prefix: str, limit: int | None = None) -> int:
-    source = SqliteLogSource(data_dir)
+    source = SqliteLogSource(data_dir, shards=open_log(data_dir).shards)  # checked: names
     return sum(
         copy_shard(source.path(shard), kafka_env(bootstrap, prefix, shard), shard, limit=limit)
         for shard in source.shards()

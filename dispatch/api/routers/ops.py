@@ -29,10 +29,14 @@ def readyz(ctx: Ctx, response: Response) -> Readiness:
     is being followed."""
     runtime = ctx.runtime
     started = runtime.started
-    shards, behind = [], []
+    shards, behind, unreadable = [], [], []
     for shard in range(runtime.settings.shards):
         position = runtime.views.position(shard)
-        head = runtime.head(shard)
+        try:
+            head = runtime.head(shard)
+        except Exception as error:  # a shard file gone or damaged while serving
+            unreadable.append(f"shard {shard}: {error}")
+            head = None
         lag = max(0, head - position) if head is not None else None
         shards.append(ShardReadiness(shard=shard, position=position, head=head, lag=lag))
         if lag is not None and lag > ctx.options.ready_max_lag:
@@ -40,6 +44,7 @@ def readyz(ctx: Ctx, response: Response) -> Readiness:
     problems = [] if started else ["runtime not started"]
     if behind:
         problems.append("views behind on shards " + ", ".join(behind))
+    problems += unreadable
     problems += [p for p in (s.problem() for s in runtime.services) if p is not None]
     reason = "; ".join(problems)
     ready = not problems

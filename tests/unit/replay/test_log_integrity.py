@@ -186,3 +186,20 @@ def test_a_shard_file_deleted_after_opening_is_an_error_not_an_empty_shard(log_d
 
 def test_history_of_an_id_from_a_shard_the_log_does_not_have_is_empty(log_dir: Path) -> None:
     assert SqliteLogSource(log_dir, shards=SHARDS).stored_events(9, new_id(9)) == []
+
+
+def test_readiness_reports_a_shard_file_lost_while_serving(tmp_path: Path) -> None:
+    """A shard file deleted under a running API: /readyz answers 503 naming it, /metrics
+    still answers (no 500)."""
+    from fastapi.testclient import TestClient
+
+    from dispatch.api import AuthSettings, create_app
+
+    runtime = build_runtime(Settings(data_dir=tmp_path, shards=SHARDS))
+    with TestClient(create_app(runtime, AuthSettings())) as client:
+        assert client.get("/readyz").status_code == 200
+        shard(tmp_path, 1).unlink()
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert "shard-0001.sqlite" in ready.json()["reason"]
+        assert client.get("/metrics").status_code == 200
