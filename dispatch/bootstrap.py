@@ -5,26 +5,36 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from dispatch.datadir import naming, open_log, prepare_embedded, shard_path, write_manifest
-from dispatch.engine import EmbeddedEngine
+from dispatch.adapters.embedded.engine import EmbeddedEngine
+from dispatch.adapters.embedded.transport import EmbeddedTransport
+from dispatch.adapters.sqlite.datadir import (
+    naming,
+    open_log,
+    prepare_embedded,
+    shard_path,
+    write_manifest,
+)
+from dispatch.adapters.sqlite.logsource import SqliteLogSource
 from dispatch.log import LogSource
-from dispatch.logsources import SqliteLogSource
 from dispatch.markets import MarketMap
 from dispatch.matching.eta import StraightLineEta
 from dispatch.matching.index import DriverIndex
 from dispatch.matching.matcher import Matcher, MatcherConfig
 from dispatch.matching.strategies import SearchLimits, make_strategy
+from dispatch.ports import Transport
 from dispatch.runtime import Runtime
 from dispatch.settings import Settings
 from dispatch.shard.application import ShardApplication
 from dispatch.shard.handlers import Policy
-from dispatch.transport.embedded import EmbeddedTransport
-from dispatch.transport.port import Transport
 from dispatch.worker import Clock, ShardWorker
 from projections.runner import ProjectionRunner
 from projections.views import ViewSet, default_projections
+
+if TYPE_CHECKING:  # the Kafka adapter is imported only when it is used
+    from dispatch.adapters.kafka.worker import KafkaWorker
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +50,7 @@ def sqlite_env(data_dir: Path, shard: int) -> dict[str, str]:
 def kafka_env(bootstrap: str, prefix: str, shard: int) -> dict[str, str]:
     """The eventsourcing environment of one shard on the Kafka persistence module."""
     return {
-        "PERSISTENCE_MODULE": "dispatch.eventstore",
+        "PERSISTENCE_MODULE": "dispatch.adapters.kafka.eventstore",
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "KAFKA_TOPIC_PREFIX": prefix,
         "KAFKA_SHARD": str(shard),
@@ -76,6 +86,23 @@ def build_worker(settings: Settings, shard: int, transport: Transport, clock: Cl
     return ShardWorker(shard, app, lambda: build_matcher(settings), transport, clock)
 
 
+def build_kafka_worker(
+    settings: Settings, clock_mode: str = "wall", member: str | None = None, **overrides: Any
+) -> KafkaWorker:
+    """A `dispatch worker` process's worker: shards the consumer group gives it, each with
+    its application on the Kafka store and its matcher, built here."""
+    from dispatch.adapters.kafka.worker import KafkaWorker
+
+    return KafkaWorker(
+        settings,
+        lambda shard: build_application(settings, shard),
+        lambda: build_matcher(settings),
+        clock_mode=clock_mode,
+        member=member,
+        **overrides,
+    )
+
+
 def build_markets(settings: Settings) -> MarketMap:
     return MarketMap(settings.markets, settings.shards)
 
@@ -83,8 +110,8 @@ def build_markets(settings: Settings) -> MarketMap:
 def build_embedded_engine(settings: Settings, clock: Clock = time.time) -> EmbeddedEngine:
     """Every shard in this process, restored from the SQLite files under ``data_dir``.
 
-    A new log gets its manifest (``log.json``, see ``dispatch.datadir``) once its shard
-    files exist; an existing one must match ``settings.shards`` and have every shard file
+    A new log gets its manifest (``log.json``, see ``adapters.sqlite.datadir``) once its
+    shard files exist; an existing one must match ``settings.shards`` and have every shard file
     sound (``LogIntegrityError`` otherwise). A legacy log (shard files, no manifest) with
     every one of its ``settings.shards`` files is adopted: its manifest is written."""
     data_dir, shards = settings.data_dir, settings.shards
@@ -109,7 +136,7 @@ def build_log_source(settings: Settings) -> LogSource:
     (``LogIntegrityError`` names what is missing or damaged)."""
     if settings.embedded:
         return SqliteLogSource(settings.data_dir, shards=open_log(settings.data_dir).shards)
-    from dispatch.kafka.logsource import KafkaLogSource
+    from dispatch.adapters.kafka.logsource import KafkaLogSource
 
     assert settings.kafka_bootstrap is not None
     return KafkaLogSource(settings.kafka_bootstrap, settings.topic_prefix)
@@ -122,9 +149,9 @@ def build_runtime(settings: Settings, clock: Clock = time.time) -> Runtime:
     are `dispatch worker` processes)."""
     views = ViewSet(default_projections(settings.h3_resolution, settings.ping_ttl_s))
     if not settings.embedded:
-        from dispatch.kafka.locations import LocationFollower
-        from dispatch.kafka.logsource import KafkaFollowSource
-        from dispatch.transport.kafka import KafkaTransport
+        from dispatch.adapters.kafka.locations import LocationFollower
+        from dispatch.adapters.kafka.logsource import KafkaFollowSource
+        from dispatch.adapters.kafka.transport import KafkaTransport
 
         assert settings.kafka_bootstrap is not None
         bus = KafkaTransport(settings.kafka_bootstrap, settings.topic_prefix)

@@ -10,11 +10,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from dispatch.engine import EmbeddedEngine
+from dispatch.adapters.embedded.engine import EmbeddedEngine
 from dispatch.markets import MarketMap
 from dispatch.messages import Ping
+from dispatch.ports import CommandBus
 from dispatch.settings import Settings
-from dispatch.transport.port import CommandBus
 from projections.runner import ProjectionRunner
 from projections.views import ViewSet
 from schemas.commands import CommandEnvelope, Outcome

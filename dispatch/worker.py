@@ -19,8 +19,8 @@ from eventsourcing.persistence import Recording
 
 from dispatch.matching.matcher import Matcher
 from dispatch.messages import MAX_PING_AHEAD_S, Inbound, Ping, Poison
+from dispatch.ports import Outbox, Transport
 from dispatch.shard.application import ShardApplication
-from dispatch.transport.port import Outbox, Transport
 from schemas.commands import Outcome
 
 log = logging.getLogger(__name__)

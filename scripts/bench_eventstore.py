@@ -33,7 +33,7 @@ from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import StoredEvent
 
-from dispatch.kafka.topics import create_topics, delete_topics
+from dispatch.adapters.kafka.topics import create_topics, delete_topics
 
 EVENTS_PER_AGGREGATE = 5
 SAVE_BATCH = 200  # aggregates per save while filling (1,000 events per transaction)
@@ -154,7 +154,7 @@ def kafka_env(bootstrap: str) -> Iterator[Callable[[int], dict[str, str]]]:
     create_topics(bootstrap, prefix, partitions=4)
     try:
         yield lambda shard: {
-            "PERSISTENCE_MODULE": "dispatch.eventstore",
+            "PERSISTENCE_MODULE": "dispatch.adapters.kafka.eventstore",
             "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
             "KAFKA_TOPIC_PREFIX": prefix,
             "KAFKA_SHARD": str(shard),

@@ -16,12 +16,13 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from kafka_migrate import copy_shard
+
+from dispatch.adapters.kafka.eventstore.restore import restore_events
+from dispatch.adapters.kafka.eventstore.store import EventTable
+from dispatch.adapters.kafka.logsource import KafkaLogSource
+from dispatch.adapters.kafka.topics import Topics, create_topics, delete_topics
 from dispatch.bootstrap import kafka_env
-from dispatch.eventstore.restore import restore_events
-from dispatch.eventstore.store import EventTable
-from dispatch.kafka.logsource import KafkaLogSource
-from dispatch.kafka.migrate import copy_shard
-from dispatch.kafka.topics import Topics, create_topics, delete_topics
 
 
 def timed(run: Callable[[], int], rounds: int) -> dict[str, object]:

@@ -26,17 +26,18 @@ from pathlib import Path
 import orjson
 from kafka import TopicPartition
 
+from dispatch.adapters.kafka import wire
+from dispatch.adapters.kafka.config import new_consumer, new_producer
+from dispatch.adapters.kafka.eventstore.codec import decode_events
+from dispatch.adapters.kafka.processes import start_worker, stop_worker
+from dispatch.adapters.kafka.topics import Topics, create_topics, delete_topics
+from dispatch.adapters.kafka.transport import KafkaTransport
+from dispatch.adapters.kafka.worker import KafkaWorker
+from dispatch.bootstrap import build_kafka_worker
 from dispatch.domain.ids import new_id
-from dispatch.eventstore.codec import decode_events
-from dispatch.kafka.config import new_consumer, new_producer
-from dispatch.kafka.processes import start_worker, stop_worker
-from dispatch.kafka.topics import Topics, create_topics, delete_topics
-from dispatch.kafka.worker import KafkaWorker
 from dispatch.messages import Ping
 from dispatch.settings import Settings
 from dispatch.simulator.city import City
-from dispatch.transport import wire
-from dispatch.transport.kafka import KafkaTransport
 from schemas import commands as c
 from schemas.common import LatLng
 
@@ -70,7 +71,7 @@ def register(bus: KafkaTransport, drivers: int, riders: int) -> tuple[list, list
 
 
 def run_worker(settings: Settings, until: threading.Event) -> KafkaWorker:
-    worker = KafkaWorker(settings, member="bench")
+    worker = build_kafka_worker(settings, member="bench")
     thread = threading.Thread(target=lambda: worker.run(until=until.is_set), daemon=True)
     thread.start()
     worker._thread = thread  # type: ignore[attr-defined]

@@ -16,11 +16,12 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from dispatch.kafka.logsource import KafkaLogSource
-from dispatch.kafka.migrate import copy_log
-from dispatch.kafka.topics import create_topics, delete_topics
+from kafka_migrate import copy_log
+
+from dispatch.adapters.kafka.logsource import KafkaLogSource
+from dispatch.adapters.kafka.topics import create_topics, delete_topics
+from dispatch.adapters.sqlite.logsource import SqliteLogSource
 from dispatch.log import LogSource
-from dispatch.logsources import SqliteLogSource
 from dispatch.replay import operations as op
 
 

@@ -15,9 +15,10 @@ import time
 import uuid
 from pathlib import Path
 
+from kafka_migrate import copy_shard
+
+from dispatch.adapters.kafka.topics import create_topics, delete_topics
 from dispatch.bootstrap import build_matcher, kafka_env, sqlite_env
-from dispatch.kafka.migrate import copy_shard
-from dispatch.kafka.topics import create_topics, delete_topics
 from dispatch.settings import Settings
 from dispatch.shard.application import ShardApplication
 from dispatch.worker import ShardWorker

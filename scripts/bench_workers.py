@@ -19,10 +19,10 @@ from datetime import UTC, datetime
 
 from kafka import TopicPartition
 
+from dispatch.adapters.kafka import wire
+from dispatch.adapters.kafka.config import new_consumer, new_producer
+from dispatch.adapters.kafka.topics import Topics, create_topics, delete_topics
 from dispatch.domain.ids import new_id
-from dispatch.kafka.config import new_consumer, new_producer
-from dispatch.kafka.topics import Topics, create_topics, delete_topics
-from dispatch.transport import wire
 from schemas import commands as c
 
 SHARDS = 4

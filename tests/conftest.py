@@ -28,7 +28,7 @@ def _broker_answers(bootstrap: str) -> str | None:
     except (OSError, ValueError) as e:
         return f"cannot connect to {bootstrap}: {e}"
     try:
-        from dispatch.kafka.config import new_admin
+        from dispatch.adapters.kafka.config import new_admin
 
         admin = new_admin(bootstrap, request_timeout_ms=5_000, bootstrap_timeout_ms=5_000)
         try:
@@ -69,9 +69,9 @@ class KafkaTestTopics:
     partitions: int
 
     def env(self, shard: int = 0, **extra: str) -> dict[str, str]:
-        """Environment for ``PERSISTENCE_MODULE=dispatch.eventstore`` on one shard."""
+        """The persistence environment of the Kafka event store, on one shard."""
         return {
-            "PERSISTENCE_MODULE": "dispatch.eventstore",
+            "PERSISTENCE_MODULE": "dispatch.adapters.kafka.eventstore",
             "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
             "KAFKA_TOPIC_PREFIX": self.prefix,
             "KAFKA_SHARD": str(shard),
@@ -82,7 +82,7 @@ class KafkaTestTopics:
 @pytest.fixture
 def kafka_topics(kafka_bootstrap: str) -> Iterator[KafkaTestTopics]:
     """Fresh topics under a unique prefix (``test-<uuid8>``), deleted after the test."""
-    from dispatch.kafka.topics import create_topics, delete_topics
+    from dispatch.adapters.kafka.topics import create_topics, delete_topics
 
     prefix = f"test-{uuid.uuid4().hex[:8]}"
     create_topics(kafka_bootstrap, prefix, TEST_PARTITIONS)
@@ -93,7 +93,7 @@ def kafka_topics(kafka_bootstrap: str) -> Iterator[KafkaTestTopics]:
 @pytest.fixture(scope="session")
 def shared_kafka_topics(kafka_bootstrap: str) -> Iterator[KafkaTestTopics]:
     """Topics shared by a whole test session (for suites that run many short tests)."""
-    from dispatch.kafka.topics import create_topics, delete_topics
+    from dispatch.adapters.kafka.topics import create_topics, delete_topics
 
     prefix = f"test-session-{uuid.uuid4().hex[:8]}"
     create_topics(kafka_bootstrap, prefix, 4)

@@ -13,7 +13,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from dispatch.datadir import LogIntegrityError
+from dispatch.adapters.sqlite.datadir import LogIntegrityError
 from dispatch.settings import Settings
 
 P = ParamSpec("P")
@@ -70,7 +70,8 @@ def log_error_line(error: LogIntegrityError) -> str:
 
 def reports_log_errors(command: Callable[P, R]) -> Callable[P, R]:
     """A missing or damaged event log ends ``command`` with one line naming the file and
-    exit code 2 (the log checks raise ``LogIntegrityError``, see ``dispatch.datadir``).
+    exit code 2 (the log checks raise ``LogIntegrityError``, see
+    ``dispatch.adapters.sqlite.datadir``).
     DISPATCH_DEBUG=1 shows the traceback instead."""
 
     @functools.wraps(command)

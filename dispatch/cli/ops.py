@@ -45,7 +45,7 @@ def worker(
     import signal
     import time
 
-    from dispatch.kafka.worker import KafkaWorker
+    from dispatch.bootstrap import build_kafka_worker
 
     settings = settings_from(None, kafka)
     if settings.embedded:
@@ -57,7 +57,7 @@ def worker(
         raise typer.BadParameter("choose wall or stream", param_hint="--clock")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     with _clear_errors("start the worker"):
-        process = KafkaWorker(settings, clock_mode=clock, member=member)
+        process = build_kafka_worker(settings, clock_mode=clock, member=member)
     signal.signal(signal.SIGTERM, lambda *_: process.stop())
     deadline = time.monotonic() + max_seconds if max_seconds else None
     try:
@@ -80,7 +80,7 @@ def topics_create(
     ] = None,
 ) -> None:
     """Create every topic with its partitions, retention and cleanup policy (idempotent)."""
-    from dispatch.kafka.topics import check_topics, create_topics
+    from dispatch.adapters.kafka.topics import check_topics, create_topics
 
     settings = _kafka_settings(kafka)
     assert settings.kafka_bootstrap is not None
@@ -101,7 +101,7 @@ def topics_check(
     partitions: Annotated[int | None, typer.Option(min=1)] = None,
 ) -> None:
     """Check every topic exists with the right shape; exit 1 and list the problems if not."""
-    from dispatch.kafka.topics import check_topics
+    from dispatch.adapters.kafka.topics import check_topics
 
     settings = _kafka_settings(kafka)
     assert settings.kafka_bootstrap is not None

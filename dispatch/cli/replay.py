@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from dispatch import datadir
+from dispatch.adapters.sqlite import datadir
 from dispatch.bootstrap import build_log_source
 from dispatch.cli.common import (
     DataDir,

@@ -13,8 +13,8 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from dispatch.adapters.sqlite.datadir import MAX_SHARDS
 from dispatch.cli.common import Kafka, settings_from
-from dispatch.datadir import MAX_SHARDS
 from dispatch.simulator.report import SimReport
 
 console = Console()

@@ -15,17 +15,17 @@ from pathlib import Path
 
 from kafka import TopicPartition
 
+from dispatch.adapters.kafka.config import new_consumer
+from dispatch.adapters.kafka.eventstore.codec import notification_id
+from dispatch.adapters.kafka.logsource import decode_records
+from dispatch.adapters.kafka.processes import start_worker, stop_worker
+from dispatch.adapters.kafka.topics import Topics, create_topics
+from dispatch.adapters.kafka.transport import KafkaTransport
 from dispatch.bootstrap import build_markets
-from dispatch.eventstore.codec import notification_id
-from dispatch.kafka.config import new_consumer
-from dispatch.kafka.logsource import decode_records
-from dispatch.kafka.processes import start_worker, stop_worker
-from dispatch.kafka.topics import Topics, create_topics
 from dispatch.settings import Settings
 from dispatch.simulator.clock import SimClock
 from dispatch.simulator.report import SimReport
 from dispatch.simulator.runner import SimConfig, Simulation
-from dispatch.transport.kafka import KafkaTransport
 from schemas.commands import Outcome
 
 

@@ -27,11 +27,11 @@ from dispatch.invariants import InvariantChecker
 from dispatch.log import LogEvent, decode
 from dispatch.markets import MarketMap
 from dispatch.messages import Ping
+from dispatch.ports import CommandBus
 from dispatch.simulator.agents import BUSY, Phase, SimDriver, SimRide
 from dispatch.simulator.city import City
 from dispatch.simulator.clock import SimClock
 from dispatch.simulator.report import SimReport
-from dispatch.transport.port import CommandBus
 from schemas import commands as c
 from schemas.common import LatLng
 

@@ -35,7 +35,7 @@ from eventsourcing.tests import application as app_cases
 from eventsourcing.tests import persistence as cases
 from eventsourcing.utils import Environment
 
-from dispatch.eventstore import (
+from dispatch.adapters.kafka.eventstore import (
     KafkaAggregateRecorder,
     KafkaApplicationRecorder,
     KafkaFactory,
@@ -215,7 +215,7 @@ class TestFactory(KafkaCase, cases.InfrastructureFactoryTestCase[KafkaFactory]):
 class TestExampleApplication(KafkaCase, app_cases.ExampleApplicationTestCase):
     # The library's example application (bank accounts, snapshots) on Kafka, configured
     # through os.environ like any deployment (see KafkaCase).
-    expected_factory_topic = "dispatch.eventstore.factory:KafkaFactory"
+    expected_factory_topic = "dispatch.adapters.kafka.eventstore.factory:KafkaFactory"
 
 
 class TestApplication(KafkaCase, app_cases.ApplicationTestCase):

@@ -20,10 +20,10 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
+from dispatch.adapters.kafka.processes import start_worker, stop_worker
 from dispatch.api import AuthSettings, create_app, mint_operator_token
 from dispatch.api.context import ApiOptions
 from dispatch.bootstrap import build_runtime
-from dispatch.kafka.processes import start_worker, stop_worker
 from dispatch.runtime import Runtime
 from dispatch.settings import Settings
 

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from dispatch.adapters.embedded.engine import EmbeddedEngine
 from dispatch.bootstrap import build_embedded_engine, build_markets
 from dispatch.domain.driver import DriverStatus
 from dispatch.domain.ids import new_id, shard_of
 from dispatch.domain.ride import RideStatus
-from dispatch.engine import EmbeddedEngine
 from dispatch.messages import Ping
 from dispatch.settings import Settings
 from dispatch.simulator.clock import SimClock

@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from dispatch.adapters.sqlite.logsource import SqliteLogSource
 from dispatch.bootstrap import build_embedded_engine, build_markets
 from dispatch.cli import app
 from dispatch.domain.driver import Driver
 from dispatch.domain.ride import Ride
-from dispatch.logsources import SqliteLogSource
 from dispatch.replay import operations as op
 from dispatch.settings import Settings
 from dispatch.simulator.clock import SimClock

@@ -11,7 +11,7 @@ from eventsourcing.persistence import DataError, IntegrityError, StoredEvent, Tr
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dispatch.eventstore.codec import (
+from dispatch.adapters.kafka.eventstore.codec import (
     ENDS_HEADER,
     EVENTS_PER_RECORD,
     MAX_RECORD_BYTES,
@@ -25,9 +25,9 @@ from dispatch.eventstore.codec import (
     notification_id,
     record_position,
 )
-from dispatch.eventstore.store import EventTable
-from dispatch.eventstore.tracking import TrackingTable
-from dispatch.kafka.logsource import decode_records
+from dispatch.adapters.kafka.eventstore.store import EventTable
+from dispatch.adapters.kafka.eventstore.tracking import TrackingTable
+from dispatch.adapters.kafka.logsource import decode_records
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),

@@ -15,11 +15,15 @@ from eventsourcing.persistence import IntegrityError, OperationalError, StoredEv
 from kafka import TopicPartition
 from kafka.structs import OffsetAndMetadata
 
-from dispatch.eventstore import FencedError, KafkaApplicationRecorder, KafkaFactory
-from dispatch.eventstore.codec import EVENTS_PER_RECORD, encode_event, notification_id
-from dispatch.kafka.config import new_consumer, new_producer
-from dispatch.kafka.logsource import KafkaFollowSource, KafkaLogSource
-from dispatch.kafka.topics import Topics
+from dispatch.adapters.kafka.config import new_consumer, new_producer
+from dispatch.adapters.kafka.eventstore import FencedError, KafkaApplicationRecorder, KafkaFactory
+from dispatch.adapters.kafka.eventstore.codec import (
+    EVENTS_PER_RECORD,
+    encode_event,
+    notification_id,
+)
+from dispatch.adapters.kafka.logsource import KafkaFollowSource, KafkaLogSource
+from dispatch.adapters.kafka.topics import Topics
 
 pytestmark = pytest.mark.kafka
 

@@ -1,4 +1,5 @@
-"""Creating and checking the event store's topics (``dispatch.kafka.topics``) on a real broker."""
+"""Creating and checking the event store's topics (``dispatch.adapters.kafka.topics``) on a
+real broker."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ import pytest
 from eventsourcing.persistence import InfrastructureFactoryError, OperationalError
 from kafka.admin import ConfigResource, ConfigResourceType
 
-from dispatch.eventstore import KafkaFactory
-from dispatch.kafka.config import new_admin
-from dispatch.kafka.topics import SPECS, Topics, check_topics, create_topics, delete_topics
+from dispatch.adapters.kafka.config import new_admin
+from dispatch.adapters.kafka.eventstore import KafkaFactory
+from dispatch.adapters.kafka.topics import SPECS, Topics, check_topics, create_topics, delete_topics
 
 pytestmark = pytest.mark.kafka
 

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from dispatch.kafka.config import new_producer
-from dispatch.kafka.locations import LocationFollower
-from dispatch.kafka.topics import Topics
+from dispatch.adapters.kafka import wire
+from dispatch.adapters.kafka.config import new_producer
+from dispatch.adapters.kafka.locations import LocationFollower
+from dispatch.adapters.kafka.topics import Topics
 from dispatch.messages import Ping
-from dispatch.transport import wire
 
 pytestmark = pytest.mark.kafka
 WAIT_S = 10.0

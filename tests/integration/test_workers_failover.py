@@ -21,19 +21,19 @@ import orjson
 import pytest
 from kafka import TopicPartition
 
+from dispatch.adapters.kafka.config import new_consumer, new_producer
+from dispatch.adapters.kafka.logsource import KafkaLogSource
+from dispatch.adapters.kafka.processes import start_worker as start_process
+from dispatch.adapters.kafka.processes import stop_worker
+from dispatch.adapters.kafka.topics import Topics, create_topics, delete_topics
+from dispatch.adapters.kafka.transport import KafkaTransport
+from dispatch.bootstrap import build_kafka_worker
 from dispatch.domain.ids import new_id
-from dispatch.kafka.config import new_consumer, new_producer
-from dispatch.kafka.logsource import KafkaLogSource
-from dispatch.kafka.processes import start_worker as start_process
-from dispatch.kafka.processes import stop_worker
-from dispatch.kafka.topics import Topics, create_topics, delete_topics
-from dispatch.kafka.worker import KafkaWorker
 from dispatch.messages import Inbound, Ping
 from dispatch.replay.operations import verify
 from dispatch.settings import Settings
 from dispatch.simulator.kafka import run_on_kafka
 from dispatch.simulator.runner import SimConfig
-from dispatch.transport.kafka import KafkaTransport
 from schemas import commands as c
 from schemas.common import LatLng
 
@@ -181,7 +181,7 @@ def test_a_stale_worker_cannot_write_after_its_partitions_moved(
 ) -> None:
     assert deployment.kafka_bootstrap is not None
     # A member that stops polling is dropped from the group after max_poll_interval_ms.
-    stale = KafkaWorker(deployment, member="stale", max_poll_interval_ms=6_000)
+    stale = build_kafka_worker(deployment, member="stale", max_poll_interval_ms=6_000)
     deadline = time.monotonic() + 30
     while len(stale.shards) < SHARDS and time.monotonic() < deadline:
         stale.run_once()

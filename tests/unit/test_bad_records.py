@@ -7,10 +7,10 @@ from pathlib import Path
 
 import orjson
 
+from dispatch.adapters.kafka import wire
 from dispatch.bootstrap import build_embedded_engine
 from dispatch.messages import MAX_PING_AHEAD_S, Inbound, Ping
 from dispatch.settings import Settings
-from dispatch.transport import wire
 
 T0 = 1_767_600_000.0
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from uuid import UUID
 
-from dispatch.transport.embedded import EmbeddedTransport
+from dispatch.adapters.embedded.transport import EmbeddedTransport
 from schemas import commands as c
 
 

@@ -10,8 +10,8 @@ import pytest
 from api_world import World
 from test_authorization import MATRIX, Row, _call
 
+from dispatch.adapters.sqlite.logsource import SqliteLogSource
 from dispatch.domain.ids import new_id, shard_of
-from dispatch.logsources import SqliteLogSource
 from dispatch.replay.operations import verify
 
 WRITES = [row for row in MATRIX if row.method == "POST"]

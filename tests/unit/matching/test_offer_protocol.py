@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from dispatch.adapters.embedded.engine import EmbeddedEngine
 from dispatch.bootstrap import build_embedded_engine
 from dispatch.domain.ids import new_id
-from dispatch.engine import EmbeddedEngine
 from dispatch.messages import Ping
 from dispatch.settings import Settings
 from schemas import commands as c

@@ -14,10 +14,10 @@ from pathlib import Path
 import orjson
 import pytest
 
+from dispatch.adapters.sqlite.datadir import LogIntegrityError
+from dispatch.adapters.sqlite.logsource import SqliteLogSource
 from dispatch.bootstrap import build_embedded_engine, build_log_source, build_runtime
-from dispatch.datadir import LogIntegrityError
 from dispatch.domain.ids import new_id
-from dispatch.logsources import SqliteLogSource
 from dispatch.replay import operations as op
 from dispatch.settings import Settings
 

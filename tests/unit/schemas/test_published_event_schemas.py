@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dispatch.logsources import SqliteLogSource
+from dispatch.adapters.sqlite.logsource import SqliteLogSource
 from dispatch.settings import Settings
 from dispatch.simulator.embedded import run_embedded
 from dispatch.simulator.runner import SimConfig

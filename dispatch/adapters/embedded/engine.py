@@ -6,7 +6,7 @@ import logging
 import threading
 from collections.abc import Sequence
 
-from dispatch.transport.embedded import EmbeddedTransport
+from dispatch.adapters.embedded.transport import EmbeddedTransport
 from dispatch.worker import BatchReport, ShardWorker
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError, Notification, StoredEvent
 
-from dispatch.eventstore.codec import DecodedEvent, originator_key
+from dispatch.adapters.kafka.eventstore.codec import DecodedEvent, originator_key
 
 
 class _UUIDText(str):

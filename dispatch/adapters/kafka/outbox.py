@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from dispatch.kafka.topics import Topics
+from dispatch.adapters.kafka import wire
+from dispatch.adapters.kafka.topics import Topics
 from dispatch.messages import Poison
-from dispatch.transport import wire
 from schemas.commands import Outcome
 
 

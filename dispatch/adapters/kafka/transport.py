@@ -13,11 +13,11 @@ import threading
 from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
 
+from dispatch.adapters.kafka import wire
+from dispatch.adapters.kafka.config import assign_all, new_consumer, new_producer
+from dispatch.adapters.kafka.topics import Topics
 from dispatch.domain.ids import shard_of
-from dispatch.kafka.config import assign_all, new_consumer, new_producer
-from dispatch.kafka.topics import Topics
 from dispatch.messages import Ping
-from dispatch.transport import wire
 from schemas.commands import CommandEnvelope, Outcome, reply_key
 
 log = logging.getLogger(__name__)

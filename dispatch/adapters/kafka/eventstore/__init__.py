@@ -1,4 +1,5 @@
-"""An eventsourcing persistence module on Kafka: ``PERSISTENCE_MODULE=dispatch.eventstore``.
+"""An eventsourcing persistence module on Kafka:
+``PERSISTENCE_MODULE=dispatch.adapters.kafka.eventstore``.
 
 Environment (read through the application's env, so ``<APP>_KAFKA_SHARD`` works too):
 
@@ -22,7 +23,7 @@ Notification ids: the ``i``-th event (from 0) of the events record at offset ``o
 to ``(offset, index)``; a record holds at most ``codec.EVENTS_PER_RECORD`` = 4096 events).
 Ids rise strictly with log order and are contiguous within one record (one batch, unless it
 was split), with gaps between records and where transaction markers take offsets. Every
-reader of the events partition (the local store, ``dispatch.kafka.logsource``, the
+reader of the events partition (the local store, ``dispatch.adapters.kafka.logsource``, the
 simulator's follower) unpacks records and numbers events this way; records written one
 event per record before batching are read as records of one event.
 
@@ -54,9 +55,9 @@ Fencing: a second writer for the shard fences the first; the first's next write 
 ``read_committed`` consumers. Its recorder is finished: close it.
 """
 
-from dispatch.eventstore.errors import FencedError
-from dispatch.eventstore.factory import KafkaFactory, KafkaSettings
-from dispatch.eventstore.recorders import (
+from dispatch.adapters.kafka.eventstore.errors import FencedError
+from dispatch.adapters.kafka.eventstore.factory import KafkaFactory, KafkaSettings
+from dispatch.adapters.kafka.eventstore.recorders import (
     KafkaAggregateRecorder,
     KafkaApplicationRecorder,
     KafkaProcessRecorder,
@@ -64,7 +65,7 @@ from dispatch.eventstore.recorders import (
     KafkaSubscription,
     KafkaTrackingRecorder,
 )
-from dispatch.eventstore.shard import ShardWriter
+from dispatch.adapters.kafka.eventstore.shard import ShardWriter
 
 Factory = KafkaFactory
 

@@ -26,16 +26,16 @@ from eventsourcing.persistence import (
 )
 from kafka import KafkaProducer
 
-from dispatch.eventstore.codec import (
+from dispatch.adapters.kafka.eventstore.codec import (
     EventRecord,
     encode_event,
     encode_events,
     encode_tracking,
     notification_id,
 )
-from dispatch.eventstore.shard import ShardWriter
-from dispatch.eventstore.store import EventTable
-from dispatch.eventstore.tracking import TrackingTable
+from dispatch.adapters.kafka.eventstore.shard import ShardWriter
+from dispatch.adapters.kafka.eventstore.store import EventTable
+from dispatch.adapters.kafka.eventstore.tracking import TrackingTable
 
 
 class KafkaRecorder(Recorder):

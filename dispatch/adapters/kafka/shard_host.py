@@ -10,15 +10,14 @@ from typing import Any, cast
 
 from kafka import TopicPartition
 
-from dispatch.bootstrap import build_application
-from dispatch.kafka.config import new_consumer, seek_since
-from dispatch.kafka.outbox import KafkaOutbox
-from dispatch.kafka.topics import Topics
+from dispatch.adapters.kafka import wire
+from dispatch.adapters.kafka.config import new_consumer, seek_since
+from dispatch.adapters.kafka.outbox import KafkaOutbox
+from dispatch.adapters.kafka.topics import Topics
 from dispatch.matching.matcher import Matcher
 from dispatch.messages import Inbound
 from dispatch.settings import Settings
 from dispatch.shard.application import ShardApplication
-from dispatch.transport import wire
 from dispatch.worker import BatchReport, ShardWorker
 
 log = logging.getLogger(__name__)
@@ -76,11 +75,14 @@ def open_shard(
     settings: Settings,
     shard: int,
     topics: Topics,
+    app_factory: Callable[[int], ShardApplication],
     matcher_factory: Callable[[], Matcher],
     clock_mode: str,
 ) -> ShardHost:
-    """Restore a shard (log -> local store -> matcher) and warm its matcher with recent pings."""
-    app = build_application(settings, shard)
+    """Restore a shard (log -> local store -> matcher) and warm its matcher with recent pings.
+    ``app_factory`` builds the shard's application on this Kafka store (the composition
+    root's), ``matcher_factory`` its matcher."""
+    app = app_factory(shard)
     stream_clock = StreamClock() if clock_mode == "stream" else None
     clock: Callable[[], float] = stream_clock if stream_clock is not None else time.time
     recorder: Any = app.recorder

@@ -22,14 +22,15 @@ from typing import Any
 from kafka import ConsumerRebalanceListener, OffsetAndMetadata, TopicPartition
 from kafka.coordinator.assignors.range import RangePartitionAssignor
 
-from dispatch.bootstrap import build_matcher
-from dispatch.eventstore.shard import FencedError
-from dispatch.kafka.config import new_consumer
-from dispatch.kafka.shard_host import ShardHost, open_shard
-from dispatch.kafka.topics import Topics
+from dispatch.adapters.kafka import wire
+from dispatch.adapters.kafka.config import new_consumer
+from dispatch.adapters.kafka.eventstore.shard import FencedError
+from dispatch.adapters.kafka.shard_host import ShardHost, open_shard
+from dispatch.adapters.kafka.topics import Topics
+from dispatch.matching.matcher import Matcher
 from dispatch.messages import Inbound, Poison
 from dispatch.settings import Settings
-from dispatch.transport import wire
+from dispatch.shard.application import ShardApplication
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,8 @@ class KafkaWorker:
     def __init__(
         self,
         settings: Settings,
+        app_factory: Callable[[int], ShardApplication],
+        matcher_factory: Callable[[], Matcher],
         clock_mode: str = "wall",
         tick_s: float = 0.2,
         member: str | None = None,
@@ -58,6 +61,7 @@ class KafkaWorker:
     ) -> None:
         assert settings.kafka_bootstrap is not None, "a Kafka worker needs bootstrap servers"
         self.settings, self.clock_mode, self.tick_s = settings, clock_mode, tick_s
+        self.app_factory, self.matcher_factory = app_factory, matcher_factory
         self.topics = Topics(settings.topic_prefix)
         self.shards: dict[int, ShardHost] = {}
         self.stats = WorkerStats()
@@ -94,7 +98,8 @@ class KafkaWorker:
                 self.settings,
                 shard,
                 self.topics,
-                lambda: build_matcher(self.settings),
+                self.app_factory,
+                self.matcher_factory,
                 self.clock_mode,
             )
             self.stats.restored[shard] = time.perf_counter() - started

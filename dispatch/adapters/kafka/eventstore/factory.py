@@ -16,17 +16,17 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import Environment, EnvType, resolve_topic, strtobool
 
-from dispatch.eventstore.recorders import (
+from dispatch.adapters.kafka.eventstore.clients import DEFAULT_PREFIX, topic_name
+from dispatch.adapters.kafka.eventstore.recorders import (
     KafkaAggregateRecorder,
     KafkaApplicationRecorder,
     KafkaProcessRecorder,
     KafkaTrackingRecorder,
 )
-from dispatch.eventstore.restore import restore_events, restore_tracking
-from dispatch.eventstore.shard import ReadOnlyWriter, ShardWriter
-from dispatch.eventstore.store import EventTable
-from dispatch.eventstore.tracking import TrackingTable
-from dispatch.kafka.topics import DEFAULT_PREFIX, Topics
+from dispatch.adapters.kafka.eventstore.restore import restore_events, restore_tracking
+from dispatch.adapters.kafka.eventstore.shard import ReadOnlyWriter, ShardWriter
+from dispatch.adapters.kafka.eventstore.store import EventTable
+from dispatch.adapters.kafka.eventstore.tracking import TrackingTable
 
 _T = TypeVar("_T", bound=type)
 
@@ -41,9 +41,9 @@ class KafkaSettings:
     restore_timeout_s: float = 300.0
     write_timeout_s: float = 30.0
 
-    @property
-    def topics(self) -> Topics:
-        return Topics(self.prefix)
+    def topic(self, role: str) -> str:
+        """The name of this store's topic of ``role`` (events, snapshots, tracking)."""
+        return topic_name(self.prefix, role)
 
 
 class KafkaFactory(InfrastructureFactory[KafkaTrackingRecorder]):
@@ -79,7 +79,7 @@ class KafkaFactory(InfrastructureFactory[KafkaTrackingRecorder]):
     def aggregate_recorder(self, purpose: str = "events") -> AggregateRecorder:
         if purpose not in ("events", "snapshots"):
             raise InfrastructureFactoryError(f"no Kafka topic for recorder purpose {purpose!r}")
-        topic = self.settings.topics.name(purpose)
+        topic = self.settings.topic(purpose)
         return self.aggregate_recorder_class(
             self.writer(),
             self.settings.shard,
@@ -91,7 +91,7 @@ class KafkaFactory(InfrastructureFactory[KafkaTrackingRecorder]):
     def application_recorder(self) -> ApplicationRecorder:
         cls = self._resolve(self.APPLICATION_RECORDER_TOPIC, self.application_recorder_class)
         return cls(
-            self.writer(), self.settings.shard, self.settings.topics.events, self._table("events")
+            self.writer(), self.settings.shard, self.settings.topic("events"), self._table("events")
         )
 
     def tracking_recorder(
@@ -103,19 +103,18 @@ class KafkaFactory(InfrastructureFactory[KafkaTrackingRecorder]):
         return cls(
             self.writer(),
             self.settings.shard,
-            self.settings.topics.tracking,
+            self.settings.topic("tracking"),
             self._tracking_table(),
         )
 
     def process_recorder(self) -> ProcessRecorder:
         cls = self._resolve(self.PROCESS_RECORDER_TOPIC, self.process_recorder_class)
-        topics = self.settings.topics
         return cls(
             self.writer(),
             self.settings.shard,
-            topics.events,
+            self.settings.topic("events"),
             self._table("events"),
-            topics.tracking,
+            self.settings.topic("tracking"),
             self._tracking_table(),
         )
 
@@ -143,7 +142,7 @@ class KafkaFactory(InfrastructureFactory[KafkaTrackingRecorder]):
                 self.writer()  # fence first: then the partition's end is stable
                 table = EventTable(monotonic=role == "events")
                 s = self.settings
-                topic = s.topics.name(role)
+                topic = s.topic(role)
                 self._restore(
                     lambda: restore_events(s.bootstrap, topic, s.shard, table, s.restore_timeout_s)
                 )
@@ -158,7 +157,7 @@ class KafkaFactory(InfrastructureFactory[KafkaTrackingRecorder]):
                 s = self.settings
                 self._restore(
                     lambda: restore_tracking(
-                        s.bootstrap, s.topics.tracking, s.shard, table, s.restore_timeout_s
+                        s.bootstrap, s.topic("tracking"), s.shard, table, s.restore_timeout_s
                     )
                 )
                 self._tracking = table

@@ -18,10 +18,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from dispatch.kafka.config import assign_all, new_consumer, seek_since
-from dispatch.kafka.topics import Topics
+from dispatch.adapters.kafka import wire
+from dispatch.adapters.kafka.config import assign_all, new_consumer, seek_since
+from dispatch.adapters.kafka.topics import Topics
 from dispatch.messages import Ping
-from dispatch.transport import wire
 
 log = logging.getLogger(__name__)
 

@@ -17,14 +17,14 @@ from uuid import UUID
 from eventsourcing.persistence import StoredEvent
 from kafka import TopicPartition
 
-from dispatch.eventstore.codec import (
+from dispatch.adapters.kafka.config import new_consumer
+from dispatch.adapters.kafka.eventstore.codec import (
     decode_events,
     event_documents,
     notification_id,
     record_position,
 )
-from dispatch.kafka.config import new_consumer
-from dispatch.kafka.topics import Topics
+from dispatch.adapters.kafka.topics import Topics
 from dispatch.log import LogEvent, decode_fields, flatten, from_state
 
 

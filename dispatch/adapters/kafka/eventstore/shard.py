@@ -29,9 +29,9 @@ import kafka.errors as kafka_errors
 from eventsourcing.persistence import OperationalError, PersistenceError, ProgrammingError
 from kafka import KafkaProducer
 
-from dispatch.eventstore.errors import FencedError as FencedError  # re-exported
-from dispatch.eventstore.errors import producer_was_fenced
-from dispatch.kafka.config import new_producer
+from dispatch.adapters.kafka.eventstore.clients import new_producer
+from dispatch.adapters.kafka.eventstore.errors import FencedError as FencedError  # re-exported
+from dispatch.adapters.kafka.eventstore.errors import producer_was_fenced
 
 log = logging.getLogger(__name__)
 

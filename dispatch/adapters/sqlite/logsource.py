@@ -16,7 +16,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 
-from dispatch.datadir import (
+from dispatch.adapters.sqlite.datadir import (
     EVENTS_TABLE,
     LogIntegrityError,
     connect_read_only,
@@ -41,8 +41,8 @@ _SELECT = (
 
 class SqliteLogSource:
     """The ``shard-NNNN.sqlite`` files under a data dir: ``shards`` of them (as its
-    manifest says, see ``dispatch.datadir.open_log``), or, when not given, every shard
-    file found there."""
+    manifest says, see ``datadir.open_log``), or, when not given, every shard file found
+    there."""
 
     def __init__(self, data_dir: Path, page: int = 5_000, shards: int | None = None) -> None:
         self.data_dir = data_dir

@@ -14,9 +14,9 @@ from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 
+from dispatch.adapters.sqlite.datadir import open_log
+from dispatch.adapters.sqlite.logsource import SqliteLogSource
 from dispatch.bootstrap import kafka_env
-from dispatch.datadir import open_log
-from dispatch.logsources import SqliteLogSource
 from dispatch.shard.application import ShardApplication
 
 

@@ -15,10 +15,10 @@ from typing import Any
 from eventsourcing.persistence import OperationalError
 from kafka import KafkaConsumer, TopicPartition
 
-from dispatch.eventstore.codec import decode_events, decode_tracking, notification_id
-from dispatch.eventstore.store import EventTable
-from dispatch.eventstore.tracking import TrackingTable
-from dispatch.kafka.config import new_consumer
+from dispatch.adapters.kafka.eventstore.clients import new_consumer
+from dispatch.adapters.kafka.eventstore.codec import decode_events, decode_tracking, notification_id
+from dispatch.adapters.kafka.eventstore.store import EventTable
+from dispatch.adapters.kafka.eventstore.tracking import TrackingTable
 
 Headers = Sequence[tuple[str, bytes]]
 Sink = Callable[[int, bytes | None, bytes | None, Headers], None]
@@ -39,7 +39,7 @@ def read_partition(
         partitions = consumer.partitions_for_topic(topic)
         if not partitions:
             raise OperationalError(
-                f"topic {topic} does not exist: create it (dispatch.kafka.topics.create_topics)"
+                f"topic {topic} does not exist: create it first (`dispatch topics create`)"
             )
         if partition not in partitions:
             raise OperationalError(f"topic {topic} has no partition {partition}")

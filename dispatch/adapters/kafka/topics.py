@@ -14,9 +14,9 @@ from typing import Any
 
 from kafka.admin import ConfigResource, ConfigResourceType
 
-from dispatch.kafka.config import new_admin
+from dispatch.adapters.kafka.config import new_admin
+from dispatch.adapters.kafka.eventstore.clients import DEFAULT_PREFIX, topic_name
 
-DEFAULT_PREFIX = "dispatch"
 DEAD_LETTER_PARTITIONS = 1
 _DAY_MS = 24 * 60 * 60 * 1000
 _TOPIC_ALREADY_EXISTS = 36
@@ -39,7 +39,7 @@ class TopicSpec:
         return self.partitions is None
 
     def name(self, prefix: str = DEFAULT_PREFIX) -> str:
-        return f"{prefix}.{self.role}"
+        return topic_name(prefix, self.role)
 
     def partition_count(self, shards: int) -> int:
         return shards if self.partitions is None else min(self.partitions, shards)

@@ -1,0 +1,2 @@
+"""The Kafka adapter: topics, clients, the command bus and outbox on topics, the shard
+worker's batch transactions, the log source and location follower over the topics."""
