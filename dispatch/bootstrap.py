@@ -24,7 +24,6 @@ from dispatch.matching.eta import StraightLineEta
 from dispatch.matching.index import DriverIndex
 from dispatch.matching.matcher import Matcher, MatcherConfig
 from dispatch.matching.strategies import SearchLimits, make_strategy
-from dispatch.ports import Transport
 from dispatch.runtime import Runtime
 from dispatch.settings import Settings
 from dispatch.shard.application import ShardApplication
@@ -81,9 +80,9 @@ def build_matcher(settings: Settings) -> Matcher:
     )
 
 
-def build_worker(settings: Settings, shard: int, transport: Transport, clock: Clock) -> ShardWorker:
+def build_worker(settings: Settings, shard: int, clock: Clock) -> ShardWorker:
     app = build_application(settings, shard)
-    return ShardWorker(shard, app, lambda: build_matcher(settings), transport, clock)
+    return ShardWorker(shard, app, lambda: build_matcher(settings), clock)
 
 
 def build_kafka_worker(
@@ -120,7 +119,7 @@ def build_embedded_engine(settings: Settings, clock: Clock = time.time) -> Embed
     workers = []
     for shard in range(shards):
         with naming(shard_path(data_dir, shard)):
-            workers.append(build_worker(settings, shard, transport, clock))
+            workers.append(build_worker(settings, shard, clock))
     if new_manifest:
         write_manifest(data_dir, shards)
         log.info("event log %s: %d shard(s), manifest written", data_dir, shards)

@@ -1,8 +1,9 @@
-"""The shard worker: poll, apply commands, feed pings, tick the matcher, commit once.
+"""The shard worker: apply a batch's commands, feed its pings, tick the matcher, save once.
 
-Written against the transport port only; the embedded and the Kafka transports plug in
-without touching it. Side effects (saving, publishing outcomes) happen after all decisions
-of the batch, in one place.
+It returns what the batch decided (outcomes, recordings, dead letters) and knows no
+failure policy and no transport: the owner of a batch (``adapters.embedded.engine`` on
+one machine, ``adapters.kafka.batch`` on Kafka) polls, publishes, commits or aborts, and
+tells the worker when the batch is durable (``committed``) or lost (``recover``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from eventsourcing.persistence import Recording
 
 from dispatch.matching.matcher import Matcher
 from dispatch.messages import MAX_PING_AHEAD_S, Inbound, Ping, Poison
-from dispatch.ports import Outbox, Transport
 from dispatch.shard.application import ShardApplication
 from schemas.commands import Outcome
 
@@ -37,25 +37,32 @@ class BatchReport:
     outcomes: list[Outcome]
 
 
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """What one batch decided: its outcomes, the recordings saved, the records to
+    dead-letter (with the reason), and how much it took in."""
+
+    commands: int
+    pings: int
+    outcomes: list[Outcome]
+    recordings: list[Recording[UUID]]
+    poison: list[Poison]
+
+    @property
+    def report(self) -> BatchReport:
+        return BatchReport(self.commands, self.pings, len(self.recordings), self.outcomes)
+
+
 class ShardWorker:
     def __init__(
         self,
         shard: int,
         app: ShardApplication,
         matcher_factory: Callable[[], Matcher],
-        transport: Transport | None,
         clock: Clock,
         max_batch: int = 5_000,
-        outbox: Outbox | None = None,
-        drop_failed_batches: bool = True,
     ) -> None:
-        """``transport`` polls (embedded); ``outbox`` defaults to it. With
-        ``drop_failed_batches`` a failed commit answers the batch's commands as unavailable
-        and carries on (embedded); otherwise the error propagates so the caller can abort
-        its transaction and rewind (Kafka)."""
-        self.shard, self.app, self.transport, self.clock = shard, app, transport, clock
-        self.outbox: Outbox = outbox if outbox is not None else _require(transport)
-        self.drop_failed_batches = drop_failed_batches
+        self.shard, self.app, self.clock = shard, app, clock
         self._matcher_factory = matcher_factory
         self.matcher = matcher_factory()
         self.max_batch = max_batch
@@ -80,11 +87,9 @@ class ShardWorker:
                 return count
             start = page[-1].id + 1
 
-    def run_once(self, timeout_s: float = 0.0) -> BatchReport:
-        inbound = _require(self.transport).poll(self.shard, self.max_batch, timeout_s)
-        return self.process(inbound)
-
-    def process(self, inbound: Inbound) -> BatchReport:
+    def process(self, inbound: Inbound) -> Batch:
+        """Decide the batch and save its events in one recording (which raises if the
+        store cannot save them: the owner then calls ``recover``)."""
         now = self.clock()
         now_dt = datetime.fromtimestamp(now, UTC)
         matcher = self.matcher
@@ -98,43 +103,39 @@ class ShardWorker:
             self._observe(self.app.handle(envelope, now_dt))
         for decision in matcher.tick(now):
             self._observe(self.app.decide(decision, now_dt))
-        try:
-            outcomes, recordings = self.app.commit()
-        except Exception:
-            if not self.drop_failed_batches:
-                raise  # the caller aborts its transaction and resets the shard once
-            log.exception("shard %s: commit failed; batch dropped, shard restored", self.shard)
-            self.restore()
-            outcomes = [
-                Outcome(
-                    command_id=e.command_id,
-                    shard=self.shard,
-                    accepted=False,
-                    code="unavailable",
-                    reason="the shard could not save the batch; retry",
-                    fingerprint=e.fingerprint,
-                )
-                for e in inbound.commands
-            ]
-            recordings = []
-        if inbound.poison:
-            self.outbox.dead_letter(inbound.poison)
-        if outcomes:
-            self.outbox.publish_outcomes(outcomes)
-        if recordings:
+        outcomes, recordings = self.app.commit()
+        commands, pings = len(inbound.commands), len(inbound.pings)
+        return Batch(commands, pings, outcomes, recordings, list(inbound.poison))
+
+    def committed(self, batch: Batch) -> None:
+        """The batch is durable: tell the commit listeners (the views, the simulator)."""
+        if batch.recordings:
             for listener in self.listeners:
-                listener(self.shard, recordings)
-        return BatchReport(len(inbound.commands), len(inbound.pings), len(recordings), outcomes)
+                listener(self.shard, batch.recordings)
+
+    def recover(self) -> None:
+        """After a batch that was not saved: forget cached state, refold the matcher."""
+        self.app.discard()
+        self.restore()
+
+    def unavailable(self, inbound: Inbound) -> Batch:
+        """The answer to a batch that could not be saved: every command unavailable."""
+        outcomes = [
+            Outcome(
+                command_id=e.command_id,
+                shard=self.shard,
+                accepted=False,
+                code="unavailable",
+                reason="the shard could not save the batch; retry",
+                fingerprint=e.fingerprint,
+            )
+            for e in inbound.commands
+        ]
+        return Batch(len(inbound.commands), len(inbound.pings), outcomes, [], list(inbound.poison))
 
     def _observe(self, events: list[Any]) -> None:
         for event in events:
             self.matcher.observe(event)
-
-
-def _require(transport: Transport | None) -> Transport:
-    if transport is None:
-        raise ValueError("this worker has no transport to poll")
-    return transport
 
 
 def _ping_ahead(ping: Ping, now: float) -> Poison:

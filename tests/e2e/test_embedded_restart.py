@@ -203,7 +203,7 @@ def test_a_restarted_engine_restores_every_aggregate_and_the_matcher_and_keeps_d
     )
     restarted.transport.send_command(repeat)
     clock.now += 1.0
-    restarted.workers[0].run_once()
+    restarted.run_batch(restarted.workers[0])
     outcome = restarted.transport.wait_outcome(ids[0], 0)
     assert outcome is not None and outcome.accepted and outcome.duplicate
     assert restarted.workers[0].app.position() == position

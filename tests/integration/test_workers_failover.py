@@ -305,3 +305,48 @@ def test_after_a_takeover_matching_resumes_from_recent_pings_without_waiting_for
     finally:
         bus.close()
         stop(second)
+
+
+def test_a_failed_batch_aborts_its_events_outcomes_and_offsets_and_is_decided_again(
+    deployment: Settings,
+) -> None:
+    """The batch owner (adapters/kafka/batch.py): a failure after the worker saved its
+    events aborts the transaction as a whole; the consumer is rewound, the shard refolded,
+    and the same command is decided again, once."""
+    assert deployment.kafka_bootstrap is not None
+    worker = build_kafka_worker(deployment, member="owner")
+    bus = KafkaTransport(deployment.kafka_bootstrap, deployment.topic_prefix)
+    try:
+        deadline = time.monotonic() + 30
+        while len(worker.shards) < SHARDS and time.monotonic() < deadline:
+            worker.run_once()
+        assert len(worker.shards) == SHARDS
+        shard = 3
+        host = worker.shards[shard]
+        decide = host.worker.process
+        failures: list[int] = []
+
+        def fails_once(inbound: Inbound) -> object:
+            batch = decide(inbound)  # the events are in the open transaction now
+            if inbound.commands and not failures:
+                failures.append(1)
+                raise RuntimeError("the batch fails after saving")
+            return batch
+
+        host.worker.process = fails_once  # type: ignore[method-assign]
+        probe = envelope(c.RegisterDriver(driver_id=new_id(shard), name="twice decided"))
+        bus.send_command(probe)
+        bus.flush()
+        while (
+            outcome := bus.outcome(probe.command_id)
+        ) is None and time.monotonic() < deadline + 30:
+            worker.run_once()
+        assert outcome is not None and outcome.accepted and not outcome.duplicate
+        assert failures == [1] and worker.stats.aborted == 1
+    finally:
+        bus.close()
+        worker.close()
+    assert committed_outcomes(deployment)[probe.command_id] == 1
+    source = KafkaLogSource(deployment.kafka_bootstrap, deployment.topic_prefix)
+    names = [e.data.get("name") for e in source.read(shard)]
+    assert names.count("twice decided") == 1

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 import orjson
 
 from dispatch.adapters.kafka import wire
 from dispatch.bootstrap import build_embedded_engine
-from dispatch.messages import MAX_PING_AHEAD_S, Inbound, Ping
+from dispatch.domain.ids import new_id
+from dispatch.messages import MAX_PING_AHEAD_S, Ping
 from dispatch.settings import Settings
 
 T0 = 1_767_600_000.0
@@ -28,11 +28,12 @@ def test_a_record_without_a_value_is_poison_that_can_be_dead_lettered() -> None:
 def test_a_ping_timed_too_far_ahead_of_the_shard_clock_is_dead_lettered(tmp_path: Path) -> None:
     engine = build_embedded_engine(Settings(data_dir=tmp_path, shards=1), lambda: T0)
     worker = engine.workers[0]
-    driver = uuid.uuid4()
+    driver = new_id(0)  # the engine's one shard
     ahead = Ping(driver, 37.77, -122.42, T0 + MAX_PING_AHEAD_S + 1.0)
-    fine = Ping(uuid.uuid4(), 37.77, -122.42, T0)
-    report = worker.process(Inbound(pings=[ahead, fine]))
-    assert report.pings == 2
+    fine = Ping(new_id(0), 37.77, -122.42, T0)
+    engine.transport.send_pings([ahead, fine])
+    (report,) = engine.run_once()
+    assert report.pings == 2 and worker.matcher.positions.keys() == {fine.driver_id}
     (letter,) = engine.transport.dead_letters  # type: ignore[attr-defined]
     assert letter.source == "locations" and "ahead of" in letter.reason
     assert orjson.loads(letter.raw) == [str(driver), 37.77, -122.42, ahead.at]

@@ -1,4 +1,10 @@
-"""The embedded engine: every shard's worker in one process, over the in-process transport."""
+"""The embedded engine: every shard's worker in one process, over the in-process transport.
+
+It owns each batch here: poll, let the worker decide and save (one SQLite transaction),
+publish the outcomes and dead letters, tell the worker the batch is durable. Its failure
+policy: a batch that could not be saved is dropped, its commands are answered
+``unavailable`` (nothing was recorded: a retry is safe) and the shard's state is refolded.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ import threading
 from collections.abc import Sequence
 
 from dispatch.adapters.embedded.transport import EmbeddedTransport
-from dispatch.worker import BatchReport, ShardWorker
+from dispatch.worker import Batch, BatchReport, ShardWorker
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +30,24 @@ class EmbeddedEngine:
 
     def run_once(self) -> list[BatchReport]:
         """One batch on every shard (used by the simulator, which drives a simulated clock)."""
-        return [w.run_once() for w in self.workers.values()]
+        return [self.run_batch(w) for w in self.workers.values()]
+
+    def run_batch(self, worker: ShardWorker, timeout_s: float = 0.0) -> BatchReport:
+        """Poll one batch of ``worker``'s shard and see it through."""
+        inbound = self.transport.poll(worker.shard, worker.max_batch, timeout_s)
+        batch: Batch
+        try:
+            batch = worker.process(inbound)
+        except Exception:
+            log.exception("shard %s: batch not saved; dropped, shard restored", worker.shard)
+            worker.recover()
+            batch = worker.unavailable(inbound)
+        if batch.poison:
+            self.transport.dead_letter(batch.poison)
+        if batch.outcomes:
+            self.transport.publish_outcomes(batch.outcomes)
+        worker.committed(batch)
+        return batch.report
 
     def start(self, poll_timeout_s: float = 0.05) -> None:
         """Run each shard's worker in its own thread until ``stop()``."""
@@ -47,6 +70,6 @@ class EmbeddedEngine:
     def _loop(self, worker: ShardWorker, timeout_s: float) -> None:
         while not self._stop.is_set():
             try:
-                worker.run_once(timeout_s)
-            except Exception:  # keep serving; the worker already restored itself
+                self.run_batch(worker, timeout_s)
+            except Exception:  # keep serving
                 log.exception("shard %s: batch failed", worker.shard)

@@ -1,24 +1,24 @@
-"""One shard hosted by a Kafka worker: its application, matcher, clock and outbox."""
+"""One shard hosted by a Kafka worker: its application and shard writer, its worker
+(matcher included) and its clock. Its batches are run by ``batch.KafkaBatch``."""
 
 from __future__ import annotations
 
 import logging
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager
-from typing import Any, cast
 
 from kafka import TopicPartition
 
 from dispatch.adapters.kafka import wire
 from dispatch.adapters.kafka.config import new_consumer, seek_since
-from dispatch.adapters.kafka.outbox import KafkaOutbox
+from dispatch.adapters.kafka.eventstore.recorders import KafkaRecorder
+from dispatch.adapters.kafka.eventstore.shard import ShardWriter
 from dispatch.adapters.kafka.topics import Topics
 from dispatch.matching.matcher import Matcher
 from dispatch.messages import Inbound
 from dispatch.settings import Settings
 from dispatch.shard.application import ShardApplication
-from dispatch.worker import BatchReport, ShardWorker
+from dispatch.worker import ShardWorker
 
 log = logging.getLogger(__name__)
 
@@ -43,29 +43,25 @@ class StreamClock:
 
 class ShardHost:
     def __init__(
-        self, shard: int, app: ShardApplication, worker: ShardWorker, clock: StreamClock | None
+        self,
+        shard: int,
+        app: ShardApplication,
+        writer: ShardWriter,
+        worker: ShardWorker,
+        clock: StreamClock | None,
     ) -> None:
-        self.shard, self.app, self.worker, self.stream_clock = shard, app, worker, clock
+        self.shard, self.app, self.writer, self.worker = shard, app, writer, worker
+        self.stream_clock = clock
         self._last_tick = 0.0
 
-    def transaction(self) -> AbstractContextManager[Any]:
-        """The shard's Kafka transaction; yields its producer."""
-        recorder: Any = self.app.recorder
-        return cast(AbstractContextManager[Any], recorder.transaction())
-
-    def process(self, inbound: Inbound) -> BatchReport:
+    def advance(self, inbound: Inbound) -> None:
+        """A batch is about to run: move the stream clock, note the tick."""
         if self.stream_clock is not None:
             self.stream_clock.advance(inbound)
         self._last_tick = time.monotonic()
-        return self.worker.process(inbound)
 
     def tick_due(self, every_s: float) -> bool:
         return time.monotonic() - self._last_tick >= every_s
-
-    def reset(self) -> None:
-        """After an aborted batch: forget cached state and refold the matcher from the log."""
-        self.app.discard()
-        self.worker.restore()
 
     def close(self) -> None:
         self.app.close()
@@ -85,16 +81,15 @@ def open_shard(
     app = app_factory(shard)
     stream_clock = StreamClock() if clock_mode == "stream" else None
     clock: Callable[[], float] = stream_clock if stream_clock is not None else time.time
-    recorder: Any = app.recorder
-    outbox = KafkaOutbox(lambda: recorder.producer, topics, shard)
-    worker = ShardWorker(
-        shard, app, matcher_factory, None, clock, outbox=outbox, drop_failed_batches=False
-    )
+    recorder = app.recorder
+    if not isinstance(recorder, KafkaRecorder):
+        raise TypeError(f"shard {shard}: a Kafka worker needs the Kafka event store")
+    worker = ShardWorker(shard, app, matcher_factory, clock)
     worker.restore()
     if stream_clock is not None:
         stream_clock.now = worker.last_event_time
     warm_up(settings, topics, shard, worker, clock())
-    return ShardHost(shard, app, worker, stream_clock)
+    return ShardHost(shard, app, recorder.writer, worker, stream_clock)
 
 
 def warm_up(settings: Settings, topics: Topics, shard: int, worker: ShardWorker, now: float) -> int:

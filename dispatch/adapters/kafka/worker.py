@@ -23,8 +23,8 @@ from kafka import ConsumerRebalanceListener, OffsetAndMetadata, TopicPartition
 from kafka.coordinator.assignors.range import RangePartitionAssignor
 
 from dispatch.adapters.kafka import wire
+from dispatch.adapters.kafka.batch import KafkaBatch, Offsets
 from dispatch.adapters.kafka.config import new_consumer
-from dispatch.adapters.kafka.eventstore.shard import FencedError
 from dispatch.adapters.kafka.shard_host import ShardHost, open_shard
 from dispatch.adapters.kafka.topics import Topics
 from dispatch.matching.matcher import Matcher
@@ -151,34 +151,20 @@ class KafkaWorker:
             if found or host.tick_due(self.tick_s):
                 self._process(shard, host, found or Inbound(), offsets.get(shard, {}))
 
-    def _process(
-        self,
-        shard: int,
-        host: ShardHost,
-        box: Inbound,
-        offsets: dict[TopicPartition, OffsetAndMetadata],
-    ) -> None:
-        started = time.perf_counter()
-        try:
-            with host.transaction() as producer:
-                report = host.process(box)
-                decided = time.perf_counter()
-                if offsets:
-                    producer.send_offsets_to_transaction(offsets, self.consumer.group_metadata())
-        except FencedError:
+    def _process(self, shard: int, host: ShardHost, box: Inbound, offsets: Offsets) -> None:
+        ended = KafkaBatch(host, self.topics, self.consumer).run(box, offsets)
+        if ended.state == "fenced":
             self.stats.fenced += 1
-            log.warning("shard %s: fenced by a newer owner; dropping it", shard)
             self.shards.pop(shard).close()
             return
-        except Exception:
+        if ended.state == "aborted":
             self.stats.aborted += 1
-            log.exception("shard %s: batch aborted; rewinding to the committed offsets", shard)
-            gc.unfreeze()  # the matcher being replaced must be collectable
-            host.reset()
+            gc.unfreeze()  # the refolded matcher replaced the old one: let it be collected
             _freeze()
-            self._rewind(shard)
             return
-        elapsed = time.perf_counter() - started
+        report = ended.report
+        assert report is not None
+        elapsed = ended.decided_s + ended.committed_s
         if elapsed > SLOW_BATCH_S:
             log.warning(
                 "shard %s: slow batch %.0f ms (%d commands, %d pings, %d events; decided in "
@@ -188,22 +174,13 @@ class KafkaWorker:
                 report.commands,
                 report.pings,
                 report.events,
-                (decided - started) * 1000,
-                (time.perf_counter() - decided) * 1000,
+                ended.decided_s * 1000,
+                ended.committed_s * 1000,
             )
         self.stats.batches += 1
         self.stats.commands += report.commands
         self.stats.pings += report.pings
         self.stats.events += report.events
-
-    def _rewind(self, shard: int) -> None:
-        for topic in (self.topics.commands, self.topics.locations):
-            tp = TopicPartition(topic, shard)
-            committed = self.consumer.committed(tp)
-            if committed is None:
-                self.consumer.seek_to_beginning(tp)
-            else:
-                self.consumer.seek(tp, committed)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]

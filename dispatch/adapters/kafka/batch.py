@@ -1,0 +1,87 @@
+"""One shard batch on Kafka, owned from its first record to its commit or abort.
+
+``KafkaBatch.run`` begins the shard writer's transaction; the worker decides and saves the
+batch's events in it; the outcomes and dead letters go into it; so do the consumed offsets
+(``send_offsets_to_transaction``); then it commits, and only then are the commit listeners
+told. Any failure aborts all of it together: the shard's state is refolded from the log and
+the consumer rewound to the committed offsets, so the batch is read and decided again. A
+fenced writer means a newer owner has the shard: the batch reports it and does nothing more.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
+
+from dispatch.adapters.kafka import wire
+from dispatch.adapters.kafka.eventstore.shard import FencedError
+from dispatch.adapters.kafka.shard_host import ShardHost
+from dispatch.adapters.kafka.topics import Topics
+from dispatch.messages import Inbound
+from dispatch.worker import Batch, BatchReport
+
+log = logging.getLogger(__name__)
+
+Offsets = dict[TopicPartition, OffsetAndMetadata]
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """How a batch ended, its report when committed, and where its time went."""
+
+    state: Literal["committed", "aborted", "fenced"]
+    report: BatchReport | None = None
+    decided_s: float = 0.0
+    committed_s: float = 0.0
+
+
+class KafkaBatch:
+    def __init__(self, host: ShardHost, topics: Topics, consumer: KafkaConsumer) -> None:
+        self.host, self.topics, self.consumer = host, topics, consumer
+
+    def run(self, inbound: Inbound, offsets: Offsets) -> Ended:
+        host, started = self.host, time.perf_counter()
+        host.advance(inbound)
+        decided = started
+        try:
+            with host.writer.transaction() as producer:
+                batch = host.worker.process(inbound)
+                decided = time.perf_counter()
+                self._send(producer, batch)
+                if offsets:
+                    producer.send_offsets_to_transaction(offsets, self.consumer.group_metadata())
+        except FencedError:
+            log.warning("shard %s: fenced by a newer owner", host.shard)
+            return Ended("fenced")
+        except Exception:
+            log.exception("shard %s: batch aborted; rewinding to the committed offsets", host.shard)
+            host.worker.recover()
+            self._rewind()
+            return Ended("aborted")
+        host.worker.committed(batch)
+        now = time.perf_counter()
+        return Ended("committed", batch.report, decided - started, now - decided)
+
+    def _send(self, producer: Any, batch: Batch) -> None:
+        """The batch's outcomes and dead letters, into its transaction."""
+        shard = self.host.shard
+        for outcome in batch.outcomes:
+            key, value = wire.encode_outcome(outcome)
+            producer.send(self.topics.outcomes, key=key, value=value, partition=shard)
+        for poison in batch.poison:
+            value = wire.encode_dead_letter(poison)
+            key = str(shard).encode()
+            producer.send(self.topics.dead_letters, key=key, value=value, partition=0)
+
+    def _rewind(self) -> None:
+        for topic in (self.topics.commands, self.topics.locations):
+            tp = TopicPartition(topic, self.host.shard)
+            committed = self.consumer.committed(tp)
+            if committed is None:
+                self.consumer.seek_to_beginning(tp)
+            else:
+                self.consumer.seek(tp, committed)
