@@ -75,28 +75,12 @@ class ShardApplication(Application[UUID]):
         if previous is not None and not isinstance(previous, CommandRecord):
             # Only a hand-made aggregate id can collide with a command's record id: refuse
             # the command rather than record a second aggregate under that id.
-            self._outcomes.append(
-                Outcome(
-                    command_id=envelope.command_id,
-                    shard=self.shard,
-                    accepted=False,
-                    code="invalid_command",
-                    reason="this command_id collides with an existing aggregate id; "
-                    "send it with another command_id",
-                )
-            )
+            reason = "this command_id collides with an existing aggregate id; send it with "
+            self._refuse(envelope, "invalid_command", reason + "another command_id")
             return []
         if previous is not None and not previous.answers(envelope.fingerprint):
-            self._outcomes.append(
-                Outcome(
-                    command_id=envelope.command_id,
-                    shard=self.shard,
-                    accepted=False,
-                    code="idempotency_key_reused",
-                    reason="this command id (Idempotency-Key) was used for a different request",
-                    duplicate=True,
-                )
-            )
+            reason = "this command id (Idempotency-Key) was used for a different request"
+            self._refuse(envelope, "idempotency_key_reused", reason, duplicate=True)
             return []
         if previous is not None:
             self._outcomes.append(self._outcome_of(previous, duplicate=True))
@@ -226,6 +210,21 @@ class ShardApplication(Application[UUID]):
                 accepted=False,
                 code=code,
                 reason=reason,
+            )
+        )
+
+    def _refuse(
+        self, envelope: CommandEnvelope, code: str, reason: str, duplicate: bool = False
+    ) -> None:
+        """Answer a command without recording anything."""
+        self._outcomes.append(
+            Outcome(
+                command_id=envelope.command_id,
+                shard=self.shard,
+                accepted=False,
+                code=code,
+                reason=reason,
+                duplicate=duplicate,
             )
         )
 
