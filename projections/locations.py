@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from dispatch.domain.driver import AVAILABILITY_TOPICS, REGISTERED, Driver, next_availability
+from dispatch.domain.driver import AVAILABILITY_TOPICS, Driver, DriverStatus, next_availability
 from dispatch.log import LogEvent
 from dispatch.matching.index import DriverIndex
 from dispatch.messages import Ping
@@ -67,10 +67,11 @@ class LocationsProjection:
         driver_id = e.aggregate_id
         if e.topic not in _TOPICS:
             return view
-        before = view.status.get(driver_id)
+        # A driver not shown is offline, yet may have asked to go offline after a trip (out
+        # of place, but the other readers keep that flag too).
+        before = view.status.get(driver_id, DriverStatus.OFFLINE)
         after_trip = driver_id in view.offline_after_trip
-        state = (before, after_trip) if before is not None else REGISTERED
-        after, after_trip = next_availability(state, e.topic)
+        after, after_trip = next_availability((before, after_trip), e.topic)
         if after_trip:
             view.offline_after_trip.add(driver_id)
         else:
