@@ -8,6 +8,7 @@ replay run at hundreds of thousands of events a second. The JSON shapes are publ
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -157,14 +158,44 @@ def from_state(
     return LogEvent(shard, position, canonical_id(originator_id), version, topic, at, data)
 
 
-class LogSource(Protocol):
-    """A shard's log, read from a position (exclusive) onwards."""
+class LogSource(ABC):
+    """The log-source port: a log of shards, each read from a position (exclusive) on.
 
-    def shards(self) -> list[int]: ...
+    Projections, replay and the API read the log through this and nothing else. Adapters:
+    the embedded log's shard files (``adapters.sqlite``) and the events topic
+    (``adapters.kafka``); ``tests/contract`` runs the same cases over both."""
 
-    def read(self, shard: int, after: int = 0) -> Iterator[LogEvent]: ...
+    @abstractmethod
+    def shards(self) -> list[int]:
+        """The log's shards, in order."""
 
-    def stored_events(self, shard: int, aggregate_id: UUID) -> list[StoredEvent]: ...
+    @abstractmethod
+    def read(self, shard: int, after: int = 0) -> Iterator[LogEvent]:
+        """The shard's events after position ``after``, in log order: what was committed
+        when the read started (a source that follows a live log may stop at a fetch that
+        brings nothing; the next read goes on from the last position read)."""
+
+    def read_pages(self, shard: int, after: int = 0) -> Iterator[list[LogEvent]]:
+        """``read`` in pages (lists in log order), for folds that apply a page at a time.
+        An adapter that fetches in pages yields its own."""
+        return pages(self.read(shard, after), PAGE)
+
+    @abstractmethod
+    def head(self, shard: int) -> int | None:
+        """The shard's last position (0 when it is empty), or None when the source cannot
+        tell without reading the shard (readiness and tokens then do without it)."""
+
+    @abstractmethod
+    def stored_events(self, shard: int, aggregate_id: UUID) -> list[StoredEvent]:
+        """One aggregate's stored events in version order (``replay history``); none for
+        an aggregate or a shard the log does not have."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release what the source keeps open between reads; it may be read again after."""
+
+
+PAGE = 1_000
 
 
 def pages(events: Iterator[LogEvent], size: int) -> Iterator[list[LogEvent]]:

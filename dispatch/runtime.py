@@ -50,9 +50,8 @@ class Runtime:
         return self._started
 
     def head(self, shard: int) -> int | None:
-        """The shard's last log position, when the log source can tell cheaply."""
-        head = getattr(self.runner.source, "head", None)
-        return int(head(shard)) if head is not None else None
+        """The shard's last log position, when the log source can tell (see ``LogSource``)."""
+        return self.runner.source.head(shard)
 
     def start(self) -> None:
         if self._started:

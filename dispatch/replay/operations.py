@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 import orjson
 
 from dispatch.invariants import InvariantChecker, Violation
-from dispatch.log import LogEvent, LogSource, pages
+from dispatch.log import LogEvent, LogSource
 from projections.store import ViewStore
 from projections.views import ViewSet, default_projections
 
@@ -108,12 +108,7 @@ def rebuild(
     next_save = time.monotonic() + save_every_s
     try:
         for shard in source.shards():
-            read_pages = getattr(source, "read_pages", None)
-            after = views.position(shard)
-            paged = (
-                read_pages(shard, after) if read_pages else pages(source.read(shard, after), 1_000)
-            )
-            for page in paged:
+            for page in source.read_pages(shard, views.position(shard)):
                 if since is not None and page[0].at < since:
                     page = [e for e in page if e.at >= since] or page[-1:]
                     if page[-1].at < since:  # nothing to fold: only move the checkpoints

@@ -13,10 +13,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from kafka import TopicPartition
-
-from dispatch.adapters.kafka.config import new_consumer
 from dispatch.adapters.kafka.eventstore.codec import notification_id
+from dispatch.adapters.kafka.follower import Follower
 from dispatch.adapters.kafka.logsource import decode_records
 from dispatch.adapters.kafka.processes import start_worker, stop_worker
 from dispatch.adapters.kafka.topics import Topics, create_topics
@@ -48,15 +46,13 @@ class EventFollower:
 
     def __init__(self, settings: Settings, on_event: Callable[..., None]) -> None:
         assert settings.kafka_bootstrap is not None
-        self.topic = Topics(settings.topic_prefix).events
-        self.consumer = new_consumer(settings.kafka_bootstrap, group_id=None)
-        parts = [TopicPartition(self.topic, p) for p in range(settings.shards)]
-        self.consumer.assign(parts)
-        self.consumer.seek_to_end(*parts)
+        topic = Topics(settings.topic_prefix).events
+        self.follower = Follower(settings.kafka_bootstrap, topic, range(settings.shards))
+        self.follower.seek_to_end()
         # Notification ids seen per shard: everything before the end offset (its ids are
         # all below the first id of the record at the end).
         self.seen = {
-            tp.partition: notification_id(self.consumer.position(tp), 0) - 1 for tp in parts
+            s: notification_id(self.follower.position(s), 0) - 1 for s in range(settings.shards)
         }
         self.on_event = on_event
 
@@ -64,18 +60,18 @@ class EventFollower:
         """Read until every shard's position reaches ``until`` (notification ids)."""
         deadline = time.monotonic() + timeout_s
         while True:
-            batches = self.consumer.poll(timeout_ms=20)
-            for tp, records in batches.items():
+            batches = self.follower.poll(timeout_ms=20)
+            for shard, records in batches.items():
                 for record in records:
-                    for event in decode_records(record.value, record.offset, tp.partition):
+                    for event in decode_records(record.value, record.offset, shard):
                         self.on_event(event)
-                        self.seen[tp.partition] = event.position
+                        self.seen[shard] = event.position
             behind = any(self.seen.get(s, 0) < pos for s, pos in until.items())
             if (not behind and not batches) or time.monotonic() > deadline:
                 return
 
     def close(self) -> None:
-        self.consumer.close()
+        self.follower.close()
 
 
 def run_on_kafka(

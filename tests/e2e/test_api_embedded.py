@@ -62,7 +62,7 @@ class Api:
         return str(online.json()["position"])
 
     def head(self, shard: int = 0) -> int:
-        return int(self.runtime.runner.source.head(shard))  # type: ignore[attr-defined]
+        return int(self.runtime.head(shard) or 0)
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -2,7 +2,7 @@
 
 On Kafka, pings reach the shard workers through the locations topic; an API process that
 only applied the pings it received itself would show a partial map as soon as there are two
-of them. ``LocationFollower`` reads every partition of the locations topic on a thread,
+of them. ``LocationFollower`` follows every partition of the locations topic on a thread,
 starting at the pings of the last TTL (older ones cannot show anyway), and hands each
 record's pings to ``apply``. Pings are not transactional: they are read as produced. A
 record that is not a valid batch of pings is skipped and counted (the worker owning the
@@ -13,13 +13,12 @@ changes nothing, so a process re-reading the pings it applied itself is harmless
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from dispatch.adapters.kafka import wire
-from dispatch.adapters.kafka.config import assign_all, new_consumer, seek_since
+from dispatch.adapters.kafka.follower import Follower
 from dispatch.adapters.kafka.topics import Topics
 from dispatch.messages import Ping
 
@@ -39,55 +38,31 @@ class LocationFollower:
         self.apply, self.ttl_s, self.clock = apply, ttl_s, clock
         self.applied = 0  # pings handed to ``apply``
         self.skipped = 0  # invalid pings or records
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._failing: str | None = None  # the last poll's error, until a poll succeeds
+        self._follower: Follower | None = None
 
     def start(self) -> None:
         """Start following; returns once positioned (the last TTL of pings is then being
         read), or raises if the broker cannot be reached or the topic is missing."""
-        consumer = new_consumer(self.bootstrap, group_id=None)
+        follower = Follower(self.bootstrap, self.topic, name="location follower")
         try:
-            seek_since(consumer, assign_all(consumer, self.topic), self.clock() - self.ttl_s)
+            follower.seek_since(self.clock() - self.ttl_s)
         except BaseException:
-            consumer.close()
+            follower.close()
             raise
-        self._thread = threading.Thread(
-            target=self._loop, args=(consumer,), daemon=True, name="location-follower"
-        )
-        self._thread.start()
+        follower.start(self._apply_records, poll_ms=200, max_records=1_000)
+        self._follower = follower
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        if self._follower is not None:
+            self._follower.stop()
 
     def problem(self) -> str | None:
         """Why the location view may be missing pings right now, or None."""
-        if self._thread is None or self._stop.is_set():
-            return None
-        if not self._thread.is_alive():
-            return "location follower stopped"
-        if self._failing is not None:
-            return f"locations topic unreadable: {self._failing}"
-        return None
+        return self._follower.problem() if self._follower is not None else None
 
-    def _loop(self, consumer: Any) -> None:
-        try:
-            while not self._stop.is_set():
-                try:
-                    batches = consumer.poll(timeout_ms=200, max_records=1_000)
-                except Exception as error:
-                    self._failing = repr(error)
-                    log.exception("location follower: poll failed; retrying")
-                    self._stop.wait(1.0)
-                    continue
-                self._failing = None
-                for records in batches.values():
-                    for record in records:
-                        self._apply(record)
-        finally:
-            consumer.close()
+    def _apply_records(self, _partition: int, records: list[Any]) -> None:
+        for record in records:
+            self._apply(record)
 
     def _apply(self, record: Any) -> None:
         pings, bad = wire.decode_pings(record.value, f"offset {record.offset}")

@@ -1,4 +1,5 @@
-"""Read the events topic as ``LogEvent``s (read_committed): replay and projections on Kafka.
+"""The log-source port on Kafka: the events topic read as ``LogEvent``s (read_committed), by
+replay and by the API's views, through ``follower.Follower``.
 
 Positions are notification ids, as the Kafka persistence module assigns them: a record holds
 many events, and ``codec.notification_id(offset, index)`` / ``codec.record_position(id)``
@@ -15,17 +16,16 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
-from kafka import TopicPartition
 
-from dispatch.adapters.kafka.config import new_consumer
 from dispatch.adapters.kafka.eventstore.codec import (
     decode_events,
     event_documents,
     notification_id,
     record_position,
 )
+from dispatch.adapters.kafka.follower import Follower, partitions_of
 from dispatch.adapters.kafka.topics import Topics
-from dispatch.log import LogEvent, decode_fields, flatten, from_state
+from dispatch.log import LogEvent, LogSource, decode_fields, flatten, from_state
 
 
 def decode_records(value: bytes, offset: int, shard: int, after: int = 0) -> Iterator[LogEvent]:
@@ -61,38 +61,28 @@ def start_offset(after: int) -> int:
     return record_position(after)[0] if after > 0 else 0
 
 
-class KafkaLogSource:
+class KafkaLogSource(LogSource):
+    """The events topic read by a one-off process (replay): a read opens a follower of its
+    shard and reads to the partition's end as it was when the read started."""
+
     def __init__(self, bootstrap: str, prefix: str, poll_ms: int = 500) -> None:
         self.bootstrap, self.topics, self.poll_ms = bootstrap, Topics(prefix), poll_ms
 
     def shards(self) -> list[int]:
-        consumer = new_consumer(self.bootstrap, group_id=None)
-        try:
-            return sorted(consumer.partitions_for_topic(self.topics.events) or [])
-        finally:
-            consumer.close()
-
-    def _records(self, shard: int, after: int) -> Iterator[Any]:
-        consumer = new_consumer(self.bootstrap, group_id=None, fetch_max_bytes=64 * 1024 * 1024)
-        tp = TopicPartition(self.topics.events, shard)
-        try:
-            consumer.assign([tp])
-            end = consumer.end_offsets([tp])[tp]
-            consumer.seek(tp, start_offset(after))
-            while consumer.position(tp) < end:
-                for records in consumer.poll(timeout_ms=self.poll_ms).values():
-                    for record in records:
-                        if record.offset >= end:
-                            return
-                        yield record
-        finally:
-            consumer.close()
+        return partitions_of(self.bootstrap, self.topics.events)
 
     def read(self, shard: int, after: int = 0) -> Iterator[LogEvent]:
         for record in self._records(shard, after):
             yield from decode_records(record.value, record.offset, shard, after)
 
+    def head(self, shard: int) -> None:
+        """Not told: positions come from offsets, and the last one is only known by reading
+        the partition's last records (transaction markers sit between them)."""
+        return None
+
     def stored_events(self, shard: int, aggregate_id: UUID) -> list[StoredEvent]:
+        if shard not in self.shards():
+            return []
         key = str(aggregate_id)
         out = []
         for record in self._records(shard, 0):
@@ -101,20 +91,31 @@ class KafkaLogSource:
                     out.append(StoredEvent(aggregate_id, d.originator_version, d.topic, d.state))
         return out
 
+    def close(self) -> None:
+        """Nothing to release: every read opens and closes its own follower."""
 
-class KafkaFollowSource:
-    """The events topic followed by a long-lived process (the API's views): one consumer per
-    shard kept open, so each catch-up reads only what is new."""
+    def _records(self, shard: int, after: int) -> Iterator[Any]:
+        follower = Follower(
+            self.bootstrap, self.topics.events, [shard], fetch_max_bytes=64 * 1024 * 1024
+        )
+        try:
+            follower.seek(shard, start_offset(after))
+            for batch in follower.read_to_end(self.poll_ms):
+                yield from batch
+        finally:
+            follower.close()
+
+
+class KafkaFollowSource(KafkaLogSource):
+    """The events topic followed by a long-lived process (the API's views): one follower per
+    shard kept open, so each catch-up reads only what is new, and stops at the first poll
+    that brings nothing rather than wait."""
 
     def __init__(self, bootstrap: str, prefix: str) -> None:
-        self.bootstrap, self.topics = bootstrap, Topics(prefix)
-        self._consumers: dict[int, Any] = {}
-        self._read_to: dict[int, int] = {}  # position the consumer stands after, per shard
-        probe = new_consumer(bootstrap, group_id=None)
-        try:
-            self._shards = sorted(probe.partitions_for_topic(self.topics.events) or [])
-        finally:
-            probe.close()
+        super().__init__(bootstrap, prefix)
+        self._followers: dict[int, Follower] = {}
+        self._read_to: dict[int, int] = {}  # position the follower stands after, per shard
+        self._shards = super().shards()
         if not self._shards:
             raise RuntimeError(
                 f"topic {self.topics.events} is missing: run `dispatch topics create` first"
@@ -124,34 +125,25 @@ class KafkaFollowSource:
         return list(self._shards)
 
     def read(self, shard: int, after: int = 0) -> Iterator[LogEvent]:
-        tp = TopicPartition(self.topics.events, shard)
-        consumer = self._consumers.get(shard)
-        if consumer is None:
-            consumer = new_consumer(self.bootstrap, group_id=None)
-            consumer.assign([tp])
-            self._consumers[shard] = consumer
+        follower = self._followers.get(shard)
+        if follower is None:
+            follower = Follower(self.bootstrap, self.topics.events, [shard])
+            self._followers[shard] = follower
         if self._read_to.get(shard) != after:
             # Not where the last read left off (a first read, another position, or a read
             # abandoned inside a record): seek to the record holding `after`.
             self._read_to.pop(shard, None)
-            consumer.seek(tp, start_offset(after))
-        end = consumer.end_offsets([tp])[tp]
-        while consumer.position(tp) < end:
-            batch = consumer.poll(timeout_ms=200).get(tp, [])
-            if not batch:
-                return
-            self._read_to.pop(shard, None)  # the consumer now stands after the whole batch
+            follower.seek(shard, start_offset(after))
+        for batch in follower.read_available():
+            self._read_to.pop(shard, None)  # the follower now stands after the whole batch
             for record in batch:
                 for event in decode_records(record.value, record.offset, shard, after):
                     after = event.position
                     yield event
             self._read_to[shard] = after  # every event of the batch was read
 
-    def stored_events(self, shard: int, aggregate_id: UUID) -> list[StoredEvent]:
-        return KafkaLogSource(self.bootstrap, self.topics.prefix).stored_events(shard, aggregate_id)
-
     def close(self) -> None:
-        for consumer in self._consumers.values():
-            consumer.close()
-        self._consumers.clear()
+        for follower in self._followers.values():
+            follower.close()
+        self._followers.clear()
         self._read_to.clear()

@@ -1,7 +1,7 @@
 """The client side of the Kafka transport: commands and pings to their shard's partition,
 outcomes back to whoever waits for them.
 
-Outcomes are read by a background consumer (no group: every partition of the outcomes
+Outcomes are read by a ``Follower`` on a thread (no group: every partition of the outcomes
 topic, from the end as it was when the transport started), so a waiter never misses an
 outcome that arrives before it starts waiting.
 """
@@ -12,9 +12,11 @@ import logging
 import threading
 from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
+from typing import Any
 
 from dispatch.adapters.kafka import wire
-from dispatch.adapters.kafka.config import assign_all, new_consumer, new_producer
+from dispatch.adapters.kafka.config import new_producer
+from dispatch.adapters.kafka.follower import Follower
 from dispatch.adapters.kafka.topics import Topics
 from dispatch.domain.ids import shard_of
 from dispatch.messages import Ping
@@ -32,14 +34,11 @@ class KafkaTransport:
         self._outcomes: OrderedDict[str, Outcome] = OrderedDict()
         self._keep = keep_outcomes
         self._cond = threading.Condition()
-        self._stop = threading.Event()
-        self._consumer = new_consumer(bootstrap, group_id=None, auto_offset_reset="latest")
-        assigned = assign_all(self._consumer, self.topics.outcomes)
-        self._consumer.seek_to_end(*assigned)
-        for tp in assigned:  # resolve the start positions now, before any command is sent
-            self._consumer.position(tp)
-        self._thread = threading.Thread(target=self._follow, daemon=True, name="outcomes")
-        self._thread.start()
+        self._follower = Follower(
+            bootstrap, self.topics.outcomes, name="outcomes", auto_offset_reset="latest"
+        )
+        self._follower.seek_to_end()  # resolved now, before any command is sent
+        self._follower.start(self._take_outcomes, poll_ms=100)
 
     def send_command(self, envelope: CommandEnvelope) -> None:
         with self._cond:  # a resend waits for its new outcome, not one kept from before
@@ -79,30 +78,18 @@ class KafkaTransport:
             return self._outcomes.get(reply_key(command_id, fingerprint))
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+        self._follower.stop()
         self._producer.close(timeout=5)
-        self._consumer.close()
 
-    def _follow(self) -> None:
-        while not self._stop.is_set():
-            try:
-                batches = self._consumer.poll(timeout_ms=100)
-            except Exception:
-                log.exception("outcome consumer failed; retrying in 1 s")
-                self._stop.wait(1.0)
-                continue
-            if not batches:
-                continue
-            with self._cond:
-                for records in batches.values():
-                    for record in records:
-                        try:
-                            outcome = wire.decode_outcome(record.value)
-                        except ValueError:
-                            log.warning("undecodable outcome at %s", record.offset)
-                            continue
-                        self._outcomes[outcome.reply_key] = outcome
-                while len(self._outcomes) > self._keep:
-                    self._outcomes.popitem(last=False)
-                self._cond.notify_all()
+    def _take_outcomes(self, _partition: int, records: list[Any]) -> None:
+        with self._cond:
+            for record in records:
+                try:
+                    outcome = wire.decode_outcome(record.value)
+                except ValueError:
+                    log.warning("undecodable outcome at %s", record.offset)
+                    continue
+                self._outcomes[outcome.reply_key] = outcome
+            while len(self._outcomes) > self._keep:
+                self._outcomes.popitem(last=False)
+            self._cond.notify_all()

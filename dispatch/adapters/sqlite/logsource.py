@@ -1,7 +1,7 @@
-"""Log sources: read a shard's committed events as ``LogEvent``s.
+"""The log-source port on the embedded log: a shard's committed events as ``LogEvent``s.
 
-The embedded source reads the shard SQLite files directly (read-only), which is the
-fastest path for replay. It never writes. A shard file that is missing, damaged or not a
+It reads the shard SQLite files directly (read-only), which is the fastest path for
+replay, and never writes. A shard file that is missing, damaged or not a
 shard database is a ``LogIntegrityError`` naming the file, never an empty shard.
 """
 
@@ -24,7 +24,7 @@ from dispatch.adapters.sqlite.datadir import (
     shard_files,
     shard_path,
 )
-from dispatch.log import LogEvent, decode_fields
+from dispatch.log import LogEvent, LogSource, decode_fields
 
 # Ids come out in their canonical 36-character form (the store keeps 32 hex digits):
 # converting in SQLite is much cheaper than in Python, a million times over.
@@ -39,7 +39,7 @@ _SELECT = (
 )
 
 
-class SqliteLogSource:
+class SqliteLogSource(LogSource):
     """The ``shard-NNNN.sqlite`` files under a data dir: ``shards`` of them (as its
     manifest says, see ``datadir.open_log``), or, when not given, every shard file found
     there."""
@@ -91,6 +91,9 @@ class SqliteLogSource:
         with self._reading(shard) as conn:
             value = conn.execute(f"SELECT max(rowid) FROM {EVENTS_TABLE}").fetchone()[0]
             return int(value or 0)
+
+    def close(self) -> None:
+        """Nothing to release: every read opens and closes its own connection."""
 
     @contextmanager
     def _reading(self, shard: int) -> Iterator[sqlite3.Connection]:

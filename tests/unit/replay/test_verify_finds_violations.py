@@ -9,13 +9,13 @@ from uuid import UUID
 from eventsourcing.persistence import StoredEvent
 
 from dispatch.domain.ids import new_id
-from dispatch.log import LogEvent
+from dispatch.log import LogEvent, LogSource
 from dispatch.replay.operations import verify
 
 T0 = 1_767_600_000.0
 
 
-class CraftedLog:
+class CraftedLog(LogSource):
     """An in-memory log source: one shard, events as written by hand."""
 
     def __init__(self) -> None:
@@ -37,8 +37,14 @@ class CraftedLog:
     def read(self, shard: int, after: int = 0) -> Iterator[LogEvent]:
         return iter([e for e in self.events if e.position > after])
 
+    def head(self, shard: int) -> int:
+        return len(self.events)
+
     def stored_events(self, shard: int, aggregate_id: UUID) -> list[StoredEvent]:
         return []
+
+    def close(self) -> None:
+        pass
 
 
 def iso(at: float) -> str:
