@@ -10,6 +10,7 @@ import json
 import queue
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -41,7 +42,14 @@ class Api:
     operator: dict[str, str]
 
     def register_driver(self, name: str = "Dee") -> tuple[str, dict[str, str]]:
-        r = self.client.post("/drivers", json={"name": name, "home": PICKUP})
+        """Registered as an app would: with a key, retried while the answer is a 202 (on
+        Kafka a worker may still be taking its shards over)."""
+        key = {"Idempotency-Key": str(uuid.uuid4())}
+        deadline = time.monotonic() + 6 * WAIT_S
+        while True:
+            r = self.client.post("/drivers", json={"name": name, "home": PICKUP}, headers=key)
+            if r.status_code != 202 or time.monotonic() > deadline:
+                break
         assert r.status_code == 201, r.text
         body = r.json()
         return body["driver_id"], bearer(body["token"]["access_token"])
