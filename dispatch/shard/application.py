@@ -203,20 +203,12 @@ class ShardApplication(Application[UUID]):
             )
         )
         self._uow.seal(mark)
-        self._outcomes.append(
-            Outcome(
-                command_id=envelope.command_id,
-                shard=self.shard,
-                accepted=False,
-                code=code,
-                reason=reason,
-            )
-        )
+        self._refuse(envelope, code, reason)
 
     def _refuse(
         self, envelope: CommandEnvelope, code: str, reason: str, duplicate: bool = False
     ) -> None:
-        """Answer a command without recording anything."""
+        """Answer a command as refused (``_reject`` records the refusal first)."""
         self._outcomes.append(
             Outcome(
                 command_id=envelope.command_id,
