@@ -72,13 +72,18 @@ class ShardWorker:
     def restore(self) -> int:
         """Rebuild the matcher's state by folding the shard's whole log; returns events read."""
         self.matcher = self._matcher_factory()
-        wanted = self.matcher.topics
+        wanted, by_type = self.matcher.topics, self.matcher.driver_topics
         count, start = 0, 1
         while True:
             page = self.app.recorder.select_notifications(start, 1_000)
             for notification in page:
                 if notification.topic not in wanted:
                     continue  # command records, rider events: nothing the matcher folds
+                if notification.topic in by_type:  # no need to decode these
+                    driver = notification.originator_id
+                    driver_id = driver if isinstance(driver, UUID) else UUID(str(driver))
+                    self.matcher.observe_driver(driver_id, notification.topic)
+                    continue
                 event: Any = self.app.mapper.to_domain_event(notification)
                 self.matcher.observe(event)
                 self.last_event_time = max(self.last_event_time, event.timestamp.timestamp())

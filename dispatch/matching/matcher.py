@@ -82,6 +82,13 @@ class Matcher:
         """The event types the matcher folds (restore skips every other type unread)."""
         return frozenset(str(cls.TOPIC) for cls in self._handlers)
 
+    @property
+    def driver_topics(self) -> frozenset[str]:
+        """The driver events the matcher folds by their type and driver id alone."""
+        return frozenset(
+            str(cls.TOPIC) for cls, handler in self._handlers.items() if handler == self._on_driver
+        )
+
     # -- inputs --------------------------------------------------------------------------
     def observe(self, event: Any) -> None:
         """Fold one of the shard's events into the matcher's state."""
@@ -176,8 +183,12 @@ class Matcher:
             self.pending[ride.ride_id] = ride
 
     def _on_driver(self, e: Any) -> None:
-        driver_id = e.originator_id
-        after = next_availability(self.drivers.get(driver_id, REGISTERED), e.TOPIC)
+        self.observe_driver(e.originator_id, e.TOPIC)
+
+    def observe_driver(self, driver_id: UUID, topic: str) -> None:
+        """Fold one of a driver's availability events, known by its type alone (restore
+        calls this without decoding the event: ``driver_topics``)."""
+        after = next_availability(self.drivers.get(driver_id, REGISTERED), topic)
         self.drivers[driver_id] = after
         if after[0] == DriverStatus.AVAILABLE:
             if driver_id not in self.available:
