@@ -312,11 +312,10 @@ RIDE_TRANSITIONS: dict[str, tuple[frozenset[RideStatus], RideStatus]] = {
     Ride.CancelledByDriver.TOPIC: (DRIVER_CANCELLABLE, R.REQUESTED),
     Ride.Expired.TOPIC: (frozenset({R.REQUESTED}), R.EXPIRED),
 }
-# The events that end a ride, with the outcome the rider is told (Rider.RideEnded).
-RIDE_ENDINGS: dict[str, str] = {
-    Ride.Completed.TOPIC: "completed",
-    Ride.CancelledByRider.TOPIC: "cancelled",
-    Ride.Expired.TOPIC: "expired",
+# The events that end a ride, with the outcome the rider is told (Rider.RideEnded): the
+# terminal status each leaves.
+RIDE_ENDINGS: dict[str, RideStatus] = {
+    topic: after for topic, (_, after) in RIDE_TRANSITIONS.items() if after in TERMINAL
 }
 # A ride in one of these statuses waits for a driver (demand, in the heatmap).
 WAITING_FOR_DRIVER = frozenset({R.REQUESTED, R.OFFERED})
