@@ -13,12 +13,23 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from dispatch.domain.driver import REGISTERED, Availability, Driver, DriverStatus, next_availability
-from dispatch.domain.ride import Ride
+from dispatch.domain.driver import (
+    AVAILABILITY_TOPICS,
+    REGISTERED,
+    Availability,
+    Driver,
+    DriverStatus,
+    next_availability,
+)
+from dispatch.domain.ride import RIDE_ENDINGS, Ride
 from dispatch.matching.decisions import Decision, ExpireOffer, ExpireRequest, MakeOffer
 from dispatch.matching.eta import EtaProvider
 from dispatch.matching.index import DriverIndex
 from dispatch.matching.strategies import PendingRide, SearchLimits, Strategy
+
+# A driver's events the matcher folds: those that move its availability (registration
+# starts at the domain's REGISTERED, so it needs no event).
+DRIVER_AVAILABILITY_EVENTS = AVAILABILITY_TOPICS - {Driver.Created.TOPIC}
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,42 +68,33 @@ class Matcher:
         self.positions: dict[UUID, tuple[float, float, float]] = {}
         self.stats = MatcherStats()
         self._next_expire = float("-inf")
-        self._handlers: dict[type[Any], Callable[[Any], None]] = {
-            Ride.Created: self._on_requested,
-            Ride.Offered: self._on_offered,
-            Ride.OfferDeclined: self._on_offer_ended,
-            Ride.OfferExpired: self._on_offer_ended,
-            Ride.Accepted: self._on_accepted,
-            Ride.CancelledByRider: self._on_ride_closed,
-            Ride.Completed: self._on_ride_closed,
-            Ride.Expired: self._on_ride_closed,
-            Ride.CancelledByDriver: self._on_driver_cancelled,
-            Driver.WentOnline: self._on_driver,
-            Driver.OfferReceived: self._on_driver,
-            Driver.OfferClosed: self._on_driver,
-            Driver.Assigned: self._on_driver,
-            Driver.TripStarted: self._on_driver,
-            Driver.Released: self._on_driver,
-            Driver.WentOffline: self._on_driver,
-            Driver.OfflineAfterTripRequested: self._on_driver,
+        # By event type name: the ride endings and a driver's availability events come from
+        # the domain's tables, not from a list of their own.
+        self._handlers: dict[str, Callable[[Any], None]] = {
+            Ride.Created.TOPIC: self._on_requested,
+            Ride.Offered.TOPIC: self._on_offered,
+            Ride.OfferDeclined.TOPIC: self._on_offer_ended,
+            Ride.OfferExpired.TOPIC: self._on_offer_ended,
+            Ride.Accepted.TOPIC: self._on_accepted,
+            Ride.CancelledByDriver.TOPIC: self._on_driver_cancelled,
+            **dict.fromkeys(RIDE_ENDINGS, self._on_ride_closed),
+            **dict.fromkeys(DRIVER_AVAILABILITY_EVENTS, self._on_driver),
         }
 
     @property
     def topics(self) -> frozenset[str]:
         """The event types the matcher folds (restore skips every other type unread)."""
-        return frozenset(str(cls.TOPIC) for cls in self._handlers)
+        return frozenset(self._handlers)
 
     @property
     def driver_topics(self) -> frozenset[str]:
         """The driver events the matcher folds by their type and driver id alone."""
-        return frozenset(
-            str(cls.TOPIC) for cls, handler in self._handlers.items() if handler == self._on_driver
-        )
+        return DRIVER_AVAILABILITY_EVENTS
 
     # -- inputs --------------------------------------------------------------------------
     def observe(self, event: Any) -> None:
         """Fold one of the shard's events into the matcher's state."""
-        handler = self._handlers.get(type(event))
+        handler = self._handlers.get(type(event).TOPIC)
         if handler is not None:
             handler(event)
 
