@@ -19,8 +19,6 @@ from uuid import UUID
 
 from dispatch.api.errors import ApiError
 
-ANONYMOUS = "anonymous"
-
 
 def fingerprint(method: str, path: str, caller: str, body: str) -> str:
     """The request a command id stands for: route, caller and the validated body."""

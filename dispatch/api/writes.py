@@ -23,7 +23,7 @@ from pydantic import BaseModel
 from dispatch.api.auth import issue
 from dispatch.api.context import ApiContext
 from dispatch.api.errors import problem_body, status_for
-from dispatch.api.idempotency import ANONYMOUS, fingerprint, registration_key
+from dispatch.api.idempotency import fingerprint, registration_key
 from dispatch.domain.ids import derived_id, new_id
 from schemas.commands import Command, CommandEnvelope, Outcome
 
@@ -89,9 +89,8 @@ def register(
     whatever the body. An unkeyed one's random id is nobody else's: its 202 has the token."""
     if key is not None:
         key = registration_key(key)
-    command_id, print_ = keyed_id(request, ANONYMOUS, key, body)
-    if key is not None:
-        command_id = f"register-{role}:{key}"
+    # No caller yet: the key is scoped by the role it registers (`register-driver:<key>`).
+    command_id, print_ = keyed_id(request, f"register-{role}", key, body)
     new = derived_id(shard, namespace, command_id) if key is not None else new_id(shard)
 
     def token() -> dict[str, Any]:

@@ -8,22 +8,15 @@ from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
-from dispatch.adapters.kafka.eventstore.clients import (
-    consumer_config,
-    new_consumer,
-    new_producer,
-    producer_config,
-)
+from dispatch.adapters.kafka.eventstore.clients import new_consumer, new_producer
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 __all__ = [
     "DEFAULT_BOOTSTRAP",
     "assign_all",
-    "consumer_config",
     "new_admin",
     "new_consumer",
     "new_producer",
-    "producer_config",
     "seek_since",
 ]
 
