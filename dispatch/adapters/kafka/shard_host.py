@@ -7,12 +7,10 @@ import logging
 import time
 from collections.abc import Callable
 
-from kafka import TopicPartition
-
 from dispatch.adapters.kafka import wire
-from dispatch.adapters.kafka.config import new_consumer, seek_since
 from dispatch.adapters.kafka.eventstore.recorders import KafkaRecorder
 from dispatch.adapters.kafka.eventstore.shard import ShardWriter
+from dispatch.adapters.kafka.follower import Follower
 from dispatch.adapters.kafka.topics import Topics
 from dispatch.matching.matcher import Matcher
 from dispatch.messages import Inbound
@@ -94,21 +92,22 @@ def open_shard(
 
 def warm_up(settings: Settings, topics: Topics, shard: int, worker: ShardWorker, now: float) -> int:
     """Feed the matcher the pings of the last TTL, so matching resumes at once after a
-    takeover instead of waiting a full ping period. Returns the pings read."""
+    takeover instead of waiting a full ping period. Returns the pings read. (Records that
+    do not decode are skipped here: the batch that reads them from the group's position
+    dead-letters them.)"""
     assert settings.kafka_bootstrap is not None
-    consumer = new_consumer(settings.kafka_bootstrap, group_id=None)
-    tp = TopicPartition(topics.locations, shard)
+    follower = Follower(
+        settings.kafka_bootstrap, topics.locations, [shard], name=f"shard {shard} warm-up"
+    )
     try:
-        consumer.assign([tp])
-        end = seek_since(consumer, [tp], now - settings.ping_ttl_s)[tp]
+        follower.seek_since(now - settings.ping_ttl_s)
         count = 0
-        while consumer.position(tp) < end:
-            for records in consumer.poll(timeout_ms=500).values():
-                for record in records:
-                    pings, _ = wire.decode_pings(record.value, "warm-up")
-                    for p in pings:
-                        worker.matcher.ping(p.driver_id, p.lat, p.lng, p.at)
-                    count += len(pings)
+        for records in follower.read_to_end():
+            for record in records:
+                pings, _ = wire.decode_pings(record.value, "warm-up")
+                for p in pings:
+                    worker.matcher.ping(p.driver_id, p.lat, p.lng, p.at)
+                count += len(pings)
         return count
     finally:
-        consumer.close()
+        follower.close()
