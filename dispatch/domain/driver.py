@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, get_args
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
@@ -27,6 +27,14 @@ class DriverStatus(StrEnum):
     OFFERED = "offered"
     EN_ROUTE = "en_route"
     ON_TRIP = "on_trip"
+
+
+# How an offer ends without an assignment (``OfferClosed``'s outcome).
+OfferOutcome = Literal["declined", "expired", "withdrawn"]
+OFFER_OUTCOMES: tuple[OfferOutcome, ...] = get_args(OfferOutcome)
+# Why a driver's ride ended (``Released``'s reason).
+ReleaseReason = Literal["completed", "cancelled_by_rider", "cancelled_by_driver"]
+RELEASE_REASONS: tuple[ReleaseReason, ...] = get_args(ReleaseReason)
 
 
 class Driver(Aggregate):
@@ -74,7 +82,7 @@ class Driver(Aggregate):
         TOPIC = "dispatch.Driver.OfferClosed"
         class_version = 1
         ride_id: str
-        outcome: str
+        outcome: OfferOutcome
 
         def apply(self, driver: Driver) -> None:
             super().apply(driver)
@@ -96,7 +104,7 @@ class Driver(Aggregate):
         TOPIC = "dispatch.Driver.Released"
         class_version = 1
         ride_id: str
-        reason: str
+        reason: ReleaseReason
 
         def apply(self, driver: Driver) -> None:
             super().apply(driver)
@@ -147,7 +155,7 @@ class Driver(Aggregate):
         if self.status != status:
             raise IllegalTransition(f"driver {self.id} is {self.status}, expected {status}")
 
-    def close_offer(self, ride_id: UUID, outcome: str, at: datetime) -> None:
+    def close_offer(self, ride_id: UUID, outcome: OfferOutcome, at: datetime) -> None:
         self.check_holds(ride_id, DriverStatus.OFFERED)
         self._trigger(self.OfferClosed, at, ride_id=str(ride_id), outcome=outcome)
 
@@ -159,7 +167,7 @@ class Driver(Aggregate):
         self.check_holds(ride_id, DriverStatus.EN_ROUTE)
         self._trigger(self.TripStarted, at, ride_id=str(ride_id))
 
-    def release(self, ride_id: UUID, reason: str, at: datetime) -> None:
+    def release(self, ride_id: UUID, reason: ReleaseReason, at: datetime) -> None:
         if self.ride_id != ride_id or self.status not in (
             DriverStatus.EN_ROUTE,
             DriverStatus.ON_TRIP,
