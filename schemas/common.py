@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Iterable
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler
+from pydantic_core import CoreSchema, core_schema
 
 from dispatch.domain.geo import MAX_LAT, MAX_LNG, MIN_LAT, MIN_LNG
 
@@ -15,6 +17,20 @@ Longitude = Annotated[
 ]
 Name = Annotated[str, Field(min_length=1, max_length=200, examples=["Ada"])]
 Reason = Annotated[str, Field(max_length=500)]
+
+
+class OneOf:
+    """Restricts a string to a vocabulary the domain owns (its enum members or strings):
+    validated and published (a JSON Schema ``enum``, in the given order) exactly as a
+    ``Literal`` of the same strings, so the wire never writes the vocabulary out again."""
+
+    def __init__(self, values: Iterable[str]) -> None:
+        self.values = tuple(str(value) for value in values)  # an enum member's value
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        return core_schema.literal_schema(list(self.values))
 
 
 class LatLng(BaseModel):

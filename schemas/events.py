@@ -11,12 +11,18 @@ fields appear in the stored ``state``, where times and UUIDs are wrapped as
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from dispatch.domain.driver import OfferOutcome, ReleaseReason
+from dispatch.domain.ride import RIDE_ENDINGS, RideStatus
+from schemas.common import OneOf
+
 Coordinate = Annotated[list[float], Field(min_length=2, max_length=2)]
+# What a rider is told when the ride ends: the terminal status its ending left.
+RideOutcome = Annotated[str, OneOf(s for s in RideStatus if s in RIDE_ENDINGS.values())]
 
 
 class _Data(BaseModel):
@@ -65,7 +71,7 @@ class OfferReceived(_Data):
 
 class OfferClosed(_Data):
     ride_id: UUID
-    outcome: Literal["declined", "expired", "withdrawn"]
+    outcome: OfferOutcome
 
 
 class DriverRideEvent(_Data):
@@ -74,12 +80,12 @@ class DriverRideEvent(_Data):
 
 class Released(_Data):
     ride_id: UUID
-    reason: Literal["completed", "cancelled_by_rider", "cancelled_by_driver"]
+    reason: ReleaseReason
 
 
 class RideEnded(_Data):
     ride_id: UUID
-    outcome: Literal["completed", "cancelled", "expired"]
+    outcome: RideOutcome
 
 
 class CommandHandled(_Data):

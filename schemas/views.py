@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.common import Latitude, LatLng, Longitude
+from dispatch.domain import driver, ride
+from schemas.common import Latitude, LatLng, Longitude, OneOf
 
-RideStatus = Literal[
-    "requested",
-    "offered",
-    "accepted",
-    "driver_arrived",
-    "in_progress",
-    "completed",
-    "cancelled",
-    "expired",
-]
-DriverStatus = Literal["offline", "available", "offered", "en_route", "on_trip"]
+# The domain's statuses, as the strings the wire shows.
+RideStatus = Annotated[str, OneOf(ride.RideStatus)]
+DriverStatus = Annotated[str, OneOf(driver.DriverStatus)]
 
 
 class TimelineEntry(BaseModel):
