@@ -3,6 +3,10 @@
 Its state is derived: a fold over the shard's events (pending rides, open offers, which
 drivers are available) plus the latest pings. It never writes; ``tick`` returns decisions
 that the shard application records as events, which come back here through ``observe``.
+
+A tick's work follows what changed, not the backlog: offers and requests fall due from
+deadline heaps, and only rides that are new, back from an offer, woken by new supply
+within their search reach, or at the end of their backoff search (``waiting.py``).
 """
 
 from __future__ import annotations
@@ -22,10 +26,12 @@ from dispatch.domain.driver import (
     next_availability,
 )
 from dispatch.domain.ride import RIDE_ENDINGS, Ride
+from dispatch.matching.deadlines import Deadlines
 from dispatch.matching.decisions import Decision, ExpireOffer, ExpireRequest, MakeOffer
 from dispatch.matching.eta import EtaProvider
 from dispatch.matching.index import DriverIndex
 from dispatch.matching.strategies import PendingRide, SearchLimits, Strategy
+from dispatch.matching.waiting import WaitingRides
 
 # A driver's events the matcher folds: those that move its availability (registration
 # starts at the domain's REGISTERED, so it needs no event).
@@ -37,9 +43,11 @@ class MatcherConfig:
     offer_timeout_s: float = 15.0
     limits: SearchLimits = field(default_factory=SearchLimits)
     expire_every_s: float = 10.0
-    # A ride that found no driver is searched again after this long, or at once when a
-    # driver becomes available: an empty search over a wide radius is the costly kind.
+    # A ride that found no driver searches again when a driver becomes available within
+    # its search radius, or else after a backoff doubling from retry_unmatched_s to
+    # retry_max_s: an empty search over a wide radius is the costly kind.
     retry_unmatched_s: float = 2.0
+    retry_max_s: float = 16.0
 
 
 @dataclass
@@ -49,6 +57,8 @@ class MatcherStats:
     request_expiries: int = 0
     ticks: int = 0
     pings: int = 0
+    searches: int = 0  # rides searched for, summed over ticks
+    woken: int = 0  # rides woken by new supply within reach
 
 
 def _ts(value: datetime) -> float:
@@ -68,6 +78,14 @@ class Matcher:
         self.positions: dict[UUID, tuple[float, float, float]] = {}
         self.stats = MatcherStats()
         self._next_expire = float("-inf")
+        self.waiting = WaitingRides(
+            min(config.limits.radius_m, index.max_radius_m),
+            max(0, index.resolution - 1),
+            config.retry_unmatched_s,
+            config.retry_max_s,
+        )
+        self._offer_deadlines = Deadlines[UUID](self._offer_expiry, self._live_offers)
+        self._request_deadlines = Deadlines[UUID](self._request_expiry, self._live_requests)
         # By event type name: the ride endings and a driver's availability events come from
         # the domain's tables, not from a list of their own.
         self._handlers: dict[str, Callable[[Any], None]] = {
@@ -106,31 +124,32 @@ class Matcher:
             return  # out of order: keep the newer position
         self.positions[driver_id] = (lat, lng, at)
         if driver_id in self.available:
+            new_supply = driver_id not in self.index  # first position, or back after its TTL
             self.index.upsert(driver_id, lat, lng, at)
+            if new_supply:
+                self.stats.woken += self.waiting.wake_near(lat, lng)
 
     # -- decisions -----------------------------------------------------------------------
     def tick(self, now: float) -> list[Decision]:
         """Offer expiry, request expiry, then assignment (when the strategy is due)."""
         self.stats.ticks += 1
-        decisions: list[Decision] = []
-        for ride_id, (_, expires_at, _) in self.offers.items():
-            if expires_at <= now:
-                decisions.append(ExpireOffer(ride_id))
-        expired = {r.ride_id for r in self.pending.values() if r.expires_at <= now}
+        decisions: list[Decision] = [
+            ExpireOffer(ride_id) for ride_id in self._offer_deadlines.due(now)
+        ]
+        expired = set(self._request_deadlines.due(now))
         decisions.extend(ExpireRequest(ride_id) for ride_id in expired)
         if now >= self._next_expire:
             self.index.expire(now)
             self._next_expire = now + self.config.expire_every_s
-        waiting = [
-            r for r in self.pending.values() if r.ride_id not in expired and r.retry_at <= now
-        ]
+        waiting = [r for r in self.waiting.ready(now) if r.ride_id not in expired]
         if waiting and self.strategy.due(now):
             limits = self.config.limits
+            self.stats.searches += len(waiting)
             pairings = self.strategy.assign(waiting, self.index, self.eta, limits, now)
             matched = {p.ride_id for p in pairings}
             for ride in waiting:
                 if ride.ride_id not in matched:
-                    ride.retry_at = now + self.config.retry_unmatched_s
+                    self.waiting.unmatched(ride, now)
             for p in pairings:
                 decisions.append(
                     MakeOffer(
@@ -147,15 +166,15 @@ class Matcher:
     def _on_requested(self, e: Ride.Created) -> None:
         ts = _ts(e.timestamp)
         lat, lng = e.pickup
-        self.pending[e.originator_id] = PendingRide(
-            e.originator_id, lat, lng, ts, _ts(e.expires_at)
-        )
+        self._enter_pending(PendingRide(e.originator_id, lat, lng, ts, _ts(e.expires_at)))
 
     def _on_offered(self, e: Ride.Offered) -> None:
-        ride = self.pending.pop(e.originator_id, None)
+        ride = self._leave_pending(e.originator_id)
         if ride is not None:
             self.stats.offers += 1
-            self.offers[e.originator_id] = (UUID(e.driver_id), _ts(e.offer_expires_at), ride)
+            expires_at = _ts(e.offer_expires_at)
+            self.offers[e.originator_id] = (UUID(e.driver_id), expires_at, ride)
+            self._offer_deadlines.add(e.originator_id, expires_at)
 
     def _on_offer_ended(self, e: Ride.OfferDeclined | Ride.OfferExpired) -> None:
         offer = self.offers.pop(e.originator_id, None)
@@ -164,7 +183,7 @@ class Matcher:
                 self.stats.offer_expiries += 1
             ride = offer[2]
             ride.excluded.add(UUID(e.driver_id))
-            self.pending[ride.ride_id] = ride
+            self._enter_pending(ride)
 
     def _on_accepted(self, e: Ride.Accepted) -> None:
         offer = self.offers.pop(e.originator_id, None)
@@ -174,7 +193,7 @@ class Matcher:
     def _on_ride_closed(self, e: Any) -> None:
         if isinstance(e, Ride.Expired):
             self.stats.request_expiries += 1
-        self.pending.pop(e.originator_id, None)
+        self._leave_pending(e.originator_id)
         self.offers.pop(e.originator_id, None)
         self.assigned.pop(e.originator_id, None)
 
@@ -182,7 +201,7 @@ class Matcher:
         ride = self.assigned.pop(e.originator_id, None)
         if ride is not None:
             ride.excluded.add(UUID(e.driver_id))
-            self.pending[ride.ride_id] = ride
+            self._enter_pending(ride)
 
     def _on_driver(self, e: Any) -> None:
         self.observe_driver(e.originator_id, e.TOPIC)
@@ -201,8 +220,33 @@ class Matcher:
 
     def _make_available(self, driver_id: UUID) -> None:
         self.available.add(driver_id)
-        for ride in self.pending.values():  # new supply: unmatched rides may search again
-            ride.retry_at = 0.0
         pos = self.positions.get(driver_id)
         if pos is not None:
             self.index.upsert(driver_id, pos[0], pos[1], pos[2])
+            # New supply: the rides waiting within its reach may search again (a driver
+            # with no position yet wakes them with its first ping).
+            self.stats.woken += self.waiting.wake_near(pos[0], pos[1])
+
+    # -- pending rides and deadlines -------------------------------------------------------
+    def _enter_pending(self, ride: PendingRide) -> None:
+        self.pending[ride.ride_id] = ride
+        self.waiting.add(ride)
+        self._request_deadlines.add(ride.ride_id, ride.expires_at)
+
+    def _leave_pending(self, ride_id: UUID) -> PendingRide | None:
+        self.waiting.remove(ride_id)
+        return self.pending.pop(ride_id, None)
+
+    def _offer_expiry(self, ride_id: UUID) -> float | None:
+        offer = self.offers.get(ride_id)
+        return None if offer is None else offer[1]
+
+    def _live_offers(self) -> list[tuple[UUID, float]]:
+        return [(ride_id, offer[1]) for ride_id, offer in self.offers.items()]
+
+    def _request_expiry(self, ride_id: UUID) -> float | None:
+        ride = self.pending.get(ride_id)
+        return None if ride is None else ride.expires_at
+
+    def _live_requests(self) -> list[tuple[UUID, float]]:
+        return [(ride_id, ride.expires_at) for ride_id, ride in self.pending.items()]

@@ -30,8 +30,10 @@ class PendingRide:
     requested_at: float
     expires_at: float
     excluded: set[UUID] = field(default_factory=set)
-    # After a search that found nobody: when to search again (scheduling, not state).
+    # After a search that found nobody: when to search again at the latest, and how many
+    # searches in a row found nobody (scheduling, not state: ``waiting.WaitingRides``).
     retry_at: float = field(default=0.0, compare=False)
+    misses: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -155,3 +155,38 @@ def test_the_batch_strategy_offers_only_when_its_window_is_due(tmp_path: Path) -
         world.advance(1)
         waited += 1
     assert waited == 5  # the next window, five seconds after the first
+
+
+def test_a_driver_freed_out_of_reach_does_not_make_a_waiting_ride_search_again(
+    world: World,
+) -> None:
+    ride = world.request()  # nobody near: it searched once and sleeps
+    searches = world.worker.matcher.stats.searches
+    world.driver(PICKUP[0] + 0.5, PICKUP[1])  # online 55 km away
+    world.advance(1)
+    assert world.worker.matcher.stats.searches == searches
+    assert world.offered_to(ride) is None
+
+
+def test_a_driver_coming_online_within_reach_wakes_a_waiting_ride_before_its_backoff(
+    world: World,
+) -> None:
+    ride = world.request()
+    for _ in range(3):  # backoffs of 2, 4 and 8 s: the next one is 16 s away
+        world.advance(world.worker.matcher.pending[ride].retry_at - world.now)
+    driver = world.driver(PICKUP[0] + 0.01, PICKUP[1])  # 1.1 km away, at once
+    assert world.offered_to(ride) == driver
+
+
+def test_a_driver_drifting_into_reach_is_found_within_the_longest_backoff(world: World) -> None:
+    ride = world.request()
+    driver = world.driver(PICKUP[0] + 0.05, PICKUP[1])  # 5.6 km: out of reach
+    for _ in range(5):
+        world.advance(world.worker.matcher.pending[ride].retry_at - world.now)
+    world.ping(driver, PICKUP[0] + 0.01, PICKUP[1])  # a move announces no new supply
+    for _ in range(16):
+        if world.offered_to(ride) is not None:
+            break
+        world.advance(1)
+        world.ping(driver, PICKUP[0] + 0.01, PICKUP[1])
+    assert world.offered_to(ride) == driver
