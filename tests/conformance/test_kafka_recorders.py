@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
 from eventsourcing.application import Application
@@ -25,6 +25,7 @@ from eventsourcing.persistence import (
     InfrastructureFactory,
     IntegrityError,
     Notification,
+    NotSupportedError,
     ProcessRecorder,
     StoredEvent,
     TrackingRecorder,
@@ -39,8 +40,7 @@ from dispatch.adapters.kafka.eventstore import (
     KafkaAggregateRecorder,
     KafkaApplicationRecorder,
     KafkaFactory,
-    KafkaProcessRecorder,
-    KafkaTrackingRecorder,
+    UnsupportedRecorderError,
 )
 
 pytestmark = pytest.mark.kafka
@@ -58,11 +58,11 @@ class KafkaCase:
         made: list[KafkaFactory] = []
         original_init = KafkaFactory.__init__
 
-        def tracking_init(factory: KafkaFactory, env: Any) -> None:
+        def remembering_init(factory: KafkaFactory, env: Any) -> None:
             original_init(factory, env)
             made.append(factory)
 
-        monkeypatch.setattr(KafkaFactory, "__init__", tracking_init)
+        monkeypatch.setattr(KafkaFactory, "__init__", remembering_init)
         for key, value in kafka_topics.env().items():
             monkeypatch.setenv(key, value)
         yield
@@ -165,23 +165,9 @@ class TestApplicationRecorder(
         check(select(start=n1, limit=10, stop=n3 - 1), first2)
 
 
-class TestTrackingRecorder(KafkaCase, cases.TrackingRecorderTestCase):
-    def create_recorder(self) -> TrackingRecorder:
-        return self.new_factory().tracking_recorder()
-
-
-class TestProcessRecorder(KafkaCase, cases.ProcessRecorderTestCase):
-    def create_recorder(self) -> ProcessRecorder:
-        return self.new_factory().process_recorder()
-
-
 class TestNonInterleavingNotificationIDs(KafkaCase, cases.NonInterleavingNotificationIDsBaseCase):
     def create_recorder(self) -> ApplicationRecorder:
         return self.new_factory().application_recorder()
-
-
-class SubTrackingRecorder(KafkaTrackingRecorder):
-    pass
 
 
 class TestFactory(KafkaCase, cases.InfrastructureFactoryTestCase[KafkaFactory]):
@@ -198,18 +184,47 @@ class TestFactory(KafkaCase, cases.InfrastructureFactoryTestCase[KafkaFactory]):
     def expected_application_recorder_class(self) -> type[ApplicationRecorder]:
         return KafkaApplicationRecorder
 
+    # The store records application events only: the library's two tests that use these
+    # hooks are replaced below by tests that the factory refuses, clearly.
     def expected_tracking_recorder_class(self) -> type[TrackingRecorder]:
-        return KafkaTrackingRecorder
+        raise AssertionError("no tracking recorder: see test_create_tracking_recorder")
 
     def tracking_recorder_subclass(self) -> type[TrackingRecorder]:
-        return SubTrackingRecorder
+        raise AssertionError("no tracking recorder: see test_create_tracking_recorder")
 
     def expected_process_recorder_class(self) -> type[ProcessRecorder]:
-        return KafkaProcessRecorder
+        raise AssertionError("no process recorder: see test_create_process_recorder")
 
     def test_construct_from_module_topic(self) -> None:
         factory = InfrastructureFactory.construct(Environment(env=self.kafka.env()))
         self.assertIsInstance(factory, KafkaFactory)
+
+    def test_create_tracking_recorder(self) -> None:
+        self.assert_refused(self.factory.tracking_recorder, "tracking")
+        # Refused before a recorder class or topic is looked at (this one would not resolve).
+        self.factory.env[self.factory.TRACKING_RECORDER_TOPIC] = "eventsourcing.popo:x"
+        self.assert_refused(lambda: self.factory.tracking_recorder(TrackingRecorder), "tracking")
+
+    def test_create_process_recorder(self) -> None:
+        self.assert_refused(self.factory.process_recorder, "process")
+
+    def test_asking_for_a_missing_recorder_fences_no_owner_of_the_shard(self) -> None:
+        owner = self.new_factory().application_recorder()  # the same shard as self.factory
+        owner.insert_events([StoredEvent(uuid4(), 1, "t", b"{}")])
+        self.assert_refused(self.factory.tracking_recorder, "tracking")
+        self.assert_refused(self.factory.process_recorder, "process")
+        owner.insert_events([StoredEvent(uuid4(), 1, "t", b"{}")])  # still the owner
+
+    def assert_refused(self, ask: Any, kind: str) -> None:
+        with pytest.raises(UnsupportedRecorderError) as refused:
+            ask()
+        assert isinstance(refused.value, NotImplementedError)
+        assert isinstance(refused.value, NotSupportedError)  # a PersistenceError too
+        message = str(refused.value)
+        assert "dispatch.adapters.kafka.eventstore records application events only" in message
+        assert f"it has no {kind} recorder" in message
+        # Says where to choose another module, for this application or for all.
+        assert "TESTCASE_PERSISTENCE_MODULE or PERSISTENCE_MODULE" in message
 
 
 class TestExampleApplication(KafkaCase, app_cases.ExampleApplicationTestCase):

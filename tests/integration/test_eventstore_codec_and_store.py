@@ -7,7 +7,7 @@ import threading
 from uuid import UUID, uuid4
 
 import pytest
-from eventsourcing.persistence import DataError, IntegrityError, StoredEvent, Tracking
+from eventsourcing.persistence import DataError, IntegrityError, StoredEvent
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -17,16 +17,13 @@ from dispatch.adapters.kafka.eventstore.codec import (
     MAX_RECORD_BYTES,
     decode_event,
     decode_events,
-    decode_tracking,
     encode_event,
     encode_events,
-    encode_tracking,
     event_documents,
     notification_id,
     record_position,
 )
 from dispatch.adapters.kafka.eventstore.store import EventTable
-from dispatch.adapters.kafka.eventstore.tracking import TrackingTable
 from dispatch.adapters.kafka.logsource import decode_records
 
 json_values = st.recursive(
@@ -60,12 +57,6 @@ def test_json_states_are_nested_objects_and_other_bytes_are_base64() -> None:
     assert json.loads(value)["state"] == {"name": "Zoé"}
     _, value = encode_event(StoredEvent(agg, 2, "t", b"\x00\xffencrypted"))
     assert json.loads(value)["state_encoding"] == "base64"
-
-
-def test_tracking_records_round_trip() -> None:
-    key, value = encode_tracking(Tracking("upstream", 42))
-    assert key == b"upstream"
-    assert decode_tracking(value) == Tracking("upstream", 42)
 
 
 def stored(agg: UUID, version: int) -> StoredEvent:
@@ -129,19 +120,6 @@ def test_conflicting_versions_are_refused(batch: list[int], monotonic: bool) -> 
     table.commit()
     with pytest.raises(IntegrityError):
         table.check([stored(agg, v) for v in batch])
-
-
-def test_tracking_only_moves_forward_and_pending_updates_roll_back() -> None:
-    table = TrackingTable()
-    table.load(Tracking("up", 5))
-    table.load(Tracking("up", 3))  # an older record read later (compaction pending)
-    assert table.max_tracking_id("up") == 5
-    with pytest.raises(IntegrityError):
-        table.check(Tracking("up", 5))
-    table.add_pending(Tracking("up", 9))
-    assert table.max_tracking_id("up") == 9
-    table.rollback()
-    assert table.max_tracking_id("up") == 5
 
 
 # -- many events per record ------------------------------------------------------------------

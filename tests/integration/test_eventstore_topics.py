@@ -55,7 +55,7 @@ def test_created_topics_have_the_specified_shape_and_creating_again_changes_noth
     finally:
         admin.close()
     topics = Topics(prefix)
-    assert described[topics.events] == described[topics.commands] == described[topics.tracking] == 3
+    assert described[topics.events] == described[topics.commands] == described[topics.outcomes] == 3
     assert described[topics.dead_letters] == 1
     assert configs[topics.events]["retention.ms"]["value"] == "-1"
     assert configs[topics.events]["cleanup.policy"]["value"] == "delete"

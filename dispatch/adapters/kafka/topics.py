@@ -1,9 +1,9 @@
 """Topic names, the topic table, and the functions that create and check the topics.
 
 Every topic name is ``<prefix>.<role>`` (default prefix ``dispatch``). The co-partitioned
-topics (commands, locations, events, snapshots, outcomes, tracking) all have one partition
-per shard: partition ``n`` of each belongs to shard ``n``. Partition counts are fixed at
-creation; over-provision.
+topics (commands, locations, events, snapshots, outcomes) all have one partition per shard:
+partition ``n`` of each belongs to shard ``n``. Partition counts are fixed at creation;
+over-provision.
 """
 
 from __future__ import annotations
@@ -57,8 +57,6 @@ SPECS: tuple[TopicSpec, ...] = (
     # Latest snapshot per aggregate (key = aggregate id).
     TopicSpec("snapshots", {"cleanup.policy": "compact"}),
     TopicSpec("outcomes", _delete_after(1 * _DAY_MS)),
-    # Latest position per upstream application (key = application name).
-    TopicSpec("tracking", {"cleanup.policy": "compact"}),
     TopicSpec("dead-letters", _delete_after(30 * _DAY_MS), partitions=DEAD_LETTER_PARTITIONS),
 )
 SPECS_BY_ROLE: dict[str, TopicSpec] = {spec.role: spec for spec in SPECS}
@@ -92,10 +90,6 @@ class Topics:
     @property
     def outcomes(self) -> str:
         return self.name("outcomes")
-
-    @property
-    def tracking(self) -> str:
-        return self.name("tracking")
 
     @property
     def dead_letters(self) -> str:

@@ -10,13 +10,17 @@ Environment (read through the application's env, so ``<APP>_KAFKA_SHARD`` works 
 - ``KAFKA_READ_ONLY`` (default no): read a shard without a producer (fences no one),
 - ``KAFKA_RESTORE_TIMEOUT`` / ``KAFKA_WRITE_TIMEOUT`` in seconds (defaults 300 / 30).
 
+Recorders: the aggregate recorder (``purpose="events"`` or ``"snapshots"``) and the
+application recorder. Application events only: there is no tracking or process recorder
+(eventsourcing's projections and process applications), and the factory's
+``tracking_recorder()`` and ``process_recorder()`` raise ``UnsupportedRecorderError`` (a
+``NotImplementedError``) before opening anything.
+
 Layout: one recorder serves one shard = partition ``n`` of ``<p>.events`` (stored events,
 many per record: one ``insert_events`` batch is one record, or a few if large, value
-``{"events": [...]}``; see ``codec``), ``<p>.snapshots`` (the ``purpose="snapshots"``
-recorder; compacted, one record per snapshot, key = aggregate id) and
-``<p>.tracking`` (compacted, key = upstream application name; a process recorder writes the
-tracking record of ``insert_events(..., tracking=...)`` in the same Kafka transaction as the
-events). Values are readable JSON (``codec``).
+``{"events": [...]}``; see ``codec``) and ``<p>.snapshots`` (the ``purpose="snapshots"``
+recorder; compacted, one record per snapshot, key = aggregate id). Values are readable JSON
+(``codec``).
 
 Notification ids: the ``i``-th event (from 0) of the events record at offset ``o`` has id
 ``o * 4096 + i + 1`` (``codec.notification_id``; ``codec.record_position`` maps an id back
@@ -27,12 +31,11 @@ reader of the events partition (the local store, ``dispatch.adapters.kafka.logso
 simulator's follower) unpacks records and numbers events this way; records written one
 event per record before batching are read as records of one event.
 
-Reads come from local stores (``store``,
-``tracking``) rebuilt from those partitions, read_committed from offset 0, when the factory
-first needs them, after its writer has fenced the previous owner. Optimistic concurrency:
-the single writer checks each whole batch against the local version index and raises
-``IntegrityError`` before producing anything (a new event's version must exceed its
-aggregate's last version; a snapshot's version must not be present yet).
+Reads come from local stores (``store``) rebuilt from those partitions, read_committed from
+offset 0, when the factory first needs them, after its writer has fenced the previous owner.
+Optimistic concurrency: the single writer checks each whole batch against the local version
+index and raises ``IntegrityError`` before producing anything (a new event's version must
+exceed its aggregate's last version; a snapshot's version must not be present yet).
 
 Transactions (``shard``). With no transaction open, each ``insert_events`` is its own Kafka
 transaction (begin, produce, flush, commit). A shard worker instead runs ONE transaction per
@@ -55,15 +58,13 @@ Fencing: a second writer for the shard fences the first; the first's next write 
 ``read_committed`` consumers. Its recorder is finished: close it.
 """
 
-from dispatch.adapters.kafka.eventstore.errors import FencedError
+from dispatch.adapters.kafka.eventstore.errors import FencedError, UnsupportedRecorderError
 from dispatch.adapters.kafka.eventstore.factory import KafkaFactory, KafkaSettings
 from dispatch.adapters.kafka.eventstore.recorders import (
     KafkaAggregateRecorder,
     KafkaApplicationRecorder,
-    KafkaProcessRecorder,
     KafkaRecorder,
     KafkaSubscription,
-    KafkaTrackingRecorder,
 )
 from dispatch.adapters.kafka.eventstore.shard import ShardWriter
 
@@ -75,10 +76,9 @@ __all__ = [
     "KafkaAggregateRecorder",
     "KafkaApplicationRecorder",
     "KafkaFactory",
-    "KafkaProcessRecorder",
     "KafkaRecorder",
     "KafkaSettings",
     "KafkaSubscription",
-    "KafkaTrackingRecorder",
     "ShardWriter",
+    "UnsupportedRecorderError",
 ]

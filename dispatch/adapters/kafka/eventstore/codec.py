@@ -1,4 +1,4 @@
-"""The wire format of stored events and tracking records (Kafka record key and value).
+"""The wire format of stored events (Kafka record key, value and headers).
 
 A stored event is a JSON object any Kafka client can read, for example::
 
@@ -26,9 +26,6 @@ text (the default transcoder, no cipher, no compressor) they are embedded as the
 (encrypted, compressed) are embedded as a base64 string (``state_encoding`` = ``base64``).
 ``state`` is always the last member, which lets the decoder slice the exact state bytes
 back out and parse only the small header in front of them.
-
-A tracking record: key = the upstream application name, value =
-``{"application_name": …, "notification_id": …}``.
 """
 
 from __future__ import annotations
@@ -40,7 +37,7 @@ from typing import Any, NamedTuple
 from uuid import UUID
 
 import orjson
-from eventsourcing.persistence import DataError, StoredEvent, Tracking
+from eventsourcing.persistence import DataError, StoredEvent
 
 EVENTS_PER_RECORD = 4096
 MAX_RECORD_BYTES = 512 * 1024
@@ -272,22 +269,6 @@ def _decode_slice(value: bytes, start: int, end: int) -> DecodedEvent:
         )
     except (ValueError, KeyError, TypeError) as e:
         raise DataError(f"bad stored event: {e}: {value[start : start + 80]!r}") from e
-
-
-def encode_tracking(tracking: Tracking) -> tuple[bytes, bytes]:
-    value = {
-        "application_name": tracking.application_name,
-        "notification_id": tracking.notification_id,
-    }
-    return tracking.application_name.encode(), json.dumps(value, separators=(",", ":")).encode()
-
-
-def decode_tracking(value: bytes) -> Tracking:
-    try:
-        data = json.loads(value)
-        return Tracking(str(data["application_name"]), int(data["notification_id"]))
-    except (ValueError, KeyError, TypeError) as e:
-        raise DataError(f"bad tracking record: {e}: {value[:80]!r}") from e
 
 
 def _is_json_text(state: bytes) -> bool:

@@ -1,4 +1,4 @@
-"""The module's own error, and how Kafka errors are recognised as fencing."""
+"""The module's own errors, and how Kafka errors are recognised as fencing."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from time import monotonic, sleep
 from typing import Any
 
 import kafka.errors as kafka_errors
-from eventsourcing.persistence import OperationalError
+from eventsourcing.persistence import NotSupportedError, OperationalError
 
 # INVALID_PRODUCER_EPOCH is what a zombie's produce request gets; for a transactional
 # producer it means the same as PRODUCER_FENCED (the Java client normalises it so).
@@ -18,6 +18,15 @@ class FencedError(OperationalError):
 
     Nothing this writer produced after the takeover is visible to ``read_committed``
     readers, and the writer cannot write again: close it (the process lost the shard).
+    """
+
+
+class UnsupportedRecorderError(NotSupportedError, NotImplementedError):
+    """Asked for a recorder this module does not have (tracking, process).
+
+    A ``NotImplementedError``, as eventsourcing raises for what a recorder does not do, and
+    eventsourcing's ``NotSupportedError`` (PEP 249's "not supported by the database"), so
+    either ``except`` catches it.
     """
 
 

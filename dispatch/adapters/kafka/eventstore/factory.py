@@ -5,28 +5,26 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from threading import RLock
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 from eventsourcing.persistence import (
     AggregateRecorder,
     ApplicationRecorder,
     InfrastructureFactory,
     InfrastructureFactoryError,
-    ProcessRecorder,
+    TrackingRecorder,
 )
 from eventsourcing.utils import Environment, EnvType, resolve_topic, strtobool
 
 from dispatch.adapters.kafka.eventstore.clients import DEFAULT_PREFIX, topic_name
+from dispatch.adapters.kafka.eventstore.errors import UnsupportedRecorderError
 from dispatch.adapters.kafka.eventstore.recorders import (
     KafkaAggregateRecorder,
     KafkaApplicationRecorder,
-    KafkaProcessRecorder,
-    KafkaTrackingRecorder,
 )
-from dispatch.adapters.kafka.eventstore.restore import restore_events, restore_tracking
+from dispatch.adapters.kafka.eventstore.restore import restore_events
 from dispatch.adapters.kafka.eventstore.shard import ReadOnlyWriter, ShardWriter
 from dispatch.adapters.kafka.eventstore.store import EventTable
-from dispatch.adapters.kafka.eventstore.tracking import TrackingTable
 
 _T = TypeVar("_T", bound=type)
 
@@ -42,17 +40,21 @@ class KafkaSettings:
     write_timeout_s: float = 30.0
 
     def topic(self, role: str) -> str:
-        """The name of this store's topic of ``role`` (events, snapshots, tracking)."""
+        """The name of this store's topic of ``role`` (events, snapshots)."""
         return topic_name(self.prefix, role)
 
 
-class KafkaFactory(InfrastructureFactory[KafkaTrackingRecorder]):
+class KafkaFactory(InfrastructureFactory[TrackingRecorder]):
     """Builds the recorders of one shard (``KAFKA_SHARD``) from the environment.
 
     All recorders of a factory share one shard writer (one transactional producer) and one
     local store per topic, restored from the partition when first needed, after the writer
     has fenced any previous owner. The writer closes with the last recorder using it, or
     with the factory.
+
+    Application events only: asking for a tracking or process recorder raises
+    ``UnsupportedRecorderError`` before anything is opened (no producer, so no owner of the
+    shard is fenced).
     """
 
     KAFKA_BOOTSTRAP_SERVERS = "KAFKA_BOOTSTRAP_SERVERS"
@@ -65,8 +67,6 @@ class KafkaFactory(InfrastructureFactory[KafkaTrackingRecorder]):
 
     aggregate_recorder_class = KafkaAggregateRecorder
     application_recorder_class = KafkaApplicationRecorder
-    tracking_recorder_class = KafkaTrackingRecorder
-    process_recorder_class = KafkaProcessRecorder
 
     def __init__(self, env: Environment | EnvType | None) -> None:
         super().__init__(env)
@@ -74,7 +74,6 @@ class KafkaFactory(InfrastructureFactory[KafkaTrackingRecorder]):
         self._lock = RLock()
         self._writer: ShardWriter | None = None
         self._tables: dict[str, EventTable] = {}
-        self._tracking: TrackingTable | None = None
 
     def aggregate_recorder(self, purpose: str = "events") -> AggregateRecorder:
         if purpose not in ("events", "snapshots"):
@@ -95,28 +94,12 @@ class KafkaFactory(InfrastructureFactory[KafkaTrackingRecorder]):
         )
 
     def tracking_recorder(
-        self, tracking_recorder_class: type[KafkaTrackingRecorder] | None = None
-    ) -> KafkaTrackingRecorder:
-        cls = tracking_recorder_class or self._resolve(
-            self.TRACKING_RECORDER_TOPIC, self.tracking_recorder_class
-        )
-        return cls(
-            self.writer(),
-            self.settings.shard,
-            self.settings.topic("tracking"),
-            self._tracking_table(),
-        )
+        self, tracking_recorder_class: type[TrackingRecorder] | None = None
+    ) -> NoReturn:
+        raise self._unsupported("tracking")
 
-    def process_recorder(self) -> ProcessRecorder:
-        cls = self._resolve(self.PROCESS_RECORDER_TOPIC, self.process_recorder_class)
-        return cls(
-            self.writer(),
-            self.settings.shard,
-            self.settings.topic("events"),
-            self._table("events"),
-            self.settings.topic("tracking"),
-            self._tracking_table(),
-        )
+    def process_recorder(self) -> NoReturn:
+        raise self._unsupported("process")
 
     def writer(self) -> ShardWriter:
         """The shard writer (created, and the previous owner fenced, on first use)."""
@@ -149,26 +132,20 @@ class KafkaFactory(InfrastructureFactory[KafkaTrackingRecorder]):
                 self._tables[role] = table
             return table
 
-    def _tracking_table(self) -> TrackingTable:
-        with self._lock:
-            if self._tracking is None:
-                self.writer()
-                table = TrackingTable()
-                s = self.settings
-                self._restore(
-                    lambda: restore_tracking(
-                        s.bootstrap, s.topic("tracking"), s.shard, table, s.restore_timeout_s
-                    )
-                )
-                self._tracking = table
-            return self._tracking
-
     def _restore(self, read: Callable[[], int]) -> None:
         try:
             read()
         except BaseException:
             self.close()  # a factory that cannot read its shard must not keep the producer
             raise
+
+    def _unsupported(self, kind: str) -> UnsupportedRecorderError:
+        keys = " or ".join(self.env.create_keys(self.PERSISTENCE_MODULE))
+        return UnsupportedRecorderError(
+            f"{__package__} records application events only: it has no {kind} recorder. "
+            f"Give the application that needs one a persistence module that has it (set "
+            f"{keys}, e.g. to eventsourcing.sqlite or eventsourcing.postgres)."
+        )
 
     def _resolve(self, key: str, default: _T) -> _T:
         topic = self.env.get(key)

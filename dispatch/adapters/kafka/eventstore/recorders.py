@@ -17,12 +17,9 @@ from eventsourcing.persistence import (
     ApplicationRecorder,
     ListenNotifySubscription,
     Notification,
-    ProcessRecorder,
     Recorder,
     StoredEvent,
     Subscription,
-    Tracking,
-    TrackingRecorder,
 )
 from kafka import KafkaProducer
 
@@ -30,12 +27,10 @@ from dispatch.adapters.kafka.eventstore.codec import (
     EventRecord,
     encode_event,
     encode_events,
-    encode_tracking,
     notification_id,
 )
 from dispatch.adapters.kafka.eventstore.shard import ShardWriter
 from dispatch.adapters.kafka.eventstore.store import EventTable
-from dispatch.adapters.kafka.eventstore.tracking import TrackingTable
 
 
 class KafkaRecorder(Recorder):
@@ -102,50 +97,33 @@ class KafkaAggregateRecorder(KafkaRecorder, AggregateRecorder):
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
-        self._insert_events(stored_events, **kwargs)
+        self._insert_events(stored_events)
         return None
 
-    def _insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> list[int]:
+    def _insert_events(self, stored_events: Sequence[StoredEvent]) -> list[int]:
         records = self._encode(stored_events)
-        if not records and not self._has_extra(kwargs):
+        if not records:
             return []
         with self.writer.writing():
             self.table.check(stored_events)  # the whole batch, before producing anything
-            self._check_extra(kwargs)
             futures = [
                 self.writer.send(self.topic, self.partition, r.key, r.value, r.headers)
                 for r in records
             ]
-            futures += self._send_extra(kwargs)
             offsets = self.writer.flush(futures)
             ids = [
                 notification_id(offset, i)
-                for record, offset in zip(records, offsets[: len(records)], strict=True)
+                for record, offset in zip(records, offsets, strict=True)
                 for i in range(record.event_count)
             ]
-            if records:
-                self.table.add_pending(stored_events, ids)
-                self.writer.enlist(self.table)
-            self._add_extra(kwargs)
+            self.table.add_pending(stored_events, ids)
+            self.writer.enlist(self.table)
         return ids
 
     def _encode(self, stored_events: Sequence[StoredEvent]) -> list[EventRecord]:
         if self.batched:
             return encode_events(stored_events)
         return [EventRecord(*encode_event(e), headers=[], event_count=1) for e in stored_events]
-
-    # Hooks for records written atomically with the events (tracking, in the process recorder).
-    def _has_extra(self, kwargs: dict[str, Any]) -> bool:
-        return False
-
-    def _check_extra(self, kwargs: dict[str, Any]) -> None:
-        pass
-
-    def _send_extra(self, kwargs: dict[str, Any]) -> list[Any]:
-        return []
-
-    def _add_extra(self, kwargs: dict[str, Any]) -> None:
-        pass
 
     def select_events(
         self,
@@ -165,7 +143,7 @@ class KafkaApplicationRecorder(KafkaAggregateRecorder, ApplicationRecorder):
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
-        return self._insert_events(stored_events, **kwargs)
+        return self._insert_events(stored_events)
 
     def select_notifications(
         self,
@@ -202,65 +180,3 @@ class KafkaSubscription(ListenNotifySubscription[KafkaApplicationRecorder]):
     def stop(self) -> None:
         super().stop()
         self._recorder.table.unlisten(self._has_been_notified)
-
-
-class KafkaTrackingRecorder(KafkaRecorder, TrackingRecorder):
-    """Tracking records in the shard's partition of the compacted tracking topic."""
-
-    def __init__(
-        self, writer: ShardWriter, partition: int, tracking_topic: str, tracking: TrackingTable
-    ) -> None:
-        KafkaRecorder.__init__(self, writer, partition)
-        self.tracking_topic = tracking_topic
-        self.tracking = tracking
-
-    def insert_tracking(self, tracking: Tracking) -> None:
-        with self.writer.writing():
-            self.tracking.check(tracking)
-            self.writer.flush([self._send_tracking(tracking)])
-            self._add_tracking(tracking)
-
-    def max_tracking_id(self, application_name: str) -> int | None:
-        return self.tracking.max_tracking_id(application_name)
-
-    def _send_tracking(self, tracking: Tracking) -> Any:
-        key, value = encode_tracking(tracking)
-        return self.writer.send(self.tracking_topic, self.partition, key, value)
-
-    def _add_tracking(self, tracking: Tracking) -> None:
-        self.tracking.add_pending(tracking)
-        self.writer.enlist(self.tracking)
-
-
-class KafkaProcessRecorder(KafkaTrackingRecorder, KafkaApplicationRecorder, ProcessRecorder):
-    """Events and the tracking record of ``insert_events(..., tracking=...)`` in one transaction."""
-
-    def __init__(
-        self,
-        writer: ShardWriter,
-        partition: int,
-        topic: str,
-        table: EventTable,
-        tracking_topic: str,
-        tracking: TrackingTable,
-    ) -> None:
-        KafkaApplicationRecorder.__init__(self, writer, partition, topic, table)
-        self.tracking_topic = tracking_topic
-        self.tracking = tracking
-
-    def _has_extra(self, kwargs: dict[str, Any]) -> bool:
-        return kwargs.get("tracking") is not None
-
-    def _check_extra(self, kwargs: dict[str, Any]) -> None:
-        tracking: Tracking | None = kwargs.get("tracking")
-        if tracking is not None:
-            self.tracking.check(tracking)
-
-    def _send_extra(self, kwargs: dict[str, Any]) -> list[Any]:
-        tracking: Tracking | None = kwargs.get("tracking")
-        return [] if tracking is None else [self._send_tracking(tracking)]
-
-    def _add_extra(self, kwargs: dict[str, Any]) -> None:
-        tracking: Tracking | None = kwargs.get("tracking")
-        if tracking is not None:
-            self._add_tracking(tracking)

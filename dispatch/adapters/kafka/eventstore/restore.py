@@ -16,9 +16,8 @@ from eventsourcing.persistence import OperationalError
 from kafka import KafkaConsumer, TopicPartition
 
 from dispatch.adapters.kafka.eventstore.clients import new_consumer
-from dispatch.adapters.kafka.eventstore.codec import decode_events, decode_tracking, notification_id
+from dispatch.adapters.kafka.eventstore.codec import decode_events, notification_id
 from dispatch.adapters.kafka.eventstore.store import EventTable
-from dispatch.adapters.kafka.eventstore.tracking import TrackingTable
 
 Headers = Sequence[tuple[str, bytes]]
 Sink = Callable[[int, bytes | None, bytes | None, Headers], None]
@@ -108,17 +107,5 @@ def restore_events(
     def sink(offset: int, key: bytes | None, value: bytes | None, headers: Headers) -> None:
         if value is not None:  # a tombstone (compacted topics) carries nothing to load
             table.load_record(notification_id(offset, 0), decode_events(value, headers))
-
-    return read_partition(bootstrap, topic, partition, sink, timeout_s)
-
-
-def restore_tracking(
-    bootstrap: str, topic: str, partition: int, table: TrackingTable, timeout_s: float
-) -> int:
-    """Load a tracking partition into ``table`` (the highest id per application wins)."""
-
-    def sink(offset: int, key: bytes | None, value: bytes | None, headers: Headers) -> None:
-        if value is not None:
-            table.load(decode_tracking(value))
 
     return read_partition(bootstrap, topic, partition, sink, timeout_s)

@@ -2,7 +2,7 @@
 
 The transactional id is tied to the shard, so ``init_transactions`` of a new owner fences the
 old one (and aborts its open transaction). One writer serves every recorder a factory makes
-(events, snapshots, tracking), so a worker's transaction can hold all of them.
+(events, snapshots), so a worker's transaction can hold all of them.
 
 Two ways to write:
 
