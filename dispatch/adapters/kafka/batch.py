@@ -5,7 +5,8 @@ batch's events in it; the outcomes and dead letters go into it; so do the consum
 (``send_offsets_to_transaction``); then it commits, and only then are the commit listeners
 told. Any failure aborts all of it together: the shard's state is refolded from the log and
 the consumer rewound to the committed offsets, so the batch is read and decided again. A
-fenced writer means a newer owner has the shard: the batch reports it and does nothing more.
+writer whose producer is lost (fenced by a newer owner, or unable to abort) can write no
+more: the batch reports it as fenced and does nothing more.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any, Literal
 from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
 
 from dispatch.adapters.kafka import wire
-from dispatch.adapters.kafka.eventstore.shard import FencedError
+from dispatch.adapters.kafka.eventstore import ProducerLostError
 from dispatch.adapters.kafka.shard_host import ShardHost
 from dispatch.adapters.kafka.topics import Topics
 from dispatch.messages import Inbound
@@ -54,8 +55,8 @@ class KafkaBatch:
                 self._send(producer, batch)
                 if offsets:
                     producer.send_offsets_to_transaction(offsets, self.consumer.group_metadata())
-        except FencedError:
-            log.warning("shard %s: fenced by a newer owner", host.shard)
+        except ProducerLostError as e:  # FencedError included
+            log.warning("shard %s: %s", host.shard, e)
             return Ended("fenced")
         except Exception:
             log.exception("shard %s: batch aborted; rewinding to the committed offsets", host.shard)

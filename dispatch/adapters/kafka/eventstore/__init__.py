@@ -54,11 +54,18 @@ Until the commit, the transaction's events are visible only to its own thread's
 see them after the commit. On abort (or a failed commit) the local stores drop them.
 
 Fencing: a second writer for the shard fences the first; the first's next write raises
-``FencedError`` (an ``OperationalError``) and nothing it tried is readable by
-``read_committed`` consumers. Its recorder is finished: close it.
+``ProducerLostError`` (an ``OperationalError``) and nothing it tried is readable by
+``read_committed`` consumers. Its recorder is finished: close it, and release the shard.
+The error is ``FencedError`` when Kafka said "fenced"; kafka-python often says it only by
+refusing to commit and then to abort, and a producer that cannot abort is unusable anyway,
+so the writer treats both alike (see ``errors``).
 """
 
-from dispatch.adapters.kafka.eventstore.errors import FencedError, UnsupportedRecorderError
+from dispatch.adapters.kafka.eventstore.errors import (
+    FencedError,
+    ProducerLostError,
+    UnsupportedRecorderError,
+)
 from dispatch.adapters.kafka.eventstore.factory import KafkaFactory, KafkaSettings
 from dispatch.adapters.kafka.eventstore.recorders import (
     KafkaAggregateRecorder,
@@ -79,6 +86,7 @@ __all__ = [
     "KafkaRecorder",
     "KafkaSettings",
     "KafkaSubscription",
+    "ProducerLostError",
     "ShardWriter",
     "UnsupportedRecorderError",
 ]

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from time import monotonic, sleep
-from typing import Any
-
 import kafka.errors as kafka_errors
 from eventsourcing.persistence import NotSupportedError, OperationalError
 
@@ -13,7 +10,24 @@ from eventsourcing.persistence import NotSupportedError, OperationalError
 _FENCING = (kafka_errors.ProducerFencedError, kafka_errors.InvalidProducerEpochError)
 
 
-class FencedError(OperationalError):
+class ProducerLostError(OperationalError):
+    """The shard writer's producer can no longer be used, and never is again.
+
+    Raised when it was fenced (``FencedError``), and when it could not begin or abort a
+    transaction. kafka-python refuses those only when the producer has a fatal error or is
+    bumping its epoch, and a zombie's fencing often shows up only so: after its epoch bump
+    is refused, every transactional call fails with a bare ``KafkaError``. What the
+    producer left open is aborted by the shard's next producer (its ``init_transactions``)
+    or by the broker's transaction timeout, so ``read_committed`` readers never see it.
+
+    The writer is finished: close it, and release the shard. Whoever opens the shard next
+    gets a new producer, which fences any older one (and a consumer group's generation
+    fences a zombie's offset commits), and restores the shard from its log, which settles
+    whatever the failed call left uncertain.
+    """
+
+
+class FencedError(ProducerLostError):
     """A newer producer with this shard's transactional id took the shard over.
 
     Nothing this writer produced after the takeover is visible to ``read_committed``
@@ -30,27 +44,6 @@ class UnsupportedRecorderError(NotSupportedError, NotImplementedError):
     """
 
 
-def is_fencing(error: object) -> bool:
-    """True for a fencing error (class or instance)."""
-    if isinstance(error, type):
-        return issubclass(error, _FENCING)
-    return isinstance(error, _FENCING)
-
-
-def producer_was_fenced(producer: Any, error: BaseException, timeout_s: float) -> bool:
-    """True if ``error``, or the state it left ``producer`` in, means the producer is fenced.
-
-    A zombie's produce fails with INVALID_PRODUCER_EPOCH; kafka-python then tries an epoch
-    bump (KIP-360), which the coordinator refuses with PRODUCER_FENCED. Calls made meanwhile
-    fail with a bare ``KafkaError`` ("invalid transition"): wait (at most ``timeout_s``) for
-    the bump to settle, then look at the transaction manager's last error.
-    """
-    if is_fencing(error):
-        return True
-    manager = getattr(producer, "_transaction_manager", None)
-    if manager is None:
-        return False
-    deadline = monotonic() + timeout_s
-    while manager.is_bumping_epoch() and monotonic() < deadline:
-        sleep(0.01)
-    return is_fencing(manager.last_error)
+def is_fencing(error: BaseException) -> bool:
+    """True for an error that says the producer was fenced (Kafka's, or ``FencedError``)."""
+    return isinstance(error, (FencedError, *_FENCING))

@@ -15,13 +15,18 @@ Two ways to write:
 
 Participants (the local stores that took pending rows) are committed after the Kafka commit
 and rolled back on abort or on any failure, so the stores never show what the log lacks.
+
+A producer that was fenced, or that could not begin or abort a transaction, is lost: the
+writer never calls it again, and every write raises ``ProducerLostError`` (``FencedError``
+when a fencing error was seen). Only kafka-python's public behaviour decides this: its
+private transaction state is not read.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from threading import RLock, get_ident
 from typing import Any, Protocol
 
@@ -30,8 +35,11 @@ from eventsourcing.persistence import OperationalError, PersistenceError, Progra
 from kafka import KafkaProducer
 
 from dispatch.adapters.kafka.eventstore.clients import new_producer
-from dispatch.adapters.kafka.eventstore.errors import FencedError as FencedError  # re-exported
-from dispatch.adapters.kafka.eventstore.errors import producer_was_fenced
+from dispatch.adapters.kafka.eventstore.errors import (
+    FencedError,
+    ProducerLostError,
+    is_fencing,
+)
 
 log = logging.getLogger(__name__)
 
@@ -119,15 +127,21 @@ class ShardWriter:
 
     @contextmanager
     def transaction(self) -> Iterator[KafkaProducer]:
-        """``begin()``; commit when the block ends, abort if it raises."""
+        """``begin()``; commit when the block ends, abort if it raises.
+
+        If the producer is lost by then (the block's error, or the abort, showed it), the
+        block's error is raised as that ``ProducerLostError``: the caller must release the
+        shard, not retry with this writer.
+        """
         producer = self.begin()
         try:
             yield producer
-        except BaseException:
-            try:
+        except BaseException as e:
+            with suppress(ProducerLostError):  # learnt from ``_broken`` below
                 self.abort()
-            except PersistenceError as e:
-                log.warning("abort after a failed block also failed: %s", e)
+            lost = self._broken
+            if isinstance(e, Exception) and isinstance(lost, ProducerLostError) and lost is not e:
+                raise lost from e
             raise
         self.commit()
 
@@ -138,7 +152,7 @@ class ShardWriter:
 
         Inside the block, ``send`` begins this insert's own transaction on first use; it is
         committed when the block ends, and aborted if the block raises. Kafka errors come out
-        as ``OperationalError`` (``FencedError`` when fenced).
+        as ``OperationalError`` (``ProducerLostError`` once the producer is lost).
         """
         self._acquire()
         try:
@@ -243,8 +257,8 @@ class ShardWriter:
             raise self._broken
         try:
             self.producer.begin_transaction()
-        except kafka_errors.KafkaError as e:
-            raise self._translate(e) from e
+        except kafka_errors.KafkaError as e:  # no transaction is open: refused, so lost
+            raise self._lose(e, "could not begin a transaction") from e
         self._open, self._owner, self._failed = True, get_ident(), None
 
     def _commit(self) -> None:
@@ -255,10 +269,9 @@ class ShardWriter:
             self.producer.flush(timeout=self.timeout_s)  # the caller's lingering records
             self.producer.commit_transaction()
         except BaseException as e:
-            error = self._translate(e)
             self._participants = participants
             self._abort(quiet=True)
-            raise error from e
+            raise self._translate(e) from e  # after the abort, which may lose the producer
         self._open = False
         for participant in participants:
             participant.commit()
@@ -266,30 +279,42 @@ class ShardWriter:
     def _abort(self, *, quiet: bool = False) -> None:
         participants, self._participants = self._participants, []
         self._open = False
-        error: PersistenceError | None = None
-        if self._broken is None or not isinstance(self._broken, FencedError):
+        error: ProducerLostError | None = None
+        if not isinstance(self._broken, ProducerLostError):  # a lost producer is not called
             try:
                 self.producer.abort_transaction()
             except Exception as e:
-                error = self._translate(e)
-                if not isinstance(error, FencedError):
-                    self._broken = OperationalError(
-                        f"abort failed, the shard's local state may differ from its log: {e}"
-                    )
+                error = self._lose(e, "could not abort its transaction")
         for participant in participants:
             participant.rollback()
         if error is not None and not quiet:
             raise error
 
+    def _lose(self, e: BaseException, failure: str) -> ProducerLostError:
+        """Never call the producer again; every later write raises the error returned.
+
+        ``FencedError`` if ``e`` says the producer was fenced (kept once seen), else a
+        ``ProducerLostError`` that says what failed.
+        """
+        tid = self.transactional_id
+        if is_fencing(e):
+            error: ProducerLostError = FencedError(
+                f"producer {tid} was fenced by a newer owner of the shard"
+            )
+        else:
+            error = ProducerLostError(
+                f"producer {tid} {failure} ({e!r}), so it is not used again: "
+                "close the writer and reopen the shard with a new producer"
+            )
+        if not isinstance(self._broken, FencedError):
+            self._broken = error
+        return self._broken
+
     def _translate(self, e: BaseException) -> PersistenceError:
-        if isinstance(e, FencedError) or producer_was_fenced(
-            getattr(self, "producer", None), e, self.timeout_s
-        ):
-            if not isinstance(self._broken, FencedError):
-                self._broken = FencedError(
-                    f"producer {self.transactional_id} was fenced by a newer owner of the shard"
-                )
-            return self._broken
+        if is_fencing(e):
+            return self._lose(e, "was fenced")
+        if isinstance(self._broken, ProducerLostError):
+            return self._broken  # whatever failed, the producer is gone: that is the news
         if isinstance(e, PersistenceError):
             return e
         return OperationalError(f"kafka ({self.transactional_id}): {e!r}")
