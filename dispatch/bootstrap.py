@@ -10,6 +10,8 @@ from uuid import UUID
 
 from dispatch.adapters.embedded.engine import EmbeddedEngine
 from dispatch.adapters.embedded.transport import EmbeddedTransport
+from dispatch.adapters.sqlite import checkpoints as sqlite_checkpoints
+from dispatch.adapters.sqlite.checkpoints import CheckpointingRecorder
 from dispatch.adapters.sqlite.datadir import (
     naming,
     open_log,
@@ -18,6 +20,7 @@ from dispatch.adapters.sqlite.datadir import (
     write_manifest,
 )
 from dispatch.adapters.sqlite.logsource import SqliteLogSource
+from dispatch.checkpoints import CheckpointWriter
 from dispatch.log import LogSource
 from dispatch.markets import MarketMap
 from dispatch.matching.eta import StraightLineEta
@@ -43,6 +46,7 @@ def sqlite_env(data_dir: Path, shard: int) -> dict[str, str]:
     return {
         "PERSISTENCE_MODULE": "eventsourcing.sqlite",
         "SQLITE_DBNAME": str(shard_path(data_dir, shard)),
+        "APPLICATION_RECORDER_TOPIC": sqlite_checkpoints.TOPIC,
     }
 
 
@@ -82,7 +86,14 @@ def build_matcher(settings: Settings) -> Matcher:
 
 def build_worker(settings: Settings, shard: int, clock: Clock) -> ShardWorker:
     app = build_application(settings, shard)
-    return ShardWorker(shard, app, lambda: build_matcher(settings), clock)
+    store = app.recorder if isinstance(app.recorder, CheckpointingRecorder) else None
+    writer = None
+    if store is not None:
+        writer = CheckpointWriter(settings.checkpoint_every_events, settings.checkpoint_chunk_rows)
+    return ShardWorker(
+        shard, app, lambda: build_matcher(settings), clock,
+        checkpoints=writer, checkpoint_store=store,
+    )  # fmt: skip
 
 
 def build_kafka_worker(

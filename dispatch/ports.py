@@ -1,12 +1,16 @@
-"""The transport port. The worker loop is written against this and nothing else."""
+"""The ports: the transport the worker loop is written against, and the checkpoint store
+(defined beside the checkpoints it reads, ``dispatch.checkpoints.CheckpointStore``)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Protocol
 
+from dispatch.checkpoints import CheckpointStore
 from dispatch.messages import Inbound, Ping, Poison
 from schemas.commands import CommandEnvelope, Outcome
+
+__all__ = ["CheckpointStore", "CommandBus", "Outbox", "Transport"]
 
 
 class Outbox(Protocol):

@@ -18,6 +18,7 @@ from uuid import UUID
 import orjson
 from eventsourcing.persistence import Recording
 
+from dispatch.checkpoints import CheckpointStore, CheckpointWriter, Chunk, load_into, newest_usable
 from dispatch.matching.matcher import Matcher
 from dispatch.messages import MAX_PING_AHEAD_S, Inbound, Ping, Poison
 from dispatch.shard.application import ShardApplication
@@ -47,6 +48,7 @@ class Batch:
     outcomes: list[Outcome]
     recordings: list[Recording[UUID]]
     poison: list[Poison]
+    checkpoint: Chunk | None = None  # the checkpoint chunk saved with the batch's events
 
     @property
     def report(self) -> BatchReport:
@@ -61,6 +63,8 @@ class ShardWorker:
         matcher_factory: Callable[[], Matcher],
         clock: Clock,
         max_batch: int = 5_000,
+        checkpoints: CheckpointWriter | None = None,
+        checkpoint_store: CheckpointStore | None = None,
     ) -> None:
         self.shard, self.app, self.clock = shard, app, clock
         self._matcher_factory = matcher_factory
@@ -68,14 +72,38 @@ class ShardWorker:
         self.max_batch = max_batch
         self.listeners: list[CommitListener] = []
         self.last_event_time = 0.0
+        self.checkpoints, self.checkpoint_store = checkpoints, checkpoint_store
+        self.restored_from: int | None = None  # the checkpoint the last restore started at
 
     def restore(self) -> int:
-        """Rebuild the matcher's state by folding the shard's whole log; returns events read."""
+        """Rebuild the matcher's state: the newest usable checkpoint, then the events after
+        it (the whole log when there is none); returns the events read."""
         self.matcher = self._matcher_factory()
+        self.restored_from, start = None, 1
+        if self.checkpoints is not None:
+            self.checkpoints.abandon()
+        if self.checkpoint_store is not None:
+            positions = self.checkpoint_store.checkpoint_positions()
+            restored = newest_usable(self.checkpoint_store, self.app.position(), self.shard)
+            if restored is not None:
+                load_into(self.matcher, restored)
+                self.last_event_time = restored.last_event_time
+                self.restored_from, start = restored.position, restored.position + 1
+                log.info("shard %s: restoring from the checkpoint at %s", self.shard, start - 1)
+            elif positions:
+                log.warning("shard %s: no usable checkpoint; replaying the whole log", self.shard)
+        count = self.fold(start)
+        if self.checkpoints is not None:
+            self.checkpoints.restored(count)
+        return count
+
+    def fold(self, start: int, stop: int | None = None) -> int:
+        """Fold the log's events from position ``start`` (to ``stop``, or its end) into the
+        matcher; returns the events read."""
         wanted, by_type = self.matcher.topics, self.matcher.driver_topics
-        count, start = 0, 1
+        count = 0
         while True:
-            page = self.app.recorder.select_notifications(start, 1_000)
+            page = self.app.recorder.select_notifications(start, 1_000, stop=stop)
             for notification in page:
                 if notification.topic not in wanted:
                     continue  # command records, rider events: nothing the matcher folds
@@ -108,15 +136,25 @@ class ShardWorker:
             self._observe(self.app.handle(envelope, now_dt))
         for decision in matcher.tick(now):
             self._observe(self.app.decide(decision, now_dt))
-        outcomes, recordings = self.app.commit()
+        chunk = self.checkpoints.next_chunk() if self.checkpoints is not None else None
+        saved = {"checkpoint": chunk} if chunk is not None else {}
+        outcomes, recordings = self.app.commit(**saved)
         commands, pings = len(inbound.commands), len(inbound.pings)
-        return Batch(commands, pings, outcomes, recordings, list(inbound.poison))
+        chunk = chunk if recordings else None  # a batch with no events saves nothing
+        return Batch(commands, pings, outcomes, recordings, list(inbound.poison), chunk)
 
     def committed(self, batch: Batch) -> None:
-        """The batch is durable: tell the commit listeners (the views, the simulator)."""
+        """The batch is durable: tell the commit listeners (the views, the simulator), and
+        the checkpoint writer (which may start a checkpoint at the batch's last event)."""
         if batch.recordings:
             for listener in self.listeners:
                 listener(self.shard, batch.recordings)
+            if self.checkpoints is not None:
+                position = batch.recordings[-1].notification.id
+                self.checkpoints.committed(
+                    batch.checkpoint, len(batch.recordings), position, self.matcher,
+                    self.last_event_time, self.clock(),
+                )  # fmt: skip
 
     def recover(self) -> None:
         """After a batch that was not saved: forget cached state, refold the matcher."""

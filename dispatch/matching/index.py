@@ -94,8 +94,9 @@ class DriverIndex(Generic[K]):
         d = self._drivers.get(driver_id)
         return None if d is None else h3.int_to_str(d.cell)
 
-    def upsert(self, driver_id: K, lat: float, lng: float, at: float) -> None:
-        """Add a driver or move it to ``(lat, lng)`` pinged at time ``at`` (seconds)."""
+    def upsert(self, driver_id: K, lat: float, lng: float, at: float) -> bool:
+        """Add a driver or move it to ``(lat, lng)`` pinged at time ``at`` (seconds).
+        Returns True when the driver is new or entered another cell."""
         check_latlng(lat, lng)
         if not math.isfinite(at):
             raise ValueError(f"ping time must be finite, got {at!r}")
@@ -104,7 +105,9 @@ class DriverIndex(Generic[K]):
         ln = math.radians(lng)
         pool = self._pool
         d = self._drivers.get(driver_id)
+        moved = True
         if d is not None and d.cell == cell:  # same cell: overwrite the row in place
+            moved = False
             pool.write(d.slot, d.pos, la, ln, math.cos(la), at)
             d.lat, d.lng, d.at = lat, lng, at
         else:
@@ -123,6 +126,7 @@ class DriverIndex(Generic[K]):
             if len(self._expiry) > 2 * len(self._drivers) + 1024:  # drop superseded entries
                 self._expiry = [(x.due, x.token, i) for i, x in self._drivers.items()]
                 heapq.heapify(self._expiry)
+        return moved
 
     def remove(self, driver_id: K) -> bool:
         """Remove a driver; True if it was indexed."""

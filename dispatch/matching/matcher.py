@@ -123,11 +123,26 @@ class Matcher:
         if last is not None and last[2] > at:
             return  # out of order: keep the newer position
         self.positions[driver_id] = (lat, lng, at)
-        if driver_id in self.available:
-            new_supply = driver_id not in self.index  # first position, or back after its TTL
-            self.index.upsert(driver_id, lat, lng, at)
-            if new_supply:
-                self.stats.woken += self.waiting.wake_near(lat, lng)
+        if driver_id in self.available and self.index.upsert(driver_id, lat, lng, at):
+            # Supply new or moved to another cell (a first position, back after its TTL, or
+            # a drift): the rides waiting within its reach may find it now.
+            self.stats.woken += self.waiting.wake_near(lat, lng)
+
+    # -- a checkpoint's state (``state.load``) -------------------------------------------
+    def load_driver(self, driver_id: UUID, availability: Availability) -> None:
+        self.drivers[driver_id] = availability
+        if availability[0] == DriverStatus.AVAILABLE:
+            self.available.add(driver_id)  # indexed with its first ping
+
+    def load_pending(self, ride: PendingRide) -> None:
+        self._enter_pending(ride)
+
+    def load_offer(self, ride: PendingRide, driver_id: UUID, expires_at: float) -> None:
+        self.offers[ride.ride_id] = (driver_id, expires_at, ride)
+        self._offer_deadlines.add(ride.ride_id, expires_at)
+
+    def load_assigned(self, ride: PendingRide) -> None:
+        self.assigned[ride.ride_id] = ride
 
     # -- decisions -----------------------------------------------------------------------
     def tick(self, now: float) -> list[Decision]:

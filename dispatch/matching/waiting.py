@@ -2,11 +2,12 @@
 
 A ride is *ready* when it entered pending (new, or back from a declined, expired or
 cancelled offer) or when new supply appeared within its search reach. A ready ride that
-found no driver sleeps: it is woken by a driver becoming available (or pinging its first
-position while available) within reach of its pickup, and otherwise searches again after a
-backoff that doubles from ``first_retry_s`` up to ``max_retry_s`` (for drivers that drift
-into reach, which no event announces). A ready ride that was paired stays ready until it
-leaves pending, so a pairing that was not recorded is searched again.
+found no driver sleeps: it is woken by supply within reach of its pickup (a driver becoming
+available, or an available driver pinging a first position or entering another H3 cell),
+and otherwise searches again after a backoff that doubles from ``first_retry_s`` up to
+``max_retry_s`` (for a driver that comes into reach without leaving its cell). A ready
+ride that was paired stays ready until it leaves pending, so a pairing that was not
+recorded is searched again.
 
 The pickups of pending rides are kept in the same H3 index the drivers are, so "within
 reach" is the index's exact radius search, not an approximation.

@@ -144,13 +144,15 @@ class ShardApplication(Application[UUID]):
         return self._uow.seal(mark)
 
     # -- batch -------------------------------------------------------------------------
-    def commit(self) -> tuple[list[Outcome], list[Recording[UUID]]]:
-        """Save the batch in one recording; returns every outcome and the recordings."""
+    def commit(self, **saved: Any) -> tuple[list[Outcome], list[Recording[UUID]]]:
+        """Save the batch in one recording; returns every outcome and the recordings.
+        ``saved`` goes to the recorder with the events, in their transaction (a checkpoint
+        chunk); nothing is saved when the batch has no events."""
         journal = self._uow.journal
         try:
             # The event store directly: the journal is already in decision order, and
             # Application.save would check every event against a runtime Protocol.
-            recordings = self.events.put(journal) if journal else []
+            recordings = self.events.put(journal, **saved) if journal else []
         except Exception:
             self.discard()
             raise

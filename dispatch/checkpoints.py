@@ -1,0 +1,227 @@
+"""Shard checkpoints: the folded state a shard restores from instead of its whole log.
+
+A checkpoint is taken at a log position P, the last event of a committed batch: the
+matcher's folded state is captured then (``matching.state.capture``, a copy cheap enough
+for any batch) and written as *chunks* of at most ``chunk_rows`` rows, one chunk in each
+following batch that saves events, in that batch's own transaction. A checkpoint is
+complete once its last chunk is stored; restore takes the newest complete one whose chunks
+all read back intact (format, sequence, checksum), loads it into a fresh matcher and folds
+only the events after P. A checkpoint cut short (a crash, a failed batch) is never
+complete, so it is never used; one that is complete but damaged is skipped for the one
+before it, or for a full replay, and the log says which.
+
+The shard's aggregates need no checkpoint of their own on SQLite, where they are read from
+the shard's file when a command names them.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import chain, islice
+from typing import Any, Protocol
+
+import orjson
+
+from dispatch.matching.matcher import Matcher
+from dispatch.matching.state import (
+    Captured,
+    DriverRow,
+    OfferRow,
+    RideRow,
+    capture,
+    driver_row,
+    load,
+    offer_row,
+    ride_row,
+)
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+PARTS = ("drivers", "pending", "offers", "assigned")
+
+
+class CheckpointStore(Protocol):
+    """Where a shard's checkpoints are read back from (their chunks are written with the
+    batches' events, by the store's recorder). A port: ``dispatch.ports`` lists it."""
+
+    def checkpoint_positions(self) -> list[int]:
+        """The log positions of the complete checkpoints, newest first."""
+        ...
+
+    def checkpoint_chunks(self, position: int) -> list[Chunk]:
+        """The stored chunks of the checkpoint at ``position``."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """One stored part of the checkpoint at ``position``."""
+
+    position: int
+    seq: int
+    last: bool
+    data: bytes
+    crc: int
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be used, and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Restored:
+    position: int
+    last_event_time: float
+    taken_at: float
+    drivers: list[DriverRow]
+    pending: list[RideRow]
+    offers: list[OfferRow]
+    assigned: list[RideRow]
+
+
+class CheckpointWriter:
+    """Starts a checkpoint every ``every_events`` events and hands out its chunks."""
+
+    def __init__(self, every_events: int, chunk_rows: int = 10_000) -> None:
+        if every_events < 0 or chunk_rows < 1:
+            raise ValueError("every_events must be >= 0 (0: never) and chunk_rows >= 1")
+        self.every_events, self.chunk_rows = every_events, chunk_rows
+        self.since = 0  # events committed since the last checkpoint began
+        self.written = 0  # complete checkpoints written by this writer
+        self._chunks: Iterator[Chunk] | None = None
+        self._next: Chunk | None = None
+
+    @property
+    def in_progress(self) -> bool:
+        return self._next is not None
+
+    def next_chunk(self) -> Chunk | None:
+        """The chunk to save with the next batch (the same one until it is committed)."""
+        return self._next
+
+    def committed(
+        self,
+        chunk: Chunk | None,
+        events: int,
+        position: int,
+        matcher: Matcher,
+        last_event_time: float,
+        now: float,
+    ) -> None:
+        """A batch is durable: ``chunk`` went with it (or None), ``events`` were saved and
+        the log ends at ``position``; the matcher has folded all of them."""
+        if chunk is not None and chunk is self._next:
+            if chunk.last:
+                self.written += 1
+            self._next = None if chunk.last else next(self._chunks or iter(()), None)
+        self.since += events
+        if self.every_events and self._next is None and self.since >= self.every_events:
+            self.since = 0
+            self._chunks = encode_chunks(
+                capture(matcher), position, last_event_time, now, self.chunk_rows
+            )
+            self._next = next(self._chunks)
+
+    def abandon(self) -> None:
+        """A batch was lost: the checkpoint in progress is dropped (the next starts anew)."""
+        self._chunks, self._next = None, None
+
+    def restored(self, events_after_checkpoint: int) -> None:
+        self.since = events_after_checkpoint
+
+
+def encode_chunks(
+    state: Captured, position: int, last_event_time: float, now: float, rows: int
+) -> Iterator[Chunk]:
+    """The checkpoint of ``state`` (captured at ``position``) as chunks of at most ``rows``
+    rows, encoded one at a time as they are asked for."""
+    items: Iterator[tuple[str, Any]] = chain(  # rows are built a chunk at a time
+        (("drivers", driver_row(d)) for d in state.drivers.items()),
+        (("pending", ride_row(r)) for r in state.pending),
+        (("offers", offer_row(o)) for o in state.offers),
+        (("assigned", ride_row(r)) for r in state.assigned),
+    )
+    header = {
+        "format": FORMAT,
+        "position": position,
+        "last_event_time": last_event_time,
+        "taken_at": now,
+    }
+    seq, batch = 0, list(islice(items, rows))
+    while True:
+        following = list(islice(items, rows))
+        parts: dict[str, list[Any]] = {}
+        for part, row in batch:
+            parts.setdefault(part, []).append(row)
+        body: dict[str, Any] = {"position": position, "seq": seq, "parts": parts}
+        if seq == 0:
+            body["header"] = header
+        data = orjson.dumps(body)
+        yield Chunk(position, seq, not following, data, zlib.crc32(data))
+        if not following:
+            return
+        seq, batch = seq + 1, following
+
+
+def assemble(position: int, chunks: list[Chunk]) -> Restored:
+    """The checkpoint at ``position`` from its stored chunks; CheckpointError if any is
+    missing, out of sequence, damaged or of another format."""
+    if not chunks:
+        raise CheckpointError("no chunks")
+    chunks = sorted(chunks, key=lambda c: c.seq)
+    if [c.seq for c in chunks] != list(range(len(chunks))):
+        raise CheckpointError(f"chunks {[c.seq for c in chunks]} are not 0..{len(chunks) - 1}")
+    if not chunks[-1].last or any(c.last for c in chunks[:-1]):
+        raise CheckpointError("the last chunk is missing")
+    parts: dict[str, list[Any]] = {name: [] for name in PARTS}
+    header: dict[str, Any] = {}
+    for c in chunks:
+        if c.position != position or zlib.crc32(c.data) != c.crc:
+            raise CheckpointError(f"chunk {c.seq} is damaged (checksum or position)")
+        try:
+            body = orjson.loads(c.data)
+            if c.seq == 0:
+                header = body["header"]
+            for name, rows in body["parts"].items():
+                parts[name].extend(rows)
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
+            raise CheckpointError(f"chunk {c.seq} does not decode: {e!r}") from e
+    if header.get("format") != FORMAT or header.get("position") != position:
+        raise CheckpointError(f"unknown format or position in header {header!r}")
+    return Restored(
+        position,
+        float(header["last_event_time"]),
+        float(header["taken_at"]),
+        parts["drivers"],
+        parts["pending"],
+        parts["offers"],
+        parts["assigned"],
+    )
+
+
+def newest_usable(store: CheckpointStore, log_end: int, shard: int) -> Restored | None:
+    """The newest complete checkpoint that reads back intact and lies within the log
+    (``log_end``: its last position); each one passed over is logged with the reason."""
+    for position in store.checkpoint_positions():
+        if position > log_end:
+            log.warning(
+                "shard %s: checkpoint at %s is beyond the log's end (%s); skipped",
+                shard, position, log_end,
+            )  # fmt: skip
+            continue
+        try:
+            return assemble(position, store.checkpoint_chunks(position))
+        except CheckpointError as e:
+            log.warning(
+                "shard %s: checkpoint at %s is unusable (%s); trying an older one", shard,
+                position, e,
+            )  # fmt: skip
+    return None
+
+
+def load_into(matcher: Matcher, restored: Restored) -> None:
+    load(matcher, restored.pending, restored.offers, restored.assigned, restored.drivers)

@@ -1,0 +1,98 @@
+"""The matcher's folded state as plain values: what a shard checkpoint keeps of it.
+
+``capture`` copies the state the matcher folded from the log (pending rides, open offers,
+assigned rides, every driver's availability) at one log position; it is cheap (one copy of
+the driver table, the rides are few) so a batch is not held up by it, and what it returns
+is encoded later, a part at a time. ``load`` puts such a state into a fresh matcher, which
+then folds the events after that position. Positions and the index are not in it: pings
+are not events (a takeover warms the index from the locations topic), and when each ride
+next searches is scheduling, not state (every loaded ride is ready at once).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from uuid import UUID
+
+from dispatch.domain.driver import Availability, DriverStatus
+from dispatch.matching.matcher import Matcher
+from dispatch.matching.strategies import PendingRide
+
+# id, pickup lat, pickup lng, requested at, request expires at, excluded driver ids
+RideRow = tuple[str, float, float, float, float, list[str]]
+# ride, driver offered, offer expires at
+OfferRow = tuple[RideRow, str, float]
+# driver id, status, goes offline after its trip
+DriverRow = tuple[str, str, bool]
+
+
+@dataclass(frozen=True, slots=True)
+class Captured:
+    """The matcher's folded state at one log position (rides copied, the rest immutable)."""
+
+    pending: list[PendingRide]
+    offers: list[tuple[PendingRide, UUID, float]]
+    assigned: list[PendingRide]
+    drivers: dict[UUID, Availability]
+
+
+def capture(matcher: Matcher) -> Captured:
+    return Captured(
+        pending=[_copy(r) for r in matcher.pending.values()],
+        offers=[(_copy(r), d, at) for d, at, r in matcher.offers.values()],
+        assigned=[_copy(r) for r in matcher.assigned.values()],
+        drivers=dict(matcher.drivers),
+    )
+
+
+def ride_row(ride: PendingRide) -> RideRow:
+    excluded = sorted(str(d) for d in ride.excluded)
+    return (str(ride.ride_id), ride.lat, ride.lng, ride.requested_at, ride.expires_at, excluded)
+
+
+def offer_row(offer: tuple[PendingRide, UUID, float]) -> OfferRow:
+    ride, driver_id, expires_at = offer
+    return ride_row(ride), str(driver_id), expires_at
+
+
+def driver_row(item: tuple[UUID, Availability]) -> DriverRow:
+    driver_id, (status, after_trip) = item
+    return str(driver_id), str(status), after_trip
+
+
+def load(
+    matcher: Matcher,
+    pending: list[RideRow],
+    offers: list[OfferRow],
+    assigned: list[RideRow],
+    drivers: list[DriverRow],
+) -> None:
+    """Put a captured state into ``matcher`` (fresh, nothing folded yet)."""
+    if matcher.pending or matcher.offers or matcher.assigned or matcher.drivers:
+        raise ValueError("a matcher state is loaded into a fresh matcher only")
+    for driver_id, status, after_trip in drivers:
+        matcher.load_driver(UUID(driver_id), (DriverStatus(status), bool(after_trip)))
+    for row in pending:
+        matcher.load_pending(_ride(row))
+    for ride, driver_id, expires_at in offers:
+        matcher.load_offer(_ride(ride), UUID(driver_id), float(expires_at))
+    for row in assigned:
+        matcher.load_assigned(_ride(row))
+
+
+def _ride(row: RideRow) -> PendingRide:
+    ride_id, lat, lng, requested_at, expires_at, excluded = row
+    return PendingRide(
+        UUID(ride_id),
+        float(lat),
+        float(lng),
+        float(requested_at),
+        float(expires_at),
+        {UUID(d) for d in excluded},
+    )
+
+
+def _copy(ride: PendingRide) -> PendingRide:
+    return PendingRide(
+        ride.ride_id, ride.lat, ride.lng, ride.requested_at, ride.expires_at, set(ride.excluded)
+    )

@@ -1,0 +1,219 @@
+"""Shard checkpoints on the embedded engine: restore = newest usable checkpoint + the tail.
+
+A short simulation writes the log; the matcher's folded state after a restore from a
+checkpoint (at any position, in chunks of any size) plus the events after it must equal a
+full replay's. On SQLite the checkpoints are written by the engine itself, a chunk a batch;
+a damaged one is passed over for the one before it, or for a full replay.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dispatch.adapters.sqlite.checkpoints import TABLE
+from dispatch.adapters.sqlite.datadir import shard_path
+from dispatch.bootstrap import build_embedded_engine, build_markets, build_worker
+from dispatch.checkpoints import assemble, encode_chunks, load_into
+from dispatch.matching.matcher import Matcher
+from dispatch.matching.state import capture
+from dispatch.settings import Settings
+from dispatch.simulator.clock import SimClock
+from dispatch.simulator.runner import SimConfig, Simulation
+from dispatch.worker import ShardWorker
+
+
+def state(m: Matcher) -> dict[str, Any]:
+    return {
+        "pending": dict(m.pending),
+        "offers": dict(m.offers),
+        "assigned": dict(m.assigned),
+        "available": set(m.available),
+        "drivers": dict(m.drivers),
+    }
+
+
+def simulate(data_dir: Path, **checkpointing: int) -> Settings:
+    s = Settings(data_dir=data_dir, shards=1, **checkpointing)  # type: ignore[arg-type]
+    clock = SimClock()
+    engine = build_embedded_engine(s, clock)
+
+    def step(_sent: list[str]) -> list[Any]:
+        return [o for report in engine.run_once() for o in report.outcomes]
+
+    sim = Simulation(SimConfig(drivers=80, minutes=6, seed=5), engine.transport, step, clock,
+                     build_markets(s))  # fmt: skip
+    for worker in engine.workers.values():
+        worker.listeners.append(sim.on_commit)
+    report = sim.run()
+    assert report.events > 1_000 and report.served > 10
+    engine.stop()
+    for worker in engine.workers.values():
+        worker.app.close()
+    return s
+
+
+def replayed(s: Settings) -> ShardWorker:
+    """A worker restored by folding the whole log (no checkpoint store)."""
+    worker = build_worker(s, 0, lambda: 0.0)
+    worker.checkpoint_store = None
+    worker.restore()
+    return worker
+
+
+@pytest.fixture(scope="module")
+def log_without_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return simulate(tmp_path_factory.mktemp("log"), checkpoint_every_events=0)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(where=st.floats(0.0, 1.0), rows=st.integers(1, 400))
+def test_a_checkpoint_at_any_position_plus_the_tail_restores_what_a_full_replay_does(
+    log_without_checkpoints: Settings, where: float, rows: int
+) -> None:
+    s = log_without_checkpoints
+    full = replayed(s)
+    end = full.app.position()
+    position = int(where * end)
+    worker = build_worker(s, 0, lambda: 0.0)
+    worker.fold(1, position)
+    chunks = list(encode_chunks(capture(worker.matcher), position, 0.0, 0.0, rows))
+    assert [c.seq for c in chunks] == list(range(len(chunks))) and chunks[-1].last
+    restored = build_worker(s, 0, lambda: 0.0)
+    load_into(restored.matcher, assemble(position, chunks))
+    restored.fold(position + 1)
+    assert state(restored.matcher) == state(full.matcher)
+    full.app.close(), worker.app.close(), restored.app.close()
+
+
+@pytest.fixture
+def checkpointed(tmp_path: Path) -> Settings:
+    """A log whose engine wrote checkpoints every 100 events, 7 rows a chunk."""
+    return simulate(tmp_path, checkpoint_every_events=100, checkpoint_chunk_rows=7)
+
+
+def positions(s: Settings) -> list[int]:
+    with sqlite3.connect(shard_path(s.data_dir, 0)) as db:
+        rows = db.execute(f"SELECT position FROM {TABLE} WHERE last = 1 ORDER BY position DESC")
+        return [int(r[0]) for r in rows]
+
+
+def damage(s: Settings, position: int) -> None:
+    with sqlite3.connect(shard_path(s.data_dir, 0)) as db:
+        db.execute(f"UPDATE {TABLE} SET data = x'7b7d' WHERE position = ? AND seq = 0", (position,))
+
+
+def test_the_engine_writes_checkpoints_a_chunk_a_batch_and_keeps_two_complete_ones(
+    checkpointed: Settings,
+) -> None:
+    with sqlite3.connect(shard_path(checkpointed.data_dir, 0)) as db:
+        chunks = db.execute(f"SELECT position, COUNT(*) FROM {TABLE} GROUP BY position").fetchall()
+    complete = positions(checkpointed)
+    assert len(complete) == 2 and complete[0] > complete[1]
+    assert all(count > 1 for _, count in chunks)  # each checkpoint spanned several batches
+    assert {p for p, _ in chunks} - set(complete) <= {max(p for p, _ in chunks)}  # in progress
+
+
+def test_a_restart_restores_from_the_newest_checkpoint_and_equals_a_full_replay(
+    checkpointed: Settings,
+) -> None:
+    worker = build_worker(checkpointed, 0, lambda: 0.0)
+    read = worker.restore()
+    full = replayed(checkpointed)
+    assert worker.restored_from == positions(checkpointed)[0]
+    assert read < full.app.position() // 2  # only the tail was read
+    assert state(worker.matcher) == state(full.matcher)
+
+
+def test_a_damaged_checkpoint_is_passed_over_for_the_one_before_it_and_the_log_says_so(
+    checkpointed: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    newest, previous = positions(checkpointed)
+    damage(checkpointed, newest)
+    worker = build_worker(checkpointed, 0, lambda: 0.0)
+    with caplog.at_level(logging.WARNING):
+        worker.restore()
+    assert worker.restored_from == previous
+    assert f"checkpoint at {newest} is unusable" in caplog.text
+    assert state(worker.matcher) == state(replayed(checkpointed).matcher)
+
+
+def test_with_every_checkpoint_damaged_the_shard_replays_its_whole_log_and_says_so(
+    checkpointed: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    for position in positions(checkpointed):
+        damage(checkpointed, position)
+    worker = build_worker(checkpointed, 0, lambda: 0.0)
+    with caplog.at_level(logging.WARNING):
+        read = worker.restore()
+    assert worker.restored_from is None and read == worker.app.position()
+    assert "no usable checkpoint; replaying the whole log" in caplog.text
+    assert state(worker.matcher) == state(replayed(checkpointed).matcher)
+
+
+def test_after_kill_9_during_a_checkpoint_the_half_written_one_is_never_used(
+    tmp_path: Path,
+) -> None:
+    """A simulation whose checkpoints span a hundred batches each (300 drivers, 3 rows a
+    chunk) is killed with SIGKILL while one is being written; a restart restores from a
+    complete one, equals a full replay, and `replay verify` finds the log clean."""
+    data = tmp_path / "log"
+    env = {
+        **os.environ,
+        "DISPATCH_SHARDS": "1",
+        "DISPATCH_CHECKPOINT_EVERY_EVENTS": "200",
+        "DISPATCH_CHECKPOINT_CHUNK_ROWS": "3",
+    }
+    command = [sys.executable, "-m", "dispatch", "simulate", "--drivers", "300",
+               "--minutes", "60", "--data-dir", str(data)]  # fmt: skip
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    s = Settings(data_dir=data, shards=1)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+            complete, partial = _complete_and_partial(s)
+            if complete and partial:
+                break
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    complete, partial = _complete_and_partial(s)
+    assert partial and complete
+    worker = build_worker(s, 0, lambda: 0.0)
+    worker.restore()
+    assert worker.restored_from == complete[0] and worker.restored_from not in partial
+    assert state(worker.matcher) == state(replayed(s).matcher)
+    worker.app.close()
+    verify = subprocess.run(
+        [sys.executable, "-m", "dispatch", "replay", "verify", "--data-dir", str(data)],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def _complete_and_partial(s: Settings) -> tuple[list[int], set[int]]:
+    """The complete checkpoints (newest first) and those with chunks but no last one."""
+    try:
+        with sqlite3.connect(f"file:{shard_path(s.data_dir, 0)}?mode=ro", uri=True) as db:
+            rows = db.execute(f"SELECT position, MAX(last) FROM {TABLE} GROUP BY position")
+            found = rows.fetchall()
+    except sqlite3.OperationalError:  # not created yet, or locked for a moment
+        return [], set()
+    complete = sorted((p for p, last in found if last), reverse=True)
+    return complete, {p for p, last in found if not last}
