@@ -190,3 +190,16 @@ def test_a_driver_drifting_into_reach_is_found_within_the_longest_backoff(world:
         world.advance(1)
         world.ping(driver, PICKUP[0] + 0.01, PICKUP[1])
     assert world.offered_to(ride) == driver
+
+
+def test_an_available_driver_moving_into_reach_wakes_a_waiting_ride_at_once(
+    world: World,
+) -> None:
+    ride = world.request()
+    driver = world.driver(PICKUP[0] + 0.05, PICKUP[1])  # 5.6 km: out of reach
+    for _ in range(4):  # backoffs of 2, 4, 8 and 16 s: the next one is 16 s away
+        world.advance(world.worker.matcher.pending[ride].retry_at - world.now)
+    woken = world.worker.matcher.stats.woken
+    world.ping(driver, PICKUP[0] + 0.01, PICKUP[1])  # another cell, 1.1 km away
+    assert world.worker.matcher.stats.woken == woken + 1
+    assert world.offered_to(ride) == driver
