@@ -31,7 +31,7 @@ from dispatch.runtime import Runtime
 from dispatch.settings import Settings
 from dispatch.shard.application import ShardApplication
 from dispatch.shard.handlers import Policy
-from dispatch.worker import Clock, ShardWorker
+from dispatch.shard.worker import Clock, ShardWorker
 from projections.runner import ProjectionRunner
 from projections.views import ViewSet, default_projections
 

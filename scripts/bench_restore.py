@@ -21,7 +21,7 @@ from dispatch.adapters.kafka.topics import create_topics, delete_topics
 from dispatch.bootstrap import build_matcher, kafka_env, sqlite_env
 from dispatch.settings import Settings
 from dispatch.shard.application import ShardApplication
-from dispatch.worker import ShardWorker
+from dispatch.shard.worker import ShardWorker
 
 
 def timed_restore(shard: int, env: dict[str, str], settings: Settings) -> dict[str, float]:

@@ -29,9 +29,9 @@ from dispatch.checkpoints import assemble, encode_chunks, load_into
 from dispatch.matching.matcher import Matcher
 from dispatch.matching.state import capture
 from dispatch.settings import Settings
+from dispatch.shard.worker import ShardWorker
 from dispatch.simulator.clock import SimClock
 from dispatch.simulator.runner import SimConfig, Simulation
-from dispatch.worker import ShardWorker
 
 
 def state(m: Matcher) -> dict[str, Any]:

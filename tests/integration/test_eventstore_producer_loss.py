@@ -22,15 +22,15 @@ from dispatch.adapters.kafka.batch import KafkaBatch
 from dispatch.adapters.kafka.eventstore import (
     FencedError,
     KafkaApplicationRecorder,
+    PartitionWriter,
     ProducerLostError,
-    ShardWriter,
 )
-from dispatch.adapters.kafka.eventstore import shard as shard_module
+from dispatch.adapters.kafka.eventstore import writer as writer_module
 from dispatch.adapters.kafka.eventstore.store import EventTable
 from dispatch.adapters.kafka.shard_host import ShardHost
 from dispatch.adapters.kafka.topics import Topics
 from dispatch.messages import Inbound
-from dispatch.worker import Batch
+from dispatch.shard.worker import Batch
 
 
 def refused() -> KafkaError:
@@ -90,12 +90,12 @@ class ScriptedProducer:
         self._call("close")
 
 
-def writer_on(producer: ScriptedProducer, monkeypatch: pytest.MonkeyPatch) -> ShardWriter:
-    monkeypatch.setattr(shard_module, "new_producer", lambda *args, **config: producer)
-    return ShardWriter("scripted:9092", "test.shard-0", timeout_s=1.0)
+def writer_on(producer: ScriptedProducer, monkeypatch: pytest.MonkeyPatch) -> PartitionWriter:
+    monkeypatch.setattr(writer_module, "new_producer", lambda *args, **config: producer)
+    return PartitionWriter("scripted:9092", "test.shard-0", timeout_s=1.0)
 
 
-def recorder_on(writer: ShardWriter) -> KafkaApplicationRecorder:
+def recorder_on(writer: PartitionWriter) -> KafkaApplicationRecorder:
     return KafkaApplicationRecorder(writer, 0, "test.events", EventTable(monotonic=True))
 
 

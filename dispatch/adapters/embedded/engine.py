@@ -13,7 +13,7 @@ import threading
 from collections.abc import Sequence
 
 from dispatch.adapters.embedded.transport import EmbeddedTransport
-from dispatch.worker import Batch, BatchReport, ShardWorker
+from dispatch.shard.worker import Batch, BatchReport, ShardWorker
 
 log = logging.getLogger(__name__)
 

@@ -9,14 +9,14 @@ from collections.abc import Callable
 
 from dispatch.adapters.kafka import wire
 from dispatch.adapters.kafka.eventstore.recorders import KafkaRecorder
-from dispatch.adapters.kafka.eventstore.shard import ShardWriter
+from dispatch.adapters.kafka.eventstore.writer import PartitionWriter
 from dispatch.adapters.kafka.follower import Follower
 from dispatch.adapters.kafka.topics import Topics
 from dispatch.matching.matcher import Matcher
 from dispatch.messages import Inbound
 from dispatch.settings import Settings
 from dispatch.shard.application import ShardApplication
-from dispatch.worker import ShardWorker
+from dispatch.shard.worker import ShardWorker
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class ShardHost:
         self,
         shard: int,
         app: ShardApplication,
-        writer: ShardWriter,
+        writer: PartitionWriter,
         worker: ShardWorker,
         clock: StreamClock | None,
     ) -> None:

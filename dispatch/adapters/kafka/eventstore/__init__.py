@@ -73,7 +73,7 @@ from dispatch.adapters.kafka.eventstore.recorders import (
     KafkaRecorder,
     KafkaSubscription,
 )
-from dispatch.adapters.kafka.eventstore.shard import ShardWriter
+from dispatch.adapters.kafka.eventstore.writer import PartitionWriter
 
 Factory = KafkaFactory
 
@@ -86,7 +86,7 @@ __all__ = [
     "KafkaRecorder",
     "KafkaSettings",
     "KafkaSubscription",
+    "PartitionWriter",
     "ProducerLostError",
-    "ShardWriter",
     "UnsupportedRecorderError",
 ]

@@ -23,8 +23,8 @@ from dispatch.adapters.kafka.eventstore.recorders import (
     KafkaApplicationRecorder,
 )
 from dispatch.adapters.kafka.eventstore.restore import restore_events
-from dispatch.adapters.kafka.eventstore.shard import ReadOnlyWriter, ShardWriter
 from dispatch.adapters.kafka.eventstore.store import EventTable
+from dispatch.adapters.kafka.eventstore.writer import PartitionWriter, ReadOnlyWriter
 
 _T = TypeVar("_T", bound=type)
 
@@ -72,7 +72,7 @@ class KafkaFactory(InfrastructureFactory[TrackingRecorder]):
         super().__init__(env)
         self.settings = self._read_settings()
         self._lock = RLock()
-        self._writer: ShardWriter | None = None
+        self._writer: PartitionWriter | None = None
         self._tables: dict[str, EventTable] = {}
 
     def aggregate_recorder(self, purpose: str = "events") -> AggregateRecorder:
@@ -101,7 +101,7 @@ class KafkaFactory(InfrastructureFactory[TrackingRecorder]):
     def process_recorder(self) -> NoReturn:
         raise self._unsupported("process")
 
-    def writer(self) -> ShardWriter:
+    def writer(self) -> PartitionWriter:
         """The shard writer (created, and the previous owner fenced, on first use)."""
         with self._lock:
             if self._writer is None or self._writer.closed:
@@ -109,7 +109,9 @@ class KafkaFactory(InfrastructureFactory[TrackingRecorder]):
                 if s.read_only:
                     self._writer = ReadOnlyWriter(s.transactional_id)
                 else:
-                    self._writer = ShardWriter(s.bootstrap, s.transactional_id, s.write_timeout_s)
+                    self._writer = PartitionWriter(
+                        s.bootstrap, s.transactional_id, s.write_timeout_s
+                    )
             return self._writer
 
     def close(self) -> None:

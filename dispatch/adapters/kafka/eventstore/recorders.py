@@ -29,14 +29,14 @@ from dispatch.adapters.kafka.eventstore.codec import (
     encode_events,
     notification_id,
 )
-from dispatch.adapters.kafka.eventstore.shard import ShardWriter
 from dispatch.adapters.kafka.eventstore.store import EventTable
+from dispatch.adapters.kafka.eventstore.writer import PartitionWriter
 
 
 class KafkaRecorder(Recorder):
     """Holds a reference to the shard writer and exposes its transaction API."""
 
-    def __init__(self, writer: ShardWriter, partition: int) -> None:
+    def __init__(self, writer: PartitionWriter, partition: int) -> None:
         self.writer = writer
         self.partition = partition
         self._closed = False
@@ -82,7 +82,7 @@ class KafkaAggregateRecorder(KafkaRecorder, AggregateRecorder):
 
     def __init__(
         self,
-        writer: ShardWriter,
+        writer: PartitionWriter,
         partition: int,
         topic: str,
         table: EventTable,

@@ -1,8 +1,9 @@
-"""The shard writer: one transactional producer per shard, and the transactions it runs.
+"""The partition writer: one transactional producer per owned partition (the store's
+"shard", ``KAFKA_SHARD``), and the transactions it runs.
 
-The transactional id is tied to the shard, so ``init_transactions`` of a new owner fences the
-old one (and aborts its open transaction). One writer serves every recorder a factory makes
-(events, snapshots), so a worker's transaction can hold all of them.
+The transactional id is tied to the partition, so ``init_transactions`` of a new owner
+fences the old one (and aborts its open transaction). One writer serves every recorder a
+factory makes (events, snapshots), so a worker's transaction can hold all of them.
 
 Two ways to write:
 
@@ -50,8 +51,8 @@ class Participant(Protocol):
     def rollback(self) -> None: ...
 
 
-class ShardWriter:
-    """Owns the shard's transactional producer and runs its transactions."""
+class PartitionWriter:
+    """Owns the partition's transactional producer and runs its transactions."""
 
     producer: KafkaProducer
 
@@ -320,7 +321,7 @@ class ShardWriter:
         return OperationalError(f"kafka ({self.transactional_id}): {e!r}")
 
 
-class ReadOnlyWriter(ShardWriter):
+class ReadOnlyWriter(PartitionWriter):
     """For readers (replay, inspection) of a shard: no producer, so it fences no one."""
 
     def __init__(self, shard_name: str) -> None:
