@@ -47,7 +47,7 @@ class MatcherConfig:
     # its search radius, or else after a backoff doubling from retry_unmatched_s to
     # retry_max_s: an empty search over a wide radius is the costly kind.
     retry_unmatched_s: float = 2.0
-    retry_max_s: float = 16.0
+    retry_max_s: float = 60.0
 
 
 @dataclass

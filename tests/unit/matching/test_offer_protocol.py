@@ -6,11 +6,13 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+import h3
 import pytest
 
 from dispatch.adapters.embedded.engine import EmbeddedEngine
 from dispatch.bootstrap import build_embedded_engine
 from dispatch.domain.ids import new_id
+from dispatch.matching.geo import haversine_m
 from dispatch.messages import Ping
 from dispatch.settings import Settings
 from schemas import commands as c
@@ -178,17 +180,35 @@ def test_a_driver_coming_online_within_reach_wakes_a_waiting_ride_before_its_bac
     assert world.offered_to(ride) == driver
 
 
-def test_a_driver_drifting_into_reach_is_found_within_the_longest_backoff(world: World) -> None:
+def same_cell_across_the_reach(reach_m: float = 3_000.0) -> tuple[float, float]:
+    """Two latitudes north of the pickup, one just beyond ``reach_m`` and one just within
+    it, in the same resolution-9 cell: a move between them announces nothing."""
+    step = 1e-5  # about 1.1 m
+    for outer in range(int(reach_m / 1.11) + 10, int(reach_m / 1.11) + 400):
+        far, near = PICKUP[0] + outer * step, PICKUP[0] + (outer - 40) * step
+        if haversine_m(*PICKUP, far, PICKUP[1]) > reach_m >= haversine_m(
+            *PICKUP, near, PICKUP[1]
+        ) and h3.latlng_to_cell(far, PICKUP[1], 9) == h3.latlng_to_cell(near, PICKUP[1], 9):
+            return far, near
+    raise AssertionError("no such pair of points")
+
+
+def test_a_driver_drifting_into_reach_within_its_cell_is_found_by_the_backoff(
+    world: World,
+) -> None:
+    far, near = same_cell_across_the_reach()
     ride = world.request()
-    driver = world.driver(PICKUP[0] + 0.05, PICKUP[1])  # 5.6 km: out of reach
-    for _ in range(5):
+    driver = world.driver(far, PICKUP[1])  # just out of reach
+    for _ in range(4):  # backoffs of 2, 4, 8 and 16 s (the request expires after 120 s)
         world.advance(world.worker.matcher.pending[ride].retry_at - world.now)
-    world.ping(driver, PICKUP[0] + 0.01, PICKUP[1])  # a move announces no new supply
-    for _ in range(16):
-        if world.offered_to(ride) is not None:
-            break
+    assert world.offered_to(ride) is None
+    next_search = world.worker.matcher.pending[ride].retry_at
+    world.ping(driver, near, PICKUP[1])  # within reach now, same cell: no wake
+    while world.now < next_search - 1:
         world.advance(1)
-        world.ping(driver, PICKUP[0] + 0.01, PICKUP[1])
+        world.ping(driver, near, PICKUP[1])
+    assert world.offered_to(ride) is None  # nothing announced the move
+    world.advance(next_search - world.now + 0.5)
     assert world.offered_to(ride) == driver
 
 
@@ -197,7 +217,7 @@ def test_an_available_driver_moving_into_reach_wakes_a_waiting_ride_at_once(
 ) -> None:
     ride = world.request()
     driver = world.driver(PICKUP[0] + 0.05, PICKUP[1])  # 5.6 km: out of reach
-    for _ in range(4):  # backoffs of 2, 4, 8 and 16 s: the next one is 16 s away
+    for _ in range(4):  # backoffs of 2, 4, 8 and 16 s: the next one is 32 s away
         world.advance(world.worker.matcher.pending[ride].retry_at - world.now)
     woken = world.worker.matcher.stats.woken
     world.ping(driver, PICKUP[0] + 0.01, PICKUP[1])  # another cell, 1.1 km away
