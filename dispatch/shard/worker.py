@@ -65,7 +65,12 @@ class ShardWorker:
         max_batch: int = 5_000,
         checkpoints: CheckpointWriter | None = None,
         checkpoint_store: CheckpointStore | None = None,
+        chunks_with_events: bool = True,
     ) -> None:
+        """``checkpoints`` writes the shard's checkpoints and ``checkpoint_store`` reads them
+        back; a chunk goes to the recorder with the batch's events when
+        ``chunks_with_events`` (SQLite: one transaction), else only in the ``Batch``, for
+        its owner to send in the batch's transaction (Kafka)."""
         self.shard, self.app, self.clock = shard, app, clock
         self._matcher_factory = matcher_factory
         self.matcher = matcher_factory()
@@ -73,6 +78,7 @@ class ShardWorker:
         self.listeners: list[CommitListener] = []
         self.last_event_time = 0.0
         self.checkpoints, self.checkpoint_store = checkpoints, checkpoint_store
+        self.chunks_with_events = chunks_with_events
         self.restored_from: int | None = None  # the checkpoint the last restore started at
 
     def restore(self) -> int:
@@ -137,10 +143,13 @@ class ShardWorker:
         for decision in matcher.tick(now):
             self._observe(self.app.decide(decision, now_dt))
         chunk = self.checkpoints.next_chunk() if self.checkpoints is not None else None
-        saved = {"checkpoint": chunk} if chunk is not None else {}
-        outcomes, recordings = self.app.commit(**saved)
+        if self.chunks_with_events:
+            saved = {"checkpoint": chunk} if chunk is not None else {}
+            outcomes, recordings = self.app.commit(**saved)
+            chunk = chunk if recordings else None  # a batch with no events saves nothing
+        else:
+            outcomes, recordings = self.app.commit()
         commands, pings = len(inbound.commands), len(inbound.pings)
-        chunk = chunk if recordings else None  # a batch with no events saves nothing
         return Batch(commands, pings, outcomes, recordings, list(inbound.poison), chunk)
 
     def committed(self, batch: Batch) -> None:
@@ -149,12 +158,15 @@ class ShardWorker:
         if batch.recordings:
             for listener in self.listeners:
                 listener(self.shard, batch.recordings)
-            if self.checkpoints is not None:
+        if self.checkpoints is not None and (batch.recordings or batch.checkpoint):
+            if batch.recordings:
                 position = batch.recordings[-1].notification.id
-                self.checkpoints.committed(
-                    batch.checkpoint, len(batch.recordings), position, self.matcher,
-                    self.last_event_time, self.clock(),
-                )  # fmt: skip
+            else:
+                position = self.app.position()
+            self.checkpoints.committed(
+                batch.checkpoint, len(batch.recordings), position, self.matcher,
+                self.last_event_time, self.clock(),
+            )  # fmt: skip
 
     def recover(self) -> None:
         """After a batch that was not saved: forget cached state, refold the matcher."""

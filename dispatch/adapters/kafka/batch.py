@@ -20,6 +20,7 @@ from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
 
 from dispatch.adapters.kafka import wire
 from dispatch.adapters.kafka.eventstore import ProducerLostError
+from dispatch.adapters.kafka.outcomes import send_outcomes
 from dispatch.adapters.kafka.shard_host import ShardHost
 from dispatch.adapters.kafka.topics import Topics
 from dispatch.messages import Inbound
@@ -53,6 +54,8 @@ class KafkaBatch:
                 batch = host.worker.process(inbound)
                 decided = time.perf_counter()
                 self._send(producer, batch)
+                if batch.checkpoint is not None and host.checkpoints is not None:
+                    host.checkpoints.send(producer, batch.checkpoint)
                 if offsets:
                     producer.send_offsets_to_transaction(offsets, self.consumer.group_metadata())
         except ProducerLostError as e:  # FencedError included
@@ -64,15 +67,15 @@ class KafkaBatch:
             self._rewind()
             return Ended("aborted")
         host.worker.committed(batch)
+        if host.checkpoints is not None:
+            host.checkpoints.committed(batch.checkpoint)
         now = time.perf_counter()
         return Ended("committed", batch.report, decided - started, now - decided)
 
     def _send(self, producer: Any, batch: Batch) -> None:
         """The batch's outcomes and dead letters, into its transaction."""
         shard = self.host.shard
-        for outcome in batch.outcomes:
-            key, value = wire.encode_outcome(outcome)
-            producer.send(self.topics.outcomes, key=key, value=value, partition=shard)
+        send_outcomes(producer, self.topics, shard, batch.outcomes)
         for poison in batch.poison:
             value = wire.encode_dead_letter(poison)
             key = str(shard).encode()

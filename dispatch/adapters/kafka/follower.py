@@ -88,6 +88,11 @@ class Follower:
         """The offset of the next record to read from ``partition``."""
         return int(self._consumer.position(self._tp(partition)))
 
+    def beginning_offset(self, partition: int) -> int:
+        """The offset of the partition's first record still kept."""
+        tp = self._tp(partition)
+        return int(self._consumer.beginning_offsets([tp])[tp])
+
     def end_offset(self, partition: int) -> int:
         """The offset after the partition's last committed record."""
         tp = self._tp(partition)

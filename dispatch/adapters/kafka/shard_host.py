@@ -8,10 +8,12 @@ import time
 from collections.abc import Callable
 
 from dispatch.adapters.kafka import wire
+from dispatch.adapters.kafka.checkpoints import CheckpointRecords, KafkaCheckpointStore
 from dispatch.adapters.kafka.eventstore.recorders import KafkaRecorder
 from dispatch.adapters.kafka.eventstore.writer import PartitionWriter
 from dispatch.adapters.kafka.follower import Follower
 from dispatch.adapters.kafka.topics import Topics
+from dispatch.checkpoints import CheckpointWriter
 from dispatch.matching.matcher import Matcher
 from dispatch.messages import Inbound
 from dispatch.settings import Settings
@@ -47,9 +49,11 @@ class ShardHost:
         writer: PartitionWriter,
         worker: ShardWorker,
         clock: StreamClock | None,
+        checkpoints: CheckpointRecords | None = None,
     ) -> None:
         self.shard, self.app, self.writer, self.worker = shard, app, writer, worker
         self.stream_clock = clock
+        self.checkpoints = checkpoints  # sends the batches' checkpoint chunks
         self._last_tick = 0.0
 
     def advance(self, inbound: Inbound) -> None:
@@ -73,21 +77,30 @@ def open_shard(
     matcher_factory: Callable[[], Matcher],
     clock_mode: str,
 ) -> ShardHost:
-    """Restore a shard (log -> local store -> matcher) and warm its matcher with recent pings.
-    ``app_factory`` builds the shard's application on this Kafka store (the composition
-    root's), ``matcher_factory`` its matcher."""
+    """Restore a shard (log -> local store; newest usable checkpoint + the events after it
+    -> matcher) and warm its matcher with recent pings. ``app_factory`` builds the shard's
+    application on this Kafka store (the composition root's), ``matcher_factory`` its
+    matcher."""
     app = app_factory(shard)
     stream_clock = StreamClock() if clock_mode == "stream" else None
     clock: Callable[[], float] = stream_clock if stream_clock is not None else time.time
     recorder = app.recorder
     if not isinstance(recorder, KafkaRecorder):
         raise TypeError(f"shard {shard}: a Kafka worker needs the Kafka event store")
-    worker = ShardWorker(shard, app, matcher_factory, clock)
+    assert settings.kafka_bootstrap is not None
+    store = KafkaCheckpointStore(settings.kafka_bootstrap, topics.checkpoints, shard)
+    records = CheckpointRecords(topics.checkpoints, shard)
+    writer = CheckpointWriter(settings.checkpoint_every_events, settings.checkpoint_chunk_rows)
+    worker = ShardWorker(
+        shard, app, matcher_factory, clock,
+        checkpoints=writer, checkpoint_store=store, chunks_with_events=False,
+    )  # fmt: skip
     worker.restore()
+    records.restored(store.complete())
     if stream_clock is not None:
         stream_clock.now = worker.last_event_time
     warm_up(settings, topics, shard, worker, clock())
-    return ShardHost(shard, app, recorder.writer, worker, stream_clock)
+    return ShardHost(shard, app, recorder.writer, worker, stream_clock, records)
 
 
 def warm_up(settings: Settings, topics: Topics, shard: int, worker: ShardWorker, now: float) -> int:

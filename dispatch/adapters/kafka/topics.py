@@ -1,9 +1,9 @@
 """Topic names, the topic table, and the functions that create and check the topics.
 
 Every topic name is ``<prefix>.<role>`` (default prefix ``dispatch``). The co-partitioned
-topics (commands, locations, events, snapshots, outcomes) all have one partition per shard:
-partition ``n`` of each belongs to shard ``n``. Partition counts are fixed at creation;
-over-provision.
+topics (commands, locations, events, snapshots, outcomes, checkpoints) all have one
+partition per shard: partition ``n`` of each belongs to shard ``n``. Partition counts are
+fixed at creation; over-provision.
 """
 
 from __future__ import annotations
@@ -49,6 +49,12 @@ def _delete_after(ms: int) -> dict[str, str]:
     return {"cleanup.policy": "delete", "retention.ms": str(ms)}
 
 
+_COMPACT_OFTEN = {
+    "cleanup.policy": "compact",
+    "segment.ms": str(10 * 60 * 1000),
+    "min.cleanable.dirty.ratio": "0.1",
+}
+
 SPECS: tuple[TopicSpec, ...] = (
     TopicSpec("commands", _delete_after(7 * _DAY_MS)),
     TopicSpec("locations", _delete_after(1 * _DAY_MS)),
@@ -57,6 +63,9 @@ SPECS: tuple[TopicSpec, ...] = (
     # Latest snapshot per aggregate (key = aggregate id).
     TopicSpec("snapshots", {"cleanup.policy": "compact"}),
     TopicSpec("outcomes", _delete_after(1 * _DAY_MS)),
+    # Shard checkpoints (adapters/kafka/checkpoints.py): compacted, segments rolled often
+    # so the cleaner can drop the chunks of old checkpoints.
+    TopicSpec("checkpoints", _COMPACT_OFTEN),
     TopicSpec("dead-letters", _delete_after(30 * _DAY_MS), partitions=DEAD_LETTER_PARTITIONS),
 )
 SPECS_BY_ROLE: dict[str, TopicSpec] = {spec.role: spec for spec in SPECS}
@@ -78,6 +87,10 @@ class Topics:
     @property
     def locations(self) -> str:
         return self.name("locations")
+
+    @property
+    def checkpoints(self) -> str:
+        return self.name("checkpoints")
 
     @property
     def events(self) -> str:

@@ -1,0 +1,138 @@
+"""Shard checkpoints on the real broker: written in the batch transactions, used on takeover.
+
+One worker runs a shard with a checkpoint every 40 events, 3 rows a chunk, while drivers
+register, go online and ping and riders request rides (some offered, some waiting for a
+driver); then it stops and a second worker takes the shard over. The second restores its
+matcher from the newest checkpoint in the checkpoints topic plus the events after it, and
+must hold exactly what a full replay of the events partition gives.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from dispatch.adapters.kafka.checkpoints import KafkaCheckpointStore
+from dispatch.adapters.kafka.topics import Topics, create_topics, delete_topics
+from dispatch.adapters.kafka.transport import KafkaTransport
+from dispatch.adapters.kafka.worker import KafkaWorker
+from dispatch.bootstrap import build_kafka_worker, build_matcher, kafka_env
+from dispatch.domain.ids import new_id
+from dispatch.matching.matcher import Matcher
+from dispatch.messages import Ping
+from dispatch.settings import Settings
+from dispatch.shard.application import ShardApplication
+from dispatch.shard.worker import ShardWorker
+from schemas import commands as c
+from schemas.common import LatLng
+
+pytestmark = pytest.mark.kafka
+CENTRE = (37.77, -122.42)
+
+
+@pytest.fixture
+def deployment(kafka_bootstrap: str) -> Iterator[Settings]:
+    prefix = f"test-cp-{uuid.uuid4().hex[:8]}"
+    create_topics(kafka_bootstrap, prefix, 1)
+    yield Settings(
+        kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix, shards=1,
+        checkpoint_every_events=40, checkpoint_chunk_rows=3,
+    )  # fmt: skip
+    delete_topics(kafka_bootstrap, prefix)
+
+
+def state(m: Matcher) -> dict[str, Any]:
+    return {
+        "pending": dict(m.pending),
+        "offers": dict(m.offers),
+        "assigned": dict(m.assigned),
+        "available": set(m.available),
+        "drivers": dict(m.drivers),
+    }
+
+
+def hosting(worker: KafkaWorker, deadline_s: float = 60) -> None:
+    deadline = time.monotonic() + deadline_s
+    while 0 not in worker.shards and time.monotonic() < deadline:
+        worker.run_once()
+    assert 0 in worker.shards, "the group never assigned the shard"
+
+
+def drive(worker: KafkaWorker, bus: KafkaTransport, *commands: c.Command) -> None:
+    ids = []
+    for command in commands:
+        env = c.CommandEnvelope(
+            command_id=str(uuid.uuid4()), issued_at=datetime.now(UTC), command=command
+        )
+        bus.send_command(env)
+        ids.append(env.command_id)
+    deadline = time.monotonic() + 60
+    waiting = set(ids)
+    while waiting and time.monotonic() < deadline:
+        worker.run_once()
+        waiting = {i for i in waiting if bus.wait_outcome(i, 0) is None}
+    assert not waiting, f"{len(waiting)} commands got no outcome"
+
+
+def test_a_takeover_restores_from_the_checkpoints_topic_and_equals_a_full_replay(
+    deployment: Settings,
+) -> None:
+    assert deployment.kafka_bootstrap is not None
+    bus = KafkaTransport(deployment.kafka_bootstrap, deployment.topic_prefix)
+    first = build_kafka_worker(deployment, member="first")
+    try:
+        hosting(first)
+        drivers = [new_id(0) for _ in range(12)]
+        riders = [new_id(0) for _ in range(10)]
+        drive(first, bus, *(c.RegisterDriver(driver_id=d, name="d") for d in drivers))
+        drive(first, bus, *(c.RegisterRider(rider_id=r, name="r") for r in riders))
+        drive(first, bus, *(c.GoOnline(driver_id=d) for d in drivers[:8]))
+        bus.send_pings([Ping(d, CENTRE[0] + i * 1e-3, CENTRE[1], time.time())
+                        for i, d in enumerate(drivers[:8])])  # fmt: skip
+        here = LatLng(lat=CENTRE[0], lng=CENTRE[1])
+        nowhere = LatLng(lat=CENTRE[0] + 0.5, lng=CENTRE[1])  # 55 km: nobody near
+        requests = [
+            c.RequestRide(ride_id=new_id(0), rider_id=r, pickup=here if i < 6 else nowhere,
+                          dropoff=here)
+            for i, r in enumerate(riders)
+        ]  # fmt: skip
+        drive(first, bus, *requests)
+        deadline = time.monotonic() + 20  # idle ticks carry the remaining chunks
+        host = first.shards[0]
+        while host.worker.checkpoints and time.monotonic() < deadline:
+            first.run_once()
+            if host.checkpoints and len(host.checkpoints.complete) >= 2:
+                break
+        assert host.checkpoints is not None and len(host.checkpoints.complete) >= 2
+        newest = host.checkpoints.complete[-1][0]
+        before = state(host.worker.matcher)
+        assert before["pending"] and before["offers"] and before["available"]
+    finally:
+        first.close()
+
+    store = KafkaCheckpointStore(
+        deployment.kafka_bootstrap, Topics(deployment.topic_prefix).checkpoints, 0
+    )
+    assert store.checkpoint_positions()[0] == newest
+
+    second = build_kafka_worker(deployment, member="second")
+    try:
+        hosting(second)
+        restored = second.shards[0].worker
+        assert restored.restored_from == newest
+        assert state(restored.matcher) == before
+        env = {**kafka_env(deployment.kafka_bootstrap, deployment.topic_prefix, 0),
+               "KAFKA_READ_ONLY": "y"}  # fmt: skip
+        reader = ShardApplication(0, env=env)
+        full = ShardWorker(0, reader, lambda: build_matcher(deployment), time.time)
+        full.restore()
+        assert full.restored_from is None
+        assert state(full.matcher) == before
+        reader.close()
+    finally:
+        second.close()
