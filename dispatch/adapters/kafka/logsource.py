@@ -4,8 +4,9 @@ replay and by the API's views, through ``follower.Follower``.
 Positions are notification ids, as the Kafka persistence module assigns them: a record holds
 many events, and ``codec.notification_id(offset, index)`` / ``codec.record_position(id)``
 map between ids and places in the log. A read after position ``p`` seeks to the record
-holding ``p`` and skips the events of that record up to ``p``. A read goes to the
-partition's end as it was when the read started, so replay commands finish.
+holding ``p`` and skips the events of that record up to ``p``. A read of ``KafkaLogSource``
+goes to the partition's end as it was when the read started, so replay commands finish;
+``KafkaFollowSource`` may stop short of it (see there).
 """
 
 from __future__ import annotations
@@ -108,8 +109,10 @@ class KafkaLogSource(LogSource):
 
 class KafkaFollowSource(KafkaLogSource):
     """The events topic followed by a long-lived process (the API's views): one follower per
-    shard kept open, so each catch-up reads only what is new, and stops at the first poll
-    that brings nothing rather than wait."""
+    shard kept open, so each catch-up reads only what is new. A read goes towards the
+    partition's end as it was when the read began and stops there, or once polls have
+    brought nothing for two seconds (``Follower.read_available``'s patience), rather than
+    wait for records that may be slow to come."""
 
     def __init__(self, bootstrap: str, prefix: str) -> None:
         super().__init__(bootstrap, prefix)

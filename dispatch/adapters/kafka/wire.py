@@ -1,9 +1,10 @@
 """Record values on the command, location, outcome and dead-letter topics.
 
 - commands: key = target aggregate id, value = the ``CommandEnvelope`` JSON;
-- locations: key = shard, value = ``{"pings": [[driver_id, lat, lng, at], ...]}`` (a batch:
-  batching many pings per record is what makes ingest fast) or one ping object
-  ``{"driver_id", "lat", "lng", "at"}``;
+- locations: key = shard, value = ``{"pings": [[driver_id, lat, lng, at], ...]}``, a batch
+  (batching many pings per record is what makes ingest fast). Nothing writes the formats
+  from before batching (one ping object a record, pings as objects), so none is read: such
+  a record, or such a ping, is poison with a reason that says what is expected;
 - outcomes: key = command id, value = the ``Outcome`` JSON;
 - dead letters: value = ``{"source", "position", "reason", "raw"}`` (raw as text or base64).
 
@@ -50,10 +51,8 @@ def encode_pings(pings: Sequence[Ping]) -> bytes:
 
 
 def _ping(item: object) -> Ping:
-    if isinstance(item, dict):
-        item = [item.get("driver_id"), item.get("lat"), item.get("lng"), item.get("at")]
     if not isinstance(item, list) or len(item) != 4:
-        raise ValueError("a ping is [driver_id, lat, lng, at] or an object with those keys")
+        raise ValueError("a ping is [driver_id, lat, lng, at]")
     driver, lat, lng, at = item
     if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (lat, lng, at)):
         raise ValueError("lat, lng and at must be numbers")
@@ -72,7 +71,10 @@ def decode_pings(value: bytes | None, where: str) -> tuple[list[Ping], list[Pois
         doc = orjson.loads(value)
     except orjson.JSONDecodeError as error:
         return [], [Poison("locations", where, f"not JSON: {error}", value)]
-    items = doc.get("pings") if isinstance(doc, dict) and "pings" in doc else [doc]
+    if not isinstance(doc, dict) or "pings" not in doc:
+        reason = 'not a batch of pings: a record is {"pings": [[driver_id, lat, lng, at], ...]}'
+        return [], [Poison("locations", where, reason, value)]
+    items = doc["pings"]
     if not isinstance(items, list) or len(items) > MAX_PINGS_PER_RECORD:
         reason = f"pings must be a list of at most {MAX_PINGS_PER_RECORD}"
         return [], [Poison("locations", where, reason, value)]
