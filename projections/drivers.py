@@ -5,7 +5,14 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from dispatch.domain.driver import AVAILABILITY_TOPICS, Driver, next_availability
+from dispatch.domain.driver import (
+    AVAILABILITY_TOPICS,
+    Driver,
+    DriverStatus,
+    OfferOutcome,
+    ReleaseReason,
+    next_availability,
+)
 from dispatch.log import LogEvent
 
 
@@ -13,7 +20,7 @@ from dispatch.log import LogEvent
 class DriverRow:
     driver_id: str
     name: str
-    status: str = "offline"
+    status: str = DriverStatus.OFFLINE.value
     ride_id: str | None = None
     offline_after_trip: bool = False
     offers: int = 0
@@ -59,15 +66,17 @@ class DriversProjection:
             row.offers += 1
         elif topic == Driver.OfferClosed.TOPIC:
             row.ride_id = None
-            if data["outcome"] == "declined":
+            outcome: OfferOutcome = data["outcome"]
+            if outcome == "declined":
                 row.declined += 1
-            elif data["outcome"] == "expired":
+            elif outcome == "expired":
                 row.expired += 1
         elif topic == Driver.Released.TOPIC:
             row.ride_id = None
-            if data["reason"] == "completed":
+            reason: ReleaseReason = data["reason"]
+            if reason == "completed":
                 row.trips += 1
-            elif data["reason"] == "cancelled_by_driver":
+            elif reason == "cancelled_by_driver":
                 row.cancelled += 1
         row.status, row.updated_at, row.version = status, e.at, e.version
         view.by_status[status] += 1

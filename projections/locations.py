@@ -77,13 +77,13 @@ class LocationsProjection:
         else:
             view.offline_after_trip.discard(driver_id)
         status = str(after)
-        if status == "offline":
+        if status == DriverStatus.OFFLINE:
             view.status.pop(driver_id, None)
             view.positions.pop(driver_id, None)
             self._unlist(view, driver_id)
             return view
         view.status[driver_id] = status
-        if status == "available":
+        if status == DriverStatus.AVAILABLE:
             pos = view.positions.get(driver_id)
             if pos is not None:
                 self._list(view, driver_id, *pos)
@@ -99,14 +99,16 @@ class LocationsProjection:
         # Kept even while the driver's status is not known here yet: pings and events come
         # by different roads, and a ping may overtake the event that puts its driver online.
         view.positions[driver_id] = (ping.lat, ping.lng, ping.at)
-        if view.status.get(driver_id) == "available":
+        if view.status.get(driver_id) == DriverStatus.AVAILABLE:
             self._list(view, driver_id, ping.lat, ping.lng, ping.at)
         return view
 
     @staticmethod
     def _list(view: LocationsView, driver_id: str, lat: float, lng: float, at: float) -> None:
         view.index.upsert(driver_id, lat, lng, at)
-        view.available[driver_id] = DriverLocation(driver_id, "available", lat, lng, at)
+        view.available[driver_id] = DriverLocation(
+            driver_id, DriverStatus.AVAILABLE.value, lat, lng, at
+        )
 
     @staticmethod
     def _unlist(view: LocationsView, driver_id: str) -> None:

@@ -71,10 +71,10 @@ class RidesProjection:
                 row.offered_to, row.pickup_eta_s = data["driver_id"], data["pickup_eta_s"]
             elif topic == Ride.Accepted.TOPIC:
                 row.driver_id, row.offered_to = data["driver_id"], None
-            elif status == "requested":
+            elif status == RideStatus.REQUESTED:
                 row.offered_to = None
                 row.driver_id = None
-            elif status == "cancelled":
+            elif status == RideStatus.CANCELLED:
                 row.offered_to = None
         row.timeline.append({"at": e.at, "event": _KIND[topic], "position": e.where, **data})
         return view

@@ -12,10 +12,7 @@ from dispatch.api.auth import Principal
 from dispatch.api.context import ApiContext
 from dispatch.api.errors import forbidden, not_found
 from dispatch.domain.ids import shard_of
-from dispatch.domain.ride import ASSIGNED
 from projections.rides import RideRow
-
-ACTIVE_RIDE = ASSIGNED  # a driver serves the ride (StrEnum members equal the view's strings)
 
 
 def require_self(caller: Principal, driver_or_rider_id: UUID) -> None:

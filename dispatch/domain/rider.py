@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
 from dispatch.domain.errors import IllegalTransition
+from dispatch.domain.ride import RideStatus
+
+# How a ride ended, as its rider is told: the terminal status its ending left
+# (``RIDE_ENDINGS``), or that status's value. The values are also accepted because the shard
+# application still passes one for an expiry; a test holds them equal to the endings.
+RideOutcome = RideStatus | Literal["completed", "cancelled", "expired"]
 
 
 class Rider(Aggregate):
@@ -60,7 +67,8 @@ class Rider(Aggregate):
         self.check_can_request()
         self.trigger_event(self.RideRequested, timestamp=at, ride_id=str(ride_id))
 
-    def end_ride(self, ride_id: UUID, outcome: str, at: datetime) -> None:
+    def end_ride(self, ride_id: UUID, outcome: RideOutcome, at: datetime) -> None:
         if self.active_ride != ride_id:
             raise IllegalTransition(f"ride {ride_id} is not rider {self.id}'s active ride")
-        self.trigger_event(self.RideEnded, timestamp=at, ride_id=str(ride_id), outcome=outcome)
+        ended = RideStatus(outcome).value  # the event holds the word, as it always has
+        self.trigger_event(self.RideEnded, timestamp=at, ride_id=str(ride_id), outcome=ended)

@@ -84,7 +84,7 @@ def cancel_ride(uow: UnitOfWork, cmd: c.CancelRide, now: datetime, p: Policy) ->
         else:
             driver.release(ride.id, "cancelled_by_rider", now)
         changed.append(driver_id)
-    rider.end_ride(ride.id, RideStatus.CANCELLED.value, now)
+    rider.end_ride(ride.id, ride.status, now)  # the status its ending left
     return changed
 
 
@@ -128,7 +128,7 @@ def complete_trip(uow: UnitOfWork, cmd: c.CompleteTrip, now: datetime, p: Policy
     driver.check_holds(ride.id, DriverStatus.ON_TRIP)
     ride.complete(driver.id, now)
     driver.release(ride.id, "completed", now)
-    rider.end_ride(ride.id, RideStatus.COMPLETED.value, now)
+    rider.end_ride(ride.id, ride.status, now)
     return [ride.id, driver.id, rider.id]
 
 

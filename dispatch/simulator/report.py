@@ -6,6 +6,8 @@ import statistics
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from dispatch.domain.ride import RideStatus
+
 if TYPE_CHECKING:
     from dispatch.simulator.runner import Simulation
 
@@ -74,9 +76,9 @@ class SimReport:
             requests=len(rides),
             served=len(served),
             served_pct=100.0 * len(served) / decided if decided else 0.0,
-            completed=sum(r.outcome == "completed" for r in rides),
-            cancelled=sum(r.outcome == "cancelled" for r in rides),
-            expired=sum(r.outcome == "expired" for r in rides),
+            completed=sum(r.outcome == RideStatus.COMPLETED for r in rides),
+            cancelled=sum(r.outcome == RideStatus.CANCELLED for r in rides),
+            expired=sum(r.outcome == RideStatus.EXPIRED for r in rides),
             in_flight=len(rides) - decided,
             offer_s_p50=percentile(offer, 50),
             offer_s_p95=percentile(offer, 95),

@@ -273,13 +273,12 @@ class Simulation:
             travel = self._travel_s(ride.pickup, ride.dropoff)
             d.head_to(*ride.dropoff, now, travel)
             self._schedule(travel, "complete", d.driver_id, epoch)
-        elif topic in _RIDE_ENDINGS:
-            ride.outcome = _RIDE_ENDINGS[topic]
+        elif topic in RIDE_ENDINGS:
+            ride.outcome = RIDE_ENDINGS[topic]
             self.free_riders.append(ride.rider_id)
 
 
 _RIDE = "dispatch.Ride."
-_RIDE_ENDINGS = RIDE_ENDINGS
 
 
 def _poisson(rng: random.Random, lam: float) -> int:

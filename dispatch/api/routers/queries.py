@@ -17,6 +17,7 @@ from dispatch.api import access, present
 from dispatch.api.deps import Caller, Consistent, Ctx, OperatorCaller, RiderOrOperator
 from dispatch.api.errors import QUERY_RESPONSES, forbidden, not_found
 from dispatch.domain.geo import MAX_LAT, MAX_LNG, MIN_LAT, MIN_LNG
+from dispatch.domain.ride import ASSIGNED
 from schemas.views import DriverLocationView, Heatmap, HeatmapCell, NearbyDrivers, RideView
 
 router = APIRouter(tags=["queries"])
@@ -62,7 +63,7 @@ async def driver_status(
         and ride is not None
         and ride.rider_id == caller.sub
         and ride.driver_id == key
-        and ride.status in access.ACTIVE_RIDE
+        and ride.status in ASSIGNED  # the driver serves the ride
     )
     owner = caller.role == "operator" or (caller.role == "driver" and caller.sub == key)
     if not (owner or serving):

@@ -23,6 +23,7 @@ from dispatch.api.context import ApiContext
 from dispatch.api.deps import Caller, Consistent, Ctx
 from dispatch.api.errors import AUTH_RESPONSES, forbidden, not_found
 from dispatch.api.events import Subscription
+from dispatch.domain.driver import DriverStatus
 from dispatch.domain.ids import shard_of
 from dispatch.domain.ride import RIDE_ENDINGS, TERMINAL
 from dispatch.log import LogEvent
@@ -31,7 +32,6 @@ from schemas.views import StreamEvent
 router = APIRouter(tags=["streams"])
 
 RIDE_ENDED = frozenset(topic.removeprefix("dispatch.") for topic in RIDE_ENDINGS)
-TERMINAL_STATUS = TERMINAL  # StrEnum members: equal to the view's status strings
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 _STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -140,7 +140,7 @@ async def ride_events(
             if not access.may_see_ride(caller, row):
                 raise forbidden(f"you may not follow ride {ride_id}")
             frames = [_timeline_frame(key, entry) for entry in row.timeline]
-            return frames, row.status in TERMINAL_STATUS
+            return frames, row.status in TERMINAL
 
     try:
         found = await anyio.to_thread.run_sync(snapshot)
@@ -198,7 +198,7 @@ async def driver_offers(
             shard = shard_of(driver_id)
             position = views.position(shard)
             data: dict[str, Any] = {"status": row.status, "ride_id": row.ride_id}
-            if row.status == "offered" and row.ride_id:
+            if row.status == DriverStatus.OFFERED and row.ride_id:
                 data["ride"] = _ride_summary(ctx, row.ride_id)
             return position, frame("snapshot", f"{shard}:{position}", key, row.updated_at, data)
 

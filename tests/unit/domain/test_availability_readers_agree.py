@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dispatch.domain.driver import Driver, DriverStatus
+from dispatch.domain.errors import DomainError
 from dispatch.invariants import InvariantChecker
 from dispatch.log import LogEvent
 from dispatch.matching.eta import StraightLineEta
@@ -52,7 +53,7 @@ def act(driver: Driver, action: str, ride: uuid.UUID, at: datetime) -> None:
             driver.start_trip(ride, at)
         else:
             driver.release(ride, "completed", at)
-    except Exception:
+    except DomainError:
         return
 
 
