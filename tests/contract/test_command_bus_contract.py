@@ -2,9 +2,10 @@
 the embedded transport and the Kafka one.
 
 Each case plays both ends: a client sends commands and pings and waits for outcomes; the
-shard side takes what reached a shard and publishes outcomes. Embedded, the shard side is
-the transport's own poll and outbox; on Kafka it reads the commands and locations topics
-and produces outcomes as a shard worker does (``wire``, on the shard's partition)."""
+shard side takes what reached a shard and publishes outcomes the way the adapter's batch
+owner does. Embedded, that is the transport's own poll and ``publish_outcomes``; on Kafka
+it reads the commands and locations topics and sends outcomes with ``send_outcomes``, the
+function ``KafkaBatch`` sends a batch's outcomes with."""
 
 from __future__ import annotations
 
@@ -51,6 +52,7 @@ def _kafka(topics: Any) -> Bus:
     from dispatch.adapters.kafka import wire
     from dispatch.adapters.kafka.config import new_producer
     from dispatch.adapters.kafka.follower import Follower
+    from dispatch.adapters.kafka.outcomes import send_outcomes
     from dispatch.adapters.kafka.topics import Topics
     from dispatch.adapters.kafka.transport import KafkaTransport
 
@@ -77,9 +79,8 @@ def _kafka(topics: Any) -> Bus:
         return inbound
 
     def publish(outcomes: list[c.Outcome]) -> None:
-        for outcome in outcomes:
-            key, value = wire.encode_outcome(outcome)
-            producer.send(names.outcomes, key=key, value=value, partition=outcome.shard)
+        for shard in sorted({o.shard for o in outcomes}):
+            send_outcomes(producer, names, shard, [o for o in outcomes if o.shard == shard])
         producer.flush()
 
     def close() -> None:
@@ -194,3 +195,32 @@ def test_a_resend_waits_for_its_new_outcome_not_the_earlier_one(bus: Bus) -> Non
     assert bus.bus.wait_outcome(command.command_id, 0.2) is None
     bus.publish([accepted(command, position=9)])
     assert bus.bus.wait_outcome(command.command_id, WAIT_S) == accepted(command, position=9)
+
+
+@pytest.mark.kafka
+def test_on_kafka_an_outcome_is_keyed_by_its_command_id_on_its_shards_partition(
+    kafka_topics: Any,
+) -> None:
+    """The outcomes topic as a worker's batches write it (``wire``'s layout): the cases
+    above only see what the transport decodes, which a key or partition would not change."""
+    from dispatch.adapters.kafka.config import new_producer
+    from dispatch.adapters.kafka.follower import Follower
+    from dispatch.adapters.kafka.outcomes import send_outcomes
+    from dispatch.adapters.kafka.topics import Topics
+
+    names, command = Topics(kafka_topics.prefix), envelope(new_id(1))
+    producer = new_producer(kafka_topics.bootstrap)
+    try:
+        send_outcomes(producer, names, 1, [accepted(command)])
+        producer.flush()
+    finally:
+        producer.close()
+    on_partition: dict[int, list[bytes]] = {}
+    for shard in (0, 1):
+        follower = Follower(kafka_topics.bootstrap, names.outcomes, [shard])
+        try:
+            on_partition[shard] = [r.key for batch in follower.read_to_end() for r in batch]
+        finally:
+            follower.close()
+
+    assert on_partition == {0: [], 1: [command.command_id.encode()]}
