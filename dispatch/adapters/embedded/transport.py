@@ -3,27 +3,29 @@
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Sequence
 
 from dispatch.domain.ids import shard_of
 from dispatch.messages import Inbound, Ping, Poison
-from schemas.commands import CommandEnvelope, Outcome, reply_key
+from dispatch.outcome_mailbox import OutcomeMailbox
+from schemas.commands import CommandEnvelope, Outcome
 
 
 class EmbeddedTransport:
+    """A command bus (``dispatch.ports.CommandBus``) for clients; for the engine, each
+    shard's inbound records and where its outcomes and dead letters go."""
+
     def __init__(self, keep_outcomes: int = 100_000) -> None:
         self._commands: dict[int, deque[CommandEnvelope]] = {}
         self._pings: dict[int, deque[Ping]] = {}
-        self._outcomes: OrderedDict[str, Outcome] = OrderedDict()
-        self._keep = keep_outcomes
         self._cond = threading.Condition()
+        self._mailbox = OutcomeMailbox(keep_outcomes)
         self.dead_letters: list[Poison] = []
 
     def send_command(self, envelope: CommandEnvelope) -> None:
+        self._mailbox.expect(envelope)
         with self._cond:
-            # A resend waits for its new outcome, not one kept from an earlier attempt.
-            self._outcomes.pop(envelope.reply_key, None)
             self._commands.setdefault(shard_of(envelope.target_id), deque()).append(envelope)
             self._cond.notify_all()
 
@@ -34,6 +36,8 @@ class EmbeddedTransport:
             self._cond.notify_all()
 
     def poll(self, shard: int, max_records: int, timeout_s: float) -> Inbound:
+        """Take up to ``max_records`` commands and pings for ``shard``, waiting at most
+        ``timeout_s`` for the first one."""
         with self._cond:
             commands = self._commands.setdefault(shard, deque())
             pings = self._pings.setdefault(shard, deque())
@@ -47,13 +51,7 @@ class EmbeddedTransport:
             return inbound
 
     def publish_outcomes(self, outcomes: Sequence[Outcome]) -> None:
-        with self._cond:
-            for outcome in outcomes:
-                self._outcomes[outcome.reply_key] = outcome
-                self._outcomes.move_to_end(outcome.reply_key)
-            while len(self._outcomes) > self._keep:
-                self._outcomes.popitem(last=False)
-            self._cond.notify_all()
+        self._mailbox.deliver(outcomes)
 
     def dead_letter(self, poison: Sequence[Poison]) -> None:
         with self._cond:
@@ -62,7 +60,4 @@ class EmbeddedTransport:
     def wait_outcome(
         self, command_id: str, timeout_s: float, fingerprint: str | None = None
     ) -> Outcome | None:
-        key = reply_key(command_id, fingerprint)
-        with self._cond:
-            self._cond.wait_for(lambda: key in self._outcomes, timeout_s)
-            return self._outcomes.get(key)
+        return self._mailbox.wait(command_id, timeout_s, fingerprint)

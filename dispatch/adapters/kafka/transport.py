@@ -2,15 +2,14 @@
 outcomes back to whoever waits for them.
 
 Outcomes are read by a ``Follower`` on a thread (no group: every partition of the outcomes
-topic, from the end as it was when the transport started), so a waiter never misses an
-outcome that arrives before it starts waiting.
+topic, from the end as it was when the transport started) into an ``OutcomeMailbox``, so a
+waiter never misses an outcome that arrives before it starts waiting.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,7 +19,8 @@ from dispatch.adapters.kafka.follower import Follower
 from dispatch.adapters.kafka.topics import Topics
 from dispatch.domain.ids import shard_of
 from dispatch.messages import Ping
-from schemas.commands import CommandEnvelope, Outcome, reply_key
+from dispatch.outcome_mailbox import OutcomeMailbox
+from schemas.commands import CommandEnvelope, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +31,7 @@ class KafkaTransport:
     def __init__(self, bootstrap: str, prefix: str, keep_outcomes: int = 200_000) -> None:
         self.topics = Topics(prefix)
         self._producer = new_producer(bootstrap, linger_ms=5)
-        self._outcomes: OrderedDict[str, Outcome] = OrderedDict()
-        self._keep = keep_outcomes
-        self._cond = threading.Condition()
+        self._mailbox = OutcomeMailbox(keep_outcomes)
         self._follower = Follower(
             bootstrap, self.topics.outcomes, name="outcomes", auto_offset_reset="latest"
         )
@@ -41,8 +39,7 @@ class KafkaTransport:
         self._follower.start(self._take_outcomes, poll_ms=100)
 
     def send_command(self, envelope: CommandEnvelope) -> None:
-        with self._cond:  # a resend waits for its new outcome, not one kept from before
-            self._outcomes.pop(envelope.reply_key, None)
+        self._mailbox.expect(envelope)
         key, value = wire.encode_command(envelope)
         self._producer.send(
             self.topics.commands, key=key, value=value, partition=shard_of(envelope.target_id)
@@ -67,29 +64,21 @@ class KafkaTransport:
     def wait_outcome(
         self, command_id: str, timeout_s: float, fingerprint: str | None = None
     ) -> Outcome | None:
-        key = reply_key(command_id, fingerprint)
         self._producer.flush(timeout=timeout_s)
-        with self._cond:
-            self._cond.wait_for(lambda: key in self._outcomes, timeout_s)
-            return self._outcomes.get(key)
+        return self._mailbox.wait(command_id, timeout_s, fingerprint)
 
     def outcome(self, command_id: str, fingerprint: str | None = None) -> Outcome | None:
-        with self._cond:
-            return self._outcomes.get(reply_key(command_id, fingerprint))
+        return self._mailbox.get(command_id, fingerprint)
 
     def close(self) -> None:
         self._follower.stop()
         self._producer.close(timeout=5)
 
     def _take_outcomes(self, _partition: int, records: list[Any]) -> None:
-        with self._cond:
-            for record in records:
-                try:
-                    outcome = wire.decode_outcome(record.value)
-                except ValueError:
-                    log.warning("undecodable outcome at %s", record.offset)
-                    continue
-                self._outcomes[outcome.reply_key] = outcome
-            while len(self._outcomes) > self._keep:
-                self._outcomes.popitem(last=False)
-            self._cond.notify_all()
+        outcomes = []
+        for record in records:
+            try:
+                outcomes.append(wire.decode_outcome(record.value))
+            except ValueError:
+                log.warning("undecodable outcome at %s", record.offset)
+        self._mailbox.deliver(outcomes)
