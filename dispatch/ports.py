@@ -1,5 +1,14 @@
-"""The ports: the transport the worker loop is written against, and the checkpoint store
-(defined beside the checkpoints it reads, ``dispatch.checkpoints.CheckpointStore``)."""
+"""The ports the core defines for its adapters, besides the log source
+(``dispatch.log.LogSource``) and eventsourcing's recorders:
+
+- ``CommandBus``: what a client (the API, the simulator) needs to send commands and pings
+  and wait for outcomes; the embedded and Kafka transports implement it;
+- ``CheckpointStore``: where a shard's worker keeps and finds its checkpoints, defined
+  beside the checkpoints it reads (``dispatch.checkpoints``) and listed here.
+
+How a shard's batch is polled and where its outcomes go is the batch owner's business in
+each adapter (``adapters.embedded.engine``, ``adapters.kafka.batch``), not a port.
+"""
 
 from __future__ import annotations
 
@@ -7,22 +16,10 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from dispatch.checkpoints import CheckpointStore
-from dispatch.messages import Inbound, Ping, Poison
+from dispatch.messages import Ping
 from schemas.commands import CommandEnvelope, Outcome
 
-__all__ = ["CheckpointStore", "CommandBus", "Outbox", "Transport"]
-
-
-class Outbox(Protocol):
-    """Where a shard worker puts what it produced besides events."""
-
-    def publish_outcomes(self, outcomes: Sequence[Outcome]) -> None:
-        """Deliver outcomes to their waiters (the API) and to the outcome log."""
-        ...
-
-    def dead_letter(self, poison: Sequence[Poison]) -> None:
-        """Keep records that could not be processed, with the reason."""
-        ...
+__all__ = ["CheckpointStore", "CommandBus"]
 
 
 class CommandBus(Protocol):
@@ -41,14 +38,4 @@ class CommandBus(Protocol):
     ) -> Outcome | None:
         """The outcome of a command (of the one with ``fingerprint``, when two share an
         id), waiting up to ``timeout_s``; None on timeout."""
-        ...
-
-
-class Transport(CommandBus, Outbox, Protocol):
-    """The embedded transport: a command bus for clients, and for each shard's worker a
-    poll of its inbound records plus an outbox."""
-
-    def poll(self, shard: int, max_records: int, timeout_s: float) -> Inbound:
-        """Take up to ``max_records`` commands and pings for ``shard``, waiting at most
-        ``timeout_s`` for the first one."""
         ...
