@@ -1,23 +1,16 @@
-"""Options every subcommand shares (where the log is) and how a command fails."""
+"""Options every subcommand shares (where the log is) and what they parse into: the
+settings, times."""
 
 from __future__ import annotations
 
-import functools
-import os
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, NoReturn, ParamSpec, TypeVar
+from typing import Annotated
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 
-from dispatch.adapters.sqlite.datadir import LogIntegrityError
 from dispatch.settings import Settings
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 DataDir = Annotated[
     Path | None,
@@ -53,37 +46,6 @@ def settings_from(data_dir: Path | None, kafka: str | None, **extra: object) -> 
             for e in error.errors()[:5]
         )
         raise typer.BadParameter(reasons) from None
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    """End the command with ``message`` as one line on stderr (never wrapped) and ``code``."""
-    Console(stderr=True).print(message, style="red", markup=False, highlight=False, soft_wrap=True)
-    raise typer.Exit(code=code)
-
-
-def log_error_line(error: LogIntegrityError) -> str:
-    """The line that reports ``error``; when a library error lies beneath (SQLite's, say),
-    where it was raised is one variable away."""
-    where = " (DISPATCH_DEBUG=1 shows where)" if error.__cause__ is not None else ""
-    return f"error: {error}{where}"
-
-
-def reports_log_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """A missing or damaged event log ends ``command`` with one line naming the file and
-    exit code 2 (the log checks raise ``LogIntegrityError``, see
-    ``dispatch.adapters.sqlite.datadir``).
-    DISPATCH_DEBUG=1 shows the traceback instead."""
-
-    @functools.wraps(command)
-    def checked(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return command(*args, **kwargs)
-        except LogIntegrityError as error:
-            if os.environ.get("DISPATCH_DEBUG"):
-                raise
-            fail(log_error_line(error))
-
-    return checked
 
 
 def iso_time(value: str | None, name: str) -> float | None:

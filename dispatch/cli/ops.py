@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 
 from dispatch.cli.common import DataDir, Kafka, settings_from
+from dispatch.cli.errors import reported
 from dispatch.settings import Settings
 
 console = Console()
@@ -25,7 +23,7 @@ def serve(
     """Run the driver/rider HTTP API (embedded: also the shard workers and projections)."""
     from dispatch.api.serve import serve as run
 
-    with _clear_errors("start the API"):
+    with reported("start the API"):
         run(settings_from(data_dir, kafka), host=host, port=port)
 
 
@@ -56,7 +54,7 @@ def worker(
     if clock not in ("wall", "stream"):
         raise typer.BadParameter("choose wall or stream", param_hint="--clock")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    with _clear_errors("start the worker"):
+    with reported("start the worker"):
         process = build_kafka_worker(settings, clock_mode=clock, member=member)
     signal.signal(signal.SIGTERM, lambda *_: process.stop())
     deadline = time.monotonic() + max_seconds if max_seconds else None
@@ -85,7 +83,7 @@ def topics_create(
     settings = _kafka_settings(kafka)
     assert settings.kafka_bootstrap is not None
     count = partitions or settings.shards
-    with _clear_errors("create the topics"):
+    with reported("create the topics"):
         create_topics(settings.kafka_bootstrap, settings.topic_prefix, count)
         problems = check_topics(settings.kafka_bootstrap, settings.topic_prefix, count)
     for problem in problems:
@@ -105,40 +103,13 @@ def topics_check(
 
     settings = _kafka_settings(kafka)
     assert settings.kafka_bootstrap is not None
-    with _clear_errors("check the topics"):
+    with reported("check the topics"):
         problems = check_topics(settings.kafka_bootstrap, settings.topic_prefix, partitions)
     for problem in problems:
         console.print(f"[red]problem[/red] {problem}")
     if problems:
         raise typer.Exit(code=1)
     console.print("topics ok")
-
-
-@contextmanager
-def _clear_errors(doing: str) -> Iterator[None]:
-    """An unreachable broker, missing topics or bad settings end the command with one
-    line that says what failed, and exit code 2, instead of a traceback."""
-    try:
-        yield
-    except (typer.Exit, KeyboardInterrupt):
-        raise
-    except ValidationError as error:  # settings: one line per problem, never the input
-        _say(f"cannot {doing}: {_problems(error)}")
-        raise typer.Exit(code=2) from None
-    except Exception as error:
-        _say(f"cannot {doing}: {type(error).__name__}: {error}")
-        raise typer.Exit(code=2) from None
-
-
-def _say(message: str) -> None:
-    """One red line on stderr, never wrapped, never read as markup."""
-    Console(stderr=True).print(message, style="red", markup=False, highlight=False, soft_wrap=True)
-
-
-def _problems(error: ValidationError) -> str:
-    return "; ".join(
-        str(e["msg"]).removeprefix("Value error, ") for e in error.errors(include_input=False)
-    )
 
 
 def _kafka_settings(kafka: str | None) -> Settings:
@@ -155,6 +126,6 @@ def operator_token() -> None:
     signed with DISPATCH_AUTH_SECRET."""
     from dispatch.api.auth import AuthSettings, mint_operator_token
 
-    with _clear_errors("mint an operator token"):
+    with reported("mint an operator token"):
         token = mint_operator_token(AuthSettings())
     print(token)

@@ -6,7 +6,6 @@ damaged ends the command with one line naming the file and exit code 2."""
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
@@ -20,15 +19,8 @@ from rich.table import Table
 
 from dispatch.adapters.sqlite import datadir
 from dispatch.bootstrap import build_log_source
-from dispatch.cli.common import (
-    DataDir,
-    Kafka,
-    fail,
-    iso_time,
-    log_error_line,
-    reports_log_errors,
-    settings_from,
-)
+from dispatch.cli.common import DataDir, Kafka, iso_time, settings_from
+from dispatch.cli.errors import fail, report
 from dispatch.domain.ids import shard_of
 from dispatch.log import LogSource
 from dispatch.replay import operations as op
@@ -44,26 +36,25 @@ Shard = Annotated[int | None, typer.Option("--shard", min=0, help="Only this sha
 
 def _source(data_dir: Path | None, kafka: str | None, shard: int | None = None) -> LogSource:
     """The log to read, or a clear error (and exit code 2) when there is none, it is
-    damaged or it has no such ``shard``."""
+    damaged or it has no such ``shard``. A missing or damaged embedded log is reported as
+    every command reports it (``dispatch.cli.errors``), with a hint when the folder does
+    not exist."""
     settings = settings_from(data_dir, kafka)
     try:
         source = build_log_source(settings)
         shards = source.shards()  # reach the log now, so a bad address fails here, clearly
     except datadir.LogIntegrityError as error:
-        if os.environ.get("DISPATCH_DEBUG"):
-            raise
-        hint = "" if settings.data_dir.exists() else " (pass --data-dir or set DISPATCH_DATA_DIR)"
-        fail(log_error_line(error) + hint)
+        if not settings.data_dir.exists():
+            error.add_note("pass --data-dir or set DISPATCH_DATA_DIR")
+        raise
     except Exception as error:  # kafka-python raises its own errors for an unreachable broker
-        where = settings.kafka_bootstrap or settings.data_dir
-        fail(f"cannot read the log at {where}: {type(error).__name__}: {error}")
+        report(error, f"read the log at {settings.kafka_bootstrap or settings.data_dir}")
     if shard is not None and shard not in shards:
         raise typer.BadParameter(f"the log has shards {shards}, not {shard}", param_hint="--shard")
     return source
 
 
 @app.command()
-@reports_log_errors
 def verify(shard: Shard = None, data_dir: DataDir = None, kafka: Kafka = None) -> None:
     """Check every invariant over the whole log; exit 1 if any is violated.
 
@@ -85,7 +76,6 @@ def verify(shard: Shard = None, data_dir: DataDir = None, kafka: Kafka = None) -
 
 
 @app.command()
-@reports_log_errors
 def rebuild(
     views: Annotated[
         list[str] | None,
@@ -133,7 +123,6 @@ def rebuild(
 
 
 @app.command()
-@reports_log_errors
 def history(
     kind: Annotated[str, typer.Argument(help="ride, driver or rider")],
     aggregate_id: Annotated[str, typer.Argument(help="The aggregate's id.")],
@@ -155,14 +144,12 @@ def history(
     source = _source(data_dir, kafka)
     stored = source.stored_events(shard_of(agg), agg)
     if not stored:
-        err.print(f"no events for {kind} {agg} in shard {shard_of(agg)}")
-        raise typer.Exit(code=1)
+        fail(f"no events for {kind} {agg} in shard {shard_of(agg)}", code=1)
     expected = f"dispatch.{kind.capitalize()}."  # the dot: a Rider is not a Ride
     for event, state in replay_states(stored):
         topic = type(event).TOPIC
         if not topic.startswith(expected):
-            err.print(f"{agg} is not a {kind} (its events are {topic})")
-            raise typer.Exit(code=1)
+            fail(f"{agg} is not a {kind} (its events are {topic})", code=1)
         if as_json:
             sys.stdout.write(
                 orjson.dumps(
@@ -183,7 +170,6 @@ def history(
 
 
 @app.command()
-@reports_log_errors
 def state(
     at: Annotated[str, typer.Option("--at", help="ISO 8601 time (UTC if no zone).")],
     shard: Shard = None,
@@ -199,8 +185,7 @@ def state(
     if aggregate_id is not None:
         row = views.rides.get(aggregate_id) or views.drivers.rows.get(aggregate_id)
         if row is None:
-            err.print(f"no ride or driver {aggregate_id} existed at {at}")
-            raise typer.Exit(code=1)
+            fail(f"no ride or driver {aggregate_id} existed at {at}", code=1)
         payload: object = {k: getattr(row, k) for k in row.__slots__ if k != "timeline"}
     else:
         payload = op.summarize(views)
@@ -211,7 +196,6 @@ def state(
 
 
 @app.command()
-@reports_log_errors
 def export(
     fmt: Annotated[str, typer.Option("--format", help="jsonl or parquet")] = "jsonl",
     since: Annotated[str | None, typer.Option(help="ISO 8601 time, inclusive")] = None,
@@ -250,7 +234,6 @@ def export(
 
 
 @app.command()
-@reports_log_errors
 def stats(
     data_dir: DataDir = None,
     kafka: Kafka = None,
@@ -290,7 +273,6 @@ def stats(
 
 
 @app.command()
-@reports_log_errors
 def adopt(
     shards: Annotated[
         int,
