@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
@@ -14,7 +13,6 @@ from dispatch.domain.ride import RideStatus
 # How a ride ended, as its rider is told: the terminal status its ending left
 # (``RIDE_ENDINGS``), or that status's value. The values are also accepted because the shard
 # application still passes one for an expiry; a test holds them equal to the endings.
-RideOutcome = RideStatus | Literal["completed", "cancelled", "expired"]
 
 
 class Rider(Aggregate):
@@ -67,7 +65,7 @@ class Rider(Aggregate):
         self.check_can_request()
         self.trigger_event(self.RideRequested, timestamp=at, ride_id=str(ride_id))
 
-    def end_ride(self, ride_id: UUID, outcome: RideOutcome, at: datetime) -> None:
+    def end_ride(self, ride_id: UUID, outcome: RideStatus, at: datetime) -> None:
         if self.active_ride != ride_id:
             raise IllegalTransition(f"ride {ride_id} is not rider {self.id}'s active ride")
         ended = RideStatus(outcome).value  # the event holds the word, as it always has

@@ -22,7 +22,7 @@ from dispatch.domain.command_record import CommandRecord
 from dispatch.domain.driver import Driver
 from dispatch.domain.errors import DomainError
 from dispatch.domain.ids import derived_id, shard_of
-from dispatch.domain.ride import Ride, RideStatus
+from dispatch.domain.ride import Ride
 from dispatch.domain.rider import Rider
 from dispatch.matching.decisions import Decision, ExpireOffer, ExpireRequest, MakeOffer
 from dispatch.shard.handlers import HANDLERS, Policy
@@ -136,7 +136,7 @@ class ShardApplication(Application[UUID]):
                 assert isinstance(decision, ExpireRequest)
                 ride = self._uow.get(Ride, decision.ride_id)
                 ride.expire(now)
-                self._uow.get(Rider, ride.rider_id).end_ride(ride.id, RideStatus.EXPIRED.value, now)
+                self._uow.get(Rider, ride.rider_id).end_ride(ride.id, ride.status, now)
         except DomainError as error:
             self._uow.rollback(mark)
             log.info("decision %s no longer applies: %s", decision, error.reason)
