@@ -7,6 +7,22 @@ matcher per owned partition. Each batch of a shard is ONE Kafka transaction: the
 offsets (``send_offsets_to_transaction``) commit together, so after a crash the batch is
 either wholly visible or redone from the committed offsets. A zombie that lost its shard is
 fenced by the shard's transactional id.
+
+A shard whose producer is lost (``ProducerLostError``) is released, and its partitions are
+paused at once and, before anything reads them again, rewound to the committed offsets: no
+record is taken without a host, none is skipped. Who serves it next is the group's call:
+
+- a confirmed fence (``FencedError``): a newer owner has the shard, so the group moves it;
+  this member waits for that rebalance (if the group gives it back, it is reopened then);
+- any other loss (kafka-python refused to begin or abort a transaction): no one else may
+  have it, and no rebalance may ever come. The shard is reopened here, with a new producer,
+  as soon as the broker confirms that the group, stable, assigns its partitions to this
+  member (``DescribeGroups``; never on this member's word alone: a zombie still believes it
+  owns them). Until then it is retried every few seconds (``REOPEN_RETRY_*``); a member
+  that was evicted or is rebalancing rejoins at its next poll, and the rebalance gives the
+  shard to whoever the group names. A producer is thus only ever created for partitions the
+  group assigns to its member, and the group's generation still fences the offsets of any
+  batch that a member outside it might attempt.
 """
 
 from __future__ import annotations
@@ -21,10 +37,12 @@ from typing import Any
 
 from kafka import ConsumerRebalanceListener, OffsetAndMetadata, TopicPartition
 from kafka.coordinator.assignors.range import RangePartitionAssignor
+from kafka.structs import MemberState
 
 from dispatch.adapters.kafka import wire
 from dispatch.adapters.kafka.batch import KafkaBatch, Offsets
-from dispatch.adapters.kafka.config import new_consumer
+from dispatch.adapters.kafka.config import new_admin, new_consumer
+from dispatch.adapters.kafka.eventstore import FencedError, ProducerLostError
 from dispatch.adapters.kafka.shard_host import ShardHost, open_shard
 from dispatch.adapters.kafka.topics import Topics
 from dispatch.matching.matcher import Matcher
@@ -35,6 +53,11 @@ from dispatch.shard.application import ShardApplication
 log = logging.getLogger(__name__)
 
 SLOW_BATCH_S = 0.25  # batches slower than this are logged with their sizes
+# A shard whose producer was lost without a confirmed fence: the first reopening attempt is
+# in the same loop pass; the next ones after 1, 2, 4, 8, then every 10 seconds.
+REOPEN_RETRY_FIRST_S = 1.0
+REOPEN_RETRY_MAX_S = 10.0
+COMMITTED_TIMEOUT_MS = 30_000  # reading a committed offset (waits for a settled one)
 
 
 @dataclass
@@ -44,8 +67,24 @@ class WorkerStats:
     pings: int = 0
     events: int = 0
     aborted: int = 0
-    fenced: int = 0
+    fenced: int = 0  # batches that lost the shard's producer, fenced or not
+    reopened: int = 0  # shards reopened in place after a loss that was not a fence
     restored: dict[int, float] = field(default_factory=dict)
+
+
+@dataclass
+class _Lost:
+    """A shard released because its producer was lost; its partitions are paused."""
+
+    error: ProducerLostError | None
+    since: float = field(default_factory=time.monotonic)
+    attempts: int = 0
+    next_try: float = 0.0  # monotonic; 0: at once
+
+    @property
+    def fenced(self) -> bool:
+        """A confirmed fence: a newer owner has it, so only the group hands it out again."""
+        return isinstance(self.error, FencedError)
 
 
 class KafkaWorker:
@@ -64,6 +103,8 @@ class KafkaWorker:
         self.app_factory, self.matcher_factory = app_factory, matcher_factory
         self.topics = Topics(settings.topic_prefix)
         self.shards: dict[int, ShardHost] = {}
+        self.lost: dict[int, _Lost] = {}  # shards released on a producer loss, paused
+        self._unrewound: set[int] = set()  # reopened by a rebalance, paused until rewound
         self.stats = WorkerStats()
         self._stop = threading.Event()
         options: dict[str, Any] = {
@@ -92,24 +133,44 @@ class KafkaWorker:
 
     # -- shard lifecycle ----------------------------------------------------------------
     def assign(self, shards: set[int]) -> None:
+        # Shards lost here and now assigned elsewhere are the new owner's business.
+        for shard in set(self.lost) - shards:
+            log.info("shard %s (lost here) is now assigned to another member", shard)
+            del self.lost[shard]
         for shard in sorted(shards - set(self.shards)):
             started = time.perf_counter()
-            self.shards[shard] = open_shard(
-                self.settings,
-                shard,
-                self.topics,
-                self.app_factory,
-                self.matcher_factory,
-                self.clock_mode,
-            )
+            self.shards[shard] = self._open(shard)
             self.stats.restored[shard] = time.perf_counter() - started
             log.info("shard %s restored in %.2f s", shard, self.stats.restored[shard])
+            lost = self.lost.pop(shard, None)
+            if lost is not None:
+                # kafka-python keeps a retained partition's position (past the lost batch)
+                # and pause: it stays paused until rewound to the committed offsets, which
+                # run_once does (a listener may not call the consumer's network).
+                self.consumer.pause(*self._partitions(shard))
+                self._unrewound.add(shard)
+                log.warning(
+                    "shard %s: reopened by a rebalance %.1f s after its producer was lost",
+                    shard,
+                    time.monotonic() - lost.since,
+                )
         _freeze()
+
+    def _open(self, shard: int) -> ShardHost:
+        return open_shard(
+            self.settings,
+            shard,
+            self.topics,
+            self.app_factory,
+            self.matcher_factory,
+            self.clock_mode,
+        )
 
     def revoke(self, shards: set[int]) -> None:
         # Frozen objects are never collected: unfreeze, so that dropped shards can go (the
         # next assignment freezes what remains again).
         gc.unfreeze()
+        self._unrewound -= shards
         for shard in sorted(shards & set(self.shards)):
             self.shards.pop(shard).close()
             log.info("shard %s released", shard)
@@ -128,10 +189,22 @@ class KafkaWorker:
 
     def run_once(self, timeout_ms: int = 100) -> None:
         polled = self.consumer.poll(timeout_ms=timeout_ms)
+        rewound = self._finish_rewinds()
         inbound: dict[int, Inbound] = {}
         offsets: dict[int, dict[TopicPartition, OffsetAndMetadata]] = {}
         for tp, records in polled.items():
             shard = tp.partition
+            if shard in rewound or shard in self._unrewound:
+                continue  # read again from the committed offsets
+            if shard not in self.shards:
+                log.error(
+                    "%s: %d record(s) polled for shard %s, which has no host here; they are "
+                    "left uncommitted",
+                    tp,
+                    len(records),
+                    shard,
+                )
+                continue
             box = inbound.setdefault(shard, Inbound())
             for record in records:
                 where = f"{tp.topic}[{tp.partition}]@{record.offset}"
@@ -148,14 +221,17 @@ class KafkaWorker:
             offsets.setdefault(shard, {})[tp] = OffsetAndMetadata(records[-1].offset + 1, "", -1)
         for shard, host in list(self.shards.items()):
             found = inbound.get(shard)
+            if shard in self._unrewound:
+                continue
             if found or host.tick_due(self.tick_s):
                 self._process(shard, host, found or Inbound(), offsets.get(shard, {}))
+        self._reopen_due()
 
     def _process(self, shard: int, host: ShardHost, box: Inbound, offsets: Offsets) -> None:
         ended = KafkaBatch(host, self.topics, self.consumer).run(box, offsets)
         if ended.state == "fenced":
             self.stats.fenced += 1
-            self.shards.pop(shard).close()
+            self._release_lost(shard, host)
             return
         if ended.state == "aborted":
             self.stats.aborted += 1
@@ -181,6 +257,163 @@ class KafkaWorker:
         self.stats.commands += report.commands
         self.stats.pings += report.pings
         self.stats.events += report.events
+
+    # -- a shard whose producer was lost -----------------------------------------------------
+    def _release_lost(self, shard: int, host: ShardHost) -> None:
+        """Close the shard and stop taking its records: paused now, they are rewound to the
+        committed offsets before they are read again (its batch's records, already polled,
+        moved the position past what was committed)."""
+        lost = _Lost(_loss_of(host))
+        self.consumer.pause(*(self._partitions(shard) & self.consumer.assignment()))
+        gc.unfreeze()  # let the released shard be collected (the next _freeze refreezes)
+        self.shards.pop(shard).close()
+        self.lost[shard] = lost
+        if lost.fenced:
+            log.warning(
+                "shard %s released: its producer was fenced by a newer owner; its partitions "
+                "are paused until the consumer group moves them",
+                shard,
+            )
+        else:
+            log.warning(
+                "shard %s released: its producer was lost without a confirmed fence (%s); "
+                "its partitions are paused, and it is reopened here once the group confirms "
+                "this member owns them (or served by whoever a rebalance gives it to)",
+                shard,
+                lost.error,
+            )
+
+    def _finish_rewinds(self) -> set[int]:
+        """Rewind and resume the shards a rebalance reopened after a loss; returns them."""
+        done: set[int] = set()
+        for shard in sorted(self._unrewound):
+            try:
+                self._rewind(shard)
+            except Exception:
+                log.exception("shard %s: rewinding to the committed offsets failed", shard)
+                continue  # still paused; tried again after the next poll
+            self.consumer.resume(*self._partitions(shard))
+            self._unrewound.discard(shard)
+            done.add(shard)
+        return done
+
+    def _reopen_due(self) -> None:
+        now = time.monotonic()
+        for shard, lost in sorted(self.lost.items()):
+            if not lost.fenced and now >= lost.next_try:
+                self._try_reopen(shard, lost)
+
+    def _try_reopen(self, shard: int, lost: _Lost) -> None:
+        """Reopen a shard lost without a fence, if the group assigns it to this member."""
+        lost.attempts += 1
+        doubt = self._ownership_doubt(shard)
+        if doubt is None:
+            try:
+                host = self._open(shard)  # a new producer: its init aborts what the old left
+            except Exception as e:
+                doubt = f"reopening failed: {e!r}"
+                log.exception("shard %s: reopening after the producer loss failed", shard)
+            else:
+                try:
+                    self._rewind(shard)
+                except Exception as e:
+                    host.close()
+                    doubt = f"rewinding to the committed offsets failed: {e!r}"
+                else:
+                    self.shards[shard] = host
+                    self.consumer.resume(*self._partitions(shard))
+                    del self.lost[shard]
+                    self.stats.reopened += 1
+                    log.warning(
+                        "shard %s reopened in place with a new producer, %.1f s after its "
+                        "producer was lost (attempt %d); its records are read again from the "
+                        "committed offsets",
+                        shard,
+                        time.monotonic() - lost.since,
+                        lost.attempts,
+                    )
+                    _freeze()
+                    return
+        delay = min(REOPEN_RETRY_MAX_S, REOPEN_RETRY_FIRST_S * 2 ** (lost.attempts - 1))
+        lost.next_try = time.monotonic() + delay
+        log.warning(
+            "shard %s not reopened yet (%s): next attempt in %.0f s, unless a rebalance "
+            "settles it first",
+            shard,
+            doubt,
+            delay,
+        )
+
+    def _ownership_doubt(self, shard: int) -> str | None:
+        """None if the broker says that the group, stable, assigns both partitions of the
+        shard to this member; else why that is not known.
+
+        This member's own view is not enough: a member evicted from the group (a session
+        timeout, a network split) keeps believing it owns its partitions until it hears of
+        it, and a producer it opened would fence the real owner. A new generation cannot
+        form without this member until it rejoins (at its next poll, after the reopening)
+        or the rebalance timeout expires, so the answer holds while the shard is opened."""
+        tps = self._partitions(shard)
+        if not tps <= self.consumer.assignment():
+            return "its partitions are no longer assigned to this member"
+        member = self.consumer.group_metadata()
+        if member.state != MemberState.STABLE:
+            return f"this member is {member.state}"
+        assert self.settings.kafka_bootstrap is not None
+        try:
+            admin = new_admin(self.settings.kafka_bootstrap)
+            try:
+                group = admin.describe_groups([member.group_id])[member.group_id]
+            finally:
+                admin.close()
+        except Exception as e:
+            return f"the group could not be described: {e!r}"
+        if group.get("error"):
+            return f"the group could not be described: {group['error']}"
+        if group.get("group_state") != "Stable":
+            return f"the group is {group.get('group_state')}"
+        mine = [m for m in group.get("members", []) if m.get("member_id") == member.member_id]
+        if not mine:
+            return f"the group has no member {member.member_id} (this member was evicted)"
+        if not tps <= _assigned(mine[0].get("member_assignment")):
+            return "the group assigns its partitions to another member"
+        return None
+
+    def _partitions(self, shard: int) -> set[TopicPartition]:
+        return {TopicPartition(t, shard) for t in (self.topics.commands, self.topics.locations)}
+
+    def _rewind(self, shard: int) -> None:
+        """Seek the shard's partitions to their committed offsets (the earliest if none)."""
+        for tp in sorted(self._partitions(shard)):
+            committed = self.consumer.committed(tp, timeout_ms=COMMITTED_TIMEOUT_MS)
+            if committed is None:
+                self.consumer.seek_to_beginning(tp)
+            else:
+                self.consumer.seek(tp, committed)
+
+
+def _loss_of(host: ShardHost) -> ProducerLostError | None:
+    """The error the shard's writer keeps since its producer was lost: a lost writer raises
+    it on every write, without calling the producer (an empty write touches nothing)."""
+    try:
+        with host.writer.writing():
+            pass
+    except ProducerLostError as e:
+        return e
+    except Exception:
+        log.exception("shard %s: what ended its producer is unknown", host.shard)
+    return None
+
+
+def _assigned(assignment: Any) -> set[TopicPartition]:
+    """The partitions of a member's assignment, as ``describe_groups`` decodes it."""
+    if not isinstance(assignment, dict):
+        return set()  # not decoded: nothing confirmed
+    return {
+        TopicPartition(topic["topic"], p)
+        for topic in assignment.get("assigned_partitions", [])
+        for p in topic.get("partitions", [])
+    }
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -1,0 +1,294 @@
+"""A shard whose producer is lost, on the real broker (``KafkaWorker``, worker.py).
+
+- a loss that is not a confirmed fence (kafka-python refused to end the transaction): the
+  shard is reopened by the member the group assigns it to, its lost batch is read again
+  from the committed offsets and decided once, and later commands are served;
+- a confirmed fence: the shard is released and not reopened by this member on its own; the
+  group hands it out again, and no record taken before is skipped;
+- a member the group evicted (but that has not heard of it) never reopens the shard, so
+  never fences the member that serves it now.
+
+The losses are made by the shard's real producer, told to fail (``commit_transaction``,
+``abort_transaction``) at the batch that decides a chosen command. Every wait is bounded
+and generous; the assertions are on outcomes and on the log, not on times.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from kafka import TopicPartition
+from kafka.errors import KafkaError, ProducerFencedError
+from kafka.structs import MemberState
+
+from dispatch.adapters.kafka import worker as worker_module
+from dispatch.adapters.kafka.batch import Ended, KafkaBatch, Offsets
+from dispatch.adapters.kafka.config import new_consumer
+from dispatch.adapters.kafka.logsource import KafkaLogSource
+from dispatch.adapters.kafka.processes import start_worker, stop_worker
+from dispatch.adapters.kafka.shard_host import ShardHost
+from dispatch.adapters.kafka.topics import Topics, create_topics, delete_topics
+from dispatch.adapters.kafka.transport import KafkaTransport
+from dispatch.adapters.kafka.worker import KafkaWorker
+from dispatch.bootstrap import build_kafka_worker
+from dispatch.domain.ids import new_id
+from dispatch.messages import Inbound
+from dispatch.replay.operations import verify
+from dispatch.settings import Settings
+from schemas import commands as c
+
+pytestmark = pytest.mark.kafka
+SHARDS = 2
+SHARD = 1  # the shard whose producer is lost
+WAIT_S = 120.0  # generous: a bound on a wait, never a condition of the test
+
+
+@pytest.fixture
+def deployment(kafka_bootstrap: str) -> Iterator[Settings]:
+    prefix = f"test-pl-{uuid.uuid4().hex[:8]}"
+    create_topics(kafka_bootstrap, prefix, SHARDS)
+    yield Settings(kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix, shards=SHARDS)
+    delete_topics(kafka_bootstrap, prefix)
+
+
+def envelope(name: str) -> c.CommandEnvelope:
+    return c.CommandEnvelope(
+        command_id=str(uuid.uuid4()),
+        issued_at=datetime.now(UTC),
+        command=c.RegisterDriver(driver_id=new_id(SHARD), name=name),
+    )
+
+
+def open_worker(settings: Settings, member: str, **overrides: Any) -> KafkaWorker:
+    worker = build_kafka_worker(settings, member=member, **overrides)
+    deadline = time.monotonic() + WAIT_S
+    while len(worker.shards) < SHARDS and time.monotonic() < deadline:
+        worker.run_once()
+    assert len(worker.shards) == SHARDS
+    run_until(worker, lambda: False, wait_s=2.0)  # a follow-up rebalance, if any, settles
+    return worker
+
+
+def run_until(worker: KafkaWorker, done: Callable[[], bool], wait_s: float = WAIT_S) -> None:
+    deadline = time.monotonic() + wait_s
+    while not done() and time.monotonic() < deadline:
+        worker.run_once()
+
+
+def fail_batch_of(
+    command_id: str, failures: dict[str, BaseException], monkeypatch: pytest.MonkeyPatch
+) -> list[ShardHost]:
+    """The batch that decides ``command_id`` (whichever host runs it: a rebalance may have
+    reopened the shard since) gets each producer call named in ``failures`` raising its
+    error, from then on. Returns the host it happened to, once it has."""
+    armed: list[ShardHost] = []
+
+    def raising(error: BaseException) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            raise error
+
+        return call
+
+    class FailingBatch(KafkaBatch):
+        def run(self, inbound: Inbound, offsets: Offsets) -> Ended:
+            if not armed and any(cmd.command_id == command_id for cmd in inbound.commands):
+                armed.append(self.host)
+                for name, error in failures.items():
+                    monkeypatch.setattr(self.host.writer.producer, name, raising(error))
+            return super().run(inbound, offsets)
+
+    monkeypatch.setattr(worker_module, "KafkaBatch", FailingBatch)
+    return armed
+
+
+# kafka-python refuses to end a transaction once its producer is in a fatal state.
+NOT_A_FENCE = {
+    "commit_transaction": KafkaError("commit refused: the producer is in a fatal state"),
+    "abort_transaction": KafkaError("abort refused: the producer is in a fatal state"),
+}
+A_FENCE = {"commit_transaction": ProducerFencedError()}  # the abort that follows works
+
+
+def committed_outcomes(settings: Settings) -> Counter[str]:
+    """How many outcomes each command id has on the outcomes topic (read_committed)."""
+    assert settings.kafka_bootstrap is not None
+    topic = Topics(settings.topic_prefix).outcomes
+    consumer = new_consumer(settings.kafka_bootstrap, group_id=None)
+    parts = [TopicPartition(topic, p) for p in range(SHARDS)]
+    consumer.assign(parts)
+    consumer.seek_to_beginning(*parts)
+    end = consumer.end_offsets(parts)
+    counts: Counter[str] = Counter()
+    deadline = time.monotonic() + 30
+    while any(consumer.position(tp) < end[tp] for tp in parts) and time.monotonic() < deadline:
+        for records in consumer.poll(timeout_ms=200).values():
+            for r in records:
+                counts[orjson.loads(r.value)["command_id"]] += 1
+    consumer.close()
+    return counts
+
+
+def assert_each_decided_once(settings: Settings, commands: dict[str, str]) -> None:
+    """Each command (id -> driver name) has one committed outcome and one registration in
+    the shard's log, and the log verifies."""
+    assert settings.kafka_bootstrap is not None
+    counts = committed_outcomes(settings)
+    assert {cid: counts[cid] for cid in commands} == dict.fromkeys(commands, 1)
+    source = KafkaLogSource(settings.kafka_bootstrap, settings.topic_prefix)
+    names = Counter(e.data.get("name") for e in source.read(SHARD))
+    assert {name: names[name] for name in commands.values()} == dict.fromkeys(commands.values(), 1)
+    _, violations = verify(source)
+    assert violations == []
+
+
+def test_a_producer_lost_without_a_fence_is_reopened_and_its_batch_decided_again_once(
+    deployment: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert deployment.kafka_bootstrap is not None
+    caplog.set_level(logging.INFO, logger="dispatch.adapters.kafka.worker")
+    worker = open_worker(deployment, "owner")
+    bus = KafkaTransport(deployment.kafka_bootstrap, deployment.topic_prefix)
+    try:
+        lost = envelope("in the lost batch")
+        armed = fail_batch_of(lost.command_id, NOT_A_FENCE, monkeypatch)
+        bus.send_command(lost)
+        bus.flush()
+        run_until(worker, lambda: bus.outcome(lost.command_id) is not None)
+        # The batch's transaction (events, outcome, offsets) could be neither committed nor
+        # aborted: the producer was lost, and the member, still the group's owner of the
+        # shard, reopened it with a new producer and decided the command again.
+        first = bus.outcome(lost.command_id)
+        assert first is not None and first.accepted and not first.duplicate
+        assert len(armed) == 1 and worker.stats.fenced == 1 and worker.stats.reopened == 1
+        assert worker.shards[SHARD] is not armed[0] and not worker.lost
+
+        after = envelope("after the loss")
+        bus.send_command(after)
+        bus.flush()
+        run_until(worker, lambda: bus.outcome(after.command_id) is not None)
+        second = bus.outcome(after.command_id)
+        assert second is not None and second.accepted
+    finally:
+        bus.close()
+        worker.close()
+    assert "without a confirmed fence" in caplog.text and "reopened in place" in caplog.text
+    assert_each_decided_once(
+        deployment, {lost.command_id: "in the lost batch", after.command_id: "after the loss"}
+    )
+
+
+def test_a_confirmed_fence_releases_the_shard_to_the_group_and_skips_no_record(
+    deployment: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A fence is never answered by reopening: only the group hands the shard out again.
+    Here the fence came from outside the group, so the group moves nothing until a member
+    joins; the rebalance then gives the shard to one of the two (the range assignor gives
+    the second partition to the member whose id sorts last: "owner", which keeps it paused
+    and past the fenced batch's records: it must rewind), and the fenced batch's command is
+    decided then, once."""
+    assert deployment.kafka_bootstrap is not None
+    caplog.set_level(logging.INFO, logger="dispatch.adapters.kafka.worker")
+    worker = open_worker(deployment, "owner")
+    bus = KafkaTransport(deployment.kafka_bootstrap, deployment.topic_prefix)
+    other = None
+    try:
+        fenced = envelope("in the fenced batch")
+        armed = fail_batch_of(fenced.command_id, A_FENCE, monkeypatch)
+        bus.send_command(fenced)
+        bus.flush()
+        run_until(worker, lambda: worker.stats.fenced > 0)
+        assert len(armed) == 1 and worker.stats.fenced == 1 and SHARD not in worker.shards
+        waiting = envelope("while fenced")
+        bus.send_command(waiting)
+        bus.flush()
+        run_until(worker, lambda: False, wait_s=3.0)  # the member keeps polling: no reopening
+        assert SHARD not in worker.shards
+        assert bus.outcome(fenced.command_id) is None and bus.outcome(waiting.command_id) is None
+
+        other = start_worker(deployment, tmp_path / "other.log", "other")  # a rebalance
+        run_until(
+            worker,
+            lambda: all(bus.outcome(e.command_id) is not None for e in (fenced, waiting)),
+        )
+        for env in (fenced, waiting):
+            outcome = bus.outcome(env.command_id)
+            assert outcome is not None and outcome.accepted and not outcome.duplicate
+        assert worker.stats.reopened == 0  # the rebalance reopened it, not this member alone
+    finally:
+        bus.close()
+        if other is not None:
+            stop_worker(other)
+        worker.close()
+    assert "fenced by a newer owner" in caplog.text and "reopened in place" not in caplog.text
+    assert_each_decided_once(
+        deployment,
+        {fenced.command_id: "in the fenced batch", waiting.command_id: "while fenced"},
+    )
+
+
+def test_an_evicted_member_that_has_not_heard_of_it_never_reopens_a_lost_shard(
+    deployment: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Its own view says it still owns the shard; the group says otherwise, and a producer
+    it opened would fence the member that serves the shard now."""
+    assert deployment.kafka_bootstrap is not None
+    caplog.set_level(logging.INFO, logger="dispatch.adapters.kafka.worker")
+    # A member that stops polling is dropped from the group after max_poll_interval_ms.
+    stale = open_worker(deployment, "stale", max_poll_interval_ms=6_000)
+    # What it will keep believing: its member id, in a stable group.
+    believed = stale.consumer.group_metadata()._replace(state=MemberState.STABLE)
+    host = stale.shards[SHARD]
+    fresh = start_worker(deployment, tmp_path / "fresh.log", "fresh")
+    bus = KafkaTransport(deployment.kafka_bootstrap, deployment.topic_prefix)
+    try:
+        before = envelope("served by the fresh member")
+        bus.send_command(before)
+        outcome = bus.wait_outcome(before.command_id, WAIT_S)
+        assert outcome is not None and outcome.accepted  # the group moved every shard
+
+        # Its producer is refused a new transaction before anything reaches the broker (a
+        # produce request would meet the fence and say so): a loss, not a confirmed fence.
+        def refused() -> None:
+            raise KafkaError("begin refused: the producer is in a fatal state")
+
+        monkeypatch.setattr(host.writer.producer, "begin_transaction", refused)
+        monkeypatch.setattr(stale.consumer, "group_metadata", lambda: believed)
+        zombie = envelope("zombie")
+        stale._process(SHARD, host, Inbound(commands=[zombie]), {})
+        assert stale.stats.fenced == 1 and not stale.lost[SHARD].fenced
+        stale._reopen_due()  # its own view passes; the group's does not
+        assert SHARD not in stale.shards and stale.stats.reopened == 0
+        assert "the group has no member" in caplog.text or "another member" in caplog.text
+
+        after = envelope("still served by the fresh member")
+        bus.send_command(after)
+        outcome = bus.wait_outcome(after.command_id, WAIT_S)
+        assert outcome is not None and outcome.accepted  # the fresh member was not fenced
+    finally:
+        bus.close()
+        stop_worker(fresh)
+        stale.consumer.close()
+    counts = committed_outcomes(deployment)
+    assert zombie.command_id not in counts
+    assert_each_decided_once(
+        deployment,
+        {
+            before.command_id: "served by the fresh member",
+            after.command_id: "still served by the fresh member",
+        },
+    )
