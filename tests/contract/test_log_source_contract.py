@@ -7,6 +7,7 @@ module the adapter reads (SQLite files, or the Kafka event store)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -101,6 +102,18 @@ def positions(events: list[LogEvent]) -> list[int]:
     return [e.position for e in events]
 
 
+def settled(log: Log, shard: int, after: int = 0, at_least: int = 1) -> list[LogEvent]:
+    """A read that returns once it holds ``at_least`` events (or after 10 s). On Kafka a
+    read_committed reader sees a transaction once its commit marker lands, a moment after
+    the commit returns; a log source promises every committed event, not at once."""
+    deadline = time.monotonic() + 10
+    while True:
+        events = list(log.source.read(shard, after))
+        if len(events) >= at_least or time.monotonic() > deadline:
+            return events
+        time.sleep(0.05)
+
+
 def test_the_shards_are_the_logs_shards(log: Log) -> None:
     assert log.source.shards() == list(range(SHARDS))
 
@@ -109,7 +122,7 @@ def test_a_read_gives_the_shards_events_in_log_order_decoded(log: Log) -> None:
     first, second = log.driver(0), log.driver(0, events=2)
     other = log.driver(1, events=1)
 
-    events = list(log.source.read(0))
+    events = settled(log, 0, at_least=5)
 
     expected = [(str(first.id), v, t) for v, t in enumerate((REGISTERED, ONLINE, OFFLINE), 1)]
     expected += [(str(second.id), 1, REGISTERED), (str(second.id), 2, ONLINE)]
@@ -118,13 +131,13 @@ def test_a_read_gives_the_shards_events_in_log_order_decoded(log: Log) -> None:
     assert positions(events) == sorted(set(positions(events))) and events[0].position > 0
     assert events[0].at == T0.timestamp() and events[0].data["name"] == "Dee"
     assert events[1].kind == "Driver.WentOnline"
-    assert [(e.shard, e.aggregate_id) for e in log.source.read(1)] == [(1, str(other.id))]
+    assert [(e.shard, e.aggregate_id) for e in settled(log, 1)] == [(1, str(other.id))]
 
 
 def test_a_read_after_a_position_gives_only_the_later_events(log: Log) -> None:
     log.driver(0)
     log.driver(0)
-    everything = positions(list(log.source.read(0)))
+    everything = positions(settled(log, 0, at_least=6))
 
     for i, position in enumerate(everything):
         assert positions(list(log.source.read(0, position))) == everything[i + 1 :]
@@ -134,7 +147,7 @@ def test_a_read_after_a_position_gives_only_the_later_events(log: Log) -> None:
 def test_pages_hold_the_events_a_read_gives(log: Log) -> None:
     for _ in range(3):
         log.driver(0)
-    events = list(log.source.read(0))
+    events = settled(log, 0, at_least=9)
 
     for after in (0, events[0].position, events[4].position):
         paged = [e for page in log.source.read_pages(0, after) for e in page]
@@ -144,15 +157,15 @@ def test_pages_hold_the_events_a_read_gives(log: Log) -> None:
 
 def test_a_later_read_from_the_last_position_gives_only_what_is_new(log: Log) -> None:
     log.driver(0)
-    last = list(log.source.read(0))[-1].position
+    last = settled(log, 0)[-1].position
     newer = log.driver(0, events=2)
 
-    fresh = list(log.source.read(0, last))
+    fresh = settled(log, 0, last, at_least=2)
     assert [(e.aggregate_id, e.version) for e in fresh] == [(str(newer.id), 1), (str(newer.id), 2)]
     assert list(log.source.read(0, fresh[-1].position)) == []
 
     log.source.close()  # a closed source can be read again
-    assert list(log.source.read(0, last)) == fresh
+    assert settled(log, 0, last, at_least=2) == fresh
 
 
 def test_an_empty_shard_reads_as_no_events(log: Log) -> None:
@@ -165,7 +178,7 @@ def test_the_head_is_the_last_position_where_the_source_tells_it(log: Log) -> No
     log.app(0)
     assert log.source.head(0) == (0 if log.tells_head else None)
     log.driver(0)
-    last = list(log.source.read(0))[-1].position
+    last = settled(log, 0, at_least=3)[-1].position
     assert log.source.head(0) == (last if log.tells_head else None)
 
 
