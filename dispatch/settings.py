@@ -45,8 +45,8 @@ class Settings(BaseSettings):
     road_factor: float = Field(default=1.35, ge=1.0)
     speed_kmh: float = Field(default=25.0, gt=0)
     # A shard checkpoint of the matcher's folded state begins every this many events (0:
-    # never) and is written a chunk of at most checkpoint_chunk_rows rows a batch
-    # (embedded; the Kafka workers replay their whole partition for now).
+    # never) and is written a chunk of at most checkpoint_chunk_rows rows a batch (in the
+    # shard file embedded, in the checkpoints topic on Kafka).
     checkpoint_every_events: int = Field(default=50_000, ge=0)
     checkpoint_chunk_rows: int = Field(default=10_000, ge=1)
 
