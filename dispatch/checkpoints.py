@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import logging
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from itertools import chain, islice
+from itertools import chain
 from typing import Any, Protocol
 
 import orjson
@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 
 FORMAT = 1
 PARTS = ("drivers", "pending", "offers", "assigned")
+# At most this many bytes a chunk: a Kafka record must stay under the producer's and the
+# broker's 1 MiB limits, and a batch carries one chunk.
+CHUNK_BYTES = 512 * 1024
 
 
 class CheckpointStore(Protocol):
@@ -135,36 +138,53 @@ class CheckpointWriter:
 
 
 def encode_chunks(
-    state: Captured, position: int, last_event_time: float, now: float, rows: int
+    state: Captured,
+    position: int,
+    last_event_time: float,
+    now: float,
+    rows: int,
+    max_bytes: int = CHUNK_BYTES,
 ) -> Iterator[Chunk]:
     """The checkpoint of ``state`` (captured at ``position``) as chunks of at most ``rows``
-    rows, encoded one at a time as they are asked for."""
+    rows and ``max_bytes`` bytes (a single larger row makes a chunk of its own), encoded
+    one at a time as they are asked for."""
     items: Iterator[tuple[str, Any]] = chain(  # rows are built a chunk at a time
         (("drivers", driver_row(d)) for d in state.drivers.items()),
         (("pending", ride_row(r)) for r in state.pending),
         (("offers", offer_row(o)) for o in state.offers),
         (("assigned", ride_row(r)) for r in state.assigned),
     )
-    header = {
-        "format": FORMAT,
-        "position": position,
-        "last_event_time": last_event_time,
-        "taken_at": now,
-    }
-    seq, batch = 0, list(islice(items, rows))
-    while True:
-        following = list(islice(items, rows))
-        parts: dict[str, list[Any]] = {}
-        for part, row in batch:
-            parts.setdefault(part, []).append(row)
-        body: dict[str, Any] = {"position": position, "seq": seq, "parts": parts}
-        if seq == 0:
-            body["header"] = header
-        data = orjson.dumps(body)
-        yield Chunk(position, seq, not following, data, zlib.crc32(data))
-        if not following:
-            return
-        seq, batch = seq + 1, following
+    header = orjson.dumps(
+        {
+            "format": FORMAT,
+            "position": position,
+            "last_event_time": last_event_time,
+            "taken_at": now,
+        }
+    )
+    budget = max_bytes - len(header) - 256  # the chunk's own keys and brackets
+    seq, batch, size = 0, list[tuple[str, bytes]](), 0
+    for part, row in items:
+        encoded = orjson.dumps(row)
+        if batch and (len(batch) >= rows or size + len(encoded) > budget):
+            yield _chunk(position, seq, False, batch, header)
+            seq, batch, size = seq + 1, [], 0
+        batch.append((part, encoded))
+        size += len(encoded) + 1
+    yield _chunk(position, seq, True, batch, header)
+
+
+def _chunk(
+    position: int, seq: int, last: bool, rows: list[tuple[str, bytes]], header: bytes
+) -> Chunk:
+    """One chunk's JSON, put together from its rows' encodings (no second encoding)."""
+    parts: dict[str, list[bytes]] = {}
+    for part, encoded in rows:
+        parts.setdefault(part, []).append(encoded)
+    body = b",".join(b'"%s":[%s]' % (name.encode(), b",".join(r)) for name, r in parts.items())
+    head = b'"header":%s,' % header if seq == 0 else b""
+    data = b'{"position":%d,"seq":%d,%s"parts":{%s}}' % (position, seq, head, body)
+    return Chunk(position, seq, last, data, zlib.crc32(data))
 
 
 def assemble(position: int, chunks: list[Chunk]) -> Restored:
@@ -203,24 +223,38 @@ def assemble(position: int, chunks: list[Chunk]) -> Restored:
     )
 
 
-def newest_usable(store: CheckpointStore, log_end: int, shard: int) -> Restored | None:
-    """The newest complete checkpoint that reads back intact and lies within the log
-    (``log_end``: its last position); each one passed over is logged with the reason."""
-    for position in store.checkpoint_positions():
+def restore_matcher(
+    store: CheckpointStore, factory: Callable[[], Matcher], log_end: int, shard: int
+) -> tuple[Matcher, Restored | None]:
+    """A fresh matcher holding the newest complete checkpoint that lies within the log
+    (``log_end``: its last position), reads back intact and loads; or an empty one (the
+    caller then folds the whole log). Each checkpoint passed over is logged with the
+    reason; a store that cannot be read means a full replay, logged too."""
+    try:
+        positions = store.checkpoint_positions()
+    except Exception as e:
+        log.warning("shard %s: checkpoints unreadable (%r); replaying the whole log", shard, e)
+        return factory(), None
+    for position in positions:
         if position > log_end:
             log.warning(
                 "shard %s: checkpoint at %s is beyond the log's end (%s); skipped",
                 shard, position, log_end,
             )  # fmt: skip
             continue
+        matcher = factory()
         try:
-            return assemble(position, store.checkpoint_chunks(position))
-        except CheckpointError as e:
+            restored = assemble(position, store.checkpoint_chunks(position))
+            load_into(matcher, restored)
+            return matcher, restored
+        except Exception as e:  # damaged, unreadable, or a state this code cannot load
             log.warning(
                 "shard %s: checkpoint at %s is unusable (%s); trying an older one", shard,
                 position, e,
             )  # fmt: skip
-    return None
+    if positions:
+        log.warning("shard %s: no usable checkpoint; replaying the whole log", shard)
+    return factory(), None
 
 
 def load_into(matcher: Matcher, restored: Restored) -> None:

@@ -96,7 +96,8 @@ class DriverIndex(Generic[K]):
 
     def upsert(self, driver_id: K, lat: float, lng: float, at: float) -> bool:
         """Add a driver or move it to ``(lat, lng)`` pinged at time ``at`` (seconds).
-        Returns True when the driver is new or entered another cell."""
+        Returns True when the driver is new, entered another cell, or comes back after a
+        silence longer than the TTL (it was not findable: new supply)."""
         check_latlng(lat, lng)
         if not math.isfinite(at):
             raise ValueError(f"ping time must be finite, got {at!r}")
@@ -107,7 +108,7 @@ class DriverIndex(Generic[K]):
         d = self._drivers.get(driver_id)
         moved = True
         if d is not None and d.cell == cell:  # same cell: overwrite the row in place
-            moved = False
+            moved = d.at < at - self.ttl_s
             pool.write(d.slot, d.pos, la, ln, math.cos(la), at)
             d.lat, d.lng, d.at = lat, lng, at
         else:

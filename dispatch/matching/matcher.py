@@ -124,8 +124,8 @@ class Matcher:
             return  # out of order: keep the newer position
         self.positions[driver_id] = (lat, lng, at)
         if driver_id in self.available and self.index.upsert(driver_id, lat, lng, at):
-            # Supply new or moved to another cell (a first position, back after its TTL, or
-            # a drift): the rides waiting within its reach may find it now.
+            # Supply new or moved to another cell (a first position, back after a silence
+            # longer than the TTL, or a drift): the rides waiting within reach may find it.
             self.stats.woken += self.waiting.wake_near(lat, lng)
 
     # -- a checkpoint's state (``state.load``) -------------------------------------------

@@ -18,7 +18,7 @@ from uuid import UUID
 import orjson
 from eventsourcing.persistence import Recording
 
-from dispatch.checkpoints import CheckpointStore, CheckpointWriter, Chunk, load_into, newest_usable
+from dispatch.checkpoints import CheckpointStore, CheckpointWriter, Chunk, restore_matcher
 from dispatch.matching.matcher import Matcher
 from dispatch.messages import MAX_PING_AHEAD_S, Inbound, Ping, Poison
 from dispatch.shard.application import ShardApplication
@@ -84,20 +84,20 @@ class ShardWorker:
     def restore(self) -> int:
         """Rebuild the matcher's state: the newest usable checkpoint, then the events after
         it (the whole log when there is none); returns the events read."""
-        self.matcher = self._matcher_factory()
         self.restored_from, start = None, 1
         if self.checkpoints is not None:
             self.checkpoints.abandon()
-        if self.checkpoint_store is not None:
-            positions = self.checkpoint_store.checkpoint_positions()
-            restored = newest_usable(self.checkpoint_store, self.app.position(), self.shard)
+        if self.checkpoint_store is None:
+            self.matcher = self._matcher_factory()
+        else:
+            log_end = self.app.position()
+            self.matcher, restored = restore_matcher(
+                self.checkpoint_store, self._matcher_factory, log_end, self.shard
+            )
             if restored is not None:
-                load_into(self.matcher, restored)
                 self.last_event_time = restored.last_event_time
                 self.restored_from, start = restored.position, restored.position + 1
                 log.info("shard %s: restoring from the checkpoint at %s", self.shard, start - 1)
-            elif positions:
-                log.warning("shard %s: no usable checkpoint; replaying the whole log", self.shard)
         count = self.fold(start)
         if self.checkpoints is not None:
             self.checkpoints.restored(count)
@@ -191,6 +191,8 @@ class ShardWorker:
     def _observe(self, events: list[Any]) -> None:
         for event in events:
             self.matcher.observe(event)
+        if events:  # a batch's events share the worker's clock
+            self.last_event_time = max(self.last_event_time, events[-1].timestamp.timestamp())
 
 
 def _ping_ahead(ping: Ping, now: float) -> Poison:

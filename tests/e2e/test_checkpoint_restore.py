@@ -88,11 +88,15 @@ def test_a_checkpoint_at_any_position_plus_the_tail_restores_what_a_full_replay_
     position = int(where * end)
     worker = build_worker(s, 0, lambda: 0.0)
     worker.fold(1, position)
-    chunks = list(encode_chunks(capture(worker.matcher), position, 0.0, 0.0, rows))
+    at_p = worker.last_event_time
+    chunks = list(encode_chunks(capture(worker.matcher), position, at_p, 0.0, rows))
     assert [c.seq for c in chunks] == list(range(len(chunks))) and chunks[-1].last
+    checkpoint = assemble(position, chunks)
+    assert checkpoint.last_event_time == at_p
     restored = build_worker(s, 0, lambda: 0.0)
-    load_into(restored.matcher, assemble(position, chunks))
-    restored.fold(position + 1)
+    load_into(restored.matcher, checkpoint)
+    assert state(restored.matcher) == state(worker.matcher)  # exactly the state at P
+    assert restored.fold(position + 1) == end - position  # and only the tail is read
     assert state(restored.matcher) == state(full.matcher)
     full.app.close(), worker.app.close(), restored.app.close()
 
@@ -131,9 +135,18 @@ def test_a_restart_restores_from_the_newest_checkpoint_and_equals_a_full_replay(
     worker = build_worker(checkpointed, 0, lambda: 0.0)
     read = worker.restore()
     full = replayed(checkpointed)
-    assert worker.restored_from == positions(checkpointed)[0]
-    assert read < full.app.position() // 2  # only the tail was read
+    newest = positions(checkpointed)[0]
+    assert worker.restored_from == newest
+    assert read == full.app.position() - newest  # only the tail was read
     assert state(worker.matcher) == state(full.matcher)
+    # The engine labelled its checkpoint with the position whose state it holds.
+    upto = build_worker(checkpointed, 0, lambda: 0.0)
+    upto.fold(1, newest)
+    written = build_worker(checkpointed, 0, lambda: 0.0)
+    assert written.checkpoint_store is not None
+    chunks = written.checkpoint_store.checkpoint_chunks(newest)
+    load_into(written.matcher, assemble(newest, chunks))
+    assert state(written.matcher) == state(upto.matcher)
 
 
 def test_a_damaged_checkpoint_is_passed_over_for_the_one_before_it_and_the_log_says_so(
@@ -217,3 +230,23 @@ def _complete_and_partial(s: Settings) -> tuple[list[int], set[int]]:
         return [], set()
     complete = sorted((p for p, last in found if last), reverse=True)
     return complete, {p for p, last in found if not last}
+
+
+class Unreadable:
+    def checkpoint_positions(self) -> list[int]:
+        raise TimeoutError("the checkpoints topic did not answer")
+
+    def checkpoint_chunks(self, position: int) -> list[Any]:
+        raise AssertionError("not reached")
+
+
+def test_a_checkpoint_store_that_cannot_be_read_means_a_full_replay_not_a_lost_state(
+    checkpointed: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    worker = build_worker(checkpointed, 0, lambda: 0.0)
+    worker.checkpoint_store = Unreadable()
+    with caplog.at_level(logging.WARNING):
+        read = worker.restore()
+    assert worker.restored_from is None and read == worker.app.position()
+    assert "checkpoints unreadable" in caplog.text
+    assert state(worker.matcher) == state(replayed(checkpointed).matcher)

@@ -109,7 +109,7 @@ def test_a_takeover_restores_from_the_checkpoints_topic_and_equals_a_full_replay
             if host.checkpoints and len(host.checkpoints.complete) >= 2:
                 break
         assert host.checkpoints is not None and len(host.checkpoints.complete) >= 2
-        newest = host.checkpoints.complete[-1][0]
+        newest = max(position for position, _ in host.checkpoints.complete.values())
         before = state(host.worker.matcher)
         assert before["pending"] and before["offers"] and before["available"]
     finally:

@@ -1,18 +1,21 @@
-"""Shard checkpoints on Kafka: chunks in a compacted topic, found through a pointer record.
+"""Shard checkpoints on Kafka: chunks in a compacted topic, found through pointer records.
 
 Partition ``n`` of ``<prefix>.checkpoints`` belongs to shard ``n``. The batch owner
-(``batch.KafkaBatch``) sends the batch's checkpoint chunk in the batch's transaction: a
-record keyed ``<position>:<seq>``, its value the chunk's bytes, its sequence number, last
-flag and CRC32 in headers. With a checkpoint's last chunk go, in the same transaction, the
-*pointer* (key ``pointer:<position>``, value ``{"position": P, "chunks": n}``) and
-tombstones for the chunks and pointers of the checkpoints before the previous complete
-one, so compaction keeps two complete checkpoints and their pointers. The topic's segments
-roll every ten minutes, so the cleaner can compact them.
+(``batch.KafkaBatch``) sends the batch's checkpoint chunk in the batch's transaction.
+Checkpoints take turns in ``SLOTS`` slots: a chunk is a record keyed ``<slot>:<seq>``, its
+value the chunk's bytes, its checkpoint position, sequence number, last flag and CRC32 in
+headers. With a checkpoint's last chunk go, in the same transaction, the slot's *pointer*
+(key ``pointer:<slot>``, value ``{"position": P, "chunks": n}``) and tombstones for the
+slot's chunks past ``n`` left by an earlier, longer checkpoint. A new checkpoint takes an
+empty slot or the one holding the oldest complete checkpoint, so the two newest complete
+ones are never touched, and the topic's keys are bounded: compaction keeps at most the
+latest value of each slot's chunks and pointer, whatever the history. The topic's
+segments roll every ten minutes so the cleaner can compact them.
 
 A restore reads the partition's tail in growing windows, back from its end, until a window
 holds the newest pointer and every chunk it counts (a few records: after the pointer come
 at most the chunks of the checkpoint in progress), never the whole partition unless the
-newest checkpoints are damaged and an older one is asked for.
+newest checkpoint is damaged and an older one is asked for.
 """
 
 from __future__ import annotations
@@ -22,20 +25,21 @@ from typing import Any
 
 import orjson
 
-from dispatch.adapters.kafka.follower import Follower
+from dispatch.adapters.kafka.follower import Follower, partitions_of
 from dispatch.checkpoints import Chunk
 
 log = logging.getLogger(__name__)
 
+SLOTS = 3
 POINTER = b"pointer:"
 
 
-def chunk_key(position: int, seq: int) -> bytes:
-    return f"{position}:{seq}".encode()
+def chunk_key(slot: int, seq: int) -> bytes:
+    return b"%d:%d" % (slot, seq)
 
 
-def pointer_key(position: int) -> bytes:
-    return POINTER + str(position).encode()
+def pointer_key(slot: int) -> bytes:
+    return POINTER + b"%d" % slot
 
 
 class CheckpointRecords:
@@ -43,35 +47,53 @@ class CheckpointRecords:
 
     def __init__(self, topic: str, shard: int) -> None:
         self.topic, self.shard = topic, shard
-        self.complete: list[tuple[int, int]] = []  # (position, chunks), oldest first
+        self.complete: dict[int, tuple[int, int]] = {}  # slot -> (position, chunks)
+        self.highest: dict[int, int] = {}  # slot -> chunks ever written there (known)
+        self._writing: tuple[int, int] | None = None  # (slot, position) in progress
 
-    def restored(self, complete: list[tuple[int, int]]) -> None:
-        """The complete checkpoints found at restore, oldest first."""
-        self.complete = list(complete)
+    def restored(self, complete: dict[int, tuple[int, int]], highest: dict[int, int]) -> None:
+        """What the restore found: complete checkpoints by slot, chunks seen by slot."""
+        self.complete, self.highest = dict(complete), dict(highest)
+        self._writing = None
 
     def send(self, producer: Any, chunk: Chunk) -> None:
+        slot = self._slot_for(chunk)
         headers = [
-            ("seq", str(chunk.seq).encode()),
+            ("position", b"%d" % chunk.position),
+            ("seq", b"%d" % chunk.seq),
             ("last", b"1" if chunk.last else b"0"),
-            ("crc", str(chunk.crc).encode()),
+            ("crc", b"%d" % chunk.crc),
         ]
-        key = chunk_key(chunk.position, chunk.seq)
-        producer.send(self.topic, key=key, value=chunk.data, headers=headers,
-                      partition=self.shard)  # fmt: skip
+        producer.send(self.topic, key=chunk_key(slot, chunk.seq), value=chunk.data,
+                      headers=headers, partition=self.shard)  # fmt: skip
         if not chunk.last:
             return
-        pointer = orjson.dumps({"position": chunk.position, "chunks": chunk.seq + 1})
-        producer.send(self.topic, key=pointer_key(chunk.position), value=pointer,
-                      partition=self.shard)  # fmt: skip
-        for position, chunks in self.complete[:-1]:  # keep the previous complete one
-            keys = [pointer_key(position), *(chunk_key(position, q) for q in range(chunks))]
-            for key in keys:
-                producer.send(self.topic, key=key, value=None, partition=self.shard)
+        count = chunk.seq + 1
+        pointer = orjson.dumps({"position": chunk.position, "chunks": count})
+        producer.send(self.topic, key=pointer_key(slot), value=pointer, partition=self.shard)
+        for seq in range(count, self.highest.get(slot, 0)):  # an earlier, longer one's
+            producer.send(self.topic, key=chunk_key(slot, seq), value=None, partition=self.shard)
 
     def committed(self, chunk: Chunk | None) -> None:
         """The batch that carried ``chunk`` is durable."""
-        if chunk is not None and chunk.last:
-            self.complete = [*self.complete[-1:], (chunk.position, chunk.seq + 1)]
+        if chunk is None or self._writing is None:
+            return
+        slot = self._writing[0]
+        self.highest[slot] = max(self.highest.get(slot, 0), chunk.seq + 1)
+        if chunk.last:
+            self.complete[slot] = (chunk.position, chunk.seq + 1)
+            self.highest[slot] = chunk.seq + 1
+            self._writing = None
+
+    def _slot_for(self, chunk: Chunk) -> int:
+        if self._writing is not None and self._writing[1] == chunk.position:
+            return self._writing[0]
+        free = [s for s in range(SLOTS) if s not in self.complete]
+        oldest = min(self.complete, key=lambda s: self.complete[s][0], default=0)
+        slot = free[0] if free else oldest  # an empty slot, or the oldest checkpoint's
+        self.complete.pop(slot, None)  # about to be overwritten
+        self._writing = (slot, chunk.position)
+        return slot
 
 
 class KafkaCheckpointStore:
@@ -80,40 +102,58 @@ class KafkaCheckpointStore:
     def __init__(self, bootstrap: str, topic: str, shard: int, first_window: int = 256) -> None:
         self.bootstrap, self.topic, self.shard = bootstrap, topic, shard
         self.first_window = first_window
-        self._pointers: list[tuple[int, int]] = []  # (position, chunks), newest first
-        self._chunks: dict[int, dict[int, Chunk]] = {}
+        self._pointers: dict[int, tuple[int, int]] = {}  # slot -> (position, chunks)
+        self._chunks: dict[int, dict[int, Chunk]] = {}  # slot -> seq -> chunk
         self._whole = False  # the whole partition has been read
-        self._read = False
+
+    def require_topic(self) -> None:
+        """Raise, saying what to do, when the shard's partition of the topic is missing."""
+        if self.shard not in partitions_of(self.bootstrap, self.topic):
+            raise RuntimeError(
+                f"topic {self.topic} has no partition {self.shard}: create the topics "
+                "with `dispatch topics create` (existing ones are kept)"
+            )
 
     def checkpoint_positions(self) -> list[int]:
         """Read afresh at every call (a restore starts with it): the partition's tail."""
-        self._read_tail()
-        return [position for position, _ in self._pointers]
-
-    def checkpoint_chunks(self, position: int) -> list[Chunk]:
-        if not self._read:
-            self._read_tail()
-        if not self._has_all(position) and not self._whole:
-            self._read_window(None)  # an older checkpoint: read the whole partition
-        return sorted(self._chunks.get(position, {}).values(), key=lambda c: c.seq)
-
-    def complete(self) -> list[tuple[int, int]]:
-        """The complete checkpoints found, oldest first (for ``CheckpointRecords``)."""
-        return list(reversed(self._pointers[:2]))
-
-    # -- reading ----------------------------------------------------------------------------
-    def _read_tail(self) -> None:
-        self._read = True
         window = self.first_window
         while True:
             self._read_window(window)
-            if (self._pointers and self._has_all(self._pointers[0][0])) or self._whole:
-                return
+            newest = self._newest_slot()
+            if (newest is not None and self._has_all(newest)) or self._whole:
+                break
             window *= 4
+        return [p for p, _ in sorted(self._pointers.values(), reverse=True)]
 
-    def _has_all(self, position: int) -> bool:
-        counts = dict(self._pointers)
-        return position in counts and len(self._chunks.get(position, {})) == counts[position]
+    def checkpoint_chunks(self, position: int) -> list[Chunk]:
+        slot = next((s for s, (p, _) in self._pointers.items() if p == position), None)
+        if slot is None:
+            return []
+        if not self._has_all(slot) and not self._whole:
+            self._read_window(None)  # an older checkpoint: read the whole partition
+        return [
+            chunk
+            for chunk in sorted(self._chunks.get(slot, {}).values(), key=lambda c: c.seq)
+            if chunk.position == position
+        ]
+
+    def found(self) -> tuple[dict[int, tuple[int, int]], dict[int, int]]:
+        """The complete checkpoints by slot and the chunks seen by slot (for
+        ``CheckpointRecords.restored``)."""
+        complete = {s: p for s, p in self._pointers.items() if self._has_all(s)}
+        seen = {s: max(chunks, default=-1) + 1 for s, chunks in self._chunks.items()}
+        return complete, seen
+
+    # -- reading ----------------------------------------------------------------------------
+    def _newest_slot(self) -> int | None:
+        if not self._pointers:
+            return None
+        return max(self._pointers, key=lambda s: self._pointers[s][0])
+
+    def _has_all(self, slot: int) -> bool:
+        position, count = self._pointers.get(slot, (-1, -1))
+        chunks = self._chunks.get(slot, {})
+        return all(seq in chunks and chunks[seq].position == position for seq in range(count))
 
     def _read_window(self, window: int | None) -> None:
         """Read the last ``window`` offsets of the partition (None: all of it)."""
@@ -124,51 +164,42 @@ class KafkaCheckpointStore:
             first = follower.beginning_offset(self.shard)
             begin = first if window is None else max(first, end - window)
             follower.seek(self.shard, begin)
-            pointers: list[tuple[int, int]] = []
+            pointers: dict[int, tuple[int, int]] = {}
             chunks: dict[int, dict[int, Chunk]] = {}
             for records in follower.read_to_end():
                 for record in records:
                     _take(record, pointers, chunks)
-            self._pointers = _newest_first(pointers)
-            self._chunks = chunks
+            self._pointers, self._chunks = pointers, chunks
             self._whole = begin == first
         finally:
             follower.close()
 
 
 def _take(
-    record: Any, pointers: list[tuple[int, int]], chunks: dict[int, dict[int, Chunk]]
+    record: Any, pointers: dict[int, tuple[int, int]], chunks: dict[int, dict[int, Chunk]]
 ) -> None:
+    """Fold one record of the topic (in log order: a later value of a key wins)."""
     key = record.key or b""
-    if key.startswith(POINTER):
-        if record.value is None:  # a tombstone: its chunks are going too
+    try:
+        if key.startswith(POINTER):
+            slot = int(key[len(POINTER) :])
+            if record.value is None:
+                pointers.pop(slot, None)
+            else:
+                doc = orjson.loads(record.value)
+                pointers[slot] = (int(doc["position"]), int(doc["chunks"]))
             return
-        try:
-            doc = orjson.loads(record.value)
-            pointers.append((int(doc["position"]), int(doc["chunks"])))
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-            log.warning("checkpoints: unreadable pointer at offset %s: %r", record.offset, e)
+        slot_text, _, seq_text = key.partition(b":")
+        slot, seq = int(slot_text), int(seq_text)
+        if record.value is None:  # a tombstone
+            chunks.get(slot, {}).pop(seq, None)
+            return
+        headers = dict(record.headers or [])
+        chunk = Chunk(
+            int(headers["position"]), seq, headers["last"] == b"1", bytes(record.value),
+            int(headers["crc"]),
+        )  # fmt: skip
+    except (ValueError, KeyError, TypeError, orjson.JSONDecodeError) as e:
+        log.warning("checkpoints: unreadable record at offset %s: %r", record.offset, e)
         return
-    try:
-        position_text, _, seq_text = key.decode().partition(":")
-        position, seq = int(position_text), int(seq_text)
-    except (UnicodeDecodeError, ValueError):
-        log.warning("checkpoints: record with an unknown key at offset %s", record.offset)
-        return
-    if record.value is None:  # a tombstone
-        chunks.get(position, {}).pop(seq, None)
-        return
-    headers = {name: value for name, value in (record.headers or [])}
-    try:
-        last, crc = headers["last"] == b"1", int(headers["crc"])
-    except (KeyError, ValueError):
-        log.warning("checkpoints: chunk %s:%s without its headers", position, seq)
-        return
-    chunks.setdefault(position, {})[seq] = Chunk(position, seq, last, bytes(record.value), crc)
-
-
-def _newest_first(pointers: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    seen: dict[int, int] = {}
-    for position, count in pointers:  # in log order: a later pointer wins
-        seen[position] = count
-    return sorted(seen.items(), reverse=True)
+    chunks.setdefault(slot, {})[seq] = chunk

@@ -81,14 +81,15 @@ def open_shard(
     -> matcher) and warm its matcher with recent pings. ``app_factory`` builds the shard's
     application on this Kafka store (the composition root's), ``matcher_factory`` its
     matcher."""
+    assert settings.kafka_bootstrap is not None
+    store = KafkaCheckpointStore(settings.kafka_bootstrap, topics.checkpoints, shard)
+    store.require_topic()  # before the application starts a producer
     app = app_factory(shard)
     stream_clock = StreamClock() if clock_mode == "stream" else None
     clock: Callable[[], float] = stream_clock if stream_clock is not None else time.time
     recorder = app.recorder
     if not isinstance(recorder, KafkaRecorder):
         raise TypeError(f"shard {shard}: a Kafka worker needs the Kafka event store")
-    assert settings.kafka_bootstrap is not None
-    store = KafkaCheckpointStore(settings.kafka_bootstrap, topics.checkpoints, shard)
     records = CheckpointRecords(topics.checkpoints, shard)
     writer = CheckpointWriter(settings.checkpoint_every_events, settings.checkpoint_chunk_rows)
     worker = ShardWorker(
@@ -96,7 +97,7 @@ def open_shard(
         checkpoints=writer, checkpoint_store=store, chunks_with_events=False,
     )  # fmt: skip
     worker.restore()
-    records.restored(store.complete())
+    records.restored(*store.found())
     if stream_clock is not None:
         stream_clock.now = worker.last_event_time
     warm_up(settings, topics, shard, worker, clock())
