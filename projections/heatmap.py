@@ -61,6 +61,9 @@ class HeatmapView:
         return {cell: (v[0], v[1]) for cell, v in out.items()}
 
 
+_AVAILABLE = DriverStatus.AVAILABLE  # looked up once, not per event
+
+
 class HeatmapProjection:
     name = "heatmap"
     topics = frozenset(_RIDE_WAITING) | AVAILABILITY_TOPICS
@@ -86,9 +89,11 @@ class HeatmapProjection:
                     del view.ride_cell[agg]
             return view
         if topic in AVAILABILITY_TOPICS:
-            state = next_availability(view.drivers.get(agg, REGISTERED), topic)
-            view.drivers[agg] = state
-            self._set_available(view, agg, state[0] == DriverStatus.AVAILABLE)
+            before = view.drivers.get(agg, REGISTERED)
+            after = view.drivers[agg] = next_availability(before, topic)
+            available = after[0] == _AVAILABLE
+            if available != (before[0] == _AVAILABLE):  # most events change neither
+                self._set_available(view, agg, available)
         return view
 
     def apply_ping(self, view: HeatmapView, ping: Ping) -> HeatmapView:

@@ -53,6 +53,10 @@ class LocationsView:
         return [(available[d], dist) for d, dist in self.index.nearest(lat, lng, k, radius_m, now)]
 
 
+# Members looked up once (an enum member read off its class costs a Python call per event).
+_OFFLINE, _AVAILABLE = DriverStatus.OFFLINE, DriverStatus.AVAILABLE
+
+
 class LocationsProjection:
     name = "locations"
     topics = _TOPICS
@@ -69,7 +73,7 @@ class LocationsProjection:
             return view
         # A driver not shown is offline, yet may have asked to go offline after a trip (out
         # of place, but the other readers keep that flag too).
-        before = view.status.get(driver_id, DriverStatus.OFFLINE)
+        before = view.status.get(driver_id, _OFFLINE)
         after_trip = driver_id in view.offline_after_trip
         after, after_trip = next_availability((before, after_trip), e.topic)
         if after_trip:
@@ -77,13 +81,13 @@ class LocationsProjection:
         else:
             view.offline_after_trip.discard(driver_id)
         status = str(after)
-        if status == DriverStatus.OFFLINE:
+        if status == _OFFLINE:
             view.status.pop(driver_id, None)
             view.positions.pop(driver_id, None)
             self._unlist(view, driver_id)
             return view
         view.status[driver_id] = status
-        if status == DriverStatus.AVAILABLE:
+        if status == _AVAILABLE:
             pos = view.positions.get(driver_id)
             if pos is not None:
                 self._list(view, driver_id, *pos)
@@ -99,7 +103,7 @@ class LocationsProjection:
         # Kept even while the driver's status is not known here yet: pings and events come
         # by different roads, and a ping may overtake the event that puts its driver online.
         view.positions[driver_id] = (ping.lat, ping.lng, ping.at)
-        if view.status.get(driver_id) == DriverStatus.AVAILABLE:
+        if view.status.get(driver_id) == _AVAILABLE:
             self._list(view, driver_id, ping.lat, ping.lng, ping.at)
         return view
 

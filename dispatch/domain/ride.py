@@ -33,6 +33,10 @@ class RideStatus(StrEnum):
     CANCELLED = "cancelled"
     EXPIRED = "expired"
 
+    # Hash as the string it equals (Enum hashes by member name, in Python): a status then
+    # works as a dict key or set member at the speed of a str, and equal values hash equal.
+    __hash__ = str.__hash__
+
 
 TERMINAL = frozenset({RideStatus.COMPLETED, RideStatus.CANCELLED, RideStatus.EXPIRED})
 RIDER_CANCELLABLE = frozenset(
