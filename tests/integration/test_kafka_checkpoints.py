@@ -9,15 +9,19 @@ must hold exactly what a full replay of the events partition gives.
 
 from __future__ import annotations
 
+import signal
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from dispatch.adapters.kafka.checkpoints import KafkaCheckpointStore
+from dispatch.adapters.kafka.logsource import KafkaLogSource
+from dispatch.adapters.kafka.processes import start_worker, stop_worker
 from dispatch.adapters.kafka.topics import Topics, create_topics, delete_topics
 from dispatch.adapters.kafka.transport import KafkaTransport
 from dispatch.adapters.kafka.worker import KafkaWorker
@@ -25,6 +29,7 @@ from dispatch.bootstrap import build_kafka_worker, build_matcher, kafka_env
 from dispatch.domain.ids import new_id
 from dispatch.matching.matcher import Matcher
 from dispatch.messages import Ping
+from dispatch.replay.operations import verify
 from dispatch.settings import Settings
 from dispatch.shard.application import ShardApplication
 from dispatch.shard.worker import ShardWorker
@@ -136,3 +141,74 @@ def test_a_takeover_restores_from_the_checkpoints_topic_and_equals_a_full_replay
         reader.close()
     finally:
         second.close()
+
+
+def test_after_kill_9_during_a_checkpoint_a_takeover_never_uses_the_half_written_one(
+    deployment: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker process writes checkpoints one row a chunk (each spans dozens of batches)
+    while commands flow; it is killed with SIGKILL. The checkpoint it was writing is left
+    half written in the topic; a takeover restores from a complete one, holds what a full
+    replay gives, every command has one outcome, and the log verifies clean."""
+    assert deployment.kafka_bootstrap is not None
+    monkeypatch.setenv("DISPATCH_CHECKPOINT_EVERY_EVENTS", "20")
+    monkeypatch.setenv("DISPATCH_CHECKPOINT_CHUNK_ROWS", "1")
+    bus = KafkaTransport(deployment.kafka_bootstrap, deployment.topic_prefix)
+    topic = Topics(deployment.topic_prefix).checkpoints
+    store = KafkaCheckpointStore(deployment.kafka_bootstrap, topic, 0)
+    proc = start_worker(deployment, tmp_path / "worker.log", "doomed")
+    sent: list[str] = []
+    try:
+        drivers = [new_id(0) for _ in range(40)]
+        deadline = time.monotonic() + 90
+        i = 0
+        while time.monotonic() < deadline:
+            command: c.Command
+            if i < len(drivers):
+                command = c.RegisterDriver(driver_id=drivers[i], name="d")
+            else:
+                d = drivers[i % len(drivers)]
+                command = c.GoOnline(driver_id=d) if i % 2 else c.GoOffline(driver_id=d)
+            envelope = c.CommandEnvelope(
+                command_id=str(uuid.uuid4()), issued_at=datetime.now(UTC), command=command
+            )
+            bus.send_command(envelope)
+            sent.append(envelope.command_id)
+            i += 1
+            time.sleep(0.02)
+            if i % 25 == 0 and store.checkpoint_positions() and store.unfinished():
+                break
+        assert store.checkpoint_positions(), "no checkpoint was completed in time"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            stop_worker(proc)
+    complete = store.checkpoint_positions()
+    unfinished = store.unfinished()
+    assert complete and unfinished, (complete, unfinished)
+
+    second = build_kafka_worker(deployment, member="second")
+    try:
+        hosting(second)
+        restored = second.shards[0].worker
+        assert restored.restored_from == complete[0]
+        assert restored.restored_from not in unfinished
+        missing = [cid for cid in sent if bus.wait_outcome(cid, 0) is None]
+        deadline = time.monotonic() + 60
+        while missing and time.monotonic() < deadline:
+            second.run_once()
+            missing = [cid for cid in missing if bus.wait_outcome(cid, 0) is None]
+        assert missing == []
+        env = {**kafka_env(deployment.kafka_bootstrap, deployment.topic_prefix, 0),
+               "KAFKA_READ_ONLY": "y"}  # fmt: skip
+        reader = ShardApplication(0, env=env)
+        full = ShardWorker(0, reader, lambda: build_matcher(deployment), time.time)
+        full.restore()
+        assert state(full.matcher) == state(restored.matcher)
+        reader.close()
+    finally:
+        second.close()
+    source = KafkaLogSource(deployment.kafka_bootstrap, deployment.topic_prefix)
+    events, violations = verify(source)
+    assert violations == [] and events > 0

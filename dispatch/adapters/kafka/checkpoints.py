@@ -138,11 +138,21 @@ class KafkaCheckpointStore:
         ]
 
     def found(self) -> tuple[dict[int, tuple[int, int]], dict[int, int]]:
-        """The complete checkpoints by slot and the chunks seen by slot (for
+        """The checkpoints by slot that have a pointer, and the chunks seen by slot (for
         ``CheckpointRecords.restored``)."""
-        complete = {s: p for s, p in self._pointers.items() if self._has_all(s)}
+        # Every slot with a pointer counts: a pointer is written with its last chunk, so a
+        # slot whose chunks lie before the window read is still not one to overwrite first.
+        complete = dict(self._pointers)
         seen = {s: max(chunks, default=-1) + 1 for s, chunks in self._chunks.items()}
         return complete, seen
+
+    def unfinished(self) -> set[int]:
+        """Positions of checkpoints with chunks in the partition but no complete pointer
+        (one being written, or one cut short): never used by a restore. Reads the whole
+        partition (a tail window may cut a complete checkpoint from its pointer)."""
+        self._read_window(None)
+        complete = {p for s, (p, _) in self._pointers.items() if self._has_all(s)}
+        return {c.position for chunks in self._chunks.values() for c in chunks.values()} - complete
 
     # -- reading ----------------------------------------------------------------------------
     def _newest_slot(self) -> int | None:
