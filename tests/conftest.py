@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import uuid
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -99,3 +102,53 @@ def shared_kafka_topics(kafka_bootstrap: str) -> Iterator[KafkaTestTopics]:
     create_topics(kafka_bootstrap, prefix, 4)
     yield KafkaTestTopics(kafka_bootstrap, prefix, 4)
     delete_topics(kafka_bootstrap, prefix)
+
+
+MatcherState = Callable[[Any], dict[str, Any]]
+OutcomeCounts = Callable[[Any], Counter[str]]
+
+
+@pytest.fixture(scope="session")
+def matcher_state() -> MatcherState:
+    """The state a matcher folded from the log, comparable between two matchers (pending
+    rides with their excluded drivers, open offers, assigned rides, availability)."""
+
+    def state(matcher: Any) -> dict[str, Any]:
+        return {
+            "pending": dict(matcher.pending),
+            "offers": dict(matcher.offers),
+            "assigned": dict(matcher.assigned),
+            "available": set(matcher.available),
+            "drivers": dict(matcher.drivers),
+        }
+
+    return state
+
+
+@pytest.fixture(scope="session")
+def outcome_counts() -> OutcomeCounts:
+    """How many outcomes each command id has on a deployment's outcomes topic
+    (read_committed, every partition), for settings of a Kafka deployment."""
+    import orjson
+    from kafka import TopicPartition
+
+    from dispatch.adapters.kafka.config import new_consumer
+    from dispatch.adapters.kafka.topics import Topics
+
+    def counts(settings: Any) -> Counter[str]:
+        topic = Topics(settings.topic_prefix).outcomes
+        consumer = new_consumer(settings.kafka_bootstrap, group_id=None)
+        parts = [TopicPartition(topic, p) for p in range(settings.shards)]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        end = consumer.end_offsets(parts)
+        found: Counter[str] = Counter()
+        deadline = time.monotonic() + 30
+        while any(consumer.position(tp) < end[tp] for tp in parts) and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=200).values():
+                for r in records:
+                    found[orjson.loads(r.value)["command_id"]] += 1
+        consumer.close()
+        return found
+
+    return counts

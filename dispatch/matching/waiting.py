@@ -48,10 +48,6 @@ class WaitingRides:
         return ride_id in self._rides
 
     @property
-    def ready_count(self) -> int:
-        return len(self._ready)
-
-    @property
     def heap_size(self) -> int:
         return len(self._asleep)
 

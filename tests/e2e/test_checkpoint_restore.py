@@ -15,6 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,16 +33,6 @@ from dispatch.settings import Settings
 from dispatch.shard.worker import ShardWorker
 from dispatch.simulator.clock import SimClock
 from dispatch.simulator.runner import SimConfig, Simulation
-
-
-def state(m: Matcher) -> dict[str, Any]:
-    return {
-        "pending": dict(m.pending),
-        "offers": dict(m.offers),
-        "assigned": dict(m.assigned),
-        "available": set(m.available),
-        "drivers": dict(m.drivers),
-    }
 
 
 def simulate(data_dir: Path, **checkpointing: int) -> Settings:
@@ -80,7 +71,10 @@ def log_without_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> Setting
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(where=st.floats(0.0, 1.0), rows=st.integers(1, 400))
 def test_a_checkpoint_at_any_position_plus_the_tail_restores_what_a_full_replay_does(
-    log_without_checkpoints: Settings, where: float, rows: int
+    log_without_checkpoints: Settings,
+    where: float,
+    rows: int,
+    matcher_state: Callable[[Matcher], dict[str, Any]],
 ) -> None:
     s = log_without_checkpoints
     full = replayed(s)
@@ -95,9 +89,11 @@ def test_a_checkpoint_at_any_position_plus_the_tail_restores_what_a_full_replay_
     assert checkpoint.last_event_time == at_p
     restored = build_worker(s, 0, lambda: 0.0)
     load_into(restored.matcher, checkpoint)
-    assert state(restored.matcher) == state(worker.matcher)  # exactly the state at P
+    assert matcher_state(restored.matcher) == matcher_state(
+        worker.matcher
+    )  # exactly the state at P
     assert restored.fold(position + 1) == end - position  # and only the tail is read
-    assert state(restored.matcher) == state(full.matcher)
+    assert matcher_state(restored.matcher) == matcher_state(full.matcher)
     full.app.close(), worker.app.close(), restored.app.close()
 
 
@@ -131,6 +127,7 @@ def test_the_engine_writes_checkpoints_a_chunk_a_batch_and_keeps_two_complete_on
 
 def test_a_restart_restores_from_the_newest_checkpoint_and_equals_a_full_replay(
     checkpointed: Settings,
+    matcher_state: Callable[[Matcher], dict[str, Any]],
 ) -> None:
     worker = build_worker(checkpointed, 0, lambda: 0.0)
     read = worker.restore()
@@ -138,7 +135,7 @@ def test_a_restart_restores_from_the_newest_checkpoint_and_equals_a_full_replay(
     newest = positions(checkpointed)[0]
     assert worker.restored_from == newest
     assert read == full.app.position() - newest  # only the tail was read
-    assert state(worker.matcher) == state(full.matcher)
+    assert matcher_state(worker.matcher) == matcher_state(full.matcher)
     # The engine labelled its checkpoint with the position whose state it holds.
     upto = build_worker(checkpointed, 0, lambda: 0.0)
     upto.fold(1, newest)
@@ -146,11 +143,13 @@ def test_a_restart_restores_from_the_newest_checkpoint_and_equals_a_full_replay(
     assert written.checkpoint_store is not None
     chunks = written.checkpoint_store.checkpoint_chunks(newest)
     load_into(written.matcher, assemble(newest, chunks))
-    assert state(written.matcher) == state(upto.matcher)
+    assert matcher_state(written.matcher) == matcher_state(upto.matcher)
 
 
 def test_a_damaged_checkpoint_is_passed_over_for_the_one_before_it_and_the_log_says_so(
-    checkpointed: Settings, caplog: pytest.LogCaptureFixture
+    checkpointed: Settings,
+    caplog: pytest.LogCaptureFixture,
+    matcher_state: Callable[[Matcher], dict[str, Any]],
 ) -> None:
     newest, previous = positions(checkpointed)
     damage(checkpointed, newest)
@@ -159,11 +158,13 @@ def test_a_damaged_checkpoint_is_passed_over_for_the_one_before_it_and_the_log_s
         worker.restore()
     assert worker.restored_from == previous
     assert f"checkpoint at {newest} is unusable" in caplog.text
-    assert state(worker.matcher) == state(replayed(checkpointed).matcher)
+    assert matcher_state(worker.matcher) == matcher_state(replayed(checkpointed).matcher)
 
 
 def test_with_every_checkpoint_damaged_the_shard_replays_its_whole_log_and_says_so(
-    checkpointed: Settings, caplog: pytest.LogCaptureFixture
+    checkpointed: Settings,
+    caplog: pytest.LogCaptureFixture,
+    matcher_state: Callable[[Matcher], dict[str, Any]],
 ) -> None:
     for position in positions(checkpointed):
         damage(checkpointed, position)
@@ -172,11 +173,12 @@ def test_with_every_checkpoint_damaged_the_shard_replays_its_whole_log_and_says_
         read = worker.restore()
     assert worker.restored_from is None and read == worker.app.position()
     assert "no usable checkpoint; replaying the whole log" in caplog.text
-    assert state(worker.matcher) == state(replayed(checkpointed).matcher)
+    assert matcher_state(worker.matcher) == matcher_state(replayed(checkpointed).matcher)
 
 
 def test_after_kill_9_during_a_checkpoint_the_half_written_one_is_never_used(
     tmp_path: Path,
+    matcher_state: Callable[[Matcher], dict[str, Any]],
 ) -> None:
     """A simulation whose checkpoints span a hundred batches each (300 drivers, 3 rows a
     chunk) is killed with SIGKILL while one is being written; a restart restores from a
@@ -211,7 +213,7 @@ def test_after_kill_9_during_a_checkpoint_the_half_written_one_is_never_used(
     worker = build_worker(s, 0, lambda: 0.0)
     worker.restore()
     assert worker.restored_from == complete[0] and worker.restored_from not in partial
-    assert state(worker.matcher) == state(replayed(s).matcher)
+    assert matcher_state(worker.matcher) == matcher_state(replayed(s).matcher)
     worker.app.close()
     verify = subprocess.run(
         [sys.executable, "-m", "dispatch", "replay", "verify", "--data-dir", str(data)],
@@ -241,7 +243,9 @@ class Unreadable:
 
 
 def test_a_checkpoint_store_that_cannot_be_read_means_a_full_replay_not_a_lost_state(
-    checkpointed: Settings, caplog: pytest.LogCaptureFixture
+    checkpointed: Settings,
+    caplog: pytest.LogCaptureFixture,
+    matcher_state: Callable[[Matcher], dict[str, Any]],
 ) -> None:
     worker = build_worker(checkpointed, 0, lambda: 0.0)
     worker.checkpoint_store = Unreadable()
@@ -249,4 +253,4 @@ def test_a_checkpoint_store_that_cannot_be_read_means_a_full_replay_not_a_lost_s
         read = worker.restore()
     assert worker.restored_from is None and read == worker.app.position()
     assert "checkpoints unreadable" in caplog.text
-    assert state(worker.matcher) == state(replayed(checkpointed).matcher)
+    assert matcher_state(worker.matcher) == matcher_state(replayed(checkpointed).matcher)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import signal
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -51,16 +51,6 @@ def deployment(kafka_bootstrap: str) -> Iterator[Settings]:
     delete_topics(kafka_bootstrap, prefix)
 
 
-def state(m: Matcher) -> dict[str, Any]:
-    return {
-        "pending": dict(m.pending),
-        "offers": dict(m.offers),
-        "assigned": dict(m.assigned),
-        "available": set(m.available),
-        "drivers": dict(m.drivers),
-    }
-
-
 def hosting(worker: KafkaWorker, deadline_s: float = 60) -> None:
     deadline = time.monotonic() + deadline_s
     while 0 not in worker.shards and time.monotonic() < deadline:
@@ -86,6 +76,7 @@ def drive(worker: KafkaWorker, bus: KafkaTransport, *commands: c.Command) -> Non
 
 def test_a_takeover_restores_from_the_checkpoints_topic_and_equals_a_full_replay(
     deployment: Settings,
+    matcher_state: Callable[[Matcher], dict[str, Any]],
 ) -> None:
     assert deployment.kafka_bootstrap is not None
     bus = KafkaTransport(deployment.kafka_bootstrap, deployment.topic_prefix)
@@ -115,7 +106,7 @@ def test_a_takeover_restores_from_the_checkpoints_topic_and_equals_a_full_replay
                 break
         assert host.checkpoints is not None and len(host.checkpoints.complete) >= 2
         newest = max(position for position, _ in host.checkpoints.complete.values())
-        before = state(host.worker.matcher)
+        before = matcher_state(host.worker.matcher)
         assert before["pending"] and before["offers"] and before["available"]
     finally:
         first.close()
@@ -130,21 +121,24 @@ def test_a_takeover_restores_from_the_checkpoints_topic_and_equals_a_full_replay
         hosting(second)
         restored = second.shards[0].worker
         assert restored.restored_from == newest
-        assert state(restored.matcher) == before
+        assert matcher_state(restored.matcher) == before
         env = {**kafka_env(deployment.kafka_bootstrap, deployment.topic_prefix, 0),
                "KAFKA_READ_ONLY": "y"}  # fmt: skip
         reader = ShardApplication(0, env=env)
         full = ShardWorker(0, reader, lambda: build_matcher(deployment), time.time)
         full.restore()
         assert full.restored_from is None
-        assert state(full.matcher) == before
+        assert matcher_state(full.matcher) == before
         reader.close()
     finally:
         second.close()
 
 
 def test_after_kill_9_during_a_checkpoint_a_takeover_never_uses_the_half_written_one(
-    deployment: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    deployment: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    matcher_state: Callable[[Matcher], dict[str, Any]],
 ) -> None:
     """A worker process writes checkpoints one row a chunk (each spans dozens of batches)
     while commands flow; it is killed with SIGKILL. The checkpoint it was writing is left
@@ -205,7 +199,7 @@ def test_after_kill_9_during_a_checkpoint_a_takeover_never_uses_the_half_written
         reader = ShardApplication(0, env=env)
         full = ShardWorker(0, reader, lambda: build_matcher(deployment), time.time)
         full.restore()
-        assert state(full.matcher) == state(restored.matcher)
+        assert matcher_state(full.matcher) == matcher_state(restored.matcher)
         reader.close()
     finally:
         second.close()

@@ -24,19 +24,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
-from kafka import TopicPartition
 from kafka.errors import KafkaError, ProducerFencedError
 from kafka.structs import MemberState
 
 from dispatch.adapters.kafka import worker as worker_module
 from dispatch.adapters.kafka.batch import Ended, KafkaBatch, Offsets
-from dispatch.adapters.kafka.config import new_consumer
 from dispatch.adapters.kafka.logsource import KafkaLogSource
 from dispatch.adapters.kafka.processes import start_worker, stop_worker
 from dispatch.adapters.kafka.shard_host import ShardHost
-from dispatch.adapters.kafka.topics import Topics, create_topics, delete_topics
+from dispatch.adapters.kafka.topics import create_topics, delete_topics
 from dispatch.adapters.kafka.transport import KafkaTransport
 from dispatch.adapters.kafka.worker import KafkaWorker
 from dispatch.bootstrap import build_kafka_worker
@@ -118,30 +115,13 @@ NOT_A_FENCE = {
 A_FENCE = {"commit_transaction": ProducerFencedError()}  # the abort that follows works
 
 
-def committed_outcomes(settings: Settings) -> Counter[str]:
-    """How many outcomes each command id has on the outcomes topic (read_committed)."""
+def assert_each_decided_once(
+    settings: Settings, counts: Counter[str], commands: dict[str, str]
+) -> None:
+    """Each command (id -> driver name) has one committed outcome (``counts``, from the
+    ``outcome_counts`` fixture) and one registration in the shard's log, and the log
+    verifies."""
     assert settings.kafka_bootstrap is not None
-    topic = Topics(settings.topic_prefix).outcomes
-    consumer = new_consumer(settings.kafka_bootstrap, group_id=None)
-    parts = [TopicPartition(topic, p) for p in range(SHARDS)]
-    consumer.assign(parts)
-    consumer.seek_to_beginning(*parts)
-    end = consumer.end_offsets(parts)
-    counts: Counter[str] = Counter()
-    deadline = time.monotonic() + 30
-    while any(consumer.position(tp) < end[tp] for tp in parts) and time.monotonic() < deadline:
-        for records in consumer.poll(timeout_ms=200).values():
-            for r in records:
-                counts[orjson.loads(r.value)["command_id"]] += 1
-    consumer.close()
-    return counts
-
-
-def assert_each_decided_once(settings: Settings, commands: dict[str, str]) -> None:
-    """Each command (id -> driver name) has one committed outcome and one registration in
-    the shard's log, and the log verifies."""
-    assert settings.kafka_bootstrap is not None
-    counts = committed_outcomes(settings)
     assert {cid: counts[cid] for cid in commands} == dict.fromkeys(commands, 1)
     source = KafkaLogSource(settings.kafka_bootstrap, settings.topic_prefix)
     names = Counter(e.data.get("name") for e in source.read(SHARD))
@@ -151,7 +131,10 @@ def assert_each_decided_once(settings: Settings, commands: dict[str, str]) -> No
 
 
 def test_a_producer_lost_without_a_fence_is_reopened_and_its_batch_decided_again_once(
-    deployment: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    deployment: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    outcome_counts: Callable[[Settings], Counter[str]],
 ) -> None:
     assert deployment.kafka_bootstrap is not None
     caplog.set_level(logging.INFO, logger="dispatch.adapters.kafka.worker")
@@ -182,7 +165,9 @@ def test_a_producer_lost_without_a_fence_is_reopened_and_its_batch_decided_again
         worker.close()
     assert "without a confirmed fence" in caplog.text and "reopened in place" in caplog.text
     assert_each_decided_once(
-        deployment, {lost.command_id: "in the lost batch", after.command_id: "after the loss"}
+        deployment,
+        outcome_counts(deployment),
+        {lost.command_id: "in the lost batch", after.command_id: "after the loss"},
     )
 
 
@@ -191,6 +176,7 @@ def test_a_confirmed_fence_releases_the_shard_to_the_group_and_skips_no_record(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
+    outcome_counts: Callable[[Settings], Counter[str]],
 ) -> None:
     """A fence is never answered by reopening: only the group hands the shard out again.
     Here the fence came from outside the group, so the group moves nothing until a member
@@ -234,6 +220,7 @@ def test_a_confirmed_fence_releases_the_shard_to_the_group_and_skips_no_record(
     assert "fenced by a newer owner" in caplog.text and "reopened in place" not in caplog.text
     assert_each_decided_once(
         deployment,
+        outcome_counts(deployment),
         {fenced.command_id: "in the fenced batch", waiting.command_id: "while fenced"},
     )
 
@@ -243,6 +230,7 @@ def test_an_evicted_member_that_has_not_heard_of_it_never_reopens_a_lost_shard(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
+    outcome_counts: Callable[[Settings], Counter[str]],
 ) -> None:
     """Its own view says it still owns the shard; the group says otherwise, and a producer
     it opened would fence the member that serves the shard now."""
@@ -283,10 +271,11 @@ def test_an_evicted_member_that_has_not_heard_of_it_never_reopens_a_lost_shard(
         bus.close()
         stop_worker(fresh)
         stale.consumer.close()
-    counts = committed_outcomes(deployment)
+    counts = outcome_counts(deployment)
     assert zombie.command_id not in counts
     assert_each_decided_once(
         deployment,
+        counts,
         {
             before.command_id: "served by the fresh member",
             after.command_id: "still served by the fresh member",

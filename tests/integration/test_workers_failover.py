@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -67,28 +67,10 @@ def envelope(command: c.Command) -> c.CommandEnvelope:
     )
 
 
-def committed_outcomes(settings: Settings) -> Counter[str]:
-    """How many outcomes each command id has on the outcomes topic (read_committed)."""
-    assert settings.kafka_bootstrap is not None
-    topic = Topics(settings.topic_prefix).outcomes
-    consumer = new_consumer(settings.kafka_bootstrap, group_id=None)
-    parts = [TopicPartition(topic, p) for p in range(SHARDS)]
-    consumer.assign(parts)
-    consumer.seek_to_beginning(*parts)
-    end = consumer.end_offsets(parts)
-    counts: Counter[str] = Counter()
-    deadline = time.monotonic() + 30
-    while any(consumer.position(tp) < end[tp] for tp in parts) and time.monotonic() < deadline:
-        for records in consumer.poll(timeout_ms=200).values():
-            for r in records:
-                counts[orjson.loads(r.value)["command_id"]] += 1
-    consumer.close()
-    return counts
-
-
 def test_two_workers_split_the_partitions_and_load_flows_through_a_rebalance(
     deployment: Settings,
     tmp_path: Path,
+    outcome_counts: Callable[[Settings], Counter[str]],
 ) -> None:
     assert deployment.kafka_bootstrap is not None
     a = start_worker(deployment, "a", tmp_path)
@@ -131,7 +113,7 @@ def test_two_workers_split_the_partitions_and_load_flows_through_a_rebalance(
             stop(proc)
         if "c_" in locals():
             stop(c_)
-    counts = committed_outcomes(deployment)
+    counts = outcome_counts(deployment)
     assert {cid: n for cid, n in counts.items() if n != 1} == {}
     assert set(sent) <= set(counts)
     events, violations = verify(KafkaLogSource(deployment.kafka_bootstrap, deployment.topic_prefix))
@@ -141,6 +123,7 @@ def test_two_workers_split_the_partitions_and_load_flows_through_a_rebalance(
 def test_kill_9_of_a_worker_under_load_loses_nothing_and_duplicates_nothing(
     deployment: Settings,
     tmp_path: Path,
+    outcome_counts: Callable[[Settings], Counter[str]],
 ) -> None:
     assert deployment.kafka_bootstrap is not None
     settings = deployment.model_copy(update={"offer_timeout_s": 20.0})
@@ -169,7 +152,7 @@ def test_kill_9_of_a_worker_under_load_loses_nothing_and_duplicates_nothing(
     assert killed, "the chaos hook never fired"
     assert report.violations == []
     assert report.requests > 20 and report.served > 0
-    counts = committed_outcomes(deployment)
+    counts = outcome_counts(deployment)
     assert {cid: n for cid, n in counts.items() if n != 1} == {}
     events, violations = verify(KafkaLogSource(deployment.kafka_bootstrap, deployment.topic_prefix))
     assert violations == [] and events == report.events
@@ -178,6 +161,7 @@ def test_kill_9_of_a_worker_under_load_loses_nothing_and_duplicates_nothing(
 def test_a_stale_worker_cannot_write_after_its_partitions_moved(
     deployment: Settings,
     tmp_path: Path,
+    outcome_counts: Callable[[Settings], Counter[str]],
 ) -> None:
     assert deployment.kafka_bootstrap is not None
     # A member that stops polling is dropped from the group after max_poll_interval_ms.
@@ -203,7 +187,7 @@ def test_a_stale_worker_cannot_write_after_its_partitions_moved(
         bus.close()
         stop(fresh)
         stale.consumer.close()
-    counts = committed_outcomes(deployment)
+    counts = outcome_counts(deployment)
     assert counts[probe.command_id] == 1
     assert zombie.command_id not in counts
     source = KafkaLogSource(deployment.kafka_bootstrap, deployment.topic_prefix)
@@ -309,6 +293,7 @@ def test_after_a_takeover_matching_resumes_from_recent_pings_without_waiting_for
 
 def test_a_failed_batch_aborts_its_events_outcomes_and_offsets_and_is_decided_again(
     deployment: Settings,
+    outcome_counts: Callable[[Settings], Counter[str]],
 ) -> None:
     """The batch owner (adapters/kafka/batch.py): a failure after the worker saved its
     events aborts the transaction as a whole; the consumer is rewound, the shard refolded,
@@ -346,7 +331,7 @@ def test_a_failed_batch_aborts_its_events_outcomes_and_offsets_and_is_decided_ag
     finally:
         bus.close()
         worker.close()
-    assert committed_outcomes(deployment)[probe.command_id] == 1
+    assert outcome_counts(deployment)[probe.command_id] == 1
     source = KafkaLogSource(deployment.kafka_bootstrap, deployment.topic_prefix)
     names = [e.data.get("name") for e in source.read(shard)]
     assert names.count("twice decided") == 1
