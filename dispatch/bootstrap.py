@@ -20,6 +20,8 @@ from dispatch.adapters.sqlite.datadir import (
     write_manifest,
 )
 from dispatch.adapters.sqlite.logsource import SqliteLogSource
+from dispatch.adapters.sqlite.ridearchive import SqliteRideArchive, ride_archive_path
+from dispatch.adapters.sqlite.viewstore import SqliteViewStore, view_store_path
 from dispatch.checkpoints import CheckpointWriter
 from dispatch.log import LogSource
 from dispatch.markets import MarketMap
@@ -32,8 +34,11 @@ from dispatch.settings import Settings
 from dispatch.shard.application import ShardApplication
 from dispatch.shard.handlers import Policy
 from dispatch.shard.worker import Clock, ShardWorker
+from projections.keeper import ViewKeeper
 from projections.runner import ProjectionRunner
-from projections.views import ViewSet, default_projections
+from projections.store import RideArchive, ViewStore
+from projections.views import default_projections
+from projections.warm import warm_views
 
 if TYPE_CHECKING:  # the Kafka adapter is imported only when it is used
     from dispatch.adapters.kafka.worker import KafkaWorker
@@ -152,12 +157,30 @@ def build_log_source(settings: Settings) -> LogSource:
     return KafkaLogSource(settings.kafka_bootstrap, settings.topic_prefix)
 
 
+def log_name(settings: Settings) -> str:
+    """Which log kept views were folded from (``projections.warm`` checks it)."""
+    return "embedded" if settings.embedded else f"kafka:{settings.topic_prefix}"
+
+
+def build_view_stores(settings: Settings) -> tuple[ViewStore, RideArchive]:
+    """Where views are kept between runs (``views.sqlite``) and ended rides are archived
+    (``ended-rides.sqlite``): both under the data dir, on Kafka too."""
+    return (
+        SqliteViewStore(view_store_path(settings.data_dir)),
+        SqliteRideArchive(ride_archive_path(settings.data_dir)),
+    )
+
+
 def build_runtime(settings: Settings, clock: Clock = time.time) -> Runtime:
     """A serving process. Embedded: all shards' workers in threads, views following the
     shard SQLite files. Kafka: commands and pings to the topics, outcomes read back, views
     following the events topic and every ping on the locations topic (the shards' workers
-    are `dispatch worker` processes)."""
-    views = ViewSet(default_projections(settings.h3_resolution, settings.ping_ttl_s))
+    are `dispatch worker` processes). Either way the views start from those kept under the
+    data dir when they match the log (``projections.warm``), and are kept there again."""
+    projections = default_projections(
+        settings.h3_resolution, settings.ping_ttl_s, settings.ended_ride_retention_s
+    )
+    name = log_name(settings)
     if not settings.embedded:
         from dispatch.adapters.kafka.locations import LocationFollower
         from dispatch.adapters.kafka.logsource import KafkaFollowSource
@@ -166,7 +189,10 @@ def build_runtime(settings: Settings, clock: Clock = time.time) -> Runtime:
         assert settings.kafka_bootstrap is not None
         bus = KafkaTransport(settings.kafka_bootstrap, settings.topic_prefix)
         source = KafkaFollowSource(settings.kafka_bootstrap, settings.topic_prefix)
-        runner = ProjectionRunner(source, views)
+        store, archive = build_view_stores(settings)
+        views = warm_views(projections, store, archive, source, name).views
+        keeper = ViewKeeper(views, store, archive, name, settings.views_save_every_s)
+        runner = ProjectionRunner(source, views, keeper=keeper)
         runtime = Runtime(
             settings,
             bus,
@@ -174,7 +200,8 @@ def build_runtime(settings: Settings, clock: Clock = time.time) -> Runtime:
             runner,
             build_markets(settings),
             clock,
-            closers=[bus.close, source.close],
+            archive=archive,
+            closers=[bus.close, source.close, archive.close],
         )
         follower = LocationFollower(
             settings.kafka_bootstrap,
@@ -185,10 +212,22 @@ def build_runtime(settings: Settings, clock: Clock = time.time) -> Runtime:
         )
         runtime.services.append(follower)
         return runtime
-    engine = build_embedded_engine(settings, clock)
-    runner = ProjectionRunner(SqliteLogSource(settings.data_dir, shards=settings.shards), views)
+    engine = build_embedded_engine(settings, clock)  # checks the data dir first
+    shard_files = SqliteLogSource(settings.data_dir, shards=settings.shards)
+    store, archive = build_view_stores(settings)
+    views = warm_views(projections, store, archive, shard_files, name).views
+    keeper = ViewKeeper(views, store, archive, name, settings.views_save_every_s)
+    runner = ProjectionRunner(shard_files, views, keeper=keeper)
     for worker in engine.workers.values():
         worker.listeners.append(lambda _shard, _recordings: runner.nudge())
     return Runtime(
-        settings, engine.transport, views, runner, build_markets(settings), clock, engine
+        settings,
+        engine.transport,
+        views,
+        runner,
+        build_markets(settings),
+        clock,
+        engine,
+        archive=archive,
+        closers=[archive.close],
     )

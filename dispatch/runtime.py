@@ -6,6 +6,8 @@ views, wait until the views include a position. Built by ``bootstrap.build_runti
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -15,9 +17,16 @@ from dispatch.markets import MarketMap
 from dispatch.messages import Ping
 from dispatch.ports import CommandBus
 from dispatch.settings import Settings
+from projections.rides import RideRow
 from projections.runner import ProjectionRunner
+from projections.store import RideArchive
 from projections.views import ViewSet
 from schemas.commands import CommandEnvelope, Outcome
+
+log = logging.getLogger(__name__)
+
+# A start that folded this many events keeps its views at once (in the background).
+KEEP_AFTER_EVENTS = 10_000
 
 
 class Service(Protocol):
@@ -41,6 +50,7 @@ class Runtime:
     markets: MarketMap
     clock: Callable[[], float]
     engine: EmbeddedEngine | None = None
+    archive: RideArchive | None = None  # ended rides that left the rides view
     services: list[Service] = field(default_factory=list)
     closers: list[Callable[[], None]] = field(default_factory=list)
     _started: bool = field(default=False, init=False)
@@ -56,7 +66,13 @@ class Runtime:
     def start(self) -> None:
         if self._started:
             return
-        self.runner.catch_up()
+        started = time.perf_counter()
+        folded = self.runner.catch_up()
+        log.info(
+            "views caught up: %d events folded in %.3f s", folded, time.perf_counter() - started
+        )
+        if folded >= KEEP_AFTER_EVENTS and self.runner.keeper is not None:
+            self.runner.keeper.save_soon()
         if self.engine is not None:
             self.engine.start()
         self.runner.start()
@@ -70,11 +86,25 @@ class Runtime:
         for service in reversed(self.services):
             service.stop()
         self.runner.stop()
+        self._keep_views()
         if self.engine is not None:
             self.engine.stop()
         for close in self.closers:
             close()
         self._started = False
+
+    def _keep_views(self) -> None:
+        """A clean stop keeps the views, so the next start folds only what follows."""
+        if self.runner.keeper is None:
+            return
+        try:
+            self.runner.keeper.save()
+        except Exception:
+            log.exception("views could not be kept at stop; the next start folds more")
+
+    def ended_ride(self, ride_id: str) -> RideRow | None:
+        """A ride that ended and left the rides view, from the archive (a disk read)."""
+        return self.archive.get(ride_id) if self.archive is not None else None
 
     def send(self, envelope: CommandEnvelope, timeout_s: float) -> Outcome | None:
         """Send a command and wait up to ``timeout_s`` for its outcome (None on timeout)."""

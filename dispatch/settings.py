@@ -49,6 +49,12 @@ class Settings(BaseSettings):
     # shard file embedded, in the checkpoints topic on Kafka).
     checkpoint_every_events: int = Field(default=50_000, ge=0)
     checkpoint_chunk_rows: int = Field(default=10_000, ge=1)
+    # A serving process keeps its views (with their log positions) in views.sqlite under
+    # data_dir every this many seconds and at a clean stop (0: only at a stop), and starts
+    # from them. Ended rides leave the in-memory rides view this many seconds of log time
+    # after they ended; ended-rides.sqlite answers for them from then on.
+    views_save_every_s: float = Field(default=60.0, ge=0)
+    ended_ride_retention_s: float = Field(default=3_600.0, ge=0)
 
     markets: list[MarketConfig] = Field(
         default_factory=lambda: [

@@ -41,6 +41,7 @@ class DriversView:
 class DriversProjection:
     name = "drivers"
     topics = AVAILABILITY_TOPICS
+    params = ""
 
     def initial(self) -> DriversView:
         return DriversView()

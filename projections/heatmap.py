@@ -2,7 +2,9 @@
 
 Counts are kept at a fine resolution (8) and summed to the caller's resolution (4 to 8) at
 query time. Supply is available drivers with a known position, demand is rides waiting for
-a driver (requested or offered), by pickup cell.
+a driver (requested or offered), by pickup cell. What came from pings (positions, supply)
+is not kept with the view: pings are not events, and a serving process takes them up again
+from the ping stream (``__getstate__``).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 import h3
 
@@ -47,6 +50,15 @@ class HeatmapView:
     ride_cell: dict[str, str] = field(default_factory=dict)
     waiting: set[str] = field(default_factory=set)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """What the events made, without what pings did (kept views, see the module)."""
+        return {k: v for k, v in self.__dict__.items() if k not in _FROM_PINGS}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        for name in _FROM_PINGS:
+            setattr(self, name, Counter() if name == "supply" else {})
+
     def cells(self, resolution: int) -> dict[str, tuple[int, int]]:
         """(supply, demand) per cell at ``resolution``."""
         if not MIN_RESOLUTION <= resolution <= BASE_RESOLUTION:
@@ -61,12 +73,14 @@ class HeatmapView:
         return {cell: (v[0], v[1]) for cell, v in out.items()}
 
 
+_FROM_PINGS = ("supply", "driver_cell", "last_cell", "last_ping_at")
 _AVAILABLE = DriverStatus.AVAILABLE  # looked up once, not per event
 
 
 class HeatmapProjection:
     name = "heatmap"
     topics = frozenset(_RIDE_WAITING) | AVAILABILITY_TOPICS
+    params = f"resolution={BASE_RESOLUTION}"
 
     def initial(self) -> HeatmapView:
         return HeatmapView()

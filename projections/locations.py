@@ -2,13 +2,16 @@
 
 Statuses come from the event log, positions from the ping stream. Available drivers are
 kept in a ``DriverIndex`` (ring search with an exact distance bound), so "nearest
-available drivers" and "where is driver X" are answered from memory.
+available drivers" and "where is driver X" are answered from memory. Positions are not kept
+with the view (``__getstate__``): pings are not events, and a serving process takes them up
+again from the ping stream (embedded, from the next pings; on Kafka, from the last TTL of
+the locations topic), as after a full fold.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from dispatch.domain.driver import AVAILABILITY_TOPICS, Driver, DriverStatus, next_availability
 from dispatch.log import LogEvent
@@ -37,6 +40,21 @@ class LocationsView:
     # What `nearest` answers for each indexed (available) driver, made once per ping.
     available: dict[str, DriverLocation] = field(default_factory=dict)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Statuses, without positions or their index (kept views, see the module)."""
+        return {
+            "resolution": self.index.resolution,
+            "ttl_s": self.ttl_s,
+            "status": self.status,
+            "offline_after_trip": self.offline_after_trip,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.index = DriverIndex[str](state["resolution"], state["ttl_s"])
+        self.ttl_s = state["ttl_s"]
+        self.status, self.offline_after_trip = state["status"], state["offline_after_trip"]
+        self.positions, self.available = {}, {}
+
     def where(self, driver_id: str, now: float) -> DriverLocation | None:
         status = self.status.get(driver_id)
         if status is None:
@@ -63,6 +81,7 @@ class LocationsProjection:
 
     def __init__(self, resolution: int = 9, ttl_s: float = 30.0) -> None:
         self.resolution, self.ttl_s = resolution, ttl_s
+        self.params = f"resolution={resolution},ttl_s={ttl_s}"
 
     def initial(self) -> LocationsView:
         return LocationsView(DriverIndex[str](self.resolution, self.ttl_s), self.ttl_s)

@@ -1,11 +1,19 @@
-"""Rides view: status, rider, driver and a timeline of the ride's events with their times."""
+"""Rides view: status, rider, driver and a timeline of the ride's events with their times.
+
+An ended ride (completed, cancelled, expired) leaves the view ``retention_s`` seconds after
+it ended, by the clock of the log: the time of the later ride events of its shard. So a
+replay evicts the same rides at the same events, whatever order the shards are folded in.
+Evicted rows wait in ``RidesView.evicted`` until the view's keeper moves them to the ended
+rides archive (``projections.keeper``), which answers for them from then on.
+"""
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 from typing import Any
 
-from dispatch.domain.ride import RIDE_TRANSITIONS, Ride, RideStatus
+from dispatch.domain.ride import RIDE_ENDINGS, RIDE_TRANSITIONS, Ride, RideStatus
 from dispatch.log import LogEvent
 
 # A ride's status after each of its events: the aggregate's own transition table.
@@ -34,15 +42,34 @@ class RideRow:
     timeline: list[dict[str, Any]] = field(default_factory=list)
 
 
-RidesView = dict[str, RideRow]
+_ENDINGS = frozenset(RIDE_ENDINGS)
+
+
+class RidesView(dict[str, RideRow]):
+    """Rides by id, and the ended ones by shard and end time, next to leave."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ending: dict[int, list[tuple[float, str]]] = {}  # a heap per shard
+        self.evicted: dict[str, RideRow] = {}  # left the view, not archived yet
+
+    def find(self, ride_id: str) -> RideRow | None:
+        """The ride, also when it left the view and is not archived yet."""
+        return self.get(ride_id) or self.evicted.get(ride_id)
 
 
 class RidesProjection:
+    """``retention_s`` None keeps every ride (replay's time travel)."""
+
     name = "rides"
     topics = frozenset(_STATUS_AFTER)
 
+    def __init__(self, retention_s: float | None = None) -> None:
+        self.retention_s = retention_s
+        self.params = f"retention_s={retention_s}"
+
     def initial(self) -> RidesView:
-        return {}
+        return RidesView()
 
     def apply(self, view: RidesView, e: LogEvent) -> RidesView:
         status = _STATUS_AFTER.get(e.topic)
@@ -77,4 +104,18 @@ class RidesProjection:
             elif status == RideStatus.CANCELLED:
                 row.offered_to = None
         row.timeline.append({"at": e.at, "event": _KIND[topic], "position": e.where, **data})
+        if self.retention_s is not None:
+            if topic in _ENDINGS:
+                heapq.heappush(view.ending.setdefault(e.shard, []), (e.at, e.aggregate_id))
+            self._evict(view, e.shard, e.at - self.retention_s)
         return view
+
+    @staticmethod
+    def _evict(view: RidesView, shard: int, ended_by: float) -> None:
+        """Every ride of ``shard`` that ended at or before ``ended_by`` leaves the view."""
+        heap = view.ending.get(shard)
+        while heap and heap[0][0] <= ended_by:
+            _, ride_id = heapq.heappop(heap)
+            row = view.pop(ride_id, None)
+            if row is not None:
+                view.evicted[ride_id] = row

@@ -2,7 +2,9 @@
 
 Idempotent on redelivery (each view skips positions at or before its checkpoint). In
 embedded mode it follows the shard SQLite files; on Kafka the source is a read_committed
-consumer of the events topic. ``nudge()`` wakes it at once after a commit.
+consumer of the events topic. ``nudge()`` wakes it at once after a commit. With a
+``ViewKeeper`` it also keeps the views every so often and archives evicted rides, on its
+own thread, between folds.
 """
 
 from __future__ import annotations
@@ -12,14 +14,21 @@ import threading
 from collections.abc import Callable
 
 from dispatch.log import LogEvent, LogSource, pages
+from projections.keeper import ViewKeeper
 from projections.views import ViewSet
 
 log = logging.getLogger(__name__)
 
 
 class ProjectionRunner:
-    def __init__(self, source: LogSource, views: ViewSet, batch: int = 2_000) -> None:
-        self.source, self.views, self.batch = source, views, batch
+    def __init__(
+        self,
+        source: LogSource,
+        views: ViewSet,
+        batch: int = 2_000,
+        keeper: ViewKeeper | None = None,
+    ) -> None:
+        self.source, self.views, self.batch, self.keeper = source, views, batch, keeper
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -38,6 +47,8 @@ class ProjectionRunner:
         with self.views.lock:
             self.views.apply_page(page)
             self.views.progress.notify_all()
+        if self.keeper is not None:
+            self.keeper.after_page()
         for listener in self.listeners:
             for event in page:
                 listener(event)
@@ -63,5 +74,7 @@ class ProjectionRunner:
                 self.catch_up()
             except Exception:
                 log.exception("projection runner: catch-up failed; retrying")
+            if self.keeper is not None:
+                self.keeper.maybe_save()
             self._wake.wait(interval_s)
             self._wake.clear()

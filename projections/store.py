@@ -1,48 +1,107 @@
-"""A view store: every view and its checkpoint, saved together in one SQLite transaction.
+"""The ports a serving process keeps its views through between runs, and the kept form.
 
-Views are pickled: the store is a local cache that can always be rebuilt from the log
-(``dispatch replay rebuild``), not a format for other programs. It records the
-``VIEW_FORMAT`` it was written with; a store of another format loads as empty (the views
-are rebuilt) rather than as objects of a shape the code no longer has.
+``ViewStore``: the views with their checkpoints, written whole and switched over
+atomically (a crash while writing leaves the previous store), read back at start
+(``projections.warm``). ``RideArchive``: the ended rides that left the rides view, answered
+by id from then on. Adapter: ``dispatch.adapters.sqlite`` (one SQLite file each under the
+data dir). Views are pickled (``encode``): the store is a cache that can always be rebuilt
+from the log (``dispatch replay rebuild``), not a format for other programs. It records the
+``VIEW_FORMAT`` it was written with; a store of another format is not taken up.
 """
 
 from __future__ import annotations
 
 import pickle
-import sqlite3
-from pathlib import Path
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from projections.base import Checkpointed
+from projections.base import Checkpointed, Projection
+from projections.rides import RideRow
 
 # Bump when a view's pickled shape changes.
-VIEW_FORMAT = 2
-_FORMAT_ROW = "__format__"
+VIEW_FORMAT = 3
 
 
-class ViewStore:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(path)
-        self._conn.execute(
-            "CREATE TABLE IF NOT EXISTS views (name TEXT PRIMARY KEY, state BLOB NOT NULL)"
-        )
-        self._conn.commit()
+class ViewStoreError(Exception):
+    """A kept store that cannot be read or taken up (damaged, another format)."""
 
-    def save(self, states: dict[str, Checkpointed[Any]]) -> None:
-        """Save every view with its checkpoint atomically."""
-        rows = [(name, pickle.dumps(state, protocol=5)) for name, state in states.items()]
-        rows.append((_FORMAT_ROW, pickle.dumps(VIEW_FORMAT)))
-        with self._conn:
-            self._conn.executemany("INSERT OR REPLACE INTO views VALUES (?, ?)", rows)
 
-    def load(self) -> dict[str, Checkpointed[Any]]:
-        rows = dict(self._conn.execute("SELECT name, state FROM views").fetchall())
-        written = rows.pop(_FORMAT_ROW, None)
-        if written is None or pickle.loads(written) != VIEW_FORMAT:
-            return {}
-        return {name: pickle.loads(blob) for name, blob in rows.items()}
+@dataclass(frozen=True)
+class StoredViews:
+    """Views as kept: the format, the log they were folded from (``embedded``, or
+    ``kafka:<topic prefix>``), each view's pickled ``Checkpointed`` and its parameters."""
 
+    log: str
+    views: dict[str, bytes]
+    params: dict[str, str] = field(default_factory=dict)
+    format: int = VIEW_FORMAT
+
+
+class ViewStore(ABC):
+    """Where the views are kept between runs."""
+
+    where: str  # for messages: the file, say
+
+    @abstractmethod
+    def load(self) -> StoredViews | None:
+        """The kept views, or None when there are none; ``ViewStoreError`` when they
+        cannot be read."""
+
+    @abstractmethod
+    def save(self, stored: StoredViews) -> None:
+        """Replace the kept views by ``stored``, all or nothing."""
+
+    @abstractmethod
+    def discard(self) -> None:
+        """Remove the kept views (nothing when there are none)."""
+
+
+class RideArchive(ABC):
+    """Ended rides that left the rides view, by id: written once, read by id."""
+
+    @abstractmethod
+    def put(self, rows: Sequence[RideRow]) -> None:
+        """Keep these rows (a row kept before under the same id is replaced), durably,
+        before returning."""
+
+    @abstractmethod
+    def get(self, ride_id: str) -> RideRow | None:
+        """The ride's row, or None when it is not archived."""
+
+    @abstractmethod
+    def clear(self) -> None:
+        """Forget every row (the views are folded again from the start of the log)."""
+
+    @abstractmethod
     def close(self) -> None:
-        self._conn.close()
+        """Release what the archive holds open."""
+
+
+def encode(
+    projections: Sequence[Projection[Any]], states: Mapping[str, Checkpointed[Any]], log: str
+) -> StoredViews:
+    """The views as kept; call it holding the views' lock (pickling is the copy)."""
+    return StoredViews(
+        log,
+        {p.name: pickle.dumps(states[p.name], protocol=5) for p in projections},
+        {p.name: p.params for p in projections},
+    )
+
+
+def decode(stored: StoredViews) -> dict[str, Checkpointed[Any]]:
+    """Every kept view; ``ViewStoreError`` for another format or a view that does not
+    unpickle (nothing half-decoded is returned)."""
+    if stored.format != VIEW_FORMAT:
+        raise ViewStoreError(f"views of format {stored.format}, not {VIEW_FORMAT}")
+    out: dict[str, Checkpointed[Any]] = {}
+    for name, blob in stored.views.items():
+        try:
+            state = pickle.loads(blob)
+        except Exception as error:  # a damaged pickle raises many kinds of error
+            raise ViewStoreError(f"view {name} cannot be read: {error!r}") from error
+        if not isinstance(state, Checkpointed) or state.name != name:
+            raise ViewStoreError(f"view {name} holds {type(state).__name__}")
+        out[name] = state
+    return out

@@ -12,12 +12,16 @@ from projections.base import Checkpointed, Projection
 from projections.drivers import DriversProjection, DriversView
 from projections.heatmap import HeatmapProjection, HeatmapView
 from projections.locations import LocationsProjection, LocationsView
-from projections.rides import RidesProjection, RidesView
+from projections.rides import RideRow, RidesProjection, RidesView
 
 
-def default_projections(resolution: int = 9, ttl_s: float = 30.0) -> list[Projection[Any]]:
+def default_projections(
+    resolution: int = 9, ttl_s: float = 30.0, ride_retention_s: float | None = None
+) -> list[Projection[Any]]:
+    """The four views; ended rides leave the rides view ``ride_retention_s`` after they
+    ended (None: never)."""
     return [
-        RidesProjection(),
+        RidesProjection(ride_retention_s),
         DriversProjection(),
         LocationsProjection(resolution, ttl_s),
         HeatmapProjection(),
@@ -56,7 +60,7 @@ class ViewSet:
         marks = [(p, state, state.checkpoint.get(shard, 0)) for p, state in self._pairs]
         floor = min(mark for _, _, mark in marks)
         routes_of = self._routes
-        last = floor
+        anchor: LogEvent | None = None
         for event in events:
             position = event.position
             if position <= floor:
@@ -70,17 +74,31 @@ class ViewSet:
                 p, state, mark = marks[i]
                 if position > mark:
                     state.view = p.apply(state.view, event)
-            last = position
-        for _, state, mark in marks:
-            if last > mark:
-                state.checkpoint[shard] = last
+            anchor = event
+        if anchor is not None:
+            self._move(shard, anchor, marks)
 
-    def skip_to(self, shard: int, position: int) -> None:
-        """Move every checkpoint to ``position`` without folding (events left out on
-        purpose, e.g. a rebuild from a time)."""
-        for _, state in self._pairs:
-            if position > state.checkpoint.get(shard, 0):
-                state.checkpoint[shard] = position
+    def skip_to(self, event: LogEvent) -> None:
+        """Move every checkpoint to ``event`` without folding (events left out on purpose,
+        e.g. a rebuild from a time)."""
+        self._move(
+            event.shard, event, [(p, s, s.checkpoint.get(event.shard, 0)) for p, s in self._pairs]
+        )
+
+    @staticmethod
+    def _move(
+        shard: int, event: LogEvent, marks: list[tuple[Projection[Any], Checkpointed[Any], int]]
+    ) -> None:
+        for _, state, mark in marks:
+            if event.position > mark:
+                state.checkpoint[shard] = event.position
+                state.anchors[shard] = (event.aggregate_id, event.version)
+
+    @property
+    def evicted(self) -> dict[str, RideRow]:
+        """Ended rides that left the rides view and are not archived yet."""
+        state = self.states.get("rides")
+        return state.view.evicted if state is not None else {}
 
     def apply_ping(self, ping: Ping) -> None:
         for p in self.projections:

@@ -10,6 +10,8 @@ middleware's (``dispatch.api.limits``).
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from typing import Any
 
 import h11
@@ -21,6 +23,8 @@ from dispatch.api.auth import AuthSettings
 from dispatch.api.settings import ApiLimits
 from dispatch.bootstrap import build_runtime
 from dispatch.settings import Settings
+
+log = logging.getLogger(__name__)
 
 MAX_HEADER_BYTES = 16 * 1024
 _TIMEOUT_BODY = b'{"error":"request_timeout","reason":"request headers arrived too late"}'
@@ -104,9 +108,16 @@ def serve(
     limits: ApiLimits | None = None,
 ) -> None:
     """Build the runtime, serve the API until interrupted; the app's lifespan starts and
-    stops the runtime. ``auth`` and ``limits`` default to the ``DISPATCH_*`` environment."""
+    stops the runtime. ``auth`` and ``limits`` default to the ``DISPATCH_*`` environment.
+    Logs (INFO) whether the views were taken up or folded from the start, and how long
+    building and catching up took."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     auth = auth if auth is not None else AuthSettings()
     limits = limits if limits is not None else ApiLimits()
+    started = time.perf_counter()
     runtime = build_runtime(settings)
+    log.info("runtime built in %.3f s", time.perf_counter() - started)
     app = create_app(runtime, auth, limits=limits)
     uvicorn.Server(server_config(app, limits, host, port)).run()

@@ -18,7 +18,8 @@ from rich.progress import Progress
 from rich.table import Table
 
 from dispatch.adapters.sqlite import datadir
-from dispatch.bootstrap import build_log_source
+from dispatch.adapters.sqlite.viewstore import SqliteViewStore
+from dispatch.bootstrap import build_log_source, build_view_stores, log_name
 from dispatch.cli.common import DataDir, Kafka, iso_time, settings_from
 from dispatch.cli.errors import fail, report
 from dispatch.domain.ids import shard_of
@@ -90,28 +91,41 @@ def rebuild(
     kafka: Kafka = None,
 ) -> None:
     """Rebuild views from the start of the log (or from --since) into a fresh store, then
-    switch over.
+    switch over: the next `dispatch serve` starts from them (views.sqlite under the data
+    dir, on Kafka too; a running one replaces them with its own at its next save).
 
-    An interrupted rebuild resumes where its last checkpoint left it."""
+    An interrupted rebuild resumes where its last checkpoint left it. Ended rides leave
+    the rides view DISPATCH_ENDED_RIDE_RETENTION_S after they ended, into
+    ended-rides.sqlite, as in a serving process."""
     if not views and not all_views:
         raise typer.BadParameter("name a view or pass --all", param_hint="VIEWS")
     settings = settings_from(data_dir, kafka)
+    try:
+        projections = op.select_views(
+            None if all_views else views,
+            settings.h3_resolution,
+            settings.ping_ttl_s,
+            settings.ended_ride_retention_s,
+        )
+    except op.UnknownViews as error:
+        raise typer.BadParameter(str(error), param_hint="VIEWS") from None
     source = _source(data_dir, kafka)
+    target, archive = build_view_stores(settings)
+    work = SqliteViewStore(settings.data_dir / "views.rebuild.sqlite")
     started = time.perf_counter()
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("rebuilding", total=None)
         try:
             result = op.rebuild(
                 source,
-                settings.data_dir,
-                None if all_views else views,
-                settings.h3_resolution,
-                settings.ping_ttl_s,
+                op.RebuildStores(work, target, archive),
+                projections,
+                log_name(settings),
                 progress=lambda n: bar.update(task, completed=n),
                 since=iso_time(since, "--since"),
             )
-        except op.UnknownViews as error:
-            raise typer.BadParameter(str(error), param_hint="VIEWS") from None
+        finally:
+            archive.close()
     elapsed = time.perf_counter() - started
     if result.resumed_from:
         console.print(f"resumed from {result.resumed_from}")

@@ -20,8 +20,11 @@ import orjson
 
 from dispatch.invariants import InvariantChecker, Violation
 from dispatch.log import LogEvent, LogSource
-from projections.store import ViewStore
+from projections.base import Checkpointed, Projection
+from projections.keeper import ViewKeeper
+from projections.store import RideArchive, StoredViews, ViewStore, ViewStoreError, encode
 from projections.views import ViewSet, default_projections
+from projections.warm import Mismatch, kept_views
 
 
 class UnknownViews(ValueError):
@@ -70,68 +73,113 @@ def verify(source: LogSource, shard: int | None = None) -> tuple[int, list[Viola
 class RebuildResult:
     events: int
     resumed_from: dict[int, int]
-    target: Path
+    target: str
+
+
+@dataclass(frozen=True)
+class RebuildStores:
+    """Where a rebuild keeps its work in progress, the views it switches over to (what
+    ``serve`` takes up) and the ended rides the rides view lets go."""
+
+    work: ViewStore
+    target: ViewStore
+    archive: RideArchive
+
+
+def select_views(
+    names: list[str] | None,
+    resolution: int = 9,
+    ttl_s: float = 30.0,
+    ride_retention_s: float | None = None,
+) -> list[Projection[Any]]:
+    """The named views (every one for None), as a serving process with these settings
+    folds them; ``UnknownViews`` for a name that is not a view."""
+    projections = [
+        p
+        for p in default_projections(resolution, ttl_s, ride_retention_s)
+        if names is None or p.name in names
+    ]
+    unknown = set(names or []) - {p.name for p in projections}
+    if unknown:
+        raise UnknownViews(f"unknown view(s): {', '.join(sorted(unknown))}")
+    return projections
 
 
 @batch_gc()
 def rebuild(
     source: LogSource,
-    data_dir: Path,
-    names: list[str] | None,
-    resolution: int = 9,
-    ttl_s: float = 30.0,
+    stores: RebuildStores,
+    projections: list[Projection[Any]],
+    log_name: str,
     save_every_s: float = 30.0,
     progress: Callable[[int], None] | None = None,
     stop_after: int | None = None,
     since: float | None = None,
 ) -> RebuildResult:
-    """Fold the log into a fresh view store and switch over to it when done.
+    """Fold the log into fresh views and switch over to them when done.
 
-    Work in progress lives in ``views.rebuild.sqlite``, saved with its checkpoints every
-    ``save_every_s`` seconds; a rebuild that was interrupted resumes from the last save.
-    The finished store replaces ``views.sqlite`` atomically. ``stop_after`` interrupts on
+    Work in progress is kept in ``stores.work`` every ``save_every_s`` seconds; a rebuild
+    that was interrupted resumes from the last save. The finished views replace
+    ``stores.target`` atomically, beside the views it held that were not rebuilt; ended
+    rides the rides view lets go are archived as they go. ``stop_after`` interrupts on
     purpose after that many events (for tests). With ``since`` (epoch seconds) the views
     fold only the events from that time on, e.g. a heatmap of the last hour; their
     checkpoints still cover the whole log, so they can go on following it."""
-    projections = [
-        p for p in default_projections(resolution, ttl_s) if names is None or p.name in names
-    ]
-    unknown = set(names or []) - {p.name for p in projections}
-    if unknown:
-        raise UnknownViews(f"unknown view(s): {', '.join(sorted(unknown))}")
-    work = data_dir / "views.rebuild.sqlite"
-    store = ViewStore(work)
-    saved = {n: s for n, s in store.load().items() if n in {p.name for p in projections}}
-    views = ViewSet(projections, saved)
+    views = ViewSet(projections, _resumable(projections, stores.work, source, log_name))
+    keeper = ViewKeeper(views, stores.work, stores.archive, log_name, every_s=0)
     resumed = {s: views.position(s) for s in source.shards() if views.position(s)}
     applied = 0
     next_save = time.monotonic() + save_every_s
+    for shard in source.shards():
+        for page in source.read_pages(shard, views.position(shard)):
+            if since is not None and page[0].at < since:
+                page = [e for e in page if e.at >= since] or page[-1:]
+                if page[-1].at < since:  # nothing to fold: only move the checkpoints
+                    views.skip_to(page[-1])
+                    continue
+            if stop_after is not None and applied + len(page) >= stop_after:
+                page = page[: stop_after - applied]
+            views.apply_page(page)
+            keeper.after_page()
+            applied += len(page)
+            if time.monotonic() >= next_save:
+                keeper.save()  # a checkpoint to resume from
+                next_save = time.monotonic() + save_every_s
+            if progress is not None:
+                progress(applied)
+            if stop_after is not None and applied >= stop_after:
+                keeper.save()
+                raise InterruptedError(f"stopped after {applied} events")
+    keeper.archive_evicted()
+    stores.target.save(_beside_kept(encode(projections, views.states, log_name), stores.target))
+    stores.work.discard()
+    return RebuildResult(applied, resumed, stores.target.where)
+
+
+def _resumable(
+    projections: list[Projection[Any]], work: ViewStore, source: LogSource, log_name: str
+) -> dict[str, Checkpointed[Any]]:
+    """The work in progress of an interrupted rebuild, when it is of this log."""
     try:
-        for shard in source.shards():
-            for page in source.read_pages(shard, views.position(shard)):
-                if since is not None and page[0].at < since:
-                    page = [e for e in page if e.at >= since] or page[-1:]
-                    if page[-1].at < since:  # nothing to fold: only move the checkpoints
-                        views.skip_to(page[-1].shard, page[-1].position)
-                        continue
-                if stop_after is not None and applied + len(page) >= stop_after:
-                    page = page[: stop_after - applied]
-                views.apply_page(page)
-                applied += len(page)
-                if time.monotonic() >= next_save:
-                    store.save(views.states)  # a checkpoint to resume from
-                    next_save = time.monotonic() + save_every_s
-                if progress is not None:
-                    progress(applied)
-                if stop_after is not None and applied >= stop_after:
-                    store.save(views.states)
-                    raise InterruptedError(f"stopped after {applied} events")
-        store.save(views.states)
-    finally:
-        store.close()
-    target = data_dir / "views.sqlite"
-    os.replace(work, target)
-    return RebuildResult(applied, resumed, target)
+        return kept_views(projections, work, source, log_name) or {}
+    except (ViewStoreError, Mismatch):
+        return {}
+
+
+def _beside_kept(rebuilt: StoredViews, target: ViewStore) -> StoredViews:
+    """``rebuilt`` with the views ``target`` keeps of the same log that were not rebuilt."""
+    try:
+        kept = target.load()
+    except ViewStoreError:
+        return rebuilt
+    if kept is None or (kept.log, kept.format) != (rebuilt.log, rebuilt.format):
+        return rebuilt
+    others = [name for name in kept.views if name not in rebuilt.views]
+    return StoredViews(
+        rebuilt.log,
+        {**{n: kept.views[n] for n in others}, **rebuilt.views},
+        {**{n: kept.params[n] for n in others if n in kept.params}, **rebuilt.params},
+    )
 
 
 @dataclass

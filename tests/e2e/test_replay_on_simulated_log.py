@@ -9,6 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from dispatch.adapters.sqlite.logsource import SqliteLogSource
+from dispatch.adapters.sqlite.ridearchive import SqliteRideArchive
+from dispatch.adapters.sqlite.viewstore import SqliteViewStore
 from dispatch.bootstrap import build_embedded_engine, build_markets
 from dispatch.cli import app
 from dispatch.domain.driver import Driver
@@ -17,12 +19,28 @@ from dispatch.replay import operations as op
 from dispatch.settings import Settings
 from dispatch.simulator.clock import SimClock
 from dispatch.simulator.runner import SimConfig, Simulation
+from projections.base import Checkpointed
 from projections.runner import ProjectionRunner
-from projections.store import ViewStore
+from projections.store import decode
 from projections.views import ViewSet, default_projections
 from schemas.commands import Outcome
 
 CAPTURE_AT_TICK = 240
+
+
+def rebuild(source: SqliteLogSource, into: Path, names: list[str] | None, **kw: Any) -> Any:
+    stores = op.RebuildStores(
+        SqliteViewStore(into / "views.rebuild.sqlite"),
+        SqliteViewStore(into / "views.sqlite"),
+        SqliteRideArchive(into / "ended-rides.sqlite"),
+    )
+    return op.rebuild(source, stores, op.select_views(names), "embedded", **kw)
+
+
+def kept(target: str) -> dict[str, Checkpointed[Any]]:
+    stored = SqliteViewStore(Path(target)).load()
+    assert stored is not None
+    return decode(stored)
 
 
 def live_statuses(engine: Any) -> dict[str, str]:
@@ -93,8 +111,8 @@ def test_state_at_a_moment_equals_the_live_state_captured_then(
 def test_rebuild_equals_the_views_kept_live_during_the_run(
     simulated: dict[str, Any], tmp_path: Path
 ) -> None:
-    result = op.rebuild(SqliteLogSource(simulated["dir"]), tmp_path, None)
-    rebuilt = ViewStore(result.target).load()
+    result = rebuild(SqliteLogSource(simulated["dir"]), tmp_path, None)
+    rebuilt = kept(result.target)
     live = simulated["live"]
     assert rebuilt["rides"].view == live.rides
     assert rebuilt["drivers"].view == live.drivers
@@ -106,11 +124,11 @@ def test_an_interrupted_rebuild_resumes_and_ends_equal(
 ) -> None:
     source = SqliteLogSource(simulated["dir"])
     with pytest.raises(InterruptedError):
-        op.rebuild(source, tmp_path, ["rides", "drivers"], stop_after=1_500)
+        rebuild(source, tmp_path, ["rides", "drivers"], stop_after=1_500)
     assert not (tmp_path / "views.sqlite").exists()
-    result = op.rebuild(source, tmp_path, ["rides", "drivers"])
+    result = rebuild(source, tmp_path, ["rides", "drivers"])
     assert result.resumed_from and result.events == simulated["report"].events - 1_500
-    rebuilt = ViewStore(result.target).load()
+    rebuilt = kept(result.target)
     assert rebuilt["rides"].view == simulated["live"].rides
 
 
@@ -156,8 +174,8 @@ def test_a_rebuild_from_a_time_folds_only_the_events_since_then(
 ) -> None:
     source = SqliteLogSource(simulated["dir"])
     since = simulated["at"]
-    result = op.rebuild(source, tmp_path, ["rides"], since=since)
-    rides = ViewStore(result.target).load()["rides"]
+    result = rebuild(source, tmp_path, ["rides"], since=since)
+    rides = kept(result.target)["rides"]
     assert rides.view, "rides requested after the moment are there"
     assert all(row.requested_at >= since for row in rides.view.values())
     assert rides.checkpoint == simulated["live"].states["rides"].checkpoint  # whole log
