@@ -72,7 +72,8 @@ def build_application(settings: Settings, shard: int) -> ShardApplication:
     else:
         assert settings.kafka_bootstrap is not None
         env = kafka_env(settings.kafka_bootstrap, settings.topic_prefix, shard)
-    return ShardApplication(shard, env=env, policy=Policy(max_wait_s=settings.max_wait_s))
+    policy = Policy(settings.max_wait_s, settings.idempotency_window_s)
+    return ShardApplication(shard, env=env, policy=policy)
 
 
 def build_matcher(settings: Settings) -> Matcher:

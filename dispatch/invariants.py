@@ -6,7 +6,10 @@ Used by the simulator's report, by ``dispatch replay verify`` and by the failove
   ``DRIVER_TRANSITIONS``);
 - no driver holds two active rides at any moment, no ride has two drivers;
 - every offer is resolved (accepted, declined, expired or cancelled) once its expiry passed;
-- every command id has exactly one outcome.
+- every command id has exactly one outcome within the idempotency window: a second
+  record of a command id is a ``duplicate_outcome`` unless the first had left the window
+  by then (the first record's own window; for a record that carries none, written before
+  windows were recorded, the second's; with neither, forever).
 """
 
 from __future__ import annotations
@@ -39,6 +42,15 @@ class Violation:
         return f"[{self.position}] {self.kind}: {self.detail} (aggregate {self.aggregate_id})"
 
 
+@dataclass(frozen=True, slots=True)
+class CommandSeen:
+    """A command id's latest record: where, when (epoch s) and the window it carried."""
+
+    where: str
+    at: float
+    window_s: float | None
+
+
 @dataclass
 class InvariantChecker:
     violations: list[Violation] = field(default_factory=list)
@@ -50,7 +62,7 @@ class InvariantChecker:
     driver_ride: dict[str, str] = field(default_factory=dict)
     ride_driver: dict[str, str] = field(default_factory=dict)
     open_offers: dict[str, tuple[float, str]] = field(default_factory=dict)
-    command_ids: dict[str, str] = field(default_factory=dict)
+    command_ids: dict[str, CommandSeen] = field(default_factory=dict)
     last_time: float = float("-inf")
 
     def check(self, e: LogEvent) -> None:
@@ -74,13 +86,7 @@ class InvariantChecker:
         elif topic == Rider.Created.TOPIC:
             self.rider_active[agg_id] = None
         elif topic == CommandRecord.Created.TOPIC:
-            first = self.command_ids.setdefault(e.data["command_id"], e.where)
-            if first != e.where:
-                self._flag(
-                    e,
-                    "duplicate_outcome",
-                    f"command {e.data['command_id']} already had an outcome at {first}",
-                )
+            self._command_record(e)
 
     def finish(self) -> list[Violation]:
         """Flag offers whose expiry passed before the log's last event and were never closed."""
@@ -155,6 +161,26 @@ class InvariantChecker:
             if active != ride:
                 self._flag(e, "illegal_transition", f"ended {ride} but the active ride is {active}")
             self.rider_active[rider_id] = None
+
+    def _command_record(self, e: LogEvent) -> None:
+        command_id, window = e.data["command_id"], e.data.get("window_s")
+        seen = CommandSeen(e.where, e.at, window)
+        before = self.command_ids.setdefault(command_id, seen)
+        if before is seen:
+            return
+        self.command_ids[command_id] = seen
+        limit = before.window_s if before.window_s is not None else window
+        if limit is None or e.at - before.at < limit:
+            within = (
+                ""
+                if limit is None
+                else f", {e.at - before.at:.0f} s before, in a {limit:g} s window"
+            )
+            self._flag(
+                e,
+                "duplicate_outcome",
+                f"command {command_id} already had an outcome at {before.where}{within}",
+            )
 
     def _flag(self, e: LogEvent, kind: str, detail: str) -> None:
         self.violations.append(Violation(e.where, e.aggregate_id, kind, detail))

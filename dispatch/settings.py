@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     # shard file embedded, in the checkpoints topic on Kafka).
     checkpoint_every_events: int = Field(default=50_000, ge=0)
     checkpoint_chunk_rows: int = Field(default=10_000, ge=1)
+    # How long a command's record answers a retry of its command id (docs/ARCHITECTURE.md,
+    # Idempotency); every record carries the window it was written with.
+    idempotency_window_s: float = Field(default=86_400.0, gt=0)
     # A serving process keeps its views (with their log positions) in views.sqlite under
     # data_dir every this many seconds and at a clean stop (0: only at a stop), and starts
     # from them. Ended rides leave the in-memory rides view this many seconds of log time

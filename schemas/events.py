@@ -100,6 +100,12 @@ class CommandHandled(_Data):
         description="The request fingerprint the command came with (class version 2); empty "
         "for commands sent without one and in version 1 records.",
     )
+    window_s: float | None = Field(
+        default=None,
+        description="The idempotency window in force when the record was written, in seconds "
+        "(class version 3): the record answers retries of its command id for that long. "
+        "None (or absent) in older records: unknown.",
+    )
 
 
 EVENT_DATA: dict[str, type[_Data]] = {

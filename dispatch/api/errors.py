@@ -23,6 +23,10 @@ OUTCOME_STATUS: Mapping[str, int] = {
     "forbidden": 403,
     "invalid_command": 422,
     "idempotency_key_reused": 422,
+    # A UUIDv7 key older than the idempotency window, or dated too far ahead of the engine's
+    # clock: send the request again with a new key (docs/ARCHITECTURE.md, Idempotency).
+    "idempotency_key_expired": 422,
+    "idempotency_key_invalid": 422,
     "unavailable": 503,
     "misrouted": 500,  # the API routed by the id's shard: a bug, not bad input
     "internal_error": 500,
@@ -147,6 +151,11 @@ def _throttled(description: str) -> dict[str, Any]:
     return _doc(description) | {"headers": {"Retry-After": retry_after}}
 
 
+KEY_PROBLEMS = (
+    "the Idempotency-Key was used for another request (idempotency_key_reused), is a UUIDv7 "
+    "older than the idempotency window (idempotency_key_expired) or dated ahead of the "
+    "engine's clock (idempotency_key_invalid)"
+)
 AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: _doc("No valid bearer token (missing, malformed, forged or expired)."),
     403: _doc("Valid token, but not allowed to act on or see this resource."),
@@ -175,6 +184,7 @@ COMMAND_RESPONSES: dict[int | str, dict[str, Any]] = {
     413: TOO_LARGE,
     404: _doc("The ride, driver or rider does not exist."),
     409: _doc("The current state does not allow this (illegal_transition, already_exists)."),
+    422: _doc(f"Invalid input, with pydantic's reasons; or {KEY_PROBLEMS}."),
     500: _doc("The engine failed to handle the command (internal_error)."),
     503: _doc("The shard could not save the command; retry with the same Idempotency-Key."),
 }

@@ -8,20 +8,23 @@ outcomes with their log position.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 from uuid import UUID
 
 from eventsourcing.application import Application
-from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import Recording
 
-from dispatch.domain.command_record import CommandRecord
+from dispatch.domain.command_record import (
+    CommandRecord,
+    RecordIds,
+    key_refusal,
+    record_ids,
+)
 from dispatch.domain.driver import Driver
 from dispatch.domain.errors import DomainError
-from dispatch.domain.ids import derived_id, shard_of
+from dispatch.domain.ids import shard_of
 from dispatch.domain.ride import Ride
 from dispatch.domain.rider import Rider
 from dispatch.matching.decisions import Decision, ExpireOffer, ExpireRequest, MakeOffer
@@ -30,8 +33,6 @@ from dispatch.shard.unit_of_work import UnitOfWork
 from schemas.commands import CommandEnvelope, Outcome
 
 log = logging.getLogger(__name__)
-
-COMMAND_NAMESPACE = uuid.UUID("6f1f8a52-3f7c-4d7e-9b7a-1c1d6c0f5e11")
 
 
 class ShardApplication(Application[UUID]):
@@ -70,45 +71,36 @@ class ShardApplication(Application[UUID]):
 
     def _handle(self, envelope: CommandEnvelope, now: datetime) -> list[Any]:
         cmd = envelope.command
-        record_id = derived_id(self.shard, COMMAND_NAMESPACE, envelope.command_id)
-        previous = self._uow.find(Aggregate, record_id)
-        if previous is not None and not isinstance(previous, CommandRecord):
-            # Only a hand-made aggregate id can collide with a command's record id: refuse
-            # the command rather than record a second aggregate under that id.
-            reason = "this command_id collides with an existing aggregate id; send it with "
-            self._refuse(envelope, "invalid_command", reason + "another command_id")
-            return []
-        if previous is not None and not previous.answers(envelope.fingerprint):
-            reason = "this command id (Idempotency-Key) was used for a different request"
-            self._refuse(envelope, "idempotency_key_reused", reason, duplicate=True)
-            return []
-        if previous is not None:
-            self._outcomes.append(self._outcome_of(previous, duplicate=True))
+        window_s = self.policy.idempotency_window_s
+        ids = record_ids(self.shard, envelope.command_id, now, window_s)
+        if self._answered(envelope, ids, now):
             return []
         if shard_of(envelope.target_id) != self.shard:
-            self._reject(envelope, now, "misrouted", self._misrouted(envelope))
+            self._reject(envelope, ids.current, now, "misrouted", self._misrouted(envelope))
             return []
         mark = self._uow.mark()
         try:
             changed = HANDLERS[cmd.type](self._uow, cmd, now, self.policy)
         except DomainError as error:
             self._uow.rollback(mark)
-            self._reject(envelope, now, error.code, error.reason)
+            self._reject(envelope, ids.current, now, error.code, error.reason)
             return []
         except Exception as error:  # a bug must not take the shard down with it
             log.exception("command %s failed", envelope.command_id)
             self._uow.rollback(mark)
-            self._reject(envelope, now, "internal_error", f"{type(error).__name__}: {error}")
+            reason = f"{type(error).__name__}: {error}"
+            self._reject(envelope, ids.current, now, "internal_error", reason)
             return []
         self._uow.add(
             CommandRecord.record(
-                record_id,
+                ids.current,
                 envelope.command_id,
                 cmd.type,
                 now,
                 accepted=True,
                 aggregate_ids=[str(i) for i in changed],
                 fingerprint=envelope.fingerprint,
+                window_s=window_s,
             )
         )
         new_events = self._uow.seal(mark)
@@ -116,6 +108,32 @@ class ShardApplication(Application[UUID]):
             Outcome(command_id=envelope.command_id, shard=self.shard, accepted=True)
         )
         return new_events
+
+    def _answered(self, envelope: CommandEnvelope, ids: RecordIds, now: datetime) -> bool:
+        """Answer the command without handling it, if its id has a live record (a retry,
+        or a reused key) or its key is refused; False when it is to be handled."""
+        taken = self._uow.find_unsnapshotted(ids.current)
+        if taken is not None and not isinstance(taken, CommandRecord):
+            # Only a hand-made aggregate id can collide with a command's record id: refuse
+            # the command rather than record a second aggregate under that id.
+            reason = "this command_id collides with an existing aggregate id; send it with "
+            self._refuse(envelope, "invalid_command", reason + "another command_id")
+            return True
+        # A record in the current period is live (its time is within a window of now); one
+        # past the window is as good as gone, whether or not this store still holds it.
+        previous = taken or self._live_record((ids.previous, ids.legacy), now)
+        if previous is not None and not previous.answers(envelope.fingerprint):
+            reason = "this command id (Idempotency-Key) was used for a different request"
+            self._refuse(envelope, "idempotency_key_reused", reason, duplicate=True)
+            return True
+        if previous is not None:
+            self._outcomes.append(self._outcome_of(previous, duplicate=True))
+            return True
+        refusal = key_refusal(envelope.command_id, now, self.policy.idempotency_window_s)
+        if refusal is not None:  # not recorded, like a reused key: nothing was decided
+            self._refuse(envelope, *refusal)
+            return True
+        return False
 
     # -- matcher decisions -----------------------------------------------------------
     def decide(self, decision: Decision, now: datetime) -> list[Any]:
@@ -189,8 +207,18 @@ class ShardApplication(Application[UUID]):
         return self.recorder.max_notification_id() or 0
 
     # -- helpers -------------------------------------------------------------------------
-    def _reject(self, envelope: CommandEnvelope, now: datetime, code: str, reason: str) -> None:
-        record_id = derived_id(self.shard, COMMAND_NAMESPACE, envelope.command_id)
+    def _live_record(self, ids: tuple[UUID, ...], now: datetime) -> CommandRecord | None:
+        """The first record at ``ids`` that is live at ``now``, if any."""
+        window_s = self.policy.idempotency_window_s
+        for record_id in ids:
+            record = self._uow.find_unsnapshotted(record_id)
+            if isinstance(record, CommandRecord) and record.live_at(now, window_s):
+                return record
+        return None
+
+    def _reject(
+        self, envelope: CommandEnvelope, record_id: UUID, now: datetime, code: str, reason: str
+    ) -> None:
         mark = self._uow.mark()
         self._uow.add(
             CommandRecord.record(
@@ -202,6 +230,7 @@ class ShardApplication(Application[UUID]):
                 code=code,
                 reason=reason,
                 fingerprint=envelope.fingerprint,
+                window_s=self.policy.idempotency_window_s,
             )
         )
         self._uow.seal(mark)

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from dispatch.domain.command_record import DEFAULT_WINDOW_S
 from dispatch.domain.driver import Driver, DriverStatus
 from dispatch.domain.errors import AlreadyExists, Forbidden, InvalidCommand
 from dispatch.domain.geo import Point
@@ -22,10 +23,16 @@ from schemas import commands as c
 
 
 class Policy:
-    """Settings a handler needs (kept apart from the handlers so tests can vary them)."""
+    """Settings the shard's decisions need (kept apart from the handlers so tests can vary
+    them): a request's wait, and how long a command record answers for its command id."""
 
-    def __init__(self, max_wait_s: float = 300.0) -> None:
+    def __init__(
+        self, max_wait_s: float = 300.0, idempotency_window_s: float = DEFAULT_WINDOW_S
+    ) -> None:
+        if idempotency_window_s <= 0:
+            raise ValueError(f"idempotency_window_s must be > 0, got {idempotency_window_s}")
         self.max_wait_s = max_wait_s
+        self.idempotency_window_s = idempotency_window_s
 
 
 def register_driver(uow: UnitOfWork, cmd: c.RegisterDriver, now: datetime, p: Policy) -> list[UUID]:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from dispatch.domain.command_record import record_ids
 from dispatch.domain.driver import DriverStatus
-from dispatch.domain.ids import derived_id
-from dispatch.shard.application import COMMAND_NAMESPACE, ShardApplication
+from dispatch.shard.application import ShardApplication
 from dispatch.shard.handlers import Policy
 from schemas import commands as c
 
@@ -163,12 +163,12 @@ def test_repeat_after_a_restart_on_sqlite_returns_the_first_outcome(tmp_path, s)
 
 
 def test_command_whose_record_id_is_taken_by_another_aggregate_does_not_sink_the_batch(s):
-    # Command records live at derived_id(shard, COMMAND_NAMESPACE, command_id); aggregate
-    # ids are chosen by the sender. When an aggregate already sits at a command's record id,
-    # handle() does not see a record there (wrong type), applies the command and adds a
-    # second version-1 aggregate under that id: the whole batch then fails to commit, and
-    # does so again on every retry (a poison command).
-    squatted = derived_id(s.SHARD, COMMAND_NAMESPACE, "victim")
+    # A command's record goes to record_ids(shard, command_id, now, window).current;
+    # aggregate ids are chosen by the sender. When an aggregate already sits at a command's
+    # record id, handle() does not see a record there (wrong type), applies the command and
+    # adds a second version-1 aggregate under that id: the whole batch then fails to commit,
+    # and does so again on every retry (a poison command).
+    squatted = record_ids(s.SHARD, "victim", s.now, s.app.policy.idempotency_window_s).current
     s.given(c.RegisterDriver(driver_id=squatted, name="squatter"))
     rider_id = s.new_id()
     innocent = s.envelope(c.RegisterRider(rider_id=rider_id, name="Ray"))
