@@ -191,7 +191,9 @@ def build_runtime(settings: Settings, clock: Clock = time.time) -> Runtime:
         bus = KafkaTransport(settings.kafka_bootstrap, settings.topic_prefix)
         source = KafkaFollowSource(settings.kafka_bootstrap, settings.topic_prefix)
         store, archive = build_view_stores(settings)
+        started = time.perf_counter()
         views = warm_views(projections, store, archive, source, name).views
+        log.info("kept views read and checked in %.3f s", time.perf_counter() - started)
         keeper = ViewKeeper(views, store, archive, name, settings.views_save_every_s)
         runner = ProjectionRunner(source, views, keeper=keeper)
         runtime = Runtime(
@@ -213,10 +215,17 @@ def build_runtime(settings: Settings, clock: Clock = time.time) -> Runtime:
         )
         runtime.services.append(follower)
         return runtime
+    started = time.perf_counter()
     engine = build_embedded_engine(settings, clock)  # checks the data dir first
+    restored = time.perf_counter()
     shard_files = SqliteLogSource(settings.data_dir, shards=settings.shards)
     store, archive = build_view_stores(settings)
     views = warm_views(projections, store, archive, shard_files, name).views
+    log.info(
+        "shard workers restored in %.3f s; kept views read and checked in %.3f s",
+        restored - started,
+        time.perf_counter() - restored,
+    )
     keeper = ViewKeeper(views, store, archive, name, settings.views_save_every_s)
     runner = ProjectionRunner(shard_files, views, keeper=keeper)
     for worker in engine.workers.values():
