@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from eventsourcing.application import Application
+from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import Recording
 
 from dispatch.domain.command_record import (
@@ -112,7 +113,7 @@ class ShardApplication(Application[UUID]):
     def _answered(self, envelope: CommandEnvelope, ids: RecordIds, now: datetime) -> bool:
         """Answer the command without handling it, if its id has a live record (a retry,
         or a reused key) or its key is refused; False when it is to be handled."""
-        taken = self._uow.find_unsnapshotted(ids.current)
+        taken = self._uow.find(Aggregate, ids.current)
         if taken is not None and not isinstance(taken, CommandRecord):
             # Only a hand-made aggregate id can collide with a command's record id: refuse
             # the command rather than record a second aggregate under that id.
@@ -211,8 +212,8 @@ class ShardApplication(Application[UUID]):
         """The first record at ``ids`` that is live at ``now``, if any."""
         window_s = self.policy.idempotency_window_s
         for record_id in ids:
-            record = self._uow.find_unsnapshotted(record_id)
-            if isinstance(record, CommandRecord) and record.live_at(now, window_s):
+            record = self._uow.find(CommandRecord, record_id)
+            if record is not None and record.live_at(now, window_s):
                 return record
         return None
 

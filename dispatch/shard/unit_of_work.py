@@ -8,10 +8,10 @@ fails half-way is rolled back to the state before it, so a rejected command chan
 from __future__ import annotations
 
 import contextlib
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Repository, project_aggregate
+from eventsourcing.application import AggregateNotFoundError, Repository
 from eventsourcing.domain import Aggregate
 
 from dispatch.domain.command_record import CommandRecord
@@ -46,25 +46,6 @@ class UnitOfWork:
             self._touched[aggregate_id] = agg
         if not isinstance(agg, cls):
             return None
-        if self._mark is not None and aggregate_id not in self._mark:
-            self._mark[aggregate_id] = len(agg.pending_events)
-        return agg
-
-    def find_unsnapshotted(self, aggregate_id: UUID) -> Aggregate | None:
-        """As ``find(Aggregate, ...)``, for an id whose aggregate is never snapshotted (a
-        command record's): a miss reads the event store alone, not the snapshot store first
-        (a new command looks up three record ids, and misses all three)."""
-        agg = self._touched.get(aggregate_id)
-        if agg is None and self._repository.cache is not None:
-            with contextlib.suppress(KeyError):
-                agg = cast(Aggregate, self._repository.cache.get(aggregate_id))
-        if agg is None:
-            events = self._repository.event_store.get(originator_id=aggregate_id)
-            agg = project_aggregate(None, events)
-            if agg is None:
-                return None
-            self._put_cached(aggregate_id, agg)
-        self._touched[aggregate_id] = agg
         if self._mark is not None and aggregate_id not in self._mark:
             self._mark[aggregate_id] = len(agg.pending_events)
         return agg
