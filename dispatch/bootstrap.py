@@ -192,8 +192,9 @@ def build_runtime(settings: Settings, clock: Clock = time.time) -> Runtime:
         source = KafkaFollowSource(settings.kafka_bootstrap, settings.topic_prefix)
         store, archive = build_view_stores(settings)
         started = time.perf_counter()
-        views = warm_views(projections, store, archive, source, name).views
-        log.info("kept views read and checked in %.3f s", time.perf_counter() - started)
+        warm = warm_views(projections, store, archive, source, name)
+        views = warm.views
+        log.info("kept views read in %.3f s", time.perf_counter() - started)
         keeper = ViewKeeper(views, store, archive, name, settings.views_save_every_s)
         runner = ProjectionRunner(source, views, keeper=keeper)
         runtime = Runtime(
@@ -204,6 +205,7 @@ def build_runtime(settings: Settings, clock: Clock = time.time) -> Runtime:
             build_markets(settings),
             clock,
             archive=archive,
+            warm=warm,
             closers=[bus.close, source.close, archive.close],
         )
         follower = LocationFollower(
@@ -220,9 +222,10 @@ def build_runtime(settings: Settings, clock: Clock = time.time) -> Runtime:
     restored = time.perf_counter()
     shard_files = SqliteLogSource(settings.data_dir, shards=settings.shards)
     store, archive = build_view_stores(settings)
-    views = warm_views(projections, store, archive, shard_files, name).views
+    warm = warm_views(projections, store, archive, shard_files, name)
+    views = warm.views
     log.info(
-        "shard workers restored in %.3f s; kept views read and checked in %.3f s",
+        "shard workers restored in %.3f s; kept views read in %.3f s",
         restored - started,
         time.perf_counter() - restored,
     )
@@ -239,5 +242,6 @@ def build_runtime(settings: Settings, clock: Clock = time.time) -> Runtime:
         clock,
         engine,
         archive=archive,
+        warm=warm,
         closers=[archive.close],
     )

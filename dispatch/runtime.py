@@ -21,6 +21,7 @@ from projections.rides import RideRow
 from projections.runner import ProjectionRunner
 from projections.store import RideArchive
 from projections.views import ViewSet
+from projections.warm import WarmStart, first_catch_up
 from schemas.commands import CommandEnvelope, Outcome
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class Runtime:
     clock: Callable[[], float]
     engine: EmbeddedEngine | None = None
     archive: RideArchive | None = None  # ended rides that left the rides view
+    warm: WarmStart | None = None  # the kept views taken up, checked by the first catch-up
     services: list[Service] = field(default_factory=list)
     closers: list[Callable[[], None]] = field(default_factory=list)
     _started: bool = field(default=False, init=False)
@@ -67,7 +69,11 @@ class Runtime:
         if self._started:
             return
         started = time.perf_counter()
-        folded = self.runner.catch_up()
+        folded = (
+            first_catch_up(self.runner, self.warm)
+            if self.warm is not None
+            else self.runner.catch_up()
+        )
         log.info(
             "views caught up: %d events folded in %.3f s", folded, time.perf_counter() - started
         )

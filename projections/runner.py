@@ -11,13 +11,30 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from dispatch.log import LogEvent, LogSource, pages
 from projections.keeper import ViewKeeper
 from projections.views import ViewSet
 
 log = logging.getLogger(__name__)
+
+
+class ReadCheck(Protocol):
+    """Something a catch-up meets on its way (``projections.warm.AnchorCheck``)."""
+
+    def start(self, shard: int, after: int) -> int:
+        """Where to read ``shard`` from (at most ``after``)."""
+        ...
+
+    def see(self, page: Sequence[LogEvent]) -> None:
+        """Each page read, before it is folded; raises to stop the catch-up."""
+        ...
+
+    def finish(self, shard: int) -> None:
+        """The shard is read to its end; raises to stop the catch-up."""
+        ...
 
 
 class ProjectionRunner:
@@ -34,13 +51,23 @@ class ProjectionRunner:
         self._thread: threading.Thread | None = None
         self.listeners: list[Callable[[LogEvent], None]] = []
 
-    def catch_up(self) -> int:
-        """Fold everything new on every shard; returns the number of events applied."""
+    def catch_up(self, check: ReadCheck | None = None) -> int:
+        """Fold everything new on every shard; returns the number of events applied. With
+        a ``check``, each shard is read from where it says and each page shown to it."""
         applied = 0
         for shard in self.source.shards():
-            for page in pages(self.source.read(shard, self.views.position(shard)), self.batch):
-                self._apply(page)
-                applied += len(page)
+            after = self.views.position(shard)
+            start = check.start(shard, after) if check is not None else after
+            for page in pages(self.source.read(shard, start), self.batch):
+                if check is not None:
+                    check.see(page)
+                    if page[0].position <= after:  # read again for the check only
+                        page = [e for e in page if e.position > after]
+                if page:
+                    self._apply(page)
+                    applied += len(page)
+            if check is not None:
+                check.finish(shard)
         return applied
 
     def _apply(self, page: list[LogEvent]) -> None:

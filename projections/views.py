@@ -38,12 +38,23 @@ class ViewSet:
     ) -> None:
         self.projections = list(projections)
         self.states: dict[str, Checkpointed[Any]] = states or {}
-        for p in self.projections:
-            self.states.setdefault(p.name, Checkpointed(p.name, p.initial()))
         self._routes: dict[str, list[int]] = {}
-        self._pairs = [(p, self.states[p.name]) for p in self.projections]
+        self._pairs: list[tuple[Projection[Any], Checkpointed[Any]]] = []
         self.lock = threading.RLock()
         self.progress = threading.Condition(self.lock)
+        self._pair()
+
+    def _pair(self) -> None:
+        for p in self.projections:
+            self.states.setdefault(p.name, Checkpointed(p.name, p.initial()))
+        self._pairs = [(p, self.states[p.name]) for p in self.projections]
+
+    def reset(self) -> None:
+        """Every view empty again, as if nothing was folded (kept views turned out not to
+        be of this log)."""
+        with self.lock:
+            self.states.clear()
+            self._pair()
 
     def apply(self, event: LogEvent) -> None:
         self.apply_page([event])

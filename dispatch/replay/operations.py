@@ -24,7 +24,7 @@ from projections.base import Checkpointed, Projection
 from projections.keeper import ViewKeeper
 from projections.store import RideArchive, StoredViews, ViewStore, ViewStoreError, encode
 from projections.views import ViewSet, default_projections
-from projections.warm import Mismatch, kept_views
+from projections.warm import Mismatch, check_anchors, kept_views
 
 
 class UnknownViews(ValueError):
@@ -161,9 +161,11 @@ def _resumable(
 ) -> dict[str, Checkpointed[Any]]:
     """The work in progress of an interrupted rebuild, when it is of this log."""
     try:
-        return kept_views(projections, work, source, log_name) or {}
+        states = kept_views(projections, work, source.shards(), log_name) or {}
+        check_anchors(states, source)
     except (ViewStoreError, Mismatch):
         return {}
+    return states
 
 
 def _beside_kept(rebuilt: StoredViews, target: ViewStore) -> StoredViews:
