@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -65,13 +66,17 @@ def kafka_env(bootstrap: str, prefix: str, shard: int) -> dict[str, str]:
     }
 
 
-def build_application(settings: Settings, shard: int) -> ShardApplication:
-    """The shard's application on SQLite (embedded) or on the Kafka module."""
+def build_application(
+    settings: Settings, shard: int, extra_env: Mapping[str, str] | None = None
+) -> ShardApplication:
+    """The shard's application on SQLite (embedded) or on the Kafka module; ``extra_env``
+    adds to the persistence module's environment (a restore from a checkpoint)."""
     if settings.embedded:
         env = sqlite_env(settings.data_dir, shard)
     else:
         assert settings.kafka_bootstrap is not None
         env = kafka_env(settings.kafka_bootstrap, settings.topic_prefix, shard)
+    env.update(extra_env or {})
     policy = Policy(settings.max_wait_s, settings.idempotency_window_s)
     return ShardApplication(shard, env=env, policy=policy)
 
@@ -111,7 +116,7 @@ def build_kafka_worker(
 
     return KafkaWorker(
         settings,
-        lambda shard: build_application(settings, shard),
+        lambda shard, env=None: build_application(settings, shard, env),
         lambda: build_matcher(settings),
         clock_mode=clock_mode,
         member=member,

@@ -10,18 +10,28 @@ only the events after P. A checkpoint cut short (a crash, a failed batch) is nev
 complete, so it is never used; one that is complete but damaged is skipped for the one
 before it, or for a full replay, and the log says which.
 
-The shard's aggregates need no checkpoint of their own on SQLite, where they are read from
-the shard's file when a command names them.
+A checkpoint may also carry the shard's live aggregates (``shard.live``: drivers, riders,
+unended and recently ended rides, command records within the idempotency window), each as
+its snapshot, so that a store which keeps no file of its own (Kafka) restores only the log's
+tail after the checkpoint. Those snapshots are *fuzzy*: each is taken when its chunk is
+written, at the aggregate's version then (at or after the checkpoint's position), and the
+aggregate is rebuilt from it plus its events in the tail with a later version, exactly as a
+repository rebuilds any aggregate from a snapshot. Which aggregates go in is fixed at the
+position. The snapshot bytes are the library's stored snapshot state, loaded into the
+store untouched and decoded only when a command or decision names the aggregate. On SQLite,
+where aggregates are read from the shard's file, checkpoints carry no aggregates.
 """
 
 from __future__ import annotations
 
 import logging
 import zlib
+from base64 import b64decode, b64encode
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import chain
 from typing import Any, Protocol
+from uuid import UUID
 
 import orjson
 
@@ -40,8 +50,12 @@ from dispatch.matching.state import (
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
-PARTS = ("drivers", "pending", "offers", "assigned")
+FORMAT = 2  # 2: may carry aggregates (format 1, the matcher's state only, still reads)
+FORMATS = frozenset({1, 2})
+PARTS = ("drivers", "pending", "offers", "assigned", "aggregates")
+# At most this many aggregate snapshots a chunk: each is taken when its chunk is made,
+# between two batches, at some tens of microseconds apiece.
+AGGREGATE_ROWS = 1_000
 # At most this many bytes a chunk: a Kafka record must stay under the producer's and the
 # broker's 1 MiB limits, and a batch carries one chunk.
 CHUNK_BYTES = 512 * 1024
@@ -57,6 +71,26 @@ class CheckpointStore(Protocol):
 
     def checkpoint_chunks(self, position: int) -> list[Chunk]:
         """The stored chunks of the checkpoint at ``position``."""
+        ...
+
+
+# A live aggregate (``shard.live``): its id, kind, and since when (ended or recorded at).
+LiveRow = tuple[UUID, str, float]
+# A stored snapshot of a live aggregate: its version, topic and state bytes.
+Snapshot = tuple[int, str, bytes]
+# id, kind (``shard.live``), since, version, topic, state (text, or base64 when "b64")
+AggregateRow = tuple[str, str, float, int, str, str, str]
+
+
+class AggregateSource(Protocol):
+    """The shard's live aggregates, for a checkpoint that carries them."""
+
+    def live_rows(self) -> list[LiveRow]:
+        """The live aggregates now (fixed when a checkpoint begins)."""
+        ...
+
+    def snapshot(self, aggregate_id: UUID) -> Snapshot | None:
+        """The aggregate's snapshot now (None if it does not exist)."""
         ...
 
 
@@ -84,15 +118,34 @@ class Restored:
     pending: list[RideRow]
     offers: list[OfferRow]
     assigned: list[RideRow]
+    aggregates: list[AggregateRow] | None = None  # None: a checkpoint without aggregates
+
+    def live_rows(self) -> list[LiveRow]:
+        return [(UUID(r[0]), r[1], float(r[2])) for r in self.aggregates or ()]
+
+    def snapshots(self) -> Iterator[tuple[UUID, Snapshot]]:
+        """Each carried aggregate's id and stored snapshot."""
+        for row in self.aggregates or ():
+            aggregate_id, _, _, version, topic, state, encoding = row
+            data = b64decode(state) if encoding == "b64" else state.encode()
+            yield UUID(aggregate_id), (int(version), topic, data)
 
 
 class CheckpointWriter:
-    """Starts a checkpoint every ``every_events`` events and hands out its chunks."""
+    """Starts a checkpoint every ``every_events`` events and hands out its chunks.
 
-    def __init__(self, every_events: int, chunk_rows: int = 10_000) -> None:
+    With ``aggregates``, each checkpoint also carries the live aggregates' snapshots."""
+
+    def __init__(
+        self,
+        every_events: int,
+        chunk_rows: int = 10_000,
+        aggregates: AggregateSource | None = None,
+    ) -> None:
         if every_events < 0 or chunk_rows < 1:
             raise ValueError("every_events must be >= 0 (0: never) and chunk_rows >= 1")
         self.every_events, self.chunk_rows = every_events, chunk_rows
+        self.aggregates = aggregates
         self.since = 0  # events committed since the last checkpoint began
         self.written = 0  # complete checkpoints written by this writer
         self._chunks: Iterator[Chunk] | None = None
@@ -124,9 +177,11 @@ class CheckpointWriter:
         self.since += events
         if self.every_events and self._next is None and self.since >= self.every_events:
             self.since = 0
+            source = self.aggregates
             self._chunks = encode_chunks(
-                capture(matcher), position, last_event_time, now, self.chunk_rows
-            )
+                capture(matcher), position, last_event_time, now, self.chunk_rows,
+                aggregates=None if source is None else _snapshot_rows(source),
+            )  # fmt: skip
             self._next = next(self._chunks)
 
     def abandon(self) -> None:
@@ -144,15 +199,18 @@ def encode_chunks(
     now: float,
     rows: int,
     max_bytes: int = CHUNK_BYTES,
+    aggregates: Iterator[AggregateRow] | None = None,
 ) -> Iterator[Chunk]:
     """The checkpoint of ``state`` (captured at ``position``) as chunks of at most ``rows``
-    rows and ``max_bytes`` bytes (a single larger row makes a chunk of its own), encoded
-    one at a time as they are asked for."""
+    rows (``AGGREGATE_ROWS`` aggregates) and ``max_bytes`` bytes (a single larger row makes
+    a chunk of its own), encoded one at a time as they are asked for. ``aggregates``, made
+    lazily too, go last."""
     items: Iterator[tuple[str, Any]] = chain(  # rows are built a chunk at a time
         (("drivers", driver_row(d)) for d in state.drivers.items()),
         (("pending", ride_row(r)) for r in state.pending),
         (("offers", offer_row(o)) for o in state.offers),
         (("assigned", ride_row(r)) for r in state.assigned),
+        (("aggregates", row) for row in aggregates or ()),
     )
     header = orjson.dumps(
         {
@@ -160,18 +218,40 @@ def encode_chunks(
             "position": position,
             "last_event_time": last_event_time,
             "taken_at": now,
+            "aggregates": aggregates is not None,
         }
     )
     budget = max_bytes - len(header) - 256  # the chunk's own keys and brackets
-    seq, batch, size = 0, list[tuple[str, bytes]](), 0
+    seq, batch, size, snapshots = 0, list[tuple[str, bytes]](), 0, 0
     for part, row in items:
         encoded = orjson.dumps(row)
-        if batch and (len(batch) >= rows or size + len(encoded) > budget):
+        full = len(batch) >= rows or snapshots >= AGGREGATE_ROWS
+        if batch and (full or size + len(encoded) > budget):
             yield _chunk(position, seq, False, batch, header)
-            seq, batch, size = seq + 1, [], 0
+            seq, batch, size, snapshots = seq + 1, [], 0, 0
         batch.append((part, encoded))
         size += len(encoded) + 1
+        snapshots += part == "aggregates"
     yield _chunk(position, seq, True, batch, header)
+
+
+def _snapshot_rows(source: AggregateSource) -> Iterator[AggregateRow]:
+    """The live aggregates' rows, each snapshot taken when its row is asked for; the set of
+    aggregates is the one live now, when the checkpoint begins."""
+    return _snapshots(source, source.live_rows())
+
+
+def _snapshots(source: AggregateSource, live: list[LiveRow]) -> Iterator[AggregateRow]:
+    for aggregate_id, kind, since in live:
+        snapshot = source.snapshot(aggregate_id)
+        if snapshot is None:
+            continue
+        version, topic, state = snapshot
+        try:
+            text, encoding = state.decode(), "text"
+        except UnicodeDecodeError:  # a cipher or compressor: not text
+            text, encoding = b64encode(state).decode(), "b64"
+        yield str(aggregate_id), kind, since, version, topic, text, encoding
 
 
 def _chunk(
@@ -210,7 +290,7 @@ def assemble(position: int, chunks: list[Chunk]) -> Restored:
                 parts[name].extend(rows)
         except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
             raise CheckpointError(f"chunk {c.seq} does not decode: {e!r}") from e
-    if header.get("format") != FORMAT or header.get("position") != position:
+    if header.get("format") not in FORMATS or header.get("position") != position:
         raise CheckpointError(f"unknown format or position in header {header!r}")
     return Restored(
         position,
@@ -220,26 +300,37 @@ def assemble(position: int, chunks: list[Chunk]) -> Restored:
         parts["pending"],
         parts["offers"],
         parts["assigned"],
+        parts["aggregates"] if header.get("aggregates") else None,
     )
 
 
 def restore_matcher(
-    store: CheckpointStore, factory: Callable[[], Matcher], log_end: int, shard: int
+    store: CheckpointStore,
+    factory: Callable[[], Matcher],
+    log_end: int,
+    shard: int,
+    floor: int = 0,
 ) -> tuple[Matcher, Restored | None]:
     """A fresh matcher holding the newest complete checkpoint that lies within the log
     (``log_end``: its last position), reads back intact and loads; or an empty one (the
     caller then folds the whole log). Each checkpoint passed over is logged with the
-    reason; a store that cannot be read means a full replay, logged too."""
+    reason; a store that cannot be read means a full replay, logged too.
+
+    ``floor``: the shard's store holds only the events after this position (it was
+    restored from the checkpoint there), so only a checkpoint at or after it will do, and
+    finding none is a ``CheckpointError`` (there is no whole log to replay)."""
     try:
         positions = store.checkpoint_positions()
     except Exception as e:
+        if floor:
+            raise CheckpointError(f"checkpoints unreadable ({e!r})") from e
         log.warning("shard %s: checkpoints unreadable (%r); replaying the whole log", shard, e)
         return factory(), None
     for position in positions:
-        if position > log_end:
+        if position > log_end or position < floor:
             log.warning(
-                "shard %s: checkpoint at %s is beyond the log's end (%s); skipped",
-                shard, position, log_end,
+                "shard %s: checkpoint at %s lies outside the log held (%s to %s); skipped",
+                shard, position, floor, log_end,
             )  # fmt: skip
             continue
         matcher = factory()
@@ -252,6 +343,10 @@ def restore_matcher(
                 "shard %s: checkpoint at %s is unusable (%s); trying an older one", shard,
                 position, e,
             )  # fmt: skip
+    if floor:
+        raise CheckpointError(
+            f"no usable checkpoint at or after {floor}, where the log held starts"
+        )
     if positions:
         log.warning("shard %s: no usable checkpoint; replaying the whole log", shard)
     return factory(), None

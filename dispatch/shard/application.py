@@ -15,7 +15,7 @@ from uuid import UUID
 
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import Recording
+from eventsourcing.persistence import JSONTranscoder, Recording
 
 from dispatch.domain.command_record import (
     CommandRecord,
@@ -30,6 +30,7 @@ from dispatch.domain.ride import Ride
 from dispatch.domain.rider import Rider
 from dispatch.matching.decisions import Decision, ExpireOffer, ExpireRequest, MakeOffer
 from dispatch.shard.handlers import HANDLERS, Policy
+from dispatch.shard.transcodings import PointAsList
 from dispatch.shard.unit_of_work import UnitOfWork
 from schemas.commands import CommandEnvelope, Outcome
 
@@ -57,6 +58,10 @@ class ShardApplication(Application[UUID]):
         self.policy = policy or Policy()
         self._uow = UnitOfWork(self.repository)
         self._outcomes: list[Outcome] = []
+
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+        super().register_transcodings(transcoder)
+        transcoder.register(PointAsList())
 
     # -- commands ------------------------------------------------------------------
     def handle(self, envelope: CommandEnvelope, now: datetime) -> list[Any]:

@@ -16,12 +16,24 @@ from typing import Any
 from uuid import UUID
 
 import orjson
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.domain import Snapshot as LibrarySnapshot
 from eventsourcing.persistence import Recording
 
-from dispatch.checkpoints import CheckpointStore, CheckpointWriter, Chunk, restore_matcher
+from dispatch.checkpoints import (
+    CheckpointStore,
+    CheckpointWriter,
+    Chunk,
+    LiveRow,
+    Restored,
+    Snapshot,
+    load_into,
+    restore_matcher,
+)
 from dispatch.matching.matcher import Matcher
 from dispatch.messages import MAX_PING_AHEAD_S, Inbound, Ping, Poison
 from dispatch.shard.application import ShardApplication
+from dispatch.shard.live import TIMED_TOPICS, LiveAggregates
 from schemas.commands import Outcome
 
 log = logging.getLogger(__name__)
@@ -66,11 +78,14 @@ class ShardWorker:
         checkpoints: CheckpointWriter | None = None,
         checkpoint_store: CheckpointStore | None = None,
         chunks_with_events: bool = True,
+        live: LiveAggregates | None = None,
     ) -> None:
         """``checkpoints`` writes the shard's checkpoints and ``checkpoint_store`` reads them
         back; a chunk goes to the recorder with the batch's events when
         ``chunks_with_events`` (SQLite: one transaction), else only in the ``Batch``, for
-        its owner to send in the batch's transaction (Kafka)."""
+        its owner to send in the batch's transaction (Kafka). With ``live``, the worker
+        keeps the shard's live aggregates and its checkpoints carry their snapshots (a
+        store restored from one holds only the log after it: ``floor``)."""
         self.shard, self.app, self.clock = shard, app, clock
         self._matcher_factory = matcher_factory
         self.matcher = matcher_factory()
@@ -80,24 +95,35 @@ class ShardWorker:
         self.checkpoints, self.checkpoint_store = checkpoints, checkpoint_store
         self.chunks_with_events = chunks_with_events
         self.restored_from: int | None = None  # the checkpoint the last restore started at
+        self.live = live
+        self.floor = 0  # the shard's store holds the log after this position only
+        if live is not None and checkpoints is not None:
+            checkpoints.aggregates = self
 
-    def restore(self) -> int:
-        """Rebuild the matcher's state: the newest usable checkpoint, then the events after
-        it (the whole log when there is none); returns the events read."""
+    def restore(self, chosen: Restored | None = None) -> int:
+        """Rebuild the matcher's state (and the live aggregates): ``chosen`` (a checkpoint
+        the caller already read) or the newest usable one, then the events after it (the
+        whole log when there is none); returns the events read."""
         self.restored_from, start = None, 1
         if self.checkpoints is not None:
             self.checkpoints.abandon()
-        if self.checkpoint_store is None:
+        restored: Restored | None = None
+        if chosen is not None:
+            self.matcher, restored = self._matcher_factory(), chosen
+            load_into(self.matcher, chosen)
+        elif self.checkpoint_store is None:
             self.matcher = self._matcher_factory()
         else:
             log_end = self.app.position()
             self.matcher, restored = restore_matcher(
-                self.checkpoint_store, self._matcher_factory, log_end, self.shard
+                self.checkpoint_store, self._matcher_factory, log_end, self.shard, self.floor
             )
-            if restored is not None:
-                self.last_event_time = restored.last_event_time
-                self.restored_from, start = restored.position, restored.position + 1
-                log.info("shard %s: restoring from the checkpoint at %s", self.shard, start - 1)
+        if self.live is not None:
+            self.live.load(restored.live_rows() if restored is not None else ())
+        if restored is not None:
+            self.last_event_time = restored.last_event_time
+            self.restored_from, start = restored.position, restored.position + 1
+            log.info("shard %s: restoring from the checkpoint at %s", self.shard, start - 1)
         count = self.fold(start)
         if self.checkpoints is not None:
             self.checkpoints.restored(count)
@@ -107,10 +133,19 @@ class ShardWorker:
         """Fold the log's events from position ``start`` (to ``stop``, or its end) into the
         matcher; returns the events read."""
         wanted, by_type = self.matcher.topics, self.matcher.driver_topics
+        live, timed = self.live, TIMED_TOPICS
         count = 0
         while True:
             page = self.app.recorder.select_notifications(start, 1_000, stop=stop)
             for notification in page:
+                if live is not None:
+                    aggregate = notification.originator_id
+                    aggregate_id = aggregate if isinstance(aggregate, UUID) else UUID(aggregate)
+                    at = self.last_event_time
+                    if notification.topic in timed:
+                        timed_event: Any = self.app.mapper.to_domain_event(notification)
+                        at = timed_event.timestamp.timestamp()
+                    live.observe(notification.topic, aggregate_id, at)
                 if notification.topic not in wanted:
                     continue  # command records, rider events: nothing the matcher folds
                 if notification.topic in by_type:  # no need to decode these
@@ -123,6 +158,8 @@ class ShardWorker:
                 self.last_event_time = max(self.last_event_time, event.timestamp.timestamp())
             count += len(page)
             if len(page) < 1_000:
+                if live is not None:
+                    live.evict(self.last_event_time)
                 return count
             start = page[-1].id + 1
 
@@ -192,7 +229,33 @@ class ShardWorker:
         for event in events:
             self.matcher.observe(event)
         if events:  # a batch's events share the worker's clock
-            self.last_event_time = max(self.last_event_time, events[-1].timestamp.timestamp())
+            at = events[-1].timestamp.timestamp()
+            self.last_event_time = max(self.last_event_time, at)
+            if self.live is not None:
+                for event in events:
+                    self.live.observe(event.TOPIC, event.originator_id, at)
+
+    # -- the live aggregates, for checkpoints (``checkpoints.AggregateSource``) ---------------
+    def live_rows(self) -> list[LiveRow]:
+        if self.live is None:
+            return []
+        self.live.evict(self.last_event_time)
+        return self.live.rows()
+
+    def snapshot(self, aggregate_id: UUID) -> Snapshot | None:
+        return snapshot_of(self.app, aggregate_id)
+
+
+def snapshot_of(
+    app: ShardApplication, aggregate_id: UUID, version: int | None = None
+) -> Snapshot | None:
+    """The aggregate's state (now, or at ``version``) as the library's stored snapshot."""
+    try:
+        aggregate: Any = app.repository.get(aggregate_id, version=version)
+    except AggregateNotFoundError:
+        return None
+    stored = app.mapper.to_stored_event(LibrarySnapshot.take(aggregate))
+    return stored.originator_version, stored.topic, stored.state
 
 
 def _ping_ahead(ping: Ping, now: float) -> Poison:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from eventsourcing.persistence import StoredEvent
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -30,7 +31,8 @@ from dispatch.checkpoints import assemble, encode_chunks, load_into
 from dispatch.matching.matcher import Matcher
 from dispatch.matching.state import capture
 from dispatch.settings import Settings
-from dispatch.shard.worker import ShardWorker
+from dispatch.shard.live import LiveAggregates
+from dispatch.shard.worker import ShardWorker, snapshot_of
 from dispatch.simulator.clock import SimClock
 from dispatch.simulator.runner import SimConfig, Simulation
 
@@ -254,3 +256,56 @@ def test_a_checkpoint_store_that_cannot_be_read_means_a_full_replay_not_a_lost_s
     assert worker.restored_from is None and read == worker.app.position()
     assert "checkpoints unreadable" in caplog.text
     assert matcher_state(worker.matcher) == matcher_state(replayed(checkpointed).matcher)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    where=st.floats(0.0, 1.0),
+    later=st.floats(0.0, 1.0),
+    retention_s=st.sampled_from([20.0, 90.0, 86_400.0]),
+)
+def test_live_aggregates_at_any_position_with_fuzzy_snapshots_plus_the_tail_equal_a_full_replay(
+    log_without_checkpoints: Settings, where: float, later: float, retention_s: float
+) -> None:
+    """What a checkpoint carries for a store that keeps only the tail (Kafka): the live
+    aggregates fixed at position P, each snapshot taken at some later position Q (a chunk
+    is written batches after P). Every aggregate the tail after P changes is live at P or
+    created after it, and each live one rebuilt from its snapshot plus its events after the
+    snapshot's version equals the full replay's."""
+    s = log_without_checkpoints
+    full = replayed(s)
+    end = full.app.position()
+    position = int(where * end)
+    upto = position + int(later * (end - position))
+    at_p = build_worker(s, 0, lambda: 0.0)
+    at_p.live = LiveAggregates(retention_s)
+    at_p.fold(1, position)
+    live = {aggregate_id for aggregate_id, _, _ in at_p.live_rows()}
+    versions_at_q: dict[Any, int] = {}
+    tail: dict[Any, list[Any]] = {}
+    created_after_p: set[Any] = set()
+    for n in full.app.recorder.select_notifications(1, 10_000_000):
+        if n.id <= upto:
+            versions_at_q[n.originator_id] = n.originator_version
+        if n.id > position:
+            tail.setdefault(n.originator_id, []).append(n)
+            if n.originator_version == 1:
+                created_after_p.add(n.originator_id)
+    assert set(tail) <= live | created_after_p
+    mapper = full.app.mapper
+    for aggregate_id in live:
+        snapshot = snapshot_of(full.app, aggregate_id, versions_at_q[aggregate_id])
+        assert snapshot is not None
+        version, topic, state = snapshot
+        stored = StoredEvent(aggregate_id, version, topic, state)
+        aggregate = mapper.to_domain_event(stored).mutate(None)
+        for n in tail.get(aggregate_id, []):
+            if n.originator_version > version:
+                aggregate = mapper.to_domain_event(n).mutate(aggregate)
+        expected = full.app.repository.get(aggregate_id)
+        assert _state(aggregate) == _state(expected), aggregate_id
+    full.app.close(), at_p.app.close()
+
+
+def _state(aggregate: Any) -> dict[str, Any]:
+    return {k: v for k, v in vars(aggregate).items() if k != "_pending_events"}

@@ -129,9 +129,90 @@ def test_a_takeover_restores_from_the_checkpoints_topic_and_equals_a_full_replay
         full.restore()
         assert full.restored_from is None
         assert matcher_state(full.matcher) == before
+        # The taker's store holds only the log after the checkpoint, and every aggregate
+        # rebuilt from the checkpoint's snapshot plus that tail equals a full replay's.
+        assert restored.floor == newest
+        tail = restored.app.recorder.select_notifications(1, 10_000)
+        assert all(n.id > newest for n in tail)
+        assert len(tail) < len(reader.recorder.select_notifications(1, 10_000))
+        for aggregate_id in [*drivers, *riders, *(r.ride_id for r in requests)]:
+            assert state_of(restored.app, aggregate_id) == state_of(reader, aggregate_id)
         reader.close()
     finally:
         second.close()
+
+
+def state_of(app: ShardApplication, aggregate_id: uuid.UUID) -> dict[str, str]:
+    aggregate = app.repository.get(aggregate_id)
+    return {k: str(v) for k, v in vars(aggregate).items() if k != "_pending_events"}
+
+
+def test_after_a_takeover_from_a_checkpoint_commands_on_older_aggregates_apply_once(
+    deployment: Settings,
+) -> None:
+    """Aggregates and command records written before the checkpoint a takeover restores
+    from are not in the tail it reads: they come from the checkpoint. A retried command
+    gets its first outcome; a command on an older aggregate applies on its last version."""
+    assert deployment.kafka_bootstrap is not None
+    bus = KafkaTransport(deployment.kafka_bootstrap, deployment.topic_prefix)
+    first = build_kafka_worker(deployment, member="first")
+    driver, rider, ride = new_id(0), new_id(0), new_id(0)
+    register = c.CommandEnvelope(
+        command_id=str(uuid.uuid4()), issued_at=datetime.now(UTC),
+        command=c.RegisterDriver(driver_id=driver, name="older"),
+    )  # fmt: skip
+    try:
+        hosting(first)
+        bus.send_command(register)
+        drive(first, bus, c.RegisterRider(rider_id=rider, name="r"), c.GoOnline(driver_id=driver))
+        far = LatLng(lat=CENTRE[0] + 0.5, lng=CENTRE[1])
+        drive(first, bus, c.RequestRide(ride_id=ride, rider_id=rider, pickup=far, dropoff=far))
+        filler = [new_id(0) for _ in range(30)]  # enough events for complete checkpoints
+        drive(first, bus, *(c.RegisterDriver(driver_id=d, name="f") for d in filler))
+        host = first.shards[0]
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            first.run_once()
+            if host.checkpoints and host.checkpoints.complete:
+                break
+        assert host.checkpoints is not None and host.checkpoints.complete
+    finally:
+        first.close()
+
+    second = build_kafka_worker(deployment, member="second")
+    try:
+        hosting(second)
+        worker = second.shards[0].worker
+        assert worker.floor > 0, "the takeover read the whole log"
+        tail = {n.originator_id for n in worker.app.recorder.select_notifications(1, 10_000)}
+        assert not {driver, rider, ride} & tail  # all three come from the checkpoint
+        bus.send_command(register)  # a retry of a command from before the checkpoint
+        commands = (c.GoOffline(driver_id=driver), c.CancelRide(ride_id=ride, rider_id=rider))
+        offline, cancel = (
+            c.CommandEnvelope(command_id=str(uuid.uuid4()), issued_at=datetime.now(UTC),
+                              command=command)
+            for command in commands
+        )  # fmt: skip
+        for envelope in (offline, cancel):
+            bus.send_command(envelope)
+        deadline = time.monotonic() + 30
+        second.run_once()
+        while time.monotonic() < deadline and bus.wait_outcome(cancel.command_id, 0) is None:
+            second.run_once()
+        for envelope in (offline, cancel):
+            outcome = bus.wait_outcome(envelope.command_id, 5)
+            assert outcome is not None and outcome.accepted, outcome
+        retried = bus.wait_outcome(register.command_id, 10)
+        assert retried is not None and retried.accepted and retried.duplicate
+        app = second.shards[0].worker.app  # (a rebalance may have reopened the shard)
+        assert str(app.repository.get(driver).status) == "offline"
+        assert str(app.repository.get(ride).status) == "cancelled"
+        assert app.repository.get(rider).active_ride is None
+    finally:
+        second.close()
+    source = KafkaLogSource(deployment.kafka_bootstrap, deployment.topic_prefix)
+    count, violations = verify(source)
+    assert count > 0 and violations == []
 
 
 def test_after_kill_9_during_a_checkpoint_a_takeover_never_uses_the_half_written_one(
@@ -206,3 +287,19 @@ def test_after_kill_9_during_a_checkpoint_a_takeover_never_uses_the_half_written
     source = KafkaLogSource(deployment.kafka_bootstrap, deployment.topic_prefix)
     events, violations = verify(source)
     assert violations == [] and events > 0
+
+
+def test_a_worker_joining_alone_opens_its_shard_once(deployment: Settings) -> None:
+    """The first join must not race the subscription's metadata: kafka-python would assign
+    against an empty snapshot of the topics and rebalance when the metadata lands, and every
+    start would restore each shard twice."""
+    worker = build_kafka_worker(deployment, member="alone")
+    try:
+        hosting(worker)
+        settle = time.monotonic() + 4  # past the metadata update that would rebalance
+        while time.monotonic() < settle:
+            worker.run_once()
+        assert 0 in worker.shards
+        assert worker.stats.opened == 1
+    finally:
+        worker.close()

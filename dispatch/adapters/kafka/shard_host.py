@@ -5,22 +5,31 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Protocol
 
 from dispatch.adapters.kafka import wire
 from dispatch.adapters.kafka.checkpoints import CheckpointRecords, KafkaCheckpointStore
-from dispatch.adapters.kafka.eventstore.recorders import KafkaRecorder
+from dispatch.adapters.kafka.eventstore.codec import EVENTS_PER_RECORD, DecodedEvent
+from dispatch.adapters.kafka.eventstore.recorders import KafkaAggregateRecorder, KafkaRecorder
 from dispatch.adapters.kafka.eventstore.writer import PartitionWriter
 from dispatch.adapters.kafka.follower import Follower
 from dispatch.adapters.kafka.topics import Topics
-from dispatch.checkpoints import CheckpointWriter
+from dispatch.checkpoints import CheckpointWriter, Restored, restore_matcher
 from dispatch.matching.matcher import Matcher
 from dispatch.messages import Inbound
 from dispatch.settings import Settings
 from dispatch.shard.application import ShardApplication
+from dispatch.shard.live import LiveAggregates
 from dispatch.shard.worker import ShardWorker
 
 log = logging.getLogger(__name__)
+
+
+class AppFactory(Protocol):
+    """Builds a shard's application on the Kafka store; ``env`` adds to its environment."""
+
+    def __call__(self, shard: int, env: Mapping[str, str] | None = None) -> ShardApplication: ...
 
 
 class StreamClock:
@@ -73,18 +82,32 @@ def open_shard(
     settings: Settings,
     shard: int,
     topics: Topics,
-    app_factory: Callable[[int], ShardApplication],
+    app_factory: AppFactory,
     matcher_factory: Callable[[], Matcher],
     clock_mode: str,
 ) -> ShardHost:
-    """Restore a shard (log -> local store; newest usable checkpoint + the events after it
-    -> matcher) and warm its matcher with recent pings. ``app_factory`` builds the shard's
-    application on this Kafka store (the composition root's), ``matcher_factory`` its
-    matcher."""
+    """Restore a shard and warm its matcher with recent pings.
+
+    The newest usable checkpoint is chosen first. When it carries the live aggregates, the
+    local store reads only the events after it (``KAFKA_EVENTS_AFTER``) and starts its
+    snapshots from the checkpoint's: cost follows the live state and the tail, not the
+    history. Otherwise (no checkpoint, or one without aggregates) the store reads the whole
+    partition, and the matcher starts from the checkpoint or from nothing."""
     assert settings.kafka_bootstrap is not None
     store = KafkaCheckpointStore(settings.kafka_bootstrap, topics.checkpoints, shard)
     store.require_topic()  # before the application starts a producer
-    app = app_factory(shard)
+    started = time.perf_counter()
+    log_end = _events_end(settings.kafka_bootstrap, topics.events, shard)
+    _, chosen = restore_matcher(store, matcher_factory, log_end, shard)
+    tail_only = chosen is not None and chosen.aggregates is not None
+    read = time.perf_counter()
+    if tail_only:
+        assert chosen is not None
+        app = app_factory(shard, _tail_env(chosen.position))
+        _load_snapshots(app, chosen)
+    else:
+        app = app_factory(shard)
+    opened = time.perf_counter()
     stream_clock = StreamClock() if clock_mode == "stream" else None
     clock: Callable[[], float] = stream_clock if stream_clock is not None else time.time
     recorder = app.recorder
@@ -95,13 +118,53 @@ def open_shard(
     worker = ShardWorker(
         shard, app, matcher_factory, clock,
         checkpoints=writer, checkpoint_store=store, chunks_with_events=False,
+        live=LiveAggregates(settings.idempotency_window_s),
     )  # fmt: skip
-    worker.restore()
+    if tail_only:
+        assert chosen is not None
+        worker.floor = chosen.position
+    events = worker.restore(chosen)
     records.restored(*store.found())
     if stream_clock is not None:
         stream_clock.now = worker.last_event_time
-    warm_up(settings, topics, shard, worker, clock())
+    folded = time.perf_counter()
+    pings = warm_up(settings, topics, shard, worker, clock())
+    log.info(
+        "shard %s: checkpoint chosen in %.2f s (%s); log %s read in %.2f s; %d events "
+        "folded in %.2f s; %d pings warmed in %.2f s", shard, read - started,
+        f"at {chosen.position}" if chosen is not None else "none",
+        "tail" if tail_only else "whole", opened - read, events, folded - opened, pings,
+        time.perf_counter() - folded,
+    )  # fmt: skip
     return ShardHost(shard, app, recorder.writer, worker, stream_clock, records)
+
+
+def _events_end(bootstrap: str, topic: str, shard: int) -> int:
+    """An upper bound of the shard's log positions now (a checkpoint beyond it belongs to
+    another log: a topic deleted and made again)."""
+    follower = Follower(bootstrap, topic, [shard], name=f"shard {shard} log end")
+    try:
+        return follower.end_offset(shard) * EVENTS_PER_RECORD
+    finally:
+        follower.close()
+
+
+def _tail_env(position: int) -> dict[str, str]:
+    return {"KAFKA_EVENTS_AFTER": str(position), "KAFKA_RESTORE_SNAPSHOTS": "no"}
+
+
+def _load_snapshots(app: ShardApplication, chosen: Restored) -> None:
+    """The checkpoint's aggregates into the local snapshots store, where the repository
+    finds them (then their events after each snapshot's version, from the tail)."""
+    snapshots = app.snapshots
+    recorder = snapshots.recorder if snapshots is not None else None
+    if not isinstance(recorder, KafkaAggregateRecorder):
+        raise TypeError("restoring from a checkpoint's aggregates needs the Kafka snapshots store")
+    rows = [
+        DecodedEvent(str(aggregate_id), True, version, topic, state)
+        for aggregate_id, (version, topic, state) in chosen.snapshots()
+    ]
+    recorder.table.load_record(1, rows)
 
 
 def warm_up(settings: Settings, topics: Topics, shard: int, worker: ShardWorker, now: float) -> int:

@@ -43,12 +43,11 @@ from dispatch.adapters.kafka import wire
 from dispatch.adapters.kafka.batch import KafkaBatch, Offsets
 from dispatch.adapters.kafka.config import new_admin, new_consumer
 from dispatch.adapters.kafka.eventstore import FencedError, ProducerLostError
-from dispatch.adapters.kafka.shard_host import ShardHost, open_shard
+from dispatch.adapters.kafka.shard_host import AppFactory, ShardHost, open_shard
 from dispatch.adapters.kafka.topics import Topics
 from dispatch.matching.matcher import Matcher
 from dispatch.messages import Inbound, Poison
 from dispatch.settings import Settings
-from dispatch.shard.application import ShardApplication
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +69,7 @@ class WorkerStats:
     fenced: int = 0  # batches that lost the shard's producer, fenced or not
     reopened: int = 0  # shards reopened in place after a loss that was not a fence
     restored: dict[int, float] = field(default_factory=dict)
+    opened: int = 0  # shard restores (each assignment of a shard opens it)
 
 
 @dataclass
@@ -91,7 +91,7 @@ class KafkaWorker:
     def __init__(
         self,
         settings: Settings,
-        app_factory: Callable[[int], ShardApplication],
+        app_factory: AppFactory,
         matcher_factory: Callable[[], Matcher],
         clock_mode: str = "wall",
         tick_s: float = 0.2,
@@ -121,6 +121,11 @@ class KafkaWorker:
         topics = [self.topics.commands, self.topics.locations]
         self._await_topics(topics)
         self.consumer.subscribe(topics, listener=_Rebalance(self))
+        # A metadata fetch now, with the subscription set: otherwise the first join may beat
+        # the subscription's own metadata update, and kafka-python then assigns against an
+        # empty snapshot of the topics and rebalances once the update lands, so a shard
+        # would be restored twice on every start.
+        self.consumer.topics()
 
     def _await_topics(self, topics: list[str], timeout_s: float = 30.0) -> None:
         """Join the group only once the topics' partitions are known: a member that joins
@@ -140,6 +145,7 @@ class KafkaWorker:
         for shard in sorted(shards - set(self.shards)):
             started = time.perf_counter()
             self.shards[shard] = self._open(shard)
+            self.stats.opened += 1
             self.stats.restored[shard] = time.perf_counter() - started
             log.info("shard %s restored in %.2f s", shard, self.stats.restored[shard])
             lost = self.lost.pop(shard, None)

@@ -8,7 +8,14 @@ Environment (read through the application's env, so ``<APP>_KAFKA_SHARD`` works 
 - ``KAFKA_TRANSACTIONAL_ID`` (default ``<prefix>.shard-<n>``): tie it to the shard, never to
   the process, so a new owner fences the old one,
 - ``KAFKA_READ_ONLY`` (default no): read a shard without a producer (fences no one),
-- ``KAFKA_RESTORE_TIMEOUT`` / ``KAFKA_WRITE_TIMEOUT`` in seconds (defaults 300 / 30).
+- ``KAFKA_RESTORE_TIMEOUT`` / ``KAFKA_WRITE_TIMEOUT`` in seconds (defaults 300 / 30),
+- ``KAFKA_EVENTS_AFTER`` (default 0): the local events store holds only the events after
+  this notification id (its ``max_notification_id`` is at least that id), and
+  ``KAFKA_RESTORE_SNAPSHOTS`` (default yes): no leaves the local snapshots store empty. For
+  a caller that restores the rest of the shard's state from a checkpoint of its own: it
+  loads the aggregates it needs into the snapshots store (``EventTable.load_record``)
+  before the first read; an aggregate it does not load, whose events all lie before that
+  id, is not found.
 
 Recorders: the aggregate recorder (``purpose="events"`` or ``"snapshots"``) and the
 application recorder. Application events only: there is no tracking or process recorder

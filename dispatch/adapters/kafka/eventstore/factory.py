@@ -38,6 +38,8 @@ class KafkaSettings:
     read_only: bool = False
     restore_timeout_s: float = 300.0
     write_timeout_s: float = 30.0
+    events_after: int = 0  # restore only the events after this notification id
+    restore_snapshots: bool = True  # read the snapshots partition (else start it empty)
 
     def topic(self, role: str) -> str:
         """The name of this store's topic of ``role`` (events, snapshots)."""
@@ -64,6 +66,8 @@ class KafkaFactory(InfrastructureFactory[TrackingRecorder]):
     KAFKA_READ_ONLY = "KAFKA_READ_ONLY"
     KAFKA_RESTORE_TIMEOUT = "KAFKA_RESTORE_TIMEOUT"
     KAFKA_WRITE_TIMEOUT = "KAFKA_WRITE_TIMEOUT"
+    KAFKA_EVENTS_AFTER = "KAFKA_EVENTS_AFTER"
+    KAFKA_RESTORE_SNAPSHOTS = "KAFKA_RESTORE_SNAPSHOTS"
 
     aggregate_recorder_class = KafkaAggregateRecorder
     application_recorder_class = KafkaApplicationRecorder
@@ -125,12 +129,16 @@ class KafkaFactory(InfrastructureFactory[TrackingRecorder]):
             table = self._tables.get(role)
             if table is None:
                 self.writer()  # fence first: then the partition's end is stable
-                table = EventTable(monotonic=role == "events")
                 s = self.settings
+                after = s.events_after if role == "events" else 0
+                table = EventTable(monotonic=role == "events", floor=after)
                 topic = s.topic(role)
-                self._restore(
-                    lambda: restore_events(s.bootstrap, topic, s.shard, table, s.restore_timeout_s)
-                )
+                if role == "events" or s.restore_snapshots:
+                    self._restore(
+                        lambda: restore_events(
+                            s.bootstrap, topic, s.shard, table, s.restore_timeout_s, after
+                        )
+                    )
                 self._tables[role] = table
             return table
 
@@ -180,4 +188,15 @@ class KafkaFactory(InfrastructureFactory[TrackingRecorder]):
             read_only=strtobool(self.env.get(self.KAFKA_READ_ONLY) or "no"),
             restore_timeout_s=float(self.env.get(self.KAFKA_RESTORE_TIMEOUT) or 300),
             write_timeout_s=float(self.env.get(self.KAFKA_WRITE_TIMEOUT) or 30),
+            events_after=self._count(self.KAFKA_EVENTS_AFTER),
+            restore_snapshots=strtobool(self.env.get(self.KAFKA_RESTORE_SNAPSHOTS) or "yes"),
         )
+
+    def _count(self, key: str) -> int:
+        text = (self.env.get(key) or "0").strip()
+        if not text.isdigit():
+            keys = ", ".join(self.env.create_keys(key))
+            raise InfrastructureFactoryError(
+                f"{key} must be a whole number >= 0: {text!r} ({keys})"
+            )
+        return int(text)

@@ -16,7 +16,11 @@ from eventsourcing.persistence import OperationalError
 from kafka import KafkaConsumer, TopicPartition
 
 from dispatch.adapters.kafka.eventstore.clients import new_consumer
-from dispatch.adapters.kafka.eventstore.codec import decode_events, notification_id
+from dispatch.adapters.kafka.eventstore.codec import (
+    decode_events,
+    notification_id,
+    record_position,
+)
 from dispatch.adapters.kafka.eventstore.store import EventTable
 
 Headers = Sequence[tuple[str, bytes]]
@@ -24,10 +28,15 @@ Sink = Callable[[int, bytes | None, bytes | None, Headers], None]
 
 
 def read_partition(
-    bootstrap: str, topic: str, partition: int, sink: Sink, timeout_s: float = 300.0
+    bootstrap: str,
+    topic: str,
+    partition: int,
+    sink: Sink,
+    timeout_s: float = 300.0,
+    start_offset: int = 0,
 ) -> int:
-    """Pass ``(offset, key, value, headers)`` of each committed record to ``sink``; return
-    the count.
+    """Pass ``(offset, key, value, headers)`` of each committed record from ``start_offset``
+    on to ``sink``; return the count.
 
     Raises ``OperationalError`` if the topic or partition is missing, or if the end is not
     reached within ``timeout_s``.
@@ -45,7 +54,10 @@ def read_partition(
         tp = TopicPartition(topic, partition)
         consumer.assign([tp])
         end = consumer.end_offsets([tp], timeout_ms=int(timeout_s * 1000))[tp]
-        consumer.seek_to_beginning(tp)
+        if start_offset > 0:
+            consumer.seek(tp, start_offset)
+        else:
+            consumer.seek_to_beginning(tp)
         count = 0
         timeout_error = f"restoring {topic}[{partition}] timed out after {timeout_s}s"
         for records in _prefetched(consumer, tp, end, deadline, timeout_error):
@@ -100,12 +112,26 @@ def _prefetched(
 
 
 def restore_events(
-    bootstrap: str, topic: str, partition: int, table: EventTable, timeout_s: float
+    bootstrap: str,
+    topic: str,
+    partition: int,
+    table: EventTable,
+    timeout_s: float,
+    after_id: int = 0,
 ) -> int:
-    """Load a stored-event partition into ``table`` (ids: ``codec.notification_id``)."""
+    """Load a stored-event partition into ``table`` (ids: ``codec.notification_id``): the
+    events after notification id ``after_id`` (0: all of them)."""
+    start = record_position(after_id)[0] if after_id > 0 else 0
 
     def sink(offset: int, key: bytes | None, value: bytes | None, headers: Headers) -> None:
-        if value is not None:  # a tombstone (compacted topics) carries nothing to load
-            table.load_record(notification_id(offset, 0), decode_events(value, headers))
+        if value is None:  # a tombstone (compacted topics) carries nothing to load
+            return
+        first = notification_id(offset, 0)
+        events = decode_events(value, headers)
+        if first <= after_id:  # the record holding ``after_id``: only the events after it
+            skip = after_id - first + 1
+            events, first = events[skip:], first + skip
+        if events:
+            table.load_record(first, events)
 
-    return read_partition(bootstrap, topic, partition, sink, timeout_s)
+    return read_partition(bootstrap, topic, partition, sink, timeout_s, start)

@@ -38,8 +38,11 @@ class EventTable:
     recorded version of its aggregate. Otherwise (snapshots): the version must not be present.
     """
 
-    def __init__(self, *, monotonic: bool) -> None:
+    def __init__(self, *, monotonic: bool, floor: int = 0) -> None:
+        """``floor``: the table holds only the events after this notification id (a
+        restore from a checkpoint); the log's end is at least the floor."""
         self.monotonic = monotonic
+        self.floor = floor
         self._lock = Lock()
         self._ids = array("q")
         self._agg = array("I")
@@ -208,7 +211,9 @@ class EventTable:
 
     def max_notification_id(self) -> int | None:
         with self._lock:
-            return self._ids[self._committed - 1] if self._committed else None
+            if self._committed:
+                return self._ids[self._committed - 1]
+            return self.floor or None
 
     def listen(self, listener: Event) -> None:
         self.listeners.add(listener)
