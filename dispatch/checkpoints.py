@@ -55,7 +55,7 @@ FORMATS = frozenset({1, 2})
 PARTS = ("drivers", "pending", "offers", "assigned", "aggregates")
 # At most this many aggregate snapshots a chunk: each is taken when its chunk is made,
 # between two batches, at some tens of microseconds apiece.
-AGGREGATE_ROWS = 1_000
+AGGREGATE_ROWS = 250
 # At most this many bytes a chunk: a Kafka record must stay under the producer's and the
 # broker's 1 MiB limits, and a batch carries one chunk.
 CHUNK_BYTES = 512 * 1024
