@@ -108,7 +108,7 @@ def one_run(env: dict[str, str], tree: Path, mode: str, timeout_s: float = 600) 
         stderr=subprocess.PIPE,
         text=True,
     )
-    assert process.stdout is not None
+    assert process.stdout is not None and process.stderr is not None
     marks = json.loads(process.stdout.readline())
     deadline = time.monotonic() + timeout_s
     while not ready(port):
@@ -170,8 +170,21 @@ def base_env(data_dir: Path, shards: int, retention: float) -> dict[str, str]:
         DISPATCH_SHARDS=str(shards),
         DISPATCH_AUTH_SECRET=secrets.token_urlsafe(48),
         DISPATCH_ENDED_RIDE_RETENTION_S=str(retention),
+        # The shard workers decide at wall-clock time, long after a simulated log ends:
+        # without these they would expire every waiting ride at start, changing the log
+        # between runs (and, by the log's clock, evicting every ended ride at once).
+        DISPATCH_MAX_WAIT_S="1e9",
+        DISPATCH_OFFER_TIMEOUT_S="1e9",
     )
     return env
+
+
+def kept_sizes(data_dir: Path) -> dict[str, float | None]:
+    sizes: dict[str, float | None] = {}
+    for name in ("views.sqlite", "ended-rides.sqlite"):
+        kept = data_dir / name
+        sizes[f"{name}_mb"] = kept.stat().st_size / 1e6 if kept.exists() else None
+    return sizes
 
 
 def bench_log(log: Path, args: argparse.Namespace, work: Path) -> dict[str, Any]:
@@ -203,14 +216,16 @@ def bench_log(log: Path, args: argparse.Namespace, work: Path) -> dict[str, Any]
         plan += [("old", Path(args.old_tree))] * args.runs
     try:
         for label, tree in plan:
+            if label == "old" and "views.sqlite_mb" not in out:  # what the new code kept
+                out.update(kept_sizes(data_dir))
             if label != "warm":
                 for kept in ("views.sqlite", "ended-rides.sqlite"):
                     (data_dir / kept).unlink(missing_ok=True)
             run = one_run(env, tree, mode)
             out["runs"].setdefault(label, []).append(run)
             print(f"{log.name} {mode} {label}: {json.dumps(run)}", file=sys.stderr, flush=True)
-        kept_file = data_dir / "views.sqlite"
-        out["views_sqlite_mb"] = kept_file.stat().st_size / 1e6 if kept_file.exists() else None
+        if "views.sqlite_mb" not in out:
+            out.update(kept_sizes(data_dir))
     finally:
         if prefix is not None:
             from dispatch.adapters.kafka.topics import delete_topics
