@@ -34,6 +34,7 @@ from dispatch.runtime import Runtime
 from dispatch.settings import Settings
 from dispatch.shard.application import ShardApplication
 from dispatch.shard.handlers import Policy
+from dispatch.shard.live import LiveAggregates
 from dispatch.shard.worker import Clock, ShardWorker
 from projections.keeper import ViewKeeper
 from projections.runner import ProjectionRunner
@@ -101,9 +102,12 @@ def build_worker(settings: Settings, shard: int, clock: Clock) -> ShardWorker:
     writer = None
     if store is not None:
         writer = CheckpointWriter(settings.checkpoint_every_events, settings.checkpoint_chunk_rows)
+    # The live aggregates let command-record lookups skip the store for ids it cannot
+    # hold; SQLite reads aggregates from the shard's file, so checkpoints list them only.
     return ShardWorker(
         shard, app, lambda: build_matcher(settings), clock,
         checkpoints=writer, checkpoint_store=store,
+        live=LiveAggregates(settings.idempotency_window_s), live_snapshots=False,
     )  # fmt: skip
 
 

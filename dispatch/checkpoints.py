@@ -52,7 +52,9 @@ log = logging.getLogger(__name__)
 
 FORMAT = 2  # 2: may carry aggregates (format 1, the matcher's state only, still reads)
 FORMATS = frozenset({1, 2})
-PARTS = ("drivers", "pending", "offers", "assigned", "aggregates")
+PARTS = ("drivers", "pending", "offers", "assigned", "aggregates", "live")
+# Live aggregates carried without their state (SQLite) go this many to a row.
+LIVE_IDS_A_ROW = 2_000
 # At most this many aggregate snapshots a chunk: each is taken when its chunk is made,
 # between two batches, at some tens of microseconds apiece.
 AGGREGATE_ROWS = 250
@@ -90,7 +92,8 @@ class AggregateSource(Protocol):
         ...
 
     def snapshot(self, aggregate_id: UUID) -> Snapshot | None:
-        """The aggregate's snapshot now (None if it does not exist)."""
+        """The aggregate's snapshot now (None if it does not exist, or if this store
+        needs only the list of live aggregates)."""
         ...
 
 
@@ -119,9 +122,13 @@ class Restored:
     offers: list[OfferRow]
     assigned: list[RideRow]
     aggregates: list[AggregateRow] | None = None  # None: a checkpoint without aggregates
+    live: list[list[tuple[str, str, float]]] | None = None  # live aggregates without state
 
     def live_rows(self) -> list[LiveRow]:
-        return [(UUID(r[0]), r[1], float(r[2])) for r in self.aggregates or ()]
+        rows = [(UUID(r[0]), r[1], float(r[2])) for r in self.aggregates or ()]
+        for listed in self.live or ():
+            rows.extend((UUID(i), kind, float(since)) for i, kind, since in listed)
+        return rows
 
     def snapshots(self) -> Iterator[tuple[UUID, Snapshot]]:
         """Each carried aggregate's id and stored snapshot."""
@@ -199,18 +206,19 @@ def encode_chunks(
     now: float,
     rows: int,
     max_bytes: int = CHUNK_BYTES,
-    aggregates: Iterator[AggregateRow] | None = None,
+    aggregates: Iterator[tuple[str, Any]] | None = None,
 ) -> Iterator[Chunk]:
     """The checkpoint of ``state`` (captured at ``position``) as chunks of at most ``rows``
     rows (``AGGREGATE_ROWS`` aggregates) and ``max_bytes`` bytes (a single larger row makes
     a chunk of its own), encoded one at a time as they are asked for. ``aggregates``, made
-    lazily too, go last."""
+    lazily too (``(part, row)``: "aggregates" rows with a snapshot, "live" rows listing
+    aggregates without), go last."""
     items: Iterator[tuple[str, Any]] = chain(  # rows are built a chunk at a time
         (("drivers", driver_row(d)) for d in state.drivers.items()),
         (("pending", ride_row(r)) for r in state.pending),
         (("offers", offer_row(o)) for o in state.offers),
         (("assigned", ride_row(r)) for r in state.assigned),
-        (("aggregates", row) for row in aggregates or ()),
+        aggregates or iter(()),
     )
     header = orjson.dumps(
         {
@@ -235,23 +243,30 @@ def encode_chunks(
     yield _chunk(position, seq, True, batch, header)
 
 
-def _snapshot_rows(source: AggregateSource) -> Iterator[AggregateRow]:
+def _snapshot_rows(source: AggregateSource) -> Iterator[tuple[str, Any]]:
     """The live aggregates' rows, each snapshot taken when its row is asked for; the set of
     aggregates is the one live now, when the checkpoint begins."""
     return _snapshots(source, source.live_rows())
 
 
-def _snapshots(source: AggregateSource, live: list[LiveRow]) -> Iterator[AggregateRow]:
+def _snapshots(source: AggregateSource, live: list[LiveRow]) -> Iterator[tuple[str, Any]]:
+    listed: list[tuple[str, str, float]] = []
     for aggregate_id, kind, since in live:
         snapshot = source.snapshot(aggregate_id)
-        if snapshot is None:
+        if snapshot is None:  # only named as live: its state is not carried
+            listed.append((str(aggregate_id), kind, since))
+            if len(listed) == LIVE_IDS_A_ROW:
+                yield "live", listed
+                listed = []
             continue
         version, topic, state = snapshot
         try:
             text, encoding = state.decode(), "text"
         except UnicodeDecodeError:  # a cipher or compressor: not text
             text, encoding = b64encode(state).decode(), "b64"
-        yield str(aggregate_id), kind, since, version, topic, text, encoding
+        yield "aggregates", (str(aggregate_id), kind, since, version, topic, text, encoding)
+    if listed:
+        yield "live", listed
 
 
 def _chunk(
@@ -301,6 +316,7 @@ def assemble(position: int, chunks: list[Chunk]) -> Restored:
         parts["offers"],
         parts["assigned"],
         parts["aggregates"] if header.get("aggregates") else None,
+        parts["live"] if header.get("aggregates") else None,
     )
 
 

@@ -38,6 +38,12 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 CENTRE = (37.77, -122.42)
+# A full replay of a long history runs for minutes inside the group's assignment callback,
+# which blocks the consumer's heartbeats: with the worker's own 10 s session the group
+# would expel the member before it is done. Both trees get the same long session here (it
+# changes nothing of what is timed).
+PATIENT = {"session_timeout_ms": 600_000, "heartbeat_interval_ms": 3_000,
+           "max_poll_interval_ms": 900_000}  # fmt: skip
 
 
 def settings_for(bootstrap: str, prefix: str) -> Any:
@@ -104,7 +110,7 @@ def prime(bootstrap: str, prefix: str, tail_commands: int) -> dict[str, Any]:
     from schemas import commands as c
 
     settings = settings_for(bootstrap, prefix)
-    worker = build_kafka_worker(settings, member="primer")
+    worker = build_kafka_worker(settings, member="primer", **PATIENT)
     bus = KafkaTransport(bootstrap, prefix)
     try:
         while 0 not in worker.shards:
@@ -133,6 +139,7 @@ def prime(bootstrap: str, prefix: str, tail_commands: int) -> dict[str, Any]:
             send(200)
             for _ in range(5):
                 worker.run_once()
+            host = worker.shards.get(0, host)  # (reopened if the group moved it)
         if not (host.checkpoints and host.checkpoints.complete):
             raise SystemExit("no checkpoint was completed")
         checkpoint = max(p for p, _ in host.checkpoints.complete.values())
@@ -154,9 +161,8 @@ def takeover(bootstrap: str, prefix: str) -> dict[str, Any]:
     from schemas import commands as c
 
     bus = KafkaTransport(bootstrap, prefix)
-    worker = build_kafka_worker(
-        settings_for(bootstrap, prefix), member=f"taker-{uuid.uuid4().hex[:6]}"
-    )
+    member = f"taker-{uuid.uuid4().hex[:6]}"
+    worker = build_kafka_worker(settings_for(bootstrap, prefix), member=member, **PATIENT)
     try:
         while 0 not in worker.shards:
             worker.run_once()

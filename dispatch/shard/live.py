@@ -42,6 +42,13 @@ class LiveAggregates:
         # time order): the oldest leave first.
         self._expiring: dict[UUID, tuple[str, float]] = {}
 
+    def __contains__(self, aggregate_id: object) -> bool:
+        return (
+            aggregate_id in self._expiring
+            or aggregate_id in self._users
+            or aggregate_id in self._rides
+        )
+
     def __len__(self) -> int:
         return len(self._users) + len(self._rides) + len(self._expiring)
 

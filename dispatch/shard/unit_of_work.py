@@ -35,10 +35,13 @@ class UnitOfWork:
         self._journal: list[Any] = []
         self._mark: Mark | None = None
 
-    def find(self, cls: type[A], aggregate_id: UUID) -> A | None:
-        """The aggregate, or None when no aggregate of that type has this id."""
+    def find(self, cls: type[A], aggregate_id: UUID, stored: bool = True) -> A | None:
+        """The aggregate, or None when no aggregate of that type has this id. ``stored``
+        False: the caller knows the store has none, so only this batch's are looked at."""
         agg = self._touched.get(aggregate_id)
         if agg is None:
+            if not stored:
+                return None
             try:
                 agg = self._repository.get(aggregate_id)
             except AggregateNotFoundError:

@@ -79,13 +79,15 @@ class ShardWorker:
         checkpoint_store: CheckpointStore | None = None,
         chunks_with_events: bool = True,
         live: LiveAggregates | None = None,
+        live_snapshots: bool = True,
     ) -> None:
         """``checkpoints`` writes the shard's checkpoints and ``checkpoint_store`` reads them
         back; a chunk goes to the recorder with the batch's events when
         ``chunks_with_events`` (SQLite: one transaction), else only in the ``Batch``, for
         its owner to send in the batch's transaction (Kafka). With ``live``, the worker
-        keeps the shard's live aggregates and its checkpoints carry their snapshots (a
-        store restored from one holds only the log after it: ``floor``)."""
+        keeps the shard's live aggregates, its checkpoints list them, with their snapshots
+        when ``live_snapshots`` (a store restored from one holds only the log after it:
+        ``floor``), and the application skips the store for record ids not among them."""
         self.shard, self.app, self.clock = shard, app, clock
         self._matcher_factory = matcher_factory
         self.matcher = matcher_factory()
@@ -95,7 +97,7 @@ class ShardWorker:
         self.checkpoints, self.checkpoint_store = checkpoints, checkpoint_store
         self.chunks_with_events = chunks_with_events
         self.restored_from: int | None = None  # the checkpoint the last restore started at
-        self.live = live
+        self.live, self.live_snapshots = live, live_snapshots
         self.floor = 0  # the shard's store holds the log after this position only
         if live is not None and checkpoints is not None:
             checkpoints.aggregates = self
@@ -125,6 +127,10 @@ class ShardWorker:
             self.restored_from, start = restored.position, restored.position + 1
             log.info("shard %s: restoring from the checkpoint at %s", self.shard, start - 1)
         count = self.fold(start)
+        # The live set is complete when folded from the start or from a checkpoint that
+        # lists the live aggregates; only then may lookups trust it.
+        complete = self.live is not None and (restored is None or restored.aggregates is not None)
+        self.app.stored_ids = self.live if complete else None
         if self.checkpoints is not None:
             self.checkpoints.restored(count)
         return count
@@ -186,6 +192,7 @@ class ShardWorker:
             chunk = chunk if recordings else None  # a batch with no events saves nothing
         else:
             outcomes, recordings = self.app.commit()
+        self._observe_saved(recordings)
         commands, pings = len(inbound.commands), len(inbound.pings)
         return Batch(commands, pings, outcomes, recordings, list(inbound.poison), chunk)
 
@@ -231,9 +238,15 @@ class ShardWorker:
         if events:  # a batch's events share the worker's clock
             at = events[-1].timestamp.timestamp()
             self.last_event_time = max(self.last_event_time, at)
-            if self.live is not None:
-                for event in events:
-                    self.live.observe(event.TOPIC, event.originator_id, at)
+
+    def _observe_saved(self, recordings: Sequence[Recording[UUID]]) -> None:
+        """Every saved event into the live aggregates (command refusals too, which no
+        handler returns), before the next batch looks anything up."""
+        live = self.live
+        if live is not None:
+            for recording in recordings:
+                event: Any = recording.domain_event
+                live.observe(event.TOPIC, event.originator_id, event.timestamp.timestamp())
 
     # -- the live aggregates, for checkpoints (``checkpoints.AggregateSource``) ---------------
     def live_rows(self) -> list[LiveRow]:
@@ -243,7 +256,7 @@ class ShardWorker:
         return self.live.rows()
 
     def snapshot(self, aggregate_id: UUID) -> Snapshot | None:
-        return snapshot_of(self.app, aggregate_id)
+        return snapshot_of(self.app, aggregate_id) if self.live_snapshots else None
 
 
 def snapshot_of(

@@ -1,0 +1,48 @@
+"""Command-record lookups skip the store for ids the shard's live aggregates do not hold.
+
+A new command looks up three record ids, each a store read or two when missed; the worker's
+live set (folded from the log, or restored from a checkpoint that lists it) answers the
+misses. It must hold every record within the window, refusals included (no handler returns
+their events), after a restart from a checkpoint as well as in the running engine.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from test_idempotency_window_restart import Engine
+
+from dispatch.domain.ids import new_id
+from dispatch.settings import Settings
+from dispatch.simulator.clock import SimClock
+from schemas import commands as c
+
+
+def test_a_refused_command_and_an_accepted_one_are_answered_once_across_a_restart(
+    tmp_path: Path,
+) -> None:
+    s = Settings(data_dir=tmp_path, shards=1, checkpoint_every_events=4, checkpoint_chunk_rows=2)
+    clock = SimClock(1.7e9)
+    engine = Engine(s, clock)
+    driver = new_id(0)
+    refused_id, accepted_id = str(uuid.uuid4()), str(uuid.uuid4())
+    refused = engine.send(c.GoOnline(driver_id=new_id(0)), refused_id)  # unknown driver
+    accepted = engine.send(c.RegisterDriver(driver_id=driver, name="d"), accepted_id)
+    assert not refused.accepted and accepted.accepted
+    worker = engine.engine.workers[0]
+    assert worker.app.stored_ids is worker.live  # lookups trust the live set
+    again = engine.send(c.GoOnline(driver_id=new_id(0)), refused_id)
+    assert again.duplicate and again.code == refused.code
+    for _ in range(12):  # enough events for a checkpoint that lists the live set
+        engine.send(c.GoOnline(driver_id=driver))
+        engine.send(c.GoOffline(driver_id=driver))
+    engine.stop()
+
+    engine = Engine(s, clock)
+    worker = engine.engine.workers[0]
+    assert worker.restored_from is not None and worker.app.stored_ids is worker.live
+    for command_id, first in ((refused_id, refused), (accepted_id, accepted)):
+        retry = engine.send(c.RegisterDriver(driver_id=driver, name="d"), command_id)
+        assert retry.duplicate and (retry.accepted, retry.code) == (first.accepted, first.code)
+    engine.stop()
