@@ -78,7 +78,9 @@ def first_catch_up(runner: ProjectionRunner, warm: WarmStart) -> int:
         return runner.catch_up()
     check = AnchorCheck(warm.anchors)
     try:
-        return runner.catch_up(check)
+        folded = runner.catch_up(check)
+        warm.anchors = {}  # met: a later start of the same views needs no check
+        return folded
     except Mismatch as error:
         warm.reason = f"kept views not of this log ({error}): folding the whole log"
         log.warning(warm.reason)
