@@ -160,6 +160,11 @@ class Outcome(BaseModel):
     fingerprint: str | None = Field(
         default=None, description="The fingerprint of the command this answers, if it had one."
     )
+    aggregate_ids: list[str] = Field(
+        default_factory=list,
+        description="The aggregates an accepted command changed (for a duplicate, the "
+        "first command's, from its record): the ride a retried request created, say.",
+    )
 
     @property
     def reply_key(self) -> str:

@@ -44,6 +44,9 @@ class Write:
     created: bool = False
     extra: dict[str, Any] = field(default_factory=dict)  # in the 200/201 and the 202 bodies
     granted: Callable[[], dict[str, Any]] | None = None  # in the 200/201 body only
+    # The ``extra`` key naming the aggregate the command creates: a duplicate's answer
+    # takes it from the first outcome (a retry may have derived another id for it).
+    creates: str | None = None
 
 
 def keyed_id(
@@ -131,6 +134,8 @@ def send(ctx: ApiContext, write: Write) -> JSONResponse:
     if outcome.accepted:
         status = 201 if write.created else 200
         body = {"command_id": write.command_id, "position": token_of(outcome, ctx), **write.extra}
+        if write.creates is not None and outcome.duplicate and outcome.aggregate_ids:
+            body[write.creates] = outcome.aggregate_ids[0]
         if write.granted is not None:
             body |= write.granted()
     else:

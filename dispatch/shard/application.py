@@ -115,8 +115,14 @@ class ShardApplication(Application[UUID]):
             )
         )
         new_events = self._uow.seal(mark)
+        changed_ids = [str(i) for i in changed]
         self._outcomes.append(
-            Outcome(command_id=envelope.command_id, shard=self.shard, accepted=True)
+            Outcome(
+                command_id=envelope.command_id,
+                shard=self.shard,
+                accepted=True,
+                aggregate_ids=changed_ids,
+            )
         )
         return new_events
 
@@ -273,6 +279,7 @@ class ShardApplication(Application[UUID]):
             code=record.code,
             reason=record.reason,
             duplicate=duplicate,
+            aggregate_ids=list(record.aggregate_ids),
         )
 
     def _misrouted(self, envelope: CommandEnvelope) -> str:

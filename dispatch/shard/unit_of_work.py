@@ -16,10 +16,20 @@ from eventsourcing.domain import Aggregate
 
 from dispatch.domain.command_record import CommandRecord
 from dispatch.domain.errors import NotFound
+from dispatch.domain.ride import TERMINAL, Ride
 
 A = TypeVar("A", bound=Aggregate)
 
 Mark = dict[UUID, int]
+
+
+def worth_caching(aggregate: Aggregate) -> bool:
+    """Whether a saved aggregate stays in the repository's cache: not a command record nor
+    an ended ride, which are written once and seldom read again (a long run's cache was
+    mostly these, hundreds of MB); a later read loads them from the store."""
+    if isinstance(aggregate, CommandRecord):
+        return False
+    return not (isinstance(aggregate, Ride) and aggregate.status in TERMINAL)
 
 
 def _decision_order(event: Any) -> int:
@@ -122,10 +132,14 @@ class UnitOfWork:
         return [a for a in self._touched.values() if a.pending_events]
 
     def saved(self) -> None:
-        """The journal was recorded: clear pending events, cache the aggregates, start anew."""
+        """The journal was recorded: clear pending events, cache the aggregates worth it
+        (``worth_caching``), start anew."""
         for agg in self.dirty():
             agg.collect_events()
-            self._put_cached(agg.id, agg)
+            if worth_caching(agg):
+                self._put_cached(agg.id, agg)
+            else:
+                self._forget_cached(agg.id)
         self.clear()
 
     def clear(self) -> None:

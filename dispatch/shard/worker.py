@@ -21,6 +21,7 @@ from eventsourcing.domain import Snapshot as LibrarySnapshot
 from eventsourcing.persistence import Recording
 
 from dispatch.checkpoints import (
+    CheckpointError,
     CheckpointStore,
     CheckpointWriter,
     Chunk,
@@ -99,6 +100,7 @@ class ShardWorker:
         self.restored_from: int | None = None  # the checkpoint the last restore started at
         self.live, self.live_snapshots = live, live_snapshots
         self.floor = 0  # the shard's store holds the log after this position only
+        self._opened_from: Restored | None = None
         if live is not None and checkpoints is not None:
             checkpoints.aggregates = self
 
@@ -111,34 +113,58 @@ class ShardWorker:
             self.checkpoints.abandon()
         restored: Restored | None = None
         if chosen is not None:
-            self.matcher, restored = self._matcher_factory(), chosen
-            load_into(self.matcher, chosen)
-        elif self.checkpoint_store is None:
-            self.matcher = self._matcher_factory()
-        else:
-            log_end = self.app.position()
-            self.matcher, restored = restore_matcher(
-                self.checkpoint_store, self._matcher_factory, log_end, self.shard, self.floor
-            )
+            restored = chosen
+        elif self.checkpoint_store is not None:
+            restored = self._newest_checkpoint()
+        self.matcher = self._matcher_factory()
+        if restored is not None:
+            load_into(self.matcher, restored)
+        if chosen is not None and self.floor:
+            self._opened_from = chosen  # what a recover falls back to (see _newest_checkpoint)
         if self.live is not None:
             self.live.load(restored.live_rows() if restored is not None else ())
+            if restored is not None and restored.aggregates is None:
+                # A checkpoint that does not list the live aggregates (format 1): list them
+                # from the log before it, or the next checkpoint would list too few.
+                log.info("shard %s: listing the live aggregates up to %s", self.shard,
+                         restored.position)  # fmt: skip
+                self.fold(1, restored.position, matcher=False)
         if restored is not None:
             self.last_event_time = restored.last_event_time
             self.restored_from, start = restored.position, restored.position + 1
             log.info("shard %s: restoring from the checkpoint at %s", self.shard, start - 1)
         count = self.fold(start)
-        # The live set is complete when folded from the start or from a checkpoint that
-        # lists the live aggregates; only then may lookups trust it.
-        complete = self.live is not None and (restored is None or restored.aggregates is not None)
-        self.app.stored_ids = self.live if complete else None
+        # Complete now (folded from the start, or from a checkpoint plus the log before or
+        # after it as needed): record lookups may trust it.
+        self.app.stored_ids = self.live
         if self.checkpoints is not None:
             self.checkpoints.restored(count)
         return count
 
-    def fold(self, start: int, stop: int | None = None) -> int:
+    def _newest_checkpoint(self) -> Restored | None:
+        """The newest usable checkpoint in the store; on a store that holds only the log
+        after ``floor``, the one it was opened from when none at or after it reads back
+        (a checkpoint store that cannot be read just then must not take the shard down)."""
+        assert self.checkpoint_store is not None
+        try:
+            _, restored = restore_matcher(
+                self.checkpoint_store, self._matcher_factory, self.app.position(), self.shard,
+                self.floor,
+            )  # fmt: skip
+        except CheckpointError as e:
+            if self._opened_from is None:
+                raise
+            log.warning("shard %s: %s; restoring from the checkpoint it was opened from (%s)",
+                        self.shard, e, self._opened_from.position)  # fmt: skip
+            return self._opened_from
+        return restored
+
+    def fold(self, start: int, stop: int | None = None, matcher: bool = True) -> int:
         """Fold the log's events from position ``start`` (to ``stop``, or its end) into the
-        matcher; returns the events read."""
-        wanted, by_type = self.matcher.topics, self.matcher.driver_topics
+        live aggregates and (unless ``matcher`` is False) the matcher; returns the events
+        read."""
+        wanted = self.matcher.topics if matcher else frozenset[str]()
+        by_type = self.matcher.driver_topics
         live, timed = self.live, TIMED_TOPICS
         count = 0
         while True:

@@ -257,3 +257,36 @@ def test_a_pending_registration_without_a_key_still_gets_its_token(client: TestC
 
     if r.status_code == 202:  # a random id nobody else can ask for: the token is safe to give
         assert decode(AUTH, r.json()["token"]["access_token"]).sub == r.json()["rider_id"]
+
+
+def test_a_keyed_ride_request_repeated_after_the_window_names_a_new_ride(
+    tmp_path: Path,
+) -> None:
+    """A keyed request's ride id comes from its key and the window's period: a retry
+    within the window (even across a period boundary) is answered with the ride it created,
+    and a repeat after the window, a new command, creates a new ride, never the old one
+    again (a shard restored from a checkpoint no longer holds a ride ended that long ago)."""
+    now = [float(int(time.time() // 60) * 60 + 50)]  # 10 s before a period boundary
+    runtime = build_runtime(
+        Settings(data_dir=tmp_path, shards=2, idempotency_window_s=60), clock=lambda: now[0]
+    )
+    options = ApiOptions(read_wait_s=1.0, command_timeout_s=5.0)
+    with TestClient(create_app(runtime, AUTH, options)) as c:
+        keyed = {**register_rider(c), "Idempotency-Key": "ride-after-window"}
+        first = c.post("/rides", headers=keyed, json=RIDE)
+        assert first.status_code == 201, first.text
+        ride = first.json()["ride_id"]
+        now[0] += 20  # the next period, within the window
+        retry = c.post("/rides", headers=keyed, json=RIDE)
+        assert retry.status_code == 201 and retry.json()["ride_id"] == ride
+        assert retry.headers.get("Idempotent-Replayed") == "true"
+        assert (
+            c.post(
+                f"/rides/{ride}/cancel", headers={"Authorization": keyed["Authorization"]}
+            ).status_code
+            == 200
+        )
+        now[0] += 120  # past the window: a new command
+        again = c.post("/rides", headers=keyed, json=RIDE)
+        assert again.status_code == 201, again.text
+        assert again.json()["ride_id"] != ride and "Idempotent-Replayed" not in again.headers

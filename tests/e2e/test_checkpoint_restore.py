@@ -258,6 +258,30 @@ def test_a_checkpoint_store_that_cannot_be_read_means_a_full_replay_not_a_lost_s
     assert matcher_state(worker.matcher) == matcher_state(replayed(checkpointed).matcher)
 
 
+def test_a_store_holding_only_the_tail_recovers_from_its_opening_checkpoint_when_unreadable(
+    checkpointed: Settings,
+    caplog: pytest.LogCaptureFixture,
+    matcher_state: Callable[[Matcher], dict[str, Any]],
+) -> None:
+    """A Kafka store opened from a checkpoint holds no log before it: a recover after a
+    failed batch cannot replay the whole log, and a checkpoints topic that does not answer
+    just then must not take the shard down: it restores from the checkpoint it opened from."""
+    opened = build_worker(checkpointed, 0, lambda: 0.0)
+    opened.restore()
+    assert opened.checkpoint_store is not None and opened.restored_from is not None
+    position = opened.restored_from
+    chosen = assemble(position, opened.checkpoint_store.checkpoint_chunks(position))
+    worker = build_worker(checkpointed, 0, lambda: 0.0)
+    worker.floor = position  # as open_shard sets it for a tail-only store
+    worker.restore(chosen)
+    worker.checkpoint_store = Unreadable()
+    with caplog.at_level(logging.WARNING):
+        worker.recover()
+    assert worker.restored_from == position
+    assert "restoring from the checkpoint it was opened from" in caplog.text
+    assert matcher_state(worker.matcher) == matcher_state(replayed(checkpointed).matcher)
+
+
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     where=st.floats(0.0, 1.0),

@@ -83,7 +83,15 @@ def request_ride(
             "rides are requested in the rider's market",
         )
     command_id, print_ = keyed_id(request, caller.sub, key, body)
-    ride_id = derived_id(shard, RIDE_NAMESPACE, command_id) if key else new_id(shard)
+    # A keyed request's ride id is derived from its command id and the idempotency window's
+    # period (as its record's is): a retry within the window is answered from the record
+    # (with the ride it created), and a repeat after it, a new command, names a new ride,
+    # never one that ended long ago (which a shard restored from a checkpoint no longer
+    # holds, and would create again).
+    window_s = ctx.runtime.settings.idempotency_window_s
+    period = int(ctx.runtime.clock() // window_s)
+    derived = derived_id(shard, RIDE_NAMESPACE, f"{period}:{command_id}")
+    ride_id = derived if key else new_id(shard)
     command = c.RequestRide(
         ride_id=ride_id,
         rider_id=rider_id,
@@ -91,7 +99,7 @@ def request_ride(
         dropoff=body.dropoff.as_latlng(),
     )
     extra = {"ride_id": str(ride_id)}
-    return send(ctx, Write(command, command_id, print_, True, extra))
+    return send(ctx, Write(command, command_id, print_, True, extra, creates="ride_id"))
 
 
 @rides.post(
