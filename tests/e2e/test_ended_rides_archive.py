@@ -100,3 +100,16 @@ def test_a_ride_not_yet_archived_is_answered_from_the_evicted_rows(tmp_path: Pat
         body(client, requested_and_cancelled(client))
         assert ride_id in runtime.views.evicted and runtime.ended_ride(ride_id) is None
         assert body(client, ride_id) == before
+
+
+def test_an_evicted_ride_s_event_stream_replays_its_timeline_and_ends(tmp_path: Path) -> None:
+    with serving(tmp_path) as (client, runtime):
+        ride_id = requested_and_cancelled(client)
+        live = client.get(f"/rides/{ride_id}/events", headers=OPERATOR)
+        assert live.status_code == 200 and "ride already ended" in live.text
+        time.sleep(RETENTION_S + 0.1)
+        body(client, requested_and_cancelled(client))  # a later ride event: the clock
+        runtime.runner.keeper.save()  # type: ignore[union-attr]  # archived now
+        assert ride_id not in runtime.views.rides and runtime.ended_ride(ride_id) is not None
+        archived = client.get(f"/rides/{ride_id}/events", headers=OPERATOR)
+        assert archived.status_code == 200 and archived.text == live.text

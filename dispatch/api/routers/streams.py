@@ -27,6 +27,7 @@ from dispatch.domain.driver import DriverStatus
 from dispatch.domain.ids import shard_of
 from dispatch.domain.ride import RIDE_ENDINGS, TERMINAL
 from dispatch.log import LogEvent
+from projections.rides import RideRow
 from schemas.views import StreamEvent
 
 router = APIRouter(tags=["streams"])
@@ -134,13 +135,17 @@ async def ride_events(
 
     def snapshot() -> tuple[list[tuple[int, str]], bool] | None:
         with ctx.runtime.views.lock:
-            row = ctx.runtime.views.rides.get(key)
-            if row is None:
-                return None
-            if not access.may_see_ride(caller, row):
-                raise forbidden(f"you may not follow ride {ride_id}")
-            frames = [_timeline_frame(key, entry) for entry in row.timeline]
-            return frames, row.status in TERMINAL
+            row = ctx.runtime.views.rides.find(key)  # the view's, or an evicted row's
+            if row is not None:
+                return frames_of(row)
+        row = ctx.runtime.ended_ride(key)  # an ended ride that left the view: the archive's
+        return frames_of(row) if row is not None else None
+
+    def frames_of(row: RideRow) -> tuple[list[tuple[int, str]], bool]:
+        if not access.may_see_ride(caller, row):
+            raise forbidden(f"you may not follow ride {ride_id}")
+        frames = [_timeline_frame(key, entry) for entry in row.timeline]
+        return frames, row.status in TERMINAL
 
     try:
         found = await anyio.to_thread.run_sync(snapshot)
