@@ -164,7 +164,10 @@ def takeover(bootstrap: str, prefix: str) -> dict[str, Any]:
     member = f"taker-{uuid.uuid4().hex[:6]}"
     worker = build_kafka_worker(settings_for(bootstrap, prefix), member=member, **PATIENT)
     try:
+        deadline = time.monotonic() + 900  # a full replay of 10M events takes minutes
         while 0 not in worker.shards:
+            if time.monotonic() > deadline:
+                raise SystemExit("the group never assigned the shard")
             worker.run_once()
         restored = worker.stats.restored[0]
         driver = next(iter(worker.shards[0].worker.matcher.drivers))
@@ -175,7 +178,10 @@ def takeover(bootstrap: str, prefix: str) -> dict[str, Any]:
         )
         sent = time.perf_counter()
         bus.send_command(probe)
+        deadline = time.monotonic() + 120
         while True:
+            if time.monotonic() > deadline:
+                raise SystemExit("the probe command got no outcome")
             worker.run_once()
             try:
                 if bus.wait_outcome(probe.command_id, 0.01) is not None:
@@ -196,7 +202,26 @@ def takeover(bootstrap: str, prefix: str) -> dict[str, Any]:
         bus.close()
 
 
+def group_empty(bootstrap: str, prefix: str, timeout_s: float = 900) -> None:
+    """Wait until the workers' group has no member left (a member that did not leave holds
+    the shard until its session, long here, times out)."""
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            group = admin.describe_groups([f"{prefix}.workers"])[f"{prefix}.workers"]
+            if not group["members"]:
+                return
+            time.sleep(1)
+        raise SystemExit(f"the group of {prefix} still has members")
+    finally:
+        admin.close()
+
+
 def run_takeover(bootstrap: str, prefix: str, tree: Path) -> dict[str, Any]:
+    group_empty(bootstrap, prefix)
     env = {**os.environ, "PYTHONPATH": str(tree)}
     command = [sys.executable, str(Path(__file__).resolve()), "--takeover", prefix]
     command += ["--bootstrap", bootstrap]
@@ -228,8 +253,8 @@ def main() -> None:
     from dispatch.adapters.kafka.topics import delete_topics
 
     prefixes = args.prefix or []
-    if prefixes and len(prefixes) != len(args.events):
-        parser.error("give one --prefix per --events value")
+    if len(prefixes) > len(args.events):
+        parser.error("give at most one --prefix per --events value (the first ones reused)")
     trees = {"new": ROOT} | ({"old": args.old_tree.resolve()} if args.old_tree else {})
     results: dict[str, Any] = {
         "per_day": args.per_day,
