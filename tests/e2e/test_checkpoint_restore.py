@@ -31,7 +31,7 @@ from dispatch.checkpoints import assemble, encode_chunks, load_into
 from dispatch.matching.matcher import Matcher
 from dispatch.matching.state import capture
 from dispatch.settings import Settings
-from dispatch.shard.live import LiveAggregates
+from dispatch.shard.live import TIMED_TOPICS, LiveAggregates
 from dispatch.shard.worker import ShardWorker, snapshot_of
 from dispatch.simulator.clock import SimClock
 from dispatch.simulator.runner import SimConfig, Simulation
@@ -333,3 +333,20 @@ def test_live_aggregates_at_any_position_with_fuzzy_snapshots_plus_the_tail_equa
 
 def _state(aggregate: Any) -> dict[str, Any]:
     return {k: v for k, v in vars(aggregate).items() if k != "_pending_events"}
+
+
+def test_the_fold_reads_each_timed_event_s_time_as_the_decoded_event_has_it(
+    log_without_checkpoints: Settings,
+) -> None:
+    """The live set's times come from the front of the stored state, not a full decode."""
+    worker = replayed(log_without_checkpoints)
+    timed = [
+        n
+        for n in worker.app.recorder.select_notifications(1, 10_000_000)
+        if n.topic in TIMED_TOPICS
+    ]
+    assert len(timed) > 100
+    for n in timed:
+        decoded: Any = worker.app.mapper.to_domain_event(n)
+        assert worker._event_time(n) == decoded.timestamp.timestamp()
+    worker.app.close()

@@ -99,7 +99,7 @@ class CheckpointRecords:
 class KafkaCheckpointStore:
     """``dispatch.ports.CheckpointStore`` over one partition of the checkpoints topic."""
 
-    def __init__(self, bootstrap: str, topic: str, shard: int, first_window: int = 256) -> None:
+    def __init__(self, bootstrap: str, topic: str, shard: int, first_window: int = 1024) -> None:
         self.bootstrap, self.topic, self.shard = bootstrap, topic, shard
         self.first_window = first_window
         self._pointers: dict[int, tuple[int, int]] = {}  # slot -> (position, chunks)

@@ -98,7 +98,7 @@ def open_shard(
     store.require_topic()  # before the application starts a producer
     started = time.perf_counter()
     log_end = _events_end(settings.kafka_bootstrap, topics.events, shard)
-    _, chosen = restore_matcher(store, matcher_factory, log_end, shard)
+    loaded, chosen = restore_matcher(store, matcher_factory, log_end, shard)
     tail_only = chosen is not None and chosen.aggregates is not None
     read = time.perf_counter()
     if tail_only:
@@ -123,7 +123,7 @@ def open_shard(
     if tail_only:
         assert chosen is not None
         worker.floor = chosen.position
-    events = worker.restore(chosen)
+    events = worker.restore(chosen, loaded)
     records.restored(*store.found())
     if stream_clock is not None:
         stream_clock.now = worker.last_event_time
