@@ -73,7 +73,7 @@ def request_ride(uow: UnitOfWork, cmd: c.RequestRide, now: datetime, p: Policy) 
     dropoff = Point(cmd.dropoff.lat, cmd.dropoff.lng)
     uow.add(Ride.request(cmd.ride_id, cmd.rider_id, pickup, dropoff, p.max_wait_s, now))
     rider.request_ride(cmd.ride_id, now)
-    return [cmd.ride_id, cmd.rider_id]
+    return [cmd.ride_id, cmd.rider_id]  # the ride first: the API answers a retry with it
 
 
 def cancel_ride(uow: UnitOfWork, cmd: c.CancelRide, now: datetime, p: Policy) -> list[UUID]:

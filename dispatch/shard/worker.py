@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -36,6 +36,7 @@ from dispatch.matching.matcher import Matcher
 from dispatch.messages import MAX_PING_AHEAD_S, Inbound, Ping, Poison
 from dispatch.shard.application import ShardApplication
 from dispatch.shard.live import TIMED_TOPICS, LiveAggregates
+from dispatch.shard.unit_of_work import worth_caching
 from schemas.commands import Outcome
 
 log = logging.getLogger(__name__)
@@ -128,7 +129,10 @@ class ShardWorker:
             if restored is not None:
                 load_into(self.matcher, restored)
         if chosen is not None and self.floor:
-            self._opened_from = chosen  # what a recover falls back to (see _newest_checkpoint)
+            # What a recover falls back to (see _newest_checkpoint): the live list without
+            # the snapshots, which the store already holds.
+            listed = [[(str(a), kind, since) for a, kind, since in chosen.live_rows()]]
+            self._opened_from = replace(chosen, aggregates=[], live=listed)
         if self.live is not None:
             self.live.load(restored.live_rows() if restored is not None else ())
             if restored is not None and restored.aggregates is None:
@@ -314,6 +318,9 @@ def snapshot_of(
         aggregate: Any = app.repository.get(aggregate_id, version=version)
     except AggregateNotFoundError:
         return None
+    if not worth_caching(aggregate) and app.repository.cache is not None:
+        with contextlib.suppress(KeyError):  # a checkpoint must not refill the cache
+            app.repository.cache.get(aggregate_id, evict=True)
     stored = app.mapper.to_stored_event(LibrarySnapshot.take(aggregate))
     return stored.originator_version, stored.topic, stored.state
 

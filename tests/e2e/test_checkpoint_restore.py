@@ -32,7 +32,7 @@ from dispatch.matching.matcher import Matcher
 from dispatch.matching.state import capture
 from dispatch.settings import Settings
 from dispatch.shard.live import TIMED_TOPICS, LiveAggregates
-from dispatch.shard.worker import ShardWorker, snapshot_of
+from dispatch.shard.worker import _TIMESTAMP_JSON, ShardWorker, snapshot_of
 from dispatch.simulator.clock import SimClock
 from dispatch.simulator.runner import SimConfig, Simulation
 
@@ -347,6 +347,7 @@ def test_the_fold_reads_each_timed_event_s_time_as_the_decoded_event_has_it(
     ]
     assert len(timed) > 100
     for n in timed:
+        assert n.state.startswith(_TIMESTAMP_JSON)  # the fast path, not the fallback
         decoded: Any = worker.app.mapper.to_domain_event(n)
         assert worker._event_time(n) == decoded.timestamp.timestamp()
     worker.app.close()
