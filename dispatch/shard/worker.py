@@ -117,17 +117,17 @@ class ShardWorker:
         self.restored_from, start = None, 1
         if self.checkpoints is not None:
             self.checkpoints.abandon()
+        matcher: Matcher | None = None
         restored: Restored | None = None
         if chosen is not None:
-            restored = chosen
+            matcher, restored = loaded, chosen
         elif self.checkpoint_store is not None:
-            restored = self._newest_checkpoint()
-        if loaded is not None and chosen is not None:
-            self.matcher = loaded  # ``chosen`` already loaded into it
-        else:
-            self.matcher = self._matcher_factory()
+            matcher, restored = self._newest_checkpoint()
+        if matcher is None:
+            matcher = self._matcher_factory()
             if restored is not None:
-                load_into(self.matcher, restored)
+                load_into(matcher, restored)
+        self.matcher = matcher
         if chosen is not None and self.floor:
             # What a recover falls back to (see _newest_checkpoint): the live list without
             # the snapshots, which the store already holds.
@@ -153,13 +153,14 @@ class ShardWorker:
             self.checkpoints.restored(count)
         return count
 
-    def _newest_checkpoint(self) -> Restored | None:
-        """The newest usable checkpoint in the store; on a store that holds only the log
-        after ``floor``, the one it was opened from when none at or after it reads back
-        (a checkpoint store that cannot be read just then must not take the shard down)."""
+    def _newest_checkpoint(self) -> tuple[Matcher | None, Restored | None]:
+        """The newest usable checkpoint in the store, with the matcher it was loaded into;
+        on a store that holds only the log after ``floor``, the one it was opened from
+        (not loaded yet) when none at or after it reads back (a checkpoint store that cannot
+        be read just then must not take the shard down)."""
         assert self.checkpoint_store is not None
         try:
-            _, restored = restore_matcher(
+            return restore_matcher(
                 self.checkpoint_store, self._matcher_factory, self.app.position(), self.shard,
                 self.floor,
             )  # fmt: skip
@@ -168,8 +169,7 @@ class ShardWorker:
                 raise
             log.warning("shard %s: %s; restoring from the checkpoint it was opened from (%s)",
                         self.shard, e, self._opened_from.position)  # fmt: skip
-            return self._opened_from
-        return restored
+            return None, self._opened_from
 
     def fold(self, start: int, stop: int | None = None, matcher: bool = True) -> int:
         """Fold the log's events from position ``start`` (to ``stop``, or its end) into the

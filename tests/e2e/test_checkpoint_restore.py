@@ -116,6 +116,22 @@ def damage(s: Settings, position: int) -> None:
         db.execute(f"UPDATE {TABLE} SET data = x'7b7d' WHERE position = ? AND seq = 0", (position,))
 
 
+def replays_the_whole_log(
+    worker: ShardWorker,
+    s: Settings,
+    caplog: pytest.LogCaptureFixture,
+    matcher_state: Callable[[Matcher], dict[str, Any]],
+    says: str,
+) -> None:
+    """The worker restores by folding the whole log, says why, and holds a full replay's
+    state."""
+    with caplog.at_level(logging.WARNING):
+        read = worker.restore()
+    assert worker.restored_from is None and read == worker.app.position()
+    assert says in caplog.text
+    assert matcher_state(worker.matcher) == matcher_state(replayed(s).matcher)
+
+
 def test_the_engine_writes_checkpoints_a_chunk_a_batch_and_keeps_two_complete_ones(
     checkpointed: Settings,
 ) -> None:
@@ -171,11 +187,8 @@ def test_with_every_checkpoint_damaged_the_shard_replays_its_whole_log_and_says_
     for position in positions(checkpointed):
         damage(checkpointed, position)
     worker = build_worker(checkpointed, 0, lambda: 0.0)
-    with caplog.at_level(logging.WARNING):
-        read = worker.restore()
-    assert worker.restored_from is None and read == worker.app.position()
-    assert "no usable checkpoint; replaying the whole log" in caplog.text
-    assert matcher_state(worker.matcher) == matcher_state(replayed(checkpointed).matcher)
+    replays_the_whole_log(worker, checkpointed, caplog, matcher_state,
+                          says="no usable checkpoint; replaying the whole log")  # fmt: skip
 
 
 def test_after_kill_9_during_a_checkpoint_the_half_written_one_is_never_used(
@@ -251,11 +264,8 @@ def test_a_checkpoint_store_that_cannot_be_read_means_a_full_replay_not_a_lost_s
 ) -> None:
     worker = build_worker(checkpointed, 0, lambda: 0.0)
     worker.checkpoint_store = Unreadable()
-    with caplog.at_level(logging.WARNING):
-        read = worker.restore()
-    assert worker.restored_from is None and read == worker.app.position()
-    assert "checkpoints unreadable" in caplog.text
-    assert matcher_state(worker.matcher) == matcher_state(replayed(checkpointed).matcher)
+    replays_the_whole_log(worker, checkpointed, caplog, matcher_state,
+                          says="checkpoints unreadable")  # fmt: skip
 
 
 def test_a_store_holding_only_the_tail_recovers_from_its_opening_checkpoint_when_unreadable(
