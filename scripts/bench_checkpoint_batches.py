@@ -24,7 +24,7 @@ from typing import Any
 from dispatch.settings import Settings
 from dispatch.shard.worker import Batch, ShardWorker
 from dispatch.simulator.embedded import run_embedded
-from dispatch.simulator.runner import SimConfig
+from dispatch.simulator.runner import THROUGHPUT_SCENARIO, SimConfig
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -71,7 +71,13 @@ def timed_run(args: argparse.Namespace, every: int) -> dict[str, Any]:
                 data_dir=Path(tmp), shards=1, checkpoint_every_events=every,
                 checkpoint_chunk_rows=args.rows,
             )  # fmt: skip
-            config = SimConfig(drivers=args.drivers, minutes=args.minutes, seed=args.seed)
+            config = SimConfig(
+                drivers=args.drivers,
+                minutes=args.minutes,
+                seed=args.seed,
+                demand_per_min=args.drivers * 0.075,
+                **THROUGHPUT_SCENARIO,
+            )
             report = run_embedded(config, settings)
     finally:
         ShardWorker.process, ShardWorker.committed = process, committed  # type: ignore[method-assign]

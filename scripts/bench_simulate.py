@@ -13,7 +13,7 @@ from pathlib import Path
 
 from dispatch.settings import Settings
 from dispatch.simulator.embedded import run_embedded
-from dispatch.simulator.runner import SimConfig
+from dispatch.simulator.runner import THROUGHPUT_SCENARIO, SimConfig
 
 
 def _round(value: float | None) -> float | None:
@@ -33,7 +33,12 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             settings = Settings(data_dir=Path(tmp), strategy=strategy)
             config = SimConfig(
-                drivers=args.drivers, minutes=args.minutes, seed=args.seed, strategy=strategy
+                drivers=args.drivers,
+                minutes=args.minutes,
+                seed=args.seed,
+                strategy=strategy,
+                demand_per_min=args.drivers * 0.075,
+                **THROUGHPUT_SCENARIO,
             )
             report = run_embedded(config, settings)
         rows[strategy] = {

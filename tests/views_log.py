@@ -35,7 +35,7 @@ def simulate(data_dir: Path, seed: int = 5, minutes: float = 20) -> int:
         return [o for r in engine.run_once() for o in r.outcomes]
 
     sim = Simulation(
-        SimConfig(drivers=120, minutes=minutes, seed=seed),
+        SimConfig(drivers=120, minutes=minutes, seed=seed, demand_per_min=9, warmup_minutes=0),
         engine.transport,
         step,
         clock,

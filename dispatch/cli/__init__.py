@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from dispatch.cli import ops, replay, simulate
+from dispatch.cli import experiment, ops, replay, simulate
 from dispatch.cli.errors import ReportingGroup
 
 app = typer.Typer(
@@ -14,6 +14,7 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 app.command()(simulate.simulate)
+app.command()(experiment.experiment)
 app.add_typer(replay.app, name="replay")
 app.add_typer(ops.topics_app, name="topics")
 app.command()(ops.serve)

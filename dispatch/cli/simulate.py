@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -15,32 +15,43 @@ from rich.table import Table
 
 from dispatch.adapters.sqlite.datadir import MAX_SHARDS
 from dispatch.cli.common import Kafka, settings_from
-from dispatch.simulator.report import SimReport
+from dispatch.cli.scenario import (
+    Demand,
+    DemandTrace,
+    Drivers,
+    ExactTimes,
+    Minutes,
+    ReportDir,
+    SkipBadRows,
+    TimeScale,
+    TraceWindow,
+    Warmup,
+    WriteDemand,
+    Zones,
+    scenario,
+)
+
+if TYPE_CHECKING:
+    from dispatch.simulator.runner import Simulation
 
 console = Console()
 
 
-MAX_DRIVERS = 100_000
-MAX_MINUTES = 7 * 24 * 60.0
-MAX_DEMAND = 10_000.0  # ride requests a simulated minute
-
-
 def simulate(
-    drivers: Annotated[
-        int, typer.Option(min=1, max=MAX_DRIVERS, help="Number of simulated drivers.")
-    ] = 2_000,
-    minutes: Annotated[
-        float, typer.Option(help=f"Simulated minutes, 0.1 to {MAX_MINUTES:g}.")
-    ] = 30.0,
+    drivers: Drivers = 2_000,
+    minutes: Minutes = 60.0,
     seed: Annotated[int, typer.Option(min=0, help="Random seed (same seed, same run).")] = 7,
     strategy: Annotated[str, typer.Option(help="greedy or batch")] = "greedy",
-    demand: Annotated[
-        float | None,
-        typer.Option(
-            help=f"Ride requests per simulated minute, more than 0 and at most {MAX_DEMAND:g} "
-            "(default 7.5% of drivers).",
-        ),
-    ] = None,
+    demand: Demand = None,
+    warmup: Warmup = None,
+    exact_times: ExactTimes = False,
+    demand_trace: DemandTrace = None,
+    zones: Zones = None,
+    trace_time_scale: TimeScale = None,
+    trace_window: TraceWindow = None,
+    skip_bad_rows: SkipBadRows = False,
+    write_demand: WriteDemand = None,
+    report_dir: ReportDir = None,
     data_dir: Annotated[
         Path | None,
         typer.Option(
@@ -62,20 +73,22 @@ def simulate(
     ] = None,
 ) -> None:
     """Run the engine against a simulated city and print a report."""
-    from dispatch.simulator.embedded import run_embedded
     from dispatch.simulator.runner import SimConfig
 
     if strategy not in ("greedy", "batch"):
         raise typer.BadParameter("choose 'greedy' or 'batch'", param_hint="--strategy")
-    if not 0.1 <= minutes <= MAX_MINUTES:  # NaN too
-        raise typer.BadParameter(
-            f"must be 0.1 to {MAX_MINUTES:g} minutes, not {minutes:g}", param_hint="--minutes"
-        )
-    if demand is not None and not 0 < demand <= MAX_DEMAND:
-        raise typer.BadParameter(
-            f"must be more than 0 and at most {MAX_DEMAND:g}, not {demand:g}",
-            param_hint="--demand",
-        )
+    chosen = scenario(
+        drivers=drivers,
+        minutes=minutes,
+        demand=demand,
+        warmup=warmup,
+        exact_times=exact_times,
+        demand_trace=demand_trace,
+        zones=zones,
+        time_scale=trace_time_scale,
+        window=trace_window,
+        skip_bad_rows=skip_bad_rows,
+    )
     base = settings_from(None, kafka, **({"shards": shards} if shards else {}))
     if base.embedded and workers is not None:
         raise typer.BadParameter("only with --kafka (embedded has none)", param_hint="--workers")
@@ -93,32 +106,61 @@ def simulate(
             f"not empty (a simulation needs a fresh log): {target}", param_hint="--data-dir"
         )
     settings = base.model_copy(update={"data_dir": target, "strategy": strategy})
-    config = SimConfig(
-        drivers=drivers, minutes=minutes, seed=seed, demand_per_min=demand, strategy=strategy
-    )
+    config = SimConfig(seed=seed, strategy=strategy, **chosen.config)  # type: ignore[arg-type]
     where = str(target) if settings.embedded else f"topic {settings.topic_prefix}.events"
 
-    def run(progress: Callable[[float], None] | None) -> SimReport:
+    def run(progress: Callable[[float], None] | None) -> Simulation:
         if settings.embedded:
-            return run_embedded(config, settings, progress)
+            from dispatch.simulator.embedded import simulate_embedded
+
+            return simulate_embedded(config, settings, progress, chosen.trace)
         from dispatch.simulator.kafka import run_on_kafka
 
         processes = 1 if workers is None else workers
-        return run_on_kafka(config, settings, processes, target / "logs", progress)
+        return run_on_kafka(
+            config, settings, processes, target / "logs", progress, demand=chosen.trace
+        )
 
     if as_json:
-        report = run(None)
-        print(json.dumps(report.as_dict() | {"log": where}, indent=2, allow_nan=False))
+        sim = run(None)
     else:
         with Progress(console=console, transient=True) as bar:
             task = bar.add_task("simulating", total=minutes * 60)
-            report = run(lambda s: bar.advance(task, s))
+            sim = run(lambda s: bar.advance(task, s))
+    report = sim.finished
+    notes = [n for n in (chosen.trace_note,) if n]
+    if write_demand is not None:
+        save_demand(write_demand, sim)
+    if report_dir is not None:
+        write_run_report(report_dir, sim, notes)
+    if as_json:
+        print(json.dumps(report.as_dict() | {"log": where}, indent=2, allow_nan=False))
+    else:
         table = Table(title="simulation report", show_header=False)
         for key, value in report.rows():
             table.add_row(key, value)
         console.print(table)
+        for note in notes:
+            console.print(note)
         for violation in report.violations[:20]:
             console.print(f"[red]violation[/red] {violation}")
         console.print(f"event log: {where}")
+        if report_dir is not None:
+            console.print(f"report: {report_dir / 'report.html'}")
     if report.violations:
         raise typer.Exit(code=1)
+
+
+def save_demand(path: Path, sim: Simulation) -> None:
+    from dispatch.simulator.trace import write_demand
+
+    write_demand(path, sim.demand_sent, datetime.fromtimestamp(sim.started_at, UTC))
+
+
+def write_run_report(directory: Path, sim: Simulation, notes: list[str]) -> None:
+    from dispatch.simulator.html_report import RunData, write_report
+
+    report = sim.finished
+    run = RunData(report.strategy, report.seed, report.as_dict(), sim.records(), sim.samples)
+    title = f"Simulation: {report.strategy}, seed {report.seed}, {report.drivers} drivers"
+    write_report(directory, [run], title=title, warmup_s=report.warmup_s, notes=notes)

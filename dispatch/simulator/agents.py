@@ -21,10 +21,14 @@ BUSY = frozenset({Phase.TO_PICKUP, Phase.AT_PICKUP, Phase.ON_TRIP})
 @dataclass(slots=True)
 class SimDriver:
     driver_id: UUID
+    index: int  # keys the driver's random streams: the same driver under every strategy
     lat: float
     lng: float
     ping_phase: int
     phase: Phase = Phase.IDLE
+    leg: str = "idle"  # what the current movement is: cruise, pickup, trip or idle
+    cruises: int = 0  # cruising moves made so far (keys the next one's draw)
+    will_accept: bool = False  # the answer drawn for the offer held
     ride_id: UUID | None = None
     epoch: int = 0  # bumped on every change of plan, so stale scheduled actions are ignored
     to_lat: float = 0.0
@@ -53,6 +57,7 @@ class SimDriver:
 
 @dataclass(slots=True)
 class SimRide:
+    index: int  # position in the demand stream
     ride_id: UUID
     rider_id: UUID
     pickup: tuple[float, float]
@@ -61,5 +66,8 @@ class SimRide:
     first_offer_at: float | None = None
     accepted_at: float | None = None
     offered_eta_s: float = 0.0
-    pickup_eta_s: float | None = None
+    pickup_eta_s: float | None = None  # the ETA of the offer the driver accepted
+    arrived_at: float | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
     outcome: str | None = None  # completed, cancelled, expired

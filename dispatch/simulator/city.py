@@ -42,6 +42,24 @@ class City:
             for _ in range(hotspots)
         ]
         self._weights = [h.weight for h in self.hotspots]
+        self.anchors: list[tuple[float, float]] = []
+
+    @classmethod
+    def covering(cls, points: list[tuple[float, float]]) -> City:
+        """The square around recorded pickups (their 1st to 99th percentile, so a stray
+        point does not blow it up), whose drivers start where the pickups are."""
+        lats, lngs = sorted(p[0] for p in points), sorted(p[1] for p in points)
+
+        def pct(values: list[float], q: float) -> float:
+            return values[min(len(values) - 1, int(q * len(values)))]
+
+        lat = (pct(lats, 0.01) + pct(lats, 0.99)) / 2
+        lng = (pct(lngs, 0.01) + pct(lngs, 0.99)) / 2
+        height_m = (pct(lats, 0.99) - pct(lats, 0.01)) * M_PER_DEG_LAT
+        width_m = (pct(lngs, 0.99) - pct(lngs, 0.01)) * M_PER_DEG_LAT * math.cos(math.radians(lat))
+        city = cls(lat, lng, size_km=max(2.0, max(height_m, width_m) / 1000 * 1.1), hotspots=0)
+        city.anchors = points
+        return city
 
     def offset(self, east_m: float, north_m: float) -> tuple[float, float]:
         return self.lat + north_m / M_PER_DEG_LAT, self.lng + east_m / self.m_per_deg_lng
@@ -60,8 +78,15 @@ class City:
         )
 
     def demand_point(self, rng: random.Random, hot_share: float = 0.7) -> tuple[float, float]:
-        """A pickup: mostly around a hot spot, otherwise anywhere in the city."""
-        if rng.random() >= hot_share:
+        """A pickup: mostly around a hot spot, otherwise anywhere in the city. A city made
+        from recorded pickups picks one of them, moved by up to about 300 m."""
+        if self.anchors:
+            lat, lng = rng.choice(self.anchors)
+            return self.clamp(
+                lat + rng.gauss(0, 150) / M_PER_DEG_LAT,
+                lng + rng.gauss(0, 150) / self.m_per_deg_lng,
+            )
+        if rng.random() >= hot_share or not self.hotspots:
             return self.uniform(rng)
         spot = rng.choices(self.hotspots, self._weights)[0]
         lat = spot.lat + rng.gauss(0, spot.sigma_m) / M_PER_DEG_LAT
@@ -78,6 +103,20 @@ class City:
             lat + dist * math.sin(angle) / M_PER_DEG_LAT,
             lng + dist * math.cos(angle) / self.m_per_deg_lng,
         )
+
+    def step_towards(
+        self,
+        here: tuple[float, float],
+        there: tuple[float, float],
+        rng: random.Random,
+        mean_m: float,
+    ) -> tuple[float, float]:
+        """A point on the way from ``here`` to ``there``, about ``mean_m`` on (never past)."""
+        total = self.distance_m(here, there)
+        if total == 0:
+            return here
+        f = min(1.0, rng.expovariate(1.0 / mean_m) / total)
+        return here[0] + (there[0] - here[0]) * f, here[1] + (there[1] - here[1]) * f
 
     def distance_m(self, a: tuple[float, float], b: tuple[float, float]) -> float:
         return math.hypot((a[0] - b[0]) * M_PER_DEG_LAT, (a[1] - b[1]) * self.m_per_deg_lng)

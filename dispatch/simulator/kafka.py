@@ -9,7 +9,7 @@ processes (``dispatch worker``) and stops them, by their own pids, at the end.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -22,7 +22,7 @@ from dispatch.adapters.kafka.transport import KafkaTransport
 from dispatch.bootstrap import build_markets
 from dispatch.settings import Settings
 from dispatch.simulator.clock import SimClock
-from dispatch.simulator.report import SimReport
+from dispatch.simulator.results import Request
 from dispatch.simulator.runner import SimConfig, Simulation
 from schemas.commands import Outcome
 
@@ -82,7 +82,8 @@ def run_on_kafka(
     progress: Callable[[float], None] | None = None,
     on_start: Callable[[list[int]], None] | None = None,
     on_tick: Callable[[float], None] | None = None,
-) -> SimReport:
+    demand: Sequence[Request] | None = None,
+) -> Simulation:
     """Run the simulation through Kafka; ``on_start`` gets the worker pids (for chaos
     tests), ``on_tick`` the simulated time after each tick."""
     assert settings.kafka_bootstrap is not None
@@ -113,10 +114,11 @@ def run_on_kafka(
             return outcomes
 
         config = SimConfig(**{**config.__dict__, "id_salt": f"-{int(clock.now)}"})
-        sim = Simulation(config, transport, step, clock, build_markets(settings))
+        sim = Simulation(config, transport, step, clock, build_markets(settings), demand)
         follower = EventFollower(settings, sim.on_event)
         try:
-            return sim.run(progress, on_tick)
+            sim.run(progress, on_tick)
+            return sim
         finally:
             follower.close()
             transport.close()

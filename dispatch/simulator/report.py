@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from dispatch.domain.ride import RideStatus
+from dispatch.simulator.results import Sample
+from dispatch.simulator.trace import demand_hash
 
 if TYPE_CHECKING:
     from dispatch.simulator.runner import Simulation
@@ -26,21 +28,77 @@ def seconds(*values: float | None) -> str:
     return " / ".join("-" if v is None else f"{v:.0f}" for v in values) + " s"
 
 
+# What a planner would call a balanced market, judged after warm-up (docs/SIMULATION.md).
+BALANCED_UTILISATION = (60.0, 80.0)
+BALANCED_SERVED_PCT = 95.0
+
+
+def market_state(utilisation_pct: float, served_pct: float, decided: int) -> tuple[str, str]:
+    """``balanced``, ``undersupplied`` or ``oversupplied``, and why."""
+    low, high = BALANCED_UTILISATION
+    if decided == 0:
+        return "unknown", "no request was decided after warm-up"
+    if served_pct < BALANCED_SERVED_PCT or utilisation_pct > high:
+        return "undersupplied", (
+            f"served {served_pct:.1f}% (balanced: at least {BALANCED_SERVED_PCT:g}%), "
+            f"utilisation {utilisation_pct:.1f}% (balanced: {low:g}-{high:g}%)"
+        )
+    if utilisation_pct < low:
+        return "oversupplied", f"utilisation {utilisation_pct:.1f}% (balanced: {low:g}-{high:g}%)"
+    return "balanced", (
+        f"utilisation {utilisation_pct:.1f}% within {low:g}-{high:g}%, "
+        f"served {served_pct:.1f}% (at least {BALANCED_SERVED_PCT:g}%)"
+    )
+
+
+STEADY_UTILISATION_DRIFT = 5.0  # points between the halves after warm-up
+
+
+def steadiness(samples: list[Sample]) -> tuple[bool, str]:
+    """Steady when utilisation moved at most ``STEADY_UTILISATION_DRIFT`` points and the
+    queue of waiting rides did not grow (more than doubled and by more than 5) between the
+    first and the second half of the samples after warm-up."""
+    if len(samples) < 4:
+        return False, "too few samples after warm-up to tell"
+    half = len(samples) // 2
+    first, second = samples[:half], samples[half:]
+    u1 = 100 * statistics.fmean(s.utilisation for s in first)
+    u2 = 100 * statistics.fmean(s.utilisation for s in second)
+    w1 = statistics.fmean(s.waiting for s in first)
+    w2 = statistics.fmean(s.waiting for s in second)
+    shown = f"utilisation {u1:.0f}% -> {u2:.0f}%, waiting rides {w1:.0f} -> {w2:.0f}"
+    if abs(u2 - u1) > STEADY_UTILISATION_DRIFT:
+        return False, f"not steady: {shown} (a longer warm-up or run would settle it)"
+    if w2 > 2 * w1 + 5:
+        return False, f"not steady: {shown} (the queue grows: demand outruns supply)"
+    return True, f"steady: {shown}"
+
+
+def _mean(values: list[float]) -> float | None:
+    return statistics.fmean(values) if values else None
+
+
 @dataclass(frozen=True)
 class SimReport:
-    """The run's figures. A figure with no sample behind it (say, time to offer in a run
-    without requests) is None, which JSON shows as null."""
+    """The run's figures, over the requests made after warm-up (``warmup_s``). A figure
+    with no sample behind it (say, time to offer in a run without requests) is None, which
+    JSON shows as null."""
 
     strategy: str
     seed: int
     drivers: int
     simulated_minutes: float
+    warmup_s: float
+    demand_hash: str
+    requests_total: int
     requests: int
     served: int
     served_pct: float
+    decided: int  # served, or ended without a driver
     completed: int
     cancelled: int
     expired: int
+    rejection_pct: float | None
     in_flight: int
     offer_s_p50: float | None
     offer_s_p95: float | None
@@ -48,9 +106,22 @@ class SimReport:
     accept_s_p50: float | None
     accept_s_p95: float | None
     accept_s_p99: float | None
+    wait_s_mean: float | None
+    wait_s_p95: float | None
     pickup_eta_s_mean: float | None
     pickup_eta_s_p95: float | None
+    pickup_realised_s_mean: float | None
+    eta_error_s_mean: float | None
+    eta_abs_error_s_p95: float | None
+    in_vehicle_s_mean: float | None
+    empty_distance_pct: float | None
     utilisation_pct: float
+    waiting_mean: float | None
+    waiting_max: int | None
+    market: str
+    market_reason: str
+    steady: bool
+    steady_reason: str
     events: int
     outcomes: dict[str, int]
     violations: list[str]
@@ -59,36 +130,71 @@ class SimReport:
 
     @classmethod
     def build(cls, sim: Simulation, wall_s: float, strategy: str = "") -> SimReport:
-        rides = list(sim.rides.values())
-        served = [r for r in rides if r.accepted_at is not None]
-        unserved = [r for r in rides if r.accepted_at is None and r.outcome is not None]
+        warmup = sim.cfg.warmup_s
+        records = [r for r in sim.records() if r.requested_s >= warmup]
+        served = [r for r in records if r.accepted_s is not None]
+        unserved = [r for r in records if r.accepted_s is None and r.outcome is not None]
         decided = len(served) + len(unserved)
-        offer = [r.first_offer_at - r.requested_at for r in rides if r.first_offer_at is not None]
-        accept = [r.accepted_at - r.requested_at for r in served if r.accepted_at is not None]
-        etas = [r.pickup_eta_s for r in served if r.pickup_eta_s is not None]
+        expired = sum(r.outcome == RideStatus.EXPIRED for r in records)
+        offer = [r.first_offer_s - r.requested_s for r in records if r.first_offer_s is not None]
+        accept = [r.accepted_s - r.requested_s for r in served if r.accepted_s is not None]
+        waits = [w for r in records if (w := r.wait_s) is not None]
+        etas = [r.eta_estimated_s for r in served if r.eta_estimated_s is not None]
+        pairs = [
+            (r.eta_estimated_s, r.eta_realised_s)
+            for r in records
+            if r.eta_estimated_s is not None and r.eta_realised_s is not None
+        ]
+        errors = [real - est for est, real in pairs]
+        in_vehicle = [v for r in records if (v := r.in_vehicle_s) is not None]
+        driven = sum(sim.distance_m.values())
+        empty = sim.distance_m["pickup"] + sim.distance_m["cruise"]
+        waiting = [s.waiting for s in sim.samples if s.t_s >= warmup]
         busy = sim._busy_samples
+        utilisation = 100.0 * statistics.fmean(busy) if busy else 0.0
+        served_pct = 100.0 * len(served) / decided if decided else 0.0
+        market, reason = market_state(utilisation, served_pct, decided)
+        steady, steady_reason = steadiness([s for s in sim.samples if s.t_s >= warmup])
         events = sim._events
         return cls(
             strategy=strategy,
             seed=sim.cfg.seed,
             drivers=sim.cfg.drivers,
             simulated_minutes=sim.cfg.minutes,
-            requests=len(rides),
+            warmup_s=warmup,
+            demand_hash=demand_hash(sim.demand_sent),
+            requests_total=len(sim.rides),
+            requests=len(records),
             served=len(served),
-            served_pct=100.0 * len(served) / decided if decided else 0.0,
-            completed=sum(r.outcome == RideStatus.COMPLETED for r in rides),
-            cancelled=sum(r.outcome == RideStatus.CANCELLED for r in rides),
-            expired=sum(r.outcome == RideStatus.EXPIRED for r in rides),
-            in_flight=len(rides) - decided,
+            served_pct=served_pct,
+            decided=decided,
+            completed=sum(r.outcome == RideStatus.COMPLETED for r in records),
+            cancelled=sum(r.outcome == RideStatus.CANCELLED for r in records),
+            expired=expired,
+            rejection_pct=100.0 * expired / decided if decided else None,
+            in_flight=sum(r.outcome is None for r in records),
             offer_s_p50=percentile(offer, 50),
             offer_s_p95=percentile(offer, 95),
             offer_s_p99=percentile(offer, 99),
             accept_s_p50=percentile(accept, 50),
             accept_s_p95=percentile(accept, 95),
             accept_s_p99=percentile(accept, 99),
-            pickup_eta_s_mean=statistics.fmean(etas) if etas else None,
+            wait_s_mean=_mean(waits),
+            wait_s_p95=percentile(waits, 95),
+            pickup_eta_s_mean=_mean(etas),
             pickup_eta_s_p95=percentile(etas, 95),
-            utilisation_pct=100.0 * statistics.fmean(busy) if busy else 0.0,
+            pickup_realised_s_mean=_mean([real for _, real in pairs]),
+            eta_error_s_mean=_mean(errors),
+            eta_abs_error_s_p95=percentile([abs(e) for e in errors], 95),
+            in_vehicle_s_mean=_mean(in_vehicle),
+            empty_distance_pct=100.0 * empty / driven if driven else None,
+            utilisation_pct=utilisation,
+            waiting_mean=_mean([float(w) for w in waiting]),
+            waiting_max=max(waiting) if waiting else None,
+            market=market,
+            market_reason=reason,
+            steady=steady,
+            steady_reason=steady_reason,
             events=events,
             outcomes=dict(sim.outcomes),
             violations=[str(v) for v in sim.checker.violations],
@@ -100,20 +206,24 @@ class SimReport:
         return asdict(self)
 
     def rows(self) -> list[tuple[str, str]]:
+        pct = "-" if self.rejection_pct is None else f"{self.rejection_pct:.1f}%"
+        empty = "-" if self.empty_distance_pct is None else f"{self.empty_distance_pct:.1f}%"
         return [
             ("strategy / seed", f"{self.strategy} / {self.seed}"),
             ("drivers, simulated time", f"{self.drivers}, {self.simulated_minutes:g} min"),
-            ("requests", f"{self.requests}"),
+            ("warm-up left out", f"first {self.warmup_s / 60:g} min"),
+            ("demand (sha256 of the requests)", self.demand_hash[:16]),
+            ("requests after warm-up", f"{self.requests} (of {self.requests_total})"),
             (
                 "served (driver assigned)",
-                f"{self.served} ({self.served_pct:.1f}% of "
-                f"{self.requests - self.in_flight} decided)",
+                f"{self.served} ({self.served_pct:.1f}% of {self.decided} decided)",
             ),
             (
                 "completed / cancelled / expired",
                 f"{self.completed} / {self.cancelled} / {self.expired}",
             ),
-            ("still in flight at the end", f"{self.in_flight}"),
+            ("rejection rate (expired)", pct),
+            ("not ended after the drain", f"{self.in_flight}"),
             (
                 "time to offer p50/p95/p99",
                 seconds(self.offer_s_p50, self.offer_s_p95, self.offer_s_p99),
@@ -122,8 +232,19 @@ class SimReport:
                 "time to accept p50/p95/p99",
                 seconds(self.accept_s_p50, self.accept_s_p95, self.accept_s_p99),
             ),
+            ("wait for the car mean / p95", seconds(self.wait_s_mean, self.wait_s_p95)),
             ("pickup ETA mean / p95", seconds(self.pickup_eta_s_mean, self.pickup_eta_s_p95)),
+            (
+                "pickup realised mean, ETA error mean / p95 |error|",
+                seconds(
+                    self.pickup_realised_s_mean, self.eta_error_s_mean, self.eta_abs_error_s_p95
+                ),
+            ),
+            ("in-vehicle time mean", seconds(self.in_vehicle_s_mean)),
+            ("empty distance share", empty),
             ("driver utilisation", f"{self.utilisation_pct:.1f}%"),
+            ("market", f"{self.market}: {self.market_reason}"),
+            ("steady state", self.steady_reason),
             ("command outcomes", ", ".join(f"{k} {v}" for k, v in sorted(self.outcomes.items()))),
             ("events written", f"{self.events}"),
             ("invariant violations", f"{len(self.violations)}"),

@@ -8,10 +8,9 @@ the events it commits, exactly as an app would see it.
 from __future__ import annotations
 
 import heapq
-import math
 import random
 import time
-from collections import Counter
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,7 +21,7 @@ from eventsourcing.persistence import Recording
 
 from dispatch.domain.driver import Driver
 from dispatch.domain.ids import new_id, shard_of
-from dispatch.domain.ride import RIDE_ENDINGS, Ride
+from dispatch.domain.ride import RIDE_ENDINGS, Ride, RideStatus
 from dispatch.invariants import InvariantChecker
 from dispatch.log import LogEvent, decode
 from dispatch.markets import MarketMap
@@ -31,7 +30,11 @@ from dispatch.ports import CommandBus
 from dispatch.simulator.agents import BUSY, Phase, SimDriver, SimRide
 from dispatch.simulator.city import City
 from dispatch.simulator.clock import SimClock
+from dispatch.simulator.demand import synthetic_demand
 from dispatch.simulator.report import SimReport
+from dispatch.simulator.results import SAMPLE_EVERY_S, Request, RideRecord, Sample
+from dispatch.simulator.streams import Streams
+from dispatch.simulator.travel import TravelConfig, TravelModel
 from schemas import commands as c
 from schemas.common import LatLng
 
@@ -39,10 +42,10 @@ from schemas.common import LatLng
 @dataclass(frozen=True)
 class SimConfig:
     drivers: int = 2_000
-    minutes: float = 30.0
+    minutes: float = 60.0
     seed: int = 7
-    demand_per_min: float | None = None  # default: 7.5% of the drivers a minute
-    riders: int | None = None  # default: 3 per driver
+    demand_per_min: float | None = None  # default: DEFAULT_DEMAND_SHARE of the drivers
+    riders: int | None = None  # default: 3 per driver (more are registered when all ride)
     ping_interval_s: int = 4
     tick_s: float = 1.0
     accept_probability: float = 0.85
@@ -52,15 +55,55 @@ class SimConfig:
     trip_mean_m: float = 4_000.0
     speed_kmh: float = 25.0
     road_factor: float = 1.35
+    seek_demand_probability: float = 0.6  # an idle driver's next move heads for demand
+    driver_pace_sd: float = 0.10
+    leg_sd: float = 0.15
+    congestion_peak: float = 0.25
+    start_hour: float = 8.0
+    drain_minutes: float = 60.0  # after the last request, until every ride has ended
+    warmup_minutes: float | None = None  # default: half the run, at most 30 minutes
     strategy: str = "greedy"  # for the report; the engine's settings choose the strategy
     id_salt: str = ""  # makes ids differ between runs that share a log (Kafka)
 
     @property
     def demand(self) -> float:
-        return self.demand_per_min if self.demand_per_min is not None else self.drivers * 0.075
+        if self.demand_per_min is not None:
+            return self.demand_per_min
+        return self.drivers * DEFAULT_DEMAND_SHARE
+
+    @property
+    def warmup_s(self) -> float:
+        if self.warmup_minutes is not None:
+            return self.warmup_minutes * 60.0
+        return min(DEFAULT_WARMUP_MAX_S, self.minutes * 60.0 / 2)
+
+    @property
+    def travel(self) -> TravelConfig:
+        return TravelConfig(
+            speed_kmh=self.speed_kmh,
+            road_factor=self.road_factor,
+            driver_pace_sd=self.driver_pace_sd,
+            leg_sd=self.leg_sd,
+            congestion_peak=self.congestion_peak,
+            start_hour=self.start_hour,
+        )
 
 
+DEFAULT_DEMAND_SHARE = 0.04  # requests a minute per driver: a balanced market (SIMULATION.md)
+DEFAULT_WARMUP_MAX_S = 1_800.0
 Action = tuple[str, Any, int]
+
+# The scenario the throughput benchmarks were first measured with (before issue #13): no
+# warm-up or drain, drivers take exactly the estimate and wander; with demand at 7.5 % of
+# the drivers a minute. Kept so that their figures stay comparable across versions.
+THROUGHPUT_SCENARIO: dict[str, Any] = {
+    "warmup_minutes": 0.0,
+    "drain_minutes": 0.0,
+    "driver_pace_sd": 0.0,
+    "leg_sd": 0.0,
+    "congestion_peak": 0.0,
+    "seek_demand_probability": 0.0,
+}
 
 
 class Simulation:
@@ -71,7 +114,9 @@ class Simulation:
         step: Callable[[list[str]], list[c.Outcome]],
         clock: SimClock,
         markets: MarketMap,
+        demand: Sequence[Request] | None = None,
     ) -> None:
+        """``demand``: the requests to make (a trace); by default the synthetic city's."""
         self.cfg, self.transport, self.step, self.clock, self.markets = (
             config,
             transport,
@@ -79,21 +124,37 @@ class Simulation:
             clock,
             markets,
         )
-        self.rng = random.Random(config.seed)
+        self.streams = Streams(config.seed)
         self.id_rng = random.Random(f"{config.seed}{config.id_salt}")
+        self.travel = TravelModel(config.travel, self.streams)
         self.sent: list[str] = []
-        self.city = City(rng=random.Random(config.seed + 1))
+        points = [r.pickup for r in demand] if demand else None
+        self.city = City.covering(points) if points else City(rng=random.Random(config.seed + 1))
+        self.demand = list(
+            demand
+            if demand is not None
+            else synthetic_demand(
+                self.city, config.demand, config.minutes, self.streams, config.trip_mean_m
+            )
+        )
+        self.demand_sent: list[Request] = []
         self.drivers: dict[UUID, SimDriver] = {}
         self._by_phase: dict[int, list[SimDriver]] = {}
-        self.free_riders: list[UUID] = []
+        self.free_riders: dict[int, deque[UUID]] = {}
         self.rides: dict[UUID, SimRide] = {}
+        self._waiting: set[UUID] = set()  # requested, no driver yet, not ended
+        self._open: set[UUID] = set()  # requested, not ended
+        self.samples: list[Sample] = []
+        self.distance_m: dict[str, float] = defaultdict(float)  # after warm-up, by leg
         self.checker = InvariantChecker()
         self.outcomes: Counter[str] = Counter()
         self._queue: list[tuple[float, int, Action]] = []
         self._seq = 0
         self._busy_samples: list[float] = []
         self._events = 0
-        self._s_per_m = config.road_factor / (config.speed_kmh / 3.6)
+        self._riders = 0
+        self.started_at = clock.now
+        self.report: SimReport | None = None  # once run
 
     # -- plumbing -------------------------------------------------------------------------
     def on_commit(self, shard: int, recordings: Sequence[Recording[UUID]]) -> None:
@@ -122,27 +183,61 @@ class Simulation:
         self._seq += 1
         heapq.heappush(self._queue, (self.clock.now + delay_s, self._seq, (action, subject, epoch)))
 
-    def _travel_s(self, a: tuple[float, float], b: tuple[float, float]) -> float:
-        return self.city.distance_m(a, b) * self._s_per_m
+    @property
+    def finished(self) -> SimReport:
+        """The report of the run (``run`` first)."""
+        if self.report is None:
+            raise RuntimeError("the simulation has not run yet")
+        return self.report
+
+    @property
+    def elapsed_s(self) -> float:
+        return self.clock.now - self.started_at
+
+    @property
+    def warmed_up(self) -> bool:
+        return self.elapsed_s >= self.cfg.warmup_s
+
+    def _move(self, d: SimDriver, to: tuple[float, float], leg: str, travel_s: float) -> None:
+        """Send ``d`` towards ``to``; what it drove of its previous leg is counted."""
+        now = self.clock.now
+        here = d.position(now)
+        if self.warmed_up:
+            self.distance_m[d.leg] += self.city.distance_m((d.lat, d.lng), here)
+        d.head_to(*to, now, travel_s)
+        d.leg = leg
+
+    def _stop(self, d: SimDriver) -> None:
+        self._move(d, d.position(self.clock.now), "idle", 0.0)
+
+    def _realised_s(self, d: SimDriver, to: tuple[float, float], *leg: object) -> float:
+        metres = self.city.distance_m(d.position(self.clock.now), to)
+        return self.travel.realised_s(metres, d.index, self.elapsed_s, *leg)
 
     # -- set-up ---------------------------------------------------------------------------
     def populate(self) -> None:
-        cfg, rng, city = self.cfg, self.rng, self.city
+        cfg, city = self.cfg, self.city
+        rng = self.streams.rng("drivers")
         for i in range(cfg.drivers):
             lat, lng = city.demand_point(rng, 0.5)
             driver_id = new_id(self.markets.shard_for(lat, lng), self.id_rng)
-            d = SimDriver(driver_id, lat, lng, ping_phase=i % cfg.ping_interval_s)
+            d = SimDriver(driver_id, i, lat, lng, ping_phase=i % cfg.ping_interval_s)
             self._by_phase.setdefault(d.ping_phase, []).append(d)
             d.head_to(lat, lng, self.clock.now, 0.0)
             self.drivers[driver_id] = d
             self._send(c.RegisterDriver(driver_id=driver_id, name=f"driver {i}"))
             self._send(c.GoOnline(driver_id=driver_id))
-        for i in range(cfg.riders if cfg.riders is not None else cfg.drivers * 3):
-            lat, lng = city.uniform(rng)
-            rider_id = new_id(self.markets.shard_for(lat, lng), self.id_rng)
-            self.free_riders.append(rider_id)
-            self._send(c.RegisterRider(rider_id=rider_id, name=f"rider {i}"))
+        rng = self.streams.rng("riders")
+        for _ in range(cfg.riders if cfg.riders is not None else cfg.drivers * 3):
+            self._new_rider(self.markets.shard_for(*city.uniform(rng)))
         self._step()
+
+    def _new_rider(self, shard: int) -> UUID:
+        rider_id = new_id(shard, self.id_rng)
+        self._send(c.RegisterRider(rider_id=rider_id, name=f"rider {self._riders}"))
+        self._riders += 1
+        self.free_riders.setdefault(shard, deque()).append(rider_id)
+        return rider_id
 
     # -- the loop -------------------------------------------------------------------------
     def run(
@@ -153,54 +248,110 @@ class Simulation:
         """Run to the end; ``on_tick(now)`` is called after each tick's batch is committed."""
         started = time.perf_counter()
         self.populate()
+        self.started_at = self.clock.now
         ticks = int(self.cfg.minutes * 60 / self.cfg.tick_s)
         for tick in range(ticks):
-            self.clock.now += self.cfg.tick_s
-            self._arrivals()
-            self._due_actions()
-            self._pings(tick)
-            self._step()
-            if tick % 10 == 0:  # utilisation sampled every 10 ticks
+            self._tick(tick)
+            if tick % 10 == 0 and self.warmed_up:  # utilisation sampled every 10 ticks
                 busy = sum(1 for d in self.drivers.values() if d.phase in BUSY)
                 self._busy_samples.append(busy / max(1, len(self.drivers)))
+            if self.elapsed_s >= SAMPLE_EVERY_S * (len(self.samples) + 1):
+                self.samples.append(self._sample())
             if on_tick is not None:
                 on_tick(self.clock.now)
             if progress is not None and tick % 60 == 0:
                 progress(self.cfg.tick_s * 60)
+        drain = int(self.cfg.drain_minutes * 60 / self.cfg.tick_s)
+        for tick in range(ticks, ticks + drain):  # no new requests: the last ones finish
+            if not self._open:
+                break
+            self._tick(tick)
+            if on_tick is not None:
+                on_tick(self.clock.now)
         self.checker.finish()
-        return SimReport.build(self, time.perf_counter() - started, self.cfg.strategy)
+        self.report = SimReport.build(self, time.perf_counter() - started, self.cfg.strategy)
+        return self.report
+
+    def _tick(self, tick: int) -> None:
+        self.clock.now += self.cfg.tick_s
+        self._arrivals()
+        self._due_actions()
+        self._pings(tick)
+        self._step()
+
+    def _sample(self) -> Sample:
+        phases = Counter(d.phase for d in self.drivers.values())
+        ends = Counter(r.outcome for r in self.rides.values())
+        return Sample(
+            t_s=round(self.elapsed_s, 3),
+            requests=len(self.rides),
+            waiting=len(self._waiting),
+            idle_drivers=phases[Phase.IDLE],
+            offered_drivers=phases[Phase.OFFERED],
+            busy_drivers=sum(phases[p] for p in BUSY),
+            served=sum(1 for r in self.rides.values() if r.accepted_at is not None),
+            completed=ends[RideStatus.COMPLETED],
+            cancelled=ends[RideStatus.CANCELLED],
+            expired=ends[RideStatus.EXPIRED],
+        )
 
     def _arrivals(self) -> None:
-        lam = self.cfg.demand / 60.0 * self.cfg.tick_s
-        for _ in range(_poisson(self.rng, lam)):
-            if not self.free_riders:
+        elapsed = self.elapsed_s
+        if elapsed > self.cfg.minutes * 60:  # draining
+            return
+        while len(self.demand_sent) < len(self.demand):
+            request = self.demand[len(self.demand_sent)]
+            if request.at_s > elapsed:
                 return
-            rider_id = self.free_riders.pop(self.rng.randrange(len(self.free_riders)))
-            pickup = self.city.demand_point(self.rng)
-            dropoff = self.city.near(self.rng, *pickup, self.cfg.trip_mean_m)
-            ride_id = new_id(shard_of(rider_id), self.id_rng)
-            self.rides[ride_id] = SimRide(ride_id, rider_id, pickup, dropoff, self.clock.now)
-            self._send(
-                c.RequestRide(
-                    ride_id=ride_id,
-                    rider_id=rider_id,
-                    pickup=LatLng(lat=pickup[0], lng=pickup[1]),
-                    dropoff=LatLng(lat=dropoff[0], lng=dropoff[1]),
-                )
+            self._request(len(self.demand_sent), request)
+            self.demand_sent.append(request)
+
+    def _request(self, index: int, request: Request) -> None:
+        shard = self.markets.shard_for(*request.pickup)
+        if not self.free_riders.get(shard):  # every rider of the market rides: one signs up
+            self._new_rider(shard)
+        rider_id = self.free_riders[shard].popleft()
+        ride_id = new_id(shard, self.streams.rng("ride-id", self.cfg.id_salt, index))
+        pickup, dropoff = request.pickup, request.dropoff
+        self.rides[ride_id] = SimRide(index, ride_id, rider_id, pickup, dropoff, self.clock.now)
+        self._waiting.add(ride_id)
+        self._open.add(ride_id)
+        self._send(
+            c.RequestRide(
+                ride_id=ride_id,
+                rider_id=rider_id,
+                pickup=LatLng(lat=pickup[0], lng=pickup[1]),
+                dropoff=LatLng(lat=dropoff[0], lng=dropoff[1]),
             )
-            if self.rng.random() < self.cfg.cancel_probability:
-                self._schedule(self.rng.uniform(10, 120), "cancel", ride_id)
+        )
+        rng = self.streams.rng("rider", index)
+        if rng.random() < self.cfg.cancel_probability:
+            self._schedule(rng.uniform(10, 120), "cancel", ride_id)
 
     def _pings(self, tick: int) -> None:
         phase, now = tick % self.cfg.ping_interval_s, self.clock.now
         pings = []
         for d in self._by_phase.get(phase, ()):  # few drivers: some phases have none
             if d.phase is Phase.IDLE and now >= d.t1:
-                target = self.city.near(self.rng, *d.position(now), 800.0)
-                d.head_to(*target, now, self._travel_s(d.position(now), target) * 2)
+                self._cruise(d)
             lat, lng = d.position(now)
             pings.append(Ping(d.driver_id, lat, lng, now))
         self.transport.send_pings(pings)
+
+    def _cruise(self, d: SimDriver) -> None:
+        """An idle driver moves on, slowly, looking for fares: most often a step towards
+        where riders tend to be (a point drawn from the demand), otherwise anywhere nearby.
+        Drivers who only wandered would drift away from the hot spots over an hour and
+        leave riders waiting next to an idle fleet."""
+        rng = self.streams.rng("cruise", d.index, d.cruises)
+        d.cruises += 1
+        here = d.position(self.clock.now)
+        if rng.random() < self.cfg.seek_demand_probability:
+            target = self.city.step_towards(here, self.city.demand_point(rng), rng, 1_500.0)
+        else:
+            target = self.city.near(rng, *here, 800.0)
+        travel = self._realised_s(d, target, "cruise", d.index, d.cruises)
+        self._move(d, target, "cruise", travel * 2)
 
     def _due_actions(self) -> None:
         while self._queue and self._queue[0][0] <= self.clock.now:
@@ -219,7 +370,7 @@ class Simulation:
                 continue
             ride_id = d.ride_id
             if action == "respond":
-                if self.rng.random() < self.cfg.accept_probability:
+                if d.will_accept:
                     self._send(c.AcceptOffer(ride_id=ride_id, driver_id=d.driver_id))
                 else:
                     self._send(c.DeclineOffer(ride_id=ride_id, driver_id=d.driver_id))
@@ -236,19 +387,23 @@ class Simulation:
         """React to one committed event, as a driver's or rider's app would."""
         self._events += 1
         self.checker.check(e)
-        topic, now, data = e.topic, self.clock.now, e.data
+        topic, data = e.topic, e.data
         if topic == Driver.OfferReceived.TOPIC:
             d = self.drivers.get(UUID(e.aggregate_id))
+            offered = self.rides.get(UUID(data["ride_id"]))
             if d is not None:
                 epoch = d.change_plan(Phase.OFFERED, UUID(data["ride_id"]))
-                delay = self.rng.uniform(*self.cfg.response_delay_s)
-                self._schedule(delay, "respond", d.driver_id, epoch)
+                rng = self.streams.rng("offer", d.index, offered.index if offered else -1)
+                d.will_accept = rng.random() < self.cfg.accept_probability
+                self._schedule(
+                    rng.uniform(*self.cfg.response_delay_s), "respond", d.driver_id, epoch
+                )
             return
         if topic == Driver.OfferClosed.TOPIC or topic == Driver.Released.TOPIC:
             d = self.drivers.get(UUID(e.aggregate_id))
             if d is not None:
                 d.change_plan(Phase.IDLE, None)
-                d.stop(now)
+                self._stop(d)
             return
         ride = self.rides.get(UUID(e.aggregate_id)) if topic.startswith(_RIDE) else None
         if ride is None:
@@ -260,32 +415,60 @@ class Simulation:
         elif topic == Ride.Accepted.TOPIC:
             if ride.accepted_at is None:
                 ride.accepted_at, ride.pickup_eta_s = e.at, ride.offered_eta_s
+            self._waiting.discard(ride.ride_id)
             d = self.drivers[UUID(data["driver_id"])]
             epoch = d.change_plan(Phase.TO_PICKUP, ride.ride_id)
-            travel = self._travel_s(d.position(now), ride.pickup)
-            d.head_to(*ride.pickup, now, travel)
+            travel = self._realised_s(d, ride.pickup, "pickup", ride.index, d.index)
+            self._move(d, ride.pickup, "pickup", travel)
             self._schedule(travel, "arrive", d.driver_id, epoch)
         elif topic == Ride.DriverArrived.TOPIC:
+            ride.arrived_at = e.at
             self.drivers[UUID(data["driver_id"])].phase = Phase.AT_PICKUP
         elif topic == Ride.TripStarted.TOPIC:
+            ride.started_at = e.at
             d = self.drivers[UUID(data["driver_id"])]
             epoch = d.change_plan(Phase.ON_TRIP, ride.ride_id)
-            travel = self._travel_s(ride.pickup, ride.dropoff)
-            d.head_to(*ride.dropoff, now, travel)
+            travel = self._realised_s(d, ride.dropoff, "trip", ride.index)
+            self._move(d, ride.dropoff, "trip", travel)
             self._schedule(travel, "complete", d.driver_id, epoch)
         elif topic in RIDE_ENDINGS:
-            ride.outcome = RIDE_ENDINGS[topic]
-            self.free_riders.append(ride.rider_id)
+            ride.outcome, ride.ended_at = RIDE_ENDINGS[topic], e.at
+            self._waiting.discard(ride.ride_id)
+            self._open.discard(ride.ride_id)
+            self.free_riders.setdefault(shard_of(ride.rider_id), deque()).append(ride.rider_id)
+
+    def records(self) -> list[RideRecord]:
+        """Each request's life, in demand order, times relative to the start."""
+        t0 = self.started_at
+
+        def rel(at: float | None) -> float | None:
+            return None if at is None else round(at - t0, 3)
+
+        return [
+            RideRecord(
+                index=r.index,
+                ride_id=str(r.ride_id),
+                requested_s=round(r.requested_at - t0, 3),
+                pickup_lat=r.pickup[0],
+                pickup_lng=r.pickup[1],
+                dropoff_lat=r.dropoff[0],
+                dropoff_lng=r.dropoff[1],
+                outcome=r.outcome,
+                first_offer_s=rel(r.first_offer_at),
+                accepted_s=rel(r.accepted_at),
+                arrived_s=rel(r.arrived_at),
+                started_s=rel(r.started_at),
+                ended_s=rel(r.ended_at),
+                eta_estimated_s=r.pickup_eta_s,
+                eta_realised_s=(
+                    None
+                    if r.arrived_at is None or r.accepted_at is None
+                    else round(r.arrived_at - r.accepted_at, 3)
+                ),
+                direct_m=round(self.city.distance_m(r.pickup, r.dropoff), 1),
+            )
+            for r in sorted(self.rides.values(), key=lambda r: r.index)
+        ]
 
 
 _RIDE = "dispatch.Ride."
-
-
-def _poisson(rng: random.Random, lam: float) -> int:
-    """Knuth's method; fine for the small per-tick rates used here."""
-    limit, k, p = math.exp(-lam), 0, 1.0
-    while True:
-        p *= rng.random()
-        if p <= limit:
-            return k
-        k += 1

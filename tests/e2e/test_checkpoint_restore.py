@@ -45,8 +45,8 @@ def simulate(data_dir: Path, **checkpointing: int) -> Settings:
     def step(_sent: list[str]) -> list[Any]:
         return [o for report in engine.run_once() for o in report.outcomes]
 
-    sim = Simulation(SimConfig(drivers=80, minutes=6, seed=5), engine.transport, step, clock,
-                     build_markets(s))  # fmt: skip
+    config = SimConfig(drivers=80, minutes=6, seed=5, demand_per_min=6, warmup_minutes=0)
+    sim = Simulation(config, engine.transport, step, clock, build_markets(s))
     for worker in engine.workers.values():
         worker.listeners.append(sim.on_commit)
     report = sim.run()

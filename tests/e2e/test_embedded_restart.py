@@ -114,7 +114,7 @@ def test_a_restarted_engine_restores_every_aggregate_and_the_matcher_and_keeps_d
         return [o for report in engine.run_once() for o in report.outcomes]
 
     sim = Simulation(
-        SimConfig(drivers=80, minutes=6, seed=5),
+        SimConfig(drivers=80, minutes=6, seed=5, demand_per_min=6, warmup_minutes=0),
         engine.transport,
         sim_step,
         clock,

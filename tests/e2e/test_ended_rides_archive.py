@@ -105,7 +105,11 @@ def test_a_ride_not_yet_archived_is_answered_from_the_evicted_rows(tmp_path: Pat
 def test_an_evicted_ride_s_event_stream_replays_its_timeline_and_ends(tmp_path: Path) -> None:
     with serving(tmp_path) as (client, runtime):
         ride_id = requested_and_cancelled(client)
-        live = client.get(f"/rides/{ride_id}/events", headers=OPERATOR)
+        # Read after the cancellation (as an app would after its write): without ``after``
+        # a busy machine may serve the stream before the view has the ride's end, and the
+        # stream then ends on the live event instead ("Ride.CancelledByRider").
+        after = {"after": _head(client)}
+        live = client.get(f"/rides/{ride_id}/events", headers=OPERATOR, params=after)
         assert live.status_code == 200 and "ride already ended" in live.text
         time.sleep(RETENTION_S + 0.1)
         body(client, requested_and_cancelled(client))  # a later ride event: the clock

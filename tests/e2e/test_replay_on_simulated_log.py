@@ -68,7 +68,7 @@ def simulated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         return [o for r in engine.run_once() for o in r.outcomes]
 
     sim = Simulation(
-        SimConfig(drivers=150, minutes=8, seed=3),
+        SimConfig(drivers=150, minutes=8, seed=3, demand_per_min=11, warmup_minutes=0),
         engine.transport,
         step,
         clock,

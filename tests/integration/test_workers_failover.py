@@ -142,13 +142,15 @@ def test_kill_9_of_a_worker_under_load_loses_nothing_and_duplicates_nothing(
         started[0] = time.time()
 
     report = run_on_kafka(
-        SimConfig(drivers=120, minutes=4, seed=5),
+        SimConfig(
+            drivers=120, minutes=4, seed=5, demand_per_min=9, warmup_minutes=0, drain_minutes=0
+        ),
         settings,
         2,
         tmp_path / "logs",
         on_start=on_start,
         on_tick=lambda now: (started.__setitem__(0, started[0] or now), chaos(now)),
-    )
+    ).finished
     assert killed, "the chaos hook never fired"
     assert report.violations == []
     assert report.requests > 20 and report.served > 0

@@ -81,7 +81,7 @@ def simulate_failing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Result:
     def broken(*_: object) -> None:
         raise RuntimeError("the city caught fire")
 
-    monkeypatch.setattr("dispatch.simulator.embedded.run_embedded", broken)
+    monkeypatch.setattr("dispatch.simulator.embedded.simulate_embedded", broken)
     return CliRunner().invoke(app, ["simulate", "--json", "--data-dir", str(tmp_path / "log")])
 
 

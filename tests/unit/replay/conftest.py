@@ -20,7 +20,8 @@ SHARDS = 2
 def pristine_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data_dir = tmp_path_factory.mktemp("pristine") / "log"
     report = run_embedded(
-        SimConfig(drivers=40, minutes=2, seed=5), Settings(data_dir=data_dir, shards=SHARDS)
+        SimConfig(drivers=40, minutes=2, seed=5, demand_per_min=3, warmup_minutes=0),
+        Settings(data_dir=data_dir, shards=SHARDS),
     )
     assert report.events > 100 and not report.violations
     for shard_file in data_dir.glob("shard-*.sqlite"):  # every page in the file itself

@@ -19,7 +19,15 @@ ROOT = Path(__file__).resolve().parents[3]
 
 def test_every_event_of_a_simulated_run_matches_its_published_schema(tmp_path: Path) -> None:
     report = run_embedded(
-        SimConfig(drivers=200, minutes=8, seed=11, cancel_probability=0.3, trip_mean_m=800),
+        SimConfig(
+            drivers=200,
+            minutes=8,
+            seed=11,
+            cancel_probability=0.3,
+            trip_mean_m=800,
+            demand_per_min=15,
+            warmup_minutes=0,
+        ),
         Settings(data_dir=tmp_path, shards=1),
     )
     seen: set[str] = set()

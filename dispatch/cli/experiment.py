@@ -1,0 +1,181 @@
+"""``dispatch experiment``: strategies compared on the same demand, seed by seed."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from dispatch.cli.common import settings_from
+from dispatch.cli.scenario import (
+    Demand,
+    DemandTrace,
+    Drivers,
+    ExactTimes,
+    Minutes,
+    ReportDir,
+    SkipBadRows,
+    TimeScale,
+    TraceWindow,
+    Warmup,
+    Zones,
+    scenario,
+)
+
+console = Console(stderr=True)
+STRATEGIES = ("greedy", "batch")
+MAX_SEEDS = 1_000
+
+
+def parse_strategies(value: str) -> tuple[str, ...]:
+    names = tuple(part.strip() for part in value.split(",") if part.strip())
+    unknown = [n for n in names if n not in STRATEGIES]
+    if unknown:
+        raise typer.BadParameter(
+            f"unknown {', '.join(unknown)}: choose from {', '.join(STRATEGIES)}",
+            param_hint="--strategies",
+        )
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise typer.BadParameter(
+            f"at least two different strategies, comma-separated, not {value!r}",
+            param_hint="--strategies",
+        )
+    return names
+
+
+def experiment(
+    strategies: Annotated[
+        str,
+        typer.Option(help="Comma-separated; the first is the baseline differences are to."),
+    ] = "greedy,batch",
+    seeds: Annotated[
+        int, typer.Option(min=1, max=MAX_SEEDS, help="How many seeds: --seed, --seed+1, ...")
+    ] = 10,
+    seed: Annotated[int, typer.Option(min=0, help="The first seed.")] = 1,
+    drivers: Drivers = 1_000,
+    minutes: Minutes = 20.0,
+    demand: Demand = None,
+    warmup: Warmup = None,
+    exact_times: ExactTimes = False,
+    demand_trace: DemandTrace = None,
+    zones: Zones = None,
+    trace_time_scale: TimeScale = None,
+    trace_window: TraceWindow = None,
+    skip_bad_rows: SkipBadRows = False,
+    report_dir: ReportDir = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option(min=1, max=64, help="Runs side by side (default: the CPU count)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Run every strategy on every seed with the same demand; report each metric's mean per
+    strategy and the paired difference with a 95% confidence interval (Student t over the
+    per-seed differences). Embedded only: every run is a fresh engine of its own."""
+    from dispatch.simulator.experiment import DemandMismatch, Plan, run_experiment
+    from dispatch.simulator.html_report import write_report
+    from dispatch.simulator.paired import METHOD, format_difference
+    from dispatch.simulator.runner import SimConfig
+
+    names = parse_strategies(strategies)
+    chosen = scenario(
+        drivers=drivers,
+        minutes=minutes,
+        demand=demand,
+        warmup=warmup,
+        exact_times=exact_times,
+        demand_trace=demand_trace,
+        zones=zones,
+        time_scale=trace_time_scale,
+        window=trace_window,
+        skip_bad_rows=skip_bad_rows,
+    )
+    settings = settings_from(None, None)
+    if not settings.embedded:
+        raise typer.BadParameter(
+            "experiments run embedded engines; unset DISPATCH_KAFKA_BOOTSTRAP",
+            param_hint="DISPATCH_KAFKA_BOOTSTRAP",
+        )
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    target = report_dir or settings.data_dir / "experiments" / stamp
+    if target.exists() and not target.is_dir():
+        raise typer.BadParameter(f"not a folder: {target}", param_hint="--report")
+    plan = Plan(
+        strategies=names,
+        seeds=tuple(range(seed, seed + seeds)),
+        config=SimConfig(**chosen.config),  # type: ignore[arg-type]
+        settings=settings,
+        demand=tuple(chosen.trace) if chosen.trace else None,
+    )
+    workers = jobs or min(os.cpu_count() or 1, len(names) * seeds)
+    with Progress(console=console, transient=True, disable=as_json) as bar:
+        task = bar.add_task(f"{len(names) * seeds} runs", total=len(names) * seeds)
+        try:
+            outcome = run_experiment(plan, workers, lambda _run: bar.advance(task))
+        except DemandMismatch as error:
+            console.print(f"[red]not paired[/red]: {error}")
+            raise typer.Exit(code=1) from None
+    notes = [
+        f"paired design: {seeds} seeds from {seed}, every strategy on the same requests "
+        f"(hashes checked); difference = other - {names[0]}, 95% CI by {METHOD}",
+        *([chosen.trace_note] if chosen.trace_note else []),
+    ]
+    title = f"Experiment: {' vs '.join(names)}, {drivers} drivers, {minutes:g} min, {seeds} seeds"
+    html = write_report(
+        target,
+        outcome.runs,
+        title=title,
+        warmup_s=plan.config.warmup_s,
+        comparisons=outcome.comparisons(),
+        notes=notes,
+    )
+    violations = [v for run in outcome.runs for v in run.summary["violations"]]
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "paired": True,
+                    "method": METHOD,
+                    "baseline": names[0],
+                    "strategies": list(names),
+                    "seeds": list(plan.seeds),
+                    "warmup_s": plan.config.warmup_s,
+                    "differences": [asdict(d) for d in outcome.differences],
+                    "runs": [run.summary for run in outcome.runs],
+                    "report": str(html),
+                },
+                indent=2,
+                allow_nan=False,
+            )
+        )
+    else:
+        table = Table(title=title)
+        table.add_column("metric")
+        for name in names:
+            table.add_column(f"{name} mean", justify="right")
+        table.add_column("difference [95% CI]", justify="right")
+        for d in outcome.differences:
+            means = [d.baseline_mean, d.other_mean]
+            shown = ["-" if m is None else f"{m:.1f}" for m in means]
+            mark = " *" if d.significant() else ""
+            table.add_row(d.metric, *shown, f"{format_difference(d)}{mark}")
+        print_table(table, notes, html)
+    if violations:
+        raise typer.Exit(code=1)
+
+
+def print_table(table: Table, notes: list[str], html: Path) -> None:
+    out = Console()
+    out.print(table)
+    out.print("* the 95% interval excludes 0")
+    for note in notes:
+        out.print(note)
+    out.print(f"report: {html}")

@@ -1,0 +1,202 @@
+"""The options that describe a simulated city and its demand, shared by ``simulate`` and
+``experiment``, and their checks: a meaningless combination is a usage error naming it."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dispatch.simulator.results import Request
+
+MAX_DRIVERS = 100_000
+MAX_MINUTES = 7 * 24 * 60.0
+MAX_DEMAND = 10_000.0  # ride requests a simulated minute
+
+Drivers = Annotated[int, typer.Option(min=1, max=MAX_DRIVERS, help="Number of simulated drivers.")]
+Minutes = Annotated[float, typer.Option(help=f"Simulated minutes, 0.1 to {MAX_MINUTES:g}.")]
+Demand = Annotated[
+    float | None,
+    typer.Option(
+        help=f"Ride requests per simulated minute, more than 0 and at most {MAX_DEMAND:g} "
+        "(default: 4% of the drivers, a balanced market: docs/SIMULATION.md).",
+    ),
+]
+Warmup = Annotated[
+    float | None,
+    typer.Option(
+        help="Simulated minutes left out of every figure at the start (default: half the "
+        "run, at most 30).",
+    ),
+]
+ExactTimes = Annotated[
+    bool,
+    typer.Option(
+        "--exact-times",
+        help="Drivers take exactly the matcher's ETA (no pace, luck or congestion): "
+        "the old behaviour, ETA error zero by construction.",
+    ),
+]
+DemandTrace = Annotated[
+    Path | None,
+    typer.Option(
+        help="Requests from a recorded trace, CSV or Parquet (docs/DEMAND_TRACES.md) "
+        "instead of the synthetic city's.",
+    ),
+]
+Zones = Annotated[
+    Path | None,
+    typer.Option(help="With --demand-trace: a zone table for traces that give zones."),
+]
+TimeScale = Annotated[
+    float | None,
+    typer.Option(help="With --demand-trace: play the trace this many times faster (> 0)."),
+]
+TraceWindow = Annotated[
+    str | None,
+    typer.Option(
+        help="With --demand-trace: START:END in minutes from the trace's first request; "
+        "only requests in [START, END) are played.",
+    ),
+]
+SkipBadRows = Annotated[
+    bool,
+    typer.Option(
+        "--skip-bad-rows",
+        help="With --demand-trace: skip and count bad rows instead of stopping at the first.",
+    ),
+]
+WriteDemand = Annotated[
+    Path | None,
+    typer.Option(help="Save the requests of the run (CSV or Parquet) for --demand-trace."),
+]
+ReportDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--report",
+        help="Write an HTML report with plots, CSV time series and the JSON summary here.",
+    ),
+]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """What the options chose: the SimConfig fields and the demand, when it is a trace."""
+
+    config: dict[str, object]
+    trace: list[Request] | None
+    trace_note: str | None
+
+
+def check_basics(minutes: float, demand: float | None, warmup: float | None) -> None:
+    if not 0.1 <= minutes <= MAX_MINUTES:  # NaN too
+        raise typer.BadParameter(
+            f"must be 0.1 to {MAX_MINUTES:g} minutes, not {minutes:g}", param_hint="--minutes"
+        )
+    if demand is not None and not 0 < demand <= MAX_DEMAND:
+        raise typer.BadParameter(
+            f"must be more than 0 and at most {MAX_DEMAND:g}, not {demand:g}",
+            param_hint="--demand",
+        )
+    if warmup is not None and not 0 <= warmup < minutes:
+        raise typer.BadParameter(
+            f"must be at least 0 and less than --minutes ({minutes:g}), not {warmup:g}",
+            param_hint="--warmup",
+        )
+
+
+def parse_window(value: str) -> tuple[float, float]:
+    """``START:END`` minutes as seconds."""
+    try:
+        start, end = (float(part) * 60 for part in value.split(":"))
+    except ValueError:
+        raise typer.BadParameter(
+            f"expected START:END in minutes, e.g. 0:60, not {value!r}", param_hint="--trace-window"
+        ) from None
+    if not (math.isfinite(start) and math.isfinite(end) and 0 <= start < end):
+        raise typer.BadParameter(
+            f"needs 0 <= START < END, not {value!r}", param_hint="--trace-window"
+        )
+    return start, end
+
+
+def scenario(
+    *,
+    drivers: int,
+    minutes: float,
+    demand: float | None,
+    warmup: float | None,
+    exact_times: bool,
+    demand_trace: Path | None,
+    zones: Path | None,
+    time_scale: float | None,
+    window: str | None,
+    skip_bad_rows: bool,
+) -> Scenario:
+    """Check the options together and read the trace (its errors name the row)."""
+    check_basics(minutes, demand, warmup)
+    config: dict[str, object] = {
+        "drivers": drivers,
+        "minutes": minutes,
+        "demand_per_min": demand,
+        "warmup_minutes": warmup,
+    }
+    if exact_times:
+        config |= {"driver_pace_sd": 0.0, "leg_sd": 0.0, "congestion_peak": 0.0}
+    if demand_trace is None:
+        for name, given in (
+            ("--zones", zones is not None),
+            ("--trace-time-scale", time_scale is not None),
+            ("--trace-window", window is not None),
+            ("--skip-bad-rows", skip_bad_rows),
+        ):
+            if given:
+                raise typer.BadParameter("only with --demand-trace", param_hint=name)
+        return Scenario(config, None, None)
+    if demand is not None:
+        raise typer.BadParameter(
+            "a trace brings its own demand: give --demand or --demand-trace", param_hint="--demand"
+        )
+    if time_scale is not None and not (math.isfinite(time_scale) and time_scale > 0):
+        raise typer.BadParameter(
+            f"must be more than 0, not {time_scale:g}", param_hint="--trace-time-scale"
+        )
+    return _read(config, demand_trace, zones, time_scale, window, skip_bad_rows, minutes)
+
+
+def _read(
+    config: dict[str, object],
+    path: Path,
+    zones: Path | None,
+    time_scale: float | None,
+    window: str | None,
+    skip_bad_rows: bool,
+    minutes: float,
+) -> Scenario:
+    from dispatch.simulator.trace import TraceError, read_trace
+
+    try:
+        trace = read_trace(
+            path,
+            zones=zones,
+            time_scale=time_scale or 1.0,
+            window=parse_window(window) if window else None,
+            skip_bad_rows=skip_bad_rows,
+        )
+    except TraceError as error:
+        raise typer.BadParameter(str(error), param_hint="--demand-trace") from None
+    played = [r for r in trace.requests if r.at_s < minutes * 60]
+    if not played:
+        raise typer.BadParameter(
+            f"no request of the trace falls in the first {minutes:g} simulated minutes",
+            param_hint="--demand-trace",
+        )
+    skipped = ", ".join(f"{k} {v}" for k, v in sorted(trace.skipped_reasons.items()))
+    note = (
+        f"demand: {path.name}, {len(played)} of {len(trace.requests)} requests played "
+        f"({trace.rows} rows, {trace.skipped} skipped{': ' + skipped if skipped else ''})"
+    )
+    return Scenario(config, played, note)

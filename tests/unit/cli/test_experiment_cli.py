@@ -1,0 +1,134 @@
+"""`dispatch experiment` and the scenario options it shares with `simulate`: paired runs
+end to end, unpaired runs refused, meaningless options named."""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from dispatch.cli import app
+from dispatch.simulator.experiment import DemandMismatch, check_paired
+from dispatch.simulator.html_report import RunData
+from dispatch.simulator.results import Request
+from dispatch.simulator.trace import write_demand
+
+SMALL = ["--drivers", "15", "--minutes", "4", "--demand", "4", "--warmup", "1"]
+
+
+def test_an_experiment_reports_paired_differences_and_writes_its_report(tmp_path: Path) -> None:
+    args = ["experiment", "--seeds", "2", *SMALL, "--report", str(tmp_path / "r"), "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["paired"] is True and out["baseline"] == "greedy"
+    assert out["seeds"] == [1, 2] and len(out["runs"]) == 4
+    hashes = {(r["seed"], r["strategy"]): r["demand_hash"] for r in out["runs"]}
+    assert hashes[(1, "greedy")] == hashes[(1, "batch")] != hashes[(2, "greedy")]
+    served = next(d for d in out["differences"] if d["metric"] == "served_pct")
+    assert served["n"] == 2 and served["other"] == "batch"
+    assert "Student" in out["method"]
+    report = tmp_path / "r"
+    assert (report / "report.html").stat().st_size > 10_000
+    with (report / "rides.csv").open() as f:
+        strategies = {row["strategy"] for row in csv.DictReader(f)}
+    assert strategies == {"greedy", "batch"}
+
+
+def run_data(strategy: str, seed: int, demand: str) -> RunData:
+    return RunData(strategy, seed, {"seed": seed, "demand_hash": demand}, [], [])
+
+
+def test_runs_of_one_seed_with_different_demand_are_not_compared() -> None:
+    check_paired([run_data("greedy", 1, "aa"), run_data("batch", 1, "aa")])
+    with pytest.raises(DemandMismatch, match="seed 2: the strategies saw different requests"):
+        check_paired([run_data("greedy", 2, "aa"), run_data("batch", 2, "bb")])
+
+
+def test_a_simulation_can_write_its_demand_and_replay_it_as_a_trace(tmp_path: Path) -> None:
+    demand = tmp_path / "demand.csv"
+    first = CliRunner().invoke(
+        app,
+        ["simulate", *SMALL, "--json", "--data-dir", str(tmp_path / "a"), "--write-demand",
+         str(demand), "--report", str(tmp_path / "report")],
+    )  # fmt: skip
+    assert first.exit_code == 0, first.output
+    assert (tmp_path / "report" / "report.html").exists()
+    with demand.open() as f:
+        written = list(csv.DictReader(f))
+    assert len(written) == json.loads(first.stdout)["requests_total"] > 0
+    args = ["simulate", "--drivers", "15", "--minutes", "4", "--warmup", "1", "--json"]
+    again = CliRunner().invoke(
+        app, [*args, "--demand-trace", str(demand), "--data-dir", str(tmp_path / "b")]
+    )
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["requests_total"] == len(written)
+
+
+def test_a_trace_with_a_bad_row_is_refused_naming_the_row(tmp_path: Path) -> None:
+    trace = tmp_path / "t.csv"
+    write_demand(trace, [Request(0.0, (37.77, -122.42), (37.78, -122.41))] * 3, _start())
+    rows = trace.read_text().splitlines()
+    rows[2] = rows[2].replace("37.77", "91.5", 1)
+    trace.write_text("\n".join(rows) + "\n")
+    args = ["simulate", "--drivers", "5", "--minutes", "2", "--demand-trace", str(trace)]
+    result = CliRunner().invoke(app, [*args, "--data-dir", str(tmp_path / "log")])
+    assert result.exit_code == 2
+    assert "--demand-trace" in result.output and "row 2" in result.output
+    skipped = CliRunner().invoke(
+        app, [*args, "--skip-bad-rows", "--json", "--data-dir", str(tmp_path / "log2")]
+    )
+    assert skipped.exit_code == 0, skipped.output
+    assert json.loads(skipped.stdout)["requests_total"] == 2
+
+
+def _start() -> datetime:
+    return datetime(2026, 1, 5, 8, tzinfo=UTC)
+
+
+MEANINGLESS = {
+    "zones_without_trace": (["--zones", "z.csv"], "--zones"),
+    "window_without_trace": (["--trace-window", "0:10"], "--trace-window"),
+    "scale_without_trace": (["--trace-time-scale", "2"], "--trace-time-scale"),
+    "skip_without_trace": (["--skip-bad-rows"], "--skip-bad-rows"),
+    "warmup_as_long_as_the_run": (["--minutes", "5", "--warmup", "5"], "--warmup"),
+    "negative_warmup": (["--warmup", "-1"], "--warmup"),
+    "demand_and_a_trace": (["--demand", "3", "--demand-trace", "x.csv"], "--demand"),
+    "missing_trace": (["--demand-trace", "no-such-file.csv"], "--demand-trace"),
+}
+
+
+@pytest.mark.parametrize("args, option", MEANINGLESS.values(), ids=MEANINGLESS.keys())
+@pytest.mark.parametrize("command", ["simulate", "experiment"])
+def test_a_meaningless_scenario_option_is_a_usage_error_that_names_it(
+    tmp_path: Path, command: str, args: list[str], option: str
+) -> None:
+    where = ["--data-dir", str(tmp_path / "log")] if command == "simulate" else []
+    result = CliRunner().invoke(app, [command, *args, *where, "--report", str(tmp_path / "r")])
+    assert result.exit_code == 2, result.output
+    assert option in result.output
+    assert not (tmp_path / "log").exists() and not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    "value, reason",
+    [("greedy", "at least two"), ("greedy,greedy", "at least two"), ("greedy,fast", "unknown")],
+)
+def test_strategies_must_be_two_or_more_known_ones(value: str, reason: str) -> None:
+    result = CliRunner().invoke(app, ["experiment", "--strategies", value])
+    assert result.exit_code == 2
+    assert "--strategies" in result.output and reason in result.output
+
+
+def test_a_bad_trace_window_is_a_usage_error(tmp_path: Path) -> None:
+    trace = tmp_path / "t.csv"
+    write_demand(trace, [Request(0.0, (37.77, -122.42), (37.78, -122.41))], _start())
+    for window in ("10:5", "a:b", "5"):
+        result = CliRunner().invoke(
+            app, ["simulate", "--demand-trace", str(trace), "--trace-window", window]
+        )
+        assert result.exit_code == 2 and "--trace-window" in result.output, window
