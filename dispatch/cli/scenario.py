@@ -28,8 +28,8 @@ Demand = Annotated[
 Warmup = Annotated[
     float | None,
     typer.Option(
-        help="Simulated minutes left out of every figure at the start (default: half the "
-        "run, at most 30).",
+        help="Simulated minutes left out of every figure at the start (default: two thirds "
+        "of the run, at most 60).",
     ),
 ]
 ExactTimes = Annotated[

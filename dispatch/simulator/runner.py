@@ -61,7 +61,7 @@ class SimConfig:
     congestion_peak: float = 0.25
     start_hour: float = 8.0
     drain_minutes: float = 60.0  # after the last request, until every ride has ended
-    warmup_minutes: float | None = None  # default: half the run, at most 30 minutes
+    warmup_minutes: float | None = None  # default: two thirds of the run, at most an hour
     strategy: str = "greedy"  # for the report; the engine's settings choose the strategy
     id_salt: str = ""  # makes ids differ between runs that share a log (Kafka)
 
@@ -75,7 +75,7 @@ class SimConfig:
     def warmup_s(self) -> float:
         if self.warmup_minutes is not None:
             return self.warmup_minutes * 60.0
-        return min(DEFAULT_WARMUP_MAX_S, self.minutes * 60.0 / 2)
+        return min(DEFAULT_WARMUP_MAX_S, self.minutes * 60.0 * 2 / 3)
 
     @property
     def travel(self) -> TravelConfig:
@@ -90,7 +90,7 @@ class SimConfig:
 
 
 DEFAULT_DEMAND_SHARE = 0.04  # requests a minute per driver: a balanced market (SIMULATION.md)
-DEFAULT_WARMUP_MAX_S = 1_800.0
+DEFAULT_WARMUP_MAX_S = 3_600.0
 Action = tuple[str, Any, int]
 
 # The scenario the throughput benchmarks were first measured with (before issue #13): no

@@ -112,3 +112,15 @@ def test_varied_times_show_as_an_eta_error_that_exact_times_do_not_have() -> Non
     v, e = varied.finished, exact.finished
     assert v.eta_abs_error_s_p95 is not None and e.eta_abs_error_s_p95 is not None
     assert v.eta_abs_error_s_p95 > 2 * e.eta_abs_error_s_p95
+
+
+def test_the_same_seed_gives_the_same_figures_and_series() -> None:
+    config = SimConfig(drivers=15, minutes=4, seed=9, demand_per_min=5, warmup_minutes=1)
+    first, _ = simulate("batch", config)
+    second, _ = simulate("batch", config)
+    timing = {"wall_s", "events_per_s"}
+    a, b = first.finished.as_dict(), second.finished.as_dict()
+    assert {k: v for k, v in a.items() if k not in timing} == {
+        k: v for k, v in b.items() if k not in timing
+    }
+    assert first.records() == second.records() and first.samples == second.samples
