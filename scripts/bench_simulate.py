@@ -43,12 +43,12 @@ def main() -> int:
             report = run_embedded(config, settings)
         rows[strategy] = {
             "requests": report.requests,
-            "served_pct": round(report.served_pct, 1),
+            "served_pct": _round(report.served_pct),
             "pickup_eta_s_mean": _round(report.pickup_eta_s_mean),
             "pickup_eta_s_p95": _round(report.pickup_eta_s_p95),
             "offer_s_p50": report.offer_s_p50,
             "offer_s_p95": report.offer_s_p95,
-            "utilisation_pct": round(report.utilisation_pct, 1),
+            "utilisation_pct": _round(report.utilisation_pct),
             "events": report.events,
             "wall_s": round(report.wall_s, 1),
             "events_per_s": round(report.events_per_s),

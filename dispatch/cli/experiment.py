@@ -27,6 +27,7 @@ from dispatch.cli.scenario import (
     TraceWindow,
     Warmup,
     Zones,
+    check_outputs,
     scenario,
 )
 
@@ -106,8 +107,7 @@ def experiment(
         )
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     target = report_dir or settings.data_dir / "experiments" / stamp
-    if target.exists() and not target.is_dir():
-        raise typer.BadParameter(f"not a folder: {target}", param_hint="--report")
+    check_outputs(None, target, demand_trace)
     plan = Plan(
         strategies=names,
         seeds=tuple(range(seed, seed + seeds)),
@@ -126,7 +126,15 @@ def experiment(
     notes = [
         f"paired design: {seeds} seeds from {seed}, every strategy on the same requests "
         f"(hashes checked); difference = other - {names[0]}, 95% CI by {METHOD}",
-        *([chosen.trace_note] if chosen.trace_note else []),
+        *(
+            [
+                chosen.trace_note,
+                "every seed plays the same trace: the intervals cover the "
+                "drivers' and riders' randomness, not the demand's",
+            ]
+            if chosen.trace_note
+            else []
+        ),
     ]
     title = f"Experiment: {' vs '.join(names)}, {drivers} drivers, {minutes:g} min, {seeds} seeds"
     html = write_report(

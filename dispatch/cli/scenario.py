@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -36,8 +37,9 @@ ExactTimes = Annotated[
     bool,
     typer.Option(
         "--exact-times",
-        help="Drivers take exactly the matcher's ETA (no pace, luck or congestion): "
-        "the old behaviour, ETA error zero by construction.",
+        help="Drivers take exactly the estimate the matcher's ETA is made of (no pace, luck "
+        "or congestion): what is left of the ETA error comes from drivers moving while they "
+        "answer an offer.",
     ),
 ]
 DemandTrace = Annotated[
@@ -108,6 +110,46 @@ def check_basics(minutes: float, demand: float | None, warmup: float | None) -> 
         )
 
 
+def check_outputs(write_demand: Path | None, report: Path | None, trace: Path | None) -> None:
+    """Refuse, before anything runs, output paths the run could not write at its end."""
+    if write_demand is not None:
+        from dispatch.simulator.trace import CSV_SUFFIXES, PARQUET_SUFFIXES
+
+        name = write_demand.name.lower()
+        if not name.endswith(CSV_SUFFIXES + PARQUET_SUFFIXES):
+            kinds = ", ".join(CSV_SUFFIXES + PARQUET_SUFFIXES)
+            raise typer.BadParameter(
+                f"{write_demand}: name the file {kinds}", param_hint="--write-demand"
+            )
+        _writable_file(write_demand, "--write-demand")
+        if trace is not None and write_demand.resolve() == trace.resolve():
+            raise typer.BadParameter(
+                "would overwrite the --demand-trace it reads", param_hint="--write-demand"
+            )
+    if report is not None:
+        if report.exists() and not report.is_dir():
+            raise typer.BadParameter(f"not a folder: {report}", param_hint="--report")
+        parent = report if report.exists() else _existing_parent(report)
+        if not os.access(parent, os.W_OK):
+            raise typer.BadParameter(f"cannot write in {parent}", param_hint="--report")
+
+
+def _existing_parent(path: Path) -> Path:
+    for parent in path.absolute().parents:
+        if parent.exists():
+            return parent
+    return Path("/")
+
+
+def _writable_file(path: Path, option: str) -> None:
+    if path.is_dir():
+        raise typer.BadParameter(f"a folder, not a file: {path}", param_hint=option)
+    if not path.parent.is_dir():
+        raise typer.BadParameter(f"no such folder: {path.parent}", param_hint=option)
+    if not os.access(path.parent, os.W_OK):
+        raise typer.BadParameter(f"cannot write in {path.parent}", param_hint=option)
+
+
 def parse_window(value: str) -> tuple[float, float]:
     """``START:END`` minutes as seconds."""
     try:
@@ -176,6 +218,7 @@ def _read(
     skip_bad_rows: bool,
     minutes: float,
 ) -> Scenario:
+    from dispatch.simulator.runner import SimConfig
     from dispatch.simulator.trace import TraceError, read_trace
 
     try:
@@ -192,6 +235,15 @@ def _read(
     if not played:
         raise typer.BadParameter(
             f"no request of the trace falls in the first {minutes:g} simulated minutes",
+            param_hint="--demand-trace",
+        )
+    warmup_s = SimConfig(**config).warmup_s  # type: ignore[arg-type]
+    if not any(r.at_s >= warmup_s for r in played):
+        last = max(r.at_s for r in played) / 60
+        raise typer.BadParameter(
+            f"every request of the trace (the last at minute {last:.1f}) comes during the "
+            f"warm-up (the first {warmup_s / 60:g} minutes): nothing would be measured; "
+            "give a shorter --warmup or a longer trace",
             param_hint="--demand-trace",
         )
     skipped = ", ".join(f"{k} {v}" for k, v in sorted(trace.skipped_reasons.items()))

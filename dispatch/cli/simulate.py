@@ -28,6 +28,7 @@ from dispatch.cli.scenario import (
     Warmup,
     WriteDemand,
     Zones,
+    check_outputs,
     scenario,
 )
 
@@ -77,6 +78,7 @@ def simulate(
 
     if strategy not in ("greedy", "batch"):
         raise typer.BadParameter("choose 'greedy' or 'batch'", param_hint="--strategy")
+    check_outputs(write_demand, report_dir, demand_trace)
     chosen = scenario(
         drivers=drivers,
         minutes=minutes,

@@ -33,22 +33,25 @@ BALANCED_UTILISATION = (60.0, 80.0)
 BALANCED_SERVED_PCT = 95.0
 
 
-def market_state(utilisation_pct: float, served_pct: float, decided: int) -> tuple[str, str]:
-    """``balanced``, ``undersupplied`` or ``oversupplied``, and why."""
+def market_state(
+    utilisation_pct: float | None, served_pct: float | None, decided: int
+) -> tuple[str, str]:
+    """``balanced``, ``undersupplied``, ``oversupplied`` or ``mismatched`` (riders left
+    unserved while most drivers idle: supply in the wrong places), and why."""
     low, high = BALANCED_UTILISATION
-    if decided == 0:
-        return "unknown", "no request was decided after warm-up"
-    if served_pct < BALANCED_SERVED_PCT or utilisation_pct > high:
-        return "undersupplied", (
-            f"served {served_pct:.1f}% (balanced: at least {BALANCED_SERVED_PCT:g}%), "
-            f"utilisation {utilisation_pct:.1f}% (balanced: {low:g}-{high:g}%)"
-        )
-    if utilisation_pct < low:
-        return "oversupplied", f"utilisation {utilisation_pct:.1f}% (balanced: {low:g}-{high:g}%)"
-    return "balanced", (
-        f"utilisation {utilisation_pct:.1f}% within {low:g}-{high:g}%, "
-        f"served {served_pct:.1f}% (at least {BALANCED_SERVED_PCT:g}%)"
+    if decided == 0 or served_pct is None or utilisation_pct is None:
+        return "unknown", "no request was decided or no utilisation sampled after warm-up"
+    shown = (
+        f"served {served_pct:.1f}% (balanced: at least {BALANCED_SERVED_PCT:g}%), "
+        f"utilisation {utilisation_pct:.1f}% (balanced: {low:g}-{high:g}%)"
     )
+    if served_pct < BALANCED_SERVED_PCT:
+        return ("mismatched" if utilisation_pct < low else "undersupplied"), shown
+    if utilisation_pct > high:
+        return "undersupplied", shown
+    if utilisation_pct < low:
+        return "oversupplied", shown
+    return "balanced", shown
 
 
 STEADY_UTILISATION_DRIFT = 5.0  # points between the halves after warm-up
@@ -74,6 +77,10 @@ def steadiness(samples: list[Sample]) -> tuple[bool, str]:
     return True, f"steady: {shown}"
 
 
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}%"
+
+
 def _mean(values: list[float]) -> float | None:
     return statistics.fmean(values) if values else None
 
@@ -93,7 +100,7 @@ class SimReport:
     requests_total: int
     requests: int
     served: int
-    served_pct: float
+    served_pct: float | None
     decided: int  # served, or ended without a driver
     completed: int
     cancelled: int
@@ -115,7 +122,7 @@ class SimReport:
     eta_abs_error_s_p95: float | None
     in_vehicle_s_mean: float | None
     empty_distance_pct: float | None
-    utilisation_pct: float
+    utilisation_pct: float | None
     waiting_mean: float | None
     waiting_max: int | None
     market: str
@@ -151,8 +158,8 @@ class SimReport:
         empty = sim.distance_m["pickup"] + sim.distance_m["cruise"]
         waiting = [s.waiting for s in sim.samples if s.t_s >= warmup]
         busy = sim._busy_samples
-        utilisation = 100.0 * statistics.fmean(busy) if busy else 0.0
-        served_pct = 100.0 * len(served) / decided if decided else 0.0
+        utilisation = 100.0 * statistics.fmean(busy) if busy else None
+        served_pct = 100.0 * len(served) / decided if decided else None
         market, reason = market_state(utilisation, served_pct, decided)
         steady, steady_reason = steadiness([s for s in sim.samples if s.t_s >= warmup])
         events = sim._events
@@ -216,7 +223,7 @@ class SimReport:
             ("requests after warm-up", f"{self.requests} (of {self.requests_total})"),
             (
                 "served (driver assigned)",
-                f"{self.served} ({self.served_pct:.1f}% of {self.decided} decided)",
+                f"{self.served} ({_pct(self.served_pct)} of {self.decided} decided)",
             ),
             (
                 "completed / cancelled / expired",
@@ -242,7 +249,7 @@ class SimReport:
             ),
             ("in-vehicle time mean", seconds(self.in_vehicle_s_mean)),
             ("empty distance share", empty),
-            ("driver utilisation", f"{self.utilisation_pct:.1f}%"),
+            ("driver utilisation", _pct(self.utilisation_pct)),
             ("market", f"{self.market}: {self.market_reason}"),
             ("steady state", self.steady_reason),
             ("command outcomes", ", ".join(f"{k} {v}" for k, v in sorted(self.outcomes.items()))),

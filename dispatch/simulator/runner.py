@@ -155,6 +155,7 @@ class Simulation:
         self._riders = 0
         self.started_at = clock.now
         self.report: SimReport | None = None  # once run
+        self.draining = False  # after the last request
 
     # -- plumbing -------------------------------------------------------------------------
     def on_commit(self, shard: int, recordings: Sequence[Recording[UUID]]) -> None:
@@ -200,12 +201,17 @@ class Simulation:
 
     def _move(self, d: SimDriver, to: tuple[float, float], leg: str, travel_s: float) -> None:
         """Send ``d`` towards ``to``; what it drove of its previous leg is counted."""
-        now = self.clock.now
-        here = d.position(now)
-        if self.warmed_up:
-            self.distance_m[d.leg] += self.city.distance_m((d.lat, d.lng), here)
-        d.head_to(*to, now, travel_s)
+        self._count_distance(d)
+        d.head_to(*to, self.clock.now, travel_s)
         d.leg = leg
+
+    def _count_distance(self, d: SimDriver) -> None:
+        """Add the part of ``d``'s current leg driven between the end of warm-up and the
+        last request (the period every figure covers), up to now."""
+        lo = max(d.t0, self.started_at + self.cfg.warmup_s)
+        hi = min(self.clock.now, self.started_at + self.cfg.minutes * 60)
+        if hi > lo:
+            self.distance_m[d.leg] += self.city.distance_m(d.position(lo), d.position(hi))
 
     def _stop(self, d: SimDriver) -> None:
         self._move(d, d.position(self.clock.now), "idle", 0.0)
@@ -261,16 +267,27 @@ class Simulation:
                 on_tick(self.clock.now)
             if progress is not None and tick % 60 == 0:
                 progress(self.cfg.tick_s * 60)
-        drain = int(self.cfg.drain_minutes * 60 / self.cfg.tick_s)
-        for tick in range(ticks, ticks + drain):  # no new requests: the last ones finish
-            if not self._open:
-                break
-            self._tick(tick)
-            if on_tick is not None:
-                on_tick(self.clock.now)
+        self._drain(ticks, on_tick)
+        for d in self.drivers.values():
+            self._count_distance(d)
         self.checker.finish()
         self.report = SimReport.build(self, time.perf_counter() - started, self.cfg.strategy)
         return self.report
+
+    def _drain(self, tick: int, on_tick: Callable[[float], None] | None) -> None:
+        """No new requests: go on until every ride has ended (at most ``drain_minutes``).
+        Idle drivers stay put, and while no ride waits for a driver the clock jumps to the
+        next thing a driver or rider does (arrive, start, complete, cancel)."""
+        self.draining = True
+        end = self.clock.now + self.cfg.drain_minutes * 60
+        while self._open and self.clock.now < end:
+            if not self._waiting and self._queue:
+                steps = int((min(self._queue[0][0], end) - self.clock.now) / self.cfg.tick_s)
+                self.clock.now += max(0, steps - 1) * self.cfg.tick_s
+            self._tick(tick)
+            tick += 1
+            if on_tick is not None:
+                on_tick(self.clock.now)
 
     def _tick(self, tick: int) -> None:
         self.clock.now += self.cfg.tick_s
@@ -331,9 +348,13 @@ class Simulation:
     def _pings(self, tick: int) -> None:
         phase, now = tick % self.cfg.ping_interval_s, self.clock.now
         pings = []
+        quiet = self.draining and not self._waiting  # nobody needs an idle driver now
         for d in self._by_phase.get(phase, ()):  # few drivers: some phases have none
-            if d.phase is Phase.IDLE and now >= d.t1:
-                self._cruise(d)
+            if d.phase is Phase.IDLE:
+                if quiet:  # draining: idle drivers neither move on nor ping
+                    continue
+                if not self.draining and now >= d.t1:
+                    self._cruise(d)
             lat, lng = d.position(now)
             pings.append(Ping(d.driver_id, lat, lng, now))
         self.transport.send_pings(pings)

@@ -75,7 +75,8 @@ def test_a_trace_with_a_bad_row_is_refused_naming_the_row(tmp_path: Path) -> Non
     rows = trace.read_text().splitlines()
     rows[2] = rows[2].replace("37.77", "91.5", 1)
     trace.write_text("\n".join(rows) + "\n")
-    args = ["simulate", "--drivers", "5", "--minutes", "2", "--demand-trace", str(trace)]
+    args = ["simulate", "--drivers", "5", "--minutes", "2", "--warmup", "0"]
+    args += ["--demand-trace", str(trace)]
     result = CliRunner().invoke(app, [*args, "--data-dir", str(tmp_path / "log")])
     assert result.exit_code == 2
     assert "--demand-trace" in result.output and "row 2" in result.output
@@ -132,3 +133,56 @@ def test_a_bad_trace_window_is_a_usage_error(tmp_path: Path) -> None:
             app, ["simulate", "--demand-trace", str(trace), "--trace-window", window]
         )
         assert result.exit_code == 2 and "--trace-window" in result.output, window
+
+
+def _trace(tmp_path: Path, minutes: float = 10) -> Path:
+    trace = tmp_path / "trace.csv"
+    requests = [Request(60.0 * m, (37.77, -122.42), (37.78, -122.41)) for m in range(int(minutes))]
+    write_demand(trace, requests, _start())
+    return trace
+
+
+OUTPUTS = {
+    "demand_with_an_unknown_suffix": (["--write-demand", "{tmp}/out.txt"], "--write-demand"),
+    "demand_in_a_missing_folder": (["--write-demand", "{tmp}/nope/d.csv"], "--write-demand"),
+    "demand_onto_a_folder": (["--write-demand", "{tmp}"], "--write-demand"),
+    "demand_over_its_trace": (
+        ["--demand-trace", "{tmp}/trace.csv", "--write-demand", "{tmp}/trace.csv"],
+        "--write-demand",
+    ),
+    "report_onto_a_file": (["--report", "{tmp}/trace.csv"], "--report"),
+}
+
+
+@pytest.mark.parametrize("args, option", OUTPUTS.values(), ids=OUTPUTS.keys())
+def test_an_output_the_run_could_not_write_is_refused_before_it_runs(
+    tmp_path: Path, args: list[str], option: str
+) -> None:
+    trace = _trace(tmp_path)
+    before = trace.read_bytes()
+    filled = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    result = CliRunner().invoke(
+        app, ["simulate", "--minutes", "2", *filled, "--data-dir", str(tmp_path / "log")]
+    )
+    assert result.exit_code == 2, result.output
+    assert option in result.output
+    assert not (tmp_path / "log").exists() and trace.read_bytes() == before
+
+
+def test_a_trace_that_ends_within_the_warm_up_is_refused(tmp_path: Path) -> None:
+    trace = _trace(tmp_path, minutes=10)  # requests in the first 10 minutes only
+    args = ["simulate", "--minutes", "60", "--demand-trace", str(trace)]  # warm-up 40
+    result = CliRunner().invoke(app, [*args, "--data-dir", str(tmp_path / "log")])
+    assert result.exit_code == 2
+    assert "during the warm-up" in result.output and "--demand-trace" in result.output
+
+
+def test_a_run_with_nothing_decided_after_warm_up_reports_no_figure_rather_than_zero(
+    tmp_path: Path,
+) -> None:
+    args = ["simulate", "--drivers", "3", "--minutes", "2", "--demand", "0.01", "--json"]
+    result = CliRunner().invoke(app, [*args, "--data-dir", str(tmp_path / "log")])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["decided"] == 0 and report["served_pct"] is None
+    assert report["market"] == "unknown"

@@ -19,6 +19,7 @@ def sample(t: float, busy: int, waiting: int, drivers: int = 100) -> Sample:
         (60.0, 95.0, "balanced"),
         (85.0, 99.0, "undersupplied"),
         (70.0, 90.0, "undersupplied"),
+        (40.0, 90.0, "mismatched"),
         (40.0, 99.0, "oversupplied"),
     ],
 )
@@ -30,8 +31,9 @@ def test_a_market_is_balanced_only_at_60_to_80_percent_utilisation_serving_95_pe
     assert f"{utilisation:.1f}%" in reason
 
 
-def test_a_market_with_nothing_decided_is_not_judged() -> None:
-    assert market_state(0.0, 0.0, decided=0)[0] == "unknown"
+def test_a_market_with_nothing_decided_or_sampled_is_not_judged() -> None:
+    assert market_state(None, None, decided=0)[0] == "unknown"
+    assert market_state(None, 99.0, decided=10)[0] == "unknown"
 
 
 def test_a_flat_market_is_steady() -> None:
