@@ -2,6 +2,11 @@
 
 Default rule for places outside every configured market: the shard is the H3 resolution-3
 cell of the place (about 12,000 km2, roughly a metro region) hashed onto the shard count.
+
+A market split over several shards (``"shards": N > 1``, its regions in
+``dispatch.regions``) is refused: routing by region needs the cross-shard protocol (rides
+in the shard of their pickup, drivers handed off between regions, offers across borders),
+which is not built yet. Until then a split market would be N walled-off markets.
 """
 
 from __future__ import annotations
@@ -11,10 +16,16 @@ from collections.abc import Sequence
 
 import h3
 
+from dispatch.regions import MARKET_RESOLUTION, market_cells
 from dispatch.settings import MarketConfig
 
-MARKET_RESOLUTION = 5
+__all__ = ["DEFAULT_RULE_RESOLUTION", "MARKET_RESOLUTION", "MarketMap", "SplitMarketError"]
+
 DEFAULT_RULE_RESOLUTION = 3
+
+
+class SplitMarketError(ValueError):
+    """A market split over several shards, which routing does not serve yet."""
 
 
 class MarketMap:
@@ -22,12 +33,17 @@ class MarketMap:
         self.shards = shards
         self._by_cell: dict[str, MarketConfig] = {}
         for market in markets:
+            if market.shards > 1:
+                last = market.shard + market.shards - 1
+                raise SplitMarketError(
+                    f"market {market.name} is split over shards {market.shard}..{last} "
+                    f'("shards": {market.shards}), and routing by region is not built yet '
+                    "(issue #14): it cannot be served; 'dispatch markets regions' prints its "
+                    'region map. Set "shards": 1 to serve it from one shard.'
+                )
             if market.shard >= shards:
                 raise ValueError(f"market {market.name} uses shard {market.shard} >= {shards}")
-            centre = h3.latlng_to_cell(market.lat, market.lng, MARKET_RESOLUTION)
-            edge_km = h3.average_hexagon_edge_length(MARKET_RESOLUTION, unit="km")
-            rings = int(market.radius_km / (edge_km * 1.5)) + 1
-            for cell in h3.grid_disk(centre, rings):
+            for cell in market_cells(market):
                 self._by_cell.setdefault(cell, market)
 
     def market_of(self, lat: float, lng: float) -> MarketConfig | None:

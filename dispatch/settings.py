@@ -9,20 +9,35 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from dispatch.domain.geo import MAX_LAT, MAX_LNG, MIN_LAT, MIN_LNG
 
+MAX_MARKET_SHARDS = 64
+
 
 class MarketConfig(BaseModel):
-    """A metro area served by one shard: a centre and a radius."""
+    """A metro area: a centre and a radius, served by ``shards`` shards from ``shard`` on.
+
+    A market of ``shards`` N > 1 is cut into N contiguous regions of balanced expected load
+    (``dispatch.regions``); region i goes to shard ``shard + i``, so the market's regions
+    use shards ``shard, shard+1, ..., shard+shards-1``. Routing by region is not built
+    yet: such a market is accepted here and its region map can be printed
+    (``dispatch markets regions``), but ``MarketMap`` refuses to serve it.
+    """
 
     name: str
     shard: int = Field(ge=0)
     lat: float = Field(ge=MIN_LAT, le=MAX_LAT)
     lng: float = Field(ge=MIN_LNG, le=MAX_LNG)
     radius_km: float = Field(gt=0, le=200)
+    shards: int = Field(default=1, ge=1, le=MAX_MARKET_SHARDS)
+
+    @property
+    def shard_range(self) -> range:
+        """The shards of the market's regions."""
+        return range(self.shard, self.shard + self.shards)
 
 
 class Settings(BaseSettings):
@@ -65,6 +80,30 @@ class Settings(BaseSettings):
         ]
     )
 
+    @field_validator("markets")
+    @classmethod
+    def _split_markets_own_their_shards(cls, markets: list[MarketConfig]) -> list[MarketConfig]:
+        """A split market's shards are its own: no other market's range may overlap them
+        (several one-shard markets may still share a shard, as before)."""
+        for i, one in enumerate(markets):
+            for other in markets[i + 1 :]:
+                if one.shards == 1 and other.shards == 1:
+                    continue
+                if one.shard_range.start < other.shard_range.stop and (
+                    other.shard_range.start < one.shard_range.stop
+                ):
+                    raise ValueError(
+                        f"the shards of {_describe(one)} and {_describe(other)} overlap: a "
+                        "market split over several shards must have its shards to itself"
+                    )
+        return markets
+
     @property
     def embedded(self) -> bool:
         return not self.kafka_bootstrap
+
+
+def _describe(market: MarketConfig) -> str:
+    last = market.shard + market.shards - 1
+    shards = f"shard {market.shard}" if market.shards == 1 else f"shards {market.shard}..{last}"
+    return f"{market.name!r} ({shards})"

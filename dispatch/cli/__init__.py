@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from dispatch.cli import experiment, ops, replay, simulate
+from dispatch.cli import experiment, markets, ops, replay, simulate
 from dispatch.cli.errors import ReportingGroup
 
 app = typer.Typer(
@@ -17,6 +17,7 @@ app.command()(simulate.simulate)
 app.command()(experiment.experiment)
 app.add_typer(replay.app, name="replay")
 app.add_typer(ops.topics_app, name="topics")
+app.add_typer(markets.app, name="markets")
 app.command()(ops.serve)
 app.command()(ops.worker)
 app.command(name="operator-token")(ops.operator_token)
