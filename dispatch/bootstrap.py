@@ -140,6 +140,7 @@ def build_embedded_engine(settings: Settings, clock: Clock = time.time) -> Embed
     sound (``LogIntegrityError`` otherwise). A legacy log (shard files, no manifest) with
     every one of its ``settings.shards`` files is adopted: its manifest is written."""
     data_dir, shards = settings.data_dir, settings.shards
+    build_markets(settings)  # a market it cannot route is refused before anything is written
     new_manifest = prepare_embedded(data_dir, shards)
     transport = EmbeddedTransport()
     workers = []

@@ -152,3 +152,15 @@ def test_a_split_market_is_refused_at_routing_with_the_reason() -> None:
 def test_a_market_of_one_shard_is_still_served() -> None:
     settings = Settings(shards=8, markets=[MarketConfig.model_validate({**SF, "shards": 1})])
     assert build_markets(settings).shard_for(37.77, -122.42) == 0
+
+
+def test_a_simulation_of_a_split_market_is_refused_before_it_writes_a_log(
+    tmp_path: Path,
+) -> None:
+    env = {"DISPATCH_MARKETS": json.dumps([SF, LA]), "DISPATCH_SHARDS": "8"}
+    result = CliRunner().invoke(
+        app, ["simulate", "--minutes", "1", "--data-dir", str(tmp_path / "log")], env=env
+    )
+    assert result.exit_code != 0
+    assert "routing by region is not built yet" in str(result.exception) + result.output
+    assert not (tmp_path / "log").exists()
