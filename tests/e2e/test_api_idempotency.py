@@ -15,10 +15,12 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from idempotency_keys import uuid7
 from pydantic import SecretStr
 
 from dispatch.api import AuthSettings, create_app
@@ -290,3 +292,37 @@ def test_a_keyed_ride_request_repeated_after_the_window_names_a_new_ride(
         again = c.post("/rides", headers=keyed, json=RIDE)
         assert again.status_code == 201, again.text
         assert again.json()["ride_id"] != ride and "Idempotent-Replayed" not in again.headers
+
+
+def test_a_key_older_than_the_idempotency_window_is_refused_over_http(
+    client: TestClient,
+) -> None:
+    rider = register_rider(client)
+    stale = uuid7(datetime.now(UTC) - timedelta(days=2))  # the window is 24 h
+    before = head(client)
+
+    r = client.post("/rides", headers={**rider, "Idempotency-Key": str(stale)}, json=RIDE)
+
+    assert (r.status_code, r.json()["error"]) == (422, "idempotency_key_expired")
+    assert "window" in r.json()["reason"]
+    assert head(client) == before, "nothing recorded for a refused key"
+
+
+def test_a_key_dated_ahead_of_the_engine_clock_is_refused_over_http(
+    client: TestClient,
+) -> None:
+    rider = register_rider(client)
+    future = uuid7(datetime.now(UTC) + timedelta(hours=1))
+
+    r = client.post("/rides", headers={**rider, "Idempotency-Key": str(future)}, json=RIDE)
+
+    assert (r.status_code, r.json()["error"]) == (422, "idempotency_key_invalid")
+
+
+def test_a_fresh_dated_key_is_accepted_and_answers_its_retry(client: TestClient) -> None:
+    rider = register_rider(client)
+    fresh = {**rider, "Idempotency-Key": str(uuid7(datetime.now(UTC)))}
+    first = client.post("/rides", headers=fresh, json=RIDE)
+    retry = client.post("/rides", headers=fresh, json=RIDE)
+    assert (first.status_code, retry.status_code) == (201, 201)
+    assert retry.json()["ride_id"] == first.json()["ride_id"]
