@@ -1,0 +1,201 @@
+"""The messages shards send one another for cross-shard matching (docs/ARCHITECTURE.md,
+"Cross-shard matching (protocol)").
+
+Each body is a small frozen dataclass of primitives. An ``Envelope`` carries one body from
+a sender shard to a receiver shard with the channel's sequence number: ``(sender, receiver,
+seq)`` is the message's id, which the receiver deduplicates (``channels.Inbox``). An
+``Ack`` says up to which sequence number a receiver has applied (and committed) a channel;
+acks are cumulative and idempotent, so they carry no id of their own.
+
+``R`` is the ride's shard, ``O`` the driver's owner, ``H`` the rider's home shard.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any, get_args
+
+
+# -- rider lock: R <-> H ---------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class LockRider:
+    """R -> H: take the rider's one-active-ride lock for this ride."""
+
+    rider: str
+    ride: str
+
+
+@dataclass(frozen=True, slots=True)
+class RiderLocked:
+    """H -> R: the lock is the ride's (also the answer to a repeated ``LockRider``)."""
+
+    rider: str
+    ride: str
+
+
+@dataclass(frozen=True, slots=True)
+class RiderBusy:
+    """H -> R: the rider's lock belongs to another ride (``active``)."""
+
+    rider: str
+    ride: str
+    active: str
+
+
+@dataclass(frozen=True, slots=True)
+class UnlockRider:
+    """R -> H: the ride ended; let go of the lock if this ride holds it."""
+
+    rider: str
+    ride: str
+
+
+# -- reservations: R <-> O -------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Reserve:
+    """R -> O: hold ``driver`` for ``ride`` (reservation ``resv``, unique per ride)."""
+
+    resv: str
+    ride: str
+    driver: str
+
+
+@dataclass(frozen=True, slots=True)
+class Granted:
+    """O -> R: the driver is held for ``resv`` until ``expires_at`` on O's clock."""
+
+    resv: str
+    ride: str
+    driver: str
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """O -> R: no hold for ``resv``: the driver is not free, or (for an ``Accept``) the
+    reservation is not held here."""
+
+    resv: str
+    ride: str
+    driver: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Moved:
+    """O -> R: this shard does not own the driver (any more); ``owner`` is where it went,
+    when known."""
+
+    resv: str
+    ride: str
+    driver: str
+    owner: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Accept:
+    """R -> O: the driver accepted the offer of ``resv``; commit it if it still holds."""
+
+    resv: str
+    ride: str
+    driver: str
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmed:
+    """O -> R: the driver is assigned to the ride (the commit point was O)."""
+
+    resv: str
+    ride: str
+    driver: str
+
+
+@dataclass(frozen=True, slots=True)
+class Expired:
+    """O -> R: the hold of ``resv`` ran out on O's clock; the driver is free again."""
+
+    resv: str
+    ride: str
+    driver: str
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """R -> O: the ride lets go of ``resv`` (declined, withdrawn, cancelled, completed,
+    expired); free the driver if it is still held or assigned under it."""
+
+    resv: str
+    ride: str
+    driver: str
+    reason: str
+
+
+# -- hand-off: O -> O' -----------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class HandOff:
+    """O -> O': a free driver's availability is now the receiver's (``epoch`` counts the
+    driver's hand-offs; a receiver that saw a later epoch ignores it)."""
+
+    driver: str
+    epoch: int
+
+
+Body = (
+    LockRider
+    | RiderLocked
+    | RiderBusy
+    | UnlockRider
+    | Reserve
+    | Granted
+    | Refused
+    | Moved
+    | Accept
+    | Confirmed
+    | Expired
+    | Release
+    | HandOff
+)
+KINDS: dict[str, type[Body]] = {kind.__name__: kind for kind in get_args(Body)}
+
+
+# How a side of the protocol sends: to a shard, a body (the outbox numbers it).
+Send = Callable[[int, Body], object]
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One message on the channel ``sender -> receiver``, numbered from 1 by the sender."""
+
+    sender: int
+    receiver: int
+    seq: int
+    body: Body
+
+    @property
+    def id(self) -> str:
+        return f"{self.sender}>{self.receiver}#{self.seq}"
+
+    def to_data(self) -> dict[str, Any]:
+        return {
+            "from": self.sender,
+            "to": self.receiver,
+            "seq": self.seq,
+            "kind": type(self.body).__name__,
+            "body": asdict(self.body),
+        }
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> Envelope:
+        kind = KINDS[data["kind"]]
+        return cls(int(data["from"]), int(data["to"]), int(data["seq"]), kind(**data["body"]))
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """``sender`` has applied and committed the channel ``receiver -> sender`` up to
+    ``upto``: the receiver of the ack drops those messages from its outbox."""
+
+    sender: int
+    receiver: int
+    upto: int

@@ -1,0 +1,749 @@
+"""Model test of the cross-shard matching protocol (dispatch/shard/crossshard/).
+
+Three shards, each a ``ShardNode`` with its own clock, exchange messages over a network
+that delivers in any order, duplicates, loses, and is refilled from the senders' outboxes
+(at-least-once). Every shard works in batches: what it decides since its last commit (state
+and the messages it numbered) is lost when it crashes, and only committed messages and
+acks reach the network; a crash restores the last committed capture (through JSON) and
+resends what was not acknowledged. After every step the safety invariants hold; after
+``quiesce`` (and at the end of every run) every reservation, hold and rider lock is
+resolved and both sides agree.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pytest
+from hypothesis import HealthCheck, event, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
+
+from dispatch.domain.errors import DomainError
+from dispatch.shard.crossshard.messages import (
+    Accept,
+    Ack,
+    Body,
+    Confirmed,
+    Envelope,
+    Expired,
+    Granted,
+    HandOff,
+    LockRider,
+    Moved,
+    Refused,
+    Release,
+    Reserve,
+    UnlockRider,
+)
+from dispatch.shard.crossshard.node import ProtocolConfig, ShardNode
+from dispatch.shard.crossshard.owner import ASSIGNED, CLAIMED, FREE, HELD, OWNED
+from dispatch.shard.crossshard.rides import (
+    ACCEPTED,
+    ACTIVE,
+    ASKED,
+    ENDED,
+    LOCKING,
+    OFFERED,
+    ON_TRIP,
+    RESERVING,
+    SEARCHING,
+    RideState,
+)
+from dispatch.shard.crossshard.rides import ASSIGNED as RIDE_ASSIGNED
+
+SHARDS = 3
+CONFIG = ProtocolConfig(hold_s=10.0, max_wait_s=120.0)
+DRIVERS = ["d0", "d1", "d2", "d3"]
+RIDERS = {"p0": 0, "p1": 1, "p2": 2, "p3": 0}  # rider -> home shard
+T0 = 1_000.0
+DRIVING = frozenset({RIDE_ASSIGNED, ON_TRIP})
+
+
+# -- the cluster: shards, their committed captures, clocks and the network -------------------
+@dataclass
+class Cluster:
+    nodes: list[ShardNode] = field(default_factory=list)
+    committed: list[str] = field(default_factory=list)  # each shard's capture, as JSON
+    clocks: list[float] = field(default_factory=list)
+    net: list[Envelope | Ack] = field(default_factory=list)
+    parked: list[Envelope] = field(default_factory=list)  # published, but slow to arrive
+    ride_shard: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def start(cls, shards: int = SHARDS, drivers: dict[str, int] | None = None) -> Cluster:
+        """Drivers registered and online at their first owner (default: d<i> at i % shards)."""
+        cluster = cls([ShardNode(s, CONFIG) for s in range(shards)])
+        cluster.clocks = [T0] * shards
+        homes = drivers or {d: i % shards for i, d in enumerate(DRIVERS)}
+        for driver, shard in homes.items():
+            cluster.nodes[shard].owners.register(driver)
+            cluster.nodes[shard].owners.go_online(driver)
+        cluster.committed = [""] * shards
+        for s in range(shards):
+            cluster.commit(s)
+        return cluster
+
+    def commit(self, shard: int, delay: bool = False) -> None:
+        """The shard's batch commits and publishes its messages (``delay``: they are slow to
+        arrive, so the later messages of their channels wait for them) and its acks."""
+        node = self.nodes[shard]
+        fresh, acks = node.take_outgoing()
+        data = json.dumps(node.capture())
+        assert ShardNode.restore(json.loads(data), CONFIG).capture() == json.loads(data)
+        self.committed[shard] = data
+        (self.parked if delay else self.net).extend(fresh)
+        self.net.extend(acks)
+
+    def arrive(self) -> None:
+        """The slow messages arrive in the network at last."""
+        self.net.extend(self.parked)
+        self.parked.clear()
+
+    def crash(self, shard: int) -> None:
+        """Lose everything since the last commit; restore it; resend the unacknowledged."""
+        self.nodes[shard] = ShardNode.restore(json.loads(self.committed[shard]), CONFIG)
+        self.net.extend(self.nodes[shard].outbox.resend())
+
+    def deliver(self, i: int, keep: bool = False) -> Envelope | Ack:
+        item = self.net[i] if keep else self.net.pop(i)
+        node = self.nodes[item.receiver]
+        if isinstance(item, Ack):
+            node.acknowledged(item)
+        else:
+            node.receive(item, self.clocks[item.receiver])
+        return item
+
+    def tick(self, shard: int, dt: float) -> None:
+        self.clocks[shard] += dt
+        self.nodes[shard].tick(self.clocks[shard])
+
+    def do(self, shard: int, action: Callable[[ShardNode], object]) -> bool:
+        """A command at ``shard``; a refused one must change nothing and send nothing."""
+        node = self.nodes[shard]
+        before, sent = node.capture(), len(node.outbox.fresh)
+        try:
+            action(node)
+        except DomainError:
+            assert node.capture() == before and len(node.outbox.fresh) == sent
+            return False
+        return True
+
+    def flow(self) -> None:
+        """Commit everywhere and deliver until the network is empty (no resends; slow
+        messages stay slow)."""
+        for _ in range(100):
+            for s in range(len(self.nodes)):
+                self.commit(s)
+            if not self.net:
+                return
+            while self.net:
+                self.deliver(0)
+        raise AssertionError("the network did not go quiet")
+
+    def quiesce(self) -> None:
+        """Deliver everything, resending the unacknowledged, until no message is pending."""
+        self.arrive()
+        for _ in range(20):
+            self.flow()
+            resent = [e for node in self.nodes for e in node.outbox.resend()]
+            if not resent:
+                return
+            self.net.extend(resent)
+        raise AssertionError("messages still unacknowledged after 20 rounds of resends")
+
+    # -- reading the state --------------------------------------------------------------------
+    def owners(self, driver: str) -> list[int]:
+        return [s for s, n in enumerate(self.nodes) if _status(n, driver) in OWNED]
+
+    def ride(self, ride: str) -> RideState | None:
+        shard = self.ride_shard.get(ride)
+        return None if shard is None else self.nodes[shard].rides.rides.get(ride)
+
+    def pending(self, shard: int) -> list[Body]:
+        return [e.body for e in self.nodes[shard].outbox.pending()]
+
+
+def _status(node: ShardNode, driver: str) -> str | None:
+    state = node.owners.drivers.get(driver)
+    return None if state is None else state.status
+
+
+def _rides(cluster: Cluster) -> list[tuple[int, str, RideState]]:
+    return [(s, r, st) for s, n in enumerate(cluster.nodes) for r, st in n.rides.rides.items()]
+
+
+# -- the invariants --------------------------------------------------------------------------
+def check_safety(cluster: Cluster) -> None:
+    for driver in DRIVERS:
+        assert len(cluster.owners(driver)) <= 1, f"{driver} owned by {cluster.owners(driver)}"
+    _check_claims(cluster)
+    _check_rides(cluster)
+    _check_locks(cluster)
+
+
+def _released(cluster: Cluster, ride_shard: int, resv: str | None) -> bool:
+    return any(isinstance(b, Release) and b.resv == resv for b in cluster.pending(ride_shard))
+
+
+def _check_claims(cluster: Cluster) -> None:
+    """Each driver an owner holds or assigned is the claiming ride's current reservation, or
+    that ride's release is on its way; a ride has at most one assigned driver it has not
+    released (a driver cancel lets the ride search again before its owner applies the
+    release: that old claim can never be used again)."""
+    assigned_to: dict[str, list[str]] = {}
+    for o, node in enumerate(cluster.nodes):
+        for driver, claim in node.owners.drivers.items():
+            if claim.status not in CLAIMED:
+                continue
+            assert claim.ride is not None and claim.ride_shard is not None
+            ride = cluster.nodes[claim.ride_shard].rides.rides.get(claim.ride)
+            live = RESERVING if claim.status == HELD else {ACCEPTED, *DRIVING}
+            current = ride is not None and ride.resv == claim.resv and ride.status in live
+            released = _released(cluster, claim.ride_shard, claim.resv)
+            assert current or released, f"{driver} {claim.status} at {o} for a dropped {claim.resv}"
+            if claim.status == ASSIGNED and not released:
+                assigned_to.setdefault(claim.ride, []).append(driver)
+    for ride_id, drivers in assigned_to.items():
+        assert len(drivers) <= 1, f"ride {ride_id} assigned to {drivers}"
+
+
+def _check_rides(cluster: Cluster) -> None:
+    """A ride that believes it has its driver has it, a hold it was granted is real or its
+    end is on its way, and each rider's active ride holds the rider's lock (so one at most)."""
+    driving: dict[str, list[str]] = {}
+    active: dict[str, list[str]] = {}
+    for _, ride_id, ride in _rides(cluster):
+        if ride.status in DRIVING or (ride.status in RESERVING and ride.granted):
+            assert ride.owner is not None and ride.driver is not None
+            claim = cluster.nodes[ride.owner].owners.drivers.get(ride.driver)
+            has = claim is not None and claim.status in CLAIMED and claim.resv == ride.resv
+            if ride.status in DRIVING:
+                assert has and claim is not None and claim.status == ASSIGNED, ride_id
+                driving.setdefault(ride.driver, []).append(ride_id)
+            else:
+                ending = any(
+                    isinstance(b, Expired | Refused) and b.resv == ride.resv
+                    for b in cluster.pending(ride.owner)
+                )
+                assert has or ending, f"ride {ride_id} believes in a hold that is gone"
+        if ride.status in ACTIVE:
+            active.setdefault(ride.rider, []).append(ride_id)
+            assert cluster.nodes[ride.home].riders.locks.get(ride.rider) == ride_id
+    for driver, rides in driving.items():
+        assert len(rides) <= 1, f"driver {driver} drives {rides}"
+    for rider, rides in active.items():
+        assert len(rides) <= 1, f"rider {rider} has active rides {rides}"
+
+
+def _check_locks(cluster: Cluster) -> None:
+    """A rider lock belongs to a live ride, or that ride's unlock is on its way."""
+    for node in cluster.nodes:
+        for rider, ride_id in node.riders.locks.items():
+            ride = cluster.ride(ride_id)
+            live = ride is not None and ride.status in ACTIVE | {LOCKING}
+            unlocking = any(
+                isinstance(b, UnlockRider) and b.ride == ride_id
+                for b in cluster.pending(cluster.ride_shard[ride_id])
+            )
+            assert live or unlocking, f"rider {rider} locked by a ride that let go ({ride_id})"
+
+
+def check_resolved(cluster: Cluster) -> None:
+    """After quiesce: nothing in flight, and both sides agree on everything."""
+    check_safety(cluster)
+    assert not cluster.net and all(not n.outbox.pending() for n in cluster.nodes)
+    for driver in DRIVERS:
+        assert len(cluster.owners(driver)) == 1, f"{driver} is between owners"
+    for _, ride_id, ride in _rides(cluster):
+        assert ride.status not in (LOCKING, ASKED, ACCEPTED), f"{ride_id} still {ride.status}"
+        if ride.status == OFFERED:
+            assert ride.owner is not None and ride.driver is not None
+            claim = cluster.nodes[ride.owner].owners.drivers[ride.driver]
+            assert claim.status == HELD and claim.resv == ride.resv
+        if ride.status in (SEARCHING, ENDED):
+            assert ride.resv is None
+    for node in cluster.nodes:
+        for claim in node.owners.drivers.values():
+            if claim.status in CLAIMED:  # no stale hold: the ride has it as its current one
+                assert claim.ride is not None
+                claimant = cluster.ride(claim.ride)
+                assert claimant is not None and claimant.resv == claim.resv
+        for ride_id in node.riders.locks.values():
+            holder = cluster.ride(ride_id)
+            assert holder is not None and holder.status in ACTIVE
+
+
+# -- the state machine -------------------------------------------------------------------------
+shard_index = st.integers(0, SHARDS - 1)
+driver_index = st.integers(0, len(DRIVERS) - 1)
+pick = st.integers(0, 63)
+wild = st.sampled_from([False, False, False, True])  # any ride or actor, not a fitting one
+# after a step: commit the batch, commit it with its messages slow to arrive, or keep it open
+COMMIT, SLOW, OPEN = "commit", "commit, messages slow", "keep the batch open"
+then_commit = st.sampled_from([COMMIT, COMMIT, SLOW, OPEN])
+MAX_RIDES = 8
+
+
+class CrossShardMachine(RuleBasedStateMachine):
+    """Few, broad rules (each picks a fitting target, or with ``wild`` any): hypothesis
+    then chains the steps of a ride's life often enough to reach trips, re-dispatches and
+    the races between them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c = Cluster.start()
+        self.rides: list[str] = []
+        self.located = {d: i % SHARDS for i, d in enumerate(DRIVERS)}  # the location stream
+        self.step_count = 0
+
+    def _ride(self, i: int, statuses: frozenset[str], any_ride: bool) -> tuple[str, int]:
+        """A ride in one of ``statuses`` when there is one (and not ``any_ride``)."""
+        fitting = [r for r in self.rides if (s := self.c.ride(r)) and s.status in statuses]
+        ride = (self.rides if any_ride or not fitting else fitting)[i % len(fitting or self.rides)]
+        return ride, self.c.ride_shard[ride]
+
+    def _driver(self, ride: str, d: int, stranger: bool) -> str:
+        state = self.c.ride(ride)
+        if stranger or state is None or state.driver is None:
+            return DRIVERS[d]
+        return state.driver
+
+    def _at(
+        self, shard: int, commit: str, action: Callable[[ShardNode], object], what: str
+    ) -> None:
+        event(f"{what}: {'applied' if self.c.do(shard, action) else 'refused'}")
+        self._commit(shard, commit)
+
+    def _commit(self, shard: int, how: str) -> None:
+        if how != OPEN:
+            self.c.commit(shard, delay=how == SLOW)
+
+    def _request(self, rider: str, shard: int, commit: str) -> None:
+        ride = f"r{len(self.rides)}"
+        self.rides.append(ride)
+        self.c.ride_shard[ride] = shard
+        now = self.c.clocks[shard]
+        request = lambda n: n.rides.request(ride, rider, RIDERS[rider], now)  # noqa: E731
+        self._at(shard, commit, request, "request")
+
+    @initialize(rides=st.lists(st.tuples(st.sampled_from(sorted(RIDERS)), shard_index), max_size=3))
+    def first_rides(self, rides: list[tuple[str, int]]) -> None:
+        for rider, shard in rides:
+            self._request(rider, shard, COMMIT)
+
+    # -- riders, the matcher and drivers ----------------------------------------------------------
+    @rule(
+        rider=st.sampled_from(sorted(RIDERS)),
+        shard=shard_index,
+        cancel=st.sampled_from([False, False, False, True]),
+        i=pick,
+        any_ride=wild,
+        other_rider=wild,
+        commit=then_commit,
+    )
+    def rider_acts(
+        self,
+        rider: str,
+        shard: int,
+        cancel: bool,
+        i: int,
+        any_ride: bool,
+        other_rider: bool,
+        commit: str,
+    ) -> None:
+        """A rider requests a ride (at any shard: the pickup's), or cancels one."""
+        if not cancel and len(self.rides) < MAX_RIDES:
+            self._request(rider, shard, commit)
+        elif self.rides:
+            ride, at = self._ride(i, ACTIVE | {LOCKING}, any_ride)
+            state = self.c.ride(ride)
+            who = rider if other_rider or state is None else state.rider
+            self._at(at, commit, lambda n: n.rides.rider_cancel(ride, who), "rider cancel")
+
+    @precondition(lambda self: self.rides)
+    @rule(i=pick, d=driver_index, any_ride=wild, stale=wild, other=shard_index, commit=then_commit)
+    def ask(self, i: int, d: int, any_ride: bool, stale: bool, other: int, commit: str) -> None:
+        """The matcher asks the shard where it last saw a driver (or a stale one)."""
+        ride, shard = self._ride(i, frozenset({SEARCHING}), any_ride)
+        state = self.c.ride(ride)
+        drivers = [x for x in DRIVERS if state is None or x not in state.excluded] or DRIVERS
+        driver = drivers[d % len(drivers)]
+        owner = other if stale else self.located[driver]
+        self._at(shard, commit, lambda n: n.rides.ask(ride, driver, owner), "ask")
+
+    @precondition(lambda self: self.rides)
+    @rule(
+        i=pick,
+        d=driver_index,
+        any_ride=wild,
+        stranger=wild,
+        what=st.sampled_from(["accept", "decline", "withdraw", "start", "complete", "cancel"]),
+        commit=then_commit,
+    )
+    def driver_acts(
+        self, i: int, d: int, any_ride: bool, stranger: bool, what: str, commit: str
+    ) -> None:
+        """The driver answers an offer (or the ride withdraws it), or drives the trip."""
+        needs = {"start": RIDE_ASSIGNED, "cancel": RIDE_ASSIGNED, "complete": ON_TRIP}
+        statuses = frozenset({needs[what]}) if what in needs else RESERVING
+        ride, shard = self._ride(i, statuses, any_ride)
+        driver = self._driver(ride, d, stranger)
+        actions: dict[str, Callable[[ShardNode], object]] = {
+            "accept": lambda n: n.rides.accept(ride, driver),
+            "decline": lambda n: n.rides.decline(ride, driver),
+            "withdraw": lambda n: n.rides.withdraw(ride),
+            "start": lambda n: n.rides.start_trip(ride, driver),
+            "complete": lambda n: n.rides.complete(ride, driver),
+            "cancel": lambda n: n.rides.driver_cancel(ride, driver),
+        }
+        self._at(shard, commit, actions[what], f"driver {what}")
+
+    @precondition(lambda self: self.rides)
+    @rule(i=pick, pump=st.booleans(), hops=st.integers(1, 3))
+    def progress(self, i: int, pump: bool, hops: int) -> None:
+        """A ride's natural next steps (ask, accept, start, complete), each committed; with
+        ``pump``, everything in flight is delivered after each (one protocol hop a step)."""
+        ride, shard = self._ride(i, ACTIVE - {ACCEPTED}, any_ride=False)
+        for _ in range(hops):
+            if not self._next_step(ride, shard, i):
+                return
+            if pump:
+                self.c.flow()
+
+    def _next_step(self, ride: str, shard: int, i: int) -> bool:
+        state = self.c.ride(ride)
+        if state is None or state.status not in ACTIVE - {ACCEPTED}:
+            return False
+        driver, owner = state.driver or "", state.owner or 0
+        if state.status == SEARCHING:
+            free = [d for d in DRIVERS if d not in state.excluded] or DRIVERS
+            driver = free[i % len(free)]
+            owner = self.located[driver]
+        steps: dict[str, Callable[[ShardNode], object]] = {
+            SEARCHING: lambda n: n.rides.ask(ride, driver, owner),
+            ASKED: lambda n: n.rides.accept(ride, driver),
+            OFFERED: lambda n: n.rides.accept(ride, driver),
+            RIDE_ASSIGNED: lambda n: n.rides.start_trip(ride, driver),
+            ON_TRIP: lambda n: n.rides.complete(ride, driver),
+        }
+        self._at(shard, COMMIT, steps[state.status], f"progress from {state.status}")
+        return True
+
+    @rule(
+        d=driver_index,
+        to=shard_index,
+        what=st.sampled_from(["hand off", "hand off", "hand off", "online or offline"]),
+        commit=then_commit,
+    )
+    def driver_moves(self, d: int, to: int, what: str, commit: str) -> None:
+        """The owner hands a driver off (its ping is in another region), or the driver
+        goes offline or online."""
+        driver = DRIVERS[d]
+        for owner in self.c.owners(driver):
+            if what == "hand off":
+                moved = self.c.do(owner, lambda n: n.owners.hand_off(driver, to))
+                event(f"hand-off: {'applied' if moved else 'refused'}")
+                self.located[driver] = to if moved else self.located[driver]
+            elif _status(self.c.nodes[owner], driver) == FREE:
+                self.c.do(owner, lambda n: n.owners.go_offline(driver))
+            else:
+                event(f"online: {self.c.do(owner, lambda n: n.owners.go_online(driver))}")
+            self._commit(owner, commit)
+
+    # -- shards: clocks, batches, crashes ---------------------------------------------------------
+    @rule(
+        shard=shard_index,
+        what=st.sampled_from(["tick", "tick", "commit", "crash"]),
+        dt=st.sampled_from([0.5, 2.0, 5.0, 11.0]),
+        commit=then_commit,
+    )
+    def shard_event(self, shard: int, what: str, dt: float, commit: str) -> None:
+        """The shard's clock moves (holds and rides expire on it), its batch commits, or it
+        crashes and restores its last committed state."""
+        if what == "tick":
+            self.c.tick(shard, dt)
+            self._commit(shard, commit)
+        elif what == "commit":
+            self.c.commit(shard)
+        else:
+            lost = self.c.nodes[shard].outbox.fresh
+            event(f"crash: {'lost messages of a batch' if lost else 'no message lost'}")
+            self.c.crash(shard)
+
+    # -- the network ------------------------------------------------------------------------------
+    @rule(
+        what=st.sampled_from(["one", "one", "all", "duplicate", "lose", "resend", "arrive"]),
+        i=pick,
+        shard=shard_index,
+        seed=st.integers(0, 2**16),
+        commit=then_commit,
+    )
+    def network(self, what: str, i: int, shard: int, seed: int, commit: str) -> None:
+        """One message delivered (any of those in flight), or all in flight in a shuffled
+        order, or one delivered twice, or lost; a shard resends what is unacknowledged; the
+        slow messages arrive."""
+        net = self.c.net
+        if what == "resend":
+            net.extend(self.c.nodes[shard].outbox.resend())
+        elif what == "arrive":
+            self.c.arrive()
+        elif net and what in ("one", "duplicate"):
+            item = self.c.deliver(i % len(net), keep=what == "duplicate")
+            event(f"delivered {type(item.body).__name__ if isinstance(item, Envelope) else 'Ack'}")
+            self._commit(item.receiver, COMMIT if what == "duplicate" else commit)
+        elif net and what == "lose":
+            net.pop(i % len(net))
+        elif net and what == "all":
+            batch, self.c.net = net, []
+            random.Random(seed).shuffle(batch)
+            for item in batch:
+                self.c.net.insert(0, item)
+                self.c.deliver(0)
+            for receiver in {item.receiver for item in batch}:
+                self._commit(receiver, commit)
+
+    @rule()
+    def quiesce(self) -> None:
+        self.c.quiesce()
+        check_resolved(self.c)
+
+    @invariant()
+    def safe(self) -> None:
+        check_safety(self.c)
+        self.step_count += 1
+        self._coverage()
+
+    def _coverage(self) -> None:
+        for shard, _, ride in _rides(self.c):
+            event(f"reached: a ride {ride.ended or ride.status}")
+            if ride.status in DRIVING and ride.excluded:
+                event("reached: a ride driven after a decline, expiry or driver cancel")
+            if ride.status in DRIVING and ride.home != shard:
+                event("reached: a ride driven away from its rider's home shard")
+            if ride.status in DRIVING and ride.owner != shard:
+                event("reached: a ride driven by another shard's driver")
+        for node in self.c.nodes:
+            for claim in node.owners.drivers.values():
+                ride_shard = claim.ride_shard if claim.status == ASSIGNED else None
+                if ride_shard is not None and _released(self.c, ride_shard, claim.resv):
+                    event("reached: an assignment released, the release not yet applied")
+        if any(node.inbox.waiting() for node in self.c.nodes):
+            event("reached: a message waiting for a gap in its channel")
+
+    def teardown(self) -> None:
+        """Every run ends resolved (unless a step already failed: that is the report)."""
+        event(f"steps: {self.step_count // 20 * 20}+")
+        if sys.exc_info()[0] is None:
+            self.c.quiesce()
+            check_resolved(self.c)
+
+
+CrossShardMachine.TestCase.settings = settings(
+    max_examples=250,
+    stateful_step_count=80,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+TestCrossShardProtocol = CrossShardMachine.TestCase
+
+
+# -- targeted races --------------------------------------------------------------------------
+R, OWNER, H = 0, 1, 2  # the ride's shard, the driver's owner, the rider's home
+
+
+def _offered(cluster: Cluster, ride: str = "r0", driver: str = "d1", rider: str = "p2") -> str:
+    """A ride at R for a rider of H, offered ``driver`` (at OWNER); returns its reservation."""
+    cluster.ride_shard[ride] = R
+    assert cluster.do(R, lambda n: n.rides.request(ride, rider, RIDERS[rider], cluster.clocks[R]))
+    cluster.flow()
+    resv = cluster.nodes[R].rides.ask(ride, driver, OWNER)
+    cluster.flow()
+    state = cluster.ride(ride)
+    assert state is not None and state.status == OFFERED and state.resv == resv
+    return resv
+
+
+def _send_only(cluster: Cluster, shard: int, kind: type[Body]) -> Envelope:
+    """Commit ``shard`` and take its one message of ``kind`` off the network."""
+    cluster.commit(shard)
+    found = [e for e in cluster.net if isinstance(e, Envelope) and isinstance(e.body, kind)]
+    assert len(found) == 1
+    cluster.net.remove(found[0])
+    return found[0]
+
+
+@pytest.mark.parametrize("owner_ticked_first", [False, True])
+def test_an_accept_reaching_the_owner_after_the_hold_expired_is_refused_and_frees_the_driver(
+    owner_ticked_first: bool,
+) -> None:
+    cluster = Cluster.start()
+    resv = _offered(cluster)
+    cluster.nodes[R].rides.accept("r0", "d1")
+    accept = _send_only(cluster, R, Accept)
+    cluster.clocks[OWNER] += CONFIG.hold_s  # the hold's expiry, on the owner's clock only
+    if owner_ticked_first:
+        cluster.tick(OWNER, 0.0)  # the owner expires the hold before the accept arrives
+    cluster.nodes[OWNER].receive(accept, cluster.clocks[OWNER])
+    cluster.flow()
+    check_resolved(cluster)
+    ride = cluster.ride("r0")
+    assert ride is not None and ride.status == SEARCHING and ride.excluded == ["d1"]
+    assert _status(cluster.nodes[OWNER], "d1") == FREE
+    assert resv not in {s.resv for s in cluster.nodes[OWNER].owners.drivers.values()}
+
+
+def test_an_ask_racing_a_hand_off_is_answered_moved_and_the_new_owner_grants_it() -> None:
+    cluster = Cluster.start()
+    cluster.ride_shard["r0"] = R
+    cluster.nodes[R].rides.request("r0", "p0", RIDERS["p0"], T0)
+    cluster.nodes[R].rides.ask("r0", "d1", OWNER)  # where the location stream last saw it
+    reserve = _send_only(cluster, R, Reserve)
+    cluster.nodes[OWNER].owners.hand_off("d1", H)
+    hand_off = _send_only(cluster, OWNER, HandOff)
+    cluster.nodes[OWNER].receive(reserve, T0)
+    moved = _send_only(cluster, OWNER, Moved)
+    assert isinstance(moved.body, Moved) and moved.body.owner == H
+    cluster.nodes[R].receive(moved, T0)
+    ride = cluster.ride("r0")
+    assert ride is not None and ride.status == SEARCHING and ride.excluded == []
+    # asked at the new owner before the hand-off arrived: not its driver yet
+    cluster.nodes[R].rides.ask("r0", "d1", H)
+    cluster.nodes[H].receive(_send_only(cluster, R, Reserve), T0)
+    early = _send_only(cluster, H, Moved)
+    assert isinstance(early.body, Moved) and early.body.owner is None
+    cluster.nodes[R].receive(early, T0)
+    cluster.nodes[H].receive(hand_off, T0)
+    cluster.nodes[R].rides.ask("r0", "d1", H)
+    cluster.flow()
+    check_resolved(cluster)
+    ride = cluster.ride("r0")
+    assert ride is not None and ride.status == OFFERED and ride.owner == H
+    assert cluster.owners("d1") == [H]
+
+
+def test_a_duplicate_confirm_is_applied_once_and_acknowledged_again() -> None:
+    cluster = Cluster.start()
+    _offered(cluster)
+    cluster.nodes[R].rides.accept("r0", "d1")
+    cluster.commit(R)
+    cluster.nodes[OWNER].receive(_send_only(cluster, R, Accept), cluster.clocks[OWNER])
+    confirmed = _send_only(cluster, OWNER, Confirmed)
+    assert cluster.nodes[R].receive(confirmed, T0) == 1
+    cluster.nodes[R].rides.driver_cancel("r0", "d1")  # back to dispatch, d1 excluded
+    assert cluster.nodes[R].receive(confirmed, T0) == 0  # the duplicate changes nothing
+    fresh, acks = cluster.nodes[R].take_outgoing()
+    assert acks == [Ack(R, OWNER, confirmed.seq)]  # the one ack, sent again
+    cluster.net.extend([*fresh, *acks])
+    cluster.flow()
+    check_resolved(cluster)
+    ride = cluster.ride("r0")
+    assert ride is not None and ride.status == SEARCHING and ride.excluded == ["d1"]
+    assert _status(cluster.nodes[OWNER], "d1") == FREE
+
+
+@pytest.mark.parametrize("granted_reached_the_ride", [False, True])
+def test_an_owner_restored_between_a_grant_and_its_ack_resends_it_and_it_applies_once(
+    granted_reached_the_ride: bool,
+) -> None:
+    cluster = Cluster.start()
+    cluster.ride_shard["r0"] = R
+    cluster.nodes[R].rides.request("r0", "p0", RIDERS["p0"], T0)
+    resv = cluster.nodes[R].rides.ask("r0", "d1", OWNER)
+    cluster.nodes[OWNER].receive(_send_only(cluster, R, Reserve), T0)
+    granted = _send_only(cluster, OWNER, Granted)  # committed at the owner, then lost
+    if granted_reached_the_ride:  # ... or applied, but the ride shard's ack is lost
+        cluster.nodes[R].receive(granted, T0)
+        cluster.commit(R)
+    cluster.net.clear()
+    cluster.crash(OWNER)
+    assert cluster.net == [granted]  # sent again by the restored owner, same id
+    cluster.quiesce()  # (the ride shard resends its Reserve too: its ack was lost)
+    check_resolved(cluster)
+    ride = cluster.ride("r0")
+    assert ride is not None and ride.status == OFFERED and ride.resv == resv
+    claim = cluster.nodes[OWNER].owners.drivers["d1"]
+    assert claim.status == HELD and claim.resv == resv
+    assert cluster.nodes[R].inbox.expected[OWNER] == granted.seq + 1
+
+
+def test_a_rider_requesting_in_two_shards_at_once_gets_one_active_ride() -> None:
+    cluster = Cluster.start()
+    for ride, shard in (("r0", R), ("r1", OWNER)):
+        cluster.ride_shard[ride] = shard
+        cluster.nodes[shard].rides.request(ride, "p2", RIDERS["p2"], T0)
+    cluster.flow()
+    check_resolved(cluster)
+    states = {r: s.status for r in ("r0", "r1") if (s := cluster.ride(r)) is not None}
+    assert sorted(states.values()) == [ENDED, SEARCHING]
+    busy = cluster.ride(next(r for r, s in states.items() if s == ENDED))
+    assert busy is not None and busy.ended == "rider_busy"
+
+
+def test_a_ride_cancelled_while_its_lock_and_ask_are_in_flight_leaves_nothing_held() -> None:
+    cluster = Cluster.start()
+    cluster.ride_shard["r0"] = R
+    cluster.nodes[R].rides.request("r0", "p2", RIDERS["p2"], T0)
+    lock = _send_only(cluster, R, LockRider)
+    cluster.nodes[H].receive(lock, T0)
+    cluster.flow()
+    cluster.nodes[R].rides.ask("r0", "d1", OWNER)
+    cluster.nodes[R].rides.rider_cancel("r0", "p2")
+    cluster.flow()  # Reserve then Release at the owner: held, then free again
+    check_resolved(cluster)
+    assert _status(cluster.nodes[OWNER], "d1") == FREE
+    assert cluster.nodes[H].riders.locks == {}
+
+
+def test_a_locally_homed_rider_is_refused_at_once_while_a_ride_is_active() -> None:
+    cluster = Cluster.start()
+    node = cluster.nodes[R]
+    node.rides.request("r0", "p0", RIDERS["p0"], T0)
+    assert not cluster.do(R, lambda n: n.rides.request("r1", "p0", RIDERS["p0"], T0))
+    node.rides.rider_cancel("r0", "p0")
+    node.rides.request("r1", "p0", RIDERS["p0"], T0)  # the lock was freed in the same batch
+    assert node.riders.locks == {"p0": "r1"}
+
+
+def test_captured_state_is_plain_data_and_restores_to_the_same_state() -> None:
+    cluster = Cluster.start()
+    _offered(cluster)
+    cluster.nodes[R].rides.accept("r0", "d1")
+    for shard, node in enumerate(cluster.nodes):
+        data = node.capture()
+        assert json.loads(json.dumps(data)) == data
+        restored = ShardNode.restore(data, CONFIG)
+        assert restored.capture() == data
+        assert [e.id for e in restored.outbox.pending()] == [e.id for e in node.outbox.pending()]
+        assert shard == restored.shard
+
+
+def test_a_ride_reassigned_after_a_driver_cancel_counts_only_its_new_driver() -> None:
+    cluster = Cluster.start()
+    _offered(cluster, driver="d1")
+    cluster.nodes[R].rides.accept("r0", "d1")
+    cluster.flow()
+    cluster.nodes[R].rides.driver_cancel("r0", "d1")
+    release = _send_only(cluster, R, Release)  # held back: d1 stays assigned at its owner
+    cluster.nodes[R].rides.ask("r0", "d2", H)
+    cluster.flow()
+    cluster.nodes[R].rides.accept("r0", "d2")
+    cluster.flow()
+    ride = cluster.ride("r0")
+    assert ride is not None and ride.status == RIDE_ASSIGNED and ride.driver == "d2"
+    assert _status(cluster.nodes[OWNER], "d1") == ASSIGNED  # released, not yet applied
+    check_safety(cluster)
+    cluster.net.append(release)
+    cluster.quiesce()
+    check_resolved(cluster)
+    assert _status(cluster.nodes[OWNER], "d1") == FREE
