@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from dispatch.domain.geo import MAX_LAT, MAX_LNG, MIN_LAT, MIN_LNG
@@ -97,6 +97,18 @@ class Settings(BaseSettings):
                         "market split over several shards must have its shards to itself"
                     )
         return markets
+
+    @model_validator(mode="after")
+    def _split_markets_fit_the_shards(self) -> Settings:
+        """A split market's last shard exists (one-shard markets are checked where they are
+        routed, as before)."""
+        for market in self.markets:
+            if market.shards > 1 and market.shard_range.stop > self.shards:
+                raise ValueError(
+                    f"{_describe(market)} needs {market.shard_range.stop} shards, but "
+                    f"DISPATCH_SHARDS is {self.shards}"
+                )
+        return self
 
     @property
     def embedded(self) -> bool:

@@ -22,7 +22,10 @@ ACCEPTED, ASSIGNED, ON_TRIP, ENDED = "accepted", "assigned", "on_trip", "ended"
 ACTIVE = frozenset({SEARCHING, ASKED, OFFERED, ACCEPTED, ASSIGNED, ON_TRIP})  # holds the lock
 RESERVING = frozenset({ASKED, OFFERED, ACCEPTED})  # a reservation asked, not yet confirmed
 HAS_RESERVATION = RESERVING | {ASSIGNED, ON_TRIP}
-UNCONFIRMED = frozenset({LOCKING, SEARCHING, *RESERVING})  # may still expire unserved
+UNCONFIRMED = frozenset({LOCKING, SEARCHING, *RESERVING})  # no driver confirmed yet
+# A ride waiting for the owner's verdict on its driver's accept does not expire on its own
+# clock: the owner is the commit point, and its verdict always comes (the hold expires).
+EXPIRABLE = frozenset({LOCKING, SEARCHING, ASKED, OFFERED})
 
 
 @dataclass(slots=True)
@@ -119,7 +122,7 @@ class Rides:
 
     def expire(self, now: float) -> None:
         for ride, state in sorted(self.rides.items()):
-            if state.status in UNCONFIRMED and now >= state.expires_at:
+            if state.status in EXPIRABLE and now >= state.expires_at:
                 self._end(ride, state, "expired")
 
     # -- messages: the rider lock --------------------------------------------------------------
@@ -135,25 +138,25 @@ class Rides:
 
     # -- messages: the owner's answers -------------------------------------------------------
     def on_granted(self, sender: int, msg: m.Granted) -> None:
-        state = self._current(msg.ride, msg.resv, RESERVING)
+        state = self._current(sender, msg.ride, msg.resv, msg.driver)
         if state is not None:
             state.granted, state.hold_expires_at = True, msg.expires_at
             if state.status == ASKED:
                 state.status = OFFERED
 
     def on_confirmed(self, sender: int, msg: m.Confirmed) -> None:
-        state = self._current(msg.ride, msg.resv, RESERVING)
+        state = self._current(sender, msg.ride, msg.resv, msg.driver)
         if state is not None:
             state.status, state.granted, state.hold_expires_at = ASSIGNED, True, None
 
     def on_refused(self, sender: int, msg: m.Refused) -> None:
-        self._dropped(msg.ride, msg.resv, exclude=True)
+        self._dropped(sender, msg, exclude=True)
 
     def on_expired(self, sender: int, msg: m.Expired) -> None:
-        self._dropped(msg.ride, msg.resv, exclude=True)
+        self._dropped(sender, msg, exclude=True)
 
     def on_moved(self, sender: int, msg: m.Moved) -> None:
-        self._dropped(msg.ride, msg.resv, exclude=False)
+        self._dropped(sender, msg, exclude=False)
 
     # -- helpers ------------------------------------------------------------------------------
     def get(self, ride: str) -> RideState:
@@ -173,16 +176,26 @@ class Rides:
         if state.status not in allowed:
             raise IllegalTransition(f"the ride is {state.status}")
 
-    def _current(self, ride: str, resv: str, allowed: frozenset[str]) -> RideState | None:
-        """The ride, when ``resv`` is its current reservation in one of ``allowed``."""
+    def _current(self, sender: int, ride: str, resv: str, driver: str) -> RideState | None:
+        """The ride, when ``resv`` for ``driver``, asked of ``sender``, is its current
+        reservation and not yet confirmed. Checking the driver and the owner too means a
+        late answer can never pass for the current one, even if a reservation id came
+        round again (say, a counter restored from an older state)."""
         state = self.rides.get(ride)
-        if state is None or state.resv != resv or state.status not in allowed:
+        if (
+            state is None
+            or state.resv != resv
+            or state.driver != driver
+            or state.owner != sender
+            or state.status not in RESERVING
+        ):
             return None  # late: the ride let go of it, and said so to the owner
         return state
 
-    def _dropped(self, ride: str, resv: str, exclude: bool) -> None:
-        """The owner holds no reservation ``resv`` (refused, expired, moved): search again."""
-        state = self._current(ride, resv, RESERVING)
+    def _dropped(self, sender: int, msg: m.Refused | m.Expired | m.Moved, exclude: bool) -> None:
+        """The owner holds no reservation ``msg.resv`` (refused, expired, moved): search
+        again."""
+        state = self._current(sender, msg.ride, msg.resv, msg.driver)
         if state is not None:
             self._back_to_search(state, exclude)
 

@@ -164,3 +164,16 @@ def test_a_simulation_of_a_split_market_is_refused_before_it_writes_a_log(
     assert result.exit_code != 0
     assert "routing by region is not built yet" in str(result.exception) + result.output
     assert not (tmp_path / "log").exists()
+
+
+def test_a_split_market_beyond_the_configured_shards_is_refused() -> None:
+    beyond = {**SF, "shard": 6, "shards": 4}  # shards 6..9
+    with pytest.raises(ValidationError, match=r"needs 10 shards, but DISPATCH_SHARDS is 8"):
+        Settings(markets=[MarketConfig(**beyond)], shards=8)
+
+
+def test_the_region_map_of_a_market_beyond_the_shards_is_a_usage_error() -> None:
+    env = {"DISPATCH_MARKETS": json.dumps([{**SF, "shard": 6}]), "DISPATCH_SHARDS": "8"}
+    result = CliRunner().invoke(app, ["markets", "regions"], env=env)
+    assert result.exit_code == 2
+    assert "DISPATCH_SHARDS is 8" in result.output

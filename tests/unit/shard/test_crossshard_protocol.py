@@ -48,6 +48,7 @@ from dispatch.shard.crossshard.messages import (
 )
 from dispatch.shard.crossshard.node import ProtocolConfig, ShardNode
 from dispatch.shard.crossshard.owner import ASSIGNED, CLAIMED, FREE, HELD, OWNED
+from dispatch.shard.crossshard.riders import RiderLocks
 from dispatch.shard.crossshard.rides import (
     ACCEPTED,
     ACTIVE,
@@ -58,6 +59,7 @@ from dispatch.shard.crossshard.rides import (
     ON_TRIP,
     RESERVING,
     SEARCHING,
+    Rides,
     RideState,
 )
 from dispatch.shard.crossshard.rides import ASSIGNED as RIDE_ASSIGNED
@@ -747,3 +749,38 @@ def test_a_ride_reassigned_after_a_driver_cancel_counts_only_its_new_driver() ->
     cluster.quiesce()
     check_resolved(cluster)
     assert _status(cluster.nodes[OWNER], "d1") == FREE
+
+
+def _one_ride(state: RideState) -> tuple[Rides, list[tuple[int, object]]]:
+    sent: list[tuple[int, object]] = []
+
+    def send(to: int, body: object) -> None:
+        sent.append((to, body))
+
+    rides = Rides(0, send, RiderLocks(0, send), max_wait_s=60.0)  # type: ignore[arg-type]
+    rides.rides["r0"] = state
+    return rides, sent
+
+
+def test_a_late_answer_for_another_driver_under_a_reused_reservation_id_is_ignored() -> None:
+    # r0/1 is now the reservation of d2 at shard 2 (say the counter came round again after
+    # a restore); a late Expired about d1 at shard 1 under the same id must not touch it.
+    current = RideState("u0", 0, "accepted", 1e9, attempts=1, resv="r0/1", driver="d2",
+                        owner=2, granted=True)  # fmt: skip
+    rides, sent = _one_ride(current)
+    rides.on_expired(1, Expired("r0/1", "r0", "d1"))
+    rides.on_refused(2, Refused("r0/1", "r0", "d1", "held"))
+    assert (current.status, current.driver, current.excluded, sent) == ("accepted", "d2", [], [])
+    rides.on_confirmed(2, Confirmed("r0/1", "r0", "d2"))
+    assert current.status == "assigned"
+
+
+def test_a_ride_whose_driver_accepted_waits_for_the_owner_past_its_max_wait() -> None:
+    accepted = RideState("u0", 0, "accepted", 100.0, attempts=1, resv="r0/1", driver="d1",
+                         owner=1, granted=True)  # fmt: skip
+    rides, sent = _one_ride(accepted)
+    rides.expire(now=500.0)
+    assert accepted.status == "accepted" and sent == []  # the owner decides
+    rides.on_expired(1, Expired("r0/1", "r0", "d1"))  # its verdict: too late
+    rides.expire(now=501.0)
+    assert accepted.status == "ended" and accepted.ended == "expired"
