@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -13,6 +11,7 @@ import typer
 
 from dispatch.cli.common import settings_from
 from dispatch.cli.errors import reported
+from dispatch.files import write_text
 from dispatch.settings import MarketConfig
 
 if TYPE_CHECKING:
@@ -57,7 +56,7 @@ def regions(
             print(_market_text(region_map))
     if geojson is not None:
         with reported(f"write {geojson}"):
-            _write_atomic(geojson, json.dumps(_feature_collection(maps)))
+            write_text(geojson, json.dumps(_feature_collection(maps)))
         if not as_json:
             print(f"\nwrote {sum(len(m.regions) for m in maps)} regions to {geojson}")
 
@@ -149,18 +148,3 @@ def _feature_collection(maps: list[RegionMap]) -> dict[str, Any]:
                 }
             )
     return {"type": "FeatureCollection", "features": features}
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, temporary = tempfile.mkstemp(dir=path.absolute().parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise

@@ -9,13 +9,10 @@ are left out of them (the time series shade the warm-up instead).
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
@@ -23,6 +20,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from dispatch.files import write_text
 from dispatch.simulator import plots
 from dispatch.simulator.results import RideRecord, Sample
 
@@ -97,28 +95,13 @@ def write_report(
     """Write report.html, timeseries.csv, rides.csv and summary.json into ``directory``
     (made if need be), each atomically; return the HTML file's path."""
     directory.mkdir(parents=True, exist_ok=True)
-    _write_atomic(directory / "timeseries.csv", _timeseries_csv(runs))
-    _write_atomic(directory / "rides.csv", _rides_csv(runs))
+    write_text(directory / "timeseries.csv", _timeseries_csv(runs))
+    write_text(directory / "rides.csv", _rides_csv(runs))
     summary = _summary(runs, title, warmup_s, comparisons, notes)
-    _write_atomic(directory / "summary.json", summary)
+    write_text(directory / "summary.json", summary)
     path = directory / "report.html"
-    _write_atomic(path, render_html(runs, title, warmup_s, comparisons, notes))
+    write_text(path, render_html(runs, title, warmup_s, comparisons, notes))
     return path
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def _csv(header: list[str], rows: Iterable[list[Any]]) -> str:

@@ -15,9 +15,7 @@ import csv
 import gzip
 import hashlib
 import math
-import os
 import re
-import tempfile
 import zlib
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -28,6 +26,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import IO, Any, Literal
 
+from dispatch.files import replacing
 from dispatch.simulator.results import Request
 
 # Column names, compared after normalising: lower case, every run of characters other than
@@ -706,27 +705,11 @@ def write_demand(path: Path, requests: Sequence[Request], start: datetime) -> No
     kind = _kind_of(path)
     start_us = _datetime_us(start)
     times_ms = [(start_us + round(r.at_s * 1_000_000) + 500) // 1000 for r in requests]
-    with _replacing(path) as temporary:
+    with replacing(path) as temporary:
         if kind == "csv":
             _write_csv(temporary, path, requests, times_ms)
         else:
             _write_parquet(temporary, requests, times_ms)
-
-
-@contextmanager
-def _replacing(path: Path) -> Iterator[Path]:
-    """A temporary path beside ``path`` that replaces it when the block ends without error."""
-    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    temporary = Path(name)
-    try:
-        yield temporary
-        with temporary.open("rb+") as written:
-            os.fsync(written.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
 
 
 def _iso_ms(ms: int) -> str:
