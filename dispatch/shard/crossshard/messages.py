@@ -17,38 +17,29 @@ from dataclasses import asdict, dataclass
 from typing import Any, get_args
 
 
-# -- rider lock: R <-> H ---------------------------------------------------------------------
+# -- rider lock: H -> R, R -> H ---------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
-class LockRider:
-    """R -> H: take the rider's one-active-ride lock for this ride."""
+class OpenRide:
+    """H -> R: the rider's lock is the ride's (taken at H with the request); open the ride
+    here, at its pickup's shard. Sent only in the transaction that takes the lock."""
 
-    rider: str
     ride: str
-
-
-@dataclass(frozen=True, slots=True)
-class RiderLocked:
-    """H -> R: the lock is the ride's (also the answer to a repeated ``LockRider``)."""
-
     rider: str
-    ride: str
-
-
-@dataclass(frozen=True, slots=True)
-class RiderBusy:
-    """H -> R: the rider's lock belongs to another ride (``active``)."""
-
-    rider: str
-    ride: str
-    active: str
+    pickup_lat: float
+    pickup_lng: float
+    dropoff_lat: float
+    dropoff_lng: float
+    requested_at: float  # on H's clock, for the record: R's max wait starts on its own clock
 
 
 @dataclass(frozen=True, slots=True)
 class UnlockRider:
-    """R -> H: the ride ended; let go of the lock if this ride holds it."""
+    """R -> H: the ride ended (``outcome``: completed, cancelled, expired, refused); let go
+    of the rider's lock if this ride holds it."""
 
     rider: str
     ride: str
+    outcome: str
 
 
 # -- reservations: R <-> O -------------------------------------------------------------------
@@ -142,9 +133,7 @@ class HandOff:
 
 
 Body = (
-    LockRider
-    | RiderLocked
-    | RiderBusy
+    OpenRide
     | UnlockRider
     | Reserve
     | Granted

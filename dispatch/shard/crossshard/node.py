@@ -11,9 +11,11 @@ again. ``capture`` is plain data (JSON-ready) and ``restore`` its inverse.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from dispatch.domain.errors import AlreadyExists
 from dispatch.shard.crossshard.channels import Inbox, Outbox
 from dispatch.shard.crossshard.messages import (
     Accept,
@@ -23,20 +25,21 @@ from dispatch.shard.crossshard.messages import (
     Expired,
     Granted,
     HandOff,
-    LockRider,
     Moved,
+    OpenRide,
     Refused,
     Release,
     Reserve,
-    RiderBusy,
-    RiderLocked,
     UnlockRider,
 )
 from dispatch.shard.crossshard.owner import Owners
 from dispatch.shard.crossshard.riders import RiderLocks
 from dispatch.shard.crossshard.rides import Rides
 
-FORMAT = 1
+FORMAT = 2  # 2: the rider lock is taken at H first (OpenRide), no "locking" rides
+
+# Whether this shard can open a ride H asks it to (None: yes; else the reason it cannot).
+OpenCheck = Callable[[OpenRide], str | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,12 +59,32 @@ class ShardNode:
         self.riders = RiderLocks(shard, send)
         self.rides = Rides(shard, send, self.riders, self.config.max_wait_s)
 
-    def receive(self, envelope: Envelope, now: float) -> int:
+    def request(
+        self,
+        ride: str,
+        rider: str,
+        ride_shard: int,
+        pickup: tuple[float, float],
+        dropoff: tuple[float, float],
+        now: float,
+    ) -> None:
+        """A ride request, at the rider's home shard (this one): take the rider's lock (a
+        busy rider is refused at once) and open the ride, here in the same transaction when
+        ``ride_shard`` is this shard, else by ``OpenRide`` to it."""
+        if ride_shard == self.shard and ride in self.rides.rides:
+            raise AlreadyExists(f"ride {ride} already exists")
+        order = OpenRide(ride, rider, *pickup, *dropoff, requested_at=now)
+        self.riders.request(order, ride_shard)
+        if ride_shard == self.shard:
+            self.rides.open(ride, rider, self.shard, now)
+
+    def receive(self, envelope: Envelope, now: float, can_open: OpenCheck | None = None) -> int:
         """Apply a message from another shard (or this one) once, in its channel's order;
-        returns how many messages it let through (0: a duplicate, or early)."""
+        returns how many messages it let through (0: a duplicate, or early). ``can_open``
+        says whether an ``OpenRide`` can be opened here (by default, yes)."""
         due = self.inbox.accept(envelope)
         for message in due:
-            self._apply(message, now)
+            self._apply(message, now, can_open)
         return len(due)
 
     def acknowledged(self, ack: Ack) -> None:
@@ -77,17 +100,16 @@ class ShardNode:
         """What to publish once the batch is committed: its new messages and its acks."""
         return self.outbox.take_fresh(), self.inbox.take_acks()
 
-    def _apply(self, envelope: Envelope, now: float) -> None:
+    def _apply(self, envelope: Envelope, now: float, can_open: OpenCheck | None) -> None:
         sender, body = envelope.sender, envelope.body
         match body:
-            case LockRider():
-                self.riders.on_lock(sender, body)
+            case OpenRide():
+                if can_open is not None and can_open(body) is not None:
+                    self.rides.refuse_open(sender, body, now)
+                else:
+                    self.rides.on_open(sender, body, now)
             case UnlockRider():
                 self.riders.on_unlock(sender, body)
-            case RiderLocked():
-                self.rides.on_locked(sender, body)
-            case RiderBusy():
-                self.rides.on_busy(sender, body)
             case Reserve():
                 self.owners.on_reserve(sender, body, now)
             case Accept():

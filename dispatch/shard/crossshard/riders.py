@@ -1,15 +1,17 @@
 """The rider lock at the rider's home shard H: a rider's "one active ride" across shards.
 
-A ride in another shard starts by asking H for the lock (``LockRider``) and ends by letting
-go of it (``UnlockRider``, sent after the ``LockRider`` on the same channel, so a ride
-cancelled before its lock came back still frees it). A ride in H itself takes and frees the
-lock in its own transaction. Taking the lock again for the ride that holds it succeeds, and
-freeing it for a ride that does not hold it changes nothing.
+H first: a ride request is handled at H, which takes the lock in the request's own
+transaction (a rider whose lock another ride holds is refused at once, as in one shard)
+and, when the ride's shard R is another, sends it ``OpenRide`` in that same transaction.
+The lock is freed only by its ride's ``UnlockRider``, which R sends when the ride ends (or
+when it cannot open it); a ride in H itself frees it in its own transaction. Freeing it
+for a ride that does not hold it changes nothing.
 """
 
 from __future__ import annotations
 
-from dispatch.shard.crossshard.messages import LockRider, RiderBusy, RiderLocked, Send, UnlockRider
+from dispatch.domain.errors import AlreadyExists, IllegalTransition
+from dispatch.shard.crossshard.messages import OpenRide, Send, UnlockRider
 
 
 class RiderLocks:
@@ -17,21 +19,22 @@ class RiderLocks:
         self.shard, self.send = shard, send
         self.locks: dict[str, str] = {}  # rider -> the ride holding its lock
 
-    def lock(self, rider: str, ride: str) -> str | None:
-        """Take the rider's lock for ``ride``; the ride holding it instead, if another."""
-        active = self.locks.setdefault(rider, ride)
-        return None if active == ride else active
+    def request(self, order: OpenRide, ride_shard: int) -> None:
+        """Take the rider's lock for ``order.ride`` (refused at once if the rider has a
+        ride), and ask the ride's shard to open it when that is another shard (when it is
+        this one, the caller opens it in the same transaction)."""
+        active = self.locks.get(order.rider)
+        if active == order.ride:
+            raise AlreadyExists(f"ride {order.ride} was already requested")
+        if active is not None:
+            raise IllegalTransition(f"rider {order.rider} already has an active ride {active}")
+        self.locks[order.rider] = order.ride
+        if ride_shard != self.shard:
+            self.send(ride_shard, order)
 
     def unlock(self, rider: str, ride: str) -> None:
         if self.locks.get(rider) == ride:
             del self.locks[rider]
-
-    def on_lock(self, sender: int, msg: LockRider) -> None:
-        active = self.lock(msg.rider, msg.ride)
-        if active is None:
-            self.send(sender, RiderLocked(msg.rider, msg.ride))
-        else:
-            self.send(sender, RiderBusy(msg.rider, msg.ride, active))
 
     def on_unlock(self, sender: int, msg: UnlockRider) -> None:
         self.unlock(msg.rider, msg.ride)

@@ -1,5 +1,11 @@
 """The ride side: rides whose pickup is in this shard, and their reservations.
 
+A ride is opened here once its rider's home shard H has taken the rider's lock for it: on
+H's ``OpenRide`` (a ride already known here, even ended, is not opened again), or in the
+request's own transaction when H is this shard. When a ride ends (completed, cancelled,
+expired, or refused: not opened at all) it sends ``UnlockRider`` to H, or frees the lock
+itself when H is this shard.
+
 A ride asks one driver's owner at a time for a reservation; it records the answers it is
 told and is the gate for the driver's accept (only its current reservation's driver may
 accept, and the accept goes on to the owner, which commits or refuses it). Whenever a
@@ -17,15 +23,15 @@ from dispatch.domain.errors import AlreadyExists, Forbidden, IllegalTransition, 
 from dispatch.shard.crossshard import messages as m
 from dispatch.shard.crossshard.riders import RiderLocks
 
-LOCKING, SEARCHING, ASKED, OFFERED = "locking", "searching", "asked", "offered"
+SEARCHING, ASKED, OFFERED = "searching", "asked", "offered"
 ACCEPTED, ASSIGNED, ON_TRIP, ENDED = "accepted", "assigned", "on_trip", "ended"
 ACTIVE = frozenset({SEARCHING, ASKED, OFFERED, ACCEPTED, ASSIGNED, ON_TRIP})  # holds the lock
 RESERVING = frozenset({ASKED, OFFERED, ACCEPTED})  # a reservation asked, not yet confirmed
 HAS_RESERVATION = RESERVING | {ASSIGNED, ON_TRIP}
-UNCONFIRMED = frozenset({LOCKING, SEARCHING, *RESERVING})  # no driver confirmed yet
+UNCONFIRMED = frozenset({SEARCHING, *RESERVING})  # no driver confirmed yet
 # A ride waiting for the owner's verdict on its driver's accept does not expire on its own
 # clock: the owner is the commit point, and its verdict always comes (the hold expires).
-EXPIRABLE = frozenset({LOCKING, SEARCHING, ASKED, OFFERED})
+EXPIRABLE = frozenset({SEARCHING, ASKED, OFFERED})
 
 
 @dataclass(slots=True)
@@ -50,18 +56,12 @@ class Rides:
         self.rides: dict[str, RideState] = {}
 
     # -- commands ---------------------------------------------------------------------------
-    def request(self, ride: str, rider: str, home: int, now: float) -> None:
+    def open(self, ride: str, rider: str, home: int, now: float) -> None:
+        """Open a ride whose rider's lock ``home`` has taken for it: it searches at once,
+        until its max wait on this shard's clock."""
         if ride in self.rides:
             raise AlreadyExists(f"ride {ride} already exists")
-        status = LOCKING
-        if home == self.shard:  # the lock is here: take it in this transaction
-            active = self.riders.lock(rider, ride)
-            if active is not None:
-                raise IllegalTransition(f"rider {rider} already has an active ride {active}")
-            status = SEARCHING
-        else:
-            self.send(home, m.LockRider(rider, ride))
-        self.rides[ride] = RideState(rider, home, status, now + self.max_wait_s)
+        self.rides[ride] = RideState(rider, home, SEARCHING, now + self.max_wait_s)
 
     def ask(self, ride: str, driver: str, owner: int) -> str:
         """Ask ``owner`` (where the location stream last saw the driver) for a reservation."""
@@ -125,16 +125,19 @@ class Rides:
             if state.status in EXPIRABLE and now >= state.expires_at:
                 self._end(ride, state, "expired")
 
-    # -- messages: the rider lock --------------------------------------------------------------
-    def on_locked(self, sender: int, msg: m.RiderLocked) -> None:
-        state = self.rides.get(msg.ride)
-        if state is not None and state.status == LOCKING:
-            state.status = SEARCHING  # (an ended ride already sent its unlock)
+    # -- messages: the rider's home shard ---------------------------------------------------------
+    def on_open(self, sender: int, msg: m.OpenRide, now: float) -> None:
+        """H took the rider's lock for the ride: open it (once: a ride this shard has, or
+        had, is not opened again)."""
+        if msg.ride not in self.rides:
+            self.open(msg.ride, msg.rider, sender, now)
 
-    def on_busy(self, sender: int, msg: m.RiderBusy) -> None:
-        state = self.rides.get(msg.ride)
-        if state is not None and state.status == LOCKING:
-            state.status, state.ended = ENDED, "rider_busy"
+    def refuse_open(self, sender: int, msg: m.OpenRide, now: float) -> None:
+        """This shard cannot open the ride: it ends at once (refused) and H's lock is freed."""
+        if msg.ride in self.rides:
+            return
+        self.rides[msg.ride] = RideState(msg.rider, sender, ENDED, now, ended="refused")
+        self.send(sender, m.UnlockRider(msg.rider, msg.ride, "refused"))
 
     # -- messages: the owner's answers -------------------------------------------------------
     def on_granted(self, sender: int, msg: m.Granted) -> None:
@@ -219,8 +222,8 @@ class Rides:
         self._release(ride, state, why)
         if state.home == self.shard:
             self.riders.unlock(state.rider, ride)
-        else:  # after the LockRider on the same channel, so it also undoes a lock in flight
-            self.send(state.home, m.UnlockRider(state.rider, ride))
+        else:
+            self.send(state.home, m.UnlockRider(state.rider, ride, why))
         state.status, state.ended, state.resv, state.owner = ENDED, why, None, None
         state.granted, state.hold_expires_at = False, None
 

@@ -31,6 +31,7 @@ from hypothesis.stateful import (
 
 from dispatch.domain.errors import DomainError
 from dispatch.shard.crossshard.messages import (
+    KINDS,
     Accept,
     Ack,
     Body,
@@ -39,8 +40,8 @@ from dispatch.shard.crossshard.messages import (
     Expired,
     Granted,
     HandOff,
-    LockRider,
     Moved,
+    OpenRide,
     Refused,
     Release,
     Reserve,
@@ -54,7 +55,6 @@ from dispatch.shard.crossshard.rides import (
     ACTIVE,
     ASKED,
     ENDED,
-    LOCKING,
     OFFERED,
     ON_TRIP,
     RESERVING,
@@ -69,6 +69,7 @@ CONFIG = ProtocolConfig(hold_s=10.0, max_wait_s=120.0)
 DRIVERS = ["d0", "d1", "d2", "d3"]
 RIDERS = {"p0": 0, "p1": 1, "p2": 2, "p3": 0}  # rider -> home shard
 T0 = 1_000.0
+PICKUP, DROPOFF = (52.52, 13.40), (52.50, 13.45)
 DRIVING = frozenset({RIDE_ASSIGNED, ON_TRIP})
 
 
@@ -117,14 +118,16 @@ class Cluster:
         self.nodes[shard] = ShardNode.restore(json.loads(self.committed[shard]), CONFIG)
         self.net.extend(self.nodes[shard].outbox.resend())
 
-    def deliver(self, i: int, keep: bool = False) -> Envelope | Ack:
+    def deliver(self, i: int, keep: bool = False, refuse_open: bool = False) -> Envelope | Ack:
+        """Deliver the ``i``-th item in flight (``keep``: a copy; ``refuse_open``: the
+        receiver cannot open the rides it is asked to in this batch)."""
         item = self.net[i] if keep else self.net.pop(i)
         node = self.nodes[item.receiver]
         if isinstance(item, Ack):
             node.acknowledged(item)
             return item
         held_until = _hold_expiry(node, item.body)
-        node.receive(item, self.clocks[item.receiver])
+        node.receive(item, self.clocks[item.receiver], _cannot_open if refuse_open else None)
         if held_until is not None and isinstance(item.body, Accept):
             after = node.owners.drivers.get(item.body.driver)
             if after is not None and after.status == ASSIGNED and after.resv == item.body.resv:
@@ -183,6 +186,14 @@ class Cluster:
 
     def pending(self, shard: int) -> list[Body]:
         return [e.body for e in self.nodes[shard].outbox.pending()]
+
+
+def _body(item: Envelope | Ack) -> Body | None:
+    return item.body if isinstance(item, Envelope) else None
+
+
+def _cannot_open(order: OpenRide) -> str:
+    return "cannot open"
 
 
 def _hold_expiry(node: ShardNode, body: Body) -> float | None:
@@ -268,16 +279,20 @@ def _check_rides(cluster: Cluster) -> None:
 
 
 def _check_locks(cluster: Cluster) -> None:
-    """A rider lock belongs to a live ride, or that ride's unlock is on its way."""
-    for node in cluster.nodes:
+    """A rider lock belongs to a ride live at its shard, or not yet opened there with its
+    ``OpenRide`` on its way, or ended with its ``UnlockRider`` on its way."""
+    for h, node in enumerate(cluster.nodes):
         for rider, ride_id in node.riders.locks.items():
             ride = cluster.ride(ride_id)
-            live = ride is not None and ride.status in ACTIVE | {LOCKING}
+            live = ride is not None and ride.status in ACTIVE
+            opening = ride is None and any(
+                isinstance(b, OpenRide) and b.ride == ride_id for b in cluster.pending(h)
+            )
             unlocking = any(
                 isinstance(b, UnlockRider) and b.ride == ride_id
                 for b in cluster.pending(cluster.ride_shard[ride_id])
             )
-            assert live or unlocking, f"rider {rider} locked by a ride that let go ({ride_id})"
+            assert live or opening or unlocking, f"rider {rider} locked by {ride_id}, let go"
 
 
 def check_resolved(cluster: Cluster) -> None:
@@ -287,7 +302,7 @@ def check_resolved(cluster: Cluster) -> None:
     for driver in DRIVERS:
         assert len(cluster.owners(driver)) == 1, f"{driver} is between owners"
     for _, ride_id, ride in _rides(cluster):
-        assert ride.status not in (LOCKING, ASKED, ACCEPTED), f"{ride_id} still {ride.status}"
+        assert ride.status not in (ASKED, ACCEPTED), f"{ride_id} still {ride.status}"
         if ride.status == OFFERED:
             assert ride.owner is not None and ride.driver is not None
             claim = cluster.nodes[ride.owner].owners.drivers[ride.driver]
@@ -351,12 +366,14 @@ class CrossShardMachine(RuleBasedStateMachine):
             self.c.commit(shard, delay=how == SLOW)
 
     def _request(self, rider: str, shard: int, commit: str) -> None:
+        """The rider asks, at its home shard, for a ride at ``shard`` (the pickup's)."""
         ride = f"r{len(self.rides)}"
         self.rides.append(ride)
         self.c.ride_shard[ride] = shard
-        now = self.c.clocks[shard]
-        request = lambda n: n.rides.request(ride, rider, RIDERS[rider], now)  # noqa: E731
-        self._at(shard, commit, request, "request")
+        home = RIDERS[rider]
+        now = self.c.clocks[home]
+        request = lambda n: n.request(ride, rider, shard, PICKUP, DROPOFF, now)  # noqa: E731
+        self._at(home, commit, request, "request here" if home == shard else "request")
 
     @initialize(rides=st.lists(st.tuples(st.sampled_from(sorted(RIDERS)), shard_index), max_size=3))
     def first_rides(self, rides: list[tuple[str, int]]) -> None:
@@ -383,11 +400,12 @@ class CrossShardMachine(RuleBasedStateMachine):
         other_rider: bool,
         commit: str,
     ) -> None:
-        """A rider requests a ride (at any shard: the pickup's), or cancels one."""
+        """A rider requests a ride (at its home shard, for a pickup in any shard), or
+        cancels one (at the ride's shard, which may not know it yet)."""
         if not cancel and len(self.rides) < MAX_RIDES:
             self._request(rider, shard, commit)
         elif self.rides:
-            ride, at = self._ride(i, ACTIVE | {LOCKING}, any_ride)
+            ride, at = self._ride(i, ACTIVE, any_ride)
             state = self.c.ride(ride)
             who = rider if other_rider or state is None else state.rider
             self._at(at, commit, lambda n: n.rides.rider_cancel(ride, who), "rider cancel")
@@ -508,7 +526,9 @@ class CrossShardMachine(RuleBasedStateMachine):
 
     # -- the network ------------------------------------------------------------------------------
     @rule(
-        what=st.sampled_from(["one", "one", "all", "duplicate", "lose", "resend", "arrive"]),
+        what=st.sampled_from(
+            ["one", "one", "all", "duplicate", "lose", "resend", "arrive", "refuse"]
+        ),
         i=pick,
         shard=shard_index,
         seed=st.integers(0, 2**16),
@@ -517,14 +537,17 @@ class CrossShardMachine(RuleBasedStateMachine):
     def network(self, what: str, i: int, shard: int, seed: int, commit: str) -> None:
         """One message delivered (any of those in flight), or all in flight in a shuffled
         order, or one delivered twice, or lost; a shard resends what is unacknowledged; the
-        slow messages arrive."""
+        slow messages arrive; ``refuse``: one delivered to a shard that cannot open the
+        rides it is asked to (an ``OpenRide``, or one that waited for it)."""
         net = self.c.net
         if what == "resend":
             net.extend(self.c.nodes[shard].outbox.resend())
         elif what == "arrive":
             self.c.arrive()
-        elif net and what in ("one", "duplicate"):
-            item = self.c.deliver(i % len(net), keep=what == "duplicate")
+        elif net and what in ("one", "duplicate", "refuse"):
+            opens = [k for k, x in enumerate(net) if isinstance(_body(x), OpenRide)]
+            k = opens[i % len(opens)] if what == "refuse" and opens else i % len(net)
+            item = self.c.deliver(k, keep=what == "duplicate", refuse_open=what == "refuse")
             event(f"delivered {type(item.body).__name__ if isinstance(item, Envelope) else 'Ack'}")
             self._commit(item.receiver, COMMIT if what == "duplicate" else commit)
         elif net and what == "lose":
@@ -587,10 +610,17 @@ TestCrossShardProtocol = CrossShardMachine.TestCase
 R, OWNER, H = 0, 1, 2  # the ride's shard, the driver's owner, the rider's home
 
 
+def _request(cluster: Cluster, ride: str, rider: str, shard: int = R) -> bool:
+    """``rider`` asks at its home shard for ``ride`` at ``shard``; whether it was taken."""
+    cluster.ride_shard[ride] = shard
+    home = RIDERS[rider]
+    now = cluster.clocks[home]
+    return cluster.do(home, lambda n: n.request(ride, rider, shard, PICKUP, DROPOFF, now))
+
+
 def _offered(cluster: Cluster, ride: str = "r0", driver: str = "d1", rider: str = "p2") -> str:
     """A ride at R for a rider of H, offered ``driver`` (at OWNER); returns its reservation."""
-    cluster.ride_shard[ride] = R
-    assert cluster.do(R, lambda n: n.rides.request(ride, rider, RIDERS[rider], cluster.clocks[R]))
+    assert _request(cluster, ride, rider)
     cluster.flow()
     resv = cluster.nodes[R].rides.ask(ride, driver, OWNER)
     cluster.flow()
@@ -630,8 +660,7 @@ def test_an_accept_reaching_the_owner_after_the_hold_expired_is_refused_and_free
 
 def test_an_ask_racing_a_hand_off_is_answered_moved_and_the_new_owner_grants_it() -> None:
     cluster = Cluster.start()
-    cluster.ride_shard["r0"] = R
-    cluster.nodes[R].rides.request("r0", "p0", RIDERS["p0"], T0)
+    assert _request(cluster, "r0", "p0")  # p0's home is R: opened in the request
     cluster.nodes[R].rides.ask("r0", "d1", OWNER)  # where the location stream last saw it
     reserve = _send_only(cluster, R, Reserve)
     cluster.nodes[OWNER].owners.hand_off("d1", H)
@@ -682,8 +711,7 @@ def test_an_owner_restored_between_a_grant_and_its_ack_resends_it_and_it_applies
     granted_reached_the_ride: bool,
 ) -> None:
     cluster = Cluster.start()
-    cluster.ride_shard["r0"] = R
-    cluster.nodes[R].rides.request("r0", "p0", RIDERS["p0"], T0)
+    assert _request(cluster, "r0", "p0")
     resv = cluster.nodes[R].rides.ask("r0", "d1", OWNER)
     cluster.nodes[OWNER].receive(_send_only(cluster, R, Reserve), T0)
     granted = _send_only(cluster, OWNER, Granted)  # committed at the owner, then lost
@@ -702,42 +730,115 @@ def test_an_owner_restored_between_a_grant_and_its_ack_resends_it_and_it_applies
     assert cluster.nodes[R].inbox.expected[OWNER] == granted.seq + 1
 
 
-def test_a_rider_requesting_in_two_shards_at_once_gets_one_active_ride() -> None:
+def test_a_busy_rider_is_refused_at_once_at_home_whatever_the_ride_shard() -> None:
     cluster = Cluster.start()
-    for ride, shard in (("r0", R), ("r1", OWNER)):
-        cluster.ride_shard[ride] = shard
-        cluster.nodes[shard].rides.request(ride, "p2", RIDERS["p2"], T0)
+    assert _request(cluster, "r0", "p2", R)  # H locks p2 for r0, OpenRide in flight to R
+    assert cluster.nodes[H].riders.locks == {"p2": "r0"}
+    assert not _request(cluster, "r1", "p2", OWNER)  # refused in the request: no message
+    assert not _request(cluster, "r2", "p2", H)
+    assert [type(b) for b in cluster.pending(H)] == [OpenRide]
     cluster.flow()
     check_resolved(cluster)
-    states = {r: s.status for r in ("r0", "r1") if (s := cluster.ride(r)) is not None}
-    assert sorted(states.values()) == [ENDED, SEARCHING]
-    busy = cluster.ride(next(r for r, s in states.items() if s == ENDED))
-    assert busy is not None and busy.ended == "rider_busy"
-
-
-def test_a_ride_cancelled_while_its_lock_and_ask_are_in_flight_leaves_nothing_held() -> None:
-    cluster = Cluster.start()
-    cluster.ride_shard["r0"] = R
-    cluster.nodes[R].rides.request("r0", "p2", RIDERS["p2"], T0)
-    lock = _send_only(cluster, R, LockRider)
-    cluster.nodes[H].receive(lock, T0)
-    cluster.flow()
-    cluster.nodes[R].rides.ask("r0", "d1", OWNER)
+    assert cluster.ride("r1") is None and cluster.ride("r2") is None
+    ride = cluster.ride("r0")
+    assert ride is not None and ride.status == SEARCHING and ride.home == H
     cluster.nodes[R].rides.rider_cancel("r0", "p2")
+    assert not _request(cluster, "r3", "p2", OWNER)  # the unlock has not reached H yet
+    cluster.flow()
+    assert cluster.nodes[H].riders.locks == {}
+    assert _request(cluster, "r4", "p2", OWNER)
+    cluster.flow()
+    check_resolved(cluster)
+    assert cluster.nodes[H].riders.locks == {"p2": "r4"}
+
+
+def test_a_cancel_before_the_ride_is_opened_is_refused_as_unknown_and_can_be_retried() -> None:
+    cluster = Cluster.start()
+    assert _request(cluster, "r0", "p2")
+    opening = _send_only(cluster, H, OpenRide)
+    assert not cluster.do(R, lambda n: n.rides.rider_cancel("r0", "p2"))  # not found: retry
+    cluster.nodes[R].receive(opening, cluster.clocks[R])
+    cluster.nodes[R].rides.ask("r0", "d1", OWNER)
+    cluster.nodes[R].rides.rider_cancel("r0", "p2")  # the retry, with the ask in flight
     cluster.flow()  # Reserve then Release at the owner: held, then free again
     check_resolved(cluster)
     assert _status(cluster.nodes[OWNER], "d1") == FREE
     assert cluster.nodes[H].riders.locks == {}
+    ride = cluster.ride("r0")
+    assert ride is not None and ride.ended == "cancelled"
+
+
+def test_a_ride_its_shard_cannot_open_ends_refused_and_frees_the_lock() -> None:
+    cluster = Cluster.start()
+    assert _request(cluster, "r0", "p2")
+    opening = _send_only(cluster, H, OpenRide)
+    cluster.nodes[R].receive(opening, cluster.clocks[R], _cannot_open)
+    unlock = _send_only(cluster, R, UnlockRider)
+    assert unlock.body == UnlockRider("p2", "r0", "refused")
+    cluster.nodes[R].receive(opening, cluster.clocks[R])  # a duplicate: nothing
+    cluster.nodes[H].receive(unlock, cluster.clocks[H])
+    cluster.flow()
+    check_resolved(cluster)
+    assert cluster.nodes[H].riders.locks == {}
+    ride = cluster.ride("r0")
+    assert ride is not None and (ride.status, ride.ended) == (ENDED, "refused")
+
+
+def test_an_open_for_a_ride_the_shard_has_or_had_changes_nothing() -> None:
+    cluster = Cluster.start()
+    assert _request(cluster, "r0", "p2")
+    cluster.flow()
+    cluster.nodes[R].rides.ask("r0", "d1", OWNER)
+    node, order = cluster.nodes[R], OpenRide("r0", "p2", *PICKUP, *DROPOFF, requested_at=T0)
+    before = node.capture()
+    node.rides.on_open(H, order, T0 + 50.0)  # (past the inbox: the handler is idempotent)
+    node.rides.refuse_open(H, order, T0 + 50.0)
+    assert node.capture() == before
+    node.rides.rider_cancel("r0", "p2")
+    ended = node.capture()
+    node.rides.on_open(H, order, T0 + 60.0)
+    assert node.capture() == ended
+
+
+def test_an_unlock_for_a_ride_that_does_not_hold_the_lock_changes_nothing() -> None:
+    locks = RiderLocks(H, lambda to, body: None)
+    locks.request(OpenRide("r1", "p2", *PICKUP, *DROPOFF, requested_at=T0), R)
+    locks.on_unlock(R, UnlockRider("p2", "r0", "completed"))
+    assert locks.locks == {"p2": "r1"}
+    locks.on_unlock(R, UnlockRider("p2", "r1", "completed"))
+    assert locks.locks == {}
 
 
 def test_a_locally_homed_rider_is_refused_at_once_while_a_ride_is_active() -> None:
     cluster = Cluster.start()
     node = cluster.nodes[R]
-    node.rides.request("r0", "p0", RIDERS["p0"], T0)
-    assert not cluster.do(R, lambda n: n.rides.request("r1", "p0", RIDERS["p0"], T0))
+    assert _request(cluster, "r0", "p0")  # p0's home is R: the lock and the ride, one batch
+    assert not _request(cluster, "r1", "p0")
+    assert not _request(cluster, "r0", "p0")  # the same ride again: already exists
     node.rides.rider_cancel("r0", "p0")
-    node.rides.request("r1", "p0", RIDERS["p0"], T0)  # the lock was freed in the same batch
-    assert node.riders.locks == {"p0": "r1"}
+    assert _request(cluster, "r1", "p0")  # the lock was freed in the same batch
+    assert node.riders.locks == {"p0": "r1"} and not node.outbox.pending()
+
+
+def test_every_message_kind_round_trips_through_plain_data() -> None:
+    bodies: list[Body] = [
+        OpenRide("r0", "p2", *PICKUP, *DROPOFF, requested_at=T0),
+        UnlockRider("p2", "r0", "completed"),
+        Reserve("r0/1", "r0", "d1"),
+        Granted("r0/1", "r0", "d1", T0 + 10.0),
+        Refused("r0/1", "r0", "d1", "held"),
+        Moved("r0/1", "r0", "d1", None),
+        Accept("r0/1", "r0", "d1"),
+        Confirmed("r0/1", "r0", "d1"),
+        Expired("r0/1", "r0", "d1"),
+        Release("r0/1", "r0", "d1", "declined"),
+        HandOff("d1", 2),
+    ]
+    assert sorted(type(b).__name__ for b in bodies) == sorted(KINDS)
+    for seq, body in enumerate(bodies, 1):
+        envelope = Envelope(H, R, seq, body)
+        data = json.loads(json.dumps(envelope.to_data()))
+        assert Envelope.from_data(data) == envelope
 
 
 def test_captured_state_is_plain_data_and_restores_to_the_same_state() -> None:
