@@ -81,6 +81,7 @@ class Cluster:
     clocks: list[float] = field(default_factory=list)
     net: list[Envelope | Ack] = field(default_factory=list)
     parked: list[Envelope] = field(default_factory=list)  # published, but slow to arrive
+    delivered: list[Envelope] = field(default_factory=list)  # every message delivered so far
     ride_shard: dict[str, int] = field(default_factory=dict)
 
     @classmethod
@@ -126,6 +127,7 @@ class Cluster:
         if isinstance(item, Ack):
             node.acknowledged(item)
             return item
+        self.delivered.append(item)
         held_until = _hold_expiry(node, item.body)
         node.receive(item, self.clocks[item.receiver], _cannot_open if refuse_open else None)
         if held_until is not None and isinstance(item.body, Accept):
@@ -527,7 +529,18 @@ class CrossShardMachine(RuleBasedStateMachine):
     # -- the network ------------------------------------------------------------------------------
     @rule(
         what=st.sampled_from(
-            ["one", "one", "all", "duplicate", "lose", "resend", "arrive", "refuse"]
+            [
+                "one",
+                "one",
+                "all",
+                "duplicate",
+                "replay",
+                "replay",
+                "lose",
+                "resend",
+                "arrive",
+                "refuse",
+            ]
         ),
         i=pick,
         shard=shard_index,
@@ -536,9 +549,10 @@ class CrossShardMachine(RuleBasedStateMachine):
     )
     def network(self, what: str, i: int, shard: int, seed: int, commit: str) -> None:
         """One message delivered (any of those in flight), or all in flight in a shuffled
-        order, or one delivered twice, or lost; a shard resends what is unacknowledged; the
-        slow messages arrive; ``refuse``: one delivered to a shard that cannot open the
-        rides it is asked to (an ``OpenRide``, or one that waited for it)."""
+        order, or one delivered twice, or lost; any message delivered before comes again
+        (``replay``: a consumer that restarts from an older offset); a shard resends what is
+        unacknowledged; the slow messages arrive; ``refuse``: one delivered to a shard that
+        cannot open the rides it is asked to (an ``OpenRide``, or one that waited for it)."""
         net = self.c.net
         if what == "resend":
             net.extend(self.c.nodes[shard].outbox.resend())
@@ -550,6 +564,10 @@ class CrossShardMachine(RuleBasedStateMachine):
             item = self.c.deliver(k, keep=what == "duplicate", refuse_open=what == "refuse")
             event(f"delivered {type(item.body).__name__ if isinstance(item, Envelope) else 'Ack'}")
             self._commit(item.receiver, COMMIT if what == "duplicate" else commit)
+        elif what == "replay" and self.c.delivered:
+            self.c.net.insert(0, self.c.delivered[i % len(self.c.delivered)])
+            item = self.c.deliver(0)
+            self._commit(item.receiver, commit)
         elif net and what == "lose":
             net.pop(i % len(net))
         elif net and what == "all":
