@@ -108,6 +108,7 @@ def build_worker(settings: Settings, shard: int, clock: Clock) -> ShardWorker:
         shard, app, lambda: build_matcher(settings), clock,
         checkpoints=writer, checkpoint_store=store,
         live=LiveAggregates(settings.idempotency_window_s), live_snapshots=False,
+        peers=range(settings.shards),
     )  # fmt: skip
 
 

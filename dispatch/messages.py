@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import NamedTuple
 from uuid import UUID
-
-from schemas.commands import CommandEnvelope
 
 MAX_PING_AHEAD_S = 60.0  # a ping timed further ahead of the receiver's clock is refused
 
@@ -28,15 +26,3 @@ class Poison:
     position: str
     reason: str
     raw: bytes
-
-
-@dataclass(slots=True)
-class Inbound:
-    """What one poll brought for one shard."""
-
-    commands: list[CommandEnvelope] = field(default_factory=list)
-    pings: list[Ping] = field(default_factory=list)
-    poison: list[Poison] = field(default_factory=list)
-
-    def __bool__(self) -> bool:
-        return bool(self.commands or self.pings or self.poison)

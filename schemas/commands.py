@@ -140,8 +140,8 @@ class CommandEnvelope(BaseModel):
         cmd = self.command
         if isinstance(cmd, RegisterDriver | GoOnline | GoOffline):
             return cmd.driver_id
-        if isinstance(cmd, RegisterRider):
-            return cmd.rider_id
+        if isinstance(cmd, RegisterRider | RequestRide):
+            return cmd.rider_id  # a request takes the rider's lock at home first
         return cmd.ride_id
 
 

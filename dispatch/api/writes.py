@@ -47,6 +47,9 @@ class Write:
     # The ``extra`` key naming the aggregate the command creates: a duplicate's answer
     # takes it from the first outcome (a retry may have derived another id for it).
     creates: str | None = None
+    # A ride request whose ride opens at another shard (its pickup's) than the one that
+    # answers it (the rider's): the answer waits for the ride there, and its token is there.
+    opens_ride_in: int | None = None
 
 
 def keyed_id(
@@ -117,6 +120,18 @@ def token_of(outcome: Outcome, ctx: ApiContext) -> str:
     )
 
 
+def _ride_opened(ctx: ApiContext, shard: int, ride_id: str, token: str) -> str:
+    """The consistency token of a ride opened at ``shard`` once the views hold it (waiting
+    at most the command timeout); ``token`` (the request's, at the rider's shard) if it has
+    not opened by then: the ride is requested, and opens when the message arrives."""
+    views = ctx.runtime.views
+    with views.progress:
+        opened = views.progress.wait_for(
+            lambda: ride_id in views.rides, ctx.options.command_timeout_s
+        )
+        return f"{shard}:{views.position(shard)}" if opened else token
+
+
 def send(ctx: ApiContext, write: Write) -> JSONResponse:
     envelope = CommandEnvelope(
         command_id=write.command_id,
@@ -136,6 +151,9 @@ def send(ctx: ApiContext, write: Write) -> JSONResponse:
         body = {"command_id": write.command_id, "position": token_of(outcome, ctx), **write.extra}
         if write.creates is not None and outcome.duplicate and outcome.aggregate_ids:
             body[write.creates] = outcome.aggregate_ids[0]
+        if write.opens_ride_in is not None and write.creates and not outcome.duplicate:
+            body["position"] = _ride_opened(ctx, write.opens_ride_in, body[write.creates],
+                                            body["position"])  # fmt: skip
         if write.granted is not None:
             body |= write.granted()
     else:

@@ -19,6 +19,7 @@ from typing import Any, BinaryIO
 import orjson
 
 from dispatch.invariants import InvariantChecker, Violation
+from dispatch.invariants_across import CrossShardChecker
 from dispatch.log import LogEvent, LogSource
 from projections.base import Checkpointed, Projection
 from projections.keeper import ViewKeeper
@@ -59,13 +60,18 @@ def read_all(
 def verify(source: LogSource, shard: int | None = None) -> tuple[int, list[Violation]]:
     checker = InvariantChecker()
     shards = [shard] if shard is not None else source.shards()
+    across = CrossShardChecker()
     for s in shards:
-        # Each shard is checked on its own: aggregates never cross shards.
+        # Each shard's aggregates are checked on their own (an aggregate never crosses
+        # shards); what shards tell one another, over all of them together.
         per_shard = InvariantChecker()
         for event in source.read(s):
             per_shard.check(event)
+            across.check(event)
         checker.events += per_shard.events
         checker.violations.extend(per_shard.finish())
+    if shard is None:
+        checker.violations.extend(across.finish())
     return checker.events, checker.violations
 
 

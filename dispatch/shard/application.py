@@ -8,12 +8,12 @@ outcomes with their log position.
 from __future__ import annotations
 
 import logging
-from collections.abc import Container, Mapping
+from collections.abc import Container, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 from uuid import UUID
 
-from eventsourcing.application import Application
+from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import JSONTranscoder, Recording
 
@@ -29,7 +29,10 @@ from dispatch.domain.ids import shard_of
 from dispatch.domain.ride import Ride
 from dispatch.domain.rider import Rider
 from dispatch.matching.decisions import Decision, ExpireOffer, ExpireRequest, MakeOffer
+from dispatch.shard.crossing import MESSAGE_HANDLERS, end_for_rider
+from dispatch.shard.crossshard.messages import Ack, Envelope
 from dispatch.shard.handlers import HANDLERS, Policy
+from dispatch.shard.links import Link, link_id, link_of
 from dispatch.shard.transcodings import PointAsList
 from dispatch.shard.unit_of_work import UnitOfWork
 from schemas.commands import CommandEnvelope, Outcome
@@ -43,7 +46,8 @@ class ShardApplication(Application[UUID]):
     name = "dispatch"
     # Drivers and riders live for years: a snapshot every 50 events bounds what a cold read
     # (after a restart or a takeover) replays. Rides and command records stay short.
-    snapshotting_intervals: ClassVar[dict[Any, int]] = {Driver: 50, Rider: 50}
+    # A shard's links to other shards live as long as the shard: the same.
+    snapshotting_intervals: ClassVar[dict[Any, int]] = {Driver: 50, Rider: 50, Link: 50}
 
     def __init__(
         self, shard: int, env: Mapping[str, str] | None = None, policy: Policy | None = None
@@ -171,12 +175,68 @@ class ShardApplication(Application[UUID]):
                 assert isinstance(decision, ExpireRequest)
                 ride = self._uow.get(Ride, decision.ride_id)
                 ride.expire(now)
-                self._uow.get(Rider, ride.rider_id).end_ride(ride.id, ride.status, now)
+                end_for_rider(self._uow, ride, now)
         except DomainError as error:
             self._uow.rollback(mark)
             log.info("decision %s no longer applies: %s", decision, error.reason)
             return []
         return self._uow.seal(mark)
+
+    # -- messages from other shards ------------------------------------------------------
+    def receive(self, envelope: Envelope, now: datetime) -> tuple[list[Any], int | None]:
+        """Apply a message from another shard once and in its channel's order: returns its
+        events and the number to acknowledge to its sender (None: early, not applied; the
+        sender sends it again)."""
+        if envelope.receiver != self.shard or envelope.sender == self.shard:
+            log.error("message %s delivered to shard %s: dropped", envelope.id, self.shard)
+            return [], None
+        mark = self._uow.mark()
+        link = link_of(self._uow, self.shard, envelope.sender, now)
+        if envelope.seq != link.in_next:
+            self._uow.rollback(mark)  # a link opened for nothing leaves no trace
+            if envelope.seq < link.in_next:
+                return [], link.in_next - 1  # a duplicate: acknowledged again
+            return [], None
+        handler = MESSAGE_HANDLERS[type(envelope.body)]
+        inner = self._uow.mark()
+        try:
+            handler(self._uow, envelope.sender, envelope.body, now, self.policy.max_wait_s)
+        except DomainError as error:
+            # A message is applied whatever it finds: one that cannot apply leaves no
+            # effect but its number, or it would come back for ever.
+            log.warning("message %s from shard %s refused: %s", envelope.id, envelope.sender,
+                        error.reason)  # fmt: skip
+            self._uow.rollback(inner)
+        mark.update({k: v for k, v in inner.items() if k not in mark})
+        link = link_of(self._uow, self.shard, envelope.sender, now)
+        link.applied(envelope.seq, now)
+        return self._uow.seal(mark), envelope.seq
+
+    def acknowledged(self, ack: Ack, now: datetime) -> None:
+        """The peer has applied (and saved) our messages up to ``ack.upto``."""
+        if ack.receiver != self.shard:
+            log.error("ack for shard %s delivered to shard %s: dropped", ack.receiver, self.shard)
+            return
+        mark = self._uow.mark()
+        link = self._uow.find(Link, link_id(self.shard, ack.sender))
+        if link is not None:
+            link.acknowledged(ack.upto, now)
+        self._uow.seal(mark)
+
+    def pending_messages(self, peers: Iterable[int]) -> list[Envelope]:
+        """Every message sent to ``peers`` and not yet acknowledged, by peer and number."""
+        out: list[Envelope] = []
+        for peer in peers:
+            aggregate_id = link_id(self.shard, peer)
+            if not self._may_be_stored(aggregate_id):
+                continue
+            try:
+                link: Any = self.repository.get(aggregate_id)
+            except AggregateNotFoundError:
+                continue
+            if isinstance(link, Link):
+                out.extend(link.pending())
+        return out
 
     # -- batch -------------------------------------------------------------------------
     def commit(self, **saved: Any) -> tuple[list[Outcome], list[Recording[UUID]]]:

@@ -13,11 +13,12 @@ from uuid import UUID
 
 from dispatch.domain.command_record import DEFAULT_WINDOW_S
 from dispatch.domain.driver import Driver, DriverStatus
-from dispatch.domain.errors import AlreadyExists, Forbidden, InvalidCommand
+from dispatch.domain.errors import AlreadyExists, Forbidden
 from dispatch.domain.geo import Point
 from dispatch.domain.ids import shard_of
 from dispatch.domain.ride import Ride, RideStatus
 from dispatch.domain.rider import Rider
+from dispatch.shard.crossing import end_for_rider, open_elsewhere
 from dispatch.shard.unit_of_work import UnitOfWork
 from schemas import commands as c
 
@@ -60,18 +61,19 @@ def go_offline(uow: UnitOfWork, cmd: c.GoOffline, now: datetime, p: Policy) -> l
 
 
 def request_ride(uow: UnitOfWork, cmd: c.RequestRide, now: datetime, p: Policy) -> list[UUID]:
-    if shard_of(cmd.ride_id) != shard_of(cmd.rider_id):
-        raise InvalidCommand(
-            f"ride {cmd.ride_id} is in shard {shard_of(cmd.ride_id)} but rider {cmd.rider_id} "
-            f"is in shard {shard_of(cmd.rider_id)}: rides are requested in the rider's market"
-        )
+    """At the rider's home shard: take the rider's one-active-ride lock for the ride, and
+    open the ride here, or ask the pickup's shard to (``crossing.open_elsewhere``)."""
     rider = uow.get(Rider, cmd.rider_id)
-    if uow.exists(cmd.ride_id):
+    here = shard_of(cmd.ride_id) == shard_of(cmd.rider_id)
+    if here and uow.exists(cmd.ride_id):
         raise AlreadyExists(f"ride {cmd.ride_id} already exists")
     rider.check_can_request()
     pickup = Point(cmd.pickup.lat, cmd.pickup.lng)
     dropoff = Point(cmd.dropoff.lat, cmd.dropoff.lng)
-    uow.add(Ride.request(cmd.ride_id, cmd.rider_id, pickup, dropoff, p.max_wait_s, now))
+    if here:
+        uow.add(Ride.request(cmd.ride_id, cmd.rider_id, pickup, dropoff, p.max_wait_s, now))
+    else:
+        open_elsewhere(uow, cmd.ride_id, cmd.rider_id, pickup, dropoff, now)
     rider.request_ride(cmd.ride_id, now)
     return [cmd.ride_id, cmd.rider_id]  # the ride first: the API answers a retry with it
 
@@ -80,10 +82,9 @@ def cancel_ride(uow: UnitOfWork, cmd: c.CancelRide, now: datetime, p: Policy) ->
     ride = uow.get(Ride, cmd.ride_id)
     if ride.rider_id != cmd.rider_id:
         raise Forbidden(f"ride {cmd.ride_id} belongs to another rider")
-    rider = uow.get(Rider, ride.rider_id)
     status = ride.status
     driver_id = ride.cancel_by_rider(cmd.rider_id, cmd.reason, now)
-    changed = [ride.id, rider.id]
+    changed = [ride.id]
     if driver_id is not None:
         driver = uow.get(Driver, driver_id)
         if status == RideStatus.OFFERED:
@@ -91,7 +92,9 @@ def cancel_ride(uow: UnitOfWork, cmd: c.CancelRide, now: datetime, p: Policy) ->
         else:
             driver.release(ride.id, "cancelled_by_rider", now)
         changed.append(driver_id)
-    rider.end_ride(ride.id, ride.status, now)  # the status its ending left
+    end_for_rider(uow, ride, now)  # the status its ending left
+    if shard_of(ride.rider_id) == shard_of(ride.id):
+        changed.insert(1, ride.rider_id)
     return changed
 
 
@@ -130,13 +133,14 @@ def start_trip(uow: UnitOfWork, cmd: c.StartTrip, now: datetime, p: Policy) -> l
 
 def complete_trip(uow: UnitOfWork, cmd: c.CompleteTrip, now: datetime, p: Policy) -> list[UUID]:
     ride, driver = uow.get(Ride, cmd.ride_id), uow.get(Driver, cmd.driver_id)
-    rider = uow.get(Rider, ride.rider_id)
     ride.check_driver(driver.id, RideStatus.IN_PROGRESS, "complete")
     driver.check_holds(ride.id, DriverStatus.ON_TRIP)
     ride.complete(driver.id, now)
     driver.release(ride.id, "completed", now)
-    rider.end_ride(ride.id, ride.status, now)
-    return [ride.id, driver.id, rider.id]
+    end_for_rider(uow, ride, now)
+    if shard_of(ride.rider_id) == shard_of(ride.id):
+        return [ride.id, driver.id, ride.rider_id]
+    return [ride.id, driver.id]
 
 
 def driver_cancel(uow: UnitOfWork, cmd: c.DriverCancel, now: datetime, p: Policy) -> list[UUID]:

@@ -1,7 +1,8 @@
 """The shard's live aggregates: the ones a checkpoint carries, so that a restore needs only
 the log's tail.
 
-Drivers and riders (the city's users) are always live. A ride is live from its request
+Drivers and riders (the city's users) are always live, and so are the shard's links to
+other shards (their unacknowledged messages and numbers). A ride is live from its request
 until it ends, and for ``retention_s`` after (a late command naming it, such as a retried
 cancel, gets the answer a full replay would give). A command record is live for
 ``retention_s`` after it was written: the idempotency window, within which a retry must
@@ -25,7 +26,8 @@ from dispatch.domain.ride import RIDE_ENDINGS, Ride
 USER, RIDE, ENDED, RECORD = "u", "r", "e", "c"
 KINDS = frozenset({USER, RIDE, ENDED, RECORD})
 
-_USER_PREFIXES = ("dispatch.Driver.", "dispatch.Rider.")
+# Drivers, riders and the shard's links to other shards (``shard.links``) are always live.
+_USER_PREFIXES = ("dispatch.Driver.", "dispatch.Rider.", "dispatch.Link.")
 _RECORD_TOPIC = CommandRecord.Created.TOPIC
 _REQUESTED = Ride.Created.TOPIC
 # Topics whose event time ``observe`` needs (the worker decodes only these when folding).

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -33,8 +33,11 @@ from dispatch.checkpoints import (
     restore_matcher,
 )
 from dispatch.matching.matcher import Matcher
-from dispatch.messages import MAX_PING_AHEAD_S, Inbound, Ping, Poison
+from dispatch.messages import MAX_PING_AHEAD_S, Ping, Poison
 from dispatch.shard.application import ShardApplication
+from dispatch.shard.crossshard.messages import Ack, Envelope
+from dispatch.shard.inbound import Inbound
+from dispatch.shard.links import Link, envelope_of
 from dispatch.shard.live import TIMED_TOPICS, LiveAggregates
 from dispatch.shard.unit_of_work import worth_caching
 from schemas.commands import Outcome
@@ -45,6 +48,8 @@ log = logging.getLogger(__name__)
 _TIMESTAMP_JSON = b'{"timestamp":{"_type_":"datetime_iso","_data_":"'
 
 Clock = Callable[[], float]
+# Messages to other shards still unacknowledged this long (shard clock) are sent again.
+RESEND_AFTER_S = 5.0
 CommitListener = Callable[[int, Sequence[Recording[UUID]]], None]
 
 
@@ -67,6 +72,10 @@ class Batch:
     recordings: list[Recording[UUID]]
     poison: list[Poison]
     checkpoint: Chunk | None = None  # the checkpoint chunk saved with the batch's events
+    # For other shards, to publish once the batch is durable (in its transaction on Kafka):
+    # the messages it sent (and older unacknowledged ones due again), and its acks.
+    messages: list[Envelope] = field(default_factory=list)
+    acks: list[Ack] = field(default_factory=list)
 
     @property
     def report(self) -> BatchReport:
@@ -86,6 +95,7 @@ class ShardWorker:
         chunks_with_events: bool = True,
         live: LiveAggregates | None = None,
         live_snapshots: bool = True,
+        peers: Sequence[int] = (),
     ) -> None:
         """``checkpoints`` writes the shard's checkpoints and ``checkpoint_store`` reads them
         back; a chunk goes to the recorder with the batch's events when
@@ -93,8 +103,13 @@ class ShardWorker:
         its owner to send in the batch's transaction (Kafka). With ``live``, the worker
         keeps the shard's live aggregates, its checkpoints list them, with their snapshots
         when ``live_snapshots`` (a store restored from one holds only the log after it:
-        ``floor``), and the application skips the store for record ids not among them."""
+        ``floor``), and the application skips the store for record ids not among them.
+        ``peers`` are the shards this one may exchange messages with (cross-shard rides)."""
         self.shard, self.app, self.clock = shard, app, clock
+        self.peers = [p for p in peers if p != shard]
+        # When to look for messages to send again, and the unacknowledged ones seen then.
+        self._resend_at = float("-inf")
+        self._unacked_seen: dict[tuple[int, int, int], None] = {}
         self._matcher_factory = matcher_factory
         self.matcher = matcher_factory()
         self.max_batch = max_batch
@@ -146,6 +161,9 @@ class ShardWorker:
             self.restored_from, start = restored.position, restored.position + 1
             log.info("shard %s: restoring from the checkpoint at %s", self.shard, start - 1)
         count = self.fold(start)
+        # What was sent and not acknowledged before the restore goes out again (the
+        # receivers drop what they had already applied).
+        self._resend_at, self._unacked_seen = float("-inf"), {}
         # Complete now (folded from the start, or from a checkpoint plus the log before or
         # after it as needed): record lookups may trust it.
         self.app.stored_ids = self.live
@@ -218,6 +236,14 @@ class ShardWorker:
                 inbound.poison.append(_ping_ahead(ping, now))
                 continue
             matcher.ping(ping.driver_id, ping.lat, ping.lng, ping.at)
+        for ack in inbound.acks:
+            self.app.acknowledged(ack, now_dt)
+        acks: dict[int, int] = {}
+        for message in inbound.messages:
+            events, upto = self.app.receive(message, now_dt)
+            self._observe(events)
+            if upto is not None:
+                acks[message.sender] = max(upto, acks.get(message.sender, 0))
         for envelope in inbound.commands:
             self._observe(self.app.handle(envelope, now_dt))
         for decision in matcher.tick(now):
@@ -231,7 +257,25 @@ class ShardWorker:
             outcomes, recordings = self.app.commit()
         self._observe_saved(recordings)
         commands, pings = len(inbound.commands), len(inbound.pings)
-        return Batch(commands, pings, outcomes, recordings, list(inbound.poison), chunk)
+        sent = [envelope_of(r.domain_event) for r in recordings
+                if isinstance(r.domain_event, Link.Sent)]  # fmt: skip
+        messages = self._due_again(now) + sent
+        replies = [Ack(self.shard, peer, upto) for peer, upto in sorted(acks.items())]
+        return Batch(commands, pings, outcomes, recordings, list(inbound.poison), chunk,
+                     messages, replies)  # fmt: skip
+
+    def _due_again(self, now: float) -> list[Envelope]:
+        """Messages to send again: all unacknowledged ones after a restore, then every
+        ``RESEND_AFTER_S`` those that were already unacknowledged at the previous look
+        (a message lost on the way, or a receiver restored to before it)."""
+        if not self.peers or now < self._resend_at:
+            return []
+        pending = self.app.pending_messages(self.peers)
+        first = self._resend_at == float("-inf")
+        due = [e for e in pending if first or (e.sender, e.receiver, e.seq) in self._unacked_seen]
+        self._unacked_seen = dict.fromkeys((e.sender, e.receiver, e.seq) for e in pending)
+        self._resend_at = now + RESEND_AFTER_S
+        return due
 
     def committed(self, batch: Batch) -> None:
         """The batch is durable: tell the commit listeners (the views, the simulator), and

@@ -19,8 +19,9 @@ from typing import Any
 import pytest
 
 from dispatch.domain.ids import new_id, shard_of
-from dispatch.messages import Inbound, Ping
+from dispatch.messages import Ping
 from dispatch.ports import CommandBus
+from dispatch.shard.inbound import Inbound
 from schemas import commands as c
 
 WAIT_S = 10.0

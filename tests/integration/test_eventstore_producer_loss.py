@@ -29,7 +29,7 @@ from dispatch.adapters.kafka.eventstore import writer as writer_module
 from dispatch.adapters.kafka.eventstore.store import EventTable
 from dispatch.adapters.kafka.shard_host import ShardHost
 from dispatch.adapters.kafka.topics import Topics
-from dispatch.messages import Inbound
+from dispatch.shard.inbound import Inbound
 from dispatch.shard.worker import Batch
 
 

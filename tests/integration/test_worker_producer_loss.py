@@ -38,9 +38,9 @@ from dispatch.adapters.kafka.transport import KafkaTransport
 from dispatch.adapters.kafka.worker import KafkaWorker
 from dispatch.bootstrap import build_kafka_worker
 from dispatch.domain.ids import new_id
-from dispatch.messages import Inbound
 from dispatch.replay.operations import verify
 from dispatch.settings import Settings
+from dispatch.shard.inbound import Inbound
 from schemas import commands as c
 
 pytestmark = pytest.mark.kafka

@@ -29,9 +29,10 @@ from dispatch.adapters.kafka.topics import Topics, create_topics, delete_topics
 from dispatch.adapters.kafka.transport import KafkaTransport
 from dispatch.bootstrap import build_kafka_worker
 from dispatch.domain.ids import new_id
-from dispatch.messages import Inbound, Ping
+from dispatch.messages import Ping
 from dispatch.replay.operations import verify
 from dispatch.settings import Settings
+from dispatch.shard.inbound import Inbound
 from dispatch.simulator.kafka import run_on_kafka
 from dispatch.simulator.runner import SimConfig
 from schemas import commands as c

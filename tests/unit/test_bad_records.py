@@ -14,8 +14,9 @@ from dispatch.adapters.kafka.batch import KafkaBatch
 from dispatch.adapters.kafka.topics import Topics
 from dispatch.bootstrap import build_embedded_engine
 from dispatch.domain.ids import new_id
-from dispatch.messages import MAX_PING_AHEAD_S, Inbound, Ping
+from dispatch.messages import MAX_PING_AHEAD_S, Ping
 from dispatch.settings import Settings
+from dispatch.shard.inbound import Inbound
 from dispatch.shard.worker import ShardWorker
 
 T0 = 1_767_600_000.0

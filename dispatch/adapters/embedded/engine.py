@@ -46,6 +46,7 @@ class EmbeddedEngine:
             self.transport.dead_letter(batch.poison)
         if batch.outcomes:
             self.transport.publish_outcomes(batch.outcomes)
+        self.transport.send_between_shards(batch.messages, batch.acks)
         worker.committed(batch)
         return batch.report
 

@@ -7,8 +7,10 @@ from collections import deque
 from collections.abc import Sequence
 
 from dispatch.domain.ids import shard_of
-from dispatch.messages import Inbound, Ping, Poison
+from dispatch.messages import Ping, Poison
 from dispatch.outcome_mailbox import OutcomeMailbox
+from dispatch.shard.crossshard.messages import Ack, Envelope
+from dispatch.shard.inbound import Inbound
 from schemas.commands import CommandEnvelope, Outcome
 
 
@@ -19,6 +21,7 @@ class EmbeddedTransport:
     def __init__(self, keep_outcomes: int = 100_000) -> None:
         self._commands: dict[int, deque[CommandEnvelope]] = {}
         self._pings: dict[int, deque[Ping]] = {}
+        self._messages: dict[int, deque[Envelope | Ack]] = {}  # between shards, by receiver
         self._cond = threading.Condition()
         self._mailbox = OutcomeMailbox(keep_outcomes)
         self.dead_letters: list[Poison] = []
@@ -35,15 +38,33 @@ class EmbeddedTransport:
                 self._pings.setdefault(shard_of(ping.driver_id), deque()).append(ping)
             self._cond.notify_all()
 
+    def send_between_shards(self, messages: Sequence[Envelope], acks: Sequence[Ack]) -> None:
+        """A committed batch's messages and acks to other shards (kept in order per
+        receiver; lost only with the process, when the senders' restore resends them)."""
+        with self._cond:
+            for message in messages:
+                self._messages.setdefault(message.receiver, deque()).append(message)
+            for ack in acks:
+                self._messages.setdefault(ack.receiver, deque()).append(ack)
+            if messages or acks:
+                self._cond.notify_all()
+
     def poll(self, shard: int, max_records: int, timeout_s: float) -> Inbound:
-        """Take up to ``max_records`` commands and pings for ``shard``, waiting at most
-        ``timeout_s`` for the first one."""
+        """Take up to ``max_records`` commands and pings for ``shard`` (and the messages
+        from other shards), waiting at most ``timeout_s`` for the first one."""
         with self._cond:
             commands = self._commands.setdefault(shard, deque())
             pings = self._pings.setdefault(shard, deque())
-            if not commands and not pings and timeout_s > 0:
+            between = self._messages.setdefault(shard, deque())
+            if not commands and not pings and not between and timeout_s > 0:
                 self._cond.wait(timeout_s)
             inbound = Inbound()
+            while between and len(inbound.messages) + len(inbound.acks) < max_records:
+                item = between.popleft()
+                if isinstance(item, Ack):
+                    inbound.acks.append(item)
+                else:
+                    inbound.messages.append(item)
             while commands and len(inbound.commands) < max_records:
                 inbound.commands.append(commands.popleft())
             while pings and len(inbound.pings) < max_records:

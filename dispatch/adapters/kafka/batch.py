@@ -23,7 +23,7 @@ from dispatch.adapters.kafka.eventstore import ProducerLostError
 from dispatch.adapters.kafka.outcomes import send_outcomes
 from dispatch.adapters.kafka.shard_host import ShardHost
 from dispatch.adapters.kafka.topics import Topics
-from dispatch.messages import Inbound
+from dispatch.shard.inbound import Inbound
 from dispatch.shard.worker import Batch, BatchReport
 
 log = logging.getLogger(__name__)

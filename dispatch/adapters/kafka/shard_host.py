@@ -17,9 +17,9 @@ from dispatch.adapters.kafka.follower import Follower
 from dispatch.adapters.kafka.topics import Topics
 from dispatch.checkpoints import CheckpointWriter, Restored, restore_matcher
 from dispatch.matching.matcher import Matcher
-from dispatch.messages import Inbound
 from dispatch.settings import Settings
 from dispatch.shard.application import ShardApplication
+from dispatch.shard.inbound import Inbound
 from dispatch.shard.live import LiveAggregates
 from dispatch.shard.worker import ShardWorker
 
@@ -118,7 +118,7 @@ def open_shard(
     worker = ShardWorker(
         shard, app, matcher_factory, clock,
         checkpoints=writer, checkpoint_store=store, chunks_with_events=False,
-        live=LiveAggregates(settings.idempotency_window_s),
+        live=LiveAggregates(settings.idempotency_window_s), peers=range(settings.shards),
     )  # fmt: skip
     if tail_only:
         assert chosen is not None

@@ -46,8 +46,9 @@ from dispatch.adapters.kafka.eventstore import FencedError, ProducerLostError
 from dispatch.adapters.kafka.shard_host import AppFactory, ShardHost, open_shard
 from dispatch.adapters.kafka.topics import Topics
 from dispatch.matching.matcher import Matcher
-from dispatch.messages import Inbound, Poison
+from dispatch.messages import Poison
 from dispatch.settings import Settings
+from dispatch.shard.inbound import Inbound
 
 log = logging.getLogger(__name__)
 

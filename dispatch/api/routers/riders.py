@@ -17,7 +17,7 @@ from dispatch.api.deps import (
     RegistrationLimit,
     RiderCaller,
 )
-from dispatch.api.errors import COMMAND_RESPONSES, REGISTRATION_RESPONSES, ApiError
+from dispatch.api.errors import COMMAND_RESPONSES, REGISTRATION_RESPONSES
 from dispatch.api.writes import Write, keyed_id, register, send, write
 from dispatch.domain.ids import derived_id, new_id, shard_of
 from schemas import api
@@ -70,18 +70,13 @@ def request_ride(
     ctx: Ctx,
     key: IdempotencyKey = None,
 ) -> JSONResponse:
-    """Ask for a ride from `pickup` to `dropoff`. Dispatch starts at once; follow it on
-    `GET /rides/{ride_id}/events`. A rider has one active ride at a time (else 409)."""
+    """Ask for a ride from `pickup` to `dropoff`, in any market. Dispatch starts at once;
+    follow it on `GET /rides/{ride_id}/events`. A rider has one active ride at a time
+    (else 409)."""
     rider_id = UUID(caller.sub)
-    shard = shard_of(rider_id)
-    pickup_shard = ctx.runtime.markets.shard_for(body.pickup.lat, body.pickup.lng)
-    if pickup_shard != shard:
-        raise ApiError(
-            422,
-            "invalid_request",
-            f"pickup is served by shard {pickup_shard}, not by your market (shard {shard}): "
-            "rides are requested in the rider's market",
-        )
+    # The ride lives in the shard of its pickup; the rider's home shard takes the request
+    # (the one-active-ride lock) and, for a pickup elsewhere, opens the ride there.
+    shard = ctx.runtime.markets.shard_for(body.pickup.lat, body.pickup.lng)
     command_id, print_ = keyed_id(request, caller.sub, key, body)
     # A keyed request's ride id is derived from its command id and the idempotency window's
     # period (as its record's is): a retry within the window is answered from the record
@@ -99,7 +94,11 @@ def request_ride(
         dropoff=body.dropoff.as_latlng(),
     )
     extra = {"ride_id": str(ride_id)}
-    return send(ctx, Write(command, command_id, print_, True, extra, creates="ride_id"))
+    elsewhere = shard if shard != shard_of(rider_id) else None
+    return send(
+        ctx, Write(command, command_id, print_, True, extra, creates="ride_id",
+                   opens_ride_in=elsewhere),
+    )  # fmt: skip
 
 
 @rides.post(

@@ -59,22 +59,37 @@ def test_requesting_for_an_unknown_rider_is_refused_as_not_found(s):
     s.when(s.request_ride(s.new_id(), s.new_id())).assert_rejected("not_found")
 
 
-def test_ride_id_in_a_different_shard_than_the_rider_is_refused(s):
-    # the ride id routes the command here, but the rider lives in another shard
+def test_a_request_for_a_rider_of_another_shard_is_refused_as_misrouted(s):
+    # a request is handled at the rider's home shard, where the rider's lock is
     rider_elsewhere = s.new_id(s.OTHER_SHARD)
 
     then = s.when(s.request_ride(s.new_id(), rider_elsewhere))
 
-    then.assert_rejected("invalid_command")
+    then.assert_rejected("misrouted")
 
 
-def test_ride_id_in_another_shard_than_this_riders_is_rejected_as_misrouted(s):
+def test_a_pickup_in_another_shard_takes_the_riders_lock_here_and_sends_the_ride_there(s):
     rider_id = s.rider()
+    ride_id = s.new_id(s.OTHER_SHARD)
+
+    then = s.when(s.request_ride(ride_id, rider_id))
+
+    assert then.accepted, then.outcome
+    assert s.get(rider_id).active_ride == ride_id
+    assert s.working(ride_id) is None  # the ride opens at its pickup's shard, not here
+    sent = then.event("dispatch.Link.Sent")
+    assert (sent.peer, sent.seq, sent.kind) == (s.OTHER_SHARD, 1, "OpenRide")
+    assert sent.body["ride"] == str(ride_id) and sent.body["rider"] == str(rider_id)
+
+
+def test_a_busy_rider_asking_for_a_pickup_in_another_shard_is_refused_and_sends_nothing(s):
+    rider_id = s.rider()
+    s.request(rider_id)
 
     then = s.when(s.request_ride(s.new_id(s.OTHER_SHARD), rider_id))
 
-    then.assert_rejected("misrouted")
-    assert s.get(rider_id).active_ride is None
+    then.assert_rejected("illegal_transition")
+    assert "dispatch.Link.Sent" not in then.recorded_topics
 
 
 @pytest.mark.parametrize(

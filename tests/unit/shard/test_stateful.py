@@ -2,10 +2,10 @@
 again on SQLite).
 
 Drivers and riders are registered up front; the rules then send random commands (often
-illegal: wrong actor, wrong state, unknown or misrouted ids, repeated command ids) and
-random matcher decisions, move the clock forward, and commit at random points. After
-every step the domain rules must hold, a rejected command must have changed nothing, and
-the committed log must pass ``dispatch.invariants.InvariantChecker``.
+illegal: wrong actor, wrong state, unknown or misrouted ids, repeated command ids; pickups
+in another shard) and random matcher decisions, move the clock forward, and commit at
+random points. After every step the domain rules must hold, a rejected command must have
+changed nothing, and the committed log must pass ``dispatch.invariants.InvariantChecker``.
 """
 
 from __future__ import annotations
@@ -23,14 +23,16 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from dispatch.domain.driver import Driver, DriverStatus
-from dispatch.domain.ids import new_id
+from dispatch.domain.ids import new_id, shard_of
 from dispatch.domain.ride import TERMINAL, Ride, RideStatus
 from dispatch.domain.rider import Rider
 from dispatch.invariants import InvariantChecker
 from dispatch.log import decode
 from dispatch.matching.decisions import ExpireOffer, ExpireRequest, MakeOffer
 from dispatch.shard.application import ShardApplication
+from dispatch.shard.crossshard.messages import OpenRide
 from dispatch.shard.handlers import Policy
+from dispatch.shard.links import Link, link_id
 from schemas import commands as c
 
 SHARD, OTHER = 1, 2
@@ -174,12 +176,12 @@ class ShardMachine(RuleBasedStateMachine):
     def go_offline(self, i: int, after_trip: bool) -> None:
         self.send(c.GoOffline(driver_id=self.drivers[i % DRIVERS], after_trip=after_trip))
 
-    @rule(i=index, kind=st.sampled_from(["new", "new", "new", "reuse", "misrouted", "foreign"]))
+    @rule(i=index, kind=st.sampled_from(["new", "new", "new", "reuse", "elsewhere", "foreign"]))
     def request_ride(self, i: int, kind: str) -> None:
         rider_id = self.riders[i % RIDERS]
         if kind == "reuse" and self.rides:
             ride_id = self.rides[i % len(self.rides)]
-        elif kind == "misrouted":
+        elif kind == "elsewhere":  # a pickup in another shard: the lock here, the ride there
             ride_id = new_id(OTHER, self.rng)
         else:
             ride_id = new_id(SHARD, self.rng)
@@ -351,7 +353,13 @@ class ShardMachine(RuleBasedStateMachine):
                 assert holders.get(driver_id) == driver.ride_id
         for rider_id, rider in riders.items():
             assert isinstance(rider, Rider)
-            if rider.active_ride is not None:
+            if rider.active_ride is not None and shard_of(rider.active_ride) != SHARD:
+                # a ride at another shard's pickup: its OpenRide was sent from here
+                link = self.find(link_id(SHARD, shard_of(rider.active_ride)))
+                assert isinstance(link, Link)
+                opened = [e.body.ride for e in link.pending() if isinstance(e.body, OpenRide)]
+                assert str(rider.active_ride) in opened
+            elif rider.active_ride is not None:
                 ride = rides.get(rider.active_ride)
                 assert ride is not None and ride.rider_id == rider_id and ride.is_active
 

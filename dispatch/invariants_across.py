@@ -1,0 +1,164 @@
+"""The checks ``replay verify`` makes over all shards together (issue #14).
+
+A ride lives in its pickup's shard R; when its rider's home shard H is another, H takes the
+rider's lock (``Rider.RideRequested``) and sends ``OpenRide``, and R sends ``UnlockRider``
+when the ride ends (``dispatch.shard.crossing``), over the shards' links
+(``dispatch.shard.links``). Fed every event of every shard (in any order between shards),
+``finish`` flags:
+
+- ``ride_without_lock``: a ride opened at R for a rider of H that holds no lock for it;
+- ``lock_without_ride``: a rider still locked for a ride that never opened at R, with no
+  ``OpenRide`` for it on its way;
+- ``lock_not_released``: a rider still locked for a ride that ended at R, with no
+  ``UnlockRider`` for it on its way;
+- ``lock_released_early``: a rider let go of a ride that is still active at R;
+- ``ending_mismatch``: the rider was told another ending than the ride's;
+- ``message_applied_unsent`` / ``message_gap``: a shard applied a message its sender never
+  sent, or skipped one (each channel is applied once, in order, without gaps).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from uuid import UUID
+
+from dispatch.domain.ids import shard_of
+from dispatch.domain.ride import RIDE_ENDINGS, Ride
+from dispatch.domain.rider import Rider
+from dispatch.invariants import Violation
+from dispatch.log import LogEvent
+from dispatch.shard.links import Link
+
+_OPENED, _LINK_OPENED = Ride.Created.TOPIC, Link.Created.TOPIC
+_SENT, _APPLIED = Link.Sent.TOPIC, Link.Applied.TOPIC
+
+
+def _shard(aggregate_id: str) -> int:
+    return shard_of(UUID(aggregate_id))
+
+
+@dataclass
+class _Seen:
+    where: str
+    value: str = ""
+
+
+@dataclass
+class CrossShardChecker:
+    violations: list[Violation] = field(default_factory=list)
+    locked: dict[str, tuple[str, _Seen]] = field(default_factory=dict)  # ride -> rider, at H
+    unlocked: dict[str, _Seen] = field(default_factory=dict)  # ride -> how it ended, at H
+    opened: dict[str, tuple[str, _Seen]] = field(default_factory=dict)  # ride -> rider, at R
+    ended: dict[str, _Seen] = field(default_factory=dict)  # ride -> its ending, at R
+    links: dict[str, tuple[int, int]] = field(default_factory=dict)  # link id -> (shard, peer)
+    sent: dict[tuple[int, int], dict[int, tuple[str, str]]] = field(default_factory=dict)
+    applied: dict[tuple[int, int], list[tuple[int, str]]] = field(default_factory=dict)
+
+    def check(self, e: LogEvent) -> None:
+        topic = e.topic
+        if topic == Rider.RideRequested.TOPIC:
+            ride = e.data["ride_id"]
+            if _shard(ride) != e.shard:
+                self.locked[ride] = (e.aggregate_id, _Seen(e.where))
+        elif topic == Rider.RideEnded.TOPIC:
+            ride = e.data["ride_id"]
+            if _shard(ride) != e.shard:
+                self.unlocked[ride] = _Seen(e.where, e.data["outcome"])
+        elif topic == _OPENED:
+            rider = e.data["rider_id"]
+            if _shard(rider) != e.shard:
+                self.opened[e.aggregate_id] = (rider, _Seen(e.where))
+        elif topic in RIDE_ENDINGS:
+            if e.aggregate_id in self.opened:  # opened earlier in the same shard's log
+                self.ended[e.aggregate_id] = _Seen(e.where, RIDE_ENDINGS[topic].value)
+        elif topic == _LINK_OPENED:
+            self.links[e.aggregate_id] = (e.shard, int(e.data["peer"]))
+        elif topic == _SENT:
+            channel = (e.shard, int(e.data["peer"]))
+            body = e.data["body"]
+            self.sent.setdefault(channel, {})[int(e.data["seq"])] = (
+                e.data["kind"],
+                str(body.get("ride", "")),
+            )
+        elif topic == _APPLIED:
+            shard, peer = self.links.get(e.aggregate_id, (e.shard, -1))
+            self.applied.setdefault((peer, shard), []).append((int(e.data["seq"]), e.where))
+
+    def finish(self) -> list[Violation]:
+        in_flight = self._in_flight()
+        for ride, (rider, seen) in self.opened.items():
+            lock = self.locked.get(ride)
+            if lock is None or lock[0] != rider:
+                self._flag(
+                    seen,
+                    ride,
+                    "ride_without_lock",
+                    f"ride opened for rider {rider}, who holds no lock for it",
+                )
+        for ride, (rider, seen) in self.locked.items():
+            released = self.unlocked.get(ride)
+            if ride not in self.opened:
+                if released is None and ("OpenRide", ride) not in in_flight:
+                    self._flag(
+                        seen,
+                        rider,
+                        "lock_without_ride",
+                        f"locked for ride {ride}, which never opened",
+                    )
+                continue
+            ending = self.ended.get(ride)
+            if released is None and ending is not None and ("UnlockRider", ride) not in in_flight:
+                self._flag(
+                    ending,
+                    rider,
+                    "lock_not_released",
+                    f"ride {ride} ended ({ending.value}) but its rider is still locked",
+                )
+            if released is not None and ending is None:
+                self._flag(
+                    released,
+                    rider,
+                    "lock_released_early",
+                    f"let go of ride {ride}, which is still active",
+                )
+            if released is not None and ending is not None and released.value != ending.value:
+                self._flag(
+                    released,
+                    rider,
+                    "ending_mismatch",
+                    f"told {released.value}, but ride {ride} {ending.value}",
+                )
+        self._check_channels()
+        return self.violations
+
+    def _in_flight(self) -> set[tuple[str, str]]:
+        """(kind, ride) of every message sent and not applied by its receiver."""
+        out: set[tuple[str, str]] = set()
+        for channel, messages in self.sent.items():
+            done = max((seq for seq, _ in self.applied.get(channel, [])), default=0)
+            out.update(message for seq, message in messages.items() if seq > done)
+        return out
+
+    def _check_channels(self) -> None:
+        for (sender, receiver), applied in self.applied.items():
+            sent = self.sent.get((sender, receiver), {})
+            expected = 1
+            for seq, where in applied:
+                if seq != expected:
+                    self._flag(
+                        _Seen(where),
+                        f"{sender}>{receiver}",
+                        "message_gap",
+                        f"applied message {seq} where {expected} was next",
+                    )
+                if seq not in sent:
+                    self._flag(
+                        _Seen(where),
+                        f"{sender}>{receiver}",
+                        "message_applied_unsent",
+                        f"applied message {seq}, which shard {sender} never sent",
+                    )
+                expected = seq + 1
+
+    def _flag(self, seen: _Seen, aggregate_id: str, kind: str, detail: str) -> None:
+        self.violations.append(Violation(seen.where, aggregate_id, kind, detail))

@@ -1,0 +1,129 @@
+"""A rider of one market takes a ride in another, over HTTP (issue #14).
+
+The ride lives in its pickup's shard and is served by that market's drivers; the rider's
+one-active-ride lock stays at the rider's home shard, taken by the request and let go when
+the ride ends, through the shards' messages.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+from test_api_embedded import SECRET, WAIT_S, Api, EventStream, bearer
+
+from dispatch.api import AuthSettings, create_app, mint_operator_token
+from dispatch.api.context import ApiOptions
+from dispatch.bootstrap import build_runtime
+from dispatch.settings import MarketConfig, Settings
+
+SF = {"lat": 37.7749, "lng": -122.4194}
+SAN_JOSE = {"lat": 37.3382, "lng": -121.8863}
+SAN_JOSE_DROPOFF = {"lat": 37.3440, "lng": -121.8800}
+NEAR_SAN_JOSE = {"lat": 37.3388, "lng": -121.8856}
+MARKETS = [
+    MarketConfig(name="sf", shard=0, lat=SF["lat"], lng=SF["lng"], radius_km=6),
+    MarketConfig(name="san-jose", shard=1, lat=SAN_JOSE["lat"], lng=SAN_JOSE["lng"], radius_km=6),
+]
+
+
+def settings_for(data_dir: Path) -> Settings:
+    return Settings(data_dir=data_dir, shards=2, markets=MARKETS, offer_timeout_s=60.0)
+
+
+def serve(settings: Settings) -> Iterator[Api]:
+    runtime = build_runtime(settings, clock=time.time)
+    auth = AuthSettings(secret=SecretStr(SECRET), environment="production")
+    options = ApiOptions(heartbeat_s=0.2, read_wait_s=1.0, command_timeout_s=5.0)
+    with TestClient(create_app(runtime, auth, options)) as client:
+        yield Api(client, runtime, bearer(mint_operator_token(auth)))
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[Api]:
+    yield from serve(settings_for(tmp_path))
+
+
+def register(api: Api, role: str, home: dict[str, float]) -> tuple[str, dict[str, str]]:
+    r = api.client.post(f"/{role}s", json={"name": "N", "home": home})
+    assert r.status_code == 201, r.text
+    body = r.json()
+    return body[f"{role}_id"], bearer(body["token"]["access_token"])
+
+
+def request(api: Api, rider: dict[str, str], pickup: dict[str, float]) -> Any:
+    return api.client.post(
+        "/rides", headers=rider, json={"pickup": pickup, "dropoff": SAN_JOSE_DROPOFF}
+    )
+
+
+def test_a_rider_from_one_market_rides_in_another_with_its_drivers(api: Api) -> None:
+    c = api.client
+    rider_id, rider = register(api, "rider", SF)
+    driver_id, driver = register(api, "driver", SAN_JOSE)
+    online = c.post(f"/drivers/{driver_id}/online", headers=driver)
+    assert online.status_code == 200, online.text
+    r = c.post(f"/drivers/{driver_id}/location", headers=driver, json=NEAR_SAN_JOSE)
+    assert r.status_code == 202, r.text
+    token = online.json()["position"]
+    offers = EventStream(c, f"/drivers/{driver_id}/offers?max_s=30&after={token}", driver).open()
+    try:
+        offers.next("snapshot")
+        r = request(api, rider, SAN_JOSE)
+        assert r.status_code == 201, r.text
+        ride_id = r.json()["ride_id"]
+        assert r.json()["position"].startswith("1:"), "the ride opened at its pickup's shard"
+
+        # the rider holds one active ride, whichever market it asks in
+        again = request(api, rider, SF)
+        assert again.status_code == 409, again.text
+
+        _, offer = offers.next("Driver.OfferReceived")
+        assert offer["data"]["ride_id"] == ride_id
+        for action in ("accept", "arrived", "start", "complete"):
+            r = c.post(f"/rides/{ride_id}/{action}", headers=driver)
+            assert r.status_code == 200, r.text
+        seen = c.get(f"/rides/{ride_id}", headers=rider, params={"after": r.json()["position"]})
+        assert seen.json()["status"] == "completed"
+        assert seen.json()["rider_id"] == rider_id
+    finally:
+        offers.close()
+    # the ride's end reaches the rider's home shard: the rider may ride again
+    deadline = time.monotonic() + WAIT_S
+    while (r := request(api, rider, SF)).status_code == 409:
+        assert time.monotonic() < deadline, "the rider's lock was never let go"
+        time.sleep(0.05)
+    assert r.status_code == 201, r.text
+
+
+def test_a_ride_cancelled_in_another_market_frees_its_rider(api: Api) -> None:
+    _, rider = register(api, "rider", SF)
+    r = request(api, rider, SAN_JOSE)
+    assert r.status_code == 201, r.text
+    ride_id = r.json()["ride_id"]
+
+    cancel = api.client.post(f"/rides/{ride_id}/cancel", headers=rider)
+    assert cancel.status_code == 200, cancel.text
+
+    deadline = time.monotonic() + WAIT_S
+    while (r := request(api, rider, SAN_JOSE)).status_code == 409:
+        assert time.monotonic() < deadline, "the rider's lock was never let go"
+        time.sleep(0.05)
+    assert r.status_code == 201, r.text
+    history = api.client.get(f"/rides/{ride_id}", headers=rider).json()
+    assert history["status"] == "cancelled"
+
+
+def test_another_rider_cannot_cancel_a_ride_in_another_market(api: Api) -> None:
+    _, rider = register(api, "rider", SF)
+    _, stranger = register(api, "rider", SF)
+    ride_id = request(api, rider, SAN_JOSE).json()["ride_id"]
+
+    r = api.client.post(f"/rides/{ride_id}/cancel", headers=stranger)
+
+    assert r.status_code == 403, r.text

@@ -1,0 +1,164 @@
+"""Rides across shards on the embedded engine (issue #14): the rider's lock at home, the
+ride at its pickup's shard, the messages between them through each shard's links, kept in
+the SQLite log, sent again after a restart, applied once; ``replay verify`` checks them
+over all shards together."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from dispatch.adapters.embedded.engine import EmbeddedEngine
+from dispatch.adapters.sqlite.logsource import SqliteLogSource
+from dispatch.bootstrap import build_embedded_engine
+from dispatch.domain.ids import new_id
+from dispatch.domain.ride import Ride, RideStatus
+from dispatch.domain.rider import Rider
+from dispatch.replay.operations import verify
+from dispatch.settings import Settings
+from dispatch.shard.links import Link, link_id
+from dispatch.simulator.clock import SimClock
+from schemas import commands as c
+
+H, R = 0, 1  # the rider's home shard, the pickup's shard
+PICKUP = {"lat": 37.3382, "lng": -121.8863}
+DROPOFF = {"lat": 37.3440, "lng": -121.8800}
+
+
+class City:
+    def __init__(self, data_dir: Path) -> None:
+        self.settings = Settings(data_dir=data_dir, shards=2)
+        self.clock = SimClock()
+        self.clock.now = 1_767_600_000.0
+        self.engine = build_embedded_engine(self.settings, self.clock)
+        self.seq = 0
+
+    def restart(self) -> None:
+        self.engine = build_embedded_engine(self.settings, self.clock)
+
+    def send(self, command: Any) -> str:
+        self.seq += 1
+        envelope = c.CommandEnvelope(
+            command_id=f"cmd-{self.seq}", issued_at=self.clock.now, command=command
+        )
+        self.engine.transport.send_command(envelope)
+        return envelope.command_id
+
+    def run(self, shard: int) -> None:
+        self.clock.now += 1.0
+        self.engine.run_batch(self.engine.workers[shard])
+
+    def settle(self) -> None:
+        for _ in range(4):
+            self.run(H)
+            self.run(R)
+
+    def outcome(self, command_id: str) -> c.Outcome:
+        outcome = self.engine.transport.wait_outcome(command_id, 0)
+        assert outcome is not None, command_id
+        return outcome
+
+    def get(self, engine: EmbeddedEngine, shard: int, aggregate_id: UUID) -> Any:
+        return engine.workers[shard].app.repository.get(aggregate_id)
+
+    def rider_ride(self, rider: UUID) -> UUID | None:
+        rider_agg: Rider = self.get(self.engine, H, rider)
+        return rider_agg.active_ride
+
+    def verify(self) -> list[Any]:
+        source = SqliteLogSource(self.settings.data_dir)
+        try:
+            return verify(source)[1]
+        finally:
+            source.close()
+
+
+def a_rider(city: City) -> UUID:
+    rider = new_id(H)
+    city.send(c.RegisterRider(rider_id=rider, name="Ray"))
+    city.run(H)
+    return rider
+
+
+def request(city: City, rider: UUID) -> tuple[UUID, str]:
+    ride = new_id(R)
+    command = c.RequestRide(ride_id=ride, rider_id=rider, pickup=PICKUP, dropoff=DROPOFF)
+    return ride, city.send(command)
+
+
+def test_a_ride_opens_at_its_pickups_shard_and_its_end_frees_the_rider_at_home(
+    tmp_path: Path,
+) -> None:
+    city = City(tmp_path)
+    rider = a_rider(city)
+    ride, command_id = request(city, rider)
+    city.run(H)
+    assert city.outcome(command_id).accepted
+    assert city.rider_ride(rider) == ride
+    assert city.verify() == []  # the OpenRide is on its way: not a violation
+
+    city.run(R)
+    opened: Ride = city.get(city.engine, R, ride)
+    assert opened.status == RideStatus.REQUESTED and opened.rider_id == rider
+    cancel = city.send(c.CancelRide(ride_id=ride, rider_id=rider, reason="changed plans"))
+    city.settle()
+    assert city.outcome(cancel).accepted
+    assert city.rider_ride(rider) is None
+    assert city.verify() == []
+    # every message was acknowledged: nothing left to send on either side
+    for shard, peer in ((H, R), (R, H)):
+        link: Link = city.get(city.engine, shard, link_id(shard, peer))
+        assert link.pending() == []
+
+
+def test_a_message_lost_with_the_process_is_sent_again_after_a_restart_and_applied_once(
+    tmp_path: Path,
+) -> None:
+    city = City(tmp_path)
+    rider = a_rider(city)
+    ride, command_id = request(city, rider)
+    city.run(H)  # committed at H: the OpenRide is in H's log and in the process's queue
+    assert city.outcome(command_id).accepted
+
+    city.restart()  # the queue is gone with the old process; H's link still holds it
+    city.settle()
+    opened: Ride = city.get(city.engine, R, ride)
+    assert opened.rider_id == rider
+    # and a second restart sends nothing twice: the ride opened once, the link is settled
+    city.restart()
+    city.settle()
+    link: Link = city.get(city.engine, H, link_id(H, R))
+    assert link.pending() == [] and link.out_next == 2
+    assert city.get(city.engine, R, link_id(R, H)).in_next == 2
+    assert city.verify() == []
+
+
+def test_a_duplicate_message_is_dropped_and_acknowledged_again(tmp_path: Path) -> None:
+    city = City(tmp_path)
+    rider = a_rider(city)
+    ride, _ = request(city, rider)
+    city.run(H)
+    sent = city.engine.workers[H].app.pending_messages([R])
+    assert [type(m.body).__name__ for m in sent] == ["OpenRide"]
+    city.settle()
+    # the same message delivered again (a resend racing its ack)
+    city.engine.transport.send_between_shards(sent, [])
+    city.settle()
+    ride_agg: Ride = city.get(city.engine, R, ride)
+    assert ride_agg.version == 1  # opened once
+    assert city.get(city.engine, R, link_id(R, H)).in_next == 2
+    assert city.verify() == []
+
+
+def test_a_ride_that_expires_at_its_pickups_shard_frees_its_rider(tmp_path: Path) -> None:
+    city = City(tmp_path)
+    rider = a_rider(city)
+    ride, _ = request(city, rider)
+    city.settle()
+    city.clock.now += city.settings.max_wait_s + 1  # nobody drives there: it expires at R
+    city.settle()
+    expired: Ride = city.get(city.engine, R, ride)
+    assert expired.status == RideStatus.EXPIRED
+    assert city.rider_ride(rider) is None
+    assert city.verify() == []
