@@ -56,11 +56,14 @@ def test_created_topics_have_the_specified_shape_and_creating_again_changes_noth
         admin.close()
     topics = Topics(prefix)
     assert described[topics.events] == described[topics.commands] == described[topics.outcomes] == 3
+    assert described[topics.shard_messages] == described[topics.locations] == 3
     assert described[topics.dead_letters] == 1
     assert configs[topics.events]["retention.ms"]["value"] == "-1"
     assert configs[topics.events]["cleanup.policy"]["value"] == "delete"
     assert configs[topics.snapshots]["cleanup.policy"]["value"] == "compact"
     assert configs[topics.locations]["retention.ms"]["value"] == str(24 * 3600 * 1000)
+    assert configs[topics.shard_messages]["cleanup.policy"]["value"] == "delete"
+    assert configs[topics.shard_messages]["retention.ms"]["value"] == str(7 * 24 * 3600 * 1000)
 
 
 def test_check_reports_missing_topics_wrong_partitions_and_wrong_cleanup_policy(
@@ -76,6 +79,7 @@ def test_check_reports_missing_topics_wrong_partitions_and_wrong_cleanup_policy(
     )
     problems = check_topics(kafka_bootstrap, prefix)
     assert f"{topics.commands}: missing" in problems
+    assert f"{topics.shard_messages}: missing" in problems
     assert any("co-partitioned topics differ" in p for p in problems)
     assert f"{topics.snapshots}: 3 partitions, expected 2" in problems
     assert f"{topics.snapshots}: cleanup.policy=delete, expected compact" in problems

@@ -1,8 +1,9 @@
 """Topic names, the topic table, and the functions that create and check the topics.
 
 Every topic name is ``<prefix>.<role>`` (default prefix ``dispatch``). The co-partitioned
-topics (commands, locations, events, snapshots, outcomes, checkpoints) all have one
-partition per shard: partition ``n`` of each belongs to shard ``n``. Partition counts are
+topics (commands, locations, shard-messages, events, snapshots, outcomes, checkpoints) all
+have one partition per shard: partition ``n`` of each belongs to shard ``n`` (on
+shard-messages, the messages and acks other shards send shard ``n``). Partition counts are
 fixed at creation; over-provision.
 """
 
@@ -58,6 +59,9 @@ _COMPACT_OFTEN = {
 SPECS: tuple[TopicSpec, ...] = (
     TopicSpec("commands", _delete_after(7 * _DAY_MS)),
     TopicSpec("locations", _delete_after(1 * _DAY_MS)),
+    # Messages and acks between shards (partition = receiver), in the senders' batch
+    # transactions; a message unacknowledged is sent again, so a week is plenty.
+    TopicSpec("shard-messages", _delete_after(7 * _DAY_MS)),
     # The log of record: kept forever.
     TopicSpec("events", {"cleanup.policy": "delete", "retention.ms": "-1"}),
     # Latest snapshot per aggregate (key = aggregate id).
@@ -89,6 +93,10 @@ class Topics:
         return self.name("locations")
 
     @property
+    def shard_messages(self) -> str:
+        return self.name("shard-messages")
+
+    @property
     def checkpoints(self) -> str:
         return self.name("checkpoints")
 
@@ -107,6 +115,12 @@ class Topics:
     @property
     def dead_letters(self) -> str:
         return self.name("dead-letters")
+
+    @property
+    def consumed(self) -> tuple[str, ...]:
+        """The co-partitioned topics the shard workers consume: partition ``n`` of each is
+        shard ``n``'s input, and moves with the shard (one group member has all three)."""
+        return (self.commands, self.locations, self.shard_messages)
 
     def all(self) -> list[str]:
         return [spec.name(self.prefix) for spec in SPECS]
