@@ -5,6 +5,9 @@
   (batching many pings per record is what makes ingest fast). Nothing writes the formats
   from before batching (one ping object a record, pings as objects), so none is read: such
   a record, or such a ping, is poison with a reason that says what is expected;
+- shard-messages: one record per message or ack another shard sends the partition's shard,
+  key = the sender shard (as text), value = ``{"message": Envelope.to_data()}`` or
+  ``{"ack": {"from": sender, "to": receiver, "upto": n}}``;
 - outcomes: key = command id, value = the ``Outcome`` JSON;
 - dead letters: value = ``{"source", "position", "reason", "raw"}`` (raw as text or base64).
 
@@ -15,8 +18,12 @@ valid pings of a batch are kept and only the bad ones are dead-lettered.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import math
+import types
+import typing
 from collections.abc import Sequence
+from typing import Any
 from uuid import UUID
 
 import orjson
@@ -24,6 +31,8 @@ from pydantic import ValidationError
 
 from dispatch.domain.geo import latlng_problem
 from dispatch.messages import Ping, Poison
+from dispatch.shard.crossing import MESSAGE_HANDLERS
+from dispatch.shard.crossshard.messages import KINDS, Ack, Body, Envelope
 from schemas.commands import CommandEnvelope, Outcome
 
 MAX_PINGS_PER_RECORD = 10_000
@@ -87,6 +96,137 @@ def decode_pings(value: bytes | None, where: str) -> tuple[list[Ping], list[Pois
                 Poison("locations", f"{where}#{i}", f"invalid ping: {error}", orjson.dumps(item))
             )
     return pings, bad
+
+
+SHARD_MESSAGES = "shard-messages"
+_BETWEEN_SHARDS = (
+    'a record is {"message": {"from", "to", "seq", "kind", "body"}} '
+    'or {"ack": {"from", "to", "upto"}}'
+)
+_ID_FIELDS = frozenset({"ride", "rider", "driver"})  # body fields that hold aggregate ids
+
+
+def encode_shard_message(message: Envelope) -> tuple[bytes, bytes]:
+    """Key (the sender shard) and value of a message's record; its partition is the
+    receiver."""
+    return str(message.sender).encode(), orjson.dumps({"message": message.to_data()})
+
+
+def encode_ack(ack: Ack) -> tuple[bytes, bytes]:
+    """Key (the sender shard) and value of an ack's record; its partition is the receiver."""
+    value = {"ack": {"from": ack.sender, "to": ack.receiver, "upto": ack.upto}}
+    return str(ack.sender).encode(), orjson.dumps(value)
+
+
+class _Bad(ValueError):
+    """Why a shard-messages record cannot be used."""
+
+
+def decode_shard_message(
+    value: bytes | None, where: str, partition: int
+) -> Envelope | Ack | Poison:
+    """A record of the shard-messages topic read from ``partition`` (the receiver's): the
+    message or ack it holds, or a ``Poison`` that says what is wrong (never an exception)."""
+    if value is None:
+        return Poison(SHARD_MESSAGES, where, "empty record (no value)", b"")
+    try:
+        doc = orjson.loads(value)
+    except orjson.JSONDecodeError as error:
+        return Poison(SHARD_MESSAGES, where, f"not JSON: {error}", value)
+    try:
+        if not isinstance(doc, dict) or len(doc) != 1 or not {"message", "ack"} & doc.keys():
+            raise _Bad(f"not a message between shards: {_BETWEEN_SHARDS}")
+        if "ack" in doc:
+            return _ack(doc["ack"], partition)
+        return _message(doc["message"], partition)
+    except _Bad as error:
+        return Poison(SHARD_MESSAGES, where, str(error), value)
+
+
+def _fields(what: str, data: object, names: Sequence[str]) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise _Bad(f"{what} must be an object with {', '.join(names)}")
+    missing = [n for n in names if n not in data]
+    if missing:
+        raise _Bad(f"{what}: missing {', '.join(missing)}")
+    extra = sorted(str(k) for k in data.keys() - set(names))
+    if extra:
+        raise _Bad(f"{what}: unexpected {', '.join(extra)}")
+    return data
+
+
+def _whole(what: str, value: object, least: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < least:
+        raise _Bad(f"{what} must be a whole number of at least {least}, not {value!r}")
+    return value
+
+
+def _channel(what: str, data: dict[str, Any], partition: int) -> tuple[int, int]:
+    sender = _whole(f"{what}.from", data["from"], 0)
+    receiver = _whole(f"{what}.to", data["to"], 0)
+    if receiver != partition:
+        raise _Bad(f"{what} to shard {receiver} read from partition {partition}")
+    if sender == receiver:
+        raise _Bad(f"{what} from shard {sender} to itself")
+    return sender, receiver
+
+
+def _ack(data: object, partition: int) -> Ack:
+    ack = _fields("ack", data, ("from", "to", "upto"))
+    sender, receiver = _channel("ack", ack, partition)
+    return Ack(sender, receiver, _whole("ack.upto", ack["upto"], 0))
+
+
+def _message(data: object, partition: int) -> Envelope:
+    message = _fields("message", data, ("from", "to", "seq", "kind", "body"))
+    sender, receiver = _channel("message", message, partition)
+    seq = _whole("message.seq", message["seq"], 1)
+    kind_name = message["kind"]
+    kind = KINDS.get(kind_name) if isinstance(kind_name, str) else None
+    if kind is None:
+        raise _Bad(f"unknown kind {kind_name!r} (known: {', '.join(sorted(KINDS))})")
+    if kind not in MESSAGE_HANDLERS:
+        # Dead-lettered, not applied: the channel's next messages wait for it (the sender
+        # sends it again until a version that handles it acknowledges it).
+        raise _Bad(f"kind {kind_name} is not handled by this version")
+    return Envelope(sender, receiver, seq, _body(kind, message["body"]))
+
+
+# Each body's field names, in order, and their types.
+_SCHEMAS: dict[type, tuple[tuple[str, ...], dict[str, Any]]] = {
+    kind: (tuple(f.name for f in dataclasses.fields(kind)), typing.get_type_hints(kind))
+    for kind in KINDS.values()
+}
+
+
+def _body(kind: type[Body], data: object) -> Body:
+    names, hints = _SCHEMAS[kind]
+    body = _fields(f"{kind.__name__} body", data, names)
+    values = {name: _typed(f"{kind.__name__}.{name}", body[name], hints[name]) for name in names}
+    return kind(**values)
+
+
+def _typed(what: str, value: Any, hint: Any) -> Any:
+    """``value`` as a field of type ``hint`` (str, int, float, or a union of them and None)."""
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if value is None and type(None) in options:
+        return None
+    if str in options and isinstance(value, str):
+        if what.rsplit(".", 1)[-1] in _ID_FIELDS:
+            try:
+                UUID(value)
+            except ValueError:
+                raise _Bad(f"{what} must be an id (a UUID), not {value!r}") from None
+        return value
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if int in options and number and isinstance(value, int):
+        return value
+    if float in options and number:
+        if not math.isfinite(value):
+            raise _Bad(f"{what} must be a finite number, not {value!r}")
+        return float(value)
+    expected = " or ".join("null" if o is type(None) else o.__name__ for o in options)
+    raise _Bad(f"{what} must be {expected}, not {value!r}")
 
 
 def encode_outcome(outcome: Outcome) -> tuple[bytes, bytes]:
