@@ -1,7 +1,8 @@
 """One shard batch on Kafka, owned from its first record to its commit or abort.
 
 ``KafkaBatch.run`` begins the shard writer's transaction; the worker decides and saves the
-batch's events in it; the outcomes and dead letters go into it; so do the consumed offsets
+batch's events in it; the outcomes, dead letters, and messages and acks to other shards go
+into it; so do the consumed offsets
 (``send_offsets_to_transaction``); then it commits, and only then are the commit listeners
 told. Any failure aborts all of it together: the shard's state is refolded from the log and
 the consumer rewound to the committed offsets, so the batch is read and decided again. A
@@ -73,16 +74,25 @@ class KafkaBatch:
         return Ended("committed", batch.report, decided - started, now - decided)
 
     def _send(self, producer: Any, batch: Batch) -> None:
-        """The batch's outcomes and dead letters, into its transaction."""
+        """The batch's outcomes, dead letters, and messages and acks to other shards (each
+        to its receiver's partition of shard-messages), into its transaction: visible only
+        if the batch commits."""
         shard = self.host.shard
         send_outcomes(producer, self.topics, shard, batch.outcomes)
         for poison in batch.poison:
             value = wire.encode_dead_letter(poison)
             key = str(shard).encode()
             producer.send(self.topics.dead_letters, key=key, value=value, partition=0)
+        between = self.topics.shard_messages
+        for message in batch.messages:
+            key, value = wire.encode_shard_message(message)
+            producer.send(between, key=key, value=value, partition=message.receiver)
+        for ack in batch.acks:
+            key, value = wire.encode_ack(ack)
+            producer.send(between, key=key, value=value, partition=ack.receiver)
 
     def _rewind(self) -> None:
-        for topic in (self.topics.commands, self.topics.locations):
+        for topic in self.topics.consumed:
             tp = TopicPartition(topic, self.host.shard)
             committed = self.consumer.committed(tp)
             if committed is None:

@@ -1,11 +1,12 @@
 """``dispatch worker``: shard workers on Kafka, placed by a consumer group.
 
-The process joins the group on the co-partitioned commands and locations topics (range
-assignment keeps partition n of both with one member) and hosts one shard application and
-matcher per owned partition. Each batch of a shard is ONE Kafka transaction: the new events
-(through the Kafka persistence module), the outcomes, dead letters and the consumed
-offsets (``send_offsets_to_transaction``) commit together, so after a crash the batch is
-either wholly visible or redone from the committed offsets. A zombie that lost its shard is
+The process joins the group on the co-partitioned commands, locations and shard-messages
+topics (range assignment keeps partition n of all three with one member) and hosts one
+shard application and matcher per owned partition. Each batch of a shard is ONE Kafka
+transaction: the new events (through the Kafka persistence module), the outcomes, dead
+letters, the messages and acks to other shards and the consumed offsets
+(``send_offsets_to_transaction``) commit together, so after a crash the batch is either
+wholly visible or redone from the committed offsets. A zombie that lost its shard is
 fenced by the shard's transactional id.
 
 A shard whose producer is lost (``ProducerLostError``) is released, and its partitions are
@@ -48,6 +49,7 @@ from dispatch.adapters.kafka.topics import Topics
 from dispatch.matching.matcher import Matcher
 from dispatch.messages import Poison
 from dispatch.settings import Settings
+from dispatch.shard.crossshard.messages import Ack
 from dispatch.shard.inbound import Inbound
 
 log = logging.getLogger(__name__)
@@ -119,7 +121,7 @@ class KafkaWorker:
             "metadata_max_age_ms": 30_000,
         }
         self.consumer = new_consumer(settings.kafka_bootstrap, **(options | consumer_overrides))
-        topics = [self.topics.commands, self.topics.locations]
+        topics = list(self.topics.consumed)
         self._await_topics(topics)
         self.consumer.subscribe(topics, listener=_Rebalance(self))
         # A metadata fetch now, with the subscription set: otherwise the first join may beat
@@ -221,6 +223,14 @@ class KafkaWorker:
                         box.poison.append(decoded)
                     else:
                         box.commands.append(decoded)
+                elif tp.topic == self.topics.shard_messages:
+                    between = wire.decode_shard_message(record.value, where, shard)
+                    if isinstance(between, Poison):
+                        box.poison.append(between)
+                    elif isinstance(between, Ack):
+                        box.acks.append(between)
+                    else:
+                        box.messages.append(between)
                 else:
                     pings, poison = wire.decode_pings(record.value, where)
                     box.pings.extend(pings)
@@ -352,8 +362,8 @@ class KafkaWorker:
         )
 
     def _ownership_doubt(self, shard: int) -> str | None:
-        """None if the broker says that the group, stable, assigns both partitions of the
-        shard to this member; else why that is not known.
+        """None if the broker says that the group, stable, assigns all the partitions of
+        the shard to this member; else why that is not known.
 
         This member's own view is not enough: a member evicted from the group (a session
         timeout, a network split) keeps believing it owns its partitions until it hears of
@@ -387,7 +397,9 @@ class KafkaWorker:
         return None
 
     def _partitions(self, shard: int) -> set[TopicPartition]:
-        return {TopicPartition(t, shard) for t in (self.topics.commands, self.topics.locations)}
+        """The shard's partition of each consumed topic: they move, pause and rewind
+        together."""
+        return {TopicPartition(t, shard) for t in self.topics.consumed}
 
     def _rewind(self, shard: int) -> None:
         """Seek the shard's partitions to their committed offsets (the earliest if none)."""
