@@ -4,14 +4,14 @@
         [--riders 30000] [--runs 3] [--seconds 90] [--warmup 10] [--rate 20]
         [--every 15000] [--rows 10000] [--no-calibrate] [--json]
 
-Needs the local broker (scripts/kafka-local.sh start). One shard's live state is written
-first with the real shard application on the Kafka store: ``--drivers`` drivers registered
-and online, ``--riders`` riders, every registration's command record within the
-idempotency window (about 2.4 live aggregates a user). Then, ``--runs`` times, a fresh
-worker process runs ``KafkaWorker`` as ``dispatch worker`` does (wall clock, checkpoints
-every ``--every`` events, ``--rows`` rows a chunk) and takes the shard (from the newest
-checkpoint; the first run replays the log), while this process drives a steady load for
-``--seconds``: every driver pings every 4 s on its own phase, riders request ``--rate``
+Needs the local broker (scripts/kafka-local.sh start). ``--runs`` times, on fresh topics:
+one shard's live state is written with the real shard application on the Kafka store
+(``--drivers`` drivers registered and online, ``--riders`` riders, every registration's
+command record within the idempotency window: about 2.4 live aggregates a user); a worker
+process runs ``KafkaWorker`` as ``dispatch worker`` does (wall clock, checkpoints every
+``--every`` events, ``--rows`` rows a chunk) and takes the shard (a full replay: there is
+no checkpoint yet, so the first one begins at once), while this process drives a steady
+load for ``--seconds``: every driver pings every 4 s on its own phase, riders request ``--rate``
 rides a second at uniform pickups, and each offered driver accepts 1-3 s later, arrives
 5 s after, starts the trip 1 s after that and completes it 10 s later.
 
@@ -23,7 +23,8 @@ the first ``--warmup`` seconds are left out. Reported per run: batch p50 / p99 (
 checkpoint in progress and with none, side by side, with their counts and mean commands,
 pings and events a batch; the batches that began a checkpoint on their own; then the
 median of each figure over the runs. Printed first: the CPU model, the load average and
-``scripts/bench_index.py`` queries/s (calibration). Asserts nothing.
+``scripts/bench_index.py`` queries/s (calibration). Progress and each run's figures go to
+stderr, the result to stdout (a table, or JSON). Asserts nothing.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ sys.path.insert(0, str(ROOT))
 PATIENT: dict[str, Any] = {"session_timeout_ms": 60_000, "heartbeat_interval_ms": 3_000,
            "max_poll_interval_ms": 600_000}  # fmt: skip
 WORKER_ONLY = frozenset({"serve", "prefix", "dir", "member", "json"})  # not the run's config
+MEDIANS = ("batches", "p50_ms", "p99_ms", "max_ms", "mean_events", "decided_p50_ms",
+           "committed_p50_ms")  # fmt: skip
 PING_EVERY_S = 4.0
 PHASES = 40  # a fortieth of the drivers pings every tenth of a second
 
@@ -268,7 +271,8 @@ class Load:
                 offers, self.offers = self.offers, []
             for ride, driver in offers:
                 self.sent["offers_seen"] += 1
-                if ride not in self.accepted:  # a ride offered again: already answered
+                # A ride offered again was answered already; one of an earlier run is not ours.
+                if ride in self.rider_of and ride not in self.accepted:
                     self.accepted.add(ride)
                     seq += 1
                     at = now + self.rng.uniform(1.0, 3.0)
@@ -372,7 +376,7 @@ def main() -> int:
     parser.add_argument("--every", type=int, default=15_000, help="events between checkpoints")
     parser.add_argument("--rows", type=int, default=10_000, help="rows a chunk")
     parser.add_argument("--no-calibrate", action="store_true")
-    parser.add_argument("--keep", action="store_true", help="keep the topics")
+    parser.add_argument("--keep", action="store_true", help="keep each run's topics")
     parser.add_argument("--json", action="store_true")
     # The worker process (started by this script).
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
@@ -391,36 +395,32 @@ def main() -> int:
         "load_average": round(os.getloadavg()[0], 2),
         "bench_index_queries_per_s": None if args.no_calibrate else round(calibrate()),
     }
-    if not args.json:
-        print(f"calibration: {json.dumps(calibration)}", flush=True)
-    prefix = f"bench-cp-{uuid.uuid4().hex[:6]}"
-    started = time.perf_counter()
-    try:
-        state = build_state(args.bootstrap, prefix, args.drivers, args.riders)
-        built = round(time.perf_counter() - started, 1)
-        if not args.json:
-            print(f"state: {state['events']:,} events written in {built} s", flush=True)
-        runs = []
-        for i in range(args.runs):
+    print(f"calibration: {json.dumps(calibration)}", file=sys.stderr, flush=True)
+    runs = []
+    for i in range(args.runs):  # each on a state of its own, written afresh: the same start
+        prefix = f"bench-cp-{uuid.uuid4().hex[:6]}"
+        started = time.perf_counter()
+        try:
+            state = build_state(args.bootstrap, prefix, args.drivers, args.riders)
+            built = round(time.perf_counter() - started, 1)
+            print(f"state: {state['events']:,} events written in {built} s", file=sys.stderr)
             result = one_run(args, prefix, state, i)
-            runs.append(result)
-            if not args.json:
-                print(f"run {i + 1}: {json.dumps(result)}", flush=True)
-    finally:
-        if not args.keep:
-            delete_topics(args.bootstrap, prefix)
+        finally:
+            if not args.keep:
+                delete_topics(args.bootstrap, prefix)
+        runs.append({"state_events": state["events"], **result})
+        print(f"run {i + 1}: {json.dumps(runs[-1])}", file=sys.stderr, flush=True)
 
     def median_of(part: str, key: str) -> float | None:
         values = [r[part][key] for r in runs if key in r[part]]
         return round(statistics.median(values), 1) if values else None
 
-    figures = {
+    figures: dict[str, Any] = {
         "calibration": calibration,
         "config": {k: v for k, v in vars(args).items() if k not in WORKER_ONLY},
-        "state_events": state["events"],
         "runs": runs,
         "medians": {
-            part: {key: median_of(part, key) for key in ("batches", "p50_ms", "p99_ms", "max_ms")}
+            part: {key: median_of(part, key) for key in MEDIANS}
             for part in ("during_checkpoint", "no_checkpoint", "began_a_checkpoint")
         },
     }
