@@ -33,8 +33,8 @@ from dispatch.matching.strategies import SearchLimits, make_strategy
 from dispatch.runtime import Runtime
 from dispatch.settings import Settings
 from dispatch.shard.application import ShardApplication
-from dispatch.shard.handlers import Policy
 from dispatch.shard.live import LiveAggregates
+from dispatch.shard.policy import Policy
 from dispatch.shard.worker import Clock, ShardWorker
 from projections.keeper import ViewKeeper
 from projections.runner import ProjectionRunner
@@ -78,7 +78,7 @@ def build_application(
         assert settings.kafka_bootstrap is not None
         env = kafka_env(settings.kafka_bootstrap, settings.topic_prefix, shard)
     env.update(extra_env or {})
-    policy = Policy(settings.max_wait_s, settings.idempotency_window_s)
+    policy = Policy(settings.max_wait_s, settings.idempotency_window_s, settings.offer_timeout_s)
     return ShardApplication(shard, env=env, policy=policy)
 
 
@@ -141,9 +141,11 @@ def build_embedded_engine(settings: Settings, clock: Clock = time.time) -> Embed
     sound (``LogIntegrityError`` otherwise). A legacy log (shard files, no manifest) with
     every one of its ``settings.shards`` files is adopted: its manifest is written."""
     data_dir, shards = settings.data_dir, settings.shards
-    build_markets(settings)  # a market it cannot route is refused before anything is written
+    markets = build_markets(settings)  # a market it cannot route is refused before writing
     new_manifest = prepare_embedded(data_dir, shards)
     transport = EmbeddedTransport()
+    if shards > 1:  # each shard sees the drivers near it, whoever owns them
+        transport.nearby = markets.nearby_shards
     workers = []
     for shard in range(shards):
         with naming(shard_path(data_dir, shard)):

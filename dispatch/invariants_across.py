@@ -14,7 +14,10 @@ when the ride ends (``dispatch.shard.crossing``), over the shards' links
 - ``lock_released_early``: a rider let go of a ride that is still active at R;
 - ``ending_mismatch``: the rider was told another ending than the ride's;
 - ``message_applied_unsent`` / ``message_gap``: a shard applied a message its sender never
-  sent, or skipped one (each channel is applied once, in order, without gaps).
+  sent, or skipped one (each channel is applied once, in order, without gaps);
+- ``driver_not_held``: a ride counts on a driver of another shard (accepted, not let go)
+  whose owner does not hold that ride for it;
+- ``driver_in_two_rides``: two rides count on the same driver.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from uuid import UUID
 
+from dispatch.domain.driver import Driver
 from dispatch.domain.ids import shard_of
 from dispatch.domain.ride import RIDE_ENDINGS, Ride
 from dispatch.domain.rider import Rider
@@ -31,6 +35,9 @@ from dispatch.shard.links import Link
 
 _OPENED, _LINK_OPENED = Ride.Created.TOPIC, Link.Created.TOPIC
 _SENT, _APPLIED = Link.Sent.TOPIC, Link.Applied.TOPIC
+_ACCEPTED, _DRIVER_CANCELLED = Ride.Accepted.TOPIC, Ride.CancelledByDriver.TOPIC
+_HOLDING = frozenset({Driver.Assigned.TOPIC})
+_FREEING = frozenset({Driver.Released.TOPIC, Driver.OfferClosed.TOPIC})
 
 
 def _shard(aggregate_id: str) -> int:
@@ -53,6 +60,8 @@ class CrossShardChecker:
     links: dict[str, tuple[int, int]] = field(default_factory=dict)  # link id -> (shard, peer)
     sent: dict[tuple[int, int], dict[int, tuple[str, str]]] = field(default_factory=dict)
     applied: dict[tuple[int, int], list[tuple[int, str]]] = field(default_factory=dict)
+    counts_on: dict[str, tuple[str, _Seen]] = field(default_factory=dict)  # ride -> driver
+    holds: dict[str, str] = field(default_factory=dict)  # driver -> ride, at its owner
 
     def check(self, e: LogEvent) -> None:
         topic = e.topic
@@ -68,7 +77,16 @@ class CrossShardChecker:
             rider = e.data["rider_id"]
             if _shard(rider) != e.shard:
                 self.opened[e.aggregate_id] = (rider, _Seen(e.where))
+        elif topic == _ACCEPTED and _shard(e.data["driver_id"]) != e.shard:
+            self.counts_on[e.aggregate_id] = (e.data["driver_id"], _Seen(e.where))
+        elif topic == _DRIVER_CANCELLED:
+            self.counts_on.pop(e.aggregate_id, None)
+        elif topic in _HOLDING:
+            self.holds[e.aggregate_id] = e.data["ride_id"]
+        elif topic in _FREEING:
+            self.holds.pop(e.aggregate_id, None)
         elif topic in RIDE_ENDINGS:
+            self.counts_on.pop(e.aggregate_id, None)
             if e.aggregate_id in self.opened:  # opened earlier in the same shard's log
                 self.ended[e.aggregate_id] = _Seen(e.where, RIDE_ENDINGS[topic].value)
         elif topic == _LINK_OPENED:
@@ -129,7 +147,28 @@ class CrossShardChecker:
                     f"told {released.value}, but ride {ride} {ending.value}",
                 )
         self._check_channels()
+        self._check_drivers()
         return self.violations
+
+    def _check_drivers(self) -> None:
+        by_driver: dict[str, str] = {}
+        for ride, (driver, seen) in self.counts_on.items():
+            if self.holds.get(driver) != ride:
+                held = self.holds.get(driver)
+                self._flag(
+                    seen,
+                    ride,
+                    "driver_not_held",
+                    f"counts on driver {driver}, whose owner holds {held or 'no ride'}",
+                )
+            other = by_driver.setdefault(driver, ride)
+            if other != ride:
+                self._flag(
+                    seen,
+                    driver,
+                    "driver_in_two_rides",
+                    f"rides {other} and {ride} both count on driver {driver}",
+                )
 
     def _in_flight(self) -> set[tuple[str, str]]:
         """(kind, ride) of every message sent and not applied by its receiver."""

@@ -11,6 +11,7 @@ which is not built yet. Until then a split market would be N walled-off markets.
 
 from __future__ import annotations
 
+import functools
 import zlib
 from collections.abc import Sequence
 
@@ -55,3 +56,13 @@ class MarketMap:
             return market.shard
         region = h3.latlng_to_cell(lat, lng, DEFAULT_RULE_RESOLUTION)
         return zlib.crc32(region.encode()) % self.shards
+
+    def nearby_shards(self, lat: float, lng: float) -> frozenset[int]:
+        """The shards serving the place's resolution-5 cell and its neighbours (about 8 km
+        around, more than a pickup search reaches): where a driver there may be offered a
+        ride. Cached by cell."""
+        return self._nearby(h3.latlng_to_cell(lat, lng, MARKET_RESOLUTION))
+
+    @functools.cache  # noqa: B019 (one map a process, bounded by the cells drivers visit)
+    def _nearby(self, cell: str) -> frozenset[int]:
+        return frozenset(self.shard_for(*h3.cell_to_latlng(c)) for c in h3.grid_disk(cell, 1))

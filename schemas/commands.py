@@ -138,8 +138,8 @@ class CommandEnvelope(BaseModel):
     def target_id(self) -> UUID:
         """The aggregate whose shard handles this command."""
         cmd = self.command
-        if isinstance(cmd, RegisterDriver | GoOnline | GoOffline):
-            return cmd.driver_id
+        if isinstance(cmd, RegisterDriver | GoOnline | GoOffline | AcceptOffer):
+            return cmd.driver_id  # an acceptance commits at the driver's own shard
         if isinstance(cmd, RegisterRider | RequestRide):
             return cmd.rider_id  # a request takes the rider's lock at home first
         return cmd.ride_id

@@ -67,6 +67,43 @@ class Registered(_Data):
 class OfferReceived(_Data):
     ride_id: UUID
     expires_at: datetime
+    resv: str = Field(
+        default="",
+        description="The reservation of a ride of another shard the driver is held for; empty "
+        "for a ride of the driver's own shard, and absent in events written before offers "
+        "across shards.",
+    )
+
+
+class RideDriverAsked(_Data):
+    driver_id: UUID
+    resv: str
+    pickup_eta_s: float
+    distance_m: float
+
+
+class RideAskEnded(_Data):
+    driver_id: UUID
+    reason: str
+
+
+class LinkOpened(_Data):
+    peer: int
+
+
+class LinkSent(_Data):
+    peer: int
+    seq: int
+    kind: str
+    body: dict[str, Any]
+
+
+class LinkApplied(_Data):
+    seq: int
+
+
+class LinkAcknowledged(_Data):
+    upto: int
 
 
 class OfferClosed(_Data):
@@ -111,6 +148,8 @@ class CommandHandled(_Data):
 EVENT_DATA: dict[str, type[_Data]] = {
     "dispatch.Ride.Requested": RideRequested,
     "dispatch.Ride.Offered": RideOffered,
+    "dispatch.Ride.DriverAsked": RideDriverAsked,
+    "dispatch.Ride.AskEnded": RideAskEnded,
     "dispatch.Ride.OfferDeclined": RideDriverEvent,
     "dispatch.Ride.OfferExpired": RideDriverEvent,
     "dispatch.Ride.Accepted": RideDriverEvent,
@@ -133,6 +172,10 @@ EVENT_DATA: dict[str, type[_Data]] = {
     "dispatch.Rider.RideRequested": DriverRideEvent,
     "dispatch.Rider.RideEnded": RideEnded,
     "dispatch.CommandRecord.Handled": CommandHandled,
+    "dispatch.Link.Opened": LinkOpened,
+    "dispatch.Link.Sent": LinkSent,
+    "dispatch.Link.Applied": LinkApplied,
+    "dispatch.Link.Acknowledged": LinkAcknowledged,
 }
 
 

@@ -75,10 +75,15 @@ class Driver(Aggregate):
         class_version = 1
         ride_id: str
         expires_at: datetime
+        # The reservation of a ride in another shard ("" for a ride of this shard; events
+        # from before cross-shard offers have none and read as "").
+        resv: str = ""
 
         def apply(self, driver: Driver) -> None:
             super().apply(driver)
             driver.ride_id = UUID(self.ride_id)
+            driver.resv = self.resv
+            driver.offer_expires_at = self.expires_at
 
     class OfferClosed(Event):
         """The offer ended without an assignment: declined, expired or withdrawn."""
@@ -120,6 +125,8 @@ class Driver(Aggregate):
         self.name = name
         self.status = DriverStatus.OFFLINE
         self.ride_id: UUID | None = None
+        self.resv = ""  # the reservation of a ride in another shard it holds
+        self.offer_expires_at: datetime | None = None
         self.offline_after_trip = False
         self.trips = 0
 
@@ -148,10 +155,13 @@ class Driver(Aggregate):
         elif not self.offline_after_trip:
             self._trigger(self.OfflineAfterTripRequested, at)
 
-    def receive_offer(self, ride_id: UUID, expires_at: datetime, at: datetime) -> None:
+    def receive_offer(
+        self, ride_id: UUID, expires_at: datetime, at: datetime, resv: str = ""
+    ) -> None:
         if self.status != DriverStatus.AVAILABLE:
             raise IllegalTransition(f"driver {self.id} is {self.status}, not available")
-        self._trigger(self.OfferReceived, at, ride_id=str(ride_id), expires_at=expires_at)
+        extra = {"resv": resv} if resv else {}
+        self._trigger(self.OfferReceived, at, ride_id=str(ride_id), expires_at=expires_at, **extra)
 
     def check_holds(self, ride_id: UUID, status: DriverStatus) -> None:
         if self.ride_id != ride_id:

@@ -80,6 +80,7 @@ class Ride(Aggregate):
             ride.offered_to = UUID(self.driver_id)
             ride.offer_expires_at = self.offer_expires_at
             ride.offers += 1
+            ride.asking = None
 
     class OfferDeclined(Event):
         TOPIC = "dispatch.Ride.OfferDeclined"
@@ -97,6 +98,38 @@ class Ride(Aggregate):
 
         def apply(self, ride: Ride) -> None:
             super().apply(ride)
+            ride.back_to_dispatch(UUID(self.driver_id))
+
+    class DriverAsked(Event):
+        """A driver owned by another shard is asked to hold for the ride (``resv``); the
+        ride waits for the owner's answer (docs/ARCHITECTURE.md, "Offers across shards")."""
+
+        TOPIC = "dispatch.Ride.DriverAsked"
+        class_version = 1
+        driver_id: str
+        resv: str
+        pickup_eta_s: float
+        distance_m: float
+
+        def apply(self, ride: Ride) -> None:
+            super().apply(ride)
+            ride.asking = UUID(self.driver_id)
+            ride.resv = self.resv
+            ride.asked_eta_s, ride.asked_distance_m = self.pickup_eta_s, self.distance_m
+            ride.asks += 1
+
+    class AskEnded(Event):
+        """The asked driver will not hold for the ride: refused, moved, or withdrawn by
+        the ride; it searches again without that driver."""
+
+        TOPIC = "dispatch.Ride.AskEnded"
+        class_version = 1
+        driver_id: str
+        reason: str
+
+        def apply(self, ride: Ride) -> None:
+            super().apply(ride)
+            ride.asking = None
             ride.back_to_dispatch(UUID(self.driver_id))
 
     class Accepted(Event):
@@ -163,6 +196,13 @@ class Ride(Aggregate):
         self.driver_id: UUID | None = None
         self.excluded: list[UUID] = []
         self.offers = 0
+        # A driver of another shard asked to hold for the ride, the reservation (kept while
+        # that driver is offered or assigned), its ETA and distance, and how many asks.
+        self.asking: UUID | None = None
+        self.resv: str | None = None
+        self.asked_eta_s = 0.0
+        self.asked_distance_m = 0.0
+        self.asks = 0
 
     @classmethod
     def request(
@@ -209,6 +249,48 @@ class Ride(Aggregate):
             pickup_eta_s=round(eta_s, 1),
             distance_m=round(distance_m, 1),
         )
+
+    def ask(self, driver_id: UUID, eta_s: float, distance_m: float, at: datetime) -> str:
+        """Ask a driver owned by another shard to hold for the ride; returns the reservation."""
+        self._require(RideStatus.REQUESTED, "ask a driver for")
+        if self.asking is not None:
+            raise IllegalTransition(f"ride {self.id} is already asking driver {self.asking}")
+        if driver_id in self.excluded:
+            raise IllegalTransition(f"driver {driver_id} is excluded from ride {self.id}")
+        resv = f"{self.id}/{self.asks + 1}"
+        self._trigger(self.DriverAsked, at, driver_id=str(driver_id), resv=resv,
+                      pickup_eta_s=round(eta_s, 1), distance_m=round(distance_m, 1))  # fmt: skip
+        return resv
+
+    def is_current(self, resv: str, driver_id: UUID) -> bool:
+        """Whether an owner's answer about ``resv`` and ``driver_id`` is about the ride's
+        current ask, offer or assignment (any other is late: the ride let go of it)."""
+        return self.resv == resv and driver_id in (self.asking, self.offered_to, self.driver_id)
+
+    def end_ask(self, driver_id: UUID, reason: str, at: datetime) -> None:
+        if self.asking != driver_id:
+            raise IllegalTransition(f"ride {self.id} is not asking driver {driver_id}")
+        self._trigger(self.AskEnded, at, driver_id=str(driver_id), reason=reason)
+
+    def granted(self, driver_id: UUID, expires_at: datetime, at: datetime) -> None:
+        """The asked driver's owner holds it for the ride until ``expires_at`` (its clock)."""
+        if self.asking != driver_id:
+            raise IllegalTransition(f"ride {self.id} is not asking driver {driver_id}")
+        self.offer(driver_id, expires_at, self.asked_eta_s, self.asked_distance_m, at)
+
+    def confirmed(self, driver_id: UUID, at: datetime) -> None:
+        """The offered driver's owner assigned it (the owner's clock decided the expiry)."""
+        self._require(RideStatus.OFFERED, "confirm")
+        if self.offered_to != driver_id:
+            raise Forbidden(f"ride {self.id} is not offered to driver {driver_id}")
+        self._trigger(self.Accepted, at, driver_id=str(driver_id))
+
+    def offer_lost(self, driver_id: UUID, at: datetime) -> None:
+        """The offered driver's owner let its hold go (expired on its clock)."""
+        self._require(RideStatus.OFFERED, "lose the offer of")
+        if self.offered_to != driver_id:
+            raise Forbidden(f"ride {self.id} is not offered to driver {driver_id}")
+        self._trigger(self.OfferExpired, at, driver_id=str(driver_id))
 
     def check_offer_response(self, driver_id: UUID, at: datetime) -> None:
         self._require(RideStatus.OFFERED, "answer an offer for")
@@ -306,6 +388,8 @@ R = RideStatus
 # Every event that moves a ride: the statuses it may follow, and the status it leaves.
 RIDE_TRANSITIONS: dict[str, tuple[frozenset[RideStatus], RideStatus]] = {
     Ride.Offered.TOPIC: (frozenset({R.REQUESTED}), R.OFFERED),
+    Ride.DriverAsked.TOPIC: (frozenset({R.REQUESTED}), R.REQUESTED),
+    Ride.AskEnded.TOPIC: (frozenset({R.REQUESTED}), R.REQUESTED),
     Ride.OfferDeclined.TOPIC: (frozenset({R.OFFERED}), R.REQUESTED),
     Ride.OfferExpired.TOPIC: (frozenset({R.OFFERED}), R.REQUESTED),
     Ride.Accepted.TOPIC: (frozenset({R.OFFERED}), R.ACCEPTED),

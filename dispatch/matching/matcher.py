@@ -91,6 +91,8 @@ class Matcher:
         self._handlers: dict[str, Callable[[Any], None]] = {
             Ride.Created.TOPIC: self._on_requested,
             Ride.Offered.TOPIC: self._on_offered,
+            Ride.DriverAsked.TOPIC: self._on_asked,
+            Ride.AskEnded.TOPIC: self._on_offer_ended,
             Ride.OfferDeclined.TOPIC: self._on_offer_ended,
             Ride.OfferExpired.TOPIC: self._on_offer_ended,
             Ride.Accepted.TOPIC: self._on_accepted,
@@ -183,15 +185,32 @@ class Matcher:
         lat, lng = e.pickup
         self._enter_pending(PendingRide(e.originator_id, lat, lng, ts, _ts(e.expires_at)))
 
+    def _on_asked(self, e: Ride.DriverAsked) -> None:
+        """A driver of another shard asked to hold for the ride: the ride waits for the
+        answer like an offer (withdrawn if none comes within twice the offer timeout), and
+        the driver is no longer proposed here until its owner says it is free again."""
+        ride = self._leave_pending(e.originator_id)
+        driver_id = UUID(e.driver_id)
+        if driver_id in self.available:
+            self.available.discard(driver_id)
+            self.index.remove(driver_id)
+        if ride is not None:
+            expires_at = _ts(e.timestamp) + 2 * self.config.offer_timeout_s
+            self.offers[e.originator_id] = (driver_id, expires_at, ride)
+            self._offer_deadlines.add(e.originator_id, expires_at)
+
     def _on_offered(self, e: Ride.Offered) -> None:
         ride = self._leave_pending(e.originator_id)
+        asked = self.offers.get(e.originator_id)
+        if ride is None and asked is not None and asked[0] == UUID(e.driver_id):
+            ride = asked[2]  # granted by the driver's owner
         if ride is not None:
             self.stats.offers += 1
             expires_at = _ts(e.offer_expires_at)
             self.offers[e.originator_id] = (UUID(e.driver_id), expires_at, ride)
             self._offer_deadlines.add(e.originator_id, expires_at)
 
-    def _on_offer_ended(self, e: Ride.OfferDeclined | Ride.OfferExpired) -> None:
+    def _on_offer_ended(self, e: Ride.OfferDeclined | Ride.OfferExpired | Ride.AskEnded) -> None:
         offer = self.offers.pop(e.originator_id, None)
         if offer is not None:
             if isinstance(e, Ride.OfferExpired):
@@ -199,6 +218,13 @@ class Matcher:
             ride = offer[2]
             ride.excluded.add(UUID(e.driver_id))
             self._enter_pending(ride)
+        if isinstance(e, Ride.AskEnded):
+            # set aside while asked: back if its owner's last word here was "available"
+            driver_id = UUID(e.driver_id)
+            state = self.drivers.get(driver_id)
+            available = state is not None and state[0] == DriverStatus.AVAILABLE
+            if available and driver_id not in self.available:
+                self._make_available(driver_id)
 
     def _on_accepted(self, e: Ride.Accepted) -> None:
         offer = self.offers.pop(e.originator_id, None)

@@ -29,10 +29,11 @@ from dispatch.domain.ids import shard_of
 from dispatch.domain.ride import Ride
 from dispatch.domain.rider import Rider
 from dispatch.matching.decisions import Decision, ExpireOffer, ExpireRequest, MakeOffer
-from dispatch.shard.crossing import MESSAGE_HANDLERS, end_for_rider
+from dispatch.shard.crossing import MESSAGE_HANDLERS, ask, end_for_rider, is_foreign, let_go
 from dispatch.shard.crossshard.messages import Ack, Envelope
-from dispatch.shard.handlers import HANDLERS, Policy
+from dispatch.shard.handlers import HANDLERS
 from dispatch.shard.links import Link, link_id, link_of
+from dispatch.shard.policy import Policy
 from dispatch.shard.transcodings import PointAsList
 from dispatch.shard.unit_of_work import UnitOfWork
 from schemas.commands import CommandEnvelope, Outcome
@@ -163,18 +164,33 @@ class ShardApplication(Application[UUID]):
         try:
             if isinstance(decision, MakeOffer):
                 ride = self._uow.get(Ride, decision.ride_id)
+                if is_foreign(ride, decision.driver_id):  # ask its owner to hold it
+                    ask(self._uow, ride, decision.driver_id, decision.pickup_eta_s,
+                        decision.distance_m, now)  # fmt: skip
+                    return self._uow.seal(mark)
                 driver = self._uow.get(Driver, decision.driver_id)
                 expires = datetime.fromtimestamp(decision.expires_at, UTC)
                 ride.offer(driver.id, expires, decision.pickup_eta_s, decision.distance_m, now)
                 driver.receive_offer(ride.id, expires, now)
             elif isinstance(decision, ExpireOffer):
                 ride = self._uow.get(Ride, decision.ride_id)
+                if ride.asking is not None:  # no answer from the owner: withdraw the ask
+                    asked = ride.asking
+                    ride.end_ask(asked, "withdrawn", now)
+                    let_go(self._uow, ride, asked, "withdrawn", now)
+                    return self._uow.seal(mark)
                 driver_id = ride.expire_offer(now)
-                self._uow.get(Driver, driver_id).close_offer(ride.id, "expired", now)
+                if is_foreign(ride, driver_id):
+                    let_go(self._uow, ride, driver_id, "expired", now)
+                else:
+                    self._uow.get(Driver, driver_id).close_offer(ride.id, "expired", now)
             else:
                 assert isinstance(decision, ExpireRequest)
                 ride = self._uow.get(Ride, decision.ride_id)
+                asking = ride.asking
                 ride.expire(now)
+                if asking is not None:
+                    let_go(self._uow, ride, asking, "withdrawn", now)
                 end_for_rider(self._uow, ride, now)
         except DomainError as error:
             self._uow.rollback(mark)
@@ -200,7 +216,7 @@ class ShardApplication(Application[UUID]):
         handler = MESSAGE_HANDLERS[type(envelope.body)]
         inner = self._uow.mark()
         try:
-            handler(self._uow, envelope.sender, envelope.body, now, self.policy.max_wait_s)
+            handler(self._uow, envelope.sender, envelope.body, now, self.policy)
         except DomainError as error:
             # A message is applied whatever it finds: one that cannot apply leaves no
             # effect but its number, or it would come back for ever.

@@ -17,16 +17,28 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from dispatch.domain.driver import Driver, DriverStatus, ReleaseReason
+from dispatch.domain.errors import IllegalTransition
 from dispatch.domain.geo import Point
 from dispatch.domain.ids import shard_of
 from dispatch.domain.ride import Ride, RideStatus
 from dispatch.domain.rider import Rider
-from dispatch.shard.crossshard.messages import OpenRide, UnlockRider
+from dispatch.shard.crossshard.messages import (
+    Confirmed,
+    Granted,
+    Moved,
+    OpenRide,
+    Refused,
+    Release,
+    Reserve,
+    UnlockRider,
+)
 from dispatch.shard.links import send
+from dispatch.shard.policy import Policy
 from dispatch.shard.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -54,9 +66,7 @@ def end_for_rider(uow: UnitOfWork, ride: Ride, at: datetime) -> None:
         send(uow, shard_of(ride.id), home, body, at)
 
 
-def on_open_ride(
-    uow: UnitOfWork, sender: int, msg: OpenRide, at: datetime, max_wait_s: float
-) -> None:
+def on_open_ride(uow: UnitOfWork, sender: int, msg: OpenRide, at: datetime, p: Policy) -> None:
     """At R: open the ride (its max wait runs from now, on this shard's clock)."""
     ride_id = UUID(msg.ride)
     if uow.exists(ride_id):
@@ -67,11 +77,11 @@ def on_open_ride(
         send(uow, shard_of(ride_id), sender, body, at)
         return
     pickup, dropoff = Point(msg.pickup_lat, msg.pickup_lng), Point(msg.dropoff_lat, msg.dropoff_lng)
-    uow.add(Ride.request(ride_id, UUID(msg.rider), pickup, dropoff, max_wait_s, at))
+    uow.add(Ride.request(ride_id, UUID(msg.rider), pickup, dropoff, p.max_wait_s, at))
 
 
 def on_unlock_rider(
-    uow: UnitOfWork, sender: int, msg: UnlockRider, at: datetime, max_wait_s: float
+    uow: UnitOfWork, sender: int, msg: UnlockRider, at: datetime, p: Policy
 ) -> None:
     """At H: the ride ended at R; end it for the rider if it is still the rider's ride."""
     rider = uow.find(Rider, UUID(msg.rider))
@@ -82,9 +92,111 @@ def on_unlock_rider(
     rider.end_ride(UUID(msg.ride), RideStatus(msg.outcome), at)
 
 
-MessageHandler = Callable[[UnitOfWork, int, Any, datetime, float], None]
+# -- offers across shards: the ride's shard R asks the driver's owner O ---------------------
+def is_foreign(ride: Ride, driver_id: UUID) -> bool:
+    """Whether ``driver_id`` is owned by another shard than the ride's."""
+    return shard_of(driver_id) != shard_of(ride.id)
+
+
+def ask(uow: UnitOfWork, ride: Ride, driver_id: UUID, eta_s: float, distance_m: float,
+        at: datetime) -> None:  # fmt: skip
+    """At R: ask the driver's owner to hold it for the ride."""
+    resv = ride.ask(driver_id, eta_s, distance_m, at)
+    send(
+        uow, shard_of(ride.id), shard_of(driver_id), Reserve(resv, str(ride.id), str(driver_id)), at
+    )
+
+
+def let_go(uow: UnitOfWork, ride: Ride, driver_id: UUID, reason: str, at: datetime) -> None:
+    """At R: the ride no longer counts on a driver of another shard (its ask, offer or
+    assignment): the owner frees it when the message arrives."""
+    assert ride.resv is not None
+    body = Release(ride.resv, str(ride.id), str(driver_id), reason)
+    send(uow, shard_of(ride.id), shard_of(driver_id), body, at)
+
+
+def on_reserve(uow: UnitOfWork, sender: int, msg: Reserve, at: datetime, p: Policy) -> None:
+    """At O: hold the driver if it is free (the compare-and-set of the protocol), until the
+    offer timeout on this shard's clock; answer either way."""
+    here = shard_of(UUID(msg.driver))
+    driver = uow.find(Driver, UUID(msg.driver))
+    if driver is None:
+        send(uow, here, sender, Moved(msg.resv, msg.ride, msg.driver, None), at)
+        return
+    if driver.status != DriverStatus.AVAILABLE:
+        send(uow, here, sender, Refused(msg.resv, msg.ride, msg.driver, driver.status.value), at)
+        return
+    expires = at + timedelta(seconds=p.offer_timeout_s)
+    driver.receive_offer(UUID(msg.ride), expires, at, resv=msg.resv)
+    send(uow, here, sender, Granted(msg.resv, msg.ride, msg.driver, expires.timestamp()), at)
+
+
+_CLOSED = {"declined": "declined", "expired": "expired"}
+_RELEASED: dict[str, ReleaseReason] = {
+    "completed": "completed",
+    "cancelled_by_driver": "cancelled_by_driver",
+}
+
+
+def on_release(uow: UnitOfWork, sender: int, msg: Release, at: datetime, p: Policy) -> None:
+    """At O: free the driver if it still holds the ride under this reservation."""
+    driver = uow.find(Driver, UUID(msg.driver))
+    if driver is None or driver.ride_id != UUID(msg.ride) or driver.resv != msg.resv:
+        return  # already free, or holding another ride: nothing of this reservation is left
+    if driver.status == DriverStatus.OFFERED:
+        outcome = _CLOSED.get(msg.reason, "withdrawn")
+        driver.close_offer(driver.ride_id, outcome, at)  # type: ignore[arg-type]
+    else:
+        reason = _RELEASED.get(msg.reason, "cancelled_by_rider")
+        driver.release(driver.ride_id, reason, at)
+
+
+def confirm_at_owner(uow: UnitOfWork, driver: Driver, ride_id: UUID, at: datetime) -> None:
+    """At O, the commit point: the driver accepted a hold for a ride of another shard."""
+    driver.check_holds(ride_id, DriverStatus.OFFERED)
+    if driver.offer_expires_at is not None and at >= driver.offer_expires_at:
+        raise IllegalTransition(f"the offer of ride {ride_id} expired")
+    driver.assign(ride_id, at)
+    body = Confirmed(driver.resv, str(ride_id), str(driver.id))
+    send(uow, shard_of(driver.id), shard_of(ride_id), body, at)
+
+
+def _current(uow: UnitOfWork, resv: str, ride: str, driver: str) -> Ride | None:
+    found = uow.find(Ride, UUID(ride))
+    if found is None or not found.is_active or not found.is_current(resv, UUID(driver)):
+        return None  # late: the ride let go of this reservation (its Release is on its way)
+    return found
+
+
+def on_granted(uow: UnitOfWork, sender: int, msg: Granted, at: datetime, p: Policy) -> None:
+    ride = _current(uow, msg.resv, msg.ride, msg.driver)
+    if ride is not None and ride.asking == UUID(msg.driver):
+        ride.granted(UUID(msg.driver), datetime.fromtimestamp(msg.expires_at, UTC), at)
+
+
+def on_refused(uow: UnitOfWork, sender: int, msg: Refused | Moved, at: datetime,
+               p: Policy) -> None:  # fmt: skip
+    ride = _current(uow, msg.resv, msg.ride, msg.driver)
+    if ride is not None and ride.asking == UUID(msg.driver):
+        reason = msg.reason if isinstance(msg, Refused) else "moved"
+        ride.end_ask(UUID(msg.driver), reason, at)
+
+
+def on_confirmed(uow: UnitOfWork, sender: int, msg: Confirmed, at: datetime, p: Policy) -> None:
+    ride = _current(uow, msg.resv, msg.ride, msg.driver)
+    if ride is not None and ride.status == RideStatus.OFFERED:
+        ride.confirmed(UUID(msg.driver), at)
+
+
+MessageHandler = Callable[[UnitOfWork, int, Any, datetime, Policy], None]
 
 MESSAGE_HANDLERS: dict[type, MessageHandler] = {
     OpenRide: on_open_ride,
     UnlockRider: on_unlock_rider,
+    Reserve: on_reserve,
+    Release: on_release,
+    Granted: on_granted,
+    Refused: on_refused,
+    Moved: on_refused,
+    Confirmed: on_confirmed,
 }

@@ -11,29 +11,22 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from dispatch.domain.command_record import DEFAULT_WINDOW_S
 from dispatch.domain.driver import Driver, DriverStatus
 from dispatch.domain.errors import AlreadyExists, Forbidden
 from dispatch.domain.geo import Point
 from dispatch.domain.ids import shard_of
 from dispatch.domain.ride import Ride, RideStatus
 from dispatch.domain.rider import Rider
-from dispatch.shard.crossing import end_for_rider, open_elsewhere
+from dispatch.shard.crossing import (
+    confirm_at_owner,
+    end_for_rider,
+    is_foreign,
+    let_go,
+    open_elsewhere,
+)
+from dispatch.shard.policy import Policy
 from dispatch.shard.unit_of_work import UnitOfWork
 from schemas import commands as c
-
-
-class Policy:
-    """Settings the shard's decisions need (kept apart from the handlers so tests can vary
-    them): a request's wait, and how long a command record answers for its command id."""
-
-    def __init__(
-        self, max_wait_s: float = 300.0, idempotency_window_s: float = DEFAULT_WINDOW_S
-    ) -> None:
-        if idempotency_window_s <= 0:
-            raise ValueError(f"idempotency_window_s must be > 0, got {idempotency_window_s}")
-        self.max_wait_s = max_wait_s
-        self.idempotency_window_s = idempotency_window_s
 
 
 def register_driver(uow: UnitOfWork, cmd: c.RegisterDriver, now: datetime, p: Policy) -> list[UUID]:
@@ -82,10 +75,15 @@ def cancel_ride(uow: UnitOfWork, cmd: c.CancelRide, now: datetime, p: Policy) ->
     ride = uow.get(Ride, cmd.ride_id)
     if ride.rider_id != cmd.rider_id:
         raise Forbidden(f"ride {cmd.ride_id} belongs to another rider")
-    status = ride.status
+    status, asking = ride.status, ride.asking
     driver_id = ride.cancel_by_rider(cmd.rider_id, cmd.reason, now)
     changed = [ride.id]
-    if driver_id is not None:
+    if asking is not None:
+        let_go(uow, ride, asking, "withdrawn", now)
+    if driver_id is not None and is_foreign(ride, driver_id):
+        reason = "withdrawn" if status == RideStatus.OFFERED else "cancelled_by_rider"
+        let_go(uow, ride, driver_id, reason, now)
+    elif driver_id is not None:
         driver = uow.get(Driver, driver_id)
         if status == RideStatus.OFFERED:
             driver.close_offer(ride.id, "withdrawn", now)
@@ -99,6 +97,11 @@ def cancel_ride(uow: UnitOfWork, cmd: c.CancelRide, now: datetime, p: Policy) ->
 
 
 def accept_offer(uow: UnitOfWork, cmd: c.AcceptOffer, now: datetime, p: Policy) -> list[UUID]:
+    """At the driver's shard, the single commit point of its assignment. A ride of another
+    shard is told by message (``Confirmed``) and records the acceptance when it arrives."""
+    if shard_of(cmd.ride_id) != shard_of(cmd.driver_id):
+        confirm_at_owner(uow, uow.get(Driver, cmd.driver_id), cmd.ride_id, now)
+        return [cmd.driver_id]
     ride, driver = uow.get(Ride, cmd.ride_id), uow.get(Driver, cmd.driver_id)
     ride.check_offer_response(driver.id, now)
     driver.check_holds(ride.id, DriverStatus.OFFERED)
@@ -108,7 +111,12 @@ def accept_offer(uow: UnitOfWork, cmd: c.AcceptOffer, now: datetime, p: Policy) 
 
 
 def decline_offer(uow: UnitOfWork, cmd: c.DeclineOffer, now: datetime, p: Policy) -> list[UUID]:
-    ride, driver = uow.get(Ride, cmd.ride_id), uow.get(Driver, cmd.driver_id)
+    ride = uow.get(Ride, cmd.ride_id)
+    if is_foreign(ride, cmd.driver_id):  # the owner frees the driver when told
+        ride.decline(cmd.driver_id, now)
+        let_go(uow, ride, cmd.driver_id, "declined", now)
+        return [ride.id]
+    driver = uow.get(Driver, cmd.driver_id)
     ride.check_offer_response(driver.id, now)
     driver.check_holds(ride.id, DriverStatus.OFFERED)
     ride.decline(driver.id, now)
@@ -117,13 +125,19 @@ def decline_offer(uow: UnitOfWork, cmd: c.DeclineOffer, now: datetime, p: Policy
 
 
 def mark_arrived(uow: UnitOfWork, cmd: c.MarkArrived, now: datetime, p: Policy) -> list[UUID]:
-    ride, driver = uow.get(Ride, cmd.ride_id), uow.get(Driver, cmd.driver_id)
-    ride.arrive(driver.id, now)
+    ride = uow.get(Ride, cmd.ride_id)
+    if not is_foreign(ride, cmd.driver_id):
+        uow.get(Driver, cmd.driver_id)
+    ride.arrive(cmd.driver_id, now)
     return [cmd.ride_id]
 
 
 def start_trip(uow: UnitOfWork, cmd: c.StartTrip, now: datetime, p: Policy) -> list[UUID]:
-    ride, driver = uow.get(Ride, cmd.ride_id), uow.get(Driver, cmd.driver_id)
+    ride = uow.get(Ride, cmd.ride_id)
+    if is_foreign(ride, cmd.driver_id):  # the owner keeps the driver assigned until released
+        ride.start_trip(cmd.driver_id, now)
+        return [ride.id]
+    driver = uow.get(Driver, cmd.driver_id)
     ride.check_driver(driver.id, RideStatus.DRIVER_ARRIVED, "start")
     driver.check_holds(ride.id, DriverStatus.EN_ROUTE)
     ride.start_trip(driver.id, now)
@@ -132,19 +146,31 @@ def start_trip(uow: UnitOfWork, cmd: c.StartTrip, now: datetime, p: Policy) -> l
 
 
 def complete_trip(uow: UnitOfWork, cmd: c.CompleteTrip, now: datetime, p: Policy) -> list[UUID]:
-    ride, driver = uow.get(Ride, cmd.ride_id), uow.get(Driver, cmd.driver_id)
-    ride.check_driver(driver.id, RideStatus.IN_PROGRESS, "complete")
-    driver.check_holds(ride.id, DriverStatus.ON_TRIP)
-    ride.complete(driver.id, now)
-    driver.release(ride.id, "completed", now)
+    ride = uow.get(Ride, cmd.ride_id)
+    changed = [ride.id]
+    if is_foreign(ride, cmd.driver_id):
+        ride.complete(cmd.driver_id, now)
+        let_go(uow, ride, cmd.driver_id, "completed", now)
+    else:
+        driver = uow.get(Driver, cmd.driver_id)
+        ride.check_driver(driver.id, RideStatus.IN_PROGRESS, "complete")
+        driver.check_holds(ride.id, DriverStatus.ON_TRIP)
+        ride.complete(driver.id, now)
+        driver.release(ride.id, "completed", now)
+        changed.append(driver.id)
     end_for_rider(uow, ride, now)
     if shard_of(ride.rider_id) == shard_of(ride.id):
-        return [ride.id, driver.id, ride.rider_id]
-    return [ride.id, driver.id]
+        changed.append(ride.rider_id)
+    return changed
 
 
 def driver_cancel(uow: UnitOfWork, cmd: c.DriverCancel, now: datetime, p: Policy) -> list[UUID]:
-    ride, driver = uow.get(Ride, cmd.ride_id), uow.get(Driver, cmd.driver_id)
+    ride = uow.get(Ride, cmd.ride_id)
+    if is_foreign(ride, cmd.driver_id):
+        ride.cancel_by_driver(cmd.driver_id, cmd.reason, now)
+        let_go(uow, ride, cmd.driver_id, "cancelled_by_driver", now)
+        return [ride.id]
+    driver = uow.get(Driver, cmd.driver_id)
     ride.check_driver_cancel(driver.id)
     driver.check_holds(ride.id, DriverStatus.EN_ROUTE)
     ride.cancel_by_driver(driver.id, cmd.reason, now)

@@ -4,6 +4,7 @@ the messages and acks of other shards."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from uuid import UUID
 
 from dispatch.messages import Ping, Poison
 from dispatch.shard.crossshard.messages import Ack, Envelope
@@ -20,6 +21,12 @@ class Inbound:
     poison: list[Poison] = field(default_factory=list)
     messages: list[Envelope] = field(default_factory=list)
     acks: list[Ack] = field(default_factory=list)
+    # Availability changes of drivers other shards own (driver, event type), read-only: the
+    # matcher may ask their owners for them (offers across shards).
+    foreign: list[tuple[UUID, str]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.commands or self.pings or self.poison or self.messages or self.acks)
+        return bool(
+            self.commands or self.pings or self.poison or self.messages or self.acks
+            or self.foreign
+        )  # fmt: skip

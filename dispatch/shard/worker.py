@@ -32,6 +32,8 @@ from dispatch.checkpoints import (
     load_into,
     restore_matcher,
 )
+from dispatch.domain.driver import Driver, DriverStatus
+from dispatch.domain.ids import shard_of
 from dispatch.matching.matcher import Matcher
 from dispatch.messages import MAX_PING_AHEAD_S, Ping, Poison
 from dispatch.shard.application import ShardApplication
@@ -48,6 +50,14 @@ log = logging.getLogger(__name__)
 _TIMESTAMP_JSON = b'{"timestamp":{"_type_":"datetime_iso","_data_":"'
 
 Clock = Callable[[], float]
+# An event type that leaves a driver in each status (what a shard tells the others).
+_LEADS_TO = {
+    DriverStatus.AVAILABLE: Driver.WentOnline.TOPIC,
+    DriverStatus.OFFLINE: Driver.WentOffline.TOPIC,
+    DriverStatus.OFFERED: Driver.OfferReceived.TOPIC,
+    DriverStatus.EN_ROUTE: Driver.Assigned.TOPIC,
+    DriverStatus.ON_TRIP: Driver.TripStarted.TOPIC,
+}
 # Messages to other shards still unacknowledged this long (shard clock) are sent again.
 RESEND_AFTER_S = 5.0
 CommitListener = Callable[[int, Sequence[Recording[UUID]]], None]
@@ -236,6 +246,8 @@ class ShardWorker:
                 inbound.poison.append(_ping_ahead(ping, now))
                 continue
             matcher.ping(ping.driver_id, ping.lat, ping.lng, ping.at)
+        for driver_id, topic in inbound.foreign:  # as their owners last said
+            matcher.observe_driver(driver_id, topic)
         for ack in inbound.acks:
             self.app.acknowledged(ack, now_dt)
         acks: dict[int, int] = {}
@@ -263,6 +275,13 @@ class ShardWorker:
         replies = [Ack(self.shard, peer, upto) for peer, upto in sorted(acks.items())]
         return Batch(commands, pings, outcomes, recordings, list(inbound.poison), chunk,
                      messages, replies)  # fmt: skip
+
+    def local_drivers(self) -> list[tuple[UUID, str]]:
+        """This shard's drivers and their availability, as one event type each that
+        leads to it (for other shards' matchers: ``Inbound.foreign``)."""
+        drivers = self.matcher.drivers.copy()  # one C-level copy: safe from another thread
+        return [(d, _LEADS_TO[state[0]]) for d, state in drivers.items()
+                if shard_of(d) == self.shard and state[0] in _LEADS_TO]  # fmt: skip
 
     def _due_again(self, now: float) -> list[Envelope]:
         """Messages to send again: all unacknowledged ones after a restore, then every

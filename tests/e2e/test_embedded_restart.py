@@ -89,14 +89,17 @@ def capture(engine: EmbeddedEngine) -> dict[int, dict[str, Any]]:
                     k: copy.deepcopy(v) for k, v in vars(agg).items() if k != "_pending_events"
                 }
         m = worker.matcher
+        # Other shards' drivers are their owners' to say (sent to a restarted engine again):
+        # only the shard's own are its state.
+        own = {d for d in m.drivers if shard_of(d) == shard}
         out[shard] = {
             "position": app.position(),
             "aggregates": aggregates,
             "pending": copy.deepcopy(m.pending),
             "offers": copy.deepcopy(m.offers),
             "assigned": copy.deepcopy(m.assigned),
-            "available": set(m.available),
-            "drivers": dict(m.drivers),
+            "available": set(m.available) & own,
+            "drivers": {d: state for d, state in m.drivers.items() if d in own},
         }
     return out
 

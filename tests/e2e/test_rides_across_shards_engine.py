@@ -12,9 +12,11 @@ from uuid import UUID
 from dispatch.adapters.embedded.engine import EmbeddedEngine
 from dispatch.adapters.sqlite.logsource import SqliteLogSource
 from dispatch.bootstrap import build_embedded_engine
+from dispatch.domain.driver import Driver, DriverStatus
 from dispatch.domain.ids import new_id
 from dispatch.domain.ride import Ride, RideStatus
 from dispatch.domain.rider import Rider
+from dispatch.messages import Ping
 from dispatch.replay.operations import verify
 from dispatch.settings import Settings
 from dispatch.shard.links import Link, link_id
@@ -161,4 +163,86 @@ def test_a_ride_that_expires_at_its_pickups_shard_frees_its_rider(tmp_path: Path
     expired: Ride = city.get(city.engine, R, ride)
     assert expired.status == RideStatus.EXPIRED
     assert city.rider_ride(rider) is None
+    assert city.verify() == []
+
+
+# -- offers across shards: the ride's shard asks the driver's owner ---------------------------
+NEAR_PICKUP = (37.3388, -121.8856)
+
+
+def a_driver_online_near_the_pickup(city: City, shard: int) -> UUID:
+    driver = new_id(shard)
+    city.send(c.RegisterDriver(driver_id=driver, name="Dee"))
+    city.settle()
+    city.send(c.GoOnline(driver_id=driver))
+    city.settle()
+    city.engine.transport.send_pings([Ping(driver, *NEAR_PICKUP, city.clock.now)])
+    city.settle()
+    return driver
+
+
+def test_a_ride_is_offered_a_driver_of_another_shard_who_is_assigned_at_its_owner(
+    tmp_path: Path,
+) -> None:
+    city = City(tmp_path)
+    rider = a_rider(city)
+    driver = a_driver_online_near_the_pickup(city, H)  # owned by H, the ride is at R
+    ride, _ = request(city, rider)
+    city.settle()
+    offered: Ride = city.get(city.engine, R, ride)
+    assert offered.status == RideStatus.OFFERED and offered.offered_to == driver
+    held: Driver = city.get(city.engine, H, driver)
+    assert held.status == DriverStatus.OFFERED and held.ride_id == ride
+
+    accept = city.send(c.AcceptOffer(ride_id=ride, driver_id=driver))  # to its owner
+    city.settle()
+    assert city.outcome(accept).accepted and city.outcome(accept).shard == H
+    assert city.get(city.engine, R, ride).status == RideStatus.ACCEPTED
+    for command in (c.MarkArrived, c.StartTrip, c.CompleteTrip):
+        done = city.send(command(ride_id=ride, driver_id=driver))
+        city.settle()
+        assert city.outcome(done).accepted, city.outcome(done)
+    assert city.get(city.engine, R, ride).status == RideStatus.COMPLETED
+    freed: Driver = city.get(city.engine, H, driver)
+    assert freed.status == DriverStatus.AVAILABLE and freed.trips == 1
+    assert city.rider_ride(rider) is None
+    assert city.verify() == []
+
+
+def test_a_driver_held_by_its_owner_for_one_ride_is_refused_to_another(tmp_path: Path) -> None:
+    city = City(tmp_path)
+    driver = a_driver_online_near_the_pickup(city, H)
+    first_rider, second_rider = a_rider(city), a_rider(city)
+    first, _ = request(city, first_rider)
+    city.settle()
+    assert city.get(city.engine, R, first).offered_to == driver
+    # a local ride at the owner wants the same driver: it is held, nobody else gets it
+    local = new_id(H)
+    city.send(c.RequestRide(ride_id=local, rider_id=second_rider, pickup=PICKUP, dropoff=DROPOFF))
+    city.settle()
+    assert city.get(city.engine, H, local).status == RideStatus.REQUESTED
+    decline = city.send(c.DeclineOffer(ride_id=first, driver_id=driver))
+    city.settle()
+    assert city.outcome(decline).accepted
+    # released at its owner by the decline, the driver goes to the waiting local ride
+    assert city.get(city.engine, H, local).offered_to == driver
+    assert driver in city.get(city.engine, R, first).excluded
+    assert city.verify() == []
+
+
+def test_an_acceptance_after_the_owners_expiry_is_refused_and_the_ride_searches_again(
+    tmp_path: Path,
+) -> None:
+    city = City(tmp_path)
+    rider = a_rider(city)
+    driver = a_driver_online_near_the_pickup(city, H)
+    ride, _ = request(city, rider)
+    city.settle()
+    city.clock.now += city.settings.offer_timeout_s + 1
+    accept = city.send(c.AcceptOffer(ride_id=ride, driver_id=driver))
+    city.settle()
+    assert city.outcome(accept).code == "illegal_transition"
+    again: Ride = city.get(city.engine, R, ride)
+    assert again.status == RideStatus.REQUESTED and driver in again.excluded
+    assert city.get(city.engine, H, driver).status == DriverStatus.AVAILABLE
     assert city.verify() == []

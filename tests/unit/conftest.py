@@ -23,7 +23,7 @@ from dispatch.domain.command_record import CommandRecord
 from dispatch.domain.ids import new_id
 from dispatch.matching.decisions import Decision, ExpireOffer, ExpireRequest, MakeOffer
 from dispatch.shard.application import ShardApplication
-from dispatch.shard.handlers import Policy
+from dispatch.shard.policy import Policy
 from schemas import commands as c
 
 SHARD = 1

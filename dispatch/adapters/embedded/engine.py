@@ -11,8 +11,11 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
 
 from dispatch.adapters.embedded.transport import EmbeddedTransport
+from dispatch.matching.matcher import DRIVER_AVAILABILITY_EVENTS
 from dispatch.shard.worker import Batch, BatchReport, ShardWorker
 
 log = logging.getLogger(__name__)
@@ -20,13 +23,31 @@ log = logging.getLogger(__name__)
 
 class EmbeddedEngine:
     def __init__(self, transport: EmbeddedTransport, workers: Sequence[ShardWorker]) -> None:
+        """``workers`` restored; with several, each sees the others' drivers (pings and
+        availability) and may ask their owners for them."""
         self.transport = transport
         self.workers = {w.shard: w for w in workers}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        if len(self.workers) > 1:
+            for worker in self.workers.values():
+                self._tell_others(worker.shard, worker.local_drivers())
 
     def restore(self) -> int:
-        return sum(w.restore() for w in self.workers.values())
+        count = sum(w.restore() for w in self.workers.values())
+        for worker in self.workers.values():
+            self._tell_others(worker.shard, worker.local_drivers())
+        return count
+
+    def _tell_others(self, shard: int, items: list[tuple[UUID, str]]) -> None:
+        if len(self.workers) > 1:
+            self.transport.send_foreign(items, [s for s in self.workers if s != shard])
+
+    def _refill(self, worker: ShardWorker) -> None:
+        """A worker restored after a failed batch: what it knew of other shards' drivers."""
+        for other in self.workers.values():
+            if other is not worker:
+                self.transport.send_foreign(other.local_drivers(), [worker.shard])
 
     def run_once(self) -> list[BatchReport]:
         """One batch on every shard (used by the simulator, which drives a simulated clock)."""
@@ -41,12 +62,15 @@ class EmbeddedEngine:
         except Exception:
             log.exception("shard %s: batch not saved; dropped, shard restored", worker.shard)
             worker.recover()
+            self._refill(worker)
             batch = worker.unavailable(inbound)
         if batch.poison:
             self.transport.dead_letter(batch.poison)
         if batch.outcomes:
             self.transport.publish_outcomes(batch.outcomes)
         self.transport.send_between_shards(batch.messages, batch.acks)
+        if len(self.workers) > 1:
+            self._tell_others(worker.shard, _availability_changes(batch))
         worker.committed(batch)
         return batch.report
 
@@ -74,3 +98,13 @@ class EmbeddedEngine:
                 self.run_batch(worker, timeout_s)
             except Exception:  # keep serving
                 log.exception("shard %s: batch failed", worker.shard)
+
+
+def _availability_changes(batch: Batch) -> list[tuple[UUID, str]]:
+    """The drivers whose availability the batch changed, with the event type."""
+    out: list[tuple[UUID, str]] = []
+    for recording in batch.recordings:
+        event: Any = recording.domain_event
+        if event.TOPIC in DRIVER_AVAILABILITY_EVENTS:
+            out.append((event.originator_id, event.TOPIC))
+    return out

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from uuid import UUID
 
 from dispatch.domain.ids import shard_of
 from dispatch.messages import Ping, Poison
@@ -22,6 +23,10 @@ class EmbeddedTransport:
         self._commands: dict[int, deque[CommandEnvelope]] = {}
         self._pings: dict[int, deque[Ping]] = {}
         self._messages: dict[int, deque[Envelope | Ack]] = {}  # between shards, by receiver
+        self._foreign: dict[int, deque[tuple[UUID, str]]] = {}  # other shards' drivers
+        # With several shards: where a ping is also delivered besides its driver's owner
+        # (read-only there), so a ride near a border can be offered a driver across it.
+        self.nearby: Callable[[float, float], Iterable[int]] | None = None
         self._cond = threading.Condition()
         self._mailbox = OutcomeMailbox(keep_outcomes)
         self.dead_letters: list[Poison] = []
@@ -34,8 +39,23 @@ class EmbeddedTransport:
 
     def send_pings(self, pings: Sequence[Ping]) -> None:
         with self._cond:
+            nearby = self.nearby
             for ping in pings:
-                self._pings.setdefault(shard_of(ping.driver_id), deque()).append(ping)
+                owner = shard_of(ping.driver_id)
+                self._pings.setdefault(owner, deque()).append(ping)
+                if nearby is not None:
+                    for shard in nearby(ping.lat, ping.lng):
+                        if shard != owner:
+                            self._pings.setdefault(shard, deque()).append(ping)
+            self._cond.notify_all()
+
+    def send_foreign(self, items: Sequence[tuple[UUID, str]], to: Iterable[int]) -> None:
+        """Drivers' availability changes (driver, event type) for the shards ``to``."""
+        if not items:
+            return
+        with self._cond:
+            for shard in to:
+                self._foreign.setdefault(shard, deque()).extend(items)
             self._cond.notify_all()
 
     def send_between_shards(self, messages: Sequence[Envelope], acks: Sequence[Ack]) -> None:
@@ -56,9 +76,12 @@ class EmbeddedTransport:
             commands = self._commands.setdefault(shard, deque())
             pings = self._pings.setdefault(shard, deque())
             between = self._messages.setdefault(shard, deque())
-            if not commands and not pings and not between and timeout_s > 0:
+            foreign = self._foreign.setdefault(shard, deque())
+            if not commands and not pings and not between and not foreign and timeout_s > 0:
                 self._cond.wait(timeout_s)
             inbound = Inbound()
+            inbound.foreign.extend(foreign)
+            foreign.clear()
             while between and len(inbound.messages) + len(inbound.acks) < max_records:
                 item = between.popleft()
                 if isinstance(item, Ack):

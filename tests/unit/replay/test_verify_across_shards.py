@@ -142,3 +142,46 @@ def test_a_message_applied_twice_or_never_sent_is_flagged() -> None:
     assert "message_gap" in kinds(story)
     story = Story().lock().open().apply(R, H, 2)
     assert kinds(story) == ["message_applied_unsent"]
+
+
+def assigned_across(story: Story, driver: UUID, held: bool, ride: UUID | None = None) -> None:
+    """R's ride accepted by a driver H owns; H holds it for the ride if ``held``."""
+    ride = ride or story.ride
+    expires = "2026-01-05T08:00:15+00:00"
+    if ride == story.ride:
+        story.lock().open()
+    story.log.add(R, ride, "Ride.DriverAsked", driver_id=str(driver), resv=f"{ride}/1",
+                  pickup_eta_s=60.0, distance_m=400.0)  # fmt: skip
+    story.log.add(R, ride, "Ride.Offered", driver_id=str(driver), offer_expires_at=expires,
+                  pickup_eta_s=60.0, distance_m=400.0)  # fmt: skip
+    story.log.add(R, ride, "Ride.Accepted", driver_id=str(driver))
+    if story.log.versions.get(str(driver)) is None:
+        story.log.add(H, driver, "Driver.Registered", name="d")
+        story.log.add(H, driver, "Driver.WentOnline")
+    if held:
+        story.log.add(H, driver, "Driver.OfferReceived", ride_id=str(ride), expires_at=expires,
+                      resv=f"{ride}/1")  # fmt: skip
+        story.log.add(H, driver, "Driver.Assigned", ride_id=str(ride))
+
+
+ACROSS = {"driver_not_held", "driver_in_two_rides"}
+
+
+def test_a_ride_counting_on_a_driver_its_owner_holds_for_it_is_sound() -> None:
+    story = Story()
+    assigned_across(story, new_id(H), held=True)
+    assert kinds(story) == []
+
+
+def test_a_ride_counting_on_a_driver_its_owner_does_not_hold_is_flagged() -> None:
+    story = Story()
+    assigned_across(story, new_id(H), held=False)
+    assert kinds(story) == ["driver_not_held"]
+
+
+def test_two_rides_counting_on_one_driver_are_flagged() -> None:
+    story, driver = Story(), new_id(H)
+    assigned_across(story, driver, held=True)
+    assigned_across(story, driver, held=False, ride=new_id(R))  # never held for it
+    # (the ride's shard sees the second offer too: its own check flags it as well)
+    assert {k for k in kinds(story) if k in ACROSS} == ACROSS

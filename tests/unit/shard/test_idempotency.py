@@ -5,7 +5,7 @@ from __future__ import annotations
 from dispatch.domain.command_record import record_ids
 from dispatch.domain.driver import DriverStatus
 from dispatch.shard.application import ShardApplication
-from dispatch.shard.handlers import Policy
+from dispatch.shard.policy import Policy
 from schemas import commands as c
 
 

@@ -21,7 +21,7 @@ from dispatch.invariants import InvariantChecker, Violation
 from dispatch.log import decode
 from dispatch.settings import Settings
 from dispatch.shard.application import ShardApplication
-from dispatch.shard.handlers import Policy
+from dispatch.shard.policy import Policy
 from schemas import commands as c
 
 WINDOW = 86_400.0

@@ -31,8 +31,8 @@ from dispatch.log import decode
 from dispatch.matching.decisions import ExpireOffer, ExpireRequest, MakeOffer
 from dispatch.shard.application import ShardApplication
 from dispatch.shard.crossshard.messages import OpenRide
-from dispatch.shard.handlers import Policy
 from dispatch.shard.links import Link, link_id
+from dispatch.shard.policy import Policy
 from schemas import commands as c
 
 SHARD, OTHER = 1, 2

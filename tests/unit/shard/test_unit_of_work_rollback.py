@@ -12,7 +12,7 @@ from dispatch.domain.errors import IllegalTransition
 from dispatch.domain.ride import RideStatus
 from dispatch.domain.rider import Rider
 from dispatch.shard.application import ShardApplication
-from dispatch.shard.handlers import Policy
+from dispatch.shard.policy import Policy
 from schemas import commands as c
 
 EVERYTHING = 10**9
