@@ -1,8 +1,8 @@
 """Batch latency on Kafka while a shard checkpoint is being written, beside batches with none.
 
     .venv/bin/python scripts/bench_kafka_checkpoint_batches.py [--drivers 20000]
-        [--riders 30000] [--runs 3] [--seconds 90] [--warmup 10] [--rate 20]
-        [--every 15000] [--rows 10000] [--no-calibrate] [--json]
+        [--riders 30000] [--runs 3] [--seconds 150] [--warmup 10] [--rate 20]
+        [--every 50000] [--rows 10000] [--no-calibrate] [--json]
 
 Needs the local broker (scripts/kafka-local.sh start). ``--runs`` times, on fresh topics:
 one shard's live state is written with the real shard application on the Kafka store
@@ -370,10 +370,10 @@ def main() -> int:
     parser.add_argument("--drivers", type=int, default=20_000)
     parser.add_argument("--riders", type=int, default=30_000)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=90.0)
+    parser.add_argument("--seconds", type=float, default=150.0)
     parser.add_argument("--warmup", type=float, default=10.0, help="seconds not counted")
     parser.add_argument("--rate", type=float, default=20.0, help="ride requests a second")
-    parser.add_argument("--every", type=int, default=15_000, help="events between checkpoints")
+    parser.add_argument("--every", type=int, default=50_000, help="events between checkpoints")
     parser.add_argument("--rows", type=int, default=10_000, help="rows a chunk")
     parser.add_argument("--no-calibrate", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep each run's topics")
@@ -412,7 +412,8 @@ def main() -> int:
         print(f"run {i + 1}: {json.dumps(runs[-1])}", file=sys.stderr, flush=True)
 
     def median_of(part: str, key: str) -> float | None:
-        values = [r[part][key] for r in runs if key in r[part]]
+        """Over the runs that had batches of that kind (``runs_with`` says how many)."""
+        values = [r[part][key] for r in runs if r[part]["batches"]]
         return round(statistics.median(values), 1) if values else None
 
     figures: dict[str, Any] = {
@@ -420,7 +421,8 @@ def main() -> int:
         "config": {k: v for k, v in vars(args).items() if k not in WORKER_ONLY},
         "runs": runs,
         "medians": {
-            part: {key: median_of(part, key) for key in MEDIANS}
+            part: {"runs_with": sum(bool(r[part]["batches"]) for r in runs)}
+            | {key: median_of(part, key) for key in MEDIANS}
             for part in ("during_checkpoint", "no_checkpoint", "began_a_checkpoint")
         },
     }
