@@ -130,7 +130,9 @@ def build_kafka_worker(
 
 
 def build_markets(settings: Settings) -> MarketMap:
-    return MarketMap(settings.markets, settings.shards)
+    """Split markets are routed by region where rides may be offered drivers of other
+    shards: the embedded engine (Kafka workers do not yet)."""
+    return MarketMap(settings.markets, settings.shards, split_served=settings.embedded)
 
 
 def build_embedded_engine(settings: Settings, clock: Clock = time.time) -> EmbeddedEngine:

@@ -3,10 +3,11 @@
 Default rule for places outside every configured market: the shard is the H3 resolution-3
 cell of the place (about 12,000 km2, roughly a metro region) hashed onto the shard count.
 
-A market split over several shards (``"shards": N > 1``, its regions in
-``dispatch.regions``) is refused: routing by region needs the cross-shard protocol (rides
-in the shard of their pickup, drivers handed off between regions, offers across borders),
-which is not built yet. Until then a split market would be N walled-off markets.
+A market split over several shards (``"shards": N > 1``) is routed by region
+(``dispatch.regions``): a place goes to the shard of its region. Rides live in their
+pickup's shard and may be offered drivers of other shards (docs/ARCHITECTURE.md, "Offers
+across shards"), which the embedded engine does and the Kafka workers do not yet: there a
+split market is refused (``split_served``), since it would be N walled-off markets.
 """
 
 from __future__ import annotations
@@ -17,33 +18,43 @@ from collections.abc import Sequence
 
 import h3
 
-from dispatch.regions import MARKET_RESOLUTION, market_cells
+from dispatch.regions import MARKET_RESOLUTION, RegionMap, market_cells, split_market
 from dispatch.settings import MarketConfig
 
 __all__ = ["DEFAULT_RULE_RESOLUTION", "MARKET_RESOLUTION", "MarketMap", "SplitMarketError"]
 
 DEFAULT_RULE_RESOLUTION = 3
+NEARBY_RESOLUTION, NEARBY_RINGS = 7, 3  # res-7 cells are about 2.4 km across
 
 
 class SplitMarketError(ValueError):
-    """A market split over several shards, which routing does not serve yet."""
+    """A market split over several shards where routing by region is not served (Kafka)."""
 
 
 class MarketMap:
-    def __init__(self, markets: Sequence[MarketConfig], shards: int) -> None:
+    def __init__(
+        self, markets: Sequence[MarketConfig], shards: int, split_served: bool = True
+    ) -> None:
+        """``split_served``: whether a market split over several shards may be routed by
+        region (the embedded engine, which offers rides drivers across regions); where it
+        is not (Kafka workers, which do not yet), such a market is refused."""
         self.shards = shards
         self._by_cell: dict[str, MarketConfig] = {}
+        self._regions: dict[str, RegionMap] = {}
         for market in markets:
-            if market.shards > 1:
+            if market.shards > 1 and not split_served:
                 last = market.shard + market.shards - 1
                 raise SplitMarketError(
                     f"market {market.name} is split over shards {market.shard}..{last} "
-                    f'("shards": {market.shards}), and routing by region is not built yet '
-                    "(issue #14): it cannot be served; 'dispatch markets regions' prints its "
-                    'region map. Set "shards": 1 to serve it from one shard.'
+                    f'("shards": {market.shards}), and the Kafka workers do not offer rides '
+                    "drivers of other shards yet (issue #14): a split market would be walled "
+                    "regions; 'dispatch markets regions' prints its region map. Set "
+                    '"shards": 1, or run embedded.'
                 )
-            if market.shard >= shards:
+            if market.shard + market.shards > shards:
                 raise ValueError(f"market {market.name} uses shard {market.shard} >= {shards}")
+            if market.shards > 1:
+                self._regions[market.name] = split_market(market)
             for cell in market_cells(market):
                 self._by_cell.setdefault(cell, market)
 
@@ -53,16 +64,21 @@ class MarketMap:
     def shard_for(self, lat: float, lng: float) -> int:
         market = self.market_of(lat, lng)
         if market is not None:
+            regions = self._regions.get(market.name)
+            if regions is not None:  # the shard of the place's region
+                shard = regions.shard_of(lat, lng)
+                return market.shard if shard is None else shard
             return market.shard
         region = h3.latlng_to_cell(lat, lng, DEFAULT_RULE_RESOLUTION)
         return zlib.crc32(region.encode()) % self.shards
 
     def nearby_shards(self, lat: float, lng: float) -> frozenset[int]:
-        """The shards serving the place's resolution-5 cell and its neighbours (about 8 km
-        around, more than a pickup search reaches): where a driver there may be offered a
-        ride. Cached by cell."""
-        return self._nearby(h3.latlng_to_cell(lat, lng, MARKET_RESOLUTION))
+        """The shards serving the places within about 4 km (the resolution-7 cells up to
+        three rings around the place's, more than a pickup search reaches): where a driver
+        there may be offered a ride. Cached by cell."""
+        return self._nearby(h3.latlng_to_cell(lat, lng, NEARBY_RESOLUTION))
 
     @functools.cache  # noqa: B019 (one map a process, bounded by the cells drivers visit)
     def _nearby(self, cell: str) -> frozenset[int]:
-        return frozenset(self.shard_for(*h3.cell_to_latlng(c)) for c in h3.grid_disk(cell, 1))
+        ring = h3.grid_disk(cell, NEARBY_RINGS)
+        return frozenset(self.shard_for(*h3.cell_to_latlng(c)) for c in ring)

@@ -3,8 +3,8 @@
 A market (``MarketConfig``: a centre and a radius) is the disk of H3 resolution-5 cells
 ``market_cells`` returns (the cells ``MarketMap`` routes to it). ``split_market`` cuts it,
 at a coarser resolution than the matcher's, into ``market.shards`` regions; region ``i``
-goes to shard ``market.shard + i``. Nothing here routes yet: ``MarketMap`` refuses a split
-market until the cross-shard protocol lands (docs/ARCHITECTURE.md, Cells and routing).
+goes to shard ``market.shard + i``. ``MarketMap`` routes a place of a split market to its
+region's shard (docs/ARCHITECTURE.md, Cells and routing).
 
 Resolution (``REGION_RESOLUTION`` = 7). Measured with h3 (``average_hexagon_area``,
 ``average_hexagon_edge_length``; ``cell_area`` over the default San Francisco market):

@@ -22,9 +22,9 @@ class MarketConfig(BaseModel):
 
     A market of ``shards`` N > 1 is cut into N contiguous regions of balanced expected load
     (``dispatch.regions``); region i goes to shard ``shard + i``, so the market's regions
-    use shards ``shard, shard+1, ..., shard+shards-1``. Routing by region is not built
-    yet: such a market is accepted here and its region map can be printed
-    (``dispatch markets regions``), but ``MarketMap`` refuses to serve it.
+    use shards ``shard, shard+1, ..., shard+shards-1``. ``MarketMap`` routes places by region
+    where rides are offered drivers across shards (embedded) and refuses such a market where
+    they are not yet (Kafka).
     """
 
     name: str

@@ -1,4 +1,5 @@
-"""``dispatch experiment``: strategies compared on the same demand, seed by seed."""
+"""``dispatch experiment``: strategies (and city splits) compared on the same demand, seed
+by seed."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import os
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -31,9 +32,13 @@ from dispatch.cli.scenario import (
     scenario,
 )
 
+if TYPE_CHECKING:
+    from dispatch.simulator.experiment import Variant
+
 console = Console(stderr=True)
 STRATEGIES = ("greedy", "batch")
 MAX_SEEDS = 1_000
+MAX_CITY_SHARDS = 64
 
 
 def parse_strategies(value: str) -> tuple[str, ...]:
@@ -44,12 +49,48 @@ def parse_strategies(value: str) -> tuple[str, ...]:
             f"unknown {', '.join(unknown)}: choose from {', '.join(STRATEGIES)}",
             param_hint="--strategies",
         )
-    if len(names) < 2 or len(set(names)) != len(names):
+    if not names:
         raise typer.BadParameter(
-            f"at least two different strategies, comma-separated, not {value!r}",
+            f"strategies, comma-separated, not {value!r}", param_hint="--strategies"
+        )
+    if len(set(names)) != len(names):
+        raise typer.BadParameter(f"a strategy named twice in {value!r}", param_hint="--strategies")
+    return names
+
+
+def parse_city_shards(value: str | None) -> tuple[int | None, ...]:
+    """``--city-shards 1,4``: the shard counts to split the city over (None: not given)."""
+    if value is None:
+        return (None,)
+    try:
+        counts = tuple(int(part) for part in value.split(",") if part.strip())
+    except ValueError:
+        counts = ()
+    if not counts or any(not 1 <= n <= MAX_CITY_SHARDS for n in counts):
+        raise typer.BadParameter(
+            f"shard counts from 1 to {MAX_CITY_SHARDS}, comma-separated, not {value!r}",
+            param_hint="--city-shards",
+        )
+    if len(set(counts)) != len(counts):
+        raise typer.BadParameter(f"a count twice in {value!r}", param_hint="--city-shards")
+    return counts
+
+
+def variants_of(strategies: str, city_shards: str | None) -> tuple[Variant, ...]:
+    """Every strategy with every shard count; at least two variants to compare."""
+    from dispatch.simulator.experiment import Variant
+
+    chosen = tuple(
+        Variant(strategy, shards)
+        for shards in parse_city_shards(city_shards)
+        for strategy in parse_strategies(strategies)
+    )
+    if len(chosen) < 2:
+        raise typer.BadParameter(
+            "at least two variants: two strategies, or two --city-shards counts",
             param_hint="--strategies",
         )
-    return names
+    return chosen
 
 
 def experiment(
@@ -57,6 +98,14 @@ def experiment(
         str,
         typer.Option(help="Comma-separated; the first is the baseline differences are to."),
     ] = "greedy,batch",
+    city_shards: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated shard counts to split the simulated city over, each run with "
+            "every strategy (e.g. --strategies greedy --city-shards 1,4); the first is the "
+            "baseline. Default: the configured markets.",
+        ),
+    ] = None,
     seeds: Annotated[
         int, typer.Option(min=1, max=MAX_SEEDS, help="How many seeds: --seed, --seed+1, ...")
     ] = 10,
@@ -86,7 +135,8 @@ def experiment(
     from dispatch.simulator.paired import METHOD, format_difference
     from dispatch.simulator.runner import SimConfig
 
-    names = parse_strategies(strategies)
+    variants = variants_of(strategies, city_shards)
+    names = [v.label for v in variants]
     chosen = scenario(
         drivers=drivers,
         minutes=minutes,
@@ -109,7 +159,7 @@ def experiment(
     target = report_dir or settings.data_dir / "experiments" / stamp
     check_outputs(None, target, demand_trace)
     plan = Plan(
-        strategies=names,
+        variants=variants,
         seeds=tuple(range(seed, seed + seeds)),
         config=SimConfig(**chosen.config),  # type: ignore[arg-type]
         settings=settings,
@@ -124,7 +174,7 @@ def experiment(
             console.print(f"[red]not paired[/red]: {error}")
             raise typer.Exit(code=1) from None
     notes = [
-        f"paired design: {seeds} seeds from {seed}, every strategy on the same requests "
+        f"paired design: {seeds} seeds from {seed}, every variant on the same requests "
         f"(hashes checked); difference = other - {names[0]}, 95% CI by {METHOD}",
         *(
             [
@@ -154,6 +204,10 @@ def experiment(
                     "method": METHOD,
                     "baseline": names[0],
                     "strategies": list(names),
+                    "variants": [
+                        {"label": v.label, "strategy": v.strategy, "city_shards": v.city_shards}
+                        for v in variants
+                    ],
                     "seeds": list(plan.seeds),
                     "warmup_s": plan.config.warmup_s,
                     "differences": [asdict(d) for d in outcome.differences],

@@ -57,6 +57,16 @@ TimeScale = Annotated[
     float | None,
     typer.Option(help="With --demand-trace: play the trace this many times faster (> 0)."),
 ]
+CityShards = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        max=64,
+        help="Split the simulated city over this many shards (regions of one market "
+        "covering it; rides are offered drivers across region borders); default: the "
+        "configured markets. Embedded only.",
+    ),
+]
 TraceWindow = Annotated[
     str | None,
     typer.Option(

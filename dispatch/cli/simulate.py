@@ -16,6 +16,7 @@ from rich.table import Table
 from dispatch.adapters.sqlite.datadir import MAX_SHARDS
 from dispatch.cli.common import Kafka, settings_from
 from dispatch.cli.scenario import (
+    CityShards,
     Demand,
     DemandTrace,
     Drivers,
@@ -72,8 +73,12 @@ def simulate(
     shards: Annotated[
         int | None, typer.Option(min=1, max=MAX_SHARDS, help="Shards (default DISPATCH_SHARDS).")
     ] = None,
+    city_shards: CityShards = None,
 ) -> None:
     """Run the engine against a simulated city and print a report."""
+    from dispatch.bootstrap import build_markets
+    from dispatch.markets import SplitMarketError
+    from dispatch.simulator.cityshards import split_city
     from dispatch.simulator.runner import SimConfig
 
     if strategy not in ("greedy", "batch"):
@@ -92,6 +97,19 @@ def simulate(
         skip_bad_rows=skip_bad_rows,
     )
     base = settings_from(None, kafka, **({"shards": shards} if shards else {}))
+    if city_shards is not None:
+        if not base.embedded:
+            raise typer.BadParameter(
+                "embedded only: the Kafka workers do not offer rides drivers of other shards yet",
+                param_hint="--city-shards",
+            )
+        if shards is not None and shards < city_shards:
+            raise typer.BadParameter(
+                f"{city_shards} city shards need --shards {city_shards} or more, not {shards}",
+                param_hint="--city-shards",
+            )
+        points = [r.pickup for r in chosen.trace] if chosen.trace else None
+        base = split_city(base, city_shards, points)
     if base.embedded and workers is not None:
         raise typer.BadParameter("only with --kafka (embedded has none)", param_hint="--workers")
     if workers is not None and workers > base.shards:
@@ -108,7 +126,12 @@ def simulate(
             f"not empty (a simulation needs a fresh log): {target}", param_hint="--data-dir"
         )
     settings = base.model_copy(update={"data_dir": target, "strategy": strategy})
-    config = SimConfig(seed=seed, strategy=strategy, **chosen.config)  # type: ignore[arg-type]
+    try:  # a market the engine cannot serve is refused before anything starts
+        build_markets(settings)
+    except SplitMarketError as error:
+        raise typer.BadParameter(str(error), param_hint="DISPATCH_MARKETS") from None
+    options = {"seed": seed, "strategy": strategy, "city_shards": city_shards or 1}
+    config = SimConfig(**options, **chosen.config)  # type: ignore[arg-type]
     where = str(target) if settings.embedded else f"topic {settings.topic_prefix}.events"
 
     def run(progress: Callable[[float], None] | None) -> Simulation:

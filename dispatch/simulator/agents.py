@@ -64,6 +64,7 @@ class SimRide:
     dropoff: tuple[float, float]
     requested_at: float
     first_offer_at: float | None = None
+    first_offer_across: bool | None = None  # its first offer's driver owned by another shard
     accepted_at: float | None = None
     offered_eta_s: float = 0.0
     pickup_eta_s: float | None = None  # the ETA of the offer the driver accepted

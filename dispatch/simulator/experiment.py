@@ -1,4 +1,7 @@
-"""Paired dispatch experiments: every strategy on every seed, the same demand per seed.
+"""Paired dispatch experiments: every variant on every seed, the same demand per seed.
+
+A variant is a strategy, and the number of shards the city is split over (``--city-shards``;
+by default the configured markets).
 
 Each run is a fresh embedded engine in its own process (runs share nothing, so they may run
 side by side) with a log in a temporary folder. A seed's demand is drawn from its own keyed
@@ -16,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from dispatch.settings import Settings
+from dispatch.simulator.cityshards import split_city
 from dispatch.simulator.embedded import simulate_embedded
 from dispatch.simulator.html_report import Comparison, RunData
 from dispatch.simulator.paired import PairedDifference, compare
@@ -44,8 +48,20 @@ class DemandMismatch(Exception):
 
 
 @dataclass(frozen=True)
+class Variant:
+    strategy: str
+    city_shards: int | None = None  # None: the configured markets serve the city
+
+    @property
+    def label(self) -> str:
+        if self.city_shards is None:
+            return self.strategy
+        return f"{self.strategy}/{self.city_shards} shard{'s' if self.city_shards > 1 else ''}"
+
+
+@dataclass(frozen=True)
 class Plan:
-    strategies: tuple[str, ...]
+    variants: tuple[Variant, ...]
     seeds: tuple[int, ...]
     config: SimConfig
     settings: Settings
@@ -75,31 +91,42 @@ class Outcome:
         ]
 
 
-def run_one(config: SimConfig, settings: Settings, demand: Sequence[Request] | None) -> RunData:
-    """One strategy on one seed, in a log of its own that is deleted afterwards."""
+def run_one(
+    variant: Variant,
+    config: SimConfig,
+    settings: Settings,
+    demand: Sequence[Request] | None,
+) -> RunData:
+    """One variant on one seed, in a log of its own that is deleted afterwards."""
     with tempfile.TemporaryDirectory(prefix="dispatch-experiment-") as folder:
         run_settings = settings.model_copy(
-            update={"data_dir": Path(folder), "strategy": config.strategy}
+            update={"data_dir": Path(folder), "strategy": variant.strategy}
         )
-        sim = simulate_embedded(config, run_settings, None, demand)
+        if variant.city_shards is not None:
+            points = [r.pickup for r in demand] if demand else None
+            run_settings = split_city(run_settings, variant.city_shards, points)
+        run_config = replace(config, strategy=variant.strategy,
+                             city_shards=variant.city_shards or 1)  # fmt: skip
+        sim = simulate_embedded(run_config, run_settings, None, demand)
         report = sim.finished
-        return RunData(report.strategy, report.seed, report.as_dict(), sim.records(), sim.samples)
+        return RunData(variant.label, report.seed, report.as_dict(), sim.records(), sim.samples)
 
 
 def run_experiment(
     plan: Plan, jobs: int, on_done: Callable[[RunData], None] | None = None
 ) -> Outcome:
-    """Every (strategy, seed), ``jobs`` at a time; then the demand check and the paired
-    differences against the first strategy."""
-    configs = [
-        replace(plan.config, strategy=strategy, seed=seed)
+    """Every (variant, seed), ``jobs`` at a time; then the demand check and the paired
+    differences against the first variant."""
+    runs_planned = [
+        (variant, replace(plan.config, seed=seed))
         for seed in plan.seeds
-        for strategy in plan.strategies
+        for variant in plan.variants
     ]
     results: dict[tuple[str, int], RunData] = {}
     with ProcessPoolExecutor(max_workers=jobs) as pool:
         pending: set[Future[RunData]] = {
-            pool.submit(run_one, config, plan.settings, plan.demand) for config in configs
+            pool.submit(run_one, variant, config, plan.settings, plan.demand)
+            for variant, config in runs_planned
         }
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -108,17 +135,18 @@ def run_experiment(
                 results[(run.strategy, run.seed)] = run
                 if on_done is not None:
                     on_done(run)
-    runs = [results[(c.strategy, c.seed)] for c in configs]
+    runs = [results[(v.label, c.seed)] for v, c in runs_planned]
     check_paired(runs)
+    labels = [v.label for v in plan.variants]
     summaries: dict[str, list[dict[str, Any]]] = {
-        s: [results[(s, seed)].summary for seed in plan.seeds] for s in plan.strategies
+        label: [results[(label, seed)].summary for seed in plan.seeds] for label in labels
     }
     metrics = [key for key, _ in METRICS]
-    return Outcome(runs, compare(summaries, metrics, baseline=plan.strategies[0]))
+    return Outcome(runs, compare(summaries, metrics, baseline=labels[0]))
 
 
 def check_paired(runs: Sequence[RunData]) -> None:
-    """Every strategy of a seed made the same requests (their hashes agree)."""
+    """Every variant of a seed made the same requests (their hashes agree)."""
     by_seed: dict[int, dict[str, str]] = {}
     for run in runs:
         by_seed.setdefault(run.seed, {})[run.strategy] = str(run.summary["demand_hash"])
@@ -126,6 +154,6 @@ def check_paired(runs: Sequence[RunData]) -> None:
         if len(set(hashes.values())) > 1:
             shown = ", ".join(f"{s} {h[:16]}" for s, h in hashes.items())
             raise DemandMismatch(
-                f"seed {seed}: the strategies saw different requests ({shown}); "
+                f"seed {seed}: the variants saw different requests ({shown}); "
                 "refusing to compare unpaired runs"
             )

@@ -129,6 +129,10 @@ class SimReport:
     market_reason: str
     steady: bool
     steady_reason: str
+    shards: int  # the city's shards (--city-shards)
+    cross_shard_matches: int  # rides accepted by a driver another shard owns
+    offer_s_p99_same_shard: float | None  # time to a first offer by a driver of the ride's shard
+    offer_s_p99_cross_shard: float | None  # ... by a driver another shard owns
     events: int
     outcomes: dict[str, int]
     violations: list[str]
@@ -143,7 +147,12 @@ class SimReport:
         unserved = [r for r in records if r.accepted_s is None and r.outcome is not None]
         decided = len(served) + len(unserved)
         expired = sum(r.outcome == RideStatus.EXPIRED for r in records)
-        offer = [r.first_offer_s - r.requested_s for r in records if r.first_offer_s is not None]
+        offered = [
+            (r.first_offer_s - r.requested_s, r) for r in records if r.first_offer_s is not None
+        ]
+        offer = [s for s, _ in offered]
+        same = [s for s, r in offered if not r.first_offer_across]
+        across = [s for s, r in offered if r.first_offer_across]
         accept = [r.accepted_s - r.requested_s for r in served if r.accepted_s is not None]
         waits = [w for r in records if (w := r.wait_s) is not None]
         etas = [r.eta_estimated_s for r in served if r.eta_estimated_s is not None]
@@ -202,6 +211,10 @@ class SimReport:
             market_reason=reason,
             steady=steady,
             steady_reason=steady_reason,
+            shards=sim.cfg.city_shards,
+            cross_shard_matches=sim.cross_shard_matches,
+            offer_s_p99_same_shard=percentile(same, 99),
+            offer_s_p99_cross_shard=percentile(across, 99),
             events=events,
             outcomes=dict(sim.outcomes),
             violations=[str(v) for v in sim.checker.violations],

@@ -29,6 +29,7 @@ class RideRecord:
     dropoff_lng: float
     outcome: str | None = None  # completed, cancelled, expired; None: still in flight
     first_offer_s: float | None = None
+    first_offer_across: bool | None = None  # made by a driver another shard owns
     accepted_s: float | None = None
     arrived_s: float | None = None  # the driver at the pickup: the rider's wait ends
     started_s: float | None = None

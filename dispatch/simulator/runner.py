@@ -23,6 +23,7 @@ from dispatch.domain.driver import Driver
 from dispatch.domain.ids import new_id, shard_of
 from dispatch.domain.ride import RIDE_ENDINGS, Ride, RideStatus
 from dispatch.invariants import InvariantChecker
+from dispatch.invariants_across import CrossShardChecker
 from dispatch.log import LogEvent, decode
 from dispatch.markets import MarketMap
 from dispatch.messages import Ping
@@ -63,6 +64,7 @@ class SimConfig:
     drain_minutes: float = 60.0  # after the last request, until every ride has ended
     warmup_minutes: float | None = None  # default: two thirds of the run, at most an hour
     strategy: str = "greedy"  # for the report; the engine's settings choose the strategy
+    city_shards: int = 1  # for the report; the settings' market split does the splitting
     id_salt: str = ""  # makes ids differ between runs that share a log (Kafka)
 
     @property
@@ -147,6 +149,8 @@ class Simulation:
         self.samples: list[Sample] = []
         self.distance_m: dict[str, float] = defaultdict(float)  # after warm-up, by leg
         self.checker = InvariantChecker()
+        self.across = CrossShardChecker()  # what the shards told one another
+        self.cross_shard_matches = 0  # rides accepted by a driver another shard owns
         self.outcomes: Counter[str] = Counter()
         self._queue: list[tuple[float, int, Action]] = []
         self._seq = 0
@@ -271,6 +275,7 @@ class Simulation:
         for d in self.drivers.values():
             self._count_distance(d)
         self.checker.finish()
+        self.checker.violations.extend(self.across.finish())
         self.report = SimReport.build(self, time.perf_counter() - started, self.cfg.strategy)
         return self.report
 
@@ -408,6 +413,7 @@ class Simulation:
         """React to one committed event, as a driver's or rider's app would."""
         self._events += 1
         self.checker.check(e)
+        self.across.check(e)
         topic, data = e.topic, e.data
         if topic == Driver.OfferReceived.TOPIC:
             d = self.drivers.get(UUID(e.aggregate_id))
@@ -433,7 +439,10 @@ class Simulation:
             ride.offered_eta_s = data["pickup_eta_s"]
             if ride.first_offer_at is None:
                 ride.first_offer_at = e.at
+                ride.first_offer_across = shard_of(UUID(data["driver_id"])) != e.shard
         elif topic == Ride.Accepted.TOPIC:
+            if shard_of(UUID(data["driver_id"])) != e.shard:
+                self.cross_shard_matches += 1
             if ride.accepted_at is None:
                 ride.accepted_at, ride.pickup_eta_s = e.at, ride.offered_eta_s
             self._waiting.discard(ride.ride_id)
@@ -476,6 +485,7 @@ class Simulation:
                 dropoff_lng=r.dropoff[1],
                 outcome=r.outcome,
                 first_offer_s=rel(r.first_offer_at),
+                first_offer_across=r.first_offer_across,
                 accepted_s=rel(r.accepted_at),
                 arrived_s=rel(r.arrived_at),
                 started_s=rel(r.started_at),

@@ -45,7 +45,7 @@ def run_data(strategy: str, seed: int, demand: str) -> RunData:
 
 def test_runs_of_one_seed_with_different_demand_are_not_compared() -> None:
     check_paired([run_data("greedy", 1, "aa"), run_data("batch", 1, "aa")])
-    with pytest.raises(DemandMismatch, match="seed 2: the strategies saw different requests"):
+    with pytest.raises(DemandMismatch, match="seed 2: the variants saw different requests"):
         check_paired([run_data("greedy", 2, "aa"), run_data("batch", 2, "bb")])
 
 
@@ -117,7 +117,7 @@ def test_a_meaningless_scenario_option_is_a_usage_error_that_names_it(
 
 @pytest.mark.parametrize(
     "value, reason",
-    [("greedy", "at least two"), ("greedy,greedy", "at least two"), ("greedy,fast", "unknown")],
+    [("greedy", "at least two"), ("greedy,greedy", "named twice"), ("greedy,fast", "unknown")],
 )
 def test_strategies_must_be_two_or_more_known_ones(value: str, reason: str) -> None:
     result = CliRunner().invoke(app, ["experiment", "--strategies", value])
@@ -186,3 +186,66 @@ def test_a_run_with_nothing_decided_after_warm_up_reports_no_figure_rather_than_
     report = json.loads(result.stdout)
     assert report["decided"] == 0 and report["served_pct"] is None
     assert report["market"] == "unknown"
+
+
+def test_an_experiment_compares_one_city_over_one_and_four_shards_on_the_same_demand(
+    tmp_path: Path,
+) -> None:
+    args = ["experiment", "--strategies", "greedy", "--city-shards", "1,4", "--seeds", "1"]
+    result = CliRunner().invoke(app, [*args, *SMALL, "--report", str(tmp_path / "r"), "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["baseline"] == "greedy/1 shard"
+    assert [v["city_shards"] for v in out["variants"]] == [1, 4]
+    by_shards = {r["shards"]: r for r in out["runs"]}
+    assert by_shards[1]["demand_hash"] == by_shards[4]["demand_hash"]
+    assert by_shards[1]["cross_shard_matches"] == 0
+    assert all(r["violations"] == [] for r in out["runs"])
+
+
+@pytest.mark.parametrize(
+    ("options", "needle"),
+    [
+        (["--city-shards", "0,4"], "shard counts from 1 to 64"),
+        (["--city-shards", "a,b"], "shard counts from 1 to 64"),
+        (["--city-shards", "4,4"], "a count twice"),
+        (["--strategies", "greedy"], "at least two variants"),
+        (["--strategies", "greedy", "--city-shards", "4"], "at least two variants"),
+    ],
+)
+def test_meaningless_city_shard_options_are_refused_with_the_reason(
+    options: list[str], needle: str
+) -> None:
+    result = CliRunner().invoke(app, ["experiment", *options, *SMALL])
+    assert result.exit_code == 2
+    assert needle in result.output
+
+
+def test_a_city_simulated_over_four_shards_matches_across_their_borders(tmp_path: Path) -> None:
+    args = ["simulate", "--drivers", "200", "--minutes", "10", "--warmup", "0", "--seed", "3"]
+    result = CliRunner().invoke(
+        app, [*args, "--city-shards", "4", "--json", "--data-dir", str(tmp_path / "log")]
+    )
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["shards"] == 4 and out["violations"] == []
+    assert out["cross_shard_matches"] > 0
+    assert out["offer_s_p99_cross_shard"] is not None
+
+
+@pytest.mark.parametrize(
+    ("options", "env", "needle"),
+    [
+        (["--city-shards", "4", "--shards", "2"], {}, "need --shards 4 or more"),
+        (["--city-shards", "4"], {"DISPATCH_KAFKA_BOOTSTRAP": "127.0.0.1:9"}, "embedded only"),
+        (["--city-shards", "0"], {}, "--city-shards"),
+    ],
+)
+def test_meaningless_city_shards_for_a_simulation_are_refused_before_it_starts(
+    tmp_path: Path, options: list[str], env: dict[str, str], needle: str
+) -> None:
+    args = ["simulate", "--minutes", "1", "--data-dir", str(tmp_path / "log"), *options]
+    result = CliRunner().invoke(app, args, env=env)
+    assert result.exit_code == 2
+    assert needle in " ".join(result.output.replace("│", " ").split())
+    assert not (tmp_path / "log").exists()

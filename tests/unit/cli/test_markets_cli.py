@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
+import h3
 import pytest
 from pydantic import ValidationError
 from typer.testing import CliRunner
@@ -14,6 +16,7 @@ from typer.testing import CliRunner
 from dispatch.bootstrap import build_markets
 from dispatch.cli import app
 from dispatch.markets import MarketMap, SplitMarketError
+from dispatch.regions import split_market
 from dispatch.settings import MarketConfig, Settings
 
 SF: dict[str, Any] = {
@@ -139,14 +142,33 @@ def test_a_shard_count_out_of_range_is_a_usage_error_naming_the_field(shards: in
     assert "markets.0.shards" in result.output
 
 
-def test_a_split_market_is_refused_at_routing_with_the_reason() -> None:
+def test_a_split_market_is_routed_by_region_where_rides_cross_regions() -> None:
     settings = Settings(
         shards=8, markets=[MarketConfig.model_validate(SF), MarketConfig.model_validate(LA)]
     )
-    with pytest.raises(SplitMarketError, match="routing by region is not built yet"):
-        build_markets(settings)
+    markets = build_markets(settings)  # embedded: rides are offered drivers across borders
+    region_map = split_market(settings.markets[0])
+    routed = set()
+    for cell in region_map.cells:
+        lat, lng = h3.cell_to_latlng(cell)
+        region = region_map.shard_of(lat, lng)  # None: the market's res-5 cells leave it out
+        if region is not None:
+            assert markets.shard_for(lat, lng) == region
+            routed.add(region)
+    assert routed == {0, 1, 2, 3}
+    assert markets.shard_for(34.05, -118.24) == 4  # a market of one shard, as before
+
+
+def test_a_split_market_is_refused_on_kafka_with_the_reason() -> None:
+    settings = Settings(
+        shards=8,
+        kafka_bootstrap="127.0.0.1:9",
+        markets=[MarketConfig.model_validate(SF), MarketConfig.model_validate(LA)],
+    )
     with pytest.raises(SplitMarketError, match=r"market sf is split over shards 0\.\.3"):
-        MarketMap(settings.markets, settings.shards)
+        build_markets(settings)
+    with pytest.raises(SplitMarketError, match="do not offer rides drivers of other shards"):
+        MarketMap(settings.markets, settings.shards, split_served=False)
 
 
 def test_a_market_of_one_shard_is_still_served() -> None:
@@ -154,15 +176,20 @@ def test_a_market_of_one_shard_is_still_served() -> None:
     assert build_markets(settings).shard_for(37.77, -122.42) == 0
 
 
-def test_a_simulation_of_a_split_market_is_refused_before_it_writes_a_log(
+def test_a_simulation_of_a_split_market_on_kafka_is_refused_before_it_writes_a_log(
     tmp_path: Path,
 ) -> None:
-    env = {"DISPATCH_MARKETS": json.dumps([SF, LA]), "DISPATCH_SHARDS": "8"}
+    env = {
+        "DISPATCH_MARKETS": json.dumps([SF, LA]),
+        "DISPATCH_SHARDS": "8",
+        "DISPATCH_KAFKA_BOOTSTRAP": "127.0.0.1:9",
+    }
     result = CliRunner().invoke(
         app, ["simulate", "--minutes", "1", "--data-dir", str(tmp_path / "log")], env=env
     )
-    assert result.exit_code != 0
-    assert "routing by region is not built yet" in str(result.exception) + result.output
+    assert result.exit_code == 2
+    said = " ".join(re.sub(r"[│╭╮╰╯─]", " ", result.output).split())
+    assert "do not offer rides drivers of other shards" in said
     assert not (tmp_path / "log").exists()
 
 
