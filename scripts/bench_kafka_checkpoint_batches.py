@@ -1,7 +1,7 @@
 """Batch latency on Kafka while a shard checkpoint is being written, beside batches with none.
 
     .venv/bin/python scripts/bench_kafka_checkpoint_batches.py [--drivers 20000]
-        [--riders 30000] [--runs 3] [--seconds 150] [--warmup 10] [--rate 20]
+        [--riders 30000] [--runs 3] [--seconds 200] [--warmup 10] [--rate 20]
         [--every 50000] [--rows 10000] [--no-calibrate] [--json]
 
 Needs the local broker (scripts/kafka-local.sh start). ``--runs`` times, on fresh topics:
@@ -20,17 +20,22 @@ batch's transaction, commit, then what follows the commit, where the next chunk 
 and its aggregates' snapshots taken) and notes whether a checkpoint was in progress: the
 batch carried a chunk, or began a checkpoint (the capture and the first chunk). Batches of
 the first ``--warmup`` seconds are left out. Reported per run: batch p50 / p99 (ms) with a
-checkpoint in progress and with none, side by side, with their counts and mean commands,
-pings and events a batch; the batches that began a checkpoint on their own; then the
-median of each figure over the runs. Printed first: the CPU model, the load average and
-``scripts/bench_index.py`` queries/s (calibration). Progress and each run's figures go to
-stderr, the result to stdout (a table, or JSON). Asserts nothing.
+checkpoint in progress and with none, side by side, with their counts, batches a second
+and mean commands, pings and events a batch; the batches that began a checkpoint on their
+own; when each checkpoint began and how long it took to write; then the median of each
+figure over the runs. With the defaults (the settings' interval of 50,000 events) the
+checkpoint begun at the takeover is written during the first part of the load, the next
+begins under load near its end, and most batches in between have none. Printed first: the
+CPU model, the load average and ``scripts/bench_index.py`` queries/s (calibration).
+Progress and each run's figures go to stderr, the result to stdout (a table, or JSON).
+Asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import heapq
+import itertools
 import json
 import os
 import platform
@@ -54,8 +59,8 @@ sys.path.insert(0, str(ROOT))
 PATIENT: dict[str, Any] = {"session_timeout_ms": 60_000, "heartbeat_interval_ms": 3_000,
            "max_poll_interval_ms": 600_000}  # fmt: skip
 WORKER_ONLY = frozenset({"serve", "prefix", "dir", "member", "json"})  # not the run's config
-MEDIANS = ("batches", "p50_ms", "p99_ms", "max_ms", "mean_events", "decided_p50_ms",
-           "committed_p50_ms")  # fmt: skip
+MEDIANS = ("batches", "batches_per_s", "p50_ms", "p99_ms", "max_ms", "mean_events",
+           "decided_p50_ms", "committed_p50_ms")  # fmt: skip
 PING_EVERY_S = 4.0
 PHASES = 40  # a fortieth of the drivers pings every tenth of a second
 
@@ -134,6 +139,7 @@ def serve(args: argparse.Namespace) -> int:
         checkpoint_every_events=args.every, checkpoint_chunk_rows=args.rows,
     )  # fmt: skip
     batches: list[dict[str, Any]] = []
+    spans: list[dict[str, float]] = []  # each checkpoint begun: when, and when completed
     original = KafkaBatch.run
 
     def timed(self: KafkaBatch, inbound: Any, offsets: Offsets) -> Ended:
@@ -145,6 +151,10 @@ def serve(args: argparse.Namespace) -> int:
         ms = (time.perf_counter() - started) * 1000
         after = writer is not None and writer.in_progress
         began = after and (not before or (writer is not None and writer.written > written))
+        if writer is not None and writer.written > written and spans:
+            spans[-1]["completed"] = at + ms / 1000
+        if began:
+            spans.append({"began": at})
         report = ended.report
         batches.append({
             "at": at, "ms": ms, "state": ended.state, "carried": before, "began": began,
@@ -174,7 +184,8 @@ def serve(args: argparse.Namespace) -> int:
         opened["checkpoints_completed"] = writer.written if writer is not None else None
     finally:
         worker.close()
-    (folder / "batches.json").write_text(json.dumps({"opened": opened, "batches": batches}))
+    found = {"opened": opened, "batches": batches, "checkpoints": spans}
+    (folder / "batches.json").write_text(json.dumps(found))
     return 0
 
 
@@ -297,12 +308,13 @@ class Load:
 
 
 # -- one run -------------------------------------------------------------------------------
-def summary(batches: list[dict[str, Any]]) -> dict[str, Any]:
+def summary(batches: list[dict[str, Any]], seconds: float | None = None) -> dict[str, Any]:
     if not batches:
         return {"batches": 0}
     ordered = sorted(b["ms"] for b in batches)
     return {
         "batches": len(batches),
+        "batches_per_s": round(len(batches) / seconds, 1) if seconds else None,
         "p50_ms": round(statistics.median(ordered), 1),
         "p99_ms": round(percentile(ordered, 0.99), 1),
         "max_ms": round(ordered[-1], 1),
@@ -352,14 +364,26 @@ def one_run(args: argparse.Namespace, prefix: str, state: dict[str, Any], i: int
         if b["state"] == "committed" and b["at"] >= started + args.warmup
     ]  # fmt: skip
     during = [b for b in counted if b["carried"] or b["began"]]
+    none = [b for b in counted if not (b["carried"] or b["began"])]
+    # Wall time of each kind: from a batch's start to the next one's.
+    seconds = {"during": 0.0, "none": 0.0}
+    for batch, following in itertools.pairwise(counted):
+        kind = "during" if batch["carried"] or batch["began"] else "none"
+        seconds[kind] += following["at"] - batch["at"]
+    checkpoints = [
+        {"began_s": round(s["began"] - started, 1),
+         "took_s": round(s["completed"] - s["began"], 1) if "completed" in s else None}
+        for s in found["checkpoints"]
+    ]  # fmt: skip
     return {
         "opened": found["opened"],
         "load_average_before": round(load_before, 2),
         "sent": load.sent,
         "not_committed": sum(b["state"] != "committed" for b in found["batches"]),
         "slow_batch_warnings": len(slow),
-        "during_checkpoint": summary(during),
-        "no_checkpoint": summary([b for b in counted if not (b["carried"] or b["began"])]),
+        "checkpoints": checkpoints,  # began (s after the load started), and how long it took
+        "during_checkpoint": summary(during, seconds["during"]),
+        "no_checkpoint": summary(none, seconds["none"]),
         "began_a_checkpoint": summary([b for b in counted if b["began"]]),
     }
 
@@ -370,7 +394,7 @@ def main() -> int:
     parser.add_argument("--drivers", type=int, default=20_000)
     parser.add_argument("--riders", type=int, default=30_000)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=150.0)
+    parser.add_argument("--seconds", type=float, default=200.0)
     parser.add_argument("--warmup", type=float, default=10.0, help="seconds not counted")
     parser.add_argument("--rate", type=float, default=20.0, help="ride requests a second")
     parser.add_argument("--every", type=int, default=50_000, help="events between checkpoints")
@@ -413,7 +437,7 @@ def main() -> int:
 
     def median_of(part: str, key: str) -> float | None:
         """Over the runs that had batches of that kind (``runs_with`` says how many)."""
-        values = [r[part][key] for r in runs if r[part]["batches"]]
+        values = [r[part][key] for r in runs if r[part].get(key) is not None]
         return round(statistics.median(values), 1) if values else None
 
     figures: dict[str, Any] = {
