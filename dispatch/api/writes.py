@@ -120,16 +120,20 @@ def token_of(outcome: Outcome, ctx: ApiContext) -> str:
     )
 
 
-def _ride_opened(ctx: ApiContext, shard: int, ride_id: str, token: str) -> str:
-    """The consistency token of a ride opened at ``shard`` once the views hold it (waiting
-    at most the command timeout); ``token`` (the request's, at the rider's shard) if it has
-    not opened by then: the ride is requested, and opens when the message arrives."""
+def _ride_opened(ctx: ApiContext, shard: int, ride_id: str, token: str, wait: bool) -> str:
+    """The consistency token of a ride opened at ``shard``: once the views hold it (waiting
+    at most the command timeout when ``wait``), the views' position there; ``token`` (the
+    request's, at the rider's shard) if it has not opened by then: the ride is requested,
+    and opens when the message arrives. A retry's answer (not ``wait``) does not wait: its
+    ride may have opened long ago and left the views for the archive, which the position
+    there covers too."""
     views = ctx.runtime.views
     with views.progress:
-        opened = views.progress.wait_for(
-            lambda: ride_id in views.rides, ctx.options.command_timeout_s
-        )
-        return f"{shard}:{views.position(shard)}" if opened else token
+        if wait:
+            views.progress.wait_for(lambda: ride_id in views.rides, ctx.options.command_timeout_s)
+        elif ride_id not in views.rides and ride_id not in views.rides.evicted:
+            return f"{shard}:{views.position(shard)}"
+        return f"{shard}:{views.position(shard)}" if ride_id in views.rides else token
 
 
 def send(ctx: ApiContext, write: Write) -> JSONResponse:
@@ -151,9 +155,11 @@ def send(ctx: ApiContext, write: Write) -> JSONResponse:
         body = {"command_id": write.command_id, "position": token_of(outcome, ctx), **write.extra}
         if write.creates is not None and outcome.duplicate and outcome.aggregate_ids:
             body[write.creates] = outcome.aggregate_ids[0]
-        if write.opens_ride_in is not None and write.creates and not outcome.duplicate:
-            body["position"] = _ride_opened(ctx, write.opens_ride_in, body[write.creates],
-                                            body["position"])  # fmt: skip
+        if write.opens_ride_in is not None and write.creates:
+            body["position"] = _ride_opened(
+                ctx, write.opens_ride_in, body[write.creates], body["position"],
+                wait=not outcome.duplicate,
+            )  # fmt: skip
         if write.granted is not None:
             body |= write.granted()
     else:

@@ -7,6 +7,10 @@ class DomainError(Exception):
     """A command was refused by the domain; nothing was recorded."""
 
     code = "domain_error"
+    # Whether the refusal is the command's outcome for good (kept in its command record, so
+    # a retry with the same key gets it again); False for a refusal that only holds until
+    # a message between shards arrives: a retry is decided again.
+    final = True
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -41,3 +45,17 @@ class InvalidCommand(DomainError):
     """The command's payload is well-formed but makes no sense (for example a bad coordinate)."""
 
     code = "invalid_command"
+
+
+class NotOpenedYet(NotFound):
+    """The ride is not in its pickup's shard, and may still be opening there (its rider's
+    home shard sent it): not final, a retry with the same key is decided again."""
+
+    final = False
+
+
+class BusyElsewhere(IllegalTransition):
+    """The rider's active ride is in another shard, whose end may be on its way here: not
+    final, a retry with the same key is decided again."""
+
+    final = False

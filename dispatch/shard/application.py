@@ -29,7 +29,14 @@ from dispatch.domain.ids import shard_of
 from dispatch.domain.ride import Ride
 from dispatch.domain.rider import Rider
 from dispatch.matching.decisions import Decision, ExpireOffer, ExpireRequest, MakeOffer
-from dispatch.shard.crossing import MESSAGE_HANDLERS, ask, end_for_rider, is_foreign, let_go
+from dispatch.shard.crossing import (
+    MESSAGE_HANDLERS,
+    ask,
+    end_for_rider,
+    is_foreign,
+    let_go,
+    undo_failed,
+)
 from dispatch.shard.crossshard.messages import Ack, Envelope
 from dispatch.shard.handlers import HANDLERS
 from dispatch.shard.links import Link, link_id, link_of
@@ -99,7 +106,10 @@ class ShardApplication(Application[UUID]):
             changed = HANDLERS[cmd.type](self._uow, cmd, now, self.policy)
         except DomainError as error:
             self._uow.rollback(mark)
-            self._reject(envelope, ids.current, now, error.code, error.reason)
+            if error.final:
+                self._reject(envelope, ids.current, now, error.code, error.reason)
+            else:  # holds until a message from another shard arrives: not recorded
+                self._refuse(envelope, error.code, error.reason)
             return []
         except Exception as error:  # a bug must not take the shard down with it
             log.exception("command %s failed", envelope.command_id)
@@ -217,27 +227,36 @@ class ShardApplication(Application[UUID]):
         inner = self._uow.mark()
         try:
             handler(self._uow, envelope.sender, envelope.body, now, self.policy)
-        except DomainError as error:
+        except Exception as error:
             # A message is applied whatever it finds: one that cannot apply leaves no
-            # effect but its number, or it would come back for ever.
-            log.warning("message %s from shard %s refused: %s", envelope.id, envelope.sender,
-                        error.reason)  # fmt: skip
+            # effect but its number (and what undoes its cause), or it would come back for
+            # ever and hold up its channel.
+            reason = error.reason if isinstance(error, DomainError) else repr(error)
+            log.log(logging.WARNING if isinstance(error, DomainError) else logging.ERROR,
+                    "message %s from shard %s not applied: %s", envelope.id, envelope.sender,
+                    reason, exc_info=not isinstance(error, DomainError))  # fmt: skip
             self._uow.rollback(inner)
+            inner = self._uow.mark()
+            undo_failed(self._uow, envelope, now)
         mark.update({k: v for k, v in inner.items() if k not in mark})
         link = link_of(self._uow, self.shard, envelope.sender, now)
         link.applied(envelope.seq, now)
         return self._uow.seal(mark), envelope.seq
 
-    def acknowledged(self, ack: Ack, now: datetime) -> None:
-        """The peer has applied (and saved) our messages up to ``ack.upto``."""
+    def acknowledged(self, ack: Ack, now: datetime) -> list[Any]:
+        """The peer has applied (and saved) our messages up to ``ack.upto``; returns the
+        events."""
         if ack.receiver != self.shard:
             log.error("ack for shard %s delivered to shard %s: dropped", ack.receiver, self.shard)
-            return
+            return []
         mark = self._uow.mark()
         link = self._uow.find(Link, link_id(self.shard, ack.sender))
-        if link is not None:
+        if link is not None and ack.upto >= link.out_next:
+            log.error("ack from shard %s up to %s, beyond the %s sent: ignored", ack.sender,
+                      ack.upto, link.out_next - 1)  # fmt: skip
+        elif link is not None:
             link.acknowledged(ack.upto, now)
-        self._uow.seal(mark)
+        return self._uow.seal(mark)
 
     def pending_messages(self, peers: Iterable[int]) -> list[Envelope]:
         """Every message sent to ``peers`` and not yet acknowledged, by peer and number."""

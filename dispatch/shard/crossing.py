@@ -29,6 +29,7 @@ from dispatch.domain.ride import Ride, RideStatus
 from dispatch.domain.rider import Rider
 from dispatch.shard.crossshard.messages import (
     Confirmed,
+    Envelope,
     Granted,
     Moved,
     OpenRide,
@@ -186,6 +187,16 @@ def on_confirmed(uow: UnitOfWork, sender: int, msg: Confirmed, at: datetime, p: 
     ride = _current(uow, msg.resv, msg.ride, msg.driver)
     if ride is not None and ride.status == RideStatus.OFFERED:
         ride.confirmed(UUID(msg.driver), at)
+
+
+def undo_failed(uow: UnitOfWork, envelope: Envelope, at: datetime) -> None:
+    """A message that could not be applied (a bug, a damaged record): undo what it stood
+    for where that matters. An ``OpenRide`` not opened lets the rider's lock go; the others
+    are answered by their senders' own timers (an ask withdrawn, a hold expired)."""
+    body = envelope.body
+    if isinstance(body, OpenRide):
+        unlock = UnlockRider(body.rider, body.ride, REFUSED_OUTCOME.value)
+        send(uow, envelope.receiver, envelope.sender, unlock, at)
 
 
 MessageHandler = Callable[[UnitOfWork, int, Any, datetime, Policy], None]

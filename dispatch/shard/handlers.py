@@ -12,7 +12,7 @@ from typing import Any
 from uuid import UUID
 
 from dispatch.domain.driver import Driver, DriverStatus
-from dispatch.domain.errors import AlreadyExists, Forbidden
+from dispatch.domain.errors import AlreadyExists, BusyElsewhere, Forbidden, NotFound, NotOpenedYet
 from dispatch.domain.geo import Point
 from dispatch.domain.ids import shard_of
 from dispatch.domain.ride import Ride, RideStatus
@@ -60,6 +60,12 @@ def request_ride(uow: UnitOfWork, cmd: c.RequestRide, now: datetime, p: Policy) 
     here = shard_of(cmd.ride_id) == shard_of(cmd.rider_id)
     if here and uow.exists(cmd.ride_id):
         raise AlreadyExists(f"ride {cmd.ride_id} already exists")
+    active = rider.active_ride
+    if active is not None and shard_of(active) != shard_of(cmd.rider_id):
+        raise BusyElsewhere(
+            f"rider {cmd.rider_id} already has an active ride {active} (in another market; "
+            "if it has just ended, its end is on its way here: retry)"
+        )
     rider.check_can_request()
     pickup = Point(cmd.pickup.lat, cmd.pickup.lng)
     dropoff = Point(cmd.dropoff.lat, cmd.dropoff.lng)
@@ -72,7 +78,14 @@ def request_ride(uow: UnitOfWork, cmd: c.RequestRide, now: datetime, p: Policy) 
 
 
 def cancel_ride(uow: UnitOfWork, cmd: c.CancelRide, now: datetime, p: Policy) -> list[UUID]:
-    ride = uow.get(Ride, cmd.ride_id)
+    ride = uow.find(Ride, cmd.ride_id)
+    if ride is None and shard_of(cmd.rider_id) != shard_of(cmd.ride_id):
+        raise NotOpenedYet(
+            f"ride {cmd.ride_id} is not open here (yet): a ride requested from another "
+            "market opens at its pickup's shard shortly; retry"
+        )
+    if ride is None:
+        raise NotFound(f"ride {cmd.ride_id} not found")
     if ride.rider_id != cmd.rider_id:
         raise Forbidden(f"ride {cmd.ride_id} belongs to another rider")
     status, asking = ride.status, ride.asking

@@ -119,7 +119,7 @@ class ShardWorker:
         self.peers = [p for p in peers if p != shard]
         # When to look for messages to send again, and the unacknowledged ones seen then.
         self._resend_at = float("-inf")
-        self._unacked_seen: dict[tuple[int, int, int], None] = {}
+        self._unacked_seen: set[tuple[int, int, int]] = set()
         self._matcher_factory = matcher_factory
         self.matcher = matcher_factory()
         self.max_batch = max_batch
@@ -173,7 +173,7 @@ class ShardWorker:
         count = self.fold(start)
         # What was sent and not acknowledged before the restore goes out again (the
         # receivers drop what they had already applied).
-        self._resend_at, self._unacked_seen = float("-inf"), {}
+        self._resend_at, self._unacked_seen = float("-inf"), set()
         # Complete now (folded from the start, or from a checkpoint plus the log before or
         # after it as needed): record lookups may trust it.
         self.app.stored_ids = self.live
@@ -249,7 +249,7 @@ class ShardWorker:
         for driver_id, topic in inbound.foreign:  # as their owners last said
             matcher.observe_driver(driver_id, topic)
         for ack in inbound.acks:
-            self.app.acknowledged(ack, now_dt)
+            self._observe(self.app.acknowledged(ack, now_dt))
         acks: dict[int, int] = {}
         for message in inbound.messages:
             events, upto = self.app.receive(message, now_dt)
@@ -271,7 +271,9 @@ class ShardWorker:
         commands, pings = len(inbound.commands), len(inbound.pings)
         sent = [envelope_of(r.domain_event) for r in recordings
                 if isinstance(r.domain_event, Link.Sent)]  # fmt: skip
-        messages = self._due_again(now) + sent
+        due = self._due_again(now)  # after the commit: it lists this batch's sends too
+        listed = {e.id for e in due}
+        messages = due + [e for e in sent if e.id not in listed]
         replies = [Ack(self.shard, peer, upto) for peer, upto in sorted(acks.items())]
         return Batch(commands, pings, outcomes, recordings, list(inbound.poison), chunk,
                      messages, replies)  # fmt: skip
@@ -289,10 +291,14 @@ class ShardWorker:
         (a message lost on the way, or a receiver restored to before it)."""
         if not self.peers or now < self._resend_at:
             return []
-        pending = self.app.pending_messages(self.peers)
+        try:
+            pending = self.app.pending_messages(self.peers)
+        except Exception:  # the batch is committed: never fail it for this; look again later
+            log.exception("shard %s: reading the messages to send again failed", self.shard)
+            return []
         first = self._resend_at == float("-inf")
         due = [e for e in pending if first or (e.sender, e.receiver, e.seq) in self._unacked_seen]
-        self._unacked_seen = dict.fromkeys((e.sender, e.receiver, e.seq) for e in pending)
+        self._unacked_seen = {(e.sender, e.receiver, e.seq) for e in pending}
         self._resend_at = now + RESEND_AFTER_S
         return due
 

@@ -168,3 +168,22 @@ def test_another_rider_cannot_cancel_a_ride_in_another_market(api: Api) -> None:
     r = api.client.post(f"/rides/{ride_id}/cancel", headers=stranger)
 
     assert r.status_code == 403, r.text
+
+
+def test_a_retried_keyed_request_answers_with_a_token_at_the_rides_shard(api: Api) -> None:
+    _, rider = register(api, "rider", SF)
+    key = {**rider, "Idempotency-Key": "ride-1"}
+    body = {"pickup": SAN_JOSE, "dropoff": SAN_JOSE_DROPOFF}
+    first = api.client.post("/rides", headers=key, json=body)
+    again = api.client.post("/rides", headers=key, json=body)
+    assert first.status_code == again.status_code == 201, again.text
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert again.json()["ride_id"] == first.json()["ride_id"]
+    assert first.json()["position"].startswith("1:")
+    assert again.json()["position"].startswith("1:")
+    seen = api.client.get(
+        f"/rides/{again.json()['ride_id']}",
+        headers=rider,
+        params={"after": again.json()["position"]},
+    )
+    assert seen.status_code == 200, seen.text

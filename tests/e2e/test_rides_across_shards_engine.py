@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import pytest
+
 from dispatch.adapters.embedded.engine import EmbeddedEngine
 from dispatch.adapters.sqlite.logsource import SqliteLogSource
 from dispatch.bootstrap import build_embedded_engine
@@ -19,6 +21,8 @@ from dispatch.domain.rider import Rider
 from dispatch.messages import Ping
 from dispatch.replay.operations import verify
 from dispatch.settings import Settings
+from dispatch.shard.crossing import MESSAGE_HANDLERS
+from dispatch.shard.crossshard.messages import OpenRide
 from dispatch.shard.links import Link, link_id
 from dispatch.simulator.clock import SimClock
 from schemas import commands as c
@@ -246,3 +250,93 @@ def test_an_acceptance_after_the_owners_expiry_is_refused_and_the_ride_searches_
     assert again.status == RideStatus.REQUESTED and driver in again.excluded
     assert city.get(city.engine, H, driver).status == DriverStatus.AVAILABLE
     assert city.verify() == []
+
+
+# -- refusals that hold only until a message arrives are not the command's outcome ------------
+def keyed(city: City, command: Any, key: str) -> str:
+    envelope = c.CommandEnvelope(command_id=key, issued_at=city.clock.now, command=command)
+    city.engine.transport.send_command(envelope)
+    return key
+
+
+def test_a_keyed_cancel_that_arrives_before_its_ride_opened_is_decided_again_on_retry(
+    tmp_path: Path,
+) -> None:
+    city = City(tmp_path)
+    rider = a_rider(city)
+    ride, _ = request(city, rider)
+    city.run(H)  # the lock is taken at home; the ride is not open at R yet
+    cancel = c.CancelRide(ride_id=ride, rider_id=rider, reason="")
+    # R runs the cancel before the OpenRide (same batch, commands after messages: hold the
+    # message back by running R's batch on a fresh transport queue first)
+    held = city.engine.transport._messages.pop(R, None)
+    keyed(city, cancel, "rider:cancel-1")
+    city.run(R)
+    first = city.outcome("rider:cancel-1")
+    assert (first.accepted, first.code) == (False, "not_found")
+    if held is not None:
+        city.engine.transport._messages[R] = held
+    city.settle()  # the ride opens
+    keyed(city, cancel, "rider:cancel-1")  # the app retries with the same key
+    city.settle()
+    again = city.outcome("rider:cancel-1")
+    assert again.accepted and not again.duplicate
+    assert city.get(city.engine, R, ride).status == RideStatus.CANCELLED
+    assert city.verify() == []
+
+
+def test_a_keyed_request_refused_while_the_last_rides_end_is_on_its_way_is_decided_again(
+    tmp_path: Path,
+) -> None:
+    city = City(tmp_path)
+    rider = a_rider(city)
+    ride, _ = request(city, rider)
+    city.settle()
+    city.send(c.CancelRide(ride_id=ride, rider_id=rider, reason=""))
+    city.run(R)  # cancelled at R; its UnlockRider is not at home yet
+    second = new_id(R)
+    command = c.RequestRide(ride_id=second, rider_id=rider, pickup=PICKUP, dropoff=DROPOFF)
+    held = city.engine.transport._messages.pop(H, None)
+    keyed(city, command, "rider:ride-2")
+    city.run(H)
+    first = city.outcome("rider:ride-2")
+    assert (first.accepted, first.code) == (False, "illegal_transition")
+    if held is not None:
+        city.engine.transport._messages[H] = held
+    city.settle()  # the unlock arrives
+    keyed(city, command, "rider:ride-2")
+    city.settle()
+    assert city.outcome("rider:ride-2").accepted
+    assert city.rider_ride(rider) == second
+    assert city.verify() == []
+
+
+def test_a_message_that_fails_to_apply_is_numbered_and_its_riders_lock_let_go(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    city = City(tmp_path)
+    rider = a_rider(city)
+
+    def broken(*_args: Any) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setitem(MESSAGE_HANDLERS, OpenRide, broken)
+    _, command_id = request(city, rider)
+    city.settle()
+    assert city.outcome(command_id).accepted
+    assert city.rider_ride(rider) is None  # let go by the UnlockRider sent back
+    assert city.get(city.engine, R, link_id(R, H)).in_next == 2  # applied, not stuck
+    assert city.get(city.engine, H, link_id(H, R)).pending() == []
+
+
+def test_the_first_batch_after_a_restart_sends_each_message_once(tmp_path: Path) -> None:
+    city = City(tmp_path)
+    rider = a_rider(city)
+    request(city, rider)
+    city.restart()  # the next batch sends everything unacknowledged, and its own new sends
+    another = a_rider(city)
+    request(city, another)
+    city.clock.now += 1.0
+    batch = city.engine.workers[H].process(city.engine.transport.poll(H, 100, 0))
+    ids = [m.id for m in batch.messages]
+    assert len(ids) == len(set(ids))

@@ -34,8 +34,9 @@ class OpenRide:
 
 @dataclass(frozen=True, slots=True)
 class UnlockRider:
-    """R -> H: the ride ended (``outcome``: completed, cancelled, expired, refused); let go
-    of the rider's lock if this ride holds it."""
+    """R -> H: the ride ended (``outcome``: completed, cancelled, expired, refused; the engine
+    sends a ride R could not open as cancelled, since a rider's ``RideEnded`` names a ride
+    status); let go of the rider's lock if this ride holds it."""
 
     rider: str
     ride: str
