@@ -17,7 +17,10 @@ when the ride ends (``dispatch.shard.crossing``), over the shards' links
   sent, or skipped one (each channel is applied once, in order, without gaps);
 - ``driver_not_held``: a ride counts on a driver of another shard (accepted, not let go)
   whose owner does not hold that ride for it;
-- ``driver_in_two_rides``: two rides count on the same driver.
+- ``driver_in_two_rides``: two rides count on the same driver;
+- ``hold_not_released``: an owner holds (or has assigned) a driver for a reservation of a
+  ride in another shard that no longer counts on it, with no ``Release`` on its way: a
+  driver held for ever.
 """
 
 from __future__ import annotations
@@ -37,6 +40,9 @@ _OPENED, _LINK_OPENED = Ride.Created.TOPIC, Link.Created.TOPIC
 _SENT, _APPLIED = Link.Sent.TOPIC, Link.Applied.TOPIC
 _ACCEPTED, _DRIVER_CANCELLED = Ride.Accepted.TOPIC, Ride.CancelledByDriver.TOPIC
 _HOLDING = frozenset({Driver.Assigned.TOPIC})
+_HELD, _ASKED = Driver.OfferReceived.TOPIC, Ride.DriverAsked.TOPIC
+# A ride lets go of the driver it asked, was offered or was assigned (besides its endings).
+_ASK_LET_GO = frozenset({Ride.AskEnded.TOPIC, Ride.OfferDeclined.TOPIC, Ride.OfferExpired.TOPIC})
 _FREEING = frozenset({Driver.Released.TOPIC, Driver.OfferClosed.TOPIC})
 
 
@@ -62,6 +68,10 @@ class CrossShardChecker:
     applied: dict[tuple[int, int], list[tuple[int, str]]] = field(default_factory=dict)
     counts_on: dict[str, tuple[str, _Seen]] = field(default_factory=dict)  # ride -> driver
     holds: dict[str, str] = field(default_factory=dict)  # driver -> ride, at its owner
+    # A driver held or assigned for a ride of another shard: driver -> (ride, resv, where).
+    held_for: dict[str, tuple[str, str, _Seen]] = field(default_factory=dict)
+    # What a ride counts on across shards (asked, offered, accepted): ride -> (driver, resv).
+    wants: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def check(self, e: LogEvent) -> None:
         topic = e.topic
@@ -77,16 +87,25 @@ class CrossShardChecker:
             rider = e.data["rider_id"]
             if _shard(rider) != e.shard:
                 self.opened[e.aggregate_id] = (rider, _Seen(e.where))
+        elif topic == _ASKED:
+            self.wants[e.aggregate_id] = (e.data["driver_id"], e.data["resv"])
+        elif topic in _ASK_LET_GO:
+            self.wants.pop(e.aggregate_id, None)
         elif topic == _ACCEPTED and _shard(e.data["driver_id"]) != e.shard:
             self.counts_on[e.aggregate_id] = (e.data["driver_id"], _Seen(e.where))
         elif topic == _DRIVER_CANCELLED:
             self.counts_on.pop(e.aggregate_id, None)
+            self.wants.pop(e.aggregate_id, None)
+        elif topic == _HELD and e.data.get("resv"):
+            self.held_for[e.aggregate_id] = (e.data["ride_id"], e.data["resv"], _Seen(e.where))
         elif topic in _HOLDING:
             self.holds[e.aggregate_id] = e.data["ride_id"]
         elif topic in _FREEING:
             self.holds.pop(e.aggregate_id, None)
+            self.held_for.pop(e.aggregate_id, None)
         elif topic in RIDE_ENDINGS:
             self.counts_on.pop(e.aggregate_id, None)
+            self.wants.pop(e.aggregate_id, None)
             if e.aggregate_id in self.opened:  # opened earlier in the same shard's log
                 self.ended[e.aggregate_id] = _Seen(e.where, RIDE_ENDINGS[topic].value)
         elif topic == _LINK_OPENED:
@@ -148,7 +167,19 @@ class CrossShardChecker:
                 )
         self._check_channels()
         self._check_drivers()
+        self._check_holds(in_flight)
         return self.violations
+
+    def _check_holds(self, in_flight: set[tuple[str, str]]) -> None:
+        for driver, (ride, resv, seen) in self.held_for.items():
+            if self.wants.get(ride) == (driver, resv) or ("Release", ride) in in_flight:
+                continue
+            self._flag(
+                seen,
+                driver,
+                "hold_not_released",
+                f"held for ride {ride} ({resv}), which no longer counts on it",
+            )
 
     def _check_drivers(self) -> None:
         by_driver: dict[str, str] = {}

@@ -37,7 +37,9 @@ class DriverStatus(StrEnum):
 OfferOutcome = Literal["declined", "expired", "withdrawn"]
 OFFER_OUTCOMES: tuple[OfferOutcome, ...] = get_args(OfferOutcome)
 # Why a driver's ride ended (``Released``'s reason).
-ReleaseReason = Literal["completed", "cancelled_by_rider", "cancelled_by_driver"]
+# ``withdrawn``: a ride of another shard let the driver go after its owner had assigned it
+# (the ride's offer ran out on its clock, or it was declined, before the confirmation came).
+ReleaseReason = Literal["completed", "cancelled_by_rider", "cancelled_by_driver", "withdrawn"]
 RELEASE_REASONS: tuple[ReleaseReason, ...] = get_args(ReleaseReason)
 
 

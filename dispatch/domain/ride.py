@@ -239,6 +239,8 @@ class Ride(Aggregate):
         self, driver_id: UUID, expires_at: datetime, eta_s: float, distance_m: float, at: datetime
     ) -> None:
         self._require(RideStatus.REQUESTED, "offer")
+        if self.asking is not None and self.asking != driver_id:
+            raise IllegalTransition(f"ride {self.id} is asking driver {self.asking}")
         if driver_id in self.excluded:
             raise IllegalTransition(f"driver {driver_id} is excluded from ride {self.id}")
         self._trigger(

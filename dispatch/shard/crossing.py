@@ -136,6 +136,7 @@ _CLOSED = {"declined": "declined", "expired": "expired"}
 _RELEASED: dict[str, ReleaseReason] = {
     "completed": "completed",
     "cancelled_by_driver": "cancelled_by_driver",
+    "cancelled_by_rider": "cancelled_by_rider",
 }
 
 
@@ -148,7 +149,7 @@ def on_release(uow: UnitOfWork, sender: int, msg: Release, at: datetime, p: Poli
         outcome = _CLOSED.get(msg.reason, "withdrawn")
         driver.close_offer(driver.ride_id, outcome, at)  # type: ignore[arg-type]
     else:
-        reason = _RELEASED.get(msg.reason, "cancelled_by_rider")
+        reason = _RELEASED.get(msg.reason, "withdrawn")
         driver.release(driver.ride_id, reason, at)
 
 

@@ -282,8 +282,13 @@ class ShardWorker:
         """This shard's drivers and their availability, as one event type each that
         leads to it (for other shards' matchers: ``Inbound.foreign``)."""
         drivers = self.matcher.drivers.copy()  # one C-level copy: safe from another thread
-        return [(d, _LEADS_TO[state[0]]) for d, state in drivers.items()
-                if shard_of(d) == self.shard and state[0] in _LEADS_TO]  # fmt: skip
+        out: list[tuple[UUID, str]] = []
+        for driver, (status, after_trip) in drivers.items():
+            if shard_of(driver) == self.shard and status in _LEADS_TO:
+                out.append((driver, _LEADS_TO[status]))
+                if after_trip:  # goes offline when its trip ends
+                    out.append((driver, Driver.OfflineAfterTripRequested.TOPIC))
+        return out
 
     def _due_again(self, now: float) -> list[Envelope]:
         """Messages to send again: all unacknowledged ones after a restore, then every

@@ -21,6 +21,7 @@ from dispatch.domain.rider import Rider
 from dispatch.messages import Ping
 from dispatch.replay.operations import verify
 from dispatch.settings import Settings
+from dispatch.shard import handlers
 from dispatch.shard.crossing import MESSAGE_HANDLERS
 from dispatch.shard.crossshard.messages import OpenRide
 from dispatch.shard.links import Link, link_id
@@ -340,3 +341,20 @@ def test_the_first_batch_after_a_restart_sends_each_message_once(tmp_path: Path)
     batch = city.engine.workers[H].process(city.engine.transport.poll(H, 100, 0))
     ids = [m.id for m in batch.messages]
     assert len(ids) == len(set(ids))
+
+
+def test_verify_flags_a_driver_held_for_a_ride_that_let_go_of_it_without_a_release(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    city = City(tmp_path)
+    rider = a_rider(city)
+    driver = a_driver_online_near_the_pickup(city, H)
+    ride, _ = request(city, rider)
+    city.settle()
+    assert city.get(city.engine, R, ride).offered_to == driver
+    monkeypatch.setattr(handlers, "let_go", lambda *_args: None)  # the decline's Release lost
+    city.send(c.DeclineOffer(ride_id=ride, driver_id=driver))
+    city.settle()
+    held: Driver = city.get(city.engine, H, driver)
+    assert held.status == DriverStatus.OFFERED and held.ride_id == ride  # held for ever
+    assert [v.kind for v in city.verify()] == ["hold_not_released"]
