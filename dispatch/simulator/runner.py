@@ -22,6 +22,7 @@ from eventsourcing.persistence import Recording
 from dispatch.domain.driver import Driver
 from dispatch.domain.ids import new_id, shard_of
 from dispatch.domain.ride import RIDE_ENDINGS, Ride, RideStatus
+from dispatch.domain.rider import Rider
 from dispatch.invariants import InvariantChecker
 from dispatch.invariants_across import CrossShardChecker
 from dispatch.log import LogEvent, decode
@@ -330,9 +331,12 @@ class Simulation:
 
     def _request(self, index: int, request: Request) -> None:
         shard = self.markets.shard_for(*request.pickup)
-        if not self.free_riders.get(shard):  # every rider of the market rides: one signs up
-            self._new_rider(shard)
-        rider_id = self.free_riders[shard].popleft()
+        # The rider lives anywhere in the city (its home shard may not be the pickup's: the
+        # request then takes its lock at home and opens the ride at the pickup's shard).
+        home = self.markets.shard_for(*self.city.uniform(self.streams.rng("rider-home", index)))
+        if not self.free_riders.get(home):  # every rider of the place rides: one signs up
+            self._new_rider(home)
+        rider_id = self.free_riders[home].popleft()
         ride_id = new_id(shard, self.streams.rng("ride-id", self.cfg.id_salt, index))
         pickup, dropoff = request.pickup, request.dropoff
         self.rides[ride_id] = SimRide(index, ride_id, rider_id, pickup, dropoff, self.clock.now)
@@ -432,6 +436,10 @@ class Simulation:
                 d.change_plan(Phase.IDLE, None)
                 self._stop(d)
             return
+        if topic == Rider.RideEnded.TOPIC:  # free to ride again once its home says so
+            rider_id = UUID(e.aggregate_id)
+            self.free_riders.setdefault(shard_of(rider_id), deque()).append(rider_id)
+            return
         ride = self.rides.get(UUID(e.aggregate_id)) if topic.startswith(_RIDE) else None
         if ride is None:
             return
@@ -465,7 +473,6 @@ class Simulation:
             ride.outcome, ride.ended_at = RIDE_ENDINGS[topic], e.at
             self._waiting.discard(ride.ride_id)
             self._open.discard(ride.ride_id)
-            self.free_riders.setdefault(shard_of(ride.rider_id), deque()).append(ride.rider_id)
 
     def records(self) -> list[RideRecord]:
         """Each request's life, in demand order, times relative to the start."""
