@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import subprocess
 import sys
@@ -21,18 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmachine import cpu_model
+
 ROOT = Path(__file__).resolve().parents[1]
 DISPATCH = ROOT / ".venv" / "bin" / "dispatch"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def one_run(args: argparse.Namespace, extra: list[str], report: Path) -> tuple[float, dict]:  # type: ignore[type-arg]

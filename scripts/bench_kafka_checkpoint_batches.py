@@ -38,7 +38,6 @@ import heapq
 import itertools
 import json
 import os
-import platform
 import random
 import statistics
 import subprocess
@@ -50,6 +49,8 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from benchmachine import calibrate, cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -63,25 +64,6 @@ MEDIANS = ("batches", "batches_per_s", "p50_ms", "p99_ms", "max_ms", "mean_event
            "decided_p50_ms", "committed_p50_ms")  # fmt: skip
 PING_EVERY_S = 4.0
 PHASES = 40  # a fortieth of the drivers pings every tenth of a second
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def calibrate() -> float:
-    """scripts/bench_index.py's queries/s, as every section of BENCHMARKS.md quotes it."""
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "bench_index.py"), "--json"],
-        capture_output=True, text=True, check=True, cwd=ROOT,
-    )  # fmt: skip
-    return float(json.loads(done.stdout)["index"]["queries_per_s"])
 
 
 def percentile(ordered: list[float], q: float) -> float:

@@ -121,19 +121,16 @@ def token_of(outcome: Outcome, ctx: ApiContext) -> str:
 
 
 def _ride_opened(ctx: ApiContext, shard: int, ride_id: str, token: str, wait: bool) -> str:
-    """The consistency token of a ride opened at ``shard``: once the views hold it (waiting
-    at most the command timeout when ``wait``), the views' position there; ``token`` (the
-    request's, at the rider's shard) if it has not opened by then: the ride is requested,
-    and opens when the message arrives. A retry's answer (not ``wait``) does not wait: its
-    ride may have opened long ago and left the views for the archive, which the position
-    there covers too."""
+    """The consistency token of a ride opened at ``shard``: the views' position there once
+    they hold it (waiting at most the command timeout when ``wait``), or ``token`` (the
+    request's, at the rider's shard) if it has not opened by then. A retry's answer (not
+    ``wait``) does not wait: its ride opened with the first answer, or is about to."""
     views = ctx.runtime.views
     with views.progress:
-        if wait:
-            views.progress.wait_for(lambda: ride_id in views.rides, ctx.options.command_timeout_s)
-        elif ride_id not in views.rides and ride_id not in views.rides.evicted:
-            return f"{shard}:{views.position(shard)}"
-        return f"{shard}:{views.position(shard)}" if ride_id in views.rides else token
+        opened = not wait or views.progress.wait_for(
+            lambda: ride_id in views.rides, ctx.options.command_timeout_s
+        )
+        return f"{shard}:{views.position(shard)}" if opened else token
 
 
 def send(ctx: ApiContext, write: Write) -> JSONResponse:

@@ -223,24 +223,23 @@ class ShardApplication(Application[UUID]):
             if envelope.seq < link.in_next:
                 return [], link.in_next - 1  # a duplicate: acknowledged again
             return [], None
-        handler = MESSAGE_HANDLERS[type(envelope.body)]
-        inner = self._uow.mark()
         try:
-            handler(self._uow, envelope.sender, envelope.body, now, self.policy)
+            MESSAGE_HANDLERS[type(envelope.body)](
+                self._uow, envelope.sender, envelope.body, now, self.policy
+            )
         except Exception as error:
             # A message is applied whatever it finds: one that cannot apply leaves no
             # effect but its number (and what undoes its cause), or it would come back for
             # ever and hold up its channel.
+            domain = isinstance(error, DomainError)
             reason = error.reason if isinstance(error, DomainError) else repr(error)
-            log.log(logging.WARNING if isinstance(error, DomainError) else logging.ERROR,
+            log.log(logging.WARNING if domain else logging.ERROR,
                     "message %s from shard %s not applied: %s", envelope.id, envelope.sender,
-                    reason, exc_info=not isinstance(error, DomainError))  # fmt: skip
-            self._uow.rollback(inner)
-            inner = self._uow.mark()
+                    reason, exc_info=not domain)  # fmt: skip
+            self._uow.rollback(mark)
+            mark = self._uow.mark()
             undo_failed(self._uow, envelope, now)
-        mark.update({k: v for k, v in inner.items() if k not in mark})
-        link = link_of(self._uow, self.shard, envelope.sender, now)
-        link.applied(envelope.seq, now)
+        link_of(self._uow, self.shard, envelope.sender, now).applied(envelope.seq, now)
         return self._uow.seal(mark), envelope.seq
 
     def acknowledged(self, ack: Ack, now: datetime) -> list[Any]:

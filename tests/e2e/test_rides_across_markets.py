@@ -16,13 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
-from pydantic import SecretStr
-from test_api_embedded import SECRET, WAIT_S, Api, EventStream, bearer, kafka_worker
+from test_api_embedded import WAIT_S, Api, EventStream, bearer, kafka_worker, serve
 
-from dispatch.api import AuthSettings, create_app, mint_operator_token
-from dispatch.api.context import ApiOptions
-from dispatch.bootstrap import build_log_source, build_runtime
+from dispatch.bootstrap import build_log_source
 from dispatch.replay.operations import verify
 from dispatch.settings import MarketConfig, Settings
 
@@ -38,14 +34,6 @@ MARKETS = [
 
 def settings_for(data_dir: Path) -> Settings:
     return Settings(data_dir=data_dir, shards=2, markets=MARKETS, offer_timeout_s=60.0)
-
-
-def serve(settings: Settings) -> Iterator[Api]:
-    runtime = build_runtime(settings, clock=time.time)
-    auth = AuthSettings(secret=SecretStr(SECRET), environment="production")
-    options = ApiOptions(heartbeat_s=0.2, read_wait_s=1.0, command_timeout_s=5.0)
-    with TestClient(create_app(runtime, auth, options)) as client:
-        yield Api(client, runtime, bearer(mint_operator_token(auth)))
 
 
 @pytest.fixture

@@ -44,13 +44,23 @@ class City:
     def restart(self) -> None:
         self.engine = build_embedded_engine(self.settings, self.clock)
 
-    def send(self, command: Any) -> str:
+    def send(self, command: Any, key: str | None = None) -> str:
+        """Send a command (with ``key``: as an app retrying with an Idempotency-Key)."""
         self.seq += 1
-        envelope = c.CommandEnvelope(
-            command_id=f"cmd-{self.seq}", issued_at=self.clock.now, command=command
-        )
+        command_id = key or f"cmd-{self.seq}"
+        envelope = c.CommandEnvelope(command_id=command_id, issued_at=self.clock.now,
+                                     command=command)  # fmt: skip
         self.engine.transport.send_command(envelope)
-        return envelope.command_id
+        return command_id
+
+    def run_before_messages(self, shard: int) -> None:
+        """Run the shard's batch as if the messages from other shards were late."""
+        queues = self.engine.transport._messages
+        held = queues.pop(shard, None)
+        self.run(shard)
+        if held is not None:
+            held.extend(queues.pop(shard, ()))
+            queues[shard] = held
 
     def run(self, shard: int) -> None:
         self.clock.now += 1.0
@@ -254,10 +264,6 @@ def test_an_acceptance_after_the_owners_expiry_is_refused_and_the_ride_searches_
 
 
 # -- refusals that hold only until a message arrives are not the command's outcome ------------
-def keyed(city: City, command: Any, key: str) -> str:
-    envelope = c.CommandEnvelope(command_id=key, issued_at=city.clock.now, command=command)
-    city.engine.transport.send_command(envelope)
-    return key
 
 
 def test_a_keyed_cancel_that_arrives_before_its_ride_opened_is_decided_again_on_retry(
@@ -268,17 +274,12 @@ def test_a_keyed_cancel_that_arrives_before_its_ride_opened_is_decided_again_on_
     ride, _ = request(city, rider)
     city.run(H)  # the lock is taken at home; the ride is not open at R yet
     cancel = c.CancelRide(ride_id=ride, rider_id=rider, reason="")
-    # R runs the cancel before the OpenRide (same batch, commands after messages: hold the
-    # message back by running R's batch on a fresh transport queue first)
-    held = city.engine.transport._messages.pop(R, None)
-    keyed(city, cancel, "rider:cancel-1")
-    city.run(R)
+    city.send(cancel, "rider:cancel-1")
+    city.run_before_messages(R)  # the cancel before the OpenRide
     first = city.outcome("rider:cancel-1")
     assert (first.accepted, first.code) == (False, "not_found")
-    if held is not None:
-        city.engine.transport._messages[R] = held
     city.settle()  # the ride opens
-    keyed(city, cancel, "rider:cancel-1")  # the app retries with the same key
+    city.send(cancel, "rider:cancel-1")  # the app retries with the same key
     city.settle()
     again = city.outcome("rider:cancel-1")
     assert again.accepted and not again.duplicate
@@ -297,15 +298,12 @@ def test_a_keyed_request_refused_while_the_last_rides_end_is_on_its_way_is_decid
     city.run(R)  # cancelled at R; its UnlockRider is not at home yet
     second = new_id(R)
     command = c.RequestRide(ride_id=second, rider_id=rider, pickup=PICKUP, dropoff=DROPOFF)
-    held = city.engine.transport._messages.pop(H, None)
-    keyed(city, command, "rider:ride-2")
-    city.run(H)
+    city.send(command, "rider:ride-2")
+    city.run_before_messages(H)  # the request before the UnlockRider
     first = city.outcome("rider:ride-2")
     assert (first.accepted, first.code) == (False, "illegal_transition")
-    if held is not None:
-        city.engine.transport._messages[H] = held
     city.settle()  # the unlock arrives
-    keyed(city, command, "rider:ride-2")
+    city.send(command, "rider:ride-2")
     city.settle()
     assert city.outcome("rider:ride-2").accepted
     assert city.rider_ride(rider) == second
