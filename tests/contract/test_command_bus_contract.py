@@ -225,3 +225,15 @@ def test_on_kafka_an_outcome_is_keyed_by_its_command_id_on_its_shards_partition(
             follower.close()
 
     assert on_partition == {0: [], 1: [command.command_id.encode()]}
+
+
+def test_a_wait_of_zero_right_after_a_send_answers_none_instead_of_failing(bus: Bus) -> None:
+    """A poll (``timeout_s=0``) while the command is still on its way to the log is "no
+    outcome yet", not an error: the caller polls again."""
+    commands = [envelope(new_id(s % 2)) for s in range(50)]
+    for command in commands:
+        bus.bus.send_command(command)
+
+    assert bus.bus.wait_outcome(commands[-1].command_id, 0) is None
+    bus.publish([accepted(commands[-1])])
+    assert bus.bus.wait_outcome(commands[-1].command_id, WAIT_S) == accepted(commands[-1])

@@ -9,9 +9,12 @@ waiter never misses an outcome that arrives before it starts waiting.
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
+
+from kafka.errors import KafkaTimeoutError
 
 from dispatch.adapters.kafka import wire
 from dispatch.adapters.kafka.config import new_producer
@@ -64,8 +67,15 @@ class KafkaTransport:
     def wait_outcome(
         self, command_id: str, timeout_s: float, fingerprint: str | None = None
     ) -> Outcome | None:
-        self._producer.flush(timeout=timeout_s)
-        return self._mailbox.wait(command_id, timeout_s, fingerprint)
+        """The outcome within ``timeout_s`` (sending what is still buffered first), or None.
+        A command not yet delivered when the time is up is "no outcome yet", as for any
+        other wait that ends empty: the caller may poll again."""
+        deadline = time.monotonic() + timeout_s
+        try:
+            self._producer.flush(timeout=timeout_s)
+        except KafkaTimeoutError:
+            return self._mailbox.get(command_id, fingerprint)
+        return self._mailbox.wait(command_id, max(0.0, deadline - time.monotonic()), fingerprint)
 
     def outcome(self, command_id: str, fingerprint: str | None = None) -> Outcome | None:
         return self._mailbox.get(command_id, fingerprint)
