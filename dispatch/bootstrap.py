@@ -130,9 +130,7 @@ def build_kafka_worker(
 
 
 def build_markets(settings: Settings) -> MarketMap:
-    """Split markets are routed by region where rides may be offered drivers of other
-    shards: the embedded engine (Kafka workers do not yet)."""
-    return MarketMap(settings.markets, settings.shards, split_served=settings.embedded)
+    return MarketMap(settings.markets, settings.shards)
 
 
 def build_embedded_engine(settings: Settings, clock: Clock = time.time) -> EmbeddedEngine:
@@ -204,6 +202,9 @@ def build_runtime(settings: Settings, clock: Clock = time.time) -> Runtime:
 
         assert settings.kafka_bootstrap is not None
         bus = KafkaTransport(settings.kafka_bootstrap, settings.topic_prefix)
+        markets = build_markets(settings)
+        if settings.shards > 1:  # each shard sees the drivers near it, whoever owns them
+            bus.nearby = markets.nearby_shards
         source = KafkaFollowSource(settings.kafka_bootstrap, settings.topic_prefix)
         store, archive = build_view_stores(settings)
         started = time.perf_counter()
@@ -217,7 +218,7 @@ def build_runtime(settings: Settings, clock: Clock = time.time) -> Runtime:
             bus,
             views,
             runner,
-            build_markets(settings),
+            markets,
             clock,
             archive=archive,
             warm=warm,

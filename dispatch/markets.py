@@ -6,8 +6,7 @@ cell of the place (about 12,000 km2, roughly a metro region) hashed onto the sha
 A market split over several shards (``"shards": N > 1``) is routed by region
 (``dispatch.regions``): a place goes to the shard of its region. Rides live in their
 pickup's shard and may be offered drivers of other shards (docs/ARCHITECTURE.md, "Offers
-across shards"), which the embedded engine does and the Kafka workers do not yet: there a
-split market is refused (``split_served``), since it would be N walled-off markets.
+across shards"), embedded and on Kafka alike.
 """
 
 from __future__ import annotations
@@ -21,36 +20,18 @@ import h3
 from dispatch.regions import MARKET_RESOLUTION, RegionMap, market_cells, split_market
 from dispatch.settings import MarketConfig
 
-__all__ = ["DEFAULT_RULE_RESOLUTION", "MARKET_RESOLUTION", "MarketMap", "SplitMarketError"]
+__all__ = ["DEFAULT_RULE_RESOLUTION", "MARKET_RESOLUTION", "MarketMap"]
 
 DEFAULT_RULE_RESOLUTION = 3
 NEARBY_RESOLUTION, NEARBY_RINGS = 7, 3  # res-7 cells are about 2.4 km across
 
 
-class SplitMarketError(ValueError):
-    """A market split over several shards where routing by region is not served (Kafka)."""
-
-
 class MarketMap:
-    def __init__(
-        self, markets: Sequence[MarketConfig], shards: int, split_served: bool = True
-    ) -> None:
-        """``split_served``: whether a market split over several shards may be routed by
-        region (the embedded engine, which offers rides drivers across regions); where it
-        is not (Kafka workers, which do not yet), such a market is refused."""
+    def __init__(self, markets: Sequence[MarketConfig], shards: int) -> None:
         self.shards = shards
         self._by_cell: dict[str, MarketConfig] = {}
         self._regions: dict[str, RegionMap] = {}
         for market in markets:
-            if market.shards > 1 and not split_served:
-                last = market.shard + market.shards - 1
-                raise SplitMarketError(
-                    f"market {market.name} is split over shards {market.shard}..{last} "
-                    f'("shards": {market.shards}), and the Kafka workers do not offer rides '
-                    "drivers of other shards yet (issue #14): a split market would be walled "
-                    "regions; 'dispatch markets regions' prints its region map. Set "
-                    '"shards": 1, or run embedded.'
-                )
             if market.shard + market.shards > shards:
                 raise ValueError(f"market {market.name} uses shard {market.shard} >= {shards}")
             if market.shards > 1:

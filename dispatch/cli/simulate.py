@@ -76,8 +76,6 @@ def simulate(
     city_shards: CityShards = None,
 ) -> None:
     """Run the engine against a simulated city and print a report."""
-    from dispatch.bootstrap import build_markets
-    from dispatch.markets import SplitMarketError
     from dispatch.simulator.cityshards import split_city
     from dispatch.simulator.runner import SimConfig
 
@@ -98,11 +96,6 @@ def simulate(
     )
     base = settings_from(None, kafka, **({"shards": shards} if shards else {}))
     if city_shards is not None:
-        if not base.embedded:
-            raise typer.BadParameter(
-                "embedded only: the Kafka workers do not offer rides drivers of other shards yet",
-                param_hint="--city-shards",
-            )
         if shards is not None and shards < city_shards:
             raise typer.BadParameter(
                 f"{city_shards} city shards need --shards {city_shards} or more, not {shards}",
@@ -126,10 +119,6 @@ def simulate(
             f"not empty (a simulation needs a fresh log): {target}", param_hint="--data-dir"
         )
     settings = base.model_copy(update={"data_dir": target, "strategy": strategy})
-    try:  # a market the engine cannot serve is refused before anything starts
-        build_markets(settings)
-    except SplitMarketError as error:
-        raise typer.BadParameter(str(error), param_hint="DISPATCH_MARKETS") from None
     options = {"seed": seed, "strategy": strategy, "city_shards": city_shards or 1}
     config = SimConfig(**options, **chosen.config)  # type: ignore[arg-type]
     where = str(target) if settings.embedded else f"topic {settings.topic_prefix}.events"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -34,7 +34,7 @@ from dispatch.checkpoints import (
 )
 from dispatch.domain.driver import Driver, DriverStatus
 from dispatch.domain.ids import shard_of
-from dispatch.matching.matcher import Matcher
+from dispatch.matching.matcher import DRIVER_AVAILABILITY_EVENTS, Matcher
 from dispatch.messages import MAX_PING_AHEAD_S, Ping, Poison
 from dispatch.shard.application import ShardApplication
 from dispatch.shard.crossshard.messages import Ack, Envelope
@@ -58,6 +58,27 @@ _LEADS_TO = {
     DriverStatus.EN_ROUTE: Driver.Assigned.TOPIC,
     DriverStatus.ON_TRIP: Driver.TripStarted.TOPIC,
 }
+
+
+def _leading_to(state: tuple[DriverStatus, bool]) -> tuple[str, ...]:
+    status, after_trip = state
+    topic = _LEADS_TO.get(status)
+    if topic is None:
+        return ()
+    # A driver to go offline when its trip ends is told as such after its status.
+    return (topic, Driver.OfflineAfterTripRequested.TOPIC) if after_trip else (topic,)
+
+
+def availability_changes(batch: Batch) -> list[tuple[UUID, str]]:
+    """The drivers whose availability the batch changed, with the event type, in order."""
+    out: list[tuple[UUID, str]] = []
+    for recording in batch.recordings:
+        event: Any = recording.domain_event
+        if event.TOPIC in DRIVER_AVAILABILITY_EVENTS:
+            out.append((event.originator_id, event.TOPIC))
+    return out
+
+
 # Messages to other shards still unacknowledged this long (shard clock) are sent again.
 RESEND_AFTER_S = 5.0
 CommitListener = Callable[[int, Sequence[Recording[UUID]]], None]
@@ -282,12 +303,23 @@ class ShardWorker:
         """This shard's drivers and their availability, as one event type each that
         leads to it (for other shards' matchers: ``Inbound.foreign``)."""
         drivers = self.matcher.drivers.copy()  # one C-level copy: safe from another thread
-        out: list[tuple[UUID, str]] = []
-        for driver, (status, after_trip) in drivers.items():
-            if shard_of(driver) == self.shard and status in _LEADS_TO:
-                out.append((driver, _LEADS_TO[status]))
-                if after_trip:  # goes offline when its trip ends
-                    out.append((driver, Driver.OfflineAfterTripRequested.TOPIC))
+        return [
+            (driver, topic)
+            for driver, state in drivers.items()
+            if shard_of(driver) == self.shard
+            for topic in _leading_to(state)
+        ]
+
+    def availability_of(self, drivers: Iterable[UUID]) -> list[tuple[UUID, tuple[str, ...]]]:
+        """Each of ``drivers`` (this shard's) with the event types that lead to its
+        availability now, as ``local_drivers`` gives them (a driver only registered: none)."""
+        known = self.matcher.drivers
+        out: list[tuple[UUID, tuple[str, ...]]] = []
+        for driver in drivers:
+            state = known.get(driver)
+            leads_to = _leading_to(state) if state is not None else ()
+            if leads_to:
+                out.append((driver, leads_to))
         return out
 
     def _due_again(self, now: float) -> list[Envelope]:

@@ -89,6 +89,9 @@ def run_on_kafka(
     assert settings.kafka_bootstrap is not None
     create_topics(settings.kafka_bootstrap, settings.topic_prefix, settings.shards)
     transport = KafkaTransport(settings.kafka_bootstrap, settings.topic_prefix)
+    markets = build_markets(settings)
+    if settings.shards > 1:  # each shard sees the drivers near it, whoever owns them
+        transport.nearby = markets.nearby_shards
     clock = SimClock(start=float(int(time.time())))
     with spawn_workers(settings, workers, log_dir) as pids:
         if on_start is not None:
@@ -114,7 +117,7 @@ def run_on_kafka(
             return outcomes
 
         config = SimConfig(**{**config.__dict__, "id_salt": f"-{int(clock.now)}"})
-        sim = Simulation(config, transport, step, clock, build_markets(settings), demand)
+        sim = Simulation(config, transport, step, clock, markets, demand)
         follower = EventFollower(settings, sim.on_event)
         try:
             sim.run(progress, on_tick)

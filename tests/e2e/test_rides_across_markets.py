@@ -129,6 +129,46 @@ def test_a_rider_from_one_market_rides_in_another_with_its_drivers(any_api: Api)
     assert r.status_code == 201, r.text
 
 
+def test_a_driver_of_one_market_is_offered_a_ride_in_another_and_drives_it(any_api: Api) -> None:
+    """The driver's availability lives at its home shard (San Francisco's); near San Jose
+    its pings reach San Jose's shard too, which sees it free (on Kafka: from the
+    driver-availability topic), asks its owner to hold it, and assigns it once the owner
+    confirms the accept."""
+    api = any_api
+    c = api.client
+    _, rider = register(api, "rider", SAN_JOSE)
+    driver_id, driver = register(api, "driver", SF)
+    online = c.post(f"/drivers/{driver_id}/online", headers=driver)
+    assert online.status_code == 200, online.text
+    assert online.json()["position"].startswith("0:"), "the driver's owner is its home shard"
+    r = c.post(f"/drivers/{driver_id}/location", headers=driver, json=NEAR_SAN_JOSE)
+    assert r.status_code == 202, r.text
+    offers = EventStream(
+        c, f"/drivers/{driver_id}/offers?max_s=30&after={online.json()['position']}", driver
+    ).open()
+    try:
+        offers.next("snapshot")
+        r = request(api, rider, SAN_JOSE)
+        assert r.status_code == 201, r.text
+        ride_id = r.json()["ride_id"]
+        assert r.json()["position"].startswith("1:"), "the ride opened at its pickup's shard"
+
+        _, offer = offers.next("Driver.OfferReceived")
+        assert offer["data"]["ride_id"] == ride_id
+        accepted = c.post(f"/rides/{ride_id}/accept", headers=driver)
+        assert accepted.status_code == 200, accepted.text
+        deadline = time.monotonic() + WAIT_S
+        while (seen := c.get(f"/rides/{ride_id}", headers=rider).json())["status"] != "accepted":
+            assert time.monotonic() < deadline, f"the ride's shard never learnt: {seen}"
+            time.sleep(0.05)
+        assert seen["driver_id"] == driver_id
+        for action in ("arrived", "start", "complete"):
+            r = c.post(f"/rides/{ride_id}/{action}", headers=driver)
+            assert r.status_code == 200, r.text
+    finally:
+        offers.close()
+
+
 def test_a_ride_cancelled_in_another_market_frees_its_rider(any_api: Api) -> None:
     api = any_api
     _, rider = register(api, "rider", SF)

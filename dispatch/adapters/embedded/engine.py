@@ -11,12 +11,10 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from typing import Any
 from uuid import UUID
 
 from dispatch.adapters.embedded.transport import EmbeddedTransport
-from dispatch.matching.matcher import DRIVER_AVAILABILITY_EVENTS
-from dispatch.shard.worker import Batch, BatchReport, ShardWorker
+from dispatch.shard.worker import Batch, BatchReport, ShardWorker, availability_changes
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +68,7 @@ class EmbeddedEngine:
             self.transport.publish_outcomes(batch.outcomes)
         self.transport.send_between_shards(batch.messages, batch.acks)
         if len(self.workers) > 1:
-            self._tell_others(worker.shard, _availability_changes(batch))
+            self._tell_others(worker.shard, availability_changes(batch))
         worker.committed(batch)
         return batch.report
 
@@ -98,13 +96,3 @@ class EmbeddedEngine:
                 self.run_batch(worker, timeout_s)
             except Exception:  # keep serving
                 log.exception("shard %s: batch failed", worker.shard)
-
-
-def _availability_changes(batch: Batch) -> list[tuple[UUID, str]]:
-    """The drivers whose availability the batch changed, with the event type."""
-    out: list[tuple[UUID, str]] = []
-    for recording in batch.recordings:
-        event: Any = recording.domain_event
-        if event.TOPIC in DRIVER_AVAILABILITY_EVENTS:
-            out.append((event.originator_id, event.TOPIC))
-    return out

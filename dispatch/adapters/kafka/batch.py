@@ -1,21 +1,23 @@
 """One shard batch on Kafka, owned from its first record to its commit or abort.
 
 ``KafkaBatch.run`` begins the shard writer's transaction; the worker decides and saves the
-batch's events in it; the outcomes, dead letters, and messages and acks to other shards go
-into it; so do the consumed offsets
-(``send_offsets_to_transaction``); then it commits, and only then are the commit listeners
-told. Any failure aborts all of it together: the shard's state is refolded from the log and
-the consumer rewound to the committed offsets, so the batch is read and decided again. A
-writer whose producer is lost (fenced by a newer owner, or unable to abort) can write no
-more: the batch reports it as fenced and does nothing more.
+batch's events in it; the outcomes, dead letters, messages and acks to other shards, and
+the availability of the drivers it changed (for other shards' matchers) go into it; so do
+the consumed offsets (``send_offsets_to_transaction``); then it commits, and only then are
+the commit listeners told. Any failure aborts all of it together: the shard's state is
+refolded from the log and the consumer rewound to the committed offsets, so the batch is
+read and decided again. A writer whose producer is lost (fenced by a newer owner, or
+unable to abort) can write no more: the batch reports it as fenced and does nothing more.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
+from uuid import UUID
 
 from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
 
@@ -24,8 +26,9 @@ from dispatch.adapters.kafka.eventstore import ProducerLostError
 from dispatch.adapters.kafka.outcomes import send_outcomes
 from dispatch.adapters.kafka.shard_host import ShardHost
 from dispatch.adapters.kafka.topics import Topics
+from dispatch.domain.ids import shard_of
 from dispatch.shard.inbound import Inbound
-from dispatch.shard.worker import Batch, BatchReport
+from dispatch.shard.worker import Batch, BatchReport, availability_changes
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +71,7 @@ class KafkaBatch:
             self._rewind()
             return Ended("aborted")
         host.worker.committed(batch)
+        host.announce = False
         if host.checkpoints is not None:
             host.checkpoints.committed(batch.checkpoint)
         now = time.perf_counter()
@@ -90,6 +94,22 @@ class KafkaBatch:
         for ack in batch.acks:
             key, value = wire.encode_ack(ack)
             producer.send(between, key=key, value=value, partition=ack.receiver)
+        if self.host.tells_others:
+            self._send_availability(producer, batch)
+
+    def _send_availability(self, producer: Any, batch: Batch) -> None:
+        """The state now of each driver whose availability the batch changed (of every
+        driver of the shard, in the first batch of a shard just opened), for the others."""
+        host = self.host
+        drivers: Iterable[UUID]
+        if host.announce:
+            drivers = [d for d in host.worker.matcher.drivers if shard_of(d) == host.shard]
+        else:
+            drivers = dict.fromkeys(driver for driver, _ in availability_changes(batch))
+        topic = self.topics.driver_availability
+        for driver, leads_to in host.worker.availability_of(drivers):
+            key, value = wire.encode_availability(driver, leads_to)
+            producer.send(topic, key=key, value=value, partition=host.shard)
 
     def _rewind(self) -> None:
         for topic in self.topics.consumed:

@@ -63,6 +63,10 @@ class ShardHost:
         self.shard, self.app, self.writer, self.worker = shard, app, writer, worker
         self.stream_clock = clock
         self.checkpoints = checkpoints  # sends the batches' checkpoint chunks
+        # With several shards, each batch tells the others of its drivers' availability
+        # (adapters/kafka/availability.py); the first committed one tells of all of them.
+        self.tells_others = bool(worker.peers)
+        self.announce = self.tells_others
         self._last_tick = 0.0
 
     def advance(self, inbound: Inbound) -> None:

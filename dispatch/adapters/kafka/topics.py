@@ -1,7 +1,8 @@
 """Topic names, the topic table, and the functions that create and check the topics.
 
 Every topic name is ``<prefix>.<role>`` (default prefix ``dispatch``). The co-partitioned
-topics (commands, locations, shard-messages, events, snapshots, outcomes, checkpoints) all
+topics (commands, locations, shard-messages, events, snapshots, outcomes, checkpoints,
+driver-availability) all
 have one partition per shard: partition ``n`` of each belongs to shard ``n`` (on
 shard-messages, the messages and acks other shards send shard ``n``). Partition counts are
 fixed at creation; over-provision.
@@ -70,6 +71,10 @@ SPECS: tuple[TopicSpec, ...] = (
     # Shard checkpoints (adapters/kafka/checkpoints.py): compacted, segments rolled often
     # so the cleaner can drop the chunks of old checkpoints.
     TopicSpec("checkpoints", _COMPACT_OFTEN),
+    # Each shard's drivers' availability as other shards' matchers see it (key = driver id,
+    # partition = the owner shard, written in its batch transactions): compacted, so a
+    # worker reads every driver's latest state at start (adapters/kafka/availability.py).
+    TopicSpec("driver-availability", _COMPACT_OFTEN),
     TopicSpec("dead-letters", _delete_after(30 * _DAY_MS), partitions=DEAD_LETTER_PARTITIONS),
 )
 SPECS_BY_ROLE: dict[str, TopicSpec] = {spec.role: spec for spec in SPECS}
@@ -99,6 +104,10 @@ class Topics:
     @property
     def checkpoints(self) -> str:
         return self.name("checkpoints")
+
+    @property
+    def driver_availability(self) -> str:
+        return self.name("driver-availability")
 
     @property
     def events(self) -> str:

@@ -1,5 +1,5 @@
-"""The client side of the Kafka transport: commands and pings to their shard's partition,
-outcomes back to whoever waits for them.
+"""The client side of the Kafka transport: commands and pings to their shard's partition
+(a ping also to the shards near it, with ``nearby``), outcomes back to whoever waits.
 
 Outcomes are read by a ``Follower`` on a thread (no group: every partition of the outcomes
 topic, from the end as it was when the transport started) into an ``OutcomeMailbox``, so a
@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from kafka.errors import KafkaTimeoutError
@@ -40,6 +40,9 @@ class KafkaTransport:
         )
         self._follower.seek_to_end()  # resolved now, before any command is sent
         self._follower.start(self._take_outcomes, poll_ms=100)
+        # With several shards: where a ping is also delivered besides its driver's owner
+        # (read-only there), so a ride near a border can be offered a driver across it.
+        self.nearby: Callable[[float, float], Iterable[int]] | None = None
 
     def send_command(self, envelope: CommandEnvelope) -> None:
         self._mailbox.expect(envelope)
@@ -50,8 +53,14 @@ class KafkaTransport:
 
     def send_pings(self, pings: Sequence[Ping]) -> None:
         by_shard: dict[int, list[Ping]] = defaultdict(list)
+        nearby = self.nearby
         for ping in pings:
-            by_shard[shard_of(ping.driver_id)].append(ping)
+            owner = shard_of(ping.driver_id)
+            by_shard[owner].append(ping)
+            if nearby is not None:
+                for shard in nearby(ping.lat, ping.lng):
+                    if shard != owner:
+                        by_shard[shard].append(ping)
         for shard, batch in by_shard.items():
             for i in range(0, len(batch), PINGS_PER_RECORD):
                 self._producer.send(

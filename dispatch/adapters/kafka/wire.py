@@ -1,4 +1,5 @@
-"""Record values on the command, location, outcome and dead-letter topics.
+"""Record values on the command, location, shard-messages, driver-availability, outcome
+and dead-letter topics.
 
 - commands: key = target aggregate id, value = the ``CommandEnvelope`` JSON;
 - locations: key = shard, value = ``{"pings": [[driver_id, lat, lng, at], ...]}``, a batch
@@ -8,6 +9,8 @@
 - shard-messages: one record per message or ack another shard sends the partition's shard,
   key = the sender shard (as text), value = ``{"message": Envelope.to_data()}`` or
   ``{"ack": {"from": sender, "to": receiver, "upto": n}}``;
+- driver-availability: key = driver id, value = ``{"leads_to": [event type, ...]}``, the
+  availability event types that bring a driver to its state now (its owner shard's view);
 - outcomes: key = command id, value = the ``Outcome`` JSON;
 - dead letters: value = ``{"source", "position", "reason", "raw"}`` (raw as text or base64).
 
@@ -30,6 +33,7 @@ import orjson
 from pydantic import ValidationError
 
 from dispatch.domain.geo import latlng_problem
+from dispatch.matching.matcher import DRIVER_AVAILABILITY_EVENTS
 from dispatch.messages import Ping, Poison
 from dispatch.shard.crossing import MESSAGE_HANDLERS
 from dispatch.shard.crossshard.messages import KINDS, Ack, Body, Envelope
@@ -227,6 +231,31 @@ def _typed(what: str, value: Any, hint: Any) -> Any:
         return float(value)
     expected = " or ".join("null" if o is type(None) else o.__name__ for o in options)
     raise _Bad(f"{what} must be {expected}, not {value!r}")
+
+
+def encode_availability(driver_id: UUID, leads_to: Sequence[str]) -> tuple[bytes, bytes]:
+    """Key and value of a driver's availability record (its partition is the owner's)."""
+    return str(driver_id).encode(), orjson.dumps({"leads_to": list(leads_to)})
+
+
+def decode_availability(key: bytes | None, value: bytes | None) -> tuple[UUID, tuple[str, ...]]:
+    """A driver-availability record's driver and event types; ``ValueError`` says what is
+    wrong with one that is not."""
+    try:
+        driver_id = UUID((key or b"").decode())
+    except (UnicodeDecodeError, ValueError):
+        raise ValueError(f"key {key!r} is not a driver id") from None
+    try:
+        doc = orjson.loads(value or b"")
+    except orjson.JSONDecodeError as error:
+        raise ValueError(f"not JSON: {error}") from None
+    leads_to = doc.get("leads_to") if isinstance(doc, dict) else None
+    if not isinstance(leads_to, list) or not leads_to:
+        raise ValueError('a record is {"leads_to": [event type, ...]}')
+    unknown = [t for t in leads_to if t not in DRIVER_AVAILABILITY_EVENTS]
+    if unknown:
+        raise ValueError(f"not driver availability events: {unknown}")
+    return driver_id, tuple(leads_to)
 
 
 def encode_outcome(outcome: Outcome) -> tuple[bytes, bytes]:

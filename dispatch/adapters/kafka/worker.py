@@ -35,12 +35,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from uuid import UUID
 
 from kafka import ConsumerRebalanceListener, OffsetAndMetadata, TopicPartition
 from kafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.structs import MemberState
 
 from dispatch.adapters.kafka import wire
+from dispatch.adapters.kafka.availability import AvailabilityBoard, for_shard
 from dispatch.adapters.kafka.batch import KafkaBatch, Offsets
 from dispatch.adapters.kafka.config import new_admin, new_consumer
 from dispatch.adapters.kafka.eventstore import FencedError, ProducerLostError
@@ -110,6 +112,16 @@ class KafkaWorker:
         self._unrewound: set[int] = set()  # reopened by a rebalance, paused until rewound
         self.stats = WorkerStats()
         self._stop = threading.Event()
+        # With several shards: the other shards' drivers, for the hosted shards' matchers
+        # (read-only; an offer across shards asks the driver's owner first).
+        self.board: AvailabilityBoard | None = None
+        self._foreign: dict[int, list[tuple[UUID, str]]] = {}  # not yet in a batch
+        if settings.shards > 1:
+            self.board = AvailabilityBoard(
+                settings.kafka_bootstrap, self.topics.driver_availability
+            )
+            known = self.board.start()
+            log.info("driver availability: %d drivers of the shards known", known)
         options: dict[str, Any] = {
             "group_id": f"{settings.topic_prefix}.workers",
             "client_id": member or "dispatch-worker",
@@ -148,6 +160,7 @@ class KafkaWorker:
         for shard in sorted(shards - set(self.shards)):
             started = time.perf_counter()
             self.shards[shard] = self._open(shard)
+            self._refill(shard)
             self.stats.opened += 1
             self.stats.restored[shard] = time.perf_counter() - started
             log.info("shard %s restored in %.2f s", shard, self.stats.restored[shard])
@@ -181,6 +194,7 @@ class KafkaWorker:
         gc.unfreeze()
         self._unrewound -= shards
         for shard in sorted(shards & set(self.shards)):
+            self._foreign.pop(shard, None)
             self.shards.pop(shard).close()
             log.info("shard %s released", shard)
 
@@ -195,6 +209,22 @@ class KafkaWorker:
     def close(self) -> None:
         self.revoke(set(self.shards))
         self.consumer.close()
+        if self.board is not None:
+            self.board.stop()
+
+    def _refill(self, shard: int) -> None:
+        """A hosted shard whose matcher is new (opened, or refolded after an abort): every
+        driver of the other shards, as last told."""
+        if self.board is not None:
+            self._foreign[shard] = self.board.known_to(shard)
+
+    def _take_foreign(self) -> None:
+        if self.board is None:
+            return
+        changes = self.board.drain()
+        if changes:
+            for shard in self.shards:
+                self._foreign.setdefault(shard, []).extend(for_shard(changes, shard))
 
     def run_once(self, timeout_ms: int = 100) -> None:
         polled = self.consumer.poll(timeout_ms=timeout_ms)
@@ -236,12 +266,15 @@ class KafkaWorker:
                     box.pings.extend(pings)
                     box.poison.extend(poison)
             offsets.setdefault(shard, {})[tp] = OffsetAndMetadata(records[-1].offset + 1, "", -1)
+        self._take_foreign()
         for shard, host in list(self.shards.items()):
             found = inbound.get(shard)
             if shard in self._unrewound:
                 continue
             if found or host.tick_due(self.tick_s):
-                self._process(shard, host, found or Inbound(), offsets.get(shard, {}))
+                box = found or Inbound()
+                box.foreign.extend(self._foreign.pop(shard, ()))
+                self._process(shard, host, box, offsets.get(shard, {}))
         self._reopen_due()
 
     def _process(self, shard: int, host: ShardHost, box: Inbound, offsets: Offsets) -> None:
@@ -252,6 +285,7 @@ class KafkaWorker:
             return
         if ended.state == "aborted":
             self.stats.aborted += 1
+            self._refill(shard)  # its matcher was refolded from the log
             gc.unfreeze()  # the refolded matcher replaced the old one: let it be collected
             _freeze()
             return

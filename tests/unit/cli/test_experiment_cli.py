@@ -237,7 +237,6 @@ def test_a_city_simulated_over_four_shards_matches_across_their_borders(tmp_path
     ("options", "env", "needle"),
     [
         (["--city-shards", "4", "--shards", "2"], {}, "need --shards 4 or more"),
-        (["--city-shards", "4"], {"DISPATCH_KAFKA_BOOTSTRAP": "127.0.0.1:9"}, "embedded only"),
         (["--city-shards", "0"], {}, "--city-shards"),
     ],
 )

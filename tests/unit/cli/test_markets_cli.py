@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,6 @@ from typer.testing import CliRunner
 
 from dispatch.bootstrap import build_markets
 from dispatch.cli import app
-from dispatch.markets import MarketMap, SplitMarketError
 from dispatch.regions import split_market
 from dispatch.settings import MarketConfig, Settings
 
@@ -159,38 +157,19 @@ def test_a_split_market_is_routed_by_region_where_rides_cross_regions() -> None:
     assert markets.shard_for(34.05, -118.24) == 4  # a market of one shard, as before
 
 
-def test_a_split_market_is_refused_on_kafka_with_the_reason() -> None:
-    settings = Settings(
-        shards=8,
-        kafka_bootstrap="127.0.0.1:9",
-        markets=[MarketConfig.model_validate(SF), MarketConfig.model_validate(LA)],
-    )
-    with pytest.raises(SplitMarketError, match=r"market sf is split over shards 0\.\.3"):
-        build_markets(settings)
-    with pytest.raises(SplitMarketError, match="do not offer rides drivers of other shards"):
-        MarketMap(settings.markets, settings.shards, split_served=False)
+def test_a_split_market_on_kafka_is_routed_by_region_as_embedded() -> None:
+    markets = [MarketConfig.model_validate(SF), MarketConfig.model_validate(LA)]
+    on_kafka = build_markets(Settings(shards=8, kafka_bootstrap="127.0.0.1:9", markets=markets))
+    embedded = build_markets(Settings(shards=8, markets=markets))
+    places = [(37.60 + i / 50, -122.62 + j / 50) for i in range(18) for j in range(20)]
+    shards = [on_kafka.shard_for(lat, lng) for lat, lng in places]
+    assert shards == [embedded.shard_for(lat, lng) for lat, lng in places]
+    assert set(shards) == {0, 1, 2, 3}
 
 
 def test_a_market_of_one_shard_is_still_served() -> None:
     settings = Settings(shards=8, markets=[MarketConfig.model_validate({**SF, "shards": 1})])
     assert build_markets(settings).shard_for(37.77, -122.42) == 0
-
-
-def test_a_simulation_of_a_split_market_on_kafka_is_refused_before_it_writes_a_log(
-    tmp_path: Path,
-) -> None:
-    env = {
-        "DISPATCH_MARKETS": json.dumps([SF, LA]),
-        "DISPATCH_SHARDS": "8",
-        "DISPATCH_KAFKA_BOOTSTRAP": "127.0.0.1:9",
-    }
-    result = CliRunner().invoke(
-        app, ["simulate", "--minutes", "1", "--data-dir", str(tmp_path / "log")], env=env
-    )
-    assert result.exit_code == 2
-    said = " ".join(re.sub(r"[│╭╮╰╯─]", " ", result.output).split())
-    assert "do not offer rides drivers of other shards" in said
-    assert not (tmp_path / "log").exists()
 
 
 def test_a_split_market_beyond_the_configured_shards_is_refused() -> None:
