@@ -59,14 +59,15 @@ class ShardHost:
         worker: ShardWorker,
         clock: StreamClock | None,
         checkpoints: CheckpointRecords | None = None,
+        tells_others: bool = False,
     ) -> None:
+        """``tells_others``: the city has other shards, whose matchers this shard's batches
+        tell of its drivers' availability (adapters/kafka/availability.py); the first
+        committed one tells of all of them."""
         self.shard, self.app, self.writer, self.worker = shard, app, writer, worker
         self.stream_clock = clock
         self.checkpoints = checkpoints  # sends the batches' checkpoint chunks
-        # With several shards, each batch tells the others of its drivers' availability
-        # (adapters/kafka/availability.py); the first committed one tells of all of them.
-        self.tells_others = bool(worker.peers)
-        self.announce = self.tells_others
+        self.tells_others = self.announce = tells_others
         self._last_tick = 0.0
 
     def advance(self, inbound: Inbound) -> None:
@@ -140,7 +141,8 @@ def open_shard(
         "tail" if tail_only else "whole", opened - read, events, folded - opened, pings,
         time.perf_counter() - folded,
     )  # fmt: skip
-    return ShardHost(shard, app, recorder.writer, worker, stream_clock, records)
+    tells_others = settings.shards > 1
+    return ShardHost(shard, app, recorder.writer, worker, stream_clock, records, tells_others)
 
 
 def _events_end(bootstrap: str, topic: str, shard: int) -> int:
