@@ -62,6 +62,7 @@ class _Host:
     def __init__(self, worker: ShardWorker, producer: _Producer) -> None:
         self.shard, self.worker, self.writer, self.producer = worker.shard, worker, self, producer
         self.checkpoints = None
+        self.tells_others = self.announce = False  # no driver-availability records here
 
     def advance(self, inbound: Inbound) -> None:
         pass

@@ -51,6 +51,7 @@ class _Host:
     def __init__(self, worker: ShardWorker) -> None:
         self.shard, self.worker, self.writer = worker.shard, worker, self
         self.producer, self.checkpoints = _Producer(), None
+        self.tells_others = self.announce = False  # no driver-availability records here
 
     def advance(self, inbound: Inbound) -> None:
         pass
