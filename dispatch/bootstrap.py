@@ -25,7 +25,7 @@ from dispatch.adapters.sqlite.ridearchive import SqliteRideArchive, ride_archive
 from dispatch.adapters.sqlite.viewstore import SqliteViewStore, view_store_path
 from dispatch.checkpoints import CheckpointWriter
 from dispatch.log import LogSource
-from dispatch.markets import MarketMap
+from dispatch.markets import MarketMap, handoffs
 from dispatch.matching.eta import StraightLineEta
 from dispatch.matching.index import DriverIndex
 from dispatch.matching.matcher import Matcher, MatcherConfig
@@ -108,7 +108,7 @@ def build_worker(settings: Settings, shard: int, clock: Clock) -> ShardWorker:
         shard, app, lambda: build_matcher(settings), clock,
         checkpoints=writer, checkpoint_store=store,
         live=LiveAggregates(settings.idempotency_window_s), live_snapshots=False,
-        peers=range(settings.shards),
+        peers=range(settings.shards), **handoffs(settings),
     )  # fmt: skip
 
 

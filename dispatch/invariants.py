@@ -83,6 +83,8 @@ class InvariantChecker:
             self.ride_status[agg_id] = RideStatus.REQUESTED
         elif topic == Driver.Created.TOPIC:
             self.drivers[agg_id] = REGISTERED
+        elif topic == Driver.Arrived.TOPIC:  # handed off to this shard: its first event here
+            self.drivers[agg_id] = next_availability(REGISTERED, topic)
         elif topic == Rider.Created.TOPIC:
             self.rider_active[agg_id] = None
         elif topic == CommandRecord.Created.TOPIC:

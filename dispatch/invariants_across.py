@@ -20,7 +20,10 @@ when the ride ends (``dispatch.shard.crossing``), over the shards' links
 - ``driver_in_two_rides``: two rides count on the same driver;
 - ``hold_not_released``: an owner holds (or has assigned) a driver for a reservation of a
   ride in another shard that no longer counts on it, with no ``Release`` on its way: a
-  driver held for ever.
+  driver held for ever;
+- ``driver_two_owners``: two shards serve the same driver (neither handed it off);
+- ``driver_lost``: every shard that had a driver handed it off, and no ``HandOff`` for it
+  is on its way.
 """
 
 from __future__ import annotations
@@ -44,6 +47,10 @@ _HELD, _ASKED = Driver.OfferReceived.TOPIC, Ride.DriverAsked.TOPIC
 # A ride lets go of the driver it asked, was offered or was assigned (besides its endings).
 _ASK_LET_GO = frozenset({Ride.AskEnded.TOPIC, Ride.OfferDeclined.TOPIC, Ride.OfferExpired.TOPIC})
 _FREEING = frozenset({Driver.Released.TOPIC, Driver.OfferClosed.TOPIC})
+# A driver's tenure at a shard begins (registered, arrived, returned) or ends (handed off).
+_HANDED_OFF = Driver.HandedOff.TOPIC
+_TENURE = frozenset({Driver.Created.TOPIC, Driver.Arrived.TOPIC, Driver.Returned.TOPIC,
+                     _HANDED_OFF})  # fmt: skip
 
 
 def _shard(aggregate_id: str) -> int:
@@ -72,9 +79,14 @@ class CrossShardChecker:
     held_for: dict[str, tuple[str, str, _Seen]] = field(default_factory=dict)
     # What a ride counts on across shards (asked, offered, accepted): ride -> (driver, resv).
     wants: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # Whether each shard that had a driver serves it now: driver -> {shard: (serves, where)}.
+    serving: dict[str, dict[int, tuple[bool, str]]] = field(default_factory=dict)
 
     def check(self, e: LogEvent) -> None:
         topic = e.topic
+        if topic in _TENURE:
+            by_shard = self.serving.setdefault(e.aggregate_id, {})
+            by_shard[e.shard] = (topic != _HANDED_OFF, e.where)
         if topic == Rider.RideRequested.TOPIC:
             ride = e.data["ride_id"]
             if _shard(ride) != e.shard:
@@ -115,7 +127,7 @@ class CrossShardChecker:
             body = e.data["body"]
             self.sent.setdefault(channel, {})[int(e.data["seq"])] = (
                 e.data["kind"],
-                str(body.get("ride", "")),
+                str(body.get("ride", body.get("driver", ""))),  # a HandOff names its driver
             )
         elif topic == _APPLIED:
             shard, peer = self.links.get(e.aggregate_id, (e.shard, -1))
@@ -168,7 +180,20 @@ class CrossShardChecker:
         self._check_channels()
         self._check_drivers()
         self._check_holds(in_flight)
+        self._check_owners(in_flight)
         return self.violations
+
+    def _check_owners(self, in_flight: set[tuple[str, str]]) -> None:
+        for driver, by_shard in self.serving.items():
+            owners = sorted(shard for shard, (serves, _) in by_shard.items() if serves)
+            if len(owners) > 1:
+                where = by_shard[owners[-1]][1]
+                self._flag(_Seen(where), driver, "driver_two_owners",
+                           f"shards {owners} all serve driver {driver}")  # fmt: skip
+            elif not owners and ("HandOff", driver) not in in_flight:
+                where = max((w for _, w in by_shard.values()), default="")
+                self._flag(_Seen(where), driver, "driver_lost",
+                           f"handed off by shards {sorted(by_shard)}, arrived nowhere")  # fmt: skip
 
     def _check_holds(self, in_flight: set[tuple[str, str]]) -> None:
         for driver, (ride, resv, seen) in self.held_for.items():

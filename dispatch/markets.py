@@ -14,13 +14,14 @@ from __future__ import annotations
 import functools
 import zlib
 from collections.abc import Sequence
+from typing import Any
 
 import h3
 
 from dispatch.regions import MARKET_RESOLUTION, RegionMap, market_cells, split_market
-from dispatch.settings import MarketConfig
+from dispatch.settings import MarketConfig, Settings
 
-__all__ = ["DEFAULT_RULE_RESOLUTION", "MARKET_RESOLUTION", "MarketMap"]
+__all__ = ["DEFAULT_RULE_RESOLUTION", "MARKET_RESOLUTION", "MarketMap", "handoffs"]
 
 DEFAULT_RULE_RESOLUTION = 3
 NEARBY_RESOLUTION, NEARBY_RINGS = 7, 3  # res-7 cells are about 2.4 km across
@@ -63,3 +64,12 @@ class MarketMap:
     def _nearby(self, cell: str) -> frozenset[int]:
         ring = h3.grid_disk(cell, NEARBY_RINGS)
         return frozenset(self.shard_for(*h3.cell_to_latlng(c)) for c in ring)
+
+
+def handoffs(settings: Settings) -> dict[str, Any]:
+    """A shard worker's hand-off options: where a place is served and how long a free
+    driver must stay in another shard's region (none when hand-off is off)."""
+    if settings.handoff_after_s is None or settings.shards == 1:
+        return {}
+    region_of = MarketMap(settings.markets, settings.shards).shard_for
+    return {"region_of": region_of, "handoff_after_s": settings.handoff_after_s}

@@ -26,6 +26,9 @@ from schemas.commands import CommandEnvelope, Outcome
 
 log = logging.getLogger(__name__)
 
+MAX_HOPS = 8  # shards a driver's command follows it through (one a hand-off since it left)
+NOT_HERE_YET_RETRY_S = 0.05
+
 # A start that folded this many events keeps its views at once (in the background).
 KEEP_AFTER_EVENTS = 10_000
 
@@ -113,9 +116,26 @@ class Runtime:
         return self.archive.get(ride_id) if self.archive is not None else None
 
     def send(self, envelope: CommandEnvelope, timeout_s: float) -> Outcome | None:
-        """Send a command and wait up to ``timeout_s`` for its outcome (None on timeout)."""
-        self.transport.send_command(envelope)
-        return self.transport.wait_outcome(envelope.command_id, timeout_s, envelope.fingerprint)
+        """Send a command and wait up to ``timeout_s`` for its outcome (None on timeout).
+
+        A driver's command refused as ``moved`` (the driver was handed off) is sent on to
+        the shard named, once a shard crossed; at a shard it is being handed to, it is sent
+        again until the hand-off has arrived (refused there as not yet known)."""
+        deadline = time.monotonic() + timeout_s
+        hops = 0
+        while True:
+            self.transport.send_command(envelope)
+            left = max(0.0, deadline - time.monotonic())
+            outcome = self.transport.wait_outcome(envelope.command_id, left, envelope.fingerprint)
+            if outcome is None or outcome.accepted or time.monotonic() >= deadline:
+                return outcome
+            if outcome.code == "moved" and outcome.moved_to is not None and hops < MAX_HOPS:
+                hops += 1
+                envelope = envelope.model_copy(update={"shard": outcome.moved_to})
+            elif outcome.code == "not_found" and envelope.shard is not None:
+                time.sleep(NOT_HERE_YET_RETRY_S)  # the hand-off is on its way there
+            else:
+                return outcome
 
     def send_pings(self, pings: Sequence[Ping]) -> None:
         """Pings go to the shard workers (matching) and at once to this process's location

@@ -126,6 +126,12 @@ class CommandEnvelope(BaseModel):
     )
     issued_at: datetime
     reply_to: str | None = None
+    shard: Annotated[int, Field(ge=0)] | None = Field(
+        default=None,
+        description="The shard it is addressed to, when not its target's home shard (the "
+        "shard the target id names): a driver's command goes to the shard that owns the "
+        "driver now, after a hand-off.",
+    )
     command: Command
 
     @property
@@ -164,6 +170,11 @@ class Outcome(BaseModel):
         default_factory=list,
         description="The aggregates an accepted command changed (for a duplicate, the "
         "first command's, from its record): the ride a retried request created, say.",
+    )
+    moved_to: int | None = Field(
+        default=None,
+        description="With code moved: the shard that owns the driver now (None: not known "
+        "here); the command is to be sent there.",
     )
 
     @property

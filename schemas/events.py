@@ -80,6 +80,28 @@ class RideDriverAsked(_Data):
     resv: str
     pickup_eta_s: float
     distance_m: float
+    owner: int = Field(
+        default=-1,
+        description="The shard asked (the driver's owner as the ride's shard knew it); -1 "
+        "or absent in events written before driver hand-offs: the driver id's home shard.",
+    )
+
+
+class DriverHandedOff(_Data):
+    to_shard: int = Field(ge=0, description="The shard that serves the driver from now on.")
+    epoch: int = Field(ge=1, description="The driver's tenure there (hand-offs so far).")
+
+
+class DriverArrived(_Data):
+    name: str
+    epoch: int = Field(ge=1, description="The driver's tenure here (hand-offs so far).")
+    from_shard: int = Field(ge=0)
+    trips: int = Field(ge=0, description="Trips completed before, at other shards.")
+
+
+class DriverReturned(_Data):
+    epoch: int = Field(ge=1, description="The driver's tenure here (hand-offs so far).")
+    from_shard: int = Field(ge=0)
 
 
 class RideAskEnded(_Data):
@@ -168,6 +190,9 @@ EVENT_DATA: dict[str, type[_Data]] = {
     "dispatch.Driver.Assigned": DriverRideEvent,
     "dispatch.Driver.TripStarted": DriverRideEvent,
     "dispatch.Driver.Released": Released,
+    "dispatch.Driver.HandedOff": DriverHandedOff,
+    "dispatch.Driver.Arrived": DriverArrived,
+    "dispatch.Driver.Returned": DriverReturned,
     "dispatch.Rider.Registered": Registered,
     "dispatch.Rider.RideRequested": DriverRideEvent,
     "dispatch.Rider.RideEnded": RideEnded,

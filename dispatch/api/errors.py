@@ -28,6 +28,9 @@ OUTCOME_STATUS: Mapping[str, int] = {
     "idempotency_key_expired": 422,
     "idempotency_key_invalid": 422,
     "unavailable": 503,
+    # A driver's command that could not follow the driver to the shard serving it now (a
+    # hand-off in progress): retry.
+    "moved": 503,
     "misrouted": 500,  # the API routed by the id's shard: a bug, not bad input
     "internal_error": 500,
 }

@@ -64,7 +64,7 @@ CityShards = Annotated[
         max=64,
         help="Split the simulated city over this many shards (regions of one market "
         "covering it; rides are offered drivers across region borders); default: the "
-        "configured markets. Embedded only.",
+        "configured markets.",
     ),
 ]
 TraceWindow = Annotated[

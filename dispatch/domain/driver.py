@@ -18,7 +18,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
-from dispatch.domain.errors import Forbidden, IllegalTransition
+from dispatch.domain.errors import DriverMoved, Forbidden, IllegalTransition
 
 
 class DriverStatus(StrEnum):
@@ -27,6 +27,9 @@ class DriverStatus(StrEnum):
     OFFERED = "offered"
     EN_ROUTE = "en_route"
     ON_TRIP = "on_trip"
+    # Its availability is now another shard's (a hand-off: docs/ARCHITECTURE.md, "Driver
+    # hand-off"); this shard keeps where it went until the driver comes back.
+    HANDED_OFF = "handed_off"
 
     # Hash as the string it equals (Enum hashes by member name, in Python): a status then
     # works as a dict key or set member at the speed of a str, and equal values hash equal.
@@ -123,18 +126,85 @@ class Driver(Aggregate):
             if self.reason == "completed":
                 driver.trips += 1
 
-    def __init__(self, name: str) -> None:
+    class HandedOff(Event):
+        """A free driver's availability went to shard ``to_shard`` (its region's), which
+        starts tenure ``epoch`` (this shard's ended)."""
+
+        TOPIC = "dispatch.Driver.HandedOff"
+        class_version = 1
+        to_shard: int
+        epoch: int
+
+        def apply(self, driver: Driver) -> None:
+            super().apply(driver)
+            driver.handed_to = self.to_shard
+
+    class Arrived(Aggregate.Created):
+        """A driver handed off from ``from_shard`` to this shard, which never had it before:
+        its first event here (tenure ``epoch``), available."""
+
+        TOPIC = "dispatch.Driver.Arrived"
+        class_version = 1
+        name: str
+        epoch: int
+        from_shard: int
+        trips: int
+
+    class Returned(Event):
+        """A driver this shard handed off before is handed back to it (tenure ``epoch``)."""
+
+        TOPIC = "dispatch.Driver.Returned"
+        class_version = 1
+        epoch: int
+        from_shard: int
+
+        def apply(self, driver: Driver) -> None:
+            super().apply(driver)
+            driver.epoch, driver.handed_to = self.epoch, None
+
+    def __init__(
+        self, name: str, epoch: int = 0, from_shard: int | None = None, trips: int = 0
+    ) -> None:
+        """``epoch`` and the rest: a driver that ``Arrived`` from another shard."""
         self.name = name
-        self.status = DriverStatus.OFFLINE
+        self.status = DriverStatus.OFFLINE if from_shard is None else DriverStatus.AVAILABLE
+        self.epoch = epoch  # the driver's tenure here: 0 from registration, +1 a hand-off
+        self.handed_to: int | None = None  # where a HANDED_OFF driver went
         self.ride_id: UUID | None = None
         self.resv = ""  # the reservation of a ride in another shard it holds
         self.offer_expires_at: datetime | None = None
         self.offline_after_trip = False
-        self.trips = 0
+        self.trips = trips
 
     @classmethod
     def register(cls, driver_id: UUID, name: str, at: datetime) -> Driver:
         return cls._create(cls.Created, id=driver_id, timestamp=at, name=name)
+
+    @classmethod
+    def arrive(
+        cls, driver_id: UUID, name: str, epoch: int, from_shard: int, trips: int, at: datetime
+    ) -> Driver:
+        """A driver handed off to this shard, which has never had it."""
+        return cls._create(cls.Arrived, id=driver_id, timestamp=at, name=name, epoch=epoch,
+                           from_shard=from_shard, trips=trips)  # fmt: skip
+
+    def hand_off(self, to_shard: int, at: datetime) -> int:
+        """Give a free driver to ``to_shard``; returns the tenure it starts there."""
+        if self.offline_after_trip:
+            raise IllegalTransition(f"driver {self.id} is going offline")
+        self._trigger(self.HandedOff, at, to_shard=to_shard, epoch=self.epoch + 1)
+        return self.epoch + 1
+
+    def come_back(self, epoch: int, from_shard: int, at: datetime) -> None:
+        """A driver handed off from here before is handed back (a later tenure)."""
+        if epoch <= self.epoch:
+            raise IllegalTransition(f"driver {self.id}: tenure {epoch} is not after {self.epoch}")
+        self._trigger(self.Returned, at, epoch=epoch, from_shard=from_shard)
+
+    def check_here(self) -> None:
+        """Refuse a driver's command at a shard that handed the driver off."""
+        if self.status == DriverStatus.HANDED_OFF:
+            raise DriverMoved(self.id, self.handed_to)
 
     def go_online(self, at: datetime) -> None:
         if self.status != DriverStatus.OFFLINE:
@@ -210,19 +280,23 @@ DRIVER_TRANSITIONS: dict[str, tuple[frozenset[DriverStatus], DriverStatus | None
     Driver.Assigned.TOPIC: (frozenset({D.OFFERED}), D.EN_ROUTE),
     Driver.TripStarted.TOPIC: (frozenset({D.EN_ROUTE}), D.ON_TRIP),
     Driver.Released.TOPIC: (frozenset({D.EN_ROUTE, D.ON_TRIP}), D.AVAILABLE),
+    Driver.HandedOff.TOPIC: (frozenset({D.AVAILABLE}), D.HANDED_OFF),
+    Driver.Returned.TOPIC: (frozenset({D.HANDED_OFF}), D.AVAILABLE),
 }
 
 # A driver's availability: its status, and whether it goes offline when its trip ends.
 Availability = tuple[DriverStatus, bool]
 REGISTERED: Availability = (D.OFFLINE, False)
 # The events that change an availability (registration starts one at REGISTERED).
-AVAILABILITY_TOPICS = frozenset({Driver.Created.TOPIC, *DRIVER_TRANSITIONS})
+AVAILABILITY_TOPICS = frozenset({Driver.Created.TOPIC, Driver.Arrived.TOPIC, *DRIVER_TRANSITIONS})
 
 
 def _after(state: Availability, topic: str) -> Availability:
     status, after_trip = state
     if topic == Driver.Created.TOPIC:
         return REGISTERED
+    if topic == Driver.Arrived.TOPIC:
+        return D.AVAILABLE, False
     if topic == Driver.OfflineAfterTripRequested.TOPIC:
         return status, True
     if topic == Driver.Released.TOPIC:

@@ -59,3 +59,23 @@ class BusyElsewhere(IllegalTransition):
     final, a retry with the same key is decided again."""
 
     final = False
+
+
+class DriverMoved(DomainError):
+    """The driver's availability is another shard's now (handed off, ``to``; None: not
+    known here): not final, the command is to be sent there."""
+
+    code = "moved"
+    final = False
+
+    def __init__(self, driver_id: object, to: int | None) -> None:
+        where = f"shard {to}" if to is not None else "another shard"
+        super().__init__(f"driver {driver_id} is served by {where} now: send it there")
+        self.to = to
+
+
+class NotHereYet(NotFound):
+    """The driver is not known at the shard the command was sent to, which is not its home:
+    it may be on its way there (a hand-off): not final, a retry is decided again."""
+
+    final = False

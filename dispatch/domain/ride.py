@@ -21,6 +21,7 @@ from eventsourcing.domain import Aggregate
 
 from dispatch.domain.errors import Forbidden, IllegalTransition
 from dispatch.domain.geo import Point
+from dispatch.domain.ids import shard_of
 
 
 class RideStatus(StrEnum):
@@ -44,6 +45,10 @@ RIDER_CANCELLABLE = frozenset(
 )
 DRIVER_CANCELLABLE = frozenset({RideStatus.ACCEPTED, RideStatus.DRIVER_ARRIVED})
 ASSIGNED = frozenset({RideStatus.ACCEPTED, RideStatus.DRIVER_ARRIVED, RideStatus.IN_PROGRESS})
+
+
+# Why an ask ended when the shard asked no longer serves the driver (``AskEnded.reason``).
+MOVED = "moved"
 
 
 class Ride(Aggregate):
@@ -77,6 +82,8 @@ class Ride(Aggregate):
 
         def apply(self, ride: Ride) -> None:
             super().apply(ride)
+            if ride.asking != UUID(self.driver_id):
+                ride.owner = None  # a driver of this shard's: no reservation elsewhere
             ride.offered_to = UUID(self.driver_id)
             ride.offer_expires_at = self.offer_expires_at
             ride.offers += 1
@@ -110,17 +117,22 @@ class Ride(Aggregate):
         resv: str
         pickup_eta_s: float
         distance_m: float
+        # The shard asked (the driver's owner as the ride's shard knew it); events from
+        # before driver hand-offs have none: the driver's home shard (its id's).
+        owner: int = -1
 
         def apply(self, ride: Ride) -> None:
             super().apply(ride)
             ride.asking = UUID(self.driver_id)
+            ride.owner = self.owner if self.owner >= 0 else shard_of(ride.asking)
             ride.resv = self.resv
             ride.asked_eta_s, ride.asked_distance_m = self.pickup_eta_s, self.distance_m
             ride.asks += 1
 
     class AskEnded(Event):
         """The asked driver will not hold for the ride: refused, moved, or withdrawn by
-        the ride; it searches again without that driver."""
+        the ride; it searches again without that driver (but for "moved": the driver's
+        new owner may be asked)."""
 
         TOPIC = "dispatch.Ride.AskEnded"
         class_version = 1
@@ -130,7 +142,10 @@ class Ride(Aggregate):
         def apply(self, ride: Ride) -> None:
             super().apply(ride)
             ride.asking = None
-            ride.back_to_dispatch(UUID(self.driver_id))
+            if self.reason == MOVED:  # it may be asked again where it went
+                ride.offered_to = ride.offer_expires_at = None
+            else:
+                ride.back_to_dispatch(UUID(self.driver_id))
 
     class Accepted(Event):
         TOPIC = "dispatch.Ride.Accepted"
@@ -200,6 +215,9 @@ class Ride(Aggregate):
         # that driver is offered or assigned), its ETA and distance, and how many asks.
         self.asking: UUID | None = None
         self.resv: str | None = None
+        # The shard that owns the driver the ride asked, is offered or is assigned through
+        # a reservation (None: a driver of this shard's, or none).
+        self.owner: int | None = None
         self.asked_eta_s = 0.0
         self.asked_distance_m = 0.0
         self.asks = 0
@@ -252,17 +270,27 @@ class Ride(Aggregate):
             distance_m=round(distance_m, 1),
         )
 
-    def ask(self, driver_id: UUID, eta_s: float, distance_m: float, at: datetime) -> str:
-        """Ask a driver owned by another shard to hold for the ride; returns the reservation."""
+    def ask(
+        self, driver_id: UUID, owner: int, eta_s: float, distance_m: float, at: datetime
+    ) -> str:
+        """Ask a driver owned by shard ``owner`` to hold for the ride; returns the
+        reservation."""
         self._require(RideStatus.REQUESTED, "ask a driver for")
         if self.asking is not None:
             raise IllegalTransition(f"ride {self.id} is already asking driver {self.asking}")
         if driver_id in self.excluded:
             raise IllegalTransition(f"driver {driver_id} is excluded from ride {self.id}")
         resv = f"{self.id}/{self.asks + 1}"
-        self._trigger(self.DriverAsked, at, driver_id=str(driver_id), resv=resv,
+        self._trigger(self.DriverAsked, at, driver_id=str(driver_id), resv=resv, owner=owner,
                       pickup_eta_s=round(eta_s, 1), distance_m=round(distance_m, 1))  # fmt: skip
         return resv
+
+    def through_owner(self, driver_id: UUID) -> int | None:
+        """The shard that holds ``driver_id`` for the ride through a reservation, if the
+        ride's current ask, offer or assignment is that driver's there (None: here)."""
+        if self.owner is None or driver_id not in (self.asking, self.offered_to, self.driver_id):
+            return None
+        return self.owner
 
     def is_current(self, resv: str, driver_id: UUID) -> bool:
         """Whether an owner's answer about ``resv`` and ``driver_id`` is about the ride's

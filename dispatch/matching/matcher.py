@@ -25,7 +25,7 @@ from dispatch.domain.driver import (
     DriverStatus,
     next_availability,
 )
-from dispatch.domain.ride import RIDE_ENDINGS, Ride
+from dispatch.domain.ride import MOVED, RIDE_ENDINGS, Ride
 from dispatch.matching.deadlines import Deadlines
 from dispatch.matching.decisions import Decision, ExpireOffer, ExpireRequest, MakeOffer
 from dispatch.matching.eta import EtaProvider
@@ -36,6 +36,7 @@ from dispatch.matching.waiting import WaitingRides
 # A driver's events the matcher folds: those that move its availability (registration
 # starts at the domain's REGISTERED, so it needs no event).
 DRIVER_AVAILABILITY_EVENTS = AVAILABILITY_TOPICS - {Driver.Created.TOPIC}
+_HANDED_OFF = Driver.HandedOff.TOPIC
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +76,9 @@ class Matcher:
         self.assigned: dict[UUID, PendingRide] = {}
         self.available: set[UUID] = set()
         self.drivers: dict[UUID, Availability] = {}  # folded with the domain's rule
+        # The drivers this shard serves (folded from its own events; the others in
+        # ``drivers`` are other shards', as they said: ``observe_foreign``).
+        self.own: set[UUID] = set()
         self.positions: dict[UUID, tuple[float, float, float]] = {}
         self.stats = MatcherStats()
         self._next_expire = float("-inf")
@@ -132,7 +136,10 @@ class Matcher:
 
     # -- a checkpoint's state (``state.load``) -------------------------------------------
     def load_driver(self, driver_id: UUID, availability: Availability) -> None:
+        """A driver this shard serves, from its checkpoint."""
         self.drivers[driver_id] = availability
+        if availability[0] != DriverStatus.HANDED_OFF:
+            self.own.add(driver_id)
         if availability[0] == DriverStatus.AVAILABLE:
             self.available.add(driver_id)  # indexed with its first ping
 
@@ -216,7 +223,8 @@ class Matcher:
             if isinstance(e, Ride.OfferExpired):
                 self.stats.offer_expiries += 1
             ride = offer[2]
-            ride.excluded.add(UUID(e.driver_id))
+            if not (isinstance(e, Ride.AskEnded) and e.reason == MOVED):
+                ride.excluded.add(UUID(e.driver_id))
             self._enter_pending(ride)
         if isinstance(e, Ride.AskEnded):
             # set aside while asked: back if its owner's last word here was "available"
@@ -248,8 +256,16 @@ class Matcher:
         self.observe_driver(e.originator_id, e.TOPIC)
 
     def observe_driver(self, driver_id: UUID, topic: str) -> None:
-        """Fold one of a driver's availability events, known by its type alone (restore
-        calls this without decoding the event: ``driver_topics``)."""
+        """Fold one of the shard's own driver availability events, known by its type alone
+        (restore calls this without decoding the event: ``driver_topics``)."""
+        if topic == _HANDED_OFF:
+            self.own.discard(driver_id)
+        else:
+            self.own.add(driver_id)
+        self.observe_foreign(driver_id, topic)
+
+    def observe_foreign(self, driver_id: UUID, topic: str) -> None:
+        """Fold an availability event of a driver, as another shard that serves it said."""
         after = next_availability(self.drivers.get(driver_id, REGISTERED), topic)
         self.drivers[driver_id] = after
         if after[0] == DriverStatus.AVAILABLE:

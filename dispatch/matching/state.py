@@ -41,7 +41,8 @@ def capture(matcher: Matcher) -> Captured:
         pending=[_copy(r) for r in matcher.pending.values()],
         offers=[(_copy(r), d, at) for d, at, r in matcher.offers.values()],
         assigned=[_copy(r) for r in matcher.assigned.values()],
-        drivers=dict(matcher.drivers),
+        # the drivers the shard serves: other shards' are told again after a restore
+        drivers={d: a for d, a in matcher.drivers.items() if d in matcher.own},
     )
 
 

@@ -66,8 +66,9 @@ def verify(source: LogSource, shard: int | None = None) -> tuple[int, list[Viola
     # a source that cannot tell its head is read to its end).
     heads = {s: source.head(s) for s in shards}
     for s in shards:
-        # Each shard's aggregates are checked on their own (an aggregate never crosses
-        # shards); what shards tell one another, over all of them together.
+        # Each shard's aggregates are checked on their own (a driver handed off has a
+        # stream in each shard that served it, each whole); what shards tell one another,
+        # over all of them together.
         per_shard = InvariantChecker()
         head = heads[s]  # None: a source that cannot tell (Kafka): to its end
         for event in source.read(s):

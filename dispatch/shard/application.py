@@ -8,7 +8,7 @@ outcomes with their log position.
 from __future__ import annotations
 
 import logging
-from collections.abc import Container, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 from uuid import UUID
@@ -23,18 +23,21 @@ from dispatch.domain.command_record import (
     key_refusal,
     record_ids,
 )
-from dispatch.domain.driver import Driver
-from dispatch.domain.errors import DomainError
+from dispatch.domain.driver import Driver, DriverStatus
+from dispatch.domain.errors import DomainError, DriverMoved, IllegalTransition, NotFound
 from dispatch.domain.ids import shard_of
 from dispatch.domain.ride import Ride
 from dispatch.domain.rider import Rider
 from dispatch.matching.decisions import Decision, ExpireOffer, ExpireRequest, MakeOffer
+from dispatch.messages import FOLLOW_THE_DRIVER, destination
 from dispatch.shard.crossing import (
     MESSAGE_HANDLERS,
     ask,
     end_for_rider,
+    hand_off,
     is_foreign,
     let_go,
+    owned_here,
     undo_failed,
 )
 from dispatch.shard.crossshard.messages import Ack, Envelope
@@ -68,13 +71,16 @@ class ShardApplication(Application[UUID]):
         super().__init__(env={**defaults, **(env or {})})
         self.shard = shard
         self.policy = policy or Policy()
-        self._uow = UnitOfWork(self.repository)
+        self._uow = UnitOfWork(self.repository, shard)
         self._outcomes: list[Outcome] = []
         # The ids of every aggregate the store may hold that a command record lookup could
         # find (the shard's live aggregates, kept by its worker), or None (unknown: look).
         # A new command looks up three record ids (this period's, the previous period's and
         # the old scheme's), and each miss is two store reads: this makes misses free.
         self.stored_ids: Container[UUID] | None = None
+        # Which shard serves another shard's driver, as that shard last said (the worker's
+        # view of the others' drivers); None: not known.
+        self.owner_hint: Callable[[UUID], int | None] = lambda _driver: None
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
@@ -98,7 +104,9 @@ class ShardApplication(Application[UUID]):
         ids = record_ids(self.shard, envelope.command_id, now, window_s)
         if self._answered(envelope, ids, now):
             return []
-        if shard_of(envelope.target_id) != self.shard:
+        if destination(envelope) != self.shard or (
+            envelope.shard is not None and not isinstance(cmd, FOLLOW_THE_DRIVER)
+        ):
             self._reject(envelope, ids.current, now, "misrouted", self._misrouted(envelope))
             return []
         mark = self._uow.mark()
@@ -109,7 +117,8 @@ class ShardApplication(Application[UUID]):
             if error.final:
                 self._reject(envelope, ids.current, now, error.code, error.reason)
             else:  # holds until a message from another shard arrives: not recorded
-                self._refuse(envelope, error.code, error.reason)
+                moved_to = error.to if isinstance(error, DriverMoved) else None
+                self._refuse(envelope, error.code, error.reason, moved_to=moved_to)
             return []
         except Exception as error:  # a bug must not take the shard down with it
             log.exception("command %s failed", envelope.command_id)
@@ -174,11 +183,14 @@ class ShardApplication(Application[UUID]):
         try:
             if isinstance(decision, MakeOffer):
                 ride = self._uow.get(Ride, decision.ride_id)
-                if is_foreign(ride, decision.driver_id):  # ask its owner to hold it
-                    ask(self._uow, ride, decision.driver_id, decision.pickup_eta_s,
+                driver = owned_here(self._uow, decision.driver_id)
+                if driver is None:  # another shard's: ask its owner to hold it
+                    owner = self._owner_of(decision.driver_id)
+                    if owner == self.shard:
+                        raise NotFound(f"driver {decision.driver_id} not found")
+                    ask(self._uow, ride, decision.driver_id, owner, decision.pickup_eta_s,
                         decision.distance_m, now)  # fmt: skip
                     return self._uow.seal(mark)
-                driver = self._uow.get(Driver, decision.driver_id)
                 expires = datetime.fromtimestamp(decision.expires_at, UTC)
                 ride.offer(driver.id, expires, decision.pickup_eta_s, decision.distance_m, now)
                 driver.receive_offer(ride.id, expires, now)
@@ -189,8 +201,10 @@ class ShardApplication(Application[UUID]):
                     ride.end_ask(asked, "withdrawn", now)
                     let_go(self._uow, ride, asked, "withdrawn", now)
                     return self._uow.seal(mark)
+                offered = ride.offered_to
+                elsewhere = offered is not None and is_foreign(ride, offered)
                 driver_id = ride.expire_offer(now)
-                if is_foreign(ride, driver_id):
+                if elsewhere:
                     let_go(self._uow, ride, driver_id, "expired", now)
                 else:
                     self._uow.get(Driver, driver_id).close_offer(ride.id, "expired", now)
@@ -207,6 +221,49 @@ class ShardApplication(Application[UUID]):
             log.info("decision %s no longer applies: %s", decision, error.reason)
             return []
         return self._uow.seal(mark)
+
+    def hand_off(self, driver_id: UUID, to: int, now: datetime) -> list[Any]:
+        """Give a free driver this shard serves to shard ``to`` (its ping is in that
+        shard's region); returns the events (none if it is no longer free here)."""
+        mark = self._uow.mark()
+        driver = owned_here(self._uow, driver_id)
+        try:
+            if driver is None:
+                raise IllegalTransition(f"driver {driver_id} is not served here")
+            hand_off(self._uow, driver, to, now)
+        except DomainError as error:
+            self._uow.rollback(mark)
+            log.info("hand-off of driver %s to shard %s not made: %s", driver_id, to,
+                     error.reason)  # fmt: skip
+            return []
+        return self._uow.seal(mark)
+
+    def serves(self, driver_id: UUID) -> bool:
+        """Whether this shard serves the driver now (it is here, not handed off)."""
+        try:
+            driver: Any = self.repository.get(driver_id)
+        except AggregateNotFoundError:
+            return False
+        return isinstance(driver, Driver) and driver.status != DriverStatus.HANDED_OFF
+
+    def driver_epoch(self, driver_id: UUID) -> int:
+        """The driver's tenure at this shard (hand-offs so far; 0 if unknown here)."""
+        try:
+            driver: Any = self.repository.get(driver_id)
+        except AggregateNotFoundError:
+            return 0
+        return driver.epoch if isinstance(driver, Driver) else 0
+
+    def _owner_of(self, driver_id: UUID) -> int:
+        """The shard that serves another shard's driver, as this one knows it: where it
+        handed it off, else what other shards said (``owner_hint``), else its home."""
+        hinted = self.owner_hint(driver_id)
+        if hinted is not None:
+            return hinted
+        known = self._uow.find(Driver, driver_id)
+        if known is not None and known.handed_to is not None:
+            return known.handed_to
+        return shard_of(driver_id)
 
     # -- messages from other shards ------------------------------------------------------
     def receive(self, envelope: Envelope, now: datetime) -> tuple[list[Any], int | None]:
@@ -311,7 +368,7 @@ class ShardApplication(Application[UUID]):
         """Forget the open batch and every cached aggregate (after a failed or aborted commit)."""
         self._outcomes = []
         self._repository = self.construct_repository()
-        self._uow = UnitOfWork(self.repository)
+        self._uow = UnitOfWork(self.repository, self.shard)
 
     def position(self) -> int:
         """The shard's last log position (notification id)."""
@@ -351,7 +408,12 @@ class ShardApplication(Application[UUID]):
         self._refuse(envelope, code, reason)
 
     def _refuse(
-        self, envelope: CommandEnvelope, code: str, reason: str, duplicate: bool = False
+        self,
+        envelope: CommandEnvelope,
+        code: str,
+        reason: str,
+        duplicate: bool = False,
+        moved_to: int | None = None,
     ) -> None:
         """Answer a command as refused (``_reject`` records the refusal first)."""
         self._outcomes.append(
@@ -362,6 +424,7 @@ class ShardApplication(Application[UUID]):
                 code=code,
                 reason=reason,
                 duplicate=duplicate,
+                moved_to=moved_to,
             )
         )
 
@@ -377,6 +440,8 @@ class ShardApplication(Application[UUID]):
         )
 
     def _misrouted(self, envelope: CommandEnvelope) -> str:
+        if envelope.shard is not None and envelope.shard == self.shard:
+            return f"a {envelope.command.type} command goes to shard {shard_of(envelope.target_id)}"
         return (
             f"{envelope.target_id} belongs to shard {shard_of(envelope.target_id)}, "
             f"not shard {self.shard}"

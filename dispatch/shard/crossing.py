@@ -25,12 +25,13 @@ from dispatch.domain.driver import Driver, DriverStatus, ReleaseReason
 from dispatch.domain.errors import IllegalTransition
 from dispatch.domain.geo import Point
 from dispatch.domain.ids import shard_of
-from dispatch.domain.ride import Ride, RideStatus
+from dispatch.domain.ride import MOVED, Ride, RideStatus
 from dispatch.domain.rider import Rider
 from dispatch.shard.crossshard.messages import (
     Confirmed,
     Envelope,
     Granted,
+    HandOff,
     Moved,
     OpenRide,
     Refused,
@@ -95,34 +96,62 @@ def on_unlock_rider(
 
 # -- offers across shards: the ride's shard R asks the driver's owner O ---------------------
 def is_foreign(ride: Ride, driver_id: UUID) -> bool:
-    """Whether ``driver_id`` is owned by another shard than the ride's."""
-    return shard_of(driver_id) != shard_of(ride.id)
+    """Whether the ride holds ``driver_id`` (asked, offered or assigned) through a
+    reservation at another shard, the driver's owner (ask before changing the ride)."""
+    return ride.through_owner(driver_id) is not None
 
 
-def ask(uow: UnitOfWork, ride: Ride, driver_id: UUID, eta_s: float, distance_m: float,
-        at: datetime) -> None:  # fmt: skip
-    """At R: ask the driver's owner to hold it for the ride."""
-    resv = ride.ask(driver_id, eta_s, distance_m, at)
-    send(
-        uow, shard_of(ride.id), shard_of(driver_id), Reserve(resv, str(ride.id), str(driver_id)), at
-    )
+def owned_here(uow: UnitOfWork, driver_id: UUID) -> Driver | None:
+    """The driver, if this shard serves it now (not handed off, not another's)."""
+    driver = uow.find(Driver, driver_id)
+    return driver if driver is not None and driver.status != DriverStatus.HANDED_OFF else None
+
+
+def ask(uow: UnitOfWork, ride: Ride, driver_id: UUID, owner: int, eta_s: float,
+        distance_m: float, at: datetime) -> None:  # fmt: skip
+    """At R: ask the driver's owner (as R knows it) to hold it for the ride."""
+    resv = ride.ask(driver_id, owner, eta_s, distance_m, at)
+    send(uow, uow.shard, owner, Reserve(resv, str(ride.id), str(driver_id)), at)
 
 
 def let_go(uow: UnitOfWork, ride: Ride, driver_id: UUID, reason: str, at: datetime) -> None:
     """At R: the ride no longer counts on a driver of another shard (its ask, offer or
-    assignment): the owner frees it when the message arrives."""
+    assignment): the owner it asked frees it when the message arrives."""
     assert ride.resv is not None
+    owner = ride.owner if ride.owner is not None else shard_of(driver_id)
     body = Release(ride.resv, str(ride.id), str(driver_id), reason)
-    send(uow, shard_of(ride.id), shard_of(driver_id), body, at)
+    send(uow, uow.shard, owner, body, at)
+
+
+def hand_off(uow: UnitOfWork, driver: Driver, to: int, at: datetime) -> None:
+    """At O: a free driver's availability goes to shard ``to`` (the region it is in)."""
+    epoch = driver.hand_off(to, at)
+    send(uow, uow.shard, to, HandOff(str(driver.id), epoch, driver.name, driver.trips), at)
+
+
+def on_hand_off(uow: UnitOfWork, sender: int, msg: HandOff, at: datetime, p: Policy) -> None:
+    """At O': serve the driver from now on (a later tenure than any this shard had)."""
+    driver_id = UUID(msg.driver)
+    driver = uow.find(Driver, driver_id)
+    if driver is None:
+        uow.add(Driver.arrive(driver_id, msg.name, msg.epoch, sender, msg.trips, at))
+    elif driver.status == DriverStatus.HANDED_OFF and msg.epoch > driver.epoch:
+        driver.come_back(msg.epoch, sender, at)
+    else:  # one owner at a time: a hand-off to a shard that serves the driver is a bug
+        log.error("hand-off of driver %s (tenure %s) from shard %s: shard %s serves it "
+                  "(%s, tenure %s); ignored", driver_id, msg.epoch, sender, uow.shard,
+                  driver.status, driver.epoch)  # fmt: skip
 
 
 def on_reserve(uow: UnitOfWork, sender: int, msg: Reserve, at: datetime, p: Policy) -> None:
     """At O: hold the driver if it is free (the compare-and-set of the protocol), until the
-    offer timeout on this shard's clock; answer either way."""
-    here = shard_of(UUID(msg.driver))
+    offer timeout on this shard's clock; answer either way (``Moved`` where it went, when
+    this shard does not serve it)."""
+    here = uow.shard
     driver = uow.find(Driver, UUID(msg.driver))
-    if driver is None:
-        send(uow, here, sender, Moved(msg.resv, msg.ride, msg.driver, None), at)
+    if driver is None or driver.status == DriverStatus.HANDED_OFF:
+        to = driver.handed_to if driver is not None else None
+        send(uow, here, sender, Moved(msg.resv, msg.ride, msg.driver, to), at)
         return
     if driver.status != DriverStatus.AVAILABLE:
         send(uow, here, sender, Refused(msg.resv, msg.ride, msg.driver, driver.status.value), at)
@@ -160,7 +189,7 @@ def confirm_at_owner(uow: UnitOfWork, driver: Driver, ride_id: UUID, at: datetim
         raise IllegalTransition(f"the offer of ride {ride_id} expired")
     driver.assign(ride_id, at)
     body = Confirmed(driver.resv, str(ride_id), str(driver.id))
-    send(uow, shard_of(driver.id), shard_of(ride_id), body, at)
+    send(uow, uow.shard, shard_of(ride_id), body, at)
 
 
 def _current(uow: UnitOfWork, resv: str, ride: str, driver: str) -> Ride | None:
@@ -180,7 +209,7 @@ def on_refused(uow: UnitOfWork, sender: int, msg: Refused | Moved, at: datetime,
                p: Policy) -> None:  # fmt: skip
     ride = _current(uow, msg.resv, msg.ride, msg.driver)
     if ride is not None and ride.asking == UUID(msg.driver):
-        reason = msg.reason if isinstance(msg, Refused) else "moved"
+        reason = msg.reason if isinstance(msg, Refused) else MOVED
         ride.end_ask(UUID(msg.driver), reason, at)
 
 
@@ -211,4 +240,5 @@ MESSAGE_HANDLERS: dict[type, MessageHandler] = {
     Refused: on_refused,
     Moved: on_refused,
     Confirmed: on_confirmed,
+    HandOff: on_hand_off,
 }

@@ -12,7 +12,14 @@ from typing import Any
 from uuid import UUID
 
 from dispatch.domain.driver import Driver, DriverStatus
-from dispatch.domain.errors import AlreadyExists, BusyElsewhere, Forbidden, NotFound, NotOpenedYet
+from dispatch.domain.errors import (
+    AlreadyExists,
+    BusyElsewhere,
+    Forbidden,
+    NotFound,
+    NotHereYet,
+    NotOpenedYet,
+)
 from dispatch.domain.geo import Point
 from dispatch.domain.ids import shard_of
 from dispatch.domain.ride import Ride, RideStatus
@@ -43,13 +50,28 @@ def register_rider(uow: UnitOfWork, cmd: c.RegisterRider, now: datetime, p: Poli
     return [cmd.rider_id]
 
 
+def served_driver(uow: UnitOfWork, driver_id: UUID) -> Driver:
+    """The driver, at the shard that serves it now; refused where it is not (``moved``, to
+    where it went), and not yet known at a shard it is being handed to (not final)."""
+    driver = uow.find(Driver, driver_id)
+    if driver is None and shard_of(driver_id) != uow.shard:
+        raise NotHereYet(
+            f"driver {driver_id} is not served here (yet): a driver handed off to this "
+            "shard is known here once the hand-off arrives; retry"
+        )
+    if driver is None:
+        raise NotFound(f"driver {driver_id} not found")
+    driver.check_here()
+    return driver
+
+
 def go_online(uow: UnitOfWork, cmd: c.GoOnline, now: datetime, p: Policy) -> list[UUID]:
-    uow.get(Driver, cmd.driver_id).go_online(now)
+    served_driver(uow, cmd.driver_id).go_online(now)
     return [cmd.driver_id]
 
 
 def go_offline(uow: UnitOfWork, cmd: c.GoOffline, now: datetime, p: Policy) -> list[UUID]:
-    uow.get(Driver, cmd.driver_id).go_offline(cmd.after_trip, now)
+    served_driver(uow, cmd.driver_id).go_offline(cmd.after_trip, now)
     return [cmd.driver_id]
 
 
@@ -89,11 +111,13 @@ def cancel_ride(uow: UnitOfWork, cmd: c.CancelRide, now: datetime, p: Policy) ->
     if ride.rider_id != cmd.rider_id:
         raise Forbidden(f"ride {cmd.ride_id} belongs to another rider")
     status, asking = ride.status, ride.asking
+    held = ride.offered_to or ride.driver_id
+    elsewhere = held is not None and is_foreign(ride, held)
     driver_id = ride.cancel_by_rider(cmd.rider_id, cmd.reason, now)
     changed = [ride.id]
     if asking is not None:
         let_go(uow, ride, asking, "withdrawn", now)
-    if driver_id is not None and is_foreign(ride, driver_id):
+    if driver_id is not None and elsewhere:
         reason = "withdrawn" if status == RideStatus.OFFERED else "cancelled_by_rider"
         let_go(uow, ride, driver_id, reason, now)
     elif driver_id is not None:
@@ -110,12 +134,14 @@ def cancel_ride(uow: UnitOfWork, cmd: c.CancelRide, now: datetime, p: Policy) ->
 
 
 def accept_offer(uow: UnitOfWork, cmd: c.AcceptOffer, now: datetime, p: Policy) -> list[UUID]:
-    """At the driver's shard, the single commit point of its assignment. A ride of another
-    shard is told by message (``Confirmed``) and records the acceptance when it arrives."""
-    if shard_of(cmd.ride_id) != shard_of(cmd.driver_id):
-        confirm_at_owner(uow, uow.get(Driver, cmd.driver_id), cmd.ride_id, now)
+    """At the shard that serves the driver, the single commit point of its assignment. A
+    ride of another shard is told by message (``Confirmed``) and records the acceptance
+    when it arrives."""
+    if shard_of(cmd.ride_id) != uow.shard:
+        confirm_at_owner(uow, served_driver(uow, cmd.driver_id), cmd.ride_id, now)
         return [cmd.driver_id]
-    ride, driver = uow.get(Ride, cmd.ride_id), uow.get(Driver, cmd.driver_id)
+    ride = uow.get(Ride, cmd.ride_id)
+    driver = served_driver(uow, cmd.driver_id)
     ride.check_offer_response(driver.id, now)
     driver.check_holds(ride.id, DriverStatus.OFFERED)
     ride.accept(driver.id, now)

@@ -4,11 +4,23 @@ the messages and acks of other shards."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 from uuid import UUID
 
 from dispatch.messages import Ping, Poison
 from dispatch.shard.crossshard.messages import Ack, Envelope
 from schemas.commands import CommandEnvelope
+
+
+class ForeignDriver(NamedTuple):
+    """A driver's availability now at the shard that serves it (``owner``), in tenure
+    ``epoch`` (hand-offs so far), as the event types that lead to it; a driver the owner
+    handed off says so (``Driver.HandedOff``) with the tenure that ended."""
+
+    driver_id: UUID
+    owner: int
+    epoch: int
+    leads_to: tuple[str, ...]
 
 
 @dataclass(slots=True)
@@ -21,9 +33,9 @@ class Inbound:
     poison: list[Poison] = field(default_factory=list)
     messages: list[Envelope] = field(default_factory=list)
     acks: list[Ack] = field(default_factory=list)
-    # Availability changes of drivers other shards own (driver, event type), read-only: the
-    # matcher may ask their owners for them (offers across shards).
-    foreign: list[tuple[UUID, str]] = field(default_factory=list)
+    # Other shards' drivers, as the shards that serve them said, read-only: the matcher
+    # may ask their owners for them (offers across shards).
+    foreign: list[ForeignDriver] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(

@@ -39,8 +39,9 @@ def _decision_order(event: Any) -> int:
 
 
 class UnitOfWork:
-    def __init__(self, repository: Repository[UUID]) -> None:
+    def __init__(self, repository: Repository[UUID], shard: int = 0) -> None:
         self._repository = repository
+        self.shard = shard  # the shard whose store this is (messages are sent from it)
         self._touched: dict[UUID, Aggregate] = {}
         self._journal: list[Any] = []
         self._mark: Mark | None = None

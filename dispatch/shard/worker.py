@@ -38,7 +38,7 @@ from dispatch.matching.matcher import DRIVER_AVAILABILITY_EVENTS, Matcher
 from dispatch.messages import MAX_PING_AHEAD_S, Ping, Poison
 from dispatch.shard.application import ShardApplication
 from dispatch.shard.crossshard.messages import Ack, Envelope
-from dispatch.shard.inbound import Inbound
+from dispatch.shard.inbound import ForeignDriver, Inbound
 from dispatch.shard.links import Link, envelope_of
 from dispatch.shard.live import TIMED_TOPICS, LiveAggregates
 from dispatch.shard.unit_of_work import worth_caching
@@ -57,6 +57,7 @@ _LEADS_TO = {
     DriverStatus.OFFERED: Driver.OfferReceived.TOPIC,
     DriverStatus.EN_ROUTE: Driver.Assigned.TOPIC,
     DriverStatus.ON_TRIP: Driver.TripStarted.TOPIC,
+    DriverStatus.HANDED_OFF: Driver.HandedOff.TOPIC,
 }
 
 
@@ -69,10 +70,10 @@ def _leading_to(state: tuple[DriverStatus, bool]) -> tuple[str, ...]:
     return (topic, Driver.OfflineAfterTripRequested.TOPIC) if after_trip else (topic,)
 
 
-def availability_changes(batch: Batch) -> list[tuple[UUID, str]]:
-    """The drivers whose availability the batch changed, with the event type, in order."""
+def availability_changes(recordings: Sequence[Recording[UUID]]) -> list[tuple[UUID, str]]:
+    """The drivers whose availability these events changed, with the event type, in order."""
     out: list[tuple[UUID, str]] = []
-    for recording in batch.recordings:
+    for recording in recordings:
         event: Any = recording.domain_event
         if event.TOPIC in DRIVER_AVAILABILITY_EVENTS:
             out.append((event.originator_id, event.TOPIC))
@@ -107,6 +108,8 @@ class Batch:
     # the messages it sent (and older unacknowledged ones due again), and its acks.
     messages: list[Envelope] = field(default_factory=list)
     acks: list[Ack] = field(default_factory=list)
+    # What other shards are to be told of the drivers whose availability it changed.
+    told: list[ForeignDriver] = field(default_factory=list)
 
     @property
     def report(self) -> BatchReport:
@@ -127,6 +130,8 @@ class ShardWorker:
         live: LiveAggregates | None = None,
         live_snapshots: bool = True,
         peers: Sequence[int] = (),
+        region_of: Callable[[float, float], int] | None = None,
+        handoff_after_s: float | None = None,
     ) -> None:
         """``checkpoints`` writes the shard's checkpoints and ``checkpoint_store`` reads them
         back; a chunk goes to the recorder with the batch's events when
@@ -135,9 +140,19 @@ class ShardWorker:
         keeps the shard's live aggregates, its checkpoints list them, with their snapshots
         when ``live_snapshots`` (a store restored from one holds only the log after it:
         ``floor``), and the application skips the store for record ids not among them.
-        ``peers`` are the shards this one may exchange messages with (cross-shard rides)."""
+        ``peers`` are the shards this one may exchange messages with (cross-shard rides).
+        With ``region_of`` (the shard serving a place) and ``handoff_after_s``, a free
+        driver this shard serves whose pings stay in another shard's region that long is
+        handed off to it (docs/ARCHITECTURE.md, "Driver hand-off")."""
         self.shard, self.app, self.clock = shard, app, clock
         self.peers = [p for p in peers if p != shard]
+        self.region_of, self.handoff_after_s = region_of, handoff_after_s
+        # Other shards' drivers: the newest tenure heard of (epoch, owner, handed off).
+        self._seen: dict[UUID, tuple[int, int, bool]] = {}
+        self._leaving: dict[UUID, float] = {}  # free drivers pinging elsewhere, since
+        # What other shards were last told of the drivers this one serves (or handed off).
+        self.told: dict[UUID, ForeignDriver] = {}
+        app.owner_hint = self._owner_hint
         # When to look for messages to send again, and the unacknowledged ones seen then.
         self._resend_at = float("-inf")
         self._unacked_seen: set[tuple[int, int, int]] = set()
@@ -192,6 +207,13 @@ class ShardWorker:
             self.restored_from, start = restored.position, restored.position + 1
             log.info("shard %s: restoring from the checkpoint at %s", self.shard, start - 1)
         count = self.fold(start)
+        own = matcher.own
+        # A checkpoint from before hand-offs lists other shards' drivers too: this shard
+        # serves its own drivers and those handed to it (found here, not handed off).
+        strays = [d for d in own if shard_of(d) != self.shard and not self.app.serves(d)]
+        own.difference_update(strays)
+        self._seen, self._leaving = {}, {}
+        self.told = {f.driver_id: f for f in self.states_of(list(own))}
         # What was sent and not acknowledged before the restore goes out again (the
         # receivers drop what they had already applied).
         self._resend_at, self._unacked_seen = float("-inf"), set()
@@ -267,8 +289,10 @@ class ShardWorker:
                 inbound.poison.append(_ping_ahead(ping, now))
                 continue
             matcher.ping(ping.driver_id, ping.lat, ping.lng, ping.at)
-        for driver_id, topic in inbound.foreign:  # as their owners last said
-            matcher.observe_driver(driver_id, topic)
+        for foreign in inbound.foreign:  # as the shards that serve them last said
+            self._take_foreign(foreign)
+        if self.handoff_after_s is not None and self.region_of is not None:
+            self._hand_offs(inbound.pings, now_dt)
         for ack in inbound.acks:
             self._observe(self.app.acknowledged(ack, now_dt))
         acks: dict[int, int] = {}
@@ -296,31 +320,73 @@ class ShardWorker:
         listed = {e.id for e in due}
         messages = due + [e for e in sent if e.id not in listed]
         replies = [Ack(self.shard, peer, upto) for peer, upto in sorted(acks.items())]
+        told = self.states_of(dict.fromkeys(d for d, _ in availability_changes(recordings)))
         return Batch(commands, pings, outcomes, recordings, list(inbound.poison), chunk,
-                     messages, replies)  # fmt: skip
+                     messages, replies, told)  # fmt: skip
 
-    def local_drivers(self) -> list[tuple[UUID, str]]:
-        """This shard's drivers and their availability, as one event type each that
-        leads to it (for other shards' matchers: ``Inbound.foreign``)."""
-        drivers = self.matcher.drivers.copy()  # one C-level copy: safe from another thread
-        return [
-            (driver, topic)
-            for driver, state in drivers.items()
-            if shard_of(driver) == self.shard
-            for topic in _leading_to(state)
-        ]
+    def local_drivers(self) -> list[ForeignDriver]:
+        """What other shards were last told of the drivers this shard serves (and of those
+        it handed off), for a matcher that knows none of them (safe from another thread)."""
+        return list(self.told.copy().values())
 
-    def availability_of(self, drivers: Iterable[UUID]) -> list[tuple[UUID, tuple[str, ...]]]:
-        """Each of ``drivers`` (this shard's) with the event types that lead to its
-        availability now, as ``local_drivers`` gives them (a driver only registered: none)."""
+    def states_of(self, drivers: Iterable[UUID]) -> list[ForeignDriver]:
+        """Each of ``drivers`` (this shard's, or handed off from it) as other shards' matchers
+        take it (``Inbound.foreign``); a driver only registered: none."""
+        if not self.peers:
+            return []
         known = self.matcher.drivers
-        out: list[tuple[UUID, tuple[str, ...]]] = []
+        out: list[ForeignDriver] = []
         for driver in drivers:
             state = known.get(driver)
             leads_to = _leading_to(state) if state is not None else ()
             if leads_to:
-                out.append((driver, leads_to))
+                out.append(ForeignDriver(driver, self.shard, self._epoch(driver), leads_to))
         return out
+
+    def _epoch(self, driver_id: UUID) -> int:
+        """The driver's tenure here (0 without hand-offs: no lookup)."""
+        if self.handoff_after_s is None:
+            return 0
+        return self.app.driver_epoch(driver_id)
+
+    def _take_foreign(self, foreign: ForeignDriver) -> None:
+        """Another shard's word on a driver it serves (or handed off): kept unless this
+        shard serves the driver, or has heard of a later tenure."""
+        driver_id = foreign.driver_id
+        if foreign.owner == self.shard or driver_id in self.matcher.own:
+            return
+        seen = self._seen.get(driver_id)
+        if seen is not None and foreign.epoch < seen[0]:
+            return  # an older tenure's news: the driver was handed off since
+        gone = foreign.leads_to == (Driver.HandedOff.TOPIC,)
+        self._seen[driver_id] = (foreign.epoch, foreign.owner, gone)
+        observe = self.matcher.observe_foreign
+        observe(driver_id, Driver.Created.TOPIC)  # a state, not a change: from registered
+        for topic in foreign.leads_to:
+            observe(driver_id, topic)
+
+    def _owner_hint(self, driver_id: UUID) -> int | None:
+        seen = self._seen.get(driver_id)
+        return seen[1] if seen is not None and not seen[2] else None
+
+    def _hand_offs(self, pings: Sequence[Ping], now: datetime) -> None:
+        """Hand off each free driver this shard serves whose pings have been in another
+        shard's region for ``handoff_after_s`` (a driver on a border does not flap)."""
+        assert self.region_of is not None and self.handoff_after_s is not None
+        matcher, leaving = self.matcher, self._leaving
+        for ping in pings:
+            driver_id = ping.driver_id
+            if driver_id not in matcher.own:
+                continue
+            state = matcher.drivers.get(driver_id)
+            to = self.region_of(ping.lat, ping.lng)
+            if state is None or state[0] != DriverStatus.AVAILABLE or to == self.shard:
+                leaving.pop(driver_id, None)
+                continue
+            since = leaving.setdefault(driver_id, ping.at)
+            if ping.at - since >= self.handoff_after_s:
+                del leaving[driver_id]
+                self._observe(self.app.hand_off(driver_id, to, now))
 
     def _due_again(self, now: float) -> list[Envelope]:
         """Messages to send again: all unacknowledged ones after a restore, then every
@@ -342,6 +408,8 @@ class ShardWorker:
     def committed(self, batch: Batch) -> None:
         """The batch is durable: tell the commit listeners (the views, the simulator), and
         the checkpoint writer (which may start a checkpoint at the batch's last event)."""
+        for state in batch.told:
+            self.told[state.driver_id] = state
         if batch.recordings:
             for listener in self.listeners:
                 listener(self.shard, batch.recordings)

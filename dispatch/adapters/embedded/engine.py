@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from uuid import UUID
 
 from dispatch.adapters.embedded.transport import EmbeddedTransport
-from dispatch.shard.worker import Batch, BatchReport, ShardWorker, availability_changes
+from dispatch.shard.inbound import ForeignDriver
+from dispatch.shard.worker import Batch, BatchReport, ShardWorker
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class EmbeddedEngine:
             self._tell_others(worker.shard, worker.local_drivers())
         return count
 
-    def _tell_others(self, shard: int, items: list[tuple[UUID, str]]) -> None:
+    def _tell_others(self, shard: int, items: list[ForeignDriver]) -> None:
         if len(self.workers) > 1:
             self.transport.send_foreign(items, [s for s in self.workers if s != shard])
 
@@ -68,7 +68,7 @@ class EmbeddedEngine:
             self.transport.publish_outcomes(batch.outcomes)
         self.transport.send_between_shards(batch.messages, batch.acks)
         if len(self.workers) > 1:
-            self._tell_others(worker.shard, availability_changes(batch))
+            self._tell_others(worker.shard, batch.told)
         worker.committed(batch)
         return batch.report
 

@@ -7,12 +7,15 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from uuid import UUID
 
+from dispatch.domain.driver import Driver
 from dispatch.domain.ids import shard_of
-from dispatch.messages import Ping, Poison
+from dispatch.messages import Ping, Poison, destination
 from dispatch.outcome_mailbox import OutcomeMailbox
 from dispatch.shard.crossshard.messages import Ack, Envelope
-from dispatch.shard.inbound import Inbound
+from dispatch.shard.inbound import ForeignDriver, Inbound
 from schemas.commands import CommandEnvelope, Outcome
+
+HANDED_OFF = Driver.HandedOff.TOPIC
 
 
 class EmbeddedTransport:
@@ -23,10 +26,12 @@ class EmbeddedTransport:
         self._commands: dict[int, deque[CommandEnvelope]] = {}
         self._pings: dict[int, deque[Ping]] = {}
         self._messages: dict[int, deque[Envelope | Ack]] = {}  # between shards, by receiver
-        self._foreign: dict[int, deque[tuple[UUID, str]]] = {}  # other shards' drivers
+        self._foreign: dict[int, deque[ForeignDriver]] = {}  # other shards' drivers
         # With several shards: where a ping is also delivered besides its driver's owner
         # (read-only there), so a ride near a border can be offered a driver across it.
         self.nearby: Callable[[float, float], Iterable[int]] | None = None
+        # Drivers served away from their home shard (handed off): pings go there too.
+        self.served_at: dict[UUID, int] = {}
         self._cond = threading.Condition()
         self._mailbox = OutcomeMailbox(keep_outcomes)
         self.dead_letters: list[Poison] = []
@@ -34,26 +39,36 @@ class EmbeddedTransport:
     def send_command(self, envelope: CommandEnvelope) -> None:
         self._mailbox.expect(envelope)
         with self._cond:
-            self._commands.setdefault(shard_of(envelope.target_id), deque()).append(envelope)
+            self._commands.setdefault(destination(envelope), deque()).append(envelope)
             self._cond.notify_all()
 
     def send_pings(self, pings: Sequence[Ping]) -> None:
         with self._cond:
-            nearby = self.nearby
+            nearby, served_at = self.nearby, self.served_at
             for ping in pings:
                 owner = shard_of(ping.driver_id)
                 self._pings.setdefault(owner, deque()).append(ping)
+                to = {served_at.get(ping.driver_id, owner)}
                 if nearby is not None:
-                    for shard in nearby(ping.lat, ping.lng):
-                        if shard != owner:
-                            self._pings.setdefault(shard, deque()).append(ping)
+                    to.update(nearby(ping.lat, ping.lng))
+                to.discard(owner)
+                for shard in to:
+                    self._pings.setdefault(shard, deque()).append(ping)
             self._cond.notify_all()
 
-    def send_foreign(self, items: Sequence[tuple[UUID, str]], to: Iterable[int]) -> None:
-        """Drivers' availability changes (driver, event type) for the shards ``to``."""
+    def send_foreign(self, items: Sequence[ForeignDriver], to: Iterable[int]) -> None:
+        """Drivers' availability, as the shard that serves them says, for the shards ``to``
+        (a driver served away from home has its pings sent there from now on)."""
         if not items:
             return
         with self._cond:
+            for item in items:
+                if item.leads_to == (HANDED_OFF,):
+                    continue
+                if item.owner == shard_of(item.driver_id):
+                    self.served_at.pop(item.driver_id, None)
+                else:
+                    self.served_at[item.driver_id] = item.owner
             for shard in to:
                 self._foreign.setdefault(shard, deque()).extend(items)
             self._cond.notify_all()

@@ -3,14 +3,15 @@
 Each shard tells the others which of its drivers are free: every batch that changes a
 driver's availability writes the driver's state now to the shard's partition of the
 compacted driver-availability topic, in the batch's transaction (``KafkaBatch``), so what
-others read is what the owner committed. A shard opened by a worker writes all of its
-drivers once with its first batch (``ShardHost.announce``): a log that predates the topic,
-or a partition compacted in between, is whole again after one takeover.
+others read is what the owner committed. Compaction keeps each driver's last record. A
+shard opened on an empty partition of the topic (a log that predates it, or a topic made
+again) writes all of its drivers with its first batch (``ShardHost.announce``).
 
 ``AvailabilityBoard`` is the reading side, one per worker process: it reads every
 partition from the beginning before the worker joins its group (compaction keeps that to
 about one record per driver), then follows on a thread. What it hands a hosted shard is
-read-only knowledge for its matcher (``Inbound.foreign``): the owner is still asked for
+read-only knowledge for its matcher (``Inbound.foreign``; the shard worker keeps each
+driver's newest tenure's word, ``ShardWorker._take_foreign``): the owner is still asked for
 the driver and decides (docs/ARCHITECTURE.md, "Offers across shards"), so a stale entry
 costs an ask, never a double booking.
 """
@@ -27,22 +28,26 @@ from uuid import UUID
 
 from dispatch.adapters.kafka import wire
 from dispatch.adapters.kafka.follower import Follower
-from dispatch.domain.driver import Driver
+from dispatch.shard.inbound import ForeignDriver
 
 log = logging.getLogger(__name__)
 
-RESET = Driver.Created.TOPIC
-Change = tuple[int, UUID, tuple[str, ...]]  # owner partition, driver, event types
-
 
 class AvailabilityBoard:
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, shards: int) -> None:
         self.topic = topic
-        self.latest: dict[UUID, tuple[int, tuple[str, ...]]] = {}
+        self.latest: dict[UUID, ForeignDriver] = {}  # each driver's newest tenure's word
         self.skipped = 0  # records that are not a driver's availability
-        self._arrived: deque[Change] = deque()
+        self._arrived: deque[ForeignDriver] = deque()
         self._lock = threading.Lock()
         self._follower = Follower(bootstrap, topic, name="driver availability")
+        if len(self._follower.partitions) < shards:
+            found = len(self._follower.partitions)
+            self._follower.close()
+            raise RuntimeError(
+                f"{topic} has {found} partitions for {shards} shards: a shard's batches "
+                "could not tell the others of its drivers (`dispatch topics check` says more)"
+            )
 
     def start(self, timeout_s: float = 60.0) -> int:
         """Read every partition to its end as it is now, then follow on a thread. Returns
@@ -67,40 +72,35 @@ class AvailabilityBoard:
     def problem(self) -> str | None:
         return self._follower.problem()
 
-    def drain(self) -> list[Change]:
-        """The changes read since the last call, in order; ``latest`` includes them."""
+    def drain(self) -> list[ForeignDriver]:
+        """The records read since the last call, in order; ``latest`` includes them."""
         with self._lock:
             changes = list(self._arrived)
             self._arrived.clear()
-        for partition, driver, leads_to in changes:
-            self.latest[driver] = (partition, leads_to)
+        latest = self.latest
+        for change in changes:
+            known = latest.get(change.driver_id)
+            if known is None or change.epoch >= known.epoch:  # older tenures' words: past
+                latest[change.driver_id] = change
         return changes
 
-    def known_to(self, shard: int) -> list[tuple[UUID, str]]:
-        """Every driver of the other shards, for a matcher that knows none of them yet."""
-        return for_shard(((p, d, t) for d, (p, t) in self.latest.items()), shard)
+    def known_to(self, shard: int) -> list[ForeignDriver]:
+        """Every driver other shards serve (or handed off), for a matcher that knows none."""
+        return for_shard(self.latest.values(), shard)
 
     def _take(self, partition: int, records: Iterable[Any]) -> None:
-        changes: list[Change] = []
+        changes: list[ForeignDriver] = []
         for record in records:
             try:
-                driver, leads_to = wire.decode_availability(record.key, record.value)
+                changes.append(wire.decode_availability(record.key, record.value, partition))
             except ValueError as error:
                 self.skipped += 1
                 log.warning("%s[%d]@%d skipped: %s", self.topic, partition, record.offset, error)
-                continue
-            changes.append((partition, driver, leads_to))
         with self._lock:
             self._arrived.extend(changes)
 
 
-def for_shard(changes: Iterable[Change], shard: int) -> list[tuple[UUID, str]]:
-    """The changes a hosted shard's matcher takes (other shards' drivers, in order), each
-    a state: it starts from a registered driver (``Driver.Created``), whatever the matcher
-    had folded before."""
-    return [
-        (driver, topic)
-        for partition, driver, leads_to in changes
-        if partition != shard
-        for topic in (RESET, *leads_to)
-    ]
+def for_shard(changes: Iterable[ForeignDriver], shard: int) -> list[ForeignDriver]:
+    """What a hosted shard takes: other shards' words, in order (the shard worker keeps
+    each driver's newest tenure's)."""
+    return [change for change in changes if change.owner != shard]

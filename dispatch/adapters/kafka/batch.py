@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
-from uuid import UUID
 
 from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
 
@@ -26,9 +24,8 @@ from dispatch.adapters.kafka.eventstore import ProducerLostError
 from dispatch.adapters.kafka.outcomes import send_outcomes
 from dispatch.adapters.kafka.shard_host import ShardHost
 from dispatch.adapters.kafka.topics import Topics
-from dispatch.domain.ids import shard_of
 from dispatch.shard.inbound import Inbound
-from dispatch.shard.worker import Batch, BatchReport, availability_changes
+from dispatch.shard.worker import Batch, BatchReport
 
 log = logging.getLogger(__name__)
 
@@ -101,14 +98,10 @@ class KafkaBatch:
         """The state now of each driver whose availability the batch changed (of every
         driver of the shard, in the first batch of a shard just opened), for the others."""
         host = self.host
-        drivers: Iterable[UUID]
-        if host.announce:
-            drivers = [d for d in host.worker.matcher.drivers if shard_of(d) == host.shard]
-        else:
-            drivers = dict.fromkeys(driver for driver, _ in availability_changes(batch))
+        states = host.worker.local_drivers() if host.announce else batch.told
         topic = self.topics.driver_availability
-        for driver, leads_to in host.worker.availability_of(drivers):
-            key, value = wire.encode_availability(driver, leads_to)
+        for state in states:
+            key, value = wire.encode_availability(state)
             producer.send(topic, key=key, value=value, partition=host.shard)
 
     def _rewind(self) -> None:

@@ -16,6 +16,7 @@ from dispatch.adapters.kafka.eventstore.writer import PartitionWriter
 from dispatch.adapters.kafka.follower import Follower
 from dispatch.adapters.kafka.topics import Topics
 from dispatch.checkpoints import CheckpointWriter, Restored, restore_matcher
+from dispatch.markets import handoffs
 from dispatch.matching.matcher import Matcher
 from dispatch.settings import Settings
 from dispatch.shard.application import ShardApplication
@@ -124,6 +125,7 @@ def open_shard(
         shard, app, matcher_factory, clock,
         checkpoints=writer, checkpoint_store=store, chunks_with_events=False,
         live=LiveAggregates(settings.idempotency_window_s), peers=range(settings.shards),
+        **handoffs(settings),
     )  # fmt: skip
     if tail_only:
         assert chosen is not None
@@ -142,7 +144,20 @@ def open_shard(
         time.perf_counter() - folded,
     )  # fmt: skip
     tells_others = settings.shards > 1
-    return ShardHost(shard, app, recorder.writer, worker, stream_clock, records, tells_others)
+    host = ShardHost(shard, app, recorder.writer, worker, stream_clock, records, tells_others)
+    # Tell the others of all its drivers only where nothing was ever told (compaction keeps
+    # each driver's last record): not at every takeover.
+    host.announce = tells_others and _partition_empty(settings, topics.driver_availability, shard)
+    return host
+
+
+def _partition_empty(settings: Settings, topic: str, shard: int) -> bool:
+    assert settings.kafka_bootstrap is not None
+    follower = Follower(settings.kafka_bootstrap, topic, [shard], name=f"shard {shard} told")
+    try:
+        return follower.end_offset(shard) == 0
+    finally:
+        follower.close()
 
 
 def _events_end(bootstrap: str, topic: str, shard: int) -> int:

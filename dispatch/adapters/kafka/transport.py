@@ -21,7 +21,7 @@ from dispatch.adapters.kafka.config import new_producer
 from dispatch.adapters.kafka.follower import Follower
 from dispatch.adapters.kafka.topics import Topics
 from dispatch.domain.ids import shard_of
-from dispatch.messages import Ping
+from dispatch.messages import Ping, destination
 from dispatch.outcome_mailbox import OutcomeMailbox
 from schemas.commands import CommandEnvelope, Outcome
 
@@ -48,7 +48,7 @@ class KafkaTransport:
         self._mailbox.expect(envelope)
         key, value = wire.encode_command(envelope)
         self._producer.send(
-            self.topics.commands, key=key, value=value, partition=shard_of(envelope.target_id)
+            self.topics.commands, key=key, value=value, partition=destination(envelope)
         )
 
     def send_pings(self, pings: Sequence[Ping]) -> None:

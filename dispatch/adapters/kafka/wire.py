@@ -9,8 +9,9 @@ and dead-letter topics.
 - shard-messages: one record per message or ack another shard sends the partition's shard,
   key = the sender shard (as text), value = ``{"message": Envelope.to_data()}`` or
   ``{"ack": {"from": sender, "to": receiver, "upto": n}}``;
-- driver-availability: key = driver id, value = ``{"leads_to": [event type, ...]}``, the
-  availability event types that bring a driver to its state now (its owner shard's view);
+- driver-availability: key = driver id, value = ``{"leads_to": [event type, ...], "epoch":
+  n}``, the availability event types that bring a driver to its state now at the shard
+  that serves it (the partition's), and its tenure there (hand-offs so far; 0 if absent);
 - outcomes: key = command id, value = the ``Outcome`` JSON;
 - dead letters: value = ``{"source", "position", "reason", "raw"}`` (raw as text or base64).
 
@@ -37,6 +38,7 @@ from dispatch.matching.matcher import DRIVER_AVAILABILITY_EVENTS
 from dispatch.messages import Ping, Poison
 from dispatch.shard.crossing import MESSAGE_HANDLERS
 from dispatch.shard.crossshard.messages import KINDS, Ack, Body, Envelope
+from dispatch.shard.inbound import ForeignDriver
 from schemas.commands import CommandEnvelope, Outcome
 
 MAX_PINGS_PER_RECORD = 10_000
@@ -233,14 +235,15 @@ def _typed(what: str, value: Any, hint: Any) -> Any:
     raise _Bad(f"{what} must be {expected}, not {value!r}")
 
 
-def encode_availability(driver_id: UUID, leads_to: Sequence[str]) -> tuple[bytes, bytes]:
+def encode_availability(state: ForeignDriver) -> tuple[bytes, bytes]:
     """Key and value of a driver's availability record (its partition is the owner's)."""
-    return str(driver_id).encode(), orjson.dumps({"leads_to": list(leads_to)})
+    value = {"leads_to": list(state.leads_to), "epoch": state.epoch}
+    return str(state.driver_id).encode(), orjson.dumps(value)
 
 
-def decode_availability(key: bytes | None, value: bytes | None) -> tuple[UUID, tuple[str, ...]]:
-    """A driver-availability record's driver and event types; ``ValueError`` says what is
-    wrong with one that is not."""
+def decode_availability(key: bytes | None, value: bytes | None, partition: int) -> ForeignDriver:
+    """A driver-availability record read from ``partition`` (its owner's); ``ValueError``
+    says what is wrong with one that is not."""
     try:
         driver_id = UUID((key or b"").decode())
     except (UnicodeDecodeError, ValueError):
@@ -255,7 +258,10 @@ def decode_availability(key: bytes | None, value: bytes | None) -> tuple[UUID, t
     unknown = [t for t in leads_to if t not in DRIVER_AVAILABILITY_EVENTS]
     if unknown:
         raise ValueError(f"not driver availability events: {unknown}")
-    return driver_id, tuple(leads_to)
+    epoch = doc.get("epoch", 0)
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
+        raise ValueError(f"epoch must be a whole number of at least 0, not {epoch!r}")
+    return ForeignDriver(driver_id, partition, epoch, tuple(leads_to))
 
 
 def encode_outcome(outcome: Outcome) -> tuple[bytes, bytes]:

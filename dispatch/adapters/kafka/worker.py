@@ -4,7 +4,9 @@ The process joins the group on the co-partitioned commands, locations and shard-
 topics (range assignment keeps partition n of all three with one member) and hosts one
 shard application and matcher per owned partition. Each batch of a shard is ONE Kafka
 transaction: the new events (through the Kafka persistence module), the outcomes, dead
-letters, the messages and acks to other shards and the consumed offsets
+letters, the messages and acks to other shards, its drivers' availability for the other
+shards (``availability.py``, read back by every worker's ``AvailabilityBoard``) and the
+consumed offsets
 (``send_offsets_to_transaction``) commit together, so after a crash the batch is either
 wholly visible or redone from the committed offsets. A zombie that lost its shard is
 fenced by the shard's transactional id.
@@ -35,7 +37,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from uuid import UUID
 
 from kafka import ConsumerRebalanceListener, OffsetAndMetadata, TopicPartition
 from kafka.coordinator.assignors.range import RangePartitionAssignor
@@ -52,7 +53,7 @@ from dispatch.matching.matcher import Matcher
 from dispatch.messages import Poison
 from dispatch.settings import Settings
 from dispatch.shard.crossshard.messages import Ack
-from dispatch.shard.inbound import Inbound
+from dispatch.shard.inbound import ForeignDriver, Inbound
 
 log = logging.getLogger(__name__)
 
@@ -115,10 +116,10 @@ class KafkaWorker:
         # With several shards: the other shards' drivers, for the hosted shards' matchers
         # (read-only; an offer across shards asks the driver's owner first).
         self.board: AvailabilityBoard | None = None
-        self._foreign: dict[int, list[tuple[UUID, str]]] = {}  # not yet in a batch
+        self._foreign: dict[int, list[ForeignDriver]] = {}  # not yet in a batch
         if settings.shards > 1:
             self.board = AvailabilityBoard(
-                settings.kafka_bootstrap, self.topics.driver_availability
+                settings.kafka_bootstrap, self.topics.driver_availability, settings.shards
             )
             known = self.board.start()
             log.info("driver availability: %d drivers of the shards known", known)
@@ -372,6 +373,7 @@ class KafkaWorker:
                     doubt = f"rewinding to the committed offsets failed: {e!r}"
                 else:
                     self.shards[shard] = host
+                    self._refill(shard)  # a new matcher: the other shards' drivers
                     self.consumer.resume(*self._partitions(shard))
                     del self.lost[shard]
                     self.stats.reopened += 1

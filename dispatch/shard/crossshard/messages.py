@@ -131,6 +131,9 @@ class HandOff:
 
     driver: str
     epoch: int
+    # What the receiver needs to serve the driver (the engine's; the model sends none).
+    name: str = ""
+    trips: int = 0
 
 
 Body = (

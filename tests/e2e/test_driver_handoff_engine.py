@@ -1,0 +1,212 @@
+"""Driver hand-off on the embedded engine (issue #14): a free driver whose pings stay in
+another shard's region is handed to that shard, which serves it from then on; the shard it
+left answers for it with "moved"; ``replay verify`` checks that one shard serves it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+
+from dispatch.adapters.sqlite.logsource import SqliteLogSource
+from dispatch.bootstrap import build_embedded_engine
+from dispatch.domain.driver import Driver, DriverStatus
+from dispatch.domain.ids import new_id
+from dispatch.domain.ride import Ride, RideStatus
+from dispatch.messages import Ping
+from dispatch.replay.operations import verify
+from dispatch.settings import MarketConfig, Settings
+from dispatch.simulator.clock import SimClock
+from schemas import commands as c
+
+A, B = 0, 1  # San Francisco's shard (the driver's home), San Jose's
+SF = (37.7749, -122.4194)
+SAN_JOSE = (37.3382, -121.8863)
+SAN_JOSE_DROPOFF = {"lat": 37.3440, "lng": -121.8800}
+MARKETS = [
+    MarketConfig(name="sf", shard=A, lat=SF[0], lng=SF[1], radius_km=6),
+    MarketConfig(name="san-jose", shard=B, lat=SAN_JOSE[0], lng=SAN_JOSE[1], radius_km=6),
+]
+AFTER_S = 30.0
+
+
+class City:
+    def __init__(self, data_dir: Path) -> None:
+        self.settings = Settings(data_dir=data_dir, shards=2, markets=MARKETS,
+                                 handoff_after_s=AFTER_S, offer_timeout_s=60.0)  # fmt: skip
+        self.clock = SimClock()
+        self.clock.now = 1_767_600_000.0
+        self.engine = build_embedded_engine(self.settings, self.clock)
+        self.seq = 0
+
+    def send(self, command: Any, shard: int | None = None) -> str:
+        self.seq += 1
+        envelope = c.CommandEnvelope(command_id=f"cmd-{self.seq}", issued_at=self.clock.now,
+                                     command=command, shard=shard)  # fmt: skip
+        self.engine.transport.send_command(envelope)
+        return envelope.command_id
+
+    def ping(self, driver: UUID, place: tuple[float, float]) -> None:
+        self.engine.transport.send_pings([Ping(driver, place[0], place[1], self.clock.now)])
+
+    def run(self, *shards: int) -> None:
+        for shard in shards or (A, B):
+            self.clock.now += 1.0
+            self.engine.run_batch(self.engine.workers[shard])
+
+    def settle(self) -> None:
+        for _ in range(3):
+            self.run()
+
+    def outcome(self, command_id: str) -> c.Outcome:
+        outcome = self.engine.transport.wait_outcome(command_id, 0)
+        assert outcome is not None, command_id
+        return outcome
+
+    def get(self, shard: int, aggregate_id: UUID) -> Any:
+        return self.engine.workers[shard].app.repository.get(aggregate_id)
+
+    def verify(self) -> list[Any]:
+        source = SqliteLogSource(self.settings.data_dir)
+        try:
+            return verify(source)[1]
+        finally:
+            source.close()
+
+    def driver_online_at_home(self) -> UUID:
+        driver = new_id(A)
+        self.send(c.RegisterDriver(driver_id=driver, name="Dee"))
+        self.send(c.GoOnline(driver_id=driver))
+        self.run(A)
+        return driver
+
+    def drive_to(self, driver: UUID, place: tuple[float, float], seconds: float) -> None:
+        """Ping from ``place`` every 5 s for ``seconds``, running both shards."""
+        end = self.clock.now + seconds
+        while self.clock.now < end:
+            self.ping(driver, place)
+            self.clock.now += 3.0
+            self.run()
+
+
+@pytest.fixture
+def city(tmp_path: Path) -> City:
+    return City(tmp_path)
+
+
+def test_a_free_driver_pinging_in_another_region_is_handed_to_that_shard(city: City) -> None:
+    driver = city.driver_online_at_home()
+
+    city.drive_to(driver, SAN_JOSE, AFTER_S + 10)
+
+    left: Driver = city.get(A, driver)
+    arrived: Driver = city.get(B, driver)
+    assert (left.status, left.handed_to) == (DriverStatus.HANDED_OFF, B)
+    assert (arrived.status, arrived.epoch, arrived.name) == (DriverStatus.AVAILABLE, 1, "Dee")
+    assert driver in city.engine.workers[B].matcher.own
+    assert driver not in city.engine.workers[A].matcher.own
+    assert city.verify() == []
+
+
+def test_a_driver_pinging_elsewhere_for_less_than_the_dwell_stays(city: City) -> None:
+    driver = city.driver_online_at_home()
+
+    city.drive_to(driver, SAN_JOSE, AFTER_S - 10)
+    city.drive_to(driver, SF, 10)
+    city.drive_to(driver, SAN_JOSE, AFTER_S - 10)
+
+    assert city.get(A, driver).status == DriverStatus.AVAILABLE
+
+
+def test_the_new_shard_offers_its_rides_the_driver_as_its_own(city: City) -> None:
+    driver = city.driver_online_at_home()
+    city.drive_to(driver, SAN_JOSE, AFTER_S + 10)
+    rider, ride = new_id(B), new_id(B)
+    city.send(c.RegisterRider(rider_id=rider, name="Ray"))
+    pickup = {"lat": SAN_JOSE[0], "lng": SAN_JOSE[1]}
+    city.send(c.RequestRide(ride_id=ride, rider_id=rider, pickup=pickup, dropoff=SAN_JOSE_DROPOFF))
+    city.ping(driver, SAN_JOSE)
+    city.settle()
+
+    offered: Ride = city.get(B, ride)
+    assert offered.status == RideStatus.OFFERED and offered.offered_to == driver
+    assert offered.asks == 0, "no other shard was asked: the driver is the ride shard's"
+    at_home = city.send(c.AcceptOffer(driver_id=driver, ride_id=ride))  # sent to its home
+    city.settle()
+    moved = city.outcome(at_home)
+    assert (moved.accepted, moved.code, moved.moved_to) == (False, "moved", B)
+
+    accepted = city.send(c.AcceptOffer(driver_id=driver, ride_id=ride), shard=B)
+    city.settle()
+    assert city.outcome(accepted).accepted
+    for command in (c.MarkArrived, c.StartTrip, c.CompleteTrip):
+        done = city.send(command(driver_id=driver, ride_id=ride))
+        city.settle()
+        assert city.outcome(done).accepted, city.outcome(done)
+    assert city.get(B, ride).status == RideStatus.COMPLETED
+    assert city.get(B, driver).trips == 1
+    assert city.verify() == []
+
+
+def test_a_driver_command_at_the_shard_it_left_names_where_it_went(city: City) -> None:
+    driver = city.driver_online_at_home()
+    city.drive_to(driver, SAN_JOSE, AFTER_S + 10)
+
+    refused = city.send(c.GoOffline(driver_id=driver))
+    city.settle()
+    followed = city.send(c.GoOffline(driver_id=driver), shard=B)
+    city.settle()
+
+    assert (city.outcome(refused).code, city.outcome(refused).moved_to) == ("moved", B)
+    assert city.outcome(followed).accepted
+    assert city.get(B, driver).status == DriverStatus.OFFLINE
+
+
+def test_a_command_of_another_kind_addressed_away_from_its_target_is_misrouted(
+    city: City,
+) -> None:
+    rider = new_id(A)
+    refused = city.send(c.RegisterRider(rider_id=rider, name="Ray"), shard=B)
+    city.settle()
+    assert city.outcome(refused).code == "misrouted"
+
+
+def test_a_held_driver_is_not_handed_off(city: City) -> None:
+    driver = city.driver_online_at_home()
+    rider, ride = new_id(A), new_id(A)
+    city.send(c.RegisterRider(rider_id=rider, name="Ray"))
+    pickup, dropoff = {"lat": SF[0], "lng": SF[1]}, {"lat": 37.78, "lng": -122.41}
+    city.send(c.RequestRide(ride_id=ride, rider_id=rider, pickup=pickup, dropoff=dropoff))
+    city.ping(driver, SF)
+    city.settle()
+    assert city.get(A, driver).status == DriverStatus.OFFERED
+
+    city.drive_to(driver, SAN_JOSE, AFTER_S + 10)
+
+    assert city.get(A, driver).status == DriverStatus.OFFERED
+    assert city.verify() == []
+
+
+def test_a_driver_handed_back_to_its_home_starts_a_later_tenure_there(city: City) -> None:
+    driver = city.driver_online_at_home()
+    city.drive_to(driver, SAN_JOSE, AFTER_S + 10)
+    city.drive_to(driver, SF, AFTER_S + 10)
+
+    home: Driver = city.get(A, driver)
+    assert (home.status, home.epoch) == (DriverStatus.AVAILABLE, 2)
+    assert city.get(B, driver).status == DriverStatus.HANDED_OFF
+    assert driver in city.engine.workers[A].matcher.own
+    assert city.verify() == []
+
+
+def test_a_hand_off_survives_a_restart_of_the_engine(city: City) -> None:
+    driver = city.driver_online_at_home()
+    city.drive_to(driver, SAN_JOSE, AFTER_S + 10)
+
+    city.engine = build_embedded_engine(city.settings, city.clock)
+
+    assert driver in city.engine.workers[B].matcher.own
+    assert driver not in city.engine.workers[A].matcher.own
+    assert city.engine.workers[B].told[driver].epoch == 1
