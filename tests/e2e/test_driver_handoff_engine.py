@@ -4,6 +4,7 @@ left answers for it with "moved"; ``replay verify`` checks that one shard serves
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -210,3 +211,31 @@ def test_a_hand_off_survives_a_restart_of_the_engine(city: City) -> None:
     assert driver in city.engine.workers[B].matcher.own
     assert driver not in city.engine.workers[A].matcher.own
     assert city.engine.workers[B].told[driver].epoch == 1
+
+
+def test_the_api_follows_a_handed_off_driver_to_the_shard_serving_it(tmp_path: Path) -> None:
+    """Over HTTP: the driver's home shard answers ``moved``; the API sends the command on
+    to the shard named and answers with that shard's outcome."""
+    from test_api_embedded import serve
+    from test_rides_across_markets import NEAR_SAN_JOSE, register
+    from test_rides_across_markets import SF as SF_HOME
+
+    settings = Settings(data_dir=tmp_path, shards=2, markets=MARKETS, handoff_after_s=0.5)
+    for api in serve(settings):
+        driver_id, driver = register(api, "driver", SF_HOME)
+        online = api.client.post(f"/drivers/{driver_id}/online", headers=driver)
+        assert online.status_code == 200, online.text
+        deadline = time.monotonic() + 30
+        engine = api.runtime.engine
+        assert engine is not None
+        while UUID(driver_id) not in engine.workers[B].matcher.own:
+            assert time.monotonic() < deadline, "the driver was never handed off"
+            r = api.client.post(f"/drivers/{driver_id}/location", headers=driver,
+                                json=NEAR_SAN_JOSE)  # fmt: skip
+            assert r.status_code == 202, r.text
+            time.sleep(0.2)
+
+        offline = api.client.post(f"/drivers/{driver_id}/offline", headers=driver)
+
+        assert offline.status_code == 200, offline.text
+        assert offline.json()["position"].startswith(f"{B}:"), "answered by the new shard"
