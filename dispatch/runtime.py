@@ -132,7 +132,7 @@ class Runtime:
             if outcome.code == "moved" and outcome.moved_to is not None and hops < MAX_HOPS:
                 hops += 1
                 envelope = envelope.model_copy(update={"shard": outcome.moved_to})
-            elif outcome.code == "not_found" and envelope.shard is not None:
+            elif outcome.code == "not_here_yet":
                 time.sleep(NOT_HERE_YET_RETRY_S)  # the hand-off is on its way there
             else:
                 return outcome

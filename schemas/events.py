@@ -102,11 +102,17 @@ class DriverArrived(_Data):
 class DriverReturned(_Data):
     epoch: int = Field(ge=1, description="The driver's tenure here (hand-offs so far).")
     from_shard: int = Field(ge=0)
+    trips: int = Field(ge=0, description="Trips completed in all, at every shard.")
 
 
 class RideAskEnded(_Data):
     driver_id: UUID
     reason: str
+    moved_to: int = Field(
+        default=-1,
+        description="With reason moved: the shard that serves the driver now (-1 or absent: "
+        "not known).",
+    )
 
 
 class LinkOpened(_Data):

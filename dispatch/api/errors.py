@@ -31,6 +31,7 @@ OUTCOME_STATUS: Mapping[str, int] = {
     # A driver's command that could not follow the driver to the shard serving it now (a
     # hand-off in progress): retry.
     "moved": 503,
+    "not_here_yet": 503,
     "misrouted": 500,  # the API routed by the id's shard: a bug, not bad input
     "internal_error": 500,
 }

@@ -48,6 +48,10 @@ RELEASE_REASONS: tuple[ReleaseReason, ...] = get_args(ReleaseReason)
 
 class Driver(Aggregate):
     TOPIC = "dispatch.Driver"
+    # Defaults for a driver rebuilt from a snapshot taken before hand-offs (a snapshot
+    # restores the attributes it has, without running __init__).
+    epoch = 0
+    handed_to: int | None = None
 
     class Event(Aggregate.Event):
         TOPIC: ClassVar[str]
@@ -151,16 +155,18 @@ class Driver(Aggregate):
         trips: int
 
     class Returned(Event):
-        """A driver this shard handed off before is handed back to it (tenure ``epoch``)."""
+        """A driver this shard handed off before is handed back to it (tenure ``epoch``),
+        with the trips it has completed in all (some at other shards)."""
 
         TOPIC = "dispatch.Driver.Returned"
         class_version = 1
         epoch: int
         from_shard: int
+        trips: int
 
         def apply(self, driver: Driver) -> None:
             super().apply(driver)
-            driver.epoch, driver.handed_to = self.epoch, None
+            driver.epoch, driver.handed_to, driver.trips = self.epoch, None, self.trips
 
     def __init__(
         self, name: str, epoch: int = 0, from_shard: int | None = None, trips: int = 0
@@ -195,11 +201,11 @@ class Driver(Aggregate):
         self._trigger(self.HandedOff, at, to_shard=to_shard, epoch=self.epoch + 1)
         return self.epoch + 1
 
-    def come_back(self, epoch: int, from_shard: int, at: datetime) -> None:
+    def come_back(self, epoch: int, from_shard: int, trips: int, at: datetime) -> None:
         """A driver handed off from here before is handed back (a later tenure)."""
         if epoch <= self.epoch:
             raise IllegalTransition(f"driver {self.id}: tenure {epoch} is not after {self.epoch}")
-        self._trigger(self.Returned, at, epoch=epoch, from_shard=from_shard)
+        self._trigger(self.Returned, at, epoch=epoch, from_shard=from_shard, trips=trips)
 
     def check_here(self) -> None:
         """Refuse a driver's command at a shard that handed the driver off."""

@@ -74,8 +74,9 @@ class DriverMoved(DomainError):
         self.to = to
 
 
-class NotHereYet(NotFound):
+class NotHereYet(DomainError):
     """The driver is not known at the shard the command was sent to, which is not its home:
     it may be on its way there (a hand-off): not final, a retry is decided again."""
 
+    code = "not_here_yet"
     final = False

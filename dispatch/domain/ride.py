@@ -52,6 +52,9 @@ MOVED = "moved"
 
 
 class Ride(Aggregate):
+    # For a ride rebuilt from a snapshot taken before hand-offs (see Driver.epoch).
+    owner: int | None = None
+
     TOPIC = "dispatch.Ride"
 
     class Event(Aggregate.Event):
@@ -138,6 +141,7 @@ class Ride(Aggregate):
         class_version = 1
         driver_id: str
         reason: str
+        moved_to: int = -1  # reason moved: the shard that serves the driver now, if known
 
         def apply(self, ride: Ride) -> None:
             super().apply(ride)
@@ -297,10 +301,13 @@ class Ride(Aggregate):
         current ask, offer or assignment (any other is late: the ride let go of it)."""
         return self.resv == resv and driver_id in (self.asking, self.offered_to, self.driver_id)
 
-    def end_ask(self, driver_id: UUID, reason: str, at: datetime) -> None:
+    def end_ask(
+        self, driver_id: UUID, reason: str, at: datetime, moved_to: int | None = None
+    ) -> None:
         if self.asking != driver_id:
             raise IllegalTransition(f"ride {self.id} is not asking driver {driver_id}")
-        self._trigger(self.AskEnded, at, driver_id=str(driver_id), reason=reason)
+        extra = {"moved_to": moved_to} if moved_to is not None else {}
+        self._trigger(self.AskEnded, at, driver_id=str(driver_id), reason=reason, **extra)
 
     def granted(self, driver_id: UUID, expires_at: datetime, at: datetime) -> None:
         """The asked driver's owner holds it for the ride until ``expires_at`` (its clock)."""

@@ -104,8 +104,9 @@ class ShardApplication(Application[UUID]):
         ids = record_ids(self.shard, envelope.command_id, now, window_s)
         if self._answered(envelope, ids, now):
             return []
+        home = shard_of(envelope.target_id)
         if destination(envelope) != self.shard or (
-            envelope.shard is not None and not isinstance(cmd, FOLLOW_THE_DRIVER)
+            self.shard != home and not isinstance(cmd, FOLLOW_THE_DRIVER)
         ):
             self._reject(envelope, ids.current, now, "misrouted", self._misrouted(envelope))
             return []

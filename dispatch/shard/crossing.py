@@ -136,7 +136,7 @@ def on_hand_off(uow: UnitOfWork, sender: int, msg: HandOff, at: datetime, p: Pol
     if driver is None:
         uow.add(Driver.arrive(driver_id, msg.name, msg.epoch, sender, msg.trips, at))
     elif driver.status == DriverStatus.HANDED_OFF and msg.epoch > driver.epoch:
-        driver.come_back(msg.epoch, sender, at)
+        driver.come_back(msg.epoch, sender, msg.trips, at)
     else:  # one owner at a time: a hand-off to a shard that serves the driver is a bug
         log.error("hand-off of driver %s (tenure %s) from shard %s: shard %s serves it "
                   "(%s, tenure %s); ignored", driver_id, msg.epoch, sender, uow.shard,
@@ -209,8 +209,10 @@ def on_refused(uow: UnitOfWork, sender: int, msg: Refused | Moved, at: datetime,
                p: Policy) -> None:  # fmt: skip
     ride = _current(uow, msg.resv, msg.ride, msg.driver)
     if ride is not None and ride.asking == UUID(msg.driver):
-        reason = msg.reason if isinstance(msg, Refused) else MOVED
-        ride.end_ask(UUID(msg.driver), reason, at)
+        if isinstance(msg, Refused):
+            ride.end_ask(UUID(msg.driver), msg.reason, at)
+        else:  # where it went, if known: the ride's shard asks there next
+            ride.end_ask(UUID(msg.driver), MOVED, at, moved_to=msg.owner)
 
 
 def on_confirmed(uow: UnitOfWork, sender: int, msg: Confirmed, at: datetime, p: Policy) -> None:

@@ -34,6 +34,7 @@ from dispatch.checkpoints import (
 )
 from dispatch.domain.driver import Driver, DriverStatus
 from dispatch.domain.ids import shard_of
+from dispatch.domain.ride import Ride
 from dispatch.matching.matcher import DRIVER_AVAILABILITY_EVENTS, Matcher
 from dispatch.messages import MAX_PING_AHEAD_S, Ping, Poison
 from dispatch.shard.application import ShardApplication
@@ -284,15 +285,17 @@ class ShardWorker:
         now_dt = datetime.fromtimestamp(now, UTC)
         matcher = self.matcher
         ahead = now + MAX_PING_AHEAD_S
+        taken: list[Ping] = []
         for ping in inbound.pings:
             if ping.at > ahead:  # would pin the driver in the matcher: dead-letter it instead
                 inbound.poison.append(_ping_ahead(ping, now))
                 continue
             matcher.ping(ping.driver_id, ping.lat, ping.lng, ping.at)
+            taken.append(ping)
         for foreign in inbound.foreign:  # as the shards that serve them last said
             self._take_foreign(foreign)
         if self.handoff_after_s is not None and self.region_of is not None:
-            self._hand_offs(inbound.pings, now_dt)
+            self._hand_offs(taken, now, now_dt)
         for ack in inbound.acks:
             self._observe(self.app.acknowledged(ack, now_dt))
         acks: dict[int, int] = {}
@@ -365,13 +368,19 @@ class ShardWorker:
         for topic in foreign.leads_to:
             observe(driver_id, topic)
 
+    def _heard_moved(self, driver_id: UUID, to: int) -> None:
+        """A shard asked for the driver said where it went: ask there next."""
+        seen = self._seen.get(driver_id)
+        self._seen[driver_id] = (seen[0] if seen is not None else 0, to, False)
+
     def _owner_hint(self, driver_id: UUID) -> int | None:
         seen = self._seen.get(driver_id)
         return seen[1] if seen is not None and not seen[2] else None
 
-    def _hand_offs(self, pings: Sequence[Ping], now: datetime) -> None:
+    def _hand_offs(self, pings: Sequence[Ping], clock: float, now: datetime) -> None:
         """Hand off each free driver this shard serves whose pings have been in another
-        shard's region for ``handoff_after_s`` (a driver on a border does not flap)."""
+        shard's region for ``handoff_after_s`` (a driver on a border does not flap), timed
+        by the pings but never past the shard's clock (a driver cannot hurry it)."""
         assert self.region_of is not None and self.handoff_after_s is not None
         matcher, leaving = self.matcher, self._leaving
         for ping in pings:
@@ -383,8 +392,9 @@ class ShardWorker:
             if state is None or state[0] != DriverStatus.AVAILABLE or to == self.shard:
                 leaving.pop(driver_id, None)
                 continue
-            since = leaving.setdefault(driver_id, ping.at)
-            if ping.at - since >= self.handoff_after_s:
+            at = min(ping.at, clock)
+            since = leaving.setdefault(driver_id, at)
+            if at - since >= self.handoff_after_s:
                 del leaving[driver_id]
                 self._observe(self.app.hand_off(driver_id, to, now))
 
@@ -446,6 +456,8 @@ class ShardWorker:
     def _observe(self, events: list[Any]) -> None:
         for event in events:
             self.matcher.observe(event)
+            if type(event) is Ride.AskEnded and event.moved_to >= 0:
+                self._heard_moved(UUID(event.driver_id), event.moved_to)
         if events:  # a batch's events share the worker's clock
             at = events[-1].timestamp.timestamp()
             self.last_event_time = max(self.last_event_time, at)

@@ -239,3 +239,35 @@ def test_the_api_follows_a_handed_off_driver_to_the_shard_serving_it(tmp_path: P
 
         assert offline.status_code == 200, offline.text
         assert offline.json()["position"].startswith(f"{B}:"), "answered by the new shard"
+
+
+def test_a_driver_handed_back_keeps_the_trips_it_drove_elsewhere(city: City) -> None:
+    driver = city.driver_online_at_home()
+    city.drive_to(driver, SAN_JOSE, AFTER_S + 10)
+    rider, ride = new_id(B), new_id(B)
+    city.send(c.RegisterRider(rider_id=rider, name="Ray"))
+    pickup = {"lat": SAN_JOSE[0], "lng": SAN_JOSE[1]}
+    city.send(c.RequestRide(ride_id=ride, rider_id=rider, pickup=pickup, dropoff=SAN_JOSE_DROPOFF))
+    city.ping(driver, SAN_JOSE)
+    city.settle()
+    for command in (c.AcceptOffer, c.MarkArrived, c.StartTrip, c.CompleteTrip):
+        done = city.send(command(driver_id=driver, ride_id=ride), shard=B)
+        city.settle()
+        assert city.outcome(done).accepted, city.outcome(done)
+
+    city.drive_to(driver, SF, AFTER_S + 10)
+
+    home: Driver = city.get(A, driver)
+    assert (home.status, home.epoch, home.trips) == (DriverStatus.AVAILABLE, 2, 1)
+
+
+def test_a_ping_dated_ahead_does_not_hurry_a_hand_off(city: City) -> None:
+    driver = city.driver_online_at_home()
+    city.ping(driver, SAN_JOSE)
+    city.run()
+    city.engine.transport.send_pings([Ping(driver, *SAN_JOSE, city.clock.now + 55)])
+    city.run()
+    city.engine.transport.send_pings([Ping(driver, *SAN_JOSE, city.clock.now + 3_600)])
+    city.run()
+
+    assert city.get(A, driver).status == DriverStatus.AVAILABLE
