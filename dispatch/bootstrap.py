@@ -224,6 +224,8 @@ def build_runtime(settings: Settings, clock: Clock = time.time) -> Runtime:
             warm=warm,
             closers=[bus.close, source.close, archive.close],
         )
+        if settings.shards > 1:  # a driver handed off: its pings to the shard serving it
+            bus.serving = runtime.serving
         follower = LocationFollower(
             settings.kafka_bootstrap,
             settings.topic_prefix,

@@ -74,9 +74,11 @@ class CrossShardChecker:
     sent: dict[tuple[int, int], dict[int, tuple[str, str]]] = field(default_factory=dict)
     applied: dict[tuple[int, int], list[tuple[int, str]]] = field(default_factory=dict)
     counts_on: dict[str, tuple[str, _Seen]] = field(default_factory=dict)  # ride -> driver
-    holds: dict[str, str] = field(default_factory=dict)  # driver -> ride, at its owner
-    # A driver held or assigned for a ride of another shard: driver -> (ride, resv, where).
-    held_for: dict[str, tuple[str, str, _Seen]] = field(default_factory=dict)
+    # Keyed by driver and shard: a driver handed off has a stream in each shard that
+    # served it, read in any order between shards.
+    holds: dict[tuple[str, int], str] = field(default_factory=dict)  # -> ride assigned
+    # A driver held or assigned for a ride of another shard: -> (ride, resv, where).
+    held_for: dict[tuple[str, int], tuple[str, str, _Seen]] = field(default_factory=dict)
     # What a ride counts on across shards (asked, offered, accepted): ride -> (driver, resv).
     wants: dict[str, tuple[str, str]] = field(default_factory=dict)
     # Whether each shard that had a driver serves it now: driver -> {shard: (serves, where)}.
@@ -109,12 +111,13 @@ class CrossShardChecker:
             self.counts_on.pop(e.aggregate_id, None)
             self.wants.pop(e.aggregate_id, None)
         elif topic == _HELD and e.data.get("resv"):
-            self.held_for[e.aggregate_id] = (e.data["ride_id"], e.data["resv"], _Seen(e.where))
+            held = (e.data["ride_id"], e.data["resv"], _Seen(e.where))
+            self.held_for[e.aggregate_id, e.shard] = held
         elif topic in _HOLDING:
-            self.holds[e.aggregate_id] = e.data["ride_id"]
+            self.holds[e.aggregate_id, e.shard] = e.data["ride_id"]
         elif topic in _FREEING:
-            self.holds.pop(e.aggregate_id, None)
-            self.held_for.pop(e.aggregate_id, None)
+            self.holds.pop((e.aggregate_id, e.shard), None)
+            self.held_for.pop((e.aggregate_id, e.shard), None)
         elif topic in RIDE_ENDINGS:
             self.counts_on.pop(e.aggregate_id, None)
             self.wants.pop(e.aggregate_id, None)
@@ -196,7 +199,7 @@ class CrossShardChecker:
                            f"handed off by shards {sorted(by_shard)}, arrived nowhere")  # fmt: skip
 
     def _check_holds(self, in_flight: set[tuple[str, str]]) -> None:
-        for driver, (ride, resv, seen) in self.held_for.items():
+        for (driver, _), (ride, resv, seen) in self.held_for.items():
             if self.wants.get(ride) == (driver, resv) or ("Release", ride) in in_flight:
                 continue
             self._flag(
@@ -208,9 +211,12 @@ class CrossShardChecker:
 
     def _check_drivers(self) -> None:
         by_driver: dict[str, str] = {}
+        holding: dict[str, set[str]] = {}  # driver -> the rides a shard has it assigned for
+        for (driver, _), assigned in self.holds.items():
+            holding.setdefault(driver, set()).add(assigned)
         for ride, (driver, seen) in self.counts_on.items():
-            if self.holds.get(driver) != ride:
-                held = self.holds.get(driver)
+            if ride not in holding.get(driver, ()):
+                held = ", ".join(sorted(holding.get(driver, ())))
                 self._flag(
                     seen,
                     ride,

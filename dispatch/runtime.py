@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
+from uuid import UUID
 
 from dispatch.adapters.embedded.engine import EmbeddedEngine
 from dispatch.markets import MarketMap
@@ -136,6 +137,11 @@ class Runtime:
                 time.sleep(NOT_HERE_YET_RETRY_S)  # the hand-off is on its way there
             else:
                 return outcome
+
+    def serving(self, driver_id: UUID) -> int | None:
+        """The shard serving a driver handed off away from its home, as the views last saw
+        it (None: its home, or not known)."""
+        return self.views.drivers.tenures.serving(str(driver_id))
 
     def send_pings(self, pings: Sequence[Ping]) -> None:
         """Pings go to the shard workers (matching) and at once to this process's location

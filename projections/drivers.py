@@ -14,6 +14,7 @@ from dispatch.domain.driver import (
     next_availability,
 )
 from dispatch.log import LogEvent
+from projections.tenures import Tenures
 
 
 @dataclass(slots=True)
@@ -36,6 +37,7 @@ class DriverRow:
 class DriversView:
     rows: dict[str, DriverRow] = field(default_factory=dict)
     by_status: Counter[str] = field(default_factory=Counter)
+    tenures: Tenures = field(default_factory=Tenures)  # drivers handed off between shards
 
 
 class DriversProjection:
@@ -48,14 +50,20 @@ class DriversProjection:
 
     def apply(self, view: DriversView, e: LogEvent) -> DriversView:
         topic = e.topic
-        if topic == Driver.Created.TOPIC:
-            row = DriverRow(e.aggregate_id, e.data["name"])
-            view.rows[e.aggregate_id] = row
-        else:
-            found = view.rows.get(e.aggregate_id)
-            if found is None:
-                return view
-            row = found
+        admitted = view.tenures.admits(e)
+        row = view.rows.get(e.aggregate_id)
+        new = row is None and topic in (Driver.Created.TOPIC, Driver.Arrived.TOPIC)
+        if new:  # registered at home; or arrived elsewhere, read before its home's events
+            row = view.rows[e.aggregate_id] = DriverRow(e.aggregate_id, e.data["name"])
+        if row is None:
+            return view
+        _count(row, e)
+        if not admitted:  # a shard that no longer serves it: its counts only
+            if new:  # its registration, read after a later tenure had begun: not current
+                row.status = DriverStatus.HANDED_OFF.value
+                view.by_status[row.status] += 1
+            return view
+        if not new:
             view.by_status[row.status] -= 1
         after, row.offline_after_trip = next_availability(
             (row.status, row.offline_after_trip), topic
@@ -64,21 +72,27 @@ class DriversProjection:
         data = e.data
         if topic == Driver.OfferReceived.TOPIC:
             row.ride_id = data["ride_id"]
-            row.offers += 1
-        elif topic == Driver.OfferClosed.TOPIC:
+        elif topic in (Driver.OfferClosed.TOPIC, Driver.Released.TOPIC):
             row.ride_id = None
-            outcome: OfferOutcome = data["outcome"]
-            if outcome == "declined":
-                row.declined += 1
-            elif outcome == "expired":
-                row.expired += 1
-        elif topic == Driver.Released.TOPIC:
-            row.ride_id = None
-            reason: ReleaseReason = data["reason"]
-            if reason == "completed":
-                row.trips += 1
-            elif reason == "cancelled_by_driver":
-                row.cancelled += 1
         row.status, row.updated_at, row.version = status, e.at, e.version
         view.by_status[status] += 1
         return view
+
+
+def _count(row: DriverRow, e: LogEvent) -> None:
+    """The driver's counts, summed over every shard that served it (in any order)."""
+    topic = e.topic
+    if topic == Driver.OfferReceived.TOPIC:
+        row.offers += 1
+    elif topic == Driver.OfferClosed.TOPIC:
+        outcome: OfferOutcome = e.data["outcome"]
+        if outcome == "declined":
+            row.declined += 1
+        elif outcome == "expired":
+            row.expired += 1
+    elif topic == Driver.Released.TOPIC:
+        reason: ReleaseReason = e.data["reason"]
+        if reason == "completed":
+            row.trips += 1
+        elif reason == "cancelled_by_driver":
+            row.cancelled += 1

@@ -26,6 +26,7 @@ from dispatch.domain.driver import (
 from dispatch.domain.ride import RIDE_ENDINGS, RIDE_TRANSITIONS, WAITING_FOR_DRIVER, Ride
 from dispatch.log import LogEvent
 from dispatch.messages import Ping
+from projections.tenures import Tenures
 
 BASE_RESOLUTION = 8
 MIN_RESOLUTION = 4
@@ -49,6 +50,7 @@ class HeatmapView:
     last_ping_at: dict[str, float] = field(default_factory=dict)
     ride_cell: dict[str, str] = field(default_factory=dict)
     waiting: set[str] = field(default_factory=set)
+    tenures: Tenures = field(default_factory=Tenures)  # drivers handed off between shards
 
     def __getstate__(self) -> dict[str, Any]:
         """What the events made, without what pings did (kept views, see the module)."""
@@ -102,7 +104,7 @@ class HeatmapProjection:
                 if topic in _RIDE_CLOSED:
                     del view.ride_cell[agg]
             return view
-        if topic in AVAILABILITY_TOPICS:
+        if topic in AVAILABILITY_TOPICS and view.tenures.admits(e):
             before = view.drivers.get(agg, REGISTERED)
             after = view.drivers[agg] = next_availability(before, topic)
             available = after[0] == _AVAILABLE

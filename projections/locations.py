@@ -17,6 +17,7 @@ from dispatch.domain.driver import AVAILABILITY_TOPICS, Driver, DriverStatus, ne
 from dispatch.log import LogEvent
 from dispatch.matching.index import DriverIndex
 from dispatch.messages import Ping
+from projections.tenures import Tenures
 
 # Registration is left out: a registered driver is offline, not shown.
 _TOPICS = AVAILABILITY_TOPICS - {Driver.Created.TOPIC}
@@ -39,6 +40,7 @@ class LocationsView:
     offline_after_trip: set[str] = field(default_factory=set)
     # What `nearest` answers for each indexed (available) driver, made once per ping.
     available: dict[str, DriverLocation] = field(default_factory=dict)
+    tenures: Tenures = field(default_factory=Tenures)  # drivers handed off between shards
 
     def __getstate__(self) -> dict[str, Any]:
         """Statuses, without positions or their index (kept views, see the module)."""
@@ -47,12 +49,14 @@ class LocationsView:
             "ttl_s": self.ttl_s,
             "status": self.status,
             "offline_after_trip": self.offline_after_trip,
+            "tenures": self.tenures,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.index = DriverIndex[str](state["resolution"], state["ttl_s"])
         self.ttl_s = state["ttl_s"]
         self.status, self.offline_after_trip = state["status"], state["offline_after_trip"]
+        self.tenures = state["tenures"]
         self.positions, self.available = {}, {}
 
     def where(self, driver_id: str, now: float) -> DriverLocation | None:
@@ -88,7 +92,7 @@ class LocationsProjection:
 
     def apply(self, view: LocationsView, e: LogEvent) -> LocationsView:
         driver_id = e.aggregate_id
-        if e.topic not in _TOPICS:
+        if e.topic not in _TOPICS or not view.tenures.admits(e):
             return view
         # A driver not shown is offline, yet may have asked to go offline after a trip (out
         # of place, but the other readers keep that flag too).

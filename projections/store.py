@@ -21,7 +21,7 @@ from projections.base import Checkpointed, Projection
 from projections.rides import RideRow
 
 # Bump when a view's pickled shape changes.
-VIEW_FORMAT = 3
+VIEW_FORMAT = 4  # 4: the driver views keep the tenures of drivers handed off
 
 
 class ViewStoreError(Exception):

@@ -25,6 +25,7 @@ from dispatch.api.context import ApiContext
 from dispatch.api.errors import problem_body, status_for
 from dispatch.api.idempotency import fingerprint, registration_key
 from dispatch.domain.ids import derived_id, new_id
+from dispatch.messages import FOLLOW_THE_DRIVER
 from schemas.commands import Command, CommandEnvelope, Outcome
 
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -134,11 +135,16 @@ def _ride_opened(ctx: ApiContext, shard: int, ride_id: str, token: str, wait: bo
 
 
 def send(ctx: ApiContext, write: Write) -> JSONResponse:
+    command = write.command
     envelope = CommandEnvelope(
         command_id=write.command_id,
         fingerprint=write.fingerprint,
         issued_at=datetime.fromtimestamp(ctx.runtime.clock(), UTC),
-        command=write.command,
+        # a driver's command goes where the views last saw the driver served (handed off)
+        shard=ctx.runtime.serving(command.driver_id)
+        if isinstance(command, FOLLOW_THE_DRIVER)
+        else None,
+        command=command,
     )
     outcome = ctx.runtime.send(envelope, ctx.options.command_timeout_s)
     kind = write.command.type

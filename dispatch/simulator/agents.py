@@ -65,6 +65,7 @@ class SimRide:
     requested_at: float
     first_offer_at: float | None = None
     first_offer_across: bool | None = None  # its first offer's driver owned by another shard
+    asked: UUID | None = None  # the driver of another shard it is asking (through its owner)
     accepted_at: float | None = None
     offered_eta_s: float = 0.0
     pickup_eta_s: float | None = None  # the ETA of the offer the driver accepted

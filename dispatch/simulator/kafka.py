@@ -118,6 +118,7 @@ def run_on_kafka(
 
         config = SimConfig(**{**config.__dict__, "id_salt": f"-{int(clock.now)}"})
         sim = Simulation(config, transport, step, clock, markets, demand)
+        transport.serving = sim.serving.get  # a driver handed off: pings where it is served
         follower = EventFollower(settings, sim.on_event)
         try:
             sim.run(progress, on_tick)

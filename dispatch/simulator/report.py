@@ -131,6 +131,7 @@ class SimReport:
     steady_reason: str
     shards: int  # the city's shards (--city-shards)
     cross_shard_matches: int  # rides accepted by a driver another shard owns
+    handoffs: int  # drivers handed from one shard to another (DISPATCH_HANDOFF_AFTER_S)
     offer_s_p99_same_shard: float | None  # time to a first offer by a driver of the ride's shard
     offer_s_p99_cross_shard: float | None  # ... by a driver another shard owns
     events: int
@@ -213,6 +214,7 @@ class SimReport:
             steady_reason=steady_reason,
             shards=sim.cfg.city_shards,
             cross_shard_matches=sim.cross_shard_matches,
+            handoffs=sim.handoffs,
             offer_s_p99_same_shard=percentile(same, 99),
             offer_s_p99_cross_shard=percentile(across, 99),
             events=events,

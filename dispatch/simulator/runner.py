@@ -27,7 +27,7 @@ from dispatch.invariants import InvariantChecker
 from dispatch.invariants_across import CrossShardChecker
 from dispatch.log import LogEvent, decode
 from dispatch.markets import MarketMap
-from dispatch.messages import Ping
+from dispatch.messages import FOLLOW_THE_DRIVER, Ping
 from dispatch.ports import CommandBus
 from dispatch.simulator.agents import BUSY, Phase, SimDriver, SimRide
 from dispatch.simulator.city import City
@@ -149,9 +149,15 @@ class Simulation:
         self._open: set[UUID] = set()  # requested, not ended
         self.samples: list[Sample] = []
         self.distance_m: dict[str, float] = defaultdict(float)  # after warm-up, by leg
-        self.checker = InvariantChecker()
+        self.checker = InvariantChecker()  # the run's violations, from every shard
+        # Each shard's streams are checked on their own (a driver handed off has one in
+        # each shard that served it), as replay verify does.
+        self._shard_checkers: dict[int, InvariantChecker] = defaultdict(InvariantChecker)
         self.across = CrossShardChecker()  # what the shards told one another
         self.cross_shard_matches = 0  # rides accepted by a driver another shard owns
+        self.handoffs = 0  # drivers handed from one shard to another
+        self.serving: dict[UUID, int] = {}  # drivers served away from their home shard
+        self._envelopes: dict[str, c.CommandEnvelope] = {}  # this tick's, to follow a move
         self.outcomes: Counter[str] = Counter()
         self._queue: list[tuple[float, int, Action]] = []
         self._seq = 0
@@ -171,18 +177,32 @@ class Simulation:
     def _step(self) -> None:
         """Let the engine take the tick's commands and pings; count their outcomes."""
         sent, self.sent = self.sent, []
+        envelopes, self._envelopes = self._envelopes, {}
         for outcome in self.step(sent):
             self.outcomes["accepted" if outcome.accepted else outcome.code] += 1
+            envelope = envelopes.get(outcome.command_id)
+            if envelope is None or outcome.code not in ("moved", "not_here_yet"):
+                continue
+            # the driver was handed off: send it on to the shard serving it (next tick)
+            shard = outcome.moved_to if outcome.code == "moved" else envelope.shard
+            if shard is not None:
+                self._dispatch(envelope.model_copy(update={"shard": shard}))
 
     def _send(self, command: Any) -> None:
         self._seq += 1
         now = datetime.fromtimestamp(self.clock.now, UTC)
+        driver = command.driver_id if isinstance(command, FOLLOW_THE_DRIVER) else None
         envelope = c.CommandEnvelope(
             command_id=f"sim-{self.cfg.seed}{self.cfg.id_salt}-{self._seq}",
             issued_at=now,
             command=command,
+            shard=self.serving.get(driver) if driver is not None else None,
         )
+        self._dispatch(envelope)
+
+    def _dispatch(self, envelope: c.CommandEnvelope) -> None:
         self.sent.append(envelope.command_id)
+        self._envelopes[envelope.command_id] = envelope
         self.transport.send_command(envelope)
 
     def _schedule(self, delay_s: float, action: str, subject: Any, epoch: int = 0) -> None:
@@ -275,7 +295,8 @@ class Simulation:
         self._drain(ticks, on_tick)
         for d in self.drivers.values():
             self._count_distance(d)
-        self.checker.finish()
+        for shard in sorted(self._shard_checkers):
+            self.checker.violations.extend(self._shard_checkers[shard].finish())
         self.checker.violations.extend(self.across.finish())
         self.report = SimReport.build(self, time.perf_counter() - started, self.cfg.strategy)
         return self.report
@@ -416,7 +437,7 @@ class Simulation:
     def on_event(self, e: LogEvent) -> None:
         """React to one committed event, as a driver's or rider's app would."""
         self._events += 1
-        self.checker.check(e)
+        self._shard_checkers[e.shard].check(e)
         self.across.check(e)
         topic, data = e.topic, e.data
         if topic == Driver.OfferReceived.TOPIC:
@@ -436,6 +457,14 @@ class Simulation:
                 d.change_plan(Phase.IDLE, None)
                 self._stop(d)
             return
+        if topic in _TENURE_BEGINS:  # handed off to this shard: its commands go here
+            self.handoffs += 1
+            driver = UUID(e.aggregate_id)
+            if e.shard == shard_of(driver):
+                self.serving.pop(driver, None)
+            else:
+                self.serving[driver] = e.shard
+            return
         if topic == Rider.RideEnded.TOPIC:  # free to ride again once its home says so
             rider_id = UUID(e.aggregate_id)
             self.free_riders.setdefault(shard_of(rider_id), deque()).append(rider_id)
@@ -443,13 +472,17 @@ class Simulation:
         ride = self.rides.get(UUID(e.aggregate_id)) if topic.startswith(_RIDE) else None
         if ride is None:
             return
-        if topic == Ride.Offered.TOPIC:
+        if topic == Ride.DriverAsked.TOPIC:
+            ride.asked = UUID(data["driver_id"])
+        elif topic == Ride.AskEnded.TOPIC:
+            ride.asked = None
+        elif topic == Ride.Offered.TOPIC:
             ride.offered_eta_s = data["pickup_eta_s"]
             if ride.first_offer_at is None:
                 ride.first_offer_at = e.at
-                ride.first_offer_across = shard_of(UUID(data["driver_id"])) != e.shard
+                ride.first_offer_across = ride.asked == UUID(data["driver_id"])
         elif topic == Ride.Accepted.TOPIC:
-            if shard_of(UUID(data["driver_id"])) != e.shard:
+            if ride.asked == UUID(data["driver_id"]):
                 self.cross_shard_matches += 1
             if ride.accepted_at is None:
                 ride.accepted_at, ride.pickup_eta_s = e.at, ride.offered_eta_s
@@ -509,4 +542,5 @@ class Simulation:
         ]
 
 
+_TENURE_BEGINS = frozenset({Driver.Arrived.TOPIC, Driver.Returned.TOPIC})
 _RIDE = "dispatch.Ride."

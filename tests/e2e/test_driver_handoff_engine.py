@@ -271,3 +271,34 @@ def test_a_ping_dated_ahead_does_not_hurry_a_hand_off(city: City) -> None:
     city.run()
 
     assert city.get(A, driver).status == DriverStatus.AVAILABLE
+
+
+def test_verify_reads_each_shard_that_served_a_driver_in_any_order(city: City) -> None:
+    """The driver's home (shard B) is read after shard A, where it was handed to and is
+    now assigned: an offer its home closed long before does not free it there."""
+    driver = new_id(B)
+    city.send(c.RegisterDriver(driver_id=driver, name="Dee"))
+    city.send(c.GoOnline(driver_id=driver))
+    city.ping(driver, SAN_JOSE)
+    rider, ride = new_id(B), new_id(B)
+    city.send(c.RegisterRider(rider_id=rider, name="Ray"))
+    pickup = {"lat": SAN_JOSE[0], "lng": SAN_JOSE[1]}
+    city.send(c.RequestRide(ride_id=ride, rider_id=rider, pickup=pickup, dropoff=SAN_JOSE_DROPOFF))
+    city.settle()
+    declined = city.send(c.DeclineOffer(driver_id=driver, ride_id=ride))
+    city.send(c.CancelRide(ride_id=ride, rider_id=rider, reason="no"))
+    city.settle()
+    assert city.outcome(declined).accepted
+    city.drive_to(driver, SF, AFTER_S + 10)
+    assert city.get(A, driver).status == DriverStatus.AVAILABLE
+    rider_a, ride_a = new_id(A), new_id(A)
+    city.send(c.RegisterRider(rider_id=rider_a, name="Ray"))
+    pickup_a, dropoff_a = {"lat": SF[0], "lng": SF[1]}, {"lat": 37.78, "lng": -122.41}
+    city.send(c.RequestRide(ride_id=ride_a, rider_id=rider_a, pickup=pickup_a, dropoff=dropoff_a))
+    city.ping(driver, SF)
+    city.settle()
+    accepted = city.send(c.AcceptOffer(driver_id=driver, ride_id=ride_a), shard=A)
+    city.settle()
+    assert city.outcome(accepted).accepted
+
+    assert city.verify() == []

@@ -13,6 +13,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
+from uuid import UUID
 
 from kafka.errors import KafkaTimeoutError
 
@@ -43,6 +44,9 @@ class KafkaTransport:
         # With several shards: where a ping is also delivered besides its driver's owner
         # (read-only there), so a ride near a border can be offered a driver across it.
         self.nearby: Callable[[float, float], Iterable[int]] | None = None
+        # The shard serving a driver handed off away from its home (None: its home), so
+        # its owner takes its pings wherever it drives.
+        self.serving: Callable[[UUID], int | None] | None = None
 
     def send_command(self, envelope: CommandEnvelope) -> None:
         self._mailbox.expect(envelope)
@@ -53,14 +57,17 @@ class KafkaTransport:
 
     def send_pings(self, pings: Sequence[Ping]) -> None:
         by_shard: dict[int, list[Ping]] = defaultdict(list)
-        nearby = self.nearby
+        nearby, serving = self.nearby, self.serving
         for ping in pings:
-            owner = shard_of(ping.driver_id)
-            by_shard[owner].append(ping)
-            if nearby is not None:
-                for shard in nearby(ping.lat, ping.lng):
-                    if shard != owner:
-                        by_shard[shard].append(ping)
+            home = shard_of(ping.driver_id)
+            by_shard[home].append(ping)
+            to = set(nearby(ping.lat, ping.lng)) if nearby is not None else set()
+            served = serving(ping.driver_id) if serving is not None else None
+            if served is not None:
+                to.add(served)
+            to.discard(home)
+            for shard in to:
+                by_shard[shard].append(ping)
         for shard, batch in by_shard.items():
             for i in range(0, len(batch), PINGS_PER_RECORD):
                 self._producer.send(
