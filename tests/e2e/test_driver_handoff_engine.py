@@ -302,3 +302,46 @@ def test_verify_reads_each_shard_that_served_a_driver_in_any_order(city: City) -
     assert city.outcome(accepted).accepted
 
     assert city.verify() == []
+
+
+def test_a_drivers_offer_stream_follows_it_to_the_shard_it_was_handed_to(tmp_path: Path) -> None:
+    """The stream's cursor is a position per shard: the new shard's events, at positions
+    below the home shard's, still reach the driver's app."""
+    from test_api_embedded import EventStream, serve
+    from test_rides_across_markets import NEAR_SAN_JOSE, register, request
+    from test_rides_across_markets import SAN_JOSE as SJ_PLACE
+    from test_rides_across_markets import SF as SF_HOME
+
+    settings = Settings(data_dir=tmp_path, shards=2, markets=MARKETS, handoff_after_s=0.5)
+    for api in serve(settings):
+        driver_id, driver = register(api, "driver", SF_HOME)
+        for _ in range(15):  # the home shard's log runs ahead of San Jose's
+            for way in ("online", "offline"):
+                r = api.client.post(f"/drivers/{driver_id}/{way}", headers=driver)
+                assert r.status_code == 200, r.text
+                time.sleep(0.06)  # within the API's rate limit
+        online = api.client.post(f"/drivers/{driver_id}/online", headers=driver)
+        assert online.status_code == 200, online.text
+        url = f"/drivers/{driver_id}/offers?max_s=30&after={online.json()['position']}"
+        offers = EventStream(api.client, url, driver).open()
+        try:
+            offers.next("snapshot")
+            engine = api.runtime.engine
+            assert engine is not None
+            deadline = time.monotonic() + 30
+            while UUID(driver_id) not in engine.workers[B].matcher.own:
+                assert time.monotonic() < deadline, "the driver was never handed off"
+                r = api.client.post(f"/drivers/{driver_id}/location", headers=driver,
+                                    json=NEAR_SAN_JOSE)  # fmt: skip
+                assert r.status_code == 202, r.text
+                time.sleep(0.2)
+            _, rider = register(api, "rider", SJ_PLACE)
+            r = request(api, rider, SJ_PLACE)
+            assert r.status_code == 201, r.text
+
+            _, offer = offers.next("Driver.OfferReceived")
+
+            assert offer["data"]["ride_id"] == r.json()["ride_id"]
+            assert offer["position"].startswith(f"{B}:")
+        finally:
+            offers.close()

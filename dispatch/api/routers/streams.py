@@ -71,18 +71,19 @@ def _after(last_event_id: str | None) -> int:
 async def follow(
     ctx: ApiContext,
     sub: Subscription,
-    replay: Iterable[tuple[int, str]],
-    last: int,
+    replay: Iterable[str],
+    last: dict[int, int],
     max_s: float,
     render: Any,
     ends: frozenset[str] = frozenset(),
 ) -> AsyncIterator[str]:
-    """Replayed frames, then live events of ``sub`` (deduplicated by position) until an event
-    in ``ends``, an overflow, or ``max_s``."""
+    """Replayed frames, then live events of ``sub`` until an event in ``ends``, an overflow,
+    or ``max_s``. ``last`` is the stream's own cursor, a position per shard: a live event at
+    or before its shard's was replayed already (a driver handed off has events in several
+    shards, whose positions do not compare)."""
     try:
         yield "retry: 2000\n\n"
-        for position, text in replay:
-            last = max(last, position)
+        for text in replay:
             yield text
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max_s
@@ -101,9 +102,9 @@ async def follow(
             except TimeoutError:
                 yield ": heartbeat\n\n"
                 continue
-            if event.position <= last:
+            if event.position <= last.get(event.shard, 0):
                 continue
-            last = event.position
+            last[event.shard] = event.position
             yield render(event)
             if event.kind in ends:
                 yield end_frame(event.kind)
@@ -155,8 +156,8 @@ async def ride_events(
         ctx.hub.unsubscribe(sub)
         raise
     frames, ended = found
-    last = _after(last_event_id)
-    replay = [(pos, text) for pos, text in frames if pos > last]
+    after = _after(last_event_id)
+    replay = [(pos, text) for pos, text in frames if pos > after]
     if ended:
         ctx.hub.unsubscribe(sub)
         done = [text for _, text in replay] + [end_frame("ride already ended")]
@@ -164,7 +165,9 @@ async def ride_events(
             _iterate(done), media_type="text/event-stream", headers=SSE_HEADERS
         )
     limit = min(max_s, ctx.options.stream_max_s)
-    stream = follow(ctx, sub, replay, last, limit, _log_frame, RIDE_ENDED)
+    cursor = {shard_of(ride_id): max([after, *(pos for pos, _ in replay)])}
+    texts = [text for _, text in replay]
+    stream = follow(ctx, sub, texts, cursor, limit, _log_frame, RIDE_ENDED)
     return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
@@ -195,17 +198,21 @@ async def driver_offers(
     views = ctx.runtime.views
     sub = ctx.hub.subscribe("driver", key)
 
-    def snapshot() -> tuple[int, str] | None:
+    def snapshot() -> tuple[dict[int, int], str] | None:
+        """The driver's state, and the views' position in every shard it was taken at (the
+        stream's cursor: a driver handed off has events in each shard that served it)."""
         with views.lock:
             row = views.drivers.rows.get(key)
             if row is None:
                 return None
-            shard = shard_of(driver_id)
-            position = views.position(shard)
+            cursor = {s: views.position(s) for s in range(ctx.runtime.settings.shards)}
+            serving = views.drivers.tenures.serving(key)
+            shard = shard_of(driver_id) if serving is None else serving
             data: dict[str, Any] = {"status": row.status, "ride_id": row.ride_id}
             if row.status == DriverStatus.OFFERED and row.ride_id:
                 data["ride"] = _ride_summary(ctx, row.ride_id)
-            return position, frame("snapshot", f"{shard}:{position}", key, row.updated_at, data)
+            where = f"{shard}:{cursor[shard]}"
+            return cursor, frame("snapshot", where, key, row.updated_at, data)
 
     try:
         found = await anyio.to_thread.run_sync(snapshot)
@@ -221,9 +228,9 @@ async def driver_offers(
             data = {**data, "ride": _ride_summary(ctx, data["ride_id"])}
         return frame(event.kind, event.where, event.aggregate_id, event.at, data)
 
-    position, text = found
+    cursor, text = found
     limit = min(max_s, ctx.options.stream_max_s)
-    stream = follow(ctx, sub, [(position, text)], position, limit, render)
+    stream = follow(ctx, sub, [text], cursor, limit, render)
     return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
