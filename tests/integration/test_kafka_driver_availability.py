@@ -353,3 +353,44 @@ def remake_topic(settings: Settings) -> None:
             made = name in create_topics(bootstrap, settings.topic_prefix, settings.shards)
         time.sleep(0.5)
     assert told(settings, 0) == [] and told(settings, 1) == []
+
+
+def test_a_partition_holding_only_an_aborted_announcement_is_announced_to_by_the_next_owner(
+    settings: Settings, bus: KafkaTransport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a topic made again, the first owner's announcing batch aborts and it goes before
+    a retry: the partition holds records and an abort marker but nothing committed, so the
+    next owner announces all of the shard's drivers."""
+    drivers = [new_id(0) for _ in range(3)]
+    first = hosting(build_kafka_worker(settings, member="first"))
+    try:
+        drive(first, bus, *(c.RegisterDriver(driver_id=d, name="Dee") for d in drivers))
+        drive(first, bus, *(c.GoOnline(driver_id=d) for d in drivers))
+    finally:
+        first.close()
+    remake_topic(settings)
+
+    class AbortsTheAnnouncement(KafkaBatch):
+        def _send(self, producer: Any, batch: Batch) -> None:
+            announcing = self.host.announce
+            super()._send(producer, batch)
+            if announcing and self.host.shard == 0:
+                producer.flush()
+                raise RuntimeError("provoked: the announcing batch fails")
+
+    monkeypatch.setattr(worker_module, "KafkaBatch", AbortsTheAnnouncement)
+    second = build_kafka_worker(settings, member="second")
+    try:
+        run_until(second, "the announcement aborted", lambda: second.stats.aborted > 0)
+    finally:
+        second.close()
+    monkeypatch.undo()
+    assert told(settings, 0) == [] and told(settings, 0, committed=False) != []
+
+    third = hosting(build_kafka_worker(settings, member="third"))
+    try:
+        other = third.shards[1].worker.matcher
+        run_until(third, "shard 1 knows them", lambda: set(drivers) <= other.available)
+    finally:
+        third.close()
+    assert {of(d, told(settings, 0))[-1] for d in drivers} == {(ONLINE,)}

@@ -152,10 +152,15 @@ def open_shard(
 
 
 def _partition_empty(settings: Settings, topic: str, shard: int) -> bool:
+    """Whether the partition holds no committed record (an aborted transaction's records
+    and markers move its end offset, so the records are read, read_committed)."""
     assert settings.kafka_bootstrap is not None
     follower = Follower(settings.kafka_bootstrap, topic, [shard], name=f"shard {shard} told")
     try:
-        return follower.end_offset(shard) == 0
+        if follower.end_offset(shard) == 0:
+            return True
+        follower.seek(shard, follower.beginning_offset(shard))
+        return not any(batch for batch in follower.read_to_end())
     finally:
         follower.close()
 

@@ -113,16 +113,6 @@ class KafkaWorker:
         self._unrewound: set[int] = set()  # reopened by a rebalance, paused until rewound
         self.stats = WorkerStats()
         self._stop = threading.Event()
-        # With several shards: the other shards' drivers, for the hosted shards' matchers
-        # (read-only; an offer across shards asks the driver's owner first).
-        self.board: AvailabilityBoard | None = None
-        self._foreign: dict[int, list[ForeignDriver]] = {}  # not yet in a batch
-        if settings.shards > 1:
-            self.board = AvailabilityBoard(
-                settings.kafka_bootstrap, self.topics.driver_availability, settings.shards
-            )
-            known = self.board.start()
-            log.info("driver availability: %d drivers of the shards known", known)
         options: dict[str, Any] = {
             "group_id": f"{settings.topic_prefix}.workers",
             "client_id": member or "dispatch-worker",
@@ -136,6 +126,16 @@ class KafkaWorker:
         self.consumer = new_consumer(settings.kafka_bootstrap, **(options | consumer_overrides))
         topics = list(self.topics.consumed)
         self._await_topics(topics)
+        # With several shards: the other shards' drivers, for the hosted shards' matchers
+        # (read-only; an offer across shards asks the driver's owner first).
+        self.board: AvailabilityBoard | None = None
+        self._foreign: dict[int, list[ForeignDriver]] = {}  # not yet in a batch
+        if settings.shards > 1:
+            self.board = AvailabilityBoard(
+                settings.kafka_bootstrap, self.topics.driver_availability, settings.shards
+            )
+            known = self.board.start()
+            log.info("driver availability: %d drivers of the shards known", known)
         self.consumer.subscribe(topics, listener=_Rebalance(self))
         # A metadata fetch now, with the subscription set: otherwise the first join may beat
         # the subscription's own metadata update, and kafka-python then assigns against an
