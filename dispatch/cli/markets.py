@@ -37,8 +37,9 @@ def regions(
 ) -> None:
     """Print each market's region map: per region its shard, cells, expected load share
     (uniform over cells) and neighbouring regions. A market of "shards": N is cut into N
-    contiguous regions of balanced load (dispatch/regions.py); routing does not use the map
-    yet, and a market with N > 1 is refused at start-up until it does."""
+    contiguous regions of balanced load (dispatch/regions.py); a place of the market goes to
+    its region's shard (rides at their pickup's, drivers at their home's), embedded and on
+    Kafka."""
     from dispatch.regions import split_market
 
     settings = settings_from(None, None)
@@ -99,7 +100,7 @@ def _market_text(region_map: RegionMap) -> str:
         share = region_map.load_share(region.shard)
         lines.append(f"  {region.shard:>5}  {region.cell_count:>6}  {share:>6.1%}  {neighbours}")
     if len(shards) > 1:
-        lines.append("  not routed yet: a market split over shards is refused at start-up")
+        lines.append("  routed by region: a place goes to the shard of its region")
     return "\n".join(lines)
 
 
@@ -112,7 +113,7 @@ def _market_json(region_map: RegionMap) -> dict[str, Any]:
         "resolution": region_map.resolution,
         "cells": len(region_map.cells),
         "weights": "uniform",
-        "routed": market.shards == 1,
+        "routed": True,  # every market is routed (a split one by region)
         "regions": [
             {
                 "shard": region.shard,

@@ -43,7 +43,7 @@ def test_the_text_map_lists_each_markets_regions_with_shard_cells_load_and_neigh
     assert [row[0] for row in rows] == ["0", "1", "2", "3"]
     assert all(abs(float(row[2].rstrip("%")) - 25.0) <= 0.2 for row in rows)
     assert all(row[3] != "-" for row in rows)  # every region borders another
-    assert "not routed yet" in result.stdout
+    assert "routed by region" in result.stdout
     assert "la: 1 region on shard 4" in result.stdout
     assert "100.0%" in result.stdout
 
@@ -53,7 +53,7 @@ def test_the_json_map_has_every_region_with_shares_adding_up_and_symmetric_neigh
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
     sf, la = document["markets"]
-    assert (sf["name"], sf["shards"], sf["routed"], la["routed"]) == ("sf", 4, False, True)
+    assert (sf["name"], sf["shards"], sf["routed"], la["routed"]) == ("sf", 4, True, True)
     assert [r["shard"] for r in sf["regions"]] == [0, 1, 2, 3]
     assert sum(r["cells"] for r in sf["regions"]) == sf["cells"]
     assert sum(r["load_share"] for r in sf["regions"]) == pytest.approx(1.0)
