@@ -8,7 +8,11 @@ from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
-from dispatch.adapters.kafka.eventstore.clients import new_consumer, new_producer
+from dispatch.adapters.kafka.eventstore.clients import (
+    end_offsets,
+    new_consumer,
+    new_producer,
+)
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 __all__ = [
@@ -44,7 +48,7 @@ def seek_since(
     """Put each partition at its first record timestamped at or after ``since_s`` (epoch
     seconds), or at its end when there is none; returns the end offsets."""
     found = consumer.offsets_for_times(dict.fromkeys(tps, max(0, int(since_s * 1000))))
-    ends: dict[TopicPartition, int] = consumer.end_offsets(tps)
+    ends = end_offsets(consumer, tps)
     for tp in tps:
         at = found.get(tp)
         consumer.seek(tp, at.offset if at is not None else ends[tp])

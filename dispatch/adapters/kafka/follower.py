@@ -22,6 +22,7 @@ from typing import Any
 from kafka import TopicPartition
 
 from dispatch.adapters.kafka.config import assign_all, new_consumer, seek_since
+from dispatch.adapters.kafka.eventstore.clients import beginning_offsets, end_offsets
 
 log = logging.getLogger(__name__)
 
@@ -91,12 +92,12 @@ class Follower:
     def beginning_offset(self, partition: int) -> int:
         """The offset of the partition's first record still kept."""
         tp = self._tp(partition)
-        return int(self._consumer.beginning_offsets([tp])[tp])
+        return int(beginning_offsets(self._consumer, [tp])[tp])
 
     def end_offset(self, partition: int) -> int:
         """The offset after the partition's last committed record."""
         tp = self._tp(partition)
-        return int(self._consumer.end_offsets([tp])[tp])
+        return int(end_offsets(self._consumer, [tp])[tp])
 
     # -- read by the caller ----------------------------------------------------------------
     def poll(self, timeout_ms: int = 200, max_records: int | None = None) -> dict[int, Records]:

@@ -15,7 +15,7 @@ from typing import Any
 from eventsourcing.persistence import OperationalError
 from kafka import KafkaConsumer, TopicPartition
 
-from dispatch.adapters.kafka.eventstore.clients import new_consumer
+from dispatch.adapters.kafka.eventstore.clients import end_offsets, new_consumer
 from dispatch.adapters.kafka.eventstore.codec import (
     decode_events,
     notification_id,
@@ -53,7 +53,7 @@ def read_partition(
             raise OperationalError(f"topic {topic} has no partition {partition}")
         tp = TopicPartition(topic, partition)
         consumer.assign([tp])
-        end = consumer.end_offsets([tp], timeout_ms=int(timeout_s * 1000))[tp]
+        end = end_offsets(consumer, [tp], int(timeout_s * 1000))[tp]
         if start_offset > 0:
             consumer.seek(tp, start_offset)
         else:
