@@ -15,8 +15,8 @@ when the ride ends (``dispatch.shard.crossing``), over the shards' links
 - ``ending_mismatch``: the rider was told another ending than the ride's;
 - ``message_applied_unsent`` / ``message_gap``: a shard applied a message its sender never
   sent, or skipped one (each channel is applied once, in order, without gaps);
-- ``driver_not_held``: a ride counts on a driver of another shard (accepted, not let go)
-  whose owner does not hold that ride for it;
+- ``driver_not_held``: a ride counts on a driver (accepted, not let go) that no shard
+  holds for that ride;
 - ``driver_in_two_rides``: two rides count on the same driver;
 - ``hold_not_released``: an owner holds (or has assigned) a driver for a reservation of a
   ride in another shard that no longer counts on it, with no ``Release`` on its way: a
@@ -105,7 +105,7 @@ class CrossShardChecker:
             self.wants[e.aggregate_id] = (e.data["driver_id"], e.data["resv"])
         elif topic in _ASK_LET_GO:
             self.wants.pop(e.aggregate_id, None)
-        elif topic == _ACCEPTED and _shard(e.data["driver_id"]) != e.shard:
+        elif topic == _ACCEPTED:  # whichever shard serves the driver (hand-offs)
             self.counts_on[e.aggregate_id] = (e.data["driver_id"], _Seen(e.where))
         elif topic == _DRIVER_CANCELLED:
             self.counts_on.pop(e.aggregate_id, None)

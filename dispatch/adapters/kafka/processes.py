@@ -15,18 +15,20 @@ _MARKETS = TypeAdapter(list[MarketConfig])
 
 
 def worker_env(settings: Settings) -> dict[str, str]:
-    """The environment that gives a `dispatch worker` these settings."""
+    """The environment that gives a `dispatch worker` these settings: every one of them
+    (a setting left unset here is unset there too, whatever this process's environment
+    says)."""
     assert settings.kafka_bootstrap is not None, "a worker runs on Kafka"
-    return dict(
-        os.environ,
-        DISPATCH_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
-        DISPATCH_TOPIC_PREFIX=settings.topic_prefix,
-        DISPATCH_SHARDS=str(settings.shards),
-        DISPATCH_STRATEGY=settings.strategy,
-        DISPATCH_OFFER_TIMEOUT_S=str(settings.offer_timeout_s),
-        DISPATCH_MAX_WAIT_S=str(settings.max_wait_s),
-        DISPATCH_MARKETS=_MARKETS.dump_json(settings.markets).decode(),
-    )
+    env = dict(os.environ)
+    for name in Settings.model_fields:
+        key, value = f"DISPATCH_{name.upper()}", getattr(settings, name)
+        if value is None:
+            env.pop(key, None)
+        elif name == "markets":
+            env[key] = _MARKETS.dump_json(value).decode()
+        else:
+            env[key] = str(value)
+    return env
 
 
 def start_worker(

@@ -160,7 +160,20 @@ def test_a_ride_accepted_by_a_driver_it_was_not_offered_to_is_found() -> None:
     ride, driver, rider = new_id(0), new_id(0), new_id(0)
     log = a_ride_offered(CraftedLog(), ride, driver, rider)
     log.add(ride, "Ride.Accepted", driver_id=str(new_id(0)))
-    assert kinds(log) == ["ride_with_two_drivers"]
+    # ... which no shard has assigned to it either
+    assert kinds(log) == ["ride_with_two_drivers", "driver_not_held"]
+
+
+def test_a_ride_accepted_at_the_home_shard_of_a_driver_served_elsewhere_is_checked() -> None:
+    """A driver handed off from shard 0 to shard 1 is accepted by a ride of shard 0 that
+    no shard holds it for: found, though the driver's id names the ride's shard."""
+    ride, driver, rider = new_id(0), new_id(0), new_id(0)
+    log = CraftedLog()
+    log.add(rider, "Rider.Registered", name="r")
+    log.add(ride, "Ride.Requested", rider_id=str(rider), pickup=[37.77, -122.42],
+            dropoff=[37.78, -122.41], expires_at="2026-01-05T09:00:00+00:00")  # fmt: skip
+    log.add(ride, "Ride.Accepted", driver_id=str(driver))
+    assert "driver_not_held" in kinds(log)
 
 
 def test_an_offer_never_closed_after_its_expiry_is_found() -> None:

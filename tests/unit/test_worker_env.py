@@ -1,0 +1,34 @@
+"""A worker process started by another process gets that process's settings, all of them."""
+
+from __future__ import annotations
+
+import pytest
+
+from dispatch.adapters.kafka.processes import worker_env
+from dispatch.settings import MarketConfig, Settings
+
+
+def test_a_worker_started_by_another_process_has_every_one_of_its_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DISPATCH_CHECKPOINT_EVERY_EVENTS", "7")  # not to leak through
+    monkeypatch.delenv("DISPATCH_HANDOFF_AFTER_S", raising=False)
+    market = MarketConfig(name="c", shard=0, lat=37.77, lng=-122.42, radius_km=10, shards=2)
+    settings = Settings(
+        kafka_bootstrap="127.0.0.1:9", topic_prefix="p", shards=2, markets=[market],
+        handoff_after_s=12.5, checkpoint_every_events=3, offer_timeout_s=9.0,
+    )  # fmt: skip
+
+    for key, value in worker_env(settings).items():
+        monkeypatch.setenv(key, value)
+
+    assert Settings() == settings
+
+
+def test_a_setting_left_unset_is_not_taken_from_the_starting_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DISPATCH_HANDOFF_AFTER_S", "5")
+    settings = Settings(kafka_bootstrap="127.0.0.1:9", handoff_after_s=None)
+
+    assert "DISPATCH_HANDOFF_AFTER_S" not in worker_env(settings)
