@@ -72,11 +72,16 @@ class DriversProjection:
         data = e.data
         if topic == Driver.OfferReceived.TOPIC:
             row.ride_id = data["ride_id"]
-        elif topic in (Driver.OfferClosed.TOPIC, Driver.Released.TOPIC):
+        elif topic in _FREE:  # a tenure begins free: a stale tenure's ride is not its
             row.ride_id = None
         row.status, row.updated_at, row.version = status, e.at, e.version
         view.by_status[status] += 1
         return view
+
+
+_FREE = frozenset(
+    {Driver.OfferClosed.TOPIC, Driver.Released.TOPIC, Driver.Arrived.TOPIC, Driver.Returned.TOPIC}
+)
 
 
 def _count(row: DriverRow, e: LogEvent) -> None:

@@ -157,7 +157,9 @@ class Simulation:
         self.cross_shard_matches = 0  # rides accepted by a driver another shard owns
         self.handoffs = 0  # drivers handed from one shard to another
         self.serving: dict[UUID, int] = {}  # drivers served away from their home shard
-        self._envelopes: dict[str, c.CommandEnvelope] = {}  # this tick's, to follow a move
+        # driver commands not answered yet, to follow their driver if it moved
+        self._envelopes: dict[str, c.CommandEnvelope] = {}
+        self._tenures: dict[UUID, int] = {}  # the latest tenure seen of drivers that moved
         self.outcomes: Counter[str] = Counter()
         self._queue: list[tuple[float, int, Action]] = []
         self._seq = 0
@@ -177,10 +179,10 @@ class Simulation:
     def _step(self) -> None:
         """Let the engine take the tick's commands and pings; count their outcomes."""
         sent, self.sent = self.sent, []
-        envelopes, self._envelopes = self._envelopes, {}
         for outcome in self.step(sent):
+            # a command followed to the shard serving its driver counts its moved answer too
             self.outcomes["accepted" if outcome.accepted else outcome.code] += 1
-            envelope = envelopes.get(outcome.command_id)
+            envelope = self._envelopes.pop(outcome.command_id, None)
             if envelope is None or outcome.code not in ("moved", "not_here_yet"):
                 continue
             # the driver was handed off: send it on to the shard serving it (next tick)
@@ -202,7 +204,8 @@ class Simulation:
 
     def _dispatch(self, envelope: c.CommandEnvelope) -> None:
         self.sent.append(envelope.command_id)
-        self._envelopes[envelope.command_id] = envelope
+        if isinstance(envelope.command, FOLLOW_THE_DRIVER):
+            self._envelopes[envelope.command_id] = envelope
         self.transport.send_command(envelope)
 
     def _schedule(self, delay_s: float, action: str, subject: Any, epoch: int = 0) -> None:
@@ -460,6 +463,9 @@ class Simulation:
         if topic in _TENURE_BEGINS:  # handed off to this shard: its commands go here
             self.handoffs += 1
             driver = UUID(e.aggregate_id)
+            if int(data["epoch"]) <= self._tenures.get(driver, 0):
+                return  # read after a later tenure (shards are read in any order)
+            self._tenures[driver] = int(data["epoch"])
             if e.shard == shard_of(driver):
                 self.serving.pop(driver, None)
             else:

@@ -218,7 +218,6 @@ def test_after_a_takeover_from_a_checkpoint_commands_on_older_aggregates_apply_o
 def test_after_kill_9_during_a_checkpoint_a_takeover_never_uses_the_half_written_one(
     deployment: Settings,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
     matcher_state: Callable[[Matcher], dict[str, Any]],
 ) -> None:
     """A worker process writes checkpoints one row a chunk (each spans dozens of batches)
@@ -226,8 +225,10 @@ def test_after_kill_9_during_a_checkpoint_a_takeover_never_uses_the_half_written
     half written in the topic; a takeover restores from a complete one, holds what a full
     replay gives, every command has one outcome, and the log verifies clean."""
     assert deployment.kafka_bootstrap is not None
-    monkeypatch.setenv("DISPATCH_CHECKPOINT_EVERY_EVENTS", "20")
-    monkeypatch.setenv("DISPATCH_CHECKPOINT_CHUNK_ROWS", "1")
+    # the worker process is given these settings (worker_env passes every one of them)
+    deployment = deployment.model_copy(
+        update={"checkpoint_every_events": 20, "checkpoint_chunk_rows": 1}
+    )
     bus = KafkaTransport(deployment.kafka_bootstrap, deployment.topic_prefix)
     topic = Topics(deployment.topic_prefix).checkpoints
     store = KafkaCheckpointStore(deployment.kafka_bootstrap, topic, 0)

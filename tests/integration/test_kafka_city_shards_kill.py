@@ -157,16 +157,9 @@ def scenario(request: pytest.FixtureRequest) -> Scenario:
 
 
 @pytest.fixture
-def settings(
-    kafka_bootstrap: str, tmp_path: Path, scenario: Scenario, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Settings]:
-    # The worker processes take their settings from the environment, and worker_env does
-    # not pass handoff_after_s on: it is set there (or cleared, so that a developer's
-    # environment does not turn hand-offs on for the test without them).
-    if scenario.handoff_after_s is None:
-        monkeypatch.delenv("DISPATCH_HANDOFF_AFTER_S", raising=False)
-    else:
-        monkeypatch.setenv("DISPATCH_HANDOFF_AFTER_S", str(scenario.handoff_after_s))
+def settings(kafka_bootstrap: str, tmp_path: Path, scenario: Scenario) -> Iterator[Settings]:
+    # The settings below are the worker processes' (worker_env passes every one on, and
+    # clears a developer's DISPATCH_HANDOFF_AFTER_S when the test runs without hand-offs).
     prefix = f"test-cityk-{uuid.uuid4().hex[:8]}"
     create_topics(kafka_bootstrap, prefix, SHARDS)
     base = Settings(

@@ -77,3 +77,24 @@ def test_a_driver_served_away_from_home_is_routed_there() -> None:
 
     assert view.tenures.serving(DRIVER) == 1
     assert view.rows[DRIVER].status == DriverStatus.AVAILABLE.value
+
+
+def test_a_ride_of_a_tenure_that_ended_is_not_shown_once_the_next_began() -> None:
+    """Shard 0 offered the driver a ride, closed the offer and handed the driver off; the
+    view reads shard 1's arrival before shard 0's closing: the driver shows no ride."""
+    home = [
+        event(0, 1, Driver.Created.TOPIC, name="Dee"),
+        event(0, 2, Driver.WentOnline.TOPIC),
+        event(0, 3, Driver.OfferReceived.TOPIC, ride_id=RIDE, expires_at="2026-01-01T00:00:00"),
+        event(0, 4, Driver.OfferClosed.TOPIC, ride_id=RIDE, outcome="declined"),
+        event(0, 5, Driver.HandedOff.TOPIC, to_shard=1, epoch=1),
+    ]
+    arrived = event(1, 1, Driver.Arrived.TOPIC, name="Dee", epoch=1, from_shard=0, trips=0)
+    drivers = DriversProjection()
+    view = drivers.initial()
+    for e in [*home[:3], arrived, *home[3:]]:
+        drivers.apply(view, e)
+
+    row = view.rows[DRIVER]
+    assert (row.status, row.ride_id) == (DriverStatus.AVAILABLE.value, None)
+    assert +view.by_status == {DriverStatus.AVAILABLE.value: 1}
