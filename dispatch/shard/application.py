@@ -241,19 +241,21 @@ class ShardApplication(Application[UUID]):
 
     def serves(self, driver_id: UUID) -> bool:
         """Whether this shard serves the driver now (it is here, not handed off)."""
-        try:
-            driver: Any = self.repository.get(driver_id)
-        except AggregateNotFoundError:
-            return False
-        return isinstance(driver, Driver) and driver.status != DriverStatus.HANDED_OFF
+        driver = self._stored_driver(driver_id)
+        return driver is not None and driver.status != DriverStatus.HANDED_OFF
 
     def driver_epoch(self, driver_id: UUID) -> int:
         """The driver's tenure at this shard (hand-offs so far; 0 if unknown here)."""
+        driver = self._stored_driver(driver_id)
+        return driver.epoch if driver is not None else 0
+
+    def _stored_driver(self, driver_id: UUID) -> Driver | None:
+        """The driver as saved (outside any batch), or None if this shard has none."""
         try:
-            driver: Any = self.repository.get(driver_id)
+            found: Any = self.repository.get(driver_id)
         except AggregateNotFoundError:
-            return 0
-        return driver.epoch if isinstance(driver, Driver) else 0
+            return None
+        return found if isinstance(found, Driver) else None
 
     def _owner_of(self, driver_id: UUID) -> int:
         """The shard that serves another shard's driver, as this one knows it: where it

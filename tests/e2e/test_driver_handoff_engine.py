@@ -83,6 +83,15 @@ class City:
         self.run(A)
         return driver
 
+    def ride_in_san_jose(self) -> tuple[UUID, UUID]:
+        """A rider of San Jose's shard requests a ride there (rider, ride)."""
+        rider, ride = new_id(B), new_id(B)
+        self.send(c.RegisterRider(rider_id=rider, name="Ray"))
+        pickup = {"lat": SAN_JOSE[0], "lng": SAN_JOSE[1]}
+        self.send(c.RequestRide(ride_id=ride, rider_id=rider, pickup=pickup,
+                                dropoff=SAN_JOSE_DROPOFF))  # fmt: skip
+        return rider, ride
+
     def drive_to(self, driver: UUID, place: tuple[float, float], seconds: float) -> None:
         """Ping from ``place`` every 5 s for ``seconds``, running both shards."""
         end = self.clock.now + seconds
@@ -124,10 +133,7 @@ def test_a_driver_pinging_elsewhere_for_less_than_the_dwell_stays(city: City) ->
 def test_the_new_shard_offers_its_rides_the_driver_as_its_own(city: City) -> None:
     driver = city.driver_online_at_home()
     city.drive_to(driver, SAN_JOSE, AFTER_S + 10)
-    rider, ride = new_id(B), new_id(B)
-    city.send(c.RegisterRider(rider_id=rider, name="Ray"))
-    pickup = {"lat": SAN_JOSE[0], "lng": SAN_JOSE[1]}
-    city.send(c.RequestRide(ride_id=ride, rider_id=rider, pickup=pickup, dropoff=SAN_JOSE_DROPOFF))
+    _, ride = city.ride_in_san_jose()
     city.ping(driver, SAN_JOSE)
     city.settle()
 
@@ -244,10 +250,7 @@ def test_the_api_follows_a_handed_off_driver_to_the_shard_serving_it(tmp_path: P
 def test_a_driver_handed_back_keeps_the_trips_it_drove_elsewhere(city: City) -> None:
     driver = city.driver_online_at_home()
     city.drive_to(driver, SAN_JOSE, AFTER_S + 10)
-    rider, ride = new_id(B), new_id(B)
-    city.send(c.RegisterRider(rider_id=rider, name="Ray"))
-    pickup = {"lat": SAN_JOSE[0], "lng": SAN_JOSE[1]}
-    city.send(c.RequestRide(ride_id=ride, rider_id=rider, pickup=pickup, dropoff=SAN_JOSE_DROPOFF))
+    _, ride = city.ride_in_san_jose()
     city.ping(driver, SAN_JOSE)
     city.settle()
     for command in (c.AcceptOffer, c.MarkArrived, c.StartTrip, c.CompleteTrip):
@@ -280,10 +283,7 @@ def test_verify_reads_each_shard_that_served_a_driver_in_any_order(city: City) -
     city.send(c.RegisterDriver(driver_id=driver, name="Dee"))
     city.send(c.GoOnline(driver_id=driver))
     city.ping(driver, SAN_JOSE)
-    rider, ride = new_id(B), new_id(B)
-    city.send(c.RegisterRider(rider_id=rider, name="Ray"))
-    pickup = {"lat": SAN_JOSE[0], "lng": SAN_JOSE[1]}
-    city.send(c.RequestRide(ride_id=ride, rider_id=rider, pickup=pickup, dropoff=SAN_JOSE_DROPOFF))
+    rider, ride = city.ride_in_san_jose()
     city.settle()
     declined = city.send(c.DeclineOffer(driver_id=driver, ride_id=ride))
     city.send(c.CancelRide(ride_id=ride, rider_id=rider, reason="no"))
