@@ -29,6 +29,7 @@ from dispatch.domain.rider import Rider
 from dispatch.log import LogEvent, parse_time
 
 RIDER_EVENTS = {Rider.RideRequested.TOPIC, Rider.RideEnded.TOPIC}
+_RECORDS = frozenset({CommandRecord.Created.TOPIC, CommandRecord.Carried.TOPIC})
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +88,7 @@ class InvariantChecker:
             self.drivers[agg_id] = next_availability(REGISTERED, topic)
         elif topic == Rider.Created.TOPIC:
             self.rider_active[agg_id] = None
-        elif topic == CommandRecord.Created.TOPIC:
+        elif topic in _RECORDS:  # a carried record counts as the command id's record here
             self._command_record(e)
 
     def finish(self) -> list[Violation]:

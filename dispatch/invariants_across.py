@@ -23,7 +23,8 @@ when the ride ends (``dispatch.shard.crossing``), over the shards' links
   driver held for ever;
 - ``driver_two_owners``: two shards serve the same driver (neither handed it off);
 - ``driver_lost``: every shard that had a driver handed it off, and no ``HandOff`` for it
-  is on its way.
+  is on its way;
+- and what ``invariants_commands`` flags of driver commands' records across shards.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from dispatch.domain.ids import shard_of
 from dispatch.domain.ride import RIDE_ENDINGS, Ride
 from dispatch.domain.rider import Rider
 from dispatch.invariants import Violation
+from dispatch.invariants_commands import DriverCommandsAcross
 from dispatch.log import LogEvent
 from dispatch.shard.links import Link
 
@@ -83,9 +85,11 @@ class CrossShardChecker:
     wants: dict[str, tuple[str, str]] = field(default_factory=dict)
     # Whether each shard that had a driver serves it now: driver -> {shard: (serves, where)}.
     serving: dict[str, dict[int, tuple[bool, str]]] = field(default_factory=dict)
+    commands: DriverCommandsAcross = field(default_factory=DriverCommandsAcross)
 
     def check(self, e: LogEvent) -> None:
         topic = e.topic
+        self.commands.check(e)
         if topic in _TENURE:
             by_shard = self.serving.setdefault(e.aggregate_id, {})
             by_shard[e.shard] = (topic != _HANDED_OFF, e.where)
@@ -184,6 +188,7 @@ class CrossShardChecker:
         self._check_drivers()
         self._check_holds(in_flight)
         self._check_owners(in_flight)
+        self.violations.extend(self.commands.finish())
         return self.violations
 
     def _check_owners(self, in_flight: set[tuple[str, str]]) -> None:

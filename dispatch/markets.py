@@ -69,7 +69,7 @@ class MarketMap:
 def handoffs(settings: Settings) -> dict[str, Any]:
     """A shard worker's hand-off options: where a place is served and how long a free
     driver must stay in another shard's region (none when hand-off is off)."""
-    if settings.handoff_after_s is None or settings.shards == 1:
+    if not settings.handoff_after_s or settings.shards == 1:
         return {}
     region_of = MarketMap(settings.markets, settings.shards).shard_for
     return {"region_of": region_of, "handoff_after_s": settings.handoff_after_s}

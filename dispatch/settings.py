@@ -52,9 +52,9 @@ class Settings(BaseSettings):
     batch_window_s: float = Field(default=2.0, gt=0)
     offer_timeout_s: float = Field(default=15.0, gt=0)
     # Driver hand-off (docs/ARCHITECTURE.md, "Driver hand-off"): a free driver whose pings
-    # stay this long in the region of another shard is handed off to it. None: drivers stay
-    # with the shard they registered in (the default while hand-off is being completed).
-    handoff_after_s: float | None = Field(default=None, gt=0)
+    # stay this long in the region of another shard is handed off to it. 0: off (drivers
+    # stay with the shard they registered in, and are matched elsewhere across shards).
+    handoff_after_s: float = Field(default=60.0, ge=0)
     max_wait_s: float = Field(default=300.0, gt=0)
     search_radius_m: float = Field(default=3_000.0, gt=0, le=20_000)
     max_pickup_eta_s: float = Field(default=900.0, gt=0)

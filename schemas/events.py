@@ -92,17 +92,30 @@ class DriverHandedOff(_Data):
     epoch: int = Field(ge=1, description="The driver's tenure there (hand-offs so far).")
 
 
+_COMMANDS = (
+    "The driver's commands whose records the hand-off carried (class version 2): command "
+    "id -> [time first recorded (POSIX s), idempotency window (s)]; absent before."
+)
+
+
 class DriverArrived(_Data):
     name: str
     epoch: int = Field(ge=1, description="The driver's tenure here (hand-offs so far).")
     from_shard: int = Field(ge=0)
     trips: int = Field(ge=0, description="Trips completed before, at other shards.")
+    commands: dict[str, list[float]] = Field(default_factory=dict, description=_COMMANDS)
 
 
 class DriverReturned(_Data):
     epoch: int = Field(ge=1, description="The driver's tenure here (hand-offs so far).")
     from_shard: int = Field(ge=0)
     trips: int = Field(ge=0, description="Trips completed in all, at every shard.")
+    commands: dict[str, list[float]] = Field(default_factory=dict, description=_COMMANDS)
+
+
+class DriverCommandNoted(_Data):
+    command_id: str
+    window_s: float = Field(gt=0, description="The idempotency window of its record, in s.")
 
 
 class RideAskEnded(_Data):
@@ -173,6 +186,14 @@ class CommandHandled(_Data):
     )
 
 
+class CommandCarried(CommandHandled):
+    from_shard: int = Field(
+        ge=0,
+        description="The shard that handed the command's driver off with this record: a "
+        "copy of the record written where the command was handled, at its first time.",
+    )
+
+
 EVENT_DATA: dict[str, type[_Data]] = {
     "dispatch.Ride.Requested": RideRequested,
     "dispatch.Ride.Offered": RideOffered,
@@ -199,10 +220,12 @@ EVENT_DATA: dict[str, type[_Data]] = {
     "dispatch.Driver.HandedOff": DriverHandedOff,
     "dispatch.Driver.Arrived": DriverArrived,
     "dispatch.Driver.Returned": DriverReturned,
+    "dispatch.Driver.CommandNoted": DriverCommandNoted,
     "dispatch.Rider.Registered": Registered,
     "dispatch.Rider.RideRequested": DriverRideEvent,
     "dispatch.Rider.RideEnded": RideEnded,
     "dispatch.CommandRecord.Handled": CommandHandled,
+    "dispatch.CommandRecord.Carried": CommandCarried,
     "dispatch.Link.Opened": LinkOpened,
     "dispatch.Link.Sent": LinkSent,
     "dispatch.Link.Applied": LinkApplied,

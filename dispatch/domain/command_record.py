@@ -18,6 +18,12 @@ current and the previous period; records written before periods existed sit at t
 command id's derived id, and count while they are within the window too). Any record in
 the current period is live, so a new record never lands on a taken id.
 
+Records that travel with a driver. A driver's commands (going online or offline, accepting
+an offer) are handled by the shard that serves the driver, and a driver handed off to
+another shard takes the live records of its commands with it (``Carried``: a copy, at the
+receiving shard, of a record written elsewhere, with its first time and window), so that a
+retry sent after the hand-off finds its first outcome where the driver now is.
+
 Keys that show their age. A command id whose key (the text after its last ``:``, or the
 whole id) is a UUIDv7 carries the time it was made: once that is older than the window
 (less the clock skew allowed), a repeat that finds no live record is refused
@@ -29,6 +35,7 @@ record has left the window, a repeat is handled as a new command.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 from uuid import UUID
@@ -149,6 +156,14 @@ class CommandRecord(Aggregate):
             the window of a later record of its command id, or to forever)."""
             state["window_s"] = None
 
+    class Carried(Created):
+        """A copy of a driver command's record, written at the shard the driver was handed
+        to (``from_shard`` handed it off): the same outcome, at its first time."""
+
+        TOPIC = "dispatch.CommandRecord.Carried"
+        class_version = 1
+        from_shard: int
+
     def __init__(
         self,
         command_id: str,
@@ -159,7 +174,9 @@ class CommandRecord(Aggregate):
         aggregate_ids: list[str],
         fingerprint: str,
         window_s: float | None,
+        from_shard: int | None = None,
     ) -> None:
+        self.from_shard = from_shard  # the shard a carried record came from (None: here)
         self.command_id = command_id
         self.command_type = command_type
         self.accepted = accepted
@@ -208,3 +225,57 @@ class CommandRecord(Aggregate):
             fingerprint=fingerprint or "",
             window_s=window_s,
         )
+
+    @classmethod
+    def carry(cls, record_id: UUID, copy: CarriedRecord, from_shard: int) -> CommandRecord:
+        """The copy, at this shard, of a record ``from_shard`` wrote (or carried)."""
+        return cls._create(
+            cls.Carried,
+            id=record_id,
+            timestamp=datetime.fromtimestamp(copy.at, UTC),
+            command_id=copy.command_id,
+            command_type=copy.command_type,
+            accepted=copy.accepted,
+            code=copy.code,
+            reason=copy.reason,
+            aggregate_ids=list(copy.aggregate_ids),
+            fingerprint=copy.fingerprint,
+            window_s=copy.window_s,
+            from_shard=from_shard,
+        )
+
+    def copy(self) -> CarriedRecord:
+        """What a hand-off message carries of this record."""
+        return CarriedRecord(
+            command_id=self.command_id,
+            command_type=self.command_type,
+            accepted=self.accepted,
+            code=self.code,
+            reason=self.reason,
+            aggregate_ids=tuple(self.aggregate_ids),
+            fingerprint=self.fingerprint,
+            window_s=self.window_s,
+            at=self.created_on.timestamp(),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CarriedRecord:
+    """A command record as a hand-off carries it (``at``: when it was first written, POSIX
+    seconds on the writing shard's clock)."""
+
+    command_id: str
+    command_type: str
+    accepted: bool
+    code: str
+    reason: str
+    aggregate_ids: tuple[str, ...]
+    fingerprint: str
+    window_s: float | None
+    at: float
+
+    @classmethod
+    def from_data(cls, data: dict[str, object]) -> CarriedRecord:
+        ids = data["aggregate_ids"]
+        assert isinstance(ids, list | tuple)
+        return cls(**{**data, "aggregate_ids": tuple(str(i) for i in ids)})  # type: ignore[arg-type]

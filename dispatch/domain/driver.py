@@ -145,34 +145,69 @@ class Driver(Aggregate):
 
     class Arrived(Aggregate.Created):
         """A driver handed off from ``from_shard`` to this shard, which never had it before:
-        its first event here (tenure ``epoch``), available."""
+        its first event here (tenure ``epoch``), available, with its live ``commands``."""
 
         TOPIC = "dispatch.Driver.Arrived"
-        class_version = 1
+        class_version = 2
         name: str
         epoch: int
         from_shard: int
         trips: int
+        commands: dict[str, list[float]]
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, object]) -> None:
+            """Version 1 carried no command records."""
+            state["commands"] = {}
+
+    class CommandNoted(Aggregate.Event):
+        """One of the driver's commands was handled here and recorded (the record travels
+        with the driver while it is live: ``window_s``, the record's window)."""
+
+        TOPIC = "dispatch.Driver.CommandNoted"
+        class_version = 1
+        command_id: str
+        window_s: float
+
+        def apply(self, driver: Driver) -> None:
+            at = self.timestamp.timestamp()
+            commands = {**live_commands(driver, at), self.command_id: [at, self.window_s]}
+            driver.commands = commands
 
     class Returned(Event):
         """A driver this shard handed off before is handed back to it (tenure ``epoch``),
         with the trips it has completed in all (some at other shards)."""
 
         TOPIC = "dispatch.Driver.Returned"
-        class_version = 1
+        class_version = 2
         epoch: int
         from_shard: int
         trips: int
+        commands: dict[str, list[float]]
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, object]) -> None:
+            """Version 1 carried no command records."""
+            state["commands"] = {}
 
         def apply(self, driver: Driver) -> None:
             super().apply(driver)
             driver.epoch, driver.handed_to, driver.trips = self.epoch, None, self.trips
+            driver.commands = dict(self.commands)
 
     def __init__(
-        self, name: str, epoch: int = 0, from_shard: int | None = None, trips: int = 0
+        self,
+        name: str,
+        epoch: int = 0,
+        from_shard: int | None = None,
+        trips: int = 0,
+        commands: dict[str, list[float]] | None = None,
     ) -> None:
         """``epoch`` and the rest: a driver that ``Arrived`` from another shard."""
         self.name = name
+        # The driver's commands recorded at this shard or carried to it, while their records
+        # may be live: command id -> [time (POSIX s), the record's window (s)].
+        self.commands: dict[str, list[float]] = dict(commands or {})
         self.status = DriverStatus.OFFLINE if from_shard is None else DriverStatus.AVAILABLE
         self.epoch = epoch  # the driver's tenure here: 0 from registration, +1 a hand-off
         self.handed_to: int | None = None  # where a HANDED_OFF driver went
@@ -188,11 +223,24 @@ class Driver(Aggregate):
 
     @classmethod
     def arrive(
-        cls, driver_id: UUID, name: str, epoch: int, from_shard: int, trips: int, at: datetime
+        cls,
+        driver_id: UUID,
+        name: str,
+        epoch: int,
+        from_shard: int,
+        trips: int,
+        commands: dict[str, list[float]],
+        at: datetime,
     ) -> Driver:
         """A driver handed off to this shard, which has never had it."""
         return cls._create(cls.Arrived, id=driver_id, timestamp=at, name=name, epoch=epoch,
-                           from_shard=from_shard, trips=trips)  # fmt: skip
+                           from_shard=from_shard, trips=trips, commands=commands)  # fmt: skip
+
+    def note_command(self, command_id: str, window_s: float, at: datetime) -> None:
+        """Keep the id of a command of this driver handled here (its record is written in
+        the same batch), so that a hand-off can carry the record."""
+        self.trigger_event(self.CommandNoted, timestamp=at, command_id=command_id,
+                           window_s=window_s)  # fmt: skip
 
     def hand_off(self, to_shard: int, at: datetime) -> int:
         """Give a free driver to ``to_shard``; returns the tenure it starts there."""
@@ -201,11 +249,19 @@ class Driver(Aggregate):
         self._trigger(self.HandedOff, at, to_shard=to_shard, epoch=self.epoch + 1)
         return self.epoch + 1
 
-    def come_back(self, epoch: int, from_shard: int, trips: int, at: datetime) -> None:
+    def come_back(
+        self,
+        epoch: int,
+        from_shard: int,
+        trips: int,
+        commands: dict[str, list[float]],
+        at: datetime,
+    ) -> None:
         """A driver handed off from here before is handed back (a later tenure)."""
         if epoch <= self.epoch:
             raise IllegalTransition(f"driver {self.id}: tenure {epoch} is not after {self.epoch}")
-        self._trigger(self.Returned, at, epoch=epoch, from_shard=from_shard, trips=trips)
+        self._trigger(self.Returned, at, epoch=epoch, from_shard=from_shard, trips=trips,
+                      commands=commands)  # fmt: skip
 
     def check_here(self) -> None:
         """Refuse a driver's command at a shard that handed the driver off."""
@@ -272,6 +328,17 @@ class Driver(Aggregate):
         if self.status not in allowed:  # the decisions above say why in their own words
             raise IllegalTransition(f"driver {self.id} is {self.status}: no {event_class.__name__}")
         self.trigger_event(event_class, timestamp=at, **kwargs)
+
+
+def live_commands(driver: Driver, at: float) -> dict[str, list[float]]:
+    """The driver's noted commands whose records are live at ``at`` (POSIX s). A driver
+    rebuilt from a snapshot taken before commands were noted has none."""
+    noted: dict[str, list[float]] = driver.__dict__.get("commands", {})
+    return {
+        command_id: [when, window]
+        for command_id, (when, window) in noted.items()
+        if at - when < window
+    }
 
 
 D = DriverStatus

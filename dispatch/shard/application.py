@@ -30,6 +30,7 @@ from dispatch.domain.ride import Ride
 from dispatch.domain.rider import Rider
 from dispatch.matching.decisions import Decision, ExpireOffer, ExpireRequest, MakeOffer
 from dispatch.messages import FOLLOW_THE_DRIVER, destination
+from dispatch.shard.carried import note
 from dispatch.shard.crossing import (
     MESSAGE_HANDLERS,
     ask,
@@ -116,7 +117,7 @@ class ShardApplication(Application[UUID]):
         except DomainError as error:
             self._uow.rollback(mark)
             if error.final:
-                self._reject(envelope, ids.current, now, error.code, error.reason)
+                self._reject(envelope, ids.current, now, error.code, error.reason, noted=True)
             else:  # holds until a message from another shard arrives: not recorded
                 moved_to = error.to if isinstance(error, DriverMoved) else None
                 self._refuse(envelope, error.code, error.reason, moved_to=moved_to)
@@ -125,7 +126,7 @@ class ShardApplication(Application[UUID]):
             log.exception("command %s failed", envelope.command_id)
             self._uow.rollback(mark)
             reason = f"{type(error).__name__}: {error}"
-            self._reject(envelope, ids.current, now, "internal_error", reason)
+            self._reject(envelope, ids.current, now, "internal_error", reason, noted=True)
             return []
         self._uow.add(
             CommandRecord.record(
@@ -139,6 +140,8 @@ class ShardApplication(Application[UUID]):
                 window_s=window_s,
             )
         )
+        if isinstance(cmd, FOLLOW_THE_DRIVER):  # its record travels with the driver
+            note(self._uow, envelope.target_id, envelope.command_id, window_s, now)
         new_events = self._uow.seal(mark)
         changed_ids = [str(i) for i in changed]
         self._outcomes.append(
@@ -391,8 +394,16 @@ class ShardApplication(Application[UUID]):
         return self.stored_ids is None or aggregate_id in self.stored_ids
 
     def _reject(
-        self, envelope: CommandEnvelope, record_id: UUID, now: datetime, code: str, reason: str
+        self,
+        envelope: CommandEnvelope,
+        record_id: UUID,
+        now: datetime,
+        code: str,
+        reason: str,
+        noted: bool = False,
     ) -> None:
+        """Record the refusal and answer it; ``noted``: a driver command's refusal is noted
+        on its driver (if served here), to travel with it."""
         mark = self._uow.mark()
         self._uow.add(
             CommandRecord.record(
@@ -407,6 +418,9 @@ class ShardApplication(Application[UUID]):
                 window_s=self.policy.idempotency_window_s,
             )
         )
+        if noted and isinstance(envelope.command, FOLLOW_THE_DRIVER):
+            window_s = self.policy.idempotency_window_s
+            note(self._uow, envelope.target_id, envelope.command_id, window_s, now)
         self._uow.seal(mark)
         self._refuse(envelope, code, reason)
 

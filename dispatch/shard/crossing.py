@@ -27,6 +27,7 @@ from dispatch.domain.geo import Point
 from dispatch.domain.ids import shard_of
 from dispatch.domain.ride import MOVED, Ride, RideStatus
 from dispatch.domain.rider import Rider
+from dispatch.shard.carried import keep_carried, records_to_carry
 from dispatch.shard.crossshard.messages import (
     Confirmed,
     Envelope,
@@ -125,22 +126,29 @@ def let_go(uow: UnitOfWork, ride: Ride, driver_id: UUID, reason: str, at: dateti
 
 def hand_off(uow: UnitOfWork, driver: Driver, to: int, at: datetime) -> None:
     """At O: a free driver's availability goes to shard ``to`` (the region it is in)."""
+    records = records_to_carry(uow, driver, at)
     epoch = driver.hand_off(to, at)
-    send(uow, uow.shard, to, HandOff(str(driver.id), epoch, driver.name, driver.trips), at)
+    body = HandOff(str(driver.id), epoch, driver.name, driver.trips, records)
+    send(uow, uow.shard, to, body, at)
 
 
 def on_hand_off(uow: UnitOfWork, sender: int, msg: HandOff, at: datetime, p: Policy) -> None:
-    """At O': serve the driver from now on (a later tenure than any this shard had)."""
+    """At O': serve the driver from now on (a later tenure than any this shard had), with
+    the live records of its commands that the hand-off carried."""
     driver_id = UUID(msg.driver)
     driver = uow.find(Driver, driver_id)
-    if driver is None:
-        uow.add(Driver.arrive(driver_id, msg.name, msg.epoch, sender, msg.trips, at))
-    elif driver.status == DriverStatus.HANDED_OFF and msg.epoch > driver.epoch:
-        driver.come_back(msg.epoch, sender, msg.trips, at)
-    else:  # one owner at a time: a hand-off to a shard that serves the driver is a bug
+    if driver is not None and not (
+        driver.status == DriverStatus.HANDED_OFF and msg.epoch > driver.epoch
+    ):  # one owner at a time: a hand-off to a shard that serves the driver is a bug
         log.error("hand-off of driver %s (tenure %s) from shard %s: shard %s serves it "
                   "(%s, tenure %s); ignored", driver_id, msg.epoch, sender, uow.shard,
                   driver.status, driver.epoch)  # fmt: skip
+        return
+    commands = keep_carried(uow, msg.records, sender, p.idempotency_window_s)
+    if driver is None:
+        uow.add(Driver.arrive(driver_id, msg.name, msg.epoch, sender, msg.trips, commands, at))
+    else:
+        driver.come_back(msg.epoch, sender, msg.trips, commands, at)
 
 
 def on_reserve(uow: UnitOfWork, sender: int, msg: Reserve, at: datetime, p: Policy) -> None:

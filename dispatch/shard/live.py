@@ -28,10 +28,11 @@ KINDS = frozenset({USER, RIDE, ENDED, RECORD})
 
 # Drivers, riders and the shard's links to other shards (``shard.links``) are always live.
 _USER_PREFIXES = ("dispatch.Driver.", "dispatch.Rider.", "dispatch.Link.")
-_RECORD_TOPIC = CommandRecord.Created.TOPIC
+# A record written here, or carried here with a driver handed off (at its first time).
+_RECORD_TOPICS = frozenset({CommandRecord.Created.TOPIC, CommandRecord.Carried.TOPIC})
 _REQUESTED = Ride.Created.TOPIC
 # Topics whose event time ``observe`` needs (the worker decodes only these when folding).
-TIMED_TOPICS = frozenset({_RECORD_TOPIC, *RIDE_ENDINGS})
+TIMED_TOPICS = frozenset({*_RECORD_TOPICS, *RIDE_ENDINGS})
 
 
 class LiveAggregates:
@@ -60,7 +61,7 @@ class LiveAggregates:
     def observe(self, topic: str, aggregate_id: UUID, at: float) -> None:
         if topic.startswith(_USER_PREFIXES):
             self._users.add(aggregate_id)
-        elif topic == _RECORD_TOPIC:
+        elif topic in _RECORD_TOPICS:
             self._expiring[aggregate_id] = (RECORD, at)
         elif topic == _REQUESTED:
             self._rides.add(aggregate_id)

@@ -80,7 +80,7 @@ WORKERS = 2
 @dataclass(frozen=True)
 class Scenario:
     config: SimConfig
-    handoff_after_s: float | None  # DISPATCH_HANDOFF_AFTER_S; None: hand-offs off
+    handoff_after_s: float  # DISPATCH_HANDOFF_AFTER_S; 0: hand-offs off
     # Until then (simulated seconds), only a ride asking (its Reserve or the Granted on the
     # wire) will do at the kill; from then on, a ride offered a driver it asked for too.
     asks_only_until_s: float
@@ -99,7 +99,7 @@ OFF = Scenario(
         drain_minutes=1,
         city_shards=SHARDS,
     ),
-    handoff_after_s=None,
+    handoff_after_s=0.0,
     asks_only_until_s=140.0,
     kill_by_s=170.0,
 )
@@ -159,7 +159,7 @@ def scenario(request: pytest.FixtureRequest) -> Scenario:
 @pytest.fixture
 def settings(kafka_bootstrap: str, tmp_path: Path, scenario: Scenario) -> Iterator[Settings]:
     # The settings below are the worker processes' (worker_env passes every one on, and
-    # clears a developer's DISPATCH_HANDOFF_AFTER_S when the test runs without hand-offs).
+    # sets DISPATCH_HANDOFF_AFTER_S to 0 when the test runs without hand-offs).
     prefix = f"test-cityk-{uuid.uuid4().hex[:8]}"
     create_topics(kafka_bootstrap, prefix, SHARDS)
     base = Settings(
@@ -568,7 +568,7 @@ def test_a_worker_killed_while_offers_cross_shards_loses_and_doubles_nothing(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    handing_off = scenario.handoff_after_s is not None
+    handing_off = scenario.handoff_after_s > 0
     watch = Watch()
 
     class Watched(Simulation):

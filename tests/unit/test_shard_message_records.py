@@ -13,18 +13,32 @@ import orjson
 import pytest
 
 from dispatch.adapters.kafka import wire
+from dispatch.domain.command_record import CarriedRecord
 from dispatch.domain.ids import new_id
 from dispatch.messages import Poison
 from dispatch.shard.crossing import MESSAGE_HANDLERS
-from dispatch.shard.crossshard.messages import KINDS, Ack, Body, Envelope, OpenRide, UnlockRider
+from dispatch.shard.crossshard.messages import (
+    KINDS,
+    Ack,
+    Body,
+    Envelope,
+    HandOff,
+    OpenRide,
+    UnlockRider,
+)
 
 T0 = 1_767_600_000.0
 RIDE, RIDER = str(new_id(1)), str(new_id(0))
 OPEN = Envelope(0, 1, 3, OpenRide(RIDE, RIDER, 37.3382, -121.8863, 37.344, -121.88, T0))
 UNLOCK = Envelope(1, 0, 7, UnlockRider(RIDER, RIDE, "completed"))
+RECORD = CarriedRecord("cmd-1", "go_offline", False, "illegal_transition", "has an offer",
+                       (RIDE,), "fp", 86_400.0, T0)  # fmt: skip
+HANDOFF = Envelope(1, 0, 8, HandOff(str(new_id(1)), 2, "Dee", 3, (RECORD,)))
 
 
-@pytest.mark.parametrize("message", [OPEN, UNLOCK], ids=["OpenRide", "UnlockRider"])
+@pytest.mark.parametrize(
+    "message", [OPEN, UNLOCK, HANDOFF], ids=["OpenRide", "UnlockRider", "HandOff"]
+)
 def test_a_message_round_trips_keyed_by_its_sender(message: Envelope) -> None:
     key, value = wire.encode_shard_message(message)
     assert key == str(message.sender).encode()
@@ -67,6 +81,16 @@ def _without(field: str, in_body: bool = False) -> bytes:
     else:
         data = {k: v for k, v in data.items() if k != field}
     return orjson.dumps({"message": data})
+
+
+def _handoff(**changes: Any) -> bytes:
+    data = HANDOFF.to_data() | {"to": 1, "from": 0}
+    data["body"] = data["body"] | changes
+    return orjson.dumps({"message": data})
+
+
+def _record(**changes: Any) -> dict[str, Any]:
+    return dataclasses.asdict(RECORD) | {"aggregate_ids": [RIDE]} | changes
 
 
 def _ack(**changes: Any) -> bytes:
@@ -127,6 +151,22 @@ POISON = [
     ("an ack upto below zero", _ack(upto=-1), "ack.upto must be a whole number of at least 0"),
     ("an ack upto as text", _ack(upto="3"), "ack.upto must be a whole number"),
     ("an ack not an object", b'{"ack": "all"}', "ack must be an object with from, to, upto"),
+    ("hand-off records not a list", _handoff(records={}), "HandOff.records must be a list"),
+    (
+        "a carried record missing a field",
+        _handoff(records=[{"command_id": "c"}]),
+        "HandOff.records[0]: missing command_type",
+    ),
+    (
+        "a carried outcome as text",
+        _handoff(records=[_record(accepted="yes")]),
+        "HandOff.records[0].accepted must be true or false, not 'yes'",
+    ),
+    (
+        "a carried record's ids not strings",
+        _handoff(records=[_record(aggregate_ids=[1])]),
+        "HandOff.records[0].aggregate_ids must be a list of strings",
+    ),
 ]
 
 
@@ -161,6 +201,8 @@ def _sample(kind: type[Body]) -> Body:
             values[f.name] = 1.5
         elif hint is int:
             values[f.name] = 2
+        elif hint == tuple[CarriedRecord, ...]:
+            values[f.name] = (RECORD,)
         else:
             values[f.name] = None  # int | None
     return kind(**values)

@@ -25,10 +25,13 @@ def test_a_worker_started_by_another_process_has_every_one_of_its_settings(
     assert Settings() == settings
 
 
-def test_a_setting_left_unset_is_not_taken_from_the_starting_process(
+def test_a_setting_turned_off_is_not_turned_on_by_the_starting_process(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("DISPATCH_HANDOFF_AFTER_S", "5")
-    settings = Settings(kafka_bootstrap="127.0.0.1:9", handoff_after_s=None)
+    settings = Settings(kafka_bootstrap="127.0.0.1:9", handoff_after_s=0)
 
-    assert "DISPATCH_HANDOFF_AFTER_S" not in worker_env(settings)
+    for key, value in worker_env(settings).items():
+        monkeypatch.setenv(key, value)
+
+    assert Settings().handoff_after_s == 0

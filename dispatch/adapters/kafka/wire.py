@@ -33,6 +33,7 @@ from uuid import UUID
 import orjson
 from pydantic import ValidationError
 
+from dispatch.domain.command_record import CarriedRecord
 from dispatch.domain.geo import latlng_problem
 from dispatch.matching.matcher import DRIVER_AVAILABILITY_EVENTS
 from dispatch.messages import Ping, Poison
@@ -212,8 +213,39 @@ def _body(kind: type[Body], data: object) -> Body:
     return kind(**values)
 
 
+_RECORDS = tuple[CarriedRecord, ...]  # a HandOff's command records
+_RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(CarriedRecord))
+_RECORD_HINTS = typing.get_type_hints(CarriedRecord)
+
+
+def _records(what: str, value: Any) -> tuple[CarriedRecord, ...]:
+    """A list of command records as a hand-off carries them, each field checked."""
+    if not isinstance(value, list):
+        raise _Bad(f"{what} must be a list of command records, not {value!r}")
+    out = []
+    for i, item in enumerate(value):
+        record = _fields(f"{what}[{i}]", item, _RECORD_FIELDS)
+        values = {
+            name: _typed(f"{what}[{i}].{name}", record[name], _RECORD_HINTS[name])
+            for name in _RECORD_FIELDS
+        }
+        out.append(CarriedRecord(**values))
+    return tuple(out)
+
+
 def _typed(what: str, value: Any, hint: Any) -> Any:
-    """``value`` as a field of type ``hint`` (str, int, float, or a union of them and None)."""
+    """``value`` as a field of type ``hint`` (str, int, float, bool, a tuple of str, a
+    union of them and None, or a hand-off's records)."""
+    if hint == _RECORDS:
+        return _records(what, value)
+    if hint == tuple[str, ...]:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise _Bad(f"{what} must be a list of strings, not {value!r}")
+        return tuple(value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise _Bad(f"{what} must be true or false, not {value!r}")
+        return value
     options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
     if value is None and type(None) in options:
         return None

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, get_args
 
+from dispatch.domain.command_record import CarriedRecord
+
 
 # -- rider lock: H -> R, R -> H ---------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
@@ -131,9 +133,18 @@ class HandOff:
 
     driver: str
     epoch: int
-    # What the receiver needs to serve the driver (the engine's; the model sends none).
+    # What the receiver needs to serve the driver (the engine's; the model sends none):
+    # and the live records of the driver's commands, so a retry finds its first outcome.
     name: str = ""
     trips: int = 0
+    records: tuple[CarriedRecord, ...] = ()
+
+    def __post_init__(self) -> None:
+        # Read from the wire, records are dicts: made records again.
+        records = tuple(
+            r if isinstance(r, CarriedRecord) else CarriedRecord.from_data(r) for r in self.records
+        )
+        object.__setattr__(self, "records", records)
 
 
 Body = (
@@ -175,13 +186,22 @@ class Envelope:
             "to": self.receiver,
             "seq": self.seq,
             "kind": type(self.body).__name__,
-            "body": asdict(self.body),
+            "body": _plain(asdict(self.body)),
         }
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> Envelope:
         kind = KINDS[data["kind"]]
         return cls(int(data["from"]), int(data["to"]), int(data["seq"]), kind(**data["body"]))
+
+
+def _plain(value: Any) -> Any:
+    """JSON's shapes: tuples as lists (a body reads the same after a round trip)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
 @dataclass(frozen=True, slots=True)

@@ -130,7 +130,7 @@ def test_asking_twice_to_go_offline_after_the_trip_records_it_once(s):
 
     assert then.accepted
     assert then.topics == []
-    assert s.get(driver_id).version == version
+    assert s.get(driver_id).version == version + 1  # the command noted, nothing else
 
 
 def test_driver_who_asked_to_go_offline_after_the_trip_goes_offline_when_it_completes(s):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dispatch.domain.command_record import record_ids
-from dispatch.domain.driver import DriverStatus
+from dispatch.domain.driver import Driver, DriverStatus
 from dispatch.shard.application import ShardApplication
 from dispatch.shard.policy import Policy
 from schemas import commands as c
@@ -30,9 +30,10 @@ def test_accepted_command_repeated_in_the_same_batch_is_answered_once_and_record
 
     assert first.accepted and first.position is not None
     _same_answer(duplicate, first)
-    assert len(recordings) == 2  # WentOnline + the command record, once
-    assert s.recorded_since(before) == 2
-    assert s.get(driver_id).version == 2
+    # WentOnline, its note on the driver (its record travels with it) and the record, once
+    assert len(recordings) == 3
+    assert s.recorded_since(before) == 3
+    assert s.get(driver_id).version == 3
 
 
 def test_accepted_command_repeated_in_a_later_batch_returns_the_first_outcome(s):
@@ -72,8 +73,9 @@ def test_rejected_command_repeated_in_the_same_batch_is_rejected_once_and_record
 
     assert not first.accepted and first.code == "illegal_transition"
     _same_answer(duplicate, first)
-    assert [type(r.domain_event).TOPIC for r in recordings] == [s.COMMAND_RECORD_TOPIC]
-    assert s.recorded_since(before) == 1
+    topics = [type(r.domain_event).TOPIC for r in recordings]
+    assert topics == [Driver.CommandNoted.TOPIC, s.COMMAND_RECORD_TOPIC]  # the refusal's
+    assert s.recorded_since(before) == 2
 
 
 def test_repeat_of_a_rejected_command_stays_rejected_even_once_it_would_succeed(s):
@@ -159,7 +161,7 @@ def test_repeat_after_a_restart_on_sqlite_returns_the_first_outcome(tmp_path, s)
     assert recordings == []
     assert s.position() == before
     assert s.get(driver_id).status == DriverStatus.AVAILABLE
-    assert s.get(driver_id).version == 2
+    assert s.get(driver_id).version == 3  # registered, online, its GoOnline noted
 
 
 def test_command_whose_record_id_is_taken_by_another_aggregate_does_not_sink_the_batch(s):

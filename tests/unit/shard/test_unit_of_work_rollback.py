@@ -170,4 +170,5 @@ def test_commands_after_a_rolled_back_one_in_the_same_batch_see_the_restored_sta
     assert s.get(driver_id).status == DriverStatus.EN_ROUTE
     assert s.get(rider_id).active_ride == ride_id
     _assert_memory_matches_the_log(s, ride_id, rider_id, driver_id)
-    assert [v for v in (s.get(ride_id).version, s.get(driver_id).version)] == [3, 4]
+    # The driver: registered, online and its command noted, offered, assigned and noted.
+    assert [v for v in (s.get(ride_id).version, s.get(driver_id).version)] == [3, 6]

@@ -1,0 +1,174 @@
+"""A driver's commands stay idempotent across hand-offs (issue #14): the live records of
+its commands travel with the driver, so a retry sent to the shard that serves it now gets
+the first outcome, wherever the command was handled, and is never applied twice."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_driver_handoff_engine import AFTER_S, MARKETS, SAN_JOSE, SF, A, B, City
+
+from dispatch.adapters.sqlite.logsource import SqliteLogSource
+from dispatch.bootstrap import build_embedded_engine
+from dispatch.domain.command_record import CommandRecord, record_ids
+from dispatch.domain.driver import Driver, DriverStatus
+from dispatch.domain.ids import new_id
+from dispatch.settings import Settings
+from schemas import commands as c
+
+
+@pytest.fixture
+def city(tmp_path: Path) -> City:
+    return City(tmp_path)
+
+
+def retry(city: City, command: Any, command_id: str, shard: int) -> str:
+    """Send ``command`` again under the id it was first sent with, to ``shard``."""
+    envelope = c.CommandEnvelope(command_id=command_id, issued_at=city.clock.now,
+                                 command=command, shard=shard)  # fmt: skip
+    city.engine.transport.send_command(envelope)
+    return command_id
+
+
+def test_a_go_offline_retried_after_its_driver_was_handed_off_is_not_applied_again(
+    city: City,
+) -> None:
+    driver = city.driver_online_at_home()
+    went_offline = city.send(c.GoOffline(driver_id=driver))
+    city.run(A)
+    city.send(c.GoOnline(driver_id=driver))
+    city.run(A)
+    city.drive_to(driver, SAN_JOSE, AFTER_S + 10)
+    assert city.get(B, driver).status == DriverStatus.AVAILABLE
+
+    retry(city, c.GoOffline(driver_id=driver), went_offline, shard=B)
+    city.settle()
+
+    answer = city.outcome(went_offline)
+    assert (answer.accepted, answer.duplicate, answer.shard) == (True, True, B)
+    assert city.get(B, driver).status == DriverStatus.AVAILABLE
+    assert city.verify() == []
+
+
+def test_a_refused_driver_command_retried_after_a_hand_off_is_refused_again(city: City) -> None:
+    driver = city.driver_online_at_home()
+    rider, ride = new_id(A), new_id(A)
+    city.send(c.RegisterRider(rider_id=rider, name="Ray"))
+    pickup, dropoff = {"lat": SF[0], "lng": SF[1]}, {"lat": 37.78, "lng": -122.41}
+    city.send(c.RequestRide(ride_id=ride, rider_id=rider, pickup=pickup, dropoff=dropoff))
+    city.ping(driver, SF)
+    city.settle()
+    refused = city.send(c.GoOffline(driver_id=driver))  # it has an open offer
+    city.send(c.DeclineOffer(driver_id=driver, ride_id=ride))
+    city.send(c.CancelRide(ride_id=ride, rider_id=rider, reason="changed my mind"))
+    city.settle()
+    first = city.outcome(refused)
+    assert (first.accepted, first.code) == (False, "illegal_transition")
+    city.drive_to(driver, SAN_JOSE, AFTER_S + 10)
+    assert city.get(B, driver).status == DriverStatus.AVAILABLE
+
+    retry(city, c.GoOffline(driver_id=driver), refused, shard=B)
+    city.settle()
+
+    again = city.outcome(refused)
+    assert (again.accepted, again.code, again.duplicate) == (False, "illegal_transition", True)
+    assert city.get(B, driver).status == DriverStatus.AVAILABLE
+
+
+def test_a_command_handled_at_the_new_shard_travels_back_with_the_driver(city: City) -> None:
+    driver = city.driver_online_at_home()
+    city.drive_to(driver, SAN_JOSE, AFTER_S + 10)
+    went_offline = city.send(c.GoOffline(driver_id=driver), shard=B)
+    city.run(B)
+    city.send(c.GoOnline(driver_id=driver), shard=B)
+    city.run(B)
+    city.drive_to(driver, SF, AFTER_S + 10)
+    assert city.get(A, driver).status == DriverStatus.AVAILABLE  # handed back home
+
+    retry(city, c.GoOffline(driver_id=driver), went_offline, shard=A)
+    city.settle()
+
+    answer = city.outcome(went_offline)
+    assert (answer.accepted, answer.duplicate, answer.shard) == (True, True, A)
+    assert city.get(A, driver).status == DriverStatus.AVAILABLE
+    assert city.verify() == []
+
+
+def test_a_record_past_its_window_does_not_travel(tmp_path: Path) -> None:
+    city = City(tmp_path)
+    window = 60.0
+    city.settings = Settings(data_dir=tmp_path, shards=2, markets=MARKETS,
+                             handoff_after_s=AFTER_S, idempotency_window_s=window)  # fmt: skip
+    city.engine = build_embedded_engine(city.settings, city.clock)
+    driver = city.driver_online_at_home()
+    old = city.send(c.GoOffline(driver_id=driver))
+    city.run(A)
+    city.clock.now += window
+    recent = city.send(c.GoOnline(driver_id=driver))
+    city.run(A)
+
+    city.drive_to(driver, SAN_JOSE, AFTER_S + 10)
+
+    arrived: Driver = city.get(B, driver)
+    assert arrived.status == DriverStatus.AVAILABLE
+    assert set(arrived.commands) == {recent}
+    assert old not in arrived.commands
+
+
+def test_the_driver_keeps_only_the_commands_whose_records_are_live(city: City) -> None:
+    driver_id = city.driver_online_at_home()
+    driver: Driver = city.get(A, driver_id)
+    window = city.settings.idempotency_window_s
+    assert len(driver.commands) == 1, "its GoOnline, noted when it was handled"
+    ((online_at, _),) = driver.commands.values()
+
+    driver.note_command("later", window, datetime.fromtimestamp(online_at + window, UTC))
+
+    assert set(driver.commands) == {"later"}, "the GoOnline's record has left its window"
+
+
+def test_a_driver_handed_off_carries_each_live_record_once(city: City) -> None:
+    driver = city.driver_online_at_home()
+    city.drive_to(driver, SAN_JOSE, AFTER_S + 10)
+    city.drive_to(driver, SF, AFTER_S + 10)
+    city.drive_to(driver, SAN_JOSE, AFTER_S + 10)
+
+    at_b: Driver = city.get(B, driver)
+    assert at_b.epoch == 3
+    carried = [
+        e
+        for e in _events(city, B)
+        if e.topic == "dispatch.CommandRecord.Carried" and e.data["command_type"] == "go_online"
+    ]
+    assert len(carried) == 1, "carried to San Jose once, its id taken the second time"
+    assert city.verify() == []
+
+
+def _events(city: City, shard: int) -> list[Any]:
+    source = SqliteLogSource(city.settings.data_dir)
+    try:
+        return list(source.read(shard))
+    finally:
+        source.close()
+
+
+def test_verify_flags_a_driver_command_handled_at_two_shards(city: City) -> None:
+    """Made by hand: shard B records, as handled, a command shard A handled (what a retry
+    after a hand-off did when records did not travel)."""
+    driver = city.driver_online_at_home()
+    went_offline = city.send(c.GoOffline(driver_id=driver))
+    city.run(A)
+    worker = city.engine.workers[B]
+    now = datetime.fromtimestamp(city.clock.now, UTC)
+    window = city.settings.idempotency_window_s
+    record = CommandRecord.record(record_ids(B, went_offline, now, window).current,
+                                  went_offline, "go_offline", now, accepted=True,
+                                  aggregate_ids=[str(driver)], window_s=window)  # fmt: skip
+    worker.app.save(record)
+
+    kinds = [v.kind for v in city.verify()]
+
+    assert kinds == ["duplicate_outcome_across"]
