@@ -185,6 +185,13 @@ class LogSource(ABC):
         """The shard's last position (0 when it is empty), or None when the source cannot
         tell without reading the shard (readiness and tokens then do without it)."""
 
+    def cut(self, shard: int) -> int | None:
+        """A position that every event committed to the shard when it is asked is at or
+        below, and every event committed later is above: where a read taken as of this
+        moment stops (``replay verify`` takes one per shard before reading any). None: the
+        source cannot tell (a read goes to its end). The head, where the source tells it."""
+        return self.head(shard)
+
     @abstractmethod
     def stored_events(self, shard: int, aggregate_id: UUID) -> list[StoredEvent]:
         """One aggregate's stored events in version order (``replay history``); none for

@@ -61,10 +61,10 @@ def verify(source: LogSource, shard: int | None = None) -> tuple[int, list[Viola
     checker = InvariantChecker()
     shards = [shard] if shard is not None else source.shards()
     across = CrossShardChecker()
-    # Every shard up to the head it had when verify began (a cut taken first, so a log still
-    # being written is read as of one moment, give or take the instants between the heads;
-    # a source that cannot tell its head is read to its end).
-    heads = {s: source.head(s) for s in shards}
+    # Every shard up to where it stood when verify began (a cut taken first, so a log still
+    # being written is read as of one moment, give or take the instants between the cuts;
+    # a source that cannot tell is read to its end).
+    heads = {s: source.cut(s) for s in shards}
     for s in shards:
         # Each shard's aggregates are checked on their own (a driver handed off has a
         # stream in each shard that served it, each whole); what shards tell one another,

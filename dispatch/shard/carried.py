@@ -12,6 +12,7 @@ is served: it is never applied twice, nor answered differently.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import UTC, datetime
 from uuid import UUID
 
@@ -40,19 +41,39 @@ def records_to_carry(uow: UnitOfWork, driver: Driver, at: datetime) -> tuple[Car
 
 
 def keep_carried(
-    uow: UnitOfWork, records: tuple[CarriedRecord, ...], from_shard: int, window_s: float
+    uow: UnitOfWork,
+    records: tuple[CarriedRecord, ...],
+    from_shard: int,
+    window_s: float,
+    at: datetime,
 ) -> dict[str, list[float]]:
     """Write here the records a hand-off carried (one this shard already holds stays as it
     is); returns the driver's noted commands to start its tenure with. ``window_s``: the
-    window of a record that carries none."""
+    window of a record that carries none; ``at``: this shard's clock.
+
+    A record is kept at its first time, or at this shard's time if that is earlier (a
+    clock behind the sender's): a lookup here looks in the current and previous periods by
+    this clock, so a record must never sit in a period this clock has not reached; kept
+    earlier, it answers a little longer, never shorter. A record that cannot be kept (a
+    time or window out of range) is left out and logged: the driver still arrives."""
     commands: dict[str, list[float]] = {}
+    now = at.timestamp()
     for record in records:
         window = record.window_s if record.window_s is not None else window_s
-        written = datetime.fromtimestamp(record.at, UTC)
+        try:
+            if not window > 0:
+                raise ValueError(f"window {window!r}")
+            when = min(record.at, now)
+            written = datetime.fromtimestamp(when, UTC)
+        except (ValueError, OverflowError, OSError) as error:
+            log.error("record of command %s carried from shard %s not kept: %s",
+                      record.command_id, from_shard, error)  # fmt: skip
+            continue
         record_id = record_ids(uow.shard, record.command_id, written, window).current
         if uow.find(Aggregate, record_id) is None:
-            uow.add(CommandRecord.carry(record_id, record, from_shard))
-        commands[record.command_id] = [record.at, window]
+            kept = replace(record, at=when, window_s=window)
+            uow.add(CommandRecord.carry(record_id, kept, from_shard))
+        commands[record.command_id] = [when, window]
     return commands
 
 

@@ -144,7 +144,7 @@ def on_hand_off(uow: UnitOfWork, sender: int, msg: HandOff, at: datetime, p: Pol
                   "(%s, tenure %s); ignored", driver_id, msg.epoch, sender, uow.shard,
                   driver.status, driver.epoch)  # fmt: skip
         return
-    commands = keep_carried(uow, msg.records, sender, p.idempotency_window_s)
+    commands = keep_carried(uow, msg.records, sender, p.idempotency_window_s, at)
     if driver is None:
         uow.add(Driver.arrive(driver_id, msg.name, msg.epoch, sender, msg.trips, commands, at))
     else:

@@ -347,9 +347,8 @@ class ShardWorker:
         return out
 
     def _epoch(self, driver_id: UUID) -> int:
-        """The driver's tenure here (0 without hand-offs: no lookup)."""
-        if self.handoff_after_s is None:
-            return 0
+        """The driver's tenure here (looked up even with hand-offs turned off: drivers
+        handed off while they were on keep their tenures)."""
         return self.app.driver_epoch(driver_id)
 
     def _take_foreign(self, foreign: ForeignDriver) -> None:

@@ -182,6 +182,27 @@ def test_the_head_is_the_last_position_where_the_source_tells_it(log: Log) -> No
     assert log.source.head(0) == (last if log.tells_head else None)
 
 
+def test_a_cut_holds_every_event_committed_before_it_and_none_committed_after(log: Log) -> None:
+    """What ``replay verify`` reads each shard to: the log as of one moment, even on a
+    source that cannot tell its head."""
+    first = log.driver(0)
+    before = settled(log, 0, at_least=3)
+
+    cut = log.source.cut(0)
+    later = log.driver(0)
+    after = settled(log, 0, at_least=6)
+
+    assert cut is not None
+    assert log.source.cut(1) == 0, "an empty shard's cut"
+    assert {e.aggregate_id for e in before} == {str(first.id)}
+    assert all(e.position <= cut for e in before)
+    assert [(e.aggregate_id, e.version) for e in after if e.position > cut] == [
+        (str(later.id), 1),
+        (str(later.id), 2),
+        (str(later.id), 3),
+    ]
+
+
 def test_stored_events_are_one_aggregates_in_version_order(log: Log) -> None:
     driver = log.driver(0)
     log.driver(0)

@@ -13,10 +13,11 @@ from test_driver_handoff_engine import AFTER_S, MARKETS, SAN_JOSE, SF, A, B, Cit
 
 from dispatch.adapters.sqlite.logsource import SqliteLogSource
 from dispatch.bootstrap import build_embedded_engine
-from dispatch.domain.command_record import CommandRecord, record_ids
+from dispatch.domain.command_record import CarriedRecord, CommandRecord, record_ids
 from dispatch.domain.driver import Driver, DriverStatus
 from dispatch.domain.ids import new_id
 from dispatch.settings import Settings
+from dispatch.shard.crossshard.messages import Envelope, HandOff
 from schemas import commands as c
 
 
@@ -172,3 +173,71 @@ def test_verify_flags_a_driver_command_handled_at_two_shards(city: City) -> None
     kinds = [v.kind for v in city.verify()]
 
     assert kinds == ["duplicate_outcome_across"]
+
+
+def test_a_carried_record_is_found_where_the_new_shards_clock_runs_behind(tmp_path: Path) -> None:
+    """The command is handled just after a window period begins on A's clock; B's clock,
+    20 s behind, has not reached that period yet when the retry comes."""
+    window, lag, dwell = 600.0, 20.0, 2.0
+    city = City(tmp_path)
+    city.settings = Settings(data_dir=tmp_path, shards=2, markets=MARKETS,
+                             handoff_after_s=dwell, offer_timeout_s=60.0,
+                             idempotency_window_s=window)  # fmt: skip
+    city.engine = build_embedded_engine(city.settings, city.clock)
+    period = 1_767_600_000.0  # a multiple of 600 s
+    city.clock.now = period - 100.0
+    a_clock = city.clock
+    city.engine.workers[B].clock = lambda: a_clock.now - lag
+    driver = city.driver_online_at_home()
+    city.clock.now = period - 0.5  # run(A) adds 1 s: handled at period + 0.5
+    went_offline = city.send(c.GoOffline(driver_id=driver))
+    city.run(A)
+    city.send(c.GoOnline(driver_id=driver))
+    city.run(A)
+    city.drive_to(driver, SAN_JOSE, dwell + 4)
+    assert city.get(B, driver).status == DriverStatus.AVAILABLE
+    assert a_clock.now - lag < period
+
+    retry(city, c.GoOffline(driver_id=driver), went_offline, shard=B)
+    city.run(B)
+
+    answer = city.outcome(went_offline)
+    assert (answer.accepted, answer.duplicate, answer.shard) == (True, True, B)
+    assert city.get(B, driver).status == DriverStatus.AVAILABLE
+
+
+def test_a_hand_off_with_a_record_that_cannot_be_kept_still_hands_the_driver_over(
+    city: City,
+) -> None:
+    driver = city.driver_online_at_home()
+    bad = CarriedRecord("cmd-x", "go_online", True, "ok", "", (str(driver),), "", 86_400.0, 1e20)
+    good = CarriedRecord("cmd-y", "go_online", True, "ok", "", (str(driver),), "", 86_400.0,
+                         city.clock.now - 5)  # fmt: skip
+    app = city.engine.workers[B].app
+    now = datetime.fromtimestamp(city.clock.now, UTC)
+
+    app.receive(Envelope(A, B, 1, HandOff(str(driver), 1, "Dee", 0, (bad, good))), now)
+    app.commit()
+
+    arrived: Driver = city.get(B, driver)
+    assert arrived.status == DriverStatus.AVAILABLE
+    assert set(arrived.commands) == {"cmd-x", "cmd-y"}, "the far-future one kept at B's time"
+
+
+def test_a_retry_after_a_hand_off_and_a_restart_of_the_engine_gets_its_first_outcome(
+    city: City,
+) -> None:
+    driver = city.driver_online_at_home()
+    went_offline = city.send(c.GoOffline(driver_id=driver))
+    city.run(A)
+    city.send(c.GoOnline(driver_id=driver))
+    city.run(A)
+    city.drive_to(driver, SAN_JOSE, AFTER_S + 10)
+
+    city.engine = build_embedded_engine(city.settings, city.clock)
+    retry(city, c.GoOffline(driver_id=driver), went_offline, shard=B)
+    city.settle()
+
+    answer = city.outcome(went_offline)
+    assert (answer.accepted, answer.duplicate, answer.shard) == (True, True, B)
+    assert city.get(B, driver).status == DriverStatus.AVAILABLE

@@ -167,6 +167,16 @@ POISON = [
         _handoff(records=[_record(aggregate_ids=[1])]),
         "HandOff.records[0].aggregate_ids must be a list of strings",
     ),
+    (
+        "a carried record's ids not ids",
+        _handoff(records=[_record(aggregate_ids=["ride-1"])]),
+        "HandOff.records[0].aggregate_ids must be ids, not 'ride-1'",
+    ),
+    (
+        "a carried record's window not above 0",
+        _handoff(records=[_record(window_s=0)]),
+        "HandOff.records[0].window_s must be above 0, not 0.0",
+    ),
 ]
 
 
@@ -182,6 +192,17 @@ def test_a_bad_record_is_poison_with_a_reason_that_can_be_dead_lettered(
     assert decoded.raw == (value or b"")
     letter = orjson.loads(wire.encode_dead_letter(decoded))
     assert letter["reason"] == decoded.reason and letter["source"] == "shard-messages"
+
+
+def test_a_hand_off_sent_before_records_travelled_still_decodes() -> None:
+    """A sender of the version before writes no ``records``: the field's default."""
+    data = HANDOFF.to_data() | {"to": 0, "from": 1}
+    del data["body"]["records"]
+
+    decoded = wire.decode_shard_message(orjson.dumps({"message": data}), "m", 0)
+
+    assert isinstance(decoded, Envelope), decoded
+    assert isinstance(decoded.body, HandOff) and decoded.body.records == ()
 
 
 def test_the_valid_message_the_poison_is_made_from_decodes() -> None:

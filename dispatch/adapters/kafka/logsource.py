@@ -92,6 +92,15 @@ class KafkaLogSource(LogSource):
                     out.append(StoredEvent(aggregate_id, d.originator_version, d.topic, d.state))
         return out
 
+    def cut(self, shard: int) -> int:
+        """Every event of a record before the partition's end (read_committed: its last
+        stable offset) is at or below the id the end's first event would have."""
+        follower = Follower(self.bootstrap, self.topics.events, [shard])
+        try:
+            return notification_id(follower.end_offset(shard), 0) - 1
+        finally:
+            follower.close()
+
     def close(self) -> None:
         """Nothing to release: every read opens and closes its own follower."""
 

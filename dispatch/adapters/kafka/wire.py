@@ -26,7 +26,7 @@ import dataclasses
 import math
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -150,9 +150,15 @@ def decode_shard_message(
         return Poison(SHARD_MESSAGES, where, str(error), value)
 
 
-def _fields(what: str, data: object, names: Sequence[str]) -> dict[str, Any]:
+def _fields(
+    what: str, data: object, names: Sequence[str], optional: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """``data``'s fields ``names``; one of ``optional`` it lacks takes its default there (a
+    field added to a body later: a sender of the version before does not write it)."""
     if not isinstance(data, dict):
         raise _Bad(f"{what} must be an object with {', '.join(names)}")
+    if optional:
+        data = {**{k: v for k, v in optional.items() if k not in data}, **data}
     missing = [n for n in names if n not in data]
     if missing:
         raise _Bad(f"{what}: missing {', '.join(missing)}")
@@ -199,16 +205,25 @@ def _message(data: object, partition: int) -> Envelope:
     return Envelope(sender, receiver, seq, _body(kind, message["body"]))
 
 
-# Each body's field names, in order, and their types.
-_SCHEMAS: dict[type, tuple[tuple[str, ...], dict[str, Any]]] = {
-    kind: (tuple(f.name for f in dataclasses.fields(kind)), typing.get_type_hints(kind))
+# Each body's field names, in order, their types, and the defaults of those that have one
+# (as read from the wire: a list for a tuple).
+_SCHEMAS: dict[type, tuple[tuple[str, ...], dict[str, Any], dict[str, Any]]] = {
+    kind: (
+        tuple(f.name for f in dataclasses.fields(kind)),
+        typing.get_type_hints(kind),
+        {
+            f.name: list(f.default) if isinstance(f.default, tuple) else f.default
+            for f in dataclasses.fields(kind)
+            if f.default is not dataclasses.MISSING
+        },
+    )
     for kind in KINDS.values()
 }
 
 
 def _body(kind: type[Body], data: object) -> Body:
-    names, hints = _SCHEMAS[kind]
-    body = _fields(f"{kind.__name__} body", data, names)
+    names, hints, defaults = _SCHEMAS[kind]
+    body = _fields(f"{kind.__name__} body", data, names, defaults)
     values = {name: _typed(f"{kind.__name__}.{name}", body[name], hints[name]) for name in names}
     return kind(**values)
 
@@ -229,6 +244,13 @@ def _records(what: str, value: Any) -> tuple[CarriedRecord, ...]:
             name: _typed(f"{what}[{i}].{name}", record[name], _RECORD_HINTS[name])
             for name in _RECORD_FIELDS
         }
+        if values["window_s"] is not None and values["window_s"] <= 0:
+            raise _Bad(f"{what}[{i}].window_s must be above 0, not {values['window_s']!r}")
+        for aggregate_id in values["aggregate_ids"]:
+            try:
+                UUID(aggregate_id)
+            except ValueError:
+                raise _Bad(f"{what}[{i}].aggregate_ids must be ids, not {aggregate_id!r}") from None
         out.append(CarriedRecord(**values))
     return tuple(out)
 
