@@ -38,6 +38,7 @@ from dispatch.shard.crossshard.messages import (
     Refused,
     Release,
     Reserve,
+    Started,
     UnlockRider,
 )
 from dispatch.shard.links import send
@@ -122,6 +123,24 @@ def let_go(uow: UnitOfWork, ride: Ride, driver_id: UUID, reason: str, at: dateti
     owner = ride.owner if ride.owner is not None else shard_of(driver_id)
     body = Release(ride.resv, str(ride.id), str(driver_id), reason)
     send(uow, uow.shard, owner, body, at)
+
+
+def tell_started(uow: UnitOfWork, ride: Ride, driver_id: UUID, at: datetime) -> None:
+    """At R: the trip of a ride whose driver another shard serves has started; its owner
+    is told, so that it shows the driver on its trip."""
+    assert ride.resv is not None
+    owner = ride.owner if ride.owner is not None else shard_of(driver_id)
+    send(uow, uow.shard, owner, Started(ride.resv, str(ride.id), str(driver_id)), at)
+
+
+def on_started(uow: UnitOfWork, sender: int, msg: Started, at: datetime, p: Policy) -> None:
+    """At O: the driver assigned under this reservation is on its trip (if it still holds
+    the ride: a Release may have overtaken nothing, as one channel keeps order)."""
+    driver = uow.find(Driver, UUID(msg.driver))
+    if driver is None or driver.ride_id != UUID(msg.ride) or driver.resv != msg.resv:
+        return
+    if driver.status == DriverStatus.EN_ROUTE:
+        driver.start_trip(driver.ride_id, at)
 
 
 def hand_off(uow: UnitOfWork, driver: Driver, to: int, at: datetime) -> None:
@@ -246,6 +265,7 @@ MESSAGE_HANDLERS: dict[type, MessageHandler] = {
     UnlockRider: on_unlock_rider,
     Reserve: on_reserve,
     Release: on_release,
+    Started: on_started,
     Granted: on_granted,
     Refused: on_refused,
     Moved: on_refused,

@@ -30,6 +30,7 @@ from dispatch.shard.crossing import (
     is_foreign,
     let_go,
     open_elsewhere,
+    tell_started,
 )
 from dispatch.shard.policy import Policy
 from dispatch.shard.unit_of_work import UnitOfWork
@@ -173,8 +174,9 @@ def mark_arrived(uow: UnitOfWork, cmd: c.MarkArrived, now: datetime, p: Policy) 
 
 def start_trip(uow: UnitOfWork, cmd: c.StartTrip, now: datetime, p: Policy) -> list[UUID]:
     ride = uow.get(Ride, cmd.ride_id)
-    if is_foreign(ride, cmd.driver_id):  # the owner keeps the driver assigned until released
+    if is_foreign(ride, cmd.driver_id):  # the owner is told: it shows the driver on its trip
         ride.start_trip(cmd.driver_id, now)
+        tell_started(uow, ride, cmd.driver_id, now)
         return [ride.id]
     driver = uow.get(Driver, cmd.driver_id)
     ride.check_driver(driver.id, RideStatus.DRIVER_ARRIVED, "start")

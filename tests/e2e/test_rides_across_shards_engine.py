@@ -213,10 +213,13 @@ def test_a_ride_is_offered_a_driver_of_another_shard_who_is_assigned_at_its_owne
     city.settle()
     assert city.outcome(accept).accepted and city.outcome(accept).shard == H
     assert city.get(city.engine, R, ride).status == RideStatus.ACCEPTED
+    seen_at_owner = []
     for command in (c.MarkArrived, c.StartTrip, c.CompleteTrip):
         done = city.send(command(ride_id=ride, driver_id=driver))
         city.settle()
         assert city.outcome(done).accepted, city.outcome(done)
+        seen_at_owner.append(city.get(city.engine, H, driver).status)
+    assert seen_at_owner == [DriverStatus.EN_ROUTE, DriverStatus.ON_TRIP, DriverStatus.AVAILABLE]
     assert city.get(city.engine, R, ride).status == RideStatus.COMPLETED
     freed: Driver = city.get(city.engine, H, driver)
     assert freed.status == DriverStatus.AVAILABLE and freed.trips == 1

@@ -115,6 +115,17 @@ class Expired:
 
 
 @dataclass(frozen=True, slots=True)
+class Started:
+    """R -> O: the trip of the ride ``driver`` is assigned to under ``resv`` has started;
+    the owner shows the driver on its trip (what it knows of the driver, not a decision:
+    the assignment was already O's)."""
+
+    resv: str
+    ride: str
+    driver: str
+
+
+@dataclass(frozen=True, slots=True)
 class Release:
     """R -> O: the ride lets go of ``resv`` (declined, withdrawn, cancelled, completed,
     expired); free the driver if it is still held or assigned under it."""
@@ -157,6 +168,7 @@ Body = (
     | Accept
     | Confirmed
     | Expired
+    | Started
     | Release
     | HandOff
 )

@@ -45,6 +45,7 @@ from dispatch.shard.crossshard.messages import (
     Refused,
     Release,
     Reserve,
+    Started,
     UnlockRider,
 )
 from dispatch.shard.crossshard.node import ProtocolConfig, ShardNode
@@ -850,6 +851,7 @@ def test_every_message_kind_round_trips_through_plain_data() -> None:
         Confirmed("r0/1", "r0", "d1"),
         Expired("r0/1", "r0", "d1"),
         Release("r0/1", "r0", "d1", "declined"),
+        Started("r0/1", "r0", "d1"),
         HandOff("d1", 2),
     ]
     assert sorted(type(b).__name__ for b in bodies) == sorted(KINDS)
