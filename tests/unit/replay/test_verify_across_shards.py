@@ -23,7 +23,7 @@ class TwoShardLog(LogSource):
     def __init__(self) -> None:
         self.events: dict[int, list[LogEvent]] = {H: [], R: []}
         self.versions: dict[str, int] = {}
-        self.cut: dict[int, int] = {}  # a head below the end: events still being written
+        self.heads: dict[int, int] = {}  # a head below the end: events still being written
 
     def add(self, shard: int, agg: UUID, kind: str, /, **data: Any) -> TwoShardLog:
         key = str(agg)
@@ -39,7 +39,7 @@ class TwoShardLog(LogSource):
         return iter([e for e in self.events[shard] if e.position > after])
 
     def head(self, shard: int) -> int:
-        return self.cut.get(shard, len(self.events[shard]))
+        return self.heads.get(shard, len(self.events[shard]))
 
     def stored_events(self, shard: int, aggregate_id: UUID) -> list[StoredEvent]:
         return []
@@ -194,8 +194,8 @@ def test_a_log_still_being_written_is_checked_as_of_the_heads_when_verify_began(
     story.cancel().unlock()  # both shards write on while it reads
     # read as "R up to then, H to its end" (R read first, H later), H's unlock shows
     # without the cancel at R that caused it:
-    story.log.cut = {R: heads[R]}
+    story.log.heads = {R: heads[R]}
     assert "lock_released_early" in kinds(story)
     # every shard up to the head it had when verify began: sound
-    story.log.cut = heads
+    story.log.heads = heads
     assert kinds(story) == []
