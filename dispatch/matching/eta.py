@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
+
+# A driver as a pickup's ETA query sees it: latitude, longitude, and its straight-line
+# distance to the pickup in metres (the index has it already).
+Source = tuple[float, float, float]
 
 
 class EtaProvider(Protocol):
-    """Estimated seconds for a driver to reach a pickup."""
+    """Estimated seconds for drivers to reach a pickup: one query for one pickup and all
+    of its candidates (a road router answers it with one search from the pickup on the
+    reversed graph, not one route per driver)."""
 
-    def eta_s(
-        self, from_lat: float, from_lng: float, to_lat: float, to_lng: float, distance_m: float
-    ) -> float: ...
+    def etas_s(self, to_lat: float, to_lng: float, sources: Sequence[Source]) -> list[float]:
+        """Seconds from each source to the pickup, in the sources' order; ``math.inf`` for
+        a source that cannot reach it."""
+        ...
 
 
 class StraightLineEta:
@@ -21,7 +29,6 @@ class StraightLineEta:
             raise ValueError("road_factor must be >= 1 and speed_kmh > 0")
         self._seconds_per_m = road_factor / (speed_kmh / 3.6)
 
-    def eta_s(
-        self, from_lat: float, from_lng: float, to_lat: float, to_lng: float, distance_m: float
-    ) -> float:
-        return distance_m * self._seconds_per_m
+    def etas_s(self, to_lat: float, to_lng: float, sources: Sequence[Source]) -> list[float]:
+        per_m = self._seconds_per_m
+        return [distance_m * per_m for _, _, distance_m in sources]

@@ -102,13 +102,19 @@ def candidates(
 ) -> list[Pairing]:
     """The ride's k nearest free drivers with their ETA, best ETA first, within the cutoff."""
     found = index.nearest(ride.lat, ride.lng, k, limits.radius_m, now, _skip(ride.excluded, taken))
-    out = []
+    if not found:
+        return []
+    sources = []
     for driver_id, dist in found:
         pos = index.position(driver_id)
         assert pos is not None
-        t = eta.eta_s(pos[0], pos[1], ride.lat, ride.lng, dist)
-        if t <= limits.max_eta_s:
-            out.append(Pairing(ride.ride_id, driver_id, t, dist))  # type: ignore[arg-type]
+        sources.append((pos[0], pos[1], dist))
+    etas = eta.etas_s(ride.lat, ride.lng, sources)
+    out = [
+        Pairing(ride.ride_id, driver_id, t, dist)  # type: ignore[arg-type]
+        for (driver_id, dist), t in zip(found, etas, strict=True)
+        if t <= limits.max_eta_s
+    ]
     out.sort(key=lambda p: p.eta_s)
     return out
 
