@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -26,10 +27,13 @@ from dispatch.adapters.sqlite.viewstore import SqliteViewStore, view_store_path
 from dispatch.checkpoints import CheckpointWriter
 from dispatch.log import LogSource
 from dispatch.markets import MarketMap, handoffs
-from dispatch.matching.eta import StraightLineEta
+from dispatch.matching.eta import EtaProvider, StraightLineEta
 from dispatch.matching.index import DriverIndex
 from dispatch.matching.matcher import Matcher, MatcherConfig
 from dispatch.matching.strategies import SearchLimits, make_strategy
+from dispatch.roads.cache import fits, graph_path
+from dispatch.roads.eta import RoadNetworkEta
+from dispatch.roads.graph import RoadGraph, RoadGraphError, sha256_of
 from dispatch.runtime import Runtime
 from dispatch.settings import Settings
 from dispatch.shard.application import ShardApplication
@@ -82,6 +86,54 @@ def build_application(
     return ShardApplication(shard, env=env, policy=policy)
 
 
+def build_eta(settings: Settings) -> EtaProvider:
+    """The pickup-ETA provider: routed over the road network when one is set, else (and
+    for points off the network) the straight-line estimate."""
+    if settings.road_network is None:
+        return StraightLineEta(settings.road_factor, settings.speed_kmh)
+    graph = road_graph(settings.road_network)
+    return _road_eta(graph, settings.max_pickup_eta_s, settings.road_factor, settings.speed_kmh)
+
+
+@functools.cache
+def _road_eta(
+    graph: RoadGraph, max_eta_s: float, road_factor: float, speed_kmh: float
+) -> RoadNetworkEta:
+    """One per process and graph: every shard's matcher shares its search structures."""
+    return RoadNetworkEta(graph, max_eta_s, StraightLineEta(road_factor, speed_kmh))
+
+
+@functools.cache
+def road_graph(path: Path, progress: Callable[[str], None] | None = None) -> RoadGraph:
+    """The road graph at ``path`` (a built ``.roads.npz``), or of the extract at ``path``
+    (an ``.osm.pbf``): the one kept beside it if it was built from this extract with this
+    speed table, else built now and kept (``dispatch roads build`` does it ahead of time).
+    One per process."""
+    if path.suffix == ".npz":
+        return RoadGraph.load(path)
+    from dispatch.adapters.osm.reader import SPEEDS_VERSION, read_road_graph
+
+    if not path.is_file():
+        raise RoadGraphError(f"{path}: no such OpenStreetMap extract")
+    kept, digest = graph_path(path), sha256_of(path)
+    if kept.is_file():
+        try:
+            graph = RoadGraph.load(kept)
+        except RoadGraphError as error:
+            log.warning("%s; building it again", error)
+        else:
+            if fits(graph, digest, SPEEDS_VERSION):
+                return graph
+            log.info("%s was built from another extract or speed table: building it again",
+                     kept)  # fmt: skip
+    started = time.monotonic()
+    graph = read_road_graph(path, progress)
+    graph.save(kept)
+    log.info("road graph of %s built in %.1f s: %d nodes, %d edges, kept in %s", path.name,
+             time.monotonic() - started, graph.nodes, graph.edges, kept)  # fmt: skip
+    return graph
+
+
 def build_matcher(settings: Settings) -> Matcher:
     limits = SearchLimits(
         radius_m=settings.search_radius_m,
@@ -90,7 +142,7 @@ def build_matcher(settings: Settings) -> Matcher:
     )
     return Matcher(
         DriverIndex[UUID](settings.h3_resolution, settings.ping_ttl_s),
-        StraightLineEta(settings.road_factor, settings.speed_kmh),
+        build_eta(settings),
         make_strategy(settings.strategy, settings.batch_window_s),
         MatcherConfig(offer_timeout_s=settings.offer_timeout_s, limits=limits),
     )

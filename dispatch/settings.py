@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     h3_resolution: int = Field(default=9, ge=5, le=12)
     ping_ttl_s: float = Field(default=30.0, gt=0)
     road_factor: float = Field(default=1.35, ge=1.0)
+    # Pickup ETAs routed over a road network (docs/ARCHITECTURE.md, "Road networks"): an
+    # OpenStreetMap extract (.osm.pbf; its graph is built once and kept beside it) or a
+    # graph built by `dispatch roads build` (.roads.npz). None: straight-line estimates.
+    road_network: Path | None = None
     speed_kmh: float = Field(default=25.0, gt=0)
     # A shard checkpoint of the matcher's folded state begins every this many events (0:
     # never) and is written a chunk of at most checkpoint_chunk_rows rows a batch (in the

