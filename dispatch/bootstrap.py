@@ -91,7 +91,7 @@ def build_eta(settings: Settings) -> EtaProvider:
     for points off the network) the straight-line estimate."""
     if settings.road_network is None:
         return StraightLineEta(settings.road_factor, settings.speed_kmh)
-    graph = road_graph(settings.road_network)
+    graph = road_graph(settings.road_network.resolve())
     return _road_eta(graph, settings.max_pickup_eta_s, settings.road_factor, settings.speed_kmh)
 
 
@@ -109,10 +109,17 @@ def road_graph(path: Path, progress: Callable[[str], None] | None = None) -> Roa
     (an ``.osm.pbf``): the one kept beside it if it was built from this extract with this
     speed table, else built now and kept (``dispatch roads build`` does it ahead of time).
     One per process."""
-    if path.suffix == ".npz":
-        return RoadGraph.load(path)
     from dispatch.adapters.osm.reader import SPEEDS_VERSION, read_road_graph
 
+    if path.suffix == ".npz":
+        graph = RoadGraph.load(path)
+        if graph.speeds_version != SPEEDS_VERSION:
+            extract = graph.source or "EXTRACT"
+            raise RoadGraphError(
+                f"{path} was built with speed table {graph.speeds_version}, this version's is "
+                f"{SPEEDS_VERSION}: build it again (dispatch roads build {extract} --force)"
+            )
+        return graph
     if not path.is_file():
         raise RoadGraphError(f"{path}: no such OpenStreetMap extract")
     kept, digest = graph_path(path), sha256_of(path)
@@ -171,6 +178,10 @@ def build_kafka_worker(
     its application on the Kafka store and its matcher, built here."""
     from dispatch.adapters.kafka.worker import KafkaWorker
 
+    # The road network is read (or built) now, not when the group assigns a shard: a long
+    # build would hold up the group's rebalance, and a failure would reach the user wrapped
+    # in the consumer's error.
+    build_eta(settings)
     return KafkaWorker(
         settings,
         lambda shard, env=None: build_application(settings, shard, env),
@@ -194,6 +205,7 @@ def build_embedded_engine(settings: Settings, clock: Clock = time.time) -> Embed
     every one of its ``settings.shards`` files is adopted: its manifest is written."""
     data_dir, shards = settings.data_dir, settings.shards
     markets = build_markets(settings)  # a market it cannot route is refused before writing
+    build_eta(settings)  # so is a road network it cannot read (one per process: kept)
     new_manifest = prepare_embedded(data_dir, shards)
     transport = EmbeddedTransport()
     if shards > 1:  # each shard sees the drivers near it, whoever owns them

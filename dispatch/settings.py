@@ -66,6 +66,13 @@ class Settings(BaseSettings):
     # OpenStreetMap extract (.osm.pbf; its graph is built once and kept beside it) or a
     # graph built by `dispatch roads build` (.roads.npz). None: straight-line estimates.
     road_network: Path | None = None
+
+    @field_validator("road_network", mode="before")
+    @classmethod
+    def _empty_is_no_road_network(cls, value: object) -> object:
+        """``DISPATCH_ROAD_NETWORK=`` (empty) means none, not the current folder."""
+        return None if isinstance(value, str) and not value.strip() else value
+
     speed_kmh: float = Field(default=25.0, gt=0)
     # A shard checkpoint of the matcher's folded state begins every this many events (0:
     # never) and is written a chunk of at most checkpoint_chunk_rows rows a batch (in the

@@ -17,6 +17,7 @@ from rich.console import Console
 from typer.core import TyperGroup
 
 from dispatch.adapters.sqlite.datadir import LogIntegrityError
+from dispatch.roads.graph import RoadGraphError
 
 SHOWS_WHERE = " (DISPATCH_DEBUG=1 shows where)"
 
@@ -43,6 +44,9 @@ def line_for(error: Exception, doing: str | None = None) -> str:
       lies beneath (SQLite's, say);
     - anything else: its type and message, and how to see where it was raised.
     """
+    told = _told_cause(error)
+    if told is not None:  # a library wrapped an error that says what to do
+        return f"cannot {doing}: {told}" if doing is not None else f"error: {told}"
     if doing is not None:
         if isinstance(error, ValidationError):
             return f"cannot {doing}: {_problems(error)}"
@@ -52,6 +56,17 @@ def line_for(error: Exception, doing: str | None = None) -> str:
         hints = "".join(f" ({note})" for note in getattr(error, "__notes__", ()))
         return f"error: {error}{where}{hints}"
     return f"error: {type(error).__name__}: {error}{SHOWS_WHERE}"
+
+
+def _told_cause(error: BaseException) -> RoadGraphError | None:
+    """A road-network error a library raised another error from (kafka-python wraps what
+    its rebalance callback raised), so the user reads the reason, not the wrapper."""
+    cause = error.__cause__
+    while cause is not None:
+        if isinstance(cause, RoadGraphError):
+            return cause
+        cause = cause.__cause__
+    return None
 
 
 def report(error: Exception, doing: str | None = None) -> NoReturn:

@@ -9,7 +9,8 @@ Rules (docs/ARCHITECTURE.md, "Road networks"):
 - Access legs: the straight gap between a point and its road node is covered at the
   straight-line estimate's pace (road factor and speed), at both ends.
 - Off the network: a pickup or driver farther than ``snap_m`` from every road node is
-  estimated by the straight-line provider for that pair (the fallback), never dropped.
+  estimated by the straight-line provider for that pair (the fallback), never dropped;
+  so is a driver whose nearest node is the pickup's (no road between them to route).
 - Unreachable: a driver whose node cannot reach the pickup's node within the bound gets
   ``math.inf`` (the matcher drops it).
 """
@@ -66,7 +67,9 @@ class RoadNetworkEta:
         out = []
         access_to = gap[0] * self._access_s_per_m
         for i, straight_s in enumerate(straight):
-            if not on_road[i]:
+            if not on_road[i] or nodes[i] == node[0]:
+                # Off the network, or at the pickup's own node (the two access legs would
+                # go to the node and back): the straight line.
                 out.append(straight_s)
                 continue
             driven = float(times[nodes[i]])

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,11 +71,17 @@ class RoadGraph:
         """Write the graph to ``path`` (through a temporary file: a reader never sees half)."""
         meta = {"format": FORMAT, "source": self.source, "source_sha256": self.source_sha256,
                 "speeds_version": self.speeds_version}  # fmt: skip
-        partial = path.with_name(path.name + ".partial")
-        with partial.open("wb") as out:
-            np.savez(out, meta=np.array(json.dumps(meta)),
-                     **{name: getattr(self, name) for name in _ARRAYS})  # fmt: skip
-        partial.replace(path)
+        # A temporary file of its own: two processes may build the same graph at once.
+        handle, name = tempfile.mkstemp(prefix=path.name + ".", suffix=".partial", dir=path.parent)
+        partial = Path(name)
+        try:
+            with os.fdopen(handle, "wb") as out:
+                np.savez(out, meta=np.array(json.dumps(meta)),
+                         **{name: getattr(self, name) for name in _ARRAYS})  # fmt: skip
+            partial.replace(path)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
 
     @classmethod
     def load(cls, path: Path) -> RoadGraph:

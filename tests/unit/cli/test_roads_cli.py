@@ -13,8 +13,16 @@ import pytest
 from roads_data import helsinki_extract
 from typer.testing import CliRunner
 
-from dispatch.bootstrap import build_eta, road_graph
+from dispatch.adapters.osm.reader import SPEEDS_VERSION
+from dispatch.bootstrap import (
+    build_embedded_engine,
+    build_eta,
+    build_kafka_worker,
+    build_matcher,
+    road_graph,
+)
 from dispatch.cli import app
+from dispatch.cli.errors import line_for
 from dispatch.roads.eta import RoadNetworkEta
 from dispatch.roads.graph import RoadGraph, RoadGraphError
 from dispatch.settings import Settings
@@ -114,3 +122,76 @@ def test_a_graph_kept_from_another_extract_is_built_again(extract: Path) -> None
 
     assert kotka.source_sha256 != helsinki.source_sha256
     assert RoadGraph.load(extract.with_name("helsinki.roads.npz")).nodes == kotka.nodes
+
+
+def test_a_bad_road_network_leaves_a_new_data_dir_as_it_was(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with pytest.raises(RoadGraphError, match="no such OpenStreetMap extract"):
+        build_embedded_engine(Settings(data_dir=data, road_network=tmp_path / "no.osm.pbf"))
+
+    build_embedded_engine(Settings(data_dir=data))  # a fresh log, as if never started
+
+
+def test_a_kafka_worker_reads_its_road_network_before_it_joins_the_group(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dispatch.adapters.kafka.worker as kafka_worker
+
+    monkeypatch.setattr(kafka_worker, "KafkaWorker", lambda *a, **k: object())
+    settings = Settings(kafka_bootstrap="127.0.0.1:9", road_network=tmp_path / "no.osm.pbf")
+    with pytest.raises(RoadGraphError, match="no such OpenStreetMap extract"):
+        build_kafka_worker(settings)
+
+
+def test_a_road_network_error_wrapped_by_a_library_is_reported_with_its_reason() -> None:
+    try:
+        try:
+            raise RoadGraphError("/x/city.osm.pbf: no such OpenStreetMap extract")
+        except RoadGraphError as cause:
+            raise RuntimeError("User rebalance callback throws an error") from cause
+    except RuntimeError as error:
+        assert line_for(error) == "error: /x/city.osm.pbf: no such OpenStreetMap extract"
+
+
+def test_a_relative_road_network_names_the_file_in_the_current_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for folder, seconds in (("a", 100.0), ("b", 200.0)):
+        (tmp_path / folder).mkdir()
+        two_nodes(seconds).save(tmp_path / folder / "city.roads.npz")
+    road_graph.cache_clear()
+    monkeypatch.chdir(tmp_path / "a")
+    first = build_eta(Settings(road_network=Path("city.roads.npz")))
+    monkeypatch.chdir(tmp_path / "b")
+    second = build_eta(Settings(road_network=Path("city.roads.npz")))
+    assert isinstance(first, RoadNetworkEta) and isinstance(second, RoadNetworkEta)
+    assert (first.graph.seconds[0], second.graph.seconds[0]) == (100.0, 200.0)
+
+
+def test_a_kept_graph_of_another_speed_table_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    kept = tmp_path / "city.roads.npz"
+    two_nodes(speeds_version=SPEEDS_VERSION + 1).save(kept)
+    road_graph.cache_clear()
+    with pytest.raises(RoadGraphError, match=r"speed table .*dispatch roads build x.osm.pbf"):
+        road_graph(kept)
+
+
+def test_an_empty_road_network_setting_means_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISPATCH_ROAD_NETWORK", "")
+    assert Settings().road_network is None
+
+
+def test_the_matcher_ranks_by_the_road_network_when_one_is_set(extract: Path) -> None:
+    road_graph.cache_clear()
+    assert isinstance(build_matcher(Settings(road_network=extract)).eta, RoadNetworkEta)
+    assert not isinstance(build_matcher(Settings()).eta, RoadNetworkEta)
+
+
+def two_nodes(seconds: float = 100.0, speeds_version: int = SPEEDS_VERSION) -> RoadGraph:
+    """Two nodes 1 km apart, joined both ways."""
+    return RoadGraph(
+        lat=np.array([60.17, 60.179]), lng=np.array([24.94, 24.94]),
+        tail=np.array([0, 1], dtype=np.int32), head=np.array([1, 0], dtype=np.int32),
+        length_m=np.array([1000.0, 1000.0]), seconds=np.array([seconds, seconds]),
+        source="x.osm.pbf", source_sha256="0" * 64, speeds_version=speeds_version,
+    )  # fmt: skip

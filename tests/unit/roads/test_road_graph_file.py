@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -29,7 +30,7 @@ def test_a_saved_graph_reads_back_the_same(tmp_path: Path) -> None:
         "ab" * 32,
         3,
     )
-    assert not (tmp_path / "city.roads.npz.partial").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["city.roads.npz"], "no temporary file left"
 
 
 @pytest.mark.parametrize(
@@ -74,3 +75,23 @@ def test_arrays_that_do_not_make_a_graph_are_refused() -> None:
     with pytest.raises(RoadGraphError, match="values of head"):
         RoadGraph(graph.lat, graph.lng, graph.tail, graph.head[:-1], graph.length_m,
                   graph.seconds)  # fmt: skip
+
+
+def test_two_processes_saving_one_graph_at_once_both_succeed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dispatch.roads.graph as graph_module
+
+    target, real_savez, nested = tmp_path / "city.roads.npz", np.savez, []
+
+    def savez(out: Any, **arrays: Any) -> None:  # the other one saves while this one writes
+        real_savez(out, **arrays)
+        if not nested:
+            nested.append(1)
+            grid().save(target)
+
+    monkeypatch.setattr(graph_module.np, "savez", savez)
+    grid().save(target)
+
+    assert RoadGraph.load(target).nodes == grid().nodes
+    assert [p.name for p in tmp_path.iterdir()] == ["city.roads.npz"]

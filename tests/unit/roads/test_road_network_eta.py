@@ -160,3 +160,24 @@ def test_of_parallel_edges_the_fastest_is_driven() -> None:
     (t,) = eta.etas_s(float(parallel.lat[1]), float(parallel.lng[1]),
                       [(float(parallel.lat[0]), float(parallel.lng[0]), 111.0)])  # fmt: skip
     assert t == pytest.approx(12.0)
+
+
+def _two_nodes_1km() -> RoadGraph:
+    return RoadGraph(
+        lat=np.array([LAT0, LAT0 + 0.009]), lng=np.array([LNG0, LNG0]),
+        tail=np.array([0, 1], dtype=np.int32), head=np.array([1, 0], dtype=np.int32),
+        length_m=np.array([1000.0, 1000.0]), seconds=np.array([100.0, 100.0]),
+    )  # fmt: skip
+
+
+def test_a_driver_at_the_pickup_never_ranks_behind_one_away_from_it() -> None:
+    """Both snap to the pickup's node: no road between them, the straight line."""
+    eta = RoadNetworkEta(_two_nodes_1km(), max_eta_s=900, fallback=FALLBACK)
+    pickup = (LAT0 + 0.003, LNG0)  # 334 m from node 0 along the road
+    at_pickup, at_node = eta.etas_s(*pickup, [(*pickup, 0.0), (LAT0, LNG0, 334.0)])
+    assert at_pickup == 0.0 and at_node > 0.0
+
+
+def test_a_driver_exactly_at_the_bound_is_kept() -> None:
+    eta = RoadNetworkEta(_two_nodes_1km(), max_eta_s=100.0, fallback=FALLBACK)
+    assert eta.etas_s(LAT0 + 0.009, LNG0, [(LAT0, LNG0, 1000.0)]) == [pytest.approx(100.0)]
