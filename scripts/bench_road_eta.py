@@ -1,7 +1,7 @@
 """Benchmark the road-network ETA provider on a city-scale graph it builds itself.
 
     .venv/bin/python scripts/bench_road_eta.py [--side 350] [--queries 2000] [--rounds 3]
-        [--seed 1] [--no-calibrate] [--json]
+        [--seed 1] [--fleet 0] [--no-calibrate] [--json]
 
 The graph: a seeded, perturbed grid of ``side`` x ``side`` junctions 100 m apart (350: 122,500
 nodes, about 420,000 directed edges), arterials every tenth line at 60 km/h, streets at
@@ -11,7 +11,8 @@ provider is the engine's (``dispatch.roads.eta.RoadNetworkEta``), bounded by the
 900 s pickup ETA.
 
 Timed, each the median over ``--rounds`` rounds: building the provider (k-d tree, reversed
-graph); one pickup against 32 candidate drivers within 3 km (one query: the issue asks p99
+graph); one pickup against 32 candidate drivers within 3 km, at random nodes or the 32
+nearest of a fleet (``--fleet``: what the matcher asks) (one query: the issue asks p99
 at most 1 ms); a batch window of 100 pickups x 32 candidates (at most 50 ms asked). The
 machine (CPU model and ``scripts/bench_index.py`` queries/s) is printed beside the figures.
 Nothing about time is asserted.
@@ -87,17 +88,27 @@ def city(side: int, seed: int) -> RoadGraph:
     )  # fmt: skip
 
 
-def workload(graph: RoadGraph, queries: int, seed: int) -> list[tuple[tuple[float, float], list]]:
-    """Pickups at random nodes, each with 32 candidate drivers at nodes within 3 km."""
+def workload(
+    graph: RoadGraph, queries: int, seed: int, fleet: int
+) -> list[tuple[tuple[float, float], list]]:
+    """Pickups at random nodes, each with 32 candidate drivers: at random nodes within 3 km
+    (``fleet`` 0), or the 32 nearest within 3 km of a fleet of ``fleet`` drivers at random
+    nodes (what the matcher's index gives the router)."""
     rng = np.random.default_rng(seed + 1)
     xy = np.column_stack(
         (graph.lat * M_PER_DEG, graph.lng * M_PER_DEG * math.cos(math.radians(LAT0)))
     )
     tree = cKDTree(xy)
+    drivers = rng.choice(graph.nodes, size=fleet, replace=False) if fleet else None
+    fleet_tree = cKDTree(xy[drivers]) if drivers is not None else None
     out = []
     for node in rng.integers(0, graph.nodes, queries):
-        near = tree.query_ball_point(xy[node], RADIUS_M)
-        chosen = rng.choice(near, size=min(CANDIDATES, len(near)), replace=False)
+        if drivers is not None and fleet_tree is not None:
+            dist, idx = fleet_tree.query(xy[node], k=CANDIDATES, distance_upper_bound=RADIUS_M)
+            chosen = drivers[idx[np.isfinite(dist)]]
+        else:
+            near = tree.query_ball_point(xy[node], RADIUS_M)
+            chosen = rng.choice(near, size=min(CANDIDATES, len(near)), replace=False)
         pickup = (float(graph.lat[node]), float(graph.lng[node]))
         sources = [(float(graph.lat[d]), float(graph.lng[d]),
                     haversine_m(graph.lat[d], graph.lng[d], *pickup)) for d in chosen]  # fmt: skip
@@ -105,9 +116,9 @@ def workload(graph: RoadGraph, queries: int, seed: int) -> list[tuple[tuple[floa
     return out
 
 
-def run(side: int, queries: int, rounds: int, seed: int) -> dict[str, float | int]:
+def run(side: int, queries: int, rounds: int, seed: int, fleet: int) -> dict[str, float | int]:
     graph = city(side, seed)
-    work = workload(graph, queries, seed)
+    work = workload(graph, queries, seed, fleet)
     builds, p50s, p99s, batches, unreachable = [], [], [], [], 0
     for _ in range(rounds):
         started = time.perf_counter()
@@ -127,7 +138,8 @@ def run(side: int, queries: int, rounds: int, seed: int) -> dict[str, float | in
             eta.etas_s(*pickup, sources)
         batches.append((time.perf_counter() - t0) * 1e3)
     return {
-        "nodes": graph.nodes, "edges": graph.edges, "queries": queries, "rounds": rounds,
+        "nodes": graph.nodes, "edges": graph.edges, "fleet": fleet, "queries": queries,
+        "rounds": rounds,
         "build_s": statistics.median(builds), "one_to_32_p50_ms": statistics.median(p50s),
         "one_to_32_p99_ms": statistics.median(p99s),
         "batch_100x32_ms": statistics.median(batches),
@@ -141,13 +153,16 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=2_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--fleet", type=int, default=0,
+                        help="candidates: the 32 nearest of this many drivers (0: random "
+                        "within 3 km)")  # fmt: skip
     parser.add_argument("--no-calibrate", action="store_true")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     result: dict[str, object] = {"cpu": cpu_model()}
     if not args.no_calibrate:
         result["bench_index_qps"] = calibrate()
-    result |= run(args.side, args.queries, args.rounds, args.seed)
+    result |= run(args.side, args.queries, args.rounds, args.seed, args.fleet)
     if args.json:
         print(json.dumps(result))
         return

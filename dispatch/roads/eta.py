@@ -3,7 +3,9 @@
 A query snaps the pickup and each driver to their nearest road node (a k-d tree over the
 nodes in local metres) and runs one Dijkstra search from the pickup's node over the
 *reversed* graph (scipy's ``csgraph.dijkstra``), bounded by the largest ETA the matcher
-keeps: the time from every driver's node to the pickup comes out of that one search.
+keeps: the time from every driver's node to the pickup comes out of that one search. The
+search is first bounded near the candidates' straight-line estimates, and runs again with
+the full bound only when a candidate lies beyond that (``_search``): the same answer.
 
 Rules (docs/ARCHITECTURE.md, "Road networks"):
 - Access legs: the straight gap between a point and its road node is covered at the
@@ -29,6 +31,10 @@ from dispatch.matching.eta import Source, StraightLineEta
 from dispatch.roads.graph import RoadGraph
 
 _M_PER_DEG = 111_320.0
+# The first search's bound: this many times the farthest candidate's straight-line estimate,
+# plus this many seconds (a candidate it does not reach costs a second, full search).
+FIRST_BOUND_FACTOR = 1.5
+FIRST_BOUND_SLACK_S = 60.0
 
 
 class RoadNetworkEta:
@@ -62,8 +68,7 @@ class RoadNetworkEta:
         lngs = np.array([s[1] for s in sources])
         gaps, nodes = self._tree.query(self._xy(lats, lngs), distance_upper_bound=self.snap_m)
         on_road = np.isfinite(gaps)
-        times = dijkstra(self._reversed, directed=True, indices=int(node[0]),
-                         limit=self.max_eta_s)  # fmt: skip
+        times = self._search(int(node[0]), nodes[on_road], max(straight, default=0.0))
         out = []
         access_to = gap[0] * self._access_s_per_m
         for i, straight_s in enumerate(straight):
@@ -76,6 +81,18 @@ class RoadNetworkEta:
             out.append(driven + (gaps[i] * self._access_s_per_m + access_to)
                        if math.isfinite(driven) else math.inf)  # fmt: skip
         return out
+
+    def _search(self, pickup: int, targets: np.ndarray, straight_max_s: float) -> np.ndarray:
+        """Every node's time to ``pickup`` within the bound (``inf`` beyond), exact for the
+        ``targets``: first a search bounded near the farthest candidate's straight-line
+        estimate (most of a city lies beyond it), then, only if a target was not reached,
+        the full bound. Nodes a bounded search reaches have their exact times, so the
+        answer is the full-bound search's."""
+        first = min(self.max_eta_s, FIRST_BOUND_FACTOR * straight_max_s + FIRST_BOUND_SLACK_S)
+        times: np.ndarray = dijkstra(self._reversed, directed=True, indices=pickup, limit=first)
+        if first < self.max_eta_s and not np.all(np.isfinite(times[targets])):
+            times = dijkstra(self._reversed, directed=True, indices=pickup, limit=self.max_eta_s)
+        return times
 
     def _xy(self, lat: np.ndarray, lng: np.ndarray) -> np.ndarray:
         return np.column_stack((lat * _M_PER_DEG, lng * _M_PER_DEG * self._cos))

@@ -10,6 +10,8 @@ import random
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dispatch.matching.eta import StraightLineEta
 from dispatch.matching.geo import haversine_m
@@ -181,3 +183,30 @@ def test_a_driver_at_the_pickup_never_ranks_behind_one_away_from_it() -> None:
 def test_a_driver_exactly_at_the_bound_is_kept() -> None:
     eta = RoadNetworkEta(_two_nodes_1km(), max_eta_s=100.0, fallback=FALLBACK)
     assert eta.etas_s(LAT0 + 0.009, LNG0, [(LAT0, LNG0, 1000.0)]) == [pytest.approx(100.0)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    slow=st.floats(1.0, 50.0),  # how much slower than the straight-line pace streets are
+    bound=st.sampled_from([120.0, 900.0, 5_000.0]),
+)
+def test_the_first_bounded_search_never_changes_an_answer(
+    seed: int, slow: float, bound: float
+) -> None:
+    """Streets slower than the straight-line pace put candidates beyond the first search's
+    bound: the second search must give each its exact time, or inf beyond the full bound."""
+    base = grid(seed)
+    graph = RoadGraph(base.lat, base.lng, base.tail, base.head, base.length_m,
+                      base.length_m * ACCESS_S_PER_M * slow)  # fmt: skip
+    eta = RoadNetworkEta(graph, max_eta_s=bound, fallback=FALLBACK)
+    rng = random.Random(seed)
+    pickup_node = rng.randrange(graph.nodes)
+    pickup = (float(graph.lat[pickup_node]), float(graph.lng[pickup_node]))
+    drivers = [d for d in rng.sample(range(graph.nodes), 6) if d != pickup_node]
+
+    got = eta.etas_s(*pickup, [_source(graph, d, pickup) for d in drivers])
+
+    exact = [plain_dijkstra(graph, d, pickup_node) for d in drivers]
+    expected = [t if t <= bound else math.inf for t in exact]
+    assert got == pytest.approx(expected, abs=1e-6)
