@@ -109,7 +109,7 @@ def road_graph(path: Path, progress: Callable[[str], None] | None = None) -> Roa
     (an ``.osm.pbf``): the one kept beside it if it was built from this extract with this
     speed table, else built now and kept (``dispatch roads build`` does it ahead of time).
     One per process."""
-    from dispatch.adapters.osm.reader import SPEEDS_VERSION, read_road_graph
+    from dispatch.adapters.osm.reader import SPEEDS_VERSION
 
     if path.suffix == ".npz":
         graph = RoadGraph.load(path)
@@ -120,25 +120,43 @@ def road_graph(path: Path, progress: Callable[[str], None] | None = None) -> Roa
                 f"{SPEEDS_VERSION}: build it again (dispatch roads build {extract} --force)"
             )
         return graph
-    if not path.is_file():
-        raise RoadGraphError(f"{path}: no such OpenStreetMap extract")
-    kept, digest = graph_path(path), sha256_of(path)
-    if kept.is_file():
+    return keep_road_graph(path, progress=progress)[0]
+
+
+def keep_road_graph(
+    extract: Path,
+    kept: Path | None = None,
+    progress: Callable[[str], None] | None = None,
+    force: bool = False,
+) -> tuple[RoadGraph, bool]:
+    """The road graph of ``extract``, kept at ``kept`` (default: beside it): the kept one
+    if it was built from this extract with this speed table (and not ``force``), else
+    built now and kept (a damaged kept graph is built again). Returns it, and whether it
+    was built. The engine (``road_graph``) and ``dispatch roads build`` share it."""
+    from dispatch.adapters.osm.reader import SPEEDS_VERSION, read_road_graph
+
+    if not extract.is_file():
+        raise RoadGraphError(f"{extract}: no such OpenStreetMap extract")
+    kept = kept or graph_path(extract)
+    digest = sha256_of(extract)
+    if kept.is_file() and not force:
         try:
             graph = RoadGraph.load(kept)
         except RoadGraphError as error:
             log.warning("%s; building it again", error)
         else:
             if fits(graph, digest, SPEEDS_VERSION):
-                return graph
+                return graph, False
             log.info("%s was built from another extract or speed table: building it again",
                      kept)  # fmt: skip
     started = time.monotonic()
-    graph = read_road_graph(path, progress)
+    graph = read_road_graph(extract, progress, digest)
+    if progress is not None:
+        progress("writing the graph")
     graph.save(kept)
-    log.info("road graph of %s built in %.1f s: %d nodes, %d edges, kept in %s", path.name,
+    log.info("road graph of %s built in %.1f s: %d nodes, %d edges, kept in %s", extract.name,
              time.monotonic() - started, graph.nodes, graph.edges, kept)  # fmt: skip
-    return graph
+    return graph, True
 
 
 def build_matcher(settings: Settings) -> Matcher:

@@ -30,12 +30,10 @@ def build(
     """Build the drivable road graph of an extract and keep it, so that the engine
     (DISPATCH_ROAD_NETWORK) starts without reading the extract again. A kept graph of the
     same extract and speed table is reused unless --force."""
-    from dispatch.adapters.osm.reader import SPEEDS_VERSION, read_road_graph
-    from dispatch.roads.cache import fits, graph_path
-    from dispatch.roads.graph import RoadGraph, RoadGraphError, sha256_of
+    from dispatch.bootstrap import keep_road_graph
+    from dispatch.roads.cache import graph_path
+    from dispatch.roads.graph import RoadGraphError
 
-    if not extract.is_file():
-        fail(f"error: {extract}: no such OpenStreetMap extract")
     target = out or graph_path(extract)
     if target.suffix != ".npz":
         raise typer.BadParameter("a road graph is kept as a .npz file", param_hint="--out")
@@ -44,24 +42,17 @@ def build(
     try:
         with Progress(*columns, console=console, transient=True) as bar:
             task = bar.add_task(f"{extract.name}: hashing", total=100)
-            if target.is_file() and not force:
-                try:
-                    kept: RoadGraph | None = RoadGraph.load(target)
-                except RoadGraphError:
-                    kept = None
-                if kept is not None and fits(kept, sha256_of(extract), SPEEDS_VERSION):
-                    console.print(f"{target}: already built from this extract (--force builds "
-                                  "it again)", highlight=False)  # fmt: skip
-                    return
 
             def step(what: str) -> None:
                 bar.update(task, description=f"{extract.name}: {what}", completed=_done(what))
 
-            graph = read_road_graph(extract, step)
-            step("writing the graph")
-            graph.save(target)
+            graph, built = keep_road_graph(extract, target, step, force)
     except RoadGraphError as error:
         fail(f"error: {error}")
+    if not built:
+        console.print(f"{target}: already built from this extract (--force builds it again)",
+                      highlight=False)  # fmt: skip
+        return
     console.print(
         f"{target}: {graph.nodes:,} nodes, {graph.edges:,} directed edges, built in "
         f"{time.monotonic() - started:.1f} s",

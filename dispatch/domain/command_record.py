@@ -35,7 +35,7 @@ record has left the window, a repeat is handled as a new command.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 from uuid import UUID
@@ -229,20 +229,12 @@ class CommandRecord(Aggregate):
     @classmethod
     def carry(cls, record_id: UUID, copy: CarriedRecord, from_shard: int) -> CommandRecord:
         """The copy, at this shard, of a record ``from_shard`` wrote (or carried)."""
-        return cls._create(
-            cls.Carried,
-            id=record_id,
-            timestamp=datetime.fromtimestamp(copy.at, UTC),
-            command_id=copy.command_id,
-            command_type=copy.command_type,
-            accepted=copy.accepted,
-            code=copy.code,
-            reason=copy.reason,
-            aggregate_ids=list(copy.aggregate_ids),
-            fingerprint=copy.fingerprint,
-            window_s=copy.window_s,
-            from_shard=from_shard,
-        )
+        fields = asdict(copy)
+        at = fields.pop("at")
+        fields["aggregate_ids"] = list(copy.aggregate_ids)
+        when = datetime.fromtimestamp(at, UTC)
+        return cls._create(cls.Carried, id=record_id, timestamp=when, from_shard=from_shard,
+                           **fields)  # fmt: skip
 
     def copy(self) -> CarriedRecord:
         """What a hand-off message carries of this record."""

@@ -29,6 +29,11 @@ class StraightLineEta:
             raise ValueError("road_factor must be >= 1 and speed_kmh > 0")
         self._seconds_per_m = road_factor / (speed_kmh / 3.6)
 
+    @property
+    def seconds_per_m(self) -> float:
+        """The pace of the estimate: seconds per metre of straight line."""
+        return self._seconds_per_m
+
     def etas_s(self, to_lat: float, to_lng: float, sources: Sequence[Source]) -> list[float]:
         per_m = self._seconds_per_m
         return [distance_m * per_m for _, _, distance_m in sources]

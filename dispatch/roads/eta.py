@@ -51,7 +51,7 @@ class RoadNetworkEta:
             raise ValueError("max_eta_s and snap_m must be > 0")
         self.graph, self.max_eta_s, self.snap_m = graph, max_eta_s, snap_m
         self._fallback = fallback
-        self._access_s_per_m = fallback.etas_s(0.0, 0.0, [(0.0, 0.0, 1.0)])[0]
+        self._access_s_per_m = fallback.seconds_per_m
         self._cos = math.cos(math.radians(float(np.mean(graph.lat))))
         self._tree = cKDTree(self._xy(graph.lat, graph.lng))
         self._reversed = _reversed_fastest(graph)

@@ -7,16 +7,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
-from test_driver_handoff_engine import AFTER_S, MARKETS, SAN_JOSE, SF, A, B, City
+from test_driver_handoff_engine import AFTER_S, SAN_JOSE, SF, A, B, City
 
 from dispatch.adapters.sqlite.logsource import SqliteLogSource
 from dispatch.bootstrap import build_embedded_engine
 from dispatch.domain.command_record import CarriedRecord, CommandRecord, record_ids
 from dispatch.domain.driver import Driver, DriverStatus
-from dispatch.domain.ids import new_id
-from dispatch.settings import Settings
 from dispatch.shard.crossshard.messages import Envelope, HandOff
 from schemas import commands as c
 
@@ -34,14 +33,20 @@ def retry(city: City, command: Any, command_id: str, shard: int) -> str:
     return command_id
 
 
-def test_a_go_offline_retried_after_its_driver_was_handed_off_is_not_applied_again(
-    city: City,
-) -> None:
-    driver = city.driver_online_at_home()
+def offline_and_back_online(city: City, driver: UUID) -> str:
+    """The driver goes offline and online again at home; the GoOffline's command id."""
     went_offline = city.send(c.GoOffline(driver_id=driver))
     city.run(A)
     city.send(c.GoOnline(driver_id=driver))
     city.run(A)
+    return went_offline
+
+
+def test_a_go_offline_retried_after_its_driver_was_handed_off_is_not_applied_again(
+    city: City,
+) -> None:
+    driver = city.driver_online_at_home()
+    went_offline = offline_and_back_online(city, driver)
     city.drive_to(driver, SAN_JOSE, AFTER_S + 10)
     assert city.get(B, driver).status == DriverStatus.AVAILABLE
 
@@ -56,12 +61,7 @@ def test_a_go_offline_retried_after_its_driver_was_handed_off_is_not_applied_aga
 
 def test_a_refused_driver_command_retried_after_a_hand_off_is_refused_again(city: City) -> None:
     driver = city.driver_online_at_home()
-    rider, ride = new_id(A), new_id(A)
-    city.send(c.RegisterRider(rider_id=rider, name="Ray"))
-    pickup, dropoff = {"lat": SF[0], "lng": SF[1]}, {"lat": 37.78, "lng": -122.41}
-    city.send(c.RequestRide(ride_id=ride, rider_id=rider, pickup=pickup, dropoff=dropoff))
-    city.ping(driver, SF)
-    city.settle()
+    rider, ride = city.ride_offered_at_home(driver)
     refused = city.send(c.GoOffline(driver_id=driver))  # it has an open offer
     city.send(c.DeclineOffer(driver_id=driver, ride_id=ride))
     city.send(c.CancelRide(ride_id=ride, rider_id=rider, reason="changed my mind"))
@@ -99,11 +99,8 @@ def test_a_command_handled_at_the_new_shard_travels_back_with_the_driver(city: C
 
 
 def test_a_record_past_its_window_does_not_travel(tmp_path: Path) -> None:
-    city = City(tmp_path)
     window = 60.0
-    city.settings = Settings(data_dir=tmp_path, shards=2, markets=MARKETS,
-                             handoff_after_s=AFTER_S, idempotency_window_s=window)  # fmt: skip
-    city.engine = build_embedded_engine(city.settings, city.clock)
+    city = City(tmp_path, idempotency_window_s=window)
     driver = city.driver_online_at_home()
     old = city.send(c.GoOffline(driver_id=driver))
     city.run(A)
@@ -179,21 +176,14 @@ def test_a_carried_record_is_found_where_the_new_shards_clock_runs_behind(tmp_pa
     """The command is handled just after a window period begins on A's clock; B's clock,
     20 s behind, has not reached that period yet when the retry comes."""
     window, lag, dwell = 600.0, 20.0, 2.0
-    city = City(tmp_path)
-    city.settings = Settings(data_dir=tmp_path, shards=2, markets=MARKETS,
-                             handoff_after_s=dwell, offer_timeout_s=60.0,
-                             idempotency_window_s=window)  # fmt: skip
-    city.engine = build_embedded_engine(city.settings, city.clock)
+    city = City(tmp_path, handoff_after_s=dwell, idempotency_window_s=window)
     period = 1_767_600_000.0  # a multiple of 600 s
     city.clock.now = period - 100.0
     a_clock = city.clock
     city.engine.workers[B].clock = lambda: a_clock.now - lag
     driver = city.driver_online_at_home()
     city.clock.now = period - 0.5  # run(A) adds 1 s: handled at period + 0.5
-    went_offline = city.send(c.GoOffline(driver_id=driver))
-    city.run(A)
-    city.send(c.GoOnline(driver_id=driver))
-    city.run(A)
+    went_offline = offline_and_back_online(city, driver)
     city.drive_to(driver, SAN_JOSE, dwell + 4)
     assert city.get(B, driver).status == DriverStatus.AVAILABLE
     assert a_clock.now - lag < period
@@ -228,10 +218,7 @@ def test_a_retry_after_a_hand_off_and_a_restart_of_the_engine_gets_its_first_out
     city: City,
 ) -> None:
     driver = city.driver_online_at_home()
-    went_offline = city.send(c.GoOffline(driver_id=driver))
-    city.run(A)
-    city.send(c.GoOnline(driver_id=driver))
-    city.run(A)
+    went_offline = offline_and_back_online(city, driver)
     city.drive_to(driver, SAN_JOSE, AFTER_S + 10)
 
     city.engine = build_embedded_engine(city.settings, city.clock)

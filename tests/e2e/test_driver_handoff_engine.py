@@ -34,9 +34,11 @@ AFTER_S = 30.0
 
 
 class City:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, **overrides: Any) -> None:
+        """Two shards, San Francisco's and San Jose's; ``overrides``: other settings."""
+        defaults = {"handoff_after_s": AFTER_S, "offer_timeout_s": 60.0}
         self.settings = Settings(data_dir=data_dir, shards=2, markets=MARKETS,
-                                 handoff_after_s=AFTER_S, offer_timeout_s=60.0)  # fmt: skip
+                                 **{**defaults, **overrides})  # fmt: skip
         self.clock = SimClock()
         self.clock.now = 1_767_600_000.0
         self.engine = build_embedded_engine(self.settings, self.clock)
@@ -90,6 +92,17 @@ class City:
         pickup = {"lat": SAN_JOSE[0], "lng": SAN_JOSE[1]}
         self.send(c.RequestRide(ride_id=ride, rider_id=rider, pickup=pickup,
                                 dropoff=SAN_JOSE_DROPOFF))  # fmt: skip
+        return rider, ride
+
+    def ride_offered_at_home(self, driver: UUID) -> tuple[UUID, UUID]:
+        """A rider of San Francisco's shard requests a ride there, offered to ``driver``
+        (pinging at the pickup): (rider, ride)."""
+        rider, ride = new_id(A), new_id(A)
+        self.send(c.RegisterRider(rider_id=rider, name="Ray"))
+        pickup, dropoff = {"lat": SF[0], "lng": SF[1]}, {"lat": 37.78, "lng": -122.41}
+        self.send(c.RequestRide(ride_id=ride, rider_id=rider, pickup=pickup, dropoff=dropoff))
+        self.ping(driver, SF)
+        self.settle()
         return rider, ride
 
     def drive_to(self, driver: UUID, place: tuple[float, float], seconds: float) -> None:
@@ -182,12 +195,7 @@ def test_a_command_of_another_kind_addressed_away_from_its_target_is_misrouted(
 
 def test_a_held_driver_is_not_handed_off(city: City) -> None:
     driver = city.driver_online_at_home()
-    rider, ride = new_id(A), new_id(A)
-    city.send(c.RegisterRider(rider_id=rider, name="Ray"))
-    pickup, dropoff = {"lat": SF[0], "lng": SF[1]}, {"lat": 37.78, "lng": -122.41}
-    city.send(c.RequestRide(ride_id=ride, rider_id=rider, pickup=pickup, dropoff=dropoff))
-    city.ping(driver, SF)
-    city.settle()
+    city.ride_offered_at_home(driver)
     assert city.get(A, driver).status == DriverStatus.OFFERED
 
     city.drive_to(driver, SAN_JOSE, AFTER_S + 10)

@@ -72,18 +72,24 @@ class RoadGraphWithIds(NamedTuple):
     osm_ids: OsmIds  # the OpenStreetMap id of each node of the graph
 
 
-def read_road_graph(pbf: Path, progress: Progress | None = None) -> RoadGraph:
-    """The drivable roads of the extract ``pbf``; ``progress`` is told each stage."""
-    return read_road_graph_with_ids(pbf, progress).graph
+def read_road_graph(
+    pbf: Path, progress: Progress | None = None, sha256: str | None = None
+) -> RoadGraph:
+    """The drivable roads of the extract ``pbf``; ``progress`` is told each stage;
+    ``sha256``: the file's, when the caller has it (else it is hashed here)."""
+    return read_road_graph_with_ids(pbf, progress, sha256).graph
 
 
-def read_road_graph_with_ids(pbf: Path, progress: Progress | None = None) -> RoadGraphWithIds:
+def read_road_graph_with_ids(
+    pbf: Path, progress: Progress | None = None, sha256: str | None = None
+) -> RoadGraphWithIds:
     """``read_road_graph``, with the OpenStreetMap id of every node of the graph."""
     say = progress or (lambda _stage: None)
     say("checking the file")
     _check_blocks(pbf)
-    say("hashing the file")
-    sha256 = sha256_of(pbf)
+    if sha256 is None:
+        say("hashing the file")
+        sha256 = sha256_of(pbf)
     say("reading ways")
     nodes, edges = _read_network(pbf, say)
     say("setting speeds")
