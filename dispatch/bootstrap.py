@@ -34,6 +34,8 @@ from dispatch.matching.strategies import SearchLimits, make_strategy
 from dispatch.roads.cache import fits, graph_path
 from dispatch.roads.eta import RoadNetworkEta
 from dispatch.roads.graph import RoadGraph, RoadGraphError, sha256_of
+from dispatch.roads.paths import ShortestPaths
+from dispatch.roads.routes import RoadRouter
 from dispatch.runtime import Runtime
 from dispatch.settings import Settings
 from dispatch.shard.application import ShardApplication
@@ -100,7 +102,27 @@ def _road_eta(
     graph: RoadGraph, max_eta_s: float, road_factor: float, speed_kmh: float
 ) -> RoadNetworkEta:
     """One per process and graph: every shard's matcher shares its search structures."""
-    return RoadNetworkEta(graph, max_eta_s, StraightLineEta(road_factor, speed_kmh))
+    straight = StraightLineEta(road_factor, speed_kmh)
+    return RoadNetworkEta(graph, max_eta_s, straight, paths=road_paths(graph))
+
+
+@functools.cache
+def road_paths(graph: RoadGraph) -> ShortestPaths:
+    """The fastest-path search over ``graph`` (networkit's, chosen by
+    ``scripts/bench_road_eta.py``), one per process and graph."""
+    from dispatch.adapters.networkit.paths import NetworkitPaths
+
+    return NetworkitPaths(graph)
+
+
+def build_router(settings: Settings) -> RoadRouter | None:
+    """Routes over the configured road network for simulated drivers (None: no network,
+    drivers go in straight lines)."""
+    if settings.road_network is None:
+        return None
+    graph = road_graph(settings.road_network.resolve())
+    straight = StraightLineEta(settings.road_factor, settings.speed_kmh)
+    return RoadRouter(graph, road_paths(graph), straight)
 
 
 @functools.cache
@@ -113,7 +135,9 @@ def road_graph(path: Path, progress: Callable[[str], None] | None = None) -> Roa
 
     if path.suffix == ".npz":
         graph = RoadGraph.load(path)
-        if graph.speeds_version != SPEEDS_VERSION:
+        # A graph read from an extract must use this version's speed table; one made
+        # another way (scripts/road_city.py) carries its own speeds.
+        if graph.source.endswith(".osm.pbf") and graph.speeds_version != SPEEDS_VERSION:
             extract = graph.source or "EXTRACT"
             raise RoadGraphError(
                 f"{path} was built with speed table {graph.speeds_version}, this version's is "
