@@ -1,17 +1,16 @@
 """Benchmark the road-network ETA provider on a city-scale graph it builds itself.
 
     .venv/bin/python scripts/bench_road_eta.py [--side 350] [--queries 2000] [--rounds 3]
-        [--seed 1] [--fleet 0] [--no-calibrate] [--json]
+        [--seed 1] [--fleet 0] [--routers networkit,scipy] [--no-calibrate] [--json]
 
-The graph: a seeded, perturbed grid of ``side`` x ``side`` junctions 100 m apart (350: 122,500
-nodes, about 420,000 directed edges), arterials every tenth line at 60 km/h, streets at
-30 km/h with 5 % of their blocks missing and every fifth street one-way (alternating), only
-its largest strongly connected part kept, as the OpenStreetMap reader keeps it. The
-provider is the engine's (``dispatch.roads.eta.RoadNetworkEta``), bounded by the default
-900 s pickup ETA.
+The graph: ``scripts/road_city.py``'s generated city (350: 122,464 nodes, 420,248 directed
+edges). The provider is the engine's (``dispatch.roads.eta.RoadNetworkEta``), bounded by
+the default 900 s pickup ETA, with each router compared (``--routers``): networkit's
+multi-target Dijkstra (the engine's) and scipy's bounded Dijkstra (the reference), taken in
+turn round by round on the same workload.
 
-Timed, each the median over ``--rounds`` rounds: building the provider (k-d tree, reversed
-graph); one pickup against 32 candidate drivers within 3 km, at random nodes or the 32
+Timed, each the median over ``--rounds`` rounds: building the provider (k-d tree, the
+router's graph); one pickup against 32 candidate drivers within 3 km, at random nodes or the 32
 nearest of a fleet (``--fleet``: what the matcher asks) (one query: the issue asks p99
 at most 1 ms); a batch window of 100 pickups x 32 candidates (at most 50 ms asked). The
 machine (CPU model and ``scripts/bench_index.py`` queries/s) is printed beside the figures.
@@ -29,63 +28,22 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy.sparse import csr_matrix
-from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchmachine import calibrate, cpu_model
+from road_city import LAT0, M_PER_DEG, city
 
+from dispatch.adapters.networkit.paths import NetworkitPaths
 from dispatch.matching.eta import StraightLineEta
 from dispatch.matching.geo import haversine_m
 from dispatch.roads.eta import RoadNetworkEta
 from dispatch.roads.graph import RoadGraph
+from dispatch.roads.paths import ScipyPaths
 
-LAT0, LNG0 = 60.17, 24.94
-SPACING_M = 100.0
-M_PER_DEG = 111_320.0
 CANDIDATES, RADIUS_M, MAX_ETA_S = 32, 3_000.0, 900.0
-
-
-def city(side: int, seed: int) -> RoadGraph:
-    rng = np.random.default_rng(seed)
-    n = side * side
-    row, col = np.divmod(np.arange(n), side)
-    x = col * SPACING_M + rng.uniform(-25, 25, n)
-    y = row * SPACING_M + rng.uniform(-25, 25, n)
-    tails, heads, speeds = [], [], []
-    for line in range(side):
-        for a, b in (
-            (line * side + np.arange(side - 1), line * side + np.arange(1, side)),  # a row
-            (np.arange(side - 1) * side + line, np.arange(1, side) * side + line),  # a column
-        ):
-            arterial = line % 10 == 0
-            keep = np.ones(len(a), bool) if arterial else rng.random(len(a)) > 0.05
-            a, b = a[keep], b[keep]
-            kmh = (60.0 if arterial else 30.0) * rng.uniform(0.85, 1.15, len(a))
-            if not arterial and line % 5 == 2:  # one-way, alternating street by street
-                a, b = (b, a) if (line // 5) % 2 else (a, b)
-                tails.append(a), heads.append(b), speeds.append(kmh)
-            else:
-                tails += [a, b]
-                heads += [b, a]
-                speeds += [kmh, kmh]
-    tail, head, kmh = np.concatenate(tails), np.concatenate(heads), np.concatenate(speeds)
-    length = np.hypot(x[tail] - x[head], y[tail] - y[head])
-    lat = LAT0 + y / M_PER_DEG
-    lng = LNG0 + x / (M_PER_DEG * math.cos(math.radians(LAT0)))
-    matrix = csr_matrix((np.ones(len(tail)), (tail, head)), shape=(n, n))
-    _, label = connected_components(matrix, directed=True, connection="strong")
-    main = label == np.bincount(label).argmax()
-    renumber = np.cumsum(main) - 1
-    inside = main[tail] & main[head]
-    return RoadGraph(
-        lat=lat[main], lng=lng[main],
-        tail=renumber[tail[inside]].astype(np.int32), head=renumber[head[inside]].astype(np.int32),
-        length_m=length[inside], seconds=(length / (kmh / 3.6))[inside],
-    )  # fmt: skip
 
 
 def workload(
@@ -116,35 +74,53 @@ def workload(
     return out
 
 
-def run(side: int, queries: int, rounds: int, seed: int, fleet: int) -> dict[str, float | int]:
+ROUTERS = {"networkit": NetworkitPaths, "scipy": ScipyPaths}
+
+
+def run(
+    side: int, queries: int, rounds: int, seed: int, fleet: int, routers: list[str]
+) -> dict[str, float | int]:
+    """Every router on the same graph and workload, round by round in turn (so a slow
+    moment of the machine touches them alike)."""
     graph = city(side, seed)
     work = workload(graph, queries, seed, fleet)
-    builds, p50s, p99s, batches, unreachable = [], [], [], [], 0
+    figures: dict[str, dict[str, list[float]]] = {
+        r: {"build": [], "p50": [], "p99": [], "batch": []} for r in routers
+    }
+    unreachable: dict[str, int] = dict.fromkeys(routers, 0)
     for _ in range(rounds):
-        started = time.perf_counter()
-        eta = RoadNetworkEta(graph, MAX_ETA_S, StraightLineEta())
-        builds.append(time.perf_counter() - started)
-        times = []
-        for pickup, sources in work:
+        for name in routers:
+            got = figures[name]
+            started = time.perf_counter()
+            eta = RoadNetworkEta(graph, MAX_ETA_S, StraightLineEta(), paths=ROUTERS[name](graph))
+            got["build"].append(time.perf_counter() - started)
+            times = []
+            for pickup, sources in work:
+                t0 = time.perf_counter()
+                answer = eta.etas_s(*pickup, sources)
+                times.append(time.perf_counter() - t0)
+                unreachable[name] += sum(1 for a in answer if math.isinf(a))
+            times.sort()
+            got["p50"].append(times[len(times) // 2] * 1e3)
+            got["p99"].append(times[int(len(times) * 0.99)] * 1e3)
             t0 = time.perf_counter()
-            answer = eta.etas_s(*pickup, sources)
-            times.append(time.perf_counter() - t0)
-            unreachable += sum(1 for a in answer if math.isinf(a))
-        times.sort()
-        p50s.append(times[len(times) // 2] * 1e3)
-        p99s.append(times[int(len(times) * 0.99)] * 1e3)
-        t0 = time.perf_counter()
-        for pickup, sources in work[:100]:
-            eta.etas_s(*pickup, sources)
-        batches.append((time.perf_counter() - t0) * 1e3)
-    return {
+            for pickup, sources in work[:100]:
+                eta.etas_s(*pickup, sources)
+            got["batch"].append((time.perf_counter() - t0) * 1e3)
+    out: dict[str, float | int] = {
         "nodes": graph.nodes, "edges": graph.edges, "fleet": fleet, "queries": queries,
         "rounds": rounds,
-        "build_s": statistics.median(builds), "one_to_32_p50_ms": statistics.median(p50s),
-        "one_to_32_p99_ms": statistics.median(p99s),
-        "batch_100x32_ms": statistics.median(batches),
-        "beyond_the_bound_share": unreachable / (rounds * queries * CANDIDATES),
     }  # fmt: skip
+    for name in routers:
+        got = figures[name]
+        out |= {
+            f"{name}_build_s": statistics.median(got["build"]),
+            f"{name}_one_to_32_p50_ms": statistics.median(got["p50"]),
+            f"{name}_one_to_32_p99_ms": statistics.median(got["p99"]),
+            f"{name}_batch_100x32_ms": statistics.median(got["batch"]),
+            f"{name}_beyond_the_bound_share": unreachable[name] / (rounds * queries * CANDIDATES),
+        }
+    return out
 
 
 def main() -> None:
@@ -156,13 +132,19 @@ def main() -> None:
     parser.add_argument("--fleet", type=int, default=0,
                         help="candidates: the 32 nearest of this many drivers (0: random "
                         "within 3 km)")  # fmt: skip
+    parser.add_argument("--routers", default="networkit,scipy",
+                        help="comma-separated, from: " + ", ".join(ROUTERS))  # fmt: skip
     parser.add_argument("--no-calibrate", action="store_true")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    routers = [r.strip() for r in args.routers.split(",") if r.strip()]
+    unknown = [r for r in routers if r not in ROUTERS]
+    if unknown or not routers:
+        parser.error(f"--routers: choose from {', '.join(ROUTERS)}, not {args.routers!r}")
     result: dict[str, object] = {"cpu": cpu_model()}
     if not args.no_calibrate:
         result["bench_index_qps"] = calibrate()
-    result |= run(args.side, args.queries, args.rounds, args.seed, args.fleet)
+    result |= run(args.side, args.queries, args.rounds, args.seed, args.fleet, routers)
     if args.json:
         print(json.dumps(result))
         return
