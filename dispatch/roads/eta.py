@@ -51,26 +51,23 @@ class RoadNetworkEta:
         if not sources:
             return []
         straight = self._fallback.etas_s(to_lat, to_lng, sources)
-        gap, node = self._snapper.snap(np.array([to_lat]), np.array([to_lng]))
-        if not math.isfinite(gap[0]):
-            return straight  # the pickup is off the network
+        # One k-d tree query for the pickup (first) and every driver.
         gaps, nodes = self._snapper.snap(
-            np.array([s[0] for s in sources]), np.array([s[1] for s in sources])
+            np.array([to_lat, *(s[0] for s in sources)]),
+            np.array([to_lng, *(s[1] for s in sources)]),
         )
-        on_road = np.isfinite(gaps) & (nodes != node[0])
+        gap, node = gaps[0], nodes[0]
+        if not math.isfinite(gap):
+            return straight  # the pickup is off the network
+        gaps, nodes = gaps[1:], nodes[1:]
+        on_road = np.isfinite(gaps) & (nodes != node)
         times = np.full(len(sources), np.inf)
         times[on_road] = self._paths.times_to(
-            int(node[0]), nodes[on_road], self.max_eta_s, max(straight, default=0.0)
+            int(node), nodes[on_road], self.max_eta_s, max(straight, default=0.0)
         )
-        out = []
-        access_to = gap[0] * self._access_s_per_m
-        for i, straight_s in enumerate(straight):
-            if not on_road[i]:
-                # Off the network, or at the pickup's own node (the two access legs would
-                # go to the node and back): the straight line.
-                out.append(straight_s)
-                continue
-            driven = float(times[i])
-            out.append(driven + (gaps[i] * self._access_s_per_m + access_to)
-                       if math.isfinite(driven) else math.inf)  # fmt: skip
-        return out
+        # Off the network, or at the pickup's own node (the two access legs would go to
+        # the node and back): the straight line. A driver beyond the bound stays inf.
+        with np.errstate(invalid="ignore"):  # inf + inf off the network, not selected
+            driven = times + (gaps + gap) * self._access_s_per_m
+        etas: list[float] = np.where(on_road, driven, np.asarray(straight)).tolist()
+        return etas
