@@ -57,14 +57,21 @@ class ScipyPaths:
         # A zero weight would read as "no edge": the least positive float instead.
         weights = np.maximum(graph.seconds[edges], np.finfo(np.float64).tiny)
         tail, head, n = graph.tail[edges], graph.head[edges], graph.nodes
+        # The most those stand-ins add to a path: a search's bound is raised by it, or a
+        # path of zero-second edges would be beyond a bound of 0.
+        self._stand_ins_s = n * float(np.finfo(np.float64).tiny)
         self._forward = csr_matrix((weights, (tail, head)), shape=(n, n))
         self._reversed = csr_matrix((weights, (head, tail)), shape=(n, n))
 
     def times_to(self, target: int, sources: IntArray, bound_s: float, hint_s: float) -> FloatArray:
         first = min(bound_s, FIRST_BOUND_FACTOR * hint_s + FIRST_BOUND_SLACK_S)
-        times: FloatArray = dijkstra(self._reversed, directed=True, indices=target, limit=first)
+        times: FloatArray = dijkstra(
+            self._reversed, directed=True, indices=target, limit=first + self._stand_ins_s
+        )
         if first < bound_s and not np.all(np.isfinite(times[sources])):
-            times = dijkstra(self._reversed, directed=True, indices=target, limit=bound_s)
+            times = dijkstra(
+                self._reversed, directed=True, indices=target, limit=bound_s + self._stand_ins_s
+            )
         return times[sources]
 
     def path(self, source: int, target: int) -> IntArray:
