@@ -6,8 +6,9 @@
 The graph: ``scripts/road_city.py``'s generated city (350: 122,464 nodes, 420,248 directed
 edges). The provider is the engine's (``dispatch.roads.eta.RoadNetworkEta``), bounded by
 the default 900 s pickup ETA, with each router compared (``--routers``): networkit's
-multi-target Dijkstra (the engine's) and scipy's bounded Dijkstra (the reference), taken in
-turn round by round on the same workload.
+multi-target Dijkstra (the engine's), scipy's bounded Dijkstra (the reference) and, when
+``routingkit-cch`` is installed, its contraction hierarchy (``cch``: not a dependency),
+taken in turn round by round on the same workload.
 
 Timed, each the median over ``--rounds`` rounds: building the provider (k-d tree, the
 router's graph); one pickup against 32 candidate drivers within 3 km, at random nodes or the 32
@@ -20,6 +21,7 @@ Nothing about time is asserted.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import statistics
@@ -74,7 +76,38 @@ def workload(
     return out
 
 
-ROUTERS = {"networkit": NetworkitPaths, "scipy": ScipyPaths}
+class CchPaths:
+    """routingkit-cch's customizable contraction hierarchy (``pip install
+    routingkit-cch``, not a dependency of the engine): its many-to-one query pins the
+    candidates and sweeps once to the pickup. Measured to say why the engine does not use
+    it; only ``times_to`` (the ETA query) is implemented. Times are whole milliseconds."""
+
+    def __init__(self, graph: RoadGraph) -> None:
+        import routingkit_cch as rk
+
+        tail, head = graph.tail.tolist(), graph.head.tolist()
+        order = rk.compute_order_inertial(
+            graph.nodes, tail, head, graph.lat.tolist(), graph.lng.tolist()
+        )
+        self._cch = rk.CCH(order, tail, head, False)
+        weights = np.rint(graph.seconds * 1000).astype(np.int64).tolist()
+        self._metric = rk.CCHMetric(self._cch, weights)
+        self._query = rk.CCHManyToOne(self._metric, [0])
+
+    def times_to(
+        self, target: int, sources: np.ndarray, bound_s: float, hint_s: float
+    ) -> np.ndarray:
+        self._query.repin_sources(sources.tolist())
+        ms = self._query.distances_to(target)
+        times = np.array([math.inf if m is None else m / 1000 for m in ms])
+        times[times > bound_s] = math.inf
+        return times
+
+    def path(self, source: int, target: int) -> np.ndarray:
+        raise NotImplementedError("the benchmark times ETAs only")
+
+
+ROUTERS = {"networkit": NetworkitPaths, "scipy": ScipyPaths, "cch": CchPaths}
 
 
 def run(
@@ -141,6 +174,8 @@ def main() -> None:
     unknown = [r for r in routers if r not in ROUTERS]
     if unknown or not routers:
         parser.error(f"--routers: choose from {', '.join(ROUTERS)}, not {args.routers!r}")
+    if "cch" in routers and importlib.util.find_spec("routingkit_cch") is None:
+        parser.error("--routers cch needs routingkit-cch: pip install routingkit-cch")
     result: dict[str, object] = {"cpu": cpu_model()}
     if not args.no_calibrate:
         result["bench_index_qps"] = calibrate()
