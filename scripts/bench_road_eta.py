@@ -27,6 +27,7 @@ import math
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +44,7 @@ from dispatch.matching.eta import StraightLineEta
 from dispatch.matching.geo import haversine_m
 from dispatch.roads.eta import RoadNetworkEta
 from dispatch.roads.graph import RoadGraph
-from dispatch.roads.paths import ScipyPaths
+from dispatch.roads.paths import ScipyPaths, ShortestPaths
 
 CANDIDATES, RADIUS_M, MAX_ETA_S = 32, 3_000.0, 900.0
 
@@ -107,7 +108,7 @@ class CchPaths:
         raise NotImplementedError("the benchmark times ETAs only")
 
 
-ROUTERS = {"networkit": NetworkitPaths, "scipy": ScipyPaths, "cch": CchPaths}
+ROUTERS: dict[str, Callable[[RoadGraph], ShortestPaths]] = {"networkit": NetworkitPaths, "scipy": ScipyPaths, "cch": CchPaths}
 
 
 def run(
