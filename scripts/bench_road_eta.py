@@ -108,7 +108,11 @@ class CchPaths:
         raise NotImplementedError("the benchmark times ETAs only")
 
 
-ROUTERS: dict[str, Callable[[RoadGraph], ShortestPaths]] = {"networkit": NetworkitPaths, "scipy": ScipyPaths, "cch": CchPaths}
+ROUTERS: dict[str, Callable[[RoadGraph], ShortestPaths]] = {
+    "networkit": NetworkitPaths,
+    "scipy": ScipyPaths,
+    "cch": CchPaths,
+}
 
 
 def run(
