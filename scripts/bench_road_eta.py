@@ -51,7 +51,7 @@ CANDIDATES, RADIUS_M, MAX_ETA_S = 32, 3_000.0, 900.0
 
 def workload(
     graph: RoadGraph, queries: int, seed: int, fleet: int
-) -> list[tuple[tuple[float, float], list]]:
+) -> list[tuple[tuple[float, float], list[tuple[float, float, float]]]]:
     """Pickups at random nodes, each with 32 candidate drivers: at random nodes within 3 km
     (``fleet`` 0), or the 32 nearest within 3 km of a fleet of ``fleet`` drivers at random
     nodes (what the matcher's index gives the router)."""
