@@ -49,7 +49,9 @@ def city(side: int, seed: int) -> RoadGraph:
             kmh = (60.0 if arterial else 30.0) * rng.uniform(0.85, 1.15, len(a))
             if not arterial and line % 5 == 2:  # one-way, alternating street by street
                 a, b = (b, a) if (line // 5) % 2 else (a, b)
-                tails.append(a), heads.append(b), speeds.append(kmh)
+                tails.append(a)
+                heads.append(b)
+                speeds.append(kmh)
             else:
                 tails += [a, b]
                 heads += [b, a]
