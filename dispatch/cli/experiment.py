@@ -16,6 +16,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from dispatch.cli.common import settings_from
+from dispatch.cli.roadnet import RoadNetwork, on_roads, parse_etas, road_network
 from dispatch.cli.scenario import (
     Demand,
     DemandTrace,
@@ -76,18 +77,22 @@ def parse_city_shards(value: str | None) -> tuple[int | None, ...]:
     return counts
 
 
-def variants_of(strategies: str, city_shards: str | None) -> tuple[Variant, ...]:
-    """Every strategy with every shard count; at least two variants to compare."""
+def variants_of(
+    strategies: str, city_shards: str | None, etas: tuple[str | None, ...] = (None,)
+) -> tuple[Variant, ...]:
+    """Every strategy with every shard count and every ETA; at least two variants to
+    compare."""
     from dispatch.simulator.experiment import Variant
 
     chosen = tuple(
-        Variant(strategy, shards)
+        Variant(strategy, shards, eta)
+        for eta in etas
         for shards in parse_city_shards(city_shards)
         for strategy in parse_strategies(strategies)
     )
     if len(chosen) < 2:
         raise typer.BadParameter(
-            "at least two variants: two strategies, or two --city-shards counts",
+            "at least two variants: two strategies, two --city-shards counts or two --etas",
             param_hint="--strategies",
         )
     return chosen
@@ -104,6 +109,15 @@ def experiment(
             help="Comma-separated shard counts to split the simulated city over, each run with "
             "every strategy (e.g. --strategies greedy --city-shards 1,4); the first is the "
             "baseline. Default: the configured markets.",
+        ),
+    ] = None,
+    road_network_path: RoadNetwork = None,
+    etas: Annotated[
+        str | None,
+        typer.Option(
+            help="With a road network: what the matcher ranks drivers by, comma-separated "
+            "(road, straight), each run with every strategy (e.g. --strategies greedy --etas "
+            "road,straight); the first is the baseline. Default: road.",
         ),
     ] = None,
     seeds: Annotated[
@@ -135,7 +149,14 @@ def experiment(
     from dispatch.simulator.paired import METHOD, format_difference
     from dispatch.simulator.runner import SimConfig
 
-    variants = variants_of(strategies, city_shards)
+    parse_strategies(strategies)
+    parse_city_shards(city_shards)
+    settings = settings_from(None, None)
+    network = road_network(road_network_path, settings)
+    chosen_etas: tuple[str | None, ...] = (None,)
+    if network is not None or etas is not None:
+        chosen_etas = parse_etas(etas, network, "--etas")
+    variants = variants_of(strategies, city_shards, chosen_etas)
     names = [v.label for v in variants]
     chosen = scenario(
         drivers=drivers,
@@ -149,7 +170,6 @@ def experiment(
         window=trace_window,
         skip_bad_rows=skip_bad_rows,
     )
-    settings = settings_from(None, None)
     if not settings.embedded:
         raise typer.BadParameter(
             "experiments run embedded engines; unset DISPATCH_KAFKA_BOOTSTRAP",
@@ -162,8 +182,9 @@ def experiment(
         variants=variants,
         seeds=tuple(range(seed, seed + seeds)),
         config=SimConfig(**chosen.config),  # type: ignore[arg-type]
-        settings=settings,
+        settings=on_roads(settings, network, 1 if city_shards else None),
         demand=tuple(chosen.trace) if chosen.trace else None,
+        road_network=network,
     )
     workers = jobs or min(os.cpu_count() or 1, len(names) * seeds)
     with Progress(console=console, transient=True, disable=as_json) as bar:
@@ -205,9 +226,15 @@ def experiment(
                     "baseline": names[0],
                     "strategies": list(names),
                     "variants": [
-                        {"label": v.label, "strategy": v.strategy, "city_shards": v.city_shards}
+                        {
+                            "label": v.label,
+                            "strategy": v.strategy,
+                            "city_shards": v.city_shards,
+                            "eta": v.eta,
+                        }
                         for v in variants
                     ],
+                    "road_network": None if network is None else str(network),
                     "seeds": list(plan.seeds),
                     "warmup_s": plan.config.warmup_s,
                     "differences": [asdict(d) for d in outcome.differences],

@@ -15,6 +15,14 @@ from rich.table import Table
 
 from dispatch.adapters.sqlite.datadir import MAX_SHARDS
 from dispatch.cli.common import Kafka, settings_from
+from dispatch.cli.roadnet import (
+    RoadNetwork,
+    graph_city,
+    on_roads,
+    parse_etas,
+    road_network,
+    with_eta,
+)
 from dispatch.cli.scenario import (
     CityShards,
     Demand,
@@ -74,6 +82,16 @@ def simulate(
         int | None, typer.Option(min=1, max=MAX_SHARDS, help="Shards (default DISPATCH_SHARDS).")
     ] = None,
     city_shards: CityShards = None,
+    road_network_path: RoadNetwork = None,
+    eta: Annotated[
+        str | None,
+        typer.Option(
+            "--eta",
+            help="What the matcher ranks drivers by: road (routed over --road-network, the "
+            "default with one) or straight (the straight-line estimate; drivers still drive "
+            "the roads).",
+        ),
+    ] = None,
 ) -> None:
     """Run the engine against a simulated city and print a report."""
     from dispatch.simulator.cityshards import split_city
@@ -95,6 +113,16 @@ def simulate(
         skip_bad_rows=skip_bad_rows,
     )
     base = settings_from(None, kafka, **({"shards": shards} if shards else {}))
+    if eta is not None and eta not in ("road", "straight"):
+        raise typer.BadParameter(f"choose 'road' or 'straight', not {eta!r}", param_hint="--eta")
+    network = road_network(road_network_path, base)
+    (chosen_eta,) = parse_etas(eta, network, "--eta")
+    if network is not None and not base.embedded:
+        raise typer.BadParameter(
+            "a simulation on a road network runs embedded (unset --kafka)",
+            param_hint="--road-network",
+        )
+    base = on_roads(base, network, city_shards)
     if city_shards is not None:
         if shards is not None and shards < city_shards:
             raise typer.BadParameter(
@@ -102,7 +130,8 @@ def simulate(
                 param_hint="--city-shards",
             )
         points = [r.pickup for r in chosen.trace] if chosen.trace else None
-        base = split_city(base, city_shards, points)
+        city = graph_city(network) if network is not None and not points else None
+        base = split_city(base, city_shards, points, city)
     if base.embedded and workers is not None:
         raise typer.BadParameter("only with --kafka (embedded has none)", param_hint="--workers")
     if workers is not None and workers > base.shards:
@@ -118,8 +147,11 @@ def simulate(
         raise typer.BadParameter(
             f"not empty (a simulation needs a fresh log): {target}", param_hint="--data-dir"
         )
-    settings = base.model_copy(update={"data_dir": target, "strategy": strategy})
-    options = {"seed": seed, "strategy": strategy, "city_shards": city_shards or 1}
+    settings = with_eta(
+        base.model_copy(update={"data_dir": target, "strategy": strategy}), network, chosen_eta
+    )
+    options = {"seed": seed, "strategy": strategy, "city_shards": city_shards or 1,
+               "road_network": network, "eta": chosen_eta}  # fmt: skip
     config = SimConfig(**options, **chosen.config)  # type: ignore[arg-type]
     where = str(target) if settings.embedded else f"topic {settings.topic_prefix}.events"
 

@@ -1,10 +1,13 @@
-"""Simulated drivers: where they are (moving along straight segments) and what they do."""
+"""Simulated drivers: where they are (moving along a straight segment, or along a route over
+the roads) and what they do."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
 from uuid import UUID
+
+from dispatch.roads.routes import Route
 
 
 class Phase(Enum):
@@ -35,8 +38,17 @@ class SimDriver:
     to_lng: float = 0.0
     t0: float = 0.0
     t1: float = 0.0
+    route: Route | None = None  # on a road network: the current leg's route (else straight)
+
+    def fraction(self, now: float) -> float:
+        """How much of the current leg's time has passed at ``now`` (0 to 1)."""
+        if now >= self.t1 or self.t1 <= self.t0:
+            return 1.0
+        return max(0.0, (now - self.t0) / (self.t1 - self.t0))
 
     def position(self, now: float) -> tuple[float, float]:
+        if self.route is not None:  # always on the route
+            return self.route.position(self.fraction(now))
         if now >= self.t1 or self.t1 <= self.t0:
             return self.to_lat, self.to_lng
         f = (now - self.t0) / (self.t1 - self.t0)
@@ -45,6 +57,18 @@ class SimDriver:
     def head_to(self, lat: float, lng: float, now: float, travel_s: float) -> None:
         self.lat, self.lng = self.position(now)
         self.to_lat, self.to_lng, self.t0, self.t1 = lat, lng, now, now + travel_s
+
+    def drive(self, route: Route, now: float, travel_s: float) -> None:
+        """Drive ``route`` (it starts where the driver is) from ``now``, in ``travel_s``."""
+        self.route = route
+        self.lat, self.lng = route.lat[0], route.lng[0]
+        self.to_lat, self.to_lng = route.end
+        self.t0, self.t1 = now, now + travel_s
+
+    def driven_m(self, lo: float, hi: float) -> float:
+        """Metres of the current route driven between the times ``lo`` and ``hi``."""
+        assert self.route is not None
+        return self.route.metres_at(self.fraction(hi)) - self.route.metres_at(self.fraction(lo))
 
     def stop(self, now: float) -> None:
         self.head_to(*self.position(now), now, 0.0)

@@ -27,7 +27,9 @@ class City:
         size_km: float = 30.0,
         hotspots: int = 5,
         rng: random.Random | None = None,
+        hotspot_scale: float = 1.0,
     ) -> None:
+        """``hotspot_scale``: hot spots' spread (1.5-3.5 km) times this (a small city's)."""
         self.lat, self.lng, self.half_m = lat, lng, size_km * 500.0
         self.m_per_deg_lng = M_PER_DEG_LAT * math.cos(math.radians(lat))
         rng = rng or random.Random(0)
@@ -36,7 +38,7 @@ class City:
                 *self.offset(
                     rng.uniform(-0.6, 0.6) * self.half_m, rng.uniform(-0.6, 0.6) * self.half_m
                 ),
-                sigma_m=rng.uniform(1_500, 3_500),
+                sigma_m=rng.uniform(1_500, 3_500) * hotspot_scale,
                 weight=rng.uniform(1, 3),
             )
             for _ in range(hotspots)
@@ -60,6 +62,19 @@ class City:
         city = cls(lat, lng, size_km=max(2.0, max(height_m, width_m) / 1000 * 1.1), hotspots=0)
         city.anchors = points
         return city
+
+    @classmethod
+    def spanning(
+        cls, lat: tuple[float, float], lng: tuple[float, float], rng: random.Random
+    ) -> City:
+        """The square over a box (a road network's extent, lowest and highest latitude and
+        longitude): centred on it, as wide as its longer side, hot spots inside it (spread
+        less in a city smaller than the default 30 km)."""
+        mid_lat, mid_lng = (lat[0] + lat[1]) / 2, (lng[0] + lng[1]) / 2
+        height_m = (lat[1] - lat[0]) * M_PER_DEG_LAT
+        width_m = (lng[1] - lng[0]) * M_PER_DEG_LAT * math.cos(math.radians(mid_lat))
+        size_km = max(height_m, width_m, 100.0) / 1000
+        return cls(mid_lat, mid_lng, size_km, rng=rng, hotspot_scale=min(1.0, size_km / 30.0))
 
     def offset(self, east_m: float, north_m: float) -> tuple[float, float]:
         return self.lat + north_m / M_PER_DEG_LAT, self.lng + east_m / self.m_per_deg_lng

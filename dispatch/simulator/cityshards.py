@@ -20,11 +20,15 @@ CITY_MARKET = "simulated-city"
 MARGIN_KM = 2.0  # beyond the square's corners: drivers idle a little past its edge
 
 
-def city_market(shards: int, points: Sequence[tuple[float, float]] | None = None) -> MarketConfig:
-    """The market covering the simulated city, split over shards 0..``shards``-1."""
+def city_market(
+    shards: int, points: Sequence[tuple[float, float]] | None = None, city: City | None = None
+) -> MarketConfig:
+    """The market covering the simulated city (``city``, or the square around ``points``,
+    or the default square), split over shards 0..``shards``-1."""
     if not 1 <= shards <= MAX_MARKET_SHARDS:
         raise ValueError(f"a city is split over 1 to {MAX_MARKET_SHARDS} shards, not {shards}")
-    city = City.covering(list(points)) if points else City()
+    if city is None:
+        city = City.covering(list(points)) if points else City()
     radius_km = city.half_m * math.sqrt(2) / 1000 + MARGIN_KM
     return MarketConfig(
         name=CITY_MARKET, shard=0, lat=city.lat, lng=city.lng, radius_km=radius_km, shards=shards
@@ -32,8 +36,11 @@ def city_market(shards: int, points: Sequence[tuple[float, float]] | None = None
 
 
 def split_city(
-    settings: Settings, shards: int, points: Sequence[tuple[float, float]] | None = None
+    settings: Settings,
+    shards: int,
+    points: Sequence[tuple[float, float]] | None = None,
+    city: City | None = None,
 ) -> Settings:
     """``settings`` serving the simulated city from ``shards`` shards (and no other market)."""
-    market = city_market(shards, points)
+    market = city_market(shards, points, city)
     return settings.model_copy(update={"markets": [market], "shards": max(settings.shards, shards)})

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from dispatch.bootstrap import build_embedded_engine, build_markets
+from dispatch.bootstrap import build_embedded_engine, build_markets, build_router
+from dispatch.roads.routes import RoadRouter
 from dispatch.settings import Settings
 from dispatch.simulator.clock import SimClock
 from dispatch.simulator.report import SimReport
@@ -35,8 +36,17 @@ def simulate_embedded(
     def step(_sent: list[str]) -> list[Outcome]:
         return [o for report in engine.run_once() for o in report.outcomes]
 
-    sim = Simulation(config, engine.transport, step, clock, build_markets(settings), demand)
+    sim = Simulation(
+        config, engine.transport, step, clock, build_markets(settings), demand, router_of(config)
+    )
     for worker in engine.workers.values():
         worker.listeners.append(sim.on_commit)
     sim.run(progress)
     return sim
+
+
+def router_of(config: SimConfig) -> RoadRouter | None:
+    """Routes over the road network the simulated drivers drive (None: straight lines)."""
+    if config.road_network is None:
+        return None
+    return build_router(Settings(road_network=config.road_network))

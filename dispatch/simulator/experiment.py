@@ -1,7 +1,8 @@
 """Paired dispatch experiments: every variant on every seed, the same demand per seed.
 
-A variant is a strategy, and the number of shards the city is split over (``--city-shards``;
-by default the configured markets).
+A variant is a strategy, the number of shards the city is split over (``--city-shards``;
+by default the configured markets) and, on a road network, what the matcher ranks drivers by
+(``--etas``: road or straight-line ETAs; the drivers drive the roads either way).
 
 Each run is a fresh embedded engine in its own process (runs share nothing, so they may run
 side by side) with a log in a temporary folder. A seed's demand is drawn from its own keyed
@@ -11,6 +12,7 @@ the hashes and refuses to compare runs whose demand differs.
 
 from __future__ import annotations
 
+import random
 import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -18,12 +20,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from dispatch.bootstrap import road_graph
 from dispatch.settings import Settings
 from dispatch.simulator.cityshards import split_city
 from dispatch.simulator.embedded import simulate_embedded
 from dispatch.simulator.html_report import Comparison, RunData
 from dispatch.simulator.paired import PairedDifference, compare
 from dispatch.simulator.results import Request
+from dispatch.simulator.roads import city_over
 from dispatch.simulator.runner import SimConfig
 
 # What the experiment compares: (summary key, label). Lower is better except where noted.
@@ -51,12 +55,16 @@ class DemandMismatch(Exception):
 class Variant:
     strategy: str
     city_shards: int | None = None  # None: the configured markets serve the city
+    eta: str | None = None  # road or straight (a road network's runs); None: straight
 
     @property
     def label(self) -> str:
-        if self.city_shards is None:
-            return self.strategy
-        return f"{self.strategy}/{self.city_shards} shard{'s' if self.city_shards > 1 else ''}"
+        parts = [self.strategy]
+        if self.city_shards is not None:
+            parts.append(f"{self.city_shards} shard{'s' if self.city_shards > 1 else ''}")
+        if self.eta is not None:
+            parts.append(self.eta)
+        return "/".join(parts)
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,7 @@ class Plan:
     config: SimConfig
     settings: Settings
     demand: tuple[Request, ...] | None = None  # a trace, or each seed's synthetic demand
+    road_network: Path | None = None  # drivers drive it; variants' ``eta`` says what ranks
 
 
 @dataclass(frozen=True)
@@ -96,17 +105,28 @@ def run_one(
     config: SimConfig,
     settings: Settings,
     demand: Sequence[Request] | None,
+    road_network: Path | None = None,
 ) -> RunData:
-    """One variant on one seed, in a log of its own that is deleted afterwards."""
+    """One variant on one seed, in a log of its own that is deleted afterwards; on
+    ``road_network`` the drivers drive its roads and the matcher ranks by the variant's
+    ETA."""
     with tempfile.TemporaryDirectory(prefix="dispatch-experiment-") as folder:
         run_settings = settings.model_copy(
             update={"data_dir": Path(folder), "strategy": variant.strategy}
         )
+        eta = variant.eta or "straight"
+        run_settings = run_settings.model_copy(
+            update={"road_network": road_network if eta == "road" else None}
+        )
         if variant.city_shards is not None:
             points = [r.pickup for r in demand] if demand else None
-            run_settings = split_city(run_settings, variant.city_shards, points)
+            city = None
+            if road_network is not None and not points:
+                city = city_over(road_graph(road_network), random.Random(0))
+            run_settings = split_city(run_settings, variant.city_shards, points, city)
         run_config = replace(config, strategy=variant.strategy,
-                             city_shards=variant.city_shards or 1)  # fmt: skip
+                             city_shards=variant.city_shards or 1,
+                             road_network=road_network, eta=eta)  # fmt: skip
         sim = simulate_embedded(run_config, run_settings, None, demand)
         report = sim.finished
         return RunData(variant.label, report.seed, report.as_dict(), sim.records(), sim.samples)
@@ -125,7 +145,7 @@ def run_experiment(
     results: dict[tuple[str, int], RunData] = {}
     with ProcessPoolExecutor(max_workers=jobs) as pool:
         pending: set[Future[RunData]] = {
-            pool.submit(run_one, variant, config, plan.settings, plan.demand)
+            pool.submit(run_one, variant, config, plan.settings, plan.demand, plan.road_network)
             for variant, config in runs_planned
         }
         while pending:

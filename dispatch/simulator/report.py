@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dispatch.domain.ride import RideStatus
@@ -81,6 +82,14 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}%"
 
 
+def _roads(road_network: dict[str, Any] | None) -> str:
+    if road_network is None:
+        return "none: straight lines, straight-line ETAs"
+    r = road_network
+    size = f"{r['nodes']:,} nodes, {r['edges']:,} edges"
+    return f"{Path(r['source']).name} ({size}), matcher ETA {r['eta']}"
+
+
 def _mean(values: list[float]) -> float | None:
     return statistics.fmean(values) if values else None
 
@@ -134,6 +143,7 @@ class SimReport:
     handoffs: int  # drivers handed from one shard to another (DISPATCH_HANDOFF_AFTER_S)
     offer_s_p99_same_shard: float | None  # time to a first offer by a driver of the ride's shard
     offer_s_p99_cross_shard: float | None  # ... by a driver another shard owns
+    road_network: dict[str, Any] | None  # {source, nodes, edges, eta}; None: straight lines
     events: int
     outcomes: dict[str, int]
     violations: list[str]
@@ -217,6 +227,7 @@ class SimReport:
             handoffs=sim.handoffs,
             offer_s_p99_same_shard=percentile(same, 99),
             offer_s_p99_cross_shard=percentile(across, 99),
+            road_network=sim.roads.describe(sim.cfg.eta) if sim.roads is not None else None,
             events=events,
             outcomes=dict(sim.outcomes),
             violations=[str(v) for v in sim.checker.violations],
@@ -263,6 +274,7 @@ class SimReport:
                 ),
             ),
             ("in-vehicle time mean", seconds(self.in_vehicle_s_mean)),
+            ("road network", _roads(self.road_network)),
             ("empty distance share", empty),
             ("driver utilisation", _pct(self.utilisation_pct)),
             ("market", f"{self.market}: {self.market_reason}"),

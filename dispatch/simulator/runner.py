@@ -14,6 +14,7 @@ from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -29,12 +30,14 @@ from dispatch.log import LogEvent, decode
 from dispatch.markets import MarketMap
 from dispatch.messages import FOLLOW_THE_DRIVER, Ping
 from dispatch.ports import CommandBus
+from dispatch.roads.routes import RoadRouter, still
 from dispatch.simulator.agents import BUSY, Phase, SimDriver, SimRide
 from dispatch.simulator.city import City
 from dispatch.simulator.clock import SimClock
 from dispatch.simulator.demand import synthetic_demand
 from dispatch.simulator.report import SimReport
 from dispatch.simulator.results import SAMPLE_EVERY_S, Request, RideRecord, Sample
+from dispatch.simulator.roads import RoadLegs
 from dispatch.simulator.streams import Streams
 from dispatch.simulator.travel import TravelConfig, TravelModel
 from schemas import commands as c
@@ -67,6 +70,9 @@ class SimConfig:
     strategy: str = "greedy"  # for the report; the engine's settings choose the strategy
     city_shards: int = 1  # for the report; the settings' market split does the splitting
     id_salt: str = ""  # makes ids differ between runs that share a log (Kafka)
+    # Drivers drive routes over this road network (None: straight lines on a square).
+    road_network: Path | None = None
+    eta: str = "straight"  # for the report: what the matcher ranks by (the settings choose)
 
     @property
     def demand(self) -> float:
@@ -118,8 +124,11 @@ class Simulation:
         clock: SimClock,
         markets: MarketMap,
         demand: Sequence[Request] | None = None,
+        router: RoadRouter | None = None,
     ) -> None:
-        """``demand``: the requests to make (a trace); by default the synthetic city's."""
+        """``demand``: the requests to make (a trace); by default the synthetic city's.
+        ``router``: drivers drive routes over its road network (config.road_network's),
+        the city is placed on it and every point snapped to a road node."""
         self.cfg, self.transport, self.step, self.clock, self.markets = (
             config,
             transport,
@@ -131,8 +140,14 @@ class Simulation:
         self.id_rng = random.Random(f"{config.seed}{config.id_salt}")
         self.travel = TravelModel(config.travel, self.streams)
         self.sent: list[str] = []
+        self.roads = RoadLegs(router, str(config.road_network or "")) if router else None
         points = [r.pickup for r in demand] if demand else None
-        self.city = City.covering(points) if points else City(rng=random.Random(config.seed + 1))
+        if points:
+            self.city = City.covering(points)
+        elif self.roads is not None:
+            self.city = self.roads.city(random.Random(config.seed + 1))
+        else:
+            self.city = City(rng=random.Random(config.seed + 1))
         self.demand = list(
             demand
             if demand is not None
@@ -140,6 +155,8 @@ class Simulation:
                 self.city, config.demand, config.minutes, self.streams, config.trip_mean_m
             )
         )
+        if self.roads is not None:
+            self.demand = self.roads.snap_requests(self.demand)
         self.demand_sent: list[Request] = []
         self.drivers: dict[UUID, SimDriver] = {}
         self._by_phase: dict[int, list[SimDriver]] = {}
@@ -235,18 +252,55 @@ class Simulation:
 
     def _count_distance(self, d: SimDriver) -> None:
         """Add the part of ``d``'s current leg driven between the end of warm-up and the
-        last request (the period every figure covers), up to now."""
+        last request (the period every figure covers), up to now: along its route on a road
+        network, else the straight line."""
         lo = max(d.t0, self.started_at + self.cfg.warmup_s)
         hi = min(self.clock.now, self.started_at + self.cfg.minutes * 60)
         if hi > lo:
-            self.distance_m[d.leg] += self.city.distance_m(d.position(lo), d.position(hi))
+            if d.route is not None:
+                self.distance_m[d.leg] += d.driven_m(lo, hi)
+            else:
+                self.distance_m[d.leg] += self.city.distance_m(d.position(lo), d.position(hi))
 
     def _stop(self, d: SimDriver) -> None:
-        self._move(d, d.position(self.clock.now), "idle", 0.0)
+        """``d`` stops: where it is, or on a road network at the end of the street it is
+        on (driven empty, as cruising)."""
+        if self.roads is None:
+            self._move(d, d.position(self.clock.now), "idle", 0.0)
+            return
+        now = self.clock.now
+        self._count_distance(d)
+        ahead = self.roads.corner(d, now)
+        if ahead is None:
+            d.drive(still(*d.position(now)), now, 0.0)
+            d.leg = "idle"
+            return
+        travel = self.travel.realised_from_s(
+            ahead.seconds, d.index, self.elapsed_s, "corner", d.index, d.epoch
+        )
+        d.drive(ahead, now, travel)
+        d.leg = "cruise"
 
-    def _realised_s(self, d: SimDriver, to: tuple[float, float], *leg: object) -> float:
-        metres = self.city.distance_m(d.position(self.clock.now), to)
-        return self.travel.realised_s(metres, d.index, self.elapsed_s, *leg)
+    def _go(
+        self, d: SimDriver, to: tuple[float, float], leg: str, key: tuple[object, ...],
+        slower: float = 1.0,
+    ) -> float:  # fmt: skip
+        """Send ``d`` to ``to`` on ``leg`` (a straight line, or a route over the roads);
+        the leg takes its free-flow time x the driver's pace x its luck (keyed by ``key``)
+        x congestion x ``slower``. Returns that time."""
+        now = self.clock.now
+        if self.roads is None:
+            metres = self.city.distance_m(d.position(now), to)
+            travel = self.travel.realised_s(metres, d.index, self.elapsed_s, *key) * slower
+            self._move(d, to, leg, travel)
+            return travel
+        route = self.roads.leg(d, now, to)
+        travel = self.travel.realised_from_s(route.seconds, d.index, self.elapsed_s, *key)
+        travel *= slower
+        self._count_distance(d)
+        d.drive(route, now, travel)
+        d.leg = leg
+        return travel
 
     # -- set-up ---------------------------------------------------------------------------
     def populate(self) -> None:
@@ -254,10 +308,15 @@ class Simulation:
         rng = self.streams.rng("drivers")
         for i in range(cfg.drivers):
             lat, lng = city.demand_point(rng, 0.5)
+            if self.roads is not None:
+                lat, lng = self.roads.snap((lat, lng))
             driver_id = new_id(self.markets.shard_for(lat, lng), self.id_rng)
             d = SimDriver(driver_id, i, lat, lng, ping_phase=i % cfg.ping_interval_s)
             self._by_phase.setdefault(d.ping_phase, []).append(d)
-            d.head_to(lat, lng, self.clock.now, 0.0)
+            if self.roads is not None:
+                d.drive(still(lat, lng), self.clock.now, 0.0)
+            else:
+                d.head_to(lat, lng, self.clock.now, 0.0)
             self.drivers[driver_id] = d
             self._send(c.RegisterDriver(driver_id=driver_id, name=f"driver {i}"))
             self._send(c.GoOnline(driver_id=driver_id))
@@ -404,8 +463,9 @@ class Simulation:
             target = self.city.step_towards(here, self.city.demand_point(rng), rng, 1_500.0)
         else:
             target = self.city.near(rng, *here, 800.0)
-        travel = self._realised_s(d, target, "cruise", d.index, d.cruises)
-        self._move(d, target, "cruise", travel * 2)
+        if self.roads is not None:
+            target = self.roads.snap(target)
+        self._go(d, target, "cruise", ("cruise", d.index, d.cruises), slower=2.0)
 
     def _due_actions(self) -> None:
         while self._queue and self._queue[0][0] <= self.clock.now:
@@ -495,8 +555,7 @@ class Simulation:
             self._waiting.discard(ride.ride_id)
             d = self.drivers[UUID(data["driver_id"])]
             epoch = d.change_plan(Phase.TO_PICKUP, ride.ride_id)
-            travel = self._realised_s(d, ride.pickup, "pickup", ride.index, d.index)
-            self._move(d, ride.pickup, "pickup", travel)
+            travel = self._go(d, ride.pickup, "pickup", ("pickup", ride.index, d.index))
             self._schedule(travel, "arrive", d.driver_id, epoch)
         elif topic == Ride.DriverArrived.TOPIC:
             ride.arrived_at = e.at
@@ -505,8 +564,7 @@ class Simulation:
             ride.started_at = e.at
             d = self.drivers[UUID(data["driver_id"])]
             epoch = d.change_plan(Phase.ON_TRIP, ride.ride_id)
-            travel = self._realised_s(d, ride.dropoff, "trip", ride.index)
-            self._move(d, ride.dropoff, "trip", travel)
+            travel = self._go(d, ride.dropoff, "trip", ("trip", ride.index))
             self._schedule(travel, "complete", d.driver_id, epoch)
         elif topic in RIDE_ENDINGS:
             ride.outcome, ride.ended_at = RIDE_ENDINGS[topic], e.at

@@ -62,10 +62,17 @@ class TravelModel:
     def realised_s(self, metres: float, driver: int, elapsed_s: float, *leg: object) -> float:
         """The time ``driver`` takes for this leg (``leg`` keys its luck) starting
         ``elapsed_s`` after the simulation's start."""
+        return self.realised_from_s(self.estimate_s(metres), driver, elapsed_s, *leg)
+
+    def realised_from_s(
+        self, free_flow_s: float, driver: int, elapsed_s: float, *leg: object
+    ) -> float:
+        """The same for a leg whose free-flow time is known (a route over the roads): that
+        time x the driver's pace x the leg's luck x congestion, from the same streams."""
         luck = self.streams.rng("leg", *leg).lognormvariate(0.0, self.cfg.leg_sd)
         hour = self.cfg.start_hour + elapsed_s / 3600.0
         return (
-            self.estimate_s(metres)
+            free_flow_s
             * self.pace(driver)
             * (luck if self.cfg.leg_sd else 1.0)
             * congestion(hour, self.cfg.congestion_peak)
