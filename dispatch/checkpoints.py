@@ -130,12 +130,19 @@ class Restored:
             rows.extend((UUID(i), kind, float(since)) for i, kind, since in listed)
         return rows
 
-    def snapshots(self) -> Iterator[tuple[UUID, Snapshot]]:
-        """Each carried aggregate's id and stored snapshot."""
+    def live_listed(self) -> list[list[tuple[str, str, float]]]:
+        """The live aggregates as a checkpoint without their state lists them (their ids
+        as text, not parsed)."""
+        listed = [[(r[0], r[1], float(r[2])) for r in self.aggregates or ()]]
+        return listed + [list(rows) for rows in self.live or ()]
+
+    def snapshots(self) -> Iterator[tuple[str, Snapshot]]:
+        """Each carried aggregate's id (as text, as the store keys it) and stored
+        snapshot."""
         for row in self.aggregates or ():
             aggregate_id, _, _, version, topic, state, encoding = row
             data = b64decode(state) if encoding == "b64" else state.encode()
-            yield UUID(aggregate_id), (int(version), topic, data)
+            yield aggregate_id, (int(version), topic, data)
 
 
 class CheckpointWriter:

@@ -193,8 +193,7 @@ class ShardWorker:
         if chosen is not None and self.floor:
             # What a recover falls back to (see _newest_checkpoint): the live list without
             # the snapshots, which the store already holds.
-            listed = [[(str(a), kind, since) for a, kind, since in chosen.live_rows()]]
-            self._opened_from = replace(chosen, aggregates=[], live=listed)
+            self._opened_from = replace(chosen, aggregates=[], live=chosen.live_listed())
         if self.live is not None:
             self.live.load(restored.live_rows() if restored is not None else ())
             if restored is not None and restored.aggregates is None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -98,7 +99,29 @@ def open_shard(
     local store reads only the events after it (``KAFKA_EVENTS_AFTER``) and starts its
     snapshots from the checkpoint's: cost follows the live state and the tail, not the
     history. Otherwise (no checkpoint, or one without aggregates) the store reads the whole
-    partition, and the matcher starts from the checkpoint or from nothing."""
+    partition, and the matcher starts from the checkpoint or from nothing.
+
+    The cyclic collector pauses meanwhile: a restore builds hundreds of thousands of
+    long-lived objects and few cycles, and the collections their allocations set off
+    rescanned the growing heap again and again (about a tenth of the takeover). The
+    worker collects and freezes once the shard is open (``worker._freeze``)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _open_shard(settings, shard, topics, app_factory, matcher_factory, clock_mode)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _open_shard(
+    settings: Settings,
+    shard: int,
+    topics: Topics,
+    app_factory: AppFactory,
+    matcher_factory: Callable[[], Matcher],
+    clock_mode: str,
+) -> ShardHost:
     assert settings.kafka_bootstrap is not None
     store = KafkaCheckpointStore(settings.kafka_bootstrap, topics.checkpoints, shard)
     store.require_topic()  # before the application starts a producer
@@ -187,7 +210,7 @@ def _load_snapshots(app: ShardApplication, chosen: Restored) -> None:
     if not isinstance(recorder, KafkaAggregateRecorder):
         raise TypeError("restoring from a checkpoint's aggregates needs the Kafka snapshots store")
     rows = [
-        DecodedEvent(str(aggregate_id), True, version, topic, state)
+        DecodedEvent(aggregate_id, True, version, topic, state)
         for aggregate_id, (version, topic, state) in chosen.snapshots()
     ]
     recorder.table.load_record(1, rows)
