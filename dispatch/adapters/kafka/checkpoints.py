@@ -24,6 +24,7 @@ import logging
 from typing import Any
 
 import orjson
+from kafka import KafkaConsumer
 
 from dispatch.adapters.kafka.follower import Follower, partitions_of
 from dispatch.checkpoints import Chunk
@@ -105,10 +106,17 @@ class KafkaCheckpointStore:
         self._pointers: dict[int, tuple[int, int]] = {}  # slot -> (position, chunks)
         self._chunks: dict[int, dict[int, Chunk]] = {}  # slot -> seq -> chunk
         self._whole = False  # the whole partition has been read
+        # A consumer lent while a shard opens (its reads share one consumer), else None:
+        # each read then makes its own.
+        self.consumer: KafkaConsumer | None = None
 
     def require_topic(self) -> None:
         """Raise, saying what to do, when the shard's partition of the topic is missing."""
-        if self.shard not in partitions_of(self.bootstrap, self.topic):
+        if self.consumer is not None:
+            partitions = sorted(self.consumer.partitions_for_topic(self.topic) or [])
+        else:
+            partitions = partitions_of(self.bootstrap, self.topic)
+        if self.shard not in partitions:
             raise RuntimeError(
                 f"topic {self.topic} has no partition {self.shard}: create the topics "
                 "with `dispatch topics create` (existing ones are kept)"
@@ -167,8 +175,10 @@ class KafkaCheckpointStore:
 
     def _read_window(self, window: int | None) -> None:
         """Read the last ``window`` offsets of the partition (None: all of it)."""
-        follower = Follower(self.bootstrap, self.topic, [self.shard],
-                            name=f"shard {self.shard} checkpoints")  # fmt: skip
+        follower = Follower(
+            self.bootstrap, self.topic, [self.shard], name=f"shard {self.shard} checkpoints",
+            consumer=self.consumer,
+        )  # fmt: skip
         try:
             end = follower.end_offset(self.shard)
             first = follower.beginning_offset(self.shard)

@@ -9,10 +9,14 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
+from kafka import KafkaConsumer
+
 from dispatch.adapters.kafka import wire
 from dispatch.adapters.kafka.checkpoints import CheckpointRecords, KafkaCheckpointStore
+from dispatch.adapters.kafka.eventstore.clients import new_consumer
 from dispatch.adapters.kafka.eventstore.codec import EVENTS_PER_RECORD, DecodedEvent
 from dispatch.adapters.kafka.eventstore.recorders import KafkaAggregateRecorder, KafkaRecorder
+from dispatch.adapters.kafka.eventstore.restore import lend_consumer
 from dispatch.adapters.kafka.eventstore.writer import PartitionWriter
 from dispatch.adapters.kafka.follower import Follower
 from dispatch.adapters.kafka.topics import Topics
@@ -123,10 +127,33 @@ def _open_shard(
     clock_mode: str,
 ) -> ShardHost:
     assert settings.kafka_bootstrap is not None
-    store = KafkaCheckpointStore(settings.kafka_bootstrap, topics.checkpoints, shard)
-    store.require_topic()  # before the application starts a producer
     started = time.perf_counter()
-    log_end = _events_end(settings.kafka_bootstrap, topics.events, shard)
+    # One consumer reads the checkpoint, the log's tail and the pings in turn.
+    reader = new_consumer(settings.kafka_bootstrap, group_id=None,
+                          client_id=f"shard-{shard}-restore")  # fmt: skip
+    try:
+        with lend_consumer(reader):
+            return _restore(settings, shard, topics, app_factory, matcher_factory,
+                            clock_mode, reader, started)  # fmt: skip
+    finally:
+        reader.close()
+
+
+def _restore(
+    settings: Settings,
+    shard: int,
+    topics: Topics,
+    app_factory: AppFactory,
+    matcher_factory: Callable[[], Matcher],
+    clock_mode: str,
+    reader: KafkaConsumer,
+    started: float,
+) -> ShardHost:
+    assert settings.kafka_bootstrap is not None
+    store = KafkaCheckpointStore(settings.kafka_bootstrap, topics.checkpoints, shard)
+    store.consumer = reader
+    store.require_topic()  # before the application starts a producer
+    log_end = _events_end(settings.kafka_bootstrap, topics.events, shard, reader)
     loaded, chosen = restore_matcher(store, matcher_factory, log_end, shard)
     tail_only = chosen is not None and chosen.aggregates is not None
     read = time.perf_counter()
@@ -136,6 +163,7 @@ def _open_shard(
         _load_snapshots(app, chosen)
     else:
         app = app_factory(shard)
+    store.consumer = None  # later reads (a restore after a failed batch) make their own
     opened = time.perf_counter()
     stream_clock = StreamClock() if clock_mode == "stream" else None
     clock: Callable[[], float] = stream_clock if stream_clock is not None else time.time
@@ -158,7 +186,7 @@ def _open_shard(
     if stream_clock is not None:
         stream_clock.now = worker.last_event_time
     folded = time.perf_counter()
-    pings = warm_up(settings, topics, shard, worker, clock())
+    pings = warm_up(settings, topics, shard, worker, clock(), reader)
     log.info(
         "shard %s: checkpoint chosen in %.2f s (%s); log %s read in %.2f s; %d events "
         "folded in %.2f s; %d pings warmed in %.2f s", shard, read - started,
@@ -170,15 +198,20 @@ def _open_shard(
     host = ShardHost(shard, app, recorder.writer, worker, stream_clock, records, tells_others)
     # Tell the others of all its drivers only where nothing was ever told (compaction keeps
     # each driver's last record): not at every takeover.
-    host.announce = tells_others and _partition_empty(settings, topics.driver_availability, shard)
+    host.announce = tells_others and _partition_empty(
+        settings, topics.driver_availability, shard, reader
+    )
     return host
 
 
-def _partition_empty(settings: Settings, topic: str, shard: int) -> bool:
+def _partition_empty(
+    settings: Settings, topic: str, shard: int, reader: KafkaConsumer | None = None
+) -> bool:
     """Whether the partition holds no committed record (an aborted transaction's records
     and markers move its end offset, so the records are read, read_committed)."""
     assert settings.kafka_bootstrap is not None
-    follower = Follower(settings.kafka_bootstrap, topic, [shard], name=f"shard {shard} told")
+    follower = Follower(settings.kafka_bootstrap, topic, [shard], name=f"shard {shard} told",
+                        consumer=reader)  # fmt: skip
     try:
         if follower.end_offset(shard) == 0:
             return True
@@ -188,10 +221,10 @@ def _partition_empty(settings: Settings, topic: str, shard: int) -> bool:
         follower.close()
 
 
-def _events_end(bootstrap: str, topic: str, shard: int) -> int:
+def _events_end(bootstrap: str, topic: str, shard: int, reader: KafkaConsumer | None) -> int:
     """An upper bound of the shard's log positions now (a checkpoint beyond it belongs to
     another log: a topic deleted and made again)."""
-    follower = Follower(bootstrap, topic, [shard], name=f"shard {shard} log end")
+    follower = Follower(bootstrap, topic, [shard], name=f"shard {shard} log end", consumer=reader)
     try:
         return follower.end_offset(shard) * EVENTS_PER_RECORD
     finally:
@@ -216,15 +249,23 @@ def _load_snapshots(app: ShardApplication, chosen: Restored) -> None:
     recorder.table.load_record(1, rows)
 
 
-def warm_up(settings: Settings, topics: Topics, shard: int, worker: ShardWorker, now: float) -> int:
+def warm_up(
+    settings: Settings,
+    topics: Topics,
+    shard: int,
+    worker: ShardWorker,
+    now: float,
+    reader: KafkaConsumer | None = None,
+) -> int:
     """Feed the matcher the pings of the last TTL, so matching resumes at once after a
     takeover instead of waiting a full ping period. Returns the pings read. (Records that
     do not decode are skipped here: the batch that reads them from the group's position
-    dead-letters them.)"""
+    dead-letters them.) ``reader``: a consumer to read with (else a new one)."""
     assert settings.kafka_bootstrap is not None
     follower = Follower(
-        settings.kafka_bootstrap, topics.locations, [shard], name=f"shard {shard} warm-up"
-    )
+        settings.kafka_bootstrap, topics.locations, [shard], name=f"shard {shard} warm-up",
+        consumer=reader,
+    )  # fmt: skip
     try:
         follower.seek_since(now - settings.ping_ttl_s)
         count = 0
