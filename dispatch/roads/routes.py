@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import bisect
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.sparse import csr_matrix
 
 from dispatch.matching.eta import StraightLineEta
 from dispatch.matching.geo import haversine_m
@@ -25,25 +24,22 @@ from dispatch.roads.paths import FloatArray, ShortestPaths, fastest_edges
 from dispatch.roads.snap import Snapper
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, slots=True)
 class Route:
     lat: tuple[float, ...]  # its points, first the start, last the end
     lng: tuple[float, ...]
     at_s: tuple[float, ...]  # free-flow seconds from the start to each point
     at_m: tuple[float, ...]  # metres driven from the start to each point
     on_roads: bool  # False: a straight route (off the network, or no path)
+    # The totals and the end, kept apart (a driver's position is asked at every ping).
+    seconds: float = field(init=False)
+    metres: float = field(init=False)
+    end: tuple[float, float] = field(init=False)
 
-    @property
-    def seconds(self) -> float:
-        return self.at_s[-1]
-
-    @property
-    def metres(self) -> float:
-        return self.at_m[-1]
-
-    @property
-    def end(self) -> tuple[float, float]:
-        return self.lat[-1], self.lng[-1]
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "seconds", self.at_s[-1])
+        object.__setattr__(self, "metres", self.at_m[-1])
+        object.__setattr__(self, "end", (self.lat[-1], self.lng[-1]))
 
     def position(self, fraction: float) -> tuple[float, float]:
         """Where a driver is after ``fraction`` (0 to 1) of the route's time: on the
@@ -92,11 +88,9 @@ class RoadRouter:
         self.graph, self._paths, self._straight = graph, paths, straight
         self._snapper = Snapper(graph, snap_m)
         edges = fastest_edges(graph)
-        # Edge ids + 1 by (tail, head): 0 is "no edge" in a sparse matrix.
-        n = graph.nodes
-        self._edge = csr_matrix(
-            (edges.astype(np.int64) + 1, (graph.tail[edges], graph.head[edges])), shape=(n, n)
-        )
+        # The fastest edge of each (tail, head), found by its key tail * nodes + head.
+        self._keys = graph.tail[edges].astype(np.int64) * graph.nodes + graph.head[edges]
+        self._edges = edges  # in key order (fastest_edges sorts by tail, then head)
 
     def route(self, start: tuple[float, float], end: tuple[float, float]) -> Route:
         gaps, nodes = self._snapper.snap(np.array([start[0], end[0]]), np.array([start[1], end[1]]))
@@ -121,7 +115,8 @@ class RoadRouter:
         gaps: FloatArray,
     ) -> Route:
         g = self.graph
-        ids = np.asarray(self._edge[path[:-1], path[1:]]).ravel() - 1
+        hops = path[:-1].astype(np.int64) * g.nodes + path[1:]
+        ids = self._edges[np.searchsorted(self._keys, hops)]
         s_per_m = self._straight.seconds_per_m
         seconds = np.concatenate(([gaps[0] * s_per_m], g.seconds[ids], [gaps[1] * s_per_m]))
         metres = np.concatenate(([gaps[0]], g.length_m[ids], [gaps[1]]))
