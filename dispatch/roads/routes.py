@@ -48,11 +48,13 @@ class Route:
             return self.end
         if fraction <= 0:
             return self.lat[0], self.lng[0]
-        i, f = self._segment(fraction)
-        return (
-            self.lat[i - 1] + (self.lat[i] - self.lat[i - 1]) * f,
-            self.lng[i - 1] + (self.lng[i] - self.lng[i - 1]) * f,
-        )
+        # _segment, inlined: this runs at every ping of every driver.
+        at_s, t = self.at_s, fraction * self.seconds
+        i = bisect.bisect_left(at_s, t) or 1
+        span = at_s[i] - at_s[i - 1]
+        f = (t - at_s[i - 1]) / span if span > 0 else 1.0
+        lat, lng = self.lat, self.lng
+        return lat[i - 1] + (lat[i] - lat[i - 1]) * f, lng[i - 1] + (lng[i] - lng[i - 1]) * f
 
     def metres_at(self, fraction: float) -> float:
         """The metres driven after ``fraction`` of the route's time."""

@@ -22,12 +22,16 @@ class Snapper:
             raise ValueError("snap_m must be > 0")
         self.snap_m = snap_m
         self._cos = math.cos(math.radians(float(np.mean(graph.lat))))
+        self._lng_m = M_PER_DEG * self._cos  # metres a degree of longitude
         self._tree = cKDTree(self.xy(graph.lat, graph.lng))
 
     def snap(self, lat: FloatArray, lng: FloatArray) -> tuple[FloatArray, IntArray]:
         """Each point's gap in metres to its nearest node and that node; a gap of ``inf``
         (and a node of no meaning) for a point more than ``snap_m`` from every node."""
-        gaps, nodes = self._tree.query(self.xy(lat, lng), distance_upper_bound=self.snap_m)
+        xy = np.empty((len(lat), 2))
+        np.multiply(lat, M_PER_DEG, out=xy[:, 0])
+        np.multiply(lng, self._lng_m, out=xy[:, 1])
+        gaps, nodes = self._tree.query(xy, distance_upper_bound=self.snap_m)
         return np.asarray(gaps, dtype=np.float64), np.asarray(nodes, dtype=np.int32)
 
     def xy(self, lat: FloatArray, lng: FloatArray) -> FloatArray:

@@ -48,7 +48,9 @@ class SimDriver:
 
     def position(self, now: float) -> tuple[float, float]:
         if self.route is not None:  # always on the route
-            return self.route.position(self.fraction(now))
+            if now >= self.t1 or self.t1 <= self.t0:
+                return self.route.end
+            return self.route.position((now - self.t0) / (self.t1 - self.t0))
         if now >= self.t1 or self.t1 <= self.t0:
             return self.to_lat, self.to_lng
         f = (now - self.t0) / (self.t1 - self.t0)
