@@ -95,6 +95,7 @@ class SimRide:
     accepted_at: float | None = None
     offered_eta_s: float = 0.0
     pickup_eta_s: float | None = None  # the ETA of the offer the driver accepted
+    pickup_m: float | None = None  # the length of the pickup leg its driver set out on
     arrived_at: float | None = None
     started_at: float | None = None
     ended_at: float | None = None

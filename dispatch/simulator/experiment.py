@@ -43,6 +43,8 @@ METRICS: tuple[tuple[str, str], ...] = (
     ("eta_error_s_mean", "driven - offered pickup, mean (s)"),
     ("in_vehicle_s_mean", "in-vehicle time, mean (s)"),
     ("empty_distance_pct", "empty distance share (%)"),
+    ("empty_km", "empty distance driven (km): the deadhead"),
+    ("pickup_m_mean", "pickup distance driven, mean (m)"),
     ("utilisation_pct", "driver utilisation (%)"),
 )
 

@@ -39,6 +39,8 @@ KEY_FIGURES = (
     ("rejection_rate", "rejection rate"),
     ("empty_distance_pct", "empty distance %"),
     ("empty_distance_share", "empty-distance share"),
+    ("empty_km", "empty km"),
+    ("pickup_m_mean", "pickup leg mean (m)"),
     ("in_vehicle_s_mean", "in-vehicle mean (s)"),
     ("market", "market"),
 )

@@ -131,6 +131,8 @@ class SimReport:
     eta_abs_error_s_p95: float | None
     in_vehicle_s_mean: float | None
     empty_distance_pct: float | None
+    empty_km: float  # driven empty after warm-up (to pickups and cruising): the deadhead
+    pickup_m_mean: float | None  # the pickup leg of a ride whose driver arrived, mean
     utilisation_pct: float | None
     waiting_mean: float | None
     waiting_max: int | None
@@ -215,6 +217,8 @@ class SimReport:
             eta_abs_error_s_p95=percentile([abs(e) for e in errors], 95),
             in_vehicle_s_mean=_mean(in_vehicle),
             empty_distance_pct=100.0 * empty / driven if driven else None,
+            empty_km=empty / 1000.0,
+            pickup_m_mean=_mean([m for r in records if (m := r.pickup_m) is not None]),
             utilisation_pct=utilisation,
             waiting_mean=_mean([float(w) for w in waiting]),
             waiting_max=max(waiting) if waiting else None,
@@ -276,6 +280,7 @@ class SimReport:
             ("in-vehicle time mean", seconds(self.in_vehicle_s_mean)),
             ("road network", _roads(self.road_network)),
             ("empty distance share", empty),
+            ("empty km (deadhead), pickup leg mean", _deadhead(self.empty_km, self.pickup_m_mean)),
             ("driver utilisation", _pct(self.utilisation_pct)),
             ("market", f"{self.market}: {self.market_reason}"),
             ("steady state", self.steady_reason),
@@ -285,3 +290,8 @@ class SimReport:
             ("wall time", f"{self.wall_s:.1f} s"),
             ("events/s", f"{self.events_per_s:,.0f}"),
         ]
+
+
+def _deadhead(empty_km: float, pickup_m_mean: float | None) -> str:
+    pickup = "-" if pickup_m_mean is None else f"{pickup_m_mean:,.0f} m"
+    return f"{empty_km:,.1f} km, {pickup}"

@@ -37,6 +37,7 @@ class RideRecord:
     eta_estimated_s: float | None = None  # the matcher's pickup ETA in the accepted offer
     eta_realised_s: float | None = None  # accepted -> arrived, as driven
     direct_m: float = 0.0  # straight-line pickup -> dropoff
+    pickup_m: float | None = None  # the pickup leg driven (on roads: its route), if arrived
 
     @property
     def wait_s(self) -> float | None:

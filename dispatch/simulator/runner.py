@@ -302,6 +302,13 @@ class Simulation:
         d.leg = leg
         return travel
 
+    def _leg_m(self, d: SimDriver) -> float:
+        """The length of the leg ``d`` has just set out on: its route's, or the straight
+        line's (the distance figures count a straight leg so too)."""
+        if d.route is not None:
+            return d.route.metres
+        return self.city.distance_m((d.lat, d.lng), (d.to_lat, d.to_lng))
+
     # -- set-up ---------------------------------------------------------------------------
     def populate(self) -> None:
         cfg, city = self.cfg, self.city
@@ -556,6 +563,7 @@ class Simulation:
             d = self.drivers[UUID(data["driver_id"])]
             epoch = d.change_plan(Phase.TO_PICKUP, ride.ride_id)
             travel = self._go(d, ride.pickup, "pickup", ("pickup", ride.index, d.index))
+            ride.pickup_m = self._leg_m(d)
             self._schedule(travel, "arrive", d.driver_id, epoch)
         elif topic == Ride.DriverArrived.TOPIC:
             ride.arrived_at = e.at
@@ -601,6 +609,10 @@ class Simulation:
                     else round(r.arrived_at - r.accepted_at, 3)
                 ),
                 direct_m=round(self.city.distance_m(r.pickup, r.dropoff), 1),
+                # driven to the end only by a driver that arrived
+                pickup_m=None
+                if r.arrived_at is None or r.pickup_m is None
+                else round(r.pickup_m, 1),
             )
             for r in sorted(self.rides.values(), key=lambda r: r.index)
         ]

@@ -23,7 +23,7 @@ from dispatch.settings import Settings
 from dispatch.simulator.agents import SimDriver
 from dispatch.simulator.embedded import simulate_embedded
 from dispatch.simulator.roads import RoadLegs
-from dispatch.simulator.runner import SimConfig
+from dispatch.simulator.runner import SimConfig, Simulation
 
 M_PER_DEG = 111_320.0
 
@@ -140,3 +140,31 @@ def test_without_a_road_network_a_run_is_what_it_was_before_roads(tmp_path: Path
     assert report.empty_distance_pct == pytest.approx(97.88835450012988, abs=1e-9)
     assert report.in_vehicle_s_mean == pytest.approx(805.0952380952381, abs=1e-9)
     assert report.utilisation_pct == pytest.approx(52.77777777777778, abs=1e-9)
+
+
+def test_a_rides_pickup_distance_is_its_pickup_route_and_the_deadhead_is_the_empty_driving(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    legs: list[Route] = []
+    original = Simulation._leg_m
+
+    def recording(self: Simulation, d: SimDriver) -> float:
+        assert d.route is not None
+        legs.append(d.route)
+        return original(self, d)
+
+    monkeypatch.setattr(Simulation, "_leg_m", recording)
+    sim, _ = road_run(tmp_path, monkeypatch, "road")
+    report = sim.finished
+    arrived = [r for r in sim.rides.values() if r.arrived_at is not None]
+    assert arrived and legs
+    by_end: dict[tuple[float, float], list[float]] = {}
+    for route in legs:
+        by_end.setdefault(route.end, []).append(route.metres)
+    for ride in arrived:  # each pickup leg is a route that ends at the ride's pickup
+        assert any(ride.pickup_m == pytest.approx(m) for m in by_end[ride.pickup])
+    records = [r for r in sim.records() if r.requested_s >= sim.cfg.warmup_s]
+    measured = [r.pickup_m for r in records if r.pickup_m is not None]
+    assert report.pickup_m_mean == pytest.approx(sum(measured) / len(measured))
+    empty = sim.distance_m["pickup"] + sim.distance_m["cruise"]
+    assert report.empty_km == pytest.approx(empty / 1000) and report.empty_km > 0
