@@ -135,9 +135,10 @@ def road_graph(path: Path, progress: Callable[[str], None] | None = None) -> Roa
 
     if path.suffix == ".npz":
         graph = RoadGraph.load(path)
-        # A graph read from an extract must use this version's speed table; one made
+        # A graph read from an extract (it carries the extract's hash, whatever the
+        # extract's name: .osm.pbf or .pbf) must use this version's speed table; one made
         # another way (scripts/road_city.py) carries its own speeds.
-        if graph.source.endswith(".osm.pbf") and graph.speeds_version != SPEEDS_VERSION:
+        if graph.source_sha256 and graph.speeds_version != SPEEDS_VERSION:
             extract = graph.source or "EXTRACT"
             raise RoadGraphError(
                 f"{path} was built with speed table {graph.speeds_version}, this version's is "
