@@ -92,6 +92,21 @@ def test_a_driver_is_always_on_its_route_even_after_a_change_of_plan(
     assert new.metres >= 0 and all(x <= y for x, y in zip(new.at_s, new.at_s[1:], strict=False))
 
 
+def test_a_driver_sent_in_a_straight_line_leaves_its_route() -> None:
+    r = router()
+    g = r.graph
+    start, end = (float(g.lat[0]), float(g.lng[0])), (float(g.lat[-1]), float(g.lng[-1]))
+    d = SimDriver(uuid4(), 0, *start, ping_phase=0)
+    d.drive(r.route(start, end), 0.0, 100.0)
+    here = d.position(50.0)
+    d.head_to(60.0, 25.0, 50.0, 100.0)  # the straight-line driver's way (and stop())
+    assert d.route is None
+    assert d.position(50.0) == pytest.approx(here)
+    assert d.position(150.0) == (60.0, 25.0)
+    d.stop(100.0)
+    assert d.position(200.0) == pytest.approx(((here[0] + 60.0) / 2, (here[1] + 25.0) / 2))
+
+
 def road_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, eta: str) -> tuple[Any, list[Ping]]:
     pings: list[Ping] = []
     original = EmbeddedTransport.send_pings
