@@ -21,7 +21,7 @@ from dispatch.messages import Ping
 from dispatch.roads.routes import RoadRouter, Route
 from dispatch.settings import Settings
 from dispatch.simulator.agents import SimDriver
-from dispatch.simulator.embedded import simulate_embedded
+from dispatch.simulator.embedded import router_of, simulate_embedded
 from dispatch.simulator.roads import RoadLegs
 from dispatch.simulator.runner import SimConfig
 
@@ -105,6 +105,20 @@ def test_a_driver_sent_in_a_straight_line_leaves_its_route() -> None:
     assert d.position(150.0) == (60.0, 25.0)
     d.stop(100.0)
     assert d.position(200.0) == pytest.approx(((here[0] + 60.0) / 2, (here[1] + 25.0) / 2))
+
+
+def test_the_drivers_router_takes_the_runs_straight_line_pace(tmp_path: Path) -> None:
+    # Two points far from every road: a straight route, timed at the straight-line pace.
+    config = SimConfig(road_network=helsinki_extract())
+    start, end = (60.10, 24.80), (60.11, 24.80)
+    for kmh in (25.0, 50.0):
+        settings = Settings(data_dir=tmp_path, speed_kmh=kmh, road_factor=1.0)
+        built = router_of(config, settings)
+        assert built is not None
+        route = built.route(start, end)
+        assert not route.on_roads
+        assert route.seconds == pytest.approx(route.metres / (kmh / 3.6))
+    assert router_of(SimConfig(), Settings(road_network=helsinki_extract())) is None
 
 
 def road_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, eta: str) -> tuple[Any, list[Ping]]:
