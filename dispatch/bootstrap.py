@@ -133,7 +133,7 @@ def road_graph(path: Path, progress: Callable[[str], None] | None = None) -> Roa
     One per process."""
     from dispatch.adapters.osm.reader import SPEEDS_VERSION
 
-    if path.suffix == ".npz":
+    if path.suffix.lower() == ".npz":  # as the options take it
         graph = RoadGraph.load(path)
         # A graph read from an extract (it carries the extract's hash, whatever the
         # extract's name: .osm.pbf or .pbf) must use this version's speed table; one made

@@ -197,6 +197,13 @@ def test_a_generated_graph_carries_its_own_speeds(tmp_path: Path) -> None:
     assert road_graph(kept).nodes == 2
 
 
+def test_a_built_graph_named_in_capitals_is_read_as_a_graph(tmp_path: Path) -> None:
+    kept = tmp_path / "CITY.ROADS.NPZ"
+    two_nodes().save(kept)
+    road_graph.cache_clear()
+    assert road_graph(kept).nodes == 2
+
+
 def test_an_empty_road_network_setting_means_none(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DISPATCH_ROAD_NETWORK", "")
     assert Settings().road_network is None
