@@ -133,11 +133,12 @@ def road_graph(path: Path, progress: Callable[[str], None] | None = None) -> Roa
     One per process."""
     from dispatch.adapters.osm.reader import SPEEDS_VERSION
 
-    if path.suffix == ".npz":
+    if path.suffix.lower() == ".npz":  # as the options take it
         graph = RoadGraph.load(path)
-        # A graph read from an extract must use this version's speed table; one made
+        # A graph read from an extract (it carries the extract's hash, whatever the
+        # extract's name: .osm.pbf or .pbf) must use this version's speed table; one made
         # another way (scripts/road_city.py) carries its own speeds.
-        if graph.source.endswith(".osm.pbf") and graph.speeds_version != SPEEDS_VERSION:
+        if graph.source_sha256 and graph.speeds_version != SPEEDS_VERSION:
             extract = graph.source or "EXTRACT"
             raise RoadGraphError(
                 f"{path} was built with speed table {graph.speeds_version}, this version's is "

@@ -121,6 +121,8 @@ def run(
     """Every router on the same graph and workload, round by round in turn (so a slow
     moment of the machine touches them alike)."""
     graph = city(side, seed)
+    if fleet > graph.nodes:
+        raise SystemExit(f"--fleet {fleet}: the graph has only {graph.nodes} nodes")
     work = workload(graph, queries, seed, fleet)
     figures: dict[str, dict[str, list[float]]] = {
         r: {"build": [], "p50": [], "p99": [], "batch": []} for r in routers
@@ -175,6 +177,14 @@ def main() -> None:
     parser.add_argument("--no-calibrate", action="store_true")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.side < 2:
+        parser.error(f"--side must be at least 2, not {args.side}")
+    if args.queries < 100:  # the batch window is 100 of them
+        parser.error(f"--queries must be at least 100 (the batch is 100), not {args.queries}")
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, not {args.rounds}")
+    if not 0 <= args.fleet <= args.side * args.side:
+        parser.error(f"--fleet must be 0 to --side squared, not {args.fleet}")
     routers = [r.strip() for r in args.routers.split(",") if r.strip()]
     unknown = [r for r in routers if r not in ROUTERS]
     if unknown or not routers:

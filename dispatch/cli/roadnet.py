@@ -48,6 +48,10 @@ def road_network(option: Path | None, settings: Settings) -> Path | None:
         road_graph(path.resolve())
     except RoadGraphError as error:
         raise typer.BadParameter(str(error), param_hint=hint) from None
+    except OSError as error:  # e.g. the graph built from an extract cannot be kept beside it
+        raise typer.BadParameter(
+            f"{path}: {type(error).__name__}: {error}", param_hint=hint
+        ) from None
     return path.resolve()
 
 

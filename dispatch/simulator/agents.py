@@ -57,7 +57,9 @@ class SimDriver:
         return self.lat + (self.to_lat - self.lat) * f, self.lng + (self.to_lng - self.lng) * f
 
     def head_to(self, lat: float, lng: float, now: float, travel_s: float) -> None:
+        """Go in a straight line (off any route) from where the driver is at ``now``."""
         self.lat, self.lng = self.position(now)
+        self.route = None  # else position() would go on along the old route
         self.to_lat, self.to_lng, self.t0, self.t1 = lat, lng, now, now + travel_s
 
     def drive(self, route: Route, now: float, travel_s: float) -> None:

@@ -37,7 +37,13 @@ def simulate_embedded(
         return [o for report in engine.run_once() for o in report.outcomes]
 
     sim = Simulation(
-        config, engine.transport, step, clock, build_markets(settings), demand, router_of(config)
+        config,
+        engine.transport,
+        step,
+        clock,
+        build_markets(settings),
+        demand,
+        router_of(config, settings),
     )
     for worker in engine.workers.values():
         worker.listeners.append(sim.on_commit)
@@ -45,8 +51,11 @@ def simulate_embedded(
     return sim
 
 
-def router_of(config: SimConfig) -> RoadRouter | None:
-    """Routes over the road network the simulated drivers drive (None: straight lines)."""
+def router_of(config: SimConfig, settings: Settings) -> RoadRouter | None:
+    """Routes over the road network the simulated drivers drive (None: straight lines),
+    with the run's straight-line pace (``settings``' road factor and speed) for the legs
+    off the roads, as the matcher's road ETA has it. ``settings.road_network`` says what the
+    matcher ranks by, not what the drivers drive: ``config.road_network`` does."""
     if config.road_network is None:
         return None
-    return build_router(Settings(road_network=config.road_network))
+    return build_router(settings.model_copy(update={"road_network": config.road_network}))

@@ -98,6 +98,19 @@ def test_bad_road_options_are_a_usage_error_that_names_them(tmp_path: Path, case
     assert not log.exists()  # refused before anything ran
 
 
+def test_an_extract_whose_graph_cannot_be_kept_is_a_usage_error(tmp_path: Path) -> None:
+    extract = tmp_path / "city.osm.pbf"
+    extract.write_bytes(helsinki_extract().read_bytes())
+    (tmp_path / "city.roads.npz").mkdir()  # where the built graph would be kept
+    log = tmp_path / "log"
+    args = ["simulate", *SMALL, "--road-network", str(extract), "--data-dir", str(log)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    said = "".join(result.output.replace("│", " ").split())  # the box's wrapping undone
+    assert "--road-network" in said and "Isadirectory" in said
+    assert not log.exists()
+
+
 def test_a_bad_road_network_in_the_environment_is_named(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -5,6 +5,7 @@ graph is built again; bad input is one line with the reason. The engine's settin
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -174,6 +175,33 @@ def test_a_kept_graph_of_another_speed_table_is_refused_with_what_to_do(tmp_path
     road_graph.cache_clear()
     with pytest.raises(RoadGraphError, match=r"speed table .*dispatch roads build x.osm.pbf"):
         road_graph(kept)
+
+
+def test_a_kept_graph_of_a_pbf_extract_of_another_speed_table_is_refused(tmp_path: Path) -> None:
+    # An extract named city.pbf (not .osm.pbf) is read and kept as well: its speed table is
+    # checked the same way.
+    kept = tmp_path / "city.roads.npz"
+    graph = two_nodes(speeds_version=SPEEDS_VERSION + 1)
+    dataclasses.replace(graph, source="x.pbf").save(kept)
+    road_graph.cache_clear()
+    with pytest.raises(RoadGraphError, match=r"speed table .*dispatch roads build x.pbf"):
+        road_graph(kept)
+
+
+def test_a_generated_graph_carries_its_own_speeds(tmp_path: Path) -> None:
+    kept = tmp_path / "city.roads.npz"
+    graph = two_nodes(speeds_version=0)
+    generated = dataclasses.replace(graph, source="generated: road_city.py", source_sha256="")
+    generated.save(kept)
+    road_graph.cache_clear()
+    assert road_graph(kept).nodes == 2
+
+
+def test_a_built_graph_named_in_capitals_is_read_as_a_graph(tmp_path: Path) -> None:
+    kept = tmp_path / "CITY.ROADS.NPZ"
+    two_nodes().save(kept)
+    road_graph.cache_clear()
+    assert road_graph(kept).nodes == 2
 
 
 def test_an_empty_road_network_setting_means_none(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -21,7 +21,7 @@ from dispatch.messages import Ping
 from dispatch.roads.routes import RoadRouter, Route
 from dispatch.settings import Settings
 from dispatch.simulator.agents import SimDriver
-from dispatch.simulator.embedded import simulate_embedded
+from dispatch.simulator.embedded import router_of, simulate_embedded
 from dispatch.simulator.roads import RoadLegs
 from dispatch.simulator.runner import SimConfig, Simulation
 
@@ -90,6 +90,35 @@ def test_a_driver_is_always_on_its_route_even_after_a_change_of_plan(
     seen = [d.position(now + f * travel_s) for f in times]
     assert off_route(seen, new).max() < 0.01
     assert new.metres >= 0 and all(x <= y for x, y in zip(new.at_s, new.at_s[1:], strict=False))
+
+
+def test_a_driver_sent_in_a_straight_line_leaves_its_route() -> None:
+    r = router()
+    g = r.graph
+    start, end = (float(g.lat[0]), float(g.lng[0])), (float(g.lat[-1]), float(g.lng[-1]))
+    d = SimDriver(uuid4(), 0, *start, ping_phase=0)
+    d.drive(r.route(start, end), 0.0, 100.0)
+    here = d.position(50.0)
+    d.head_to(60.0, 25.0, 50.0, 100.0)  # the straight-line driver's way (and stop())
+    assert d.route is None
+    assert d.position(50.0) == pytest.approx(here)
+    assert d.position(150.0) == (60.0, 25.0)
+    d.stop(100.0)
+    assert d.position(200.0) == pytest.approx(((here[0] + 60.0) / 2, (here[1] + 25.0) / 2))
+
+
+def test_the_drivers_router_takes_the_runs_straight_line_pace(tmp_path: Path) -> None:
+    # Two points far from every road: a straight route, timed at the straight-line pace.
+    config = SimConfig(road_network=helsinki_extract())
+    start, end = (60.10, 24.80), (60.11, 24.80)
+    for kmh in (25.0, 50.0):
+        settings = Settings(data_dir=tmp_path, speed_kmh=kmh, road_factor=1.0)
+        built = router_of(config, settings)
+        assert built is not None
+        route = built.route(start, end)
+        assert not route.on_roads
+        assert route.seconds == pytest.approx(route.metres / (kmh / 3.6))
+    assert router_of(SimConfig(), Settings(road_network=helsinki_extract())) is None
 
 
 def road_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, eta: str) -> tuple[Any, list[Ping]]:
