@@ -479,7 +479,9 @@ class Simulation:
             _, _, (action, subject, epoch) = heapq.heappop(self._queue)
             if action == "cancel":
                 ride = self.rides[subject]
-                if ride.outcome is None:
+                # A rider changes their mind while waiting, not once in the car (a trip
+                # started cannot be cancelled: the engine would refuse it).
+                if ride.outcome is None and ride.started_at is None:
                     self._send(
                         c.CancelRide(
                             ride_id=subject, rider_id=ride.rider_id, reason="changed my mind"

@@ -197,3 +197,18 @@ def test_a_rides_pickup_distance_is_its_pickup_route_and_the_deadhead_is_the_emp
     assert report.pickup_m_mean == pytest.approx(sum(measured) / len(measured))
     empty = sim.distance_m["pickup"] + sim.distance_m["cruise"]
     assert report.empty_km == pytest.approx(empty / 1000) and report.empty_km > 0
+
+
+def test_a_rider_in_the_car_does_not_cancel(tmp_path: Path) -> None:
+    # Every rider means to cancel 10-120 s after asking; on Helsinki's short pickups many
+    # trips start first, and those riders ride on (the engine would refuse the cancel).
+    network = helsinki_extract()
+    config = SimConfig(
+        drivers=12, minutes=4, seed=3, demand_per_min=6, warmup_minutes=1, drain_minutes=5,
+        road_network=network, cancel_probability=1.0,
+    )  # fmt: skip
+    sim = simulate_embedded(config, Settings(data_dir=tmp_path, road_network=network))
+    report = sim.finished
+    assert report.outcomes.get("illegal_transition", 0) == 0, report.outcomes
+    assert any(r.started_at is not None for r in sim.rides.values())
+    assert report.cancelled > 0
