@@ -306,3 +306,84 @@ def test_a_takeover_from_a_checkpoint_at_any_point_plus_the_tail_equals_a_full_r
             )
     finally:
         host.close()
+
+
+def _checkpoint_at_middle(log: KafkaLog, s: Settings) -> tuple[int, str]:
+    """A complete checkpoint at a batch's end in the middle of the log, in a topic of its
+    own; returns its position and the topic."""
+    full = log.replay(86_400.0)
+    position = log.batch_ends[len(log.batch_ends) // 2]
+    at_p = ShardWorker(0, full.app, lambda: build_matcher(s), time.time,
+                       live=LiveAggregates(86_400.0))  # fmt: skip
+    at_p.fold(1, position)
+    topic = f"{s.topic_prefix}.checkpoints-{uuid.uuid4().hex[:8]}"
+    new_topic(log, topic)
+    write_checkpoint(log, topic, at_p, full.app, position, 30, 0.0, None)
+    return position, topic
+
+
+def test_a_checkpoint_read_cut_short_falls_back_to_a_full_replay_on_the_same_consumer(
+    kafka_log: KafkaLog,
+    matcher_state: Callable[[Matcher], dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The consumer lent to a takeover's reads is left mid-read (assigned to the
+    checkpoints partition, records fetched and not taken) by a failing checkpoint read:
+    the full replay that follows reads the events partition with it, whole and once."""
+    from dispatch.adapters.kafka import checkpoints as kafka_checkpoints
+    from dispatch.adapters.kafka.follower import Follower
+
+    log = kafka_log
+    s = log.windowed(86_400.0)
+    full = log.replay(86_400.0)
+    _, topic = _checkpoint_at_middle(log, s)
+
+    class Failing(Follower):
+        def read_to_end(self, poll_ms: int = 500) -> Iterator[Any]:
+            for records in super().read_to_end(poll_ms):
+                yield records[:1]
+                raise ConnectionError("the broker went away mid-read")
+
+    monkeypatch.setattr(kafka_checkpoints, "Follower", Failing)
+    with caplog.at_level("WARNING"):
+        host = open_shard(s, 0, ExampleTopics(s.topic_prefix, topic), reading(s),
+                          lambda: build_matcher(s), "wall")  # fmt: skip
+    try:
+        assert "checkpoints unreadable" in caplog.text and "whole log" in caplog.text
+        restored = host.worker
+        assert restored.restored_from is None and restored.floor == 0
+        whole = restored.app.recorder.select_notifications(1, 10_000_000)
+        assert [n.id for n in whole] == log.ids
+        assert matcher_state(restored.matcher) == matcher_state(full.matcher)
+        assert restored.last_event_time == full.last_event_time
+    finally:
+        host.close()
+
+
+def test_a_recover_after_a_takeover_reads_the_checkpoints_with_a_consumer_of_its_own(
+    kafka_log: KafkaLog,
+    matcher_state: Callable[[Matcher], dict[str, Any]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The consumer lent to the takeover's reads is closed once the shard is open; a later
+    recover (after a batch that was not saved) reads the checkpoints topic afresh."""
+    log = kafka_log
+    s = log.windowed(86_400.0)
+    full = log.replay(86_400.0)
+    position, topic = _checkpoint_at_middle(log, s)
+    host = open_shard(s, 0, ExampleTopics(s.topic_prefix, topic), reading(s),
+                      lambda: build_matcher(s), "wall")  # fmt: skip
+    try:
+        restored = host.worker
+        assert restored.restored_from == position
+        store = restored.checkpoint_store
+        assert store is not None and getattr(store, "consumer", None) is None
+        with caplog.at_level("WARNING"):
+            restored.recover()
+        assert "unreadable" not in caplog.text and "opened from" not in caplog.text
+        assert restored.restored_from == position and restored.floor == position
+        assert matcher_state(restored.matcher) == matcher_state(full.matcher)
+        assert restored.last_event_time == full.last_event_time
+    finally:
+        host.close()

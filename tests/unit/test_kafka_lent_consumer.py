@@ -93,3 +93,97 @@ def test_the_restore_reads_with_the_consumer_lent_to_it(monkeypatch: pytest.Monk
     # Outside the block: a consumer of its own, closed when done.
     assert read_partition("unused:9092", TOPIC, 0, sink) == 3
     assert len(made) == 1 and made[0].closed
+
+
+def _opening(monkeypatch: pytest.MonkeyPatch, restore_: Any) -> list[Consumer]:
+    """``open_shard`` with a fake consumer and ``restore_`` in place of the restore."""
+    from dispatch.adapters.kafka import shard_host
+
+    made: list[Consumer] = []
+
+    def new_consumer(bootstrap: str, **overrides: Any) -> Consumer:
+        made.append(Consumer())
+        return made[-1]
+
+    monkeypatch.setattr(shard_host, "new_consumer", new_consumer)
+    monkeypatch.setattr(shard_host, "_restore", restore_)
+    return made
+
+
+def _open() -> Any:
+    from dispatch.adapters.kafka.shard_host import open_shard
+    from dispatch.settings import Settings
+
+    settings = Settings(kafka_bootstrap="unused:9092")
+    return open_shard(settings, 0, None, None, None, "wall")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_a_shard_opens_with_one_consumer_lent_to_its_restores_and_closed_once(
+    monkeypatch: pytest.MonkeyPatch, fails: bool
+) -> None:
+    seen: list[Any] = []
+
+    def restore_(*args: Any) -> str:
+        reader = args[6]
+        seen.append((reader, restore._LENT.get()))
+        if fails:
+            raise ConnectionError("the broker went away")
+        return "host"
+
+    made = _opening(monkeypatch, restore_)
+    if fails:
+        with pytest.raises(ConnectionError):
+            _open()
+    else:
+        assert _open() == "host"
+    assert len(made) == 1 and seen == [(made[0], made[0])] and made[0].closed
+    assert restore._LENT.get() is None  # a later restore makes its own
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_the_collector_pauses_while_a_shard_opens(
+    monkeypatch: pytest.MonkeyPatch, fails: bool
+) -> None:
+    import gc
+
+    during: list[bool] = []
+
+    def restore_(*args: Any) -> str:
+        during.append(gc.isenabled())
+        if fails:
+            raise ConnectionError("the broker went away")
+        return "host"
+
+    _opening(monkeypatch, restore_)
+    was = gc.isenabled()
+    try:
+        for enabled in (True, False):  # left as it was found, open or not
+            (gc.enable if enabled else gc.disable)()
+            if fails:
+                with pytest.raises(ConnectionError):
+                    _open()
+            else:
+                _open()
+            assert gc.isenabled() is enabled
+    finally:
+        (gc.enable if was else gc.disable)()
+    assert during == [False, False]
+
+
+def test_a_kafka_worker_loads_the_compiled_scan_before_it_joins_the_group(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``build_kafka_worker`` makes a first matcher (its index loads numba's compiled scan)
+    before the worker exists, so the first takeover does not wait for it."""
+    import dispatch.adapters.kafka.worker as kafka_worker
+    from dispatch import bootstrap
+    from dispatch.matching import index
+    from dispatch.settings import Settings
+
+    prepared: list[str] = []
+    monkeypatch.setattr(index, "prepare", lambda: prepared.append("scan"))
+    monkeypatch.setattr(kafka_worker, "KafkaWorker",
+                        lambda *a, **k: prepared.append("worker"))  # fmt: skip
+    bootstrap.build_kafka_worker(Settings(kafka_bootstrap="127.0.0.1:9"))
+    assert "scan" in prepared and prepared.index("scan") < prepared.index("worker")

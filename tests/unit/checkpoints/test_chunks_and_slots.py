@@ -82,3 +82,41 @@ def test_a_checkpoint_cut_short_reuses_its_slot_and_leaves_the_complete_ones() -
     write(records, producer, 500, chunks=1)  # a later one takes the same slot
     assert sorted(p for p, _ in records.complete.values()) == [200, 300, 500]
     assert len(producer.log) <= SLOTS * 2 + SLOTS
+
+
+def test_the_live_list_kept_for_a_recover_lists_what_the_checkpoint_does() -> None:
+    """A shard opened from a checkpoint with aggregates keeps the checkpoint without its
+    snapshots, its live aggregates listed by id as text (``Restored.live_listed``): read
+    back, they are the checkpoint's own live rows; its snapshots come keyed by id as text,
+    as the local store keys aggregates (``codec.originator_key``)."""
+    from dataclasses import replace
+
+    from dispatch.adapters.kafka.eventstore.codec import originator_key
+    from dispatch.checkpoints import _snapshots
+
+    class Source:
+        def __init__(self) -> None:
+            self.ids = [uuid.uuid4() for _ in range(7)]
+
+        def live_rows(self) -> list[tuple[uuid.UUID, str, float]]:
+            return [(i, "rider", 1.7e9 + n) for n, i in enumerate(self.ids)]
+
+        def snapshot(self, aggregate_id: uuid.UUID) -> tuple[int, str, bytes] | None:
+            n = self.ids.index(aggregate_id)
+            return None if n % 2 else (n + 1, "t", b"\xff" if n == 4 else b"{}")
+
+    source = Source()
+    empty = Captured(pending=[], offers=[], assigned=[], drivers={})
+    chunks = list(encode_chunks(empty, 5, 1.7e9, 1.7e9, rows=2,
+                                aggregates=_snapshots(source, source.live_rows())))  # fmt: skip
+    restored = assemble(5, chunks)
+    assert restored.aggregates is not None and restored.live
+    kept = replace(restored, aggregates=[], live=restored.live_listed())
+    assert sorted(kept.live_rows()) == sorted(restored.live_rows()) == sorted(source.live_rows())
+    assert list(kept.snapshots()) == []
+    snapshots = dict(restored.snapshots())
+    assert snapshots == {
+        originator_key(i): (n + 1, "t", b"\xff" if n == 4 else b"{}")
+        for n, i in enumerate(source.ids)
+        if n % 2 == 0
+    }
