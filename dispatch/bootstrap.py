@@ -103,7 +103,10 @@ def _road_eta(
 ) -> RoadNetworkEta:
     """One per process and graph: every shard's matcher shares its search structures."""
     straight = StraightLineEta(road_factor, speed_kmh)
-    return RoadNetworkEta(graph, max_eta_s, straight, paths=road_paths(graph))
+    eta = RoadNetworkEta(graph, max_eta_s, straight, paths=road_paths(graph))
+    log.info("pickup ETAs routed over the road graph of %s: %d nodes, %d edges",
+             graph.source or "a built graph", graph.nodes, graph.edges)  # fmt: skip
+    return eta
 
 
 @functools.cache

@@ -117,11 +117,6 @@ def simulate(
         raise typer.BadParameter(f"choose 'road' or 'straight', not {eta!r}", param_hint="--eta")
     network = road_network(road_network_path, base)
     (chosen_eta,) = parse_etas(eta, network, "--eta")
-    if network is not None and not base.embedded:
-        raise typer.BadParameter(
-            "a simulation on a road network runs embedded (unset --kafka)",
-            param_hint="--road-network",
-        )
     base = on_roads(base, network, city_shards)
     if city_shards is not None:
         if shards is not None and shards < city_shards:

@@ -22,6 +22,7 @@ from dispatch.adapters.kafka.transport import KafkaTransport
 from dispatch.bootstrap import build_markets
 from dispatch.settings import Settings
 from dispatch.simulator.clock import SimClock
+from dispatch.simulator.embedded import router_of
 from dispatch.simulator.results import Request
 from dispatch.simulator.runner import SimConfig, Simulation
 from schemas.commands import Outcome
@@ -117,7 +118,9 @@ def run_on_kafka(
             return outcomes
 
         config = SimConfig(**{**config.__dict__, "id_salt": f"-{int(clock.now)}"})
-        sim = Simulation(config, transport, step, clock, markets, demand)
+        sim = Simulation(
+            config, transport, step, clock, markets, demand, router_of(config, settings)
+        )
         transport.serving = sim.serving.get  # a driver handed off: pings where it is served
         follower = EventFollower(settings, sim.on_event)
         try:

@@ -77,15 +77,11 @@ def bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
         "wrong_suffix": (["--road-network", str(text)], "--road-network"),
         "road_eta_without_network": (["--eta", "road"], "--eta"),
         "unknown_eta": (["--eta", "fastest"], "--eta"),
-        "on_kafka": (
-            ["--road-network", str(helsinki_extract()), "--kafka", "127.0.0.1:1"],
-            "--road-network",
-        ),
     }
 
 
 CASES = ["missing", "damaged", "truncated_extract", "wrong_suffix", "road_eta_without_network",
-         "unknown_eta", "on_kafka"]  # fmt: skip
+         "unknown_eta"]  # fmt: skip
 
 
 @pytest.mark.parametrize("case", CASES)
