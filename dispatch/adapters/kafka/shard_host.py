@@ -152,18 +152,20 @@ def _restore(
     assert settings.kafka_bootstrap is not None
     store = KafkaCheckpointStore(settings.kafka_bootstrap, topics.checkpoints, shard)
     store.consumer = reader
-    store.require_topic()  # before the application starts a producer
-    log_end = _events_end(settings.kafka_bootstrap, topics.events, shard, reader)
-    loaded, chosen = restore_matcher(store, matcher_factory, log_end, shard)
-    tail_only = chosen is not None and chosen.aggregates is not None
-    read = time.perf_counter()
-    if tail_only:
-        assert chosen is not None
-        app = app_factory(shard, _tail_env(chosen.position))
-        _load_snapshots(app, chosen)
-    else:
-        app = app_factory(shard)
-    store.consumer = None  # later reads (a restore after a failed batch) make their own
+    try:
+        store.require_topic()  # before the application starts a producer
+        log_end = _events_end(settings.kafka_bootstrap, topics.events, shard, reader)
+        loaded, chosen = restore_matcher(store, matcher_factory, log_end, shard)
+        tail_only = chosen is not None and chosen.aggregates is not None
+        read = time.perf_counter()
+        if tail_only:
+            assert chosen is not None
+            app = app_factory(shard, _tail_env(chosen.position))
+            _load_snapshots(app, chosen)
+        else:
+            app = app_factory(shard)
+    finally:
+        store.consumer = None  # later reads (a restore after a failed batch) make their own
     opened = time.perf_counter()
     stream_clock = StreamClock() if clock_mode == "stream" else None
     clock: Callable[[], float] = stream_clock if stream_clock is not None else time.time
