@@ -172,6 +172,8 @@ def _restore(
     recorder = app.recorder
     if not isinstance(recorder, KafkaRecorder):
         raise TypeError(f"shard {shard}: a Kafka worker needs the Kafka event store")
+    # While the tail is folded: the topics the shard's batches send to.
+    recorder.writer.prefetch(_sent_to(topics, settings.shards))
     records = CheckpointRecords(topics.checkpoints, shard)
     writer = CheckpointWriter(settings.checkpoint_every_events, settings.checkpoint_chunk_rows)
     worker = ShardWorker(
@@ -204,6 +206,15 @@ def _restore(
         settings, topics.driver_availability, shard, reader
     )
     return host
+
+
+def _sent_to(topics: Topics, shards: int) -> list[str]:
+    """The topics a shard's batches send to."""
+    sent = [topics.events, topics.outcomes, topics.snapshots, topics.checkpoints,
+            topics.dead_letters]  # fmt: skip
+    if shards > 1:
+        sent += [topics.shard_messages, topics.driver_availability]
+    return sent
 
 
 def _partition_empty(

@@ -26,9 +26,9 @@ private transaction state is not read.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
-from threading import RLock, get_ident
+from threading import RLock, Thread, get_ident
 from typing import Any, Protocol
 
 import kafka.errors as kafka_errors
@@ -204,6 +204,29 @@ class PartitionWriter:
         self.producer.flush(timeout=self.timeout_s)
         return [f.get(timeout=self.timeout_s).offset for f in futures]
 
+    def prefetch(self, topics: Iterable[str]) -> list[Thread]:
+        """Fetch the producer's metadata of ``topics`` in the background (one thread each,
+        so that they share a request), for the first send to each not to wait for it:
+        kafka-python spaces two metadata requests of a producer 100 ms apart whatever its
+        ``retry_backoff_ms``, so a batch sending to a new topic waited that long. A fetch
+        that fails is logged and changes nothing: the first send fetches it, as before."""
+        producer, threads = self.producer, []
+
+        def fetch(topic: str) -> None:
+            try:
+                producer.partitions_for(topic)
+            except Exception as e:
+                if not self._closed:
+                    log.info("%s: metadata of %s not fetched ahead (%r); its first send "
+                             "fetches it", self.transactional_id, topic, e)  # fmt: skip
+
+        for topic in topics:
+            thread = Thread(target=fetch, args=(topic,), daemon=True,
+                            name=f"{self.transactional_id} metadata {topic}")  # fmt: skip
+            thread.start()
+            threads.append(thread)
+        return threads
+
     def enlist(self, participant: Participant) -> None:
         if participant not in self._participants:
             self._participants.append(participant)
@@ -327,6 +350,9 @@ class ReadOnlyWriter(PartitionWriter):
     def __init__(self, shard_name: str) -> None:
         self._init_state(shard_name, timeout_s=1.0)
         self._broken = ProgrammingError(f"{shard_name} was opened read-only (KAFKA_READ_ONLY)")
+
+    def prefetch(self, topics: Iterable[str]) -> list[Thread]:
+        return []  # no producer: nothing is ever sent
 
     def close(self) -> None:
         self._closed = True
