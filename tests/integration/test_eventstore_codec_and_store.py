@@ -266,3 +266,29 @@ def event_state(i: int) -> bytes:
     return json.dumps(
         {"timestamp": {"_type_": "datetime_iso", "_data_": "2024-01-01T00:00:00+00:00"}, "i": i}
     ).encode()
+
+
+@pytest.mark.parametrize(
+    ("start", "stop", "limit"),
+    [(1, None, 10), (2, 8193, 10), (4, None, 1), (1, 2, 10), (9000, None, 10), (1, None, 0)],
+)
+def test_the_lean_rows_of_a_fold_list_what_the_notifications_do(
+    start: int, stop: int | None, limit: int
+) -> None:
+    """``select_rows`` (a fold's read, no ``Notification`` made) gives the committed events
+    ``select_notifications`` gives, their states and whole events a row at a time."""
+    table = EventTable(monotonic=True)
+    a, b = uuid4(), "text-id"
+    by_text = StoredEvent(b, 1, "topic1", b"state1")
+    for offset, batch in ((0, [stored(a, 1), stored(a, 2)]), (2, [by_text, stored(a, 3)])):
+        (record,) = encode_events(batch)
+        table.load_record(notification_id(offset, 0), decode_events(record.value, record.headers))
+    table.add_pending([stored(a, 4)], [8195])  # pending: not listed
+    expected = table.select_notifications(start, limit, stop)
+    rows = table.select_rows(start, limit, stop)
+    assert [(i, o, t) for i, o, t, _ in rows] == [
+        (n.id, n.originator_id, n.topic) for n in expected
+    ]
+    assert all(isinstance(o, UUID) for _, o, _, _ in rows if o != b)
+    assert [table.row_state(r) for *_, r in rows] == [n.state for n in expected]
+    assert [table.row_notification(r) for *_, r in rows] == expected

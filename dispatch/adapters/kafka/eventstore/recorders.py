@@ -158,6 +158,18 @@ class KafkaApplicationRecorder(KafkaAggregateRecorder, ApplicationRecorder):
             start, limit, stop, topics, inclusive_of_start=inclusive_of_start
         )
 
+    def select_rows(
+        self, start: int, limit: int, stop: int | None = None
+    ) -> Sequence[tuple[int, UUID | str, str, int]]:
+        """Lean rows for a fold (``shard.worker.RowLog``): see ``EventTable.select_rows``."""
+        return self.table.select_rows(start, limit, stop)
+
+    def row_state(self, row: int) -> bytes:
+        return self.table.row_state(row)
+
+    def row_notification(self, row: int) -> Notification:
+        return self.table.row_notification(row)
+
     def max_notification_id(self) -> int | None:
         return self.table.max_notification_id()
 
