@@ -13,8 +13,11 @@ appended through the command topic.
 Measured, ``--runs`` times for each length, each in a fresh process: a worker joins the
 group with an empty local state (nothing on disk: the store is rebuilt from Kafka),
 restores the shard, and commits its first batch (a probe command's outcome). Reported:
-restore (open_shard) s, first batch committed s after assignment, the events read, and
-the process's peak RSS. ``--old-tree DIR`` also measures a checkout of another commit
+restore (open_shard) s, first batch committed s after assignment (the restore plus the
+probe's send to its outcome), the same from the moment the assignment reached the worker
+to the outcome (``assigned_to_outcome_s``: it also counts what the worker does between
+the restore and the probe's send, such as collecting and freezing its heap), the events
+read, and the process's peak RSS. ``--old-tree DIR`` also measures a checkout of another commit
 (``PYTHONPATH=DIR``) on the same logs, side by side, alternating.
 
 Generation is slow for long histories (roughly 10-20k events/s on a 2-core machine): the
@@ -163,6 +166,14 @@ def takeover(bootstrap: str, prefix: str) -> dict[str, Any]:
     bus = KafkaTransport(bootstrap, prefix)
     member = f"taker-{uuid.uuid4().hex[:6]}"
     worker = build_kafka_worker(settings_for(bootstrap, prefix), member=member, **PATIENT)
+    assigned: list[float] = []  # when the group's assignment reached the worker
+    assign = worker.assign
+
+    def timed_assign(shards: set[int]) -> None:
+        assigned.append(time.perf_counter())
+        assign(shards)
+
+    worker.assign = timed_assign  # type: ignore[method-assign]
     try:
         deadline = time.monotonic() + 900  # a full replay of 10M events takes minutes
         while 0 not in worker.shards:
@@ -188,11 +199,12 @@ def takeover(bootstrap: str, prefix: str) -> dict[str, Any]:
                     break
             except KafkaTimeoutError:  # the probe is not sent yet
                 continue
-        first_batch = time.perf_counter() - sent
+        answered = time.perf_counter()
         host = worker.shards[0]
         return {
             "restore_s": restored,
-            "first_batch_s": restored + first_batch,
+            "first_batch_s": restored + answered - sent,
+            "assigned_to_outcome_s": answered - assigned[-1],
             "restored_from": getattr(host.worker, "restored_from", None),
             "events_held": len(host.app.recorder.table),
             "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -279,7 +291,7 @@ def main() -> None:
             summary = {
                 name: {
                     key: statistics.median(r[key] for r in rs)
-                    for key in ("restore_s", "first_batch_s", "rss_mb")
+                    for key in ("restore_s", "first_batch_s", "assigned_to_outcome_s", "rss_mb")
                 }
                 | {"runs": rs}
                 for name, rs in runs.items()
