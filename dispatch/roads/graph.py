@@ -78,6 +78,9 @@ class RoadGraph:
             with os.fdopen(handle, "wb") as out:
                 np.savez(out, meta=np.array(json.dumps(meta)),
                          **{name: getattr(self, name) for name in _ARRAYS})  # fmt: skip
+            # mkstemp makes the file its owner's only; a kept graph is read like any other
+            # file of the folder (a shared extract's graph by every user who can read it).
+            os.chmod(partial, 0o666 & ~_umask())
             partial.replace(path)
         except BaseException:
             partial.unlink(missing_ok=True)
@@ -87,6 +90,12 @@ class RoadGraph:
     def load(cls, path: Path) -> RoadGraph:
         if not path.is_file():
             raise RoadGraphError(f"{path}: no such road graph file")
+        if not zipfile.is_zipfile(path):  # numpy would read it as a pickle and say so
+            raise RoadGraphError(
+                f"{path}: not a readable road graph (not a whole .npz archive: damaged, cut "
+                "short or another kind of file); build it again "
+                "(dispatch roads build)"
+            )
         try:
             with np.load(path, allow_pickle=False) as data:
                 meta = json.loads(str(data["meta"]))
@@ -114,6 +123,12 @@ class RoadGraph:
             source_sha256=str(meta.get("source_sha256", "")),
             speeds_version=int(meta.get("speeds_version", 0)),
         )
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def sha256_of(path: Path) -> str:

@@ -4,6 +4,8 @@ is missing, damaged, of another kind or of another format is refused with the re
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -95,3 +97,26 @@ def test_two_processes_saving_one_graph_at_once_both_succeed(
 
     assert RoadGraph.load(target).nodes == grid().nodes
     assert [p.name for p in tmp_path.iterdir()] == ["city.roads.npz"]
+
+
+def test_a_kept_graph_is_readable_by_others_as_the_umask_allows(tmp_path: Path) -> None:
+    graph = RoadGraph(
+        lat=np.array([60.17, 60.18]), lng=np.array([24.94, 24.94]),
+        tail=np.array([0], dtype=np.int32), head=np.array([1], dtype=np.int32),
+        length_m=np.array([1_000.0]), seconds=np.array([100.0]),
+    )  # fmt: skip
+    old = os.umask(0o022)
+    try:
+        graph.save(tmp_path / "city.roads.npz")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "city.roads.npz").stat().st_mode) == 0o644
+
+
+def test_a_file_that_is_no_archive_is_refused_as_not_a_road_graph(tmp_path: Path) -> None:
+    fake = tmp_path / "city.roads.npz"
+    fake.write_bytes(b"\x80\x04K\x01.")  # a pickle, which numpy would name as one
+    with pytest.raises(
+        RoadGraphError, match=r"not a readable road graph \(not a whole \.npz archive"
+    ):
+        RoadGraph.load(fake)
