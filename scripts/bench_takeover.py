@@ -16,9 +16,11 @@ restores the shard, and commits its first batch (a probe command's outcome). Rep
 restore (open_shard) s, first batch committed s after assignment (the restore plus the
 probe's send to its outcome), the same from the moment the assignment reached the worker
 to the outcome (``assigned_to_outcome_s``: it also counts what the worker does between
-the restore and the probe's send, such as collecting and freezing its heap), the events
-read, and the process's peak RSS. ``--old-tree DIR`` also measures a checkout of another commit
-(``PYTHONPATH=DIR``) on the same logs, side by side, alternating.
+the restore and the probe's send, such as collecting and freezing its heap), the CPU
+seconds of the process (all its threads) over that time (``cpu_s``: steadier than wall
+time on a shared machine), the events read, and the process's peak RSS. ``--old-tree DIR``
+also measures a checkout of another commit (``PYTHONPATH=DIR``) on the same logs, side by
+side, alternating.
 
 Generation is slow for long histories (roughly 10-20k events/s on a 2-core machine): the
 logs are kept (``--keep``) and can be reused with ``--prefix``.
@@ -166,11 +168,11 @@ def takeover(bootstrap: str, prefix: str) -> dict[str, Any]:
     bus = KafkaTransport(bootstrap, prefix)
     member = f"taker-{uuid.uuid4().hex[:6]}"
     worker = build_kafka_worker(settings_for(bootstrap, prefix), member=member, **PATIENT)
-    assigned: list[float] = []  # when the group's assignment reached the worker
+    assigned: list[tuple[float, float]] = []  # when the group's assignment reached it
     assign = worker.assign
 
     def timed_assign(shards: set[int]) -> None:
-        assigned.append(time.perf_counter())
+        assigned.append((time.perf_counter(), time.process_time()))
         assign(shards)
 
     worker.assign = timed_assign  # type: ignore[method-assign]
@@ -199,12 +201,13 @@ def takeover(bootstrap: str, prefix: str) -> dict[str, Any]:
                     break
             except KafkaTimeoutError:  # the probe is not sent yet
                 continue
-        answered = time.perf_counter()
+        answered, cpu = time.perf_counter(), time.process_time()
         host = worker.shards[0]
         return {
             "restore_s": restored,
             "first_batch_s": restored + answered - sent,
-            "assigned_to_outcome_s": answered - assigned[-1],
+            "assigned_to_outcome_s": answered - assigned[-1][0],
+            "cpu_s": cpu - assigned[-1][1],
             "restored_from": getattr(host.worker, "restored_from", None),
             "events_held": len(host.app.recorder.table),
             "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -212,6 +215,9 @@ def takeover(bootstrap: str, prefix: str) -> dict[str, Any]:
     finally:
         worker.close()
         bus.close()
+
+
+KEYS = ("restore_s", "first_batch_s", "assigned_to_outcome_s", "cpu_s", "rss_mb")
 
 
 def group_empty(bootstrap: str, prefix: str, timeout_s: float = 900) -> None:
@@ -289,11 +295,7 @@ def main() -> None:
                 for name, tree in trees.items():  # alternating, side by side
                     runs[name].append(run_takeover(args.bootstrap, prefix, tree))
             summary = {
-                name: {
-                    key: statistics.median(r[key] for r in rs)
-                    for key in ("restore_s", "first_batch_s", "assigned_to_outcome_s", "rss_mb")
-                }
-                | {"runs": rs}
+                name: {key: statistics.median(r[key] for r in rs) for key in KEYS} | {"runs": rs}
                 for name, rs in runs.items()
             }
             results[str(n)] = {"prefix": prefix, **info, **summary}
