@@ -107,8 +107,8 @@ def open_shard(
 
     The cyclic collector pauses meanwhile: a restore builds hundreds of thousands of
     long-lived objects and few cycles, and the collections their allocations set off
-    rescanned the growing heap again and again (about a tenth of the takeover). The
-    worker collects and freezes once the shard is open (``worker._freeze``)."""
+    rescanned the growing heap again and again (about a tenth of the takeover). A Kafka
+    worker keeps it paused until the shards it opens are frozen (``worker._opening``)."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
