@@ -391,7 +391,7 @@ wait_ready() {
     if (( $(date +%s) >= deadline )); then
       warn "error: the broker (pid $pid) did not accept connections on $HOST:$PORT within ${START_TIMEOUT}s"
       print_tails
-      stop_pid "$pid"
+      stop_pids "$pid"
       rm -f -- "$PID_FILE"
       exit 1
     fi
@@ -484,19 +484,27 @@ cmd_start() {
 }
 
 # -------------------------------------------------------------------- stop --
-stop_pid() {  # SIGTERM, bounded wait, then SIGKILL -- only this one pid
-  local pid=$1 polls=0
-  kill -TERM "$pid" 2>/dev/null || true
-  while pid_alive "$pid"; do
-    if (( polls++ >= STOP_TIMEOUT * 5 )); then
-      warn "broker pid $pid still alive after ${STOP_TIMEOUT}s; sending SIGKILL"
-      kill -KILL "$pid" 2>/dev/null || true
-      local _
-      for _ in $(seq 1 50); do pid_alive "$pid" || return 0; sleep 0.1; done
-      die "broker pid $pid survived SIGKILL"
-    fi
+stop_pids() {  # SIGTERM, bounded wait, then SIGKILL -- only these pids
+  local pid deadline alive
+  for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
+  deadline=$(( $(date +%s) + STOP_TIMEOUT ))
+  while :; do
+    alive=()
+    for pid in "$@"; do pid_alive "$pid" && alive+=("$pid"); done
+    (( ${#alive[@]} == 0 )) && return 0
+    (( $(date +%s) >= deadline )) && break
     sleep 0.2
   done
+  warn "broker pid(s) ${alive[*]} still alive after ${STOP_TIMEOUT}s; sending SIGKILL"
+  for pid in "${alive[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  local _
+  for _ in $(seq 1 50); do
+    alive=()
+    for pid in "$@"; do pid_alive "$pid" && alive+=("$pid"); done
+    (( ${#alive[@]} == 0 )) && return 0
+    sleep 0.1
+  done
+  die "broker pid(s) ${alive[*]} survived SIGKILL"
 }
 
 cmd_stop() {
@@ -515,7 +523,7 @@ cmd_stop() {
   if pid=$(running_pid); then
     t0=$(now)
     say "stopping broker pid $pid ..."
-    stop_pid "$pid"
+    stop_pids "$pid"
     rm -f -- "$PID_FILE"
     say "stopped in $(elapsed_since "$t0")s"
   else
@@ -571,7 +579,7 @@ cmd_logs() {
 
 # ----------------------------------------------------------------- cluster --
 # The three-node cluster reuses the single broker's helpers (running_pid,
-# launch_broker, stop_pid, print_tails, ...) by pointing their globals at one
+# launch_broker, stop_pids, print_tails, ...) by pointing their globals at one
 # node at a time (select_node).
 
 C_PORTS=()        # client ports of nodes 1..3
@@ -726,29 +734,6 @@ cluster_check() {
 
 # Stops the given pids all at once (SIGTERM, bounded wait, then SIGKILL): a node's
 # controlled shutdown needs the quorum, which one-at-a-time stops would lose.
-stop_pids() {
-  local pid deadline alive
-  for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
-  deadline=$(( $(date +%s) + STOP_TIMEOUT ))
-  while :; do
-    alive=()
-    for pid in "$@"; do pid_alive "$pid" && alive+=("$pid"); done
-    (( ${#alive[@]} == 0 )) && return 0
-    (( $(date +%s) >= deadline )) && break
-    sleep 0.2
-  done
-  warn "node pid(s) ${alive[*]} still alive after ${STOP_TIMEOUT}s; sending SIGKILL"
-  for pid in "${alive[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-  local _
-  for _ in $(seq 1 50); do
-    alive=()
-    for pid in "$@"; do pid_alive "$pid" && alive+=("$pid"); done
-    (( ${#alive[@]} == 0 )) && return 0
-    sleep 0.1
-  done
-  die "node pid(s) ${alive[*]} survived SIGKILL"
-}
-
 # The nodes a failed start launched are stopped again, so nothing is left running.
 STARTED_PIDS=()
 abort_start() {
