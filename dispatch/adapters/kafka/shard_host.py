@@ -109,34 +109,23 @@ def open_shard(
     long-lived objects and few cycles, and the collections their allocations set off
     rescanned the growing heap again and again (about a tenth of the takeover). A Kafka
     worker keeps it paused until the shards it opens are frozen (``worker._opening``)."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return _open_shard(settings, shard, topics, app_factory, matcher_factory, clock_mode)
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
-def _open_shard(
-    settings: Settings,
-    shard: int,
-    topics: Topics,
-    app_factory: AppFactory,
-    matcher_factory: Callable[[], Matcher],
-    clock_mode: str,
-) -> ShardHost:
     assert settings.kafka_bootstrap is not None
     started = time.perf_counter()
+    was_enabled = gc.isenabled()
+    gc.disable()
     # One consumer reads the checkpoint, the log's tail and the pings in turn.
-    reader = new_consumer(settings.kafka_bootstrap, group_id=None,
-                          client_id=f"shard-{shard}-restore")  # fmt: skip
+    reader: KafkaConsumer | None = None
     try:
+        reader = new_consumer(settings.kafka_bootstrap, group_id=None,
+                              client_id=f"shard-{shard}-restore")  # fmt: skip
         with lend_consumer(reader):
             return _restore(settings, shard, topics, app_factory, matcher_factory,
                             clock_mode, reader, started)  # fmt: skip
     finally:
-        reader.close()
+        if reader is not None:
+            reader.close()
+        if was_enabled:
+            gc.enable()
 
 
 def _restore(
