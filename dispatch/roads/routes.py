@@ -19,7 +19,7 @@ import numpy as np
 
 from dispatch.matching.eta import StraightLineEta
 from dispatch.matching.geo import haversine_m
-from dispatch.roads.graph import RoadGraph
+from dispatch.roads.graph import IntArray, RoadGraph
 from dispatch.roads.paths import FloatArray, ShortestPaths, fastest_edges
 from dispatch.roads.snap import Snapper
 
@@ -108,6 +108,11 @@ class RoadRouter:
         if not math.isfinite(gap[0]):
             return lat, lng
         return float(self.graph.lat[node[0]]), float(self.graph.lng[node[0]])
+
+    def nearest_nodes(self, lat: FloatArray, lng: FloatArray) -> IntArray:
+        """Each point's nearest road node, however far (the simulator places its city's
+        points on the graph so)."""
+        return self._snapper.snap(lat, lng, within_m=math.inf)[1]
 
     def _along(
         self,

@@ -25,13 +25,17 @@ class Snapper:
         self._lng_m = M_PER_DEG * self._cos  # metres a degree of longitude
         self._tree = cKDTree(self.xy(graph.lat, graph.lng))
 
-    def snap(self, lat: FloatArray, lng: FloatArray) -> tuple[FloatArray, IntArray]:
+    def snap(
+        self, lat: FloatArray, lng: FloatArray, within_m: float | None = None
+    ) -> tuple[FloatArray, IntArray]:
         """Each point's gap in metres to its nearest node and that node; a gap of ``inf``
-        (and a node of no meaning) for a point more than ``snap_m`` from every node."""
+        (and a node of no meaning) for a point more than ``within_m`` (default ``snap_m``)
+        from every node."""
         xy = np.empty((len(lat), 2))
         np.multiply(lat, M_PER_DEG, out=xy[:, 0])
         np.multiply(lng, self._lng_m, out=xy[:, 1])
-        gaps, nodes = self._tree.query(xy, distance_upper_bound=self.snap_m)
+        bound = self.snap_m if within_m is None else within_m
+        gaps, nodes = self._tree.query(xy, distance_upper_bound=bound)
         return np.asarray(gaps, dtype=np.float64), np.asarray(nodes, dtype=np.int32)
 
     def xy(self, lat: FloatArray, lng: FloatArray) -> FloatArray:

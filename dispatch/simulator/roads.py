@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
-import math
 import random
 from collections.abc import Sequence
 from typing import Any
@@ -22,7 +21,6 @@ import numpy as np
 
 from dispatch.roads.graph import RoadGraph
 from dispatch.roads.routes import RoadRouter, Route
-from dispatch.roads.snap import Snapper
 from dispatch.simulator.agents import SimDriver
 from dispatch.simulator.city import City
 from dispatch.simulator.results import Request
@@ -31,7 +29,6 @@ from dispatch.simulator.results import Request
 class RoadLegs:
     def __init__(self, router: RoadRouter, source: str = "") -> None:
         self.router, self.source = router, source
-        self._nearest = Snapper(router.graph, snap_m=math.inf)
 
     def city(self, rng: random.Random) -> City:
         """The synthetic city over the graph's extent, its hot spots on road nodes."""
@@ -51,7 +48,7 @@ class RoadLegs:
         if not points:
             return []
         lat, lng = np.array(points, dtype=np.float64).T
-        _, nodes = self._nearest.snap(lat, lng)
+        nodes = self.router.nearest_nodes(lat, lng)
         g = self.router.graph
         return list(zip(g.lat[nodes].tolist(), g.lng[nodes].tolist(), strict=True))
 
