@@ -299,12 +299,7 @@ def test_verify_reads_each_shard_that_served_a_driver_in_any_order(city: City) -
     assert city.outcome(declined).accepted
     city.drive_to(driver, SF, AFTER_S + 10)
     assert city.get(A, driver).status == DriverStatus.AVAILABLE
-    rider_a, ride_a = new_id(A), new_id(A)
-    city.send(c.RegisterRider(rider_id=rider_a, name="Ray"))
-    pickup_a, dropoff_a = {"lat": SF[0], "lng": SF[1]}, {"lat": 37.78, "lng": -122.41}
-    city.send(c.RequestRide(ride_id=ride_a, rider_id=rider_a, pickup=pickup_a, dropoff=dropoff_a))
-    city.ping(driver, SF)
-    city.settle()
+    _, ride_a = city.ride_offered_at_home(driver)
     accepted = city.send(c.AcceptOffer(driver_id=driver, ride_id=ride_a), shard=A)
     city.settle()
     assert city.outcome(accepted).accepted
