@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from dispatch.cli import experiment, markets, ops, replay, roads, simulate
+from dispatch.cli import experiment, markets, ops, replay, roads, simulate, topics
 from dispatch.cli.errors import ReportingGroup
 
 app = typer.Typer(
@@ -16,7 +16,7 @@ app = typer.Typer(
 app.command()(simulate.simulate)
 app.command()(experiment.experiment)
 app.add_typer(replay.app, name="replay")
-app.add_typer(ops.topics_app, name="topics")
+app.add_typer(topics.app, name="topics")
 app.add_typer(markets.app, name="markets")
 app.add_typer(roads.app, name="roads")
 app.command()(ops.serve)

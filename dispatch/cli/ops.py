@@ -1,4 +1,4 @@
-"""Process commands: serve (the API), worker, topics."""
+"""Process commands: serve (the API), worker, operator-token."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from rich.console import Console
 
 from dispatch.cli.common import DataDir, Kafka, settings_from
 from dispatch.cli.errors import reported
-from dispatch.settings import Settings
 
 console = Console()
 
@@ -65,60 +64,6 @@ def worker(
     finally:
         process.close()
     console.print(f"worker stopped: {process.stats}")
-
-
-topics_app = typer.Typer(help="Create and check the Kafka topics.", no_args_is_help=True)
-
-
-@topics_app.command("create")
-def topics_create(
-    kafka: Kafka = None,
-    partitions: Annotated[
-        int | None, typer.Option(min=1, help="Shards (default DISPATCH_SHARDS).")
-    ] = None,
-) -> None:
-    """Create every topic with its partitions, retention and cleanup policy (idempotent)."""
-    from dispatch.adapters.kafka.topics import check_topics, create_topics
-
-    settings = _kafka_settings(kafka)
-    assert settings.kafka_bootstrap is not None
-    count = partitions or settings.shards
-    with reported("create the topics"):
-        create_topics(settings.kafka_bootstrap, settings.topic_prefix, count)
-        problems = check_topics(settings.kafka_bootstrap, settings.topic_prefix, count)
-    for problem in problems:
-        console.print(f"[red]problem[/red] {problem}")
-    if problems:
-        raise typer.Exit(code=1)
-    console.print(f"topics of prefix {settings.topic_prefix!r} ready ({count} partitions)")
-
-
-@topics_app.command("check")
-def topics_check(
-    kafka: Kafka = None,
-    partitions: Annotated[int | None, typer.Option(min=1)] = None,
-) -> None:
-    """Check every topic exists with the right shape; exit 1 and list the problems if not."""
-    from dispatch.adapters.kafka.topics import check_topics
-
-    settings = _kafka_settings(kafka)
-    assert settings.kafka_bootstrap is not None
-    with reported("check the topics"):
-        problems = check_topics(settings.kafka_bootstrap, settings.topic_prefix, partitions)
-    for problem in problems:
-        console.print(f"[red]problem[/red] {problem}")
-    if problems:
-        raise typer.Exit(code=1)
-    console.print("topics ok")
-
-
-def _kafka_settings(kafka: str | None) -> Settings:
-    settings = settings_from(None, kafka)
-    if settings.embedded:
-        raise typer.BadParameter(
-            "pass --kafka or set DISPATCH_KAFKA_BOOTSTRAP", param_hint="--kafka"
-        )
-    return settings
 
 
 def operator_token() -> None:

@@ -127,3 +127,81 @@ def test_a_shard_beyond_the_partition_count_fails_clearly(
 def test_missing_settings_are_refused_before_connecting(env: dict[str, str], message: str) -> None:
     with pytest.raises(InfrastructureFactoryError, match=message):
         KafkaFactory(env)
+
+
+def topic_configs(bootstrap: str, names: list[str], keys: list[str]) -> dict[str, dict[str, str]]:
+    admin = new_admin(bootstrap)
+    try:
+        resources = [ConfigResource(ConfigResourceType.TOPIC, n, keys) for n in names]
+        found = admin.describe_configs(resources, config_filter="all")["topic"]
+    finally:
+        admin.close()
+    return {name: {k: e["value"] for k, e in entries.items()} for name, entries in found.items()}
+
+
+def test_created_topics_forbid_unclean_leader_election_and_require_the_in_sync_replicas(
+    kafka_bootstrap: str, prefix: str
+) -> None:
+    create_topics(kafka_bootstrap, prefix, partitions=1)
+    keys = ["min.insync.replicas", "unclean.leader.election.enable"]
+    found = topic_configs(kafka_bootstrap, Topics(prefix).all(), keys)
+    assert set(found) == set(Topics(prefix).all())
+    for configs in found.values():  # one broker: one replica, one in sync
+        assert configs == {"min.insync.replicas": "1", "unclean.leader.election.enable": "false"}
+
+
+def test_check_reports_unclean_election_and_more_in_sync_replicas_than_replicas(
+    kafka_bootstrap: str, prefix: str
+) -> None:
+    topics = Topics(prefix)
+    create_raw(
+        kafka_bootstrap,
+        {
+            topics.events: {
+                "num_partitions": 1,
+                "configs": {"retention.ms": "-1", "unclean.leader.election.enable": "true"},
+            },
+            topics.commands: {"num_partitions": 1, "configs": {"min.insync.replicas": "2"}},
+        },
+    )
+    problems = check_topics(kafka_bootstrap, prefix)
+    assert any(
+        p.startswith(f"{topics.events}: unclean.leader.election.enable=true") for p in problems
+    )
+    assert (
+        f"{topics.commands}: min.insync.replicas=2 is more than its 1 replica(s): every write "
+        "is refused" in problems
+    )
+
+
+def test_creating_again_turns_unclean_election_off_on_an_existing_topic(
+    kafka_bootstrap: str, prefix: str
+) -> None:
+    topics = Topics(prefix)
+    create_raw(
+        kafka_bootstrap,
+        {
+            topics.events: {
+                "num_partitions": 1,
+                "configs": {"retention.ms": "-1", "unclean.leader.election.enable": "true"},
+            }
+        },
+    )
+    changes: list[str] = []
+    create_topics(kafka_bootstrap, prefix, partitions=1, report=changes.append)
+    assert changes == [f"{topics.events}: set unclean.leader.election.enable=false"]
+    found = topic_configs(kafka_bootstrap, [topics.events], ["unclean.leader.election.enable"])
+    assert found[topics.events]["unclean.leader.election.enable"] == "false"
+    assert check_topics(kafka_bootstrap, prefix, partitions=1) == []
+
+
+def test_asking_for_more_replicas_than_brokers_is_refused_before_anything_is_created(
+    kafka_bootstrap: str, prefix: str
+) -> None:
+    with pytest.raises(ValueError, match="replication factor 3 needs 3 brokers; the cluster has 1"):
+        create_topics(kafka_bootstrap, prefix, partitions=1, replication_factor=3)
+    admin = new_admin(kafka_bootstrap)
+    try:
+        assert not set(Topics(prefix).all()) & set(admin.list_topics())
+    finally:
+        admin.close()

@@ -10,13 +10,19 @@ fixed at creation; over-provision.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from kafka.admin import ConfigResource, ConfigResourceType
 
 from dispatch.adapters.kafka.config import new_admin
+from dispatch.adapters.kafka.durability import (
+    Durability,
+    durability_problems,
+    live_brokers,
+    strengthen,
+)
 from dispatch.adapters.kafka.eventstore.clients import DEFAULT_PREFIX, topic_name
 
 DEAD_LETTER_PARTITIONS = 1
@@ -140,27 +146,37 @@ def create_topics(
     prefix: str = DEFAULT_PREFIX,
     partitions: int = 1,
     *,
-    replication_factor: int = -1,
+    replication_factor: int | None = None,
+    min_insync_replicas: int | None = None,
+    raise_replication: bool = False,
     timeout_s: float = 30.0,
+    report: Callable[[str], None] = lambda _: None,
 ) -> list[str]:
     """Create the missing topics of ``prefix`` for ``partitions`` shards; return their names.
 
-    Idempotent: topics that already exist with the right shape are left alone. Raises
-    ``ValueError`` listing the problems when an existing topic has the wrong shape (Kafka
-    cannot shrink partitions or repartition data, so this is for an operator to decide).
-    ``replication_factor=-1`` takes the broker's default.
+    Durability comes from the cluster's size (``Durability.for_cluster``: three replicas,
+    two in sync, on three brokers or more) unless given. Idempotent: topics that exist are
+    strengthened, never weakened (``durability.strengthen``: a lower
+    ``min.insync.replicas`` raised, unclean leader election turned off; with
+    ``raise_replication``, replicas added), each change told to ``report``. Raises
+    ``ValueError`` listing the problems when an existing topic has the wrong shape or
+    stays weaker than asked (Kafka cannot shrink partitions or repartition data, so this
+    is for an operator to decide).
     """
     if partitions < 1:
         raise ValueError(f"partitions must be at least 1, got {partitions}")
     timeout_ms = int(timeout_s * 1000)
     admin = new_admin(bootstrap)
     try:
+        want = Durability.for_cluster(
+            len(live_brokers(admin)), replication_factor, min_insync_replicas
+        )
         existing = set(admin.list_topics())
         wanted = {
             spec.name(prefix): {
                 "num_partitions": spec.partition_count(partitions),
-                "replication_factor": replication_factor,
-                "configs": dict(spec.configs),
+                "replication_factor": want.replication_factor,
+                "configs": {**spec.configs, **want.topic_configs()},
             }
             for spec in SPECS
             if spec.name(prefix) not in existing
@@ -175,28 +191,48 @@ def create_topics(
                 elif code != _TOPIC_ALREADY_EXISTS:  # lost a race with another creator: fine
                     raise RuntimeError(f"creating {topic['name']}: {topic['error_message']}")
             admin.wait_for_topics(list(wanted), timeout_ms=timeout_ms)
-        problems = _problems(admin, prefix, partitions)
+        older = [spec.name(prefix) for spec in SPECS if spec.name(prefix) in existing]
+        strengthen(admin, older, want, raise_replication=raise_replication, report=report)
+        problems = _problems(admin, prefix, partitions, want)
     finally:
         admin.close()
     if problems:
-        raise ValueError("existing topics have the wrong shape: " + "; ".join(problems))
+        raise ValueError(
+            "existing topics have the wrong shape or are weaker than asked: " + "; ".join(problems)
+        )
     return created
 
 
 def check_topics(
-    bootstrap: str, prefix: str = DEFAULT_PREFIX, partitions: int | None = None
+    bootstrap: str,
+    prefix: str = DEFAULT_PREFIX,
+    partitions: int | None = None,
+    *,
+    replication_factor: int | None = None,
+    min_insync_replicas: int | None = None,
 ) -> list[str]:
     """Return the problems of the topics of ``prefix`` (an empty list means all is well).
 
     Reports missing topics, partition counts other than ``partitions`` (when None, the count
     of the events topic is taken as the shard count), co-partitioned topics whose counts
-    differ, and wrong ``cleanup.policy`` (and events not kept forever).
+    differ, wrong ``cleanup.policy`` (and events not kept forever), and anything weaker
+    than the durability for the cluster's size or the figures given
+    (``durability.durability_problems``: replicas, in-sync replicas, unclean leader
+    election, partitions offline or short of in-sync replicas, Kafka's internal topics).
     """
     admin = new_admin(bootstrap)
     try:
-        return _problems(admin, prefix, partitions)
+        want = cluster_durability(admin, replication_factor, min_insync_replicas)
+        return _problems(admin, prefix, partitions, want)
     finally:
         admin.close()
+
+
+def cluster_durability(
+    admin: Any, replication_factor: int | None = None, min_insync_replicas: int | None = None
+) -> Durability:
+    """The durability the topics should have on the cluster ``admin`` talks to."""
+    return Durability.for_cluster(len(live_brokers(admin)), replication_factor, min_insync_replicas)
 
 
 def delete_topics(bootstrap: str, prefix: str, timeout_s: float = 30.0) -> None:
@@ -210,7 +246,7 @@ def delete_topics(bootstrap: str, prefix: str, timeout_s: float = 30.0) -> None:
         admin.close()
 
 
-def _problems(admin: Any, prefix: str, partitions: int | None) -> list[str]:
+def _problems(admin: Any, prefix: str, partitions: int | None, want: Durability) -> list[str]:
     names = [spec.name(prefix) for spec in SPECS]
     described = {t["name"]: t for t in admin.describe_topics(names)}
     counts: dict[str, int] = {}
@@ -234,11 +270,13 @@ def _problems(admin: Any, prefix: str, partitions: int | None) -> list[str]:
     if partitions is not None:
         for spec in SPECS:
             name = spec.name(prefix)
-            want = spec.partition_count(partitions)
+            expected = spec.partition_count(partitions)
             have = counts.get(name)
-            if have is not None and have != want:
-                problems.append(f"{name}: {have} partitions, expected {want}")
-    problems.extend(_config_problems(admin, prefix, [n for n in names if n in counts]))
+            if have is not None and have != expected:
+                problems.append(f"{name}: {have} partitions, expected {expected}")
+    present = [n for n in names if n in counts]
+    problems.extend(_config_problems(admin, prefix, present))
+    problems.extend(durability_problems(admin, present, want))
     return problems
 
 

@@ -24,7 +24,22 @@ DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 
 
 def producer_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
-    """Settings of an idempotent (and, with ``transactional_id``, transactional) producer."""
+    """Settings of an idempotent (and, with ``transactional_id``, transactional) producer.
+
+    ``acks=all`` and idempotence cannot be overridden (a ValueError): with them a write is
+    acknowledged only once ``min.insync.replicas`` replicas have it, and a retried send is
+    written once, which is what the topics' durability (``kafka.durability``) rests on.
+    """
+    weakened = {
+        key: overrides[key]
+        for key, safe in (("acks", ("all", -1)), ("enable_idempotence", (True,)))
+        if key in overrides and overrides[key] not in safe
+    }
+    if weakened:
+        raise ValueError(
+            f"producers write with acks=all and idempotence; refusing {weakened}: a write "
+            "acknowledged by fewer replicas, or written twice on a retry, may be lost or doubled"
+        )
     config: dict[str, Any] = {
         "bootstrap_servers": bootstrap,
         "enable_idempotence": True,
