@@ -49,6 +49,7 @@ from projections.views import default_projections
 from projections.warm import warm_views
 
 if TYPE_CHECKING:  # the Kafka adapter is imported only when it is used
+    from dispatch.adapters.kafka.eventstore.connection import Connection
     from dispatch.adapters.kafka.worker import KafkaWorker
 
 log = logging.getLogger(__name__)
@@ -63,14 +64,33 @@ def sqlite_env(data_dir: Path, shard: int) -> dict[str, str]:
     }
 
 
-def kafka_env(bootstrap: str, prefix: str, shard: int) -> dict[str, str]:
-    """The eventsourcing environment of one shard on the Kafka persistence module."""
-    return {
+def _connection(settings: Settings) -> Connection:
+    """How this process reaches the brokers (kafka-python is imported only on Kafka)."""
+    from dispatch.adapters.kafka.config import connection_of
+
+    return connection_of(settings)
+
+
+def kafka_env(connection: Connection, prefix: str, shard: int) -> dict[str, str]:
+    """The eventsourcing environment of one shard on the Kafka persistence module (the
+    connection's security in its ``KAFKA_SECURITY_*``, ``KAFKA_SASL_*`` keys)."""
+    from dispatch.adapters.kafka.eventstore.connection import KafkaConnection, servers_of
+
+    env = {
         "PERSISTENCE_MODULE": "dispatch.adapters.kafka.eventstore",
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "KAFKA_BOOTSTRAP_SERVERS": servers_of(connection),
         "KAFKA_TOPIC_PREFIX": prefix,
         "KAFKA_SHARD": str(shard),
     }
+    if isinstance(connection, KafkaConnection):
+        env |= {
+            "KAFKA_SECURITY_PROTOCOL": connection.security_protocol,
+            "KAFKA_SASL_MECHANISM": connection.sasl_mechanism,
+            "KAFKA_SASL_USERNAME": connection.username or "",
+            "KAFKA_SASL_PASSWORD": connection.password or "",
+            "KAFKA_SSL_CAFILE": str(connection.ssl_cafile or ""),
+        }
+    return env
 
 
 def build_application(
@@ -82,7 +102,7 @@ def build_application(
         env = sqlite_env(settings.data_dir, shard)
     else:
         assert settings.kafka_bootstrap is not None
-        env = kafka_env(settings.kafka_bootstrap, settings.topic_prefix, shard)
+        env = kafka_env(_connection(settings), settings.topic_prefix, shard)
     env.update(extra_env or {})
     policy = Policy(settings.max_wait_s, settings.idempotency_window_s, settings.offer_timeout_s)
     return ShardApplication(shard, env=env, policy=policy)
@@ -280,7 +300,7 @@ def build_log_source(settings: Settings) -> LogSource:
     from dispatch.adapters.kafka.logsource import KafkaLogSource
 
     assert settings.kafka_bootstrap is not None
-    return KafkaLogSource(settings.kafka_bootstrap, settings.topic_prefix)
+    return KafkaLogSource(_connection(settings), settings.topic_prefix)
 
 
 def log_name(settings: Settings) -> str:
@@ -313,11 +333,11 @@ def build_runtime(settings: Settings, clock: Clock = time.time) -> Runtime:
         from dispatch.adapters.kafka.transport import KafkaTransport
 
         assert settings.kafka_bootstrap is not None
-        bus = KafkaTransport(settings.kafka_bootstrap, settings.topic_prefix)
+        bus = KafkaTransport(_connection(settings), settings.topic_prefix)
         markets = build_markets(settings)
         if settings.shards > 1:  # each shard sees the drivers near it, whoever owns them
             bus.nearby = markets.nearby_shards
-        source = KafkaFollowSource(settings.kafka_bootstrap, settings.topic_prefix)
+        source = KafkaFollowSource(_connection(settings), settings.topic_prefix)
         store, archive = build_view_stores(settings)
         started = time.perf_counter()
         warm = warm_views(projections, store, archive, source, name)
@@ -339,7 +359,7 @@ def build_runtime(settings: Settings, clock: Clock = time.time) -> Runtime:
         if settings.shards > 1:  # a driver handed off: its pings to the shard serving it
             bus.serving = runtime.serving
         follower = LocationFollower(
-            settings.kafka_bootstrap,
+            _connection(settings),
             settings.topic_prefix,
             runtime.apply_pings,
             settings.ping_ttl_s,

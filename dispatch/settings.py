@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from dispatch.domain.geo import MAX_LAT, MAX_LNG, MIN_LAT, MIN_LNG
@@ -45,6 +45,15 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path(".dispatch-data")
     kafka_bootstrap: str | None = None
+    # How this process reaches the brokers (docs/SECURITY.md): PLAINTEXT, no authentication,
+    # on the single local broker; SASL_SSL with the process's own SCRAM principal and the
+    # cluster's CA on a secured cluster (``adapters/kafka/config.connection_of``).
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    kafka_username: str | None = None
+    kafka_password: SecretStr | None = None
+    kafka_password_file: Path | None = None  # instead of the password (its first line)
+    kafka_ssl_cafile: Path | None = None
     topic_prefix: str = "dispatch"
     shards: int = Field(default=4, ge=1, le=4096)
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from dispatch.adapters.kafka.config import connection_of
 from dispatch.adapters.kafka.eventstore.codec import notification_id
 from dispatch.adapters.kafka.follower import Follower
 from dispatch.adapters.kafka.logsource import decode_records
@@ -48,7 +49,7 @@ class EventFollower:
     def __init__(self, settings: Settings, on_event: Callable[..., None]) -> None:
         assert settings.kafka_bootstrap is not None
         topic = Topics(settings.topic_prefix).events
-        self.follower = Follower(settings.kafka_bootstrap, topic, range(settings.shards))
+        self.follower = Follower(connection_of(settings), topic, range(settings.shards))
         self.follower.seek_to_end()
         # Notification ids seen per shard: everything before the end offset (its ids are
         # all below the first id of the record at the end).
@@ -88,8 +89,8 @@ def run_on_kafka(
     """Run the simulation through Kafka; ``on_start`` gets the worker pids (for chaos
     tests), ``on_tick`` the simulated time after each tick."""
     assert settings.kafka_bootstrap is not None
-    create_topics(settings.kafka_bootstrap, settings.topic_prefix, settings.shards)
-    transport = KafkaTransport(settings.kafka_bootstrap, settings.topic_prefix)
+    create_topics(connection_of(settings), settings.topic_prefix, settings.shards)
+    transport = KafkaTransport(connection_of(settings), settings.topic_prefix)
     markets = build_markets(settings)
     if settings.shards > 1:  # each shard sees the drivers near it, whoever owns them
         transport.nearby = markets.nearby_shards

@@ -27,6 +27,7 @@ from typing import Any
 from uuid import UUID
 
 from dispatch.adapters.kafka import wire
+from dispatch.adapters.kafka.eventstore.connection import Connection
 from dispatch.adapters.kafka.follower import Follower
 from dispatch.shard.inbound import ForeignDriver
 
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 
 
 class AvailabilityBoard:
-    def __init__(self, bootstrap: str, topic: str, shards: int) -> None:
+    def __init__(self, bootstrap: Connection, topic: str, shards: int) -> None:
         self.topic = topic
         self.latest: dict[UUID, ForeignDriver] = {}  # each driver's newest tenure's word
         self.skipped = 0  # records that are not a driver's availability

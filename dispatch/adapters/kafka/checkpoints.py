@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 from kafka import KafkaConsumer
 
+from dispatch.adapters.kafka.eventstore.connection import Connection
 from dispatch.adapters.kafka.follower import Follower, partitions_of
 from dispatch.checkpoints import Chunk
 
@@ -100,7 +101,9 @@ class CheckpointRecords:
 class KafkaCheckpointStore:
     """``dispatch.ports.CheckpointStore`` over one partition of the checkpoints topic."""
 
-    def __init__(self, bootstrap: str, topic: str, shard: int, first_window: int = 1024) -> None:
+    def __init__(
+        self, bootstrap: Connection, topic: str, shard: int, first_window: int = 1024
+    ) -> None:
         self.bootstrap, self.topic, self.shard = bootstrap, topic, shard
         self.first_window = first_window
         self._pointers: dict[int, tuple[int, int]] = {}  # slot -> (position, chunks)

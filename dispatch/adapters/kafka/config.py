@@ -13,6 +13,12 @@ from dispatch.adapters.kafka.eventstore.clients import (
     new_consumer,
     new_producer,
 )
+from dispatch.adapters.kafka.eventstore.connection import (
+    Connection,
+    KafkaConnection,
+    connection_config,
+)
+from dispatch.settings import Settings
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 __all__ = [
@@ -25,8 +31,48 @@ __all__ = [
 ]
 
 
-def new_admin(bootstrap: str, **overrides: Any) -> KafkaAdminClient:
-    config: dict[str, Any] = {"bootstrap_servers": bootstrap, "request_timeout_ms": 15_000}
+def connection_of(settings: Settings) -> Connection:
+    """How the process with ``settings`` reaches the brokers: the bootstrap list alone when
+    nothing of the security is set, else a ``KafkaConnection`` (a ValueError saying what is
+    wrong or missing: a password file unreadable, SASL with no credentials, ...)."""
+    if settings.kafka_bootstrap is None:
+        raise ValueError("no Kafka bootstrap servers: set DISPATCH_KAFKA_BOOTSTRAP or pass --kafka")
+    password = settings.kafka_password.get_secret_value() if settings.kafka_password else None
+    if settings.kafka_password_file is not None:
+        if password is not None:
+            raise ValueError(
+                "set DISPATCH_KAFKA_PASSWORD or DISPATCH_KAFKA_PASSWORD_FILE, not both"
+            )
+        try:
+            lines = settings.kafka_password_file.read_text().splitlines()
+        except OSError as error:
+            raise ValueError(
+                f"cannot read the Kafka password file {settings.kafka_password_file}: "
+                f"{error.strerror or error}"
+            ) from error
+        password = lines[0].strip() if lines and lines[0].strip() else None
+        if password is None:
+            raise ValueError(f"the Kafka password file {settings.kafka_password_file} is empty")
+    plain = (
+        settings.kafka_security_protocol == "PLAINTEXT"
+        and settings.kafka_username is None
+        and password is None
+        and settings.kafka_ssl_cafile is None
+    )
+    if plain:
+        return settings.kafka_bootstrap
+    return KafkaConnection(
+        settings.kafka_bootstrap,
+        settings.kafka_security_protocol,
+        settings.kafka_sasl_mechanism,
+        settings.kafka_username,
+        password,
+        settings.kafka_ssl_cafile,
+    )
+
+
+def new_admin(bootstrap: Connection, **overrides: Any) -> KafkaAdminClient:
+    config: dict[str, Any] = {**connection_config(bootstrap), "request_timeout_ms": 15_000}
     config.update(overrides)
     return KafkaAdminClient(**config)
 

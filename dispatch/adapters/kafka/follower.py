@@ -23,6 +23,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from dispatch.adapters.kafka.config import assign_all, new_consumer, seek_since
 from dispatch.adapters.kafka.eventstore.clients import beginning_offsets, end_offsets
+from dispatch.adapters.kafka.eventstore.connection import Connection
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ Records = list[Any]  # kafka-python's ConsumerRecords of one partition, in offse
 Handle = Callable[[int, Records], None]
 
 
-def partitions_of(bootstrap: str, topic: str) -> list[int]:
+def partitions_of(bootstrap: Connection, topic: str) -> list[int]:
     """The topic's partitions, in order (none when the topic is missing)."""
     consumer = new_consumer(bootstrap, group_id=None)
     try:
@@ -50,7 +51,7 @@ class Follower:
 
     def __init__(
         self,
-        bootstrap: str,
+        bootstrap: Connection,
         topic: str,
         partitions: Sequence[int] | None = None,
         name: str | None = None,

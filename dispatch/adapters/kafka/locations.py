@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from dispatch.adapters.kafka import wire
+from dispatch.adapters.kafka.eventstore.connection import Connection
 from dispatch.adapters.kafka.follower import Follower
 from dispatch.adapters.kafka.topics import Topics
 from dispatch.messages import Ping
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 class LocationFollower:
     def __init__(
         self,
-        bootstrap: str,
+        bootstrap: Connection,
         prefix: str,
         apply: Callable[[Sequence[Ping]], None],
         ttl_s: float,

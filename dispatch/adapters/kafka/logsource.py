@@ -24,6 +24,7 @@ from dispatch.adapters.kafka.eventstore.codec import (
     notification_id,
     record_position,
 )
+from dispatch.adapters.kafka.eventstore.connection import Connection
 from dispatch.adapters.kafka.follower import Follower, partitions_of
 from dispatch.adapters.kafka.topics import Topics
 from dispatch.log import LogEvent, LogSource, decode_fields, flatten, from_state
@@ -66,7 +67,7 @@ class KafkaLogSource(LogSource):
     """The events topic read by a one-off process (replay): a read opens a follower of its
     shard and reads to the partition's end as it was when the read started."""
 
-    def __init__(self, bootstrap: str, prefix: str, poll_ms: int = 500) -> None:
+    def __init__(self, bootstrap: Connection, prefix: str, poll_ms: int = 500) -> None:
         self.bootstrap, self.topics, self.poll_ms = bootstrap, Topics(prefix), poll_ms
 
     def shards(self) -> list[int]:
@@ -123,7 +124,7 @@ class KafkaFollowSource(KafkaLogSource):
     brought nothing for two seconds (``Follower.read_available``'s patience), rather than
     wait for records that may be slow to come."""
 
-    def __init__(self, bootstrap: str, prefix: str) -> None:
+    def __init__(self, bootstrap: Connection, prefix: str) -> None:
         super().__init__(bootstrap, prefix)
         self._followers: dict[int, Follower] = {}
         self._read_to: dict[int, int] = {}  # position the follower stands after, per shard

@@ -13,8 +13,10 @@ from kafka import KafkaConsumer
 
 from dispatch.adapters.kafka import wire
 from dispatch.adapters.kafka.checkpoints import CheckpointRecords, KafkaCheckpointStore
+from dispatch.adapters.kafka.config import connection_of
 from dispatch.adapters.kafka.eventstore.clients import new_consumer
 from dispatch.adapters.kafka.eventstore.codec import EVENTS_PER_RECORD, DecodedEvent
+from dispatch.adapters.kafka.eventstore.connection import Connection
 from dispatch.adapters.kafka.eventstore.recorders import KafkaAggregateRecorder, KafkaRecorder
 from dispatch.adapters.kafka.eventstore.restore import lend_consumer
 from dispatch.adapters.kafka.eventstore.writer import PartitionWriter
@@ -116,7 +118,7 @@ def open_shard(
     # One consumer reads the checkpoint, the log's tail and the pings in turn.
     reader: KafkaConsumer | None = None
     try:
-        reader = new_consumer(settings.kafka_bootstrap, group_id=None,
+        reader = new_consumer(connection_of(settings), group_id=None,
                               client_id=f"shard-{shard}-restore")  # fmt: skip
         with lend_consumer(reader):
             return _restore(settings, shard, topics, app_factory, matcher_factory,
@@ -139,11 +141,11 @@ def _restore(
     started: float,
 ) -> ShardHost:
     assert settings.kafka_bootstrap is not None
-    store = KafkaCheckpointStore(settings.kafka_bootstrap, topics.checkpoints, shard)
+    store = KafkaCheckpointStore(connection_of(settings), topics.checkpoints, shard)
     store.consumer = reader
     try:
         store.require_topic()  # before the application starts a producer
-        log_end = _events_end(settings.kafka_bootstrap, topics.events, shard, reader)
+        log_end = _events_end(connection_of(settings), topics.events, shard, reader)
         loaded, chosen = restore_matcher(store, matcher_factory, log_end, shard)
         tail_only = chosen is not None and chosen.aggregates is not None
         read = time.perf_counter()
@@ -212,7 +214,7 @@ def _partition_empty(
     """Whether the partition holds no committed record (an aborted transaction's records
     and markers move its end offset, so the records are read, read_committed)."""
     assert settings.kafka_bootstrap is not None
-    follower = Follower(settings.kafka_bootstrap, topic, [shard], name=f"shard {shard} told",
+    follower = Follower(connection_of(settings), topic, [shard], name=f"shard {shard} told",
                         consumer=reader)  # fmt: skip
     try:
         if follower.end_offset(shard) == 0:
@@ -223,7 +225,7 @@ def _partition_empty(
         follower.close()
 
 
-def _events_end(bootstrap: str, topic: str, shard: int, reader: KafkaConsumer | None) -> int:
+def _events_end(bootstrap: Connection, topic: str, shard: int, reader: KafkaConsumer | None) -> int:
     """An upper bound of the shard's log positions now (a checkpoint beyond it belongs to
     another log: a topic deleted and made again)."""
     follower = Follower(bootstrap, topic, [shard], name=f"shard {shard} log end", consumer=reader)
@@ -265,7 +267,7 @@ def warm_up(
     dead-letters them.) ``reader``: a consumer to read with (else a new one)."""
     assert settings.kafka_bootstrap is not None
     follower = Follower(
-        settings.kafka_bootstrap, topics.locations, [shard], name=f"shard {shard} warm-up",
+        connection_of(settings), topics.locations, [shard], name=f"shard {shard} warm-up",
         consumer=reader,
     )  # fmt: skip
     try:

@@ -24,6 +24,7 @@ from dispatch.adapters.kafka.durability import (
     strengthen,
 )
 from dispatch.adapters.kafka.eventstore.clients import DEFAULT_PREFIX, topic_name
+from dispatch.adapters.kafka.eventstore.connection import Connection
 
 DEAD_LETTER_PARTITIONS = 1
 _DAY_MS = 24 * 60 * 60 * 1000
@@ -142,7 +143,7 @@ class Topics:
 
 
 def create_topics(
-    bootstrap: str,
+    bootstrap: Connection,
     prefix: str = DEFAULT_PREFIX,
     partitions: int = 1,
     *,
@@ -204,7 +205,7 @@ def create_topics(
 
 
 def check_topics(
-    bootstrap: str,
+    bootstrap: Connection,
     prefix: str = DEFAULT_PREFIX,
     partitions: int | None = None,
     *,
@@ -235,7 +236,7 @@ def cluster_durability(
     return Durability.for_cluster(len(live_brokers(admin)), replication_factor, min_insync_replicas)
 
 
-def delete_topics(bootstrap: str, prefix: str, timeout_s: float = 30.0) -> None:
+def delete_topics(bootstrap: Connection, prefix: str, timeout_s: float = 30.0) -> None:
     """Delete the existing topics of ``prefix`` (for tests and throw-away environments)."""
     admin = new_admin(bootstrap)
     try:

@@ -19,6 +19,7 @@ from kafka.errors import KafkaTimeoutError
 
 from dispatch.adapters.kafka import wire
 from dispatch.adapters.kafka.config import new_producer
+from dispatch.adapters.kafka.eventstore.connection import Connection
 from dispatch.adapters.kafka.follower import Follower
 from dispatch.adapters.kafka.topics import Topics
 from dispatch.domain.ids import shard_of
@@ -32,7 +33,7 @@ PINGS_PER_RECORD = 1_000
 
 
 class KafkaTransport:
-    def __init__(self, bootstrap: str, prefix: str, keep_outcomes: int = 200_000) -> None:
+    def __init__(self, bootstrap: Connection, prefix: str, keep_outcomes: int = 200_000) -> None:
         self.topics = Topics(prefix)
         self._producer = new_producer(bootstrap, linger_ms=5)
         self._mailbox = OutcomeMailbox(keep_outcomes)

@@ -46,7 +46,7 @@ from kafka.structs import MemberState
 from dispatch.adapters.kafka import wire
 from dispatch.adapters.kafka.availability import AvailabilityBoard, for_shard
 from dispatch.adapters.kafka.batch import KafkaBatch, Offsets
-from dispatch.adapters.kafka.config import new_admin, new_consumer
+from dispatch.adapters.kafka.config import connection_of, new_admin, new_consumer
 from dispatch.adapters.kafka.eventstore import FencedError, ProducerLostError
 from dispatch.adapters.kafka.shard_host import AppFactory, ShardHost, open_shard
 from dispatch.adapters.kafka.topics import Topics
@@ -124,7 +124,7 @@ class KafkaWorker:
             "max_poll_interval_ms": 120_000,
             "metadata_max_age_ms": 30_000,
         }
-        self.consumer = new_consumer(settings.kafka_bootstrap, **(options | consumer_overrides))
+        self.consumer = new_consumer(connection_of(settings), **(options | consumer_overrides))
         topics = list(self.topics.consumed)
         self._await_topics(topics)
         # With several shards: the other shards' drivers, for the hosted shards' matchers
@@ -133,7 +133,7 @@ class KafkaWorker:
         self._foreign: dict[int, list[ForeignDriver]] = {}  # not yet in a batch
         if settings.shards > 1:
             self.board = AvailabilityBoard(
-                settings.kafka_bootstrap, self.topics.driver_availability, settings.shards
+                connection_of(settings), self.topics.driver_availability, settings.shards
             )
             known = self.board.start()
             log.info("driver availability: %d drivers of the shards known", known)
@@ -423,7 +423,7 @@ class KafkaWorker:
             return f"this member is {member.state}"
         assert self.settings.kafka_bootstrap is not None
         try:
-            admin = new_admin(self.settings.kafka_bootstrap)
+            admin = new_admin(connection_of(self.settings))
             try:
                 group = admin.describe_groups([member.group_id])[member.group_id]
             finally:

@@ -12,6 +12,8 @@ from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from dispatch.adapters.kafka.eventstore.connection import Connection, connection_config
+
 DEFAULT_PREFIX = "dispatch"
 
 
@@ -23,7 +25,7 @@ def topic_name(prefix: str, role: str) -> str:
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 
 
-def producer_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
+def producer_config(bootstrap: Connection, **overrides: Any) -> dict[str, Any]:
     """Settings of an idempotent (and, with ``transactional_id``, transactional) producer.
 
     ``acks=all`` and idempotence cannot be overridden (a ValueError): with them a write is
@@ -41,7 +43,7 @@ def producer_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
             "acknowledged by fewer replicas, or written twice on a retry, may be lost or doubled"
         )
     config: dict[str, Any] = {
-        "bootstrap_servers": bootstrap,
+        **connection_config(bootstrap),
         "enable_idempotence": True,
         "acks": "all",
         "linger_ms": 0,
@@ -52,10 +54,10 @@ def producer_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
     return config
 
 
-def consumer_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
+def consumer_config(bootstrap: Connection, **overrides: Any) -> dict[str, Any]:
     """Settings of a ``read_committed`` consumer that commits nothing unless told to."""
     config: dict[str, Any] = {
-        "bootstrap_servers": bootstrap,
+        **connection_config(bootstrap),
         "isolation_level": "read_committed",
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
@@ -67,11 +69,11 @@ def consumer_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
     return config
 
 
-def new_producer(bootstrap: str, **overrides: Any) -> KafkaProducer:
+def new_producer(bootstrap: Connection, **overrides: Any) -> KafkaProducer:
     return KafkaProducer(**producer_config(bootstrap, **overrides))
 
 
-def new_consumer(bootstrap: str, **overrides: Any) -> KafkaConsumer:
+def new_consumer(bootstrap: Connection, **overrides: Any) -> KafkaConsumer:
     return KafkaConsumer(**consumer_config(bootstrap, **overrides))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from threading import RLock
 from typing import NoReturn, TypeVar
 
@@ -17,6 +18,7 @@ from eventsourcing.persistence import (
 from eventsourcing.utils import Environment, EnvType, resolve_topic, strtobool
 
 from dispatch.adapters.kafka.eventstore.clients import DEFAULT_PREFIX, topic_name
+from dispatch.adapters.kafka.eventstore.connection import Connection, KafkaConnection
 from dispatch.adapters.kafka.eventstore.errors import UnsupportedRecorderError
 from dispatch.adapters.kafka.eventstore.recorders import (
     KafkaAggregateRecorder,
@@ -31,7 +33,7 @@ _T = TypeVar("_T", bound=type)
 
 @dataclass(frozen=True, slots=True)
 class KafkaSettings:
-    bootstrap: str
+    bootstrap: Connection
     prefix: str
     shard: int
     transactional_id: str
@@ -61,6 +63,12 @@ class KafkaFactory(InfrastructureFactory[TrackingRecorder]):
 
     KAFKA_BOOTSTRAP_SERVERS = "KAFKA_BOOTSTRAP_SERVERS"
     KAFKA_TOPIC_PREFIX = "KAFKA_TOPIC_PREFIX"
+    # The connection's security (``connection.KafkaConnection``); none set: plaintext.
+    KAFKA_SECURITY_PROTOCOL = "KAFKA_SECURITY_PROTOCOL"
+    KAFKA_SASL_MECHANISM = "KAFKA_SASL_MECHANISM"
+    KAFKA_SASL_USERNAME = "KAFKA_SASL_USERNAME"
+    KAFKA_SASL_PASSWORD = "KAFKA_SASL_PASSWORD"
+    KAFKA_SSL_CAFILE = "KAFKA_SSL_CAFILE"
     KAFKA_SHARD = "KAFKA_SHARD"
     KAFKA_TRANSACTIONAL_ID = "KAFKA_TRANSACTIONAL_ID"
     KAFKA_READ_ONLY = "KAFKA_READ_ONLY"
@@ -181,7 +189,7 @@ class KafkaFactory(InfrastructureFactory[TrackingRecorder]):
             )
         shard = int(shard_text)
         return KafkaSettings(
-            bootstrap=bootstrap,
+            bootstrap=self._connection(bootstrap),
             prefix=prefix,
             shard=shard,
             transactional_id=self.env.get(self.KAFKA_TRANSACTIONAL_ID) or f"{prefix}.shard-{shard}",
@@ -191,6 +199,24 @@ class KafkaFactory(InfrastructureFactory[TrackingRecorder]):
             events_after=self._count(self.KAFKA_EVENTS_AFTER),
             restore_snapshots=strtobool(self.env.get(self.KAFKA_RESTORE_SNAPSHOTS) or "yes"),
         )
+
+    def _connection(self, servers: str) -> Connection:
+        protocol = self.env.get(self.KAFKA_SECURITY_PROTOCOL) or "PLAINTEXT"
+        username = self.env.get(self.KAFKA_SASL_USERNAME) or None
+        cafile = self.env.get(self.KAFKA_SSL_CAFILE) or None
+        if protocol == "PLAINTEXT" and username is None and cafile is None:
+            return servers
+        try:
+            return KafkaConnection(
+                servers,
+                protocol,  # type: ignore[arg-type]  # checked by KafkaConnection
+                self.env.get(self.KAFKA_SASL_MECHANISM) or "SCRAM-SHA-512",  # type: ignore[arg-type]
+                username,
+                self.env.get(self.KAFKA_SASL_PASSWORD) or None,
+                Path(cafile) if cafile else None,
+            )
+        except ValueError as error:
+            raise InfrastructureFactoryError(f"Kafka connection: {error}") from error
 
     def _count(self, key: str) -> int:
         text = (self.env.get(key) or "0").strip()

@@ -23,6 +23,7 @@ from dispatch.adapters.kafka.eventstore.codec import (
     notification_id,
     record_position,
 )
+from dispatch.adapters.kafka.eventstore.connection import Connection
 from dispatch.adapters.kafka.eventstore.store import EventTable
 
 Headers = Sequence[tuple[str, bytes]]
@@ -45,7 +46,7 @@ def lend_consumer(consumer: KafkaConsumer) -> Iterator[None]:
 
 
 def read_partition(
-    bootstrap: str,
+    bootstrap: Connection,
     topic: str,
     partition: int,
     sink: Sink,
@@ -131,7 +132,7 @@ def _prefetched(
 
 
 def restore_events(
-    bootstrap: str,
+    bootstrap: Connection,
     topic: str,
     partition: int,
     table: EventTable,

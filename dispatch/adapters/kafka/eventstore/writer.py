@@ -36,6 +36,7 @@ from eventsourcing.persistence import OperationalError, PersistenceError, Progra
 from kafka import KafkaProducer
 
 from dispatch.adapters.kafka.eventstore.clients import new_producer
+from dispatch.adapters.kafka.eventstore.connection import Connection
 from dispatch.adapters.kafka.eventstore.errors import (
     FencedError,
     ProducerLostError,
@@ -56,7 +57,9 @@ class PartitionWriter:
 
     producer: KafkaProducer
 
-    def __init__(self, bootstrap: str, transactional_id: str, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self, bootstrap: Connection, transactional_id: str, timeout_s: float = 30.0
+    ) -> None:
         self._init_state(transactional_id, timeout_s)
         self.producer = new_producer(
             bootstrap,
