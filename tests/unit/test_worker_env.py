@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import SecretStr
 
 from dispatch.adapters.kafka.processes import worker_env
 from dispatch.settings import MarketConfig, Settings
@@ -35,3 +36,21 @@ def test_a_setting_turned_off_is_not_turned_on_by_the_starting_process(
         monkeypatch.setenv(key, value)
 
     assert Settings().handoff_after_s == 0
+
+
+def test_a_worker_gets_the_kafka_password_itself_not_its_masked_form(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = Settings(
+        kafka_bootstrap="127.0.0.1:9",
+        kafka_security_protocol="SASL_PLAINTEXT",
+        kafka_username="dispatch-worker",
+        kafka_password=SecretStr("s3cret"),
+    )
+
+    env = worker_env(settings)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+
+    assert env["DISPATCH_KAFKA_PASSWORD"] == "s3cret"
+    assert Settings() == settings

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pydantic import TypeAdapter
+from pydantic import SecretStr, TypeAdapter
 
 from dispatch.settings import MarketConfig, Settings
 
@@ -26,6 +26,8 @@ def worker_env(settings: Settings) -> dict[str, str]:
             env.pop(key, None)
         elif name == "markets":
             env[key] = _MARKETS.dump_json(value).decode()
+        elif isinstance(value, SecretStr):  # str() of it is asterisks
+            env[key] = value.get_secret_value()
         else:
             env[key] = str(value)
     return env
