@@ -28,6 +28,9 @@
 # logs and pid file; cluster.env there records the ports and the cluster id, so
 # stop/status/kill/restart find a cluster by its dir alone.
 #
+# The jar cache also holds Kafka's command-line tools (kafka-tools: the console consumer,
+# org.apache.kafka.tools.consumer.ConsoleConsumer, which the fault tests read the log with).
+#
 # Files: scripts/kafka/pom.xml (which jars), scripts/kafka/log4j2.xml (logging),
 # scripts/kafka/server.properties.template (broker config),
 # scripts/kafka/cluster.properties.template (a cluster node's config),
@@ -92,8 +95,9 @@ JVM) on $HOST without Docker, or with --brokers 3 a three-node cluster for
 fault tests. Jars come from Maven Central via mvn.
 
 Commands (one broker, the default; --brokers 1 means the same):
-  fetch            Download the broker jars into the cache (idempotent; no-op
-                   when already complete).
+  fetch            Download the broker and tools jars into the cache (idempotent;
+                   no-op when already complete; a cache fetched for another
+                   scripts/kafka/pom.xml is fetched again).
   start            Fetch if needed, write server.properties, format the storage
                    on first use, start the broker in the background and wait
                    until it accepts connections (at most ${START_TIMEOUT}s). No-op if
@@ -262,8 +266,11 @@ marker_content() {
   printf 'kafka=%s log4j=%s pom-cksum=%s\n' "$VERSION" "$LOG4J_VERSION" "$pom_sum"
 }
 
+# The marker records the pom's checksum, so a cache fetched for another pom (one without
+# the tools jar, say) is fetched again; the jars checked here are the ones used by name.
 libs_complete() {
   [[ -f $LIBS_MARKER && -f $LIBS_DIR/kafka_2.13-$VERSION.jar ]] || return 1
+  [[ -f $LIBS_DIR/kafka-tools-$VERSION.jar ]] || return 1
   [[ $(cat "$LIBS_MARKER") == "$(marker_content)" ]]
 }
 
@@ -279,7 +286,7 @@ fetch_libs() {
   t0=$(now)
   tmp=$CACHE_DIR/libs.tmp.$$
   rm -rf -- "$tmp" "$tmp.mvn.log"
-  say "fetching Kafka $VERSION (+ log4j $LOG4J_VERSION binding) into $LIBS_DIR via Maven ..."
+  say "fetching Kafka $VERSION (broker, tools, log4j $LOG4J_VERSION binding) into $LIBS_DIR via Maven ..."
   if ! mvn -q -B -Dstyle.color=never -f "$POM" dependency:copy-dependencies \
       -DincludeScope=runtime -DoutputDirectory="$tmp" \
       -Dkafka.version="$VERSION" -Dlog4j.version="$LOG4J_VERSION" >"$tmp.mvn.log" 2>&1; then
@@ -288,7 +295,7 @@ fetch_libs() {
     die "mvn could not fetch org.apache.kafka:kafka_2.13:$VERSION (is Maven Central reachable?)"
   fi
   local jar
-  for jar in "kafka_2.13-$VERSION.jar" "kafka-clients-$VERSION.jar" \
+  for jar in "kafka_2.13-$VERSION.jar" "kafka-clients-$VERSION.jar" "kafka-tools-$VERSION.jar" \
              "log4j-slf4j-impl-$LOG4J_VERSION.jar" "log4j-core-$LOG4J_VERSION.jar"; do
     [[ -f $tmp/$jar ]] || { rm -rf -- "$tmp"; die "fetched jars lack $jar"; }
   done
