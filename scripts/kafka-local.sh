@@ -98,6 +98,9 @@ Commands (one broker, the default; --brokers 1 means the same):
   fetch            Download the broker and tools jars into the cache (idempotent;
                    no-op when already complete; a cache fetched for another
                    scripts/kafka/pom.xml is fetched again).
+  classpath        Fetch if needed, then print the classpath of the cached jars
+                   (broker and tools), e.g. for Kafka's console consumer:
+                   java -cp "\$($PROG classpath)" org.apache.kafka.tools.consumer.ConsoleConsumer ...
   start            Fetch if needed, write server.properties, format the storage
                    on first use, start the broker in the background and wait
                    until it accepts connections (at most ${START_TIMEOUT}s). No-op if
@@ -310,6 +313,13 @@ fetch_libs() {
   marker_content >"$LIBS_MARKER"
   exec 8>&-
   say "fetched $(find "$LIBS_DIR" -name '*.jar' | wc -l) jars in $(elapsed_since "$t0")s"
+}
+
+cmd_classpath() {  # the jars' classpath, for running Kafka's tools (fetched first if needed)
+  [[ $# -eq 0 ]] || usage_error "classpath takes no arguments"
+  fetch_libs >&2
+  java_cp
+  printf '\n'
 }
 
 cmd_fetch() {
@@ -1066,6 +1076,7 @@ main() {
   validate_settings
   case $cmd in
     fetch) cmd_fetch "$@" ;;
+    classpath) cmd_classpath "$@" ;;
     start|stop|status|logs)
       parse_brokers "$@"
       if [[ $BROKERS == 1 ]]; then
