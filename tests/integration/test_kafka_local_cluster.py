@@ -7,7 +7,7 @@ Not marked ``kafka``: the test starts its own cluster with the script, on free p
 a state dir under ``tmp_path``, so it runs next to the single broker (9092/9093) and any
 other cluster, and stops it again even when it fails. About a minute, most of it the
 cluster's start and the controller fencing the killed broker (broker.session.timeout.ms,
-9 s by default).
+3 s on this cluster).
 """
 
 from __future__ import annotations
