@@ -27,6 +27,7 @@ import pytest
 from dispatch.adapters.kafka.config import new_admin
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "kafka-local.sh"
+LOG4J_CONFIG = SCRIPT.parent / "kafka" / "log4j2.xml"
 NODES = (1, 2, 3)
 START_TIMEOUT_S = 120  # the script's own deadline; the subprocess gets a little more
 WAIT_S = 60  # every wait for the cluster to change (leader moved, ISR grown) ends by then
@@ -233,11 +234,13 @@ class ConsoleRecord:
 
 
 def console_read(
-    classpath: str, bootstrap: str, topic: str, idle_s: float = 15.0
+    classpath: str, bootstrap: str, topic: str, log_dir: Path, idle_s: float = 15.0
 ) -> list[ConsoleRecord]:
     """Every committed record of ``topic`` (read_committed, all partitions, from the
     beginning), read by Kafka's own console consumer, which stops once no record came for
-    ``idle_s``. Checks that the tool counted as many records as it printed."""
+    ``idle_s``; its log goes to ``log_dir``/server.log (the brokers' log4j2 config), away
+    from the records on its stdout. Checks that the tool counted as many records as it
+    printed."""
     formatter = {
         "print.timestamp": "true",
         "print.partition": "true",
@@ -248,6 +251,7 @@ def console_read(
     }
     command = [
         "java", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+        f"-Dlog4j2.configurationFile={LOG4J_CONFIG}", f"-Dkafka.logs.dir={log_dir}",
         "-cp", classpath, CONSOLE_CONSUMER,
         "--bootstrap-server", bootstrap, "--topic", topic, "--from-beginning",
         "--isolation-level", "read_committed", "--timeout-ms", str(int(idle_s * 1000)),
