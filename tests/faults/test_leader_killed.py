@@ -144,16 +144,19 @@ def leaders_moved(bootstrap: str, prefix: str, victim: int) -> float | None:
     return None
 
 
-def chaos(cluster: Cluster, prefix: str, line: Timeline) -> None:
-    """Kill the busiest leader KILL_AFTER_S into the load; restart it DOWN_S later."""
+def chaos(cluster: Cluster, prefix: str, line: Timeline, stop: threading.Event) -> None:
+    """Kill the busiest leader KILL_AFTER_S into the load; restart it DOWN_S later. Gives
+    up at ``stop`` (the test ended early: the cluster fixture stops every node)."""
     try:
         assert line.started is not None
-        time.sleep(max(0.0, line.started + KILL_AFTER_S - time.monotonic()))
+        if stop.wait(max(0.0, line.started + KILL_AFTER_S - time.monotonic())):
+            return
         line.victim, line.led = busiest_leader(cluster.bootstrap, prefix)
         line.killed = time.monotonic()
         cluster.kill(line.victim)
         line.moved = leaders_moved(cluster.bootstrap, prefix, line.victim)
-        time.sleep(max(0.0, line.killed + DOWN_S - time.monotonic()))
+        if stop.wait(max(0.0, line.killed + DOWN_S - time.monotonic())):
+            return
         cluster.restart(line.victim)
         line.back = time.monotonic()
     except BaseException as e:  # told to the test by the next tick
@@ -195,7 +198,8 @@ def test_the_leader_broker_killed_under_load_loses_doubles_and_double_books_noth
 
     monkeypatch.setattr(sim_kafka, "KafkaTransport", Recorded)
     caplog.set_level(logging.CRITICAL, logger="kafka")  # the clients' expected complaints
-    chaos_thread = threading.Thread(target=chaos, args=(local_cluster, prefix, line))
+    stop = threading.Event()
+    chaos_thread = threading.Thread(target=chaos, args=(local_cluster, prefix, line, stop))
 
     def on_tick(_now: float) -> None:
         if line.started is None:
@@ -216,8 +220,9 @@ def test_the_leader_broker_killed_under_load_loses_doubles_and_double_books_noth
     else:
         pytest.fail("the simulation ended before the load was stopped")
     finally:
-        if chaos_thread.is_alive():
-            chaos_thread.join(timeout=DOWN_S + 180)
+        stop.set()
+        if chaos_thread.is_alive():  # at most a kill or a restart under way
+            chaos_thread.join(timeout=180)
     assert line.started and line.killed and line.back and line.victim
     recovery, pause = line.recovery()
     before = line.rate(line.started + 5, line.killed)  # the first seconds warm up
