@@ -152,3 +152,14 @@ def outcome_counts() -> OutcomeCounts:
         return found
 
     return counts
+
+
+@pytest.fixture
+def local_cluster(tmp_path: Any) -> Iterator[Any]:
+    """A three-node cluster of ``scripts/kafka-local.sh`` on free ports, its state under
+    ``tmp_path``, stopped at the end whatever happened (tests/local_cluster.py). Without
+    java: a skip, or a failure under CI."""
+    from local_cluster import running_cluster
+
+    with running_cluster(tmp_path / "cluster") as cluster:
+        yield cluster

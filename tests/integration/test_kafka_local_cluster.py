@@ -7,201 +7,42 @@ Not marked ``kafka``: the test starts its own cluster with the script, on free p
 a state dir under ``tmp_path``, so it runs next to the single broker (9092/9093) and any
 other cluster, and stops it again even when it fails. About a minute, most of it the
 cluster's start and the controller fencing the killed broker (broker.session.timeout.ms,
-9 s by default).
+3 s on this cluster).
 """
 
 from __future__ import annotations
 
-import os
-import random
-import shutil
-import signal
-import socket
-import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
 
-import pytest
 from kafka import TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
+from local_cluster import (
+    NODES,
+    WAIT_S,
+    Cluster,
+    PartitionState,
+    describe_partitions,
+    pid_running,
+    wait_for,
+)
 
 from dispatch.adapters.kafka.config import new_admin, new_consumer, new_producer
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "kafka-local.sh"
-NODES = (1, 2, 3)
-START_TIMEOUT_S = 120  # the script's own deadline; the subprocess gets a little more
-WAIT_S = 60  # every wait for the cluster to change (leader moved, ISR grown) ends by then
 
-if shutil.which("java") is None and not os.environ.get("CI"):
-    pytest.skip("no java on PATH: the local cluster needs Java 17+", allow_module_level=True)
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct ports that nothing listens on, below the ephemeral range (so an
-    outgoing connection does not take one between this check and the brokers' binding)."""
-    ports: list[int] = []
-    while len(ports) < count:
-        port = random.randint(20_000, 32_000)
-        if port in ports:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        ports.append(port)
-    return ports
-
-
-def pid_running(pid: int) -> bool:
-    """True while ``pid`` runs; an exited process whose parent has not reaped it yet (a
-    zombie: the nodes are orphans, reaped by init) counts as gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    except OSError:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout_s: float = WAIT_S) -> Any:
-    """Call ``check`` until it returns something truthy; fail with ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except Exception as e:  # a cluster in the middle of a change answers with errors
-            last = e
-        else:
-            if last:
-                return last
-        time.sleep(0.25)
-    pytest.fail(f"{what}: not within {timeout_s}s (last: {last!r})")
-
-
-@dataclass
-class Cluster:
-    env: dict[str, str]
-    state_dir: Path
-    ports: list[int]
-    bootstrap: str
-    seen_pids: set[int]
-
-    def run(self, *args: str, timeout_s: float = START_TIMEOUT_S + 30) -> str:
-        """Run the script with this cluster's settings; its stdout (it must succeed)."""
-        done = subprocess.run(
-            [str(SCRIPT), *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            check=False,
-        )
-        self.record_pids()
-        assert done.returncode == 0, (
-            f"kafka-local.sh {' '.join(args)} exited {done.returncode}\n"
-            f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
-        )
-        return done.stdout
-
-    def pid_file(self, node: int) -> Path:
-        return self.state_dir / f"node-{node}" / "kafka.pid"
-
-    def pid(self, node: int) -> int | None:
-        try:
-            return int(self.pid_file(node).read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
-
-    def record_pids(self) -> None:
-        for node in NODES:
-            pid = self.pid(node)
-            if pid is not None:
-                self.seen_pids.add(pid)
-
-
-def run_script(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=90, check=False
-    )
-
-
-def kill_leftovers(cluster: Cluster) -> list[int]:
-    """SIGKILL any node JVM of this test still running after ``stop`` (its own pids only,
-    checked against the node's properties file on its command line); the pids killed."""
-    killed = []
-    for pid in cluster.seen_pids:
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if str(cluster.state_dir) in cmdline and pid_running(pid):
-            os.kill(pid, signal.SIGKILL)
-            killed.append(pid)
-    return killed
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    """A three-node cluster of the script's on free ports, stopped at the end whatever
-    happened (``stop --brokers 3``, then SIGKILL of any of its own pids still running)."""
-    ports = free_ports(6)
-    state_dir = tmp_path / "cluster"
-    env = {
-        **os.environ,
-        "KAFKA_LOCAL_CLUSTER_PORTS": ",".join(map(str, ports[:3])),
-        "KAFKA_LOCAL_CLUSTER_CONTROLLER_PORTS": ",".join(map(str, ports[3:])),
-        "KAFKA_LOCAL_CLUSTER_DIR": str(state_dir),
-        "KAFKA_LOCAL_START_TIMEOUT": str(START_TIMEOUT_S),
-        "KAFKA_LOCAL_STOP_TIMEOUT": "20",
-    }
-    c = Cluster(env, state_dir, ports[:3], "", set())
-    try:
-        out = c.run("start", "--brokers", "3")
-        c.bootstrap = out.strip().splitlines()[-1]
-        yield c
-    finally:
-        c.record_pids()
-        try:
-            run_script(env, "stop", "--brokers", "3")
-        finally:
-            left = kill_leftovers(c)
-        assert not left, f"stop --brokers 3 left node pids {left} running"
-
-
-def describe_partition(bootstrap: str, topic: str) -> dict[str, Any]:
-    """Partition 0 of ``topic`` as the cluster's metadata has it: ``leader`` (-1 when there
-    is none), ``replicas`` and ``isr`` (node ids)."""
-    admin = new_admin(bootstrap, request_timeout_ms=5_000)
-    try:
-        (described,) = admin.describe_topics([topic])
-    finally:
-        admin.close()
-    assert described.get("error_code", 0) == 0, described
-    (partition,) = described["partitions"]
-    return {
-        "leader": partition["leader_id"],
-        "replicas": sorted(partition["replica_nodes"]),
-        "isr": sorted(partition["isr_nodes"]),
-    }
+def describe_partition(bootstrap: str, topic: str) -> PartitionState:
+    """Partition 0 of ``topic`` (its only one) as the cluster's metadata has it."""
+    (partition,) = describe_partitions(bootstrap, [topic]).values()
+    return partition
 
 
 def partition_when(
-    bootstrap: str, topic: str, condition: Callable[[dict[str, Any]], bool]
-) -> Callable[[], dict[str, Any] | None]:
+    bootstrap: str, topic: str, condition: Callable[[PartitionState], bool]
+) -> Callable[[], PartitionState | None]:
     """A check for ``wait_for``: partition 0 of ``topic`` once ``condition`` holds."""
 
-    def check() -> dict[str, Any] | None:
+    def check() -> PartitionState | None:
         partition = describe_partition(bootstrap, topic)
         return partition if condition(partition) else None
 
@@ -237,7 +78,8 @@ def consume_all(bootstrap: str, topic: str, count: int) -> list[bytes]:
         consumer.close()
 
 
-def test_three_node_cluster_survives_its_leader_and_stops_clean(cluster: Cluster) -> None:
+def test_three_node_cluster_survives_its_leader_and_stops_clean(local_cluster: Cluster) -> None:
+    cluster = local_cluster
     assert cluster.bootstrap == ",".join(f"127.0.0.1:{p}" for p in cluster.ports)
     bootstrap = cluster.bootstrap
 
@@ -254,18 +96,18 @@ def test_three_node_cluster_survives_its_leader_and_stops_clean(cluster: Cluster
         admin.close()
     assert configs["min.insync.replicas"]["value"] == "2"
     assert configs["unclean.leader.election.enable"]["value"] == "false"
-    assert len(describe_partition(bootstrap, defaults)["replicas"]) == 3
+    assert len(describe_partition(bootstrap, defaults).replicas) == 3
 
     before = wait_for(
         "three replicas in sync",
-        partition_when(bootstrap, topic, lambda p: len(p["isr"]) == 3),
+        partition_when(bootstrap, topic, lambda p: len(p.isr) == 3),
     )
-    assert before["replicas"] == list(NODES)
+    assert before.replicas == list(NODES)
     first = [f"before-{i}".encode() for i in range(50)]
     produce(bootstrap, topic, first)
 
     # kill -9 the partition's leader: the other two elect a leader and keep the ISR at 2.
-    leader = before["leader"]
+    leader = before.leader
     leader_pid = cluster.pid(leader)
     assert leader_pid is not None
     cluster.run("kill", str(leader))
@@ -274,10 +116,10 @@ def test_three_node_cluster_survives_its_leader_and_stops_clean(cluster: Cluster
     after_kill = wait_for(
         f"a new leader and an ISR without node {leader}",
         partition_when(
-            bootstrap, topic, lambda p: p["leader"] not in (leader, -1) and leader not in p["isr"]
+            bootstrap, topic, lambda p: p.leader not in (leader, -1) and leader not in p.isr
         ),
     )
-    assert len(after_kill["isr"]) == 2
+    assert len(after_kill.isr) == 2
     second = [f"after-kill-{i}".encode() for i in range(50)]
     produce(bootstrap, topic, second)
     assert consume_all(bootstrap, topic, 100) == first + second
@@ -289,7 +131,7 @@ def test_three_node_cluster_survives_its_leader_and_stops_clean(cluster: Cluster
     assert restarted_pid is not None and restarted_pid != leader_pid
     wait_for(
         f"node {leader} back in the ISR",
-        partition_when(bootstrap, topic, lambda p: len(p["isr"]) == 3),
+        partition_when(bootstrap, topic, lambda p: len(p.isr) == 3),
     )
     produce(bootstrap, topic, [b"after-restart"])
     assert consume_all(bootstrap, topic, 101)[-1] == b"after-restart"
