@@ -19,11 +19,14 @@ every write is there exactly once, its effect too; ``dispatch replay verify`` is
 
 Recorded and logged (``-rA`` shows it): writes confirmed per second before the kill and
 after the restart, and the recovery time, from the SIGKILL to the new process's first
-confirmed write. Only a generous bound on recovery is asserted.
+confirmed write. Only a generous bound on recovery is asserted. Every write, with its
+answers, its retry's and whether it was in the log at the restart, is kept in the test's
+``writes.jsonl``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -215,13 +218,15 @@ def test_an_api_killed_with_writes_outstanding_loses_no_confirmed_write_and_doub
         confirmed_rate(writes_after, resumed, ended),
     )
     in_log = sum(1 for w in unconfirmed if w.command_id in at_restart.records)
+    ledger(tmp_path / "writes.jsonl", writes_before + probes + writes_after, at_restart)
     log.info(
         "fault 5, API killed: %d clients, %d shards, %d workers, cpu %s x%s; before the kill "
-        "%.1f writes/s confirmed (%d writes, %d without a final answer at the kill, %d of "
-        "them in the log already); recovery %.2f s (kill to the new process's first "
-        "confirmed write); after %.1f writes/s confirmed (%d writes)",
+        "%.1f writes/s confirmed (%d writes, %d without a final answer at the kill: %d "
+        "dropped, %d answered 202; %d of them in the log already); recovery %.2f s (kill "
+        "to the new process's first confirmed write); after %.1f writes/s confirmed (%d writes)",
         CLIENTS, SHARDS, WORKERS,
-        cpu_model(), os.cpu_count(), rates[0], len(writes_before), len(unconfirmed), in_log,
+        cpu_model(), os.cpu_count(), rates[0], len(writes_before), len(unconfirmed),
+        len(dropped), len(unconfirmed) - len(dropped), in_log,
         recovered - killed, rates[1], len(writes_after),
     )  # fmt: skip
 
@@ -280,3 +285,20 @@ EFFECTS = {
 def effects(tally: LogTally) -> Counter[str]:
     """The events the clients' writes cause, counted by the command that causes each."""
     return Counter({kind: tally.of_type(event).total() for event, kind in EFFECTS.items()})
+
+
+def ledger(path: Path, writes: list[Write], at_restart: LogTally) -> None:
+    """Every write, one JSON line each: key, command id, answers before the kill (null: no
+    answer), whether it was in the log at the restart, the retry's answers and header."""
+    with path.open("w") as out:
+        for w in writes:
+            row = {
+                "kind": w.kind,
+                "key": w.key,
+                "command_id": w.command_id,
+                "answers": w.answers,
+                "in_log_at_restart": w.command_id in at_restart.records,
+                "retry_answers": w.retry_answers,
+                "replayed": w.replayed,
+            }
+            out.write(json.dumps(row) + "\n")
