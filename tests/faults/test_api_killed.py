@@ -1,6 +1,6 @@
 """Fault 5 (issue #16): an API process is killed with SIGKILL while writes are outstanding.
 
-On the three-node cluster (``cluster_bootstrap``), topics with three replicas; ``WORKERS``
+On a fresh three-node cluster (``local_cluster``), topics with three replicas; ``WORKERS``
 ``dispatch worker`` processes and one ``dispatch serve`` process (127.0.0.1, its own port).
 ``CLIENTS`` clients (tests/faults/api_clients.py) send keyed writes through the API, each
 always with one in flight: registrations, going online and offline, ride requests.
@@ -39,6 +39,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -62,15 +63,10 @@ RECOVERY_BOUND_S = 120.0  # asserted: the new process confirmed a write within t
 SECRET = "q7Wm2xVbN4tRk9LpZs3YhC8dJf6GaE1uTnXoPiKw5QrM0vBl"  # random: production refuses weak ones
 
 
-@pytest.fixture(scope="module")
-def cluster_bootstrap() -> str:
-    """The three-node cluster's bootstrap list (``DISPATCH_FAULT_CLUSTER``)."""
-    bootstrap = os.environ.get("DISPATCH_FAULT_CLUSTER")
-    if not bootstrap:
-        message = "no cluster: set DISPATCH_FAULT_CLUSTER to a three-node bootstrap list"
-        if os.environ.get("CI"):
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+@pytest.fixture
+def cluster_bootstrap(local_cluster: Any) -> str:
+    """The bootstrap list of a fresh three-node cluster (``tests/local_cluster.py``)."""
+    bootstrap: str = local_cluster.bootstrap
     return bootstrap
 
 

@@ -58,7 +58,7 @@ class KafkaBatch:
                 if batch.checkpoint is not None and host.checkpoints is not None:
                     host.checkpoints.send(producer, batch.checkpoint)
                 if offsets:
-                    producer.send_offsets_to_transaction(offsets, self.consumer.group_metadata())
+                    host.writer.send_offsets(offsets, self.consumer.group_metadata())
         except ProducerLostError as e:  # FencedError included
             log.warning("shard %s: %s", host.shard, e)
             return Ended("fenced")

@@ -9,6 +9,7 @@ from typing import Any
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
 from dispatch.adapters.kafka.eventstore.clients import (
+    RECONNECT,
     end_offsets,
     new_consumer,
     new_producer,
@@ -72,7 +73,11 @@ def connection_of(settings: Settings) -> Connection:
 
 
 def new_admin(bootstrap: Connection, **overrides: Any) -> KafkaAdminClient:
-    config: dict[str, Any] = {**connection_config(bootstrap), "request_timeout_ms": 15_000}
+    config: dict[str, Any] = {
+        **connection_config(bootstrap),
+        **RECONNECT,
+        "request_timeout_ms": 15_000,
+    }
     config.update(overrides)
     return KafkaAdminClient(**config)
 

@@ -23,6 +23,10 @@ def topic_name(prefix: str, role: str) -> str:
 
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+# A broker that went away is tried again at most a second apart (kafka-python's backoff
+# grows to 30 s, so a client could miss a restarted broker, or a new leader on it, for that
+# long).
+RECONNECT = {"reconnect_backoff_max_ms": 1_000}
 
 
 def producer_config(bootstrap: Connection, **overrides: Any) -> dict[str, Any]:
@@ -44,6 +48,7 @@ def producer_config(bootstrap: Connection, **overrides: Any) -> dict[str, Any]:
         )
     config: dict[str, Any] = {
         **connection_config(bootstrap),
+        **RECONNECT,
         "enable_idempotence": True,
         "acks": "all",
         "linger_ms": 0,
@@ -58,6 +63,7 @@ def consumer_config(bootstrap: Connection, **overrides: Any) -> dict[str, Any]:
     """Settings of a ``read_committed`` consumer that commits nothing unless told to."""
     config: dict[str, Any] = {
         **connection_config(bootstrap),
+        **RECONNECT,
         "isolation_level": "read_committed",
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",

@@ -21,14 +21,22 @@ A producer that was fenced, or that could not begin or abort a transaction, is l
 writer never calls it again, and every write raises ``ProducerLostError`` (``FencedError``
 when a fencing error was seen). Only kafka-python's public behaviour decides this: its
 private transaction state is not read.
+
+kafka-python's commit, abort and ``send_offsets_to_transaction`` wait for the transaction
+coordinator with no time limit, and were seen to wait for ever when the coordinator's broker
+was killed (the producer asked the dead node again and never looked the coordinator up
+anew). The writer runs them on a helper thread and waits at most ``commit_timeout_s``: a
+call that has not returned by then loses the producer, and the shard is reopened with a new
+one, whose ``init_transactions`` finishes the old transaction either way (commits it if its
+commit reached the coordinator, aborts it otherwise) before the shard reads its log.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
-from threading import RLock, Thread, get_ident
+from threading import Event, RLock, Thread, get_ident
 from typing import Any, Protocol
 
 import kafka.errors as kafka_errors
@@ -44,6 +52,11 @@ from dispatch.adapters.kafka.eventstore.errors import (
 )
 
 log = logging.getLogger(__name__)
+# How long a commit, an abort or adding the consumed offsets may take before the producer is
+# given up (a commit normally takes milliseconds; a new coordinator is elected within a few
+# seconds of its broker's death).
+COMMIT_TIMEOUT_S = 10.0
+TXN_REQUEST_TIMEOUT_MS = 10_000
 
 
 class Participant(Protocol):
@@ -58,13 +71,21 @@ class PartitionWriter:
     producer: KafkaProducer
 
     def __init__(
-        self, bootstrap: Connection, transactional_id: str, timeout_s: float = 30.0
+        self,
+        bootstrap: Connection,
+        transactional_id: str,
+        timeout_s: float = 30.0,
+        commit_timeout_s: float = COMMIT_TIMEOUT_S,
     ) -> None:
         self._init_state(transactional_id, timeout_s)
+        self.commit_timeout_s = commit_timeout_s
         self.producer = new_producer(
             bootstrap,
             transactional_id=transactional_id,
             max_block_ms=int(timeout_s * 1000),
+            # A request to a broker that died is given up after this long (kafka-python's
+            # 30 s default held a batch that long), and the producer looks again.
+            request_timeout_ms=TXN_REQUEST_TIMEOUT_MS,
             client_id=transactional_id,
             # The next transaction's AddPartitionsToTxn often meets CONCURRENT_TRANSACTIONS
             # while the broker finishes the previous commit; kafka-python then sleeps the
@@ -93,6 +114,7 @@ class PartitionWriter:
         self._refs = 0
         self._sent = 0
         self._closed = False
+        self._stuck = False  # a call to the producer never returned
 
     # -- the caller's transaction -----------------------------------------------------------
     @property
@@ -202,6 +224,18 @@ class PartitionWriter:
             topic, value=value, key=key, partition=partition, headers=headers or None
         )
 
+    def send_offsets(self, offsets: Any, group_metadata: Any) -> None:
+        """Add the consumed ``offsets`` to the caller's transaction (bounded, as a commit)."""
+        self._require_owner()
+        try:
+            self._bounded(
+                lambda: self.producer.send_offsets_to_transaction(offsets, group_metadata),
+                "add the consumed offsets to its transaction",
+            )
+        except BaseException as e:
+            self._failed = self._failed or self._translate(e)
+            raise self._translate(e) from e
+
     def flush(self, futures: list[Any]) -> list[int]:
         """Flush and return the offsets of the given send futures."""
         self.producer.flush(timeout=self.timeout_s)
@@ -260,7 +294,8 @@ class PartitionWriter:
             finally:
                 self._lock.release()
         self._broken = self._broken or ProgrammingError("the shard writer is closed")
-        self.producer.close(timeout=5)
+        # A producer stuck in a call is closed without waiting for what it has pending.
+        self.producer.close(timeout=0 if self._stuck else 5)
 
     # -- internals ------------------------------------------------------------------------------
     def _acquire(self) -> None:
@@ -294,7 +329,7 @@ class PartitionWriter:
             if self._failed is not None:
                 raise self._failed
             self.producer.flush(timeout=self.timeout_s)  # the caller's lingering records
-            self.producer.commit_transaction()
+            self._bounded(self.producer.commit_transaction, "commit its transaction")
         except BaseException as e:
             self._participants = participants
             self._abort(quiet=True)
@@ -309,13 +344,35 @@ class PartitionWriter:
         error: ProducerLostError | None = None
         if not isinstance(self._broken, ProducerLostError):  # a lost producer is not called
             try:
-                self.producer.abort_transaction()
+                self._bounded(self.producer.abort_transaction, "abort its transaction")
             except Exception as e:
                 error = self._lose(e, "could not abort its transaction")
         for participant in participants:
             participant.rollback()
         if error is not None and not quiet:
             raise error
+
+    def _bounded(self, call: Callable[[], object], what: str) -> None:
+        """``call()`` on a helper thread, waited for at most ``commit_timeout_s``; its error
+        is raised here. One that does not return in time loses the producer (the thread is
+        left to end with it)."""
+        done, failed = Event(), []
+
+        def run() -> None:
+            try:
+                call()
+            except BaseException as e:
+                failed.append(e)
+            finally:
+                done.set()
+
+        Thread(target=run, daemon=True, name=f"{self.transactional_id} {what}").start()
+        if not done.wait(self.commit_timeout_s):
+            self._stuck = True
+            timeout = TimeoutError(f"no answer within {self.commit_timeout_s:g} s")
+            raise self._lose(timeout, f"could not {what}")
+        if failed:
+            raise failed[0]
 
     def _lose(self, e: BaseException, failure: str) -> ProducerLostError:
         """Never call the producer again; every later write raises the error returned.
