@@ -35,10 +35,14 @@
 # The jar cache also holds Kafka's command-line tools (kafka-tools: the console consumer,
 # org.apache.kafka.tools.consumer.ConsoleConsumer, which the fault tests read the log with).
 #
+# With --secure (start --brokers 3 --secure) the cluster's client listeners take only
+# SASL_SSL with SCRAM credentials, and ACLs are enforced (scripts/kafka/secure.sh).
+#
 # Files: scripts/kafka/pom.xml (which jars), scripts/kafka/log4j2.xml (logging),
 # scripts/kafka/server.properties.template (broker config),
 # scripts/kafka/cluster.properties.template (a cluster node's config),
-# scripts/kafka/ClusterCheck.java (the cluster's readiness check).
+# scripts/kafka/ClusterCheck.java (the cluster's readiness check),
+# scripts/kafka/secure.sh (the secured cluster's CA, credentials and settings).
 set -euo pipefail
 
 # ---------------------------------------------------------------- settings --
@@ -48,6 +52,9 @@ LOG4J_VERSION_PINNED=2.24.3  # log4j2 of the Kafka release (2.24.3 <-> Kafka 4.1
 SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
 REPO_DIR=$(cd -- "$SCRIPT_DIR/.." && pwd)
 KAFKA_CONF_DIR=$SCRIPT_DIR/kafka
+# shellcheck source=kafka/secure.sh
+source "$KAFKA_CONF_DIR/secure.sh"
+SECURE=0  # the cluster's client listeners take TLS + SASL/SCRAM, with ACLs (--secure)
 POM=$KAFKA_CONF_DIR/pom.xml
 LOG4J_CONF=$KAFKA_CONF_DIR/log4j2.xml
 PROPS_TEMPLATE=$KAFKA_CONF_DIR/server.properties.template
@@ -125,6 +132,16 @@ node ids 1-3; the cluster is found by its state dir, KAFKA_LOCAL_CLUSTER_DIR):
                    every node accepts connections, the quorum has a leader and all
                    three brokers are registered and unfenced; the last line on
                    stdout is the bootstrap list, e.g. $HOST:19092,$HOST:19093,$HOST:19094.
+  start --brokers 3 --secure
+                   The same, secured (at the cluster's first start; a cluster stays
+                   as it was made): the client ports take SASL_SSL only (SCRAM-SHA-512),
+                   the controller ports TLS with client certificates, and every request
+                   is authorized (no ACL: no access; super user admin). A local CA and
+                   one credential each for admin, dispatch-api, dispatch-worker,
+                   dispatch-simulator and dispatch-operator are made in
+                   <cluster dir>/secrets (mode 700), with a <user>.env of DISPATCH_KAFKA_*
+                   settings for each. Then, as admin: dispatch topics create and
+                   dispatch topics acls --apply (scripts/kafka/secure.sh).
   stop --brokers 3 [--wipe]
                    SIGTERM every node (own pid files), wait up to ${STOP_TIMEOUT}s, then
                    SIGKILL the rest. --wipe also deletes the nodes' data and the
@@ -345,6 +362,9 @@ render_properties() {
         -e "s|@CONTROLLER_PORT@|$CONTROLLER_PORT|g" -e "s|@DATA_DIR@|$esc_data|g" \
         -e "s|@NODE_ID@|$NODE_ID|g" -e "s|@VOTERS@|$VOTERS|g" \
         "$PROPS_TEMPLATE"
+    if [[ $SECURE == 1 ]]; then
+      secure_properties
+    fi
     if [[ -n $EXTRA_PROPERTIES ]]; then
       [[ -f $EXTRA_PROPERTIES ]] || die "KAFKA_LOCAL_EXTRA_PROPERTIES: no such file $EXTRA_PROPERTIES"
       printf '\n# --- from %s\n' "$EXTRA_PROPERTIES"
@@ -461,6 +481,7 @@ launch_broker() {
 }
 
 cmd_start() {
+  [[ ${1:-} != --secure ]] || usage_error "--secure is for the three-node cluster (start --brokers $CLUSTER_SIZE --secure): the single broker stays open on loopback"
   [[ $# -eq 0 ]] || usage_error "start takes no arguments"
   local t0 pid
   t0=$(now)
@@ -636,15 +657,22 @@ cluster_init() {
   CLUSTER_ENV=$CLUSTER_DIR/cluster.env
 
   if [[ -f $CLUSTER_ENV ]]; then
-    local key value rec_ports='' rec_ctrl=''
+    local key value rec_ports='' rec_ctrl='' rec_secure=0
     while IFS='=' read -r key value; do
       case $key in
         CLUSTER_ID) CLUSTER_ID=$value ;;
         PORTS) rec_ports=$value ;;
         CONTROLLER_PORTS) rec_ctrl=$value ;;
+        SECURE) rec_secure=$value ;;
       esac
     done <"$CLUSTER_ENV"
     [[ -n $rec_ports && -n $rec_ctrl ]] || die "$CLUSTER_ENV is incomplete (stop --brokers 3 --wipe to start afresh)"
+    if [[ $for_start == 1 && $SECURE != "$rec_secure" ]]; then
+      local was=open
+      [[ $rec_secure == 1 ]] && was=secured
+      usage_error "the cluster in $CLUSTER_DIR was made $was; start it as it was made (with or without --secure), or stop --brokers 3 --wipe it first"
+    fi
+    SECURE=$rec_secure
     if [[ $for_start == 1 ]]; then
       if [[ -n ${KAFKA_LOCAL_CLUSTER_PORTS:-} && $CLUSTER_PORTS_SPEC != "$rec_ports" ]] ||
          [[ -n ${KAFKA_LOCAL_CLUSTER_CONTROLLER_PORTS:-} && $CLUSTER_CONTROLLER_PORTS_SPEC != "$rec_ctrl" ]]; then
@@ -675,8 +703,8 @@ write_cluster_env() {
   ports=$(IFS=,; printf '%s' "${C_PORTS[*]}")
   ctrl=$(IFS=,; printf '%s' "${C_CTRL_PORTS[*]}")
   mkdir -p -- "$CLUSTER_DIR"
-  printf 'BROKERS=%s\nCLUSTER_ID=%s\nPORTS=%s\nCONTROLLER_PORTS=%s\n' \
-    "$CLUSTER_SIZE" "$CLUSTER_ID" "$ports" "$ctrl" >"$CLUSTER_ENV.tmp"
+  printf 'BROKERS=%s\nCLUSTER_ID=%s\nPORTS=%s\nCONTROLLER_PORTS=%s\nSECURE=%s\n' \
+    "$CLUSTER_SIZE" "$CLUSTER_ID" "$ports" "$ctrl" "$SECURE" >"$CLUSTER_ENV.tmp"
   mv -- "$CLUSTER_ENV.tmp" "$CLUSTER_ENV"
 }
 
@@ -746,10 +774,12 @@ check_class_dir() {
 cluster_check() {
   local ids=$1 timeout=$2 dir
   local -a opts=(-Xmx64m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true)
+  local -a client=()
+  [[ $SECURE == 1 ]] && client=("$(secure_dir)/admin.properties")
   if dir=$(check_class_dir); then
-    "$JAVA" "${opts[@]}" -cp "$dir:$(java_cp)" ClusterCheck "$(bootstrap_list)" "$ids" "$timeout" 2>/dev/null
+    "$JAVA" "${opts[@]}" -cp "$dir:$(java_cp)" ClusterCheck "$(bootstrap_list)" "$ids" "$timeout" "${client[@]}" 2>/dev/null
   else
-    "$JAVA" "${opts[@]}" -cp "$(java_cp)" "$CLUSTER_CHECK_SRC" "$(bootstrap_list)" "$ids" "$timeout" 2>/dev/null
+    "$JAVA" "${opts[@]}" -cp "$(java_cp)" "$CLUSTER_CHECK_SRC" "$(bootstrap_list)" "$ids" "$timeout" "${client[@]}" 2>/dev/null
   fi
 }
 
@@ -778,9 +808,12 @@ format_node_if_needed() {  # node already selected; formats with CLUSTER_ID
     return 0
   fi
   mkdir -p -- "$DATA_DIR" "$LOG_DIR"
-  # Static quorum (controller.quorum.voters): no --standalone.
+  # Static quorum (controller.quorum.voters): no --standalone. A secured cluster's SCRAM
+  # credentials go into the metadata here, so they exist before the first start.
+  local -a scram=()
+  [[ $SECURE == 1 ]] && mapfile -t scram < <(secure_scram_args)
   "$JAVA" -cp "$(java_cp)" -Dkafka.logs.dir="$LOG_DIR" \
-    kafka.tools.StorageTool format -t "$CLUSTER_ID" -c "$PROPS_FILE" >"$LOG_DIR/format.out" 2>&1
+    kafka.tools.StorageTool format -t "$CLUSTER_ID" -c "$PROPS_FILE" "${scram[@]}" >"$LOG_DIR/format.out" 2>&1
 }
 
 # Launches node $1 (selected), after checking its ports are free; records its pid.
@@ -831,7 +864,13 @@ wait_registered() {
 READY_LINE=
 
 cluster_start() {
-  [[ $# -eq 0 ]] || usage_error "start --brokers $CLUSTER_SIZE takes no other arguments"
+  while [[ $# -gt 0 ]]; do
+    case $1 in
+      --secure) SECURE=1 ;;
+      *) usage_error "start --brokers $CLUSTER_SIZE takes no arguments but --secure, got '$1'" ;;
+    esac
+    shift
+  done
   cluster_init 1
   local t0 n p pid deadline
   local -a to_start=() to_format=()
@@ -867,6 +906,7 @@ cluster_start() {
       write_cluster_env
       say "new cluster $CLUSTER_ID in $CLUSTER_DIR"
     fi
+    [[ $SECURE == 1 ]] && secure_init
     for n in "${to_start[@]}"; do
       select_node "$n"
       mkdir -p -- "$STATE_DIR" "$LOG_DIR"
@@ -904,8 +944,14 @@ cluster_start() {
 
   local all
   all=$(seq -s, 1 "$CLUSTER_SIZE")
+  [[ $SECURE == 1 ]] && secure_client_files
   wait_registered "$deadline" "$all"
   say "cluster ready in $(elapsed_since "$t0")s: $READY_LINE (state dir $CLUSTER_DIR)"
+  if [[ $SECURE == 1 ]]; then
+    say "secured: SASL_SSL (SCRAM-SHA-512) on the client ports, TLS with client certificates between controllers, ACLs enforced"
+    say "connect as a role with its settings: set -a; . $(secure_dir)/dispatch-worker.env; set +a"
+    say "then, as admin (. $(secure_dir)/admin.env): dispatch topics create && dispatch topics acls --apply"
+  fi
   bootstrap_list
 }
 

@@ -135,6 +135,11 @@ class Cluster:
             if pid is not None:
                 self.seen_pids.add(pid)
 
+    @property
+    def secrets(self) -> Path:
+        """A secured cluster's CA, credentials and per-user settings (scripts/kafka/secure.sh)."""
+        return self.state_dir / "secrets"
+
     def classpath(self) -> str:
         """The classpath of the cached Kafka jars, broker and tools (fetched if needed)."""
         return self.run("classpath").strip().splitlines()[-1]
@@ -169,9 +174,11 @@ def kill_leftovers(cluster: Cluster) -> list[int]:
 
 
 @contextmanager
-def running_cluster(state_dir: Path) -> Iterator[Cluster]:
+def running_cluster(state_dir: Path, *, secure: bool = False) -> Iterator[Cluster]:
     """A three-node cluster of the script's on free ports, stopped at the end whatever
-    happened (``stop --brokers 3``, then SIGKILL of any of its own pids still running)."""
+    happened (``stop --brokers 3``, then SIGKILL of any of its own pids still running).
+    ``secure``: started with ``--secure`` (SASL_SSL, ACLs; its credentials in
+    ``Cluster.secrets``)."""
     java_or_skip()
     ports = free_ports(6)
     env = {
@@ -184,7 +191,7 @@ def running_cluster(state_dir: Path) -> Iterator[Cluster]:
     }
     c = Cluster(env, state_dir, ports[:3])
     try:
-        out = c.run("start", "--brokers", "3")
+        out = c.run("start", "--brokers", "3", *(["--secure"] if secure else []))
         c.bootstrap = out.strip().splitlines()[-1]
         yield c
     finally:

@@ -1,8 +1,10 @@
 // Readiness check of the local three-node cluster, used only by scripts/kafka-local.sh
 // (compiled once with javac into the cluster's state dir, or run as a single-file source).
 //
-//   java -cp '<kafka libs>/*' ClusterCheck <bootstrap> <expected broker ids, e.g. 1,2,3> <timeout s>
+//   java -cp '<kafka libs>/*' ClusterCheck <bootstrap> <expected broker ids, e.g. 1,2,3> <timeout s> [client.properties]
 //
+// The optional properties file holds the client's security settings (a secured cluster's
+// admin.properties: SASL_SSL, the SCRAM login, the truststore).
 // Waits until the metadata quorum has a leader (the active controller) and every expected
 // broker is registered and unfenced (DescribeCluster lists only unfenced brokers), then
 // prints one line "controller=<id> brokers=<ids> voters=<ids>" and exits 0. Prints the last
@@ -18,8 +20,8 @@ import org.apache.kafka.common.Node;
 
 public class ClusterCheck {
     public static void main(String[] args) throws Exception {
-        if (args.length != 3) {
-            System.err.println("usage: ClusterCheck <bootstrap> <ids,...> <timeout s>");
+        if (args.length != 3 && args.length != 4) {
+            System.err.println("usage: ClusterCheck <bootstrap> <ids,...> <timeout s> [client.properties]");
             System.exit(2);
         }
         Set<Integer> expected = new TreeSet<>();
@@ -27,6 +29,11 @@ public class ClusterCheck {
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(Long.parseLong(args[2]));
 
         Properties props = new Properties();
+        if (args.length == 4) {
+            try (java.io.Reader in = java.nio.file.Files.newBufferedReader(java.nio.file.Path.of(args[3]))) {
+                props.load(in);
+            }
+        }
         props.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, args[0]);
         props.put(AdminClientConfig.REQUEST_TIMEOUT_MS_CONFIG, "3000");
         props.put(AdminClientConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, "3000");
