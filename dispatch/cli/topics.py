@@ -171,18 +171,20 @@ def _grants(prefix: str, principal: list[str] | None) -> list[Grant]:
 def _summary(connection: Connection, replication_factor: int | None, insync: int | None) -> None:
     """Say what the topics are held to, on what cluster, over what connection."""
     from dispatch.adapters.kafka.config import new_admin
-    from dispatch.adapters.kafka.durability import live_brokers
+    from dispatch.adapters.kafka.durability import live_brokers, registered_brokers
     from dispatch.adapters.kafka.eventstore.connection import describe_connection
     from dispatch.adapters.kafka.topics import cluster_durability
 
     with reported("describe the cluster"):
         admin = new_admin(connection)
         try:
-            brokers = live_brokers(admin)
+            brokers = registered_brokers(admin)
+            fenced = sorted(set(brokers) - set(live_brokers(admin)))
             want = cluster_durability(admin, replication_factor, insync)
         finally:
             admin.close()
-    console.print(f"cluster: {len(brokers)} broker(s) {brokers}")
+    down = f", fenced (down): {fenced}" if fenced else ""
+    console.print(f"cluster: {len(brokers)} broker(s) {brokers}{down}")
     console.print(f"durability: {want.describe()}")
     console.print(f"connection: {describe_connection(connection)}")
 

@@ -29,6 +29,7 @@ UNCLEAN = "unclean.leader.election.enable"
 # transaction coordinator's state. The brokers create them (their replication comes from
 # the broker settings); they are checked, not created.
 INTERNAL_TOPICS = ("__consumer_offsets", "__transaction_state")
+_NOT_AUTHORIZED = 29  # TOPIC_AUTHORIZATION_FAILED: on a secured cluster, not silently "ok"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +64,7 @@ class Durability:
         figure may be given instead; a replication factor above the broker count is a
         ValueError that says so."""
         if brokers < 1:
-            raise ValueError("the cluster has no broker that is not fenced")
+            raise ValueError("the cluster has no broker registered")
         replicas = replication_factor or min(GUARANTEED_REPLICAS, brokers)
         if replicas > brokers:
             raise ValueError(
@@ -104,12 +105,26 @@ def live_brokers(admin: Any) -> list[int]:
     return sorted(b["broker_id"] for b in cluster["brokers"] if not b.get("is_fenced", False))
 
 
+def registered_brokers(admin: Any) -> list[int]:
+    """The ids of every broker registered with the cluster, fenced ones too, in order: the
+    cluster's size. A broker that is down for a while stays registered (fenced), so the
+    durability chosen from this does not drop while one is down (a topic created then with
+    fewer replicas, or a check that expects fewer in sync, would be weaker for good)."""
+    cluster = admin.describe_cluster()
+    return sorted(b["broker_id"] for b in cluster["brokers"])
+
+
 def durability_problems(admin: Any, names: Iterable[str], want: Durability) -> list[str]:
     """What about the topics ``names`` (those that exist) and Kafka's internal topics is
     weaker than ``want``, or keeps writes from being taken right now."""
     names = list(names)
-    described = [t for t in admin.describe_topics([*names, *INTERNAL_TOPICS]) if _exists(t)]
-    found: list[tuple[str, str]] = []
+    answered = admin.describe_topics([*names, *INTERNAL_TOPICS])
+    described = [t for t in answered if _exists(t)]
+    found: list[tuple[str, str]] = [
+        (t["name"], "not checked: this principal may not describe it (check as the super user)")
+        for t in answered
+        if t["name"] in INTERNAL_TOPICS and t.get("error_code") == _NOT_AUTHORIZED
+    ]
     for topic in described:
         found.extend(_partition_problems(topic, want))
     replicas = {
@@ -140,17 +155,24 @@ def strengthen(
     timeout_s: float = 60.0,
     report: Callable[[str], None] = lambda _: None,
 ) -> None:
-    """Bring the existing topics ``names`` up to ``want``, never down: raise a lower
-    ``min.insync.replicas`` and turn unclean leader election off (metadata only, at once);
-    with ``raise_replication``, add replicas to partitions that have fewer (the brokers
-    copy the data: this waits until the new replicas are in sync, or ``timeout_s``).
+    """Bring the existing topics ``names`` up to ``want``, never down: with
+    ``raise_replication``, first add replicas to partitions that have fewer (the brokers
+    copy the data: this waits until the new replicas are in sync, or ``timeout_s``); then
+    raise a lower ``min.insync.replicas``, up to the replicas the topic has (more would
+    refuse every write), and turn unclean leader election off (metadata only, at once).
     Each change is told to ``report``."""
     names = [t["name"] for t in admin.describe_topics(list(names)) if _exists(t)]
+    if raise_replication:  # first: the in-sync replicas are raised only where replicas allow
+        _raise_replication(admin, names, want, timeout_s, report)
+    replicas = _fewest_replicas(admin, names)
     changes: list[ConfigResource] = []
     for name, configs in _topic_configs(admin, names).items():
         wanted: dict[str, str] = {}
-        if int(configs.get(MIN_INSYNC, "1")) < want.min_insync_replicas:
-            wanted[MIN_INSYNC] = str(want.min_insync_replicas)
+        # Never above the replicas a partition has: that would refuse every write (the
+        # replication factor stays a problem that `topics check` reports with its fix).
+        insync = min(want.min_insync_replicas, replicas.get(name, want.min_insync_replicas))
+        if int(configs.get(MIN_INSYNC, "1")) < insync:
+            wanted[MIN_INSYNC] = str(insync)
         if configs.get(UNCLEAN) != "false":
             wanted[UNCLEAN] = "false"
         if wanted:
@@ -159,8 +181,17 @@ def strengthen(
     if changes:
         admin.alter_configs(changes, incremental=True)
         _wait_for_configs(admin, changes, timeout_s)
-    if raise_replication:
-        _raise_replication(admin, names, want, timeout_s, report)
+
+
+def _fewest_replicas(admin: Any, names: list[str]) -> dict[str, int]:
+    """The replicas of each topic's partition that has fewest."""
+    if not names:
+        return {}
+    return {
+        t["name"]: min(len(p["replica_nodes"]) for p in t["partitions"])
+        for t in admin.describe_topics(names)
+        if _exists(t)
+    }
 
 
 def _raise_replication(

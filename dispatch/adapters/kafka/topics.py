@@ -20,7 +20,7 @@ from dispatch.adapters.kafka.config import new_admin
 from dispatch.adapters.kafka.durability import (
     Durability,
     durability_problems,
-    live_brokers,
+    registered_brokers,
     strengthen,
 )
 from dispatch.adapters.kafka.eventstore.clients import DEFAULT_PREFIX, topic_name
@@ -169,9 +169,7 @@ def create_topics(
     timeout_ms = int(timeout_s * 1000)
     admin = new_admin(bootstrap)
     try:
-        want = Durability.for_cluster(
-            len(live_brokers(admin)), replication_factor, min_insync_replicas
-        )
+        want = cluster_durability(admin, replication_factor, min_insync_replicas)
         existing = set(admin.list_topics())
         wanted = {
             spec.name(prefix): {
@@ -232,8 +230,12 @@ def check_topics(
 def cluster_durability(
     admin: Any, replication_factor: int | None = None, min_insync_replicas: int | None = None
 ) -> Durability:
-    """The durability the topics should have on the cluster ``admin`` talks to."""
-    return Durability.for_cluster(len(live_brokers(admin)), replication_factor, min_insync_replicas)
+    """The durability the topics should have on the cluster ``admin`` talks to, sized by
+    its registered brokers (a broker down, fenced, still counts: while it is down, topics
+    are not created weaker, and a check still expects the replicas in sync it should)."""
+    return Durability.for_cluster(
+        len(registered_brokers(admin)), replication_factor, min_insync_replicas
+    )
 
 
 def delete_topics(bootstrap: Connection, prefix: str, timeout_s: float = 30.0) -> None:
