@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -43,11 +44,45 @@ class StuckProducer:
         self._call("offsets")
 
     def close(self, timeout: float | None = None) -> None:
+        self.closed_with = timeout  # as kafka-python's: the stuck call stays stuck
+
+
+class Sender:
+    def __init__(self) -> None:
+        self.forced = False
+
+    def force_close(self) -> None:
+        self.forced = True
+
+
+class UnflushableProducer(StuckProducer):
+    """Its close raises as kafka-python's does when records are still pending, before it
+    stops its sender."""
+
+    def __init__(self, stuck: set[str]) -> None:
+        super().__init__(stuck)
+        self._sender = Sender()
+
+    def close(self, timeout: float | None = None) -> None:
+        from kafka.errors import KafkaTimeoutError
+
         self.closed_with = timeout
-        self.release.set()
+        raise KafkaTimeoutError("Timeout after waiting for 0 secs.")
+
+
+_MADE: list[StuckProducer] = []
+
+
+@pytest.fixture(autouse=True)
+def _release_stuck_threads() -> Iterator[None]:
+    """The calls left blocked are let go after each test (a real one stays blocked)."""
+    yield
+    while _MADE:
+        _MADE.pop().release.set()
 
 
 def writer_with(producer: StuckProducer, commit_timeout_s: float = 0.3) -> PartitionWriter:
+    _MADE.append(producer)
     writer = PartitionWriter.__new__(PartitionWriter)
     writer._init_state("test.shard-0", timeout_s=5.0)
     writer.commit_timeout_s = commit_timeout_s
@@ -95,3 +130,15 @@ def test_a_commit_that_returns_in_time_commits() -> None:
     with writer.transaction():
         pass
     assert producer.calls.count("commit") == 2
+
+
+def test_a_producer_that_cannot_close_cleanly_still_lets_the_shard_go_and_its_sender_stops() -> (
+    None
+):
+    producer = UnflushableProducer({"commit"})
+    writer = writer_with(producer)
+    with pytest.raises(ProducerLostError), writer.transaction():
+        pass
+    writer.close()  # does not raise: the shard's release completes
+    assert writer.closed
+    assert producer._sender.forced

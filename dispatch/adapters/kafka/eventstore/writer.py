@@ -297,7 +297,25 @@ class PartitionWriter:
                 self._lock.release()
         self._broken = self._broken or ProgrammingError("the shard writer is closed")
         # A producer stuck in a call is closed without waiting for what it has pending.
-        self.producer.close(timeout=0 if self._stuck else 5)
+        self._close_producer(0 if self._stuck else 5)
+
+    def _close_producer(self, timeout_s: float) -> None:
+        """Close the producer; never raise, so the shard's release always completes.
+
+        kafka-python's ``close`` flushes first and raises if records are still pending
+        (a broker that died led their partitions), before it stops its sender thread; then
+        the sender is stopped through its ``force_close`` (kafka-python has no public call
+        for it), so the old producer's thread and connections do not outlive the shard.
+        """
+        try:
+            self.producer.close(timeout=timeout_s)
+        except Exception as e:
+            log.warning("%s: the producer did not close cleanly (%r); stopping its sender",
+                        self.transactional_id, e)  # fmt: skip
+            sender = getattr(self.producer, "_sender", None)
+            with suppress(Exception):
+                if sender is not None:
+                    sender.force_close()
 
     # -- internals ------------------------------------------------------------------------------
     def _acquire(self) -> None:
@@ -356,8 +374,9 @@ class PartitionWriter:
 
     def _bounded(self, call: Callable[[], object], what: str) -> None:
         """``call()`` on a helper thread, waited for at most ``commit_timeout_s``; its error
-        is raised here. One that does not return in time loses the producer (the thread is
-        left to end with it)."""
+        is raised here. One that does not return in time loses the producer, and its thread
+        stays blocked for good (kafka-python's wait has no limit, and closing the producer
+        does not end it): one parked thread per producer lost this way, each logged."""
         done, failed = Event(), []
 
         def run() -> None:
@@ -372,6 +391,9 @@ class PartitionWriter:
         if not done.wait(self.commit_timeout_s):
             self._stuck = True
             timeout = TimeoutError(f"no answer within {self.commit_timeout_s:g} s")
+            log.warning("%s: could not %s within %g s (COMMIT_TIMEOUT_S): the producer is given "
+                        "up and its call's thread left blocked", self.transactional_id, what,
+                        self.commit_timeout_s)  # fmt: skip
             raise self._lose(timeout, f"could not {what}")
         if failed:
             raise failed[0]
