@@ -356,6 +356,8 @@ cmd_fetch() {
 render_properties() {
   local esc_data
   esc_data=$(printf '%s' "$DATA_DIR" | sed 's/[\\|&]/\\&/g')
+  # Owner-only: a secured node's file holds the admin's SCRAM password and the stores'.
+  (umask 077 && : >"$PROPS_FILE.tmp")
   {
     # @NODE_ID@ and @VOTERS@ occur only in the cluster's template.
     sed -e "s|@HOST@|$HOST|g" -e "s|@PORT@|$PORT|g" \

@@ -18,7 +18,9 @@
 #   <user>.env              DISPATCH_KAFKA_* settings that connect as that user
 #   admin.properties        Java client settings for admin (the readiness check, the
 #                           console consumer)
-# The credentials go into each node's metadata when it is formatted (--add-scram), so they
+# Each node's server.properties (mode 600) holds the admin's password and the stores'.
+# The credentials go into each node's metadata when it is formatted (--add-scram; for the
+# format's second or so they are on its command line, visible to `ps` on this machine), so they
 # exist before the first start; the brokers run StandardAuthorizer with no ACL meaning no
 # access, so a principal can do only what `dispatch topics acls --apply` grants it.
 
@@ -48,7 +50,7 @@ secure_init() {
   dir=$(secure_dir)
   [[ -f $dir/complete ]] && return 0
   tmp=$dir.tmp.$$
-  rm -rf -- "$tmp"
+  rm -rf -- "$dir".tmp.*  # what a run that died part way left (mode 700, keys inside)
   (umask 077 && mkdir -p -- "$tmp")
   pass=$(secure_random)
   (umask 077 && printf '%s\n' "$pass" >"$tmp/store.password")

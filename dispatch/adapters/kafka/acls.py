@@ -35,6 +35,7 @@ from kafka.admin import (
 )
 from kafka.errors import SecurityDisabledError
 
+from dispatch.adapters.kafka.durability import INTERNAL_TOPICS
 from dispatch.adapters.kafka.topics import SPECS, Topics
 
 ROLES = ("api", "worker", "simulator", "operator")
@@ -121,6 +122,8 @@ def grants(prefix: str, principals: Mapping[str, str] | None = None) -> list[Gra
     ]
     operator = names["operator"]
     found += [
+        # Kafka's own topics exactly-once rests on, for `dispatch topics check`.
+        *(Grant("operator", operator, "DESCRIBE", "TOPIC", t) for t in INTERNAL_TOPICS),
         Grant("operator", operator, "DESCRIBE_CONFIGS", "TOPIC", f"{prefix}.", prefixed=True),
         Grant("operator", operator, "DESCRIBE", "CLUSTER", "kafka-cluster"),
         Grant("operator", operator, "DESCRIBE", "GROUP", f"{prefix}.workers"),

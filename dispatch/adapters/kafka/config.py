@@ -51,7 +51,7 @@ def connection_of(settings: Settings) -> Connection:
                 f"cannot read the Kafka password file {settings.kafka_password_file}: "
                 f"{error.strerror or error}"
             ) from error
-        password = lines[0].strip() if lines and lines[0].strip() else None
+        password = lines[0] if lines and lines[0] else None  # the first line, as it is
         if password is None:
             raise ValueError(f"the Kafka password file {settings.kafka_password_file} is empty")
     plain = (

@@ -47,7 +47,8 @@ def test_worker_transactions_are_allowed_by_the_shard_prefix_only() -> None:
 
 def test_grants_name_only_the_prefix_topics_and_become_kafka_acls() -> None:
     for grant in grants("city", {"api": "edge-7"}):
-        if grant.resource_type in ("TOPIC", "GROUP", "TRANSACTIONAL_ID"):
+        internal = grant.resource in ("__consumer_offsets", "__transaction_state")
+        if grant.resource_type in ("TOPIC", "GROUP", "TRANSACTIONAL_ID") and not internal:
             assert grant.resource.startswith("city."), grant
         acl = grant.acl()
         assert acl.principal == f"User:{grant.principal}"
@@ -63,3 +64,11 @@ def test_grants_name_only_the_prefix_topics_and_become_kafka_acls() -> None:
 def test_an_unknown_role_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown roles"):
         grants("city", {"admin": "root"})
+
+
+def test_operators_may_describe_kafkas_internal_topics_and_nothing_more_of_them() -> None:
+    internal = [g for g in grants("city") if g.resource.startswith("__")]
+    assert {(g.role, g.operation, g.resource) for g in internal} == {
+        ("operator", "DESCRIBE", "__consumer_offsets"),
+        ("operator", "DESCRIBE", "__transaction_state"),
+    }

@@ -136,3 +136,23 @@ def test_the_event_store_refuses_a_bad_connection_in_its_environment() -> None:
     env = kafka_env(SERVERS, "dispatch", 0) | {"KAFKA_SECURITY_PROTOCOL": "SASL_SSL"}
     with pytest.raises(InfrastructureFactoryError, match="needs a username and a password"):
         KafkaFactory(env)
+
+
+def test_a_password_in_the_event_store_environment_without_sasl_is_refused_not_dropped() -> None:
+    env = kafka_env(SERVERS, "dispatch", 0) | {"KAFKA_SASL_PASSWORD": "s3cret"}
+    with pytest.raises(InfrastructureFactoryError, match="does not authenticate"):
+        KafkaFactory(env)
+
+
+def test_a_password_file_line_is_taken_as_it_is(tmp_path: Path) -> None:
+    secret = tmp_path / "password"
+    secret.write_text("  spaced pass  \n")
+    settings = Settings(
+        kafka_bootstrap=SERVERS,
+        kafka_security_protocol="SASL_PLAINTEXT",
+        kafka_username="x",
+        kafka_password_file=secret,
+    )
+    connection = connection_of(settings)
+    assert isinstance(connection, KafkaConnection)
+    assert connection.password == "  spaced pass  "

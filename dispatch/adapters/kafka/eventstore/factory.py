@@ -204,7 +204,8 @@ class KafkaFactory(InfrastructureFactory[TrackingRecorder]):
         protocol = self.env.get(self.KAFKA_SECURITY_PROTOCOL) or "PLAINTEXT"
         username = self.env.get(self.KAFKA_SASL_USERNAME) or None
         cafile = self.env.get(self.KAFKA_SSL_CAFILE) or None
-        if protocol == "PLAINTEXT" and username is None and cafile is None:
+        password = self.env.get(self.KAFKA_SASL_PASSWORD) or None
+        if protocol == "PLAINTEXT" and username is None and password is None and cafile is None:
             return servers
         try:
             return KafkaConnection(
@@ -212,7 +213,7 @@ class KafkaFactory(InfrastructureFactory[TrackingRecorder]):
                 protocol,  # type: ignore[arg-type]  # checked by KafkaConnection
                 self.env.get(self.KAFKA_SASL_MECHANISM) or "SCRAM-SHA-512",  # type: ignore[arg-type]
                 username,
-                self.env.get(self.KAFKA_SASL_PASSWORD) or None,
+                password,
                 Path(cafile) if cafile else None,
             )
         except ValueError as error:
