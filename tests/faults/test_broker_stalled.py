@@ -41,9 +41,9 @@ from under_load import (
     read_back,
     record_outcomes,
     run_load,
+    shard_transactions,
 )
 
-from dispatch.adapters.kafka.config import new_admin
 from dispatch.adapters.kafka.topics import create_topics
 from dispatch.settings import Settings
 
@@ -75,17 +75,10 @@ class Stalled(Timeline):
 
 
 def shard_coordinators(bootstrap: str, prefix: str) -> dict[int, list[str]]:
-    """The transactional ids of the shards' producers by the node that coordinates them
-    (FindCoordinator through ``describe_transactions``)."""
-    ids = [f"{prefix}.shard-{shard}" for shard in range(SHARDS)]
-    admin = new_admin(bootstrap, request_timeout_ms=5_000)
-    try:
-        described = admin.describe_transactions(ids)
-    finally:
-        admin.close()
+    """The transactional ids of the shards' producers by the node that coordinates them."""
     found: dict[int, list[str]] = {}
-    for tid, description in sorted(described.items()):
-        found.setdefault(description.coordinator_id, []).append(tid)
+    for tid, txn in sorted(shard_transactions(bootstrap, prefix, range(SHARDS)).items()):
+        found.setdefault(txn.coordinator_id, []).append(tid)
     return found
 
 

@@ -18,15 +18,17 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import pytest
 from independent_count import NOT_FINAL, LogCount, count_log
 from local_cluster import Cluster, describe_partitions
 
+from dispatch.adapters.kafka.config import new_admin
 from dispatch.adapters.kafka.logsource import KafkaLogSource
 from dispatch.adapters.kafka.topics import Topics
 from dispatch.adapters.kafka.transport import KafkaTransport
@@ -247,6 +249,19 @@ def leaders_moved(bootstrap: str, prefix: str, victim: int, within_s: float) -> 
             return time.monotonic()
         time.sleep(0.1)
     return None
+
+
+def shard_transactions(bootstrap: str, prefix: str, shards: Iterable[int]) -> dict[str, Any]:
+    """The transactions of the shards' producers by transactional id, as their coordinators
+    describe them (``describe_transactions``: coordinator id, producer id and epoch)."""
+    admin = new_admin(bootstrap, request_timeout_ms=5_000)
+    try:
+        described: dict[str, Any] = admin.describe_transactions(
+            [f"{prefix}.shard-{shard}" for shard in shards]
+        )
+    finally:
+        admin.close()
+    return described
 
 
 def machine() -> str:
