@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,17 +34,14 @@ from under_load import (
     RECOVERY_BOUND_S,
     Timeline,
     assert_nothing_lost_doubled_or_double_booked,
+    deploy,
     leaders_moved,
     leaderships,
     machine,
     read_back,
-    record_outcomes,
     run_load,
     shard_transactions,
 )
-
-from dispatch.adapters.kafka.topics import create_topics
-from dispatch.settings import Settings
 
 pytestmark = pytest.mark.fault
 log = logging.getLogger(__name__)
@@ -126,15 +122,9 @@ def test_a_broker_stalled_past_the_timeouts_under_load_loses_doubles_and_double_
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    bootstrap = local_cluster.bootstrap
-    prefix = f"fault2-{uuid.uuid4().hex[:8]}"
-    create_topics(bootstrap, prefix, SHARDS, replication_factor=3)
-    settings = Settings(
-        data_dir=tmp_path, kafka_bootstrap=bootstrap, topic_prefix=prefix, shards=SHARDS
-    )
     line = Stalled()
-    record_outcomes(monkeypatch, line)
-    caplog.set_level(logging.CRITICAL, logger="kafka")  # the clients' expected complaints
+    settings = deploy(local_cluster, "fault2", SHARDS, tmp_path, line, monkeypatch, caplog)
+    prefix = settings.topic_prefix
     ended = run_load(
         settings,
         WORKERS,

@@ -26,7 +26,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,15 +36,12 @@ from under_load import (
     Timeline,
     assert_nothing_lost_doubled_or_double_booked,
     busiest_leader,
+    deploy,
     leaders_moved,
     machine,
     read_back,
-    record_outcomes,
     run_load,
 )
-
-from dispatch.adapters.kafka.topics import create_topics
-from dispatch.settings import Settings
 
 pytestmark = pytest.mark.fault
 log = logging.getLogger(__name__)
@@ -99,15 +95,9 @@ def test_the_leader_broker_killed_under_load_loses_doubles_and_double_books_noth
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    bootstrap = local_cluster.bootstrap
-    prefix = f"fault1-{uuid.uuid4().hex[:8]}"
-    create_topics(bootstrap, prefix, SHARDS, replication_factor=3)
-    settings = Settings(
-        data_dir=tmp_path, kafka_bootstrap=bootstrap, topic_prefix=prefix, shards=SHARDS
-    )
     line = Killed()
-    record_outcomes(monkeypatch, line)
-    caplog.set_level(logging.CRITICAL, logger="kafka")  # the clients' expected complaints
+    settings = deploy(local_cluster, "fault1", SHARDS, tmp_path, line, monkeypatch, caplog)
+    prefix = settings.topic_prefix
     ended = run_load(
         settings,
         WORKERS,

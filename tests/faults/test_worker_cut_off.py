@@ -27,7 +27,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -39,17 +38,16 @@ from under_load import (
     RECOVERY_BOUND_S,
     Timeline,
     assert_nothing_lost_doubled_or_double_booked,
+    deploy,
     machine,
     read_back,
-    record_outcomes,
     run_load,
     shard_transactions,
 )
 
 from dispatch.adapters.kafka.config import new_admin
 from dispatch.adapters.kafka.processes import start_worker, stop_worker
-from dispatch.adapters.kafka.topics import Topics, create_topics
-from dispatch.settings import Settings
+from dispatch.adapters.kafka.topics import Topics
 
 pytestmark = pytest.mark.fault
 log = logging.getLogger(__name__)
@@ -188,15 +186,9 @@ def test_a_worker_cut_off_past_its_session_loses_its_shard_and_writes_nothing_af
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    bootstrap = local_cluster.bootstrap
-    prefix = f"fault3-{uuid.uuid4().hex[:8]}"
-    create_topics(bootstrap, prefix, SHARDS, replication_factor=3)
-    settings = Settings(
-        data_dir=tmp_path, kafka_bootstrap=bootstrap, topic_prefix=prefix, shards=SHARDS
-    )
     line = CutOff()
-    record_outcomes(monkeypatch, line)
-    caplog.set_level(logging.CRITICAL, logger="kafka")  # the clients' expected complaints
+    settings = deploy(local_cluster, "fault3", SHARDS, tmp_path, line, monkeypatch, caplog)
+    bootstrap, prefix = local_cluster.bootstrap, settings.topic_prefix
     logs = tmp_path / "logs"
     cut_log = logs / f"{CUT}.log"
     with own_user() as (uid, firewall, data_dir):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from local_cluster import Cluster, describe_partitions
 
 from dispatch.adapters.kafka.config import new_admin
 from dispatch.adapters.kafka.logsource import KafkaLogSource
-from dispatch.adapters.kafka.topics import Topics
+from dispatch.adapters.kafka.topics import Topics, create_topics
 from dispatch.adapters.kafka.transport import KafkaTransport
 from dispatch.replay.operations import verify
 from dispatch.settings import Settings
@@ -115,6 +116,27 @@ def record_outcomes(monkeypatch: pytest.MonkeyPatch, line: Timeline) -> None:
             return outcome
 
     monkeypatch.setattr(sim_kafka, "KafkaTransport", Recorded)
+
+
+def deploy(
+    cluster: Cluster,
+    fault: str,
+    shards: int,
+    data_dir: Path,
+    line: Timeline,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> Settings:
+    """The settings of a deployment on ``cluster`` under a fresh topic prefix
+    (``<fault>-<hex>``), its topics made with three replicas; the load generator's outcomes
+    recorded in ``line``; the Kafka clients' expected complaints kept out of the log."""
+    prefix = f"{fault}-{uuid.uuid4().hex[:8]}"
+    create_topics(cluster.bootstrap, prefix, shards, replication_factor=3)
+    record_outcomes(monkeypatch, line)
+    caplog.set_level(logging.CRITICAL, logger="kafka")
+    return Settings(
+        data_dir=data_dir, kafka_bootstrap=cluster.bootstrap, topic_prefix=prefix, shards=shards
+    )
 
 
 def run_load(
