@@ -73,8 +73,7 @@ class CutOff(Timeline):
     epochs: dict[int, tuple[int, int | None]] = field(default_factory=dict)
     # shard -> its producer's epoch at the cut, and once the new owner opened it (None:
     # not seen to change within CUT_S)
-    log_at_cut: int = 0  # the cut worker's log size then, and when let back
-    log_at_back: int = 0
+    log_at_cut: int = 0  # the cut worker's log size then
 
     def told(self) -> str:
         moved = f"{self.moved - self.fault:.1f} s" if self.moved and self.fault else "not seen"
@@ -144,7 +143,6 @@ def chaos(
     finally:
         firewall.restore()
     line.back = time.monotonic()
-    line.log_at_back = cut_log.stat().st_size
 
 
 def epoch(bootstrap: str, prefix: str, shard: int) -> int:
@@ -198,7 +196,8 @@ def test_a_worker_cut_off_past_its_session_loses_its_shard_and_writes_nothing_af
             env.setenv("NUMBA_CACHE_DIR", str(data_dir / "numba"))
             worker = start_worker(cut_settings, cut_log, CUT, "stream", as_user(uid))
         try:
-            wait_owned(bootstrap, prefix, CUT, set(range(SHARDS)), 60)
+            joined = wait_owned(bootstrap, prefix, CUT, set(range(SHARDS)), 60)
+            assert joined is not None, f"{CUT} did not take the shards: see {cut_log}"
             ended = run_load(
                 settings,
                 1,
