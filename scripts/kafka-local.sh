@@ -10,6 +10,7 @@
 #
 #   scripts/kafka-local.sh start|stop|status|logs --brokers 3
 #   scripts/kafka-local.sh kill N | restart N            (N = node id 1-3)
+#   scripts/kafka-local.sh pause N | resume N            (SIGSTOP / SIGCONT node N)
 #
 # Cluster design: three JVMs, each a combined broker+controller and a voter of
 # one static quorum (controller.quorum.voters lists all three), rather than three
@@ -30,7 +31,7 @@
 # KAFKA_LOCAL_CLUSTER_CONTROLLER_PORTS); state in .kafka-local/cluster-<first
 # client port>/node-N (KAFKA_LOCAL_CLUSTER_DIR), each node with its own data,
 # logs and pid file; cluster.env there records the ports and the cluster id, so
-# stop/status/kill/restart find a cluster by its dir alone.
+# stop/status/kill/restart/pause/resume find a cluster by its dir alone.
 #
 # The jar cache also holds Kafka's command-line tools (kafka-tools: the console consumer,
 # org.apache.kafka.tools.consumer.ConsoleConsumer, which the fault tests read the log with).
@@ -155,6 +156,10 @@ node ids 1-3; the cluster is found by its state dir, KAFKA_LOCAL_CLUSTER_DIR):
   restart N        Start node N again on its state (SIGTERM it first if it runs);
                    wait until it is registered with the nodes that run; the last line
                    is the bootstrap list.
+  pause N          SIGSTOP node N (its own pid file): a broker that stalls, its
+                   JVM frozen with its connections open, until resume N (or stop
+                   and restart, which wake it first). No-op if already paused.
+  resume N         SIGCONT node N. No-op if it is not paused.
   Bad input (--brokers 2, kill 7, kill with no cluster, a node not running)
   is a one-line error with exit code 2.
 
@@ -531,6 +536,8 @@ cmd_start() {
 stop_pids() {  # SIGTERM, bounded wait, then SIGKILL -- only these pids
   local pid deadline alive
   for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
+  # A paused node (pause N) takes the SIGTERM only once it runs again.
+  for pid in "$@"; do kill -CONT "$pid" 2>/dev/null || true; done
   deadline=$(( $(date +%s) + STOP_TIMEOUT ))
   while :; do
     alive=()
@@ -1009,7 +1016,9 @@ cluster_status() {
   for n in $(seq 1 "$CLUSTER_SIZE"); do
     select_node "$n"
     if pid=$(running_pid); then
-      if port_open "$PORT"; then
+      if pid_paused "$pid"; then
+        say "node $n: paused (SIGSTOP; resume $n), pid $pid, $HOST:$PORT"
+      elif port_open "$PORT"; then
         say "node $n: running, pid $pid, $HOST:$PORT, controller $HOST:$CONTROLLER_PORT"
         up=$((up + 1))
       else
@@ -1067,6 +1076,49 @@ cluster_kill() {
   rm -f -- "$PID_FILE"
   say "killed node $node (pid $pid, $HOST:$PORT)"
 }
+
+pid_paused() {  # true if pid $1 is stopped by a signal (state T)
+  local stat
+  stat=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null) || return 1
+  [[ ${stat%% *} == T ]]
+}
+
+# pause N / resume N: SIGSTOP / SIGCONT node N by its own pid file; waits until the
+# kernel shows the new state (a broker that stalls with its connections open, for tests).
+cluster_signal() {
+  local what=$1 node
+  shift
+  [[ $# -le 1 ]] || usage_error "$what takes one node id (1-$CLUSTER_SIZE)"
+  node=$(parse_node_id "$what" "${1:-}") || exit 2
+  cluster_init
+  cluster_exists || usage_error "$what $node: no cluster in $CLUSTER_DIR (start it with: $PROG start --brokers $CLUSTER_SIZE)"
+  take_lock 9 "$CLUSTER_DIR/.lock"
+  select_node "$node"
+  local pid _ want=1
+  pid=$(running_pid) || usage_error "$what $node: node $node is not running (cluster $CLUSTER_DIR)"
+  [[ $what == pause ]] || want=0
+  if pid_paused "$pid"; then
+    (( want )) && { say "node $node (pid $pid) is already paused"; return 0; }
+    kill -CONT "$pid"
+  else
+    (( want )) || { say "node $node (pid $pid) is not paused"; return 0; }
+    kill -STOP "$pid"
+  fi
+  for _ in $(seq 1 50); do
+    if pid_paused "$pid"; then (( want )) && break; else (( want )) || break; fi
+    sleep 0.1
+  done
+  if (( want )); then
+    pid_paused "$pid" || die "node $node (pid $pid) did not stop on SIGSTOP"
+    say "paused node $node (pid $pid, $HOST:$PORT): resume it with: $PROG resume $node"
+  else
+    pid_paused "$pid" && die "node $node (pid $pid) did not go on after SIGCONT"
+    say "resumed node $node (pid $pid, $HOST:$PORT)"
+  fi
+}
+
+cluster_pause() { cluster_signal pause "$@"; }
+cluster_resume() { cluster_signal resume "$@"; }
 
 cluster_restart() {
   local node
@@ -1136,7 +1188,7 @@ main() {
       else
         "cluster_$cmd" "${REST_ARGS[@]}"
       fi ;;
-    kill|restart)
+    kill|restart|pause|resume)
       parse_brokers "$@"
       [[ $BROKERS == "$CLUSTER_SIZE" || $# == "${#REST_ARGS[@]}" ]] ||
         usage_error "$cmd works on the $CLUSTER_SIZE-node cluster only"

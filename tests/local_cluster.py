@@ -1,7 +1,7 @@
 """The local three-node cluster of ``scripts/kafka-local.sh`` for tests (issue #16): started
 on free ports with its own state dir, stopped whatever happened; ``kill N`` / ``restart N``
-by node id; the partitions' leaders; and Kafka's own console consumer as a reader of the
-log that shares nothing with the project's Python client.
+and ``pause N`` / ``resume N`` by node id; the partitions' leaders; and Kafka's own console
+consumer as a reader of the log that shares nothing with the project's Python client.
 
 The ``local_cluster`` fixture (tests/conftest.py) hands out a running ``Cluster``. Without
 java the fixture skips, except when ``CI`` is set: then it fails, as the Kafka tests do.
@@ -119,6 +119,14 @@ class Cluster:
     def restart(self, node: int) -> None:
         """Start node ``node`` again on its state and wait until it is registered."""
         self.run("restart", str(node))
+
+    def pause(self, node: int) -> None:
+        """SIGSTOP node ``node`` (``kafka-local.sh pause N``): it stalls, connections open."""
+        self.run("pause", str(node))
+
+    def resume(self, node: int) -> None:
+        """SIGCONT node ``node`` (``kafka-local.sh resume N``)."""
+        self.run("resume", str(node))
 
     def pid_file(self, node: int) -> Path:
         return self.state_dir / f"node-{node}" / "kafka.pid"

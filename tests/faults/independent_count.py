@@ -38,6 +38,8 @@ class LogCount:
     doubled: list[tuple[str, int]]  # (aggregate id, version) written more than once
     checked: int  # events the invariant checker folded
     violations: list[Violation]
+    # (topic, partition) -> the CreateTime (ms) of each record of the outcomes and events
+    written: dict[tuple[str, int], list[int]]
 
     @property
     def event_count(self) -> int:
@@ -99,7 +101,16 @@ def count_log(cluster: Cluster, prefix: str, log_dir: Path) -> LogCount:
         doubled=sorted(key for key, n in seen.items() if n > 1),
         checked=checked,
         violations=violations,
+        written=_written({topics.outcomes: outcomes, topics.events: events}),
     )
+
+
+def _written(by_topic: dict[str, list[ConsoleRecord]]) -> dict[tuple[str, int], list[int]]:
+    written: dict[tuple[str, int], list[int]] = defaultdict(list)
+    for topic, records in by_topic.items():
+        for r in records:
+            written[topic, r.partition].append(r.timestamp_ms)
+    return dict(written)
 
 
 def _events(records: list[ConsoleRecord]) -> dict[int, list[LogEvent]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from pydantic import SecretStr, TypeAdapter
@@ -34,13 +35,20 @@ def worker_env(settings: Settings) -> dict[str, str]:
 
 
 def start_worker(
-    settings: Settings, log: Path, member: str, clock: str = "wall"
+    settings: Settings,
+    log: Path,
+    member: str,
+    clock: str = "wall",
+    wrapper: Sequence[str] = (),
 ) -> subprocess.Popen[bytes]:
-    """Start `python -m dispatch worker` with its output in ``log``."""
+    """Start `python -m dispatch worker` with its output in ``log``; ``wrapper``: a command
+    it runs under (e.g. ``setpriv --reuid U ...``, for a firewall rule that matches its
+    traffic alone)."""
     log.parent.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "dispatch", "worker", "--clock", clock, "--member", member]
     with log.open("wb") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "dispatch", "worker", "--clock", clock, "--member", member],
+            [*wrapper, *command],
             env=worker_env(settings),
             stdout=out,
             stderr=subprocess.STDOUT,
