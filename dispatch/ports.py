@@ -22,6 +22,12 @@ from schemas.commands import CommandEnvelope, Outcome
 __all__ = ["CheckpointStore", "CommandBus"]
 
 
+class NotDelivered(Exception):
+    """The log did not acknowledge a command in time: it may be there or not. A client must
+    not be told it was accepted (not even "pending"); a retry with the same command id
+    settles it (the shard applies a command id once)."""
+
+
 class CommandBus(Protocol):
     """What a client (the API, the simulator) needs: send, and wait for the outcome."""
 
@@ -37,5 +43,6 @@ class CommandBus(Protocol):
         self, command_id: str, timeout_s: float, fingerprint: str | None = None
     ) -> Outcome | None:
         """The outcome of a command (of the one with ``fingerprint``, when two share an
-        id), waiting up to ``timeout_s``; None on timeout."""
+        id), waiting up to ``timeout_s``; None on timeout, once the command is in the log.
+        ``NotDelivered`` if the log has not acknowledged the command by then."""
         ...

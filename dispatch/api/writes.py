@@ -26,6 +26,7 @@ from dispatch.api.errors import problem_body, status_for
 from dispatch.api.idempotency import fingerprint, registration_key
 from dispatch.domain.ids import derived_id, new_id
 from dispatch.messages import FOLLOW_THE_DRIVER
+from dispatch.ports import NotDelivered
 from schemas.commands import Command, CommandEnvelope, Outcome
 
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -146,8 +147,17 @@ def send(ctx: ApiContext, write: Write) -> JSONResponse:
         else None,
         command=command,
     )
-    outcome = ctx.runtime.send(envelope, ctx.options.command_timeout_s)
     kind = write.command.type
+    try:
+        outcome = ctx.runtime.send(envelope, ctx.options.command_timeout_s)
+    except NotDelivered as e:  # not even "pending": the log may not have it
+        ctx.metrics.outcomes.labels(kind, "not_delivered").inc()
+        body = problem_body(
+            "unavailable",
+            f"{e}; it may or may not have been recorded: retry with the same Idempotency-Key",
+            write.command_id,
+        )
+        return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
     if outcome is None:
         ctx.metrics.outcomes.labels(kind, "timeout").inc()
         body = {"command_id": write.command_id, "status": "pending", **write.extra}

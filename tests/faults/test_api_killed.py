@@ -230,6 +230,14 @@ def test_an_api_killed_with_writes_outstanding_loses_no_confirmed_write_and_doub
     # none was refused before.
     assert dropped, "no write was outstanding at the kill"
     assert 0 < in_log < len(unconfirmed), "the kill did not find writes both sent and not"
+    # A 202 ("pending") promises the write is in the log: every such write is, before any
+    # retry (the API answers 503 instead when the log has not acknowledged it).
+    pending_missing = [
+        w.command_id
+        for w in unconfirmed
+        if 202 in w.answers and w.command_id not in at_restart.records
+    ]
+    assert pending_missing == [], f"writes answered 202 but not in the log: {pending_missing}"
     assert {a for w in writes_before for a in w.answers} <= {200, 201, 202, None}
 
     # Before any retry: every confirmed write is in the log once; nothing is there twice.

@@ -1,5 +1,7 @@
-"""Fault 2 (issue #16): a broker stalls (SIGSTOP) under load past the transaction and
-session timeouts, then goes on (SIGCONT).
+"""Fault 2 (issue #16): a broker stalls (SIGSTOP) under load past the broker and consumer
+session timeouts and the writer's commit bound, then goes on (SIGCONT). Not past the
+producers' transaction timeout (kafka-python's 60 s default): a transaction the broker
+itself times out is not made here.
 
 On a fresh three-node cluster (tests/local_cluster.py), the topics with three replicas; a
 simulated city over ``SHARDS`` shards served by ``WORKERS`` ``dispatch worker`` processes

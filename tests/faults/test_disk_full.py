@@ -158,6 +158,7 @@ def test_a_broker_whose_disk_fills_under_load_loses_doubles_and_double_books_not
     )
     assert line.started and line.fault and line.back and line.victim
     assert line.filler_mb > 0, "the fill wrote nothing: the disk was full already"
+    assert line.stopped is not None, "the node never failed on its full disk: no fault made"
     recovery, pause = line.recovery()
     before, during, after = line.rates(ended)
     stopped = f"stopped {line.stopped - line.fault:.1f} s after" if line.stopped else "kept running"

@@ -25,7 +25,13 @@ from dispatch.adapters.kafka.topics import Topics
 from dispatch.domain.ids import shard_of
 from dispatch.messages import Ping, destination
 from dispatch.outcome_mailbox import OutcomeMailbox
+from dispatch.ports import NotDelivered
 from schemas.commands import CommandEnvelope, Outcome
+
+# A command is given this long at least to be acknowledged by the log before its sender is
+# told it was not delivered (a new leader is elected within a few seconds of a broker's
+# death; an API answer waits its command timeout for the outcome besides).
+MIN_DELIVERY_S = 10.0
 
 log = logging.getLogger(__name__)
 
@@ -84,14 +90,22 @@ class KafkaTransport:
     def wait_outcome(
         self, command_id: str, timeout_s: float, fingerprint: str | None = None
     ) -> Outcome | None:
-        """The outcome within ``timeout_s`` (sending what is still buffered first), or None.
-        A command not yet delivered when the time is up is "no outcome yet", as for any
-        other wait that ends empty: the caller may poll again."""
+        """The outcome within ``timeout_s`` (sending what is still buffered first), or None
+        once the command is in the log (acknowledged by its in-sync replicas, ``acks=all``).
+        A command the log has not acknowledged within ``timeout_s`` (at least
+        ``MIN_DELIVERY_S``) is ``NotDelivered``: it may be there or not, so no one may be
+        told "pending" for it."""
         deadline = time.monotonic() + timeout_s
         try:
-            self._producer.flush(timeout=timeout_s)
-        except KafkaTimeoutError:
-            return self._mailbox.get(command_id, fingerprint)
+            self._producer.flush(timeout=max(timeout_s, MIN_DELIVERY_S))
+        except KafkaTimeoutError as e:
+            found = self._mailbox.get(command_id, fingerprint)
+            if found is not None:
+                return found
+            raise NotDelivered(
+                f"the log did not acknowledge command {command_id} within "
+                f"{max(timeout_s, MIN_DELIVERY_S):g} s"
+            ) from e
         return self._mailbox.wait(command_id, max(0.0, deadline - time.monotonic()), fingerprint)
 
     def outcome(self, command_id: str, fingerprint: str | None = None) -> Outcome | None:
