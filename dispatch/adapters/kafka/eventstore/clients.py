@@ -49,6 +49,10 @@ def producer_config(bootstrap: Connection, **overrides: Any) -> dict[str, Any]:
     config: dict[str, Any] = {
         **connection_config(bootstrap),
         **RECONNECT,
+        # Leaders looked up at least every 5 s: a producer whose partition's leader died
+        # held its records for the dead node for 30 s in a CI run of fault 1 (kafka-python's
+        # default is 5 minutes between lookups), though the leadership had moved in 3 s.
+        "metadata_max_age_ms": 5_000,
         "enable_idempotence": True,
         "acks": "all",
         "linger_ms": 0,
