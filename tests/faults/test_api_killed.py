@@ -30,9 +30,7 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -44,9 +42,10 @@ from typing import Any
 import httpx
 import pytest
 from api_clients import CONFIRMED, Client, Write, confirmed_rate, registration, retry, run_clients
+from api_process import free_port, start_api
 from log_tally import LogTally, commands_consumed, read_log, replay_verify
 
-from dispatch.adapters.kafka.processes import start_worker, stop_worker, worker_env
+from dispatch.adapters.kafka.processes import start_worker, stop_worker
 from dispatch.adapters.kafka.topics import create_topics, delete_topics
 from dispatch.settings import Settings
 
@@ -60,7 +59,6 @@ LOAD_BEFORE_S = 20.0  # of writes before the kill
 LOAD_AFTER_S = 15.0  # of writes on the new process, after the retries
 READY_BOUND_S = 180.0  # a fresh deployment answers its first write within this
 RECOVERY_BOUND_S = 120.0  # asserted: the new process confirmed a write within this
-SECRET = "q7Wm2xVbN4tRk9LpZs3YhC8dJf6GaE1uTnXoPiKw5QrM0vBl"  # random: production refuses weak ones
 
 
 @pytest.fixture
@@ -83,31 +81,6 @@ def deployment(cluster_bootstrap: str, tmp_path: Path) -> Iterator[Settings]:
         )
     finally:
         delete_topics(cluster_bootstrap, prefix)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_api(settings: Settings, port: int, out: Path) -> subprocess.Popen[bytes]:
-    """``dispatch serve`` on 127.0.0.1:``port``, with no rate limits (the load is ours)."""
-    assert settings.kafka_bootstrap is not None
-    env = worker_env(settings) | {
-        "DISPATCH_AUTH_SECRET": SECRET,
-        "DISPATCH_AUTH_ENVIRONMENT": "production",
-        "DISPATCH_RATE_LIMIT_REGISTRATIONS_PER_MIN": "0",
-        "DISPATCH_RATE_LIMIT_REQUESTS_PER_S": "0",
-    }
-    command = [sys.executable, "-m", "dispatch", "serve", "--kafka", settings.kafka_bootstrap]
-    with out.open("ab") as sink:
-        return subprocess.Popen(
-            [*command, "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
 
 
 def stop_api(proc: subprocess.Popen[bytes]) -> None:

@@ -30,6 +30,7 @@ from typing import Any
 import httpx
 import pytest
 from api_clients import CONFIRMED, confirmed_rate, registration, run_clients
+from api_process import free_port, start_api
 from kafka.errors import KafkaError, TopicAuthorizationFailedError
 from local_cluster import Cluster, running_cluster
 
@@ -43,7 +44,6 @@ pytestmark = pytest.mark.fault
 
 PREFIX = "secured"
 SHARDS = 2
-SECRET = "Zq8Lm3Vx7Tn2Rk5Wp9Yb4Hc6Jd1Gf0Us8Ea3Oi7Nw2Qt5Mz"  # random: production refuses weak ones
 LOAD_S = 12.0
 CLIENTS = 6
 READY_BOUND_S = 180.0
@@ -226,30 +226,6 @@ def test_the_engine_runs_with_each_process_as_its_own_role(
     )
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert end_offset(secured, Topics(PREFIX).events) > 0
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_api(settings: Settings, port: int, out: Path) -> subprocess.Popen[bytes]:
-    env = worker_env(settings) | {
-        "DISPATCH_AUTH_SECRET": SECRET,
-        "DISPATCH_AUTH_ENVIRONMENT": "production",
-        "DISPATCH_RATE_LIMIT_REGISTRATIONS_PER_MIN": "0",
-        "DISPATCH_RATE_LIMIT_REQUESTS_PER_S": "0",
-    }
-    with out.open("ab") as sink:
-        return subprocess.Popen(
-            [sys.executable, "-m", "dispatch", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
 
 
 def wait_until_answering(base_url: str, proc: subprocess.Popen[bytes]) -> None:
