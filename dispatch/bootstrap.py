@@ -12,6 +12,7 @@ from uuid import UUID
 
 from dispatch.adapters.embedded.engine import EmbeddedEngine
 from dispatch.adapters.embedded.transport import EmbeddedTransport
+from dispatch.adapters.jwt.codec import PyJwtCodec
 from dispatch.adapters.sqlite import checkpoints as sqlite_checkpoints
 from dispatch.adapters.sqlite.checkpoints import CheckpointingRecorder
 from dispatch.adapters.sqlite.datadir import (
@@ -42,6 +43,7 @@ from dispatch.shard.application import ShardApplication
 from dispatch.shard.live import LiveAggregates
 from dispatch.shard.policy import Policy
 from dispatch.shard.worker import Clock, ShardWorker
+from dispatch.tokens import KeyRing, TokenCodec
 from projections.keeper import ViewKeeper
 from projections.runner import ProjectionRunner
 from projections.store import RideArchive, ViewStore
@@ -258,6 +260,11 @@ def build_kafka_worker(
         member=member,
         **overrides,
     )
+
+
+def build_token_codec(ring: KeyRing) -> TokenCodec:
+    """Bearer tokens signed and verified with ``ring``'s keys (PyJWT, HS256)."""
+    return PyJwtCodec(ring)
 
 
 def build_markets(settings: Settings) -> MarketMap:

@@ -20,7 +20,6 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from dispatch.api.auth import issue
 from dispatch.api.context import ApiContext
 from dispatch.api.errors import problem_body, status_for
 from dispatch.api.idempotency import fingerprint, registration_key
@@ -102,7 +101,7 @@ def register(
     new = derived_id(shard, namespace, command_id) if key is not None else new_id(shard)
 
     def token() -> dict[str, Any]:
-        issued = issue(ctx.auth, str(new), role, ctx.runtime.clock())
+        issued = ctx.tokens.issue(str(new), role, ctx.runtime.clock())
         return {"token": issued.model_dump(mode="json")}
 
     extra: dict[str, Any] = {f"{role}_id": str(new)}

@@ -1,0 +1,1 @@
+"""The JWT adapter: tokens signed and verified with PyJWT (``dispatch.tokens.TokenCodec``)."""
