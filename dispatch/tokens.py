@@ -101,9 +101,9 @@ def read_claims(payload: Mapping[str, Any], typ: TokenType, now: float) -> Claim
     """The claims of a verified token of type ``typ``, checked against the clock ``now``
     (with ``LEEWAY_S``); else ``TokenError`` with the reason."""
     sub, role, kind, jti = payload["sub"], payload["role"], payload["typ"], payload["jti"]
-    if role not in ROLES:
+    if not isinstance(role, str) or role not in ROLES:
         raise TokenError(f"malformed token payload: unknown role {str(role)[:20]!r}")
-    if kind not in TOKEN_TYPES:
+    if not isinstance(kind, str) or kind not in TOKEN_TYPES:
         raise TokenError(f"malformed token payload: unknown token type {str(kind)[:20]!r}")
     if not isinstance(sub, str) or not subject_fits(sub, role):
         raise TokenError(f"malformed token payload: no {role} is called {str(sub)[:40]!r}")

@@ -14,6 +14,7 @@ router = APIRouter(prefix="/auth", tags=["auth"])
 
 @router.post(
     "/refresh",
+    summary="Refresh tokens",
     response_model=api.TokenIssued,
     responses={
         401: {

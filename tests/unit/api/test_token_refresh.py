@@ -176,3 +176,19 @@ def test_refreshes_count_against_the_callers_rate_limit(tmp_path: Path) -> None:
         refresh = {"refresh_token": r.json()["token"]["refresh_token"]}
         codes = [client.post("/auth/refresh", json=refresh).status_code for _ in range(3)]
     assert codes == [200, 200, 429]
+
+
+def test_the_openapi_document_describes_refresh_and_the_new_token_fields(api: Api) -> None:
+    document = api.client.get("/openapi.json").json()
+    refresh = document["paths"]["/auth/refresh"]["post"]
+    body = refresh["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    answer = refresh["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+    assert (body, answer) == (
+        "#/components/schemas/RefreshTokens",
+        "#/components/schemas/TokenIssued",
+    )
+    assert {"401", "422", "429"} <= set(refresh["responses"])
+    issued = document["components"]["schemas"]["TokenIssued"]
+    assert {"access_token", "expires_at", "refresh_token", "refresh_expires_at"} <= set(
+        issued["required"]
+    )
