@@ -14,7 +14,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, get_args
+from typing import Any, Literal, Protocol, cast, get_args
 
 Role = Literal["driver", "rider", "operator"]
 TokenType = Literal["access", "refresh"]
@@ -118,7 +118,7 @@ def read_claims(payload: Mapping[str, Any], typ: TokenType, now: float) -> Claim
         raise TokenError("token issued in the future (iat)")
     if kind != typ:
         raise TokenError(_WRONG_TYPE[typ])
-    return Claims(sub, role, kind, iat, exp, jti)
+    return Claims(sub, cast(Role, role), kind, iat, exp, jti)
 
 
 _WRONG_TYPE: Mapping[str, str] = {
