@@ -5,6 +5,9 @@ it, and only with the algorithms listed here (never the token's own say: ``alg: 
 another algorithm is refused by PyJWT's ``algorithms=`` list). PyJWT also checks the
 issuer, the audience and that every claim is there; the times are checked by the core
 against the engine's clock (``dispatch.tokens.read_claims``), as PyJWT reads the wall clock.
+
+A reason never repeats what an unverified header says beyond a short ASCII form (``shown``):
+anyone can write a header, and the reason reaches a ``WWW-Authenticate`` header.
 """
 
 from __future__ import annotations
@@ -42,14 +45,14 @@ class PyJwtCodec:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError as error:
-            raise TokenError(f"malformed token: {error}") from None
+            raise TokenError(f"malformed token: {_said(error)}") from None
         kid = header.get("kid")
         if kid is None:
             raise TokenError("token has no key id (kid header)")
         key = self._ring.keys.get(kid)
         if key is None:
             raise TokenError(
-                f"unknown key id {kid[:40]!r}: the key that signed this token is not "
+                f"unknown key id '{shown(kid)}': the key that signed this token is not "
                 "(or no longer) one of this engine's"
             )
         try:
@@ -62,8 +65,8 @@ class PyJwtCodec:
                 options=_OPTIONS,
             )
         except jwt.InvalidAlgorithmError:
-            alg = str(header.get("alg"))[:20]
-            raise TokenError(f"algorithm {alg!r} is not accepted (only {ALGORITHM})") from None
+            alg = shown(header.get("alg"), 20)
+            raise TokenError(f"algorithm '{alg}' is not accepted (only {ALGORITHM})") from None
         except jwt.InvalidSignatureError:
             raise TokenError("bad signature") from None
         except jwt.MissingRequiredClaimError as error:
@@ -73,5 +76,19 @@ class PyJwtCodec:
         except jwt.InvalidIssuerError:
             raise TokenError(f"token was not issued by {ISSUER!r}") from None
         except jwt.InvalidTokenError as error:
-            raise TokenError(f"malformed token: {error}") from None
+            raise TokenError(f"malformed token: {_said(error)}") from None
         return payload
+
+
+def shown(value: object, limit: int = 40) -> str:
+    """An unverified header value as a reason may repeat it: its first ``limit`` characters,
+    each one that is not an ASCII letter, digit, ``.``, ``_`` or ``-`` shown as ``?``."""
+    return "".join(
+        c if c.isascii() and (c.isalnum() or c in "._-") else "?" for c in str(value)[:limit]
+    )
+
+
+def _said(error: Exception) -> str:
+    """PyJWT's message, which may quote the token's header (an unknown ``crit`` extension):
+    its first 80 characters, anything but printable ASCII (and quotes, backslashes) as ``?``."""
+    return "".join(c if " " <= c <= "~" and c not in '"\\' else "?" for c in str(error)[:80])

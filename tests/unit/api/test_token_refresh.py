@@ -4,6 +4,7 @@ trades a refresh token for a new pair, refuses everything else with a 401 and it
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import Iterator
@@ -125,6 +126,51 @@ def test_anything_but_a_valid_refresh_token_is_401_with_the_reason(
     assert r.status_code == 401
     assert r.json()["error"] == "unauthorized" and reason in r.json()["reason"]
     assert r.headers["WWW-Authenticate"].startswith('Bearer error="invalid_token"')
+
+
+def unsigned(header: dict[str, Any]) -> str:
+    """A token anyone can write: this header, a driver's claims, a made-up signature."""
+    claims = {"sub": "00000000-0000-4000-8000-000000000001", "role": "driver", "typ": "access"}
+    part = [
+        base64.urlsafe_b64encode(json.dumps(x).encode()).rstrip(b"=").decode()
+        for x in (header, claims)
+    ]
+    return f"{part[0]}.{part[1]}.AAAA"
+
+
+@pytest.mark.parametrize(
+    ("header", "reason"),
+    [
+        ({"alg": "HS256", "kid": "日本"}, "unknown key id '??'"),
+        ({"alg": "HS256", "kid": 'a"b\\c\r\nSet-Cookie: x'}, "unknown key id 'a?b?c??Set-Cookie?"),
+        ({"alg": "日本", "kid": "default"}, "algorithm '??' is not accepted"),
+        ({"alg": "HS256", "kid": "default", "crit": ["日本"]}, "critical extension: ??"),
+    ],
+)
+@pytest.mark.parametrize("where", ["bearer", "refresh"])
+def test_a_header_of_any_characters_is_a_401_with_an_ascii_reason_not_a_500(
+    api: Api, header: dict[str, Any], reason: str, where: str
+) -> None:
+    """The reason reaches the WWW-Authenticate header, which is latin-1: a non-Latin key id,
+    algorithm or crit extension made the response itself fail (a 500)."""
+    driver, _ = api.driver()
+    token = unsigned(header)
+    if where == "bearer":
+        r = api.client.post(f"/drivers/{driver}/online", headers=bearer(token))
+    else:
+        r = api.refresh(token)
+    assert r.status_code == 401, r.text
+    assert reason in r.json()["reason"]
+    challenge = r.headers["WWW-Authenticate"]
+    description = challenge.split('error_description="', 1)[1]
+    assert description.endswith('"') and '"' not in description[:-1] and "\\" not in description
+    assert all(" " <= c <= "~" for c in challenge), challenge
+
+
+def test_a_challenge_carries_printable_ascii_without_quotes_or_backslashes() -> None:
+    from dispatch.api.errors import challenge_text
+
+    assert challenge_text('kid "日本" \\ é\tok') == "kid '??' / ??ok"
 
 
 def test_a_refresh_token_is_not_a_bearer_token(api: Api) -> None:
