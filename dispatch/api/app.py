@@ -14,6 +14,7 @@ from dispatch.api import errors
 from dispatch.api.auth import AuthSettings, tokens_for
 from dispatch.api.context import ApiContext, ApiOptions
 from dispatch.api.events import EventHub
+from dispatch.api.keys import shown_kid
 from dispatch.api.limits import BodyLimitMiddleware
 from dispatch.api.metrics import ApiMetrics, LatencyMiddleware
 from dispatch.api.ratelimit import RateLimits
@@ -58,7 +59,8 @@ def create_app(
     ctx = ApiContext(runtime, tokens_for(auth), opts, hub, metrics, limits, RateLimits(limits))
     if auth.weak_keys:
         log.warning(
-            "weak token keys (%s); acceptable in development only", ", ".join(auth.weak_keys)
+            "weak token keys (%s); acceptable in development only",
+            ", ".join(shown_kid(kid) for kid in auth.weak_keys),
         )
 
     @asynccontextmanager

@@ -3,9 +3,11 @@
 The keys are either one secret (``DISPATCH_AUTH_SECRET``, key id ``default``) or a ring
 (``DISPATCH_AUTH_KEYS``, a JSON object ``{"<kid>": "<secret>", ...}``, or the same object in
 the file ``DISPATCH_AUTH_KEYS_FILE``) with ``DISPATCH_AUTH_SIGNING_KEY`` naming the one
-that signs. Outside development every key must be a real one: at least 32 characters, not
-a placeholder, and an estimated strength of at least ``MIN_SECRET_BITS``. No error, log
-line or ``repr`` ever shows a key.
+that signs. No key may be empty; outside development every key must be a real one: at
+least 32 characters, not a placeholder, and an estimated strength of at least
+``MIN_SECRET_BITS``. No error, log line or ``repr`` ever shows a key, and an error shows a
+key id longer than ``SHOWN_KID`` characters only by its first few (a ring written the
+wrong way round has its keys where the ids belong).
 """
 
 from __future__ import annotations
@@ -23,7 +25,11 @@ from zxcvbn import zxcvbn
 from dispatch.tokens import KeyRing
 
 DEFAULT_KID = "default"  # the key id of DISPATCH_AUTH_SECRET
-KID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+MAX_KID_LENGTH = 32
+KID_PATTERN = re.compile(rf"[A-Za-z0-9._-]{{1,{MAX_KID_LENGTH}}}")  # the whole id (fullmatch)
+SHOWN_KID = 12  # an error shows a longer key id by its first 6 characters only
+DEFAULT_TOKEN_TTL_S = 900
+DEFAULT_REFRESH_TOKEN_TTL_S = 30 * 86_400
 MIN_SECRET_LENGTH = 32
 MIN_SECRET_BITS = 100.0
 _ESTIMATED_PREFIX = 72  # zxcvbn reads at most this many characters
@@ -49,6 +55,13 @@ def is_weak(raw: str) -> bool:
     return secret_bits(raw) < MIN_SECRET_BITS
 
 
+def shown_kid(kid: str) -> str:
+    """A key id as an error may show it: whole up to ``SHOWN_KID`` characters, else its first
+    6 and ``...`` (a long "id" may be a key put in the wrong place)."""
+    text = kid if len(kid) <= SHOWN_KID else f"{kid[:6]}..."
+    return repr(text.encode("ascii", "replace").decode())
+
+
 def _weakness(raw: str) -> str:
     return (
         f"a placeholder, shorter than {MIN_SECRET_LENGTH} characters or under "
@@ -59,7 +72,8 @@ def _weakness(raw: str) -> str:
 class AuthSettings(BaseSettings):
     """The token keys and lifetimes. ``token_ttl_s`` is the access token's lifetime (it was
     the only token's before refresh tokens: a deployment that set it keeps its value);
-    ``refresh_token_ttl_s`` the refresh token's, at least as long."""
+    ``refresh_token_ttl_s`` the refresh token's, at least as long: unset, 30 days, or the
+    access token's lifetime if that is longer."""
 
     model_config = SettingsConfigDict(
         env_prefix="DISPATCH_AUTH_", frozen=True, extra="ignore", hide_input_in_errors=True
@@ -69,9 +83,30 @@ class AuthSettings(BaseSettings):
     keys: dict[str, SecretStr] = Field(default_factory=dict)
     keys_file: Path | None = None
     signing_key: str | None = None
-    token_ttl_s: int = Field(default=900, ge=60, le=90 * 86_400)
-    refresh_token_ttl_s: int = Field(default=30 * 86_400, ge=60, le=365 * 86_400)
+    token_ttl_s: int = Field(default=DEFAULT_TOKEN_TTL_S, ge=60, le=90 * 86_400)
+    # unset: 30 days, or the access token's lifetime if that is longer (``_refresh_default``)
+    refresh_token_ttl_s: int = Field(default=DEFAULT_REFRESH_TOKEN_TTL_S, ge=60, le=365 * 86_400)
     environment: Literal["development", "production"] = "development"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults(cls, data: Any) -> Any:
+        """An empty ``DISPATCH_AUTH_SIGNING_KEY`` or ``DISPATCH_AUTH_REFRESH_TOKEN_TTL_S`` is
+        unset (several keys and an empty signing key is an error, not the first key). An
+        unset refresh lifetime is 30 days, or the access token's if that is longer: a
+        deployment that had set ``DISPATCH_AUTH_TOKEN_TTL_S`` over 30 days (up to 90 were
+        allowed) still starts, its refresh tokens as long-lived as its access tokens."""
+        if not isinstance(data, dict):
+            return data
+        empty = {"signing_key", "refresh_token_ttl_s"}
+        data = {k: v for k, v in data.items() if not (k in empty and v in ("", None))}
+        if "refresh_token_ttl_s" in data:
+            return data
+        try:
+            access = int(data.get("token_ttl_s", DEFAULT_TOKEN_TTL_S))
+        except (TypeError, ValueError):
+            return data  # the field's own validation says what is wrong with it
+        return {**data, "refresh_token_ttl_s": max(DEFAULT_REFRESH_TOKEN_TTL_S, access)}
 
     @model_validator(mode="before")
     @classmethod
@@ -98,19 +133,24 @@ class AuthSettings(BaseSettings):
                 "set DISPATCH_AUTH_SECRET (one key) or DISPATCH_AUTH_KEYS (a key ring), not both"
             )
         for kid in self.keys:
-            if not KID_PATTERN.match(kid):
+            if not KID_PATTERN.fullmatch(kid):
                 raise ValueError(
-                    f"DISPATCH_AUTH_KEYS: key id {kid[:70]!r} is not 1 to 64 letters, digits, "
-                    "'.', '_' or '-'"
+                    f"DISPATCH_AUTH_KEYS: key id {shown_kid(kid)} is not 1 to {MAX_KID_LENGTH} "
+                    "letters, digits, '.', '_' or '-' (is the object the wrong way round? "
+                    'it maps ids to keys: {"<kid>": "<key>"})'
                 )
-        kids = ", ".join(sorted(self.ring_keys))
+        for kid, raw in self.ring_keys.items():
+            if not raw:
+                name = "DISPATCH_AUTH_SECRET" if not self.keys else f"key {shown_kid(kid)}"
+                raise ValueError(f"{name} is empty: every key must be a random value. {_ADVICE}")
+        kids = ", ".join(shown_kid(kid) for kid in sorted(self.ring_keys))
         if self.signing_key is None and len(self.ring_keys) > 1:
             raise ValueError(
                 f"DISPATCH_AUTH_SIGNING_KEY must name the key that signs: one of {kids}"
             )
         if self.signing_kid not in self.ring_keys:
             raise ValueError(
-                f"DISPATCH_AUTH_SIGNING_KEY {self.signing_kid[:70]!r} names no key of the ring "
+                f"DISPATCH_AUTH_SIGNING_KEY {shown_kid(self.signing_kid)} names no key of the ring "
                 f"(its keys: {kids})"
             )
         if self.refresh_token_ttl_s < self.token_ttl_s:
@@ -130,8 +170,8 @@ class AuthSettings(BaseSettings):
         for kid, secret in sorted(self.keys.items()):
             if is_weak(raw := secret.get_secret_value()):
                 raise ValueError(
-                    f"DISPATCH_AUTH_KEYS: key {kid!r} is too weak: {_weakness(raw)}; refusing "
-                    f"to run in {self.environment}. {_ADVICE}"
+                    f"DISPATCH_AUTH_KEYS: key {shown_kid(kid)} is too weak: {_weakness(raw)}; "
+                    f"refusing to run in {self.environment}. {_ADVICE}"
                 )
 
     @property

@@ -208,7 +208,18 @@ def test_a_key_ring_is_read_from_a_file(tmp_path: Path, monkeypatch: pytest.Monk
             {"DISPATCH_AUTH_KEYS": json.dumps({"a": STRONG}), "DISPATCH_AUTH_SECRET": OTHER},
             "not both",
         ),
-        ({"DISPATCH_AUTH_KEYS": json.dumps({"a b": STRONG})}, "is not 1 to 64 letters"),
+        ({"DISPATCH_AUTH_KEYS": json.dumps({"a b": STRONG})}, "is not 1 to 32 letters"),
+        ({"DISPATCH_AUTH_KEYS": json.dumps({"a\n": STRONG})}, "is not 1 to 32 letters"),
+        ({"DISPATCH_AUTH_KEYS": json.dumps({"k" * 33: STRONG})}, "'kkkkkk...' is not 1 to 32"),
+        (
+            {
+                "DISPATCH_AUTH_KEYS": json.dumps({"a": STRONG, "b": OTHER}),
+                "DISPATCH_AUTH_SIGNING_KEY": "",
+            },
+            "must name the key that signs: one of 'a', 'b'",
+        ),
+        ({"DISPATCH_AUTH_KEYS": json.dumps({"a": STRONG, "b": ""})}, "key 'b' is empty"),
+        ({"DISPATCH_AUTH_SECRET": ""}, "DISPATCH_AUTH_SECRET is empty"),
         ({"DISPATCH_AUTH_KEYS_FILE": "/nonexistent/keys.json"}, "No such file"),
         ({"DISPATCH_AUTH_SECRET": STRONG, "DISPATCH_AUTH_SIGNING_KEY": "2027"}, "names no key"),
     ],
@@ -221,6 +232,45 @@ def test_a_key_ring_that_cannot_sign_is_refused_with_the_reason(
     with pytest.raises(ValidationError, match=reason) as error:
         AuthSettings()
     assert STRONG not in str(error.value) and OTHER not in str(error.value)
+
+
+def test_an_empty_signing_key_with_one_key_is_that_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISPATCH_AUTH_KEYS", json.dumps({"a": STRONG}))
+    monkeypatch.setenv("DISPATCH_AUTH_SIGNING_KEY", "")
+    assert AuthSettings().key_ring().signing_kid == "a"
+
+
+def test_a_ring_written_the_wrong_way_round_does_not_show_its_keys() -> None:
+    """``{"<key>": "<kid>"}``: the keys are where the ids belong, and an error named them."""
+    with pytest.raises(ValidationError, match="wrong way round") as error:
+        AuthSettings(keys={STRONG: SecretStr("2027-01")})  # type: ignore[dict-item]
+    assert STRONG[:7] not in str(error.value)
+    key32 = STRONG[:32]  # as long as a key id may be: it passes as one, its "key" is weak
+    with pytest.raises(ValidationError, match="is too weak") as error:
+        AuthSettings(keys={key32: SecretStr("2027-01")}, environment="production")  # type: ignore[dict-item]
+    assert f"key '{key32[:6]}...' is too weak" in str(error.value)
+    assert key32[:7] not in str(error.value)
+
+
+def test_an_empty_key_is_refused_in_development_too() -> None:
+    """It signed nothing: every registration failed with a 500."""
+    with pytest.raises(ValidationError, match="key 'b' is empty"):
+        AuthSettings(keys={"a": SecretStr(STRONG), "b": SecretStr("")}, signing_key="b")  # type: ignore[dict-item]
+
+
+def test_the_refresh_lifetime_is_by_default_at_least_the_access_lifetime(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Up to 90 days of access token were allowed: a deployment that had set over 30 days
+    failed to start against a 30-day refresh default."""
+    monkeypatch.setenv("DISPATCH_AUTH_TOKEN_TTL_S", str(60 * 86_400))
+    assert AuthSettings().refresh_token_ttl_s == 60 * 86_400
+    monkeypatch.setenv("DISPATCH_AUTH_REFRESH_TOKEN_TTL_S", "")  # empty is unset
+    assert AuthSettings().refresh_token_ttl_s == 60 * 86_400
+    monkeypatch.setenv("DISPATCH_AUTH_TOKEN_TTL_S", "3600")
+    assert AuthSettings().refresh_token_ttl_s == 30 * 86_400
+    monkeypatch.setenv("DISPATCH_AUTH_REFRESH_TOKEN_TTL_S", "7200")
+    assert AuthSettings().refresh_token_ttl_s == 7_200
 
 
 def test_a_key_file_that_is_not_a_json_object_is_refused_without_showing_it(
