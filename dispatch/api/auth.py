@@ -27,7 +27,18 @@ from dispatch.tokens import (
 )
 from schemas.api import TokenIssued
 
-__all__ = ["AuthSettings", "Principal", "TokenError", "Tokens", "decode", "mint_operator_token"]
+__all__ = [
+    "NO_STORE",
+    "AuthSettings",
+    "Principal",
+    "TokenError",
+    "Tokens",
+    "decode",
+    "mint_operator_token",
+]
+
+# The headers of every answer that carries tokens: no cache may keep it (RFC 6749, 5.1).
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,6 +60,15 @@ async def count_registration(ctx: Ctx, request: Request) -> None:
 RegistrationLimit = Depends(count_registration)
 
 
+async def count_refresh(ctx: Ctx, request: Request) -> None:
+    """Refreshes are open to anyone holding a token, or guessing one: limited by the
+    client's address before the token is read."""
+    ctx.rate.refresh(request)
+
+
+RefreshLimit = Depends(count_refresh)
+
+
 def _role(*roles: str) -> object:
     async def check(caller: Caller) -> Principal:
         if caller.role not in roles:

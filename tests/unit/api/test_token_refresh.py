@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +21,7 @@ from pydantic import SecretStr
 
 from dispatch.api import AuthSettings, create_app
 from dispatch.api.context import ApiOptions
+from dispatch.api.settings import ApiLimits
 from dispatch.bootstrap import build_runtime
 from dispatch.runtime import Runtime
 from dispatch.settings import Settings
@@ -48,7 +50,8 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     now = [time.time()]
     data_dir: Path = tmp_path_factory.mktemp("refresh")
     runtime = build_runtime(Settings(data_dir=data_dir, shards=1), clock=lambda: now[0])
-    with TestClient(create_app(runtime, AUTH, OPTIONS)) as client:
+    unlimited = ApiLimits.model_construct(rate_limit_registrations_per_min=0)  # many sign up
+    with TestClient(create_app(runtime, AUTH, OPTIONS, unlimited)) as client:
         yield Api(client, runtime, now)
 
 
@@ -213,8 +216,6 @@ def test_a_key_rotation_signs_nobody_out_until_the_old_key_is_removed(api: Api) 
 
 
 def test_refreshes_count_against_the_callers_rate_limit(tmp_path: Path) -> None:
-    from dispatch.api.settings import ApiLimits
-
     runtime = build_runtime(Settings(data_dir=tmp_path, shards=1), clock=time.time)
     limits = ApiLimits.model_construct(rate_limit_requests_per_s=2)
     with TestClient(create_app(runtime, AUTH, OPTIONS, limits)) as client:
@@ -222,6 +223,44 @@ def test_refreshes_count_against_the_callers_rate_limit(tmp_path: Path) -> None:
         refresh = {"refresh_token": r.json()["token"]["refresh_token"]}
         codes = [client.post("/auth/refresh", json=refresh).status_code for _ in range(3)]
     assert codes == [200, 200, 429]
+
+
+def test_refresh_attempts_are_limited_per_client_address_forged_ones_too(
+    tmp_path: Path,
+) -> None:
+    """The caller's limit counts only valid refresh tokens: forged ones went unlimited."""
+    runtime = build_runtime(Settings(data_dir=tmp_path, shards=1), clock=time.time)
+    limits = ApiLimits.model_construct(rate_limit_registrations_per_min=2)
+    with TestClient(create_app(runtime, AUTH, OPTIONS, limits)) as client:
+        good = client.post("/riders", json={"name": "R"}).json()["token"]["refresh_token"]
+        forged = good[:-3] + ("AAA" if not good.endswith("AAA") else "BBB")
+        codes = [client.post("/auth/refresh", json={"refresh_token": t}).status_code
+                 for t in (forged, forged, forged, good)]  # fmt: skip
+        refused = client.post("/auth/refresh", json={"refresh_token": good})
+        registration = client.post("/riders", json={"name": "S"})  # a count of its own
+    assert codes == [401, 401, 429, 429]
+    assert refused.json()["reason"].startswith("more than 2 refresh attempts a minute")
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert registration.status_code == 201, registration.text
+
+
+def test_answers_that_carry_tokens_may_not_be_cached(api: Api) -> None:
+    """RFC 6749, 5.1: a token answer says Cache-Control: no-store and Pragma: no-cache."""
+    keyed = api.client.post(
+        "/riders", json={"name": "K"}, headers={"Idempotency-Key": str(uuid.uuid4())}
+    )
+    answers = [
+        api.client.post("/riders", json={"name": "R"}),
+        keyed,
+        api.client.post("/drivers", json={"name": "D", "home": PICKUP}),
+        api.refresh(keyed.json()["token"]["refresh_token"]),
+    ]
+    for r in answers:
+        assert r.is_success and "refresh_token" in r.text, r.text
+        assert (r.headers["Cache-Control"], r.headers["Pragma"]) == ("no-store", "no-cache")
+    driver, token = api.driver()
+    other = api.client.post(f"/drivers/{driver}/online", headers=bearer(token["access_token"]))
+    assert "Cache-Control" not in other.headers  # only answers with tokens
 
 
 def test_the_openapi_document_describes_refresh_and_the_new_token_fields(api: Api) -> None:
