@@ -6,7 +6,8 @@ the token's ``kid`` header) and verifies a token's signature with the key its ``
 names, its algorithm, issuer and audience. The engine wires the PyJWT adapter
 (``dispatch.adapters.jwt``). ``read_claims`` then checks the rest against the engine's
 clock (which tests and simulations set), with ``LEEWAY_S`` for clocks that disagree a
-little: the times, the subject against the role, the token type and its id.
+little: the times, the lifetime against the one the engine gives its type now, the subject
+against the role, the token type and its id.
 """
 
 from __future__ import annotations
@@ -97,9 +98,13 @@ class TokenCodec(Protocol):
         ...
 
 
-def read_claims(payload: Mapping[str, Any], typ: TokenType, now: float) -> Claims:
+def read_claims(
+    payload: Mapping[str, Any], typ: TokenType, now: float, lifetimes: Mapping[str, int]
+) -> Claims:
     """The claims of a verified token of type ``typ``, checked against the clock ``now``
-    (with ``LEEWAY_S``); else ``TokenError`` with the reason."""
+    (with ``LEEWAY_S``) and against ``lifetimes``, the longest each type of token may live
+    (``exp - iat``, plus ``LEEWAY_S``): a lifetime shortened in the settings holds for the
+    tokens issued before too. Else ``TokenError`` with the reason."""
     sub, role, kind, jti = payload["sub"], payload["role"], payload["typ"], payload["jti"]
     if not isinstance(role, str) or role not in ROLES:
         raise TokenError(f"malformed token payload: unknown role {str(role)[:20]!r}")
@@ -116,6 +121,11 @@ def read_claims(payload: Mapping[str, Any], typ: TokenType, now: float) -> Claim
         raise TokenError("token not valid yet (nbf is in the future)")
     if iat > now + LEEWAY_S:
         raise TokenError("token issued in the future (iat)")
+    if exp - iat > lifetimes[kind] + LEEWAY_S:
+        raise TokenError(
+            f"token lives {exp - iat} s, longer than the {lifetimes[kind]} s this engine gives "
+            f"{kind} tokens now"
+        )
     if kind != typ:
         raise TokenError(_WRONG_TYPE[typ])
     return Claims(sub, cast(Role, role), kind, iat, exp, jti)

@@ -56,6 +56,11 @@ class Tokens:
     def __init__(self, settings: AuthSettings, codec: TokenCodec) -> None:
         self.settings = settings
         self._codec = codec
+        # no token lives longer than its type is given now (so a shortened TTL holds at once)
+        self._lifetimes = {
+            "access": settings.token_ttl_s,
+            "refresh": settings.refresh_token_ttl_s,
+        }
 
     def access_token(self, sub: str, role: Role, now: float) -> tuple[str, Claims]:
         claims = mint(sub, role, "access", now, self.settings.token_ttl_s)
@@ -80,7 +85,7 @@ class Tokens:
     def read(self, token: str, typ: TokenType, now: float) -> Claims:
         if not token.isascii():
             raise TokenError("malformed token: not ASCII")
-        return read_claims(self._codec.verify(token), typ, now)
+        return read_claims(self._codec.verify(token), typ, now, self._lifetimes)
 
 
 def tokens_for(settings: AuthSettings) -> Tokens:

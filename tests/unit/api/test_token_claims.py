@@ -55,6 +55,7 @@ def test_a_valid_token_is_taken(tokens: Tokens) -> None:
         ({"exp": int(NOW) - LEEWAY_S}, "token expired"),
         ({"nbf": int(NOW) + LEEWAY_S + 1}, "not valid yet"),
         ({"iat": int(NOW) + LEEWAY_S + 1}, "issued in the future"),
+        ({"exp": int(NOW) + 900 + LEEWAY_S + 1}, "lives 931 s, longer than the 900 s"),
     ],
 )
 def test_a_token_with_a_bad_claim_is_refused_with_the_reason(
@@ -91,3 +92,24 @@ def test_an_access_token_cannot_refresh(tokens: Tokens) -> None:
 def test_an_operator_token_names_the_operator(tokens: Tokens) -> None:
     operator = signed(sub="operator", role="operator")
     assert tokens.principal(operator, NOW).role == "operator"
+
+
+def test_a_shortened_lifetime_holds_for_the_tokens_issued_before() -> None:
+    """Tokens carry their own exp: shortening DISPATCH_AUTH_TOKEN_TTL_S (or the refresh
+    one) left every token issued before valid for its whole old lifetime."""
+    long_lived = AuthSettings(secret=SecretStr(KEY), token_ttl_s=86_400)
+    issued = tokens_for(long_lived).issue(DRIVER, "driver", NOW)
+    assert tokens_for(long_lived).principal(issued.access_token, NOW + 3_600).sub == DRIVER
+
+    shortened = tokens_for(
+        AuthSettings(secret=SecretStr(KEY), token_ttl_s=900, refresh_token_ttl_s=7 * 86_400)
+    )
+    with pytest.raises(TokenError, match="lives 86400 s, longer than the 900 s"):
+        shortened.principal(issued.access_token, NOW + 60)
+    with pytest.raises(TokenError, match=r"longer than the 604800 s this engine gives refresh"):
+        shortened.read(issued.refresh_token, "refresh", NOW + 60)
+
+
+def test_a_lifetime_up_to_the_leeway_over_the_setting_is_taken(tokens: Tokens) -> None:
+    fits = signed(exp=int(NOW) + 900 + LEEWAY_S)
+    assert tokens.principal(fits, NOW).sub == DRIVER
