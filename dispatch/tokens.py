@@ -8,6 +8,11 @@ names, its algorithm, issuer and audience. The engine wires the PyJWT adapter
 clock (which tests and simulations set), with ``LEEWAY_S`` for clocks that disagree a
 little: the times, the lifetime against the one the engine gives its type now, the subject
 against the role, the token type and its id.
+
+A token of the format before JWTs (``{sub, role, exp}`` signed with ``DISPATCH_AUTH_SECRET``)
+is taken, while the settings allow it, as an access token until it expires: the codec
+verifies it (``dispatch.adapters.jwt.legacy``) and answers its claims with ``typ``
+``LEGACY_TYPE``; the engine never makes one.
 """
 
 from __future__ import annotations
@@ -21,6 +26,10 @@ Role = Literal["driver", "rider", "operator"]
 TokenType = Literal["access", "refresh"]
 ROLES: frozenset[str] = frozenset(get_args(Role))
 TOKEN_TYPES: frozenset[str] = frozenset(get_args(TokenType))
+# The ``typ`` a codec answers for a token of the format before JWTs, which has none: an
+# access token, with the ``iat`` and ``nbf`` of the earliest it could have been issued
+# (``exp`` less the longest lifetime the codec takes for it) and an id the codec makes up.
+LEGACY_TYPE = "legacy"
 OPERATOR_SUBJECT = "operator"
 ISSUER = "dispatch"  # who signs: this engine
 AUDIENCE = "dispatch-api"  # who may take the token: this engine's API
@@ -41,7 +50,8 @@ class TokenError(Exception):
 @dataclass(frozen=True, slots=True)
 class Claims:
     """What a token says: who (``sub``, ``role``), what kind (``typ``), from and until when
-    (``iat``, which is also ``nbf``, and ``exp``, in whole seconds) and its own id (``jti``)."""
+    (``iat``, which is also ``nbf``, and ``exp``, in whole seconds) and its own id (``jti``).
+    ``legacy``: a token of the format before JWTs (an access token)."""
 
     sub: str
     role: Role
@@ -49,6 +59,7 @@ class Claims:
     iat: int
     exp: int
     jti: str
+    legacy: bool = False
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -94,7 +105,9 @@ class TokenCodec(Protocol):
         """The claims of a token whose signature one of the ring's keys (the one its
         ``kid`` names) verifies with an accepted algorithm, whose issuer and audience are
         this engine's and which carries every claim of ``REQUIRED_CLAIMS``; else
-        ``TokenError`` with the reason. Times are not checked here (``read_claims``)."""
+        ``TokenError`` with the reason. Times are not checked here (``read_claims``). A
+        codec that takes tokens of the format before JWTs answers theirs with ``typ``
+        ``LEGACY_TYPE``; no other token may carry that type."""
         ...
 
 
@@ -108,7 +121,7 @@ def read_claims(
     sub, role, kind, jti = payload["sub"], payload["role"], payload["typ"], payload["jti"]
     if not isinstance(role, str) or role not in ROLES:
         raise TokenError(f"malformed token payload: unknown role {str(role)[:20]!r}")
-    if not isinstance(kind, str) or kind not in TOKEN_TYPES:
+    if not isinstance(kind, str) or kind not in TOKEN_TYPES | {LEGACY_TYPE}:
         raise TokenError(f"malformed token payload: unknown token type {str(kind)[:20]!r}")
     if not isinstance(sub, str) or not subject_fits(sub, role):
         raise TokenError(f"malformed token payload: no {role} is called {str(sub)[:40]!r}")
@@ -117,6 +130,11 @@ def read_claims(
     iat, nbf, exp = (_seconds(payload, name) for name in ("iat", "nbf", "exp"))
     if exp <= now - LEEWAY_S:
         raise TokenError("token expired")
+    if kind == LEGACY_TYPE and nbf > now + LEEWAY_S:
+        raise TokenError(
+            f"a token of the previous format is taken only for its last {lifetimes[kind]} s; "
+            "this one expires later"
+        )
     if nbf > now + LEEWAY_S:
         raise TokenError("token not valid yet (nbf is in the future)")
     if iat > now + LEEWAY_S:
@@ -126,6 +144,13 @@ def read_claims(
             f"token lives {exp - iat} s, longer than the {lifetimes[kind]} s this engine gives "
             f"{kind} tokens now"
         )
+    if kind == LEGACY_TYPE:
+        if typ != "access":
+            raise TokenError(
+                "a token of the previous format cannot refresh: it is a bearer token until it "
+                "expires; a registration or `dispatch operator-token --json` gives a refresh token"
+            )
+        return Claims(sub, cast(Role, role), "access", iat, exp, jti, legacy=True)
     if kind != typ:
         raise TokenError(_WRONG_TYPE[typ])
     return Claims(sub, cast(Role, role), kind, iat, exp, jti)

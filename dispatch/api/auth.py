@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from dispatch.api.keys import AuthSettings
 from dispatch.bootstrap import build_token_codec
 from dispatch.tokens import (
+    LEGACY_TYPE,
     OPERATOR_SUBJECT,
     Claims,
     Role,
@@ -60,6 +61,7 @@ class Tokens:
         self._lifetimes = {
             "access": settings.token_ttl_s,
             "refresh": settings.refresh_token_ttl_s,
+            LEGACY_TYPE: settings.legacy_token_ttl_s,
         }
 
     def access_token(self, sub: str, role: Role, now: float) -> tuple[str, Claims]:
@@ -90,7 +92,10 @@ class Tokens:
 
 def tokens_for(settings: AuthSettings) -> Tokens:
     """The tokens of ``settings``' key ring, signed and checked by the engine's codec."""
-    return Tokens(settings, build_token_codec(settings.key_ring()))
+    codec = build_token_codec(
+        settings.key_ring(), settings.legacy_secret, settings.legacy_token_ttl_s
+    )
+    return Tokens(settings, codec)
 
 
 def mint_access_token(

@@ -7,7 +7,9 @@ that signs. No key may be empty; outside development every key must be a real on
 least 32 characters, not a placeholder, and an estimated strength of at least
 ``MIN_SECRET_BITS``. No error, log line or ``repr`` ever shows a key, and an error shows a
 key id longer than ``SHOWN_KID`` characters only by its first few (a ring written the
-wrong way round has its keys where the ids belong).
+wrong way round has its keys where the ids belong). While the secret is the only key and
+``DISPATCH_AUTH_ACCEPT_LEGACY_TOKENS`` is true, tokens of the format before JWTs signed with
+it are taken until they expire (``legacy_secret``; to be removed in a later release).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ KID_PATTERN = re.compile(rf"[A-Za-z0-9._-]{{1,{MAX_KID_LENGTH}}}")  # the whole 
 SHOWN_KID = 12  # an error shows a longer key id by its first 6 characters only
 DEFAULT_TOKEN_TTL_S = 900
 DEFAULT_REFRESH_TOKEN_TTL_S = 30 * 86_400
+LEGACY_DEFAULT_TTL_S = 86_400  # the token lifetime's default before JWTs
 MIN_SECRET_LENGTH = 32
 MIN_SECRET_BITS = 100.0
 _ESTIMATED_PREFIX = 72  # zxcvbn reads at most this many characters
@@ -83,6 +86,8 @@ class AuthSettings(BaseSettings):
     keys: dict[str, SecretStr] = Field(default_factory=dict)
     keys_file: Path | None = None
     signing_key: str | None = None
+    # take tokens of the format before JWTs (while the ring is DISPATCH_AUTH_SECRET alone)
+    accept_legacy_tokens: bool = True
     token_ttl_s: int = Field(default=DEFAULT_TOKEN_TTL_S, ge=60, le=90 * 86_400)
     # unset: 30 days, or the access token's lifetime if that is longer (``_refresh_default``)
     refresh_token_ttl_s: int = Field(default=DEFAULT_REFRESH_TOKEN_TTL_S, ge=60, le=365 * 86_400)
@@ -187,6 +192,20 @@ class AuthSettings(BaseSettings):
 
     def key_ring(self) -> KeyRing:
         return KeyRing(self.ring_keys, self.signing_kid)
+
+    @property
+    def legacy_secret(self) -> str | None:
+        """The key tokens of the format before JWTs are verified with: the secret, while it
+        is the only key (no ring) and ``DISPATCH_AUTH_ACCEPT_LEGACY_TOKENS`` is true."""
+        if self.keys or not self.accept_legacy_tokens:
+            return None
+        return self.secret.get_secret_value()
+
+    @property
+    def legacy_token_ttl_s(self) -> int:
+        """The longest a token of the previous format may still have to live: the access
+        lifetime, or the previous default (a day) if that is longer."""
+        return max(self.token_ttl_s, LEGACY_DEFAULT_TTL_S)
 
     @property
     def weak_keys(self) -> list[str]:

@@ -17,7 +17,7 @@ from typing import Any
 
 import jwt
 
-from dispatch.tokens import AUDIENCE, ISSUER, REQUIRED_CLAIMS, KeyRing, TokenError
+from dispatch.tokens import AUDIENCE, ISSUER, LEGACY_TYPE, REQUIRED_CLAIMS, KeyRing, TokenError
 
 ALGORITHM = "HS256"
 ALGORITHMS = [ALGORITHM]  # the only algorithms a token may name
@@ -42,6 +42,11 @@ class PyJwtCodec:
         return jwt.encode(dict(claims), key, algorithm=ALGORITHM, headers={"kid": kid})
 
     def verify(self, token: str) -> Mapping[str, Any]:
+        if token.count(".") == 1:
+            raise TokenError(
+                "malformed token: not a JWT (a token of the previous format is not taken: "
+                "the engine has a key ring, or DISPATCH_AUTH_ACCEPT_LEGACY_TOKENS is false)"
+            )
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError as error:
@@ -77,6 +82,8 @@ class PyJwtCodec:
             raise TokenError(f"token was not issued by {ISSUER!r}") from None
         except jwt.InvalidTokenError as error:
             raise TokenError(f"malformed token: {_said(error)}") from None
+        if payload.get("typ") == LEGACY_TYPE:  # only a legacy token's claims say so
+            raise TokenError(f"malformed token payload: unknown token type '{LEGACY_TYPE}'")
         return payload
 
 
