@@ -89,7 +89,7 @@ class AuthSettings(BaseSettings):
     # take tokens of the format before JWTs (while the ring is DISPATCH_AUTH_SECRET alone)
     accept_legacy_tokens: bool = True
     token_ttl_s: int = Field(default=DEFAULT_TOKEN_TTL_S, ge=60, le=90 * 86_400)
-    # unset: 30 days, or the access token's lifetime if that is longer (``_refresh_default``)
+    # unset: 30 days, or the access token's lifetime if that is longer (``_defaults``)
     refresh_token_ttl_s: int = Field(default=DEFAULT_REFRESH_TOKEN_TTL_S, ge=60, le=365 * 86_400)
     environment: Literal["development", "production"] = "development"
 
