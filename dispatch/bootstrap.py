@@ -12,6 +12,8 @@ from uuid import UUID
 
 from dispatch.adapters.embedded.engine import EmbeddedEngine
 from dispatch.adapters.embedded.transport import EmbeddedTransport
+from dispatch.adapters.jwt.codec import PyJwtCodec
+from dispatch.adapters.jwt.legacy import LegacyTokens
 from dispatch.adapters.sqlite import checkpoints as sqlite_checkpoints
 from dispatch.adapters.sqlite.checkpoints import CheckpointingRecorder
 from dispatch.adapters.sqlite.datadir import (
@@ -42,6 +44,7 @@ from dispatch.shard.application import ShardApplication
 from dispatch.shard.live import LiveAggregates
 from dispatch.shard.policy import Policy
 from dispatch.shard.worker import Clock, ShardWorker
+from dispatch.tokens import KeyRing, TokenCodec
 from projections.keeper import ViewKeeper
 from projections.runner import ProjectionRunner
 from projections.store import RideArchive, ViewStore
@@ -258,6 +261,18 @@ def build_kafka_worker(
         member=member,
         **overrides,
     )
+
+
+def build_token_codec(
+    ring: KeyRing, legacy_secret: str | None = None, legacy_lifetime_s: int = 0
+) -> TokenCodec:
+    """Bearer tokens signed and verified with ``ring``'s keys (PyJWT, HS256); with a
+    ``legacy_secret``, tokens of the format before JWTs signed with it are taken too (as
+    access tokens, expiring at most ``legacy_lifetime_s`` ahead), never made."""
+    codec = PyJwtCodec(ring)
+    if legacy_secret is None:
+        return codec
+    return LegacyTokens(codec, legacy_secret, legacy_lifetime_s)
 
 
 def build_markets(settings: Settings) -> MarketMap:

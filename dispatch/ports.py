@@ -4,7 +4,9 @@
 - ``CommandBus``: what a client (the API, the simulator) needs to send commands and pings
   and wait for outcomes; the embedded and Kafka transports implement it;
 - ``CheckpointStore``: where a shard's worker keeps and finds its checkpoints, defined
-  beside the checkpoints it reads (``dispatch.checkpoints``) and listed here.
+  beside the checkpoints it reads (``dispatch.checkpoints``) and listed here;
+- ``TokenCodec``: what signs and verifies bearer tokens, defined beside the claims it
+  carries (``dispatch.tokens``) and listed here.
 
 How a shard's batch is polled and where its outcomes go is the batch owner's business in
 each adapter (``adapters.embedded.engine``, ``adapters.kafka.batch``), not a port.
@@ -17,9 +19,10 @@ from typing import Protocol
 
 from dispatch.checkpoints import CheckpointStore
 from dispatch.messages import Ping
+from dispatch.tokens import TokenCodec
 from schemas.commands import CommandEnvelope, Outcome
 
-__all__ = ["CheckpointStore", "CommandBus"]
+__all__ = ["CheckpointStore", "CommandBus", "TokenCodec"]
 
 
 class NotDelivered(Exception):

@@ -130,11 +130,26 @@ class CancelRide(_Request):
 
 
 class TokenIssued(BaseModel):
-    """A bearer token bound to one driver, rider or operator."""
+    """A bearer (access) token bound to one driver, rider or operator, and the refresh token
+    that gets the next pair (``POST /auth/refresh``) before or after it expires."""
 
-    access_token: str
+    access_token: str = Field(description="Send as `Authorization: Bearer <access_token>`.")
     token_type: Literal["bearer"] = "bearer"
-    expires_at: datetime
+    expires_at: datetime = Field(description="When the access token expires.")
+    refresh_token: str = Field(
+        description="Exchange at `POST /auth/refresh` for a new access and refresh token; "
+        "never a bearer token. Keep it secret: it gets tokens for the account."
+    )
+    refresh_expires_at: datetime = Field(description="When the refresh token expires.")
+
+
+MAX_TOKEN_LENGTH = 4_096
+
+
+class RefreshTokens(_Request):
+    """A refresh token from a registration or an earlier refresh."""
+
+    refresh_token: Annotated[str, Field(min_length=1, max_length=MAX_TOKEN_LENGTH)]
 
 
 class CommandAccepted(BaseModel):

@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pydantic import SecretStr
 
 from dispatch.api import AuthSettings, create_app
-from dispatch.api.auth import encode, mint_token
+from dispatch.api.auth import mint_access_token
 from dispatch.api.context import ApiOptions
 from dispatch.api.serve import server_config
 from dispatch.api.settings import ApiLimits
@@ -287,7 +287,7 @@ def ingest(runtime: Runtime, base: str, ids: list[uuid.UUID], batch: int, batche
     work, last = [], {}
     for i in range(batches):
         driver_id = str(ids[i % len(ids)])
-        token = encode(auth, mint_token(auth, driver_id, "driver"))
+        token = mint_access_token(auth, driver_id, "driver")
         points = uniform_points(rng, batch, HALF_SIDE_M)
         at = [now - batch + j + i * 1e-3 for j in range(batch)]
         pings = [
@@ -502,7 +502,7 @@ def main() -> None:
             app = create_app(runtime, auth, ApiOptions(manage_runtime=False), UNLIMITED)
             port = free_port()
             base = f"http://127.0.0.1:{port}"
-            operator = encode(auth, mint_token(auth, "operator", "operator"))
+            operator = mint_access_token(auth, "operator", "operator")
             with Server(app, port):
                 report["b_http"] = http_nearby(base, operator, queries, a.rate, a.seconds)
                 report["b_http"]["server_p99_at_most_ms"] = server_p99_bound_ms(

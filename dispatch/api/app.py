@@ -11,12 +11,14 @@ import anyio.to_thread
 from fastapi import FastAPI
 
 from dispatch.api import errors
-from dispatch.api.auth import AuthSettings
+from dispatch.api.auth import AuthSettings, tokens_for
 from dispatch.api.context import ApiContext, ApiOptions
 from dispatch.api.events import EventHub
+from dispatch.api.keys import shown_kid
 from dispatch.api.limits import BodyLimitMiddleware
 from dispatch.api.metrics import ApiMetrics, LatencyMiddleware
 from dispatch.api.ratelimit import RateLimits
+from dispatch.api.routers import auth as auth_routes
 from dispatch.api.routers import drivers, ops, queries, riders, streams
 from dispatch.api.settings import ApiLimits
 from dispatch.runtime import Runtime
@@ -34,6 +36,7 @@ TAGS = [
     {"name": "drivers", "description": "Registration, availability, pings, ride actions."},
     {"name": "riders", "description": "Registration, ride requests and cancellation."},
     {"name": "queries", "description": "Read views, optionally after a consistency token."},
+    {"name": "auth", "description": "A new access token for a refresh token."},
     {"name": "streams", "description": "Server-sent events of a ride or a driver."},
     {"name": "operations", "description": "Health, readiness and metrics."},
 ]
@@ -53,9 +56,12 @@ def create_app(
     limits = limits if limits is not None else ApiLimits.model_construct()
     hub = EventHub()
     metrics = ApiMetrics(runtime, hub)
-    ctx = ApiContext(runtime, auth, opts, hub, metrics, limits, RateLimits(limits))
-    if auth.weak_secret:
-        log.warning("DISPATCH_AUTH_SECRET is weak; acceptable in development only")
+    ctx = ApiContext(runtime, tokens_for(auth), opts, hub, metrics, limits, RateLimits(limits))
+    if auth.weak_keys:
+        log.warning(
+            "weak token keys (%s); acceptable in development only",
+            ", ".join(shown_kid(kid) for kid in auth.weak_keys),
+        )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -95,5 +101,6 @@ def create_app(
     app.include_router(riders.router)
     app.include_router(riders.rides)
     app.include_router(streams.router)
+    app.include_router(auth_routes.router)
     app.include_router(ops.router)
     return app

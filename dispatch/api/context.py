@@ -1,4 +1,4 @@
-"""What every request handler can reach: the runtime, the auth settings and API helpers.
+"""What every request handler can reach: the runtime, the tokens and API helpers.
 
 Built once per app by ``create_app`` and kept on ``app.state``; ``deps`` hands it out.
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dispatch.api.auth import AuthSettings
+from dispatch.api.auth import Tokens
 from dispatch.api.events import EventHub
 from dispatch.api.metrics import ApiMetrics
 from dispatch.api.ratelimit import RateLimits
@@ -30,7 +30,7 @@ class ApiOptions:
 @dataclass
 class ApiContext:
     runtime: Runtime
-    auth: AuthSettings
+    tokens: Tokens
     options: ApiOptions
     hub: EventHub
     metrics: ApiMetrics

@@ -2,7 +2,7 @@
 idempotency key and the consistency token of a read.
 
 They are ``async``: FastAPI runs a sync dependency on a worker thread, and a thread hop per
-dependency costs more than these checks (an HMAC) do.
+dependency costs more than these checks (an HMAC over a token) do.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from fastapi import Depends, Header, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import WithJsonSchema
 
-from dispatch.api.auth import Principal, TokenError, decode
+from dispatch.api.auth import Principal, TokenError
 from dispatch.api.context import ApiContext
 from dispatch.api.errors import ApiError, forbidden, unauthorized
 from schemas.api import TOKEN_PATTERN
@@ -23,7 +23,8 @@ from schemas.api import ConsistencyToken as TokenText
 
 _bearer = HTTPBearer(
     auto_error=False,
-    description="A token from `POST /drivers` or `POST /riders`, or an operator token.",
+    description="An access token from `POST /drivers`, `POST /riders` or `POST /auth/refresh`, "
+    "or an operator token.",
 )
 
 
@@ -41,7 +42,7 @@ async def get_principal(
     if credentials is None:
         raise unauthorized("missing bearer token (Authorization: Bearer <token>)")
     try:
-        caller = decode(ctx.auth, credentials.credentials, ctx.runtime.clock())
+        caller = ctx.tokens.principal(credentials.credentials, ctx.runtime.clock())
     except TokenError as error:
         raise unauthorized(error.reason) from None
     ctx.rate.caller(caller.role, caller.sub)
@@ -57,6 +58,15 @@ async def count_registration(ctx: Ctx, request: Request) -> None:
 
 
 RegistrationLimit = Depends(count_registration)
+
+
+async def count_refresh(ctx: Ctx, request: Request) -> None:
+    """Refreshes are open to anyone holding a token, or guessing one: limited by the
+    client's address before the token is read."""
+    ctx.rate.refresh(request)
+
+
+RefreshLimit = Depends(count_refresh)
 
 
 def _role(*roles: str) -> object:

@@ -70,9 +70,18 @@ class ApiError(Exception):
 
 
 def unauthorized(reason: str) -> ApiError:
-    quoted = reason.replace('"', "'")
-    challenge = f'Bearer error="invalid_token", error_description="{quoted}"'
+    """A 401 with the reason in the body and in a ``WWW-Authenticate: Bearer`` challenge."""
+    challenge = f'Bearer error="invalid_token", error_description="{challenge_text(reason)}"'
     return ApiError(401, "unauthorized", reason, {"WWW-Authenticate": challenge})
+
+
+def challenge_text(reason: str, limit: int = 200) -> str:
+    """``reason`` as a challenge's ``error_description`` may carry it (RFC 6750, 3: printable
+    ASCII but ``"`` and ``\\``): a double quote becomes a single one, a backslash a slash,
+    any other character outside it ``?``. A header is encoded as latin-1, so a character
+    beyond it would fail the response (a 500) rather than the token."""
+    text = reason[:limit].replace('"', "'").replace("\\", "/")
+    return "".join(c if " " <= c <= "~" else "?" for c in text)
 
 
 def forbidden(reason: str) -> ApiError:

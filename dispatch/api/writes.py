@@ -20,7 +20,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from dispatch.api.auth import issue
+from dispatch.api.auth import NO_STORE
 from dispatch.api.context import ApiContext
 from dispatch.api.errors import problem_body, status_for
 from dispatch.api.idempotency import fingerprint, registration_key
@@ -102,7 +102,7 @@ def register(
     new = derived_id(shard, namespace, command_id) if key is not None else new_id(shard)
 
     def token() -> dict[str, Any]:
-        issued = issue(ctx.auth, str(new), role, ctx.runtime.clock())
+        issued = ctx.tokens.issue(str(new), role, ctx.runtime.clock())
         return {"token": issued.model_dump(mode="json")}
 
     extra: dict[str, Any] = {f"{role}_id": str(new)}
@@ -161,7 +161,7 @@ def send(ctx: ApiContext, write: Write) -> JSONResponse:
     if outcome is None:
         ctx.metrics.outcomes.labels(kind, "timeout").inc()
         body = {"command_id": write.command_id, "status": "pending", **write.extra}
-        return JSONResponse(body, status_code=202)
+        return JSONResponse(body, status_code=202, headers=_no_store(body))
     ctx.metrics.outcomes.labels(kind, outcome.code if not outcome.accepted else "ok").inc()
     if outcome.accepted:
         status = 201 if write.created else 200
@@ -179,5 +179,10 @@ def send(ctx: ApiContext, write: Write) -> JSONResponse:
         status = status_for(outcome.code)
         body = problem_body(outcome.code, outcome.reason, write.command_id)
     replayed = outcome.duplicate and outcome.code != "idempotency_key_reused"
-    headers = {REPLAYED_HEADER: "true"} if replayed else None
-    return JSONResponse(body, status_code=status, headers=headers)
+    headers = {REPLAYED_HEADER: "true"} if replayed else {}
+    return JSONResponse(body, status_code=status, headers=headers | _no_store(body))
+
+
+def _no_store(body: dict[str, Any]) -> dict[str, str]:
+    """No cache may keep an answer that carries tokens (a registration's)."""
+    return NO_STORE if "token" in body else {}

@@ -66,11 +66,27 @@ def worker(
     console.print(f"worker stopped: {process.stats}")
 
 
-def operator_token() -> None:
-    """Print an operator bearer token (for operator-only endpoints such as /heatmap),
-    signed with DISPATCH_AUTH_SECRET."""
-    from dispatch.api.auth import AuthSettings, mint_operator_token
+def operator_token(
+    json_out: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print the access token, a refresh token and their expiries as JSON.",
+        ),
+    ] = False,
+) -> None:
+    """Print an operator access token (for operator-only endpoints such as /heatmap),
+    signed with the key DISPATCH_AUTH_SIGNING_KEY names (or DISPATCH_AUTH_SECRET) and
+    valid DISPATCH_AUTH_TOKEN_TTL_S."""
+    import time
+
+    from dispatch.api.auth import AuthSettings, mint_operator_token, tokens_for
+    from dispatch.tokens import OPERATOR_SUBJECT
 
     with reported("mint an operator token"):
-        token = mint_operator_token(AuthSettings())
-    print(token)
+        settings = AuthSettings()
+        if json_out:
+            issued = tokens_for(settings).issue(OPERATOR_SUBJECT, "operator", time.time())
+            print(issued.model_dump_json())
+        else:
+            print(mint_operator_token(settings))

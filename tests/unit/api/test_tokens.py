@@ -1,6 +1,10 @@
-"""Bearer tokens: signed, bound to a subject and role, expiring; weak secrets refused."""
+"""Bearer tokens: bound to a subject and role, expiring; their settings and weak keys refused."""
 
 from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
 
 import pytest
 from pydantic import SecretStr, ValidationError
@@ -10,12 +14,13 @@ from dispatch.api.auth import (
     Principal,
     TokenError,
     decode,
-    encode,
+    mint_access_token,
     mint_operator_token,
-    mint_token,
 )
+from dispatch.tokens import LEEWAY_S
 
 STRONG = "q7VbN2mXe9LwR4tYc8KpJ3sHd6FgZ1uA5oI0vBnMxQe"
+OTHER = "Rvws1xOlNeuv5LSUiBy5daVgsDYCEDhQ6VZcK2Jt9wLp"
 DRIVER = "00000000-0000-4000-8000-000000000001"
 RIDER = "00000000-0000-4000-8000-000000000002"
 
@@ -26,36 +31,37 @@ def settings(**kw: object) -> AuthSettings:
 
 def test_a_token_decodes_to_the_principal_it_was_minted_for() -> None:
     s = settings()
-    principal = mint_token(s, DRIVER, "driver", now=1_000.0)
-    assert decode(s, encode(s, principal), now=1_500.0) == Principal(DRIVER, "driver", 1_600)
+    token = mint_access_token(s, DRIVER, "driver", now=1_000.0)
+    assert decode(s, token, now=1_500.0) == Principal(DRIVER, "driver", 1_600)
 
 
-def test_an_expired_token_is_refused() -> None:
+def test_a_token_is_refused_once_expired_past_the_leeway() -> None:
     s = settings()
-    token = encode(s, mint_token(s, RIDER, "rider", now=1_000.0))
+    token = mint_access_token(s, RIDER, "rider", now=1_000.0)
+    assert decode(s, token, now=1_600.0 + LEEWAY_S - 1).sub == RIDER
     with pytest.raises(TokenError, match="expired"):
-        decode(s, token, now=1_600.0)
+        decode(s, token, now=1_600.0 + LEEWAY_S)
 
 
 @pytest.mark.parametrize(
     "tamper",
     [
         lambda t: t[:-2] + ("AA" if not t.endswith("AA") else "BB"),  # forged signature
-        lambda t: "x" + t,  # changed payload
-        lambda t: t.replace(".", ""),  # no signature at all
-        lambda t: "é." + t.split(".")[1],  # not ASCII
+        lambda t: t.split(".")[0] + ".x" + t.split(".")[1] + "." + t.split(".")[2],  # payload
+        lambda t: t.rsplit(".", 1)[0],  # no signature at all
+        lambda t: "x" + t,  # a damaged header
     ],
 )
 def test_a_tampered_token_is_refused(tamper: object) -> None:
     s = settings()
-    token = encode(s, mint_token(s, RIDER, "rider"))
+    token = mint_access_token(s, RIDER, "rider")
     with pytest.raises(TokenError):
         decode(s, tamper(token))  # type: ignore[operator]
 
 
 def test_a_token_signed_with_another_secret_is_refused() -> None:
-    token = mint_operator_token(settings(secret=SecretStr(STRONG[::-1])))
-    with pytest.raises(TokenError, match="signature"):
+    token = mint_operator_token(settings(secret=SecretStr(OTHER)))
+    with pytest.raises(TokenError, match="bad signature"):
         decode(settings(), token)
 
 
@@ -75,6 +81,17 @@ def test_production_refuses_a_placeholder_short_or_low_entropy_secret(secret: st
     with pytest.raises(ValidationError, match="DISPATCH_AUTH_SECRET is too weak") as error:
         settings(secret=SecretStr(secret), environment="production")
     assert secret.strip() == "" or secret not in str(error.value), "the secret is never shown"
+
+
+def test_production_refuses_a_weak_key_of_the_ring_naming_its_id_not_the_key() -> None:
+    weak = "Password1234567890Password1234567890!!"
+    with pytest.raises(ValidationError, match="key 'old' is too weak") as error:
+        AuthSettings(
+            keys={"old": SecretStr(weak), "new": SecretStr(STRONG)},  # type: ignore[dict-item]
+            signing_key="new",
+            environment="production",
+        )
+    assert weak not in str(error.value) and STRONG not in str(error.value)
 
 
 @pytest.mark.parametrize(
@@ -100,17 +117,38 @@ def test_the_operator_token_command_refuses_a_weak_secret_without_printing_it(
     assert "aaaaaaaa" not in result.output
 
 
-@pytest.mark.parametrize(
-    ("sub", "role"),
-    [("not-a-uuid", "driver"), ("rider-1", "rider"), (DRIVER, "operator"), ("", "driver")],
-)
-def test_a_signed_token_whose_subject_is_not_an_id_of_its_role_is_malformed(
-    sub: str, role: str
+def test_the_operator_token_command_prints_an_operator_access_token(
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    s = settings()
-    token = encode(s, Principal(sub, role, 2_000_000_000))  # type: ignore[arg-type]
-    with pytest.raises(TokenError, match="malformed token payload"):
-        decode(s, token, now=1_000.0)
+    from typer.testing import CliRunner
+
+    from dispatch.cli import app
+
+    monkeypatch.setenv("DISPATCH_AUTH_SECRET", STRONG)
+    monkeypatch.setenv("DISPATCH_AUTH_ENVIRONMENT", "production")
+    result = CliRunner().invoke(app, ["operator-token"])
+    assert result.exit_code == 0, result.output
+    principal = decode(AuthSettings(), result.output.strip())
+    assert (principal.sub, principal.role) == ("operator", "operator")
+
+
+def test_the_operator_token_command_gives_a_refresh_token_too_as_json(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from typer.testing import CliRunner
+
+    from dispatch.api.auth import tokens_for
+    from dispatch.cli import app
+
+    monkeypatch.setenv("DISPATCH_AUTH_SECRET", STRONG)
+    result = CliRunner().invoke(app, ["operator-token", "--json"])
+    assert result.exit_code == 0, result.output
+    issued = json.loads(result.output)
+    tokens = tokens_for(AuthSettings())
+    assert decode(AuthSettings(), issued["access_token"]).role == "operator"
+    refresh = tokens.read(issued["refresh_token"], "refresh", now=time.time())
+    assert (refresh.sub, refresh.role) == ("operator", "operator")
+    assert issued["refresh_expires_at"] > issued["expires_at"]
 
 
 def test_development_accepts_the_placeholder_secret() -> None:
@@ -121,8 +159,129 @@ def test_settings_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("DISPATCH_AUTH_SECRET", STRONG)
     monkeypatch.setenv("DISPATCH_AUTH_ENVIRONMENT", "production")
     monkeypatch.setenv("DISPATCH_AUTH_TOKEN_TTL_S", "120")
+    monkeypatch.setenv("DISPATCH_AUTH_REFRESH_TOKEN_TTL_S", "3600")
     s = AuthSettings()
-    assert (s.environment, s.token_ttl_s, s.weak_secret) == ("production", 120, False)
+    assert (s.environment, s.token_ttl_s, s.refresh_token_ttl_s, s.weak_secret) == (
+        "production",
+        120,
+        3600,
+        False,
+    )
+
+
+def test_access_tokens_live_15_minutes_and_refresh_tokens_30_days_by_default() -> None:
+    s = AuthSettings(secret=SecretStr(STRONG))
+    assert (s.token_ttl_s, s.refresh_token_ttl_s) == (900, 30 * 86_400)
+
+
+def test_a_refresh_token_shorter_lived_than_the_access_token_is_refused() -> None:
+    with pytest.raises(ValidationError, match="REFRESH_TOKEN_TTL_S must be at least"):
+        settings(token_ttl_s=3_600, refresh_token_ttl_s=600)
+
+
+def test_a_key_ring_is_read_from_the_environment_as_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISPATCH_AUTH_KEYS", json.dumps({"2026-11": STRONG, "2026-12": OTHER}))
+    monkeypatch.setenv("DISPATCH_AUTH_SIGNING_KEY", "2026-12")
+    monkeypatch.setenv("DISPATCH_AUTH_ENVIRONMENT", "production")
+    ring = AuthSettings().key_ring()
+    assert (set(ring.keys), ring.signing_kid) == ({"2026-11", "2026-12"}, "2026-12")
+    assert STRONG not in repr(ring) and STRONG not in repr(AuthSettings())
+
+
+def test_a_key_ring_is_read_from_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "keys.json"
+    path.write_text(json.dumps({"a": STRONG}))
+    monkeypatch.setenv("DISPATCH_AUTH_KEYS_FILE", str(path))
+    ring = AuthSettings().key_ring()
+    assert (dict(ring.keys), ring.signing_kid) == ({"a": STRONG}, "a")
+
+
+@pytest.mark.parametrize(
+    ("env", "reason"),
+    [
+        ({"DISPATCH_AUTH_KEYS": json.dumps({"a": STRONG, "b": OTHER})}, "must name the key"),
+        (
+            {"DISPATCH_AUTH_KEYS": json.dumps({"a": STRONG}), "DISPATCH_AUTH_SIGNING_KEY": "b"},
+            "'b' names no key of the ring",
+        ),
+        (
+            {"DISPATCH_AUTH_KEYS": json.dumps({"a": STRONG}), "DISPATCH_AUTH_SECRET": OTHER},
+            "not both",
+        ),
+        ({"DISPATCH_AUTH_KEYS": json.dumps({"a b": STRONG})}, "is not 1 to 32 letters"),
+        ({"DISPATCH_AUTH_KEYS": json.dumps({"a\n": STRONG})}, "is not 1 to 32 letters"),
+        ({"DISPATCH_AUTH_KEYS": json.dumps({"k" * 33: STRONG})}, "'kkkkkk...' is not 1 to 32"),
+        (
+            {
+                "DISPATCH_AUTH_KEYS": json.dumps({"a": STRONG, "b": OTHER}),
+                "DISPATCH_AUTH_SIGNING_KEY": "",
+            },
+            "must name the key that signs: one of 'a', 'b'",
+        ),
+        ({"DISPATCH_AUTH_KEYS": json.dumps({"a": STRONG, "b": ""})}, "key 'b' is empty"),
+        ({"DISPATCH_AUTH_SECRET": ""}, "DISPATCH_AUTH_SECRET is empty"),
+        ({"DISPATCH_AUTH_KEYS_FILE": "/nonexistent/keys.json"}, "No such file"),
+        ({"DISPATCH_AUTH_SECRET": STRONG, "DISPATCH_AUTH_SIGNING_KEY": "2027"}, "names no key"),
+    ],
+)
+def test_a_key_ring_that_cannot_sign_is_refused_with_the_reason(
+    env: dict[str, str], reason: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError, match=reason) as error:
+        AuthSettings()
+    assert STRONG not in str(error.value) and OTHER not in str(error.value)
+
+
+def test_an_empty_signing_key_with_one_key_is_that_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISPATCH_AUTH_KEYS", json.dumps({"a": STRONG}))
+    monkeypatch.setenv("DISPATCH_AUTH_SIGNING_KEY", "")
+    assert AuthSettings().key_ring().signing_kid == "a"
+
+
+def test_a_ring_written_the_wrong_way_round_does_not_show_its_keys() -> None:
+    """``{"<key>": "<kid>"}``: the keys are where the ids belong, and an error named them."""
+    with pytest.raises(ValidationError, match="wrong way round") as error:
+        AuthSettings(keys={STRONG: SecretStr("2027-01")})  # type: ignore[dict-item]
+    assert STRONG[:7] not in str(error.value)
+    key32 = STRONG[:32]  # as long as a key id may be: it passes as one, its "key" is weak
+    with pytest.raises(ValidationError, match="is too weak") as error:
+        AuthSettings(keys={key32: SecretStr("2027-01")}, environment="production")  # type: ignore[dict-item]
+    assert f"key '{key32[:6]}...' is too weak" in str(error.value)
+    assert key32[:7] not in str(error.value)
+
+
+def test_an_empty_key_is_refused_in_development_too() -> None:
+    """It signed nothing: every registration failed with a 500."""
+    with pytest.raises(ValidationError, match="key 'b' is empty"):
+        AuthSettings(keys={"a": SecretStr(STRONG), "b": SecretStr("")}, signing_key="b")  # type: ignore[dict-item]
+
+
+def test_the_refresh_lifetime_is_by_default_at_least_the_access_lifetime(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Up to 90 days of access token were allowed: a deployment that had set over 30 days
+    failed to start against a 30-day refresh default."""
+    monkeypatch.setenv("DISPATCH_AUTH_TOKEN_TTL_S", str(60 * 86_400))
+    assert AuthSettings().refresh_token_ttl_s == 60 * 86_400
+    monkeypatch.setenv("DISPATCH_AUTH_REFRESH_TOKEN_TTL_S", "")  # empty is unset
+    assert AuthSettings().refresh_token_ttl_s == 60 * 86_400
+    monkeypatch.setenv("DISPATCH_AUTH_TOKEN_TTL_S", "3600")
+    assert AuthSettings().refresh_token_ttl_s == 30 * 86_400
+    monkeypatch.setenv("DISPATCH_AUTH_REFRESH_TOKEN_TTL_S", "7200")
+    assert AuthSettings().refresh_token_ttl_s == 7_200
+
+
+def test_a_key_file_that_is_not_a_json_object_is_refused_without_showing_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "keys.json"
+    path.write_text(STRONG)
+    monkeypatch.setenv("DISPATCH_AUTH_KEYS_FILE", str(path))
+    with pytest.raises(ValidationError, match="not a JSON object") as error:
+        AuthSettings()
+    assert STRONG not in str(error.value)
 
 
 def test_a_token_with_non_ascii_characters_is_malformed_not_a_crash() -> None:
