@@ -10,6 +10,7 @@ fixed at creation; over-provision.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,7 @@ from dispatch.adapters.kafka.eventstore.connection import Connection
 DEAD_LETTER_PARTITIONS = 1
 _DAY_MS = 24 * 60 * 60 * 1000
 _TOPIC_ALREADY_EXISTS = 36
+PROPAGATION_WAIT_S = 0.2  # between two looks at topics just created
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +195,13 @@ def create_topics(
         older = [spec.name(prefix) for spec in SPECS if spec.name(prefix) in existing]
         strengthen(admin, older, want, raise_replication=raise_replication, report=report)
         problems = _problems(admin, prefix, partitions, want)
+        deadline = time.monotonic() + timeout_s
+        fresh = tuple(f"{name}:" for name in created)
+        while any(p.startswith(fresh) for p in problems) and time.monotonic() < deadline:
+            # A broker asked about a topic created a moment ago may not know its configs
+            # yet ("cleanup.policy=None" was seen on a three-node cluster): ask again.
+            time.sleep(PROPAGATION_WAIT_S)
+            problems = _problems(admin, prefix, partitions, want)
     finally:
         admin.close()
     if problems:
