@@ -7,21 +7,26 @@ backend works): without them the test skips, or fails under CI.
 
 The user id is a free number (no passwd entry is made, so none is left behind); the
 process gets a data dir it owns, removed afterwards. The rule is deleted by the exact
-specification it was added with, whatever happens.
+specification it was added with, whatever happens; both are written down first in
+tests/fault_registry.py, for a run killed before it could undo them.
 """
 
 from __future__ import annotations
 
 import os
 import pwd
+import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import fault_registry
 import pytest
+from local_cluster import LOG4J_CONFIG
 
 IPTABLES = "iptables"
 UIDS = range(61_000, 62_000)  # a free one is taken from here
@@ -108,7 +113,11 @@ def own_user() -> Iterator[tuple[int, Firewall, Path]]:
     root_and_iptables_or_skip()
     uid = free_uid()
     firewall = Firewall(uid)
+    # Written down before they exist: if this process dies before the ``finally`` below
+    # (a SIGKILL), tests/fault_registry.py deletes the rule and the dir.
+    rule = fault_registry.record("iptables", firewall.rule)
     data_dir = Path(tempfile.mkdtemp(prefix="fault3-worker-"))
+    made = fault_registry.record("dir", str(data_dir))
     try:
         os.chown(data_dir, uid, uid)
         yield uid, firewall, data_dir
@@ -118,3 +127,103 @@ def own_user() -> Iterator[tuple[int, Firewall, Path]]:
         finally:
             shutil.rmtree(data_dir, ignore_errors=True)
         assert not firewall.present, f"the rule {firewall.rule} is still there"
+        fault_registry.forget(rule)
+        if not data_dir.exists():
+            fault_registry.forget(made)
+
+
+# -- who wrote what: the record batches' producer ids and epochs, from the brokers' files --
+
+DUMP_LOG_SEGMENTS = "kafka.tools.DumpLogSegments"  # Kafka's kafka-dump-log.sh
+
+
+@dataclass(frozen=True)
+class LogBatch:
+    """One record batch of a partition's log, as Kafka's ``DumpLogSegments`` prints its
+    header: the producer id and epoch are the writer's, stamped by its client and checked by
+    the broker, so a batch says which producer (and which opening of a transactional id)
+    wrote it. ``state``: ``committed`` / ``aborted`` (a transactional batch, by the next
+    marker of its producer in the partition), ``open`` (no marker after it), ``plain`` (not
+    transactional), ``marker`` (a control batch)."""
+
+    topic: str
+    partition: int
+    base_offset: int
+    count: int
+    producer_id: int
+    producer_epoch: int
+    create_time_ms: int  # the batch's CreateTime: the latest of its records'
+    state: str
+
+
+def dump_batches(
+    classpath: str, data_dir: Path, topics: Iterable[str], log_dir: Path
+) -> list[LogBatch]:
+    """Every batch of every partition of ``topics`` in one node's data dir, read from its
+    segment files by Kafka's own ``DumpLogSegments`` (``--deep-iteration``, for the markers'
+    COMMIT / ABORT), in log order; each transactional batch is given the outcome of its
+    producer's next marker in the partition, as a ``read_committed`` reader decides it."""
+    wanted = set(topics)
+    files = [
+        str(segment)
+        for d in sorted(data_dir.iterdir())
+        if d.is_dir() and d.name.rsplit("-", 1)[0] in wanted
+        for segment in sorted(d.glob("*.log"))
+    ]
+    assert files, f"no segment of {sorted(wanted)} under {data_dir}"
+    command = [
+        "java", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+        f"-Dlog4j2.configurationFile={LOG4J_CONFIG}", f"-Dkafka.logs.dir={log_dir}",
+        "-cp", classpath, DUMP_LOG_SEGMENTS, "--deep-iteration", "--files", ",".join(files),
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, f"DumpLogSegments exited {done.returncode}:\n{done.stderr}"
+    return _decide(_parse_dump(done.stdout))
+
+
+_FIELD = re.compile(r"(\w+): (\S+)")
+
+
+def _parse_dump(out: str) -> list[tuple[LogBatch, str | None]]:
+    """(batch with state "?" , its marker's type for a control batch), in the order printed."""
+    found: list[tuple[LogBatch, str | None]] = []
+    topic, partition = "", -1
+    for line in out.splitlines():
+        if line.startswith("Dumping "):
+            name = Path(line.removeprefix("Dumping ").strip()).parent.name
+            head, _, number = name.rpartition("-")
+            topic, partition = head, int(number)
+        elif line.startswith("baseOffset: "):
+            f = dict(_FIELD.findall(line))
+            control = f["isControl"] == "true"
+            batch = LogBatch(
+                topic, partition, int(f["baseOffset"]), int(f["count"]), int(f["producerId"]),
+                int(f["producerEpoch"]), int(f["CreateTime"]),
+                "marker" if control else ("?" if f["isTransactional"] == "true" else "plain"),
+            )  # fmt: skip
+            found.append((batch, None))
+        elif "endTxnMarker: " in line:
+            batch, _ = found[-1]
+            assert batch.state == "marker", line
+            found[-1] = (batch, line.split("endTxnMarker: ", 1)[1].split()[0])
+    return found
+
+
+def _decide(parsed: list[tuple[LogBatch, str | None]]) -> list[LogBatch]:
+    """Each transactional batch's state by its producer's next marker in its partition."""
+    decided: list[LogBatch] = []
+    pending: dict[tuple[str, int, int], list[int]] = {}  # (topic, partition, pid) -> indexes
+    for batch, marker in parsed:
+        key = (batch.topic, batch.partition, batch.producer_id)
+        if batch.state == "?":
+            pending.setdefault(key, []).append(len(decided))
+        elif batch.state == "marker":
+            assert marker in ("COMMIT", "ABORT"), (batch, marker)
+            state = "committed" if marker == "COMMIT" else "aborted"
+            for i in pending.pop(key, []):
+                decided[i] = replace(decided[i], state=state)
+        decided.append(batch)
+    for indexes in pending.values():
+        for i in indexes:
+            decided[i] = replace(decided[i], state="open")
+    return decided
