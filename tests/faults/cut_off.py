@@ -9,6 +9,10 @@ The user id is a free number (no passwd entry is made, so none is left behind); 
 process gets a data dir it owns, removed afterwards. The rule is deleted by the exact
 specification it was added with, whatever happens; both are written down first in
 tests/fault_registry.py, for a run killed before it could undo them.
+
+``dump_batches`` tells who wrote what: every record batch of a node's partitions with its
+producer id and epoch, read from the segment files by Kafka's own ``DumpLogSegments``, and
+whether its transaction committed.
 """
 
 from __future__ import annotations
