@@ -47,7 +47,7 @@ def root_and_iptables_or_skip() -> None:
 
 
 def _uids_in_use() -> set[int]:
-    used = set()
+    used: set[int] = set()
     for status in Path("/proc").glob("[0-9]*/status"):
         try:
             for line in status.read_text().splitlines():
@@ -153,6 +153,7 @@ class LogBatch:
     topic: str
     partition: int
     base_offset: int
+    last_offset: int  # the batch's last offset (kept when compaction removes records)
     count: int
     producer_id: int
     producer_epoch: int
@@ -201,8 +202,8 @@ def _parse_dump(out: str) -> list[tuple[LogBatch, str | None]]:
             f = dict(_FIELD.findall(line))
             control = f["isControl"] == "true"
             batch = LogBatch(
-                topic, partition, int(f["baseOffset"]), int(f["count"]), int(f["producerId"]),
-                int(f["producerEpoch"]), int(f["CreateTime"]),
+                topic, partition, int(f["baseOffset"]), int(f["lastOffset"]), int(f["count"]),
+                int(f["producerId"]), int(f["producerEpoch"]), int(f["CreateTime"]),
                 "marker" if control else ("?" if f["isTransactional"] == "true" else "plain"),
             )  # fmt: skip
             found.append((batch, None))

@@ -51,20 +51,30 @@ def test_batches_are_decided_by_their_producers_next_marker_in_their_partition()
         ]
     )
     got = [
-        (b.topic, b.partition, b.base_offset, b.producer_id, b.producer_epoch, b.count, b.state)
+        (b.topic, b.partition, b.base_offset, b.last_offset, b.producer_id, b.producer_epoch,
+         b.count, b.state)
         for b in _decide(_parse_dump(out))
-    ]
+    ]  # fmt: skip
     assert got == [
-        ("p.events", 0, 0, 7, 1, 2, "committed"),
-        ("p.events", 0, 2, 9, 0, 2, "plain"),
-        ("p.events", 0, 4, 8, 0, 2, "open"),
-        ("p.events", 0, 6, 7, 1, 1, "marker"),
-        ("p.events", 0, 7, 7, 1, 2, "aborted"),
-        ("p.events", 0, 9, 7, 2, 1, "marker"),
-        ("p.events", 0, 10, 7, 3, 2, "committed"),
-        ("p.events", 0, 12, 7, 3, 1, "marker"),
-        ("p.events", 1, 0, 8, 0, 2, "committed"),
-        ("p.events", 1, 2, 8, 0, 1, "marker"),
-        ("p.events", 1, 3, 7, 1, 2, "open"),
+        ("p.events", 0, 0, 1, 7, 1, 2, "committed"),
+        ("p.events", 0, 2, 3, 9, 0, 2, "plain"),
+        ("p.events", 0, 4, 5, 8, 0, 2, "open"),
+        ("p.events", 0, 6, 6, 7, 1, 1, "marker"),
+        ("p.events", 0, 7, 8, 7, 1, 2, "aborted"),
+        ("p.events", 0, 9, 9, 7, 2, 1, "marker"),
+        ("p.events", 0, 10, 11, 7, 3, 2, "committed"),
+        ("p.events", 0, 12, 12, 7, 3, 1, "marker"),
+        ("p.events", 1, 0, 1, 8, 0, 2, "committed"),
+        ("p.events", 1, 2, 2, 8, 0, 1, "marker"),
+        ("p.events", 1, 3, 4, 7, 1, 2, "open"),
     ]
     assert [b.create_time_ms for b in _decide(_parse_dump(out))][4] == 5000
+
+
+def test_a_compacted_batch_keeps_its_last_offset() -> None:
+    """Compaction drops records but keeps the batch's last offset: the partition's end as
+    the dump shows it is the last batch's last offset + 1, not its base offset + count."""
+    head = HEAD.format(o=5, last=9, n=2, pid=-1, e=-1, tx="false", ctl="false", t=1000)
+    out = "\n".join(["Dumping /d/p.snapshots-0/00000000000000000000.log", head])
+    (only,) = _decide(_parse_dump(out))
+    assert (only.base_offset, only.last_offset, only.count, only.state) == (5, 9, 2, "plain")

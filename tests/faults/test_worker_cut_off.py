@@ -20,17 +20,22 @@ Checked afterwards:
   once the new owner opened it;
 - who wrote what, from the brokers' own files: every record batch of the deployment's
   written topics, as Kafka's ``DumpLogSegments`` reads node 1's segment files (its
-  committed records are as many as the console consumer read), carries its producer's id
-  and epoch. With the partitions' end offsets taken right after the cut: (1) no committed
-  batch of the cut worker's producer (the shard's producer id, an epoch older than the new
-  owner's) lies past those offsets, on any partition: nothing it sent after the cut was
-  committed, during the cut or after its return; (2) no batch of that producer created
-  after its return reached the log at all, committed or not; (3) every committed batch of
-  the cut shard's own partitions past the cut carries the shard's producer id with the new
-  owner's epoch or a later one, and each such epoch is one a worker's log says it was
-  given (kafka-python's ``ProducerId set to P with epoch E``): the new owner's after the
-  cut, or the cut worker's after its return only once the group gave it the shard again
-  (its log says it restored the shard after that line);
+  committed records are as many as the console consumer read, and each partition's dump
+  ends at the partition's end offset, read with the workers stopped: node 1 holds the
+  whole log), carries its producer's id and epoch. With the partitions' end offsets taken
+  right after the cut and again just before the return: (1) no committed batch of the cut
+  worker's producer (the shard's producer id, an epoch older than the new owner's) lies
+  past the ends at the cut, on any partition: nothing it sent after the cut was
+  committed, during the cut or after its return; (2) no batch of that producer, whatever
+  became of it (committed, aborted, left open), lies past the ends at the return, nor has
+  a create time after the return: nothing it sent after its return reached the log at
+  all, not even a batch built during the cut and sent once let back; (3) every committed
+  batch of the cut shard's own partitions past the cut carries the shard's producer id
+  with the new owner's epoch or a later one, and each such epoch is one a worker's log
+  says it was given (kafka-python's ``ProducerId set to P with epoch E``): the new owner's
+  after the cut, or the cut worker's after its return only if that init is the one it
+  then opened the shard with (its next line about that shard, before any other init of
+  the producer id, says it restored or reopened the shard in place);
 - the cut worker's own log, up to the test's stop signal (so a clean stop's "released"
   lines and kafka-python's "Revoking ... on close" never count): for each of its shards a
   line saying it lost the shard (its producer fenced, or given up and not used again, or
@@ -102,6 +107,8 @@ class CutOff(Timeline):
     # not seen to change within CUT_S)
     ends_at_cut: dict[tuple[str, int], int] = field(default_factory=dict)
     # (topic, partition) -> its end offset (high watermark) right after the cut
+    ends_at_return: dict[tuple[str, int], int] = field(default_factory=dict)
+    # (topic, partition) -> its end offset just before the rule's removal
     back_wall: float | None = None  # time.time() of the rule's removal
     stop_wall: float | None = None  # time.time() just before the cut worker was told to stop
 
@@ -170,6 +177,9 @@ def chaos(
             s: (e, new_epoch(bootstrap, prefix, s, e, deadline)) for s, (_, e) in before.items()
         }
         stop.wait(max(0.0, deadline - time.monotonic()))
+        # Just before the return: a batch of the old producer at or past these was
+        # appended after it, whatever its create time (stamped when it was built) says.
+        line.ends_at_return = log_ends(bootstrap, written_topics(prefix))
     finally:
         firewall.restore()
     line.back, line.back_wall = time.monotonic(), time.time()
@@ -289,15 +299,46 @@ def wrote(text: str, shard: int) -> bool:
     )
 
 
+PRODUCER_ID_SET = re.compile(r"ProducerId set to (\d+) with epoch (\d+)")
+
+
 def given(worker_log: Path, producer_id: int) -> list[tuple[float, int]]:
     """(when, epoch) of every epoch of ``producer_id`` the worker's producers were given
     (kafka-python logs ``ProducerId set to P with epoch E`` at each init)."""
-    found = []
+    found: list[tuple[float, int]] = []
     for stamp, text in stamped(worker_log):
-        m = re.search(r"ProducerId set to (\d+) with epoch (\d+)", text)
+        m = PRODUCER_ID_SET.search(text)
         if m and int(m[1]) == producer_id:
             found.append((stamp, int(m[2])))
     return found
+
+
+def opened_with(
+    worker_log: Path, producers: dict[int, int], since_wall: float
+) -> list[tuple[int, int, float]]:
+    """(producer id, epoch, when) of each init of a shard's producer (``producers``: shard
+    -> its producer id) logged from ``since_wall`` on that the worker then opened the shard
+    with: the shard's next line after it is ``shard N restored in`` (the group gave it the
+    shard) or ``shard N reopened in place`` (reopened after a loss, only once the group
+    confirmed this member owns it: ``KafkaWorker._ownership_doubt``), with no other init of
+    that producer id in between (a later init replaces it: an open that failed, an epoch
+    bump). Lines in the log's order."""
+    shard_of = {pid: s for s, pid in producers.items()}
+    pending: dict[int, tuple[int, float]] = {}  # producer id -> (epoch, when), unpaired
+    paired: list[tuple[int, int, float]] = []
+    for stamp, text in stamped(worker_log):
+        if stamp < since_wall:
+            continue
+        m = PRODUCER_ID_SET.search(text)
+        if m and int(m[1]) in shard_of:
+            pending[int(m[1])] = (int(m[2]), stamp)
+            continue
+        for pid, (e, when) in list(pending.items()):
+            s = shard_of[pid]
+            if f" shard {s} restored in " in text or f" shard {s} reopened in place " in text:
+                paired.append((pid, e, when))
+                del pending[pid]
+    return paired
 
 
 def test_a_worker_cut_off_past_its_session_loses_its_shard_and_writes_nothing_after_the_cut(
@@ -333,7 +374,7 @@ def test_a_worker_cut_off_past_its_session_loses_its_shard_and_writes_nothing_af
             line.stop_wall = time.time()
             stop_worker(worker)
     assert line.started and line.fault and line.back and line.cut_wall and line.shards
-    assert line.back_wall and line.stop_wall and line.ends_at_cut
+    assert line.back_wall and line.stop_wall and line.ends_at_cut and line.ends_at_return
     recovery, pause = line.recovery()
     before, during, after = line.rates(ended)
     opened = {s: opened_after(other_log, s, line.cut_wall) for s in line.shards}
@@ -355,26 +396,47 @@ def test_a_worker_cut_off_past_its_session_loses_its_shard_and_writes_nothing_af
         for s in line.shards
     }  # fmt: skip
 
-    # Who wrote what: every batch of the written topics, from node 1's segment files.
+    # Who wrote what: every batch of the written topics, from node 1's segment files, with
+    # the partitions' ends (both workers stopped) read before and after the dump.
     found = read_back(local_cluster, prefix, tmp_path / "console", "fault 3")
+    ends_before_dump = log_ends(bootstrap, written_topics(prefix))
     batches = dump_batches(
         local_cluster.classpath(), local_cluster.state_dir / "node-1" / "data",
         written_topics(prefix), tmp_path / "dump",
     )  # fmt: skip
+    ends_after_dump = log_ends(bootstrap, written_topics(prefix))
+    dumped_ends: dict[tuple[str, int], int] = {}
+    for b in batches:
+        tp = (b.topic, b.partition)
+        dumped_ends[tp] = max(dumped_ends.get(tp, 0), b.last_offset + 1)
+    # Node 1's dump of each partition ends where the partition does (a lagging node 1
+    # would hide a tail): between its end before the dump and after (equal when nothing
+    # was written meanwhile, as expected with the workers stopped).
+    dump_short = {
+        tp: (end, dumped_ends.get(tp, 0), ends_after_dump.get(tp))
+        for tp, end in ends_before_dump.items()
+        if not end <= dumped_ends.get(tp, 0) <= ends_after_dump.get(tp, -1)
+    }
     olds = {s: line.producers[s] for s in line.shards}
     news = {s: new for s, (_, new) in line.epochs.items()}
 
     def past_cut(b: LogBatch) -> bool:
         return b.base_offset >= line.ends_at_cut[(b.topic, b.partition)]
 
-    def old(b: LogBatch) -> bool:  # a batch of a cut shard's producer before its new owner
-        return any(
-            b.producer_id == pid and (news[s] is None or b.producer_epoch < news[s])
-            for s, pid in olds.items()
-        )
+    def past_return(b: LogBatch) -> bool:
+        return b.base_offset >= line.ends_at_return[(b.topic, b.partition)]
 
+    def old(b: LogBatch) -> bool:  # a batch of a cut shard's producer before its new owner
+        for s, pid in olds.items():
+            new = news[s]
+            if b.producer_id == pid and (new is None or b.producer_epoch < new):
+                return True
+        return False
+
+    # Record batches (the markers are the transaction coordinator's, not the producer's).
     data = [b for b in batches if b.state != "marker"]
     old_past_cut = Counter(b.state for b in data if old(b) and past_cut(b))
+    old_past_return = Counter(b.state for b in data if old(b) and past_return(b))
     old_after_return = [b for b in data if old(b) and b.create_time_ms >= line.back_wall * 1000]
     own = {(t, s) for t in own_topics(prefix) for s in line.shards}
     on_shard_past_cut = [
@@ -393,13 +455,10 @@ def test_a_worker_cut_off_past_its_session_loses_its_shard_and_writes_nothing_af
                     writers.setdefault((pid, e), []).append(
                         f"{name} at +{stamp - line.cut_wall:.1f} s"
                     )
-    # A given epoch of the cut worker counts only if it restored a shard after that line.
-    cut_reopened = [
-        (pid, e) for pid in set(olds.values()) for stamp, e in given(cut_log, pid)
-        if stamp >= line.back_wall and any(
-            t >= stamp and (f" shard {s} restored in " in x or f" shard {s} reopened in place" in x)
-            for t, x in said for s in line.shards)
-    ]  # fmt: skip
+    # An epoch given to the cut worker after its return counts only if it then opened
+    # that shard with it (the init's shard's next restored / reopened-in-place line).
+    cut_opened = opened_with(cut_log, olds, line.back_wall)
+    cut_reopened = {(pid, e) for pid, e, _ in cut_opened}
 
     log.warning(
         "fault 3: %s (shards %s) cut off %.0f s into the load for %.1f s; the group gave "
@@ -407,16 +466,21 @@ def test_a_worker_cut_off_past_its_session_loses_its_shard_and_writes_nothing_af
         "%s); recovery %.1f s (the outcomes paused %.1f s); outcomes/s before %.1f, during "
         "the cut %.1f, after %.1f; producer (id: epoch at the cut -> after the move) %s; "
         "committed batches on the cut shards' partitions past the cut by (producer id, "
-        "epoch): %s, epochs given to %s; batches of the cut worker's old producer past the "
-        "cut: %s, created after its return: %d; the cut worker held the shards when let "
-        "back: %s; its lines on losing them: %s; after its return: %s; %s",
+        "epoch): %s, epochs given to %s, the cut worker's opened with after its return %s; "
+        "batches of the cut worker's old producer past the cut: %s, past the ends at its "
+        "return: %s, created after its return: %d; node 1's dump short of a partition's "
+        "end: %s; the cut worker held the shards when let back: %s; its lines on losing "
+        "them: %s; after its return: %s; %s",
         CUT, line.shards, line.fault - line.started, line.back - line.fault, OTHER,
         f"{line.moved - line.fault:.1f}" if line.moved else "not",
         f"{took_over - line.cut_wall:.1f}" if took_over else "not",
         GOAL_S, "met" if took_over and took_over - line.cut_wall <= GOAL_S else "NOT met",
         recovery, pause, before, during, after,
         {f"{olds[s]}": line.epochs.get(s) for s in line.shards}, dict(epochs_after),
-        writers, dict(old_past_cut), len(old_after_return), held_at_return,
+        writers,
+        [f"{pid}:{e} at +{t - line.back_wall:.1f} s after the return" for pid, e, t in cut_opened],
+        dict(old_past_cut), dict(old_past_return), len(old_after_return), dump_short,
+        held_at_return,
         {s: [f"+{t - line.cut_wall:.1f} s {why}" for t, why, _ in ls] for s, ls in lost.items()},
         {s: [f"+{t - line.back_wall:.1f} s {why}: {x[24:200]}" for t, why, x in ls[:4]]
          for s, ls in after_return.items()},
@@ -428,7 +492,9 @@ def test_a_worker_cut_off_past_its_session_loses_its_shard_and_writes_nothing_af
     assert after > 0, (before, during, after)
     # The new owner fenced the cut worker's producer: its transactional id has a new epoch.
     assert all(new is not None for _, new in line.epochs.values()), line.epochs
-    # The dump read the log the console consumer read: as many committed records.
+    # The dump read the whole log: each partition to its end, and as many committed
+    # records as the console consumer read.
+    assert dump_short == {}, dump_short
     for topic in (topics.events, topics.outcomes):
         for s in range(SHARDS):
             here = [b for b in data if (b.topic, b.partition) == (topic, s)]
@@ -436,7 +502,10 @@ def test_a_worker_cut_off_past_its_session_loses_its_shard_and_writes_nothing_af
             assert dumped == len(found.count.written.get((topic, s), [])), (topic, s)
     # (1) Nothing the cut worker's producer sent after the cut was committed, anywhere.
     assert old_past_cut.get("committed", 0) == 0, old_past_cut
-    # (2) Nothing it sent after its return even reached the log.
+    # (2) Nothing it sent after its return even reached the log: nothing of it appended
+    # past the ends at the return (whatever became of it: committed, aborted, left open),
+    # and nothing of it created after the return.
+    assert old_past_return == {}, old_past_return
     assert old_after_return == [], old_after_return[:5]
     # (3) What was committed on its shards' partitions after the cut was written by the
     # shard's producer, opened anew: by the new owner, or by the cut worker once the group
