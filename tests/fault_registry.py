@@ -40,6 +40,12 @@ def registry_dir() -> Path:
     return Path(os.environ.get(ENV) or Path(tempfile.gettempdir()) / "dispatch-fault-registry")
 
 
+def run_tag() -> str:
+    """A name for what this run makes that others might make too (fault 3's firewall rule
+    carries it as its comment): the registry dir's name and this process's pid."""
+    return f"dispatch-{registry_dir().name.removeprefix('dispatch-')}-{os.getpid()}"
+
+
 def _started(pid: int) -> int | None:
     """The process's start time (clock ticks after boot, /proc/PID/stat field 22), or None
     if there is no such process or it is a zombie; with the pid it names one process."""
@@ -80,7 +86,7 @@ def _run(*command: str, env: dict[str, str] | None = None) -> subprocess.Complet
 def _cluster_processes(state_dir: str) -> list[int]:
     """Pids of node JVMs of this state dir still running (the script's own match:
     ``kafka.Kafka <state dir>/node-N/server.properties`` on the command line)."""
-    found = []
+    found: list[int] = []
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
             command = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")

@@ -1,7 +1,8 @@
 """Cutting one process off from the brokers (fault 3, issue #16): the process runs under a
 user id of its own, and a firewall rule drops its TCP traffic on the loopback interface
-(``iptables -A OUTPUT -o lo -p tcp -m owner --uid-owner U -j DROP``): its connections stay
-open but carry nothing, as in a network split, while every other process on the machine
+(``iptables -A OUTPUT -o lo -p tcp -m owner --uid-owner U -m comment --comment
+dispatch-<run> -j DROP``, the comment naming this run): its connections stay open but
+carry nothing, as in a network split, while every other process on the machine
 reaches the brokers. Needs root and iptables (Debian's ``iptables`` package; the nf_tables
 backend works): without them the test skips, or fails under CI.
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import os
 import pwd
 import re
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -79,11 +81,15 @@ def as_user(uid: int) -> list[str]:
 
 
 class Firewall:
-    """The rule that drops the loopback TCP traffic of one user id."""
+    """The rule that drops the loopback TCP traffic of one user id. It carries a comment
+    naming this run (``fault_registry.run_tag()``: the registry dir's name and this
+    process's pid), so that it is told apart from any other run's rule, and it is checked
+    and deleted by that exact specification, comment included."""
 
     def __init__(self, uid: int) -> None:
         self.rule = ["OUTPUT", "-o", "lo", "-p", "tcp", "-m", "owner", "--uid-owner",
-                     str(uid), "-j", "DROP"]  # fmt: skip
+                     str(uid), "-m", "comment", "--comment", fault_registry.run_tag(),
+                     "-j", "DROP"]  # fmt: skip
 
     def _iptables(self, action: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -118,10 +124,19 @@ def own_user() -> Iterator[tuple[int, Firewall, Path]]:
     uid = free_uid()
     firewall = Firewall(uid)
     # Written down before they exist: if this process dies before the ``finally`` below
-    # (a SIGKILL), tests/fault_registry.py deletes the rule and the dir.
+    # (a SIGKILL), tests/fault_registry.py deletes the rule and the dir. The dir's name is
+    # chosen first (random, as mkdtemp's) so that it can be recorded before it is made; the
+    # mkdir fails rather than take a dir that is there already (then neither entry stands:
+    # nothing was made, and such a dir is not this run's to remove).
     rule = fault_registry.record("iptables", firewall.rule)
-    data_dir = Path(tempfile.mkdtemp(prefix="fault3-worker-"))
+    data_dir = Path(tempfile.gettempdir()) / f"fault3-worker-{secrets.token_hex(8)}"
     made = fault_registry.record("dir", str(data_dir))
+    try:
+        data_dir.mkdir(mode=0o700)
+    except BaseException:
+        fault_registry.forget(made)
+        fault_registry.forget(rule)
+        raise
     try:
         os.chown(data_dir, uid, uid)
         yield uid, firewall, data_dir

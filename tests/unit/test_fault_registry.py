@@ -85,8 +85,9 @@ def test_a_left_over_firewall_rule_is_deleted_by_its_specification() -> None:
     root_with("iptables")
     # A uid that no process runs as and no passwd entry names (the rule matches nothing).
     uid = next(u for u in range(62_000, 63_000) if not Path(f"/run/user/{u}").exists())
+    # With the run's comment, as fault 3's rule: deleted by that exact specification.
     rule = ["OUTPUT", "-o", "lo", "-p", "tcp", "-m", "owner", "--uid-owner", str(uid),
-            "-j", "DROP"]  # fmt: skip
+            "-m", "comment", "--comment", fault_registry.run_tag(), "-j", "DROP"]  # fmt: skip
 
     def present() -> bool:
         return subprocess.run(["iptables", "-w", "5", "-C", *rule], check=False,
