@@ -4,17 +4,19 @@ before its fixtures' ``finally`` blocks ran can still be cleaned up (issue #16).
 A fault test records each such thing here *before* it makes it, and forgets it once it has
 undone it itself: a local cluster's state dir (its node JVMs run in sessions of their own
 and outlive pytest), fault 3's firewall rule and its worker's data dir, fault 4's tmpfs
-mounts. One JSON file per thing, in ``$DISPATCH_FAULT_REGISTRY`` (default
-``<temp dir>/dispatch-fault-registry``), with the pid and start time of the process that
-recorded it.
+mounts. One JSON file per thing, in ``$DISPATCH_FAULT_REGISTRY`` (``.ci/run`` makes a dir
+of its own per run, with mktemp; unset, ``<temp dir>/dispatch-fault-registry``), with the
+pid and start time of the process that recorded it.
 
 ``python tests/fault_registry.py`` undoes every recorded thing whose recorder is no longer
 running (a live one is still using it, and is left alone), and says what it did: clusters
 stopped through ``scripts/kafka-local.sh stop --brokers 3`` with their state dir (the
 script stops the nodes by their own pid files), mounts unmounted, firewall rules deleted
-by their exact specification, dirs removed. It exits 1 if something could not be undone
-(its entry is kept). ``.ci/run`` calls it when its fault stage ends, whatever happened.
-Standard library only.
+by their exact specification (comment included), dirs removed. It exits 1 if something
+could not be undone (its entry is kept). With ``--strict`` (``.ci/run``, once the tests'
+processes are gone) an entry left because its recorder is still running fails too: by
+then nothing should be. ``.ci/run`` calls it when it exits, whatever happened. Standard
+library only.
 """
 
 from __future__ import annotations
@@ -159,8 +161,9 @@ UNDO: dict[str, Callable[[Any], str]] = {
 }
 
 
-def clean(say: Callable[[str], None] = print) -> bool:
-    """Undo every recorded thing whose recorder is gone; True if nothing failed."""
+def clean(say: Callable[[str], None] = print, *, strict: bool = False) -> bool:
+    """Undo every recorded thing whose recorder is gone; True if nothing failed. ``strict``:
+    a thing left because its recorder is still running is a failure too."""
     directory = registry_dir()
     entries = []
     for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
@@ -174,7 +177,11 @@ def clean(say: Callable[[str], None] = print) -> bool:
         kind, spec, owner = entry["kind"], entry["spec"], entry["owner"]
         what = " ".join(spec) if isinstance(spec, list) else spec
         if _started(owner) is not None and _started(owner) == entry["owner_started"]:
-            say(f"fault cleanup: {kind} {what}: left, its test (pid {owner}) is running")
+            say(
+                f"fault cleanup: {kind} {what}: left, its test (pid {owner}) is running"
+                + ("; FAILED: nothing should be running now (--strict)" if strict else "")
+            )
+            ok = ok and not strict
             continue
         try:
             done = UNDO[kind](spec)
@@ -190,4 +197,7 @@ def clean(say: Callable[[str], None] = print) -> bool:
 
 
 if __name__ == "__main__":
-    sys.exit(0 if clean() else 1)
+    args = sys.argv[1:]
+    if args not in ([], ["--strict"]):
+        sys.exit(f"usage: {sys.argv[0]} [--strict]")
+    sys.exit(0 if clean(strict=args == ["--strict"]) else 1)

@@ -1,9 +1,9 @@
 """tests/fault_registry.py: what a killed fault run left behind is undone by the cleanup
 ``.ci/run`` calls, for real: a cluster's node process stopped through
 ``scripts/kafka-local.sh stop --brokers 3`` (a stand-in process with a node's command
-line, so no Java is needed), a firewall rule and a tmpfs mount (root and iptables: a
-failure under CI, a skip elsewhere without them), a dir; and what a running test still
-uses is left alone."""
+line, so no Java is needed), a firewall rule with its run's comment and a tmpfs mount
+(root and iptables: a failure under CI, a skip elsewhere without them), a dir; and what a
+running test still uses is left alone (and fails the ``--strict`` cleanup)."""
 
 from __future__ import annotations
 
@@ -142,6 +142,14 @@ def test_a_left_over_dir_is_removed_and_what_a_running_test_uses_is_left(
     assert not gone.exists() and not left_over.exists()
     assert kept.exists() and in_use.exists()
     assert f"its test (pid {os.getpid()}) is running" in said, said
+    # Strict (.ci/run, once the tests' processes are gone): an entry still held fails.
+    strict = subprocess.run(
+        [sys.executable, fault_registry.__file__, "--strict"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert strict.returncode == 1, strict.stdout + strict.stderr
+    assert "FAILED: nothing should be running now (--strict)" in strict.stdout, strict.stdout
+    assert kept.exists() and in_use.exists()
     fault_registry.forget(in_use)
     assert clean() == (True, f"fault cleanup: nothing recorded in {in_use.parent}")
 
