@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import fault_registry
 import pytest
 
 from dispatch.adapters.kafka.config import new_admin
@@ -198,6 +199,9 @@ def running_cluster(state_dir: Path, *, secure: bool = False) -> Iterator[Cluste
         "KAFKA_LOCAL_STOP_TIMEOUT": "20",
     }
     c = Cluster(env, state_dir, ports[:3])
+    # Written down before the start: if this process dies before the ``finally`` below
+    # (a SIGKILL), tests/fault_registry.py stops the cluster by its state dir.
+    entry = fault_registry.record("cluster", str(state_dir))
     try:
         out = c.run("start", "--brokers", "3", *(["--secure"] if secure else []))
         c.bootstrap = out.strip().splitlines()[-1]
@@ -209,6 +213,7 @@ def running_cluster(state_dir: Path, *, secure: bool = False) -> Iterator[Cluste
         finally:
             left = kill_leftovers(c)
         assert not left, f"stop --brokers 3 left node pids {left} running"
+        fault_registry.forget(entry)
 
 
 @dataclass(frozen=True)

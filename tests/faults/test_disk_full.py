@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import fault_registry
 import pytest
 from local_cluster import NODES, Cluster, pid_running, running_cluster
 from under_load import (
@@ -84,17 +85,22 @@ def small_disk_cluster(tmp_path: Path) -> Iterator[Cluster]:
     """A three-node cluster whose nodes' data directories are tmpfs mounts of DISK_MB,
     unmounted after the cluster stops, whatever happened."""
     state = tmp_path / "cluster"
-    mounted: list[Path] = []
+    mounted: list[tuple[Path, Path]] = []
     try:
         for node in NODES:
             data = state / f"node-{node}" / "data"
+            # Written down first: a run killed before the ``finally`` below (a SIGKILL)
+            # leaves the mount to tests/fault_registry.py.
+            entry = fault_registry.record("mount", str(data))
+            mounted.append((data, entry))
             mount_tmpfs(data)
-            mounted.append(data)
         with running_cluster(state) as cluster:
             yield cluster
     finally:
-        for data in mounted:
+        for data, entry in mounted:
             subprocess.run(["umount", "-l", str(data)], capture_output=True, check=False)
+            if not fault_registry.mounted(str(data)):
+                fault_registry.forget(entry)
 
 
 def fill(directory: Path) -> tuple[Path, int]:
