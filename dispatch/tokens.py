@@ -15,7 +15,7 @@ verifies it (``dispatch.adapters.jwt.legacy``) and answers its claims with ``typ
 ``LEGACY_TYPE``; the engine never makes one.
 
 An operator is a principal of their own: an operator token's ``sub`` is the operator's id
-(``operator_id``: a UUIDv5 of their name in ``OPERATOR_NAMESPACE``, the same for every
+(``dispatch.domain.operators.operator_id``: a UUIDv5 of their name, the same for every
 token of the same name) and its ``operator`` claim their name and operator role
 (``viewer``, ``dispatcher``, ``admin``). A token of role ``operator`` without that claim
 (issued before operator identities, with ``sub`` ``operator``) is refused.
@@ -23,21 +23,20 @@ token of the same name) and its ``operator`` claim their name and operator role
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, cast, get_args
 
+from dispatch.domain.operators import (
+    OPERATOR_ROLES,
+    OperatorRole,
+    operator_id,
+    operator_name_error,
+)
+
 Role = Literal["driver", "rider", "operator"]
 TokenType = Literal["access", "refresh"]
-# What an operator may do: a viewer reads; a dispatcher also acts on rides; an admin all.
-OperatorRole = Literal["viewer", "dispatcher", "admin"]
-OPERATOR_ROLES: tuple[OperatorRole, ...] = get_args(OperatorRole)
-# An operator's name: 1 to 32 lowercase letters, digits, '.', '_' or '-', from a letter.
-OPERATOR_NAME_PATTERN = r"^[a-z][a-z0-9._-]{0,31}$"
-# Fixed for good: an operator's id is derived from their name in it (``operator_id``).
-OPERATOR_NAMESPACE = uuid.UUID("0f3b6c2e-8d41-4a5f-9e27-b1c4d7a0e9f3")
 ROLES: frozenset[str] = frozenset(get_args(Role))
 TOKEN_TYPES: frozenset[str] = frozenset(get_args(TokenType))
 # The ``typ`` a codec answers for a token of the format before JWTs, which has none: an
@@ -70,21 +69,6 @@ class Operator:
     @property
     def id(self) -> uuid.UUID:
         return operator_id(self.name)
-
-
-def operator_name_error(name: str) -> str | None:
-    """Why ``name`` is not an operator's name, or None."""
-    if re.fullmatch(OPERATOR_NAME_PATTERN, name) is None:
-        return (
-            f"operator name {name[:40]!r} is not 1 to 32 lowercase letters, digits, '.', '_' "
-            "or '-' starting with a letter"
-        )
-    return None
-
-
-def operator_id(name: str) -> uuid.UUID:
-    """The operator's id: the same name is the same principal in every token."""
-    return uuid.uuid5(OPERATOR_NAMESPACE, name)
 
 
 def operator_of(name: str, role: str) -> Operator:

@@ -13,7 +13,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.common import LatLng, Name, Reason
+from schemas.common import LatLng, Name, OperatorName, Reason
 
 SCHEMA_VERSION: Literal[1] = 1
 
@@ -62,6 +62,17 @@ class CancelRide(_Command):
     reason: Reason = ""
 
 
+class OperatorCancelRide(_Command):
+    """An operator who dispatches cancels a ride (before the trip starts), with a reason;
+    the event it records names them."""
+
+    type: Literal["operator_cancel_ride"] = "operator_cancel_ride"
+    ride_id: UUID
+    operator_id: UUID
+    operator_name: OperatorName
+    reason: Annotated[str, Field(min_length=1, max_length=500)]
+
+
 class _DriverRideCommand(_Command):
     ride_id: UUID
     driver_id: UUID
@@ -101,6 +112,7 @@ Command = Annotated[
     | GoOffline
     | RequestRide
     | CancelRide
+    | OperatorCancelRide
     | AcceptOffer
     | DeclineOffer
     | MarkArrived

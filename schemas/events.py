@@ -55,6 +55,12 @@ class RideCancelledByRider(_Data):
     reason: str
 
 
+class RideCancelledByOperator(_Data):
+    operator_id: UUID = Field(description="Who cancelled: the operator's id.")
+    operator_name: str = Field(description="Who cancelled: the operator's name.")
+    reason: str
+
+
 class RideCancelledByDriver(_Data):
     driver_id: UUID
     reason: str
@@ -206,6 +212,7 @@ EVENT_DATA: dict[str, type[_Data]] = {
     "dispatch.Ride.TripStarted": RideDriverEvent,
     "dispatch.Ride.Completed": RideDriverEvent,
     "dispatch.Ride.CancelledByRider": RideCancelledByRider,
+    "dispatch.Ride.CancelledByOperator": RideCancelledByOperator,
     "dispatch.Ride.CancelledByDriver": RideCancelledByDriver,
     "dispatch.Ride.Expired": Empty,
     "dispatch.Driver.Registered": Registered,

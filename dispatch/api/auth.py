@@ -16,11 +16,11 @@ from datetime import UTC, datetime
 
 from dispatch.api.keys import AuthSettings
 from dispatch.bootstrap import build_token_codec
+from dispatch.domain.operators import OperatorRole
 from dispatch.tokens import (
     LEGACY_TYPE,
     Claims,
     Operator,
-    OperatorRole,
     Role,
     TokenCodec,
     TokenError,

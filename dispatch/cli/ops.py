@@ -90,7 +90,7 @@ def operator_token(
     as /heatmap), signed with the key DISPATCH_AUTH_SIGNING_KEY names (or
     DISPATCH_AUTH_SECRET) and valid DISPATCH_AUTH_TOKEN_TTL_S."""
     from dispatch.api.auth import AuthSettings, issue_operator_tokens, mint_operator_token
-    from dispatch.tokens import OPERATOR_ROLES, operator_name_error
+    from dispatch.domain.operators import OPERATOR_ROLES, operator_name_error
 
     problem = operator_name_error(name)
     if problem is not None:

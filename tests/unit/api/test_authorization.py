@@ -53,6 +53,15 @@ MATRIX = [
     Row("POST", "/rides/{ride}/driver-cancel", "driver_a", ("driver_b",), {"reason": "flat tyre"}),
     Row("POST", "/rides/{ride}/cancel", "rider_r", ("rider_s", "driver_a")),
     Row("POST", "/rides/{ride}/complete", "driver_a", ("driver_b",)),
+    # an operator action: a dispatcher's (or admin's), not a viewer's (`operator`), rider's
+    # or driver's; by now the ride has ended (409)
+    Row(
+        "POST",
+        "/rides/{ride}/operator-cancel",
+        "dispatcher",
+        ("operator", "rider_r", "driver_a"),
+        {"reason": "rider called in"},
+    ),
 ]
 
 

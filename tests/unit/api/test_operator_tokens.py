@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 from dispatch.adapters.jwt.codec import PyJwtCodec
 from dispatch.api.auth import AuthSettings, TokenError, decode, tokens_for
 from dispatch.cli import app
-from dispatch.tokens import KeyRing, Operator, mint, operator_id
+from dispatch.domain.operators import operator_id
+from dispatch.tokens import KeyRing, Operator, mint
 
 STRONG = "q7VbN2mXe9LwR4tYc8KpJ3sHd6FgZ1uA5oI0vBnMxQe"
 NOW = 1_800_000_000.0

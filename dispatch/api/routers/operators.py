@@ -1,0 +1,45 @@
+"""Operator actions: what an operator who dispatches may change. Each is a command that
+names the operator, and the event it records names them too (the audit trail). Reads are
+the queries' and streams' (any operator, a viewer too)."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from dispatch.api import access
+from dispatch.api.deps import Ctx, DispatcherCaller, IdempotencyKey
+from dispatch.api.errors import COMMAND_RESPONSES
+from dispatch.api.writes import write
+from schemas import api
+from schemas import commands as c
+
+rides = APIRouter(prefix="/rides", tags=["operators"])
+
+
+@rides.post(
+    "/{ride_id}/operator-cancel",
+    response_model=api.CommandAccepted,
+    responses={**COMMAND_RESPONSES, 202: {"model": api.CommandPending}},
+)
+def operator_cancel_ride(
+    ride_id: UUID,
+    body: api.OperatorCancelRide,
+    caller: DispatcherCaller,
+    request: Request,
+    ctx: Ctx,
+    key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Cancel a ride before its trip starts, as an operator of role dispatcher or admin
+    (a viewer gets a 403), with a reason. The ride's driver, if any, is let go; the
+    `Ride.CancelledByOperator` event names you (`dispatch replay audit` lists it)."""
+    access.existing_shard(ctx, ride_id)
+    operator = caller.operator
+    assert operator is not None  # DispatcherCaller: an operator
+    command = c.OperatorCancelRide(
+        ride_id=ride_id, operator_id=UUID(caller.sub), operator_name=operator.name,
+        reason=body.reason,
+    )  # fmt: skip
+    return write(ctx, request, caller.sub, key, command, body)
