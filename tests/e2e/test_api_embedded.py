@@ -136,7 +136,7 @@ def serve(settings: Settings) -> Iterator[Api]:
     auth = AuthSettings(secret=SecretStr(SECRET), environment="production")
     options = ApiOptions(heartbeat_s=0.2, read_wait_s=1.0, command_timeout_s=5.0)
     with TestClient(create_app(runtime, auth, options)) as client:
-        yield Api(client, runtime, bearer(mint_operator_token(auth)))
+        yield Api(client, runtime, bearer(mint_operator_token(auth, "ops", "admin")))
 
 
 @pytest.fixture
