@@ -79,7 +79,7 @@ def test_a_bad_name_or_role_is_refused_with_the_reason(
 ) -> None:
     result = CliRunner().invoke(app, ["operator-token", *args])
     assert result.exit_code == 2
-    assert reason in result.output
+    assert reason in " ".join(result.output.replace("│", " ").split())  # the box wraps lines
 
 
 def _signed(claims: dict[str, object]) -> str:
