@@ -200,7 +200,8 @@ def read_claims(
         if typ != "access":
             raise TokenError(
                 "a token of the previous format cannot refresh: it is a bearer token until it "
-                "expires; a registration or `dispatch operator-token --json` gives a refresh token"
+                "expires; a registration or `dispatch operator-token ... --json` gives a "
+                "refresh token"
             )
         return Claims(sub, cast(Role, role), "access", iat, exp, jti, True, operator)
     if kind != typ:
