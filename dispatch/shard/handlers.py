@@ -111,10 +111,9 @@ def cancel_ride(uow: UnitOfWork, cmd: c.CancelRide, now: datetime, p: Policy) ->
         raise NotFound(f"ride {cmd.ride_id} not found")
     if ride.rider_id != cmd.rider_id:
         raise Forbidden(f"ride {cmd.ride_id} belongs to another rider")
-    found = ride
     return _cancel(
         uow, ride, "cancelled_by_rider", now,
-        lambda: found.cancel_by_rider(cmd.rider_id, cmd.reason, now),
+        lambda: ride.cancel_by_rider(cmd.rider_id, cmd.reason, now),
     )  # fmt: skip
 
 
