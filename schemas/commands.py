@@ -11,8 +11,9 @@ from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from dispatch.domain.operators import operator_id as id_of_operator
 from schemas.common import LatLng, Name, OperatorName, Reason
 
 SCHEMA_VERSION: Literal[1] = 1
@@ -68,9 +69,23 @@ class OperatorCancelRide(_Command):
 
     type: Literal["operator_cancel_ride"] = "operator_cancel_ride"
     ride_id: UUID
-    operator_id: UUID
+    operator_id: UUID = Field(
+        description="The operator's id: the one their name gives (a UUIDv5 of "
+        "operator_name, dispatch.domain.operators.operator_id); any other is refused."
+    )
     operator_name: OperatorName
     reason: Annotated[str, Field(min_length=1, max_length=500)]
+
+    @model_validator(mode="after")
+    def _names_one_operator(self) -> OperatorCancelRide:
+        """The id and the name are one operator's: the audit record cannot disagree."""
+        expected = id_of_operator(self.operator_name)
+        if self.operator_id != expected:
+            raise ValueError(
+                f"operator_id {self.operator_id} is not the id of operator "
+                f"{self.operator_name!r} ({expected})"
+            )
+        return self
 
 
 class _DriverRideCommand(_Command):

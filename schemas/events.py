@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dispatch.domain.driver import OfferOutcome, ReleaseReason
 from dispatch.domain.ride import RIDE_ENDINGS, RideStatus
-from schemas.common import OneOf
+from schemas.common import OneOf, OperatorName
 
 Coordinate = Annotated[list[float], Field(min_length=2, max_length=2)]
 # What a rider is told when the ride ends: the terminal status its ending left.
@@ -57,7 +57,7 @@ class RideCancelledByRider(_Data):
 
 class RideCancelledByOperator(_Data):
     operator_id: UUID = Field(description="Who cancelled: the operator's id.")
-    operator_name: str = Field(description="Who cancelled: the operator's name.")
+    operator_name: OperatorName = Field(description="Who cancelled: the operator's name.")
     reason: str
 
 

@@ -85,3 +85,10 @@ def test_an_operator_cancel_needs_a_reason_and_an_operator_name():
         c.OperatorCancelRide(ride_id=DANA, operator_id=DANA, operator_name="dana", reason="")
     with pytest.raises(ValueError, match="pattern"):
         c.OperatorCancelRide(ride_id=DANA, operator_id=DANA, operator_name="Dana", reason="x")
+
+
+def test_an_operator_cancel_whose_id_is_not_its_operators_is_refused():
+    with pytest.raises(ValueError, match="is not the id of operator 'dana'"):
+        c.OperatorCancelRide(
+            ride_id=DANA, operator_id=operator_id("mallory"), operator_name="dana", reason="x"
+        )
