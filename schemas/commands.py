@@ -13,6 +13,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from dispatch.domain.operators import DispatchingRole
 from dispatch.domain.operators import operator_id as id_of_operator
 from schemas.common import LatLng, Name, OperatorName, Reason
 
@@ -74,6 +75,9 @@ class OperatorCancelRide(_Command):
         "operator_name, dispatch.domain.operators.operator_id); any other is refused."
     )
     operator_name: OperatorName
+    operator_role: DispatchingRole = Field(
+        description="The role their token gives them (one that may cancel), recorded with them."
+    )
     reason: Annotated[str, Field(min_length=1, max_length=500)]
 
     @model_validator(mode="after")

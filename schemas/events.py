@@ -17,6 +17,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from dispatch.domain.driver import OfferOutcome, ReleaseReason
+from dispatch.domain.operators import OperatorRole
 from dispatch.domain.ride import RIDE_ENDINGS, RideStatus
 from schemas.common import OneOf, OperatorName
 
@@ -58,6 +59,7 @@ class RideCancelledByRider(_Data):
 class RideCancelledByOperator(_Data):
     operator_id: UUID = Field(description="Who cancelled: the operator's id.")
     operator_name: OperatorName = Field(description="Who cancelled: the operator's name.")
+    operator_role: OperatorRole = Field(description="The operator role they cancelled in.")
     reason: str
 
 

@@ -18,6 +18,7 @@ from pydantic import WithJsonSchema
 from dispatch.api.auth import Principal, TokenError
 from dispatch.api.context import ApiContext
 from dispatch.api.errors import ApiError, forbidden, unauthorized
+from dispatch.domain.operators import DISPATCHING_ROLES
 from schemas.api import TOKEN_PATTERN
 from schemas.api import ConsistencyToken as TokenText
 
@@ -99,7 +100,7 @@ def _operator_role(*roles: str) -> object:
 DriverCaller = Annotated[Principal, _role("driver")]
 RiderCaller = Annotated[Principal, _role("rider")]
 OperatorCaller = Annotated[Principal, _role("operator")]  # any operator: a viewer reads
-DispatcherCaller = Annotated[Principal, _operator_role("dispatcher", "admin")]
+DispatcherCaller = Annotated[Principal, _operator_role(*DISPATCHING_ROLES)]
 RiderOrOperator = Annotated[Principal, _role("rider", "operator")]
 
 

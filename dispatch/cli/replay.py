@@ -312,7 +312,8 @@ def audit(
         when = datetime.fromtimestamp(record.at, UTC).isoformat()
         console.print(
             f"{when} {record.where} {record.kind} {record.aggregate_id} by "
-            f"{record.operator_name} ({record.operator_id}): {record.details}",
+            f"{record.operator_name} ({record.operator_role}, {record.operator_id}): "
+            f"{record.details}",
             markup=False,
             highlight=False,
             soft_wrap=True,

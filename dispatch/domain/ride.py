@@ -196,6 +196,7 @@ class Ride(Aggregate):
         class_version = 1
         operator_id: str
         operator_name: str
+        operator_role: str
         reason: str
 
         def apply(self, ride: Ride) -> None:
@@ -397,10 +398,10 @@ class Ride(Aggregate):
         return driver
 
     def cancel_by_operator(
-        self, operator_id: UUID, operator_name: str, reason: str, at: datetime
+        self, operator_id: UUID, operator_name: str, operator_role: str, reason: str, at: datetime
     ) -> UUID | None:
-        """Cancel for an operator, who is named in the event; returns the driver to release
-        (offered or assigned), if any."""
+        """Cancel for an operator, who is named in the event with the role they acted in;
+        returns the driver to release (offered or assigned), if any."""
         if self.status not in OPERATOR_CANCELLABLE:
             raise IllegalTransition(
                 f"ride {self.id} is {self.status}: an operator can cancel only before the trip "
@@ -408,7 +409,8 @@ class Ride(Aggregate):
             )
         driver = self.offered_to or self.driver_id
         self._trigger(self.CancelledByOperator, at, operator_id=str(operator_id),
-                      operator_name=operator_name, reason=reason)  # fmt: skip
+                      operator_name=operator_name, operator_role=operator_role,
+                      reason=reason)  # fmt: skip
         return driver
 
     def cancel_by_driver(self, driver_id: UUID, reason: str, at: datetime) -> None:

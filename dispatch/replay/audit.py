@@ -13,12 +13,13 @@ from dispatch.domain.operators import AUDIT_FIELDS, operator_id, operator_name_e
 from dispatch.log import LogEvent, LogSource
 from dispatch.replay.operations import read_all
 
-_ID, _NAME = AUDIT_FIELDS
+_ID, _NAME, _ROLE = AUDIT_FIELDS
 
 
 @dataclass(frozen=True, slots=True)
 class AuditRecord:
-    """One operator action: when, where in the log, what, on which aggregate, by whom."""
+    """One operator action: when, where in the log, what, on which aggregate, by whom (and
+    in which operator role)."""
 
     at: float
     where: str
@@ -26,6 +27,7 @@ class AuditRecord:
     aggregate_id: str
     operator_id: str
     operator_name: str
+    operator_role: str
     details: dict[str, Any]
 
     def as_json(self) -> dict[str, Any]:
@@ -36,6 +38,7 @@ class AuditRecord:
             "aggregate_id": self.aggregate_id,
             "operator_id": self.operator_id,
             "operator_name": self.operator_name,
+            "operator_role": self.operator_role,
             "details": self.details,
         }
 
@@ -69,6 +72,5 @@ def audit_trail(
 
 def _record(e: LogEvent) -> AuditRecord:
     details = {k: v for k, v in e.data.items() if k not in AUDIT_FIELDS}
-    return AuditRecord(
-        e.at, e.where, e.kind, e.aggregate_id, str(e.data[_ID]), str(e.data[_NAME]), details
-    )
+    who = (str(e.data[_ID]), str(e.data[_NAME]), str(e.data[_ROLE]))
+    return AuditRecord(e.at, e.where, e.kind, e.aggregate_id, *who, details)

@@ -120,13 +120,16 @@ def cancel_ride(uow: UnitOfWork, cmd: c.CancelRide, now: datetime, p: Policy) ->
 def operator_cancel_ride(
     uow: UnitOfWork, cmd: c.OperatorCancelRide, now: datetime, p: Policy
 ) -> list[UUID]:
-    """A dispatcher (or admin) cancels a ride; its event names them (the audit trail)."""
+    """A dispatcher (or admin) cancels a ride; its event names them and their role (the
+    audit trail)."""
     ride = uow.find(Ride, cmd.ride_id)
     if ride is None:
         raise NotFound(f"ride {cmd.ride_id} not found")
     return _cancel(
         uow, ride, "cancelled_by_operator", now,
-        lambda: ride.cancel_by_operator(cmd.operator_id, cmd.operator_name, cmd.reason, now),
+        lambda: ride.cancel_by_operator(
+            cmd.operator_id, cmd.operator_name, cmd.operator_role, cmd.reason, now
+        ),
     )  # fmt: skip
 
 

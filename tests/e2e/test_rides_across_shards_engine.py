@@ -242,7 +242,11 @@ def test_an_operator_cancel_releases_a_driver_of_another_shard_at_its_owner(
 
     cancel = city.send(
         c.OperatorCancelRide(
-            ride_id=ride, operator_id=operator_id("dana"), operator_name="dana", reason="dup"
+            ride_id=ride,
+            operator_id=operator_id("dana"),
+            operator_name="dana",
+            operator_role="dispatcher",
+            reason="dup",
         )
     )
     city.settle()

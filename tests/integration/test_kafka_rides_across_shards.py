@@ -204,7 +204,8 @@ def served_after_the_takeover(settings: Settings, bus: KafkaTransport, burst: Bu
         send(bus, c.CancelRide(ride_id=ride, rider_id=rider, reason="changed plans"))
         if i % 2
         else send(bus, c.OperatorCancelRide(ride_id=ride, operator_id=DANA,
-                                            operator_name="dana", reason="duplicate"))
+                                            operator_name="dana", operator_role="dispatcher",
+                                            reason="duplicate"))
         for i, (rider, ride) in enumerate(burst.rides.items())
     ]  # fmt: skip
     assert all(decided(bus, cid).accepted for cid in cancels)

@@ -114,6 +114,7 @@ def test_an_operator_cancel_naming_another_operators_id_is_poison_with_the_reaso
         "ride_id": str(new_id(0)),
         "operator_id": str(operator_id("mallory")),
         "operator_name": "dana",
+        "operator_role": "dispatcher",
         "reason": "rider called in",
     }
     envelope = {"command_id": "c-1", "issued_at": "2026-01-05T08:00:00Z", "command": cancel}

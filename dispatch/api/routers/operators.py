@@ -37,9 +37,10 @@ def operator_cancel_ride(
     `Ride.CancelledByOperator` event names you (`dispatch replay audit` lists it)."""
     access.existing_shard(ctx, ride_id)
     operator = caller.operator
-    assert operator is not None  # DispatcherCaller: an operator
+    # DispatcherCaller: an operator who dispatches
+    assert operator is not None and operator.role != "viewer"
     command = c.OperatorCancelRide(
         ride_id=ride_id, operator_id=UUID(caller.sub), operator_name=operator.name,
-        reason=body.reason,
+        operator_role=operator.role, reason=body.reason,
     )  # fmt: skip
     return write(ctx, request, caller.sub, key, command, body)

@@ -57,6 +57,7 @@ def test_replay_audit_lists_every_operator_action_naming_who(
         ("ada", rides["ada"]),
     ]
     assert records[0]["operator_id"] == str(operator_id("dana"))
+    assert [r["operator_role"] for r in records] == ["dispatcher", "admin"]
     assert records[0]["type"] == "Ride.CancelledByOperator"
     assert records[0]["details"] == {"reason": "dup"}
 
@@ -67,7 +68,7 @@ def test_replay_audit_filters_by_operator_name_or_id(
 ) -> None:
     data_dir, rides = audited
     out = _replay("audit", "--operator", who, "--data-dir", str(data_dir))
-    assert rides["ada"] in out and "by ada" in out
+    assert rides["ada"] in out and f"by ada (admin, {operator_id('ada')})" in out
     assert rides["dana"] not in out
 
 

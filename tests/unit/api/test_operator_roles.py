@@ -80,6 +80,7 @@ def test_a_dispatcher_cancels_a_ride_and_the_event_names_them(world: World) -> N
     assert last["data"] == {
         "operator_id": str(operator_id("dana")),
         "operator_name": "dana",
+        "operator_role": "dispatcher",
         "reason": "rider called in",
     }
     riders = _ride(world, ride_id, "rider_s")["timeline"][-1]
@@ -96,7 +97,7 @@ def test_an_admin_cancels_a_ride_too(world: World) -> None:
     r = _cancel(world, ride_id, world.tokens["admin"])
     assert r.status_code == 200, r.text
     names = _ride(world, ride_id, "operator", r.json()["position"])["timeline"][-1]["data"]
-    assert names["operator_name"] == "ada"
+    assert (names["operator_name"], names["operator_role"]) == ("ada", "admin")
 
 
 def test_a_refreshed_operator_token_is_the_same_operator_with_the_same_role(
@@ -109,7 +110,7 @@ def test_a_refreshed_operator_token_is_the_same_operator_with_the_same_role(
     cancelled = _cancel(world, ride_id, bearer(r.json()["access_token"]))
     assert cancelled.status_code == 200, cancelled.text
     data = _ride(world, ride_id, "admin", cancelled.json()["position"])["timeline"][-1]["data"]
-    assert data["operator_name"] == "erin"
+    assert (data["operator_name"], data["operator_role"]) == ("erin", "dispatcher")
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,11 @@ DANA = operator_id("dana")
 
 def _cancel(ride_id: UUID, reason: str = "rider called in") -> c.OperatorCancelRide:
     return c.OperatorCancelRide(
-        ride_id=ride_id, operator_id=DANA, operator_name="dana", reason=reason
+        ride_id=ride_id,
+        operator_id=DANA,
+        operator_name="dana",
+        operator_role="dispatcher",
+        reason=reason,
     )
 
 
@@ -33,9 +37,10 @@ def test_an_operator_cancelling_a_waiting_ride_is_named_in_its_event(s):
         ["dispatch.Ride.CancelledByOperator", "dispatch.Rider.RideEnded"]
     )
     event = then.event("dispatch.Ride.CancelledByOperator")
-    assert (event.operator_id, event.operator_name, event.reason) == (
+    assert (event.operator_id, event.operator_name, event.operator_role, event.reason) == (
         str(DANA),
         "dana",
+        "dispatcher",
         "rider called in",
     )
     assert then.event("dispatch.Rider.RideEnded").outcome == "cancelled"
@@ -82,13 +87,28 @@ def test_an_operator_cancelling_an_unknown_ride_is_not_found(s):
 
 def test_an_operator_cancel_needs_a_reason_and_an_operator_name():
     with pytest.raises(ValueError, match="at least 1 character"):
-        c.OperatorCancelRide(ride_id=DANA, operator_id=DANA, operator_name="dana", reason="")
+        c.OperatorCancelRide(
+            ride_id=DANA, operator_id=DANA, operator_name="dana", operator_role="admin", reason=""
+        )
     with pytest.raises(ValueError, match="pattern"):
-        c.OperatorCancelRide(ride_id=DANA, operator_id=DANA, operator_name="Dana", reason="x")
+        c.OperatorCancelRide(
+            ride_id=DANA, operator_id=DANA, operator_name="Dana", operator_role="admin", reason="x"
+        )
 
 
 def test_an_operator_cancel_whose_id_is_not_its_operators_is_refused():
     with pytest.raises(ValueError, match="is not the id of operator 'dana'"):
         c.OperatorCancelRide(
-            ride_id=DANA, operator_id=operator_id("mallory"), operator_name="dana", reason="x"
+            ride_id=DANA,
+            operator_id=operator_id("mallory"),
+            operator_name="dana",
+            operator_role="dispatcher",
+            reason="x",
+        )
+
+
+def test_an_operator_cancel_in_a_role_that_may_not_cancel_is_refused():
+    with pytest.raises(ValueError, match="'dispatcher' or 'admin'"):
+        c.OperatorCancelRide(
+            ride_id=DANA, operator_id=DANA, operator_name="dana", operator_role="viewer", reason="x"
         )

@@ -99,6 +99,7 @@ def test_a_cancel_by_operator_whose_operator_name_is_not_a_name_is_refused() -> 
         "data": {
             "operator_id": "00000000-0000-5000-8000-000000000002",
             "operator_name": "Not A Name",
+            "operator_role": "dispatcher",
             "reason": "dup",
         },
     }
