@@ -132,7 +132,16 @@ class CancelRide(_Request):
 class OperatorCancelRide(_Request):
     """Why an operator cancels a ride: required, recorded with their name."""
 
-    reason: Annotated[str, Field(min_length=1, max_length=500, examples=["rider called in"])]
+    reason: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=500,
+            examples=["rider called in"],
+            description="Shown to the ride's rider and driver as it is (in their view of the "
+            "ride and its stream): no internal notes or other people's data.",
+        ),
+    ]
 
 
 class TokenIssued(BaseModel):

@@ -34,7 +34,10 @@ def operator_cancel_ride(
 ) -> JSONResponse:
     """Cancel a ride before its trip starts, as an operator of role dispatcher or admin
     (a viewer gets a 403), with a reason. The ride's driver, if any, is let go; the
-    `Ride.CancelledByOperator` event names you (`dispatch replay audit` lists it)."""
+    `Ride.CancelledByOperator` event names you and your role (`dispatch replay audit`
+    lists it). **The reason is shown to the ride's rider and driver** (in their view of
+    the ride and its stream), word for word: write it for them, with no internal notes or
+    other people's data. Who you are is not shown to them."""
     access.existing_shard(ctx, ride_id)
     operator = caller.operator
     # DispatcherCaller: an operator who dispatches

@@ -133,3 +133,13 @@ def test_an_operator_cancel_without_a_fitting_reason_is_refused(
 def test_an_operator_cancelling_a_ride_nobody_has_gets_404(world: World) -> None:
     r = _cancel(world, "00000000-0000-4000-8000-000000000000", world.tokens["dispatcher"])
     assert r.status_code == 404, r.text
+
+
+def test_the_api_docs_warn_that_the_cancel_reason_is_shown_to_rider_and_driver(
+    world: World,
+) -> None:
+    spec = world.client.get("/openapi.json").json()
+    endpoint = spec["paths"]["/rides/{ride_id}/operator-cancel"]["post"]
+    assert "The reason is shown to the ride's rider and driver" in endpoint["description"]
+    reason = spec["components"]["schemas"]["OperatorCancelRide"]["properties"]["reason"]
+    assert reason["description"].startswith("Shown to the ride's rider and driver")
