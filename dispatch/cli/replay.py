@@ -289,7 +289,10 @@ def stats(
 @app.command()
 def audit(
     operator: Annotated[
-        str | None, typer.Option(help="Only this operator's actions: a name or an id.")
+        str | None,
+        typer.Option(
+            help="Only this operator's actions: a name, or an id (canonical: dashed, lowercase)."
+        ),
     ] = None,
     shard: Shard = None,
     data_dir: DataDir = None,

@@ -45,15 +45,22 @@ class AuditRecord:
 
 def operator_filter(text: str) -> str:
     """The operator id an ``--operator`` value (a name or an id) stands for; ``ValueError``
-    if it is neither."""
-    try:
-        return str(UUID(text))
-    except ValueError:
-        pass
+    if it is neither. Only a UUID in its canonical form (dashed, lowercase: how the log
+    writes one) is an id; anything else is a name, so a name that ``UUID()`` would also
+    take (32 hex digits) is the operator of that name."""
+    if _is_canonical_uuid(text):
+        return text
     problem = operator_name_error(text)
     if problem is not None:
         raise ValueError(f"{problem}, nor an operator id")
     return str(operator_id(text))
+
+
+def _is_canonical_uuid(text: str) -> bool:
+    try:
+        return str(UUID(text)) == text
+    except ValueError:
+        return False
 
 
 def audit_trail(
@@ -62,12 +69,12 @@ def audit_trail(
     """Every operator action in the log (of ``shard``, or all), by the operator with the id
     ``operator`` (or anyone), in time order across shards."""
     found = [
-        _record(e)
+        e
         for e in read_all(source, shard)
         if _ID in e.data and (operator is None or e.data[_ID] == operator)
     ]
-    found.sort(key=lambda r: (r.at, r.where))
-    return iter(found)
+    found.sort(key=lambda e: (e.at, e.shard, e.position))  # positions as numbers
+    return (_record(e) for e in found)
 
 
 def _record(e: LogEvent) -> AuditRecord:
