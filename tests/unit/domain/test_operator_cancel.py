@@ -11,6 +11,7 @@ import pytest
 from dispatch.domain.driver import DriverStatus
 from dispatch.domain.operators import operator_id
 from dispatch.domain.ride import RideStatus
+from dispatch.matching.decisions import ExpireRequest
 from schemas import commands as c
 
 DANA = operator_id("dana")
@@ -79,6 +80,36 @@ def test_an_operator_cannot_cancel_a_trip_under_way(s):
 
     s.when(_cancel(ride_id)).assert_rejected("illegal_transition")
     assert s.get(ride_id).status == RideStatus.IN_PROGRESS
+
+
+# A refusal of the transition (illegal_transition) is the API's 409.
+def test_an_operator_cannot_cancel_a_completed_ride(s):
+    rider_id, driver_id = s.rider(), s.driver()
+    ride_id = s.completed(rider_id, driver_id)
+
+    s.when(_cancel(ride_id)).assert_rejected("illegal_transition")
+    assert s.get(ride_id).status == RideStatus.COMPLETED
+
+
+@pytest.mark.parametrize("by", ["rider", "operator"])
+def test_an_operator_cannot_cancel_a_ride_already_cancelled(s, by):
+    rider_id = s.rider()
+    ride_id = s.request(rider_id)
+    first = c.CancelRide(ride_id=ride_id, rider_id=rider_id) if by == "rider" else _cancel(ride_id)
+    s.given(first)
+
+    s.when(_cancel(ride_id, "again")).assert_rejected("illegal_transition")
+    assert s.get(ride_id).status == RideStatus.CANCELLED
+
+
+def test_an_operator_cannot_cancel_an_expired_ride(s):
+    rider_id = s.rider()
+    ride_id = s.request(rider_id)
+    s.advance(s.MAX_WAIT_S)
+    s.given(ExpireRequest(ride_id))
+
+    s.when(_cancel(ride_id)).assert_rejected("illegal_transition")
+    assert s.get(ride_id).status == RideStatus.EXPIRED
 
 
 def test_an_operator_cancelling_an_unknown_ride_is_not_found(s):
