@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
@@ -74,7 +74,7 @@ async def follow(
     replay: Iterable[str],
     last: dict[int, int],
     max_s: float,
-    render: Any,
+    render: Callable[[LogEvent], str],
     ends: frozenset[str] = frozenset(),
 ) -> AsyncIterator[str]:
     """Replayed frames, then live events of ``sub`` until an event in ``ends``, an overflow,
@@ -113,7 +113,9 @@ async def follow(
         ctx.hub.unsubscribe(sub)
 
 
-def _log_frame(hidden: frozenset[str]) -> Any:
+def _log_frame(hidden: frozenset[str]) -> Callable[[LogEvent], str]:
+    """A live event's frame, without the fields in ``hidden``."""
+
     def render(event: LogEvent) -> str:
         data = {k: v for k, v in event.data.items() if k not in hidden}
         return frame(event.kind, event.where, event.aggregate_id, event.at, data)
