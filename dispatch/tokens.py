@@ -13,6 +13,12 @@ A token of the format before JWTs (``{sub, role, exp}`` signed with ``DISPATCH_A
 is taken, while the settings allow it, as an access token until it expires: the codec
 verifies it (``dispatch.adapters.jwt.legacy``) and answers its claims with ``typ``
 ``LEGACY_TYPE``; the engine never makes one.
+
+An operator is a principal of their own: an operator token's ``sub`` is the operator's id
+(``dispatch.domain.operators.operator_id``: a UUIDv5 of their name, the same for every
+token of the same name) and its ``operator`` claim their name and operator role
+(``viewer``, ``dispatcher``, ``admin``). A token of role ``operator`` without that claim
+(issued before operator identities, with ``sub`` ``operator``) is refused.
 """
 
 from __future__ import annotations
@@ -22,6 +28,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, cast, get_args
 
+from dispatch.domain.operators import (
+    OPERATOR_ROLES,
+    OperatorRole,
+    operator_id,
+    operator_name_error,
+)
+
 Role = Literal["driver", "rider", "operator"]
 TokenType = Literal["access", "refresh"]
 ROLES: frozenset[str] = frozenset(get_args(Role))
@@ -30,7 +43,6 @@ TOKEN_TYPES: frozenset[str] = frozenset(get_args(TokenType))
 # access token, with the ``iat`` and ``nbf`` of the earliest it could have been issued
 # (``exp`` less the longest lifetime the codec takes for it) and an id the codec makes up.
 LEGACY_TYPE = "legacy"
-OPERATOR_SUBJECT = "operator"
 ISSUER = "dispatch"  # who signs: this engine
 AUDIENCE = "dispatch-api"  # who may take the token: this engine's API
 LEEWAY_S = 30  # how far two API instances' clocks may disagree
@@ -48,10 +60,33 @@ class TokenError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class Operator:
+    """A named operator and their role; ``id`` is derived from the name."""
+
+    name: str
+    role: OperatorRole
+
+    @property
+    def id(self) -> uuid.UUID:
+        return operator_id(self.name)
+
+
+def operator_of(name: str, role: str) -> Operator:
+    """A valid operator, or ``ValueError`` saying what is wrong."""
+    problem = operator_name_error(name)
+    if problem is not None:
+        raise ValueError(problem)
+    if role not in OPERATOR_ROLES:
+        raise ValueError(f"operator role {role[:20]!r} is not one of {', '.join(OPERATOR_ROLES)}")
+    return Operator(name, role)
+
+
+@dataclass(frozen=True, slots=True)
 class Claims:
     """What a token says: who (``sub``, ``role``), what kind (``typ``), from and until when
     (``iat``, which is also ``nbf``, and ``exp``, in whole seconds) and its own id (``jti``).
-    ``legacy``: a token of the format before JWTs (an access token)."""
+    ``legacy``: a token of the format before JWTs (an access token). ``operator``: an
+    operator token's name and operator role (None for other roles)."""
 
     sub: str
     role: Role
@@ -60,9 +95,12 @@ class Claims:
     exp: int
     jti: str
     legacy: bool = False
+    operator: Operator | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return {
+        op = self.operator
+        extra = {"operator": {"name": op.name, "role": op.role}} if op is not None else {}
+        return extra | {
             "iss": ISSUER,
             "aud": AUDIENCE,
             "sub": self.sub,
@@ -75,10 +113,22 @@ class Claims:
         }
 
 
-def mint(sub: str, role: Role, typ: TokenType, now: float, ttl_s: int) -> Claims:
-    """Claims for a new token of ``sub`` valid ``ttl_s`` from ``now``, with a fresh id."""
+def mint(
+    sub: str,
+    role: Role,
+    typ: TokenType,
+    now: float,
+    ttl_s: int,
+    operator: Operator | None = None,
+) -> Claims:
+    """Claims for a new token of ``sub`` valid ``ttl_s`` from ``now``, with a fresh id. An
+    operator's token names the ``operator``, whose id is its subject."""
+    if (role == "operator") != (operator is not None) or (
+        operator is not None and sub != str(operator.id)
+    ):
+        raise ValueError("an operator token's subject is its operator's id, and only its")
     issued = int(now)
-    return Claims(sub, role, typ, issued, issued + ttl_s, uuid.uuid4().hex)
+    return Claims(sub, role, typ, issued, issued + ttl_s, uuid.uuid4().hex, operator=operator)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +173,9 @@ def read_claims(
         raise TokenError(f"malformed token payload: unknown role {str(role)[:20]!r}")
     if not isinstance(kind, str) or kind not in TOKEN_TYPES | {LEGACY_TYPE}:
         raise TokenError(f"malformed token payload: unknown token type {str(kind)[:20]!r}")
-    if not isinstance(sub, str) or not subject_fits(sub, role):
+    # an operator's subject is the id of the operator it names (checked there)
+    operator = _operator(payload, sub) if role == "operator" else None
+    if not isinstance(sub, str) or not subject_fits(sub):
         raise TokenError(f"malformed token payload: no {role} is called {str(sub)[:40]!r}")
     if not isinstance(jti, str) or not 0 < len(jti) <= 64:
         raise TokenError("malformed token payload: the token id (jti) is not a short string")
@@ -148,12 +200,33 @@ def read_claims(
         if typ != "access":
             raise TokenError(
                 "a token of the previous format cannot refresh: it is a bearer token until it "
-                "expires; a registration or `dispatch operator-token --json` gives a refresh token"
+                "expires; a registration or `dispatch operator-token ... --json` gives a "
+                "refresh token"
             )
-        return Claims(sub, cast(Role, role), "access", iat, exp, jti, legacy=True)
+        return Claims(sub, cast(Role, role), "access", iat, exp, jti, True, operator)
     if kind != typ:
         raise TokenError(_WRONG_TYPE[typ])
-    return Claims(sub, cast(Role, role), kind, iat, exp, jti)
+    return Claims(sub, cast(Role, role), kind, iat, exp, jti, operator=operator)
+
+
+def _operator(payload: Mapping[str, Any], sub: str) -> Operator:
+    """The operator an operator token names, whose id must be its subject."""
+    claim = payload.get("operator")
+    if not isinstance(claim, Mapping):
+        raise TokenError(
+            "an operator token must name its operator (one issued before operator identities "
+            "does not): get one with `dispatch operator-token --name NAME --role ROLE`"
+        )
+    name, role = claim.get("name"), claim.get("role")
+    if not isinstance(name, str) or not isinstance(role, str):
+        raise TokenError("malformed token payload: the operator claim has no name or role")
+    try:
+        operator = operator_of(name, role)
+    except ValueError as error:
+        raise TokenError(f"malformed token payload: {error}") from None
+    if str(operator.id) != sub:
+        raise TokenError("malformed token payload: the subject is not the named operator's id")
+    return operator
 
 
 _WRONG_TYPE: Mapping[str, str] = {
@@ -169,11 +242,9 @@ def _seconds(payload: Mapping[str, Any], name: str) -> int:
     return value
 
 
-def subject_fits(sub: str, role: str) -> bool:
-    """An operator token names the operator; a driver's or rider's names an id (a UUID in
-    its canonical form)."""
-    if role == "operator":
-        return sub == OPERATOR_SUBJECT
+def subject_fits(sub: str) -> bool:
+    """A token names an id (a UUID in its canonical form): a driver's, a rider's or an
+    operator's (``operator_id``)."""
     try:
         return str(uuid.UUID(sub)) == sub
     except ValueError:

@@ -129,6 +129,21 @@ class CancelRide(_Request):
     reason: Reason = ""
 
 
+class OperatorCancelRide(_Request):
+    """Why an operator cancels a ride: required, recorded with their name."""
+
+    reason: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=500,
+            examples=["rider called in"],
+            description="Shown to the ride's rider and driver as it is (in their view of the "
+            "ride and its stream): no internal notes or other people's data.",
+        ),
+    ]
+
+
 class TokenIssued(BaseModel):
     """A bearer (access) token bound to one driver, rider or operator, and the refresh token
     that gets the next pair (``POST /auth/refresh``) before or after it expires."""

@@ -11,9 +11,11 @@ from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from schemas.common import LatLng, Name, Reason
+from dispatch.domain.operators import DispatchingRole
+from dispatch.domain.operators import operator_id as id_of_operator
+from schemas.common import LatLng, Name, OperatorName, Reason
 
 SCHEMA_VERSION: Literal[1] = 1
 
@@ -62,6 +64,34 @@ class CancelRide(_Command):
     reason: Reason = ""
 
 
+class OperatorCancelRide(_Command):
+    """An operator who dispatches cancels a ride (before the trip starts), with a reason;
+    the event it records names them."""
+
+    type: Literal["operator_cancel_ride"] = "operator_cancel_ride"
+    ride_id: UUID
+    operator_id: UUID = Field(
+        description="The operator's id: the one their name gives (a UUIDv5 of "
+        "operator_name, dispatch.domain.operators.operator_id); any other is refused."
+    )
+    operator_name: OperatorName
+    operator_role: DispatchingRole = Field(
+        description="The role their token gives them (one that may cancel), recorded with them."
+    )
+    reason: Annotated[str, Field(min_length=1, max_length=500)]
+
+    @model_validator(mode="after")
+    def _names_one_operator(self) -> OperatorCancelRide:
+        """The id and the name are one operator's: the audit record cannot disagree."""
+        expected = id_of_operator(self.operator_name)
+        if self.operator_id != expected:
+            raise ValueError(
+                f"operator_id {self.operator_id} is not the id of operator "
+                f"{self.operator_name!r} ({expected})"
+            )
+        return self
+
+
 class _DriverRideCommand(_Command):
     ride_id: UUID
     driver_id: UUID
@@ -101,6 +131,7 @@ Command = Annotated[
     | GoOffline
     | RequestRide
     | CancelRide
+    | OperatorCancelRide
     | AcceptOffer
     | DeclineOffer
     | MarkArrived

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler
 from pydantic_core import CoreSchema, core_schema
 
 from dispatch.domain.geo import MAX_LAT, MAX_LNG, MIN_LAT, MIN_LNG
+from dispatch.domain.operators import OPERATOR_NAME_PATTERN
 
 # The bounds are the domain's (dispatch.domain.geo), so the wire refuses what it refuses.
 Latitude = Annotated[float, Field(ge=MIN_LAT, le=MAX_LAT, allow_inf_nan=False, examples=[37.7749])]
@@ -17,6 +18,7 @@ Longitude = Annotated[
 ]
 Name = Annotated[str, Field(min_length=1, max_length=200, examples=["Ada"])]
 Reason = Annotated[str, Field(max_length=500)]
+OperatorName = Annotated[str, Field(pattern=OPERATOR_NAME_PATTERN, max_length=32)]
 
 
 class OneOf:

@@ -17,8 +17,9 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from dispatch.domain.driver import OfferOutcome, ReleaseReason
+from dispatch.domain.operators import OperatorRole
 from dispatch.domain.ride import RIDE_ENDINGS, RideStatus
-from schemas.common import OneOf
+from schemas.common import OneOf, OperatorName
 
 Coordinate = Annotated[list[float], Field(min_length=2, max_length=2)]
 # What a rider is told when the ride ends: the terminal status its ending left.
@@ -52,6 +53,13 @@ class RideDriverEvent(_Data):
 
 
 class RideCancelledByRider(_Data):
+    reason: str
+
+
+class RideCancelledByOperator(_Data):
+    operator_id: UUID = Field(description="Who cancelled: the operator's id.")
+    operator_name: OperatorName = Field(description="Who cancelled: the operator's name.")
+    operator_role: OperatorRole = Field(description="The operator role they cancelled in.")
     reason: str
 
 
@@ -206,6 +214,7 @@ EVENT_DATA: dict[str, type[_Data]] = {
     "dispatch.Ride.TripStarted": RideDriverEvent,
     "dispatch.Ride.Completed": RideDriverEvent,
     "dispatch.Ride.CancelledByRider": RideCancelledByRider,
+    "dispatch.Ride.CancelledByOperator": RideCancelledByOperator,
     "dispatch.Ride.CancelledByDriver": RideCancelledByDriver,
     "dispatch.Ride.Expired": Empty,
     "dispatch.Driver.Registered": Registered,

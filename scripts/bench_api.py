@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pydantic import SecretStr
 
 from dispatch.api import AuthSettings, create_app
-from dispatch.api.auth import mint_access_token
+from dispatch.api.auth import mint_access_token, mint_operator_token
 from dispatch.api.context import ApiOptions
 from dispatch.api.serve import server_config
 from dispatch.api.settings import ApiLimits
@@ -502,7 +502,7 @@ def main() -> None:
             app = create_app(runtime, auth, ApiOptions(manage_runtime=False), UNLIMITED)
             port = free_port()
             base = f"http://127.0.0.1:{port}"
-            operator = mint_access_token(auth, "operator", "operator")
+            operator = mint_operator_token(auth, "bench", "viewer")
             with Server(app, port):
                 report["b_http"] = http_nearby(base, operator, queries, a.rate, a.seconds)
                 report["b_http"]["server_p99_at_most_ms"] = server_p99_bound_ms(

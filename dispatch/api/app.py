@@ -19,7 +19,7 @@ from dispatch.api.limits import BodyLimitMiddleware
 from dispatch.api.metrics import ApiMetrics, LatencyMiddleware
 from dispatch.api.ratelimit import RateLimits
 from dispatch.api.routers import auth as auth_routes
-from dispatch.api.routers import drivers, ops, queries, riders, streams
+from dispatch.api.routers import drivers, operators, ops, queries, riders, streams
 from dispatch.api.settings import ApiLimits
 from dispatch.runtime import Runtime
 
@@ -35,6 +35,7 @@ query (`?after=` or `X-Consistency-Token`) to read your own write. Send an
 TAGS = [
     {"name": "drivers", "description": "Registration, availability, pings, ride actions."},
     {"name": "riders", "description": "Registration, ride requests and cancellation."},
+    {"name": "operators", "description": "What operators who dispatch may change."},
     {"name": "queries", "description": "Read views, optionally after a consistency token."},
     {"name": "auth", "description": "A new access token for a refresh token."},
     {"name": "streams", "description": "Server-sent events of a ride or a driver."},
@@ -100,6 +101,7 @@ def create_app(
     app.include_router(drivers.rides)
     app.include_router(riders.router)
     app.include_router(riders.rides)
+    app.include_router(operators.rides)
     app.include_router(streams.router)
     app.include_router(auth_routes.router)
     app.include_router(ops.router)

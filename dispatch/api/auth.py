@@ -2,7 +2,8 @@
 
 Registering a driver or rider issues a pair bound to that id; ``POST /auth/refresh``
 exchanges a refresh token for a new pair; an operator's are issued from the settings
-(``mint_operator_token``, ``dispatch operator-token``), never over HTTP. What a token
+for a named operator with a role (``mint_operator_token``, ``dispatch operator-token
+--name alice --role dispatcher``), never over HTTP. What a token
 carries and how it is checked: ``dispatch.tokens``; the keys and lifetimes:
 ``dispatch.api.keys``; the signing library: the codec the composition root builds.
 """
@@ -15,15 +16,17 @@ from datetime import UTC, datetime
 
 from dispatch.api.keys import AuthSettings
 from dispatch.bootstrap import build_token_codec
+from dispatch.domain.operators import OperatorRole
 from dispatch.tokens import (
     LEGACY_TYPE,
-    OPERATOR_SUBJECT,
     Claims,
+    Operator,
     Role,
     TokenCodec,
     TokenError,
     TokenType,
     mint,
+    operator_of,
     read_claims,
 )
 from schemas.api import TokenIssued
@@ -35,6 +38,7 @@ __all__ = [
     "TokenError",
     "Tokens",
     "decode",
+    "issue_operator_tokens",
     "mint_operator_token",
 ]
 
@@ -44,11 +48,13 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: the subject (a driver or rider id, or ``operator``) and its role."""
+    """Who is calling: the subject (a driver, rider or operator id) and its role; for an
+    operator, their name and operator role."""
 
     sub: str
     role: Role
     exp: int
+    operator: Operator | None = None
 
 
 class Tokens:
@@ -64,14 +70,19 @@ class Tokens:
             LEGACY_TYPE: settings.legacy_token_ttl_s,
         }
 
-    def access_token(self, sub: str, role: Role, now: float) -> tuple[str, Claims]:
-        claims = mint(sub, role, "access", now, self.settings.token_ttl_s)
+    def access_token(
+        self, sub: str, role: Role, now: float, operator: Operator | None = None
+    ) -> tuple[str, Claims]:
+        claims = mint(sub, role, "access", now, self.settings.token_ttl_s, operator)
         return self._codec.sign(claims.as_json()), claims
 
-    def issue(self, sub: str, role: Role, now: float) -> TokenIssued:
-        """A fresh access token and refresh token for ``sub``."""
-        access, claims = self.access_token(sub, role, now)
-        refresh = mint(sub, role, "refresh", now, self.settings.refresh_token_ttl_s)
+    def issue(
+        self, sub: str, role: Role, now: float, operator: Operator | None = None
+    ) -> TokenIssued:
+        """A fresh access token and refresh token for ``sub`` (an operator's names them)."""
+        access, claims = self.access_token(sub, role, now, operator)
+        ttl = self.settings.refresh_token_ttl_s
+        refresh = mint(sub, role, "refresh", now, ttl, operator)
         return TokenIssued(
             access_token=access,
             expires_at=datetime.fromtimestamp(claims.exp, UTC),
@@ -82,7 +93,7 @@ class Tokens:
     def principal(self, token: str, now: float) -> Principal:
         """Who an access token stands for, or ``TokenError`` with the reason."""
         claims = self.read(token, "access", now)
-        return Principal(claims.sub, claims.role, claims.exp)
+        return Principal(claims.sub, claims.role, claims.exp, claims.operator)
 
     def read(self, token: str, typ: TokenType, now: float) -> Claims:
         if not token.isascii():
@@ -105,9 +116,22 @@ def mint_access_token(
     return tokens_for(settings).access_token(sub, role, _now(now))[0]
 
 
-def mint_operator_token(settings: AuthSettings, now: float | None = None) -> str:
-    """An operator access token (for operator-only endpoints such as the heatmap)."""
-    return mint_access_token(settings, OPERATOR_SUBJECT, "operator", now)
+def mint_operator_token(
+    settings: AuthSettings, name: str, role: OperatorRole | str, now: float | None = None
+) -> str:
+    """An access token for the operator ``name`` with the operator ``role``; ``ValueError``
+    for a name or role that is not one."""
+    operator = operator_of(name, role)
+    tokens = tokens_for(settings)
+    return tokens.access_token(str(operator.id), "operator", _now(now), operator)[0]
+
+
+def issue_operator_tokens(
+    settings: AuthSettings, name: str, role: OperatorRole | str, now: float | None = None
+) -> TokenIssued:
+    """An access and a refresh token for the operator ``name`` with ``role``."""
+    operator = operator_of(name, role)
+    return tokens_for(settings).issue(str(operator.id), "operator", _now(now), operator)
 
 
 def decode(settings: AuthSettings, token: str, now: float | None = None) -> Principal:

@@ -18,13 +18,14 @@ from pydantic import WithJsonSchema
 from dispatch.api.auth import Principal, TokenError
 from dispatch.api.context import ApiContext
 from dispatch.api.errors import ApiError, forbidden, unauthorized
+from dispatch.domain.operators import DISPATCHING_ROLES
 from schemas.api import TOKEN_PATTERN
 from schemas.api import ConsistencyToken as TokenText
 
 _bearer = HTTPBearer(
     auto_error=False,
     description="An access token from `POST /drivers`, `POST /riders` or `POST /auth/refresh`, "
-    "or an operator token.",
+    "or an operator's token (`dispatch operator-token --name NAME --role ROLE`).",
 )
 
 
@@ -79,9 +80,27 @@ def _role(*roles: str) -> object:
     return Depends(check)
 
 
+def _operator_role(*roles: str) -> object:
+    """An operator whose operator role is one of ``roles``."""
+
+    async def check(caller: Caller) -> Principal:
+        wanted = " or ".join(roles)
+        if caller.operator is None:
+            raise forbidden(f"this needs an operator of role {wanted}; yours is a {caller.role}")
+        if caller.operator.role not in roles:
+            raise forbidden(
+                f"this needs an operator of role {wanted}; operator {caller.operator.name} is a "
+                f"{caller.operator.role}"
+            )
+        return caller
+
+    return Depends(check)
+
+
 DriverCaller = Annotated[Principal, _role("driver")]
 RiderCaller = Annotated[Principal, _role("rider")]
-OperatorCaller = Annotated[Principal, _role("operator")]
+OperatorCaller = Annotated[Principal, _role("operator")]  # any operator: a viewer reads
+DispatcherCaller = Annotated[Principal, _operator_role(*DISPATCHING_ROLES)]
 RiderOrOperator = Annotated[Principal, _role("rider", "operator")]
 
 

@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+from dispatch.api.auth import Principal
+from dispatch.domain.operators import AUDIT_FIELDS
 from projections.drivers import DriverRow
 from projections.locations import DriverLocation
 from projections.rides import RideRow
@@ -23,14 +25,19 @@ def _uuid(value: str | None) -> UUID | None:
     return UUID(value) if value else None
 
 
-def timeline_entry(entry: dict[str, Any]) -> TimelineEntry:
-    data = {k: v for k, v in entry.items() if k not in _TIMELINE_KEYS}
+def timeline_entry(entry: dict[str, Any], hidden: frozenset[str] = frozenset()) -> TimelineEntry:
+    data = {k: v for k, v in entry.items() if k not in _TIMELINE_KEYS and k not in hidden}
     return TimelineEntry(
         event=entry["event"], at=when(entry["at"]), position=entry["position"], data=data
     )
 
 
-def ride_view(row: RideRow) -> RideView:
+def hidden_from(caller: Principal) -> frozenset[str]:
+    """What of an event a caller does not see: who the operator was, unless an operator."""
+    return frozenset() if caller.role == "operator" else frozenset(AUDIT_FIELDS)
+
+
+def ride_view(row: RideRow, hidden: frozenset[str] = frozenset()) -> RideView:
     return RideView(
         ride_id=UUID(row.ride_id),
         rider_id=UUID(row.rider_id),
@@ -43,7 +50,7 @@ def ride_view(row: RideRow) -> RideView:
         requested_at=when(row.requested_at),
         updated_at=when(row.updated_at),
         version=row.version,
-        timeline=[timeline_entry(e) for e in row.timeline],
+        timeline=[timeline_entry(e, hidden) for e in row.timeline],
     )
 
 

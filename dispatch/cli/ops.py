@@ -67,6 +67,17 @@ def worker(
 
 
 def operator_token(
+    name: Annotated[
+        str,
+        typer.Option(
+            help="The operator's name (1 to 32 lowercase letters, digits, '.', '_' or '-', "
+            "from a letter): the same name is the same operator, whose actions the audit "
+            "trail names."
+        ),
+    ],
+    role: Annotated[
+        str, typer.Option(help="viewer (reads), dispatcher (also acts on rides) or admin.")
+    ],
     json_out: Annotated[
         bool,
         typer.Option(
@@ -75,18 +86,20 @@ def operator_token(
         ),
     ] = False,
 ) -> None:
-    """Print an operator access token (for operator-only endpoints such as /heatmap),
-    signed with the key DISPATCH_AUTH_SIGNING_KEY names (or DISPATCH_AUTH_SECRET) and
-    valid DISPATCH_AUTH_TOKEN_TTL_S."""
-    import time
+    """Print an access token for the operator NAME with ROLE (for operator endpoints such
+    as /heatmap), signed with the key DISPATCH_AUTH_SIGNING_KEY names (or
+    DISPATCH_AUTH_SECRET) and valid DISPATCH_AUTH_TOKEN_TTL_S."""
+    from dispatch.api.auth import AuthSettings, issue_operator_tokens, mint_operator_token
+    from dispatch.domain.operators import OPERATOR_ROLES, operator_name_error
 
-    from dispatch.api.auth import AuthSettings, mint_operator_token, tokens_for
-    from dispatch.tokens import OPERATOR_SUBJECT
-
+    problem = operator_name_error(name)
+    if problem is not None:
+        raise typer.BadParameter(problem, param_hint="--name")
+    if role not in OPERATOR_ROLES:
+        raise typer.BadParameter(f"choose {', '.join(OPERATOR_ROLES)}", param_hint="--role")
     with reported("mint an operator token"):
         settings = AuthSettings()
         if json_out:
-            issued = tokens_for(settings).issue(OPERATOR_SUBJECT, "operator", time.time())
-            print(issued.model_dump_json())
+            print(issue_operator_tokens(settings, name, role).model_dump_json())
         else:
-            print(mint_operator_token(settings))
+            print(mint_operator_token(settings, name, role))

@@ -1,4 +1,4 @@
-"""``dispatch replay``: rebuild, inspect, time-travel, verify and export the event log.
+"""``dispatch replay``: rebuild, inspect, time-travel, verify, audit and export the event log.
 
 Every subcommand only reads the log (``adopt`` writes the manifest of an old data dir).
 Embedded, a data dir that is missing, lacks its manifest or has a shard file missing or
@@ -284,6 +284,43 @@ def stats(
             table.add_row(str(key), f"{value:,}")
         console.print(table)
     console.print(f"{result.events:,} events; log size {result.log_bytes / 1e6:.1f} MB")
+
+
+@app.command()
+def audit(
+    operator: Annotated[
+        str | None,
+        typer.Option(
+            help="Only this operator's actions: a name, or an id (canonical: dashed, lowercase)."
+        ),
+    ] = None,
+    shard: Shard = None,
+    data_dir: DataDir = None,
+    kafka: Kafka = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """The audit trail: every operator action in the log, oldest first, naming who acted."""
+    from datetime import UTC, datetime
+
+    from dispatch.replay.audit import audit_trail, operator_filter
+
+    try:
+        wanted = operator_filter(operator) if operator is not None else None
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--operator") from None
+    for record in audit_trail(_source(data_dir, kafka, shard), wanted, shard):
+        if as_json:
+            sys.stdout.write(orjson.dumps(record.as_json()).decode() + "\n")
+            continue
+        when = datetime.fromtimestamp(record.at, UTC).isoformat()
+        console.print(
+            f"{when} {record.where} {record.kind} {record.aggregate_id} by "
+            f"{record.operator_name} ({record.operator_role}, {record.operator_id}): "
+            f"{record.details}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @app.command()

@@ -42,7 +42,9 @@ OFFER_OUTCOMES: tuple[OfferOutcome, ...] = get_args(OfferOutcome)
 # Why a driver's ride ended (``Released``'s reason).
 # ``withdrawn``: a ride of another shard let the driver go after its owner had assigned it
 # (the ride's offer ran out on its clock, or it was declined, before the confirmation came).
-ReleaseReason = Literal["completed", "cancelled_by_rider", "cancelled_by_driver", "withdrawn"]
+ReleaseReason = Literal[
+    "completed", "cancelled_by_rider", "cancelled_by_driver", "withdrawn", "cancelled_by_operator"
+]
 RELEASE_REASONS: tuple[ReleaseReason, ...] = get_args(ReleaseReason)
 
 

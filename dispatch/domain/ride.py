@@ -2,8 +2,9 @@
 
 requested -> offered -> accepted -> driver_arrived -> in_progress -> completed.
 A declined or expired offer, or a driver cancelling after accepting, sends the ride
-back to ``requested`` with that driver excluded. The rider may cancel any time before
-the trip starts. A ride still unserved after its max wait expires.
+back to ``requested`` with that driver excluded. The rider, or an operator who dispatches
+(naming themselves in the event: the audit trail), may cancel any time before the trip
+starts. A ride still unserved after its max wait expires.
 
 ``RIDE_TRANSITIONS`` (at the end) is the one table of these moves: the aggregate records
 no event its table does not allow and takes its status from it; the matcher, the log
@@ -43,6 +44,7 @@ TERMINAL = frozenset({RideStatus.COMPLETED, RideStatus.CANCELLED, RideStatus.EXP
 RIDER_CANCELLABLE = frozenset(
     {RideStatus.REQUESTED, RideStatus.OFFERED, RideStatus.ACCEPTED, RideStatus.DRIVER_ARRIVED}
 )
+OPERATOR_CANCELLABLE = RIDER_CANCELLABLE
 DRIVER_CANCELLABLE = frozenset({RideStatus.ACCEPTED, RideStatus.DRIVER_ARRIVED})
 ASSIGNED = frozenset({RideStatus.ACCEPTED, RideStatus.DRIVER_ARRIVED, RideStatus.IN_PROGRESS})
 
@@ -180,6 +182,21 @@ class Ride(Aggregate):
     class CancelledByRider(Event):
         TOPIC = "dispatch.Ride.CancelledByRider"
         class_version = 1
+        reason: str
+
+        def apply(self, ride: Ride) -> None:
+            super().apply(ride)
+            ride.offered_to = None
+            ride.offer_expires_at = None
+
+    class CancelledByOperator(Event):
+        """An operator cancelled the ride; the event names who (the audit trail)."""
+
+        TOPIC = "dispatch.Ride.CancelledByOperator"
+        class_version = 1
+        operator_id: str
+        operator_name: str
+        operator_role: str
         reason: str
 
         def apply(self, ride: Ride) -> None:
@@ -380,6 +397,22 @@ class Ride(Aggregate):
         self._trigger(self.CancelledByRider, at, reason=reason)
         return driver
 
+    def cancel_by_operator(
+        self, operator_id: UUID, operator_name: str, operator_role: str, reason: str, at: datetime
+    ) -> UUID | None:
+        """Cancel for an operator, who is named in the event with the role they acted in;
+        returns the driver to release (offered or assigned), if any."""
+        if self.status not in OPERATOR_CANCELLABLE:
+            raise IllegalTransition(
+                f"ride {self.id} is {self.status}: an operator can cancel only before the trip "
+                "starts"
+            )
+        driver = self.offered_to or self.driver_id
+        self._trigger(self.CancelledByOperator, at, operator_id=str(operator_id),
+                      operator_name=operator_name, operator_role=operator_role,
+                      reason=reason)  # fmt: skip
+        return driver
+
     def cancel_by_driver(self, driver_id: UUID, reason: str, at: datetime) -> None:
         self.check_driver_cancel(driver_id)
         self._trigger(self.CancelledByDriver, at, driver_id=str(driver_id), reason=reason)
@@ -434,6 +467,7 @@ RIDE_TRANSITIONS: dict[str, tuple[frozenset[RideStatus], RideStatus]] = {
     Ride.TripStarted.TOPIC: (frozenset({R.DRIVER_ARRIVED}), R.IN_PROGRESS),
     Ride.Completed.TOPIC: (frozenset({R.IN_PROGRESS}), R.COMPLETED),
     Ride.CancelledByRider.TOPIC: (RIDER_CANCELLABLE, R.CANCELLED),
+    Ride.CancelledByOperator.TOPIC: (OPERATOR_CANCELLABLE, R.CANCELLED),
     Ride.CancelledByDriver.TOPIC: (DRIVER_CANCELLABLE, R.REQUESTED),
     Ride.Expired.TOPIC: (frozenset({R.REQUESTED}), R.EXPIRED),
 }

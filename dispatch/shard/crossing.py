@@ -193,6 +193,7 @@ _RELEASED: dict[str, ReleaseReason] = {
     "completed": "completed",
     "cancelled_by_driver": "cancelled_by_driver",
     "cancelled_by_rider": "cancelled_by_rider",
+    "cancelled_by_operator": "cancelled_by_operator",
 }
 
 

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from dispatch.domain.driver import Driver, DriverStatus
+from dispatch.domain.driver import Driver, DriverStatus, ReleaseReason
 from dispatch.domain.errors import (
     AlreadyExists,
     BusyElsewhere,
@@ -111,22 +111,53 @@ def cancel_ride(uow: UnitOfWork, cmd: c.CancelRide, now: datetime, p: Policy) ->
         raise NotFound(f"ride {cmd.ride_id} not found")
     if ride.rider_id != cmd.rider_id:
         raise Forbidden(f"ride {cmd.ride_id} belongs to another rider")
+    return _cancel(
+        uow, ride, "cancelled_by_rider", now,
+        lambda: ride.cancel_by_rider(cmd.rider_id, cmd.reason, now),
+    )  # fmt: skip
+
+
+def operator_cancel_ride(
+    uow: UnitOfWork, cmd: c.OperatorCancelRide, now: datetime, p: Policy
+) -> list[UUID]:
+    """A dispatcher (or admin) cancels a ride; its event names them and their role (the
+    audit trail)."""
+    ride = uow.find(Ride, cmd.ride_id)
+    if ride is None:
+        raise NotFound(f"ride {cmd.ride_id} not found")
+    return _cancel(
+        uow, ride, "cancelled_by_operator", now,
+        lambda: ride.cancel_by_operator(
+            cmd.operator_id, cmd.operator_name, cmd.operator_role, cmd.reason, now
+        ),
+    )  # fmt: skip
+
+
+def _cancel(
+    uow: UnitOfWork,
+    ride: Ride,
+    reason: ReleaseReason,
+    now: datetime,
+    decide: Callable[[], UUID | None],
+) -> list[UUID]:
+    """Cancel ``ride`` (``decide`` records the cancellation and returns the driver it
+    held, if any), let its driver go (here or at the driver's owner) and end it for the
+    rider."""
     status, asking = ride.status, ride.asking
     held = ride.offered_to or ride.driver_id
     elsewhere = held is not None and is_foreign(ride, held)
-    driver_id = ride.cancel_by_rider(cmd.rider_id, cmd.reason, now)
+    driver_id = decide()
     changed = [ride.id]
     if asking is not None:
         let_go(uow, ride, asking, "withdrawn", now)
     if driver_id is not None and elsewhere:
-        reason = "withdrawn" if status == RideStatus.OFFERED else "cancelled_by_rider"
-        let_go(uow, ride, driver_id, reason, now)
+        let_go(uow, ride, driver_id, "withdrawn" if status == RideStatus.OFFERED else reason, now)
     elif driver_id is not None:
         driver = uow.get(Driver, driver_id)
         if status == RideStatus.OFFERED:
             driver.close_offer(ride.id, "withdrawn", now)
         else:
-            driver.release(ride.id, "cancelled_by_rider", now)
+            driver.release(ride.id, reason, now)
         changed.append(driver_id)
     end_for_rider(uow, ride, now)  # the status its ending left
     if shard_of(ride.rider_id) == shard_of(ride.id):
@@ -228,6 +259,7 @@ HANDLERS: dict[str, Handler] = {
     "go_offline": go_offline,
     "request_ride": request_ride,
     "cancel_ride": cancel_ride,
+    "operator_cancel_ride": operator_cancel_ride,
     "accept_offer": accept_offer,
     "decline_offer": decline_offer,
     "mark_arrived": mark_arrived,

@@ -25,6 +25,7 @@ from dispatch.adapters.kafka.processes import start_worker, stop_worker
 from dispatch.api import AuthSettings, create_app, mint_operator_token
 from dispatch.api.context import ApiOptions
 from dispatch.bootstrap import build_runtime
+from dispatch.domain.operators import OPERATOR_NAMESPACE
 from dispatch.runtime import Runtime
 from dispatch.settings import Settings
 
@@ -136,7 +137,7 @@ def serve(settings: Settings) -> Iterator[Api]:
     auth = AuthSettings(secret=SecretStr(SECRET), environment="production")
     options = ApiOptions(heartbeat_s=0.2, read_wait_s=1.0, command_timeout_s=5.0)
     with TestClient(create_app(runtime, auth, options)) as client:
-        yield Api(client, runtime, bearer(mint_operator_token(auth)))
+        yield Api(client, runtime, bearer(mint_operator_token(auth, "ops", "admin")))
 
 
 @pytest.fixture
@@ -376,3 +377,44 @@ def _iso(ts: float) -> str:
     from datetime import UTC, datetime
 
     return datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+def test_a_live_operator_cancel_frame_names_the_operator_to_operators_only(api: Api) -> None:
+    c = api.client
+    driver_id, driver = api.register_driver()
+    _, rider = api.register_rider()
+    api.online_near_pickup(driver_id, driver)
+    r = c.post("/rides", headers=rider, json={"pickup": PICKUP, "dropoff": DROPOFF})
+    assert r.status_code == 201, r.text
+    ride_id = r.json()["ride_id"]
+    deadline = time.monotonic() + WAIT_S
+    while c.get(f"/rides/{ride_id}", headers=rider).json()["offered_to"] != driver_id:
+        assert time.monotonic() < deadline, "the ride was never offered to the driver"
+        time.sleep(0.02)
+    assert c.post(f"/rides/{ride_id}/accept", headers=driver).status_code == 200
+    streams = {
+        who: EventStream(c, f"/rides/{ride_id}/events?max_s=30", headers).open()
+        for who, headers in (("rider", rider), ("driver", driver), ("operator", api.operator))
+    }
+    try:
+        for stream in streams.values():  # the timeline so far: what follows is live
+            stream.next("Ride.Accepted")
+
+        cancel = c.post(
+            f"/rides/{ride_id}/operator-cancel", headers=api.operator, json={"reason": "dup"}
+        )
+        assert cancel.status_code == 200, cancel.text
+
+        frames = {who: s.next("Ride.CancelledByOperator")[1] for who, s in streams.items()}
+        assert frames["rider"]["data"] == {"reason": "dup"}
+        assert frames["driver"]["data"] == {"reason": "dup"}
+        assert frames["operator"]["data"] == {
+            "operator_id": str(uuid.uuid5(OPERATOR_NAMESPACE, "ops")),
+            "operator_name": "ops",
+            "operator_role": "admin",
+            "reason": "dup",
+        }
+        assert len({f["position"] for f in frames.values()}) == 1  # one event, three views
+    finally:
+        for stream in streams.values():
+            stream.close()

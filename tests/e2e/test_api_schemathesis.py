@@ -100,7 +100,7 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         tokens = {
             "driver": driver["token"]["access_token"],
             "rider": rider["token"]["access_token"],
-            "operator": mint_operator_token(auth),
+            "operator": mint_operator_token(auth, "ops", "admin"),
         }
         auth_driver = {"Authorization": f"Bearer {tokens['driver']}"}
         client.post(f"/drivers/{driver['driver_id']}/online", headers=auth_driver)

@@ -23,7 +23,7 @@ from dispatch.settings import Settings
 
 SECRET = "CCisrPB9f_7OMQDgtQXv-O_IxZF-9MDZ6K4SVXRKH9BFVZnm"
 AUTH = AuthSettings(secret=SecretStr(SECRET), environment="production")
-OPERATOR = {"Authorization": f"Bearer {mint_operator_token(AUTH)}"}
+OPERATOR = {"Authorization": f"Bearer {mint_operator_token(AUTH, 'ops', 'viewer')}"}
 PICKUP = {"lat": 37.7749, "lng": -122.4194}
 DROPOFF = {"lat": 37.7599, "lng": -122.4148}
 RETENTION_S = 1.0

@@ -16,6 +16,7 @@ from dispatch.adapters.sqlite.logsource import SqliteLogSource
 from dispatch.bootstrap import build_embedded_engine
 from dispatch.domain.driver import Driver, DriverStatus
 from dispatch.domain.ids import new_id
+from dispatch.domain.operators import operator_id
 from dispatch.domain.ride import Ride, RideStatus
 from dispatch.domain.rider import Rider
 from dispatch.messages import Ping
@@ -224,6 +225,42 @@ def test_a_ride_is_offered_a_driver_of_another_shard_who_is_assigned_at_its_owne
     freed: Driver = city.get(city.engine, H, driver)
     assert freed.status == DriverStatus.AVAILABLE and freed.trips == 1
     assert city.rider_ride(rider) is None
+    assert city.verify() == []
+
+
+def test_an_operator_cancel_releases_a_driver_of_another_shard_at_its_owner(
+    tmp_path: Path,
+) -> None:
+    city = City(tmp_path)
+    rider = a_rider(city)
+    driver = a_driver_online_near_the_pickup(city, H)  # owned by H, the ride is at R
+    ride, _ = request(city, rider)
+    city.settle()
+    accept = city.send(c.AcceptOffer(ride_id=ride, driver_id=driver))
+    city.settle()
+    assert city.outcome(accept).accepted
+
+    cancel = city.send(
+        c.OperatorCancelRide(
+            ride_id=ride,
+            operator_id=operator_id("dana"),
+            operator_name="dana",
+            operator_role="dispatcher",
+            reason="dup",
+        )
+    )
+    city.settle()
+
+    assert city.outcome(cancel).accepted and city.outcome(cancel).shard == R
+    assert city.get(city.engine, R, ride).status == RideStatus.CANCELLED
+    assert city.get(city.engine, H, driver).status == DriverStatus.AVAILABLE
+    assert city.rider_ride(rider) is None
+    source = SqliteLogSource(city.settings.data_dir)
+    try:
+        reasons = [e.data["reason"] for e in source.read(H) if e.topic == Driver.Released.TOPIC]
+    finally:
+        source.close()
+    assert reasons == ["cancelled_by_operator"]
     assert city.verify() == []
 
 

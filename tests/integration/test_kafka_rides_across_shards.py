@@ -43,6 +43,7 @@ from dispatch.adapters.kafka.transport import KafkaTransport
 from dispatch.adapters.kafka.worker import KafkaWorker
 from dispatch.bootstrap import build_kafka_worker, build_log_source
 from dispatch.domain.ids import new_id
+from dispatch.domain.operators import operator_id
 from dispatch.domain.ride import Ride
 from dispatch.domain.rider import Rider
 from dispatch.log import LogEvent
@@ -62,6 +63,7 @@ H, R = 0, 1  # the riders' home shard (San Francisco), the pickups' shard (San J
 SF = LatLng(lat=37.7749, lng=-122.4194)
 SAN_JOSE = LatLng(lat=37.3382, lng=-121.8863)
 SAN_JOSE_DROPOFF = LatLng(lat=37.3440, lng=-121.8800)
+DANA = operator_id("dana")
 MARKETS = [
     MarketConfig(name="sf", shard=H, lat=SF.lat, lng=SF.lng, radius_km=6),
     MarketConfig(name="san-jose", shard=R, lat=SAN_JOSE.lat, lng=SAN_JOSE.lng, radius_km=6),
@@ -190,17 +192,22 @@ def a_burst_of_requests(bus: KafkaTransport, until: Until) -> Burst:
 
 
 def served_after_the_takeover(settings: Settings, bus: KafkaTransport, burst: Burst) -> float:
-    """Every request decided, every ride open at R, then cancelled, which frees its rider
-    at H (one rider rides again); returns when every ride was open (monotonic)."""
+    """Every request decided, every ride open at R, then cancelled (by its rider or an
+    operator), which frees its rider at H (one rider rides again); returns when every ride
+    was open (monotonic)."""
     for cid in burst.requests:  # those the first worker did not commit are decided again
         assert decided(bus, cid).accepted
     want = {str(ride) for ride in burst.rides.values()}
     wait_for("every ride opens at R", lambda: set(opened(settings)) >= want)
     open_at = time.monotonic()
-    cancels = [
+    cancels = [  # every other one by an operator: its command and event cross Kafka too
         send(bus, c.CancelRide(ride_id=ride, rider_id=rider, reason="changed plans"))
-        for rider, ride in burst.rides.items()
-    ]
+        if i % 2
+        else send(bus, c.OperatorCancelRide(ride_id=ride, operator_id=DANA,
+                                            operator_name="dana", operator_role="dispatcher",
+                                            reason="duplicate"))
+        for i, (rider, ride) in enumerate(burst.rides.items())
+    ]  # fmt: skip
     assert all(decided(bus, cid).accepted for cid in cancels)
 
     def unlocked() -> set[str]:

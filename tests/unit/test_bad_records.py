@@ -14,7 +14,7 @@ from dispatch.adapters.kafka.batch import KafkaBatch
 from dispatch.adapters.kafka.topics import Topics
 from dispatch.bootstrap import build_embedded_engine
 from dispatch.domain.ids import new_id
-from dispatch.messages import MAX_PING_AHEAD_S, Ping
+from dispatch.messages import MAX_PING_AHEAD_S, Ping, Poison
 from dispatch.settings import Settings
 from dispatch.shard.inbound import Inbound
 from dispatch.shard.worker import ShardWorker
@@ -104,3 +104,24 @@ def test_a_locations_record_in_a_format_from_before_batching_is_dead_lettered(
     ]
     assert [orjson.loads(letter["raw"]) for letter in letters] == [one, one]
     assert engine.workers[0].matcher.positions.keys() == {UUID(driver)}  # the valid ping was taken
+
+
+def test_an_operator_cancel_naming_another_operators_id_is_poison_with_the_reason() -> None:
+    from dispatch.domain.operators import operator_id
+
+    cancel = {
+        "type": "operator_cancel_ride",
+        "ride_id": str(new_id(0)),
+        "operator_id": str(operator_id("mallory")),
+        "operator_name": "dana",
+        "operator_role": "dispatcher",
+        "reason": "rider called in",
+    }
+    envelope = {"command_id": "c-1", "issued_at": "2026-01-05T08:00:00Z", "command": cancel}
+    raw = orjson.dumps(envelope)
+    poison = wire.decode_command(raw, "commands[0]@9")
+    assert isinstance(poison, Poison)
+    assert poison.reason.startswith("invalid command: command.operator_cancel_ride: ")
+    assert f"is not the id of operator 'dana' ({operator_id('dana')})" in poison.reason
+    letter = orjson.loads(wire.encode_dead_letter(poison))
+    assert letter["raw"] == raw.decode() and letter["reason"] == poison.reason

@@ -45,4 +45,4 @@ async def refresh(body: api.RefreshTokens, ctx: Ctx, response: Response) -> api.
     except TokenError as error:
         raise unauthorized(error.reason) from None
     ctx.rate.caller(claims.role, claims.sub)
-    return ctx.tokens.issue(claims.sub, claims.role, now)
+    return ctx.tokens.issue(claims.sub, claims.role, now, claims.operator)

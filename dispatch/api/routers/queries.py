@@ -76,16 +76,18 @@ async def driver_status(
 @router.get("/rides/{ride_id}", response_model=RideView, responses=QUERY_RESPONSES)
 async def ride_status(ride_id: UUID, caller: Caller, ctx: Ctx, _after: Consistent) -> RideView:
     """A ride's status and timeline. Seen by its rider, its driver (or the driver it is
-    offered to) and operators. A ride that ended long ago (`DISPATCH_ENDED_RIDE_RETENTION_S`)
-    is answered from the ended-rides archive, the same way."""
+    offered to) and operators; only operators see which operator cancelled it. A ride that
+    ended long ago (`DISPATCH_ENDED_RIDE_RETENTION_S`) is answered from the ended-rides
+    archive, the same way."""
     views = ctx.runtime.views
     key = str(ride_id)
+    hidden = present.hidden_from(caller)  # who an operator was: for operators' eyes
     with views.lock:
         row = views.rides.find(key)
-        view = present.ride_view(row) if row is not None else None
+        view = present.ride_view(row, hidden) if row is not None else None
     if row is None:  # not in memory: it may have ended and left it (a disk read)
         row = await anyio.to_thread.run_sync(ctx.runtime.ended_ride, key)
-        view = present.ride_view(row) if row is not None else None
+        view = present.ride_view(row, hidden) if row is not None else None
     if row is None or view is None:
         raise not_found(f"no ride {ride_id}")
     if not access.may_see_ride(caller, row):

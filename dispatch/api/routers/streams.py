@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
@@ -18,7 +18,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import StreamingResponse
 
-from dispatch.api import access
+from dispatch.api import access, present
 from dispatch.api.context import ApiContext
 from dispatch.api.deps import Caller, Consistent, Ctx
 from dispatch.api.errors import AUTH_RESPONSES, forbidden, not_found
@@ -74,7 +74,7 @@ async def follow(
     replay: Iterable[str],
     last: dict[int, int],
     max_s: float,
-    render: Any,
+    render: Callable[[LogEvent], str],
     ends: frozenset[str] = frozenset(),
 ) -> AsyncIterator[str]:
     """Replayed frames, then live events of ``sub`` until an event in ``ends``, an overflow,
@@ -113,8 +113,14 @@ async def follow(
         ctx.hub.unsubscribe(sub)
 
 
-def _log_frame(event: LogEvent) -> str:
-    return frame(event.kind, event.where, event.aggregate_id, event.at, event.data)
+def _log_frame(hidden: frozenset[str]) -> Callable[[LogEvent], str]:
+    """A live event's frame, without the fields in ``hidden``."""
+
+    def render(event: LogEvent) -> str:
+        data = {k: v for k, v in event.data.items() if k not in hidden}
+        return frame(event.kind, event.where, event.aggregate_id, event.at, data)
+
+    return render
 
 
 @router.get(
@@ -130,8 +136,9 @@ async def ride_events(
 ) -> StreamingResponse:
     """Every event of a ride as it happens (the rider's app), after its timeline so far.
     Ends when the ride completes, is cancelled or expires. For its rider, driver and
-    operators."""
+    operators; only operators see which operator cancelled it."""
     key = str(ride_id)
+    hidden = present.hidden_from(caller)
     sub = ctx.hub.subscribe("ride", key)  # before the snapshot: nothing falls in between
 
     def snapshot() -> tuple[list[tuple[int, str]], bool] | None:
@@ -145,7 +152,7 @@ async def ride_events(
     def frames_of(row: RideRow) -> tuple[list[tuple[int, str]], bool]:
         if not access.may_see_ride(caller, row):
             raise forbidden(f"you may not follow ride {ride_id}")
-        frames = [_timeline_frame(key, entry) for entry in row.timeline]
+        frames = [_timeline_frame(key, entry, hidden) for entry in row.timeline]
         return frames, row.status in TERMINAL
 
     try:
@@ -167,7 +174,7 @@ async def ride_events(
     limit = min(max_s, ctx.options.stream_max_s)
     cursor = {shard_of(ride_id): max([after, *(pos for pos, _ in replay)])}
     texts = [text for _, text in replay]
-    stream = follow(ctx, sub, texts, cursor, limit, _log_frame, RIDE_ENDED)
+    stream = follow(ctx, sub, texts, cursor, limit, _log_frame(hidden), RIDE_ENDED)
     return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
@@ -176,8 +183,9 @@ async def _iterate(texts: list[str]) -> AsyncIterator[str]:
         yield text
 
 
-def _timeline_frame(ride_id: str, entry: dict[str, Any]) -> tuple[int, str]:
-    data = {k: v for k, v in entry.items() if k not in ("at", "event", "position")}
+def _timeline_frame(ride_id: str, entry: dict[str, Any], hidden: frozenset[str]) -> tuple[int, str]:
+    skip = hidden | {"at", "event", "position"}
+    data = {k: v for k, v in entry.items() if k not in skip}
     position: str = entry["position"]
     text = frame(entry["event"], position, ride_id, entry["at"], data)
     return int(position.partition(":")[2]), text

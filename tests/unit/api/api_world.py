@@ -1,5 +1,6 @@
 """A small world over a real embedded runtime: two drivers, two riders (the first with a
-ride offered to the first driver) and an operator, each with a token."""
+ride offered to the first driver) and operators of each role (``operator`` is a viewer,
+``dispatcher``, ``admin``), each with a token."""
 
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ class World:
     client: TestClient
     auth: AuthSettings
     ids: dict[str, str]  # driver_a, driver_b, rider_r, rider_s, ride
-    tokens: dict[str, dict[str, str]]  # driver_a, driver_b, rider_r, rider_s, operator
+    # driver_a, driver_b, rider_r, rider_s, operator (a viewer), dispatcher, admin
+    tokens: dict[str, dict[str, str]]
 
 
 def _register(client: TestClient, path: str, body: dict[str, object]) -> tuple[str, str]:
@@ -55,7 +57,9 @@ def build_world(data_dir: Path) -> Iterator[World]:
         for name in ("rider_r", "rider_s"):
             ids[name], token = _register(client, "/riders", {"name": name})
             tokens[name] = bearer(token)
-        tokens["operator"] = bearer(mint_operator_token(auth))
+        tokens["operator"] = bearer(mint_operator_token(auth, "vic", "viewer"))
+        tokens["dispatcher"] = bearer(mint_operator_token(auth, "dana", "dispatcher"))
+        tokens["admin"] = bearer(mint_operator_token(auth, "ada", "admin"))
         a = ids["driver_a"]
         assert client.post(f"/drivers/{a}/online", headers=tokens["driver_a"]).is_success
         ping = client.post(f"/drivers/{a}/location", headers=tokens["driver_a"], json=PICKUP)

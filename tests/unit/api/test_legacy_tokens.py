@@ -59,7 +59,7 @@ def test_a_legacy_token_stands_for_its_subject_until_it_expires() -> None:
     [
         (legacy(DRIVER, "driver", int(NOW) + 600, secret=OTHER), "bad signature"),
         (legacy(DRIVER, "driver", int(NOW) + 600)[:-2] + "AA", "bad signature"),
-        (legacy(DRIVER, "operator", int(NOW) + 600), "no operator is called"),
+        (legacy("operator", "operator", int(NOW) + 600), "must name its operator"),
         (legacy("someone", "driver", int(NOW) + 600), "no driver is called 'someone'"),
         (legacy(DRIVER, "admin", int(NOW) + 600), "unknown role 'admin'"),
         (legacy(DRIVER, "driver", int(NOW) - LEEWAY_S), "token expired"),

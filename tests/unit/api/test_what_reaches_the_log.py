@@ -9,6 +9,7 @@ from uuid import UUID
 import pytest
 from api_world import World
 from test_authorization import MATRIX, Row, _call
+from test_authorization import open_ride as open_ride  # the matrix's {open_ride}
 
 from dispatch.adapters.sqlite.logsource import SqliteLogSource
 from dispatch.domain.ids import new_id, shard_of

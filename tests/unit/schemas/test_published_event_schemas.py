@@ -86,3 +86,22 @@ def test_the_committed_json_schema_files_are_current() -> None:
         assert committed == json.loads(json.dumps(schema)), (
             f"{name} is stale: run scripts/export_schemas.py"
         )
+
+
+def test_a_cancel_by_operator_whose_operator_name_is_not_a_name_is_refused() -> None:
+    record = {
+        "shard": 0,
+        "position": 1,
+        "aggregate_id": "00000000-0000-4000-8000-000000000001",
+        "version": 3,
+        "type": "dispatch.Ride.CancelledByOperator",
+        "at": "2026-01-01T00:00:00+00:00",
+        "data": {
+            "operator_id": "00000000-0000-5000-8000-000000000002",
+            "operator_name": "Not A Name",
+            "operator_role": "dispatcher",
+            "reason": "dup",
+        },
+    }
+    with pytest.raises(ValueError, match="operator_name"):
+        validate_exported(record)

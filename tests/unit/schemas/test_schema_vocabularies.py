@@ -11,8 +11,10 @@ import pytest
 from pydantic import BaseModel
 
 from dispatch.domain.driver import OFFER_OUTCOMES, RELEASE_REASONS, DriverStatus
+from dispatch.domain.operators import DISPATCHING_ROLES, OPERATOR_ROLES
 from dispatch.domain.ride import RIDE_ENDINGS, RideStatus
-from schemas.events import OfferClosed, Released, RideEnded
+from schemas.commands import OperatorCancelRide
+from schemas.events import OfferClosed, Released, RideCancelledByOperator, RideEnded
 from schemas.views import DriverLocationView, RideView
 
 SCHEMAS = Path(__file__).resolve().parents[3] / "schemas"
@@ -23,6 +25,8 @@ VOCABULARIES: list[tuple[type[BaseModel], str, Collection[str]]] = [
     (OfferClosed, "outcome", OFFER_OUTCOMES),
     (Released, "reason", RELEASE_REASONS),
     (RideEnded, "outcome", {s.value for s in RIDE_ENDINGS.values()}),
+    (RideCancelledByOperator, "operator_role", OPERATOR_ROLES),
+    (OperatorCancelRide, "operator_role", DISPATCHING_ROLES),
 ]
 
 
