@@ -5,12 +5,14 @@
 # What it makes, once, in <cluster dir>/secrets (mode 700, files 600):
 #   ca.p12, ca.pem          a local certificate authority (RSA 2048, ten years); ca.pem is
 #                           what clients check the brokers against (DISPATCH_KAFKA_SSL_CAFILE)
+#   ca.password             the password of ca.p12 (and of the CA's key), its own: no node's
+#                           server.properties holds it
 #   broker.p12              the brokers' key and certificate (CN=dispatch-broker, SAN
 #                           IP:127.0.0.1 and DNS:localhost), signed by the CA, shared by the
 #                           three nodes; also their client certificate on the controller
 #                           listener, where TLS client authentication is required
 #   truststore.p12          the CA, for the brokers
-#   store.password          the password of the three PKCS12 stores
+#   store.password          the password of broker.p12 and truststore.p12
 #   <user>.password         one SCRAM-SHA-512 credential per principal: admin (the brokers'
 #                           super user, for inter-broker traffic and for creating topics and
 #                           ACLs) and dispatch-api, dispatch-worker, dispatch-simulator,
@@ -18,7 +20,9 @@
 #   <user>.env              DISPATCH_KAFKA_* settings that connect as that user
 #   admin.properties        Java client settings for admin (the readiness check, the
 #                           console consumer)
-# Each node's server.properties (mode 600) holds the admin's password and the stores'.
+# keytool reads the stores' passwords from these files (-storepass:file, -keypass:file), so
+# they are never on its command line. Each node's server.properties (mode 600) holds the
+# admin's password and the brokers' stores' (not the CA's).
 # The credentials go into each node's metadata when it is formatted (--add-scram; for the
 # format's second or so they are on its command line, visible to `ps` on this machine), so they
 # exist before the first start; the brokers run StandardAuthorizer with no ACL meaning no
@@ -44,44 +48,46 @@ secure_keytool() {
   "$keytool" "$@"
 }
 
-# Makes the CA, the brokers' stores and the credentials, unless they exist.
+# Makes the CA, the brokers' stores and the credentials, unless they exist. keytool reads
+# every password from its file (-storepass:file, -keypass:file), never from its arguments.
 secure_init() {
-  local dir tmp pass user
+  local dir tmp name
   dir=$(secure_dir)
   [[ -f $dir/complete ]] && return 0
   tmp=$dir.tmp.$$
   rm -rf -- "$dir".tmp.*  # what a run that died part way left (mode 700, keys inside)
   (umask 077 && mkdir -p -- "$tmp")
-  pass=$(secure_random)
-  (umask 077 && printf '%s\n' "$pass" >"$tmp/store.password")
-  local -a store=(-storetype PKCS12 -storepass "$pass" -keypass "$pass")
+  for name in ca store "${SECURE_USERS[@]}"; do
+    (umask 077 && secure_random >"$tmp/$name.password" && printf '\n' >>"$tmp/$name.password")
+  done
+  local -a ca=(-storetype PKCS12 -storepass:file "$tmp/ca.password")
+  local -a store=(-storetype PKCS12 -storepass:file "$tmp/store.password")
   local san=SAN=IP:127.0.0.1,DNS:localhost
   secure_keytool -genkeypair -alias ca -dname CN=dispatch-local-ca -ext bc:c -keyalg RSA \
-    -keysize 2048 -validity 3650 -keystore "$tmp/ca.p12" "${store[@]}" >/dev/null 2>&1 ||
+    -keysize 2048 -validity 3650 -keystore "$tmp/ca.p12" "${ca[@]}" \
+    -keypass:file "$tmp/ca.password" >/dev/null 2>&1 ||
     die "keytool could not make the local CA"
-  secure_keytool -exportcert -rfc -alias ca -keystore "$tmp/ca.p12" -storepass "$pass" \
+  secure_keytool -exportcert -rfc -alias ca -keystore "$tmp/ca.p12" "${ca[@]}" \
     >"$tmp/ca.pem" 2>/dev/null || die "keytool could not export the CA certificate"
   secure_keytool -genkeypair -alias broker -dname CN=dispatch-broker -keyalg RSA -keysize 2048 \
-    -validity 3650 -ext "$san" -keystore "$tmp/broker.p12" "${store[@]}" >/dev/null 2>&1 ||
+    -validity 3650 -ext "$san" -keystore "$tmp/broker.p12" "${store[@]}" \
+    -keypass:file "$tmp/store.password" >/dev/null 2>&1 ||
     die "keytool could not make the brokers' key"
-  secure_keytool -certreq -alias broker -keystore "$tmp/broker.p12" -storepass "$pass" \
+  secure_keytool -certreq -alias broker -keystore "$tmp/broker.p12" "${store[@]}" \
     -file "$tmp/broker.csr" >/dev/null 2>&1 || die "keytool could not make the brokers' request"
-  secure_keytool -gencert -alias ca -keystore "$tmp/ca.p12" -storepass "$pass" -rfc \
+  secure_keytool -gencert -alias ca -keystore "$tmp/ca.p12" "${ca[@]}" -rfc \
     -infile "$tmp/broker.csr" -outfile "$tmp/broker.pem" -validity 3650 -ext "$san" \
     -ext KU=digitalSignature,keyEncipherment -ext EKU=serverAuth,clientAuth >/dev/null 2>&1 ||
     die "keytool could not sign the brokers' certificate"
-  secure_keytool -importcert -noprompt -alias ca -file "$tmp/ca.pem" \
-    -keystore "$tmp/broker.p12" -storepass "$pass" >/dev/null 2>&1 &&
-  secure_keytool -importcert -alias broker -file "$tmp/broker.pem" \
-    -keystore "$tmp/broker.p12" -storepass "$pass" >/dev/null 2>&1 ||
+  { secure_keytool -importcert -noprompt -alias ca -file "$tmp/ca.pem" \
+      -keystore "$tmp/broker.p12" "${store[@]}" >/dev/null 2>&1 &&
+    secure_keytool -importcert -alias broker -file "$tmp/broker.pem" \
+      -keystore "$tmp/broker.p12" "${store[@]}" >/dev/null 2>&1; } ||
     die "keytool could not put the signed certificate in the brokers' store"
   secure_keytool -importcert -noprompt -alias ca -file "$tmp/ca.pem" \
     -keystore "$tmp/truststore.p12" "${store[@]}" >/dev/null 2>&1 ||
     die "keytool could not make the truststore"
   rm -f -- "$tmp/broker.csr" "$tmp/broker.pem"
-  for user in "${SECURE_USERS[@]}"; do
-    (umask 077 && secure_random >"$tmp/$user.password" && printf '\n' >>"$tmp/$user.password")
-  done
   chmod 600 -- "$tmp"/*
   touch -- "$tmp/complete"
   mv -- "$tmp" "$dir"
