@@ -38,6 +38,8 @@
 #
 # With --secure (start --brokers 3 --secure) the cluster's client listeners take only
 # SASL_SSL with SCRAM credentials, and ACLs are enforced (scripts/kafka/secure.sh).
+# KAFKA_LOCAL_BENCH_LISTENERS adds open listeners to such a cluster, for
+# scripts/bench_kafka_security.py only (secure.sh says what and why).
 #
 # Files: scripts/kafka/pom.xml (which jars), scripts/kafka/log4j2.xml (logging),
 # scripts/kafka/server.properties.template (broker config),
@@ -185,6 +187,10 @@ Environment (current value):
                                         ($CLUSTER_CONTROLLER_PORTS_SPEC)
   KAFKA_LOCAL_CLUSTER_DIR               state dir (node-N/, cluster.env; default
                                         .kafka-local/cluster-<first client port>)
+  KAFKA_LOCAL_BENCH_LISTENERS           benchmark only, with --secure: extra client
+                                        listeners, e.g. "PLAINTEXT:p1,p2,p3 SSL:p4,p5,p6
+                                        SASL_PLAINTEXT:p7,p8,p9", ANONYMOUS a super user
+                                        (scripts/kafka/secure.sh); never to run the engine
   A cluster's ports are recorded in its cluster.env at its first start; later
   commands on that dir use them (a start with other ports set is an error).
 
@@ -489,6 +495,7 @@ launch_broker() {
 
 cmd_start() {
   [[ ${1:-} != --secure ]] || usage_error "--secure is for the three-node cluster (start --brokers $CLUSTER_SIZE --secure): the single broker stays open on loopback"
+  [[ -z ${KAFKA_LOCAL_BENCH_LISTENERS:-} ]] || usage_error "KAFKA_LOCAL_BENCH_LISTENERS is for benchmarking the secured cluster only (start --brokers $CLUSTER_SIZE --secure)"
   [[ $# -eq 0 ]] || usage_error "start takes no arguments"
   local t0 pid
   t0=$(now)
@@ -666,13 +673,14 @@ cluster_init() {
   CLUSTER_ENV=$CLUSTER_DIR/cluster.env
 
   if [[ -f $CLUSTER_ENV ]]; then
-    local key value rec_ports='' rec_ctrl='' rec_secure=0
+    local key value rec_ports='' rec_ctrl='' rec_secure=0 rec_bench=''
     while IFS='=' read -r key value; do
       case $key in
         CLUSTER_ID) CLUSTER_ID=$value ;;
         PORTS) rec_ports=$value ;;
         CONTROLLER_PORTS) rec_ctrl=$value ;;
         SECURE) rec_secure=$value ;;
+        BENCH_LISTENERS) rec_bench=$value ;;
       esac
     done <"$CLUSTER_ENV"
     [[ -n $rec_ports && -n $rec_ctrl ]] || die "$CLUSTER_ENV is incomplete (stop --brokers 3 --wipe to start afresh)"
@@ -693,8 +701,9 @@ cluster_init() {
     (( ${#C_PORTS[@]} == CLUSTER_SIZE && ${#C_CTRL_PORTS[@]} == CLUSTER_SIZE )) || exit 2
   fi
 
+  secure_bench_init "${rec_bench:-}" "$for_start"
   local -A seen=()
-  for p in "${C_PORTS[@]}" "${C_CTRL_PORTS[@]}"; do
+  for p in "${C_PORTS[@]}" "${C_CTRL_PORTS[@]}" "${SECURE_BENCH_PORTS[@]}"; do
     [[ -z ${seen[$p]:-} ]] || usage_error "cluster port $p is listed twice (client and controller ports must all differ)"
     seen[$p]=1
   done
@@ -714,6 +723,9 @@ write_cluster_env() {
   mkdir -p -- "$CLUSTER_DIR"
   printf 'BROKERS=%s\nCLUSTER_ID=%s\nPORTS=%s\nCONTROLLER_PORTS=%s\nSECURE=%s\n' \
     "$CLUSTER_SIZE" "$CLUSTER_ID" "$ports" "$ctrl" "$SECURE" >"$CLUSTER_ENV.tmp"
+  if [[ -n $SECURE_BENCH ]]; then
+    printf 'BENCH_LISTENERS=%s\n' "$SECURE_BENCH" >>"$CLUSTER_ENV.tmp"
+  fi
   mv -- "$CLUSTER_ENV.tmp" "$CLUSTER_ENV"
 }
 
@@ -729,6 +741,7 @@ select_node() {  # point the broker globals at node $1 of the cluster
   PORT=${C_PORTS[NODE_ID-1]}
   CONTROLLER_PORT=${C_CTRL_PORTS[NODE_ID-1]}
   PROPS_TEMPLATE=$CLUSTER_TEMPLATE
+  secure_bench_node_ports
 }
 
 bootstrap_list() {
@@ -828,7 +841,7 @@ format_node_if_needed() {  # node already selected; formats with CLUSTER_ID
 # Launches node $1 (selected), after checking its ports are free; records its pid.
 launch_node() {
   local p
-  for p in "$PORT" "$CONTROLLER_PORT"; do
+  for p in "$PORT" "$CONTROLLER_PORT" "${SECURE_BENCH_NODE_PORTS[@]}"; do
     port_open "$p" && abort_start "port $HOST:$p (node $NODE_ID) is already in use by another process; set KAFKA_LOCAL_CLUSTER_PORTS / KAFKA_LOCAL_CLUSTER_CONTROLLER_PORTS"
   done
   launch_broker
@@ -903,7 +916,7 @@ cluster_start() {
   if (( ${#to_start[@]} > 0 )); then
     for n in "${to_start[@]}"; do  # all ports free before any node starts
       select_node "$n"
-      for p in "$PORT" "$CONTROLLER_PORT"; do
+      for p in "$PORT" "$CONTROLLER_PORT" "${SECURE_BENCH_NODE_PORTS[@]}"; do
         ! port_open "$p" || die "port $HOST:$p (node $n) is already in use by another process; set KAFKA_LOCAL_CLUSTER_PORTS / KAFKA_LOCAL_CLUSTER_CONTROLLER_PORTS"
       done
     done

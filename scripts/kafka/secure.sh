@@ -27,11 +27,89 @@
 # format's second or so they are on its command line, visible to `ps` on this machine), so they
 # exist before the first start; the brokers run StandardAuthorizer with no ACL meaning no
 # access, so a principal can do only what `dispatch topics acls --apply` grants it.
+#
+# Benchmark only (scripts/bench_kafka_security.py, which measures TLS and SASL apart):
+# KAFKA_LOCAL_BENCH_LISTENERS="PLAINTEXT:p1,p2,p3 SSL:p4,p5,p6 SASL_PLAINTEXT:p7,p8,p9" (any
+# of the three, ports of nodes 1,2,3) adds client listeners of those protocols on those
+# ports, next to SASL_SSL on the usual ones: SSL is TLS without client certificates, and a
+# client on PLAINTEXT or SSL is the principal ANONYMOUS, which then becomes a super user
+# (anything less and the benchmark could not write). Such a cluster is open to anyone on
+# this machine: it is for measuring, never for running the engine. Read only by
+# `start --brokers 3 --secure` at the cluster's first start (refused by any other start) and
+# recorded in cluster.env; without it the cluster is exactly as above.
 
 SECURE_USERS=(admin dispatch-api dispatch-worker dispatch-simulator dispatch-operator)
 SECURE_MECHANISM=SCRAM-SHA-512
+# Benchmark listeners (KAFKA_LOCAL_BENCH_LISTENERS, see above): the protocols allowed, the
+# cluster's (canonical, '' for none), its ports by "PROTOCOL,node", and the selected node's.
+SECURE_BENCH_PROTOCOLS=(PLAINTEXT SSL SASL_PLAINTEXT)
+SECURE_BENCH=
+declare -A SECURE_BENCH_PORTS=()
+SECURE_BENCH_NODE_PORTS=()
 
 secure_dir() { printf '%s/secrets' "$CLUSTER_DIR"; }
+
+# secure_bench_canonical SPEC: prints SPEC's entries in the order of SECURE_BENCH_PROTOCOLS,
+# or exits 2 with what is wrong with it.
+secure_bench_canonical() {
+  local spec=$1 entry name ports out='' proto
+  local -A given=()
+  local -a entries
+  read -r -a entries <<<"$spec"
+  (( ${#entries[@]} > 0 )) || usage_error "KAFKA_LOCAL_BENCH_LISTENERS lists no listener"
+  for entry in "${entries[@]}"; do
+    name=${entry%%:*}
+    ports=${entry#*:}
+    [[ $entry == *:* && " ${SECURE_BENCH_PROTOCOLS[*]} " == *" $name "* ]] ||
+      usage_error "KAFKA_LOCAL_BENCH_LISTENERS: '$entry' is not PROTOCOL:port1,port2,port3 with a PROTOCOL of ${SECURE_BENCH_PROTOCOLS[*]}"
+    [[ -z ${given[$name]:-} ]] || usage_error "KAFKA_LOCAL_BENCH_LISTENERS lists $name twice"
+    parse_port_list "KAFKA_LOCAL_BENCH_LISTENERS ($name)" "$ports" >/dev/null
+    given[$name]=$ports
+  done
+  for proto in "${SECURE_BENCH_PROTOCOLS[@]}"; do
+    if [[ -n ${given[$proto]:-} ]]; then out+="${out:+ }$proto:${given[$proto]}"; fi
+  done
+  printf '%s\n' "$out"
+}
+
+# secure_bench_init RECORDED FOR_START: sets the cluster's benchmark listeners: those
+# recorded in its cluster.env (RECORDED), or, for the start that makes a secured cluster,
+# KAFKA_LOCAL_BENCH_LISTENERS; a start that asks for other ones than the cluster has, or
+# for any on an open cluster, is refused.
+secure_bench_init() {
+  local recorded=$1 for_start=$2 asked entry proto n
+  local -a entries ports
+  SECURE_BENCH=$recorded
+  if [[ $for_start == 1 && -n ${KAFKA_LOCAL_BENCH_LISTENERS:-} ]]; then
+    [[ $SECURE == 1 ]] ||
+      usage_error "KAFKA_LOCAL_BENCH_LISTENERS is for benchmarking the secured cluster only (start --brokers 3 --secure)"
+    asked=$(secure_bench_canonical "$KAFKA_LOCAL_BENCH_LISTENERS") || exit 2
+    if cluster_exists && [[ $asked != "$recorded" ]]; then
+      usage_error "the cluster in $CLUSTER_DIR was made with benchmark listeners '${recorded:-none}', not '$asked'; stop --brokers 3 --wipe it or use another KAFKA_LOCAL_CLUSTER_DIR"
+    fi
+    SECURE_BENCH=$asked
+  fi
+  SECURE_BENCH_PORTS=()
+  read -r -a entries <<<"$SECURE_BENCH"
+  for entry in "${entries[@]}"; do
+    proto=${entry%%:*}
+    IFS=, read -r -a ports <<<"${entry#*:}"
+    for n in $(seq 1 "$CLUSTER_SIZE"); do
+      SECURE_BENCH_PORTS[$proto,$n]=${ports[n-1]}
+    done
+  done
+}
+
+# Sets SECURE_BENCH_NODE_PORTS to the benchmark ports of the selected node (none without).
+secure_bench_node_ports() {
+  local proto
+  SECURE_BENCH_NODE_PORTS=()
+  for proto in "${SECURE_BENCH_PROTOCOLS[@]}"; do
+    if [[ -n ${SECURE_BENCH_PORTS[$proto,$NODE_ID]:-} ]]; then
+      SECURE_BENCH_NODE_PORTS+=("${SECURE_BENCH_PORTS[$proto,$NODE_ID]}")
+    fi
+  done
+}
 
 secure_random() {  # 24 characters of [A-Za-z0-9]
   local out=''
@@ -106,17 +184,31 @@ secure_scram_args() {
 
 # Properties appended to each node's server.properties (the later key wins): the client
 # listener becomes SASL_SSL (SCRAM, inter-broker traffic as admin), the controller
-# listener TLS with client certificates required, and every request is authorized.
+# listener TLS with client certificates required, and every request is authorized; with
+# benchmark listeners (KAFKA_LOCAL_BENCH_LISTENERS) those too, and ANONYMOUS a super user
+# when one of them is PLAINTEXT or SSL.
 secure_properties() {
-  local dir pass
+  local dir pass proto bench_port anonymous=0
   dir=$(secure_dir)
   pass=$(secure_password store)
+  local listeners="SASL_SSL://$HOST:$PORT,CONTROLLER://$HOST:$CONTROLLER_PORT"
+  local advertised="SASL_SSL://$HOST:$PORT" map=CONTROLLER:SSL,SASL_SSL:SASL_SSL
+  local supers="User:admin;User:CN=dispatch-broker"
+  for proto in "${SECURE_BENCH_PROTOCOLS[@]}"; do  # benchmark only (see above)
+    bench_port=${SECURE_BENCH_PORTS[$proto,$NODE_ID]:-}
+    [[ -n $bench_port ]] || continue
+    listeners+=",BENCH_$proto://$HOST:$bench_port"
+    advertised+=",BENCH_$proto://$HOST:$bench_port"
+    map+=",BENCH_$proto:$proto"
+    [[ $proto == SASL_PLAINTEXT ]] || anonymous=1
+  done
+  if (( anonymous )); then supers+=";User:ANONYMOUS"; fi
   cat <<EOF
 
 # --- secured cluster (scripts/kafka/secure.sh)
-listeners=SASL_SSL://$HOST:$PORT,CONTROLLER://$HOST:$CONTROLLER_PORT
-advertised.listeners=SASL_SSL://$HOST:$PORT
-listener.security.protocol.map=CONTROLLER:SSL,SASL_SSL:SASL_SSL
+listeners=$listeners
+advertised.listeners=$advertised
+listener.security.protocol.map=$map
 inter.broker.listener.name=SASL_SSL
 sasl.enabled.mechanisms=$SECURE_MECHANISM
 sasl.mechanism.inter.broker.protocol=$SECURE_MECHANISM
@@ -131,9 +223,17 @@ ssl.truststore.location=$dir/truststore.p12
 ssl.truststore.password=$pass
 ssl.endpoint.identification.algorithm=https
 authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
-super.users=User:admin;User:CN=dispatch-broker
+super.users=$supers
 allow.everyone.if.no.acl.found=false
 EOF
+  if [[ -n ${SECURE_BENCH_PORTS[SASL_PLAINTEXT,$NODE_ID]:-} ]]; then
+    cat <<EOF
+# benchmark only (KAFKA_LOCAL_BENCH_LISTENERS): $SECURE_BENCH
+listener.name.bench_sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="$(secure_password admin)";
+EOF
+  elif [[ -n $SECURE_BENCH ]]; then
+    printf '# benchmark only (KAFKA_LOCAL_BENCH_LISTENERS): %s\n' "$SECURE_BENCH"
+  fi
 }
 
 # Client files for every user: <user>.env (the engine's settings) and, for admin,
