@@ -32,11 +32,12 @@
 # KAFKA_LOCAL_BENCH_LISTENERS="PLAINTEXT:p1,p2,p3 SSL:p4,p5,p6 SASL_PLAINTEXT:p7,p8,p9" (any
 # of the three, ports of nodes 1,2,3) adds client listeners of those protocols on those
 # ports, next to SASL_SSL on the usual ones: SSL is TLS without client certificates, and a
-# client on PLAINTEXT or SSL is the principal ANONYMOUS, which then becomes a super user
-# (anything less and the benchmark could not write). Such a cluster is open to anyone on
-# this machine: it is for measuring, never for running the engine. Read only by
-# `start --brokers 3 --secure` at the cluster's first start (refused by any other start) and
-# recorded in cluster.env; without it the cluster is exactly as above.
+# client on PLAINTEXT or SSL is the principal ANONYMOUS, which then becomes a super user, as
+# admin is (so every mode takes the authorizer's same path). Such a cluster is open to
+# anyone on this machine: it is for measuring, never for running the engine. Taken by the
+# `start --brokers 3 --secure` that makes the cluster and recorded in its cluster.env; a
+# later start may repeat it but not change it, and any other start refuses it. Without it
+# the cluster is exactly as above.
 
 SECURE_USERS=(admin dispatch-api dispatch-worker dispatch-simulator dispatch-operator)
 SECURE_MECHANISM=SCRAM-SHA-512
