@@ -1,9 +1,9 @@
 """What TLS and SASL/SCRAM cost (issue #16), each apart and both together, side by side.
 
-One secured local three-node cluster (``scripts/kafka-local.sh start --brokers 3 --secure``)
-is started with extra client listeners for this benchmark only
-(``KAFKA_LOCAL_BENCH_LISTENERS``, scripts/kafka/secure.sh), so that four client modes reach
-the same brokers, the same topic and the same partition leader:
+One secured local three-node cluster is started with extra client listeners for this
+benchmark only (``scripts/kafka-local.sh start --brokers 3 --secure --bench-listeners SPEC``,
+scripts/kafka/secure.sh), so that four client modes reach the same brokers, the same topic
+and the same partition leader:
 
 - ``PLAINTEXT``: no TLS, no authentication (the principal ANONYMOUS);
 - ``SSL``: TLS only (the brokers' certificate checked against the CA, no client
@@ -24,15 +24,18 @@ turn, the order reversed every other round (so a drift of the machine over a pai
 weighs on every mode alike):
 
 - **throughput**: ``--records`` records of ``--size`` bytes from one idempotent
-  ``acks=all`` producer (the engine's settings), sent and flushed: records/s;
+  ``acks=all`` producer (``config.new_producer``'s settings but ``linger_ms=5``, what the
+  engine's command transport sets; the default is 0), sent and flushed: records/s;
 - **latency**: ``--pings`` sends one at a time, each waited for: p50 and p99 in ms;
 - **connect**: a new producer until its first record is acknowledged (TCP, TLS handshake,
   SCRAM exchange, metadata): median of ``--connects`` in ms.
 
 Every client is built as the engine builds its own (``config.connection_of`` from the
-``DISPATCH_KAFKA_*`` settings, ``config.new_producer``). Both clusters are stopped at the
-end (by their own pids, through the script). Prints one JSON object: each round's figures,
-the medians and ranges, and the ratios of each secured mode's median to PLAINTEXT's.
+``DISPATCH_KAFKA_*`` settings, ``config.new_producer``), from settings this script sets
+alone: it clears any ``DISPATCH_KAFKA_*`` of its environment (a sourced admin.env) first.
+Both clusters are stopped at the end (by their own pids, through the script). Prints one
+JSON object: each round's figures, the medians and ranges, and the ratios of each secured
+mode's median to PLAINTEXT's.
 
     .venv/bin/python scripts/bench_kafka_security.py --rounds 4
 """
@@ -96,10 +99,11 @@ def bootstrap(ports: list[int]) -> str:
 
 
 @contextmanager
-def started(state_dir: Path, env: dict[str, str], secure: bool) -> Iterator[None]:
-    """A three-node cluster of the script's, stopped (and wiped) at the end."""
+def started(state_dir: Path, env: dict[str, str], options: list[str]) -> Iterator[None]:
+    """A three-node cluster of the script's (``start --brokers 3 OPTIONS``), stopped (and
+    wiped) at the end."""
     env = {**os.environ, **env, "KAFKA_LOCAL_CLUSTER_DIR": str(state_dir)}
-    args = [str(SCRIPT), "start", "--brokers", "3", *(["--secure"] if secure else [])]
+    args = [str(SCRIPT), "start", "--brokers", "3", *options]
     try:
         done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
         if done.returncode != 0:
@@ -123,12 +127,8 @@ def secured_cluster(state_dir: Path) -> Iterator[dict[str, Connection]]:
     LISTENER_MODES, as the engine would make it from its settings."""
     ports = free_ports(15)
     plain, ssl, sasl_plain = ports[6:9], ports[9:12], ports[12:15]
-    env = cluster_env(ports) | {
-        "KAFKA_LOCAL_BENCH_LISTENERS": (
-            f"PLAINTEXT:{listed(plain)} SSL:{listed(ssl)} SASL_PLAINTEXT:{listed(sasl_plain)}"
-        )
-    }
-    with started(state_dir, env, secure=True):
+    bench = f"PLAINTEXT:{listed(plain)} SSL:{listed(ssl)} SASL_PLAINTEXT:{listed(sasl_plain)}"
+    with started(state_dir, cluster_env(ports), ["--secure", "--bench-listeners", bench]):
         secrets = state_dir / "secrets"
         admin = dict(
             line.split("=", 1) for line in (secrets / "admin.env").read_text().split()
@@ -160,7 +160,7 @@ def secured_cluster(state_dir: Path) -> Iterator[dict[str, Connection]]:
 @contextmanager
 def open_cluster(state_dir: Path) -> Iterator[Connection]:
     ports = free_ports(6)
-    with started(state_dir, cluster_env(ports), secure=False):
+    with started(state_dir, cluster_env(ports), []):
         yield connection_of(Settings(kafka_bootstrap=bootstrap(ports[:3])))
 
 
@@ -266,6 +266,8 @@ def main() -> None:
         help="leave out the plain open cluster measured beside the secured one's listeners",
     )
     args = parser.parse_args()
+    for name in [n for n in os.environ if n.startswith("DISPATCH_KAFKA_")]:
+        del os.environ[name]  # e.g. a sourced admin.env: every mode's settings are set here
     for name in ("rounds", "records", "size", "pings", "connects"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")

@@ -29,42 +29,46 @@
 # access, so a principal can do only what `dispatch topics acls --apply` grants it.
 #
 # Benchmark only (scripts/bench_kafka_security.py, which measures TLS and SASL apart):
-# KAFKA_LOCAL_BENCH_LISTENERS="PLAINTEXT:p1,p2,p3 SSL:p4,p5,p6 SASL_PLAINTEXT:p7,p8,p9" (any
-# of the three, ports of nodes 1,2,3) adds client listeners of those protocols on those
-# ports, next to SASL_SSL on the usual ones: SSL is TLS without client certificates, and a
-# client on PLAINTEXT or SSL is the principal ANONYMOUS, which then becomes a super user, as
-# admin is (so every mode takes the authorizer's same path). Such a cluster is open to
-# anyone on this machine: it is for measuring, never for running the engine. Taken by the
-# `start --brokers 3 --secure` that makes the cluster and recorded in its cluster.env; a
-# later start may repeat it but not change it, and any other start refuses it. Without it
-# the cluster is exactly as above.
+# `start --brokers 3 --secure --bench-listeners "PLAINTEXT:p1,p2,p3 SSL:p4,p5,p6
+# SASL_PLAINTEXT:p7,p8,p9"` (any of the three, ports of nodes 1,2,3) adds client listeners
+# of those protocols on those ports, next to SASL_SSL on the usual ones: SSL is TLS without
+# client certificates, and a client on PLAINTEXT or SSL is the principal ANONYMOUS, which
+# then becomes a super user, as admin is (so every mode takes the authorizer's same path).
+# Such a cluster is open to anyone on this machine: it is for measuring, never for running
+# the engine. The option is taken by the start that makes the cluster and recorded in its
+# cluster.env; every later start must repeat it with the same listeners (a start without it,
+# or with others, is refused, as is the option on a cluster made without it), while
+# restart, kill, pause, resume and status take the recorded ones; start, restart and status
+# warn about them. Without it the cluster is exactly as above.
 
 SECURE_USERS=(admin dispatch-api dispatch-worker dispatch-simulator dispatch-operator)
 SECURE_MECHANISM=SCRAM-SHA-512
-# Benchmark listeners (KAFKA_LOCAL_BENCH_LISTENERS, see above): the protocols allowed, the
-# cluster's (canonical, '' for none), its ports by "PROTOCOL,node", and the selected node's.
+# Benchmark listeners (--bench-listeners, see above): the protocols allowed, the
+# cluster's (canonical, '' for none), its ports by "PROTOCOL,node", and the selected node's;
+# SECURE_BENCH_ASKED is the start's --bench-listeners (canonical, '' for none).
 SECURE_BENCH_PROTOCOLS=(PLAINTEXT SSL SASL_PLAINTEXT)
 SECURE_BENCH=
+SECURE_BENCH_ASKED=
 declare -A SECURE_BENCH_PORTS=()
 SECURE_BENCH_NODE_PORTS=()
 
 secure_dir() { printf '%s/secrets' "$CLUSTER_DIR"; }
 
-# secure_bench_canonical SPEC: prints SPEC's entries in the order of SECURE_BENCH_PROTOCOLS,
-# or exits 2 with what is wrong with it.
+# secure_bench_canonical NAME SPEC: prints SPEC's entries in the order of
+# SECURE_BENCH_PROTOCOLS, or exits 2 with what is wrong with it (NAME: where SPEC came from).
 secure_bench_canonical() {
-  local spec=$1 entry name ports out='' proto
+  local what=$1 spec=$2 entry name ports out='' proto
   local -A given=()
   local -a entries
   read -r -a entries <<<"$spec"
-  (( ${#entries[@]} > 0 )) || usage_error "KAFKA_LOCAL_BENCH_LISTENERS lists no listener"
+  (( ${#entries[@]} > 0 )) || usage_error "$what lists no listener"
   for entry in "${entries[@]}"; do
     name=${entry%%:*}
     ports=${entry#*:}
     [[ $entry == *:* && " ${SECURE_BENCH_PROTOCOLS[*]} " == *" $name "* ]] ||
-      usage_error "KAFKA_LOCAL_BENCH_LISTENERS: '$entry' is not PROTOCOL:port1,port2,port3 with a PROTOCOL of ${SECURE_BENCH_PROTOCOLS[*]}"
-    [[ -z ${given[$name]:-} ]] || usage_error "KAFKA_LOCAL_BENCH_LISTENERS lists $name twice"
-    parse_port_list "KAFKA_LOCAL_BENCH_LISTENERS ($name)" "$ports" >/dev/null
+      usage_error "$what: '$entry' is not PROTOCOL:port1,port2,port3 with a PROTOCOL of ${SECURE_BENCH_PROTOCOLS[*]}"
+    [[ -z ${given[$name]:-} ]] || usage_error "$what lists $name twice"
+    parse_port_list "$what ($name)" "$ports" >/dev/null
     given[$name]=$ports
   done
   for proto in "${SECURE_BENCH_PROTOCOLS[@]}"; do
@@ -73,22 +77,36 @@ secure_bench_canonical() {
   printf '%s\n' "$out"
 }
 
+# secure_bench_ask SPEC: the start's --bench-listeners SPEC, checked (exit 2 if bad).
+secure_bench_ask() {
+  SECURE_BENCH_ASKED=$(secure_bench_canonical --bench-listeners "$1") || exit 2
+}
+
 # secure_bench_init RECORDED FOR_START: sets the cluster's benchmark listeners: those
-# recorded in its cluster.env (RECORDED), or, for the start that makes a secured cluster,
-# KAFKA_LOCAL_BENCH_LISTENERS; a start that asks for other ones than the cluster has, or
-# for any on an open cluster, is refused.
+# recorded in its cluster.env (RECORDED, checked as --bench-listeners is), or, for the start
+# that makes the cluster, the start's --bench-listeners. A later start must ask for exactly
+# the recorded ones (none if none): anything else is refused (exit 2).
 secure_bench_init() {
-  local recorded=$1 for_start=$2 asked entry proto n
+  local recorded=$1 for_start=$2 entry proto n
   local -a entries ports
+  if [[ -n $recorded ]]; then
+    recorded=$(secure_bench_canonical "BENCH_LISTENERS in $CLUSTER_ENV (damaged? stop --brokers 3 --wipe to start afresh)" "$recorded") || exit 2
+    [[ $SECURE == 1 ]] || usage_error "$CLUSTER_ENV records benchmark listeners for a cluster that is not secured (damaged? stop --brokers 3 --wipe to start afresh)"
+  fi
   SECURE_BENCH=$recorded
-  if [[ $for_start == 1 && -n ${KAFKA_LOCAL_BENCH_LISTENERS:-} ]]; then
-    [[ $SECURE == 1 ]] ||
-      usage_error "KAFKA_LOCAL_BENCH_LISTENERS is for benchmarking the secured cluster only (start --brokers 3 --secure)"
-    asked=$(secure_bench_canonical "$KAFKA_LOCAL_BENCH_LISTENERS") || exit 2
-    if cluster_exists && [[ $asked != "$recorded" ]]; then
-      usage_error "the cluster in $CLUSTER_DIR was made with benchmark listeners '${recorded:-none}', not '$asked'; stop --brokers 3 --wipe it or use another KAFKA_LOCAL_CLUSTER_DIR"
+  if [[ $for_start == 1 ]]; then
+    if [[ -n $SECURE_BENCH_ASKED && $SECURE != 1 ]]; then
+      usage_error "--bench-listeners is for benchmarking the secured cluster only (start --brokers 3 --secure --bench-listeners SPEC)"
     fi
-    SECURE_BENCH=$asked
+    if cluster_exists && [[ $SECURE_BENCH_ASKED != "$recorded" ]]; then
+      if [[ -z $SECURE_BENCH_ASKED ]]; then
+        usage_error "the cluster in $CLUSTER_DIR was made with benchmark listeners '$recorded' (ANONYMOUS may be a super user: for benchmarks only); start it with --secure --bench-listeners '$recorded' again, or stop --brokers 3 --wipe it"
+      elif [[ -z $recorded ]]; then
+        usage_error "the cluster in $CLUSTER_DIR was made without benchmark listeners; --bench-listeners is taken only by the start that makes a cluster: stop --brokers 3 --wipe it or use another KAFKA_LOCAL_CLUSTER_DIR"
+      fi
+      usage_error "the cluster in $CLUSTER_DIR was made with benchmark listeners '$recorded', not '$SECURE_BENCH_ASKED'; stop --brokers 3 --wipe it or use another KAFKA_LOCAL_CLUSTER_DIR"
+    fi
+    cluster_exists || SECURE_BENCH=$SECURE_BENCH_ASKED
   fi
   SECURE_BENCH_PORTS=()
   read -r -a entries <<<"$SECURE_BENCH"
@@ -99,6 +117,17 @@ secure_bench_init() {
       SECURE_BENCH_PORTS[$proto,$n]=${ports[n-1]}
     done
   done
+}
+
+# Warns (stderr) that the cluster has benchmark listeners, if it has: on every start,
+# restart and status of such a cluster.
+secure_bench_warn() {
+  [[ -n $SECURE_BENCH ]] || return 0
+  local who="SASL_PLAINTEXT sends SCRAM without TLS"
+  if [[ -n ${SECURE_BENCH_PORTS[PLAINTEXT,1]:-}${SECURE_BENCH_PORTS[SSL,1]:-} ]]; then
+    who="ANONYMOUS is a super user: anyone on this machine can read and write every topic"
+  fi
+  warn "WARNING: benchmark listeners $SECURE_BENCH (ports of nodes 1,2,3) besides SASL_SSL: $who; for benchmarks only, never to run the engine"
 }
 
 # Sets SECURE_BENCH_NODE_PORTS to the benchmark ports of the selected node (none without).
@@ -186,7 +215,7 @@ secure_scram_args() {
 # Properties appended to each node's server.properties (the later key wins): the client
 # listener becomes SASL_SSL (SCRAM, inter-broker traffic as admin), the controller
 # listener TLS with client certificates required, and every request is authorized; with
-# benchmark listeners (KAFKA_LOCAL_BENCH_LISTENERS) those too, and ANONYMOUS a super user
+# benchmark listeners (--bench-listeners) those too, and ANONYMOUS a super user
 # when one of them is PLAINTEXT or SSL.
 secure_properties() {
   local dir pass proto bench_port anonymous=0
@@ -229,11 +258,11 @@ allow.everyone.if.no.acl.found=false
 EOF
   if [[ -n ${SECURE_BENCH_PORTS[SASL_PLAINTEXT,$NODE_ID]:-} ]]; then
     cat <<EOF
-# benchmark only (KAFKA_LOCAL_BENCH_LISTENERS): $SECURE_BENCH
+# benchmark only (--bench-listeners): $SECURE_BENCH
 listener.name.bench_sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="$(secure_password admin)";
 EOF
   elif [[ -n $SECURE_BENCH ]]; then
-    printf '# benchmark only (KAFKA_LOCAL_BENCH_LISTENERS): %s\n' "$SECURE_BENCH"
+    printf '# benchmark only (--bench-listeners): %s\n' "$SECURE_BENCH"
   fi
 }
 
