@@ -90,8 +90,8 @@ secure_bench_init() {
   local recorded=$1 for_start=$2 entry proto n
   local -a entries ports
   if [[ -n $recorded ]]; then
-    recorded=$(secure_bench_canonical "BENCH_LISTENERS in $CLUSTER_ENV (damaged? stop --brokers 3 --wipe to start afresh)" "$recorded") || exit 2
-    [[ $SECURE == 1 ]] || usage_error "$CLUSTER_ENV records benchmark listeners for a cluster that is not secured (damaged? stop --brokers 3 --wipe to start afresh)"
+    recorded=$(secure_bench_canonical "damaged BENCH_LISTENERS in $CLUSTER_ENV (mend that line: every command on this cluster, stop too, reads it)" "$recorded") || exit 2
+    [[ $SECURE == 1 ]] || usage_error "damaged $CLUSTER_ENV: BENCH_LISTENERS on a cluster that is not secured (mend the file: every command on this cluster, stop too, reads it)"
   fi
   SECURE_BENCH=$recorded
   if [[ $for_start == 1 ]]; then
