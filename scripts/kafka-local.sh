@@ -38,6 +38,8 @@
 #
 # With --secure (start --brokers 3 --secure) the cluster's client listeners take only
 # SASL_SSL with SCRAM credentials, and ACLs are enforced (scripts/kafka/secure.sh).
+# --bench-listeners SPEC adds open listeners to such a cluster when it is made, for
+# scripts/bench_kafka_security.py only (secure.sh says what and why).
 #
 # Files: scripts/kafka/pom.xml (which jars), scripts/kafka/log4j2.xml (logging),
 # scripts/kafka/server.properties.template (broker config),
@@ -143,6 +145,13 @@ node ids 1-3; the cluster is found by its state dir, KAFKA_LOCAL_CLUSTER_DIR):
                    <cluster dir>/secrets (mode 700), with a <user>.env of DISPATCH_KAFKA_*
                    settings for each. Then, as admin: dispatch topics create and
                    dispatch topics acls --apply (scripts/kafka/secure.sh).
+  start --brokers 3 --secure --bench-listeners SPEC
+                   Benchmark only, never to run the engine: SPEC, e.g.
+                   "PLAINTEXT:p1,p2,p3 SSL:p4,p5,p6 SASL_PLAINTEXT:p7,p8,p9" (any of the
+                   three; ports of nodes 1,2,3), adds client listeners of those protocols,
+                   and with PLAINTEXT or SSL ANONYMOUS becomes a super user. Taken by the
+                   start that makes the cluster and recorded; every later start must
+                   repeat the same SPEC. start, restart and status warn about them.
   stop --brokers 3 [--wipe]
                    SIGTERM every node (own pid files), wait up to ${STOP_TIMEOUT}s, then
                    SIGKILL the rest. --wipe also deletes the nodes' data and the
@@ -489,6 +498,10 @@ launch_broker() {
 
 cmd_start() {
   [[ ${1:-} != --secure ]] || usage_error "--secure is for the three-node cluster (start --brokers $CLUSTER_SIZE --secure): the single broker stays open on loopback"
+  local a
+  for a in "$@"; do
+    [[ $a != --bench-listeners* ]] || usage_error "--bench-listeners is for benchmarking the secured three-node cluster only (start --brokers $CLUSTER_SIZE --secure --bench-listeners SPEC)"
+  done
   [[ $# -eq 0 ]] || usage_error "start takes no arguments"
   local t0 pid
   t0=$(now)
@@ -666,13 +679,14 @@ cluster_init() {
   CLUSTER_ENV=$CLUSTER_DIR/cluster.env
 
   if [[ -f $CLUSTER_ENV ]]; then
-    local key value rec_ports='' rec_ctrl='' rec_secure=0
+    local key value rec_ports='' rec_ctrl='' rec_secure=0 rec_bench=''
     while IFS='=' read -r key value; do
       case $key in
         CLUSTER_ID) CLUSTER_ID=$value ;;
         PORTS) rec_ports=$value ;;
         CONTROLLER_PORTS) rec_ctrl=$value ;;
         SECURE) rec_secure=$value ;;
+        BENCH_LISTENERS) rec_bench=$value ;;
       esac
     done <"$CLUSTER_ENV"
     [[ -n $rec_ports && -n $rec_ctrl ]] || die "$CLUSTER_ENV is incomplete (stop --brokers 3 --wipe to start afresh)"
@@ -693,8 +707,9 @@ cluster_init() {
     (( ${#C_PORTS[@]} == CLUSTER_SIZE && ${#C_CTRL_PORTS[@]} == CLUSTER_SIZE )) || exit 2
   fi
 
+  secure_bench_init "${rec_bench:-}" "$for_start"
   local -A seen=()
-  for p in "${C_PORTS[@]}" "${C_CTRL_PORTS[@]}"; do
+  for p in "${C_PORTS[@]}" "${C_CTRL_PORTS[@]}" "${SECURE_BENCH_PORTS[@]}"; do
     [[ -z ${seen[$p]:-} ]] || usage_error "cluster port $p is listed twice (client and controller ports must all differ)"
     seen[$p]=1
   done
@@ -714,6 +729,9 @@ write_cluster_env() {
   mkdir -p -- "$CLUSTER_DIR"
   printf 'BROKERS=%s\nCLUSTER_ID=%s\nPORTS=%s\nCONTROLLER_PORTS=%s\nSECURE=%s\n' \
     "$CLUSTER_SIZE" "$CLUSTER_ID" "$ports" "$ctrl" "$SECURE" >"$CLUSTER_ENV.tmp"
+  if [[ -n $SECURE_BENCH ]]; then
+    printf 'BENCH_LISTENERS=%s\n' "$SECURE_BENCH" >>"$CLUSTER_ENV.tmp"
+  fi
   mv -- "$CLUSTER_ENV.tmp" "$CLUSTER_ENV"
 }
 
@@ -729,6 +747,7 @@ select_node() {  # point the broker globals at node $1 of the cluster
   PORT=${C_PORTS[NODE_ID-1]}
   CONTROLLER_PORT=${C_CTRL_PORTS[NODE_ID-1]}
   PROPS_TEMPLATE=$CLUSTER_TEMPLATE
+  secure_bench_node_ports
 }
 
 bootstrap_list() {
@@ -831,6 +850,9 @@ launch_node() {
   for p in "$PORT" "$CONTROLLER_PORT"; do
     port_open "$p" && abort_start "port $HOST:$p (node $NODE_ID) is already in use by another process; set KAFKA_LOCAL_CLUSTER_PORTS / KAFKA_LOCAL_CLUSTER_CONTROLLER_PORTS"
   done
+  for p in "${SECURE_BENCH_NODE_PORTS[@]}"; do
+    port_open "$p" && abort_start "benchmark listener port $HOST:$p (node $NODE_ID) is already in use by another process; the cluster's --bench-listeners ($SECURE_BENCH) are fixed: free the port, or stop --brokers 3 --wipe the cluster and start it with other --bench-listeners"
+  done
   launch_broker
   STARTED_PIDS+=("$LAUNCHED_PID")
   say "started node $NODE_ID pid $LAUNCHED_PID ($HOST:$PORT, controller $HOST:$CONTROLLER_PORT)"
@@ -876,11 +898,19 @@ cluster_start() {
   while [[ $# -gt 0 ]]; do
     case $1 in
       --secure) SECURE=1 ;;
-      *) usage_error "start --brokers $CLUSTER_SIZE takes no arguments but --secure, got '$1'" ;;
+      --bench-listeners)
+        [[ $# -ge 2 && -n $2 ]] || usage_error "--bench-listeners needs a SPEC, e.g. \"PLAINTEXT:p1,p2,p3 SSL:p4,p5,p6 SASL_PLAINTEXT:p7,p8,p9\""
+        secure_bench_ask "$2"; shift ;;
+      --bench-listeners=*) secure_bench_ask "${1#--bench-listeners=}" ;;
+      *) usage_error "start --brokers $CLUSTER_SIZE takes no arguments but --secure and --bench-listeners SPEC, got '$1'" ;;
     esac
     shift
   done
+  if [[ -n $SECURE_BENCH_ASKED && $SECURE != 1 ]]; then  # before anything else
+    usage_error "--bench-listeners is for benchmarking the secured cluster only (start --brokers $CLUSTER_SIZE --secure --bench-listeners SPEC)"
+  fi
   cluster_init 1
+  secure_bench_warn
   local t0 n p pid deadline
   local -a to_start=() to_format=()
   t0=$(now)
@@ -905,6 +935,9 @@ cluster_start() {
       select_node "$n"
       for p in "$PORT" "$CONTROLLER_PORT"; do
         ! port_open "$p" || die "port $HOST:$p (node $n) is already in use by another process; set KAFKA_LOCAL_CLUSTER_PORTS / KAFKA_LOCAL_CLUSTER_CONTROLLER_PORTS"
+      done
+      for p in "${SECURE_BENCH_NODE_PORTS[@]}"; do
+        ! port_open "$p" || die "benchmark listener port $HOST:$p (node $n) is already in use by another process; choose other ports with --bench-listeners (a cluster already made keeps its own: stop --brokers 3 --wipe it first)"
       done
     done
     fetch_libs
@@ -956,8 +989,13 @@ cluster_start() {
   [[ $SECURE == 1 ]] && secure_client_files
   wait_registered "$deadline" "$all"
   say "cluster ready in $(elapsed_since "$t0")s: $READY_LINE (state dir $CLUSTER_DIR)"
-  if [[ $SECURE == 1 ]]; then
+  if [[ $SECURE == 1 && -n $SECURE_BENCH ]]; then
+    say "secured on the client ports only: SASL_SSL (SCRAM-SHA-512) there, TLS with client certificates between controllers; NOT secured on the benchmark listeners ($SECURE_BENCH)"
+    secure_bench_warn
+  elif [[ $SECURE == 1 ]]; then
     say "secured: SASL_SSL (SCRAM-SHA-512) on the client ports, TLS with client certificates between controllers, ACLs enforced"
+  fi
+  if [[ $SECURE == 1 ]]; then
     say "connect as a role with its settings: set -a; . $(secure_dir)/dispatch-worker.env; set +a"
     say "then, as admin (. $(secure_dir)/admin.env): dispatch topics create && dispatch topics acls --apply"
   fi
@@ -1012,6 +1050,7 @@ cluster_status() {
     say "not running (no cluster in $CLUSTER_DIR)"
     return 1
   fi
+  secure_bench_warn
   local n pid up=0 line
   for n in $(seq 1 "$CLUSTER_SIZE"); do
     select_node "$n"
@@ -1126,6 +1165,7 @@ cluster_restart() {
   node=$(parse_node_id restart "${1:-}") || exit 2
   cluster_init
   cluster_exists || usage_error "restart $node: no cluster in $CLUSTER_DIR (start it with: $PROG start --brokers $CLUSTER_SIZE)"
+  secure_bench_warn
   local t0 deadline pid
   t0=$(now)
   deadline=$(( $(date +%s) + START_TIMEOUT ))
@@ -1147,6 +1187,7 @@ cluster_restart() {
   ids=$(nodes_running)
   wait_registered "$deadline" "${ids// /,}"
   say "node $node back in $(elapsed_since "$t0")s: $READY_LINE"
+  secure_bench_warn
   bootstrap_list
 }
 

@@ -12,13 +12,21 @@ import functools
 import json
 import re
 import subprocess
+import tempfile
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+import kafka_local_secure
 import pytest
 import yaml
 from jsonschema.validators import validator_for
+from kafka_local_secure import (
+    ADMIN_PASSWORD,
+    STORE_PASSWORD,
+    properties_of,
+    secure_properties,
+)
 
 from dispatch.settings import Settings
 
@@ -63,17 +71,6 @@ def schema_errors(document: dict[str, Any]) -> list[str]:
     ]
 
 
-def properties_of(text: str) -> dict[str, str]:
-    """key=value lines of a Java properties text (no continuation lines are used here)."""
-    props: dict[str, str] = {}
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith("#") and "=" in line:
-            key, _, value = line.partition("=")
-            props[key.strip()] = value.strip()
-    return props
-
-
 def broker_properties(env: dict[str, Any]) -> dict[str, str]:
     """The server properties the apache/kafka image makes of KAFKA_* variables: the name
     after KAFKA_, lower case, _ for ., ___ for - and __ for _ (as broker-entrypoint.sh)."""
@@ -89,16 +86,15 @@ def broker_properties(env: dict[str, Any]) -> dict[str, str]:
 
 def local_secure_cluster() -> dict[str, str]:
     """The local secured cluster's broker settings that are the same on every node and
-    every machine: the template's, then secure.sh's additions (the later key wins, as in
-    the rendered server.properties); values made per node or per start are left out."""
+    every machine: the template's, then what secure.sh's secure_properties appends, run in
+    bash (tests/kafka_local_secure.py; the later key wins, as in the rendered
+    server.properties); values made per node or per start are left out."""
     template = properties_of((ROOT / "scripts/kafka/cluster.properties.template").read_text())
-    script = (ROOT / "scripts/kafka/secure.sh").read_text()
-    mechanism = re.search(r"^SECURE_MECHANISM=(\S+)$", script, re.MULTILINE)
-    heredoc = re.search(r"secure_properties\(\) \{.*?<<EOF\n(.*?)\nEOF\n", script, re.DOTALL)
-    assert mechanism and heredoc, "secure.sh changed shape: update this test"
-    secure = properties_of(heredoc.group(1).replace("$SECURE_MECHANISM", mechanism.group(1)))
+    with tempfile.TemporaryDirectory(prefix="secure-properties-") as tmp:
+        secure = secure_properties(Path(tmp))
+        per_node = (tmp, kafka_local_secure.HOST, STORE_PASSWORD, ADMIN_PASSWORD, "@")
     merged = {**template, **secure}
-    return {k: v for k, v in merged.items() if "@" not in v and "$" not in v}
+    return {k: v for k, v in merged.items() if not any(part in v for part in per_node)}
 
 
 def script_users(path: Path, variable: str) -> list[str]:

@@ -156,3 +156,43 @@ def test_a_password_file_line_is_taken_as_it_is(tmp_path: Path) -> None:
     connection = connection_of(settings)
     assert isinstance(connection, KafkaConnection)
     assert connection.password == "  spaced pass  "
+
+
+def test_tls_alone_and_sasl_alone_each_set_only_their_own_part(
+    cafile: Path, tmp_path: Path
+) -> None:
+    """The two halves of SASL_SSL, which scripts/bench_kafka_security.py measures apart:
+    SSL checks the brokers' certificates and sends no credentials, SASL_PLAINTEXT sends the
+    credentials with no TLS."""
+    secret = tmp_path / "password"
+    secret.write_text("s3cret\n")
+    tls = connection_of(
+        Settings(kafka_bootstrap=SERVERS, kafka_security_protocol="SSL", kafka_ssl_cafile=cafile)
+    )
+    assert tls == KafkaConnection(SERVERS, "SSL", ssl_cafile=cafile)
+    config = producer_config(tls)
+    assert config["security_protocol"] == "SSL"
+    assert config["ssl_cafile"] == str(cafile)
+    assert config["ssl_check_hostname"] is True
+    assert not {"sasl_mechanism", "sasl_plain_username", "sasl_plain_password"} & set(config)
+    assert tls.describe() == (
+        f"SSL, TLS checked against {cafile}, no authentication: any client that reaches a "
+        "broker can read and write every topic"
+    )
+
+    sasl = connection_of(
+        Settings(
+            kafka_bootstrap=SERVERS,
+            kafka_security_protocol="SASL_PLAINTEXT",
+            kafka_username="admin",
+            kafka_password_file=secret,
+        )
+    )
+    assert sasl == KafkaConnection(SERVERS, "SASL_PLAINTEXT", "SCRAM-SHA-512", "admin", "s3cret")
+    config = consumer_config(sasl)
+    assert config["security_protocol"] == "SASL_PLAINTEXT"
+    assert config["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert config["sasl_plain_username"] == "admin"
+    assert config["sasl_plain_password"] == "s3cret"
+    assert not {"ssl_cafile", "ssl_check_hostname"} & set(config)
+    assert sasl.describe() == "SASL_PLAINTEXT, as admin (SCRAM-SHA-512)"
