@@ -19,6 +19,7 @@ from dispatch.adapters.kafka.config import admin_config, seek_since
 from dispatch.adapters.kafka.eventstore import writer as writer_module
 from dispatch.adapters.kafka.eventstore.clients import (
     BOOTSTRAP_ATTEMPT_MS,
+    CONNECTION_SETUP_TIMEOUT_MS,
     OFFSETS_TIMEOUT_MS,
     REQUEST_TIMEOUT_MS,
     TRANSACTION_TIMEOUT_MS,
@@ -113,6 +114,21 @@ def test_kafka_python_accepts_the_settings(make: Any, config: dict[str, Any]) ->
         assert client.config["request_timeout_ms"] == REQUEST_TIMEOUT_MS
     finally:
         client.close()
+
+
+def test_a_new_connection_to_a_silent_broker_is_given_up_as_soon_as_a_request() -> None:
+    """kafka-python's clients refuse the setting, so it is their connection manager's
+    default (set when the client settings are imported); its growth on failures is capped."""
+    consumer = KafkaConsumer(**consumer_config(SERVERS, group_id=None), api_version=(3, 9))
+    try:
+        manager = consumer._client._manager
+        assert manager.config["socket_connection_setup_timeout_ms"] == CONNECTION_SETUP_TIMEOUT_MS
+        assert manager.config["socket_connection_setup_timeout_max_ms"] == (
+            CONNECTION_SETUP_TIMEOUT_MS
+        )
+        assert CONNECTION_SETUP_TIMEOUT_MS <= REQUEST_TIMEOUT_MS
+    finally:
+        consumer.close()
 
 
 def test_a_bootstrap_that_timed_out_is_made_again_until_it_succeeds(

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaTimeoutError
+from kafka.net.manager import KafkaConnectionManager
 
 from dispatch.adapters.kafka.eventstore.connection import Connection, connection_config
 
@@ -50,6 +51,14 @@ REQUEST_TIMEOUT_MS = 5_000
 BOOTSTRAP_ATTEMPT_MS = 5_000
 BOOTSTRAP_TIMEOUT_S = 30.0  # kafka-python's bootstrap_timeout_ms default, for all attempts
 TIMEOUTS = {"request_timeout_ms": REQUEST_TIMEOUT_MS, "bootstrap_timeout_ms": BOOTSTRAP_ATTEMPT_MS}
+# A new connection (its TCP connect and first ApiVersions exchange) is given up after 5 s,
+# every time: kafka-python 3.0.12 gives it 10 s, growing to 30 s on repeated failures, and
+# its clients refuse the setting (``socket_connection_setup_timeout_ms``) as unknown, so the
+# default of its connection manager is set (``bound_connection_setup``, at import: for every
+# kafka-python client of the process). In a run of fault 2 a worker's check of its group
+# opened a connection to the stalled node (still named the group's coordinator) and waited
+# 10 s on it, though requests on open connections were given up after 5 s.
+CONNECTION_SETUP_TIMEOUT_MS = 5_000
 # The broker aborts a transaction left open longer than this (kafka-python's default: 60 s).
 # The shard writer keeps one open at most ``writer.FLUSH_SPAN_S`` (7 s) of sends and flushes,
 # or 1 s of flush after a batch that decided for longer, then at most three bounded calls
@@ -62,6 +71,16 @@ TRANSACTION_TIMEOUT_MS = 20_000
 OFFSETS_TIMEOUT_MS = 30_000
 
 _Client = TypeVar("_Client")
+
+
+def bound_connection_setup() -> None:
+    """Give every new connection of kafka-python's clients ``CONNECTION_SETUP_TIMEOUT_MS``."""
+    defaults = KafkaConnectionManager.DEFAULT_CONFIG
+    defaults["socket_connection_setup_timeout_ms"] = CONNECTION_SETUP_TIMEOUT_MS
+    defaults["socket_connection_setup_timeout_max_ms"] = CONNECTION_SETUP_TIMEOUT_MS
+
+
+bound_connection_setup()
 
 
 def producer_config(bootstrap: Connection, **overrides: Any) -> dict[str, Any]:
