@@ -15,6 +15,7 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaTimeoutError
 
+from dispatch.adapters.kafka import worker as worker_module
 from dispatch.adapters.kafka.config import admin_config, seek_since
 from dispatch.adapters.kafka.eventstore import writer as writer_module
 from dispatch.adapters.kafka.eventstore.clients import (
@@ -35,6 +36,7 @@ from dispatch.adapters.kafka.eventstore.writer import (
     MIN_FLUSH_S,
     PartitionWriter,
 )
+from dispatch.settings import Settings
 
 SERVERS = "127.0.0.1:1,127.0.0.1:2"
 TP = TopicPartition("dispatch.events", 0)
@@ -55,6 +57,17 @@ def test_every_client_gives_a_silent_broker_up_within_a_few_seconds(config: dict
     assert config["request_timeout_ms"] == REQUEST_TIMEOUT_MS <= 5_000
     assert config["bootstrap_timeout_ms"] == BOOTSTRAP_ATTEMPT_MS <= 5_000
     assert config["reconnect_backoff_max_ms"] == 1_000
+
+
+@pytest.mark.parametrize(
+    "config",
+    [producer_config(SERVERS), consumer_config(SERVERS), consumer_config(SERVERS, group_id="g")],
+    ids=["producer", "consumer", "group consumer"],
+)
+def test_producers_and_consumers_look_the_leaders_up_every_few_seconds(
+    config: dict[str, Any],
+) -> None:
+    assert config["metadata_max_age_ms"] <= 5_000
 
 
 def test_a_caller_may_still_ask_for_a_longer_request_timeout() -> None:
@@ -253,3 +266,32 @@ def test_offsets_asked_without_a_timeout_get_room_for_more_than_one_request() ->
     wanted = [OFFSETS_TIMEOUT_MS, OFFSETS_TIMEOUT_MS, 1_234, OFFSETS_TIMEOUT_MS, OFFSETS_TIMEOUT_MS]
     assert consumer.asked == wanted
     assert OFFSETS_TIMEOUT_MS >= 5 * REQUEST_TIMEOUT_MS
+
+
+class _Made(Exception):
+    """Stops a worker's construction once its group consumer's settings are known."""
+
+
+def test_the_workers_group_consumer_has_the_common_timeouts_and_its_session(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    made: list[dict[str, Any]] = []
+
+    def new_consumer(bootstrap: str, **overrides: Any) -> None:
+        made.append(consumer_config(bootstrap, **overrides))
+        raise _Made
+
+    monkeypatch.setattr(worker_module, "new_consumer", new_consumer)
+    with pytest.raises(_Made):
+        worker_module.KafkaWorker(
+            Settings(kafka_bootstrap=SERVERS),
+            lambda *a: None,
+            lambda: None,  # type: ignore[arg-type,return-value]
+        )
+    (config,) = made
+    assert config["group_id"].endswith(".workers")
+    assert (config["session_timeout_ms"], config["heartbeat_interval_ms"]) == (10_000, 1_000)
+    assert config["request_timeout_ms"] == REQUEST_TIMEOUT_MS < config["session_timeout_ms"]
+    assert config["metadata_max_age_ms"] <= 5_000
+    # kafka-python gives a JoinGroup max(request timeout, max_poll_interval_ms + 5 s).
+    assert config["max_poll_interval_ms"] + 5_000 > 60_000
