@@ -36,7 +36,7 @@ RECONNECT = {"reconnect_backoff_max_ms": 1_000}
 # A request with no answer is given up after 5 s, on every client (kafka-python's default is
 # 30 s): a broker that is stalled (its process frozen, fault 2) accepts connections and
 # never answers, and each client waited a whole request timeout on it although the cluster
-# had fenced it and moved its leaderships in 3 s. No request of these clients is meant to
+# had fenced it within seconds. No request of these clients is meant to
 # wait long at the broker: a fetch waits at most ``fetch_max_wait_ms`` (0.5 s; kafka-python
 # refuses a request timeout not above it), an acks=all produce for its replicas
 # (milliseconds); a JoinGroup, which the broker holds until the group has rejoined, gets its

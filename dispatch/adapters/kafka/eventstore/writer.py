@@ -66,7 +66,7 @@ log = logging.getLogger(__name__)
 # 10.9 s in fault test 1, over its 10 s goal). Given up too soon costs a shard reopen, never
 # correctness: the new producer's init finishes the old transaction either way.
 COMMIT_TIMEOUT_S = 5.0
-# How long after a transaction began its flushes may still wait (the broker's request timeout,
+# How long after a transaction began its flushes may still wait (the clients' request timeout,
 # ``clients.REQUEST_TIMEOUT_MS``, is 5 s: room for one request given up and sent again to a
 # new leader), and the least a flush gets. With three bounded calls after it, a transaction
 # stays under the 20 s ``clients.TRANSACTION_TIMEOUT_MS`` unless all three use their bound.
