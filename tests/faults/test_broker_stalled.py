@@ -1,7 +1,6 @@
 """Fault 2 (issue #16): a broker stalls (SIGSTOP) under load past the broker and consumer
-session timeouts and the writer's commit bound, then goes on (SIGCONT). Not past the
-producers' transaction timeout (kafka-python's 60 s default): a transaction the broker
-itself times out is not made here.
+session timeouts, the writer's commit bound and the producers' transaction timeout, then
+goes on (SIGCONT).
 
 On a fresh three-node cluster (tests/local_cluster.py), the topics with three replicas; a
 simulated city over ``SHARDS`` shards served by ``WORKERS`` ``dispatch worker`` processes
@@ -10,20 +9,24 @@ the transaction coordinator of most shards' producers (``describe_transactions``
 node leading most of the shards' partitions) is paused with ``kafka-local.sh pause N``: its
 JVM frozen, its connections open, so clients wait on it rather than see it refuse them.
 The controller fences it ``broker.session.timeout.ms`` (3 s) after its last heartbeat;
-``STALL_S`` (20 s) is past that, past the writer's commit bound (``COMMIT_TIMEOUT_S``, 5 s)
-and past the workers' consumer session (10 s). Then ``resume N``; the load runs on for
+``STALL_S`` (25 s) is past that, past the writer's commit bound (``COMMIT_TIMEOUT_S``, 5 s),
+the workers' consumer session (10 s) and the producers' transaction timeout
+(``TRANSACTION_TIMEOUT_MS``, 20 s), so a transaction left open on the paused coordinator is
+older than its timeout by the time the node goes on. Then ``resume N``; the load runs on for
 ``AFTER_S``.
 
 Afterwards ``replay verify`` is clean and the independent count (Kafka's console consumer)
 finds nothing lost, nothing doubled, no driver double-booked. Recorded and logged (``-rA``):
 outcomes/s before, during and after the stall; recovery, from the pause to the end of the
 longest pause in the outcomes after it (goal, as a dead leader's: 10 s; reported, never
-asserted beyond ``RECOVERY_BOUND_S``); when the node's leaderships moved.
+asserted beyond ``RECOVERY_BOUND_S``); when the node's leaderships moved; and which of the
+shards' transactions a coordinator rolled back on their timeout (the brokers' logs; reported).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections import Counter
@@ -45,13 +48,17 @@ from under_load import (
     shard_transactions,
 )
 
+from dispatch.adapters.kafka.eventstore.clients import TRANSACTION_TIMEOUT_MS
+from dispatch.adapters.kafka.eventstore.writer import COMMIT_TIMEOUT_S
+
 pytestmark = pytest.mark.fault
 log = logging.getLogger(__name__)
 
 SHARDS = 2
 WORKERS = 2
 STALL_AFTER_S = 25.0  # wall seconds of load before the pause
-STALL_S = 20.0  # the node stays paused this long
+STALL_S = 25.0  # the node stays paused this long: past every timeout below
+SESSION_S = 10.0  # the workers' consumer session (dispatch/adapters/kafka/worker.py)
 AFTER_S = 30.0  # load after it goes on
 GOAL_S = 10.0  # as for a leader broker's death (issue #16; reported)
 
@@ -70,6 +77,21 @@ class Stalled(Timeline):
             f"node {self.victim} paused (coordinator of {self.coordinates}, leading "
             f"{self.led}); {self.outcomes_after_fault()}"
         )
+
+
+def timed_out_rollbacks(cluster: Cluster, prefix: str) -> list[str]:
+    """The brokers' log lines saying that a coordinator rolled one of the deployment's
+    transactions back on its timeout (Kafka's TransactionCoordinator, INFO), node by node."""
+    found = []
+    pattern = re.compile(
+        rf"rollback of ongoing transaction for transactionalId {re.escape(prefix)}\.", re.I
+    )
+    for node in range(1, len(cluster.ports) + 1):
+        for log_file in sorted((cluster.state_dir / f"node-{node}" / "logs").glob("server*.log")):
+            for text in log_file.read_text(errors="replace").splitlines():
+                if "due to timeout" in text and pattern.search(text):
+                    found.append(f"node {node}: {text.strip()}")
+    return found
 
 
 def shard_coordinators(bootstrap: str, prefix: str) -> dict[int, list[str]]:
@@ -137,6 +159,7 @@ def test_a_broker_stalled_past_the_timeouts_under_load_loses_doubles_and_double_
         line.told,
     )
     assert line.started and line.fault and line.back and line.victim
+    assert max(TRANSACTION_TIMEOUT_MS / 1000, SESSION_S, COMMIT_TIMEOUT_S) < STALL_S
     recovery, pause = line.recovery()
     before, during, after = line.rates(ended)
 
@@ -151,6 +174,12 @@ def test_a_broker_stalled_past_the_timeouts_under_load_loses_doubles_and_double_
         "met" if recovery <= GOAL_S else "NOT met", pause, before, during, after, machine(),
     )  # fmt: skip
 
+    rollbacks = timed_out_rollbacks(local_cluster, prefix)
+    log.warning(
+        "fault 2: %d transaction(s) of the shards rolled back by a coordinator on their "
+        "timeout (%.0f s)%s",
+        len(rollbacks), TRANSACTION_TIMEOUT_MS / 1000, "".join(f"\n  {r}" for r in rollbacks),
+    )  # fmt: skip
     found = read_back(local_cluster, prefix, tmp_path / "console", "fault 2")
     assert recovery <= RECOVERY_BOUND_S, f"the outcomes came back {recovery:.0f} s after"
     assert after > 0, (before, during, after)

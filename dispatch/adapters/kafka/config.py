@@ -9,7 +9,10 @@ from typing import Any
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
 from dispatch.adapters.kafka.eventstore.clients import (
+    OFFSETS_TIMEOUT_MS,
     RECONNECT,
+    TIMEOUTS,
+    bootstrapped,
     end_offsets,
     new_consumer,
     new_producer,
@@ -72,14 +75,16 @@ def connection_of(settings: Settings) -> Connection:
     )
 
 
-def new_admin(bootstrap: Connection, **overrides: Any) -> KafkaAdminClient:
-    config: dict[str, Any] = {
-        **connection_config(bootstrap),
-        **RECONNECT,
-        "request_timeout_ms": 15_000,
-    }
+def admin_config(bootstrap: Connection, **overrides: Any) -> dict[str, Any]:
+    """Settings of an admin client: the event store's timeouts (``clients.TIMEOUTS``). An
+    admin call given no ``timeout_ms`` waits at most the request timeout in all (5 s)."""
+    config: dict[str, Any] = {**connection_config(bootstrap), **RECONNECT, **TIMEOUTS}
     config.update(overrides)
-    return KafkaAdminClient(**config)
+    return config
+
+
+def new_admin(bootstrap: Connection, **overrides: Any) -> KafkaAdminClient:
+    return bootstrapped(lambda c: KafkaAdminClient(**c), admin_config(bootstrap, **overrides))
 
 
 def assign_all(consumer: KafkaConsumer, topic: str) -> list[TopicPartition]:
@@ -98,7 +103,9 @@ def seek_since(
 ) -> dict[TopicPartition, int]:
     """Put each partition at its first record timestamped at or after ``since_s`` (epoch
     seconds), or at its end when there is none; returns the end offsets."""
-    found = consumer.offsets_for_times(dict.fromkeys(tps, max(0, int(since_s * 1000))))
+    found = consumer.offsets_for_times(
+        dict.fromkeys(tps, max(0, int(since_s * 1000))), timeout_ms=OFFSETS_TIMEOUT_MS
+    )
     ends = end_offsets(consumer, tps)
     for tp in tps:
         at = found.get(tp)

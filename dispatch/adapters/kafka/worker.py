@@ -122,7 +122,6 @@ class KafkaWorker:
             "session_timeout_ms": 10_000,
             "heartbeat_interval_ms": 1_000,
             "max_poll_interval_ms": 120_000,
-            "metadata_max_age_ms": 30_000,
         }
         self.consumer = new_consumer(connection_of(settings), **(options | consumer_overrides))
         topics = list(self.topics.consumed)

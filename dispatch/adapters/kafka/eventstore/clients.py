@@ -8,12 +8,18 @@ project's Kafka clients are built from these too; this module imports nothing of
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaTimeoutError
+from kafka.net.manager import KafkaConnectionManager
 
 from dispatch.adapters.kafka.eventstore.connection import Connection, connection_config
 
+log = logging.getLogger(__name__)
 DEFAULT_PREFIX = "dispatch"
 
 
@@ -27,6 +33,54 @@ DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 # grows to 30 s, so a client could miss a restarted broker, or a new leader on it, for that
 # long).
 RECONNECT = {"reconnect_backoff_max_ms": 1_000}
+# A request with no answer is given up after 5 s, on every client (kafka-python's default is
+# 30 s): a broker that is stalled (its process frozen, fault 2) accepts connections and
+# never answers, and each client waited a whole request timeout on it although the cluster
+# had fenced it within seconds. No request of these clients is meant to
+# wait long at the broker: a fetch waits at most ``fetch_max_wait_ms`` (0.5 s; kafka-python
+# refuses a request timeout not above it), an acks=all produce for its replicas
+# (milliseconds); a JoinGroup, which the broker holds until the group has rejoined, gets its
+# own timeout from kafka-python (``max_poll_interval_ms`` + 5 s). A request given up is
+# retried (produce and transaction requests by the producer, fetches at the next poll), on
+# another node once the metadata says so.
+REQUEST_TIMEOUT_MS = 5_000
+# kafka-python's bootstrap picks one of the bootstrap servers at random and, if it accepts
+# the connection and never answers, waits the whole ``bootstrap_timeout_ms`` on it without
+# trying another: each attempt is given 5 s, and the client is made again (another random
+# pick) until ``BOOTSTRAP_TIMEOUT_S`` (``bootstrapped``).
+BOOTSTRAP_ATTEMPT_MS = 5_000
+BOOTSTRAP_TIMEOUT_S = 30.0  # kafka-python's bootstrap_timeout_ms default, for all attempts
+TIMEOUTS = {"request_timeout_ms": REQUEST_TIMEOUT_MS, "bootstrap_timeout_ms": BOOTSTRAP_ATTEMPT_MS}
+# A new connection (its TCP connect and first ApiVersions exchange) is given up after 5 s,
+# every time: kafka-python 3.0.12 gives it 10 s, growing to 30 s on repeated failures, and
+# its clients refuse the setting (``socket_connection_setup_timeout_ms``) as unknown, so the
+# default of its connection manager is set (``bound_connection_setup``, at import: for every
+# kafka-python client of the process). In a run of fault 2 a worker's check of its group
+# opened a connection to the stalled node (still named the group's coordinator) and waited
+# 10 s on it, though requests on open connections were given up after 5 s.
+CONNECTION_SETUP_TIMEOUT_MS = 5_000
+# The broker aborts a transaction left open longer than this (kafka-python's default: 60 s).
+# The shard writer keeps one open at most ``writer.FLUSH_SPAN_S`` (7 s) of sends and flushes,
+# or 1 s of flush after a batch that decided for longer, then at most three bounded calls
+# (offsets, commit, abort: ``COMMIT_TIMEOUT_S``, 5 s each, and a call that overruns gives the
+# producer up): 23 s only if all three use their whole bound, about 8 s otherwise. A
+# transaction the broker aborts on this timeout is seen by kafka-python as a fence.
+TRANSACTION_TIMEOUT_MS = 20_000
+# What ``end_offsets`` / ``beginning_offsets`` wait in all when not told: kafka-python's own
+# default is the request timeout, which no longer leaves room to ask a second node.
+OFFSETS_TIMEOUT_MS = 30_000
+
+_Client = TypeVar("_Client")
+
+
+def bound_connection_setup() -> None:
+    """Give every new connection of kafka-python's clients ``CONNECTION_SETUP_TIMEOUT_MS``."""
+    defaults = KafkaConnectionManager.DEFAULT_CONFIG
+    defaults["socket_connection_setup_timeout_ms"] = CONNECTION_SETUP_TIMEOUT_MS
+    defaults["socket_connection_setup_timeout_max_ms"] = CONNECTION_SETUP_TIMEOUT_MS
+
+
+bound_connection_setup()
 
 
 def producer_config(bootstrap: Connection, **overrides: Any) -> dict[str, Any]:
@@ -49,6 +103,8 @@ def producer_config(bootstrap: Connection, **overrides: Any) -> dict[str, Any]:
     config: dict[str, Any] = {
         **connection_config(bootstrap),
         **RECONNECT,
+        **TIMEOUTS,
+        "transaction_timeout_ms": TRANSACTION_TIMEOUT_MS,  # used only with transactional_id
         # Leaders looked up at least every 5 s: a producer whose partition's leader died
         # held its records for the dead node for 30 s in a CI run of fault 1 (kafka-python's
         # default is 5 minutes between lookups), though the leadership had moved in 3 s.
@@ -68,6 +124,11 @@ def consumer_config(bootstrap: Connection, **overrides: Any) -> dict[str, Any]:
     config: dict[str, Any] = {
         **connection_config(bootstrap),
         **RECONNECT,
+        **TIMEOUTS,
+        # Leaders looked up at least every 5 s, as the producers do: in a run of fault 2 a
+        # worker's consumer, its shard's partitions paused meanwhile, fetched from the stalled
+        # node 4 s after the leaderships had moved and waited its request timeout on it.
+        "metadata_max_age_ms": 5_000,
         "isolation_level": "read_committed",
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
@@ -80,11 +141,42 @@ def consumer_config(bootstrap: Connection, **overrides: Any) -> dict[str, Any]:
 
 
 def new_producer(bootstrap: Connection, **overrides: Any) -> KafkaProducer:
-    return KafkaProducer(**producer_config(bootstrap, **overrides))
+    return bootstrapped(lambda c: KafkaProducer(**c), producer_config(bootstrap, **overrides))
 
 
 def new_consumer(bootstrap: Connection, **overrides: Any) -> KafkaConsumer:
-    return KafkaConsumer(**consumer_config(bootstrap, **overrides))
+    return bootstrapped(lambda c: KafkaConsumer(**c), consumer_config(bootstrap, **overrides))
+
+
+def bootstrapped(
+    make: Callable[[dict[str, Any]], _Client],
+    config: dict[str, Any],
+    total_s: float = BOOTSTRAP_TIMEOUT_S,
+) -> _Client:
+    """``make(config)``, made again while its bootstrap times out, until ``total_s``.
+
+    kafka-python's constructors bootstrap: they pick one bootstrap server at random and
+    wait on it up to ``bootstrap_timeout_ms``, never trying another, so a server that
+    accepts connections but does not answer (a stalled broker) held each new client for the
+    whole timeout. Each attempt here has the config's (short) bootstrap timeout; the next
+    one picks at random again. A failed attempt leaves kafka-python's idle IO thread behind
+    (consumers and admin clients start it before they bootstrap; they cannot be closed).
+    """
+    deadline = time.monotonic() + total_s
+    attempt = 1
+    while True:
+        try:
+            return make(config)
+        except KafkaTimeoutError as e:
+            if time.monotonic() >= deadline:
+                raise
+            log.info(
+                "bootstrap attempt %d to %s timed out (%s); trying again",
+                attempt,
+                config.get("bootstrap_servers"),
+                e,
+            )
+            attempt += 1
 
 
 OFFSET_ATTEMPTS = 3
@@ -95,7 +187,8 @@ def end_offsets(
 ) -> dict[TopicPartition, int]:
     """``consumer.end_offsets``, asked again when kafka-python 3.0 drops a partition from
     its answer (a ``KeyError`` from inside the call, seen about once in ten runs of the
-    benchmark scripts on a loaded broker)."""
+    benchmark scripts on a loaded broker). ``timeout_ms`` defaults to
+    ``OFFSETS_TIMEOUT_MS``."""
     return _offsets(consumer.end_offsets, tps, timeout_ms)
 
 
@@ -111,7 +204,7 @@ def _offsets(
 ) -> dict[TopicPartition, int]:
     for attempt in range(OFFSET_ATTEMPTS):
         try:
-            found: dict[TopicPartition, int] = ask(tps, timeout_ms=timeout_ms)
+            found: dict[TopicPartition, int] = ask(tps, timeout_ms=timeout_ms or OFFSETS_TIMEOUT_MS)
             return found
         except KeyError:
             if attempt + 1 == OFFSET_ATTEMPTS:

@@ -29,11 +29,19 @@ anew). The writer runs them on a helper thread and waits at most ``commit_timeou
 call that has not returned by then loses the producer, and the shard is reopened with a new
 one, whose ``init_transactions`` finishes the old transaction either way (commits it if its
 commit reached the coordinator, aborts it otherwise) before the shard reads its log.
+
+A transaction is kept short of the broker's transaction timeout
+(``clients.TRANSACTION_TIMEOUT_MS``, 20 s): its flushes wait at most until ``FLUSH_SPAN_S``
+after it began (at least ``MIN_FLUSH_S``, so a batch that took long to decide still gets a
+flush), then the commit is bounded as above. A transaction the broker aborted on its timeout
+would come back to kafka-python as a fence (``FencedError``), which the worker leaves to the
+group; a flush that overran aborts the batch instead, which is retried.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from threading import Event, RLock, Thread, get_ident
@@ -58,7 +66,12 @@ log = logging.getLogger(__name__)
 # 10.9 s in fault test 1, over its 10 s goal). Given up too soon costs a shard reopen, never
 # correctness: the new producer's init finishes the old transaction either way.
 COMMIT_TIMEOUT_S = 5.0
-TXN_REQUEST_TIMEOUT_MS = 10_000
+# How long after a transaction began its flushes may still wait (the clients' request timeout,
+# ``clients.REQUEST_TIMEOUT_MS``, is 5 s: room for one request given up and sent again to a
+# new leader), and the least a flush gets. With three bounded calls after it, a transaction
+# stays under the 20 s ``clients.TRANSACTION_TIMEOUT_MS`` unless all three use their bound.
+FLUSH_SPAN_S = 7.0
+MIN_FLUSH_S = 1.0
 
 
 class Participant(Protocol):
@@ -85,9 +98,6 @@ class PartitionWriter:
             bootstrap,
             transactional_id=transactional_id,
             max_block_ms=int(timeout_s * 1000),
-            # A request to a broker that died is given up after this long (kafka-python's
-            # 30 s default held a batch that long), and the producer looks again.
-            request_timeout_ms=TXN_REQUEST_TIMEOUT_MS,
             client_id=transactional_id,
             # The next transaction's AddPartitionsToTxn often meets CONCURRENT_TRANSACTIONS
             # while the broker finishes the previous commit; kafka-python then sleeps the
@@ -117,6 +127,7 @@ class PartitionWriter:
         self._sent = 0
         self._closed = False
         self._stuck = False  # a call to the producer never returned
+        self._began = 0.0  # monotonic: when the open transaction began
 
     # -- the caller's transaction -----------------------------------------------------------
     @property
@@ -239,9 +250,19 @@ class PartitionWriter:
             raise self._translate(e) from e
 
     def flush(self, futures: list[Any]) -> list[int]:
-        """Flush and return the offsets of the given send futures."""
-        self.producer.flush(timeout=self.timeout_s)
-        return [f.get(timeout=self.timeout_s).offset for f in futures]
+        """Flush and return the offsets of the given send futures (within the flush bound of
+        the open transaction: ``flush_wait_s``)."""
+        wait = self.flush_wait_s()
+        self.producer.flush(timeout=wait)
+        return [f.get(timeout=wait).offset for f in futures]
+
+    def flush_wait_s(self) -> float:
+        """How long a flush may wait now: until ``FLUSH_SPAN_S`` after the open transaction
+        began, at least ``MIN_FLUSH_S``, at most the write timeout."""
+        if not self._open:
+            return self.timeout_s
+        left = self._began + FLUSH_SPAN_S - time.monotonic()
+        return min(self.timeout_s, max(MIN_FLUSH_S, left))
 
     def prefetch(self, topics: Iterable[str]) -> list[Thread]:
         """Fetch the producer's metadata of ``topics`` in the background (one thread each,
@@ -342,13 +363,14 @@ class PartitionWriter:
         except kafka_errors.KafkaError as e:  # no transaction is open: refused, so lost
             raise self._lose(e, "could not begin a transaction") from e
         self._open, self._owner, self._failed = True, get_ident(), None
+        self._began = time.monotonic()
 
     def _commit(self) -> None:
         participants, self._participants = self._participants, []
         try:
             if self._failed is not None:
                 raise self._failed
-            self.producer.flush(timeout=self.timeout_s)  # the caller's lingering records
+            self.producer.flush(timeout=self.flush_wait_s())  # the caller's lingering records
             self._bounded(self.producer.commit_transaction, "commit its transaction")
         except BaseException as e:
             self._participants = participants
