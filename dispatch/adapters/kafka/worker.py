@@ -57,6 +57,7 @@ from dispatch.shard.crossshard.messages import Ack
 from dispatch.shard.inbound import ForeignDriver, Inbound
 
 log = logging.getLogger(__name__)
+SESSION_TIMEOUT_MS = 10_000  # the workers' group session (a cut-off worker's shards move then)
 
 SLOW_BATCH_S = 0.25  # batches slower than this are logged with their sizes
 # A shard whose producer was lost without a confirmed fence: the first reopening attempt is
@@ -119,9 +120,15 @@ class KafkaWorker:
             "client_id": member or "dispatch-worker",
             "partition_assignment_strategy": [RangePartitionAssignor],
             "max_poll_records": 5_000,
-            "session_timeout_ms": 10_000,
+            "session_timeout_ms": SESSION_TIMEOUT_MS,
             "heartbeat_interval_ms": 1_000,
             "max_poll_interval_ms": 120_000,
+            # Not the clients' 5 s: a heartbeat given up closes its connection, and the
+            # coordinator then removed a cut-off member 10 s after that close rather than
+            # 10 s after its last heartbeat (fault 3: the shard moved after 15.5-17.6 s
+            # instead of about 10 s). At the session timeout, no connection of a member
+            # that cannot reach its coordinator is closed before its session has ended.
+            "request_timeout_ms": SESSION_TIMEOUT_MS,
         }
         self.consumer = new_consumer(connection_of(settings), **(options | consumer_overrides))
         topics = list(self.topics.consumed)
