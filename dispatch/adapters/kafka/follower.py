@@ -22,7 +22,7 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 
 from dispatch.adapters.kafka.config import assign_all, new_consumer, seek_since
-from dispatch.adapters.kafka.eventstore.clients import beginning_offsets, end_offsets
+from dispatch.adapters.kafka.eventstore.clients import beginning_offsets, end_offsets, position
 from dispatch.adapters.kafka.eventstore.connection import Connection
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ class Follower:
         so nothing produced after this call is missed)."""
         self._consumer.seek_to_end(*self._tps)
         for tp in self._tps:
-            self._consumer.position(tp)
+            position(self._consumer, tp)
 
     def seek_since(self, since_s: float) -> None:
         """Every partition at its first record timestamped at or after ``since_s``."""
@@ -100,7 +100,7 @@ class Follower:
 
     def position(self, partition: int) -> int:
         """The offset of the next record to read from ``partition``."""
-        return int(self._consumer.position(self._tp(partition)))
+        return position(self._consumer, self._tp(partition))
 
     def beginning_offset(self, partition: int) -> int:
         """The offset of the partition's first record still kept."""

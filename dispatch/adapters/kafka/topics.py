@@ -31,6 +31,7 @@ DEAD_LETTER_PARTITIONS = 1
 _DAY_MS = 24 * 60 * 60 * 1000
 _TOPIC_ALREADY_EXISTS = 36
 PROPAGATION_WAIT_S = 0.2  # between two looks at topics just created
+ADMIN_MARGIN_MS = 5_000  # a CreateTopics / DeleteTopics request's room past its own timeout
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +170,9 @@ def create_topics(
     if partitions < 1:
         raise ValueError(f"partitions must be at least 1, got {partitions}")
     timeout_ms = int(timeout_s * 1000)
-    admin = new_admin(bootstrap)
+    # The controller may take up to ``timeout_ms`` to answer a CreateTopics (a loaded
+    # cluster at its start): the request is not given up before (the clients' 5 s).
+    admin = new_admin(bootstrap, request_timeout_ms=timeout_ms + ADMIN_MARGIN_MS)
     try:
         want = cluster_durability(admin, replication_factor, min_insync_replicas)
         existing = set(admin.list_topics())
@@ -249,7 +252,7 @@ def cluster_durability(
 
 def delete_topics(bootstrap: Connection, prefix: str, timeout_s: float = 30.0) -> None:
     """Delete the existing topics of ``prefix`` (for tests and throw-away environments)."""
-    admin = new_admin(bootstrap)
+    admin = new_admin(bootstrap, request_timeout_ms=int(timeout_s * 1000) + ADMIN_MARGIN_MS)
     try:
         names = set(Topics(prefix).all()) & set(admin.list_topics())
         if names:

@@ -73,7 +73,7 @@ def test_topics_whose_configs_brokers_learn_late_are_created_without_an_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     admin = LaggingAdmin(lag=3)
-    monkeypatch.setattr(topics_module, "new_admin", lambda _bootstrap: admin)
+    monkeypatch.setattr(topics_module, "new_admin", lambda _bootstrap, **_: admin)
     monkeypatch.setattr(topics_module, "PROPAGATION_WAIT_S", 0.0, raising=False)
     created = create_topics("127.0.0.1:1", "d", partitions=2)
     assert sorted(created) == sorted(spec.name("d") for spec in SPECS)
@@ -84,7 +84,7 @@ def test_configs_that_never_show_still_fail_the_creation_with_the_reason(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     admin = LaggingAdmin(lag=10**9)
-    monkeypatch.setattr(topics_module, "new_admin", lambda _bootstrap: admin)
+    monkeypatch.setattr(topics_module, "new_admin", lambda _bootstrap, **_: admin)
     monkeypatch.setattr(topics_module, "PROPAGATION_WAIT_S", 0.0, raising=False)
     with pytest.raises(ValueError, match=r"cleanup\.policy=None"):
         create_topics("127.0.0.1:1", "d", partitions=2, timeout_s=0.05)

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaTimeoutError
+from kafka.net.compat import KafkaNetClient
 from kafka.net.manager import KafkaConnectionManager
 
 from dispatch.adapters.kafka.eventstore.connection import Connection, connection_config
@@ -159,15 +160,27 @@ def bootstrapped(
     wait on it up to ``bootstrap_timeout_ms``, never trying another, so a server that
     accepts connections but does not answer (a stalled broker) held each new client for the
     whole timeout. Each attempt here has the config's (short) bootstrap timeout; the next
-    one picks at random again. A failed attempt leaves kafka-python's idle IO thread behind
-    (consumers and admin clients start it before they bootstrap; they cannot be closed).
+    one picks at random again. A failed attempt's network client (its IO thread and
+    sockets: consumers and admin clients start the thread before they bootstrap, and the
+    half-made client cannot be closed) is closed through the ``kafka_client`` factory that
+    records it.
     """
     deadline = time.monotonic() + total_s
     attempt = 1
+    base = config.get("kafka_client", KafkaNetClient)
     while True:
+        made: list[Any] = []
+
+        def recorded(*args: Any, _made: list[Any] = made, **kwargs: Any) -> Any:
+            client = base(*args, **kwargs)
+            _made.append(client)
+            return client
+
         try:
-            return make(config)
+            return make({**config, "kafka_client": recorded})
         except KafkaTimeoutError as e:
+            for client in made:
+                _close_quietly(client)
             if time.monotonic() >= deadline:
                 raise
             log.info(
@@ -177,6 +190,26 @@ def bootstrapped(
                 e,
             )
             attempt += 1
+
+
+def _close_quietly(client: Any) -> None:
+    """Close a failed attempt's network client; a failure to close is logged, not raised."""
+    try:
+        client.close()
+    except Exception as error:  # a half-made client: nothing else to do with it
+        log.info("closing a failed bootstrap attempt's client: %s", error)
+
+
+def position(
+    consumer: KafkaConsumer, tp: TopicPartition, timeout_ms: int = OFFSETS_TIMEOUT_MS
+) -> int:
+    """``consumer.position(tp)`` within ``timeout_ms``: kafka-python bounds a lookup given
+    no timeout by the request timeout (5 s), all of which a request to a stalled leader
+    uses up, and then answers ``None`` rather than raise. A ``KafkaTimeoutError`` then."""
+    found = consumer.position(tp, timeout_ms=timeout_ms)
+    if found is None:
+        raise KafkaTimeoutError(f"the position of {tp} was not known within {timeout_ms} ms")
+    return int(found)
 
 
 OFFSET_ATTEMPTS = 3

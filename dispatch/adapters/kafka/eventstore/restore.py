@@ -17,7 +17,7 @@ from typing import Any
 from eventsourcing.persistence import OperationalError
 from kafka import KafkaConsumer, TopicPartition
 
-from dispatch.adapters.kafka.eventstore.clients import end_offsets, new_consumer
+from dispatch.adapters.kafka.eventstore.clients import end_offsets, new_consumer, position
 from dispatch.adapters.kafka.eventstore.codec import (
     decode_events,
     notification_id,
@@ -109,7 +109,7 @@ def _prefetched(
 
     def poll() -> None:
         try:
-            while not stop.is_set() and consumer.position(tp) < end:
+            while not stop.is_set() and position(consumer, tp) < end:
                 if monotonic() > deadline:
                     raise OperationalError(timeout_error)
                 records = consumer.poll(timeout_ms=500).get(tp)
