@@ -41,7 +41,7 @@ class Consumer:
     def seek(self, tp: TopicPartition, offset: int) -> None:
         self.at = offset
 
-    def position(self, tp: TopicPartition) -> int:
+    def position(self, tp: TopicPartition, timeout_ms: int | None = None) -> int:
         return self.at
 
     def poll(self, timeout_ms: int = 0, max_records: int | None = None) -> Any:
