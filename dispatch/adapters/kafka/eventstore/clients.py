@@ -77,8 +77,12 @@ _Client = TypeVar("_Client")
 def bound_connection_setup() -> None:
     """Give every new connection of kafka-python's clients ``CONNECTION_SETUP_TIMEOUT_MS``."""
     defaults = KafkaConnectionManager.DEFAULT_CONFIG
-    defaults["socket_connection_setup_timeout_ms"] = CONNECTION_SETUP_TIMEOUT_MS
-    defaults["socket_connection_setup_timeout_max_ms"] = CONNECTION_SETUP_TIMEOUT_MS
+    keys = ("socket_connection_setup_timeout_ms", "socket_connection_setup_timeout_max_ms")
+    missing = [key for key in keys if key not in defaults]
+    if missing:  # a kafka-python that renamed them: setting them would change nothing
+        raise RuntimeError(f"kafka-python's connection manager has no {missing} setting")
+    for key in keys:
+        defaults[key] = CONNECTION_SETUP_TIMEOUT_MS
 
 
 bound_connection_setup()
