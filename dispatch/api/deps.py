@@ -7,6 +7,8 @@ dependency costs more than these checks (an HMAC over a token) do.
 
 from __future__ import annotations
 
+import logging
+import uuid
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -19,8 +21,11 @@ from dispatch.api.auth import Principal, TokenError
 from dispatch.api.context import ApiContext
 from dispatch.api.errors import ApiError, forbidden, unauthorized
 from dispatch.domain.operators import DISPATCHING_ROLES
+from dispatch.read_audit import ReadAuditUnavailable, ReadRecord, bounded_params
 from schemas.api import TOKEN_PATTERN
 from schemas.api import ConsistencyToken as TokenText
+
+log = logging.getLogger(__name__)
 
 _bearer = HTTPBearer(
     auto_error=False,
@@ -51,6 +56,40 @@ async def get_principal(
 
 
 Caller = Annotated[Principal, Depends(get_principal)]
+
+
+async def record_operator_read(request: Request, caller: Caller, ctx: Ctx) -> None:
+    """An operator's read is recorded (``ctx.reads``) before it is answered; a read that
+    cannot be recorded is refused (503 ``audit_unavailable``). Other callers' reads are
+    not recorded."""
+    operator = caller.operator
+    if operator is None:
+        return
+    route = getattr(request.scope.get("route"), "path", request.url.path)
+    params = {k: str(v) for k, v in request.path_params.items()} | dict(request.query_params)
+    record = ReadRecord(
+        ctx.runtime.clock(),
+        caller.sub,
+        operator.name,
+        operator.role,
+        f"{request.method} {route}",
+        bounded_params(params),
+        uuid.uuid4().hex,
+    )
+    try:
+        await anyio.to_thread.run_sync(ctx.reads.record, record)
+    except ReadAuditUnavailable as error:
+        log.error("an operator read refused: it could not be recorded: %s", error)
+        raise ApiError(
+            503,
+            "audit_unavailable",
+            "operators' reads are recorded before they are answered, and this one could not "
+            "be; retry",
+        ) from None
+
+
+# On every read an operator may make: recorded before it is answered.
+OperatorReadAudited = Depends(record_operator_read)
 
 
 async def count_registration(ctx: Ctx, request: Request) -> None:
