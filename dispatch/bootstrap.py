@@ -337,16 +337,14 @@ def build_read_audit(settings: Settings) -> ReadAudit:
 
 def read_audit_records(settings: Settings) -> list[ReadRecord]:
     """Every operator read recorded for this log (none embedded when no API recorded one in
-    the data dir), without making anything."""
+    the data dir), without making anything; a damaged record is a ValueError naming it."""
     if settings.embedded:
         return list(read_records(read_audit_path(settings.data_dir)))
-    from dispatch.adapters.kafka.readaudit import KafkaReadAudit
+    from dispatch.adapters.kafka.readaudit import read_kafka_records
+    from dispatch.adapters.kafka.topics import Topics
 
-    reader = KafkaReadAudit(_connection(settings), settings.topic_prefix)
-    try:
-        return list(reader.read())
-    finally:
-        reader.close()
+    topic = Topics(settings.topic_prefix).name("operator-reads")
+    return list(read_kafka_records(_connection(settings), topic))
 
 
 def build_view_stores(settings: Settings) -> tuple[ViewStore, RideArchive]:

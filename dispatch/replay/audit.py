@@ -93,8 +93,8 @@ def with_reads(
 ) -> Iterator[AuditRecord]:
     """The trail of ``changes`` (in time order) with the operators' ``reads`` (of
     ``operator``, or anyone) merged in by time; a read's ``aggregate_id`` is the ride or
-    driver it asked for (empty for a read of no one aggregate, such as the heatmap) and its
-    details the route, parameters and request id."""
+    driver its path names (empty for a read of no one aggregate, such as the heatmap) and
+    its details the route, the path and query parameters and the request id."""
     kept = sorted(
         (r for r in reads if operator is None or r.operator_id == operator), key=lambda r: r.at
     )
@@ -102,8 +102,13 @@ def with_reads(
 
 
 def _read(r: ReadRecord) -> AuditRecord:
-    about = r.params.get("ride_id") or r.params.get("driver_id") or ""
-    details = {"route": r.route, "params": dict(r.params), "request_id": r.request_id}
+    details = {
+        "route": r.route,
+        "path": dict(r.path),
+        "query": dict(r.query),
+        "omitted": r.omitted,
+        "request_id": r.request_id,
+    }
     return AuditRecord(
-        r.at, "", READ_KIND, about, r.operator_id, r.operator_name, r.operator_role, details
+        r.at, "", READ_KIND, r.about, r.operator_id, r.operator_name, r.operator_role, details
     )

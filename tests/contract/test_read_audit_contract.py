@@ -5,6 +5,7 @@ as `dispatch replay audit --reads` is) finds it, in the order kept."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,30 +18,39 @@ from dispatch.read_audit import ReadAudit, ReadRecord
 
 @dataclass
 class Store:
-    """The adapter under test and a way to read what it kept from scratch."""
+    """The adapter under test, a way to read what it kept from scratch, and a way to put a
+    record in that is not one (a damaged or forged entry)."""
 
     audit: ReadAudit
     fresh_read: Callable[[], list[ReadRecord]]
+    damage: Callable[[bytes], None]
 
 
 def _sqlite(tmp_path: Path) -> Store:
     from dispatch.adapters.sqlite.readaudit import SqliteReadAudit, read_records
 
     path = tmp_path / "operator-reads.sqlite"
-    return Store(SqliteReadAudit(path), lambda: list(read_records(path)))
+
+    def damage(body: bytes) -> None:
+        with sqlite3.connect(path) as db:
+            db.execute("INSERT INTO operator_reads (record) VALUES (?)", (body,))
+
+    return Store(SqliteReadAudit(path), lambda: list(read_records(path)), damage)
 
 
 def _kafka(topics: Any) -> Store:
-    from dispatch.adapters.kafka.readaudit import KafkaReadAudit
+    from kafka import KafkaProducer
 
-    def fresh() -> list[ReadRecord]:
-        reader = KafkaReadAudit(topics.bootstrap, topics.prefix)
-        try:
-            return list(reader.read())
-        finally:
-            reader.close()
+    from dispatch.adapters.kafka.readaudit import KafkaReadAudit, read_kafka_records
 
-    return Store(KafkaReadAudit(topics.bootstrap, topics.prefix), fresh)
+    audit = KafkaReadAudit(topics.bootstrap, topics.prefix)
+
+    def damage(body: bytes) -> None:
+        producer = KafkaProducer(bootstrap_servers=topics.bootstrap)
+        producer.send(audit.topic, body).get(timeout=10)
+        producer.close()
+
+    return Store(audit, lambda: list(read_kafka_records(topics.bootstrap, audit.topic)), damage)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("kafka", marks=pytest.mark.kafka)])
@@ -61,8 +71,10 @@ def _record(n: int, who: str = "vic") -> ReadRecord:
         who,
         "viewer",
         "GET /rides/{ride_id}",
-        {"ride_id": f"ride-{n}", "after": "0:12"},
+        {"ride_id": f"ride-{n}"},
+        {"after": "0:12"},
         f"request-{n}",
+        n % 3,
     )
 
 
@@ -88,3 +100,12 @@ def test_the_store_keeps_recording_after_close(store: Store) -> None:
     store.audit.close()
     store.audit.record(_record(2))
     assert store.fresh_read() == [_record(1), _record(2)]
+
+
+@pytest.mark.parametrize("body", [b"{}", b"not json", b'{"at": "noon"}'])
+def test_a_damaged_record_stops_the_read_naming_where_it_is(store: Store, body: bytes) -> None:
+    store.audit.record(_record(1))
+    store.damage(body)
+    store.audit.record(_record(2))
+    with pytest.raises(ValueError, match="damaged"):
+        store.fresh_read()

@@ -54,4 +54,38 @@ def test_an_operators_read_on_kafka_is_in_the_topic_and_in_replay_audit(
         "viewer",
     )
     assert read["details"]["route"] == "GET /heatmap"
-    assert read["details"]["params"] == {"resolution": "5"}
+    assert read["details"]["query"] == {"resolution": "5"}
+
+
+def test_an_api_on_kafka_without_the_operator_reads_topic_does_not_start(
+    kafka_topics: KafkaTestTopics, tmp_path: Path
+) -> None:
+    """A deployment upgraded without `dispatch topics create`: the brokers would make the
+    topic on first use, without its retention or durability, so the API refuses to start."""
+    from dispatch.adapters.kafka.config import new_admin
+    from dispatch.adapters.kafka.topics import Topics
+
+    topic = Topics(kafka_topics.prefix).name("operator-reads")
+    admin = new_admin(kafka_topics.bootstrap)
+    try:
+        admin.delete_topics([topic], timeout_ms=10_000)
+        deadline = time.monotonic() + 30
+        while topic in admin.list_topics():  # deleting is asynchronous
+            assert time.monotonic() < deadline, f"{topic} was not deleted"
+            time.sleep(0.2)
+    finally:
+        admin.close()
+    settings = Settings(
+        kafka_bootstrap=kafka_topics.bootstrap,
+        topic_prefix=kafka_topics.prefix,
+        shards=kafka_topics.partitions,
+        data_dir=tmp_path / "serve",
+    )
+    runtime = build_runtime(settings, clock=time.time)
+    auth = AuthSettings(secret=SecretStr(SECRET), environment="production")
+    try:
+        with pytest.raises(RuntimeError, match="run `dispatch topics create`"):
+            create_app(runtime, auth)
+    finally:
+        for close in runtime.closers:
+            close()

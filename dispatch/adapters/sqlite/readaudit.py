@@ -9,7 +9,6 @@ at once (one connection, a lock); a reader in another process (``dispatch replay
 
 from __future__ import annotations
 
-import logging
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -19,8 +18,6 @@ import orjson
 
 from dispatch.adapters.sqlite.datadir import connect_read_only
 from dispatch.read_audit import ReadAuditUnavailable, ReadRecord
-
-log = logging.getLogger(__name__)
 
 FILE = "operator-reads.sqlite"
 _TABLE = "CREATE TABLE IF NOT EXISTS operator_reads (seq INTEGER PRIMARY KEY, record BLOB NOT NULL)"
@@ -93,8 +90,10 @@ def read_records(path: Path) -> Iterator[ReadRecord]:
 
 
 def _decoded(rows: list[tuple[int, bytes]], path: Path) -> Iterator[ReadRecord]:
+    """The records of ``rows``; a damaged one is a ``ValueError`` naming it (a trail with a
+    damaged record is not read past, so a reader never takes it for whole)."""
     for seq, body in rows:
         try:
             yield ReadRecord.from_json(orjson.loads(body))
         except (orjson.JSONDecodeError, ValueError) as error:
-            log.warning("%s: record %d skipped: %s", path, seq, error)
+            raise ValueError(f"{path}: record {seq} is damaged: {error}") from None
