@@ -24,6 +24,7 @@ from dispatch.adapters.sqlite.datadir import (
     write_manifest,
 )
 from dispatch.adapters.sqlite.logsource import SqliteLogSource
+from dispatch.adapters.sqlite.readaudit import SqliteReadAudit, read_audit_path, read_records
 from dispatch.adapters.sqlite.ridearchive import SqliteRideArchive, ride_archive_path
 from dispatch.adapters.sqlite.viewstore import SqliteViewStore, view_store_path
 from dispatch.checkpoints import CheckpointWriter
@@ -33,6 +34,7 @@ from dispatch.matching.eta import EtaProvider, StraightLineEta
 from dispatch.matching.index import DriverIndex
 from dispatch.matching.matcher import Matcher, MatcherConfig
 from dispatch.matching.strategies import SearchLimits, make_strategy
+from dispatch.read_audit import ReadAudit, ReadRecord
 from dispatch.roads.cache import fits, graph_path
 from dispatch.roads.eta import RoadNetworkEta
 from dispatch.roads.graph import RoadGraph, RoadGraphError, sha256_of
@@ -321,6 +323,28 @@ def build_log_source(settings: Settings) -> LogSource:
 def log_name(settings: Settings) -> str:
     """Which log kept views were folded from (``projections.warm`` checks it)."""
     return "embedded" if settings.embedded else f"kafka:{settings.topic_prefix}"
+
+
+def build_read_audit(settings: Settings) -> ReadAudit:
+    """Where a serving process records what operators read: ``operator-reads.sqlite`` under
+    the data dir embedded, the ``<prefix>.operator-reads`` topic on Kafka."""
+    if settings.embedded:
+        return SqliteReadAudit(read_audit_path(settings.data_dir))
+    from dispatch.adapters.kafka.readaudit import KafkaReadAudit
+
+    return KafkaReadAudit(_connection(settings), settings.topic_prefix)
+
+
+def read_audit_records(settings: Settings) -> list[ReadRecord]:
+    """Every operator read recorded for this log (none embedded when no API recorded one in
+    the data dir), without making anything; a damaged record is a ValueError naming it."""
+    if settings.embedded:
+        return list(read_records(read_audit_path(settings.data_dir)))
+    from dispatch.adapters.kafka.readaudit import read_kafka_records
+    from dispatch.adapters.kafka.topics import Topics
+
+    topic = Topics(settings.topic_prefix).name("operator-reads")
+    return list(read_kafka_records(_connection(settings), topic))
 
 
 def build_view_stores(settings: Settings) -> tuple[ViewStore, RideArchive]:

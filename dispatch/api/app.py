@@ -21,6 +21,8 @@ from dispatch.api.ratelimit import RateLimits
 from dispatch.api.routers import auth as auth_routes
 from dispatch.api.routers import drivers, operators, ops, queries, riders, streams
 from dispatch.api.settings import ApiLimits
+from dispatch.bootstrap import build_read_audit
+from dispatch.read_audit import ReadAudit
 from dispatch.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -49,15 +51,20 @@ def create_app(
     auth: AuthSettings,
     options: ApiOptions | None = None,
     limits: ApiLimits | None = None,
+    reads: ReadAudit | None = None,
 ) -> FastAPI:
     """The HTTP API over ``runtime``. With ``options.manage_runtime`` (the default) the
     app's lifespan starts and stops the runtime. ``limits`` default to their documented
-    defaults (not the environment: ``serve`` reads that)."""
+    defaults (not the environment: ``serve`` reads that). Operators' reads are recorded in
+    ``reads`` (default: the runtime's log's, ``bootstrap.build_read_audit``), closed with
+    the app's lifespan."""
     opts = options or ApiOptions()
     limits = limits if limits is not None else ApiLimits.model_construct()
     hub = EventHub()
     metrics = ApiMetrics(runtime, hub)
-    ctx = ApiContext(runtime, tokens_for(auth), opts, hub, metrics, limits, RateLimits(limits))
+    audit = reads if reads is not None else build_read_audit(runtime.settings)
+    rate = RateLimits(limits)
+    ctx = ApiContext(runtime, tokens_for(auth), opts, hub, metrics, limits, rate, audit)
     if auth.weak_keys:
         log.warning(
             "weak token keys (%s); acceptable in development only",
@@ -81,6 +88,7 @@ def create_app(
                 runtime.runner.listeners.remove(hub.publish)
             if opts.manage_runtime:
                 await anyio.to_thread.run_sync(runtime.stop)
+            await anyio.to_thread.run_sync(audit.close)
 
     app = FastAPI(
         title="Dispatch API",
