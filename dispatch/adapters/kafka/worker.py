@@ -70,6 +70,11 @@ SLOW_BATCH_S = 0.25  # batches slower than this are logged with their sizes
 # in the same loop pass; the next ones after 1, 2, 4, 8, then every 10 seconds.
 REOPEN_RETRY_FIRST_S = 1.0
 REOPEN_RETRY_MAX_S = 10.0
+# A shard lost again within this long of being reopened in place (a fence that keeps coming
+# back: a producer of its id outside the group, a coordinator answering for an old
+# generation, transactions that keep overrunning) waits as its last attempt's next would
+# have, instead of starting over at once.
+REPEAT_WINDOW_S = 60.0
 COMMITTED_TIMEOUT_MS = 30_000  # reading a committed offset (waits for a settled one)
 
 
@@ -119,6 +124,9 @@ class KafkaWorker:
         self.topics = Topics(settings.topic_prefix)
         self.shards: dict[int, ShardHost] = {}
         self.lost: dict[int, _Lost] = {}  # shards released on a producer loss, paused
+        # When each shard was last reopened in place, and after how many attempts: a shard
+        # lost again soon after keeps backing off (``REPEAT_WINDOW_S``).
+        self._reopened: dict[int, tuple[float, int]] = {}
         self._unrewound: set[int] = set()  # reopened by a rebalance, paused until rewound
         self.stats = WorkerStats()
         self._stop = threading.Event()
@@ -338,6 +346,10 @@ class KafkaWorker:
         committed offsets before they are read again (its batch's records, already polled,
         moved the position past what was committed)."""
         lost = _Lost(_loss_of(host))
+        last = self._reopened.get(shard)
+        if last is not None and lost.since - last[0] < REPEAT_WINDOW_S:
+            lost.attempts = last[1]
+            lost.next_try = lost.since + _retry_delay(lost.attempts)
         self.consumer.pause(*(self._partitions(shard) & self.consumer.assignment()))
         gc.unfreeze()  # let the released shard be collected (the next _freeze refreezes)
         self.shards.pop(shard).close()
@@ -392,6 +404,7 @@ class KafkaWorker:
                     self._refill(shard)  # a new matcher: the other shards' drivers
                     self.consumer.resume(*self._partitions(shard))
                     del self.lost[shard]
+                    self._reopened[shard] = (time.monotonic(), lost.attempts)
                     self.stats.reopened += 1
                     log.warning(
                         "shard %s reopened in place with a new producer, %.1f s after its "
@@ -403,7 +416,7 @@ class KafkaWorker:
                     )
                     _freeze()
                     return
-        delay = min(REOPEN_RETRY_MAX_S, REOPEN_RETRY_FIRST_S * 2 ** (lost.attempts - 1))
+        delay = _retry_delay(lost.attempts)
         lost.next_try = time.monotonic() + delay
         log.warning(
             "shard %s not reopened yet (%s): next attempt in %.0f s, unless a rebalance "
@@ -419,9 +432,15 @@ class KafkaWorker:
 
         This member's own view is not enough: a member evicted from the group (a session
         timeout, a network split) keeps believing it owns its partitions until it hears of
-        it, and a producer it opened would fence the real owner. A new generation cannot
-        form without this member until it rejoins (at its next poll, after the reopening)
-        or the rebalance timeout expires, so the answer holds while the shard is opened."""
+        it, and a producer it opened would fence the real owner. A new generation without
+        this member can still form while the shard is opened (its session expiring then,
+        or a coordinator that had not learnt it lost the group answering for the old
+        generation); safety does not rest on the answer staying true but on the order of
+        the reopening: the new producer's ``init_transactions`` fences every other before
+        the shard's log is restored and its committed offsets read, and a batch of a member
+        outside the group's generation cannot commit its offsets. A wrong answer costs
+        restores (each side fencing the other, backed off by ``_Lost.attempts``), never a
+        write interleaved with another."""
         tps = self._partitions(shard)
         if not tps <= self.consumer.assignment():
             return "its partitions are no longer assigned to this member"
@@ -461,6 +480,11 @@ class KafkaWorker:
                 self.consumer.seek_to_beginning(tp)
             else:
                 self.consumer.seek(tp, committed)
+
+
+def _retry_delay(attempts: int) -> float:
+    """The wait after the ``attempts``-th attempt to reopen a shard: 1, 2, 4, 8, then 10 s."""
+    return float(min(REOPEN_RETRY_MAX_S, REOPEN_RETRY_FIRST_S * 2 ** max(0, attempts - 1)))
 
 
 def _loss_of(host: ShardHost) -> ProducerLostError | None:
