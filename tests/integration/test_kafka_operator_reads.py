@@ -18,23 +18,29 @@ from dispatch.api import AuthSettings, create_app, mint_operator_token
 from dispatch.api.context import ApiOptions
 from dispatch.bootstrap import build_runtime
 from dispatch.cli import app as cli
+from dispatch.runtime import Runtime
 from dispatch.settings import Settings
 
 pytestmark = pytest.mark.kafka
 SECRET = "CCisrPB9f_7OMQDgtQXv-O_IxZF-9MDZ6K4SVXRKH9BFVZnm"
 
 
-def test_an_operators_read_on_kafka_is_in_the_topic_and_in_replay_audit(
-    kafka_topics: KafkaTestTopics, tmp_path: Path
-) -> None:
+def _serving(topics: KafkaTestTopics, tmp_path: Path) -> tuple[Runtime, AuthSettings]:
+    """A serving process's runtime on the test's topics (no workers), and its auth."""
     settings = Settings(
-        kafka_bootstrap=kafka_topics.bootstrap,
-        topic_prefix=kafka_topics.prefix,
-        shards=kafka_topics.partitions,
+        kafka_bootstrap=topics.bootstrap,
+        topic_prefix=topics.prefix,
+        shards=topics.partitions,
         data_dir=tmp_path / "serve",
     )
     runtime = build_runtime(settings, clock=time.time)
-    auth = AuthSettings(secret=SecretStr(SECRET), environment="production")
+    return runtime, AuthSettings(secret=SecretStr(SECRET), environment="production")
+
+
+def test_an_operators_read_on_kafka_is_in_the_topic_and_in_replay_audit(
+    kafka_topics: KafkaTestTopics, tmp_path: Path
+) -> None:
+    runtime, auth = _serving(kafka_topics, tmp_path)
     with TestClient(create_app(runtime, auth, ApiOptions(read_wait_s=0.5))) as client:
         operator = {"Authorization": f"Bearer {mint_operator_token(auth, 'vic', 'viewer')}"}
         r = client.get("/heatmap?resolution=5", headers=operator)
@@ -75,14 +81,7 @@ def test_an_api_on_kafka_without_the_operator_reads_topic_does_not_start(
             time.sleep(0.2)
     finally:
         admin.close()
-    settings = Settings(
-        kafka_bootstrap=kafka_topics.bootstrap,
-        topic_prefix=kafka_topics.prefix,
-        shards=kafka_topics.partitions,
-        data_dir=tmp_path / "serve",
-    )
-    runtime = build_runtime(settings, clock=time.time)
-    auth = AuthSettings(secret=SecretStr(SECRET), environment="production")
+    runtime, auth = _serving(kafka_topics, tmp_path)
     try:
         with pytest.raises(RuntimeError, match="run `dispatch topics create`"):
             create_app(runtime, auth)
