@@ -1,0 +1,98 @@
+"""Fares: the products, the currencies' minor units, a fare rule and the price function.
+
+Money is never a float: amounts are ``Decimal`` and the arithmetic is exact (fractions),
+rounded once, at the end, to the currency's minor unit (docs/MARKETPLACE.md):
+
+    total = max(minimum, base + per_km * km + per_min * minutes) * surge
+
+with ``km = distance_m / 1000`` and ``minutes = duration_s / 60`` (whole metres and whole
+seconds), rounded half up: the total in minor units is ``floor(exact * 10**digits + 1/2)``.
+A rule's ``base`` and ``minimum`` are whole minor units, so with a surge of at least 1 a
+total is never below the minimum, and a longer or slower trip never costs less.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from fractions import Fraction
+from typing import Literal, get_args
+
+Product = Literal["standard", "xl", "accessible"]
+PRODUCTS: tuple[Product, ...] = get_args(Product)
+
+# ISO 4217 minor units (digits after the point) of the currencies a rule may use.
+# fmt: off
+_CENTS = ("AUD", "BRL", "CAD", "CHF", "CNY", "CZK", "DKK", "EUR", "GBP", "HKD", "ILS", "INR",
+          "MXN", "MYR", "NOK", "NZD", "PHP", "PLN", "SEK", "SGD", "THB", "TRY", "USD", "ZAR")
+# fmt: on
+MINOR_DIGITS: Mapping[str, int] = {
+    **dict.fromkeys(_CENTS, 2),
+    **dict.fromkeys(("CLP", "ISK", "JPY", "KRW", "VND"), 0),
+    **dict.fromkeys(("BHD", "JOD", "KWD", "OMR", "TND"), 3),
+}
+NO_SURGE = Decimal("1.00")
+MAX_SURGE = Decimal(10)
+
+
+@dataclass(frozen=True, slots=True)
+class FareRule:
+    """How one product is priced in one market: amounts in the currency's major unit
+    (``base`` and ``minimum`` in whole minor units; the rates may be finer)."""
+
+    currency: str
+    base: Decimal
+    per_km: Decimal
+    per_min: Decimal
+    minimum: Decimal
+
+    def __post_init__(self) -> None:
+        if self.currency not in MINOR_DIGITS:
+            known = ", ".join(sorted(MINOR_DIGITS))
+            raise ValueError(f"currency {self.currency[:8]!r} is not one of {known}")
+        for name in ("base", "per_km", "per_min", "minimum"):
+            amount: Decimal = getattr(self, name)
+            if not amount.is_finite() or amount < 0:
+                raise ValueError(f"{name} must be a finite amount of at least 0, got {amount}")
+        digits = MINOR_DIGITS[self.currency]
+        for name in ("base", "minimum"):
+            amount = getattr(self, name)
+            if amount != amount.quantize(Decimal(1).scaleb(-digits)):
+                raise ValueError(
+                    f"{name} {amount} {self.currency} is not a whole number of minor units "
+                    f"({digits} digits after the point)"
+                )
+
+
+def price(rule: FareRule, distance_m: int, duration_s: int, surge: Decimal = NO_SURGE) -> Decimal:
+    """The total of a trip of ``distance_m`` metres and ``duration_s`` seconds under
+    ``rule`` at ``surge`` (1 to ``MAX_SURGE``), with the currency's minor digits."""
+    if type(distance_m) is not int or type(duration_s) is not int:
+        raise ValueError("a trip is priced by whole metres and whole seconds")
+    if distance_m < 0 or duration_s < 0:
+        raise ValueError(f"a trip cannot be {distance_m} m or {duration_s} s long")
+    if not surge.is_finite() or not 1 <= surge <= MAX_SURGE:
+        raise ValueError(f"surge must be from 1 to {MAX_SURGE}, got {surge}")
+    metered = (
+        Fraction(rule.base)
+        + Fraction(rule.per_km) * Fraction(distance_m, 1000)
+        + Fraction(rule.per_min) * Fraction(duration_s, 60)
+    )
+    exact = max(Fraction(rule.minimum), metered) * Fraction(surge)
+    return round_half_up(exact, MINOR_DIGITS[rule.currency])
+
+
+def round_half_up(amount: Fraction, digits: int) -> Decimal:
+    """``amount`` (at least 0) to ``digits`` after the point, a half rounded up."""
+    minor = math.floor(amount * 10**digits + Fraction(1, 2))
+    return Decimal(minor).scaleb(-digits)
+
+
+def minor_units(amount: Decimal, currency: str) -> int:
+    """``amount`` of ``currency`` in whole minor units (it must be one)."""
+    scaled = amount.scaleb(MINOR_DIGITS[currency])
+    if scaled != scaled.to_integral_value():
+        raise ValueError(f"{amount} {currency} is not a whole number of minor units")
+    return int(scaled)
