@@ -1,0 +1,223 @@
+"""Fare quotes as signed tokens (``dispatch.pricing.quotes``, ``dispatch.pricing.desk``, the
+PyJWT adapter): a quote reads back as it was issued on any instance with the key ring; a
+tampered, forged, expired or foreign one is refused with the reason; a quote is never a
+bearer token and a bearer token never a quote; a quote fits only its rider's same trip."""
+
+from __future__ import annotations
+
+import base64
+import json
+from decimal import Decimal
+from typing import Any
+
+import jwt
+import pytest
+from pydantic import SecretStr
+
+from dispatch.adapters.jwt.quotes import PyJwtQuotes
+from dispatch.api.auth import AuthSettings, TokenError, tokens_for
+from dispatch.bootstrap import build_fare_desk
+from dispatch.domain.fares import price
+from dispatch.pricing.desk import FareDesk, IssuedQuote
+from dispatch.pricing.quotes import QUOTE_AUDIENCE, QuoteError, read_quote
+from dispatch.settings import Settings
+from dispatch.tokens import LEEWAY_S, KeyRing
+
+KEY = "q7VbN2mXe9LwR4tYc8KpJ3sHd6FgZ1uA5oI0vBnMxQe"
+OTHER_KEY = "Rvws1xOlNeuv5LSUiBy5daVgsDYCEDhQ6VZcK2Jt9wLp"
+RIDER = "00000000-0000-4000-8000-000000000002"
+OTHER_RIDER = "00000000-0000-4000-8000-000000000003"
+PICKUP, DROPOFF = (37.7749, -122.4194), (37.7599, -122.4148)
+NOW = 1_800_000_000.0
+TTL = 300
+RING = KeyRing({"k1": KEY}, "k1")
+
+
+def desk(ring: KeyRing = RING, ttl_s: int = TTL) -> FareDesk:
+    return build_fare_desk(Settings(quote_ttl_s=ttl_s), ring)
+
+
+def issued(product: Any = "standard") -> IssuedQuote:
+    return desk().estimate(RIDER, PICKUP, DROPOFF, product, NOW)
+
+
+def refused(token: str, now: float = NOW, on: FareDesk | None = None) -> str:
+    with pytest.raises(QuoteError) as raised:
+        (on or desk()).read(token, now)
+    return raised.value.reason
+
+
+def claims_of(token: str) -> dict[str, Any]:
+    payload = token.split(".")[1]
+    return dict(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))))
+
+
+def test_a_quote_reads_back_as_it_was_issued_on_another_instance() -> None:
+    quote = issued("xl")
+    read = desk().read(quote.token, NOW + 10)  # another desk with the same ring
+    assert read == quote.quote
+    assert (read.rider_id, read.pickup, read.dropoff, read.product) == (
+        RIDER,
+        PICKUP,
+        DROPOFF,
+        "xl",
+    )
+    assert (read.market, read.currency, read.surge) == ("san-francisco", "USD", Decimal("1.00"))
+    assert read.expires_at - read.issued_at == TTL
+    assert read.rules_version == desk().book.version
+    rule = desk().book.rule_for("san-francisco", "xl")
+    assert read.total == price(rule, read.distance_m, read.duration_s)  # explained by its rule
+
+
+def test_every_quote_has_an_id_of_its_own() -> None:
+    assert issued().quote.quote_id != issued().quote.quote_id
+
+
+def test_the_quote_says_what_it_prices_in_its_claims() -> None:
+    claims = claims_of(issued().token)
+    assert (claims["aud"], claims["typ"], claims["sub"]) == (QUOTE_AUDIENCE, "quote", RIDER)
+    fare = claims["fare"]
+    assert fare["pickup"] == list(PICKUP) and fare["product"] == "standard"
+    assert isinstance(fare["total"], str) and isinstance(fare["surge"], str)  # never floats
+    assert isinstance(fare["distance_m"], int) and isinstance(fare["duration_s"], int)
+
+
+def _resigned(token: str, change: dict[str, Any], key: str = KEY, kid: str = "k1") -> str:
+    return jwt.encode(claims_of(token) | change, key, algorithm="HS256", headers={"kid": kid})
+
+
+def test_a_tampered_quote_is_refused() -> None:
+    token = issued().token
+    header, payload, signature = token.split(".")
+    cheaper = claims_of(token)
+    cheaper["fare"]["total"] = "0.01"
+    forged = base64.urlsafe_b64encode(json.dumps(cheaper).encode()).rstrip(b"=").decode()
+    assert "bad signature" in refused(f"{header}.{forged}.{signature}")
+    assert "bad signature" in refused(token[:-4] + ("AAAA" if token[-4:] != "AAAA" else "BBBB"))
+    assert "bad signature" in refused(_resigned(token, {}, key=OTHER_KEY))
+    assert "malformed quote" in refused(f"{header}.{payload}")
+    assert "malformed quote" in refused("not a quote")
+    assert "malformed quote: not ASCII" in refused(token + "é")
+
+
+def test_a_quote_of_a_key_not_in_the_ring_is_refused() -> None:
+    token = _resigned(issued().token, {}, key=OTHER_KEY, kid="gone")
+    assert "unknown key id 'gone'" in refused(token)
+
+
+def test_a_quote_with_another_algorithm_is_refused() -> None:
+    unsigned = jwt.encode(claims_of(issued().token), None, algorithm="none",
+                          headers={"kid": "k1"})  # fmt: skip
+    assert "algorithm 'none' is not accepted" in refused(unsigned)
+
+
+def test_a_quote_is_refused_once_expired_past_the_leeway() -> None:
+    token = issued().token
+    assert desk().read(token, NOW + TTL + LEEWAY_S - 1).rider_id == RIDER
+    assert "quote expired" in refused(token, NOW + TTL + LEEWAY_S)
+
+
+def test_a_quote_issued_in_the_future_is_refused() -> None:
+    token = issued().token
+    assert desk().read(token, NOW - LEEWAY_S).rider_id == RIDER
+    assert "issued in the future" in refused(token, NOW - LEEWAY_S - 1)
+
+
+def test_a_quote_that_lives_longer_than_quotes_are_given_now_is_refused() -> None:
+    long_lived = desk(ttl_s=900).estimate(RIDER, PICKUP, DROPOFF, "standard", NOW).token
+    assert "lives 900 s, longer than the 300 s" in refused(long_lived)
+
+
+def test_a_rotated_key_still_verifies_the_quotes_it_signed_while_in_the_ring() -> None:
+    old = desk(KeyRing({"k1": KEY}, "k1")).estimate(RIDER, PICKUP, DROPOFF, "xl", NOW).token
+    rotated = desk(KeyRing({"k1": KEY, "k2": OTHER_KEY}, "k2"))
+    assert rotated.read(old, NOW).product == "xl"
+    assert claims_of(rotated.estimate(RIDER, PICKUP, DROPOFF, "xl", NOW).token)["jti"]
+    assert "unknown key id 'k1'" in refused(old, on=desk(KeyRing({"k2": OTHER_KEY}, "k2")))
+
+
+# A quote is never a bearer token, and a bearer token never a quote: both ways, for
+# access and refresh tokens alike, with the very same key ring.
+
+AUTH = AuthSettings(keys={"k1": SecretStr(KEY)}, signing_key="k1")
+
+
+def test_a_quote_is_not_a_bearer_token() -> None:
+    tokens = tokens_for(AUTH)
+    quote = issued().token
+    for typ in ("access", "refresh"):
+        with pytest.raises(TokenError, match="token is not for this API"):
+            tokens.read(quote, typ, NOW)  # type: ignore[arg-type]
+
+
+def test_a_bearer_token_is_not_a_quote() -> None:
+    pair = tokens_for(AUTH).issue(RIDER, "rider", NOW)
+    for token in (pair.access_token, pair.refresh_token):
+        assert "not a fare quote" in refused(token)
+
+
+def test_a_token_of_the_quotes_audience_that_is_not_a_quote_is_refused() -> None:
+    """Even one signed with the ring's key: the type and the fare are checked too."""
+    token = issued().token
+    assert "not a fare quote" in refused(_resigned(token, {"typ": "access"}))
+    assert "malformed quote: no fare" in refused(_resigned(token, {"fare": None}))
+    fare = claims_of(token)["fare"]
+    for change, reason in (
+        ({"total": 1.5}, "total is not a decimal in text"),
+        ({"surge": "0.5"}, "surge is out of range"),
+        ({"distance_m": 1.5}, "distance_m is not a whole number"),
+        ({"pickup": [91.0, 0.0]}, "a place is not [lat, lng]"),
+        ({"product": "limo"}, "unknown product"),
+        ({"currency": "XTS"}, "its market or currency"),
+    ):
+        assert reason in refused(_resigned(token, {"fare": fare | change}))
+
+
+def test_a_quote_without_a_required_claim_is_refused() -> None:
+    claims = claims_of(issued().token)
+    del claims["jti"]
+    token = jwt.encode(claims, KEY, algorithm="HS256", headers={"kid": "k1"})
+    assert "malformed quote: no jti claim" in refused(token)
+
+
+def test_read_quote_takes_only_whole_seconds() -> None:
+    claims = claims_of(issued().token) | {"exp": NOW + 100.5}
+    with pytest.raises(QuoteError, match="exp is not a whole number of seconds"):
+        read_quote(claims, NOW, TTL)
+
+
+# What POST /rides will check of a quote it carries
+
+
+def test_a_quote_fits_its_riders_same_trip() -> None:
+    quote = issued("accessible")
+    fitted = desk().check(quote.token, RIDER, PICKUP, DROPOFF, "accessible", NOW + 60)
+    assert fitted == quote.quote
+
+
+@pytest.mark.parametrize(
+    ("rider", "pickup", "dropoff", "product", "reason"),
+    [
+        (OTHER_RIDER, PICKUP, DROPOFF, "standard", "this quote was issued to another rider"),
+        (RIDER, (37.7750, -122.4194), DROPOFF, "standard",
+         "the quote's pickup (37.7749, -122.4194) is not the request's (37.775, -122.4194)"),
+        (RIDER, PICKUP, PICKUP, "standard", "the quote's dropoff (37.7599, -122.4148) is not"),
+        (RIDER, PICKUP, DROPOFF, "xl", "the quote is for 'standard', the request for 'xl'"),
+    ],
+)  # fmt: skip
+def test_a_quote_for_another_rider_trip_or_product_does_not_fit(
+    rider: str, pickup: Any, dropoff: Any, product: Any, reason: str
+) -> None:
+    with pytest.raises(QuoteError) as raised:
+        desk().check(issued().token, rider, pickup, dropoff, product, NOW)
+    assert reason in raised.value.reason
+
+
+def test_an_expired_quote_does_not_fit_either() -> None:
+    with pytest.raises(QuoteError, match="quote expired"):
+        desk().check(issued().token, RIDER, PICKUP, DROPOFF, "standard", NOW + TTL + LEEWAY_S)
+
+
+def test_the_adapter_signs_with_the_rings_signing_key() -> None:
+    token = PyJwtQuotes(KeyRing({"a": KEY, "b": OTHER_KEY}, "b")).sign({"x": 1})
+    assert jwt.get_unverified_header(token)["kid"] == "b"
