@@ -1,0 +1,63 @@
+"""Fares: a quote for a trip (docs/MARKETPLACE.md)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from fastapi import APIRouter, Response
+
+from dispatch.api.auth import NO_STORE
+from dispatch.api.deps import Ctx, RiderCaller
+from dispatch.api.errors import AUTH_RESPONSES, TOO_LARGE, ApiError
+from dispatch.pricing.rules import FareError
+from schemas import api
+
+router = APIRouter(prefix="/fares", tags=["fares"])
+
+ESTIMATE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **AUTH_RESPONSES,
+    403: {**AUTH_RESPONSES[403], "description": "Not a rider's token."},
+    413: TOO_LARGE,
+    422: {
+        **AUTH_RESPONSES[422],
+        "description": "Invalid input, with pydantic's reasons (an unknown product among "
+        "them); or no fare for this trip: the product is not offered in the pickup's market "
+        "(product_not_offered), or the pickup is outside every market with fare rules "
+        "(no_fare_rules).",
+    },
+}
+
+
+@router.post("/estimate", response_model=api.FareQuote, responses=ESTIMATE_RESPONSES)
+def estimate_fare(
+    body: api.EstimateFare, caller: RiderCaller, ctx: Ctx, response: Response
+) -> api.FareQuote:
+    """Price a trip from `pickup` to `dropoff` in `product`: its distance and duration
+    (over the road network when one is configured, else the straight-line estimate), the
+    surge (1.00 for now), the total in the currency of the pickup's market, and the quote:
+    a signed token of all that, for you only, valid until `expires_at`. The pickup's market
+    prices the trip wherever it ends. Nothing is recorded (a quote is not an event until a
+    ride carries it). Not to be cached (`Cache-Control: no-store`)."""
+    pickup, dropoff = (body.pickup.lat, body.pickup.lng), (body.dropoff.lat, body.dropoff.lng)
+    try:
+        issued = ctx.fares.estimate(caller.sub, pickup, dropoff, body.product, ctx.runtime.clock())
+    except FareError as error:
+        raise ApiError(422, error.code, error.reason) from None
+    response.headers.update(NO_STORE)
+    quote = issued.quote
+    return api.FareQuote(
+        quote_id=UUID(quote.quote_id),
+        quote=issued.token,
+        product=quote.product,
+        market=quote.market,
+        distance_m=quote.distance_m,
+        duration_s=quote.duration_s,
+        estimated_by=quote.estimated_by,
+        surge=quote.surge,
+        total=quote.total,
+        currency=quote.currency,
+        rules_version=quote.rules_version,
+        expires_at=datetime.fromtimestamp(quote.expires_at, UTC),
+    )
