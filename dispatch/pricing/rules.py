@@ -5,7 +5,7 @@ The rules come from the settings (``DISPATCH_FARES``, validated there) or, unset
 rules (amounts compared as numbers, ``2.5`` as ``2.50``) always have the same version, and
 any change to any rule, the currency or the price formula (``FORMULA``) gives another; a
 quote names the version it was priced with, so a fare can be explained from the rules
-kept under that version.
+kept under that version (``dispatch fares rules`` prints the rules in force and theirs).
 
 The pickup's market prices a trip, wherever it ends (``FareBook.rule_for``). A pickup
 outside every market is priced by the ``elsewhere`` rules when they are configured, and

@@ -1,0 +1,66 @@
+"""``dispatch fares``: the fare rules in force and the version a quote names them by."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Annotated
+
+import typer
+
+from dispatch.cli.common import settings_from
+from dispatch.domain.fares import MINOR_DIGITS, PRODUCTS
+from dispatch.pricing.rules import canonical, fares_of, rules_version
+from dispatch.settings import FareRulesConfig
+
+app = typer.Typer(help="The fare rules (DISPATCH_FARES).", no_args_is_help=True)
+
+
+@app.command("rules")
+def rules(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the rules as JSON (the hashed form).")
+    ] = False,
+) -> None:
+    """Print the fare rules in force and their version (the one a quote names): each
+    market's currency and, per product, the base, the price per km and per minute and the
+    minimum; and the rules for pickups outside every market, if any. Without
+    DISPATCH_FARES, the default rules in every market. A quote's fare is explained by the
+    rules printed under its version (docs/MARKETPLACE.md)."""
+    settings = settings_from(None, None)
+    config = fares_of(settings)
+    version = rules_version(config)
+    if as_json:
+        print(json.dumps({"version": version, **canonical(config)}, indent=2))
+        return
+    source = "DISPATCH_FARES" if settings.fares is not None else "the defaults"
+    print(f"fare rules {version} ({source})")
+    for name, market in sorted(config.markets.items()):
+        print(_rules_text(name, market))
+    if config.elsewhere is None:
+        print("elsewhere: none (a pickup outside every market gets no quote)")
+    else:
+        print(_rules_text("elsewhere", config.elsewhere))
+
+
+def _rules_text(name: str, rules: FareRulesConfig) -> str:
+    digits = MINOR_DIGITS[rules.currency]
+    lines = [f"{name} ({rules.currency})"]
+    for product in PRODUCTS:
+        fare = rules.products.get(product)
+        if fare is None:
+            continue
+        base, per_km, per_min, minimum = (
+            _amount(a, digits) for a in (fare.base, fare.per_km, fare.per_min, fare.minimum)
+        )
+        lines.append(
+            f"  {product:<11} base {base}, per km {per_km}, per minute {per_min}, minimum {minimum}"
+        )
+    return "\n".join(lines)
+
+
+def _amount(value: Decimal, digits: int) -> str:
+    """``value`` with the currency's minor digits, or more when it has more."""
+    exponent = value.normalize().as_tuple().exponent
+    places = max(digits, -exponent if isinstance(exponent, int) else 0)
+    return f"{value:.{places}f}"
