@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -53,7 +54,12 @@ class MarketConfig(BaseModel):
 
 # An amount of money in a currency's major unit: a JSON string ("2.50") or number, at most
 # 4 digits after the point (a fare rule's ``base`` and ``minimum``: whole minor units).
-Amount = Annotated[Decimal, Field(ge=0, le=100_000, decimal_places=4, allow_inf_nan=False)]
+# ``-0`` passes ``ge=0``: it is read as ``0``, so that it is the same rule (and version).
+Amount = Annotated[
+    Decimal,
+    Field(ge=0, le=100_000, decimal_places=4, allow_inf_nan=False),
+    AfterValidator(Decimal.copy_abs),
+]
 
 
 class ProductFareConfig(BaseModel):

@@ -54,7 +54,7 @@ class FareRule:
             raise ValueError(f"currency {self.currency[:8]!r} is not one of {known}")
         for name in ("base", "per_km", "per_min", "minimum"):
             amount: Decimal = getattr(self, name)
-            if not amount.is_finite() or amount < 0:
+            if not amount.is_finite() or amount.is_signed():  # -0 too: one zero, one rule
                 raise ValueError(f"{name} must be a finite amount of at least 0, got {amount}")
         digits = MINOR_DIGITS[self.currency]
         for name in ("base", "minimum"):

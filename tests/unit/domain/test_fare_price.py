@@ -136,6 +136,7 @@ def test_a_trip_that_cannot_be_priced_is_refused_with_the_reason(
         (("XXX", "1", "1", "1", "1"), "currency 'XXX' is not one of"),
         (("USD", "-1", "1", "1", "1"), "base must be a finite amount of at least 0"),
         (("USD", "1", "Infinity", "1", "1"), "per_km must be a finite amount"),
+        (("USD", "1", "1", "-0", "1"), "per_min must be a finite amount of at least 0, got -0"),
         (("USD", "2.505", "1", "1", "1"), "base 2.505 USD is not a whole number of minor units"),
         (("JPY", "1", "1", "1", "700.5"), "minimum 700.5 JPY is not a whole number"),
     ],

@@ -153,6 +153,17 @@ def test_the_version_is_the_rules_content() -> None:
         assert rules_version(FaresConfig.model_validate(changed)) != version
 
 
+def paris_standard(**change: str) -> FaresConfig:
+    paris = {"currency": "EUR", "products": {"standard": EURO | change}}
+    return FaresConfig.model_validate(fares(markets={**fares()["markets"], "paris": paris}))
+
+
+def test_a_signed_zero_is_zero_the_same_rule_and_version() -> None:
+    config = paris_standard(per_min="-0.00")
+    assert not config.markets["paris"].products["standard"].per_min.is_signed()
+    assert rules_version(config) == rules_version(paris_standard(per_min="0"))
+
+
 def test_the_pickups_market_prices_the_trip() -> None:
     book = fare_book(FaresConfig.model_validate(fares()))
     assert book.rule_for("paris", "standard") == FareRule(
