@@ -40,7 +40,7 @@ MAX_SURGE = Decimal(10)
 @dataclass(frozen=True, slots=True)
 class FareRule:
     """How one product is priced in one market: amounts in the currency's major unit
-    (``base`` and ``minimum`` in whole minor units; the rates may be finer)."""
+    (``base`` and ``minimum`` in whole minor units, not both 0; the rates may be finer)."""
 
     currency: str
     base: Decimal
@@ -56,6 +56,11 @@ class FareRule:
             amount: Decimal = getattr(self, name)
             if not amount.is_finite() or amount.is_signed():  # -0 too: one zero, one rule
                 raise ValueError(f"{name} must be a finite amount of at least 0, got {amount}")
+        if self.base + self.minimum == 0:
+            raise ValueError(
+                "base or minimum must be above 0: with both 0 a trip of no length is free "
+                "(and every trip is, if the rates are 0 too)"
+            )
         digits = MINOR_DIGITS[self.currency]
         for name in ("base", "minimum"):
             amount = getattr(self, name)

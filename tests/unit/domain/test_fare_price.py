@@ -35,7 +35,10 @@ def rules(draw: st.DrawFn) -> FareRule:
     digits = MINOR_DIGITS[currency]
     whole = st.decimals(0, 1000, places=digits)  # base and minimum: whole minor units
     rate = st.decimals(0, 100, places=4)
-    return FareRule(currency, draw(whole), draw(rate), draw(rate), draw(whole))
+    base, minimum = draw(whole), draw(whole)
+    if base + minimum == 0:  # not both 0: a trip is never free
+        minimum = Decimal(1).scaleb(-digits)
+    return FareRule(currency, base, draw(rate), draw(rate), minimum)
 
 
 def test_a_trip_is_base_plus_distance_plus_time() -> None:
@@ -58,8 +61,8 @@ def test_the_total_is_rounded_half_up_to_the_minor_unit_once() -> None:
     assert price(half_cent, 1_000, 0) == D("10.01")  # 10.005, half up
     assert price(half_cent, 999, 0) == D("10.00")  # 10.004995
     # a minute is 60 s: 1 s at 0.30 a minute is exactly 0.005
-    per_min = FareRule("USD", D("0.00"), D(0), D("0.30"), D(0))
-    assert price(per_min, 0, 1) == D("0.01")
+    per_min = FareRule("USD", D("1.00"), D(0), D("0.30"), D(0))
+    assert price(per_min, 0, 1) == D("1.01")
     assert round_half_up(Fraction(25, 1000), 2) == D("0.03")
     assert round_half_up(Fraction(249999, 10**7), 2) == D("0.02")
 
@@ -139,6 +142,8 @@ def test_a_trip_that_cannot_be_priced_is_refused_with_the_reason(
         (("USD", "1", "1", "-0", "1"), "per_min must be a finite amount of at least 0, got -0"),
         (("USD", "2.505", "1", "1", "1"), "base 2.505 USD is not a whole number of minor units"),
         (("JPY", "1", "1", "1", "700.5"), "minimum 700.5 JPY is not a whole number"),
+        (("USD", "0", "0", "0", "0.00"), "base or minimum must be above 0"),
+        (("USD", "0.00", "1.10", "0.30", "0"), "base or minimum must be above 0"),
     ],
 )
 def test_a_rule_that_is_not_one_is_refused_with_the_reason(
@@ -147,6 +152,11 @@ def test_a_rule_that_is_not_one_is_refused_with_the_reason(
     currency, *amounts = rule
     with pytest.raises(ValueError, match=reason):
         FareRule(currency, *(D(a) for a in amounts))
+
+
+def test_a_rule_charges_something_for_a_trip_of_no_length() -> None:
+    assert price(FareRule("USD", D("0"), D("1"), D("0"), D("5")), 0, 0) == D("5.00")
+    assert price(FareRule("USD", D("1"), D("1"), D("0"), D("0")), 0, 0) == D("1.00")
 
 
 def test_rates_may_be_finer_than_the_minor_unit() -> None:

@@ -116,6 +116,9 @@ def test_text_that_is_not_json_is_refused_with_the_reason(
             "xl": STANDARD | {"per_mile": "1"}}}}),
          "fares.markets.sf.products.xl.per_mile: Extra inputs are not permitted"),
         (fares(surge=2), "fares.surge: Extra inputs are not permitted"),
+        (fares(markets={**fares()["markets"], "sf": {"currency": "USD", "products": {
+            "xl": {"base": 0, "per_km": 0, "per_min": 0, "minimum": 0}}}}),
+         "xl: base or minimum must be above 0"),
     ],
 )  # fmt: skip
 def test_invalid_rules_stop_the_settings_with_the_reason(config: Any, reason: str) -> None:
