@@ -20,7 +20,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from dispatch.domain.fares import FareRule, Product
 from dispatch.domain.geo import MAX_LAT, MAX_LNG, MIN_LAT, MIN_LNG
@@ -167,7 +167,8 @@ class Settings(BaseSettings):
 
     # Fare rules (docs/MARKETPLACE.md): DISPATCH_FARES (JSON) or DISPATCH_FARES_FILE (the same
     # JSON in a file). None: the default rules (dispatch.pricing.rules) in every market.
-    fares: FaresConfig | None = None
+    # NoDecode: the JSON is read here (``_read_fares_file``), its numbers as decimals.
+    fares: Annotated[FaresConfig | None, NoDecode] = None
     fares_file: Path | None = None
     # How long a fare quote (POST /fares/estimate) may be used.
     quote_ttl_s: int = Field(default=300, ge=30, le=3_600)
@@ -175,14 +176,14 @@ class Settings(BaseSettings):
     @model_validator(mode="before")
     @classmethod
     def _read_fares_file(cls, data: Any) -> Any:
-        """``DISPATCH_FARES_FILE``: the fare rules' JSON in a file. An empty
-        ``DISPATCH_FARES`` or ``DISPATCH_FARES_FILE`` is unset."""
+        """``DISPATCH_FARES`` (JSON text) or ``DISPATCH_FARES_FILE`` (the same in a file),
+        read with exact decimals (``_json``). An empty one is unset."""
         if not isinstance(data, dict):
             return data
         data = {k: v for k, v in data.items() if not (k in _EMPTY_IS_UNSET and v == "")}
-        if isinstance(data.get("fares"), str):  # JSON the environment source left as text
+        if isinstance(data.get("fares"), str):  # DISPATCH_FARES, as text (NoDecode)
             try:
-                data["fares"] = json.loads(data["fares"])
+                data["fares"] = _json(data["fares"])
             except ValueError as error:
                 raise ValueError(f"DISPATCH_FARES is not JSON ({error})") from None
         if data.get("fares_file") is None:
@@ -191,7 +192,7 @@ class Settings(BaseSettings):
             raise ValueError("set DISPATCH_FARES or DISPATCH_FARES_FILE, not both")
         path = Path(data["fares_file"])
         try:
-            fares = json.loads(path.read_text())
+            fares = _json(path.read_text())
         except OSError as error:
             raise ValueError(f"DISPATCH_FARES_FILE {path}: {error.strerror}") from None
         except ValueError as error:
@@ -250,6 +251,12 @@ class Settings(BaseSettings):
     @property
     def embedded(self) -> bool:
         return not self.kafka_bootstrap
+
+
+def _json(text: str) -> Any:
+    """JSON whose numbers with a fraction or an exponent are read as ``Decimal`` from their
+    text (``2.50000000000000001`` stays what it says, never a float's ``2.5``)."""
+    return json.loads(text, parse_float=Decimal)
 
 
 def _describe(market: MarketConfig) -> str:

@@ -68,6 +68,23 @@ def test_rules_are_read_from_a_file_too(tmp_path: Path) -> None:
     assert "not JSON" in problem(None, fares_file=path)
 
 
+def test_json_numbers_are_read_exactly_never_as_floats(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """2.50000000000000001 is a float's 2.5: read as what it says, it has too many digits."""
+    text = json.dumps(fares()).replace('"0.35"', "0.35").replace('"3"', "2.50000000000000001")
+    monkeypatch.setenv("DISPATCH_MARKETS", json.dumps([m.model_dump() for m in MARKETS]))
+    monkeypatch.setenv("DISPATCH_SHARDS", "2")
+    monkeypatch.setenv("DISPATCH_FARES", text)
+    with pytest.raises(ValidationError, match="no more than 4 decimal places"):
+        Settings()
+    monkeypatch.setenv("DISPATCH_FARES", text.replace("2.50000000000000001", "3"))
+    assert Settings().fares == settings(fares()).fares  # 0.35, the number, is 0.35 exactly
+    monkeypatch.delenv("DISPATCH_FARES")
+    (tmp_path / "fares.json").write_text(text)
+    assert "no more than 4 decimal places" in problem(None, fares_file=tmp_path / "fares.json")
+
+
 def test_empty_variables_are_unset(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DISPATCH_FARES", "")
     monkeypatch.setenv("DISPATCH_FARES_FILE", "")
