@@ -23,15 +23,22 @@ from typing import Literal, get_args
 Product = Literal["standard", "xl", "accessible"]
 PRODUCTS: tuple[Product, ...] = get_args(Product)
 
-# ISO 4217 minor units (digits after the point) of the currencies a rule may use.
+# ISO 4217 minor units (digits after the point) of the currencies a rule may use: the major
+# currencies and those of the large ride-hailing markets. ISO's, even where cash has no
+# minor unit (IDR, HUF, TWD, COP, PKR: 2); a rule may still use whole amounts only.
 # fmt: off
-_CENTS = ("AUD", "BRL", "CAD", "CHF", "CNY", "CZK", "DKK", "EUR", "GBP", "HKD", "ILS", "INR",
-          "MXN", "MYR", "NOK", "NZD", "PHP", "PLN", "SEK", "SGD", "THB", "TRY", "USD", "ZAR")
+_TWO = ("AED", "ARS", "AUD", "AZN", "BDT", "BGN", "BRL", "CAD", "CHF", "CNY", "COP", "CRC",
+        "CZK", "DKK", "DOP", "EGP", "EUR", "GBP", "GEL", "GHS", "GTQ", "HKD", "HUF", "IDR",
+        "ILS", "INR", "KES", "KZT", "LKR", "MAD", "MXN", "MYR", "NGN", "NOK", "NZD", "PEN",
+        "PHP", "PKR", "PLN", "QAR", "RON", "RSD", "SAR", "SEK", "SGD", "THB", "TRY", "TWD",
+        "TZS", "UAH", "USD", "UYU", "ZAR")
+_NONE = ("CLP", "ISK", "JPY", "KRW", "PYG", "RWF", "UGX", "VND", "XAF", "XOF")
+_THREE = ("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND")
 # fmt: on
 MINOR_DIGITS: Mapping[str, int] = {
-    **dict.fromkeys(_CENTS, 2),
-    **dict.fromkeys(("CLP", "ISK", "JPY", "KRW", "VND"), 0),
-    **dict.fromkeys(("BHD", "JOD", "KWD", "OMR", "TND"), 3),
+    **dict.fromkeys(_TWO, 2),
+    **dict.fromkeys(_NONE, 0),
+    **dict.fromkeys(_THREE, 3),
 }
 NO_SURGE = Decimal("1.00")
 MAX_SURGE = Decimal(10)

@@ -3,9 +3,10 @@
 The rules come from the settings (``DISPATCH_FARES``, validated there) or, unset, are
 ``DEFAULT_RULES`` in every configured market. ``version`` is a content hash: the same
 rules (amounts compared as numbers, ``2.5`` as ``2.50``) always have the same version, and
-any change to any rule, the currency or the price formula (``FORMULA``) gives another; a
-quote names the version it was priced with, so a fare can be explained from the rules
-kept under that version (``dispatch fares rules`` prints the rules in force and theirs).
+any change to any rule, the currency, its minor digits or the price formula (``FORMULA``)
+gives another; a quote names the version it was priced with, so a fare can be explained
+from the rules kept under that version (``dispatch fares rules`` prints the rules in force
+and theirs).
 
 The pickup's market prices a trip, wherever it ends (``FareBook.rule_for``). A pickup
 outside every market is priced by the ``elsewhere`` rules when they are configured, and
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from dispatch.domain.fares import PRODUCTS, FareRule, Product
+from dispatch.domain.fares import MINOR_DIGITS, PRODUCTS, FareRule, Product
 from dispatch.settings import FareRulesConfig, FaresConfig, MarketConfig, Settings
 
 # The price function's own version: changing how a total is computed from the rules
@@ -114,7 +115,8 @@ def rules_version(config: FaresConfig) -> str:
 
 def canonical(config: FaresConfig) -> dict[str, Any]:
     """The rules as JSON that only their content decides: amounts as plain numbers in text
-    (``"2.5"``), products in the vocabulary's order, the formula's version with them."""
+    (``"2.5"``), each currency with its minor digits (what a total is rounded to), products
+    in the vocabulary's order, the formula's version with them."""
     elsewhere = config.elsewhere
     return {
         "formula": FORMULA,
@@ -129,7 +131,8 @@ def _canonical(rules: FareRulesConfig) -> dict[str, Any]:
         for product in PRODUCTS
         if (fare := rules.products.get(product)) is not None
     }
-    return {"currency": rules.currency, "products": products}
+    currency = rules.currency
+    return {"currency": currency, "minor_digits": MINOR_DIGITS[currency], "products": products}
 
 
 _AMOUNTS = ("base", "per_km", "per_min", "minimum")

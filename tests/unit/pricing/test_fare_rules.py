@@ -12,10 +12,12 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from dispatch.domain.fares import FareRule
+from dispatch.domain.fares import MINOR_DIGITS, FareRule
+from dispatch.pricing import rules
 from dispatch.pricing.rules import (
     DEFAULT_RULES,
     FareError,
+    canonical,
     fare_book,
     fares_of,
     rules_version,
@@ -182,6 +184,29 @@ def test_a_signed_zero_is_zero_the_same_rule_and_version() -> None:
     config = paris_standard(per_min="-0.00")
     assert not config.markets["paris"].products["standard"].per_min.is_signed()
     assert rules_version(config) == rules_version(paris_standard(per_min="0"))
+
+
+def test_the_currencies_of_the_large_markets_are_known_with_their_iso_minor_units() -> None:
+    two = "AED SAR QAR EGP NGN KES COP PEN ARS IDR TWD PKR HUF RON USD EUR GBP BRL MXN INR"
+    for currency in two.split():
+        assert MINOR_DIGITS[currency] == 2, currency
+    assert {c: MINOR_DIGITS[c] for c in ("JPY", "KRW", "CLP", "KWD", "BHD")} == {
+        "JPY": 0, "KRW": 0, "CLP": 0, "KWD": 3, "BHD": 3,
+    }  # fmt: skip
+
+
+def test_the_version_hashes_each_currencys_minor_digits_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = FaresConfig.model_validate(fares())
+    hashed = canonical(config)
+    assert (hashed["markets"]["sf"]["minor_digits"], hashed["markets"]["paris"]["currency"]) == (
+        2,
+        "EUR",
+    )
+    version = rules_version(config)
+    monkeypatch.setattr(rules, "MINOR_DIGITS", {**MINOR_DIGITS, "EUR": 3})
+    assert rules_version(config) != version  # totals would be rounded otherwise
 
 
 def test_the_pickups_market_prices_the_trip() -> None:
