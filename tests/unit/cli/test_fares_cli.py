@@ -3,9 +3,11 @@ text and as the JSON that is hashed; invalid rules are a usage error with the re
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 from dispatch.bootstrap import build_fare_desk
@@ -66,6 +68,16 @@ def test_the_json_is_what_the_version_hashes() -> None:
     assert printed["markets"]["san-francisco"]["products"]["xl"]["per_km"] == "300.5"
     assert printed["elsewhere"]["products"]["standard"]["base"] == "0.5"
     assert printed["formula"].startswith("max(minimum, base + per_km*km + per_min*min) * surge")
+
+
+@pytest.mark.parametrize("fares", [None, FARES])
+def test_the_version_is_recomputed_from_the_printed_json(fares: Any) -> None:
+    """docs/MARKETPLACE.md's recipe: the printed JSON without its version, compact with
+    sorted keys, hashed with SHA-256, 16 hex digits."""
+    printed = json.loads(run("--json", fares=fares).stdout)
+    version = printed.pop("version")
+    text = json.dumps(printed, sort_keys=True, separators=(",", ":"))
+    assert version == "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def test_invalid_rules_are_a_usage_error_with_the_reason() -> None:
