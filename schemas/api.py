@@ -161,6 +161,15 @@ DecimalText = Annotated[
 ]
 
 
+class AppliedRule(BaseModel):
+    """The fare rule that priced a quote, in its currency (docs/MARKETPLACE.md)."""
+
+    base: DecimalText = Field(examples=["2.50"])
+    per_km: DecimalText = Field(examples=["1.10"])
+    per_min: DecimalText = Field(examples=["0.30"])
+    minimum: DecimalText = Field(examples=["7.00"])
+
+
 class FareQuote(BaseModel):
     """A price for one trip, promised to the rider who asked until ``expires_at``. ``quote``
     is the signed quote itself (a ride request will carry it); the other fields say what
@@ -185,9 +194,17 @@ class FareQuote(BaseModel):
     surge: DecimalText = Field(
         description="The surge multiplier (1.00 until surge pricing exists).", examples=["1.00"]
     )
+    rule: AppliedRule = Field(
+        description="The rule that priced the trip: total = max(minimum, base + per_km x km "
+        "+ per_min x minutes) x surge, rounded half up to the currency's minor unit."
+    )
+    minimum_applied: bool = Field(
+        description="Whether the minimum set the total (base and rates came to less)."
+    )
     total: DecimalText = Field(
         description="The price, rounded half up to the currency's minor unit.", examples=["7.36"]
     )
+    total_minor: int = Field(ge=0, description="The total in minor units (cents).")
     currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code.")
     rules_version: str = Field(description="The version of the fare rules that priced it.")
     expires_at: datetime = Field(description="Until when the quote may be used.")
@@ -203,8 +220,16 @@ class FareQuote(BaseModel):
                     "distance_m": 2345,
                     "duration_s": 456,
                     "estimated_by": "straight_line",
+                    "rule": {
+                        "base": "2.50",
+                        "per_km": "1.10",
+                        "per_min": "0.30",
+                        "minimum": "7.00",
+                    },
+                    "minimum_applied": False,
                     "surge": "1.00",
                     "total": "7.36",
+                    "total_minor": 736,
                     "currency": "USD",
                     "rules_version": "sha256:3f9a1c0d2b7e4a55",
                     "expires_at": "2026-01-05T08:05:00Z",

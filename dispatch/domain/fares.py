@@ -6,7 +6,8 @@ rounded once, at the end, to the currency's minor unit (docs/MARKETPLACE.md):
     total = max(minimum, base + per_km * km + per_min * minutes) * surge
 
 with ``km = distance_m / 1000`` and ``minutes = duration_s / 60`` (whole metres and whole
-seconds), rounded half up: the total in minor units is ``floor(exact * 10**digits + 1/2)``.
+seconds), rounded half up: the total in minor units is ``floor(exact * 10**digits + 1/2)``;
+the minimum applied when the metered part (base and rates) is below it.
 A rule's ``base`` and ``minimum`` are whole minor units, so with a surge of at least 1 a
 total is never below the minimum, and a longer or slower trip never costs less.
 """
@@ -40,6 +41,7 @@ MINOR_DIGITS: Mapping[str, int] = {
     **dict.fromkeys(_NONE, 0),
     **dict.fromkeys(_THREE, 3),
 }
+AMOUNTS = ("base", "per_km", "per_min", "minimum")  # a rule's, in this order
 NO_SURGE = Decimal("1.00")
 MAX_SURGE = Decimal(10)
 
@@ -59,7 +61,7 @@ class FareRule:
         if self.currency not in MINOR_DIGITS:
             known = ", ".join(sorted(MINOR_DIGITS))
             raise ValueError(f"currency {self.currency[:8]!r} is not one of {known}")
-        for name in ("base", "per_km", "per_min", "minimum"):
+        for name in AMOUNTS:
             amount: Decimal = getattr(self, name)
             if not amount.is_finite() or amount.is_signed():  # -0 too: one zero, one rule
                 raise ValueError(f"{name} must be a finite amount of at least 0, got {amount}")
@@ -78,9 +80,18 @@ class FareRule:
                 )
 
 
-def price(rule: FareRule, distance_m: int, duration_s: int, surge: Decimal = NO_SURGE) -> Decimal:
-    """The total of a trip of ``distance_m`` metres and ``duration_s`` seconds under
-    ``rule`` at ``surge`` (1 to ``MAX_SURGE``), with the currency's minor digits."""
+@dataclass(frozen=True, slots=True)
+class Fare:
+    """A priced trip: its total (the currency's minor digits) and whether the minimum set
+    it (the metered fare, base and rates, was below it)."""
+
+    total: Decimal
+    minimum_applied: bool
+
+
+def fare(rule: FareRule, distance_m: int, duration_s: int, surge: Decimal = NO_SURGE) -> Fare:
+    """The fare of a trip of ``distance_m`` metres and ``duration_s`` seconds under ``rule``
+    at ``surge`` (1 to ``MAX_SURGE``)."""
     if type(distance_m) is not int or type(duration_s) is not int:
         raise ValueError("a trip is priced by whole metres and whole seconds")
     if distance_m < 0 or duration_s < 0:
@@ -92,14 +103,33 @@ def price(rule: FareRule, distance_m: int, duration_s: int, surge: Decimal = NO_
         + Fraction(rule.per_km) * Fraction(distance_m, 1000)
         + Fraction(rule.per_min) * Fraction(duration_s, 60)
     )
-    exact = max(Fraction(rule.minimum), metered) * Fraction(surge)
-    return round_half_up(exact, MINOR_DIGITS[rule.currency])
+    minimum = Fraction(rule.minimum)
+    exact = max(minimum, metered) * Fraction(surge)
+    return Fare(round_half_up(exact, MINOR_DIGITS[rule.currency]), metered < minimum)
+
+
+def price(rule: FareRule, distance_m: int, duration_s: int, surge: Decimal = NO_SURGE) -> Decimal:
+    """The total of ``fare``: with the currency's minor digits."""
+    return fare(rule, distance_m, duration_s, surge).total
 
 
 def round_half_up(amount: Fraction, digits: int) -> Decimal:
     """``amount`` (at least 0) to ``digits`` after the point, a half rounded up."""
     minor = math.floor(amount * 10**digits + Fraction(1, 2))
     return Decimal(minor).scaleb(-digits)
+
+
+def amount_text(amount: Decimal, currency: str) -> str:
+    """``amount`` as text with ``currency``'s minor digits, or more when it has more
+    (``2.5`` USD is ``"2.50"``, a rate of ``0.355`` is ``"0.355"``)."""
+    exponent = amount.normalize().as_tuple().exponent
+    places = max(MINOR_DIGITS[currency], -exponent if isinstance(exponent, int) else 0)
+    return f"{amount:.{places}f}"
+
+
+def from_minor(minor: int, currency: str) -> Decimal:
+    """``minor`` minor units of ``currency`` as an amount with its minor digits."""
+    return Decimal(minor).scaleb(-MINOR_DIGITS[currency])
 
 
 def minor_units(amount: Decimal, currency: str) -> int:

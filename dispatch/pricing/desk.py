@@ -10,9 +10,10 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from dispatch.domain.fares import NO_SURGE, Product, price
+from dispatch.domain.fares import NO_SURGE, Product, fare
 from dispatch.markets import MarketMap
-from dispatch.pricing.quotes import Quote, QuoteCodec, QuoteError, check_quote, read_quote
+from dispatch.pricing.quotes import Quote, QuoteCodec, QuoteError, check_quote
+from dispatch.pricing.reading import read_quote
 from dispatch.pricing.rules import FareBook
 from dispatch.pricing.trip import Place, TripEstimator
 
@@ -46,6 +47,7 @@ class FareDesk:
         market = found.name if found is not None else None
         rule = self.book.rule_for(market, product)
         trip = self._trips.trip(pickup, dropoff)
+        priced = fare(rule, trip.distance_m, trip.duration_s, NO_SURGE)
         issued = int(now)
         quote = Quote(
             quote_id=str(uuid.uuid4()),
@@ -58,9 +60,10 @@ class FareDesk:
             distance_m=trip.distance_m,
             duration_s=trip.duration_s,
             estimated_by=trip.estimated_by,
+            rule=rule,
             surge=NO_SURGE,
-            total=price(rule, trip.distance_m, trip.duration_s, NO_SURGE),
-            currency=rule.currency,
+            total=priced.total,
+            minimum_applied=priced.minimum_applied,
             issued_at=issued,
             expires_at=issued + self.ttl_s,
         )

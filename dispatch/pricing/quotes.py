@@ -1,4 +1,5 @@
-"""Fare quotes as signed, self-contained tokens: what one says and the checks on it.
+"""Fare quotes as signed, self-contained tokens: what one says, its port, and whether it
+fits a ride request.
 
 A quote is a JWT signed with the bearer tokens' key ring (``dispatch.tokens.KeyRing``) but
 for another audience, ``QUOTE_AUDIENCE``, and of type ``quote``: a quote is never taken as
@@ -6,30 +7,27 @@ a bearer token (its audience is not the API's, its type none of a bearer's) and 
 token never as a quote (its audience is not ``QUOTE_AUDIENCE``, and it has no ``fare``).
 Any API instance with the ring checks one without a lookup. ``QuoteCodec`` is the port
 (signature, algorithm, issuer, audience); the PyJWT adapter implements it
-(``dispatch.adapters.jwt.quotes``). ``read_quote`` checks the rest against the engine's
-clock with the tokens' leeway (``LEEWAY_S``): its times, its lifetime against the one
-quotes are given now, its type and its fare; ``check_quote`` whether it fits a ride
-request. A quote is signed, not encrypted: its rider can read it (it is their own trip).
+(``dispatch.adapters.jwt.quotes``). ``dispatch.pricing.reading`` reads a verified quote
+back; ``check_quote`` says whether it fits a ride request. A quote is signed, not
+encrypted: its rider can read it (it is their own trip). It carries the rule that priced
+it, so its total can be explained from the quote alone.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
-from typing import Any, Protocol, cast, get_args
+from decimal import Decimal
+from typing import Any, Protocol
 
-from dispatch.domain.fares import MAX_SURGE, MINOR_DIGITS, PRODUCTS, Product
-from dispatch.domain.geo import latlng_problem
+from dispatch.domain.fares import AMOUNTS, FareRule, Product, amount_text, minor_units
 from dispatch.pricing.trip import Estimate, Place
-from dispatch.tokens import ISSUER, LEEWAY_S, subject_fits
+from dispatch.tokens import ISSUER
 
 QUOTE_AUDIENCE = "dispatch-quote"  # who may take a quote: this engine's ride requests
 QUOTE_TYPE = "quote"
 # Every claim a quote carries that the adapter checks is there; ``fare`` is read here.
 QUOTE_CLAIMS = ("iss", "aud", "sub", "role", "typ", "iat", "nbf", "exp", "jti")
-ESTIMATES: frozenset[str] = frozenset(get_args(Estimate))
 
 
 class QuoteError(Exception):
@@ -43,7 +41,8 @@ class QuoteError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Quote:
-    """A price given to one rider for one trip, until ``expires_at`` (epoch seconds)."""
+    """A price given to one rider for one trip, until ``expires_at`` (epoch seconds), with
+    the rule that priced it (in the quote's currency) and whether its minimum applied."""
 
     quote_id: str
     rider_id: str
@@ -55,11 +54,25 @@ class Quote:
     distance_m: int
     duration_s: int
     estimated_by: Estimate
+    rule: FareRule
     surge: Decimal
     total: Decimal
-    currency: str
+    minimum_applied: bool
     issued_at: int
     expires_at: int
+
+    @property
+    def currency(self) -> str:
+        return self.rule.currency
+
+    @property
+    def total_minor(self) -> int:
+        """The total in the currency's minor units (cents)."""
+        return minor_units(self.total, self.currency)
+
+    def rule_text(self) -> dict[str, str]:
+        """The rule's amounts as text, with the currency's minor digits or more."""
+        return {name: amount_text(getattr(self.rule, name), self.currency) for name in AMOUNTS}
 
     def claims(self) -> dict[str, Any]:
         fare = {
@@ -71,8 +84,11 @@ class Quote:
             "distance_m": self.distance_m,
             "duration_s": self.duration_s,
             "estimated_by": self.estimated_by,
+            "rule": self.rule_text(),
             "surge": str(self.surge),
-            "total": str(self.total),
+            "total": amount_text(self.total, self.currency),
+            "total_minor": self.total_minor,
+            "minimum_applied": self.minimum_applied,
             "currency": self.currency,
         }
         return {
@@ -100,25 +116,9 @@ class QuoteCodec(Protocol):
         """The claims of a quote whose signature the key its ``kid`` names verifies with an
         accepted algorithm, whose issuer is this engine, whose audience is
         ``QUOTE_AUDIENCE`` and which carries every claim of ``QUOTE_CLAIMS``; else
-        ``QuoteError`` with the reason. Times are not checked here (``read_quote``)."""
+        ``QuoteError`` with the reason. Times are not checked here
+        (``dispatch.pricing.reading``)."""
         ...
-
-
-def read_quote(payload: Mapping[str, Any], now: float, lifetime_s: int) -> Quote:
-    """The quote of verified claims, checked against the clock ``now`` (with ``LEEWAY_S``)
-    and against ``lifetime_s``, the longest a quote is given now; else ``QuoteError``."""
-    if payload.get("typ") != QUOTE_TYPE or payload.get("role") != "rider":
-        raise QuoteError("not a fare quote (its type is not 'quote')")
-    iat, nbf, exp = (_seconds(payload, name) for name in ("iat", "nbf", "exp"))
-    if exp <= now - LEEWAY_S:
-        raise QuoteError("quote expired: ask for a new one (POST /fares/estimate)")
-    if nbf > now + LEEWAY_S or iat > now + LEEWAY_S:
-        raise QuoteError("quote issued in the future (iat or nbf)")
-    if exp - iat > lifetime_s + LEEWAY_S:
-        raise QuoteError(
-            f"quote lives {exp - iat} s, longer than the {lifetime_s} s quotes are given now"
-        )
-    return _quote(payload, iat, exp)
 
 
 def check_quote(
@@ -136,79 +136,6 @@ def check_quote(
             )
     if quote.product != product:
         raise QuoteError(f"the quote is for {quote.product!r}, the request for {product!r}")
-
-
-def _quote(payload: Mapping[str, Any], iat: int, exp: int) -> Quote:
-    sub, jti, fare = payload["sub"], payload["jti"], payload.get("fare")
-    if not isinstance(sub, str) or not subject_fits(sub):
-        raise QuoteError("malformed quote: its subject is not a rider id")
-    if not isinstance(jti, str) or not 0 < len(jti) <= 64:
-        raise QuoteError("malformed quote: the quote id (jti) is not a short string")
-    if not isinstance(fare, Mapping):
-        raise QuoteError("malformed quote: no fare")
-    product, market, currency = fare.get("product"), fare.get("market"), fare.get("currency")
-    if product not in PRODUCTS:
-        raise QuoteError("malformed quote: unknown product")
-    if not (market is None or isinstance(market, str)) or not isinstance(currency, str):
-        raise QuoteError("malformed quote: its market or currency")
-    if currency not in MINOR_DIGITS:
-        raise QuoteError("malformed quote: its market or currency")
-    if fare.get("estimated_by") not in ESTIMATES or not isinstance(fare.get("rules_version"), str):
-        raise QuoteError("malformed quote: its estimate or rules version")
-    return Quote(
-        quote_id=jti,
-        rider_id=sub,
-        pickup=_place_of(fare.get("pickup")),
-        dropoff=_place_of(fare.get("dropoff")),
-        product=cast(Product, product),
-        market=market,
-        rules_version=fare["rules_version"],
-        distance_m=_count(fare, "distance_m"),
-        duration_s=_count(fare, "duration_s"),
-        estimated_by=fare["estimated_by"],
-        surge=_decimal(fare, "surge", Decimal(1), MAX_SURGE),
-        total=_decimal(fare, "total", Decimal(0), None),
-        currency=currency,
-        issued_at=iat,
-        expires_at=exp,
-    )
-
-
-def _seconds(payload: Mapping[str, Any], name: str) -> int:
-    value = payload[name]
-    if type(value) is not int:
-        raise QuoteError(f"malformed quote: {name} is not a whole number of seconds")
-    return value
-
-
-def _count(fare: Mapping[str, Any], name: str) -> int:
-    value = fare.get(name)
-    if type(value) is not int or value < 0:
-        raise QuoteError(f"malformed quote: {name} is not a whole number")
-    return value
-
-
-def _decimal(fare: Mapping[str, Any], name: str, low: Decimal, high: Decimal | None) -> Decimal:
-    text = fare.get(name)
-    try:
-        if not isinstance(text, str):
-            raise InvalidOperation
-        value = Decimal(text)
-    except InvalidOperation:
-        raise QuoteError(f"malformed quote: {name} is not a decimal in text") from None
-    if not value.is_finite() or value < low or (high is not None and value > high):
-        raise QuoteError(f"malformed quote: {name} is out of range")
-    return value
-
-
-def _place_of(value: object) -> Place:
-    if not isinstance(value, list) or len(value) != 2:
-        raise QuoteError("malformed quote: a place is not [lat, lng]")
-    lat, lng = value
-    numbers = all(type(v) in (int, float) and math.isfinite(v) for v in (lat, lng))
-    if not numbers or latlng_problem(lat, lng) is not None:
-        raise QuoteError("malformed quote: a place is not [lat, lng]")
-    return float(lat), float(lng)
 
 
 def _place(place: Place) -> str:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from dispatch.domain.fares import MINOR_DIGITS, PRODUCTS, FareRule, Product
+from dispatch.domain.fares import AMOUNTS, MINOR_DIGITS, PRODUCTS, FareRule, Product
 from dispatch.settings import FareRulesConfig, FaresConfig, MarketConfig, Settings
 
 # The price function's own version: changing how a total is computed from the rules
@@ -127,15 +127,12 @@ def canonical(config: FaresConfig) -> dict[str, Any]:
 
 def _canonical(rules: FareRulesConfig) -> dict[str, Any]:
     products = {
-        product: {name: _amount(getattr(fare, name)) for name in _AMOUNTS}
+        product: {name: _amount(getattr(fare, name)) for name in AMOUNTS}
         for product in PRODUCTS
         if (fare := rules.products.get(product)) is not None
     }
     currency = rules.currency
     return {"currency": currency, "minor_digits": MINOR_DIGITS[currency], "products": products}
-
-
-_AMOUNTS = ("base", "per_km", "per_min", "minimum")
 
 
 def _amount(value: Decimal) -> str:

@@ -4,8 +4,8 @@ tokens' key ring but the quotes' own audience (``dispatch.pricing.quotes``).
 As for bearer tokens (``codec``): the ``kid`` header names the ring's key that verifies a
 quote, only ``ALGORITHMS`` are accepted, PyJWT checks the issuer, the audience (exactly
 ``QUOTE_AUDIENCE``: a bearer token is refused here) and that every claim is there; the
-times are the core's (``read_quote``). A reason repeats an unverified header only in
-``shown`` form.
+times are the core's (``dispatch.pricing.reading``). A reason repeats an unverified
+header only in ``shown`` form.
 """
 
 from __future__ import annotations

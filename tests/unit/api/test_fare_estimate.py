@@ -37,7 +37,8 @@ def test_a_rider_gets_a_quote_of_the_trip(world: World) -> None:
     body = r.json()
     assert set(body) == {
         "quote_id", "quote", "product", "market", "distance_m", "duration_s", "estimated_by",
-        "surge", "total", "currency", "rules_version", "expires_at",
+        "rule", "minimum_applied", "surge", "total", "total_minor", "currency",
+        "rules_version", "expires_at",
     }  # fmt: skip
     assert (body["product"], body["market"], body["currency"]) == ("xl", "san-francisco", "USD")
     assert (body["surge"], body["estimated_by"]) == ("1.00", "straight_line")
@@ -45,6 +46,7 @@ def test_a_rider_gets_a_quote_of_the_trip(world: World) -> None:
     desk = world.client.app.state.ctx.fares  # type: ignore[attr-defined]
     rule = desk.book.rule_for("san-francisco", "xl")
     assert Decimal(body["total"]) == price(rule, body["distance_m"], body["duration_s"])
+    assert body["total_minor"] == int(Decimal(body["total"]) * 100)
     assert body["rules_version"] == desk.book.version
     quote = desk.check(
         body["quote"],
@@ -56,6 +58,26 @@ def test_a_rider_gets_a_quote_of_the_trip(world: World) -> None:
     )
     assert str(quote.quote_id) == body["quote_id"] and str(quote.total) == body["total"]
     assert (r.headers["Cache-Control"], r.headers["Pragma"]) == ("no-store", "no-cache")
+
+
+def test_the_answer_explains_the_total_by_the_rule_that_priced_it(world: World) -> None:
+    body = estimate(world, TRIP | {"product": "xl"}).json()
+    assert body["rule"] == {"base": "4.00", "per_km": "1.80", "per_min": "0.45",
+                            "minimum": "10.00"}  # fmt: skip
+    rule = {name: Decimal(amount) for name, amount in body["rule"].items()}
+    metered = (
+        rule["base"]
+        + rule["per_km"] * body["distance_m"] / 1000
+        + rule["per_min"] * Decimal(body["duration_s"]) / 60
+    )
+    assert body["minimum_applied"] is (metered < rule["minimum"])
+    exact = max(rule["minimum"], metered) * Decimal(body["surge"])
+    assert abs(exact - Decimal(body["total"])) <= Decimal("0.005")
+
+
+def test_a_short_trip_says_the_minimum_applied(world: World) -> None:
+    body = estimate(world, {"pickup": PICKUP, "dropoff": PICKUP}).json()
+    assert (body["minimum_applied"], body["total"], body["total_minor"]) == (True, "7.00", 700)
 
 
 def test_the_product_defaults_to_standard(world: World) -> None:

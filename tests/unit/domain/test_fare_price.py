@@ -14,7 +14,10 @@ from hypothesis import strategies as st
 from dispatch.domain.fares import (
     MAX_SURGE,
     MINOR_DIGITS,
+    Fare,
     FareRule,
+    amount_text,
+    fare,
     minor_units,
     price,
     round_half_up,
@@ -49,6 +52,23 @@ def test_a_trip_is_base_plus_distance_plus_time() -> None:
 def test_a_short_trip_costs_the_minimum() -> None:
     assert price(STANDARD, 0, 0) == D("7.00")
     assert price(STANDARD, 1_000, 60) == D("7.00")  # 2.50 + 1.10 + 0.30 = 3.90
+
+
+def test_the_fare_says_whether_the_minimum_set_the_total() -> None:
+    assert fare(STANDARD, 1_000, 60) == Fare(D("7.00"), minimum_applied=True)
+    assert fare(STANDARD, 5_000, 600) == Fare(D("11.00"), minimum_applied=False)
+    # 2.50 + 1.10 x 4.091 km is 7.0001, above the minimum by a hair; 4.090 km, 6.999
+    assert fare(STANDARD, 4_091, 0) == Fare(D("7.00"), minimum_applied=False)
+    assert fare(STANDARD, 4_090, 0) == Fare(D("7.00"), minimum_applied=True)
+    exactly = FareRule("USD", D(2), D(1), D(0), D(7))  # 2 + 1 x 5 km: the minimum, not below
+    assert fare(exactly, 5_000, 0) == Fare(D("7.00"), minimum_applied=False)
+
+
+def test_amounts_are_written_in_their_currencys_digits_or_more() -> None:
+    assert [amount_text(D(a), "USD") for a in ("2.5", "7", "0.355", "0")] == [
+        "2.50", "7.00", "0.355", "0.00",
+    ]  # fmt: skip
+    assert (amount_text(D("500"), "JPY"), amount_text(D("0.5"), "KWD")) == ("500", "0.500")
 
 
 def test_surge_multiplies_the_fare_after_the_minimum() -> None:
@@ -105,9 +125,11 @@ def test_the_total_is_the_exact_fare_rounded_half_up(
         + Fraction(rule.per_min) * seconds / 60
     )
     exact = max(Fraction(rule.minimum), metered) * Fraction(surge)
-    total = Fraction(price(rule, metres, seconds, surge))
+    priced = fare(rule, metres, seconds, surge)
+    total = Fraction(priced.total)
     unit = Fraction(1, 10 ** MINOR_DIGITS[rule.currency])
     assert exact - unit / 2 < total <= exact + unit / 2  # the nearest, a half rounded up
+    assert priced.minimum_applied is (metered < rule.minimum)
 
 
 @given(rules(), METRES, SECONDS)

@@ -17,9 +17,10 @@ from pydantic import SecretStr
 from dispatch.adapters.jwt.quotes import PyJwtQuotes
 from dispatch.api.auth import AuthSettings, TokenError, tokens_for
 from dispatch.bootstrap import build_fare_desk
-from dispatch.domain.fares import price
+from dispatch.domain.fares import AMOUNTS, FareRule, price
 from dispatch.pricing.desk import FareDesk, IssuedQuote
-from dispatch.pricing.quotes import QUOTE_AUDIENCE, QuoteError, read_quote
+from dispatch.pricing.quotes import QUOTE_AUDIENCE, QuoteError
+from dispatch.pricing.reading import read_quote
 from dispatch.settings import Settings
 from dispatch.tokens import LEEWAY_S, KeyRing
 
@@ -80,6 +81,22 @@ def test_the_quote_says_what_it_prices_in_its_claims() -> None:
     assert fare["pickup"] == list(PICKUP) and fare["product"] == "standard"
     assert isinstance(fare["total"], str) and isinstance(fare["surge"], str)  # never floats
     assert isinstance(fare["distance_m"], int) and isinstance(fare["duration_s"], int)
+
+
+def test_the_quote_carries_the_rule_that_priced_it() -> None:
+    """Its total is explained by the quote alone: the rule, the trip, the surge."""
+    quote = issued("xl")
+    fare = claims_of(quote.token)["fare"]
+    assert fare["rule"] == {"base": "4.00", "per_km": "1.80", "per_min": "0.45",
+                            "minimum": "10.00"}  # fmt: skip
+    rule = FareRule(fare["currency"], *(Decimal(fare["rule"][name]) for name in AMOUNTS))
+    assert rule == desk().book.rule_for("san-francisco", "xl")
+    assert fare["total"] == str(price(rule, fare["distance_m"], fare["duration_s"]))
+    assert fare["total_minor"] == quote.quote.total_minor == int(Decimal(fare["total"]) * 100)
+    assert fare["minimum_applied"] is False
+    short = desk().estimate(RIDER, PICKUP, PICKUP, "xl", NOW)
+    assert (short.quote.minimum_applied, short.quote.total) == (True, Decimal("10.00"))
+    assert claims_of(short.token)["fare"]["minimum_applied"] is True
 
 
 def _resigned(token: str, change: dict[str, Any], key: str = KEY, kid: str = "k1") -> str:
@@ -169,6 +186,13 @@ def test_a_token_of_the_quotes_audience_that_is_not_a_quote_is_refused() -> None
         ({"pickup": [91.0, 0.0]}, "a place is not [lat, lng]"),
         ({"product": "limo"}, "unknown product"),
         ({"currency": "XTS"}, "its market or currency"),
+        ({"minimum_applied": "no"}, "minimum_applied is not true or false"),
+        ({"total_minor": 1}, "total_minor is not the total in minor units"),
+        ({"total_minor": None}, "total_minor is not a whole number"),
+        ({"rule": None}, "its rule is not {base, per_km, per_min, minimum}"),
+        ({"rule": fare["rule"] | {"per_mile": "1"}}, "its rule is not"),
+        ({"rule": fare["rule"] | {"base": 1}}, "base is not a decimal in text"),
+        ({"rule": fare["rule"] | {"base": "2.505"}}, "its rule (base 2.505 USD is not a whole"),
     ):
         assert reason in refused(_resigned(token, {"fare": fare | change}))
 
