@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-from decimal import Decimal
 from typing import Annotated
 
 import typer
 
 from dispatch.cli.common import settings_from
-from dispatch.domain.fares import MINOR_DIGITS, PRODUCTS
+from dispatch.domain.fares import PRODUCTS, amount_text
 from dispatch.pricing.rules import canonical, fares_of, rules_version
 from dispatch.settings import FareRulesConfig
 
@@ -44,23 +43,16 @@ def rules(
 
 
 def _rules_text(name: str, rules: FareRulesConfig) -> str:
-    digits = MINOR_DIGITS[rules.currency]
     lines = [f"{name} ({rules.currency})"]
     for product in PRODUCTS:
         fare = rules.products.get(product)
         if fare is None:
             continue
         base, per_km, per_min, minimum = (
-            _amount(a, digits) for a in (fare.base, fare.per_km, fare.per_min, fare.minimum)
+            amount_text(a, rules.currency)
+            for a in (fare.base, fare.per_km, fare.per_min, fare.minimum)
         )
         lines.append(
             f"  {product:<11} base {base}, per km {per_km}, per minute {per_min}, minimum {minimum}"
         )
     return "\n".join(lines)
-
-
-def _amount(value: Decimal, digits: int) -> str:
-    """``value`` with the currency's minor digits, or more when it has more."""
-    exponent = value.normalize().as_tuple().exponent
-    places = max(digits, -exponent if isinstance(exponent, int) else 0)
-    return f"{value:.{places}f}"
