@@ -39,7 +39,7 @@ class MarketConfig(BaseModel):
     they are not yet (Kafka).
     """
 
-    name: str
+    name: str = Field(max_length=200)  # a quote carries it (dispatch.pricing.reading)
     shard: int = Field(ge=0)
     lat: float = Field(ge=MIN_LAT, le=MAX_LAT)
     lng: float = Field(ge=MIN_LNG, le=MAX_LNG)

@@ -9,17 +9,34 @@ the reason, never taken as something else.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, cast, get_args
 
-from dispatch.domain.fares import AMOUNTS, MAX_SURGE, MINOR_DIGITS, PRODUCTS, FareRule, Product
+from dispatch.domain.fares import (
+    AMOUNTS,
+    MAX_SURGE,
+    MINOR_DIGITS,
+    PRODUCTS,
+    FareRule,
+    Product,
+    amount_text,
+    from_minor,
+)
 from dispatch.domain.geo import latlng_problem
 from dispatch.pricing.quotes import QUOTE_TYPE, Quote, QuoteError
 from dispatch.pricing.trip import Estimate, Place
 from dispatch.tokens import LEEWAY_S, subject_fits
 
 ESTIMATES: frozenset[str] = frozenset(get_args(Estimate))
+# What ``Quote.claims`` writes, and no more: a rule's amount or the surge as plain decimal
+# text (at most 100,000, 4 digits after the point: a rule's bounds), whole counts and
+# totals well below any JSON reader's exact integers, short names.
+DECIMAL_TEXT = re.compile(r"[0-9]{1,6}(\.[0-9]{1,4})?")
+MAX_COUNT = 10**9  # metres or seconds
+MAX_TOTAL_MINOR = 10**15
+MAX_NAME = 200  # a market's name (MarketConfig's bound) or a rules version
 
 
 def read_quote(payload: Mapping[str, Any], now: float, lifetime_s: int) -> Quote:
@@ -50,17 +67,17 @@ def _quote(payload: Mapping[str, Any], iat: int, exp: int) -> Quote:
     product, market, currency = fare.get("product"), fare.get("market"), fare.get("currency")
     if product not in PRODUCTS:
         raise QuoteError("malformed quote: unknown product")
-    if not (market is None or isinstance(market, str)) or not isinstance(currency, str):
+    if not (market is None or _short(market)) or not isinstance(currency, str):
         raise QuoteError("malformed quote: its market or currency")
     if currency not in MINOR_DIGITS:
         raise QuoteError("malformed quote: its market or currency")
-    if fare.get("estimated_by") not in ESTIMATES or not isinstance(fare.get("rules_version"), str):
+    if fare.get("estimated_by") not in ESTIMATES or not _short(fare.get("rules_version")):
         raise QuoteError("malformed quote: its estimate or rules version")
     if type(fare.get("minimum_applied")) is not bool:
         raise QuoteError("malformed quote: minimum_applied is not true or false")
-    total = _decimal(fare, "total", Decimal(0), None)
-    if _count(fare, "total_minor") != total.scaleb(MINOR_DIGITS[currency]):
-        raise QuoteError("malformed quote: total_minor is not the total in minor units")
+    total = from_minor(_count(fare, "total_minor", MAX_TOTAL_MINOR), currency)
+    if fare.get("total") != amount_text(total, currency):
+        raise QuoteError("malformed quote: total is not total_minor in the currency's digits")
     return Quote(
         quote_id=jti,
         rider_id=sub,
@@ -69,8 +86,8 @@ def _quote(payload: Mapping[str, Any], iat: int, exp: int) -> Quote:
         product=cast(Product, product),
         market=market,
         rules_version=fare["rules_version"],
-        distance_m=_count(fare, "distance_m"),
-        duration_s=_count(fare, "duration_s"),
+        distance_m=_count(fare, "distance_m", MAX_COUNT),
+        duration_s=_count(fare, "duration_s", MAX_COUNT),
         estimated_by=fare["estimated_by"],
         rule=_rule(fare.get("rule"), currency),
         surge=_decimal(fare, "surge", Decimal(1), MAX_SURGE),
@@ -84,7 +101,7 @@ def _quote(payload: Mapping[str, Any], iat: int, exp: int) -> Quote:
 def _rule(value: object, currency: str) -> FareRule:
     if not isinstance(value, Mapping) or set(value) != set(AMOUNTS):
         raise QuoteError(f"malformed quote: its rule is not {{{', '.join(AMOUNTS)}}}")
-    amounts = [_decimal(value, name, Decimal(0), None) for name in AMOUNTS]
+    amounts = [_decimal(value, name, Decimal(0), Decimal(100_000)) for name in AMOUNTS]
     try:
         return FareRule(currency, *amounts)
     except ValueError as error:
@@ -98,24 +115,26 @@ def _seconds(payload: Mapping[str, Any], name: str) -> int:
     return value
 
 
-def _count(fare: Mapping[str, Any], name: str) -> int:
+def _count(fare: Mapping[str, Any], name: str, high: int) -> int:
     value = fare.get(name)
-    if type(value) is not int or value < 0:
-        raise QuoteError(f"malformed quote: {name} is not a whole number")
+    if type(value) is not int or not 0 <= value <= high:
+        raise QuoteError(f"malformed quote: {name} is not a whole number from 0 to {high:,}")
     return value
 
 
-def _decimal(fare: Mapping[str, Any], name: str, low: Decimal, high: Decimal | None) -> Decimal:
+def _decimal(fare: Mapping[str, Any], name: str, low: Decimal, high: Decimal) -> Decimal:
     text = fare.get(name)
-    try:
-        if not isinstance(text, str):
-            raise InvalidOperation
-        value = Decimal(text)
-    except InvalidOperation:
-        raise QuoteError(f"malformed quote: {name} is not a decimal in text") from None
-    if not value.is_finite() or value < low or (high is not None and value > high):
+    if not isinstance(text, str) or DECIMAL_TEXT.fullmatch(text) is None:
+        raise QuoteError(f"malformed quote: {name} is not a decimal in text")
+    value = Decimal(text)
+    if not low <= value <= high:
         raise QuoteError(f"malformed quote: {name} is out of range")
     return value
+
+
+def _short(value: object) -> bool:
+    """A text of 1 to ``MAX_NAME`` characters."""
+    return isinstance(value, str) and 0 < len(value) <= MAX_NAME
 
 
 def _place_of(value: object) -> Place:

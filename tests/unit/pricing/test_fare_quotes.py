@@ -180,14 +180,14 @@ def test_a_token_of_the_quotes_audience_that_is_not_a_quote_is_refused() -> None
     assert "malformed quote: no fare" in refused(_resigned(token, {"fare": None}))
     fare = claims_of(token)["fare"]
     for change, reason in (
-        ({"total": 1.5}, "total is not a decimal in text"),
+        ({"total": 1.5}, "total is not total_minor in the currency's digits"),
         ({"surge": "0.5"}, "surge is out of range"),
         ({"distance_m": 1.5}, "distance_m is not a whole number"),
         ({"pickup": [91.0, 0.0]}, "a place is not [lat, lng]"),
         ({"product": "limo"}, "unknown product"),
         ({"currency": "XTS"}, "its market or currency"),
         ({"minimum_applied": "no"}, "minimum_applied is not true or false"),
-        ({"total_minor": 1}, "total_minor is not the total in minor units"),
+        ({"total_minor": 1}, "total is not total_minor in the currency's digits"),
         ({"total_minor": None}, "total_minor is not a whole number"),
         ({"rule": None}, "its rule is not {base, per_km, per_min, minimum}"),
         ({"rule": fare["rule"] | {"per_mile": "1"}}, "its rule is not"),
@@ -195,6 +195,37 @@ def test_a_token_of_the_quotes_audience_that_is_not_a_quote_is_refused() -> None
         ({"rule": fare["rule"] | {"base": "2.505"}}, "its rule (base 2.505 USD is not a whole"),
     ):
         assert reason in refused(_resigned(token, {"fare": fare | change}))
+
+
+def test_a_signed_quote_says_what_quotes_write_and_no_more() -> None:
+    """Signed or not, a claim is read only in the form ``Quote.claims`` writes: totals in
+    whole minor units in the currency's digits, plain decimals, bounded numbers and names."""
+    token = issued().token
+    fare = claims_of(token)["fare"]
+    minor, total = fare["total_minor"], fare["total"]
+    for change, reason in (
+        ({"total": total + "1"}, "total is not total_minor in the currency's digits"),
+        ({"total": "7.001", "total_minor": 700}, "total is not total_minor"),  # not cents
+        ({"total": "7.0", "total_minor": 700}, "total is not total_minor"),
+        ({"total": "07.00", "total_minor": 700}, "total is not total_minor"),
+        ({"total": "1E+2", "total_minor": 10_000}, "total is not total_minor"),
+        ({"total": "0" * 5000 + total}, "total is not total_minor"),
+        ({"total_minor": 10**16, "total": str(Decimal(10**16).scaleb(-2))},
+         "total_minor is not a whole number from 0 to 1,000,000,000,000,000"),
+        ({"total_minor": -minor}, "total_minor is not a whole number"),
+        ({"total_minor": True}, "total_minor is not a whole number"),
+        ({"distance_m": 10**9 + 1}, "distance_m is not a whole number from 0 to"),
+        ({"surge": "1E+0"}, "surge is not a decimal in text"),
+        ({"surge": "1.00000"}, "surge is not a decimal in text"),
+        ({"surge": " 1.00"}, "surge is not a decimal in text"),
+        ({"rule": fare["rule"] | {"per_km": "1e2"}}, "per_km is not a decimal in text"),
+        ({"rule": fare["rule"] | {"per_km": "1" * 7}}, "per_km is not a decimal in text"),
+        ({"rules_version": "sha256:" + "0" * 1000}, "its estimate or rules version"),
+        ({"rules_version": ""}, "its estimate or rules version"),
+        ({"market": "m" * 201}, "its market or currency"),
+    ):  # fmt: skip
+        assert reason in refused(_resigned(token, {"fare": fare | change}))
+    assert desk().read(_resigned(token, {"fare": fare | {"market": "m" * 200}}), NOW)
 
 
 def test_a_quote_without_a_required_claim_is_refused() -> None:

@@ -144,6 +144,12 @@ def test_invalid_rules_stop_the_settings_with_the_reason(config: Any, reason: st
     assert reason in problem(config)
 
 
+def test_a_markets_name_is_short_enough_for_a_quote_to_carry() -> None:
+    assert MarketConfig(name="m" * 200, shard=0, lat=0, lng=0, radius_km=1)
+    with pytest.raises(ValidationError, match="at most 200 characters"):
+        MarketConfig(name="m" * 201, shard=0, lat=0, lng=0, radius_km=1)
+
+
 def test_without_rules_every_market_has_the_default_ones() -> None:
     config = fares_of(Settings(markets=MARKETS, shards=2))
     assert config.markets == {"sf": DEFAULT_RULES, "paris": DEFAULT_RULES}
