@@ -181,6 +181,8 @@ class FareQuote(BaseModel):
         "token): valid for this rider, trip and product until expires_at."
     )
     product: Product
+    pickup: LatLng = Field(description="The pickup priced: a ride's may be up to 50 m from it.")
+    dropoff: LatLng = Field(description="The drop-off priced: the same.")
     market: str | None = Field(
         description="The pickup's market, whose rules price the trip wherever it ends "
         "(null: outside every market, priced by the rules for elsewhere)."
@@ -207,6 +209,7 @@ class FareQuote(BaseModel):
     total_minor: int = Field(ge=0, description="The total in minor units (cents).")
     currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code.")
     rules_version: str = Field(description="The version of the fare rules that priced it.")
+    issued_at: datetime = Field(description="When the quote was issued (whole seconds).")
     expires_at: datetime = Field(description="Until when the quote may be used.")
 
     model_config = ConfigDict(
@@ -216,6 +219,8 @@ class FareQuote(BaseModel):
                     "quote_id": "6f1c2a9e-1b7d-4c3e-a8f6-9d2e4b1c7a30",
                     "quote": "eyJhbGciOiJIUzI1NiIsImtpZCI6ImRlZmF1bHQiLCJ0eXAiOiJKV1QifQ.e30.c2ln",
                     "product": "standard",
+                    "pickup": {"lat": 37.7749, "lng": -122.4194},
+                    "dropoff": {"lat": 37.7599, "lng": -122.4148},
                     "market": "san-francisco",
                     "distance_m": 2345,
                     "duration_s": 456,
@@ -232,6 +237,7 @@ class FareQuote(BaseModel):
                     "total_minor": 736,
                     "currency": "USD",
                     "rules_version": "sha256:3f9a1c0d2b7e4a55",
+                    "issued_at": "2026-01-05T08:00:00Z",
                     "expires_at": "2026-01-05T08:05:00Z",
                 }
             ]

@@ -86,8 +86,8 @@ class FareDesk:
         now: float,
     ) -> Quote:
         """The quote ``token`` is, if it is valid at ``now`` and was issued to ``rider_id``
-        for this trip and product (what ``POST /rides`` will check of a quote it carries);
-        else ``QuoteError`` with the reason."""
+        for this trip (each end within ``PLACE_TOLERANCE_M``) and product (what
+        ``POST /rides`` will check of a quote it carries); else ``QuoteError``."""
         quote = self.read(token, now)
         check_quote(quote, rider_id, pickup, dropoff, product)
         return quote

@@ -21,6 +21,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from dispatch.domain.fares import AMOUNTS, FareRule, Product, amount_text, minor_units
+from dispatch.matching.geo import haversine_m
 from dispatch.pricing.trip import Estimate, Place
 from dispatch.tokens import ISSUER
 
@@ -28,6 +29,10 @@ QUOTE_AUDIENCE = "dispatch-quote"  # who may take a quote: this engine's ride re
 QUOTE_TYPE = "quote"
 # Every claim a quote carries that the adapter checks is there; ``fare`` is read here.
 QUOTE_CLAIMS = ("iss", "aud", "sub", "role", "typ", "iat", "nbf", "exp", "jti")
+# How far a ride request's pickup, and its drop-off, may be from the quote's (great-circle
+# metres): a client that rounds or re-reads a position still fits its quote. The price
+# stays the quote's: 100 m more trip at most, tens of cents at the default rates.
+PLACE_TOLERANCE_M = 50.0
 
 
 class QuoteError(Exception):
@@ -124,15 +129,17 @@ class QuoteCodec(Protocol):
 def check_quote(
     quote: Quote, rider_id: str, pickup: Place, dropoff: Place, product: Product
 ) -> None:
-    """``QuoteError`` unless ``quote`` was issued to ``rider_id`` for this very trip: the
-    same pickup and drop-off (the same numbers) and the same product."""
+    """``QuoteError`` unless ``quote`` was issued to ``rider_id`` for this trip: a pickup
+    and a drop-off each within ``PLACE_TOLERANCE_M`` of the quote's, the same product."""
     if quote.rider_id != rider_id:
         raise QuoteError("this quote was issued to another rider")
     for name, quoted, asked in (("pickup", quote.pickup, pickup), ("dropoff", quote.dropoff,
                                                                     dropoff)):  # fmt: skip
-        if quoted != asked:
+        apart = haversine_m(*quoted, *asked)
+        if apart > PLACE_TOLERANCE_M:
             raise QuoteError(
-                f"the quote's {name} {_place(quoted)} is not the request's {_place(asked)}"
+                f"the request's {name} {_place(asked)} is {apart:.0f} m from the quote's "
+                f"{_place(quoted)}: at most {PLACE_TOLERANCE_M:.0f} m"
             )
     if quote.product != product:
         raise QuoteError(f"the quote is for {quote.product!r}, the request for {product!r}")

@@ -13,6 +13,7 @@ from dispatch.api.deps import Ctx, RiderCaller
 from dispatch.api.errors import AUTH_RESPONSES, TOO_LARGE, ApiError
 from dispatch.pricing.rules import FareError
 from schemas import api
+from schemas.common import LatLng
 
 router = APIRouter(prefix="/fares", tags=["fares"])
 
@@ -51,6 +52,8 @@ def estimate_fare(
         quote_id=UUID(quote.quote_id),
         quote=issued.token,
         product=quote.product,
+        pickup=LatLng(lat=quote.pickup[0], lng=quote.pickup[1]),
+        dropoff=LatLng(lat=quote.dropoff[0], lng=quote.dropoff[1]),
         market=quote.market,
         distance_m=quote.distance_m,
         duration_s=quote.duration_s,
@@ -62,5 +65,6 @@ def estimate_fare(
         total_minor=quote.total_minor,
         currency=quote.currency,
         rules_version=quote.rules_version,
+        issued_at=datetime.fromtimestamp(quote.issued_at, UTC),
         expires_at=datetime.fromtimestamp(quote.expires_at, UTC),
     )

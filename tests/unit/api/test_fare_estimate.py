@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -36,10 +37,11 @@ def test_a_rider_gets_a_quote_of_the_trip(world: World) -> None:
     assert r.status_code == 200, r.text
     body = r.json()
     assert set(body) == {
-        "quote_id", "quote", "product", "market", "distance_m", "duration_s", "estimated_by",
-        "rule", "minimum_applied", "surge", "total", "total_minor", "currency",
-        "rules_version", "expires_at",
+        "quote_id", "quote", "product", "pickup", "dropoff", "market", "distance_m",
+        "duration_s", "estimated_by", "rule", "minimum_applied", "surge", "total",
+        "total_minor", "currency", "rules_version", "issued_at", "expires_at",
     }  # fmt: skip
+    assert (body["pickup"], body["dropoff"]) == (PICKUP, DROPOFF)  # the places priced
     assert (body["product"], body["market"], body["currency"]) == ("xl", "san-francisco", "USD")
     assert (body["surge"], body["estimated_by"]) == ("1.00", "straight_line")
     assert body["distance_m"] > 0 and body["duration_s"] > 0
@@ -207,13 +209,14 @@ def test_rules_for_elsewhere_price_a_pickup_outside_every_market(
     assert "." not in r.json()["total"]  # yen have no minor unit
 
 
-def test_the_quote_lives_as_long_as_the_settings_say(configured: tuple[TestClient, Any]) -> None:
-    r = _estimate(configured, TRIP)
-    expires = r.json()["expires_at"]
-    from datetime import datetime
+TIMES = ("issued_at", "expires_at")
 
-    left = datetime.fromisoformat(expires).timestamp() - time.time()
-    assert 55 <= left <= 60
+
+def test_the_quote_lives_as_long_as_the_settings_say(configured: tuple[TestClient, Any]) -> None:
+    asked = time.time()
+    body = _estimate(configured, TRIP).json()
+    issued, expires = (datetime.fromisoformat(body[k]).timestamp() for k in TIMES)
+    assert int(asked) <= issued <= time.time() and expires - issued == 60
 
 
 def test_estimates_count_against_the_callers_request_limit(

@@ -18,8 +18,9 @@ from dispatch.adapters.jwt.quotes import PyJwtQuotes
 from dispatch.api.auth import AuthSettings, TokenError, tokens_for
 from dispatch.bootstrap import build_fare_desk
 from dispatch.domain.fares import AMOUNTS, FareRule, price
+from dispatch.matching.geo import haversine_m
 from dispatch.pricing.desk import FareDesk, IssuedQuote
-from dispatch.pricing.quotes import QUOTE_AUDIENCE, QuoteError
+from dispatch.pricing.quotes import PLACE_TOLERANCE_M, QUOTE_AUDIENCE, QuoteError
 from dispatch.pricing.reading import read_quote
 from dispatch.settings import Settings
 from dispatch.tokens import LEEWAY_S, KeyRing
@@ -254,9 +255,13 @@ def test_a_quote_fits_its_riders_same_trip() -> None:
     ("rider", "pickup", "dropoff", "product", "reason"),
     [
         (OTHER_RIDER, PICKUP, DROPOFF, "standard", "this quote was issued to another rider"),
-        (RIDER, (37.7750, -122.4194), DROPOFF, "standard",
-         "the quote's pickup (37.7749, -122.4194) is not the request's (37.775, -122.4194)"),
-        (RIDER, PICKUP, PICKUP, "standard", "the quote's dropoff (37.7599, -122.4148) is not"),
+        (RIDER, (37.77536, -122.4194), DROPOFF, "standard",
+         "the request's pickup (37.77536, -122.4194) is 51 m from the quote's "
+         "(37.7749, -122.4194): at most 50 m"),
+        (RIDER, PICKUP, (37.7599, -122.41422), "standard",
+         "the request's dropoff (37.7599, -122.41422) is 51 m from the quote's "
+         "(37.7599, -122.4148): at most 50 m"),
+        (RIDER, PICKUP, PICKUP, "standard", "the request's dropoff (37.7749, -122.4194) is "),
         (RIDER, PICKUP, DROPOFF, "xl", "the quote is for 'standard', the request for 'xl'"),
     ],
 )  # fmt: skip
@@ -266,6 +271,16 @@ def test_a_quote_for_another_rider_trip_or_product_does_not_fit(
     with pytest.raises(QuoteError) as raised:
         desk().check(issued().token, rider, pickup, dropoff, product, NOW)
     assert reason in raised.value.reason
+
+
+def test_a_request_within_50_m_of_each_quoted_place_fits() -> None:
+    """A client that rounds or re-reads a position keeps its quote, and its price."""
+    quote = issued()
+    near_pickup, near_dropoff = (37.77534, -122.4194), (37.7599, -122.41424)  # 49 m each
+    assert haversine_m(*PICKUP, *near_pickup) < PLACE_TOLERANCE_M == 50
+    assert haversine_m(*DROPOFF, *near_dropoff) < PLACE_TOLERANCE_M
+    fitted = desk().check(quote.token, RIDER, near_pickup, near_dropoff, "standard", NOW)
+    assert fitted == quote.quote  # the quote's places and total, not the request's
 
 
 def test_an_expired_quote_does_not_fit_either() -> None:
