@@ -42,8 +42,10 @@ MAX_NAME = 200  # a market's name (MarketConfig's bound) or a rules version
 def read_quote(payload: Mapping[str, Any], now: float, lifetime_s: int) -> Quote:
     """The quote of verified claims, checked against the clock ``now`` (with ``LEEWAY_S``)
     and against ``lifetime_s``, the longest a quote is given now; else ``QuoteError``."""
-    if payload.get("typ") != QUOTE_TYPE or payload.get("role") != "rider":
+    if payload.get("typ") != QUOTE_TYPE:
         raise QuoteError("not a fare quote (its type is not 'quote')")
+    if payload.get("role") != "rider":
+        raise QuoteError("not a rider's quote (its role is not 'rider')")
     iat, nbf, exp = (_seconds(payload, name) for name in ("iat", "nbf", "exp"))
     if exp <= now - LEEWAY_S:
         raise QuoteError("quote expired: ask for a new one (POST /fares/estimate)")

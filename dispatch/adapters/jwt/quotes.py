@@ -45,6 +45,8 @@ class PyJwtQuotes:
         except jwt.InvalidTokenError as error:
             raise QuoteError(f"malformed quote: {said(error)}") from None
         kid = header.get("kid")
+        if kid is None:
+            raise QuoteError("quote has no key id (kid header)")
         key = self._ring.keys.get(kid) if isinstance(kid, str) else None
         if key is None:
             raise QuoteError(

@@ -23,7 +23,7 @@ from dispatch.pricing.desk import FareDesk, IssuedQuote
 from dispatch.pricing.quotes import PLACE_TOLERANCE_M, QUOTE_AUDIENCE, QuoteError
 from dispatch.pricing.reading import read_quote
 from dispatch.settings import Settings
-from dispatch.tokens import LEEWAY_S, KeyRing
+from dispatch.tokens import AUDIENCE, LEEWAY_S, KeyRing
 
 KEY = "q7VbN2mXe9LwR4tYc8KpJ3sHd6FgZ1uA5oI0vBnMxQe"
 OTHER_KEY = "Rvws1xOlNeuv5LSUiBy5daVgsDYCEDhQ6VZcK2Jt9wLp"
@@ -123,6 +123,12 @@ def test_a_quote_of_a_key_not_in_the_ring_is_refused() -> None:
     assert "unknown key id 'gone'" in refused(token)
 
 
+def test_a_quote_without_a_key_id_is_refused_as_a_bearer_token_is() -> None:
+    unnamed = jwt.encode(claims_of(issued().token), KEY, algorithm="HS256")
+    assert "kid" not in jwt.get_unverified_header(unnamed)
+    assert refused(unnamed) == "quote has no key id (kid header)"
+
+
 def test_a_quote_with_another_algorithm_is_refused() -> None:
     unsigned = jwt.encode(claims_of(issued().token), None, algorithm="none",
                           headers={"kid": "k1"})  # fmt: skip
@@ -172,6 +178,25 @@ def test_a_bearer_token_is_not_a_quote() -> None:
     pair = tokens_for(AUTH).issue(RIDER, "rider", NOW)
     for token in (pair.access_token, pair.refresh_token):
         assert "not a fare quote" in refused(token)
+
+
+def test_a_quote_for_another_audience_is_refused_for_its_audience() -> None:
+    """A quote in every other way, signed with the ring's key, but for the API's audience:
+    the adapter refuses it for that, before its type or fare are read."""
+    token = _resigned(issued().token, {"aud": AUDIENCE})
+    assert refused(token) == (
+        "not a fare quote (its audience is not 'dispatch-quote'): a bearer token is never a quote"
+    )
+    for audience in (["dispatch-quote", AUDIENCE], "dispatch-quote-x"):
+        assert "its audience is not 'dispatch-quote'" in refused(
+            _resigned(issued().token, {"aud": audience})
+        )
+
+
+def test_a_quote_for_another_role_is_refused() -> None:
+    for role in ("driver", "operator", ["rider"]):
+        token = _resigned(issued().token, {"role": role})
+        assert refused(token) == "not a rider's quote (its role is not 'rider')"
 
 
 def test_a_token_of_the_quotes_audience_that_is_not_a_quote_is_refused() -> None:
@@ -240,6 +265,24 @@ def test_read_quote_takes_only_whole_seconds() -> None:
     claims = claims_of(issued().token) | {"exp": NOW + 100.5}
     with pytest.raises(QuoteError, match="exp is not a whole number of seconds"):
         read_quote(claims, NOW, TTL)
+
+
+def test_a_change_of_the_rules_does_not_void_an_outstanding_quote() -> None:
+    """Issued under one rule set, read and checked by a desk with other rules: the quote
+    keeps its price, its rule and the version that priced it."""
+    quote = issued("xl")
+    dearer = {"markets": {"san-francisco": {"currency": "USD", "products": {
+        "xl": {"base": "9", "per_km": "9", "per_min": "9", "minimum": "90"}}}}}  # fmt: skip
+    now_desk = build_fare_desk(Settings(fares=dearer, quote_ttl_s=TTL), RING)
+    assert now_desk.book.version != quote.quote.rules_version
+    read = now_desk.check(quote.token, RIDER, PICKUP, DROPOFF, "xl", NOW + 60)
+    assert read == quote.quote
+    assert (read.rules_version, read.total) == (desk().book.version, quote.quote.total)
+    assert (
+        read.rule
+        == desk().book.rule_for("san-francisco", "xl")
+        != now_desk.book.rule_for("san-francisco", "xl")
+    )
 
 
 # What POST /rides will check of a quote it carries
