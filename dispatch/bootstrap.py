@@ -304,6 +304,7 @@ def build_fare_desk(
         markets if markets is not None else build_markets(settings),
         PyJwtQuotes(ring),
         settings.quote_ttl_s,
+        round(settings.max_trip_km * 1000),
     )
 
 

@@ -172,6 +172,8 @@ class Settings(BaseSettings):
     fares_file: Path | None = None
     # How long a fare quote (POST /fares/estimate) may be used.
     quote_ttl_s: int = Field(default=300, ge=30, le=3_600)
+    # The longest trip a quote prices (km, as estimated): a longer one gets a 422.
+    max_trip_km: float = Field(default=200.0, gt=0, le=2_000)
 
     @model_validator(mode="before")
     @classmethod

@@ -45,8 +45,8 @@ DEFAULT_RULES = FareRulesConfig.model_validate(
 
 
 class FareError(Exception):
-    """No fare for this trip: ``code`` (``no_fare_rules``, ``product_not_offered``) and the
-    reason."""
+    """No fare for this trip: ``code`` (``no_fare_rules``, ``product_not_offered``,
+    ``trip_too_long``) and the reason."""
 
     def __init__(self, code: str, reason: str) -> None:
         super().__init__(reason)

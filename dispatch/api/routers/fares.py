@@ -25,8 +25,8 @@ ESTIMATE_RESPONSES: dict[int | str, dict[str, Any]] = {
         **AUTH_RESPONSES[422],
         "description": "Invalid input, with pydantic's reasons (an unknown product among "
         "them); or no fare for this trip: the product is not offered in the pickup's market "
-        "(product_not_offered), or the pickup is outside every market with fare rules "
-        "(no_fare_rules).",
+        "(product_not_offered), the pickup is outside every market with fare rules "
+        "(no_fare_rules), or the trip is longer than DISPATCH_MAX_TRIP_KM (trip_too_long).",
     },
 }
 

@@ -26,6 +26,8 @@ from dispatch.settings import Settings
 
 TRIP = {"pickup": PICKUP, "dropoff": DROPOFF}
 TOKYO = {"lat": 35.6812, "lng": 139.7671}
+YOKOHAMA = {"lat": 35.4437, "lng": 139.6380}
+SANTA_CRUZ = {"lat": 36.9741, "lng": -122.0308}  # 95 km from the pickup, outside every market
 
 
 def estimate(world: World, body: Any, who: str = "rider_r") -> Any:
@@ -123,9 +125,22 @@ def test_a_pickup_outside_every_market_gets_no_quote_by_default(world: World) ->
     assert "outside every market" in r.json()["reason"]
 
 
-def test_a_trip_ending_in_another_market_is_priced_by_the_pickups(world: World) -> None:
-    r = estimate(world, {"pickup": PICKUP, "dropoff": TOKYO})
+def test_a_trip_ending_outside_the_pickups_market_is_priced_by_the_pickups(
+    world: World,
+) -> None:
+    r = estimate(world, {"pickup": PICKUP, "dropoff": SANTA_CRUZ})
     assert r.status_code == 200 and r.json()["market"] == "san-francisco"
+    assert 100_000 < r.json()["distance_m"] < 200_000
+
+
+def test_a_trip_longer_than_the_longest_priced_gets_no_quote(world: World) -> None:
+    r = estimate(world, {"pickup": PICKUP, "dropoff": TOKYO})
+    assert r.status_code == 422
+    assert r.json() == {
+        "error": "trip_too_long",
+        "reason": "the trip is 8,265.7 km in a straight line, longer than the 200 km a quote "
+        "may price (DISPATCH_MAX_TRIP_KM)",
+    }
 
 
 def test_a_quote_records_nothing(world: World) -> None:
@@ -203,7 +218,7 @@ def test_a_product_the_market_does_not_offer_is_a_422_with_the_reason(
 def test_rules_for_elsewhere_price_a_pickup_outside_every_market(
     configured: tuple[TestClient, Any],
 ) -> None:
-    r = _estimate(configured, {"pickup": TOKYO, "dropoff": PICKUP})
+    r = _estimate(configured, {"pickup": TOKYO, "dropoff": YOKOHAMA})
     assert r.status_code == 200, r.text
     assert (r.json()["market"], r.json()["currency"]) == (None, "JPY")
     assert "." not in r.json()["total"]  # yen have no minor unit

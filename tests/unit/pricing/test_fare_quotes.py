@@ -16,12 +16,14 @@ from pydantic import SecretStr
 
 from dispatch.adapters.jwt.quotes import PyJwtQuotes
 from dispatch.api.auth import AuthSettings, TokenError, tokens_for
-from dispatch.bootstrap import build_fare_desk
+from dispatch.bootstrap import build_fare_desk, build_markets
 from dispatch.domain.fares import AMOUNTS, FareRule, price
 from dispatch.matching.geo import haversine_m
 from dispatch.pricing.desk import FareDesk, IssuedQuote
 from dispatch.pricing.quotes import PLACE_TOLERANCE_M, QUOTE_AUDIENCE, QuoteError
 from dispatch.pricing.reading import read_quote
+from dispatch.pricing.rules import FareError
+from dispatch.pricing.trip import Place, Trip
 from dispatch.settings import Settings
 from dispatch.tokens import AUDIENCE, LEEWAY_S, KeyRing
 
@@ -69,6 +71,40 @@ def test_a_quote_reads_back_as_it_was_issued_on_another_instance() -> None:
     assert read.rules_version == desk().book.version
     rule = desk().book.rule_for("san-francisco", "xl")
     assert read.total == price(rule, read.distance_m, read.duration_s)  # explained by its rule
+
+
+def test_a_trip_longer_than_the_longest_priced_is_refused_with_its_length() -> None:
+    """1.7 km in a straight line, 2.3 km by the straight-line estimate (x 1.35)."""
+    with pytest.raises(FareError) as raised:
+        build_fare_desk(Settings(max_trip_km=2), RING).estimate(
+            RIDER, PICKUP, DROPOFF, "standard", NOW
+        )
+    assert (raised.value.code, raised.value.reason) == (
+        "trip_too_long",
+        "the trip is 2.3 km by its straight_line estimate, longer than the 2 km a quote may "
+        "price (DISPATCH_MAX_TRIP_KM)",
+    )
+    fits = build_fare_desk(Settings(max_trip_km=2.4), RING)
+    assert fits.estimate(RIDER, PICKUP, DROPOFF, "standard", NOW).quote.distance_m == 2_317
+
+
+class NoRoutes:
+    def trip(self, pickup: Place, dropoff: Place) -> Trip:
+        raise AssertionError("routed")
+
+
+def test_a_trip_longer_in_a_straight_line_is_refused_before_it_is_routed() -> None:
+    settings = Settings()
+    unrouted = FareDesk(desk().book, NoRoutes(), build_markets(settings), PyJwtQuotes(RING),
+                        TTL, max_trip_m=1_500)  # fmt: skip
+    with pytest.raises(FareError, match=r"is 1\.7 km in a straight line, longer than the 1\.5"):
+        unrouted.estimate(RIDER, PICKUP, DROPOFF, "standard", NOW)
+
+
+def test_the_longest_trip_priced_is_200_km_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert desk().max_trip_m == 200_000
+    monkeypatch.setenv("DISPATCH_MAX_TRIP_KM", "80.5")
+    assert build_fare_desk(Settings(), RING).max_trip_m == 80_500
 
 
 def test_every_quote_has_an_id_of_its_own() -> None:
