@@ -52,6 +52,12 @@ class MarketConfig(BaseModel):
         return range(self.shard, self.shard + self.shards)
 
 
+# DISPATCH_MARKETS unset: one market (the default fare rules are its, in US dollars).
+DEFAULT_MARKETS = (
+    MarketConfig(name="san-francisco", shard=0, lat=37.77, lng=-122.42, radius_km=40),
+)
+
+
 # An amount of money in a currency's major unit: a JSON string ("2.50") or number, at most
 # 4 digits after the point (a fare rule's ``base`` and ``minimum``: whole minor units).
 # ``-0`` passes ``ge=0``: it is read as ``0``, so that it is the same rule (and version).
@@ -159,11 +165,7 @@ class Settings(BaseSettings):
     views_save_every_s: float = Field(default=60.0, ge=0)
     ended_ride_retention_s: float = Field(default=3_600.0, ge=0)
 
-    markets: list[MarketConfig] = Field(
-        default_factory=lambda: [
-            MarketConfig(name="san-francisco", shard=0, lat=37.77, lng=-122.42, radius_km=40)
-        ]
-    )
+    markets: list[MarketConfig] = Field(default_factory=lambda: list(DEFAULT_MARKETS))
 
     # Fare rules (docs/MARKETPLACE.md): DISPATCH_FARES (JSON) or DISPATCH_FARES_FILE (the same
     # JSON in a file). None: the default rules (dispatch.pricing.rules) in every market.

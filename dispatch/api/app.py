@@ -22,6 +22,8 @@ from dispatch.api.routers import auth as auth_routes
 from dispatch.api.routers import drivers, fares, operators, ops, queries, riders, streams
 from dispatch.api.settings import ApiLimits
 from dispatch.bootstrap import build_fare_desk, build_read_audit
+from dispatch.pricing.desk import FareDesk
+from dispatch.pricing.rules import defaults_misfit, rules_source
 from dispatch.read_audit import ReadAudit
 from dispatch.runtime import Runtime
 
@@ -65,7 +67,7 @@ def create_app(
     metrics = ApiMetrics(runtime, hub)
     audit = reads if reads is not None else build_read_audit(runtime.settings)
     rate = RateLimits(limits)
-    desk = build_fare_desk(runtime.settings, auth.key_ring(), runtime.markets)
+    desk = fare_desk(runtime, auth)
     ctx = ApiContext(runtime, tokens_for(auth), opts, hub, metrics, limits, rate, audit, desk)
     if auth.weak_keys:
         log.warning(
@@ -117,3 +119,17 @@ def create_app(
     app.include_router(auth_routes.router)
     app.include_router(ops.router)
     return app
+
+
+def fare_desk(runtime: Runtime, auth: AuthSettings) -> FareDesk:
+    """The fare desk, its rules logged (version and source). With markets of one's own and
+    no fare rules: ``ValueError`` in production, a warning in development."""
+    settings = runtime.settings
+    misfit = defaults_misfit(settings)
+    if misfit is not None and auth.environment != "development":
+        raise ValueError(f"{misfit}; refusing to run in {auth.environment}")
+    if misfit is not None:
+        log.warning("%s; acceptable in development only", misfit)
+    desk = build_fare_desk(settings, auth.key_ring(), runtime.markets)
+    log.info("fare rules %s (%s)", desk.book.version, rules_source(settings))
+    return desk

@@ -8,8 +8,15 @@ from typing import Annotated
 import typer
 
 from dispatch.cli.common import settings_from
+from dispatch.cli.errors import say
 from dispatch.domain.fares import PRODUCTS, amount_text
-from dispatch.pricing.rules import canonical, fares_of, rules_version
+from dispatch.pricing.rules import (
+    canonical,
+    defaults_misfit,
+    fares_of,
+    rules_source,
+    rules_version,
+)
 from dispatch.settings import FareRulesConfig
 
 app = typer.Typer(help="The fare rules (DISPATCH_FARES).", no_args_is_help=True)
@@ -24,16 +31,19 @@ def rules(
     """Print the fare rules in force and their version (the one a quote names): each
     market's currency and, per product, the base, the price per km and per minute and the
     minimum; and the rules for pickups outside every market, if any. Without
-    DISPATCH_FARES, the default rules in every market. A quote's fare is explained by the
-    rules printed under its version (docs/MARKETPLACE.md)."""
+    DISPATCH_FARES, the default rules in every market (with a warning on stderr when the
+    markets are not the default ones). A quote's fare is explained by the rules printed
+    under its version (docs/MARKETPLACE.md)."""
     settings = settings_from(None, None)
     config = fares_of(settings)
     version = rules_version(config)
+    misfit = defaults_misfit(settings)
+    if misfit is not None:
+        say(f"warning: {misfit}")  # on stderr: --json stays JSON
     if as_json:
         print(json.dumps({"version": version, **canonical(config)}, indent=2))
         return
-    source = "DISPATCH_FARES" if settings.fares is not None else "the defaults"
-    print(f"fare rules {version} ({source})")
+    print(f"fare rules {version} ({rules_source(settings)})")
     for name, market in sorted(config.markets.items()):
         print(_rules_text(name, market))
     if config.elsewhere is None:

@@ -1,7 +1,9 @@
 """The fare rules in force: per market and product, with the version that names them.
 
 The rules come from the settings (``DISPATCH_FARES``, validated there) or, unset, are
-``DEFAULT_RULES`` in every configured market. ``version`` is a content hash: the same
+``DEFAULT_RULES`` (in US dollars) in every configured market: meant for the default
+market, so with markets of one's own and no rules ``defaults_misfit`` says why not (the API
+refuses to start in production, and warns in development). ``version`` is a content hash: the same
 rules (amounts compared as numbers, ``2.5`` as ``2.50``) always have the same version, and
 any change to any rule, the currency, its minor digits or the price formula (``FORMULA``)
 gives another; a quote names the version it was priced with, so a fare can be explained
@@ -23,7 +25,13 @@ from decimal import Decimal
 from typing import Any
 
 from dispatch.domain.fares import AMOUNTS, MINOR_DIGITS, PRODUCTS, FareRule, Product
-from dispatch.settings import FareRulesConfig, FaresConfig, MarketConfig, Settings
+from dispatch.settings import (
+    DEFAULT_MARKETS,
+    FareRulesConfig,
+    FaresConfig,
+    MarketConfig,
+    Settings,
+)
 
 # The price function's own version: changing how a total is computed from the rules
 # (dispatch.domain.fares.price) must change this, so that every version changes.
@@ -91,6 +99,27 @@ def fares_of(settings: Settings) -> FaresConfig:
     if settings.fares is not None:
         return settings.fares
     return default_fares(settings.markets)
+
+
+def rules_source(settings: Settings) -> str:
+    """Where the rules in force come from: ``DISPATCH_FARES``, ``DISPATCH_FARES_FILE`` or
+    ``defaults``."""
+    if settings.fares is None:
+        return "defaults"
+    return "DISPATCH_FARES_FILE" if settings.fares_file is not None else "DISPATCH_FARES"
+
+
+def defaults_misfit(settings: Settings) -> str | None:
+    """Why the default rules should not price these markets (they are not the default
+    ones, and ``DISPATCH_FARES`` is unset), or None."""
+    if settings.fares is not None or settings.markets == list(DEFAULT_MARKETS):
+        return None
+    names = ", ".join(repr(market.name) for market in settings.markets)
+    return (
+        f"DISPATCH_FARES is unset but DISPATCH_MARKETS has markets of its own ({names}): "
+        "each would be priced by the default fare rules, in US dollars; set DISPATCH_FARES "
+        "(or DISPATCH_FARES_FILE) with each market's rules (docs/MARKETPLACE.md)"
+    )
 
 
 def default_fares(markets: Sequence[MarketConfig]) -> FaresConfig:

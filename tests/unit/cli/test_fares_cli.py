@@ -29,8 +29,10 @@ FARES = {
 }
 
 
-def run(*args: str, fares: Any = None) -> Any:
+def run(*args: str, fares: Any = None, markets: Any = None) -> Any:
     env = {"DISPATCH_FARES": json.dumps(fares) if fares is not None else ""}
+    if markets is not None:
+        env["DISPATCH_MARKETS"] = json.dumps(markets)
     return CliRunner().invoke(app, ["fares", "rules", *args], env=env)
 
 
@@ -39,13 +41,24 @@ def test_the_default_rules_are_printed_with_their_version() -> None:
     assert result.exit_code == 0, result.output
     version = build_fare_desk(Settings(), KeyRing({"k": "x"}, "k")).book.version
     assert result.stdout.splitlines() == [
-        f"fare rules {version} (the defaults)",
+        f"fare rules {version} (defaults)",
         "san-francisco (USD)",
         "  standard    base 2.50, per km 1.10, per minute 0.30, minimum 7.00",
         "  xl          base 4.00, per km 1.80, per minute 0.45, minimum 10.00",
         "  accessible  base 2.50, per km 1.10, per minute 0.30, minimum 7.00",
         "elsewhere: none (a pickup outside every market gets no quote)",
     ]
+
+
+def test_the_default_rules_in_markets_of_ones_own_are_a_warning() -> None:
+    paris = [{"name": "paris", "shard": 0, "lat": 48.86, "lng": 2.35, "radius_km": 30}]
+    for args in ((), ("--json",)):
+        result = run(*args, markets=paris)
+        assert result.exit_code == 0, result.output
+        warning = " ".join(result.stderr.split())
+        assert warning.startswith("warning: DISPATCH_FARES is unset but DISPATCH_MARKETS has")
+    assert json.loads(result.stdout)["markets"]["paris"]["currency"] == "USD"
+    assert run().stderr == ""
 
 
 def test_configured_rules_are_printed_in_their_currencys_digits() -> None:
