@@ -17,6 +17,32 @@ from schemas.common import LatLng
 
 router = APIRouter(prefix="/fares", tags=["fares"])
 
+# Answers the API gives (test_fare_estimate.py asks for each and compares).
+NO_FARE_EXAMPLES: dict[str, dict[str, Any]] = {
+    "product_not_offered": {
+        "summary": "The pickup's market has no rule for the product",
+        "value": {
+            "error": "product_not_offered",
+            "reason": "'accessible' is not offered in market 'san-francisco' (offered: standard)",
+        },
+    },
+    "no_fare_rules": {
+        "summary": "The pickup is outside every market, and no rules price places there",
+        "value": {
+            "error": "no_fare_rules",
+            "reason": "the pickup is outside every market, and there are no fare rules for "
+            "places outside them (DISPATCH_FARES has no 'elsewhere')",
+        },
+    },
+    "trip_too_long": {
+        "summary": "The trip is longer than DISPATCH_MAX_TRIP_KM (San Francisco to Tokyo)",
+        "value": {
+            "error": "trip_too_long",
+            "reason": "the trip is 8,265.7 km in a straight line, longer than the 200 km a "
+            "quote may price (DISPATCH_MAX_TRIP_KM)",
+        },
+    },
+}
 ESTIMATE_RESPONSES: dict[int | str, dict[str, Any]] = {
     **AUTH_RESPONSES,
     403: {**AUTH_RESPONSES[403], "description": "Not a rider's token."},
@@ -27,6 +53,7 @@ ESTIMATE_RESPONSES: dict[int | str, dict[str, Any]] = {
         "them); or no fare for this trip: the product is not offered in the pickup's market "
         "(product_not_offered), the pickup is outside every market with fare rules "
         "(no_fare_rules), or the trip is longer than DISPATCH_MAX_TRIP_KM (trip_too_long).",
+        "content": {"application/json": {"examples": NO_FARE_EXAMPLES}},
     },
 }
 

@@ -19,6 +19,7 @@ from pydantic import SecretStr
 
 from dispatch.api import AuthSettings, create_app
 from dispatch.api.context import ApiOptions
+from dispatch.api.routers.fares import NO_FARE_EXAMPLES
 from dispatch.api.settings import ApiLimits
 from dispatch.bootstrap import build_runtime
 from dispatch.domain.fares import price
@@ -121,8 +122,7 @@ def test_an_unknown_product_is_refused_naming_the_products(world: World) -> None
 def test_a_pickup_outside_every_market_gets_no_quote_by_default(world: World) -> None:
     r = estimate(world, {"pickup": TOKYO, "dropoff": TOKYO})
     assert r.status_code == 422
-    assert r.json()["error"] == "no_fare_rules"
-    assert "outside every market" in r.json()["reason"]
+    assert r.json() == NO_FARE_EXAMPLES["no_fare_rules"]["value"]  # the OpenAPI example
 
 
 def test_a_trip_ending_outside_the_pickups_market_is_priced_by_the_pickups(
@@ -141,6 +141,7 @@ def test_a_trip_longer_than_the_longest_priced_gets_no_quote(world: World) -> No
         "reason": "the trip is 8,265.7 km in a straight line, longer than the 200 km a quote "
         "may price (DISPATCH_MAX_TRIP_KM)",
     }
+    assert r.json() == NO_FARE_EXAMPLES["trip_too_long"]["value"]  # the OpenAPI example
 
 
 def test_a_quote_records_nothing(world: World) -> None:
@@ -164,6 +165,9 @@ def test_the_openapi_document_shows_the_estimate_with_examples(world: World) -> 
     assert answer["examples"][0]["total"] == "7.36"
     assert answer["properties"]["total"]["type"] == "string"  # money is never a float
     assert set(answer["required"]) >= {"quote_id", "quote", "total", "currency", "expires_at"}
+    refusals = operation["responses"]["422"]["content"]["application/json"]["examples"]
+    assert set(refusals) == {"product_not_offered", "no_fare_rules", "trip_too_long"}
+    assert all(e["value"]["error"] == code for code, e in refusals.items())
 
 
 SF_ONLY_STANDARD = {
@@ -213,6 +217,7 @@ def test_a_product_the_market_does_not_offer_is_a_422_with_the_reason(
         "error": "product_not_offered",
         "reason": "'accessible' is not offered in market 'san-francisco' (offered: standard)",
     }
+    assert r.json() == NO_FARE_EXAMPLES["product_not_offered"]["value"]  # the OpenAPI example
 
 
 def test_rules_for_elsewhere_price_a_pickup_outside_every_market(
