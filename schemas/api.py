@@ -118,10 +118,15 @@ class LocationBatch(_Request):
     pings: Annotated[list[LocationPing], Field(min_length=1, max_length=MAX_PINGS_PER_BATCH)]
 
 
-class RequestRide(_Request):
+class _Trip(_Request):
+    """From ``pickup`` to ``dropoff``: what a ride request and a fare estimate share (and
+    no more: a field either gains is not the other's)."""
+
     pickup: Point
     dropoff: Point
 
+
+class RequestRide(_Trip):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
@@ -134,7 +139,7 @@ class RequestRide(_Request):
     )
 
 
-class EstimateFare(RequestRide):
+class EstimateFare(_Trip):
     """A trip to price: from ``pickup`` to ``dropoff`` in ``product`` (default standard)."""
 
     product: Annotated[

@@ -24,6 +24,7 @@ from dispatch.api.settings import ApiLimits
 from dispatch.bootstrap import build_runtime
 from dispatch.domain.fares import price
 from dispatch.settings import Settings
+from schemas import api
 
 TRIP = {"pickup": PICKUP, "dropoff": DROPOFF}
 TOKYO = {"lat": 35.6812, "lng": 139.7671}
@@ -112,6 +113,13 @@ def test_bad_input_is_a_422_with_the_reason(world: World, body: Any, where: str)
     assert r.status_code == 422, r.text
     assert r.json()["error"] == "invalid_request"
     assert r.json()["reason"].startswith(where)
+
+
+def test_an_estimate_shares_the_trip_of_a_ride_request_and_nothing_more() -> None:
+    """A field a ride request gains (the quote it carries, next) is not an estimate's."""
+    assert not issubclass(api.EstimateFare, api.RequestRide)
+    assert set(api.RequestRide.model_fields) == {"pickup", "dropoff"}
+    assert set(api.EstimateFare.model_fields) == {"pickup", "dropoff", "product"}
 
 
 def test_an_unknown_product_is_refused_naming_the_products(world: World) -> None:
