@@ -362,6 +362,16 @@ def test_a_request_within_50_m_of_each_quoted_place_fits() -> None:
     assert fitted == quote.quote  # the quote's places and total, not the request's
 
 
+def test_a_quote_fits_its_riders_requests_again_until_it_expires() -> None:
+    """Not used up by a ride: the engine keeps no record of quotes (a rider has one active
+    ride at a time); the rides' events will carry its id."""
+    quote = issued()
+    for now in (NOW, NOW + 1, NOW + TTL + LEEWAY_S - 1):
+        assert desk().check(quote.token, RIDER, PICKUP, DROPOFF, "standard", now) == quote.quote
+    with pytest.raises(QuoteError, match="quote expired"):
+        desk().check(quote.token, RIDER, PICKUP, DROPOFF, "standard", NOW + TTL + LEEWAY_S)
+
+
 def test_an_expired_quote_does_not_fit_either() -> None:
     with pytest.raises(QuoteError, match="quote expired"):
         desk().check(issued().token, RIDER, PICKUP, DROPOFF, "standard", NOW + TTL + LEEWAY_S)
