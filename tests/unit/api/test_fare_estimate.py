@@ -1,7 +1,8 @@
 """``POST /fares/estimate``: a rider gets a signed quote of the trip's distance, duration,
-surge and total in the pickup market's currency; bad input, an unknown product, a product
-the market does not offer and a pickup outside every market with rules are 422s with the
-reason; nothing reaches the log; the OpenAPI document shows examples."""
+surge and total in the pickup market's currency, with the rule that priced it and the
+places priced; bad input, an unknown product, a product the market does not offer, a
+pickup outside every market with rules and a trip longer than the longest priced are 422s
+with the reason; nothing reaches the log; the OpenAPI document shows examples."""
 
 from __future__ import annotations
 
