@@ -14,6 +14,7 @@ from dispatch.adapters.embedded.engine import EmbeddedEngine
 from dispatch.adapters.embedded.transport import EmbeddedTransport
 from dispatch.adapters.jwt.codec import PyJwtCodec
 from dispatch.adapters.jwt.legacy import LegacyTokens
+from dispatch.adapters.jwt.quotes import PyJwtQuotes
 from dispatch.adapters.sqlite import checkpoints as sqlite_checkpoints
 from dispatch.adapters.sqlite.checkpoints import CheckpointingRecorder
 from dispatch.adapters.sqlite.datadir import (
@@ -34,6 +35,9 @@ from dispatch.matching.eta import EtaProvider, StraightLineEta
 from dispatch.matching.index import DriverIndex
 from dispatch.matching.matcher import Matcher, MatcherConfig
 from dispatch.matching.strategies import SearchLimits, make_strategy
+from dispatch.pricing.desk import FareDesk
+from dispatch.pricing.rules import fare_book, fares_of
+from dispatch.pricing.trip import RoadTrip, StraightLineTrip, TripEstimator
 from dispatch.read_audit import ReadAudit, ReadRecord
 from dispatch.roads.cache import fits, graph_path
 from dispatch.roads.eta import RoadNetworkEta
@@ -279,6 +283,29 @@ def build_token_codec(
 
 def build_markets(settings: Settings) -> MarketMap:
     return MarketMap(settings.markets, settings.shards)
+
+
+def build_trips(settings: Settings) -> TripEstimator:
+    """The distance and duration a quote prices: routed over the road network when one is
+    set, else (and off the network) the straight-line estimate."""
+    straight = StraightLineTrip(settings.road_factor, settings.speed_kmh)
+    router = build_router(settings)
+    return straight if router is None else RoadTrip(router, straight)
+
+
+def build_fare_desk(
+    settings: Settings, ring: KeyRing, markets: MarketMap | None = None
+) -> FareDesk:
+    """Fare quotes: the settings' fare rules (or the defaults), the trip estimate, quotes
+    signed with the bearer tokens' key ring for the quotes' own audience (PyJWT)."""
+    return FareDesk(
+        fare_book(fares_of(settings)),
+        build_trips(settings),
+        markets if markets is not None else build_markets(settings),
+        PyJwtQuotes(ring),
+        settings.quote_ttl_s,
+        round(settings.max_trip_km * 1000),
+    )
 
 
 def build_embedded_engine(settings: Settings, clock: Clock = time.time) -> EmbeddedEngine:

@@ -50,7 +50,7 @@ class PyJwtCodec:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError as error:
-            raise TokenError(f"malformed token: {_said(error)}") from None
+            raise TokenError(f"malformed token: {said(error)}") from None
         kid = header.get("kid")
         if kid is None:
             raise TokenError("token has no key id (kid header)")
@@ -81,7 +81,7 @@ class PyJwtCodec:
         except jwt.InvalidIssuerError:
             raise TokenError(f"token was not issued by {ISSUER!r}") from None
         except jwt.InvalidTokenError as error:
-            raise TokenError(f"malformed token: {_said(error)}") from None
+            raise TokenError(f"malformed token: {said(error)}") from None
         if payload.get("typ") == LEGACY_TYPE:  # only a legacy token's claims say so
             raise TokenError(f"malformed token payload: unknown token type '{LEGACY_TYPE}'")
         return payload
@@ -95,7 +95,7 @@ def shown(value: object, limit: int = 40) -> str:
     )
 
 
-def _said(error: Exception) -> str:
+def said(error: Exception) -> str:
     """PyJWT's message, which may quote the token's header (an unknown ``crit`` extension):
     its first 80 characters, anything but printable ASCII (and quotes, backslashes) as ``?``."""
     return "".join(c if " " <= c <= "~" and c not in '"\\' else "?" for c in str(error)[:80])
