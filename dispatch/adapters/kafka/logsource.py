@@ -155,6 +155,12 @@ class KafkaFollowSource(KafkaLogSource):
                     yield event
             self._read_to[shard] = after  # every event of the batch was read
 
+    def reached_end(self, shard: int) -> bool:
+        """Whether the last read of ``shard`` reached the partition's end as it was when
+        the read began (not stopped by the follower's patience)."""
+        follower = self._followers.get(shard)
+        return follower is not None and follower.caught_up
+
     def close(self) -> None:
         for follower in self._followers.values():
             follower.close()
