@@ -85,10 +85,22 @@ def operator_token(
             help="Print the access token, a refresh token and their expiries as JSON.",
         ),
     ] = False,
+    token_version: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=2**31 - 1,
+            help="The operator's current token version (0 until their tokens are first "
+            "revoked; a revocation's answer, a revoked token's 401 and `dispatch replay "
+            "audit` say it). A token of a lower version is refused as revoked; one of a "
+            "higher version outlives revocations up to it: give the current one.",
+        ),
+    ] = 0,
 ) -> None:
     """Print an access token for the operator NAME with ROLE (for operator endpoints such
     as /heatmap), signed with the key DISPATCH_AUTH_SIGNING_KEY names (or
-    DISPATCH_AUTH_SECRET) and valid DISPATCH_AUTH_TOKEN_TTL_S."""
+    DISPATCH_AUTH_SECRET) and valid DISPATCH_AUTH_TOKEN_TTL_S, of the token version
+    --token-version (after a revocation, the operator's new version)."""
     from dispatch.api.auth import AuthSettings, issue_operator_tokens, mint_operator_token
     from dispatch.domain.operators import OPERATOR_ROLES, operator_name_error
 
@@ -100,6 +112,7 @@ def operator_token(
     with reported("mint an operator token"):
         settings = AuthSettings()
         if json_out:
-            print(issue_operator_tokens(settings, name, role).model_dump_json())
+            issued = issue_operator_tokens(settings, name, role, token_version=token_version)
+            print(issued.model_dump_json())
         else:
-            print(mint_operator_token(settings, name, role))
+            print(mint_operator_token(settings, name, role, token_version=token_version))
