@@ -134,8 +134,9 @@ class Credentials(Aggregate):
         who did it (id, name, role), when an operator did."""
         if caller_version is not None and revoked(caller_version, self.token_version):
             raise TokenRevoked(
-                f"the token of version {caller_version} is revoked (the {self.principal_role}'s "
-                f"tokens are at version {self.token_version}): it may not revoke again"
+                f"token revoked: this {self.principal_role}'s tokens are at version "
+                f"{self.token_version}, the one sent is of version {caller_version}: it may "
+                "not revoke again"
             )
         version = (self.token_version if caller_version is None else caller_version) + 1
         fields = {
