@@ -116,6 +116,8 @@ class ProjectionRunner:
         self._wake.set()
 
     def start(self, interval_s: float = 0.25) -> None:
+        """Follow on a thread of its own (again, after a ``stop``)."""
+        self._stop.clear()
         self._thread = threading.Thread(
             target=self._loop, args=(interval_s,), daemon=True, name="projections"
         )

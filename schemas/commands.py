@@ -102,7 +102,7 @@ class RevokeTokens(_Command):
     type: Literal["revoke_tokens"] = "revoke_tokens"
     principal_id: UUID = Field(description="Whose tokens: a driver, rider or operator id.")
     principal_role: PrincipalRole
-    caller_token_version: Annotated[int, Field(ge=0)] | None = Field(
+    caller_token_version: Annotated[int, Field(ge=0, lt=2**31 - 1)] | None = Field(
         default=None,
         description="The principal revoking its own tokens: the version of the token it "
         "sent (the new version is one above it; a revoked one is refused). None when an "

@@ -37,7 +37,11 @@ TAGS = [
     {"name": "riders", "description": "Registration, ride requests and cancellation."},
     {"name": "operators", "description": "What operators who dispatch may change."},
     {"name": "queries", "description": "Read views, optionally after a consistency token."},
-    {"name": "auth", "description": "A new access token for a refresh token."},
+    {
+        "name": "auth",
+        "description": "A new access token for a refresh token; revoking every token of a "
+        "driver, rider or operator.",
+    },
     {"name": "streams", "description": "Server-sent events of a ride or a driver."},
     {"name": "operations", "description": "Health, readiness and metrics."},
 ]

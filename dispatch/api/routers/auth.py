@@ -26,6 +26,7 @@ from dispatch.api.writes import Write, keyed_id, send
 from dispatch.domain.credentials import PrincipalRole
 from dispatch.domain.ids import shard_of
 from dispatch.domain.operators import operator_id
+from dispatch.tokens import MAX_VERSION
 from schemas import api
 from schemas import commands as c
 from schemas.commands import Outcome
@@ -164,6 +165,8 @@ def _own(ctx: ApiContext, caller: Principal, key: str | None, reason: str) -> c.
             "revoking your own tokens needs an Idempotency-Key: your tokens stop working, so "
             "if the answer is lost only a retry with the same key and token gets the new ones",
         )
+    if caller.ver >= MAX_VERSION:
+        raise ApiError(422, "invalid_request", "a token of the highest version cannot revoke")
     op = caller.operator
     return c.RevokeTokens(
         principal_id=UUID(caller.sub), principal_role=caller.role,
