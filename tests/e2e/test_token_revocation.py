@@ -143,6 +143,27 @@ def test_a_lost_answer_is_recovered_by_the_same_key_and_the_old_token_and_nothin
     assert api.heads() == before, "a revoked token's attempts leave nothing in the log"
 
 
+def test_an_answer_before_the_views_hold_the_revocation_is_a_504_and_the_retry_is_answered(
+    api: Api,
+) -> None:
+    hurried = ApiOptions(command_timeout_s=0.5, manage_runtime=False)
+    with TestClient(create_app(api.runtime, AUTH, hurried, OPEN)) as client:
+        _, old = api.rider()
+        same = key()
+        api.runtime.runner.stop()  # the views stop following: they cannot show it
+        try:
+            r = client.post("/auth/revoke", headers=bearer(old["access_token"]) | same)
+        finally:
+            api.runtime.runner.start()
+    assert (r.status_code, r.json()["error"]) == (504, "view_behind"), r.text
+    assert "retry with the same Idempotency-Key" in r.json()["reason"]
+    again = api.revoke(old["access_token"], headers=same)  # recorded: answered from it
+    assert again.status_code == 200, again.text
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert version_of(again.json()["token"]["access_token"]) == 1
+    assert_revoked(api.looks(old["access_token"]))
+
+
 def test_a_retry_with_the_same_key_but_another_token_is_a_reused_key(api: Api) -> None:
     _, old = api.rider()
     same = key()
