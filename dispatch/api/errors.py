@@ -213,8 +213,11 @@ COMMAND_RESPONSES: dict[int | str, dict[str, Any]] = {
         f"{VIEWS_BEHIND}."
     ),
 }
+# An operator's read that could not be recorded first (``deps.record_operator_read``).
+AUDIT_UNAVAILABLE = _doc("An operator's read that could not be recorded (audit_unavailable).")
 QUERY_RESPONSES: dict[int | str, dict[str, Any]] = {
     **AUTH_RESPONSES,
     404: _doc("Unknown id."),
+    503: AUDIT_UNAVAILABLE,
     504: _doc("The view did not reach the consistency token in time; retry."),
 }

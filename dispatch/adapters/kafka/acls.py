@@ -2,8 +2,9 @@
 
 Each process connects as the principal of its role (``User:<name>``, a SASL/SCRAM user):
 
-- ``api``: writes commands and pings; reads outcomes (its answers), events (its views) and
-  pings (its location views). It cannot write events, outcomes or anything a shard owns.
+- ``api``: writes commands, pings and the records of operators' reads; reads outcomes (its
+  answers), events (its views) and pings (its location views). It cannot write events,
+  outcomes or anything a shard owns.
 - ``worker``: reads its inputs (commands, pings, messages from other shards) and the shard
   state it restores (events, snapshots, checkpoints, driver availability); writes, in its
   batch transactions (transactional ids ``<prefix>.shard-*``), events, outcomes, snapshots,
@@ -43,7 +44,7 @@ DEFAULT_PRINCIPALS: dict[str, str] = {role: f"dispatch-{role}" for role in ROLES
 
 # role -> (topics it reads, topics it writes), by topic role (``topics.SPECS``).
 TABLE: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "api": (("outcomes", "events", "locations"), ("commands", "locations")),
+    "api": (("outcomes", "events", "locations"), ("commands", "locations", "operator-reads")),
     "worker": (
         (
             "commands",
