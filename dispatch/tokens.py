@@ -34,7 +34,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, cast, get_args
 
-from dispatch.domain.credentials import PrincipalRole
+from dispatch.domain.credentials import MAX_TOKEN_VERSION, PrincipalRole
 from dispatch.domain.operators import (
     OPERATOR_ROLES,
     OperatorRole,
@@ -56,7 +56,7 @@ LEEWAY_S = 30  # how far two API instances' clocks may disagree
 # Every claim a token carries; the adapter refuses one that lacks any of them.
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "role", "typ", "iat", "nbf", "exp", "jti")
 # ``ver``, the token version, is not required: a token without it is of version 0.
-MAX_VERSION = 2**31 - 1  # far above any count of revocations; a larger ver is malformed
+MAX_VERSION = MAX_TOKEN_VERSION  # far above any count of revocations; a larger ver is malformed
 
 
 class TokenError(Exception):

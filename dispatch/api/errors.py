@@ -26,6 +26,9 @@ OUTCOME_STATUS: Mapping[str, int] = {
     # A revocation sent with a token of a version already revoked (not the retry of the
     # revocation that revoked it, which its record answers).
     "token_revoked": 401,
+    # An admin's revocation of a principal whose version is already the highest a token
+    # can carry (dispatch.domain.credentials.MAX_TOKEN_VERSION).
+    "token_version_exhausted": 409,
     # A UUIDv7 key older than the idempotency window, or dated too far ahead of the engine's
     # clock: send the request again with a new key (docs/ARCHITECTURE.md, Idempotency).
     "idempotency_key_expired": 422,

@@ -40,14 +40,14 @@ class RuntimeCollector(Collector):
         age = GaugeMetricFamily(
             "dispatch_views_age_seconds",
             "Seconds since the views last read the shard to its end (from when that read "
-            "began); over DISPATCH_AUTH_REVOCATION_BOUND_S the shard's principals get 503s.",
+            "began; +Inf before the first); over DISPATCH_AUTH_REVOCATION_BOUND_S the "
+            "shard's principals get 503s.",
             labels=["shard"],
         )
         for shard in range(runtime.settings.shards):
             position.add_metric([str(shard)], runtime.views.position(shard))
-            seconds = runtime.views_age(shard)
-            if seconds != float("inf"):
-                age.add_metric([str(shard)], seconds)
+            # +Inf for a shard never read to its end: an alert on the bound fires for it too
+            age.add_metric([str(shard)], runtime.views_age(shard))
             try:
                 last = runtime.head(shard)
             except Exception:  # unreadable now: /readyz says why

@@ -34,6 +34,9 @@ PRINCIPAL_ROLES: tuple[PrincipalRole, ...] = get_args(PrincipalRole)
 # Fixed for good: a principal's credentials id is derived from its id in it.
 CREDENTIALS_NAMESPACE = UUID("8c5e2b7d-41f3-4a96-b0d8-3e7f1a9c2d64")
 OPERATORS_SHARD = 0  # where operators' credentials live
+# The highest token version: a token carries it as a signed 32-bit number (a larger ``ver``
+# is malformed), so no revocation may record a version above it.
+MAX_TOKEN_VERSION = 2**31 - 1
 
 
 class TokenRevoked(DomainError):
@@ -57,9 +60,24 @@ def credentials_id(role: PrincipalRole, principal_id: UUID) -> UUID:
 
 
 def revoked(token_version: int, current: int) -> bool:
-    """The rule every token is checked by: a version below the principal's current one is
-    revoked."""
+    """A version below the principal's current one is revoked. Only a token of the current
+    version is taken (``current``); one above it was never issued by this engine at a
+    version the log holds (an operator's token minted ahead, or a new pair that this
+    instance's views do not hold yet: ``dispatch.api.revocation`` tells them apart)."""
     return token_version < current
+
+
+def current(token_version: int, version: int) -> bool:
+    """The rule every token is checked by: it is taken only at its principal's current
+    version (``version``)."""
+    return token_version == version
+
+
+class VersionExhausted(DomainError):
+    """A revocation would raise the version above ``MAX_TOKEN_VERSION``: no token could
+    carry it."""
+
+    code = "token_version_exhausted"
 
 
 class Credentials(Aggregate):
@@ -129,16 +147,24 @@ class Credentials(Aggregate):
         operator: tuple[UUID, str, str] | None = None,
     ) -> int:
         """Revoke every token below the new version, which it returns: one above the
-        version of the caller's own token (``caller_version``: the principal revoking its
-        own), or one above the current (an admin revoking someone else's). ``operator``:
-        who did it (id, name, role), when an operator did."""
-        if caller_version is not None and revoked(caller_version, self.token_version):
+        current. The principal revoking its own sends the version of its token
+        (``caller_version``), which must be the current one (``TokenRevoked`` otherwise);
+        an admin revoking someone else's sends None. ``VersionExhausted`` past
+        ``MAX_TOKEN_VERSION``. ``operator``: who did it (id, name, role), when an operator
+        did."""
+        if caller_version is not None and not current(caller_version, self.token_version):
+            state = "revoked" if revoked(caller_version, self.token_version) else "ahead"
             raise TokenRevoked(
-                f"token revoked: this {self.principal_role}'s tokens are at version "
-                f"{self.token_version}, the one sent is of version {caller_version}: it may "
-                "not revoke again"
+                f"token {state}: this {self.principal_role}'s tokens are at version "
+                f"{self.token_version}, the one sent is of version {caller_version}: only a "
+                "token of the current version revokes"
             )
-        version = (self.token_version if caller_version is None else caller_version) + 1
+        version = self.token_version + 1
+        if version > MAX_TOKEN_VERSION:
+            raise VersionExhausted(
+                f"this {self.principal_role}'s tokens are at version {self.token_version}, "
+                f"the highest a token can carry ({MAX_TOKEN_VERSION}): it cannot be raised"
+            )
         fields = {
             "principal_id": self.principal_id,
             "principal_role": self.principal_role,

@@ -17,6 +17,7 @@ from dispatch.domain.errors import (
     AlreadyExists,
     BusyElsewhere,
     Forbidden,
+    InvalidCommand,
     NotFound,
     NotHereYet,
     NotOpenedYet,
@@ -266,7 +267,8 @@ def revoke_tokens(uow: UnitOfWork, cmd: c.RevokeTokens, now: datetime, p: Policy
         uow.add(credentials)
     operator = None
     if cmd.operator_id is not None:
-        assert cmd.operator_name is not None and cmd.operator_role is not None
+        if cmd.operator_name is None or cmd.operator_role is None:  # the schema refuses it
+            raise InvalidCommand("an operator's revocation names the operator and role")
         operator = (cmd.operator_id, cmd.operator_name, cmd.operator_role)
     credentials.revoke(cmd.caller_token_version, cmd.reason, now, operator)
     return [credentials.id]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -97,11 +98,11 @@ class _Fingerprinted(BaseModel):
             "revoked: a revoked token is taken only for the retry, with its "
             "Idempotency-Key, of the revocation that revoked it).",
         },
-        404: AUTH_RESPONSES[403] | {"description": "No such driver or rider."},
-        504: AUTH_RESPONSES[403]
-        | {
+        404: {"model": api.Problem, "description": "No such driver or rider."},
+        504: {
+            "model": api.Problem,
             "description": "The revocation is recorded, but this instance's views did not "
-            "show it in time (view_behind): retry with the same Idempotency-Key and token."
+            "show it in time (view_behind): retry with the same Idempotency-Key and token.",
         },
     },
 )
@@ -200,7 +201,9 @@ def _another(
     )  # fmt: skip
 
 
-def _answer(ctx: ApiContext, caller: Principal, command: c.RevokeTokens, own: bool) -> Any:
+def _answer(
+    ctx: ApiContext, caller: Principal, command: c.RevokeTokens, own: bool
+) -> Callable[[Outcome], dict[str, Any]]:
     """The answer's body once the shard accepted: after this instance's views hold the
     revocation (so it refuses the old tokens from then on), with the new version and,
     revoking your own, your new pair of that version."""

@@ -10,11 +10,14 @@ import pytest
 from pydantic import ValidationError
 
 from dispatch.domain.credentials import (
+    MAX_TOKEN_VERSION,
     OPERATORS_SHARD,
     Credentials,
     TokenRevoked,
+    VersionExhausted,
     credentials_id,
     credentials_shard,
+    current,
     revoked,
 )
 from dispatch.domain.ids import new_id, shard_of
@@ -26,9 +29,10 @@ ADA = operator_id("ada")  # an admin
 DANA = operator_id("dana")  # a dispatcher
 
 
-def test_a_token_below_the_current_version_is_revoked_and_none_other() -> None:
+def test_a_token_below_the_current_version_is_revoked_and_only_the_current_one_taken() -> None:
     assert revoked(0, 1) and revoked(2, 5)
     assert not revoked(0, 0) and not revoked(3, 3) and not revoked(4, 3)
+    assert current(3, 3) and not current(2, 3) and not current(4, 3)
 
 
 def test_a_driver_or_riders_credentials_live_in_its_home_shard_an_operators_in_shard_0() -> None:
@@ -51,8 +55,32 @@ def test_the_principal_revoking_its_own_tokens_sets_one_above_its_tokens_version
     assert credentials.token_version == 0
     assert credentials.revoke(0, "lost my phone", T0) == 1
     assert credentials.revoke(1, "", T0) == 2
-    assert credentials.revoke(5, "", T0) == 6  # an operator's token minted above it
-    assert credentials.token_version == 6
+    assert credentials.token_version == 2
+
+
+def test_a_token_above_the_current_version_cannot_revoke() -> None:
+    # an operator's token minted ahead of the recorded version is not taken, nor does it
+    # revoke (an admin's revocation would otherwise leave it standing: review finding 2)
+    credentials = _opened()
+    with pytest.raises(
+        TokenRevoked, match=r"token ahead: .* version 0, the one sent is of version 5"
+    ):
+        credentials.revoke(5, "", T0)
+    assert credentials.token_version == 0
+    assert credentials.revoke(None, "stolen", T0, (ADA, "ada", "admin")) == 1
+
+
+@pytest.mark.parametrize("caller", [MAX_TOKEN_VERSION, None])
+def test_no_revocation_raises_the_version_past_the_highest_a_token_carries(
+    caller: int | None,
+) -> None:
+    credentials = _opened()
+    credentials.token_version = MAX_TOKEN_VERSION  # as the events would have left it
+    operator = (ADA, "ada", "admin") if caller is None else None
+    with pytest.raises(VersionExhausted) as refused:
+        credentials.revoke(caller, "", T0, operator)
+    assert refused.value.code == "token_version_exhausted"
+    assert credentials.token_version == MAX_TOKEN_VERSION
 
 
 def test_a_token_already_revoked_cannot_revoke_again_and_the_refusal_is_not_final() -> None:

@@ -5,6 +5,7 @@ sent with a revoked token, answers a retry from its record, and keeps the creden
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 from dispatch.domain.credentials import Credentials, credentials_id
@@ -13,6 +14,9 @@ from dispatch.shard.application import ShardApplication
 from dispatch.shard.live import LiveAggregates
 from dispatch.shard.policy import Policy
 from schemas import commands as c
+
+if TYPE_CHECKING:  # the fixture `s` of tests/unit/conftest.py
+    from conftest import Scenario
 
 REVOKED = Credentials.TokensRevoked.TOPIC
 BY_OPERATOR = Credentials.TokensRevokedByOperator.TOPIC
@@ -34,11 +38,11 @@ def by_admin(principal: UUID, role: str = "rider") -> c.RevokeTokens:
     )  # fmt: skip
 
 
-def version(s, role: str, principal: UUID) -> int:
+def version(s: Scenario, role: str, principal: UUID) -> int:
     return int(s.get(credentials_id(role, principal)).token_version)
 
 
-def test_a_riders_first_revocation_opens_its_credentials_at_version_one(s) -> None:
+def test_a_riders_first_revocation_opens_its_credentials_at_version_one(s: Scenario) -> None:
     rider = s.rider()
     then = s.when(own(rider, 0))
     assert then.accepted
@@ -47,7 +51,7 @@ def test_a_riders_first_revocation_opens_its_credentials_at_version_one(s) -> No
     assert version(s, "rider", rider) == 1
 
 
-def test_a_driver_revokes_again_from_its_new_token_and_an_admin_after_it(s) -> None:
+def test_a_driver_revokes_again_from_its_new_token_and_an_admin_after_it(s: Scenario) -> None:
     driver = s.driver(online=False)
     s.given(own(driver, 0, "driver"), own(driver, 1, "driver"))
     then = s.when(by_admin(driver, "driver"))
@@ -56,7 +60,7 @@ def test_a_driver_revokes_again_from_its_new_token_and_an_admin_after_it(s) -> N
     assert version(s, "driver", driver) == 3
 
 
-def test_a_revocation_sent_with_a_revoked_token_is_refused_and_not_recorded(s) -> None:
+def test_a_revocation_sent_with_a_revoked_token_is_refused_and_not_recorded(s: Scenario) -> None:
     rider = s.rider()
     s.given(own(rider, 0))
     then = s.when(own(rider, 0))  # another command (a new key) from the revoked token
@@ -66,7 +70,7 @@ def test_a_revocation_sent_with_a_revoked_token_is_refused_and_not_recorded(s) -
 
 
 def test_a_retry_of_the_revocation_is_answered_from_its_record_even_from_the_revoked_token(
-    s,
+    s: Scenario,
 ) -> None:
     rider = s.rider()
     envelope = s.envelope(own(rider, 0))
@@ -77,7 +81,9 @@ def test_a_retry_of_the_revocation_is_answered_from_its_record_even_from_the_rev
     assert again.events == [] and version(s, "rider", rider) == 1
 
 
-def test_revoking_the_tokens_of_a_driver_or_rider_the_shard_does_not_have_is_not_found(s) -> None:
+def test_revoking_the_tokens_of_a_driver_or_rider_the_shard_does_not_have_is_not_found(
+    s: Scenario,
+) -> None:
     for role in ("driver", "rider"):
         s.when(by_admin(s.new_id(), role)).assert_rejected("not_found")
     s.when(own(s.new_id(), 0, "rider")).assert_rejected("not_found")
