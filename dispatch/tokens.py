@@ -285,6 +285,20 @@ def revoked_reason(role: Role, ver: int, current: int) -> str:
     )
 
 
+def ahead_reason(role: Role, ver: int, current: int) -> str:
+    """What a caller whose token is of a version above the recorded one is told."""
+    again = (
+        "get one of the current version with `dispatch operator-token --name NAME --role "
+        f"ROLE --token-version {current}`"
+        if role == "operator"
+        else "use the tokens POST /auth/revoke answered"
+    )
+    return (
+        f"token version ahead: this token is of version {ver}, and this {role}'s recorded "
+        f"token version is {current}: only a token of the current version is taken; {again}"
+    )
+
+
 def subject_fits(sub: str) -> bool:
     """A token names an id (a UUID in its canonical form): a driver's, a rider's or an
     operator's (``operator_id``)."""

@@ -307,8 +307,18 @@ AdminReason = Annotated[
 
 
 class RevokeOwnTokens(_Request):
-    """Revoke all your own tokens (sign out everywhere); the answer carries a new pair."""
+    """Revoke all your own tokens (sign out everywhere); the answer carries a new pair. The
+    refresh token issued with your access token proves you hold more than a stolen access
+    token (which alone cannot revoke, as the answer carries a new refresh token)."""
 
+    refresh_token: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=MAX_TOKEN_LENGTH,
+            description="Your refresh token, of the same token version as the bearer token.",
+        ),
+    ]
     reason: Reason = ""
 
 

@@ -12,7 +12,7 @@ carries and how it is checked: ``dispatch.tokens``; the keys and lifetimes:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from dispatch.api.keys import AuthSettings
@@ -50,14 +50,23 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 @dataclass(frozen=True, slots=True)
 class Principal:
     """Who is calling: the subject (a driver, rider or operator id) and its role; for an
-    operator, their name and operator role; the token version of the token they called
-    with."""
+    operator, their name and operator role; the token version, issue time (``iat``) and id
+    (``jti``) of the token they called with."""
 
     sub: str
     role: Role
     exp: int
     operator: Operator | None = None
     ver: int = 0
+    iat: int = field(default=0, compare=False)  # which token, not who: not compared
+    jti: str = field(default="", compare=False)
+
+    @classmethod
+    def of(cls, claims: Claims) -> Principal:
+        return cls(
+            claims.sub, claims.role, claims.exp, claims.operator, claims.ver, claims.iat,
+            claims.jti,
+        )  # fmt: skip
 
 
 class Tokens:
@@ -96,8 +105,7 @@ class Tokens:
 
     def principal(self, token: str, now: float) -> Principal:
         """Who an access token stands for, or ``TokenError`` with the reason."""
-        claims = self.read(token, "access", now)
-        return Principal(claims.sub, claims.role, claims.exp, claims.operator, claims.ver)
+        return Principal.of(self.read(token, "access", now))
 
     def read(self, token: str, typ: TokenType, now: float) -> Claims:
         if not token.isascii():

@@ -1,8 +1,10 @@
 """Revoked tokens: the check every authenticated request passes, and its bound.
 
-A token is refused (401 "token revoked") when its version (``ver``) is below its
-principal's current token version as this instance's views hold it (the credentials
-view; ``dispatch.domain.credentials.revoked``). The views follow the log, so an instance
+A token is taken only at its principal's current token version as this instance's views
+hold it (the credentials view; ``dispatch.domain.credentials.current``): one of a lower
+version is refused (401 "token revoked"), one of a higher version too (401), unless it was
+issued within the bound (503 ``views_behind``: a revocation through another instance may
+have issued it, and this one's views may not hold it yet). The views follow the log, so an instance
 learns of a revocation recorded through another one once its views have read the shard
 that keeps the principal's version. To bound that, an instance refuses a principal's
 tokens (503 ``views_behind``) while its last read of that shard to its end began more than
@@ -19,7 +21,7 @@ from dispatch.api.auth import Principal
 from dispatch.api.context import ApiContext
 from dispatch.api.errors import ApiError, unauthorized
 from dispatch.domain.credentials import credentials_shard, revoked
-from dispatch.tokens import Role, revoked_reason
+from dispatch.tokens import Role, ahead_reason, revoked_reason
 
 
 def shard_of_principal(ctx: ApiContext, role: Role, sub: str) -> int | None:
@@ -35,11 +37,28 @@ def current_version(ctx: ApiContext, sub: str) -> int:
 
 
 def revocation(ctx: ApiContext, caller: Principal) -> ApiError | None:
-    """A 401 for a token of a revoked version, else None."""
+    """None for a token of its principal's current version as this instance's views hold
+    it. Else a 401 for a token of a revoked (lower) version; for one of a higher version,
+    a 503 while it is younger than the revocation bound (a pair a revocation answered
+    through another instance, whose version this one's views may not hold yet), else a
+    401 (no revocation recorded that version: an operator's token minted ahead)."""
     current = current_version(ctx, caller.sub)
     if revoked(caller.ver, current):
         return unauthorized(revoked_reason(caller.role, caller.ver, current))
-    return None
+    if caller.ver == current:
+        return None
+    bound = ctx.tokens.settings.revocation_bound_s
+    if ctx.runtime.clock() - caller.iat <= bound:
+        return ApiError(
+            503,
+            "views_behind",
+            f"your token is of version {caller.ver}, and this API instance's views hold "
+            f"version {current}: the revocation that issued it may not have reached them "
+            f"yet (they do within {bound:g} s, DISPATCH_AUTH_REVOCATION_BOUND_S); retry "
+            "shortly",
+            {"Retry-After": "1"},
+        )
+    return unauthorized(ahead_reason(caller.role, caller.ver, current))
 
 
 def staleness(ctx: ApiContext, caller: Principal) -> ApiError | None:

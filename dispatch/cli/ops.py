@@ -95,16 +95,18 @@ def operator_token(
             min=0,
             max=2**31 - 1,
             help="The operator's current token version (0 until their tokens are first "
-            "revoked; a revocation's answer, a revoked token's 401 and `dispatch replay "
-            "audit` say it). A token of a lower version is refused as revoked; one of a "
-            "higher version outlives revocations up to it: give the current one.",
+            "revoked; a revocation's answer, a refused token's 401 and `dispatch replay "
+            "audit` say it). Only a token of the current version is taken: a lower one is "
+            "refused as revoked, a higher one as not recorded (a 503 for its first "
+            "DISPATCH_AUTH_REVOCATION_BOUND_S, then a 401).",
         ),
     ] = 0,
 ) -> None:
     """Print an access token for the operator NAME with ROLE (for operator endpoints such
     as /heatmap), signed with the key DISPATCH_AUTH_SIGNING_KEY names (or
     DISPATCH_AUTH_SECRET) and valid DISPATCH_AUTH_TOKEN_TTL_S, of the token version
-    --token-version (after a revocation, the operator's new version)."""
+    --token-version (after a revocation, the operator's new version). With --json, also a
+    refresh token: revoking your own tokens (POST /auth/revoke) needs it."""
     from dispatch.api.auth import AuthSettings, issue_operator_tokens, mint_operator_token
     from dispatch.domain.operators import OPERATOR_ROLES, operator_name_error
 

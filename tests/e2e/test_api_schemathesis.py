@@ -42,6 +42,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from dispatch.api import AuthSettings, create_app, mint_operator_token
+from dispatch.api.auth import issue_operator_tokens
 from dispatch.api.context import ApiOptions
 from dispatch.api.settings import ApiLimits
 from dispatch.bootstrap import build_runtime
@@ -133,12 +134,14 @@ def fuzz(
     examples: int = MAX_EXAMPLES,
     seen: list[int] | None = None,
     fresh: Callable[[], dict[str, str]] | None = None,
+    adjust: Callable[[Any], None] | None = None,
 ) -> None:
     """Up to ``examples`` generated calls of one operation, each validated by CHECKS. Valid
     calls name the world's driver and ride (random ids would only ever meet a 403/404) and
     carry a fresh Idempotency-Key (a key reused for another body is a 422 by design);
     with ``fresh``, each call is made with the headers it gives (a new token), in either
-    mode (``ignored_auth`` probes the missing and forged tokens of the valid calls)."""
+    mode (``ignored_auth`` probes the missing and forged tokens of the valid calls), and
+    ``adjust`` may then fit a valid call's case to them."""
     names = {p.name for p in operation.path_parameters}
     fixed = {k: v for k, v in ids.items() if k in names} if mode.is_positive else None
 
@@ -160,6 +163,8 @@ def fuzz(
         if mode.is_positive and case.headers and "Idempotency-Key" in case.headers:
             case.headers["Idempotency-Key"] = str(uuid.uuid4())
         call = fresh() if fresh is not None else at_call
+        if mode.is_positive and adjust is not None:
+            adjust(case)
         response = case.call_and_validate(headers=call, checks=CHECKS)
         if seen is not None:
             seen.append(response.status_code)
@@ -191,16 +196,28 @@ def test_revocations_from_any_role_match_the_schema(
     client = TestClient(app)
     auth = AuthSettings(secret=SecretStr(SECRET), environment="production")
 
+    latest: dict[str, str] = {}
+
     def fresh() -> dict[str, str]:
         if role == "operator":
-            token = mint_operator_token(auth, f"op-{uuid.uuid4().hex[:8]}", "admin")
+            name = f"op-{uuid.uuid4().hex[:8]}"
+            pair = issue_operator_tokens(auth, name, "admin").model_dump(mode="json")
         else:
             body: dict[str, Any] = {"name": "Fuzz", "home": HOME}
-            token = client.post(f"/{role}s", json=body).json()["token"]["access_token"]
-        return {"Authorization": f"Bearer {token}"}
+            pair = client.post(f"/{role}s", json=body).json()["token"]
+        latest["refresh_token"] = pair["refresh_token"]
+        return {"Authorization": f"Bearer {pair['access_token']}"}
+
+    def adjust(case: Any) -> None:
+        """Revoking your own proves possession with the refresh token of the call's pair."""
+        own = isinstance(case.body, dict) and not {"driver_id", "rider_id", "operator"} & set(
+            case.body
+        )
+        if own and "refresh_token" in case.body:
+            case.body["refresh_token"] = latest["refresh_token"]
 
     seen: list[int] = []
-    fuzz(operation, mode, fresh(), ids, seen=seen, fresh=fresh)
+    fuzz(operation, mode, fresh(), ids, seen=seen, fresh=fresh, adjust=adjust)
     if mode.is_positive:
         assert 200 in seen, f"a revocation took effect and its answer was checked: {seen}"
 

@@ -9,6 +9,10 @@ and from a full fold, and a shard restored from its checkpoint."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 import threading
 import time
 import uuid
@@ -24,6 +28,7 @@ from pydantic import SecretStr
 
 from dispatch.adapters.sqlite.logsource import SqliteLogSource
 from dispatch.api import AuthSettings, create_app, mint_operator_token
+from dispatch.api.auth import issue_operator_tokens
 from dispatch.api.context import ApiOptions
 from dispatch.api.settings import ApiLimits
 from dispatch.bootstrap import build_runtime
@@ -47,6 +52,11 @@ def bearer(token: str) -> dict[str, str]:
 
 def key() -> dict[str, str]:
     return {"Idempotency-Key": str(uuid.uuid4())}
+
+
+def own(pair: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """The body of a revocation of your own tokens: your refresh token proves possession."""
+    return {"refresh_token": pair["refresh_token"], **fields}
 
 
 def version_of(token: str) -> int:
@@ -105,7 +115,7 @@ def test_revoking_your_own_tokens_refuses_the_old_pair_at_once_and_answers_a_new
     rider, old = api.rider()
     assert api.looks(old["access_token"]).status_code == 200
 
-    r = api.revoke(old["access_token"], headers=key())
+    r = api.revoke(old["access_token"], own(old), headers=key())
 
     assert r.status_code == 200, r.text
     answer = r.json()
@@ -127,10 +137,10 @@ def test_a_lost_answer_is_recovered_by_the_same_key_and_the_old_token_and_nothin
 ) -> None:
     _, old = api.rider()
     same = key()
-    first = api.revoke(old["access_token"], headers=same)
+    first = api.revoke(old["access_token"], own(old), headers=same)
     assert first.status_code == 200, first.text
 
-    again = api.revoke(old["access_token"], headers=same)  # the answer was lost: retry
+    again = api.revoke(old["access_token"], own(old), headers=same)  # the answer was lost
     assert again.status_code == 200, again.text
     assert again.headers["Idempotent-Replayed"] == "true"
     assert again.json()["token_version"] == 1  # revoked once
@@ -138,8 +148,8 @@ def test_a_lost_answer_is_recovered_by_the_same_key_and_the_old_token_and_nothin
     assert api.looks(again.json()["token"]["access_token"]).status_code == 200
 
     before = api.heads()
-    assert_revoked(api.revoke(old["access_token"], headers=key()))  # another key: no
-    assert_revoked(api.revoke(old["access_token"]))  # no key
+    assert_revoked(api.revoke(old["access_token"], own(old), headers=key()))  # another key
+    assert_revoked(api.revoke(old["access_token"], own(old)))  # no key
     assert api.heads() == before, "a revoked token's attempts leave nothing in the log"
 
 
@@ -152,12 +162,14 @@ def test_an_answer_before_the_views_hold_the_revocation_is_a_504_and_the_retry_i
         same = key()
         api.runtime.runner.stop()  # the views stop following: they cannot show it
         try:
-            r = client.post("/auth/revoke", headers=bearer(old["access_token"]) | same)
+            r = client.post(
+                "/auth/revoke", headers=bearer(old["access_token"]) | same, json=own(old)
+            )
         finally:
             api.runtime.runner.start()
     assert (r.status_code, r.json()["error"]) == (504, "view_behind"), r.text
     assert "retry with the same Idempotency-Key" in r.json()["reason"]
-    again = api.revoke(old["access_token"], headers=same)  # recorded: answered from it
+    again = api.revoke(old["access_token"], own(old), headers=same)  # recorded: answered
     assert again.status_code == 200, again.text
     assert again.headers["Idempotent-Replayed"] == "true"
     assert version_of(again.json()["token"]["access_token"]) == 1
@@ -167,15 +179,15 @@ def test_an_answer_before_the_views_hold_the_revocation_is_a_504_and_the_retry_i
 def test_a_retry_with_the_same_key_but_another_token_is_a_reused_key(api: Api) -> None:
     _, old = api.rider()
     same = key()
-    new = api.revoke(old["access_token"], headers=same).json()["token"]
-    r = api.revoke(new["access_token"], headers=same)
+    new = api.revoke(old["access_token"], own(old), headers=same).json()["token"]
+    r = api.revoke(new["access_token"], own(new), headers=same)
     assert (r.status_code, r.json()["error"]) == (422, "idempotency_key_reused"), r.text
 
 
 def test_revoking_your_own_tokens_needs_an_idempotency_key(api: Api) -> None:
     _, token = api.driver()
     before = api.heads()
-    r = api.revoke(token["access_token"], {"reason": "lost phone"})
+    r = api.revoke(token["access_token"], own(token, reason="lost phone"))
     assert r.status_code == 422, r.text
     assert "needs an Idempotency-Key" in r.json()["reason"]
     assert api.heads() == before
@@ -272,8 +284,10 @@ def test_a_malformed_body_is_a_422_saying_what_is_wrong(api: Api, body: Any, pro
 
 
 def test_an_operator_revokes_their_own_and_is_issued_the_new_version_again(api: Api) -> None:
-    old = admin("otto", "dispatcher")
-    r = api.revoke(old, headers=key())
+    # an operator proves possession with the refresh token of `dispatch operator-token --json`
+    pair = issue_operator_tokens(AUTH, "otto", "dispatcher").model_dump(mode="json")
+    old = pair["access_token"]
+    r = api.revoke(old, own(pair), headers=key())
     assert r.status_code == 200, r.text
     assert version_of(r.json()["token"]["access_token"]) == 1
     refused = api.looks(old)
@@ -351,7 +365,7 @@ def test_the_token_version_survives_restarts_from_kept_views_and_from_a_full_fol
     with TestClient(create_app(runtime, AUTH, OPTIONS, OPEN)) as client:
         api = Api(client, runtime)
         _, old = api.rider()
-        new = api.revoke(old["access_token"], headers=key()).json()["token"]
+        new = api.revoke(old["access_token"], own(old), headers=key()).json()["token"]
         for _ in range(6):  # enough events for a shard checkpoint after the revocation
             api.rider()
     for fold in ("kept views", "full fold"):
@@ -365,6 +379,118 @@ def test_the_token_version_survives_restarts_from_kept_views_and_from_a_full_fol
             assert_revoked(api.refresh(old["refresh_token"]))
             assert api.looks(new["access_token"]).status_code == 200
             # the shard kept the version too: the old token may not revoke again
-            assert_revoked(api.revoke(old["access_token"], headers=key()))
+            assert_revoked(api.revoke(old["access_token"], own(old), headers=key()))
     events, violations = verify(SqliteLogSource(tmp_path))
     assert violations == [] and events > 0
+
+
+# -- review of the branch: possession, versions ahead, exact replays, late retries --------
+
+
+def test_an_access_token_alone_cannot_revoke_nor_so_mint_a_refresh_token(api: Api) -> None:
+    """A stolen access token is bounded by its lifetime: revoking (whose answer carries a
+    new 30-day refresh token) needs the refresh token issued with it."""
+    _, stolen = api.rider()
+    _, other = api.rider()
+    before = api.heads()
+    bare = api.revoke(stolen["access_token"], headers=key())
+    assert (bare.status_code, bare.json()["error"]) == (422, "invalid_request"), bare.text
+    assert "needs your refresh token" in bare.json()["reason"]
+    reason_only = api.revoke(stolen["access_token"], {"reason": "mine now"}, key())
+    assert reason_only.status_code == 422 and "refresh_token" in reason_only.json()["reason"]
+    for wrong, why in (
+        (other["refresh_token"], "not of the bearer token's principal"),  # another's
+        (stolen["access_token"], "refresh_token: "),  # an access token is not one
+        (stolen["refresh_token"][:-4] + "AAAA", "refresh_token: "),  # altered
+    ):
+        r = api.revoke(stolen["access_token"], {"refresh_token": wrong}, key())
+        assert r.status_code == 401, r.text
+        assert why in r.json()["reason"], r.text
+    assert api.heads() == before, "nothing was recorded"
+    assert api.looks(stolen["access_token"]).status_code == 200  # the owner keeps it
+    assert api.refresh(stolen["refresh_token"]).status_code == 200
+
+
+def test_revoking_your_own_needs_a_random_uuid_as_idempotency_key(api: Api) -> None:
+    _, token = api.rider()
+    before = api.heads()
+    for guessable in ("1", "k1", str(uuid.uuid1())):
+        r = api.revoke(token["access_token"], own(token), {"Idempotency-Key": guessable})
+        assert r.status_code == 422, r.text
+        assert "random (version 4) UUID" in r.json()["reason"]
+    assert api.heads() == before
+
+
+def test_a_retry_replays_only_with_the_very_tokens_the_revocation_was_sent_with(
+    api: Api,
+) -> None:
+    """Phone and laptop hold version-0 tokens with different ids: the phone's revocation
+    key does not replay for the laptop's token (which would get a fresh pair)."""
+    _, phone = api.rider()
+    laptop = api.refresh(phone["refresh_token"]).json()  # same version, other token ids
+    same = key()
+    assert api.revoke(phone["access_token"], own(phone), same).status_code == 200
+    for access, refresh in (
+        (laptop["access_token"], laptop),  # both the laptop's
+        (phone["access_token"], laptop),  # the phone's access, the laptop's refresh
+    ):
+        r = api.revoke(access, own(refresh), same)
+        assert (r.status_code, r.json()["error"]) == (422, "idempotency_key_reused"), r.text
+    assert api.revoke(phone["access_token"], own(phone), same).status_code == 200  # replayed
+
+
+def test_a_retry_answered_after_a_later_revocation_is_a_401_not_revoked_tokens(
+    api: Api,
+) -> None:
+    _, old = api.rider()
+    first = key()
+    new = api.revoke(old["access_token"], own(old), first).json()["token"]
+    assert api.revoke(new["access_token"], own(new), key()).status_code == 200  # version 2
+    r = api.revoke(old["access_token"], own(old), first)
+    assert (r.status_code, r.json()["error"]) == (401, "token_revoked"), r.text
+    assert "revoked since" in r.json()["reason"] and "version 2" in r.json()["reason"]
+    assert "token" not in r.json()
+    assert r.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_a_token_above_the_recorded_version_is_refused_and_an_admin_revocation_holds(
+    api: Api,
+) -> None:
+    """An operator's token minted ahead of their recorded version (review finding 2): once
+    older than the bound it is a 401 naming both versions, before that a 503 (it could be
+    a pair another instance issued); an admin's revocation leaves none of bob's standing."""
+    bound = AUTH.revocation_bound_s
+    long_ago = time.time() - bound - 5
+    ahead = mint_operator_token(AUTH, "bob", "dispatcher", long_ago, token_version=3)
+    r = api.looks(ahead)
+    assert r.status_code == 401, r.text
+    assert "version 3" in r.json()["reason"] and "token version is 0" in r.json()["reason"]
+    assert "--token-version 0" in r.json()["reason"]
+    fresh = mint_operator_token(AUTH, "bob", "dispatcher", token_version=3)
+    r = api.looks(fresh)
+    assert (r.status_code, r.json()["error"]) == (503, "views_behind"), r.text
+    assert r.headers["Retry-After"] == "1" and "version 3" in r.json()["reason"]
+    pair = issue_operator_tokens(AUTH, "bob", "dispatcher", long_ago, token_version=3)
+    assert api.refresh(pair.refresh_token).status_code == 401  # nor refreshed
+    current = mint_operator_token(AUTH, "bob", "dispatcher", token_version=0)
+    assert api.looks(current).status_code == 200
+
+    r = api.revoke(admin(), {"operator": "bob", "reason": "laptop stolen"})
+    assert r.status_code == 200 and r.json()["token_version"] == 1, r.text
+    for token in (ahead, current):
+        assert api.looks(token).status_code == 401
+    assert api.looks(admin("bob", "dispatcher", version=1)).status_code == 200
+
+
+def test_a_legacy_token_is_refused_once_its_principals_tokens_are_revoked(api: Api) -> None:
+    """A token of the format before JWTs counts as version 0."""
+    rider, _ = api.rider()
+    payload = base64.urlsafe_b64encode(
+        json.dumps({"sub": rider, "role": "rider", "exp": int(time.time()) + 600}).encode()
+    ).rstrip(b"=")
+    signature = hmac.new(SECRET.encode(), payload, hashlib.sha256).digest()
+    legacy = f"{payload.decode()}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
+    assert api.looks(legacy).status_code == 200
+    r = api.revoke(admin(), {"rider_id": rider, "reason": "phone reported stolen"})
+    assert r.status_code == 200, r.text
+    assert_revoked(api.looks(legacy))

@@ -184,7 +184,9 @@ def test_a_revocation_answered_by_one_instance_is_refused_by_the_other_within_th
         old = token["access_token"]
         assert b.looks(old) == 200  # B takes it before
         r = a.client.post(
-            "/auth/revoke", headers=bearer(old) | {"Idempotency-Key": str(uuid.uuid4())}
+            "/auth/revoke",
+            headers=bearer(old) | {"Idempotency-Key": str(uuid.uuid4())},
+            json={"refresh_token": token["refresh_token"]},
         )
         answered = time.monotonic()
         assert r.status_code == 200, r.text
@@ -224,7 +226,9 @@ def test_an_instance_whose_views_stop_following_refuses_tokens_once_the_bound_pa
         b.runtime.runner.stop()  # B's views stop following
         stopped = time.monotonic()
         r = a.client.post(
-            "/auth/revoke", headers=bearer(old) | {"Idempotency-Key": str(uuid.uuid4())}
+            "/auth/revoke",
+            headers=bearer(old) | {"Idempotency-Key": str(uuid.uuid4())},
+            json={"refresh_token": token["refresh_token"]},
         )
         assert r.status_code == 200, r.text
         seen = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Annotated, Any
 from uuid import UUID
@@ -13,7 +14,7 @@ from pydantic import BaseModel
 from dispatch.api import revocation
 from dispatch.api.auth import NO_STORE, Principal, TokenError
 from dispatch.api.context import ApiContext
-from dispatch.api.deps import Ctx, IdempotencyKey, RefreshLimit, TokenHolder
+from dispatch.api.deps import UUID4_PATTERN, Ctx, IdempotencyKey, RefreshLimit, TokenHolder
 from dispatch.api.errors import (
     AUTH_RESPONSES,
     COMMAND_RESPONSES,
@@ -27,7 +28,7 @@ from dispatch.api.writes import Write, keyed_id, send
 from dispatch.domain.credentials import PrincipalRole
 from dispatch.domain.ids import shard_of
 from dispatch.domain.operators import operator_id
-from dispatch.tokens import MAX_VERSION
+from dispatch.tokens import MAX_VERSION, Claims
 from schemas import api
 from schemas import commands as c
 from schemas.commands import Outcome
@@ -68,21 +69,22 @@ async def refresh(body: api.RefreshTokens, ctx: Ctx, response: Response) -> api.
         claims = ctx.tokens.read(body.refresh_token, "refresh", now)
     except TokenError as error:
         raise unauthorized(error.reason) from None
-    holder = Principal(claims.sub, claims.role, claims.exp, claims.operator, claims.ver)
-    revocation.refuse_revoked(ctx, holder)
+    revocation.refuse_revoked(ctx, Principal.of(claims))
     ctx.rate.caller(claims.role, claims.sub)
-    # Not revoked: its version is at least the current one (an operator's minted above it
-    # keeps its own, so that revoking from it revokes every token below it).
-    version = max(claims.ver, revocation.current_version(ctx, claims.sub))
-    return ctx.tokens.issue(claims.sub, claims.role, now, claims.operator, version)
+    # Taken: its version is the current one, which the new pair keeps.
+    return ctx.tokens.issue(claims.sub, claims.role, now, claims.operator, claims.ver)
 
 
 class _Fingerprinted(BaseModel):
-    """What a revocation's Idempotency-Key stands for: the body and, revoking your own, the
-    version of the token sent (a retry must send the same token)."""
+    """What a revocation's Idempotency-Key stands for: an admin's, the body; your own, the
+    reason and the very tokens sent (their ids and version: a retry must send the same
+    access and refresh token, so another token of the same version cannot replay it)."""
 
-    body: api.RevokeTokens | None
-    token_version: int | None
+    body: api.RevokeTokens | None = None
+    reason: str = ""
+    token_version: int | None = None
+    jti: str | None = None
+    refresh_jti: str | None = None
 
 
 @router.post(
@@ -117,10 +119,13 @@ def revoke(
     version are refused by this API instance as soon as this answers and by every instance
     within the revocation bound (`DISPATCH_AUTH_REVOCATION_BOUND_S`, docs/SECURITY.md).
 
-    **Your own** (sign out everywhere): no body, or `{"reason": "..."}`, with an
-    `Idempotency-Key` (required: your old tokens stop working, so a lost answer is
-    recovered only by a retry with the same key and the same token, which gets your new
-    pair). The answer carries your new tokens (`token`). **Another's**, as an operator of
+    **Your own** (sign out everywhere): `{"refresh_token": "...", "reason": "..."}` (the
+    refresh token issued with your access token, of the same version: an access token
+    alone cannot revoke), with an `Idempotency-Key` that is a random UUID (required: your
+    old tokens stop working, so a lost answer is recovered only by a retry with the same
+    key and the same two tokens, which gets your new pair). The answer carries your new
+    tokens (`token`); a retry answered after a later revocation is a 401
+    (`token_revoked`), its pair being revoked already. **Another's**, as an operator of
     role admin: `{"driver_id": ...}`, `{"rider_id": ...}` or `{"operator": "<name>"}`,
     each with a `reason` (recorded with your name, `dispatch replay audit`); the answer
     carries no tokens. A driver or rider whose tokens an admin revoked has no way to get
@@ -130,9 +135,13 @@ def revoke(
     reason = body.reason if body is not None else ""
     if own:
         command = _own(ctx, caller, key, reason)
+        proof = _possession(ctx, caller, body)
+        printed = _Fingerprinted(
+            reason=reason, token_version=caller.ver, jti=caller.jti, refresh_jti=proof.jti
+        )
     else:
         command = _another(ctx, caller, role, principal, reason)
-    printed = _Fingerprinted(body=body, token_version=caller.ver if own else None)
+        printed = _Fingerprinted(body=body)
     command_id, print_ = keyed_id(request, caller.sub, key, printed)
     answer = _answer(ctx, caller, command, own)
     response = send(ctx, Write(command, command_id, print_, granted=answer))
@@ -155,7 +164,8 @@ def _target(caller: Principal, body: api.RevokeTokens | None) -> tuple[Principal
 def _own(ctx: ApiContext, caller: Principal, key: str | None, reason: str) -> c.RevokeTokens:
     """The caller revokes its own tokens. A token already revoked goes on only with an
     Idempotency-Key: the shard answers the retry of the revocation that revoked it from its
-    record, and refuses anything else (``token_revoked``)."""
+    record, and refuses anything else (``token_revoked``). The key is a random UUID, as a
+    registration's: the retry with it answers a new pair."""
     if key is None:
         revoked = revocation.revocation(ctx, caller)
         if revoked is not None:
@@ -163,8 +173,16 @@ def _own(ctx: ApiContext, caller: Principal, key: str | None, reason: str) -> c.
         raise ApiError(
             422,
             "invalid_request",
-            "revoking your own tokens needs an Idempotency-Key: your tokens stop working, so "
-            "if the answer is lost only a retry with the same key and token gets the new ones",
+            "revoking your own tokens needs an Idempotency-Key (a random UUID): your tokens "
+            "stop working, so if the answer is lost only a retry with the same key and "
+            "tokens gets the new ones",
+        )
+    if not re.fullmatch(UUID4_PATTERN, key):
+        raise ApiError(
+            422,
+            "invalid_request",
+            "revoking your own tokens needs an Idempotency-Key that is a random (version 4) "
+            "UUID, which nobody can guess: its retry answers your new tokens",
         )
     if caller.ver >= MAX_VERSION:
         raise ApiError(422, "invalid_request", "a token of the highest version cannot revoke")
@@ -175,6 +193,32 @@ def _own(ctx: ApiContext, caller: Principal, key: str | None, reason: str) -> c.
         operator_id=op.id if op else None, operator_name=op.name if op else None,
         operator_role=op.role if op else None,
     )  # fmt: skip
+
+
+def _possession(ctx: ApiContext, caller: Principal, body: api.RevokeTokens | None) -> Claims:
+    """The claims of the refresh token the body sends, which must be the caller's own of
+    the same token version: an access token alone (15 minutes) cannot revoke and so mint
+    itself a 30-day refresh token. Not checked against the views (the shard decides, so
+    that the retry of the revocation that revoked it is answered)."""
+    if not isinstance(body, api.RevokeOwnTokens):
+        raise ApiError(
+            422,
+            "invalid_request",
+            'revoking your own tokens needs your refresh token: send {"refresh_token": '
+            '"...", "reason": "..."} (an access token alone cannot revoke, since the answer '
+            "carries a new refresh token)",
+        )
+    try:
+        claims = ctx.tokens.read(body.refresh_token, "refresh", ctx.runtime.clock())
+    except TokenError as error:
+        raise unauthorized(f"refresh_token: {error.reason}") from None
+    held = (claims.sub, claims.role, claims.operator, claims.ver)
+    if held != (caller.sub, caller.role, caller.operator, caller.ver):
+        raise unauthorized(
+            "refresh_token is not of the bearer token's principal and token version: send "
+            "the refresh token issued with your access token"
+        )
+    return claims
 
 
 def _another(
@@ -213,8 +257,8 @@ def _answer(
     wait_s = ctx.options.command_timeout_s
 
     def body(outcome: Outcome) -> dict[str, Any]:
+        new = caller.ver + 1
         if own:  # the version it set is one above the token's: wait until it shows
-            new = caller.ver + 1
             ctx.runtime.runner.nudge()
             with views.progress:
                 held = views.progress.wait_for(
@@ -233,10 +277,18 @@ def _answer(
                 "Idempotency-Key (and the same token) for the answer",
                 command_id=outcome.command_id,
             )
+        version = views.credentials.version(sub)
+        if own and version > new:  # a retry answered after a later revocation
+            reason = (
+                f"token revoked: the tokens this revocation issued (version {new}) were "
+                f"revoked since (this {caller.role}'s tokens are at version {version}); use "
+                "the tokens the later revocation answered"
+            )
+            raise ApiError(401, "token_revoked", reason, unauthorized(reason).headers)
         out: dict[str, Any] = {
             "principal_id": sub,
             "role": command.principal_role,
-            "token_version": views.credentials.version(sub),
+            "token_version": version,
         }
         if own:
             issued = ctx.tokens.issue(
