@@ -180,6 +180,12 @@ class LogSource(ABC):
         An adapter that fetches in pages yields its own."""
         return pages(self.read(shard, after), PAGE)
 
+    def set_read_patience(self, seconds: float) -> None:
+        """How long a ``read`` that may stop short waits for fetches that bring nothing
+        before it stops (a source whose reads always go to the end has nothing to wait for,
+        and ignores it)."""
+        return None
+
     def reached_end(self, shard: int) -> bool:
         """Whether the last ``read`` of ``shard``, iterated to its last event, went as far
         as the end the shard had when that read began: then every event committed before

@@ -86,6 +86,13 @@ class ProjectionRunner:
                     self.views.progress.notify_all()
         return applied
 
+    def bound_pass(self, seconds: float) -> None:
+        """Keep a pass over every shard within about ``seconds`` however many partitions
+        stall: the shards are read one after another, so a read that waits for a stalled
+        one ages every other shard too. Each read waits at most ``seconds`` divided among
+        the shards for fetches that bring nothing (``LogSource.set_read_patience``)."""
+        self.source.set_read_patience(seconds / max(1, len(self.source.shards())))
+
     def age(self, shard: int) -> float:
         """Seconds since the last read of ``shard`` that reached its end began (infinite
         before the first): the views hold every event committed longer ago."""

@@ -46,17 +46,21 @@ def test_the_view_never_goes_back_to_a_lower_version() -> None:
 
 
 class OneShard(LogSource):
-    """One shard of events; its reads reach the end or not, as set."""
+    """One shard of events; its reads reach the end or not, as set, and each takes
+    ``takes_s`` of the clock ``clock`` (advanced while it reads)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: list[float] | None = None, takes_s: float = 0.0) -> None:
         self.events: list[LogEvent] = []
         self.whole = True
+        self.clock, self.takes_s = clock, takes_s
 
     def shards(self) -> list[int]:
         return [0]
 
     def read(self, shard: int, after: int = 0) -> Iterator[LogEvent]:
-        return iter([e for e in self.events if e.position > after])
+        yield from [e for e in self.events if e.position > after]
+        if self.clock is not None:
+            self.clock[0] += self.takes_s  # the read took this long
 
     def reached_end(self, shard: int) -> bool:
         return self.whole
@@ -73,14 +77,15 @@ class OneShard(LogSource):
 
 def test_the_views_age_counts_from_the_start_of_the_last_read_that_reached_the_end() -> None:
     clock = [100.0]
-    source = OneShard()
+    source = OneShard(clock, takes_s=2.0)  # each read takes 2 s
     runner = ProjectionRunner(
         source, ViewSet([CredentialsProjection()]), monotonic=lambda: clock[0]
     )
     assert runner.age(0) == float("inf")  # never read: nothing can be vouched for
 
     source.events.append(revoked(1, str(new_id(0)), 1))
-    runner.catch_up()
+    runner.catch_up()  # began at 100, ended at 102: vouches only for what was in at 100
+    assert clock[0] == 102.0
     clock[0] = 103.5
     assert runner.age(0) == 3.5
 
@@ -88,3 +93,58 @@ def test_the_views_age_counts_from_the_start_of_the_last_read_that_reached_the_e
     runner.catch_up()
     clock[0] = 110.0
     assert runner.age(0) == 10.0, "a read short of the end vouches for nothing newer"
+
+
+class TwoShards(LogSource):
+    """Shard 0 healthy (read to its end at once); shard 1 stalled: each read of it waits its
+    patience (the clock moves by it), brings nothing and stops short, as a Kafka follower's
+    read of a partition whose fetches bring nothing does."""
+
+    def __init__(self, clock: list[float]) -> None:
+        self.clock = clock
+        self.patience_s = 2.0  # KafkaFollowSource.PATIENCE_S until told otherwise
+        self.last: dict[int, bool] = {}
+
+    def shards(self) -> list[int]:
+        return [0, 1]
+
+    def set_read_patience(self, seconds: float) -> None:
+        self.patience_s = min(2.0, seconds)
+
+    def read(self, shard: int, after: int = 0) -> Iterator[LogEvent]:
+        if shard == 1:
+            self.clock[0] += self.patience_s
+        self.last[shard] = shard == 0
+        return iter([])
+
+    def reached_end(self, shard: int) -> bool:
+        return self.last.get(shard, False)
+
+    def head(self, shard: int) -> int:
+        return 0
+
+    def stored_events(self, shard: int, aggregate_id: UUID) -> list[StoredEvent]:
+        return []
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_stalled_shard_does_not_age_a_healthy_one_past_the_bound() -> None:
+    """The runner reads shards one after another: a stalled one's read, waiting its whole
+    patience each pass, would age the healthy one by that much per pass (review finding
+    5). ``bound_pass`` divides a budget among the shards' reads."""
+    bound = 1.0
+    clock = [0.0]
+    source = TwoShards(clock)
+    runner = ProjectionRunner(
+        source, ViewSet([CredentialsProjection()]), monotonic=lambda: clock[0]
+    )
+    runner.bound_pass(bound * 0.25)  # as the API does (PASS_SHARE_OF_BOUND)
+    assert source.patience_s == 0.125
+    worst = 0.0
+    for _ in range(20):
+        runner.catch_up()
+        worst = max(worst, runner.age(0))  # the healthy shard, just before its next read
+    assert worst <= bound * 0.25, worst
+    assert runner.age(1) == float("inf")  # the stalled one vouches for nothing
