@@ -320,10 +320,12 @@ def test_an_open_stream_ends_once_its_token_is_revoked(api: Api) -> None:
             if line.startswith("event: end"):
                 lines.append(next(read))
                 break
-    ended = time.monotonic()
     thread.join()
+    # The stream says why it ended: the revocation (it checks every second), not its max_s
+    # (20 s). How soon is not asserted: a test never fails on a time (a loaded CI machine
+    # once took over 2 s).
+    assert revoked_at, "the revocation was not answered"
     assert lines[-1].startswith("data:") and "token revoked" in lines[-1], lines[-3:]
-    assert ended - revoked_at[0] < 2.0  # checked every second
 
 
 def test_an_instance_whose_views_are_older_than_the_bound_refuses_tokens(api: Api) -> None:
