@@ -9,6 +9,7 @@ from typing import Any
 from dispatch.log import LogEvent
 from dispatch.messages import Ping
 from projections.base import Checkpointed, Projection
+from projections.credentials import CredentialsProjection, CredentialsView
 from projections.drivers import DriversProjection, DriversView
 from projections.heatmap import HeatmapProjection, HeatmapView
 from projections.locations import LocationsProjection, LocationsView
@@ -18,13 +19,14 @@ from projections.rides import RideRow, RidesProjection, RidesView
 def default_projections(
     resolution: int = 9, ttl_s: float = 30.0, ride_retention_s: float | None = None
 ) -> list[Projection[Any]]:
-    """The four views; ended rides leave the rides view ``ride_retention_s`` after they
+    """The five views; ended rides leave the rides view ``ride_retention_s`` after they
     ended (None: never)."""
     return [
         RidesProjection(ride_retention_s),
         DriversProjection(),
         LocationsProjection(resolution, ttl_s),
         HeatmapProjection(),
+        CredentialsProjection(),
     ]
 
 
@@ -145,4 +147,9 @@ class ViewSet:
     @property
     def heatmap(self) -> HeatmapView:
         view: HeatmapView = self.states["heatmap"].view
+        return view
+
+    @property
+    def credentials(self) -> CredentialsView:
+        view: CredentialsView = self.states["credentials"].view
         return view
