@@ -1,0 +1,88 @@
+"""A ride's final fare (``dispatch.domain.ride_fare``): the metered fare of the trip driven
+by the terms recorded at request; a quoted ride pays its quoted total while the metered
+fare is within the tolerance of it; never below the minimum; a longer or slower trip never
+costs less; the terms read back from event data as they were written."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dispatch.domain.fares import MAX_SURGE, FareRule, fare
+from dispatch.domain.ride_fare import FareTerms, QuotedPrice, final_fare, within_tolerance
+from tests.unit.domain.test_fare_price import METRES, SECONDS, rules
+
+D = Decimal
+STANDARD = FareRule("USD", D("2.50"), D("1.10"), D("0.30"), D("7.00"))
+QUOTE = QuotedPrice("q-1", D("11.00"), 5_000, 600, "straight_line", False)
+QUOTED = FareTerms("standard", "san-francisco", "sha256:0123456789abcdef", STANDARD,
+                   D("1.00"), QUOTE)  # fmt: skip
+UNQUOTED = FareTerms("standard", "san-francisco", "sha256:0123456789abcdef", STANDARD, D("1"))
+SURGES = st.decimals(1, MAX_SURGE, places=2)
+
+
+@st.composite
+def terms(draw: st.DrawFn) -> FareTerms:
+    rule, surge = draw(rules()), draw(SURGES)
+    quote = None
+    if draw(st.booleans()):  # a quote priced by the same rule and surge, as the desk does
+        metres, seconds = draw(METRES), draw(SECONDS)
+        priced = fare(rule, metres, seconds, surge)
+        quote = QuotedPrice("q", priced.total, metres, seconds, "straight_line",
+                            priced.minimum_applied)  # fmt: skip
+    return FareTerms("standard", None, "sha256:x", rule, surge, quote)
+
+
+def test_a_ride_without_a_quote_pays_the_metered_fare() -> None:
+    final = final_fare(UNQUOTED, 5_000, 600)
+    assert (final.total, final.basis) == (D("11.00"), "metered")
+
+
+def test_a_quoted_ride_pays_the_quoted_total_for_a_trip_close_to_the_quote() -> None:
+    # 5.4 km and 11 min: 2.50 + 5.94 + 3.30 = 11.74, within 20 % of 11.00
+    final = final_fare(QUOTED, 5_400, 660)
+    assert (final.total, final.basis, final.metered.total) == (D("11.00"), "quoted", D("11.74"))
+
+
+def test_a_quoted_ride_pays_the_metered_fare_for_a_trip_far_from_the_quote() -> None:
+    # 8 km and 20 min: 2.50 + 8.80 + 6.00 = 17.30, more than 20 % above 11.00
+    assert final_fare(QUOTED, 8_000, 1_200).total == D("17.30")
+    # 1 km and 2 min: the minimum, 7.00, more than 20 % below 11.00
+    final = final_fare(QUOTED, 1_000, 120)
+    assert (final.total, final.basis, final.metered.minimum_applied) == (D("7.00"), "metered",
+                                                                         True)  # fmt: skip
+
+
+def test_the_tolerance_includes_its_bounds() -> None:
+    assert within_tolerance(D("10.00"), D("12.00"))
+    assert within_tolerance(D("10.00"), D("8.00"))
+    assert not within_tolerance(D("10.00"), D("12.01"))
+    assert not within_tolerance(D("10.00"), D("7.99"))
+
+
+@given(terms(), METRES, SECONDS)
+def test_a_final_fare_is_never_below_the_minimum(t: FareTerms, metres: int, seconds: int) -> None:
+    assert final_fare(t, metres, seconds).total >= t.rule.minimum
+
+
+@given(terms(), METRES, SECONDS, st.integers(0, 50_000), st.integers(0, 5_000))
+def test_a_longer_or_slower_trip_never_costs_less(
+    t: FareTerms, metres: int, seconds: int, more_m: int, more_s: int
+) -> None:
+    fare_of = final_fare(t, metres, seconds).total
+    assert final_fare(t, metres + more_m, seconds).total >= fare_of
+    assert final_fare(t, metres, seconds + more_s).total >= fare_of
+
+
+@given(terms())
+def test_the_terms_read_back_from_event_data(t: FareTerms) -> None:
+    assert FareTerms.from_data(t.to_data()) == t
+
+
+def test_the_final_fare_as_event_data_says_how_it_was_reached() -> None:
+    assert final_fare(QUOTED, 5_400, 660).to_data() == {
+        "total": "11.00", "total_minor": 1100, "currency": "USD", "basis": "quoted",
+        "metered": "11.74", "minimum_applied": False,
+    }  # fmt: skip
