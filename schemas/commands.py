@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from dispatch.domain.operators import DispatchingRole
 from dispatch.domain.operators import operator_id as id_of_operator
 from schemas.common import LatLng, Name, OperatorName, Reason
+from schemas.fares import FareTermsData
 
 SCHEMA_VERSION: Literal[1] = 1
 
@@ -53,6 +54,11 @@ class RequestRide(_Command):
     rider_id: UUID
     pickup: LatLng
     dropoff: LatLng
+    fare: FareTermsData | None = Field(
+        default=None,
+        description="How the ride is priced (from its quote, or the rules in force); null: "
+        "not priced.",
+    )
 
 
 class CancelRide(_Command):
