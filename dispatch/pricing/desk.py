@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass
 
 from dispatch.domain.fares import NO_SURGE, Product, fare
+from dispatch.domain.ride_fare import FareTerms, QuotedPrice
 from dispatch.markets import MarketMap
 from dispatch.matching.geo import haversine_m
 from dispatch.pricing.quotes import Quote, QuoteCodec, QuoteError, check_quote
@@ -115,3 +116,24 @@ class FareDesk:
         quote = self.read(token, now)
         check_quote(quote, rider_id, pickup, dropoff, product)
         return quote
+
+    def terms_of(self, quote: Quote) -> FareTerms:
+        """The terms a ride carrying ``quote`` is priced on: the quote's rule, rules
+        version and surge, and what it promised."""
+        promised = QuotedPrice(quote.quote_id, quote.total, quote.distance_m,
+                               quote.duration_s, quote.estimated_by,
+                               quote.minimum_applied)  # fmt: skip
+        return FareTerms(quote.product, quote.market, quote.rules_version, quote.rule,
+                         quote.surge, promised)  # fmt: skip
+
+    def terms_for(self, pickup: Place, product: Product) -> FareTerms | None:
+        """The terms a ride without a quote is priced on: the rules in force now for the
+        pickup's market and ``product``, at no surge; None when they have no rule for it
+        (the ride is not priced)."""
+        found = self._markets.market_of(*pickup)
+        market = found.name if found is not None else None
+        try:
+            rule = self.book.rule_for(market, product)
+        except FareError:
+            return None
+        return FareTerms(product, market, self.book.version, rule, NO_SURGE)

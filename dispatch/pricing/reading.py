@@ -25,7 +25,7 @@ from dispatch.domain.fares import (
     from_minor,
 )
 from dispatch.domain.geo import latlng_problem
-from dispatch.pricing.quotes import QUOTE_TYPE, Quote, QuoteError
+from dispatch.pricing.quotes import EXPIRED, QUOTE_TYPE, Quote, QuoteError
 from dispatch.pricing.trip import Estimate, Place
 from dispatch.tokens import LEEWAY_S, subject_fits
 
@@ -48,7 +48,7 @@ def read_quote(payload: Mapping[str, Any], now: float, lifetime_s: int) -> Quote
         raise QuoteError("not a rider's quote (its role is not 'rider')")
     iat, nbf, exp = (_seconds(payload, name) for name in ("iat", "nbf", "exp"))
     if exp <= now - LEEWAY_S:
-        raise QuoteError("quote expired: ask for a new one (POST /fares/estimate)")
+        raise QuoteError("quote expired: ask for a new one (POST /fares/estimate)", EXPIRED)
     if nbf > now + LEEWAY_S or iat > now + LEEWAY_S:
         raise QuoteError("quote issued in the future (iat or nbf)")
     if exp - iat > lifetime_s + LEEWAY_S:
