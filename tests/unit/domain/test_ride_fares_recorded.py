@@ -13,6 +13,7 @@ from dispatch.domain.fares import FareRule
 from dispatch.domain.ride import Ride
 from dispatch.domain.ride_fare import FareTerms, QuotedPrice
 from dispatch.matching.geo import haversine_m
+from dispatch.shard.crossshard.messages import Envelope, OpenRide
 from schemas import commands as c
 from schemas.fares import FareTermsData
 from tests.unit.conftest import SF, SF_AIRPORT
@@ -121,3 +122,15 @@ def test_events_written_before_fares_load_as_a_ride_that_is_not_priced(s):
     assert ride is not None and ride.fare is None and ride.fare_terms is None
     assert (old[0].fare, old[-1].distance_m, old[-1].duration_s, old[-1].fare) == (
         None, None, None, None)  # fmt: skip
+
+
+def test_a_ride_opened_at_another_shard_takes_its_fare_terms_there(s):
+    rider_id, ride_id = s.rider(), s.new_id(s.OTHER_SHARD)
+    data = FareTermsData.model_validate(terms("30.00").to_data())
+    then = s.when(c.RequestRide(ride_id=ride_id, rider_id=rider_id, pickup=SF,
+                                dropoff=SF_AIRPORT, fare=data))  # fmt: skip
+    sent = then.event("dispatch.Link.Sent")
+    assert sent.kind == "OpenRide" and sent.body["fare"] == terms("30.00").to_data()
+    wire = Envelope(s.SHARD, s.OTHER_SHARD, sent.seq, OpenRide(**sent.body)).to_data()
+    opened = Envelope.from_data(json.loads(json.dumps(wire))).body
+    assert isinstance(opened, OpenRide) and opened.fare == terms("30.00").to_data()
