@@ -9,6 +9,8 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
+from eventsourcing.domain import Snapshot
+
 from dispatch.domain.fares import FareRule
 from dispatch.domain.ride import Ride
 from dispatch.domain.ride_fare import FareTerms, QuotedPrice
@@ -134,3 +136,17 @@ def test_a_ride_opened_at_another_shard_takes_its_fare_terms_there(s):
     wire = Envelope(s.SHARD, s.OTHER_SHARD, sent.seq, OpenRide(**sent.body)).to_data()
     opened = Envelope.from_data(json.loads(json.dumps(wire))).body
     assert isinstance(opened, OpenRide) and opened.fare == terms("30.00").to_data()
+
+
+def test_a_ride_on_its_trip_keeps_its_terms_and_start_through_a_snapshot(s):
+    """A checkpoint holds live rides as snapshots: a priced ride restored mid-trip still
+    has its terms and its trip's start, so its completion is timed and priced the same."""
+    driver_id, ride_id = s.driver(), priced_request(s, s.rider(), terms("30.00"))
+    s.given(s.offer(ride_id, driver_id))
+    for command in (c.AcceptOffer, c.MarkArrived, c.StartTrip):
+        s.given(command(ride_id=ride_id, driver_id=driver_id))
+    ride = s.get(ride_id)
+    stored = s.app.mapper.to_stored_event(Snapshot.take(ride))
+    restored = s.app.mapper.to_domain_event(stored).mutate(None)
+    assert restored.fare_terms == terms("30.00")
+    assert restored.trip_started_at == ride.trip_started_at == s.now
