@@ -9,12 +9,15 @@ Used by the simulator's report, by ``dispatch replay verify`` and by the failove
 - every command id has exactly one outcome within the idempotency window: a second
   record of a command id is a ``duplicate_outcome`` unless the first had left the window
   by then (the first record's own window; for a record that carries none, written before
-  windows were recorded, the second's; with neither, forever).
+  windows were recorded, the second's; with neither, forever);
+- every completed ride's fare is the one its terms (in its requested event) give for the
+  trip it recorded, and a ride without terms records none (``fare_mismatch``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from dispatch.domain.command_record import CommandRecord
 from dispatch.domain.driver import (
@@ -24,7 +27,8 @@ from dispatch.domain.driver import (
     Driver,
     next_availability,
 )
-from dispatch.domain.ride import HOLDS_NO_DRIVER, RIDE_TRANSITIONS, Ride, RideStatus
+from dispatch.domain.ride import HOLDS_NO_DRIVER, RIDE_TRANSITIONS, TERMINAL, Ride, RideStatus
+from dispatch.domain.ride_fare import FareTerms, final_fare
 from dispatch.domain.rider import Rider
 from dispatch.log import LogEvent, parse_time
 
@@ -64,6 +68,7 @@ class InvariantChecker:
     ride_driver: dict[str, str] = field(default_factory=dict)
     open_offers: dict[str, tuple[float, str]] = field(default_factory=dict)
     command_ids: dict[str, CommandSeen] = field(default_factory=dict)
+    ride_terms: dict[str, Any] = field(default_factory=dict)  # live priced rides' terms
     last_time: float = float("-inf")
 
     def check(self, e: LogEvent) -> None:
@@ -82,6 +87,8 @@ class InvariantChecker:
             self._rider(e)
         elif topic == Ride.Created.TOPIC:
             self.ride_status[agg_id] = RideStatus.REQUESTED
+            if e.data.get("fare") is not None:
+                self.ride_terms[agg_id] = e.data["fare"]
         elif topic == Driver.Created.TOPIC:
             self.drivers[agg_id] = REGISTERED
         elif topic == Driver.Arrived.TOPIC:  # handed off to this shard: its first event here
@@ -114,6 +121,10 @@ class InvariantChecker:
         if status not in allowed:
             self._flag(e, "illegal_transition", f"{e.kind} while the ride is {status}")
         self.ride_status[ride_id] = after
+        if after in TERMINAL:
+            terms = self.ride_terms.pop(ride_id, None)
+            if e.topic == Ride.Completed.TOPIC:
+                self._fare(e, terms)
         driver = e.data.get("driver_id")
         if e.topic == Ride.Offered.TOPIC:
             assert driver is not None
@@ -144,6 +155,25 @@ class InvariantChecker:
             holder = self.ride_driver.pop(ride_id, None)
             if holder is not None and self.driver_ride.get(holder) == ride_id:
                 del self.driver_ride[holder]
+
+    def _fare(self, e: LogEvent, terms: dict[str, Any] | None) -> None:
+        """The completed ride's recorded fare against its terms over its recorded trip."""
+        recorded, metres, seconds = (e.data.get(k) for k in ("fare", "distance_m", "duration_s"))
+        if metres is None or seconds is None:  # completed before fares: nothing to check
+            return
+        if terms is None:
+            if recorded is not None:
+                self._flag(e, "fare_mismatch", "a fare recorded for a ride with no fare terms")
+            return
+        try:
+            expected = final_fare(FareTerms.from_data(terms), int(metres), int(seconds))
+        except (KeyError, TypeError, ValueError, ArithmeticError) as error:
+            self._flag(e, "fare_mismatch", f"its fare terms do not price: {error}")
+            return
+        if recorded != expected.to_data():
+            self._flag(
+                e, "fare_mismatch", f"recorded {recorded}, its terms give {expected.to_data()}"
+            )
 
     def _driver(self, e: LogEvent) -> None:
         driver_id = e.aggregate_id
