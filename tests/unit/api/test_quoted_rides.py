@@ -229,3 +229,11 @@ def test_a_view_of_a_ride_requested_before_fares_shows_no_fare() -> None:
         {"at": 9, "event": "Ride.Completed", "position": "0:9", "driver_id": "d"},
     ])  # fmt: skip
     assert fare_of(old) == {"fare_terms": None}
+
+
+def test_replay_verify_finds_every_fare_of_the_log_as_its_terms_give(town: Town) -> None:
+    r = town.request(quote=town.estimate()["quote"])
+    assert r.status_code == 201, r.text
+    assert town.drive(r.json()["ride_id"], 60)["fare"] is not None
+    said = CliRunner().invoke(cli, ["replay", "verify", "--data-dir", str(town.data_dir)])
+    assert said.exit_code == 0 and "0 violation(s)" in said.output, said.output
