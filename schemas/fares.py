@@ -42,6 +42,9 @@ class QuotedPriceData(_Fare):
     duration_s: Count
     estimated_by: Literal["road_network", "straight_line"]
     minimum_applied: bool
+    expires_at: Annotated[int, Field(ge=0)] | None = Field(
+        default=None, description="When the quote expires (epoch seconds)."
+    )
 
 
 class FareTermsData(_Fare):

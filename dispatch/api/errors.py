@@ -22,6 +22,7 @@ OUTCOME_STATUS: Mapping[str, int] = {
     "not_found": 404,
     "forbidden": 403,
     "invalid_command": 422,
+    "quote_expired": 422,  # a ride request's quote, expired on the shard's clock
     "idempotency_key_reused": 422,
     # A UUIDv7 key older than the idempotency window, or dated too far ahead of the engine's
     # clock: send the request again with a new key (docs/ARCHITECTURE.md, Idempotency).

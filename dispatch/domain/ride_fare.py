@@ -39,7 +39,8 @@ Basis = Literal["quoted", "metered"]
 
 @dataclass(frozen=True, slots=True)
 class QuotedPrice:
-    """What a quote promised: its id (the quote's ``jti``), its trip and its total."""
+    """What a quote promised: its id (the quote's ``jti``), its trip and its total, until
+    ``expires_at`` (epoch seconds)."""
 
     quote_id: str
     total: Decimal
@@ -47,6 +48,7 @@ class QuotedPrice:
     duration_s: int
     estimated_by: str
     minimum_applied: bool
+    expires_at: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +82,7 @@ class FareTerms:
                 "duration_s": quote.duration_s,
                 "estimated_by": quote.estimated_by,
                 "minimum_applied": quote.minimum_applied,
+                "expires_at": quote.expires_at,
             }
         return {
             "product": self.product,
@@ -100,7 +103,7 @@ class FareTerms:
         q = data.get("quote")
         quote = None if q is None else QuotedPrice(
             q["quote_id"], Decimal(q["total"]), int(q["distance_m"]), int(q["duration_s"]),
-            q["estimated_by"], bool(q["minimum_applied"]),
+            q["estimated_by"], bool(q["minimum_applied"]), q.get("expires_at"),
         )  # fmt: skip
         return cls(
             cast(Product, product),

@@ -94,12 +94,12 @@ class FareDesk:
             f"{self.max_trip_m / 1000:g} km a quote may price (DISPATCH_MAX_TRIP_KM)",
         )
 
-    def read(self, token: str, now: float) -> Quote:
+    def read(self, token: str, now: float, expired_ok: bool = False) -> Quote:
         """The quote ``token`` is, if this engine signed it and it is still valid at
-        ``now``; else ``QuoteError`` with the reason."""
+        ``now`` (``expired_ok``: or expired); else ``QuoteError`` with the reason."""
         if not token.isascii():
             raise QuoteError("malformed quote: not ASCII")
-        return read_quote(self._codec.verify(token), now, self.ttl_s)
+        return read_quote(self._codec.verify(token), now, self.ttl_s, expired_ok)
 
     def check(
         self,
@@ -109,11 +109,13 @@ class FareDesk:
         dropoff: Place,
         product: Product,
         now: float,
+        expired_ok: bool = False,
     ) -> Quote:
         """The quote ``token`` is, if it is valid at ``now`` and was issued to ``rider_id``
         for this trip (each end within ``PLACE_TOLERANCE_M``) and product (what
-        ``POST /rides`` will check of a quote it carries); else ``QuoteError``."""
-        quote = self.read(token, now)
+        ``POST /rides`` checks of a quote it carries); else ``QuoteError``. With
+        ``expired_ok`` an expired quote passes (the shard checks the expiry then)."""
+        quote = self.read(token, now, expired_ok)
         check_quote(quote, rider_id, pickup, dropoff, product)
         return quote
 
@@ -122,7 +124,7 @@ class FareDesk:
         version and surge, and what it promised."""
         promised = QuotedPrice(quote.quote_id, quote.total, quote.distance_m,
                                quote.duration_s, quote.estimated_by,
-                               quote.minimum_applied)  # fmt: skip
+                               quote.minimum_applied, quote.expires_at)  # fmt: skip
         return FareTerms(quote.product, quote.market, quote.rules_version, quote.rule,
                          quote.surge, promised)  # fmt: skip
 

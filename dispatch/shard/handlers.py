@@ -20,6 +20,7 @@ from dispatch.domain.errors import (
     NotFound,
     NotHereYet,
     NotOpenedYet,
+    QuoteExpired,
 )
 from dispatch.domain.geo import Point
 from dispatch.domain.ids import shard_of
@@ -37,6 +38,7 @@ from dispatch.shard.crossing import (
 from dispatch.shard.policy import Policy
 from dispatch.shard.trips import driven_trip
 from dispatch.shard.unit_of_work import UnitOfWork
+from dispatch.tokens import LEEWAY_S
 from schemas import commands as c
 
 
@@ -96,6 +98,7 @@ def request_ride(uow: UnitOfWork, cmd: c.RequestRide, now: datetime, p: Policy) 
     pickup = Point(cmd.pickup.lat, cmd.pickup.lng)
     dropoff = Point(cmd.dropoff.lat, cmd.dropoff.lng)
     terms = fare_terms(cmd.fare.model_dump(mode="json") if cmd.fare is not None else None)
+    check_quote_live(terms, now)
     if here:
         ride = Ride.request(cmd.ride_id, cmd.rider_id, pickup, dropoff, p.max_wait_s, now, terms)
         uow.add(ride)
@@ -113,6 +116,14 @@ def fare_terms(data: dict[str, Any] | None) -> FareTerms | None:
         return FareTerms.from_data(data)
     except (KeyError, TypeError, ValueError, ArithmeticError) as error:
         raise InvalidCommand(f"the request's fare terms are malformed: {error}") from None
+
+
+def check_quote_live(terms: FareTerms | None, now: datetime) -> None:
+    """``QuoteExpired`` if the request's quote had expired by ``now`` (the shard's clock,
+    with the tokens' leeway, as the API checks it)."""
+    expires_at = terms.quote.expires_at if terms is not None and terms.quote else None
+    if expires_at is not None and expires_at <= now.timestamp() - LEEWAY_S:
+        raise QuoteExpired("quote expired: ask for a new one (POST /fares/estimate)")
 
 
 def cancel_ride(uow: UnitOfWork, cmd: c.CancelRide, now: datetime, p: Policy) -> list[UUID]:

@@ -107,7 +107,7 @@ def request_ride(
     `quote_mismatch`, with the reason) and nothing is recorded. Without one, the ride is
     priced when it completes, by the rules in force now (docs/MARKETPLACE.md)."""
     rider_id = UUID(caller.sub)
-    terms = _fare_terms(ctx, caller.sub, body)
+    terms = _fare_terms(ctx, caller.sub, body, keyed=key is not None)
     # The ride lives in the shard of its pickup; the rider's home shard takes the request
     # (the one-active-ride lock) and, for a pickup elsewhere, opens the ride there.
     shard = ctx.runtime.markets.shard_for(body.pickup.lat, body.pickup.lng)
@@ -136,15 +136,19 @@ def request_ride(
     )  # fmt: skip
 
 
-def _fare_terms(ctx: ApiContext, rider: str, body: api.RequestRide) -> FareTerms | None:
+def _fare_terms(
+    ctx: ApiContext, rider: str, body: api.RequestRide, keyed: bool
+) -> FareTerms | None:
     """The terms the ride is priced on: its quote's, if it carries one (checked: else a 422
-    with the reason), or the rules in force (None: they have no rule for the trip)."""
+    with the reason), or the rules in force (None: they have no rule for the trip). A keyed
+    request's quote may have expired here: the shard refuses it then, after answering a
+    retry from its record (the first request's outcome)."""
     pickup, dropoff = (body.pickup.lat, body.pickup.lng), (body.dropoff.lat, body.dropoff.lng)
     if body.quote is None:
         return ctx.fares.terms_for(pickup, body.product)
     now = ctx.runtime.clock()
     try:
-        quote = ctx.fares.check(body.quote, rider, pickup, dropoff, body.product, now)
+        quote = ctx.fares.check(body.quote, rider, pickup, dropoff, body.product, now, keyed)
     except QuoteError as error:
         raise ApiError(422, error.code, error.reason) from None
     return ctx.fares.terms_of(quote)

@@ -10,6 +10,7 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,7 @@ def test_a_ride_with_its_quote_keeps_the_quoted_price_and_records_the_quote(town
         "total_minor": quote["total_minor"], "distance_m": quote["distance_m"],
         "duration_s": quote["duration_s"], "estimated_by": quote["estimated_by"],
         "minimum_applied": quote["minimum_applied"],
+        "expires_at": int(datetime.fromisoformat(quote["expires_at"]).timestamp()),
     }  # fmt: skip
     assert (terms["rules_version"], terms["rule"], terms["surge"], terms["currency"]) == (
         quote["rules_version"], quote["rule"], quote["surge"], quote["currency"])  # fmt: skip
@@ -229,6 +231,30 @@ def test_a_view_of_a_ride_requested_before_fares_shows_no_fare() -> None:
         {"at": 9, "event": "Ride.Completed", "position": "0:9", "driver_id": "d"},
     ])  # fmt: skip
     assert fare_of(old) == {"fare_terms": None}
+
+
+def test_a_keyed_retry_after_its_quote_expired_gets_the_first_outcome(town: Town) -> None:
+    desk = town.client.app.state.ctx.fares  # type: ignore[attr-defined]
+    place = (PICKUP["lat"], PICKUP["lng"]), (DROPOFF["lat"], DROPOFF["lng"])
+    # issued 290 s ago: valid 10 s more, and the 30 s leeway
+    token = desk.estimate(town.ids["rider_r"], *place, "standard", town.clock[0] - 290).token
+    keyed = {**town.tokens["rider_r"], "Idempotency-Key": "quoted-ride-1"}
+    ride = {"pickup": PICKUP, "dropoff": DROPOFF, "quote": token}
+    first = town.client.post("/rides", headers=keyed, json=ride)
+    assert first.status_code == 201, first.text
+    town.clock[0] += 60  # the quote has expired now
+    try:
+        again = town.client.post("/rides", headers=keyed, json=ride)
+        assert again.status_code in (200, 201), again.text
+        assert again.json()["ride_id"] == first.json()["ride_id"]
+        # A new keyed request with the expired quote: the shard refuses it.
+        other = {**town.tokens["rider_s"], "Idempotency-Key": "quoted-ride-2"}
+        late = desk.estimate(town.ids["rider_s"], *place, "standard", town.clock[0] - 400)
+        refused(town.client.post("/rides", headers=other, json=ride | {"quote": late.token}),
+                "quote_expired", "quote expired")  # fmt: skip
+    finally:
+        cancel = f"/rides/{first.json()['ride_id']}/cancel"
+        assert town.client.post(cancel, headers=town.tokens["rider_r"]).is_success
 
 
 def test_replay_verify_finds_every_fare_of_the_log_as_its_terms_give(town: Town) -> None:

@@ -93,6 +93,19 @@ def test_a_ride_without_fare_terms_records_its_trip_and_no_fare(s):
     assert (completed.distance_m, completed.duration_s, completed.fare) == (DRIVEN_M, 600, None)
 
 
+def test_a_request_whose_quote_expired_by_the_shards_clock_is_refused(s):
+    """The API lets a keyed request's expired quote through (a retry is answered from the
+    record first); the shard refuses it when it is a new request."""
+    late = replace(terms("30.00"), quote=replace(terms("30.00").quote, expires_at=int(
+        s.now.timestamp()) - 30))  # fmt: skip
+    command = c.RequestRide(ride_id=s.new_id(), rider_id=s.rider(), pickup=SF,
+                            dropoff=SF_AIRPORT,
+                            fare=FareTermsData.model_validate(late.to_data()))  # fmt: skip
+    s.when(command).assert_rejected("quote_expired")
+    live = replace(late, quote=replace(late.quote, expires_at=int(s.now.timestamp()) - 29))
+    assert priced_request(s, command.rider_id, live) is not None  # within the 30 s leeway
+
+
 def test_malformed_fare_terms_are_refused_and_record_nothing(s):
     bad = terms().to_data()
     bad["rule"]["minimum"] = "0.001"  # not whole cents
