@@ -132,10 +132,18 @@ class FareDesk:
         """The terms a ride without a quote is priced on: the rules in force now for the
         pickup's market and ``product``, at no surge; None when they have no rule for it
         (the ride is not priced)."""
-        found = self._markets.market_of(*pickup)
-        market = found.name if found is not None else None
-        try:
-            rule = self.book.rule_for(market, product)
-        except FareError:
-            return None
-        return FareTerms(product, market, self.book.version, rule, NO_SURGE)
+        return terms_for(self.book, self._markets, pickup, product)
+
+
+def terms_for(
+    book: FareBook, markets: MarketMap, pickup: Place, product: Product
+) -> FareTerms | None:
+    """The terms a ride without a quote is priced on: ``book``'s rule for the pickup's
+    market and ``product``, at no surge; None when it has none (the ride is not priced)."""
+    found = markets.market_of(*pickup)
+    market = found.name if found is not None else None
+    try:
+        rule = book.rule_for(market, product)
+    except FareError:
+        return None
+    return FareTerms(product, market, book.version, rule, NO_SURGE)

@@ -30,6 +30,8 @@ from dispatch.log import LogEvent, decode
 from dispatch.markets import MarketMap
 from dispatch.messages import FOLLOW_THE_DRIVER, Ping
 from dispatch.ports import CommandBus
+from dispatch.pricing.desk import terms_for
+from dispatch.pricing.rules import FareBook
 from dispatch.roads.routes import RoadRouter, still
 from dispatch.simulator.agents import BUSY, Phase, SimDriver, SimRide
 from dispatch.simulator.city import City
@@ -42,6 +44,7 @@ from dispatch.simulator.streams import Streams
 from dispatch.simulator.travel import TravelConfig, TravelModel
 from schemas import commands as c
 from schemas.common import LatLng
+from schemas.fares import FareTermsData
 
 
 @dataclass(frozen=True)
@@ -125,10 +128,14 @@ class Simulation:
         markets: MarketMap,
         demand: Sequence[Request] | None = None,
         router: RoadRouter | None = None,
+        fares: FareBook | None = None,
     ) -> None:
         """``demand``: the requests to make (a trace); by default the synthetic city's.
         ``router``: drivers drive routes over its road network (config.road_network's),
-        the city is placed on it and every point snapped to a road node."""
+        the city is placed on it and every point snapped to a road node. ``fares``: the
+        rules that price each ride (standard, without a quote), as the API would; None:
+        rides are not priced."""
+        self.fares = fares
         self.cfg, self.transport, self.step, self.clock, self.markets = (
             config,
             transport,
@@ -432,12 +439,14 @@ class Simulation:
         self.rides[ride_id] = SimRide(index, ride_id, rider_id, pickup, dropoff, self.clock.now)
         self._waiting.add(ride_id)
         self._open.add(ride_id)
+        terms = terms_for(self.fares, self.markets, pickup, "standard") if self.fares else None
         self._send(
             c.RequestRide(
                 ride_id=ride_id,
                 rider_id=rider_id,
                 pickup=LatLng(lat=pickup[0], lng=pickup[1]),
                 dropoff=LatLng(lat=dropoff[0], lng=dropoff[1]),
+                fare=None if terms is None else FareTermsData.model_validate(terms.to_data()),
             )
         )
         rng = self.streams.rng("rider", index)
