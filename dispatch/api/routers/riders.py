@@ -104,8 +104,9 @@ def request_ride(
     at a time (else 409). With a `quote` (from `POST /fares/estimate`), the ride keeps the
     quoted price; a quote that is not valid, has expired, or is another rider's or for
     another trip or product is refused (422 `quote_invalid`, `quote_expired`,
-    `quote_mismatch`, with the reason) and nothing is recorded. Without one, the ride is
-    priced when it completes, by the rules in force now (docs/MARKETPLACE.md)."""
+    `quote_mismatch`, with the reason) and no ride is made; with an `Idempotency-Key`, a
+    retry after the quote expired gets the first request's outcome. Without a quote, the
+    ride is priced when it completes, by the rules in force now (docs/MARKETPLACE.md)."""
     rider_id = UUID(caller.sub)
     terms = _fare_terms(ctx, caller.sub, body, keyed=key is not None)
     # The ride lives in the shard of its pickup; the rider's home shard takes the request
