@@ -14,7 +14,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dispatch.domain.fares import Product
 
-Amount = Annotated[str, Field(pattern=r"^[0-9]{1,6}(\.[0-9]{1,4})?$", examples=["7.36"])]
+# Any amount the core prices: a quote's total reaches ``MAX_TOTAL_MINOR`` (10**15) minor
+# units, 16 digits in a currency of no minor digits (VND, JPY), and an unquoted ride's
+# metered fare stays below that (rules of at most 100,000, surge at most 10, trips and
+# durations of at most 10**9 m or s). A bound of 6 digits once refused an ordinary VND fare
+# of 1,058,457 (a 500 on POST /rides): keep it at the core's bound.
+Amount = Annotated[
+    str, Field(pattern=r"^[0-9]{1,16}(\.[0-9]{1,4})?$", max_length=21, examples=["7.36"])
+]
 Count = Annotated[int, Field(ge=0, le=10**9)]
 
 

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from dispatch.domain.fares import MAX_SURGE, FareRule, fare
 from dispatch.domain.ride_fare import FareTerms, QuotedPrice, final_fare, within_tolerance
+from schemas.fares import FareTermsData, FinalFareData
 from tests.unit.domain.test_fare_price import METRES, SECONDS, rules
 
 D = Decimal
@@ -86,3 +87,23 @@ def test_the_final_fare_as_event_data_says_how_it_was_reached() -> None:
         "total": "11.00", "total_minor": 1100, "currency": "USD", "basis": "quoted",
         "metered": "11.74", "minimum_applied": False,
     }  # fmt: skip
+
+
+@given(terms(), METRES, SECONDS)
+def test_the_terms_and_the_final_fare_pass_the_wire_schemas(
+    t: FareTerms, metres: int, seconds: int
+) -> None:
+    FareTermsData.model_validate(t.to_data())
+    FinalFareData.model_validate(final_fare(t, metres, seconds).to_data())
+
+
+def test_the_largest_fares_the_core_prices_pass_the_wire_schemas() -> None:
+    # the rules' bounds (100,000 each), the surge's (10), the longest trip a count holds
+    top = D(100_000)
+    for currency in ("VND", "USD", "KWD"):
+        rule = FareRule(currency, top, top, top, top)
+        priced = fare(rule, 10**9, 10**9, MAX_SURGE)
+        quote = QuotedPrice("q", priced.total, 10**9, 10**9, "straight_line", False)
+        t = FareTerms("standard", None, "sha256:x", rule, MAX_SURGE, quote)
+        FareTermsData.model_validate(t.to_data())
+        FinalFareData.model_validate(final_fare(t, 10**9, 10**9).to_data())
