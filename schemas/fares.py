@@ -69,9 +69,10 @@ class FareTermsData(_Fare):
 
 
 class FinalFareData(_Fare):
-    """A completed ride's fare: ``total`` on ``basis`` quoted (the quote's total: the trip's
-    metered fare was within 20 % of it) or metered (``metered``: the terms over the trip
-    driven); ``minimum_applied``: whether the minimum set the metered fare."""
+    """A completed ride's fare: ``total`` on ``basis`` quoted (the quote's total, upfront:
+    a quoted ride pays it whatever the trip took) or metered (a ride without a quote);
+    ``metered``: the terms over the recorded trip, recorded for a quoted ride too, for
+    comparison; ``minimum_applied``: whether the minimum set the metered fare."""
 
     total: Amount
     total_minor: Annotated[int, Field(ge=0)]

@@ -7,17 +7,23 @@ completes, ``final_fare`` prices the trip driven (its distance and duration, in
 ``Ride.Completed``) by those terms, so every fare is explained by the ride's own events
 (docs/MARKETPLACE.md, "The ride's fare"):
 
-- a quoted ride pays the quoted total, unless the metered fare of the trip driven (the
-  quote's rule and surge over the trip's distance and duration) differs from it by more
-  than ``QUOTE_TOLERANCE`` of the quoted total (either way): then it pays the metered fare;
+- a quoted ride pays the quoted total, whatever the trip took (upfront pricing); the
+  metered fare of the trip (the quote's rule and surge over its recorded distance and
+  duration) is recorded beside it, for comparison, and decides nothing;
 - a ride without a quote pays the metered fare.
+
+There is no tolerance that switches a quoted ride to the metered fare: the trip's distance
+is the straight-line estimate between the requested pickup and drop-off, fixed when the ride
+is requested, so a detour or an early drop-off cannot change it, and only the duration
+could move the metered fare, the part the driver controls (by when they press start and
+complete). A switch on it would let a slow trip raise the rider's fare above the quote
+(docs/MARKETPLACE.md, "The ride's fare").
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from fractions import Fraction
 from typing import Any, Literal, cast
 
 from dispatch.domain.fares import (
@@ -31,9 +37,6 @@ from dispatch.domain.fares import (
     minor_units,
 )
 
-# How far (a share of the quoted total) the metered fare of the trip driven may be from
-# the quoted total, and the rider still pays the quoted total.
-QUOTE_TOLERANCE = Fraction(1, 5)
 Basis = Literal["quoted", "metered"]
 
 
@@ -118,8 +121,8 @@ class FareTerms:
 @dataclass(frozen=True, slots=True)
 class FinalFare:
     """What the rider pays for a trip of ``distance_m`` and ``duration_s``: ``total``, on
-    ``basis`` quoted (the quote's total) or metered (``metered``: the terms over the
-    trip driven)."""
+    ``basis`` quoted (the quote's total) or metered; ``metered``: the terms over the trip,
+    recorded for either."""
 
     distance_m: int
     duration_s: int
@@ -139,17 +142,13 @@ class FinalFare:
         }
 
 
-def within_tolerance(quoted: Decimal, metered: Decimal) -> bool:
-    """Whether ``metered`` is within ``QUOTE_TOLERANCE`` of ``quoted`` (bounds included)."""
-    return abs(Fraction(metered) - Fraction(quoted)) <= QUOTE_TOLERANCE * Fraction(quoted)
-
-
 def final_fare(terms: FareTerms, distance_m: int, duration_s: int) -> FinalFare:
-    """The fare of a trip driven of ``distance_m`` and ``duration_s`` on ``terms``."""
+    """The fare of a trip of ``distance_m`` and ``duration_s`` on ``terms``: the quoted
+    total when the ride carried a quote, else the metered fare."""
     metered = fare(terms.rule, distance_m, duration_s, terms.surge)
     quote = terms.quote
     basis: Basis
-    if quote is not None and within_tolerance(quote.total, metered.total):
+    if quote is not None:
         total, basis = quote.total, "quoted"
     else:
         total, basis = metered.total, "metered"

@@ -17,7 +17,7 @@ from typing import Any
 
 from dispatch.domain.fares import amount_text
 from dispatch.domain.ride import Ride
-from dispatch.domain.ride_fare import QUOTE_TOLERANCE, FareTerms, final_fare
+from dispatch.domain.ride_fare import FareTerms, final_fare
 from dispatch.matching.geo import haversine_m
 
 
@@ -108,12 +108,10 @@ def _final(out: FareExplanation, terms: FareTerms, completed: Any) -> None:
     if quote is None:
         why = "no quote: the metered fare"
     else:
-        off = abs(Fraction(again.metered.total) - Fraction(quote.total))
-        bound = QUOTE_TOLERANCE * Fraction(quote.total)
-        within = "within" if again.basis == "quoted" else "beyond"
-        why = (f"the metered fare is {_num(off)} from the quoted {a(quote.total)}, {within} "
-               f"{_num(QUOTE_TOLERANCE * 100)} % of it ({_num(bound)}): the "
-               f"{again.basis} fare")  # fmt: skip
+        off = Fraction(again.metered.total) - Fraction(quote.total)
+        side = "above" if off > 0 else "below" if off < 0 else "at"
+        why = (f"the quoted total, upfront (the metered fare, {a(again.metered.total)}, is "
+               f"{_num(abs(off))} {side} it, for comparison only)")  # fmt: skip
     out.lines.append(f"pays {a(again.total)} {money}: {why}")
     recorded = completed.fare
     out.agrees = recorded == again.to_data()

@@ -53,9 +53,10 @@ def test_a_quoted_fare_of_millions_of_dong_is_estimated_requested_and_paid(town:
     assert r.status_code == 201, r.text
     ride_id = r.json()["ride_id"]
     assert town.ride(ride_id)["fare_terms"]["quote"]["total"] == quote["total"]
-    done = town.drive(ride_id, quote["duration_s"])
+    done = town.drive(ride_id, quote["duration_s"] + 1_800)  # slower than quoted
     fare = done["fare"]
     assert (fare["total"], fare["currency"], fare["basis"]) == (quote["total"], "VND", "quoted")
+    assert int(fare["metered"]) > int(fare["total"])  # upfront: the slow trip costs no more
     assert FinalFareData.model_validate(fare) and FareTermsData.model_validate(done["fare_terms"])
 
 

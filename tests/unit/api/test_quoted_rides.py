@@ -127,7 +127,7 @@ def test_a_ride_with_its_quote_keeps_the_quoted_price_and_records_the_quote(town
     (requested,) = [e for e in town.ride(ride_id)["timeline"] if e["event"] == "Ride.Requested"]
     assert requested["data"]["fare"] == terms  # in the log, not only in the view
 
-    # Driven as quoted, about: the rider pays the quoted total.
+    # Driven as quoted, about: the rider pays the quoted total (as for any trip).
     done = town.drive(ride_id, quote["duration_s"])
     assert done["trip"]["distance_m"] > 0
     assert done["trip"]["duration_s"] == quote["duration_s"]
@@ -142,7 +142,7 @@ def test_a_ride_with_its_quote_keeps_the_quoted_price_and_records_the_quote(town
     assert f"quote {quote['quote_id']}: {quote['distance_m']:,} m" in said.output
     assert f"trip driven: {done['trip']['distance_m']:,} m (straight_line" in said.output
     assert "metered: max(7.00, 2.50 + 1.10 x " in said.output
-    assert f"pays {quote['total']} USD: the metered fare is " in said.output
+    assert f"pays {quote['total']} USD: the quoted total, upfront" in said.output
     explained = CliRunner().invoke(cli, [*replay, "--json"])
     facts = json.loads(explained.output)
     assert facts["agrees"] is True and facts["recorded"] == done["fare"]

@@ -1,7 +1,7 @@
 """A ride's final fare (``dispatch.domain.ride_fare``): the metered fare of the trip driven
-by the terms recorded at request; a quoted ride pays its quoted total while the metered
-fare is within the tolerance of it; never below the minimum; a longer or slower trip never
-costs less; the terms read back from event data as they were written."""
+by the terms recorded at request; a quoted ride pays its quoted total whatever the trip
+took (upfront), its metered fare recorded beside it; never below the minimum; a longer or
+slower trip never costs less; the terms read back from event data as they were written."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dispatch.domain.fares import MAX_SURGE, FareRule, fare
-from dispatch.domain.ride_fare import FareTerms, QuotedPrice, final_fare, within_tolerance
+from dispatch.domain.ride_fare import FareTerms, QuotedPrice, final_fare
 from schemas.fares import FareTermsData, FinalFareData
 from tests.unit.domain.test_fare_price import METRES, SECONDS, rules
 
@@ -41,26 +41,29 @@ def test_a_ride_without_a_quote_pays_the_metered_fare() -> None:
     assert (final.total, final.basis) == (D("11.00"), "metered")
 
 
-def test_a_quoted_ride_pays_the_quoted_total_for_a_trip_close_to_the_quote() -> None:
-    # 5.4 km and 11 min: 2.50 + 5.94 + 3.30 = 11.74, within 20 % of 11.00
+def test_a_quoted_ride_pays_the_quoted_total_and_records_the_metered_fare() -> None:
+    # 5.4 km and 11 min: 2.50 + 5.94 + 3.30 = 11.74, recorded beside the quoted 11.00
     final = final_fare(QUOTED, 5_400, 660)
     assert (final.total, final.basis, final.metered.total) == (D("11.00"), "quoted", D("11.74"))
 
 
-def test_a_quoted_ride_pays_the_metered_fare_for_a_trip_far_from_the_quote() -> None:
-    # 8 km and 20 min: 2.50 + 8.80 + 6.00 = 17.30, more than 20 % above 11.00
-    assert final_fare(QUOTED, 8_000, 1_200).total == D("17.30")
-    # 1 km and 2 min: the minimum, 7.00, more than 20 % below 11.00
+def test_a_quoted_ride_pays_the_quoted_total_however_long_the_trip_took() -> None:
+    # the review's case: 5 km, left running 50 min: metered 23.00, the rider pays 11.00
+    final = final_fare(QUOTED, 5_000, 3_000)
+    assert (final.total, final.basis, final.metered.total) == (D("11.00"), "quoted", D("23.00"))
+    # 1 km and 2 min: the minimum, 7.00, far below; the rider still pays the quote
     final = final_fare(QUOTED, 1_000, 120)
-    assert (final.total, final.basis, final.metered.minimum_applied) == (D("7.00"), "metered",
+    assert (final.total, final.basis, final.metered.minimum_applied) == (D("11.00"), "quoted",
                                                                          True)  # fmt: skip
 
 
-def test_the_tolerance_includes_its_bounds() -> None:
-    assert within_tolerance(D("10.00"), D("12.00"))
-    assert within_tolerance(D("10.00"), D("8.00"))
-    assert not within_tolerance(D("10.00"), D("12.01"))
-    assert not within_tolerance(D("10.00"), D("7.99"))
+@given(terms(), METRES, SECONDS)
+def test_a_quoted_ride_always_pays_its_quote(t: FareTerms, metres: int, seconds: int) -> None:
+    final = final_fare(t, metres, seconds)
+    if t.quote is not None:
+        assert (final.total, final.basis) == (t.quote.total, "quoted")
+    else:
+        assert (final.total, final.basis) == (final.metered.total, "metered")
 
 
 @given(terms(), METRES, SECONDS)
