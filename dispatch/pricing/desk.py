@@ -130,20 +130,19 @@ class FareDesk:
 
     def terms_for(self, pickup: Place, product: Product) -> FareTerms | None:
         """The terms a ride without a quote is priced on: the rules in force now for the
-        pickup's market and ``product``, at no surge; None when they have no rule for it
-        (the ride is not priced)."""
+        pickup's market and ``product``, at no surge. ``FareError`` (``product_not_offered``
+        naming the products offered, ``no_fare_rules``) when they cannot price it: the ride
+        is refused. None only when the deployment has no fare rules at all (no market's and
+        no ``elsewhere``): its rides are not priced."""
+        if not self.book.has_rules:
+            return None
         return terms_for(self.book, self._markets, pickup, product)
 
 
-def terms_for(
-    book: FareBook, markets: MarketMap, pickup: Place, product: Product
-) -> FareTerms | None:
+def terms_for(book: FareBook, markets: MarketMap, pickup: Place, product: Product) -> FareTerms:
     """The terms a ride without a quote is priced on: ``book``'s rule for the pickup's
-    market and ``product``, at no surge; None when it has none (the ride is not priced)."""
+    market and ``product``, at no surge; ``FareError`` when it has none."""
     found = markets.market_of(*pickup)
     market = found.name if found is not None else None
-    try:
-        rule = book.rule_for(market, product)
-    except FareError:
-        return None
+    rule = book.rule_for(market, product)
     return FareTerms(product, market, book.version, rule, NO_SURGE)

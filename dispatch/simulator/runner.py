@@ -23,6 +23,7 @@ from eventsourcing.persistence import Recording
 from dispatch.domain.driver import Driver
 from dispatch.domain.ids import new_id, shard_of
 from dispatch.domain.ride import RIDE_ENDINGS, Ride, RideStatus
+from dispatch.domain.ride_fare import FareTerms
 from dispatch.domain.rider import Rider
 from dispatch.invariants import InvariantChecker
 from dispatch.invariants_across import CrossShardChecker
@@ -31,7 +32,7 @@ from dispatch.markets import MarketMap
 from dispatch.messages import FOLLOW_THE_DRIVER, Ping
 from dispatch.ports import CommandBus
 from dispatch.pricing.desk import terms_for
-from dispatch.pricing.rules import FareBook
+from dispatch.pricing.rules import FareBook, FareError
 from dispatch.roads.routes import RoadRouter, still
 from dispatch.simulator.agents import BUSY, Phase, SimDriver, SimRide
 from dispatch.simulator.city import City
@@ -439,7 +440,7 @@ class Simulation:
         self.rides[ride_id] = SimRide(index, ride_id, rider_id, pickup, dropoff, self.clock.now)
         self._waiting.add(ride_id)
         self._open.add(ride_id)
-        terms = terms_for(self.fares, self.markets, pickup, "standard") if self.fares else None
+        terms = self._terms(pickup)
         self._send(
             c.RequestRide(
                 ride_id=ride_id,
@@ -452,6 +453,17 @@ class Simulation:
         rng = self.streams.rng("rider", index)
         if rng.random() < self.cfg.cancel_probability:
             self._schedule(rng.uniform(10, 120), "cancel", ride_id)
+
+    def _terms(self, pickup: tuple[float, float]) -> FareTerms | None:
+        """The simulated ride's terms (``standard``, the rules in force), or None where the
+        rules cannot price its pickup: the simulator's demand is not refused, as the API
+        refuses a rider's request, so such a ride is not priced."""
+        if not self.fares:
+            return None
+        try:
+            return terms_for(self.fares, self.markets, pickup, "standard")
+        except FareError:
+            return None
 
     def _pings(self, tick: int) -> None:
         phase, now = tick % self.cfg.ping_interval_s, self.clock.now

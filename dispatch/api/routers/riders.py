@@ -22,6 +22,7 @@ from dispatch.api.writes import Write, keyed_id, register, send, write
 from dispatch.domain.ids import derived_id, new_id, shard_of
 from dispatch.domain.ride_fare import FareTerms
 from dispatch.pricing.quotes import QuoteError
+from dispatch.pricing.rules import FareError
 from schemas import api
 from schemas import commands as c
 from schemas.common import LatLng
@@ -78,6 +79,18 @@ QUOTE_EXAMPLES: dict[str, dict[str, Any]] = {
                   "reason": "the request's pickup (37.776, -122.4194) is 122 m from the "
                   "quote's (37.7749, -122.4194): at most 50 m"},
     },
+    "product_not_offered": {
+        "summary": "The pickup's market does not offer the product (the reason names those it "
+        "offers)",
+        "value": {"error": "product_not_offered",
+                  "reason": "'xl' is not offered in market 'san-francisco' (offered: standard)"},
+    },
+    "no_fare_rules": {
+        "summary": "No fare rule prices the pickup (outside every market, no 'elsewhere' rules)",
+        "value": {"error": "no_fare_rules",
+                  "reason": "the pickup is outside every market, and there are no fare rules "
+                  "for places outside them (DISPATCH_FARES has no 'elsewhere')"},
+    },
 }  # fmt: skip
 REQUEST_RESPONSES: dict[int | str, dict[str, Any]] = {
     **COMMAND_RESPONSES,
@@ -85,7 +98,9 @@ REQUEST_RESPONSES: dict[int | str, dict[str, Any]] = {
     422: {
         **COMMAND_RESPONSES[422],
         "description": f"{COMMAND_RESPONSES[422]['description'].rstrip('.')}; or the quote "
-        "is refused: quote_invalid, quote_expired or quote_mismatch, with the reason.",
+        "is refused: quote_invalid, quote_expired or quote_mismatch, with the reason; or, "
+        "without a quote, no fare rule prices the ride: product_not_offered (the reason "
+        "names the products the pickup's market offers) or no_fare_rules.",
         "content": {"application/json": {"examples": QUOTE_EXAMPLES}},
     },
 }
@@ -106,7 +121,10 @@ def request_ride(
     another trip or product is refused (422 `quote_invalid`, `quote_expired`,
     `quote_mismatch`, with the reason) and no ride is made; with an `Idempotency-Key`, a
     retry after the quote expired gets the first request's outcome. Without a quote, the
-    ride is priced when it completes, by the rules in force now (docs/MARKETPLACE.md)."""
+    ride is priced when it completes, by the rules in force now; a product the pickup's
+    market does not offer, or a pickup no rule prices, is refused (422
+    `product_not_offered`, `no_fare_rules`, with the reason) and no ride is made
+    (docs/MARKETPLACE.md)."""
     rider_id = UUID(caller.sub)
     terms = _fare_terms(ctx, caller.sub, body, keyed=key is not None)
     # The ride lives in the shard of its pickup; the rider's home shard takes the request
@@ -141,12 +159,16 @@ def _fare_terms(
     ctx: ApiContext, rider: str, body: api.RequestRide, keyed: bool
 ) -> FareTerms | None:
     """The terms the ride is priced on: its quote's, if it carries one (checked: else a 422
-    with the reason), or the rules in force (None: they have no rule for the trip). A keyed
+    with the reason), or the rules in force (no rule for the trip: a 422 with the reason;
+    None: the deployment has no fare rules at all, the ride is not priced). A keyed
     request's quote may have expired here: the shard refuses it then, after answering a
     retry from its record (the first request's outcome)."""
     pickup, dropoff = (body.pickup.lat, body.pickup.lng), (body.dropoff.lat, body.dropoff.lng)
     if body.quote is None:
-        return ctx.fares.terms_for(pickup, body.product)
+        try:
+            return ctx.fares.terms_for(pickup, body.product)
+        except FareError as error:  # refused before anything is sent: nothing recorded
+            raise ApiError(422, error.code, error.reason) from None
     now = ctx.runtime.clock()
     try:
         quote = ctx.fares.check(body.quote, rider, pickup, dropoff, body.product, now, keyed)

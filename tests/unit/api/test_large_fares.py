@@ -67,3 +67,18 @@ def test_an_unquoted_fare_of_millions_of_dong_is_recorded_and_shown(town: Town) 
     fare = done["fare"]
     assert (fare["basis"], fare["currency"]) == ("metered", "VND")
     assert fare["total_minor"] > 1_000_000 and fare["total"] == str(fare["total_minor"])
+
+
+def test_a_product_the_market_does_not_offer_is_refused_naming_those_it_does(town: Town) -> None:
+    said = town.request(product="xl")
+    assert said.status_code == 422, said.text
+    assert said.json() == {
+        "error": "product_not_offered",
+        "reason": "'xl' is not offered in market 'san-francisco' (offered: standard)",
+    }
+    r = town.request()  # nothing was recorded: the rider is free to ask again
+    assert r.status_code == 201, r.text
+    cancel = town.client.post(
+        f"/rides/{r.json()['ride_id']}/cancel", headers=town.tokens["rider_r"]
+    )
+    assert cancel.is_success, cancel.text

@@ -209,7 +209,8 @@ def test_the_openapi_document_shows_a_ride_request_with_a_quote(town: Town) -> N
     refusals = town.client.get("/openapi.json").json()["paths"]["/rides"]["post"]["responses"]
     shown = refusals["422"]["content"]["application/json"]["examples"]
     assert set(shown) == set(QUOTE_EXAMPLES) == {"quote_invalid", "quote_expired",
-                                                 "quote_mismatch"}  # fmt: skip
+                                                 "quote_mismatch", "product_not_offered",
+                                                 "no_fare_rules"}  # fmt: skip
 
 
 def test_the_refusals_shown_are_the_answers_the_api_gives(town: Town) -> None:
@@ -220,6 +221,25 @@ def test_the_refusals_shown_are_the_answers_the_api_gives(town: Town) -> None:
     assert said["error"] == "quote_invalid"
     wrong_place = town.request(quote=token, pickup=FAR_PICKUP).json()
     assert wrong_place == QUOTE_EXAMPLES["quote_mismatch"]["value"]
+
+
+NOWHERE = {"lat": 40.7128, "lng": -74.0060}  # New York: outside every configured market
+
+
+def test_a_pickup_no_fare_rule_prices_is_refused_and_nothing_is_recorded(town: Town) -> None:
+    rides = town.client.app.state.ctx.runtime.views.rides  # type: ignore[attr-defined]
+    before = set(rides)
+    said = town.request(pickup=NOWHERE, dropoff={"lat": 40.73, "lng": -73.99})
+    assert said.json() == QUOTE_EXAMPLES["no_fare_rules"]["value"], said.text
+    assert said.status_code == 422
+    r = town.request()  # nothing recorded: the rider is free, and one ride more is seen
+    assert r.status_code == 201, r.text
+    town.ride(r.json()["ride_id"])
+    assert set(rides) - before == {r.json()["ride_id"]}  # the refused request made none
+    cancel = town.client.post(
+        f"/rides/{r.json()['ride_id']}/cancel", headers=town.tokens["rider_r"]
+    )
+    assert cancel.is_success, cancel.text
 
 
 def test_a_view_of_a_ride_requested_before_fares_shows_no_fare() -> None:
