@@ -311,6 +311,7 @@ def build_fare_desk(
         PyJwtQuotes(ring),
         settings.quote_ttl_s,
         round(settings.max_trip_km * 1000),
+        settings.road_factor,
     )
 
 

@@ -66,6 +66,14 @@ class FareTermsData(_Fare):
     rule: RuleText
     surge: Amount
     quote: QuotedPriceData | None
+    road_factor: Amount | None = Field(
+        default=None,
+        description="The factor the trip's recorded distance is the great circle between "
+        "the requested pickup and drop-off times (DISPATCH_ROAD_FACTOR when the ride was "
+        "requested), so the distance can be checked from the log; null in terms recorded "
+        "before it was.",
+        examples=["1.35"],
+    )
 
 
 class FinalFareData(_Fare):

@@ -58,7 +58,8 @@ class QuotedPrice:
 class FareTerms:
     """How a ride is priced: ``rule`` (of ``market``, None outside every market, for
     ``product``) from the rule set ``rules_version``, at ``surge``; ``quote`` when the
-    ride carried one."""
+    ride carried one; ``road_factor``: the factor the trip's recorded distance is the
+    great circle between the requested ends times (None: terms recorded before it was)."""
 
     product: Product
     market: str | None
@@ -66,6 +67,7 @@ class FareTerms:
     rule: FareRule
     surge: Decimal
     quote: QuotedPrice | None = None
+    road_factor: Decimal | None = None
 
     @property
     def currency(self) -> str:
@@ -95,6 +97,7 @@ class FareTerms:
             "rule": rule,
             "surge": str(self.surge),
             "quote": priced,
+            "road_factor": None if self.road_factor is None else str(self.road_factor),
         }
 
     @classmethod
@@ -115,6 +118,7 @@ class FareTerms:
             FareRule(data["currency"], **amounts),
             Decimal(data["surge"]),
             quote,
+            None if data.get("road_factor") is None else Decimal(data["road_factor"]),
         )
 
 

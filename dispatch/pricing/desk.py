@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from decimal import Decimal
 
 from dispatch.domain.fares import NO_SURGE, Product, fare
 from dispatch.domain.ride_fare import FareTerms, QuotedPrice
@@ -41,8 +42,10 @@ class FareDesk:
         codec: QuoteCodec,
         ttl_s: int,
         max_trip_m: int,
+        road_factor: float = 1.35,
     ) -> None:
         self.book, self.ttl_s, self.max_trip_m = book, ttl_s, max_trip_m
+        self.road_factor = road_factor  # the trip's recorded distance: recorded in the terms
         self._trips, self._markets, self._codec = trips, markets, codec
 
     def estimate(
@@ -126,7 +129,7 @@ class FareDesk:
                                quote.duration_s, quote.estimated_by,
                                quote.minimum_applied, quote.expires_at)  # fmt: skip
         return FareTerms(quote.product, quote.market, quote.rules_version, quote.rule,
-                         quote.surge, promised)  # fmt: skip
+                         quote.surge, promised, factor_text(self.road_factor))  # fmt: skip
 
     def terms_for(self, pickup: Place, product: Product) -> FareTerms | None:
         """The terms a ride without a quote is priced on: the rules in force now for the
@@ -136,13 +139,24 @@ class FareDesk:
         no ``elsewhere``): its rides are not priced."""
         if not self.book.has_rules:
             return None
-        return terms_for(self.book, self._markets, pickup, product)
+        return terms_for(self.book, self._markets, pickup, product, self.road_factor)
 
 
-def terms_for(book: FareBook, markets: MarketMap, pickup: Place, product: Product) -> FareTerms:
+def terms_for(
+    book: FareBook, markets: MarketMap, pickup: Place, product: Product, road_factor: float
+) -> FareTerms:
     """The terms a ride without a quote is priced on: ``book``'s rule for the pickup's
-    market and ``product``, at no surge; ``FareError`` when it has none."""
+    market and ``product``, at no surge, its trip's distance by ``road_factor``;
+    ``FareError`` when it has none."""
     found = markets.market_of(*pickup)
     market = found.name if found is not None else None
     rule = book.rule_for(market, product)
-    return FareTerms(product, market, book.version, rule, NO_SURGE)
+    return FareTerms(product, market, book.version, rule, NO_SURGE, None,
+                     factor_text(road_factor))  # fmt: skip
+
+
+def factor_text(road_factor: float) -> Decimal:
+    """The road factor as recorded: its shortest decimal text (``1.35``), which reads back
+    as the same float (``float(Decimal(repr(x))) == x``), so the distance recomputes
+    exactly."""
+    return Decimal(repr(road_factor))

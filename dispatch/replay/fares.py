@@ -79,7 +79,11 @@ def _trip(out: FareExplanation, requested: Any, completed: Any, events: list[Any
     started = next((e for e in events if isinstance(e, Ride.TripStarted)), None)
     found = completed.trip_by or {}
     distance = f"{completed.distance_m:,} m ({found.get('distance')}: great circle {crow:,.0f} m"
-    distance += f" x {completed.distance_m / crow:.2f})" if crow else ")"
+    factor = (requested.fare or {}).get("road_factor")
+    if factor is not None:  # the factor the terms recorded, which gave the distance
+        distance += f" x road factor {factor})"
+    else:  # terms recorded before the factor was: the ratio, not the factor
+        distance += f" x {completed.distance_m / crow:.2f})" if crow else ")"
     duration = f"{completed.duration_s:,} s ({found.get('duration')}"
     if found.get("duration") == "clock" and started is not None:
         duration += f": trip started {started.timestamp.isoformat()}, completed "

@@ -461,7 +461,7 @@ class Simulation:
         if not self.fares:
             return None
         try:
-            return terms_for(self.fares, self.markets, pickup, "standard")
+            return terms_for(self.fares, self.markets, pickup, "standard", self.cfg.road_factor)
         except FareError:
             return None
 

@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -148,21 +148,32 @@ def test_a_ride_with_its_quote_keeps_the_quoted_price_and_records_the_quote(town
     assert facts["agrees"] is True and facts["recorded"] == done["fare"]
 
 
+# 3,750 m north of PICKUP by the straight-line estimate (great circle x 1.35): with 5 min,
+# 2.50 + 1.10 x 3.75 + 0.30 x 5 = 8.125, a half cent: 8.13 half up (the rule), 8.12 half even
+HALF_CENT_DROPOFF = {"lat": 37.799881, "lng": -122.4194}
+
+
 def test_a_ride_without_a_quote_pays_the_metered_fare_of_the_rules_in_force(town: Town) -> None:
-    r = town.request()
+    r = town.request(dropoff=HALF_CENT_DROPOFF)
     assert r.status_code == 201, r.text
     ride_id = r.json()["ride_id"]
     terms = town.ride(ride_id)["fare_terms"]
     desk = town.client.app.state.ctx.fares  # type: ignore[attr-defined]
-    assert (terms["quote"], terms["rules_version"], terms["product"]) == (
-        None, desk.book.version, "standard")  # fmt: skip
+    assert (terms["quote"], terms["rules_version"], terms["product"], terms["road_factor"]) == (
+        None, desk.book.version, "standard", "1.35")  # fmt: skip
     done = town.drive(ride_id, TRIP_S)
     trip, fare = done["trip"], done["fare"]
+    assert (trip["distance_m"], trip["duration_s"]) == (3_750, TRIP_S)
     rule = {name: Decimal(amount) for name, amount in terms["rule"].items()}
     metered = max(rule["minimum"], rule["base"] + rule["per_km"] * trip["distance_m"] / 1000
                   + rule["per_min"] * Decimal(TRIP_S) / 60)  # fmt: skip
-    assert (fare["basis"], fare["total"]) == ("metered", str(metered.quantize(Decimal("0.01"))))
-    assert trip["duration_s"] == TRIP_S
+    assert metered == Decimal("8.125")
+    cents = Decimal("0.01")
+    assert (fare["basis"], fare["total"]) == (
+        "metered",
+        str(metered.quantize(cents, ROUND_HALF_UP)),
+    )
+    assert fare["total"] == "8.13" != str(metered.quantize(cents, ROUND_HALF_EVEN))
 
 
 def test_a_tampered_quote_is_refused_and_nothing_is_recorded(town: Town) -> None:

@@ -62,3 +62,9 @@ def test_a_ride_without_terms_is_not_priced() -> None:
     explained = explain_fare(completed_ride(None, 5_400, 660))
     assert explained.lines[0].endswith("not priced (no fare terms in its requested event)")
     assert explained.agrees is None
+
+
+def test_the_trip_distance_is_explained_by_the_road_factor_the_terms_recorded() -> None:
+    terms = replace(TERMS, road_factor=D("1.35"))
+    text = "\n".join(explain_fare(completed_ride(terms, 4_505, 660)).lines)
+    assert "trip driven: 4,505 m (straight_line: great circle 3,336 m x road factor 1.35)" in text
