@@ -129,13 +129,34 @@ class _Trip(_Request):
 
 
 class RequestRide(_Trip):
+    """A ride from ``pickup`` to ``dropoff`` in ``product`` (default standard), priced by
+    ``quote`` when it carries one (docs/MARKETPLACE.md, "The ride's fare")."""
+
+    product: Annotated[
+        Product,
+        Field(description=f"The kind of vehicle: one of {', '.join(PRODUCTS)}."),
+    ] = "standard"
+    quote: str | None = Field(
+        default=None,
+        max_length=4096,
+        description="A signed quote (POST /fares/estimate's `quote`) for this rider, trip "
+        "(each end within 50 m) and product, still valid: the ride keeps its price. "
+        "Without one, the ride is priced when it completes by the rules in force now.",
+    )
+
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
                 {
                     "pickup": {"lat": 37.7749, "lng": -122.4194},
                     "dropoff": {"lat": 37.62, "lng": -122.38},
-                }
+                },
+                {
+                    "pickup": {"lat": 37.7749, "lng": -122.4194},
+                    "dropoff": {"lat": 37.7599, "lng": -122.4148},
+                    "product": "standard",
+                    "quote": "eyJhbGciOiJIUzI1NiIsImtpZCI6ImsxIiwidHlwIjoiSldUIn0...",
+                },
             ]
         }
     )

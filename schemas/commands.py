@@ -17,6 +17,7 @@ from dispatch.domain.credentials import PrincipalRole, credentials_id
 from dispatch.domain.operators import DispatchingRole, OperatorRole
 from dispatch.domain.operators import operator_id as id_of_operator
 from schemas.common import LatLng, Name, OperatorName, Reason
+from schemas.fares import FareTermsData
 
 SCHEMA_VERSION: Literal[1] = 1
 
@@ -54,6 +55,11 @@ class RequestRide(_Command):
     rider_id: UUID
     pickup: LatLng
     dropoff: LatLng
+    fare: FareTermsData | None = Field(
+        default=None,
+        description="How the ride is priced (from its quote, or the rules in force); null: "
+        "not priced.",
+    )
 
 
 class CancelRide(_Command):

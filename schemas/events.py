@@ -21,6 +21,7 @@ from dispatch.domain.driver import OfferOutcome, ReleaseReason
 from dispatch.domain.operators import OperatorRole
 from dispatch.domain.ride import RIDE_ENDINGS, RideStatus
 from schemas.common import OneOf, OperatorName
+from schemas.fares import FareTermsData, FinalFareData, TripFoundBy
 
 Coordinate = Annotated[list[float], Field(min_length=2, max_length=2)]
 # What a rider is told when the ride ends: the terminal status its ending left.
@@ -36,10 +37,28 @@ class Empty(_Data):
 
 
 class RideRequested(_Data):
+    """Version 2 adds ``fare`` (absent from a version-1 event: read as null, not priced)."""
+
     rider_id: UUID
     pickup: Coordinate
     dropoff: Coordinate
     expires_at: datetime
+    fare: FareTermsData | None = Field(
+        default=None, description="How the ride is priced; null: not priced."
+    )
+
+
+class RideCompleted(_Data):
+    """Version 2 adds the trip driven and the final fare (absent from a version-1 event:
+    read as null, unknown)."""
+
+    driver_id: UUID
+    distance_m: int | None = Field(default=None, ge=0, description="The trip driven, metres.")
+    duration_s: int | None = Field(default=None, ge=0, description="The trip driven, seconds.")
+    trip_by: TripFoundBy | None = None
+    fare: FinalFareData | None = Field(
+        default=None, description="The final fare; null: the ride was not priced."
+    )
 
 
 class RideOffered(_Data):
@@ -233,7 +252,7 @@ EVENT_DATA: dict[str, type[_Data]] = {
     "dispatch.Ride.Accepted": RideDriverEvent,
     "dispatch.Ride.DriverArrived": RideDriverEvent,
     "dispatch.Ride.TripStarted": RideDriverEvent,
-    "dispatch.Ride.Completed": RideDriverEvent,
+    "dispatch.Ride.Completed": RideCompleted,
     "dispatch.Ride.CancelledByRider": RideCancelledByRider,
     "dispatch.Ride.CancelledByOperator": RideCancelledByOperator,
     "dispatch.Ride.CancelledByDriver": RideCancelledByDriver,

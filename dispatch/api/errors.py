@@ -22,6 +22,7 @@ OUTCOME_STATUS: Mapping[str, int] = {
     "not_found": 404,
     "forbidden": 403,
     "invalid_command": 422,
+    "quote_expired": 422,  # a ride request's quote, expired on the shard's clock
     "idempotency_key_reused": 422,
     # A revocation sent with a token of a version already revoked (not the retry of the
     # revocation that revoked it, which its record answers).

@@ -21,10 +21,12 @@ from dispatch.domain.errors import (
     NotFound,
     NotHereYet,
     NotOpenedYet,
+    QuoteExpired,
 )
 from dispatch.domain.geo import Point
 from dispatch.domain.ids import shard_of
 from dispatch.domain.ride import Ride, RideStatus
+from dispatch.domain.ride_fare import FareTerms
 from dispatch.domain.rider import Rider
 from dispatch.shard.crossing import (
     confirm_at_owner,
@@ -35,7 +37,9 @@ from dispatch.shard.crossing import (
     tell_started,
 )
 from dispatch.shard.policy import Policy
+from dispatch.shard.trips import driven_trip
 from dispatch.shard.unit_of_work import UnitOfWork
+from dispatch.tokens import LEEWAY_S
 from schemas import commands as c
 
 
@@ -94,12 +98,33 @@ def request_ride(uow: UnitOfWork, cmd: c.RequestRide, now: datetime, p: Policy) 
     rider.check_can_request()
     pickup = Point(cmd.pickup.lat, cmd.pickup.lng)
     dropoff = Point(cmd.dropoff.lat, cmd.dropoff.lng)
+    terms = fare_terms(cmd.fare.model_dump(mode="json") if cmd.fare is not None else None)
+    check_quote_live(terms, now)
     if here:
-        uow.add(Ride.request(cmd.ride_id, cmd.rider_id, pickup, dropoff, p.max_wait_s, now))
+        ride = Ride.request(cmd.ride_id, cmd.rider_id, pickup, dropoff, p.max_wait_s, now, terms)
+        uow.add(ride)
     else:
-        open_elsewhere(uow, cmd.ride_id, cmd.rider_id, pickup, dropoff, now)
+        open_elsewhere(uow, cmd.ride_id, cmd.rider_id, pickup, dropoff, now, terms)
     rider.request_ride(cmd.ride_id, now)
     return [cmd.ride_id, cmd.rider_id]  # the ride first: the API answers a retry with it
+
+
+def fare_terms(data: dict[str, Any] | None) -> FareTerms | None:
+    """The fare terms of a request (or of an ``OpenRide``), if it carries any."""
+    if data is None:
+        return None
+    try:
+        return FareTerms.from_data(data)
+    except (KeyError, TypeError, ValueError, ArithmeticError) as error:
+        raise InvalidCommand(f"the request's fare terms are malformed: {error}") from None
+
+
+def check_quote_live(terms: FareTerms | None, now: datetime) -> None:
+    """``QuoteExpired`` if the request's quote had expired by ``now`` (the shard's clock,
+    with the tokens' leeway, as the API checks it)."""
+    expires_at = terms.quote.expires_at if terms is not None and terms.quote else None
+    if expires_at is not None and expires_at <= now.timestamp() - LEEWAY_S:
+        raise QuoteExpired("quote expired: ask for a new one (POST /fares/estimate)")
 
 
 def cancel_ride(uow: UnitOfWork, cmd: c.CancelRide, now: datetime, p: Policy) -> list[UUID]:
@@ -222,14 +247,15 @@ def start_trip(uow: UnitOfWork, cmd: c.StartTrip, now: datetime, p: Policy) -> l
 def complete_trip(uow: UnitOfWork, cmd: c.CompleteTrip, now: datetime, p: Policy) -> list[UUID]:
     ride = uow.get(Ride, cmd.ride_id)
     changed = [ride.id]
+    trip = driven_trip(ride, now, p)
     if is_foreign(ride, cmd.driver_id):
-        ride.complete(cmd.driver_id, now)
+        ride.complete(cmd.driver_id, now, trip)
         let_go(uow, ride, cmd.driver_id, "completed", now)
     else:
         driver = uow.get(Driver, cmd.driver_id)
         ride.check_driver(driver.id, RideStatus.IN_PROGRESS, "complete")
         driver.check_holds(ride.id, DriverStatus.ON_TRIP)
-        ride.complete(driver.id, now)
+        ride.complete(driver.id, now, trip)
         driver.release(ride.id, "completed", now)
         changed.append(driver.id)
     end_for_rider(uow, ride, now)

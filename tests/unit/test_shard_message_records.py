@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -14,7 +15,9 @@ import pytest
 
 from dispatch.adapters.kafka import wire
 from dispatch.domain.command_record import CarriedRecord
+from dispatch.domain.fares import FareRule
 from dispatch.domain.ids import new_id
+from dispatch.domain.ride_fare import FareTerms
 from dispatch.messages import Poison
 from dispatch.shard.crossing import MESSAGE_HANDLERS
 from dispatch.shard.crossshard.messages import (
@@ -30,6 +33,11 @@ from dispatch.shard.crossshard.messages import (
 T0 = 1_767_600_000.0
 RIDE, RIDER = str(new_id(1)), str(new_id(0))
 OPEN = Envelope(0, 1, 3, OpenRide(RIDE, RIDER, 37.3382, -121.8863, 37.344, -121.88, T0))
+STANDARD = FareRule("USD", Decimal("2.50"), Decimal("1.10"), Decimal("0.30"), Decimal("7.00"))
+TERMS = FareTerms("standard", "san-jose", "sha256:0123456789abcdef", STANDARD, Decimal("1"),
+                  None, Decimal("1.35")).to_data()  # fmt: skip
+PRICED = Envelope(0, 1, 4, OpenRide(RIDE, RIDER, 37.3382, -121.8863, 37.344, -121.88, T0,
+                                    TERMS))  # fmt: skip
 UNLOCK = Envelope(1, 0, 7, UnlockRider(RIDER, RIDE, "completed"))
 RECORD = CarriedRecord("cmd-1", "go_offline", False, "illegal_transition", "has an offer",
                        (RIDE,), "fp", 86_400.0, T0)  # fmt: skip
@@ -37,7 +45,9 @@ HANDOFF = Envelope(1, 0, 8, HandOff(str(new_id(1)), 2, "Dee", 3, (RECORD,)))
 
 
 @pytest.mark.parametrize(
-    "message", [OPEN, UNLOCK, HANDOFF], ids=["OpenRide", "UnlockRider", "HandOff"]
+    "message",
+    [OPEN, PRICED, UNLOCK, HANDOFF],
+    ids=["OpenRide", "OpenRide with fare terms", "UnlockRider", "HandOff"],
 )
 def test_a_message_round_trips_keyed_by_its_sender(message: Envelope) -> None:
     key, value = wire.encode_shard_message(message)
@@ -240,3 +250,11 @@ def test_every_kind_round_trips_or_waits_for_a_version_that_handles_it(kind: typ
     else:
         assert isinstance(decoded, Poison)
         assert decoded.reason == f"kind {kind.__name__} is not handled by this version"
+
+
+def test_an_open_ride_with_fare_terms_the_schema_refuses_is_poison() -> None:
+    data = PRICED.to_data()
+    data["body"]["fare"] = {**TERMS, "surge": "lots"}
+    decoded = wire.decode_shard_message(orjson.dumps({"message": data}), "m", 1)
+    assert isinstance(decoded, Poison)
+    assert decoded.reason.startswith("OpenRide.fare must be null or fare terms (surge:")
