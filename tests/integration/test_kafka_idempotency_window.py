@@ -17,12 +17,11 @@ from typing import Any
 
 import pytest
 from idempotency_keys import uuid7
+from kafka_shard_host import ShardZero
 
 from dispatch.adapters.kafka.logsource import KafkaLogSource
 from dispatch.adapters.kafka.topics import create_topics, delete_topics
 from dispatch.adapters.kafka.transport import KafkaTransport
-from dispatch.adapters.kafka.worker import KafkaWorker
-from dispatch.bootstrap import build_kafka_worker
 from dispatch.domain.driver import DriverStatus
 from dispatch.domain.ids import new_id
 from dispatch.replay.operations import verify
@@ -44,31 +43,11 @@ def deployment(kafka_bootstrap: str) -> Iterator[Settings]:
     delete_topics(kafka_bootstrap, prefix)
 
 
-class Host:
+class Host(ShardZero):
     """A worker on the stream clock that has been given the shard."""
 
     def __init__(self, deployment: Settings, member: str, bus: KafkaTransport) -> None:
-        self.bus = bus
-        self.worker: KafkaWorker = build_kafka_worker(deployment, "stream", member=member)
-        deadline = time.monotonic() + 60
-        while 0 not in self.worker.shards and time.monotonic() < deadline:
-            self.worker.run_once()
-        assert 0 in self.worker.shards, "the group never assigned the shard"
-
-    def send(self, at: float, command: c.Command, command_id: str | None = None) -> c.Outcome:
-        envelope = c.CommandEnvelope(
-            command_id=command_id or str(uuid.uuid4()),
-            issued_at=datetime.fromtimestamp(at, UTC),
-            command=command,
-        )
-        self.bus.send_command(envelope)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            self.worker.run_once()
-            outcome = self.bus.wait_outcome(envelope.command_id, 0)
-            if outcome is not None:
-                return outcome
-        raise AssertionError(f"no outcome for {envelope.command_id}")
+        super().__init__(deployment, member, bus, clock="stream")
 
     def driver(self, driver_id: Any) -> Any:
         return self.worker.shards[0].app.repository.get(driver_id)
@@ -86,16 +65,12 @@ def test_retries_inside_and_after_the_window_across_checkpoints_and_takeovers(
     first = Host(deployment, "first", bus)
     try:
         for driver_id in (aged, plain):
-            assert first.send(t0, c.RegisterDriver(driver_id=driver_id, name="d")).accepted
-        assert first.send(t0, c.GoOnline(driver_id=aged), aged_key).accepted
-        assert first.send(t0, c.GoOnline(driver_id=plain), plain_key).accepted
+            assert first.send(c.RegisterDriver(driver_id=driver_id, name="d"), t0).accepted
+        assert first.send(c.GoOnline(driver_id=aged), t0, aged_key).accepted
+        assert first.send(c.GoOnline(driver_id=plain), t0, plain_key).accepted
         for _ in range(12):  # enough events for a checkpoint
-            assert first.send(t0, c.RegisterRider(rider_id=new_id(0), name="r")).accepted
-        host = first.worker.shards[0]
-        deadline = time.monotonic() + 20  # idle ticks carry the remaining chunks
-        while not (host.checkpoints and host.checkpoints.complete):
-            assert time.monotonic() < deadline, "no checkpoint was completed"
-            first.worker.run_once()
+            assert first.send(c.RegisterRider(rider_id=new_id(0), name="r"), t0).accepted
+        first.complete_checkpoint()
     finally:
         first.worker.close()
 
@@ -103,18 +78,18 @@ def test_retries_inside_and_after_the_window_across_checkpoints_and_takeovers(
     try:
         assert inside.worker.shards[0].worker.restored_from is not None
         for driver_id, key in ((aged, aged_key), (plain, plain_key)):
-            again = inside.send(t0 + 60, c.GoOnline(driver_id=driver_id), key)
+            again = inside.send(c.GoOnline(driver_id=driver_id), t0 + 60, key)
             assert again.accepted and again.duplicate
-            assert inside.send(t0 + 60, c.GoOffline(driver_id=driver_id)).accepted
+            assert inside.send(c.GoOffline(driver_id=driver_id), t0 + 60).accepted
     finally:
         inside.worker.close()
 
     later = t0 + WINDOW + 120
     after = Host(deployment, "after", bus)
     try:
-        expired = after.send(later, c.GoOnline(driver_id=aged), aged_key)
-        handled = after.send(later, c.GoOnline(driver_id=plain), plain_key)
-        retried = after.send(later + 1, c.GoOnline(driver_id=plain), plain_key)
+        expired = after.send(c.GoOnline(driver_id=aged), later, aged_key)
+        handled = after.send(c.GoOnline(driver_id=plain), later, plain_key)
+        retried = after.send(c.GoOnline(driver_id=plain), later + 1, plain_key)
 
         assert (expired.accepted, expired.code) == (False, "idempotency_key_expired")
         assert after.driver(aged).status == DriverStatus.OFFLINE

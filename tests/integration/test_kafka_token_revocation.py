@@ -16,23 +16,22 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from kafka_shard_host import ShardZero
 from pydantic import SecretStr
 
 from dispatch.adapters.kafka.logsource import KafkaLogSource
 from dispatch.adapters.kafka.processes import start_worker, stop_worker
 from dispatch.adapters.kafka.topics import create_topics, delete_topics
 from dispatch.adapters.kafka.transport import KafkaTransport
-from dispatch.adapters.kafka.worker import KafkaWorker
 from dispatch.api import AuthSettings, create_app
 from dispatch.api.context import ApiOptions
 from dispatch.api.settings import ApiLimits
-from dispatch.bootstrap import build_kafka_worker, build_runtime
+from dispatch.bootstrap import build_runtime
 from dispatch.domain.credentials import Credentials, credentials_id
 from dispatch.domain.ids import new_id
 from dispatch.replay.operations import verify
@@ -65,31 +64,6 @@ def deployment(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Settings]:
 
 
 # -- a shard restored from its checkpoint ----------------------------------------------------
-class Host:
-    """A worker that has been given shard 0, driven by hand."""
-
-    def __init__(self, deployment: Settings, member: str, bus: KafkaTransport) -> None:
-        self.bus = bus
-        self.worker: KafkaWorker = build_kafka_worker(deployment, member=member)
-        deadline = time.monotonic() + 60
-        while 0 not in self.worker.shards and time.monotonic() < deadline:
-            self.worker.run_once()
-        assert 0 in self.worker.shards, "the group never assigned the shard"
-
-    def send(self, command: c.Command) -> c.Outcome:
-        envelope = c.CommandEnvelope(
-            command_id=str(uuid.uuid4()), issued_at=datetime.now(UTC), command=command
-        )
-        self.bus.send_command(envelope)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            self.worker.run_once()
-            outcome = self.bus.wait_outcome(envelope.command_id, 0)
-            if outcome is not None:
-                return outcome
-        raise AssertionError(f"no outcome for {envelope.command_id}")
-
-
 def own(rider: uuid.UUID, version: int) -> c.RevokeTokens:
     return c.RevokeTokens(principal_id=rider, principal_role="rider", caller_token_version=version)
 
@@ -100,21 +74,17 @@ def test_a_shard_restored_from_its_checkpoint_keeps_every_token_version(
     assert deployment.kafka_bootstrap is not None
     bus = KafkaTransport(deployment.kafka_bootstrap, deployment.topic_prefix)
     rider = new_id(0)
-    first = Host(deployment, "first", bus)
+    first = ShardZero(deployment, "first", bus)
     try:
         assert first.send(c.RegisterRider(rider_id=rider, name="r")).accepted
         assert first.send(own(rider, 0)).accepted
         for _ in range(12):  # enough events for a checkpoint after the revocation
             assert first.send(c.RegisterRider(rider_id=new_id(0), name="x")).accepted
-        host = first.worker.shards[0]
-        deadline = time.monotonic() + 20  # idle ticks carry the remaining chunks
-        while not (host.checkpoints and host.checkpoints.complete):
-            assert time.monotonic() < deadline, "no checkpoint was completed"
-            first.worker.run_once()
+        first.complete_checkpoint()
     finally:
         first.worker.close()
 
-    second = Host(deployment, "second", bus)
+    second = ShardZero(deployment, "second", bus)
     try:
         shard = second.worker.shards[0]
         assert shard.worker.restored_from is not None, "restored from the checkpoint"
