@@ -37,6 +37,8 @@ from dispatch.matching.matcher import Matcher, MatcherConfig
 from dispatch.matching.strategies import SearchLimits, make_strategy
 from dispatch.pricing.desk import FareDesk
 from dispatch.pricing.rules import fare_book, fares_of
+from dispatch.pricing.surge import SurgeCurve
+from dispatch.pricing.tracker import SurgeConfig, SurgeTracker
 from dispatch.pricing.trip import RoadTrip, StraightLineTrip, TripEstimator
 from dispatch.read_audit import ReadAudit, ReadRecord
 from dispatch.roads.cache import fits, graph_path
@@ -227,7 +229,17 @@ def build_matcher(settings: Settings) -> Matcher:
         build_eta(settings),
         make_strategy(settings.strategy, settings.batch_window_s),
         MatcherConfig(offer_timeout_s=settings.offer_timeout_s, limits=limits),
+        build_surge(settings),
     )
+
+
+def build_surge(settings: Settings) -> SurgeTracker | None:
+    """The shard's surge tracker (docs/MARKETPLACE.md, "Surge"); None when it is off."""
+    if settings.surge_cadence_s == 0:
+        return None
+    curve = SurgeCurve(settings.surge_cap, settings.surge_gain, settings.surge_smoothing,
+                       settings.surge_band)  # fmt: skip
+    return SurgeTracker(SurgeConfig(curve, settings.surge_cadence_s, settings.surge_window_s))
 
 
 def build_worker(settings: Settings, shard: int, clock: Clock) -> ShardWorker:

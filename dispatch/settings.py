@@ -176,6 +176,17 @@ class Settings(BaseSettings):
     quote_ttl_s: int = Field(default=300, ge=30, le=3_600)
     # The longest trip a quote prices (km, as estimated): a longer one gets a 422.
     max_trip_km: float = Field(default=200.0, gt=0, le=2_000)
+    # Surge (docs/MARKETPLACE.md, "Surge"): a multiplier per H3 cell, recomputed by each
+    # shard every surge_cadence_s seconds of its clock (0: off, every multiplier 1.00) from
+    # the ride requests of the last surge_window_s and the available drivers, at most
+    # surge_cap; each cadence closes surge_smoothing of the gap to the target, and a change
+    # is recorded only beyond surge_band (hysteresis).
+    surge_cadence_s: float = Field(default=30.0, ge=0, le=3_600)
+    surge_window_s: float = Field(default=300.0, gt=0, le=86_400)
+    surge_cap: Decimal = Field(default=Decimal("3.00"), ge=1, le=10, decimal_places=2)
+    surge_gain: float = Field(default=0.5, gt=0, le=100)
+    surge_smoothing: float = Field(default=0.5, gt=0, le=1)
+    surge_band: Decimal = Field(default=Decimal("0.10"), ge=Decimal("0.01"), le=1, decimal_places=2)
 
     @model_validator(mode="before")
     @classmethod

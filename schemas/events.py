@@ -155,6 +155,27 @@ class LinkAcknowledged(_Data):
     upto: int
 
 
+Multiplier = Annotated[
+    str,
+    Field(pattern=r"^(10\.00|[1-9]\.[0-9]{2})$", examples=["1.35"],
+          description="A surge multiplier, 1.00 to 10.00, as decimal text."),
+]  # fmt: skip
+
+
+class SurgeStarted(_Data):
+    resolution: int = Field(ge=0, le=15, description="The H3 resolution of its cells.")
+
+
+class SurgeChanged(_Data):
+    cell: str = Field(description="The H3 cell (hex), at the shard's surge resolution.")
+    multiplier: Multiplier = Field(description="The cell's multiplier from now on.")
+    previous: Multiplier = Field(description="The cell's multiplier until now.")
+    target: Multiplier = Field(description="What the curve asked for (the level moves part way).")
+    demand: int = Field(ge=0, description="Ride requests in the cell within the window.")
+    supply: int = Field(ge=0, description="Available drivers in the cell when computed.")
+    window_s: float = Field(gt=0, description="The demand window, in seconds.")
+
+
 class OfferClosed(_Data):
     ride_id: UUID
     outcome: OfferOutcome
@@ -239,6 +260,8 @@ EVENT_DATA: dict[str, type[_Data]] = {
     "dispatch.Link.Sent": LinkSent,
     "dispatch.Link.Applied": LinkApplied,
     "dispatch.Link.Acknowledged": LinkAcknowledged,
+    "dispatch.Surge.Started": SurgeStarted,
+    "dispatch.Surge.Changed": SurgeChanged,
 }
 
 

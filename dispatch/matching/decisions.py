@@ -25,4 +25,16 @@ class ExpireRequest:
     ride_id: UUID
 
 
-Decision = MakeOffer | ExpireOffer | ExpireRequest
+@dataclass(frozen=True, slots=True)
+class ChangeSurge:
+    """A surge cell's multiplier moves (decimal texts, ``"1.35"``), with its inputs."""
+
+    cell: str
+    multiplier: str
+    target: str
+    demand: int
+    supply: int
+    window_s: float
+
+
+Decision = MakeOffer | ExpireOffer | ExpireRequest | ChangeSurge

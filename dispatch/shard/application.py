@@ -28,7 +28,14 @@ from dispatch.domain.errors import DomainError, DriverMoved, IllegalTransition, 
 from dispatch.domain.ids import shard_of
 from dispatch.domain.ride import Ride
 from dispatch.domain.rider import Rider
-from dispatch.matching.decisions import Decision, ExpireOffer, ExpireRequest, MakeOffer
+from dispatch.domain.surge import SURGE_RESOLUTION, Surge, surge_id
+from dispatch.matching.decisions import (
+    ChangeSurge,
+    Decision,
+    ExpireOffer,
+    ExpireRequest,
+    MakeOffer,
+)
 from dispatch.messages import FOLLOW_THE_DRIVER, destination
 from dispatch.shard.carried import note
 from dispatch.shard.crossing import (
@@ -59,7 +66,11 @@ class ShardApplication(Application[UUID]):
     # Drivers and riders live for years: a snapshot every 50 events bounds what a cold read
     # (after a restart or a takeover) replays. Rides and command records stay short.
     # A shard's links to other shards live as long as the shard: the same.
-    snapshotting_intervals: ClassVar[dict[Any, int]] = {Driver: 50, Rider: 50, Link: 50}
+    # A shard's surge too, less often: one event is one cell's change, and its snapshot
+    # holds every cell above 1.00.
+    snapshotting_intervals: ClassVar[dict[Any, int]] = {
+        Driver: 50, Rider: 50, Link: 50, Surge: 1_000,
+    }  # fmt: skip
 
     def __init__(
         self, shard: int, env: Mapping[str, str] | None = None, policy: Policy | None = None
@@ -183,6 +194,8 @@ class ShardApplication(Application[UUID]):
     # -- matcher decisions -----------------------------------------------------------
     def decide(self, decision: Decision, now: datetime) -> list[Any]:
         """Apply one matcher decision; returns its events (none if it no longer applies)."""
+        if isinstance(decision, ChangeSurge):
+            return self._change_surge(decision, now)
         mark = self._uow.mark()
         try:
             if isinstance(decision, MakeOffer):
@@ -225,6 +238,25 @@ class ShardApplication(Application[UUID]):
             log.info("decision %s no longer applies: %s", decision, error.reason)
             return []
         return self._uow.seal(mark)
+
+    def _change_surge(self, change: ChangeSurge, now: datetime) -> list[Any]:
+        """Record a surge cell's new multiplier (the shard's surge opened on first use)."""
+        mark = self._uow.mark()
+        surge = self._uow.find(Surge, surge_id(self.shard))
+        if surge is None:
+            surge = Surge.start(self.shard, SURGE_RESOLUTION, now)
+            self._uow.add(surge)
+        surge.change(change.cell, change.multiplier, change.target, change.demand,
+                     change.supply, change.window_s, now)  # fmt: skip
+        return self._uow.seal(mark)
+
+    def surge_levels(self) -> dict[str, str]:
+        """The multiplier of every cell above 1.00, as saved (none before the first)."""
+        try:
+            surge: Any = self.repository.get(surge_id(self.shard))
+        except AggregateNotFoundError:
+            return {}
+        return dict(surge.cells) if isinstance(surge, Surge) else {}
 
     def hand_off(self, driver_id: UUID, to: int, now: datetime) -> list[Any]:
         """Give a free driver this shard serves to shard ``to`` (its ping is in that

@@ -2,7 +2,8 @@
 the log's tail.
 
 Drivers and riders (the city's users) are always live, and so are the shard's links to
-other shards (their unacknowledged messages and numbers). A ride is live from its request
+other shards (their unacknowledged messages and numbers) and its surge (every cell's
+multiplier). A ride is live from its request
 until it ends, and for ``retention_s`` after (a late command naming it, such as a retried
 cancel, gets the answer a full replay would give). A command record is live for
 ``retention_s`` after it was written: the idempotency window, within which a retry must
@@ -26,8 +27,9 @@ from dispatch.domain.ride import RIDE_ENDINGS, Ride
 USER, RIDE, ENDED, RECORD = "u", "r", "e", "c"
 KINDS = frozenset({USER, RIDE, ENDED, RECORD})
 
-# Drivers, riders and the shard's links to other shards (``shard.links``) are always live.
-_USER_PREFIXES = ("dispatch.Driver.", "dispatch.Rider.", "dispatch.Link.")
+# Drivers, riders, the shard's links to other shards (``shard.links``) and its surge
+# (``domain.surge``) are always live.
+_USER_PREFIXES = ("dispatch.Driver.", "dispatch.Rider.", "dispatch.Link.", "dispatch.Surge.")
 # A record written here, or carried here with a driver handed off (at its first time).
 _RECORD_TOPICS = frozenset({CommandRecord.Created.TOPIC, CommandRecord.Carried.TOPIC})
 _REQUESTED = Ride.Created.TOPIC

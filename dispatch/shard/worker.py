@@ -227,6 +227,8 @@ class ShardWorker:
             self.restored_from, start = restored.position, restored.position + 1
             log.info("shard %s: restoring from the checkpoint at %s", self.shard, start - 1)
         count = self.fold(start)
+        if matcher.surge is not None:  # the multipliers as saved (not all in the tail)
+            matcher.surge.load(self.app.surge_levels())
         own = matcher.own
         # A checkpoint from before hand-offs lists other shards' drivers too: this shard
         # serves its own drivers and those handed to it (found here, not handed off).

@@ -1,0 +1,30 @@
+"""What the matcher needs of a surge tracker (``dispatch.pricing.tracker`` is one): it is
+fed the ride requests and the recorded multipliers the matcher folds, and priced on the
+matcher's tick from the index's supply."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from dispatch.matching.decisions import ChangeSurge
+
+
+class SurgeTracking(Protocol):
+    def requested(self, lat: float, lng: float, at: float) -> None:
+        """A ride requested at ``(lat, lng)`` at time ``at``."""
+
+    def level(self, cell: str, multiplier: str) -> None:
+        """A cell's multiplier as the shard recorded it."""
+
+    def load(self, levels: dict[str, str]) -> None:
+        """The multipliers as saved (cells above 1.00), after a restore."""
+
+    def due(self, now: float) -> bool:
+        """Whether a cadence is due at ``now``."""
+
+    def tick(
+        self, now: float, cells: list[int], counts: np.ndarray, from_res: int
+    ) -> list[ChangeSurge]:
+        """Price the active cells; ``cells`` and ``counts``: the index's (at ``from_res``)."""

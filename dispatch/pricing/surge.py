@@ -1,0 +1,97 @@
+"""Surge: the multiplier of one H3 cell, from its demand and supply (docs/MARKETPLACE.md,
+"Surge"). Pure and vectorised: one call prices every active cell of a shard at once.
+
+Multipliers are whole hundredths (``100`` is 1.00), so a level is exact and its text is
+the decimal a price takes. Each cadence, per cell:
+
+    pressure = demand / (supply + 1)
+    target   = clamp(1 + gain * (pressure - 1), 1, cap)
+
+where demand is the ride requests of the window and supply the available drivers now (the
+``+ 1``: one request and no driver is not an infinite pressure). The level then moves
+toward the target, recorded only when the target is more than ``band`` away (hysteresis),
+or is 1.00 (no pressure left: back to 1.00, not to within the band of it):
+the gap left after the move is ``(1 - smoothing)`` of the gap before, less ``band``
+(never below 0), so a constant target is reached in a few cadences and then held (no
+flapping), and the next level never falls when demand rises (monotone). The level is the
+only state: it is what the events record, so a restore or a replay starts from exactly it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+import numpy as np
+import numpy.typing as npt
+
+from dispatch.domain.fares import MAX_SURGE
+
+ONE = 100  # 1.00, in hundredths
+Levels = npt.NDArray[np.int64]
+Counts = npt.NDArray[np.float64] | npt.NDArray[np.int64]
+
+
+def hundredths(value: Decimal) -> int:
+    """A multiplier of at most 2 decimals as whole hundredths (``Decimal("1.35")``: 135)."""
+    scaled = value * 100
+    if scaled != scaled.to_integral_value():
+        raise ValueError(f"a multiplier has at most 2 decimals, got {value}")
+    return int(scaled)
+
+
+def multiplier_text(level: int) -> str:
+    """A level in hundredths as the decimal text events and answers carry (``"1.35"``)."""
+    return f"{level // 100}.{level % 100:02d}"
+
+
+@dataclass(frozen=True, slots=True)
+class SurgeCurve:
+    """How demand and supply become a multiplier: ``cap`` (at most ``MAX_SURGE``), the
+    ``gain`` of the pressure above 1, the share of the gap a cadence closes
+    (``smoothing``) and the hysteresis ``band``."""
+
+    cap: Decimal = Decimal("3.00")
+    gain: float = 0.5
+    smoothing: float = 0.5
+    band: Decimal = Decimal("0.10")
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.cap <= MAX_SURGE:
+            raise ValueError(f"the surge cap must be from 1 to {MAX_SURGE}, got {self.cap}")
+        if not Decimal("0.01") <= self.band <= 1:
+            raise ValueError(f"the surge band must be from 0.01 to 1, got {self.band}")
+        if not 0 < self.gain <= 100:
+            raise ValueError(f"the surge gain must be above 0 (at most 100), got {self.gain}")
+        if not 0 < self.smoothing <= 1:
+            raise ValueError(f"the surge smoothing must be in (0, 1], got {self.smoothing}")
+        for value in (self.cap, self.band):  # at most 2 decimals each
+            hundredths(value)
+
+    @property
+    def cap_level(self) -> int:
+        return hundredths(self.cap)
+
+    @property
+    def band_level(self) -> int:
+        return hundredths(self.band)
+
+    def targets(self, demand: Counts, supply: Counts) -> npt.NDArray[np.float64]:
+        """Each cell's target, in hundredths (not rounded)."""
+        pressure = np.asarray(demand, np.float64) / (np.asarray(supply, np.float64) + 1.0)
+        raw = ONE + (self.gain * ONE) * (pressure - 1.0)
+        return np.clip(raw, ONE, self.cap_level)
+
+    def step(self, levels: Levels, demand: Counts, supply: Counts) -> tuple[Levels, Levels]:
+        """The next level of each cell (``levels``: the current ones) and its target, both
+        in whole hundredths; a cell whose target is within the band keeps its level."""
+        target = self.targets(demand, supply)
+        gap = target - levels
+        left = np.maximum((1.0 - self.smoothing) * np.abs(gap) - self.band_level, 0.0)
+        moved = np.floor(target - np.sign(gap) * left + 0.5)  # half up, to a hundredth
+        moved = np.clip(moved, ONE, self.cap_level)
+        # Beyond the band it moves; and a cell with no pressure left goes back to 1.00, not
+        # to within the band of it.
+        move = (np.abs(gap) > self.band_level) | (target <= ONE)
+        out = np.where(move, moved, levels).astype(np.int64)
+        return out, np.floor(target + 0.5).astype(np.int64)

@@ -1,0 +1,115 @@
+"""The surge curve (``dispatch.pricing.surge``): always within [1, cap], no flapping under a
+constant input, monotone in demand (and the other way in supply), and the documented
+values."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dispatch.pricing.surge import ONE, SurgeCurve, hundredths, multiplier_text
+
+CURVES = st.builds(
+    SurgeCurve,
+    cap=st.decimals(1, 10, places=2),
+    gain=st.floats(0.05, 5),
+    smoothing=st.floats(0.05, 1),
+    band=st.decimals("0.01", "0.5", places=2),
+)
+COUNTS = st.integers(0, 500)
+
+
+def _next(curve: SurgeCurve, level: int, demand: int, supply: int) -> int:
+    out, _ = curve.step(np.array([level]), np.array([demand]), np.array([supply]))
+    return int(out[0])
+
+
+def _levels(curve: SurgeCurve) -> st.SearchStrategy[int]:
+    return st.integers(ONE, curve.cap_level)
+
+
+@given(CURVES, st.data(), COUNTS, COUNTS)
+def test_a_multiplier_is_always_between_one_and_the_cap(
+    curve: SurgeCurve, data: st.DataObject, demand: int, supply: int
+) -> None:
+    level = data.draw(_levels(curve))
+    for _ in range(20):
+        level = _next(curve, level, demand, supply)
+        assert ONE <= level <= curve.cap_level
+        demand, supply = data.draw(COUNTS), data.draw(COUNTS)
+
+
+@given(CURVES, st.data(), COUNTS, COUNTS)
+def test_a_constant_input_settles_without_flapping(
+    curve: SurgeCurve, data: st.DataObject, demand: int, supply: int
+) -> None:
+    level = data.draw(_levels(curve))
+    history = [level]
+    for _ in range(400):
+        history.append(_next(curve, history[-1], demand, supply))
+    steps = np.diff(history)
+    moves = steps[steps != 0]
+    assert (moves > 0).all() or (moves < 0).all()  # one direction only: never back
+    assert history[-1] == history[-2]  # settled (well before 400 cadences)
+    target = curve.step(np.array([level]), np.array([demand]), np.array([supply]))[1][0]
+    assert abs(history[-1] - target) <= curve.band_level  # within the band of the target
+    if curve.targets(np.array([demand]), np.array([supply]))[0] <= ONE:  # no pressure
+        assert history[-1] == ONE
+
+
+@given(CURVES, st.data(), COUNTS, COUNTS, COUNTS)
+def test_more_demand_never_lowers_the_next_multiplier(
+    curve: SurgeCurve, data: st.DataObject, demand: int, more: int, supply: int
+) -> None:
+    level = data.draw(_levels(curve))
+    assert _next(curve, level, demand, supply) <= _next(curve, level, demand + more, supply)
+    assert _next(curve, level, demand, supply + more) <= _next(curve, level, demand, supply)
+
+
+@given(CURVES, st.data(), COUNTS, COUNTS)
+def test_a_change_is_recorded_only_beyond_the_band(
+    curve: SurgeCurve, data: st.DataObject, demand: int, supply: int
+) -> None:
+    level = data.draw(_levels(curve))
+    target = float(curve.targets(np.array([demand]), np.array([supply]))[0])
+    after = _next(curve, level, demand, supply)
+    if target <= ONE:
+        assert after < level or after == level == ONE  # no pressure: on its way to 1.00
+    elif abs(target - level) <= curve.band_level:
+        assert after == level
+    else:
+        assert after != level
+
+
+def test_the_default_curve_values() -> None:
+    curve = SurgeCurve()
+    # pressure = demand / (supply + 1); target = 1 + 0.5 (pressure - 1), capped at 3
+    _, targets = curve.step(np.full(4, ONE), np.array([1, 6, 9, 90]), np.array([0, 1, 2, 0]))
+    assert [int(t) for t in targets] == [100, 200, 200, 300]
+    # toward 3.00: half the gap, less the band, is left each cadence; then held in the band
+    assert _run(curve, ONE, 90, 0, 5) == [210, 265, 293, 293, 293]
+    # and back to 1.00 when the demand goes
+    assert _run(curve, 293, 0, 5, 5) == [187, 134, 107, 100, 100]
+
+
+def _run(curve: SurgeCurve, level: int, demand: int, supply: int, cadences: int) -> list[int]:
+    seen = []
+    for _ in range(cadences):
+        level = _next(curve, level, demand, supply)
+        seen.append(level)
+    return seen
+
+
+def test_multipliers_are_whole_hundredths() -> None:
+    assert hundredths(Decimal("1.35")) == 135
+    assert multiplier_text(135) == "1.35" and multiplier_text(300) == "3.00"
+    with pytest.raises(ValueError, match="2 decimals"):
+        hundredths(Decimal("1.355"))
+    with pytest.raises(ValueError, match="cap"):
+        SurgeCurve(cap=Decimal("11"))
+    with pytest.raises(ValueError, match="band"):
+        SurgeCurve(band=Decimal("0"))

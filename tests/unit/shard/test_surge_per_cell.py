@@ -1,0 +1,140 @@
+"""Surge per H3 cell, decided by the shard's single writer on its clock: requests without
+drivers raise the pickup cell's multiplier at the cadence, each change is an event with its
+inputs, the multipliers survive a restart, and the cell goes back to 1.00 when its demand
+leaves the window."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import h3
+
+from dispatch.adapters.embedded.engine import EmbeddedEngine
+from dispatch.bootstrap import build_embedded_engine
+from dispatch.domain.ids import new_id
+from dispatch.domain.surge import SURGE_RESOLUTION, Surge
+from dispatch.messages import Ping
+from dispatch.settings import Settings
+from schemas import commands as c
+from schemas.common import LatLng
+
+T0 = 1_767_600_000.0
+PICKUP = (37.77, -122.42)
+CELL = h3.latlng_to_cell(*PICKUP, SURGE_RESOLUTION)
+
+
+class Market:
+    def __init__(self, tmp: Path, **settings: Any) -> None:
+        self.now, self.tmp, self.settings = T0, tmp, settings
+        self.changes: list[Surge.Changed] = []
+        self.engine = self._engine()
+
+    def _engine(self) -> EmbeddedEngine:
+        settings = Settings(data_dir=self.tmp, shards=1, max_wait_s=600, **self.settings)
+        engine = build_embedded_engine(settings, lambda: self.now)
+        engine.workers[0].listeners.append(self._heard)
+        return engine
+
+    def _heard(self, _shard: int, recordings: Any) -> None:
+        self.changes += [r.domain_event for r in recordings
+                         if isinstance(r.domain_event, Surge.Changed)]  # fmt: skip
+
+    def restart(self) -> None:
+        self.engine = self._engine()
+
+    def send(self, command: c.Command) -> None:
+        at = datetime.fromtimestamp(self.now, UTC)
+        env = c.CommandEnvelope(command_id=str(uuid.uuid4()), issued_at=at, command=command)
+        self.engine.transport.send_command(env)
+        self.engine.run_once()
+
+    def requests(self, count: int) -> None:
+        for _ in range(count):
+            rider, ride = new_id(0), new_id(0)
+            self.send(c.RegisterRider(rider_id=rider, name="r"))
+            pickup = LatLng(lat=PICKUP[0], lng=PICKUP[1])
+            dropoff = LatLng(lat=37.8, lng=-122.4)
+            self.send(c.RequestRide(ride_id=ride, rider_id=rider, pickup=pickup, dropoff=dropoff))
+
+    def drivers(self, count: int, lat: float, lng: float) -> None:
+        for _ in range(count):
+            d = new_id(0)
+            self.send(c.RegisterDriver(driver_id=d, name="d"))
+            self.send(c.GoOnline(driver_id=d))
+            self.engine.transport.send_pings([Ping(d, lat, lng, self.now)])
+            self.engine.run_once()
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        self.engine.run_once()
+
+    @property
+    def levels(self) -> dict[str, str]:
+        surge = self.engine.workers[0].matcher.surge
+        assert surge is not None
+        return surge.levels()  # type: ignore[attr-defined]
+
+
+def test_requests_without_drivers_raise_the_pickup_cells_surge_at_the_cadence(tmp_path) -> None:
+    market = Market(tmp_path)
+    market.advance(1)  # the first tick starts the cadence's clock
+    market.requests(5)
+    market.advance(10)
+    assert market.changes == []  # not before the cadence
+    market.advance(25)
+    (change,) = market.changes
+    # pressure 5 / (0 + 1) = 5: target 1 + 0.5 x 4 = 3.00; half the gap less the band is left
+    assert (change.cell, change.multiplier, change.previous, change.target) == (
+        CELL, "2.10", "1.00", "3.00",
+    )  # fmt: skip
+    assert (change.demand, change.supply, change.window_s) == (5, 0, 300.0)
+    assert market.engine.workers[0].app.surge_levels() == {CELL: "2.10"}
+    market.advance(30)
+    assert [ch.multiplier for ch in market.changes] == ["2.10", "2.65"]
+
+
+def test_the_multipliers_survive_a_restart(tmp_path) -> None:
+    market = Market(tmp_path)
+    market.advance(1)
+    market.requests(5)
+    market.advance(31)
+    assert market.levels == {CELL: "2.10"}
+    market.restart()
+    assert market.levels == {CELL: "2.10"}
+    assert market.engine.workers[0].app.surge_levels() == {CELL: "2.10"}
+
+
+def test_supply_in_the_cell_holds_the_surge_down(tmp_path) -> None:
+    market = Market(tmp_path, ping_ttl_s=120)
+    market.advance(1)
+    market.drivers(10, 37.7701, -122.4201)  # the same surge cell
+    market.requests(5)  # 5 drivers are offered a ride (not available), 5 stay free
+    market.advance(31)
+    assert market.changes == []  # pressure 5 / (5 + 1): no surge
+    market.requests(10)  # 5 more are offered one: 10 requests wait for no driver
+    market.advance(30)
+    (change,) = market.changes
+    assert (change.demand, change.supply, change.target) == (15, 0, "3.00")
+
+
+def test_a_cell_goes_back_to_one_when_its_demand_leaves_the_window(tmp_path) -> None:
+    market = Market(tmp_path, surge_window_s=60)
+    market.advance(1)
+    market.requests(5)
+    for _ in range(8):
+        market.advance(30)
+    assert market.changes[-1].multiplier == "1.00"
+    assert market.levels == {}
+    assert market.changes[-1].demand == 0
+
+
+def test_surge_off_records_nothing(tmp_path) -> None:
+    market = Market(tmp_path, surge_cadence_s=0)
+    market.advance(1)
+    market.requests(5)
+    market.advance(61)
+    assert market.changes == []
+    assert market.engine.workers[0].matcher.surge is None
