@@ -6,6 +6,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -306,10 +307,14 @@ def build_trips(settings: Settings) -> TripEstimator:
 
 
 def build_fare_desk(
-    settings: Settings, ring: KeyRing, markets: MarketMap | None = None
+    settings: Settings,
+    ring: KeyRing,
+    markets: MarketMap | None = None,
+    surge: Callable[[float, float], Decimal] | None = None,
 ) -> FareDesk:
     """Fare quotes: the settings' fare rules (or the defaults), the trip estimate, quotes
-    signed with the bearer tokens' key ring for the quotes' own audience (PyJWT)."""
+    signed with the bearer tokens' key ring for the quotes' own audience (PyJWT), priced
+    at ``surge`` (the runtime's surge view; None: 1.00)."""
     return FareDesk(
         fare_book(fares_of(settings)),
         build_trips(settings),
@@ -317,6 +322,7 @@ def build_fare_desk(
         PyJwtQuotes(ring),
         settings.quote_ttl_s,
         round(settings.max_trip_km * 1000),
+        surge,
     )
 
 

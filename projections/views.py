@@ -13,18 +13,20 @@ from projections.drivers import DriversProjection, DriversView
 from projections.heatmap import HeatmapProjection, HeatmapView
 from projections.locations import LocationsProjection, LocationsView
 from projections.rides import RideRow, RidesProjection, RidesView
+from projections.surge import SurgeProjection, SurgeView
 
 
 def default_projections(
     resolution: int = 9, ttl_s: float = 30.0, ride_retention_s: float | None = None
 ) -> list[Projection[Any]]:
-    """The four views; ended rides leave the rides view ``ride_retention_s`` after they
+    """The five views; ended rides leave the rides view ``ride_retention_s`` after they
     ended (None: never)."""
     return [
         RidesProjection(ride_retention_s),
         DriversProjection(),
         LocationsProjection(resolution, ttl_s),
         HeatmapProjection(),
+        SurgeProjection(),
     ]
 
 
@@ -145,4 +147,9 @@ class ViewSet:
     @property
     def heatmap(self) -> HeatmapView:
         view: HeatmapView = self.states["heatmap"].view
+        return view
+
+    @property
+    def surge(self) -> SurgeView:
+        view: SurgeView = self.states["surge"].view
         return view

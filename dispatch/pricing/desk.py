@@ -2,7 +2,7 @@
 
 A quote reads nothing of the log and writes nothing: it is not an event until a ride
 carries it (docs/MARKETPLACE.md). Its trip is priced by the pickup's market's rule for the
-product, at the surge of the moment: 1.00 for now (surge per H3 cell is a later step). A
+product, at the surge of the moment of the pickup's cell (``surge``: the surge view). A
 trip longer than the longest a quote prices (``DISPATCH_MAX_TRIP_KM``) gets none: refused
 before it is routed when even the great circle is longer, else once its estimate is.
 """
@@ -10,7 +10,9 @@ before it is routed when even the great circle is longer, else once its estimate
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 
 from dispatch.domain.fares import NO_SURGE, Product, fare
 from dispatch.markets import MarketMap
@@ -30,7 +32,7 @@ class IssuedQuote:
 class FareDesk:
     """Quotes of ``book``'s rules over ``trips``' estimates of at most ``max_trip_m``
     metres, signed by ``codec`` and valid ``ttl_s`` seconds; ``markets`` says which market
-    a pickup is in."""
+    a pickup is in; ``surge`` the multiplier of a place now (None: 1.00 everywhere)."""
 
     def __init__(
         self,
@@ -40,8 +42,10 @@ class FareDesk:
         codec: QuoteCodec,
         ttl_s: int,
         max_trip_m: int,
+        surge: Callable[[float, float], Decimal] | None = None,
     ) -> None:
         self.book, self.ttl_s, self.max_trip_m = book, ttl_s, max_trip_m
+        self._surge = surge
         self._trips, self._markets, self._codec = trips, markets, codec
 
     def estimate(
@@ -53,7 +57,8 @@ class FareDesk:
         market = found.name if found is not None else None
         rule = self.book.rule_for(market, product)
         trip = self._trip(pickup, dropoff)
-        priced = fare(rule, trip.distance_m, trip.duration_s, NO_SURGE)
+        surge = self._surge(*pickup) if self._surge is not None else NO_SURGE
+        priced = fare(rule, trip.distance_m, trip.duration_s, surge)
         issued = int(now)
         quote = Quote(
             quote_id=str(uuid.uuid4()),
@@ -67,7 +72,7 @@ class FareDesk:
             duration_s=trip.duration_s,
             estimated_by=trip.estimated_by,
             rule=rule,
-            surge=NO_SURGE,
+            surge=surge,
             total=priced.total,
             minimum_applied=priced.minimum_applied,
             issued_at=issued,

@@ -13,11 +13,13 @@ from typing import Any
 import h3
 
 from dispatch.adapters.embedded.engine import EmbeddedEngine
+from dispatch.adapters.sqlite.logsource import SqliteLogSource
 from dispatch.bootstrap import build_embedded_engine
 from dispatch.domain.ids import new_id
 from dispatch.domain.surge import SURGE_RESOLUTION, Surge
 from dispatch.messages import Ping
 from dispatch.settings import Settings
+from projections.surge import SurgeProjection
 from schemas import commands as c
 from schemas.common import LatLng
 
@@ -138,3 +140,19 @@ def test_surge_off_records_nothing(tmp_path) -> None:
     market.advance(61)
     assert market.changes == []
     assert market.engine.workers[0].matcher.surge is None
+
+
+def test_the_surge_view_folded_from_the_log_agrees_with_the_shard(tmp_path) -> None:
+    market = Market(tmp_path)
+    market.advance(1)
+    market.requests(5)
+    market.advance(31)
+    market.advance(30)
+    projection = SurgeProjection()
+    view = projection.initial()
+    for event in SqliteLogSource(tmp_path).read(0):
+        if event.topic in projection.topics:
+            view = projection.apply(view, event)
+    assert view.layer() == market.levels == {CELL: "2.65"}
+    assert view.multiplier(*PICKUP) == "2.65"
+    assert view.multiplier(37.70, -122.48) == "1.00"
