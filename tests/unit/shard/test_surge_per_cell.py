@@ -5,16 +5,19 @@ leaves the window."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import h3
+from typer.testing import CliRunner
 
 from dispatch.adapters.embedded.engine import EmbeddedEngine
 from dispatch.adapters.sqlite.logsource import SqliteLogSource
 from dispatch.bootstrap import build_embedded_engine
+from dispatch.cli import app
 from dispatch.domain.ids import new_id
 from dispatch.domain.surge import SURGE_RESOLUTION, Surge
 from dispatch.messages import Ping
@@ -156,3 +159,29 @@ def test_the_surge_view_folded_from_the_log_agrees_with_the_shard(tmp_path) -> N
     assert view.layer() == market.levels == {CELL: "2.65"}
     assert view.multiplier(*PICKUP) == "2.65"
     assert view.multiplier(37.70, -122.48) == "1.00"
+
+
+def test_replay_state_at_shows_the_surge_of_a_past_time(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("DISPATCH_SHARDS", "1")
+    market = Market(tmp_path)
+    market.advance(1)
+    market.requests(5)
+    market.advance(31)  # 2.10 at T0 + 32
+    first = market.now
+    market.advance(30)  # 2.65 at T0 + 62
+
+    def state_at(at: float, *more: str) -> Any:
+        moment = datetime.fromtimestamp(at, UTC).isoformat()
+        args = ["replay", "state", "--at", moment, "--data-dir", str(tmp_path), "--json", *more]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    assert state_at(first - 1)["surge"] == {}
+    assert state_at(first)["surge"] == {CELL: "2.10"}
+    assert state_at(market.now)["surge"] == {CELL: "2.65"}
+    place = state_at(first, "--lat", str(PICKUP[0]), "--lng", str(PICKUP[1]))
+    assert (place["cell"], place["multiplier"]) == (CELL, "2.10")
+    where = ["--data-dir", str(tmp_path), "--lat", "91", "--lng", "0"]
+    refused = CliRunner().invoke(app, ["replay", "state", "--at", "2026-01-05T08:00:00", *where])
+    assert refused.exit_code == 2 and "latitude" in refused.output
