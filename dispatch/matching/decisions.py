@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 from uuid import UUID
 
 
@@ -25,9 +26,9 @@ class ExpireRequest:
     ride_id: UUID
 
 
-@dataclass(frozen=True, slots=True)
-class ChangeSurge:
-    """A surge cell's multiplier moves (decimal texts, ``"1.35"``), with its inputs."""
+class ChangeSurge(NamedTuple):
+    """A surge cell's multiplier moves (decimal texts, ``"1.35"``), with its inputs (a
+    tuple: a cadence may make thousands)."""
 
     cell: str
     multiplier: str

@@ -16,8 +16,9 @@ seen, so the arrays a cadence works on need no dictionary lookup per cell.
 
 from __future__ import annotations
 
+import bisect
 import math
-from collections import deque
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,9 +26,13 @@ import h3
 import numpy as np
 from h3.api import basic_int as h3i
 
+from dispatch.domain.fares import MAX_SURGE
 from dispatch.domain.surge import SURGE_RESOLUTION
 from dispatch.matching.decisions import ChangeSurge
 from dispatch.pricing.surge import ONE, SurgeCurve, multiplier_text
+
+# Every multiplier's text, by level (a cadence names thousands).
+_TEXTS = [multiplier_text(level) for level in range(int(MAX_SURGE * 100) + 1)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +51,15 @@ class SurgeTracker:
         self._cells: list[int] = []  # row -> cell
         self._levels = np.full(64, ONE, dtype=np.int64)
         self._demand = np.zeros(64, dtype=np.int64)
-        self._window: deque[tuple[float, int]] = deque()  # (requested at, row), in order
+        # The window's requests in time order: times and rows from ``_head`` on; the rows of
+        # requests not counted yet (``_added``).
+        # (arrays: numpy reads them without a copy)
+        self._times = array("d")
+        self._rows = array("q")
+        self._head = 0
+        self._unsorted = False
+        self._added = array("q")
+        self._names: list[str] = []  # row -> cell, as text
         self._slot_rows = np.zeros(0, dtype=np.int64)  # index slot -> row of its parent
         self._next_at = -math.inf
 
@@ -54,8 +67,11 @@ class SurgeTracker:
     def requested(self, lat: float, lng: float, at: float) -> None:
         """A ride requested at ``(lat, lng)`` at time ``at``: demand for the window."""
         row = self._row(h3i.latlng_to_cell(lat, lng, self.resolution))
-        self._demand[row] += 1
-        self._window.append((at, row))
+        self._added.append(row)  # counted at the next cadence, all at once
+        if self._times and at < self._times[-1]:  # (a checkpoint's rides come in any order)
+            self._unsorted = True
+        self._times.append(at)
+        self._rows.append(row)
 
     def level(self, cell: str, multiplier: str) -> None:
         """A cell's multiplier as the shard recorded it (``"1.35"``)."""
@@ -73,7 +89,7 @@ class SurgeTracker:
         """Every cell above 1.00, with its multiplier."""
         n = len(self._cells)
         rows = np.nonzero(self._levels[:n] != ONE)[0]
-        return {h3.int_to_str(self._cells[r]): multiplier_text(int(self._levels[r])) for r in rows}
+        return {self._names[r]: _TEXTS[int(self._levels[r])] for r in rows}
 
     # -- the cadence -----------------------------------------------------------------------
     def due(self, now: float) -> bool:
@@ -91,7 +107,7 @@ class SurgeTracker:
         """Price every active cell at ``now``; ``cells`` and ``counts``: the index's cells
         (at resolution ``from_res``) and their drivers (``DriverIndex.cell_counts``)."""
         self._next_at = now + self.config.cadence_s
-        self._expire(now - self.config.window_s)
+        self._count(now - self.config.window_s)
         supply = self._supply(cells, counts, from_res)
         n = len(self._cells)
         levels, demand = self._levels[:n], self._demand[:n]
@@ -103,16 +119,36 @@ class SurgeTracker:
         moved = np.nonzero(after != before)[0]
         rows = active[moved]
         columns = (after[moved], target[moved], demand[rows], supply[rows])
-        window_s, cell_of, text = self.config.window_s, self._cells, multiplier_text
-        return [
-            ChangeSurge(h3.int_to_str(cell_of[row]), text(a), text(t), d, s, window_s)
+        window_s, names, text, new = self.config.window_s, self._names, _TEXTS, tuple.__new__
+        return [  # (tuple.__new__: half the cost of the named tuple's own constructor)
+            new(ChangeSurge, (names[row], text[a], text[t], d, s, window_s))
             for row, a, t, d, s in zip(rows.tolist(), *(c.tolist() for c in columns), strict=True)
         ]
 
-    def _expire(self, cutoff: float) -> None:
-        window, demand = self._window, self._demand
-        while window and window[0][0] <= cutoff:
-            demand[window.popleft()[1]] -= 1
+    def _count(self, cutoff: float) -> None:
+        """Count the requests added since the last cadence, and drop those at or before
+        ``cutoff`` (out of the window), each in one pass."""
+        n = len(self._cells)
+        if self._added:
+            added = np.frombuffer(self._added, dtype=np.int64)
+            self._demand[:n] += np.bincount(added, minlength=n)[:n]
+            self._added = array("q")
+        head = self._head
+        if self._unsorted:
+            pairs = sorted(zip(self._times[head:], self._rows[head:], strict=True))
+            self._times = array("d", (t for t, _ in pairs))
+            self._rows = array("q", (r for _, r in pairs))
+            head = self._head = 0
+            self._unsorted = False
+        cut = bisect.bisect_right(self._times, cutoff, head)
+        if cut > head:
+            gone = np.frombuffer(self._rows, dtype=np.int64)[head:cut]
+            self._demand[:n] -= np.bincount(gone, minlength=n)[:n]
+            del gone  # (a view of the array: it could not be resized while held)
+            head = self._head = cut
+        if head > 4096 and head * 2 > len(self._times):  # drop what left, now and then
+            del self._times[:head], self._rows[:head]
+            self._head = 0
 
     def _supply(self, cells: list[int], counts: np.ndarray, from_res: int) -> np.ndarray:
         """Available drivers per row: the index's cells summed into their surge cells."""
@@ -138,6 +174,7 @@ class SurgeTracker:
         if row is None:
             row = self._row_of[cell] = len(self._cells)
             self._cells.append(cell)
+            self._names.append(h3i.int_to_str(cell))
             if row == len(self._levels):
                 self._levels = np.concatenate([self._levels, np.full(row, ONE, dtype=np.int64)])
                 self._demand = np.concatenate([self._demand, np.zeros(row, dtype=np.int64)])
