@@ -185,3 +185,20 @@ def test_replay_state_at_shows_the_surge_of_a_past_time(tmp_path, monkeypatch) -
     where = ["--data-dir", str(tmp_path), "--lat", "91", "--lng", "0"]
     refused = CliRunner().invoke(app, ["replay", "state", "--at", "2026-01-05T08:00:00", *where])
     assert refused.exit_code == 2 and "latitude" in refused.output
+
+
+def test_a_restore_from_a_checkpoint_keeps_the_multipliers_and_the_windows_demand(
+    tmp_path,
+) -> None:
+    market = Market(tmp_path, checkpoint_every_events=5, checkpoint_chunk_rows=1_000)
+    market.advance(1)
+    market.requests(5)
+    market.advance(31)
+    market.advance(1)  # a batch after the change: a checkpoint covers it
+    market.restart()
+    assert market.engine.workers[0].restored_from is not None  # from a checkpoint
+    assert market.levels == {CELL: "2.10"}
+    market.advance(1)  # the first tick after a start only starts the cadence's clock
+    market.advance(30)
+    # the 5 requests still waiting came back with the checkpoint's rides: still demand
+    assert [(ch.multiplier, ch.demand) for ch in market.changes][-1] == ("2.65", 5)
