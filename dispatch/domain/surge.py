@@ -10,6 +10,7 @@ a restore gives back to the shard's surge tracker.
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from uuid import UUID
 
@@ -24,6 +25,7 @@ NO_SURGE_TEXT = "1.00"
 SURGE_RESOLUTION = 8
 
 
+@functools.cache
 def surge_id(shard: int) -> UUID:
     """The id of ``shard``'s surge aggregate (in ``shard``)."""
     return derived_id(shard, SURGE_NAMESPACE, "surge")

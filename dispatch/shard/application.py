@@ -15,6 +15,7 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
+from eventsourcing.domain import Snapshot as LibrarySnapshot
 from eventsourcing.persistence import JSONTranscoder, Recording
 
 from dispatch.domain.command_record import (
@@ -392,15 +393,26 @@ class ShardApplication(Application[UUID]):
 
     def _take_due_snapshots(self, journal: list[Any]) -> None:
         """A snapshot of each driver or rider whose version reached a multiple of its
-        interval in this batch (to the snapshot store: the compacted topic on Kafka)."""
+        interval in this batch (to the snapshot store: the compacted topic on Kafka). The
+        shard's surge, which may pass a multiple in every cadence, is taken as it is after
+        the batch (cached: not replayed from the store, which would double what its
+        changes cost)."""
         if self.snapshots is None:
             return
+        surge_due = False
         for event in journal:
             for cls, interval in self.snapshotting_intervals.items():
                 if isinstance(event, cls.Event | cls.Created):
-                    if event.originator_version % interval == 0:
+                    if event.originator_version % interval != 0:
+                        pass
+                    elif cls is Surge:
+                        surge_due = True
+                    else:
                         self.take_snapshot(event.originator_id, version=event.originator_version)
                     break
+        if surge_due:
+            surge: Any = self.repository.get(surge_id(self.shard))  # the cached one
+            self.snapshots.put([LibrarySnapshot.take(surge)])
 
     def discard(self) -> None:
         """Forget the open batch and every cached aggregate (after a failed or aborted commit)."""

@@ -19,9 +19,11 @@ from dispatch.adapters.sqlite.logsource import SqliteLogSource
 from dispatch.bootstrap import build_embedded_engine
 from dispatch.cli import app
 from dispatch.domain.ids import new_id
-from dispatch.domain.surge import SURGE_RESOLUTION, Surge
+from dispatch.domain.surge import SURGE_RESOLUTION, Surge, surge_id
+from dispatch.matching.decisions import ChangeSurge
 from dispatch.messages import Ping
 from dispatch.settings import Settings
+from dispatch.shard.application import ShardApplication
 from projections.surge import SurgeProjection
 from schemas import commands as c
 from schemas.common import LatLng
@@ -202,3 +204,17 @@ def test_a_restore_from_a_checkpoint_keeps_the_multipliers_and_the_windows_deman
     market.advance(30)
     # the 5 requests still waiting came back with the checkpoint's rides: still demand
     assert [(ch.multiplier, ch.demand) for ch in market.changes][-1] == ("2.65", 5)
+
+
+def test_the_shards_surge_is_snapshotted_as_it_is_after_the_batch() -> None:
+    app = ShardApplication(0, env={"IS_SNAPSHOTTING_ENABLED": "y"})
+    cells = sorted(h3.grid_disk(CELL, 20))[:1_200]
+    at = datetime.fromtimestamp(T0, UTC)
+    for cell in cells:
+        app.decide(ChangeSurge(cell, "1.50", "2.00", 9, 1, 300.0), at)
+    app.commit()
+    assert app.snapshots is not None
+    (snapshot,) = app.snapshots.get(surge_id(0))
+    assert snapshot.originator_version == 1 + len(cells)  # passed 1,000: taken at the end
+    app.discard()  # a cold read starts from it
+    assert app.surge_levels() == dict.fromkeys(cells, "1.50")
