@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmachine import cpu_model
 
 from dispatch.domain.surge import SURGE_RESOLUTION
+from dispatch.matching.decisions import ChangeSurge
 from dispatch.matching.index import DriverIndex
 from dispatch.pricing.surge import SurgeCurve
 from dispatch.pricing.tracker import SurgeConfig, SurgeTracker
@@ -60,6 +61,15 @@ def place_in(cell: int, rng: random.Random) -> tuple[float, float]:
     """A point in ``cell``: its centre, jittered well within its edge (about 530 m)."""
     lat, lng = h3i.cell_to_latlng(cell)
     return lat + rng.uniform(-0.002, 0.002), lng + rng.uniform(-0.002, 0.002)
+
+
+def fed_back(tracker: SurgeTracker, changes: ChangeSurge | None) -> int:
+    """What the shard records comes back to the tracker; returns how many cells moved."""
+    if changes is None:
+        return 0
+    for cell, multiplier, *_ in changes.rows():
+        tracker.level(cell, multiplier)
+    return len(changes)
 
 
 def one_round(cells: list[int], drivers: int, cadences: int, seed: int) -> dict[str, object]:
@@ -90,9 +100,8 @@ def one_round(cells: list[int], drivers: int, cadences: int, seed: int) -> dict[
     started = time.perf_counter()
     changes = tracker.tick(now, *index.cell_counts(), index.resolution)
     first_s = time.perf_counter() - started
-    for change in changes:
-        tracker.level(change.cell, change.multiplier)
-    timings, changed = [], [len(changes)]
+    changed = [fed_back(tracker, changes)]
+    timings = []
     for _ in range(cadences):
         arriving = []  # the next 30 s of requests, in time order as the log has them
         for cell, extra in per_cadence:
@@ -106,9 +115,7 @@ def one_round(cells: list[int], drivers: int, cadences: int, seed: int) -> dict[
         started = time.perf_counter()
         changes = tracker.tick(now, cells_now, counts, index.resolution)
         timings.append(time.perf_counter() - started)
-        changed.append(len(changes))
-        for change in changes:  # what the shard records comes back to the tracker
-            tracker.level(change.cell, change.multiplier)
+        changed.append(fed_back(tracker, changes))
     # A shock: every cell's demand jumps at once, so (nearly) every cell changes.
     now += CADENCE_S
     for cell in cells:
@@ -122,8 +129,8 @@ def one_round(cells: list[int], drivers: int, cadences: int, seed: int) -> dict[
     app = ShardApplication(0, env={"IS_SNAPSHOTTING_ENABLED": "y"})
     at = datetime.fromtimestamp(now, UTC)
     started = time.perf_counter()
-    for change in shock:
-        app.decide(change, at)
+    if shock is not None:
+        app.decide(shock, at)
     app.commit()
     record_s = time.perf_counter() - started
     active = len(set(cells))
@@ -137,7 +144,7 @@ def one_round(cells: list[int], drivers: int, cadences: int, seed: int) -> dict[
         "request_fold_us": fold_times / folded * 1e6,
         "cells_above_one": len(tracker.levels()),
         "shock_ms": shock_s * 1000,
-        "shock_changes": len(shock),
+        "shock_changes": len(shock) if shock is not None else 0,
         "shock_record_ms": record_s * 1000,
     }
 

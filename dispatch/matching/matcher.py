@@ -205,7 +205,9 @@ class Matcher:
                 )
         if self.surge is not None and self.surge.due(now):
             cells, counts = self.index.cell_counts()
-            decisions.extend(self.surge.tick(now, cells, counts, self.index.resolution))
+            changes = self.surge.tick(now, cells, counts, self.index.resolution)
+            if changes is not None:
+                decisions.append(changes)
         return decisions
 
     # -- event handlers --------------------------------------------------------------------

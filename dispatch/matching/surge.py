@@ -26,5 +26,6 @@ class SurgeTracking(Protocol):
 
     def tick(
         self, now: float, cells: list[int], counts: np.ndarray, from_res: int
-    ) -> list[ChangeSurge]:
-        """Price the active cells; ``cells`` and ``counts``: the index's (at ``from_res``)."""
+    ) -> ChangeSurge | None:
+        """Price the active cells; ``cells`` and ``counts``: the index's (at ``from_res``).
+        None when no cell moves."""

@@ -5,9 +5,9 @@ folds: each ride request (its pickup's cell, at its time) is demand for ``window
 available drivers of the matcher's index are supply. Every ``cadence_s`` of the shard's
 clock, ``tick`` prices every active cell (one with demand in the window, or a multiplier
 above 1.00) with the curve at once (numpy, ``dispatch.pricing.surge``) and returns a
-``ChangeSurge`` for each cell whose multiplier moves; the shard records it
-(``Surge.Changed``) and the event comes back through ``level``. The levels are the only
-state that lasts: a restore loads them from the shard's surge aggregate (``load``), and
+``ChangeSurge`` of the cells whose multipliers move; the shard records a
+``Surge.Changed`` for each, and the event comes back through ``level``. The levels are the
+only state that lasts: a restore loads them from the shard's surge aggregate (``load``), and
 the requests of the window from the rides a checkpoint carries and the log after it.
 
 Cells are H3 cells at ``SURGE_RESOLUTION`` (8), numbered by the tracker in the order first
@@ -103,7 +103,7 @@ class SurgeTracker:
 
     def tick(
         self, now: float, cells: list[int], counts: np.ndarray, from_res: int
-    ) -> list[ChangeSurge]:
+    ) -> ChangeSurge | None:
         """Price every active cell at ``now``; ``cells`` and ``counts``: the index's cells
         (at resolution ``from_res``) and their drivers (``DriverIndex.cell_counts``)."""
         self._next_at = now + self.config.cadence_s
@@ -113,17 +113,22 @@ class SurgeTracker:
         levels, demand = self._levels[:n], self._demand[:n]
         active = np.nonzero((demand > 0) | (levels != ONE))[0]
         if not len(active):
-            return []
+            return None
         before = levels[active]
         after, target = self.config.curve.step(before, demand[active], supply[active])
         moved = np.nonzero(after != before)[0]
-        rows = active[moved]
-        columns = (after[moved], target[moved], demand[rows], supply[rows])
-        window_s, names, text, new = self.config.window_s, self._names, _TEXTS, tuple.__new__
-        return [  # (tuple.__new__: half the cost of the named tuple's own constructor)
-            new(ChangeSurge, (names[row], text[a], text[t], d, s, window_s))
-            for row, a, t, d, s in zip(rows.tolist(), *(c.tolist() for c in columns), strict=True)
-        ]
+        if not len(moved):
+            return None
+        rows = active[moved].tolist()
+        names, text = self._names, _TEXTS
+        return ChangeSurge(
+            [names[row] for row in rows],
+            [text[a] for a in after[moved].tolist()],
+            [text[t] for t in target[moved].tolist()],
+            demand[active[moved]].tolist(),
+            supply[active[moved]].tolist(),
+            self.config.window_s,
+        )
 
     def _count(self, cutoff: float) -> None:
         """Count the requests added since the last cadence, and drop those at or before

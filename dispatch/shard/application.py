@@ -240,15 +240,17 @@ class ShardApplication(Application[UUID]):
             return []
         return self._uow.seal(mark)
 
-    def _change_surge(self, change: ChangeSurge, now: datetime) -> list[Any]:
-        """Record a surge cell's new multiplier (the shard's surge opened on first use)."""
+    def _change_surge(self, changes: ChangeSurge, now: datetime) -> list[Any]:
+        """Record each surge cell's new multiplier, an event each (the shard's surge opened
+        on first use)."""
         mark = self._uow.mark()
         surge = self._uow.find(Surge, surge_id(self.shard))
         if surge is None:
             surge = Surge.start(self.shard, SURGE_RESOLUTION, now)
             self._uow.add(surge)
-        surge.change(change.cell, change.multiplier, change.target, change.demand,
-                     change.supply, change.window_s, now)  # fmt: skip
+        window_s = changes.window_s
+        for cell, multiplier, target, demand, supply in changes.rows():
+            surge.change(cell, multiplier, target, demand, supply, window_s, now)
         return self._uow.seal(mark)
 
     def surge_levels(self) -> dict[str, str]:

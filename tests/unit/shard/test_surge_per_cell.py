@@ -210,8 +210,8 @@ def test_the_shards_surge_is_snapshotted_as_it_is_after_the_batch() -> None:
     app = ShardApplication(0, env={"IS_SNAPSHOTTING_ENABLED": "y"})
     cells = sorted(h3.grid_disk(CELL, 20))[:1_200]
     at = datetime.fromtimestamp(T0, UTC)
-    for cell in cells:
-        app.decide(ChangeSurge(cell, "1.50", "2.00", 9, 1, 300.0), at)
+    n = len(cells)
+    app.decide(ChangeSurge(cells, ["1.50"] * n, ["2.00"] * n, [9] * n, [1] * n, 300.0), at)
     app.commit()
     assert app.snapshots is not None
     (snapshot,) = app.snapshots.get(surge_id(0))
