@@ -124,6 +124,15 @@ class Heatmap(BaseModel):
 class Surge(BaseModel):
     """The surge multiplier of the H3 cell holding a place (1.00 where there is none)."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"lat": 37.7749, "lng": -122.4194, "cell": "8828308281fffff", "resolution": 8,
+                 "multiplier": "1.35"}
+            ]
+        }
+    )  # fmt: skip
+
     lat: float = Field(examples=[37.7749])
     lng: float = Field(examples=[-122.4194])
     cell: str = Field(examples=["8828308281fffff"], description="The surge cell (H3, hex).")

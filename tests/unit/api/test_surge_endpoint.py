@@ -110,3 +110,5 @@ def test_the_openapi_document_shows_the_surge_query(world: World) -> None:
     assert {"200", "401", "422"} <= set(operation["responses"])
     answer = document["components"]["schemas"]["Surge"]
     assert answer["properties"]["multiplier"]["examples"] == ["1.35"]
+    assert answer["examples"][0]["multiplier"] == "1.35"
+    assert operation["parameters"][0]["name"] == "lat"
