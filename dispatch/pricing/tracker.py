@@ -19,7 +19,6 @@ from __future__ import annotations
 import bisect
 import math
 from array import array
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import h3
@@ -159,20 +158,27 @@ class SurgeTracker:
         """Available drivers per row: the index's cells summed into their surge cells."""
         seen = len(self._slot_rows)
         if len(cells) > seen:  # cells new to the index since the last cadence
-            to_parent = self._parent_of(from_res)
-            new = [self._row(to_parent(c)) for c in cells[seen:]]
-            self._slot_rows = np.concatenate([self._slot_rows, np.array(new, dtype=np.int64)])
+            parents, where = np.unique(self._parents(cells[seen:], from_res), return_inverse=True)
+            rows = np.array([self._row(p) for p in parents.tolist()], dtype=np.int64)
+            self._slot_rows = np.concatenate([self._slot_rows, rows[where.reshape(-1)]])
         n = len(self._cells)
         if not len(counts):
             return np.zeros(n, dtype=np.int64)
         rows = self._slot_rows[: len(counts)]
         return np.bincount(rows, weights=counts, minlength=n)[:n].astype(np.int64)
 
-    def _parent_of(self, from_res: int) -> Callable[[int], int]:
+    def _parents(self, cells: list[int], from_res: int) -> np.ndarray:
+        """The surge cell of each index cell (at ``from_res``): its parent, computed on the
+        H3 index's bits (the resolution field set, the finer digits set to 7, as
+        ``h3.cell_to_parent`` does), all at once; an index coarser than the surge cells
+        gives its centre child."""
         res = self.resolution
-        if from_res >= res:
-            return lambda cell: h3i.cell_to_parent(cell, res)
-        return lambda cell: h3i.cell_to_center_child(cell, res)  # a coarser index: its centre
+        if from_res < res:
+            return np.array([h3i.cell_to_center_child(c, res) for c in cells], dtype=np.uint64)
+        ints = np.array(cells, dtype=np.uint64)
+        finer = sum(7 << ((15 - r) * 3) for r in range(res + 1, 16))
+        kept = ~np.uint64(0xF << 52)
+        return (ints & kept) | np.uint64(res << 52) | np.uint64(finer)
 
     def _row(self, cell: int) -> int:
         row = self._row_of.get(cell)
