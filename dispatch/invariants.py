@@ -6,6 +6,7 @@ Used by the simulator's report, by ``dispatch replay verify`` and by the failove
   ``DRIVER_TRANSITIONS``);
 - no driver holds two active rides at any moment, no ride has two drivers;
 - every offer is resolved (accepted, declined, expired or cancelled) once its expiry passed;
+- a revocation raises its principal's token version (``Credentials``);
 - every command id has exactly one outcome within the idempotency window: a second
   record of a command id is a ``duplicate_outcome`` unless the first had left the window
   by then (the first record's own window; for a record that carries none, written before
@@ -17,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from dispatch.domain.command_record import CommandRecord
+from dispatch.domain.credentials import Credentials
 from dispatch.domain.driver import (
     DRIVER_TRANSITIONS,
     REGISTERED,
@@ -30,6 +32,7 @@ from dispatch.log import LogEvent, parse_time
 
 RIDER_EVENTS = {Rider.RideRequested.TOPIC, Rider.RideEnded.TOPIC}
 _RECORDS = frozenset({CommandRecord.Created.TOPIC, CommandRecord.Carried.TOPIC})
+_REVOKED = frozenset({Credentials.TokensRevoked.TOPIC, Credentials.TokensRevokedByOperator.TOPIC})
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +67,7 @@ class InvariantChecker:
     ride_driver: dict[str, str] = field(default_factory=dict)
     open_offers: dict[str, tuple[float, str]] = field(default_factory=dict)
     command_ids: dict[str, CommandSeen] = field(default_factory=dict)
+    token_versions: dict[str, int] = field(default_factory=dict)  # credentials -> version
     last_time: float = float("-inf")
 
     def check(self, e: LogEvent) -> None:
@@ -90,6 +94,8 @@ class InvariantChecker:
             self.rider_active[agg_id] = None
         elif topic in _RECORDS:  # a carried record counts as the command id's record here
             self._command_record(e)
+        elif topic in _REVOKED:
+            self._revocation(e)
 
     def finish(self) -> list[Violation]:
         """Flag offers whose expiry passed before the log's last event and were never closed."""
@@ -184,6 +190,12 @@ class InvariantChecker:
                 "duplicate_outcome",
                 f"command {command_id} already had an outcome at {before.where}{within}",
             )
+
+    def _revocation(self, e: LogEvent) -> None:
+        version, before = e.data["token_version"], self.token_versions.get(e.aggregate_id, 0)
+        if version <= before:
+            self._flag(e, "token_version_not_raised", f"token version {version} after {before}")
+        self.token_versions[e.aggregate_id] = max(version, before)
 
     def _flag(self, e: LogEvent, kind: str, detail: str) -> None:
         self.violations.append(Violation(e.where, e.aggregate_id, kind, detail))

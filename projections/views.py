@@ -9,6 +9,7 @@ from typing import Any
 from dispatch.log import LogEvent
 from dispatch.messages import Ping
 from projections.base import Checkpointed, Projection
+from projections.credentials import CredentialsProjection, CredentialsView
 from projections.drivers import DriversProjection, DriversView
 from projections.heatmap import HeatmapProjection, HeatmapView
 from projections.locations import LocationsProjection, LocationsView
@@ -27,6 +28,7 @@ def default_projections(
         LocationsProjection(resolution, ttl_s),
         HeatmapProjection(),
         SurgeProjection(),
+        CredentialsProjection(),
     ]
 
 
@@ -152,4 +154,9 @@ class ViewSet:
     @property
     def surge(self) -> SurgeView:
         view: SurgeView = self.states["surge"].view
+        return view
+
+    @property
+    def credentials(self) -> CredentialsView:
+        view: CredentialsView = self.states["credentials"].view
         return view

@@ -16,6 +16,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from dispatch.domain.credentials import PrincipalRole
 from dispatch.domain.driver import OfferOutcome, ReleaseReason
 from dispatch.domain.operators import OperatorRole
 from dispatch.domain.ride import RIDE_ENDINGS, RideStatus
@@ -223,6 +224,26 @@ class CommandCarried(CommandHandled):
     )
 
 
+class CredentialsOpened(_Data):
+    principal_id: UUID = Field(description="Whose credentials: a driver, rider or operator id.")
+    principal_role: PrincipalRole
+
+
+class TokensRevoked(_Data):
+    principal_id: UUID
+    principal_role: PrincipalRole
+    token_version: int = Field(
+        ge=1, description="The principal's tokens of a lower version are refused from now on."
+    )
+    reason: str
+
+
+class TokensRevokedByOperator(TokensRevoked):
+    operator_id: UUID = Field(description="Who revoked: the operator's id.")
+    operator_name: OperatorName = Field(description="Who revoked: the operator's name.")
+    operator_role: OperatorRole = Field(description="The operator role they revoked in.")
+
+
 EVENT_DATA: dict[str, type[_Data]] = {
     "dispatch.Ride.Requested": RideRequested,
     "dispatch.Ride.Offered": RideOffered,
@@ -262,6 +283,9 @@ EVENT_DATA: dict[str, type[_Data]] = {
     "dispatch.Link.Acknowledged": LinkAcknowledged,
     "dispatch.Surge.Started": SurgeStarted,
     "dispatch.Surge.Changed": SurgeChanged,
+    "dispatch.Credentials.Opened": CredentialsOpened,
+    "dispatch.Credentials.TokensRevoked": TokensRevoked,
+    "dispatch.Credentials.TokensRevokedByOperator": TokensRevokedByOperator,
 }
 
 

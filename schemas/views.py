@@ -155,6 +155,13 @@ class ShardReadiness(BaseModel):
     position: int = Field(description="The last log position every view includes.")
     head: int | None = Field(None, description="The log's last position, when readable.")
     lag: int | None = None
+    age_s: float | None = Field(
+        None,
+        description="Seconds since the views last read the shard to its end, counted from "
+        "when that read began (null before the first): they hold every event committed "
+        "before. Over the revocation bound, this instance refuses the tokens of the "
+        "principals whose token versions the shard keeps (503).",
+    )
 
 
 class Readiness(BaseModel):

@@ -24,6 +24,7 @@ from dispatch.domain.command_record import (
     key_refusal,
     record_ids,
 )
+from dispatch.domain.credentials import Credentials
 from dispatch.domain.driver import Driver, DriverStatus
 from dispatch.domain.errors import DomainError, DriverMoved, IllegalTransition, NotFound
 from dispatch.domain.ids import shard_of
@@ -66,12 +67,16 @@ class ShardApplication(Application[UUID]):
     name = "dispatch"
     # Drivers and riders live for years: a snapshot every 50 events bounds what a cold read
     # (after a restart or a takeover) replays. Rides and command records stay short.
-    # A shard's links to other shards live as long as the shard: the same.
+    # A shard's links to other shards, and credentials, live as long as the shard: the same.
     # A shard's surge too, less often: one event is one cell's change, and its snapshot
     # holds every cell above 1.00.
     snapshotting_intervals: ClassVar[dict[Any, int]] = {
-        Driver: 50, Rider: 50, Link: 50, Surge: 1_000,
-    }  # fmt: skip
+        Driver: 50,
+        Rider: 50,
+        Link: 50,
+        Credentials: 50,
+        Surge: 1_000,
+    }
 
     def __init__(
         self, shard: int, env: Mapping[str, str] | None = None, policy: Policy | None = None

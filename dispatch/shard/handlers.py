@@ -11,11 +11,13 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from dispatch.domain.credentials import Credentials
 from dispatch.domain.driver import Driver, DriverStatus, ReleaseReason
 from dispatch.domain.errors import (
     AlreadyExists,
     BusyElsewhere,
     Forbidden,
+    InvalidCommand,
     NotFound,
     NotHereYet,
     NotOpenedYet,
@@ -250,6 +252,28 @@ def driver_cancel(uow: UnitOfWork, cmd: c.DriverCancel, now: datetime, p: Policy
     return [ride.id, driver.id]
 
 
+def revoke_tokens(uow: UnitOfWork, cmd: c.RevokeTokens, now: datetime, p: Policy) -> list[UUID]:
+    """Raise a principal's token version, at the shard that keeps it (a driver's or rider's
+    home, which knows whether it exists; an operator's in shard 0, as operators are not
+    registered)."""
+    role, principal = cmd.principal_role, cmd.principal_id
+    if (role == "driver" and uow.find(Driver, principal) is None) or (
+        role == "rider" and uow.find(Rider, principal) is None
+    ):
+        raise NotFound(f"{role} {principal} not found")
+    credentials = uow.find(Credentials, cmd.credentials_id)
+    if credentials is None:
+        credentials = Credentials.open(cmd.principal_role, cmd.principal_id, now)
+        uow.add(credentials)
+    operator = None
+    if cmd.operator_id is not None:
+        if cmd.operator_name is None or cmd.operator_role is None:  # the schema refuses it
+            raise InvalidCommand("an operator's revocation names the operator and role")
+        operator = (cmd.operator_id, cmd.operator_name, cmd.operator_role)
+    credentials.revoke(cmd.caller_token_version, cmd.reason, now, operator)
+    return [credentials.id]
+
+
 Handler = Callable[[UnitOfWork, Any, datetime, Policy], list[UUID]]
 
 HANDLERS: dict[str, Handler] = {
@@ -266,4 +290,5 @@ HANDLERS: dict[str, Handler] = {
     "start_trip": start_trip,
     "complete_trip": complete_trip,
     "driver_cancel": driver_cancel,
+    "revoke_tokens": revoke_tokens,
 }

@@ -1,8 +1,9 @@
 """The shard's live aggregates: the ones a checkpoint carries, so that a restore needs only
 the log's tail.
 
-Drivers and riders (the city's users) are always live, and so are the shard's links to
-other shards (their unacknowledged messages and numbers) and its surge (every cell's
+Drivers and riders (the city's users) are always live, and so are their and operators'
+credentials (token versions: a revocation holds for good), the shard's links to other
+shards (their unacknowledged messages and numbers) and its surge (every cell's
 multiplier). A ride is live from its request
 until it ends, and for ``retention_s`` after (a late command naming it, such as a retried
 cancel, gets the answer a full replay would give). A command record is live for
@@ -27,9 +28,15 @@ from dispatch.domain.ride import RIDE_ENDINGS, Ride
 USER, RIDE, ENDED, RECORD = "u", "r", "e", "c"
 KINDS = frozenset({USER, RIDE, ENDED, RECORD})
 
-# Drivers, riders, the shard's links to other shards (``shard.links``) and its surge
-# (``domain.surge``) are always live.
-_USER_PREFIXES = ("dispatch.Driver.", "dispatch.Rider.", "dispatch.Link.", "dispatch.Surge.")
+# Drivers, riders, credentials, the shard's links to other shards (``shard.links``) and
+# its surge (``domain.surge``) are always live.
+_USER_PREFIXES = (
+    "dispatch.Driver.",
+    "dispatch.Rider.",
+    "dispatch.Credentials.",
+    "dispatch.Link.",
+    "dispatch.Surge.",
+)
 # A record written here, or carried here with a driver handed off (at its first time).
 _RECORD_TOPICS = frozenset({CommandRecord.Created.TOPIC, CommandRecord.Carried.TOPIC})
 _REQUESTED = Ride.Created.TOPIC
