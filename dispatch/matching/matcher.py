@@ -153,22 +153,27 @@ class Matcher:
         if availability[0] == DriverStatus.AVAILABLE:
             self.available.add(driver_id)  # indexed with its first ping
 
-    def load_pending(self, ride: PendingRide) -> None:
+    def load_pending(self, ride: PendingRide, demand: bool = True) -> None:
         self._enter_pending(ride)
-        self._demand(ride)
+        if demand:
+            self._demand(ride)
 
-    def load_offer(self, ride: PendingRide, driver_id: UUID, expires_at: float) -> None:
+    def load_offer(
+        self, ride: PendingRide, driver_id: UUID, expires_at: float, demand: bool = True
+    ) -> None:
         self.offers[ride.ride_id] = (driver_id, expires_at, ride)
         self._offer_deadlines.add(ride.ride_id, expires_at)
-        self._demand(ride)
+        if demand:
+            self._demand(ride)
 
-    def load_assigned(self, ride: PendingRide) -> None:
+    def load_assigned(self, ride: PendingRide, demand: bool = True) -> None:
         self.assigned[ride.ride_id] = ride
-        self._demand(ride)
+        if demand:
+            self._demand(ride)
 
     def _demand(self, ride: PendingRide) -> None:
-        """A ride's request is demand for the surge window (a checkpoint's rides: the
-        requests of the window that have not ended, as a restore knows them)."""
+        """A ride's request is demand for the surge window (``demand`` False: the
+        checkpoint carries the window itself; an older one only its unended rides)."""
         if self.surge is not None:
             self.surge.requested(ride.lat, ride.lng, ride.requested_at)
 

@@ -15,6 +15,13 @@ class SurgeTracking(Protocol):
     def requested(self, lat: float, lng: float, at: float) -> None:
         """A ride requested at ``(lat, lng)`` at time ``at``."""
 
+    def window(self) -> list[tuple[str, float]]:
+        """The window's requests (surge cell, time), for a checkpoint."""
+        ...
+
+    def load_window(self, requests: list[tuple[str, float]]) -> None:
+        """A checkpoint's window, into a fresh tracker."""
+
     def level(self, cell: str, multiplier: str) -> None:
         """A cell's multiplier as the shard recorded it."""
 

@@ -6,9 +6,10 @@ available drivers of the matcher's index are supply. Every ``cadence_s`` of the 
 clock, ``tick`` prices every active cell (one with demand in the window, or a multiplier
 above 1.00) with the curve at once (numpy, ``dispatch.pricing.surge``) and returns a
 ``ChangeSurge`` of the cells whose multipliers move; the shard records a
-``Surge.Changed`` for each, and the event comes back through ``level``. The levels are the
-only state that lasts: a restore loads them from the shard's surge aggregate (``load``), and
-the requests of the window from the rides a checkpoint carries and the log after it.
+``Surge.Changed`` for each, and the event comes back through ``level``. A restore loads
+the levels from the shard's surge aggregate (``load``), and the window's requests from the
+checkpoint (``window``/``load_window``: every request of the window, whatever became of its
+ride) and the log after it, so a restored shard prices exactly as one that never stopped.
 
 Cells are H3 cells at ``SURGE_RESOLUTION`` (8), numbered by the tracker in the order first
 seen, so the arrays a cadence works on need no dictionary lookup per cell.
@@ -71,6 +72,23 @@ class SurgeTracker:
             self._unsorted = True
         self._times.append(at)
         self._rows.append(row)
+
+    def window(self) -> list[tuple[str, float]]:
+        """The requests the window may still hold (each surge cell, as text, and its
+        time), for a checkpoint: a restore that loads them (``load_window``) counts exactly
+        the demand this tracker would at its next cadence, whatever became of the rides."""
+        names, head = self._names, self._head
+        return [(names[r], t) for t, r in zip(self._times[head:], self._rows[head:], strict=True)]
+
+    def load_window(self, requests: list[tuple[str, float]]) -> None:
+        """A checkpoint's window (``window``), before any request is folded."""
+        for cell, at in requests:
+            row = self._row(h3.str_to_int(cell))
+            self._added.append(row)
+            if self._times and at < self._times[-1]:
+                self._unsorted = True
+            self._times.append(float(at))
+            self._rows.append(row)
 
     def level(self, cell: str, multiplier: str) -> None:
         """A cell's multiplier as the shard recorded it (``"1.35"``)."""

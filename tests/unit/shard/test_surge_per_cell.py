@@ -40,7 +40,7 @@ class Market:
         self.engine = self._engine()
 
     def _engine(self) -> EmbeddedEngine:
-        settings = Settings(data_dir=self.tmp, shards=1, max_wait_s=600, **self.settings)
+        settings = Settings(data_dir=self.tmp, **{"shards": 1, "max_wait_s": 600, **self.settings})
         engine = build_embedded_engine(settings, lambda: self.now)
         engine.workers[0].listeners.append(self._heard)
         return engine
@@ -218,3 +218,41 @@ def test_the_shards_surge_is_snapshotted_as_it_is_after_the_batch() -> None:
     assert snapshot.originator_version == 1 + len(cells)  # passed 1,000: taken at the end
     app.discard()  # a cold read starts from it
     assert app.surge_levels() == dict.fromkeys(cells, "1.50")
+
+
+def _expired_then_restarted(tmp: Path, restart: bool) -> tuple[Market, list[Any]]:
+    """The review's scenario: 5 requests in a cell without drivers expire (the shortage
+    signal), one more comes, then the shard restarts from a checkpoint (or not)."""
+    market = Market(tmp, max_wait_s=60, checkpoint_every_events=5, checkpoint_chunk_rows=1_000)
+    market.advance(1)
+    market.requests(5)
+    market.advance(31)  # 2.10
+    market.advance(40)  # the 5 requests expire (60 s wait)
+    market.advance(1)
+    market.requests(1)
+    market.advance(1)
+    if restart:
+        market.restart()
+        assert market.engine.workers[0].restored_from is not None  # from a checkpoint
+    market.advance(1)
+    market.advance(30)
+    market.advance(30)
+    return market, [
+        (ch.cell, ch.multiplier, ch.previous, ch.target, ch.demand, ch.supply)
+        for ch in market.changes
+    ]
+
+
+def test_a_restore_from_a_checkpoint_prices_exactly_as_a_shard_that_never_stopped(
+    tmp_path,
+) -> None:
+    """The window's demand includes requests whose rides ended (expired) before the
+    checkpoint: the checkpoint carries the window, so the restored shard records the same
+    changes, with the same demand, as one that never stopped."""
+    _, steady = _expired_then_restarted(tmp_path / "steady", restart=False)
+    restored, after = _expired_then_restarted(tmp_path / "restored", restart=True)
+    assert [c[1] for c in steady] == ["2.10", "2.65", "2.93"]
+    assert steady[-1][4] == 6  # the 5 expired requests and the new one are the window's
+    # the restored shard heard only the changes after its restart
+    assert after[-len(restored.changes) :] == steady[-len(restored.changes) :]
+    assert len(restored.changes) >= 1
