@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+import h3
+
 from dispatch.adapters.embedded.engine import EmbeddedEngine
 from dispatch.adapters.embedded.transport import EmbeddedTransport
 from dispatch.adapters.jwt.codec import PyJwtCodec
@@ -42,6 +44,7 @@ from dispatch.pricing.surge import SurgeCurve
 from dispatch.pricing.tracker import SurgeConfig, SurgeTracker
 from dispatch.pricing.trip import RoadTrip, StraightLineTrip, TripEstimator
 from dispatch.read_audit import ReadAudit, ReadRecord
+from dispatch.regions import REGION_RESOLUTION
 from dispatch.roads.cache import fits, graph_path
 from dispatch.roads.eta import RoadNetworkEta
 from dispatch.roads.graph import RoadGraph, RoadGraphError, sha256_of
@@ -240,7 +243,16 @@ def build_surge(settings: Settings) -> SurgeTracker | None:
         return None
     curve = SurgeCurve(settings.surge_cap, settings.surge_gain, settings.surge_smoothing,
                        settings.surge_band)  # fmt: skip
-    return SurgeTracker(SurgeConfig(curve, settings.surge_cadence_s, settings.surge_window_s))
+    owner = None
+    if settings.shards > 1:
+        markets = MarketMap(settings.markets, settings.shards)
+
+        def owner(cell: str) -> int:
+            # the shard of the cell's parent region cell (unique, unlike the cell's points)
+            return markets.shard_for(*h3.cell_to_latlng(h3.cell_to_parent(cell, REGION_RESOLUTION)))
+
+    config = SurgeConfig(curve, settings.surge_cadence_s, settings.surge_window_s, owner)
+    return SurgeTracker(config)
 
 
 def build_worker(settings: Settings, shard: int, clock: Clock) -> ShardWorker:

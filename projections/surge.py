@@ -1,10 +1,14 @@
 """Surge per H3 cell, as the shards recorded it: the multiplier of each cell now.
 
 Folded from ``dispatch.Surge.Changed`` (docs/MARKETPLACE.md, "Surge"). A cell with no
-event is at 1.00 (a log from before surge is 1.00 everywhere); a cell back at 1.00 leaves
-the view. Serves ``GET /surge``, the quotes of ``POST /fares/estimate`` (the pickup's
-cell) and the heatmap's surge layer. Were two shards ever to record one cell (a surge cell
-across a region border), the later change wins.
+event is at 1.00 (a log from before surge is 1.00 everywhere). Serves ``GET /surge``, the
+quotes of ``POST /fares/estimate`` (the pickup's cell) and the heatmap's surge layer.
+
+Each surge cell is recorded by one shard only (the owner of its region-resolution parent:
+``dispatch.pricing.tracker``), so a cell's changes come in its shard's order. The view does
+not rely on it: it keeps each cell's latest change, a change back to 1.00 included (kept
+as a tombstone, not dropped), and the later ``(time, multiplier)`` wins, so folding the
+shards in any order gives the same view.
 """
 
 from __future__ import annotations
@@ -33,13 +37,13 @@ class SurgeView:
 
     def layer(self) -> dict[str, str]:
         """Every cell above 1.00, with its multiplier."""
-        return {cell: text for cell, (text, _) in self.cells.items()}
+        return {cell: text for cell, (text, _) in self.cells.items() if text != NO_SURGE_TEXT}
 
 
 class SurgeProjection:
     name = "surge"
     topics = frozenset({_CHANGED})
-    params = f"resolution={SURGE_RESOLUTION}"
+    params = f"resolution={SURGE_RESOLUTION};tombstones"
 
     def initial(self) -> SurgeView:
         return SurgeView()
@@ -47,10 +51,7 @@ class SurgeProjection:
     def apply(self, view: SurgeView, e: LogEvent) -> SurgeView:
         cell, text = e.data["cell"], e.data["multiplier"]
         known = view.cells.get(cell)
-        if known is not None and known[1] > e.at:
-            return view  # another shard's later word on the cell stands
-        if text == NO_SURGE_TEXT:
-            view.cells.pop(cell, None)
-        else:
-            view.cells[cell] = (text, e.at)
+        if known is not None and (known[1], known[0]) > (e.at, text):
+            return view  # a later change stands (order-free: ties go to the higher text)
+        view.cells[cell] = (text, e.at)  # 1.00 included: a tombstone with its time
         return view

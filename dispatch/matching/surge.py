@@ -15,6 +15,9 @@ class SurgeTracking(Protocol):
     def requested(self, lat: float, lng: float, at: float) -> None:
         """A ride requested at ``(lat, lng)`` at time ``at``."""
 
+    def owned_by(self, shard: int) -> None:
+        """The shard the tracker prices for (the cells it owns)."""
+
     def window(self) -> list[tuple[str, float]]:
         """The window's requests (surge cell, time), for a checkpoint."""
         ...

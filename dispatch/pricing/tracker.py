@@ -20,6 +20,7 @@ from __future__ import annotations
 import bisect
 import math
 from array import array
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import h3
@@ -40,6 +41,9 @@ class SurgeConfig:
     curve: SurgeCurve
     cadence_s: float = 30.0
     window_s: float = 300.0
+    # The shard that owns a surge cell (by its text), when there are several shards: only
+    # it counts the cell's demand and supply and records it (``owned_by``).
+    owner: Callable[[str], int] | None = None
 
 
 class SurgeTracker:
@@ -51,6 +55,8 @@ class SurgeTracker:
         self._cells: list[int] = []  # row -> cell
         self._levels = np.full(64, ONE, dtype=np.int64)
         self._demand = np.zeros(64, dtype=np.int64)
+        self._owned = np.ones(64, dtype=bool)  # row -> this shard owns the cell
+        self._shard: int | None = None
         # The window's requests in time order: times and rows from ``_head`` on; the rows of
         # requests not counted yet (``_added``).
         # (arrays: numpy reads them without a copy)
@@ -63,10 +69,20 @@ class SurgeTracker:
         self._slot_rows = np.zeros(0, dtype=np.int64)  # index slot -> row of its parent
         self._next_at = -math.inf
 
+    def owned_by(self, shard: int) -> None:
+        """This tracker is shard ``shard``'s: with an ``owner`` rule, it prices only the
+        cells the rule gives it (set before anything is fed)."""
+        if self._cells:
+            raise ValueError("a tracker's shard is set before it is fed")
+        self._shard = shard
+
     # -- inputs ----------------------------------------------------------------------------
     def requested(self, lat: float, lng: float, at: float) -> None:
-        """A ride requested at ``(lat, lng)`` at time ``at``: demand for the window."""
+        """A ride requested at ``(lat, lng)`` at time ``at``: demand for the window (of an
+        owned cell only)."""
         row = self._row(h3i.latlng_to_cell(lat, lng, self.resolution))
+        if not self._owned[row]:
+            return
         self._added.append(row)  # counted at the next cadence, all at once
         if self._times and at < self._times[-1]:  # (a checkpoint's rides come in any order)
             self._unsorted = True
@@ -84,6 +100,8 @@ class SurgeTracker:
         """A checkpoint's window (``window``), before any request is folded."""
         for cell, at in requests:
             row = self._row(h3.str_to_int(cell))
+            if not self._owned[row]:
+                continue
             self._added.append(row)
             if self._times and at < self._times[-1]:
                 self._unsorted = True
@@ -128,7 +146,7 @@ class SurgeTracker:
         supply = self._supply(cells, counts, from_res)
         n = len(self._cells)
         levels, demand = self._levels[:n], self._demand[:n]
-        active = np.nonzero((demand > 0) | (levels != ONE))[0]
+        active = np.nonzero(((demand > 0) | (levels != ONE)) & self._owned[:n])[0]
         if not len(active):
             return None
         before = levels[active]
@@ -203,8 +221,13 @@ class SurgeTracker:
         if row is None:
             row = self._row_of[cell] = len(self._cells)
             self._cells.append(cell)
-            self._names.append(h3i.int_to_str(cell))
+            name = h3i.int_to_str(cell)
+            self._names.append(name)
             if row == len(self._levels):
                 self._levels = np.concatenate([self._levels, np.full(row, ONE, dtype=np.int64)])
                 self._demand = np.concatenate([self._demand, np.zeros(row, dtype=np.int64)])
+                self._owned = np.concatenate([self._owned, np.ones(row, dtype=bool)])
+            owner = self.config.owner
+            if owner is not None and self._shard is not None:
+                self._owned[row] = owner(name) == self._shard
         return row
