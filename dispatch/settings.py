@@ -215,6 +215,17 @@ class Settings(BaseSettings):
         return {**data, "fares": fares}
 
     @model_validator(mode="after")
+    def _surge_window_holds_a_cadence(self) -> Settings:
+        """A surge window shorter than the cadence would count only the last part of each
+        cadence's requests: refused at start."""
+        if self.surge_cadence_s and self.surge_window_s < self.surge_cadence_s:
+            raise ValueError(
+                f"DISPATCH_SURGE_WINDOW_S ({self.surge_window_s:g}) must be at least "
+                f"DISPATCH_SURGE_CADENCE_S ({self.surge_cadence_s:g})"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _every_market_has_fares(self) -> Settings:
         """Fare rules name configured markets only, and every configured market has some."""
         if self.fares is None:

@@ -167,6 +167,13 @@ class SurgeStarted(_Data):
     resolution: int = Field(ge=0, le=15, description="The H3 resolution of its cells.")
 
 
+class SurgeCurveRecord(_Data):
+    cap: Multiplier = Field(description="The highest multiplier.")
+    gain: float = Field(gt=0, description="The target's gain on the pressure above 1.")
+    smoothing: float = Field(gt=0, le=1, description="The share of the gap a cadence closes.")
+    band: str = Field(pattern=r"^[01]\.[0-9]{2}$", description="The hysteresis band.")
+
+
 class SurgeChanged(_Data):
     cell: str = Field(description="The H3 cell (hex), at the shard's surge resolution.")
     multiplier: Multiplier = Field(description="The cell's multiplier from now on.")
@@ -175,6 +182,11 @@ class SurgeChanged(_Data):
     demand: int = Field(ge=0, description="Ride requests in the cell within the window.")
     supply: int = Field(ge=0, description="Available drivers in the cell when computed.")
     window_s: float = Field(gt=0, description="The demand window, in seconds.")
+    curve: SurgeCurveRecord | None = Field(
+        default=None,
+        description="The curve's settings this change was computed with (None: an event of"
+        " version 1, which did not record them).",
+    )
 
 
 class OfferClosed(_Data):

@@ -2,7 +2,8 @@
 
 One per shard (its id derived from the shard), opened with the first change. Each change
 of a cell's multiplier is a ``Changed`` event with what it was computed from (demand,
-supply, window, the previous multiplier and the target), so a past price can be explained
+supply, window, the previous multiplier, the target and the curve's settings), so a past
+price can be explained
 and a replay shows the surge of any moment. A cell with no event is at 1.00, so a log
 from before surge reads as 1.00 everywhere. The aggregate keeps the cells above 1.00: what
 a restore gives back to the shard's surge tracker.
@@ -44,7 +45,7 @@ class Surge(Aggregate):
 
     class Changed(Event):
         TOPIC = "dispatch.Surge.Changed"
-        class_version = 1
+        class_version = 2
         cell: str
         multiplier: str
         previous: str
@@ -52,6 +53,13 @@ class Surge(Aggregate):
         demand: int
         supply: int
         window_s: float
+        # the curve's settings (cap, gain, smoothing, band): with previous, demand and
+        # supply, what re-derives multiplier and target (``pricing.surge.rederive``)
+        curve: dict[str, str | float] | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, object]) -> None:
+            state["curve"] = None  # (version 1 did not record it)
 
         def apply(self, surge: Surge) -> None:
             if self.multiplier == NO_SURGE_TEXT:
@@ -76,6 +84,7 @@ class Surge(Aggregate):
         supply: int,
         window_s: float,
         at: datetime,
+        curve: dict[str, str | float] | None = None,
     ) -> None:
         """Record the cell's new multiplier and its inputs."""
         previous = self.cells.get(cell, NO_SURGE_TEXT)
@@ -83,4 +92,4 @@ class Surge(Aggregate):
             return
         self.trigger_event(self.Changed, timestamp=at, cell=cell, multiplier=multiplier,
                            previous=previous, target=target, demand=demand, supply=supply,
-                           window_s=window_s)  # fmt: skip
+                           window_s=window_s, curve=curve)  # fmt: skip

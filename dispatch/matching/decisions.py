@@ -39,6 +39,8 @@ class ChangeSurge:
     demand: list[int]
     supply: list[int]
     window_s: float
+    # the curve's settings (``SurgeCurve.record``), recorded with each change
+    curve: dict[str, str | float] | None = None
 
     def __len__(self) -> int:
         return len(self.cells)

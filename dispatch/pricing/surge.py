@@ -13,8 +13,10 @@ toward the target, recorded only when the target is more than ``band`` away (hys
 or is 1.00 (no pressure left: back to 1.00, not to within the band of it):
 the gap left after the move is ``(1 - smoothing)`` of the gap before, less ``band``
 (never below 0), so a constant target is reached in a few cadences and then held (no
-flapping), and the next level never falls when demand rises (monotone). The level is the
-only state: it is what the events record, so a restore or a replay starts from exactly it.
+flapping *under constant input*: a noisy demand count moves the target, and the level with
+it, see docs/MARKETPLACE.md), and the next level never falls when demand rises (monotone).
+A level is never above the cap, even one set under a higher cap. The level is the only
+state the curve keeps: it is what the events record, with the curve's settings.
 """
 
 from __future__ import annotations
@@ -82,10 +84,27 @@ class SurgeCurve:
         raw = ONE + (self.gain * ONE) * (pressure - 1.0)
         return np.clip(raw, ONE, self.cap_level)
 
+    def record(self) -> dict[str, str | float]:
+        """The curve's settings as each ``Surge.Changed`` records them (``from_record``)."""
+        return {"cap": str(self.cap), "gain": self.gain, "smoothing": self.smoothing,
+                "band": str(self.band)}  # fmt: skip
+
+    @classmethod
+    def from_record(cls, record: dict[str, str | float]) -> SurgeCurve:
+        return cls(Decimal(str(record["cap"])), float(record["gain"]),
+                   float(record["smoothing"]), Decimal(str(record["band"])))  # fmt: skip
+
     def step(self, levels: Levels, demand: Counts, supply: Counts) -> tuple[Levels, Levels]:
         """The next level of each cell (``levels``: the current ones) and its target, both
-        in whole hundredths; a cell whose target is within the band keeps its level."""
-        target = self.targets(demand, supply)
+        in whole hundredths; a cell whose target is within the band keeps its level, but
+        never above the cap (a level above a lowered cap comes down to it). The target is
+        rounded (half up, to a hundredth) before the step, so a recorded change re-derives
+        from its recorded previous level and target (``rederive``)."""
+        target = np.floor(self.targets(demand, supply) + 0.5)
+        return self.step_to(levels, target), target.astype(np.int64)
+
+    def step_to(self, levels: Levels, target: npt.NDArray[np.float64]) -> Levels:
+        """The next level of each cell toward its (rounded) target."""
         gap = target - levels
         left = np.maximum((1.0 - self.smoothing) * np.abs(gap) - self.band_level, 0.0)
         moved = np.floor(target - np.sign(gap) * left + 0.5)  # half up, to a hundredth
@@ -93,5 +112,17 @@ class SurgeCurve:
         # Beyond the band it moves; and a cell with no pressure left goes back to 1.00, not
         # to within the band of it.
         move = (np.abs(gap) > self.band_level) | (target <= ONE)
-        out = np.where(move, moved, levels).astype(np.int64)
-        return out, np.floor(target + 0.5).astype(np.int64)
+        out = np.where(move, moved, levels)
+        return np.minimum(out, self.cap_level).astype(np.int64)
+
+
+def rederive(
+    previous: str, demand: int, supply: int, curve: dict[str, str | float]
+) -> tuple[str, str]:
+    """The multiplier and target a ``Surge.Changed`` should record, from what it records
+    (its previous multiplier, demand, supply and curve): the check that a recorded change is
+    explained by its inputs (tests; ``replay verify``)."""
+    model = SurgeCurve.from_record(curve)
+    level = np.array([hundredths(Decimal(previous))], dtype=np.int64)
+    after, target = model.step(level, np.array([demand]), np.array([supply]))
+    return multiplier_text(int(after[0])), multiplier_text(int(target[0]))

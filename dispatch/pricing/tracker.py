@@ -22,6 +22,7 @@ import math
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 
 import h3
 import numpy as np
@@ -30,7 +31,7 @@ from h3.api import basic_int as h3i
 from dispatch.domain.fares import MAX_SURGE
 from dispatch.domain.surge import SURGE_RESOLUTION
 from dispatch.matching.decisions import ChangeSurge
-from dispatch.pricing.surge import ONE, SurgeCurve, multiplier_text
+from dispatch.pricing.surge import ONE, SurgeCurve, hundredths, multiplier_text
 
 # Every multiplier's text, by level (a cadence names thousands).
 _TEXTS = [multiplier_text(level) for level in range(int(MAX_SURGE * 100) + 1)]
@@ -50,6 +51,8 @@ class SurgeTracker:
     def __init__(self, config: SurgeConfig, resolution: int = SURGE_RESOLUTION) -> None:
         if config.cadence_s <= 0 or config.window_s <= 0:
             raise ValueError("a surge tracker needs a cadence and a window above 0")
+        if config.window_s < config.cadence_s:
+            raise ValueError("a surge window shorter than the cadence misses requests")
         self.config, self.resolution = config, resolution
         self._row_of: dict[int, int] = {}  # cell -> row
         self._cells: list[int] = []  # row -> cell
@@ -68,6 +71,7 @@ class SurgeTracker:
         self._names: list[str] = []  # row -> cell, as text
         self._slot_rows = np.zeros(0, dtype=np.int64)  # index slot -> row of its parent
         self._next_at = -math.inf
+        self._curve = config.curve.record()
 
     def owned_by(self, shard: int) -> None:
         """This tracker is shard ``shard``'s: with an ``owner`` rule, it prices only the
@@ -110,8 +114,7 @@ class SurgeTracker:
 
     def level(self, cell: str, multiplier: str) -> None:
         """A cell's multiplier as the shard recorded it (``"1.35"``)."""
-        whole, _, cents = multiplier.partition(".")
-        self._levels[self._row(h3.str_to_int(cell))] = int(whole) * 100 + int(cents or 0)
+        self._levels[self._row(h3.str_to_int(cell))] = hundredths(Decimal(multiplier))
 
     def load(self, levels: dict[str, str]) -> None:
         """The multipliers the shard's surge aggregate holds (cells above 1.00), replacing
@@ -119,6 +122,7 @@ class SurgeTracker:
         self._levels[: len(self._cells)] = ONE
         for cell, multiplier in levels.items():
             self.level(cell, multiplier)
+        # (a level above a lowered cap is served until the next cadence brings it down)
 
     def levels(self) -> dict[str, str]:
         """Every cell above 1.00, with its multiplier."""
@@ -163,6 +167,7 @@ class SurgeTracker:
             demand[active[moved]].tolist(),
             supply[active[moved]].tolist(),
             self.config.window_s,
+            self._curve,
         )
 
     def _count(self, cutoff: float) -> None:

@@ -249,13 +249,18 @@ class ShardApplication(Application[UUID]):
         """Record each surge cell's new multiplier, an event each (the shard's surge opened
         on first use)."""
         mark = self._uow.mark()
-        surge = self._uow.find(Surge, surge_id(self.shard))
-        if surge is None:
-            surge = Surge.start(self.shard, SURGE_RESOLUTION, now)
-            self._uow.add(surge)
-        window_s = changes.window_s
-        for cell, multiplier, target, demand, supply in changes.rows():
-            surge.change(cell, multiplier, target, demand, supply, window_s, now)
+        try:
+            surge = self._uow.find(Surge, surge_id(self.shard))
+            if surge is None:
+                surge = Surge.start(self.shard, SURGE_RESOLUTION, now)
+                self._uow.add(surge)
+            window_s, curve = changes.window_s, changes.curve
+            for cell, multiplier, target, demand, supply in changes.rows():
+                surge.change(cell, multiplier, target, demand, supply, window_s, now, curve)
+        except Exception:
+            # nothing of a cadence half recorded (as every other decision path)
+            self._uow.rollback(mark)
+            raise
         return self._uow.seal(mark)
 
     def surge_levels(self) -> dict[str, str]:

@@ -75,7 +75,8 @@ def test_a_change_is_recorded_only_beyond_the_band(
     curve: SurgeCurve, data: st.DataObject, demand: int, supply: int
 ) -> None:
     level = data.draw(_levels(curve))
-    target = float(curve.targets(np.array([demand]), np.array([supply]))[0])
+    # the band is held against the target as recorded: rounded to a hundredth
+    target = float(np.floor(curve.targets(np.array([demand]), np.array([supply]))[0] + 0.5))
     after = _next(curve, level, demand, supply)
     if target <= ONE:
         assert after < level or after == level == ONE  # no pressure: on its way to 1.00
@@ -113,3 +114,14 @@ def test_multipliers_are_whole_hundredths() -> None:
         SurgeCurve(cap=Decimal("11"))
     with pytest.raises(ValueError, match="band"):
         SurgeCurve(band=Decimal("0"))
+
+
+def test_a_level_above_a_lowered_cap_comes_down_to_it_at_the_next_cadence() -> None:
+    """The review's case: a cell at 2.93 when the cap is lowered to 2.90, its target 2.90
+    (within the band): it is brought down to the cap, not left above it."""
+    curve = SurgeCurve(cap=Decimal("2.90"))
+    levels = np.array([293, 300], dtype=np.int64)
+    after, _ = curve.step(levels, np.array([50, 50]), np.array([0, 0]))  # target: the cap
+    assert after.tolist() == [290, 290]
+    after, _ = curve.step(np.array([293]), np.array([5]), np.array([0]))  # target 2.90
+    assert after.tolist() == [290]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -256,3 +257,53 @@ def test_a_restore_from_a_checkpoint_prices_exactly_as_a_shard_that_never_stoppe
     # the restored shard heard only the changes after its restart
     assert after[-len(restored.changes) :] == steady[-len(restored.changes) :]
     assert len(restored.changes) >= 1
+
+
+def test_every_recorded_change_re_derives_from_its_recorded_inputs_and_verify_agrees(
+    tmp_path,
+) -> None:
+    """Random demand in a few cells, drivers in one, many cadences: each Surge.Changed
+    records the curve, and its multiplier and target follow from its previous level,
+    demand, supply and curve alone; ``replay verify``'s checker finds nothing, and finds a
+    change whose recorded multiplier was altered."""
+    import random
+
+    from dispatch.invariants import InvariantChecker
+    from dispatch.pricing.surge import rederive
+
+    rng = random.Random(7)
+    market = Market(tmp_path, surge_window_s=90, max_wait_s=45, ping_ttl_s=3_600)
+    market.advance(1)
+    market.drivers(3, *PICKUP)
+    for _ in range(12):
+        for _ in range(rng.randrange(0, 6)):
+            market.requests(1)
+        market.advance(30)
+    events = list(SqliteLogSource(tmp_path).read(0))
+    changes = [e for e in events if e.topic == Surge.Changed.TOPIC]
+    assert len(changes) >= 4
+    for e in changes:
+        d = e.data
+        assert d["curve"] == {"cap": "3.00", "gain": 0.5, "smoothing": 0.5, "band": "0.10"}
+        assert rederive(d["previous"], d["demand"], d["supply"], d["curve"]) == (
+            d["multiplier"], d["target"],
+        )  # fmt: skip
+    checker = InvariantChecker()
+    for e in events:
+        checker.check(e)
+    assert checker.finish() == []
+    bent = InvariantChecker()
+    for e in events:
+        if e is changes[-1]:
+            e = replace(e, data={**e.data, "target": "2.99"})
+        bent.check(e)
+    assert [v.kind for v in bent.finish()] == ["surge_not_rederived"]
+
+
+def test_a_window_shorter_than_the_cadence_is_refused_at_start() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="SURGE_WINDOW_S"):
+        Settings(surge_cadence_s=30, surge_window_s=10)
+    assert Settings(surge_cadence_s=0, surge_window_s=10).surge_window_s == 10  # surge off
