@@ -37,6 +37,10 @@ from dispatch.pricing.surge import ONE, SurgeCurve, hundredths, multiplier_text
 _TEXTS = [multiplier_text(level) for level in range(int(MAX_SURGE * 100) + 1)]
 
 
+# Requests held before a fold drops those out of every window to come.
+_TRIM_EVERY = 65_536
+
+
 @dataclass(frozen=True, slots=True)
 class SurgeConfig:
     curve: SurgeCurve
@@ -71,6 +75,7 @@ class SurgeTracker:
         self._names: list[str] = []  # row -> cell, as text
         self._slot_rows = np.zeros(0, dtype=np.int64)  # index slot -> row of its parent
         self._next_at = -math.inf
+        self._latest = -math.inf  # the latest request time seen
         self._curve = config.curve.record()
 
     def owned_by(self, shard: int) -> None:
@@ -83,7 +88,15 @@ class SurgeTracker:
     # -- inputs ----------------------------------------------------------------------------
     def requested(self, lat: float, lng: float, at: float) -> None:
         """A ride requested at ``(lat, lng)`` at time ``at``: demand for the window (of an
-        owned cell only)."""
+        owned cell only). A request already out of every window to come (``window_s`` or
+        more before the latest seen: a full fold of an old log) is not kept."""
+        if at > self._latest:
+            self._latest = at
+        elif at <= self._latest - self.config.window_s:
+            return  # (the next cadence, at or after the latest request, would drop it)
+        if len(self._times) - self._head >= _TRIM_EVERY:
+            # a long fold: drop what no window to come can hold now, not at the first tick
+            self._count(self._latest - self.config.window_s)
         row = self._row(h3i.latlng_to_cell(lat, lng, self.resolution))
         if not self._owned[row]:
             return
