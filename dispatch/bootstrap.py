@@ -242,7 +242,7 @@ def build_surge(settings: Settings) -> SurgeTracker | None:
     if settings.surge_cadence_s == 0:
         return None
     curve = SurgeCurve(settings.surge_cap, settings.surge_gain, settings.surge_smoothing,
-                       settings.surge_band)  # fmt: skip
+                       settings.surge_band, settings.surge_noise)  # fmt: skip
     owner = None
     if settings.shards > 1:
         markets = MarketMap(settings.markets, settings.shards)

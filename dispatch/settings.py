@@ -187,6 +187,9 @@ class Settings(BaseSettings):
     surge_gain: float = Field(default=0.5, gt=0, le=100)
     surge_smoothing: float = Field(default=0.5, gt=0, le=1)
     surge_band: Decimal = Field(default=Decimal("0.10"), ge=Decimal("0.01"), le=1, decimal_places=2)
+    # and only when the window's demand is more than surge_noise Poisson standard deviations
+    # from the demand the level implies (0: off)
+    surge_noise: float = Field(default=0.0, ge=0, le=10)
 
     @model_validator(mode="before")
     @classmethod

@@ -9,8 +9,10 @@ the decimal a price takes. Each cadence, per cell:
 
 where demand is the ride requests of the window and supply the available drivers now (the
 ``+ 1``: one request and no driver is not an infinite pressure). The level then moves
-toward the target, recorded only when the target is more than ``band`` away (hysteresis),
-or is 1.00 (no pressure left: back to 1.00, not to within the band of it):
+toward the target, recorded only when the window's demand is beyond the noise band of the
+demand the level implies (``SurgeCurve.noise``: a Poisson count's chance wander is not a
+change) and the target is more than ``band`` away (hysteresis), or is 1.00 (no pressure
+left: back to 1.00, not to within the band of it):
 the gap left after the move is ``(1 - smoothing)`` of the gap before, less ``band``
 (never below 0), so a constant target is reached in a few cadences and then held (no
 flapping *under constant input*: a noisy demand count moves the target, and the level with
@@ -51,12 +53,17 @@ def multiplier_text(level: int) -> str:
 class SurgeCurve:
     """How demand and supply become a multiplier: ``cap`` (at most ``MAX_SURGE``), the
     ``gain`` of the pressure above 1, the share of the gap a cadence closes
-    (``smoothing``) and the hysteresis ``band``."""
+    (``smoothing``), the hysteresis ``band`` and the ``noise`` band: a level moves only when
+    the window's demand is more than ``noise`` standard deviations of a Poisson count
+    (``noise * sqrt(max(implied, 1))``) from the demand its level implies at this supply
+    (``implied = (1 + (level - 1) / gain) * (supply + 1)``), so a count that wanders by
+    chance around a steady mean does not move it (0: off, the curve before)."""
 
     cap: Decimal = Decimal("3.00")
     gain: float = 0.5
     smoothing: float = 0.5
     band: Decimal = Decimal("0.10")
+    noise: float = 0.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.cap <= MAX_SURGE:
@@ -67,6 +74,8 @@ class SurgeCurve:
             raise ValueError(f"the surge gain must be above 0 (at most 100), got {self.gain}")
         if not 0 < self.smoothing <= 1:
             raise ValueError(f"the surge smoothing must be in (0, 1], got {self.smoothing}")
+        if not 0 <= self.noise <= 10:
+            raise ValueError(f"the surge noise band must be from 0 to 10, got {self.noise}")
         for value in (self.cap, self.band):  # at most 2 decimals each
             hundredths(value)
 
@@ -87,12 +96,14 @@ class SurgeCurve:
     def record(self) -> dict[str, str | float]:
         """The curve's settings as each ``Surge.Changed`` records them (``from_record``)."""
         return {"cap": str(self.cap), "gain": self.gain, "smoothing": self.smoothing,
-                "band": str(self.band)}  # fmt: skip
+                "band": str(self.band), "noise": self.noise}  # fmt: skip
 
     @classmethod
     def from_record(cls, record: dict[str, str | float]) -> SurgeCurve:
+        # a change recorded before the noise band had none (0)
         return cls(Decimal(str(record["cap"])), float(record["gain"]),
-                   float(record["smoothing"]), Decimal(str(record["band"])))  # fmt: skip
+                   float(record["smoothing"]), Decimal(str(record["band"])),
+                   float(record.get("noise", 0.0)))  # fmt: skip
 
     def step(self, levels: Levels, demand: Counts, supply: Counts) -> tuple[Levels, Levels]:
         """The next level of each cell (``levels``: the current ones) and its target, both
@@ -101,10 +112,20 @@ class SurgeCurve:
         rounded (half up, to a hundredth) before the step, so a recorded change re-derives
         from its recorded previous level and target (``rederive``)."""
         target = np.floor(self.targets(demand, supply) + 0.5)
-        return self.step_to(levels, target), target.astype(np.int64)
+        after = self.step_to(levels, target)
+        if self.noise > 0:
+            demand_f = np.asarray(demand, np.float64)
+            supply_f = np.asarray(supply, np.float64)
+            implied = (1.0 + (levels - ONE) / (self.gain * ONE)) * (supply_f + 1.0)
+            beyond = np.abs(demand_f - implied) > self.noise * np.sqrt(np.maximum(implied, 1.0))
+            # within the noise of its level's demand it holds (under the cap), but with no
+            # demand at all it goes on back to 1.00
+            held = np.minimum(levels, self.cap_level)
+            after = np.where(beyond | (demand_f <= 0), after, held).astype(np.int64)
+        return after, target.astype(np.int64)
 
     def step_to(self, levels: Levels, target: npt.NDArray[np.float64]) -> Levels:
-        """The next level of each cell toward its (rounded) target."""
+        """The next level of each cell toward its (rounded) target (the noise band aside)."""
         gap = target - levels
         left = np.maximum((1.0 - self.smoothing) * np.abs(gap) - self.band_level, 0.0)
         moved = np.floor(target - np.sign(gap) * left + 0.5)  # half up, to a hundredth

@@ -284,7 +284,13 @@ def test_every_recorded_change_re_derives_from_its_recorded_inputs_and_verify_ag
     assert len(changes) >= 4
     for e in changes:
         d = e.data
-        assert d["curve"] == {"cap": "3.00", "gain": 0.5, "smoothing": 0.5, "band": "0.10"}
+        assert d["curve"] == {
+            "cap": "3.00",
+            "gain": 0.5,
+            "smoothing": 0.5,
+            "band": "0.10",
+            "noise": 0.0,
+        }
         assert rederive(d["previous"], d["demand"], d["supply"], d["curve"]) == (
             d["multiplier"], d["target"],
         )  # fmt: skip
