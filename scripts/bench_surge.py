@@ -1,6 +1,7 @@
 """Benchmark surge: one cadence of a shard's surge tracker over a market of N active cells.
 
-    .venv/bin/python scripts/bench_surge.py [--cells 10000] [--drivers 50000] [--rounds 7] [--json]
+    .venv/bin/python scripts/bench_surge.py [--cells 10000] [--drivers 50000] [--rounds 7]
+        [--noise 2.0] [--json]
 
 The market is a disc of resolution-8 cells around San Francisco (37.77, -122.42), every one
 of them active (demand in the window). Drivers are indexed in the matcher's own index
@@ -79,14 +80,16 @@ def fed_back(tracker: SurgeTracker, changes: ChangeSurge | None) -> int:
     return len(changes)
 
 
-def one_round(cells: list[int], drivers: int, cadences: int, seed: int) -> dict[str, float]:
+def one_round(
+    cells: list[int], drivers: int, cadences: int, seed: int, noise: float = 0.0
+) -> dict[str, float]:
     rng = random.Random(seed)
     index: DriverIndex[uuid.UUID] = DriverIndex(9, ttl_s=1e9)
     now = 1_767_600_000.0
     for _ in range(drivers):
         lat, lng = place_in(rng.choice(cells), rng)
         index.upsert(uuid.UUID(int=rng.getrandbits(128)), lat, lng, now)
-    curve = SurgeCurve(Decimal("3.00"), 0.5, 0.5, Decimal("0.10"))
+    curve = SurgeCurve(Decimal("3.00"), 0.5, 0.5, Decimal("0.10"), noise)
     tracker = SurgeTracker(SurgeConfig(curve, CADENCE_S, WINDOW_S))
     # The window's demand: every cell at least one request; a third of them busy.
     busy = set(rng.sample(range(len(cells)), len(cells) // 3))
@@ -204,10 +207,11 @@ def main() -> int:
     parser.add_argument("--cadences", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--noise", type=float, default=0.0, help="the curve's noise band")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     cells = market(args.cells)
-    rounds = [one_round(cells, args.drivers, args.cadences, args.seed + r)
+    rounds = [one_round(cells, args.drivers, args.cadences, args.seed + r, args.noise)
               for r in range(args.rounds)]  # fmt: skip
     out: dict[str, object] = {
         "machine": {"cpu": cpu_model(), "python": sys.version.split()[0]},
@@ -215,6 +219,7 @@ def main() -> int:
         "resolution": SURGE_RESOLUTION,
         "area_km2": round(len(cells) * h3.average_hexagon_area(SURGE_RESOLUTION, "km^2")),
         "drivers": args.drivers,
+        "noise": args.noise,
         "rounds": args.rounds,
         "cadences_per_round": args.cadences,
         **{f"{key}_median": statistics.median(r[key] for r in rounds) for key in MEDIANS},

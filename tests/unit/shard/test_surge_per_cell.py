@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import h3
+import pytest
 from typer.testing import CliRunner
 
 from dispatch.adapters.embedded.engine import EmbeddedEngine
@@ -221,10 +222,13 @@ def test_the_shards_surge_is_snapshotted_as_it_is_after_the_batch() -> None:
     assert app.surge_levels() == dict.fromkeys(cells, "1.50")
 
 
-def _expired_then_restarted(tmp: Path, restart: bool) -> tuple[Market, list[Any]]:
+def _expired_then_restarted(
+    tmp: Path, restart: bool, noise: float = 0.0
+) -> tuple[Market, list[Any]]:
     """The review's scenario: 5 requests in a cell without drivers expire (the shortage
     signal), one more comes, then the shard restarts from a checkpoint (or not)."""
-    market = Market(tmp, max_wait_s=60, checkpoint_every_events=5, checkpoint_chunk_rows=1_000)
+    market = Market(tmp, max_wait_s=60, checkpoint_every_events=5, checkpoint_chunk_rows=1_000,
+                    surge_noise=noise)  # fmt: skip
     market.advance(1)
     market.requests(5)
     market.advance(31)  # 2.10
@@ -259,8 +263,21 @@ def test_a_restore_from_a_checkpoint_prices_exactly_as_a_shard_that_never_stoppe
     assert len(restored.changes) >= 1
 
 
-def test_every_recorded_change_re_derives_from_its_recorded_inputs_and_verify_agrees(
+def test_with_the_noise_band_a_restored_shard_still_prices_as_one_that_never_stopped(
     tmp_path,
+) -> None:
+    """The noise band keeps no state of its own (the level and the window's demand are all
+    it reads), so a restore records the same changes as the shard that never stopped."""
+    _, steady = _expired_then_restarted(tmp_path / "steady", restart=False, noise=1.0)
+    restored, after = _expired_then_restarted(tmp_path / "restored", restart=True, noise=1.0)
+    # 5 requests, no driver: 2.10; 6 then sit within one deviation of what 2.65 implies
+    assert [c[1] for c in steady] == ["2.10", "2.65"]
+    assert after[-len(restored.changes) :] == steady[-len(restored.changes) :]
+
+
+@pytest.mark.parametrize("noise", [0.0, 1.0])
+def test_every_recorded_change_re_derives_from_its_recorded_inputs_and_verify_agrees(
+    tmp_path, noise: float
 ) -> None:
     """Random demand in a few cells, drivers in one, many cadences: each Surge.Changed
     records the curve, and its multiplier and target follow from its previous level,
@@ -272,7 +289,8 @@ def test_every_recorded_change_re_derives_from_its_recorded_inputs_and_verify_ag
     from dispatch.pricing.surge import rederive
 
     rng = random.Random(7)
-    market = Market(tmp_path, surge_window_s=90, max_wait_s=45, ping_ttl_s=3_600)
+    market = Market(tmp_path, surge_window_s=90, max_wait_s=45, ping_ttl_s=3_600,
+                    surge_noise=noise)  # fmt: skip
     market.advance(1)
     market.drivers(3, *PICKUP)
     for _ in range(12):
@@ -289,7 +307,7 @@ def test_every_recorded_change_re_derives_from_its_recorded_inputs_and_verify_ag
             "gain": 0.5,
             "smoothing": 0.5,
             "band": "0.10",
-            "noise": 0.0,
+            "noise": noise,
         }
         assert rederive(d["previous"], d["demand"], d["supply"], d["curve"]) == (
             d["multiplier"], d["target"],
