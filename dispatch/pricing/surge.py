@@ -54,10 +54,11 @@ class SurgeCurve:
     """How demand and supply become a multiplier: ``cap`` (at most ``MAX_SURGE``), the
     ``gain`` of the pressure above 1, the share of the gap a cadence closes
     (``smoothing``), the hysteresis ``band`` and the ``noise`` band: a level moves only when
-    the window's demand is more than ``noise`` standard deviations of a Poisson count
-    (``noise * sqrt(max(implied, 1))``) from the demand its level implies at this supply
-    (``implied = (1 + (level - 1) / gain) * (supply + 1)``), so a count that wanders by
-    chance around a steady mean does not move it (0: off, the curve before)."""
+    the window's demand is more than ``noise`` standard deviations from the demand its level
+    implies at this supply: with ``p = 1 + (level - 1) / gain`` and ``implied = p * (supply
+    + 1)``, beyond ``noise * sqrt(max(implied + p * p * supply, 1))`` (demand and supply
+    both Poisson counts), so counts that wander by chance around steady means do not move it
+    (0: off, the curve before)."""
 
     cap: Decimal = Decimal("3.00")
     gain: float = 0.5
@@ -116,8 +117,11 @@ class SurgeCurve:
         if self.noise > 0:
             demand_f = np.asarray(demand, np.float64)
             supply_f = np.asarray(supply, np.float64)
-            implied = (1.0 + (levels - ONE) / (self.gain * ONE)) * (supply_f + 1.0)
-            beyond = np.abs(demand_f - implied) > self.noise * np.sqrt(np.maximum(implied, 1.0))
+            pressure = 1.0 + (levels - ONE) / (self.gain * ONE)  # what the level implies
+            implied = pressure * (supply_f + 1.0)
+            # both counts Poisson: the demand's variance and the supply's, in demand units
+            spread = np.sqrt(np.maximum(implied + pressure * pressure * supply_f, 1.0))
+            beyond = np.abs(demand_f - implied) > self.noise * spread
             # within the noise of its level's demand it holds (under the cap), but with no
             # demand at all it goes on back to 1.00
             held = np.minimum(levels, self.cap_level)

@@ -29,6 +29,15 @@ def _next(curve: SurgeCurve, level: int, demand: int, supply: int) -> int:
     return int(out[0])
 
 
+def _within_noise(curve: SurgeCurve, level: int, demand: int, supply: int) -> bool:
+    """The demand within ``noise`` deviations of the one the level implies (both counts
+    Poisson)."""
+    pressure = 1 + (level - ONE) / (curve.gain * ONE)
+    implied = pressure * (supply + 1)
+    spread = max(implied + pressure * pressure * supply, 1) ** 0.5
+    return bool(abs(demand - implied) <= curve.noise * spread)
+
+
 def _levels(curve: SurgeCurve) -> st.SearchStrategy[int]:
     return st.integers(ONE, curve.cap_level)
 
@@ -59,8 +68,7 @@ def test_a_constant_input_settles_without_flapping(
     target = curve.step(np.array([level]), np.array([demand]), np.array([supply]))[1][0]
     final = history[-1]
     # within the band of the target, or the demand within the noise of the final level's
-    implied = (1 + (final - ONE) / (curve.gain * ONE)) * (supply + 1)
-    in_noise = abs(demand - implied) <= curve.noise * max(implied, 1) ** 0.5
+    in_noise = _within_noise(curve, final, demand, supply)
     assert abs(final - target) <= curve.band_level or (in_noise and demand > 0)
     if demand == 0 or (curve.noise == 0 and target <= ONE):  # no pressure
         assert final == ONE
@@ -83,8 +91,7 @@ def test_a_change_is_recorded_only_beyond_the_band(
     # the band is held against the target as recorded: rounded to a hundredth
     target = float(np.floor(curve.targets(np.array([demand]), np.array([supply]))[0] + 0.5))
     after = _next(curve, level, demand, supply)
-    implied = (1 + (level - ONE) / (curve.gain * ONE)) * (supply + 1)
-    if demand > 0 and abs(demand - implied) <= curve.noise * max(implied, 1) ** 0.5:
+    if demand > 0 and _within_noise(curve, level, demand, supply):
         assert after == min(level, curve.cap_level)  # a chance wander of the count: held
     elif target <= ONE:
         assert after < level or after == level == ONE  # no pressure: on its way to 1.00
