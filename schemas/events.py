@@ -172,6 +172,11 @@ class SurgeCurveRecord(_Data):
     gain: float = Field(gt=0, description="The target's gain on the pressure above 1.")
     smoothing: float = Field(gt=0, le=1, description="The share of the gap a cadence closes.")
     band: str = Field(pattern=r"^[01]\.[0-9]{2}$", description="The hysteresis band.")
+    noise: float = Field(
+        default=0.0, ge=0, le=10,
+        description="The noise band: Poisson deviations of demand a move needs (0: none; absent "
+        "in changes recorded before it).",
+    )  # fmt: skip
 
 
 class SurgeChanged(_Data):

@@ -53,7 +53,7 @@ class Surge(Aggregate):
         demand: int
         supply: int
         window_s: float
-        # the curve's settings (cap, gain, smoothing, band): with previous, demand and
+        # the curve's settings (cap, gain, smoothing, band, noise): with previous, demand and
         # supply, what re-derives multiplier and target (``pricing.surge.rederive``)
         curve: dict[str, str | float] | None
 
