@@ -6,9 +6,12 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
+
+import h3
 
 from dispatch.adapters.embedded.engine import EmbeddedEngine
 from dispatch.adapters.embedded.transport import EmbeddedTransport
@@ -37,8 +40,11 @@ from dispatch.matching.matcher import Matcher, MatcherConfig
 from dispatch.matching.strategies import SearchLimits, make_strategy
 from dispatch.pricing.desk import FareDesk
 from dispatch.pricing.rules import fare_book, fares_of
+from dispatch.pricing.surge import SurgeCurve
+from dispatch.pricing.tracker import SurgeConfig, SurgeTracker
 from dispatch.pricing.trip import RoadTrip, StraightLineTrip, TripEstimator
 from dispatch.read_audit import ReadAudit, ReadRecord
+from dispatch.regions import REGION_RESOLUTION
 from dispatch.roads.cache import fits, graph_path
 from dispatch.roads.eta import RoadNetworkEta
 from dispatch.roads.graph import RoadGraph, RoadGraphError, sha256_of
@@ -233,7 +239,26 @@ def build_matcher(settings: Settings) -> Matcher:
         build_eta(settings),
         make_strategy(settings.strategy, settings.batch_window_s),
         MatcherConfig(offer_timeout_s=settings.offer_timeout_s, limits=limits),
+        build_surge(settings),
     )
+
+
+def build_surge(settings: Settings) -> SurgeTracker | None:
+    """The shard's surge tracker (docs/MARKETPLACE.md, "Surge"); None when it is off."""
+    if settings.surge_cadence_s == 0:
+        return None
+    curve = SurgeCurve(settings.surge_cap, settings.surge_gain, settings.surge_smoothing,
+                       settings.surge_band, settings.surge_noise)  # fmt: skip
+    owner = None
+    if settings.shards > 1:
+        markets = MarketMap(settings.markets, settings.shards)
+
+        def owner(cell: str) -> int:
+            # the shard of the cell's parent region cell (unique, unlike the cell's points)
+            return markets.shard_for(*h3.cell_to_latlng(h3.cell_to_parent(cell, REGION_RESOLUTION)))
+
+    config = SurgeConfig(curve, settings.surge_cadence_s, settings.surge_window_s, owner)
+    return SurgeTracker(config)
 
 
 def build_worker(settings: Settings, shard: int, clock: Clock) -> ShardWorker:
@@ -300,10 +325,14 @@ def build_trips(settings: Settings) -> TripEstimator:
 
 
 def build_fare_desk(
-    settings: Settings, ring: KeyRing, markets: MarketMap | None = None
+    settings: Settings,
+    ring: KeyRing,
+    markets: MarketMap | None = None,
+    surge: Callable[[float, float], Decimal] | None = None,
 ) -> FareDesk:
     """Fare quotes: the settings' fare rules (or the defaults), the trip estimate, quotes
-    signed with the bearer tokens' key ring for the quotes' own audience (PyJWT)."""
+    signed with the bearer tokens' key ring for the quotes' own audience (PyJWT), priced
+    at ``surge`` (the runtime's surge view; None: 1.00)."""
     return FareDesk(
         fare_book(fares_of(settings)),
         build_trips(settings),
@@ -312,6 +341,7 @@ def build_fare_desk(
         settings.quote_ttl_s,
         round(settings.max_trip_km * 1000),
         settings.road_factor,
+        surge,
     )
 
 

@@ -52,7 +52,9 @@ log = logging.getLogger(__name__)
 
 FORMAT = 2  # 2: may carry aggregates (format 1, the matcher's state only, still reads)
 FORMATS = frozenset({1, 2})
-PARTS = ("drivers", "pending", "offers", "assigned", "aggregates", "live")
+PARTS = ("drivers", "pending", "offers", "assigned", "surge", "aggregates", "live")
+# The surge window's requests go this many to a row.
+SURGE_A_ROW = 2_000
 # Live aggregates carried without their state (SQLite) go this many to a row.
 LIVE_IDS_A_ROW = 2_000
 # At most this many aggregate snapshots a chunk: each is taken when its chunk is made,
@@ -123,6 +125,7 @@ class Restored:
     assigned: list[RideRow]
     aggregates: list[AggregateRow] | None = None  # None: a checkpoint without aggregates
     live: list[list[tuple[str, str, float]]] | None = None  # live aggregates without state
+    surge: list[tuple[str, float]] | None = None  # the surge window (None: not carried)
 
     def live_rows(self) -> list[LiveRow]:
         rows = [(UUID(r[0]), r[1], float(r[2])) for r in self.aggregates or ()]
@@ -225,6 +228,7 @@ def encode_chunks(
         (("pending", ride_row(r)) for r in state.pending),
         (("offers", offer_row(o)) for o in state.offers),
         (("assigned", ride_row(r)) for r in state.assigned),
+        (("surge", rows) for rows in _batched(state.surge or [], SURGE_A_ROW)),
         aggregates or iter(()),
     )
     header = orjson.dumps(
@@ -234,6 +238,7 @@ def encode_chunks(
             "last_event_time": last_event_time,
             "taken_at": now,
             "aggregates": aggregates is not None,
+            "surge": state.surge is not None,
         }
     )
     budget = max_bytes - len(header) - 256  # the chunk's own keys and brackets
@@ -248,6 +253,11 @@ def encode_chunks(
         size += len(encoded) + 1
         snapshots += part == "aggregates"
     yield _chunk(position, seq, True, batch, header)
+
+
+def _batched(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def _snapshot_rows(source: AggregateSource) -> Iterator[tuple[str, Any]]:
@@ -324,6 +334,9 @@ def assemble(position: int, chunks: list[Chunk]) -> Restored:
         parts["assigned"],
         parts["aggregates"] if header.get("aggregates") else None,
         parts["live"] if header.get("aggregates") else None,
+        [(c, float(t)) for rows in parts["surge"] for c, t in rows]
+        if header.get("surge")
+        else None,
     )
 
 
@@ -376,4 +389,7 @@ def restore_matcher(
 
 
 def load_into(matcher: Matcher, restored: Restored) -> None:
-    load(matcher, restored.pending, restored.offers, restored.assigned, restored.drivers)
+    load(
+        matcher, restored.pending, restored.offers, restored.assigned, restored.drivers,
+        restored.surge,
+    )  # fmt: skip

@@ -36,8 +36,10 @@ from dispatch.domain.driver import (
 from dispatch.domain.ride import HOLDS_NO_DRIVER, RIDE_TRANSITIONS, TERMINAL, Ride, RideStatus
 from dispatch.domain.ride_fare import FareTerms, final_fare
 from dispatch.domain.rider import Rider
+from dispatch.domain.surge import NO_SURGE_TEXT, Surge
 from dispatch.log import LogEvent, parse_time
 from dispatch.matching.geo import haversine_m
+from dispatch.pricing.surge import rederive
 
 RIDER_EVENTS = {Rider.RideRequested.TOPIC, Rider.RideEnded.TOPIC}
 _RECORDS = frozenset({CommandRecord.Created.TOPIC, CommandRecord.Carried.TOPIC})
@@ -80,6 +82,7 @@ class InvariantChecker:
     ride_terms: dict[str, Any] = field(default_factory=dict)  # live priced rides' terms
     ride_ends: dict[str, Any] = field(default_factory=dict)  # live rides' pickup, drop-off
     trip_started: dict[str, float] = field(default_factory=dict)  # live rides' trip start
+    surge_levels: dict[str, tuple[str, int]] = field(default_factory=dict)  # cell -> (x, shard)
     last_time: float = float("-inf")
 
     def check(self, e: LogEvent) -> None:
@@ -111,6 +114,8 @@ class InvariantChecker:
             self._command_record(e)
         elif topic in _REVOKED:
             self._revocation(e)
+        elif topic == Surge.Changed.TOPIC:
+            self._surge(e)
 
     def finish(self) -> list[Violation]:
         """Flag offers whose expiry passed before the log's last event and were never closed."""
@@ -269,6 +274,29 @@ class InvariantChecker:
         if version <= before:
             self._flag(e, "token_version_not_raised", f"token version {version} after {before}")
         self.token_versions[e.aggregate_id] = max(version, before)
+
+    def _surge(self, e: LogEvent) -> None:
+        """A surge change: from the cell's last recorded level, by the cell's one shard,
+        and (when it records its curve) re-derived from what it records."""
+        d = e.data
+        cell, multiplier, previous = d["cell"], d["multiplier"], d["previous"]
+        last, shard = self.surge_levels.get(cell, (NO_SURGE_TEXT, e.shard))
+        if shard != e.shard:
+            self._flag(
+                e, "surge_cell_two_shards", f"{cell} recorded by shards {shard} and {e.shard}"
+            )
+        if previous != last or multiplier == previous:
+            self._flag(e, "surge_not_from_last", f"{cell}: {previous} -> {multiplier}, last {last}")
+        curve = d.get("curve")
+        if curve is not None:
+            derived = rederive(previous, int(d["demand"]), int(d["supply"]), curve)
+            if derived != (multiplier, d["target"]):
+                self._flag(
+                    e, "surge_not_rederived",
+                    f"{cell}: recorded {multiplier} (target {d['target']}), inputs give "
+                    f"{derived[0]} (target {derived[1]})",
+                )  # fmt: skip
+        self.surge_levels[cell] = (multiplier, e.shard)
 
     def _flag(self, e: LogEvent, kind: str, detail: str) -> None:
         self.violations.append(Violation(e.where, e.aggregate_id, kind, detail))

@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Protocol
 from uuid import UUID
 
@@ -153,6 +154,11 @@ class Runtime:
         with self.views.lock:
             for ping in pings:
                 self.views.apply_ping(ping)
+
+    def surge_at(self, lat: float, lng: float) -> Decimal:
+        """The surge multiplier of the place's cell now, as the views last saw it."""
+        with self.views.lock:
+            return Decimal(self.views.surge.multiplier(lat, lng))
 
     def wait_for(self, shard: int, position: int, timeout_s: float) -> bool:
         """Read-your-writes: wait until the views include ``position`` of ``shard``."""

@@ -176,6 +176,20 @@ class Settings(BaseSettings):
     quote_ttl_s: int = Field(default=300, ge=30, le=3_600)
     # The longest trip a quote prices (km, as estimated): a longer one gets a 422.
     max_trip_km: float = Field(default=200.0, gt=0, le=2_000)
+    # Surge (docs/MARKETPLACE.md, "Surge"): a multiplier per H3 cell, recomputed by each
+    # shard every surge_cadence_s seconds of its clock (0: off, every multiplier 1.00) from
+    # the ride requests of the last surge_window_s and the available drivers, at most
+    # surge_cap; each cadence closes surge_smoothing of the gap to the target, and a change
+    # is recorded only beyond surge_band (hysteresis).
+    surge_cadence_s: float = Field(default=30.0, ge=0, le=3_600)
+    surge_window_s: float = Field(default=300.0, gt=0, le=86_400)
+    surge_cap: Decimal = Field(default=Decimal("3.00"), ge=1, le=10, decimal_places=2)
+    surge_gain: float = Field(default=0.5, gt=0, le=100)
+    surge_smoothing: float = Field(default=0.5, gt=0, le=1)
+    surge_band: Decimal = Field(default=Decimal("0.10"), ge=Decimal("0.01"), le=1, decimal_places=2)
+    # and only when the window's demand is more than surge_noise Poisson standard deviations
+    # from the demand the level implies (0: off)
+    surge_noise: float = Field(default=0.0, ge=0, le=10)
 
     @model_validator(mode="before")
     @classmethod
@@ -202,6 +216,17 @@ class Settings(BaseSettings):
         except ValueError as error:
             raise ValueError(f"DISPATCH_FARES_FILE {path}: not JSON ({error})") from None
         return {**data, "fares": fares}
+
+    @model_validator(mode="after")
+    def _surge_window_holds_a_cadence(self) -> Settings:
+        """A surge window shorter than the cadence would count only the last part of each
+        cadence's requests: refused at start."""
+        if self.surge_cadence_s and self.surge_window_s < self.surge_cadence_s:
+            raise ValueError(
+                f"DISPATCH_SURGE_WINDOW_S ({self.surge_window_s:g}) must be at least "
+                f"DISPATCH_SURGE_CADENCE_S ({self.surge_cadence_s:g})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _every_market_has_fares(self) -> Settings:

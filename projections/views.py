@@ -14,6 +14,7 @@ from projections.drivers import DriversProjection, DriversView
 from projections.heatmap import HeatmapProjection, HeatmapView
 from projections.locations import LocationsProjection, LocationsView
 from projections.rides import RideRow, RidesProjection, RidesView
+from projections.surge import SurgeProjection, SurgeView
 
 
 def default_projections(
@@ -26,6 +27,7 @@ def default_projections(
         DriversProjection(),
         LocationsProjection(resolution, ttl_s),
         HeatmapProjection(),
+        SurgeProjection(),
         CredentialsProjection(),
     ]
 
@@ -147,6 +149,11 @@ class ViewSet:
     @property
     def heatmap(self) -> HeatmapView:
         view: HeatmapView = self.states["heatmap"].view
+        return view
+
+    @property
+    def surge(self) -> SurgeView:
+        view: SurgeView = self.states["surge"].view
         return view
 
     @property

@@ -175,6 +175,44 @@ class LinkAcknowledged(_Data):
     upto: int
 
 
+Multiplier = Annotated[
+    str,
+    Field(pattern=r"^(10\.00|[1-9]\.[0-9]{2})$", examples=["1.35"],
+          description="A surge multiplier, 1.00 to 10.00, as decimal text."),
+]  # fmt: skip
+
+
+class SurgeStarted(_Data):
+    resolution: int = Field(ge=0, le=15, description="The H3 resolution of its cells.")
+
+
+class SurgeCurveRecord(_Data):
+    cap: Multiplier = Field(description="The highest multiplier.")
+    gain: float = Field(gt=0, description="The target's gain on the pressure above 1.")
+    smoothing: float = Field(gt=0, le=1, description="The share of the gap a cadence closes.")
+    band: str = Field(pattern=r"^[01]\.[0-9]{2}$", description="The hysteresis band.")
+    noise: float = Field(
+        default=0.0, ge=0, le=10,
+        description="The noise band: Poisson deviations of demand a move needs (0: none; absent "
+        "in changes recorded before it).",
+    )  # fmt: skip
+
+
+class SurgeChanged(_Data):
+    cell: str = Field(description="The H3 cell (hex), at the shard's surge resolution.")
+    multiplier: Multiplier = Field(description="The cell's multiplier from now on.")
+    previous: Multiplier = Field(description="The cell's multiplier until now.")
+    target: Multiplier = Field(description="What the curve asked for (the level moves part way).")
+    demand: int = Field(ge=0, description="Ride requests in the cell within the window.")
+    supply: int = Field(ge=0, description="Available drivers in the cell when computed.")
+    window_s: float = Field(gt=0, description="The demand window, in seconds.")
+    curve: SurgeCurveRecord | None = Field(
+        default=None,
+        description="The curve's settings this change was computed with (None: an event of"
+        " version 1, which did not record them).",
+    )
+
+
 class OfferClosed(_Data):
     ride_id: UUID
     outcome: OfferOutcome
@@ -279,6 +317,8 @@ EVENT_DATA: dict[str, type[_Data]] = {
     "dispatch.Link.Sent": LinkSent,
     "dispatch.Link.Applied": LinkApplied,
     "dispatch.Link.Acknowledged": LinkAcknowledged,
+    "dispatch.Surge.Started": SurgeStarted,
+    "dispatch.Surge.Changed": SurgeChanged,
     "dispatch.Credentials.Opened": CredentialsOpened,
     "dispatch.Credentials.TokensRevoked": TokensRevoked,
     "dispatch.Credentials.TokensRevokedByOperator": TokensRevokedByOperator,

@@ -127,11 +127,41 @@ class HeatmapCell(BaseModel):
     demand: int = Field(description="Rides waiting for a driver (requested or offered).")
 
 
+class SurgeCell(BaseModel):
+    cell: str = Field(examples=["8828308281fffff"])
+    multiplier: str = Field(examples=["1.35"], description="The cell's surge multiplier.")
+
+
 class Heatmap(BaseModel):
-    """Supply and demand per H3 cell at the asked resolution (cells with neither left out)."""
+    """Supply and demand per H3 cell at the asked resolution (cells with neither left out),
+    and the surge layer: every surge cell above 1.00 (at the surge resolution, 8, whatever
+    the asked one)."""
 
     resolution: int
     cells: list[HeatmapCell]
+    surge_resolution: int = Field(default=8, description="The H3 resolution of surge cells.")
+    surge: list[SurgeCell] = Field(
+        default_factory=list, description="Cells whose multiplier is above 1.00."
+    )
+
+
+class Surge(BaseModel):
+    """The surge multiplier of the H3 cell holding a place (1.00 where there is none)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"lat": 37.7749, "lng": -122.4194, "cell": "8828308281fffff", "resolution": 8,
+                 "multiplier": "1.35"}
+            ]
+        }
+    )  # fmt: skip
+
+    lat: float = Field(examples=[37.7749])
+    lng: float = Field(examples=[-122.4194])
+    cell: str = Field(examples=["8828308281fffff"], description="The surge cell (H3, hex).")
+    resolution: int = Field(examples=[8], description="The H3 resolution of surge cells.")
+    multiplier: str = Field(examples=["1.35"], description="From 1.00 to the cap, as text.")
 
 
 class StreamEvent(BaseModel):

@@ -141,6 +141,6 @@ def fare_desk(runtime: Runtime, auth: AuthSettings) -> FareDesk:
         raise ValueError(f"{misfit}; refusing to run in {auth.environment}")
     if misfit is not None:
         log.warning("%s; acceptable in development only", misfit)
-    desk = build_fare_desk(settings, auth.key_ring(), runtime.markets)
+    desk = build_fare_desk(settings, auth.key_ring(), runtime.markets, runtime.surge_at)
     log.info("fare rules %s (%s)", desk.book.version, rules_source(settings))
     return desk

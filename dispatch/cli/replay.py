@@ -23,6 +23,7 @@ from dispatch.adapters.sqlite.viewstore import SqliteViewStore
 from dispatch.bootstrap import build_log_source, build_view_stores, log_name
 from dispatch.cli.common import DataDir, Kafka, iso_time, settings_from
 from dispatch.cli.errors import fail, report
+from dispatch.domain.geo import latlng_problem
 from dispatch.domain.ids import shard_of
 from dispatch.log import LogSource
 from dispatch.replay import operations as op
@@ -225,16 +226,30 @@ def state(
     data_dir: DataDir = None,
     kafka: Kafka = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    lat: Annotated[float | None, typer.Option(help="With --lng: the surge of this place.")] = None,
+    lng: Annotated[float | None, typer.Option(help="With --lat: the surge of this place.")] = None,
 ) -> None:
-    """The state of the shards (or of one aggregate) as of a moment, replayed up to it."""
+    """The state of the shards (or of one aggregate, or the surge of one place) as of a
+    moment, replayed up to it: rides and drivers by status, and the surge multiplier of every
+    cell above 1.00."""
     moment = iso_time(at, "--at")
     assert moment is not None
+    if (lat is None) != (lng is None):
+        raise typer.BadParameter("give both --lat and --lng, or neither", param_hint="--lat")
+    if lat is not None and lng is not None:
+        problem = latlng_problem(lat, lng)
+        if problem is not None:
+            raise typer.BadParameter(problem, param_hint="--lat/--lng")
     views = op.state_at(_source(data_dir, kafka, shard), moment, shard)
-    if aggregate_id is not None:
+    if lat is not None and lng is not None:
+        surge = views.surge
+        payload: object = {"lat": lat, "lng": lng, "cell": surge.cell_of(lat, lng),
+                           "multiplier": surge.multiplier(lat, lng)}  # fmt: skip
+    elif aggregate_id is not None:
         row = views.rides.get(aggregate_id) or views.drivers.rows.get(aggregate_id)
         if row is None:
             fail(f"no ride or driver {aggregate_id} existed at {at}", code=1)
-        payload: object = {k: getattr(row, k) for k in row.__slots__ if k != "timeline"}
+        payload = {k: getattr(row, k) for k in row.__slots__ if k != "timeline"}
     else:
         payload = op.summarize(views)
     if as_json:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -25,4 +26,29 @@ class ExpireRequest:
     ride_id: UUID
 
 
-Decision = MakeOffer | ExpireOffer | ExpireRequest
+@dataclass(frozen=True, slots=True)
+class ChangeSurge:
+    """Surge cells whose multipliers move, one cadence's, as columns (one entry a cell: a
+    cadence may move thousands, and a decision object each would cost more than the
+    cadence's arithmetic): the cell, its new multiplier and the curve's target (decimal
+    texts, ``"1.35"``), its demand and supply; and the window the demand was counted over."""
+
+    cells: list[str]
+    multipliers: list[str]
+    targets: list[str]
+    demand: list[int]
+    supply: list[int]
+    window_s: float
+    # the curve's settings (``SurgeCurve.record``), recorded with each change
+    curve: dict[str, str | float] | None = None
+
+    def __len__(self) -> int:
+        return len(self.cells)
+
+    def rows(self) -> Iterator[tuple[str, str, str, int, int]]:
+        """``(cell, multiplier, target, demand, supply)`` of each cell, in order."""
+        return zip(self.cells, self.multipliers, self.targets, self.demand, self.supply,
+                   strict=True)  # fmt: skip
+
+
+Decision = MakeOffer | ExpireOffer | ExpireRequest | ChangeSurge

@@ -94,6 +94,14 @@ class DriverIndex(Generic[K]):
         d = self._drivers.get(driver_id)
         return None if d is None else h3.int_to_str(d.cell)
 
+    def cell_counts(self) -> tuple[list[int], np.ndarray]:
+        """Every cell the index has seen (H3 ints at its resolution, in the order first
+        seen: the list only grows) and how many drivers each holds now (a read-only view)."""
+        pool = self._pool
+        counts = pool.counts[: len(pool.cells)]
+        counts.flags.writeable = False
+        return pool.cells, counts
+
     def upsert(self, driver_id: K, lat: float, lng: float, at: float) -> bool:
         """Add a driver or move it to ``(lat, lng)`` pinged at time ``at`` (seconds).
         Returns True when the driver is new, entered another cell, or comes back after a

@@ -26,11 +26,13 @@ from dispatch.domain.driver import (
     next_availability,
 )
 from dispatch.domain.ride import MOVED, RIDE_ENDINGS, Ride
+from dispatch.domain.surge import Surge
 from dispatch.matching.deadlines import Deadlines
 from dispatch.matching.decisions import Decision, ExpireOffer, ExpireRequest, MakeOffer
 from dispatch.matching.eta import EtaProvider
 from dispatch.matching.index import DriverIndex
 from dispatch.matching.strategies import PendingRide, SearchLimits, Strategy
+from dispatch.matching.surge import SurgeTracking
 from dispatch.matching.waiting import WaitingRides
 
 # A driver's events the matcher folds: those that move its availability (registration
@@ -68,9 +70,15 @@ def _ts(value: datetime) -> float:
 
 class Matcher:
     def __init__(
-        self, index: DriverIndex[UUID], eta: EtaProvider, strategy: Strategy, config: MatcherConfig
+        self,
+        index: DriverIndex[UUID],
+        eta: EtaProvider,
+        strategy: Strategy,
+        config: MatcherConfig,
+        surge: SurgeTracking | None = None,
     ) -> None:
         self.index, self.eta, self.strategy, self.config = index, eta, strategy, config
+        self.surge = surge  # None: surge off (every multiplier 1.00)
         self.pending: dict[UUID, PendingRide] = {}
         self.offers: dict[UUID, tuple[UUID, float, PendingRide]] = {}
         self.assigned: dict[UUID, PendingRide] = {}
@@ -104,6 +112,8 @@ class Matcher:
             **dict.fromkeys(RIDE_ENDINGS, self._on_ride_closed),
             **dict.fromkeys(DRIVER_AVAILABILITY_EVENTS, self._on_driver),
         }
+        if surge is not None:
+            self._handlers[Surge.Changed.TOPIC] = self._on_surge_changed
 
     @property
     def topics(self) -> frozenset[str]:
@@ -143,15 +153,29 @@ class Matcher:
         if availability[0] == DriverStatus.AVAILABLE:
             self.available.add(driver_id)  # indexed with its first ping
 
-    def load_pending(self, ride: PendingRide) -> None:
+    def load_pending(self, ride: PendingRide, demand: bool = True) -> None:
         self._enter_pending(ride)
+        if demand:
+            self._demand(ride)
 
-    def load_offer(self, ride: PendingRide, driver_id: UUID, expires_at: float) -> None:
+    def load_offer(
+        self, ride: PendingRide, driver_id: UUID, expires_at: float, demand: bool = True
+    ) -> None:
         self.offers[ride.ride_id] = (driver_id, expires_at, ride)
         self._offer_deadlines.add(ride.ride_id, expires_at)
+        if demand:
+            self._demand(ride)
 
-    def load_assigned(self, ride: PendingRide) -> None:
+    def load_assigned(self, ride: PendingRide, demand: bool = True) -> None:
         self.assigned[ride.ride_id] = ride
+        if demand:
+            self._demand(ride)
+
+    def _demand(self, ride: PendingRide) -> None:
+        """A ride's request is demand for the surge window (``demand`` False: the
+        checkpoint carries the window itself; an older one only its unended rides)."""
+        if self.surge is not None:
+            self.surge.requested(ride.lat, ride.lng, ride.requested_at)
 
     # -- decisions -----------------------------------------------------------------------
     def tick(self, now: float) -> list[Decision]:
@@ -184,13 +208,24 @@ class Matcher:
                         now + self.config.offer_timeout_s,
                     )
                 )
+        if self.surge is not None and self.surge.due(now):
+            cells, counts = self.index.cell_counts()
+            changes = self.surge.tick(now, cells, counts, self.index.resolution)
+            if changes is not None:
+                decisions.append(changes)
         return decisions
 
     # -- event handlers --------------------------------------------------------------------
     def _on_requested(self, e: Ride.Created) -> None:
         ts = _ts(e.timestamp)
         lat, lng = e.pickup
-        self._enter_pending(PendingRide(e.originator_id, lat, lng, ts, _ts(e.expires_at)))
+        ride = PendingRide(e.originator_id, lat, lng, ts, _ts(e.expires_at))
+        self._enter_pending(ride)
+        self._demand(ride)
+
+    def _on_surge_changed(self, e: Surge.Changed) -> None:
+        assert self.surge is not None
+        self.surge.level(e.cell, e.multiplier)
 
     def _on_asked(self, e: Ride.DriverAsked) -> None:
         """A driver of another shard asked to hold for the ride: the ride waits for the

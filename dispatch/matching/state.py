@@ -34,6 +34,8 @@ class Captured:
     offers: list[tuple[PendingRide, UUID, float]]
     assigned: list[PendingRide]
     drivers: dict[UUID, Availability]
+    # the surge window's requests (surge cell, time), None without surge
+    surge: list[tuple[str, float]] | None = None
 
 
 def capture(matcher: Matcher) -> Captured:
@@ -43,6 +45,7 @@ def capture(matcher: Matcher) -> Captured:
         assigned=[_copy(r) for r in matcher.assigned.values()],
         # the drivers the shard serves: other shards' are told again after a restore
         drivers={d: a for d, a in matcher.drivers.items() if d in matcher.own},
+        surge=None if matcher.surge is None else matcher.surge.window(),
     )
 
 
@@ -67,18 +70,24 @@ def load(
     offers: list[OfferRow],
     assigned: list[RideRow],
     drivers: list[DriverRow],
+    surge: list[tuple[str, float]] | None = None,
 ) -> None:
-    """Put a captured state into ``matcher`` (fresh, nothing folded yet)."""
+    """Put a captured state into ``matcher`` (fresh, nothing folded yet). ``surge``: the
+    window's requests, when the checkpoint carries them; without (an older checkpoint) the
+    window is rebuilt from the rides that had not ended, as before."""
     if matcher.pending or matcher.offers or matcher.assigned or matcher.drivers:
         raise ValueError("a matcher state is loaded into a fresh matcher only")
+    demand = surge is None
+    if surge is not None and matcher.surge is not None:
+        matcher.surge.load_window([(str(cell), float(at)) for cell, at in surge])
     for driver_id, status, after_trip in drivers:
         matcher.load_driver(UUID(driver_id), (DriverStatus(status), bool(after_trip)))
     for row in pending:
-        matcher.load_pending(_ride(row))
+        matcher.load_pending(_ride(row), demand)
     for ride, driver_id, expires_at in offers:
-        matcher.load_offer(_ride(ride), UUID(driver_id), float(expires_at))
+        matcher.load_offer(_ride(ride), UUID(driver_id), float(expires_at), demand)
     for row in assigned:
-        matcher.load_assigned(_ride(row))
+        matcher.load_assigned(_ride(row), demand)
 
 
 def _ride(row: RideRow) -> PendingRide:

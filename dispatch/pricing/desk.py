@@ -2,7 +2,7 @@
 
 A quote reads nothing of the log and writes nothing: it is not an event until a ride
 carries it (docs/MARKETPLACE.md). Its trip is priced by the pickup's market's rule for the
-product, at the surge of the moment: 1.00 for now (surge per H3 cell is a later step). A
+product, at the surge of the moment of the pickup's cell (``surge``: the surge view). A
 trip longer than the longest a quote prices (``DISPATCH_MAX_TRIP_KM``) gets none: refused
 before it is routed when even the great circle is longer, else once its estimate is.
 """
@@ -10,6 +10,7 @@ before it is routed when even the great circle is longer, else once its estimate
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -32,7 +33,7 @@ class IssuedQuote:
 class FareDesk:
     """Quotes of ``book``'s rules over ``trips``' estimates of at most ``max_trip_m``
     metres, signed by ``codec`` and valid ``ttl_s`` seconds; ``markets`` says which market
-    a pickup is in."""
+    a pickup is in; ``surge`` the multiplier of a place now (None: 1.00 everywhere)."""
 
     def __init__(
         self,
@@ -43,9 +44,11 @@ class FareDesk:
         ttl_s: int,
         max_trip_m: int,
         road_factor: float = 1.35,
+        surge: Callable[[float, float], Decimal] | None = None,
     ) -> None:
         self.book, self.ttl_s, self.max_trip_m = book, ttl_s, max_trip_m
         self.road_factor = road_factor  # the trip's recorded distance: recorded in the terms
+        self._surge = surge
         self._trips, self._markets, self._codec = trips, markets, codec
 
     def estimate(
@@ -57,7 +60,8 @@ class FareDesk:
         market = found.name if found is not None else None
         rule = self.book.rule_for(market, product)
         trip = self._trip(pickup, dropoff)
-        priced = fare(rule, trip.distance_m, trip.duration_s, NO_SURGE)
+        surge = self.surge_at(pickup)
+        priced = fare(rule, trip.distance_m, trip.duration_s, surge)
         issued = int(now)
         quote = Quote(
             quote_id=str(uuid.uuid4()),
@@ -71,13 +75,17 @@ class FareDesk:
             duration_s=trip.duration_s,
             estimated_by=trip.estimated_by,
             rule=rule,
-            surge=NO_SURGE,
+            surge=surge,
             total=priced.total,
             minimum_applied=priced.minimum_applied,
             issued_at=issued,
             expires_at=issued + self.ttl_s,
         )
         return IssuedQuote(quote, self._codec.sign(quote.claims()))
+
+    def surge_at(self, pickup: Place) -> Decimal:
+        """The surge of ``pickup``'s cell now (1.00 without a surge view)."""
+        return self._surge(*pickup) if self._surge is not None else NO_SURGE
 
     def _trip(self, pickup: Place, dropoff: Place) -> Trip:
         """The trip's estimate, if it is at most ``max_trip_m`` long; the great circle is
@@ -133,25 +141,31 @@ class FareDesk:
 
     def terms_for(self, pickup: Place, product: Product) -> FareTerms | None:
         """The terms a ride without a quote is priced on: the rules in force now for the
-        pickup's market and ``product``, at no surge. ``FareError`` (``product_not_offered``
-        naming the products offered, ``no_fare_rules``) when they cannot price it: the ride
-        is refused. None only when the deployment has no fare rules at all (no market's and
-        no ``elsewhere``): its rides are not priced."""
+        pickup's market and ``product``, at the surge of the pickup's cell now. ``FareError``
+        (``product_not_offered`` naming the products offered, ``no_fare_rules``) when they
+        cannot price it: the ride is refused. None only when the deployment has no fare
+        rules at all (no market's and no ``elsewhere``): its rides are not priced."""
         if not self.book.has_rules:
             return None
-        return terms_for(self.book, self._markets, pickup, product, self.road_factor)
+        return terms_for(self.book, self._markets, pickup, product, self.road_factor,
+                         self.surge_at(pickup))  # fmt: skip
 
 
 def terms_for(
-    book: FareBook, markets: MarketMap, pickup: Place, product: Product, road_factor: float
+    book: FareBook,
+    markets: MarketMap,
+    pickup: Place,
+    product: Product,
+    road_factor: float,
+    surge: Decimal = NO_SURGE,
 ) -> FareTerms:
     """The terms a ride without a quote is priced on: ``book``'s rule for the pickup's
-    market and ``product``, at no surge, its trip's distance by ``road_factor``;
+    market and ``product``, at ``surge``, its trip's distance by ``road_factor``;
     ``FareError`` when it has none."""
     found = markets.market_of(*pickup)
     market = found.name if found is not None else None
     rule = book.rule_for(market, product)
-    return FareTerms(product, market, book.version, rule, NO_SURGE, None,
+    return FareTerms(product, market, book.version, rule, surge, None,
                      factor_text(road_factor))  # fmt: skip
 
 

@@ -225,8 +225,9 @@ def stats(source: LogSource, data_dir: Path | None = None) -> Stats:
 
 @batch_gc()
 def state_at(source: LogSource, at: float, shard: int | None = None) -> ViewSet:
-    """The rides and drivers views as of a moment, by replaying every event up to it."""
-    views = ViewSet([p for p in default_projections() if p.name in ("rides", "drivers")])
+    """The rides, drivers and surge views as of a moment, by replaying every event up to it."""
+    wanted = ("rides", "drivers", "surge")
+    views = ViewSet([p for p in default_projections() if p.name in wanted])
     for event in read_all(source, shard, until=at):
         views.apply(event)
     return views
@@ -235,7 +236,11 @@ def state_at(source: LogSource, at: float, shard: int | None = None) -> ViewSet:
 def summarize(views: ViewSet) -> dict[str, Any]:
     rides = Counter(r.status for r in views.rides.values())
     drivers = Counter(r.status for r in views.drivers.rows.values())
-    return {"rides": dict(sorted(rides.items())), "drivers": dict(sorted(drivers.items()))}
+    return {
+        "rides": dict(sorted(rides.items())),
+        "drivers": dict(sorted(drivers.items())),
+        "surge": dict(sorted(views.surge.layer().items())),  # cells above 1.00
+    }
 
 
 @contextmanager

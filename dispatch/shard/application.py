@@ -15,6 +15,7 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
+from eventsourcing.domain import Snapshot as LibrarySnapshot
 from eventsourcing.persistence import JSONTranscoder, Recording
 
 from dispatch.domain.command_record import (
@@ -29,7 +30,14 @@ from dispatch.domain.errors import DomainError, DriverMoved, IllegalTransition, 
 from dispatch.domain.ids import shard_of
 from dispatch.domain.ride import Ride
 from dispatch.domain.rider import Rider
-from dispatch.matching.decisions import Decision, ExpireOffer, ExpireRequest, MakeOffer
+from dispatch.domain.surge import SURGE_RESOLUTION, Surge, surge_id
+from dispatch.matching.decisions import (
+    ChangeSurge,
+    Decision,
+    ExpireOffer,
+    ExpireRequest,
+    MakeOffer,
+)
 from dispatch.messages import FOLLOW_THE_DRIVER, destination
 from dispatch.shard.carried import note
 from dispatch.shard.crossing import (
@@ -60,11 +68,14 @@ class ShardApplication(Application[UUID]):
     # Drivers and riders live for years: a snapshot every 50 events bounds what a cold read
     # (after a restart or a takeover) replays. Rides and command records stay short.
     # A shard's links to other shards, and credentials, live as long as the shard: the same.
+    # A shard's surge too, less often: one event is one cell's change, and its snapshot
+    # holds every cell above 1.00.
     snapshotting_intervals: ClassVar[dict[Any, int]] = {
         Driver: 50,
         Rider: 50,
         Link: 50,
         Credentials: 50,
+        Surge: 1_000,
     }
 
     def __init__(
@@ -189,6 +200,8 @@ class ShardApplication(Application[UUID]):
     # -- matcher decisions -----------------------------------------------------------
     def decide(self, decision: Decision, now: datetime) -> list[Any]:
         """Apply one matcher decision; returns its events (none if it no longer applies)."""
+        if isinstance(decision, ChangeSurge):
+            return self._change_surge(decision, now)
         mark = self._uow.mark()
         try:
             if isinstance(decision, MakeOffer):
@@ -231,6 +244,32 @@ class ShardApplication(Application[UUID]):
             log.info("decision %s no longer applies: %s", decision, error.reason)
             return []
         return self._uow.seal(mark)
+
+    def _change_surge(self, changes: ChangeSurge, now: datetime) -> list[Any]:
+        """Record each surge cell's new multiplier, an event each (the shard's surge opened
+        on first use)."""
+        mark = self._uow.mark()
+        try:
+            surge = self._uow.find(Surge, surge_id(self.shard))
+            if surge is None:
+                surge = Surge.start(self.shard, SURGE_RESOLUTION, now)
+                self._uow.add(surge)
+            window_s, curve = changes.window_s, changes.curve
+            for cell, multiplier, target, demand, supply in changes.rows():
+                surge.change(cell, multiplier, target, demand, supply, window_s, now, curve)
+        except Exception:
+            # nothing of a cadence half recorded (as every other decision path)
+            self._uow.rollback(mark)
+            raise
+        return self._uow.seal(mark)
+
+    def surge_levels(self) -> dict[str, str]:
+        """The multiplier of every cell above 1.00, as saved (none before the first)."""
+        try:
+            surge: Any = self.repository.get(surge_id(self.shard))
+        except AggregateNotFoundError:
+            return {}
+        return dict(surge.cells) if isinstance(surge, Surge) else {}
 
     def hand_off(self, driver_id: UUID, to: int, now: datetime) -> list[Any]:
         """Give a free driver this shard serves to shard ``to`` (its ping is in that
@@ -366,15 +405,26 @@ class ShardApplication(Application[UUID]):
 
     def _take_due_snapshots(self, journal: list[Any]) -> None:
         """A snapshot of each driver or rider whose version reached a multiple of its
-        interval in this batch (to the snapshot store: the compacted topic on Kafka)."""
+        interval in this batch (to the snapshot store: the compacted topic on Kafka). The
+        shard's surge, which may pass a multiple in every cadence, is taken as it is after
+        the batch (cached: not replayed from the store, which would double what its
+        changes cost)."""
         if self.snapshots is None:
             return
+        surge_due = False
         for event in journal:
             for cls, interval in self.snapshotting_intervals.items():
                 if isinstance(event, cls.Event | cls.Created):
-                    if event.originator_version % interval == 0:
+                    if event.originator_version % interval != 0:
+                        pass
+                    elif cls is Surge:
+                        surge_due = True
+                    else:
                         self.take_snapshot(event.originator_id, version=event.originator_version)
                     break
+        if surge_due:
+            surge: Any = self.repository.get(surge_id(self.shard))  # the cached one
+            self.snapshots.put([LibrarySnapshot.take(surge)])
 
     def discard(self) -> None:
         """Forget the open batch and every cached aggregate (after a failed or aborted commit)."""

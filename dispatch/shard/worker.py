@@ -9,6 +9,7 @@ tells the worker when the batch is durable (``committed``) or lost (``recover``)
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -177,7 +178,9 @@ class ShardWorker:
         # When to look for messages to send again, and the unacknowledged ones seen then.
         self._resend_at = float("-inf")
         self._unacked_seen: set[tuple[int, int, int]] = set()
-        self._matcher_factory = matcher_factory
+        self._matcher_factory: Callable[[], Matcher] = functools.partial(
+            _owned_by, matcher_factory, shard
+        )
         self.matcher = matcher_factory()
         self.max_batch = max_batch
         self.listeners: list[CommitListener] = []
@@ -227,6 +230,8 @@ class ShardWorker:
             self.restored_from, start = restored.position, restored.position + 1
             log.info("shard %s: restoring from the checkpoint at %s", self.shard, start - 1)
         count = self.fold(start)
+        if matcher.surge is not None:  # the multipliers as saved (not all in the tail)
+            matcher.surge.load(self.app.surge_levels())
         own = matcher.own
         # A checkpoint from before hand-offs lists other shards' drivers too: this shard
         # serves its own drivers and those handed to it (found here, not handed off).
@@ -566,3 +571,11 @@ def _ping_ahead(ping: Ping, now: float) -> Poison:
     reason = f"ping time {ping.at:.3f} is more than {MAX_PING_AHEAD_S:g} s ahead of {now:.3f}"
     raw = orjson.dumps([str(ping.driver_id), ping.lat, ping.lng, ping.at])
     return Poison("locations", f"driver {ping.driver_id}", reason, raw)
+
+
+def _owned_by(factory: Callable[[], Matcher], shard: int) -> Matcher:
+    """A fresh matcher whose surge tracker prices the surge cells ``shard`` owns."""
+    matcher = factory()
+    if matcher.surge is not None:
+        matcher.surge.owned_by(shard)
+    return matcher

@@ -102,3 +102,4 @@ class SimRide:
     started_at: float | None = None
     ended_at: float | None = None
     outcome: str | None = None  # completed, cancelled, expired
+    surge: float = 1.0  # the pickup cell's multiplier when requested, as the engine said

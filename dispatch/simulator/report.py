@@ -146,6 +146,9 @@ class SimReport:
     offer_s_p99_same_shard: float | None  # time to a first offer by a driver of the ride's shard
     offer_s_p99_cross_shard: float | None  # ... by a driver another shard owns
     road_network: dict[str, Any] | None  # {source, nodes, edges, eta}; None: straight lines
+    surge_mean: float | None  # the pickup cell's multiplier when requested, mean
+    surge_max: float | None
+    surge_changes: int  # Surge.Changed events in the whole run
     events: int
     outcomes: dict[str, int]
     violations: list[str]
@@ -232,6 +235,9 @@ class SimReport:
             offer_s_p99_same_shard=percentile(same, 99),
             offer_s_p99_cross_shard=percentile(across, 99),
             road_network=sim.roads.describe(sim.cfg.eta) if sim.roads is not None else None,
+            surge_mean=_mean([r.surge for r in records]),
+            surge_max=max((r.surge for r in records), default=None),
+            surge_changes=sim.surge_changes,
             events=events,
             outcomes=dict(sim.outcomes),
             violations=[str(v) for v in sim.checker.violations],
@@ -241,6 +247,11 @@ class SimReport:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def _surge_row(self) -> str:
+        if self.surge_mean is None or self.surge_max is None:
+            return f"- / -, {self.surge_changes}"
+        return f"{self.surge_mean:.2f} / {self.surge_max:.2f}, {self.surge_changes}"
 
     def rows(self) -> list[tuple[str, str]]:
         pct = "-" if self.rejection_pct is None else f"{self.rejection_pct:.1f}%"
@@ -260,6 +271,7 @@ class SimReport:
                 f"{self.completed} / {self.cancelled} / {self.expired}",
             ),
             ("rejection rate (expired)", pct),
+            ("surge at request mean / max, changes", self._surge_row()),
             ("not ended after the drain", f"{self.in_flight}"),
             (
                 "time to offer p50/p95/p99",

@@ -38,6 +38,7 @@ class RideRecord:
     eta_realised_s: float | None = None  # accepted -> arrived, as driven
     direct_m: float = 0.0  # straight-line pickup -> dropoff
     pickup_m: float | None = None  # the pickup leg driven (on roads: its route), if arrived
+    surge: float = 1.0  # the pickup cell's surge multiplier when requested
 
     @property
     def wait_s(self) -> float | None:

@@ -25,6 +25,7 @@ from dispatch.domain.ids import new_id, shard_of
 from dispatch.domain.ride import RIDE_ENDINGS, Ride, RideStatus
 from dispatch.domain.ride_fare import FareTerms
 from dispatch.domain.rider import Rider
+from dispatch.domain.surge import Surge
 from dispatch.invariants import InvariantChecker
 from dispatch.invariants_across import CrossShardChecker
 from dispatch.log import LogEvent, decode
@@ -43,6 +44,7 @@ from dispatch.simulator.results import SAMPLE_EVERY_S, Request, RideRecord, Samp
 from dispatch.simulator.roads import RoadLegs
 from dispatch.simulator.streams import Streams
 from dispatch.simulator.travel import TravelConfig, TravelModel
+from projections.surge import SurgeProjection
 from schemas import commands as c
 from schemas.common import LatLng
 from schemas.fares import FareTermsData
@@ -181,6 +183,10 @@ class Simulation:
         self.across = CrossShardChecker()  # what the shards told one another
         self.cross_shard_matches = 0  # rides accepted by a driver another shard owns
         self.handoffs = 0  # drivers handed from one shard to another
+        # Surge as the shards recorded it (the API's own fold): a request's multiplier.
+        self.surge_changes = 0
+        self._surge = SurgeProjection()
+        self._surge_view = self._surge.initial()
         self.serving: dict[UUID, int] = {}  # drivers served away from their home shard
         # driver commands not answered yet, to follow their driver if it moved
         self._envelopes: dict[str, c.CommandEnvelope] = {}
@@ -437,7 +443,10 @@ class Simulation:
         rider_id = self.free_riders[home].popleft()
         ride_id = new_id(shard, self.streams.rng("ride-id", self.cfg.id_salt, index))
         pickup, dropoff = request.pickup, request.dropoff
-        self.rides[ride_id] = SimRide(index, ride_id, rider_id, pickup, dropoff, self.clock.now)
+        surge = float(self._surge_view.multiplier(*pickup))  # what its quote would say
+        self.rides[ride_id] = SimRide(
+            index, ride_id, rider_id, pickup, dropoff, self.clock.now, surge=surge
+        )
         self._waiting.add(ride_id)
         self._open.add(ride_id)
         terms = self._terms(pickup)
@@ -533,6 +542,10 @@ class Simulation:
         self._shard_checkers[e.shard].check(e)
         self.across.check(e)
         topic, data = e.topic, e.data
+        if topic == _SURGE_CHANGED:
+            self.surge_changes += 1
+            self._surge_view = self._surge.apply(self._surge_view, e)
+            return
         if topic == Driver.OfferReceived.TOPIC:
             d = self.drivers.get(UUID(e.aggregate_id))
             offered = self.rides.get(UUID(data["ride_id"]))
@@ -636,6 +649,7 @@ class Simulation:
                 pickup_m=None
                 if r.arrived_at is None or r.pickup_m is None
                 else round(r.pickup_m, 1),
+                surge=r.surge,
             )
             for r in sorted(self.rides.values(), key=lambda r: r.index)
         ]
@@ -643,3 +657,4 @@ class Simulation:
 
 _TENURE_BEGINS = frozenset({Driver.Arrived.TOPIC, Driver.Returned.TOPIC})
 _RIDE = "dispatch.Ride."
+_SURGE_CHANGED = Surge.Changed.TOPIC

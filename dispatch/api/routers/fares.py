@@ -64,7 +64,8 @@ def estimate_fare(
 ) -> api.FareQuote:
     """Price a trip from `pickup` to `dropoff` in `product`: its distance and duration
     (over the road network when one is configured, else the straight-line estimate), the
-    surge (1.00 for now), the total in the currency of the pickup's market, and the quote:
+    surge (the multiplier of the pickup's H3 cell now, as `GET /surge` answers it), the total
+    in the currency of the pickup's market, and the quote:
     a signed token of all that, for you only, valid until `expires_at`. The pickup's market
     prices the trip wherever it ends. Nothing is recorded (a quote is not an event until a
     ride carries it). Not to be cached (`Cache-Control: no-store`)."""

@@ -25,7 +25,16 @@ from dispatch.api.deps import (
 from dispatch.api.errors import QUERY_RESPONSES, forbidden, not_found
 from dispatch.domain.geo import MAX_LAT, MAX_LNG, MIN_LAT, MIN_LNG
 from dispatch.domain.ride import ASSIGNED
-from schemas.views import DriverLocationView, Heatmap, HeatmapCell, NearbyDrivers, RideView
+from dispatch.domain.surge import SURGE_RESOLUTION
+from schemas.views import (
+    DriverLocationView,
+    Heatmap,
+    HeatmapCell,
+    NearbyDrivers,
+    RideView,
+    Surge,
+    SurgeCell,
+)
 
 # Every query an operator makes is recorded before it is answered (``dispatch.read_audit``).
 router = APIRouter(tags=["queries"], dependencies=[OperatorReadAudited])
@@ -110,12 +119,32 @@ async def heatmap(
     _after: Consistent,
     resolution: Annotated[int, Query(ge=4, le=8, description="H3 resolution.")] = 7,
 ) -> Heatmap:
-    """Supply (available drivers) and demand (waiting rides) per H3 cell. Operators only."""
+    """Supply (available drivers) and demand (waiting rides) per H3 cell, and the surge
+    layer: every surge cell (resolution 8) whose multiplier is above 1.00. Operators only."""
 
-    def read() -> dict[str, tuple[int, int]]:
+    def read() -> tuple[dict[str, tuple[int, int]], dict[str, str]]:
         with ctx.runtime.views.lock:
-            return ctx.runtime.views.heatmap.cells(resolution)
+            return ctx.runtime.views.heatmap.cells(resolution), ctx.runtime.views.surge.layer()
 
-    cells = await anyio.to_thread.run_sync(read)  # a whole-map walk: off the event loop
+    cells, surge = await anyio.to_thread.run_sync(read)  # a whole-map walk: off the event loop
     out = [HeatmapCell(cell=k, supply=s, demand=d) for k, (s, d) in sorted(cells.items())]
-    return Heatmap(resolution=resolution, cells=out)
+    layer = [SurgeCell(cell=k, multiplier=m) for k, m in sorted(surge.items())]
+    return Heatmap(resolution=resolution, cells=out, surge_resolution=SURGE_RESOLUTION,
+                   surge=layer)  # fmt: skip
+
+
+@router.get("/surge", response_model=Surge, responses=QUERY_RESPONSES)
+async def surge(
+    lat: Annotated[float, Query(ge=MIN_LAT, le=MAX_LAT, allow_inf_nan=False, examples=[37.7749])],
+    lng: Annotated[float, Query(ge=MIN_LNG, le=MAX_LNG, allow_inf_nan=False, examples=[-122.4194])],
+    caller: Caller,
+    ctx: Ctx,
+    _after: Consistent,
+) -> Surge:
+    """The surge multiplier of the H3 cell (resolution 8) holding the place, as the shards
+    last recorded it: 1.00 where none was. What a quote with its pickup there is priced
+    at. Any signed-in caller."""
+    views = ctx.runtime.views
+    with views.lock:
+        cell, multiplier = views.surge.cell_of(lat, lng), views.surge.multiplier(lat, lng)
+    return Surge(lat=lat, lng=lng, cell=cell, resolution=SURGE_RESOLUTION, multiplier=multiplier)

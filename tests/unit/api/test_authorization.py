@@ -51,6 +51,9 @@ MATRIX = [
     Row("GET", "/drivers/{driver_a}", "driver_a", ("driver_b", "rider_s")),
     Row("GET", "/drivers/{driver_a}", "operator", ("rider_r",)),
     Row("GET", "/heatmap?resolution=6", "operator", ("rider_r", "driver_a")),
+    # any signed-in caller, none refused (a rider, a driver and each operator role get it in
+    # test_surge_endpoint.py: here, one row, as each caller has a request rate)
+    Row("GET", "/surge?lat=37.77&lng=-122.42", "admin", (), expect=200),
     Row("GET", "/rides/{ride}/events?max_s=0.2", "rider_r", ("rider_s", "driver_b")),
     Row("GET", "/drivers/{driver_a}/offers?max_s=0.2", "driver_a", ("driver_b", "rider_r")),
     # The ride is offered to driver_a: it is theirs to answer, nobody else's. In this order

@@ -403,3 +403,20 @@ def test_a_deployment_without_any_fare_rules_leaves_rides_unpriced() -> None:
     assert not bare.book.has_rules
     assert bare.terms_for(PICKUP, "standard") is None
     assert desk().book.has_rules  # the defaults price every configured market
+
+
+def test_a_ride_without_a_quote_is_priced_at_its_pickup_cells_surge_of_the_moment() -> None:
+    """As a quote would be: riding without one is no way around the surge."""
+    seen: list[tuple[float, float]] = []
+
+    def surge(lat: float, lng: float) -> Decimal:
+        seen.append((lat, lng))
+        return Decimal("1.70")
+
+    surging = build_fare_desk(Settings(), RING, surge=surge)
+    terms = surging.terms_for(PICKUP, "standard")
+    assert terms is not None and terms.surge == Decimal("1.70") and seen == [PICKUP]
+    quoted = surging.estimate(RIDER, PICKUP, DROPOFF, "standard", NOW).quote
+    assert quoted.surge == terms.surge
+    calm = desk().terms_for(PICKUP, "standard")  # no surge view: 1.00
+    assert calm is not None and calm.surge == Decimal("1.00")

@@ -1,0 +1,41 @@
+"""What the matcher needs of a surge tracker (``dispatch.pricing.tracker`` is one): it is
+fed the ride requests and the recorded multipliers the matcher folds, and priced on the
+matcher's tick from the index's supply."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from dispatch.matching.decisions import ChangeSurge
+
+
+class SurgeTracking(Protocol):
+    def requested(self, lat: float, lng: float, at: float) -> None:
+        """A ride requested at ``(lat, lng)`` at time ``at``."""
+
+    def owned_by(self, shard: int) -> None:
+        """The shard the tracker prices for (the cells it owns)."""
+
+    def window(self) -> list[tuple[str, float]]:
+        """The window's requests (surge cell, time), for a checkpoint."""
+        ...
+
+    def load_window(self, requests: list[tuple[str, float]]) -> None:
+        """A checkpoint's window, into a fresh tracker."""
+
+    def level(self, cell: str, multiplier: str) -> None:
+        """A cell's multiplier as the shard recorded it."""
+
+    def load(self, levels: dict[str, str]) -> None:
+        """The multipliers as saved (cells above 1.00), after a restore."""
+
+    def due(self, now: float) -> bool:
+        """Whether a cadence is due at ``now``."""
+
+    def tick(
+        self, now: float, cells: list[int], counts: np.ndarray, from_res: int
+    ) -> ChangeSurge | None:
+        """Price the active cells; ``cells`` and ``counts``: the index's (at ``from_res``).
+        None when no cell moves."""
