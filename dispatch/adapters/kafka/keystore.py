@@ -1,0 +1,168 @@
+"""The key store port (``dispatch.privacy.KeyStore``) on Kafka: the compacted topic
+``<prefix>.subject-keys``.
+
+Partition = the subject's home shard (the top bits of its id, as for every co-partitioned
+topic); records (``key_record``, ``erasure_records``):
+
+- key = the subject id, value = ``{"kid", "key"}`` (the key in base64): the subject's key;
+- key = the subject id, value = null: a tombstone, the key deleted (compaction then
+  removes the key record, docs/PRIVACY.md "Deadlines");
+- key = ``erased:<subject id>``, value = ``{"erased_at"}``: the subject is erased (no key
+  material; kept, so a key is never made for it again).
+
+A store reads the whole topic once (compaction keeps about a record per subject), keeps it
+in memory, reads every partition's new records before a lookup once ``refresh_s`` has
+passed since the last read, and reads the subject's partition to its end before it says
+that a subject has no key. One writer per partition (the subject's home shard) creates
+keys: two writers creating a key for one subject at once would each get their own.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any
+from uuid import UUID
+
+import orjson
+from kafka import KafkaProducer
+
+from dispatch.adapters.kafka.eventstore.clients import new_producer
+from dispatch.adapters.kafka.eventstore.connection import Connection
+from dispatch.adapters.kafka.follower import Follower
+from dispatch.domain.ids import shard_of
+from dispatch.privacy import KeyStore, SubjectErased, SubjectKey, new_subject_key
+
+ERASED_PREFIX = "erased:"
+SEND_TIMEOUT_S = 30.0
+READ_TIMEOUT_S = 30.0
+Record = tuple[int, bytes, bytes | None]  # partition, key, value
+
+
+def key_record(key: SubjectKey) -> Record:
+    value = {"kid": key.kid, "key": base64.b64encode(key.key).decode()}
+    return shard_of(key.subject), str(key.subject).encode(), orjson.dumps(value)
+
+
+def erasure_records(subject: UUID, at: float) -> list[Record]:
+    """The subject's erased marker, then the tombstone that deletes its key."""
+    partition = shard_of(subject)
+    marker = orjson.dumps({"erased_at": at})
+    return [
+        (partition, f"{ERASED_PREFIX}{subject}".encode(), marker),
+        (partition, str(subject).encode(), None),
+    ]
+
+
+class KafkaKeyStore(KeyStore):
+    def __init__(
+        self, bootstrap: Connection, topic: str, shards: int, refresh_s: float = 1.0
+    ) -> None:
+        self.topic, self.refresh_s = topic, refresh_s
+        self._bootstrap = bootstrap
+        self._keys: dict[UUID, SubjectKey] = {}
+        self._erased: set[UUID] = set()
+        self._lock = threading.Lock()
+        self._producer: KafkaProducer | None = None
+        self._follower = Follower(bootstrap, topic, name="subject keys")
+        if len(self._follower.partitions) < shards:
+            found = len(self._follower.partitions)
+            self._follower.close()
+            raise RuntimeError(
+                f"{topic} has {found} partitions for {shards} shards: run `dispatch topics "
+                "create` (`dispatch topics check` says more)"
+            )
+        for partition in self._follower.partitions:
+            self._follower.seek(partition, self._follower.beginning_offset(partition))
+        self._read_at = 0.0
+        with self._lock:
+            self._catch_up(self._follower.partitions)
+
+    # -- dispatch.privacy.KeyStore ---------------------------------------------------------
+    def create(self, subject: UUID) -> SubjectKey:
+        with self._lock:
+            self._catch_up([shard_of(subject)])
+            if subject in self._erased:
+                raise SubjectErased(subject)
+            found = self._keys.get(subject)
+            if found is not None:
+                return found
+            made = new_subject_key(subject)
+            self._send([key_record(made)])
+            self._keys[subject] = made
+            return made
+
+    def get(self, subject: UUID, kid: str) -> bytes | None:
+        with self._lock:
+            if time.monotonic() - self._read_at >= self.refresh_s:
+                self._catch_up(self._follower.partitions)
+            found = self._keys.get(subject)
+            if found is None and subject not in self._erased:
+                self._catch_up([shard_of(subject)])
+                found = self._keys.get(subject)
+        return found.key if found is not None and found.kid == kid else None
+
+    def erase(self, subject: UUID) -> bool:
+        with self._lock:
+            self._catch_up([shard_of(subject)])
+            had_key = subject in self._keys
+            self._send(erasure_records(subject, time.time()))
+            self._keys.pop(subject, None)
+            self._erased.add(subject)
+            return had_key
+
+    def erased(self, subject: UUID) -> bool:
+        with self._lock:
+            self._catch_up([shard_of(subject)])
+            return subject in self._erased
+
+    def close(self) -> None:
+        with self._lock:
+            if self._producer is not None:
+                self._producer.close()
+            self._follower.close()
+
+    # -- reading and writing ---------------------------------------------------------------
+    def _catch_up(self, partitions: Iterable[int]) -> None:
+        """Read ``partitions`` to their ends as they are now (committed records only)."""
+        follower = self._follower
+        ends = {p: follower.end_offset(p) for p in partitions}
+        every = set(ends) == set(follower.partitions)
+        deadline = time.monotonic() + READ_TIMEOUT_S
+        while any(follower.position(p) < end for p, end in ends.items()):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.topic}: not read to its end in {READ_TIMEOUT_S:.0f} s")
+            for records in follower.poll(200).values():
+                self._take(records)
+        if every:
+            self._read_at = time.monotonic()
+
+    def _take(self, records: Iterable[Any]) -> None:
+        for record in records:
+            key = record.key.decode()
+            if key.startswith(ERASED_PREFIX):
+                subject = UUID(key[len(ERASED_PREFIX) :])
+                self._erased.add(subject)
+                self._keys.pop(subject, None)
+                continue
+            subject = UUID(key)
+            if record.value is None:
+                self._keys.pop(subject, None)
+            elif subject not in self._erased:
+                value = orjson.loads(record.value)
+                self._keys[subject] = SubjectKey(
+                    subject, value["kid"], base64.b64decode(value["key"])
+                )
+
+    def _send(self, records: list[Record]) -> None:
+        if self._producer is None:
+            self._producer = new_producer(self._bootstrap)
+        futures = [
+            self._producer.send(self.topic, key=key, value=value, partition=partition)
+            for partition, key, value in records
+        ]
+        self._producer.flush(timeout=SEND_TIMEOUT_S)
+        for future in futures:
+            future.get(timeout=SEND_TIMEOUT_S)

@@ -1,0 +1,105 @@
+"""The key store port (``dispatch.privacy.KeyStore``) embedded: ``subject-keys.sqlite``
+under the data dir, one row per data subject.
+
+A row holds the subject's key and key id; erasing it clears both and records when, so the
+store still answers ``erased``. ``PRAGMA secure_delete`` overwrites the cleared bytes in the
+file (SQLite would otherwise leave them in a free page), the rollback journal (not a
+write-ahead log, which would keep the old page until a checkpoint) is deleted when each
+transaction commits, and every commit is synced (``synchronous = FULL``): a key is on disk
+before ``create`` returns, and gone from the file before ``erase`` returns.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from uuid import UUID
+
+from dispatch.privacy import KeyStore, SubjectErased, SubjectKey, new_subject_key
+
+FILE = "subject-keys.sqlite"
+
+
+def key_store_path(data_dir: Path) -> Path:
+    return data_dir / FILE
+
+
+class SqliteKeyStore(KeyStore):
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+        for pragma in (
+            "PRAGMA journal_mode = DELETE",
+            "PRAGMA secure_delete = ON",
+            "PRAGMA synchronous = FULL",
+        ):
+            self._db.execute(pragma)
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS subject_keys (subject TEXT PRIMARY KEY, kid TEXT, "
+            "key BLOB, erased_at REAL)"
+        )
+
+    def create(self, subject: UUID) -> SubjectKey:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                found = self._row(subject)
+                if found is None:
+                    made = new_subject_key(subject)
+                    self._db.execute(
+                        "INSERT INTO subject_keys VALUES (?, ?, ?, NULL)",
+                        (str(subject), made.kid, made.key),
+                    )
+                    self._db.execute("COMMIT")
+                    return made
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        kid, key, _ = found
+        if kid is None or key is None:
+            raise SubjectErased(subject)
+        return SubjectKey(subject, kid, bytes(key))
+
+    def get(self, subject: UUID, kid: str) -> bytes | None:
+        with self._lock:
+            found = self._row(subject)
+        if found is None or found[0] != kid or found[1] is None:
+            return None
+        return bytes(found[1])
+
+    def erase(self, subject: UUID) -> bool:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                found = self._row(subject)
+                had_key = found is not None and found[1] is not None
+                if found is None or had_key:
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO subject_keys VALUES (?, NULL, NULL, ?)",
+                        (str(subject), time.time()),
+                    )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return had_key
+
+    def erased(self, subject: UUID) -> bool:
+        with self._lock:
+            found = self._row(subject)
+        return found is not None and found[2] is not None
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _row(self, subject: UUID) -> tuple[str | None, bytes | None, float | None] | None:
+        row = self._db.execute(
+            "SELECT kid, key, erased_at FROM subject_keys WHERE subject = ?", (str(subject),)
+        ).fetchone()
+        return None if row is None else (row[0], row[1], row[2])

@@ -1,0 +1,179 @@
+"""Personal fields sealed under a key per data subject, so erasing the key erases them.
+
+A personal field (a name; a ride's pickup and drop-off, which belong to its rider) is kept
+as a text token in place of its value (docs/PRIVACY.md)::
+
+    pf1.<subject id>.<key id>.<base64url(nonce || ciphertext || tag)>
+
+The plaintext is the value's JSON; the cipher is authenticated (AES-GCM, behind
+``FieldCipher``) with ``pf1|<subject id>|<field>`` as associated data, so a token moved to
+another subject or field does not open. ``pf1.`` tells a sealed value from a plain one.
+Keys live in a ``KeyStore`` the engine controls; once a subject's key is erased, opening
+its tokens gives ``ERASED`` instead of failing.
+
+Pure core: the standard library only; the cipher and the key stores are adapters.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import secrets
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Final
+from uuid import UUID
+
+MARKER: Final = "pf1."
+KEY_BYTES: Final = 32  # AES-256
+KID_BYTES: Final = 8
+
+
+class DamagedValue(Exception):
+    """A sealed value that does not open with a key its subject has (damaged, or moved to
+    another subject or field): never shown as erased, since its key exists."""
+
+
+class SubjectErased(Exception):
+    """The subject's key was erased: no key is made for it again."""
+
+    def __init__(self, subject: UUID) -> None:
+        super().__init__(f"subject {subject} is erased")
+        self.subject = subject
+
+
+class _Erased:
+    """What an erased value reads as (one instance, ``ERASED``)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "ERASED"
+
+    def __str__(self) -> str:
+        return "erased"
+
+
+ERASED: Final = _Erased()
+SHOWN_ERASED: Final = "erased"  # what a reader shows in place of an erased value
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectKey:
+    """One subject's key and its id. The key's bytes never appear in a repr."""
+
+    subject: UUID
+    kid: str
+    key: bytes = field(repr=False)
+
+
+def new_subject_key(subject: UUID) -> SubjectKey:
+    """A fresh random key for ``subject`` (the standard library's CSPRNG)."""
+    return SubjectKey(subject, secrets.token_hex(KID_BYTES), secrets.token_bytes(KEY_BYTES))
+
+
+class FieldCipher(ABC):
+    """The field cipher port: authenticated encryption of one value with associated data."""
+
+    @abstractmethod
+    def seal(self, key: bytes, plaintext: bytes, aad: bytes) -> bytes:
+        """``plaintext`` encrypted and authenticated with ``aad`` (nonce included)."""
+
+    @abstractmethod
+    def open(self, key: bytes, sealed: bytes, aad: bytes) -> bytes:
+        """The plaintext of ``sealed``; ``DamagedValue`` when it does not authenticate."""
+
+
+class KeyStore(ABC):
+    """The key store port: one key per data subject, created, looked up and erased.
+
+    Adapters: the embedded one (``adapters.sqlite.keystore``) and Kafka's compacted
+    topic (``adapters.kafka.keystore``); ``tests/contract`` runs the same cases on both."""
+
+    @abstractmethod
+    def create(self, subject: UUID) -> SubjectKey:
+        """The subject's key, made and stored durably now if it has none (the same key on
+        every later call); ``SubjectErased`` when its key was erased."""
+
+    @abstractmethod
+    def get(self, subject: UUID, kid: str) -> bytes | None:
+        """The subject's key of id ``kid``, or None (never made, or erased)."""
+
+    @abstractmethod
+    def erase(self, subject: UUID) -> bool:
+        """Delete the subject's key, durably, and remember that it is erased. True when a
+        key was deleted now; False when there was none (idempotent)."""
+
+    @abstractmethod
+    def erased(self, subject: UUID) -> bool:
+        """Whether the subject's key was erased."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release what the store keeps open."""
+
+
+def aad(subject: UUID, field_name: str) -> bytes:
+    return f"pf1|{subject}|{field_name}".encode()
+
+
+def is_sealed(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(MARKER)
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """A sealed value's parts."""
+
+    subject: UUID
+    kid: str
+    sealed: bytes
+
+    @classmethod
+    def parse(cls, text: str) -> Token:
+        parts = text.split(".")
+        if len(parts) != 4 or f"{parts[0]}." != MARKER:
+            raise DamagedValue(f"not a sealed value: {len(parts)} parts")
+        try:
+            subject = UUID(parts[1])
+            padded = parts[3] + "=" * (-len(parts[3]) % 4)
+            sealed = base64.b64decode(padded, altchars=b"-_", validate=True)
+        except (ValueError, binascii.Error) as error:
+            raise DamagedValue(f"not a sealed value: {error}") from None
+        return cls(subject, parts[2], sealed)
+
+    def text(self) -> str:
+        body = base64.urlsafe_b64encode(self.sealed).rstrip(b"=").decode()
+        return f"{MARKER}{self.subject}.{self.kid}.{body}"
+
+
+class PersonalData:
+    """Seals and opens personal fields with a cipher and a key store."""
+
+    def __init__(self, cipher: FieldCipher, keys: KeyStore) -> None:
+        self.cipher = cipher
+        self.keys = keys
+
+    def seal(self, key: SubjectKey, field_name: str, value: Any) -> str:
+        """``value`` (anything JSON can write) as a token of ``key``'s subject."""
+        plaintext = json.dumps(value, separators=(",", ":")).encode()
+        sealed = self.cipher.seal(key.key, plaintext, aad(key.subject, field_name))
+        return Token(key.subject, key.kid, sealed).text()
+
+    def open(self, value: Any, field_name: str) -> Any:
+        """The plaintext value of a token, ``ERASED`` when its subject's key is gone, and
+        any value that is not a token as it is (stored before sealing, or not personal)."""
+        if not is_sealed(value):
+            return value
+        token = Token.parse(value)
+        key = self.keys.get(token.subject, token.kid)
+        if key is None:
+            return ERASED
+        plaintext = self.cipher.open(key, token.sealed, aad(token.subject, field_name))
+        return json.loads(plaintext)
+
+
+def shown(value: Any) -> Any:
+    """A reader's form of an opened value: ``"erased"`` for ``ERASED``."""
+    return SHOWN_ERASED if value is ERASED else value
