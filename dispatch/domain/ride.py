@@ -73,8 +73,9 @@ class Ride(Aggregate):
         TOPIC = "dispatch.Ride.Requested"
         class_version = 1
         rider_id: str
-        pickup: list[float]
-        dropoff: list[float]
+        # None: erased (the rider's key is gone, docs/PRIVACY.md); only ended rides are.
+        pickup: list[float] | None
+        dropoff: list[float] | None
         expires_at: datetime
 
     class Offered(Event):
@@ -220,11 +221,15 @@ class Ride(Aggregate):
         class_version = 1
 
     def __init__(
-        self, rider_id: str, pickup: list[float], dropoff: list[float], expires_at: datetime
+        self,
+        rider_id: str,
+        pickup: list[float] | None,
+        dropoff: list[float] | None,
+        expires_at: datetime,
     ) -> None:
         self.rider_id = UUID(rider_id)
-        self.pickup = Point.from_list(pickup)
-        self.dropoff = Point.from_list(dropoff)
+        self.pickup = None if pickup is None else Point.from_list(pickup)
+        self.dropoff = None if dropoff is None else Point.from_list(dropoff)
         self.expires_at = expires_at
         self.status = RideStatus.REQUESTED
         self.offered_to: UUID | None = None

@@ -15,7 +15,7 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import JSONTranscoder, Recording
+from eventsourcing.persistence import JSONTranscoder, Mapper, Recording
 
 from dispatch.domain.command_record import (
     CommandRecord,
@@ -44,6 +44,7 @@ from dispatch.shard.crossing import (
 from dispatch.shard.crossshard.messages import Ack, Envelope
 from dispatch.shard.handlers import HANDLERS
 from dispatch.shard.links import Link, link_id, link_of
+from dispatch.shard.personal import Sealer, SealingMapper
 from dispatch.shard.policy import Policy
 from dispatch.shard.transcodings import PointAsList
 from dispatch.shard.unit_of_work import UnitOfWork
@@ -62,8 +63,14 @@ class ShardApplication(Application[UUID]):
     snapshotting_intervals: ClassVar[dict[Any, int]] = {Driver: 50, Rider: 50, Link: 50}
 
     def __init__(
-        self, shard: int, env: Mapping[str, str] | None = None, policy: Policy | None = None
+        self,
+        shard: int,
+        env: Mapping[str, str] | None = None,
+        policy: Policy | None = None,
+        sealer: Sealer | None = None,
     ):
+        # Personal fields sealed when stored (docs/PRIVACY.md); None: stored as they are.
+        self.sealer = sealer
         defaults = {
             "AGGREGATE_CACHE_MAXSIZE": "200000",
             "AGGREGATE_CACHE_FASTFORWARD": "n",
@@ -82,6 +89,17 @@ class ShardApplication(Application[UUID]):
         # Which shard serves another shard's driver, as that shard last said (the worker's
         # view of the others' drivers); None: not known.
         self.owner_hint: Callable[[UUID], int | None] = lambda _driver: None
+
+    def construct_mapper(self) -> Mapper[UUID]:
+        if self.sealer is None:
+            return super().construct_mapper()
+        factory = self.factory
+        return SealingMapper(
+            self.construct_transcoder(),
+            factory.compressor(),
+            factory.cipher(),
+            sealer=self.sealer,
+        )
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
