@@ -68,9 +68,10 @@ _COMPACT_OFTEN = {
 }
 
 # The key of each data subject (adapters/kafka/keystore.py, docs/PRIVACY.md): compacted,
-# and an erased key's record leaves the brokers' logs within about two hours. A segment rolls
-# within the hour and is compacted within the hour whatever its dirty ratio; the tombstone
-# (no key in it) stays a day, so a reader that was behind still sees the key go.
+# and an erased key's record leaves the brokers' logs within about two hours once the
+# partition is written to again (a segment rolls by time only on an append). A segment
+# rolls within the hour and is compacted within the hour whatever its dirty ratio; the
+# tombstone (no key in it) stays a day, so a reader that was behind still sees the key go.
 _SUBJECT_KEYS = {
     "cleanup.policy": "compact",
     "segment.ms": str(60 * 60 * 1000),
