@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from dispatch.adapters.crypto.aesgcm import AesGcmCipher
 from dispatch.adapters.embedded.engine import EmbeddedEngine
 from dispatch.adapters.embedded.transport import EmbeddedTransport
 from dispatch.adapters.jwt.codec import PyJwtCodec
@@ -23,6 +24,7 @@ from dispatch.adapters.sqlite.datadir import (
     shard_path,
     write_manifest,
 )
+from dispatch.adapters.sqlite.keystore import SqliteKeyStore, key_store_path
 from dispatch.adapters.sqlite.logsource import SqliteLogSource
 from dispatch.adapters.sqlite.ridearchive import SqliteRideArchive, ride_archive_path
 from dispatch.adapters.sqlite.viewstore import SqliteViewStore, view_store_path
@@ -33,6 +35,7 @@ from dispatch.matching.eta import EtaProvider, StraightLineEta
 from dispatch.matching.index import DriverIndex
 from dispatch.matching.matcher import Matcher, MatcherConfig
 from dispatch.matching.strategies import SearchLimits, make_strategy
+from dispatch.privacy import KeyStore, LazyKeyStore, PersonalData
 from dispatch.roads.cache import fits, graph_path
 from dispatch.roads.eta import RoadNetworkEta
 from dispatch.roads.graph import RoadGraph, RoadGraphError, sha256_of
@@ -332,14 +335,39 @@ def build_view_stores(settings: Settings) -> tuple[ViewStore, RideArchive]:
     )
 
 
+def build_key_store(settings: Settings) -> KeyStore:
+    """The subject keys (docs/PRIVACY.md): ``subject-keys.sqlite`` under the data dir
+    embedded, the compacted keys topic on Kafka; made when first used."""
+    if settings.embedded:
+        return LazyKeyStore(lambda: SqliteKeyStore(key_store_path(settings.data_dir)))
+
+    def kafka() -> KeyStore:
+        from dispatch.adapters.kafka.keystore import KafkaKeyStore
+        from dispatch.adapters.kafka.topics import Topics
+
+        name = Topics(settings.topic_prefix).subject_keys
+        return KafkaKeyStore(_connection(settings), name, settings.shards)
+
+    return LazyKeyStore(kafka)
+
+
+def build_personal(settings: Settings) -> PersonalData:
+    """How personal fields are sealed and opened: AES-GCM with the subject keys."""
+    return PersonalData(AesGcmCipher(), build_key_store(settings))
+
+
 def build_runtime(settings: Settings, clock: Clock = time.time) -> Runtime:
     """A serving process. Embedded: all shards' workers in threads, views following the
     shard SQLite files. Kafka: commands and pings to the topics, outcomes read back, views
     following the events topic and every ping on the locations topic (the shards' workers
     are `dispatch worker` processes). Either way the views start from those kept under the
     data dir when they match the log (``projections.warm``), and are kept there again."""
+    personal = build_personal(settings)
     projections = default_projections(
-        settings.h3_resolution, settings.ping_ttl_s, settings.ended_ride_retention_s
+        settings.h3_resolution,
+        settings.ping_ttl_s,
+        settings.ended_ride_retention_s,
+        personal.open,
     )
     name = log_name(settings)
     if not settings.embedded:
@@ -369,7 +397,8 @@ def build_runtime(settings: Settings, clock: Clock = time.time) -> Runtime:
             clock,
             archive=archive,
             warm=warm,
-            closers=[bus.close, source.close, archive.close],
+            closers=[bus.close, source.close, archive.close, personal.keys.close],
+            open_personal=personal.open,
         )
         if settings.shards > 1:  # a driver handed off: its pings to the shard serving it
             bus.serving = runtime.serving
@@ -408,5 +437,6 @@ def build_runtime(settings: Settings, clock: Clock = time.time) -> Runtime:
         engine,
         archive=archive,
         warm=warm,
-        closers=[archive.close],
+        closers=[archive.close, personal.keys.close],
+        open_personal=personal.open,
     )

@@ -21,6 +21,7 @@ import binascii
 import json
 import secrets
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 from uuid import UUID
@@ -177,3 +178,43 @@ class PersonalData:
 def shown(value: Any) -> Any:
     """A reader's form of an opened value: ``"erased"`` for ``ERASED``."""
     return SHOWN_ERASED if value is ERASED else value
+
+
+# How a reader opens a value it found in the log (``PersonalData.open``): the value, or
+# ``ERASED``; ``as_is`` leaves tokens as they are (a reader with no key store).
+Opener = Callable[[Any, str], Any]
+
+
+def as_is(value: Any, _field: str) -> Any:
+    return value
+
+
+class LazyKeyStore(KeyStore):
+    """A key store made on first use: a reader that never meets a token never needs one
+    (nor, on Kafka, the keys topic)."""
+
+    def __init__(self, make: Callable[[], KeyStore]) -> None:
+        self._make = make
+        self._store: KeyStore | None = None
+
+    @property
+    def store(self) -> KeyStore:
+        if self._store is None:
+            self._store = self._make()
+        return self._store
+
+    def create(self, subject: UUID) -> SubjectKey:
+        return self.store.create(subject)
+
+    def get(self, subject: UUID, kid: str) -> bytes | None:
+        return self.store.get(subject, kid)
+
+    def erase(self, subject: UUID) -> bool:
+        return self.store.erase(subject)
+
+    def erased(self, subject: UUID) -> bool:
+        return self.store.erased(subject)
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()

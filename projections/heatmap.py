@@ -26,6 +26,7 @@ from dispatch.domain.driver import (
 from dispatch.domain.ride import RIDE_ENDINGS, RIDE_TRANSITIONS, WAITING_FOR_DRIVER, Ride
 from dispatch.log import LogEvent
 from dispatch.messages import Ping
+from dispatch.privacy import Opener, as_is
 from projections.tenures import Tenures
 
 BASE_RESOLUTION = 8
@@ -80,9 +81,15 @@ _AVAILABLE = DriverStatus.AVAILABLE  # looked up once, not per event
 
 
 class HeatmapProjection:
+    """``open``: how a sealed pickup is read (docs/PRIVACY.md), only to find its cell; a
+    pickup that does not open (erased: only ended rides are) counts nowhere."""
+
     name = "heatmap"
     topics = frozenset(_RIDE_WAITING) | AVAILABILITY_TOPICS
     params = f"resolution={BASE_RESOLUTION}"
+
+    def __init__(self, open: Opener = as_is) -> None:
+        self.open = open
 
     def initial(self) -> HeatmapView:
         return HeatmapView()
@@ -91,8 +98,10 @@ class HeatmapProjection:
         topic, agg = e.topic, e.aggregate_id
         if topic in _RIDE_WAITING:
             if topic == Ride.Created.TOPIC:
-                lat, lng = e.data["pickup"]
-                view.ride_cell[agg] = h3.latlng_to_cell(lat, lng, BASE_RESOLUTION)
+                pickup = self.open(e.data["pickup"], "pickup")
+                if isinstance(pickup, list):
+                    lat, lng = pickup
+                    view.ride_cell[agg] = h3.latlng_to_cell(lat, lng, BASE_RESOLUTION)
             cell = view.ride_cell.get(agg)
             if cell is not None:
                 if _RIDE_WAITING[topic] and agg not in view.waiting:

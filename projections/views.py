@@ -8,6 +8,7 @@ from typing import Any
 
 from dispatch.log import LogEvent
 from dispatch.messages import Ping
+from dispatch.privacy import Opener, as_is
 from projections.base import Checkpointed, Projection
 from projections.drivers import DriversProjection, DriversView
 from projections.heatmap import HeatmapProjection, HeatmapView
@@ -16,15 +17,19 @@ from projections.rides import RideRow, RidesProjection, RidesView
 
 
 def default_projections(
-    resolution: int = 9, ttl_s: float = 30.0, ride_retention_s: float | None = None
+    resolution: int = 9,
+    ttl_s: float = 30.0,
+    ride_retention_s: float | None = None,
+    open: Opener = as_is,
 ) -> list[Projection[Any]]:
     """The four views; ended rides leave the rides view ``ride_retention_s`` after they
-    ended (None: never)."""
+    ended (None: never). Views keep sealed personal fields as they are; ``open`` reads a
+    sealed pickup where a fold needs its place (the heatmap's cell)."""
     return [
         RidesProjection(ride_retention_s),
         DriversProjection(),
         LocationsProjection(resolution, ttl_s),
-        HeatmapProjection(),
+        HeatmapProjection(open),
     ]
 
 

@@ -22,6 +22,24 @@ from dispatch.domain.ride import RIDE_ENDINGS, RideStatus
 from schemas.common import OneOf, OperatorName
 
 Coordinate = Annotated[list[float], Field(min_length=2, max_length=2)]
+# A personal field sealed under its subject's key (docs/PRIVACY.md; ``dispatch.privacy``
+# makes them, and a test holds this pattern to its tokens): the value's JSON, AES-GCM.
+Sealed = Annotated[
+    str,
+    Field(
+        pattern=r"^pf1\.[0-9a-f-]{36}\.[0-9a-f]{16}\.[A-Za-z0-9_-]+$",
+        description="A personal field sealed under its subject's key: "
+        "pf1.<subject id>.<key id>.<base64url(nonce, ciphertext, tag)>; unreadable once the "
+        "subject is erased (docs/PRIVACY.md).",
+    ),
+]
+Name = Annotated[
+    str,
+    Field(
+        description="The name, sealed (a pf1. token) or, in events stored before "
+        "sealing, in the clear."
+    ),
+]
 # What a rider is told when the ride ends: the terminal status its ending left.
 RideOutcome = Annotated[str, OneOf(s for s in RideStatus if s in RIDE_ENDINGS.values())]
 
@@ -36,8 +54,8 @@ class Empty(_Data):
 
 class RideRequested(_Data):
     rider_id: UUID
-    pickup: Coordinate
-    dropoff: Coordinate
+    pickup: Coordinate | Sealed = Field(description="[lat, lng], sealed under the rider's key.")
+    dropoff: Coordinate | Sealed = Field(description="[lat, lng], sealed under the rider's key.")
     expires_at: datetime
 
 
@@ -69,7 +87,7 @@ class RideCancelledByDriver(_Data):
 
 
 class Registered(_Data):
-    name: str
+    name: Name
 
 
 class OfferReceived(_Data):
@@ -107,7 +125,7 @@ _COMMANDS = (
 
 
 class DriverArrived(_Data):
-    name: str
+    name: Name
     epoch: int = Field(ge=1, description="The driver's tenure here (hand-offs so far).")
     from_shard: int = Field(ge=0)
     trips: int = Field(ge=0, description="Trips completed before, at other shards.")

@@ -19,7 +19,7 @@ from rich.table import Table
 
 from dispatch.adapters.sqlite import datadir
 from dispatch.adapters.sqlite.viewstore import SqliteViewStore
-from dispatch.bootstrap import build_log_source, build_view_stores, log_name
+from dispatch.bootstrap import build_log_source, build_personal, build_view_stores, log_name
 from dispatch.cli.common import DataDir, Kafka, iso_time, settings_from
 from dispatch.cli.errors import fail, report
 from dispatch.domain.ids import shard_of
@@ -100,12 +100,14 @@ def rebuild(
     if not views and not all_views:
         raise typer.BadParameter("name a view or pass --all", param_hint="VIEWS")
     settings = settings_from(data_dir, kafka)
+    personal = build_personal(settings)
     try:
         projections = op.select_views(
             None if all_views else views,
             settings.h3_resolution,
             settings.ping_ttl_s,
             settings.ended_ride_retention_s,
+            personal.open,
         )
     except op.UnknownViews as error:
         raise typer.BadParameter(str(error), param_hint="VIEWS") from None
@@ -126,6 +128,7 @@ def rebuild(
             )
         finally:
             archive.close()
+            personal.keys.close()
     elapsed = time.perf_counter() - started
     if result.resumed_from:
         console.print(f"resumed from {result.resumed_from}")

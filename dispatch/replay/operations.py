@@ -21,6 +21,7 @@ import orjson
 from dispatch.invariants import InvariantChecker, Violation
 from dispatch.invariants_across import CrossShardChecker
 from dispatch.log import LogEvent, LogSource
+from dispatch.privacy import Opener, as_is
 from projections.base import Checkpointed, Projection
 from projections.keeper import ViewKeeper
 from projections.store import RideArchive, StoredViews, ViewStore, ViewStoreError, encode
@@ -105,12 +106,14 @@ def select_views(
     resolution: int = 9,
     ttl_s: float = 30.0,
     ride_retention_s: float | None = None,
+    open: Opener = as_is,
 ) -> list[Projection[Any]]:
     """The named views (every one for None), as a serving process with these settings
-    folds them; ``UnknownViews`` for a name that is not a view."""
+    folds them (``open``: how a sealed pickup is read); ``UnknownViews`` for a name that
+    is not a view."""
     projections = [
         p
-        for p in default_projections(resolution, ttl_s, ride_retention_s)
+        for p in default_projections(resolution, ttl_s, ride_retention_s, open)
         if names is None or p.name in names
     ]
     unknown = set(names or []) - {p.name for p in projections}
