@@ -232,7 +232,10 @@ def build_worker(settings: Settings, shard: int, clock: Clock) -> ShardWorker:
     store = app.recorder if isinstance(app.recorder, CheckpointingRecorder) else None
     writer = None
     if store is not None:
-        writer = CheckpointWriter(settings.checkpoint_every_events, settings.checkpoint_chunk_rows)
+        writer = CheckpointWriter(
+            settings.checkpoint_every_events, settings.checkpoint_chunk_rows,
+            seal_ride=app.seal_ride,
+        )  # fmt: skip
     # The live aggregates let command-record lookups skip the store for ids it cannot
     # hold; SQLite reads aggregates from the shard's file, so checkpoints list them only.
     return ShardWorker(

@@ -29,7 +29,9 @@ from dispatch.domain.ids import shard_of
 from dispatch.domain.ride import Ride
 from dispatch.domain.rider import Rider
 from dispatch.matching.decisions import Decision, ExpireOffer, ExpireRequest, MakeOffer
+from dispatch.matching.state import RideRow
 from dispatch.messages import FOLLOW_THE_DRIVER, destination
+from dispatch.privacy import is_sealed
 from dispatch.shard.carried import note
 from dispatch.shard.crossing import (
     MESSAGE_HANDLERS,
@@ -100,6 +102,20 @@ class ShardApplication(Application[UUID]):
             factory.cipher(),
             sealer=self.sealer,
         )
+
+    def open_personal(self, value: Any, field: str) -> Any:
+        """A sealed value of this shard's log opened (docs/PRIVACY.md), or ``ERASED``."""
+        return value if self.sealer is None else self.sealer.personal.open(value, field)
+
+    def seal_ride(self, row: RideRow) -> RideRow:
+        """A matcher checkpoint's ride row with its pickup sealed under the ride's rider's
+        key (the row as it is without a sealer)."""
+        if self.sealer is None or is_sealed(row[1]):
+            return row
+        rider: UUID = self.repository.get(UUID(row[0])).rider_id
+        key = self.sealer.key(rider)
+        token = self.sealer.personal.seal(key, "pickup", [row[1], row[2]])
+        return (row[0], token, 0.0, row[3], row[4], row[5])
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)

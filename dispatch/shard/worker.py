@@ -208,7 +208,7 @@ class ShardWorker:
         if matcher is None:
             matcher = self._matcher_factory()
             if restored is not None:
-                load_into(matcher, restored)
+                load_into(matcher, restored, self.app.open_personal)
         self.matcher = matcher
         if chosen is not None and self.floor:
             # What a recover falls back to (see _newest_checkpoint): the live list without
@@ -253,7 +253,7 @@ class ShardWorker:
         try:
             return restore_matcher(
                 self.checkpoint_store, self._matcher_factory, self.app.position(), self.shard,
-                self.floor,
+                self.floor, self.app.open_personal,
             )  # fmt: skip
         except CheckpointError as e:
             if self._opened_from is None:

@@ -166,7 +166,9 @@ def _restore(
     # While the tail is folded: the topics the shard's batches send to.
     recorder.writer.prefetch(_sent_to(topics, settings.shards))
     records = CheckpointRecords(topics.checkpoints, shard)
-    writer = CheckpointWriter(settings.checkpoint_every_events, settings.checkpoint_chunk_rows)
+    writer = CheckpointWriter(
+        settings.checkpoint_every_events, settings.checkpoint_chunk_rows, seal_ride=app.seal_ride
+    )
     worker = ShardWorker(
         shard, app, matcher_factory, clock,
         checkpoints=writer, checkpoint_store=store, chunks_with_events=False,

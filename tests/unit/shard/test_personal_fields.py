@@ -19,6 +19,7 @@ from dispatch.domain.ids import new_id
 from dispatch.matching.eta import StraightLineEta
 from dispatch.matching.index import DriverIndex
 from dispatch.matching.matcher import Matcher, MatcherConfig
+from dispatch.matching.state import load
 from dispatch.matching.strategies import Greedy
 from dispatch.privacy import PersonalData, is_sealed
 from dispatch.shard.application import ShardApplication
@@ -126,7 +127,7 @@ def test_an_erased_riders_ride_request_reads_with_no_coordinates_and_is_not_matc
     shard.keys.erase(rider_id)
     (requested, *_) = shard.app().repository.event_store.get(ride_id)
     assert (requested.pickup, requested.dropoff) == (None, None)
-    matcher = Matcher(DriverIndex[UUID](9, 30.0), StraightLineEta(), Greedy(), MatcherConfig())
+    matcher = _matcher()
     matcher.observe(requested)  # a fold of the log meets it before the ride's end
     assert matcher.pending == {}
 
@@ -151,3 +152,28 @@ def test_a_link_messages_personal_fields_are_sealed_and_opened(shard: Shard) -> 
     shard.keys.erase(rider)
     sealer.open_state(LINK_SENT, sealed)
     assert sealed["body"] == {**open_ride, **dict.fromkeys(personal["OpenRide"])}
+
+
+def test_a_matcher_checkpoint_row_holds_its_pickup_sealed_and_loads_it_back(
+    shard: Shard,
+) -> None:
+    app = shard.app()
+    s = Scenario(app)
+    rider_id = s.rider()
+    ride_id = new_id(SHARD)
+    s.given(request_ride(ride_id, rider_id))
+    row = (str(ride_id), 37.77, -122.42, 1.0, 2.0, [])
+    sealed = app.seal_ride(row)
+    assert is_sealed(sealed[1]) and 37.77 not in sealed and -122.42 not in sealed
+    assert str(rider_id) in str(sealed[1])  # the rider's key
+    matcher = _matcher()
+    load(matcher, [sealed], [], [], [], app.open_personal)
+    assert (matcher.pending[ride_id].lat, matcher.pending[ride_id].lng) == (37.77, -122.42)
+    shard.keys.erase(rider_id)
+    matcher = _matcher()
+    load(matcher, [sealed], [], [], [], shard.app().open_personal)
+    assert matcher.pending == {}  # its events after the checkpoint end it
+
+
+def _matcher() -> Matcher:
+    return Matcher(DriverIndex[UUID](9, 30.0), StraightLineEta(), Greedy(), MatcherConfig())
