@@ -45,6 +45,7 @@ from dispatch.runtime import Runtime
 from dispatch.settings import Settings
 from dispatch.shard.application import ShardApplication
 from dispatch.shard.live import LiveAggregates
+from dispatch.shard.personal import Sealer
 from dispatch.shard.policy import Policy
 from dispatch.shard.worker import Clock, ShardWorker
 from dispatch.tokens import KeyRing, TokenCodec
@@ -100,18 +101,31 @@ def kafka_env(connection: Connection, prefix: str, shard: int) -> dict[str, str]
 
 
 def build_application(
-    settings: Settings, shard: int, extra_env: Mapping[str, str] | None = None
+    settings: Settings,
+    shard: int,
+    extra_env: Mapping[str, str] | None = None,
+    sealer: Sealer | None = None,
 ) -> ShardApplication:
     """The shard's application on SQLite (embedded) or on the Kafka module; ``extra_env``
-    adds to the persistence module's environment (a restore from a checkpoint)."""
+    adds to the persistence module's environment (a restore from a checkpoint). With a
+    ``sealer`` it stores personal fields sealed and may erase (docs/PRIVACY.md)."""
     if settings.embedded:
         env = sqlite_env(settings.data_dir, shard)
     else:
         assert settings.kafka_bootstrap is not None
         env = kafka_env(_connection(settings), settings.topic_prefix, shard)
     env.update(extra_env or {})
-    policy = Policy(settings.max_wait_s, settings.idempotency_window_s, settings.offer_timeout_s)
-    return ShardApplication(shard, env=env, policy=policy)
+    policy = Policy(
+        settings.max_wait_s, settings.idempotency_window_s, settings.offer_timeout_s,
+        erasable=sealer is not None,
+    )  # fmt: skip
+    return ShardApplication(shard, env=env, policy=policy, sealer=sealer)
+
+
+def build_sealer(settings: Settings) -> Sealer | None:
+    """What seals the personal fields a shard stores (docs/PRIVACY.md): embedded, under
+    the keys of ``subject-keys.sqlite``; None on Kafka, whose workers do not seal yet."""
+    return Sealer(build_personal(settings)) if settings.embedded else None
 
 
 def build_eta(settings: Settings) -> EtaProvider:
@@ -227,8 +241,11 @@ def build_matcher(settings: Settings) -> Matcher:
     )
 
 
-def build_worker(settings: Settings, shard: int, clock: Clock) -> ShardWorker:
-    app = build_application(settings, shard)
+def build_worker(
+    settings: Settings, shard: int, clock: Clock, sealer: Sealer | None = None
+) -> ShardWorker:
+    """``sealer``: shared by the shards of a process (one key cache); made when None."""
+    app = build_application(settings, shard, sealer=sealer or build_sealer(settings))
     store = app.recorder if isinstance(app.recorder, CheckpointingRecorder) else None
     writer = None
     if store is not None:
@@ -300,9 +317,10 @@ def build_embedded_engine(settings: Settings, clock: Clock = time.time) -> Embed
     if shards > 1:  # each shard sees the drivers near it, whoever owns them
         transport.nearby = markets.nearby_shards
     workers = []
+    sealer = build_sealer(settings)
     for shard in range(shards):
         with naming(shard_path(data_dir, shard)):
-            workers.append(build_worker(settings, shard, clock))
+            workers.append(build_worker(settings, shard, clock, sealer))
     if new_manifest:
         write_manifest(data_dir, shards)
         log.info("event log %s: %d shard(s), manifest written", data_dir, shards)

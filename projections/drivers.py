@@ -57,6 +57,9 @@ class DriversProjection:
             row = view.rows[e.aggregate_id] = DriverRow(e.aggregate_id, e.data["name"])
         if row is None:
             return view
+        if topic == Driver.Created.TOPIC:  # the home's name, whichever shard was read first:
+            row.name = e.data["name"]  # sealed, each shard's copy is another token
+
         _count(row, e)
         if not admitted:  # a shard that no longer serves it: its counts only
             if new:  # its registration, read after a later tenure had begun: not current

@@ -124,6 +124,27 @@ class DriverCancel(_DriverRideCommand):
     reason: Reason = ""
 
 
+ErasedBy = Literal["self", "operator"]
+
+
+class EraseRider(_Command):
+    """Erase a rider's personal data (docs/PRIVACY.md): by the rider, or an admin."""
+
+    type: Literal["erase_rider"] = "erase_rider"
+    rider_id: UUID
+    by: ErasedBy
+    operator_id: UUID | None = Field(default=None, description="The admin's id, when by one.")
+
+
+class EraseDriver(_Command):
+    """Erase a driver's personal data (docs/PRIVACY.md): by the driver, or an admin."""
+
+    type: Literal["erase_driver"] = "erase_driver"
+    driver_id: UUID
+    by: ErasedBy
+    operator_id: UUID | None = Field(default=None, description="The admin's id, when by one.")
+
+
 Command = Annotated[
     RegisterDriver
     | RegisterRider
@@ -137,7 +158,9 @@ Command = Annotated[
     | MarkArrived
     | StartTrip
     | CompleteTrip
-    | DriverCancel,
+    | DriverCancel
+    | EraseRider
+    | EraseDriver,
     Field(discriminator="type"),
 ]
 
@@ -175,9 +198,9 @@ class CommandEnvelope(BaseModel):
     def target_id(self) -> UUID:
         """The aggregate whose shard handles this command."""
         cmd = self.command
-        if isinstance(cmd, RegisterDriver | GoOnline | GoOffline | AcceptOffer):
+        if isinstance(cmd, RegisterDriver | GoOnline | GoOffline | AcceptOffer | EraseDriver):
             return cmd.driver_id  # an acceptance commits at the driver's own shard
-        if isinstance(cmd, RegisterRider | RequestRide):
+        if isinstance(cmd, RegisterRider | RequestRide | EraseRider):
             return cmd.rider_id  # a request takes the rider's lock at home first
         return cmd.ride_id
 

@@ -11,7 +11,7 @@ fields appear in the stored ``state``, where times and UUIDs are wrapped as
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -88,6 +88,13 @@ class RideCancelledByDriver(_Data):
 
 class Registered(_Data):
     name: Name
+
+
+class Erased(_Data):
+    """A rider or driver erased (docs/PRIVACY.md): their key is deleted."""
+
+    by: Literal["self", "operator"] = Field(description="The subject themself, or an admin.")
+    operator_id: str = Field(description="The admin's id when by an operator, else empty.")
 
 
 class OfferReceived(_Data):
@@ -236,6 +243,8 @@ EVENT_DATA: dict[str, type[_Data]] = {
     "dispatch.Ride.CancelledByDriver": RideCancelledByDriver,
     "dispatch.Ride.Expired": Empty,
     "dispatch.Driver.Registered": Registered,
+    "dispatch.Driver.Erased": Erased,
+    "dispatch.Rider.Erased": Erased,
     "dispatch.Driver.WentOnline": Empty,
     "dispatch.Driver.WentOffline": Empty,
     "dispatch.Driver.OfflineAfterTripRequested": Empty,

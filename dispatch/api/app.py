@@ -19,7 +19,7 @@ from dispatch.api.limits import BodyLimitMiddleware
 from dispatch.api.metrics import ApiMetrics, LatencyMiddleware
 from dispatch.api.ratelimit import RateLimits
 from dispatch.api.routers import auth as auth_routes
-from dispatch.api.routers import drivers, operators, ops, queries, riders, streams
+from dispatch.api.routers import drivers, erasure, operators, ops, queries, riders, streams
 from dispatch.api.settings import ApiLimits
 from dispatch.runtime import Runtime
 
@@ -36,6 +36,7 @@ TAGS = [
     {"name": "drivers", "description": "Registration, availability, pings, ride actions."},
     {"name": "riders", "description": "Registration, ride requests and cancellation."},
     {"name": "operators", "description": "What operators who dispatch may change."},
+    {"name": "privacy", "description": "Erasure of a rider's or driver's personal data."},
     {"name": "queries", "description": "Read views, optionally after a consistency token."},
     {"name": "auth", "description": "A new access token for a refresh token."},
     {"name": "streams", "description": "Server-sent events of a ride or a driver."},
@@ -102,6 +103,7 @@ def create_app(
     app.include_router(riders.router)
     app.include_router(riders.rides)
     app.include_router(operators.rides)
+    app.include_router(erasure.router)
     app.include_router(streams.router)
     app.include_router(auth_routes.router)
     app.include_router(ops.router)

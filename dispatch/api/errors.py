@@ -22,6 +22,8 @@ OUTCOME_STATUS: Mapping[str, int] = {
     "not_found": 404,
     "forbidden": 403,
     "invalid_command": 422,
+    # The rider or driver was erased (docs/PRIVACY.md): nothing more is done for them.
+    "erased": 410,
     "idempotency_key_reused": 422,
     # A UUIDv7 key older than the idempotency window, or dated too far ahead of the engine's
     # clock: send the request again with a new key (docs/ARCHITECTURE.md, Idempotency).
@@ -197,6 +199,7 @@ COMMAND_RESPONSES: dict[int | str, dict[str, Any]] = {
     413: TOO_LARGE,
     404: _doc("The ride, driver or rider does not exist."),
     409: _doc("The current state does not allow this (illegal_transition, already_exists)."),
+    410: _doc("The rider or driver was erased (erased): nothing more is done for them."),
     422: _doc(f"Invalid input, with pydantic's reasons; or {KEY_PROBLEMS}."),
     500: _doc("The engine failed to handle the command (internal_error)."),
     503: _doc("The shard could not save the command; retry with the same Idempotency-Key."),

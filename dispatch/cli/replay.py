@@ -25,6 +25,7 @@ from dispatch.cli.errors import fail, report
 from dispatch.domain.ids import shard_of
 from dispatch.log import LogSource
 from dispatch.replay import operations as op
+from dispatch.shard.personal import Sealer
 
 app = typer.Typer(
     help="Rebuild, inspect, time-travel, verify and export the event log.", no_args_is_help=True
@@ -163,7 +164,8 @@ def history(
     if not stored:
         fail(f"no events for {kind} {agg} in shard {shard_of(agg)}", code=1)
     expected = f"dispatch.{kind.capitalize()}."  # the dot: a Rider is not a Ride
-    for event, state in replay_states(stored):
+    sealer = Sealer(build_personal(settings_from(data_dir, kafka)))
+    for event, state in replay_states(stored, sealer):
         topic = type(event).TOPIC
         if not topic.startswith(expected):
             fail(f"{agg} is not a {kind} (its events are {topic})", code=1)

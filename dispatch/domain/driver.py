@@ -18,7 +18,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
-from dispatch.domain.errors import DriverMoved, Forbidden, IllegalTransition
+from dispatch.domain.errors import DriverMoved, Erased, Forbidden, IllegalTransition
 
 
 class DriverStatus(StrEnum):
@@ -54,6 +54,7 @@ class Driver(Aggregate):
     # restores the attributes it has, without running __init__).
     epoch = 0
     handed_to: int | None = None
+    erased = False  # for a driver rebuilt from a snapshot taken before erasure existed
 
     class Event(Aggregate.Event):
         TOPIC: ClassVar[str]
@@ -197,6 +198,19 @@ class Driver(Aggregate):
             driver.epoch, driver.handed_to, driver.trips = self.epoch, None, self.trips
             driver.commands = dict(self.commands)
 
+    class Erased(Aggregate.Event):
+        """The driver's personal data was erased: their key is deleted in the same batch
+        (docs/PRIVACY.md), and every later command of theirs is refused. Not an
+        availability event: the driver stays offline."""
+
+        TOPIC = "dispatch.Driver.Erased"
+        class_version = 1
+        by: str  # "self" or "operator" (``rider.ERASED_BY``)
+        operator_id: str  # the admin who erased, or "" (the driver themself)
+
+        def apply(self, driver: Driver) -> None:
+            driver.erased, driver.name = True, "erased"
+
     def __init__(
         self,
         name: str,
@@ -266,9 +280,23 @@ class Driver(Aggregate):
                       commands=commands)  # fmt: skip
 
     def check_here(self) -> None:
-        """Refuse a driver's command at a shard that handed the driver off."""
+        """Refuse a driver's command at a shard that handed the driver off, and every
+        command of an erased driver."""
+        if self.erased:
+            raise Erased(f"driver {self.id} is erased")
         if self.status == DriverStatus.HANDED_OFF:
             raise DriverMoved(self.id, self.handed_to)
+
+    def erase(self, by: str, operator_id: str, at: datetime) -> bool:
+        """Erase the driver (once: False when they already are). Only an offline driver
+        served here: one that holds an offer or a ride, or is available, goes offline
+        first; one served by another shard comes back first."""
+        if self.erased:
+            return False
+        if self.status != DriverStatus.OFFLINE:
+            raise IllegalTransition(f"driver {self.id} is {self.status}: go offline first")
+        self.trigger_event(self.Erased, timestamp=at, by=by, operator_id=operator_id)
+        return True
 
     def go_online(self, at: datetime) -> None:
         if self.status != DriverStatus.OFFLINE:

@@ -7,7 +7,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
-from dispatch.domain.errors import IllegalTransition
+from dispatch.domain.errors import Erased, IllegalTransition
 from dispatch.domain.ride import RideStatus
 
 # How a ride ended, as its rider is told: the terminal status its ending left
@@ -15,8 +15,15 @@ from dispatch.domain.ride import RideStatus
 # application still passes one for an expiry; a test holds them equal to the endings.
 
 
+# Who erased a subject (``Erased.by``): the subject themself, or an operator (an admin).
+ERASED_BY = ("self", "operator")
+# What an erased subject's name reads as, in memory (stored, it was sealed: the key is gone).
+ERASED_NAME = "erased"
+
+
 class Rider(Aggregate):
     TOPIC = "dispatch.Rider"
+    erased = False  # for a rider rebuilt from a snapshot taken before erasure existed
 
     class Event(Aggregate.Event):
         pass
@@ -46,6 +53,18 @@ class Rider(Aggregate):
         def apply(self, rider: Rider) -> None:
             rider.active_ride = None
 
+    class Erased(Event):
+        """The rider's personal data was erased: their key is deleted in the same batch
+        (docs/PRIVACY.md), and every later command of theirs is refused."""
+
+        TOPIC = "dispatch.Rider.Erased"
+        class_version = 1
+        by: str  # ERASED_BY
+        operator_id: str  # the admin who erased, or "" (the rider themself)
+
+        def apply(self, rider: Rider) -> None:
+            rider.erased, rider.name = True, ERASED_NAME
+
     def __init__(self, name: str) -> None:
         self.name = name
         self.active_ride: UUID | None = None
@@ -55,7 +74,24 @@ class Rider(Aggregate):
     def register(cls, rider_id: UUID, name: str, at: datetime) -> Rider:
         return cls._create(cls.Created, id=rider_id, timestamp=at, name=name)
 
+    def check_not_erased(self) -> None:
+        if self.erased:
+            raise Erased(f"rider {self.id} is erased")
+
+    def erase(self, by: str, operator_id: str, at: datetime) -> bool:
+        """Erase the rider (once: False when they already are). Refused while a ride is
+        active: its pickup is needed until it ends (the rider cancels first)."""
+        if self.erased:
+            return False
+        if self.active_ride is not None:
+            raise IllegalTransition(
+                f"rider {self.id} has an active ride {self.active_ride}: cancel it first"
+            )
+        self.trigger_event(self.Erased, timestamp=at, by=by, operator_id=operator_id)
+        return True
+
     def check_can_request(self) -> None:
+        self.check_not_erased()
         if self.active_ride is not None:
             raise IllegalTransition(
                 f"rider {self.id} already has an active ride {self.active_ride}"

@@ -376,6 +376,7 @@ class ShardApplication(Application[UUID]):
         chunk); nothing is saved when the batch has no events."""
         journal = self._uow.journal
         try:
+            self._erase_keys(journal)
             # The event store directly: the journal is already in decision order, and
             # Application.save would check every event against a runtime Protocol.
             recordings = self.events.put(journal, **saved) if journal else []
@@ -391,6 +392,16 @@ class ShardApplication(Application[UUID]):
         ]
         self._outcomes = []
         return outcomes, recordings
+
+    def _erase_keys(self, journal: list[Any]) -> None:
+        """The keys of the subjects this batch erases, deleted before its events are saved
+        (docs/PRIVACY.md): a batch that fails after this leaves them erased, and the
+        command's retry records the erasure."""
+        for event in journal:
+            if isinstance(event, Rider.Erased | Driver.Erased):
+                if self.sealer is None:
+                    raise RuntimeError("an erasure without a sealer: nothing would be erased")
+                self.sealer.erase(event.originator_id)
 
     def _take_due_snapshots(self, journal: list[Any]) -> None:
         """A snapshot of each driver or rider whose version reached a multiple of its

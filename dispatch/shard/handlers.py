@@ -16,6 +16,7 @@ from dispatch.domain.errors import (
     AlreadyExists,
     BusyElsewhere,
     Forbidden,
+    IllegalTransition,
     NotFound,
     NotHereYet,
     NotOpenedYet,
@@ -250,6 +251,35 @@ def driver_cancel(uow: UnitOfWork, cmd: c.DriverCancel, now: datetime, p: Policy
     return [ride.id, driver.id]
 
 
+def erase_rider(uow: UnitOfWork, cmd: c.EraseRider, now: datetime, p: Policy) -> list[UUID]:
+    """At the rider's home shard (docs/PRIVACY.md): ``Rider.Erased``; the application
+    deletes the rider's key before it saves the batch (``ShardApplication.commit``).
+    Erasing twice changes nothing and is accepted."""
+    _check_erasable(p)
+    rider = uow.get(Rider, cmd.rider_id)
+    if not rider.erase(cmd.by, str(cmd.operator_id or ""), now):
+        return []
+    return [rider.id]
+
+
+def erase_driver(uow: UnitOfWork, cmd: c.EraseDriver, now: datetime, p: Policy) -> list[UUID]:
+    """At the driver's home shard, which serves the driver (docs/PRIVACY.md): as
+    ``erase_rider``, for an offline driver."""
+    _check_erasable(p)
+    driver = uow.get(Driver, cmd.driver_id)
+    if not driver.erase(cmd.by, str(cmd.operator_id or ""), now):
+        return []
+    return [driver.id]
+
+
+def _check_erasable(p: Policy) -> None:
+    if not p.erasable:
+        raise IllegalTransition(
+            "erasure needs personal fields sealed, which this log's workers do not do "
+            "(docs/PRIVACY.md): nothing erased"
+        )
+
+
 Handler = Callable[[UnitOfWork, Any, datetime, Policy], list[UUID]]
 
 HANDLERS: dict[str, Handler] = {
@@ -266,4 +296,6 @@ HANDLERS: dict[str, Handler] = {
     "start_trip": start_trip,
     "complete_trip": complete_trip,
     "driver_cancel": driver_cancel,
+    "erase_rider": erase_rider,
+    "erase_driver": erase_driver,
 }

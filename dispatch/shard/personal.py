@@ -26,7 +26,7 @@ from eventsourcing.persistence import Cipher, Compressor, Mapper, StoredEvent, T
 from eventsourcing.utils import get_topic
 
 from dispatch.domain.geo import Point
-from dispatch.privacy import ERASED, SHOWN_ERASED, PersonalData, SubjectKey
+from dispatch.privacy import ERASED, SHOWN_ERASED, PersonalData, SubjectErased, SubjectKey
 
 SNAPSHOT_TOPIC = "eventsourcing.domain:Snapshot"
 
@@ -94,8 +94,9 @@ class Sealer:
         self.personal = personal
         self._keys: OrderedDict[UUID, SubjectKey] = OrderedDict()
 
-    def forget(self, subject: UUID) -> None:
-        """Drop a subject's cached key (its erasure)."""
+    def erase(self, subject: UUID) -> None:
+        """Delete the subject's key, durably, and drop it from the cache."""
+        self.personal.keys.erase(subject)
         self._keys.pop(subject, None)
 
     def key(self, subject: UUID) -> SubjectKey:
@@ -108,8 +109,14 @@ class Sealer:
 
     # -- one dict of fields ------------------------------------------------------------------
     def seal(self, fields: Fields, state: dict[str, Any], originator_id: Any) -> dict[str, Any]:
-        key = self.key(fields.owner(state, originator_id))
+        """``state`` with its personal fields sealed; an erased subject's (a snapshot of an
+        erased rider, or of a ride of theirs) stored as they read after erasure."""
         sealed = dict(state)
+        try:
+            key = self.key(fields.owner(state, originator_id))
+        except SubjectErased:
+            sealed.update((name, fields.erased_as) for name in fields.names if name in state)
+            return sealed
         for name in fields.names:
             value = state.get(name)
             if value is not None:

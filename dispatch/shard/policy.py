@@ -15,9 +15,13 @@ class Policy:
         max_wait_s: float = 300.0,
         idempotency_window_s: float = DEFAULT_WINDOW_S,
         offer_timeout_s: float = 15.0,
+        erasable: bool = False,
     ) -> None:
         if idempotency_window_s <= 0:
             raise ValueError(f"idempotency_window_s must be > 0, got {idempotency_window_s}")
         self.max_wait_s = max_wait_s
         self.idempotency_window_s = idempotency_window_s
         self.offer_timeout_s = offer_timeout_s  # how long an owner holds a driver asked for
+        # Whether riders and drivers may be erased: only where personal fields are sealed
+        # (docs/PRIVACY.md); elsewhere an erasure is refused.
+        self.erasable = erasable

@@ -1,0 +1,76 @@
+"""Erasure of a rider's or driver's personal data (docs/PRIVACY.md): ``DELETE
+/riders/{id}`` and ``DELETE /drivers/{id}``, by the rider or driver themself or an operator
+of role admin. The subject's key is deleted, so every sealed copy of their personal fields
+reads as erased; every later command of theirs is refused (410 ``erased``)."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from dispatch.api.auth import Principal
+from dispatch.api.deps import Caller, Ctx, IdempotencyKey
+from dispatch.api.errors import COMMAND_RESPONSES, forbidden, not_found
+from dispatch.api.writes import write
+from dispatch.domain.ids import shard_of
+from schemas import api
+from schemas import commands as c
+
+router = APIRouter(tags=["privacy"])
+
+ERASURE_RESPONSES = {
+    **COMMAND_RESPONSES,
+    202: {"model": api.CommandPending},
+    409: {
+        **COMMAND_RESPONSES[409],
+        "description": "Not now (illegal_transition): a rider with an active ride, a driver "
+        "who is not offline, or a log whose personal fields are not sealed (Kafka, for now).",
+    },
+}
+
+
+def _who(caller: Principal, role: str, subject: UUID) -> tuple[c.ErasedBy, UUID | None]:
+    """The subject themself, or an admin; anyone else gets a 403."""
+    if caller.role == role and caller.sub == str(subject):
+        return "self", None
+    if caller.operator is not None and caller.operator.role == "admin":
+        return "operator", UUID(caller.sub)
+    raise forbidden(f"only the {role} themself or an operator of role admin may erase a {role}")
+
+
+def _check_shard(ctx: Ctx, subject: UUID, role: str) -> None:
+    if shard_of(subject) >= ctx.runtime.settings.shards:
+        raise not_found(f"no {role} {subject}")
+
+
+@router.delete(
+    "/riders/{rider_id}", response_model=api.CommandAccepted, responses=ERASURE_RESPONSES
+)
+def erase_rider(
+    rider_id: UUID, caller: Caller, request: Request, ctx: Ctx, key: IdempotencyKey = None
+) -> JSONResponse:
+    """Erase a rider's personal data: their name, and the pickup and drop-off of every ride
+    of theirs, everywhere the engine keeps them (docs/PRIVACY.md). By the rider or an admin;
+    refused while the rider has an active ride (cancel it first). Erasing again is
+    accepted and changes nothing."""
+    by, operator_id = _who(caller, "rider", rider_id)
+    _check_shard(ctx, rider_id, "rider")
+    command = c.EraseRider(rider_id=rider_id, by=by, operator_id=operator_id)
+    return write(ctx, request, caller.sub, key, command)
+
+
+@router.delete(
+    "/drivers/{driver_id}", response_model=api.CommandAccepted, responses=ERASURE_RESPONSES
+)
+def erase_driver(
+    driver_id: UUID, caller: Caller, request: Request, ctx: Ctx, key: IdempotencyKey = None
+) -> JSONResponse:
+    """Erase a driver's personal data (their name) everywhere the engine keeps it
+    (docs/PRIVACY.md). By the driver or an admin; only an offline driver served by their
+    home shard. Erasing again is accepted and changes nothing."""
+    by, operator_id = _who(caller, "driver", driver_id)
+    _check_shard(ctx, driver_id, "driver")
+    command = c.EraseDriver(driver_id=driver_id, by=by, operator_id=operator_id)
+    return write(ctx, request, caller.sub, key, command)

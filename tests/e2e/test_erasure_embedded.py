@@ -1,0 +1,178 @@
+"""Erasure end to end on the embedded engine (docs/PRIVACY.md): a rider and a driver
+register, ride, and are erased over HTTP; then every store under the data dir, an export
+and the logs are scanned for their names and the ride's coordinates (as text and as the
+binary doubles a pickle holds), and every reader is asked again: the API, `replay history`,
+`state`, `export` and `verify`."""
+
+from __future__ import annotations
+
+import logging
+import struct
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+from typer.testing import CliRunner
+
+from dispatch.api import AuthSettings, create_app, mint_operator_token
+from dispatch.api.context import ApiOptions
+from dispatch.bootstrap import build_runtime
+from dispatch.cli import app as cli
+from dispatch.settings import Settings
+
+SECRET = "RK8jwrZJhwMWBUicd4JMXi1isUNFNGCNt9SgcrRltfX4ppss"
+RIDER, DRIVER = "Zelda Quixotewright", "Yannick Wobblestone"
+PICKUP = {"lat": 37.7731415, "lng": -122.4172653}
+DROPOFF = {"lat": 37.7612347, "lng": -122.4143219}
+NEAR_PICKUP = {"lat": 37.7735, "lng": -122.4170}
+WAIT_S = 5.0
+
+
+def _needles() -> list[bytes]:
+    """What must not be found: the names, and each coordinate as JSON text and as the
+    8-byte double (either byte order) a pickle or a binary format holds."""
+    found = [RIDER.encode(), DRIVER.encode()]
+    for value in (*PICKUP.values(), *DROPOFF.values()):
+        found += [repr(value).encode(), struct.pack(">d", value), struct.pack("<d", value)]
+    return found
+
+
+def _scan(paths: list[Path]) -> list[str]:
+    hits = []
+    for path in paths:
+        data = path.read_bytes()
+        hits += [f"{path.name}: {needle!r}" for needle in _needles() if needle in data]
+    return hits
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    # ended rides leave the rides view at once: the archive holds this one
+    return Settings(
+        data_dir=tmp_path / "data", shards=2, offer_timeout_s=60.0, ended_ride_retention_s=0.0
+    )
+
+
+@contextmanager
+def serving(settings: Settings) -> Iterator[tuple[TestClient, dict[str, str]]]:
+    """The API over an embedded runtime; leaving it stops the runtime cleanly (which keeps
+    the views and archives the ended rides)."""
+    runtime = build_runtime(settings, clock=time.time)
+    auth = AuthSettings(secret=SecretStr(SECRET), environment="production")
+    options = ApiOptions(heartbeat_s=0.2, read_wait_s=1.0, command_timeout_s=5.0)
+    with TestClient(create_app(runtime, auth, options)) as c:
+        yield c, bearer(mint_operator_token(auth, "ops", "admin"))
+
+
+def _ride(c: TestClient) -> tuple[str, dict[str, str], str, dict[str, str], str]:
+    r = c.post("/riders", json={"name": RIDER})
+    assert r.status_code == 201, r.text
+    rider_id, rider = r.json()["rider_id"], bearer(r.json()["token"]["access_token"])
+    r = c.post("/drivers", json={"name": DRIVER, "home": PICKUP})
+    assert r.status_code == 201, r.text
+    driver_id, driver = r.json()["driver_id"], bearer(r.json()["token"]["access_token"])
+    assert c.post(f"/drivers/{driver_id}/online", headers=driver).status_code == 200
+    assert c.post(f"/drivers/{driver_id}/location", headers=driver, json=NEAR_PICKUP).is_success
+    r = c.post("/rides", headers=rider, json={"pickup": PICKUP, "dropoff": DROPOFF})
+    assert r.status_code == 201, r.text
+    ride_id = r.json()["ride_id"]
+    deadline = time.monotonic() + WAIT_S
+    while c.get(f"/rides/{ride_id}", headers=rider).json().get("offered_to") != driver_id:
+        assert time.monotonic() < deadline, "the ride was never offered to the driver"
+        time.sleep(0.02)
+    for action in ("accept", "arrived", "start", "complete"):
+        r = c.post(f"/rides/{ride_id}/{action}", headers=driver)
+        assert r.status_code == 200, (action, r.text)
+    return rider_id, rider, driver_id, driver, ride_id
+
+
+def _until(check: Any) -> Any:
+    deadline = time.monotonic() + WAIT_S
+    while not (found := check()):
+        assert time.monotonic() < deadline, "not in time"
+        time.sleep(0.02)
+    return found
+
+
+def _replay(*args: str) -> str:
+    result = CliRunner().invoke(cli, ["replay", *args])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_an_erased_rider_and_driver_leave_no_name_or_coordinate_in_any_store(
+    settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with serving(settings) as (c, admin):
+        rider_id, ride_id = _ride_and_erase(c, admin)
+    _check_readers_and_stores(settings, tmp_path, caplog, rider_id, ride_id)
+
+
+def _ride_and_erase(c: TestClient, admin: dict[str, str]) -> tuple[str, str]:
+    rider_id, rider, driver_id, driver, ride_id = _ride(c)
+    seen = c.get(f"/rides/{ride_id}", headers=rider).json()
+    assert seen["pickup"] == PICKUP and seen["timeline"][0]["data"]["dropoff"] == list(
+        DROPOFF.values()
+    )  # readers open what is sealed
+
+    # the driver goes offline first (only an offline driver is erased); an admin erases them
+    assert c.post(f"/drivers/{driver_id}/offline", headers=driver, json={}).status_code == 200
+    assert c.delete(f"/riders/{rider_id}", headers=driver).status_code == 403
+    r = c.delete(f"/riders/{rider_id}", headers=rider)
+    assert r.status_code == 200, r.text
+    assert c.delete(f"/riders/{rider_id}", headers=rider).status_code == 200  # idempotent
+    assert c.delete(f"/drivers/{driver_id}", headers=admin).status_code == 200
+
+    after = _until(
+        lambda: (v := c.get(f"/rides/{ride_id}", headers=rider).json())["pickup"] is None and v
+    )
+    assert after["dropoff"] is None and after["status"] == "completed"
+    assert after["timeline"][0]["data"]["pickup"] == "erased"
+    refused = c.post("/rides", headers=rider, json={"pickup": PICKUP, "dropoff": DROPOFF})
+    assert refused.status_code == 410 and "erased" in refused.text, refused.text
+    assert c.post(f"/drivers/{driver_id}/online", headers=driver).status_code == 410
+    trips = c.get(f"/drivers/{driver_id}", headers=admin)
+    assert trips.status_code == 200, trips.text  # the driver's view still answers
+    return rider_id, ride_id
+
+
+def _check_readers_and_stores(
+    settings: Settings,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    rider_id: str,
+    ride_id: str,
+) -> None:
+    data_dir = settings.data_dir
+    export = tmp_path / "export.jsonl"
+    _replay("export", "--data-dir", str(data_dir), "-o", str(export))
+    history = _replay("history", "ride", ride_id, "--json", "--data-dir", str(data_dir))
+    assert "completed" in history
+    _replay("history", "rider", rider_id, "--json", "--data-dir", str(data_dir))
+    _replay("state", "--at", "2100-01-01", "--data-dir", str(data_dir))
+    _replay("verify", "--data-dir", str(data_dir))
+
+    stores = sorted(p for p in data_dir.rglob("*") if p.is_file())
+    names = {p.name for p in stores}
+    assert {"shard-0000.sqlite", "views.sqlite", "ended-rides.sqlite", "subject-keys.sqlite"} <= (
+        names
+    )
+    # the scanned files hold the ride (so a plaintext copy there would have been found)
+    assert ride_id.encode() in (data_dir / "ended-rides.sqlite").read_bytes()
+    assert ride_id.encode() in export.read_bytes()
+    shard = f"shard-{int(ride_id[:4], 16):04d}.sqlite"  # with its write-ahead log
+    held = b"".join(p.read_bytes() for p in stores if p.name.startswith(shard))
+    assert b"dispatch.Ride.Requested" in held and ride_id.encode() in held
+    assert _scan([*stores, export]) == []
+    log_text = caplog.text.encode()
+    assert [n for n in _needles() if n in log_text] == []
