@@ -22,7 +22,8 @@ from dispatch.privacy import Opener, as_is, is_sealed
 # id, pickup lat, pickup lng, requested at, request expires at, excluded driver ids; with
 # personal fields sealed (docs/PRIVACY.md), the pickup is one token ([lat, lng] under the
 # rider's key) in place of lat, and lng is 0
-RideRow = tuple[str, float | str, float, float, float, list[str]]
+# (None: the rider was erased, the ride has ended)
+RideRow = tuple[str, float | str | None, float, float, float, list[str]]
 # ride, driver offered, offer expires at
 OfferRow = tuple[RideRow, str, float]
 # driver id, status, goes offline after its trip
@@ -92,6 +93,8 @@ def load(
 
 def _ride(row: RideRow, open: Opener = as_is) -> PendingRide | None:
     ride_id, lat, lng, requested_at, expires_at, excluded = row
+    if lat is None:
+        return None
     if is_sealed(lat):
         pickup = open(lat, "pickup")
         if not isinstance(pickup, list):

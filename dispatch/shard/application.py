@@ -31,7 +31,7 @@ from dispatch.domain.rider import Rider
 from dispatch.matching.decisions import Decision, ExpireOffer, ExpireRequest, MakeOffer
 from dispatch.matching.state import RideRow
 from dispatch.messages import FOLLOW_THE_DRIVER, destination
-from dispatch.privacy import is_sealed
+from dispatch.privacy import SubjectErased, is_sealed
 from dispatch.shard.carried import note
 from dispatch.shard.crossing import (
     MESSAGE_HANDLERS,
@@ -113,7 +113,10 @@ class ShardApplication(Application[UUID]):
         if self.sealer is None or is_sealed(row[1]):
             return row
         rider: UUID = self.repository.get(UUID(row[0])).rider_id
-        key = self.sealer.key(rider)
+        try:
+            key = self.sealer.key(rider)
+        except SubjectErased:  # a ride of an erased rider has ended: nothing to keep
+            return (row[0], None, 0.0, row[3], row[4], row[5])
         token = self.sealer.personal.seal(key, "pickup", [row[1], row[2]])
         return (row[0], token, 0.0, row[3], row[4], row[5])
 

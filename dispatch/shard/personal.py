@@ -9,8 +9,8 @@ before the JSON transcoding, and undone after it: the application reads its aggr
 the clear, and an erased subject's fields as ``ERASED_AS`` gives them (a name "erased",
 a coordinate None), never an error.
 
-Status: built and tested, not used by the engine yet (``bootstrap`` makes no
-``SealingMapper``): the readers of the log (views, replay, the API) do not open tokens yet.
+The embedded workers seal (``bootstrap.build_sealer``); Kafka workers do not yet
+(docs/PRIVACY.md, "Remaining (Kafka)").
 """
 
 from __future__ import annotations

@@ -171,8 +171,10 @@ def test_a_matcher_checkpoint_row_holds_its_pickup_sealed_and_loads_it_back(
     assert (matcher.pending[ride_id].lat, matcher.pending[ride_id].lng) == (37.77, -122.42)
     shard.keys.erase(rider_id)
     matcher = _matcher()
-    load(matcher, [sealed], [], [], [], shard.app().open_personal)
+    later = shard.app()
+    load(matcher, [sealed], [], [], [], later.open_personal)
     assert matcher.pending == {}  # its events after the checkpoint end it
+    assert later.seal_ride(row)[1:3] == (None, 0.0)  # no key is made again for the rider
 
 
 def _matcher() -> Matcher:
