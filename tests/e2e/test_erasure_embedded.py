@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
 from fastapi.testclient import TestClient
@@ -23,13 +24,19 @@ from dispatch.api import AuthSettings, create_app, mint_operator_token
 from dispatch.api.context import ApiOptions
 from dispatch.bootstrap import build_runtime
 from dispatch.cli import app as cli
-from dispatch.settings import Settings
+from dispatch.domain.ids import shard_of
+from dispatch.settings import MarketConfig, Settings
 
 SECRET = "RK8jwrZJhwMWBUicd4JMXi1isUNFNGCNt9SgcrRltfX4ppss"
 RIDER, DRIVER = "Zelda Quixotewright", "Yannick Wobblestone"
 PICKUP = {"lat": 37.7731415, "lng": -122.4172653}
 DROPOFF = {"lat": 37.7612347, "lng": -122.4143219}
 NEAR_PICKUP = {"lat": 37.7735, "lng": -122.4170}
+NORTH = {"lat": 38.58, "lng": -121.49}  # the rider's home market, another shard than the ride's
+MARKETS = [
+    MarketConfig(name="north", shard=0, lat=NORTH["lat"], lng=NORTH["lng"], radius_km=5),
+    MarketConfig(name="city", shard=1, lat=PICKUP["lat"], lng=PICKUP["lng"], radius_km=5),
+]
 WAIT_S = 5.0
 
 
@@ -58,7 +65,11 @@ def bearer(token: str) -> dict[str, str]:
 def settings(tmp_path: Path) -> Settings:
     # ended rides leave the rides view at once: the archive holds this one
     return Settings(
-        data_dir=tmp_path / "data", shards=2, offer_timeout_s=60.0, ended_ride_retention_s=0.0
+        data_dir=tmp_path / "data",
+        shards=2,
+        markets=MARKETS,
+        offer_timeout_s=60.0,
+        ended_ride_retention_s=0.0,
     )
 
 
@@ -74,7 +85,7 @@ def serving(settings: Settings) -> Iterator[tuple[TestClient, dict[str, str]]]:
 
 
 def _ride(c: TestClient) -> tuple[str, dict[str, str], str, dict[str, str], str]:
-    r = c.post("/riders", json={"name": RIDER})
+    r = c.post("/riders", json={"name": RIDER, "home": NORTH})
     assert r.status_code == 201, r.text
     rider_id, rider = r.json()["rider_id"], bearer(r.json()["token"]["access_token"])
     r = c.post("/drivers", json={"name": DRIVER, "home": PICKUP})
@@ -85,6 +96,8 @@ def _ride(c: TestClient) -> tuple[str, dict[str, str], str, dict[str, str], str]
     r = c.post("/rides", headers=rider, json={"pickup": PICKUP, "dropoff": DROPOFF})
     assert r.status_code == 201, r.text
     ride_id = r.json()["ride_id"]
+    # opened at the pickup's shard by a message from the rider's (a link's event, sealed too)
+    assert shard_of(UUID(ride_id)) != shard_of(UUID(rider_id))
     deadline = time.monotonic() + WAIT_S
     while c.get(f"/rides/{ride_id}", headers=rider).json().get("offered_to") != driver_id:
         assert time.monotonic() < deadline, "the ride was never offered to the driver"
@@ -173,6 +186,9 @@ def _check_readers_and_stores(
     shard = f"shard-{int(ride_id[:4], 16):04d}.sqlite"  # with its write-ahead log
     held = b"".join(p.read_bytes() for p in stores if p.name.startswith(shard))
     assert b"dispatch.Ride.Requested" in held and ride_id.encode() in held
+    home = f"shard-{int(rider_id[:4], 16):04d}.sqlite"  # the rider's: its OpenRide message
+    sent = b"".join(p.read_bytes() for p in stores if p.name.startswith(home))
+    assert b"dispatch.Link.Sent" in sent and b"OpenRide" in sent
     assert _scan([*stores, export]) == []
     log_text = caplog.text.encode()
     assert [n for n in _needles() if n in log_text] == []
