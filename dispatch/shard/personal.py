@@ -26,7 +26,14 @@ from eventsourcing.persistence import Cipher, Compressor, Mapper, StoredEvent, T
 from eventsourcing.utils import get_topic
 
 from dispatch.domain.geo import Point
-from dispatch.privacy import ERASED, SHOWN_ERASED, PersonalData, SubjectErased, SubjectKey
+from dispatch.privacy import (
+    ERASED,
+    SHOWN_ERASED,
+    PersonalData,
+    SubjectErased,
+    SubjectKey,
+    is_sealed,
+)
 
 SNAPSHOT_TOPIC = "eventsourcing.domain:Snapshot"
 
@@ -119,7 +126,7 @@ class Sealer:
             return sealed
         for name in fields.names:
             value = state.get(name)
-            if value is not None:
+            if value is not None and not is_sealed(value):  # never sealed twice
                 plain = value.as_list() if fields.points else value
                 sealed[name] = self.personal.seal(key, name, plain)
         return sealed
