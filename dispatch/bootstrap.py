@@ -123,8 +123,9 @@ def build_application(
 
 
 def build_sealer(settings: Settings) -> Sealer | None:
-    """What seals the personal fields a shard stores (docs/PRIVACY.md): embedded, under
-    the keys of ``subject-keys.sqlite``; None on Kafka, whose workers do not seal yet."""
+    """What seals the personal fields an embedded shard stores (docs/PRIVACY.md), under
+    the keys of ``subject-keys.sqlite``; None on Kafka, whose workers get theirs from
+    ``build_kafka_worker`` (the key store their batches join)."""
     return Sealer(build_personal(settings)) if settings.embedded else None
 
 
@@ -267,7 +268,11 @@ def build_kafka_worker(
     settings: Settings, clock_mode: str = "wall", member: str | None = None, **overrides: Any
 ) -> KafkaWorker:
     """A `dispatch worker` process's worker: shards the consumer group gives it, each with
-    its application on the Kafka store and its matcher, built here."""
+    its application on the Kafka store and its matcher, built here. Its applications seal
+    personal fields (docs/PRIVACY.md) with one ``Sealer`` whose key store is the
+    subject-keys topic, read now (a missing topic stops the worker here)."""
+    from dispatch.adapters.kafka.keystore import KafkaKeyStore
+    from dispatch.adapters.kafka.topics import Topics
     from dispatch.adapters.kafka.worker import KafkaWorker
 
     # The road network is read (or built) now, not when the group assigns a shard: a long
@@ -276,14 +281,23 @@ def build_kafka_worker(
     # compiled scan from numba's cache (0.2-0.4 s), which a takeover would otherwise wait for.
     build_eta(settings)
     build_matcher(settings)
-    return KafkaWorker(
-        settings,
-        lambda shard, env=None: build_application(settings, shard, env),
-        lambda: build_matcher(settings),
-        clock_mode=clock_mode,
-        member=member,
-        **overrides,
-    )
+    keys_topic = Topics(settings.topic_prefix).subject_keys
+    keys = KafkaKeyStore(_connection(settings), keys_topic, settings.shards)
+    sealer = Sealer(PersonalData(AesGcmCipher(), keys))
+    try:
+        return KafkaWorker(
+            settings,
+            lambda shard, env=None: build_application(settings, shard, env, sealer),
+            lambda: build_matcher(settings),
+            clock_mode=clock_mode,
+            member=member,
+            sealer=sealer,
+            keys=keys,
+            **overrides,
+        )
+    except BaseException:
+        keys.close()
+        raise
 
 
 def build_token_codec(

@@ -275,8 +275,8 @@ def erase_driver(uow: UnitOfWork, cmd: c.EraseDriver, now: datetime, p: Policy) 
 def _check_erasable(p: Policy) -> None:
     if not p.erasable:
         raise IllegalTransition(
-            "erasure needs personal fields sealed, which this log's workers do not do "
-            "(docs/PRIVACY.md): nothing erased"
+            "erasure needs personal fields sealed, which this shard's application does not "
+            "do (docs/PRIVACY.md): nothing erased"
         )
 
 

@@ -9,14 +9,15 @@ before the JSON transcoding, and undone after it: the application reads its aggr
 the clear, and an erased subject's fields as ``ERASED_AS`` gives them (a name "erased",
 a coordinate None), never an error.
 
-The embedded workers seal (``bootstrap.build_sealer``); Kafka workers do not yet
-(docs/PRIVACY.md, "Remaining (Kafka)").
+The embedded workers seal (``bootstrap.build_sealer``), and so do Kafka workers
+(``bootstrap.build_kafka_worker``: keys on the subject-keys topic, sent in the batch's
+transaction).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -106,6 +107,11 @@ class Sealer:
         self.personal.keys.erase(subject)
         self._keys.pop(subject, None)
 
+    def forget(self, subjects: Iterable[UUID]) -> None:
+        """Drop cached keys that were never stored (a Kafka batch that aborted)."""
+        for subject in subjects:
+            self._keys.pop(subject, None)
+
     def key(self, subject: UUID) -> SubjectKey:
         found = self._keys.get(subject)
         if found is None:
@@ -149,7 +155,7 @@ class Sealer:
         if fields is not None:
             return self.seal(fields, state, originator_id)
         if topic == LINK_SENT:
-            return {**state, "body": self._seal_message(state["kind"], state["body"])}
+            return {**state, "body": self.seal_message(state["kind"], state["body"])}
         if topic == SNAPSHOT_TOPIC:
             inner = self._seal_aggregate(state["topic"], state["state"], originator_id)
             return {**state, "state": inner}
@@ -160,7 +166,7 @@ class Sealer:
         if fields is not None:
             self.open(fields, state)
         elif topic == LINK_SENT:
-            self._open_message(state["kind"], state["body"])
+            self.open_message(state["kind"], state["body"])
         elif topic == SNAPSHOT_TOPIC:
             self._open_aggregate(state["topic"], state["state"])
 
@@ -169,7 +175,7 @@ class Sealer:
         if fields is not None:
             return self.seal(fields, state, aggregate)
         if topic == LINK:
-            unacked = [[s, k, self._seal_message(k, b)] for s, k, b in state["unacked"]]
+            unacked = [[s, k, self.seal_message(k, b)] for s, k, b in state["unacked"]]
             return {**state, "unacked": unacked}
         return state
 
@@ -179,13 +185,16 @@ class Sealer:
             self.open(fields, state)
         elif topic == LINK:
             for _seq, kind, body in state["unacked"]:
-                self._open_message(kind, body)
+                self.open_message(kind, body)
 
-    def _seal_message(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+    def seal_message(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+        """A message body (a ``Link.Sent``'s, or a shard-messages record's) with its
+        personal fields sealed (``MESSAGES``); other kinds as they are."""
         fields = MESSAGES.get(kind)
         return body if fields is None else self.seal(fields, body, None)
 
-    def _open_message(self, kind: str, body: dict[str, Any]) -> None:
+    def open_message(self, kind: str, body: dict[str, Any]) -> None:
+        """Open a message body's sealed fields in place."""
         fields = MESSAGES.get(kind)
         if fields is not None:
             self.open(fields, body)

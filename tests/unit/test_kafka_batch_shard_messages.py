@@ -50,6 +50,7 @@ class _Host:
 
     def __init__(self, worker: ShardWorker) -> None:
         self.shard, self.worker, self.writer = worker.shard, worker, self
+        self.app, self.keys = worker.app, None  # keys: the Kafka key store a batch joins
         self.producer, self.checkpoints = _Producer(), None
         self.tells_others = self.announce = False  # no driver-availability records here
 

@@ -15,6 +15,14 @@ in memory, reads every partition's new records before a lookup once ``refresh_s`
 passed since the last read, and reads the subject's partition to its end before it says
 that a subject has no key. One writer per partition (the subject's home shard) creates
 keys: two writers creating a key for one subject at once would each get their own.
+
+A shard's batch joins the store (``begin`` with the batch's transactional producer): a key
+made meanwhile is sent in the batch's Kafka transaction, so it is committed with the first
+ciphertext that needs it, or not at all (a fenced zombie's key never shows); ``committed``
+or ``aborted`` ends it (an aborted batch's keys are forgotten: its retry makes new ones).
+Outside a batch a key is sent by the store's own idempotent producer and flushed. An
+erasure is always sent by the store's own producer and flushed before ``erase`` returns
+(before the erasing batch commits: a batch that then fails leaves the key erased).
 """
 
 from __future__ import annotations
@@ -66,6 +74,8 @@ class KafkaKeyStore(KeyStore):
         self._erased: set[UUID] = set()
         self._lock = threading.Lock()
         self._producer: KafkaProducer | None = None
+        self._batch: Any = None  # the producer of the joined batch's open transaction
+        self._pending: dict[UUID, SubjectKey] = {}  # keys sent in it, not committed yet
         self._follower = Follower(bootstrap, topic, name="subject keys")
         if len(self._follower.partitions) < shards:
             found = len(self._follower.partitions)
@@ -86,19 +96,24 @@ class KafkaKeyStore(KeyStore):
             self._catch_up([shard_of(subject)])
             if subject in self._erased:
                 raise SubjectErased(subject)
-            found = self._keys.get(subject)
+            found = self._keys.get(subject) or self._pending.get(subject)
             if found is not None:
                 return found
             made = new_subject_key(subject)
-            self._send([key_record(made)])
-            self._keys[subject] = made
+            if self._batch is not None:
+                partition, key, value = key_record(made)
+                self._batch.send(self.topic, key=key, value=value, partition=partition)
+                self._pending[subject] = made
+            else:
+                self._send([key_record(made)])
+                self._keys[subject] = made
             return made
 
     def get(self, subject: UUID, kid: str) -> bytes | None:
         with self._lock:
             if time.monotonic() - self._read_at >= self.refresh_s:
                 self._catch_up(self._follower.partitions)
-            found = self._keys.get(subject)
+            found = self._keys.get(subject) or self._pending.get(subject)
             if found is None and subject not in self._erased:
                 self._catch_up([shard_of(subject)])
                 found = self._keys.get(subject)
@@ -107,7 +122,10 @@ class KafkaKeyStore(KeyStore):
     def erase(self, subject: UUID) -> bool:
         with self._lock:
             self._catch_up([shard_of(subject)])
-            had_key = subject in self._keys
+            had_key = subject in self._keys or subject in self._pending
+            if self._pending.pop(subject, None) is not None:
+                # Its key record, sent in the open transaction, lands before the tombstone.
+                self._batch.flush(timeout=SEND_TIMEOUT_S)
             self._send(erasure_records(subject, time.time()))
             self._keys.pop(subject, None)
             self._erased.add(subject)
@@ -123,6 +141,29 @@ class KafkaKeyStore(KeyStore):
             if self._producer is not None:
                 self._producer.close()
             self._follower.close()
+
+    # -- a shard's batch -------------------------------------------------------------------
+    def begin(self, producer: Any) -> None:
+        """Keys made from now until ``committed`` or ``aborted`` are sent by ``producer``,
+        in its open transaction (a shard's batch; one at a time per process)."""
+        with self._lock:
+            if self._batch is not None:
+                raise RuntimeError(f"{self.topic}: a batch has already joined the key store")
+            self._batch, self._pending = producer, {}
+
+    def committed(self) -> None:
+        """The joined batch committed: its keys are the subjects' keys."""
+        with self._lock:
+            self._keys.update((s, k) for s, k in self._pending.items() if s not in self._erased)
+            self._batch, self._pending = None, {}
+
+    def aborted(self) -> list[UUID]:
+        """The joined batch aborted: its keys were never stored. Returns their subjects
+        (whose keys a cache must forget)."""
+        with self._lock:
+            dropped = list(self._pending)
+            self._batch, self._pending = None, {}
+            return dropped
 
     # -- reading and writing ---------------------------------------------------------------
     def _catch_up(self, partitions: Iterable[int]) -> None:

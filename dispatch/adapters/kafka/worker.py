@@ -48,13 +48,16 @@ from dispatch.adapters.kafka.availability import AvailabilityBoard, for_shard
 from dispatch.adapters.kafka.batch import KafkaBatch, Offsets
 from dispatch.adapters.kafka.config import connection_of, new_admin, new_consumer
 from dispatch.adapters.kafka.eventstore import FencedError, ProducerLostError
+from dispatch.adapters.kafka.keystore import KafkaKeyStore
 from dispatch.adapters.kafka.shard_host import AppFactory, ShardHost, open_shard
 from dispatch.adapters.kafka.topics import Topics
 from dispatch.matching.matcher import Matcher
 from dispatch.messages import Poison
+from dispatch.privacy import as_is
 from dispatch.settings import Settings
 from dispatch.shard.crossshard.messages import Ack
 from dispatch.shard.inbound import ForeignDriver, Inbound
+from dispatch.shard.personal import Sealer
 
 log = logging.getLogger(__name__)
 SESSION_TIMEOUT_MS = 10_000  # the workers' group session (a cut-off worker's shards move then)
@@ -104,11 +107,17 @@ class KafkaWorker:
         clock_mode: str = "wall",
         tick_s: float = 0.2,
         member: str | None = None,
+        sealer: Sealer | None = None,
+        keys: KafkaKeyStore | None = None,
         **consumer_overrides: Any,
     ) -> None:
+        """``sealer`` and ``keys``: what the applications ``app_factory`` makes seal with,
+        and its key store on the subject-keys topic (docs/PRIVACY.md); the worker closes
+        ``keys``."""
         assert settings.kafka_bootstrap is not None, "a Kafka worker needs bootstrap servers"
         self.settings, self.clock_mode, self.tick_s = settings, clock_mode, tick_s
         self.app_factory, self.matcher_factory = app_factory, matcher_factory
+        self.sealer, self.keys = sealer, keys
         self.topics = Topics(settings.topic_prefix)
         self.shards: dict[int, ShardHost] = {}
         self.lost: dict[int, _Lost] = {}  # shards released on a producer loss, paused
@@ -202,6 +211,8 @@ class KafkaWorker:
             self.app_factory,
             self.matcher_factory,
             self.clock_mode,
+            self.keys,
+            self.sealer.personal.open if self.sealer is not None else as_is,
         )
 
     def revoke(self, shards: set[int]) -> None:
@@ -227,6 +238,8 @@ class KafkaWorker:
         self.consumer.close()
         if self.board is not None:
             self.board.stop()
+        if self.keys is not None:
+            self.keys.close()
 
     def _refill(self, shard: int) -> None:
         """A hosted shard whose matcher is new (opened, or refolded after an abort): every

@@ -1,0 +1,120 @@
+"""The Kafka key store joined by a shard's batch (docs/PRIVACY.md, "The key store"): a key
+made in the batch is sent in the batch's transaction, so another process sees it when the
+batch commits and never if it aborts (the store and the sealer's cache forget it, and the
+retry makes a new one); an erasure in the same batch lands after the key record."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+from uuid import UUID
+
+import pytest
+from kafka import KafkaProducer, TopicPartition
+
+from dispatch.adapters.crypto.aesgcm import AesGcmCipher
+from dispatch.adapters.kafka.eventstore.clients import new_consumer, new_producer
+from dispatch.adapters.kafka.keystore import KafkaKeyStore
+from dispatch.adapters.kafka.topics import Topics
+from dispatch.domain.ids import new_id, shard_of
+from dispatch.privacy import PersonalData
+from dispatch.shard.personal import Sealer
+
+pytestmark = pytest.mark.kafka
+
+
+@pytest.fixture
+def stores(kafka_topics: Any) -> Iterator[tuple[KafkaKeyStore, KafkaKeyStore]]:
+    """The batch's process's store, and another process's."""
+    name = Topics(kafka_topics.prefix).subject_keys
+
+    def store() -> KafkaKeyStore:
+        return KafkaKeyStore(kafka_topics.bootstrap, name, kafka_topics.partitions, 0.0)
+
+    mine, other = store(), store()
+    yield mine, other
+    mine.close()
+    other.close()
+
+
+@pytest.fixture
+def producer(kafka_topics: Any) -> Iterator[KafkaProducer]:
+    made = new_producer(kafka_topics.bootstrap, transactional_id=f"test-{uuid.uuid4()}")
+    made.init_transactions()
+    yield made
+    made.close()
+
+
+def test_a_key_made_in_a_batch_is_seen_by_others_when_the_batch_commits(
+    stores: tuple[KafkaKeyStore, KafkaKeyStore], producer: KafkaProducer
+) -> None:
+    mine, other = stores
+    subject = new_id(1)
+    producer.begin_transaction()
+    mine.begin(producer)
+    made = mine.create(subject)
+    assert mine.create(subject) == made  # the batch reads its own key
+    assert mine.get(subject, made.kid) == made.key
+    producer.flush()
+    assert other.get(subject, made.kid) is None  # not committed: not there
+    producer.commit_transaction()
+    mine.committed()
+    assert other.get(subject, made.kid) == made.key
+    assert mine.create(subject) == made
+
+
+def test_a_key_made_in_a_batch_that_aborts_is_forgotten_and_made_again(
+    stores: tuple[KafkaKeyStore, KafkaKeyStore], producer: KafkaProducer
+) -> None:
+    mine, other = stores
+    sealer = Sealer(PersonalData(AesGcmCipher(), mine))
+    subject = new_id(0)
+    producer.begin_transaction()
+    mine.begin(producer)
+    lost = sealer.key(subject)
+    producer.abort_transaction()
+    sealer.forget(mine.aborted())
+    assert other.get(subject, lost.kid) is None
+    producer.begin_transaction()
+    mine.begin(producer)
+    kept = sealer.key(subject)  # the retry: a new key, sent in its own transaction
+    producer.commit_transaction()
+    mine.committed()
+    assert kept.kid != lost.kid
+    assert other.get(subject, kept.kid) == kept.key
+    assert mine.get(subject, lost.kid) is None
+
+
+def test_a_subject_registered_and_erased_in_one_batch_has_no_key_left(
+    stores: tuple[KafkaKeyStore, KafkaKeyStore], producer: KafkaProducer, kafka_topics: Any
+) -> None:
+    mine, other = stores
+    subject = new_id(1)
+    producer.begin_transaction()
+    mine.begin(producer)
+    made = mine.create(subject)
+    assert mine.erase(subject) is True
+    producer.commit_transaction()
+    mine.committed()
+    assert mine.get(subject, made.kid) is None and mine.erased(subject)
+    assert other.get(subject, made.kid) is None and other.erased(subject)
+    # in the log, the key record comes before its tombstone (compaction then removes it)
+    assert _values(kafka_topics.bootstrap, other.topic, subject)[-1] is None
+
+
+def _values(bootstrap: str, topic: str, subject: UUID) -> list[bytes | None]:
+    """The committed values under the subject's key, in log order."""
+    consumer = new_consumer(bootstrap, group_id=None)
+    tp = TopicPartition(topic, shard_of(subject))
+    try:
+        consumer.assign([tp])
+        consumer.seek_to_beginning(tp)
+        end = consumer.end_offsets([tp])[tp]
+        found: list[bytes | None] = []
+        while consumer.position(tp) < end:
+            for records in consumer.poll(timeout_ms=500).values():
+                found += [r.value for r in records if r.key == str(subject).encode()]
+        return found
+    finally:
+        consumer.close()
