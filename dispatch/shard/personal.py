@@ -11,7 +11,7 @@ a coordinate None), never an error.
 
 The embedded workers seal (``bootstrap.build_sealer``), and so do Kafka workers
 (``bootstrap.build_kafka_worker``: keys on the subject-keys topic, sent in the batch's
-transaction).
+transaction), which also seal the bodies of the shard-messages records they send.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A Kafka batch sends its messages and acks to other shards to their receivers'
-partitions of shard-messages, in its transaction, and rewinds that partition with the
-others when it aborts."""
+partitions of shard-messages, in its transaction (their personal fields sealed, when its
+application seals), and rewinds that partition with the others when it aborts."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ from dispatch.adapters.kafka.batch import KafkaBatch
 from dispatch.adapters.kafka.topics import Topics
 from dispatch.bootstrap import build_embedded_engine
 from dispatch.domain.ids import new_id
+from dispatch.messages import Poison
+from dispatch.privacy import is_sealed
 from dispatch.settings import Settings
 from dispatch.shard.crossshard.messages import Envelope, OpenRide
 from dispatch.shard.inbound import Inbound
@@ -89,14 +91,28 @@ def test_a_batch_sends_its_messages_and_acks_to_their_receivers_partitions(
     key, record, partition = sent[0]
     assert (key, partition) == (b"0", 1)
     assert record["message"]["kind"] == "OpenRide" and record["message"]["to"] == 1
-    message = wire.decode_shard_message(orjson.dumps(record), "m", partition)
+    # the rider's coordinates sealed under the rider's key (the embedded workers seal)
+    body = record["message"]["body"]
+    coordinates = ("pickup_lat", "pickup_lng", "dropoff_lat", "dropoff_lng")
+    assert all(is_sealed(body[name]) for name in coordinates), body
+    assert b"37.3382" not in sent_value(home.producer, topics.shard_messages)
+    unopened = wire.decode_shard_message(orjson.dumps(record), "m", partition)
+    assert isinstance(unopened, Poison)  # a reader without the keys cannot take it
+    receiver = engine.workers[1].app.sealer
+    assert receiver is not None
+    message = wire.decode_shard_message(orjson.dumps(record), "m", partition, receiver.open_message)
     assert isinstance(message, Envelope)
+    assert isinstance(message.body, OpenRide) and message.body.pickup_lat == 37.3382
 
     batch = KafkaBatch(ride_shard, topics, consumer=None)  # type: ignore[arg-type]
     assert batch.run(Inbound(messages=[message]), {}).state == "committed"
     ((key, record, partition),) = ride_shard.producer.on(topics.shard_messages)
     assert (key, record, partition) == (b"1", {"ack": {"from": 1, "to": 0, "upto": 1}}, 0)
     assert engine.workers[1].app.repository.get(ride).rider_id == rider
+
+
+def sent_value(producer: _Producer, topic: str) -> bytes:
+    return b"".join(v for t, _k, v, _p in producer.sent if t == topic)
 
 
 class _Consumer:

@@ -7,15 +7,20 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import orjson
 import pytest
 
+from dispatch.adapters.crypto.aesgcm import AesGcmCipher
 from dispatch.adapters.kafka import wire
+from dispatch.adapters.sqlite.keystore import SqliteKeyStore, key_store_path
 from dispatch.domain.command_record import CarriedRecord
 from dispatch.domain.ids import new_id
 from dispatch.messages import Poison
+from dispatch.privacy import PersonalData
 from dispatch.shard.crossing import MESSAGE_HANDLERS
 from dispatch.shard.crossshard.messages import (
     KINDS,
@@ -26,6 +31,7 @@ from dispatch.shard.crossshard.messages import (
     OpenRide,
     UnlockRider,
 )
+from dispatch.shard.personal import Sealer
 
 T0 = 1_767_600_000.0
 RIDE, RIDER = str(new_id(1)), str(new_id(0))
@@ -240,3 +246,39 @@ def test_every_kind_round_trips_or_waits_for_a_version_that_handles_it(kind: typ
     else:
         assert isinstance(decoded, Poison)
         assert decoded.reason == f"kind {kind.__name__} is not handled by this version"
+
+
+def _sealer(tmp_path: Path) -> Sealer:
+    return Sealer(PersonalData(AesGcmCipher(), SqliteKeyStore(key_store_path(tmp_path))))
+
+
+@pytest.mark.parametrize("message", [OPEN, HANDOFF], ids=["OpenRide", "HandOff"])
+def test_a_sealing_worker_s_message_holds_no_name_or_coordinate_and_opens(
+    message: Envelope, tmp_path: Path
+) -> None:
+    sealer = _sealer(tmp_path)
+    _key, value = wire.encode_shard_message(message, sealer.seal_message)
+    for plain in (b"Dee", b"37.3382", b"-121.8863", b"37.344", b"-121.88"):
+        assert plain not in value
+    assert wire.decode_shard_message(value, "m", message.receiver, sealer.open_message) == message
+
+
+def test_a_handed_off_driver_s_name_reads_erased_once_their_key_is_erased(
+    tmp_path: Path,
+) -> None:
+    sealer = _sealer(tmp_path)
+    _key, value = wire.encode_shard_message(HANDOFF, sealer.seal_message)
+    assert isinstance(HANDOFF.body, HandOff)
+    sealer.erase(UUID(HANDOFF.body.driver))
+    decoded = wire.decode_shard_message(value, "m", 0, sealer.open_message)
+    assert isinstance(decoded, Envelope) and isinstance(decoded.body, HandOff)
+    assert decoded.body.name == "erased"
+
+
+def test_a_sealed_field_that_does_not_open_is_poison(tmp_path: Path) -> None:
+    sealer = _sealer(tmp_path)
+    data = orjson.loads(wire.encode_shard_message(OPEN, sealer.seal_message)[1])
+    body = data["message"]["body"]
+    body["pickup_lat"], body["pickup_lng"] = body["pickup_lng"], body["pickup_lat"]
+    decoded = wire.decode_shard_message(orjson.dumps(data), "m", 1, sealer.open_message)
+    assert isinstance(decoded, Poison) and "OpenRide body" in decoded.reason

@@ -11,7 +11,8 @@ unable to abort) can write no more: the batch reports it as fenced and does noth
 
 When the shard's application seals personal fields, the batch joins the process's key
 store: a subject key made while it decides is sent in its transaction (docs/PRIVACY.md),
-and forgotten, by the store and the sealer's cache, if it does not commit.
+and forgotten, by the store and the sealer's cache, if it does not commit. The bodies of
+the messages it sends to other shards are sealed as the stored ones are.
 """
 
 from __future__ import annotations
@@ -95,8 +96,10 @@ class KafkaBatch:
             key = str(shard).encode()
             producer.send(self.topics.dead_letters, key=key, value=value, partition=0)
         between = self.topics.shard_messages
+        sealer = self.host.app.sealer
+        seal = sealer.seal_message if sealer is not None else None
         for message in batch.messages:
-            key, value = wire.encode_shard_message(message)
+            key, value = wire.encode_shard_message(message, seal)
             producer.send(between, key=key, value=value, partition=message.receiver)
         for ack in batch.acks:
             key, value = wire.encode_ack(ack)

@@ -260,6 +260,7 @@ class KafkaWorker:
         rewound = self._finish_rewinds()
         inbound: dict[int, Inbound] = {}
         offsets: dict[int, dict[TopicPartition, OffsetAndMetadata]] = {}
+        opener = self.sealer.open_message if self.sealer is not None else None
         for tp, records in polled.items():
             shard = tp.partition
             if shard in rewound or shard in self._unrewound:
@@ -283,7 +284,7 @@ class KafkaWorker:
                     else:
                         box.commands.append(decoded)
                 elif tp.topic == self.topics.shard_messages:
-                    between = wire.decode_shard_message(record.value, where, shard)
+                    between = wire.decode_shard_message(record.value, where, shard, opener)
                     if isinstance(between, Poison):
                         box.poison.append(between)
                     elif isinstance(between, Ack):
