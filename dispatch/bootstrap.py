@@ -15,6 +15,7 @@ from dispatch.adapters.embedded.engine import EmbeddedEngine
 from dispatch.adapters.embedded.transport import EmbeddedTransport
 from dispatch.adapters.jwt.codec import PyJwtCodec
 from dispatch.adapters.jwt.legacy import LegacyTokens
+from dispatch.adapters.jwt.quotes import PyJwtQuotes
 from dispatch.adapters.sqlite import checkpoints as sqlite_checkpoints
 from dispatch.adapters.sqlite.checkpoints import CheckpointingRecorder
 from dispatch.adapters.sqlite.datadir import (
@@ -26,6 +27,7 @@ from dispatch.adapters.sqlite.datadir import (
 )
 from dispatch.adapters.sqlite.keystore import SqliteKeyStore, key_store_path
 from dispatch.adapters.sqlite.logsource import SqliteLogSource
+from dispatch.adapters.sqlite.readaudit import SqliteReadAudit, read_audit_path, read_records
 from dispatch.adapters.sqlite.ridearchive import SqliteRideArchive, ride_archive_path
 from dispatch.adapters.sqlite.viewstore import SqliteViewStore, view_store_path
 from dispatch.checkpoints import CheckpointWriter
@@ -35,7 +37,11 @@ from dispatch.matching.eta import EtaProvider, StraightLineEta
 from dispatch.matching.index import DriverIndex
 from dispatch.matching.matcher import Matcher, MatcherConfig
 from dispatch.matching.strategies import SearchLimits, make_strategy
+from dispatch.pricing.desk import FareDesk
+from dispatch.pricing.rules import fare_book, fares_of
+from dispatch.pricing.trip import RoadTrip, StraightLineTrip, TripEstimator
 from dispatch.privacy import KeyStore, LazyKeyStore, PersonalData
+from dispatch.read_audit import ReadAudit, ReadRecord
 from dispatch.roads.cache import fits, graph_path
 from dispatch.roads.eta import RoadNetworkEta
 from dispatch.roads.graph import RoadGraph, RoadGraphError, sha256_of
@@ -316,6 +322,29 @@ def build_markets(settings: Settings) -> MarketMap:
     return MarketMap(settings.markets, settings.shards)
 
 
+def build_trips(settings: Settings) -> TripEstimator:
+    """The distance and duration a quote prices: routed over the road network when one is
+    set, else (and off the network) the straight-line estimate."""
+    straight = StraightLineTrip(settings.road_factor, settings.speed_kmh)
+    router = build_router(settings)
+    return straight if router is None else RoadTrip(router, straight)
+
+
+def build_fare_desk(
+    settings: Settings, ring: KeyRing, markets: MarketMap | None = None
+) -> FareDesk:
+    """Fare quotes: the settings' fare rules (or the defaults), the trip estimate, quotes
+    signed with the bearer tokens' key ring for the quotes' own audience (PyJWT)."""
+    return FareDesk(
+        fare_book(fares_of(settings)),
+        build_trips(settings),
+        markets if markets is not None else build_markets(settings),
+        PyJwtQuotes(ring),
+        settings.quote_ttl_s,
+        round(settings.max_trip_km * 1000),
+    )
+
+
 def build_embedded_engine(settings: Settings, clock: Clock = time.time) -> EmbeddedEngine:
     """Every shard in this process, restored from the SQLite files under ``data_dir``.
 
@@ -359,6 +388,28 @@ def build_log_source(settings: Settings) -> LogSource:
 def log_name(settings: Settings) -> str:
     """Which log kept views were folded from (``projections.warm`` checks it)."""
     return "embedded" if settings.embedded else f"kafka:{settings.topic_prefix}"
+
+
+def build_read_audit(settings: Settings) -> ReadAudit:
+    """Where a serving process records what operators read: ``operator-reads.sqlite`` under
+    the data dir embedded, the ``<prefix>.operator-reads`` topic on Kafka."""
+    if settings.embedded:
+        return SqliteReadAudit(read_audit_path(settings.data_dir))
+    from dispatch.adapters.kafka.readaudit import KafkaReadAudit
+
+    return KafkaReadAudit(_connection(settings), settings.topic_prefix)
+
+
+def read_audit_records(settings: Settings) -> list[ReadRecord]:
+    """Every operator read recorded for this log (none embedded when no API recorded one in
+    the data dir), without making anything; a damaged record is a ValueError naming it."""
+    if settings.embedded:
+        return list(read_records(read_audit_path(settings.data_dir)))
+    from dispatch.adapters.kafka.readaudit import read_kafka_records
+    from dispatch.adapters.kafka.topics import Topics
+
+    topic = Topics(settings.topic_prefix).name("operator-reads")
+    return list(read_kafka_records(_connection(settings), topic))
 
 
 def build_view_stores(settings: Settings) -> tuple[ViewStore, RideArchive]:

@@ -6,15 +6,27 @@ under ``data_dir``. Setting ``DISPATCH_KAFKA_BOOTSTRAP`` switches to Kafka.
 
 from __future__ import annotations
 
+import json
+from decimal import Decimal
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from dispatch.domain.fares import FareRule, Product
 from dispatch.domain.geo import MAX_LAT, MAX_LNG, MIN_LAT, MIN_LNG
 
 MAX_MARKET_SHARDS = 64
+_EMPTY_IS_UNSET = frozenset({"fares", "fares_file"})
 
 
 class MarketConfig(BaseModel):
@@ -27,7 +39,7 @@ class MarketConfig(BaseModel):
     they are not yet (Kafka).
     """
 
-    name: str
+    name: str = Field(max_length=200)  # a quote carries it (dispatch.pricing.reading)
     shard: int = Field(ge=0)
     lat: float = Field(ge=MIN_LAT, le=MAX_LAT)
     lng: float = Field(ge=MIN_LNG, le=MAX_LNG)
@@ -38,6 +50,61 @@ class MarketConfig(BaseModel):
     def shard_range(self) -> range:
         """The shards of the market's regions."""
         return range(self.shard, self.shard + self.shards)
+
+
+# DISPATCH_MARKETS unset: one market (the default fare rules are its, in US dollars).
+DEFAULT_MARKETS = (
+    MarketConfig(name="san-francisco", shard=0, lat=37.77, lng=-122.42, radius_km=40),
+)
+
+
+# An amount of money in a currency's major unit: a JSON string ("2.50") or number, at most
+# 4 digits after the point (a fare rule's ``base`` and ``minimum``: whole minor units).
+# ``-0`` passes ``ge=0``: it is read as ``0``, so that it is the same rule (and version).
+Amount = Annotated[
+    Decimal,
+    Field(ge=0, le=100_000, decimal_places=4, allow_inf_nan=False),
+    AfterValidator(Decimal.copy_abs),
+]
+
+
+class ProductFareConfig(BaseModel):
+    """How one product is priced: ``base`` + ``per_km`` + ``per_min``, at least ``minimum``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    base: Amount
+    per_km: Amount
+    per_min: Amount
+    minimum: Amount
+
+
+class FareRulesConfig(BaseModel):
+    """One market's fare rules: its currency and a rule for each product it offers."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    products: dict[Product, ProductFareConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _rules_fit_the_currency(self) -> FareRulesConfig:
+        for product, fare in self.products.items():
+            try:
+                FareRule(self.currency, fare.base, fare.per_km, fare.per_min, fare.minimum)
+            except ValueError as error:
+                raise ValueError(f"{product}: {error}") from None
+        return self
+
+
+class FaresConfig(BaseModel):
+    """``DISPATCH_FARES``: the rules of each configured market by name, and optionally of
+    pickups outside every market (``elsewhere``; none: such a pickup gets no quote)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    markets: dict[str, FareRulesConfig] = Field(default_factory=dict)
+    elsewhere: FareRulesConfig | None = None
 
 
 class Settings(BaseSettings):
@@ -98,11 +165,62 @@ class Settings(BaseSettings):
     views_save_every_s: float = Field(default=60.0, ge=0)
     ended_ride_retention_s: float = Field(default=3_600.0, ge=0)
 
-    markets: list[MarketConfig] = Field(
-        default_factory=lambda: [
-            MarketConfig(name="san-francisco", shard=0, lat=37.77, lng=-122.42, radius_km=40)
-        ]
-    )
+    markets: list[MarketConfig] = Field(default_factory=lambda: list(DEFAULT_MARKETS))
+
+    # Fare rules (docs/MARKETPLACE.md): DISPATCH_FARES (JSON) or DISPATCH_FARES_FILE (the same
+    # JSON in a file). None: the default rules (dispatch.pricing.rules) in every market.
+    # NoDecode: the JSON is read here (``_read_fares_file``), its numbers as decimals.
+    fares: Annotated[FaresConfig | None, NoDecode] = None
+    fares_file: Path | None = None
+    # How long a fare quote (POST /fares/estimate) may be used.
+    quote_ttl_s: int = Field(default=300, ge=30, le=3_600)
+    # The longest trip a quote prices (km, as estimated): a longer one gets a 422.
+    max_trip_km: float = Field(default=200.0, gt=0, le=2_000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_fares_file(cls, data: Any) -> Any:
+        """``DISPATCH_FARES`` (JSON text) or ``DISPATCH_FARES_FILE`` (the same in a file),
+        read with exact decimals (``_json``). An empty one is unset."""
+        if not isinstance(data, dict):
+            return data
+        data = {k: v for k, v in data.items() if not (k in _EMPTY_IS_UNSET and v == "")}
+        if isinstance(data.get("fares"), str):  # DISPATCH_FARES, as text (NoDecode)
+            try:
+                data["fares"] = _json(data["fares"])
+            except ValueError as error:
+                raise ValueError(f"DISPATCH_FARES is not JSON ({error})") from None
+        if data.get("fares_file") is None:
+            return data
+        if data.get("fares") is not None:
+            raise ValueError("set DISPATCH_FARES or DISPATCH_FARES_FILE, not both")
+        path = Path(data["fares_file"])
+        try:
+            fares = _json(path.read_text())
+        except OSError as error:
+            raise ValueError(f"DISPATCH_FARES_FILE {path}: {error.strerror}") from None
+        except ValueError as error:
+            raise ValueError(f"DISPATCH_FARES_FILE {path}: not JSON ({error})") from None
+        return {**data, "fares": fares}
+
+    @model_validator(mode="after")
+    def _every_market_has_fares(self) -> Settings:
+        """Fare rules name configured markets only, and every configured market has some."""
+        if self.fares is None:
+            return self
+        names = [market.name for market in self.markets]
+        unknown = sorted(set(self.fares.markets) - set(names))
+        if unknown:
+            raise ValueError(
+                f"DISPATCH_FARES names markets that DISPATCH_MARKETS does not: "
+                f"{', '.join(map(repr, unknown))} (markets: {', '.join(map(repr, names))})"
+            )
+        missing = [name for name in names if name not in self.fares.markets]
+        if missing:
+            raise ValueError(
+                f"DISPATCH_FARES has no rules for the market(s) {', '.join(map(repr, missing))}"
+            )
+        return self
 
     @field_validator("markets")
     @classmethod
@@ -137,6 +255,12 @@ class Settings(BaseSettings):
     @property
     def embedded(self) -> bool:
         return not self.kafka_bootstrap
+
+
+def _json(text: str) -> Any:
+    """JSON whose numbers with a fraction or an exponent are read as ``Decimal`` from their
+    text (``2.50000000000000001`` stays what it says, never a float's ``2.5``)."""
+    return json.loads(text, parse_float=Decimal)
 
 
 def _describe(market: MarketConfig) -> str:

@@ -7,11 +7,20 @@ fields, so a typo is a 422 with the reason rather than a silently ignored field.
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+)
 
+from dispatch.domain.fares import PRODUCTS, Product
 from dispatch.domain.geo import MAX_LAT, MAX_LNG, MIN_LAT, MIN_LNG
 from schemas.common import LatLng, Name, Reason
 
@@ -109,16 +118,132 @@ class LocationBatch(_Request):
     pings: Annotated[list[LocationPing], Field(min_length=1, max_length=MAX_PINGS_PER_BATCH)]
 
 
-class RequestRide(_Request):
+class _Trip(_Request):
+    """From ``pickup`` to ``dropoff``: what a ride request and a fare estimate share (and
+    no more: a field either gains is not the other's)."""
+
     pickup: Point
     dropoff: Point
 
+
+class RequestRide(_Trip):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
                 {
                     "pickup": {"lat": 37.7749, "lng": -122.4194},
                     "dropoff": {"lat": 37.62, "lng": -122.38},
+                }
+            ]
+        }
+    )
+
+
+class EstimateFare(_Trip):
+    """A trip to price: from ``pickup`` to ``dropoff`` in ``product`` (default standard)."""
+
+    product: Annotated[
+        Product,
+        Field(description=f"The kind of vehicle: one of {', '.join(PRODUCTS)}."),
+    ] = "standard"
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "pickup": {"lat": 37.7749, "lng": -122.4194},
+                    "dropoff": {"lat": 37.7599, "lng": -122.4148},
+                    "product": "standard",
+                }
+            ]
+        }
+    )
+
+
+# A decimal number written as text: money is never a JSON number (a float to most readers).
+DecimalText = Annotated[
+    Decimal, WithJsonSchema({"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$"})
+]
+
+
+class AppliedRule(BaseModel):
+    """The fare rule that priced a quote, in its currency (docs/MARKETPLACE.md)."""
+
+    base: DecimalText = Field(examples=["2.50"])
+    per_km: DecimalText = Field(examples=["1.10"])
+    per_min: DecimalText = Field(examples=["0.30"])
+    minimum: DecimalText = Field(examples=["7.00"])
+
+
+class FareQuote(BaseModel):
+    """A price for one trip, promised to the rider who asked until ``expires_at``. ``quote``
+    is the signed quote itself (a ride request will carry it); the other fields say what
+    it says. Nothing is recorded: a quote is not an event until a ride carries it."""
+
+    quote_id: UUID
+    quote: str = Field(
+        description="The signed quote (a JWT for the quotes' own audience, never a bearer "
+        "token): valid for this rider, trip and product until expires_at."
+    )
+    product: Product
+    pickup: LatLng = Field(description="The pickup priced: a ride's may be up to 50 m from it.")
+    dropoff: LatLng = Field(description="The drop-off priced: the same.")
+    market: str | None = Field(
+        description="The pickup's market, whose rules price the trip wherever it ends "
+        "(null: outside every market, priced by the rules for elsewhere)."
+    )
+    distance_m: int = Field(ge=0, description="Metres, pickup to drop-off.")
+    duration_s: int = Field(ge=0, description="Seconds of driving, pickup to drop-off.")
+    estimated_by: Literal["road_network", "straight_line"] = Field(
+        description="road_network: the fastest route over the configured roads; "
+        "straight_line: great-circle distance x the road factor at the configured speed."
+    )
+    surge: DecimalText = Field(
+        description="The surge multiplier (1.00 until surge pricing exists).", examples=["1.00"]
+    )
+    rule: AppliedRule = Field(
+        description="The rule that priced the trip: total = max(minimum, base + per_km x km "
+        "+ per_min x minutes) x surge, rounded half up to the currency's minor unit."
+    )
+    minimum_applied: bool = Field(
+        description="Whether the minimum set the total (base and rates came to less)."
+    )
+    total: DecimalText = Field(
+        description="The price, rounded half up to the currency's minor unit.", examples=["7.36"]
+    )
+    total_minor: int = Field(ge=0, description="The total in minor units (cents).")
+    currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code.")
+    rules_version: str = Field(description="The version of the fare rules that priced it.")
+    issued_at: datetime = Field(description="When the quote was issued (whole seconds).")
+    expires_at: datetime = Field(description="Until when the quote may be used.")
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "quote_id": "6f1c2a9e-1b7d-4c3e-a8f6-9d2e4b1c7a30",
+                    "quote": "eyJhbGciOiJIUzI1NiIsImtpZCI6ImRlZmF1bHQiLCJ0eXAiOiJKV1QifQ.e30.c2ln",
+                    "product": "standard",
+                    "pickup": {"lat": 37.7749, "lng": -122.4194},
+                    "dropoff": {"lat": 37.7599, "lng": -122.4148},
+                    "market": "san-francisco",
+                    "distance_m": 2345,
+                    "duration_s": 456,
+                    "estimated_by": "straight_line",
+                    "rule": {
+                        "base": "2.50",
+                        "per_km": "1.10",
+                        "per_min": "0.30",
+                        "minimum": "7.00",
+                    },
+                    "minimum_applied": False,
+                    "surge": "1.00",
+                    "total": "7.36",
+                    "total_minor": 736,
+                    "currency": "USD",
+                    "rules_version": "sha256:3f9a1c0d2b7e4a55",
+                    "issued_at": "2026-01-05T08:00:00Z",
+                    "expires_at": "2026-01-05T08:05:00Z",
                 }
             ]
         }

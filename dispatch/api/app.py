@@ -19,8 +19,12 @@ from dispatch.api.limits import BodyLimitMiddleware
 from dispatch.api.metrics import ApiMetrics, LatencyMiddleware
 from dispatch.api.ratelimit import RateLimits
 from dispatch.api.routers import auth as auth_routes
-from dispatch.api.routers import drivers, erasure, operators, ops, queries, riders, streams
+from dispatch.api.routers import drivers, erasure, fares, operators, ops, queries, riders, streams
 from dispatch.api.settings import ApiLimits
+from dispatch.bootstrap import build_fare_desk, build_read_audit
+from dispatch.pricing.desk import FareDesk
+from dispatch.pricing.rules import defaults_misfit, rules_source
+from dispatch.read_audit import ReadAudit
 from dispatch.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -35,6 +39,7 @@ query (`?after=` or `X-Consistency-Token`) to read your own write. Send an
 TAGS = [
     {"name": "drivers", "description": "Registration, availability, pings, ride actions."},
     {"name": "riders", "description": "Registration, ride requests and cancellation."},
+    {"name": "fares", "description": "Fare quotes: a signed price for a trip, for a while."},
     {"name": "operators", "description": "What operators who dispatch may change."},
     {"name": "privacy", "description": "Erasure of a rider's or driver's personal data."},
     {"name": "queries", "description": "Read views, optionally after a consistency token."},
@@ -50,15 +55,21 @@ def create_app(
     auth: AuthSettings,
     options: ApiOptions | None = None,
     limits: ApiLimits | None = None,
+    reads: ReadAudit | None = None,
 ) -> FastAPI:
     """The HTTP API over ``runtime``. With ``options.manage_runtime`` (the default) the
     app's lifespan starts and stops the runtime. ``limits`` default to their documented
-    defaults (not the environment: ``serve`` reads that)."""
+    defaults (not the environment: ``serve`` reads that). Operators' reads are recorded in
+    ``reads`` (default: the runtime's log's, ``bootstrap.build_read_audit``), closed with
+    the app's lifespan."""
     opts = options or ApiOptions()
     limits = limits if limits is not None else ApiLimits.model_construct()
     hub = EventHub()
     metrics = ApiMetrics(runtime, hub)
-    ctx = ApiContext(runtime, tokens_for(auth), opts, hub, metrics, limits, RateLimits(limits))
+    audit = reads if reads is not None else build_read_audit(runtime.settings)
+    rate = RateLimits(limits)
+    desk = fare_desk(runtime, auth)
+    ctx = ApiContext(runtime, tokens_for(auth), opts, hub, metrics, limits, rate, audit, desk)
     if auth.weak_keys:
         log.warning(
             "weak token keys (%s); acceptable in development only",
@@ -82,6 +93,7 @@ def create_app(
                 runtime.runner.listeners.remove(hub.publish)
             if opts.manage_runtime:
                 await anyio.to_thread.run_sync(runtime.stop)
+            await anyio.to_thread.run_sync(audit.close)
 
     app = FastAPI(
         title="Dispatch API",
@@ -102,9 +114,24 @@ def create_app(
     app.include_router(drivers.rides)
     app.include_router(riders.router)
     app.include_router(riders.rides)
+    app.include_router(fares.router)
     app.include_router(operators.rides)
     app.include_router(erasure.router)
     app.include_router(streams.router)
     app.include_router(auth_routes.router)
     app.include_router(ops.router)
     return app
+
+
+def fare_desk(runtime: Runtime, auth: AuthSettings) -> FareDesk:
+    """The fare desk, its rules logged (version and source). With markets of one's own and
+    no fare rules: ``ValueError`` in production, a warning in development."""
+    settings = runtime.settings
+    misfit = defaults_misfit(settings)
+    if misfit is not None and auth.environment != "development":
+        raise ValueError(f"{misfit}; refusing to run in {auth.environment}")
+    if misfit is not None:
+        log.warning("%s; acceptable in development only", misfit)
+    desk = build_fare_desk(settings, auth.key_ring(), runtime.markets)
+    log.info("fare rules %s (%s)", desk.book.version, rules_source(settings))
+    return desk

@@ -12,6 +12,8 @@ from dispatch.api.events import EventHub
 from dispatch.api.metrics import ApiMetrics
 from dispatch.api.ratelimit import RateLimits
 from dispatch.api.settings import ApiLimits
+from dispatch.pricing.desk import FareDesk
+from dispatch.read_audit import ReadAudit
 from dispatch.runtime import Runtime
 
 
@@ -36,3 +38,5 @@ class ApiContext:
     metrics: ApiMetrics
     limits: ApiLimits
     rate: RateLimits
+    reads: ReadAudit  # where operators' reads are recorded before they are answered
+    fares: FareDesk  # fare quotes (POST /fares/estimate)

@@ -7,11 +7,15 @@ dependency costs more than these checks (an HMAC over a token) do.
 
 from __future__ import annotations
 
+import logging
+import uuid
 from dataclasses import dataclass
 from typing import Annotated
 
 import anyio.to_thread
 from fastapi import Depends, Header, Query, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import WithJsonSchema
 
@@ -19,8 +23,11 @@ from dispatch.api.auth import Principal, TokenError
 from dispatch.api.context import ApiContext
 from dispatch.api.errors import ApiError, forbidden, unauthorized
 from dispatch.domain.operators import DISPATCHING_ROLES
+from dispatch.read_audit import ReadAuditUnavailable, ReadRecord, canonical_path, kept_query
 from schemas.api import TOKEN_PATTERN
 from schemas.api import ConsistencyToken as TokenText
+
+log = logging.getLogger(__name__)
 
 _bearer = HTTPBearer(
     auto_error=False,
@@ -51,6 +58,71 @@ async def get_principal(
 
 
 Caller = Annotated[Principal, Depends(get_principal)]
+
+
+async def record_operator_read(request: Request, caller: Caller, ctx: Ctx) -> None:
+    """An operator's read is recorded (``ctx.reads``) before it is answered; a read that
+    cannot be recorded is refused (503 ``audit_unavailable``). Other callers' reads are
+    not recorded. Recording runs on threads of its own (``RECORDING_THREADS``), so a slow
+    store holds up operators' reads, not the threads every other request shares."""
+    operator = caller.operator
+    if operator is None:
+        return
+    route = request.scope.get("route")
+    own = _query_names(route) if isinstance(route, APIRoute) else ()
+    query, omitted = kept_query(request.query_params.multi_items(), own)
+    record = ReadRecord(
+        ctx.runtime.clock(),
+        caller.sub,
+        operator.name,
+        operator.role,
+        f"{request.method} {getattr(route, 'path', request.url.path)}",
+        canonical_path(request.path_params),
+        query,
+        uuid.uuid4().hex,
+        omitted,
+    )
+    try:
+        await anyio.to_thread.run_sync(ctx.reads.record, record, limiter=_recording(request))
+    except ReadAuditUnavailable as error:
+        log.error("an operator read refused: it could not be recorded: %s", error)
+        raise ApiError(
+            503,
+            "audit_unavailable",
+            "operators' reads are recorded before they are answered, and this one could not "
+            "be; retry",
+            {"Retry-After": "5"},
+        ) from None
+
+
+RECORDING_THREADS = 8  # operators' reads recorded at once, per process
+
+
+def _recording(request: Request) -> anyio.CapacityLimiter:
+    """The app's own threads for recording reads (made in the event loop, at first use)."""
+    state = request.app.state
+    limiter: anyio.CapacityLimiter | None = getattr(state, "recording_threads", None)
+    if limiter is None:
+        limiter = state.recording_threads = anyio.CapacityLimiter(RECORDING_THREADS)
+    return limiter
+
+
+def _query_names(route: APIRoute) -> tuple[str, ...]:
+    """The query parameters a route reads (its own and its dependencies'), by their names
+    on the wire."""
+    names: list[str] = []
+
+    def walk(dependant: Dependant) -> None:
+        names.extend(field.alias for field in dependant.query_params)
+        for inner in dependant.dependencies:
+            walk(inner)
+
+    walk(route.dependant)
+    return tuple(dict.fromkeys(names))
+
+
+# On every read an operator may make: recorded before it is answered.
+OperatorReadAudited = Depends(record_operator_read)
 
 
 async def count_registration(ctx: Ctx, request: Request) -> None:

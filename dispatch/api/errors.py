@@ -204,8 +204,11 @@ COMMAND_RESPONSES: dict[int | str, dict[str, Any]] = {
     500: _doc("The engine failed to handle the command (internal_error)."),
     503: _doc("The shard could not save the command; retry with the same Idempotency-Key."),
 }
+# An operator's read that could not be recorded first (``deps.record_operator_read``).
+AUDIT_UNAVAILABLE = _doc("An operator's read that could not be recorded (audit_unavailable).")
 QUERY_RESPONSES: dict[int | str, dict[str, Any]] = {
     **AUTH_RESPONSES,
     404: _doc("Unknown id."),
+    503: AUDIT_UNAVAILABLE,
     504: _doc("The view did not reach the consistency token in time; retry."),
 }

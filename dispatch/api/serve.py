@@ -78,6 +78,20 @@ class GuardedH11Protocol(H11Protocol):
             self.transport.close()
 
 
+class PathOnlyAccessLog(logging.Filter):
+    """Drops the query string from uvicorn's access-log records (their third argument is the
+    request's full path); the record is kept, with ``?`` and what follows left out."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            record.args = (*args[:2], args[2].split("?", 1)[0], *args[3:])
+        return True
+
+
+ACCESS_LOG_FILTER = PathOnlyAccessLog()
+
+
 def guarded_protocol(header_timeout_s: float) -> type[GuardedH11Protocol]:
     return type("GuardedH11", (GuardedH11Protocol,), {"header_timeout_s": header_timeout_s})
 
@@ -85,8 +99,9 @@ def guarded_protocol(header_timeout_s: float) -> type[GuardedH11Protocol]:
 def server_config(
     app: Any, limits: ApiLimits, host: str, port: int, log_level: str = "info"
 ) -> uvicorn.Config:
-    """uvicorn's config for the API: the guarded protocol, bounded headers."""
-    return uvicorn.Config(
+    """uvicorn's config for the API: the guarded protocol, bounded headers, an access log
+    without query strings."""
+    config = uvicorn.Config(
         app,
         host=host,
         port=port,
@@ -98,6 +113,12 @@ def server_config(
         timeout_keep_alive=5,
         log_level=log_level,
     )
+    # uvicorn's Config configured its loggers just now; the filter outlives later configs
+    # (dictConfig keeps a logger's filters) and is added once.
+    access = logging.getLogger("uvicorn.access")
+    if ACCESS_LOG_FILTER not in access.filters:
+        access.addFilter(ACCESS_LOG_FILTER)
+    return config
 
 
 def serve(

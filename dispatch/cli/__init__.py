@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from dispatch.cli import experiment, markets, ops, replay, roads, simulate, topics
+from dispatch.cli import experiment, fares, markets, ops, replay, roads, simulate, topics
 from dispatch.cli.errors import ReportingGroup
 
 app = typer.Typer(
@@ -18,6 +18,7 @@ app.command()(experiment.experiment)
 app.add_typer(replay.app, name="replay")
 app.add_typer(topics.app, name="topics")
 app.add_typer(markets.app, name="markets")
+app.add_typer(fares.app, name="fares")
 app.add_typer(roads.app, name="roads")
 app.command()(ops.serve)
 app.command()(ops.worker)

@@ -52,7 +52,11 @@ def worker(
         )
     if clock not in ("wall", "stream"):
         raise typer.BadParameter("choose wall or stream", param_hint="--clock")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    # The thread's name says which client a kafka-python line is of (its IO threads are named
+    # after their client ids: a shard producer's is its transactional id).
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s [%(threadName)s] %(name)s %(message)s"
+    )
     with reported("start the worker"):
         process = build_kafka_worker(settings, clock_mode=clock, member=member)
     signal.signal(signal.SIGTERM, lambda *_: process.stop())

@@ -303,23 +303,45 @@ def audit(
     data_dir: DataDir = None,
     kafka: Kafka = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    reads: Annotated[
+        bool,
+        typer.Option(
+            "--reads",
+            help="Also every operator read the API recorded (type OperatorRead), by time.",
+        ),
+    ] = False,
 ) -> None:
-    """The audit trail: every operator action in the log, oldest first, naming who acted."""
+    """The audit trail: every operator action in the log, oldest first, naming who acted;
+    with --reads, what operators read too."""
     from datetime import UTC, datetime
 
-    from dispatch.replay.audit import audit_trail, operator_filter
+    from dispatch.bootstrap import read_audit_records
+    from dispatch.replay.audit import audit_trail, operator_filter, with_reads
 
     try:
         wanted = operator_filter(operator) if operator is not None else None
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--operator") from None
-    for record in audit_trail(_source(data_dir, kafka, shard), wanted, shard):
+    if reads and shard is not None:
+        raise typer.BadParameter(
+            "operator reads belong to no shard: list them without --shard", param_hint="--shard"
+        )
+    trail = audit_trail(_source(data_dir, kafka, shard), wanted, shard)
+    if reads:
+        settings = settings_from(data_dir, kafka)
+        try:
+            recorded = read_audit_records(settings)
+        except Exception as error:  # a damaged file, or kafka-python's own errors
+            where = settings.kafka_bootstrap or settings.data_dir
+            report(error, f"read the operators' reads at {where}")
+        trail = with_reads(trail, recorded, wanted)
+    for record in trail:
         if as_json:
             sys.stdout.write(orjson.dumps(record.as_json()).decode() + "\n")
             continue
         when = datetime.fromtimestamp(record.at, UTC).isoformat()
         console.print(
-            f"{when} {record.where} {record.kind} {record.aggregate_id} by "
+            f"{when} {record.where or '-'} {record.kind} {record.aggregate_id or '-'} by "
             f"{record.operator_name} ({record.operator_role}, {record.operator_id}): "
             f"{record.details}",
             markup=False,

@@ -1,19 +1,24 @@
 """The audit trail, read from the log of record: every event that names the operator who
 caused it (``AUDIT_FIELDS``), oldest first. It is the same log embedded and on Kafka, so
-the trail is as durable as the changes it records and needs no store of its own."""
+the trail of changes is as durable as the changes it records and needs no store of its
+own. Operators' reads change nothing and are kept apart (``dispatch.read_audit``);
+``with_reads`` merges them into the trail."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import heapq
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
 from dispatch.domain.operators import AUDIT_FIELDS, operator_id, operator_name_error
 from dispatch.log import LogEvent, LogSource
+from dispatch.read_audit import ReadRecord
 from dispatch.replay.operations import read_all
 
 _ID, _NAME, _ROLE = AUDIT_FIELDS
+READ_KIND = "OperatorRead"  # the ``type`` of a read in the trail
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +38,7 @@ class AuditRecord:
     def as_json(self) -> dict[str, Any]:
         return {
             "at": self.at,
-            "position": self.where,
+            "position": self.where or None,  # a read has no place in the log
             "type": self.kind,
             "aggregate_id": self.aggregate_id,
             "operator_id": self.operator_id,
@@ -81,3 +86,29 @@ def _record(e: LogEvent) -> AuditRecord:
     details = {k: v for k, v in e.data.items() if k not in AUDIT_FIELDS}
     who = (str(e.data[_ID]), str(e.data[_NAME]), str(e.data[_ROLE]))
     return AuditRecord(e.at, e.where, e.kind, e.aggregate_id, *who, details)
+
+
+def with_reads(
+    changes: Iterable[AuditRecord], reads: Iterable[ReadRecord], operator: str | None = None
+) -> Iterator[AuditRecord]:
+    """The trail of ``changes`` (in time order) with the operators' ``reads`` (of
+    ``operator``, or anyone) merged in by time; a read's ``aggregate_id`` is the ride or
+    driver its path names (empty for a read of no one aggregate, such as the heatmap) and
+    its details the route, the path and query parameters and the request id."""
+    kept = sorted(
+        (r for r in reads if operator is None or r.operator_id == operator), key=lambda r: r.at
+    )
+    return heapq.merge(changes, (_read(r) for r in kept), key=lambda a: a.at)
+
+
+def _read(r: ReadRecord) -> AuditRecord:
+    details = {
+        "route": r.route,
+        "path": dict(r.path),
+        "query": dict(r.query),
+        "omitted": r.omitted,
+        "request_id": r.request_id,
+    }
+    return AuditRecord(
+        r.at, "", READ_KIND, r.about, r.operator_id, r.operator_name, r.operator_role, details
+    )

@@ -8,6 +8,7 @@ liveness probe that never waits behind writes. docs/SECURITY.md is the promise t
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import time
@@ -58,12 +59,12 @@ def _free_port() -> int:
 
 
 @contextmanager
-def serving(data_dir: Path, **limits: Any) -> Iterator[Server]:
+def serving(data_dir: Path, log_level: str = "warning", **limits: Any) -> Iterator[Server]:
     runtime = build_runtime(Settings(data_dir=data_dir, shards=2), clock=time.time)
     api_limits = ApiLimits.model_validate(limits)
     app = create_app(runtime, AUTH, ApiOptions(command_timeout_s=5.0), limits=api_limits)
     port = _free_port()
-    config = server_config(app, api_limits, "127.0.0.1", port, "warning")
+    config = server_config(app, api_limits, "127.0.0.1", port, log_level)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -281,3 +282,29 @@ def test_livez_answers_while_every_worker_thread_waits_for_a_write(serve: Any) -
             release.set()
             for w in writers:
                 w.join(WAIT_S * 4)
+
+
+# -- the access log ------------------------------------------------------------------------
+
+
+def test_the_access_log_keeps_paths_without_their_query_strings(tmp_path: Path) -> None:
+    """A rider asks for drivers near their position in a query string; uvicorn's access log
+    names the request without it."""
+    lines: list[str] = []
+
+    class Kept(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    access = logging.getLogger("uvicorn.access")
+    kept = Kept()
+    with serving(tmp_path, log_level="info") as server, server.client() as http:
+        access.addHandler(kept)
+        try:
+            r = http.get("/drivers/nearby", params={"lat": 37.7731415, "lng": -122.4172653})
+        finally:
+            access.removeHandler(kept)
+    assert r.status_code == 401  # no token: refused, and logged all the same
+    logged = [line for line in lines if "/drivers/nearby" in line]
+    assert logged, lines
+    assert all("37.77" not in line and "lat=" not in line and "?" not in line for line in logged)

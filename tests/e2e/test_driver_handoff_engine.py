@@ -17,6 +17,7 @@ from dispatch.domain.driver import Driver, DriverStatus
 from dispatch.domain.ids import new_id
 from dispatch.domain.ride import Ride, RideStatus
 from dispatch.messages import Ping
+from dispatch.pricing.rules import default_fares
 from dispatch.replay.operations import verify
 from dispatch.settings import MarketConfig, Settings
 from dispatch.simulator.clock import SimClock
@@ -30,6 +31,7 @@ MARKETS = [
     MarketConfig(name="sf", shard=A, lat=SF[0], lng=SF[1], radius_km=6),
     MarketConfig(name="san-jose", shard=B, lat=SAN_JOSE[0], lng=SAN_JOSE[1], radius_km=6),
 ]
+FARES = default_fares(MARKETS)  # markets of one's own need fare rules for the API
 AFTER_S = 30.0
 
 
@@ -234,7 +236,9 @@ def test_the_api_follows_a_handed_off_driver_to_the_shard_serving_it(tmp_path: P
     from test_rides_across_markets import NEAR_SAN_JOSE, register
     from test_rides_across_markets import SF as SF_HOME
 
-    settings = Settings(data_dir=tmp_path, shards=2, markets=MARKETS, handoff_after_s=0.5)
+    settings = Settings(
+        data_dir=tmp_path, shards=2, markets=MARKETS, fares=FARES, handoff_after_s=0.5
+    )
     for api in serve(settings):
         driver_id, driver = register(api, "driver", SF_HOME)
         online = api.client.post(f"/drivers/{driver_id}/online", headers=driver)
@@ -315,7 +319,9 @@ def test_a_drivers_offer_stream_follows_it_to_the_shard_it_was_handed_to(tmp_pat
     from test_rides_across_markets import SAN_JOSE as SJ_PLACE
     from test_rides_across_markets import SF as SF_HOME
 
-    settings = Settings(data_dir=tmp_path, shards=2, markets=MARKETS, handoff_after_s=0.5)
+    settings = Settings(
+        data_dir=tmp_path, shards=2, markets=MARKETS, fares=FARES, handoff_after_s=0.5
+    )
     for api in serve(settings):
         driver_id, driver = register(api, "driver", SF_HOME)
         for _ in range(15):  # the home shard's log runs ahead of San Jose's

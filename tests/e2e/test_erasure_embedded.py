@@ -22,9 +22,12 @@ from typer.testing import CliRunner
 
 from dispatch.api import AuthSettings, create_app, mint_operator_token
 from dispatch.api.context import ApiOptions
+from dispatch.api.serve import server_config
+from dispatch.api.settings import ApiLimits
 from dispatch.bootstrap import build_runtime
 from dispatch.cli import app as cli
 from dispatch.domain.ids import shard_of
+from dispatch.pricing.rules import default_fares
 from dispatch.settings import MarketConfig, Settings
 
 SECRET = "RK8jwrZJhwMWBUicd4JMXi1isUNFNGCNt9SgcrRltfX4ppss"
@@ -37,6 +40,7 @@ MARKETS = [
     MarketConfig(name="north", shard=0, lat=NORTH["lat"], lng=NORTH["lng"], radius_km=5),
     MarketConfig(name="city", shard=1, lat=PICKUP["lat"], lng=PICKUP["lng"], radius_km=5),
 ]
+FARES = default_fares(MARKETS)  # markets of one's own need fare rules in production
 WAIT_S = 5.0
 
 
@@ -68,6 +72,7 @@ def settings(tmp_path: Path) -> Settings:
         data_dir=tmp_path / "data",
         shards=2,
         markets=MARKETS,
+        fares=FARES,
         offer_timeout_s=60.0,
         ended_ride_retention_s=0.0,
     )
@@ -192,3 +197,30 @@ def _check_readers_and_stores(
     assert _scan([*stores, export]) == []
     log_text = caplog.text.encode()
     assert [n for n in _needles() if n in log_text] == []
+    _check_access_log()
+
+
+def _check_access_log() -> None:
+    """The TestClient runs no uvicorn, so its access log is checked apart: the served
+    config's filter writes a rider's nearby query without its coordinates (a real server
+    is run by test_api_abuse_limits)."""
+    server_config(object(), ApiLimits(), "127.0.0.1", 0)
+    access = logging.getLogger("uvicorn.access")
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        0,
+        '%s - "%s %s HTTP/%s" %d',
+        (
+            "127.0.0.1:5",
+            "GET",
+            f"/drivers/nearby?lat={PICKUP['lat']}&lng={PICKUP['lng']}",
+            "1.1",
+            200,
+        ),
+        None,
+    )
+    assert all(f.filter(record) for f in access.filters if isinstance(f, logging.Filter))
+    message = record.getMessage().encode()
+    assert b"/drivers/nearby" in message and [n for n in _needles() if n in message] == []

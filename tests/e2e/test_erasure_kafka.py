@@ -30,6 +30,7 @@ from pydantic import SecretStr
 from test_erasure_embedded import (
     DRIVER,
     DROPOFF,
+    FARES,
     MARKETS,
     NEAR_PICKUP,
     NORTH,
@@ -66,6 +67,7 @@ def settings(kafka_topics: Any, tmp_path: Path) -> Settings:
         topic_prefix=kafka_topics.prefix,
         shards=2,
         markets=MARKETS,
+        fares=FARES,
         offer_timeout_s=60.0,
         ended_ride_retention_s=0.0,
         checkpoint_every_events=1,  # a checkpoint (matcher rows, live aggregates) each batch

@@ -19,6 +19,7 @@ import pytest
 from test_api_embedded import WAIT_S, Api, EventStream, bearer, kafka_worker, serve
 
 from dispatch.bootstrap import build_log_source
+from dispatch.pricing.rules import default_fares
 from dispatch.replay.operations import verify
 from dispatch.settings import MarketConfig, Settings
 
@@ -30,10 +31,11 @@ MARKETS = [
     MarketConfig(name="sf", shard=0, lat=SF["lat"], lng=SF["lng"], radius_km=6),
     MarketConfig(name="san-jose", shard=1, lat=SAN_JOSE["lat"], lng=SAN_JOSE["lng"], radius_km=6),
 ]
+FARES = default_fares(MARKETS)  # markets of one's own need fare rules in production
 
 
 def settings_for(data_dir: Path) -> Settings:
-    return Settings(data_dir=data_dir, shards=2, markets=MARKETS, offer_timeout_s=60.0)
+    return Settings(data_dir=data_dir, shards=2, markets=MARKETS, fares=FARES, offer_timeout_s=60.0)
 
 
 @pytest.fixture
@@ -57,6 +59,7 @@ def any_api(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Api]:
             topic_prefix=topics.prefix,
             shards=topics.partitions,
             markets=MARKETS,
+            fares=FARES,
             offer_timeout_s=60.0,
         )
         with kafka_worker(settings, tmp_path / "worker.log"):

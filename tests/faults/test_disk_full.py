@@ -25,7 +25,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import fault_registry
@@ -37,6 +37,7 @@ from under_load import (
     assert_nothing_lost_doubled_or_double_booked,
     busiest_leader,
     deploy,
+    leaders_moved,
     machine,
     read_back,
     run_load,
@@ -60,8 +61,10 @@ class Filled(Timeline):
     """The timeline; ``fault`` is the fill, ``back`` when the node serves again."""
 
     victim: int | None = None
+    led: list[str] = field(default_factory=list)  # the partitions the victim led
     filler_mb: int = 0
     stopped: float | None = None  # when the node's process was seen gone
+    moved: float | None = None  # when the metadata first showed no leadership left on it
 
     def told(self) -> str:
         return f"node {self.victim} filled with {self.filler_mb} MB; {self.outcomes_after_fault()}"
@@ -124,22 +127,31 @@ def chaos(cluster: Cluster, prefix: str, line: Filled, stop: threading.Event) ->
     assert line.started is not None
     if stop.wait(max(0.0, line.started + FILL_AFTER_S - time.monotonic())):
         return
-    line.victim, _ = busiest_leader(cluster.bootstrap, prefix)
+    line.victim, line.led = busiest_leader(cluster.bootstrap, prefix)
     victim = line.victim
     pid = cluster.pid(victim)
+    line.note("filling node %d's data dir (pid %s; leading %s)", victim, pid, line.led)
     line.fault = time.monotonic()
     filler, line.filler_mb = fill(cluster.state_dir / f"node-{victim}" / "data")
+    line.note("node %d's data dir is full (%d MB written)", victim, line.filler_mb)
     try:
         deadline = line.fault + FULL_S
         while time.monotonic() < deadline and not stop.is_set():
             if line.stopped is None and pid is not None and not pid_running(pid):
                 line.stopped = time.monotonic()
+                line.note("node %d's process (pid %s) is gone", victim, pid)
+                line.moved = leaders_moved(
+                    cluster.bootstrap, prefix, victim, deadline - time.monotonic()
+                )
+                line.note("leaderships moved off node %d: %s", victim, line.moved is not None)
             time.sleep(0.2)
     finally:
         filler.unlink(missing_ok=True)
+    line.note("node %d's data dir freed", victim)
     if pid is not None and not pid_running(pid):
         line.stopped = line.stopped or time.monotonic()
         cluster.restart(victim)
+        line.note("node %d restarted", victim)
     line.back = time.monotonic()
 
 
@@ -168,13 +180,15 @@ def test_a_broker_whose_disk_fills_under_load_loses_doubles_and_double_books_not
     recovery, pause = line.recovery()
     before, during, after = line.rates(ended)
     stopped = f"stopped {line.stopped - line.fault:.1f} s after" if line.stopped else "kept running"
+    moved = f"{line.moved - line.fault:.1f} s" if line.moved else "not seen"
     log.warning(
-        "fault 4: node %d's log directory filled (%d MB) %.0f s into the load, the node %s, "
-        "freed %.1f s after the fill; recovery %.1f s (goal %.0f s: %s; the outcomes paused "
-        "%.1f s); outcomes/s before %.1f, while full %.1f, after %.1f; %s",
-        line.victim, line.filler_mb, line.fault - line.started, stopped,
-        line.back - line.fault, recovery, GOAL_S, "met" if recovery <= GOAL_S else "NOT met",
-        pause, before, during, after, machine(),
+        "fault 4: node %d's log directory filled (%d MB) %.0f s into the load (leading %s), "
+        "the node %s, its leaderships moved %s after the fill, freed %.1f s after it; "
+        "recovery %.1f s (goal %.0f s: %s; the outcomes paused %.1f s); outcomes/s before "
+        "%.1f, while full %.1f, after %.1f; %s",
+        line.victim, line.filler_mb, line.fault - line.started, ", ".join(line.led), stopped,
+        moved, line.back - line.fault, recovery, GOAL_S,
+        "met" if recovery <= GOAL_S else "NOT met", pause, before, during, after, machine(),
     )  # fmt: skip
 
     found = read_back(cluster, prefix, tmp_path / "console", "fault 4")

@@ -80,12 +80,17 @@ def chaos(cluster: Cluster, prefix: str, line: Killed, stop: threading.Event) ->
     if stop.wait(max(0.0, line.started + KILL_AFTER_S - time.monotonic())):
         return
     line.victim, line.led = busiest_leader(cluster.bootstrap, prefix)
+    line.note("killing node %d (pid %s; leading %s)", line.victim, cluster.pid(line.victim),
+              line.led)  # fmt: skip
     line.fault = time.monotonic()
     cluster.kill(line.victim)
+    line.note("node %d killed", line.victim)
     line.moved = leaders_moved(cluster.bootstrap, prefix, line.victim, DOWN_S)
+    line.note("leaderships moved off node %d: %s", line.victim, line.moved is not None)
     if stop.wait(max(0.0, line.fault + DOWN_S - time.monotonic())):
         return
     cluster.restart(line.victim)
+    line.note("node %d restarted", line.victim)
     line.back = time.monotonic()
 
 

@@ -40,6 +40,10 @@ from dispatch.simulator.runner import SimConfig
 from schemas.commands import Outcome
 
 log = logging.getLogger(__name__)
+# The timeline's moments as they happen (the fault made, the node gone, ...), stamped with the
+# wall clock in the load's own log (``keep_load_log``), to be read beside the workers' and
+# the brokers' logs.
+timeline = logging.getLogger("faults.timeline")
 
 RECOVERY_BOUND_S = 60.0  # asserted: the outcomes flowed again within this
 # Long enough never to end before the test stops the load (it stops on the wall clock).
@@ -90,6 +94,10 @@ class Timeline:
             f"first at {after[:3]} s, the last at {after[-1:]} s"
         )
 
+    def note(self, what: str, *args: object) -> None:
+        """Log a moment of the timeline now (wall clock in the load's log)."""
+        timeline.info(what, *args)
+
     def recovery(self) -> tuple[float, float]:
         """(seconds from the fault to the first outcome after the longest pause that follows
         it, that pause's length); the pause runs from the last outcome before the fault."""
@@ -99,7 +107,37 @@ class Timeline:
         assert after, "no outcome came after the fault"
         times = before[-1:] + after
         gap_start, gap_end = max(pairwise(times), key=lambda p: p[1] - p[0])
+        timeline.info(
+            "the longest pause in the outcomes after the fault: from %s to %s",
+            _wall(gap_start), _wall(gap_end),
+        )  # fmt: skip
         return gap_end - self.fault, gap_end - gap_start
+
+
+def _wall(monotonic: float) -> str:
+    """A monotonic time as the wall clock's time of day, as the logs stamp it."""
+    wall = time.time() - (time.monotonic() - monotonic)
+    return time.strftime("%H:%M:%S", time.localtime(wall)) + f",{int(wall % 1 * 1000):03d}"
+
+
+def keep_load_log(
+    path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The load generator's own Kafka clients (its commands producer, its outcomes and
+    events followers: kafka-python at INFO, the project's warnings) and the timeline
+    (``Timeline.note``) logged to ``path`` with wall-clock times and thread names, beside
+    the workers' logs; kafka-python's lines and the timeline are kept out of pytest's
+    captured log, which the clients' expected complaints would flood. Undone when the test
+    ends."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s [%(threadName)s] %(name)s %(message)s"))
+    for name in ("kafka", timeline.name, "dispatch"):
+        logger = logging.getLogger(name)
+        monkeypatch.setattr(logger, "handlers", [*logger.handlers, handler])
+        if name != "dispatch":  # its warnings go to pytest's log too, as before
+            monkeypatch.setattr(logger, "propagate", False)
+            caplog.set_level(logging.INFO, logger=name)
 
 
 def record_outcomes(monkeypatch: pytest.MonkeyPatch, line: Timeline) -> None:
@@ -129,11 +167,12 @@ def deploy(
 ) -> Settings:
     """The settings of a deployment on ``cluster`` under a fresh topic prefix
     (``<fault>-<hex>``), its topics made with three replicas; the load generator's outcomes
-    recorded in ``line``; the Kafka clients' expected complaints kept out of the log."""
+    recorded in ``line``; the load generator's Kafka clients logged to ``logs/load.log``
+    under ``data_dir`` (``keep_load_log``), not to pytest's log."""
     prefix = f"{fault}-{uuid.uuid4().hex[:8]}"
     create_topics(cluster.bootstrap, prefix, shards, replication_factor=3)
     record_outcomes(monkeypatch, line)
-    caplog.set_level(logging.CRITICAL, logger="kafka")
+    keep_load_log(data_dir / "logs" / "load.log", monkeypatch, caplog)
     return Settings(
         data_dir=data_dir, kafka_bootstrap=cluster.bootstrap, topic_prefix=prefix, shards=shards
     )

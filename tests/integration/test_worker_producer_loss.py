@@ -3,10 +3,12 @@
 - a loss that is not a confirmed fence (kafka-python refused to end the transaction): the
   shard is reopened by the member the group assigns it to, its lost batch is read again
   from the committed offsets and decided once, and later commands are served;
-- a confirmed fence: the shard is released and not reopened by this member on its own; the
-  group hands it out again, and no record taken before is skipped;
-- a member the group evicted (but that has not heard of it) never reopens the shard, so
-  never fences the member that serves it now.
+- a fence from outside the group (another producer of the shard's transactional id, or the
+  transaction coordinator rolling a transaction back on its timeout, here made for real):
+  the member the group still assigns the shard to reopens it, and no record taken before
+  is skipped or decided twice;
+- a member the group evicted (but that has not heard of it) never reopens the shard, fenced
+  or not, so never fences the member that serves it now.
 
 The losses are made by the shard's real producer, told to fail (``commit_transaction``,
 ``abort_transaction``) at the batch that decides a chosen command. Every wait is bounded
@@ -30,10 +32,12 @@ from kafka.structs import MemberState
 
 from dispatch.adapters.kafka import worker as worker_module
 from dispatch.adapters.kafka.batch import Ended, KafkaBatch, Offsets
+from dispatch.adapters.kafka.eventstore import ProducerLostError, clients
+from dispatch.adapters.kafka.eventstore.writer import PartitionWriter
 from dispatch.adapters.kafka.logsource import KafkaLogSource
 from dispatch.adapters.kafka.processes import start_worker, stop_worker
 from dispatch.adapters.kafka.shard_host import ShardHost
-from dispatch.adapters.kafka.topics import create_topics, delete_topics
+from dispatch.adapters.kafka.topics import Topics, create_topics, delete_topics
 from dispatch.adapters.kafka.transport import KafkaTransport
 from dispatch.adapters.kafka.worker import KafkaWorker
 from dispatch.bootstrap import build_kafka_worker, build_personal
@@ -112,7 +116,6 @@ NOT_A_FENCE = {
     "commit_transaction": KafkaError("commit refused: the producer is in a fatal state"),
     "abort_transaction": KafkaError("abort refused: the producer is in a fatal state"),
 }
-A_FENCE = {"commit_transaction": ProducerFencedError()}  # the abort that follows works
 
 
 def assert_each_decided_once(
@@ -167,7 +170,7 @@ def test_a_producer_lost_without_a_fence_is_reopened_and_its_batch_decided_again
     finally:
         bus.close()
         worker.close()
-    assert "without a confirmed fence" in caplog.text and "reopened in place" in caplog.text
+    assert "lost without a fence" in caplog.text and "reopened in place" in caplog.text
     assert_each_decided_once(
         deployment,
         outcome_counts(deployment),
@@ -175,61 +178,146 @@ def test_a_producer_lost_without_a_fence_is_reopened_and_its_batch_decided_again
     )
 
 
-def test_a_confirmed_fence_releases_the_shard_to_the_group_and_skips_no_record(
+def test_a_fence_from_outside_the_group_is_answered_by_the_member_the_group_names(
     deployment: Settings,
-    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
     outcome_counts: Callable[[Settings], Counter[str]],
 ) -> None:
-    """A fence is never answered by reopening: only the group hands the shard out again.
-    Here the fence came from outside the group, so the group moves nothing until a member
-    joins; the rebalance then gives the shard to one of the two (the range assignor gives
-    the second partition to the member whose id sorts last: "owner", which keeps it paused
-    and past the fenced batch's records: it must rewind), and the fenced batch's command is
-    decided then, once."""
+    """A producer outside the group takes the shard's transactional id (its init fences the
+    worker's producer for real), but no rebalance comes: the group, stable, still assigns
+    the shard to this member. Waiting for the group would leave the shard paused for good;
+    the member reopens it, its new producer fencing the outsider in turn, and decides the
+    commands sent meanwhile, once."""
     assert deployment.kafka_bootstrap is not None
     caplog.set_level(logging.INFO, logger="dispatch.adapters.kafka.worker")
     worker = open_worker(deployment, "owner")
+    first_host = worker.shards[SHARD]
     bus = KafkaTransport(deployment.kafka_bootstrap, deployment.topic_prefix)
-    other = None
+    tid = f"{deployment.topic_prefix}.shard-{SHARD}"
+    outsider = PartitionWriter(deployment.kafka_bootstrap, tid)  # fences the worker's producer
     try:
-        fenced = envelope("in the fenced batch")
-        armed = fail_batch_of(fenced.command_id, A_FENCE, monkeypatch)
-        bus.send_command(fenced)
+        names = ["after the outsider's takeover", "and another"]
+        sent = [envelope(name) for name in names]
+        for env in sent:
+            bus.send_command(env)
         bus.flush()
-        run_until(worker, lambda: worker.stats.fenced > 0)
-        assert len(armed) == 1 and worker.stats.fenced == 1 and SHARD not in worker.shards
-        waiting = envelope("while fenced")
-        bus.send_command(waiting)
-        bus.flush()
-        run_until(worker, lambda: False, wait_s=3.0)  # the member keeps polling: no reopening
-        assert SHARD not in worker.shards
-        assert bus.outcome(fenced.command_id) is None and bus.outcome(waiting.command_id) is None
-
-        other = start_worker(deployment, tmp_path / "other.log", "other")  # a rebalance
-        run_until(
-            worker,
-            lambda: all(bus.outcome(e.command_id) is not None for e in (fenced, waiting)),
-        )
-        for env in (fenced, waiting):
+        run_until(worker, lambda: all(bus.outcome(e.command_id) is not None for e in sent))
+        for env in sent:
             outcome = bus.outcome(env.command_id)
             assert outcome is not None and outcome.accepted and not outcome.duplicate
-        assert worker.stats.reopened == 0  # the rebalance reopened it, not this member alone
+        assert worker.stats.fenced >= 1 and worker.stats.reopened >= 1 and not worker.lost
+        assert worker.shards[SHARD] is not first_host
+
+        # The outsider was fenced in its turn by the reopened shard's producer (kafka-python
+        # says so in the state it refuses the commit in).
+        dead_letters = Topics(deployment.topic_prefix).dead_letters
+        with pytest.raises(ProducerLostError, match="ProducerFencedError"):
+            producer = outsider.begin()
+            producer.send(dead_letters, value=b"from outside the group", partition=0)
+            outsider.commit()
+        # Fenced again soon after: the member backs off instead of reopening at once.
+        second = PartitionWriter(deployment.kafka_bootstrap, tid)
+        second.close()
+        probe = envelope("after the second takeover")
+        names.append("after the second takeover")
+        sent.append(probe)
+        bus.send_command(probe)
+        bus.flush()
+        run_until(worker, lambda: SHARD in worker.lost)
+        lost = worker.lost[SHARD]
+        assert lost.attempts >= 1 and lost.next_try - lost.since >= 0.99
+        run_until(worker, lambda: bus.outcome(probe.command_id) is not None)
+        assert worker.stats.reopened >= 2
     finally:
+        outsider.close()
         bus.close()
-        if other is not None:
-            stop_worker(other)
         worker.close()
-    assert "fenced by a newer owner" in caplog.text and "reopened in place" not in caplog.text
+    assert "fenced by a newer owner or rolled back" in caplog.text
+    assert "reopened in place" in caplog.text
     assert_each_decided_once(
         deployment,
         outcome_counts(deployment),
-        {fenced.command_id: "in the fenced batch", waiting.command_id: "while fenced"},
+        {env.command_id: name for env, name in zip(sent, names, strict=True)},
     )
 
 
+def test_a_transaction_the_coordinator_rolled_back_on_its_timeout_does_not_stall_the_shard(
+    deployment: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    outcome_counts: Callable[[Settings], Counter[str]],
+) -> None:
+    """A real rollback: the shard's producers ask for a 1 s transaction timeout, and one
+    batch's commit is held back until the coordinator has rolled the transaction back (it
+    looks for timed-out transactions every 10 s by default). kafka-python then reports the
+    commit as a fence. The member, still the group's owner, reopens the shard and decides
+    the rolled-back command again, once."""
+    assert deployment.kafka_bootstrap is not None
+    caplog.set_level(logging.INFO, logger="dispatch.adapters.kafka.worker")
+    monkeypatch.setattr(clients, "TRANSACTION_TIMEOUT_MS", 1_000)
+    worker = open_worker(deployment, "owner")
+    bus = KafkaTransport(deployment.kafka_bootstrap, deployment.topic_prefix)
+    try:
+        rolled_back = envelope("in the rolled-back batch")
+        armed = hold_commit_of(rolled_back.command_id, ROLLBACK_WAIT_S, monkeypatch)
+        bus.send_command(rolled_back)
+        bus.flush()
+        run_until(worker, lambda: bus.outcome(rolled_back.command_id) is not None)
+        outcome = bus.outcome(rolled_back.command_id)
+        assert outcome is not None and outcome.accepted and not outcome.duplicate
+        assert len(armed) == 1 and worker.stats.fenced >= 1 and worker.stats.reopened >= 1
+        assert not worker.lost and worker.shards[SHARD] is not armed[0]
+    finally:
+        bus.close()
+        worker.close()
+    assert "fenced by a newer owner or rolled back" in caplog.text
+    assert_each_decided_once(
+        deployment, outcome_counts(deployment), {rolled_back.command_id: "in the rolled-back batch"}
+    )
+
+
+# Past the 1 s transaction timeout and the coordinator's 10 s sweep for timed-out ones.
+ROLLBACK_WAIT_S = 16.0
+
+
+def hold_commit_of(
+    command_id: str, wait_s: float, monkeypatch: pytest.MonkeyPatch
+) -> list[ShardHost]:
+    """The batch that decides ``command_id`` waits ``wait_s`` once its records are in the
+    transaction (sent and acknowledged: the coordinator counts the transaction's time from
+    its first partition), before it adds the offsets and commits. Returns the host it
+    happened to, once it has."""
+    armed: list[ShardHost] = []
+
+    class HeldBatch(KafkaBatch):
+        def run(self, inbound: Inbound, offsets: Offsets) -> Ended:
+            if not armed and any(cmd.command_id == command_id for cmd in inbound.commands):
+                armed.append(self.host)
+            return super().run(inbound, offsets)
+
+        def _send(self, producer: Any, batch: Any) -> None:
+            super()._send(producer, batch)
+            if armed and armed[0] is self.host and not held:
+                held.append(True)
+                producer.flush(timeout=10)
+                time.sleep(wait_s)
+
+    held: list[bool] = []
+    monkeypatch.setattr(worker_module, "KafkaBatch", HeldBatch)
+    return armed
+
+
+@pytest.mark.parametrize(
+    "loss",
+    [
+        KafkaError("begin refused: the producer is in a fatal state"),
+        ProducerFencedError(),
+    ],
+    ids=["lost", "fenced"],
+)
 def test_an_evicted_member_that_has_not_heard_of_it_never_reopens_a_lost_shard(
+    loss: KafkaError,
     deployment: Settings,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -253,16 +341,17 @@ def test_an_evicted_member_that_has_not_heard_of_it_never_reopens_a_lost_shard(
         outcome = bus.wait_outcome(before.command_id, WAIT_S)
         assert outcome is not None and outcome.accepted  # the group moved every shard
 
-        # Its producer is refused a new transaction before anything reaches the broker (a
-        # produce request would meet the fence and say so): a loss, not a confirmed fence.
+        # Its producer is refused a new transaction before anything reaches the broker
+        # (a fatal state, or a fence it had heard of).
         def refused() -> None:
-            raise KafkaError("begin refused: the producer is in a fatal state")
+            raise loss
 
         monkeypatch.setattr(host.writer.producer, "begin_transaction", refused)
         monkeypatch.setattr(stale.consumer, "group_metadata", lambda: believed)
         zombie = envelope("zombie")
         stale._process(SHARD, host, Inbound(commands=[zombie]), {})
-        assert stale.stats.fenced == 1 and not stale.lost[SHARD].fenced
+        assert stale.stats.fenced == 1
+        assert stale.lost[SHARD].fenced == isinstance(loss, ProducerFencedError)
         stale._reopen_due()  # its own view passes; the group's does not
         assert SHARD not in stale.shards and stale.stats.reopened == 0
         assert "the group has no member" in caplog.text or "another member" in caplog.text

@@ -215,12 +215,19 @@ def test_a_stale_worker_cannot_write_after_its_partitions_moved(
         zombie = envelope(c.RegisterDriver(driver_id=zombie_id, name="zombie"))
         stale._process(shard, host, Inbound(commands=[zombie]), {})
         assert stale.stats.fenced == 1 and shard not in stale.shards
+        assert stale.lost[shard].fenced  # a real fence, from the new owner's producer
+        stale._reopen_due()  # the group names the fresh member: the zombie does not reopen
+        assert shard not in stale.shards and stale.stats.reopened == 0
+        again = envelope(c.RegisterDriver(driver_id=new_id(shard), name="still served"))
+        bus.send_command(again)
+        outcome = bus.wait_outcome(again.command_id, 60)
+        assert outcome is not None and outcome.accepted  # the new owner was not fenced
     finally:
         bus.close()
         stop(fresh)
         stale.consumer.close()
     counts = outcome_counts(deployment)
-    assert counts[probe.command_id] == 1
+    assert counts[probe.command_id] == 1 and counts[again.command_id] == 1
     assert zombie.command_id not in counts
     names = opened_names(deployment, shard)
     assert "probe" in names and "zombie" not in names

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from pydantic import SecretStr
 
@@ -54,3 +57,32 @@ def test_a_worker_gets_the_kafka_password_itself_not_its_masked_form(
 
     assert env["DISPATCH_KAFKA_PASSWORD"] == "s3cret"
     assert Settings() == settings
+
+
+FARES = {
+    "markets": {"c": {"currency": "EUR", "products": {"xl": {
+        "base": "2.50", "per_km": "1.1234", "per_min": "0.3", "minimum": "7"}}}},
+    "elsewhere": {"currency": "JPY", "products": {"standard": {
+        "base": "500", "per_km": "300", "per_min": "50", "minimum": "700"}}},
+}  # fmt: skip
+
+
+def test_a_worker_gets_the_fare_rules_as_they_were_read(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    market = MarketConfig(name="c", shard=0, lat=37.77, lng=-122.42, radius_km=10)
+    (tmp_path / "fares.json").write_text(json.dumps(FARES))
+    given = Settings(kafka_bootstrap="127.0.0.1:9", markets=[market], fares=FARES)
+    from_file = Settings(
+        kafka_bootstrap="127.0.0.1:9", markets=[market], fares_file=tmp_path / "fares.json"
+    )
+    for key, value in worker_env(given).items():
+        monkeypatch.setenv(key, value)
+    assert Settings() == given
+
+    env = worker_env(from_file)
+    assert "DISPATCH_FARES_FILE" not in env  # the rules travel as read, not as a path
+    monkeypatch.delenv("DISPATCH_FARES")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert Settings().fares == from_file.fares == given.fares

@@ -2,9 +2,9 @@
 
 Each process connects as the principal of its role (``User:<name>``, a SASL/SCRAM user):
 
-- ``api``: writes commands and pings; reads outcomes (its answers), events (its views),
-  pings (its location views) and the subject keys (to open the personal fields it shows).
-  It cannot write events, outcomes or anything a shard owns.
+- ``api``: writes commands, pings and the records of operators' reads; reads outcomes (its
+  answers), events (its views), pings (its location views) and the subject keys (to open the
+  personal fields it shows). It cannot write events, outcomes or anything a shard owns.
 - ``worker``: reads its inputs (commands, pings, messages from other shards) and the shard
   state it restores (events, snapshots, checkpoints, driver availability); writes, in its
   batch transactions (transactional ids ``<prefix>.shard-*``), events, outcomes, snapshots,
@@ -45,7 +45,10 @@ DEFAULT_PRINCIPALS: dict[str, str] = {role: f"dispatch-{role}" for role in ROLES
 
 # role -> (topics it reads, topics it writes), by topic role (``topics.SPECS``).
 TABLE: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "api": (("outcomes", "events", "locations", "subject-keys"), ("commands", "locations")),
+    "api": (
+        ("outcomes", "events", "locations", "subject-keys"),
+        ("commands", "locations", "operator-reads"),
+    ),
     "worker": (
         (
             "commands",

@@ -6,8 +6,8 @@ the availability of the drivers it changed (for other shards' matchers) go into 
 the consumed offsets (``send_offsets_to_transaction``); then it commits, and only then are
 the commit listeners told. Any failure aborts all of it together: the shard's state is
 refolded from the log and the consumer rewound to the committed offsets, so the batch is
-read and decided again. A writer whose producer is lost (fenced by a newer owner, or
-unable to abort) can write no more: the batch reports it as fenced and does nothing more.
+read and decided again. A writer whose producer is lost (fenced, or unable to abort) can
+write no more: the batch reports it as lost ("fenced") and does nothing more.
 
 When the shard's application seals personal fields, the batch joins the process's key
 store: a subject key made while it decides is sent in its transaction (docs/PRIVACY.md),

@@ -138,7 +138,7 @@ def durability_problems(admin: Any, names: Iterable[str], want: Durability) -> l
 
 
 def _grouped(found: list[tuple[str, str]]) -> list[str]:
-    """One line per problem, naming every topic that has it (nine topics of a prefix
+    """One line per problem, naming every topic that has it (the topics of a prefix
     usually share one), in the order first seen."""
     topics: dict[str, list[str]] = {}
     for name, problem in found:

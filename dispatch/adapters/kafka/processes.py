@@ -27,6 +27,10 @@ def worker_env(settings: Settings) -> dict[str, str]:
             env.pop(key, None)
         elif name == "markets":
             env[key] = _MARKETS.dump_json(value).decode()
+        elif name == "fares":  # as JSON (the amounts as text), whether from a file or not
+            env[key] = value.model_dump_json()
+        elif name == "fares_file":  # read already: its rules go as DISPATCH_FARES
+            env.pop(key, None)
         elif isinstance(value, SecretStr):  # str() of it is asterisks
             env[key] = value.get_secret_value()
         else:

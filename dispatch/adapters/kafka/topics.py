@@ -100,6 +100,9 @@ SPECS: tuple[TopicSpec, ...] = (
     TopicSpec("driver-availability", _COMPACT_OFTEN),
     TopicSpec("subject-keys", _SUBJECT_KEYS),
     TopicSpec("dead-letters", _delete_after(30 * _DAY_MS), partitions=DEAD_LETTER_PARTITIONS),
+    # What operators read (dispatch/adapters/kafka/readaudit.py): written by API instances,
+    # one partition so the trail keeps the order the brokers took it; kept about 13 months.
+    TopicSpec("operator-reads", _delete_after(400 * _DAY_MS), partitions=1),
 )
 SPECS_BY_ROLE: dict[str, TopicSpec] = {spec.role: spec for spec in SPECS}
 

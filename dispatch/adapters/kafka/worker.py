@@ -13,19 +13,25 @@ fenced by the shard's transactional id.
 
 A shard whose producer is lost (``ProducerLostError``) is released, and its partitions are
 paused at once and, before anything reads them again, rewound to the committed offsets: no
-record is taken without a host, none is skipped. Who serves it next is the group's call:
+record is taken without a host, none is skipped. Who serves it next is the group's call,
+whatever the loss was:
 
-- a confirmed fence (``FencedError``): a newer owner has the shard, so the group moves it;
-  this member waits for that rebalance (if the group gives it back, it is reopened then);
+- a fence (``FencedError``): another producer of the shard's transactional id began, or the
+  transaction coordinator rolled this one back on its timeout (kafka-python reports both
+  as a fence). A newer owner the group chose would have the shard's partitions in the
+  group's assignment; a rollback or a producer from outside the group moves nothing in the
+  group, and waiting for a rebalance would leave the shard paused for good;
 - any other loss (kafka-python refused to begin or abort a transaction): no one else may
-  have it, and no rebalance may ever come. The shard is reopened here, with a new producer,
-  as soon as the broker confirms that the group, stable, assigns its partitions to this
-  member (``DescribeGroups``; never on this member's word alone: a zombie still believes it
-  owns them). Until then it is retried every few seconds (``REOPEN_RETRY_*``); a member
-  that was evicted or is rebalancing rejoins at its next poll, and the rebalance gives the
-  shard to whoever the group names. A producer is thus only ever created for partitions the
-  group assigns to its member, and the group's generation still fences the offsets of any
-  batch that a member outside it might attempt.
+  have it, and no rebalance may ever come.
+
+So the shard is reopened here, with a new producer (whose ``init_transactions`` fences any
+other), as soon as the broker confirms that the group, stable, assigns its partitions to
+this member (``DescribeGroups``; never on this member's word alone: a zombie still believes
+it owns them). Until then it is retried every few seconds (``REOPEN_RETRY_*``); a member
+that was evicted or is rebalancing rejoins at its next poll, and the rebalance gives the
+shard to whoever the group names. A producer is thus only ever created for partitions the
+group assigns to its member, and the group's generation still fences the offsets of any
+batch that a member outside it might attempt.
 """
 
 from __future__ import annotations
@@ -63,10 +69,15 @@ log = logging.getLogger(__name__)
 SESSION_TIMEOUT_MS = 10_000  # the workers' group session (a cut-off worker's shards move then)
 
 SLOW_BATCH_S = 0.25  # batches slower than this are logged with their sizes
-# A shard whose producer was lost without a confirmed fence: the first reopening attempt is
+# A shard whose producer was lost (fenced or not): the first reopening attempt is
 # in the same loop pass; the next ones after 1, 2, 4, 8, then every 10 seconds.
 REOPEN_RETRY_FIRST_S = 1.0
 REOPEN_RETRY_MAX_S = 10.0
+# A shard lost again within this long of being reopened in place (a fence that keeps coming
+# back: a producer of its id outside the group, a coordinator answering for an old
+# generation, transactions that keep overrunning) waits as its last attempt's next would
+# have, instead of starting over at once.
+REPEAT_WINDOW_S = 60.0
 COMMITTED_TIMEOUT_MS = 30_000  # reading a committed offset (waits for a settled one)
 
 
@@ -78,7 +89,7 @@ class WorkerStats:
     events: int = 0
     aborted: int = 0
     fenced: int = 0  # batches that lost the shard's producer, fenced or not
-    reopened: int = 0  # shards reopened in place after a loss that was not a fence
+    reopened: int = 0  # shards reopened in place after a loss, on the group's word
     restored: dict[int, float] = field(default_factory=dict)
     opened: int = 0  # shard restores (each assignment of a shard opens it)
 
@@ -94,7 +105,8 @@ class _Lost:
 
     @property
     def fenced(self) -> bool:
-        """A confirmed fence: a newer owner has it, so only the group hands it out again."""
+        """Kafka said "fenced": another producer of the shard, or a rollback on the
+        transaction timeout (reopened, like any loss, only if the group assigns it here)."""
         return isinstance(self.error, FencedError)
 
 
@@ -121,6 +133,9 @@ class KafkaWorker:
         self.topics = Topics(settings.topic_prefix)
         self.shards: dict[int, ShardHost] = {}
         self.lost: dict[int, _Lost] = {}  # shards released on a producer loss, paused
+        # When each shard was last reopened in place, and after how many attempts: a shard
+        # lost again soon after keeps backing off (``REPEAT_WINDOW_S``).
+        self._reopened: dict[int, tuple[float, int]] = {}
         self._unrewound: set[int] = set()  # reopened by a rebalance, paused until rewound
         self.stats = WorkerStats()
         self._stop = threading.Event()
@@ -345,24 +360,22 @@ class KafkaWorker:
         committed offsets before they are read again (its batch's records, already polled,
         moved the position past what was committed)."""
         lost = _Lost(_loss_of(host))
+        last = self._reopened.get(shard)
+        if last is not None and lost.since - last[0] < REPEAT_WINDOW_S:
+            lost.attempts = last[1]
+            lost.next_try = lost.since + _retry_delay(lost.attempts)
         self.consumer.pause(*(self._partitions(shard) & self.consumer.assignment()))
         gc.unfreeze()  # let the released shard be collected (the next _freeze refreezes)
         self.shards.pop(shard).close()
         self.lost[shard] = lost
-        if lost.fenced:
-            log.warning(
-                "shard %s released: its producer was fenced by a newer owner; its partitions "
-                "are paused until the consumer group moves them",
-                shard,
-            )
-        else:
-            log.warning(
-                "shard %s released: its producer was lost without a confirmed fence (%s); "
-                "its partitions are paused, and it is reopened here once the group confirms "
-                "this member owns them (or served by whoever a rebalance gives it to)",
-                shard,
-                lost.error,
-            )
+        log.warning(
+            "shard %s released: its producer was %s (%s); its partitions are paused, and it "
+            "is reopened here once the group confirms this member owns them (or served by "
+            "whoever a rebalance gives it to)",
+            shard,
+            "fenced by a newer owner or rolled back" if lost.fenced else "lost without a fence",
+            lost.error,
+        )
 
     def _finish_rewinds(self) -> set[int]:
         """Rewind and resume the shards a rebalance reopened after a loss; returns them."""
@@ -381,11 +394,11 @@ class KafkaWorker:
     def _reopen_due(self) -> None:
         now = time.monotonic()
         for shard, lost in sorted(self.lost.items()):
-            if not lost.fenced and now >= lost.next_try:
+            if now >= lost.next_try:
                 self._try_reopen(shard, lost)
 
     def _try_reopen(self, shard: int, lost: _Lost) -> None:
-        """Reopen a shard lost without a fence, if the group assigns it to this member."""
+        """Reopen a shard whose producer was lost, if the group assigns it to this member."""
         lost.attempts += 1
         doubt = self._ownership_doubt(shard)
         if doubt is None:
@@ -405,6 +418,7 @@ class KafkaWorker:
                     self._refill(shard)  # a new matcher: the other shards' drivers
                     self.consumer.resume(*self._partitions(shard))
                     del self.lost[shard]
+                    self._reopened[shard] = (time.monotonic(), lost.attempts)
                     self.stats.reopened += 1
                     log.warning(
                         "shard %s reopened in place with a new producer, %.1f s after its "
@@ -416,7 +430,7 @@ class KafkaWorker:
                     )
                     _freeze()
                     return
-        delay = min(REOPEN_RETRY_MAX_S, REOPEN_RETRY_FIRST_S * 2 ** (lost.attempts - 1))
+        delay = _retry_delay(lost.attempts)
         lost.next_try = time.monotonic() + delay
         log.warning(
             "shard %s not reopened yet (%s): next attempt in %.0f s, unless a rebalance "
@@ -432,9 +446,15 @@ class KafkaWorker:
 
         This member's own view is not enough: a member evicted from the group (a session
         timeout, a network split) keeps believing it owns its partitions until it hears of
-        it, and a producer it opened would fence the real owner. A new generation cannot
-        form without this member until it rejoins (at its next poll, after the reopening)
-        or the rebalance timeout expires, so the answer holds while the shard is opened."""
+        it, and a producer it opened would fence the real owner. A new generation without
+        this member can still form while the shard is opened (its session expiring then,
+        or a coordinator that had not learnt it lost the group answering for the old
+        generation); safety does not rest on the answer staying true but on the order of
+        the reopening: the new producer's ``init_transactions`` fences every other before
+        the shard's log is restored and its committed offsets read, and a batch of a member
+        outside the group's generation cannot commit its offsets. A wrong answer costs
+        restores (each side fencing the other, backed off by ``_Lost.attempts``), never a
+        write interleaved with another."""
         tps = self._partitions(shard)
         if not tps <= self.consumer.assignment():
             return "its partitions are no longer assigned to this member"
@@ -474,6 +494,11 @@ class KafkaWorker:
                 self.consumer.seek_to_beginning(tp)
             else:
                 self.consumer.seek(tp, committed)
+
+
+def _retry_delay(attempts: int) -> float:
+    """The wait after the ``attempts``-th attempt to reopen a shard: 1, 2, 4, 8, then 10 s."""
+    return float(min(REOPEN_RETRY_MAX_S, REOPEN_RETRY_FIRST_S * 2 ** max(0, attempts - 1)))
 
 
 def _loss_of(host: ShardHost) -> ProducerLostError | None:

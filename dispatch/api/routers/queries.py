@@ -14,13 +14,21 @@ import anyio.to_thread
 from fastapi import APIRouter, Query
 
 from dispatch.api import access, present
-from dispatch.api.deps import Caller, Consistent, Ctx, OperatorCaller, RiderOrOperator
+from dispatch.api.deps import (
+    Caller,
+    Consistent,
+    Ctx,
+    OperatorCaller,
+    OperatorReadAudited,
+    RiderOrOperator,
+)
 from dispatch.api.errors import QUERY_RESPONSES, forbidden, not_found
 from dispatch.domain.geo import MAX_LAT, MAX_LNG, MIN_LAT, MIN_LNG
 from dispatch.domain.ride import ASSIGNED
 from schemas.views import DriverLocationView, Heatmap, HeatmapCell, NearbyDrivers, RideView
 
-router = APIRouter(tags=["queries"])
+# Every query an operator makes is recorded before it is answered (``dispatch.read_audit``).
+router = APIRouter(tags=["queries"], dependencies=[OperatorReadAudited])
 
 MAX_RADIUS_M = 10_000.0
 MAX_LIMIT = 50

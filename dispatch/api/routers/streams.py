@@ -20,8 +20,8 @@ from fastapi.responses import StreamingResponse
 
 from dispatch.api import access, present
 from dispatch.api.context import ApiContext
-from dispatch.api.deps import Caller, Consistent, Ctx
-from dispatch.api.errors import AUTH_RESPONSES, forbidden, not_found
+from dispatch.api.deps import Caller, Consistent, Ctx, OperatorReadAudited
+from dispatch.api.errors import AUDIT_UNAVAILABLE, AUTH_RESPONSES, forbidden, not_found
 from dispatch.api.events import Subscription
 from dispatch.domain.driver import DriverStatus
 from dispatch.domain.ids import shard_of
@@ -31,13 +31,15 @@ from dispatch.privacy import Opener
 from projections.rides import RideRow
 from schemas.views import StreamEvent
 
-router = APIRouter(tags=["streams"])
+# An operator opening a stream is recorded first, like every operator read.
+router = APIRouter(tags=["streams"], dependencies=[OperatorReadAudited])
 
 RIDE_ENDED = frozenset(topic.removeprefix("dispatch.") for topic in RIDE_ENDINGS)
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 _STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
     **AUTH_RESPONSES,
+    503: AUDIT_UNAVAILABLE,
     404: AUTH_RESPONSES[403] | {"description": "Unknown id."},
     200: {
         "description": "A `text/event-stream`; each `data:` line is a StreamEvent.",

@@ -35,6 +35,14 @@ MATRIX = [
     Row(
         "POST", "/rides", "rider_r", ("driver_a", "operator"), {"pickup": PICKUP, "dropoff": PICKUP}
     ),
+    Row(
+        "POST",
+        "/fares/estimate",
+        "rider_r",
+        ("driver_b", "operator", "admin"),
+        {"pickup": PICKUP, "dropoff": PICKUP, "product": "xl"},
+        expect=200,
+    ),
     Row("GET", "/rides/{ride}", "rider_r", ("rider_s", "driver_b")),
     Row("GET", "/rides/{ride}", "driver_a", ("rider_s",)),
     Row("GET", "/rides/{ride}", "operator", ("driver_b",)),

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import KafkaTimeoutError
+from kafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError
 from kafka.net.compat import KafkaNetClient
 from kafka.net.manager import KafkaConnectionManager
 
@@ -88,6 +88,36 @@ def bound_connection_setup() -> None:
 bound_connection_setup()
 
 
+class ProducerNetClient(KafkaNetClient):  # type: ignore[misc]
+    """The network client of every producer (``producer_config``): ``await_ready`` answers
+    False for a node it could not get ready, where kafka-python's own raises.
+
+    kafka-python 3.0.12's sender sends a transactional request (AddPartitionsToTxn,
+    AddOffsetsToTxn, TxnOffsetCommit, EndTxn) to its coordinator only
+    ``if client.await_ready(coordinator)``, and when that answers False it looks the
+    coordinator up again and queues the request again (``Sender._maybe_send_pending_request``).
+    Its ``KafkaNetClient.await_ready`` raises instead (``KafkaConnectionError: Node ... not
+    ready``), and the sender catches that in a branch that looks the coordinator up but leaves
+    the request out of the queue, with its target still set: the request is never sent, and
+    whatever waits for it never returns (a flush waiting for its partitions to join the
+    transaction, ``send_offsets_to_transaction``, a commit or an abort; kafka-python waits for
+    the last three with no limit). That happened whenever a shard's transaction or group
+    coordinator was on a broker that died: the writer's bounds (``writer.FLUSH_SPAN_S``,
+    ``COMMIT_TIMEOUT_S``) then cut the wait, and the shard was reopened with a new producer
+    (fault 4: 7 s, then 5 s, then the reopening: the outcomes paused 16.7 s). Answering False,
+    the request waits for the coordinator found next, as kafka-python meant.
+
+    Only the "not ready" errors are answered so; any other error (an authentication failure
+    kafka-python keeps for the node, an unknown node) is raised as before.
+    """
+
+    def await_ready(self, node_id: Any, timeout_ms: int = 30_000) -> bool:
+        try:
+            return bool(super().await_ready(node_id, timeout_ms=timeout_ms))
+        except (KafkaConnectionError, NodeNotReadyError):
+            return False
+
+
 def producer_config(bootstrap: Connection, **overrides: Any) -> dict[str, Any]:
     """Settings of an idempotent (and, with ``transactional_id``, transactional) producer.
 
@@ -119,6 +149,9 @@ def producer_config(bootstrap: Connection, **overrides: Any) -> dict[str, Any]:
         "linger_ms": 0,
         "max_block_ms": 30_000,
         "allow_auto_create_topics": False,
+        # A transactional request whose coordinator is not ready is queued again, not
+        # dropped (``ProducerNetClient``).
+        "kafka_client": ProducerNetClient,
     }
     config.update(overrides)
     return config

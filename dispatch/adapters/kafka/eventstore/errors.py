@@ -28,10 +28,13 @@ class ProducerLostError(OperationalError):
 
 
 class FencedError(ProducerLostError):
-    """A newer producer with this shard's transactional id took the shard over.
+    """Kafka said the producer is fenced: a newer producer with this shard's transactional
+    id began (another process took the shard over), or the transaction coordinator rolled
+    the open transaction back on its timeout (kafka-python reports both alike).
 
-    Nothing this writer produced after the takeover is visible to ``read_committed``
-    readers, and the writer cannot write again: close it (the process lost the shard).
+    Nothing this writer produced in its open transaction is visible to ``read_committed``
+    readers, and the writer cannot write again: close it. Whether the process still owns
+    the shard is the consumer group's word (the worker asks it before reopening).
     """
 
 

@@ -34,8 +34,9 @@ A transaction is kept short of the broker's transaction timeout
 (``clients.TRANSACTION_TIMEOUT_MS``, 20 s): its flushes wait at most until ``FLUSH_SPAN_S``
 after it began (at least ``MIN_FLUSH_S``, so a batch that took long to decide still gets a
 flush), then the commit is bounded as above. A transaction the broker aborted on its timeout
-would come back to kafka-python as a fence (``FencedError``), which the worker leaves to the
-group; a flush that overran aborts the batch instead, which is retried.
+comes back to kafka-python as a fence (``FencedError``), and the worker reopens the shard
+once the group confirms it still owns it; a flush that overran aborts the batch instead,
+which is retried.
 """
 
 from __future__ import annotations
@@ -429,7 +430,8 @@ class PartitionWriter:
         tid = self.transactional_id
         if is_fencing(e):
             error: ProducerLostError = FencedError(
-                f"producer {tid} was fenced by a newer owner of the shard"
+                f"producer {tid} was fenced (a newer producer of the shard began, or the "
+                "coordinator rolled its transaction back on the transaction timeout)"
             )
         else:
             error = ProducerLostError(

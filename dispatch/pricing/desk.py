@@ -1,0 +1,117 @@
+"""The fare desk: prices a trip, issues its quote and checks a quote it is shown.
+
+A quote reads nothing of the log and writes nothing: it is not an event until a ride
+carries it (docs/MARKETPLACE.md). Its trip is priced by the pickup's market's rule for the
+product, at the surge of the moment: 1.00 for now (surge per H3 cell is a later step). A
+trip longer than the longest a quote prices (``DISPATCH_MAX_TRIP_KM``) gets none: refused
+before it is routed when even the great circle is longer, else once its estimate is.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from dispatch.domain.fares import NO_SURGE, Product, fare
+from dispatch.markets import MarketMap
+from dispatch.matching.geo import haversine_m
+from dispatch.pricing.quotes import Quote, QuoteCodec, QuoteError, check_quote
+from dispatch.pricing.reading import read_quote
+from dispatch.pricing.rules import FareBook, FareError
+from dispatch.pricing.trip import Place, Trip, TripEstimator
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedQuote:
+    quote: Quote
+    token: str  # the signed quote
+
+
+class FareDesk:
+    """Quotes of ``book``'s rules over ``trips``' estimates of at most ``max_trip_m``
+    metres, signed by ``codec`` and valid ``ttl_s`` seconds; ``markets`` says which market
+    a pickup is in."""
+
+    def __init__(
+        self,
+        book: FareBook,
+        trips: TripEstimator,
+        markets: MarketMap,
+        codec: QuoteCodec,
+        ttl_s: int,
+        max_trip_m: int,
+    ) -> None:
+        self.book, self.ttl_s, self.max_trip_m = book, ttl_s, max_trip_m
+        self._trips, self._markets, self._codec = trips, markets, codec
+
+    def estimate(
+        self, rider_id: str, pickup: Place, dropoff: Place, product: Product, now: float
+    ) -> IssuedQuote:
+        """A quote for ``rider_id``'s trip; ``FareError`` when there is no rule for it or
+        it is too long."""
+        found = self._markets.market_of(*pickup)
+        market = found.name if found is not None else None
+        rule = self.book.rule_for(market, product)
+        trip = self._trip(pickup, dropoff)
+        priced = fare(rule, trip.distance_m, trip.duration_s, NO_SURGE)
+        issued = int(now)
+        quote = Quote(
+            quote_id=str(uuid.uuid4()),
+            rider_id=rider_id,
+            pickup=pickup,
+            dropoff=dropoff,
+            product=product,
+            market=market,
+            rules_version=self.book.version,
+            distance_m=trip.distance_m,
+            duration_s=trip.duration_s,
+            estimated_by=trip.estimated_by,
+            rule=rule,
+            surge=NO_SURGE,
+            total=priced.total,
+            minimum_applied=priced.minimum_applied,
+            issued_at=issued,
+            expires_at=issued + self.ttl_s,
+        )
+        return IssuedQuote(quote, self._codec.sign(quote.claims()))
+
+    def _trip(self, pickup: Place, dropoff: Place) -> Trip:
+        """The trip's estimate, if it is at most ``max_trip_m`` long; the great circle is
+        checked first, so a trip across an ocean is never routed."""
+        crow_flies = haversine_m(*pickup, *dropoff)
+        if crow_flies > self.max_trip_m:
+            raise self._too_long(crow_flies, "in a straight line")
+        trip = self._trips.trip(pickup, dropoff)
+        if trip.distance_m > self.max_trip_m:
+            raise self._too_long(trip.distance_m, f"by its {trip.estimated_by} estimate")
+        return trip
+
+    def _too_long(self, metres: float, how: str) -> FareError:
+        return FareError(
+            "trip_too_long",
+            f"the trip is {metres / 1000:,.1f} km {how}, longer than the "
+            f"{self.max_trip_m / 1000:g} km a quote may price (DISPATCH_MAX_TRIP_KM)",
+        )
+
+    def read(self, token: str, now: float) -> Quote:
+        """The quote ``token`` is, if this engine signed it and it is still valid at
+        ``now``; else ``QuoteError`` with the reason."""
+        if not token.isascii():
+            raise QuoteError("malformed quote: not ASCII")
+        return read_quote(self._codec.verify(token), now, self.ttl_s)
+
+    def check(
+        self,
+        token: str,
+        rider_id: str,
+        pickup: Place,
+        dropoff: Place,
+        product: Product,
+        now: float,
+    ) -> Quote:
+        """The quote ``token`` is, if it is valid at ``now`` and was issued to ``rider_id``
+        for this trip (each end within ``PLACE_TOLERANCE_M``) and product (what
+        ``POST /rides`` will check of a quote it carries); else ``QuoteError``."""
+        quote = self.read(token, now)
+        check_quote(quote, rider_id, pickup, dropoff, product)
+        return quote
