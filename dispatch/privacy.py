@@ -7,7 +7,11 @@ as a text token in place of its value (docs/PRIVACY.md)::
 
 The plaintext is the value's JSON; the cipher is authenticated (AES-GCM, behind
 ``FieldCipher``) with ``pf1|<subject id>|<field>`` as associated data, so a token moved to
-another subject or field does not open. ``pf1.`` tells a sealed value from a plain one.
+another field does not open, and a reader that knows whose record it reads passes the
+expected owner to ``open``: a token of another subject is damage. ``pf1.`` tells a stored
+token from a stored plain value (a reader's test, ``is_sealed``); in memory, a value the
+sealer made is a ``Sealed`` (a ``str``), so a client's text that merely starts with
+``pf1.`` is sealed like any other.
 Keys live in a ``KeyStore`` the engine controls; once a subject's key is erased, opening
 its tokens gives ``ERASED`` instead of failing.
 
@@ -119,7 +123,16 @@ def aad(subject: UUID, field_name: str) -> bytes:
     return f"pf1|{subject}|{field_name}".encode()
 
 
+class Sealed(str):
+    """A token the sealer made, marked by its type in memory (never by its text: a client
+    may send any text). Stored and read back, it is a plain ``str`` again."""
+
+    __slots__ = ()
+
+
 def is_sealed(value: Any) -> bool:
+    """Whether a value read from a store is a token (stored values were all sealed once
+    sealing began; older plain values may start with ``pf1.`` too: see ``open``)."""
     return isinstance(value, str) and value.startswith(MARKER)
 
 
@@ -156,18 +169,23 @@ class PersonalData:
         self.cipher = cipher
         self.keys = keys
 
-    def seal(self, key: SubjectKey, field_name: str, value: Any) -> str:
-        """``value`` (anything JSON can write) as a token of ``key``'s subject."""
+    def seal(self, key: SubjectKey, field_name: str, value: Any) -> Sealed:
+        """``value`` (anything JSON can write, whatever its text) as a token of ``key``'s
+        subject."""
         plaintext = json.dumps(value, separators=(",", ":")).encode()
         sealed = self.cipher.seal(key.key, plaintext, aad(key.subject, field_name))
-        return Token(key.subject, key.kid, sealed).text()
+        return Sealed(Token(key.subject, key.kid, sealed).text())
 
-    def open(self, value: Any, field_name: str) -> Any:
+    def open(self, value: Any, field_name: str, owner: UUID | None = None) -> Any:
         """The plaintext value of a token, ``ERASED`` when its subject's key is gone, and
-        any value that is not a token as it is (stored before sealing, or not personal)."""
+        any value that is not a token as it is (stored before sealing, or not personal).
+        ``DamagedValue`` when it does not parse or authenticate, or when ``owner`` is given
+        and the token is another subject's (a token copied into someone else's record)."""
         if not is_sealed(value):
             return value
         token = Token.parse(value)
+        if owner is not None and token.subject != owner:
+            raise DamagedValue(f"a token of another subject in {owner}'s {field_name}")
         key = self.keys.get(token.subject, token.kid)
         if key is None:
             return ERASED

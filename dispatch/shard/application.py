@@ -31,7 +31,7 @@ from dispatch.domain.rider import Rider
 from dispatch.matching.decisions import Decision, ExpireOffer, ExpireRequest, MakeOffer
 from dispatch.matching.state import RideRow
 from dispatch.messages import FOLLOW_THE_DRIVER, destination
-from dispatch.privacy import SubjectErased, is_sealed
+from dispatch.privacy import Sealed, SubjectErased
 from dispatch.shard.carried import note
 from dispatch.shard.crossing import (
     MESSAGE_HANDLERS,
@@ -110,7 +110,7 @@ class ShardApplication(Application[UUID]):
     def seal_ride(self, row: RideRow) -> RideRow:
         """A matcher checkpoint's ride row with its pickup sealed under the ride's rider's
         key (the row as it is without a sealer)."""
-        if self.sealer is None or is_sealed(row[1]):
+        if self.sealer is None or isinstance(row[1], Sealed):
             return row
         rider: UUID = self.repository.get(UUID(row[0])).rider_id
         try:

@@ -16,6 +16,8 @@ transaction), which also seal the bodies of the shard-messages records they send
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -30,11 +32,14 @@ from dispatch.domain.geo import Point
 from dispatch.privacy import (
     ERASED,
     SHOWN_ERASED,
+    DamagedValue,
     PersonalData,
+    Sealed,
     SubjectErased,
     SubjectKey,
-    is_sealed,
 )
+
+log = logging.getLogger(__name__)
 
 SNAPSHOT_TOPIC = "eventsourcing.domain:Snapshot"
 
@@ -96,29 +101,43 @@ KEY_CACHE_SIZE = 100_000
 
 
 class Sealer:
-    """Seals and opens the personal fields of stored states, keys cached by subject."""
+    """Seals and opens the personal fields of stored states, keys cached by subject (least
+    recently used dropped first). One sealer serves every shard thread of a process: its
+    cache is under a lock, and a key is cached only if its subject is not erased by then."""
 
     def __init__(self, personal: PersonalData) -> None:
         self.personal = personal
         self._keys: OrderedDict[UUID, SubjectKey] = OrderedDict()
+        self._lock = threading.Lock()
+        self._damage_logged: set[tuple[UUID | None, str]] = set()
 
     def erase(self, subject: UUID) -> None:
         """Delete the subject's key, durably, and drop it from the cache."""
-        self.personal.keys.erase(subject)
-        self._keys.pop(subject, None)
+        with self._lock:
+            self.personal.keys.erase(subject)
+            self._keys.pop(subject, None)
 
     def forget(self, subjects: Iterable[UUID]) -> None:
         """Drop cached keys that were never stored (a Kafka batch that aborted)."""
-        for subject in subjects:
-            self._keys.pop(subject, None)
+        with self._lock:
+            for subject in subjects:
+                self._keys.pop(subject, None)
 
     def key(self, subject: UUID) -> SubjectKey:
-        found = self._keys.get(subject)
-        if found is None:
-            found = self._keys[subject] = self.personal.keys.create(subject)
+        with self._lock:
+            found = self._keys.get(subject)
+            if found is not None:
+                self._keys.move_to_end(subject)
+                return found
+        made = self.personal.keys.create(subject)  # outside the lock: a durable write
+        with self._lock:
+            # an erasure on another thread meanwhile wins: the key is not cached again
+            if self.personal.keys.erased(subject):
+                raise SubjectErased(subject)
+            found = self._keys.setdefault(subject, made)
             if len(self._keys) > KEY_CACHE_SIZE:
                 self._keys.popitem(last=False)
-        return found
+            return found
 
     # -- one dict of fields ------------------------------------------------------------------
     def seal(self, fields: Fields, state: dict[str, Any], originator_id: Any) -> dict[str, Any]:
@@ -132,22 +151,47 @@ class Sealer:
             return sealed
         for name in fields.names:
             value = state.get(name)
-            if value is not None and not is_sealed(value):  # never sealed twice
+            # every value the domain gives is sealed, whatever its text; only a token this
+            # process made (typed ``Sealed``) is kept as it is
+            if value is not None and not isinstance(value, Sealed):
                 plain = value.as_list() if fields.points else value
                 sealed[name] = self.personal.seal(key, name, plain)
         return sealed
 
-    def open(self, fields: Fields, state: dict[str, Any]) -> None:
+    def open(
+        self, fields: Fields, state: dict[str, Any], originator_id: Any = None, strict: bool = False
+    ) -> None:
+        """Open ``state``'s personal fields in place. A value that does not open (does not
+        parse, does not authenticate, or is another subject's token) reads as erased and is
+        logged once: an aggregate is never unloadable because of one field. ``strict``:
+        ``DamagedValue`` instead (a record read from another process: poison)."""
+        try:
+            owner: UUID | None = fields.owner(state, originator_id)
+        except (KeyError, TypeError, ValueError):
+            owner = None
         for name in fields.names:
             if name not in state:
                 continue
-            value = self.personal.open(state[name], name)
+            try:
+                value = self.personal.open(state[name], name, owner)
+            except DamagedValue as damage:
+                if strict:
+                    raise
+                self._log_damage(owner, name, damage)
+                value = ERASED
             if value is ERASED:
                 state[name] = fields.erased_as
             elif fields.points and value is not None and not isinstance(value, Point):
                 state[name] = Point.from_list(value)
             else:
                 state[name] = value
+
+    def _log_damage(self, owner: UUID | None, name: str, damage: DamagedValue) -> None:
+        with self._lock:
+            if (owner, name) in self._damage_logged:
+                return
+            self._damage_logged.add((owner, name))
+        log.error("personal field %s of %s does not open, read as erased: %s", name, owner, damage)
 
     # -- a stored topic's state ----------------------------------------------------------------
     def seal_state(self, topic: str, state: dict[str, Any], originator_id: Any) -> dict[str, Any]:
@@ -164,11 +208,11 @@ class Sealer:
     def open_state(self, topic: str, state: dict[str, Any]) -> None:
         fields = PERSONAL.get(topic)
         if fields is not None:
-            self.open(fields, state)
+            self.open(fields, state, state.get("originator_id"))
         elif topic == LINK_SENT:
             self.open_message(state["kind"], state["body"])
         elif topic == SNAPSHOT_TOPIC:
-            self._open_aggregate(state["topic"], state["state"])
+            self._open_aggregate(state["topic"], state["state"], state.get("originator_id"))
 
     def _seal_aggregate(self, topic: str, state: dict[str, Any], aggregate: Any) -> dict[str, Any]:
         fields = PERSONAL_STATE.get(topic)
@@ -179,10 +223,10 @@ class Sealer:
             return {**state, "unacked": unacked}
         return state
 
-    def _open_aggregate(self, topic: str, state: dict[str, Any]) -> None:
+    def _open_aggregate(self, topic: str, state: dict[str, Any], aggregate: Any) -> None:
         fields = PERSONAL_STATE.get(topic)
         if fields is not None:
-            self.open(fields, state)
+            self.open(fields, state, aggregate)
         elif topic == LINK:
             for _seq, kind, body in state["unacked"]:
                 self.open_message(kind, body)
@@ -194,10 +238,17 @@ class Sealer:
         return body if fields is None else self.seal(fields, body, None)
 
     def open_message(self, kind: str, body: dict[str, Any]) -> None:
-        """Open a message body's sealed fields in place."""
+        """Open a message body's sealed fields in place (damage read as erased)."""
         fields = MESSAGES.get(kind)
         if fields is not None:
             self.open(fields, body)
+
+    def open_record(self, kind: str, body: dict[str, Any]) -> None:
+        """Open a shard-messages record's body in place; ``DamagedValue`` when a field
+        does not open (the record is poison)."""
+        fields = MESSAGES.get(kind)
+        if fields is not None:
+            self.open(fields, body, strict=True)
 
 
 class SealingMapper(Mapper[UUID]):

@@ -370,7 +370,7 @@ def shard_messages(settings: Settings) -> ShardMessages:
             for records in follower.read_to_end():
                 for record in records:
                     decoded = wire.decode_shard_message(
-                        record.value, "test", shard, sealer.open_message
+                        record.value, "test", shard, sealer.open_record
                     )
                     if isinstance(decoded, Envelope):
                         if decoded.id not in out.copies:

@@ -160,9 +160,7 @@ def messages_to(settings: Settings, shard: int) -> Counter[str]:
     try:
         for records in follower.read_to_end():
             for record in records:
-                decoded = wire.decode_shard_message(
-                    record.value, "test", shard, sealer.open_message
-                )
+                decoded = wire.decode_shard_message(record.value, "test", shard, sealer.open_record)
                 assert not isinstance(decoded, Poison), decoded
                 found[type(decoded.body).__name__ if isinstance(decoded, Envelope) else "ack"] += 1
     finally:

@@ -100,7 +100,7 @@ def test_a_batch_sends_its_messages_and_acks_to_their_receivers_partitions(
     assert isinstance(unopened, Poison)  # a reader without the keys cannot take it
     receiver = engine.workers[1].app.sealer
     assert receiver is not None
-    message = wire.decode_shard_message(orjson.dumps(record), "m", partition, receiver.open_message)
+    message = wire.decode_shard_message(orjson.dumps(record), "m", partition, receiver.open_record)
     assert isinstance(message, Envelope)
     assert isinstance(message.body, OpenRide) and message.body.pickup_lat == 37.3382
 

@@ -15,6 +15,7 @@ from dispatch.privacy import (
     MARKER,
     DamagedValue,
     PersonalData,
+    Sealed,
     Token,
     is_sealed,
     shown,
@@ -63,12 +64,34 @@ def test_a_token_moved_to_another_field_is_damage_not_erasure(personal: Personal
         personal.open(token, "dropoff")
 
 
-def test_a_token_moved_to_another_subject_does_not_open(personal: PersonalData) -> None:
+def test_a_token_relabelled_with_another_subjects_key_does_not_open(
+    personal: PersonalData,
+) -> None:
     one, other = personal.keys.create(new_id(0)), personal.keys.create(new_id(0))
     sealed = Token.parse(personal.seal(one, "name", "Ada")).sealed
     forged = Token(other.subject, other.kid, sealed).text()
     with pytest.raises(DamagedValue):
         personal.open(forged, "name")
+
+
+def test_a_whole_token_copied_into_another_subjects_record_is_damage(
+    personal: PersonalData,
+) -> None:
+    """A reader that knows whose record it reads names the owner: another subject's
+    token, intact, does not open there (review finding 4)."""
+    one, other = personal.keys.create(new_id(0)), personal.keys.create(new_id(0))
+    token = personal.seal(one, "name", "Ada")
+    assert personal.open(token, "name", one.subject) == "Ada"
+    with pytest.raises(DamagedValue):
+        personal.open(token, "name", other.subject)
+
+
+def test_a_value_the_sealer_made_is_typed_sealed_whatever_a_client_sends(
+    personal: PersonalData,
+) -> None:
+    key = personal.keys.create(new_id(0))
+    assert isinstance(personal.seal(key, "name", "Ada"), Sealed)
+    assert not isinstance("pf1.Ada", Sealed)
 
 
 @pytest.mark.parametrize("text", ["pf1.", "pf1.a.b.c", "pf1.x.y", f"pf1.{new_id(0)}.k.!!"])

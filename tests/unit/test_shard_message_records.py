@@ -260,7 +260,7 @@ def test_a_sealing_worker_s_message_holds_no_name_or_coordinate_and_opens(
     _key, value = wire.encode_shard_message(message, sealer.seal_message)
     for plain in (b"Dee", b"37.3382", b"-121.8863", b"37.344", b"-121.88"):
         assert plain not in value
-    assert wire.decode_shard_message(value, "m", message.receiver, sealer.open_message) == message
+    assert wire.decode_shard_message(value, "m", message.receiver, sealer.open_record) == message
 
 
 def test_a_handed_off_driver_s_name_reads_erased_once_their_key_is_erased(
@@ -270,7 +270,7 @@ def test_a_handed_off_driver_s_name_reads_erased_once_their_key_is_erased(
     _key, value = wire.encode_shard_message(HANDOFF, sealer.seal_message)
     assert isinstance(HANDOFF.body, HandOff)
     sealer.erase(UUID(HANDOFF.body.driver))
-    decoded = wire.decode_shard_message(value, "m", 0, sealer.open_message)
+    decoded = wire.decode_shard_message(value, "m", 0, sealer.open_record)
     assert isinstance(decoded, Envelope) and isinstance(decoded.body, HandOff)
     assert decoded.body.name == "erased"
 
@@ -280,5 +280,5 @@ def test_a_sealed_field_that_does_not_open_is_poison(tmp_path: Path) -> None:
     data = orjson.loads(wire.encode_shard_message(OPEN, sealer.seal_message)[1])
     body = data["message"]["body"]
     body["pickup_lat"], body["pickup_lng"] = body["pickup_lng"], body["pickup_lat"]
-    decoded = wire.decode_shard_message(orjson.dumps(data), "m", 1, sealer.open_message)
+    decoded = wire.decode_shard_message(orjson.dumps(data), "m", 1, sealer.open_record)
     assert isinstance(decoded, Poison) and "OpenRide body" in decoded.reason

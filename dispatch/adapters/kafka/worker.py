@@ -275,7 +275,7 @@ class KafkaWorker:
         rewound = self._finish_rewinds()
         inbound: dict[int, Inbound] = {}
         offsets: dict[int, dict[TopicPartition, OffsetAndMetadata]] = {}
-        opener = self.sealer.open_message if self.sealer is not None else None
+        opener = self.sealer.open_record if self.sealer is not None else None
         for tp, records in polled.items():
             shard = tp.partition
             if shard in rewound or shard in self._unrewound:

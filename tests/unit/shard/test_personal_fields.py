@@ -21,7 +21,7 @@ from dispatch.matching.index import DriverIndex
 from dispatch.matching.matcher import Matcher, MatcherConfig
 from dispatch.matching.state import load
 from dispatch.matching.strategies import Greedy
-from dispatch.privacy import PersonalData, is_sealed
+from dispatch.privacy import PersonalData, SubjectErased, is_sealed
 from dispatch.shard.application import ShardApplication
 from dispatch.shard.personal import LINK_SENT, SNAPSHOT_TOPIC, Sealer
 from dispatch.shard.policy import Policy
@@ -41,7 +41,8 @@ class Shard:
     def app(self) -> ShardApplication:
         env = {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(self.file)}
         sealer = Sealer(PersonalData(AesGcmCipher(), self.keys))
-        app = ShardApplication(SHARD, env=env, policy=Policy(max_wait_s=MAX_WAIT_S), sealer=sealer)
+        policy = Policy(max_wait_s=MAX_WAIT_S, erasable=True)
+        app = ShardApplication(SHARD, env=env, policy=policy, sealer=sealer)
         self.apps.append(app)
         return app
 
@@ -179,3 +180,66 @@ def test_a_matcher_checkpoint_row_holds_its_pickup_sealed_and_loads_it_back(
 
 def _matcher() -> Matcher:
     return Matcher(DriverIndex[UUID](9, 30.0), StraightLineEta(), Greedy(), MatcherConfig())
+
+
+def test_a_name_that_looks_like_a_token_is_sealed_and_its_subject_stays_usable(
+    shard: Shard,
+) -> None:
+    """Review finding 1: a client's text starting with ``pf1.`` is sealed like any other;
+    after a restart the rider requests a ride and is erased."""
+    looks_sealed = "pf1.Zelda Quixotewright"
+    s = Scenario(shard.app())
+    rider_id = new_id(SHARD)
+    s.given(c.RegisterRider(rider_id=rider_id, name=looks_sealed))
+    assert b"Zelda" not in shard.stored()
+    s.app = shard.app()  # restarted: the rider is read from the file
+    assert s.app.repository.get(rider_id).name == looks_sealed
+    ride_id = new_id(SHARD)
+    s.given(request_ride(ride_id, rider_id))
+    s.given(c.CancelRide(ride_id=ride_id, rider_id=rider_id))
+    s.app = shard.app()
+    s.given(c.EraseRider(rider_id=rider_id, by="self"))
+    assert shard.app().repository.get(rider_id).name == "erased"
+
+
+def test_a_token_copied_into_another_subjects_record_reads_as_erased(shard: Shard) -> None:
+    """Review finding 4: a whole token of A placed in B's registration does not open as
+    A's name under B (it is damage: read as erased, logged)."""
+    app = shard.app()
+    s = Scenario(app)
+    alice, bob = new_id(SHARD), new_id(SHARD)
+    s.given(c.RegisterRider(rider_id=alice, name="Alice"))
+    s.given(c.RegisterRider(rider_id=bob, name="Bob"))
+    (alice_registered,) = app.recorder.select_events(alice)
+    (bob_registered,) = app.recorder.select_events(bob)
+    token = app.mapper.transcoder.decode(alice_registered.state)["name"]
+    moved = app.mapper.transcoder.decode(bob_registered.state)
+    moved["name"] = token
+    forged = type(bob_registered)(
+        originator_id=bob_registered.originator_id,
+        originator_version=bob_registered.originator_version,
+        topic=bob_registered.topic,
+        state=app.mapper.transcoder.encode(moved),
+    )
+    assert app.mapper.to_domain_event(forged).name == "erased"  # type: ignore[attr-defined]
+    assert app.mapper.to_domain_event(alice_registered).name == "Alice"  # type: ignore[attr-defined]
+
+
+def test_a_key_erased_while_it_was_being_made_is_not_cached(tmp_path: Path) -> None:
+    """Review finding 10: shard 1 makes a subject's key while shard 0 erases the subject;
+    the sealer does not cache the made key (later seals would use it) but refuses."""
+
+    class ErasedMeanwhile(SqliteKeyStore):
+        def create(self, subject: UUID) -> Any:
+            made = super().create(subject)
+            self.erase(subject)  # another shard thread's erasure, between make and cache
+            return made
+
+    keys = ErasedMeanwhile(tmp_path / "subject-keys.sqlite")
+    sealer = Sealer(PersonalData(AesGcmCipher(), keys))
+    subject = new_id(SHARD)
+    with pytest.raises(SubjectErased):
+        sealer.key(subject)
+    with pytest.raises(SubjectErased):
+        sealer.key(subject)
+    keys.close()
