@@ -127,22 +127,45 @@ class DriverCancel(_DriverRideCommand):
 ErasedBy = Literal["self", "operator"]
 
 
-class EraseRider(_Command):
+class _Erase(_Command):
+    """By the subject themself (no operator fields), or by an admin, who is named as an
+    operator's cancellation names them (the audit fields)."""
+
+    by: ErasedBy
+    operator_id: UUID | None = Field(default=None, description="The admin's id, when by one.")
+    operator_name: OperatorName | None = Field(default=None, description="The admin's name.")
+    operator_role: Literal["admin"] | None = Field(default=None, description="Their role.")
+
+    @model_validator(mode="after")
+    def _names_the_admin(self) -> _Erase:
+        named = (self.operator_id, self.operator_name, self.operator_role)
+        if self.by == "self":
+            if any(v is not None for v in named):
+                raise ValueError("an erasure by the subject names no operator")
+            return self
+        if self.operator_id is None or self.operator_name is None or self.operator_role is None:
+            raise ValueError("an erasure by an operator names them: id, name and role")
+        expected = id_of_operator(self.operator_name)
+        if self.operator_id != expected:
+            raise ValueError(
+                f"operator_id {self.operator_id} is not the id of operator "
+                f"{self.operator_name!r} ({expected})"
+            )
+        return self
+
+
+class EraseRider(_Erase):
     """Erase a rider's personal data (docs/PRIVACY.md): by the rider, or an admin."""
 
     type: Literal["erase_rider"] = "erase_rider"
     rider_id: UUID
-    by: ErasedBy
-    operator_id: UUID | None = Field(default=None, description="The admin's id, when by one.")
 
 
-class EraseDriver(_Command):
+class EraseDriver(_Erase):
     """Erase a driver's personal data (docs/PRIVACY.md): by the driver, or an admin."""
 
     type: Literal["erase_driver"] = "erase_driver"
     driver_id: UUID
-    by: ErasedBy
-    operator_id: UUID | None = Field(default=None, description="The admin's id, when by one.")
 
 
 Command = Annotated[

@@ -94,7 +94,14 @@ class Erased(_Data):
     """A rider or driver erased (docs/PRIVACY.md): their key is deleted."""
 
     by: Literal["self", "operator"] = Field(description="The subject themself, or an admin.")
-    operator_id: str = Field(description="The admin's id when by an operator, else empty.")
+
+
+class ErasedByOperator(Erased):
+    """An admin erased them; the event names the admin (the audit trail)."""
+
+    operator_id: str
+    operator_name: str
+    operator_role: str
 
 
 class OfferReceived(_Data):
@@ -245,6 +252,8 @@ EVENT_DATA: dict[str, type[_Data]] = {
     "dispatch.Driver.Registered": Registered,
     "dispatch.Driver.Erased": Erased,
     "dispatch.Rider.Erased": Erased,
+    "dispatch.Driver.ErasedByOperator": ErasedByOperator,
+    "dispatch.Rider.ErasedByOperator": ErasedByOperator,
     "dispatch.Driver.WentOnline": Empty,
     "dispatch.Driver.WentOffline": Empty,
     "dispatch.Driver.OfflineAfterTripRequested": Empty,

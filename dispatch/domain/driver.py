@@ -19,6 +19,8 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from dispatch.domain.errors import DriverMoved, Erased, Forbidden, IllegalTransition
+from dispatch.domain.operators import AUDIT_FIELDS
+from dispatch.domain.rider import Operator, upcast_erased
 
 
 class DriverStatus(StrEnum):
@@ -204,12 +206,24 @@ class Driver(Aggregate):
         availability event: the driver stays offline."""
 
         TOPIC = "dispatch.Driver.Erased"
-        class_version = 1
-        by: str  # "self" or "operator" (``rider.ERASED_BY``)
-        operator_id: str  # the admin who erased, or "" (the driver themself)
+        class_version = 2
+        by: str  # "self" (``rider.ERASED_BY``); "operator" in ``ErasedByOperator``
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            upcast_erased(state)
 
         def apply(self, driver: Driver) -> None:
             driver.erased, driver.name = True, "erased"
+
+    class ErasedByOperator(Erased):
+        """An admin erased the driver: the event names who (``AUDIT_FIELDS``)."""
+
+        TOPIC = "dispatch.Driver.ErasedByOperator"
+        class_version = 1
+        operator_id: str
+        operator_name: str
+        operator_role: str
 
     def __init__(
         self,
@@ -287,7 +301,7 @@ class Driver(Aggregate):
         if self.status == DriverStatus.HANDED_OFF:
             raise DriverMoved(self.id, self.handed_to)
 
-    def erase(self, by: str, operator_id: str, at: datetime) -> bool:
+    def erase(self, operator: Operator | None, at: datetime) -> bool:
         """Erase the driver (once: False when they already are). Only an offline driver
         served here: one that holds an offer or a ride, or is available, goes offline
         first; one served by another shard comes back first."""
@@ -295,7 +309,11 @@ class Driver(Aggregate):
             return False
         if self.status != DriverStatus.OFFLINE:
             raise IllegalTransition(f"driver {self.id} is {self.status}: go offline first")
-        self.trigger_event(self.Erased, timestamp=at, by=by, operator_id=operator_id)
+        if operator is None:
+            self.trigger_event(self.Erased, timestamp=at, by="self")
+        else:
+            fields = dict(zip(AUDIT_FIELDS, operator, strict=True))
+            self.trigger_event(self.ErasedByOperator, timestamp=at, by="operator", **fields)
         return True
 
     def go_online(self, at: datetime) -> None:

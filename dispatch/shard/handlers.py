@@ -257,7 +257,7 @@ def erase_rider(uow: UnitOfWork, cmd: c.EraseRider, now: datetime, p: Policy) ->
     Erasing twice changes nothing and is accepted."""
     _check_erasable(p)
     rider = uow.get(Rider, cmd.rider_id)
-    if not rider.erase(cmd.by, str(cmd.operator_id or ""), now):
+    if not rider.erase(_operator(cmd), now):
         return []
     return [rider.id]
 
@@ -267,9 +267,17 @@ def erase_driver(uow: UnitOfWork, cmd: c.EraseDriver, now: datetime, p: Policy) 
     ``erase_rider``, for an offline driver."""
     _check_erasable(p)
     driver = uow.get(Driver, cmd.driver_id)
-    if not driver.erase(cmd.by, str(cmd.operator_id or ""), now):
+    if not driver.erase(_operator(cmd), now):
         return []
     return [driver.id]
+
+
+def _operator(cmd: c.EraseRider | c.EraseDriver) -> tuple[str, str, str] | None:
+    """The admin who erases (id, name, role: the audit fields), or None (the subject)."""
+    if cmd.by == "self":
+        return None
+    assert cmd.operator_id is not None and cmd.operator_name and cmd.operator_role
+    return str(cmd.operator_id), cmd.operator_name, cmd.operator_role
 
 
 def _check_erasable(p: Policy) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
@@ -179,6 +180,7 @@ def _check_readers_and_stores(
     _replay("history", "rider", rider_id, "--json", "--data-dir", str(data_dir))
     _replay("state", "--at", "2100-01-01", "--data-dir", str(data_dir))
     _replay("verify", "--data-dir", str(data_dir))
+    _check_audit(data_dir)
 
     stores = sorted(p for p in data_dir.rglob("*") if p.is_file())
     names = {p.name for p in stores}
@@ -198,6 +200,19 @@ def _check_readers_and_stores(
     log_text = caplog.text.encode()
     assert [n for n in _needles() if n in log_text] == []
     _check_access_log()
+
+
+def _check_audit(data_dir: Path) -> None:
+    """``replay audit`` reads a log with erasures in it (review finding 3): the admin's
+    erasure of the driver names the admin, their name and role; the rider's own erasure
+    is no operator action."""
+    lines = _replay("audit", "--json", "--data-dir", str(data_dir)).splitlines()
+    records = [orjson.loads(line) for line in lines if line.strip()]
+    erasures = [r for r in records if "Erased" in r["type"]]
+    assert [(r["type"], r["operator_name"], r["operator_role"]) for r in erasures] == [
+        ("Driver.ErasedByOperator", "ops", "admin")
+    ], records
+    _replay("audit", "--reads", "--data-dir", str(data_dir))
 
 
 def _check_access_log() -> None:

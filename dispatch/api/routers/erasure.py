@@ -5,6 +5,7 @@ reads as erased; every later command of theirs is refused (410 ``erased``)."""
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID
 
 from fastapi import APIRouter, Request
@@ -31,12 +32,18 @@ ERASURE_RESPONSES = {
 }
 
 
-def _who(caller: Principal, role: str, subject: UUID) -> tuple[c.ErasedBy, UUID | None]:
-    """The subject themself, or an admin; anyone else gets a 403."""
+def _who(caller: Principal, role: str, subject: UUID) -> dict[str, Any]:
+    """The subject themself (no operator fields), or an admin, named as the audit trail
+    names operators (id, name, role); anyone else gets a 403."""
     if caller.role == role and caller.sub == str(subject):
-        return "self", None
+        return {"by": "self"}
     if caller.operator is not None and caller.operator.role == "admin":
-        return "operator", UUID(caller.sub)
+        return {
+            "by": "operator",
+            "operator_id": UUID(caller.sub),
+            "operator_name": caller.operator.name,
+            "operator_role": caller.operator.role,
+        }
     raise forbidden(f"only the {role} themself or an operator of role admin may erase a {role}")
 
 
@@ -55,9 +62,9 @@ def erase_rider(
     of theirs, everywhere the engine keeps them (docs/PRIVACY.md). By the rider or an admin;
     refused while the rider has an active ride (cancel it first). Erasing again is
     accepted and changes nothing."""
-    by, operator_id = _who(caller, "rider", rider_id)
+    who = _who(caller, "rider", rider_id)
     _check_shard(ctx, rider_id, "rider")
-    command = c.EraseRider(rider_id=rider_id, by=by, operator_id=operator_id)
+    command = c.EraseRider(rider_id=rider_id, **who)
     return write(ctx, request, caller.sub, key, command)
 
 
@@ -70,7 +77,7 @@ def erase_driver(
     """Erase a driver's personal data (their name) everywhere the engine keeps it
     (docs/PRIVACY.md). By the driver or an admin; only an offline driver served by their
     home shard. Erasing again is accepted and changes nothing."""
-    by, operator_id = _who(caller, "driver", driver_id)
+    who = _who(caller, "driver", driver_id)
     _check_shard(ctx, driver_id, "driver")
-    command = c.EraseDriver(driver_id=driver_id, by=by, operator_id=operator_id)
+    command = c.EraseDriver(driver_id=driver_id, **who)
     return write(ctx, request, caller.sub, key, command)
