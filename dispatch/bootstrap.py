@@ -370,6 +370,7 @@ def build_embedded_engine(settings: Settings, clock: Clock = time.time) -> Embed
     for worker in workers:
         with naming(shard_path(data_dir, worker.shard)):
             worker.restore()
+            worker.app.finish_erasures()  # a kill between an erasure's two commits
     return EmbeddedEngine(transport, workers)
 
 

@@ -25,7 +25,7 @@ import binascii
 import json
 import secrets
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 from uuid import UUID
@@ -117,6 +117,25 @@ class KeyStore(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release what the store keeps open."""
+
+    # -- an erasure's batch (dispatch/shard/sealing.py) ---------------------------------------
+    def erases_with_the_batch(self) -> bool:
+        """Whether an erasure now is part of the open batch's own transaction (Kafka: a
+        joined batch), so it needs no pending record."""
+        return False
+
+    def pend_erasures(self, subjects: Iterable[UUID]) -> None:
+        """Record durably, before the erasing batch is saved, that these subjects' keys
+        are to be deleted once it is; ``erase`` clears the record."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no pending erasures")
+
+    def pending_erasures(self) -> list[UUID]:
+        """The subjects whose erasure was pending when the process stopped."""
+        return []
+
+    def drop_pending(self, subject: UUID) -> None:
+        """Forget a pending erasure whose batch was never saved (the key is kept)."""
+        return None
 
 
 def aad(subject: UUID, field_name: str) -> bytes:
@@ -236,3 +255,15 @@ class LazyKeyStore(KeyStore):
     def close(self) -> None:
         if self._store is not None:
             self._store.close()
+
+    def erases_with_the_batch(self) -> bool:
+        return self.store.erases_with_the_batch()
+
+    def pend_erasures(self, subjects: Iterable[UUID]) -> None:
+        self.store.pend_erasures(subjects)
+
+    def pending_erasures(self) -> list[UUID]:
+        return self.store.pending_erasures()
+
+    def drop_pending(self, subject: UUID) -> None:
+        self.store.drop_pending(subject)

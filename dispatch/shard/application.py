@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import JSONTranscoder, Mapper, Recording
+from eventsourcing.persistence import JSONTranscoder, Recording
 
 from dispatch.domain.command_record import (
     CommandRecord,
@@ -29,9 +29,7 @@ from dispatch.domain.ids import shard_of
 from dispatch.domain.ride import Ride
 from dispatch.domain.rider import Rider
 from dispatch.matching.decisions import Decision, ExpireOffer, ExpireRequest, MakeOffer
-from dispatch.matching.state import RideRow
 from dispatch.messages import FOLLOW_THE_DRIVER, destination
-from dispatch.privacy import Sealed, SubjectErased
 from dispatch.shard.carried import note
 from dispatch.shard.crossing import (
     MESSAGE_HANDLERS,
@@ -46,8 +44,9 @@ from dispatch.shard.crossing import (
 from dispatch.shard.crossshard.messages import Ack, Envelope
 from dispatch.shard.handlers import HANDLERS
 from dispatch.shard.links import Link, link_id, link_of
-from dispatch.shard.personal import Sealer, SealingMapper
+from dispatch.shard.personal import Sealer
 from dispatch.shard.policy import Policy
+from dispatch.shard.sealing import SealingApplication
 from dispatch.shard.transcodings import PointAsList
 from dispatch.shard.unit_of_work import UnitOfWork
 from schemas.commands import CommandEnvelope, Outcome
@@ -55,7 +54,7 @@ from schemas.commands import CommandEnvelope, Outcome
 log = logging.getLogger(__name__)
 
 
-class ShardApplication(Application[UUID]):
+class ShardApplication(SealingApplication):
     """Intent-named entry points for one shard; all writes go through ``commit()``."""
 
     name = "dispatch"
@@ -91,34 +90,6 @@ class ShardApplication(Application[UUID]):
         # Which shard serves another shard's driver, as that shard last said (the worker's
         # view of the others' drivers); None: not known.
         self.owner_hint: Callable[[UUID], int | None] = lambda _driver: None
-
-    def construct_mapper(self) -> Mapper[UUID]:
-        if self.sealer is None:
-            return super().construct_mapper()
-        factory = self.factory
-        return SealingMapper(
-            self.construct_transcoder(),
-            factory.compressor(),
-            factory.cipher(),
-            sealer=self.sealer,
-        )
-
-    def open_personal(self, value: Any, field: str) -> Any:
-        """A sealed value of this shard's log opened (docs/PRIVACY.md), or ``ERASED``."""
-        return value if self.sealer is None else self.sealer.personal.open(value, field)
-
-    def seal_ride(self, row: RideRow) -> RideRow:
-        """A matcher checkpoint's ride row with its pickup sealed under the ride's rider's
-        key (the row as it is without a sealer)."""
-        if self.sealer is None or isinstance(row[1], Sealed):
-            return row
-        rider: UUID = self.repository.get(UUID(row[0])).rider_id
-        try:
-            key = self.sealer.key(rider)
-        except SubjectErased:  # a ride of an erased rider has ended: nothing to keep
-            return (row[0], None, 0.0, row[3], row[4], row[5])
-        token = self.sealer.personal.seal(key, "pickup", [row[1], row[2]])
-        return (row[0], token, 0.0, row[3], row[4], row[5])
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
@@ -379,14 +350,16 @@ class ShardApplication(Application[UUID]):
         chunk); nothing is saved when the batch has no events."""
         journal = self._uow.journal
         try:
-            self._erase_keys(journal)
+            erased = self.erasing(journal)  # pending, embedded (sealing.py)
             # The event store directly: the journal is already in decision order, and
             # Application.save would check every event against a runtime Protocol.
             recordings = self.events.put(journal, **saved) if journal else []
+            self.erase_in_batch(erased)  # Kafka: in the batch's transaction
         except Exception:
             self.discard()
             raise
         self._uow.saved()
+        self.erase_after(erased)  # embedded: once the batch is saved
         self._take_due_snapshots(journal)
         position = max((r.notification.id for r in recordings), default=None)
         outcomes = [
@@ -395,16 +368,6 @@ class ShardApplication(Application[UUID]):
         ]
         self._outcomes = []
         return outcomes, recordings
-
-    def _erase_keys(self, journal: list[Any]) -> None:
-        """The keys of the subjects this batch erases, deleted before its events are saved
-        (docs/PRIVACY.md): a batch that fails after this leaves them erased, and the
-        command's retry records the erasure."""
-        for event in journal:
-            if isinstance(event, Rider.Erased | Driver.Erased):
-                if self.sealer is None:
-                    raise RuntimeError("an erasure without a sealer: nothing would be erased")
-                self.sealer.erase(event.originator_id)
 
     def _take_due_snapshots(self, journal: list[Any]) -> None:
         """A snapshot of each driver or rider whose version reached a multiple of its

@@ -118,3 +118,32 @@ def _values(bootstrap: str, topic: str, subject: UUID) -> list[bytes | None]:
         return found
     finally:
         consumer.close()
+
+
+def test_an_erasure_in_a_batch_that_aborts_leaves_the_key_and_no_marker(
+    stores: tuple[KafkaKeyStore, KafkaKeyStore], producer: KafkaProducer
+) -> None:
+    """Review finding 2, Kafka: the erased marker and the tombstone are in the batch's
+    transaction, atomic with its ``Erased`` event; an aborted erasure erases nothing, and
+    the retry that commits erases for everyone."""
+    mine, other = stores
+    subject = new_id(0)
+    made = mine.create(subject)  # outside a batch: committed at once
+    producer.begin_transaction()
+    mine.begin(producer)
+    assert mine.erases_with_the_batch()
+    assert mine.erase(subject) is True
+    assert mine.erased(subject)  # the batch reads its own erasure
+    producer.flush()
+    assert not other.erased(subject) and other.get(subject, made.kid) == made.key
+    producer.abort_transaction()
+    mine.aborted()
+    assert not mine.erased(subject) and mine.get(subject, made.kid) == made.key
+    assert not other.erased(subject) and other.get(subject, made.kid) == made.key
+    producer.begin_transaction()
+    mine.begin(producer)
+    mine.erase(subject)
+    producer.commit_transaction()
+    mine.committed()
+    assert mine.erased(subject) and mine.get(subject, made.kid) is None
+    assert other.erased(subject) and other.get(subject, made.kid) is None

@@ -21,8 +21,11 @@ made meanwhile is sent in the batch's Kafka transaction, so it is committed with
 ciphertext that needs it, or not at all (a fenced zombie's key never shows); ``committed``
 or ``aborted`` ends it (an aborted batch's keys are forgotten: its retry makes new ones).
 Outside a batch a key is sent by the store's own idempotent producer and flushed. An
-erasure is always sent by the store's own producer and flushed before ``erase`` returns
-(before the erasing batch commits: a batch that then fails leaves the key erased).
+erasure in a joined batch is sent in its transaction too (the erased marker, then the
+tombstone, after the batch's events): it commits with the ``Erased`` event or not at all,
+so a key is never deleted without its erasure recorded, nor the reverse; the subject
+reads as erased to this store from ``erase`` on, and stays so only if the batch commits.
+Outside a batch an erasure is sent by the store's own producer and flushed.
 """
 
 from __future__ import annotations
@@ -76,6 +79,7 @@ class KafkaKeyStore(KeyStore):
         self._producer: KafkaProducer | None = None
         self._batch: Any = None  # the producer of the joined batch's open transaction
         self._pending: dict[UUID, SubjectKey] = {}  # keys sent in it, not committed yet
+        self._erasing: set[UUID] = set()  # erasures sent in it, not committed yet
         self._follower = Follower(bootstrap, topic, name="subject keys")
         if len(self._follower.partitions) < shards:
             found = len(self._follower.partitions)
@@ -94,7 +98,7 @@ class KafkaKeyStore(KeyStore):
     def create(self, subject: UUID) -> SubjectKey:
         with self._lock:
             self._catch_up([shard_of(subject)])
-            if subject in self._erased:
+            if subject in self._erased or subject in self._erasing:
                 raise SubjectErased(subject)
             found = self._keys.get(subject) or self._pending.get(subject)
             if found is not None:
@@ -123,9 +127,13 @@ class KafkaKeyStore(KeyStore):
         with self._lock:
             self._catch_up([shard_of(subject)])
             had_key = subject in self._keys or subject in self._pending
-            if self._pending.pop(subject, None) is not None:
-                # Its key record, sent in the open transaction, lands before the tombstone.
-                self._batch.flush(timeout=SEND_TIMEOUT_S)
+            if self._batch is not None:
+                # In the batch's transaction, after its key record if it made one.
+                for partition, key, value in erasure_records(subject, time.time()):
+                    self._batch.send(self.topic, key=key, value=value, partition=partition)
+                self._pending.pop(subject, None)
+                self._erasing.add(subject)
+                return had_key
             self._send(erasure_records(subject, time.time()))
             self._keys.pop(subject, None)
             self._erased.add(subject)
@@ -134,7 +142,11 @@ class KafkaKeyStore(KeyStore):
     def erased(self, subject: UUID) -> bool:
         with self._lock:
             self._catch_up([shard_of(subject)])
-            return subject in self._erased
+            return subject in self._erased or subject in self._erasing
+
+    def erases_with_the_batch(self) -> bool:
+        with self._lock:
+            return self._batch is not None
 
     def close(self) -> None:
         with self._lock:
@@ -155,14 +167,17 @@ class KafkaKeyStore(KeyStore):
         """The joined batch committed: its keys are the subjects' keys."""
         with self._lock:
             self._keys.update((s, k) for s, k in self._pending.items() if s not in self._erased)
-            self._batch, self._pending = None, {}
+            for subject in self._erasing:
+                self._keys.pop(subject, None)
+            self._erased |= self._erasing
+            self._batch, self._pending, self._erasing = None, {}, set()
 
     def aborted(self) -> list[UUID]:
         """The joined batch aborted: its keys were never stored. Returns their subjects
         (whose keys a cache must forget)."""
         with self._lock:
-            dropped = list(self._pending)
-            self._batch, self._pending = None, {}
+            dropped = list(self._pending)  # the erasures it sent are void: keys kept
+            self._batch, self._pending, self._erasing = None, {}, set()
             return dropped
 
     # -- reading and writing ---------------------------------------------------------------

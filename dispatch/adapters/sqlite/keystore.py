@@ -14,6 +14,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from uuid import UUID
 
@@ -41,6 +42,10 @@ class SqliteKeyStore(KeyStore):
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS subject_keys (subject TEXT PRIMARY KEY, kid TEXT, "
             "key BLOB, erased_at REAL)"
+        )
+        # erasures whose batch is being saved (dispatch/shard/sealing.py)
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS pending_erasures (subject TEXT PRIMARY KEY, since REAL)"
         )
 
     def create(self, subject: UUID) -> SubjectKey:
@@ -83,6 +88,7 @@ class SqliteKeyStore(KeyStore):
                         "INSERT OR REPLACE INTO subject_keys VALUES (?, NULL, NULL, ?)",
                         (str(subject), time.time()),
                     )
+                self._db.execute("DELETE FROM pending_erasures WHERE subject = ?", (str(subject),))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -97,6 +103,26 @@ class SqliteKeyStore(KeyStore):
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    def pend_erasures(self, subjects: Iterable[UUID]) -> None:
+        rows = [(str(s), time.time()) for s in subjects]
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany("INSERT OR IGNORE INTO pending_erasures VALUES (?, ?)", rows)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def pending_erasures(self) -> list[UUID]:
+        with self._lock:
+            rows = self._db.execute("SELECT subject FROM pending_erasures").fetchall()
+        return [UUID(r[0]) for r in rows]
+
+    def drop_pending(self, subject: UUID) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM pending_erasures WHERE subject = ?", (str(subject),))
 
     def _row(self, subject: UUID) -> tuple[str | None, bytes | None, float | None] | None:
         row = self._db.execute(

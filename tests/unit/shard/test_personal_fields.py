@@ -243,3 +243,57 @@ def test_a_key_erased_while_it_was_being_made_is_not_cached(tmp_path: Path) -> N
     with pytest.raises(SubjectErased):
         sealer.key(subject)
     keys.close()
+
+
+def test_an_erasure_whose_batch_is_not_saved_erases_nothing_and_is_dropped_at_start(
+    shard: Shard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review finding 2 (embedded): the key is deleted only after the batch that records
+    ``Rider.Erased`` is saved; a batch that fails (a full disk) leaves the key, and the
+    pending record is dropped at the next start since the log has no erasure."""
+    app = shard.app()
+    s = Scenario(app)
+    rider_id = s.rider()
+
+    def full_disk(*_args: Any, **_kwargs: Any) -> Any:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(app.events, "put", full_disk)
+    with pytest.raises(OSError):
+        s.given(c.EraseRider(rider_id=rider_id, by="self"))
+    monkeypatch.undo()
+    assert not shard.keys.erased(rider_id)  # never a deleted key without its event
+    assert shard.keys.pending_erasures() == [rider_id]
+    restarted = shard.app()
+    assert restarted.finish_erasures() == 0
+    assert shard.keys.pending_erasures() == [] and not shard.keys.erased(rider_id)
+    assert restarted.repository.get(rider_id).name == "Ray"
+    s.app = restarted
+    s.given(c.EraseRider(rider_id=rider_id, by="self"))  # the retry erases
+    assert shard.keys.erased(rider_id) and shard.keys.pending_erasures() == []
+
+
+def test_a_kill_between_the_erasure_and_the_key_deletion_is_finished_at_start(
+    shard: Shard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review finding 2 (embedded): the batch with ``Rider.Erased`` is saved, then the
+    process dies before the key is deleted (simulated: the deletion fails). The rider is
+    refused at once (the log says erased), and the next start deletes the key."""
+    app = shard.app()
+    s = Scenario(app)
+    rider_id = s.rider()
+
+    def killed(_subject: UUID) -> bool:
+        raise KeyboardInterrupt("killed") from None
+
+    monkeypatch.setattr(shard.keys, "erase", killed)
+    with pytest.raises(KeyboardInterrupt):
+        s.given(c.EraseRider(rider_id=rider_id, by="self"))
+    monkeypatch.undo()
+    assert not shard.keys.erased(rider_id) and shard.keys.pending_erasures() == [rider_id]
+    restarted = shard.app()
+    refused = Scenario(restarted).when(request_ride(new_id(SHARD), rider_id))
+    assert refused.outcome is not None and refused.outcome.code == "erased"
+    assert restarted.finish_erasures() == 1
+    assert shard.keys.erased(rider_id) and shard.keys.pending_erasures() == []
+    assert shard.app().repository.get(rider_id).name == "erased"
