@@ -307,6 +307,14 @@ class Driver(Aggregate):
         first; one served by another shard comes back first."""
         if self.erased:
             return False
+        if self.status == DriverStatus.HANDED_OFF:
+            # The serving shard keeps the driver's status (offline there or not); home
+            # erases only a driver it serves (docs/PRIVACY.md, "What remains").
+            raise IllegalTransition(
+                f"driver {self.id} is served by shard {self.handed_to} (handed off to "
+                "another market), which home cannot erase from yet: the driver comes back "
+                "when free and pinging in their home market; nothing erased"
+            )
         if self.status != DriverStatus.OFFLINE:
             raise IllegalTransition(f"driver {self.id} is {self.status}: go offline first")
         if operator is None:
