@@ -160,6 +160,11 @@ def _ride_and_erase(c: TestClient, admin: dict[str, str]) -> tuple[str, str]:
     refused = c.post("/rides", headers=rider, json={"pickup": PICKUP, "dropoff": DROPOFF})
     assert refused.status_code == 410 and "erased" in refused.text, refused.text
     assert c.post(f"/drivers/{driver_id}/online", headers=driver).status_code == 410
+    # an erased driver's positions are refused too (review finding 11)
+    ping = f"/drivers/{driver_id}/location"
+    _until(lambda: c.post(ping, headers=driver, json=NEAR_PICKUP).status_code == 410)
+    batch = {"pings": [NEAR_PICKUP]}
+    assert c.post(f"/drivers/{driver_id}/locations", headers=driver, json=batch).status_code == 410
     trips = c.get(f"/drivers/{driver_id}", headers=admin)
     assert trips.status_code == 200, trips.text  # the driver's view still answers
     return rider_id, ride_id
