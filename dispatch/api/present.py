@@ -16,7 +16,7 @@ from schemas.common import LatLng
 from schemas.views import DriverLocationView, NearbyDriver, Position, RideView, TimelineEntry
 
 _TIMELINE_KEYS = frozenset({"at", "event", "position"})
-_PERSONAL = frozenset({"pickup", "dropoff"})  # of a ride's timeline (its Requested entry)
+_PERSONAL = frozenset({"pickup", "dropoff", "name"})  # a ride's Requested; Driver.Arrived
 
 
 def when(ts: float) -> datetime:

@@ -238,7 +238,7 @@ async def driver_offers(
         raise
 
     def render(event: LogEvent) -> str:
-        data = event.data
+        data = present.opened(event.data, ctx.runtime.open_personal)  # Driver.Arrived's name
         if event.kind == "Driver.OfferReceived":
             data = {**data, "ride": _ride_summary(ctx, data["ride_id"])}
         return frame(event.kind, event.where, event.aggregate_id, event.at, data)

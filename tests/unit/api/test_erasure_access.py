@@ -68,3 +68,21 @@ def test_an_id_of_a_shard_that_does_not_exist_is_404(world: World) -> None:
         "/riders/ffff0000-0000-4000-8000-000000000000", headers=world.tokens["admin"]
     )
     assert r.status_code == 404, r.text
+
+
+def test_a_ride_is_not_opened_for_a_caller_who_may_not_see_it(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review finding 12: access is checked before the sealed fields are opened (a
+    forbidden caller costs no key lookup, and a damaged token gives them a 403)."""
+    opened: list[str] = []
+
+    def opener(value: object, field: str) -> object:
+        opened.append(field)
+        raise RuntimeError("a damaged token")
+
+    runtime = world.client.app.state.ctx.runtime  # type: ignore[attr-defined]
+    monkeypatch.setattr(runtime, "open_personal", opener)
+    r = world.client.get(f"/rides/{world.ids['ride']}", headers=world.tokens["rider_s"])
+    assert r.status_code == 403, r.text
+    assert opened == []
