@@ -25,7 +25,12 @@ from dispatch.adapters.sqlite.datadir import (
     shard_path,
     write_manifest,
 )
-from dispatch.adapters.sqlite.keystore import SqliteKeyStore, key_store_path
+from dispatch.adapters.sqlite.keystore import (
+    SqliteKeyStore,
+    check_sealing,
+    key_store_path,
+    read_sealing,
+)
 from dispatch.adapters.sqlite.logsource import SqliteLogSource
 from dispatch.adapters.sqlite.readaudit import SqliteReadAudit, read_audit_path, read_records
 from dispatch.adapters.sqlite.ridearchive import SqliteRideArchive, ride_archive_path
@@ -360,6 +365,8 @@ def build_embedded_engine(settings: Settings, clock: Clock = time.time) -> Embed
     if shards > 1:  # each shard sees the drivers near it, whoever owns them
         transport.nearby = markets.nearby_shards
     workers = []
+    # sealing begun here needs its own key store (review finding 7); recorded the first time
+    check_sealing(data_dir, had_events=not new_manifest, now=clock())
     sealer = build_sealer(settings)
     for shard in range(shards):
         with naming(shard_path(data_dir, shard)):
@@ -526,4 +533,13 @@ def build_runtime(settings: Settings, clock: Clock = time.time) -> Runtime:
         warm=warm,
         closers=[archive.close, personal.keys.close],
         open_personal=personal.open,
+        clear_before=_clear_before(settings),
     )
+
+
+def _clear_before(settings: Settings) -> float | None:
+    """When sealing began in an embedded data dir whose log held events already (their
+    personal fields were stored in the clear and stay so); None when all was sealed."""
+    found = read_sealing(settings.data_dir)
+    value = None if found is None else found.get("clear_before")
+    return float(value) if isinstance(value, int | float) else None

@@ -62,6 +62,9 @@ class Runtime:
     closers: list[Callable[[], None]] = field(default_factory=list)
     # How a sealed personal field in a view is opened for an answer (docs/PRIVACY.md).
     open_personal: Opener = as_is
+    # When sealing began, if data recorded before then is in the clear (embedded; an
+    # erasure answers it: docs/PRIVACY.md); None when everything was sealed.
+    clear_before: float | None = None
     _started: bool = field(default=False, init=False)
 
     @property

@@ -149,6 +149,7 @@ def _ride_and_erase(c: TestClient, admin: dict[str, str]) -> tuple[str, str]:
     assert c.delete(f"/riders/{rider_id}", headers=driver).status_code == 403
     r = c.delete(f"/riders/{rider_id}", headers=rider)
     assert r.status_code == 200, r.text
+    assert r.json()["clear_before"] is None  # a new data dir: everything was sealed
     assert c.delete(f"/riders/{rider_id}", headers=rider).status_code == 200  # idempotent
     assert c.delete(f"/drivers/{driver_id}", headers=admin).status_code == 200
 

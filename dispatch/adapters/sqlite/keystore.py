@@ -11,6 +11,8 @@ before ``create`` returns, and gone from the file before ``erase`` returns.
 
 from __future__ import annotations
 
+import os
+import secrets
 import sqlite3
 import threading
 import time
@@ -18,9 +20,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from uuid import UUID
 
+import orjson
+
+from dispatch.adapters.sqlite.datadir import LogIntegrityError
 from dispatch.privacy import KeyStore, SubjectErased, SubjectKey, new_subject_key
 
 FILE = "subject-keys.sqlite"
+SEALING = "sealing.json"  # when sealing began in this data dir, and under which key store
 
 
 def key_store_path(data_dir: Path) -> Path:
@@ -42,6 +48,13 @@ class SqliteKeyStore(KeyStore):
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS subject_keys (subject TEXT PRIMARY KEY, kid TEXT, "
             "key BLOB, erased_at REAL)"
+        )
+        # the store's id, made once: the data dir's sealing record names it (check_sealing)
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS store_meta (name TEXT PRIMARY KEY, value TEXT)"
+        )
+        self._db.execute(
+            "INSERT OR IGNORE INTO store_meta VALUES ('id', ?)", (secrets.token_hex(16),)
         )
         # erasures whose batch is being saved (dispatch/shard/sealing.py)
         self._db.execute(
@@ -104,6 +117,12 @@ class SqliteKeyStore(KeyStore):
         with self._lock:
             self._db.close()
 
+    @property
+    def store_id(self) -> str:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM store_meta WHERE name = 'id'").fetchone()
+        return str(row[0])
+
     def pend_erasures(self, subjects: Iterable[UUID]) -> None:
         rows = [(str(s), time.time()) for s in subjects]
         with self._lock:
@@ -129,3 +148,55 @@ class SqliteKeyStore(KeyStore):
             "SELECT kid, key, erased_at FROM subject_keys WHERE subject = ?", (str(subject),)
         ).fetchone()
         return None if row is None else (row[0], row[1], row[2])
+
+
+def read_sealing(data_dir: Path) -> dict[str, object] | None:
+    """The data dir's sealing record (``check_sealing``), or None before sealing began."""
+    path = data_dir / SEALING
+    if not path.exists():
+        return None
+    found: dict[str, object] = orjson.loads(path.read_bytes())
+    return found
+
+
+def check_sealing(data_dir: Path, had_events: bool, now: float) -> dict[str, object]:
+    """Before a serving process seals: once sealing has begun in ``data_dir`` (its record
+    ``sealing.json`` names the key store's id), the key store must be there and be that
+    one, or ``LogIntegrityError``: a missing or other store would read every sealed field
+    as erased, an irreversible mass erasure (restore ``subject-keys.sqlite`` with the
+    shard files). The first time, the record is written: when, under which store, and
+    whether the log held events already (``clear_before``: data recorded before then was
+    not sealed and stays in the clear, docs/PRIVACY.md)."""
+    keys = key_store_path(data_dir)
+    found = read_sealing(data_dir)
+    if found is not None:
+        if not keys.exists():
+            raise LogIntegrityError(
+                f"{keys} is missing, but sealing began in {data_dir} (its {SEALING}): "
+                "without it every sealed field would read as erased; restore it with the "
+                "shard files"
+            )
+        store = SqliteKeyStore(keys)
+        try:
+            if store.store_id != found.get("key_store_id"):
+                raise LogIntegrityError(
+                    f"{keys} is another key store than the one sealing began with in "
+                    f"{data_dir} ({SEALING} names {found.get('key_store_id')}, it is "
+                    f"{store.store_id}): restore the one backed up with the shard files"
+                )
+        finally:
+            store.close()
+        return found
+    store = SqliteKeyStore(keys)
+    try:
+        body: dict[str, object] = {
+            "key_store_id": store.store_id,
+            "began_at": now,
+            "clear_before": now if had_events else None,
+        }
+    finally:
+        store.close()
+    temporary = data_dir / f".{SEALING}.{os.getpid()}.tmp"
+    temporary.write_bytes(orjson.dumps(body, option=orjson.OPT_INDENT_2) + b"\n")
+    temporary.replace(data_dir / SEALING)
+    return body

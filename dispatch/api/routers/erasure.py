@@ -8,12 +8,14 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
+import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from dispatch.api.auth import Principal
 from dispatch.api.deps import Caller, Ctx, IdempotencyKey
 from dispatch.api.errors import COMMAND_RESPONSES, forbidden, not_found
+from dispatch.api.present import when
 from dispatch.api.writes import write
 from dispatch.domain.ids import shard_of
 from schemas import api
@@ -53,7 +55,7 @@ def _check_shard(ctx: Ctx, subject: UUID, role: str) -> None:
 
 
 @router.delete(
-    "/riders/{rider_id}", response_model=api.CommandAccepted, responses=ERASURE_RESPONSES
+    "/riders/{rider_id}", response_model=api.ErasureAccepted, responses=ERASURE_RESPONSES
 )
 def erase_rider(
     rider_id: UUID, caller: Caller, request: Request, ctx: Ctx, key: IdempotencyKey = None
@@ -65,11 +67,11 @@ def erase_rider(
     who = _who(caller, "rider", rider_id)
     _check_shard(ctx, rider_id, "rider")
     command = c.EraseRider(rider_id=rider_id, **who)
-    return write(ctx, request, caller.sub, key, command)
+    return _answered(ctx, write(ctx, request, caller.sub, key, command))
 
 
 @router.delete(
-    "/drivers/{driver_id}", response_model=api.CommandAccepted, responses=ERASURE_RESPONSES
+    "/drivers/{driver_id}", response_model=api.ErasureAccepted, responses=ERASURE_RESPONSES
 )
 def erase_driver(
     driver_id: UUID, caller: Caller, request: Request, ctx: Ctx, key: IdempotencyKey = None
@@ -80,4 +82,15 @@ def erase_driver(
     who = _who(caller, "driver", driver_id)
     _check_shard(ctx, driver_id, "driver")
     command = c.EraseDriver(driver_id=driver_id, **who)
-    return write(ctx, request, caller.sub, key, command)
+    return _answered(ctx, write(ctx, request, caller.sub, key, command))
+
+
+def _answered(ctx: Ctx, response: JSONResponse) -> JSONResponse:
+    """A 200 says since when data is sealed, when data from before is in the clear."""
+    clear_before = ctx.runtime.clear_before
+    if response.status_code != 200:
+        return response
+    body = orjson.loads(bytes(response.body))
+    body["clear_before"] = None if clear_before is None else when(clear_before).isoformat()
+    headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+    return JSONResponse(body, status_code=200, headers=headers)
