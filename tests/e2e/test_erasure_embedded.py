@@ -7,10 +7,11 @@ binary doubles a pickle holds), and every reader is asked again: the API, `repla
 from __future__ import annotations
 
 import logging
+import sqlite3
 import struct
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -49,7 +50,8 @@ def _needles() -> list[bytes]:
     """What must not be found: the names, and each coordinate as JSON text and as the
     8-byte double (either byte order) a pickle or a binary format holds."""
     found = [RIDER.encode(), DRIVER.encode()]
-    for value in (*PICKUP.values(), *DROPOFF.values()):
+    places = (PICKUP, DROPOFF, NEAR_PICKUP, NORTH)  # NEAR_PICKUP: pinged; NORTH: rider's home
+    for value in (v for place in places for v in place.values()):
         found += [repr(value).encode(), struct.pack(">d", value), struct.pack("<d", value)]
     return found
 
@@ -76,6 +78,7 @@ def settings(tmp_path: Path) -> Settings:
         fares=FARES,
         offer_timeout_s=60.0,
         ended_ride_retention_s=0.0,
+        checkpoint_every_events=5,  # shard checkpoints written (matcher rows, aggregates)
     )
 
 
@@ -86,7 +89,8 @@ def serving(settings: Settings) -> Iterator[tuple[TestClient, dict[str, str]]]:
     runtime = build_runtime(settings, clock=time.time)
     auth = AuthSettings(secret=SecretStr(SECRET), environment="production")
     options = ApiOptions(heartbeat_s=0.2, read_wait_s=1.0, command_timeout_s=5.0)
-    with TestClient(create_app(runtime, auth, options)) as c:
+    limits = ApiLimits(rate_limit_requests_per_s=0)  # the driver's 52 quick commands
+    with TestClient(create_app(runtime, auth, options, limits)) as c:
         yield c, bearer(mint_operator_token(auth, "ops", "admin"))
 
 
@@ -97,6 +101,10 @@ def _ride(c: TestClient) -> tuple[str, dict[str, str], str, dict[str, str], str]
     r = c.post("/drivers", json={"name": DRIVER, "home": PICKUP})
     assert r.status_code == 201, r.text
     driver_id, driver = r.json()["driver_id"], bearer(r.json()["token"]["access_token"])
+    # 52 events on the driver first: a snapshot of them is stored (every 50 events)
+    for _ in range(26):
+        assert c.post(f"/drivers/{driver_id}/online", headers=driver).status_code == 200
+        assert c.post(f"/drivers/{driver_id}/offline", headers=driver, json={}).is_success
     assert c.post(f"/drivers/{driver_id}/online", headers=driver).status_code == 200
     assert c.post(f"/drivers/{driver_id}/location", headers=driver, json=NEAR_PICKUP).is_success
     r = c.post("/rides", headers=rider, json={"pickup": PICKUP, "dropoff": DROPOFF})
@@ -202,10 +210,29 @@ def _check_readers_and_stores(
     home = f"shard-{int(rider_id[:4], 16):04d}.sqlite"  # the rider's: its OpenRide message
     sent = b"".join(p.read_bytes() for p in stores if p.name.startswith(home))
     assert b"dispatch.Link.Sent" in sent and b"OpenRide" in sent
+    # the snapshot and checkpoint tables scanned below are not empty
+    counts = _rows(stores, ("stored_snapshots", "shard_checkpoints"))
+    assert counts["stored_snapshots"] > 0 and counts["shard_checkpoints"] > 0, counts
     assert _scan([*stores, export]) == []
     log_text = caplog.text.encode()
     assert [n for n in _needles() if n in log_text] == []
     _check_access_log()
+
+
+def _rows(stores: list[Path], tables: tuple[str, ...]) -> dict[str, int]:
+    """How many rows the shard files hold in each of ``tables``."""
+    counts = dict.fromkeys(tables, 0)
+    for path in stores:
+        if not (path.name.startswith("shard-") and path.suffix == ".sqlite"):
+            continue
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            for table in tables:
+                with suppress(sqlite3.OperationalError):  # no such table in this file
+                    counts[table] += db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        finally:
+            db.close()
+    return counts
 
 
 def _check_audit(data_dir: Path) -> None:
