@@ -55,7 +55,9 @@ from dispatch.settings import Settings
 pytestmark = pytest.mark.kafka
 WAIT_S = 30.0
 # Every topic but these must hold no name and no coordinate once the subjects are erased.
-CLEAR_UNTIL_RETENTION = ("commands", "dead-letters")
+# The locations topic: the driver's pings (their pinged position is a needle) until its
+# retention, 1 day (docs/PRIVACY.md, "Deadlines").
+CLEAR_UNTIL_RETENTION = ("commands", "dead-letters", "locations")
 
 
 @pytest.fixture
@@ -250,6 +252,7 @@ def test_an_erased_rider_and_driver_leave_no_name_or_coordinate_in_the_topics(
     # What erasure does not reach (docs/PRIVACY.md, "Deadlines"): the commands that
     # registered them and requested the ride hold the plaintext until retention.
     assert _hits(topics["commands"]), "commands hold the names in the clear until retention"
+    assert _hits(topics["locations"]), "pings hold the driver's positions until retention"
 
     # Each subject's key was made once and is now a marker and a tombstone.
     keys: dict[str, list[Any]] = defaultdict(list)
