@@ -272,3 +272,25 @@ def _check_access_log() -> None:
     assert all(f.filter(record) for f in access.filters if isinstance(f, logging.Filter))
     message = record.getMessage().encode()
     assert b"/drivers/nearby" in message and [n for n in _needles() if n in message] == []
+
+
+def test_a_name_that_looks_sealed_is_sealed_and_its_rider_survives_a_restart(
+    settings: Settings,
+) -> None:
+    """Review finding 1 over HTTP: a rider named ``pf1.…`` is stored sealed; after a
+    restart (read from the shard file) they request a ride, cancel it and are erased."""
+    with serving(settings) as (c, _admin):
+        r = c.post("/riders", json={"name": f"pf1.{RIDER}", "home": NORTH})
+        assert r.status_code == 201, r.text
+        rider_id, rider = r.json()["rider_id"], bearer(r.json()["token"]["access_token"])
+    held = b"".join(p.read_bytes() for p in settings.data_dir.glob("shard-*"))
+    assert RIDER.encode() not in held
+    with serving(settings) as (c, _admin):
+        r = c.post("/rides", headers=rider, json={"pickup": PICKUP, "dropoff": DROPOFF})
+        assert r.status_code == 201, r.text
+        ride_id = r.json()["ride_id"]
+        r = c.post(f"/rides/{ride_id}/cancel", headers=rider, json={})
+        assert r.status_code == 200, r.text
+        assert c.delete(f"/riders/{rider_id}", headers=rider).status_code == 200
+    held = b"".join(p.read_bytes() for p in settings.data_dir.glob("shard-*"))
+    assert RIDER.encode() not in held
