@@ -40,6 +40,17 @@ class DamagedValue(Exception):
     another subject or field): never shown as erased, since its key exists."""
 
 
+class KeyNotYetKnown(Exception):
+    """A token's key is not (yet) known to this process, and its subject is not erased: a
+    key committed by another process but not yet readable here (a reader stops at the last
+    stable offset, which lags a commit). Retryable: never read as erased (the batch that
+    meets it aborts and is decided again)."""
+
+    def __init__(self, subject: UUID, waited_s: float) -> None:
+        super().__init__(f"the key of subject {subject} is not known after {waited_s:.1f} s")
+        self.subject = subject
+
+
 class SubjectErased(Exception):
     """The subject's key was erased: no key is made for it again."""
 

@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from dispatch.privacy import KeyNotYetKnown
 from schemas.api import Problem
 
 # Rejection codes of the domain and the worker -> HTTP status.
@@ -147,8 +148,16 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
 
+async def _key_not_yet_known(_: Request, exc: Exception) -> JSONResponse:
+    """A token whose key this process cannot read yet (a key just committed on Kafka):
+    retryable, never shown as erased (docs/PRIVACY.md, "The key store")."""
+    body = problem_body("unavailable", "a personal field's key is not readable yet; retry")
+    return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(KeyNotYetKnown, _key_not_yet_known)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
 

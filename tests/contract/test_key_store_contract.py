@@ -14,13 +14,14 @@ from typing import Any
 import pytest
 
 from dispatch.domain.ids import new_id
-from dispatch.privacy import KeyStore, SubjectErased
+from dispatch.privacy import KeyNotYetKnown, KeyStore, SubjectErased
 
 
 @dataclass
 class Stores:
     open: Callable[[], KeyStore]
     opened: list[KeyStore]
+    misses_are_final: bool = True  # a key store that never lags a commit (embedded)
 
     def reopen(self) -> KeyStore:
         store = self.open()
@@ -39,7 +40,9 @@ def _kafka(topics: Any) -> Callable[[], KeyStore]:
     from dispatch.adapters.kafka.topics import Topics
 
     name = Topics(topics.prefix).subject_keys
-    return lambda: KafkaKeyStore(topics.bootstrap, name, topics.partitions, refresh_s=0.0)
+    return lambda: KafkaKeyStore(
+        topics.bootstrap, name, topics.partitions, refresh_s=0.0, key_wait_s=0.3
+    )
 
 
 @pytest.fixture(params=["embedded", pytest.param("kafka", marks=pytest.mark.kafka)])
@@ -48,7 +51,7 @@ def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stores]:
         make = _embedded(tmp_path)
     else:
         make = _kafka(request.getfixturevalue("kafka_topics"))
-    found = Stores(make, [])
+    found = Stores(make, [], misses_are_final=request.param == "embedded")
     yield found
     for store in found.opened:
         store.close()
@@ -80,7 +83,11 @@ def test_subjects_have_keys_of_their_own(stores: Stores) -> None:
 def test_no_key_for_an_unknown_subject_or_another_key_id(stores: Stores) -> None:
     keys = stores.reopen()
     made = keys.create(new_id(1))
-    assert keys.get(new_id(1), made.kid) is None
+    if stores.misses_are_final:
+        assert keys.get(new_id(1), made.kid) is None
+    else:  # Kafka: an unknown subject is not erased: its key may not be readable yet
+        with pytest.raises(KeyNotYetKnown):
+            keys.get(new_id(1), made.kid)
     assert keys.get(made.subject, "0" * 16) is None
     assert not keys.erased(new_id(1))
 

@@ -44,11 +44,12 @@ from dispatch.adapters.kafka.eventstore.clients import new_producer
 from dispatch.adapters.kafka.eventstore.connection import Connection
 from dispatch.adapters.kafka.follower import Follower
 from dispatch.domain.ids import shard_of
-from dispatch.privacy import KeyStore, SubjectErased, SubjectKey, new_subject_key
+from dispatch.privacy import KeyNotYetKnown, KeyStore, SubjectErased, SubjectKey, new_subject_key
 
 ERASED_PREFIX = "erased:"
 SEND_TIMEOUT_S = 30.0
-READ_TIMEOUT_S = 30.0
+READ_TIMEOUT_S = 30.0  # a read of the topic fails after this long *without progress*
+KEY_WAIT_S = 5.0  # how long ``get`` waits for a key it does not know before it gives up
 Record = tuple[int, bytes, bytes | None]  # partition, key, value
 
 
@@ -69,9 +70,14 @@ def erasure_records(subject: UUID, at: float) -> list[Record]:
 
 class KafkaKeyStore(KeyStore):
     def __init__(
-        self, bootstrap: Connection, topic: str, shards: int, refresh_s: float = 1.0
+        self,
+        bootstrap: Connection,
+        topic: str,
+        shards: int,
+        refresh_s: float = 1.0,
+        key_wait_s: float = KEY_WAIT_S,
     ) -> None:
-        self.topic, self.refresh_s = topic, refresh_s
+        self.topic, self.refresh_s, self.key_wait_s = topic, refresh_s, key_wait_s
         self._bootstrap = bootstrap
         self._keys: dict[UUID, SubjectKey] = {}
         self._erased: set[UUID] = set()
@@ -97,10 +103,13 @@ class KafkaKeyStore(KeyStore):
     # -- dispatch.privacy.KeyStore ---------------------------------------------------------
     def create(self, subject: UUID) -> SubjectKey:
         with self._lock:
-            self._catch_up([shard_of(subject)])
+            self._refresh()
+            found = self._known(subject)
+            if found is None and subject not in self._erased:
+                self._catch_up([shard_of(subject)])  # a miss: read its partition first
+                found = self._known(subject)
             if subject in self._erased or subject in self._erasing:
                 raise SubjectErased(subject)
-            found = self._keys.get(subject) or self._pending.get(subject)
             if found is not None:
                 return found
             made = new_subject_key(subject)
@@ -114,13 +123,25 @@ class KafkaKeyStore(KeyStore):
             return made
 
     def get(self, subject: UUID, kid: str) -> bytes | None:
-        with self._lock:
-            if time.monotonic() - self._read_at >= self.refresh_s:
-                self._catch_up(self._follower.partitions)
-            found = self._keys.get(subject) or self._pending.get(subject)
-            if found is None and subject not in self._erased:
-                self._catch_up([shard_of(subject)])
-                found = self._keys.get(subject)
+        """The key, or None when the subject is erased (or the key is not ``kid``: another
+        key of the subject, which only damage gives). A subject this store does not know is
+        *not* erased: its key may be committed and not yet readable (the read stops at the
+        last stable offset, which lags a commit), so the partition is read again until the
+        key or the marker shows, for ``key_wait_s`` at most; then ``KeyNotYetKnown``."""
+        waited_from = time.monotonic()
+        while True:
+            with self._lock:
+                self._refresh()
+                found = self._known(subject)
+                if found is None and subject not in self._erased:
+                    self._catch_up([shard_of(subject)])
+                    found = self._known(subject)
+                if found is not None or subject in self._erased or subject in self._erasing:
+                    break
+            waited = time.monotonic() - waited_from
+            if waited >= self.key_wait_s:
+                raise KeyNotYetKnown(subject, waited)
+            time.sleep(min(0.05, self.key_wait_s - waited))
         return found.key if found is not None and found.kid == kid else None
 
     def erase(self, subject: UUID) -> bool:
@@ -141,7 +162,9 @@ class KafkaKeyStore(KeyStore):
 
     def erased(self, subject: UUID) -> bool:
         with self._lock:
-            self._catch_up([shard_of(subject)])
+            self._refresh()
+            if self._known(subject) is None and subject not in self._erased:
+                self._catch_up([shard_of(subject)])  # a subject with a key in memory: no read
             return subject in self._erased or subject in self._erasing
 
     def erases_with_the_batch(self) -> bool:
@@ -181,16 +204,32 @@ class KafkaKeyStore(KeyStore):
             return dropped
 
     # -- reading and writing ---------------------------------------------------------------
+    def _known(self, subject: UUID) -> SubjectKey | None:
+        if subject in self._erasing:
+            return None
+        return self._keys.get(subject) or self._pending.get(subject)
+
+    def _refresh(self) -> None:
+        """Every partition's new records, once ``refresh_s`` has passed since the last read."""
+        if time.monotonic() - self._read_at >= self.refresh_s:
+            self._catch_up(self._follower.partitions)
+
     def _catch_up(self, partitions: Iterable[int]) -> None:
-        """Read ``partitions`` to their ends as they are now (committed records only)."""
+        """Read ``partitions`` to their ends as they are now (committed records only, up to
+        the last stable offset). Fails after ``READ_TIMEOUT_S`` without progress, however
+        long the whole read takes (a large topic at start)."""
         follower = self._follower
         ends = {p: follower.end_offset(p) for p in partitions}
         every = set(ends) == set(follower.partitions)
         deadline = time.monotonic() + READ_TIMEOUT_S
         while any(follower.position(p) < end for p, end in ends.items()):
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.topic}: not read to its end in {READ_TIMEOUT_S:.0f} s")
+                raise TimeoutError(
+                    f"{self.topic}: no progress reading it in {READ_TIMEOUT_S:.0f} s"
+                )
             for records in follower.poll(200).values():
+                if records:
+                    deadline = time.monotonic() + READ_TIMEOUT_S
                 self._take(records)
         if every:
             self._read_at = time.monotonic()
