@@ -293,7 +293,10 @@ def build_kafka_worker(
     build_eta(settings)
     build_matcher(settings)
     keys_topic = Topics(settings.topic_prefix).subject_keys
-    keys = KafkaKeyStore(_connection(settings), keys_topic, settings.shards)
+    # a worker makes keys only in its batches' transactions (docs/PRIVACY.md, section 3)
+    keys = KafkaKeyStore(
+        _connection(settings), keys_topic, settings.shards, keys_outside_batch=False
+    )
     sealer = Sealer(PersonalData(AesGcmCipher(), keys))
     try:
         return KafkaWorker(

@@ -170,13 +170,21 @@ class CheckpointWriter:
         self.written = 0  # complete checkpoints written by this writer
         self._chunks: Iterator[Chunk] | None = None
         self._next: Chunk | None = None
+        # The next chunk is due but not encoded yet: it is encoded (its rows sealed, which
+        # may make a subject's key) by ``next_chunk``, inside the batch that saves it, never
+        # after a commit (a key made then would be sent outside any transaction).
+        self._due = False
 
     @property
     def in_progress(self) -> bool:
-        return self._next is not None
+        return self._next is not None or self._due
 
     def next_chunk(self) -> Chunk | None:
-        """The chunk to save with the next batch (the same one until it is committed)."""
+        """The chunk to save with the next batch (the same one until it is committed);
+        encoded at the first call after the previous one was committed."""
+        if self._due:
+            self._due = False
+            self._next = next(self._chunks or iter(()), None)
         return self._next
 
     def committed(
@@ -193,9 +201,9 @@ class CheckpointWriter:
         if chunk is not None and chunk is self._next:
             if chunk.last:
                 self.written += 1
-            self._next = None if chunk.last else next(self._chunks or iter(()), None)
+            self._next, self._due = None, not chunk.last
         self.since += events
-        if self.every_events and self._next is None and self.since >= self.every_events:
+        if self.every_events and not self.in_progress and self.since >= self.every_events:
             self.since = 0
             source = self.aggregates
             self._chunks = encode_chunks(
@@ -203,11 +211,11 @@ class CheckpointWriter:
                 aggregates=None if source is None else _snapshot_rows(source),
                 seal_ride=self.seal_ride,
             )  # fmt: skip
-            self._next = next(self._chunks)
+            self._due = True
 
     def abandon(self) -> None:
         """A batch was lost: the checkpoint in progress is dropped (the next starts anew)."""
-        self._chunks, self._next = None, None
+        self._chunks, self._next, self._due = None, None, False
 
     def restored(self, events_after_checkpoint: int) -> None:
         self.since = events_after_checkpoint

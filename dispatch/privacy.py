@@ -148,6 +148,11 @@ class KeyStore(ABC):
         """Forget a pending erasure whose batch was never saved (the key is kept)."""
         return None
 
+    def take_deleted(self) -> list[UUID]:
+        """The subjects whose key this store has read deleted (by another process) since
+        the last call, for a cache of keys to drop (the first call starts the tracking)."""
+        return []
+
 
 def aad(subject: UUID, field_name: str) -> bytes:
     return f"pf1|{subject}|{field_name}".encode()
@@ -278,3 +283,6 @@ class LazyKeyStore(KeyStore):
 
     def drop_pending(self, subject: UUID) -> None:
         self.store.drop_pending(subject)
+
+    def take_deleted(self) -> list[UUID]:
+        return self.store.take_deleted() if self._store is not None else []

@@ -125,6 +125,10 @@ class Sealer:
 
     def key(self, subject: UUID) -> SubjectKey:
         with self._lock:
+            # keys another process deleted, as the store has read them (a tombstone or an
+            # erased marker): dropped, not kept until evicted (review finding 7)
+            for deleted in self.personal.keys.take_deleted():
+                self._keys.pop(deleted, None)
             found = self._keys.get(subject)
             if found is not None:
                 self._keys.move_to_end(subject)

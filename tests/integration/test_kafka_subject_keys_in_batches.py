@@ -15,10 +15,10 @@ from kafka import KafkaProducer, TopicPartition
 
 from dispatch.adapters.crypto.aesgcm import AesGcmCipher
 from dispatch.adapters.kafka.eventstore.clients import new_consumer, new_producer
-from dispatch.adapters.kafka.keystore import KEY_WAIT_S, KafkaKeyStore
+from dispatch.adapters.kafka.keystore import KEY_WAIT_S, KafkaKeyStore, KeyOutsideBatch
 from dispatch.adapters.kafka.topics import Topics
 from dispatch.domain.ids import new_id, shard_of
-from dispatch.privacy import KeyNotYetKnown, PersonalData
+from dispatch.privacy import KeyNotYetKnown, PersonalData, SubjectErased
 from dispatch.shard.personal import Sealer
 
 pytestmark = pytest.mark.kafka
@@ -156,3 +156,39 @@ def test_an_erasure_in_a_batch_that_aborts_leaves_the_key_and_no_marker(
     mine.committed()
     assert mine.erased(subject) and mine.get(subject, made.kid) is None
     assert other.erased(subject) and other.get(subject, made.kid) is None
+
+
+def test_a_workers_store_makes_no_key_outside_a_batch(
+    stores: tuple[KafkaKeyStore, KafkaKeyStore], producer: KafkaProducer, kafka_topics: Any
+) -> None:
+    """Review finding 3: a worker's key is sent only in a batch's transaction; outside one
+    (a post-commit path, a zombie) it is refused and nothing is written; a key the store
+    knows is still returned."""
+    mine, _ = stores
+    mine.keys_outside_batch = False
+    subject, known = new_id(0), new_id(1)
+    producer.begin_transaction()
+    mine.begin(producer)
+    made = mine.create(known)
+    producer.commit_transaction()
+    mine.committed()
+    with pytest.raises(KeyOutsideBatch):
+        mine.create(subject)
+    assert mine.create(known) == made
+    assert _values(kafka_topics.bootstrap, mine.topic, subject) == []
+
+
+def test_a_key_deleted_by_another_process_leaves_this_processs_cache(
+    stores: tuple[KafkaKeyStore, KafkaKeyStore],
+) -> None:
+    """Review finding 7: a sealer's cached key is dropped once its store reads the
+    tombstone (or the erased marker) another process wrote: it is not used to seal again."""
+    mine, other = stores
+    sealer = Sealer(PersonalData(AesGcmCipher(), other))
+    subject = new_id(1)
+    made = mine.create(subject)
+    assert sealer.key(subject) == made  # cached in the other process
+    mine.erase(subject)
+    assert other.erased(subject)  # the other store reads the marker and the tombstone
+    with pytest.raises(SubjectErased):
+        sealer.key(subject)

@@ -20,7 +20,8 @@ A shard's batch joins the store (``begin`` with the batch's transactional produc
 made meanwhile is sent in the batch's Kafka transaction, so it is committed with the first
 ciphertext that needs it, or not at all (a fenced zombie's key never shows); ``committed``
 or ``aborted`` ends it (an aborted batch's keys are forgotten: its retry makes new ones).
-Outside a batch a key is sent by the store's own idempotent producer and flushed. An
+Outside a batch a key is sent by the store's own idempotent producer and flushed, except
+in a worker (``keys_outside_batch=False``), where that is refused (``KeyOutsideBatch``). An
 erasure in a joined batch is sent in its transaction too (the erased marker, then the
 tombstone, after the batch's events): it commits with the ``Erased`` event or not at all,
 so a key is never deleted without its erasure recorded, nor the reverse; the subject
@@ -68,6 +69,11 @@ def erasure_records(subject: UUID, at: float) -> list[Record]:
     ]
 
 
+class KeyOutsideBatch(RuntimeError):
+    """A worker's store asked for a new key with no batch joined (never sent: a key is
+    made in a shard batch's transaction only)."""
+
+
 class KafkaKeyStore(KeyStore):
     def __init__(
         self,
@@ -76,8 +82,12 @@ class KafkaKeyStore(KeyStore):
         shards: int,
         refresh_s: float = 1.0,
         key_wait_s: float = KEY_WAIT_S,
+        keys_outside_batch: bool = True,
     ) -> None:
         self.topic, self.refresh_s, self.key_wait_s = topic, refresh_s, key_wait_s
+        # False in a worker: a key is made only in a shard batch's transaction (a zombie's
+        # key sent outside one could land after the new owner's; review finding 3)
+        self.keys_outside_batch = keys_outside_batch
         self._bootstrap = bootstrap
         self._keys: dict[UUID, SubjectKey] = {}
         self._erased: set[UUID] = set()
@@ -86,6 +96,7 @@ class KafkaKeyStore(KeyStore):
         self._batch: Any = None  # the producer of the joined batch's open transaction
         self._pending: dict[UUID, SubjectKey] = {}  # keys sent in it, not committed yet
         self._erasing: set[UUID] = set()  # erasures sent in it, not committed yet
+        self._deleted: set[UUID] | None = None  # read deleted, for take_deleted (once asked)
         self._follower = Follower(bootstrap, topic, name="subject keys")
         if len(self._follower.partitions) < shards:
             found = len(self._follower.partitions)
@@ -117,9 +128,13 @@ class KafkaKeyStore(KeyStore):
                 partition, key, value = key_record(made)
                 self._batch.send(self.topic, key=key, value=value, partition=partition)
                 self._pending[subject] = made
-            else:
+            elif self.keys_outside_batch:
                 self._send([key_record(made)])
                 self._keys[subject] = made
+            else:
+                raise KeyOutsideBatch(
+                    f"{self.topic}: no key is made for {subject} outside a shard's batch"
+                )
             return made
 
     def get(self, subject: UUID, kid: str) -> bytes | None:
@@ -166,6 +181,11 @@ class KafkaKeyStore(KeyStore):
             if self._known(subject) is None and subject not in self._erased:
                 self._catch_up([shard_of(subject)])  # a subject with a key in memory: no read
             return subject in self._erased or subject in self._erasing
+
+    def take_deleted(self) -> list[UUID]:
+        with self._lock:
+            taken, self._deleted = list(self._deleted or ()), set()
+            return taken
 
     def erases_with_the_batch(self) -> bool:
         with self._lock:
@@ -241,10 +261,14 @@ class KafkaKeyStore(KeyStore):
                 subject = UUID(key[len(ERASED_PREFIX) :])
                 self._erased.add(subject)
                 self._keys.pop(subject, None)
+                if self._deleted is not None:
+                    self._deleted.add(subject)
                 continue
             subject = UUID(key)
             if record.value is None:
                 self._keys.pop(subject, None)
+                if self._deleted is not None:
+                    self._deleted.add(subject)
             elif subject not in self._erased:
                 value = orjson.loads(record.value)
                 self._keys[subject] = SubjectKey(
