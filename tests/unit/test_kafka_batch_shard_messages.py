@@ -52,7 +52,8 @@ class _Host:
 
     def __init__(self, worker: ShardWorker) -> None:
         self.shard, self.worker, self.writer = worker.shard, worker, self
-        self.app, self.keys = worker.app, None  # keys: the Kafka key store a batch joins
+        self.app = worker.app
+        self.keys: Any = None  # the Kafka key store a batch joins
         self.producer, self.checkpoints = _Producer(), None
         self.tells_others = self.announce = False  # no driver-availability records here
 
@@ -151,3 +152,60 @@ def test_an_aborted_batch_rewinds_the_shard_messages_partition_with_the_others(
             (TopicPartition(topics.shard_messages, 1), 9),
         ]
     )
+
+
+class _Keys:
+    """The key store's side of a joined batch: what the batch told it."""
+
+    def __init__(self, made: list[Any]) -> None:
+        self.made: list[Any] = made
+        self.calls: list[str] = []
+
+    def begin(self, producer: Any) -> None:
+        self.calls.append("begin")
+
+    def committed(self) -> None:
+        self.calls.append("committed")
+
+    def aborted(self) -> list[Any]:
+        self.calls.append("aborted")
+        return self.made
+
+
+@pytest.mark.parametrize("failure", ["aborted", "fenced"])
+def test_a_batch_that_does_not_commit_forgets_the_keys_it_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: str
+) -> None:
+    """Review finding 6: the keys an aborted or fenced batch made (or the erasure it sent)
+    are forgotten by the store and by the sealer's cache, so its retry makes new ones."""
+    from dispatch.adapters.kafka.eventstore import ProducerLostError
+
+    engine = build_embedded_engine(Settings(data_dir=tmp_path, shards=2), lambda: T0)
+    topics = Topics("dispatch")
+    host = _Host(engine.workers[1])
+    subject = new_id(1)
+    sealer = host.app.sealer
+    assert sealer is not None
+    cached = sealer.key(subject)  # as if the batch made it
+    host.keys = _Keys([subject])
+
+    def fails(inbound: Inbound) -> Any:
+        if failure == "fenced":
+            raise ProducerLostError("fenced by a newer owner")
+        raise RuntimeError("the broker went away")
+
+    monkeypatch.setattr(host.worker, "process", fails)
+    consumer = _Consumer({})
+    ended = KafkaBatch(host, topics, consumer).run(Inbound(messages=[OPEN]), {})  # type: ignore[arg-type]
+    assert ended.state == failure
+    assert host.keys.calls == ["begin", "aborted"]
+    forgotten = sealer._keys.get(subject)  # the cache dropped it: the next key is the store's
+    assert forgotten is None and cached is not None
+
+
+def test_a_batch_that_commits_tells_the_key_store(tmp_path: Path) -> None:
+    engine = build_embedded_engine(Settings(data_dir=tmp_path, shards=2), lambda: T0)
+    host = _Host(engine.workers[0])
+    host.keys = _Keys([])
+    ended = KafkaBatch(host, Topics("dispatch"), consumer=None).run(Inbound(), {})  # type: ignore[arg-type]
+    assert ended.state == "committed" and host.keys.calls == ["begin", "committed"]
