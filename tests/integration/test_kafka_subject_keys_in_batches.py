@@ -192,3 +192,33 @@ def test_a_key_deleted_by_another_process_leaves_this_processs_cache(
     assert other.erased(subject)  # the other store reads the marker and the tombstone
     with pytest.raises(SubjectErased):
         sealer.key(subject)
+
+
+def test_a_fenced_zombies_erasure_erases_nothing(
+    stores: tuple[KafkaKeyStore, KafkaKeyStore], kafka_topics: Any
+) -> None:
+    """Review finding 1: a worker fenced long ago (its shard's new owner initialised the
+    same transactional id) that decides an erasure sends the marker and the tombstone in
+    its transaction, which the broker refuses: nobody reads the subject as erased."""
+    mine, other = stores
+    subject = new_id(0)
+    made = mine.create(subject)
+    tid = f"test-{uuid.uuid4()}"
+    zombie = new_producer(kafka_topics.bootstrap, transactional_id=tid)
+    zombie.init_transactions()
+    owner = new_producer(kafka_topics.bootstrap, transactional_id=tid)
+    owner.init_transactions()  # the new owner: the zombie is fenced
+    try:
+        zombie.begin_transaction()
+        mine.begin(zombie)
+        mine.erase(subject)
+        with pytest.raises(Exception):  # noqa: B017 (kafka-python's fenced error, any form)
+            zombie.flush(timeout=10)
+            zombie.commit_transaction()
+        mine.aborted()
+        assert not mine.erased(subject) and mine.get(subject, made.kid) == made.key
+        assert not other.erased(subject) and other.get(subject, made.kid) == made.key
+        assert _values(kafka_topics.bootstrap, other.topic, subject)[-1] is not None
+    finally:
+        zombie.close(timeout=2)
+        owner.close(timeout=2)

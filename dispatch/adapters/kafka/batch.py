@@ -76,6 +76,9 @@ class KafkaBatch:
             host.worker.recover()
             self._rewind()
             return Ended("aborted")
+        except BaseException:  # an interrupt: the store must not stay joined (review 8)
+            self._forget_keys()
+            raise
         if host.keys is not None:
             host.keys.committed()
         host.worker.committed(batch)
