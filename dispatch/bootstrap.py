@@ -127,9 +127,13 @@ def build_application(
         env = kafka_env(_connection(settings), settings.topic_prefix, shard)
     env.update(extra_env or {})
     policy = Policy(
-        settings.max_wait_s, settings.idempotency_window_s, settings.offer_timeout_s,
+        settings.max_wait_s,
+        settings.idempotency_window_s,
+        settings.offer_timeout_s,
+        settings.road_factor,
+        settings.speed_kmh,
         erasable=sealer is not None,
-    )  # fmt: skip
+    )
     return ShardApplication(shard, env=env, policy=policy, sealer=sealer)
 
 
@@ -350,6 +354,7 @@ def build_fare_desk(
         PyJwtQuotes(ring),
         settings.quote_ttl_s,
         round(settings.max_trip_km * 1000),
+        settings.road_factor,
     )
 
 

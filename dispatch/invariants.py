@@ -6,17 +6,26 @@ Used by the simulator's report, by ``dispatch replay verify`` and by the failove
   ``DRIVER_TRANSITIONS``);
 - no driver holds two active rides at any moment, no ride has two drivers;
 - every offer is resolved (accepted, declined, expired or cancelled) once its expiry passed;
+- a revocation raises its principal's token version (``Credentials``);
 - every command id has exactly one outcome within the idempotency window: a second
   record of a command id is a ``duplicate_outcome`` unless the first had left the window
   by then (the first record's own window; for a record that carries none, written before
-  windows were recorded, the second's; with neither, forever).
+  windows were recorded, the second's; with neither, forever);
+- every completed ride's fare is the one its terms (in its requested event) give for the
+  trip it recorded, and a ride without terms records none (``fare_mismatch``);
+- a completed ride's recorded trip is the one its events give (``trip_mismatch``): a
+  duration timed by the clock is the seconds from its ``TripStarted`` to its completion
+  (within the half second of rounding), and, when its terms recorded the road factor, the
+  distance is the great circle between its requested pickup and drop-off times it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from dispatch.domain.command_record import CommandRecord
+from dispatch.domain.credentials import Credentials
 from dispatch.domain.driver import (
     DRIVER_TRANSITIONS,
     REGISTERED,
@@ -24,12 +33,16 @@ from dispatch.domain.driver import (
     Driver,
     next_availability,
 )
-from dispatch.domain.ride import HOLDS_NO_DRIVER, RIDE_TRANSITIONS, Ride, RideStatus
+from dispatch.domain.ride import HOLDS_NO_DRIVER, RIDE_TRANSITIONS, TERMINAL, Ride, RideStatus
+from dispatch.domain.ride_fare import FareTerms, final_fare
 from dispatch.domain.rider import Rider
 from dispatch.log import LogEvent, parse_time
+from dispatch.matching.geo import haversine_m
+from dispatch.privacy import DamagedValue, KeyNotYetKnown, Opener, as_is
 
 RIDER_EVENTS = {Rider.RideRequested.TOPIC, Rider.RideEnded.TOPIC}
 _RECORDS = frozenset({CommandRecord.Created.TOPIC, CommandRecord.Carried.TOPIC})
+_REVOKED = frozenset({Credentials.TokensRevoked.TOPIC, Credentials.TokensRevokedByOperator.TOPIC})
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +77,14 @@ class InvariantChecker:
     ride_driver: dict[str, str] = field(default_factory=dict)
     open_offers: dict[str, tuple[float, str]] = field(default_factory=dict)
     command_ids: dict[str, CommandSeen] = field(default_factory=dict)
+    token_versions: dict[str, int] = field(default_factory=dict)  # credentials -> version
+    ride_terms: dict[str, Any] = field(default_factory=dict)  # live priced rides' terms
+    ride_ends: dict[str, Any] = field(default_factory=dict)  # live rides' pickup, drop-off
+    trip_started: dict[str, float] = field(default_factory=dict)  # live rides' trip start
     last_time: float = float("-inf")
+    # How a sealed pickup or drop-off is read (docs/PRIVACY.md); one that does not read as a
+    # point (sealed and not opened, erased, damaged) leaves the trip's distance unchecked.
+    open: Opener = as_is
 
     def check(self, e: LogEvent) -> None:
         self.events += 1
@@ -82,6 +102,12 @@ class InvariantChecker:
             self._rider(e)
         elif topic == Ride.Created.TOPIC:
             self.ride_status[agg_id] = RideStatus.REQUESTED
+            if e.data.get("fare") is not None:
+                self.ride_terms[agg_id] = e.data["fare"]
+            self.ride_ends[agg_id] = (
+                self._point(e.data.get("pickup"), "pickup"),
+                self._point(e.data.get("dropoff"), "dropoff"),
+            )
         elif topic == Driver.Created.TOPIC:
             self.drivers[agg_id] = REGISTERED
         elif topic == Driver.Arrived.TOPIC:  # handed off to this shard: its first event here
@@ -90,6 +116,8 @@ class InvariantChecker:
             self.rider_active[agg_id] = None
         elif topic in _RECORDS:  # a carried record counts as the command id's record here
             self._command_record(e)
+        elif topic in _REVOKED:
+            self._revocation(e)
 
     def finish(self) -> list[Violation]:
         """Flag offers whose expiry passed before the log's last event and were never closed."""
@@ -114,6 +142,15 @@ class InvariantChecker:
         if status not in allowed:
             self._flag(e, "illegal_transition", f"{e.kind} while the ride is {status}")
         self.ride_status[ride_id] = after
+        if e.topic == Ride.TripStarted.TOPIC:
+            self.trip_started[ride_id] = e.at
+        if after in TERMINAL:
+            terms = self.ride_terms.pop(ride_id, None)
+            ends = self.ride_ends.pop(ride_id, None)
+            started = self.trip_started.pop(ride_id, None)
+            if e.topic == Ride.Completed.TOPIC:
+                self._trip(e, terms, ends, started)
+                self._fare(e, terms)
         driver = e.data.get("driver_id")
         if e.topic == Ride.Offered.TOPIC:
             assert driver is not None
@@ -144,6 +181,70 @@ class InvariantChecker:
             holder = self.ride_driver.pop(ride_id, None)
             if holder is not None and self.driver_ride.get(holder) == ride_id:
                 del self.driver_ride[holder]
+
+    def _point(self, value: Any, name: str) -> tuple[float, float] | None:
+        """A requested ride's pickup or drop-off as a point, or None when it does not read
+        as one (sealed without an opener, erased, or damaged): not checked then."""
+        try:
+            opened = self.open(value, name)
+        except (DamagedValue, KeyNotYetKnown):
+            return None
+        if (
+            isinstance(opened, list | tuple)
+            and len(opened) == 2
+            and all(isinstance(c, int | float) and not isinstance(c, bool) for c in opened)
+        ):
+            return float(opened[0]), float(opened[1])
+        return None
+
+    def _trip(
+        self, e: LogEvent, terms: dict[str, Any] | None, ends: Any, started: float | None
+    ) -> None:
+        """The completed ride's recorded trip against what its events give."""
+        metres, seconds = e.data.get("distance_m"), e.data.get("duration_s")
+        if metres is None or seconds is None:  # completed before trips were recorded
+            return
+        found = e.data.get("trip_by") or {}
+        # Timed by the clock: completion minus start, both event times (the shard's clock),
+        # rounded to whole seconds (never below 0) when recorded; a start this checker
+        # did not see (the log read from after it) is not checked.
+        if found.get("duration") == "clock" and started is not None:
+            elapsed = max(0.0, e.at - started)
+            if abs(int(seconds) - elapsed) > 0.5 + 1e-3:
+                self._flag(
+                    e, "trip_mismatch",
+                    f"duration {seconds} s recorded, {elapsed:.3f} s from trip start to end",
+                )  # fmt: skip
+        factor = (terms or {}).get("road_factor")
+        if factor is None or ends is None or None in ends:
+            return
+        (plat, plng), (dlat, dlng) = ends
+        expected = round(haversine_m(plat, plng, dlat, dlng) * float(factor))
+        if int(metres) != expected:
+            self._flag(
+                e, "trip_mismatch",
+                f"distance {metres} m recorded, the great circle times {factor} gives "
+                f"{expected} m",
+            )  # fmt: skip
+
+    def _fare(self, e: LogEvent, terms: dict[str, Any] | None) -> None:
+        """The completed ride's recorded fare against its terms over its recorded trip."""
+        recorded, metres, seconds = (e.data.get(k) for k in ("fare", "distance_m", "duration_s"))
+        if metres is None or seconds is None:  # completed before fares: nothing to check
+            return
+        if terms is None:
+            if recorded is not None:
+                self._flag(e, "fare_mismatch", "a fare recorded for a ride with no fare terms")
+            return
+        try:
+            expected = final_fare(FareTerms.from_data(terms), int(metres), int(seconds))
+        except (KeyError, TypeError, ValueError, ArithmeticError) as error:
+            self._flag(e, "fare_mismatch", f"its fare terms do not price: {error}")
+            return
+        if recorded != expected.to_data():
+            self._flag(
+                e, "fare_mismatch", f"recorded {recorded}, its terms give {expected.to_data()}"
+            )
 
     def _driver(self, e: LogEvent) -> None:
         driver_id = e.aggregate_id
@@ -184,6 +285,12 @@ class InvariantChecker:
                 "duplicate_outcome",
                 f"command {command_id} already had an outcome at {before.where}{within}",
             )
+
+    def _revocation(self, e: LogEvent) -> None:
+        version, before = e.data["token_version"], self.token_versions.get(e.aggregate_id, 0)
+        if version <= before:
+            self._flag(e, "token_version_not_raised", f"token version {version} after {before}")
+        self.token_versions[e.aggregate_id] = max(version, before)
 
     def _flag(self, e: LogEvent, kind: str, detail: str) -> None:
         self.violations.append(Violation(e.where, e.aggregate_id, kind, detail))

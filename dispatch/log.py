@@ -180,6 +180,19 @@ class LogSource(ABC):
         An adapter that fetches in pages yields its own."""
         return pages(self.read(shard, after), PAGE)
 
+    def set_read_patience(self, seconds: float) -> None:
+        """How long a ``read`` that may stop short waits for fetches that bring nothing
+        before it stops (a source whose reads always go to the end has nothing to wait for,
+        and ignores it)."""
+        return None
+
+    def reached_end(self, shard: int) -> bool:
+        """Whether the last ``read`` of ``shard``, iterated to its last event, went as far
+        as the end the shard had when that read began: then every event committed before
+        it began was in it. A source whose reads always go to that end says True; one that
+        may stop short (a follower's patience) says whether this one did."""
+        return True
+
     @abstractmethod
     def head(self, shard: int) -> int | None:
         """The shard's last position (0 when it is empty), or None when the source cannot

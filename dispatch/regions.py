@@ -313,11 +313,13 @@ def _cut(
     adjacency: Mapping[str, tuple[str, ...]],
     market: str,
 ) -> tuple[list[_Cell], list[_Cell]]:
-    """Cut a connected piece into two connected sides of at least ``low_regions`` and
+    """Cut a connected piece (or one of as many cells as regions, each to be a region of its
+    own: connected or not) into two connected sides of at least ``low_regions`` and
     ``high_regions`` cells, the low side's weight as near its share of the piece's
     (``low_regions`` of ``low_regions + high_regions``) as the orders allow: the first order
     whose nearest connected cut misses by at most half the piece's heaviest cell, else the
-    best of all orders, else a repaired cut."""
+    best of all orders, else (a piece of as many cells as regions) any cut, else a repaired
+    cut. Where no fallback was needed before, the cut is the same: region maps do not move."""
     total = math.fsum(c.weight for c in piece)
     target = total * low_regions / (low_regions + high_regions)
     tolerance = max(c.weight for c in piece) / 2 * (1 + 1e-9) + 1e-12
@@ -335,6 +337,8 @@ def _cut(
     if best is not None:
         order = best[2]
         return order[:best_k], order[best_k:]
+    if len(piece) == low_regions + high_regions:  # one cell a region: any cut will do
+        return piece[:low_regions], piece[low_regions:]
     return _repaired_cut(piece, low_regions, high_regions, target, adjacency, market)
 
 
@@ -461,6 +465,10 @@ def _repaired_cut(
         if len(high) >= high_regions and size - len(high) >= low_regions:
             kept = {c.id for c in high}
             return [c for c in order if c.id not in kept], high
+    if size >= low_regions + high_regions:
+        # Always possible: a prefix of the grown order is connected, and its last
+        # ``high_regions`` cells become a region each (a piece of as many cells as regions).
+        return order[: size - high_regions], order[size - high_regions :]
     raise ValueError(
         f"market {market}: cannot cut {size} cells into {low_regions + high_regions} "
         "contiguous regions"

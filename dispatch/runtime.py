@@ -164,3 +164,8 @@ class Runtime:
         """Read-your-writes: wait until the views include ``position`` of ``shard``."""
         self.runner.nudge()
         return self.views.wait_for(shard, position, timeout_s)
+
+    def views_age(self, shard: int) -> float:
+        """Seconds since the views last read ``shard`` to its end (from when that read
+        began; infinite before the first): they hold every event committed before."""
+        return self.runner.age(shard)

@@ -19,6 +19,12 @@ An operator is a principal of their own: an operator token's ``sub`` is the oper
 token of the same name) and its ``operator`` claim their name and operator role
 (``viewer``, ``dispatcher``, ``admin``). A token of role ``operator`` without that claim
 (issued before operator identities, with ``sub`` ``operator``) is refused.
+
+Every token carries ``ver``: its principal's token version when it was issued. A token
+without one (issued before revocation, or of the format before JWTs) is of version 0.
+Whether a version is revoked is the principal's credentials' rule
+(``dispatch.domain.credentials.revoked``), checked against the API's views
+(``dispatch.api.revocation``); ``revoked_reason`` says so to the caller.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, cast, get_args
 
+from dispatch.domain.credentials import MAX_TOKEN_VERSION, PrincipalRole
 from dispatch.domain.operators import (
     OPERATOR_ROLES,
     OperatorRole,
@@ -35,7 +42,7 @@ from dispatch.domain.operators import (
     operator_name_error,
 )
 
-Role = Literal["driver", "rider", "operator"]
+Role = PrincipalRole  # "driver", "rider" or "operator"
 TokenType = Literal["access", "refresh"]
 ROLES: frozenset[str] = frozenset(get_args(Role))
 TOKEN_TYPES: frozenset[str] = frozenset(get_args(TokenType))
@@ -48,6 +55,8 @@ AUDIENCE = "dispatch-api"  # who may take the token: this engine's API
 LEEWAY_S = 30  # how far two API instances' clocks may disagree
 # Every claim a token carries; the adapter refuses one that lacks any of them.
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "role", "typ", "iat", "nbf", "exp", "jti")
+# ``ver``, the token version, is not required: a token without it is of version 0.
+MAX_VERSION = MAX_TOKEN_VERSION  # far above any count of revocations; a larger ver is malformed
 
 
 class TokenError(Exception):
@@ -84,9 +93,10 @@ def operator_of(name: str, role: str) -> Operator:
 @dataclass(frozen=True, slots=True)
 class Claims:
     """What a token says: who (``sub``, ``role``), what kind (``typ``), from and until when
-    (``iat``, which is also ``nbf``, and ``exp``, in whole seconds) and its own id (``jti``).
-    ``legacy``: a token of the format before JWTs (an access token). ``operator``: an
-    operator token's name and operator role (None for other roles)."""
+    (``iat``, which is also ``nbf``, and ``exp``, in whole seconds), its own id (``jti``)
+    and its principal's token version when it was issued (``ver``). ``legacy``: a token of
+    the format before JWTs (an access token). ``operator``: an operator token's name and
+    operator role (None for other roles)."""
 
     sub: str
     role: Role
@@ -96,6 +106,7 @@ class Claims:
     jti: str
     legacy: bool = False
     operator: Operator | None = None
+    ver: int = 0
 
     def as_json(self) -> dict[str, Any]:
         op = self.operator
@@ -110,6 +121,7 @@ class Claims:
             "nbf": self.iat,
             "exp": self.exp,
             "jti": self.jti,
+            "ver": self.ver,
         }
 
 
@@ -120,15 +132,20 @@ def mint(
     now: float,
     ttl_s: int,
     operator: Operator | None = None,
+    ver: int = 0,
 ) -> Claims:
-    """Claims for a new token of ``sub`` valid ``ttl_s`` from ``now``, with a fresh id. An
-    operator's token names the ``operator``, whose id is its subject."""
+    """Claims for a new token of ``sub`` valid ``ttl_s`` from ``now``, with a fresh id, of
+    token version ``ver``. An operator's token names the ``operator``, whose id is its
+    subject."""
     if (role == "operator") != (operator is not None) or (
         operator is not None and sub != str(operator.id)
     ):
         raise ValueError("an operator token's subject is its operator's id, and only its")
+    if not 0 <= ver <= MAX_VERSION:
+        raise ValueError(f"a token version is a whole number from 0 to {MAX_VERSION}")
     issued = int(now)
-    return Claims(sub, role, typ, issued, issued + ttl_s, uuid.uuid4().hex, operator=operator)
+    jti = uuid.uuid4().hex
+    return Claims(sub, role, typ, issued, issued + ttl_s, jti, operator=operator, ver=ver)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +197,7 @@ def read_claims(
     if not isinstance(jti, str) or not 0 < len(jti) <= 64:
         raise TokenError("malformed token payload: the token id (jti) is not a short string")
     iat, nbf, exp = (_seconds(payload, name) for name in ("iat", "nbf", "exp"))
+    ver = _version(payload)
     if exp <= now - LEEWAY_S:
         raise TokenError("token expired")
     if kind == LEGACY_TYPE and nbf > now + LEEWAY_S:
@@ -203,10 +221,10 @@ def read_claims(
                 "expires; a registration or `dispatch operator-token ... --json` gives a "
                 "refresh token"
             )
-        return Claims(sub, cast(Role, role), "access", iat, exp, jti, True, operator)
+        return Claims(sub, cast(Role, role), "access", iat, exp, jti, True, operator, ver)
     if kind != typ:
         raise TokenError(_WRONG_TYPE[typ])
-    return Claims(sub, cast(Role, role), kind, iat, exp, jti, operator=operator)
+    return Claims(sub, cast(Role, role), kind, iat, exp, jti, operator=operator, ver=ver)
 
 
 def _operator(payload: Mapping[str, Any], sub: str) -> Operator:
@@ -240,6 +258,45 @@ def _seconds(payload: Mapping[str, Any], name: str) -> int:
     if type(value) is not int:
         raise TokenError(f"malformed token payload: {name} is not a whole number of seconds")
     return value
+
+
+def _version(payload: Mapping[str, Any]) -> int:
+    """The token version a token was issued at; 0 for a token without one."""
+    value = payload.get("ver", 0)
+    if type(value) is not int or not 0 <= value <= MAX_VERSION:
+        raise TokenError(
+            f"malformed token payload: ver is not a whole number from 0 to {MAX_VERSION}"
+        )
+    return value
+
+
+def revoked_reason(role: Role, ver: int, current: int) -> str:
+    """What a caller whose token is of a revoked version is told, and what to do."""
+    again = (
+        "use the tokens POST /auth/revoke answered, or get one with `dispatch operator-token "
+        f"--name NAME --role ROLE --token-version {current}`"
+        if role == "operator"
+        else "use the tokens POST /auth/revoke answered (an account whose tokens an admin "
+        "revoked has no other way in)"
+    )
+    return (
+        f"token revoked: this {role}'s tokens of a version below {current} were revoked (this "
+        f"one is of version {ver}); {again}"
+    )
+
+
+def ahead_reason(role: Role, ver: int, current: int) -> str:
+    """What a caller whose token is of a version above the recorded one is told."""
+    again = (
+        "get one of the current version with `dispatch operator-token --name NAME --role "
+        f"ROLE --token-version {current}`"
+        if role == "operator"
+        else "use the tokens POST /auth/revoke answered"
+    )
+    return (
+        f"token version ahead: this token is of version {ver}, and this {role}'s recorded "
+        f"token version is {current}: only a token of the current version is taken; {again}"
+    )
 
 
 def subject_fits(sub: str) -> bool:

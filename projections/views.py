@@ -10,6 +10,7 @@ from dispatch.log import LogEvent
 from dispatch.messages import Ping
 from dispatch.privacy import Opener, as_is
 from projections.base import Checkpointed, Projection
+from projections.credentials import CredentialsProjection, CredentialsView
 from projections.drivers import DriversProjection, DriversView
 from projections.heatmap import HeatmapProjection, HeatmapView
 from projections.locations import LocationsProjection, LocationsView
@@ -22,7 +23,7 @@ def default_projections(
     ride_retention_s: float | None = None,
     open: Opener = as_is,
 ) -> list[Projection[Any]]:
-    """The four views; ended rides leave the rides view ``ride_retention_s`` after they
+    """The five views; ended rides leave the rides view ``ride_retention_s`` after they
     ended (None: never). Views keep sealed personal fields as they are; ``open`` reads a
     sealed pickup where a fold needs its place (the heatmap's cell)."""
     return [
@@ -30,6 +31,7 @@ def default_projections(
         DriversProjection(),
         LocationsProjection(resolution, ttl_s),
         HeatmapProjection(open),
+        CredentialsProjection(),
     ]
 
 
@@ -150,4 +152,9 @@ class ViewSet:
     @property
     def heatmap(self) -> HeatmapView:
         view: HeatmapView = self.states["heatmap"].view
+        return view
+
+    @property
+    def credentials(self) -> CredentialsView:
+        view: CredentialsView = self.states["credentials"].view
         return view

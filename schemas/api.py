@@ -16,13 +16,15 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     WithJsonSchema,
 )
 
 from dispatch.domain.fares import PRODUCTS, Product
 from dispatch.domain.geo import MAX_LAT, MAX_LNG, MIN_LAT, MIN_LNG
-from schemas.common import LatLng, Name, Reason
+from schemas.common import LatLng, Name, OperatorName, Reason
 
 MAX_PINGS_PER_BATCH = 500
 
@@ -127,13 +129,34 @@ class _Trip(_Request):
 
 
 class RequestRide(_Trip):
+    """A ride from ``pickup`` to ``dropoff`` in ``product`` (default standard), priced by
+    ``quote`` when it carries one (docs/MARKETPLACE.md, "The ride's fare")."""
+
+    product: Annotated[
+        Product,
+        Field(description=f"The kind of vehicle: one of {', '.join(PRODUCTS)}."),
+    ] = "standard"
+    quote: str | None = Field(
+        default=None,
+        max_length=4096,
+        description="A signed quote (POST /fares/estimate's `quote`) for this rider, trip "
+        "(each end within 50 m) and product, still valid: the ride keeps its price. "
+        "Without one, the ride is priced when it completes by the rules in force now.",
+    )
+
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
                 {
                     "pickup": {"lat": 37.7749, "lng": -122.4194},
                     "dropoff": {"lat": 37.62, "lng": -122.38},
-                }
+                },
+                {
+                    "pickup": {"lat": 37.7749, "lng": -122.4194},
+                    "dropoff": {"lat": 37.7599, "lng": -122.4148},
+                    "product": "standard",
+                    "quote": "eyJhbGciOiJIUzI1NiIsImtpZCI6ImsxIiwidHlwIjoiSldUIn0...",
+                },
             ]
         }
     )
@@ -300,6 +323,100 @@ class ErasureAccepted(BaseModel):
     command_id: str
     position: ConsistencyToken | None = None
     clear_before: datetime | None = None
+
+
+# Why an admin revokes another's tokens: required, recorded with their name.
+AdminReason = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=500,
+        examples=["phone reported stolen"],
+        description="Why: recorded in the log with your name (the audit trail).",
+    ),
+]
+
+
+class RevokeOwnTokens(_Request):
+    """Revoke all your own tokens (sign out everywhere); the answer carries a new pair. The
+    refresh token issued with your access token proves you hold more than a stolen access
+    token (which alone cannot revoke, as the answer carries a new refresh token)."""
+
+    refresh_token: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=MAX_TOKEN_LENGTH,
+            description="Your refresh token, of the same token version as the bearer token.",
+        ),
+    ]
+    reason: Reason = ""
+
+
+class RevokeDriverTokens(_Request):
+    """An admin revokes all a driver's tokens."""
+
+    driver_id: UUID
+    reason: AdminReason
+
+
+class RevokeRiderTokens(_Request):
+    """An admin revokes all a rider's tokens."""
+
+    rider_id: UUID
+    reason: AdminReason
+
+
+class RevokeOperatorTokens(_Request):
+    """An admin revokes all the tokens of the operator of this name."""
+
+    operator: OperatorName
+    reason: AdminReason
+
+
+_PRINCIPAL_FIELDS = {"driver_id": "driver", "rider_id": "rider", "operator": "operator"}
+
+
+def _whose(value: Any) -> str | None:
+    """Which body this is, by the principal it names (none: the caller's own)."""
+    if isinstance(value, dict):
+        named = [tag for field, tag in _PRINCIPAL_FIELDS.items() if field in value]
+    else:
+        named = [tag for field, tag in _PRINCIPAL_FIELDS.items() if hasattr(value, field)]
+    if len(named) > 1:
+        return None
+    return named[0] if named else "own"
+
+
+RevokeTokens = Annotated[
+    Annotated[RevokeOwnTokens, Tag("own")]
+    | Annotated[RevokeDriverTokens, Tag("driver")]
+    | Annotated[RevokeRiderTokens, Tag("rider")]
+    | Annotated[RevokeOperatorTokens, Tag("operator")],
+    Discriminator(
+        _whose,
+        custom_error_type="one_principal",
+        custom_error_message="name at most one of driver_id, rider_id and operator (none: "
+        "your own tokens)",
+    ),
+]
+
+
+class TokensRevoked(BaseModel):
+    """Every token of the principal of a version below ``token_version`` is refused from
+    now on, by this API instance at once and by every instance within the revocation
+    bound. Revoking your own: ``token`` is your new pair, of ``token_version``."""
+
+    command_id: str
+    position: ConsistencyToken | None = None
+    principal_id: UUID = Field(description="Whose tokens were revoked.")
+    role: Literal["driver", "rider", "operator"]
+    token_version: int = Field(
+        ge=1, description="The principal's token version now, as this instance's views hold it."
+    )
+    token: TokenIssued | None = Field(
+        default=None, description="Your new tokens, when you revoked your own."
+    )
 
 
 class CommandAccepted(BaseModel):

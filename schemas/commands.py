@@ -13,9 +13,11 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from dispatch.domain.operators import DispatchingRole
+from dispatch.domain.credentials import PrincipalRole, credentials_id
+from dispatch.domain.operators import DispatchingRole, OperatorRole
 from dispatch.domain.operators import operator_id as id_of_operator
 from schemas.common import LatLng, Name, OperatorName, Reason
+from schemas.fares import FareTermsData
 
 SCHEMA_VERSION: Literal[1] = 1
 
@@ -53,6 +55,11 @@ class RequestRide(_Command):
     rider_id: UUID
     pickup: LatLng
     dropoff: LatLng
+    fare: FareTermsData | None = Field(
+        default=None,
+        description="How the ride is priced (from its quote, or the rules in force); null: "
+        "not priced.",
+    )
 
 
 class CancelRide(_Command):
@@ -90,6 +97,66 @@ class OperatorCancelRide(_Command):
                 f"{self.operator_name!r} ({expected})"
             )
         return self
+
+
+class RevokeTokens(_Command):
+    """Revoke every token of one principal: its token version goes up, and every token of
+    a lower version is refused from then on (``dispatch.domain.credentials``). By the
+    principal itself (no operator fields, or the operator's own id), with the version of
+    the token it revoked with; or by an operator of role admin, naming them."""
+
+    type: Literal["revoke_tokens"] = "revoke_tokens"
+    principal_id: UUID = Field(description="Whose tokens: a driver, rider or operator id.")
+    principal_role: PrincipalRole
+    caller_token_version: Annotated[int, Field(ge=0, lt=2**31 - 1)] | None = Field(
+        default=None,
+        description="The principal revoking its own tokens: the version of the token it "
+        "sent (the new version is one above it; a revoked one is refused). None when an "
+        "admin revokes another's.",
+    )
+    operator_id: UUID | None = Field(
+        default=None, description="The operator who revoked (the id operator_name gives)."
+    )
+    operator_name: OperatorName | None = None
+    operator_role: OperatorRole | None = None
+    reason: Reason = ""
+
+    @model_validator(mode="after")
+    def _one_author(self) -> RevokeTokens:
+        """Who revokes is the principal itself or an admin, named consistently: the audit
+        record cannot disagree with itself."""
+        named = (self.operator_id, self.operator_name, self.operator_role)
+        if any(f is not None for f in named) and not all(f is not None for f in named):
+            raise ValueError("operator_id, operator_name and operator_role go together")
+        if self.operator_id is not None and self.operator_name is not None:
+            expected = id_of_operator(self.operator_name)
+            if self.operator_id != expected:
+                raise ValueError(
+                    f"operator_id {self.operator_id} is not the id of operator "
+                    f"{self.operator_name!r} ({expected})"
+                )
+        if self.operator_id is None and self.principal_role == "operator":
+            raise ValueError("an operator's tokens are revoked by an operator (name them)")
+        own = self.by_itself
+        if own and self.operator_id is not None and self.principal_role != "operator":
+            raise ValueError("an operator revoking their own tokens is an operator principal")
+        if own != (self.caller_token_version is not None):
+            raise ValueError(
+                "caller_token_version is the principal's own token's, given exactly when the "
+                "principal revokes its own tokens"
+            )
+        if not own and self.operator_role != "admin":
+            raise ValueError("only an operator of role admin revokes another's tokens")
+        return self
+
+    @property
+    def by_itself(self) -> bool:
+        """The principal revokes its own tokens (a driver or rider, or the operator named)."""
+        return self.operator_id is None or self.operator_id == self.principal_id
+
+    @property
+    def credentials_id(self) -> UUID:
+        return credentials_id(self.principal_role, self.principal_id)
 
 
 class _DriverRideCommand(_Command):
@@ -183,7 +250,8 @@ Command = Annotated[
     | CompleteTrip
     | DriverCancel
     | EraseRider
-    | EraseDriver,
+    | EraseDriver
+    | RevokeTokens,
     Field(discriminator="type"),
 ]
 
@@ -225,6 +293,8 @@ class CommandEnvelope(BaseModel):
             return cmd.driver_id  # an acceptance commits at the driver's own shard
         if isinstance(cmd, RegisterRider | RequestRide | EraseRider):
             return cmd.rider_id  # a request takes the rider's lock at home first
+        if isinstance(cmd, RevokeTokens):
+            return cmd.credentials_id  # in the principal's home shard (an operator's: 0)
         return cmd.ride_id
 
 

@@ -16,10 +16,12 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from dispatch.domain.credentials import PrincipalRole
 from dispatch.domain.driver import OfferOutcome, ReleaseReason
 from dispatch.domain.operators import OperatorRole
 from dispatch.domain.ride import RIDE_ENDINGS, RideStatus
 from schemas.common import OneOf, OperatorName
+from schemas.fares import FareTermsData, FinalFareData, TripFoundBy
 
 Coordinate = Annotated[list[float], Field(min_length=2, max_length=2)]
 # A personal field sealed under its subject's key (docs/PRIVACY.md; ``dispatch.privacy``
@@ -53,10 +55,28 @@ class Empty(_Data):
 
 
 class RideRequested(_Data):
+    """Version 2 adds ``fare`` (absent from a version-1 event: read as null, not priced)."""
+
     rider_id: UUID
     pickup: Coordinate | Sealed = Field(description="[lat, lng], sealed under the rider's key.")
     dropoff: Coordinate | Sealed = Field(description="[lat, lng], sealed under the rider's key.")
     expires_at: datetime
+    fare: FareTermsData | None = Field(
+        default=None, description="How the ride is priced; null: not priced."
+    )
+
+
+class RideCompleted(_Data):
+    """Version 2 adds the trip driven and the final fare (absent from a version-1 event:
+    read as null, unknown)."""
+
+    driver_id: UUID
+    distance_m: int | None = Field(default=None, ge=0, description="The trip driven, metres.")
+    duration_s: int | None = Field(default=None, ge=0, description="The trip driven, seconds.")
+    trip_by: TripFoundBy | None = None
+    fare: FinalFareData | None = Field(
+        default=None, description="The final fare; null: the ride was not priced."
+    )
 
 
 class RideOffered(_Data):
@@ -234,6 +254,26 @@ class CommandCarried(CommandHandled):
     )
 
 
+class CredentialsOpened(_Data):
+    principal_id: UUID = Field(description="Whose credentials: a driver, rider or operator id.")
+    principal_role: PrincipalRole
+
+
+class TokensRevoked(_Data):
+    principal_id: UUID
+    principal_role: PrincipalRole
+    token_version: int = Field(
+        ge=1, description="The principal's tokens of a lower version are refused from now on."
+    )
+    reason: str
+
+
+class TokensRevokedByOperator(TokensRevoked):
+    operator_id: UUID = Field(description="Who revoked: the operator's id.")
+    operator_name: OperatorName = Field(description="Who revoked: the operator's name.")
+    operator_role: OperatorRole = Field(description="The operator role they revoked in.")
+
+
 EVENT_DATA: dict[str, type[_Data]] = {
     "dispatch.Ride.Requested": RideRequested,
     "dispatch.Ride.Offered": RideOffered,
@@ -244,7 +284,7 @@ EVENT_DATA: dict[str, type[_Data]] = {
     "dispatch.Ride.Accepted": RideDriverEvent,
     "dispatch.Ride.DriverArrived": RideDriverEvent,
     "dispatch.Ride.TripStarted": RideDriverEvent,
-    "dispatch.Ride.Completed": RideDriverEvent,
+    "dispatch.Ride.Completed": RideCompleted,
     "dispatch.Ride.CancelledByRider": RideCancelledByRider,
     "dispatch.Ride.CancelledByOperator": RideCancelledByOperator,
     "dispatch.Ride.CancelledByDriver": RideCancelledByDriver,
@@ -275,6 +315,9 @@ EVENT_DATA: dict[str, type[_Data]] = {
     "dispatch.Link.Sent": LinkSent,
     "dispatch.Link.Applied": LinkApplied,
     "dispatch.Link.Acknowledged": LinkAcknowledged,
+    "dispatch.Credentials.Opened": CredentialsOpened,
+    "dispatch.Credentials.TokensRevoked": TokensRevoked,
+    "dispatch.Credentials.TokensRevokedByOperator": TokensRevokedByOperator,
 }
 
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dispatch.domain import driver, ride
 from schemas.common import Latitude, LatLng, Longitude, OneOf
+from schemas.fares import FareTermsData, FinalFareData, TripFoundBy
 
 # The domain's statuses, as the strings the wire shows.
 RideStatus = Annotated[str, OneOf(ride.RideStatus)]
@@ -23,6 +24,14 @@ class TimelineEntry(BaseModel):
     at: datetime
     position: str = Field(examples=["0:42"])
     data: dict[str, Any]
+
+
+class DrivenTripView(BaseModel):
+    """A completed ride's trip: metres and seconds, and how each was found."""
+
+    distance_m: int = Field(examples=[2345])
+    duration_s: int = Field(examples=[456])
+    found_by: TripFoundBy
 
 
 class RideView(BaseModel):
@@ -39,6 +48,21 @@ class RideView(BaseModel):
     requested_at: datetime
     updated_at: datetime
     version: int
+    fare_terms: FareTermsData | None = Field(
+        default=None,
+        description="How the ride is priced, recorded when it was requested: the rule of "
+        "the pickup's market for its product, the rules version, the surge, and `quote` "
+        "(its id and what it promised) when the ride carried one; null: not priced (no rule "
+        "for the trip, or requested before fares).",
+    )
+    trip: DrivenTripView | None = Field(
+        default=None, description="The trip driven, once the ride completed (null before)."
+    )
+    fare: FinalFareData | None = Field(
+        default=None,
+        description="The final fare, once the ride completed: the quoted total or the "
+        "metered fare (`basis`); null before, or for a ride that is not priced.",
+    )
     timeline: list[TimelineEntry]
 
 
@@ -125,6 +149,13 @@ class ShardReadiness(BaseModel):
     position: int = Field(description="The last log position every view includes.")
     head: int | None = Field(None, description="The log's last position, when readable.")
     lag: int | None = None
+    age_s: float | None = Field(
+        None,
+        description="Seconds since the views last read the shard to its end, counted from "
+        "when that read began (null before the first): they hold every event committed "
+        "before. Over the revocation bound, this instance refuses the tokens of the "
+        "principals whose token versions the shard keeps (503).",
+    )
 
 
 class Readiness(BaseModel):

@@ -29,6 +29,10 @@ from dispatch.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
+# The share of DISPATCH_AUTH_REVOCATION_BOUND_S a pass of the views over every shard may
+# take while partitions stall (``ProjectionRunner.bound_pass``; docs/SECURITY.md).
+PASS_SHARE_OF_BOUND = 0.25
+
 DESCRIPTION = """\
 Drivers and riders of the dispatch engine. Writes are commands: each answers with its
 `command_id` and a consistency token (`position`, `<shard>:<pos>`); pass the token to a
@@ -43,7 +47,11 @@ TAGS = [
     {"name": "operators", "description": "What operators who dispatch may change."},
     {"name": "privacy", "description": "Erasure of a rider's or driver's personal data."},
     {"name": "queries", "description": "Read views, optionally after a consistency token."},
-    {"name": "auth", "description": "A new access token for a refresh token."},
+    {
+        "name": "auth",
+        "description": "A new access token for a refresh token; revoking every token of a "
+        "driver, rider or operator.",
+    },
     {"name": "streams", "description": "Server-sent events of a ride or a driver."},
     {"name": "operations", "description": "Health, readiness and metrics."},
 ]
@@ -70,6 +78,9 @@ def create_app(
     rate = RateLimits(limits)
     desk = fare_desk(runtime, auth)
     ctx = ApiContext(runtime, tokens_for(auth), opts, hub, metrics, limits, rate, audit, desk)
+    # A pass of the views over every shard, stalled ones included, stays well within the
+    # revocation bound, so that one slow partition does not age every shard past it.
+    runtime.runner.bound_pass(auth.revocation_bound_s * PASS_SHARE_OF_BOUND)
     if auth.weak_keys:
         log.warning(
             "weak token keys (%s); acceptable in development only",

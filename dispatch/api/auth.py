@@ -1,7 +1,8 @@
 """Bearer tokens: JSON Web Tokens with a key id, in pairs of an access and a refresh token.
 
 Registering a driver or rider issues a pair bound to that id; ``POST /auth/refresh``
-exchanges a refresh token for a new pair; an operator's are issued from the settings
+exchanges a refresh token for a new pair; ``POST /auth/revoke`` revokes every token of a
+principal (``dispatch.api.revocation``); an operator's are issued from the settings
 for a named operator with a role (``mint_operator_token``, ``dispatch operator-token
 --name alice --role dispatcher``), never over HTTP. What a token
 carries and how it is checked: ``dispatch.tokens``; the keys and lifetimes:
@@ -11,7 +12,7 @@ carries and how it is checked: ``dispatch.tokens``; the keys and lifetimes:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from dispatch.api.keys import AuthSettings
@@ -49,12 +50,23 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 @dataclass(frozen=True, slots=True)
 class Principal:
     """Who is calling: the subject (a driver, rider or operator id) and its role; for an
-    operator, their name and operator role."""
+    operator, their name and operator role; the token version, issue time (``iat``) and id
+    (``jti``) of the token they called with."""
 
     sub: str
     role: Role
     exp: int
     operator: Operator | None = None
+    ver: int = 0
+    iat: int = field(default=0, compare=False)  # which token, not who: not compared
+    jti: str = field(default="", compare=False)
+
+    @classmethod
+    def of(cls, claims: Claims) -> Principal:
+        return cls(
+            claims.sub, claims.role, claims.exp, claims.operator, claims.ver, claims.iat,
+            claims.jti,
+        )  # fmt: skip
 
 
 class Tokens:
@@ -71,18 +83,19 @@ class Tokens:
         }
 
     def access_token(
-        self, sub: str, role: Role, now: float, operator: Operator | None = None
+        self, sub: str, role: Role, now: float, operator: Operator | None = None, ver: int = 0
     ) -> tuple[str, Claims]:
-        claims = mint(sub, role, "access", now, self.settings.token_ttl_s, operator)
+        claims = mint(sub, role, "access", now, self.settings.token_ttl_s, operator, ver)
         return self._codec.sign(claims.as_json()), claims
 
     def issue(
-        self, sub: str, role: Role, now: float, operator: Operator | None = None
+        self, sub: str, role: Role, now: float, operator: Operator | None = None, ver: int = 0
     ) -> TokenIssued:
-        """A fresh access token and refresh token for ``sub`` (an operator's names them)."""
-        access, claims = self.access_token(sub, role, now, operator)
+        """A fresh access token and refresh token for ``sub`` (an operator's names them), of
+        token version ``ver``."""
+        access, claims = self.access_token(sub, role, now, operator, ver)
         ttl = self.settings.refresh_token_ttl_s
-        refresh = mint(sub, role, "refresh", now, ttl, operator)
+        refresh = mint(sub, role, "refresh", now, ttl, operator, ver)
         return TokenIssued(
             access_token=access,
             expires_at=datetime.fromtimestamp(claims.exp, UTC),
@@ -92,8 +105,7 @@ class Tokens:
 
     def principal(self, token: str, now: float) -> Principal:
         """Who an access token stands for, or ``TokenError`` with the reason."""
-        claims = self.read(token, "access", now)
-        return Principal(claims.sub, claims.role, claims.exp, claims.operator)
+        return Principal.of(self.read(token, "access", now))
 
     def read(self, token: str, typ: TokenType, now: float) -> Claims:
         if not token.isascii():
@@ -117,21 +129,32 @@ def mint_access_token(
 
 
 def mint_operator_token(
-    settings: AuthSettings, name: str, role: OperatorRole | str, now: float | None = None
+    settings: AuthSettings,
+    name: str,
+    role: OperatorRole | str,
+    now: float | None = None,
+    token_version: int = 0,
 ) -> str:
-    """An access token for the operator ``name`` with the operator ``role``; ``ValueError``
-    for a name or role that is not one."""
+    """An access token for the operator ``name`` with the operator ``role``, of
+    ``token_version``; ``ValueError`` for a name, role or version that is not one."""
     operator = operator_of(name, role)
     tokens = tokens_for(settings)
-    return tokens.access_token(str(operator.id), "operator", _now(now), operator)[0]
+    sub = str(operator.id)
+    return tokens.access_token(sub, "operator", _now(now), operator, token_version)[0]
 
 
 def issue_operator_tokens(
-    settings: AuthSettings, name: str, role: OperatorRole | str, now: float | None = None
+    settings: AuthSettings,
+    name: str,
+    role: OperatorRole | str,
+    now: float | None = None,
+    token_version: int = 0,
 ) -> TokenIssued:
-    """An access and a refresh token for the operator ``name`` with ``role``."""
+    """An access and a refresh token for the operator ``name`` with ``role``, of
+    ``token_version``."""
     operator = operator_of(name, role)
-    return tokens_for(settings).issue(str(operator.id), "operator", _now(now), operator)
+    sub = str(operator.id)
+    return tokens_for(settings).issue(sub, "operator", _now(now), operator, token_version)
 
 
 def decode(settings: AuthSettings, token: str, now: float | None = None) -> Principal:

@@ -19,6 +19,7 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import WithJsonSchema
 
+from dispatch.api import revocation
 from dispatch.api.auth import Principal, TokenError
 from dispatch.api.context import ApiContext
 from dispatch.api.errors import ApiError, forbidden, unauthorized
@@ -44,20 +45,44 @@ async def get_context(request: Request) -> ApiContext:
 Ctx = Annotated[ApiContext, Depends(get_context)]
 
 
-async def get_principal(
-    ctx: Ctx, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> Principal:
+Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+def _holder(ctx: ApiContext, credentials: HTTPAuthorizationCredentials | None) -> Principal:
+    """Who a well-formed, unexpired access token stands for (revoked or not)."""
     if credentials is None:
         raise unauthorized("missing bearer token (Authorization: Bearer <token>)")
     try:
         caller = ctx.tokens.principal(credentials.credentials, ctx.runtime.clock())
     except TokenError as error:
         raise unauthorized(error.reason) from None
+    return caller
+
+
+async def get_principal(ctx: Ctx, credentials: Bearer) -> Principal:
+    """The caller, whose token is not revoked (``dispatch.api.revocation``)."""
+    caller = _holder(ctx, credentials)
+    revocation.refuse_revoked(ctx, caller)
     ctx.rate.caller(caller.role, caller.sub)
     return caller
 
 
 Caller = Annotated[Principal, Depends(get_principal)]
+
+
+async def get_token_holder(ctx: Ctx, credentials: Bearer) -> Principal:
+    """The caller of ``POST /auth/revoke``, whose token may be revoked already: only the
+    retry of the revocation that revoked it goes further (the route and the shard
+    decide). Views too stale to tell are a 503 as for every caller."""
+    caller = _holder(ctx, credentials)
+    problem = revocation.staleness(ctx, caller)
+    if problem is not None:
+        raise problem
+    ctx.rate.caller(caller.role, caller.sub)
+    return caller
+
+
+TokenHolder = Annotated[Principal, Depends(get_token_holder)]
 
 
 async def record_operator_read(request: Request, caller: Caller, ctx: Ctx) -> None:

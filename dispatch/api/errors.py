@@ -25,7 +25,14 @@ OUTCOME_STATUS: Mapping[str, int] = {
     "invalid_command": 422,
     # The rider or driver was erased (docs/PRIVACY.md): nothing more is done for them.
     "erased": 410,
+    "quote_expired": 422,  # a ride request's quote, expired on the shard's clock
     "idempotency_key_reused": 422,
+    # A revocation sent with a token of a version already revoked (not the retry of the
+    # revocation that revoked it, which its record answers).
+    "token_revoked": 401,
+    # An admin's revocation of a principal whose version is already the highest a token
+    # can carry (dispatch.domain.credentials.MAX_TOKEN_VERSION).
+    "token_version_exhausted": 409,
     # A UUIDv7 key older than the idempotency window, or dated too far ahead of the engine's
     # clock: send the request again with a new key (docs/ARCHITECTURE.md, Idempotency).
     "idempotency_key_expired": 422,
@@ -180,13 +187,19 @@ KEY_PROBLEMS = (
     "older than the idempotency window (idempotency_key_expired) or dated ahead of the "
     "engine's clock (idempotency_key_invalid)"
 )
+VIEWS_BEHIND = (
+    "this API instance's views of the shard that keeps the caller's token version are "
+    "older than the revocation bound (DISPATCH_AUTH_REVOCATION_BOUND_S), so it cannot tell "
+    "whether the token was revoked (views_behind, with Retry-After)"
+)
 AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: _doc("No valid bearer token (missing, malformed, forged or expired)."),
+    401: _doc("No valid bearer token (missing, malformed, forged, expired or revoked)."),
     403: _doc("Valid token, but not allowed to act on or see this resource."),
     422: _doc("Invalid input, with pydantic's reasons."),
     429: _throttled(
         "Over this caller's request rate (DISPATCH_RATE_LIMIT_REQUESTS_PER_S): rate_limited."
     ),
+    503: _doc(f"Not now: {VIEWS_BEHIND}."),
 }
 TOO_LARGE = _doc("The request body is over DISPATCH_MAX_BODY_BYTES (payload_too_large).")
 REGISTRATION_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -211,7 +224,10 @@ COMMAND_RESPONSES: dict[int | str, dict[str, Any]] = {
     410: _doc("The rider or driver was erased (erased): nothing more is done for them."),
     422: _doc(f"Invalid input, with pydantic's reasons; or {KEY_PROBLEMS}."),
     500: _doc("The engine failed to handle the command (internal_error)."),
-    503: _doc("The shard could not save the command; retry with the same Idempotency-Key."),
+    503: _doc(
+        "The shard could not save the command; retry with the same Idempotency-Key. Or "
+        f"{VIEWS_BEHIND}."
+    ),
 }
 # An operator's read that could not be recorded first (``deps.record_operator_read``).
 AUDIT_UNAVAILABLE = _doc("An operator's read that could not be recorded (audit_unavailable).")

@@ -1,4 +1,5 @@
-"""Token settings, read from ``DISPATCH_AUTH_*``: the signing keys and the token lifetimes.
+"""Token settings, read from ``DISPATCH_AUTH_*``: the signing keys, the token lifetimes and
+the revocation bound (``DISPATCH_AUTH_REVOCATION_BOUND_S``, ``dispatch.api.revocation``).
 
 The keys are either one secret (``DISPATCH_AUTH_SECRET``, key id ``default``) or a ring
 (``DISPATCH_AUTH_KEYS``, a JSON object ``{"<kid>": "<secret>", ...}``, or the same object in
@@ -33,6 +34,9 @@ SHOWN_KID = 12  # an error shows a longer key id by its first 6 characters only
 DEFAULT_TOKEN_TTL_S = 900
 DEFAULT_REFRESH_TOKEN_TTL_S = 30 * 86_400
 LEGACY_DEFAULT_TTL_S = 86_400  # the token lifetime's default before JWTs
+# How stale an API instance's views of a principal's shard may be, and it still take the
+# principal's tokens: a revocation reaches every instance within this (docs/SECURITY.md).
+DEFAULT_REVOCATION_BOUND_S = 10.0
 MIN_SECRET_LENGTH = 32
 MIN_SECRET_BITS = 100.0
 _ESTIMATED_PREFIX = 72  # zxcvbn reads at most this many characters
@@ -92,6 +96,10 @@ class AuthSettings(BaseSettings):
     # unset: 30 days, or the access token's lifetime if that is longer (``_defaults``)
     refresh_token_ttl_s: int = Field(default=DEFAULT_REFRESH_TOKEN_TTL_S, ge=60, le=365 * 86_400)
     environment: Literal["development", "production"] = "development"
+    # An instance whose views of the shard keeping a principal's token version last read
+    # that shard to its end longer ago than this refuses the principal's tokens (503): it
+    # cannot tell whether they were revoked since.
+    revocation_bound_s: float = Field(default=DEFAULT_REVOCATION_BOUND_S, ge=1.0, le=3_600.0)
 
     @model_validator(mode="before")
     @classmethod

@@ -37,8 +37,17 @@ class RuntimeCollector(Collector):
             labels=["shard"],
         )
         head = GaugeMetricFamily("dispatch_log_head", "Last log position.", labels=["shard"])
+        age = GaugeMetricFamily(
+            "dispatch_views_age_seconds",
+            "Seconds since the views last read the shard to its end (from when that read "
+            "began; +Inf before the first); over DISPATCH_AUTH_REVOCATION_BOUND_S the "
+            "shard's principals get 503s.",
+            labels=["shard"],
+        )
         for shard in range(runtime.settings.shards):
             position.add_metric([str(shard)], runtime.views.position(shard))
+            # +Inf for a shard never read to its end: an alert on the bound fires for it too
+            age.add_metric([str(shard)], runtime.views_age(shard))
             try:
                 last = runtime.head(shard)
             except Exception:  # unreadable now: /readyz says why
@@ -47,6 +56,7 @@ class RuntimeCollector(Collector):
                 head.add_metric([str(shard)], last)
         yield position
         yield head
+        yield age
         yield from self._matchers()
         subscribers = GaugeMetricFamily("dispatch_api_stream_subscribers", "Open event streams.")
         subscribers.add_metric([], self.hub.count())

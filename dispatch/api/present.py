@@ -13,7 +13,14 @@ from projections.drivers import DriverRow
 from projections.locations import DriverLocation
 from projections.rides import RideRow
 from schemas.common import LatLng
-from schemas.views import DriverLocationView, NearbyDriver, Position, RideView, TimelineEntry
+from schemas.views import (
+    DrivenTripView,
+    DriverLocationView,
+    NearbyDriver,
+    Position,
+    RideView,
+    TimelineEntry,
+)
 
 _TIMELINE_KEYS = frozenset({"at", "event", "position"})
 _PERSONAL = frozenset({"pickup", "dropoff", "name"})  # a ride's Requested; Driver.Arrived
@@ -72,8 +79,24 @@ def ride_view(row: RideRow, hidden: frozenset[str] = frozenset(), open: Opener =
         requested_at=when(row.requested_at),
         updated_at=when(row.updated_at),
         version=row.version,
+        **fare_of(row),
         timeline=[timeline_entry(e, hidden, open) for e in row.timeline],
     )
+
+
+def fare_of(row: RideRow) -> dict[str, Any]:
+    """The ride's fare terms (its ``Requested`` event's), and its trip and final fare (its
+    ``Completed`` event's), from its timeline: none in events written before fares."""
+    out: dict[str, Any] = {}
+    for entry in row.timeline:
+        if entry["event"] == "Ride.Requested":
+            out["fare_terms"] = entry.get("fare")
+        elif entry["event"] == "Ride.Completed" and entry.get("distance_m") is not None:
+            out["trip"] = DrivenTripView(distance_m=entry["distance_m"],
+                                         duration_s=entry["duration_s"],
+                                         found_by=entry["trip_by"])  # fmt: skip
+            out["fare"] = entry.get("fare")
+    return out
 
 
 def driver_view(row: DriverRow, where: DriverLocation | None) -> DriverLocationView:

@@ -37,15 +37,16 @@ class Write:
     """One command to send and what a success answers besides the command id and token.
 
     ``fingerprint`` is set for a keyed write only (an unkeyed one has a fresh command id).
-    ``granted`` is what only an accepted outcome may reveal (a registration's token): it is
-    computed once the shard has compared fingerprints, never for a 202."""
+    ``granted`` is what only an accepted outcome may reveal (a registration's token, a
+    revocation's new tokens): it is computed from the outcome once the shard has compared
+    fingerprints, never for a 202; it may raise an ``ApiError`` instead."""
 
     command: Command
     command_id: str
     fingerprint: str | None
     created: bool = False
     extra: dict[str, Any] = field(default_factory=dict)  # in the 200/201 and the 202 bodies
-    granted: Callable[[], dict[str, Any]] | None = None  # in the 200/201 body only
+    granted: Callable[[Outcome], dict[str, Any]] | None = None  # in the 200/201 body only
     # The ``extra`` key naming the aggregate the command creates: a duplicate's answer
     # takes it from the first outcome (a retry may have derived another id for it).
     creates: str | None = None
@@ -101,7 +102,7 @@ def register(
     command_id, print_ = keyed_id(request, f"register-{role}", key, body)
     new = derived_id(shard, namespace, command_id) if key is not None else new_id(shard)
 
-    def token() -> dict[str, Any]:
+    def token(_: Outcome | None = None) -> dict[str, Any]:
         issued = ctx.tokens.issue(str(new), role, ctx.runtime.clock())
         return {"token": issued.model_dump(mode="json")}
 
@@ -174,7 +175,7 @@ def send(ctx: ApiContext, write: Write) -> JSONResponse:
                 wait=not outcome.duplicate,
             )  # fmt: skip
         if write.granted is not None:
-            body |= write.granted()
+            body |= write.granted(outcome)
     else:
         status = status_for(outcome.code)
         body = problem_body(outcome.code, outcome.reason, write.command_id)

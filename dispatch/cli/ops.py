@@ -89,10 +89,24 @@ def operator_token(
             help="Print the access token, a refresh token and their expiries as JSON.",
         ),
     ] = False,
+    token_version: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=2**31 - 1,
+            help="The operator's current token version (0 until their tokens are first "
+            "revoked; a revocation's answer, a refused token's 401 and `dispatch replay "
+            "audit` say it). Only a token of the current version is taken: a lower one is "
+            "refused as revoked, a higher one as not recorded (a 503 for its first "
+            "DISPATCH_AUTH_REVOCATION_BOUND_S, then a 401).",
+        ),
+    ] = 0,
 ) -> None:
     """Print an access token for the operator NAME with ROLE (for operator endpoints such
     as /heatmap), signed with the key DISPATCH_AUTH_SIGNING_KEY names (or
-    DISPATCH_AUTH_SECRET) and valid DISPATCH_AUTH_TOKEN_TTL_S."""
+    DISPATCH_AUTH_SECRET) and valid DISPATCH_AUTH_TOKEN_TTL_S, of the token version
+    --token-version (after a revocation, the operator's new version). With --json, also a
+    refresh token: revoking your own tokens (POST /auth/revoke) needs it."""
     from dispatch.api.auth import AuthSettings, issue_operator_tokens, mint_operator_token
     from dispatch.domain.operators import OPERATOR_ROLES, operator_name_error
 
@@ -104,6 +118,7 @@ def operator_token(
     with reported("mint an operator token"):
         settings = AuthSettings()
         if json_out:
-            print(issue_operator_tokens(settings, name, role).model_dump_json())
+            issued = issue_operator_tokens(settings, name, role, token_version=token_version)
+            print(issued.model_dump_json())
         else:
-            print(mint_operator_token(settings, name, role))
+            print(mint_operator_token(settings, name, role, token_version=token_version))

@@ -1,4 +1,5 @@
-"""``dispatch replay``: rebuild, inspect, time-travel, verify, audit and export the event log.
+"""``dispatch replay``: rebuild, inspect, time-travel, verify, audit and export the event log,
+and explain a ride's fare.
 
 Every subcommand only reads the log (``adopt`` writes the manifest of an old data dir).
 Embedded, a data dir that is missing, lacks its manifest or has a shard file missing or
@@ -63,8 +64,9 @@ def verify(shard: Shard = None, data_dir: DataDir = None, kafka: Kafka = None) -
     Per-aggregate versions gapless and unique, only legal transitions, no driver in two
     active rides, no ride with two drivers, every offer resolved, one outcome per command."""
     source = _source(data_dir, kafka, shard)
+    personal = build_personal(settings_from(data_dir, kafka))
     started = time.perf_counter()
-    events, violations = op.verify(source, shard)
+    events, violations = op.verify(source, shard, personal.open)
     elapsed = time.perf_counter() - started
     for v in violations:
         console.print(f"[red]violation[/red] {v}")
@@ -186,6 +188,40 @@ def history(
                 f"[bold]v{event.originator_version}[/bold] {event.timestamp.isoformat()} {topic}"
             )
             console.print(f"    {state}")
+
+
+@app.command()
+def fare(
+    ride_id: Annotated[str, typer.Argument(help="The ride's id.")],
+    data_dir: DataDir = None,
+    kafka: Kafka = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+) -> None:
+    """Explain a ride's fare from its events alone: the rules version and rule, the quote,
+    the trip driven, the arithmetic, and which total the rider pays and why. Exit 1 when
+    the fare priced again differs from the one the ride recorded."""
+    from uuid import UUID
+
+    from dispatch.replay.aggregates import replay_states
+    from dispatch.replay.fares import explain_fare
+
+    try:
+        ride = UUID(ride_id)
+    except ValueError:
+        raise typer.BadParameter(f"not a UUID: {ride_id!r}", param_hint="RIDE_ID") from None
+    stored = _source(data_dir, kafka).stored_events(shard_of(ride), ride)
+    sealer = Sealer(build_personal(settings_from(data_dir, kafka)))
+    events = [event for event, _ in replay_states(stored, sealer)]
+    if not events or not type(events[0]).TOPIC.startswith("dispatch.Ride."):
+        fail(f"no ride {ride} in shard {shard_of(ride)}", code=1)
+    explained = explain_fare(events)
+    if as_json:
+        sys.stdout.write(orjson.dumps(explained.facts).decode() + "\n")
+    else:
+        for line in explained.lines:
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
+    if explained.agrees is False:
+        raise typer.Exit(code=1)
 
 
 @app.command()

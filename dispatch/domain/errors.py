@@ -53,6 +53,12 @@ class InvalidCommand(DomainError):
     code = "invalid_command"
 
 
+class QuoteExpired(DomainError):
+    """The quote a ride request carries had expired when the shard handled it."""
+
+    code = "quote_expired"
+
+
 class NotOpenedYet(NotFound):
     """The ride is not in its pickup's shard, and may still be opening there (its rider's
     home shard sent it): not final, a retry with the same key is decided again."""

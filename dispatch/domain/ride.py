@@ -13,6 +13,8 @@ checker and the views read the same table and ``RIDE_ENDINGS``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, ClassVar
@@ -23,6 +25,7 @@ from eventsourcing.domain import Aggregate
 from dispatch.domain.errors import Forbidden, IllegalTransition
 from dispatch.domain.geo import Point
 from dispatch.domain.ids import shard_of
+from dispatch.domain.ride_fare import FareTerms, final_fare
 
 
 class RideStatus(StrEnum):
@@ -56,6 +59,9 @@ MOVED = "moved"
 class Ride(Aggregate):
     # For a ride rebuilt from a snapshot taken before hand-offs (see Driver.epoch).
     owner: int | None = None
+    # For a ride rebuilt from a snapshot taken before fares: no terms, no trip start known.
+    fare: dict[str, Any] | None = None
+    trip_started_at: datetime | None = None
 
     TOPIC = "dispatch.Ride"
 
@@ -71,12 +77,18 @@ class Ride(Aggregate):
         """Stored as ``Requested`` (see TOPIC)."""
 
         TOPIC = "dispatch.Ride.Requested"
-        class_version = 1
+        class_version = 2
         rider_id: str
         # None: erased (the rider's key is gone, docs/PRIVACY.md); only ended rides are.
         pickup: list[float] | None
         dropoff: list[float] | None
         expires_at: datetime
+        fare: dict[str, Any] | None  # FareTerms.to_data(); None: not priced
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, object]) -> None:
+            """Version 1 had no fare terms: a ride requested before fares is not priced."""
+            state["fare"] = None
 
     class Offered(Event):
         TOPIC = "dispatch.Ride.Offered"
@@ -175,10 +187,26 @@ class Ride(Aggregate):
         class_version = 1
         driver_id: str
 
+        def apply(self, ride: Ride) -> None:
+            super().apply(ride)
+            ride.trip_started_at = self.timestamp
+
     class Completed(Event):
+        """The trip driven (``distance_m`` and ``duration_s``, and how each was found) and
+        the final fare (``FinalFare.to_data()``; None for a ride with no fare terms)."""
+
         TOPIC = "dispatch.Ride.Completed"
-        class_version = 1
+        class_version = 2
         driver_id: str
+        distance_m: int | None
+        duration_s: int | None
+        trip_by: dict[str, str] | None
+        fare: dict[str, Any] | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, object]) -> None:
+            """Version 1 recorded no trip and no fare: unknown."""
+            state.update(distance_m=None, duration_s=None, trip_by=None, fare=None)
 
     class CancelledByRider(Event):
         TOPIC = "dispatch.Ride.CancelledByRider"
@@ -226,8 +254,11 @@ class Ride(Aggregate):
         pickup: list[float] | None,
         dropoff: list[float] | None,
         expires_at: datetime,
+        fare: dict[str, Any] | None,
     ) -> None:
         self.rider_id = UUID(rider_id)
+        self.fare = fare
+        self.trip_started_at = None
         self.pickup = None if pickup is None else Point.from_list(pickup)
         self.dropoff = None if dropoff is None else Point.from_list(dropoff)
         self.expires_at = expires_at
@@ -257,7 +288,10 @@ class Ride(Aggregate):
         dropoff: Point,
         max_wait_s: float,
         at: datetime,
+        fare: FareTerms | None = None,
     ) -> Ride:
+        """A ride requested at ``at``, priced on ``fare`` (None: not priced, no rule for
+        it)."""
         return cls._create(
             cls.Created,
             id=ride_id,
@@ -266,6 +300,7 @@ class Ride(Aggregate):
             pickup=pickup.as_list(),
             dropoff=dropoff.as_list(),
             expires_at=at + timedelta(seconds=max_wait_s),
+            fare=None if fare is None else fare.to_data(),
         )
 
     @property
@@ -386,9 +421,20 @@ class Ride(Aggregate):
         self._require_driver(driver_id, RideStatus.DRIVER_ARRIVED, "start")
         self._trigger(self.TripStarted, at, driver_id=str(driver_id))
 
-    def complete(self, driver_id: UUID, at: datetime) -> None:
+    def complete(self, driver_id: UUID, at: datetime, trip: DrivenTrip) -> None:
+        """Complete the trip driven (``trip``), priced on the ride's terms, if it has any."""
         self._require_driver(driver_id, RideStatus.IN_PROGRESS, "complete")
-        self._trigger(self.Completed, at, driver_id=str(driver_id))
+        terms = self.fare_terms
+        final = None
+        if terms is not None:
+            final = final_fare(terms, trip.distance_m, trip.duration_s).to_data()
+        self._trigger(self.Completed, at, driver_id=str(driver_id), distance_m=trip.distance_m,
+                      duration_s=trip.duration_s, trip_by=dict(trip.found_by),
+                      fare=final)  # fmt: skip
+
+    @property
+    def fare_terms(self) -> FareTerms | None:
+        return None if self.fare is None else FareTerms.from_data(self.fare)
 
     def cancel_by_rider(self, rider_id: UUID, reason: str, at: datetime) -> UUID | None:
         """Cancel for the rider; returns the driver to release (offered or assigned), if any."""
@@ -457,6 +503,16 @@ class Ride(Aggregate):
         if self.status not in allowed:  # the decisions above say why in their own words
             raise IllegalTransition(f"ride {self.id} is {self.status}: no {event_class.__name__}")
         self.trigger_event(event_class, timestamp=at, **kwargs)
+
+
+@dataclass(frozen=True, slots=True)
+class DrivenTrip:
+    """A completed trip's distance and duration, and how each was found
+    (``found_by``: ``{"distance": ..., "duration": ...}``)."""
+
+    distance_m: int
+    duration_s: int
+    found_by: Mapping[str, str]
 
 
 R = RideStatus

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from decimal import Decimal
 
 from dispatch.domain.fares import NO_SURGE, Product, fare
+from dispatch.domain.ride_fare import FareTerms, QuotedPrice
 from dispatch.markets import MarketMap
 from dispatch.matching.geo import haversine_m
 from dispatch.pricing.quotes import Quote, QuoteCodec, QuoteError, check_quote
@@ -40,8 +42,10 @@ class FareDesk:
         codec: QuoteCodec,
         ttl_s: int,
         max_trip_m: int,
+        road_factor: float = 1.35,
     ) -> None:
         self.book, self.ttl_s, self.max_trip_m = book, ttl_s, max_trip_m
+        self.road_factor = road_factor  # the trip's recorded distance: recorded in the terms
         self._trips, self._markets, self._codec = trips, markets, codec
 
     def estimate(
@@ -93,12 +97,12 @@ class FareDesk:
             f"{self.max_trip_m / 1000:g} km a quote may price (DISPATCH_MAX_TRIP_KM)",
         )
 
-    def read(self, token: str, now: float) -> Quote:
+    def read(self, token: str, now: float, expired_ok: bool = False) -> Quote:
         """The quote ``token`` is, if this engine signed it and it is still valid at
-        ``now``; else ``QuoteError`` with the reason."""
+        ``now`` (``expired_ok``: or expired); else ``QuoteError`` with the reason."""
         if not token.isascii():
             raise QuoteError("malformed quote: not ASCII")
-        return read_quote(self._codec.verify(token), now, self.ttl_s)
+        return read_quote(self._codec.verify(token), now, self.ttl_s, expired_ok)
 
     def check(
         self,
@@ -108,10 +112,51 @@ class FareDesk:
         dropoff: Place,
         product: Product,
         now: float,
+        expired_ok: bool = False,
     ) -> Quote:
         """The quote ``token`` is, if it is valid at ``now`` and was issued to ``rider_id``
         for this trip (each end within ``PLACE_TOLERANCE_M``) and product (what
-        ``POST /rides`` will check of a quote it carries); else ``QuoteError``."""
-        quote = self.read(token, now)
+        ``POST /rides`` checks of a quote it carries); else ``QuoteError``. With
+        ``expired_ok`` an expired quote passes (the shard checks the expiry then)."""
+        quote = self.read(token, now, expired_ok)
         check_quote(quote, rider_id, pickup, dropoff, product)
         return quote
+
+    def terms_of(self, quote: Quote) -> FareTerms:
+        """The terms a ride carrying ``quote`` is priced on: the quote's rule, rules
+        version and surge, and what it promised."""
+        promised = QuotedPrice(quote.quote_id, quote.total, quote.distance_m,
+                               quote.duration_s, quote.estimated_by,
+                               quote.minimum_applied, quote.expires_at)  # fmt: skip
+        return FareTerms(quote.product, quote.market, quote.rules_version, quote.rule,
+                         quote.surge, promised, factor_text(self.road_factor))  # fmt: skip
+
+    def terms_for(self, pickup: Place, product: Product) -> FareTerms | None:
+        """The terms a ride without a quote is priced on: the rules in force now for the
+        pickup's market and ``product``, at no surge. ``FareError`` (``product_not_offered``
+        naming the products offered, ``no_fare_rules``) when they cannot price it: the ride
+        is refused. None only when the deployment has no fare rules at all (no market's and
+        no ``elsewhere``): its rides are not priced."""
+        if not self.book.has_rules:
+            return None
+        return terms_for(self.book, self._markets, pickup, product, self.road_factor)
+
+
+def terms_for(
+    book: FareBook, markets: MarketMap, pickup: Place, product: Product, road_factor: float
+) -> FareTerms:
+    """The terms a ride without a quote is priced on: ``book``'s rule for the pickup's
+    market and ``product``, at no surge, its trip's distance by ``road_factor``;
+    ``FareError`` when it has none."""
+    found = markets.market_of(*pickup)
+    market = found.name if found is not None else None
+    rule = book.rule_for(market, product)
+    return FareTerms(product, market, book.version, rule, NO_SURGE, None,
+                     factor_text(road_factor))  # fmt: skip
+
+
+def factor_text(road_factor: float) -> Decimal:
+    """The road factor as recorded: its shortest decimal text (``1.35``), which reads back
+    as the same float (``float(Decimal(repr(x))) == x``), so the distance recomputes
+    exactly."""
+    return Decimal(repr(road_factor))

@@ -33,15 +33,18 @@ QUOTE_CLAIMS = ("iss", "aud", "sub", "role", "typ", "iat", "nbf", "exp", "jti")
 # metres): a client that rounds or re-reads a position still fits its quote. The price
 # stays the quote's: 100 m more trip at most, tens of cents at the default rates.
 PLACE_TOLERANCE_M = 50.0
+EXPIRED, MISMATCH = "quote_expired", "quote_mismatch"  # QuoteError's codes but the default
 
 
 class QuoteError(Exception):
     """The quote is malformed, forged, expired, of the wrong kind or for another request;
-    ``reason`` says which."""
+    ``reason`` says which, and ``code`` what it is: ``quote_invalid`` (not a quote of this
+    engine's as issued), ``quote_expired``, or ``quote_mismatch`` (a valid quote for another
+    rider, trip or product)."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, code: str = "quote_invalid") -> None:
         super().__init__(reason)
-        self.reason = reason
+        self.reason, self.code = reason, code
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,17 +135,20 @@ def check_quote(
     """``QuoteError`` unless ``quote`` was issued to ``rider_id`` for this trip: a pickup
     and a drop-off each within ``PLACE_TOLERANCE_M`` of the quote's, the same product."""
     if quote.rider_id != rider_id:
-        raise QuoteError("this quote was issued to another rider")
+        raise QuoteError("this quote was issued to another rider", MISMATCH)
     for name, quoted, asked in (("pickup", quote.pickup, pickup), ("dropoff", quote.dropoff,
                                                                     dropoff)):  # fmt: skip
         apart = haversine_m(*quoted, *asked)
         if apart > PLACE_TOLERANCE_M:
             raise QuoteError(
                 f"the request's {name} {_place(asked)} is {apart:.0f} m from the quote's "
-                f"{_place(quoted)}: at most {PLACE_TOLERANCE_M:.0f} m"
+                f"{_place(quoted)}: at most {PLACE_TOLERANCE_M:.0f} m",
+                MISMATCH,
             )
     if quote.product != product:
-        raise QuoteError(f"the quote is for {quote.product!r}, the request for {product!r}")
+        raise QuoteError(
+            f"the quote is for {quote.product!r}, the request for {product!r}", MISMATCH
+        )
 
 
 def _place(place: Place) -> str:

@@ -25,7 +25,7 @@ from dispatch.domain.fares import (
     from_minor,
 )
 from dispatch.domain.geo import latlng_problem
-from dispatch.pricing.quotes import QUOTE_TYPE, Quote, QuoteError
+from dispatch.pricing.quotes import EXPIRED, QUOTE_TYPE, Quote, QuoteError
 from dispatch.pricing.trip import Estimate, Place
 from dispatch.tokens import LEEWAY_S, subject_fits
 
@@ -39,16 +39,19 @@ MAX_TOTAL_MINOR = 10**15
 MAX_NAME = 200  # a market's name (MarketConfig's bound) or a rules version
 
 
-def read_quote(payload: Mapping[str, Any], now: float, lifetime_s: int) -> Quote:
-    """The quote of verified claims, checked against the clock ``now`` (with ``LEEWAY_S``)
-    and against ``lifetime_s``, the longest a quote is given now; else ``QuoteError``."""
+def read_quote(
+    payload: Mapping[str, Any], now: float, lifetime_s: int, expired_ok: bool = False
+) -> Quote:
+    """The quote of verified claims, checked against the clock ``now`` (with ``LEEWAY_S``;
+    ``expired_ok``: but for its expiry) and against ``lifetime_s``, the longest a quote is
+    given now; else ``QuoteError``."""
     if payload.get("typ") != QUOTE_TYPE:
         raise QuoteError("not a fare quote (its type is not 'quote')")
     if payload.get("role") != "rider":
         raise QuoteError("not a rider's quote (its role is not 'rider')")
     iat, nbf, exp = (_seconds(payload, name) for name in ("iat", "nbf", "exp"))
-    if exp <= now - LEEWAY_S:
-        raise QuoteError("quote expired: ask for a new one (POST /fares/estimate)")
+    if exp <= now - LEEWAY_S and not expired_ok:
+        raise QuoteError("quote expired: ask for a new one (POST /fares/estimate)", EXPIRED)
     if nbf > now + LEEWAY_S or iat > now + LEEWAY_S:
         raise QuoteError("quote issued in the future (iat or nbf)")
     if exp - iat > lifetime_s + LEEWAY_S:

@@ -69,6 +69,14 @@ class FareBook:
     elsewhere: Mapping[str, FareRule] | None
     version: str
 
+    @property
+    def has_rules(self) -> bool:
+        """Whether any pickup can be priced: some market has rules, or ``elsewhere`` is set.
+        Not so only when no market is configured (``DISPATCH_MARKETS`` empty) and
+        ``DISPATCH_FARES`` has no ``elsewhere``: every configured market has rules (the
+        defaults, when ``DISPATCH_FARES`` is unset)."""
+        return bool(self.markets) or self.elsewhere is not None
+
     def rule_for(self, market: str | None, product: Product) -> FareRule:
         """The rule of ``product`` in ``market`` (None: a pickup outside every market)."""
         if market is None:

@@ -16,7 +16,7 @@ from eventsourcing.persistence import (
 )
 
 # Importing the aggregates registers their stable topics.
-from dispatch.domain import command_record, driver, ride, rider  # noqa: F401
+from dispatch.domain import command_record, credentials, driver, ride, rider  # noqa: F401
 from dispatch.shard.personal import Sealer, SealingMapper
 
 

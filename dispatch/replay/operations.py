@@ -58,7 +58,11 @@ def read_all(
 
 
 @batch_gc()
-def verify(source: LogSource, shard: int | None = None) -> tuple[int, list[Violation]]:
+def verify(
+    source: LogSource, shard: int | None = None, open: Opener = as_is
+) -> tuple[int, list[Violation]]:
+    """``open``: how a sealed pickup or drop-off is read (a completed ride's distance is
+    checked against them; one that does not open is not checked)."""
     checker = InvariantChecker()
     shards = [shard] if shard is not None else source.shards()
     across = CrossShardChecker()
@@ -70,7 +74,7 @@ def verify(source: LogSource, shard: int | None = None) -> tuple[int, list[Viola
         # Each shard's aggregates are checked on their own (a driver handed off has a
         # stream in each shard that served it, each whole); what shards tell one another,
         # over all of them together.
-        per_shard = InvariantChecker()
+        per_shard = InvariantChecker(open=open)
         head = heads[s]  # None: a source that cannot tell (Kafka): to its end
         for event in source.read(s):
             if head is not None and event.position > head:

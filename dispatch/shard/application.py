@@ -23,6 +23,7 @@ from dispatch.domain.command_record import (
     key_refusal,
     record_ids,
 )
+from dispatch.domain.credentials import Credentials
 from dispatch.domain.driver import Driver, DriverStatus
 from dispatch.domain.errors import DomainError, DriverMoved, IllegalTransition, NotFound
 from dispatch.domain.ids import shard_of
@@ -60,8 +61,13 @@ class ShardApplication(SealingApplication):
     name = "dispatch"
     # Drivers and riders live for years: a snapshot every 50 events bounds what a cold read
     # (after a restart or a takeover) replays. Rides and command records stay short.
-    # A shard's links to other shards live as long as the shard: the same.
-    snapshotting_intervals: ClassVar[dict[Any, int]] = {Driver: 50, Rider: 50, Link: 50}
+    # A shard's links to other shards, and credentials, live as long as the shard: the same.
+    snapshotting_intervals: ClassVar[dict[Any, int]] = {
+        Driver: 50,
+        Rider: 50,
+        Link: 50,
+        Credentials: 50,
+    }
 
     def __init__(
         self,

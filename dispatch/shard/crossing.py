@@ -26,6 +26,7 @@ from dispatch.domain.errors import IllegalTransition
 from dispatch.domain.geo import Point
 from dispatch.domain.ids import shard_of
 from dispatch.domain.ride import MOVED, Ride, RideStatus
+from dispatch.domain.ride_fare import FareTerms
 from dispatch.domain.rider import Rider
 from dispatch.shard.carried import keep_carried, records_to_carry
 from dispatch.shard.crossshard.messages import (
@@ -52,11 +53,19 @@ REFUSED_OUTCOME = RideStatus.CANCELLED
 
 
 def open_elsewhere(
-    uow: UnitOfWork, ride_id: UUID, rider_id: UUID, pickup: Point, dropoff: Point, at: datetime
+    uow: UnitOfWork,
+    ride_id: UUID,
+    rider_id: UUID,
+    pickup: Point,
+    dropoff: Point,
+    at: datetime,
+    fare: FareTerms | None = None,
 ) -> None:
-    """Ask the pickup's shard to open a ride whose rider's lock was just taken here."""
+    """Ask the pickup's shard to open a ride whose rider's lock was just taken here (with
+    its fare terms: the ride records them there)."""
+    terms = None if fare is None else fare.to_data()
     body = OpenRide(str(ride_id), str(rider_id), pickup.lat, pickup.lng, dropoff.lat,
-                    dropoff.lng, at.timestamp())  # fmt: skip
+                    dropoff.lng, at.timestamp(), terms)  # fmt: skip
     send(uow, shard_of(rider_id), shard_of(ride_id), body, at)
 
 
@@ -81,7 +90,8 @@ def on_open_ride(uow: UnitOfWork, sender: int, msg: OpenRide, at: datetime, p: P
         send(uow, shard_of(ride_id), sender, body, at)
         return
     pickup, dropoff = Point(msg.pickup_lat, msg.pickup_lng), Point(msg.dropoff_lat, msg.dropoff_lng)
-    uow.add(Ride.request(ride_id, UUID(msg.rider), pickup, dropoff, p.max_wait_s, at))
+    fare = None if msg.fare is None else FareTerms.from_data(msg.fare)
+    uow.add(Ride.request(ride_id, UUID(msg.rider), pickup, dropoff, p.max_wait_s, at, fare))
 
 
 def on_unlock_rider(

@@ -11,19 +11,23 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from dispatch.domain.credentials import Credentials
 from dispatch.domain.driver import Driver, DriverStatus, ReleaseReason
 from dispatch.domain.errors import (
     AlreadyExists,
     BusyElsewhere,
     Forbidden,
     IllegalTransition,
+    InvalidCommand,
     NotFound,
     NotHereYet,
     NotOpenedYet,
+    QuoteExpired,
 )
 from dispatch.domain.geo import Point
 from dispatch.domain.ids import shard_of
 from dispatch.domain.ride import Ride, RideStatus
+from dispatch.domain.ride_fare import FareTerms
 from dispatch.domain.rider import Rider
 from dispatch.shard.crossing import (
     confirm_at_owner,
@@ -34,7 +38,9 @@ from dispatch.shard.crossing import (
     tell_started,
 )
 from dispatch.shard.policy import Policy
+from dispatch.shard.trips import driven_trip
 from dispatch.shard.unit_of_work import UnitOfWork
+from dispatch.tokens import LEEWAY_S
 from schemas import commands as c
 
 
@@ -93,12 +99,33 @@ def request_ride(uow: UnitOfWork, cmd: c.RequestRide, now: datetime, p: Policy) 
     rider.check_can_request()
     pickup = Point(cmd.pickup.lat, cmd.pickup.lng)
     dropoff = Point(cmd.dropoff.lat, cmd.dropoff.lng)
+    terms = fare_terms(cmd.fare.model_dump(mode="json") if cmd.fare is not None else None)
+    check_quote_live(terms, now)
     if here:
-        uow.add(Ride.request(cmd.ride_id, cmd.rider_id, pickup, dropoff, p.max_wait_s, now))
+        ride = Ride.request(cmd.ride_id, cmd.rider_id, pickup, dropoff, p.max_wait_s, now, terms)
+        uow.add(ride)
     else:
-        open_elsewhere(uow, cmd.ride_id, cmd.rider_id, pickup, dropoff, now)
+        open_elsewhere(uow, cmd.ride_id, cmd.rider_id, pickup, dropoff, now, terms)
     rider.request_ride(cmd.ride_id, now)
     return [cmd.ride_id, cmd.rider_id]  # the ride first: the API answers a retry with it
+
+
+def fare_terms(data: dict[str, Any] | None) -> FareTerms | None:
+    """The fare terms of a request (or of an ``OpenRide``), if it carries any."""
+    if data is None:
+        return None
+    try:
+        return FareTerms.from_data(data)
+    except (KeyError, TypeError, ValueError, ArithmeticError) as error:
+        raise InvalidCommand(f"the request's fare terms are malformed: {error}") from None
+
+
+def check_quote_live(terms: FareTerms | None, now: datetime) -> None:
+    """``QuoteExpired`` if the request's quote had expired by ``now`` (the shard's clock,
+    with the tokens' leeway, as the API checks it)."""
+    expires_at = terms.quote.expires_at if terms is not None and terms.quote else None
+    if expires_at is not None and expires_at <= now.timestamp() - LEEWAY_S:
+        raise QuoteExpired("quote expired: ask for a new one (POST /fares/estimate)")
 
 
 def cancel_ride(uow: UnitOfWork, cmd: c.CancelRide, now: datetime, p: Policy) -> list[UUID]:
@@ -221,14 +248,15 @@ def start_trip(uow: UnitOfWork, cmd: c.StartTrip, now: datetime, p: Policy) -> l
 def complete_trip(uow: UnitOfWork, cmd: c.CompleteTrip, now: datetime, p: Policy) -> list[UUID]:
     ride = uow.get(Ride, cmd.ride_id)
     changed = [ride.id]
+    trip = driven_trip(ride, now, p)
     if is_foreign(ride, cmd.driver_id):
-        ride.complete(cmd.driver_id, now)
+        ride.complete(cmd.driver_id, now, trip)
         let_go(uow, ride, cmd.driver_id, "completed", now)
     else:
         driver = uow.get(Driver, cmd.driver_id)
         ride.check_driver(driver.id, RideStatus.IN_PROGRESS, "complete")
         driver.check_holds(ride.id, DriverStatus.ON_TRIP)
-        ride.complete(driver.id, now)
+        ride.complete(driver.id, now, trip)
         driver.release(ride.id, "completed", now)
         changed.append(driver.id)
     end_for_rider(uow, ride, now)
@@ -288,6 +316,28 @@ def _check_erasable(p: Policy) -> None:
         )
 
 
+def revoke_tokens(uow: UnitOfWork, cmd: c.RevokeTokens, now: datetime, p: Policy) -> list[UUID]:
+    """Raise a principal's token version, at the shard that keeps it (a driver's or rider's
+    home, which knows whether it exists; an operator's in shard 0, as operators are not
+    registered)."""
+    role, principal = cmd.principal_role, cmd.principal_id
+    if (role == "driver" and uow.find(Driver, principal) is None) or (
+        role == "rider" and uow.find(Rider, principal) is None
+    ):
+        raise NotFound(f"{role} {principal} not found")
+    credentials = uow.find(Credentials, cmd.credentials_id)
+    if credentials is None:
+        credentials = Credentials.open(cmd.principal_role, cmd.principal_id, now)
+        uow.add(credentials)
+    operator = None
+    if cmd.operator_id is not None:
+        if cmd.operator_name is None or cmd.operator_role is None:  # the schema refuses it
+            raise InvalidCommand("an operator's revocation names the operator and role")
+        operator = (cmd.operator_id, cmd.operator_name, cmd.operator_role)
+    credentials.revoke(cmd.caller_token_version, cmd.reason, now, operator)
+    return [credentials.id]
+
+
 Handler = Callable[[UnitOfWork, Any, datetime, Policy], list[UUID]]
 
 HANDLERS: dict[str, Handler] = {
@@ -306,4 +356,5 @@ HANDLERS: dict[str, Handler] = {
     "driver_cancel": driver_cancel,
     "erase_rider": erase_rider,
     "erase_driver": erase_driver,
+    "revoke_tokens": revoke_tokens,
 }

@@ -1,8 +1,9 @@
 """The shard's live aggregates: the ones a checkpoint carries, so that a restore needs only
 the log's tail.
 
-Drivers and riders (the city's users) are always live, and so are the shard's links to
-other shards (their unacknowledged messages and numbers). A ride is live from its request
+Drivers and riders (the city's users) are always live, and so are their and operators'
+credentials (token versions: a revocation holds for good) and the shard's links to other
+shards (their unacknowledged messages and numbers). A ride is live from its request
 until it ends, and for ``retention_s`` after (a late command naming it, such as a retried
 cancel, gets the answer a full replay would give). A command record is live for
 ``retention_s`` after it was written: the idempotency window, within which a retry must
@@ -26,8 +27,9 @@ from dispatch.domain.ride import RIDE_ENDINGS, Ride
 USER, RIDE, ENDED, RECORD = "u", "r", "e", "c"
 KINDS = frozenset({USER, RIDE, ENDED, RECORD})
 
-# Drivers, riders and the shard's links to other shards (``shard.links``) are always live.
-_USER_PREFIXES = ("dispatch.Driver.", "dispatch.Rider.", "dispatch.Link.")
+# Drivers, riders, credentials and the shard's links to other shards (``shard.links``)
+# are always live.
+_USER_PREFIXES = ("dispatch.Driver.", "dispatch.Rider.", "dispatch.Credentials.", "dispatch.Link.")
 # A record written here, or carried here with a driver handed off (at its first time).
 _RECORD_TOPICS = frozenset({CommandRecord.Created.TOPIC, CommandRecord.Carried.TOPIC})
 _REQUESTED = Ride.Created.TOPIC

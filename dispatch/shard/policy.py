@@ -8,13 +8,16 @@ from dispatch.domain.command_record import DEFAULT_WINDOW_S
 
 class Policy:
     """Settings the shard's decisions need (kept apart from the handlers so tests can vary
-    them): a request's wait, and how long a command record answers for its command id."""
+    them): a request's wait, how long a command record answers for its command id, and the
+    straight-line estimate of a trip driven (``road_factor``, ``speed_kmh``)."""
 
     def __init__(
         self,
         max_wait_s: float = 300.0,
         idempotency_window_s: float = DEFAULT_WINDOW_S,
         offer_timeout_s: float = 15.0,
+        road_factor: float = 1.35,
+        speed_kmh: float = 25.0,
         erasable: bool = False,
     ) -> None:
         if idempotency_window_s <= 0:
@@ -22,6 +25,7 @@ class Policy:
         self.max_wait_s = max_wait_s
         self.idempotency_window_s = idempotency_window_s
         self.offer_timeout_s = offer_timeout_s  # how long an owner holds a driver asked for
+        self.road_factor, self.speed_kmh = road_factor, speed_kmh
         # Whether riders and drivers may be erased: only where personal fields are sealed
         # (docs/PRIVACY.md); elsewhere an erasure is refused.
         self.erasable = erasable

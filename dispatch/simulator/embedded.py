@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from dispatch.bootstrap import build_embedded_engine, build_markets, build_router
+from dispatch.pricing.rules import fare_book, fares_of
 from dispatch.roads.routes import RoadRouter
 from dispatch.settings import Settings
 from dispatch.simulator.clock import SimClock
@@ -44,6 +45,7 @@ def simulate_embedded(
         build_markets(settings),
         demand,
         router_of(config, settings),
+        fare_book(fares_of(settings)),
     )
     for worker in engine.workers.values():
         worker.listeners.append(sim.on_commit)

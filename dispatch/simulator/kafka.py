@@ -21,6 +21,7 @@ from dispatch.adapters.kafka.processes import start_worker, stop_worker
 from dispatch.adapters.kafka.topics import Topics, create_topics
 from dispatch.adapters.kafka.transport import KafkaTransport
 from dispatch.bootstrap import build_markets
+from dispatch.pricing.rules import fare_book, fares_of
 from dispatch.settings import Settings
 from dispatch.simulator.clock import SimClock
 from dispatch.simulator.embedded import router_of
@@ -122,7 +123,14 @@ def run_on_kafka(
 
         config = SimConfig(**{**config.__dict__, "id_salt": f"-{int(clock.now)}"})
         sim = Simulation(
-            config, transport, step, clock, markets, demand, router_of(config, settings)
+            config,
+            transport,
+            step,
+            clock,
+            markets,
+            demand,
+            router_of(config, settings),
+            fare_book(fares_of(settings)),
         )
         transport.serving = sim.serving.get  # a driver handed off: pings where it is served
         follower = EventFollower(settings, sim.on_event)

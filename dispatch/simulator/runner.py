@@ -23,6 +23,7 @@ from eventsourcing.persistence import Recording
 from dispatch.domain.driver import Driver
 from dispatch.domain.ids import new_id, shard_of
 from dispatch.domain.ride import RIDE_ENDINGS, Ride, RideStatus
+from dispatch.domain.ride_fare import FareTerms
 from dispatch.domain.rider import Rider
 from dispatch.invariants import InvariantChecker
 from dispatch.invariants_across import CrossShardChecker
@@ -30,6 +31,8 @@ from dispatch.log import LogEvent, decode
 from dispatch.markets import MarketMap
 from dispatch.messages import FOLLOW_THE_DRIVER, Ping
 from dispatch.ports import CommandBus
+from dispatch.pricing.desk import terms_for
+from dispatch.pricing.rules import FareBook, FareError
 from dispatch.roads.routes import RoadRouter, still
 from dispatch.simulator.agents import BUSY, Phase, SimDriver, SimRide
 from dispatch.simulator.city import City
@@ -42,6 +45,7 @@ from dispatch.simulator.streams import Streams
 from dispatch.simulator.travel import TravelConfig, TravelModel
 from schemas import commands as c
 from schemas.common import LatLng
+from schemas.fares import FareTermsData
 
 
 @dataclass(frozen=True)
@@ -125,10 +129,14 @@ class Simulation:
         markets: MarketMap,
         demand: Sequence[Request] | None = None,
         router: RoadRouter | None = None,
+        fares: FareBook | None = None,
     ) -> None:
         """``demand``: the requests to make (a trace); by default the synthetic city's.
         ``router``: drivers drive routes over its road network (config.road_network's),
-        the city is placed on it and every point snapped to a road node."""
+        the city is placed on it and every point snapped to a road node. ``fares``: the
+        rules that price each ride (standard, without a quote), as the API would; None:
+        rides are not priced."""
+        self.fares = fares
         self.cfg, self.transport, self.step, self.clock, self.markets = (
             config,
             transport,
@@ -432,17 +440,30 @@ class Simulation:
         self.rides[ride_id] = SimRide(index, ride_id, rider_id, pickup, dropoff, self.clock.now)
         self._waiting.add(ride_id)
         self._open.add(ride_id)
+        terms = self._terms(pickup)
         self._send(
             c.RequestRide(
                 ride_id=ride_id,
                 rider_id=rider_id,
                 pickup=LatLng(lat=pickup[0], lng=pickup[1]),
                 dropoff=LatLng(lat=dropoff[0], lng=dropoff[1]),
+                fare=None if terms is None else FareTermsData.model_validate(terms.to_data()),
             )
         )
         rng = self.streams.rng("rider", index)
         if rng.random() < self.cfg.cancel_probability:
             self._schedule(rng.uniform(10, 120), "cancel", ride_id)
+
+    def _terms(self, pickup: tuple[float, float]) -> FareTerms | None:
+        """The simulated ride's terms (``standard``, the rules in force), or None where the
+        rules cannot price its pickup: the simulator's demand is not refused, as the API
+        refuses a rider's request, so such a ride is not priced."""
+        if not self.fares:
+            return None
+        try:
+            return terms_for(self.fares, self.markets, pickup, "standard", self.cfg.road_factor)
+        except FareError:
+            return None
 
     def _pings(self, tick: int) -> None:
         phase, now = tick % self.cfg.ping_interval_s, self.clock.now

@@ -217,3 +217,23 @@ def test_stored_events_are_one_aggregates_in_version_order(log: Log) -> None:
     assert [s.topic for s in stored] == [REGISTERED, ONLINE, OFFLINE]
     assert log.source.stored_events(0, uuid4()) == []
     assert log.source.stored_events(SHARDS + 5, driver.id) == [], "a shard the log lacks"
+
+
+def test_a_read_to_its_last_event_says_it_reached_the_end_it_began_with(log: Log) -> None:
+    """What a view's age is measured by (``ProjectionRunner.caught_up_at``): a read that
+    went to the end the shard had when it began says so; one left before its end (a
+    follower's reader that stopped) does not, where the source can fall short."""
+    from dispatch.adapters.kafka.logsource import KafkaFollowSource
+
+    log.driver(0)
+    settled(log, 0, at_least=3)
+    assert list(log.source.read(0)) and log.source.reached_end(0)
+    assert list(log.source.read(1)) == [] and log.source.reached_end(1), "an empty shard"
+    if not isinstance(log.source, KafkaFollowSource):
+        return
+    log.driver(0)
+    settled(log, 0, at_least=6)
+    partial = log.source.read(0)
+    next(partial)  # left after its first event
+    partial.close()
+    assert not log.source.reached_end(0)

@@ -322,3 +322,25 @@ def test_any_lumpy_load_is_cut_into_contiguous_regions_within_the_bound(
     region_map = split_market(config, weigh)
     assert_a_partition_into_contiguous_regions(region_map)
     assert_within_the_balance_bound(region_map, weigh)
+
+
+@pytest.mark.parametrize("weights", [(1.0, 1.0, 1.0, 1.0), (5.0, 0.0, 1.0, 0.5)])
+def test_a_piece_that_no_cut_leaves_in_two_connected_halves_is_still_cut(
+    weights: tuple[float, float, float, float],
+) -> None:
+    """A cell and three of its neighbours no two of which touch (a star, as a lumpy load can
+    leave a piece) into four regions: no cut leaves both halves connected, yet a region of
+    one cell each is a cut (hypothesis found it: 'cannot cut 4 cells into 4 regions')."""
+    from dispatch.regions import _bisect, _cell, _neighbours
+
+    market = MarketConfig(name="sf", shard=0, lat=37.77, lng=-122.42, radius_km=5, shards=4)
+    centre = h3.latlng_to_cell(37.77, -122.42, 7)
+    ring = list(h3.grid_ring(centre, 1))
+    ids = [centre, ring[0], ring[2], ring[4]]
+    assert not any(b in h3.grid_disk(a, 1) for a, b in [(ring[0], ring[2]), (ring[2], ring[4])])
+    cells = [_cell(market, c, w) for c, w in zip(ids, weights, strict=True)]
+    adjacency = {c: _neighbours(c, set(ids)) for c in ids}
+    pieces: list[list[object]] = []
+    _bisect(cells, 4, adjacency, pieces, "sf")  # type: ignore[arg-type]
+    assert sorted(len(p) for p in pieces) == [1, 1, 1, 1]
+    assert {c.id for p in pieces for c in p} == set(ids)  # type: ignore[attr-defined]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -18,7 +19,9 @@ from dispatch.adapters.crypto.aesgcm import AesGcmCipher
 from dispatch.adapters.kafka import wire
 from dispatch.adapters.sqlite.keystore import SqliteKeyStore, key_store_path
 from dispatch.domain.command_record import CarriedRecord
+from dispatch.domain.fares import FareRule
 from dispatch.domain.ids import new_id
+from dispatch.domain.ride_fare import FareTerms
 from dispatch.messages import Poison
 from dispatch.privacy import PersonalData
 from dispatch.shard.crossing import MESSAGE_HANDLERS
@@ -36,6 +39,11 @@ from dispatch.shard.personal import Sealer
 T0 = 1_767_600_000.0
 RIDE, RIDER = str(new_id(1)), str(new_id(0))
 OPEN = Envelope(0, 1, 3, OpenRide(RIDE, RIDER, 37.3382, -121.8863, 37.344, -121.88, T0))
+STANDARD = FareRule("USD", Decimal("2.50"), Decimal("1.10"), Decimal("0.30"), Decimal("7.00"))
+TERMS = FareTerms("standard", "san-jose", "sha256:0123456789abcdef", STANDARD, Decimal("1"),
+                  None, Decimal("1.35")).to_data()  # fmt: skip
+PRICED = Envelope(0, 1, 4, OpenRide(RIDE, RIDER, 37.3382, -121.8863, 37.344, -121.88, T0,
+                                    TERMS))  # fmt: skip
 UNLOCK = Envelope(1, 0, 7, UnlockRider(RIDER, RIDE, "completed"))
 RECORD = CarriedRecord("cmd-1", "go_offline", False, "illegal_transition", "has an offer",
                        (RIDE,), "fp", 86_400.0, T0)  # fmt: skip
@@ -43,7 +51,9 @@ HANDOFF = Envelope(1, 0, 8, HandOff(str(new_id(1)), 2, "Dee", 3, (RECORD,)))
 
 
 @pytest.mark.parametrize(
-    "message", [OPEN, UNLOCK, HANDOFF], ids=["OpenRide", "UnlockRider", "HandOff"]
+    "message",
+    [OPEN, PRICED, UNLOCK, HANDOFF],
+    ids=["OpenRide", "OpenRide with fare terms", "UnlockRider", "HandOff"],
 )
 def test_a_message_round_trips_keyed_by_its_sender(message: Envelope) -> None:
     key, value = wire.encode_shard_message(message)
@@ -252,7 +262,9 @@ def _sealer(tmp_path: Path) -> Sealer:
     return Sealer(PersonalData(AesGcmCipher(), SqliteKeyStore(key_store_path(tmp_path))))
 
 
-@pytest.mark.parametrize("message", [OPEN, HANDOFF], ids=["OpenRide", "HandOff"])
+@pytest.mark.parametrize(
+    "message", [OPEN, PRICED, HANDOFF], ids=["OpenRide", "OpenRide with fare terms", "HandOff"]
+)
 def test_a_sealing_worker_s_message_holds_no_name_or_coordinate_and_opens(
     message: Envelope, tmp_path: Path
 ) -> None:
@@ -282,3 +294,38 @@ def test_a_sealed_field_that_does_not_open_is_poison(tmp_path: Path) -> None:
     body["pickup_lat"], body["pickup_lng"] = body["pickup_lng"], body["pickup_lat"]
     decoded = wire.decode_shard_message(orjson.dumps(data), "m", 1, sealer.open_record)
     assert isinstance(decoded, Poison) and "OpenRide body" in decoded.reason
+
+
+def test_an_open_ride_with_fare_terms_the_schema_refuses_is_poison() -> None:
+    data = PRICED.to_data()
+    data["body"]["fare"] = {**TERMS, "surge": "lots"}
+    decoded = wire.decode_shard_message(orjson.dumps({"message": data}), "m", 1)
+    assert isinstance(decoded, Poison)
+    assert decoded.reason.startswith("OpenRide.fare must be null or fare terms (surge:")
+
+
+def test_an_open_ride_s_fare_terms_survive_the_sealing_of_its_coordinates(
+    tmp_path: Path,
+) -> None:
+    sealer = _sealer(tmp_path)
+    _key, value = wire.encode_shard_message(PRICED, sealer.seal_message)
+    body = orjson.loads(value)["message"]["body"]
+    assert body["fare"] == TERMS  # the terms are not personal: carried as they are
+    assert all(str(body[f]).startswith("pf1.") for f in ("pickup_lat", "dropoff_lng"))
+    decoded = wire.decode_shard_message(value, "m", 1, sealer.open_record)
+    assert decoded == PRICED
+    assert isinstance(decoded, Envelope) and isinstance(decoded.body, OpenRide)
+    assert decoded.body.fare == TERMS
+    assert FareTerms.from_data(decoded.body.fare).to_data() == TERMS
+    assert (decoded.body.pickup_lat, decoded.body.dropoff_lng) == (37.3382, -121.88)
+
+
+def test_a_sealed_open_ride_with_fare_terms_the_schema_refuses_is_poison(
+    tmp_path: Path,
+) -> None:
+    sealer = _sealer(tmp_path)
+    data = orjson.loads(wire.encode_shard_message(PRICED, sealer.seal_message)[1])
+    data["message"]["body"]["fare"] = {**TERMS, "surge": "lots"}
+    decoded = wire.decode_shard_message(orjson.dumps(data), "m", 1, sealer.open_record)
+    assert isinstance(decoded, Poison)
+    assert decoded.reason.startswith("OpenRide.fare must be null or fare terms (surge:")

@@ -78,6 +78,9 @@ class Follower:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._failing: str | None = None  # the last poll's error, until a poll succeeds
+        # Whether the last ``read_available`` reached the end it set out for (not stopped by
+        # its patience, nor left before its end by its reader).
+        self.caught_up = False
 
     @property
     def partitions(self) -> list[int]:
@@ -138,8 +141,9 @@ class Follower:
         it is now, a poll at a time. It stops at that end, or once polls have brought
         nothing for ``patience_s`` (a follower must not block for long; a fetch slow under
         load is still waited for). Polls are yielded whole: the consumer then stands after
-        all they hold."""
+        all they hold. ``caught_up`` says afterwards whether it reached that end."""
         partition = self._only()
+        self.caught_up = False
         end = self.end_offset(partition)
         deadline = time.monotonic() + patience_s
         while self.position(partition) < end:
@@ -149,6 +153,7 @@ class Follower:
                 deadline = time.monotonic() + patience_s
             elif time.monotonic() >= deadline:
                 return
+        self.caught_up = True
 
     # -- follow on a thread ----------------------------------------------------------------
     def start(

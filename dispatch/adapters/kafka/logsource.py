@@ -121,13 +121,18 @@ class KafkaFollowSource(KafkaLogSource):
     """The events topic followed by a long-lived process (the API's views): one follower per
     shard kept open, so each catch-up reads only what is new. A read goes towards the
     partition's end as it was when the read began and stops there, or once polls have
-    brought nothing for two seconds (``Follower.read_available``'s patience), rather than
-    wait for records that may be slow to come."""
+    brought nothing for its patience (``Follower.read_available``; 2 s unless
+    ``set_read_patience`` says less), rather than wait for records that may be slow to
+    come."""
+
+    PATIENCE_S = 2.0  # the most a read waits for fetches that bring nothing
+    POLL_MS = 200
 
     def __init__(self, bootstrap: Connection, prefix: str) -> None:
         super().__init__(bootstrap, prefix)
         self._followers: dict[int, Follower] = {}
         self._read_to: dict[int, int] = {}  # position the follower stands after, per shard
+        self._patience_s, self._follow_poll_ms = self.PATIENCE_S, self.POLL_MS
         self._shards = super().shards()
         if not self._shards:
             raise RuntimeError(
@@ -136,6 +141,13 @@ class KafkaFollowSource(KafkaLogSource):
 
     def shards(self) -> list[int]:
         return list(self._shards)
+
+    def set_read_patience(self, seconds: float) -> None:
+        """Each read waits at most ``seconds`` (at most ``PATIENCE_S``) for polls that bring
+        nothing, polling at most half of that at a time: a read of a stalled partition
+        ends within about 1.5 times it (its offset lookup aside)."""
+        self._patience_s = min(self.PATIENCE_S, max(seconds, 0.02))
+        self._follow_poll_ms = max(10, min(self.POLL_MS, int(self._patience_s * 500)))
 
     def read(self, shard: int, after: int = 0) -> Iterator[LogEvent]:
         follower = self._followers.get(shard)
@@ -147,13 +159,19 @@ class KafkaFollowSource(KafkaLogSource):
             # abandoned inside a record): seek to the record holding `after`.
             self._read_to.pop(shard, None)
             follower.seek(shard, start_offset(after))
-        for batch in follower.read_available():
+        for batch in follower.read_available(self._follow_poll_ms, self._patience_s):
             self._read_to.pop(shard, None)  # the follower now stands after the whole batch
             for record in batch:
                 for event in decode_records(record.value, record.offset, shard, after):
                     after = event.position
                     yield event
             self._read_to[shard] = after  # every event of the batch was read
+
+    def reached_end(self, shard: int) -> bool:
+        """Whether the last read of ``shard`` reached the partition's end as it was when
+        the read began (not stopped by the follower's patience)."""
+        follower = self._followers.get(shard)
+        return follower is not None and follower.caught_up
 
     def close(self) -> None:
         for follower in self._followers.values():

@@ -43,6 +43,7 @@ from dispatch.shard.crossing import MESSAGE_HANDLERS
 from dispatch.shard.crossshard.messages import KINDS, Ack, Body, Envelope
 from dispatch.shard.inbound import ForeignDriver
 from schemas.commands import CommandEnvelope, Outcome
+from schemas.fares import FareTermsData
 
 MAX_PINGS_PER_RECORD = 10_000
 # A message body's personal fields sealed (kind, body -> body), or opened in place.
@@ -269,11 +270,31 @@ def _records(what: str, value: Any) -> tuple[CarriedRecord, ...]:
     return tuple(out)
 
 
+_TERMS = dict[str, Any] | None  # OpenRide's fare terms (FareTerms.to_data()), or none
+
+
+def _terms(what: str, value: Any) -> dict[str, Any] | None:
+    """A ride's fare terms as ``OpenRide`` carries them: null, or terms the published
+    schema (``FareTermsData``) accepts; the receiver records them as they are."""
+    if value is None:
+        return None
+    try:
+        FareTermsData.model_validate(value)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'terms'}: {e['msg']}" for e in error.errors()
+        )
+        raise _Bad(f"{what} must be null or fare terms ({problems})") from None
+    return typing.cast(dict[str, Any], value)
+
+
 def _typed(what: str, value: Any, hint: Any) -> Any:
     """``value`` as a field of type ``hint`` (str, int, float, bool, a tuple of str, a
-    union of them and None, or a hand-off's records)."""
+    union of them and None, a hand-off's records, or a ride's fare terms)."""
     if hint == _RECORDS:
         return _records(what, value)
+    if hint == _TERMS:
+        return _terms(what, value)
     if hint == tuple[str, ...]:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise _Bad(f"{what} must be a list of strings, not {value!r}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from fastapi import APIRouter, Response
 
 from dispatch.api.deps import Ctx
@@ -25,11 +27,13 @@ async def livez() -> Liveness:
 )
 def readyz(ctx: Ctx, response: Response) -> Readiness:
     """Ready when the runtime is started, every shard's views are within `ready_max_lag`
-    events of the log head (where the head can be read) and, on Kafka, the locations topic
-    is being followed."""
+    events of the log head (where the head can be read) and have read the shard to its end
+    within the revocation bound (else this instance refuses tokens: 503) and, on Kafka,
+    the locations topic is being followed."""
     runtime = ctx.runtime
     started = runtime.started
-    shards, behind, unreadable = [], [], []
+    bound = ctx.tokens.settings.revocation_bound_s
+    shards, behind, unreadable, stale = [], [], [], []
     for shard in range(runtime.settings.shards):
         position = runtime.views.position(shard)
         try:
@@ -38,12 +42,23 @@ def readyz(ctx: Ctx, response: Response) -> Readiness:
             unreadable.append(f"shard {shard}: {error}")
             head = None
         lag = max(0, head - position) if head is not None else None
-        shards.append(ShardReadiness(shard=shard, position=position, head=head, lag=lag))
+        age = runtime.views_age(shard)
+        age_s = round(age, 3) if math.isfinite(age) else None
+        shards.append(
+            ShardReadiness(shard=shard, position=position, head=head, lag=lag, age_s=age_s)
+        )
         if lag is not None and lag > ctx.options.ready_max_lag:
             behind.append(f"{shard} ({lag} events)")
+        if age > bound:
+            stale.append(f"{shard} ({age_s} s)" if age_s is not None else f"{shard} (never)")
     problems = [] if started else ["runtime not started"]
     if behind:
         problems.append("views behind on shards " + ", ".join(behind))
+    if stale:
+        problems.append(
+            f"views not read to the log's end within the revocation bound ({bound:g} s) on "
+            "shards " + ", ".join(stale)
+        )
     problems += unreadable
     problems += [p for p in (s.problem() for s in runtime.services) if p is not None]
     reason = "; ".join(problems)
@@ -60,7 +75,7 @@ def readyz(ctx: Ctx, response: Response) -> Readiness:
 )
 def metrics(ctx: Ctx) -> Response:
     """Prometheus text format: request latency by route, command outcomes by code,
-    projection positions and log heads per shard, matcher counters."""
+    projection positions, log heads and views' ages per shard, matcher counters."""
     from prometheus_client import CONTENT_TYPE_LATEST
 
     return Response(ctx.metrics.render(), media_type=CONTENT_TYPE_LATEST)

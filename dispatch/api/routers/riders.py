@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Body, Request
@@ -17,12 +17,16 @@ from dispatch.api.deps import (
     RegistrationLimit,
     RiderCaller,
 )
-from dispatch.api.errors import COMMAND_RESPONSES, REGISTRATION_RESPONSES
+from dispatch.api.errors import COMMAND_RESPONSES, REGISTRATION_RESPONSES, ApiError
 from dispatch.api.writes import Write, keyed_id, register, send, write
 from dispatch.domain.ids import derived_id, new_id, shard_of
+from dispatch.domain.ride_fare import FareTerms
+from dispatch.pricing.quotes import QuoteError
+from dispatch.pricing.rules import FareError
 from schemas import api
 from schemas import commands as c
 from schemas.common import LatLng
+from schemas.fares import FareTermsData
 
 router = APIRouter(prefix="/riders", tags=["riders"])
 rides = APIRouter(prefix="/rides", tags=["riders"])
@@ -57,12 +61,52 @@ def register_rider(
     )  # fmt: skip
 
 
-@rides.post(
-    "",
-    status_code=201,
-    response_model=api.RideRequested,
-    responses={**COMMAND_RESPONSES, 202: {"model": api.RideRequestPending}},
-)
+# Answers the API gives to a ride request's bad quote (test_quoted_rides.py asks for each).
+QUOTE_EXAMPLES: dict[str, dict[str, Any]] = {
+    "quote_invalid": {
+        "summary": "Not a quote of this engine's as it was issued (here: its total changed)",
+        "value": {"error": "quote_invalid",
+                  "reason": "bad signature: the quote was altered or not signed here"},
+    },
+    "quote_expired": {
+        "summary": "The quote has expired",
+        "value": {"error": "quote_expired",
+                  "reason": "quote expired: ask for a new one (POST /fares/estimate)"},
+    },
+    "quote_mismatch": {
+        "summary": "A valid quote for another rider, trip or product",
+        "value": {"error": "quote_mismatch",
+                  "reason": "the request's pickup (37.776, -122.4194) is 122 m from the "
+                  "quote's (37.7749, -122.4194): at most 50 m"},
+    },
+    "product_not_offered": {
+        "summary": "The pickup's market does not offer the product (the reason names those it "
+        "offers)",
+        "value": {"error": "product_not_offered",
+                  "reason": "'xl' is not offered in market 'san-francisco' (offered: standard)"},
+    },
+    "no_fare_rules": {
+        "summary": "No fare rule prices the pickup (outside every market, no 'elsewhere' rules)",
+        "value": {"error": "no_fare_rules",
+                  "reason": "the pickup is outside every market, and there are no fare rules "
+                  "for places outside them (DISPATCH_FARES has no 'elsewhere')"},
+    },
+}  # fmt: skip
+REQUEST_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **COMMAND_RESPONSES,
+    202: {"model": api.RideRequestPending},
+    422: {
+        **COMMAND_RESPONSES[422],
+        "description": f"{COMMAND_RESPONSES[422]['description'].rstrip('.')}; or the quote "
+        "is refused: quote_invalid, quote_expired or quote_mismatch, with the reason; or, "
+        "without a quote, no fare rule prices the ride: product_not_offered (the reason "
+        "names the products the pickup's market offers) or no_fare_rules.",
+        "content": {"application/json": {"examples": QUOTE_EXAMPLES}},
+    },
+}
+
+
+@rides.post("", status_code=201, response_model=api.RideRequested, responses=REQUEST_RESPONSES)
 def request_ride(
     body: api.RequestRide,
     caller: RiderCaller,
@@ -70,10 +114,19 @@ def request_ride(
     ctx: Ctx,
     key: IdempotencyKey = None,
 ) -> JSONResponse:
-    """Ask for a ride from `pickup` to `dropoff`, in any market. Dispatch starts at once;
-    follow it on `GET /rides/{ride_id}/events`. A rider has one active ride at a time
-    (else 409)."""
+    """Ask for a ride from `pickup` to `dropoff` in `product`, in any market. Dispatch
+    starts at once; follow it on `GET /rides/{ride_id}/events`. A rider has one active ride
+    at a time (else 409). With a `quote` (from `POST /fares/estimate`), the ride keeps the
+    quoted price; a quote that is not valid, has expired, or is another rider's or for
+    another trip or product is refused (422 `quote_invalid`, `quote_expired`,
+    `quote_mismatch`, with the reason) and no ride is made; with an `Idempotency-Key`, a
+    retry after the quote expired gets the first request's outcome. Without a quote, the
+    ride is priced when it completes, by the rules in force now; a product the pickup's
+    market does not offer, or a pickup no rule prices, is refused (422
+    `product_not_offered`, `no_fare_rules`, with the reason) and no ride is made
+    (docs/MARKETPLACE.md)."""
     rider_id = UUID(caller.sub)
+    terms = _fare_terms(ctx, caller.sub, body, keyed=key is not None)
     # The ride lives in the shard of its pickup; the rider's home shard takes the request
     # (the one-active-ride lock) and, for a pickup elsewhere, opens the ride there.
     shard = ctx.runtime.markets.shard_for(body.pickup.lat, body.pickup.lng)
@@ -92,6 +145,7 @@ def request_ride(
         rider_id=rider_id,
         pickup=body.pickup.as_latlng(),
         dropoff=body.dropoff.as_latlng(),
+        fare=None if terms is None else FareTermsData.model_validate(terms.to_data()),
     )
     extra = {"ride_id": str(ride_id)}
     elsewhere = shard if shard != shard_of(rider_id) else None
@@ -99,6 +153,28 @@ def request_ride(
         ctx, Write(command, command_id, print_, True, extra, creates="ride_id",
                    opens_ride_in=elsewhere),
     )  # fmt: skip
+
+
+def _fare_terms(
+    ctx: ApiContext, rider: str, body: api.RequestRide, keyed: bool
+) -> FareTerms | None:
+    """The terms the ride is priced on: its quote's, if it carries one (checked: else a 422
+    with the reason), or the rules in force (no rule for the trip: a 422 with the reason;
+    None: the deployment has no fare rules at all, the ride is not priced). A keyed
+    request's quote may have expired here: the shard refuses it then, after answering a
+    retry from its record (the first request's outcome)."""
+    pickup, dropoff = (body.pickup.lat, body.pickup.lng), (body.dropoff.lat, body.dropoff.lng)
+    if body.quote is None:
+        try:
+            return ctx.fares.terms_for(pickup, body.product)
+        except FareError as error:  # refused before anything is sent: nothing recorded
+            raise ApiError(422, error.code, error.reason) from None
+    now = ctx.runtime.clock()
+    try:
+        quote = ctx.fares.check(body.quote, rider, pickup, dropoff, body.product, now, keyed)
+    except QuoteError as error:
+        raise ApiError(422, error.code, error.reason) from None
+    return ctx.fares.terms_of(quote)
 
 
 @rides.post(

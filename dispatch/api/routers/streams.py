@@ -2,7 +2,9 @@
 
 A stream first replays what the views already hold (a ride's timeline after
 `Last-Event-ID`; a driver's current state as a `snapshot`), then follows the log live. It
-ends when the ride ends, or after `max_s` seconds; idle streams get heartbeat comments.
+ends when the ride ends, or after `max_s` seconds, or within ``CHECK_S`` of its caller's
+token being refused (revoked, or views too stale to tell: ``dispatch.api.revocation``);
+idle streams get heartbeat comments.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import anyio.to_thread
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import StreamingResponse
 
-from dispatch.api import access, present
+from dispatch.api import access, present, revocation
+from dispatch.api.auth import Principal
 from dispatch.api.context import ApiContext
 from dispatch.api.deps import Caller, Consistent, Ctx, OperatorReadAudited
 from dispatch.api.errors import AUDIT_UNAVAILABLE, AUTH_RESPONSES, forbidden, not_found
@@ -36,6 +39,7 @@ router = APIRouter(tags=["streams"], dependencies=[OperatorReadAudited])
 
 RIDE_ENDED = frozenset(topic.removeprefix("dispatch.") for topic in RIDE_ENDINGS)
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+CHECK_S = 1.0  # how often an open stream checks that its caller's token is still taken
 
 _STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
     **AUTH_RESPONSES,
@@ -73,6 +77,7 @@ def _after(last_event_id: str | None) -> int:
 
 async def follow(
     ctx: ApiContext,
+    caller: Principal,
     sub: Subscription,
     replay: Iterable[str],
     last: dict[int, int],
@@ -81,34 +86,44 @@ async def follow(
     ends: frozenset[str] = frozenset(),
 ) -> AsyncIterator[str]:
     """Replayed frames, then live events of ``sub`` until an event in ``ends``, an overflow,
-    or ``max_s``. ``last`` is the stream's own cursor, a position per shard: a live event at
-    or before its shard's was replayed already (a driver handed off has events in several
-    shards, whose positions do not compare)."""
+    ``max_s``, or ``caller``'s token no longer taken (checked every ``CHECK_S``). ``last``
+    is the stream's own cursor, a position per shard: a live event at or before its shard's
+    was replayed already (a driver handed off has events in several shards, whose
+    positions do not compare)."""
     try:
         yield "retry: 2000\n\n"
         for text in replay:
             yield text
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max_s
+        beat = loop.time() + ctx.options.heartbeat_s
         while True:
-            remaining = deadline - loop.time()
+            now = loop.time()
+            remaining = deadline - now
             if remaining <= 0:
                 yield end_frame("max duration")
                 return
             if sub.overflowed and sub.queue.empty():
                 yield end_frame("too far behind; reconnect with Last-Event-ID")
                 return
+            refused = revocation.still_valid(ctx, caller)
+            if refused is not None:
+                yield end_frame(refused)
+                return
+            if now >= beat:
+                yield ": heartbeat\n\n"
+                beat = now + ctx.options.heartbeat_s
             try:
                 event = await asyncio.wait_for(
-                    sub.queue.get(), min(ctx.options.heartbeat_s, remaining)
+                    sub.queue.get(), max(0.0, min(beat - now, remaining, CHECK_S))
                 )
             except TimeoutError:
-                yield ": heartbeat\n\n"
                 continue
             if event.position <= last.get(event.shard, 0):
                 continue
             last[event.shard] = event.position
             yield render(event)
+            beat = loop.time() + ctx.options.heartbeat_s  # heartbeats keep idle streams open
             if event.kind in ends:
                 yield end_frame(event.kind)
                 return
@@ -179,7 +194,7 @@ async def ride_events(
     cursor = {shard_of(ride_id): max([after, *(pos for pos, _ in replay)])}
     texts = [text for _, text in replay]
     render = _log_frame(hidden, ctx.runtime.open_personal)
-    stream = follow(ctx, sub, texts, cursor, limit, render, RIDE_ENDED)
+    stream = follow(ctx, caller, sub, texts, cursor, limit, render, RIDE_ENDED)
     return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
@@ -245,7 +260,7 @@ async def driver_offers(
 
     cursor, text = found
     limit = min(max_s, ctx.options.stream_max_s)
-    stream = follow(ctx, sub, [text], cursor, limit, render)
+    stream = follow(ctx, caller, sub, [text], cursor, limit, render)
     return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
 
 

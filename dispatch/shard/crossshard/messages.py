@@ -32,6 +32,9 @@ class OpenRide:
     dropoff_lat: float
     dropoff_lng: float
     requested_at: float  # on H's clock, for the record: R's max wait starts on its own clock
+    # The ride's fare terms (``FareTerms.to_data()``), checked at H; None: not priced (and
+    # a message sent before fares).
+    fare: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

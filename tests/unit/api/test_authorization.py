@@ -72,6 +72,15 @@ MATRIX = [
         {"reason": "rider called in"},
         expect=200,
     ),
+    # revoking another's tokens: an admin's (here an operator's who never had a token)
+    Row(
+        "POST",
+        "/auth/revoke",
+        "admin",
+        ("operator", "dispatcher", "rider_s"),  # (driver_a is near its rate limit here)
+        {"operator": "nobody", "reason": "left the company"},
+        expect=200,
+    ),
 ]
 
 

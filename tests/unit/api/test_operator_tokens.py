@@ -61,9 +61,27 @@ def test_the_json_pair_refreshes_into_the_same_operator(env: None) -> None:
     assert (again.sub, again.operator) == (refresh.sub, Operator("carol", "admin"))
 
 
+def test_the_command_issues_tokens_of_the_token_version_asked_for(env: None) -> None:
+    """After a revocation an admin issues the operator tokens of their new version."""
+    assert decode(AuthSettings(), _issue("--name", "alice", "--role", "viewer")).ver == 0
+    again = _issue("--name", "alice", "--role", "viewer", "--token-version", "3")
+    assert decode(AuthSettings(), again).ver == 3
+    pair = json.loads(
+        _issue("--name", "alice", "--role", "admin", "--json", "--token-version", "2")
+    )
+    tokens = tokens_for(AuthSettings())
+    assert tokens.read(pair["refresh_token"], "refresh", time.time()).ver == 2
+    assert tokens.principal(pair["access_token"], time.time()).ver == 2
+
+
 @pytest.mark.parametrize(
     ("args", "reason"),
     [
+        (
+            ["--name", "alice", "--role", "viewer", "--token-version", "-1"],
+            "greater than or equal to 0",
+        ),
+        (["--name", "alice", "--role", "viewer", "--token-version", "x"], "valid integer"),
         (["--name", "Alice", "--role", "viewer"], "lowercase"),
         (["--name", "al ice", "--role", "viewer"], "lowercase"),
         (["--name", "a" * 33, "--role", "viewer"], "1 to 32"),

@@ -56,6 +56,11 @@ def test_a_valid_token_is_taken(tokens: Tokens) -> None:
         ({"nbf": int(NOW) + LEEWAY_S + 1}, "not valid yet"),
         ({"iat": int(NOW) + LEEWAY_S + 1}, "issued in the future"),
         ({"exp": int(NOW) + 900 + LEEWAY_S + 1}, "lives 931 s, longer than the 900 s"),
+        ({"ver": -1}, "ver is not a whole number from 0"),
+        ({"ver": "2"}, "ver is not a whole number"),
+        ({"ver": 1.0}, "ver is not a whole number"),
+        ({"ver": True}, "ver is not a whole number"),
+        ({"ver": 2**31}, "ver is not a whole number from 0 to 2147483647"),
     ],
 )
 def test_a_token_with_a_bad_claim_is_refused_with_the_reason(
@@ -108,3 +113,17 @@ def test_a_shortened_lifetime_holds_for_the_tokens_issued_before() -> None:
 def test_a_lifetime_up_to_the_leeway_over_the_setting_is_taken(tokens: Tokens) -> None:
     fits = signed(exp=int(NOW) + 900 + LEEWAY_S)
     assert tokens.principal(fits, NOW).sub == DRIVER
+
+
+def test_a_token_carries_the_token_version_it_was_issued_at(tokens: Tokens) -> None:
+    pair = tokens.issue(DRIVER, "driver", NOW, ver=3)
+    assert tokens.principal(pair.access_token, NOW).ver == 3
+    assert tokens.read(pair.refresh_token, "refresh", NOW).ver == 3
+    assert tokens.principal(tokens.issue(DRIVER, "driver", NOW).access_token, NOW).ver == 0
+
+
+def test_a_token_without_a_version_is_of_version_0(tokens: Tokens) -> None:
+    """Tokens issued before revocation existed carry no ``ver``: they are of version 0, so
+    the first revocation of their principal revokes them too."""
+    assert "ver" not in REQUIRED_CLAIMS
+    assert tokens.principal(signed(ver=None), NOW).ver == 0

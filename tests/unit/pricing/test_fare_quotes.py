@@ -380,3 +380,26 @@ def test_an_expired_quote_does_not_fit_either() -> None:
 def test_the_adapter_signs_with_the_rings_signing_key() -> None:
     token = PyJwtQuotes(KeyRing({"a": KEY, "b": OTHER_KEY}, "b")).sign({"x": 1})
     assert jwt.get_unverified_header(token)["kid"] == "b"
+
+
+def test_a_ride_without_a_quote_takes_the_rule_of_its_pickup_or_is_refused() -> None:
+    terms = desk().terms_for(PICKUP, "xl")
+    assert terms is not None and (terms.market, terms.product) == ("san-francisco", "xl")
+    with pytest.raises(FareError) as outside:  # defaults: no 'elsewhere' rules
+        desk().terms_for((40.7128, -74.0060), "standard")
+    assert outside.value.code == "no_fare_rules"
+    only = {"currency": "USD", "products": {"standard": {"base": 1, "per_km": 1, "per_min": 1,
+                                                         "minimum": 1}}}  # fmt: skip
+    one = build_fare_desk(Settings(fares={"markets": {"san-francisco": only}}), RING)
+    with pytest.raises(FareError) as unoffered:
+        one.terms_for(PICKUP, "accessible")
+    assert unoffered.value.code == "product_not_offered"
+    assert "(offered: standard)" in unoffered.value.reason
+
+
+def test_a_deployment_without_any_fare_rules_leaves_rides_unpriced() -> None:
+    # no market (DISPATCH_MARKETS empty) and no 'elsewhere': nothing can be priced
+    bare = build_fare_desk(Settings(markets=[]), RING)
+    assert not bare.book.has_rules
+    assert bare.terms_for(PICKUP, "standard") is None
+    assert desk().book.has_rules  # the defaults price every configured market

@@ -219,3 +219,16 @@ def test_each_violation_names_its_position_in_the_log() -> None:
     log.add(driver, "Driver.WentOnline", version=5)
     (violation,) = verify(log)[1]
     assert violation.position == "0:2" and violation.aggregate_id == str(driver)
+
+
+def test_a_revocation_that_does_not_raise_the_token_version_is_found() -> None:
+    credentials, rider = new_id(0), str(new_id(0))
+    log = CraftedLog().add(
+        credentials, "Credentials.Opened", principal_id=rider, principal_role="rider"
+    )
+    who = {"principal_id": rider, "principal_role": "rider", "reason": ""}
+    log.add(credentials, "Credentials.TokensRevoked", token_version=1, **who)
+    log.add(credentials, "Credentials.TokensRevoked", token_version=3, **who)
+    assert kinds(log) == []  # a version may skip (a token minted above it)
+    log.add(credentials, "Credentials.TokensRevoked", token_version=3, **who)
+    assert kinds(log) == ["token_version_not_raised"]

@@ -60,7 +60,7 @@ def test_an_event_with_an_unpublished_field_is_refused() -> None:
 
 
 def test_every_domain_event_type_has_a_published_schema() -> None:
-    from dispatch.domain import command_record, driver, ride, rider
+    from dispatch.domain import command_record, credentials, driver, ride, rider
     from dispatch.shard import links
 
     topics = set()
@@ -69,6 +69,7 @@ def test_every_domain_event_type_has_a_published_schema() -> None:
         (driver, "Driver"),
         (rider, "Rider"),
         (command_record, "CommandRecord"),
+        (credentials, "Credentials"),
         (links, "Link"),
     ):
         aggregate = getattr(module, name)
