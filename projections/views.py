@@ -66,6 +66,15 @@ class ViewSet:
     def apply(self, event: LogEvent) -> None:
         self.apply_page([event])
 
+    def settle(self) -> None:
+        """Let each view that left something to retry (a key not yet known: the heatmap's
+        ``settle``) try it again."""
+        with self.lock:
+            for p, state in self._pairs:
+                settle = getattr(p, "settle", None)
+                if settle is not None:
+                    settle(state.view)
+
     def apply_page(self, events: Sequence[LogEvent]) -> None:
         """Fold events of one shard, in log order, into every view: the replay hot path.
 
