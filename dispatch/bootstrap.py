@@ -13,6 +13,7 @@ from uuid import UUID
 
 import h3
 
+from dispatch.adapters.crypto.aesgcm import AesGcmCipher
 from dispatch.adapters.embedded.engine import EmbeddedEngine
 from dispatch.adapters.embedded.transport import EmbeddedTransport
 from dispatch.adapters.jwt.codec import PyJwtCodec
@@ -26,6 +27,12 @@ from dispatch.adapters.sqlite.datadir import (
     prepare_embedded,
     shard_path,
     write_manifest,
+)
+from dispatch.adapters.sqlite.keystore import (
+    SqliteKeyStore,
+    check_sealing,
+    key_store_path,
+    read_sealing,
 )
 from dispatch.adapters.sqlite.logsource import SqliteLogSource
 from dispatch.adapters.sqlite.readaudit import SqliteReadAudit, read_audit_path, read_records
@@ -43,6 +50,7 @@ from dispatch.pricing.rules import fare_book, fares_of
 from dispatch.pricing.surge import SurgeCurve
 from dispatch.pricing.tracker import SurgeConfig, SurgeTracker
 from dispatch.pricing.trip import RoadTrip, StraightLineTrip, TripEstimator
+from dispatch.privacy import KeyStore, LazyKeyStore, PersonalData
 from dispatch.read_audit import ReadAudit, ReadRecord
 from dispatch.regions import REGION_RESOLUTION
 from dispatch.roads.cache import fits, graph_path
@@ -54,6 +62,7 @@ from dispatch.runtime import Runtime
 from dispatch.settings import Settings
 from dispatch.shard.application import ShardApplication
 from dispatch.shard.live import LiveAggregates
+from dispatch.shard.personal import Sealer
 from dispatch.shard.policy import Policy
 from dispatch.shard.worker import Clock, ShardWorker
 from dispatch.tokens import KeyRing, TokenCodec
@@ -109,10 +118,14 @@ def kafka_env(connection: Connection, prefix: str, shard: int) -> dict[str, str]
 
 
 def build_application(
-    settings: Settings, shard: int, extra_env: Mapping[str, str] | None = None
+    settings: Settings,
+    shard: int,
+    extra_env: Mapping[str, str] | None = None,
+    sealer: Sealer | None = None,
 ) -> ShardApplication:
     """The shard's application on SQLite (embedded) or on the Kafka module; ``extra_env``
-    adds to the persistence module's environment (a restore from a checkpoint)."""
+    adds to the persistence module's environment (a restore from a checkpoint). With a
+    ``sealer`` it stores personal fields sealed and may erase (docs/PRIVACY.md)."""
     if settings.embedded:
         env = sqlite_env(settings.data_dir, shard)
     else:
@@ -125,8 +138,16 @@ def build_application(
         settings.offer_timeout_s,
         settings.road_factor,
         settings.speed_kmh,
+        erasable=sealer is not None,
     )
-    return ShardApplication(shard, env=env, policy=policy)
+    return ShardApplication(shard, env=env, policy=policy, sealer=sealer)
+
+
+def build_sealer(settings: Settings) -> Sealer | None:
+    """What seals the personal fields an embedded shard stores (docs/PRIVACY.md), under
+    the keys of ``subject-keys.sqlite``; None on Kafka, whose workers get theirs from
+    ``build_kafka_worker`` (the key store their batches join)."""
+    return Sealer(build_personal(settings)) if settings.embedded else None
 
 
 def build_eta(settings: Settings) -> EtaProvider:
@@ -261,12 +282,18 @@ def build_surge(settings: Settings) -> SurgeTracker | None:
     return SurgeTracker(config)
 
 
-def build_worker(settings: Settings, shard: int, clock: Clock) -> ShardWorker:
-    app = build_application(settings, shard)
+def build_worker(
+    settings: Settings, shard: int, clock: Clock, sealer: Sealer | None = None
+) -> ShardWorker:
+    """``sealer``: shared by the shards of a process (one key cache); made when None."""
+    app = build_application(settings, shard, sealer=sealer or build_sealer(settings))
     store = app.recorder if isinstance(app.recorder, CheckpointingRecorder) else None
     writer = None
     if store is not None:
-        writer = CheckpointWriter(settings.checkpoint_every_events, settings.checkpoint_chunk_rows)
+        writer = CheckpointWriter(
+            settings.checkpoint_every_events, settings.checkpoint_chunk_rows,
+            seal_ride=app.seal_ride,
+        )  # fmt: skip
     # The live aggregates let command-record lookups skip the store for ids it cannot
     # hold; SQLite reads aggregates from the shard's file, so checkpoints list them only.
     return ShardWorker(
@@ -281,7 +308,11 @@ def build_kafka_worker(
     settings: Settings, clock_mode: str = "wall", member: str | None = None, **overrides: Any
 ) -> KafkaWorker:
     """A `dispatch worker` process's worker: shards the consumer group gives it, each with
-    its application on the Kafka store and its matcher, built here."""
+    its application on the Kafka store and its matcher, built here. Its applications seal
+    personal fields (docs/PRIVACY.md) with one ``Sealer`` whose key store is the
+    subject-keys topic, read now (a missing topic stops the worker here)."""
+    from dispatch.adapters.kafka.keystore import KafkaKeyStore
+    from dispatch.adapters.kafka.topics import Topics
     from dispatch.adapters.kafka.worker import KafkaWorker
 
     # The road network is read (or built) now, not when the group assigns a shard: a long
@@ -290,14 +321,26 @@ def build_kafka_worker(
     # compiled scan from numba's cache (0.2-0.4 s), which a takeover would otherwise wait for.
     build_eta(settings)
     build_matcher(settings)
-    return KafkaWorker(
-        settings,
-        lambda shard, env=None: build_application(settings, shard, env),
-        lambda: build_matcher(settings),
-        clock_mode=clock_mode,
-        member=member,
-        **overrides,
+    keys_topic = Topics(settings.topic_prefix).subject_keys
+    # a worker makes keys only in its batches' transactions (docs/PRIVACY.md, section 3)
+    keys = KafkaKeyStore(
+        _connection(settings), keys_topic, settings.shards, keys_outside_batch=False
     )
+    sealer = Sealer(PersonalData(AesGcmCipher(), keys))
+    try:
+        return KafkaWorker(
+            settings,
+            lambda shard, env=None: build_application(settings, shard, env, sealer),
+            lambda: build_matcher(settings),
+            clock_mode=clock_mode,
+            member=member,
+            sealer=sealer,
+            keys=keys,
+            **overrides,
+        )
+    except BaseException:
+        keys.close()
+        raise
 
 
 def build_token_codec(
@@ -360,15 +403,19 @@ def build_embedded_engine(settings: Settings, clock: Clock = time.time) -> Embed
     if shards > 1:  # each shard sees the drivers near it, whoever owns them
         transport.nearby = markets.nearby_shards
     workers = []
+    # sealing begun here needs its own key store (review finding 7); recorded the first time
+    check_sealing(data_dir, had_events=not new_manifest, now=clock())
+    sealer = build_sealer(settings)
     for shard in range(shards):
         with naming(shard_path(data_dir, shard)):
-            workers.append(build_worker(settings, shard, clock))
+            workers.append(build_worker(settings, shard, clock, sealer))
     if new_manifest:
         write_manifest(data_dir, shards)
         log.info("event log %s: %d shard(s), manifest written", data_dir, shards)
     for worker in workers:
         with naming(shard_path(data_dir, worker.shard)):
             worker.restore()
+            worker.app.finish_erasures()  # a kill between an erasure's two commits
     return EmbeddedEngine(transport, workers)
 
 
@@ -420,14 +467,39 @@ def build_view_stores(settings: Settings) -> tuple[ViewStore, RideArchive]:
     )
 
 
+def build_key_store(settings: Settings) -> KeyStore:
+    """The subject keys (docs/PRIVACY.md): ``subject-keys.sqlite`` under the data dir
+    embedded, the compacted keys topic on Kafka; made when first used."""
+    if settings.embedded:
+        return LazyKeyStore(lambda: SqliteKeyStore(key_store_path(settings.data_dir)))
+
+    def kafka() -> KeyStore:
+        from dispatch.adapters.kafka.keystore import KafkaKeyStore
+        from dispatch.adapters.kafka.topics import Topics
+
+        name = Topics(settings.topic_prefix).subject_keys
+        return KafkaKeyStore(_connection(settings), name, settings.shards)
+
+    return LazyKeyStore(kafka)
+
+
+def build_personal(settings: Settings) -> PersonalData:
+    """How personal fields are sealed and opened: AES-GCM with the subject keys."""
+    return PersonalData(AesGcmCipher(), build_key_store(settings))
+
+
 def build_runtime(settings: Settings, clock: Clock = time.time) -> Runtime:
     """A serving process. Embedded: all shards' workers in threads, views following the
     shard SQLite files. Kafka: commands and pings to the topics, outcomes read back, views
     following the events topic and every ping on the locations topic (the shards' workers
     are `dispatch worker` processes). Either way the views start from those kept under the
     data dir when they match the log (``projections.warm``), and are kept there again."""
+    personal = build_personal(settings)
     projections = default_projections(
-        settings.h3_resolution, settings.ping_ttl_s, settings.ended_ride_retention_s
+        settings.h3_resolution,
+        settings.ping_ttl_s,
+        settings.ended_ride_retention_s,
+        personal.open,
     )
     name = log_name(settings)
     if not settings.embedded:
@@ -457,7 +529,8 @@ def build_runtime(settings: Settings, clock: Clock = time.time) -> Runtime:
             clock,
             archive=archive,
             warm=warm,
-            closers=[bus.close, source.close, archive.close],
+            closers=[bus.close, source.close, archive.close, personal.keys.close],
+            open_personal=personal.open,
         )
         if settings.shards > 1:  # a driver handed off: its pings to the shard serving it
             bus.serving = runtime.serving
@@ -496,5 +569,15 @@ def build_runtime(settings: Settings, clock: Clock = time.time) -> Runtime:
         engine,
         archive=archive,
         warm=warm,
-        closers=[archive.close],
+        closers=[archive.close, personal.keys.close],
+        open_personal=personal.open,
+        clear_before=_clear_before(settings),
     )
+
+
+def _clear_before(settings: Settings) -> float | None:
+    """When sealing began in an embedded data dir whose log held events already (their
+    personal fields were stored in the clear and stay so); None when all was sealed."""
+    found = read_sealing(settings.data_dir)
+    value = None if found is None else found.get("clear_before")
+    return float(value) if isinstance(value, int | float) else None

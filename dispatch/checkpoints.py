@@ -47,8 +47,11 @@ from dispatch.matching.state import (
     offer_row,
     ride_row,
 )
+from dispatch.privacy import Opener, as_is
 
 log = logging.getLogger(__name__)
+
+SealRide = Callable[[RideRow], RideRow]  # a ride row with its pickup sealed
 
 FORMAT = 2  # 2: may carry aggregates (format 1, the matcher's state only, still reads)
 FORMATS = frozenset({1, 2})
@@ -158,22 +161,33 @@ class CheckpointWriter:
         every_events: int,
         chunk_rows: int = 10_000,
         aggregates: AggregateSource | None = None,
+        seal_ride: SealRide | None = None,
     ) -> None:
         if every_events < 0 or chunk_rows < 1:
             raise ValueError("every_events must be >= 0 (0: never) and chunk_rows >= 1")
         self.every_events, self.chunk_rows = every_events, chunk_rows
         self.aggregates = aggregates
+        # Seals a ride row's pickup (docs/PRIVACY.md); None: rows in the clear.
+        self.seal_ride = seal_ride
         self.since = 0  # events committed since the last checkpoint began
         self.written = 0  # complete checkpoints written by this writer
         self._chunks: Iterator[Chunk] | None = None
         self._next: Chunk | None = None
+        # The next chunk is due but not encoded yet: it is encoded (its rows sealed, which
+        # may make a subject's key) by ``next_chunk``, inside the batch that saves it, never
+        # after a commit (a key made then would be sent outside any transaction).
+        self._due = False
 
     @property
     def in_progress(self) -> bool:
-        return self._next is not None
+        return self._next is not None or self._due
 
     def next_chunk(self) -> Chunk | None:
-        """The chunk to save with the next batch (the same one until it is committed)."""
+        """The chunk to save with the next batch (the same one until it is committed);
+        encoded at the first call after the previous one was committed."""
+        if self._due:
+            self._due = False
+            self._next = next(self._chunks or iter(()), None)
         return self._next
 
     def committed(
@@ -190,20 +204,21 @@ class CheckpointWriter:
         if chunk is not None and chunk is self._next:
             if chunk.last:
                 self.written += 1
-            self._next = None if chunk.last else next(self._chunks or iter(()), None)
+            self._next, self._due = None, not chunk.last
         self.since += events
-        if self.every_events and self._next is None and self.since >= self.every_events:
+        if self.every_events and not self.in_progress and self.since >= self.every_events:
             self.since = 0
             source = self.aggregates
             self._chunks = encode_chunks(
                 capture(matcher), position, last_event_time, now, self.chunk_rows,
                 aggregates=None if source is None else _snapshot_rows(source),
+                seal_ride=self.seal_ride,
             )  # fmt: skip
-            self._next = next(self._chunks)
+            self._due = True
 
     def abandon(self) -> None:
         """A batch was lost: the checkpoint in progress is dropped (the next starts anew)."""
-        self._chunks, self._next = None, None
+        self._chunks, self._next, self._due = None, None, False
 
     def restored(self, events_after_checkpoint: int) -> None:
         self.since = events_after_checkpoint
@@ -217,17 +232,19 @@ def encode_chunks(
     rows: int,
     max_bytes: int = CHUNK_BYTES,
     aggregates: Iterator[tuple[str, Any]] | None = None,
+    seal_ride: SealRide | None = None,
 ) -> Iterator[Chunk]:
     """The checkpoint of ``state`` (captured at ``position``) as chunks of at most ``rows``
     rows (``AGGREGATE_ROWS`` aggregates) and ``max_bytes`` bytes (a single larger row makes
     a chunk of its own), encoded one at a time as they are asked for. ``aggregates``, made
     lazily too (``(part, row)``: "aggregates" rows with a snapshot, "live" rows listing
     aggregates without), go last."""
+    seal: SealRide = seal_ride or (lambda row: row)
     items: Iterator[tuple[str, Any]] = chain(  # rows are built a chunk at a time
         (("drivers", driver_row(d)) for d in state.drivers.items()),
-        (("pending", ride_row(r)) for r in state.pending),
-        (("offers", offer_row(o)) for o in state.offers),
-        (("assigned", ride_row(r)) for r in state.assigned),
+        (("pending", seal(ride_row(r))) for r in state.pending),
+        (("offers", (seal(o[0]), o[1], o[2])) for o in map(offer_row, state.offers)),
+        (("assigned", seal(ride_row(r))) for r in state.assigned),
         (("surge", rows) for rows in _batched(state.surge or [], SURGE_A_ROW)),
         aggregates or iter(()),
     )
@@ -346,6 +363,7 @@ def restore_matcher(
     log_end: int,
     shard: int,
     floor: int = 0,
+    open: Opener = as_is,
 ) -> tuple[Matcher, Restored | None]:
     """A fresh matcher holding the newest complete checkpoint that lies within the log
     (``log_end``: its last position), reads back intact and loads; or an empty one (the
@@ -372,7 +390,7 @@ def restore_matcher(
         matcher = factory()
         try:
             restored = assemble(position, store.checkpoint_chunks(position))
-            load_into(matcher, restored)
+            load_into(matcher, restored, open)
             return matcher, restored
         except Exception as e:  # damaged, unreadable, or a state this code cannot load
             log.warning(
@@ -388,8 +406,9 @@ def restore_matcher(
     return factory(), None
 
 
-def load_into(matcher: Matcher, restored: Restored) -> None:
+def load_into(matcher: Matcher, restored: Restored, open: Opener = as_is) -> None:
+    """``open``: how a sealed pickup is read (docs/PRIVACY.md)."""
     load(
         matcher, restored.pending, restored.offers, restored.assigned, restored.drivers,
-        restored.surge,
+        restored.surge, open,
     )  # fmt: skip

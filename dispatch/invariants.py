@@ -40,6 +40,7 @@ from dispatch.domain.surge import NO_SURGE_TEXT, Surge
 from dispatch.log import LogEvent, parse_time
 from dispatch.matching.geo import haversine_m
 from dispatch.pricing.surge import rederive
+from dispatch.privacy import DamagedValue, KeyNotYetKnown, Opener, as_is
 
 RIDER_EVENTS = {Rider.RideRequested.TOPIC, Rider.RideEnded.TOPIC}
 _RECORDS = frozenset({CommandRecord.Created.TOPIC, CommandRecord.Carried.TOPIC})
@@ -84,6 +85,9 @@ class InvariantChecker:
     trip_started: dict[str, float] = field(default_factory=dict)  # live rides' trip start
     surge_levels: dict[str, tuple[str, int]] = field(default_factory=dict)  # cell -> (x, shard)
     last_time: float = float("-inf")
+    # How a sealed pickup or drop-off is read (docs/PRIVACY.md); one that does not read as a
+    # point (sealed and not opened, erased, damaged) leaves the trip's distance unchecked.
+    open: Opener = as_is
 
     def check(self, e: LogEvent) -> None:
         self.events += 1
@@ -103,7 +107,10 @@ class InvariantChecker:
             self.ride_status[agg_id] = RideStatus.REQUESTED
             if e.data.get("fare") is not None:
                 self.ride_terms[agg_id] = e.data["fare"]
-            self.ride_ends[agg_id] = (e.data.get("pickup"), e.data.get("dropoff"))
+            self.ride_ends[agg_id] = (
+                self._point(e.data.get("pickup"), "pickup"),
+                self._point(e.data.get("dropoff"), "dropoff"),
+            )
         elif topic == Driver.Created.TOPIC:
             self.drivers[agg_id] = REGISTERED
         elif topic == Driver.Arrived.TOPIC:  # handed off to this shard: its first event here
@@ -179,6 +186,21 @@ class InvariantChecker:
             holder = self.ride_driver.pop(ride_id, None)
             if holder is not None and self.driver_ride.get(holder) == ride_id:
                 del self.driver_ride[holder]
+
+    def _point(self, value: Any, name: str) -> tuple[float, float] | None:
+        """A requested ride's pickup or drop-off as a point, or None when it does not read
+        as one (sealed without an opener, erased, or damaged): not checked then."""
+        try:
+            opened = self.open(value, name)
+        except (DamagedValue, KeyNotYetKnown):
+            return None
+        if (
+            isinstance(opened, list | tuple)
+            and len(opened) == 2
+            and all(isinstance(c, int | float) and not isinstance(c, bool) for c in opened)
+        ):
+            return float(opened[0]), float(opened[1])
+        return None
 
     def _trip(
         self, e: LogEvent, terms: dict[str, Any] | None, ends: Any, started: float | None

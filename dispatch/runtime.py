@@ -18,6 +18,7 @@ from dispatch.adapters.embedded.engine import EmbeddedEngine
 from dispatch.markets import MarketMap
 from dispatch.messages import Ping
 from dispatch.ports import CommandBus
+from dispatch.privacy import Opener, as_is
 from dispatch.settings import Settings
 from projections.rides import RideRow
 from projections.runner import ProjectionRunner
@@ -60,6 +61,11 @@ class Runtime:
     warm: WarmStart | None = None  # the kept views taken up, checked by the first catch-up
     services: list[Service] = field(default_factory=list)
     closers: list[Callable[[], None]] = field(default_factory=list)
+    # How a sealed personal field in a view is opened for an answer (docs/PRIVACY.md).
+    open_personal: Opener = as_is
+    # When sealing began, if data recorded before then is in the clear (embedded; an
+    # erasure answers it: docs/PRIVACY.md); None when everything was sealed.
+    clear_before: float | None = None
     _started: bool = field(default=False, init=False)
 
     @property

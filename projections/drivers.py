@@ -16,6 +16,8 @@ from dispatch.domain.driver import (
 from dispatch.log import LogEvent
 from projections.tenures import Tenures
 
+ERASED_TOPICS = frozenset({Driver.Erased.TOPIC, Driver.ErasedByOperator.TOPIC})
+
 
 @dataclass(slots=True)
 class DriverRow:
@@ -31,6 +33,7 @@ class DriverRow:
     cancelled: int = 0
     updated_at: float = 0.0
     version: int = 0
+    erased: bool = False  # its pings are refused (a row kept before this field: getattr)
 
 
 @dataclass
@@ -42,7 +45,7 @@ class DriversView:
 
 class DriversProjection:
     name = "drivers"
-    topics = AVAILABILITY_TOPICS
+    topics = AVAILABILITY_TOPICS | ERASED_TOPICS
     params = ""
 
     def initial(self) -> DriversView:
@@ -57,6 +60,12 @@ class DriversProjection:
             row = view.rows[e.aggregate_id] = DriverRow(e.aggregate_id, e.data["name"])
         if row is None:
             return view
+        if topic in ERASED_TOPICS:  # not an availability event: the status stays offline
+            row.erased = True
+            return view
+        if topic == Driver.Created.TOPIC:  # the home's name, whichever shard was read first:
+            row.name = e.data["name"]  # sealed, each shard's copy is another token
+
         _count(row, e)
         if not admitted:  # a shard that no longer serves it: its counts only
             if new:  # its registration, read after a later tenure had begun: not current

@@ -9,6 +9,7 @@ from the ping stream (``__getstate__``).
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -26,7 +27,10 @@ from dispatch.domain.driver import (
 from dispatch.domain.ride import RIDE_ENDINGS, RIDE_TRANSITIONS, WAITING_FOR_DRIVER, Ride
 from dispatch.log import LogEvent
 from dispatch.messages import Ping
+from dispatch.privacy import KeyNotYetKnown, Opener, as_is
 from projections.tenures import Tenures
+
+log = logging.getLogger(__name__)
 
 BASE_RESOLUTION = 8
 MIN_RESOLUTION = 4
@@ -50,6 +54,10 @@ class HeatmapView:
     last_ping_at: dict[str, float] = field(default_factory=dict)
     ride_cell: dict[str, str] = field(default_factory=dict)
     waiting: set[str] = field(default_factory=set)
+    # Rides whose sealed pickup could not be opened yet (``KeyNotYetKnown``: its key not
+    # yet readable here): ride -> [the sealed pickup, whether the ride waits for a driver].
+    # Placed, and counted if waiting, at the ride's next event or the runner's next pass.
+    unplaced: dict[str, list[Any]] = field(default_factory=dict)
     tenures: Tenures = field(default_factory=Tenures)  # drivers handed off between shards
 
     def __getstate__(self) -> dict[str, Any]:
@@ -58,6 +66,7 @@ class HeatmapView:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self.__dict__.setdefault("unplaced", {})  # a view kept before it was
         for name in _FROM_PINGS:
             setattr(self, name, Counter() if name == "supply" else {})
 
@@ -80,9 +89,18 @@ _AVAILABLE = DriverStatus.AVAILABLE  # looked up once, not per event
 
 
 class HeatmapProjection:
+    """``open``: how a sealed pickup is read (docs/PRIVACY.md), only to find its cell; a
+    pickup that does not open (erased: only ended rides are) counts nowhere. A pickup whose
+    key is not yet known here (``KeyNotYetKnown``, on Kafka) neither stops the fold nor is
+    given up: the ride is kept unplaced and placed again at its next event or at the
+    runner's next pass (``settle``), counted from then on if it still waits."""
+
     name = "heatmap"
     topics = frozenset(_RIDE_WAITING) | AVAILABILITY_TOPICS
     params = f"resolution={BASE_RESOLUTION}"
+
+    def __init__(self, open: Opener = as_is) -> None:
+        self.open = open
 
     def initial(self) -> HeatmapView:
         return HeatmapView()
@@ -91,8 +109,15 @@ class HeatmapProjection:
         topic, agg = e.topic, e.aggregate_id
         if topic in _RIDE_WAITING:
             if topic == Ride.Created.TOPIC:
-                lat, lng = e.data["pickup"]
-                view.ride_cell[agg] = h3.latlng_to_cell(lat, lng, BASE_RESOLUTION)
+                self._place(view, agg, e.data["pickup"])
+            elif agg in view.unplaced:
+                self._place(view, agg, view.unplaced[agg][0])  # its key may be known now
+            unplaced = view.unplaced.get(agg)
+            if unplaced is not None:
+                unplaced[1] = _RIDE_WAITING[topic]
+                if topic in _RIDE_CLOSED:
+                    del view.unplaced[agg]
+                return view
             cell = view.ride_cell.get(agg)
             if cell is not None:
                 if _RIDE_WAITING[topic] and agg not in view.waiting:
@@ -111,6 +136,34 @@ class HeatmapProjection:
             if available != (before[0] == _AVAILABLE):  # most events change neither
                 self._set_available(view, agg, available)
         return view
+
+    def settle(self, view: HeatmapView) -> None:
+        """Place the rides left unplaced (their key not yet known), counting the ones that
+        wait; stops at the first key still unknown (each lookup may wait for its key)."""
+        for agg in list(view.unplaced):
+            sealed, waiting = view.unplaced[agg]
+            if not self._place(view, agg, sealed):
+                return
+            cell = view.ride_cell.get(agg)
+            if waiting and cell is not None and agg not in view.waiting:
+                view.waiting.add(agg)
+                view.demand[cell] += 1
+
+    def _place(self, view: HeatmapView, agg: str, sealed: Any) -> bool:
+        """Find the ride's cell from its pickup; False, the ride kept unplaced, when the
+        pickup's key is not yet known here."""
+        try:
+            pickup = self.open(sealed, "pickup")
+        except KeyNotYetKnown as error:
+            if agg not in view.unplaced:
+                log.warning("heatmap: ride %s unplaced for now (%s); retried later", agg, error)
+                view.unplaced[agg] = [sealed, False]
+            return False
+        view.unplaced.pop(agg, None)
+        if isinstance(pickup, list):
+            lat, lng = pickup
+            view.ride_cell[agg] = h3.latlng_to_cell(lat, lng, BASE_RESOLUTION)
+        return True
 
     def apply_ping(self, view: HeatmapView, ping: Ping) -> HeatmapView:
         driver_id = str(ping.driver_id)

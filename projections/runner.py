@@ -139,6 +139,7 @@ class ProjectionRunner:
     def _loop(self, interval_s: float) -> None:
         while not self._stop.is_set():
             try:
+                self.views.settle()
                 self.catch_up()
             except Exception:
                 log.exception("projection runner: catch-up failed; retrying")

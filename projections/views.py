@@ -8,6 +8,7 @@ from typing import Any
 
 from dispatch.log import LogEvent
 from dispatch.messages import Ping
+from dispatch.privacy import Opener, as_is
 from projections.base import Checkpointed, Projection
 from projections.credentials import CredentialsProjection, CredentialsView
 from projections.drivers import DriversProjection, DriversView
@@ -18,15 +19,19 @@ from projections.surge import SurgeProjection, SurgeView
 
 
 def default_projections(
-    resolution: int = 9, ttl_s: float = 30.0, ride_retention_s: float | None = None
+    resolution: int = 9,
+    ttl_s: float = 30.0,
+    ride_retention_s: float | None = None,
+    open: Opener = as_is,
 ) -> list[Projection[Any]]:
     """The five views; ended rides leave the rides view ``ride_retention_s`` after they
-    ended (None: never)."""
+    ended (None: never). Views keep sealed personal fields as they are; ``open`` reads a
+    sealed pickup where a fold needs its place (the heatmap's cell)."""
     return [
         RidesProjection(ride_retention_s),
         DriversProjection(),
         LocationsProjection(resolution, ttl_s),
-        HeatmapProjection(),
+        HeatmapProjection(open),
         SurgeProjection(),
         CredentialsProjection(),
     ]
@@ -62,6 +67,15 @@ class ViewSet:
 
     def apply(self, event: LogEvent) -> None:
         self.apply_page([event])
+
+    def settle(self) -> None:
+        """Let each view that left something to retry (a key not yet known: the heatmap's
+        ``settle``) try it again."""
+        with self.lock:
+            for p, state in self._pairs:
+                settle = getattr(p, "settle", None)
+                if settle is not None:
+                    settle(state.view)
 
     def apply_page(self, events: Sequence[LogEvent]) -> None:
         """Fold events of one shard, in log order, into every view: the replay hot path.

@@ -315,6 +315,16 @@ class RefreshTokens(_Request):
     refresh_token: Annotated[str, Field(min_length=1, max_length=MAX_TOKEN_LENGTH)]
 
 
+class ErasureAccepted(BaseModel):
+    """The erasure took effect. ``clear_before``: personal data this engine recorded before
+    that time was stored before sealing began and stays in the clear (docs/PRIVACY.md);
+    null when every personal field it holds was sealed."""
+
+    command_id: str
+    position: ConsistencyToken | None = None
+    clear_before: datetime | None = None
+
+
 # Why an admin revokes another's tokens: required, recorded with their name.
 AdminReason = Annotated[
     str,

@@ -191,6 +191,50 @@ class DriverCancel(_DriverRideCommand):
     reason: Reason = ""
 
 
+ErasedBy = Literal["self", "operator"]
+
+
+class _Erase(_Command):
+    """By the subject themself (no operator fields), or by an admin, who is named as an
+    operator's cancellation names them (the audit fields)."""
+
+    by: ErasedBy
+    operator_id: UUID | None = Field(default=None, description="The admin's id, when by one.")
+    operator_name: OperatorName | None = Field(default=None, description="The admin's name.")
+    operator_role: Literal["admin"] | None = Field(default=None, description="Their role.")
+
+    @model_validator(mode="after")
+    def _names_the_admin(self) -> _Erase:
+        named = (self.operator_id, self.operator_name, self.operator_role)
+        if self.by == "self":
+            if any(v is not None for v in named):
+                raise ValueError("an erasure by the subject names no operator")
+            return self
+        if self.operator_id is None or self.operator_name is None or self.operator_role is None:
+            raise ValueError("an erasure by an operator names them: id, name and role")
+        expected = id_of_operator(self.operator_name)
+        if self.operator_id != expected:
+            raise ValueError(
+                f"operator_id {self.operator_id} is not the id of operator "
+                f"{self.operator_name!r} ({expected})"
+            )
+        return self
+
+
+class EraseRider(_Erase):
+    """Erase a rider's personal data (docs/PRIVACY.md): by the rider, or an admin."""
+
+    type: Literal["erase_rider"] = "erase_rider"
+    rider_id: UUID
+
+
+class EraseDriver(_Erase):
+    """Erase a driver's personal data (docs/PRIVACY.md): by the driver, or an admin."""
+
+    type: Literal["erase_driver"] = "erase_driver"
+    driver_id: UUID
+
+
 Command = Annotated[
     RegisterDriver
     | RegisterRider
@@ -205,6 +249,8 @@ Command = Annotated[
     | StartTrip
     | CompleteTrip
     | DriverCancel
+    | EraseRider
+    | EraseDriver
     | RevokeTokens,
     Field(discriminator="type"),
 ]
@@ -243,9 +289,9 @@ class CommandEnvelope(BaseModel):
     def target_id(self) -> UUID:
         """The aggregate whose shard handles this command."""
         cmd = self.command
-        if isinstance(cmd, RegisterDriver | GoOnline | GoOffline | AcceptOffer):
+        if isinstance(cmd, RegisterDriver | GoOnline | GoOffline | AcceptOffer | EraseDriver):
             return cmd.driver_id  # an acceptance commits at the driver's own shard
-        if isinstance(cmd, RegisterRider | RequestRide):
+        if isinstance(cmd, RegisterRider | RequestRide | EraseRider):
             return cmd.rider_id  # a request takes the rider's lock at home first
         if isinstance(cmd, RevokeTokens):
             return cmd.credentials_id  # in the principal's home shard (an operator's: 0)

@@ -11,7 +11,7 @@ fields appear in the stored ``state``, where times and UUIDs are wrapped as
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -24,6 +24,24 @@ from schemas.common import OneOf, OperatorName
 from schemas.fares import FareTermsData, FinalFareData, TripFoundBy
 
 Coordinate = Annotated[list[float], Field(min_length=2, max_length=2)]
+# A personal field sealed under its subject's key (docs/PRIVACY.md; ``dispatch.privacy``
+# makes them, and a test holds this pattern to its tokens): the value's JSON, AES-GCM.
+Sealed = Annotated[
+    str,
+    Field(
+        pattern=r"^pf1\.[0-9a-f-]{36}\.[0-9a-f]{16}\.[A-Za-z0-9_-]+$",
+        description="A personal field sealed under its subject's key: "
+        "pf1.<subject id>.<key id>.<base64url(nonce, ciphertext, tag)>; unreadable once the "
+        "subject is erased (docs/PRIVACY.md).",
+    ),
+]
+Name = Annotated[
+    str,
+    Field(
+        description="The name, sealed (a pf1. token) or, in events stored before "
+        "sealing, in the clear."
+    ),
+]
 # What a rider is told when the ride ends: the terminal status its ending left.
 RideOutcome = Annotated[str, OneOf(s for s in RideStatus if s in RIDE_ENDINGS.values())]
 
@@ -40,8 +58,8 @@ class RideRequested(_Data):
     """Version 2 adds ``fare`` (absent from a version-1 event: read as null, not priced)."""
 
     rider_id: UUID
-    pickup: Coordinate
-    dropoff: Coordinate
+    pickup: Coordinate | Sealed = Field(description="[lat, lng], sealed under the rider's key.")
+    dropoff: Coordinate | Sealed = Field(description="[lat, lng], sealed under the rider's key.")
     expires_at: datetime
     fare: FareTermsData | None = Field(
         default=None, description="How the ride is priced; null: not priced."
@@ -89,7 +107,21 @@ class RideCancelledByDriver(_Data):
 
 
 class Registered(_Data):
-    name: str
+    name: Name
+
+
+class Erased(_Data):
+    """A rider or driver erased (docs/PRIVACY.md): their key is deleted."""
+
+    by: Literal["self", "operator"] = Field(description="The subject themself, or an admin.")
+
+
+class ErasedByOperator(Erased):
+    """An admin erased them; the event names the admin (the audit trail)."""
+
+    operator_id: str
+    operator_name: str
+    operator_role: str
 
 
 class OfferReceived(_Data):
@@ -127,7 +159,7 @@ _COMMANDS = (
 
 
 class DriverArrived(_Data):
-    name: str
+    name: Name
     epoch: int = Field(ge=1, description="The driver's tenure here (hand-offs so far).")
     from_shard: int = Field(ge=0)
     trips: int = Field(ge=0, description="Trips completed before, at other shards.")
@@ -296,6 +328,10 @@ EVENT_DATA: dict[str, type[_Data]] = {
     "dispatch.Ride.CancelledByDriver": RideCancelledByDriver,
     "dispatch.Ride.Expired": Empty,
     "dispatch.Driver.Registered": Registered,
+    "dispatch.Driver.Erased": Erased,
+    "dispatch.Rider.Erased": Erased,
+    "dispatch.Driver.ErasedByOperator": ErasedByOperator,
+    "dispatch.Rider.ErasedByOperator": ErasedByOperator,
     "dispatch.Driver.WentOnline": Empty,
     "dispatch.Driver.WentOffline": Empty,
     "dispatch.Driver.OfflineAfterTripRequested": Empty,

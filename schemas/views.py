@@ -40,8 +40,8 @@ class RideView(BaseModel):
     ride_id: UUID
     rider_id: UUID
     status: RideStatus
-    pickup: LatLng
-    dropoff: LatLng
+    pickup: LatLng | None = Field(description="Null when the rider was erased (docs/PRIVACY.md).")
+    dropoff: LatLng | None = Field(description="Null when the rider was erased.")
     driver_id: UUID | None = None
     offered_to: UUID | None = None
     pickup_eta_s: float | None = None

@@ -12,6 +12,7 @@ from dispatch.adapters.sqlite.ridearchive import SqliteRideArchive
 from dispatch.adapters.sqlite.viewstore import SqliteViewStore
 from dispatch.bootstrap import build_embedded_engine, build_markets
 from dispatch.log import LogEvent, LogSource
+from dispatch.privacy import Opener, as_is
 from dispatch.settings import MarketConfig, Settings
 from dispatch.simulator.clock import SimClock
 from dispatch.simulator.runner import SimConfig, Simulation
@@ -49,8 +50,9 @@ def simulate(data_dir: Path, seed: int = 5, minutes: float = 20) -> int:
     return report.events
 
 
-def new_views(retention_s: float | None = RETENTION_S) -> ViewSet:
-    return ViewSet(default_projections(ride_retention_s=retention_s))
+def new_views(retention_s: float | None = RETENTION_S, open: Opener = as_is) -> ViewSet:
+    """``open``: how the heatmap reads a sealed pickup (a serving process opens them)."""
+    return ViewSet(default_projections(ride_retention_s=retention_s, open=open))
 
 
 def fold(

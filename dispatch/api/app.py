@@ -19,7 +19,7 @@ from dispatch.api.limits import BodyLimitMiddleware
 from dispatch.api.metrics import ApiMetrics, LatencyMiddleware
 from dispatch.api.ratelimit import RateLimits
 from dispatch.api.routers import auth as auth_routes
-from dispatch.api.routers import drivers, fares, operators, ops, queries, riders, streams
+from dispatch.api.routers import drivers, erasure, fares, operators, ops, queries, riders, streams
 from dispatch.api.settings import ApiLimits
 from dispatch.bootstrap import build_fare_desk, build_read_audit
 from dispatch.pricing.desk import FareDesk
@@ -45,6 +45,7 @@ TAGS = [
     {"name": "riders", "description": "Registration, ride requests and cancellation."},
     {"name": "fares", "description": "Fare quotes: a signed price for a trip, for a while."},
     {"name": "operators", "description": "What operators who dispatch may change."},
+    {"name": "privacy", "description": "Erasure of a rider's or driver's personal data."},
     {"name": "queries", "description": "Read views, optionally after a consistency token."},
     {
         "name": "auth",
@@ -126,6 +127,7 @@ def create_app(
     app.include_router(riders.rides)
     app.include_router(fares.router)
     app.include_router(operators.rides)
+    app.include_router(erasure.router)
     app.include_router(streams.router)
     app.include_router(auth_routes.router)
     app.include_router(ops.router)

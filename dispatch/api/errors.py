@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from dispatch.privacy import KeyNotYetKnown
 from schemas.api import Problem
 
 # Rejection codes of the domain and the worker -> HTTP status.
@@ -22,6 +23,8 @@ OUTCOME_STATUS: Mapping[str, int] = {
     "not_found": 404,
     "forbidden": 403,
     "invalid_command": 422,
+    # The rider or driver was erased (docs/PRIVACY.md): nothing more is done for them.
+    "erased": 410,
     "quote_expired": 422,  # a ride request's quote, expired on the shard's clock
     "idempotency_key_reused": 422,
     # A revocation sent with a token of a version already revoked (not the retry of the
@@ -152,8 +155,16 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
 
+async def _key_not_yet_known(_: Request, exc: Exception) -> JSONResponse:
+    """A token whose key this process cannot read yet (a key just committed on Kafka):
+    retryable, never shown as erased (docs/PRIVACY.md, "The key store")."""
+    body = problem_body("unavailable", "a personal field's key is not readable yet; retry")
+    return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(KeyNotYetKnown, _key_not_yet_known)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
 
@@ -210,6 +221,7 @@ COMMAND_RESPONSES: dict[int | str, dict[str, Any]] = {
     413: TOO_LARGE,
     404: _doc("The ride, driver or rider does not exist."),
     409: _doc("The current state does not allow this (illegal_transition, already_exists)."),
+    410: _doc("The rider or driver was erased (erased): nothing more is done for them."),
     422: _doc(f"Invalid input, with pydantic's reasons; or {KEY_PROBLEMS}."),
     500: _doc("The engine failed to handle the command (internal_error)."),
     503: _doc(

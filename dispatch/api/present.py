@@ -8,6 +8,7 @@ from uuid import UUID
 
 from dispatch.api.auth import Principal
 from dispatch.domain.operators import AUDIT_FIELDS
+from dispatch.privacy import Opener, as_is, shown
 from projections.drivers import DriverRow
 from projections.locations import DriverLocation
 from projections.rides import RideRow
@@ -21,7 +22,8 @@ from schemas.views import (
     TimelineEntry,
 )
 
-_TIMELINE_KEYS = ("at", "event", "position")
+_TIMELINE_KEYS = frozenset({"at", "event", "position"})
+_PERSONAL = frozenset({"pickup", "dropoff", "name"})  # a ride's Requested; Driver.Arrived
 
 
 def when(ts: float) -> datetime:
@@ -32,8 +34,20 @@ def _uuid(value: str | None) -> UUID | None:
     return UUID(value) if value else None
 
 
-def timeline_entry(entry: dict[str, Any], hidden: frozenset[str] = frozenset()) -> TimelineEntry:
-    data = {k: v for k, v in entry.items() if k not in _TIMELINE_KEYS and k not in hidden}
+def opened(data: dict[str, Any], open: Opener) -> dict[str, Any]:
+    """An event's data with its sealed personal fields opened (``"erased"`` when erased)."""
+    if not _PERSONAL & data.keys():
+        return data
+    return {k: shown(open(v, k)) if k in _PERSONAL else v for k, v in data.items()}
+
+
+def timeline_entry(
+    entry: dict[str, Any], hidden: frozenset[str] = frozenset(), open: Opener = as_is
+) -> TimelineEntry:
+    """``open``: how a sealed personal field is read (docs/PRIVACY.md); an erased one shows
+    as ``"erased"``."""
+    skip = hidden | _TIMELINE_KEYS
+    data = opened({k: v for k, v in entry.items() if k not in skip}, open)
     return TimelineEntry(
         event=entry["event"], at=when(entry["at"]), position=entry["position"], data=data
     )
@@ -44,13 +58,21 @@ def hidden_from(caller: Principal) -> frozenset[str]:
     return frozenset() if caller.role == "operator" else frozenset(AUDIT_FIELDS)
 
 
-def ride_view(row: RideRow, hidden: frozenset[str] = frozenset()) -> RideView:
+def latlng(value: Any, field: str, open: Opener = as_is) -> LatLng | None:
+    """A view's coordinate pair, opened; None when erased."""
+    opened = open(value, field)
+    if not isinstance(opened, list):
+        return None
+    return LatLng(lat=opened[0], lng=opened[1])
+
+
+def ride_view(row: RideRow, hidden: frozenset[str] = frozenset(), open: Opener = as_is) -> RideView:
     return RideView(
         ride_id=UUID(row.ride_id),
         rider_id=UUID(row.rider_id),
         status=row.status,  # type: ignore[arg-type]  # the projection's statuses
-        pickup=LatLng(lat=row.pickup[0], lng=row.pickup[1]),
-        dropoff=LatLng(lat=row.dropoff[0], lng=row.dropoff[1]),
+        pickup=latlng(row.pickup, "pickup", open),
+        dropoff=latlng(row.dropoff, "dropoff", open),
         driver_id=_uuid(row.driver_id),
         offered_to=_uuid(row.offered_to),
         pickup_eta_s=row.pickup_eta_s,
@@ -58,7 +80,7 @@ def ride_view(row: RideRow, hidden: frozenset[str] = frozenset()) -> RideView:
         updated_at=when(row.updated_at),
         version=row.version,
         **fare_of(row),
-        timeline=[timeline_entry(e, hidden) for e in row.timeline],
+        timeline=[timeline_entry(e, hidden, open) for e in row.timeline],
     )
 
 

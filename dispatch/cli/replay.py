@@ -20,13 +20,14 @@ from rich.table import Table
 
 from dispatch.adapters.sqlite import datadir
 from dispatch.adapters.sqlite.viewstore import SqliteViewStore
-from dispatch.bootstrap import build_log_source, build_view_stores, log_name
+from dispatch.bootstrap import build_log_source, build_personal, build_view_stores, log_name
 from dispatch.cli.common import DataDir, Kafka, iso_time, settings_from
 from dispatch.cli.errors import fail, report
 from dispatch.domain.geo import latlng_problem
 from dispatch.domain.ids import shard_of
 from dispatch.log import LogSource
 from dispatch.replay import operations as op
+from dispatch.shard.personal import Sealer
 
 app = typer.Typer(
     help="Rebuild, inspect, time-travel, verify and export the event log.", no_args_is_help=True
@@ -64,8 +65,9 @@ def verify(shard: Shard = None, data_dir: DataDir = None, kafka: Kafka = None) -
     Per-aggregate versions gapless and unique, only legal transitions, no driver in two
     active rides, no ride with two drivers, every offer resolved, one outcome per command."""
     source = _source(data_dir, kafka, shard)
+    personal = build_personal(settings_from(data_dir, kafka))
     started = time.perf_counter()
-    events, violations = op.verify(source, shard)
+    events, violations = op.verify(source, shard, personal.open)
     elapsed = time.perf_counter() - started
     for v in violations:
         console.print(f"[red]violation[/red] {v}")
@@ -102,12 +104,14 @@ def rebuild(
     if not views and not all_views:
         raise typer.BadParameter("name a view or pass --all", param_hint="VIEWS")
     settings = settings_from(data_dir, kafka)
+    personal = build_personal(settings)
     try:
         projections = op.select_views(
             None if all_views else views,
             settings.h3_resolution,
             settings.ping_ttl_s,
             settings.ended_ride_retention_s,
+            personal.open,
         )
     except op.UnknownViews as error:
         raise typer.BadParameter(str(error), param_hint="VIEWS") from None
@@ -128,6 +132,7 @@ def rebuild(
             )
         finally:
             archive.close()
+            personal.keys.close()
     elapsed = time.perf_counter() - started
     if result.resumed_from:
         console.print(f"resumed from {result.resumed_from}")
@@ -162,7 +167,8 @@ def history(
     if not stored:
         fail(f"no events for {kind} {agg} in shard {shard_of(agg)}", code=1)
     expected = f"dispatch.{kind.capitalize()}."  # the dot: a Rider is not a Ride
-    for event, state in replay_states(stored):
+    sealer = Sealer(build_personal(settings_from(data_dir, kafka)))
+    for event, state in replay_states(stored, sealer):
         topic = type(event).TOPIC
         if not topic.startswith(expected):
             fail(f"{agg} is not a {kind} (its events are {topic})", code=1)
@@ -205,7 +211,8 @@ def fare(
     except ValueError:
         raise typer.BadParameter(f"not a UUID: {ride_id!r}", param_hint="RIDE_ID") from None
     stored = _source(data_dir, kafka).stored_events(shard_of(ride), ride)
-    events = [event for event, _ in replay_states(stored)]
+    sealer = Sealer(build_personal(settings_from(data_dir, kafka)))
+    events = [event for event, _ in replay_states(stored, sealer)]
     if not events or not type(events[0]).TOPIC.startswith("dispatch.Ride."):
         fail(f"no ride {ride} in shard {shard_of(ride)}", code=1)
     explained = explain_fare(events)

@@ -18,7 +18,9 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
-from dispatch.domain.errors import DriverMoved, Forbidden, IllegalTransition
+from dispatch.domain.errors import DriverMoved, Erased, Forbidden, IllegalTransition
+from dispatch.domain.operators import AUDIT_FIELDS
+from dispatch.domain.rider import Operator, upcast_erased
 
 
 class DriverStatus(StrEnum):
@@ -54,6 +56,7 @@ class Driver(Aggregate):
     # restores the attributes it has, without running __init__).
     epoch = 0
     handed_to: int | None = None
+    erased = False  # for a driver rebuilt from a snapshot taken before erasure existed
 
     class Event(Aggregate.Event):
         TOPIC: ClassVar[str]
@@ -197,6 +200,31 @@ class Driver(Aggregate):
             driver.epoch, driver.handed_to, driver.trips = self.epoch, None, self.trips
             driver.commands = dict(self.commands)
 
+    class Erased(Aggregate.Event):
+        """The driver's personal data was erased: their key is deleted in the same batch
+        (docs/PRIVACY.md), and every later command of theirs is refused. Not an
+        availability event: the driver stays offline."""
+
+        TOPIC = "dispatch.Driver.Erased"
+        class_version = 2
+        by: str  # "self" (``rider.ERASED_BY``); "operator" in ``ErasedByOperator``
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            upcast_erased(state)
+
+        def apply(self, driver: Driver) -> None:
+            driver.erased, driver.name = True, "erased"
+
+    class ErasedByOperator(Erased):
+        """An admin erased the driver: the event names who (``AUDIT_FIELDS``)."""
+
+        TOPIC = "dispatch.Driver.ErasedByOperator"
+        class_version = 1
+        operator_id: str
+        operator_name: str
+        operator_role: str
+
     def __init__(
         self,
         name: str,
@@ -266,9 +294,35 @@ class Driver(Aggregate):
                       commands=commands)  # fmt: skip
 
     def check_here(self) -> None:
-        """Refuse a driver's command at a shard that handed the driver off."""
+        """Refuse a driver's command at a shard that handed the driver off, and every
+        command of an erased driver."""
+        if self.erased:
+            raise Erased(f"driver {self.id} is erased")
         if self.status == DriverStatus.HANDED_OFF:
             raise DriverMoved(self.id, self.handed_to)
+
+    def erase(self, operator: Operator | None, at: datetime) -> bool:
+        """Erase the driver (once: False when they already are). Only an offline driver
+        served here: one that holds an offer or a ride, or is available, goes offline
+        first; one served by another shard comes back first."""
+        if self.erased:
+            return False
+        if self.status == DriverStatus.HANDED_OFF:
+            # The serving shard keeps the driver's status (offline there or not); home
+            # erases only a driver it serves (docs/PRIVACY.md, "What remains").
+            raise IllegalTransition(
+                f"driver {self.id} is served by shard {self.handed_to} (handed off to "
+                "another market), which home cannot erase from yet: the driver comes back "
+                "when free and pinging in their home market; nothing erased"
+            )
+        if self.status != DriverStatus.OFFLINE:
+            raise IllegalTransition(f"driver {self.id} is {self.status}: go offline first")
+        if operator is None:
+            self.trigger_event(self.Erased, timestamp=at, by="self")
+        else:
+            fields = dict(zip(AUDIT_FIELDS, operator, strict=True))
+            self.trigger_event(self.ErasedByOperator, timestamp=at, by="operator", **fields)
+        return True
 
     def go_online(self, at: datetime) -> None:
         if self.status != DriverStatus.OFFLINE:

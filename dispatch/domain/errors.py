@@ -41,6 +41,12 @@ class Forbidden(DomainError):
     code = "forbidden"
 
 
+class Erased(DomainError):
+    """The rider or driver was erased (docs/PRIVACY.md): nothing more is done for them."""
+
+    code = "erased"
+
+
 class InvalidCommand(DomainError):
     """The command's payload is well-formed but makes no sense (for example a bad coordinate)."""
 

@@ -79,8 +79,9 @@ class Ride(Aggregate):
         TOPIC = "dispatch.Ride.Requested"
         class_version = 2
         rider_id: str
-        pickup: list[float]
-        dropoff: list[float]
+        # None: erased (the rider's key is gone, docs/PRIVACY.md); only ended rides are.
+        pickup: list[float] | None
+        dropoff: list[float] | None
         expires_at: datetime
         fare: dict[str, Any] | None  # FareTerms.to_data(); None: not priced
 
@@ -250,16 +251,16 @@ class Ride(Aggregate):
     def __init__(
         self,
         rider_id: str,
-        pickup: list[float],
-        dropoff: list[float],
+        pickup: list[float] | None,
+        dropoff: list[float] | None,
         expires_at: datetime,
         fare: dict[str, Any] | None,
     ) -> None:
         self.rider_id = UUID(rider_id)
         self.fare = fare
         self.trip_started_at = None
-        self.pickup = Point.from_list(pickup)
-        self.dropoff = Point.from_list(dropoff)
+        self.pickup = None if pickup is None else Point.from_list(pickup)
+        self.dropoff = None if dropoff is None else Point.from_list(dropoff)
         self.expires_at = expires_at
         self.status = RideStatus.REQUESTED
         self.offered_to: UUID | None = None

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
-from dispatch.domain.errors import IllegalTransition
+from dispatch.domain.errors import Erased, IllegalTransition
+from dispatch.domain.operators import AUDIT_FIELDS
 from dispatch.domain.ride import RideStatus
 
 # How a ride ended, as its rider is told: the terminal status its ending left
@@ -15,8 +17,25 @@ from dispatch.domain.ride import RideStatus
 # application still passes one for an expiry; a test holds them equal to the endings.
 
 
+# Who erased a subject (``Erased.by``): the subject themself, or an operator (an admin).
+ERASED_BY = ("self", "operator")
+# What an erased subject's name reads as, in memory (stored, it was sealed: the key is gone).
+ERASED_NAME = "erased"
+# The admin who erased a subject: their id, name and role (``AUDIT_FIELDS``).
+Operator = tuple[str, str, str]
+
+
+def upcast_erased(state: dict[str, Any]) -> None:
+    """An ``Erased`` event of class version 1 carried ``operator_id`` ("" for the subject
+    themself); a self-erasure now carries no operator field. An admin's version-1 erasure
+    keeps its id (with no name or role: the audit trail shows them empty)."""
+    if not state.get("operator_id"):
+        state.pop("operator_id", None)
+
+
 class Rider(Aggregate):
     TOPIC = "dispatch.Rider"
+    erased = False  # for a rider rebuilt from a snapshot taken before erasure existed
 
     class Event(Aggregate.Event):
         pass
@@ -46,6 +65,31 @@ class Rider(Aggregate):
         def apply(self, rider: Rider) -> None:
             rider.active_ride = None
 
+    class Erased(Event):
+        """The rider's personal data was erased (docs/PRIVACY.md), by the rider themself:
+        no operator fields. Every later command of theirs is refused."""
+
+        TOPIC = "dispatch.Rider.Erased"
+        class_version = 2
+        by: str  # ERASED_BY
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            upcast_erased(state)
+
+        def apply(self, rider: Rider) -> None:
+            rider.erased, rider.name = True, ERASED_NAME
+
+    class ErasedByOperator(Erased):
+        """An admin erased the rider: the event names who (``AUDIT_FIELDS``, the audit
+        trail), as an operator's cancellation does."""
+
+        TOPIC = "dispatch.Rider.ErasedByOperator"
+        class_version = 1
+        operator_id: str
+        operator_name: str
+        operator_role: str
+
     def __init__(self, name: str) -> None:
         self.name = name
         self.active_ride: UUID | None = None
@@ -55,7 +99,29 @@ class Rider(Aggregate):
     def register(cls, rider_id: UUID, name: str, at: datetime) -> Rider:
         return cls._create(cls.Created, id=rider_id, timestamp=at, name=name)
 
+    def check_not_erased(self) -> None:
+        if self.erased:
+            raise Erased(f"rider {self.id} is erased")
+
+    def erase(self, operator: Operator | None, at: datetime) -> bool:
+        """Erase the rider (once: False when they already are), by themself (``operator``
+        None) or by an admin (``(id, name, role)``). Refused while a ride is active: its
+        pickup is needed until it ends (the rider cancels first)."""
+        if self.erased:
+            return False
+        if self.active_ride is not None:
+            raise IllegalTransition(
+                f"rider {self.id} has an active ride {self.active_ride}: cancel it first"
+            )
+        if operator is None:
+            self.trigger_event(self.Erased, timestamp=at, by="self")
+        else:
+            fields = dict(zip(AUDIT_FIELDS, operator, strict=True))
+            self.trigger_event(self.ErasedByOperator, timestamp=at, by="operator", **fields)
+        return True
+
     def check_can_request(self) -> None:
+        self.check_not_erased()
         if self.active_ride is not None:
             raise IllegalTransition(
                 f"rider {self.id} already has an active ride {self.active_ride}"

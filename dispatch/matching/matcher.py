@@ -218,6 +218,8 @@ class Matcher:
     # -- event handlers --------------------------------------------------------------------
     def _on_requested(self, e: Ride.Created) -> None:
         ts = _ts(e.timestamp)
+        if e.pickup is None:  # erased: the ride has ended (later in the log), not matched
+            return
         lat, lng = e.pickup
         ride = PendingRide(e.originator_id, lat, lng, ts, _ts(e.expires_at))
         self._enter_pending(ride)

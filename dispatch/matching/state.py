@@ -17,9 +17,13 @@ from uuid import UUID
 from dispatch.domain.driver import Availability, DriverStatus
 from dispatch.matching.matcher import Matcher
 from dispatch.matching.strategies import PendingRide
+from dispatch.privacy import Opener, as_is, is_sealed
 
-# id, pickup lat, pickup lng, requested at, request expires at, excluded driver ids
-RideRow = tuple[str, float, float, float, float, list[str]]
+# id, pickup lat, pickup lng, requested at, request expires at, excluded driver ids; with
+# personal fields sealed (docs/PRIVACY.md), the pickup is one token ([lat, lng] under the
+# rider's key) in place of lat, and lng is 0
+# (None: the rider was erased, the ride has ended)
+RideRow = tuple[str, float | str | None, float, float, float, list[str]]
 # ride, driver offered, offer expires at
 OfferRow = tuple[RideRow, str, float]
 # driver id, status, goes offline after its trip
@@ -71,10 +75,13 @@ def load(
     assigned: list[RideRow],
     drivers: list[DriverRow],
     surge: list[tuple[str, float]] | None = None,
+    open: Opener = as_is,
 ) -> None:
     """Put a captured state into ``matcher`` (fresh, nothing folded yet). ``surge``: the
     window's requests, when the checkpoint carries them; without (an older checkpoint) the
-    window is rebuilt from the rides that had not ended, as before."""
+    window is rebuilt from the rides that had not ended, as before. ``open`` reads a sealed
+    pickup; a ride whose pickup is erased is left out (its rider was erased after it ended,
+    so the events after the checkpoint end it: the matcher ignores them)."""
     if matcher.pending or matcher.offers or matcher.assigned or matcher.drivers:
         raise ValueError("a matcher state is loaded into a fresh matcher only")
     demand = surge is None
@@ -83,15 +90,25 @@ def load(
     for driver_id, status, after_trip in drivers:
         matcher.load_driver(UUID(driver_id), (DriverStatus(status), bool(after_trip)))
     for row in pending:
-        matcher.load_pending(_ride(row), demand)
-    for ride, driver_id, expires_at in offers:
-        matcher.load_offer(_ride(ride), UUID(driver_id), float(expires_at), demand)
+        if (ride := _ride(row, open)) is not None:
+            matcher.load_pending(ride, demand)
+    for ride_row_, driver_id, expires_at in offers:
+        if (ride := _ride(ride_row_, open)) is not None:
+            matcher.load_offer(ride, UUID(driver_id), float(expires_at), demand)
     for row in assigned:
-        matcher.load_assigned(_ride(row), demand)
+        if (ride := _ride(row, open)) is not None:
+            matcher.load_assigned(ride, demand)
 
 
-def _ride(row: RideRow) -> PendingRide:
+def _ride(row: RideRow, open: Opener = as_is) -> PendingRide | None:
     ride_id, lat, lng, requested_at, expires_at, excluded = row
+    if lat is None:
+        return None
+    if is_sealed(lat):
+        pickup = open(lat, "pickup")
+        if not isinstance(pickup, list):
+            return None
+        lat, lng = pickup
     return PendingRide(
         UUID(ride_id),
         float(lat),

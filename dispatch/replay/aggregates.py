@@ -17,13 +17,18 @@ from eventsourcing.persistence import (
 
 # Importing the aggregates registers their stable topics.
 from dispatch.domain import command_record, credentials, driver, ride, rider  # noqa: F401
+from dispatch.shard.personal import Sealer, SealingMapper
 
 
-def make_mapper() -> Mapper[Any]:
+def make_mapper(sealer: Sealer | None = None) -> Mapper[Any]:
+    """The library's mapper; with ``sealer``, sealed personal fields opened (erased ones
+    read as the shard application reads them: docs/PRIVACY.md)."""
     transcoder = JSONTranscoder()
     for transcoding in (UUIDAsHex(), DatetimeAsISO(), DecimalAsStr()):
         transcoder.register(transcoding)
-    return Mapper(transcoder=transcoder)
+    if sealer is None:
+        return Mapper(transcoder=transcoder)
+    return SealingMapper(transcoder, sealer=sealer)
 
 
 def public_state(aggregate: Any) -> dict[str, Any]:
@@ -43,9 +48,12 @@ def public_state(aggregate: Any) -> dict[str, Any]:
     return out
 
 
-def replay_states(stored: list[StoredEvent]) -> Iterator[tuple[Any, dict[str, Any]]]:
-    """Each domain event of one aggregate with the aggregate's state after it."""
-    mapper = make_mapper()
+def replay_states(
+    stored: list[StoredEvent], sealer: Sealer | None = None
+) -> Iterator[tuple[Any, dict[str, Any]]]:
+    """Each domain event of one aggregate with the aggregate's state after it (``sealer``:
+    opens sealed personal fields; it never makes a key)."""
+    mapper = make_mapper(sealer)
     aggregate: Any = None
     for record in stored:
         event: Any = mapper.to_domain_event(record)

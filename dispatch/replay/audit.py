@@ -76,7 +76,7 @@ def audit_trail(
     found = [
         e
         for e in read_all(source, shard)
-        if _ID in e.data and (operator is None or e.data[_ID] == operator)
+        if e.data.get(_ID) and (operator is None or e.data[_ID] == operator)
     ]
     found.sort(key=lambda e: (e.at, e.shard, e.position))  # positions as numbers
     return (_record(e) for e in found)
@@ -84,7 +84,9 @@ def audit_trail(
 
 def _record(e: LogEvent) -> AuditRecord:
     details = {k: v for k, v in e.data.items() if k not in AUDIT_FIELDS}
-    who = (str(e.data[_ID]), str(e.data[_NAME]), str(e.data[_ROLE]))
+    # an event written before its kind named all three (an admin's erasure of class
+    # version 1 named the id only) shows the others empty
+    who = (str(e.data.get(_ID, "")), str(e.data.get(_NAME, "")), str(e.data.get(_ROLE, "")))
     return AuditRecord(e.at, e.where, e.kind, e.aggregate_id, *who, details)
 
 

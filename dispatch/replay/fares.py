@@ -75,15 +75,24 @@ def _terms(out: FareExplanation, terms: FareTerms, ride_id: Any) -> None:
 
 
 def _trip(out: FareExplanation, requested: Any, completed: Any, events: list[Any]) -> None:
-    crow = haversine_m(*requested.pickup, *requested.dropoff)
+    if requested.pickup is None or requested.dropoff is None:  # erased (docs/PRIVACY.md)
+        crow = None
+    else:
+        crow = haversine_m(*requested.pickup, *requested.dropoff)
     started = next((e for e in events if isinstance(e, Ride.TripStarted)), None)
     found = completed.trip_by or {}
-    distance = f"{completed.distance_m:,} m ({found.get('distance')}: great circle {crow:,.0f} m"
     factor = (requested.fare or {}).get("road_factor")
-    if factor is not None:  # the factor the terms recorded, which gave the distance
-        distance += f" x road factor {factor})"
-    else:  # terms recorded before the factor was: the ratio, not the factor
-        distance += f" x {completed.distance_m / crow:.2f})" if crow else ")"
+    if crow is None:  # the pickup and drop-off were erased with the rider's key
+        distance = f"{completed.distance_m:,} m ({found.get('distance')}: pickup and "
+        distance += "drop-off erased, great circle unknown"
+        distance += f", road factor {factor})" if factor is not None else ")"
+    else:
+        distance = f"{completed.distance_m:,} m ({found.get('distance')}: great circle "
+        distance += f"{crow:,.0f} m"
+        if factor is not None:  # the factor the terms recorded, which gave the distance
+            distance += f" x road factor {factor})"
+        else:  # terms recorded before the factor was: the ratio, not the factor
+            distance += f" x {completed.distance_m / crow:.2f})" if crow else ")"
     duration = f"{completed.duration_s:,} s ({found.get('duration')}"
     if found.get("duration") == "clock" and started is not None:
         duration += f": trip started {started.timestamp.isoformat()}, completed "

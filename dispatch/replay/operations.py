@@ -21,6 +21,7 @@ import orjson
 from dispatch.invariants import InvariantChecker, Violation
 from dispatch.invariants_across import CrossShardChecker
 from dispatch.log import LogEvent, LogSource
+from dispatch.privacy import Opener, as_is
 from projections.base import Checkpointed, Projection
 from projections.keeper import ViewKeeper
 from projections.store import RideArchive, StoredViews, ViewStore, ViewStoreError, encode
@@ -57,7 +58,11 @@ def read_all(
 
 
 @batch_gc()
-def verify(source: LogSource, shard: int | None = None) -> tuple[int, list[Violation]]:
+def verify(
+    source: LogSource, shard: int | None = None, open: Opener = as_is
+) -> tuple[int, list[Violation]]:
+    """``open``: how a sealed pickup or drop-off is read (a completed ride's distance is
+    checked against them; one that does not open is not checked)."""
     checker = InvariantChecker()
     shards = [shard] if shard is not None else source.shards()
     across = CrossShardChecker()
@@ -69,7 +74,7 @@ def verify(source: LogSource, shard: int | None = None) -> tuple[int, list[Viola
         # Each shard's aggregates are checked on their own (a driver handed off has a
         # stream in each shard that served it, each whole); what shards tell one another,
         # over all of them together.
-        per_shard = InvariantChecker()
+        per_shard = InvariantChecker(open=open)
         head = heads[s]  # None: a source that cannot tell (Kafka): to its end
         for event in source.read(s):
             if head is not None and event.position > head:
@@ -105,12 +110,14 @@ def select_views(
     resolution: int = 9,
     ttl_s: float = 30.0,
     ride_retention_s: float | None = None,
+    open: Opener = as_is,
 ) -> list[Projection[Any]]:
     """The named views (every one for None), as a serving process with these settings
-    folds them; ``UnknownViews`` for a name that is not a view."""
+    folds them (``open``: how a sealed pickup is read); ``UnknownViews`` for a name that
+    is not a view."""
     projections = [
         p
-        for p in default_projections(resolution, ttl_s, ride_retention_s)
+        for p in default_projections(resolution, ttl_s, ride_retention_s, open)
         if names is None or p.name in names
     ]
     unknown = set(names or []) - {p.name for p in projections}

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import Aggregate
 from eventsourcing.domain import Snapshot as LibrarySnapshot
 from eventsourcing.persistence import JSONTranscoder, Recording
@@ -53,7 +53,9 @@ from dispatch.shard.crossing import (
 from dispatch.shard.crossshard.messages import Ack, Envelope
 from dispatch.shard.handlers import HANDLERS
 from dispatch.shard.links import Link, link_id, link_of
+from dispatch.shard.personal import Sealer
 from dispatch.shard.policy import Policy
+from dispatch.shard.sealing import SealingApplication
 from dispatch.shard.transcodings import PointAsList
 from dispatch.shard.unit_of_work import UnitOfWork
 from schemas.commands import CommandEnvelope, Outcome
@@ -61,7 +63,7 @@ from schemas.commands import CommandEnvelope, Outcome
 log = logging.getLogger(__name__)
 
 
-class ShardApplication(Application[UUID]):
+class ShardApplication(SealingApplication):
     """Intent-named entry points for one shard; all writes go through ``commit()``."""
 
     name = "dispatch"
@@ -79,8 +81,14 @@ class ShardApplication(Application[UUID]):
     }
 
     def __init__(
-        self, shard: int, env: Mapping[str, str] | None = None, policy: Policy | None = None
+        self,
+        shard: int,
+        env: Mapping[str, str] | None = None,
+        policy: Policy | None = None,
+        sealer: Sealer | None = None,
     ):
+        # Personal fields sealed when stored (docs/PRIVACY.md); None: stored as they are.
+        self.sealer = sealer
         defaults = {
             "AGGREGATE_CACHE_MAXSIZE": "200000",
             "AGGREGATE_CACHE_FASTFORWARD": "n",
@@ -387,13 +395,16 @@ class ShardApplication(Application[UUID]):
         chunk); nothing is saved when the batch has no events."""
         journal = self._uow.journal
         try:
+            erased = self.erasing(journal)  # pending, embedded (sealing.py)
             # The event store directly: the journal is already in decision order, and
             # Application.save would check every event against a runtime Protocol.
             recordings = self.events.put(journal, **saved) if journal else []
+            self.erase_in_batch(erased)  # Kafka: in the batch's transaction
         except Exception:
             self.discard()
             raise
         self._uow.saved()
+        self.erase_after(erased)  # embedded: once the batch is saved
         self._take_due_snapshots(journal)
         position = max((r.notification.id for r in recordings), default=None)
         outcomes = [

@@ -17,6 +17,7 @@ from dispatch.domain.errors import (
     AlreadyExists,
     BusyElsewhere,
     Forbidden,
+    IllegalTransition,
     InvalidCommand,
     NotFound,
     NotHereYet,
@@ -278,6 +279,43 @@ def driver_cancel(uow: UnitOfWork, cmd: c.DriverCancel, now: datetime, p: Policy
     return [ride.id, driver.id]
 
 
+def erase_rider(uow: UnitOfWork, cmd: c.EraseRider, now: datetime, p: Policy) -> list[UUID]:
+    """At the rider's home shard (docs/PRIVACY.md): ``Rider.Erased``; the application
+    deletes the rider's key before it saves the batch (``ShardApplication.commit``).
+    Erasing twice changes nothing and is accepted."""
+    _check_erasable(p)
+    rider = uow.get(Rider, cmd.rider_id)
+    if not rider.erase(_operator(cmd), now):
+        return []
+    return [rider.id]
+
+
+def erase_driver(uow: UnitOfWork, cmd: c.EraseDriver, now: datetime, p: Policy) -> list[UUID]:
+    """At the driver's home shard, which serves the driver (docs/PRIVACY.md): as
+    ``erase_rider``, for an offline driver."""
+    _check_erasable(p)
+    driver = uow.get(Driver, cmd.driver_id)
+    if not driver.erase(_operator(cmd), now):
+        return []
+    return [driver.id]
+
+
+def _operator(cmd: c.EraseRider | c.EraseDriver) -> tuple[str, str, str] | None:
+    """The admin who erases (id, name, role: the audit fields), or None (the subject)."""
+    if cmd.by == "self":
+        return None
+    assert cmd.operator_id is not None and cmd.operator_name and cmd.operator_role
+    return str(cmd.operator_id), cmd.operator_name, cmd.operator_role
+
+
+def _check_erasable(p: Policy) -> None:
+    if not p.erasable:
+        raise IllegalTransition(
+            "erasure needs personal fields sealed, which this shard's application does not "
+            "do (docs/PRIVACY.md): nothing erased"
+        )
+
+
 def revoke_tokens(uow: UnitOfWork, cmd: c.RevokeTokens, now: datetime, p: Policy) -> list[UUID]:
     """Raise a principal's token version, at the shard that keeps it (a driver's or rider's
     home, which knows whether it exists; an operator's in shard 0, as operators are not
@@ -316,5 +354,7 @@ HANDLERS: dict[str, Handler] = {
     "start_trip": start_trip,
     "complete_trip": complete_trip,
     "driver_cancel": driver_cancel,
+    "erase_rider": erase_rider,
+    "erase_driver": erase_driver,
     "revoke_tokens": revoke_tokens,
 }

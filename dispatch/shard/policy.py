@@ -18,6 +18,7 @@ class Policy:
         offer_timeout_s: float = 15.0,
         road_factor: float = 1.35,
         speed_kmh: float = 25.0,
+        erasable: bool = False,
     ) -> None:
         if idempotency_window_s <= 0:
             raise ValueError(f"idempotency_window_s must be > 0, got {idempotency_window_s}")
@@ -25,3 +26,6 @@ class Policy:
         self.idempotency_window_s = idempotency_window_s
         self.offer_timeout_s = offer_timeout_s  # how long an owner holds a driver asked for
         self.road_factor, self.speed_kmh = road_factor, speed_kmh
+        # Whether riders and drivers may be erased: only where personal fields are sealed
+        # (docs/PRIVACY.md); elsewhere an erasure is refused.
+        self.erasable = erasable

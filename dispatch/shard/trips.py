@@ -23,6 +23,9 @@ from dispatch.shard.policy import Policy
 
 def driven_trip(ride: Ride, now: datetime, p: Policy) -> DrivenTrip:
     """The trip ``ride`` drove, completed at ``now``."""
+    # Only an ended ride's pickup and drop-off are erased (docs/PRIVACY.md): never one
+    # being completed.
+    assert ride.pickup is not None and ride.dropoff is not None
     metres = haversine_m(ride.pickup.lat, ride.pickup.lng, ride.dropoff.lat, ride.dropoff.lng)
     distance_m = round(metres * road_factor_of(ride, p))
     started = ride.trip_started_at

@@ -160,7 +160,7 @@ def test_a_restart_restores_from_the_newest_checkpoint_and_equals_a_full_replay(
     written = build_worker(checkpointed, 0, lambda: 0.0)
     assert written.checkpoint_store is not None
     chunks = written.checkpoint_store.checkpoint_chunks(newest)
-    load_into(written.matcher, assemble(newest, chunks))
+    load_into(written.matcher, assemble(newest, chunks), written.app.open_personal)
     assert matcher_state(written.matcher) == matcher_state(upto.matcher)
 
 

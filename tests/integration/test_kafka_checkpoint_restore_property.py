@@ -40,13 +40,14 @@ from dispatch.adapters.kafka.checkpoints import CheckpointRecords
 from dispatch.adapters.kafka.config import new_admin, new_producer
 from dispatch.adapters.kafka.shard_host import open_shard
 from dispatch.adapters.kafka.topics import SPECS_BY_ROLE, Topics, delete_topics
-from dispatch.bootstrap import build_application, build_matcher
+from dispatch.bootstrap import build_application, build_matcher, build_personal
 from dispatch.checkpoints import CheckpointWriter, LiveRow, Snapshot, encode_chunks
 from dispatch.matching.matcher import Matcher
 from dispatch.matching.state import capture
 from dispatch.settings import Settings
 from dispatch.shard.application import ShardApplication
 from dispatch.shard.live import LiveAggregates
+from dispatch.shard.personal import Sealer
 from dispatch.shard.worker import ShardWorker, snapshot_of
 from dispatch.simulator.kafka import run_on_kafka
 from dispatch.simulator.runner import SimConfig
@@ -54,6 +55,14 @@ from dispatch.simulator.runner import SimConfig
 pytestmark = pytest.mark.kafka
 
 READ_ONLY = {"KAFKA_READ_ONLY": "y"}  # no producer: opening a shard fences no one
+_SEALERS: dict[str, Sealer] = {}  # by topic prefix: the workers sealed the log's names
+
+
+def sealer_of(s: Settings) -> Sealer:
+    """What opens the log's sealed fields (one per log: it reads the keys topic once)."""
+    if s.topic_prefix not in _SEALERS:
+        _SEALERS[s.topic_prefix] = Sealer(build_personal(s))
+    return _SEALERS[s.topic_prefix]
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +99,7 @@ class KafkaLog:
         """A worker that folded the whole partition (no checkpoint store), kept per window."""
         if retention_s not in self.replays:
             s = self.windowed(retention_s)
-            app = build_application(s, 0, READ_ONLY)
+            app = build_application(s, 0, READ_ONLY, sealer_of(s))
             worker = ShardWorker(0, app, lambda: build_matcher(s), time.time,
                                  live=LiveAggregates(retention_s))  # fmt: skip
             worker.restore()
@@ -135,6 +144,8 @@ def kafka_log(kafka_bootstrap: str) -> Iterator[KafkaLog]:
         for worker in log.replays.values():
             worker.app.close()
     finally:
+        if prefix in _SEALERS:
+            _SEALERS.pop(prefix).personal.keys.close()
         delete_topics(kafka_bootstrap, prefix)
         if made:
             admin = new_admin(kafka_bootstrap)
@@ -225,7 +236,7 @@ def reading(s: Settings) -> Callable[..., ShardApplication]:
     """``open_shard``'s application factory, read-only (the test's takeovers write nothing)."""
 
     def factory(shard: int, env: Mapping[str, str] | None = None) -> ShardApplication:
-        return build_application(s, shard, {**(env or {}), **READ_ONLY})
+        return build_application(s, shard, {**(env or {}), **READ_ONLY}, sealer_of(s))
 
     return factory
 

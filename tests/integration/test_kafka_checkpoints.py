@@ -25,13 +25,14 @@ from dispatch.adapters.kafka.processes import start_worker, stop_worker
 from dispatch.adapters.kafka.topics import Topics, create_topics, delete_topics
 from dispatch.adapters.kafka.transport import KafkaTransport
 from dispatch.adapters.kafka.worker import KafkaWorker
-from dispatch.bootstrap import build_kafka_worker, build_matcher, kafka_env
+from dispatch.bootstrap import build_kafka_worker, build_matcher, build_personal, kafka_env
 from dispatch.domain.ids import new_id
 from dispatch.matching.matcher import Matcher
 from dispatch.messages import Ping
 from dispatch.replay.operations import verify
 from dispatch.settings import Settings
 from dispatch.shard.application import ShardApplication
+from dispatch.shard.personal import Sealer
 from dispatch.shard.worker import ShardWorker
 from schemas import commands as c
 from schemas.common import LatLng
@@ -124,7 +125,7 @@ def test_a_takeover_restores_from_the_checkpoints_topic_and_equals_a_full_replay
         assert matcher_state(restored.matcher) == before
         env = {**kafka_env(deployment.kafka_bootstrap, deployment.topic_prefix, 0),
                "KAFKA_READ_ONLY": "y"}  # fmt: skip
-        reader = ShardApplication(0, env=env)
+        reader = ShardApplication(0, env=env, sealer=Sealer(build_personal(deployment)))
         full = ShardWorker(0, reader, lambda: build_matcher(deployment), time.time)
         full.restore()
         assert full.restored_from is None
@@ -278,7 +279,7 @@ def test_after_kill_9_during_a_checkpoint_a_takeover_never_uses_the_half_written
         assert missing == []
         env = {**kafka_env(deployment.kafka_bootstrap, deployment.topic_prefix, 0),
                "KAFKA_READ_ONLY": "y"}  # fmt: skip
-        reader = ShardApplication(0, env=env)
+        reader = ShardApplication(0, env=env, sealer=Sealer(build_personal(deployment)))
         full = ShardWorker(0, reader, lambda: build_matcher(deployment), time.time)
         full.restore()
         assert matcher_state(full.matcher) == matcher_state(restored.matcher)

@@ -58,6 +58,7 @@ from dispatch.adapters.kafka.eventstore.codec import notification_id
 from dispatch.adapters.kafka.follower import Follower
 from dispatch.adapters.kafka.logsource import KafkaLogSource
 from dispatch.adapters.kafka.topics import Topics, create_topics, delete_topics
+from dispatch.bootstrap import build_personal
 from dispatch.domain.driver import Driver
 from dispatch.domain.ids import shard_of
 from dispatch.domain.ride import Ride
@@ -66,6 +67,7 @@ from dispatch.replay.operations import verify
 from dispatch.settings import Settings
 from dispatch.shard.crossshard.messages import Envelope
 from dispatch.shard.links import Link
+from dispatch.shard.personal import Sealer
 from dispatch.simulator import kafka as sim_kafka
 from dispatch.simulator.cityshards import split_city
 from dispatch.simulator.runner import SimConfig, Simulation
@@ -361,18 +363,22 @@ def shard_messages(settings: Settings) -> ShardMessages:
     assert settings.kafka_bootstrap is not None
     topic = Topics(settings.topic_prefix).shard_messages
     out = ShardMessages(Counter(), Counter())
+    sealer = Sealer(build_personal(settings))  # the bodies' personal fields are sealed
     for shard in range(SHARDS):  # a follower reads one partition to its end
         follower = Follower(settings.kafka_bootstrap, topic, [shard], name="test")
         try:
             for records in follower.read_to_end():
                 for record in records:
-                    decoded = wire.decode_shard_message(record.value, "test", shard)
+                    decoded = wire.decode_shard_message(
+                        record.value, "test", shard, sealer.open_record
+                    )
                     if isinstance(decoded, Envelope):
                         if decoded.id not in out.copies:
                             out.kinds[type(decoded.body).__name__] += 1
                         out.copies[decoded.id] += 1
         finally:
             follower.close()
+    sealer.personal.keys.close()
     return out
 
 

@@ -41,7 +41,7 @@ from dispatch.adapters.kafka.processes import start_worker, stop_worker
 from dispatch.adapters.kafka.topics import Topics
 from dispatch.adapters.kafka.transport import KafkaTransport
 from dispatch.adapters.kafka.worker import KafkaWorker
-from dispatch.bootstrap import build_kafka_worker, build_log_source
+from dispatch.bootstrap import build_kafka_worker, build_log_source, build_personal
 from dispatch.domain.ids import new_id
 from dispatch.domain.operators import operator_id
 from dispatch.domain.ride import Ride
@@ -53,6 +53,7 @@ from dispatch.settings import MarketConfig, Settings
 from dispatch.shard.crossshard.messages import Envelope
 from dispatch.shard.inbound import Inbound
 from dispatch.shard.links import Link, link_id
+from dispatch.shard.personal import Sealer
 from schemas import commands as c
 from schemas.common import LatLng
 
@@ -149,19 +150,22 @@ def applied(log: list[LogEvent], shard: int, peer: int) -> list[int]:
 
 
 def messages_to(settings: Settings, shard: int) -> Counter[str]:
-    """The records on ``shard``'s partition of shard-messages, by kind ("ack" for acks)."""
+    """The records on ``shard``'s partition of shard-messages, by kind ("ack" for acks),
+    opened as a worker opens them (their personal fields are sealed)."""
     assert settings.kafka_bootstrap is not None
     topic = Topics(settings.topic_prefix).shard_messages
     follower = Follower(settings.kafka_bootstrap, topic, [shard], name="test")
+    sealer = Sealer(build_personal(settings))
     found: Counter[str] = Counter()
     try:
         for records in follower.read_to_end():
             for record in records:
-                decoded = wire.decode_shard_message(record.value, "test", shard)
+                decoded = wire.decode_shard_message(record.value, "test", shard, sealer.open_record)
                 assert not isinstance(decoded, Poison), decoded
                 found[type(decoded.body).__name__ if isinstance(decoded, Envelope) else "ack"] += 1
     finally:
         follower.close()
+        sealer.personal.keys.close()
     return found
 
 

@@ -40,7 +40,7 @@ from dispatch.adapters.kafka.shard_host import ShardHost
 from dispatch.adapters.kafka.topics import Topics, create_topics, delete_topics
 from dispatch.adapters.kafka.transport import KafkaTransport
 from dispatch.adapters.kafka.worker import KafkaWorker
-from dispatch.bootstrap import build_kafka_worker
+from dispatch.bootstrap import build_kafka_worker, build_personal
 from dispatch.domain.ids import new_id
 from dispatch.replay.operations import verify
 from dispatch.settings import Settings
@@ -127,7 +127,11 @@ def assert_each_decided_once(
     assert settings.kafka_bootstrap is not None
     assert {cid: counts[cid] for cid in commands} == dict.fromkeys(commands, 1)
     source = KafkaLogSource(settings.kafka_bootstrap, settings.topic_prefix)
-    names = Counter(e.data.get("name") for e in source.read(SHARD))
+    personal = build_personal(settings)  # names are sealed: opened with the keys topic
+    try:
+        names = Counter(personal.open(e.data.get("name"), "name") for e in source.read(SHARD))
+    finally:
+        personal.keys.close()
     assert {name: names[name] for name in commands.values()} == dict.fromkeys(commands.values(), 1)
     _, violations = verify(source)
     assert violations == []

@@ -16,18 +16,20 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 from kafka import TopicPartition
 
 from dispatch.adapters.kafka.config import new_consumer, new_producer
+from dispatch.adapters.kafka.follower import Follower
 from dispatch.adapters.kafka.logsource import KafkaLogSource
 from dispatch.adapters.kafka.processes import start_worker as start_process
 from dispatch.adapters.kafka.processes import stop_worker
 from dispatch.adapters.kafka.topics import Topics, create_topics, delete_topics
 from dispatch.adapters.kafka.transport import KafkaTransport
-from dispatch.bootstrap import build_kafka_worker
+from dispatch.bootstrap import build_kafka_worker, build_personal
 from dispatch.domain.ids import new_id
 from dispatch.messages import Ping
 from dispatch.replay.operations import verify
@@ -66,6 +68,32 @@ def envelope(command: c.Command) -> c.CommandEnvelope:
     return c.CommandEnvelope(
         command_id=str(uuid.uuid4()), issued_at=datetime.now(UTC), command=command
     )
+
+
+def opened_names(settings: Settings, shard: int) -> list[Any]:
+    """The names in the shard's log, opened with the keys topic (the workers seal them)."""
+    assert settings.kafka_bootstrap is not None
+    source = KafkaLogSource(settings.kafka_bootstrap, settings.topic_prefix)
+    personal = build_personal(settings)
+    try:
+        return [personal.open(e.data.get("name"), "name") for e in source.read(shard)]
+    finally:
+        personal.keys.close()
+
+
+def subject_key_records(settings: Settings) -> set[bytes]:
+    """The keys of the committed records of the subject-keys topic."""
+    assert settings.kafka_bootstrap is not None
+    topic = Topics(settings.topic_prefix).subject_keys
+    found: set[bytes] = set()
+    for partition in range(settings.shards):  # a follower reads one partition to its end
+        follower = Follower(settings.kafka_bootstrap, topic, [partition], name="test")
+        try:
+            follower.seek(partition, follower.beginning_offset(partition))
+            found |= {r.key for records in follower.read_to_end() for r in records}
+        finally:
+            follower.close()
+    return found
 
 
 def test_two_workers_split_the_partitions_and_load_flows_through_a_rebalance(
@@ -183,7 +211,8 @@ def test_a_stale_worker_cannot_write_after_its_partitions_moved(
         bus.send_command(probe)
         outcome = bus.wait_outcome(probe.command_id, 60)
         assert outcome is not None and outcome.accepted  # the new owner serves the shard
-        zombie = envelope(c.RegisterDriver(driver_id=new_id(shard), name="zombie"))
+        zombie_id = new_id(shard)
+        zombie = envelope(c.RegisterDriver(driver_id=zombie_id, name="zombie"))
         stale._process(shard, host, Inbound(commands=[zombie]), {})
         assert stale.stats.fenced == 1 and shard not in stale.shards
         assert stale.lost[shard].fenced  # a real fence, from the new owner's producer
@@ -200,9 +229,10 @@ def test_a_stale_worker_cannot_write_after_its_partitions_moved(
     counts = outcome_counts(deployment)
     assert counts[probe.command_id] == 1 and counts[again.command_id] == 1
     assert zombie.command_id not in counts
-    source = KafkaLogSource(deployment.kafka_bootstrap, deployment.topic_prefix)
-    names = [e.data.get("name") for e in source.read(shard)]
+    names = opened_names(deployment, shard)
     assert "probe" in names and "zombie" not in names
+    # the key the zombie made for its driver went with its fenced transaction
+    assert str(zombie_id).encode() not in subject_key_records(deployment)
 
 
 def test_a_poison_record_lands_in_dead_letters_and_processing_continues(
@@ -342,6 +372,5 @@ def test_a_failed_batch_aborts_its_events_outcomes_and_offsets_and_is_decided_ag
         bus.close()
         worker.close()
     assert outcome_counts(deployment)[probe.command_id] == 1
-    source = KafkaLogSource(deployment.kafka_bootstrap, deployment.topic_prefix)
-    names = [e.data.get("name") for e in source.read(shard)]
-    assert names.count("twice decided") == 1
+    names = opened_names(deployment, shard)
+    assert names.count("twice decided") == 1  # sealed under a key committed with it

@@ -61,6 +61,7 @@ class _Host:
 
     def __init__(self, worker: ShardWorker, producer: _Producer) -> None:
         self.shard, self.worker, self.writer, self.producer = worker.shard, worker, self, producer
+        self.app, self.keys = worker.app, None  # keys: the Kafka key store a batch joins
         self.checkpoints = None
         self.tells_others = self.announce = False  # no driver-availability records here
 

@@ -176,6 +176,7 @@ def test_a_kafka_worker_loads_the_compiled_scan_before_it_joins_the_group(
 ) -> None:
     """``build_kafka_worker`` makes a first matcher (its index loads numba's compiled scan)
     before the worker exists, so the first takeover does not wait for it."""
+    import dispatch.adapters.kafka.keystore as keystore
     import dispatch.adapters.kafka.worker as kafka_worker
     from dispatch import bootstrap
     from dispatch.matching import index
@@ -183,6 +184,8 @@ def test_a_kafka_worker_loads_the_compiled_scan_before_it_joins_the_group(
 
     prepared: list[str] = []
     monkeypatch.setattr(index, "prepare", lambda: prepared.append("scan"))
+    # (the worker's key store reads the subject-keys topic when it is built: not here)
+    monkeypatch.setattr(keystore, "KafkaKeyStore", lambda *a, **k: prepared.append("keys"))
     monkeypatch.setattr(kafka_worker, "KafkaWorker",
                         lambda *a, **k: prepared.append("worker"))  # fmt: skip
     bootstrap.build_kafka_worker(Settings(kafka_bootstrap="127.0.0.1:9"))

@@ -8,17 +8,22 @@ from __future__ import annotations
 import dataclasses
 import typing
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import orjson
 import pytest
 
+from dispatch.adapters.crypto.aesgcm import AesGcmCipher
 from dispatch.adapters.kafka import wire
+from dispatch.adapters.sqlite.keystore import SqliteKeyStore, key_store_path
 from dispatch.domain.command_record import CarriedRecord
 from dispatch.domain.fares import FareRule
 from dispatch.domain.ids import new_id
 from dispatch.domain.ride_fare import FareTerms
 from dispatch.messages import Poison
+from dispatch.privacy import PersonalData
 from dispatch.shard.crossing import MESSAGE_HANDLERS
 from dispatch.shard.crossshard.messages import (
     KINDS,
@@ -29,6 +34,7 @@ from dispatch.shard.crossshard.messages import (
     OpenRide,
     UnlockRider,
 )
+from dispatch.shard.personal import Sealer
 
 T0 = 1_767_600_000.0
 RIDE, RIDER = str(new_id(1)), str(new_id(0))
@@ -252,9 +258,74 @@ def test_every_kind_round_trips_or_waits_for_a_version_that_handles_it(kind: typ
         assert decoded.reason == f"kind {kind.__name__} is not handled by this version"
 
 
+def _sealer(tmp_path: Path) -> Sealer:
+    return Sealer(PersonalData(AesGcmCipher(), SqliteKeyStore(key_store_path(tmp_path))))
+
+
+@pytest.mark.parametrize(
+    "message", [OPEN, PRICED, HANDOFF], ids=["OpenRide", "OpenRide with fare terms", "HandOff"]
+)
+def test_a_sealing_worker_s_message_holds_no_name_or_coordinate_and_opens(
+    message: Envelope, tmp_path: Path
+) -> None:
+    sealer = _sealer(tmp_path)
+    _key, value = wire.encode_shard_message(message, sealer.seal_message)
+    for plain in (b"Dee", b"37.3382", b"-121.8863", b"37.344", b"-121.88"):
+        assert plain not in value
+    assert wire.decode_shard_message(value, "m", message.receiver, sealer.open_record) == message
+
+
+def test_a_handed_off_driver_s_name_reads_erased_once_their_key_is_erased(
+    tmp_path: Path,
+) -> None:
+    sealer = _sealer(tmp_path)
+    _key, value = wire.encode_shard_message(HANDOFF, sealer.seal_message)
+    assert isinstance(HANDOFF.body, HandOff)
+    sealer.erase(UUID(HANDOFF.body.driver))
+    decoded = wire.decode_shard_message(value, "m", 0, sealer.open_record)
+    assert isinstance(decoded, Envelope) and isinstance(decoded.body, HandOff)
+    assert decoded.body.name == "erased"
+
+
+def test_a_sealed_field_that_does_not_open_is_poison(tmp_path: Path) -> None:
+    sealer = _sealer(tmp_path)
+    data = orjson.loads(wire.encode_shard_message(OPEN, sealer.seal_message)[1])
+    body = data["message"]["body"]
+    body["pickup_lat"], body["pickup_lng"] = body["pickup_lng"], body["pickup_lat"]
+    decoded = wire.decode_shard_message(orjson.dumps(data), "m", 1, sealer.open_record)
+    assert isinstance(decoded, Poison) and "OpenRide body" in decoded.reason
+
+
 def test_an_open_ride_with_fare_terms_the_schema_refuses_is_poison() -> None:
     data = PRICED.to_data()
     data["body"]["fare"] = {**TERMS, "surge": "lots"}
     decoded = wire.decode_shard_message(orjson.dumps({"message": data}), "m", 1)
+    assert isinstance(decoded, Poison)
+    assert decoded.reason.startswith("OpenRide.fare must be null or fare terms (surge:")
+
+
+def test_an_open_ride_s_fare_terms_survive_the_sealing_of_its_coordinates(
+    tmp_path: Path,
+) -> None:
+    sealer = _sealer(tmp_path)
+    _key, value = wire.encode_shard_message(PRICED, sealer.seal_message)
+    body = orjson.loads(value)["message"]["body"]
+    assert body["fare"] == TERMS  # the terms are not personal: carried as they are
+    assert all(str(body[f]).startswith("pf1.") for f in ("pickup_lat", "dropoff_lng"))
+    decoded = wire.decode_shard_message(value, "m", 1, sealer.open_record)
+    assert decoded == PRICED
+    assert isinstance(decoded, Envelope) and isinstance(decoded.body, OpenRide)
+    assert decoded.body.fare == TERMS
+    assert FareTerms.from_data(decoded.body.fare).to_data() == TERMS
+    assert (decoded.body.pickup_lat, decoded.body.dropoff_lng) == (37.3382, -121.88)
+
+
+def test_a_sealed_open_ride_with_fare_terms_the_schema_refuses_is_poison(
+    tmp_path: Path,
+) -> None:
+    sealer = _sealer(tmp_path)
+    data = orjson.loads(wire.encode_shard_message(PRICED, sealer.seal_message)[1])
+    data["message"]["body"]["fare"] = {**TERMS, "surge": "lots"}
+    decoded = wire.decode_shard_message(orjson.dumps(data), "m", 1, sealer.open_record)
     assert isinstance(decoded, Poison)
     assert decoded.reason.startswith("OpenRide.fare must be null or fare terms (surge:")

@@ -3,13 +3,14 @@
 Each process connects as the principal of its role (``User:<name>``, a SASL/SCRAM user):
 
 - ``api``: writes commands, pings and the records of operators' reads; reads outcomes (its
-  answers), events (its views) and pings (its location views). It cannot write events,
-  outcomes or anything a shard owns.
+  answers), events (its views), pings (its location views) and the subject keys (to open the
+  personal fields it shows). It cannot write events, outcomes or anything a shard owns.
 - ``worker``: reads its inputs (commands, pings, messages from other shards) and the shard
   state it restores (events, snapshots, checkpoints, driver availability); writes, in its
   batch transactions (transactional ids ``<prefix>.shard-*``), events, outcomes, snapshots,
-  checkpoints, messages to other shards, driver availability and dead letters; joins the
-  workers' group. It cannot write commands.
+  checkpoints, messages to other shards, driver availability and dead letters; reads and
+  writes the subject keys (the key store, docs/PRIVACY.md); joins the workers' group. It
+  cannot write commands.
 - ``simulator``: the load generator; writes commands and pings, reads outcomes and events
   (it learns from committed events, as an app would).
 - ``operator``: reads every topic (replay, audits) and describes their configs
@@ -44,7 +45,10 @@ DEFAULT_PRINCIPALS: dict[str, str] = {role: f"dispatch-{role}" for role in ROLES
 
 # role -> (topics it reads, topics it writes), by topic role (``topics.SPECS``).
 TABLE: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "api": (("outcomes", "events", "locations"), ("commands", "locations", "operator-reads")),
+    "api": (
+        ("outcomes", "events", "locations", "subject-keys"),
+        ("commands", "locations", "operator-reads"),
+    ),
     "worker": (
         (
             "commands",
@@ -54,6 +58,7 @@ TABLE: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "snapshots",
             "checkpoints",
             "driver-availability",
+            "subject-keys",
         ),
         (
             "events",
@@ -62,6 +67,7 @@ TABLE: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "checkpoints",
             "shard-messages",
             "driver-availability",
+            "subject-keys",
             "dead-letters",
         ),
     ),

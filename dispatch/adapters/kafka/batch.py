@@ -8,6 +8,11 @@ the commit listeners told. Any failure aborts all of it together: the shard's st
 refolded from the log and the consumer rewound to the committed offsets, so the batch is
 read and decided again. A writer whose producer is lost (fenced, or unable to abort) can
 write no more: the batch reports it as lost ("fenced") and does nothing more.
+
+When the shard's application seals personal fields, the batch joins the process's key
+store: a subject key made while it decides is sent in its transaction (docs/PRIVACY.md),
+and forgotten, by the store and the sealer's cache, if it does not commit. The bodies of
+the messages it sends to other shards are sealed as the stored ones are.
 """
 
 from __future__ import annotations
@@ -52,6 +57,8 @@ class KafkaBatch:
         decided = started
         try:
             with host.writer.transaction() as producer:
+                if host.keys is not None:
+                    host.keys.begin(producer)
                 batch = host.worker.process(inbound)
                 decided = time.perf_counter()
                 self._send(producer, batch)
@@ -60,13 +67,20 @@ class KafkaBatch:
                 if offsets:
                     host.writer.send_offsets(offsets, self.consumer.group_metadata())
         except ProducerLostError as e:  # FencedError included
+            self._forget_keys()
             log.warning("shard %s: %s", host.shard, e)
             return Ended("fenced")
         except Exception:
+            self._forget_keys()
             log.exception("shard %s: batch aborted; rewinding to the committed offsets", host.shard)
             host.worker.recover()
             self._rewind()
             return Ended("aborted")
+        except BaseException:  # an interrupt: the store must not stay joined (review 8)
+            self._forget_keys()
+            raise
+        if host.keys is not None:
+            host.keys.committed()
         host.worker.committed(batch)
         host.announce = False
         if host.checkpoints is not None:
@@ -85,8 +99,10 @@ class KafkaBatch:
             key = str(shard).encode()
             producer.send(self.topics.dead_letters, key=key, value=value, partition=0)
         between = self.topics.shard_messages
+        sealer = self.host.app.sealer
+        seal = sealer.seal_message if sealer is not None else None
         for message in batch.messages:
-            key, value = wire.encode_shard_message(message)
+            key, value = wire.encode_shard_message(message, seal)
             producer.send(between, key=key, value=value, partition=message.receiver)
         for ack in batch.acks:
             key, value = wire.encode_ack(ack)
@@ -103,6 +119,15 @@ class KafkaBatch:
         for state in states:
             key, value = wire.encode_availability(state)
             producer.send(topic, key=key, value=value, partition=host.shard)
+
+    def _forget_keys(self) -> None:
+        """The keys the batch made were never stored: forgotten, so its retry makes and
+        sends new ones."""
+        keys, sealer = self.host.keys, self.host.app.sealer
+        if keys is not None:
+            dropped = keys.aborted()
+            if sealer is not None:
+                sealer.forget(dropped)
 
     def _rewind(self) -> None:
         for topic in self.topics.consumed:

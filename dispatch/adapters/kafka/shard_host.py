@@ -21,10 +21,12 @@ from dispatch.adapters.kafka.eventstore.recorders import KafkaAggregateRecorder,
 from dispatch.adapters.kafka.eventstore.restore import lend_consumer
 from dispatch.adapters.kafka.eventstore.writer import PartitionWriter
 from dispatch.adapters.kafka.follower import Follower
+from dispatch.adapters.kafka.keystore import KafkaKeyStore
 from dispatch.adapters.kafka.topics import Topics
 from dispatch.checkpoints import CheckpointWriter, Restored, restore_matcher
 from dispatch.markets import handoffs
 from dispatch.matching.matcher import Matcher
+from dispatch.privacy import Opener, as_is
 from dispatch.settings import Settings
 from dispatch.shard.application import ShardApplication
 from dispatch.shard.inbound import Inbound
@@ -68,14 +70,17 @@ class ShardHost:
         clock: StreamClock | None,
         checkpoints: CheckpointRecords | None = None,
         tells_others: bool = False,
+        keys: KafkaKeyStore | None = None,
     ) -> None:
         """``tells_others``: the city has other shards, whose matchers this shard's batches
         tell of its drivers' availability (adapters/kafka/availability.py); the first
-        committed one tells of all of them."""
+        committed one tells of all of them. ``keys``: the process's subject keys, which
+        each batch joins, when the application seals (docs/PRIVACY.md)."""
         self.shard, self.app, self.writer, self.worker = shard, app, writer, worker
         self.stream_clock = clock
         self.checkpoints = checkpoints  # sends the batches' checkpoint chunks
         self.tells_others = self.announce = tells_others
+        self.keys = keys
         self._last_tick = 0.0
 
     def advance(self, inbound: Inbound) -> None:
@@ -98,8 +103,12 @@ def open_shard(
     app_factory: AppFactory,
     matcher_factory: Callable[[], Matcher],
     clock_mode: str,
+    keys: KafkaKeyStore | None = None,
+    open: Opener = as_is,
 ) -> ShardHost:
-    """Restore a shard and warm its matcher with recent pings.
+    """Restore a shard and warm its matcher with recent pings. ``keys`` and ``open``: the
+    process's subject keys, and how the checkpoint's sealed ride rows are opened, when its
+    applications seal (docs/PRIVACY.md).
 
     The newest usable checkpoint is chosen first. When it carries the live aggregates, the
     local store reads only the events after it (``KAFKA_EVENTS_AFTER``) and starts its
@@ -122,7 +131,7 @@ def open_shard(
                               client_id=f"shard-{shard}-restore")  # fmt: skip
         with lend_consumer(reader):
             return _restore(settings, shard, topics, app_factory, matcher_factory,
-                            clock_mode, reader, started)  # fmt: skip
+                            clock_mode, reader, started, keys, open)  # fmt: skip
     finally:
         if reader is not None:
             reader.close()
@@ -139,6 +148,8 @@ def _restore(
     clock_mode: str,
     reader: KafkaConsumer,
     started: float,
+    keys: KafkaKeyStore | None,
+    open: Opener,
 ) -> ShardHost:
     assert settings.kafka_bootstrap is not None
     store = KafkaCheckpointStore(connection_of(settings), topics.checkpoints, shard)
@@ -146,7 +157,7 @@ def _restore(
     try:
         store.require_topic()  # before the application starts a producer
         log_end = _events_end(connection_of(settings), topics.events, shard, reader)
-        loaded, chosen = restore_matcher(store, matcher_factory, log_end, shard)
+        loaded, chosen = restore_matcher(store, matcher_factory, log_end, shard, open=open)
         tail_only = chosen is not None and chosen.aggregates is not None
         read = time.perf_counter()
         if tail_only:
@@ -164,9 +175,11 @@ def _restore(
     if not isinstance(recorder, KafkaRecorder):
         raise TypeError(f"shard {shard}: a Kafka worker needs the Kafka event store")
     # While the tail is folded: the topics the shard's batches send to.
-    recorder.writer.prefetch(_sent_to(topics, settings.shards))
+    recorder.writer.prefetch(_sent_to(topics, settings.shards, keys is not None))
     records = CheckpointRecords(topics.checkpoints, shard)
-    writer = CheckpointWriter(settings.checkpoint_every_events, settings.checkpoint_chunk_rows)
+    writer = CheckpointWriter(
+        settings.checkpoint_every_events, settings.checkpoint_chunk_rows, seal_ride=app.seal_ride
+    )
     worker = ShardWorker(
         shard, app, matcher_factory, clock,
         checkpoints=writer, checkpoint_store=store, chunks_with_events=False,
@@ -190,7 +203,9 @@ def _restore(
         time.perf_counter() - folded,
     )  # fmt: skip
     tells_others = settings.shards > 1
-    host = ShardHost(shard, app, recorder.writer, worker, stream_clock, records, tells_others)
+    if app.sealer is None:
+        keys = None  # nothing sealed: no key is made
+    host = ShardHost(shard, app, recorder.writer, worker, stream_clock, records, tells_others, keys)
     # Tell the others of all its drivers only where nothing was ever told (compaction keeps
     # each driver's last record): not at every takeover.
     host.announce = tells_others and _partition_empty(
@@ -199,10 +214,12 @@ def _restore(
     return host
 
 
-def _sent_to(topics: Topics, shards: int) -> list[str]:
+def _sent_to(topics: Topics, shards: int, keys: bool = False) -> list[str]:
     """The topics a shard's batches send to."""
     sent = [topics.events, topics.outcomes, topics.snapshots, topics.checkpoints,
             topics.dead_letters]  # fmt: skip
+    if keys:
+        sent.append(topics.subject_keys)
     if shards > 1:
         sent += [topics.shard_messages, topics.driver_availability]
     return sent

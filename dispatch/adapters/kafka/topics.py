@@ -2,7 +2,7 @@
 
 Every topic name is ``<prefix>.<role>`` (default prefix ``dispatch``). The co-partitioned
 topics (commands, locations, shard-messages, events, snapshots, outcomes, checkpoints,
-driver-availability) all
+driver-availability, subject-keys) all
 have one partition per shard: partition ``n`` of each belongs to shard ``n`` (on
 shard-messages, the messages and acks other shards send shard ``n``). Partition counts are
 fixed at creation; over-provision.
@@ -67,6 +67,19 @@ _COMPACT_OFTEN = {
     "min.cleanable.dirty.ratio": "0.1",
 }
 
+# The key of each data subject (adapters/kafka/keystore.py, docs/PRIVACY.md): compacted,
+# and an erased key's record leaves the brokers' logs within about two hours once the
+# partition is written to again (a segment rolls by time only on an append). A segment
+# rolls within the hour and is compacted within the hour whatever its dirty ratio; the
+# tombstone (no key in it) stays a day, so a reader that was behind still sees the key go.
+_SUBJECT_KEYS = {
+    "cleanup.policy": "compact",
+    "segment.ms": str(60 * 60 * 1000),
+    "max.compaction.lag.ms": str(60 * 60 * 1000),
+    "min.compaction.lag.ms": "0",
+    "delete.retention.ms": str(_DAY_MS),
+}
+
 SPECS: tuple[TopicSpec, ...] = (
     TopicSpec("commands", _delete_after(7 * _DAY_MS)),
     TopicSpec("locations", _delete_after(1 * _DAY_MS)),
@@ -85,6 +98,7 @@ SPECS: tuple[TopicSpec, ...] = (
     # partition = the owner shard, written in its batch transactions): compacted, so a
     # worker reads every driver's latest state at start (adapters/kafka/availability.py).
     TopicSpec("driver-availability", _COMPACT_OFTEN),
+    TopicSpec("subject-keys", _SUBJECT_KEYS),
     TopicSpec("dead-letters", _delete_after(30 * _DAY_MS), partitions=DEAD_LETTER_PARTITIONS),
     # What operators read (dispatch/adapters/kafka/readaudit.py): written by API instances,
     # one partition so the trail keeps the order the brokers took it; kept about 13 months.
@@ -121,6 +135,10 @@ class Topics:
     @property
     def driver_availability(self) -> str:
         return self.name("driver-availability")
+
+    @property
+    def subject_keys(self) -> str:
+        return self.name("subject-keys")
 
     @property
     def events(self) -> str:
@@ -302,7 +320,9 @@ def _config_problems(admin: Any, prefix: str, names: Iterable[str]) -> list[str]
     names = list(names)
     if not names:
         return []
-    keys = ["cleanup.policy", "retention.ms"]
+    keys = list(
+        dict.fromkeys(["cleanup.policy", "retention.ms", *SPECS_BY_ROLE["subject-keys"].configs])
+    )
     resources = [ConfigResource(ConfigResourceType.TOPIC, name, keys) for name in names]
     found = admin.describe_configs(resources, config_filter="all").get("topic", {})
     problems: list[str] = []
@@ -318,4 +338,10 @@ def _config_problems(admin: Any, prefix: str, names: Iterable[str]) -> list[str]
             )
         if spec.role == "events" and actual.get("retention.ms") != "-1":
             problems.append(f"{name}: retention.ms={actual.get('retention.ms')}, expected -1")
+        if spec.role == "subject-keys":  # they bound how long an erased key is kept
+            problems.extend(
+                f"{name}: {key}={actual.get(key)}, expected {value}"
+                for key, value in spec.configs.items()
+                if actual.get(key) != value
+            )
     return problems

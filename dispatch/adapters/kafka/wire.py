@@ -7,7 +7,8 @@ and dead-letter topics.
   from before batching (one ping object a record, pings as objects), so none is read: such
   a record, or such a ping, is poison with a reason that says what is expected;
 - shard-messages: one record per message or ack another shard sends the partition's shard,
-  key = the sender shard (as text), value = ``{"message": Envelope.to_data()}`` or
+  key = the sender shard (as text), value = ``{"message": Envelope.to_data()}`` (a body's
+  personal fields sealed by a sealing worker: docs/PRIVACY.md) or
   ``{"ack": {"from": sender, "to": receiver, "upto": n}}``;
 - driver-availability: key = driver id, value = ``{"leads_to": [event type, ...], "epoch":
   n}``, the availability event types that bring a driver to its state now at the shard
@@ -26,7 +27,7 @@ import dataclasses
 import math
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -37,6 +38,7 @@ from dispatch.domain.command_record import CarriedRecord
 from dispatch.domain.geo import latlng_problem
 from dispatch.matching.matcher import DRIVER_AVAILABILITY_EVENTS
 from dispatch.messages import Ping, Poison
+from dispatch.privacy import DamagedValue
 from dispatch.shard.crossing import MESSAGE_HANDLERS
 from dispatch.shard.crossshard.messages import KINDS, Ack, Body, Envelope
 from dispatch.shard.inbound import ForeignDriver
@@ -44,6 +46,9 @@ from schemas.commands import CommandEnvelope, Outcome
 from schemas.fares import FareTermsData
 
 MAX_PINGS_PER_RECORD = 10_000
+# A message body's personal fields sealed (kind, body -> body), or opened in place.
+SealBody = Callable[[str, dict[str, Any]], dict[str, Any]]
+OpenBody = Callable[[str, dict[str, Any]], None]
 
 
 def encode_command(envelope: CommandEnvelope) -> tuple[bytes, bytes]:
@@ -114,10 +119,13 @@ _BETWEEN_SHARDS = (
 _ID_FIELDS = frozenset({"ride", "rider", "driver"})  # body fields that hold aggregate ids
 
 
-def encode_shard_message(message: Envelope) -> tuple[bytes, bytes]:
+def encode_shard_message(message: Envelope, seal: SealBody | None = None) -> tuple[bytes, bytes]:
     """Key (the sender shard) and value of a message's record; its partition is the
-    receiver."""
-    return str(message.sender).encode(), orjson.dumps({"message": message.to_data()})
+    receiver. ``seal``: the body's personal fields sealed (docs/PRIVACY.md)."""
+    data = message.to_data()
+    if seal is not None:
+        data["body"] = seal(data["kind"], data["body"])
+    return str(message.sender).encode(), orjson.dumps({"message": data})
 
 
 def encode_ack(ack: Ack) -> tuple[bytes, bytes]:
@@ -131,10 +139,11 @@ class _Bad(ValueError):
 
 
 def decode_shard_message(
-    value: bytes | None, where: str, partition: int
+    value: bytes | None, where: str, partition: int, open: OpenBody | None = None
 ) -> Envelope | Ack | Poison:
     """A record of the shard-messages topic read from ``partition`` (the receiver's): the
-    message or ack it holds, or a ``Poison`` that says what is wrong (never an exception)."""
+    message or ack it holds, or a ``Poison`` that says what is wrong (never an exception).
+    ``open``: opens a body's sealed fields in place (a sealed one is a ``Poison`` without)."""
     if value is None:
         return Poison(SHARD_MESSAGES, where, "empty record (no value)", b"")
     try:
@@ -146,7 +155,7 @@ def decode_shard_message(
             raise _Bad(f"not a message between shards: {_BETWEEN_SHARDS}")
         if "ack" in doc:
             return _ack(doc["ack"], partition)
-        return _message(doc["message"], partition)
+        return _message(doc["message"], partition, open)
     except _Bad as error:
         return Poison(SHARD_MESSAGES, where, str(error), value)
 
@@ -191,7 +200,7 @@ def _ack(data: object, partition: int) -> Ack:
     return Ack(sender, receiver, _whole("ack.upto", ack["upto"], 0))
 
 
-def _message(data: object, partition: int) -> Envelope:
+def _message(data: object, partition: int, open: OpenBody | None = None) -> Envelope:
     message = _fields("message", data, ("from", "to", "seq", "kind", "body"))
     sender, receiver = _channel("message", message, partition)
     seq = _whole("message.seq", message["seq"], 1)
@@ -203,6 +212,11 @@ def _message(data: object, partition: int) -> Envelope:
         # Dead-lettered, not applied: the channel's next messages wait for it (the sender
         # sends it again until a version that handles it acknowledges it).
         raise _Bad(f"kind {kind_name} is not handled by this version")
+    if open is not None and isinstance(message["body"], dict):
+        try:
+            open(kind_name, message["body"])
+        except DamagedValue as error:
+            raise _Bad(f"{kind_name} body: {error}") from None
     return Envelope(sender, receiver, seq, _body(kind, message["body"]))
 
 

@@ -102,6 +102,14 @@ def go_offline(
 
 
 def _pings(ctx: ApiContext, driver_id: UUID, pings: Sequence[api.LocationPing]) -> list[Ping]:
+    """The pings to send; 410 ``erased`` for an erased driver (as their commands are): a
+    position is personal, and nothing more is done for them."""
+    views = ctx.runtime.views
+    with views.lock:
+        row = views.drivers.rows.get(str(driver_id))
+        erased = row is not None and getattr(row, "erased", False)
+    if erased:
+        raise ApiError(410, "erased", f"driver {driver_id} is erased: no location is taken")
     now = ctx.runtime.clock()
     out = []
     for i, p in enumerate(pings):
@@ -117,6 +125,7 @@ def _pings(ctx: ApiContext, driver_id: UUID, pings: Sequence[api.LocationPing]) 
 
 _PING_RESPONSES: dict[int | str, dict[str, object]] = {
     **AUTH_RESPONSES,
+    410: {"model": api.Problem, "description": "The driver was erased (erased)."},
     413: {"model": api.Problem, "description": "The request body is too large."},
 }
 

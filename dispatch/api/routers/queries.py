@@ -101,15 +101,15 @@ async def ride_status(ride_id: UUID, caller: Caller, ctx: Ctx, _after: Consisten
     hidden = present.hidden_from(caller)  # who an operator was: for operators' eyes
     with views.lock:
         row = views.rides.find(key)
-        view = present.ride_view(row, hidden) if row is not None else None
+        if row is not None and access.may_see_ride(caller, row):  # checked before opening
+            return present.ride_view(row, hidden, ctx.runtime.open_personal)
     if row is None:  # not in memory: it may have ended and left it (a disk read)
         row = await anyio.to_thread.run_sync(ctx.runtime.ended_ride, key)
-        view = present.ride_view(row, hidden) if row is not None else None
-    if row is None or view is None:
+    if row is None:
         raise not_found(f"no ride {ride_id}")
     if not access.may_see_ride(caller, row):
         raise forbidden(f"you may not see ride {ride_id}")
-    return view
+    return present.ride_view(row, hidden, ctx.runtime.open_personal)
 
 
 @router.get("/heatmap", response_model=Heatmap, responses=QUERY_RESPONSES)

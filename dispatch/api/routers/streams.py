@@ -30,6 +30,7 @@ from dispatch.domain.driver import DriverStatus
 from dispatch.domain.ids import shard_of
 from dispatch.domain.ride import RIDE_ENDINGS, TERMINAL
 from dispatch.log import LogEvent
+from dispatch.privacy import Opener
 from projections.rides import RideRow
 from schemas.views import StreamEvent
 
@@ -130,11 +131,11 @@ async def follow(
         ctx.hub.unsubscribe(sub)
 
 
-def _log_frame(hidden: frozenset[str]) -> Callable[[LogEvent], str]:
-    """A live event's frame, without the fields in ``hidden``."""
+def _log_frame(hidden: frozenset[str], open: Opener) -> Callable[[LogEvent], str]:
+    """A live event's frame, without the fields in ``hidden``, sealed fields opened."""
 
     def render(event: LogEvent) -> str:
-        data = {k: v for k, v in event.data.items() if k not in hidden}
+        data = present.opened({k: v for k, v in event.data.items() if k not in hidden}, open)
         return frame(event.kind, event.where, event.aggregate_id, event.at, data)
 
     return render
@@ -169,7 +170,8 @@ async def ride_events(
     def frames_of(row: RideRow) -> tuple[list[tuple[int, str]], bool]:
         if not access.may_see_ride(caller, row):
             raise forbidden(f"you may not follow ride {ride_id}")
-        frames = [_timeline_frame(key, entry, hidden) for entry in row.timeline]
+        opener = ctx.runtime.open_personal
+        frames = [_timeline_frame(key, entry, hidden, opener) for entry in row.timeline]
         return frames, row.status in TERMINAL
 
     try:
@@ -191,7 +193,8 @@ async def ride_events(
     limit = min(max_s, ctx.options.stream_max_s)
     cursor = {shard_of(ride_id): max([after, *(pos for pos, _ in replay)])}
     texts = [text for _, text in replay]
-    stream = follow(ctx, caller, sub, texts, cursor, limit, _log_frame(hidden), RIDE_ENDED)
+    render = _log_frame(hidden, ctx.runtime.open_personal)
+    stream = follow(ctx, caller, sub, texts, cursor, limit, render, RIDE_ENDED)
     return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
@@ -200,9 +203,11 @@ async def _iterate(texts: list[str]) -> AsyncIterator[str]:
         yield text
 
 
-def _timeline_frame(ride_id: str, entry: dict[str, Any], hidden: frozenset[str]) -> tuple[int, str]:
+def _timeline_frame(
+    ride_id: str, entry: dict[str, Any], hidden: frozenset[str], open: Opener
+) -> tuple[int, str]:
     skip = hidden | {"at", "event", "position"}
-    data = {k: v for k, v in entry.items() if k not in skip}
+    data = present.opened({k: v for k, v in entry.items() if k not in skip}, open)
     position: str = entry["position"]
     text = frame(entry["event"], position, ride_id, entry["at"], data)
     return int(position.partition(":")[2]), text
@@ -248,7 +253,7 @@ async def driver_offers(
         raise
 
     def render(event: LogEvent) -> str:
-        data = event.data
+        data = present.opened(event.data, ctx.runtime.open_personal)  # Driver.Arrived's name
         if event.kind == "Driver.OfferReceived":
             data = {**data, "ride": _ride_summary(ctx, data["ride_id"])}
         return frame(event.kind, event.where, event.aggregate_id, event.at, data)
@@ -264,10 +269,14 @@ def _ride_summary(ctx: ApiContext, ride_id: str) -> dict[str, Any] | None:
         row = ctx.runtime.views.rides.get(ride_id)
     if row is None:
         return None
+    pickup, dropoff = (
+        present.latlng(value, field, ctx.runtime.open_personal)
+        for value, field in ((row.pickup, "pickup"), (row.dropoff, "dropoff"))
+    )
     return {
         "ride_id": ride_id,
-        "pickup": {"lat": row.pickup[0], "lng": row.pickup[1]},
-        "dropoff": {"lat": row.dropoff[0], "lng": row.dropoff[1]},
+        "pickup": None if pickup is None else pickup.model_dump(),  # None: erased
+        "dropoff": None if dropoff is None else dropoff.model_dump(),
         "pickup_eta_s": row.pickup_eta_s,
         "status": row.status,
     }

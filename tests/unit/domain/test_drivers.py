@@ -200,3 +200,24 @@ def test_a_rider_id_is_not_a_driver(s):
     rider_id = s.rider()
 
     s.when(c.GoOnline(driver_id=rider_id)).assert_rejected("not_found")
+
+
+def test_erasing_a_driver_served_by_another_shard_names_that_shard(tmp_path):
+    """Review finding 5: a handed-off driver (offline there or not) is refused with the
+    real reason, not "go offline first". On SQLite only: a hand-off on the shared Kafka
+    log would send this link's first message, which other tests count on sending."""
+    from dispatch.shard.application import ShardApplication
+    from dispatch.shard.policy import Policy
+    from tests.unit.conftest import SHARD, Scenario
+
+    env = {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(tmp_path / "s")}
+    s = Scenario(ShardApplication(SHARD, env=env, policy=Policy(erasable=True)))
+    driver_id = s.driver(online=True)
+    assert s.app.hand_off(driver_id, s.OTHER_SHARD, s.now)
+    s.app.commit()
+    then = s.when(c.EraseDriver(driver_id=driver_id, by="self"))
+    then.assert_rejected("illegal_transition")
+    assert then.outcome is not None
+    assert f"served by shard {s.OTHER_SHARD}" in then.outcome.reason
+    assert "go offline first" not in then.outcome.reason
+    s.app.close()

@@ -69,3 +69,26 @@ def test_the_trail_orders_actions_of_one_instant_by_shard_then_position_as_numbe
         }
     )
     assert [r.where for r in audit_trail(log)] == ["0:3", "0:9", "0:10", "2:5", "10:1"]
+
+
+def test_erasures_of_the_first_version_do_not_break_the_trail() -> None:
+    """Review finding 3: a version-1 erasure carried ``operator_id`` alone ("" for the
+    subject themself); the trail skips a self-erasure and shows an admin's with the name
+    and role it lacks empty."""
+    admin = str(operator_id("root"))
+    mine = {"by": "self", "operator_id": ""}
+    theirs = {"by": "operator", "operator_id": admin}
+    log = _Log(
+        {
+            0: [
+                LogEvent(0, 1, admin, 2, "dispatch.Rider.Erased", 1.0, mine),
+                LogEvent(0, 2, admin, 2, "dispatch.Driver.Erased", 2.0, theirs),
+                _cancel(0, 3, 3.0),
+            ]
+        }
+    )
+    trail = list(audit_trail(log))
+    assert [(r.kind, r.operator_id, r.operator_name) for r in trail] == [
+        ("Driver.Erased", admin, ""),
+        ("Ride.CancelledByOperator", str(operator_id("dana")), "dana"),
+    ]

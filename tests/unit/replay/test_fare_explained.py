@@ -68,3 +68,13 @@ def test_the_trip_distance_is_explained_by_the_road_factor_the_terms_recorded() 
     terms = replace(TERMS, road_factor=D("1.35"))
     text = "\n".join(explain_fare(completed_ride(terms, 4_505, 660)).lines)
     assert "trip driven: 4,505 m (straight_line: great circle 3,336 m x road factor 1.35)" in text
+
+
+def test_an_erased_ride_s_fare_is_explained_without_its_ends() -> None:
+    events = completed_ride(TERMS, 5_400, 660)
+    # as the sealing mapper reads a ride whose rider was erased (docs/PRIVACY.md)
+    events[0] = replace(events[0], pickup=None, dropoff=None)  # type: ignore
+    explained = explain_fare(events)
+    text = "\n".join(explained.lines)
+    assert "trip driven: 5,400 m (straight_line: pickup and drop-off erased, great circle " in text
+    assert explained.agrees is True

@@ -57,9 +57,12 @@ def test_a_new_embedded_log_gets_a_manifest_with_its_shard_count(tmp_path: Path)
     build_embedded_engine(Settings(data_dir=data_dir, shards=3))
     manifest = orjson.loads((data_dir / "log.json").read_bytes())
     assert manifest == {"format": "dispatch.embedded-log", "version": 1, "shards": 3}
+    # no temporary file left behind; sealing.json names the key store made with the log
     assert sorted(p.name for p in data_dir.iterdir() if not p.name.startswith("shard-")) == [
-        "log.json"
-    ]  # no temporary file left behind
+        "log.json",
+        "sealing.json",
+        "subject-keys.sqlite",
+    ]
 
 
 def test_a_shard_with_no_events_yet_is_fine(tmp_path: Path) -> None:

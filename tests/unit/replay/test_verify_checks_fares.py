@@ -8,15 +8,20 @@ from __future__ import annotations
 
 from dataclasses import replace
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 from test_verify_finds_violations import CraftedLog, iso, kinds
 
+from dispatch.adapters.crypto.aesgcm import AesGcmCipher
+from dispatch.adapters.sqlite.keystore import SqliteKeyStore, key_store_path
 from dispatch.domain.fares import FareRule
 from dispatch.domain.ids import new_id
 from dispatch.domain.ride_fare import FareTerms, final_fare
 from dispatch.matching.geo import haversine_m
+from dispatch.privacy import PersonalData
+from dispatch.replay.operations import verify
 
 D = Decimal
 T0 = 1_767_600_000.0
@@ -97,3 +102,42 @@ def test_a_distance_the_recorded_road_factor_does_not_give_is_a_trip_mismatch() 
     assert (
         kinds(completed(TERMS, **longer, fare=final_fare(TERMS, metres * 2, 600).to_data())) == []
     )
+
+
+def sealed_ride(tmp_path: Path, metres: int) -> tuple[CraftedLog, PersonalData, UUID]:
+    """A priced ride completed over ``metres``, its pickup and drop-off sealed under its
+    rider's key as a sealing shard writes them (docs/PRIVACY.md)."""
+    personal = PersonalData(AesGcmCipher(), SqliteKeyStore(key_store_path(tmp_path)))
+    terms = replace(TERMS, road_factor=D("1.35"))
+    ride, driver, rider = new_id(0), new_id(0), new_id(0)
+    key = personal.keys.create(rider)
+    log = CraftedLog()
+    log.add(rider, "Rider.Registered", name=personal.seal(key, "name", "r"))
+    log.add(driver, "Driver.Registered", name="d").add(driver, "Driver.WentOnline")
+    log.add(ride, "Ride.Requested", rider_id=str(rider),
+            pickup=personal.seal(key, "pickup", [37.7, -122.4]),
+            dropoff=personal.seal(key, "dropoff", [37.8, -122.4]),
+            expires_at=iso(T0 + 300), fare=terms.to_data())  # fmt: skip
+    log.add(rider, "Rider.RideRequested", ride_id=str(ride))
+    log.add(ride, "Ride.Offered", driver_id=str(driver), offer_expires_at=iso(T0 + 15),
+            pickup_eta_s=60.0, distance_m=400.0)  # fmt: skip
+    log.add(driver, "Driver.OfferReceived", ride_id=str(ride), expires_at=iso(T0 + 15))
+    trip = TRIP | {"distance_m": metres}
+    finish(log, ride, driver, rider, **trip, fare=final_fare(terms, metres, 600).to_data())
+    return log, personal, rider
+
+
+def test_a_sealed_ride_s_distance_is_checked_against_its_opened_ends(tmp_path: Path) -> None:
+    right = round(GREAT_CIRCLE_M * 1.35)
+    log, personal, _ = sealed_ride(tmp_path / "a", right)
+    assert [v.kind for v in verify(log, None, personal.open)[1]] == []
+    log, personal, _ = sealed_ride(tmp_path / "b", right * 2)
+    assert [v.kind for v in verify(log, None, personal.open)[1]] == ["trip_mismatch"]
+    # without an opener (the tokens as they are) the distance is not checked, no crash
+    assert kinds(log) == []
+
+
+def test_an_erased_ride_s_distance_is_not_checked(tmp_path: Path) -> None:
+    log, personal, rider = sealed_ride(tmp_path, round(GREAT_CIRCLE_M * 1.35) * 2)
+    personal.keys.erase(rider)
+    assert [v.kind for v in verify(log, None, personal.open)[1]] == []
