@@ -4,15 +4,14 @@ gives the ride up; the ride is placed and counted at its next event or the next 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
-from uuid import UUID
 
 import h3
+from memory_log import MemoryLog
 
 from dispatch.domain.ids import new_id
 from dispatch.domain.ride import Ride
-from dispatch.log import LogEvent, LogSource
+from dispatch.log import LogEvent
 from dispatch.privacy import KeyNotYetKnown
 from projections.heatmap import BASE_RESOLUTION, HeatmapProjection
 from projections.runner import ProjectionRunner
@@ -83,26 +82,8 @@ def test_a_ride_is_placed_at_its_next_event_and_counted_only_if_it_waits() -> No
     assert view.unplaced == {} and view.cells(BASE_RESOLUTION) == {CELL: (0, 1)}
 
 
-class Events(LogSource):
+class Events(MemoryLog):
     """One shard's events, in memory."""
-
-    def __init__(self, events: list[LogEvent]) -> None:
-        self.events = events
-
-    def shards(self) -> list[int]:
-        return [0]
-
-    def read(self, shard: int, after: int = 0) -> Iterator[LogEvent]:
-        return iter([e for e in self.events if e.position > after])
-
-    def head(self, shard: int) -> int:
-        return len(self.events)
-
-    def stored_events(self, shard: int, aggregate_id: UUID) -> list[Any]:
-        return []
-
-    def close(self) -> None:
-        pass
 
 
 def test_the_runner_folds_past_a_key_not_yet_known_and_counts_the_ride_at_a_later_pass() -> None:

@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent
+from memory_log import MemoryLog
 
 from dispatch.domain.ids import new_id
-from dispatch.log import LogEvent, LogSource
+from dispatch.log import LogEvent
 from dispatch.replay.operations import verify
 
 T0 = 1_767_600_000.0
 
 
-class CraftedLog(LogSource):
+class CraftedLog(MemoryLog):
     """An in-memory log source: one shard, events as written by hand."""
 
     def __init__(self) -> None:
-        self.events: list[LogEvent] = []
+        super().__init__()
         self.versions: dict[str, int] = {}
 
     def add(
@@ -30,21 +29,6 @@ class CraftedLog(LogSource):
         self.versions[key] = v
         self.events.append(LogEvent(0, len(self.events) + 1, key, v, f"dispatch.{kind}", at, data))
         return self
-
-    def shards(self) -> list[int]:
-        return [0]
-
-    def read(self, shard: int, after: int = 0) -> Iterator[LogEvent]:
-        return iter([e for e in self.events if e.position > after])
-
-    def head(self, shard: int) -> int:
-        return len(self.events)
-
-    def stored_events(self, shard: int, aggregate_id: UUID) -> list[StoredEvent]:
-        return []
-
-    def close(self) -> None:
-        pass
 
 
 def iso(at: float) -> str:
