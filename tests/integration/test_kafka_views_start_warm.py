@@ -13,6 +13,7 @@ import logging
 import sqlite3
 import time
 from pathlib import Path
+from unittest.mock import patch
 from uuid import UUID
 
 import pytest
@@ -58,7 +59,11 @@ def test_serve_on_kafka_starts_from_kept_views_and_follows_the_tail(
     kafka_topics: KafkaTestTopics, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     log_dir = tmp_path / "log"
-    simulate(log_dir, minutes=12)
+    # The log is written in the clear, as before sealing: its events are copied into the
+    # topic, but its keys (subject-keys.sqlite) would not be, and a Kafka reader waits for
+    # a key it does not know (KeyNotYetKnown, docs/PRIVACY.md) token after token.
+    with patch("dispatch.bootstrap.build_sealer", return_value=None):
+        simulate(log_dir, minutes=12)
     heads = {}
     for shard in (0, 1):
         with sqlite3.connect(log_dir / f"shard-{shard:04d}.sqlite") as conn:
