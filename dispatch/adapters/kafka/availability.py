@@ -28,7 +28,7 @@ from uuid import UUID
 
 from dispatch.adapters.kafka import wire
 from dispatch.adapters.kafka.eventstore.connection import Connection
-from dispatch.adapters.kafka.follower import Follower
+from dispatch.adapters.kafka.follower import shard_follower
 from dispatch.shard.inbound import ForeignDriver
 
 log = logging.getLogger(__name__)
@@ -41,14 +41,10 @@ class AvailabilityBoard:
         self.skipped = 0  # records that are not a driver's availability
         self._arrived: deque[ForeignDriver] = deque()
         self._lock = threading.Lock()
-        self._follower = Follower(bootstrap, topic, name="driver availability")
-        if len(self._follower.partitions) < shards:
-            found = len(self._follower.partitions)
-            self._follower.close()
-            raise RuntimeError(
-                f"{topic} has {found} partitions for {shards} shards: a shard's batches "
-                "could not tell the others of its drivers (`dispatch topics check` says more)"
-            )
+        self._follower = shard_follower(
+            bootstrap, topic, shards, "driver availability",
+            "a shard's batches could not tell the others of its drivers",
+        )  # fmt: skip
 
     def start(self, timeout_s: float = 60.0) -> int:
         """Read every partition to its end as it is now, then follow on a thread. Returns

@@ -225,3 +225,20 @@ class Follower:
 
     def _tp(self, partition: int) -> TopicPartition:
         return TopicPartition(self.topic, partition)
+
+
+def shard_follower(
+    bootstrap: Connection, topic: str, shards: int, name: str, missing: str
+) -> Follower:
+    """A follower of every partition of ``topic``, a topic co-partitioned with the shards:
+    with fewer partitions than ``shards`` it is closed and a RuntimeError says so, and
+    ``missing`` what that breaks."""
+    follower = Follower(bootstrap, topic, name=name)
+    found = len(follower.partitions)
+    if found < shards:
+        follower.close()
+        raise RuntimeError(
+            f"{topic} has {found} partitions for {shards} shards: {missing} "
+            "(`dispatch topics check` says more)"
+        )
+    return follower

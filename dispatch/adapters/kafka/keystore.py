@@ -43,7 +43,7 @@ from kafka import KafkaProducer
 
 from dispatch.adapters.kafka.eventstore.clients import new_producer
 from dispatch.adapters.kafka.eventstore.connection import Connection
-from dispatch.adapters.kafka.follower import Follower
+from dispatch.adapters.kafka.follower import shard_follower
 from dispatch.domain.ids import shard_of
 from dispatch.privacy import KeyNotYetKnown, KeyStore, SubjectErased, SubjectKey, new_subject_key
 
@@ -97,14 +97,9 @@ class KafkaKeyStore(KeyStore):
         self._pending: dict[UUID, SubjectKey] = {}  # keys sent in it, not committed yet
         self._erasing: set[UUID] = set()  # erasures sent in it, not committed yet
         self._deleted: set[UUID] | None = None  # read deleted, for take_deleted (once asked)
-        self._follower = Follower(bootstrap, topic, name="subject keys")
-        if len(self._follower.partitions) < shards:
-            found = len(self._follower.partitions)
-            self._follower.close()
-            raise RuntimeError(
-                f"{topic} has {found} partitions for {shards} shards: run `dispatch topics "
-                "create` (`dispatch topics check` says more)"
-            )
+        self._follower = shard_follower(
+            bootstrap, topic, shards, "subject keys", "run `dispatch topics create`"
+        )
         for partition in self._follower.partitions:
             self._follower.seek(partition, self._follower.beginning_offset(partition))
         self._read_at = 0.0
