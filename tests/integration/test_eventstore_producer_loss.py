@@ -11,6 +11,7 @@ shard instead of refolding it and retrying with the same producer.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -189,8 +190,9 @@ def test_a_batch_whose_producer_cannot_abort_ends_fenced_without_refolding_the_s
         error = KafkaError("Cannot perform send because at least one previous request failed")
     producer = ScriptedProducer(**fails)
     worker: Any = StubShardWorker(error)
-    unused: Any = None  # the batch uses neither the application nor the consumer here
-    host = ShardHost(0, unused, writer_on(producer, monkeypatch), worker, None)
+    app: Any = SimpleNamespace(sealer=None)  # a log in the clear: nothing to seal or forget
+    unused: Any = None  # the batch does not use the consumer here
+    host = ShardHost(0, app, writer_on(producer, monkeypatch), worker, None)
 
     ended = KafkaBatch(host, Topics("test"), unused).run(Inbound(), {})
 
