@@ -1,7 +1,9 @@
 """Erasure of a rider's or driver's personal data (docs/PRIVACY.md): ``DELETE
 /riders/{id}`` and ``DELETE /drivers/{id}``, by the rider or driver themself or an operator
 of role admin. The subject's key is deleted, so every sealed copy of their personal fields
-reads as erased; every later command of theirs is refused (410 ``erased``)."""
+reads as erased; every token of theirs is revoked in the same batch (a later request with
+one is a 401 ``token revoked``, as after ``POST /auth/revoke``); a command of theirs that
+reaches the shard otherwise (an admin's) is refused (410 ``erased``)."""
 
 from __future__ import annotations
 
@@ -16,10 +18,11 @@ from dispatch.api.auth import Principal
 from dispatch.api.deps import Caller, Ctx, IdempotencyKey
 from dispatch.api.errors import COMMAND_RESPONSES, forbidden, not_found
 from dispatch.api.present import when
-from dispatch.api.writes import write
+from dispatch.api.writes import Write, keyed_id, send
 from dispatch.domain.ids import shard_of
 from schemas import api
 from schemas import commands as c
+from schemas.commands import Outcome
 
 router = APIRouter(tags=["privacy"])
 
@@ -67,7 +70,7 @@ def erase_rider(
     who = _who(caller, "rider", rider_id)
     _check_shard(ctx, rider_id, "rider")
     command = c.EraseRider(rider_id=rider_id, **who)
-    return _answered(ctx, write(ctx, request, caller.sub, key, command))
+    return _answered(ctx, _erase(ctx, request, caller.sub, key, command))
 
 
 @router.delete(
@@ -82,7 +85,28 @@ def erase_driver(
     who = _who(caller, "driver", driver_id)
     _check_shard(ctx, driver_id, "driver")
     command = c.EraseDriver(driver_id=driver_id, **who)
-    return _answered(ctx, write(ctx, request, caller.sub, key, command))
+    return _answered(ctx, _erase(ctx, request, caller.sub, key, command))
+
+
+def _erase(
+    ctx: Ctx, request: Request, caller: str, key: str | None, command: c.EraseRider | c.EraseDriver
+) -> JSONResponse:
+    """Send the erasure; an accepted one is answered once this instance's views hold it
+    (its revocation of the subject's tokens included), so from the answer on this instance
+    refuses the subject's tokens. Views that do not get there within the command timeout
+    still answer (the erasure is recorded); other instances refuse the tokens within the
+    revocation bound (docs/SECURITY.md, "Revocation")."""
+    command_id, print_ = keyed_id(request, caller, key, None)
+    wait_s = ctx.options.command_timeout_s
+
+    def held(outcome: Outcome) -> dict[str, Any]:
+        if outcome.position is not None:
+            ctx.runtime.wait_for(outcome.shard, outcome.position, wait_s)
+        else:  # a retry answered from its record: the views read past it
+            ctx.runtime.runner.wait_caught_up(outcome.shard, wait_s)
+        return {}
+
+    return send(ctx, Write(command, command_id, print_, granted=held))
 
 
 def _answered(ctx: Ctx, response: JSONResponse) -> JSONResponse:
