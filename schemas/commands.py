@@ -269,6 +269,13 @@ class CommandEnvelope(BaseModel):
         "and body). A repeated command id with another fingerprint is refused with "
         "idempotency_key_reused; without one, the id alone decides.",
     )
+    fingerprint_alternates: tuple[Annotated[str, Field(min_length=1, max_length=128)], ...] = Field(
+        default=(),
+        max_length=16,
+        description="Other fingerprints of the same request that also match its record "
+        "(under the API's previous keys, or of an earlier fingerprint version); never "
+        "recorded.",
+    )
     issued_at: datetime
     reply_to: str | None = None
     shard: Annotated[int, Field(ge=0)] | None = Field(

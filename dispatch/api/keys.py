@@ -92,6 +92,10 @@ class AuthSettings(BaseSettings):
     signing_key: str | None = None
     # take tokens of the format before JWTs (while the ring is DISPATCH_AUTH_SECRET alone)
     accept_legacy_tokens: bool = True
+    # also match a retry against a command record of before fingerprints were keyed (a
+    # plain SHA-256, sent as an alternate): turn off once an idempotency window has passed
+    # since the upgrade (``dispatch.api.idempotency``)
+    accept_legacy_fingerprints: bool = True
     token_ttl_s: int = Field(default=DEFAULT_TOKEN_TTL_S, ge=60, le=90 * 86_400)
     # unset: 30 days, or the access token's lifetime if that is longer (``_defaults``)
     refresh_token_ttl_s: int = Field(default=DEFAULT_REFRESH_TOKEN_TTL_S, ge=60, le=365 * 86_400)
