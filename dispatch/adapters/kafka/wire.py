@@ -52,7 +52,9 @@ OpenBody = Callable[[str, dict[str, Any]], None]
 
 
 def encode_command(envelope: CommandEnvelope) -> tuple[bytes, bytes]:
-    return str(envelope.target_id).encode(), envelope.model_dump_json().encode()
+    # without alternates, the record is the one a worker of before them reads
+    left_out = None if envelope.fingerprint_alternates else {"fingerprint_alternates"}
+    return str(envelope.target_id).encode(), envelope.model_dump_json(exclude=left_out).encode()
 
 
 def decode_command(value: bytes | None, where: str) -> CommandEnvelope | Poison:
