@@ -51,6 +51,7 @@ ERASED_PREFIX = "erased:"
 SEND_TIMEOUT_S = 30.0
 READ_TIMEOUT_S = 30.0  # a read of the topic fails after this long *without progress*
 KEY_WAIT_S = 5.0  # how long ``get`` waits for a key it does not know before it gives up
+KEY_POLL_S = 0.05  # how often it reads the subject's partition again meanwhile
 Record = tuple[int, bytes, bytes | None]  # partition, key, value
 
 
@@ -83,8 +84,10 @@ class KafkaKeyStore(KeyStore):
         refresh_s: float = 1.0,
         key_wait_s: float = KEY_WAIT_S,
         keys_outside_batch: bool = True,
+        key_poll_s: float = KEY_POLL_S,
     ) -> None:
         self.topic, self.refresh_s, self.key_wait_s = topic, refresh_s, key_wait_s
+        self.key_poll_s = key_poll_s  # how often ``get`` reads again while it waits
         # False in a worker: a key is made only in a shard batch's transaction (a zombie's
         # key sent outside one could land after the new owner's; review finding 3)
         self.keys_outside_batch = keys_outside_batch
@@ -151,7 +154,7 @@ class KafkaKeyStore(KeyStore):
             waited = time.monotonic() - waited_from
             if waited >= self.key_wait_s:
                 raise KeyNotYetKnown(subject, waited)
-            time.sleep(min(0.05, self.key_wait_s - waited))
+            time.sleep(min(self.key_poll_s, self.key_wait_s - waited))
         return found.key if found is not None and found.kid == kid else None
 
     def erase(self, subject: UUID) -> bool:

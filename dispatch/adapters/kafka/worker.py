@@ -57,9 +57,11 @@ from dispatch.adapters.kafka.eventstore import FencedError, ProducerLostError
 from dispatch.adapters.kafka.keystore import KafkaKeyStore
 from dispatch.adapters.kafka.shard_host import AppFactory, ShardHost, open_shard
 from dispatch.adapters.kafka.topics import Topics
+from dispatch.domain.ids import shard_of
 from dispatch.matching.matcher import Matcher
 from dispatch.messages import Poison
-from dispatch.privacy import KeyNotYetKnown, as_is
+from dispatch.privacy import KeyNotYetKnown, PersonalData, as_is
+from dispatch.sealed_commands import open_command
 from dispatch.settings import Settings
 from dispatch.shard.crossshard.messages import Ack
 from dispatch.shard.inbound import ForeignDriver, Inbound
@@ -121,15 +123,18 @@ class KafkaWorker:
         member: str | None = None,
         sealer: Sealer | None = None,
         keys: KafkaKeyStore | None = None,
+        command_keys: PersonalData | None = None,
         **consumer_overrides: Any,
     ) -> None:
         """``sealer`` and ``keys``: what the applications ``app_factory`` makes seal with,
         and its key store on the subject-keys topic (docs/PRIVACY.md); the worker closes
-        ``keys``."""
+        ``keys``. ``command_keys``: how a sealed command is opened, over a key store on the
+        command-keys topic (``dispatch.sealed_commands``), which the worker closes; None: a
+        sealed command is poison."""
         assert settings.kafka_bootstrap is not None, "a Kafka worker needs bootstrap servers"
         self.settings, self.clock_mode, self.tick_s = settings, clock_mode, tick_s
         self.app_factory, self.matcher_factory = app_factory, matcher_factory
-        self.sealer, self.keys = sealer, keys
+        self.sealer, self.keys, self.command_keys = sealer, keys, command_keys
         self.topics = Topics(settings.topic_prefix)
         self.shards: dict[int, ShardHost] = {}
         self.lost: dict[int, _Lost] = {}  # shards released on a producer loss, paused
@@ -255,6 +260,8 @@ class KafkaWorker:
             self.board.stop()
         if self.keys is not None:
             self.keys.close()
+        if self.command_keys is not None:
+            self.command_keys.keys.close()
 
     def _refill(self, shard: int) -> None:
         """A hosted shard whose matcher is new (opened, or refolded after an abort): every
@@ -293,7 +300,9 @@ class KafkaWorker:
             for record in records:
                 where = f"{tp.topic}[{tp.partition}]@{record.offset}"
                 if tp.topic == self.topics.commands:
-                    decoded = wire.decode_command(record.value, where)
+                    decoded, spent = wire.read_command(record.value, where, self._opener(shard))
+                    if spent is not None and shard_of(spent) == shard:  # its key: deleted
+                        box.spent_keys.append(spent)
                     if isinstance(decoded, Poison):
                         box.poison.append(decoded)
                     else:
@@ -382,6 +391,17 @@ class KafkaWorker:
             "fenced by a newer owner or rolled back" if lost.fenced else "lost without a fence",
             lost.error,
         )
+
+    def _opener(self, shard: int) -> wire.OpenCommand | None:
+        """How a sealed command read at ``shard`` is opened (None: it cannot be)."""
+        personal = self.command_keys
+        if personal is None:
+            return None
+
+        def opened(body: dict[str, Any]) -> None:
+            open_command(body, personal, shard)
+
+        return opened
 
     def _read_again(
         self, shard: int, inbound: dict[int, Inbound], offsets: dict[int, Any], why: str
