@@ -65,8 +65,9 @@ def erase_rider(
 ) -> JSONResponse:
     """Erase a rider's personal data: their name, and the pickup and drop-off of every ride
     of theirs, everywhere the engine keeps them (docs/PRIVACY.md). By the rider or an admin;
-    refused while the rider has an active ride (cancel it first). Erasing again is
-    accepted and changes nothing."""
+    refused while the rider has an active ride (cancel it first). Every token of the rider
+    is revoked with it: from this answer on they are refused (401). Erasing again (an
+    admin) is accepted and changes nothing."""
     who = _who(caller, "rider", rider_id)
     _check_shard(ctx, rider_id, "rider")
     command = c.EraseRider(rider_id=rider_id, **who)
@@ -81,7 +82,8 @@ def erase_driver(
 ) -> JSONResponse:
     """Erase a driver's personal data (their name) everywhere the engine keeps it
     (docs/PRIVACY.md). By the driver or an admin; only an offline driver served by their
-    home shard. Erasing again is accepted and changes nothing."""
+    home shard. Every token of the driver is revoked with it: from this answer on they are
+    refused (401). Erasing again (an admin) is accepted and changes nothing."""
     who = _who(caller, "driver", driver_id)
     _check_shard(ctx, driver_id, "driver")
     command = c.EraseDriver(driver_id=driver_id, **who)
