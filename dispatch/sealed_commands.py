@@ -35,6 +35,10 @@ from dispatch.privacy import (
 )
 
 KEY_FIELD: Final = "command_key"  # the envelope JSON's field naming the key's subject
+# The envelope's other fingerprints of the request (one is the unkeyed SHA-256 of before
+# keyed fingerprints, which confirms a guessed name or pickup): sealed with the fields, so
+# they die with the key (docs/PRIVACY.md, "Sealed commands").
+ALTERNATES_FIELD: Final = "fingerprint_alternates"
 # Which fields of which command types are personal: sealed on the commands topic.
 COMMAND_FIELDS: Final[dict[str, tuple[str, ...]]] = {
     "register_rider": ("name",),
@@ -80,7 +84,11 @@ class CommandSealer:
         kind = command["type"]
         for name in COMMAND_FIELDS[kind]:
             command[name] = seal_value(self.cipher, key, _field(kind, name), command[name])
-        return {**body, KEY_FIELD: str(key.subject), "command": command}
+        sealed = {**body, KEY_FIELD: str(key.subject), "command": command}
+        if body.get(ALTERNATES_FIELD):
+            alternates = body[ALTERNATES_FIELD]
+            sealed[ALTERNATES_FIELD] = seal_value(self.cipher, key, ALTERNATES_FIELD, alternates)
+        return sealed
 
 
 def subject_of(body: dict[str, Any]) -> UUID | None:
@@ -123,4 +131,12 @@ def open_command(body: dict[str, Any], personal: PersonalData, shard: int) -> UU
         if value is ERASED:
             raise CommandKeyGone(f"its key ({subject}) is deleted")
         command[name] = value
+    if ALTERNATES_FIELD in body:
+        try:
+            alternates = personal.open(body[ALTERNATES_FIELD], ALTERNATES_FIELD, subject)
+        except DamagedValue as error:
+            raise CommandKeyGone(f"{ALTERNATES_FIELD} does not open: {error}") from None
+        if alternates is ERASED:
+            raise CommandKeyGone(f"its key ({subject}) is deleted")
+        body[ALTERNATES_FIELD] = alternates
     return subject

@@ -127,3 +127,30 @@ def test_a_record_naming_no_usable_key_is_poison(keys: SqliteKeyStore, named: ob
 def test_a_sealed_command_is_poison_to_a_reader_without_keys(keys: SqliteKeyStore) -> None:
     read = wire.decode_command(sealed(keys, REGISTRATION), "commands[3]@0")
     assert isinstance(read, Poison) and "no key to open it" in read.reason
+
+
+def test_the_unkeyed_fingerprint_travels_sealed_and_dies_with_the_key(
+    keys: SqliteKeyStore,
+) -> None:
+    """Review H1: the legacy alternate (a plain SHA-256 of route, caller and body, which
+    confirms a guessed name) is never in the record in the clear; it opens back with the
+    fields, and once the key is deleted nothing of it is left to read."""
+    from dispatch.api.idempotency import Fingerprinter, legacy_fingerprint
+
+    body = orjson.dumps({"name": NAME, "home": None}).decode()
+    printed = Fingerprinter({"k1": "s" * 32, "k0": "t" * 32}, "k1", True)
+    made = printed.of("POST", "/riders", "register-rider", body)
+    guess = legacy_fingerprint("POST", "/riders", "register-rider", body)
+    assert guess in made.alternates
+    sent = REGISTRATION.model_copy(
+        update={"fingerprint": made.primary, "fingerprint_alternates": made.alternates}
+    )
+    value = sealed(keys, sent)
+    assert guess.encode() not in value
+    assert all(other.encode() not in value for other in made.alternates)
+    read, subject = wire.read_command(value, "commands[3]@0", opener(keys, 3))
+    assert read == sent  # a retry still matches a record of before
+    assert subject is not None
+    keys.erase(subject)
+    gone, _ = wire.read_command(value, "commands[3]@0", opener(keys, 3))
+    assert isinstance(gone, Poison) and guess not in gone.reason
