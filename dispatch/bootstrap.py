@@ -341,6 +341,9 @@ def build_kafka_worker(
             # stable offset passes it (an open batch transaction on the partition holds it
             # back for moments): read again soon, the command waits meanwhile.
             key_poll_s=COMMAND_KEY_POLL_S,
+            # a deleted command key is known deleted (its command poison at once) while
+            # its tombstone is among the last this many read (review M1)
+            remember_tombstones=COMMAND_TOMBSTONES_KEPT,
         )
         return KafkaWorker(
             settings,
@@ -361,6 +364,7 @@ def build_kafka_worker(
 
 
 COMMAND_KEY_POLL_S = 0.002
+COMMAND_TOMBSTONES_KEPT = 200_000  # about 30 MB of ids at most
 
 
 def build_token_codec(

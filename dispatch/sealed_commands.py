@@ -28,7 +28,6 @@ from dispatch.privacy import (
     ERASED,
     DamagedValue,
     FieldCipher,
-    KeyNotYetKnown,
     PersonalData,
     SubjectKey,
     seal_value,
@@ -106,8 +105,10 @@ def subject_of(body: dict[str, Any]) -> UUID | None:
 def open_command(body: dict[str, Any], personal: PersonalData, shard: int) -> UUID | None:
     """Open a sealed command's fields in place (``body`` is an envelope's JSON read at
     ``shard``), and take off the key's subject, which it returns (None: not sealed).
-    ``CommandKeyGone`` when the key is gone or not there, a field does not open, or the
-    key is not one of ``shard``'s (a record moved from another shard's partition)."""
+    ``CommandKeyGone`` when the key is known deleted, a field does not open, or the key is
+    not one of ``shard``'s (a record moved from another shard's partition);
+    ``KeyNotYetKnown`` when the key is not visible (yet): late, or deleted long ago, which
+    the caller tells apart by the command's age (``dispatch.adapters.kafka.worker``)."""
     subject = subject_of(body)
     if subject is None:
         return None
@@ -119,13 +120,8 @@ def open_command(body: dict[str, Any], personal: PersonalData, shard: int) -> UU
     if not isinstance(command, dict) or kind not in COMMAND_FIELDS:
         raise CommandKeyGone(f"a sealed command of a type with no personal fields: {kind!r}")
     for name in COMMAND_FIELDS[kind]:
-        try:
+        try:  # a key not (yet) visible here raises KeyNotYetKnown: the caller reads again
             value = personal.open(command.get(name), _field(kind, name), subject)
-        except KeyNotYetKnown:
-            raise CommandKeyGone(
-                f"its key ({subject}) is not on the command keys topic: deleted (the command "
-                "was handled already) or never written"
-            ) from None
         except DamagedValue as error:
             raise CommandKeyGone(f"{name} does not open: {error}") from None
         if value is ERASED:

@@ -17,12 +17,13 @@ from typing import Any
 
 import orjson
 import pytest
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaTimeoutError
 from kafka_shard_host import ShardZero
 
 from dispatch.adapters.crypto.aesgcm import AesGcmCipher
 from dispatch.adapters.kafka.commandkeys import CommandKeyWriter
+from dispatch.adapters.kafka.keystore import key_record
 from dispatch.adapters.kafka.topics import Topics, create_topics, delete_topics
 from dispatch.adapters.kafka.transport import KafkaTransport
 from dispatch.domain.ids import new_id
@@ -124,7 +125,7 @@ def test_a_sealed_command_whose_key_is_gone_is_dead_lettered_and_the_shard_goes_
 
     bus, writer = sealing_bus(deployment, never_written)
     shard = ShardZero(deployment, "sealed-lost", bus)
-    shard.worker.command_keys.keys.key_wait_s = 0.5  # type: ignore[union-attr]
+    shard.worker.command_key_deadline_s = 0.0  # a key not there: poison at once
     try:
         envelope = c.CommandEnvelope(
             command_id=str(uuid.uuid4()),
@@ -163,3 +164,112 @@ def test_a_command_whose_key_is_not_written_is_not_sent(deployment: Settings) ->
     finally:
         bus.close()
     assert records(deployment, "commands") == []
+
+
+def produce(settings: Settings, role: str, key: bytes, value: bytes | None) -> None:
+    assert settings.kafka_bootstrap is not None
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    try:
+        name = Topics(settings.topic_prefix).name(role)
+        producer.send(name, key=key, value=value, partition=0).get(timeout=WAIT_S)
+    finally:
+        producer.close()
+
+
+def test_a_redelivered_command_whose_key_was_tombstoned_is_poison_at_once(
+    deployment: Settings,
+) -> None:
+    """Review M1: a command key known deleted (its tombstone read) makes the command
+    poison with that reason, not a wait for a key that will never show."""
+    bus, _ = sealing_bus(deployment)
+    first = ShardZero(deployment, "sealed-first", bus)
+    try:
+        assert first.send(c.RegisterRider(rider_id=new_id(0), name=NAME)).accepted
+    finally:
+        first.worker.close()
+    (decided,) = records(deployment, "commands")
+    subject = orjson.loads(decided.value)[KEY_FIELD]
+    produce(deployment, "commands", decided.key, decided.value)  # delivered again
+    shard = ShardZero(deployment, "sealed-again", bus)
+    shard.worker.command_key_deadline_s = float("inf")  # only a known deletion poisons it
+    try:
+        assert shard.send(c.RegisterRider(rider_id=new_id(0), name="Next")).accepted
+    finally:
+        shard.worker.close()
+        bus.close()
+    (dead,) = records(deployment, "dead-letters")
+    assert f"its key ({subject}) is deleted" in orjson.loads(dead.value)["reason"]
+
+
+def test_a_command_whose_key_is_late_is_read_again_and_decided(deployment: Settings) -> None:
+    """Review M2: a key not yet visible holds its command back (the shard is read again),
+    it is never dead-lettered for it; once the key shows, the command is decided."""
+    held: list[SubjectKey] = []
+
+    def late(subject: uuid.UUID) -> SubjectKey:
+        from dispatch.privacy import new_subject_key
+
+        held.append(new_subject_key(subject))
+        return held[-1]
+
+    bus, _ = sealing_bus(deployment, late)
+    shard = ShardZero(deployment, "sealed-late", bus)
+    try:
+        envelope = c.CommandEnvelope(
+            command_id=str(uuid.uuid4()),
+            issued_at=datetime.now(UTC),
+            command=c.RegisterRider(rider_id=new_id(0), name=NAME),
+        )
+        bus.send_command(envelope)
+        bus.flush()
+        for _ in range(10):  # several polls meet the command, its key not there
+            shard.worker.run_once(100)
+        assert bus.outcome(envelope.command_id) is None
+        assert records(deployment, "dead-letters") == []
+        _, key, value = key_record(held[0])
+        produce(deployment, "command-keys", key, value)  # the key shows, late
+        deadline = time.monotonic() + WAIT_S
+        outcome = None
+        while outcome is None and time.monotonic() < deadline:
+            shard.worker.run_once(100)
+            outcome = bus.wait_outcome(envelope.command_id, 0)
+        assert outcome is not None and outcome.accepted
+    finally:
+        shard.worker.close()
+        bus.close()
+    assert records(deployment, "dead-letters") == []
+
+
+def test_a_batch_that_tombstoned_a_key_and_aborted_leaves_it_readable(
+    deployment: Settings,
+) -> None:
+    """Review L6: the tombstone goes in the batch's transaction, so a batch that aborts
+    after sending it deletes nothing: the key is still readable (by a new reader too), and
+    the command is opened and decided at the retry."""
+    bus, _ = sealing_bus(deployment)
+    shard = ShardZero(deployment, "sealed-abort", bus)
+    host = shard.worker.shards[0]
+    real = host.writer.send_offsets
+    failed: list[int] = []
+
+    def fails_once(*args: Any) -> Any:
+        if not failed:
+            failed.append(1)
+            raise RuntimeError("injected: the batch fails after the tombstone was sent")
+        return real(*args)
+
+    host.writer.send_offsets = fails_once  # type: ignore[method-assign]
+    rider = new_id(0)
+    try:
+        assert shard.send(c.RegisterRider(rider_id=rider, name=NAME)).accepted
+        assert failed == [1] and shard.worker.stats.aborted >= 1
+        assert shard.worker.shards[0].app.repository.get(rider).name == NAME
+    finally:
+        shard.worker.close()
+        bus.close()
+    keys = records(deployment, "command-keys")
+    (command,) = records(deployment, "commands")
+    subject = orjson.loads(command.value)[KEY_FIELD]
+    mine = [r for r in keys if r.key.decode() == subject]
+    # read_committed: the aborted tombstone is not there; the committed retry's is, last
+    assert [r.value is None for r in mine] == [False, True]

@@ -34,6 +34,7 @@ from __future__ import annotations
 import base64
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 from uuid import UUID
@@ -85,9 +86,16 @@ class KafkaKeyStore(KeyStore):
         key_wait_s: float = KEY_WAIT_S,
         keys_outside_batch: bool = True,
         key_poll_s: float = KEY_POLL_S,
+        remember_tombstones: int = 0,
     ) -> None:
         self.topic, self.refresh_s, self.key_wait_s = topic, refresh_s, key_wait_s
         self.key_poll_s = key_poll_s  # how often ``get`` reads again while it waits
+        # The command keys (one-time, never made again): the subjects of the last
+        # ``remember_tombstones`` tombstones read, whose ``get`` is None (deleted) at once
+        # rather than a wait for a key that will never show (review M1). 0: none (a subject
+        # key's tombstone is not an erasure; its marker is).
+        self.remember_tombstones = remember_tombstones
+        self._tombstoned: OrderedDict[UUID, None] = OrderedDict()
         # False in a worker: a key is made only in a shard batch's transaction (a zombie's
         # key sent outside one could land after the new owner's; review finding 3)
         self.keys_outside_batch = keys_outside_batch
@@ -149,6 +157,8 @@ class KafkaKeyStore(KeyStore):
                 if found is None and subject not in self._erased:
                     self._catch_up([shard_of(subject)])
                     found = self._known(subject)
+                if found is None and subject in self._tombstoned:
+                    return None  # a one-time key, deleted
                 if found is not None or subject in self._erased or subject in self._erasing:
                     break
             waited = time.monotonic() - waited_from
@@ -267,6 +277,10 @@ class KafkaKeyStore(KeyStore):
                 self._keys.pop(subject, None)
                 if self._deleted is not None:
                     self._deleted.add(subject)
+                if self.remember_tombstones:
+                    self._tombstoned[subject] = None
+                    if len(self._tombstoned) > self.remember_tombstones:
+                        self._tombstoned.popitem(last=False)
             elif subject not in self._erased:
                 value = orjson.loads(record.value)
                 self._keys[subject] = SubjectKey(

@@ -85,8 +85,10 @@ def read_command(
     """A command's envelope or the poison it is, and for a sealed command (one that names
     its key, ``dispatch.sealed_commands``) its key's subject, which the batch that decides
     or dead-letters it deletes. A sealed command is opened with ``open_``; one that does
-    not open (its key gone or not there, a field damaged) is poison with the reason (its
-    raw, sealed, value dead-lettered), never a crash. Without ``open_`` it is poison."""
+    not open (its key known deleted, a field damaged) is poison with the reason (its raw,
+    sealed, value dead-lettered), never a crash; one whose key is not visible (yet) raises
+    ``KeyNotYetKnown`` (the caller reads it again, or gives up on it by its age). Without
+    ``open_`` it is poison."""
     if value is None:
         return Poison("commands", where, "empty record (no value)", b""), None
     if f'"{KEY_FIELD}"'.encode() not in value:
