@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 
 from dispatch.api.auth import Principal
 from dispatch.api.deps import Caller, Ctx, IdempotencyKey
-from dispatch.api.errors import COMMAND_RESPONSES, forbidden, not_found
+from dispatch.api.errors import COMMAND_RESPONSES, ApiError, forbidden, not_found
 from dispatch.api.present import when
 from dispatch.api.writes import Write, keyed_id, send
 from dispatch.domain.ids import shard_of
@@ -33,6 +33,12 @@ ERASURE_RESPONSES = {
         **COMMAND_RESPONSES[409],
         "description": "Not now (illegal_transition): a rider with an active ride, a driver "
         "who is not offline, or a log whose personal fields are not sealed (Kafka, for now).",
+    },
+    504: {
+        "model": api.Problem,
+        "description": "The erasure is recorded, but this instance's views did not show it "
+        "in time (view_behind): retry with the same Idempotency-Key for the 200 (the "
+        "subject's own retry is a 401 once the views show the revocation of their tokens).",
     },
 }
 
@@ -96,16 +102,27 @@ def _erase(
     """Send the erasure; an accepted one is answered once this instance's views hold it
     (its revocation of the subject's tokens included), so from the answer on this instance
     refuses the subject's tokens. Views that do not get there within the command timeout
-    still answer (the erasure is recorded); other instances refuse the tokens within the
+    answer 504 ``view_behind`` (the erasure is recorded; a retry with the same key gets the
+    200), as ``POST /auth/revoke`` does; other instances refuse the tokens within the
     revocation bound (docs/SECURITY.md, "Revocation")."""
     command_id, print_ = keyed_id(request, caller, key, None)
     wait_s = ctx.options.command_timeout_s
 
     def held(outcome: Outcome) -> dict[str, Any]:
         if outcome.position is not None:
-            ctx.runtime.wait_for(outcome.shard, outcome.position, wait_s)
+            caught_up = ctx.runtime.wait_for(outcome.shard, outcome.position, wait_s)
         else:  # a retry answered from its record: the views read past it
-            ctx.runtime.runner.wait_caught_up(outcome.shard, wait_s)
+            caught_up = ctx.runtime.runner.wait_caught_up(outcome.shard, wait_s)
+        if not caught_up:  # as /auth/revoke: no 200 this instance does not yet hold
+            raise ApiError(
+                504,
+                "view_behind",
+                f"the erasure is recorded, but this instance's views of shard "
+                f"{outcome.shard} did not show it within {wait_s:g} s: retry with the same "
+                "Idempotency-Key for the answer (the subject's own retry is refused 401 "
+                "once the views show the revocation the erasure made)",
+                command_id=outcome.command_id,
+            )
         return {}
 
     return send(ctx, Write(command, command_id, print_, granted=held))
