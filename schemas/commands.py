@@ -256,6 +256,11 @@ Command = Annotated[
 ]
 
 
+# The most fingerprint alternates a command carries: one per token key of the ring but the
+# signing one, and the legacy hash (``DISPATCH_AUTH_KEYS`` is checked against it at start).
+MAX_FINGERPRINT_ALTERNATES = 16
+
+
 class CommandEnvelope(BaseModel):
     """One command on its way to a shard: routed by the id of the aggregate it targets."""
 
@@ -271,7 +276,7 @@ class CommandEnvelope(BaseModel):
     )
     fingerprint_alternates: tuple[Annotated[str, Field(min_length=1, max_length=128)], ...] = Field(
         default=(),
-        max_length=16,
+        max_length=MAX_FINGERPRINT_ALTERNATES,
         description="Other fingerprints of the same request that also match its record "
         "(under the API's previous keys, or of an earlier fingerprint version); never "
         "recorded.",

@@ -45,3 +45,28 @@ def test_another_caller_or_body_gives_another_fingerprint() -> None:
     first = printer.of(*REQUEST).primary
     assert printer.of("POST", "/rides", "rider-2", REQUEST[3]).primary != first
     assert printer.of("POST", "/rides", "rider-1", "{}").primary != first
+
+
+def test_a_ring_larger_than_the_alternates_allow_is_refused_at_start_naming_the_setting() -> None:
+    """Review L2: 17 keys (16 others and the legacy hash) would make every keyed write a
+    500; the settings refuse the ring instead, and 16 keys are taken."""
+    import pytest
+    from pydantic import SecretStr
+
+    from dispatch.api import AuthSettings
+
+    def ring(n: int) -> dict[str, SecretStr]:
+        return {f"k{i}": SecretStr(f"key-{i}-" + "x" * 40) for i in range(n)}
+
+    with pytest.raises(ValueError, match="DISPATCH_AUTH_KEYS holds 17 keys; at most 16"):
+        AuthSettings(keys=ring(17), signing_key="k0", environment="development")
+    taken = AuthSettings(keys=ring(16), signing_key="k0", environment="development")
+    printed = Fingerprinter(taken.ring_keys, "k0", taken.accept_legacy_fingerprints)
+    assert len(printed.of(*REQUEST).alternates) == 16
+    without_legacy = AuthSettings(
+        keys=ring(17),
+        signing_key="k0",
+        environment="development",
+        accept_legacy_fingerprints=False,
+    )
+    assert len(without_legacy.ring_keys) == 17
