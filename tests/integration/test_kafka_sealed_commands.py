@@ -273,3 +273,39 @@ def test_a_batch_that_tombstoned_a_key_and_aborted_leaves_it_readable(
     mine = [r for r in keys if r.key.decode() == subject]
     # read_committed: the aborted tombstone is not there; the committed retry's is, last
     assert [r.value is None for r in mine] == [False, True]
+
+
+def test_the_commands_topic_holds_no_unkeyed_fingerprint_of_a_sealed_command(
+    deployment: Settings,
+) -> None:
+    """Review H1, on the broker: the legacy SHA-256 a keyed registration sends as an
+    alternate is nowhere in the commands topic in the clear; the worker still opens and
+    decides the command."""
+    from dispatch.api.idempotency import Fingerprinter, legacy_fingerprint
+
+    body = orjson.dumps({"name": NAME, "home": None}).decode()
+    made = Fingerprinter({"k1": "s" * 32}, "k1", True).of("POST", "/riders", "reg", body)
+    guess = legacy_fingerprint("POST", "/riders", "reg", body)
+    assert made.alternates == (guess,)
+    bus, _ = sealing_bus(deployment)
+    shard = ShardZero(deployment, "sealed-print", bus)
+    try:
+        envelope = c.CommandEnvelope(
+            command_id=str(uuid.uuid4()),
+            fingerprint=made.primary,
+            fingerprint_alternates=made.alternates,
+            issued_at=datetime.now(UTC),
+            command=c.RegisterRider(rider_id=new_id(0), name=NAME),
+        )
+        bus.send_command(envelope)
+        deadline = time.monotonic() + WAIT_S
+        outcome = None
+        while outcome is None and time.monotonic() < deadline:
+            shard.worker.run_once(100)
+            outcome = bus.wait_outcome(envelope.command_id, 0, made.primary)
+        assert outcome is not None and outcome.accepted
+    finally:
+        shard.worker.close()
+        bus.close()
+    (command,) = records(deployment, "commands")
+    assert guess.encode() not in command.value and NAME.encode() not in command.value
