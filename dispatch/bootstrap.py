@@ -59,6 +59,7 @@ from dispatch.roads.graph import RoadGraph, RoadGraphError, sha256_of
 from dispatch.roads.paths import ShortestPaths
 from dispatch.roads.routes import RoadRouter
 from dispatch.runtime import Runtime
+from dispatch.sealed_commands import CommandSealer
 from dispatch.settings import Settings
 from dispatch.shard.application import ShardApplication
 from dispatch.shard.live import LiveAggregates
@@ -74,6 +75,7 @@ from projections.warm import warm_views
 
 if TYPE_CHECKING:  # the Kafka adapter is imported only when it is used
     from dispatch.adapters.kafka.eventstore.connection import Connection
+    from dispatch.adapters.kafka.transport import KafkaTransport
     from dispatch.adapters.kafka.worker import KafkaWorker
 
 log = logging.getLogger(__name__)
@@ -327,7 +329,22 @@ def build_kafka_worker(
         _connection(settings), keys_topic, settings.shards, keys_outside_batch=False
     )
     sealer = Sealer(PersonalData(AesGcmCipher(), keys))
+    command_keys: KafkaKeyStore | None = None
     try:
+        # the one-time keys sealed commands are opened with (docs/PRIVACY.md)
+        command_keys = KafkaKeyStore(
+            _connection(settings),
+            Topics(settings.topic_prefix).command_keys,
+            settings.shards,
+            keys_outside_batch=False,
+            # A command's key was written just before it, and is visible once the last
+            # stable offset passes it (an open batch transaction on the partition holds it
+            # back for moments): read again soon, the command waits meanwhile.
+            key_poll_s=COMMAND_KEY_POLL_S,
+            # a deleted command key is known deleted (its command poison at once) while
+            # its tombstone is among the last this many read (review M1)
+            remember_tombstones=COMMAND_TOMBSTONES_KEPT,
+        )
         return KafkaWorker(
             settings,
             lambda shard, env=None: build_application(settings, shard, env, sealer),
@@ -336,11 +353,18 @@ def build_kafka_worker(
             member=member,
             sealer=sealer,
             keys=keys,
+            command_keys=PersonalData(AesGcmCipher(), command_keys),
             **overrides,
         )
     except BaseException:
         keys.close()
+        if command_keys is not None:
+            command_keys.close()
         raise
+
+
+COMMAND_KEY_POLL_S = 0.002
+COMMAND_TOMBSTONES_KEPT = 200_000  # about 30 MB of ids at most
 
 
 def build_token_codec(
@@ -483,6 +507,17 @@ def build_key_store(settings: Settings) -> KeyStore:
     return LazyKeyStore(kafka)
 
 
+def seal_commands(bus: KafkaTransport, settings: Settings) -> None:
+    """The API's commands on Kafka go with their personal fields sealed under a one-time
+    key each, made on the command-keys topic first (``dispatch.sealed_commands``)."""
+    from dispatch.adapters.kafka.commandkeys import CommandKeyWriter
+    from dispatch.adapters.kafka.topics import Topics
+
+    writer = CommandKeyWriter(_connection(settings), Topics(settings.topic_prefix).command_keys)
+    bus.seal = CommandSealer(AesGcmCipher(), writer.make).seal
+    bus.closing.append(writer.close)
+
+
 def build_personal(settings: Settings) -> PersonalData:
     """How personal fields are sealed and opened: AES-GCM with the subject keys."""
     return PersonalData(AesGcmCipher(), build_key_store(settings))
@@ -509,6 +544,7 @@ def build_runtime(settings: Settings, clock: Clock = time.time) -> Runtime:
 
         assert settings.kafka_bootstrap is not None
         bus = KafkaTransport(_connection(settings), settings.topic_prefix)
+        seal_commands(bus, settings)
         markets = build_markets(settings)
         if settings.shards > 1:  # each shard sees the drivers near it, whoever owns them
             bus.nearby = markets.nearby_shards

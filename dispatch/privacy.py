@@ -197,6 +197,14 @@ class Token:
         return f"{MARKER}{self.subject}.{self.kid}.{body}"
 
 
+def seal_value(cipher: FieldCipher, key: SubjectKey, field_name: str, value: Any) -> Sealed:
+    """``value`` (anything JSON can write, whatever its text) as a token of ``key``'s
+    subject, sealed by ``cipher``."""
+    plaintext = json.dumps(value, separators=(",", ":")).encode()
+    sealed = cipher.seal(key.key, plaintext, aad(key.subject, field_name))
+    return Sealed(Token(key.subject, key.kid, sealed).text())
+
+
 class PersonalData:
     """Seals and opens personal fields with a cipher and a key store."""
 
@@ -207,9 +215,7 @@ class PersonalData:
     def seal(self, key: SubjectKey, field_name: str, value: Any) -> Sealed:
         """``value`` (anything JSON can write, whatever its text) as a token of ``key``'s
         subject."""
-        plaintext = json.dumps(value, separators=(",", ":")).encode()
-        sealed = self.cipher.seal(key.key, plaintext, aad(key.subject, field_name))
-        return Sealed(Token(key.subject, key.kid, sealed).text())
+        return seal_value(self.cipher, key, field_name, value)
 
     def open(self, value: Any, field_name: str, owner: UUID | None = None) -> Any:
         """The plaintext value of a token, ``ERASED`` when its subject's key is gone, and

@@ -277,7 +277,7 @@ def revoked_reason(role: Role, ver: int, current: int) -> str:
         f"--name NAME --role ROLE --token-version {current}`"
         if role == "operator"
         else "use the tokens POST /auth/revoke answered (an account whose tokens an admin "
-        "revoked has no other way in)"
+        "revoked, or that was erased, has no other way in)"
     )
     return (
         f"token revoked: this {role}'s tokens of a version below {current} were revoked (this "

@@ -256,6 +256,11 @@ Command = Annotated[
 ]
 
 
+# The most fingerprint alternates a command carries: one per token key of the ring but the
+# signing one, and the legacy hash (``DISPATCH_AUTH_KEYS`` is checked against it at start).
+MAX_FINGERPRINT_ALTERNATES = 16
+
+
 class CommandEnvelope(BaseModel):
     """One command on its way to a shard: routed by the id of the aggregate it targets."""
 
@@ -268,6 +273,13 @@ class CommandEnvelope(BaseModel):
         description="The request this command id stands for (the API hashes route, caller "
         "and body). A repeated command id with another fingerprint is refused with "
         "idempotency_key_reused; without one, the id alone decides.",
+    )
+    fingerprint_alternates: tuple[Annotated[str, Field(min_length=1, max_length=128)], ...] = Field(
+        default=(),
+        max_length=MAX_FINGERPRINT_ALTERNATES,
+        description="Other fingerprints of the same request that also match its record "
+        "(under the API's previous keys, or of an earlier fingerprint version); never "
+        "recorded.",
     )
     issued_at: datetime
     reply_to: str | None = None

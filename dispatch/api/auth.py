@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from dispatch.api.idempotency import Fingerprinter
 from dispatch.api.keys import AuthSettings
 from dispatch.bootstrap import build_token_codec
 from dispatch.domain.operators import OperatorRole
@@ -75,6 +76,10 @@ class Tokens:
     def __init__(self, settings: AuthSettings, codec: TokenCodec) -> None:
         self.settings = settings
         self._codec = codec
+        # request fingerprints are keyed by keys derived from the same ring
+        self.fingerprints = Fingerprinter(
+            settings.ring_keys, settings.signing_kid, settings.accept_legacy_fingerprints
+        )
         # no token lives longer than its type is given now (so a shortened TTL holds at once)
         self._lifetimes = {
             "access": settings.token_ttl_s,

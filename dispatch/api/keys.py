@@ -26,6 +26,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from zxcvbn import zxcvbn
 
 from dispatch.tokens import KeyRing
+from schemas.commands import MAX_FINGERPRINT_ALTERNATES
 
 DEFAULT_KID = "default"  # the key id of DISPATCH_AUTH_SECRET
 MAX_KID_LENGTH = 32
@@ -92,6 +93,10 @@ class AuthSettings(BaseSettings):
     signing_key: str | None = None
     # take tokens of the format before JWTs (while the ring is DISPATCH_AUTH_SECRET alone)
     accept_legacy_tokens: bool = True
+    # also match a retry against a command record of before fingerprints were keyed (a
+    # plain SHA-256, sent as an alternate): turn off once an idempotency window has passed
+    # since the upgrade (``dispatch.api.idempotency``)
+    accept_legacy_fingerprints: bool = True
     token_ttl_s: int = Field(default=DEFAULT_TOKEN_TTL_S, ge=60, le=90 * 86_400)
     # unset: 30 days, or the access token's lifetime if that is longer (``_defaults``)
     refresh_token_ttl_s: int = Field(default=DEFAULT_REFRESH_TOKEN_TTL_S, ge=60, le=365 * 86_400)
@@ -165,6 +170,16 @@ class AuthSettings(BaseSettings):
             raise ValueError(
                 f"DISPATCH_AUTH_SIGNING_KEY {shown_kid(self.signing_kid)} names no key of the ring "
                 f"(its keys: {kids})"
+            )
+        alternates = len(self.ring_keys) - 1 + int(self.accept_legacy_fingerprints)
+        if alternates > MAX_FINGERPRINT_ALTERNATES:
+            most = MAX_FINGERPRINT_ALTERNATES + 1 - int(self.accept_legacy_fingerprints)
+            raise ValueError(
+                f"DISPATCH_AUTH_KEYS holds {len(self.ring_keys)} keys; at most {most} with "
+                f"DISPATCH_AUTH_ACCEPT_LEGACY_FINGERPRINTS={self.accept_legacy_fingerprints} "
+                f"(a keyed write sends a fingerprint under every other key, at most "
+                f"{MAX_FINGERPRINT_ALTERNATES} alternates): remove keys that stopped signing "
+                "more than an idempotency window ago"
             )
         if self.refresh_token_ttl_s < self.token_ttl_s:
             raise ValueError(

@@ -23,7 +23,7 @@ from pydantic import BaseModel
 from dispatch.api.auth import NO_STORE
 from dispatch.api.context import ApiContext
 from dispatch.api.errors import problem_body, status_for
-from dispatch.api.idempotency import fingerprint, registration_key
+from dispatch.api.idempotency import Fingerprint, registration_key
 from dispatch.domain.ids import derived_id, new_id
 from dispatch.messages import FOLLOW_THE_DRIVER
 from dispatch.ports import NotDelivered
@@ -43,7 +43,7 @@ class Write:
 
     command: Command
     command_id: str
-    fingerprint: str | None
+    fingerprint: Fingerprint | None
     created: bool = False
     extra: dict[str, Any] = field(default_factory=dict)  # in the 200/201 and the 202 bodies
     granted: Callable[[Outcome], dict[str, Any]] | None = None  # in the 200/201 body only
@@ -57,13 +57,16 @@ class Write:
 
 def keyed_id(
     request: Request, caller: str, key: str | None, body: BaseModel | None
-) -> tuple[str, str | None]:
+) -> tuple[str, Fingerprint | None]:
     """The command id and fingerprint of a write by ``caller``: the caller-scoped
-    Idempotency-Key and the request's fingerprint, or a fresh id and no fingerprint."""
+    Idempotency-Key and the request's fingerprint (keyed: ``dispatch.api.idempotency``), or
+    a fresh id and no fingerprint."""
     if key is None:
         return str(uuid.uuid4()), None
     text = body.model_dump_json() if body is not None else ""
-    return f"{caller}:{key}", fingerprint(request.method, request.url.path, caller, text)
+    ctx: ApiContext = request.app.state.ctx
+    fingerprints = ctx.tokens.fingerprints
+    return f"{caller}:{key}", fingerprints.of(request.method, request.url.path, caller, text)
 
 
 def write(
@@ -140,7 +143,8 @@ def send(ctx: ApiContext, write: Write) -> JSONResponse:
     command = write.command
     envelope = CommandEnvelope(
         command_id=write.command_id,
-        fingerprint=write.fingerprint,
+        fingerprint=write.fingerprint.primary if write.fingerprint is not None else None,
+        fingerprint_alternates=write.fingerprint.alternates if write.fingerprint else (),
         issued_at=datetime.fromtimestamp(ctx.runtime.clock(), UTC),
         # a driver's command goes where the views last saw the driver served (handed off)
         shard=ctx.runtime.serving(command.driver_id)

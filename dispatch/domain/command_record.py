@@ -186,10 +186,14 @@ class CommandRecord(Aggregate):
         self.fingerprint = fingerprint
         self.window_s = window_s
 
-    def answers(self, fingerprint: str | None) -> bool:
+    def answers(self, fingerprint: str | None, alternates: tuple[str, ...] = ()) -> bool:
         """Whether a repeat of this command id carrying ``fingerprint`` is a retry of the
-        recorded command (a command without a fingerprint is trusted by its id alone)."""
-        return fingerprint is None or fingerprint == self.fingerprint
+        recorded command (a command without a fingerprint is trusted by its id alone). The
+        record may hold another fingerprint of the same request (``alternates``: under a
+        key the API has since rotated, or the unkeyed one of before keyed fingerprints)."""
+        if fingerprint is None:
+            return True
+        return bool(self.fingerprint) and self.fingerprint in (fingerprint, *alternates)
 
     def live_at(self, now: datetime, window_s: float) -> bool:
         """Whether this record still answers at ``now``: within its own window, or within

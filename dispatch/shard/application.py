@@ -192,7 +192,8 @@ class ShardApplication(SealingApplication):
         # A record in the current period is live (its time is within a window of now); one
         # past the window is as good as gone, whether or not this store still holds it.
         previous = taken or self._live_record((ids.previous, ids.legacy), now)
-        if previous is not None and not previous.answers(envelope.fingerprint):
+        alternates = envelope.fingerprint_alternates
+        if previous is not None and not previous.answers(envelope.fingerprint, alternates):
             reason = "this command id (Idempotency-Key) was used for a different request"
             self._refuse(envelope, "idempotency_key_reused", reason, duplicate=True)
             return True

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from dispatch.domain.credentials import Credentials
+from dispatch.domain.credentials import Credentials, PrincipalRole, credentials_id
 from dispatch.domain.driver import Driver, DriverStatus, ReleaseReason
 from dispatch.domain.errors import (
     AlreadyExists,
@@ -281,13 +281,14 @@ def driver_cancel(uow: UnitOfWork, cmd: c.DriverCancel, now: datetime, p: Policy
 
 def erase_rider(uow: UnitOfWork, cmd: c.EraseRider, now: datetime, p: Policy) -> list[UUID]:
     """At the rider's home shard (docs/PRIVACY.md): ``Rider.Erased``; the application
-    deletes the rider's key before it saves the batch (``ShardApplication.commit``).
-    Erasing twice changes nothing and is accepted."""
+    deletes the rider's key with the batch (``ShardApplication.commit``). The rider's
+    tokens are revoked in the same batch (``_revoke_erased``). Erasing twice changes
+    nothing and is accepted."""
     _check_erasable(p)
     rider = uow.get(Rider, cmd.rider_id)
     if not rider.erase(_operator(cmd), now):
         return []
-    return [rider.id]
+    return [rider.id, _revoke_erased(uow, cmd, "rider", rider.id, now)]
 
 
 def erase_driver(uow: UnitOfWork, cmd: c.EraseDriver, now: datetime, p: Policy) -> list[UUID]:
@@ -297,7 +298,31 @@ def erase_driver(uow: UnitOfWork, cmd: c.EraseDriver, now: datetime, p: Policy) 
     driver = uow.get(Driver, cmd.driver_id)
     if not driver.erase(_operator(cmd), now):
         return []
-    return [driver.id]
+    return [driver.id, _revoke_erased(uow, cmd, "driver", driver.id, now)]
+
+
+ERASED_REASON = "erased"  # the reason of the revocation an erasure records
+
+
+def _revoke_erased(
+    uow: UnitOfWork,
+    cmd: c.EraseRider | c.EraseDriver,
+    role: PrincipalRole,
+    subject: UUID,
+    now: datetime,
+) -> UUID:
+    """Revoke every token of an erased subject, in the erasing batch: their credentials
+    live in their home shard, where the erasure is decided, so the erasure and the
+    revocation are saved (Kafka: committed) together or not at all. By the subject (no
+    caller version: the API took their token as current) or by the admin who erased."""
+    credentials = uow.find(Credentials, credentials_id(role, subject))
+    if credentials is None:
+        credentials = Credentials.open(role, subject, now)
+        uow.add(credentials)
+    operator = _operator(cmd)
+    by = None if operator is None else (UUID(operator[0]), operator[1], operator[2])
+    credentials.revoke(None, ERASED_REASON, now, by)
+    return credentials.id
 
 
 def _operator(cmd: c.EraseRider | c.EraseDriver) -> tuple[str, str, str] | None:

@@ -36,6 +36,9 @@ class Inbound:
     # Other shards' drivers, as the shards that serve them said, read-only: the matcher
     # may ask their owners for them (offers across shards).
     foreign: list[ForeignDriver] = field(default_factory=list)
+    # The one-time keys of the sealed commands polled (``dispatch.sealed_commands``),
+    # decided or dead-lettered by this batch: deleted in its transaction.
+    spent_keys: list[UUID] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(

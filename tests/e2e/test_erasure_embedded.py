@@ -158,22 +158,24 @@ def _ride_and_erase(c: TestClient, admin: dict[str, str]) -> tuple[str, str]:
     r = c.delete(f"/riders/{rider_id}", headers=rider)
     assert r.status_code == 200, r.text
     assert r.json()["clear_before"] is None  # a new data dir: everything was sealed
-    assert c.delete(f"/riders/{rider_id}", headers=rider).status_code == 200  # idempotent
+    # the erasure revoked the rider's tokens: from its answer on they are refused
+    assert c.delete(f"/riders/{rider_id}", headers=rider).status_code == 401
+    assert c.delete(f"/riders/{rider_id}", headers=admin).status_code == 200  # idempotent
     assert c.delete(f"/drivers/{driver_id}", headers=admin).status_code == 200
 
     after = _until(
-        lambda: (v := c.get(f"/rides/{ride_id}", headers=rider).json())["pickup"] is None and v
+        lambda: (v := c.get(f"/rides/{ride_id}", headers=admin).json())["pickup"] is None and v
     )
     assert after["dropoff"] is None and after["status"] == "completed"
     assert after["timeline"][0]["data"]["pickup"] == "erased"
-    refused = c.post("/rides", headers=rider, json={"pickup": PICKUP, "dropoff": DROPOFF})
-    assert refused.status_code == 410 and "erased" in refused.text, refused.text
-    assert c.post(f"/drivers/{driver_id}/online", headers=driver).status_code == 410
-    # an erased driver's positions are refused too (review finding 11)
-    ping = f"/drivers/{driver_id}/location"
-    _until(lambda: c.post(ping, headers=driver, json=NEAR_PICKUP).status_code == 410)
-    batch = {"pings": [NEAR_PICKUP]}
-    assert c.post(f"/drivers/{driver_id}/locations", headers=driver, json=batch).status_code == 410
+    for refused in (
+        c.get(f"/rides/{ride_id}", headers=rider),
+        c.post("/rides", headers=rider, json={"pickup": PICKUP, "dropoff": DROPOFF}),
+        c.post(f"/drivers/{driver_id}/online", headers=driver),
+        c.post(f"/drivers/{driver_id}/location", headers=driver, json=NEAR_PICKUP),
+        c.post(f"/drivers/{driver_id}/locations", headers=driver, json={"pings": [NEAR_PICKUP]}),
+    ):
+        assert refused.status_code == 401 and "token revoked" in refused.text, refused.text
     trips = c.get(f"/drivers/{driver_id}", headers=admin)
     assert trips.status_code == 200, trips.text  # the driver's view still answers
     return rider_id, ride_id

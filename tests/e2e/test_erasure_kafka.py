@@ -5,10 +5,11 @@ a second worker process takes the shards over (restored from a checkpoint whose 
 rows are sealed), is driven and completed; both are erased. Then every topic is read back
 with a plain consumer (read_uncommitted: aborted records too) and searched for their names
 and the ride's coordinates, as text and as binary doubles: none in the events, snapshots,
-checkpoints, shard-messages, outcomes, availability, locations or keys topics, nor in the
-views kept under the data dir or the processes' logs. The commands topic does hold them,
-in the clear, until its retention deletes them (docs/PRIVACY.md, "Deadlines"): the test
-says so by finding them there."""
+checkpoints, shard-messages, outcomes, availability, keys or commands topics (a command's
+personal fields are sealed under a one-time key, tombstoned once it is decided: docs/PRIVACY.md,
+"Sealed commands"), nor in the views kept under the data dir or the processes' logs. The
+locations topic does hold the driver's positions, in the clear, until its retention
+deletes them ("Deadlines"): the test says so by finding them there."""
 
 from __future__ import annotations
 
@@ -59,7 +60,7 @@ WAIT_S = 30.0
 # retention, 1 day (docs/PRIVACY.md, "Deadlines").
 # The dead-letters topic is scanned too: the test sends no malformed command, so whatever
 # is dead-lettered (a shard-messages record) must hold only sealed values.
-CLEAR_UNTIL_RETENTION = ("commands", "locations")
+CLEAR_UNTIL_RETENTION = ("locations",)
 
 
 @pytest.fixture
@@ -235,8 +236,14 @@ def test_an_erased_rider_and_driver_leave_no_name_or_coordinate_in_the_topics(
         with worker(settings, second_log, "second"):  # restored from sealed checkpoints
             _drive(c, ride_id, driver_id, driver)
             _erase(c, admin, (rider_id, driver_id), ride_id)
-            refused = c.post("/rides", headers=rider, json={"pickup": PICKUP, "dropoff": DROPOFF})
-            assert refused.status_code == 410 and "erased" in refused.text, refused.text
+            # the erasing batches revoked their tokens: this instance refuses them from the
+            # erasure's answer on
+            for refused in (
+                c.post("/rides", headers=rider, json={"pickup": PICKUP, "dropoff": DROPOFF}),
+                c.post(f"/drivers/{driver_id}/online", headers=driver),
+            ):
+                assert refused.status_code == 401, refused.text
+                assert "token revoked" in refused.text, refused.text
 
     # The second worker took the ride's shard over from a checkpoint holding the waiting
     # ride's sealed row, and opened it (an unopened row makes the checkpoint unusable).
@@ -256,10 +263,16 @@ def test_an_erased_rider_and_driver_leave_no_name_or_coordinate_in_the_topics(
     for role, records in sorted(topics.items()):
         if role not in CLEAR_UNTIL_RETENTION:
             assert _hits(records) == [], role
-    # What erasure does not reach (docs/PRIVACY.md, "Deadlines"): the commands that
-    # registered them and requested the ride hold the plaintext until retention.
-    assert _hits(topics["commands"]), "commands hold the names in the clear until retention"
+    # What erasure does not reach (docs/PRIVACY.md, "Deadlines"): pings hold the positions.
     assert _hits(topics["locations"]), "pings hold the driver's positions until retention"
+    # The commands that registered them and requested the ride were sealed, each under a
+    # key of its own, made once and tombstoned by the batch that decided it.
+    sealed = [r for r in topics["commands"] if b'"command_key"' in (r.value or b"")]
+    assert len(sealed) >= 3, "the registrations and the ride request went sealed"
+    command_keys = _read_topics(settings, "read_committed", only="command-keys")
+    last = {r.key.decode(): r.value for r in command_keys["command-keys"]}
+    for record in sealed:
+        assert last[orjson.loads(record.value)["command_key"]] is None, "its key tombstoned"
 
     # Each subject's key was made once (one committed key record: an aborted duplicate is
     # not counted, a second committed one fails) and is now a marker and a tombstone.

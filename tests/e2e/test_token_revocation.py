@@ -176,6 +176,28 @@ def test_an_answer_before_the_views_hold_the_revocation_is_a_504_and_the_retry_i
     assert_revoked(api.looks(old["access_token"]))
 
 
+def test_an_erasure_before_the_views_hold_it_is_a_504_and_the_retry_is_answered(
+    api: Api,
+) -> None:
+    """Review M4: as /auth/revoke, no 200 for an erasure (and the revocation it makes)
+    this instance's views do not hold yet."""
+    hurried = ApiOptions(command_timeout_s=0.5, manage_runtime=False)
+    driver, tokens = api.driver()
+    by_admin = bearer(admin()) | key()
+    with TestClient(create_app(api.runtime, AUTH, hurried, OPEN)) as client:
+        api.runtime.runner.stop()  # the views stop following: they cannot show it
+        try:
+            r = client.delete(f"/drivers/{driver}", headers=by_admin)
+        finally:
+            api.runtime.runner.start()
+    assert (r.status_code, r.json()["error"]) == (504, "view_behind"), r.text
+    assert "the erasure is recorded" in r.json()["reason"]
+    again = api.client.delete(f"/drivers/{driver}", headers=by_admin)
+    assert again.status_code == 200, again.text
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert_revoked(api.looks(tokens["access_token"]))
+
+
 def test_a_retry_with_the_same_key_but_another_token_is_a_reused_key(api: Api) -> None:
     _, old = api.rider()
     same = key()

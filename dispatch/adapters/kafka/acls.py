@@ -2,14 +2,17 @@
 
 Each process connects as the principal of its role (``User:<name>``, a SASL/SCRAM user):
 
-- ``api``: writes commands, pings and the records of operators' reads; reads outcomes (its
+- ``api``: writes commands, the one-time keys they are sealed with (command keys, written
+  not read: docs/PRIVACY.md), pings and the records of operators' reads; reads outcomes (its
   answers), events (its views), pings (its location views) and the subject keys (to open the
-  personal fields it shows). It cannot write events, outcomes or anything a shard owns.
+  personal fields it shows). It cannot write events, outcomes, subject keys or anything a
+  shard owns.
 - ``worker``: reads its inputs (commands, pings, messages from other shards) and the shard
   state it restores (events, snapshots, checkpoints, driver availability); writes, in its
   batch transactions (transactional ids ``<prefix>.shard-*``), events, outcomes, snapshots,
   checkpoints, messages to other shards, driver availability and dead letters; reads and
-  writes the subject keys (the key store, docs/PRIVACY.md); joins the workers' group. It
+  writes the subject keys (the key store, docs/PRIVACY.md) and the command keys (reads them
+  to open a command, tombstones them once it is decided); joins the workers' group. It
   cannot write commands.
 - ``simulator``: the load generator; writes commands and pings, reads outcomes and events
   (it learns from committed events, as an app would).
@@ -47,7 +50,7 @@ DEFAULT_PRINCIPALS: dict[str, str] = {role: f"dispatch-{role}" for role in ROLES
 TABLE: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "api": (
         ("outcomes", "events", "locations", "subject-keys"),
-        ("commands", "locations", "operator-reads"),
+        ("commands", "command-keys", "locations", "operator-reads"),
     ),
     "worker": (
         (
@@ -59,6 +62,7 @@ TABLE: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "checkpoints",
             "driver-availability",
             "subject-keys",
+            "command-keys",
         ),
         (
             "events",
@@ -68,6 +72,7 @@ TABLE: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "shard-messages",
             "driver-availability",
             "subject-keys",
+            "command-keys",
             "dead-letters",
         ),
     ),

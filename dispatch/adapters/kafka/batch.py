@@ -25,6 +25,7 @@ from typing import Any, Literal
 from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
 
 from dispatch.adapters.kafka import wire
+from dispatch.adapters.kafka.commandkeys import tombstone
 from dispatch.adapters.kafka.eventstore import ProducerLostError
 from dispatch.adapters.kafka.outcomes import send_outcomes
 from dispatch.adapters.kafka.shard_host import ShardHost
@@ -62,6 +63,8 @@ class KafkaBatch:
                 batch = host.worker.process(inbound)
                 decided = time.perf_counter()
                 self._send(producer, batch)
+                for subject in inbound.spent_keys:  # the sealed commands it decided
+                    tombstone(producer, self.topics.command_keys, subject)
                 if batch.checkpoint is not None and host.checkpoints is not None:
                     host.checkpoints.send(producer, batch.checkpoint)
                 if offsets:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import base64
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 from uuid import UUID
@@ -51,6 +52,7 @@ ERASED_PREFIX = "erased:"
 SEND_TIMEOUT_S = 30.0
 READ_TIMEOUT_S = 30.0  # a read of the topic fails after this long *without progress*
 KEY_WAIT_S = 5.0  # how long ``get`` waits for a key it does not know before it gives up
+KEY_POLL_S = 0.05  # how often it reads the subject's partition again meanwhile
 Record = tuple[int, bytes, bytes | None]  # partition, key, value
 
 
@@ -83,8 +85,17 @@ class KafkaKeyStore(KeyStore):
         refresh_s: float = 1.0,
         key_wait_s: float = KEY_WAIT_S,
         keys_outside_batch: bool = True,
+        key_poll_s: float = KEY_POLL_S,
+        remember_tombstones: int = 0,
     ) -> None:
         self.topic, self.refresh_s, self.key_wait_s = topic, refresh_s, key_wait_s
+        self.key_poll_s = key_poll_s  # how often ``get`` reads again while it waits
+        # The command keys (one-time, never made again): the subjects of the last
+        # ``remember_tombstones`` tombstones read, whose ``get`` is None (deleted) at once
+        # rather than a wait for a key that will never show (review M1). 0: none (a subject
+        # key's tombstone is not an erasure; its marker is).
+        self.remember_tombstones = remember_tombstones
+        self._tombstoned: OrderedDict[UUID, None] = OrderedDict()
         # False in a worker: a key is made only in a shard batch's transaction (a zombie's
         # key sent outside one could land after the new owner's; review finding 3)
         self.keys_outside_batch = keys_outside_batch
@@ -146,12 +157,14 @@ class KafkaKeyStore(KeyStore):
                 if found is None and subject not in self._erased:
                     self._catch_up([shard_of(subject)])
                     found = self._known(subject)
+                if found is None and subject in self._tombstoned:
+                    return None  # a one-time key, deleted
                 if found is not None or subject in self._erased or subject in self._erasing:
                     break
             waited = time.monotonic() - waited_from
             if waited >= self.key_wait_s:
                 raise KeyNotYetKnown(subject, waited)
-            time.sleep(min(0.05, self.key_wait_s - waited))
+            time.sleep(min(self.key_poll_s, self.key_wait_s - waited))
         return found.key if found is not None and found.kid == kid else None
 
     def erase(self, subject: UUID) -> bool:
@@ -264,6 +277,10 @@ class KafkaKeyStore(KeyStore):
                 self._keys.pop(subject, None)
                 if self._deleted is not None:
                     self._deleted.add(subject)
+                if self.remember_tombstones:
+                    self._tombstoned[subject] = None
+                    if len(self._tombstoned) > self.remember_tombstones:
+                        self._tombstoned.popitem(last=False)
             elif subject not in self._erased:
                 value = orjson.loads(record.value)
                 self._keys[subject] = SubjectKey(

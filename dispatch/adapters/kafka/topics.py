@@ -2,7 +2,7 @@
 
 Every topic name is ``<prefix>.<role>`` (default prefix ``dispatch``). The co-partitioned
 topics (commands, locations, shard-messages, events, snapshots, outcomes, checkpoints,
-driver-availability, subject-keys) all
+driver-availability, subject-keys, command-keys) all
 have one partition per shard: partition ``n`` of each belongs to shard ``n`` (on
 shard-messages, the messages and acks other shards send shard ``n``). Partition counts are
 fixed at creation; over-provision.
@@ -80,6 +80,21 @@ _SUBJECT_KEYS = {
     "delete.retention.ms": str(_DAY_MS),
 }
 
+# The one-time keys of sealed commands (dispatch/sealed_commands.py, docs/PRIVACY.md): made
+# by the API before it sends a command, tombstoned by the worker that decides it. As the
+# subject keys, a tombstoned key leaves the logs within about two hours of a later append;
+# no erased markers (a command's subject is never used again), tombstones kept an hour; and
+# deleted, compacted or not, after the commands' retention and a day (the key of a command
+# never sent, or never read, goes with it).
+_COMMAND_KEYS = {
+    "cleanup.policy": "compact,delete",
+    "retention.ms": str(8 * _DAY_MS),
+    "segment.ms": str(60 * 60 * 1000),
+    "max.compaction.lag.ms": str(60 * 60 * 1000),
+    "min.compaction.lag.ms": "0",
+    "delete.retention.ms": str(60 * 60 * 1000),
+}
+
 SPECS: tuple[TopicSpec, ...] = (
     TopicSpec("commands", _delete_after(7 * _DAY_MS)),
     TopicSpec("locations", _delete_after(1 * _DAY_MS)),
@@ -99,6 +114,7 @@ SPECS: tuple[TopicSpec, ...] = (
     # worker reads every driver's latest state at start (adapters/kafka/availability.py).
     TopicSpec("driver-availability", _COMPACT_OFTEN),
     TopicSpec("subject-keys", _SUBJECT_KEYS),
+    TopicSpec("command-keys", _COMMAND_KEYS),
     TopicSpec("dead-letters", _delete_after(30 * _DAY_MS), partitions=DEAD_LETTER_PARTITIONS),
     # What operators read (dispatch/adapters/kafka/readaudit.py): written by API instances,
     # one partition so the trail keeps the order the brokers took it; kept about 13 months.
@@ -139,6 +155,10 @@ class Topics:
     @property
     def subject_keys(self) -> str:
         return self.name("subject-keys")
+
+    @property
+    def command_keys(self) -> str:
+        return self.name("command-keys")
 
     @property
     def events(self) -> str:
@@ -321,7 +341,14 @@ def _config_problems(admin: Any, prefix: str, names: Iterable[str]) -> list[str]
     if not names:
         return []
     keys = list(
-        dict.fromkeys(["cleanup.policy", "retention.ms", *SPECS_BY_ROLE["subject-keys"].configs])
+        dict.fromkeys(
+            [
+                "cleanup.policy",
+                "retention.ms",
+                *SPECS_BY_ROLE["subject-keys"].configs,
+                *SPECS_BY_ROLE["command-keys"].configs,
+            ]
+        )
     )
     resources = [ConfigResource(ConfigResourceType.TOPIC, name, keys) for name in names]
     found = admin.describe_configs(resources, config_filter="all").get("topic", {})
@@ -338,7 +365,7 @@ def _config_problems(admin: Any, prefix: str, names: Iterable[str]) -> list[str]
             )
         if spec.role == "events" and actual.get("retention.ms") != "-1":
             problems.append(f"{name}: retention.ms={actual.get('retention.ms')}, expected -1")
-        if spec.role == "subject-keys":  # they bound how long an erased key is kept
+        if spec.role in ("subject-keys", "command-keys"):  # they bound how long a key is kept
             problems.extend(
                 f"{name}: {key}={actual.get(key)}, expected {value}"
                 for key, value in spec.configs.items()

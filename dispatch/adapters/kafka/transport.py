@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 from uuid import UUID
 
-from kafka.errors import KafkaTimeoutError
+from kafka.errors import KafkaError, KafkaTimeoutError
 
 from dispatch.adapters.kafka import wire
 from dispatch.adapters.kafka.config import new_producer
@@ -54,10 +54,19 @@ class KafkaTransport:
         # The shard serving a driver handed off away from its home (None: its home), so
         # its owner takes its pings wherever it drives.
         self.serving: Callable[[UUID], int | None] | None = None
+        # Seals a command's personal fields under a one-time key it makes first
+        # (``dispatch.sealed_commands``); None: commands go as they are.
+        self.seal: wire.SealCommand | None = None
+        self.closing: list[Callable[[], None]] = []  # what ``close`` closes besides
 
     def send_command(self, envelope: CommandEnvelope) -> None:
+        """Send a command (sealed, with ``seal``: its key is in the log first). A key that
+        could not be written is ``NotDelivered``: the command was not sent."""
+        try:
+            key, value = wire.encode_command(envelope, self.seal)
+        except KafkaError as e:
+            raise NotDelivered(f"the key to seal command {envelope.command_id} with: {e}") from e
         self._mailbox.expect(envelope)
-        key, value = wire.encode_command(envelope)
         self._producer.send(
             self.topics.commands, key=key, value=value, partition=destination(envelope)
         )
@@ -114,6 +123,8 @@ class KafkaTransport:
     def close(self) -> None:
         self._follower.stop()
         self._producer.close(timeout=5)
+        for close in self.closing:
+            close()
 
     def _take_outcomes(self, _partition: int, records: list[Any]) -> None:
         outcomes = []

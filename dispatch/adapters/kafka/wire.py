@@ -37,8 +37,10 @@ from pydantic import ValidationError
 from dispatch.domain.command_record import CarriedRecord
 from dispatch.domain.geo import latlng_problem
 from dispatch.matching.matcher import DRIVER_AVAILABILITY_EVENTS
-from dispatch.messages import Ping, Poison
+from dispatch.messages import Ping, Poison, destination
 from dispatch.privacy import DamagedValue
+from dispatch.sealed_commands import KEY_FIELD, CommandKeyGone, subject_of
+from dispatch.sealed_commands import seals as seals_json
 from dispatch.shard.crossing import MESSAGE_HANDLERS
 from dispatch.shard.crossshard.messages import KINDS, Ack, Body, Envelope
 from dispatch.shard.inbound import ForeignDriver
@@ -48,18 +50,70 @@ from schemas.fares import FareTermsData
 MAX_PINGS_PER_RECORD = 10_000
 # A message body's personal fields sealed (kind, body -> body), or opened in place.
 SealBody = Callable[[str, dict[str, Any]], dict[str, Any]]
+# A command's JSON sealed for the shard that decides it; a sealed command's JSON opened in
+# place (``dispatch.sealed_commands``).
+SealCommand = Callable[[dict[str, Any], int], dict[str, Any]]
+OpenCommand = Callable[[dict[str, Any]], None]
 OpenBody = Callable[[str, dict[str, Any]], None]
 
 
-def encode_command(envelope: CommandEnvelope) -> tuple[bytes, bytes]:
-    return str(envelope.target_id).encode(), envelope.model_dump_json().encode()
+def encode_command(
+    envelope: CommandEnvelope, seal: SealCommand | None = None
+) -> tuple[bytes, bytes]:
+    """A command's record; with ``seal``, its personal fields sealed under a one-time key
+    (``dispatch.sealed_commands``)."""
+    # without alternates, the record is the one a worker of before them reads
+    left_out = None if envelope.fingerprint_alternates else {"fingerprint_alternates"}
+    key = str(envelope.target_id).encode()
+    if seal is None:
+        return key, envelope.model_dump_json(exclude=left_out).encode()
+    body = envelope.model_dump(mode="json", exclude=left_out)
+    if not seals_json(body):
+        return key, envelope.model_dump_json(exclude=left_out).encode()
+    return key, orjson.dumps(seal(body, destination(envelope)))
 
 
 def decode_command(value: bytes | None, where: str) -> CommandEnvelope | Poison:
+    """A command's envelope, or the poison it is (a sealed one too: nothing to open it)."""
+    decoded, _ = read_command(value, where, None)
+    return decoded
+
+
+def read_command(
+    value: bytes | None, where: str, open_: OpenCommand | None
+) -> tuple[CommandEnvelope | Poison, UUID | None]:
+    """A command's envelope or the poison it is, and for a sealed command (one that names
+    its key, ``dispatch.sealed_commands``) its key's subject, which the batch that decides
+    or dead-letters it deletes. A sealed command is opened with ``open_``; one that does
+    not open (its key known deleted, a field damaged) is poison with the reason (its raw,
+    sealed, value dead-lettered), never a crash; one whose key is not visible (yet) raises
+    ``KeyNotYetKnown`` (the caller reads it again, or gives up on it by its age). Without
+    ``open_`` it is poison."""
     if value is None:
-        return Poison("commands", where, "empty record (no value)", b"")
+        return Poison("commands", where, "empty record (no value)", b""), None
+    if f'"{KEY_FIELD}"'.encode() not in value:
+        return _validated(lambda: CommandEnvelope.model_validate_json(value), value, where), None
     try:
-        return CommandEnvelope.model_validate_json(value)
+        body = orjson.loads(value)
+        subject = subject_of(body) if isinstance(body, dict) else None
+    except (orjson.JSONDecodeError, CommandKeyGone) as error:
+        return Poison("commands", where, f"invalid command: {error}", value), None
+    if not isinstance(body, dict) or subject is None:
+        return _validated(lambda: CommandEnvelope.model_validate_json(value), value, where), None
+    if open_ is None:
+        return Poison("commands", where, "a sealed command, and no key to open it", value), None
+    try:
+        open_(body)
+    except CommandKeyGone as error:
+        return Poison("commands", where, f"sealed command: {error}", value), subject
+    return _validated(lambda: CommandEnvelope.model_validate(body), value, where), subject
+
+
+def _validated(
+    validate: Callable[[], CommandEnvelope], value: bytes, where: str
+) -> CommandEnvelope | Poison:
+    try:
+        return validate()
     except ValidationError as error:
         reason = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'record'}: {e['msg']}"

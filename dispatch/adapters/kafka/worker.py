@@ -44,6 +44,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+from uuid import UUID
 
 from kafka import ConsumerRebalanceListener, OffsetAndMetadata, TopicPartition
 from kafka.coordinator.assignors.range import RangePartitionAssignor
@@ -57,9 +58,11 @@ from dispatch.adapters.kafka.eventstore import FencedError, ProducerLostError
 from dispatch.adapters.kafka.keystore import KafkaKeyStore
 from dispatch.adapters.kafka.shard_host import AppFactory, ShardHost, open_shard
 from dispatch.adapters.kafka.topics import Topics
+from dispatch.domain.ids import shard_of
 from dispatch.matching.matcher import Matcher
 from dispatch.messages import Poison
-from dispatch.privacy import KeyNotYetKnown, as_is
+from dispatch.privacy import KeyNotYetKnown, PersonalData, as_is
+from dispatch.sealed_commands import open_command
 from dispatch.settings import Settings
 from dispatch.shard.crossshard.messages import Ack
 from dispatch.shard.inbound import ForeignDriver, Inbound
@@ -79,6 +82,13 @@ REOPEN_RETRY_MAX_S = 10.0
 # have, instead of starting over at once.
 REPEAT_WINDOW_S = 60.0
 COMMITTED_TIMEOUT_MS = 30_000  # reading a committed offset (waits for a settled one)
+# A sealed command whose key is not visible (docs/PRIVACY.md, "Sealed commands"): each poll
+# waits for such keys 0.25 s at most, over all the process's shards together; the shard is
+# then read again (paused and rewound, as for a shard-messages record), until the command
+# is 10 minutes old (its record's timestamp), when it is dead-lettered. A key known deleted
+# (its tombstone read) makes the command poison at once, with no wait.
+COMMAND_KEY_WAIT_S = 0.25
+COMMAND_KEY_DEADLINE_S = 600.0
 
 
 @dataclass
@@ -121,15 +131,24 @@ class KafkaWorker:
         member: str | None = None,
         sealer: Sealer | None = None,
         keys: KafkaKeyStore | None = None,
+        command_keys: PersonalData | None = None,
         **consumer_overrides: Any,
     ) -> None:
         """``sealer`` and ``keys``: what the applications ``app_factory`` makes seal with,
         and its key store on the subject-keys topic (docs/PRIVACY.md); the worker closes
-        ``keys``."""
+        ``keys``. ``command_keys``: how a sealed command is opened, over a key store on the
+        command-keys topic (``dispatch.sealed_commands``), which the worker closes; None: a
+        sealed command is poison."""
         assert settings.kafka_bootstrap is not None, "a Kafka worker needs bootstrap servers"
         self.settings, self.clock_mode, self.tick_s = settings, clock_mode, tick_s
         self.app_factory, self.matcher_factory = app_factory, matcher_factory
-        self.sealer, self.keys = sealer, keys
+        self.sealer, self.keys, self.command_keys = sealer, keys, command_keys
+        # A sealed command whose key is not visible is read again (as a shard-messages
+        # record is) until it is this old, then dead-lettered (review M2); a poll waits
+        # for such keys at most ``command_key_wait_s`` in all, over every shard (M1).
+        self.command_key_deadline_s = COMMAND_KEY_DEADLINE_S
+        self.command_key_wait_s = COMMAND_KEY_WAIT_S
+        self._key_wait_until = 0.0
         self.topics = Topics(settings.topic_prefix)
         self.shards: dict[int, ShardHost] = {}
         self.lost: dict[int, _Lost] = {}  # shards released on a producer loss, paused
@@ -255,6 +274,8 @@ class KafkaWorker:
             self.board.stop()
         if self.keys is not None:
             self.keys.close()
+        if self.command_keys is not None:
+            self.command_keys.keys.close()
 
     def _refill(self, shard: int) -> None:
         """A hosted shard whose matcher is new (opened, or refolded after an abort): every
@@ -276,6 +297,8 @@ class KafkaWorker:
         inbound: dict[int, Inbound] = {}
         offsets: dict[int, dict[TopicPartition, OffsetAndMetadata]] = {}
         opener = self.sealer.open_record if self.sealer is not None else None
+        # what this poll may wait, in all, for command keys not yet visible (review M1)
+        self._key_wait_until = time.monotonic() + self.command_key_wait_s
         for tp, records in polled.items():
             shard = tp.partition
             if shard in rewound or shard in self._unrewound:
@@ -293,7 +316,15 @@ class KafkaWorker:
             for record in records:
                 where = f"{tp.topic}[{tp.partition}]@{record.offset}"
                 if tp.topic == self.topics.commands:
-                    decoded = wire.decode_command(record.value, where)
+                    try:
+                        decoded, spent = wire.read_command(record.value, where, self._opener(shard))
+                    except KeyNotYetKnown as e:
+                        if _age_s(record) < self.command_key_deadline_s:
+                            self._read_again(shard, inbound, offsets, f"{where}: {e}")
+                            break
+                        decoded, spent = self._key_never_showed(record, where, e.subject)
+                    if spent is not None and shard_of(spent) == shard:  # its key: deleted
+                        box.spent_keys.append(spent)
                     if isinstance(decoded, Poison):
                         box.poison.append(decoded)
                     else:
@@ -382,6 +413,33 @@ class KafkaWorker:
             "fenced by a newer owner or rolled back" if lost.fenced else "lost without a fence",
             lost.error,
         )
+
+    def _opener(self, shard: int) -> wire.OpenCommand | None:
+        """How a sealed command read at ``shard`` is opened (None: it cannot be). A key
+        not visible yet is waited for only within the poll's budget
+        (``command_key_wait_s``, for all its shards together), then ``KeyNotYetKnown``."""
+        personal = self.command_keys
+        if personal is None:
+            return None
+
+        def opened(body: dict[str, Any]) -> None:
+            store = personal.keys
+            if isinstance(store, KafkaKeyStore):
+                store.key_wait_s = max(0.0, self._key_wait_until - time.monotonic())
+            open_command(body, personal, shard)
+
+        return opened
+
+    def _key_never_showed(self, record: Any, where: str, subject: UUID) -> tuple[Poison, UUID]:
+        """A sealed command older than ``command_key_deadline_s`` whose key is not
+        visible: deleted long ago (compacted; a redelivery after an offset reset) or never
+        written. Poison, and its key (if any) tombstoned with the batch."""
+        reason = (
+            f"sealed command: its key ({subject}) is not on the command keys topic "
+            f"{self.command_key_deadline_s:.0f} s after the command was written: deleted "
+            "(the command was handled already) or never written"
+        )
+        return Poison("commands", where, reason, record.value or b""), subject
 
     def _read_again(
         self, shard: int, inbound: dict[int, Inbound], offsets: dict[int, Any], why: str
@@ -513,6 +571,14 @@ class KafkaWorker:
                 self.consumer.seek_to_beginning(tp)
             else:
                 self.consumer.seek(tp, committed)
+
+
+def _age_s(record: Any) -> float:
+    """How long ago a record was written (its timestamp); a record without one is old."""
+    stamp = getattr(record, "timestamp", None)
+    if not isinstance(stamp, int) or stamp < 0:
+        return float("inf")
+    return time.time() - stamp / 1000
 
 
 def _retry_delay(attempts: int) -> float:

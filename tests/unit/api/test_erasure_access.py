@@ -1,13 +1,14 @@
 """Who may erase a rider or a driver (docs/PRIVACY.md): the subject themself or an admin;
 nobody else. What an erasure is refused for (an active ride, a driver not offline), that
-it is idempotent, and that an erased subject's later commands are a 410."""
+it is idempotent, and that an erasure revokes the erased subject's tokens."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import pytest
-from api_world import DROPOFF, PICKUP, World, build_world
+from api_world import DROPOFF, PICKUP, World, bearer, build_world
+from httpx import Response
 
 
 @pytest.fixture(scope="module")
@@ -47,20 +48,35 @@ def test_a_driver_who_is_not_offline_is_not_erased(world: World) -> None:
     assert r.status_code == 409 and "go offline first" in r.text, r.text
 
 
-def test_a_rider_erases_themself_once_and_is_refused_from_then_on(world: World) -> None:
+def _assert_revoked(r: Response) -> None:
+    assert r.status_code == 401, r.text
+    assert r.json()["reason"].startswith("token revoked"), r.text
+
+
+def test_a_rider_who_erases_themself_has_their_tokens_revoked_from_the_answer_on(
+    world: World,
+) -> None:
     rider, token = world.ids["rider_s"], world.tokens["rider_s"]
     assert world.client.delete(f"/riders/{rider}", headers=token).status_code == 200
-    assert world.client.delete(f"/riders/{rider}", headers=token).status_code == 200
+    _assert_revoked(world.client.delete(f"/riders/{rider}", headers=token))
     r = world.client.post("/rides", headers=token, json={"pickup": PICKUP, "dropoff": DROPOFF})
-    assert r.status_code == 410 and "erased" in r.text, r.text
+    _assert_revoked(r)
+    _assert_revoked(world.client.get("/drivers/nearby?lat=37.77&lng=-122.42", headers=token))
+    again = world.client.delete(f"/riders/{rider}", headers=world.tokens["admin"])
+    assert again.status_code == 200, again.text  # idempotent: an admin may erase again
 
 
-def test_an_admin_erases_an_offline_driver_who_is_refused_from_then_on(world: World) -> None:
+def test_an_admin_erases_an_offline_driver_whose_tokens_are_revoked(world: World) -> None:
     driver = world.ids["driver_b"]
     r = world.client.delete(f"/drivers/{driver}", headers=world.tokens["admin"])
     assert r.status_code == 200, r.text
-    r = world.client.post(f"/drivers/{driver}/online", headers=world.tokens["driver_b"])
-    assert r.status_code == 410 and "erased" in r.text, r.text
+    _assert_revoked(
+        world.client.post(f"/drivers/{driver}/online", headers=world.tokens["driver_b"])
+    )
+    ping = world.client.post(
+        f"/drivers/{driver}/location", headers=world.tokens["driver_b"], json=PICKUP
+    )
+    _assert_revoked(ping)
 
 
 def test_an_id_of_a_shard_that_does_not_exist_is_404(world: World) -> None:
@@ -83,6 +99,8 @@ def test_a_ride_is_not_opened_for_a_caller_who_may_not_see_it(
 
     runtime = world.client.app.state.ctx.runtime  # type: ignore[attr-defined]
     monkeypatch.setattr(runtime, "open_personal", opener)
-    r = world.client.get(f"/rides/{world.ids['ride']}", headers=world.tokens["rider_s"])
+    stranger = world.client.post("/riders", json={"name": "stranger"})  # not the ride's rider
+    token = bearer(stranger.json()["token"]["access_token"])
+    r = world.client.get(f"/rides/{world.ids['ride']}", headers=token)
     assert r.status_code == 403, r.text
     assert opened == []
