@@ -208,11 +208,14 @@ class Matcher:
                         now + self.config.offer_timeout_s,
                     )
                 )
-        if self.surge is not None and self.surge.due(now):
+        if self.surge is not None:
             cells, counts = self.index.cell_counts()
-            changes = self.surge.tick(now, cells, counts, self.index.resolution)
-            if changes is not None:
-                decisions.append(changes)
+            if self.surge.due(now):
+                changes = self.surge.tick(now, cells, counts, self.index.resolution)
+                if changes is not None:
+                    decisions.append(changes)
+            else:  # the cells the pings brought since, mapped now: not all at the cadence
+                self.surge.meet(cells, self.index.resolution)
         return decisions
 
     # -- event handlers --------------------------------------------------------------------

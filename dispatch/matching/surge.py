@@ -34,6 +34,10 @@ class SurgeTracking(Protocol):
     def due(self, now: float) -> bool:
         """Whether a cadence is due at ``now``."""
 
+    def meet(self, cells: list[int], from_res: int) -> None:
+        """The index's cells (at ``from_res``) between cadences: those new since the last
+        call are mapped to their surge cells now, not all at the next cadence."""
+
     def tick(
         self, now: float, cells: list[int], counts: np.ndarray, from_res: int
     ) -> ChangeSurge | None:

@@ -73,7 +73,12 @@ class SurgeTracker:
         self._unsorted = False
         self._added = array("q")
         self._names: list[str] = []  # row -> cell, as text
-        self._slot_rows = np.zeros(0, dtype=np.int64)  # index slot -> row of its parent
+        # index slot -> row of its surge cell (-1: a cell with no row yet), and that cell
+        self._slot_rows = np.zeros(0, dtype=np.int64)
+        self._slot_parents = np.zeros(0, dtype=np.uint64)
+        self._cell_ints = np.zeros(64, dtype=np.uint64)  # row -> cell, for lookups at once
+        self._sorted: tuple[np.ndarray, np.ndarray] | None = None  # cells sorted, their rows
+        self._resolved_at = (0, 0)  # (slots, rows) when the unmapped slots were last looked up
         self._next_at = -math.inf
         self._latest = -math.inf  # the latest request time seen
         self._curve = config.curve.record()
@@ -208,18 +213,55 @@ class SurgeTracker:
             del self._times[:head], self._rows[:head]
             self._head = 0
 
+    def meet(self, cells: list[int], from_res: int) -> None:
+        """Map the index's cells new since the last call (or cadence) to their surge cells:
+        called on the matcher's ticks between cadences, so the cells that drivers' pings
+        bring (every one of them after a start) are mapped a few at a time, not all in the
+        first cadence.
+
+        Looked up among the rows all at once (sorted, numpy), never one at a time: a surge
+        cell with no row yet (no demand, no level: not priced, so its supply is not needed)
+        leaves the slot unmapped until a row appears for it (a request there), when the
+        next call maps it."""
+        seen = len(self._slot_rows)
+        if len(cells) > seen:
+            parents = self._parents(cells[seen:], from_res)
+            self._slot_parents = np.concatenate([self._slot_parents, parents])
+            self._slot_rows = np.concatenate(
+                [self._slot_rows, np.full(len(parents), -1, dtype=np.int64)]
+            )
+        n = len(self._cells)
+        if self._resolved_at != (len(self._slot_rows), n):
+            unmapped = np.nonzero(self._slot_rows < 0)[0]
+            if len(unmapped):
+                self._slot_rows[unmapped] = self._rows_of(self._slot_parents[unmapped])
+            self._resolved_at = (len(self._slot_rows), n)
+
     def _supply(self, cells: list[int], counts: np.ndarray, from_res: int) -> np.ndarray:
         """Available drivers per row: the index's cells summed into their surge cells."""
-        seen = len(self._slot_rows)
-        if len(cells) > seen:  # cells new to the index since the last cadence
-            parents, where = np.unique(self._parents(cells[seen:], from_res), return_inverse=True)
-            rows = np.array([self._row(p) for p in parents.tolist()], dtype=np.int64)
-            self._slot_rows = np.concatenate([self._slot_rows, rows[where.reshape(-1)]])
+        self.meet(cells, from_res)
         n = len(self._cells)
         if not len(counts):
             return np.zeros(n, dtype=np.int64)
         rows = self._slot_rows[: len(counts)]
-        return np.bincount(rows, weights=counts, minlength=n)[:n].astype(np.int64)
+        rows = np.where(rows < 0, n, rows)  # the unmapped into a bin past the rows
+        return np.bincount(rows, weights=counts, minlength=n + 1)[:n].astype(np.int64)
+
+    def _rows_of(self, cells: np.ndarray) -> np.ndarray:
+        """The row of each surge cell (H3 ints), -1 for a cell with no row."""
+        n = len(self._cells)
+        if self._sorted is None or len(self._sorted[0]) != n:
+            order = np.argsort(self._cell_ints[:n], kind="stable")
+            self._sorted = (self._cell_ints[:n][order], order.astype(np.int64))
+        keys, rows = self._sorted
+        if not n:
+            return np.full(len(cells), -1, dtype=np.int64)
+        order = np.argsort(cells)  # (sorted needles: several times faster to look up)
+        needles = cells[order]
+        at = np.minimum(np.searchsorted(keys, needles), n - 1)
+        out = np.empty(len(cells), dtype=np.int64)
+        out[order] = np.where(keys[at] == needles, rows[at], -1)
+        return out
 
     def _parents(self, cells: list[int], from_res: int) -> np.ndarray:
         """The surge cell of each index cell (at ``from_res``): its parent, computed on the
@@ -245,6 +287,8 @@ class SurgeTracker:
                 self._levels = np.concatenate([self._levels, np.full(row, ONE, dtype=np.int64)])
                 self._demand = np.concatenate([self._demand, np.zeros(row, dtype=np.int64)])
                 self._owned = np.concatenate([self._owned, np.ones(row, dtype=bool)])
+                self._cell_ints = np.concatenate([self._cell_ints, np.zeros(row, np.uint64)])
+            self._cell_ints[row] = cell
             owner = self.config.owner
             if owner is not None and self._shard is not None:
                 self._owned[row] = owner(name) == self._shard

@@ -50,3 +50,50 @@ def test_a_full_fold_keeps_only_the_requests_a_window_may_still_hold() -> None:
     tracker.due(last)
     change = tracker.tick(last + 30, [], np.zeros(0, dtype=np.int64), 9)
     assert change is not None and change.demand == [270]  # (last + 30 - 300, last]
+
+
+def test_supply_met_before_its_cell_has_demand_is_counted_once_a_request_comes() -> None:
+    """An index cell whose surge cell has no row yet (drivers, no request) is left unmapped
+    by ``meet``; when a request opens the row, the next cadence counts its drivers."""
+    from decimal import Decimal
+
+    import numpy as np
+
+    tracker = SurgeTracker(SurgeConfig(SurgeCurve(Decimal("3.00")), 30.0, 300.0))
+    here, there = (37.77, -122.42), (37.80, -122.27)
+    index_cells = [h3i.latlng_to_cell(*here, 9), h3i.latlng_to_cell(*there, 9)]
+    counts = np.array([2, 4], dtype=np.int64)  # drivers: 2 here, 4 there
+    tracker.due(0.0)
+    tracker.meet(index_cells, 9)  # no row for either surge cell yet
+    for _ in range(12):
+        tracker.requested(*there, 1.0)
+    change = tracker.tick(30.0, index_cells, counts, 9)
+    assert change is not None
+    assert change.cells == [h3i.int_to_str(h3i.latlng_to_cell(*there, SURGE_RESOLUTION))]
+    assert change.supply == [4] and change.demand == [12]
+
+
+def test_meeting_index_cells_in_steps_maps_them_as_all_at_once() -> None:
+    """Cells met a few at a time between cadences sum into the same surge cells' supply as
+    cells met by the cadence itself."""
+    from decimal import Decimal
+
+    import numpy as np
+
+    cells = [h3i.latlng_to_cell(37.77 + i * 0.004, -122.42, 9) for i in range(40)]
+    counts = np.arange(40, dtype=np.int64) % 3  # 0 to 2 drivers a cell
+    stepped, whole = (SurgeTracker(SurgeConfig(SurgeCurve(Decimal("3.00")))) for _ in "ab")
+    for tracker in (stepped, whole):
+        for cell in cells:
+            for _ in range(20):  # pressure in every surge cell: each one moves
+                tracker.requested(*h3i.cell_to_latlng(cell), 1.0)
+        tracker.due(0.0)
+    for upto in (5, 5, 17, 40):
+        stepped.meet(cells[:upto], 9)
+    a = stepped.tick(30.0, cells, counts, 9)
+    b = whole.tick(30.0, cells, counts, 9)
+    assert a is not None and b is not None
+    assert sorted(zip(a.cells, a.supply, strict=True)) == sorted(
+        zip(b.cells, b.supply, strict=True)
+    )
+    assert sum(a.supply) == int(counts.sum())
