@@ -77,8 +77,7 @@ def fed_back(tracker: SurgeTracker, changes: ChangeSurge | None) -> int:
     """What the shard records comes back to the tracker; returns how many cells moved."""
     if changes is None:
         return 0
-    for cell, multiplier, *_ in changes.rows():
-        tracker.level(cell, multiplier)
+    tracker.levels_recorded(changes.cells, changes.multipliers)  # (one Surge.Recomputed)
     return len(changes)
 
 
@@ -169,8 +168,8 @@ def one_round(
         if changes is not None:
             recorder.decide(changes, datetime.fromtimestamp(now, UTC))
         recorder.commit()
+        noisy_changes.append(fed_back(tracker, changes))  # the matcher folds it back
         noisy_record.append(time.perf_counter() - started)
-        noisy_changes.append(fed_back(tracker, changes))
     # A shock: every cell's demand jumps at once, so (nearly) every cell changes.
     now += CADENCE_S
     for cell in cells:

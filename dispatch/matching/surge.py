@@ -28,6 +28,9 @@ class SurgeTracking(Protocol):
     def level(self, cell: str, multiplier: str) -> None:
         """A cell's multiplier as the shard recorded it."""
 
+    def levels_recorded(self, cells: list[str], multipliers: list[str]) -> None:
+        """A cadence's multipliers as the shard recorded them (``level`` of each)."""
+
     def load(self, levels: dict[str, str]) -> None:
         """The multipliers as saved (cells above 1.00), after a restore."""
 

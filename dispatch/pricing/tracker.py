@@ -5,8 +5,8 @@ folds: each ride request (its pickup's cell, at its time) is demand for ``window
 available drivers of the matcher's index are supply. Every ``cadence_s`` of the shard's
 clock, ``tick`` prices every active cell (one with demand in the window, or a multiplier
 above 1.00) with the curve at once (numpy, ``dispatch.pricing.surge``) and returns a
-``ChangeSurge`` of the cells whose multipliers move; the shard records a
-``Surge.Changed`` for each, and the event comes back through ``level``. A restore loads
+``ChangeSurge`` of the cells whose multipliers move; the shard records them as one
+``Surge.Recomputed``, and the event comes back through ``levels_recorded``. A restore loads
 the levels from the shard's surge aggregate (``load``), and the window's requests from the
 checkpoint (``window``/``load_window``: every request of the window, whatever became of its
 ride) and the log after it, so a restored shard prices exactly as one that never stopped.
@@ -35,6 +35,7 @@ from dispatch.pricing.surge import ONE, SurgeCurve, hundredths, multiplier_text
 
 # Every multiplier's text, by level (a cadence names thousands).
 _TEXTS = [multiplier_text(level) for level in range(int(MAX_SURGE * 100) + 1)]
+_LEVELS = {text: level for level, text in enumerate(_TEXTS)}
 
 
 # Requests held before a fold drops those out of every window to come.
@@ -73,6 +74,7 @@ class SurgeTracker:
         self._unsorted = False
         self._added = array("q")
         self._names: list[str] = []  # row -> cell, as text
+        self._row_of_name: dict[str, int] = {}  # cell, as text -> row
         # index slot -> row of its surge cell (-1: a cell with no row yet), and that cell
         self._slot_rows = np.zeros(0, dtype=np.int64)
         self._slot_parents = np.zeros(0, dtype=np.uint64)
@@ -133,6 +135,18 @@ class SurgeTracker:
     def level(self, cell: str, multiplier: str) -> None:
         """A cell's multiplier as the shard recorded it (``"1.35"``)."""
         self._levels[self._row(h3.str_to_int(cell))] = hundredths(Decimal(multiplier))
+
+    def levels_recorded(self, cells: list[str], multipliers: list[str]) -> None:
+        """A cadence's multipliers as the shard recorded them (a ``Surge.Recomputed``):
+        each cell's, as ``level`` (thousands at a time: the texts the tracker itself made
+        are looked up, not parsed)."""
+        row_of_name, levels = self._row_of_name, self._levels
+        for cell, multiplier in zip(cells, multipliers, strict=True):
+            row = row_of_name.get(cell)
+            if row is None:
+                row = self._row(h3.str_to_int(cell))
+            level = _LEVELS.get(multiplier)
+            levels[row] = hundredths(Decimal(multiplier)) if level is None else level
 
     def load(self, levels: dict[str, str]) -> None:
         """The multipliers the shard's surge aggregate holds (cells above 1.00), replacing
@@ -283,6 +297,7 @@ class SurgeTracker:
             self._cells.append(cell)
             name = h3i.int_to_str(cell)
             self._names.append(name)
+            self._row_of_name[name] = row
             if row == len(self._levels):
                 self._levels = np.concatenate([self._levels, np.full(row, ONE, dtype=np.int64)])
                 self._demand = np.concatenate([self._demand, np.zeros(row, dtype=np.int64)])

@@ -21,7 +21,7 @@ from dispatch.adapters.sqlite.logsource import SqliteLogSource
 from dispatch.bootstrap import build_embedded_engine
 from dispatch.cli import app
 from dispatch.domain.ids import new_id
-from dispatch.domain.surge import SURGE_RESOLUTION, Surge, surge_id
+from dispatch.domain.surge import SURGE_RESOLUTION, Surge, SurgeChange, recorded_changes, surge_id
 from dispatch.matching.decisions import ChangeSurge
 from dispatch.messages import Ping
 from dispatch.settings import Settings
@@ -38,7 +38,7 @@ CELL = h3.latlng_to_cell(*PICKUP, SURGE_RESOLUTION)
 class Market:
     def __init__(self, tmp: Path, **settings: Any) -> None:
         self.now, self.tmp, self.settings = T0, tmp, settings
-        self.changes: list[Surge.Changed] = []
+        self.changes: list[SurgeChange] = []  # each cell's, in order
         self.engine = self._engine()
 
     def _engine(self) -> EmbeddedEngine:
@@ -48,8 +48,9 @@ class Market:
         return engine
 
     def _heard(self, _shard: int, recordings: Any) -> None:
-        self.changes += [r.domain_event for r in recordings
-                         if isinstance(r.domain_event, Surge.Changed)]  # fmt: skip
+        for r in recordings:
+            if isinstance(r.domain_event, Surge.Recomputed):
+                self.changes += r.domain_event.changes()
 
     def restart(self) -> None:
         self.engine = self._engine()
@@ -209,15 +210,19 @@ def test_a_restore_from_a_checkpoint_keeps_the_multipliers_and_the_windows_deman
 
 
 def test_the_shards_surge_is_snapshotted_as_it_is_after_the_batch() -> None:
+    """One event a cadence: the 19th cadence that moves cells is the surge's 20th event
+    (after its start), where its snapshot falls, taken from the cached aggregate."""
     app = ShardApplication(0, env={"IS_SNAPSHOTTING_ENABLED": "y"})
     cells = sorted(h3.grid_disk(CELL, 20))[:1_200]
-    at = datetime.fromtimestamp(T0, UTC)
     n = len(cells)
-    app.decide(ChangeSurge(cells, ["1.50"] * n, ["2.00"] * n, [9] * n, [1] * n, 300.0), at)
-    app.commit()
+    for cadence in range(19):
+        at = datetime.fromtimestamp(T0 + 30 * cadence, UTC)
+        level = ["1.50", "1.60"][cadence % 2]
+        app.decide(ChangeSurge(cells, [level] * n, ["2.00"] * n, [9] * n, [1] * n, 300.0), at)
+        app.commit()
     assert app.snapshots is not None
     (snapshot,) = app.snapshots.get(surge_id(0))
-    assert snapshot.originator_version == 1 + len(cells)  # passed 1,000: taken at the end
+    assert snapshot.originator_version == 20
     app.discard()  # a cold read starts from it
     assert app.surge_levels() == dict.fromkeys(cells, "1.50")
 
@@ -298,19 +303,20 @@ def test_every_recorded_change_re_derives_from_its_recorded_inputs_and_verify_ag
             market.requests(1)
         market.advance(30)
     events = list(SqliteLogSource(tmp_path).read(0))
-    changes = [e for e in events if e.topic == Surge.Changed.TOPIC]
-    assert len(changes) >= 4
-    for e in changes:
-        d = e.data
-        assert d["curve"] == {
+    assert not [e for e in events if e.topic == Surge.Changed.TOPIC]  # (older logs only)
+    changes = [e for e in events if e.topic == Surge.Recomputed.TOPIC]
+    rows = [row for e in changes for row in recorded_changes(e.topic, e.data)]
+    assert len(rows) >= 4
+    for row in rows:
+        assert row.curve == {
             "cap": "3.00",
             "gain": 0.5,
             "smoothing": 0.5,
             "band": "0.10",
             "noise": noise,
         }
-        assert rederive(d["previous"], d["demand"], d["supply"], d["curve"]) == (
-            d["multiplier"], d["target"],
+        assert rederive(row.previous, row.demand, row.supply, row.curve) == (
+            row.multiplier, row.target,
         )  # fmt: skip
     checker = InvariantChecker()
     for e in events:
@@ -319,7 +325,8 @@ def test_every_recorded_change_re_derives_from_its_recorded_inputs_and_verify_ag
     bent = InvariantChecker()
     for e in events:
         if e is changes[-1]:
-            e = replace(e, data={**e.data, "target": "2.99"})
+            targets = [*e.data["targets"][:-1], "2.99"]
+            e = replace(e, data={**e.data, "targets": targets})
         bent.check(e)
     assert [v.kind for v in bent.finish()] == ["surge_not_rederived"]
 
