@@ -14,6 +14,7 @@ shards in any order gives the same view.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import h3
@@ -49,6 +50,7 @@ class SurgeProjection:
 
     def apply(self, view: SurgeView, e: LogEvent) -> SurgeView:
         cells, at, d = view.cells, e.at, e.data
+        changed: Iterator[tuple[str, str]]
         if e.topic == RECOMPUTED_TOPIC:  # a cadence's changes, a row a cell
             changed = zip(d["cells"], d["multipliers"], strict=True)
         else:  # one cell's (logs written before)
