@@ -6,28 +6,33 @@
 The market is a disc of resolution-8 cells around San Francisco (37.77, -122.42), every one
 of them active (demand in the window). Drivers are indexed in the matcher's own index
 (``DriverIndex``, resolution 9), uniform over the disc, about a third of the cells short of
-drivers. Each round is a fresh tracker: a first cadence (it maps the index's cells to surge
-cells once: timed apart), then ``--cadences`` cadences 30 s apart with new requests between
-them (untimed: folding a request is the shard's, timed apart per request), then a shock
-(every cell's demand jumps: nearly every cell changes, timed apart, and so is recording its
-changes as events by a shard application on the in-memory store). A cadence is
-what the matcher's tick does when one is due: expire the window, sum the supply, step
-every active cell, build the changes. The figure is the median over rounds of each round's
-median cadence. Between the steady cadences and the shock, ``--cadences`` cadences of a
-noisy market: each cell's requests Poisson with a mean drawn per cell from 0 to 1.5 a
-cadence, so hundreds to thousands of cells move each time; each is timed computing
-(``noisy_tick_ms``) and recording its changes as events (``noisy_record_ms``: one
-``Surge.Changed`` each, a shard application on the in-memory store, snapshots on), and
-their sum (``noisy_total_ms``): what the shard's single writer pays per cadence
-(docs/BENCHMARKS.md: 2,410 changes and 93 ms a noisy cadence; with ``--noise 2``, the
-curve's noise band, 175 and 4.3 ms). Nothing
-about time is asserted; the machine is printed with the figures.
+drivers. Each round is a fresh tracker. After a start: the tick that starts the cadence's
+clock meets the index's cells (``SurgeTracker.meet``: maps each to its surge cell; all at
+once, as after a restore that brings the index back whole: ``first_meet_ms``), and the
+first cadence follows (``first_cadence_ms``); a second fresh tracker whose first cadence
+meets them all itself, no tick between, is the worst case (``first_cadence_unmet_ms``).
+Then ``--cadences`` cadences 30 s apart with new requests between them (untimed: folding a
+request is the shard's, timed apart per request), then a shock (every cell's demand jumps:
+nearly every cell changes, timed apart, and so is recording its changes by a shard
+application on the in-memory store). A cadence is what the matcher's tick does when one is
+due: expire the window, sum the supply, step every active cell, build the changes. The
+figure is the median over rounds of each round's median cadence. Between the steady
+cadences and the shock, ``--cadences`` cadences of a noisy market: each cell's requests
+Poisson with a mean drawn per cell from 0 to 1.5 a cadence, so hundreds to thousands of
+cells move each time; each is timed computing (``noisy_tick_ms``) and recording
+(``noisy_record_ms``: the shard application records the cadence's changes as one
+``Surge.Recomputed``, in-memory store, snapshots on, and the matcher folds it back into the
+tracker), and their sum (``noisy_total_ms``): what the shard's single writer pays per
+cadence; ``noisy_record_max_ms`` is the slowest recording (the ``Surge`` snapshot, every 20
+events, falls in each round). Nothing about time is asserted; the machine is printed with
+the figures.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import sys
@@ -145,7 +150,7 @@ def one_round(
         changed.append(fed_back(tracker, changes))
     # A noisy market: each cell's requests arrive at random (Poisson, a mean from 0 to 1.5
     # a cadence drawn per cell), so hundreds of cells move every cadence; each cadence's
-    # changes are then recorded as the shard does (one Surge.Changed each, saved in one
+    # changes are then recorded as the shard does (one Surge.Recomputed, saved in one
     # batch: the application on the library's in-memory store, snapshots on, no disk).
     noisy = np.random.default_rng(seed)
     means = noisy.uniform(0.0, 1.5, len(cells))
@@ -178,7 +183,7 @@ def one_round(
     started = time.perf_counter()
     shock = tracker.tick(now, *index.cell_counts(), index.resolution)
     shock_s = time.perf_counter() - started
-    # What the shard then does with them: one Surge.Changed each, saved in one batch (the
+    # What the shard then does with them: one Surge.Recomputed, saved in one batch (the
     # application on the library's in-memory store: the decisions and the commit, no disk).
     app = ShardApplication(0, env={"IS_SNAPSHOTTING_ENABLED": "y"})
     started = time.perf_counter()
@@ -198,6 +203,7 @@ def one_round(
         "changes_first": changed[0],
         "noisy_tick_ms": statistics.median(noisy_tick) * 1000,
         "noisy_record_ms": statistics.median(noisy_record) * 1000,
+        "noisy_record_max_ms": max(noisy_record) * 1000,
         "noisy_total_ms": statistics.median(
             t + r for t, r in zip(noisy_tick, noisy_record, strict=True)
         )
@@ -245,6 +251,8 @@ def main() -> int:
         **{f"{key}_median": statistics.median(r[key] for r in rounds) for key in MEDIANS},
         "cadence_max_ms": max(r["cadence_max_ms"] for r in rounds),
         "noisy_total_max_ms": max(r["noisy_total_max_ms"] for r in rounds),
+        "noisy_record_max_ms": max(r["noisy_record_max_ms"] for r in rounds),
+        "load_average": os.getloadavg(),
     }
     if args.json:
         print(json.dumps(out, indent=2))
