@@ -75,12 +75,13 @@ class SurgeTracker:
         self._added = array("q")
         self._names: list[str] = []  # row -> cell, as text
         self._row_of_name: dict[str, int] = {}  # cell, as text -> row
-        # index slot -> row of its surge cell (-1: a cell with no row yet), and that cell
+        # index slot -> row of its surge cell (-1: a cell with no row yet)
         self._slot_rows = np.zeros(0, dtype=np.int64)
-        self._slot_parents = np.zeros(0, dtype=np.uint64)
         self._cell_ints = np.zeros(64, dtype=np.uint64)  # row -> cell, for lookups at once
         self._sorted: tuple[np.ndarray, np.ndarray] | None = None  # cells sorted, their rows
-        self._resolved_at = (0, 0)  # (slots, rows) when the unmapped slots were last looked up
+        # the unmapped slots' surge cells (sorted) and slots; the rows they were checked for
+        self._pending = (np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64))
+        self._pending_rows = 0
         self._next_at = -math.inf
         self._latest = -math.inf  # the latest request time seen
         self._curve = config.curve.record()
@@ -235,21 +236,35 @@ class SurgeTracker:
 
         Looked up among the rows all at once (sorted, numpy), never one at a time: a surge
         cell with no row yet (no demand, no level: not priced, so its supply is not needed)
-        leaves the slot unmapped until a row appears for it (a request there), when the
-        next call maps it."""
-        seen = len(self._slot_rows)
-        if len(cells) > seen:
-            parents = self._parents(cells[seen:], from_res)
-            self._slot_parents = np.concatenate([self._slot_parents, parents])
-            self._slot_rows = np.concatenate(
-                [self._slot_rows, np.full(len(parents), -1, dtype=np.int64)]
-            )
+        leaves the slot pending until a row appears for it (a request there), when the next
+        call maps it (the new rows looked up among the pending, not the pending again)."""
         n = len(self._cells)
-        if self._resolved_at != (len(self._slot_rows), n):
-            unmapped = np.nonzero(self._slot_rows < 0)[0]
+        keys, slots = self._pending
+        if n > self._pending_rows and len(keys):
+            new_cells = self._cell_ints[self._pending_rows : n]
+            lo = np.searchsorted(keys, new_cells, "left")
+            took = np.searchsorted(keys, new_cells, "right") - lo
+            if took.any():
+                starts, found = lo[took > 0], took[took > 0]
+                rows = np.arange(self._pending_rows, n, dtype=np.int64)[took > 0]
+                first = np.repeat(np.cumsum(found) - found, found)
+                at = np.repeat(starts, found) + np.arange(int(found.sum())) - first
+                self._slot_rows[slots[at]] = np.repeat(rows, found)
+                kept = np.ones(len(keys), dtype=bool)
+                kept[at] = False
+                keys, slots = self._pending = (keys[kept], slots[kept])
+        self._pending_rows = n
+        seen = len(self._slot_rows)
+        if len(cells) > seen:  # cells new to the index
+            parents = self._parents(cells[seen:], from_res)
+            rows = self._rows_of(parents)
+            self._slot_rows = np.concatenate([self._slot_rows, rows])
+            unmapped = np.nonzero(rows < 0)[0]
             if len(unmapped):
-                self._slot_rows[unmapped] = self._rows_of(self._slot_parents[unmapped])
-            self._resolved_at = (len(self._slot_rows), n)
+                keys = np.concatenate([keys, parents[unmapped]])
+                slots = np.concatenate([slots, unmapped + seen])
+                order = np.argsort(keys, kind="stable")
+                self._pending = (keys[order], slots[order])
 
     def _supply(self, cells: list[int], counts: np.ndarray, from_res: int) -> np.ndarray:
         """Available drivers per row: the index's cells summed into their surge cells."""

@@ -61,16 +61,19 @@ def test_supply_met_before_its_cell_has_demand_is_counted_once_a_request_comes()
 
     tracker = SurgeTracker(SurgeConfig(SurgeCurve(Decimal("3.00")), 30.0, 300.0))
     here, there = (37.77, -122.42), (37.80, -122.27)
-    index_cells = [h3i.latlng_to_cell(*here, 9), h3i.latlng_to_cell(*there, 9)]
-    counts = np.array([2, 4], dtype=np.int64)  # drivers: 2 here, 4 there
+    beside = next(c for c in h3i.cell_to_children(h3i.latlng_to_cell(*there, 8), 9)
+                  if c != h3i.latlng_to_cell(*there, 9))  # fmt: skip
+    index_cells = [h3i.latlng_to_cell(*here, 9), h3i.latlng_to_cell(*there, 9), beside]
+    counts = np.array([2, 4, 1], dtype=np.int64)  # drivers: 2 here, 4 + 1 there
     tracker.due(0.0)
-    tracker.meet(index_cells, 9)  # no row for either surge cell yet
+    tracker.meet(index_cells[:2], 9)  # no row for either surge cell yet
+    tracker.meet(index_cells, 9)
     for _ in range(12):
         tracker.requested(*there, 1.0)
     change = tracker.tick(30.0, index_cells, counts, 9)
     assert change is not None
     assert change.cells == [h3i.int_to_str(h3i.latlng_to_cell(*there, SURGE_RESOLUTION))]
-    assert change.supply == [4] and change.demand == [12]
+    assert change.supply == [5] and change.demand == [12]
 
 
 def test_meeting_index_cells_in_steps_maps_them_as_all_at_once() -> None:
@@ -97,3 +100,33 @@ def test_meeting_index_cells_in_steps_maps_them_as_all_at_once() -> None:
         zip(b.cells, b.supply, strict=True)
     )
     assert sum(a.supply) == int(counts.sum())
+
+
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 41)), min_size=1, max_size=80))
+def test_supply_is_every_index_cells_drivers_summed_into_its_surge_cells_row(
+    steps: list[tuple[bool, int]],
+) -> None:
+    """Index cells met and requests opening rows, in any order: each row's supply is the
+    drivers of exactly the index cells inside its surge cell."""
+    import numpy as np
+
+    centre = h3i.latlng_to_cell(37.77, -122.42, SURGE_RESOLUTION)
+    parents = sorted(h3i.grid_disk(centre, 2))[:6]
+    pool = [child for parent in parents for child in sorted(h3i.cell_to_children(parent, 9))]
+    tracker = SurgeTracker(SurgeConfig(SurgeCurve()))
+    index: list[int] = []
+    for is_request, k in steps:
+        cell = pool[k]
+        if is_request:
+            tracker.requested(*h3i.cell_to_latlng(cell), 1.0)
+        elif cell not in index:
+            index.append(cell)
+        tracker.meet(index, 9)
+    counts = np.arange(1, len(index) + 1, dtype=np.int64)
+    supply = tracker._supply(index, counts, 9)
+    expected = [
+        sum(int(n) for c, n in zip(index, counts, strict=True)
+            if h3i.cell_to_parent(c, SURGE_RESOLUTION) == row_cell)
+        for row_cell in tracker._cells
+    ]  # fmt: skip
+    assert supply.tolist() == expected
