@@ -14,8 +14,10 @@ a restore gives back to the shard's surge tracker.
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Iterator
 from datetime import datetime
+from itertools import repeat
 from typing import Any, NamedTuple
 from uuid import UUID
 
@@ -161,13 +163,13 @@ class Surge(Aggregate):
         """Record a cadence's changes (columns, a row a cell) with their inputs, as one
         event; a cell whose multiplier is already the one given is left out (none left: no
         event)."""
-        known = self.cells
-        previous = [known.get(cell, NO_SURGE_TEXT) for cell in cells]
+        previous = list(map(self.cells.get, cells, repeat(NO_SURGE_TEXT, len(cells))))
         columns: list[list[Any]] = [cells, multipliers, previous, targets, demand, supply]
-        moved = [i for i, (m, p) in enumerate(zip(multipliers, previous, strict=True)) if m != p]
-        if not moved:
-            return
-        if len(moved) < len(cells):
+        if any(map(operator.eq, multipliers, previous)):  # (the tracker lists moves only)
+            moved = [i for i, (m, p) in enumerate(zip(multipliers, previous, strict=True))
+                     if m != p]  # fmt: skip
+            if not moved:
+                return
             columns = [[column[i] for i in moved] for column in columns]
         self.trigger_event(self.Recomputed, timestamp=at, window_s=window_s, curve=curve,
                            **dict(zip(COLUMNS, columns, strict=True)))  # fmt: skip
