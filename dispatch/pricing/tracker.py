@@ -23,6 +23,7 @@ from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import cast
 
 import h3
 import numpy as np
@@ -139,15 +140,20 @@ class SurgeTracker:
 
     def levels_recorded(self, cells: list[str], multipliers: list[str]) -> None:
         """A cadence's multipliers as the shard recorded them (a ``Surge.Recomputed``):
-        each cell's, as ``level`` (thousands at a time: the texts the tracker itself made
-        are looked up, not parsed)."""
-        row_of_name, levels = self._row_of_name, self._levels
-        for cell, multiplier in zip(cells, multipliers, strict=True):
-            row = row_of_name.get(cell)
-            if row is None:
-                row = self._row(h3.str_to_int(cell))
-            level = _LEVELS.get(multiplier)
-            levels[row] = hundredths(Decimal(multiplier)) if level is None else level
+        each cell's, as ``level``, set at once (thousands at a time: the cells' rows and
+        the texts the tracker itself made are looked up, not parsed)."""
+        found = list(map(self._row_of_name.get, cells))
+        if None in found:  # a cell new to the tracker (a fold whose requests were too old)
+            rows = [self._row(h3.str_to_int(c)) if r is None else r
+                    for c, r in zip(cells, found, strict=True)]  # fmt: skip
+        else:
+            rows = cast(list[int], found)
+        known = list(map(_LEVELS.get, multipliers))
+        if None in known:  # (not a text the tracker makes: parsed, and checked)
+            levels = [hundredths(Decimal(m)) for m in multipliers]
+        else:
+            levels = cast(list[int], known)
+        self._levels[rows] = levels  # (after any new row: the array may have grown)
 
     def load(self, levels: dict[str, str]) -> None:
         """The multipliers the shard's surge aggregate holds (cells above 1.00), replacing

@@ -132,3 +132,16 @@ def test_supply_is_every_index_cells_drivers_summed_into_its_surge_cells_row(
         for row_cell in tracker._cells
     ]  # fmt: skip
     assert supply.tolist() == expected
+
+
+def test_a_recorded_cadence_of_cells_new_to_the_tracker_sets_every_level() -> None:
+    """Folding a ``Surge.Recomputed`` whose cells the tracker has never seen (a full fold
+    whose requests were already out of the window): each gets its row and its level, even
+    when the rows outgrow the tracker's arrays on the way."""
+    centre = h3i.latlng_to_cell(37.77, -122.42, SURGE_RESOLUTION)
+    cells = [h3i.int_to_str(c) for c in sorted(h3i.grid_disk(centre, 6))]  # 127: past 64
+    tracker = SurgeTracker(SurgeConfig(SurgeCurve()))
+    tracker.levels_recorded(cells, ["1.50"] * len(cells))
+    assert tracker.levels() == dict.fromkeys(cells, "1.50")
+    tracker.levels_recorded(cells[:2], ["1.00", "2.35"])
+    assert tracker.levels() == {**dict.fromkeys(cells[2:], "1.50"), cells[1]: "2.35"}
