@@ -136,7 +136,8 @@ class SurgeTracker:
 
     def level(self, cell: str, multiplier: str) -> None:
         """A cell's multiplier as the shard recorded it (``"1.35"``)."""
-        self._levels[self._row(h3.str_to_int(cell))] = hundredths(Decimal(multiplier))
+        row = self._row(h3.str_to_int(cell))  # first: a new row may grow the arrays
+        self._levels[row] = hundredths(Decimal(multiplier))
 
     def levels_recorded(self, cells: list[str], multipliers: list[str]) -> None:
         """A cadence's multipliers as the shard recorded them (a ``Surge.Recomputed``):

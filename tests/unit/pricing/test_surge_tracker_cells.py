@@ -145,3 +145,18 @@ def test_a_recorded_cadence_of_cells_new_to_the_tracker_sets_every_level() -> No
     assert tracker.levels() == dict.fromkeys(cells, "1.50")
     tracker.levels_recorded(cells[:2], ["1.00", "2.35"])
     assert tracker.levels() == {**dict.fromkeys(cells[2:], "1.50"), cells[1]: "2.35"}
+
+
+def test_loading_more_levels_than_the_arrays_hold_sets_every_level() -> None:
+    """A restore's ``load`` of saved levels for cells the tracker has no row for (demand
+    gone from the window, levels still decaying): rows 64, 128 and 256 grow the arrays on
+    the way, and every level is set (each written after its row exists)."""
+    centre = h3i.latlng_to_cell(37.77, -122.42, SURGE_RESOLUTION)
+    cells = [h3i.int_to_str(c) for c in sorted(h3i.grid_disk(centre, 10))]  # 331: past 256
+    tracker = SurgeTracker(SurgeConfig(SurgeCurve()))
+    levels = {c: ["1.07", "2.00"][i % 2] for i, c in enumerate(cells)}
+    tracker.load(levels)
+    assert tracker.levels() == levels
+    outer = h3i.int_to_str(sorted(h3i.grid_ring(centre, 11))[0])  # one more, by ``level``
+    tracker.level(outer, "1.35")
+    assert tracker.levels() == {**levels, outer: "1.35"}

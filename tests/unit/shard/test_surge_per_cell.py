@@ -338,3 +338,35 @@ def test_a_window_shorter_than_the_cadence_is_refused_at_start() -> None:
     with pytest.raises(ValidationError, match="SURGE_WINDOW_S"):
         Settings(surge_cadence_s=30, surge_window_s=10)
     assert Settings(surge_cadence_s=0, surge_window_s=10).surge_window_s == 10  # surge off
+
+
+@pytest.mark.parametrize("cells", [80, 300])
+def test_a_restore_loads_more_surging_cells_than_the_trackers_arrays_first_hold(
+    tmp_path, cells: int
+) -> None:
+    """Many cells surge, their requests leave the window while their levels still decay,
+    and a checkpoint is taken after the last ``Recomputed``: the restore's ``load`` gives
+    the fresh tracker a row for each (past rows 64, 128, 256) and every level."""
+    market = Market(tmp_path, checkpoint_every_events=5, checkpoint_chunk_rows=1_000,
+                    surge_window_s=60)  # fmt: skip
+    market.advance(1)
+    surging = sorted(h3.grid_disk(CELL, 10))[:cells]
+    for cell in surging:
+        lat, lng = h3.cell_to_latlng(cell)
+        for _ in range(3):
+            rider = new_id(0)
+            market.send(c.RegisterRider(rider_id=rider, name="r"))
+            market.send(c.RequestRide(ride_id=new_id(0), rider_id=rider,
+                                      pickup=LatLng(lat=lat, lng=lng),
+                                      dropoff=LatLng(lat=37.8, lng=-122.4)))  # fmt: skip
+    market.advance(31)  # the cells surge (1.60)
+    market.advance(30)  # the requests left the 60 s window: the levels come down (1.20)
+    before = market.levels
+    assert len(before) == cells and all(level != "1.00" for level in before.values())
+    for _ in range(6):  # a checkpoint after the last Recomputed: no tail to fold
+        market.send(c.RegisterRider(rider_id=new_id(0), name="r"))
+    market.restart()
+    worker = market.engine.workers[0]
+    assert worker.restored_from is not None  # from a checkpoint
+    assert worker.app.surge_levels() == before
+    assert market.levels == before
