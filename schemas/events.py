@@ -266,8 +266,9 @@ class SurgeRecomputed(_Data):
         min_length=1, description="Available drivers in each cell when computed."
     )
     window_s: float = Field(gt=0, description="The demand window, in seconds.")
-    curve: SurgeCurveRecord | None = Field(
-        default=None, description="The curve's settings this cadence was computed with."
+    curve: SurgeCurveRecord = Field(
+        description="The curve's settings this cadence was computed with (always recorded: "
+        "with each row's previous, demand and supply, what re-derives its multiplier and target)."
     )
 
     @model_validator(mode="after")

@@ -36,6 +36,12 @@ CHANGED_TOPIC = "dispatch.Surge.Changed"  # one cell's change (logs written befo
 RECOMPUTED_TOPIC = "dispatch.Surge.Recomputed"  # one cadence's changes, as columns
 # What a recomputation lists per cell, in order (``Recomputed``'s columns).
 COLUMNS = ("cells", "multipliers", "previous", "targets", "demand", "supply")
+# The most rows one ``Recomputed`` lists. A row is about 44.5 bytes of stored JSON, so an
+# event of 5,000 rows is about 225 kB: under the Kafka codec's 512 kB a record
+# (``MAX_RECORD_BYTES``) and far under Kafka's 1 MB default message size, which one event
+# cannot be split across. A cadence that moves more cells is recorded as several
+# ``Recomputed`` events, in order, in the same batch (docs/MARKETPLACE.md, "Surge").
+MAX_RECOMPUTED_ROWS = 5_000
 
 
 class SurgeChange(NamedTuple):
@@ -124,7 +130,9 @@ class Surge(Aggregate):
         demand: list[int]
         supply: list[int]
         window_s: float
-        curve: dict[str, str | float] | None
+        # the curve's settings, always recorded (what ``replay verify`` re-derives each row
+        # with: a ``Recomputed`` without it is a violation, not a row left unchecked)
+        curve: dict[str, str | float]
 
         def apply(self, surge: Surge) -> None:
             cells = surge.cells
@@ -158,12 +166,16 @@ class Surge(Aggregate):
         supply: list[int],
         window_s: float,
         at: datetime,
-        curve: dict[str, str | float] | None = None,
+        curve: dict[str, str | float],
     ) -> None:
         """Record a cadence's changes (columns, a row a cell) with their inputs, as one
-        event; a cell whose multiplier is already the one given is left out (none left: no
-        event)."""
-        previous = list(map(self.cells.get, cells, repeat(NO_SURGE_TEXT, len(cells))))
+        event of up to ``MAX_RECOMPUTED_ROWS`` rows, or as several in order (each row
+        stands alone: a reader folds them as it would one); a cell whose multiplier is
+        already the one given is left out (none left: no event). Each cell at most once."""
+        n = len(cells)
+        if any(len(column) != n for column in (multipliers, targets, demand, supply)):
+            raise ValueError("a surge recomputation lists one entry a cell in every column")
+        previous = list(map(self.cells.get, cells, repeat(NO_SURGE_TEXT, n)))
         columns: list[list[Any]] = [cells, multipliers, previous, targets, demand, supply]
         if any(map(operator.eq, multipliers, previous)):  # (the tracker lists moves only)
             moved = [i for i, (m, p) in enumerate(zip(multipliers, previous, strict=True))
@@ -171,5 +183,10 @@ class Surge(Aggregate):
             if not moved:
                 return
             columns = [[column[i] for i in moved] for column in columns]
-        self.trigger_event(self.Recomputed, timestamp=at, window_s=window_s, curve=curve,
-                           **dict(zip(COLUMNS, columns, strict=True)))  # fmt: skip
+        rows = len(columns[0])
+        for start in range(0, rows, MAX_RECOMPUTED_ROWS):
+            part = columns if rows <= MAX_RECOMPUTED_ROWS else [
+                column[start : start + MAX_RECOMPUTED_ROWS] for column in columns
+            ]  # fmt: skip
+            self.trigger_event(self.Recomputed, timestamp=at, window_s=window_s, curve=curve,
+                               **dict(zip(COLUMNS, part, strict=True)))  # fmt: skip

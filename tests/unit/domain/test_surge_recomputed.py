@@ -33,8 +33,10 @@ def test_a_cadence_is_one_event_whose_rows_start_from_each_cells_level() -> None
 def test_a_cell_already_at_its_level_is_left_out_and_no_move_records_nothing() -> None:
     surge = Surge.start(0, 8, AT)
     surge.recompute(["a"], ["2.10"], ["3.00"], [5], [0], 300.0, AT, CURVE)
-    surge.recompute(["a", "b"], ["2.10", "1.20"], ["3.00", "1.50"], [5, 2], [0, 0], 300.0, AT)
-    surge.recompute(["a", "b"], ["2.10", "1.20"], ["3.00", "1.50"], [5, 2], [0, 0], 300.0, AT)
+    surge.recompute(["a", "b"], ["2.10", "1.20"], ["3.00", "1.50"], [5, 2], [0, 0], 300.0, AT,
+                    CURVE)  # fmt: skip
+    surge.recompute(["a", "b"], ["2.10", "1.20"], ["3.00", "1.50"], [5, 2], [0, 0], 300.0, AT,
+                    CURVE)  # fmt: skip
     events = _recomputed(surge)
     assert len(events) == 2
     assert events[1].cells == ["b"] and events[1].demand == [2] and events[1].previous == ["1.00"]
@@ -49,3 +51,28 @@ def test_a_log_reader_gets_the_same_rows_from_the_events_data() -> None:
                                            "demand", "supply", "window_s", "curve")}  # fmt: skip
     assert list(recorded_changes(Surge.Recomputed.TOPIC, data)) == event.changes()
     assert list(recorded_changes("dispatch.Ride.Requested", data)) == []
+
+
+def test_a_cadence_of_more_rows_than_the_bound_is_several_events_in_order(monkeypatch) -> None:
+    import dispatch.domain.surge as surge_module
+
+    monkeypatch.setattr(surge_module, "MAX_RECOMPUTED_ROWS", 3)
+    surge = Surge.start(0, 8, AT)
+    cells = [f"c{i}" for i in range(8)]
+    surge.recompute(cells, ["2.10"] * 8, ["3.00"] * 8, list(range(8)), [0] * 8, 300.0, AT, CURVE)
+    events = _recomputed(surge)
+    assert [e.cells for e in events] == [cells[:3], cells[3:6], cells[6:]]
+    assert [e.demand for e in events] == [[0, 1, 2], [3, 4, 5], [6, 7]]
+    assert all(e.timestamp == AT and e.curve == CURVE for e in events)
+    assert [e.originator_version for e in events] == [2, 3, 4]
+    assert surge.cells == dict.fromkeys(cells, "2.10")
+
+
+def test_columns_of_unequal_length_are_refused() -> None:
+    import pytest
+
+    surge = Surge.start(0, 8, AT)
+    with pytest.raises(ValueError, match="one entry a cell"):
+        surge.recompute(["a", "b"], ["2.10", "1.50"], ["3.00", "2.00"], [5, 3], [0], 300.0, AT,
+                        CURVE)  # fmt: skip
+    assert _recomputed(surge) == []

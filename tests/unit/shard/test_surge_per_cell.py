@@ -33,6 +33,8 @@ from schemas.common import LatLng
 T0 = 1_767_600_000.0
 PICKUP = (37.77, -122.42)
 CELL = h3.latlng_to_cell(*PICKUP, SURGE_RESOLUTION)
+CURVE: dict[str, str | float] = {"cap": "3.00", "gain": 0.5, "smoothing": 0.5, "band": "0.10",
+                                 "noise": 0.0}  # fmt: skip
 
 
 class Market:
@@ -61,11 +63,11 @@ class Market:
         self.engine.transport.send_command(env)
         self.engine.run_once()
 
-    def requests(self, count: int) -> None:
+    def requests(self, count: int, at: tuple[float, float] = PICKUP) -> None:
         for _ in range(count):
             rider, ride = new_id(0), new_id(0)
             self.send(c.RegisterRider(rider_id=rider, name="r"))
-            pickup = LatLng(lat=PICKUP[0], lng=PICKUP[1])
+            pickup = LatLng(lat=at[0], lng=at[1])
             dropoff = LatLng(lat=37.8, lng=-122.4)
             self.send(c.RequestRide(ride_id=ride, rider_id=rider, pickup=pickup, dropoff=dropoff))
 
@@ -218,7 +220,8 @@ def test_the_shards_surge_is_snapshotted_as_it_is_after_the_batch() -> None:
     for cadence in range(19):
         at = datetime.fromtimestamp(T0 + 30 * cadence, UTC)
         level = ["1.50", "1.60"][cadence % 2]
-        app.decide(ChangeSurge(cells, [level] * n, ["2.00"] * n, [9] * n, [1] * n, 300.0), at)
+        change = ChangeSurge(cells, [level] * n, ["2.00"] * n, [9] * n, [1] * n, 300.0, CURVE)
+        app.decide(change, at)
         app.commit()
     assert app.snapshots is not None
     (snapshot,) = app.snapshots.get(surge_id(0))
@@ -352,13 +355,7 @@ def test_a_restore_loads_more_surging_cells_than_the_trackers_arrays_first_hold(
     market.advance(1)
     surging = sorted(h3.grid_disk(CELL, 10))[:cells]
     for cell in surging:
-        lat, lng = h3.cell_to_latlng(cell)
-        for _ in range(3):
-            rider = new_id(0)
-            market.send(c.RegisterRider(rider_id=rider, name="r"))
-            market.send(c.RequestRide(ride_id=new_id(0), rider_id=rider,
-                                      pickup=LatLng(lat=lat, lng=lng),
-                                      dropoff=LatLng(lat=37.8, lng=-122.4)))  # fmt: skip
+        market.requests(3, h3.cell_to_latlng(cell))
     market.advance(31)  # the cells surge (1.60)
     market.advance(30)  # the requests left the 60 s window: the levels come down (1.20)
     before = market.levels
@@ -370,3 +367,78 @@ def test_a_restore_loads_more_surging_cells_than_the_trackers_arrays_first_hold(
     assert worker.restored_from is not None  # from a checkpoint
     assert worker.app.surge_levels() == before
     assert market.levels == before
+
+
+def test_a_shock_past_the_event_bound_is_recorded_as_events_every_kafka_record_can_hold() -> None:
+    """A cadence moving about 51,000 cells (past the ~23,500 one 1 MB message could hold):
+    recorded as events of at most ``MAX_RECOMPUTED_ROWS`` rows each, in one batch, each
+    encoded into Kafka records of at most ``MAX_RECORD_BYTES``; a cold read gives back
+    every level."""
+    from dispatch.adapters.kafka.eventstore.codec import MAX_RECORD_BYTES, encode_events
+    from dispatch.domain.surge import MAX_RECOMPUTED_ROWS
+
+    app = ShardApplication(0)
+    cells = sorted(h3.grid_disk(CELL, 130))
+    n = len(cells)
+    assert n > 10 * MAX_RECOMPUTED_ROWS
+    at = datetime.fromtimestamp(T0, UTC)
+    app.decide(ChangeSurge(cells, ["2.10"] * n, ["3.00"] * n, [40] * n, [30] * n, 300.0, CURVE),
+               at)  # fmt: skip
+    app.commit()
+    stored = app.repository.event_store.recorder.select_events(surge_id(0))
+    parts = [s for s in stored if s.topic == Surge.Recomputed.TOPIC]
+    assert len(parts) == -(-n // MAX_RECOMPUTED_ROWS)  # 11
+    assert max(len(s.state) for s in parts) < 260_000  # ~44.5 bytes a row, 5,000 rows
+    records = encode_events(stored)
+    assert all(len(r.value) <= MAX_RECORD_BYTES for r in records)
+    assert sum(r.event_count for r in records) == len(stored)
+    app.discard()  # a cold read folds every part
+    assert app.surge_levels() == dict.fromkeys(cells, "2.10")
+
+
+def test_a_cadence_split_into_several_events_is_read_alike_by_every_reader(
+    tmp_path, monkeypatch
+) -> None:
+    """With the bound lowered to 7 rows, a cadence moving 20 cells is 3 ``Recomputed``
+    events at the same time: the aggregate, the matcher's fold (live and after a restart
+    from the log), the surge view, ``replay state --at`` and ``replay verify`` each read
+    the 20 changes, as they would one event."""
+    import dispatch.domain.surge as surge_module
+    from dispatch.invariants import InvariantChecker
+
+    monkeypatch.setenv("DISPATCH_SHARDS", "1")
+    monkeypatch.setattr(surge_module, "MAX_RECOMPUTED_ROWS", 7)
+    market = Market(tmp_path)
+    market.advance(1)
+    surging = sorted(h3.grid_disk(CELL, 3))[:20]
+    for cell in surging:
+        market.requests(5, h3.cell_to_latlng(cell))
+    market.advance(31)
+    first = market.now
+    market.advance(30)
+    expected = dict.fromkeys(surging, "2.65")
+    assert market.levels == expected  # the matcher folded each part back
+    assert market.engine.workers[0].app.surge_levels() == expected
+    events = list(SqliteLogSource(tmp_path).read(0))
+    parts = [e for e in events if e.topic == Surge.Recomputed.TOPIC]
+    assert [len(e.data["cells"]) for e in parts] == [7, 7, 6, 7, 7, 6]
+    assert len({e.at for e in parts[:3]}) == 1 and parts[0].at == first
+    checker = InvariantChecker()
+    for e in events:
+        checker.check(e)
+    assert checker.finish() == []
+    view = SurgeProjection().initial()
+    for e in events:
+        if e.topic in SurgeProjection.topics:
+            view = SurgeProjection().apply(view, e)
+    assert view.layer() == expected
+    moment = datetime.fromtimestamp(first, UTC).isoformat()
+    result = CliRunner().invoke(app, ["replay", "state", "--at", moment, "--data-dir",
+                                      str(tmp_path), "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["surge"] == dict.fromkeys(surging, "2.10")
+    result = CliRunner().invoke(app, ["replay", "verify", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    market.restart()  # no checkpoint: the matcher folds the whole log, every part
+    assert market.engine.workers[0].restored_from is None
+    assert market.levels == expected
