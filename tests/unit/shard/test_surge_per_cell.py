@@ -442,3 +442,36 @@ def test_a_cadence_split_into_several_events_is_read_alike_by_every_reader(
     market.restart()  # no checkpoint: the matcher folds the whole log, every part
     assert market.engine.workers[0].restored_from is None
     assert market.levels == expected
+
+
+@pytest.mark.parametrize(
+    ("bend", "kinds"),
+    [
+        (lambda d: {**d, "curve": None}, ["surge_not_rederivable"]),
+        (lambda d: {k: v for k, v in d.items() if k != "curve"}, ["surge_not_rederivable"]),
+        (lambda d: {**d, "supply": d["supply"][:-1]}, ["surge_columns_misaligned"]),
+        (lambda d: {k: v for k, v in d.items() if k != "targets"}, ["surge_columns_misaligned"]),
+    ],
+    ids=["curve-null", "curve-missing", "short-column", "missing-column"],
+)
+def test_verify_reports_a_recomputed_it_cannot_check_as_a_violation(
+    tmp_path, monkeypatch, bend: Any, kinds: list[str]
+) -> None:
+    """A ``Recomputed`` without its curve (null or left out) cannot be re-derived: reported,
+    not passed; one whose columns do not line up is reported, not a crash of the checker
+    (nor of ``replay verify``)."""
+    from dispatch.invariants import InvariantChecker
+
+    monkeypatch.setenv("DISPATCH_SHARDS", "1")
+    market = Market(tmp_path)
+    market.advance(1)
+    market.requests(5)
+    market.requests(3, h3.cell_to_latlng(sorted(h3.grid_ring(CELL, 2))[0]))
+    market.advance(31)
+    events = list(SqliteLogSource(tmp_path).read(0))
+    (recomputed,) = [e for e in events if e.topic == Surge.Recomputed.TOPIC]
+    assert len(recomputed.data["cells"]) == 2
+    checker = InvariantChecker()
+    for e in events:
+        checker.check(e if e is not recomputed else replace(e, data=bend(e.data)))
+    assert [v.kind for v in checker.finish()] == kinds
