@@ -122,3 +122,84 @@ def test_a_version_1_change_without_its_curve_loads_with_none(tmp_path, monkeypa
     surge = shard.mapper.to_domain_event(stored[0]).mutate(None)
     event.mutate(surge)
     assert surge is not None and surge.cells == {CELL: "2.10"}
+
+
+def _as_version_1(tmp_path: Any) -> int:
+    """Rewrite the log's ``Changed`` events as version 1 wrote them (no curve, no class
+    version): what a log from before the curve holds. The number rewritten."""
+    import sqlite3
+
+    con = sqlite3.connect(tmp_path / "shard-0000.sqlite")
+    rows = con.execute(
+        "SELECT originator_id, originator_version, state FROM stored_events WHERE topic = ?",
+        (Surge.Changed.TOPIC,),
+    ).fetchall()
+    for originator, version, state in rows:
+        data = orjson.loads(state)
+        data.pop("curve")
+        data.pop("class_version", None)
+        con.execute(
+            "UPDATE stored_events SET state = ? WHERE originator_id = ? AND originator_version = ?",
+            (orjson.dumps(data), originator, version),
+        )
+    con.commit()
+    con.close()
+    return len(rows)
+
+
+def test_a_version_1_log_of_many_cells_is_verified_replayed_and_continued(
+    tmp_path, monkeypatch
+) -> None:
+    """A log of version 1 ``Changed`` events (no curve) over 70 cells, then the new code:
+    the restart folds them (past the tracker's first 64 rows), the next cadence records a
+    ``Recomputed`` from each old level, ``replay verify`` passes the mixed log (the old
+    changes checked for their chain, not re-derived), and ``replay state --at`` and the
+    surge view read both kinds."""
+    import h3
+
+    monkeypatch.setenv("DISPATCH_SHARDS", "1")
+    cells = sorted(h3.grid_disk(CELL, 5))[:70]
+    with monkeypatch.context() as old_code:
+        old_code.setattr(Surge, "recompute", _one_event_a_cell)
+        market = Market(tmp_path)
+        market.advance(1)
+        for cell in cells:
+            market.requests(3, h3.cell_to_latlng(cell))
+        market.advance(31)  # 1.60 in each cell, a Surge.Changed each
+        old_at = market.now
+    assert _as_version_1(tmp_path) == 70
+    market.restart()  # the new code, on the old log (no checkpoint: a full fold)
+    assert market.engine.workers[0].restored_from is None
+    old_levels = dict.fromkeys(cells, "1.60")
+    assert market.engine.workers[0].app.surge_levels() == old_levels
+    assert market.levels == old_levels
+    market.advance(1)  # the first tick after a start only starts the cadence's clock
+    market.advance(30)
+    assert [(ch.previous, ch.multiplier) for ch in market.changes] == [("1.60", "1.90")] * 70
+    assert market.changes[0].curve is not None
+    new_levels = dict.fromkeys(cells, "1.90")
+    assert market.levels == new_levels
+
+    events = list(SqliteLogSource(tmp_path).read(0))
+    old = [e for e in events if e.topic == Surge.Changed.TOPIC]
+    assert len(old) == 70 and all("curve" not in e.data for e in old)
+    assert [e.topic for e in events if e.topic == Surge.Recomputed.TOPIC] == [
+        Surge.Recomputed.TOPIC
+    ]
+    result = CliRunner().invoke(app, ["replay", "verify", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    bent = InvariantChecker()  # an old change out of its chain is still caught
+    for e in events:
+        if e is old[3]:
+            e = replace(e, data={**e.data, "previous": "1.20"})
+        bent.check(e)
+    assert [v.kind for v in bent.finish()] == ["surge_not_from_last"]
+    assert _state_at(tmp_path, old_at - 1) == {}
+    assert _state_at(tmp_path, old_at) == old_levels
+    assert _state_at(tmp_path, market.now) == new_levels
+    projection = SurgeProjection()
+    view = projection.initial()
+    for e in events:
+        if e.topic in projection.topics:
+            view = projection.apply(view, e)
+    assert view.layer() == new_levels
