@@ -71,9 +71,10 @@ class ShardApplication(SealingApplication):
     # (after a restart or a takeover) replays. Rides and command records stay short.
     # A shard's links to other shards, and credentials, live as long as the shard: the same.
     # A shard's surge: one event a cadence that moves any cell (every 30 s by default,
-    # listing up to thousands of changes), its snapshot every cell above 1.00 (up to the
-    # market's cells): every 20 events, 10 minutes of cadences, bounds a cold read to 19
-    # events (tens of thousands of changes at most) for a snapshot every 10 minutes.
+    # listing up to 5,000 changes; a cadence moving more is several, MAX_RECOMPUTED_ROWS),
+    # its snapshot every cell above 1.00 (up to the market's cells): every 20 events, 10
+    # minutes of cadences, bounds a cold read to 19 events (at most 95,000 changes) for a
+    # snapshot every 10 minutes at most.
     snapshotting_intervals: ClassVar[dict[Any, int]] = {
         Driver: 50,
         Rider: 50,
