@@ -36,7 +36,13 @@ from dispatch.domain.driver import (
 from dispatch.domain.ride import HOLDS_NO_DRIVER, RIDE_TRANSITIONS, TERMINAL, Ride, RideStatus
 from dispatch.domain.ride_fare import FareTerms, final_fare
 from dispatch.domain.rider import Rider
-from dispatch.domain.surge import NO_SURGE_TEXT, Surge
+from dispatch.domain.surge import (
+    COLUMNS,
+    NO_SURGE_TEXT,
+    Surge,
+    SurgeChange,
+    recorded_changes,
+)
 from dispatch.log import LogEvent, parse_time
 from dispatch.matching.geo import haversine_m
 from dispatch.pricing.surge import rederive
@@ -121,8 +127,11 @@ class InvariantChecker:
             self._command_record(e)
         elif topic in _REVOKED:
             self._revocation(e)
+        elif topic == Surge.Recomputed.TOPIC:
+            self._surge_recomputed(e)
         elif topic == Surge.Changed.TOPIC:
-            self._surge(e)
+            for change in recorded_changes(topic, e.data):
+                self._surge(e, change)
 
     def finish(self) -> list[Violation]:
         """Flag offers whose expiry passed before the log's last event and were never closed."""
@@ -297,11 +306,24 @@ class InvariantChecker:
             self._flag(e, "token_version_not_raised", f"token version {version} after {before}")
         self.token_versions[e.aggregate_id] = max(version, before)
 
-    def _surge(self, e: LogEvent) -> None:
-        """A surge change: from the cell's last recorded level, by the cell's one shard,
-        and (when it records its curve) re-derived from what it records."""
+    def _surge_recomputed(self, e: LogEvent) -> None:
+        """A cadence's changes (or a part of them): its columns line up, it records its
+        curve (always written: without it no row could be re-derived), then each row."""
         d = e.data
-        cell, multiplier, previous = d["cell"], d["multiplier"], d["previous"]
+        lengths = {k: len(d[k]) if isinstance(d.get(k), list) else None for k in COLUMNS}
+        if None in lengths.values() or len(set(lengths.values())) != 1:
+            self._flag(e, "surge_columns_misaligned", f"column lengths {lengths}")
+            return  # (no row can be read as one cell's change)
+        if not isinstance(d.get("curve"), dict):
+            self._flag(e, "surge_not_rederivable", "a Recomputed without its curve")
+        for change in recorded_changes(e.topic, d):
+            self._surge(e, change)
+
+    def _surge(self, e: LogEvent, change: SurgeChange) -> None:
+        """A surge change (one of a ``Recomputed``'s rows, or a ``Changed``): from the
+        cell's last recorded level, by the cell's one shard, and (when it records its
+        curve) re-derived from what it records."""
+        cell, multiplier, previous = change.cell, change.multiplier, change.previous
         last, shard = self.surge_levels.get(cell, (NO_SURGE_TEXT, e.shard))
         if shard != e.shard:
             self._flag(
@@ -309,13 +331,12 @@ class InvariantChecker:
             )
         if previous != last or multiplier == previous:
             self._flag(e, "surge_not_from_last", f"{cell}: {previous} -> {multiplier}, last {last}")
-        curve = d.get("curve")
-        if curve is not None:
-            derived = rederive(previous, int(d["demand"]), int(d["supply"]), curve)
-            if derived != (multiplier, d["target"]):
+        if isinstance(change.curve, dict):
+            derived = rederive(previous, change.demand, change.supply, change.curve)
+            if derived != (multiplier, change.target):
                 self._flag(
                     e, "surge_not_rederived",
-                    f"{cell}: recorded {multiplier} (target {d['target']}), inputs give "
+                    f"{cell}: recorded {multiplier} (target {change.target}), inputs give "
                     f"{derived[0]} (target {derived[1]})",
                 )  # fmt: skip
         self.surge_levels[cell] = (multiplier, e.shard)

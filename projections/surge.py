@@ -1,6 +1,7 @@
 """Surge per H3 cell, as the shards recorded it: the multiplier of each cell now.
 
-Folded from ``dispatch.Surge.Changed`` (docs/MARKETPLACE.md, "Surge"). A cell with no
+Folded from ``dispatch.Surge.Recomputed`` (each of its rows a cell's change) and, in logs
+written before it, ``dispatch.Surge.Changed`` (docs/MARKETPLACE.md, "Surge"). A cell with no
 event is at 1.00 (a log from before surge is 1.00 everywhere). Serves ``GET /surge``, the
 quotes of ``POST /fares/estimate`` (the pickup's cell) and the heatmap's surge layer.
 
@@ -13,14 +14,13 @@ shards in any order gives the same view.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import h3
 
-from dispatch.domain.surge import NO_SURGE_TEXT, SURGE_RESOLUTION, Surge
+from dispatch.domain.surge import CHANGED_TOPIC, NO_SURGE_TEXT, RECOMPUTED_TOPIC, SURGE_RESOLUTION
 from dispatch.log import LogEvent
-
-_CHANGED = Surge.Changed.TOPIC
 
 
 @dataclass
@@ -42,16 +42,22 @@ class SurgeView:
 
 class SurgeProjection:
     name = "surge"
-    topics = frozenset({_CHANGED})
+    topics = frozenset({CHANGED_TOPIC, RECOMPUTED_TOPIC})
     params = f"resolution={SURGE_RESOLUTION};tombstones"
 
     def initial(self) -> SurgeView:
         return SurgeView()
 
     def apply(self, view: SurgeView, e: LogEvent) -> SurgeView:
-        cell, text = e.data["cell"], e.data["multiplier"]
-        known = view.cells.get(cell)
-        if known is not None and (known[1], known[0]) > (e.at, text):
-            return view  # a later change stands (order-free: ties go to the higher text)
-        view.cells[cell] = (text, e.at)  # 1.00 included: a tombstone with its time
+        cells, at, d = view.cells, e.at, e.data
+        changed: Iterator[tuple[str, str]]
+        if e.topic == RECOMPUTED_TOPIC:  # a cadence's changes, a row a cell
+            changed = zip(d["cells"], d["multipliers"], strict=True)
+        else:  # one cell's (logs written before)
+            changed = iter([(d["cell"], d["multiplier"])])
+        for cell, text in changed:
+            known = cells.get(cell)
+            if known is not None and (known[1], known[0]) > (at, text):
+                continue  # a later change stands (order-free: ties go to the higher text)
+            cells[cell] = (text, at)  # 1.00 included: a tombstone with its time
         return view

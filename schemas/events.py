@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from dispatch.domain.credentials import PrincipalRole
 from dispatch.domain.driver import OfferOutcome, ReleaseReason
@@ -245,6 +245,40 @@ class SurgeChanged(_Data):
     )
 
 
+class SurgeRecomputed(_Data):
+    """One cadence's changes: row ``i`` of the columns is one cell's change."""
+
+    cells: list[str] = Field(
+        min_length=1, description="The H3 cells (hex) whose multipliers moved, at the shard's "
+        "surge resolution; row i of every column below is cells[i]'s change.",
+    )  # fmt: skip
+    multipliers: list[Multiplier] = Field(min_length=1, description="Each cell's new multiplier.")
+    previous: list[Multiplier] = Field(
+        min_length=1, description="Each cell's multiplier until now."
+    )
+    targets: list[Multiplier] = Field(
+        min_length=1, description="What the curve asked for, each cell (the level moves part way)."
+    )
+    demand: list[Annotated[int, Field(ge=0)]] = Field(
+        min_length=1, description="Ride requests in each cell within the window."
+    )
+    supply: list[Annotated[int, Field(ge=0)]] = Field(
+        min_length=1, description="Available drivers in each cell when computed."
+    )
+    window_s: float = Field(gt=0, description="The demand window, in seconds.")
+    curve: SurgeCurveRecord = Field(
+        description="The curve's settings this cadence was computed with (always recorded: "
+        "with each row's previous, demand and supply, what re-derives its multiplier and target)."
+    )
+
+    @model_validator(mode="after")
+    def _columns_line_up(self) -> SurgeRecomputed:
+        columns = (self.multipliers, self.previous, self.targets, self.demand, self.supply)
+        if any(len(column) != len(self.cells) for column in columns):
+            raise ValueError("every column lists one entry a cell")
+        return self
+
+
 class OfferClosed(_Data):
     ride_id: UUID
     outcome: OfferOutcome
@@ -355,6 +389,7 @@ EVENT_DATA: dict[str, type[_Data]] = {
     "dispatch.Link.Acknowledged": LinkAcknowledged,
     "dispatch.Surge.Started": SurgeStarted,
     "dispatch.Surge.Changed": SurgeChanged,
+    "dispatch.Surge.Recomputed": SurgeRecomputed,
     "dispatch.Credentials.Opened": CredentialsOpened,
     "dispatch.Credentials.TokensRevoked": TokensRevoked,
     "dispatch.Credentials.TokensRevokedByOperator": TokensRevokedByOperator,

@@ -6,28 +6,33 @@
 The market is a disc of resolution-8 cells around San Francisco (37.77, -122.42), every one
 of them active (demand in the window). Drivers are indexed in the matcher's own index
 (``DriverIndex``, resolution 9), uniform over the disc, about a third of the cells short of
-drivers. Each round is a fresh tracker: a first cadence (it maps the index's cells to surge
-cells once: timed apart), then ``--cadences`` cadences 30 s apart with new requests between
-them (untimed: folding a request is the shard's, timed apart per request), then a shock
-(every cell's demand jumps: nearly every cell changes, timed apart, and so is recording its
-changes as events by a shard application on the in-memory store). A cadence is
-what the matcher's tick does when one is due: expire the window, sum the supply, step
-every active cell, build the changes. The figure is the median over rounds of each round's
-median cadence. Between the steady cadences and the shock, ``--cadences`` cadences of a
-noisy market: each cell's requests Poisson with a mean drawn per cell from 0 to 1.5 a
-cadence, so hundreds to thousands of cells move each time; each is timed computing
-(``noisy_tick_ms``) and recording its changes as events (``noisy_record_ms``: one
-``Surge.Changed`` each, a shard application on the in-memory store, snapshots on), and
-their sum (``noisy_total_ms``): what the shard's single writer pays per cadence
-(docs/BENCHMARKS.md: 2,410 changes and 93 ms a noisy cadence; with ``--noise 2``, the
-curve's noise band, 175 and 4.3 ms). Nothing
-about time is asserted; the machine is printed with the figures.
+drivers. Each round is a fresh tracker. After a start: the tick that starts the cadence's
+clock meets the index's cells (``SurgeTracker.meet``: maps each to its surge cell; all at
+once, as after a restore that brings the index back whole: ``first_meet_ms``), and the
+first cadence follows (``first_cadence_ms``); a second fresh tracker whose first cadence
+meets them all itself, no tick between, is the worst case (``first_cadence_unmet_ms``).
+Then ``--cadences`` cadences 30 s apart with new requests between them (untimed: folding a
+request is the shard's, timed apart per request), then a shock (every cell's demand jumps:
+nearly every cell changes, timed apart, and so is recording its changes by a shard
+application on the in-memory store). A cadence is what the matcher's tick does when one is
+due: expire the window, sum the supply, step every active cell, build the changes. The
+figure is the median over rounds of each round's median cadence. Between the steady
+cadences and the shock, ``--cadences`` cadences of a noisy market: each cell's requests
+Poisson with a mean drawn per cell from 0 to 1.5 a cadence, so hundreds to thousands of
+cells move each time; each is timed computing (``noisy_tick_ms``) and recording
+(``noisy_record_ms``: the shard application records the cadence's changes as one
+``Surge.Recomputed``, in-memory store, snapshots on, and the matcher folds it back into the
+tracker), and their sum (``noisy_total_ms``): what the shard's single writer pays per
+cadence; ``noisy_record_max_ms`` is the slowest recording (the ``Surge`` snapshot, every 20
+events, falls in each round). Nothing about time is asserted; the machine is printed with
+the figures.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import sys
@@ -77,8 +82,7 @@ def fed_back(tracker: SurgeTracker, changes: ChangeSurge | None) -> int:
     """What the shard records comes back to the tracker; returns how many cells moved."""
     if changes is None:
         return 0
-    for cell, multiplier, *_ in changes.rows():
-        tracker.level(cell, multiplier)
+    tracker.levels_recorded(changes.cells, changes.multipliers)  # (one Surge.Recomputed)
     return len(changes)
 
 
@@ -107,10 +111,26 @@ def one_round(
                 tracker.requested(lat, lng, now - back * CADENCE_S)
                 fold_times += time.perf_counter() - started
                 folded += 1
+    # The first cadence after a start, the worst case: no matcher tick between the start
+    # and the cadence, so it meets every index cell itself (a fresh tracker, timed apart).
+    unmet = SurgeTracker(SurgeConfig(curve, CADENCE_S, WINDOW_S))
+    for cell, extra in per_cadence:
+        for _ in range(1 + extra):
+            unmet.requested(*place_in(cell, rng), now)
+    unmet.due(now)
+    cells_now, counts = index.cell_counts()
+    started = time.perf_counter()
+    unmet.tick(now + CADENCE_S, cells_now, counts, index.resolution)
+    unmet_s = time.perf_counter() - started
+    # As the matcher does it: the tick that starts the cadence's clock meets the index's
+    # cells (all at once: a restore brings the index back whole), the cadence comes later.
     tracker.due(now)  # starts the cadence's clock
+    started = time.perf_counter()
+    tracker.meet(cells_now, index.resolution)
+    meet_s = time.perf_counter() - started
     now += CADENCE_S
     started = time.perf_counter()
-    changes = tracker.tick(now, *index.cell_counts(), index.resolution)
+    changes = tracker.tick(now, cells_now, counts, index.resolution)
     first_s = time.perf_counter() - started
     changed = [fed_back(tracker, changes)]
     timings = []
@@ -130,7 +150,7 @@ def one_round(
         changed.append(fed_back(tracker, changes))
     # A noisy market: each cell's requests arrive at random (Poisson, a mean from 0 to 1.5
     # a cadence drawn per cell), so hundreds of cells move every cadence; each cadence's
-    # changes are then recorded as the shard does (one Surge.Changed each, saved in one
+    # changes are then recorded as the shard does (one Surge.Recomputed, saved in one
     # batch: the application on the library's in-memory store, snapshots on, no disk).
     noisy = np.random.default_rng(seed)
     means = noisy.uniform(0.0, 1.5, len(cells))
@@ -153,8 +173,8 @@ def one_round(
         if changes is not None:
             recorder.decide(changes, datetime.fromtimestamp(now, UTC))
         recorder.commit()
+        noisy_changes.append(fed_back(tracker, changes))  # the matcher folds it back
         noisy_record.append(time.perf_counter() - started)
-        noisy_changes.append(fed_back(tracker, changes))
     # A shock: every cell's demand jumps at once, so (nearly) every cell changes.
     now += CADENCE_S
     for cell in cells:
@@ -163,7 +183,7 @@ def one_round(
     started = time.perf_counter()
     shock = tracker.tick(now, *index.cell_counts(), index.resolution)
     shock_s = time.perf_counter() - started
-    # What the shard then does with them: one Surge.Changed each, saved in one batch (the
+    # What the shard then does with them: one Surge.Recomputed, saved in one batch (the
     # application on the library's in-memory store: the decisions and the commit, no disk).
     app = ShardApplication(0, env={"IS_SNAPSHOTTING_ENABLED": "y"})
     started = time.perf_counter()
@@ -175,12 +195,15 @@ def one_round(
     return {
         "active_cells": active,
         "first_cadence_ms": first_s * 1000,
+        "first_meet_ms": meet_s * 1000,
+        "first_cadence_unmet_ms": unmet_s * 1000,
         "cadence_ms": statistics.median(timings) * 1000,
         "cadence_max_ms": max(timings) * 1000,
         "changes_per_cadence": statistics.median(changed),
         "changes_first": changed[0],
         "noisy_tick_ms": statistics.median(noisy_tick) * 1000,
         "noisy_record_ms": statistics.median(noisy_record) * 1000,
+        "noisy_record_max_ms": max(noisy_record) * 1000,
         "noisy_total_ms": statistics.median(
             t + r for t, r in zip(noisy_tick, noisy_record, strict=True)
         )
@@ -197,7 +220,8 @@ def one_round(
 
 
 # Each round's figures given as their median over the rounds.
-MEDIANS = ("cadence_ms", "first_cadence_ms", "changes_per_cadence", "changes_first",
+MEDIANS = ("cadence_ms", "first_cadence_ms", "first_meet_ms", "first_cadence_unmet_ms",
+           "changes_per_cadence", "changes_first",
            "noisy_tick_ms", "noisy_record_ms", "noisy_total_ms", "noisy_changes_per_cadence",
            "shock_ms", "shock_changes", "shock_record_ms", "request_fold_us")  # fmt: skip
 
@@ -227,6 +251,8 @@ def main() -> int:
         **{f"{key}_median": statistics.median(r[key] for r in rounds) for key in MEDIANS},
         "cadence_max_ms": max(r["cadence_max_ms"] for r in rounds),
         "noisy_total_max_ms": max(r["noisy_total_max_ms"] for r in rounds),
+        "noisy_record_max_ms": max(r["noisy_record_max_ms"] for r in rounds),
+        "load_average": os.getloadavg(),
     }
     if args.json:
         print(json.dumps(out, indent=2))

@@ -58,7 +58,7 @@ def main() -> int:
         print(
             f"noise {noise}: changes a cell a cadence {changes / n:.3f}, reversals "
             f"{reversals / max(changes, 1):.0%} of them ({reversals / n:.3f} a cell a cadence), "
-            f"Surge.Changed a day for 10k cells {changes / n * 10_000 * 2_880 / 1e6:.2f} M; "
+            f"changes a day for 10k cells {changes / n * 10_000 * 2_880 / 1e6:.2f} M; "
             f"rise: cadences to 1.38 median {np.median(reached[ok]):.0f}, "
             f"p90 {np.percentile(reached[ok], 90):.0f}, not in 40: {1 - ok.mean():.1%}"
         )

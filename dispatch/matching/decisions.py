@@ -40,7 +40,7 @@ class ChangeSurge:
     supply: list[int]
     window_s: float
     # the curve's settings (``SurgeCurve.record``), recorded with each change
-    curve: dict[str, str | float] | None = None
+    curve: dict[str, str | float]
 
     def __len__(self) -> int:
         return len(self.cells)

@@ -114,6 +114,7 @@ class Matcher:
         }
         if surge is not None:
             self._handlers[Surge.Changed.TOPIC] = self._on_surge_changed
+            self._handlers[Surge.Recomputed.TOPIC] = self._on_surge_recomputed
 
     @property
     def topics(self) -> frozenset[str]:
@@ -208,11 +209,14 @@ class Matcher:
                         now + self.config.offer_timeout_s,
                     )
                 )
-        if self.surge is not None and self.surge.due(now):
+        if self.surge is not None:
             cells, counts = self.index.cell_counts()
-            changes = self.surge.tick(now, cells, counts, self.index.resolution)
-            if changes is not None:
-                decisions.append(changes)
+            if self.surge.due(now):
+                changes = self.surge.tick(now, cells, counts, self.index.resolution)
+                if changes is not None:
+                    decisions.append(changes)
+            else:  # the cells the pings brought since, mapped now: not all at the cadence
+                self.surge.meet(cells, self.index.resolution)
         return decisions
 
     # -- event handlers --------------------------------------------------------------------
@@ -228,6 +232,10 @@ class Matcher:
     def _on_surge_changed(self, e: Surge.Changed) -> None:
         assert self.surge is not None
         self.surge.level(e.cell, e.multiplier)
+
+    def _on_surge_recomputed(self, e: Surge.Recomputed) -> None:
+        assert self.surge is not None
+        self.surge.levels_recorded(e.cells, e.multipliers)
 
     def _on_asked(self, e: Ride.DriverAsked) -> None:
         """A driver of another shard asked to hold for the ride: the ride waits for the

@@ -28,11 +28,18 @@ class SurgeTracking(Protocol):
     def level(self, cell: str, multiplier: str) -> None:
         """A cell's multiplier as the shard recorded it."""
 
+    def levels_recorded(self, cells: list[str], multipliers: list[str]) -> None:
+        """A cadence's multipliers as the shard recorded them (``level`` of each)."""
+
     def load(self, levels: dict[str, str]) -> None:
         """The multipliers as saved (cells above 1.00), after a restore."""
 
     def due(self, now: float) -> bool:
         """Whether a cadence is due at ``now``."""
+
+    def meet(self, cells: list[int], from_res: int) -> None:
+        """The index's cells (at ``from_res``) between cadences: those new since the last
+        call are mapped to their surge cells now, not all at the next cadence."""
 
     def tick(
         self, now: float, cells: list[int], counts: np.ndarray, from_res: int

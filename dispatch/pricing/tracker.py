@@ -5,8 +5,8 @@ folds: each ride request (its pickup's cell, at its time) is demand for ``window
 available drivers of the matcher's index are supply. Every ``cadence_s`` of the shard's
 clock, ``tick`` prices every active cell (one with demand in the window, or a multiplier
 above 1.00) with the curve at once (numpy, ``dispatch.pricing.surge``) and returns a
-``ChangeSurge`` of the cells whose multipliers move; the shard records a
-``Surge.Changed`` for each, and the event comes back through ``level``. A restore loads
+``ChangeSurge`` of the cells whose multipliers move; the shard records them as one
+``Surge.Recomputed``, and the event comes back through ``levels_recorded``. A restore loads
 the levels from the shard's surge aggregate (``load``), and the window's requests from the
 checkpoint (``window``/``load_window``: every request of the window, whatever became of its
 ride) and the log after it, so a restored shard prices exactly as one that never stopped.
@@ -23,6 +23,7 @@ from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import cast
 
 import h3
 import numpy as np
@@ -35,6 +36,7 @@ from dispatch.pricing.surge import ONE, SurgeCurve, hundredths, multiplier_text
 
 # Every multiplier's text, by level (a cadence names thousands).
 _TEXTS = [multiplier_text(level) for level in range(int(MAX_SURGE * 100) + 1)]
+_LEVELS = {text: level for level, text in enumerate(_TEXTS)}
 
 
 # Requests held before a fold drops those out of every window to come.
@@ -73,7 +75,14 @@ class SurgeTracker:
         self._unsorted = False
         self._added = array("q")
         self._names: list[str] = []  # row -> cell, as text
-        self._slot_rows = np.zeros(0, dtype=np.int64)  # index slot -> row of its parent
+        self._row_of_name: dict[str, int] = {}  # cell, as text -> row
+        # index slot -> row of its surge cell (-1: a cell with no row yet)
+        self._slot_rows = np.zeros(0, dtype=np.int64)
+        self._cell_ints = np.zeros(64, dtype=np.uint64)  # row -> cell, for lookups at once
+        self._sorted: tuple[np.ndarray, np.ndarray] | None = None  # cells sorted, their rows
+        # the unmapped slots' surge cells (sorted) and slots; the rows they were checked for
+        self._pending = (np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64))
+        self._pending_rows = 0
         self._next_at = -math.inf
         self._latest = -math.inf  # the latest request time seen
         self._curve = config.curve.record()
@@ -127,7 +136,25 @@ class SurgeTracker:
 
     def level(self, cell: str, multiplier: str) -> None:
         """A cell's multiplier as the shard recorded it (``"1.35"``)."""
-        self._levels[self._row(h3.str_to_int(cell))] = hundredths(Decimal(multiplier))
+        row = self._row(h3.str_to_int(cell))  # first: a new row may grow the arrays
+        self._levels[row] = hundredths(Decimal(multiplier))
+
+    def levels_recorded(self, cells: list[str], multipliers: list[str]) -> None:
+        """A cadence's multipliers as the shard recorded them (a ``Surge.Recomputed``):
+        each cell's, as ``level``, set at once (thousands at a time: the cells' rows and
+        the texts the tracker itself made are looked up, not parsed)."""
+        found = list(map(self._row_of_name.get, cells))
+        if None in found:  # a cell new to the tracker (a fold whose requests were too old)
+            rows = [self._row(h3.str_to_int(c)) if r is None else r
+                    for c, r in zip(cells, found, strict=True)]  # fmt: skip
+        else:
+            rows = cast(list[int], found)
+        known = list(map(_LEVELS.get, multipliers))
+        if None in known:  # (not a text the tracker makes: parsed, and checked)
+            levels = [hundredths(Decimal(m)) for m in multipliers]
+        else:
+            levels = cast(list[int], known)
+        self._levels[rows] = levels  # (after any new row: the array may have grown)
 
     def load(self, levels: dict[str, str]) -> None:
         """The multipliers the shard's surge aggregate holds (cells above 1.00), replacing
@@ -208,18 +235,69 @@ class SurgeTracker:
             del self._times[:head], self._rows[:head]
             self._head = 0
 
+    def meet(self, cells: list[int], from_res: int) -> None:
+        """Map the index's cells new since the last call (or cadence) to their surge cells:
+        called on the matcher's ticks between cadences, so the cells that drivers' pings
+        bring (every one of them after a start) are mapped a few at a time, not all in the
+        first cadence.
+
+        Looked up among the rows all at once (sorted, numpy), never one at a time: a surge
+        cell with no row yet (no demand, no level: not priced, so its supply is not needed)
+        leaves the slot pending until a row appears for it (a request there), when the next
+        call maps it (the new rows looked up among the pending, not the pending again)."""
+        n = len(self._cells)
+        keys, slots = self._pending
+        if n > self._pending_rows and len(keys):
+            new_cells = self._cell_ints[self._pending_rows : n]
+            lo = np.searchsorted(keys, new_cells, "left")
+            took = np.searchsorted(keys, new_cells, "right") - lo
+            if took.any():
+                starts, found = lo[took > 0], took[took > 0]
+                rows = np.arange(self._pending_rows, n, dtype=np.int64)[took > 0]
+                first = np.repeat(np.cumsum(found) - found, found)
+                at = np.repeat(starts, found) + np.arange(int(found.sum())) - first
+                self._slot_rows[slots[at]] = np.repeat(rows, found)
+                kept = np.ones(len(keys), dtype=bool)
+                kept[at] = False
+                keys, slots = self._pending = (keys[kept], slots[kept])
+        self._pending_rows = n
+        seen = len(self._slot_rows)
+        if len(cells) > seen:  # cells new to the index
+            parents = self._parents(cells[seen:], from_res)
+            rows = self._rows_of(parents)
+            self._slot_rows = np.concatenate([self._slot_rows, rows])
+            unmapped = np.nonzero(rows < 0)[0]
+            if len(unmapped):
+                keys = np.concatenate([keys, parents[unmapped]])
+                slots = np.concatenate([slots, unmapped + seen])
+                order = np.argsort(keys, kind="stable")
+                self._pending = (keys[order], slots[order])
+
     def _supply(self, cells: list[int], counts: np.ndarray, from_res: int) -> np.ndarray:
         """Available drivers per row: the index's cells summed into their surge cells."""
-        seen = len(self._slot_rows)
-        if len(cells) > seen:  # cells new to the index since the last cadence
-            parents, where = np.unique(self._parents(cells[seen:], from_res), return_inverse=True)
-            rows = np.array([self._row(p) for p in parents.tolist()], dtype=np.int64)
-            self._slot_rows = np.concatenate([self._slot_rows, rows[where.reshape(-1)]])
+        self.meet(cells, from_res)
         n = len(self._cells)
         if not len(counts):
             return np.zeros(n, dtype=np.int64)
         rows = self._slot_rows[: len(counts)]
-        return np.bincount(rows, weights=counts, minlength=n)[:n].astype(np.int64)
+        rows = np.where(rows < 0, n, rows)  # the unmapped into a bin past the rows
+        return np.bincount(rows, weights=counts, minlength=n + 1)[:n].astype(np.int64)
+
+    def _rows_of(self, cells: np.ndarray) -> np.ndarray:
+        """The row of each surge cell (H3 ints), -1 for a cell with no row."""
+        n = len(self._cells)
+        if self._sorted is None or len(self._sorted[0]) != n:
+            order = np.argsort(self._cell_ints[:n], kind="stable")
+            self._sorted = (self._cell_ints[:n][order], order.astype(np.int64))
+        keys, rows = self._sorted
+        if not n:
+            return np.full(len(cells), -1, dtype=np.int64)
+        order = np.argsort(cells)  # (sorted needles: several times faster to look up)
+        needles = cells[order]
+        at = np.minimum(np.searchsorted(keys, needles), n - 1)
+        out = np.empty(len(cells), dtype=np.int64)
+        out[order] = np.where(keys[at] == needles, rows[at], -1)
+        return out
 
     def _parents(self, cells: list[int], from_res: int) -> np.ndarray:
         """The surge cell of each index cell (at ``from_res``): its parent, computed on the
@@ -241,10 +319,13 @@ class SurgeTracker:
             self._cells.append(cell)
             name = h3i.int_to_str(cell)
             self._names.append(name)
+            self._row_of_name[name] = row
             if row == len(self._levels):
                 self._levels = np.concatenate([self._levels, np.full(row, ONE, dtype=np.int64)])
                 self._demand = np.concatenate([self._demand, np.zeros(row, dtype=np.int64)])
                 self._owned = np.concatenate([self._owned, np.ones(row, dtype=bool)])
+                self._cell_ints = np.concatenate([self._cell_ints, np.zeros(row, np.uint64)])
+            self._cell_ints[row] = cell
             owner = self.config.owner
             if owner is not None and self._shard is not None:
                 self._owned[row] = owner(name) == self._shard

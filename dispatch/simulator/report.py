@@ -148,7 +148,7 @@ class SimReport:
     road_network: dict[str, Any] | None  # {source, nodes, edges, eta}; None: straight lines
     surge_mean: float | None  # the pickup cell's multiplier when requested, mean
     surge_max: float | None
-    surge_changes: int  # Surge.Changed events in the whole run
+    surge_changes: int  # surge cells' changes recorded in the whole run
     events: int
     outcomes: dict[str, int]
     violations: list[str]

@@ -25,7 +25,7 @@ from dispatch.domain.ids import new_id, shard_of
 from dispatch.domain.ride import RIDE_ENDINGS, Ride, RideStatus
 from dispatch.domain.ride_fare import FareTerms
 from dispatch.domain.rider import Rider
-from dispatch.domain.surge import Surge
+from dispatch.domain.surge import Surge, recorded_changes
 from dispatch.invariants import InvariantChecker
 from dispatch.invariants_across import CrossShardChecker
 from dispatch.log import LogEvent, decode
@@ -542,8 +542,8 @@ class Simulation:
         self._shard_checkers[e.shard].check(e)
         self.across.check(e)
         topic, data = e.topic, e.data
-        if topic == _SURGE_CHANGED:
-            self.surge_changes += 1
+        if topic in _SURGE_CHANGED:
+            self.surge_changes += sum(1 for _ in recorded_changes(topic, data))
             self._surge_view = self._surge.apply(self._surge_view, e)
             return
         if topic == Driver.OfferReceived.TOPIC:
@@ -657,4 +657,4 @@ class Simulation:
 
 _TENURE_BEGINS = frozenset({Driver.Arrived.TOPIC, Driver.Returned.TOPIC})
 _RIDE = "dispatch.Ride."
-_SURGE_CHANGED = Surge.Changed.TOPIC
+_SURGE_CHANGED = (Surge.Recomputed.TOPIC, Surge.Changed.TOPIC)  # (the latter: older logs)

@@ -1,4 +1,4 @@
-"""Surge on the real broker: a shard's multipliers, recorded as ``Surge.Changed`` in its
+"""Surge on the real broker: a shard's multipliers, recorded as ``Surge.Recomputed`` in its
 batch transactions, survive a takeover from a checkpoint (the ``Surge`` aggregate's
 snapshot travels in the checkpoint; the taker's store holds only the tail after it), and
 the taker goes on from them at its next cadence."""

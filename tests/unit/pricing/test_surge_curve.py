@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dispatch.pricing.surge import ONE, SurgeCurve, hundredths, multiplier_text
@@ -42,6 +42,7 @@ def _levels(curve: SurgeCurve) -> st.SearchStrategy[int]:
     return st.integers(ONE, curve.cap_level)
 
 
+@settings(deadline=None)  # (no test fails on timing: a loaded machine)
 @given(CURVES, st.data(), COUNTS, COUNTS)
 def test_a_multiplier_is_always_between_one_and_the_cap(
     curve: SurgeCurve, data: st.DataObject, demand: int, supply: int
@@ -53,6 +54,7 @@ def test_a_multiplier_is_always_between_one_and_the_cap(
         demand, supply = data.draw(COUNTS), data.draw(COUNTS)
 
 
+@settings(deadline=None)  # (no test fails on timing: a loaded machine)
 @given(CURVES, st.data(), COUNTS, COUNTS)
 def test_a_constant_input_settles_without_flapping(
     curve: SurgeCurve, data: st.DataObject, demand: int, supply: int
@@ -74,6 +76,7 @@ def test_a_constant_input_settles_without_flapping(
         assert final == ONE
 
 
+@settings(deadline=None)  # (no test fails on timing: a loaded machine)
 @given(CURVES, st.data(), COUNTS, COUNTS, COUNTS)
 def test_more_demand_never_lowers_the_next_multiplier(
     curve: SurgeCurve, data: st.DataObject, demand: int, more: int, supply: int
@@ -83,6 +86,7 @@ def test_more_demand_never_lowers_the_next_multiplier(
     assert _next(curve, level, demand, supply + more) <= _next(curve, level, demand, supply)
 
 
+@settings(deadline=None)  # (no test fails on timing: a loaded machine)
 @given(CURVES, st.data(), COUNTS, COUNTS)
 def test_a_change_is_recorded_only_beyond_the_band(
     curve: SurgeCurve, data: st.DataObject, demand: int, supply: int

@@ -21,7 +21,7 @@ from dispatch.adapters.sqlite.logsource import SqliteLogSource
 from dispatch.bootstrap import build_embedded_engine
 from dispatch.cli import app
 from dispatch.domain.ids import new_id
-from dispatch.domain.surge import SURGE_RESOLUTION, Surge, surge_id
+from dispatch.domain.surge import SURGE_RESOLUTION, Surge, SurgeChange, recorded_changes, surge_id
 from dispatch.matching.decisions import ChangeSurge
 from dispatch.messages import Ping
 from dispatch.settings import Settings
@@ -33,12 +33,14 @@ from schemas.common import LatLng
 T0 = 1_767_600_000.0
 PICKUP = (37.77, -122.42)
 CELL = h3.latlng_to_cell(*PICKUP, SURGE_RESOLUTION)
+CURVE: dict[str, str | float] = {"cap": "3.00", "gain": 0.5, "smoothing": 0.5, "band": "0.10",
+                                 "noise": 0.0}  # fmt: skip
 
 
 class Market:
     def __init__(self, tmp: Path, **settings: Any) -> None:
         self.now, self.tmp, self.settings = T0, tmp, settings
-        self.changes: list[Surge.Changed] = []
+        self.changes: list[SurgeChange] = []  # each cell's, in order
         self.engine = self._engine()
 
     def _engine(self) -> EmbeddedEngine:
@@ -48,8 +50,9 @@ class Market:
         return engine
 
     def _heard(self, _shard: int, recordings: Any) -> None:
-        self.changes += [r.domain_event for r in recordings
-                         if isinstance(r.domain_event, Surge.Changed)]  # fmt: skip
+        for r in recordings:
+            if isinstance(r.domain_event, Surge.Recomputed):
+                self.changes += r.domain_event.changes()
 
     def restart(self) -> None:
         self.engine = self._engine()
@@ -60,11 +63,11 @@ class Market:
         self.engine.transport.send_command(env)
         self.engine.run_once()
 
-    def requests(self, count: int) -> None:
+    def requests(self, count: int, at: tuple[float, float] = PICKUP) -> None:
         for _ in range(count):
             rider, ride = new_id(0), new_id(0)
             self.send(c.RegisterRider(rider_id=rider, name="r"))
-            pickup = LatLng(lat=PICKUP[0], lng=PICKUP[1])
+            pickup = LatLng(lat=at[0], lng=at[1])
             dropoff = LatLng(lat=37.8, lng=-122.4)
             self.send(c.RequestRide(ride_id=ride, rider_id=rider, pickup=pickup, dropoff=dropoff))
 
@@ -209,15 +212,20 @@ def test_a_restore_from_a_checkpoint_keeps_the_multipliers_and_the_windows_deman
 
 
 def test_the_shards_surge_is_snapshotted_as_it_is_after_the_batch() -> None:
+    """One event a cadence: the 19th cadence that moves cells is the surge's 20th event
+    (after its start), where its snapshot falls, taken from the cached aggregate."""
     app = ShardApplication(0, env={"IS_SNAPSHOTTING_ENABLED": "y"})
     cells = sorted(h3.grid_disk(CELL, 20))[:1_200]
-    at = datetime.fromtimestamp(T0, UTC)
     n = len(cells)
-    app.decide(ChangeSurge(cells, ["1.50"] * n, ["2.00"] * n, [9] * n, [1] * n, 300.0), at)
-    app.commit()
+    for cadence in range(19):
+        at = datetime.fromtimestamp(T0 + 30 * cadence, UTC)
+        level = ["1.50", "1.60"][cadence % 2]
+        change = ChangeSurge(cells, [level] * n, ["2.00"] * n, [9] * n, [1] * n, 300.0, CURVE)
+        app.decide(change, at)
+        app.commit()
     assert app.snapshots is not None
     (snapshot,) = app.snapshots.get(surge_id(0))
-    assert snapshot.originator_version == 1 + len(cells)  # passed 1,000: taken at the end
+    assert snapshot.originator_version == 20
     app.discard()  # a cold read starts from it
     assert app.surge_levels() == dict.fromkeys(cells, "1.50")
 
@@ -298,19 +306,20 @@ def test_every_recorded_change_re_derives_from_its_recorded_inputs_and_verify_ag
             market.requests(1)
         market.advance(30)
     events = list(SqliteLogSource(tmp_path).read(0))
-    changes = [e for e in events if e.topic == Surge.Changed.TOPIC]
-    assert len(changes) >= 4
-    for e in changes:
-        d = e.data
-        assert d["curve"] == {
+    assert not [e for e in events if e.topic == Surge.Changed.TOPIC]  # (older logs only)
+    changes = [e for e in events if e.topic == Surge.Recomputed.TOPIC]
+    rows = [row for e in changes for row in recorded_changes(e.topic, e.data)]
+    assert len(rows) >= 4
+    for row in rows:
+        assert row.curve == {
             "cap": "3.00",
             "gain": 0.5,
             "smoothing": 0.5,
             "band": "0.10",
             "noise": noise,
         }
-        assert rederive(d["previous"], d["demand"], d["supply"], d["curve"]) == (
-            d["multiplier"], d["target"],
+        assert rederive(row.previous, row.demand, row.supply, row.curve) == (
+            row.multiplier, row.target,
         )  # fmt: skip
     checker = InvariantChecker()
     for e in events:
@@ -319,7 +328,8 @@ def test_every_recorded_change_re_derives_from_its_recorded_inputs_and_verify_ag
     bent = InvariantChecker()
     for e in events:
         if e is changes[-1]:
-            e = replace(e, data={**e.data, "target": "2.99"})
+            targets = [*e.data["targets"][:-1], "2.99"]
+            e = replace(e, data={**e.data, "targets": targets})
         bent.check(e)
     assert [v.kind for v in bent.finish()] == ["surge_not_rederived"]
 
@@ -331,3 +341,137 @@ def test_a_window_shorter_than_the_cadence_is_refused_at_start() -> None:
     with pytest.raises(ValidationError, match="SURGE_WINDOW_S"):
         Settings(surge_cadence_s=30, surge_window_s=10)
     assert Settings(surge_cadence_s=0, surge_window_s=10).surge_window_s == 10  # surge off
+
+
+@pytest.mark.parametrize("cells", [80, 300])
+def test_a_restore_loads_more_surging_cells_than_the_trackers_arrays_first_hold(
+    tmp_path, cells: int
+) -> None:
+    """Many cells surge, their requests leave the window while their levels still decay,
+    and a checkpoint is taken after the last ``Recomputed``: the restore's ``load`` gives
+    the fresh tracker a row for each (past rows 64, 128, 256) and every level."""
+    market = Market(tmp_path, checkpoint_every_events=5, checkpoint_chunk_rows=1_000,
+                    surge_window_s=60)  # fmt: skip
+    market.advance(1)
+    surging = sorted(h3.grid_disk(CELL, 10))[:cells]
+    for cell in surging:
+        market.requests(3, h3.cell_to_latlng(cell))
+    market.advance(31)  # the cells surge (1.60)
+    market.advance(30)  # the requests left the 60 s window: the levels come down (1.20)
+    before = market.levels
+    assert len(before) == cells and all(level != "1.00" for level in before.values())
+    for _ in range(6):  # a checkpoint after the last Recomputed: no tail to fold
+        market.send(c.RegisterRider(rider_id=new_id(0), name="r"))
+    market.restart()
+    worker = market.engine.workers[0]
+    assert worker.restored_from is not None  # from a checkpoint
+    assert worker.app.surge_levels() == before
+    assert market.levels == before
+
+
+def test_a_shock_past_the_event_bound_is_recorded_as_events_every_kafka_record_can_hold() -> None:
+    """A cadence moving about 51,000 cells (past the ~23,500 one 1 MB message could hold):
+    recorded as events of at most ``MAX_RECOMPUTED_ROWS`` rows each, in one batch, each
+    encoded into Kafka records of at most ``MAX_RECORD_BYTES``; a cold read gives back
+    every level."""
+    from dispatch.adapters.kafka.eventstore.codec import MAX_RECORD_BYTES, encode_events
+    from dispatch.domain.surge import MAX_RECOMPUTED_ROWS
+
+    app = ShardApplication(0)
+    cells = sorted(h3.grid_disk(CELL, 130))
+    n = len(cells)
+    assert n > 10 * MAX_RECOMPUTED_ROWS
+    at = datetime.fromtimestamp(T0, UTC)
+    app.decide(ChangeSurge(cells, ["2.10"] * n, ["3.00"] * n, [40] * n, [30] * n, 300.0, CURVE),
+               at)  # fmt: skip
+    app.commit()
+    stored = app.repository.event_store.recorder.select_events(surge_id(0))
+    parts = [s for s in stored if s.topic == Surge.Recomputed.TOPIC]
+    assert len(parts) == -(-n // MAX_RECOMPUTED_ROWS)  # 11
+    assert max(len(s.state) for s in parts) < 260_000  # ~44.5 bytes a row, 5,000 rows
+    records = encode_events(stored)
+    assert all(len(r.value) <= MAX_RECORD_BYTES for r in records)
+    assert sum(r.event_count for r in records) == len(stored)
+    app.discard()  # a cold read folds every part
+    assert app.surge_levels() == dict.fromkeys(cells, "2.10")
+
+
+def test_a_cadence_split_into_several_events_is_read_alike_by_every_reader(
+    tmp_path, monkeypatch
+) -> None:
+    """With the bound lowered to 7 rows, a cadence moving 20 cells is 3 ``Recomputed``
+    events at the same time: the aggregate, the matcher's fold (live and after a restart
+    from the log), the surge view, ``replay state --at`` and ``replay verify`` each read
+    the 20 changes, as they would one event."""
+    import dispatch.domain.surge as surge_module
+    from dispatch.invariants import InvariantChecker
+
+    monkeypatch.setenv("DISPATCH_SHARDS", "1")
+    monkeypatch.setattr(surge_module, "MAX_RECOMPUTED_ROWS", 7)
+    market = Market(tmp_path)
+    market.advance(1)
+    surging = sorted(h3.grid_disk(CELL, 3))[:20]
+    for cell in surging:
+        market.requests(5, h3.cell_to_latlng(cell))
+    market.advance(31)
+    first = market.now
+    market.advance(30)
+    expected = dict.fromkeys(surging, "2.65")
+    assert market.levels == expected  # the matcher folded each part back
+    assert market.engine.workers[0].app.surge_levels() == expected
+    events = list(SqliteLogSource(tmp_path).read(0))
+    parts = [e for e in events if e.topic == Surge.Recomputed.TOPIC]
+    assert [len(e.data["cells"]) for e in parts] == [7, 7, 6, 7, 7, 6]
+    assert len({e.at for e in parts[:3]}) == 1 and parts[0].at == first
+    checker = InvariantChecker()
+    for e in events:
+        checker.check(e)
+    assert checker.finish() == []
+    view = SurgeProjection().initial()
+    for e in events:
+        if e.topic in SurgeProjection.topics:
+            view = SurgeProjection().apply(view, e)
+    assert view.layer() == expected
+    moment = datetime.fromtimestamp(first, UTC).isoformat()
+    result = CliRunner().invoke(app, ["replay", "state", "--at", moment, "--data-dir",
+                                      str(tmp_path), "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["surge"] == dict.fromkeys(surging, "2.10")
+    result = CliRunner().invoke(app, ["replay", "verify", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    market.restart()  # no checkpoint: the matcher folds the whole log, every part
+    assert market.engine.workers[0].restored_from is None
+    assert market.levels == expected
+
+
+@pytest.mark.parametrize(
+    ("bend", "kinds"),
+    [
+        (lambda d: {**d, "curve": None}, ["surge_not_rederivable"]),
+        (lambda d: {k: v for k, v in d.items() if k != "curve"}, ["surge_not_rederivable"]),
+        (lambda d: {**d, "supply": d["supply"][:-1]}, ["surge_columns_misaligned"]),
+        (lambda d: {k: v for k, v in d.items() if k != "targets"}, ["surge_columns_misaligned"]),
+    ],
+    ids=["curve-null", "curve-missing", "short-column", "missing-column"],
+)
+def test_verify_reports_a_recomputed_it_cannot_check_as_a_violation(
+    tmp_path, monkeypatch, bend: Any, kinds: list[str]
+) -> None:
+    """A ``Recomputed`` without its curve (null or left out) cannot be re-derived: reported,
+    not passed; one whose columns do not line up is reported, not a crash of the checker
+    (nor of ``replay verify``)."""
+    from dispatch.invariants import InvariantChecker
+
+    monkeypatch.setenv("DISPATCH_SHARDS", "1")
+    market = Market(tmp_path)
+    market.advance(1)
+    market.requests(5)
+    market.requests(3, h3.cell_to_latlng(sorted(h3.grid_ring(CELL, 2))[0]))
+    market.advance(31)
+    events = list(SqliteLogSource(tmp_path).read(0))
+    (recomputed,) = [e for e in events if e.topic == Surge.Recomputed.TOPIC]
+    assert len(recomputed.data["cells"]) == 2
+    checker = InvariantChecker()
+    for e in events:
+        checker.check(e if e is not recomputed else replace(e, data=bend(e.data)))
+    assert [v.kind for v in checker.finish()] == kinds
