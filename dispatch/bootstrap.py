@@ -139,6 +139,7 @@ def build_application(
         settings.road_factor,
         settings.speed_kmh,
         erasable=sealer is not None,
+        catalog=settings.catalog,
     )
     return ShardApplication(shard, env=env, policy=policy, sealer=sealer)
 

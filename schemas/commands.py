@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from dispatch.domain.credentials import PrincipalRole, credentials_id
 from dispatch.domain.operators import DispatchingRole, OperatorRole
 from dispatch.domain.operators import operator_id as id_of_operator
-from schemas.common import LatLng, Name, OperatorName, Reason
+from schemas.common import LatLng, Name, OperatorName, Reason, VehicleData
 from schemas.fares import FareTermsData
 
 SCHEMA_VERSION: Literal[1] = 1
@@ -30,6 +30,7 @@ class RegisterDriver(_Command):
     type: Literal["register_driver"] = "register_driver"
     driver_id: UUID
     name: Name
+    vehicle: VehicleData | None = None  # None: the default vehicle (standard, 4 seats)
 
 
 class RegisterRider(_Command):

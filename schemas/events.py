@@ -20,7 +20,7 @@ from dispatch.domain.credentials import PrincipalRole
 from dispatch.domain.driver import OfferOutcome, ReleaseReason
 from dispatch.domain.operators import OperatorRole
 from dispatch.domain.ride import RIDE_ENDINGS, RideStatus
-from schemas.common import OneOf, OperatorName
+from schemas.common import OneOf, OperatorName, VehicleData
 from schemas.fares import FareTermsData, FinalFareData, TripFoundBy
 
 Coordinate = Annotated[list[float], Field(min_length=2, max_length=2)]
@@ -110,6 +110,16 @@ class Registered(_Data):
     name: Name
 
 
+_VEHICLE = (
+    "The driver's vehicle (class version 2 of Registered, 3 of Arrived); absent before: "
+    "read as the default vehicle (standard, 4 seats, not accessible)."
+)
+
+
+class DriverRegistered(Registered):
+    vehicle: VehicleData | None = Field(default=None, description=_VEHICLE)
+
+
 class Erased(_Data):
     """A rider or driver erased (docs/PRIVACY.md): their key is deleted."""
 
@@ -164,6 +174,7 @@ class DriverArrived(_Data):
     from_shard: int = Field(ge=0)
     trips: int = Field(ge=0, description="Trips completed before, at other shards.")
     commands: dict[str, list[float]] = Field(default_factory=dict, description=_COMMANDS)
+    vehicle: VehicleData | None = Field(default=None, description=_VEHICLE)
 
 
 class DriverReturned(_Data):
@@ -327,7 +338,7 @@ EVENT_DATA: dict[str, type[_Data]] = {
     "dispatch.Ride.CancelledByOperator": RideCancelledByOperator,
     "dispatch.Ride.CancelledByDriver": RideCancelledByDriver,
     "dispatch.Ride.Expired": Empty,
-    "dispatch.Driver.Registered": Registered,
+    "dispatch.Driver.Registered": DriverRegistered,
     "dispatch.Driver.Erased": Erased,
     "dispatch.Rider.Erased": Erased,
     "dispatch.Driver.ErasedByOperator": ErasedByOperator,

@@ -21,10 +21,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from dispatch.domain.driver import Driver, DriverStatus, ReleaseReason
+from dispatch.domain.driver import Driver, DriverStatus, ReleaseReason, vehicle_of
 from dispatch.domain.errors import IllegalTransition
 from dispatch.domain.geo import Point
 from dispatch.domain.ids import shard_of
+from dispatch.domain.products import DEFAULT_VEHICLE, Vehicle
 from dispatch.domain.ride import MOVED, Ride, RideStatus
 from dispatch.domain.ride_fare import FareTerms
 from dispatch.domain.rider import Rider
@@ -157,7 +158,9 @@ def hand_off(uow: UnitOfWork, driver: Driver, to: int, at: datetime) -> None:
     """At O: a free driver's availability goes to shard ``to`` (the region it is in)."""
     records = records_to_carry(uow, driver, at)
     epoch = driver.hand_off(to, at)
-    body = HandOff(str(driver.id), epoch, driver.name, driver.trips, records)
+    v = vehicle_of(driver)
+    body = HandOff(str(driver.id), epoch, driver.name, driver.trips, records, v.product, v.seats,
+                   v.accessible)  # fmt: skip
     send(uow, uow.shard, to, body, at)
 
 
@@ -175,7 +178,12 @@ def on_hand_off(uow: UnitOfWork, sender: int, msg: HandOff, at: datetime, p: Pol
         return
     commands = keep_carried(uow, msg.records, sender, p.idempotency_window_s, at)
     if driver is None:
-        uow.add(Driver.arrive(driver_id, msg.name, msg.epoch, sender, msg.trips, commands, at))
+        vehicle = DEFAULT_VEHICLE
+        if msg.product:
+            vehicle = Vehicle(msg.product, msg.seats, msg.accessible)
+        uow.add(
+            Driver.arrive(driver_id, msg.name, msg.epoch, sender, msg.trips, commands, at, vehicle)
+        )
     else:
         driver.come_back(msg.epoch, sender, msg.trips, commands, at)
 

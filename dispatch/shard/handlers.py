@@ -26,6 +26,7 @@ from dispatch.domain.errors import (
 )
 from dispatch.domain.geo import Point
 from dispatch.domain.ids import shard_of
+from dispatch.domain.products import DEFAULT_VEHICLE
 from dispatch.domain.ride import Ride, RideStatus
 from dispatch.domain.ride_fare import FareTerms
 from dispatch.domain.rider import Rider
@@ -47,7 +48,12 @@ from schemas import commands as c
 def register_driver(uow: UnitOfWork, cmd: c.RegisterDriver, now: datetime, p: Policy) -> list[UUID]:
     if uow.exists(cmd.driver_id):
         raise AlreadyExists(f"id {cmd.driver_id} is already registered")
-    uow.add(Driver.register(cmd.driver_id, cmd.name, now))
+    vehicle = DEFAULT_VEHICLE if cmd.vehicle is None else cmd.vehicle.as_vehicle()
+    try:
+        p.catalog.check(vehicle)
+    except ValueError as error:
+        raise InvalidCommand(str(error)) from None
+    uow.add(Driver.register(cmd.driver_id, cmd.name, now, vehicle))
     return [cmd.driver_id]
 
 

@@ -69,10 +69,16 @@ def register_driver(
 ) -> JSONResponse:
     """Register a driver in the market of their home location; returns the driver's id and a
     bearer token bound to it. With an `Idempotency-Key`, a retry returns the same driver."""
+    if body.vehicle is not None:
+        try:
+            ctx.runtime.catalog.check(body.vehicle.as_vehicle())
+        except ValueError as error:
+            raise ApiError(422, "invalid_vehicle", f"vehicle: {error}") from None
     shard = ctx.runtime.markets.shard_for(body.home.lat, body.home.lng)
+    vehicle = body.vehicle
     return register(
         ctx, request, key, body, "driver", shard, REGISTRATION_NAMESPACE,
-        lambda driver_id: c.RegisterDriver(driver_id=driver_id, name=body.name),
+        lambda driver_id: c.RegisterDriver(driver_id=driver_id, name=body.name, vehicle=vehicle),
     )  # fmt: skip
 
 

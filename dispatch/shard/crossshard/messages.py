@@ -152,6 +152,11 @@ class HandOff:
     name: str = ""
     trips: int = 0
     records: tuple[CarriedRecord, ...] = ()
+    # The driver's vehicle, so that the receiver's matcher offers it the products it
+    # serves; product "" (the model, or a message sent before vehicles): the default one.
+    product: str = ""
+    seats: int = 0
+    accessible: bool = False
 
     def __post_init__(self) -> None:
         # Read from the wire, records are dicts: made records again.
