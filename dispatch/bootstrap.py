@@ -262,6 +262,7 @@ def build_matcher(settings: Settings) -> Matcher:
         make_strategy(settings.strategy, settings.batch_window_s),
         MatcherConfig(offer_timeout_s=settings.offer_timeout_s, limits=limits),
         build_surge(settings),
+        settings.catalog,
     )
 
 
