@@ -112,9 +112,10 @@ class Catalog:
             raise ValueError(f"seats must be from {MIN_SEATS} to {MAX_SEATS}, got {vehicle.seats}")
         spec = self.specs[vehicle.product]
         if not spec.qualifies(vehicle):
-            needs = f"at least {spec.min_seats} seats"
-            if spec.accessible:
-                needs += " and wheelchair access"
+            needs = " and ".join(
+                ([f"at least {spec.min_seats} seats"] if spec.min_seats > MIN_SEATS else [])
+                + (["wheelchair access"] if spec.accessible else [])
+            )
             raise ValueError(
                 f"a vehicle of {vehicle.seats} seats"
                 f"{', accessible' if vehicle.accessible else ', not accessible'} cannot "

@@ -125,7 +125,9 @@ def test_an_estimate_shares_the_trip_of_a_ride_request_and_nothing_more() -> Non
 
 def test_an_unknown_product_is_refused_naming_the_products(world: World) -> None:
     r = estimate(world, TRIP | {"product": "limo"})
-    assert "Input should be 'standard', 'xl' or 'accessible'" in r.json()["reason"]
+    assert r.json()["reason"] == (
+        "body.product: unknown product 'limo': the products are standard, xl, accessible"
+    )
 
 
 def test_a_pickup_outside_every_market_gets_no_quote_by_default(world: World) -> None:
