@@ -11,10 +11,14 @@ cell that surge reads, and expiry (a silent driver leaves every index at once).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Container, Iterable
 from uuid import UUID
 
 from dispatch.matching.index import DriverIndex
+
+MAX_COARSER = 2  # resolutions coarser than the index of all, at most
+_HYSTERESIS = 0.75  # how far (in powers of 7) the share must move past a boundary
 
 
 class Fleet:
@@ -71,12 +75,41 @@ class Fleet:
         return self.all.remove(driver_id)
 
     def expire(self, now: float) -> list[UUID]:
-        """Remove and return the drivers silent for longer than the TTL."""
+        """Remove and return the drivers silent for longer than the TTL (then rebalance)."""
         gone = self.all.expire(now)
         for driver_id in gone:
             for name in self._serves.pop(driver_id, ()):
                 self.by_product[name].remove(driver_id)
+        self.rebalance()
         return gone
+
+    def rebalance(self) -> list[str]:
+        """Rebuild, at the resolution its share of the drivers calls for, each product's
+        index whose share has moved well past a boundary; returns their products."""
+        total = len(self.all)
+        rebuilt = []
+        for name, index in self.by_product.items():
+            if not len(index):
+                continue
+            coarser = math.log(total / len(index), 7) if total > len(index) else 0.0
+            current = self.all.resolution - index.resolution
+            if abs(coarser - current) < _HYSTERESIS:
+                continue
+            steps = min(MAX_COARSER, max(0, round(coarser)), self.all.resolution)
+            if steps != current:
+                self._rebuild(name, self.all.resolution - steps)
+                rebuilt.append(name)
+        return rebuilt
+
+    def _rebuild(self, name: str, resolution: int) -> None:
+        old = self.by_product[name]
+        index = DriverIndex[UUID](resolution, old.ttl_s, old.max_radius_m)
+        for driver_id, products in self._serves.items():
+            if name in products:
+                pos = self.all.position(driver_id)
+                assert pos is not None
+                index.upsert(driver_id, *pos)
+        self.by_product[name] = index
 
     def position(self, driver_id: UUID) -> tuple[float, float, float] | None:
         return self.all.position(driver_id)

@@ -238,6 +238,8 @@ def _sample(kind: type[Body]) -> Body:
             values[f.name] = 1.5
         elif hint is int:
             values[f.name] = 2
+        elif hint is bool:
+            values[f.name] = True
         elif hint == tuple[CarriedRecord, ...]:
             values[f.name] = (RECORD,)
         else:

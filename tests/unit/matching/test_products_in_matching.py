@@ -4,6 +4,7 @@ as the strategy promises: with every driver within reach among its candidates)."
 
 from __future__ import annotations
 
+import random
 import uuid
 
 from hypothesis import given, settings
@@ -14,6 +15,7 @@ from dispatch.domain.driver import DriverStatus
 from dispatch.domain.products import DEFAULT_CATALOG, Vehicle
 from dispatch.matching.decisions import MakeOffer
 from dispatch.matching.eta import StraightLineEta
+from dispatch.matching.fleet import Fleet
 from dispatch.matching.geo import haversine_m
 from dispatch.matching.index import DriverIndex
 from dispatch.matching.matcher import Matcher, MatcherConfig
@@ -156,3 +158,20 @@ def test_a_matcher_restored_from_a_checkpoint_knows_vehicles_and_products() -> N
 
     assert offer.driver_id == uuid.UUID(int=2)  # the accessible one, not the nearer standard
     assert fresh.pending[offer.ride_id].product == "accessible"
+
+
+def test_a_rare_products_index_goes_coarser_and_answers_the_same() -> None:
+    fleet = Fleet(DriverIndex[uuid.UUID](9, 60.0), DEFAULT_CATALOG.names)
+    rng = random.Random(7)
+    for n in range(800):
+        vehicle = VEHICLES[2] if n % 50 == 0 else VEHICLES[0]  # 2% xl
+        lat, lng = CENTRE[0] + rng.uniform(-0.05, 0.05), CENTRE[1] + rng.uniform(-0.05, 0.05)
+        fleet.upsert(uuid.UUID(int=n + 1), lat, lng, NOW, DEFAULT_CATALOG.serves(vehicle))
+    before = fleet.nearest("xl", *CENTRE, 5, 8_000.0, NOW)
+
+    assert fleet.rebalance() == ["xl"]
+
+    assert fleet.by_product["xl"].resolution == 7  # 50x fewer drivers: two coarser
+    assert fleet.by_product["standard"].resolution == 9
+    assert fleet.nearest("xl", *CENTRE, 5, 8_000.0, NOW) == before != []
+    assert fleet.rebalance() == []  # settled: no rebuild again
