@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, GetCoreSchemaHandler
 from pydantic_core import CoreSchema, core_schema
 
 from dispatch.domain.geo import MAX_LAT, MAX_LNG, MIN_LAT, MIN_LNG
@@ -50,6 +50,17 @@ class LatLng(BaseModel):
     lng: Longitude
 
 
+def _whole(value: object) -> object:
+    """A JSON number that is whole (``4`` or ``4.0``: one integer to JSON Schema) as an int;
+    anything else as it is, for the strict check to refuse (``"4"``, ``4.5``, ``true``)."""
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return value
+
+
+WholeNumber = Annotated[int, BeforeValidator(_whole), Field(strict=True)]
+
+
 class VehicleData(BaseModel):
     """A driver's vehicle: the product it is registered for (one of the catalog's,
     DISPATCH_PRODUCTS), its passenger seats, and whether it is wheelchair accessible. It
@@ -58,7 +69,7 @@ class VehicleData(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     product: ProductName
-    seats: int = Field(strict=True, ge=MIN_SEATS, le=MAX_SEATS, examples=[4, 6])
+    seats: WholeNumber = Field(ge=MIN_SEATS, le=MAX_SEATS, examples=[4, 6])
     accessible: bool = Field(default=False, strict=True)
 
     def as_vehicle(self) -> Vehicle:

@@ -84,3 +84,8 @@ def test_a_ride_in_an_unknown_product_is_refused_naming_the_products(world: Worl
     assert r.json()["reason"] == (
         "body.product: unknown product 'limo': the products are standard, xl, accessible"
     )
+
+
+def test_seats_may_be_written_as_a_whole_json_number(world: World) -> None:
+    r = register(world, {"product": "xl", "seats": 6.0})  # one integer to JSON Schema
+    assert r.status_code == 201, r.text
