@@ -89,3 +89,15 @@ def test_a_ride_in_an_unknown_product_is_refused_naming_the_products(world: Worl
 def test_seats_may_be_written_as_a_whole_json_number(world: World) -> None:
     r = register(world, {"product": "xl", "seats": 6.0})  # one integer to JSON Schema
     assert r.status_code == 201, r.text
+
+
+def test_the_openapi_document_shows_vehicles_with_examples(world: World) -> None:
+    document = world.client.get("/openapi.json").json()
+    operation = document["paths"]["/drivers"]["post"]
+    refusals = operation["responses"]["422"]["content"]["application/json"]["examples"]
+    assert refusals == VEHICLE_EXAMPLES
+    schemas = document["components"]["schemas"]
+    assert {"product": "xl", "seats": 6, "accessible": False} in [
+        e.get("vehicle") for e in schemas["RegisterDriver"]["examples"]
+    ]
+    assert schemas["DriverLocationView"]["properties"]["vehicle"]["$ref"].endswith("VehicleData")
