@@ -66,7 +66,6 @@ class DriversProjection:
             return view
         if topic in (Driver.Created.TOPIC, Driver.Arrived.TOPIC) and e.data.get("vehicle"):
             row.vehicle = e.data["vehicle"]
-            return view
         if topic in ERASED_TOPICS:  # not an availability event: the status stays offline
             row.erased = True
             return view
