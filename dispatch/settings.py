@@ -193,7 +193,7 @@ class Settings(BaseSettings):
 
     markets: list[MarketConfig] = Field(default_factory=lambda: list(DEFAULT_MARKETS))
 
-    # The product catalog (docs/MARKETPLACE.md, "Products"): DISPATCH_PRODUCTS, JSON, by
+    # The product catalog (docs/MARKETPLACE.md, "The product lever"): DISPATCH_PRODUCTS, JSON, by
     # name what a vehicle needs to serve each ({"xl": {"min_seats": 6}, ...}); replaces the
     # defaults (standard, xl, accessible) as a whole.
     products: Annotated[dict[ProductKey, ProductConfig], Field(min_length=1)] = Field(

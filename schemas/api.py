@@ -84,7 +84,7 @@ class RegisterDriver(_Request):
         description="The vehicle: its product must be one of the catalog's (by default "
         "standard, xl, accessible) and the vehicle must qualify for it (seats, access); it "
         "is offered rides of every product it qualifies for (docs/MARKETPLACE.md, "
-        '"Products"). Null or absent: standard, 4 seats, not accessible.',
+        '"The product lever"). Null or absent: standard, 4 seats, not accessible.',
     )
 
     model_config = ConfigDict(

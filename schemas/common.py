@@ -64,7 +64,7 @@ WholeNumber = Annotated[int, BeforeValidator(_whole), Field(strict=True)]
 class VehicleData(BaseModel):
     """A driver's vehicle: the product it is registered for (one of the catalog's,
     DISPATCH_PRODUCTS), its passenger seats, and whether it is wheelchair accessible. It
-    serves every product it qualifies for (docs/MARKETPLACE.md, "Products")."""
+    serves every product it qualifies for (docs/MARKETPLACE.md, "The product lever")."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

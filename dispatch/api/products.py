@@ -1,5 +1,5 @@
 """The product catalog at the API: a product or a vehicle that is not one the catalog
-knows is refused before anything is sent (docs/MARKETPLACE.md, "Products")."""
+knows is refused before anything is sent (docs/MARKETPLACE.md, "The product lever")."""
 
 from __future__ import annotations
 

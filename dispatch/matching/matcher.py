@@ -84,7 +84,7 @@ class Matcher:
     ) -> None:
         self.index, self.eta, self.strategy, self.config = index, eta, strategy, config
         # ``index`` holds every available driver (positions, surge's supply); ``fleet``
-        # searches them by product (docs/MARKETPLACE.md, "Products").
+        # searches them by product (docs/MARKETPLACE.md, "The product lever").
         self.catalog = catalog
         self.fleet = Fleet(index, catalog.names)
         # The vehicles of the drivers registered or arrived here, and of other shards'
