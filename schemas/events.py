@@ -20,7 +20,7 @@ from dispatch.domain.credentials import PrincipalRole
 from dispatch.domain.driver import OfferOutcome, ReleaseReason
 from dispatch.domain.operators import OperatorRole
 from dispatch.domain.ride import RIDE_ENDINGS, RideStatus
-from schemas.common import OneOf, OperatorName, VehicleData
+from schemas.common import OneOf, OperatorName, ProductName, VehicleData
 from schemas.fares import FareTermsData, FinalFareData, TripFoundBy
 
 Coordinate = Annotated[list[float], Field(min_length=2, max_length=2)]
@@ -55,7 +55,9 @@ class Empty(_Data):
 
 
 class RideRequested(_Data):
-    """Version 2 adds ``fare`` (absent from a version-1 event: read as null, not priced)."""
+    """Version 2 adds ``fare`` (absent from a version-1 event: read as null, not priced).
+    Version 3 adds ``product`` (absent from an older event: its fare's, or standard for a
+    ride not priced)."""
 
     rider_id: UUID
     pickup: Coordinate | Sealed = Field(description="[lat, lng], sealed under the rider's key.")
@@ -63,6 +65,11 @@ class RideRequested(_Data):
     expires_at: datetime
     fare: FareTermsData | None = Field(
         default=None, description="How the ride is priced; null: not priced."
+    )
+    product: ProductName = Field(
+        default="standard",
+        description="The kind of vehicle asked for: the ride is offered only to vehicles "
+        "that serve it, priced or not (with fare terms, theirs).",
     )
 
 

@@ -260,8 +260,8 @@ class Matcher:
         if e.pickup is None:  # erased: the ride has ended (later in the log), not matched
             return
         lat, lng = e.pickup
-        product = "standard" if e.fare is None else e.fare["product"]  # unpriced: before fares
-        ride = PendingRide(e.originator_id, lat, lng, ts, _ts(e.expires_at), product=product)
+        # The ride's own product (priced or not), never its fare's.
+        ride = PendingRide(e.originator_id, lat, lng, ts, _ts(e.expires_at), product=e.product)
         self._enter_pending(ride)
         self._demand(ride)
 

@@ -61,12 +61,13 @@ def open_elsewhere(
     dropoff: Point,
     at: datetime,
     fare: FareTerms | None = None,
+    product: str | None = None,
 ) -> None:
     """Ask the pickup's shard to open a ride whose rider's lock was just taken here (with
-    its fare terms: the ride records them there)."""
+    its fare terms and product: the ride records them there)."""
     terms = None if fare is None else fare.to_data()
     body = OpenRide(str(ride_id), str(rider_id), pickup.lat, pickup.lng, dropoff.lat,
-                    dropoff.lng, at.timestamp(), terms)  # fmt: skip
+                    dropoff.lng, at.timestamp(), terms, product)  # fmt: skip
     send(uow, shard_of(rider_id), shard_of(ride_id), body, at)
 
 
@@ -92,7 +93,9 @@ def on_open_ride(uow: UnitOfWork, sender: int, msg: OpenRide, at: datetime, p: P
         return
     pickup, dropoff = Point(msg.pickup_lat, msg.pickup_lng), Point(msg.dropoff_lat, msg.dropoff_lng)
     fare = None if msg.fare is None else FareTerms.from_data(msg.fare)
-    uow.add(Ride.request(ride_id, UUID(msg.rider), pickup, dropoff, p.max_wait_s, at, fare))
+    uow.add(
+        Ride.request(ride_id, UUID(msg.rider), pickup, dropoff, p.max_wait_s, at, fare, msg.product)
+    )
 
 
 def on_unlock_rider(

@@ -107,11 +107,24 @@ def request_ride(uow: UnitOfWork, cmd: c.RequestRide, now: datetime, p: Policy) 
     dropoff = Point(cmd.dropoff.lat, cmd.dropoff.lng)
     terms = fare_terms(cmd.fare.model_dump(mode="json") if cmd.fare is not None else None)
     check_quote_live(terms, now)
+    product = cmd.product
+    if product is None:  # a command sent before rides carried their own product
+        product = "standard" if terms is None else terms.product
+    if terms is not None and terms.product != product:
+        raise InvalidCommand(
+            f"the request's product {product!r} is not its fare terms' {terms.product!r}"
+        )
+    try:
+        p.catalog.check_product(product)
+    except ValueError as error:
+        raise InvalidCommand(str(error)) from None
     if here:
-        ride = Ride.request(cmd.ride_id, cmd.rider_id, pickup, dropoff, p.max_wait_s, now, terms)
+        ride = Ride.request(
+            cmd.ride_id, cmd.rider_id, pickup, dropoff, p.max_wait_s, now, terms, product
+        )
         uow.add(ride)
     else:
-        open_elsewhere(uow, cmd.ride_id, cmd.rider_id, pickup, dropoff, now, terms)
+        open_elsewhere(uow, cmd.ride_id, cmd.rider_id, pickup, dropoff, now, terms, product)
     rider.request_ride(cmd.ride_id, now)
     return [cmd.ride_id, cmd.rider_id]  # the ride first: the API answers a retry with it
 

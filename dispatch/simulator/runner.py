@@ -475,6 +475,7 @@ class Simulation:
                 pickup=LatLng(lat=pickup[0], lng=pickup[1]),
                 dropoff=LatLng(lat=dropoff[0], lng=dropoff[1]),
                 fare=None if terms is None else FareTermsData.model_validate(terms.to_data()),
+                product=product,
             )
         )
         rng = self.streams.rng("rider", index)
@@ -484,8 +485,8 @@ class Simulation:
     def _terms(self, pickup: tuple[float, float], product: str) -> FareTerms | None:
         """The simulated ride's terms (its product, the rules in force), or None where the
         rules cannot price it: the simulator's demand is not refused, as the API refuses a
-        rider's request, so such a ride is not priced (and, its product being in its terms,
-        is matched as a standard one)."""
+        rider's request, so such a ride is not priced (it still carries its product, and is
+        offered only to vehicles that serve it)."""
         if not self.fares:
             return None
         try:

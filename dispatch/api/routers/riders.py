@@ -148,6 +148,7 @@ def request_ride(
         pickup=body.pickup.as_latlng(),
         dropoff=body.dropoff.as_latlng(),
         fare=None if terms is None else FareTermsData.model_validate(terms.to_data()),
+        product=body.product,
     )
     extra = {"ride_id": str(ride_id)}
     elsewhere = shard if shard != shard_of(rider_id) else None

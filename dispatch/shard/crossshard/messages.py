@@ -35,6 +35,9 @@ class OpenRide:
     # The ride's fare terms (``FareTerms.to_data()``), checked at H; None: not priced (and
     # a message sent before fares).
     fare: dict[str, Any] | None = None
+    # The product asked for; None: a message sent before rides carried their own (the
+    # fare's, or standard for a ride not priced).
+    product: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

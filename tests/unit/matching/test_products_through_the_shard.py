@@ -74,15 +74,23 @@ class World:
         self.engine.transport.send_pings(pings)
         self.engine.run_once()
 
-    def request(self, product: str) -> uuid.UUID:
+    def request(self, product: str, *, priced: bool = True) -> uuid.UUID:
+        """A ride of ``product``; not ``priced``: with no fare terms (a deployment with no
+        fare rules), only the product of its own."""
         rider, ride = new_id(0), new_id(0)
         assert self.send(c.RegisterRider(rider_id=rider, name="r")).accepted
-        here = LatLng(lat=PICKUP[0], lng=PICKUP[1])
-        there = LatLng(lat=37.8, lng=-122.4)
-        outcome = self.send(c.RequestRide(ride_id=ride, rider_id=rider, pickup=here,
-                                          dropoff=there, fare=self.terms(product)))  # fmt: skip
+        outcome = self.send(self.request_of(rider, ride, product, priced=priced))
         assert outcome.accepted, outcome
         return ride
+
+    def request_of(
+        self, rider: uuid.UUID, ride: uuid.UUID, product: str | None, *, priced: bool
+    ) -> c.RequestRide:
+        here = LatLng(lat=PICKUP[0], lng=PICKUP[1])
+        there = LatLng(lat=37.8, lng=-122.4)
+        fare = self.terms(product or "standard") if priced else None
+        return c.RequestRide(ride_id=ride, rider_id=rider, pickup=here, dropoff=there,
+                             fare=fare, product=product)  # fmt: skip
 
     def terms(self, product: str) -> FareTermsData:
         """The ride's fare terms, which carry its product (as the API makes them)."""
@@ -148,3 +156,68 @@ def test_a_registration_with_a_vehicle_that_cannot_serve_its_product_is_refused(
     assert not outcome.accepted
     assert outcome.code == "invalid_command"
     assert "cannot serve 'xl', which needs at least 6 seats" in (outcome.reason or "")
+
+
+ACCESSIBLE = VehicleData(product="accessible", seats=4, accessible=True)
+
+
+def test_an_unpriced_accessible_ride_is_offered_only_to_an_accessible_vehicle(
+    tmp_path: Path,
+) -> None:
+    """A ride with no fare terms (no fare rule priced it) keeps its product: it goes past
+    the nearer standard car to the accessible one, and after a restart too."""
+    world = World(tmp_path)
+    world.driver(STANDARD, 0.0005)
+    van = world.driver(ACCESSIBLE, 0.004)
+    ride = world.request("accessible", priced=False)
+    assert world.offered_to(ride) == van
+    assert world.engine.workers[0].matcher.offers[ride][2].product == "accessible"
+
+
+def test_an_unpriced_accessible_ride_waits_rather_than_go_to_a_standard_car(
+    tmp_path: Path,
+) -> None:
+    world = World(tmp_path)
+    world.driver(STANDARD, 0.0005)
+    ride = world.request("accessible", priced=False)
+    assert world.offered_to(ride) is None
+    for _ in range(3):  # enough events for a checkpoint, and some after it
+        world.driver(STANDARD, 0.001)
+    world.restart()
+    assert world.engine.workers[0].matcher.pending[ride].product == "accessible"
+    assert world.offered_to(ride) is None
+    van = world.driver(ACCESSIBLE, 0.01)
+    assert world.offered_to(ride) == van
+
+
+def test_a_request_without_a_product_takes_its_fares_or_standard(tmp_path: Path) -> None:
+    """A command sent before rides carried their own product (no ``product``)."""
+    world = World(tmp_path)
+    world.driver(STANDARD, 0.0005)
+    xl = world.driver(XL, 0.004)
+    rider, ride = new_id(0), new_id(0)
+    assert world.send(c.RegisterRider(rider_id=rider, name="r")).accepted
+    command = world.request_of(rider, ride, "xl", priced=True).model_copy(update={"product": None})
+    assert world.send(command).accepted
+    assert world.offered_to(ride) == xl
+
+
+def test_a_request_whose_product_is_not_its_fares_is_refused(tmp_path: Path) -> None:
+    world = World(tmp_path)
+    rider, ride = new_id(0), new_id(0)
+    assert world.send(c.RegisterRider(rider_id=rider, name="r")).accepted
+    command = world.request_of(rider, ride, "xl", priced=True)
+    command = command.model_copy(update={"fare": world.terms("standard")})
+    outcome = world.send(command)
+    assert not outcome.accepted
+    assert outcome.code == "invalid_command"
+    assert "'xl' is not its fare terms' 'standard'" in (outcome.reason or "")
+
+
+def test_a_request_of_a_product_not_in_the_catalog_is_refused(tmp_path: Path) -> None:
+    world = World(tmp_path)
+    rider, ride = new_id(0), new_id(0)
+    assert world.send(c.RegisterRider(rider_id=rider, name="r")).accepted
+    outcome = world.send(world.request_of(rider, ride, "limo", priced=False))
+    assert not outcome.accepted
+    assert outcome.code == "invalid_command"
