@@ -54,3 +54,26 @@ def test_the_report_gives_each_product_and_the_revenue(tmp_path: Path) -> None:
 def test_a_bad_mix_is_refused_with_the_reason(text: str, reason: str) -> None:
     with pytest.raises(ValueError, match=reason):
         parse_mix(text, "--product-mix")
+
+
+def test_unpriced_rides_are_served_only_by_vehicles_of_their_product(tmp_path: Path) -> None:
+    """With no fare rules at all no ride is priced; each still carries its product, so an
+    accessible ride is never served by the fleet's standard cars (and the report's
+    per-product figures count only the rides its vehicles served)."""
+    config = SimConfig(
+        drivers=30,
+        minutes=8,
+        seed=5,
+        demand_per_min=4,
+        warmup_minutes=1,
+        vehicle_mix=(("standard", 1.0),),
+        product_mix=(("standard", 0.5), ("accessible", 0.5)),
+    )
+    sim = simulate_embedded(config, Settings(data_dir=tmp_path, markets=[]))
+    report = sim.finished
+
+    assert report.priced_rides == 0
+    assert report.products["accessible"]["requests"] > 0
+    assert report.products["accessible"]["served"] == 0
+    assert report.products["standard"]["served"] > 0
+    assert not report.violations
