@@ -26,6 +26,7 @@ from dispatch.domain.fares import FareRule
 from dispatch.domain.geo import MAX_LAT, MAX_LNG, MIN_LAT, MIN_LNG
 from dispatch.domain.products import (
     DEFAULT_CATALOG,
+    DEFAULT_VEHICLE,
     MAX_SEATS,
     MIN_SEATS,
     PRODUCT_NAME,
@@ -268,6 +269,30 @@ class Settings(BaseSettings):
             ProductSpec(name, spec.min_seats, spec.accessible)
             for name, spec in self.products.items()
         )
+
+    @model_validator(mode="after")
+    def _default_vehicle_serves_standard(self) -> Settings:
+        """The catalog lists ``standard`` and the default vehicle (standard, 4 seats, not
+        accessible) qualifies for it: a driver registered without a vehicle, or before
+        vehicles were, drives it, and a ride asked for with no product is standard."""
+        spec = self.products.get("standard")
+        vehicle = DEFAULT_VEHICLE
+        if spec is None:
+            raise ValueError(
+                "DISPATCH_PRODUCTS must list 'standard' (products: "
+                f"{', '.join(self.products)}): drivers registered without a vehicle, or "
+                "before vehicles, drive the default vehicle (standard, 4 seats, not "
+                "accessible), and a ride asked for with no product is standard"
+            )
+        if not ProductSpec("standard", spec.min_seats, spec.accessible).qualifies(vehicle):
+            raise ValueError(
+                f"DISPATCH_PRODUCTS: 'standard' must be served by the default vehicle "
+                f"({vehicle.seats} seats, not accessible), so min_seats at most "
+                f"{vehicle.seats} and accessible false (got min_seats {spec.min_seats}, "
+                f"accessible {str(spec.accessible).lower()}): drivers registered without a "
+                "vehicle, or before vehicles, drive it"
+            )
+        return self
 
     @model_validator(mode="after")
     def _fares_price_catalog_products(self) -> Settings:
