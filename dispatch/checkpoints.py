@@ -55,8 +55,13 @@ log = logging.getLogger(__name__)
 
 SealRide = Callable[[RideRow], RideRow]  # a ride row with its pickup sealed
 
-FORMAT = 2  # 2: may carry aggregates (format 1, the matcher's state only, still reads)
-FORMATS = frozenset({1, 2})
+# 2: may carry aggregates (format 1, the matcher's state only, still reads). 3: a
+# "vehicles" part and ride rows of 7 fields (the product last); formats 1 and 2 still read
+# (no vehicles part: every driver then drove the default vehicle; 6-field rides: standard).
+# A version that knows only formats 1 and 2 skips a format-3 checkpoint as unusable
+# (README.md, "Upgrading").
+FORMAT = 3
+FORMATS = frozenset({1, 2, 3})
 PARTS = ("drivers", "vehicles", "pending", "offers", "assigned", "surge", "aggregates", "live")
 # The surge window's requests go this many to a row.
 SURGE_A_ROW = 2_000
@@ -340,6 +345,8 @@ def assemble(position: int, chunks: list[Chunk]) -> Restored:
             body = orjson.loads(c.data)
             if c.seq == 0:
                 header = body["header"]
+                if header.get("format") not in FORMATS:  # before its parts: say what it is
+                    raise CheckpointError(f"unknown format in header {header!r}")
             for name, rows in body["parts"].items():
                 parts[name].extend(rows)
         except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
