@@ -141,6 +141,7 @@ def build_application(
         settings.road_factor,
         settings.speed_kmh,
         erasable=sealer is not None,
+        catalog=settings.catalog,
     )
     return ShardApplication(shard, env=env, policy=policy, sealer=sealer)
 
@@ -263,6 +264,7 @@ def build_matcher(settings: Settings) -> Matcher:
         make_strategy(settings.strategy, settings.batch_window_s),
         MatcherConfig(offer_timeout_s=settings.offer_timeout_s, limits=limits),
         build_surge(settings),
+        settings.catalog,
     )
 
 

@@ -28,7 +28,7 @@ import logging
 import zlib
 from base64 import b64decode, b64encode
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any, Protocol
 from uuid import UUID
@@ -41,11 +41,13 @@ from dispatch.matching.state import (
     DriverRow,
     OfferRow,
     RideRow,
+    VehicleRow,
     capture,
     driver_row,
     load,
     offer_row,
     ride_row,
+    vehicle_row,
 )
 from dispatch.privacy import Opener, as_is
 
@@ -53,9 +55,14 @@ log = logging.getLogger(__name__)
 
 SealRide = Callable[[RideRow], RideRow]  # a ride row with its pickup sealed
 
-FORMAT = 2  # 2: may carry aggregates (format 1, the matcher's state only, still reads)
-FORMATS = frozenset({1, 2})
-PARTS = ("drivers", "pending", "offers", "assigned", "surge", "aggregates", "live")
+# 2: may carry aggregates (format 1, the matcher's state only, still reads). 3: a
+# "vehicles" part and ride rows of 7 fields (the product last); formats 1 and 2 still read
+# (no vehicles part: every driver then drove the default vehicle; 6-field rides: standard).
+# A version that knows only formats 1 and 2 skips a format-3 checkpoint as unusable
+# (README.md, "Upgrading").
+FORMAT = 3
+FORMATS = frozenset({1, 2, 3})
+PARTS = ("drivers", "vehicles", "pending", "offers", "assigned", "surge", "aggregates", "live")
 # The surge window's requests go this many to a row.
 SURGE_A_ROW = 2_000
 # Live aggregates carried without their state (SQLite) go this many to a row.
@@ -129,6 +136,8 @@ class Restored:
     aggregates: list[AggregateRow] | None = None  # None: a checkpoint without aggregates
     live: list[list[tuple[str, str, float]]] | None = None  # live aggregates without state
     surge: list[tuple[str, float]] | None = None  # the surge window (None: not carried)
+    # the drivers' vehicles other than the default (none before vehicles: all default)
+    vehicles: list[VehicleRow] = field(default_factory=list)
 
     def live_rows(self) -> list[LiveRow]:
         rows = [(UUID(r[0]), r[1], float(r[2])) for r in self.aggregates or ()]
@@ -242,6 +251,7 @@ def encode_chunks(
     seal: SealRide = seal_ride or (lambda row: row)
     items: Iterator[tuple[str, Any]] = chain(  # rows are built a chunk at a time
         (("drivers", driver_row(d)) for d in state.drivers.items()),
+        (("vehicles", vehicle_row(v)) for v in state.vehicles.items()),
         (("pending", seal(ride_row(r))) for r in state.pending),
         (("offers", (seal(o[0]), o[1], o[2])) for o in map(offer_row, state.offers)),
         (("assigned", seal(ride_row(r))) for r in state.assigned),
@@ -335,6 +345,8 @@ def assemble(position: int, chunks: list[Chunk]) -> Restored:
             body = orjson.loads(c.data)
             if c.seq == 0:
                 header = body["header"]
+                if header.get("format") not in FORMATS:  # before its parts: say what it is
+                    raise CheckpointError(f"unknown format in header {header!r}")
             for name, rows in body["parts"].items():
                 parts[name].extend(rows)
         except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
@@ -354,6 +366,7 @@ def assemble(position: int, chunks: list[Chunk]) -> Restored:
         [(c, float(t)) for rows in parts["surge"] for c, t in rows]
         if header.get("surge")
         else None,
+        parts["vehicles"],
     )
 
 
@@ -410,5 +423,5 @@ def load_into(matcher: Matcher, restored: Restored, open: Opener = as_is) -> Non
     """``open``: how a sealed pickup is read (docs/PRIVACY.md)."""
     load(
         matcher, restored.pending, restored.offers, restored.assigned, restored.drivers,
-        restored.surge, open,
+        restored.surge, open, restored.vehicles,
     )  # fmt: skip

@@ -15,6 +15,7 @@ from typing import Protocol
 from uuid import UUID
 
 from dispatch.adapters.embedded.engine import EmbeddedEngine
+from dispatch.domain.products import Catalog
 from dispatch.markets import MarketMap
 from dispatch.messages import Ping
 from dispatch.ports import CommandBus
@@ -67,6 +68,14 @@ class Runtime:
     # erasure answers it: docs/PRIVACY.md); None when everything was sealed.
     clear_before: float | None = None
     _started: bool = field(default=False, init=False)
+    _catalog: Catalog | None = field(default=None, init=False)
+
+    @property
+    def catalog(self) -> Catalog:
+        """The products (the settings', read once)."""
+        if self._catalog is None:
+            self._catalog = self.settings.catalog
+        return self._catalog
 
     @property
     def started(self) -> bool:

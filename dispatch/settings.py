@@ -22,8 +22,17 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from dispatch.domain.fares import FareRule, Product
+from dispatch.domain.fares import FareRule
 from dispatch.domain.geo import MAX_LAT, MAX_LNG, MIN_LAT, MIN_LNG
+from dispatch.domain.products import (
+    DEFAULT_CATALOG,
+    DEFAULT_VEHICLE,
+    MAX_SEATS,
+    MIN_SEATS,
+    PRODUCT_NAME,
+    Catalog,
+    ProductSpec,
+)
 
 MAX_MARKET_SHARDS = 64
 _EMPTY_IS_UNSET = frozenset({"fares", "fares_file"})
@@ -68,6 +77,24 @@ Amount = Annotated[
 ]
 
 
+ProductKey = Annotated[str, Field(pattern=PRODUCT_NAME)]
+
+
+class ProductConfig(BaseModel):
+    """What a vehicle needs to serve one product (``DISPATCH_PRODUCTS``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    min_seats: int = Field(default=4, ge=MIN_SEATS, le=MAX_SEATS)
+    accessible: bool = False  # the vehicle must be wheelchair accessible
+
+
+DEFAULT_PRODUCTS: dict[str, ProductConfig] = {
+    name: ProductConfig(min_seats=spec.min_seats, accessible=spec.accessible)
+    for name, spec in DEFAULT_CATALOG.specs.items()
+}
+
+
 class ProductFareConfig(BaseModel):
     """How one product is priced: ``base`` + ``per_km`` + ``per_min``, at least ``minimum``."""
 
@@ -85,7 +112,7 @@ class FareRulesConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     currency: str = Field(pattern=r"^[A-Z]{3}$")
-    products: dict[Product, ProductFareConfig] = Field(min_length=1)
+    products: dict[ProductKey, ProductFareConfig] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _rules_fit_the_currency(self) -> FareRulesConfig:
@@ -167,6 +194,13 @@ class Settings(BaseSettings):
 
     markets: list[MarketConfig] = Field(default_factory=lambda: list(DEFAULT_MARKETS))
 
+    # The product catalog (docs/MARKETPLACE.md, "The product lever"): DISPATCH_PRODUCTS, JSON, by
+    # name what a vehicle needs to serve each ({"xl": {"min_seats": 6}, ...}); replaces the
+    # defaults (standard, xl, accessible) as a whole.
+    products: Annotated[dict[ProductKey, ProductConfig], Field(min_length=1)] = Field(
+        default_factory=lambda: dict(DEFAULT_PRODUCTS)
+    )
+
     # Fare rules (docs/MARKETPLACE.md): DISPATCH_FARES (JSON) or DISPATCH_FARES_FILE (the same
     # JSON in a file). None: the default rules (dispatch.pricing.rules) in every market.
     # NoDecode: the JSON is read here (``_read_fares_file``), its numbers as decimals.
@@ -226,6 +260,55 @@ class Settings(BaseSettings):
                 f"DISPATCH_SURGE_WINDOW_S ({self.surge_window_s:g}) must be at least "
                 f"DISPATCH_SURGE_CADENCE_S ({self.surge_cadence_s:g})"
             )
+        return self
+
+    @property
+    def catalog(self) -> Catalog:
+        """The products, as the domain takes them."""
+        return Catalog(
+            ProductSpec(name, spec.min_seats, spec.accessible)
+            for name, spec in self.products.items()
+        )
+
+    @model_validator(mode="after")
+    def _default_vehicle_serves_standard(self) -> Settings:
+        """The catalog lists ``standard`` and the default vehicle (standard, 4 seats, not
+        accessible) qualifies for it: a driver registered without a vehicle, or before
+        vehicles were, drives it, and a ride asked for with no product is standard."""
+        spec = self.products.get("standard")
+        vehicle = DEFAULT_VEHICLE
+        if spec is None:
+            raise ValueError(
+                "DISPATCH_PRODUCTS must list 'standard' (products: "
+                f"{', '.join(self.products)}): drivers registered without a vehicle, or "
+                "before vehicles, drive the default vehicle (standard, 4 seats, not "
+                "accessible), and a ride asked for with no product is standard"
+            )
+        if not ProductSpec("standard", spec.min_seats, spec.accessible).qualifies(vehicle):
+            raise ValueError(
+                f"DISPATCH_PRODUCTS: 'standard' must be served by the default vehicle "
+                f"({vehicle.seats} seats, not accessible), so min_seats at most "
+                f"{vehicle.seats} and accessible false (got min_seats {spec.min_seats}, "
+                f"accessible {str(spec.accessible).lower()}): drivers registered without a "
+                "vehicle, or before vehicles, drive it"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _fares_price_catalog_products(self) -> Settings:
+        """Fare rules price products of the catalog only (a rule for an unknown product
+        is a typo, or a product that no driver could ever serve)."""
+        if self.fares is None:
+            return self
+        rule_sets = [*self.fares.markets.items(), ("elsewhere", self.fares.elsewhere)]
+        for where, rules in rule_sets:
+            unknown = sorted(set(rules.products) - set(self.products)) if rules else []
+            if unknown:
+                raise ValueError(
+                    f"DISPATCH_FARES ({where}) prices products that DISPATCH_PRODUCTS does "
+                    f"not list: {', '.join(map(repr, unknown))} (products: "
+                    f"{', '.join(self.products)})"
+                )
         return self
 
     @model_validator(mode="after")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 from dispatch.domain.driver import (
     AVAILABILITY_TOPICS,
@@ -34,6 +35,9 @@ class DriverRow:
     updated_at: float = 0.0
     version: int = 0
     erased: bool = False  # its pings are refused (a row kept before this field: getattr)
+    # ``Vehicle.to_data()`` (None: registered before vehicles, or a row kept before this
+    # field: getattr; either drives the default vehicle)
+    vehicle: dict[str, Any] | None = None
 
 
 @dataclass
@@ -60,6 +64,8 @@ class DriversProjection:
             row = view.rows[e.aggregate_id] = DriverRow(e.aggregate_id, e.data["name"])
         if row is None:
             return view
+        if topic in (Driver.Created.TOPIC, Driver.Arrived.TOPIC) and e.data.get("vehicle"):
+            row.vehicle = e.data["vehicle"]
         if topic in ERASED_TOPICS:  # not an availability event: the status stays offline
             row.erased = True
             return view

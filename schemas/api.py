@@ -22,9 +22,8 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from dispatch.domain.fares import PRODUCTS, Product
 from dispatch.domain.geo import MAX_LAT, MAX_LNG, MIN_LAT, MIN_LNG
-from schemas.common import LatLng, Name, OperatorName, Reason
+from schemas.common import LatLng, Name, OperatorName, ProductName, Reason, VehicleData
 
 MAX_PINGS_PER_BATCH = 500
 
@@ -75,13 +74,35 @@ class Point(_Request):
 
 
 class RegisterDriver(_Request):
-    """A new driver, served by the market of their home location."""
+    """A new driver, served by the market of their home location, with their ``vehicle``
+    (default: a standard car of 4 seats, not accessible)."""
 
     name: Name
     home: Point
+    vehicle: VehicleData | None = Field(
+        default=None,
+        description="The vehicle: its product must be one of the catalog's (by default "
+        "standard, xl, accessible) and the vehicle must qualify for it (seats, access); it "
+        "is offered rides of every product it qualifies for (docs/MARKETPLACE.md, "
+        '"The product lever"). Null or absent: standard, 4 seats, not accessible.',
+    )
 
     model_config = ConfigDict(
-        json_schema_extra={"examples": [{"name": "Dee", "home": {"lat": 37.77, "lng": -122.42}}]}
+        json_schema_extra={
+            "examples": [
+                {"name": "Dee", "home": {"lat": 37.77, "lng": -122.42}},
+                {
+                    "name": "Xavi",
+                    "home": {"lat": 37.77, "lng": -122.42},
+                    "vehicle": {"product": "xl", "seats": 6, "accessible": False},
+                },
+                {
+                    "name": "Ana",
+                    "home": {"lat": 37.77, "lng": -122.42},
+                    "vehicle": {"product": "accessible", "seats": 4, "accessible": True},
+                },
+            ]
+        }
     )
 
 
@@ -133,8 +154,12 @@ class RequestRide(_Trip):
     ``quote`` when it carries one (docs/MARKETPLACE.md, "The ride's fare")."""
 
     product: Annotated[
-        Product,
-        Field(description=f"The kind of vehicle: one of {', '.join(PRODUCTS)}."),
+        ProductName,
+        Field(
+            description="The kind of vehicle: one of the catalog's products (by default "
+            "standard, xl, accessible; DISPATCH_PRODUCTS). One the pickup's market does not "
+            "price is refused (422 product_not_offered, naming those it offers)."
+        ),
     ] = "standard"
     quote: str | None = Field(
         default=None,
@@ -166,8 +191,12 @@ class EstimateFare(_Trip):
     """A trip to price: from ``pickup`` to ``dropoff`` in ``product`` (default standard)."""
 
     product: Annotated[
-        Product,
-        Field(description=f"The kind of vehicle: one of {', '.join(PRODUCTS)}."),
+        ProductName,
+        Field(
+            description="The kind of vehicle: one of the catalog's products (by default "
+            "standard, xl, accessible; DISPATCH_PRODUCTS). One the pickup's market does not "
+            "price is refused (422 product_not_offered, naming those it offers)."
+        ),
     ] = "standard"
 
     model_config = ConfigDict(
@@ -208,7 +237,7 @@ class FareQuote(BaseModel):
         description="The signed quote (a JWT for the quotes' own audience, never a bearer "
         "token): valid for this rider, trip and product until expires_at."
     )
-    product: Product
+    product: ProductName
     pickup: LatLng = Field(description="The pickup priced: a ride's may be up to 50 m from it.")
     dropoff: LatLng = Field(description="The drop-off priced: the same.")
     market: str | None = Field(

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from dispatch.domain.credentials import PrincipalRole, credentials_id
 from dispatch.domain.operators import DispatchingRole, OperatorRole
 from dispatch.domain.operators import operator_id as id_of_operator
-from schemas.common import LatLng, Name, OperatorName, Reason
+from schemas.common import LatLng, Name, OperatorName, ProductName, Reason, VehicleData
 from schemas.fares import FareTermsData
 
 SCHEMA_VERSION: Literal[1] = 1
@@ -30,6 +30,7 @@ class RegisterDriver(_Command):
     type: Literal["register_driver"] = "register_driver"
     driver_id: UUID
     name: Name
+    vehicle: VehicleData | None = None  # None: the default vehicle (standard, 4 seats)
 
 
 class RegisterRider(_Command):
@@ -59,6 +60,13 @@ class RequestRide(_Command):
         default=None,
         description="How the ride is priced (from its quote, or the rules in force); null: "
         "not priced.",
+    )
+    product: ProductName | None = Field(
+        default=None,
+        description="The kind of vehicle asked for (one of the catalog's): the ride is "
+        "offered only to vehicles that serve it, priced or not. With fare terms, it must be "
+        "theirs. Null or absent (a command sent before rides carried their product): the "
+        "fare terms', or standard for a ride not priced.",
     )
 
 

@@ -20,7 +20,7 @@ from dispatch.domain.credentials import PrincipalRole
 from dispatch.domain.driver import OfferOutcome, ReleaseReason
 from dispatch.domain.operators import OperatorRole
 from dispatch.domain.ride import RIDE_ENDINGS, RideStatus
-from schemas.common import OneOf, OperatorName
+from schemas.common import OneOf, OperatorName, ProductName, VehicleData
 from schemas.fares import FareTermsData, FinalFareData, TripFoundBy
 
 Coordinate = Annotated[list[float], Field(min_length=2, max_length=2)]
@@ -55,7 +55,9 @@ class Empty(_Data):
 
 
 class RideRequested(_Data):
-    """Version 2 adds ``fare`` (absent from a version-1 event: read as null, not priced)."""
+    """Version 2 adds ``fare`` (absent from a version-1 event: read as null, not priced).
+    Version 3 adds ``product`` (absent from an older event: its fare's, or standard for a
+    ride not priced)."""
 
     rider_id: UUID
     pickup: Coordinate | Sealed = Field(description="[lat, lng], sealed under the rider's key.")
@@ -63,6 +65,11 @@ class RideRequested(_Data):
     expires_at: datetime
     fare: FareTermsData | None = Field(
         default=None, description="How the ride is priced; null: not priced."
+    )
+    product: ProductName = Field(
+        default="standard",
+        description="The kind of vehicle asked for: the ride is offered only to vehicles "
+        "that serve it, priced or not (with fare terms, theirs).",
     )
 
 
@@ -108,6 +115,16 @@ class RideCancelledByDriver(_Data):
 
 class Registered(_Data):
     name: Name
+
+
+_VEHICLE = (
+    "The driver's vehicle (class version 2 of Registered, 3 of Arrived); absent before: "
+    "read as the default vehicle (standard, 4 seats, not accessible)."
+)
+
+
+class DriverRegistered(Registered):
+    vehicle: VehicleData | None = Field(default=None, description=_VEHICLE)
 
 
 class Erased(_Data):
@@ -164,6 +181,7 @@ class DriverArrived(_Data):
     from_shard: int = Field(ge=0)
     trips: int = Field(ge=0, description="Trips completed before, at other shards.")
     commands: dict[str, list[float]] = Field(default_factory=dict, description=_COMMANDS)
+    vehicle: VehicleData | None = Field(default=None, description=_VEHICLE)
 
 
 class DriverReturned(_Data):
@@ -361,7 +379,7 @@ EVENT_DATA: dict[str, type[_Data]] = {
     "dispatch.Ride.CancelledByOperator": RideCancelledByOperator,
     "dispatch.Ride.CancelledByDriver": RideCancelledByDriver,
     "dispatch.Ride.Expired": Empty,
-    "dispatch.Driver.Registered": Registered,
+    "dispatch.Driver.Registered": DriverRegistered,
     "dispatch.Driver.Erased": Erased,
     "dispatch.Rider.Erased": Erased,
     "dispatch.Driver.ErasedByOperator": ErasedByOperator,

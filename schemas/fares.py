@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from dispatch.domain.fares import Product
+from schemas.common import ProductName
 
 # Any amount the core prices: a quote's total reaches ``MAX_TOTAL_MINOR`` (10**15) minor
 # units, 16 digits in a currency of no minor digits (VND, JPY), and an unquoted ride's
@@ -59,7 +59,7 @@ class FareTermsData(_Fare):
     for the product, from the rule set ``rules_version``, at ``surge``; ``quote``: what the
     quote the ride carried promised (null: none, the ride pays the metered fare)."""
 
-    product: Product
+    product: ProductName
     market: str | None = Field(max_length=200)
     rules_version: str = Field(max_length=200)
     currency: str = Field(min_length=3, max_length=3)

@@ -9,7 +9,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from dispatch.domain import driver, ride
-from schemas.common import Latitude, LatLng, Longitude, OneOf
+from schemas.common import Latitude, LatLng, Longitude, OneOf, VehicleData
 from schemas.fares import FareTermsData, FinalFareData, TripFoundBy
 
 # The domain's statuses, as the strings the wire shows.
@@ -81,6 +81,10 @@ class DriverLocationView(BaseModel):
     ride_id: UUID | None = None
     location: Position | None = None
     last_seen_at: datetime | None = None
+    vehicle: VehicleData = Field(
+        description="The driver's vehicle (a driver registered before vehicles drives the "
+        "default one: standard, 4 seats, not accessible)."
+    )
 
 
 class NearbyDriver(BaseModel):

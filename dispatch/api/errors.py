@@ -207,7 +207,9 @@ REGISTRATION_RESPONSES: dict[int | str, dict[str, Any]] = {
     413: TOO_LARGE,
     422: _doc(
         "Invalid input, with pydantic's reasons; or the Idempotency-Key was used for another "
-        "registration (idempotency_key_reused)."
+        "registration (idempotency_key_reused); or a driver's vehicle that cannot be "
+        "registered (invalid_vehicle: an unknown product, naming the known ones, or a "
+        "vehicle that does not qualify for its product, saying what it needs)."
     ),
     429: _throttled(
         "Over the registrations of this client address "

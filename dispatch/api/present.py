@@ -8,11 +8,12 @@ from uuid import UUID
 
 from dispatch.api.auth import Principal
 from dispatch.domain.operators import AUDIT_FIELDS
+from dispatch.domain.products import DEFAULT_VEHICLE
 from dispatch.privacy import Opener, as_is, shown
 from projections.drivers import DriverRow
 from projections.locations import DriverLocation
 from projections.rides import RideRow
-from schemas.common import LatLng
+from schemas.common import LatLng, VehicleData
 from schemas.views import (
     DrivenTripView,
     DriverLocationView,
@@ -99,6 +100,9 @@ def fare_of(row: RideRow) -> dict[str, Any]:
     return out
 
 
+_DEFAULT_VEHICLE = DEFAULT_VEHICLE.to_data()
+
+
 def driver_view(row: DriverRow, where: DriverLocation | None) -> DriverLocationView:
     location = None
     if where is not None and where.lat is not None and where.lng is not None:
@@ -111,6 +115,7 @@ def driver_view(row: DriverRow, where: DriverLocation | None) -> DriverLocationV
         ride_id=_uuid(row.ride_id),
         location=location,
         last_seen_at=when(seen) if seen is not None else None,
+        vehicle=VehicleData.model_validate(getattr(row, "vehicle", None) or _DEFAULT_VEHICLE),
     )
 
 

@@ -9,7 +9,8 @@ import typer
 
 from dispatch.cli.common import settings_from
 from dispatch.cli.errors import say
-from dispatch.domain.fares import PRODUCTS, amount_text
+from dispatch.domain.fares import amount_text
+from dispatch.domain.products import in_catalog_order
 from dispatch.pricing.rules import (
     canonical,
     defaults_misfit,
@@ -54,10 +55,8 @@ def rules(
 
 def _rules_text(name: str, rules: FareRulesConfig) -> str:
     lines = [f"{name} ({rules.currency})"]
-    for product in PRODUCTS:
-        fare = rules.products.get(product)
-        if fare is None:
-            continue
+    for product in in_catalog_order(rules.products):
+        fare = rules.products[product]
         base, per_km, per_min, minimum = (
             amount_text(a, rules.currency)
             for a in (fare.base, fare.per_km, fare.per_min, fare.minimum)

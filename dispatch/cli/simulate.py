@@ -92,14 +92,32 @@ def simulate(
             "the roads).",
         ),
     ] = None,
+    vehicle_mix: Annotated[
+        str,
+        typer.Option(
+            help="The products the drivers' vehicles are registered for, as shares: a "
+            "standard car of 4 seats, an xl of 6, an accessible van of 4 (docs/MARKETPLACE.md, "
+            '"The product lever").'
+        ),
+    ] = "standard=0.85,xl=0.10,accessible=0.05",
+    product_mix: Annotated[
+        str, typer.Option(help="The products the riders ask for, as shares.")
+    ] = "standard=0.80,xl=0.15,accessible=0.05",
 ) -> None:
     """Run the engine against a simulated city and print a report."""
     from dispatch.simulator.cityshards import split_city
+    from dispatch.simulator.products import parse_mix
     from dispatch.simulator.runner import SimConfig
 
     if strategy not in ("greedy", "batch"):
         raise typer.BadParameter("choose 'greedy' or 'batch'", param_hint="--strategy")
     check_outputs(write_demand, report_dir, demand_trace)
+    mixes = {}
+    for name, text in (("vehicle_mix", vehicle_mix), ("product_mix", product_mix)):
+        try:
+            mixes[name] = parse_mix(text, "--" + name.replace("_", "-"))
+        except ValueError as error:
+            raise typer.BadParameter(str(error), param_hint="--" + name.replace("_", "-")) from None
     chosen = scenario(
         drivers=drivers,
         minutes=minutes,
@@ -146,7 +164,7 @@ def simulate(
         base.model_copy(update={"data_dir": target, "strategy": strategy}), network, chosen_eta
     )
     options = {"seed": seed, "strategy": strategy, "city_shards": city_shards or 1,
-               "road_network": network, "eta": chosen_eta}  # fmt: skip
+               "road_network": network, "eta": chosen_eta, **mixes}  # fmt: skip
     config = SimConfig(**options, **chosen.config)  # type: ignore[arg-type]
     where = str(target) if settings.embedded else f"topic {settings.topic_prefix}.events"
 

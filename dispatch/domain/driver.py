@@ -20,6 +20,7 @@ from eventsourcing.domain import Aggregate
 
 from dispatch.domain.errors import DriverMoved, Erased, Forbidden, IllegalTransition
 from dispatch.domain.operators import AUDIT_FIELDS
+from dispatch.domain.products import DEFAULT_VEHICLE, Vehicle
 from dispatch.domain.rider import Operator, upcast_erased
 
 
@@ -69,8 +70,14 @@ class Driver(Aggregate):
         """Stored as ``Registered`` (see TOPIC)."""
 
         TOPIC = "dispatch.Driver.Registered"
-        class_version = 1
+        class_version = 2
         name: str
+        vehicle: dict[str, Any]  # ``Vehicle.to_data()``
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            """Version 1 had no vehicle: a driver registered then drives the default one."""
+            state["vehicle"] = DEFAULT_VEHICLE.to_data()
 
     class WentOnline(Event):
         TOPIC = "dispatch.Driver.WentOnline"
@@ -153,17 +160,23 @@ class Driver(Aggregate):
         its first event here (tenure ``epoch``), available, with its live ``commands``."""
 
         TOPIC = "dispatch.Driver.Arrived"
-        class_version = 2
+        class_version = 3
         name: str
         epoch: int
         from_shard: int
         trips: int
         commands: dict[str, list[float]]
+        vehicle: dict[str, Any]  # ``Vehicle.to_data()``
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, object]) -> None:
             """Version 1 carried no command records."""
             state["commands"] = {}
+
+        @staticmethod
+        def upcast_v2_v3(state: dict[str, object]) -> None:
+            """Version 2 carried no vehicle: the default one (as registration's upcast)."""
+            state["vehicle"] = DEFAULT_VEHICLE.to_data()
 
     class CommandNoted(Aggregate.Event):
         """One of the driver's commands was handled here and recorded (the record travels
@@ -232,9 +245,11 @@ class Driver(Aggregate):
         from_shard: int | None = None,
         trips: int = 0,
         commands: dict[str, list[float]] | None = None,
+        vehicle: dict[str, Any] | None = None,
     ) -> None:
         """``epoch`` and the rest: a driver that ``Arrived`` from another shard."""
         self.name = name
+        self.vehicle: dict[str, Any] = dict(vehicle or DEFAULT_VEHICLE.to_data())
         # The driver's commands recorded at this shard or carried to it, while their records
         # may be live: command id -> [time (POSIX s), the record's window (s)].
         self.commands: dict[str, list[float]] = dict(commands or {})
@@ -248,8 +263,13 @@ class Driver(Aggregate):
         self.trips = trips
 
     @classmethod
-    def register(cls, driver_id: UUID, name: str, at: datetime) -> Driver:
-        return cls._create(cls.Created, id=driver_id, timestamp=at, name=name)
+    def register(
+        cls, driver_id: UUID, name: str, at: datetime, vehicle: Vehicle = DEFAULT_VEHICLE
+    ) -> Driver:
+        """A new driver with ``vehicle`` (checked against the catalog by the caller)."""
+        return cls._create(
+            cls.Created, id=driver_id, timestamp=at, name=name, vehicle=vehicle.to_data()
+        )
 
     @classmethod
     def arrive(
@@ -261,10 +281,12 @@ class Driver(Aggregate):
         trips: int,
         commands: dict[str, list[float]],
         at: datetime,
+        vehicle: Vehicle = DEFAULT_VEHICLE,
     ) -> Driver:
         """A driver handed off to this shard, which has never had it."""
         return cls._create(cls.Arrived, id=driver_id, timestamp=at, name=name, epoch=epoch,
-                           from_shard=from_shard, trips=trips, commands=commands)  # fmt: skip
+                           from_shard=from_shard, trips=trips, commands=commands,
+                           vehicle=vehicle.to_data())  # fmt: skip
 
     def note_command(self, command_id: str, window_s: float, at: datetime) -> None:
         """Keep the id of a command of this driver handled here (its record is written in
@@ -384,6 +406,13 @@ class Driver(Aggregate):
         if self.status not in allowed:  # the decisions above say why in their own words
             raise IllegalTransition(f"driver {self.id} is {self.status}: no {event_class.__name__}")
         self.trigger_event(event_class, timestamp=at, **kwargs)
+
+
+def vehicle_of(driver: Driver) -> Vehicle:
+    """The driver's vehicle (the default one for a driver rebuilt from a snapshot taken
+    before vehicles were registered)."""
+    data: dict[str, Any] | None = driver.__dict__.get("vehicle")
+    return DEFAULT_VEHICLE if data is None else Vehicle.from_data(data)
 
 
 def live_commands(driver: Driver, at: float) -> dict[str, list[float]]:

@@ -19,10 +19,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
-from typing import Literal, get_args
 
-Product = Literal["standard", "xl", "accessible"]
-PRODUCTS: tuple[Product, ...] = get_args(Product)
+from dispatch.domain.products import DEFAULT_CATALOG
+
+# A product's name (``products.PRODUCT_NAME``): the catalog is configuration, so any
+# well-formed name may be one; ``PRODUCTS``: the default catalog's.
+Product = str
+PRODUCTS: tuple[Product, ...] = DEFAULT_CATALOG.names
 
 # ISO 4217 minor units (digits after the point) of the currencies a rule may use: the major
 # currencies and those of the large ride-hailing markets. ISO's, even where cash has no

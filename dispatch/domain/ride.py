@@ -62,6 +62,8 @@ class Ride(Aggregate):
     # For a ride rebuilt from a snapshot taken before fares: no terms, no trip start known.
     fare: dict[str, Any] | None = None
     trip_started_at: datetime | None = None
+    # For a ride rebuilt from a snapshot taken before rides carried a product of their own.
+    product: str = "standard"
 
     TOPIC = "dispatch.Ride"
 
@@ -77,18 +79,28 @@ class Ride(Aggregate):
         """Stored as ``Requested`` (see TOPIC)."""
 
         TOPIC = "dispatch.Ride.Requested"
-        class_version = 2
+        class_version = 3
         rider_id: str
         # None: erased (the rider's key is gone, docs/PRIVACY.md); only ended rides are.
         pickup: list[float] | None
         dropoff: list[float] | None
         expires_at: datetime
         fare: dict[str, Any] | None  # FareTerms.to_data(); None: not priced
+        # The product asked for (its own, priced or not: the matcher reads it, never the
+        # fare's).
+        product: str
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, object]) -> None:
             """Version 1 had no fare terms: a ride requested before fares is not priced."""
             state["fare"] = None
+
+        @staticmethod
+        def upcast_v2_v3(state: dict[str, Any]) -> None:
+            """Version 2 carried the product only in its fare terms: theirs, or standard
+            for a ride not priced (as it was matched then)."""
+            fare = state.get("fare")
+            state["product"] = "standard" if fare is None else fare["product"]
 
     class Offered(Event):
         TOPIC = "dispatch.Ride.Offered"
@@ -255,9 +267,11 @@ class Ride(Aggregate):
         dropoff: list[float] | None,
         expires_at: datetime,
         fare: dict[str, Any] | None,
+        product: str,
     ) -> None:
         self.rider_id = UUID(rider_id)
         self.fare = fare
+        self.product = product
         self.trip_started_at = None
         self.pickup = None if pickup is None else Point.from_list(pickup)
         self.dropoff = None if dropoff is None else Point.from_list(dropoff)
@@ -289,9 +303,15 @@ class Ride(Aggregate):
         max_wait_s: float,
         at: datetime,
         fare: FareTerms | None = None,
+        product: str | None = None,
     ) -> Ride:
-        """A ride requested at ``at``, priced on ``fare`` (None: not priced, no rule for
-        it)."""
+        """A ride of ``product`` requested at ``at``, priced on ``fare`` (None: not priced,
+        no rule for it). ``product`` None: the fare's, or standard for a ride not priced;
+        a product other than its fare's is refused."""
+        if product is None:
+            product = "standard" if fare is None else fare.product
+        elif fare is not None and fare.product != product:
+            raise ValueError(f"the ride's product {product!r} is not its fare's {fare.product!r}")
         return cls._create(
             cls.Created,
             id=ride_id,
@@ -301,6 +321,7 @@ class Ride(Aggregate):
             dropoff=dropoff.as_list(),
             expires_at=at + timedelta(seconds=max_wait_s),
             fare=None if fare is None else fare.to_data(),
+            product=product,
         )
 
     @property

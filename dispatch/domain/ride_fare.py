@@ -24,11 +24,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 from dispatch.domain.fares import (
     AMOUNTS,
-    PRODUCTS,
     Fare,
     FareRule,
     Product,
@@ -36,6 +35,7 @@ from dispatch.domain.fares import (
     fare,
     minor_units,
 )
+from dispatch.domain.products import is_product_name
 
 Basis = Literal["quoted", "metered"]
 
@@ -103,7 +103,7 @@ class FareTerms:
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> FareTerms:
         product = data["product"]
-        if product not in PRODUCTS:
+        if not is_product_name(product):
             raise ValueError(f"unknown product {product!r}")
         amounts = {name: Decimal(data["rule"][name]) for name in AMOUNTS}
         q = data.get("quote")
@@ -112,7 +112,7 @@ class FareTerms:
             q["estimated_by"], bool(q["minimum_applied"]), q.get("expires_at"),
         )  # fmt: skip
         return cls(
-            cast(Product, product),
+            product,
             data["market"],
             data["rules_version"],
             FareRule(data["currency"], **amounts),

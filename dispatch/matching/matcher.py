@@ -25,11 +25,13 @@ from dispatch.domain.driver import (
     DriverStatus,
     next_availability,
 )
+from dispatch.domain.products import DEFAULT_CATALOG, DEFAULT_VEHICLE, Catalog, Vehicle
 from dispatch.domain.ride import MOVED, RIDE_ENDINGS, Ride
 from dispatch.domain.surge import Surge
 from dispatch.matching.deadlines import Deadlines
 from dispatch.matching.decisions import Decision, ExpireOffer, ExpireRequest, MakeOffer
 from dispatch.matching.eta import EtaProvider
+from dispatch.matching.fleet import Fleet
 from dispatch.matching.index import DriverIndex
 from dispatch.matching.strategies import PendingRide, SearchLimits, Strategy
 from dispatch.matching.surge import SurgeTracking
@@ -39,6 +41,8 @@ from dispatch.matching.waiting import WaitingRides
 # starts at the domain's REGISTERED, so it needs no event).
 DRIVER_AVAILABILITY_EVENTS = AVAILABILITY_TOPICS - {Driver.Created.TOPIC}
 _HANDED_OFF = Driver.HandedOff.TOPIC
+# Folded by type and driver id alone: all but an arrival, which carries the vehicle.
+_BY_TYPE = DRIVER_AVAILABILITY_EVENTS - {Driver.Arrived.TOPIC}
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +80,18 @@ class Matcher:
         strategy: Strategy,
         config: MatcherConfig,
         surge: SurgeTracking | None = None,
+        catalog: Catalog = DEFAULT_CATALOG,
     ) -> None:
         self.index, self.eta, self.strategy, self.config = index, eta, strategy, config
+        # ``index`` holds every available driver (positions, surge's supply); ``fleet``
+        # searches them by product (docs/MARKETPLACE.md, "The product lever").
+        self.catalog = catalog
+        self.fleet = Fleet(index, catalog.names)
+        # The vehicles of the drivers registered or arrived here, and of other shards'
+        # drivers as those said (``know_vehicle``); a driver in neither drives the default
+        # vehicle, which is never stored.
+        self.vehicles: dict[UUID, Vehicle] = {}
+        self.foreign_vehicles: dict[UUID, Vehicle] = {}
         self.surge = surge  # None: surge off (every multiplier 1.00)
         self.pending: dict[UUID, PendingRide] = {}
         self.offers: dict[UUID, tuple[UUID, float, PendingRide]] = {}
@@ -111,6 +125,8 @@ class Matcher:
             Ride.CancelledByDriver.TOPIC: self._on_driver_cancelled,
             **dict.fromkeys(RIDE_ENDINGS, self._on_ride_closed),
             **dict.fromkeys(DRIVER_AVAILABILITY_EVENTS, self._on_driver),
+            Driver.Created.TOPIC: self._on_registered,
+            Driver.Arrived.TOPIC: self._on_arrived,
         }
         if surge is not None:
             self._handlers[Surge.Changed.TOPIC] = self._on_surge_changed
@@ -124,7 +140,7 @@ class Matcher:
     @property
     def driver_topics(self) -> frozenset[str]:
         """The driver events the matcher folds by their type and driver id alone."""
-        return DRIVER_AVAILABILITY_EVENTS
+        return _BY_TYPE
 
     # -- inputs --------------------------------------------------------------------------
     def observe(self, event: Any) -> None:
@@ -140,10 +156,33 @@ class Matcher:
         if last is not None and last[2] > at:
             return  # out of order: keep the newer position
         self.positions[driver_id] = (lat, lng, at)
-        if driver_id in self.available and self.index.upsert(driver_id, lat, lng, at):
+        if driver_id in self.available and self.fleet.upsert(
+            driver_id, lat, lng, at, self.products_of(driver_id)
+        ):
             # Supply new or moved to another cell (a first position, back after a silence
             # longer than the TTL, or a drift): the rides waiting within reach may find it.
             self.stats.woken += self.waiting.wake_near(lat, lng)
+
+    def products_of(self, driver_id: UUID) -> frozenset[str]:
+        """The products the driver's vehicle serves under the catalog in force."""
+        vehicle = self.vehicles.get(driver_id) or self.foreign_vehicles.get(driver_id)
+        return self.catalog.serves(vehicle or DEFAULT_VEHICLE)
+
+    def vehicle_of(self, driver_id: UUID) -> Vehicle:
+        return self.vehicles.get(driver_id) or DEFAULT_VEHICLE
+
+    def know_vehicle(self, driver_id: UUID, vehicle: Vehicle, foreign: bool = False) -> None:
+        """The driver drives ``vehicle`` (``foreign``: as the shard that serves it said);
+        an indexed driver is searchable for its products from now on."""
+        known = self.foreign_vehicles if foreign else self.vehicles
+        if vehicle == DEFAULT_VEHICLE:
+            known.pop(driver_id, None)
+        else:
+            known[driver_id] = vehicle
+        if driver_id in self.fleet:
+            pos = self.index.position(driver_id)
+            assert pos is not None
+            self.fleet.upsert(driver_id, pos[0], pos[1], pos[2], self.products_of(driver_id))
 
     # -- a checkpoint's state (``state.load``) -------------------------------------------
     def load_driver(self, driver_id: UUID, availability: Availability) -> None:
@@ -188,13 +227,13 @@ class Matcher:
         expired = set(self._request_deadlines.due(now))
         decisions.extend(ExpireRequest(ride_id) for ride_id in expired)
         if now >= self._next_expire:
-            self.index.expire(now)
+            self.fleet.expire(now)
             self._next_expire = now + self.config.expire_every_s
         waiting = [r for r in self.waiting.ready(now) if r.ride_id not in expired]
         if waiting and self.strategy.due(now):
             limits = self.config.limits
             self.stats.searches += len(waiting)
-            pairings = self.strategy.assign(waiting, self.index, self.eta, limits, now)
+            pairings = self.strategy.assign(waiting, self.fleet, self.eta, limits, now)
             matched = {p.ride_id for p in pairings}
             for ride in waiting:
                 if ride.ride_id not in matched:
@@ -225,7 +264,8 @@ class Matcher:
         if e.pickup is None:  # erased: the ride has ended (later in the log), not matched
             return
         lat, lng = e.pickup
-        ride = PendingRide(e.originator_id, lat, lng, ts, _ts(e.expires_at))
+        # The ride's own product (priced or not), never its fare's.
+        ride = PendingRide(e.originator_id, lat, lng, ts, _ts(e.expires_at), product=e.product)
         self._enter_pending(ride)
         self._demand(ride)
 
@@ -245,7 +285,7 @@ class Matcher:
         driver_id = UUID(e.driver_id)
         if driver_id in self.available:
             self.available.discard(driver_id)
-            self.index.remove(driver_id)
+            self.fleet.remove(driver_id)
         if ride is not None:
             expires_at = _ts(e.timestamp) + 2 * self.config.offer_timeout_s
             self.offers[e.originator_id] = (driver_id, expires_at, ride)
@@ -300,6 +340,14 @@ class Matcher:
     def _on_driver(self, e: Any) -> None:
         self.observe_driver(e.originator_id, e.TOPIC)
 
+    def _on_registered(self, e: Driver.Created) -> None:
+        self.know_vehicle(e.originator_id, Vehicle.from_data(e.vehicle))
+
+    def _on_arrived(self, e: Driver.Arrived) -> None:
+        self.foreign_vehicles.pop(e.originator_id, None)
+        self.know_vehicle(e.originator_id, Vehicle.from_data(e.vehicle))
+        self.observe_driver(e.originator_id, e.TOPIC)
+
     def observe_driver(self, driver_id: UUID, topic: str) -> None:
         """Fold one of the shard's own driver availability events, known by its type alone
         (restore calls this without decoding the event: ``driver_topics``)."""
@@ -318,13 +366,13 @@ class Matcher:
                 self._make_available(driver_id)
         elif driver_id in self.available:
             self.available.discard(driver_id)
-            self.index.remove(driver_id)
+            self.fleet.remove(driver_id)
 
     def _make_available(self, driver_id: UUID) -> None:
         self.available.add(driver_id)
         pos = self.positions.get(driver_id)
         if pos is not None:
-            self.index.upsert(driver_id, pos[0], pos[1], pos[2])
+            self.fleet.upsert(driver_id, pos[0], pos[1], pos[2], self.products_of(driver_id))
             # New supply: the rides waiting within its reach may search again (a driver
             # with no position yet wakes them with its first ping).
             self.stats.woken += self.waiting.wake_near(pos[0], pos[1])

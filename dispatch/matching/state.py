@@ -11,23 +11,29 @@ next searches is scheduling, not state (every loaded ride is ready at once).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from uuid import UUID
 
 from dispatch.domain.driver import Availability, DriverStatus
+from dispatch.domain.products import Vehicle
 from dispatch.matching.matcher import Matcher
 from dispatch.matching.strategies import PendingRide
 from dispatch.privacy import Opener, as_is, is_sealed
 
-# id, pickup lat, pickup lng, requested at, request expires at, excluded driver ids; with
+# id, pickup lat, pickup lng, requested at, request expires at, excluded driver ids, and
+# the product (a row of a checkpoint taken before products has none: standard); with
 # personal fields sealed (docs/PRIVACY.md), the pickup is one token ([lat, lng] under the
 # rider's key) in place of lat, and lng is 0
 # (None: the rider was erased, the ride has ended)
-RideRow = tuple[str, float | str | None, float, float, float, list[str]]
+RideRow = tuple[str, float | str | None, float, float, float, list[str], *tuple[str, ...]]
 # ride, driver offered, offer expires at
 OfferRow = tuple[RideRow, str, float]
 # driver id, status, goes offline after its trip
 DriverRow = tuple[str, str, bool]
+# driver id, the product its vehicle is registered for, seats, accessible (only vehicles
+# other than the default one: a driver with no row drives that)
+VehicleRow = tuple[str, str, int, bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +46,8 @@ class Captured:
     drivers: dict[UUID, Availability]
     # the surge window's requests (surge cell, time), None without surge
     surge: list[tuple[str, float]] | None = None
+    # the vehicles of the drivers registered or arrived here (the default one left out)
+    vehicles: dict[UUID, Vehicle] = field(default_factory=dict)
 
 
 def capture(matcher: Matcher) -> Captured:
@@ -50,12 +58,14 @@ def capture(matcher: Matcher) -> Captured:
         # the drivers the shard serves: other shards' are told again after a restore
         drivers={d: a for d, a in matcher.drivers.items() if d in matcher.own},
         surge=None if matcher.surge is None else matcher.surge.window(),
+        vehicles=dict(matcher.vehicles),
     )
 
 
 def ride_row(ride: PendingRide) -> RideRow:
     excluded = sorted(str(d) for d in ride.excluded)
-    return (str(ride.ride_id), ride.lat, ride.lng, ride.requested_at, ride.expires_at, excluded)
+    return (str(ride.ride_id), ride.lat, ride.lng, ride.requested_at, ride.expires_at, excluded,
+            ride.product)  # fmt: skip
 
 
 def offer_row(offer: tuple[PendingRide, UUID, float]) -> OfferRow:
@@ -68,6 +78,11 @@ def driver_row(item: tuple[UUID, Availability]) -> DriverRow:
     return str(driver_id), str(status), after_trip
 
 
+def vehicle_row(item: tuple[UUID, Vehicle]) -> VehicleRow:
+    driver_id, v = item
+    return str(driver_id), v.product, v.seats, v.accessible
+
+
 def load(
     matcher: Matcher,
     pending: list[RideRow],
@@ -76,10 +91,13 @@ def load(
     drivers: list[DriverRow],
     surge: list[tuple[str, float]] | None = None,
     open: Opener = as_is,
+    vehicles: Sequence[VehicleRow] = (),
 ) -> None:
     """Put a captured state into ``matcher`` (fresh, nothing folded yet). ``surge``: the
     window's requests, when the checkpoint carries them; without (an older checkpoint) the
-    window is rebuilt from the rides that had not ended, as before. ``open`` reads a sealed
+    window is rebuilt from the rides that had not ended, as before. ``vehicles``: the drivers'
+    vehicles other than the default one (none from a checkpoint taken before vehicles,
+    when every driver drove that). ``open`` reads a sealed
     pickup; a ride whose pickup is erased is left out (its rider was erased after it ended,
     so the events after the checkpoint end it: the matcher ignores them)."""
     if matcher.pending or matcher.offers or matcher.assigned or matcher.drivers:
@@ -87,6 +105,8 @@ def load(
     demand = surge is None
     if surge is not None and matcher.surge is not None:
         matcher.surge.load_window([(str(cell), float(at)) for cell, at in surge])
+    for driver_id, product, seats, accessible in vehicles:
+        matcher.know_vehicle(UUID(driver_id), Vehicle(str(product), int(seats), bool(accessible)))
     for driver_id, status, after_trip in drivers:
         matcher.load_driver(UUID(driver_id), (DriverStatus(status), bool(after_trip)))
     for row in pending:
@@ -101,7 +121,8 @@ def load(
 
 
 def _ride(row: RideRow, open: Opener = as_is) -> PendingRide | None:
-    ride_id, lat, lng, requested_at, expires_at, excluded = row
+    ride_id, lat, lng, requested_at, expires_at, excluded = row[:6]
+    product = str(row[6]) if len(row) > 6 else "standard"
     if lat is None:
         return None
     if is_sealed(lat):
@@ -116,10 +137,12 @@ def _ride(row: RideRow, open: Opener = as_is) -> PendingRide | None:
         float(requested_at),
         float(expires_at),
         {UUID(d) for d in excluded},
+        product=product,
     )
 
 
 def _copy(ride: PendingRide) -> PendingRide:
     return PendingRide(
-        ride.ride_id, ride.lat, ride.lng, ride.requested_at, ride.expires_at, set(ride.excluded)
-    )
+        ride.ride_id, ride.lat, ride.lng, ride.requested_at, ride.expires_at,
+        set(ride.excluded), ride.product,
+    )  # fmt: skip

@@ -3,7 +3,8 @@
 ``greedy`` offers each ride, oldest first, the best-ETA free driver at once. ``batch`` waits
 for a window and solves a min-cost bipartite assignment over all pending rides with
 scipy's ``linear_sum_assignment``: it maximises the number of rides matched, then
-minimises their total pickup ETA.
+minimises their total pickup ETA. Both search, for each ride, only the drivers whose
+vehicle serves the ride's product (``Fleet``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from dispatch.matching.eta import EtaProvider
-from dispatch.matching.index import MAX_SKIP, DriverIndex
+from dispatch.matching.fleet import Fleet
+from dispatch.matching.index import MAX_SKIP
 
 UNMATCHED_COST = 1.0e7  # larger than any feasible total ETA, so matching more rides wins
 
@@ -30,6 +32,7 @@ class PendingRide:
     requested_at: float
     expires_at: float
     excluded: set[UUID] = field(default_factory=set)
+    product: str = "standard"  # only drivers whose vehicle serves it are offered the ride
     # After a search that found nobody: when to search again at the latest, and how many
     # searches in a row found nobody (scheduling, not state: ``waiting.WaitingRides``).
     retry_at: float = field(default=0.0, compare=False)
@@ -62,7 +65,7 @@ class Strategy(Protocol):
     def assign(
         self,
         rides: Sequence[PendingRide],
-        index: DriverIndex[UUID],
+        index: Fleet,
         eta: EtaProvider,
         limits: SearchLimits,
         now: float,
@@ -93,15 +96,17 @@ def _skip(excluded: set[UUID], taken: set[Hashable]) -> Container[UUID]:
 
 def candidates(
     ride: PendingRide,
-    index: DriverIndex[UUID],
+    index: Fleet,
     eta: EtaProvider,
     limits: SearchLimits,
     now: float,
     k: int,
     taken: set[Hashable],
 ) -> list[Pairing]:
-    """The ride's k nearest free drivers with their ETA, best ETA first, within the cutoff."""
-    found = index.nearest(ride.lat, ride.lng, k, limits.radius_m, now, _skip(ride.excluded, taken))
+    """The ride's k nearest free drivers that serve its product, with their ETA, best ETA
+    first, within the cutoff."""
+    skip = _skip(ride.excluded, taken)
+    found = index.nearest(ride.product, ride.lat, ride.lng, k, limits.radius_m, now, skip)
     if not found:
         return []
     sources = []
@@ -128,7 +133,7 @@ class Greedy:
     def assign(
         self,
         rides: Sequence[PendingRide],
-        index: DriverIndex[UUID],
+        index: Fleet,
         eta: EtaProvider,
         limits: SearchLimits,
         now: float,
@@ -159,7 +164,7 @@ class Batch:
     def assign(
         self,
         rides: Sequence[PendingRide],
-        index: DriverIndex[UUID],
+        index: Fleet,
         eta: EtaProvider,
         limits: SearchLimits,
         now: float,

@@ -12,19 +12,18 @@ import math
 import re
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any, cast, get_args
+from typing import Any, get_args
 
 from dispatch.domain.fares import (
     AMOUNTS,
     MAX_SURGE,
     MINOR_DIGITS,
-    PRODUCTS,
     FareRule,
-    Product,
     amount_text,
     from_minor,
 )
 from dispatch.domain.geo import latlng_problem
+from dispatch.domain.products import is_product_name
 from dispatch.pricing.quotes import EXPIRED, QUOTE_TYPE, Quote, QuoteError
 from dispatch.pricing.trip import Estimate, Place
 from dispatch.tokens import LEEWAY_S, subject_fits
@@ -70,8 +69,8 @@ def _quote(payload: Mapping[str, Any], iat: int, exp: int) -> Quote:
     if not isinstance(fare, Mapping):
         raise QuoteError("malformed quote: no fare")
     product, market, currency = fare.get("product"), fare.get("market"), fare.get("currency")
-    if product not in PRODUCTS:
-        raise QuoteError("malformed quote: unknown product")
+    if not isinstance(product, str) or not is_product_name(product):
+        raise QuoteError("malformed quote: its product")
     if not (market is None or _short(market)) or not isinstance(currency, str):
         raise QuoteError("malformed quote: its market or currency")
     if currency not in MINOR_DIGITS:
@@ -88,7 +87,7 @@ def _quote(payload: Mapping[str, Any], iat: int, exp: int) -> Quote:
         rider_id=sub,
         pickup=_place_of(fare.get("pickup")),
         dropoff=_place_of(fare.get("dropoff")),
-        product=cast(Product, product),
+        product=product,
         market=market,
         rules_version=fare["rules_version"],
         distance_m=_count(fare, "distance_m", MAX_COUNT),

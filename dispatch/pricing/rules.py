@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from dispatch.domain.fares import AMOUNTS, MINOR_DIGITS, PRODUCTS, FareRule, Product
+from dispatch.domain.fares import AMOUNTS, MINOR_DIGITS, FareRule, Product
+from dispatch.domain.products import in_catalog_order
 from dispatch.settings import (
     DEFAULT_MARKETS,
     FareRulesConfig,
@@ -95,7 +96,7 @@ class FareBook:
             rules = found
         rule = rules.get(product)
         if rule is None:
-            offered = ", ".join(p for p in PRODUCTS if p in rules)
+            offered = ", ".join(in_catalog_order(rules))
             raise FareError(
                 "product_not_offered", f"{product!r} is not offered {where} (offered: {offered})"
             )
@@ -164,9 +165,8 @@ def canonical(config: FaresConfig) -> dict[str, Any]:
 
 def _canonical(rules: FareRulesConfig) -> dict[str, Any]:
     products = {
-        product: {name: _amount(getattr(fare, name)) for name in AMOUNTS}
-        for product in PRODUCTS
-        if (fare := rules.products.get(product)) is not None
+        product: {name: _amount(getattr(rules.products[product], name)) for name in AMOUNTS}
+        for product in in_catalog_order(rules.products)
     }
     currency = rules.currency
     return {"currency": currency, "minor_digits": MINOR_DIGITS[currency], "products": products}

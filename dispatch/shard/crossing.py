@@ -21,10 +21,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from dispatch.domain.driver import Driver, DriverStatus, ReleaseReason
+from dispatch.domain.driver import Driver, DriverStatus, ReleaseReason, vehicle_of
 from dispatch.domain.errors import IllegalTransition
 from dispatch.domain.geo import Point
 from dispatch.domain.ids import shard_of
+from dispatch.domain.products import DEFAULT_VEHICLE, Vehicle
 from dispatch.domain.ride import MOVED, Ride, RideStatus
 from dispatch.domain.ride_fare import FareTerms
 from dispatch.domain.rider import Rider
@@ -60,12 +61,13 @@ def open_elsewhere(
     dropoff: Point,
     at: datetime,
     fare: FareTerms | None = None,
+    product: str | None = None,
 ) -> None:
     """Ask the pickup's shard to open a ride whose rider's lock was just taken here (with
-    its fare terms: the ride records them there)."""
+    its fare terms and product: the ride records them there)."""
     terms = None if fare is None else fare.to_data()
     body = OpenRide(str(ride_id), str(rider_id), pickup.lat, pickup.lng, dropoff.lat,
-                    dropoff.lng, at.timestamp(), terms)  # fmt: skip
+                    dropoff.lng, at.timestamp(), terms, product)  # fmt: skip
     send(uow, shard_of(rider_id), shard_of(ride_id), body, at)
 
 
@@ -91,7 +93,9 @@ def on_open_ride(uow: UnitOfWork, sender: int, msg: OpenRide, at: datetime, p: P
         return
     pickup, dropoff = Point(msg.pickup_lat, msg.pickup_lng), Point(msg.dropoff_lat, msg.dropoff_lng)
     fare = None if msg.fare is None else FareTerms.from_data(msg.fare)
-    uow.add(Ride.request(ride_id, UUID(msg.rider), pickup, dropoff, p.max_wait_s, at, fare))
+    uow.add(
+        Ride.request(ride_id, UUID(msg.rider), pickup, dropoff, p.max_wait_s, at, fare, msg.product)
+    )
 
 
 def on_unlock_rider(
@@ -157,7 +161,9 @@ def hand_off(uow: UnitOfWork, driver: Driver, to: int, at: datetime) -> None:
     """At O: a free driver's availability goes to shard ``to`` (the region it is in)."""
     records = records_to_carry(uow, driver, at)
     epoch = driver.hand_off(to, at)
-    body = HandOff(str(driver.id), epoch, driver.name, driver.trips, records)
+    v = vehicle_of(driver)
+    body = HandOff(str(driver.id), epoch, driver.name, driver.trips, records, v.product, v.seats,
+                   v.accessible)  # fmt: skip
     send(uow, uow.shard, to, body, at)
 
 
@@ -175,7 +181,12 @@ def on_hand_off(uow: UnitOfWork, sender: int, msg: HandOff, at: datetime, p: Pol
         return
     commands = keep_carried(uow, msg.records, sender, p.idempotency_window_s, at)
     if driver is None:
-        uow.add(Driver.arrive(driver_id, msg.name, msg.epoch, sender, msg.trips, commands, at))
+        vehicle = DEFAULT_VEHICLE
+        if msg.product:
+            vehicle = Vehicle(msg.product, msg.seats, msg.accessible)
+        uow.add(
+            Driver.arrive(driver_id, msg.name, msg.epoch, sender, msg.trips, commands, at, vehicle)
+        )
     else:
         driver.come_back(msg.epoch, sender, msg.trips, commands, at)
 

@@ -26,6 +26,7 @@ from dispatch.domain.errors import (
 )
 from dispatch.domain.geo import Point
 from dispatch.domain.ids import shard_of
+from dispatch.domain.products import DEFAULT_VEHICLE
 from dispatch.domain.ride import Ride, RideStatus
 from dispatch.domain.ride_fare import FareTerms
 from dispatch.domain.rider import Rider
@@ -47,7 +48,12 @@ from schemas import commands as c
 def register_driver(uow: UnitOfWork, cmd: c.RegisterDriver, now: datetime, p: Policy) -> list[UUID]:
     if uow.exists(cmd.driver_id):
         raise AlreadyExists(f"id {cmd.driver_id} is already registered")
-    uow.add(Driver.register(cmd.driver_id, cmd.name, now))
+    vehicle = DEFAULT_VEHICLE if cmd.vehicle is None else cmd.vehicle.as_vehicle()
+    try:
+        p.catalog.check(vehicle)
+    except ValueError as error:
+        raise InvalidCommand(str(error)) from None
+    uow.add(Driver.register(cmd.driver_id, cmd.name, now, vehicle))
     return [cmd.driver_id]
 
 
@@ -101,11 +107,24 @@ def request_ride(uow: UnitOfWork, cmd: c.RequestRide, now: datetime, p: Policy) 
     dropoff = Point(cmd.dropoff.lat, cmd.dropoff.lng)
     terms = fare_terms(cmd.fare.model_dump(mode="json") if cmd.fare is not None else None)
     check_quote_live(terms, now)
+    product = cmd.product
+    if product is None:  # a command sent before rides carried their own product
+        product = "standard" if terms is None else terms.product
+    if terms is not None and terms.product != product:
+        raise InvalidCommand(
+            f"the request's product {product!r} is not its fare terms' {terms.product!r}"
+        )
+    try:
+        p.catalog.check_product(product)
+    except ValueError as error:
+        raise InvalidCommand(str(error)) from None
     if here:
-        ride = Ride.request(cmd.ride_id, cmd.rider_id, pickup, dropoff, p.max_wait_s, now, terms)
+        ride = Ride.request(
+            cmd.ride_id, cmd.rider_id, pickup, dropoff, p.max_wait_s, now, terms, product
+        )
         uow.add(ride)
     else:
-        open_elsewhere(uow, cmd.ride_id, cmd.rider_id, pickup, dropoff, now, terms)
+        open_elsewhere(uow, cmd.ride_id, cmd.rider_id, pickup, dropoff, now, terms, product)
     rider.request_ride(cmd.ride_id, now)
     return [cmd.ride_id, cmd.rider_id]  # the ride first: the API answers a retry with it
 

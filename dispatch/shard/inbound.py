@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 from uuid import UUID
 
+from dispatch.domain.products import Vehicle
 from dispatch.messages import Ping, Poison
 from dispatch.shard.crossshard.messages import Ack, Envelope
 from schemas.commands import CommandEnvelope
@@ -21,6 +22,9 @@ class ForeignDriver(NamedTuple):
     owner: int
     epoch: int
     leads_to: tuple[str, ...]
+    # Its vehicle, so that other shards offer it the products it serves (None: a record
+    # written before vehicles, read as the default vehicle).
+    vehicle: Vehicle | None = None
 
 
 @dataclass(slots=True)

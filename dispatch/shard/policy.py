@@ -4,6 +4,7 @@ them)."""
 from __future__ import annotations
 
 from dispatch.domain.command_record import DEFAULT_WINDOW_S
+from dispatch.domain.products import DEFAULT_CATALOG, Catalog
 
 
 class Policy:
@@ -19,6 +20,7 @@ class Policy:
         road_factor: float = 1.35,
         speed_kmh: float = 25.0,
         erasable: bool = False,
+        catalog: Catalog = DEFAULT_CATALOG,
     ) -> None:
         if idempotency_window_s <= 0:
             raise ValueError(f"idempotency_window_s must be > 0, got {idempotency_window_s}")
@@ -29,3 +31,4 @@ class Policy:
         # Whether riders and drivers may be erased: only where personal fields are sealed
         # (docs/PRIVACY.md); elsewhere an erasure is refused.
         self.erasable = erasable
+        self.catalog = catalog  # the products a driver's vehicle is checked against

@@ -69,9 +69,9 @@ class SealingApplication(Application[UUID]):
         try:
             key = self.sealer.key(rider)
         except SubjectErased:  # a ride of an erased rider has ended: nothing to keep
-            return (row[0], None, 0.0, row[3], row[4], row[5])
+            return (row[0], None, 0.0, row[3], row[4], row[5], *row[6:])
         token = self.sealer.personal.seal(key, "pickup", [row[1], row[2]])
-        return (row[0], token, 0.0, row[3], row[4], row[5])
+        return (row[0], token, 0.0, row[3], row[4], row[5], *row[6:])
 
     # -- erasure -----------------------------------------------------------------------------
     def erasing(self, journal: list[Any]) -> list[UUID]:

@@ -36,6 +36,7 @@ from dispatch.checkpoints import (
 )
 from dispatch.domain.driver import Driver, DriverStatus
 from dispatch.domain.ids import shard_of
+from dispatch.domain.products import DEFAULT_VEHICLE
 from dispatch.domain.ride import Ride
 from dispatch.matching.matcher import DRIVER_AVAILABILITY_EVENTS, Matcher
 from dispatch.messages import MAX_PING_AHEAD_S, Ping, Poison
@@ -398,7 +399,10 @@ class ShardWorker:
             state = known.get(driver)
             leads_to = _leading_to(state) if state is not None else ()
             if leads_to:
-                out.append(ForeignDriver(driver, self.shard, self._epoch(driver), leads_to))
+                vehicle = self.matcher.vehicle_of(driver)
+                out.append(
+                    ForeignDriver(driver, self.shard, self._epoch(driver), leads_to, vehicle)
+                )
         return out
 
     def _epoch(self, driver_id: UUID) -> int:
@@ -417,6 +421,7 @@ class ShardWorker:
             return  # an older tenure's news: the driver was handed off since
         gone = foreign.leads_to == (Driver.HandedOff.TOPIC,)
         self._seen[driver_id] = (foreign.epoch, foreign.owner, gone)
+        self.matcher.know_vehicle(driver_id, foreign.vehicle or DEFAULT_VEHICLE, foreign=True)
         observe = self.matcher.observe_foreign
         observe(driver_id, Driver.Created.TOPIC)  # a state, not a change: from registered
         for topic in foreign.leads_to:

@@ -103,3 +103,6 @@ class SimRide:
     ended_at: float | None = None
     outcome: str | None = None  # completed, cancelled, expired
     surge: float = 1.0  # the pickup cell's multiplier when requested, as the engine said
+    product: str = "standard"  # what the rider asked for
+    fare_total: str | None = None  # the final fare of a completed, priced ride (decimal text)
+    fare_currency: str | None = None

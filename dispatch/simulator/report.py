@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import statistics
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dispatch.domain.ride import RideStatus
-from dispatch.simulator.results import Sample
+from dispatch.simulator.results import RideRecord, Sample
 from dispatch.simulator.trace import demand_hash
 
 if TYPE_CHECKING:
@@ -154,6 +155,13 @@ class SimReport:
     violations: list[str]
     wall_s: float
     events_per_s: float
+    # By the product asked for, after warm-up: requests, served (and % of decided), and the
+    # wait for the car (mean, p95).
+    products: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The final fares of the completed rides after warm-up, summed by currency (decimal
+    # text), and how many rides they are; rides not priced add nothing.
+    revenue: dict[str, str] = field(default_factory=dict)
+    priced_rides: int = 0
 
     @classmethod
     def build(cls, sim: Simulation, wall_s: float, strategy: str = "") -> SimReport:
@@ -243,6 +251,9 @@ class SimReport:
             violations=[str(v) for v in sim.checker.violations],
             wall_s=wall_s,
             events_per_s=events / wall_s if wall_s else 0.0,
+            products=by_product(records),
+            revenue=revenue(records),
+            priced_rides=sum(r.fare_total is not None for r in records),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -252,6 +263,20 @@ class SimReport:
         if self.surge_mean is None or self.surge_max is None:
             return f"- / -, {self.surge_changes}"
         return f"{self.surge_mean:.2f} / {self.surge_max:.2f}, {self.surge_changes}"
+
+    def _product_rows(self) -> list[tuple[str, str]]:
+        return [
+            (f"  {name}: served, wait mean / p95",
+             f"{p['served']} of {p['requests']} ({_pct(p['served_pct'])} of decided), "
+             f"{seconds(p['wait_s_mean'], p['wait_s_p95'])}")
+            for name, p in self.products.items()
+        ]  # fmt: skip
+
+    def _revenue_row(self) -> str:
+        if not self.revenue:
+            return "- (no priced ride completed)"
+        totals = ", ".join(f"{total} {currency}" for currency, total in self.revenue.items())
+        return f"{totals} ({self.priced_rides} rides)"
 
     def rows(self) -> list[tuple[str, str]]:
         pct = "-" if self.rejection_pct is None else f"{self.rejection_pct:.1f}%"
@@ -272,6 +297,8 @@ class SimReport:
             ),
             ("rejection rate (expired)", pct),
             ("surge at request mean / max, changes", self._surge_row()),
+            *self._product_rows(),
+            ("revenue (final fares)", self._revenue_row()),
             ("not ended after the drain", f"{self.in_flight}"),
             (
                 "time to offer p50/p95/p99",
@@ -302,6 +329,40 @@ class SimReport:
             ("wall time", f"{self.wall_s:.1f} s"),
             ("events/s", f"{self.events_per_s:,.0f}"),
         ]
+
+
+def by_product(records: list[RideRecord]) -> dict[str, dict[str, Any]]:
+    """Each product's requests, served (% of decided) and wait for the car."""
+    out: dict[str, dict[str, Any]] = {}
+    for product in sorted({r.product for r in records}, key=_product_order):
+        mine = [r for r in records if r.product == product]
+        served = sum(r.accepted_s is not None for r in mine)
+        decided = served + sum(r.accepted_s is None and r.outcome is not None for r in mine)
+        waits = [w for r in mine if (w := r.wait_s) is not None]
+        out[product] = {
+            "requests": len(mine),
+            "served": served,
+            "served_pct": 100.0 * served / decided if decided else None,
+            "wait_s_mean": _mean(waits),
+            "wait_s_p95": percentile(waits, 95),
+        }
+    return out
+
+
+def _product_order(name: str) -> tuple[int, str]:
+    order = ("standard", "xl", "accessible")
+    return (order.index(name) if name in order else len(order), name)
+
+
+def revenue(records: list[RideRecord]) -> dict[str, str]:
+    """The final fares of the completed rides, summed exactly by currency."""
+    totals: dict[str, Decimal] = {}
+    for r in records:
+        if r.fare_total is not None and r.fare_currency is not None:
+            totals[r.fare_currency] = totals.get(r.fare_currency, Decimal(0)) + Decimal(
+                r.fare_total
+            )
+    return {currency: str(total) for currency, total in sorted(totals.items())}
 
 
 def _deadhead(empty_km: float, pickup_m_mean: float | None) -> str:

@@ -39,6 +39,9 @@ class RideRecord:
     direct_m: float = 0.0  # straight-line pickup -> dropoff
     pickup_m: float | None = None  # the pickup leg driven (on roads: its route), if arrived
     surge: float = 1.0  # the pickup cell's surge multiplier when requested
+    product: str = "standard"  # what the rider asked for
+    fare_total: str | None = None  # the final fare (decimal text) of a completed priced ride
+    fare_currency: str | None = None
 
     @property
     def wait_s(self) -> float | None:

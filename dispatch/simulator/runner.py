@@ -39,6 +39,14 @@ from dispatch.simulator.agents import BUSY, Phase, SimDriver, SimRide
 from dispatch.simulator.city import City
 from dispatch.simulator.clock import SimClock
 from dispatch.simulator.demand import synthetic_demand
+from dispatch.simulator.products import (
+    ALL_STANDARD,
+    DEFAULT_PRODUCT_MIX,
+    DEFAULT_VEHICLE_MIX,
+    VEHICLE_OF,
+    Mix,
+    draw,
+)
 from dispatch.simulator.report import SimReport
 from dispatch.simulator.results import SAMPLE_EVERY_S, Request, RideRecord, Sample
 from dispatch.simulator.roads import RoadLegs
@@ -46,7 +54,7 @@ from dispatch.simulator.streams import Streams
 from dispatch.simulator.travel import TravelConfig, TravelModel
 from projections.surge import SurgeProjection
 from schemas import commands as c
-from schemas.common import LatLng
+from schemas.common import LatLng, VehicleData
 from schemas.fares import FareTermsData
 
 
@@ -79,6 +87,10 @@ class SimConfig:
     # Drivers drive routes over this road network (None: straight lines on a square).
     road_network: Path | None = None
     eta: str = "straight"  # for the report: what the matcher ranks by (the settings choose)
+    # The product each driver's vehicle is registered for, and each request asks for
+    # (``products.py``): shares by product.
+    vehicle_mix: Mix = DEFAULT_VEHICLE_MIX
+    product_mix: Mix = DEFAULT_PRODUCT_MIX
 
     @property
     def demand(self) -> float:
@@ -118,6 +130,8 @@ THROUGHPUT_SCENARIO: dict[str, Any] = {
     "leg_sd": 0.0,
     "congestion_peak": 0.0,
     "seek_demand_probability": 0.0,
+    "vehicle_mix": ALL_STANDARD,
+    "product_mix": ALL_STANDARD,
 }
 
 
@@ -339,7 +353,9 @@ class Simulation:
             else:
                 d.head_to(lat, lng, self.clock.now, 0.0)
             self.drivers[driver_id] = d
-            self._send(c.RegisterDriver(driver_id=driver_id, name=f"driver {i}"))
+            vehicle = VEHICLE_OF[draw(cfg.vehicle_mix, self.streams.rng("vehicle", i))]
+            self._send(c.RegisterDriver(driver_id=driver_id, name=f"driver {i}",
+                                        vehicle=VehicleData.of(vehicle)))  # fmt: skip
             self._send(c.GoOnline(driver_id=driver_id))
         rng = self.streams.rng("riders")
         for _ in range(cfg.riders if cfg.riders is not None else cfg.drivers * 3):
@@ -444,12 +460,14 @@ class Simulation:
         ride_id = new_id(shard, self.streams.rng("ride-id", self.cfg.id_salt, index))
         pickup, dropoff = request.pickup, request.dropoff
         surge = float(self._surge_view.multiplier(*pickup))  # what its quote would say
+        product = draw(self.cfg.product_mix, self.streams.rng("product", index))
         self.rides[ride_id] = SimRide(
-            index, ride_id, rider_id, pickup, dropoff, self.clock.now, surge=surge
-        )
+            index, ride_id, rider_id, pickup, dropoff, self.clock.now, surge=surge,
+            product=product,
+        )  # fmt: skip
         self._waiting.add(ride_id)
         self._open.add(ride_id)
-        terms = self._terms(pickup)
+        terms = self._terms(pickup, product)
         self._send(
             c.RequestRide(
                 ride_id=ride_id,
@@ -457,20 +475,22 @@ class Simulation:
                 pickup=LatLng(lat=pickup[0], lng=pickup[1]),
                 dropoff=LatLng(lat=dropoff[0], lng=dropoff[1]),
                 fare=None if terms is None else FareTermsData.model_validate(terms.to_data()),
+                product=product,
             )
         )
         rng = self.streams.rng("rider", index)
         if rng.random() < self.cfg.cancel_probability:
             self._schedule(rng.uniform(10, 120), "cancel", ride_id)
 
-    def _terms(self, pickup: tuple[float, float]) -> FareTerms | None:
-        """The simulated ride's terms (``standard``, the rules in force), or None where the
-        rules cannot price its pickup: the simulator's demand is not refused, as the API
-        refuses a rider's request, so such a ride is not priced."""
+    def _terms(self, pickup: tuple[float, float], product: str) -> FareTerms | None:
+        """The simulated ride's terms (its product, the rules in force), or None where the
+        rules cannot price it: the simulator's demand is not refused, as the API refuses a
+        rider's request, so such a ride is not priced (it still carries its product, and is
+        offered only to vehicles that serve it)."""
         if not self.fares:
             return None
         try:
-            return terms_for(self.fares, self.markets, pickup, "standard", self.cfg.road_factor)
+            return terms_for(self.fares, self.markets, pickup, product, self.cfg.road_factor)
         except FareError:
             return None
 
@@ -612,6 +632,9 @@ class Simulation:
             self._schedule(travel, "complete", d.driver_id, epoch)
         elif topic in RIDE_ENDINGS:
             ride.outcome, ride.ended_at = RIDE_ENDINGS[topic], e.at
+            fare = data.get("fare") if topic == Ride.Completed.TOPIC else None
+            if isinstance(fare, dict):  # the final fare (none for a ride not priced)
+                ride.fare_total, ride.fare_currency = fare["total"], fare["currency"]
             self._waiting.discard(ride.ride_id)
             self._open.discard(ride.ride_id)
 
@@ -650,6 +673,9 @@ class Simulation:
                 if r.arrived_at is None or r.pickup_m is None
                 else round(r.pickup_m, 1),
                 surge=r.surge,
+                product=r.product,
+                fare_total=r.fare_total,
+                fare_currency=r.fare_currency,
             )
             for r in sorted(self.rides.values(), key=lambda r: r.index)
         ]

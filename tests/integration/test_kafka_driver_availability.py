@@ -31,10 +31,12 @@ from dispatch.adapters.kafka.worker import KafkaWorker
 from dispatch.bootstrap import build_kafka_worker
 from dispatch.domain.driver import Driver, DriverStatus
 from dispatch.domain.ids import new_id, shard_of
+from dispatch.domain.products import Vehicle
 from dispatch.settings import Settings
 from dispatch.shard.inbound import ForeignDriver as Told
 from dispatch.shard.worker import Batch
 from schemas import commands as c
+from schemas.common import VehicleData
 
 pytestmark = pytest.mark.kafka
 WAIT_S = 90.0
@@ -224,10 +226,11 @@ def test_a_driver_going_online_at_one_shard_is_told_on_its_partition_and_to_the_
 ) -> None:
     worker = hosting(build_kafka_worker(settings, member="only"))
     try:
-        driver = new_id(0)
-        drive(worker, bus, c.RegisterDriver(driver_id=driver, name="Dee"))
+        driver, xl = new_id(0), Vehicle("xl", 6, False)
+        register = c.RegisterDriver(driver_id=driver, name="Dee", vehicle=VehicleData.of(xl))
+        drive(worker, bus, register)
         drive(worker, bus, c.GoOnline(driver_id=driver))
-        online = Told(driver, 0, 0, (ONLINE,))
+        online = Told(driver, 0, 0, (ONLINE,), xl)  # with its vehicle, for other shards
         assert [r for r in told(settings, 0) if r.driver_id == driver][-1] == online
         assert of(driver, told(settings, 1)) == []
 
@@ -237,12 +240,13 @@ def test_a_driver_going_online_at_one_shard_is_told_on_its_partition_and_to_the_
         other = worker.shards[1].worker.matcher
         run_until(worker, "shard 1 knows the driver free", lambda: driver in other.available)
         assert driver not in other.own
+        assert other.products_of(driver) == {"standard", "xl"}
 
         drive(worker, bus, c.GoOffline(driver_id=driver))
         assert of(driver, told(settings, 0))[-1] == (OFFLINE,)
         run_until(worker, "shard 1 knows it gone", lambda: driver not in other.available)
         assert other.drivers[driver][0] == DriverStatus.OFFLINE
-        assert drained(board, 1) == [Told(driver, 0, 0, (OFFLINE,))]
+        assert drained(board, 1) == [Told(driver, 0, 0, (OFFLINE,), xl)]
     finally:
         worker.close()
 

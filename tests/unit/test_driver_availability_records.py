@@ -13,6 +13,7 @@ from dispatch.adapters.kafka.availability import for_shard
 from dispatch.bootstrap import build_embedded_engine
 from dispatch.domain.driver import Driver, DriverStatus
 from dispatch.domain.ids import new_id
+from dispatch.domain.products import Vehicle
 from dispatch.settings import Settings
 from dispatch.shard.inbound import ForeignDriver, Inbound
 from dispatch.shard.worker import ShardWorker
@@ -24,6 +25,12 @@ AFTER_TRIP = Driver.OfflineAfterTripRequested.TOPIC
 
 def test_a_record_round_trips_the_driver_its_event_types_and_its_tenure() -> None:
     state = ForeignDriver(new_id(1), 3, 2, (ASSIGNED, AFTER_TRIP))
+    key, value = wire.encode_availability(state)
+    assert wire.decode_availability(key, value, 3) == state
+
+
+def test_a_record_carries_the_drivers_vehicle() -> None:
+    state = ForeignDriver(new_id(1), 3, 2, (ONLINE,), Vehicle("xl", 6, False))
     key, value = wire.encode_availability(state)
     assert wire.decode_availability(key, value, 3) == state
 
@@ -46,6 +53,11 @@ def test_a_record_from_before_hand_offs_is_of_the_first_tenure() -> None:
         (b"KEY", b'["dispatch.Driver.WentOnline"]', '{"leads_to": [event type, ...]}'),
         (b"KEY", b'{"leads_to": ["Ride.Requested"]}', "not driver availability events"),
         (b"KEY", b'{"leads_to": ["dispatch.Driver.WentOnline"], "epoch": -1}', "epoch must be"),
+        (
+            b"KEY",
+            b'{"leads_to": ["dispatch.Driver.WentOnline"], "vehicle": {"seats": 4}}',
+            "vehicle is not a vehicle",
+        ),
     ],
 )
 def test_a_bad_record_is_refused_with_the_reason(
@@ -114,3 +126,19 @@ def test_a_word_about_a_driver_this_shard_serves_is_ignored(tmp_path: Path) -> N
 
     assert worker.matcher.drivers[driver] == (DriverStatus.AVAILABLE, False)
     assert driver in worker.matcher.own
+
+
+def test_another_shards_driver_is_offered_the_products_its_vehicle_serves(
+    tmp_path: Path,
+) -> None:
+    """A record from before vehicles is the default vehicle; a later one with another
+    vehicle changes what the driver is searched for."""
+    worker = build_embedded_engine(Settings(data_dir=tmp_path, shards=2)).workers[0]
+    driver = new_id(1)
+    told(worker, ForeignDriver(driver, 1, 0, (ONLINE,)))
+    worker.matcher.ping(driver, 37.77, -122.42, 1_000.0)
+    assert worker.matcher.fleet.serves(driver) == {"standard"}
+
+    told(worker, ForeignDriver(driver, 1, 0, (ONLINE,), Vehicle("accessible", 6, True)))
+
+    assert worker.matcher.fleet.serves(driver) == {"standard", "xl", "accessible"}

@@ -238,6 +238,8 @@ def _sample(kind: type[Body]) -> Body:
             values[f.name] = 1.5
         elif hint is int:
             values[f.name] = 2
+        elif hint is bool:
+            values[f.name] = True
         elif hint == tuple[CarriedRecord, ...]:
             values[f.name] = (RECORD,)
         else:
@@ -329,3 +331,18 @@ def test_a_sealed_open_ride_with_fare_terms_the_schema_refuses_is_poison(
     decoded = wire.decode_shard_message(orjson.dumps(data), "m", 1, sealer.open_record)
     assert isinstance(decoded, Poison)
     assert decoded.reason.startswith("OpenRide.fare must be null or fare terms (surge:")
+
+
+def test_an_open_ride_carries_its_product_and_an_older_one_reads_without() -> None:
+    """``OpenRide.product`` (an unpriced accessible ride keeps it across shards); a message
+    sent before rides carried their product has none: the receiver takes its fare's."""
+    assert isinstance(OPEN.body, OpenRide)
+    accessible = Envelope(0, 1, 5, dataclasses.replace(OPEN.body, product="accessible"))
+    _key, value = wire.encode_shard_message(accessible)
+    assert wire.decode_shard_message(value, "m", 1) == accessible
+    data = orjson.loads(value)
+    del data["message"]["body"]["product"]
+    older = wire.decode_shard_message(orjson.dumps(data), "m", 1)
+    assert isinstance(older, Envelope) and isinstance(older.body, OpenRide)
+    assert older.body.product is None
+    assert older == dataclasses.replace(accessible, body=OPEN.body)

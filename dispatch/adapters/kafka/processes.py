@@ -10,9 +10,10 @@ from pathlib import Path
 
 from pydantic import SecretStr, TypeAdapter
 
-from dispatch.settings import MarketConfig, Settings
+from dispatch.settings import MarketConfig, ProductConfig, Settings
 
 _MARKETS = TypeAdapter(list[MarketConfig])
+_PRODUCTS = TypeAdapter(dict[str, ProductConfig])
 
 
 def worker_env(settings: Settings) -> dict[str, str]:
@@ -27,6 +28,8 @@ def worker_env(settings: Settings) -> dict[str, str]:
             env.pop(key, None)
         elif name == "markets":
             env[key] = _MARKETS.dump_json(value).decode()
+        elif name == "products":
+            env[key] = _PRODUCTS.dump_json(value).decode()
         elif name == "fares":  # as JSON (the amounts as text), whether from a file or not
             env[key] = value.model_dump_json()
         elif name == "fares_file":  # read already: its rules go as DISPATCH_FARES

@@ -36,6 +36,7 @@ from pydantic import ValidationError
 
 from dispatch.domain.command_record import CarriedRecord
 from dispatch.domain.geo import latlng_problem
+from dispatch.domain.products import Vehicle
 from dispatch.matching.matcher import DRIVER_AVAILABILITY_EVENTS
 from dispatch.messages import Ping, Poison, destination
 from dispatch.privacy import DamagedValue
@@ -45,6 +46,7 @@ from dispatch.shard.crossing import MESSAGE_HANDLERS
 from dispatch.shard.crossshard.messages import KINDS, Ack, Body, Envelope
 from dispatch.shard.inbound import ForeignDriver
 from schemas.commands import CommandEnvelope, Outcome
+from schemas.common import VehicleData
 from schemas.fares import FareTermsData
 
 MAX_PINGS_PER_RECORD = 10_000
@@ -380,7 +382,9 @@ def _typed(what: str, value: Any, hint: Any) -> Any:
 
 def encode_availability(state: ForeignDriver) -> tuple[bytes, bytes]:
     """Key and value of a driver's availability record (its partition is the owner's)."""
-    value = {"leads_to": list(state.leads_to), "epoch": state.epoch}
+    value: dict[str, Any] = {"leads_to": list(state.leads_to), "epoch": state.epoch}
+    if state.vehicle is not None:
+        value["vehicle"] = state.vehicle.to_data()
     return str(state.driver_id).encode(), orjson.dumps(value)
 
 
@@ -404,7 +408,17 @@ def decode_availability(key: bytes | None, value: bytes | None, partition: int) 
     epoch = doc.get("epoch", 0)
     if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
         raise ValueError(f"epoch must be a whole number of at least 0, not {epoch!r}")
-    return ForeignDriver(driver_id, partition, epoch, tuple(leads_to))
+    return ForeignDriver(driver_id, partition, epoch, tuple(leads_to), _vehicle(doc.get("vehicle")))
+
+
+def _vehicle(value: object) -> Vehicle | None:
+    """An availability record's vehicle (none in a record written before vehicles)."""
+    if value is None:
+        return None
+    try:
+        return VehicleData.model_validate(value).as_vehicle()
+    except ValidationError as error:
+        raise ValueError(f"vehicle is not a vehicle: {error.errors()[0]['msg']}") from None
 
 
 def encode_outcome(outcome: Outcome) -> tuple[bytes, bytes]:

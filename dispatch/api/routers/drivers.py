@@ -26,6 +26,7 @@ from dispatch.api.errors import (
     REGISTRATION_RESPONSES,
     ApiError,
 )
+from dispatch.api.products import require_vehicle
 from dispatch.api.writes import register, write
 from dispatch.messages import MAX_PING_AHEAD_S, Ping
 from schemas import api
@@ -36,8 +37,26 @@ rides = APIRouter(prefix="/rides", tags=["drivers"])
 
 REGISTRATION_NAMESPACE = UUID("0d0b4a55-1a4e-4f0c-8e55-7a0f3c1d2e9b")
 
+VEHICLE_EXAMPLES = {
+    "unknown_product": {
+        "summary": "A vehicle registered for a product the catalog does not list",
+        "value": {"error": "invalid_vehicle",
+                  "reason": "body.vehicle: unknown product 'limo': the products are standard, "
+                  "xl, accessible"},
+    },
+    "does_not_qualify": {
+        "summary": "A vehicle that does not qualify for its product",
+        "value": {"error": "invalid_vehicle",
+                  "reason": "body.vehicle: a vehicle of 4 seats, not accessible cannot serve "
+                  "'xl', which needs at least 6 seats"},
+    },
+}  # fmt: skip
 _CREATED: dict[int | str, dict[str, object]] = {
     **REGISTRATION_RESPONSES,
+    422: {
+        **REGISTRATION_RESPONSES[422],
+        "content": {"application/json": {"examples": VEHICLE_EXAMPLES}},
+    },
     202: {"model": api.DriverRegistrationPending, "description": "No outcome in time."},
 }
 _ACTION: dict[int | str, dict[str, object]] = {
@@ -69,10 +88,12 @@ def register_driver(
 ) -> JSONResponse:
     """Register a driver in the market of their home location; returns the driver's id and a
     bearer token bound to it. With an `Idempotency-Key`, a retry returns the same driver."""
+    require_vehicle(ctx, body.vehicle)
     shard = ctx.runtime.markets.shard_for(body.home.lat, body.home.lng)
+    vehicle = body.vehicle
     return register(
         ctx, request, key, body, "driver", shard, REGISTRATION_NAMESPACE,
-        lambda driver_id: c.RegisterDriver(driver_id=driver_id, name=body.name),
+        lambda driver_id: c.RegisterDriver(driver_id=driver_id, name=body.name, vehicle=vehicle),
     )  # fmt: skip
 
 

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Response
 from dispatch.api.auth import NO_STORE
 from dispatch.api.deps import Ctx, RiderCaller
 from dispatch.api.errors import AUTH_RESPONSES, TOO_LARGE, ApiError
+from dispatch.api.products import require_product
 from dispatch.pricing.rules import FareError
 from schemas import api
 from schemas.common import LatLng
@@ -69,6 +70,7 @@ def estimate_fare(
     a signed token of all that, for you only, valid until `expires_at`. The pickup's market
     prices the trip wherever it ends. Nothing is recorded (a quote is not an event until a
     ride carries it). Not to be cached (`Cache-Control: no-store`)."""
+    require_product(ctx, body.product)
     pickup, dropoff = (body.pickup.lat, body.pickup.lng), (body.dropoff.lat, body.dropoff.lng)
     try:
         issued = ctx.fares.estimate(caller.sub, pickup, dropoff, body.product, ctx.runtime.clock())

@@ -18,6 +18,7 @@ from dispatch.api.deps import (
     RiderCaller,
 )
 from dispatch.api.errors import COMMAND_RESPONSES, REGISTRATION_RESPONSES, ApiError
+from dispatch.api.products import require_product
 from dispatch.api.writes import Write, keyed_id, register, send, write
 from dispatch.domain.ids import derived_id, new_id, shard_of
 from dispatch.domain.ride_fare import FareTerms
@@ -126,6 +127,7 @@ def request_ride(
     `product_not_offered`, `no_fare_rules`, with the reason) and no ride is made
     (docs/MARKETPLACE.md)."""
     rider_id = UUID(caller.sub)
+    require_product(ctx, body.product)
     terms = _fare_terms(ctx, caller.sub, body, keyed=key is not None)
     # The ride lives in the shard of its pickup; the rider's home shard takes the request
     # (the one-active-ride lock) and, for a pickup elsewhere, opens the ride there.
@@ -146,6 +148,7 @@ def request_ride(
         pickup=body.pickup.as_latlng(),
         dropoff=body.dropoff.as_latlng(),
         fare=None if terms is None else FareTermsData.model_validate(terms.to_data()),
+        product=body.product,
     )
     extra = {"ride_id": str(ride_id)}
     elsewhere = shard if shard != shard_of(rider_id) else None

@@ -35,6 +35,9 @@ class OpenRide:
     # The ride's fare terms (``FareTerms.to_data()``), checked at H; None: not priced (and
     # a message sent before fares).
     fare: dict[str, Any] | None = None
+    # The product asked for; None: a message sent before rides carried their own (the
+    # fare's, or standard for a ride not priced).
+    product: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +155,11 @@ class HandOff:
     name: str = ""
     trips: int = 0
     records: tuple[CarriedRecord, ...] = ()
+    # The driver's vehicle, so that the receiver's matcher offers it the products it
+    # serves; product "" (the model, or a message sent before vehicles): the default one.
+    product: str = ""
+    seats: int = 0
+    accessible: bool = False
 
     def __post_init__(self) -> None:
         # Read from the wire, records are dicts: made records again.

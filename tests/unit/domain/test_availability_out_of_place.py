@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dispatch.domain.driver import REGISTERED, Driver, DriverStatus, next_availability
+from dispatch.domain.products import DEFAULT_VEHICLE
 from dispatch.invariants import InvariantChecker
 from dispatch.log import LogEvent
 from dispatch.matching.eta import StraightLineEta
@@ -47,6 +48,7 @@ def fold_everywhere(driver_id: uuid.UUID, picks: list[int]) -> dict[str, Any]:
             timestamp=T0,
             originator_topic="dispatch.domain.driver:Driver",
             name="Dee",
+            vehicle=DEFAULT_VEHICLE.to_data(),
         )
     ]
     for n, pick in enumerate(picks):

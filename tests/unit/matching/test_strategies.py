@@ -5,11 +5,11 @@ from __future__ import annotations
 import random
 import uuid
 
+from any_product_fleet import AnyProductFleet
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dispatch.matching.eta import StraightLineEta
-from dispatch.matching.index import DriverIndex
 from dispatch.matching.strategies import (
     UNMATCHED_COST,
     Batch,
@@ -25,11 +25,11 @@ NOW = 1_000.0
 
 def world(
     seed: int, drivers: int, rides: int, spread_deg: float
-) -> tuple[DriverIndex, list[PendingRide]]:
+) -> tuple[AnyProductFleet, list[PendingRide]]:
     rng = random.Random(seed)
-    index = DriverIndex(9, ttl_s=60)
+    index = AnyProductFleet(9, ttl_s=60)
     for _ in range(drivers):
-        index.upsert(
+        index.add(
             uuid.UUID(int=rng.getrandbits(128)),
             CENTRE[0] + rng.uniform(-spread_deg, spread_deg),
             CENTRE[1] + rng.uniform(-spread_deg, spread_deg),
@@ -88,9 +88,9 @@ def test_batch_assignment_is_never_worse_in_total_eta_than_greedy(
 
 
 def test_greedy_serves_the_oldest_request_first_when_drivers_are_scarce() -> None:
-    index = DriverIndex(9)
+    index = AnyProductFleet(9)
     only = uuid.uuid4()
-    index.upsert(only, *CENTRE, NOW)
+    index.add(only, *CENTRE, NOW)
     old = PendingRide(uuid.uuid4(), CENTRE[0] + 0.01, CENTRE[1], 1.0, NOW + 300)
     new = PendingRide(uuid.uuid4(), CENTRE[0] + 0.001, CENTRE[1], 2.0, NOW + 300)
     (pair,) = Greedy().assign([new, old], index, StraightLineEta(), SearchLimits(), NOW)
@@ -98,8 +98,8 @@ def test_greedy_serves_the_oldest_request_first_when_drivers_are_scarce() -> Non
 
 
 def test_no_driver_beyond_the_pickup_eta_cutoff_is_offered() -> None:
-    index = DriverIndex(9)
-    index.upsert(uuid.uuid4(), CENTRE[0] + 0.02, CENTRE[1], NOW)  # about 2.2 km away
+    index = AnyProductFleet(9)
+    index.add(uuid.uuid4(), CENTRE[0] + 0.02, CENTRE[1], NOW)  # about 2.2 km away
     ride = PendingRide(uuid.uuid4(), *CENTRE, 0.0, NOW + 300)
     limits = SearchLimits(radius_m=5_000, max_eta_s=60)
     assert Greedy().assign([ride], index, StraightLineEta(), limits, NOW) == []
@@ -107,9 +107,9 @@ def test_no_driver_beyond_the_pickup_eta_cutoff_is_offered() -> None:
 
 
 def test_an_excluded_driver_is_never_offered_the_ride_again() -> None:
-    index = DriverIndex(9)
+    index = AnyProductFleet(9)
     declined = uuid.uuid4()
-    index.upsert(declined, *CENTRE, NOW)
+    index.add(declined, *CENTRE, NOW)
     ride = PendingRide(uuid.uuid4(), *CENTRE, 0.0, NOW + 300, excluded={declined})
     assert Greedy().assign([ride], index, StraightLineEta(), SearchLimits(), NOW) == []
     assert Batch().assign([ride], index, StraightLineEta(), SearchLimits(), NOW) == []
@@ -123,11 +123,11 @@ def test_batch_waits_for_its_window() -> None:
 def test_batch_beats_greedy_on_the_classic_crossing_case() -> None:
     # Two rides, two drivers on a line: greedy gives the first (older) ride the driver
     # nearest to it, which leaves the second ride the far driver; batch swaps them.
-    index = DriverIndex(9)
+    index = AnyProductFleet(9)
     a, b = uuid.uuid4(), uuid.uuid4()
     lat, lng = CENTRE
-    index.upsert(a, lat, lng + 0.010, NOW)
-    index.upsert(b, lat, lng + 0.030, NOW)
+    index.add(a, lat, lng + 0.010, NOW)
+    index.add(b, lat, lng + 0.030, NOW)
     first = PendingRide(uuid.uuid4(), lat, lng + 0.018, 0.0, NOW + 300)
     second = PendingRide(uuid.uuid4(), lat, lng + 0.000, 1.0, NOW + 300)
     eta, limits = StraightLineEta(), SearchLimits(radius_m=5_000, max_eta_s=2_000)

@@ -8,9 +8,9 @@ import uuid
 from collections.abc import Sequence
 
 import pytest
+from any_product_fleet import AnyProductFleet
 
 from dispatch.matching.eta import Source
-from dispatch.matching.index import DriverIndex
 from dispatch.matching.strategies import Batch, Greedy, PendingRide, SearchLimits, Strategy
 
 LAT0, LNG0 = 60.17, 24.94
@@ -26,10 +26,10 @@ class FartherIsFaster:
 
 @pytest.mark.parametrize("strategy", [Greedy(), Batch()], ids=["greedy", "batch"])
 def test_the_strategy_takes_the_driver_the_provider_says_is_quickest(strategy: Strategy) -> None:
-    index = DriverIndex[uuid.UUID](9, 60.0)
+    index = AnyProductFleet(9, 60.0)
     near, middle, far = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     for driver, north in ((near, 0.0002), (middle, 0.002), (far, 0.01)):
-        index.upsert(driver, LAT0 + north, LNG0, 1_000.0)
+        index.add(driver, LAT0 + north, LNG0, 1_000.0)
     ride = PendingRide(uuid.uuid4(), LAT0, LNG0, 0.0, 2_000.0)
 
     (pairing,) = strategy.assign([ride], index, FartherIsFaster(), SearchLimits(), 1_000.0)

@@ -246,7 +246,7 @@ def test_a_token_of_the_quotes_audience_that_is_not_a_quote_is_refused() -> None
         ({"surge": "0.5"}, "surge is out of range"),
         ({"distance_m": 1.5}, "distance_m is not a whole number"),
         ({"pickup": [91.0, 0.0]}, "a place is not [lat, lng]"),
-        ({"product": "limo"}, "unknown product"),
+        ({"product": "Limo!"}, "malformed quote: its product"),
         ({"currency": "XTS"}, "its market or currency"),
         ({"minimum_applied": "no"}, "minimum_applied is not true or false"),
         ({"total_minor": 1}, "total is not total_minor in the currency's digits"),

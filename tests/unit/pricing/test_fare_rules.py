@@ -110,7 +110,7 @@ def test_text_that_is_not_json_is_refused_with_the_reason(
          "DISPATCH_FARES has no rules for the market(s) 'paris'"),
         (fares(markets={**fares()["markets"], "sf": {"currency": "USD",
                                                     "products": {"limo": STANDARD}}}),
-         "fares.markets.sf.products.limo.[key]: Input should be 'standard', 'xl' or 'accessible'"),
+         "DISPATCH_FARES (sf) prices products that DISPATCH_PRODUCTS does not list: 'limo'"),
         (fares(markets={**fares()["markets"], "sf": {"currency": "usd",
                                                     "products": {"xl": STANDARD}}}),
          "fares.markets.sf.currency: String should match pattern"),

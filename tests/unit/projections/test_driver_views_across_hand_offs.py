@@ -24,17 +24,18 @@ def event(shard: int, version: int, topic: str, **data: Any) -> LogEvent:
     return LogEvent(shard, version, DRIVER, version, topic, 100.0 + version, data)
 
 
-# Home shard 0 registers it and hands it to shard 1, which hands it back (tenure 2); shard
-# 0 then offers it a ride.
+# Home shard 0 registers it (with its vehicle) and hands it to shard 1, which hands it back
+# (tenure 2); shard 0 then offers it a ride.
+XL = {"product": "xl", "seats": 6, "accessible": False}
 HOME = [
-    event(0, 1, Driver.Created.TOPIC, name="Dee"),
+    event(0, 1, Driver.Created.TOPIC, name="Dee", vehicle=XL),
     event(0, 2, Driver.WentOnline.TOPIC),
     event(0, 3, Driver.HandedOff.TOPIC, to_shard=1, epoch=1),
     event(0, 4, Driver.Returned.TOPIC, epoch=2, from_shard=1, trips=1),
     event(0, 5, Driver.OfferReceived.TOPIC, ride_id=RIDE, expires_at="2026-01-01T00:00:00"),
 ]
 AWAY = [
-    event(1, 1, Driver.Arrived.TOPIC, name="Dee", epoch=1, from_shard=0, trips=0),
+    event(1, 1, Driver.Arrived.TOPIC, name="Dee", epoch=1, from_shard=0, trips=0, vehicle=XL),
     event(1, 2, Driver.Released.TOPIC, ride_id=str(new_id(1)), reason="completed"),
     event(1, 3, Driver.HandedOff.TOPIC, to_shard=0, epoch=2),
 ]
@@ -63,6 +64,7 @@ def test_every_order_of_the_shards_streams_shows_the_latest_tenures_word(
     row = views[0].rows[DRIVER]
     assert (row.status, row.ride_id) == (DriverStatus.OFFERED.value, RIDE)
     assert (row.offers, row.trips) == (1, 1), "counts from every shard that served it"
+    assert row.vehicle == XL
     assert +views[0].by_status == {DriverStatus.OFFERED.value: 1}
     assert views[1].status[DRIVER] == DriverStatus.OFFERED.value
     assert DRIVER not in views[2].available

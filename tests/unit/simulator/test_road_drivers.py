@@ -22,6 +22,7 @@ from dispatch.roads.routes import RoadRouter, Route
 from dispatch.settings import Settings
 from dispatch.simulator.agents import SimDriver
 from dispatch.simulator.embedded import router_of, simulate_embedded
+from dispatch.simulator.products import ALL_STANDARD
 from dispatch.simulator.roads import RoadLegs
 from dispatch.simulator.runner import SimConfig, Simulation
 
@@ -160,8 +161,9 @@ def test_drivers_pings_during_a_road_run_lie_on_the_streets(
 def test_without_a_road_network_a_run_is_what_it_was_before_roads(tmp_path: Path) -> None:
     # Figures of this run measured before drivers could drive roads (commit 1a15d74), and
     # before surge: it adds events of its own (13 here) and changes nothing else, so it is
-    # off for the comparison.
-    config = SimConfig(drivers=30, minutes=5, seed=2, demand_per_min=12, warmup_minutes=1)
+    # off for the comparison; and before products: every vehicle and request standard.
+    config = SimConfig(drivers=30, minutes=5, seed=2, demand_per_min=12, warmup_minutes=1,
+                       vehicle_mix=ALL_STANDARD, product_mix=ALL_STANDARD)  # fmt: skip
     report = simulate_embedded(config, Settings(data_dir=tmp_path, surge_cadence_s=0)).finished
     assert report.road_network is None
     assert report.demand_hash.startswith("aa1becc68f7ca0f3")

@@ -1,0 +1,52 @@
+"""The simulated fleet's vehicles and the riders' products, each drawn by a mix.
+
+A vehicle mix names the product each simulated driver registers for, with a typical
+vehicle of it (``VEHICLE_OF``: a standard car of 4 seats, an xl of 6, an accessible van of
+4 seats); a product mix names what each request asks for. Both are drawn from the run's
+seeded streams, so the same seed makes the same fleet and the same requests.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+from dispatch.domain.products import Vehicle
+
+Mix = tuple[tuple[str, float], ...]
+
+VEHICLE_OF: dict[str, Vehicle] = {
+    "standard": Vehicle("standard", 4, False),
+    "xl": Vehicle("xl", 6, False),
+    "accessible": Vehicle("accessible", 4, True),
+}
+DEFAULT_VEHICLE_MIX: Mix = (("standard", 0.85), ("xl", 0.10), ("accessible", 0.05))
+DEFAULT_PRODUCT_MIX: Mix = (("standard", 0.80), ("xl", 0.15), ("accessible", 0.05))
+ALL_STANDARD: Mix = (("standard", 1.0),)
+
+
+def parse_mix(text: str, what: str) -> Mix:
+    """``standard=0.8,xl=0.15,accessible=0.05`` as a mix; ValueError saying what is wrong
+    (an unknown product, a share that is not a number of at least 0, none above 0)."""
+    out: list[tuple[str, float]] = []
+    for part in text.split(","):
+        name, sep, share = (s.strip() for s in part.partition("="))
+        if not sep:
+            raise ValueError(f"{what}: {part.strip()!r} is not product=share")
+        if name not in VEHICLE_OF:
+            raise ValueError(f"{what}: unknown product {name!r} (known: {', '.join(VEHICLE_OF)})")
+        try:
+            weight = float(share)
+        except ValueError:
+            raise ValueError(f"{what}: the share of {name} is not a number: {share!r}") from None
+        if not weight >= 0 or weight == float("inf"):
+            raise ValueError(f"{what}: the share of {name} must be a finite number >= 0")
+        out.append((name, weight))
+    if not any(w > 0 for _, w in out):
+        raise ValueError(f"{what}: no product has a share above 0")
+    return tuple(out)
+
+
+def draw(mix: Sequence[tuple[str, float]], rng: random.Random) -> str:
+    names = [n for n, _ in mix]
+    return rng.choices(names, weights=[w for _, w in mix])[0]

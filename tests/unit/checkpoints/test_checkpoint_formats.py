@@ -1,0 +1,109 @@
+"""Checkpoint format 3 (a "vehicles" part, 7-field ride rows) is written; a format-2
+checkpoint of the previous version (no vehicles, 6-field ride rows) still reads; a format
+this code does not know is skipped as unusable: the shard replays instead."""
+
+from __future__ import annotations
+
+import uuid
+import zlib
+from typing import Any
+
+import orjson
+import pytest
+
+from dispatch.checkpoints import (
+    FORMAT,
+    CheckpointError,
+    Chunk,
+    assemble,
+    encode_chunks,
+    load_into,
+    restore_matcher,
+)
+from dispatch.domain.products import Vehicle
+from dispatch.matching.eta import StraightLineEta
+from dispatch.matching.index import DriverIndex
+from dispatch.matching.matcher import Matcher, MatcherConfig
+from dispatch.matching.state import Captured
+from dispatch.matching.strategies import PendingRide, make_strategy
+
+XL = Vehicle("xl", 6, False)
+
+
+def matcher() -> Matcher:
+    return Matcher(
+        DriverIndex[uuid.UUID](9, ttl_s=60),
+        StraightLineEta(),
+        make_strategy("greedy", 1.0),
+        MatcherConfig(),
+    )
+
+
+def written(position: int) -> tuple[list[Chunk], uuid.UUID, uuid.UUID]:
+    ride, driver = uuid.uuid4(), uuid.uuid4()
+    state = Captured(
+        pending=[PendingRide(ride, 37.77, -122.42, 1.7e9, 1.7e9 + 300, product="xl")],
+        offers=[], assigned=[], drivers={}, vehicles={driver: XL},
+    )  # fmt: skip
+    return list(encode_chunks(state, position, 1.7e9, 1.7e9, rows=100)), ride, driver
+
+
+def rewritten(chunks: list[Chunk], change: Any) -> list[Chunk]:
+    out = []
+    for c in chunks:
+        body = orjson.loads(c.data)
+        change(body)
+        data = orjson.dumps(body)
+        out.append(Chunk(c.position, c.seq, c.last, data, zlib.crc32(data)))
+    return out
+
+
+def as_format_2(body: dict[str, Any]) -> None:
+    """As the previous version wrote it: format 2, no vehicles, rides of 6 fields."""
+    if "header" in body:
+        body["header"]["format"] = 2
+    body["parts"].pop("vehicles", None)
+    body["parts"]["pending"] = [row[:6] for row in body["parts"].get("pending", [])]
+
+
+def test_a_checkpoint_is_written_in_format_3() -> None:
+    chunks, ride, driver = written(9)
+    assert FORMAT == 3
+    assert orjson.loads(chunks[0].data)["header"]["format"] == 3
+    m = matcher()
+    load_into(m, assemble(9, chunks))
+    assert m.pending[ride].product == "xl"
+    assert m.vehicles[driver] == XL
+
+
+def test_a_format_2_checkpoint_of_the_previous_version_still_reads() -> None:
+    chunks, ride, driver = written(9)
+    m = matcher()
+    load_into(m, assemble(9, rewritten(chunks, as_format_2)))
+    assert m.pending[ride].product == "standard"  # as every ride was matched then
+    assert driver not in m.vehicles  # every driver then drove the default vehicle
+
+
+def test_a_format_it_does_not_know_is_unusable_and_the_shard_replays() -> None:
+    chunks, _, _ = written(9)
+
+    def as_format_4(body: dict[str, Any]) -> None:
+        if "header" in body:
+            body["header"]["format"] = 4
+        body["parts"]["something_new"] = [1]
+
+    newer = rewritten(chunks, as_format_4)
+    with pytest.raises(CheckpointError, match="unknown format"):
+        assemble(9, newer)
+
+    class Store:
+        def checkpoint_positions(self) -> list[int]:
+            return [9]
+
+        def checkpoint_chunks(self, position: int) -> list[Chunk]:
+            return newer
+
+    m, restored = restore_matcher(Store(), matcher, log_end=20, shard=0)
+    assert restored is None and not m.pending  # the whole log is replayed instead
+    with pytest.raises(CheckpointError, match="no usable checkpoint at or after 9"):
+        restore_matcher(Store(), matcher, log_end=20, shard=0, floor=9)
