@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 from kafka import TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
@@ -47,6 +48,21 @@ def partition_when(
         return partition if condition(partition) else None
 
     return check
+
+
+def topic_configs(admin: Any, topic: str) -> dict[str, Any]:
+    """The topic's configs, asked again until the broker that answers knows the topic: a
+    topic just created reaches each broker's metadata a moment after the controller
+    commits it, and a broker that does not know it yet answers no configs (seen in CI)."""
+    resources = [ConfigResource(ConfigResourceType.TOPIC, topic)]
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        configs: dict[str, Any] = admin.describe_configs(resources, config_filter="all")[
+            "topic"
+        ].get(topic, {})
+        if "min.insync.replicas" in configs or time.monotonic() > deadline:
+            return configs
+        time.sleep(0.2)
 
 
 def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
@@ -90,8 +106,7 @@ def test_three_node_cluster_survives_its_leader_and_stops_clean(local_cluster: C
     admin = new_admin(bootstrap)
     try:
         admin.create_topics([NewTopic(topic, 1, 3), NewTopic(defaults, 1)], timeout_ms=30_000)
-        resources = [ConfigResource(ConfigResourceType.TOPIC, topic)]
-        configs = admin.describe_configs(resources, config_filter="all")["topic"][topic]
+        configs = topic_configs(admin, topic)
     finally:
         admin.close()
     assert configs["min.insync.replicas"]["value"] == "2"
