@@ -14,6 +14,7 @@ from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -459,7 +460,8 @@ class Simulation:
         rider_id = self.free_riders[home].popleft()
         ride_id = new_id(shard, self.streams.rng("ride-id", self.cfg.id_salt, index))
         pickup, dropoff = request.pickup, request.dropoff
-        surge = float(self._surge_view.multiplier(*pickup))  # what its quote would say
+        surge_text = self._surge_view.multiplier(*pickup)  # what its quote would say
+        surge = float(surge_text)
         product = draw(self.cfg.product_mix, self.streams.rng("product", index))
         self.rides[ride_id] = SimRide(
             index, ride_id, rider_id, pickup, dropoff, self.clock.now, surge=surge,
@@ -467,7 +469,7 @@ class Simulation:
         )  # fmt: skip
         self._waiting.add(ride_id)
         self._open.add(ride_id)
-        terms = self._terms(pickup, product)
+        terms = self._terms(pickup, product, Decimal(surge_text))
         self._send(
             c.RequestRide(
                 ride_id=ride_id,
@@ -482,15 +484,16 @@ class Simulation:
         if rng.random() < self.cfg.cancel_probability:
             self._schedule(rng.uniform(10, 120), "cancel", ride_id)
 
-    def _terms(self, pickup: tuple[float, float], product: str) -> FareTerms | None:
-        """The simulated ride's terms (its product, the rules in force), or None where the
+    def _terms(self, pickup: tuple[float, float], product: str, surge: Decimal) -> FareTerms | None:
+        """The simulated ride's terms (its product, the rules in force, the pickup cell's
+        ``surge`` when requested, as the API prices a ride without a quote), or None where the
         rules cannot price it: the simulator's demand is not refused, as the API refuses a
         rider's request, so such a ride is not priced (it still carries its product, and is
         offered only to vehicles that serve it)."""
         if not self.fares:
             return None
         try:
-            return terms_for(self.fares, self.markets, pickup, product, self.cfg.road_factor)
+            return terms_for(self.fares, self.markets, pickup, product, self.cfg.road_factor, surge)
         except FareError:
             return None
 
