@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 import h3
 import pytest
+from engine_commands import decide
 
 from dispatch.adapters.embedded.engine import EmbeddedEngine
 from dispatch.bootstrap import build_embedded_engine
@@ -39,15 +39,7 @@ class World:
         self.worker = self.engine.workers[0]
 
     def send(self, command: c.Command) -> c.Outcome:
-        env = c.CommandEnvelope(
-            command_id=str(uuid.uuid4()),
-            issued_at=datetime.fromtimestamp(self.now, UTC),
-            command=command,
-        )
-        self.engine.transport.send_command(env)
-        (report,) = self.engine.run_once()
-        (outcome,) = [o for o in report.outcomes if o.command_id == env.command_id]
-        return outcome
+        return decide(self.engine, self.now, command)
 
     def driver(self, lat: float, lng: float) -> uuid.UUID:
         d = new_id(0)

@@ -5,9 +5,10 @@ checkpoint."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+
+from engine_commands import decide
 
 from dispatch.adapters.embedded.engine import EmbeddedEngine
 from dispatch.bootstrap import build_embedded_engine
@@ -51,15 +52,7 @@ class World:
         self.ping_all()
 
     def send(self, command: c.Command) -> c.Outcome:
-        env = c.CommandEnvelope(
-            command_id=str(uuid.uuid4()),
-            issued_at=datetime.fromtimestamp(self.now, UTC),
-            command=command,
-        )
-        self.engine.transport.send_command(env)
-        (report,) = self.engine.run_once()
-        (outcome,) = [o for o in report.outcomes if o.command_id == env.command_id]
-        return outcome
+        return decide(self.engine, self.now, command)
 
     def driver(self, vehicle: VehicleData, north: float) -> uuid.UUID:
         d = new_id(0)
