@@ -28,7 +28,7 @@ from dispatch.adapters.kafka.topics import Topics, create_topics, delete_topics
 from dispatch.adapters.kafka.transport import KafkaTransport
 from dispatch.domain.ids import new_id
 from dispatch.ports import NotDelivered
-from dispatch.privacy import SubjectKey
+from dispatch.privacy import SubjectKey, new_subject_key
 from dispatch.sealed_commands import KEY_FIELD, CommandSealer
 from dispatch.settings import Settings
 from schemas import commands as c
@@ -58,6 +58,30 @@ def sealing_bus(settings: Settings, make: Any = None) -> tuple[KafkaTransport, C
     bus.seal = CommandSealer(AesGcmCipher(), make or writer.make).seal
     bus.closing.append(writer.close)
     return bus, writer
+
+
+class UnwrittenKeys:
+    """A key maker that makes each subject's one-time key and never writes it to the
+    command-keys topic (``made`` keeps them, so a test can write one late, or never)."""
+
+    def __init__(self) -> None:
+        self.made: list[SubjectKey] = []
+
+    def __call__(self, subject: uuid.UUID) -> SubjectKey:
+        self.made.append(new_subject_key(subject))
+        return self.made[-1]
+
+
+def send_registration(bus: KafkaTransport) -> c.CommandEnvelope:
+    """Send (and flush) a rider's registration carrying ``NAME``; its envelope."""
+    envelope = c.CommandEnvelope(
+        command_id=str(uuid.uuid4()),
+        issued_at=datetime.now(UTC),
+        command=c.RegisterRider(rider_id=new_id(0), name=NAME),
+    )
+    bus.send_command(envelope)
+    bus.flush()
+    return envelope
 
 
 def records(settings: Settings, role: str) -> list[Any]:
@@ -115,25 +139,12 @@ def test_a_sealed_command_is_decided_and_its_key_tombstoned_with_it(
 def test_a_sealed_command_whose_key_is_gone_is_dead_lettered_and_the_shard_goes_on(
     deployment: Settings,
 ) -> None:
-    lost: list[SubjectKey] = []
-
-    def never_written(subject: uuid.UUID) -> SubjectKey:
-        from dispatch.privacy import new_subject_key
-
-        lost.append(new_subject_key(subject))
-        return lost[-1]
-
-    bus, writer = sealing_bus(deployment, never_written)
+    lost = UnwrittenKeys()
+    bus, writer = sealing_bus(deployment, lost)
     shard = ShardZero(deployment, "sealed-lost", bus)
     shard.worker.command_key_deadline_s = 0.0  # a key not there: poison at once
     try:
-        envelope = c.CommandEnvelope(
-            command_id=str(uuid.uuid4()),
-            issued_at=datetime.now(UTC),
-            command=c.RegisterRider(rider_id=new_id(0), name=NAME),
-        )
-        bus.send_command(envelope)
-        bus.flush()
+        envelope = send_registration(bus)
         bus.seal = CommandSealer(AesGcmCipher(), writer.make).seal  # keys written again
         rider = new_id(0)
         assert shard.send(c.RegisterRider(rider_id=rider, name="Next")).accepted
@@ -143,7 +154,7 @@ def test_a_sealed_command_whose_key_is_gone_is_dead_lettered_and_the_shard_goes_
         bus.close()
     (dead,) = records(deployment, "dead-letters")
     letter = orjson.loads(dead.value)
-    assert "sealed command" in letter["reason"] and str(lost[0].subject) in letter["reason"]
+    assert "sealed command" in letter["reason"] and str(lost.made[0].subject) in letter["reason"]
     assert NAME.encode() not in dead.value
 
 
@@ -204,29 +215,16 @@ def test_a_redelivered_command_whose_key_was_tombstoned_is_poison_at_once(
 def test_a_command_whose_key_is_late_is_read_again_and_decided(deployment: Settings) -> None:
     """Review M2: a key not yet visible holds its command back (the shard is read again),
     it is never dead-lettered for it; once the key shows, the command is decided."""
-    held: list[SubjectKey] = []
-
-    def late(subject: uuid.UUID) -> SubjectKey:
-        from dispatch.privacy import new_subject_key
-
-        held.append(new_subject_key(subject))
-        return held[-1]
-
-    bus, _ = sealing_bus(deployment, late)
+    held = UnwrittenKeys()
+    bus, _ = sealing_bus(deployment, held)
     shard = ShardZero(deployment, "sealed-late", bus)
     try:
-        envelope = c.CommandEnvelope(
-            command_id=str(uuid.uuid4()),
-            issued_at=datetime.now(UTC),
-            command=c.RegisterRider(rider_id=new_id(0), name=NAME),
-        )
-        bus.send_command(envelope)
-        bus.flush()
+        envelope = send_registration(bus)
         for _ in range(10):  # several polls meet the command, its key not there
             shard.worker.run_once(100)
         assert bus.outcome(envelope.command_id) is None
         assert records(deployment, "dead-letters") == []
-        _, key, value = key_record(held[0])
+        _, key, value = key_record(held.made[0])
         produce(deployment, "command-keys", key, value)  # the key shows, late
         deadline = time.monotonic() + WAIT_S
         outcome = None
