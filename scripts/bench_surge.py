@@ -86,6 +86,25 @@ def fed_back(tracker: SurgeTracker, changes: ChangeSurge | None) -> int:
     return len(changes)
 
 
+def cadence_over(
+    tracker: SurgeTracker,
+    index: DriverIndex[uuid.UUID],
+    arriving: list[tuple[float, float, float]],
+    now: float,
+) -> tuple[float, ChangeSurge | None, float]:
+    """Fold ``arriving`` (time, lat, lng) into the tracker in time order, as the log has
+    them (untimed), then run the cadence due 30 s after ``now``: its time, its changes and
+    the seconds the tick took."""
+    for at, lat, lng in sorted(arriving):
+        tracker.requested(lat, lng, at)
+    now += CADENCE_S
+    cells_now, counts = index.cell_counts()
+    assert tracker.due(now)
+    started = time.perf_counter()
+    changes = tracker.tick(now, cells_now, counts, index.resolution)
+    return now, changes, time.perf_counter() - started
+
+
 def one_round(
     cells: list[int], drivers: int, cadences: int, seed: int, noise: float = 0.0
 ) -> dict[str, float]:
@@ -139,14 +158,8 @@ def one_round(
         for cell, extra in per_cadence:
             for _ in range(extra + (1 if rng.random() < 0.1 else 0)):
                 arriving.append((now + rng.uniform(0, CADENCE_S), *place_in(cell, rng)))
-        for at, lat, lng in sorted(arriving):
-            tracker.requested(lat, lng, at)  # (untimed)
-        now += CADENCE_S
-        cells_now, counts = index.cell_counts()
-        assert tracker.due(now)
-        started = time.perf_counter()
-        changes = tracker.tick(now, cells_now, counts, index.resolution)
-        timings.append(time.perf_counter() - started)
+        now, changes, took = cadence_over(tracker, index, arriving, now)
+        timings.append(took)
         changed.append(fed_back(tracker, changes))
     # A noisy market: each cell's requests arrive at random (Poisson, a mean from 0 to 1.5
     # a cadence drawn per cell), so hundreds of cells move every cadence; each cadence's
@@ -161,14 +174,8 @@ def one_round(
         for cell, count in zip(cells, noisy.poisson(means).tolist(), strict=True):
             for _ in range(count):
                 arriving.append((now + rng.uniform(0, CADENCE_S), *place_in(cell, rng)))
-        for at_s, lat, lng in sorted(arriving):
-            tracker.requested(lat, lng, at_s)  # (untimed)
-        now += CADENCE_S
-        cells_now, counts = index.cell_counts()
-        assert tracker.due(now)
-        started = time.perf_counter()
-        changes = tracker.tick(now, cells_now, counts, index.resolution)
-        noisy_tick.append(time.perf_counter() - started)
+        now, changes, took = cadence_over(tracker, index, arriving, now)
+        noisy_tick.append(took)
         started = time.perf_counter()
         if changes is not None:
             recorder.decide(changes, datetime.fromtimestamp(now, UTC))
