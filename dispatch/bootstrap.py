@@ -64,7 +64,7 @@ from dispatch.settings import Settings
 from dispatch.shard.application import ShardApplication
 from dispatch.shard.live import LiveAggregates
 from dispatch.shard.personal import Sealer
-from dispatch.shard.policy import Policy
+from dispatch.shard.policy import Policy, RoadTrips
 from dispatch.shard.worker import Clock, ShardWorker
 from dispatch.tokens import KeyRing, TokenCodec
 from projections.keeper import ViewKeeper
@@ -142,8 +142,34 @@ def build_application(
         settings.speed_kmh,
         erasable=sealer is not None,
         catalog=settings.catalog,
+        road_trips=build_road_trips(settings),
     )
     return ShardApplication(shard, env=env, policy=policy, sealer=sealer)
+
+
+def build_road_trips(settings: Settings) -> RoadTrips | None:
+    """How a shard routes the trip a completed ride drove: over the road network when one
+    is set (the quotes' estimate; docs/MARKETPLACE.md, "The trip driven"), else None."""
+    if settings.road_network is None:
+        return None
+    graph = road_graph(settings.road_network.resolve())
+    return _road_trips(graph, settings.road_factor, settings.speed_kmh)
+
+
+@functools.cache
+def _road_trips(graph: RoadGraph, road_factor: float, speed_kmh: float) -> RoadTrips:
+    """One per process and graph: every shard shares its router."""
+    straight_eta = StraightLineEta(road_factor, speed_kmh)
+    router = RoadRouter(graph, road_paths(graph), straight_eta)
+    estimator = RoadTrip(router, StraightLineTrip(road_factor, speed_kmh))
+    return RoadTrips(estimator, graph_identity(graph))
+
+
+def graph_identity(graph: RoadGraph) -> str:
+    """What names a road graph in the log: its extract's file name and digest, and its
+    speed table's version."""
+    digest = graph.source_sha256[:16] or "unknown"
+    return f"{graph.source or 'a built graph'} sha256:{digest} speeds v{graph.speeds_version}"
 
 
 def build_sealer(settings: Settings) -> Sealer | None:
@@ -388,9 +414,12 @@ def build_markets(settings: Settings) -> MarketMap:
 def build_trips(settings: Settings) -> TripEstimator:
     """The distance and duration a quote prices: routed over the road network when one is
     set, else (and off the network) the straight-line estimate."""
-    straight = StraightLineTrip(settings.road_factor, settings.speed_kmh)
-    router = build_router(settings)
-    return straight if router is None else RoadTrip(router, straight)
+    road = build_road_trips(settings)  # the same estimator the shards meter trips by
+    return (
+        StraightLineTrip(settings.road_factor, settings.speed_kmh)
+        if road is None
+        else road.estimator
+    )
 
 
 def build_fare_desk(

@@ -229,6 +229,9 @@ class InvariantChecker:
                     e, "trip_mismatch",
                     f"duration {seconds} s recorded, {elapsed:.3f} s from trip start to end",
                 )  # fmt: skip
+        if found.get("distance") == "road_network":  # routed over the graph it names
+            self._road_trip(e, int(metres), ends)
+            return
         factor = (terms or {}).get("road_factor")
         if factor is None or ends is None or None in ends:
             return
@@ -239,6 +242,23 @@ class InvariantChecker:
                 e, "trip_mismatch",
                 f"distance {metres} m recorded, the great circle times {factor} gives "
                 f"{expected} m",
+            )  # fmt: skip
+
+    def _road_trip(self, e: LogEvent, metres: int, ends: Any) -> None:
+        """A trip routed over the road network: this checker holds no graph, so it checks
+        only that the route is no shorter than the great circle between its ends (less 1 %
+        and a metre for how the router measures its access legs) and names its graph."""
+        if not (e.data.get("trip_by") or {}).get("road_graph"):
+            self._flag(e, "trip_mismatch", "a trip routed over a road graph it does not name")
+        if ends is None or None in ends:
+            return
+        (plat, plng), (dlat, dlng) = ends
+        crow = haversine_m(plat, plng, dlat, dlng)
+        if metres < crow * 0.99 - 1:
+            self._flag(
+                e, "trip_mismatch",
+                f"distance {metres} m routed over the road network, shorter than the great "
+                f"circle between its ends ({crow:.0f} m)",
             )  # fmt: skip
 
     def _fare(self, e: LogEvent, terms: dict[str, Any] | None) -> None:

@@ -91,7 +91,14 @@ class FinalFareData(_Fare):
 
 
 class TripFoundBy(_Fare):
-    """How a completed trip's distance and duration were found."""
+    """How a completed trip's distance and duration were found: the straight-line
+    estimate, or the road route over the graph ``road_graph`` names (where a road network
+    is configured); the duration by the shard's clock, else estimated the same way."""
 
-    distance: Literal["straight_line"]
-    duration: Literal["clock", "straight_line"]
+    distance: Literal["straight_line", "road_network"]
+    duration: Literal["clock", "straight_line", "road_network"]
+    road_graph: str | None = Field(
+        default=None,
+        description="The road graph a road_network distance was routed over: its extract's "
+        "file name and digest and its speed table's version.",
+    )

@@ -86,6 +86,9 @@ def _trip(out: FareExplanation, requested: Any, completed: Any, events: list[Any
         distance = f"{completed.distance_m:,} m ({found.get('distance')}: pickup and "
         distance += "drop-off erased, great circle unknown"
         distance += f", road factor {factor})" if factor is not None else ")"
+    elif found.get("distance") == "road_network":  # routed over the graph it names
+        distance = f"{completed.distance_m:,} m (road_network: routed over "
+        distance += f"{found.get('road_graph')}; great circle {crow:,.0f} m)"
     else:
         distance = f"{completed.distance_m:,} m ({found.get('distance')}: great circle "
         distance += f"{crow:,.0f} m"

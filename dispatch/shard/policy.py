@@ -3,14 +3,28 @@ them)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from dispatch.domain.command_record import DEFAULT_WINDOW_S
 from dispatch.domain.products import DEFAULT_CATALOG, Catalog
+from dispatch.pricing.trip import TripEstimator
+
+
+@dataclass(frozen=True, slots=True)
+class RoadTrips:
+    """How a trip driven is routed where a road network is configured: ``estimator`` (the
+    quotes' own, so an unquoted ride is metered on the distance a quote would have given)
+    and ``graph``, the network's identity, recorded with each routed trip."""
+
+    estimator: TripEstimator
+    graph: str
 
 
 class Policy:
     """Settings the shard's decisions need (kept apart from the handlers so tests can vary
     them): a request's wait, how long a command record answers for its command id, and the
-    straight-line estimate of a trip driven (``road_factor``, ``speed_kmh``)."""
+    straight-line estimate of a trip driven (``road_factor``, ``speed_kmh``) and its road
+    route where a network is configured (``road_trips``)."""
 
     def __init__(
         self,
@@ -21,6 +35,7 @@ class Policy:
         speed_kmh: float = 25.0,
         erasable: bool = False,
         catalog: Catalog = DEFAULT_CATALOG,
+        road_trips: RoadTrips | None = None,
     ) -> None:
         if idempotency_window_s <= 0:
             raise ValueError(f"idempotency_window_s must be > 0, got {idempotency_window_s}")
@@ -32,3 +47,4 @@ class Policy:
         # (docs/PRIVACY.md); elsewhere an erasure is refused.
         self.erasable = erasable
         self.catalog = catalog  # the products a driver's vehicle is checked against
+        self.road_trips = road_trips  # None: trips driven by the straight-line estimate

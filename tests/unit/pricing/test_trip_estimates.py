@@ -4,11 +4,13 @@ road factor at the configured speed, in whole metres and seconds."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from roads_data import helsinki_extract
 
-from dispatch.bootstrap import build_trips
+from dispatch.bootstrap import build_application, build_road_trips, build_trips
 from dispatch.matching.eta import StraightLineEta
 from dispatch.matching.geo import haversine_m
 from dispatch.pricing.trip import RoadTrip, StraightLineTrip, Trip
@@ -74,3 +76,20 @@ def test_the_straight_line_trip_follows_the_settings(factor: float) -> None:
     assert trips.trip(A, B) == Trip(
         round(metres * factor), round(metres * factor / 10), "straight_line"
     )
+
+
+def test_the_shards_meter_trips_with_the_quotes_own_road_estimator(tmp_path: Path) -> None:
+    """An unquoted ride in a road-network market is metered on the distance its quote
+    would have given: the shard's policy routes with the very estimator quotes use, and
+    names the graph (file, digest, speed table) for the log."""
+    settings = Settings(data_dir=tmp_path, road_network=helsinki_extract())
+    road = build_road_trips(settings)
+    assert road is not None and build_trips(settings) is road.estimator
+    assert road.graph.startswith("Helsinki.osm.pbf") and " sha256:" in road.graph
+    assert " speeds v" in road.graph
+    app = build_application(settings, 0)
+    try:
+        assert app.policy.road_trips is road
+    finally:
+        app.close()
+    assert build_road_trips(Settings(data_dir=tmp_path)) is None  # no network: straight line

@@ -23,7 +23,9 @@ TERMS = FareTerms("standard", "san-francisco", "sha256:0123456789abcdef", STANDA
                   QUOTE)  # fmt: skip
 
 
-def completed_ride(terms: FareTerms | None, metres: int, seconds: int) -> list[object]:
+def completed_ride(
+    terms: FareTerms | None, metres: int, seconds: int, found: dict[str, str] | None = None
+) -> list[object]:
     driver = new_id(0)
     ride = Ride.request(new_id(0), new_id(0), Point(37.77, -122.42), Point(37.80, -122.42),
                         300, T0, terms)  # fmt: skip
@@ -31,7 +33,7 @@ def completed_ride(terms: FareTerms | None, metres: int, seconds: int) -> list[o
     ride.accept(driver, T0)
     ride.arrive(driver, T0)
     ride.start_trip(driver, T0)
-    found = {"distance": "straight_line", "duration": "clock"}
+    found = found or {"distance": "straight_line", "duration": "clock"}
     at = T0 + timedelta(seconds=seconds)
     ride.complete(driver, at, DrivenTrip(metres, seconds, found))
     return list(ride.collect_events())
@@ -77,4 +79,14 @@ def test_an_erased_ride_s_fare_is_explained_without_its_ends() -> None:
     explained = explain_fare(events)
     text = "\n".join(explained.lines)
     assert "trip driven: 5,400 m (straight_line: pickup and drop-off erased, great circle " in text
+    assert explained.agrees is True
+
+
+def test_a_trip_routed_over_roads_is_explained_by_the_graph_it_names() -> None:
+    found = {"distance": "road_network", "road_graph": "sf.osm.pbf sha256:0011 speeds v1",
+             "duration": "clock"}  # fmt: skip
+    explained = explain_fare(completed_ride(TERMS, 7_812, 660, found))
+    text = "\n".join(explained.lines)
+    assert ("trip driven: 7,812 m (road_network: routed over sf.osm.pbf sha256:0011 speeds v1; "
+            "great circle 3,336 m), 660 s") in text  # fmt: skip
     assert explained.agrees is True

@@ -141,3 +141,24 @@ def test_an_erased_ride_s_distance_is_not_checked(tmp_path: Path) -> None:
     log, personal, rider = sealed_ride(tmp_path, round(GREAT_CIRCLE_M * 1.35) * 2)
     personal.keys.erase(rider)
     assert [v.kind for v in verify(log, None, personal.open)[1]] == []
+
+
+ROAD_TRIP_BY = {"distance": "road_network", "road_graph": "city.osm.pbf sha256:0123 speeds v1",
+                "duration": "clock"}  # fmt: skip
+
+
+def test_a_trip_routed_over_roads_is_held_to_the_great_circle_and_must_name_its_graph() -> None:
+    """A road route is checked without the graph: no shorter than the great circle between
+    the requested ends (less 1 % and a metre), and naming the graph it was routed over."""
+    terms = replace(TERMS, road_factor=D("1.35"))
+
+    def routed(metres: int, trip_by: dict[str, str]) -> list[str]:
+        trip = {"distance_m": metres, "duration_s": 600, "trip_by": trip_by}
+        return kinds(completed(terms, **trip, fare=final_fare(terms, metres, 600).to_data()))
+
+    # a route far longer than the road factor gives: no violation (the road is the river's)
+    assert routed(round(GREAT_CIRCLE_M * 2.1), ROAD_TRIP_BY) == []
+    assert routed(round(GREAT_CIRCLE_M * 0.995), ROAD_TRIP_BY) == []  # the router's leeway
+    assert routed(round(GREAT_CIRCLE_M * 0.9), ROAD_TRIP_BY) == ["trip_mismatch"]
+    unnamed = {k: v for k, v in ROAD_TRIP_BY.items() if k != "road_graph"}
+    assert routed(round(GREAT_CIRCLE_M * 2.1), unnamed) == ["trip_mismatch"]
