@@ -112,6 +112,14 @@ class KeyStore(ABC):
         """The subject's key, made and stored durably now if it has none (the same key on
         every later call); ``SubjectErased`` when its key was erased."""
 
+    def create_ahead(self, subjects: Iterable[UUID]) -> dict[UUID, SubjectKey]:
+        """The keys of a batch's subjects, made ahead of its sealing in one durable write,
+        where each ``create`` would be a durable write of its own (the embedded store: one
+        synced commit for a batch's new riders and drivers, not one each); the erased
+        subjects left out. A store whose keys go in the batch's own transaction (Kafka)
+        makes none ahead: ``{}``, and ``create`` makes each on use, as before."""
+        return {}
+
     @abstractmethod
     def get(self, subject: UUID, kid: str) -> bytes | None:
         """The subject's key of id ``kid``, or None (never made, or erased)."""
@@ -264,6 +272,9 @@ class LazyKeyStore(KeyStore):
 
     def create(self, subject: UUID) -> SubjectKey:
         return self.store.create(subject)
+
+    def create_ahead(self, subjects: Iterable[UUID]) -> dict[UUID, SubjectKey]:
+        return self.store.create_ahead(subjects)
 
     def get(self, subject: UUID, kid: str) -> bytes | None:
         return self.store.get(subject, kid)

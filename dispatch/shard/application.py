@@ -399,6 +399,8 @@ class ShardApplication(SealingApplication):
         journal = self._uow.journal
         try:
             erased = self.erasing(journal)  # pending, embedded (sealing.py)
+            if self.sealer is not None and journal:
+                self.sealer.prepare(journal)  # the batch's new keys in one durable write
             # The event store directly: the journal is already in decision order, and
             # Application.save would check every event against a runtime Protocol.
             recordings = self.events.put(journal, **saved) if journal else []

@@ -143,6 +143,40 @@ class Sealer:
                 self._keys.popitem(last=False)
             return found
 
+    def prepare(self, events: Iterable[DomainEventProtocol[UUID]]) -> None:
+        """Make ahead, in one durable write where the store can (``KeyStore.create_ahead``),
+        the keys that sealing ``events`` (a batch, before it is saved) will take, and cache
+        them, so the batch's new riders and drivers cost one synced commit, not one each.
+        A subject erased by then is left to ``key`` (which says so)."""
+        wanted: dict[UUID, None] = {}
+        for event in events:
+            state = vars(event)
+            for subject in self.subjects(get_topic(event.__class__), state):
+                wanted[subject] = None
+        with self._lock:
+            missing = [subject for subject in wanted if subject not in self._keys]
+        if not missing:
+            return
+        made = self.personal.keys.create_ahead(missing)  # outside the lock: a durable write
+        with self._lock:
+            for subject, key in made.items():
+                if not self.personal.keys.erased(subject):  # an erasure meanwhile wins
+                    self._keys.setdefault(subject, key)
+            while len(self._keys) > KEY_CACHE_SIZE:
+                self._keys.popitem(last=False)
+
+    @staticmethod
+    def subjects(topic: str, state: Mapping[str, Any]) -> list[UUID]:
+        """Whose keys sealing a stored event of ``topic`` takes (as ``seal_state`` seals
+        it; snapshots are taken after their batch is saved, their keys made by then)."""
+        fields = PERSONAL.get(topic)
+        if fields is not None:
+            return [fields.owner(state, state.get("originator_id"))]
+        if topic == LINK_SENT:
+            message = MESSAGES.get(state["kind"])
+            return [] if message is None else [message.owner(state["body"], None)]
+        return []
+
     # -- one dict of fields ------------------------------------------------------------------
     def seal(self, fields: Fields, state: dict[str, Any], originator_id: Any) -> dict[str, Any]:
         """``state`` with its personal fields sealed; an erased subject's (a snapshot of an
