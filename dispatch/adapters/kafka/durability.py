@@ -132,8 +132,13 @@ def durability_problems(admin: Any, names: Iterable[str], want: Durability) -> l
         for t in described
         if t["name"] in names
     }
-    for name, configs in _topic_configs(admin, list(replicas)).items():
-        found.extend(_config_problems(name, configs, replicas[name], want))
+    configs_of = _topic_configs(admin, list(replicas))
+    for name in replicas:
+        configs = configs_of.get(name)
+        if configs is None:
+            found.append((name, UNREADABLE))
+        else:
+            found.extend(_config_problems(name, configs, replicas[name], want))
     return _grouped(found)
 
 
@@ -299,15 +304,41 @@ def _partition_problems(topic: Mapping[str, Any], want: Durability) -> list[tupl
     return problems
 
 
+CONFIGS_WAIT_S = 10.0  # how long a check asks again for configs a broker does not know yet
+UNREADABLE = "its configs could not be read (the broker asked may not know the topic yet)"
+
+
+def topic_configs(
+    admin: Any,
+    names: list[str],
+    keys: list[str],
+    required: Iterable[str] | None = None,
+    wait_s: float | None = None,
+) -> dict[str, dict[str, str]]:
+    """The configs ``keys`` of each topic of ``names``. A broker that answers just after a
+    topic was made may not know it yet (no entry for it, or its entry without the keys):
+    asked again until every topic has every key of ``required`` (configs every broker
+    gives for a topic it knows; default: all of ``keys``), for ``wait_s`` (``CONFIGS_WAIT_S``) at
+    most; a topic still
+    without them is left out, so the caller reports it (``UNREADABLE``) rather than
+    passing it unchecked or reading a default as its value."""
+    resources = [ConfigResource(ConfigResourceType.TOPIC, n, keys) for n in names]
+    must = list(keys if required is None else required)
+    deadline = time.monotonic() + (CONFIGS_WAIT_S if wait_s is None else wait_s)
+    while True:
+        found = admin.describe_configs(resources, config_filter="all").get("topic", {})
+        configs = {
+            name: {key: entry["value"] for key, entry in entries.items()}
+            for name, entries in found.items()
+            if name in names and all(key in entries for key in must)
+        }
+        if len(configs) == len(set(names)) or time.monotonic() >= deadline:
+            return configs
+        time.sleep(0.2)
+
+
 def _topic_configs(admin: Any, names: list[str]) -> dict[str, dict[str, str]]:
-    if not names:
-        return {}
-    resources = [ConfigResource(ConfigResourceType.TOPIC, n, [MIN_INSYNC, UNCLEAN]) for n in names]
-    found = admin.describe_configs(resources, config_filter="all").get("topic", {})
-    return {
-        name: {key: entry["value"] for key, entry in entries.items()}
-        for name, entries in found.items()
-    }
+    return topic_configs(admin, names, [MIN_INSYNC, UNCLEAN]) if names else {}
 
 
 def _config_problems(

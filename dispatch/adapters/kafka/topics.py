@@ -15,14 +15,14 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kafka.admin import ConfigResource, ConfigResourceType
-
 from dispatch.adapters.kafka.config import new_admin
 from dispatch.adapters.kafka.durability import (
+    UNREADABLE,
     Durability,
     durability_problems,
     registered_brokers,
     strengthen,
+    topic_configs,
 )
 from dispatch.adapters.kafka.eventstore.clients import DEFAULT_PREFIX, topic_name
 from dispatch.adapters.kafka.eventstore.connection import Connection
@@ -350,14 +350,16 @@ def _config_problems(admin: Any, prefix: str, names: Iterable[str]) -> list[str]
             ]
         )
     )
-    resources = [ConfigResource(ConfigResourceType.TOPIC, name, keys) for name in names]
-    found = admin.describe_configs(resources, config_filter="all").get("topic", {})
+    found = topic_configs(admin, names, keys, required=["cleanup.policy"])
     problems: list[str] = []
     for spec in SPECS:
         name = spec.name(prefix)
-        if name not in found:
+        if name not in names:
             continue
-        actual = {key: entry["value"] for key, entry in found[name].items()}
+        if name not in found:
+            problems.append(f"{name}: {UNREADABLE}")
+            continue
+        actual = found[name]
         policy = spec.configs["cleanup.policy"]
         if actual.get("cleanup.policy") != policy:
             problems.append(

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
+from dispatch.adapters.kafka import durability
 from dispatch.adapters.kafka import topics as topics_module
-from dispatch.adapters.kafka.topics import SPECS, create_topics
+from dispatch.adapters.kafka.topics import SPECS, check_topics, create_topics
 
 
 class LaggingAdmin:
@@ -86,5 +87,46 @@ def test_configs_that_never_show_still_fail_the_creation_with_the_reason(
     admin = LaggingAdmin(lag=10**9)
     monkeypatch.setattr(topics_module, "new_admin", lambda _bootstrap, **_: admin)
     monkeypatch.setattr(topics_module, "PROPAGATION_WAIT_S", 0.0, raising=False)
-    with pytest.raises(ValueError, match=r"cleanup\.policy=None"):
+    monkeypatch.setattr(durability, "CONFIGS_WAIT_S", 0.0)
+    with pytest.raises(ValueError, match="its configs could not be read"):
         create_topics("127.0.0.1:1", "d", partitions=2, timeout_s=0.05)
+
+
+class ForgetfulAdmin(LaggingAdmin):
+    """A broker that answers configs for none of the topics (it does not know them yet):
+    no entry at all, the other way a fresh topic shows."""
+
+    def describe_configs(self, resources: list[Any], config_filter: str) -> dict[str, Any]:
+        if self.lag > 0:
+            self.lag -= 1
+            return {"topic": {}}
+        return super().describe_configs(resources, config_filter)
+
+
+@pytest.mark.parametrize("admin_class", [LaggingAdmin, ForgetfulAdmin])
+def test_a_check_asks_again_for_configs_a_broker_does_not_know_yet(
+    monkeypatch: pytest.MonkeyPatch, admin_class: type[LaggingAdmin]
+) -> None:
+    admin = admin_class(lag=0)
+    monkeypatch.setattr(topics_module, "new_admin", lambda _bootstrap, **_: admin)
+    create_topics("127.0.0.1:1", "d", partitions=2)
+    admin.lag = 3  # the next answers know nothing of the topics, then they do
+    assert check_topics("127.0.0.1:1", "d", 2) == []
+    assert admin.lag == 0
+
+
+@pytest.mark.parametrize("admin_class", [LaggingAdmin, ForgetfulAdmin])
+def test_a_topic_whose_configs_cannot_be_read_is_reported_not_passed(
+    monkeypatch: pytest.MonkeyPatch, admin_class: type[LaggingAdmin]
+) -> None:
+    """Fail safe: a topic the answering broker never describes is a problem of the check
+    (its configs unread), not a topic passed unchecked nor one read at a default."""
+    admin = admin_class(lag=0)
+    monkeypatch.setattr(topics_module, "new_admin", lambda _bootstrap, **_: admin)
+    create_topics("127.0.0.1:1", "d", partitions=2)
+    admin.lag = 10**9
+    monkeypatch.setattr(durability, "CONFIGS_WAIT_S", 0.0)
+    problems = check_topics("127.0.0.1:1", "d", 2)
+    assert problems and all("its configs could not be read" in p for p in problems)
+    unread = {name for p in problems for name in p.split(":")[0].split(", ")}
+    assert unread == {spec.name("d") for spec in SPECS}
