@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 import anyio.to_thread
 from fastapi import FastAPI
 
-from dispatch.api import errors
+from dispatch.api import docs_ui, errors
 from dispatch.api.auth import AuthSettings, tokens_for
 from dispatch.api.context import ApiContext, ApiOptions
 from dispatch.api.events import EventHub
@@ -112,6 +112,8 @@ def create_app(
         description=DESCRIPTION,
         openapi_tags=TAGS,
         lifespan=lifespan,
+        docs_url=None,  # served from the package's assets below, not a CDN (docs_ui.py)
+        redoc_url=None,
     )
     app.state.ctx = ctx
     errors.install(app)
@@ -131,6 +133,7 @@ def create_app(
     app.include_router(streams.router)
     app.include_router(auth_routes.router)
     app.include_router(ops.router)
+    docs_ui.install(app)
     return app
 
 
