@@ -177,6 +177,10 @@ class Settings(BaseSettings):
         return None if isinstance(value, str) and not value.strip() else value
 
     speed_kmh: float = Field(default=25.0, gt=0)
+    # `dispatch worker` serves /metrics, /livez and /readyz on this port (0: any free one;
+    # None: none) and address (docs/OPERATIONS.md); its --metrics-port/--metrics-host win.
+    worker_metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    worker_metrics_host: str = "127.0.0.1"
     # A shard checkpoint of the matcher's folded state begins every this many events (0:
     # never) and is written a chunk of at most checkpoint_chunk_rows rows a batch (in the
     # shard file embedded, in the checkpoints topic on Kafka).

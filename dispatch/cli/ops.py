@@ -36,6 +36,23 @@ def worker(
     ] = "wall",
     member: Annotated[str | None, typer.Option(help="A name for this member (logs).")] = None,
     max_seconds: Annotated[float | None, typer.Option(help="Stop after this long.")] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=65535,
+            help="Serve /metrics (Prometheus), /livez and /readyz on this port (0: any "
+            "free port, logged; default DISPATCH_WORKER_METRICS_PORT, else none). "
+            "docs/OPERATIONS.md.",
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str | None,
+        typer.Option(
+            help="The address the metrics listen on (default DISPATCH_WORKER_METRICS_HOST, "
+            "else 127.0.0.1).",
+        ),
+    ] = None,
 ) -> None:
     """Run a shard worker on Kafka: owns the shards the consumer group gives it."""
     import logging
@@ -57,8 +74,33 @@ def worker(
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s [%(threadName)s] %(name)s %(message)s"
     )
-    with reported("start the worker"):
-        process = build_kafka_worker(settings, clock_mode=clock, member=member)
+    server = None
+    metrics_port = settings.worker_metrics_port if metrics_port is None else metrics_port
+    metrics_host = metrics_host or settings.worker_metrics_host
+    if metrics_port is not None:  # listening first: a port in use fails before the worker
+        from dispatch.cli.worker_metrics import MetricsServer
+
+        try:
+            server = MetricsServer(metrics_host, metrics_port)
+        except OSError as e:
+            raise typer.BadParameter(
+                f"cannot listen on {metrics_host}:{metrics_port}: {e.strerror or e}",
+                param_hint="--metrics-port",
+            ) from None
+        logging.getLogger("dispatch.worker").info(
+            "metrics and health on http://%s:%d (/metrics, /livez, /readyz)",
+            metrics_host,
+            server.port,
+        )
+    try:
+        with reported("start the worker"):
+            process = build_kafka_worker(settings, clock_mode=clock, member=member)
+    except BaseException:
+        if server is not None:
+            server.close()
+        raise
+    if server is not None:
+        server.start(process)
     signal.signal(signal.SIGTERM, lambda *_: process.stop())
     deadline = time.monotonic() + max_seconds if max_seconds else None
     try:
@@ -66,6 +108,8 @@ def worker(
     except KeyboardInterrupt:
         pass
     finally:
+        if server is not None:
+            server.close()
         process.close()
     console.print(f"worker stopped: {process.stats}")
 

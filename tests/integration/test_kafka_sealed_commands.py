@@ -19,12 +19,13 @@ import orjson
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaTimeoutError
+from kafka_deployment import one_shard
 from kafka_shard_host import ShardZero
 
 from dispatch.adapters.crypto.aesgcm import AesGcmCipher
 from dispatch.adapters.kafka.commandkeys import CommandKeyWriter
 from dispatch.adapters.kafka.keystore import key_record
-from dispatch.adapters.kafka.topics import Topics, create_topics, delete_topics
+from dispatch.adapters.kafka.topics import Topics
 from dispatch.adapters.kafka.transport import KafkaTransport
 from dispatch.domain.ids import new_id
 from dispatch.ports import NotDelivered
@@ -42,12 +43,7 @@ WAIT_S = 30.0
 
 @pytest.fixture
 def deployment(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Settings]:
-    prefix = f"test-sealed-{uuid.uuid4().hex[:8]}"
-    create_topics(kafka_bootstrap, prefix, 1)
-    yield Settings(
-        kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix, shards=1, data_dir=tmp_path
-    )
-    delete_topics(kafka_bootstrap, prefix)
+    yield from one_shard(kafka_bootstrap, tmp_path, "sealed")
 
 
 def sealing_bus(settings: Settings, make: Any = None) -> tuple[KafkaTransport, CommandKeyWriter]:

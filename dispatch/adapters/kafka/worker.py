@@ -40,7 +40,7 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,6 +67,7 @@ from dispatch.settings import Settings
 from dispatch.shard.crossshard.messages import Ack
 from dispatch.shard.inbound import ForeignDriver, Inbound
 from dispatch.shard.personal import Sealer
+from dispatch.shard.worker import BatchReport
 
 log = logging.getLogger(__name__)
 SESSION_TIMEOUT_MS = 10_000  # the workers' group session (a cut-off worker's shards move then)
@@ -102,6 +103,17 @@ class WorkerStats:
     reopened: int = 0  # shards reopened in place after a loss, on the group's word
     restored: dict[int, float] = field(default_factory=dict)
     opened: int = 0  # shard restores (each assignment of a shard opens it)
+    dead_letters: int = 0  # poison records and commands sent to dead-letters
+    # Records behind each consumed partition's end, as of its last fetch: by (topic,
+    # partition), from the consumer's own figures (no request of its own).
+    lag: dict[tuple[str, int], int] = field(default_factory=dict)
+    assigned_once: bool = False  # the group has given this member its shards (or none)
+    last_loop: float = field(default_factory=time.monotonic)  # when the loop last turned
+
+
+# What a committed batch took: its shard, whether it was a tick alone (no records in), the
+# seconds it took (decided and committed) and its report. Observers of batches take these.
+BatchObserver = Callable[[int, bool, float, BatchReport], None]
 
 
 @dataclass
@@ -157,6 +169,8 @@ class KafkaWorker:
         self._reopened: dict[int, tuple[float, int]] = {}
         self._unrewound: set[int] = set()  # reopened by a rebalance, paused until rewound
         self.stats = WorkerStats()
+        self.batch_observers: list[BatchObserver] = []  # e.g. the metrics (cli/worker_metrics)
+        self._next_offset: dict[TopicPartition, int] = {}  # of the last record read
         self._stop = threading.Event()
         options: dict[str, Any] = {
             "group_id": f"{settings.topic_prefix}.workers",
@@ -196,6 +210,12 @@ class KafkaWorker:
         # now, before the group assigns anything, a takeover's collection does not scan it.
         _freeze()
 
+    @property
+    def rewinding(self) -> set[int]:
+        """Shards reopened by a rebalance, paused until read again from their committed
+        offsets."""
+        return set(self._unrewound)
+
     def _await_topics(self, topics: list[str], timeout_s: float = 30.0) -> None:
         """Join the group only once the topics' partitions are known: a member that joins
         before would be assigned nothing until its next metadata refresh."""
@@ -207,6 +227,7 @@ class KafkaWorker:
 
     # -- shard lifecycle ----------------------------------------------------------------
     def assign(self, shards: set[int]) -> None:
+        self.stats.assigned_once = True
         # Shards lost here and now assigned elsewhere are the new owner's business.
         for shard in set(self.lost) - shards:
             log.info("shard %s (lost here) is now assigned to another member", shard)
@@ -292,7 +313,9 @@ class KafkaWorker:
                 self._foreign.setdefault(shard, []).extend(for_shard(changes, shard))
 
     def run_once(self, timeout_ms: int = 100) -> None:
+        self.stats.last_loop = time.monotonic()
         polled = self.consumer.poll(timeout_ms=timeout_ms)
+        self._note_lag(polled)
         rewound = self._finish_rewinds()
         inbound: dict[int, Inbound] = {}
         offsets: dict[int, dict[TopicPartition, OffsetAndMetadata]] = {}
@@ -359,7 +382,21 @@ class KafkaWorker:
                 self._process(shard, host, box, offsets.get(shard, {}))
         self._reopen_due()
 
+    def _note_lag(self, polled: Mapping[TopicPartition, list[Any]]) -> None:
+        """Each assigned partition's records behind its end, from the consumer's last fetch
+        (its high watermark) and the next offset read here: no request of its own."""
+        for tp, records in polled.items():
+            if records:
+                self._next_offset[tp] = records[-1].offset + 1
+        lag: dict[tuple[str, int], int] = {}
+        for tp in self.consumer.assignment():
+            end, next_offset = self.consumer.highwater(tp), self._next_offset.get(tp)
+            if end is not None and next_offset is not None:
+                lag[(tp.topic, tp.partition)] = max(0, end - next_offset)
+        self.stats.lag = lag
+
     def _process(self, shard: int, host: ShardHost, box: Inbound, offsets: Offsets) -> None:
+        tick_alone = not (box.commands or box.pings or box.messages or box.acks or box.poison)
         ended = KafkaBatch(host, self.topics, self.consumer).run(box, offsets)
         if ended.state == "fenced":
             self.stats.fenced += 1
@@ -390,6 +427,9 @@ class KafkaWorker:
         self.stats.commands += report.commands
         self.stats.pings += report.pings
         self.stats.events += report.events
+        self.stats.dead_letters += len(box.poison)  # the batch's own ones appended too
+        for observe in self.batch_observers:
+            observe(shard, tick_alone, elapsed, report)
 
     # -- a shard whose producer was lost -----------------------------------------------------
     def _release_lost(self, shard: int, host: ShardHost) -> None:
