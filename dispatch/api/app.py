@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -97,9 +98,11 @@ def create_app(
             # request latency (docs/BENCHMARKS.md).
             gc.collect()
             gc.freeze()
+        probe = asyncio.create_task(metrics.probe())  # the loop's lag, the pool's queue
         try:
             yield
         finally:
+            probe.cancel()
             if hub.publish in runtime.runner.listeners:
                 runtime.runner.listeners.remove(hub.publish)
             if opts.manage_runtime:

@@ -6,10 +6,12 @@ Each app has its own registry, so building several apps in one process (tests) i
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from typing import Any
 
+import anyio.to_thread
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -18,6 +20,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from dispatch.api.events import EventHub
 from dispatch.runtime import Runtime
 
+PROBE_EVERY_S = 0.5
+PROBE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 _MATCHER_COUNTERS = ("offers", "offer_expiries", "request_expiries", "ticks", "pings")
 # Label values come from a closed set: any other method is "OTHER", an unmatched path
@@ -114,10 +118,36 @@ class ApiMetrics:
         self.pings = Counter(
             "dispatch_api_pings", "Location pings accepted.", registry=self.registry
         )
+        self.loop_lag = Histogram(
+            "dispatch_api_event_loop_lag_seconds",
+            "How late the event loop woke a probe that slept PROBE_EVERY_S: every request "
+            "handled on the loop waits as long.",
+            buckets=PROBE_BUCKETS,
+            registry=self.registry,
+        )
+        self.thread_queue = Histogram(
+            "dispatch_api_threadpool_queue_seconds",
+            "How long a probe's no-op waited for a thread of the pool that runs the sync "
+            "endpoints and dependencies (anyio's), from its submission to its start.",
+            buckets=PROBE_BUCKETS,
+            registry=self.registry,
+        )
         self.registry.register(RuntimeCollector(runtime, hub))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+    async def probe(self, every_s: float = PROBE_EVERY_S) -> None:
+        """Until cancelled: each ``every_s``, the loop's lateness and the thread pool's
+        queue time, as a request arriving then would meet them."""
+        loop = asyncio.get_running_loop()
+        while True:
+            asked = loop.time()
+            await asyncio.sleep(every_s)
+            self.loop_lag.observe(max(0.0, loop.time() - asked - every_s))
+            submitted = time.perf_counter()
+            began = await anyio.to_thread.run_sync(time.perf_counter)
+            self.thread_queue.observe(max(0.0, began - submitted))
 
 
 class LatencyMiddleware:
