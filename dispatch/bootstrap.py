@@ -64,7 +64,7 @@ from dispatch.settings import Settings
 from dispatch.shard.application import ShardApplication
 from dispatch.shard.live import LiveAggregates
 from dispatch.shard.personal import Sealer
-from dispatch.shard.policy import Policy, RoadTrips
+from dispatch.shard.policy import Policy, RoadTrips, StopsCheck
 from dispatch.shard.worker import Clock, ShardWorker
 from dispatch.tokens import KeyRing, TokenCodec
 from projections.keeper import ViewKeeper
@@ -143,8 +143,16 @@ def build_application(
         erasable=sealer is not None,
         catalog=settings.catalog,
         road_trips=build_road_trips(settings),
+        check_stops=_stops_check(settings),
     )
     return ShardApplication(shard, env=env, policy=policy, sealer=sealer)
+
+
+def _stops_check(settings: Settings) -> StopsCheck | None:
+    """The service areas' check of a ride's pickup and drop-off, if any market has one."""
+    if not any(market.service_area is not None for market in settings.markets):
+        return None
+    return build_markets(settings).check_stops
 
 
 def build_road_trips(settings: Settings) -> RoadTrips | None:

@@ -19,6 +19,7 @@ from typing import Any
 import h3
 
 from dispatch.regions import MARKET_RESOLUTION, RegionMap, market_cells, split_market
+from dispatch.service_areas import ServiceAreas, parse_area
 from dispatch.settings import MarketConfig, Settings
 
 __all__ = ["DEFAULT_RULE_RESOLUTION", "MARKET_RESOLUTION", "MarketMap", "handoffs"]
@@ -39,6 +40,30 @@ class MarketMap:
                 self._regions[market.name] = split_market(market)
             for cell in market_cells(market):
                 self._by_cell.setdefault(cell, market)
+        centre = {m.name: (m.lat, m.lng, m.radius_km) for m in markets}
+        self.service_areas = ServiceAreas(
+            {
+                m.name: parse_area(m.service_area, m.name, centre[m.name][:2], m.radius_km)
+                for m in markets
+                if m.service_area is not None
+            }
+        )
+
+    def check_stops(self, pickup: tuple[float, float], dropoff: tuple[float, float]) -> None:
+        """``OutsideServiceArea`` (naming the point) when the pickup or the drop-off lies in
+        a market with a service area but outside it (``dispatch.service_areas``)."""
+        if not self.service_areas:
+            return
+        self.service_areas.check(
+            [
+                ("pickup", self._name_of(pickup), pickup),
+                ("drop-off", self._name_of(dropoff), dropoff),
+            ]
+        )
+
+    def _name_of(self, place: tuple[float, float]) -> str | None:
+        market = self.market_of(*place)
+        return None if market is None else market.name
 
     def market_of(self, lat: float, lng: float) -> MarketConfig | None:
         return self._by_cell.get(h3.latlng_to_cell(lat, lng, MARKET_RESOLUTION))

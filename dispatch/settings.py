@@ -33,6 +33,7 @@ from dispatch.domain.products import (
     Catalog,
     ProductSpec,
 )
+from dispatch.service_areas import ServiceAreaError, parse_area
 
 MAX_MARKET_SHARDS = 64
 _EMPTY_IS_UNSET = frozenset({"fares", "fares_file"})
@@ -54,6 +55,18 @@ class MarketConfig(BaseModel):
     lng: float = Field(ge=MIN_LNG, le=MAX_LNG)
     radius_km: float = Field(gt=0, le=200)
     shards: int = Field(default=1, ge=1, le=MAX_MARKET_SHARDS)
+    # Where the market takes rides: a GeoJSON Polygon or MultiPolygon within its circle
+    # (dispatch.service_areas; docs/MARKETPLACE.md). None: anywhere in the market.
+    service_area: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _service_area_is_usable(self) -> MarketConfig:
+        if self.service_area is not None:
+            try:
+                parse_area(self.service_area, self.name, (self.lat, self.lng), self.radius_km)
+            except ServiceAreaError as error:
+                raise ValueError(str(error)) from None
+        return self
 
     @property
     def shard_range(self) -> range:

@@ -26,6 +26,7 @@ OUTCOME_STATUS: Mapping[str, int] = {
     # The rider or driver was erased (docs/PRIVACY.md): nothing more is done for them.
     "erased": 410,
     "quote_expired": 422,  # a ride request's quote, expired on the shard's clock
+    "outside_service_area": 422,  # a ride's pickup or drop-off outside its market's area
     "idempotency_key_reused": 422,
     # A revocation sent with a token of a version already revoked (not the retry of the
     # revocation that revoked it, which its record answers).

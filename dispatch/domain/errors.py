@@ -53,6 +53,12 @@ class InvalidCommand(DomainError):
     code = "invalid_command"
 
 
+class OutsideServiceArea(DomainError):
+    """A ride's pickup or drop-off lies in a market but outside its service area."""
+
+    code = "outside_service_area"
+
+
 class QuoteExpired(DomainError):
     """The quote a ride request carries had expired when the shard handled it."""
 

@@ -105,6 +105,8 @@ def request_ride(uow: UnitOfWork, cmd: c.RequestRide, now: datetime, p: Policy) 
     rider.check_can_request()
     pickup = Point(cmd.pickup.lat, cmd.pickup.lng)
     dropoff = Point(cmd.dropoff.lat, cmd.dropoff.lng)
+    if p.check_stops is not None:  # the authority: commands may come from any producer
+        p.check_stops((pickup.lat, pickup.lng), (dropoff.lat, dropoff.lng))
     terms = fare_terms(cmd.fare.model_dump(mode="json") if cmd.fare is not None else None)
     check_quote_live(terms, now)
     product = cmd.product

@@ -3,11 +3,14 @@ them)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from dispatch.domain.command_record import DEFAULT_WINDOW_S
 from dispatch.domain.products import DEFAULT_CATALOG, Catalog
 from dispatch.pricing.trip import TripEstimator
+
+StopsCheck = Callable[[tuple[float, float], tuple[float, float]], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +39,7 @@ class Policy:
         erasable: bool = False,
         catalog: Catalog = DEFAULT_CATALOG,
         road_trips: RoadTrips | None = None,
+        check_stops: StopsCheck | None = None,
     ) -> None:
         if idempotency_window_s <= 0:
             raise ValueError(f"idempotency_window_s must be > 0, got {idempotency_window_s}")
@@ -48,3 +52,6 @@ class Policy:
         self.erasable = erasable
         self.catalog = catalog  # the products a driver's vehicle is checked against
         self.road_trips = road_trips  # None: trips driven by the straight-line estimate
+        # The markets' service areas (``MarketMap.check_stops``): raises
+        # ``OutsideServiceArea`` for a ride's pickup or drop-off outside; None: no areas.
+        self.check_stops = check_stops

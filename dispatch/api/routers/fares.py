@@ -11,6 +11,7 @@ from fastapi import APIRouter, Response
 from dispatch.api.auth import NO_STORE
 from dispatch.api.deps import Ctx, RiderCaller
 from dispatch.api.errors import AUTH_RESPONSES, TOO_LARGE, ApiError
+from dispatch.api.places import OUTSIDE_EXAMPLE, require_served
 from dispatch.api.products import require_product
 from dispatch.pricing.rules import FareError
 from schemas import api
@@ -35,6 +36,7 @@ NO_FARE_EXAMPLES: dict[str, dict[str, Any]] = {
             "places outside them (DISPATCH_FARES has no 'elsewhere')",
         },
     },
+    "outside_service_area": OUTSIDE_EXAMPLE,
     "trip_too_long": {
         "summary": "The trip is longer than DISPATCH_MAX_TRIP_KM (San Francisco to Tokyo)",
         "value": {
@@ -53,7 +55,9 @@ ESTIMATE_RESPONSES: dict[int | str, dict[str, Any]] = {
         "description": "Invalid input, with pydantic's reasons (an unknown product among "
         "them); or no fare for this trip: the product is not offered in the pickup's market "
         "(product_not_offered), the pickup is outside every market with fare rules "
-        "(no_fare_rules), or the trip is longer than DISPATCH_MAX_TRIP_KM (trip_too_long).",
+        "(no_fare_rules), the pickup or drop-off is outside its market's service area "
+        "(outside_service_area), or the trip is longer than DISPATCH_MAX_TRIP_KM "
+        "(trip_too_long).",
         "content": {"application/json": {"examples": NO_FARE_EXAMPLES}},
     },
 }
@@ -71,6 +75,7 @@ def estimate_fare(
     prices the trip wherever it ends. Nothing is recorded (a quote is not an event until a
     ride carries it). Not to be cached (`Cache-Control: no-store`)."""
     require_product(ctx, body.product)
+    require_served(ctx, body.pickup, body.dropoff)
     pickup, dropoff = (body.pickup.lat, body.pickup.lng), (body.dropoff.lat, body.dropoff.lng)
     try:
         issued = ctx.fares.estimate(caller.sub, pickup, dropoff, body.product, ctx.runtime.clock())

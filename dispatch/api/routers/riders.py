@@ -18,6 +18,7 @@ from dispatch.api.deps import (
     RiderCaller,
 )
 from dispatch.api.errors import COMMAND_RESPONSES, REGISTRATION_RESPONSES, ApiError
+from dispatch.api.places import OUTSIDE_EXAMPLE, require_served
 from dispatch.api.products import require_product
 from dispatch.api.writes import Write, keyed_id, register, send, write
 from dispatch.domain.ids import derived_id, new_id, shard_of
@@ -86,6 +87,7 @@ QUOTE_EXAMPLES: dict[str, dict[str, Any]] = {
         "value": {"error": "product_not_offered",
                   "reason": "'xl' is not offered in market 'san-francisco' (offered: standard)"},
     },
+    "outside_service_area": OUTSIDE_EXAMPLE,
     "no_fare_rules": {
         "summary": "No fare rule prices the pickup (outside every market, no 'elsewhere' rules)",
         "value": {"error": "no_fare_rules",
@@ -101,7 +103,8 @@ REQUEST_RESPONSES: dict[int | str, dict[str, Any]] = {
         "description": f"{COMMAND_RESPONSES[422]['description'].rstrip('.')}; or the quote "
         "is refused: quote_invalid, quote_expired or quote_mismatch, with the reason; or, "
         "without a quote, no fare rule prices the ride: product_not_offered (the reason "
-        "names the products the pickup's market offers) or no_fare_rules.",
+        "names the products the pickup's market offers) or no_fare_rules; or the pickup or "
+        "drop-off is outside its market's service area (outside_service_area).",
         "content": {"application/json": {"examples": QUOTE_EXAMPLES}},
     },
 }
@@ -124,10 +127,12 @@ def request_ride(
     retry after the quote expired gets the first request's outcome. Without a quote, the
     ride is priced when it completes, by the rules in force now; a product the pickup's
     market does not offer, or a pickup no rule prices, is refused (422
-    `product_not_offered`, `no_fare_rules`, with the reason) and no ride is made
-    (docs/MARKETPLACE.md)."""
+    `product_not_offered`, `no_fare_rules`, with the reason) and no ride is made; so is a
+    ride whose pickup or drop-off lies outside its market's service area (422
+    `outside_service_area`, naming the point) (docs/MARKETPLACE.md)."""
     rider_id = UUID(caller.sub)
     require_product(ctx, body.product)
+    require_served(ctx, body.pickup, body.dropoff)
     terms = _fare_terms(ctx, caller.sub, body, keyed=key is not None)
     # The ride lives in the shard of its pickup; the rider's home shard takes the request
     # (the one-active-ride lock) and, for a pickup elsewhere, opens the ride there.

@@ -180,7 +180,8 @@ def test_the_openapi_document_shows_the_estimate_with_examples(world: World) -> 
     assert answer["properties"]["total"]["type"] == "string"  # money is never a float
     assert set(answer["required"]) >= {"quote_id", "quote", "total", "currency", "expires_at"}
     refusals = operation["responses"]["422"]["content"]["application/json"]["examples"]
-    assert set(refusals) == {"product_not_offered", "no_fare_rules", "trip_too_long"}
+    codes = {"product_not_offered", "no_fare_rules", "outside_service_area", "trip_too_long"}
+    assert set(refusals) == codes
     assert all(e["value"]["error"] == code for code, e in refusals.items())
 
 

@@ -220,9 +220,9 @@ def test_the_openapi_document_shows_a_ride_request_with_a_quote(town: Town) -> N
     assert {"fare_terms", "trip", "fare"} <= set(schemas["RideView"]["properties"])
     refusals = town.client.get("/openapi.json").json()["paths"]["/rides"]["post"]["responses"]
     shown = refusals["422"]["content"]["application/json"]["examples"]
-    assert set(shown) == set(QUOTE_EXAMPLES) == {"quote_invalid", "quote_expired",
-                                                 "quote_mismatch", "product_not_offered",
-                                                 "no_fare_rules"}  # fmt: skip
+    codes = {"quote_invalid", "quote_expired", "quote_mismatch", "product_not_offered",
+             "no_fare_rules", "outside_service_area"}  # fmt: skip
+    assert set(shown) == set(QUOTE_EXAMPLES) == codes
 
 
 def test_the_refusals_shown_are_the_answers_the_api_gives(town: Town) -> None:
