@@ -14,14 +14,14 @@ independent ray-casting oracle).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h3
-import shapely
-from shapely.geometry import MultiPolygon, Polygon, shape
-from shapely.validation import explain_validity
 
 from dispatch.domain.errors import OutsideServiceArea
+
+if TYPE_CHECKING:  # shapely is imported only where a market has a service area (~0.13 s)
+    from shapely.geometry import MultiPolygon, Polygon
 
 Place = tuple[float, float]  # latitude, longitude
 KINDS = ("Polygon", "MultiPolygon")
@@ -39,6 +39,10 @@ def parse_area(
     is not closed or has fewer than four positions, a coordinate is out of range, the
     shape is not valid (self-crossing, a hole outside its shell...), or a vertex lies
     outside the market's circle."""
+    import shapely
+    from shapely.geometry import MultiPolygon, Polygon, shape
+    from shapely.validation import explain_validity
+
     where = f"market {market!r}: service_area"
     kind = geojson.get("type")
     if kind not in KINDS:
@@ -90,8 +94,13 @@ class ServiceAreas:
 
     def __init__(self, areas: Mapping[str, Polygon | MultiPolygon]) -> None:
         self._areas = dict(areas)
-        for area in self._areas.values():
-            shapely.prepare(area)
+        self._point: Any = None
+        if self._areas:
+            import shapely
+
+            self._point = shapely.Point
+            for area in self._areas.values():
+                shapely.prepare(area)
 
     def __bool__(self) -> bool:
         return bool(self._areas)
@@ -100,7 +109,7 @@ class ServiceAreas:
         """Whether ``place`` is served in ``market`` (a market without an area, or none:
         everywhere)."""
         area = self._areas.get(market) if market is not None else None
-        return area is None or bool(area.covers(shapely.Point(place[1], place[0])))
+        return area is None or bool(area.covers(self._point(place[1], place[0])))
 
     def check(self, stops: Sequence[tuple[str, str | None, Place]]) -> None:
         """``OutsideServiceArea`` naming the first stop (its name, its market and place) that
