@@ -22,6 +22,7 @@ from uuid import UUID
 from eventsourcing.persistence import Recording
 
 from dispatch.domain.driver import Driver
+from dispatch.domain.errors import OutsideServiceArea
 from dispatch.domain.ids import new_id, shard_of
 from dispatch.domain.ride import RIDE_ENDINGS, Ride, RideStatus
 from dispatch.domain.ride_fare import FareTerms
@@ -177,7 +178,12 @@ class Simulation:
             demand
             if demand is not None
             else synthetic_demand(
-                self.city, config.demand, config.minutes, self.streams, config.trip_mean_m
+                self.city,
+                config.demand,
+                config.minutes,
+                self.streams,
+                config.trip_mean_m,
+                self._served if self.markets.service_areas else None,
             )
         )
         if self.roads is not None:
@@ -449,6 +455,14 @@ class Simulation:
                 return
             self._request(len(self.demand_sent), request)
             self.demand_sent.append(request)
+
+    def _served(self, pickup: tuple[float, float], dropoff: tuple[float, float]) -> bool:
+        """Whether the markets' service areas take a trip (docs/MARKETPLACE.md)."""
+        try:
+            self.markets.check_stops(pickup, dropoff)
+        except OutsideServiceArea:
+            return False
+        return True
 
     def _request(self, index: int, request: Request) -> None:
         shard = self.markets.shard_for(*request.pickup)
