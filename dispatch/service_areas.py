@@ -13,6 +13,7 @@ independent ray-casting oracle).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -87,6 +88,12 @@ def _check_ring(ring: Any, where: str, centre: Place, radius_km: float) -> None:
             )
     if list(ring[0][:2]) != list(ring[-1][:2]):
         raise ServiceAreaError(f"{where}: a ring is not closed (its first and last differ)")
+    for one, other in itertools.pairwise(ring):
+        if abs(float(one[0]) - float(other[0])) > 180.0:
+            raise ServiceAreaError(
+                f"{where}: an edge crosses the antimeridian ({one[0]} to {other[0]}): split "
+                "the area at 180 degrees into a MultiPolygon"
+            )
 
 
 class ServiceAreas:
@@ -101,6 +108,9 @@ class ServiceAreas:
             self._point = shapely.Point
             for area in self._areas.values():
                 shapely.prepare(area)
+                # GEOS builds a prepared shape's index on first use: built here, once, not
+                # by two request threads at the same moment (libgeos/geos#825)
+                area.covers(area.representative_point())
 
     def __bool__(self) -> bool:
         return bool(self._areas)
@@ -117,6 +127,6 @@ class ServiceAreas:
         for name, market, place in stops:
             if not self.covers(market, place):
                 raise OutsideServiceArea(
-                    f"the {name} ({place[0]}, {place[1]}) is outside market {market!r}'s "
-                    "service area"
+                    f"the {name} ({place[0]}, {place[1]}) is outside the service area of "
+                    f"market {market!r}"
                 )

@@ -28,7 +28,9 @@ from dispatch.shard.worker import BatchReport
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 SIZE_BUCKETS = (0, 1, 5, 10, 50, 100, 500, 1_000, 5_000, 10_000)
-LIVE_S = 60.0  # the loop not turned for longer: not live (a restore may take tens of seconds)
+# The loop not turned for longer: not live. The consumer's max_poll_interval: past it the
+# group expels the member anyway; a restore (seconds to tens of seconds) stays well within.
+LIVE_S = 120.0
 Start = Callable[[Any, Callable[[str, list[tuple[str, str]]], Any]], Iterable[bytes]]
 
 
@@ -69,6 +71,13 @@ class WorkerCollector(Collector):
         for shard, seconds in sorted(dict(stats.restored).items()):
             restore.add_metric([str(shard)], seconds)
         yield restore
+        loop = GaugeMetricFamily(
+            "dispatch_worker_loop_age_seconds",
+            "Seconds since the worker's loop last turned (its scrapes are answered by a "
+            "thread of their own, so a stuck loop shows here, not as a failed scrape).",
+        )
+        loop.add_metric([], max(0.0, time.monotonic() - stats.last_loop))
+        yield loop
         lag = GaugeMetricFamily(
             "dispatch_worker_consumer_lag",
             "Records behind the partition's end as of its last fetch, by consumed topic.",
@@ -142,6 +151,9 @@ def readiness(worker: KafkaWorker) -> tuple[bool, dict[str, Any]]:
     """Ready once the group has given this member its shards (none is a ready standby) and
     none of them is paused: lost with its producer, or waiting to be read again."""
     hosted = sorted(dict(worker.shards))
+    live, why = liveness(worker)
+    if not live:  # a stuck loop serves nothing, whatever its shards
+        return False, {"ready": False, "reason": why["reason"], "shards": hosted}
     if not worker.stats.assigned_once:
         return False, {"ready": False, "reason": "not yet given its shards by the group"}
     lost, unrewound = sorted(dict(worker.lost)), sorted(worker.rewinding)

@@ -123,3 +123,10 @@ def test_the_market_map_names_the_stop_outside_its_market_s_area() -> None:
     with pytest.raises(OutsideServiceArea, match="the pickup"):
         markets.check_stops((37.6, -122.4), (37.6, -122.4))
     markets.check_stops((51.5, -0.12), (48.85, 2.35))  # outside every market: as before
+
+
+def test_an_area_across_the_antimeridian_is_refused_with_how_to_write_it() -> None:
+    ring = [[179.8, -17.1], [-179.8, -17.1], [-179.8, -16.9], [179.8, -16.9], [179.8, -17.1]]
+    with pytest.raises(ValidationError, match="split the area at 180 degrees"):
+        MarketConfig(name="fiji", shard=0, lat=-17.0, lng=179.95, radius_km=60,
+                     service_area={"type": "Polygon", "coordinates": [ring]})  # fmt: skip

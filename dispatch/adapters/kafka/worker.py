@@ -228,6 +228,7 @@ class KafkaWorker:
     # -- shard lifecycle ----------------------------------------------------------------
     def assign(self, shards: set[int]) -> None:
         self.stats.assigned_once = True
+        self._forget_positions(shards)  # read again from the committed offsets
         # Shards lost here and now assigned elsewhere are the new owner's business.
         for shard in set(self.lost) - shards:
             log.info("shard %s (lost here) is now assigned to another member", shard)
@@ -275,6 +276,7 @@ class KafkaWorker:
         # next assignment freezes what remains again).
         gc.unfreeze()
         self._unrewound -= shards
+        self._forget_positions(shards)
         for shard in sorted(shards & set(self.shards)):
             self._foreign.pop(shard, None)
             self.shards.pop(shard).close()
@@ -381,6 +383,13 @@ class KafkaWorker:
                 box.foreign.extend(self._foreign.pop(shard, ()))
                 self._process(shard, host, box, offsets.get(shard, {}))
         self._reopen_due()
+
+    def _forget_positions(self, shards: set[int]) -> None:
+        """The shards' partitions are read from elsewhere now (assigned, released or
+        rewound): their lag is unknown until a record of them is read again, rather than
+        reckoned from a position of an earlier tenure."""
+        for tp in [tp for tp in self._next_offset if tp.partition in shards]:
+            del self._next_offset[tp]
 
     def _note_lag(self, polled: Mapping[TopicPartition, list[Any]]) -> None:
         """Each assigned partition's records behind its end, from the consumer's last fetch
@@ -505,6 +514,7 @@ class KafkaWorker:
                 continue  # still paused; tried again after the next poll
             self.consumer.resume(*self._partitions(shard))
             self._unrewound.discard(shard)
+            self._forget_positions({shard})
             done.add(shard)
         return done
 

@@ -132,7 +132,8 @@ def request_ride(
     `outside_service_area`, naming the point) (docs/MARKETPLACE.md)."""
     rider_id = UUID(caller.sub)
     require_product(ctx, body.product)
-    require_served(ctx, body.pickup, body.dropoff)
+    if key is None:  # a keyed request may be a retry: its record answers it (the shard
+        require_served(ctx, body.pickup, body.dropoff)  # checks a new one), not today's areas
     terms = _fare_terms(ctx, caller.sub, body, keyed=key is not None)
     # The ride lives in the shard of its pickup; the rider's home shard takes the request
     # (the one-active-ride lock) and, for a pickup elsewhere, opens the ride there.

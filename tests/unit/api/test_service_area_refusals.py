@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 from api_world import SECRET, bearer
 from fastapi.testclient import TestClient
+from idempotency_keys import uuid7
 from pydantic import SecretStr
 
 from dispatch.api import AuthSettings, create_app
@@ -65,6 +67,19 @@ def test_a_stop_outside_the_area_is_refused_before_anything_is_sent(
     example = shown["content"]["application/json"]["examples"]["outside_service_area"]
     assert example["value"]["error"] == r.json()["error"]
     assert example["value"]["reason"].split(" (")[0] in ("the pickup", "the drop-off")
+
+
+def test_a_keyed_request_outside_the_area_is_refused_by_the_shard_and_its_retry_agrees(
+    client: TestClient, rider: dict[str, str]
+) -> None:
+    """A request with an Idempotency-Key may be the retry of one decided under other areas:
+    the API leaves it to the shard, whose record answers a retry with the first outcome."""
+    headers = {**rider, "Idempotency-Key": str(uuid7(datetime.now(UTC)))}
+    trip = {"pickup": INSIDE, "dropoff": AIRPORT}
+    first = client.post("/rides", headers=headers, json=trip)
+    assert first.status_code == 422 and first.json()["error"] == "outside_service_area"
+    again = client.post("/rides", headers=headers, json=trip)
+    assert (again.status_code, again.json()["error"]) == (422, "outside_service_area")
 
 
 def test_inside_the_area_quotes_and_rides_go_through(

@@ -71,6 +71,12 @@ def test_liveness_fails_when_the_loop_stops_turning(served: tuple[StandIn, str])
     worker.stats.last_loop = time.monotonic() - LIVE_S - 5
     stuck = get(f"{url}/livez")
     assert stuck.status_code == 503 and "has not turned for" in stuck.json()["reason"]
+    worker.stats.assigned_once = True  # otherwise ready: a stuck loop serves nothing
+    unready = get(f"{url}/readyz")
+    assert unready.status_code == 503 and "has not turned for" in unready.json()["reason"]
+    age = [line for line in get(f"{url}/metrics").text.splitlines()
+           if line.startswith("dispatch_worker_loop_age_seconds ")]  # fmt: skip
+    assert age and float(age[0].split()[1]) > LIVE_S
 
 
 def test_metrics_give_the_matchers_gauges_and_unknown_paths_are_404(
