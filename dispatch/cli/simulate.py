@@ -93,16 +93,22 @@ def simulate(
         ),
     ] = None,
     vehicle_mix: Annotated[
-        str,
+        str | None,
         typer.Option(
-            help="The products the drivers' vehicles are registered for, as shares: a "
-            "standard car of 4 seats, an xl of 6, an accessible van of 4 (docs/MARKETPLACE.md, "
-            '"The product lever").'
+            help="The products the drivers' vehicles are registered for, as shares of the "
+            "catalog's products (DISPATCH_PRODUCTS): a standard car of 4 seats, an xl of 6, "
+            "an accessible van of 4, another product's fewest seats and the access it needs "
+            '(docs/MARKETPLACE.md, "The product lever"). Default: '
+            "standard=0.85,xl=0.10,accessible=0.05, less those the catalog lacks."
         ),
-    ] = "standard=0.85,xl=0.10,accessible=0.05",
+    ] = None,
     product_mix: Annotated[
-        str, typer.Option(help="The products the riders ask for, as shares.")
-    ] = "standard=0.80,xl=0.15,accessible=0.05",
+        str | None,
+        typer.Option(
+            help="The products the riders ask for, as shares. Default: "
+            "standard=0.80,xl=0.15,accessible=0.05, less those the catalog lacks."
+        ),
+    ] = None,
 ) -> None:
     """Run the engine against a simulated city and print a report."""
     from dispatch.simulator.cityshards import split_city
@@ -112,12 +118,6 @@ def simulate(
     if strategy not in ("greedy", "batch"):
         raise typer.BadParameter("choose 'greedy' or 'batch'", param_hint="--strategy")
     check_outputs(write_demand, report_dir, demand_trace)
-    mixes = {}
-    for name, text in (("vehicle_mix", vehicle_mix), ("product_mix", product_mix)):
-        try:
-            mixes[name] = parse_mix(text, "--" + name.replace("_", "-"))
-        except ValueError as error:
-            raise typer.BadParameter(str(error), param_hint="--" + name.replace("_", "-")) from None
     chosen = scenario(
         drivers=drivers,
         minutes=minutes,
@@ -131,6 +131,14 @@ def simulate(
         skip_bad_rows=skip_bad_rows,
     )
     base = settings_from(None, kafka, **({"shards": shards} if shards else {}))
+    mixes = {}  # given ones must name the catalog's products; defaults are fitted to it
+    for name, text in (("vehicle_mix", vehicle_mix), ("product_mix", product_mix)):
+        if text is None:
+            continue
+        try:
+            mixes[name] = parse_mix(text, "--" + name.replace("_", "-"), base.catalog)
+        except ValueError as error:
+            raise typer.BadParameter(str(error), param_hint="--" + name.replace("_", "-")) from None
     if eta is not None and eta not in ("road", "straight"):
         raise typer.BadParameter(f"choose 'road' or 'straight', not {eta!r}", param_hint="--eta")
     network = road_network(road_network_path, base)

@@ -46,6 +46,7 @@ def simulate_embedded(
         demand,
         router_of(config, settings),
         fare_book(fares_of(settings)),
+        settings.catalog,
     )
     for worker in engine.workers.values():
         worker.listeners.append(sim.on_commit)

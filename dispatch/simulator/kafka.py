@@ -131,6 +131,7 @@ def run_on_kafka(
             demand,
             router_of(config, settings),
             fare_book(fares_of(settings)),
+            settings.catalog,
         )
         transport.serving = sim.serving.get  # a driver handed off: pings where it is served
         follower = EventFollower(settings, sim.on_event)

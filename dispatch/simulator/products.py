@@ -1,8 +1,11 @@
 """The simulated fleet's vehicles and the riders' products, each drawn by a mix.
 
 A vehicle mix names the product each simulated driver registers for, with a typical
-vehicle of it (``VEHICLE_OF``: a standard car of 4 seats, an xl of 6, an accessible van of
-4 seats); a product mix names what each request asks for. Both are drawn from the run's
+vehicle of it (``vehicle_for``: for the default products a standard car of 4 seats, an xl
+of 6, an accessible van of 4 seats; for a product of one's own catalog, the fewest seats
+(at least 4) and the access it needs); a product mix names what each request asks for.
+Mixes name products of the catalog in force (``DISPATCH_PRODUCTS``); the default mixes
+keep only the products the catalog lists (``fit_mix``). Both are drawn from the run's
 seeded streams, so the same seed makes the same fleet and the same requests.
 """
 
@@ -11,7 +14,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from dispatch.domain.products import Vehicle
+from dispatch.domain.products import DEFAULT_CATALOG, Catalog, Vehicle
 
 Mix = tuple[tuple[str, float], ...]
 
@@ -25,16 +28,17 @@ DEFAULT_PRODUCT_MIX: Mix = (("standard", 0.80), ("xl", 0.15), ("accessible", 0.0
 ALL_STANDARD: Mix = (("standard", 1.0),)
 
 
-def parse_mix(text: str, what: str) -> Mix:
+def parse_mix(text: str, what: str, catalog: Catalog = DEFAULT_CATALOG) -> Mix:
     """``standard=0.8,xl=0.15,accessible=0.05`` as a mix; ValueError saying what is wrong
-    (an unknown product, a share that is not a number of at least 0, none above 0)."""
+    (a product ``catalog`` does not list, a share that is not a number of at least 0, none
+    above 0)."""
     out: list[tuple[str, float]] = []
     for part in text.split(","):
         name, sep, share = (s.strip() for s in part.partition("="))
         if not sep:
             raise ValueError(f"{what}: {part.strip()!r} is not product=share")
-        if name not in VEHICLE_OF:
-            raise ValueError(f"{what}: unknown product {name!r} (known: {', '.join(VEHICLE_OF)})")
+        if name not in catalog.specs:
+            raise ValueError(f"{what}: unknown product {name!r} (known: {catalog.known()})")
         try:
             weight = float(share)
         except ValueError:
@@ -50,3 +54,20 @@ def parse_mix(text: str, what: str) -> Mix:
 def draw(mix: Sequence[tuple[str, float]], rng: random.Random) -> str:
     names = [n for n, _ in mix]
     return rng.choices(names, weights=[w for _, w in mix])[0]
+
+
+def fit_mix(mix: Mix, catalog: Catalog) -> Mix:
+    """``mix`` without the products ``catalog`` does not list (a default mix under a
+    catalog of one's own); all of the first product when none is left."""
+    kept = tuple((name, share) for name, share in mix if name in catalog.specs and share > 0)
+    return kept or ((catalog.names[0], 1.0),)
+
+
+def vehicle_for(product: str, catalog: Catalog) -> Vehicle:
+    """A typical vehicle of ``product``: the default products' own, else the fewest seats
+    (at least 4) and the access the catalog's product needs."""
+    typical = VEHICLE_OF.get(product)
+    spec = catalog.specs[product]
+    if typical is not None and spec.qualifies(typical):
+        return typical
+    return Vehicle(product, max(4, spec.min_seats), spec.accessible)

@@ -24,6 +24,7 @@ from eventsourcing.persistence import Recording
 from dispatch.domain.driver import Driver
 from dispatch.domain.errors import OutsideServiceArea
 from dispatch.domain.ids import new_id, shard_of
+from dispatch.domain.products import DEFAULT_CATALOG, Catalog
 from dispatch.domain.ride import RIDE_ENDINGS, Ride, RideStatus
 from dispatch.domain.ride_fare import FareTerms
 from dispatch.domain.rider import Rider
@@ -45,9 +46,10 @@ from dispatch.simulator.products import (
     ALL_STANDARD,
     DEFAULT_PRODUCT_MIX,
     DEFAULT_VEHICLE_MIX,
-    VEHICLE_OF,
     Mix,
     draw,
+    fit_mix,
+    vehicle_for,
 )
 from dispatch.simulator.report import SimReport
 from dispatch.simulator.results import SAMPLE_EVERY_S, Request, RideRecord, Sample
@@ -148,13 +150,18 @@ class Simulation:
         demand: Sequence[Request] | None = None,
         router: RoadRouter | None = None,
         fares: FareBook | None = None,
+        catalog: Catalog = DEFAULT_CATALOG,
     ) -> None:
-        """``demand``: the requests to make (a trace); by default the synthetic city's.
+        """``catalog``: the products in force (the mixes keep only its products).
+        ``demand``: the requests to make (a trace); by default the synthetic city's.
         ``router``: drivers drive routes over its road network (config.road_network's),
         the city is placed on it and every point snapped to a road node. ``fares``: the
         rules that price each ride (standard, without a quote), as the API would; None:
         rides are not priced."""
         self.fares = fares
+        self.catalog = catalog
+        self.vehicle_mix = fit_mix(config.vehicle_mix, catalog)
+        self.product_mix = fit_mix(config.product_mix, catalog)
         self.cfg, self.transport, self.step, self.clock, self.markets = (
             config,
             transport,
@@ -360,7 +367,8 @@ class Simulation:
             else:
                 d.head_to(lat, lng, self.clock.now, 0.0)
             self.drivers[driver_id] = d
-            vehicle = VEHICLE_OF[draw(cfg.vehicle_mix, self.streams.rng("vehicle", i))]
+            product = draw(self.vehicle_mix, self.streams.rng("vehicle", i))
+            vehicle = vehicle_for(product, self.catalog)
             self._send(c.RegisterDriver(driver_id=driver_id, name=f"driver {i}",
                                         vehicle=VehicleData.of(vehicle)))  # fmt: skip
             self._send(c.GoOnline(driver_id=driver_id))
@@ -476,7 +484,7 @@ class Simulation:
         pickup, dropoff = request.pickup, request.dropoff
         surge_text = self._surge_view.multiplier(*pickup)  # what its quote would say
         surge = float(surge_text)
-        product = draw(self.cfg.product_mix, self.streams.rng("product", index))
+        product = draw(self.product_mix, self.streams.rng("product", index))
         self.rides[ride_id] = SimRide(
             index, ride_id, rider_id, pickup, dropoff, self.clock.now, surge=surge,
             product=product,

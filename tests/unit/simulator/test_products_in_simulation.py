@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dispatch.settings import Settings
+from dispatch.settings import ProductConfig, Settings
 from dispatch.simulator.embedded import simulate_embedded
 from dispatch.simulator.products import parse_mix
 from dispatch.simulator.runner import SimConfig
@@ -77,3 +77,33 @@ def test_unpriced_rides_are_served_only_by_vehicles_of_their_product(tmp_path: P
     assert report.products["accessible"]["served"] == 0
     assert report.products["standard"]["served"] > 0
     assert not report.violations
+
+
+OWN = {"standard": ProductConfig(), "van": ProductConfig(min_seats=7)}  # no xl, no accessible
+
+
+def test_a_catalog_of_ones_own_is_simulated_with_its_products(tmp_path: Path) -> None:
+    both = (("standard", 0.5), ("van", 0.5))
+    config = SimConfig(drivers=20, minutes=6, seed=5, demand_per_min=6, warmup_minutes=1,
+                       vehicle_mix=both, product_mix=both)  # fmt: skip
+    sim = simulate_embedded(config, Settings(data_dir=tmp_path, products=OWN))
+    assert sim.outcomes["invalid_command"] == 0  # every van registered (7 seats)
+    assert set(sim.finished.products) == {"standard", "van"}
+    assert sim.finished.products["van"]["served"] > 0
+
+
+def test_the_default_mixes_keep_only_the_products_the_catalog_lists(tmp_path: Path) -> None:
+    config = SimConfig(drivers=10, minutes=4, seed=5, demand_per_min=5, warmup_minutes=1)
+    sim = simulate_embedded(config, Settings(data_dir=tmp_path, products=OWN))
+    assert sim.outcomes["invalid_command"] == 0  # no xl or accessible vehicle, no such ride
+    assert set(sim.finished.products) == {"standard"}
+
+
+def test_a_mix_names_the_products_of_the_catalog_in_force() -> None:
+    catalog = Settings(products=OWN).catalog
+    assert parse_mix("standard=0.5,van=0.5", "--vehicle-mix", catalog) == (
+        ("standard", 0.5), ("van", 0.5))  # fmt: skip
+    with pytest.raises(ValueError, match=r"unknown product 'xl' \(known: standard, van\)"):
+        parse_mix("xl=1", "--product-mix", catalog)
+    with pytest.raises(ValueError, match="unknown product 'van'"):
+        parse_mix("van=1", "--product-mix")  # the default catalog
