@@ -112,3 +112,29 @@ def test_the_openapi_document_shows_the_surge_query(world: World) -> None:
     assert answer["properties"]["multiplier"]["examples"] == ["1.35"]
     assert answer["examples"][0]["multiplier"] == "1.35"
     assert operation["parameters"][0]["name"] == "lat"
+
+
+def test_the_answer_follows_a_recomputed_cadence_as_the_engine_writes_it(world: World) -> None:
+    """(Last in the module, after the changes of the tests above: its times are later.)
+    The shard writes one ``Surge.Recomputed`` a cadence (each change a row): the view
+    folds every row, and a row back at 1.00 takes the cell out."""
+    other = h3.latlng_to_cell(FAR["lat"], FAR["lng"], SURGE_RESOLUTION)
+    views = world.client.app.state.ctx.runtime.views  # type: ignore[attr-defined]
+
+    def cadence(at: float, rows: list[tuple[str, str]]) -> None:
+        data = {"cells": [c for c, _ in rows], "multipliers": [m for _, m in rows],
+                "previous": ["1.00"] * len(rows), "targets": ["3.00"] * len(rows),
+                "demand": [9] * len(rows), "supply": [0] * len(rows), "window_s": 300.0,
+                "curve": {"cap": "3.00"}}  # fmt: skip
+        event = LogEvent(_SHARD, next(_position), "surge", 1, Surge.Recomputed.TOPIC, at, data)
+        with views.lock:
+            views.apply(event)
+
+    cadence(130.0, [(CELL, "2.10"), (other, "1.40")])
+    assert _surge(world, "rider_r", **PICKUP).json()["multiplier"] == "2.10"
+    assert _surge(world, "rider_r", **FAR).json()["multiplier"] == "1.40"
+    cadence(160.0, [(other, "1.00")])
+    assert _surge(world, "rider_r", **FAR).json()["multiplier"] == "1.00"
+    assert _surge(world, "rider_r", **PICKUP).json()["multiplier"] == "2.10"  # unchanged
+    cadence(190.0, [(CELL, "1.00")])
+    assert _surge(world, "rider_r", **PICKUP).json()["multiplier"] == "1.00"
