@@ -248,3 +248,18 @@ def test_a_market_the_book_does_not_know_has_no_rules() -> None:
     book = fare_book(FaresConfig.model_validate(fares()))
     with pytest.raises(FareError, match="no fare rules in market 'lyon'"):
         book.rule_for("lyon", "standard")
+
+
+def test_a_trip_from_one_priced_market_to_another_is_priced_by_its_pickups() -> None:
+    """The terms a ride is priced on (``desk.terms_for``) name the pickup's market and its
+    rule, wherever the drop-off is (docs/MARKETPLACE.md, "The pickup's market prices the
+    trip")."""
+    from dispatch.markets import MarketMap
+    from dispatch.pricing.desk import terms_for
+
+    book, markets = fare_book(FaresConfig.model_validate(fares())), MarketMap(MARKETS, 2)
+    from_sf = terms_for(book, markets, (37.77, -122.42), "standard", 1.35)
+    from_paris = terms_for(book, markets, (48.86, 2.35), "standard", 1.35)
+    assert (from_sf.market, from_sf.rule.currency) == ("sf", "USD")
+    assert (from_paris.market, from_paris.rule.currency) == ("paris", "EUR")
+    assert from_paris.rule == book.rule_for("paris", "standard")
