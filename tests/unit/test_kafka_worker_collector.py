@@ -18,6 +18,7 @@ def bare_worker(open_: Any) -> KafkaWorker:
     worker = KafkaWorker.__new__(KafkaWorker)
     worker.lost, worker.shards, worker.stats = {}, {}, WorkerStats()
     worker.board, worker._foreign, worker._unrewound = None, {}, set()
+    worker._next_offset = {}
     worker._open = open_  # type: ignore[method-assign]
     return worker
 
