@@ -8,37 +8,16 @@ report's browser test (``test_report_in_browser.py``)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
 from test_api_abuse_limits import serving
-from test_report_in_browser import chromium
+from tools import run_chromium
 
 
 def rendered_dom(url: str, profile: Path) -> str:
     """The page's DOM after its scripts ran (up to 15 s of the page's own time)."""
-    cmd = [
-        chromium(),
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-extensions",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--proxy-server=127.0.0.1:9",  # nothing answers there: no way out to the network
-        f"--user-data-dir={profile}",
-        "--virtual-time-budget=15000",
-        "--dump-dom",
-        url,
-    ]
-    env = {**os.environ, "HOME": str(profile)}
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout
+    return run_chromium(profile, "--virtual-time-budget=15000", "--dump-dom", url)
 
 
 @pytest.mark.slow

@@ -10,30 +10,18 @@ answers nothing, so it cannot reach the network even if the page asked (it does 
 
 from __future__ import annotations
 
-import os
 import random
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 from PIL import Image
+from tools import run_chromium
 
 from dispatch.simulator.html_report import Comparison, RunData, write_report
 from dispatch.simulator.results import RideRecord, Sample
 
 STRATEGY_COLOURS = {"greedy": (0x1F, 0x77, 0xB4), "batch": (0xFF, 0x7F, 0x0E)}
 VIRIDIS_MID = (0x21, 0x91, 0x8C)  # the map's colour scale, around its middle
-
-
-def chromium() -> str:
-    path = shutil.which("chromium")
-    if path is None:
-        why = "no chromium on PATH: install Debian's package with scripts/ci-browser.sh"
-        if os.environ.get("CI"):
-            pytest.fail(f"{why} (CI is set, so this is a failure, not a skip)")
-        pytest.skip(why)
-    return path
 
 
 def synthetic_run(strategy: str, seed: int, requests: int = 400) -> RunData:
@@ -63,26 +51,9 @@ def synthetic_run(strategy: str, seed: int, requests: int = 400) -> RunData:
 
 
 def screenshot(report: Path, out: Path, profile: Path, height: int) -> Image.Image:
-    cmd = [
-        chromium(),
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-extensions",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--proxy-server=127.0.0.1:9",  # nothing answers there: no way out to the network
-        "--hide-scrollbars",
-        f"--user-data-dir={profile}",
-        f"--screenshot={out}",
-        f"--window-size=1280,{height}",
-        report.as_uri(),
-    ]
-    env = {**os.environ, "HOME": str(profile)}
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env, check=False)
-    assert done.returncode == 0 and out.exists(), done.stderr[-3000:]
+    run_chromium(profile, "--hide-scrollbars", f"--screenshot={out}",
+                 f"--window-size=1280,{height}", report.as_uri())  # fmt: skip
+    assert out.exists(), "no screenshot"
     return Image.open(out).convert("RGB")
 
 

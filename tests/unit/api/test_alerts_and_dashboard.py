@@ -9,18 +9,16 @@ Without it the promtool test is skipped, except when ``CI`` is set: then it fail
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import pytest
 import yaml
 from api_world import World
 from prometheus_client import CollectorRegistry
+from tools import tool
 
 from dispatch.adapters.kafka.worker import WorkerStats
 from dispatch.cli.worker_metrics import WorkerMetrics
@@ -33,13 +31,7 @@ USED = re.compile(r"\bdispatch_[a-z_]+\b")
 
 
 def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        why = "no promtool on PATH: install Debian's prometheus with scripts/ci-prometheus.sh"
-        if os.environ.get("CI"):
-            pytest.fail(f"{why} (CI is set, so this is a failure, not a skip)")
-        pytest.skip(why)
-    return path
+    return tool("promtool", "scripts/ci-prometheus.sh (Debian's prometheus)")
 
 
 def test_promtool_accepts_the_rules_and_their_unit_tests_pass() -> None:
