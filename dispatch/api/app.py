@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 import anyio.to_thread
 from fastapi import FastAPI
 
-from dispatch.api import docs_ui, errors
+from dispatch.api import docs_ui, errors, ops_page
 from dispatch.api.auth import AuthSettings, tokens_for
 from dispatch.api.context import ApiContext, ApiOptions
 from dispatch.api.events import EventHub
@@ -21,7 +21,7 @@ from dispatch.api.metrics import ApiMetrics, LatencyMiddleware
 from dispatch.api.ratelimit import RateLimits
 from dispatch.api.routers import auth as auth_routes
 from dispatch.api.routers import drivers, erasure, fares, operators, ops, queries, riders, streams
-from dispatch.api.settings import ApiLimits
+from dispatch.api.settings import ApiLimits, OpsPageSettings
 from dispatch.bootstrap import build_fare_desk, build_read_audit
 from dispatch.pricing.desk import FareDesk
 from dispatch.pricing.rules import defaults_misfit, rules_source
@@ -65,6 +65,7 @@ def create_app(
     options: ApiOptions | None = None,
     limits: ApiLimits | None = None,
     reads: ReadAudit | None = None,
+    ops_settings: OpsPageSettings | None = None,
 ) -> FastAPI:
     """The HTTP API over ``runtime``. With ``options.manage_runtime`` (the default) the
     app's lifespan starts and stops the runtime. ``limits`` default to their documented
@@ -137,6 +138,8 @@ def create_app(
     app.include_router(auth_routes.router)
     app.include_router(ops.router)
     docs_ui.install(app)
+    # the operations page (/ops): its defaults, not the environment, unless passed (serve)
+    ops_page.install(app, ctx, ops_settings or OpsPageSettings.model_construct())
     return app
 
 

@@ -90,6 +90,12 @@ async def record_operator_read(request: Request, caller: Caller, ctx: Ctx) -> No
     cannot be recorded is refused (503 ``audit_unavailable``). Other callers' reads are
     not recorded. Recording runs on threads of its own (``RECORDING_THREADS``), so a slow
     store holds up operators' reads, not the threads every other request shares."""
+    await audit_read(request, caller, ctx)
+
+
+async def audit_read(request: Request, caller: Principal, ctx: ApiContext) -> None:
+    """``record_operator_read`` for a caller found otherwise (the operations page's
+    session cookie, ``dispatch.api.ops_page``)."""
     operator = caller.operator
     if operator is None:
         return

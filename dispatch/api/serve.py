@@ -20,7 +20,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from dispatch.api.app import create_app
 from dispatch.api.auth import AuthSettings
-from dispatch.api.settings import ApiLimits
+from dispatch.api.settings import ApiLimits, OpsPageSettings
 from dispatch.bootstrap import build_runtime
 from dispatch.settings import Settings
 
@@ -140,5 +140,5 @@ def serve(
     started = time.perf_counter()
     runtime = build_runtime(settings)
     log.info("runtime built in %.3f s", time.perf_counter() - started)
-    app = create_app(runtime, auth, limits=limits)
+    app = create_app(runtime, auth, limits=limits, ops_settings=OpsPageSettings())
     uvicorn.Server(server_config(app, limits, host, port)).run()

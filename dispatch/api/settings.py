@@ -52,3 +52,40 @@ class ApiLimits(BaseSettings):
             except ValueError as error:
                 raise ValueError(f"DISPATCH_TRUSTED_PROXIES: {error}") from None
         return value
+
+
+class OpsPageSettings(BaseSettings):
+    """The operations page at ``/ops`` (``dispatch.api.ops_page``; docs/OPERATIONS.md)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DISPATCH_OPS_", frozen=True, extra="ignore", hide_input_in_errors=True
+    )
+
+    tile_url: str | None = Field(
+        default=None,
+        description="Map tiles under the page's hexagons and points, as an XYZ template "
+        "(`https://tiles.example/{z}/{x}/{y}.png`); unset (the default): a plain background, "
+        "and the page fetches nothing but the app's own files.",
+    )
+    session_ttl_s: int = Field(
+        default=900, ge=30, le=12 * 3600,
+        description="How long the page's session cookie lasts (never past the token's expiry).",
+    )  # fmt: skip
+    refresh_s: float = Field(
+        default=1.0, gt=0, le=60, description="How often the page's stream sends a new state."
+    )
+    max_drivers: int = Field(
+        default=5_000, ge=1, description="Drivers drawn at most (first by id; the rest counted)."
+    )
+    max_rides: int = Field(default=5_000, ge=1, description="Rides in flight drawn at most.")
+
+    @field_validator("tile_url")
+    @classmethod
+    def _tile_template(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("https://", "http://")) or not all(
+            part in value for part in ("{z}", "{x}", "{y}")
+        ):
+            raise ValueError("DISPATCH_OPS_TILE_URL: an http(s) URL with {z}, {x} and {y}")
+        return value
