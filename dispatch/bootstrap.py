@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import h3
+import orjson
 
 from dispatch.adapters.crypto.aesgcm import AesGcmCipher
 from dispatch.adapters.embedded.engine import EmbeddedEngine
@@ -39,6 +40,7 @@ from dispatch.adapters.sqlite.readaudit import SqliteReadAudit, read_audit_path,
 from dispatch.adapters.sqlite.ridearchive import SqliteRideArchive, ride_archive_path
 from dispatch.adapters.sqlite.viewstore import SqliteViewStore, view_store_path
 from dispatch.checkpoints import CheckpointWriter
+from dispatch.geofences import Geofences, places_of
 from dispatch.log import LogSource
 from dispatch.markets import MarketMap, handoffs
 from dispatch.matching.eta import EtaProvider, StraightLineEta
@@ -299,7 +301,23 @@ def build_matcher(settings: Settings) -> Matcher:
         MatcherConfig(offer_timeout_s=settings.offer_timeout_s, limits=limits),
         build_surge(settings),
         settings.catalog,
+        build_geofences(settings),
     )
+
+
+_GEOFENCES: dict[bytes, Geofences] = {}
+
+
+def build_geofences(settings: Settings) -> Geofences | None:
+    """The markets' geofenced places, prepared once for every shard's matcher (they are
+    read-only once built); None when no market has any."""
+    if not any(m.places for m in settings.markets):
+        return None
+    key = orjson.dumps([m.model_dump(mode="json") for m in settings.markets])
+    found = _GEOFENCES.get(key)
+    if found is None:
+        found = _GEOFENCES[key] = Geofences(places_of(settings.markets))
+    return found
 
 
 def build_surge(settings: Settings) -> SurgeTracker | None:

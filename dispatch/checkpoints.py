@@ -35,6 +35,7 @@ from uuid import UUID
 
 import orjson
 
+from dispatch.domain.place_queues import PlaceRow
 from dispatch.matching.matcher import Matcher
 from dispatch.matching.state import (
     Captured,
@@ -59,10 +60,15 @@ SealRide = Callable[[RideRow], RideRow]  # a ride row with its pickup sealed
 # "vehicles" part and ride rows of 7 fields (the product last); formats 1 and 2 still read
 # (no vehicles part: every driver then drove the default vehicle; 6-field rides: standard).
 # A version that knows only formats 1 and 2 skips a format-3 checkpoint as unusable
-# (README.md, "Upgrading").
-FORMAT = 3
-FORMATS = frozenset({1, 2, 3})
-PARTS = ("drivers", "vehicles", "pending", "offers", "assigned", "surge", "aggregates", "live")
+# (README.md, "Upgrading"). 4: a "places" part (who is inside each geofenced place, and
+# the queues); formats 1 to 3 still read (no places part: nobody inside any place, as
+# there were no places). A version that knows only formats 1 to 3 skips a format-4 one.
+FORMAT = 4
+FORMATS = frozenset({1, 2, 3, 4})
+PARTS = (
+    "drivers", "vehicles", "places", "pending", "offers", "assigned", "surge", "aggregates",
+    "live",
+)  # fmt: skip
 # The surge window's requests go this many to a row.
 SURGE_A_ROW = 2_000
 # Live aggregates carried without their state (SQLite) go this many to a row.
@@ -138,6 +144,8 @@ class Restored:
     surge: list[tuple[str, float]] | None = None  # the surge window (None: not carried)
     # the drivers' vehicles other than the default (none before vehicles: all default)
     vehicles: list[VehicleRow] = field(default_factory=list)
+    # who is inside each geofenced place, the queues (none before places: nobody)
+    places: list[PlaceRow] = field(default_factory=list)
 
     def live_rows(self) -> list[LiveRow]:
         rows = [(UUID(r[0]), r[1], float(r[2])) for r in self.aggregates or ()]
@@ -252,6 +260,7 @@ def encode_chunks(
     items: Iterator[tuple[str, Any]] = chain(  # rows are built a chunk at a time
         (("drivers", driver_row(d)) for d in state.drivers.items()),
         (("vehicles", vehicle_row(v)) for v in state.vehicles.items()),
+        (("places", row) for row in state.places),
         (("pending", seal(ride_row(r))) for r in state.pending),
         (("offers", (seal(o[0]), o[1], o[2])) for o in map(offer_row, state.offers)),
         (("assigned", seal(ride_row(r))) for r in state.assigned),
@@ -367,6 +376,7 @@ def assemble(position: int, chunks: list[Chunk]) -> Restored:
         if header.get("surge")
         else None,
         parts["vehicles"],
+        parts["places"],
     )
 
 
@@ -423,5 +433,5 @@ def load_into(matcher: Matcher, restored: Restored, open: Opener = as_is) -> Non
     """``open``: how a sealed pickup is read (docs/PRIVACY.md)."""
     load(
         matcher, restored.pending, restored.offers, restored.assigned, restored.drivers,
-        restored.surge, open, restored.vehicles,
+        restored.surge, open, restored.vehicles, restored.places,
     )  # fmt: skip

@@ -33,18 +33,22 @@ class ServiceAreaError(ValueError):
 
 
 def parse_area(
-    geojson: Mapping[str, Any], market: str, centre: Place, radius_km: float
+    geojson: Mapping[str, Any],
+    market: str,
+    centre: Place,
+    radius_km: float,
+    what: str = "service_area",
 ) -> Polygon | MultiPolygon:
     """The market's area from its GeoJSON geometry (longitude first, as GeoJSON has it):
     ``ServiceAreaError`` with the reason when it is not a Polygon or MultiPolygon, a ring
     is not closed or has fewer than four positions, a coordinate is out of range, the
     shape is not valid (self-crossing, a hole outside its shell...), or a vertex lies
-    outside the market's circle."""
+    outside the market's circle. ``what``: the area's name in the reasons (a place's too)."""
     import shapely
     from shapely.geometry import MultiPolygon, Polygon, shape
     from shapely.validation import explain_validity
 
-    where = f"market {market!r}: service_area"
+    where = f"market {market!r}: {what}"
     kind = geojson.get("type")
     if kind not in KINDS:
         raise ServiceAreaError(f"{where}: type {kind!r}, expected Polygon or MultiPolygon")

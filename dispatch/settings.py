@@ -39,6 +39,22 @@ MAX_MARKET_SHARDS = 64
 _EMPTY_IS_UNSET = frozenset({"fares", "fares_file"})
 
 
+class PlaceConfig(BaseModel):
+    """A geofenced place of a market (docs/MARKETPLACE.md, "Places: geofences and queues"):
+    drivers' pings inside it are recorded as they enter and leave; with ``queue``, its
+    available drivers wait in a first-in-first-out queue, and a pickup inside is offered to
+    the queue's head first."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$", description="unique in the city")
+    name: str = Field(default="", max_length=200)
+    area: dict[str, Any]  # a GeoJSON Polygon or MultiPolygon within the market's circle
+    queue: bool = False
+    # A driver inside leaves only when its ping is this far outside the polygon (metres).
+    exit_margin_m: float = Field(default=50.0, ge=0, le=1_000)
+
+
 class MarketConfig(BaseModel):
     """A metro area: a centre and a radius, served by ``shards`` shards from ``shard`` on.
 
@@ -58,14 +74,19 @@ class MarketConfig(BaseModel):
     # Where the market takes rides: a GeoJSON Polygon or MultiPolygon within its circle
     # (dispatch.service_areas; docs/MARKETPLACE.md). None: anywhere in the market.
     service_area: dict[str, Any] | None = None
+    # Geofenced places (airports, stations...): ``PlaceConfig``; none by default.
+    places: list[PlaceConfig] = Field(default_factory=list, max_length=10_000)
 
     @model_validator(mode="after")
     def _service_area_is_usable(self) -> MarketConfig:
-        if self.service_area is not None:
-            try:
-                parse_area(self.service_area, self.name, (self.lat, self.lng), self.radius_km)
-            except ServiceAreaError as error:
-                raise ValueError(str(error)) from None
+        centre = (self.lat, self.lng)
+        try:
+            if self.service_area is not None:
+                parse_area(self.service_area, self.name, centre, self.radius_km)
+            for place in self.places:
+                parse_area(place.area, self.name, centre, self.radius_km, f"place {place.id!r}")
+        except ServiceAreaError as error:
+            raise ValueError(str(error)) from None
         return self
 
     @property
@@ -346,6 +367,20 @@ class Settings(BaseSettings):
                 f"DISPATCH_FARES has no rules for the market(s) {', '.join(map(repr, missing))}"
             )
         return self
+
+    @field_validator("markets")
+    @classmethod
+    def _place_ids_are_unique(cls, markets: list[MarketConfig]) -> list[MarketConfig]:
+        seen: dict[str, str] = {}
+        for market in markets:
+            for place in market.places:
+                if place.id in seen:
+                    raise ValueError(
+                        f"place id {place.id!r} is used twice (markets {seen[place.id]!r} "
+                        f"and {market.name!r}): place ids are unique in the city"
+                    )
+                seen[place.id] = market.name
+        return markets
 
     @field_validator("markets")
     @classmethod

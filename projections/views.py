@@ -14,6 +14,7 @@ from projections.credentials import CredentialsProjection, CredentialsView
 from projections.drivers import DriversProjection, DriversView
 from projections.heatmap import HeatmapProjection, HeatmapView
 from projections.locations import LocationsProjection, LocationsView
+from projections.places import PlacesProjection, PlacesView
 from projections.rides import RideRow, RidesProjection, RidesView
 from projections.surge import SurgeProjection, SurgeView
 
@@ -24,7 +25,7 @@ def default_projections(
     ride_retention_s: float | None = None,
     open: Opener = as_is,
 ) -> list[Projection[Any]]:
-    """The five views; ended rides leave the rides view ``ride_retention_s`` after they
+    """The views; ended rides leave the rides view ``ride_retention_s`` after they
     ended (None: never). Views keep sealed personal fields as they are; ``open`` reads a
     sealed pickup where a fold needs its place (the heatmap's cell)."""
     return [
@@ -34,6 +35,7 @@ def default_projections(
         HeatmapProjection(open),
         SurgeProjection(),
         CredentialsProjection(),
+        PlacesProjection(),
     ]
 
 
@@ -173,4 +175,9 @@ class ViewSet:
     @property
     def credentials(self) -> CredentialsView:
         view: CredentialsView = self.states["credentials"].view
+        return view
+
+    @property
+    def places(self) -> PlacesView:
+        view: PlacesView = self.states["places"].view
         return view

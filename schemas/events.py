@@ -196,6 +196,12 @@ class DriverCommandNoted(_Data):
     window_s: float = Field(gt=0, description="The idempotency window of its record, in s.")
 
 
+class DriverPlace(_Data):
+    place: str = Field(
+        description="The geofenced place's id (a market's ``places`` entry, docs/MARKETPLACE.md)."
+    )
+
+
 class RideAskEnded(_Data):
     driver_id: UUID
     reason: str
@@ -396,6 +402,8 @@ EVENT_DATA: dict[str, type[_Data]] = {
     "dispatch.Driver.Arrived": DriverArrived,
     "dispatch.Driver.Returned": DriverReturned,
     "dispatch.Driver.CommandNoted": DriverCommandNoted,
+    "dispatch.Driver.EnteredPlace": DriverPlace,
+    "dispatch.Driver.LeftPlace": DriverPlace,
     "dispatch.Rider.Registered": Registered,
     "dispatch.Rider.RideRequested": DriverRideEvent,
     "dispatch.Rider.RideEnded": RideEnded,

@@ -201,3 +201,39 @@ class Readiness(BaseModel):
 
 class Liveness(BaseModel):
     status: Literal["ok"] = "ok"
+
+
+class QueuedDriver(BaseModel):
+    driver_id: UUID
+    position: int = Field(ge=1, description="1 at the head of the queue.")
+    queued_at: datetime = Field(description="When the driver joined the queue.")
+
+
+class PlaceQueue(BaseModel):
+    """A geofenced place's first-in-first-out queue of available drivers inside it: the
+    whole queue for an operator; for a driver, their own position (none when not queued)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"place_id": "sfo", "name": "SFO airport", "market": "san-francisco",
+                 "length": 12, "position": 3, "queued_at": "2026-12-03T06:40:00Z",
+                 "inside": None, "drivers": None}
+            ]
+        }
+    )  # fmt: skip
+
+    place_id: str = Field(examples=["sfo"])
+    name: str
+    market: str
+    length: int = Field(ge=0, description="Drivers in the queue.")
+    position: int | None = Field(
+        default=None, ge=1, description="A driver's own place in the queue (1: the head)."
+    )
+    queued_at: datetime | None = Field(default=None, description="When that driver joined.")
+    inside: int | None = Field(
+        default=None, ge=0, description="Operators: drivers inside the place, queued or not."
+    )
+    drivers: list[QueuedDriver] | None = Field(
+        default=None, description="Operators: the whole queue, head first."
+    )

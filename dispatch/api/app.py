@@ -20,7 +20,17 @@ from dispatch.api.limits import BodyLimitMiddleware
 from dispatch.api.metrics import ApiMetrics, LatencyMiddleware
 from dispatch.api.ratelimit import RateLimits
 from dispatch.api.routers import auth as auth_routes
-from dispatch.api.routers import drivers, erasure, fares, operators, ops, queries, riders, streams
+from dispatch.api.routers import (
+    drivers,
+    erasure,
+    fares,
+    operators,
+    ops,
+    places,
+    queries,
+    riders,
+    streams,
+)
 from dispatch.api.settings import ApiLimits, OpsPageSettings
 from dispatch.bootstrap import build_fare_desk, build_read_audit
 from dispatch.pricing.desk import FareDesk
@@ -132,6 +142,7 @@ def create_app(
     app.include_router(riders.router)
     app.include_router(riders.rides)
     app.include_router(fares.router)
+    app.include_router(places.router)
     app.include_router(operators.rides)
     app.include_router(erasure.router)
     app.include_router(streams.router)

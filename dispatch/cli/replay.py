@@ -237,8 +237,8 @@ def state(
     lng: Annotated[float | None, typer.Option(help="With --lat: the surge of this place.")] = None,
 ) -> None:
     """The state of the shards (or of one aggregate, or the surge of one place) as of a
-    moment, replayed up to it: rides and drivers by status, and the surge multiplier of every
-    cell above 1.00."""
+    moment, replayed up to it: rides and drivers by status, the surge multiplier of every
+    cell above 1.00, and each geofenced place someone is inside, with its queue."""
     moment = iso_time(at, "--at")
     assert moment is not None
     if (lat is None) != (lng is None):

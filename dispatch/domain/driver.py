@@ -58,6 +58,9 @@ class Driver(Aggregate):
     epoch = 0
     handed_to: int | None = None
     erased = False  # for a driver rebuilt from a snapshot taken before erasure existed
+    # The geofenced places the driver is inside, as its pings said (docs/MARKETPLACE.md,
+    # "Places: geofences and queues"); a snapshot taken before places has none.
+    places: tuple[str, ...] = ()
 
     class Event(Aggregate.Event):
         TOPIC: ClassVar[str]
@@ -154,6 +157,7 @@ class Driver(Aggregate):
         def apply(self, driver: Driver) -> None:
             super().apply(driver)
             driver.handed_to = self.to_shard
+            driver.places = ()  # its places are the next shard's to find from its pings
 
     class Arrived(Aggregate.Created):
         """A driver handed off from ``from_shard`` to this shard, which never had it before:
@@ -212,6 +216,27 @@ class Driver(Aggregate):
             super().apply(driver)
             driver.epoch, driver.handed_to, driver.trips = self.epoch, None, self.trips
             driver.commands = dict(self.commands)
+
+    class EnteredPlace(Aggregate.Event):
+        """The driver's pings put it inside the geofenced ``place`` (debounced: the
+        matcher's ``dispatch.matching.places``). Not an availability event."""
+
+        TOPIC = "dispatch.Driver.EnteredPlace"
+        class_version = 1
+        place: str
+
+        def apply(self, driver: Driver) -> None:
+            driver.places = (*driver.places, self.place)
+
+    class LeftPlace(Aggregate.Event):
+        """The driver's pings put it outside ``place`` (past the place's exit margin)."""
+
+        TOPIC = "dispatch.Driver.LeftPlace"
+        class_version = 1
+        place: str
+
+        def apply(self, driver: Driver) -> None:
+            driver.places = tuple(p for p in driver.places if p != self.place)
 
     class Erased(Aggregate.Event):
         """The driver's personal data was erased: their key is deleted in the same batch
@@ -314,6 +339,17 @@ class Driver(Aggregate):
             raise IllegalTransition(f"driver {self.id}: tenure {epoch} is not after {self.epoch}")
         self._trigger(self.Returned, at, epoch=epoch, from_shard=from_shard, trips=trips,
                       commands=commands)  # fmt: skip
+
+    def locate(self, places: frozenset[str], at: datetime) -> None:
+        """The driver is now inside exactly ``places``: a ``LeftPlace`` for each place it is
+        no longer in, then an ``EnteredPlace`` for each new one (sorted); nothing when they
+        are the ones it is in (a repeated decision records nothing)."""
+        self.check_here()
+        current = set(self.places)
+        for place in sorted(current - places):
+            self.trigger_event(self.LeftPlace, timestamp=at, place=place)
+        for place in sorted(places - current):
+            self.trigger_event(self.EnteredPlace, timestamp=at, place=place)
 
     def check_here(self) -> None:
         """Refuse a driver's command at a shard that handed the driver off, and every

@@ -51,4 +51,13 @@ class ChangeSurge:
                    strict=True)  # fmt: skip
 
 
-Decision = MakeOffer | ExpireOffer | ExpireRequest | ChangeSurge
+@dataclass(frozen=True, slots=True)
+class LocateDriver:
+    """The driver's pings put it inside exactly ``places`` (geofenced places, debounced):
+    the shard records the crossings (``Driver.locate``)."""
+
+    driver_id: UUID
+    places: frozenset[str]
+
+
+Decision = MakeOffer | ExpireOffer | ExpireRequest | ChangeSurge | LocateDriver

@@ -25,15 +25,24 @@ from dispatch.domain.driver import (
     DriverStatus,
     next_availability,
 )
+from dispatch.domain.place_queues import PlaceQueues
 from dispatch.domain.products import DEFAULT_CATALOG, DEFAULT_VEHICLE, Catalog, Vehicle
 from dispatch.domain.ride import MOVED, RIDE_ENDINGS, Ride
 from dispatch.domain.surge import Surge
 from dispatch.matching.deadlines import Deadlines
-from dispatch.matching.decisions import Decision, ExpireOffer, ExpireRequest, MakeOffer
+from dispatch.matching.decisions import (
+    Decision,
+    ExpireOffer,
+    ExpireRequest,
+    LocateDriver,
+    MakeOffer,
+)
 from dispatch.matching.eta import EtaProvider
 from dispatch.matching.fleet import Fleet
+from dispatch.matching.geo import haversine_m
 from dispatch.matching.index import DriverIndex
-from dispatch.matching.strategies import PendingRide, SearchLimits, Strategy
+from dispatch.matching.places import PlaceLocator
+from dispatch.matching.strategies import Pairing, PendingRide, SearchLimits, Strategy
 from dispatch.matching.surge import SurgeTracking
 from dispatch.matching.waiting import WaitingRides
 
@@ -66,6 +75,8 @@ class MatcherStats:
     pings: int = 0
     searches: int = 0  # rides searched for, summed over ticks
     woken: int = 0  # rides woken by new supply within reach
+    crossings: int = 0  # geofence decisions (a driver's places changed)
+    queue_offers: int = 0  # offers made to a place's queue head
 
 
 def _ts(value: datetime) -> float:
@@ -81,8 +92,16 @@ class Matcher:
         config: MatcherConfig,
         surge: SurgeTracking | None = None,
         catalog: Catalog = DEFAULT_CATALOG,
+        places: PlaceLocator | None = None,
     ) -> None:
         self.index, self.eta, self.strategy, self.config = index, eta, strategy, config
+        # Geofenced places (None or empty: none): which own drivers are inside each, and
+        # each place's queue, folded from the crossings the shard recorded (log order);
+        # ``_located``: the places last proposed for a driver whose crossing is in flight.
+        self.places = places if places else None
+        self.place_queues: PlaceQueues[UUID] = PlaceQueues()
+        self._located: dict[UUID, frozenset[str]] = {}
+        self._crossings: dict[UUID, frozenset[str]] = {}
         # ``index`` holds every available driver (positions, surge's supply); ``fleet``
         # searches them by product (docs/MARKETPLACE.md, "The product lever").
         self.catalog = catalog
@@ -127,6 +146,8 @@ class Matcher:
             **dict.fromkeys(DRIVER_AVAILABILITY_EVENTS, self._on_driver),
             Driver.Created.TOPIC: self._on_registered,
             Driver.Arrived.TOPIC: self._on_arrived,
+            Driver.EnteredPlace.TOPIC: self._on_entered_place,
+            Driver.LeftPlace.TOPIC: self._on_left_place,
         }
         if surge is not None:
             self._handlers[Surge.Changed.TOPIC] = self._on_surge_changed
@@ -162,6 +183,19 @@ class Matcher:
             # Supply new or moved to another cell (a first position, back after a silence
             # longer than the TTL, or a drift): the rides waiting within reach may find it.
             self.stats.woken += self.waiting.wake_near(lat, lng)
+        if self.places is not None and driver_id in self.own:
+            self._locate(driver_id, lat, lng)
+
+    def _locate(self, driver_id: UUID, lat: float, lng: float) -> None:
+        """Propose the driver's places when its ping changes them (``tick`` decides)."""
+        assert self.places is not None
+        inside = self._located.get(driver_id)
+        if inside is None:
+            inside = self.place_queues.places_of(driver_id)
+        now_inside = self.places.locate(lat, lng, inside)
+        if now_inside != inside:
+            self._located[driver_id] = now_inside
+            self._crossings[driver_id] = now_inside
 
     def products_of(self, driver_id: UUID) -> frozenset[str]:
         """The products the driver's vehicle serves under the catalog in force."""
@@ -192,6 +226,10 @@ class Matcher:
             self.own.add(driver_id)
         if availability[0] == DriverStatus.AVAILABLE:
             self.available.add(driver_id)  # indexed with its first ping
+
+    def load_places(self, rows: list[tuple[str, str, float, float | None]]) -> None:
+        """The drivers inside each place and the queues, from a checkpoint."""
+        self.place_queues.load(rows, UUID)
 
     def load_pending(self, ride: PendingRide, demand: bool = True) -> None:
         self._enter_pending(ride)
@@ -224,6 +262,10 @@ class Matcher:
         decisions: list[Decision] = [
             ExpireOffer(ride_id) for ride_id in self._offer_deadlines.due(now)
         ]
+        if self._crossings:
+            self.stats.crossings += len(self._crossings)
+            decisions.extend(LocateDriver(d, p) for d, p in self._crossings.items())
+            self._crossings = {}
         expired = set(self._request_deadlines.due(now))
         decisions.extend(ExpireRequest(ride_id) for ride_id in expired)
         if now >= self._next_expire:
@@ -231,9 +273,8 @@ class Matcher:
             self._next_expire = now + self.config.expire_every_s
         waiting = [r for r in self.waiting.ready(now) if r.ride_id not in expired]
         if waiting and self.strategy.due(now):
-            limits = self.config.limits
             self.stats.searches += len(waiting)
-            pairings = self.strategy.assign(waiting, self.fleet, self.eta, limits, now)
+            pairings = self._assign(waiting, now)
             matched = {p.ride_id for p in pairings}
             for ride in waiting:
                 if ride.ride_id not in matched:
@@ -258,7 +299,69 @@ class Matcher:
                 self.surge.meet(cells, self.index.resolution)
         return decisions
 
+    def _assign(self, waiting: list[PendingRide], now: float) -> list[Pairing]:
+        """A pickup inside a place with a queue goes to the queue's head first (the first
+        queued driver free, positioned, serving its product and not excluded by the ride);
+        the rest, and those with no such driver, to the strategy, without those heads."""
+        limits = self.config.limits
+        first = self._queue_heads(waiting) if self.place_queues.queues else []
+        if not first:
+            return self.strategy.assign(waiting, self.fleet, self.eta, limits, now)
+        self.stats.queue_offers += len(first)
+        offered = {p.ride_id for p in first}
+        rest = [r for r in waiting if r.ride_id not in offered]
+        aside = [(p.driver_id, self.positions[p.driver_id]) for p in first]
+        for driver_id, _ in aside:  # not offered twice in one tick
+            self.fleet.remove(driver_id)
+        try:
+            return first + self.strategy.assign(rest, self.fleet, self.eta, limits, now)
+        finally:
+            for driver_id, (lat, lng, at) in aside:
+                self.fleet.upsert(driver_id, lat, lng, at, self.products_of(driver_id))
+
+    def _queue_heads(self, waiting: list[PendingRide]) -> list[Pairing]:
+        assert self.places is not None
+        taken: set[UUID] = set()
+        out = []
+        for ride in sorted(waiting, key=lambda r: r.requested_at):
+            place = self.places.queue_place(ride.lat, ride.lng)
+            if place is None:
+                continue
+            for driver_id in self.place_queues.first(place):
+                if (
+                    driver_id in taken
+                    or driver_id in ride.excluded
+                    or driver_id not in self.fleet
+                    or ride.product not in self.products_of(driver_id)
+                ):
+                    continue
+                lat, lng, _ = self.positions[driver_id]
+                distance = haversine_m(lat, lng, ride.lat, ride.lng)
+                (eta,) = self.eta.etas_s(ride.lat, ride.lng, [(lat, lng, distance)])
+                if eta == float("inf"):
+                    continue
+                out.append(Pairing(ride.ride_id, driver_id, eta, distance))
+                taken.add(driver_id)
+                break
+        return out
+
     # -- event handlers --------------------------------------------------------------------
+    def _on_entered_place(self, e: Driver.EnteredPlace) -> None:
+        driver_id = e.originator_id
+        state = self.drivers.get(driver_id)
+        available = state is not None and state[0] == DriverStatus.AVAILABLE
+        self.place_queues.entered(e.place, driver_id, _ts(e.timestamp), available)
+        self._settled(driver_id)
+
+    def _on_left_place(self, e: Driver.LeftPlace) -> None:
+        self.place_queues.left(e.place, e.originator_id)
+        self._settled(e.originator_id)
+
+    def _settled(self, driver_id: UUID) -> None:
+        """The crossing proposed for the driver is recorded: its fold holds it now."""
+        if self._located.get(driver_id) == self.place_queues.places_of(driver_id):
+            del self._located[driver_id]
+
     def _on_requested(self, e: Ride.Created) -> None:
         ts = _ts(e.timestamp)
         if e.pickup is None:  # erased: the ride has ended (later in the log), not matched
@@ -353,6 +456,8 @@ class Matcher:
         (restore calls this without decoding the event: ``driver_topics``)."""
         if topic == _HANDED_OFF:
             self.own.discard(driver_id)
+            self.place_queues.leave_all(driver_id)  # its places are the next shard's
+            self._located.pop(driver_id, None)
         else:
             self.own.add(driver_id)
         self.observe_foreign(driver_id, topic)
@@ -361,6 +466,8 @@ class Matcher:
         """Fold an availability event of a driver, as another shard that serves it said."""
         after = next_availability(self.drivers.get(driver_id, REGISTERED), topic)
         self.drivers[driver_id] = after
+        if driver_id in self.place_queues.where:  # the matcher keeps queue order, not times
+            self.place_queues.availability(driver_id, after[0] == DriverStatus.AVAILABLE, 0.0)
         if after[0] == DriverStatus.AVAILABLE:
             if driver_id not in self.available:
                 self._make_available(driver_id)

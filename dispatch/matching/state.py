@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from uuid import UUID
 
 from dispatch.domain.driver import Availability, DriverStatus
+from dispatch.domain.place_queues import PlaceRow
 from dispatch.domain.products import Vehicle
 from dispatch.matching.matcher import Matcher
 from dispatch.matching.strategies import PendingRide
@@ -48,6 +49,8 @@ class Captured:
     surge: list[tuple[str, float]] | None = None
     # the vehicles of the drivers registered or arrived here (the default one left out)
     vehicles: dict[UUID, Vehicle] = field(default_factory=dict)
+    # the drivers inside each geofenced place, each place's queue first in order
+    places: list[PlaceRow] = field(default_factory=list)
 
 
 def capture(matcher: Matcher) -> Captured:
@@ -59,6 +62,7 @@ def capture(matcher: Matcher) -> Captured:
         drivers={d: a for d, a in matcher.drivers.items() if d in matcher.own},
         surge=None if matcher.surge is None else matcher.surge.window(),
         vehicles=dict(matcher.vehicles),
+        places=matcher.place_queues.rows(),
     )
 
 
@@ -92,12 +96,14 @@ def load(
     surge: list[tuple[str, float]] | None = None,
     open: Opener = as_is,
     vehicles: Sequence[VehicleRow] = (),
+    places: Sequence[PlaceRow] = (),
 ) -> None:
     """Put a captured state into ``matcher`` (fresh, nothing folded yet). ``surge``: the
     window's requests, when the checkpoint carries them; without (an older checkpoint) the
     window is rebuilt from the rides that had not ended, as before. ``vehicles``: the drivers'
     vehicles other than the default one (none from a checkpoint taken before vehicles,
-    when every driver drove that). ``open`` reads a sealed
+    when every driver drove that). ``places``: who is inside each geofenced place and the
+    queues (none from a checkpoint taken before places). ``open`` reads a sealed
     pickup; a ride whose pickup is erased is left out (its rider was erased after it ended,
     so the events after the checkpoint end it: the matcher ignores them)."""
     if matcher.pending or matcher.offers or matcher.assigned or matcher.drivers:
@@ -109,6 +115,8 @@ def load(
         matcher.know_vehicle(UUID(driver_id), Vehicle(str(product), int(seats), bool(accessible)))
     for driver_id, status, after_trip in drivers:
         matcher.load_driver(UUID(driver_id), (DriverStatus(status), bool(after_trip)))
+    matcher.load_places([(str(p), str(d), float(e), None if q is None else float(q))
+                         for p, d, e, q in places])  # fmt: skip
     for row in pending:
         if (ride := _ride(row, open)) is not None:
             matcher.load_pending(ride, demand)

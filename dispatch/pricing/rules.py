@@ -120,8 +120,9 @@ def rules_source(settings: Settings) -> str:
 
 def defaults_misfit(settings: Settings) -> str | None:
     """Why the default rules should not price these markets (they are not the default
-    ones, and ``DISPATCH_FARES`` is unset), or None."""
-    if settings.fares is not None or settings.markets == list(DEFAULT_MARKETS):
+    ones, and ``DISPATCH_FARES`` is unset), or None. The default market with a service
+    area or places of its own is still the default one: the same city, priced alike."""
+    if settings.fares is not None or _where(settings.markets) == _where(DEFAULT_MARKETS):
         return None
     names = ", ".join(repr(market.name) for market in settings.markets)
     return (
@@ -129,6 +130,11 @@ def defaults_misfit(settings: Settings) -> str | None:
         "each would be priced by the default fare rules, in US dollars; set DISPATCH_FARES "
         "(or DISPATCH_FARES_FILE) with each market's rules (docs/MARKETPLACE.md)"
     )
+
+
+def _where(markets: Sequence[MarketConfig]) -> list[dict[str, object]]:
+    """The markets as places on the map (what their prices depend on)."""
+    return [m.model_dump(exclude={"service_area", "places"}) for m in markets]
 
 
 def default_fares(markets: Sequence[MarketConfig]) -> FaresConfig:

@@ -232,8 +232,9 @@ def stats(source: LogSource, data_dir: Path | None = None) -> Stats:
 
 @batch_gc()
 def state_at(source: LogSource, at: float, shard: int | None = None) -> ViewSet:
-    """The rides, drivers and surge views as of a moment, by replaying every event up to it."""
-    wanted = ("rides", "drivers", "surge")
+    """The rides, drivers, surge and places views as of a moment, by replaying every event
+    up to it."""
+    wanted = ("rides", "drivers", "surge", "places")
     views = ViewSet([p for p in default_projections() if p.name in wanted])
     for event in read_all(source, shard, until=at):
         views.apply(event)
@@ -247,6 +248,14 @@ def summarize(views: ViewSet) -> dict[str, Any]:
         "rides": dict(sorted(rides.items())),
         "drivers": dict(sorted(drivers.items())),
         "surge": dict(sorted(views.surge.layer().items())),  # cells above 1.00
+        # every place someone is inside: how many, and its queue (head first)
+        "places": {
+            place: {
+                "inside": views.places.inside(place),
+                "queue": [d for d, _ in views.places.queue(place)],
+            }
+            for place in views.places.occupied()
+        },
     }
 
 

@@ -36,6 +36,7 @@ from dispatch.matching.decisions import (
     Decision,
     ExpireOffer,
     ExpireRequest,
+    LocateDriver,
     MakeOffer,
 )
 from dispatch.messages import FOLLOW_THE_DRIVER, destination
@@ -229,6 +230,11 @@ class ShardApplication(SealingApplication):
                 expires = datetime.fromtimestamp(decision.expires_at, UTC)
                 ride.offer(driver.id, expires, decision.pickup_eta_s, decision.distance_m, now)
                 driver.receive_offer(ride.id, expires, now)
+            elif isinstance(decision, LocateDriver):
+                # a driver served here (another shard's crossing is that shard's to record)
+                located = owned_here(self._uow, decision.driver_id)
+                if located is not None:
+                    located.locate(decision.places, now)
             elif isinstance(decision, ExpireOffer):
                 ride = self._uow.get(Ride, decision.ride_id)
                 if ride.asking is not None:  # no answer from the owner: withdraw the ask

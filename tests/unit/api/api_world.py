@@ -15,11 +15,14 @@ from pydantic import SecretStr
 from dispatch.api import AuthSettings, create_app, mint_operator_token
 from dispatch.api.context import ApiOptions
 from dispatch.bootstrap import build_runtime
-from dispatch.settings import Settings
+from dispatch.settings import DEFAULT_MARKETS, PlaceConfig, Settings
 
 SECRET = "CCisrPB9f_7OMQDgtQXv-O_IxZF-9MDZ6K4SVXRKH9BFVZnm"  # random: production refuses weak ones
 PICKUP = {"lat": 37.7749, "lng": -122.4194}
 DROPOFF = {"lat": 37.7599, "lng": -122.4148}
+AIRPORT = {"type": "Polygon", "coordinates": [[[-122.40, 37.600], [-122.375, 37.600],
+           [-122.375, 37.615], [-122.40, 37.615], [-122.40, 37.600]]]}  # fmt: skip
+PLACE = PlaceConfig(id="sfo", name="SFO airport", area=AIRPORT, queue=True)
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -43,7 +46,9 @@ def _register(client: TestClient, path: str, body: dict[str, object]) -> tuple[s
 
 
 def build_world(data_dir: Path) -> Iterator[World]:
-    settings = Settings(data_dir=data_dir, shards=2, offer_timeout_s=300)
+    # the default market, with a place that keeps a queue (GET /places/{id}/queue)
+    market = DEFAULT_MARKETS[0].model_copy(update={"places": [PLACE]})
+    settings = Settings(data_dir=data_dir, shards=2, offer_timeout_s=300, markets=[market])
     runtime = build_runtime(settings, clock=time.time)
     auth = AuthSettings(secret=SecretStr(SECRET), environment="production")
     app = create_app(

@@ -54,6 +54,9 @@ MATRIX = [
     # any signed-in caller, none refused (a rider, a driver and each operator role get it in
     # test_surge_endpoint.py: here, one row, as each caller has a request rate)
     Row("GET", "/surge?lat=37.77&lng=-122.42", "admin", (), expect=200),
+    # drivers and operators, not riders (test_place_queue_endpoint.py: what each sees, a
+    # driver included: here a driver's calls would pass its request rate)
+    Row("GET", "/places/sfo/queue", "operator", ("rider_r", "rider_s"), expect=200),
     Row("GET", "/rides/{ride}/events?max_s=0.2", "rider_r", ("rider_s", "driver_b")),
     Row("GET", "/drivers/{driver_a}/offers?max_s=0.2", "driver_a", ("driver_b", "rider_r")),
     # The ride is offered to driver_a: it is theirs to answer, nobody else's. In this order

@@ -1,6 +1,6 @@
-"""Checkpoint format 3 (a "vehicles" part, 7-field ride rows) is written; a format-2
-checkpoint of the previous version (no vehicles, 6-field ride rows) still reads; a format
-this code does not know is skipped as unusable: the shard replays instead."""
+"""Checkpoint format 4 (a "places" part) is written; a format-3 checkpoint (no places) and
+a format-2 one (no vehicles, 6-field ride rows) of the versions before still read; a
+format this code does not know is skipped as unusable: the shard replays instead."""
 
 from __future__ import annotations
 
@@ -44,6 +44,7 @@ def written(position: int) -> tuple[list[Chunk], uuid.UUID, uuid.UUID]:
     state = Captured(
         pending=[PendingRide(ride, 37.77, -122.42, 1.7e9, 1.7e9 + 300, product="xl")],
         offers=[], assigned=[], drivers={}, vehicles={driver: XL},
+        places=[("sfo", str(driver), 1.7e9, 1.7e9 + 5)],
     )  # fmt: skip
     return list(encode_chunks(state, position, 1.7e9, 1.7e9, rows=100)), ride, driver
 
@@ -58,22 +59,39 @@ def rewritten(chunks: list[Chunk], change: Any) -> list[Chunk]:
     return out
 
 
+def as_format_3(body: dict[str, Any]) -> None:
+    """As the version before places wrote it: format 3, no places."""
+    if "header" in body:
+        body["header"]["format"] = 3
+    body["parts"].pop("places", None)
+
+
 def as_format_2(body: dict[str, Any]) -> None:
-    """As the previous version wrote it: format 2, no vehicles, rides of 6 fields."""
+    """As the version before products wrote it: format 2, no vehicles, rides of 6 fields."""
+    as_format_3(body)
     if "header" in body:
         body["header"]["format"] = 2
     body["parts"].pop("vehicles", None)
     body["parts"]["pending"] = [row[:6] for row in body["parts"].get("pending", [])]
 
 
-def test_a_checkpoint_is_written_in_format_3() -> None:
+def test_a_checkpoint_is_written_in_format_4_with_the_places() -> None:
     chunks, ride, driver = written(9)
-    assert FORMAT == 3
-    assert orjson.loads(chunks[0].data)["header"]["format"] == 3
+    assert FORMAT == 4
+    assert orjson.loads(chunks[0].data)["header"]["format"] == 4
     m = matcher()
     load_into(m, assemble(9, chunks))
     assert m.pending[ride].product == "xl"
     assert m.vehicles[driver] == XL
+    assert m.place_queues.queue("sfo") == [(driver, 1.7e9 + 5)]
+
+
+def test_a_format_3_checkpoint_of_the_version_before_places_still_reads() -> None:
+    chunks, ride, driver = written(9)
+    m = matcher()
+    load_into(m, assemble(9, rewritten(chunks, as_format_3)))
+    assert m.vehicles[driver] == XL and m.pending[ride].product == "xl"
+    assert not m.place_queues.inside  # nobody was inside a place: there were none
 
 
 def test_a_format_2_checkpoint_of_the_previous_version_still_reads() -> None:
@@ -87,12 +105,12 @@ def test_a_format_2_checkpoint_of_the_previous_version_still_reads() -> None:
 def test_a_format_it_does_not_know_is_unusable_and_the_shard_replays() -> None:
     chunks, _, _ = written(9)
 
-    def as_format_4(body: dict[str, Any]) -> None:
+    def as_format_5(body: dict[str, Any]) -> None:
         if "header" in body:
-            body["header"]["format"] = 4
+            body["header"]["format"] = 5
         body["parts"]["something_new"] = [1]
 
-    newer = rewritten(chunks, as_format_4)
+    newer = rewritten(chunks, as_format_5)
     with pytest.raises(CheckpointError, match="unknown format"):
         assemble(9, newer)
 

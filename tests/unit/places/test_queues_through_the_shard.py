@@ -1,0 +1,198 @@
+"""Geofenced places through a real shard worker: drivers' pings inside a place are
+recorded as they enter and leave (once, debounced), the available ones queue in arrival
+order, a pickup inside goes to the queue's head first (past nearer drivers), and the
+queues survive a restart from the shard's checkpoint."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from engine_commands import decide
+from typer.testing import CliRunner
+
+from dispatch.adapters.embedded.engine import EmbeddedEngine
+from dispatch.bootstrap import build_embedded_engine
+from dispatch.cli import app
+from dispatch.domain.ids import new_id
+from dispatch.messages import Ping
+from dispatch.settings import MarketConfig, PlaceConfig, Settings
+from schemas import commands as c
+from schemas.common import LatLng
+
+T0 = 1_767_600_000.0
+# a 2.2 km x 1.7 km box around the airport; its southern edge at 37.600
+AIRPORT = {"type": "Polygon", "coordinates": [[[-122.40, 37.600], [-122.375, 37.600],
+           [-122.375, 37.615], [-122.40, 37.615], [-122.40, 37.600]]]}  # fmt: skip
+PICKUP = (37.605, -122.385)  # the terminal, inside
+FAR_INSIDE = (37.613, -122.398)  # inside, about 1.7 km from the pickup
+NEAR_INSIDE = (37.6052, -122.3852)  # inside, some 30 m from the pickup
+OUTSIDE_NEAR = (37.5996, -122.385)  # 45 m south of the edge: within the 50 m margin
+OUTSIDE_FAR = (37.5985, -122.385)  # 170 m south of the edge
+
+
+class World:
+    def __init__(self, tmp: Path) -> None:
+        self.now, self.tmp = T0, tmp
+        self.where: dict[uuid.UUID, tuple[float, float]] = {}
+        self.engine = self.start()
+
+    def start(self) -> EmbeddedEngine:
+        place = PlaceConfig(id="sfo", name="SFO", area=AIRPORT, queue=True)
+        market = MarketConfig(name="san-francisco", shard=0, lat=37.77, lng=-122.42,
+                              radius_km=40, places=[place])  # fmt: skip
+        settings = Settings(data_dir=self.tmp, shards=1, markets=[market], offer_timeout_s=15,
+                            max_wait_s=600, ping_ttl_s=600, checkpoint_every_events=5,
+                            checkpoint_chunk_rows=2)  # fmt: skip
+        self.engine = build_embedded_engine(settings, lambda: self.now)
+        return self.engine
+
+    @property
+    def matcher(self):  # type: ignore[no-untyped-def]
+        return self.engine.workers[0].matcher
+
+    def send(self, command: c.Command) -> c.Outcome:
+        return decide(self.engine, self.now, command)
+
+    def driver(self, at: tuple[float, float]) -> uuid.UUID:
+        d = new_id(0)
+        assert self.send(c.RegisterDriver(driver_id=d, name="d")).accepted
+        assert self.send(c.GoOnline(driver_id=d)).accepted
+        self.move(d, at)
+        return d
+
+    def move(self, d: uuid.UUID, at: tuple[float, float]) -> None:
+        self.now += 1
+        self.where[d] = at
+        self.engine.transport.send_pings([Ping(d, at[0], at[1], self.now)])
+        self.engine.run_once()
+        self.engine.run_once()  # the crossing decided in the first, folded back here
+
+    def restart(self) -> None:
+        self.engine.stop()
+        self.start()
+        self.engine.transport.send_pings(
+            [Ping(d, lat, lng, self.now) for d, (lat, lng) in self.where.items()]
+        )
+        self.engine.run_once()
+
+    def queue(self) -> list[uuid.UUID]:
+        return [d for d, _ in self.matcher.place_queues.queue("sfo")]
+
+    def request(self, at: tuple[float, float] = PICKUP) -> uuid.UUID:
+        rider, ride = new_id(0), new_id(0)
+        assert self.send(c.RegisterRider(rider_id=rider, name="r")).accepted
+        pickup, dropoff = LatLng(lat=at[0], lng=at[1]), LatLng(lat=37.77, lng=-122.42)
+        command = c.RequestRide(ride_id=ride, rider_id=rider, pickup=pickup, dropoff=dropoff)
+        assert self.send(command).accepted
+        return ride
+
+    def offered_to(self, ride: uuid.UUID) -> uuid.UUID | None:
+        offer = self.matcher.offers.get(ride)
+        return offer[0] if offer else None
+
+    def crossings(self, driver: uuid.UUID) -> list[str]:
+        recorder = self.engine.workers[0].app.recorder
+        return [
+            e.topic.rsplit(".", 1)[-1]
+            for e in recorder.select_events(driver)
+            if e.topic.endswith("Place")
+        ]
+
+
+def test_a_pickup_inside_goes_to_the_queue_head_past_a_nearer_driver(tmp_path: Path) -> None:
+    world = World(tmp_path)
+    first = world.driver(FAR_INSIDE)
+    second = world.driver(NEAR_INSIDE)
+    assert world.queue() == [first, second]
+    ride = world.request()
+    assert world.offered_to(ride) == first
+    assert world.matcher.stats.queue_offers == 1
+
+
+def test_a_declined_queue_offer_goes_to_the_next_and_the_decliner_rejoins_at_the_tail(
+    tmp_path: Path,
+) -> None:
+    world = World(tmp_path)
+    first, second = world.driver(FAR_INSIDE), world.driver(FAR_INSIDE)
+    ride = world.request()
+    assert world.offered_to(ride) == first and world.queue() == [second]
+    assert world.send(c.DeclineOffer(ride_id=ride, driver_id=first)).accepted
+    world.engine.run_once()
+    assert world.offered_to(ride) == second
+    assert world.queue() == [first]
+
+
+def test_a_pickup_outside_the_place_goes_to_the_nearest_driver(tmp_path: Path) -> None:
+    world = World(tmp_path)
+    world.driver(FAR_INSIDE)
+    near = world.driver((37.597, -122.385))  # outside the airport
+    ride = world.request((37.596, -122.385))
+    assert world.offered_to(ride) == near
+
+
+def test_crossings_are_recorded_once_and_the_exit_margin_holds_a_driver_in(
+    tmp_path: Path,
+) -> None:
+    world = World(tmp_path)
+    d = world.driver(FAR_INSIDE)
+    for _ in range(3):
+        world.move(d, NEAR_INSIDE)
+    world.move(d, OUTSIDE_NEAR)  # within the margin: still inside, still queued
+    assert world.queue() == [d]
+    assert world.crossings(d) == ["EnteredPlace"]
+    world.move(d, OUTSIDE_FAR)
+    assert world.queue() == [] and world.crossings(d) == ["EnteredPlace", "LeftPlace"]
+    world.move(d, OUTSIDE_NEAR)  # outside the polygon: not entered again
+    assert world.crossings(d) == ["EnteredPlace", "LeftPlace"]
+
+
+def test_going_offline_leaves_the_queue_and_coming_back_joins_at_the_tail(
+    tmp_path: Path,
+) -> None:
+    world = World(tmp_path)
+    first, second = world.driver(FAR_INSIDE), world.driver(FAR_INSIDE)
+    assert world.send(c.GoOffline(driver_id=first)).accepted
+    world.engine.run_once()
+    assert world.queue() == [second]
+    assert world.send(c.GoOnline(driver_id=first)).accepted
+    world.engine.run_once()
+    assert world.queue() == [second, first]
+
+
+def test_the_queue_survives_a_restart_from_the_checkpoint(tmp_path: Path) -> None:
+    world = World(tmp_path)
+    drivers = [world.driver(FAR_INSIDE) for _ in range(4)]
+    assert world.send(c.GoOffline(driver_id=drivers[0])).accepted
+    assert world.send(c.GoOnline(driver_id=drivers[0])).accepted
+    expected = [*drivers[1:], drivers[0]]
+    assert world.queue() == expected
+    world.restart()
+    assert world.engine.workers[0].restored_from is not None  # a checkpoint, then the tail
+    assert world.queue() == expected
+    assert world.offered_to(world.request()) == drivers[1]
+
+
+def test_replay_state_at_shows_the_queue_of_a_past_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DISPATCH_SHARDS", "1")
+    world = World(tmp_path)
+    first, second = world.driver(FAR_INSIDE), world.driver(FAR_INSIDE)
+    both = world.now
+    world.move(first, OUTSIDE_FAR)
+    world.engine.stop()
+
+    def places_at(at: float) -> object:
+        moment = datetime.fromtimestamp(at, UTC).isoformat()
+        args = ["replay", "state", "--at", moment, "--data-dir", str(tmp_path), "--json"]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)["places"]
+
+    assert places_at(T0) == {}
+    assert places_at(both) == {"sfo": {"inside": 2, "queue": [str(first), str(second)]}}
+    assert places_at(world.now) == {"sfo": {"inside": 1, "queue": [str(second)]}}
