@@ -19,6 +19,7 @@ shapely's prepared geometry. ``scripts/bench_geofences.py`` measures the cost pe
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -100,7 +101,8 @@ class Geofences:
         ids = [p.id for p in self.places]
         if len(set(ids)) != len(ids):
             raise ValueError("place ids are unique in the city")
-        self._point = shapely.Point
+        # a point in a polygon or on its boundary: ``covers``, without making a Point
+        self._test = shapely.intersects_xy
         self._cells: dict[str, list[Verdict]] = {}
         for n, place in enumerate(self.places):
             for area in (place.area, place.exit_area):
@@ -128,17 +130,13 @@ class Geofences:
         verdicts = self._cells.get(h3.latlng_to_cell(lat, lng, RESOLUTION))
         if verdicts is None:
             return frozenset()
-        point = None
         now: list[str] = []
         for n, sure_in, sure_kept in verdicts:
             place = self.places[n]
             was_in = place.id in inside
-            if (sure_kept if was_in else sure_in) is True:
-                now.append(place.id)
-                continue
-            if point is None:
-                point = self._point(lng, lat)
-            if (place.exit_area if was_in else place.area).covers(point):
+            if (sure_kept if was_in else sure_in) is True or self._test(
+                place.exit_area if was_in else place.area, lng, lat
+            ):
                 now.append(place.id)
         return frozenset(now)
 
@@ -146,18 +144,25 @@ class Geofences:
         verdicts = self._cells.get(h3.latlng_to_cell(lat, lng, RESOLUTION))
         if verdicts is None:
             return None
-        point = None
         for n, sure_in, _ in verdicts:
             place = self.places[n]
-            if not place.queue:
-                continue
-            if sure_in is True:
-                return place.id
-            if point is None:
-                point = self._point(lng, lat)
-            if place.area.covers(point):
+            if place.queue and (sure_in is True or self._test(place.area, lng, lat)):
                 return place.id
         return None
+
+    def with_queue(self) -> list[Place]:
+        return [p for p in self.places if p.queue]
+
+    def point_in(self, place: Place, rng: random.Random) -> tuple[float, float]:
+        """A point drawn uniformly inside ``place``'s polygon (by rejection in its bounding
+        box; the centre of the polygon's representative point if none is found)."""
+        west, south, east, north = place.area.bounds
+        for _ in range(1_000):
+            lat, lng = rng.uniform(south, north), rng.uniform(west, east)
+            if self._test(place.area, lng, lat):
+                return lat, lng
+        inner = place.area.representative_point()
+        return inner.y, inner.x
 
     def get(self, place_id: str) -> Place | None:
         for place in self.places:

@@ -109,6 +109,17 @@ def simulate(
             "standard=0.80,xl=0.15,accessible=0.05, less those the catalog lacks."
         ),
     ] = None,
+    place_demand: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help='With places that keep a queue (DISPATCH_MARKETS "places"): the share of '
+            "the synthetic requests picked up inside them, and of idle drivers' cruises that "
+            "head for one; a driver idle inside such a place waits in its queue "
+            '(docs/MARKETPLACE.md, "Places: geofences and queues"). 0 to 1.',
+        ),
+    ] = 0.1,
 ) -> None:
     """Run the engine against a simulated city and print a report."""
     from dispatch.simulator.cityshards import split_city
@@ -172,7 +183,8 @@ def simulate(
         base.model_copy(update={"data_dir": target, "strategy": strategy}), network, chosen_eta
     )
     options = {"seed": seed, "strategy": strategy, "city_shards": city_shards or 1,
-               "road_network": network, "eta": chosen_eta, **mixes}  # fmt: skip
+               "road_network": network, "eta": chosen_eta, "place_demand": place_demand,
+               **mixes}  # fmt: skip
     config = SimConfig(**options, **chosen.config)  # type: ignore[arg-type]
     where = str(target) if settings.embedded else f"topic {settings.topic_prefix}.events"
 

@@ -106,3 +106,4 @@ class SimRide:
     product: str = "standard"  # what the rider asked for
     fare_total: str | None = None  # the final fare of a completed, priced ride (decimal text)
     fare_currency: str | None = None
+    place: str | None = None  # the place with a queue holding its pickup, if any

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from dispatch.bootstrap import build_embedded_engine, build_markets, build_router
+from dispatch.bootstrap import build_embedded_engine, build_geofences, build_markets, build_router
 from dispatch.pricing.rules import fare_book, fares_of
 from dispatch.roads.routes import RoadRouter
 from dispatch.settings import Settings
@@ -47,6 +47,7 @@ def simulate_embedded(
         router_of(config, settings),
         fare_book(fares_of(settings)),
         settings.catalog,
+        build_geofences(settings),
     )
     for worker in engine.workers.values():
         worker.listeners.append(sim.on_commit)

@@ -20,7 +20,7 @@ from dispatch.adapters.kafka.logsource import decode_records
 from dispatch.adapters.kafka.processes import start_worker, stop_worker
 from dispatch.adapters.kafka.topics import Topics, create_topics
 from dispatch.adapters.kafka.transport import KafkaTransport
-from dispatch.bootstrap import build_markets
+from dispatch.bootstrap import build_geofences, build_markets
 from dispatch.pricing.rules import fare_book, fares_of
 from dispatch.settings import Settings
 from dispatch.simulator.clock import SimClock
@@ -132,6 +132,7 @@ def run_on_kafka(
             router_of(config, settings),
             fare_book(fares_of(settings)),
             settings.catalog,
+            build_geofences(settings),
         )
         transport.serving = sim.serving.get  # a driver handed off: pings where it is served
         follower = EventFollower(settings, sim.on_event)

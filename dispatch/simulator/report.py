@@ -162,6 +162,10 @@ class SimReport:
     # text), and how many rides they are; rides not priced add nothing.
     revenue: dict[str, str] = field(default_factory=dict)
     priced_rides: int = 0
+    # By the place with a queue the pickup was inside, after warm-up (as ``products``); and
+    # the drivers' entries into places over the whole run (docs/MARKETPLACE.md, "Places").
+    places: dict[str, dict[str, Any]] = field(default_factory=dict)
+    place_entries: int = 0
 
     @classmethod
     def build(cls, sim: Simulation, wall_s: float, strategy: str = "") -> SimReport:
@@ -254,6 +258,8 @@ class SimReport:
             products=by_product(records),
             revenue=revenue(records),
             priced_rides=sum(r.fare_total is not None for r in records),
+            places=by_place(records),
+            place_entries=sim.place_entries,
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -270,6 +276,19 @@ class SimReport:
              f"{p['served']} of {p['requests']} ({_pct(p['served_pct'])} of decided), "
              f"{seconds(p['wait_s_mean'], p['wait_s_p95'])}")
             for name, p in self.products.items()
+        ]  # fmt: skip
+
+    def _place_rows(self) -> list[tuple[str, str]]:
+        if not self.places and not self.place_entries:
+            return []
+        return [
+            ("drivers' entries into places", f"{self.place_entries}"),
+            *[
+                (f"  pickups in {name}: served, wait mean / p95",
+                 f"{p['served']} of {p['requests']} ({_pct(p['served_pct'])} of decided), "
+                 f"{seconds(p['wait_s_mean'], p['wait_s_p95'])}")
+                for name, p in self.places.items()
+            ],
         ]  # fmt: skip
 
     def _revenue_row(self) -> str:
@@ -298,6 +317,7 @@ class SimReport:
             ("rejection rate (expired)", pct),
             ("surge at request mean / max, changes", self._surge_row()),
             *self._product_rows(),
+            *self._place_rows(),
             ("revenue (final fares)", self._revenue_row()),
             ("not ended after the drain", f"{self.in_flight}"),
             (
@@ -333,20 +353,27 @@ class SimReport:
 
 def by_product(records: list[RideRecord]) -> dict[str, dict[str, Any]]:
     """Each product's requests, served (% of decided) and wait for the car."""
-    out: dict[str, dict[str, Any]] = {}
-    for product in sorted({r.product for r in records}, key=_product_order):
-        mine = [r for r in records if r.product == product]
-        served = sum(r.accepted_s is not None for r in mine)
-        decided = served + sum(r.accepted_s is None and r.outcome is not None for r in mine)
-        waits = [w for r in mine if (w := r.wait_s) is not None]
-        out[product] = {
-            "requests": len(mine),
-            "served": served,
-            "served_pct": 100.0 * served / decided if decided else None,
-            "wait_s_mean": _mean(waits),
-            "wait_s_p95": percentile(waits, 95),
-        }
-    return out
+    products = sorted({r.product for r in records}, key=_product_order)
+    return {p: _served_and_waits([r for r in records if r.product == p]) for p in products}
+
+
+def by_place(records: list[RideRecord]) -> dict[str, dict[str, Any]]:
+    """The same, for the pickups inside each place with a queue."""
+    places = sorted({r.place for r in records if r.place is not None})
+    return {p: _served_and_waits([r for r in records if r.place == p]) for p in places}
+
+
+def _served_and_waits(mine: list[RideRecord]) -> dict[str, Any]:
+    served = sum(r.accepted_s is not None for r in mine)
+    decided = served + sum(r.accepted_s is None and r.outcome is not None for r in mine)
+    waits = [w for r in mine if (w := r.wait_s) is not None]
+    return {
+        "requests": len(mine),
+        "served": served,
+        "served_pct": 100.0 * served / decided if decided else None,
+        "wait_s_mean": _mean(waits),
+        "wait_s_p95": percentile(waits, 95),
+    }
 
 
 def _product_order(name: str) -> tuple[int, str]:

@@ -42,6 +42,7 @@ class RideRecord:
     product: str = "standard"  # what the rider asked for
     fare_total: str | None = None  # the final fare (decimal text) of a completed priced ride
     fare_currency: str | None = None
+    place: str | None = None  # the place with a queue its pickup was inside, if any
 
     @property
     def wait_s(self) -> float | None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from eventsourcing.persistence import Recording
@@ -61,6 +61,9 @@ from schemas import commands as c
 from schemas.common import LatLng, VehicleData
 from schemas.fares import FareTermsData
 
+if TYPE_CHECKING:
+    from dispatch.geofences import Geofences
+
 
 @dataclass(frozen=True)
 class SimConfig:
@@ -95,6 +98,10 @@ class SimConfig:
     # (``products.py``): shares by product.
     vehicle_mix: Mix = DEFAULT_VEHICLE_MIX
     product_mix: Mix = DEFAULT_PRODUCT_MIX
+    # With places that keep a queue (DISPATCH_MARKETS): the share of the synthetic requests
+    # picked up inside them, and of idle drivers' cruises that head for one (a driver idle
+    # inside such a place waits there, in its queue).
+    place_demand: float = 0.1
 
     @property
     def demand(self) -> float:
@@ -151,8 +158,11 @@ class Simulation:
         router: RoadRouter | None = None,
         fares: FareBook | None = None,
         catalog: Catalog = DEFAULT_CATALOG,
+        places: Geofences | None = None,
     ) -> None:
         """``catalog``: the products in force (the mixes keep only its products).
+        ``places``: the markets' geofenced places (those with a queue draw a share of the
+        demand and of idle drivers: ``config.place_demand``).
         ``demand``: the requests to make (a trace); by default the synthetic city's.
         ``router``: drivers drive routes over its road network (config.road_network's),
         the city is placed on it and every point snapped to a road node. ``fares``: the
@@ -193,8 +203,13 @@ class Simulation:
                 self._served if self.markets.service_areas else None,
             )
         )
+        self.places = places
+        self._queue_places = places.with_queue() if places is not None else []
+        if self._queue_places and demand is None and config.place_demand > 0:
+            self.demand = self._to_places(self.demand)
         if self.roads is not None:
             self.demand = self.roads.snap_requests(self.demand)
+        self.place_entries = 0  # drivers' entries into places, as the shards recorded them
         self.demand_sent: list[Request] = []
         self.drivers: dict[UUID, SimDriver] = {}
         self._by_phase: dict[int, list[SimDriver]] = {}
@@ -464,6 +479,19 @@ class Simulation:
             self._request(len(self.demand_sent), request)
             self.demand_sent.append(request)
 
+    def _to_places(self, requests: list[Request]) -> list[Request]:
+        """A ``place_demand`` share of the requests picked up inside a place with a queue
+        instead (drawn from a stream of its own: the rest of the demand stays as it was)."""
+        assert self.places is not None
+        rng = self.streams.rng("place-demand")
+        out = []
+        for r in requests:
+            if rng.random() < self.cfg.place_demand:
+                pickup = self.places.point_in(rng.choice(self._queue_places), rng)
+                r = Request(r.at_s, pickup, r.dropoff)
+            out.append(r)
+        return out
+
     def _served(self, pickup: tuple[float, float], dropoff: tuple[float, float]) -> bool:
         """Whether the markets' service areas take a trip (docs/MARKETPLACE.md)."""
         try:
@@ -485,9 +513,10 @@ class Simulation:
         surge_text = self._surge_view.multiplier(*pickup)  # what its quote would say
         surge = float(surge_text)
         product = draw(self.product_mix, self.streams.rng("product", index))
+        place = self.places.queue_place(*pickup) if self.places and self._queue_places else None
         self.rides[ride_id] = SimRide(
             index, ride_id, rider_id, pickup, dropoff, self.clock.now, surge=surge,
-            product=product,
+            product=product, place=place,
         )  # fmt: skip
         self._waiting.add(ride_id)
         self._open.add(ride_id)
@@ -541,6 +570,18 @@ class Simulation:
         rng = self.streams.rng("cruise", d.index, d.cruises)
         d.cruises += 1
         here = d.position(self.clock.now)
+        if self._queue_places:
+            assert self.places is not None
+            if self.places.queue_place(*here) is not None:  # waits in the place's queue
+                self._move(d, here, "idle", 0.0)
+                return
+            if rng.random() < self.cfg.place_demand:
+                place = rng.choice(self._queue_places)
+                target = self.places.point_in(place, rng)
+                if self.roads is not None:
+                    target = self.roads.snap(target)
+                self._go(d, target, "cruise", ("cruise", d.index, d.cruises))
+                return
         if rng.random() < self.cfg.seek_demand_probability:
             target = self.city.step_towards(here, self.city.demand_point(rng), rng, 1_500.0)
         else:
@@ -590,6 +631,9 @@ class Simulation:
         if topic in _SURGE_CHANGED:
             self.surge_changes += sum(1 for _ in recorded_changes(topic, data))
             self._surge_view = self._surge.apply(self._surge_view, e)
+            return
+        if topic == Driver.EnteredPlace.TOPIC:
+            self.place_entries += 1
             return
         if topic == Driver.OfferReceived.TOPIC:
             d = self.drivers.get(UUID(e.aggregate_id))
@@ -701,6 +745,7 @@ class Simulation:
                 product=r.product,
                 fare_total=r.fare_total,
                 fare_currency=r.fare_currency,
+                place=r.place,
             )
             for r in sorted(self.rides.values(), key=lambda r: r.index)
         ]
