@@ -44,6 +44,7 @@ from dispatch.geofences import Geofences, places_of
 from dispatch.log import LogSource
 from dispatch.markets import MarketMap, handoffs
 from dispatch.matching.eta import EtaProvider, StraightLineEta
+from dispatch.matching.hints import HintConfig, Hints
 from dispatch.matching.index import DriverIndex
 from dispatch.matching.matcher import Matcher, MatcherConfig
 from dispatch.matching.strategies import SearchLimits, make_strategy
@@ -302,7 +303,17 @@ def build_matcher(settings: Settings) -> Matcher:
         build_surge(settings),
         settings.catalog,
         build_geofences(settings),
+        build_hints(settings),
     )
+
+
+def build_hints(settings: Settings) -> Hints | None:
+    """The shard's repositioning hints (docs/MARKETPLACE.md); None when they are off."""
+    if settings.hint_every_s == 0:
+        return None
+    return Hints(HintConfig(every_s=settings.hint_every_s,
+                            min_interval_s=settings.hint_min_interval_s,
+                            max_drive_s=settings.hint_max_drive_s))  # fmt: skip
 
 
 _GEOFENCES: dict[bytes, Geofences] = {}

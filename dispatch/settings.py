@@ -254,6 +254,13 @@ class Settings(BaseSettings):
     # surge_cap; each cadence closes surge_smoothing of the gap to the target, and a change
     # is recorded only beyond surge_band (hysteresis).
     surge_cadence_s: float = Field(default=30.0, ge=0, le=3_600)
+    # Repositioning hints (docs/MARKETPLACE.md, "Places: repositioning hints"): every
+    # hint_every_s seconds (0: off, the default), idle drivers within hint_max_drive_s of a
+    # cell where demand outruns supply are told of it, each at most once a
+    # hint_min_interval_s.
+    hint_every_s: float = Field(default=0.0, ge=0, le=3_600)
+    hint_min_interval_s: float = Field(default=300.0, ge=0, le=86_400)
+    hint_max_drive_s: float = Field(default=600.0, gt=0, le=7_200)
     surge_window_s: float = Field(default=300.0, gt=0, le=86_400)
     surge_cap: Decimal = Field(default=Decimal("3.00"), ge=1, le=10, decimal_places=2)
     surge_gain: float = Field(default=0.5, gt=0, le=100)

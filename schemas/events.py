@@ -202,6 +202,15 @@ class DriverPlace(_Data):
     )
 
 
+class DriverHinted(_Data):
+    cell: str = Field(description="The H3 cell (resolution 8) where demand outruns supply.")
+    lat: float = Field(description="The cell's centre.")
+    lng: float
+    demand: int = Field(ge=0, description="Rides waiting for a driver in the cell.")
+    supply: int = Field(ge=0, description="Available drivers in the cell.")
+    eta_s: float = Field(ge=0, description="The driver's ETA to the cell's centre, in s.")
+
+
 class RideAskEnded(_Data):
     driver_id: UUID
     reason: str
@@ -404,6 +413,7 @@ EVENT_DATA: dict[str, type[_Data]] = {
     "dispatch.Driver.CommandNoted": DriverCommandNoted,
     "dispatch.Driver.EnteredPlace": DriverPlace,
     "dispatch.Driver.LeftPlace": DriverPlace,
+    "dispatch.Driver.Hinted": DriverHinted,
     "dispatch.Rider.Registered": Registered,
     "dispatch.Rider.RideRequested": DriverRideEvent,
     "dispatch.Rider.RideEnded": RideEnded,

@@ -77,22 +77,44 @@ def parse_city_shards(value: str | None) -> tuple[int | None, ...]:
     return counts
 
 
+def parse_hints(value: str | None) -> tuple[str | None, ...]:
+    """``--hints ignore,follow``: what the drivers do with repositioning hints (None: not
+    given, hints off)."""
+    from dispatch.simulator.experiment import HINTS
+
+    if value is None:
+        return (None,)
+    chosen = tuple(part.strip() for part in value.split(",") if part.strip())
+    if not chosen or any(h not in HINTS for h in chosen):
+        raise typer.BadParameter(
+            f"comma-separated from {', '.join(HINTS)}, not {value!r}", param_hint="--hints"
+        )
+    if len(set(chosen)) != len(chosen):
+        raise typer.BadParameter(f"a choice twice in {value!r}", param_hint="--hints")
+    return chosen
+
+
 def variants_of(
-    strategies: str, city_shards: str | None, etas: tuple[str | None, ...] = (None,)
+    strategies: str,
+    city_shards: str | None,
+    etas: tuple[str | None, ...] = (None,),
+    hints: str | None = None,
 ) -> tuple[Variant, ...]:
-    """Every strategy with every shard count and every ETA; at least two variants to
-    compare."""
+    """Every strategy with every shard count, every ETA and every use of hints; at least
+    two variants to compare."""
     from dispatch.simulator.experiment import Variant
 
     chosen = tuple(
-        Variant(strategy, shards, eta)
+        Variant(strategy, shards, eta, hint)
+        for hint in parse_hints(hints)
         for eta in etas
         for shards in parse_city_shards(city_shards)
         for strategy in parse_strategies(strategies)
     )
     if len(chosen) < 2:
         raise typer.BadParameter(
-            "at least two variants: two strategies, two --city-shards counts or two --etas",
+            "at least two variants: two strategies, two --city-shards counts, two --etas or "
+            "two --hints",
             param_hint="--strategies",
         )
     return chosen
@@ -118,6 +140,14 @@ def experiment(
             help="With a road network: what the matcher ranks drivers by, comma-separated "
             "(road, straight), each run with every strategy (e.g. --strategies greedy --etas "
             "road,straight); the first is the baseline. Default: road.",
+        ),
+    ] = None,
+    hints: Annotated[
+        str | None,
+        typer.Option(
+            help="What drivers do with repositioning hints, comma-separated (off, ignore, "
+            "follow), each run with every strategy (e.g. --strategies greedy --hints "
+            "ignore,follow); the first is the baseline. Default: off.",
         ),
     ] = None,
     seeds: Annotated[
@@ -156,7 +186,7 @@ def experiment(
     chosen_etas: tuple[str | None, ...] = (None,)
     if network is not None or etas is not None:
         chosen_etas = parse_etas(etas, network, "--etas")
-    variants = variants_of(strategies, city_shards, chosen_etas)
+    variants = variants_of(strategies, city_shards, chosen_etas, hints)
     names = [v.label for v in variants]
     chosen = scenario(
         drivers=drivers,
@@ -231,6 +261,7 @@ def experiment(
                             "strategy": v.strategy,
                             "city_shards": v.city_shards,
                             "eta": v.eta,
+                            "hints": v.hints,
                         }
                         for v in variants
                     ],

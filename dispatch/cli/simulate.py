@@ -120,14 +120,26 @@ def simulate(
             '(docs/MARKETPLACE.md, "Places: geofences and queues"). 0 to 1.',
         ),
     ] = 0.1,
+    hints: Annotated[
+        str,
+        typer.Option(
+            help="Repositioning hints: off (the engine sends none), ignore (the engine sends "
+            "them, drivers carry on) or follow (an idle driver heads for the hinted cell). "
+            "On, at DISPATCH_HINT_EVERY_S, or every 30 s when that is 0 "
+            '(docs/MARKETPLACE.md, "Places: repositioning hints").',
+        ),
+    ] = "off",
 ) -> None:
     """Run the engine against a simulated city and print a report."""
     from dispatch.simulator.cityshards import split_city
+    from dispatch.simulator.experiment import HINTS, with_hints
     from dispatch.simulator.products import parse_mix
     from dispatch.simulator.runner import SimConfig
 
     if strategy not in ("greedy", "batch"):
         raise typer.BadParameter("choose 'greedy' or 'batch'", param_hint="--strategy")
+    if hints not in HINTS:
+        raise typer.BadParameter(f"choose {', '.join(HINTS)}, not {hints!r}", param_hint="--hints")
     check_outputs(write_demand, report_dir, demand_trace)
     chosen = scenario(
         drivers=drivers,
@@ -182,9 +194,10 @@ def simulate(
     settings = with_eta(
         base.model_copy(update={"data_dir": target, "strategy": strategy}), network, chosen_eta
     )
+    settings, hints = with_hints(settings, hints)
     options = {"seed": seed, "strategy": strategy, "city_shards": city_shards or 1,
                "road_network": network, "eta": chosen_eta, "place_demand": place_demand,
-               **mixes}  # fmt: skip
+               "hints": hints, **mixes}  # fmt: skip
     config = SimConfig(**options, **chosen.config)  # type: ignore[arg-type]
     where = str(target) if settings.embedded else f"topic {settings.topic_prefix}.events"
 

@@ -238,6 +238,23 @@ class Driver(Aggregate):
         def apply(self, driver: Driver) -> None:
             driver.places = tuple(p for p in driver.places if p != self.place)
 
+    class Hinted(Aggregate.Event):
+        """The idle driver was told where demand outruns supply (a repositioning hint,
+        ``dispatch.matching.hints``): the H3 ``cell`` and its centre, its waiting rides and
+        available drivers then, and the driver's ETA there. Advice: it changes no state."""
+
+        TOPIC = "dispatch.Driver.Hinted"
+        class_version = 1
+        cell: str
+        lat: float
+        lng: float
+        demand: int
+        supply: int
+        eta_s: float
+
+        def apply(self, driver: Driver) -> None:
+            pass
+
     class Erased(Aggregate.Event):
         """The driver's personal data was erased: their key is deleted in the same batch
         (docs/PRIVACY.md), and every later command of theirs is refused. Not an
@@ -350,6 +367,16 @@ class Driver(Aggregate):
             self.trigger_event(self.LeftPlace, timestamp=at, place=place)
         for place in sorted(places - current):
             self.trigger_event(self.EnteredPlace, timestamp=at, place=place)
+
+    def hint(self, cell: str, lat: float, lng: float, demand: int, supply: int, eta_s: float,
+             at: datetime) -> None:  # fmt: skip
+        """Record a repositioning hint for an available driver served here (refused
+        otherwise: the hint no longer applies)."""
+        self.check_here()
+        if self.status != DriverStatus.AVAILABLE:
+            raise IllegalTransition(f"driver {self.id} is {self.status}, not available")
+        self.trigger_event(self.Hinted, timestamp=at, cell=cell, lat=lat, lng=lng,
+                           demand=demand, supply=supply, eta_s=eta_s)  # fmt: skip
 
     def check_here(self) -> None:
         """Refuse a driver's command at a shard that handed the driver off, and every

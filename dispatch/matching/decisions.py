@@ -60,4 +60,18 @@ class LocateDriver:
     places: frozenset[str]
 
 
-Decision = MakeOffer | ExpireOffer | ExpireRequest | ChangeSurge | LocateDriver
+@dataclass(frozen=True, slots=True)
+class HintDriver:
+    """Tell an idle driver where demand outruns supply (``dispatch.matching.hints``): the
+    cell, its centre, its waiting rides and available drivers, and the driver's ETA there."""
+
+    driver_id: UUID
+    cell: str
+    lat: float
+    lng: float
+    demand: int
+    supply: int
+    eta_s: float
+
+
+Decision = MakeOffer | ExpireOffer | ExpireRequest | ChangeSurge | LocateDriver | HintDriver

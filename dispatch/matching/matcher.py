@@ -40,6 +40,7 @@ from dispatch.matching.decisions import (
 from dispatch.matching.eta import EtaProvider
 from dispatch.matching.fleet import Fleet
 from dispatch.matching.geo import haversine_m
+from dispatch.matching.hints import Hints
 from dispatch.matching.index import DriverIndex
 from dispatch.matching.places import PlaceLocator
 from dispatch.matching.strategies import Pairing, PendingRide, SearchLimits, Strategy
@@ -77,6 +78,7 @@ class MatcherStats:
     woken: int = 0  # rides woken by new supply within reach
     crossings: int = 0  # geofence decisions (a driver's places changed)
     queue_offers: int = 0  # offers made to a place's queue head
+    hints: int = 0  # repositioning hints decided
 
 
 def _ts(value: datetime) -> float:
@@ -93,6 +95,7 @@ class Matcher:
         surge: SurgeTracking | None = None,
         catalog: Catalog = DEFAULT_CATALOG,
         places: PlaceLocator | None = None,
+        hints: Hints | None = None,
     ) -> None:
         self.index, self.eta, self.strategy, self.config = index, eta, strategy, config
         # Geofenced places (None or empty: none): which own drivers are inside each, and
@@ -102,6 +105,7 @@ class Matcher:
         self.place_queues: PlaceQueues[UUID] = PlaceQueues()
         self._located: dict[UUID, frozenset[str]] = {}
         self._crossings: dict[UUID, frozenset[str]] = {}
+        self.hints = hints  # None: no repositioning hints
         # ``index`` holds every available driver (positions, surge's supply); ``fleet``
         # searches them by product (docs/MARKETPLACE.md, "The product lever").
         self.catalog = catalog
@@ -148,6 +152,7 @@ class Matcher:
             Driver.Arrived.TOPIC: self._on_arrived,
             Driver.EnteredPlace.TOPIC: self._on_entered_place,
             Driver.LeftPlace.TOPIC: self._on_left_place,
+            Driver.Hinted.TOPIC: self._on_hinted,
         }
         if surge is not None:
             self._handlers[Surge.Changed.TOPIC] = self._on_surge_changed
@@ -289,6 +294,11 @@ class Matcher:
                         now + self.config.offer_timeout_s,
                     )
                 )
+        if self.hints is not None and self.hints.due(now):
+            hinted = self.hints.tick(now, self.pending.values(), self.index, self._may_hint,
+                                     self.eta)  # fmt: skip
+            self.stats.hints += len(hinted)
+            decisions.extend(hinted)
         if self.surge is not None:
             cells, counts = self.index.cell_counts()
             if self.surge.due(now):
@@ -345,7 +355,22 @@ class Matcher:
                 break
         return out
 
+    def _may_hint(self, driver_id: UUID) -> bool:
+        """An available driver this shard serves, not waiting in a place's queue."""
+        if driver_id not in self.own or driver_id not in self.available:
+            return False
+        queues = self.place_queues.queues
+        return not any(
+            driver_id in queues.get(p, ()) for p in self.place_queues.where.get(driver_id, ())
+        )
+
     # -- event handlers --------------------------------------------------------------------
+    def _on_hinted(self, e: Driver.Hinted) -> None:
+        """A hint recorded (after a restart too: the per-driver rate limit holds)."""
+        if self.hints is not None:
+            at = _ts(e.timestamp)
+            self.hints.last[e.originator_id] = max(at, self.hints.last.get(e.originator_id, at))
+
     def _on_entered_place(self, e: Driver.EnteredPlace) -> None:
         driver_id = e.originator_id
         state = self.drivers.get(driver_id)

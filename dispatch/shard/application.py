@@ -36,6 +36,7 @@ from dispatch.matching.decisions import (
     Decision,
     ExpireOffer,
     ExpireRequest,
+    HintDriver,
     LocateDriver,
     MakeOffer,
 )
@@ -235,6 +236,11 @@ class ShardApplication(SealingApplication):
                 located = owned_here(self._uow, decision.driver_id)
                 if located is not None:
                     located.locate(decision.places, now)
+            elif isinstance(decision, HintDriver):
+                hinted = owned_here(self._uow, decision.driver_id)
+                if hinted is not None:
+                    hinted.hint(decision.cell, decision.lat, decision.lng, decision.demand,
+                                decision.supply, decision.eta_s, now)  # fmt: skip
             elif isinstance(decision, ExpireOffer):
                 ride = self._uow.get(Ride, decision.ride_id)
                 if ride.asking is not None:  # no answer from the owner: withdraw the ask

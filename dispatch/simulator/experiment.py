@@ -49,6 +49,10 @@ METRICS: tuple[tuple[str, str], ...] = (
 )
 
 
+DEFAULT_HINT_EVERY_S = 30.0  # hints on without a cadence of the settings' own
+HINTS = ("off", "ignore", "follow")
+
+
 class DemandMismatch(Exception):
     """Two strategies of one seed saw different requests: comparing them would be unpaired."""
 
@@ -58,10 +62,13 @@ class Variant:
     strategy: str
     city_shards: int | None = None  # None: the configured markets serve the city
     eta: str | None = None  # road or straight (a road network's runs); None: straight
+    hints: str | None = None  # ignore or follow (repositioning hints on); None: off
 
     @property
     def label(self) -> str:
         parts = [self.strategy]
+        if self.hints is not None:
+            parts.append(f"hints {self.hints}")
         if self.city_shards is not None:
             parts.append(f"{self.city_shards} shard{'s' if self.city_shards > 1 else ''}")
         if self.eta is not None:
@@ -126,12 +133,23 @@ def run_one(
             if road_network is not None and not points:
                 city = city_over(road_graph(road_network), random.Random(0))
             run_settings = split_city(run_settings, variant.city_shards, points, city)
+        run_settings, hints = with_hints(run_settings, variant.hints or "off")
         run_config = replace(config, strategy=variant.strategy,
                              city_shards=variant.city_shards or 1,
-                             road_network=road_network, eta=eta)  # fmt: skip
+                             road_network=road_network, eta=eta, hints=hints)  # fmt: skip
         sim = simulate_embedded(run_config, run_settings, None, demand)
         report = sim.finished
         return RunData(variant.label, report.seed, report.as_dict(), sim.records(), sim.samples)
+
+
+def with_hints(settings: Settings, hints: str) -> tuple[Settings, str]:
+    """The settings for a run whose drivers ``hints`` (off, ignore or follow) the
+    repositioning hints: off turns the engine's hints off; the others turn them on at
+    ``DEFAULT_HINT_EVERY_S`` unless the settings have a cadence of their own."""
+    if hints == "off":
+        return settings.model_copy(update={"hint_every_s": 0.0}), hints
+    every = settings.hint_every_s or DEFAULT_HINT_EVERY_S
+    return settings.model_copy(update={"hint_every_s": every}), hints
 
 
 def run_experiment(

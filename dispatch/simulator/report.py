@@ -166,6 +166,11 @@ class SimReport:
     # the drivers' entries into places over the whole run (docs/MARKETPLACE.md, "Places").
     places: dict[str, dict[str, Any]] = field(default_factory=dict)
     place_entries: int = 0
+    # Repositioning hints over the whole run: what the drivers did with them ("off",
+    # "ignore", "follow"), how many the shards sent, and how many an idle driver followed.
+    hints: str = "off"
+    hints_received: int = 0
+    hints_followed: int = 0
 
     @classmethod
     def build(cls, sim: Simulation, wall_s: float, strategy: str = "") -> SimReport:
@@ -260,6 +265,9 @@ class SimReport:
             priced_rides=sum(r.fare_total is not None for r in records),
             places=by_place(records),
             place_entries=sim.place_entries,
+            hints=sim.cfg.hints,
+            hints_received=sim.hints_received,
+            hints_followed=sim.hints_followed,
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -318,6 +326,10 @@ class SimReport:
             ("surge at request mean / max, changes", self._surge_row()),
             *self._product_rows(),
             *self._place_rows(),
+            (
+                "repositioning hints: sent, followed",
+                f"{self.hints}: {self.hints_received}, {self.hints_followed}",
+            ),
             ("revenue (final fares)", self._revenue_row()),
             ("not ended after the drain", f"{self.in_flight}"),
             (

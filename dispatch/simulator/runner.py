@@ -102,6 +102,10 @@ class SimConfig:
     # picked up inside them, and of idle drivers' cruises that head for one (a driver idle
     # inside such a place waits there, in its queue).
     place_demand: float = 0.1
+    # What idle drivers do with the repositioning hints the shards send them (the engine's
+    # DISPATCH_HINT_EVERY_S makes them): "follow" (head for the hinted cell), "ignore", or
+    # "off" (the engine sends none: the simulate command turns them off).
+    hints: str = "off"
 
     @property
     def demand(self) -> float:
@@ -210,6 +214,8 @@ class Simulation:
         if self.roads is not None:
             self.demand = self.roads.snap_requests(self.demand)
         self.place_entries = 0  # drivers' entries into places, as the shards recorded them
+        self.hints_received = 0  # repositioning hints the shards recorded
+        self.hints_followed = 0  # those an idle driver set out for
         self.demand_sent: list[Request] = []
         self.drivers: dict[UUID, SimDriver] = {}
         self._by_phase: dict[int, list[SimDriver]] = {}
@@ -634,6 +640,16 @@ class Simulation:
             return
         if topic == Driver.EnteredPlace.TOPIC:
             self.place_entries += 1
+            return
+        if topic == Driver.Hinted.TOPIC:
+            self.hints_received += 1
+            d = self.drivers.get(UUID(e.aggregate_id))
+            if self.cfg.hints == "follow" and d is not None and d.phase is Phase.IDLE:
+                self.hints_followed += 1
+                target = (float(data["lat"]), float(data["lng"]))
+                if self.roads is not None:
+                    target = self.roads.snap(target)
+                self._go(d, target, "cruise", ("hint", d.index, self.hints_followed))
             return
         if topic == Driver.OfferReceived.TOPIC:
             d = self.drivers.get(UUID(e.aggregate_id))
