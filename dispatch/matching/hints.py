@@ -2,8 +2,9 @@
 "Places: repositioning hints").
 
 At a cadence (``every_s``) the shard's matcher counts, per H3 cell of ``resolution`` (8,
-the surge cells: about 0.7 km2), the rides waiting for a driver (demand) and the available
-drivers with a fresh position (supply). A cell whose demand exceeds its supply is short by
+the surge cells: about 0.7 km2), the demand (the larger of the rides waiting for a driver
+and the requests of the surge window) and the available drivers with a fresh position
+(supply). A cell whose demand exceeds its supply is short by
 the difference. Shortest cells first (then by cell id, so a cadence decides the same way
 every time), each short cell pulls up to its shortage of the nearest idle drivers the shard
 serves that can drive there within ``max_drive_s`` (by the matcher's ETA), that were not
@@ -69,11 +70,17 @@ class Hints:
         index: DriverIndex[UUID],
         eligible: Callable[[UUID], bool],
         eta: EtaProvider,
+        recent: Iterable[str] = (),
     ) -> list[HintDriver]:
         """The cadence's hints (``eligible``: an available driver this shard serves, not
-        waiting in a place's queue)."""
+        waiting in a place's queue). ``recent``: the cells of the requests of the surge
+        window (surge's demand): a cell's demand is the larger of its waiting rides and its
+        recent requests."""
         cfg = self.config
         demand = Counter(h3.latlng_to_cell(r.lat, r.lng, cfg.resolution) for r in waiting)
+        for cell, count in Counter(recent).items():
+            if count > demand.get(cell, 0):
+                demand[cell] = count
         if not demand:
             return []
         supply = self._supply(index)

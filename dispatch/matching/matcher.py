@@ -295,8 +295,9 @@ class Matcher:
                     )
                 )
         if self.hints is not None and self.hints.due(now):
+            recent = [] if self.surge is None else [c for c, _ in self.surge.window()]
             hinted = self.hints.tick(now, self.pending.values(), self.index, self._may_hint,
-                                     self.eta)  # fmt: skip
+                                     self.eta, recent)  # fmt: skip
             self.stats.hints += len(hinted)
             decisions.extend(hinted)
         if self.surge is not None:

@@ -104,3 +104,15 @@ def test_through_the_shard_an_idle_driver_is_hinted_and_the_hint_recorded(
     assert not [e for e in recorder.select_events(busy) if e.topic.endswith("Hinted")]
     assert engine.workers[0].matcher.stats.hints == 1
     engine.stop()
+
+
+def test_recent_requests_count_as_demand_where_no_ride_waits_now() -> None:
+    """A cell's demand is the larger of its waiting rides and its requests of the surge
+    window: a hot spot whose rides were all served still pulls idle drivers."""
+    index = DriverIndex[uuid.UUID](9, ttl_s=60)
+    first, second, third = drivers_at(index, 1.2, 2.0, 2.8)
+    hints = Hints(HintConfig())
+    assert hints.tick(T0, [], index, lambda d: True, StraightLineEta()) == []
+    out = hints.tick(T0, [ride()], index, lambda d: True, StraightLineEta(), [CELL] * 3)
+    assert [h.driver_id for h in out] == [first, second, third]
+    assert all(h.demand == 3 for h in out)
