@@ -603,6 +603,7 @@ def build_runtime(settings: Settings, clock: Clock = time.time) -> Runtime:
         settings.ping_ttl_s,
         settings.ended_ride_retention_s,
         personal.open,
+        settings.queued_places,
     )
     name = log_name(settings)
     if not settings.embedded:

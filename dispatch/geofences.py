@@ -150,6 +150,9 @@ class Geofences:
                 return place.id
         return None
 
+    def queued(self) -> frozenset[str]:
+        return frozenset(p.id for p in self.places if p.queue)
+
     def with_queue(self) -> list[Place]:
         return [p for p in self.places if p.queue]
 

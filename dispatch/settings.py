@@ -33,10 +33,16 @@ from dispatch.domain.products import (
     Catalog,
     ProductSpec,
 )
-from dispatch.service_areas import ServiceAreaError, parse_area
+from dispatch.service_areas import ServiceAreaError, area_km2, parse_area
 
 MAX_MARKET_SHARDS = 64
 _EMPTY_IS_UNSET = frozenset({"fares", "fares_file"})
+
+
+# The largest place (an airport of the largest kind is some 70 km2), and all places of the
+# city together: each costs the matchers a table of resolution-9 cells, built at start.
+MAX_PLACE_KM2 = 500.0
+MAX_PLACES_KM2 = 5_000.0
 
 
 class PlaceConfig(BaseModel):
@@ -84,7 +90,14 @@ class MarketConfig(BaseModel):
             if self.service_area is not None:
                 parse_area(self.service_area, self.name, centre, self.radius_km)
             for place in self.places:
-                parse_area(place.area, self.name, centre, self.radius_km, f"place {place.id!r}")
+                what = f"place {place.id!r}"
+                size = area_km2(parse_area(place.area, self.name, centre, self.radius_km, what))
+                if size > MAX_PLACE_KM2:
+                    raise ServiceAreaError(
+                        f"market {self.name!r}: {what} covers {size:,.0f} km2, more than "
+                        f"{MAX_PLACE_KM2:,.0f}: a place is an airport or a station, not a "
+                        "district (a service area says where a market takes rides)"
+                    )
         except ServiceAreaError as error:
             raise ValueError(str(error)) from None
         return self
@@ -308,6 +321,11 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def queued_places(self) -> frozenset[str]:
+        """The ids of the markets' places that keep a queue."""
+        return frozenset(p.id for m in self.markets for p in m.places if p.queue)
+
+    @property
     def catalog(self) -> Catalog:
         """The products, as the domain takes them."""
         return Catalog(
@@ -378,6 +396,15 @@ class Settings(BaseSettings):
     @field_validator("markets")
     @classmethod
     def _place_ids_are_unique(cls, markets: list[MarketConfig]) -> list[MarketConfig]:
+        total = sum(
+            area_km2(parse_area(p.area, m.name, (m.lat, m.lng), m.radius_km))
+            for m in markets
+            for p in m.places
+        )
+        if total > MAX_PLACES_KM2:
+            raise ValueError(
+                f"the places cover {total:,.0f} km2 in all, more than {MAX_PLACES_KM2:,.0f}"
+            )
         seen: dict[str, str] = {}
         for market in markets:
             for place in market.places:

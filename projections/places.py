@@ -1,15 +1,20 @@
 """Places view: who is inside each geofenced place and each place's queue, per shard.
 
 The same fold as the matcher's (``dispatch.domain.place_queues``), fed the drivers'
-crossings (``Driver.EnteredPlace`` / ``LeftPlace``) and availability events, with each
-event's time. It is kept per shard: a shard's events come in its log's order, but two
-shards' may be folded in any order, and a driver handed from one to the other leaves the
-first one's places (``HandedOff``) while it may already be inside one at the other.
+crossings (``Driver.EnteredPlace`` / ``LeftPlace``), availability and erasure events, with
+each event's time; only the places that keep a queue (``queued``, from the settings: None,
+every place) queue. It is kept per shard: a shard's events come in its log's order, but
+two shards' may be folded in any order, and a driver handed from one to the other leaves
+the first one's places (``HandedOff``) while it may already be inside one at the other.
+A place's queue is each shard's part in its log's order, merged across shards by time of
+joining.
 Serves ``GET /places/{id}/queue`` (docs/MARKETPLACE.md, "Places: geofences and queues").
 """
 
 from __future__ import annotations
 
+import heapq
+from collections.abc import Container
 from dataclasses import dataclass, field
 
 from dispatch.domain.driver import (
@@ -24,6 +29,8 @@ from dispatch.domain.place_queues import PlaceQueues
 from dispatch.log import LogEvent
 
 ENTERED, LEFT = Driver.EnteredPlace.TOPIC, Driver.LeftPlace.TOPIC
+OUT_OF_PLACES = frozenset({Driver.HandedOff.TOPIC, Driver.Erased.TOPIC,
+                           Driver.ErasedByOperator.TOPIC})  # fmt: skip
 
 
 @dataclass
@@ -35,17 +42,13 @@ class ShardPlaces:
 @dataclass
 class PlacesView:
     shards: dict[int, ShardPlaces] = field(default_factory=dict)
+    queued: Container[str] | None = None  # the places that keep a queue (None: every one)
 
     def queue(self, place: str) -> list[tuple[str, float]]:
-        """The place's queue across shards, head first: by when each joined (one shard's
-        drivers in its log's order)."""
-        merged = [
-            (at, shard, n, driver)
-            for shard, held in sorted(self.shards.items())
-            for n, (driver, at) in enumerate(held.queues.queue(place))
-        ]
-        merged.sort()
-        return [(driver, at) for at, _, _, driver in merged]
+        """The place's queue across shards, head first: each shard's part in its log's
+        order (the order its matcher offers in), the parts merged by time of joining."""
+        parts = [held.queues.queue(place) for _, held in sorted(self.shards.items())]
+        return list(heapq.merge(*parts, key=lambda entry: entry[1]))
 
     def occupied(self) -> list[str]:
         """The places someone is inside, by id."""
@@ -58,16 +61,20 @@ class PlacesView:
 
 class PlacesProjection:
     name = "places"
-    topics = AVAILABILITY_TOPICS | {ENTERED, LEFT}
-    params = "v1"
+    topics = AVAILABILITY_TOPICS | OUT_OF_PLACES | {ENTERED, LEFT}
+
+    def __init__(self, queued: frozenset[str] | None = None) -> None:
+        self.queued = queued
+        # a view kept under another set of queue places is folded again
+        self.params = "v2;queued=" + ("*" if queued is None else ",".join(sorted(queued)))
 
     def initial(self) -> PlacesView:
-        return PlacesView()
+        return PlacesView(queued=self.queued)
 
     def apply(self, view: PlacesView, e: LogEvent) -> PlacesView:
         held = view.shards.get(e.shard)
         if held is None:
-            held = view.shards[e.shard] = ShardPlaces()
+            held = view.shards[e.shard] = ShardPlaces(PlaceQueues(self.queued))
         driver, topic = e.aggregate_id, e.topic
         if topic == ENTERED:
             state = held.drivers.get(driver, REGISTERED)
@@ -75,10 +82,12 @@ class PlacesProjection:
             held.queues.entered(e.data["place"], driver, e.at, available)
         elif topic == LEFT:
             held.queues.left(e.data["place"], driver)
+        elif topic in OUT_OF_PLACES and topic != Driver.HandedOff.TOPIC:  # erased
+            held.queues.leave_all(driver)
         else:
             after = next_availability(held.drivers.get(driver, REGISTERED), topic)
             held.drivers[driver] = after
-            if topic == Driver.HandedOff.TOPIC:
+            if topic == Driver.HandedOff.TOPIC or after[0] == DriverStatus.OFFLINE:
                 held.queues.leave_all(driver)
             elif driver in held.queues.where:
                 held.queues.availability(driver, after[0] == DriverStatus.AVAILABLE, e.at)

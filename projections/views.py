@@ -24,10 +24,12 @@ def default_projections(
     ttl_s: float = 30.0,
     ride_retention_s: float | None = None,
     open: Opener = as_is,
+    queued_places: frozenset[str] | None = None,
 ) -> list[Projection[Any]]:
     """The views; ended rides leave the rides view ``ride_retention_s`` after they
     ended (None: never). Views keep sealed personal fields as they are; ``open`` reads a
-    sealed pickup where a fold needs its place (the heatmap's cell)."""
+    sealed pickup where a fold needs its place (the heatmap's cell); ``queued_places``: the
+    places that keep a queue (None: every place)."""
     return [
         RidesProjection(ride_retention_s),
         DriversProjection(),
@@ -35,7 +37,7 @@ def default_projections(
         HeatmapProjection(open),
         SurgeProjection(),
         CredentialsProjection(),
-        PlacesProjection(),
+        PlacesProjection(queued_places),
     ]
 
 

@@ -112,6 +112,7 @@ def rebuild(
             settings.ping_ttl_s,
             settings.ended_ride_retention_s,
             personal.open,
+            settings.queued_places,
         )
     except op.UnknownViews as error:
         raise typer.BadParameter(str(error), param_hint="VIEWS") from None
@@ -238,7 +239,8 @@ def state(
 ) -> None:
     """The state of the shards (or of one aggregate, or the surge of one place) as of a
     moment, replayed up to it: rides and drivers by status, the surge multiplier of every
-    cell above 1.00, and each geofenced place someone is inside, with its queue."""
+    cell above 1.00, and each geofenced place someone is inside, with its queue (the places
+    DISPATCH_MARKETS gives a queue; with no places there, every place has one)."""
     moment = iso_time(at, "--at")
     assert moment is not None
     if (lat is None) != (lng is None):
@@ -247,7 +249,12 @@ def state(
         problem = latlng_problem(lat, lng)
         if problem is not None:
             raise typer.BadParameter(problem, param_hint="--lat/--lng")
-    views = op.state_at(_source(data_dir, kafka, shard), moment, shard)
+    settings = settings_from(data_dir, kafka)
+    # the queues of the places the settings give a queue; settings with no places (not the
+    # log's deployment's): every place someone was inside, with a queue
+    has_places = any(m.places for m in settings.markets)
+    queued = settings.queued_places if has_places else None
+    views = op.state_at(_source(data_dir, kafka, shard), moment, shard, queued)
     if lat is not None and lng is not None:
         surge = views.surge
         payload: object = {"lat": lat, "lng": lng, "cell": surge.cell_of(lat, lng),

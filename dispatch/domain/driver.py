@@ -68,6 +68,8 @@ class Driver(Aggregate):
         def apply(self, driver: Driver) -> None:
             state = (driver.status, driver.offline_after_trip)
             driver.status, driver.offline_after_trip = next_availability(state, self.TOPIC)
+            if driver.status == DriverStatus.OFFLINE:
+                driver.places = ()  # offline: out of every place (found again by pings)
 
     class Created(Aggregate.Created):
         """Stored as ``Registered`` (see TOPIC)."""
@@ -269,7 +271,7 @@ class Driver(Aggregate):
             upcast_erased(state)
 
         def apply(self, driver: Driver) -> None:
-            driver.erased, driver.name = True, "erased"
+            driver.erased, driver.name, driver.places = True, "erased", ()
 
     class ErasedByOperator(Erased):
         """An admin erased the driver: the event names who (``AUDIT_FIELDS``)."""

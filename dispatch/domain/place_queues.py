@@ -6,17 +6,19 @@ first), the views (``GET /places/{id}/queue``) and the replay tools (``replay st
 order, a driver's crossings (``Driver.EnteredPlace`` / ``LeftPlace``) and the changes of
 its availability (whatever the caller folds them with: ``next_availability``).
 
-The rule (docs/MARKETPLACE.md, "Places: geofences and queues"): a place's queue is the
-drivers inside it that are available, in the order they became both. A driver leaves the
-queue when it leaves the place, goes offline, takes an offer, or is handed to another
-shard; one whose offer is declined, expires or is withdrawn joins again at the tail (as
-at most airports: declining does not keep a driver's place). Times are the events' own
-(seconds since the epoch), shown to operators; the order is the log's.
+The rule (docs/MARKETPLACE.md, "Places: geofences and queues"): a place that keeps a
+queue (``queued``) queues the drivers inside it that are available, in the order they
+became both. A driver leaves the queue when it leaves the place, takes an offer, goes
+offline, is erased or is handed to another shard, and the last three take it out of every
+place too (``leave_all``: its next ping inside enters again); one whose offer is declined,
+expires or is withdrawn joins again at the tail (as at most airports: declining does not
+keep a driver's place). Times are the events' own (seconds since the epoch), shown to
+operators; the order is the log's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
+from collections.abc import Container, Hashable, Iterable
 from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
@@ -30,7 +32,9 @@ class PlaceQueues(Generic[K]):
     """The fold: ``inside`` place -> driver -> entered at, ``queues`` place -> driver ->
     queued at (in queue order: dicts keep insertion order)."""
 
-    def __init__(self) -> None:
+    def __init__(self, queued: Container[str] | None = None) -> None:
+        """``queued``: the places that keep a queue (None: every place)."""
+        self.keeps_queue: Container[str] | None = queued
         self.inside: dict[str, dict[K, float]] = {}
         self.queues: dict[str, dict[K, float]] = {}
         self.where: dict[K, set[str]] = {}
@@ -39,8 +43,11 @@ class PlaceQueues(Generic[K]):
         """The driver came inside ``place``; available, it joins the queue's tail."""
         self.inside.setdefault(place, {})[driver] = at
         self.where.setdefault(driver, set()).add(place)
-        if available:
+        if available and self._queues(place):
             self.queues.setdefault(place, {}).setdefault(driver, at)
+
+    def _queues(self, place: str) -> bool:
+        return self.keeps_queue is None or place in self.keeps_queue
 
     def left(self, place: str, driver: K) -> None:
         """The driver went outside ``place``: out of its queue too."""
@@ -57,12 +64,14 @@ class PlaceQueues(Generic[K]):
         queued there already) or not (leaves every queue)."""
         for place in self.where.get(driver, ()):
             if available:
-                self.queues.setdefault(place, {}).setdefault(driver, at)
+                if self._queues(place):
+                    self.queues.setdefault(place, {}).setdefault(driver, at)
             else:
                 self._drop(self.queues, place, driver)
 
     def leave_all(self, driver: K) -> None:
-        """The driver is no longer this fold's (handed to another shard, or erased)."""
+        """The driver is out of every place (offline, erased, or handed to another shard:
+        its next ping inside enters again)."""
         for place in sorted(self.where.get(driver, ())):
             self.left(place, driver)
 
@@ -104,7 +113,7 @@ class PlaceQueues(Generic[K]):
             driver = key(driver_text)  # type: ignore[call-arg]
             self.inside.setdefault(place, {})[driver] = float(entered_at)
             self.where.setdefault(driver, set()).add(place)
-            if queued_at is not None:
+            if queued_at is not None and self._queues(place):
                 self.queues.setdefault(place, {})[driver] = float(queued_at)
 
     @staticmethod

@@ -102,7 +102,9 @@ class Matcher:
         # each place's queue, folded from the crossings the shard recorded (log order);
         # ``_located``: the places last proposed for a driver whose crossing is in flight.
         self.places = places if places else None
-        self.place_queues: PlaceQueues[UUID] = PlaceQueues()
+        self.place_queues: PlaceQueues[UUID] = PlaceQueues(
+            self.places.queued() if self.places is not None else None
+        )
         self._located: dict[UUID, frozenset[str]] = {}
         self._crossings: dict[UUID, frozenset[str]] = {}
         self.hints = hints  # None: no repositioning hints
@@ -153,6 +155,8 @@ class Matcher:
             Driver.EnteredPlace.TOPIC: self._on_entered_place,
             Driver.LeftPlace.TOPIC: self._on_left_place,
             Driver.Hinted.TOPIC: self._on_hinted,
+            Driver.Erased.TOPIC: self._on_erased,
+            Driver.ErasedByOperator.TOPIC: self._on_erased,
         }
         if surge is not None:
             self._handlers[Surge.Changed.TOPIC] = self._on_surge_changed
@@ -313,16 +317,18 @@ class Matcher:
     def _assign(self, waiting: list[PendingRide], now: float) -> list[Pairing]:
         """A pickup inside a place with a queue goes to the queue's head first (the first
         queued driver free, positioned, serving its product and not excluded by the ride);
-        the rest, and those with no such driver, to the strategy, without those heads."""
+        the rest, and those with no such driver, to the strategy, without any queued
+        driver: a queue's drivers wait for its place's pickups."""
         limits = self.config.limits
-        first = self._queue_heads(waiting) if self.place_queues.queues else []
-        if not first:
+        if not self.place_queues.queues:
             return self.strategy.assign(waiting, self.fleet, self.eta, limits, now)
+        first = self._queue_heads(waiting)
         self.stats.queue_offers += len(first)
         offered = {p.ride_id for p in first}
         rest = [r for r in waiting if r.ride_id not in offered]
-        aside = [(p.driver_id, self.positions[p.driver_id]) for p in first]
-        for driver_id, _ in aside:  # not offered twice in one tick
+        queued = {d for q in self.place_queues.queues.values() for d in q}
+        aside = [(d, self.positions[d]) for d in queued if d in self.fleet]
+        for driver_id, _ in aside:  # kept for their place, and not offered twice a tick
             self.fleet.remove(driver_id)
         try:
             return first + self.strategy.assign(rest, self.fleet, self.eta, limits, now)
@@ -366,6 +372,15 @@ class Matcher:
         )
 
     # -- event handlers --------------------------------------------------------------------
+    def _on_erased(self, e: Driver.Erased) -> None:
+        self._out_of_places(e.originator_id)
+
+    def _out_of_places(self, driver_id: UUID) -> None:
+        """Offline, erased or handed off: out of every place (its next ping inside, if
+        any, enters again)."""
+        self.place_queues.leave_all(driver_id)
+        self._located.pop(driver_id, None)
+
     def _on_hinted(self, e: Driver.Hinted) -> None:
         """A hint recorded (after a restart too: the per-driver rate limit holds)."""
         if self.hints is not None:
@@ -482,8 +497,7 @@ class Matcher:
         (restore calls this without decoding the event: ``driver_topics``)."""
         if topic == _HANDED_OFF:
             self.own.discard(driver_id)
-            self.place_queues.leave_all(driver_id)  # its places are the next shard's
-            self._located.pop(driver_id, None)
+            self._out_of_places(driver_id)  # its places are the next shard's
         else:
             self.own.add(driver_id)
         self.observe_foreign(driver_id, topic)
@@ -493,7 +507,10 @@ class Matcher:
         after = next_availability(self.drivers.get(driver_id, REGISTERED), topic)
         self.drivers[driver_id] = after
         if driver_id in self.place_queues.where:  # the matcher keeps queue order, not times
-            self.place_queues.availability(driver_id, after[0] == DriverStatus.AVAILABLE, 0.0)
+            if after[0] == DriverStatus.OFFLINE:
+                self._out_of_places(driver_id)
+            else:
+                self.place_queues.availability(driver_id, after[0] == DriverStatus.AVAILABLE, 0.0)
         if after[0] == DriverStatus.AVAILABLE:
             if driver_id not in self.available:
                 self._make_available(driver_id)

@@ -111,13 +111,14 @@ def select_views(
     ttl_s: float = 30.0,
     ride_retention_s: float | None = None,
     open: Opener = as_is,
+    queued_places: frozenset[str] | None = None,
 ) -> list[Projection[Any]]:
     """The named views (every one for None), as a serving process with these settings
     folds them (``open``: how a sealed pickup is read); ``UnknownViews`` for a name that
     is not a view."""
     projections = [
         p
-        for p in default_projections(resolution, ttl_s, ride_retention_s, open)
+        for p in default_projections(resolution, ttl_s, ride_retention_s, open, queued_places)
         if names is None or p.name in names
     ]
     unknown = set(names or []) - {p.name for p in projections}
@@ -231,11 +232,17 @@ def stats(source: LogSource, data_dir: Path | None = None) -> Stats:
 
 
 @batch_gc()
-def state_at(source: LogSource, at: float, shard: int | None = None) -> ViewSet:
+def state_at(
+    source: LogSource,
+    at: float,
+    shard: int | None = None,
+    queued_places: frozenset[str] | None = None,
+) -> ViewSet:
     """The rides, drivers, surge and places views as of a moment, by replaying every event
-    up to it."""
+    up to it (``queued_places``: the places that keep a queue; None: every place)."""
     wanted = ("rides", "drivers", "surge", "places")
-    views = ViewSet([p for p in default_projections() if p.name in wanted])
+    projections = default_projections(queued_places=queued_places)
+    views = ViewSet([p for p in projections if p.name in wanted])
     for event in read_all(source, shard, until=at):
         views.apply(event)
     return views
@@ -248,7 +255,8 @@ def summarize(views: ViewSet) -> dict[str, Any]:
         "rides": dict(sorted(rides.items())),
         "drivers": dict(sorted(drivers.items())),
         "surge": dict(sorted(views.surge.layer().items())),  # cells above 1.00
-        # every place someone is inside: how many, and its queue (head first)
+        # every place someone is inside: how many, and its queue (head first; none for a
+        # place that keeps no queue)
         "places": {
             place: {
                 "inside": views.places.inside(place),

@@ -21,7 +21,7 @@ from dispatch.domain.ids import new_id
 from dispatch.messages import Ping
 from dispatch.settings import MarketConfig, PlaceConfig, Settings
 from schemas import commands as c
-from schemas.common import LatLng
+from schemas.common import LatLng, VehicleData
 
 T0 = 1_767_600_000.0
 # a 2.2 km x 1.7 km box around the airport; its southern edge at 37.600
@@ -159,7 +159,7 @@ def test_going_offline_leaves_the_queue_and_coming_back_joins_at_the_tail(
     world.engine.run_once()
     assert world.queue() == [second]
     assert world.send(c.GoOnline(driver_id=first)).accepted
-    world.engine.run_once()
+    world.move(first, FAR_INSIDE)  # its first ping back puts it inside again
     assert world.queue() == [second, first]
 
 
@@ -168,6 +168,7 @@ def test_the_queue_survives_a_restart_from_the_checkpoint(tmp_path: Path) -> Non
     drivers = [world.driver(FAR_INSIDE) for _ in range(4)]
     assert world.send(c.GoOffline(driver_id=drivers[0])).accepted
     assert world.send(c.GoOnline(driver_id=drivers[0])).accepted
+    world.move(drivers[0], FAR_INSIDE)
     expected = [*drivers[1:], drivers[0]]
     assert world.queue() == expected
     world.restart()
@@ -196,3 +197,74 @@ def test_replay_state_at_shows_the_queue_of_a_past_time(
     assert places_at(T0) == {}
     assert places_at(both) == {"sfo": {"inside": 2, "queue": [str(first), str(second)]}}
     assert places_at(world.now) == {"sfo": {"inside": 1, "queue": [str(second)]}}
+
+
+def test_in_one_tick_the_head_takes_the_inside_pickup_and_nobody_queued_the_outside_one(
+    tmp_path: Path,
+) -> None:
+    """No driver gets two offers in a tick, and a queue's drivers wait for its place's
+    pickups: the outside pickup goes to the driver outside, not to the queue's second."""
+    world = World(tmp_path)
+    head, second = world.driver(FAR_INSIDE), world.driver(NEAR_INSIDE)
+    outside = world.driver(OUTSIDE_FAR)
+    inside_ride, outside_ride = world.request(), world.request((37.5984, -122.385))
+    assert world.offered_to(inside_ride) == head
+    assert world.offered_to(outside_ride) == outside
+    assert world.queue() == [second]
+
+
+def test_a_queued_driver_is_not_offered_a_pickup_outside_its_place(tmp_path: Path) -> None:
+    world = World(tmp_path)
+    head = world.driver(NEAR_INSIDE)
+    ride = world.request(OUTSIDE_FAR)  # 170 m outside the airport: nobody outside
+    assert world.offered_to(ride) is None and world.queue() == [head]
+
+
+def test_the_head_must_serve_the_rides_product(tmp_path: Path) -> None:
+    world = World(tmp_path)
+    standard, xl = world.driver(FAR_INSIDE), new_id(0)
+    six_seats = VehicleData(product="xl", seats=6)
+    assert world.send(c.RegisterDriver(driver_id=xl, name="x", vehicle=six_seats)).accepted
+    assert world.send(c.GoOnline(driver_id=xl)).accepted
+    world.move(xl, FAR_INSIDE)
+    assert world.queue() == [standard, xl]
+    rider, ride = new_id(0), new_id(0)
+    assert world.send(c.RegisterRider(rider_id=rider, name="r")).accepted
+    here, there = LatLng(lat=PICKUP[0], lng=PICKUP[1]), LatLng(lat=37.77, lng=-122.42)
+    command = c.RequestRide(ride_id=ride, rider_id=rider, pickup=here, dropoff=there,
+                            product="xl")  # fmt: skip
+    assert world.send(command).accepted
+    assert world.offered_to(ride) == xl  # past the head, whose car is not an xl
+
+
+def test_going_offline_or_being_erased_leaves_the_place_itself(tmp_path: Path) -> None:
+    world = World(tmp_path)
+    first, second = world.driver(FAR_INSIDE), world.driver(FAR_INSIDE)
+    assert world.send(c.GoOffline(driver_id=first)).accepted
+    world.engine.run_once()
+    assert first not in world.matcher.place_queues.where  # not counted inside while off
+    assert world.send(c.GoOnline(driver_id=first)).accepted
+    world.engine.run_once()
+    assert world.queue() == [second], "not queued again before a ping says it is inside"
+    world.move(first, FAR_INSIDE)
+    assert world.queue() == [second, first]
+    assert world.crossings(first) == ["EnteredPlace", "EnteredPlace"]
+    assert world.send(c.GoOffline(driver_id=second)).accepted
+    assert world.send(c.EraseDriver(driver_id=second, by="self")).accepted
+    world.engine.run_once()
+    assert second not in world.matcher.place_queues.where
+    assert all(str(second) != row[1] for row in world.matcher.place_queues.rows())
+
+
+def test_a_place_without_a_queue_records_crossings_and_queues_nobody(tmp_path: Path) -> None:
+    world = World(tmp_path)
+    world.engine.stop()
+    place = PlaceConfig(id="sfo", area=AIRPORT, queue=False)
+    market = MarketConfig(name="san-francisco", shard=0, lat=37.77, lng=-122.42,
+                          radius_km=40, places=[place])  # fmt: skip
+    settings = Settings(data_dir=tmp_path / "plain", shards=1, markets=[market],
+                        ping_ttl_s=600, hint_every_s=30)  # fmt: skip
+    world.engine = build_embedded_engine(settings, lambda: world.now)
+    d = world.driver(FAR_INSIDE)
+    assert world.crossings(d) == ["EnteredPlace"]
+    assert world.queue() == [] and world.matcher._may_hint(d)
