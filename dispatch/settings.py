@@ -194,6 +194,10 @@ class Settings(BaseSettings):
     # None: none) and address (docs/OPERATIONS.md); its --metrics-port/--metrics-host win.
     worker_metrics_port: int | None = Field(default=None, ge=0, le=65535)
     worker_metrics_host: str = "127.0.0.1"
+    # How `dispatch serve` and `dispatch worker` log (their --log-format wins): text lines,
+    # or JSON lines with the fields of the log context (dispatch/logs.py).
+    log_format: Literal["text", "json"] = "text"
+
     # A shard checkpoint of the matcher's folded state begins every this many events (0:
     # never) and is written a chunk of at most checkpoint_chunk_rows rows a batch (in the
     # shard file embedded, in the checkpoints topic on Kafka).
