@@ -86,9 +86,9 @@ def test_the_log_format_is_text_unless_json_is_asked_for(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("DISPATCH_LOG_FORMAT", raising=False)
-    assert Settings().log_format == "text"
+    assert Settings().log_format == "text" and not Settings().tracing
     monkeypatch.setenv("DISPATCH_LOG_FORMAT", "json")
-    assert Settings().log_format == "json"
+    assert Settings().log_format == "json" and Settings().tracing
 
 
 def test_a_bad_log_format_is_refused_naming_the_setting_and_the_choices(

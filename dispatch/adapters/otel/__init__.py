@@ -1,0 +1,1 @@
+"""OpenTelemetry: the spans of a command's trace and their exporter (``tracer``)."""
