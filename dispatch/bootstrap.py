@@ -45,6 +45,7 @@ from dispatch.matching.eta import EtaProvider, StraightLineEta
 from dispatch.matching.index import DriverIndex
 from dispatch.matching.matcher import Matcher, MatcherConfig
 from dispatch.matching.strategies import SearchLimits, make_strategy
+from dispatch.ports import Tracer
 from dispatch.pricing.desk import FareDesk
 from dispatch.pricing.rules import fare_book, fares_of
 from dispatch.pricing.surge import SurgeCurve
@@ -77,7 +78,6 @@ if TYPE_CHECKING:  # the Kafka adapter is imported only when it is used
     from dispatch.adapters.kafka.eventstore.connection import Connection
     from dispatch.adapters.kafka.transport import KafkaTransport
     from dispatch.adapters.kafka.worker import KafkaWorker
-    from dispatch.adapters.otel.tracer import OtelTracer  # only when commands are traced
 
 log = logging.getLogger(__name__)
 
@@ -367,7 +367,7 @@ def build_kafka_worker(
     )
     sealer = Sealer(PersonalData(AesGcmCipher(), keys))
     command_keys: KafkaKeyStore | None = None
-    tracer: OtelTracer | None = None
+    tracer: Tracer | None = None
     try:
         # the one-time keys sealed commands are opened with (docs/PRIVACY.md)
         command_keys = KafkaKeyStore(
@@ -568,12 +568,17 @@ def build_personal(settings: Settings) -> PersonalData:
     return PersonalData(AesGcmCipher(), build_key_store(settings))
 
 
-def build_tracer(settings: Settings, service: str) -> OtelTracer | None:
+def build_tracer(settings: Settings, service: str) -> Tracer | None:
     """The tracer of a process named ``service`` when commands are traced (JSON logs or an
-    exporter: ``Settings.tracing``), else None. An exporter that is not installed is an
-    ``ExporterMissing`` here, at start."""
+    exporter: ``Settings.tracing``), else None: with an exporter, OpenTelemetry's SDK spans;
+    for JSON logs alone, trace and span ids only (no span to export, a few microseconds a
+    command). An exporter that is not installed is an ``ExporterMissing`` here, at start."""
     if not settings.tracing:
         return None
+    if settings.otel_exporter is None:
+        from dispatch.adapters.otel.ids import IdsTracer
+
+        return IdsTracer()
     from dispatch.adapters.otel.tracer import OtelTracer
 
     return OtelTracer(service, settings.otel_exporter)

@@ -1,7 +1,8 @@
 """Trace context on the real broker: a command sent in a span has the span's W3C
-``traceparent`` in its record's headers; the worker (JSON logs: tracing) applies it in a
-child span, logs in that trace, and the outcome's record has the child's traceparent, which
-the transport's line for the outcome read carries as its trace id."""
+``traceparent`` in its record's headers; the worker (JSON logs: tracing, ids only with no
+exporter) applies it in a child span, logs in that trace, and the outcome's record has the
+child's traceparent, which the transport's line for the outcome read carries as its trace
+id."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from dispatch import logs
 from dispatch.adapters.kafka import wire
 from dispatch.adapters.kafka.topics import Topics
 from dispatch.adapters.kafka.transport import KafkaTransport
+from dispatch.adapters.otel.ids import IdsTracer
 from dispatch.adapters.otel.tracer import OtelTracer
 from dispatch.bootstrap import build_kafka_worker
 from dispatch.domain.ids import new_id
@@ -89,7 +91,7 @@ def test_the_traceparent_rides_on_the_command_record_and_comes_back_on_the_outco
     worker = build_kafka_worker(settings, member="traces")
     bus = KafkaTransport(settings.kafka_bootstrap or "", settings.topic_prefix)
     try:
-        assert worker.tracer is not None
+        assert isinstance(worker.tracer, IdsTracer)  # JSON logs alone: ids, no SDK spans
         deadline = time.monotonic() + WAIT_S
         while 0 not in worker.shards and time.monotonic() < deadline:
             worker.run_once()

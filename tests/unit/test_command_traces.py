@@ -1,11 +1,13 @@
-"""Commands' trace context (``adapters.otel``, ``dispatch.logs``): a span continues the
-trace it is given; the embedded transport carries the sender's context to the shard, whose
-worker applies the command in a child span and sends its context back with the outcome;
-with text logs and no exporter nothing is traced and the context only passes through."""
+"""Commands' trace context (``adapters.otel``, ``dispatch.logs``): a span, the SDK's or an
+ids-only one, continues the trace it is given; the embedded transport carries the sender's
+context to the shard, whose worker applies the command in a child span and sends its
+context back with the outcome; with text logs and no exporter nothing is traced and the
+context only passes through."""
 
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from uuid import UUID
@@ -15,9 +17,11 @@ import pytest
 from dispatch import logs
 from dispatch.adapters.embedded.transport import EmbeddedTransport
 from dispatch.adapters.kafka import wire
+from dispatch.adapters.otel.ids import IdsTracer
 from dispatch.adapters.otel.tracer import ExporterMissing, OtelTracer
 from dispatch.bootstrap import build_embedded_engine, build_tracer
 from dispatch.domain.ids import new_id
+from dispatch.ports import Tracer
 from dispatch.settings import Settings
 from schemas import commands as c
 
@@ -39,8 +43,14 @@ def ids(parent: str) -> tuple[str, str]:
     return fields["trace_id"], fields["span_id"]
 
 
-def test_a_span_given_a_traceparent_continues_its_trace_with_a_span_of_its_own() -> None:
-    tracer = OtelTracer("test")
+TRACERS = [pytest.param(lambda: OtelTracer("test"), id="sdk"), pytest.param(IdsTracer, id="ids")]
+
+
+@pytest.mark.parametrize("make", TRACERS)
+def test_a_span_given_a_traceparent_continues_its_trace_with_a_span_of_its_own(
+    make: Callable[[], Tracer],
+) -> None:
+    tracer = make()
     with tracer.span("child", PARENT) as own:
         assert ids(own)[0] == TRACE and ids(own)[1] != ids(PARENT)[1]
         assert logs.traceparent() == own
@@ -50,8 +60,9 @@ def test_a_span_given_a_traceparent_continues_its_trace_with_a_span_of_its_own()
     assert logs.traceparent() is None
 
 
-def test_a_span_with_no_parent_begins_a_new_trace() -> None:
-    tracer = OtelTracer("test")
+@pytest.mark.parametrize("make", TRACERS)
+def test_a_span_with_no_parent_begins_a_new_trace(make: Callable[[], Tracer]) -> None:
+    tracer = make()
     with tracer.span("a") as first, tracer.span("b", None) as nested:
         assert ids(first)[0] == ids(nested)[0]
     with tracer.span("c") as other:
@@ -79,8 +90,19 @@ def test_an_otlp_exporter_not_installed_is_a_clear_error_at_start() -> None:
 def test_commands_are_traced_only_with_json_logs_or_an_exporter(tmp_path: Path) -> None:
     assert build_tracer(Settings(data_dir=tmp_path), "dispatch") is None
     assert build_tracer(Settings(data_dir=tmp_path, otel_exporter=""), "dispatch") is None
-    assert build_tracer(Settings(data_dir=tmp_path, log_format="json"), "dispatch") is not None
-    assert build_tracer(Settings(data_dir=tmp_path, otel_exporter="console"), "d") is not None
+    # JSON logs alone need the ids only; spans are made for an exporter
+    assert isinstance(build_tracer(Settings(data_dir=tmp_path, log_format="json"), "d"), IdsTracer)
+    exported = build_tracer(Settings(data_dir=tmp_path, otel_exporter="console"), "d")
+    assert isinstance(exported, OtelTracer)
+    exported.close()
+
+
+def test_an_sdk_span_continues_the_trace_of_an_ids_span_and_the_other_way_round() -> None:
+    sdk, ids_only = OtelTracer("test"), IdsTracer()
+    with ids_only.span("api") as api, sdk.span("worker", api) as worker:
+        assert ids(worker)[0] == ids(api)[0]
+    with sdk.span("api") as api, ids_only.span("worker", api) as worker:
+        assert ids(worker)[0] == ids(api)[0] and worker.endswith(api[-2:])
 
 
 def test_a_record_header_carries_a_traceparent_and_nothing_else_is_read_as_one() -> None:
@@ -105,7 +127,7 @@ def test_a_traced_worker_applies_a_command_in_a_child_span_and_answers_in_its_co
 ) -> None:
     engine = build_embedded_engine(Settings(data_dir=tmp_path, shards=1), lambda: T0)
     worker = engine.workers[0]
-    worker.tracer = OtelTracer("test")
+    worker.tracer = IdsTracer()
     inbound = engine.transport.poll(0, 10, 0)
     inbound.commands.append(register(new_id(0), "c-1"))
     inbound.traces["c-1"] = PARENT

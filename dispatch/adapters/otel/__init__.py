@@ -1,1 +1,2 @@
-"""OpenTelemetry: the spans of a command's trace and their exporter (``tracer``)."""
+"""Commands' traces: OpenTelemetry SDK spans and their exporter (``tracer``), or, with no
+exporter, W3C trace and span ids alone (``ids``)."""
