@@ -87,10 +87,13 @@ def json_handler(stream: IO[str] | None = None) -> logging.Handler:
     return handler
 
 
-def configure(fmt: LogFormat, text_format: str, level: int = logging.INFO) -> None:
+def configure(fmt: LogFormat, text_format: str, level: str = "info") -> None:
     """The root logger's one handler: JSON lines, or ``text_format`` lines, on standard
-    error (``logging.basicConfig``: a root that has a handler already is left alone)."""
+    error (``logging.basicConfig``: a root that has a handler already is left alone), at
+    INFO; the project's own loggers (``dispatch.*``) at ``level`` (``debug`` shows a line
+    for each command: the API's answer, the worker's applying it)."""
     if fmt == "json":
-        logging.basicConfig(level=level, handlers=[json_handler()])
+        logging.basicConfig(level=logging.INFO, handlers=[json_handler()])
     else:
-        logging.basicConfig(level=level, format=text_format)
+        logging.basicConfig(level=logging.INFO, format=text_format)
+    logging.getLogger("dispatch").setLevel(level.upper())

@@ -197,6 +197,9 @@ class Settings(BaseSettings):
     # How `dispatch serve` and `dispatch worker` log (their --log-format wins): text lines,
     # or JSON lines with the command id, shard, batch and trace id (dispatch/logs.py).
     log_format: Literal["text", "json"] = "text"
+    # The level of the project's own loggers (dispatch.*; the libraries' stay at info):
+    # debug adds a line for each command, in the API and in the worker that applies it.
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
     # Where the spans of a command go (docs/OPERATIONS.md, "Traceable commands"): none by
     # default; console (standard output) or otlp (needs opentelemetry-exporter-otlp, whose
     # own OTEL_EXPORTER_OTLP_* variables say where). With JSON logs or an exporter, the API
@@ -208,6 +211,12 @@ class Settings(BaseSettings):
     def tracing(self) -> bool:
         """Whether commands are traced: with JSON logs (for their trace ids) or an exporter."""
         return self.log_format == "json" or self.otel_exporter is not None
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_in_any_case(cls, value: object) -> object:
+        """``DISPATCH_LOG_LEVEL=DEBUG`` as well as ``debug``."""
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("otel_exporter", mode="before")
     @classmethod

@@ -142,7 +142,11 @@ def serve(
     stops the runtime. ``auth`` and ``limits`` default to the ``DISPATCH_*`` environment.
     Logs (INFO) whether the views were taken up or folded from the start, and how long
     building and catching up took."""
-    logs.configure(settings.log_format, "%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(
+        settings.log_format,
+        "%(asctime)s %(levelname)s %(name)s: %(message)s",
+        settings.log_level,
+    )
     auth = auth if auth is not None else AuthSettings()
     limits = limits if limits is not None else ApiLimits()
     started = time.perf_counter()

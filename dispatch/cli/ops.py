@@ -90,7 +90,11 @@ def worker(
         raise typer.BadParameter("choose wall or stream", param_hint="--clock")
     # The thread's name says which client a kafka-python line is of (its IO threads are named
     # after their client ids: a shard producer's is its transactional id).
-    logs.configure(settings.log_format, "%(asctime)s [%(threadName)s] %(name)s %(message)s")
+    logs.configure(
+        settings.log_format,
+        "%(asctime)s [%(threadName)s] %(name)s %(message)s",
+        settings.log_level,
+    )
     server = None
     metrics_port = settings.worker_metrics_port if metrics_port is None else metrics_port
     metrics_host = metrics_host or settings.worker_metrics_host

@@ -119,3 +119,31 @@ def test_the_serve_command_refuses_a_bad_log_format_from_the_environment(
     result = CliRunner().invoke(app, ["serve"], catch_exceptions=False)
     assert result.exit_code == 2
     assert "log_format" in result.output and "'text'" in result.output
+
+
+def test_the_log_level_of_the_projects_loggers_is_a_setting_in_either_case(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("DISPATCH_LOG_LEVEL", raising=False)
+    assert Settings().log_level == "info"
+    monkeypatch.setenv("DISPATCH_LOG_LEVEL", "DEBUG")
+    assert Settings().log_level == "debug"
+    monkeypatch.setenv("DISPATCH_LOG_LEVEL", "verbose")
+    with pytest.raises(ValidationError, match="log_level"):
+        Settings()
+
+
+def test_configure_sets_the_projects_loggers_to_the_level_and_leaves_the_libraries_at_info(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    root, ours = logging.getLogger(), logging.getLogger("dispatch")
+    monkeypatch.setattr(root, "handlers", [])
+    monkeypatch.setattr(root, "level", root.level)
+    monkeypatch.setattr(ours, "level", ours.level)
+    logs.configure("json", "%(message)s", "debug")
+    try:
+        assert ours.level == logging.DEBUG and root.level == logging.INFO
+        [handler] = root.handlers
+        assert any(isinstance(f, logs.ContextFilter) for f in handler.filters)
+    finally:
+        root.handlers = []
