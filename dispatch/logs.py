@@ -4,7 +4,8 @@ Not the event log: that is ``dispatch.log``. The log context is a ``contextvars`
 that code binds fields into for the length of a block (``bound``): the command id, the
 shard and batch a worker is deciding, the trace and span ids of the current span, and the
 W3C ``traceparent`` a transport carries in a command's record headers (``traceparent``).
-A JSON line has ``timestamp``, ``level``, ``logger`` and ``message``, then the context's
+A JSON line has ``timestamp``, ``level``, ``logger``, ``thread`` (which client a Kafka
+library line is of: its IO thread is named after it) and ``message``, then the context's
 fields (all but ``traceparent``, which the ids say) and any ``extra`` of the call. Text
 lines stay as they were: no context in them.
 
@@ -77,10 +78,10 @@ def json_handler(stream: IO[str] | None = None) -> logging.Handler:
     handler = logging.StreamHandler(stream)
     handler.setFormatter(
         JsonFormatter(
-            "{levelname}{name}{message}",
+            "{levelname}{name}{threadName}{message}",
             style="{",
             timestamp=True,
-            rename_fields={"levelname": "level", "name": "logger"},
+            rename_fields={"levelname": "level", "name": "logger", "threadName": "thread"},
         )
     )
     handler.addFilter(ContextFilter())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -50,6 +51,7 @@ def test_a_json_line_has_time_level_logger_message_and_the_context_fields(
     assert line["level"] == "INFO"
     assert line["logger"] == "test.json_logs"
     assert line["message"] == "applied go_online"
+    assert line["thread"] == threading.current_thread().name
     assert isinstance(line["timestamp"], str) and line["timestamp"].startswith("20")
     assert line["command_id"] == "c-1"
     assert line["shard"] == 3 and line["batch"] == 12
