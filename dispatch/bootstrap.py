@@ -48,6 +48,7 @@ from dispatch.matching.hints import HintConfig, Hints
 from dispatch.matching.index import DriverIndex
 from dispatch.matching.matcher import Matcher, MatcherConfig
 from dispatch.matching.strategies import SearchLimits, make_strategy
+from dispatch.ports import Tracer
 from dispatch.pricing.desk import FareDesk
 from dispatch.pricing.rules import fare_book, fares_of
 from dispatch.pricing.surge import SurgeCurve
@@ -395,6 +396,7 @@ def build_kafka_worker(
     )
     sealer = Sealer(PersonalData(AesGcmCipher(), keys))
     command_keys: KafkaKeyStore | None = None
+    tracer: Tracer | None = None
     try:
         # the one-time keys sealed commands are opened with (docs/PRIVACY.md)
         command_keys = KafkaKeyStore(
@@ -410,6 +412,7 @@ def build_kafka_worker(
             # its tombstone is among the last this many read (review M1)
             remember_tombstones=COMMAND_TOMBSTONES_KEPT,
         )
+        tracer = build_tracer(settings, "dispatch-worker")
         return KafkaWorker(
             settings,
             lambda shard, env=None: build_application(settings, shard, env, sealer),
@@ -419,12 +422,15 @@ def build_kafka_worker(
             sealer=sealer,
             keys=keys,
             command_keys=PersonalData(AesGcmCipher(), command_keys),
+            tracer=tracer,
             **overrides,
         )
     except BaseException:
         keys.close()
         if command_keys is not None:
             command_keys.close()
+        if tracer is not None:
+            tracer.close()
         raise
 
 
@@ -591,6 +597,22 @@ def build_personal(settings: Settings) -> PersonalData:
     return PersonalData(AesGcmCipher(), build_key_store(settings))
 
 
+def build_tracer(settings: Settings, service: str) -> Tracer | None:
+    """The tracer of a process named ``service`` when commands are traced (JSON logs or an
+    exporter: ``Settings.tracing``), else None: with an exporter, OpenTelemetry's SDK spans;
+    for JSON logs alone, trace and span ids only (no span to export, a few microseconds a
+    command). An exporter that is not installed is an ``ExporterMissing`` here, at start."""
+    if not settings.tracing:
+        return None
+    if settings.otel_exporter is None:
+        from dispatch.adapters.otel.ids import IdsTracer
+
+        return IdsTracer()
+    from dispatch.adapters.otel.tracer import OtelTracer
+
+    return OtelTracer(service, settings.otel_exporter)
+
+
 def build_runtime(settings: Settings, clock: Clock = time.time) -> Runtime:
     """A serving process. Embedded: all shards' workers in threads, views following the
     shard SQLite files. Kafka: commands and pings to the topics, outcomes read back, views
@@ -625,6 +647,7 @@ def build_runtime(settings: Settings, clock: Clock = time.time) -> Runtime:
         log.info("kept views read in %.3f s", time.perf_counter() - started)
         keeper = ViewKeeper(views, store, archive, name, settings.views_save_every_s)
         runner = ProjectionRunner(source, views, keeper=keeper)
+        tracer = build_tracer(settings, "dispatch-api")
         runtime = Runtime(
             settings,
             bus,
@@ -636,7 +659,10 @@ def build_runtime(settings: Settings, clock: Clock = time.time) -> Runtime:
             warm=warm,
             closers=[bus.close, source.close, archive.close, personal.keys.close],
             open_personal=personal.open,
+            tracer=tracer,
         )
+        if tracer is not None:
+            runtime.closers.append(tracer.close)
         if settings.shards > 1:  # a driver handed off: its pings to the shard serving it
             bus.serving = runtime.serving
         follower = LocationFollower(
@@ -662,9 +688,11 @@ def build_runtime(settings: Settings, clock: Clock = time.time) -> Runtime:
     )
     keeper = ViewKeeper(views, store, archive, name, settings.views_save_every_s)
     runner = ProjectionRunner(shard_files, views, keeper=keeper)
+    tracer = build_tracer(settings, "dispatch")
     for worker in engine.workers.values():
         worker.listeners.append(lambda _shard, _recordings: runner.nudge())
-    return Runtime(
+        worker.tracer = tracer
+    runtime = Runtime(
         settings,
         engine.transport,
         views,
@@ -677,7 +705,11 @@ def build_runtime(settings: Settings, clock: Clock = time.time) -> Runtime:
         closers=[archive.close, personal.keys.close],
         open_personal=personal.open,
         clear_before=_clear_before(settings),
+        tracer=tracer,
     )
+    if tracer is not None:
+        runtime.closers.append(tracer.close)
+    return runtime
 
 
 def _clear_before(settings: Settings) -> float | None:

@@ -18,7 +18,7 @@ from dispatch.adapters.embedded.engine import EmbeddedEngine
 from dispatch.domain.products import Catalog
 from dispatch.markets import MarketMap
 from dispatch.messages import Ping
-from dispatch.ports import CommandBus
+from dispatch.ports import CommandBus, Tracer
 from dispatch.privacy import Opener, as_is
 from dispatch.settings import Settings
 from projections.rides import RideRow
@@ -67,6 +67,8 @@ class Runtime:
     # When sealing began, if data recorded before then is in the clear (embedded; an
     # erasure answers it: docs/PRIVACY.md); None when everything was sealed.
     clear_before: float | None = None
+    # Starts the span of each command sent (``dispatch.api.writes``); None: not traced.
+    tracer: Tracer | None = None
     _started: bool = field(default=False, init=False)
     _catalog: Catalog | None = field(default=None, init=False)
 

@@ -228,6 +228,38 @@ class Settings(BaseSettings):
     # None: none) and address (docs/OPERATIONS.md); its --metrics-port/--metrics-host win.
     worker_metrics_port: int | None = Field(default=None, ge=0, le=65535)
     worker_metrics_host: str = "127.0.0.1"
+    # How `dispatch serve` and `dispatch worker` log (their --log-format wins): text lines,
+    # or JSON lines with the command id, shard, batch and trace id (dispatch/logs.py).
+    log_format: Literal["text", "json"] = "text"
+    # The level of the project's own loggers (dispatch.*; the libraries' stay at info):
+    # debug adds a line for each command, in the API and in the worker that applies it.
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Where the spans of a command go (docs/OPERATIONS.md, "Traceable commands"): none by
+    # default; console (standard output) or otlp (needs opentelemetry-exporter-otlp, whose
+    # own OTEL_EXPORTER_OTLP_* variables say where). With JSON logs or an exporter, the API
+    # and the workers trace commands: W3C trace context in the commands' and outcomes'
+    # record headers, and the trace id in the log lines.
+    otel_exporter: Literal["console", "otlp"] | None = None
+
+    @property
+    def tracing(self) -> bool:
+        """Whether commands are traced: with JSON logs (for their trace ids) or an exporter."""
+        return self.log_format == "json" or self.otel_exporter is not None
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_in_any_case(cls, value: object) -> object:
+        """``DISPATCH_LOG_LEVEL=DEBUG`` as well as ``debug``."""
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("otel_exporter", mode="before")
+    @classmethod
+    def _empty_is_no_exporter(cls, value: object) -> object:
+        """``DISPATCH_OTEL_EXPORTER=`` (empty) or ``none`` means no exporter."""
+        if isinstance(value, str) and value.strip().lower() in ("", "none"):
+            return None
+        return value
+
     # A shard checkpoint of the matcher's folded state begins every this many events (0:
     # never) and is written a chunk of at most checkpoint_chunk_rows rows a batch (in the
     # shard file embedded, in the checkpoints topic on Kafka).

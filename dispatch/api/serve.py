@@ -16,12 +16,15 @@ from typing import Any
 
 import h11
 import uvicorn
+from uvicorn.config import LOGGING_CONFIG
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from dispatch import logs
 from dispatch.api.app import create_app
 from dispatch.api.auth import AuthSettings
 from dispatch.api.settings import ApiLimits, OpsPageSettings
 from dispatch.bootstrap import build_runtime
+from dispatch.logs import LogFormat
 from dispatch.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -97,10 +100,16 @@ def guarded_protocol(header_timeout_s: float) -> type[GuardedH11Protocol]:
 
 
 def server_config(
-    app: Any, limits: ApiLimits, host: str, port: int, log_level: str = "info"
+    app: Any,
+    limits: ApiLimits,
+    host: str,
+    port: int,
+    log_level: str = "info",
+    log_format: LogFormat = "text",
 ) -> uvicorn.Config:
     """uvicorn's config for the API: the guarded protocol, bounded headers, an access log
-    without query strings."""
+    without query strings; with JSON logs, uvicorn's loggers left to the root's handler
+    (``dispatch.logs``) rather than given text handlers of their own."""
     config = uvicorn.Config(
         app,
         host=host,
@@ -112,6 +121,7 @@ def server_config(
         proxy_headers=False,
         timeout_keep_alive=5,
         log_level=log_level,
+        log_config=None if log_format == "json" else LOGGING_CONFIG,
     )
     # uvicorn's Config configured its loggers just now; the filter outlives later configs
     # (dictConfig keeps a logger's filters) and is added once.
@@ -132,8 +142,10 @@ def serve(
     stops the runtime. ``auth`` and ``limits`` default to the ``DISPATCH_*`` environment.
     Logs (INFO) whether the views were taken up or folded from the start, and how long
     building and catching up took."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    logs.configure(
+        settings.log_format,
+        "%(asctime)s %(levelname)s %(name)s: %(message)s",
+        settings.log_level,
     )
     auth = auth if auth is not None else AuthSettings()
     limits = limits if limits is not None else ApiLimits()
@@ -141,4 +153,5 @@ def serve(
     runtime = build_runtime(settings)
     log.info("runtime built in %.3f s", time.perf_counter() - started)
     app = create_app(runtime, auth, limits=limits, ops_settings=OpsPageSettings())
-    uvicorn.Server(server_config(app, limits, host, port)).run()
+    config = server_config(app, limits, host, port, log_format=settings.log_format)
+    uvicorn.Server(config).run()

@@ -9,6 +9,7 @@ another request with ``idempotency_key_reused`` (``dispatch.api.idempotency``).
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from dispatch import logs
 from dispatch.api.auth import NO_STORE
 from dispatch.api.context import ApiContext
 from dispatch.api.errors import problem_body, status_for
@@ -30,6 +32,8 @@ from dispatch.ports import NotDelivered
 from schemas.commands import Command, CommandEnvelope, Outcome
 
 REPLAYED_HEADER = "Idempotent-Replayed"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +144,20 @@ def _ride_opened(ctx: ApiContext, shard: int, ride_id: str, token: str, wait: bo
 
 
 def send(ctx: ApiContext, write: Write) -> JSONResponse:
+    """Send the command and answer with its outcome; traced (``Runtime.tracer``), in a
+    span of its own whose context the command carries to its shard, with the command id
+    in the log context."""
+    tracer = ctx.runtime.tracer
+    if tracer is None:
+        return _send(ctx, write)
+    with (
+        tracer.span("dispatch.command", command=write.command.type),
+        logs.bound(command_id=write.command_id),
+    ):
+        return _send(ctx, write)
+
+
+def _send(ctx: ApiContext, write: Write) -> JSONResponse:
     command = write.command
     envelope = CommandEnvelope(
         command_id=write.command_id,
@@ -156,6 +174,7 @@ def send(ctx: ApiContext, write: Write) -> JSONResponse:
     try:
         outcome = ctx.runtime.send(envelope, ctx.options.command_timeout_s)
     except NotDelivered as e:  # not even "pending": the log may not have it
+        log.debug("%s not delivered: %s", kind, e)
         ctx.metrics.outcomes.labels(kind, "not_delivered").inc()
         body = problem_body(
             "unavailable",
@@ -164,9 +183,11 @@ def send(ctx: ApiContext, write: Write) -> JSONResponse:
         )
         return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
     if outcome is None:
+        log.debug("%s: no outcome in time (pending)", kind)
         ctx.metrics.outcomes.labels(kind, "timeout").inc()
         body = {"command_id": write.command_id, "status": "pending", **write.extra}
         return JSONResponse(body, status_code=202, headers=_no_store(body))
+    log.debug("%s answered by shard %s: %s", kind, outcome.shard, outcome.code)
     ctx.metrics.outcomes.labels(kind, outcome.code if not outcome.accepted else "ok").inc()
     if outcome.accepted:
         status = 201 if write.created else 200

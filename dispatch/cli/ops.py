@@ -13,17 +13,34 @@ from dispatch.cli.errors import reported
 console = Console()
 
 
+LogFormatOption = Annotated[
+    str | None,
+    typer.Option(
+        "--log-format",
+        help="text, or json: JSON lines with the command id, shard, batch and trace id "
+        "(default DISPATCH_LOG_FORMAT, else text). docs/OPERATIONS.md.",
+    ),
+]
+
+
+def _logged(log_format: str | None) -> dict[str, object]:
+    """The settings the --log-format option sets, if given."""
+    return {"log_format": log_format} if log_format is not None else {}
+
+
 def serve(
     host: Annotated[str, typer.Option(help="Listen address.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
     data_dir: DataDir = None,
     kafka: Kafka = None,
+    log_format: LogFormatOption = None,
 ) -> None:
     """Run the driver/rider HTTP API (embedded: also the shard workers and projections)."""
     from dispatch.api.serve import serve as run
 
+    settings = settings_from(data_dir, kafka, **_logged(log_format))
     with reported("start the API"):
-        run(settings_from(data_dir, kafka), host=host, port=port)
+        run(settings, host=host, port=port)
 
 
 def worker(
@@ -53,15 +70,17 @@ def worker(
             "else 127.0.0.1).",
         ),
     ] = None,
+    log_format: LogFormatOption = None,
 ) -> None:
     """Run a shard worker on Kafka: owns the shards the consumer group gives it."""
     import logging
     import signal
     import time
 
+    from dispatch import logs
     from dispatch.bootstrap import build_kafka_worker
 
-    settings = settings_from(None, kafka)
+    settings = settings_from(None, kafka, **_logged(log_format))
     if settings.embedded:
         raise typer.BadParameter(
             "a worker runs on Kafka: pass --kafka or set DISPATCH_KAFKA_BOOTSTRAP",
@@ -71,8 +90,10 @@ def worker(
         raise typer.BadParameter("choose wall or stream", param_hint="--clock")
     # The thread's name says which client a kafka-python line is of (its IO threads are named
     # after their client ids: a shard producer's is its transactional id).
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s [%(threadName)s] %(name)s %(message)s"
+    logs.configure(
+        settings.log_format,
+        "%(asctime)s [%(threadName)s] %(name)s %(message)s",
+        settings.log_level,
     )
     server = None
     metrics_port = settings.worker_metrics_port if metrics_port is None else metrics_port

@@ -43,6 +43,9 @@ class Inbound:
     # The one-time keys of the sealed commands polled (``dispatch.sealed_commands``),
     # decided or dead-lettered by this batch: deleted in its transaction.
     spent_keys: list[UUID] = field(default_factory=list)
+    # The W3C traceparent a command came with (in its record's headers), by its reply key
+    # (``CommandEnvelope.reply_key``): its trace goes on in the worker (``dispatch.logs``).
+    traces: dict[str, str] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(

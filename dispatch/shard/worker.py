@@ -23,6 +23,7 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import Snapshot as LibrarySnapshot
 from eventsourcing.persistence import Notification, Recording
 
+from dispatch import logs
 from dispatch.checkpoints import (
     CheckpointError,
     CheckpointStore,
@@ -40,6 +41,7 @@ from dispatch.domain.products import DEFAULT_VEHICLE
 from dispatch.domain.ride import Ride
 from dispatch.matching.matcher import DRIVER_AVAILABILITY_EVENTS, Matcher
 from dispatch.messages import MAX_PING_AHEAD_S, Ping, Poison
+from dispatch.ports import Tracer
 from dispatch.shard.application import ShardApplication
 from dispatch.shard.crossshard.messages import Ack, Envelope
 from dispatch.shard.inbound import ForeignDriver, Inbound
@@ -133,6 +135,9 @@ class Batch:
     acks: list[Ack] = field(default_factory=list)
     # What other shards are to be told of the drivers whose availability it changed.
     told: list[ForeignDriver] = field(default_factory=list)
+    # The trace context each outcome goes back with, by reply key: the command's span in
+    # the worker when it traces, else the context the command came with.
+    traces: dict[str, str] = field(default_factory=dict)
 
     @property
     def report(self) -> BatchReport:
@@ -185,6 +190,10 @@ class ShardWorker:
         self.matcher = matcher_factory()
         self.max_batch = max_batch
         self.listeners: list[CommitListener] = []
+        # Starts a span for each command it applies (None: commands are not traced here,
+        # and their trace context only passes through to their outcomes).
+        self.tracer: Tracer | None = None
+        self.batches = 0  # batches begun (``next_batch``): a batch's number in the logs
         self.last_event_time = 0.0
         self.checkpoints, self.checkpoint_store = checkpoints, checkpoint_store
         self.chunks_with_events = chunks_with_events
@@ -360,8 +369,7 @@ class ShardWorker:
             self._observe(events)
             if upto is not None:
                 acks[message.sender] = max(upto, acks.get(message.sender, 0))
-        for envelope in inbound.commands:
-            self._observe(self.app.handle(envelope, now_dt))
+        traces = self._apply(inbound, now_dt)
         for decision in matcher.tick(now):
             self._observe(self.app.decide(decision, now_dt))
         chunk = self.checkpoints.next_chunk() if self.checkpoints is not None else None
@@ -381,7 +389,33 @@ class ShardWorker:
         replies = [Ack(self.shard, peer, upto) for peer, upto in sorted(acks.items())]
         told = self.states_of(dict.fromkeys(d for d, _ in availability_changes(recordings)))
         return Batch(commands, pings, outcomes, recordings, list(inbound.poison), chunk,
-                     messages, replies, told)  # fmt: skip
+                     messages, replies, told, traces)  # fmt: skip
+
+    def next_batch(self) -> int:
+        """The number of the batch its owner is beginning (1, 2, ...), for the logs."""
+        self.batches += 1
+        return self.batches
+
+    def _apply(self, inbound: Inbound, now: datetime) -> dict[str, str]:
+        """Apply the batch's commands; the trace context their outcomes go back with. A
+        traced command is applied in a span of its own, the child of the one it came with,
+        with its id in the log context; untraced, nothing is added per command."""
+        tracer, traces = self.tracer, inbound.traces
+        if tracer is None:
+            for envelope in inbound.commands:
+                self._observe(self.app.handle(envelope, now))
+            return traces
+        replies: dict[str, str] = {}
+        for envelope in inbound.commands:
+            key, kind = envelope.reply_key, envelope.command.type
+            with (
+                tracer.span("dispatch.apply", traces.get(key), command=kind) as parent,
+                logs.bound(command_id=envelope.command_id),
+            ):
+                log.debug("shard %s: applying %s", self.shard, kind)
+                self._observe(self.app.handle(envelope, now))
+            replies[key] = parent
+        return replies
 
     def local_drivers(self) -> list[ForeignDriver]:
         """What other shards were last told of the drivers this shard serves (and of those
@@ -510,7 +544,8 @@ class ShardWorker:
             )
             for e in inbound.commands
         ]
-        return Batch(len(inbound.commands), len(inbound.pings), outcomes, [], list(inbound.poison))
+        return Batch(len(inbound.commands), len(inbound.pings), outcomes, [], list(inbound.poison),
+                     traces=dict(inbound.traces))  # fmt: skip
 
     def _observe(self, events: list[Any]) -> None:
         for event in events:

@@ -171,6 +171,9 @@ class StubShardWorker:
             raise self.error
         return Batch(0, 0, [], [], [])
 
+    def next_batch(self) -> int:
+        return 1
+
     def recover(self) -> None:
         self.recovered += 1
 

@@ -40,7 +40,9 @@ class _Producer:
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes, bytes, int]] = []
 
-    def send(self, topic: str, key: bytes, value: bytes, partition: int) -> None:
+    def send(
+        self, topic: str, key: bytes, value: bytes, partition: int, headers: Any = None
+    ) -> None:
         self.sent.append((topic, key, value, partition))
 
     def on(self, topic: str) -> list[tuple[bytes, Any, int]]:

@@ -12,8 +12,9 @@ import logging
 import threading
 from collections.abc import Sequence
 
+from dispatch import logs
 from dispatch.adapters.embedded.transport import EmbeddedTransport
-from dispatch.shard.inbound import ForeignDriver
+from dispatch.shard.inbound import ForeignDriver, Inbound
 from dispatch.shard.worker import Batch, BatchReport, ShardWorker
 
 log = logging.getLogger(__name__)
@@ -52,8 +53,13 @@ class EmbeddedEngine:
         return [self.run_batch(w) for w in self.workers.values()]
 
     def run_batch(self, worker: ShardWorker, timeout_s: float = 0.0) -> BatchReport:
-        """Poll one batch of ``worker``'s shard and see it through."""
+        """Poll one batch of ``worker``'s shard and see it through (its shard and number in
+        the log context)."""
         inbound = self.transport.poll(worker.shard, worker.max_batch, timeout_s)
+        with logs.bound(shard=worker.shard, batch=worker.next_batch()):
+            return self._see_through(worker, inbound)
+
+    def _see_through(self, worker: ShardWorker, inbound: Inbound) -> BatchReport:
         batch: Batch
         try:
             batch = worker.process(inbound)

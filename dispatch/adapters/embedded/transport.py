@@ -7,6 +7,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from uuid import UUID
 
+from dispatch import logs
 from dispatch.domain.driver import Driver
 from dispatch.domain.ids import shard_of
 from dispatch.messages import Ping, Poison, destination
@@ -23,7 +24,8 @@ class EmbeddedTransport:
     shard's inbound records and where its outcomes and dead letters go."""
 
     def __init__(self, keep_outcomes: int = 100_000) -> None:
-        self._commands: dict[int, deque[CommandEnvelope]] = {}
+        # each with its sender's W3C traceparent, if it was traced
+        self._commands: dict[int, deque[tuple[CommandEnvelope, str | None]]] = {}
         self._pings: dict[int, deque[Ping]] = {}
         self._messages: dict[int, deque[Envelope | Ack]] = {}  # between shards, by receiver
         self._foreign: dict[int, deque[ForeignDriver]] = {}  # other shards' drivers
@@ -37,9 +39,12 @@ class EmbeddedTransport:
         self.dead_letters: list[Poison] = []
 
     def send_command(self, envelope: CommandEnvelope) -> None:
+        """Queue the command with the trace context of the sender's span, if it has one
+        (``dispatch.logs.traceparent``), as a record's headers carry it on Kafka."""
         self._mailbox.expect(envelope)
+        parent = logs.traceparent()
         with self._cond:
-            self._commands.setdefault(destination(envelope), deque()).append(envelope)
+            self._commands.setdefault(destination(envelope), deque()).append((envelope, parent))
             self._cond.notify_all()
 
     def send_pings(self, pings: Sequence[Ping]) -> None:
@@ -104,7 +109,10 @@ class EmbeddedTransport:
                 else:
                     inbound.messages.append(item)
             while commands and len(inbound.commands) < max_records:
-                inbound.commands.append(commands.popleft())
+                envelope, parent = commands.popleft()
+                inbound.commands.append(envelope)
+                if parent is not None:
+                    inbound.traces[envelope.reply_key] = parent
             while pings and len(inbound.pings) < max_records:
                 inbound.pings.append(pings.popleft())
             return inbound

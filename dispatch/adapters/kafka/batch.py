@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
 
+from dispatch import logs
 from dispatch.adapters.kafka import wire
 from dispatch.adapters.kafka.commandkeys import tombstone
 from dispatch.adapters.kafka.eventstore import ProducerLostError
@@ -53,6 +54,11 @@ class KafkaBatch:
         self.host, self.topics, self.consumer = host, topics, consumer
 
     def run(self, inbound: Inbound, offsets: Offsets) -> Ended:
+        """See the batch through (its shard and number in the log context)."""
+        with logs.bound(shard=self.host.shard, batch=self.host.worker.next_batch()):
+            return self._run(inbound, offsets)
+
+    def _run(self, inbound: Inbound, offsets: Offsets) -> Ended:
         host, started = self.host, time.perf_counter()
         host.advance(inbound)
         decided = started
@@ -96,7 +102,7 @@ class KafkaBatch:
         to its receiver's partition of shard-messages), into its transaction: visible only
         if the batch commits."""
         shard = self.host.shard
-        send_outcomes(producer, self.topics, shard, batch.outcomes)
+        send_outcomes(producer, self.topics, shard, batch.outcomes, batch.traces)
         for poison in batch.poison:
             value = wire.encode_dead_letter(poison)
             key = str(shard).encode()

@@ -17,6 +17,7 @@ from uuid import UUID
 
 from kafka.errors import KafkaError, KafkaTimeoutError
 
+from dispatch import logs
 from dispatch.adapters.kafka import wire
 from dispatch.adapters.kafka.config import new_producer
 from dispatch.adapters.kafka.eventstore.connection import Connection
@@ -68,7 +69,11 @@ class KafkaTransport:
             raise NotDelivered(f"the key to seal command {envelope.command_id} with: {e}") from e
         self._mailbox.expect(envelope)
         self._producer.send(
-            self.topics.commands, key=key, value=value, partition=destination(envelope)
+            self.topics.commands,
+            key=key,
+            value=value,
+            partition=destination(envelope),
+            headers=wire.trace_headers(logs.traceparent()),
         )
 
     def send_pings(self, pings: Sequence[Ping]) -> None:
@@ -128,9 +133,21 @@ class KafkaTransport:
 
     def _take_outcomes(self, _partition: int, records: list[Any]) -> None:
         outcomes = []
+        traced = log.isEnabledFor(logging.DEBUG)
         for record in records:
             try:
-                outcomes.append(wire.decode_outcome(record.value))
+                outcome = wire.decode_outcome(record.value)
             except ValueError:
                 log.warning("undecodable outcome at %s", record.offset)
+                continue
+            outcomes.append(outcome)
+            if traced:
+                _log_outcome(outcome, wire.traceparent_of(record.headers))
         self._mailbox.deliver(outcomes)
+
+
+def _log_outcome(outcome: Outcome, parent: str | None) -> None:
+    """A line (DEBUG) for an outcome read, in the trace its record's headers carry."""
+    fields = logs.trace_fields(parent) if parent is not None else {}
+    with logs.bound(command_id=outcome.command_id, shard=outcome.shard, **fields):
+        log.debug("outcome read: %s", outcome.code)

@@ -14,6 +14,8 @@ and dead-letter topics.
   n}``, the availability event types that bring a driver to its state now at the shard
   that serves it (the partition's), and its tenure there (hand-offs so far; 0 if absent);
 - outcomes: key = command id, value = the ``Outcome`` JSON;
+- a command's and its outcome's record may have a ``traceparent`` header: the W3C trace
+  context of the span that sent the command and of the one that applied it;
 - dead letters: value = ``{"source", "position", "reason", "raw"}`` (raw as text or base64).
 
 A value that cannot be decoded or validated becomes a ``Poison`` with the reason; the
@@ -50,6 +52,8 @@ from schemas.common import VehicleData
 from schemas.fares import FareTermsData
 
 MAX_PINGS_PER_RECORD = 10_000
+TRACEPARENT = "traceparent"  # the W3C trace context header
+Headers = list[tuple[str, bytes]]
 # A message body's personal fields sealed (kind, body -> body), or opened in place.
 SealBody = Callable[[str, dict[str, Any]], dict[str, Any]]
 # A command's JSON sealed for the shard that decides it; a sealed command's JSON opened in
@@ -444,3 +448,20 @@ def encode_dead_letter(poison: Poison) -> bytes:
             "raw_encoding": encoding,
         }
     )
+
+
+def trace_headers(parent: str | None) -> Headers | None:
+    """A record's headers with the W3C traceparent ``parent``, or None without one."""
+    return [(TRACEPARENT, parent.encode("ascii"))] if parent else None
+
+
+def traceparent_of(headers: Sequence[tuple[str, bytes | None]] | None) -> str | None:
+    """The W3C traceparent in a record's headers, or None (a header that is not text is
+    none)."""
+    for name, value in headers or ():
+        if name == TRACEPARENT and value:
+            try:
+                return value.decode("ascii")
+            except UnicodeDecodeError:
+                return None
+    return None

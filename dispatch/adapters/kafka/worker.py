@@ -61,6 +61,7 @@ from dispatch.adapters.kafka.topics import Topics
 from dispatch.domain.ids import shard_of
 from dispatch.matching.matcher import Matcher
 from dispatch.messages import Poison
+from dispatch.ports import Tracer
 from dispatch.privacy import KeyNotYetKnown, PersonalData, as_is
 from dispatch.sealed_commands import open_command
 from dispatch.settings import Settings
@@ -144,13 +145,15 @@ class KafkaWorker:
         sealer: Sealer | None = None,
         keys: KafkaKeyStore | None = None,
         command_keys: PersonalData | None = None,
+        tracer: Tracer | None = None,
         **consumer_overrides: Any,
     ) -> None:
         """``sealer`` and ``keys``: what the applications ``app_factory`` makes seal with,
         and its key store on the subject-keys topic (docs/PRIVACY.md); the worker closes
         ``keys``. ``command_keys``: how a sealed command is opened, over a key store on the
         command-keys topic (``dispatch.sealed_commands``), which the worker closes; None: a
-        sealed command is poison."""
+        sealed command is poison. ``tracer``: traces the commands its shards apply
+        (``ShardWorker.tracer``), closed with the worker; None: they are not traced."""
         assert settings.kafka_bootstrap is not None, "a Kafka worker needs bootstrap servers"
         self.settings, self.clock_mode, self.tick_s = settings, clock_mode, tick_s
         self.app_factory, self.matcher_factory = app_factory, matcher_factory
@@ -170,6 +173,7 @@ class KafkaWorker:
         self._unrewound: set[int] = set()  # reopened by a rebalance, paused until rewound
         self.stats = WorkerStats()
         self.batch_observers: list[BatchObserver] = []  # e.g. the metrics (cli/worker_metrics)
+        self.tracer = tracer
         self._next_offset: dict[TopicPartition, int] = {}  # of the last record read
         self._stop = threading.Event()
         options: dict[str, Any] = {
@@ -260,7 +264,7 @@ class KafkaWorker:
                     )
 
     def _open(self, shard: int) -> ShardHost:
-        return open_shard(
+        host = open_shard(
             self.settings,
             shard,
             self.topics,
@@ -270,6 +274,8 @@ class KafkaWorker:
             self.keys,
             self.sealer.personal.open if self.sealer is not None else as_is,
         )
+        host.worker.tracer = self.tracer
+        return host
 
     def revoke(self, shards: set[int]) -> None:
         # Frozen objects are never collected: unfreeze, so that dropped shards can go (the
@@ -299,6 +305,8 @@ class KafkaWorker:
             self.keys.close()
         if self.command_keys is not None:
             self.command_keys.keys.close()
+        if self.tracer is not None:
+            self.tracer.close()
 
     def _refill(self, shard: int) -> None:
         """A hosted shard whose matcher is new (opened, or refolded after an abort): every
@@ -354,6 +362,8 @@ class KafkaWorker:
                         box.poison.append(decoded)
                     else:
                         box.commands.append(decoded)
+                        if record.headers and (parent := wire.traceparent_of(record.headers)):
+                            box.traces[decoded.reply_key] = parent
                 elif tp.topic == self.topics.shard_messages:
                     try:
                         between = wire.decode_shard_message(record.value, where, shard, opener)
