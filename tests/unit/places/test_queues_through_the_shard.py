@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 from engine_commands import decide
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from dispatch.adapters.embedded.engine import EmbeddedEngine
@@ -268,3 +270,31 @@ def test_a_place_without_a_queue_records_crossings_and_queues_nobody(tmp_path: P
     d = world.driver(FAR_INSIDE)
     assert world.crossings(d) == ["EnteredPlace"]
     assert world.queue() == [] and world.matcher._may_hint(d)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+@given(order=st.permutations(range(5)), tmp=st.uuids())
+def test_drivers_arriving_in_one_batch_queue_in_the_order_their_pings_came(
+    tmp_path_factory: pytest.TempPathFactory, order: list[int], tmp: uuid.UUID
+) -> None:
+    """Concurrent arrivals: five drivers' first pings inside reach the shard in one batch,
+    in any order; the queue is that order, and the same after a restart."""
+    world = World(tmp_path_factory.mktemp(f"arrivals-{tmp.hex[:8]}"))
+    drivers = []
+    for _ in range(5):
+        d = new_id(0)
+        assert world.send(c.RegisterDriver(driver_id=d, name="d")).accepted
+        assert world.send(c.GoOnline(driver_id=d)).accepted
+        drivers.append(d)
+    world.now += 1
+    arriving = [drivers[i] for i in order]
+    pings = [Ping(d, FAR_INSIDE[0], FAR_INSIDE[1], world.now) for d in arriving]
+    world.engine.transport.send_pings(pings)
+    world.engine.run_once()
+    world.engine.run_once()
+    assert world.queue() == arriving
+    for d in arriving:
+        world.where[d] = FAR_INSIDE
+    world.restart()
+    assert world.queue() == arriving
+    world.engine.stop()
