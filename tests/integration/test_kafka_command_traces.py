@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from json_log_lines import captured
 from kafka import KafkaConsumer, TopicPartition
 from kafka_deployment import one_shard
 
@@ -43,18 +43,8 @@ def deployment(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Settings]:
 
 @pytest.fixture
 def json_lines() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    handler = logs.json_handler(stream)
-    levels = {name: logging.getLogger(name).level for name in LOGGERS}
-    for name in LOGGERS:
-        logging.getLogger(name).setLevel(logging.DEBUG)
-        logging.getLogger(name).addHandler(handler)
-    try:
+    with captured(*LOGGERS) as stream:
         yield stream
-    finally:
-        for name in LOGGERS:
-            logging.getLogger(name).removeHandler(handler)
-            logging.getLogger(name).setLevel(levels[name])
 
 
 def records(settings: Settings, topic: str) -> list[Any]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,9 +14,9 @@ from pathlib import Path
 import pytest
 from api_world import PICKUP, SECRET
 from fastapi.testclient import TestClient
+from json_log_lines import captured
 from pydantic import SecretStr
 
-from dispatch import logs
 from dispatch.api import AuthSettings, create_app
 from dispatch.api.context import ApiOptions
 from dispatch.bootstrap import build_runtime
@@ -29,20 +28,8 @@ LOGGERS = ("dispatch.api.writes", "dispatch.shard.worker")
 @pytest.fixture
 def json_lines() -> Iterator[io.StringIO]:
     """What the API and the shard workers log (DEBUG up), as JSON lines."""
-    stream = io.StringIO()
-    handler = logs.json_handler(stream)
-    levels = {}
-    for name in LOGGERS:
-        logger = logging.getLogger(name)
-        levels[name] = logger.level
-        logger.setLevel(logging.DEBUG)
-        logger.addHandler(handler)
-    try:
+    with captured(*LOGGERS) as stream:
         yield stream
-    finally:
-        for name in LOGGERS:
-            logging.getLogger(name).removeHandler(handler)
-            logging.getLogger(name).setLevel(levels[name])
 
 
 def serve(settings: Settings) -> TestClient:
