@@ -14,7 +14,9 @@ Pure Python until JSON is chosen: python-json-logger is imported by ``configure`
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -23,6 +25,12 @@ from typing import IO, Literal
 
 LogFormat = Literal["text", "json"]
 TRACEPARENT = "traceparent"  # the W3C header, and its key in the log context
+
+# A W3C traceparent, version 00 as its grammar has it (lower-case hex, 55 characters); one
+# of another shape, length or an all-zero id is none: dropped, never echoed or logged.
+_TRACEPARENT = re.compile(r"00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}")
+# A command id made of a client's registration key (SECURITY.md: the key is a password)
+_SECRET_IDS = ("register-driver:", "register-rider:")
 
 _EMPTY: Mapping[str, object] = MappingProxyType({})
 _context: ContextVar[Mapping[str, object]] = ContextVar("dispatch_log_context", default=_EMPTY)
@@ -51,13 +59,31 @@ def traceparent() -> str | None:
     return found if isinstance(found, str) else None
 
 
+def valid_traceparent(parent: object) -> str | None:
+    """``parent`` if it is a well-formed W3C traceparent (version 00), else None."""
+    if isinstance(parent, str) and _TRACEPARENT.fullmatch(parent):
+        return parent
+    return None
+
+
 def trace_fields(parent: str) -> dict[str, str]:
     """The trace and span ids of a W3C traceparent (``00-<trace>-<span>-<flags>``) as log
     context fields, with the traceparent itself; nothing for a malformed one."""
-    parts = parent.split("-")
-    if len(parts) != 4 or len(parts[1]) != 32 or len(parts[2]) != 16:
+    if valid_traceparent(parent) is None:
         return {}
+    parts = parent.split("-")
     return {"trace_id": parts[1], "span_id": parts[2], TRACEPARENT: parent}
+
+
+def loggable_command_id(command_id: str) -> str:
+    """A command id as log lines may carry it: a registration's, made of the client's
+    Idempotency-Key (a secret: whoever has it and the body gets the account's token), as a
+    digest of the key; every other as it is."""
+    for prefix in _SECRET_IDS:
+        if command_id.startswith(prefix):
+            digest = hashlib.sha256(command_id.encode("utf-8")).hexdigest()[:16]
+            return f"{prefix}sha256:{digest}"
+    return command_id
 
 
 class ContextFilter(logging.Filter):
@@ -73,6 +99,7 @@ class ContextFilter(logging.Filter):
 def json_handler(stream: IO[str] | None = None) -> logging.Handler:
     """A handler writing JSON lines (to ``stream``, else standard error) with the log
     context's fields."""
+    from pythonjsonlogger.core import RESERVED_ATTRS
     from pythonjsonlogger.json import JsonFormatter
 
     handler = logging.StreamHandler(stream)
@@ -82,6 +109,8 @@ def json_handler(stream: IO[str] | None = None) -> logging.Handler:
             style="{",
             timestamp=True,
             rename_fields={"levelname": "level", "name": "logger", "threadName": "thread"},
+            # uvicorn's coloured copy of its message (ANSI escapes): the message says it
+            reserved_attrs=[*RESERVED_ATTRS, "color_message"],
         )
     )
     handler.addFilter(ContextFilter())
@@ -95,6 +124,7 @@ def configure(fmt: LogFormat, text_format: str, level: str = "info") -> None:
     for each command: the API's answer, the worker's applying it)."""
     if fmt == "json":
         logging.basicConfig(level=logging.INFO, handlers=[json_handler()])
+        logging.captureWarnings(True)  # a library's warning is a JSON line too
     else:
         logging.basicConfig(level=logging.INFO, format=text_format)
     logging.getLogger("dispatch").setLevel(level.upper())

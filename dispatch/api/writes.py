@@ -152,7 +152,7 @@ def send(ctx: ApiContext, write: Write) -> JSONResponse:
         return _send(ctx, write)
     with (
         tracer.span("dispatch.command", command=write.command.type),
-        logs.bound(command_id=write.command_id),
+        logs.bound(command_id=logs.loggable_command_id(write.command_id)),
     ):
         return _send(ctx, write)
 

@@ -402,7 +402,12 @@ class ShardWorker:
         with its id in the log context; untraced, nothing is added per command."""
         tracer, traces = self.tracer, inbound.traces
         if tracer is None:
+            debug = log.isEnabledFor(logging.DEBUG)
             for envelope in inbound.commands:
+                if debug:
+                    shown = logs.loggable_command_id(envelope.command_id)
+                    log.debug("shard %s: applying %s (command %s)", self.shard,
+                              envelope.command.type, shown)  # fmt: skip
                 self._observe(self.app.handle(envelope, now))
             return traces
         replies: dict[str, str] = {}
@@ -410,7 +415,7 @@ class ShardWorker:
             key, kind = envelope.reply_key, envelope.command.type
             with (
                 tracer.span("dispatch.apply", traces.get(key), command=kind) as parent,
-                logs.bound(command_id=envelope.command_id),
+                logs.bound(command_id=logs.loggable_command_id(envelope.command_id)),
             ):
                 log.debug("shard %s: applying %s", self.shard, kind)
                 self._observe(self.app.handle(envelope, now))

@@ -154,3 +154,28 @@ def test_each_batch_a_worker_begins_has_the_next_number(tmp_path: Path) -> None:
     engine.run_once()
     engine.run_once()
     assert worker.batches == first + 2
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"00-" + b"a" * 32 + b"-" + b"b" * 16 + b"-01" + b"x" * 1_000_000,  # oversized
+        b"00-" + b"Z" * 32 + b"-" + b"b" * 16 + b"-01",  # not hex
+        b"00-" + b"0" * 32 + b"-" + b"b" * 16 + b"-01",  # an all-zero trace id
+        b"00-" + b"a" * 32 + b"-" + b"0" * 16 + b"-01",  # an all-zero span id
+        b"00-" + b"a" * 32 + b"-" + b"b" * 16 + b"-01\n}",  # trailing junk
+        b"\xff\xfe",
+    ],
+)
+def test_a_malformed_traceparent_header_is_dropped_not_echoed(value: bytes) -> None:
+    """A hostile header on a command record is none: the command is applied untraced, and
+    nothing of the header goes back on the outcome (an oversized one would make the outcome
+    record too large to send, and its batch would abort and retry for ever)."""
+    assert wire.traceparent_of([("traceparent", value)]) is None
+    assert logs.trace_fields(value.decode("latin-1")) == {}
+
+
+def test_a_well_formed_traceparent_header_is_read() -> None:
+    good = "00-" + "a" * 32 + "-" + "b" * 16 + "-01"
+    assert wire.traceparent_of([("traceparent", good.encode())]) == good
+    assert logs.trace_fields(good)["trace_id"] == "a" * 32

@@ -149,5 +149,6 @@ class KafkaTransport:
 def _log_outcome(outcome: Outcome, parent: str | None) -> None:
     """A line (DEBUG) for an outcome read, in the trace its record's headers carry."""
     fields = logs.trace_fields(parent) if parent is not None else {}
-    with logs.bound(command_id=outcome.command_id, shard=outcome.shard, **fields):
+    command_id = logs.loggable_command_id(outcome.command_id)
+    with logs.bound(command_id=command_id, shard=outcome.shard, **fields):
         log.debug("outcome read: %s", outcome.code)

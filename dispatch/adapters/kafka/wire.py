@@ -39,6 +39,7 @@ from pydantic import ValidationError
 from dispatch.domain.command_record import CarriedRecord
 from dispatch.domain.geo import latlng_problem
 from dispatch.domain.products import Vehicle
+from dispatch.logs import valid_traceparent
 from dispatch.matching.matcher import DRIVER_AVAILABILITY_EVENTS
 from dispatch.messages import Ping, Poison, destination
 from dispatch.privacy import DamagedValue
@@ -53,6 +54,7 @@ from schemas.fares import FareTermsData
 
 MAX_PINGS_PER_RECORD = 10_000
 TRACEPARENT = "traceparent"  # the W3C trace context header
+TRACEPARENT_BYTES = 55  # its length (version 00)
 Headers = list[tuple[str, bytes]]
 # A message body's personal fields sealed (kind, body -> body), or opened in place.
 SealBody = Callable[[str, dict[str, Any]], dict[str, Any]]
@@ -456,12 +458,13 @@ def trace_headers(parent: str | None) -> Headers | None:
 
 
 def traceparent_of(headers: Sequence[tuple[str, bytes | None]] | None) -> str | None:
-    """The W3C traceparent in a record's headers, or None (a header that is not text is
-    none)."""
+    """The W3C traceparent in a record's headers, or None: one that is not a well-formed
+    version-00 traceparent (55 characters) is none, so nothing of it is echoed on the
+    outcome or logged (an oversized one would make the outcome record too large to send)."""
     for name, value in headers or ():
-        if name == TRACEPARENT and value:
+        if name == TRACEPARENT and value and len(value) <= TRACEPARENT_BYTES:
             try:
-                return value.decode("ascii")
+                return valid_traceparent(value.decode("ascii"))
             except UnicodeDecodeError:
                 return None
     return None

@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from json_log_lines import captured
 from pydantic import SecretStr
 
+from dispatch import logs
 from dispatch.api import AuthSettings, create_app
 from dispatch.api.context import ApiOptions
 from dispatch.bootstrap import build_runtime
@@ -41,14 +42,16 @@ def serve(settings: Settings) -> TestClient:
 def test_a_post_logs_one_trace_id_and_its_command_id_in_the_api_and_in_the_shard_worker(
     tmp_path: Path, json_lines: io.StringIO
 ) -> None:
+    key = str(uuid.uuid4())
     with serve(Settings(data_dir=tmp_path, shards=2, log_format="json")) as client:
         r = client.post(
-            "/drivers",
-            json={"name": "Dee", "home": PICKUP},
-            headers={"Idempotency-Key": str(uuid.uuid4())},
+            "/drivers", json={"name": "Dee", "home": PICKUP}, headers={"Idempotency-Key": key}
         )
     assert r.status_code == 201, r.text
-    command_id = r.json()["command_id"]
+    # a registration's command id holds its Idempotency-Key, a secret: logged as a digest
+    command_id = logs.loggable_command_id(r.json()["command_id"])
+    assert key in r.json()["command_id"] and key not in command_id
+    assert key not in json_lines.getvalue(), "the registration key reached a log line"
     lines = [json.loads(line) for line in json_lines.getvalue().splitlines()]
     ours = [line for line in lines if line.get("command_id") == command_id]
     [api] = [line for line in ours if line["logger"] == "dispatch.api.writes"]
@@ -72,3 +75,5 @@ def test_with_text_logs_and_no_exporter_nothing_is_traced(
     assert r.status_code == 201, r.text
     lines = [json.loads(line) for line in json_lines.getvalue().splitlines()]
     assert lines and not any("trace_id" in line for line in lines)
+    # the worker's line for each command is there at debug, untraced too
+    assert any("applying register_rider" in line["message"] for line in lines)
