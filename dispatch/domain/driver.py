@@ -59,8 +59,9 @@ class Driver(Aggregate):
     handed_to: int | None = None
     erased = False  # for a driver rebuilt from a snapshot taken before erasure existed
     # The geofenced places the driver is inside, as its pings said (docs/MARKETPLACE.md,
-    # "Places: geofences and queues"); a snapshot taken before places has none.
-    places: tuple[str, ...] = ()
+    # "Places: geofences and queues"); a snapshot taken before places has none. Kept as a
+    # list (what a snapshot's JSON gives back) and only set on a driver that entered one.
+    places: list[str] | tuple[()] = ()
 
     class Event(Aggregate.Event):
         TOPIC: ClassVar[str]
@@ -68,8 +69,8 @@ class Driver(Aggregate):
         def apply(self, driver: Driver) -> None:
             state = (driver.status, driver.offline_after_trip)
             driver.status, driver.offline_after_trip = next_availability(state, self.TOPIC)
-            if driver.status == DriverStatus.OFFLINE:
-                driver.places = ()  # offline: out of every place (found again by pings)
+            if driver.status == DriverStatus.OFFLINE and driver.places:
+                driver.places = []  # offline: out of every place (found again by pings)
 
     class Created(Aggregate.Created):
         """Stored as ``Registered`` (see TOPIC)."""
@@ -159,7 +160,8 @@ class Driver(Aggregate):
         def apply(self, driver: Driver) -> None:
             super().apply(driver)
             driver.handed_to = self.to_shard
-            driver.places = ()  # its places are the next shard's to find from its pings
+            if driver.places:
+                driver.places = []  # its places are the next shard's to find from its pings
 
     class Arrived(Aggregate.Created):
         """A driver handed off from ``from_shard`` to this shard, which never had it before:
@@ -228,7 +230,7 @@ class Driver(Aggregate):
         place: str
 
         def apply(self, driver: Driver) -> None:
-            driver.places = (*driver.places, self.place)
+            driver.places = [*driver.places, self.place]
 
     class LeftPlace(Aggregate.Event):
         """The driver's pings put it outside ``place`` (past the place's exit margin)."""
@@ -238,7 +240,7 @@ class Driver(Aggregate):
         place: str
 
         def apply(self, driver: Driver) -> None:
-            driver.places = tuple(p for p in driver.places if p != self.place)
+            driver.places = [p for p in driver.places if p != self.place]
 
     class Hinted(Aggregate.Event):
         """The idle driver was told where demand outruns supply (a repositioning hint,
@@ -271,7 +273,9 @@ class Driver(Aggregate):
             upcast_erased(state)
 
         def apply(self, driver: Driver) -> None:
-            driver.erased, driver.name, driver.places = True, "erased", ()
+            driver.erased, driver.name = True, "erased"
+            if driver.places:
+                driver.places = []
 
     class ErasedByOperator(Erased):
         """An admin erased the driver: the event names who (``AUDIT_FIELDS``)."""
