@@ -167,12 +167,6 @@ class Geofences:
         inner = place.area.representative_point()
         return inner.y, inner.x
 
-    def get(self, place_id: str) -> Place | None:
-        for place in self.places:
-            if place.id == place_id:
-                return place
-        return None
-
 
 def _cells_meeting(area: BaseGeometry) -> set[str]:
     """The resolution-9 cells that overlap ``area`` (H3's overlap containment), and those of

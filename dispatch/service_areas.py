@@ -14,6 +14,7 @@ independent ray-casting oracle).
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -103,8 +104,6 @@ def _check_ring(ring: Any, where: str, centre: Place, radius_km: float) -> None:
 def area_km2(area: Polygon | MultiPolygon) -> float:
     """The area's size in km2 (degrees scaled at its centroid's latitude: close enough for
     a limit on places of some kilometres)."""
-    import math
-
     km_per_deg = 111.32
     scale = km_per_deg * km_per_deg * math.cos(math.radians(area.centroid.y))
     return float(area.area) * scale

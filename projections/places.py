@@ -14,7 +14,6 @@ Serves ``GET /places/{id}/queue`` (docs/MARKETPLACE.md, "Places: geofences and q
 from __future__ import annotations
 
 import heapq
-from collections.abc import Container
 from dataclasses import dataclass, field
 
 from dispatch.domain.driver import (
@@ -42,7 +41,6 @@ class ShardPlaces:
 @dataclass
 class PlacesView:
     shards: dict[int, ShardPlaces] = field(default_factory=dict)
-    queued: Container[str] | None = None  # the places that keep a queue (None: every one)
 
     def queue(self, place: str) -> list[tuple[str, float]]:
         """The place's queue across shards, head first: each shard's part in its log's
@@ -69,7 +67,7 @@ class PlacesProjection:
         self.params = "v2;queued=" + ("*" if queued is None else ",".join(sorted(queued)))
 
     def initial(self) -> PlacesView:
-        return PlacesView(queued=self.queued)
+        return PlacesView()
 
     def apply(self, view: PlacesView, e: LogEvent) -> PlacesView:
         held = view.shards.get(e.shard)
