@@ -47,6 +47,7 @@ from dispatch.matching.eta import EtaProvider, StraightLineEta
 from dispatch.matching.hints import HintConfig, Hints
 from dispatch.matching.index import DriverIndex
 from dispatch.matching.matcher import Matcher, MatcherConfig
+from dispatch.matching.scheduled import SchedulingConfig
 from dispatch.matching.strategies import SearchLimits, make_strategy
 from dispatch.ports import Tracer
 from dispatch.pricing.desk import FareDesk
@@ -148,6 +149,7 @@ def build_application(
         catalog=settings.catalog,
         road_trips=build_road_trips(settings),
         check_stops=_stops_check(settings),
+        scheduling=settings.scheduling,
     )
     return ShardApplication(shard, env=env, policy=policy, sealer=sealer)
 
@@ -300,7 +302,11 @@ def build_matcher(settings: Settings) -> Matcher:
         DriverIndex[UUID](settings.h3_resolution, settings.ping_ttl_s),
         build_eta(settings),
         make_strategy(settings.strategy, settings.batch_window_s),
-        MatcherConfig(offer_timeout_s=settings.offer_timeout_s, limits=limits),
+        MatcherConfig(
+            offer_timeout_s=settings.offer_timeout_s,
+            limits=limits,
+            scheduling=SchedulingConfig(margin_s=settings.scheduled_margin_s),
+        ),
         build_surge(settings),
         settings.catalog,
         build_geofences(settings),

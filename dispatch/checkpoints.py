@@ -42,12 +42,14 @@ from dispatch.matching.state import (
     DriverRow,
     OfferRow,
     RideRow,
+    ScheduledRow,
     VehicleRow,
     capture,
     driver_row,
     load,
     offer_row,
     ride_row,
+    scheduled_row,
     vehicle_row,
 )
 from dispatch.privacy import Opener, as_is
@@ -63,11 +65,13 @@ SealRide = Callable[[RideRow], RideRow]  # a ride row with its pickup sealed
 # (README.md, "Upgrading"). 4: a "places" part (who is inside each geofenced place, and
 # the queues); formats 1 to 3 still read (no places part: nobody inside any place, as
 # there were no places). A version that knows only formats 1 to 3 skips a format-4 one.
-FORMAT = 4
-FORMATS = frozenset({1, 2, 3, 4})
+# 5: a "scheduled" part (booked rides not yet dispatched) and a scheduled ride's row with
+# its time and overdue flag (9 fields); formats 1 to 4 still read (no scheduled rides).
+FORMAT = 5
+FORMATS = frozenset({1, 2, 3, 4, 5})
 PARTS = (
-    "drivers", "vehicles", "places", "pending", "offers", "assigned", "surge", "aggregates",
-    "live",
+    "drivers", "vehicles", "places", "pending", "offers", "assigned", "scheduled", "surge",
+    "aggregates", "live",
 )  # fmt: skip
 # The surge window's requests go this many to a row.
 SURGE_A_ROW = 2_000
@@ -146,6 +150,8 @@ class Restored:
     vehicles: list[VehicleRow] = field(default_factory=list)
     # who is inside each geofenced place, the queues (none before places: nobody)
     places: list[PlaceRow] = field(default_factory=list)
+    # booked rides not yet dispatched (none before scheduled rides)
+    scheduled: list[ScheduledRow] = field(default_factory=list)
 
     def live_rows(self) -> list[LiveRow]:
         rows = [(UUID(r[0]), r[1], float(r[2])) for r in self.aggregates or ()]
@@ -264,6 +270,7 @@ def encode_chunks(
         (("pending", seal(ride_row(r))) for r in state.pending),
         (("offers", (seal(o[0]), o[1], o[2])) for o in map(offer_row, state.offers)),
         (("assigned", seal(ride_row(r))) for r in state.assigned),
+        (("scheduled", (seal(row), a)) for row, a in map(scheduled_row, state.scheduled)),
         (("surge", rows) for rows in _batched(state.surge or [], SURGE_A_ROW)),
         aggregates or iter(()),
     )
@@ -377,6 +384,7 @@ def assemble(position: int, chunks: list[Chunk]) -> Restored:
         else None,
         parts["vehicles"],
         parts["places"],
+        parts["scheduled"],
     )
 
 
@@ -433,5 +441,5 @@ def load_into(matcher: Matcher, restored: Restored, open: Opener = as_is) -> Non
     """``open``: how a sealed pickup is read (docs/PRIVACY.md)."""
     load(
         matcher, restored.pending, restored.offers, restored.assigned, restored.drivers,
-        restored.surge, open, restored.vehicles, restored.places,
+        restored.surge, open, restored.vehicles, restored.places, restored.scheduled,
     )  # fmt: skip

@@ -16,7 +16,10 @@ Used by the simulator's report, by ``dispatch replay verify`` and by the failove
 - a completed ride's recorded trip is the one its events give (``trip_mismatch``): a
   duration timed by the clock is the seconds from its ``TripStarted`` to its completion
   (within the half second of rounding), and, when its terms recorded the road factor, the
-  distance is the great circle between its requested pickup and drop-off times it.
+  distance is the great circle between its requested pickup and drop-off times it;
+- a rider holds at most one active ride (requested, or a scheduled one whose dispatch
+  started), and every due scheduled ride was dispatched or explicitly expired
+  (``invariants_scheduled``).
 """
 
 from __future__ import annotations
@@ -33,7 +36,14 @@ from dispatch.domain.driver import (
     Driver,
     next_availability,
 )
-from dispatch.domain.ride import HOLDS_NO_DRIVER, RIDE_TRANSITIONS, TERMINAL, Ride, RideStatus
+from dispatch.domain.ride import (
+    CREATED_STATUS,
+    HOLDS_NO_DRIVER,
+    RIDE_TRANSITIONS,
+    TERMINAL,
+    Ride,
+    RideStatus,
+)
 from dispatch.domain.ride_fare import FareTerms, final_fare
 from dispatch.domain.rider import Rider
 from dispatch.domain.surge import (
@@ -43,12 +53,19 @@ from dispatch.domain.surge import (
     SurgeChange,
     recorded_changes,
 )
+from dispatch.invariants_scheduled import TOPICS as SCHEDULED_TOPICS
+from dispatch.invariants_scheduled import ScheduledChecks
 from dispatch.log import LogEvent, parse_time
 from dispatch.matching.geo import haversine_m
 from dispatch.pricing.surge import rederive
 from dispatch.privacy import DamagedValue, KeyNotYetKnown, Opener, as_is
 
-RIDER_EVENTS = {Rider.RideRequested.TOPIC, Rider.RideEnded.TOPIC}
+RIDER_EVENTS = {
+    Rider.RideRequested.TOPIC,
+    Rider.RideEnded.TOPIC,
+    Rider.RideBooked.TOPIC,
+    Rider.ScheduledRideActivated.TOPIC,
+}
 _RECORDS = frozenset({CommandRecord.Created.TOPIC, CommandRecord.Carried.TOPIC})
 _REVOKED = frozenset({Credentials.TokensRevoked.TOPIC, Credentials.TokensRevokedByOperator.TOPIC})
 
@@ -81,6 +98,8 @@ class InvariantChecker:
     ride_status: dict[str, RideStatus] = field(default_factory=dict)
     drivers: dict[str, Availability] = field(default_factory=dict)
     rider_active: dict[str, str | None] = field(default_factory=dict)
+    rider_scheduled: dict[str, set[str]] = field(default_factory=dict)
+    scheduled: ScheduledChecks = field(default_factory=ScheduledChecks)
     driver_ride: dict[str, str] = field(default_factory=dict)
     ride_driver: dict[str, str] = field(default_factory=dict)
     open_offers: dict[str, tuple[float, str]] = field(default_factory=dict)
@@ -103,14 +122,16 @@ class InvariantChecker:
         if e.version != last + 1:
             self._flag(e, "version_gap", f"version {e.version} where {last + 1} was expected")
         self.versions[agg_id] = max(e.version, last)
+        if topic in SCHEDULED_TOPICS:
+            self.scheduled.check(e)
         if topic in RIDE_TRANSITIONS:
             self._ride(e)
         elif topic in DRIVER_TRANSITIONS:
             self._driver(e)
         elif topic in RIDER_EVENTS:
             self._rider(e)
-        elif topic == Ride.Created.TOPIC:
-            self.ride_status[agg_id] = RideStatus.REQUESTED
+        elif topic in CREATED_STATUS:
+            self.ride_status[agg_id] = CREATED_STATUS[topic]
             if e.data.get("fare") is not None:
                 self.ride_terms[agg_id] = e.data["fare"]
             self.ride_ends[agg_id] = (
@@ -146,6 +167,9 @@ class InvariantChecker:
                     )
                 )
         self.open_offers.clear()
+        for where, ride_id, kind, detail in self.scheduled.finish(self.last_time):
+            self.violations.append(Violation(where, ride_id, kind, detail))
+        self.scheduled.waiting.clear()
         return self.violations
 
     # -- per aggregate type ------------------------------------------------------------
@@ -291,10 +315,18 @@ class InvariantChecker:
     def _rider(self, e: LogEvent) -> None:
         rider_id, ride = e.aggregate_id, e.data["ride_id"]
         active = self.rider_active.get(rider_id)
-        if e.topic == Rider.RideRequested.TOPIC:
+        booked = self.rider_scheduled.setdefault(rider_id, set())
+        if e.topic == Rider.RideBooked.TOPIC:
+            booked.add(ride)
+        elif e.topic in (Rider.RideRequested.TOPIC, Rider.ScheduledRideActivated.TOPIC):
             if active is not None:
-                self._flag(e, "rider_with_two_rides", f"requested {ride} while {active} is active")
+                self._flag(e, "rider_with_two_rides", f"{e.kind} {ride} while {active} is active")
+            if e.topic == Rider.ScheduledRideActivated.TOPIC and ride not in booked:
+                self._flag(e, "illegal_transition", f"activated {ride}, which was not booked")
+            booked.discard(ride)
             self.rider_active[rider_id] = ride
+        elif ride in booked:  # a scheduled ride ended before its dispatch started
+            booked.discard(ride)
         else:
             if active != ride:
                 self._flag(e, "illegal_transition", f"ended {ride} but the active ride is {active}")

@@ -41,7 +41,11 @@ from dispatch.invariants_commands import DriverCommandsAcross
 from dispatch.log import LogEvent
 from dispatch.shard.links import Link
 
-_OPENED, _LINK_OPENED = Ride.Created.TOPIC, Link.Created.TOPIC
+# A ride opened (requested, or booked for later) and its rider's hold on it (a scheduled
+# ride is held among the rider's booked ones until its dispatch starts, then as active).
+_OPENED = frozenset({Ride.Created.TOPIC, Ride.Booked.TOPIC})
+_TAKEN = frozenset({Rider.RideRequested.TOPIC, Rider.RideBooked.TOPIC})
+_LINK_OPENED = Link.Created.TOPIC
 _SENT, _APPLIED = Link.Sent.TOPIC, Link.Applied.TOPIC
 _ACCEPTED, _DRIVER_CANCELLED = Ride.Accepted.TOPIC, Ride.CancelledByDriver.TOPIC
 _HOLDING = frozenset({Driver.Assigned.TOPIC})
@@ -93,7 +97,7 @@ class CrossShardChecker:
         if topic in _TENURE:
             by_shard = self.serving.setdefault(e.aggregate_id, {})
             by_shard[e.shard] = (topic != _HANDED_OFF, e.where)
-        if topic == Rider.RideRequested.TOPIC:
+        if topic in _TAKEN:
             ride = e.data["ride_id"]
             if _shard(ride) != e.shard:
                 self.locked[ride] = (e.aggregate_id, _Seen(e.where))
@@ -101,7 +105,7 @@ class CrossShardChecker:
             ride = e.data["ride_id"]
             if _shard(ride) != e.shard:
                 self.unlocked[ride] = _Seen(e.where, e.data["outcome"])
-        elif topic == _OPENED:
+        elif topic in _OPENED:
             rider = e.data["rider_id"]
             if _shard(rider) != e.shard:
                 self.opened[e.aggregate_id] = (rider, _Seen(e.where))

@@ -34,6 +34,7 @@ from dispatch.domain.products import (
     Catalog,
     ProductSpec,
 )
+from dispatch.domain.scheduling import SchedulingRules
 from dispatch.service_areas import ServiceAreaError, area_km2, parse_area
 
 MAX_MARKET_SHARDS = 64
@@ -311,6 +312,17 @@ class Settings(BaseSettings):
     hint_every_s: float = Field(default=0.0, ge=0, le=3_600)
     hint_min_interval_s: float = Field(default=300.0, ge=0, le=86_400)
     hint_max_drive_s: float = Field(default=600.0, gt=0, le=7_200)
+    # Scheduled rides (docs/MARKETPLACE.md, "Scheduled rides"): booked at least
+    # scheduled_min_lead_s and at most scheduled_horizon_s ahead, at most
+    # scheduled_max_per_rider held by a rider at once, free to cancel until
+    # scheduled_free_cancel_s before their time; dispatched at their time less the expected
+    # pickup and scheduled_margin_s; searched for until scheduled_search_after_s after it.
+    scheduled_min_lead_s: float = Field(default=900.0, gt=0, le=86_400)
+    scheduled_horizon_s: float = Field(default=7 * 86_400.0, gt=0, le=90 * 86_400)
+    scheduled_max_per_rider: int = Field(default=3, ge=1, le=100)
+    scheduled_free_cancel_s: float = Field(default=3_600.0, ge=0, le=7 * 86_400)
+    scheduled_search_after_s: float = Field(default=900.0, ge=0, le=86_400)
+    scheduled_margin_s: float = Field(default=300.0, ge=0, le=7_200)
     surge_window_s: float = Field(default=300.0, gt=0, le=86_400)
     surge_cap: Decimal = Field(default=Decimal("3.00"), ge=1, le=10, decimal_places=2)
     surge_gain: float = Field(default=0.5, gt=0, le=100)
@@ -356,6 +368,27 @@ class Settings(BaseSettings):
                 f"DISPATCH_SURGE_CADENCE_S ({self.surge_cadence_s:g})"
             )
         return self
+
+    @model_validator(mode="after")
+    def _lead_below_horizon(self) -> Settings:
+        if self.scheduled_min_lead_s >= self.scheduled_horizon_s:
+            raise ValueError(
+                f"DISPATCH_SCHEDULED_MIN_LEAD_S ({self.scheduled_min_lead_s}) must be below "
+                f"DISPATCH_SCHEDULED_HORIZON_S ({self.scheduled_horizon_s})"
+            )
+        return self
+
+    @property
+    def scheduling(self) -> SchedulingRules:
+        """The rules of scheduled rides, as the shards apply them."""
+        return SchedulingRules(
+            min_lead_s=self.scheduled_min_lead_s,
+            horizon_s=self.scheduled_horizon_s,
+            max_per_rider=self.scheduled_max_per_rider,
+            free_cancel_s=self.scheduled_free_cancel_s,
+            search_after_s=self.scheduled_search_after_s,
+            margin_s=self.scheduled_margin_s,
+        )
 
     @property
     def queued_places(self) -> frozenset[str]:

@@ -24,7 +24,12 @@ from dispatch.domain.driver import (
     DriverStatus,
     next_availability,
 )
-from dispatch.domain.ride import RIDE_ENDINGS, RIDE_TRANSITIONS, WAITING_FOR_DRIVER, Ride
+from dispatch.domain.ride import (
+    CREATED_STATUS,
+    RIDE_ENDINGS,
+    RIDE_TRANSITIONS,
+    WAITING_FOR_DRIVER,
+)
 from dispatch.log import LogEvent
 from dispatch.messages import Ping
 from dispatch.privacy import KeyNotYetKnown, Opener, as_is
@@ -37,7 +42,7 @@ MIN_RESOLUTION = 4
 
 # Whether a ride waits for a driver after each of its events (the aggregate's table).
 _RIDE_WAITING = {
-    Ride.Created.TOPIC: True,
+    **{topic: status in WAITING_FOR_DRIVER for topic, status in CREATED_STATUS.items()},
     **{topic: after in WAITING_FOR_DRIVER for topic, (_, after) in RIDE_TRANSITIONS.items()},
 }
 _RIDE_CLOSED = frozenset(RIDE_ENDINGS)
@@ -108,7 +113,7 @@ class HeatmapProjection:
     def apply(self, view: HeatmapView, e: LogEvent) -> HeatmapView:
         topic, agg = e.topic, e.aggregate_id
         if topic in _RIDE_WAITING:
-            if topic == Ride.Created.TOPIC:
+            if topic in CREATED_STATUS:  # a scheduled ride is demand once dispatched
                 self._place(view, agg, e.data["pickup"])
             elif agg in view.unplaced:
                 self._place(view, agg, view.unplaced[agg][0])  # its key may be known now

@@ -13,14 +13,15 @@ import heapq
 from dataclasses import dataclass, field
 from typing import Any
 
-from dispatch.domain.ride import RIDE_ENDINGS, RIDE_TRANSITIONS, Ride, RideStatus
-from dispatch.log import LogEvent
+from dispatch.domain.ride import CREATED_STATUS, RIDE_ENDINGS, RIDE_TRANSITIONS, Ride, RideStatus
+from dispatch.log import LogEvent, parse_time
 
 # A ride's status after each of its events: the aggregate's own transition table.
 _STATUS_AFTER: dict[str, str] = {
-    Ride.Created.TOPIC: RideStatus.REQUESTED.value,
+    **{topic: status.value for topic, status in CREATED_STATUS.items()},
     **{topic: after.value for topic, (_, after) in RIDE_TRANSITIONS.items()},
 }
+_STARTED = Ride.DispatchStarted.TOPIC
 
 
 _KIND = {topic: topic.removeprefix("dispatch.") for topic in _STATUS_AFTER}
@@ -40,6 +41,8 @@ class RideRow:
     offered_to: str | None = None
     pickup_eta_s: float | None = None
     timeline: list[dict[str, Any]] = field(default_factory=list)
+    # a scheduled ride's time (epoch s; None: an immediate ride)
+    scheduled_for: float | None = None
 
 
 _ENDINGS = frozenset(RIDE_ENDINGS)
@@ -52,6 +55,13 @@ class RidesView(dict[str, RideRow]):
         super().__init__()
         self.ending: dict[int, list[tuple[float, str]]] = {}  # a heap per shard
         self.evicted: dict[str, RideRow] = {}  # left the view, not archived yet
+        # each rider's scheduled rides whose dispatch has not started (booked, not ended)
+        self.booked: dict[str, set[str]] = {}
+
+    def booked_of(self, rider_id: str) -> list[RideRow]:
+        """The rider's scheduled rides not yet dispatched, soonest first."""
+        rows = [self[r] for r in self.booked.get(rider_id, ()) if r in self]
+        return sorted(rows, key=lambda row: (row.scheduled_for or 0.0, row.ride_id))
 
     def find(self, ride_id: str) -> RideRow | None:
         """The ride, also when it left the view and is not archived yet."""
@@ -76,7 +86,7 @@ class RidesProjection:
         if status is None:
             return view
         topic, data = e.topic, e.data
-        if topic == Ride.Created.TOPIC:
+        if topic in CREATED_STATUS:
             row = RideRow(
                 e.aggregate_id,
                 data["rider_id"],
@@ -88,6 +98,9 @@ class RidesProjection:
                 e.version,
             )
             view[e.aggregate_id] = row
+            if topic == Ride.Booked.TOPIC:
+                row.scheduled_for = parse_time(data["scheduled_for"])
+                view.booked.setdefault(row.rider_id, set()).add(e.aggregate_id)
         else:
             found = view.get(e.aggregate_id)
             if found is None:
@@ -103,12 +116,22 @@ class RidesProjection:
                 row.driver_id = None
             elif status == RideStatus.CANCELLED:
                 row.offered_to = None
+            if row.scheduled_for is not None and (topic == _STARTED or topic in _ENDINGS):
+                self._unbook(view, row)
         row.timeline.append({"at": e.at, "event": _KIND[topic], "position": e.where, **data})
         if self.retention_s is not None:
             if topic in _ENDINGS:
                 heapq.heappush(view.ending.setdefault(e.shard, []), (e.at, e.aggregate_id))
             self._evict(view, e.shard, e.at - self.retention_s)
         return view
+
+    @staticmethod
+    def _unbook(view: RidesView, row: RideRow) -> None:
+        booked = view.booked.get(row.rider_id)
+        if booked is not None:
+            booked.discard(row.ride_id)
+            if not booked:
+                del view.booked[row.rider_id]
 
     @staticmethod
     def _evict(view: RidesView, shard: int, ended_by: float) -> None:

@@ -21,7 +21,8 @@ from projections.base import Checkpointed, Projection
 from projections.rides import RideRow
 
 # Bump when a view's pickled shape changes.
-VIEW_FORMAT = 4  # 4: the driver views keep the tenures of drivers handed off
+VIEW_FORMAT = 5  # 4: the driver views keep the tenures of drivers handed off; 5: the rides
+# view keeps each rider's booked rides and a scheduled ride's time
 
 
 class ViewStoreError(Exception):

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from dispatch.domain.credentials import PrincipalRole, credentials_id
 from dispatch.domain.operators import DispatchingRole, OperatorRole
@@ -67,6 +67,12 @@ class RequestRide(_Command):
         "offered only to vehicles that serve it, priced or not. With fare terms, it must be "
         "theirs. Null or absent (a command sent before rides carried their product): the "
         "fare terms', or standard for a ride not priced.",
+    )
+    scheduled_for: AwareDatetime | None = Field(
+        default=None,
+        description="Book the ride for this time (a scheduled ride, dispatched ahead of "
+        "it): at least the least lead time and at most the horizon ahead on the shard's "
+        'clock (docs/MARKETPLACE.md, "Scheduled rides"). Null: an immediate ride.',
     )
 
 

@@ -73,6 +73,33 @@ class RideRequested(_Data):
     )
 
 
+class RideScheduled(RideRequested):
+    """A scheduled ride booked (docs/MARKETPLACE.md, "Scheduled rides"): ``expires_at`` is
+    its time plus the late search window."""
+
+    scheduled_for: datetime = Field(description="The pickup time booked.")
+    free_cancel_until: datetime = Field(
+        description="Until when the rider may cancel free; after it a cancellation is charged."
+    )
+
+
+class RideDispatchDue(_Data):
+    expected_pickup_s: float = Field(
+        ge=0, description="The expected pickup the matcher found it due by (ETA of supply)."
+    )
+    margin_s: float = Field(ge=0, description="The margin before that, in seconds.")
+
+
+class RideDispatchHeld(_Data):
+    reason: Literal["rider_busy"]
+    busy_with: UUID = Field(description="The rider's other ride, active: it wins.")
+
+
+class RideBooked(_Data):
+    ride_id: UUID
+    scheduled_for: datetime
+
+
 class RideCompleted(_Data):
     """Version 2 adds the trip driven and the final fare (absent from a version-1 event:
     read as null, unknown)."""
@@ -98,7 +125,14 @@ class RideDriverEvent(_Data):
 
 
 class RideCancelledByRider(_Data):
+    """Version 2 adds ``fee`` (absent from a version-1 event: read as null, free)."""
+
     reason: str
+    fee: str | None = Field(
+        default=None,
+        description="What a scheduled ride cancelled after its free cutoff is charged "
+        "(decimal text in its fare's currency); null: free.",
+    )
 
 
 class RideCancelledByOperator(_Data):
@@ -394,6 +428,11 @@ EVENT_DATA: dict[str, type[_Data]] = {
     "dispatch.Ride.CancelledByOperator": RideCancelledByOperator,
     "dispatch.Ride.CancelledByDriver": RideCancelledByDriver,
     "dispatch.Ride.Expired": Empty,
+    "dispatch.Ride.Scheduled": RideScheduled,
+    "dispatch.Ride.DispatchDue": RideDispatchDue,
+    "dispatch.Ride.DispatchStarted": Empty,
+    "dispatch.Ride.DispatchHeld": RideDispatchHeld,
+    "dispatch.Ride.Overdue": Empty,
     "dispatch.Driver.Registered": DriverRegistered,
     "dispatch.Driver.Erased": Erased,
     "dispatch.Rider.Erased": Erased,
@@ -417,6 +456,8 @@ EVENT_DATA: dict[str, type[_Data]] = {
     "dispatch.Rider.Registered": Registered,
     "dispatch.Rider.RideRequested": DriverRideEvent,
     "dispatch.Rider.RideEnded": RideEnded,
+    "dispatch.Rider.RideBooked": RideBooked,
+    "dispatch.Rider.ScheduledRideActivated": DriverRideEvent,
     "dispatch.CommandRecord.Handled": CommandHandled,
     "dispatch.CommandRecord.Carried": CommandCarried,
     "dispatch.Link.Opened": LinkOpened,

@@ -27,6 +27,8 @@ OUTCOME_STATUS: Mapping[str, int] = {
     "erased": 410,
     "quote_expired": 422,  # a ride request's quote, expired on the shard's clock
     "outside_service_area": 422,  # a ride's pickup or drop-off outside its market's area
+    "scheduled_time_out_of_range": 422,  # a booking's time nearer than the lead or too far
+    "too_many_scheduled": 409,  # the rider holds the most scheduled rides a rider may
     "idempotency_key_reused": 422,
     # A revocation sent with a token of a version already revoked (not the retry of the
     # revocation that revoked it, which its record answers).

@@ -98,3 +98,15 @@ class NotHereYet(DomainError):
 
     code = "not_here_yet"
     final = False
+
+
+class TooManyScheduled(IllegalTransition):
+    """The rider already holds the most scheduled rides a rider may."""
+
+    code = "too_many_scheduled"
+
+
+class ScheduledTimeOutOfRange(InvalidCommand):
+    """A scheduled ride's time is nearer than the least lead time or beyond the horizon."""
+
+    code = "scheduled_time_out_of_range"

@@ -6,6 +6,15 @@ back to ``requested`` with that driver excluded. The rider, or an operator who d
 (naming themselves in the event: the audit trail), may cancel any time before the trip
 starts. A ride still unserved after its max wait expires.
 
+A scheduled ride (docs/MARKETPLACE.md, "Scheduled rides") is booked ``scheduled``
+(``Ride.Scheduled``, its own creation event: a reader that does not know it never takes it
+for demand) and waits, not dispatched, until the matcher finds it due: ``DispatchDue``
+(the expected pickup and margin it was found due by), then ``DispatchStarted`` once its
+rider's lock is the ride's (it is ``requested`` from then on, as any other), or
+``DispatchHeld`` while the rider has another ride active (it tries again). ``Overdue``
+tells the rider that no driver was found by the time booked (it keeps searching until it
+expires). A rider cancelling after the free cutoff is charged (``CancelledByRider.fee``).
+
 ``RIDE_TRANSITIONS`` (at the end) is the one table of these moves: the aggregate records
 no event its table does not allow and takes its status from it; the matcher, the log
 checker and the views read the same table and ``RIDE_ENDINGS``.
@@ -23,12 +32,14 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from dispatch.domain.errors import Forbidden, IllegalTransition
+from dispatch.domain.fares import amount_text
 from dispatch.domain.geo import Point
 from dispatch.domain.ids import shard_of
 from dispatch.domain.ride_fare import FareTerms, final_fare
 
 
 class RideStatus(StrEnum):
+    SCHEDULED = "scheduled"
     REQUESTED = "requested"
     OFFERED = "offered"
     ACCEPTED = "accepted"
@@ -45,7 +56,13 @@ class RideStatus(StrEnum):
 
 TERMINAL = frozenset({RideStatus.COMPLETED, RideStatus.CANCELLED, RideStatus.EXPIRED})
 RIDER_CANCELLABLE = frozenset(
-    {RideStatus.REQUESTED, RideStatus.OFFERED, RideStatus.ACCEPTED, RideStatus.DRIVER_ARRIVED}
+    {
+        RideStatus.SCHEDULED,
+        RideStatus.REQUESTED,
+        RideStatus.OFFERED,
+        RideStatus.ACCEPTED,
+        RideStatus.DRIVER_ARRIVED,
+    }
 )
 OPERATOR_CANCELLABLE = RIDER_CANCELLABLE
 DRIVER_CANCELLABLE = frozenset({RideStatus.ACCEPTED, RideStatus.DRIVER_ARRIVED})
@@ -64,6 +81,11 @@ class Ride(Aggregate):
     trip_started_at: datetime | None = None
     # For a ride rebuilt from a snapshot taken before rides carried a product of their own.
     product: str = "standard"
+    # For a ride rebuilt from a snapshot taken before scheduled rides: an immediate one.
+    scheduled_for: datetime | None = None
+    free_cancel_until: datetime | None = None
+    activating = False
+    is_overdue = False
 
     TOPIC = "dispatch.Ride"
 
@@ -101,6 +123,70 @@ class Ride(Aggregate):
             for a ride not priced (as it was matched then)."""
             fare = state.get("fare")
             state["product"] = "standard" if fare is None else fare["product"]
+
+    class Booked(Aggregate.Created):
+        """A scheduled ride booked (stored as ``Scheduled``): not dispatched before its
+        ``DispatchStarted``; searched for until ``expires_at`` (its time plus the late
+        window); free to cancel until ``free_cancel_until``."""
+
+        TOPIC = "dispatch.Ride.Scheduled"
+        class_version = 1
+        rider_id: str
+        pickup: list[float] | None
+        dropoff: list[float] | None
+        expires_at: datetime
+        fare: dict[str, Any] | None
+        product: str
+        scheduled_for: datetime
+        free_cancel_until: datetime
+
+    class DispatchDue(Event):
+        """The matcher found the scheduled ride due: its time less the expected pickup
+        (``expected_pickup_s``, from the ETA provider and current supply) and ``margin_s``;
+        the rider's lock is asked for (at the rider's home shard, if another)."""
+
+        TOPIC = "dispatch.Ride.DispatchDue"
+        class_version = 1
+        expected_pickup_s: float
+        margin_s: float
+
+        def apply(self, ride: Ride) -> None:
+            super().apply(ride)
+            ride.activating = True
+
+    class DispatchStarted(Event):
+        """The rider's lock is the ride's: it is dispatched from now on (``requested``)."""
+
+        TOPIC = "dispatch.Ride.DispatchStarted"
+        class_version = 1
+
+        def apply(self, ride: Ride) -> None:
+            super().apply(ride)
+            ride.activating = False
+
+    class DispatchHeld(Event):
+        """The rider has another ride active (``busy_with``): the active one wins; the
+        scheduled ride tries again (``reason`` ``rider_busy``) until it expires."""
+
+        TOPIC = "dispatch.Ride.DispatchHeld"
+        class_version = 1
+        reason: str
+        busy_with: str
+
+        def apply(self, ride: Ride) -> None:
+            super().apply(ride)
+            ride.activating = False
+
+    class Overdue(Event):
+        """No driver was found by the scheduled time: the rider is told; the ride keeps
+        searching until it expires."""
+
+        TOPIC = "dispatch.Ride.Overdue"
+        class_version = 1
+
+        def apply(self, ride: Ride) -> None:
+            super().apply(ride)
+            ride.is_overdue = True
 
     class Offered(Event):
         TOPIC = "dispatch.Ride.Offered"
@@ -221,9 +307,18 @@ class Ride(Aggregate):
             state.update(distance_m=None, duration_s=None, trip_by=None, fare=None)
 
     class CancelledByRider(Event):
+        """``fee``: what a scheduled ride cancelled after its free cutoff is charged (its
+        fare rule's minimum, decimal text in the fare's currency); None: free."""
+
         TOPIC = "dispatch.Ride.CancelledByRider"
-        class_version = 1
+        class_version = 2
         reason: str
+        fee: str | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, object]) -> None:
+            """Version 1 charged nothing (there were no scheduled rides)."""
+            state["fee"] = None
 
         def apply(self, ride: Ride) -> None:
             super().apply(ride)
@@ -268,15 +363,20 @@ class Ride(Aggregate):
         expires_at: datetime,
         fare: dict[str, Any] | None,
         product: str,
+        scheduled_for: datetime | None = None,
+        free_cancel_until: datetime | None = None,
     ) -> None:
         self.rider_id = UUID(rider_id)
+        self.scheduled_for = scheduled_for
+        self.free_cancel_until = free_cancel_until
+        self.activating = False
         self.fare = fare
         self.product = product
         self.trip_started_at = None
         self.pickup = None if pickup is None else Point.from_list(pickup)
         self.dropoff = None if dropoff is None else Point.from_list(dropoff)
         self.expires_at = expires_at
-        self.status = RideStatus.REQUESTED
+        self.status = RideStatus.REQUESTED if scheduled_for is None else RideStatus.SCHEDULED
         self.offered_to: UUID | None = None
         self.offer_expires_at: datetime | None = None
         self.driver_id: UUID | None = None
@@ -323,6 +423,73 @@ class Ride(Aggregate):
             fare=None if fare is None else fare.to_data(),
             product=product,
         )
+
+    @classmethod
+    def book(
+        cls,
+        ride_id: UUID,
+        rider_id: UUID,
+        pickup: Point,
+        dropoff: Point,
+        booking: Booking,
+        at: datetime,
+        fare: FareTerms | None,
+        product: str,
+    ) -> Ride:
+        """A scheduled ride booked at ``at`` for ``booking.scheduled_for``."""
+        if fare is not None and fare.product != product:
+            raise ValueError(f"the ride's product {product!r} is not its fare's {fare.product!r}")
+        return cls._create(
+            cls.Booked,
+            id=ride_id,
+            timestamp=at,
+            rider_id=str(rider_id),
+            pickup=pickup.as_list(),
+            dropoff=dropoff.as_list(),
+            expires_at=booking.expires_at,
+            fare=None if fare is None else fare.to_data(),
+            product=product,
+            scheduled_for=booking.scheduled_for,
+            free_cancel_until=booking.free_cancel_until,
+        )
+
+    def dispatch_due(self, expected_pickup_s: float, margin_s: float, at: datetime) -> None:
+        """The matcher found the ride due; the rider's lock is asked for next."""
+        self._require(RideStatus.SCHEDULED, "start the dispatch of")
+        if self.activating:
+            raise IllegalTransition(f"ride {self.id} is already asking for its rider's lock")
+        self._trigger(self.DispatchDue, at, expected_pickup_s=round(expected_pickup_s, 1),
+                      margin_s=round(margin_s, 1))  # fmt: skip
+
+    def start_dispatch(self, at: datetime) -> None:
+        self._require(RideStatus.SCHEDULED, "start the dispatch of")
+        if not self.activating:
+            raise IllegalTransition(f"ride {self.id} has not asked for its rider's lock")
+        self._trigger(self.DispatchStarted, at)
+
+    def hold_dispatch(self, busy_with: UUID, at: datetime) -> None:
+        self._require(RideStatus.SCHEDULED, "hold the dispatch of")
+        if not self.activating:
+            raise IllegalTransition(f"ride {self.id} has not asked for its rider's lock")
+        self._trigger(self.DispatchHeld, at, reason=RIDER_BUSY, busy_with=str(busy_with))
+
+    def overdue(self, at: datetime) -> None:
+        """No driver found by the scheduled time (recorded once)."""
+        if self.scheduled_for is None or at < self.scheduled_for:
+            raise IllegalTransition(f"ride {self.id} is not past a scheduled time")
+        if self.is_overdue:
+            raise IllegalTransition(f"ride {self.id} is already overdue")
+        self._require(RideStatus.REQUESTED, "mark overdue")
+        self._trigger(self.Overdue, at)
+
+    def cancellation_fee(self, at: datetime) -> str | None:
+        """What a rider cancelling at ``at`` is charged: a scheduled ride past its free
+        cutoff pays its fare rule's minimum (None: free, or not priced)."""
+        cutoff = self.free_cancel_until
+        terms = self.fare_terms
+        if cutoff is None or at < cutoff or terms is None:
+            return None
+        return amount_text(terms.rule.minimum, terms.currency)
 
     @property
     def is_active(self) -> bool:
@@ -466,7 +633,7 @@ class Ride(Aggregate):
                 f"ride {self.id} is {self.status}: a rider can cancel only before the trip starts"
             )
         driver = self.offered_to or self.driver_id
-        self._trigger(self.CancelledByRider, at, reason=reason)
+        self._trigger(self.CancelledByRider, at, reason=reason, fee=self.cancellation_fee(at))
         return driver
 
     def cancel_by_operator(
@@ -490,7 +657,8 @@ class Ride(Aggregate):
         self._trigger(self.CancelledByDriver, at, driver_id=str(driver_id), reason=reason)
 
     def expire(self, at: datetime) -> None:
-        self._require(RideStatus.REQUESTED, "expire")
+        if self.status != RideStatus.SCHEDULED:
+            self._require(RideStatus.REQUESTED, "expire")
         if at < self.expires_at:
             raise IllegalTransition(f"ride {self.id} has not reached its max wait yet")
         self._trigger(self.Expired, at)
@@ -526,6 +694,20 @@ class Ride(Aggregate):
         self.trigger_event(event_class, timestamp=at, **kwargs)
 
 
+# Why a scheduled ride's dispatch is held (``DispatchHeld.reason``).
+RIDER_BUSY = "rider_busy"
+
+
+@dataclass(frozen=True, slots=True)
+class Booking:
+    """When a scheduled ride is for, until when it is free to cancel, and when its search
+    ends (its time plus the late window)."""
+
+    scheduled_for: datetime
+    free_cancel_until: datetime
+    expires_at: datetime
+
+
 @dataclass(frozen=True, slots=True)
 class DrivenTrip:
     """A completed trip's distance and duration, and how each was found
@@ -539,6 +721,10 @@ class DrivenTrip:
 R = RideStatus
 # Every event that moves a ride: the statuses it may follow, and the status it leaves.
 RIDE_TRANSITIONS: dict[str, tuple[frozenset[RideStatus], RideStatus]] = {
+    Ride.DispatchDue.TOPIC: (frozenset({R.SCHEDULED}), R.SCHEDULED),
+    Ride.DispatchStarted.TOPIC: (frozenset({R.SCHEDULED}), R.REQUESTED),
+    Ride.DispatchHeld.TOPIC: (frozenset({R.SCHEDULED}), R.SCHEDULED),
+    Ride.Overdue.TOPIC: (frozenset({R.REQUESTED}), R.REQUESTED),
     Ride.Offered.TOPIC: (frozenset({R.REQUESTED}), R.OFFERED),
     Ride.DriverAsked.TOPIC: (frozenset({R.REQUESTED}), R.REQUESTED),
     Ride.AskEnded.TOPIC: (frozenset({R.REQUESTED}), R.REQUESTED),
@@ -551,7 +737,7 @@ RIDE_TRANSITIONS: dict[str, tuple[frozenset[RideStatus], RideStatus]] = {
     Ride.CancelledByRider.TOPIC: (RIDER_CANCELLABLE, R.CANCELLED),
     Ride.CancelledByOperator.TOPIC: (OPERATOR_CANCELLABLE, R.CANCELLED),
     Ride.CancelledByDriver.TOPIC: (DRIVER_CANCELLABLE, R.REQUESTED),
-    Ride.Expired.TOPIC: (frozenset({R.REQUESTED}), R.EXPIRED),
+    Ride.Expired.TOPIC: (frozenset({R.SCHEDULED, R.REQUESTED}), R.EXPIRED),
 }
 # The events that end a ride, with the outcome the rider is told (Rider.RideEnded): the
 # terminal status each leaves.
@@ -561,4 +747,10 @@ RIDE_ENDINGS: dict[str, RideStatus] = {
 # A ride in one of these statuses waits for a driver (demand, in the heatmap).
 WAITING_FOR_DRIVER = frozenset({R.REQUESTED, R.OFFERED})
 # A ride in one of these statuses holds no driver (its driver, if any, was let go).
-HOLDS_NO_DRIVER = frozenset({R.REQUESTED, *TERMINAL})
+HOLDS_NO_DRIVER = frozenset({R.SCHEDULED, R.REQUESTED, *TERMINAL})
+# A ride's status after its creation event: immediate rides are requested, booked ones
+# scheduled.
+CREATED_STATUS: dict[str, RideStatus] = {
+    Ride.Created.TOPIC: R.REQUESTED,
+    Ride.Booked.TOPIC: R.SCHEDULED,
+}

@@ -1,4 +1,9 @@
-"""The Rider aggregate: a rider has at most one active ride."""
+"""The Rider aggregate: a rider has at most one active ride, and some scheduled ones.
+
+A scheduled ride (docs/MARKETPLACE.md, "Scheduled rides") is booked (``RideBooked``) and
+becomes the rider's active ride when its dispatch starts (``ScheduledRideActivated``),
+only if the rider has no other active ride then: the ride already active wins.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
-from dispatch.domain.errors import Erased, IllegalTransition
+from dispatch.domain.errors import Erased, IllegalTransition, TooManyScheduled
 from dispatch.domain.operators import AUDIT_FIELDS
 from dispatch.domain.ride import RideStatus
 
@@ -36,6 +41,9 @@ def upcast_erased(state: dict[str, Any]) -> None:
 class Rider(Aggregate):
     TOPIC = "dispatch.Rider"
     erased = False  # for a rider rebuilt from a snapshot taken before erasure existed
+    # booked rides not yet dispatched (for a rider rebuilt from a snapshot taken before
+    # scheduled rides: none)
+    scheduled: list[str] | tuple[()] = ()  # replaced, never changed in place
 
     class Event(Aggregate.Event):
         pass
@@ -56,6 +64,29 @@ class Rider(Aggregate):
             rider.active_ride = UUID(self.ride_id)
             rider.rides += 1
 
+    class RideBooked(Event):
+        """A scheduled ride booked: the rider holds it among their scheduled ones."""
+
+        TOPIC = "dispatch.Rider.RideBooked"
+        class_version = 1
+        ride_id: str
+        scheduled_for: datetime
+
+        def apply(self, rider: Rider) -> None:
+            rider.scheduled = [*rider.scheduled, self.ride_id]
+            rider.rides += 1
+
+    class ScheduledRideActivated(Event):
+        """A scheduled ride's dispatch started: it is the rider's active ride."""
+
+        TOPIC = "dispatch.Rider.ScheduledRideActivated"
+        class_version = 1
+        ride_id: str
+
+        def apply(self, rider: Rider) -> None:
+            rider.scheduled = [r for r in rider.scheduled if r != self.ride_id]
+            rider.active_ride = UUID(self.ride_id)
+
     class RideEnded(Event):
         TOPIC = "dispatch.Rider.RideEnded"
         class_version = 1
@@ -63,7 +94,9 @@ class Rider(Aggregate):
         outcome: str
 
         def apply(self, rider: Rider) -> None:
-            rider.active_ride = None
+            if rider.active_ride == UUID(self.ride_id):
+                rider.active_ride = None
+            rider.scheduled = [r for r in rider.scheduled if r != self.ride_id]
 
     class Erased(Event):
         """The rider's personal data was erased (docs/PRIVACY.md), by the rider themself:
@@ -93,6 +126,7 @@ class Rider(Aggregate):
     def __init__(self, name: str) -> None:
         self.name = name
         self.active_ride: UUID | None = None
+        self.scheduled = []
         self.rides = 0
 
     @classmethod
@@ -113,6 +147,11 @@ class Rider(Aggregate):
             raise IllegalTransition(
                 f"rider {self.id} has an active ride {self.active_ride}: cancel it first"
             )
+        if self.scheduled:
+            raise IllegalTransition(
+                f"rider {self.id} has {len(self.scheduled)} scheduled ride(s) "
+                f"({', '.join(self.scheduled)}): cancel them first"
+            )
         if operator is None:
             self.trigger_event(self.Erased, timestamp=at, by="self")
         else:
@@ -131,8 +170,36 @@ class Rider(Aggregate):
         self.check_can_request()
         self.trigger_event(self.RideRequested, timestamp=at, ride_id=str(ride_id))
 
+    def book_ride(self, ride_id: UUID, scheduled_for: datetime, most: int, at: datetime) -> None:
+        """Book a scheduled ride (at most ``most`` held at a time)."""
+        self.check_not_erased()
+        if len(self.scheduled) >= most:
+            raise TooManyScheduled(
+                f"rider {self.id} already has {len(self.scheduled)} scheduled rides, the "
+                f"most a rider may hold: cancel one, or wait for one to start"
+            )
+        self.trigger_event(self.RideBooked, timestamp=at, ride_id=str(ride_id),
+                           scheduled_for=scheduled_for)  # fmt: skip
+
+    def holds(self, ride_id: UUID) -> bool:
+        """Whether the ride is the rider's active ride or one of their scheduled ones."""
+        return self.active_ride == ride_id or str(ride_id) in self.scheduled
+
+    def activate(self, ride_id: UUID, at: datetime) -> UUID | None:
+        """Make a scheduled ride the active one; returns the other ride that is active
+        instead (nothing recorded: the active ride wins), or None once it is done. A ride
+        already active is left so (None)."""
+        if self.active_ride == ride_id:
+            return None
+        if str(ride_id) not in self.scheduled:
+            raise IllegalTransition(f"ride {ride_id} is not a scheduled ride of rider {self.id}")
+        if self.active_ride is not None:
+            return self.active_ride
+        self.trigger_event(self.ScheduledRideActivated, timestamp=at, ride_id=str(ride_id))
+        return None
+
     def end_ride(self, ride_id: UUID, outcome: RideStatus, at: datetime) -> None:
-        if self.active_ride != ride_id:
+        if not self.holds(ride_id):
             raise IllegalTransition(f"ride {ride_id} is not rider {self.id}'s active ride")
         ended = RideStatus(outcome).value  # the event holds the word, as it always has
         self.trigger_event(self.RideEnded, timestamp=at, ride_id=str(ride_id), outcome=ended)

@@ -74,4 +74,29 @@ class HintDriver:
     eta_s: float
 
 
-Decision = MakeOffer | ExpireOffer | ExpireRequest | ChangeSurge | LocateDriver | HintDriver
+@dataclass(frozen=True, slots=True)
+class StartDispatch:
+    """A scheduled ride is due: its time less ``expected_pickup_s`` and ``margin_s``."""
+
+    ride_id: UUID
+    expected_pickup_s: float
+    margin_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class MarkOverdue:
+    """A dispatched scheduled ride has no driver at its time: its rider is told."""
+
+    ride_id: UUID
+
+
+Decision = (
+    MakeOffer
+    | ExpireOffer
+    | ExpireRequest
+    | ChangeSurge
+    | LocateDriver
+    | HintDriver
+    | StartDispatch
+    | MarkOverdue
+)

@@ -36,6 +36,7 @@ from dispatch.matching.decisions import (
     ExpireRequest,
     LocateDriver,
     MakeOffer,
+    MarkOverdue,
 )
 from dispatch.matching.eta import EtaProvider
 from dispatch.matching.fleet import Fleet
@@ -43,6 +44,7 @@ from dispatch.matching.geo import haversine_m
 from dispatch.matching.hints import Hints
 from dispatch.matching.index import DriverIndex
 from dispatch.matching.places import PlaceLocator
+from dispatch.matching.scheduled import ScheduledRides, SchedulingConfig
 from dispatch.matching.strategies import Pairing, PendingRide, SearchLimits, Strategy
 from dispatch.matching.surge import SurgeTracking
 from dispatch.matching.waiting import WaitingRides
@@ -65,6 +67,7 @@ class MatcherConfig:
     # retry_max_s: an empty search over a wide radius is the costly kind.
     retry_unmatched_s: float = 2.0
     retry_max_s: float = 60.0
+    scheduling: SchedulingConfig = field(default_factory=SchedulingConfig)
 
 
 @dataclass
@@ -79,6 +82,8 @@ class MatcherStats:
     crossings: int = 0  # geofence decisions (a driver's places changed)
     queue_offers: int = 0  # offers made to a place's queue head
     hints: int = 0  # repositioning hints decided
+    dispatch_starts: int = 0  # scheduled rides found due
+    overdue: int = 0  # scheduled rides with no driver at their time
 
 
 def _ts(value: datetime) -> float:
@@ -137,10 +142,19 @@ class Matcher:
         )
         self._offer_deadlines = Deadlines[UUID](self._offer_expiry, self._live_offers)
         self._request_deadlines = Deadlines[UUID](self._request_expiry, self._live_requests)
+        # Scheduled rides booked and not yet dispatched; and, once dispatched, when each is
+        # overdue (its time, while it has no driver and its rider was not told).
+        self.scheduled = ScheduledRides(config.scheduling, config.limits)
+        self._overdue_deadlines = Deadlines[UUID](self._overdue_at, self._live_overdue)
         # By event type name: the ride endings and a driver's availability events come from
         # the domain's tables, not from a list of their own.
         self._handlers: dict[str, Callable[[Any], None]] = {
             Ride.Created.TOPIC: self._on_requested,
+            Ride.Booked.TOPIC: self._on_booked,
+            Ride.DispatchDue.TOPIC: self._on_dispatch_due,
+            Ride.DispatchHeld.TOPIC: self._on_dispatch_held,
+            Ride.DispatchStarted.TOPIC: self._on_dispatch_started,
+            Ride.Overdue.TOPIC: self._on_overdue,
             Ride.Offered.TOPIC: self._on_offered,
             Ride.DriverAsked.TOPIC: self._on_asked,
             Ride.AskEnded.TOPIC: self._on_offer_ended,
@@ -277,6 +291,13 @@ class Matcher:
             self._crossings = {}
         expired = set(self._request_deadlines.due(now))
         decisions.extend(ExpireRequest(ride_id) for ride_id in expired)
+        if self.scheduled.booked:
+            starts = self.scheduled.tick(now, self.fleet, self.eta, expired.__contains__)
+            self.stats.dispatch_starts += sum(1 for d in starts if not isinstance(d, ExpireRequest))
+            decisions.extend(starts)
+        overdue = [r for r in self._overdue_deadlines.due(now) if r not in expired]
+        self.stats.overdue += len(overdue)
+        decisions.extend(MarkOverdue(ride_id) for ride_id in overdue)
         if now >= self._next_expire:
             self.fleet.expire(now)
             self._next_expire = now + self.config.expire_every_s
@@ -413,6 +434,35 @@ class Matcher:
         self._enter_pending(ride)
         self._demand(ride)
 
+    def _on_booked(self, e: Ride.Booked) -> None:
+        """A scheduled ride: watched for its dispatch, not searched for (nor demand)."""
+        if e.pickup is None:  # erased: the ride has ended (later in the log)
+            return
+        lat, lng = e.pickup
+        self.scheduled.book(PendingRide(e.originator_id, lat, lng, _ts(e.timestamp),
+                                        _ts(e.expires_at), product=e.product,
+                                        scheduled_for=_ts(e.scheduled_for)))  # fmt: skip
+
+    def _on_dispatch_due(self, e: Ride.DispatchDue) -> None:
+        self.scheduled.asking(e.originator_id)
+
+    def _on_dispatch_held(self, e: Ride.DispatchHeld) -> None:
+        self.scheduled.held(e.originator_id, _ts(e.timestamp))
+
+    def _on_dispatch_started(self, e: Ride.DispatchStarted) -> None:
+        """The scheduled ride is dispatched from now on, as a ride requested now (demand
+        from now too), searched for until its time plus the late window."""
+        ride = self.scheduled.leave(e.originator_id)
+        if ride is not None:
+            ride.requested_at = _ts(e.timestamp)
+            self._enter_pending(ride)
+            self._demand(ride)
+
+    def _on_overdue(self, e: Ride.Overdue) -> None:
+        ride = self.pending.get(e.originator_id)
+        if ride is not None:
+            ride.overdue = True
+
     def _on_surge_changed(self, e: Surge.Changed) -> None:
         assert self.surge is not None
         self.surge.level(e.cell, e.multiplier)
@@ -472,6 +522,7 @@ class Matcher:
         if isinstance(e, Ride.Expired):
             self.stats.request_expiries += 1
         self._leave_pending(e.originator_id)
+        self.scheduled.leave(e.originator_id)
         self.offers.pop(e.originator_id, None)
         self.assigned.pop(e.originator_id, None)
 
@@ -532,6 +583,8 @@ class Matcher:
         self.pending[ride.ride_id] = ride
         self.waiting.add(ride)
         self._request_deadlines.add(ride.ride_id, ride.expires_at)
+        if ride.scheduled_for is not None and not ride.overdue:
+            self._overdue_deadlines.add(ride.ride_id, ride.scheduled_for)
 
     def _leave_pending(self, ride_id: UUID) -> PendingRide | None:
         self.waiting.remove(ride_id)
@@ -550,3 +603,14 @@ class Matcher:
 
     def _live_requests(self) -> list[tuple[UUID, float]]:
         return [(ride_id, ride.expires_at) for ride_id, ride in self.pending.items()]
+
+    def _overdue_at(self, ride_id: UUID) -> float | None:
+        """A dispatched scheduled ride waiting for a driver (not offered one) is overdue at
+        its time, once."""
+        ride = self.pending.get(ride_id)
+        if ride is None or ride.scheduled_for is None or ride.overdue:
+            return None
+        return ride.scheduled_for
+
+    def _live_overdue(self) -> list[tuple[UUID, float]]:
+        return [(r, at) for r in self.pending if (at := self._overdue_at(r)) is not None]

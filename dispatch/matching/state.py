@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 from uuid import UUID
 
 from dispatch.domain.driver import Availability, DriverStatus
@@ -26,8 +27,11 @@ from dispatch.privacy import Opener, as_is, is_sealed
 # the product (a row of a checkpoint taken before products has none: standard); with
 # personal fields sealed (docs/PRIVACY.md), the pickup is one token ([lat, lng] under the
 # rider's key) in place of lat, and lng is 0
-# (None: the rider was erased, the ride has ended)
-RideRow = tuple[str, float | str | None, float, float, float, list[str], *tuple[str, ...]]
+# (None: the rider was erased, the ride has ended); a scheduled ride's row goes on with its
+# time and whether it is overdue (format 5)
+RideRow = tuple[str, float | str | None, float, float, float, list[str], *tuple[Any, ...]]
+# a booked ride not yet dispatched, and whether it is asking for its rider's lock
+ScheduledRow = tuple[RideRow, bool]
 # ride, driver offered, offer expires at
 OfferRow = tuple[RideRow, str, float]
 # driver id, status, goes offline after its trip
@@ -51,6 +55,8 @@ class Captured:
     vehicles: dict[UUID, Vehicle] = field(default_factory=dict)
     # the drivers inside each geofenced place, each place's queue first in order
     places: list[PlaceRow] = field(default_factory=list)
+    # the booked rides not yet dispatched, and whether each is asking for its rider's lock
+    scheduled: list[tuple[PendingRide, bool]] = field(default_factory=list)
 
 
 def capture(matcher: Matcher) -> Captured:
@@ -63,13 +69,25 @@ def capture(matcher: Matcher) -> Captured:
         surge=None if matcher.surge is None else matcher.surge.window(),
         vehicles=dict(matcher.vehicles),
         places=matcher.place_queues.rows(),
+        scheduled=[
+            (_copy(r), r.ride_id in matcher.scheduled.activating)
+            for r in matcher.scheduled.booked.values()
+        ],
     )
 
 
 def ride_row(ride: PendingRide) -> RideRow:
     excluded = sorted(str(d) for d in ride.excluded)
-    return (str(ride.ride_id), ride.lat, ride.lng, ride.requested_at, ride.expires_at, excluded,
-            ride.product)  # fmt: skip
+    row: RideRow = (str(ride.ride_id), ride.lat, ride.lng, ride.requested_at, ride.expires_at,
+                    excluded, ride.product)  # fmt: skip
+    if ride.scheduled_for is not None:
+        row = (*row, ride.scheduled_for, ride.overdue)
+    return row
+
+
+def scheduled_row(item: tuple[PendingRide, bool]) -> ScheduledRow:
+    ride, activating = item
+    return ride_row(ride), activating
 
 
 def offer_row(offer: tuple[PendingRide, UUID, float]) -> OfferRow:
@@ -97,6 +115,7 @@ def load(
     open: Opener = as_is,
     vehicles: Sequence[VehicleRow] = (),
     places: Sequence[PlaceRow] = (),
+    scheduled: Sequence[ScheduledRow] = (),
 ) -> None:
     """Put a captured state into ``matcher`` (fresh, nothing folded yet). ``surge``: the
     window's requests, when the checkpoint carries them; without (an older checkpoint) the
@@ -126,11 +145,16 @@ def load(
     for row in assigned:
         if (ride := _ride(row, open)) is not None:
             matcher.load_assigned(ride, demand)
+    for ride_row_, activating in scheduled:
+        if (ride := _ride(ride_row_, open)) is not None and ride.scheduled_for is not None:
+            matcher.scheduled.book(ride, bool(activating))
 
 
 def _ride(row: RideRow, open: Opener = as_is) -> PendingRide | None:
     ride_id, lat, lng, requested_at, expires_at, excluded = row[:6]
     product = str(row[6]) if len(row) > 6 else "standard"
+    scheduled_for = float(row[7]) if len(row) > 8 and row[7] is not None else None
+    overdue = bool(row[8]) if len(row) > 8 else False
     if lat is None:
         return None
     if is_sealed(lat):
@@ -146,11 +170,13 @@ def _ride(row: RideRow, open: Opener = as_is) -> PendingRide | None:
         float(expires_at),
         {UUID(d) for d in excluded},
         product=product,
+        scheduled_for=scheduled_for,
+        overdue=overdue,
     )
 
 
 def _copy(ride: PendingRide) -> PendingRide:
     return PendingRide(
         ride.ride_id, ride.lat, ride.lng, ride.requested_at, ride.expires_at,
-        set(ride.excluded), ride.product,
+        set(ride.excluded), ride.product, ride.scheduled_for, ride.overdue,
     )  # fmt: skip

@@ -33,6 +33,10 @@ class PendingRide:
     expires_at: float
     excluded: set[UUID] = field(default_factory=set)
     product: str = "standard"  # only drivers whose vehicle serves it are offered the ride
+    # A scheduled ride: its time (None: immediate), and whether its rider was told no
+    # driver was found by then (``Ride.Overdue``).
+    scheduled_for: float | None = None
+    overdue: bool = False
     # After a search that found nobody: when to search again at the latest, and how many
     # searches in a row found nobody (scheduling, not state: ``waiting.WaitingRides``).
     retry_at: float = field(default=0.0, compare=False)

@@ -35,7 +35,7 @@ class FareExplanation:
 def explain_fare(events: list[Any]) -> FareExplanation:
     """Explain the fare of the ride whose domain events (upcast, in order) are ``events``."""
     out = FareExplanation()
-    requested = next(e for e in events if isinstance(e, Ride.Created))
+    requested = next(e for e in events if isinstance(e, Ride.Created | Ride.Booked))
     ride_id = requested.originator_id
     out.facts.update(ride_id=str(ride_id), terms=requested.fare)
     if requested.fare is None:
@@ -43,6 +43,11 @@ def explain_fare(events: list[Any]) -> FareExplanation:
     else:
         _terms(out, FareTerms.from_data(requested.fare), ride_id)
     completed = next((e for e in events if isinstance(e, Ride.Completed)), None)
+    cancelled = next((e for e in events if isinstance(e, Ride.CancelledByRider)), None)
+    if cancelled is not None and cancelled.fee is not None:
+        out.facts["cancellation_fee"] = cancelled.fee
+        out.lines.append(f"cancelled by the rider after its free cutoff: charged {cancelled.fee} "
+                         "(its fare rule's minimum)")  # fmt: skip
     if completed is None:
         out.lines.append("not completed: no trip driven, no final fare")
         return out

@@ -39,6 +39,8 @@ from dispatch.matching.decisions import (
     HintDriver,
     LocateDriver,
     MakeOffer,
+    MarkOverdue,
+    StartDispatch,
 )
 from dispatch.messages import FOLLOW_THE_DRIVER, destination
 from dispatch.shard.carried import note
@@ -50,6 +52,7 @@ from dispatch.shard.crossing import (
     is_foreign,
     let_go,
     owned_here,
+    start_scheduled,
     undo_failed,
 )
 from dispatch.shard.crossshard.messages import Ack, Envelope
@@ -241,6 +244,12 @@ class ShardApplication(SealingApplication):
                 if hinted is not None:
                     hinted.hint(decision.cell, decision.lat, decision.lng, decision.demand,
                                 decision.supply, decision.eta_s, now)  # fmt: skip
+            elif isinstance(decision, StartDispatch):
+                ride = self._uow.get(Ride, decision.ride_id)
+                ride.dispatch_due(decision.expected_pickup_s, decision.margin_s, now)
+                start_scheduled(self._uow, ride, now)
+            elif isinstance(decision, MarkOverdue):
+                self._uow.get(Ride, decision.ride_id).overdue(now)
             elif isinstance(decision, ExpireOffer):
                 ride = self._uow.get(Ride, decision.ride_id)
                 if ride.asking is not None:  # no answer from the owner: withdraw the ask

@@ -31,6 +31,7 @@ from dispatch.domain.ride_fare import FareTerms
 from dispatch.domain.rider import Rider
 from dispatch.shard.carried import keep_carried, records_to_carry
 from dispatch.shard.crossshard.messages import (
+    ActivateRide,
     Confirmed,
     Envelope,
     Granted,
@@ -40,6 +41,7 @@ from dispatch.shard.crossshard.messages import (
     Refused,
     Release,
     Reserve,
+    RideActivated,
     Started,
     UnlockRider,
 )
@@ -62,12 +64,15 @@ def open_elsewhere(
     at: datetime,
     fare: FareTerms | None = None,
     product: str | None = None,
+    scheduled_for: datetime | None = None,
 ) -> None:
     """Ask the pickup's shard to open a ride whose rider's lock was just taken here (with
-    its fare terms and product: the ride records them there)."""
+    its fare terms and product: the ride records them there), or, ``scheduled_for`` given,
+    to book a ride the rider just booked here."""
     terms = None if fare is None else fare.to_data()
+    when = None if scheduled_for is None else scheduled_for.timestamp()
     body = OpenRide(str(ride_id), str(rider_id), pickup.lat, pickup.lng, dropoff.lat,
-                    dropoff.lng, at.timestamp(), terms, product)  # fmt: skip
+                    dropoff.lng, at.timestamp(), terms, product, when)  # fmt: skip
     send(uow, shard_of(rider_id), shard_of(ride_id), body, at)
 
 
@@ -93,17 +98,69 @@ def on_open_ride(uow: UnitOfWork, sender: int, msg: OpenRide, at: datetime, p: P
         return
     pickup, dropoff = Point(msg.pickup_lat, msg.pickup_lng), Point(msg.dropoff_lat, msg.dropoff_lng)
     fare = None if msg.fare is None else FareTerms.from_data(msg.fare)
+    if msg.scheduled_for is not None:  # checked at H, on its clock, when it was booked
+        booking = p.scheduling.booking(datetime.fromtimestamp(msg.scheduled_for, UTC), at)
+        product = msg.product or ("standard" if fare is None else fare.product)
+        uow.add(Ride.book(ride_id, UUID(msg.rider), pickup, dropoff, booking, at, fare, product))
+        return
     uow.add(
         Ride.request(ride_id, UUID(msg.rider), pickup, dropoff, p.max_wait_s, at, fare, msg.product)
     )
 
 
+def start_scheduled(uow: UnitOfWork, ride: Ride, at: datetime) -> None:
+    """At R: a scheduled ride found due (``Ride.DispatchDue`` just recorded) asks for its
+    rider's lock: here, in the same transaction, or at the rider's home shard."""
+    home = shard_of(ride.rider_id)
+    if home != shard_of(ride.id):
+        send(uow, shard_of(ride.id), home, ActivateRide(str(ride.rider_id), str(ride.id)), at)
+        return
+    busy = uow.get(Rider, ride.rider_id).activate(ride.id, at)
+    _activated(ride, busy, at)
+
+
+def _activated(ride: Ride, busy_with: UUID | None, at: datetime) -> None:
+    if busy_with is None:
+        ride.start_dispatch(at)
+    else:
+        ride.hold_dispatch(busy_with, at)
+
+
+def on_activate_ride(
+    uow: UnitOfWork, sender: int, msg: ActivateRide, at: datetime, p: Policy
+) -> None:
+    """At H: make the scheduled ride the rider's active ride, unless another is (it wins);
+    answer either way. A ride the rider no longer holds (ended: its ``UnlockRider``, sent
+    after this message, is on its way) gets no answer: it has ended at R."""
+    rider = uow.find(Rider, UUID(msg.rider))
+    ride_id = UUID(msg.ride)
+    if rider is None or not rider.holds(ride_id):
+        log.warning("activation of ride %s for rider %s from shard %s: not the rider's",
+                    msg.ride, msg.rider, sender)  # fmt: skip
+        return
+    busy = rider.activate(ride_id, at)
+    body = RideActivated(msg.rider, msg.ride, None if busy is None else str(busy))
+    send(uow, uow.shard, sender, body, at)
+
+
+def on_ride_activated(
+    uow: UnitOfWork, sender: int, msg: RideActivated, at: datetime, p: Policy
+) -> None:
+    """At R: the rider's home shard answered a scheduled ride's activation (a ride that
+    has ended or stopped asking meanwhile ignores it)."""
+    ride = uow.find(Ride, UUID(msg.ride))
+    if ride is None or ride.status != RideStatus.SCHEDULED or not ride.activating:
+        return
+    _activated(ride, None if msg.busy_with is None else UUID(msg.busy_with), at)
+
+
 def on_unlock_rider(
     uow: UnitOfWork, sender: int, msg: UnlockRider, at: datetime, p: Policy
 ) -> None:
-    """At H: the ride ended at R; end it for the rider if it is still the rider's ride."""
+    """At H: the ride ended at R; end it for the rider if it is still the rider's ride
+    (active or scheduled)."""
     rider = uow.find(Rider, UUID(msg.rider))
-    if rider is None or rider.active_ride != UUID(msg.ride):
+    if rider is None or not rider.holds(UUID(msg.ride)):
         log.warning("unlock of rider %s for ride %s from shard %s: not its active ride",
                     msg.rider, msg.ride, sender)  # fmt: skip
         return
@@ -285,6 +342,8 @@ MessageHandler = Callable[[UnitOfWork, int, Any, datetime, Policy], None]
 MESSAGE_HANDLERS: dict[type, MessageHandler] = {
     OpenRide: on_open_ride,
     UnlockRider: on_unlock_rider,
+    ActivateRide: on_activate_ride,
+    RideActivated: on_ride_activated,
     Reserve: on_reserve,
     Release: on_release,
     Started: on_started,

@@ -90,19 +90,25 @@ def go_offline(uow: UnitOfWork, cmd: c.GoOffline, now: datetime, p: Policy) -> l
 
 
 def request_ride(uow: UnitOfWork, cmd: c.RequestRide, now: datetime, p: Policy) -> list[UUID]:
-    """At the rider's home shard: take the rider's one-active-ride lock for the ride, and
-    open the ride here, or ask the pickup's shard to (``crossing.open_elsewhere``)."""
+    """At the rider's home shard: take the rider's one-active-ride lock for the ride (or,
+    for a scheduled ride, book it among the rider's scheduled ones), and open the ride
+    here, or ask the pickup's shard to (``crossing.open_elsewhere``)."""
     rider = uow.get(Rider, cmd.rider_id)
     here = shard_of(cmd.ride_id) == shard_of(cmd.rider_id)
     if here and uow.exists(cmd.ride_id):
         raise AlreadyExists(f"ride {cmd.ride_id} already exists")
+    scheduled_for = cmd.scheduled_for
+    if scheduled_for is not None:
+        p.scheduling.check(scheduled_for, now)
+        rider.check_not_erased()
     active = rider.active_ride
-    if active is not None and shard_of(active) != shard_of(cmd.rider_id):
+    if scheduled_for is None and active is not None and shard_of(active) != shard_of(cmd.rider_id):
         raise BusyElsewhere(
             f"rider {cmd.rider_id} already has an active ride {active} (in another market; "
             "if it has just ended, its end is on its way here: retry)"
         )
-    rider.check_can_request()
+    if scheduled_for is None:
+        rider.check_can_request()
     pickup = Point(cmd.pickup.lat, cmd.pickup.lng)
     dropoff = Point(cmd.dropoff.lat, cmd.dropoff.lng)
     if p.check_stops is not None:  # the authority: commands may come from any producer
@@ -120,6 +126,16 @@ def request_ride(uow: UnitOfWork, cmd: c.RequestRide, now: datetime, p: Policy) 
         p.catalog.check_product(product)
     except ValueError as error:
         raise InvalidCommand(str(error)) from None
+    if scheduled_for is not None:
+        rider.book_ride(cmd.ride_id, scheduled_for, p.scheduling.max_per_rider, now)
+        if here:
+            booking = p.scheduling.booking(scheduled_for, now)
+            uow.add(Ride.book(cmd.ride_id, cmd.rider_id, pickup, dropoff, booking, now, terms,
+                              product))  # fmt: skip
+        else:
+            open_elsewhere(uow, cmd.ride_id, cmd.rider_id, pickup, dropoff, now, terms, product,
+                           scheduled_for)  # fmt: skip
+        return [cmd.ride_id, cmd.rider_id]
     if here:
         ride = Ride.request(
             cmd.ride_id, cmd.rider_id, pickup, dropoff, p.max_wait_s, now, terms, product

@@ -39,7 +39,7 @@ _USER_PREFIXES = (
 )
 # A record written here, or carried here with a driver handed off (at its first time).
 _RECORD_TOPICS = frozenset({CommandRecord.Created.TOPIC, CommandRecord.Carried.TOPIC})
-_REQUESTED = Ride.Created.TOPIC
+_OPENED = frozenset({Ride.Created.TOPIC, Ride.Booked.TOPIC})
 # Topics whose event time ``observe`` needs (the worker decodes only these when folding).
 TIMED_TOPICS = frozenset({*_RECORD_TOPICS, *RIDE_ENDINGS})
 
@@ -72,7 +72,7 @@ class LiveAggregates:
             self._users.add(aggregate_id)
         elif topic in _RECORD_TOPICS:
             self._expiring[aggregate_id] = (RECORD, at)
-        elif topic == _REQUESTED:
+        elif topic in _OPENED:
             self._rides.add(aggregate_id)
         elif topic in RIDE_ENDINGS:
             self._rides.discard(aggregate_id)

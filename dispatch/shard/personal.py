@@ -89,6 +89,7 @@ PERSONAL: dict[str, Fields] = {
     "dispatch.Driver.Registered": _NAME,
     "dispatch.Driver.Arrived": _NAME,
     "dispatch.Ride.Requested": _RIDE_EVENT,
+    "dispatch.Ride.Scheduled": _RIDE_EVENT,
 }
 PERSONAL_STATE: dict[str, Fields] = {
     "dispatch.Rider": _NAME,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from dispatch.domain.command_record import DEFAULT_WINDOW_S
 from dispatch.domain.products import DEFAULT_CATALOG, Catalog
+from dispatch.domain.scheduling import SchedulingRules
 from dispatch.pricing.trip import TripEstimator
 
 StopsCheck = Callable[[tuple[float, float], tuple[float, float]], None]
@@ -40,6 +41,7 @@ class Policy:
         catalog: Catalog = DEFAULT_CATALOG,
         road_trips: RoadTrips | None = None,
         check_stops: StopsCheck | None = None,
+        scheduling: SchedulingRules | None = None,
     ) -> None:
         if idempotency_window_s <= 0:
             raise ValueError(f"idempotency_window_s must be > 0, got {idempotency_window_s}")
@@ -55,3 +57,6 @@ class Policy:
         # The markets' service areas (``MarketMap.check_stops``): raises
         # ``OutsideServiceArea`` for a ride's pickup or drop-off outside; None: no areas.
         self.check_stops = check_stops
+        # Scheduled rides' rules: lead time, horizon, rides a rider may hold, the free
+        # cancellation cutoff, the late search window (docs/MARKETPLACE.md).
+        self.scheduling = scheduling or SchedulingRules()

@@ -22,7 +22,7 @@ from eventsourcing.domain import Aggregate
 from dispatch.domain.command_record import CommandRecord
 from dispatch.domain.driver import Driver
 from dispatch.domain.ids import new_id
-from dispatch.matching.decisions import Decision, ExpireOffer, ExpireRequest, MakeOffer
+from dispatch.matching.decisions import Decision, MakeOffer
 from dispatch.shard.application import ShardApplication
 from dispatch.shard.policy import Policy
 from schemas import commands as c
@@ -169,7 +169,7 @@ class Scenario:
         return agg
 
     def apply(self, item: Any) -> list[Any]:
-        if isinstance(item, MakeOffer | ExpireOffer | ExpireRequest):
+        if isinstance(item, Decision):
             return self.app.decide(item, self.now)
         return self.app.handle(self.envelope(item), self.now)
 

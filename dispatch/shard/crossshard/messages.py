@@ -38,6 +38,8 @@ class OpenRide:
     # The product asked for; None: a message sent before rides carried their own (the
     # fare's, or standard for a ride not priced).
     product: str | None = None
+    # A scheduled ride's time (epoch seconds; checked at H): R books it; None: immediate.
+    scheduled_for: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +51,25 @@ class UnlockRider:
     rider: str
     ride: str
     outcome: str
+
+
+@dataclass(frozen=True, slots=True)
+class ActivateRide:
+    """R -> H: the scheduled ride is due: make it the rider's active ride, unless another
+    ride of theirs is active (the active one wins)."""
+
+    rider: str
+    ride: str
+
+
+@dataclass(frozen=True, slots=True)
+class RideActivated:
+    """H -> R: the scheduled ride is the rider's active ride (``busy_with`` None), or the
+    rider's other ride ``busy_with`` is active and the ride's dispatch is held."""
+
+    rider: str
+    ride: str
+    busy_with: str | None
 
 
 # -- reservations: R <-> O -------------------------------------------------------------------
@@ -172,6 +193,8 @@ class HandOff:
 Body = (
     OpenRide
     | UnlockRider
+    | ActivateRide
+    | RideActivated
     | Reserve
     | Granted
     | Refused

@@ -1,5 +1,6 @@
-"""Checkpoint format 4 (a "places" part) is written; a format-3 checkpoint (no places) and
-a format-2 one (no vehicles, 6-field ride rows) of the versions before still read; a
+"""Checkpoint format 5 (a "scheduled" part, scheduled rides' rows with their time) is
+written; a format-4 checkpoint (no scheduled rides), a format-3 one (no places) and a
+format-2 one (no vehicles, 6-field ride rows) of the versions before still read; a
 format this code does not know is skipped as unusable: the shard replays instead."""
 
 from __future__ import annotations
@@ -39,12 +40,19 @@ def matcher() -> Matcher:
     )
 
 
+BOOKED, DISPATCHED = uuid.uuid4(), uuid.uuid4()
+
+
 def written(position: int) -> tuple[list[Chunk], uuid.UUID, uuid.UUID]:
     ride, driver = uuid.uuid4(), uuid.uuid4()
     state = Captured(
-        pending=[PendingRide(ride, 37.77, -122.42, 1.7e9, 1.7e9 + 300, product="xl")],
+        pending=[PendingRide(ride, 37.77, -122.42, 1.7e9, 1.7e9 + 300, product="xl"),
+                 PendingRide(DISPATCHED, 37.77, -122.42, 1.7e9, 1.7e9 + 900,
+                             scheduled_for=1.7e9 + 60, overdue=True)],
         offers=[], assigned=[], drivers={}, vehicles={driver: XL},
         places=[("sfo", str(driver), 1.7e9, 1.7e9 + 5)],
+        scheduled=[(PendingRide(BOOKED, 37.7, -122.4, 1.7e9, 1.7e9 + 7_200,
+                                scheduled_for=1.7e9 + 6_300), True)],
     )  # fmt: skip
     return list(encode_chunks(state, position, 1.7e9, 1.7e9, rows=100)), ride, driver
 
@@ -59,8 +67,17 @@ def rewritten(chunks: list[Chunk], change: Any) -> list[Chunk]:
     return out
 
 
+def as_format_4(body: dict[str, Any]) -> None:
+    """As the version before scheduled rides wrote it: format 4, no scheduled rides."""
+    if "header" in body:
+        body["header"]["format"] = 4
+    body["parts"].pop("scheduled", None)
+    body["parts"]["pending"] = [row[:7] for row in body["parts"].get("pending", [])]
+
+
 def as_format_3(body: dict[str, Any]) -> None:
     """As the version before places wrote it: format 3, no places."""
+    as_format_4(body)
     if "header" in body:
         body["header"]["format"] = 3
     body["parts"].pop("places", None)
@@ -75,15 +92,29 @@ def as_format_2(body: dict[str, Any]) -> None:
     body["parts"]["pending"] = [row[:6] for row in body["parts"].get("pending", [])]
 
 
-def test_a_checkpoint_is_written_in_format_4_with_the_places() -> None:
+def test_a_checkpoint_is_written_in_format_5_with_the_places_and_scheduled_rides() -> None:
     chunks, ride, driver = written(9)
-    assert FORMAT == 4
-    assert orjson.loads(chunks[0].data)["header"]["format"] == 4
+    assert FORMAT == 5
+    assert orjson.loads(chunks[0].data)["header"]["format"] == 5
     m = matcher()
     load_into(m, assemble(9, chunks))
     assert m.pending[ride].product == "xl"
     assert m.vehicles[driver] == XL
     assert m.place_queues.queue("sfo") == [(driver, 1.7e9 + 5)]
+    booked = m.scheduled.booked[BOOKED]
+    assert (booked.scheduled_for, booked.expires_at) == (1.7e9 + 6_300, 1.7e9 + 7_200)
+    assert BOOKED in m.scheduled.activating  # asking for its rider's lock when taken
+    dispatched = m.pending[DISPATCHED]
+    assert (dispatched.scheduled_for, dispatched.overdue) == (1.7e9 + 60, True)
+
+
+def test_a_format_4_checkpoint_of_the_version_before_scheduled_rides_still_reads() -> None:
+    chunks, ride, driver = written(9)
+    m = matcher()
+    load_into(m, assemble(9, rewritten(chunks, as_format_4)))
+    assert m.pending[ride].product == "xl" and m.vehicles[driver] == XL
+    assert not m.scheduled.booked  # there were no scheduled rides
+    assert m.pending[DISPATCHED].scheduled_for is None
 
 
 def test_a_format_3_checkpoint_of_the_version_before_places_still_reads() -> None:
@@ -105,12 +136,12 @@ def test_a_format_2_checkpoint_of_the_previous_version_still_reads() -> None:
 def test_a_format_it_does_not_know_is_unusable_and_the_shard_replays() -> None:
     chunks, _, _ = written(9)
 
-    def as_format_5(body: dict[str, Any]) -> None:
+    def as_format_6(body: dict[str, Any]) -> None:
         if "header" in body:
-            body["header"]["format"] = 5
+            body["header"]["format"] = 6
         body["parts"]["something_new"] = [1]
 
-    newer = rewritten(chunks, as_format_5)
+    newer = rewritten(chunks, as_format_6)
     with pytest.raises(CheckpointError, match="unknown format"):
         assemble(9, newer)
 

@@ -34,6 +34,7 @@ from dispatch.shard.crossshard.messages import (
     KINDS,
     Accept,
     Ack,
+    ActivateRide,
     Body,
     Confirmed,
     Envelope,
@@ -45,6 +46,7 @@ from dispatch.shard.crossshard.messages import (
     Refused,
     Release,
     Reserve,
+    RideActivated,
     Started,
     UnlockRider,
 )
@@ -843,6 +845,10 @@ def test_every_message_kind_round_trips_through_plain_data() -> None:
     bodies: list[Body] = [
         OpenRide("r0", "p2", *PICKUP, *DROPOFF, requested_at=T0),
         UnlockRider("p2", "r0", "completed"),
+        OpenRide("r3", "p2", *PICKUP, *DROPOFF, requested_at=T0, scheduled_for=T0 + 3_600.0),
+        ActivateRide("p2", "r3"),
+        RideActivated("p2", "r3", None),
+        RideActivated("p2", "r3", "r0"),
         Reserve("r0/1", "r0", "d1"),
         Granted("r0/1", "r0", "d1", T0 + 10.0),
         Refused("r0/1", "r0", "d1", "held"),
@@ -854,7 +860,7 @@ def test_every_message_kind_round_trips_through_plain_data() -> None:
         Started("r0/1", "r0", "d1"),
         HandOff("d1", 2),
     ]
-    assert sorted(type(b).__name__ for b in bodies) == sorted(KINDS)
+    assert sorted({type(b).__name__ for b in bodies}) == sorted(KINDS)
     for seq, body in enumerate(bodies, 1):
         envelope = Envelope(H, R, seq, body)
         data = json.loads(json.dumps(envelope.to_data()))
