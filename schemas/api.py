@@ -168,6 +168,15 @@ class RequestRide(_Trip):
         "(each end within 50 m) and product, still valid: the ride keeps its price. "
         "Without one, the ride is priced when it completes by the rules in force now.",
     )
+    scheduled_for: AwareDatetime | None = Field(
+        default=None,
+        description="Book the ride for this pickup time (ISO 8601 with its offset): a "
+        "scheduled ride, dispatched ahead of it. At least DISPATCH_SCHEDULED_MIN_LEAD_S "
+        "(default 15 minutes) and at most DISPATCH_SCHEDULED_HORIZON_S (default 7 days) "
+        "ahead, else 422 scheduled_time_out_of_range; a rider holds at most "
+        "DISPATCH_SCHEDULED_MAX_PER_RIDER (default 3) at once, else 409 too_many_scheduled. "
+        "Priced at booking without surge (or by its quote). Null: dispatched now.",
+    )
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -175,6 +184,11 @@ class RequestRide(_Trip):
                 {
                     "pickup": {"lat": 37.7749, "lng": -122.4194},
                     "dropoff": {"lat": 37.62, "lng": -122.38},
+                },
+                {
+                    "pickup": {"lat": 37.7749, "lng": -122.4194},
+                    "dropoff": {"lat": 37.6213, "lng": -122.379},
+                    "scheduled_for": "2026-12-04T06:30:00-08:00",
                 },
                 {
                     "pickup": {"lat": 37.7749, "lng": -122.4194},

@@ -63,7 +63,29 @@ class RideView(BaseModel):
         description="The final fare, once the ride completed: the quoted total or the "
         "metered fare (`basis`); null before, or for a ride that is not priced.",
     )
+    scheduled_for: datetime | None = Field(
+        default=None,
+        description="A scheduled ride's pickup time (null: an immediate ride). It is "
+        "`scheduled` until its dispatch starts, ahead of that time (docs/MARKETPLACE.md, "
+        '"Scheduled rides").',
+    )
+    free_cancel_until: datetime | None = Field(
+        default=None,
+        description="A scheduled ride: until when its rider may cancel it free.",
+    )
+    cancellation_fee: str | None = Field(
+        default=None,
+        description="What its rider was charged for cancelling a scheduled ride after its "
+        "free cutoff (decimal text in its fare's currency); null: nothing.",
+    )
     timeline: list[TimelineEntry]
+
+
+class ScheduledRides(BaseModel):
+    """A rider's scheduled rides whose dispatch has not started, soonest first."""
+
+    rider_id: UUID
+    rides: list[RideView]
 
 
 class Position(BaseModel):

@@ -86,12 +86,19 @@ def ride_view(row: RideRow, hidden: frozenset[str] = frozenset(), open: Opener =
 
 
 def fare_of(row: RideRow) -> dict[str, Any]:
-    """The ride's fare terms (its ``Requested`` event's), and its trip and final fare (its
-    ``Completed`` event's), from its timeline: none in events written before fares."""
+    """The ride's fare terms (its ``Requested`` or ``Scheduled`` event's: with a scheduled
+    ride's time and free cancellation cutoff), its trip and final fare (its ``Completed``
+    event's), and a late cancellation's fee, from its timeline: none in events written
+    before fares."""
     out: dict[str, Any] = {}
     for entry in row.timeline:
-        if entry["event"] == "Ride.Requested":
+        if entry["event"] in ("Ride.Requested", "Ride.Scheduled"):
             out["fare_terms"] = entry.get("fare")
+            if "scheduled_for" in entry:
+                out["scheduled_for"] = entry["scheduled_for"]
+                out["free_cancel_until"] = entry["free_cancel_until"]
+        elif entry["event"] == "Ride.CancelledByRider" and entry.get("fee") is not None:
+            out["cancellation_fee"] = entry["fee"]
         elif entry["event"] == "Ride.Completed" and entry.get("distance_m") is not None:
             out["trip"] = DrivenTripView(distance_m=entry["distance_m"],
                                          duration_s=entry["duration_s"],

@@ -139,16 +139,17 @@ class FareDesk:
         return FareTerms(quote.product, quote.market, quote.rules_version, quote.rule,
                          quote.surge, promised, factor_text(self.road_factor))  # fmt: skip
 
-    def terms_for(self, pickup: Place, product: Product) -> FareTerms | None:
+    def terms_for(self, pickup: Place, product: Product, surged: bool = True) -> FareTerms | None:
         """The terms a ride without a quote is priced on: the rules in force now for the
-        pickup's market and ``product``, at the surge of the pickup's cell now. ``FareError``
+        pickup's market and ``product``, at the surge of the pickup's cell now (``surged``
+        False: at none, as a scheduled ride is, whose time is not now). ``FareError``
         (``product_not_offered`` naming the products offered, ``no_fare_rules``) when they
         cannot price it: the ride is refused. None only when the deployment has no fare
         rules at all (no market's and no ``elsewhere``): its rides are not priced."""
         if not self.book.has_rules:
             return None
-        return terms_for(self.book, self._markets, pickup, product, self.road_factor,
-                         self.surge_at(pickup))  # fmt: skip
+        surge = self.surge_at(pickup) if surged else NO_SURGE
+        return terms_for(self.book, self._markets, pickup, product, self.road_factor, surge)
 
 
 def terms_for(

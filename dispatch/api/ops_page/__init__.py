@@ -42,7 +42,7 @@ from dispatch.api.deps import audit_read
 from dispatch.api.errors import ApiError, unauthorized
 from dispatch.api.routers.streams import SSE_HEADERS, end_frame
 from dispatch.api.settings import OpsPageSettings
-from dispatch.domain.ride import TERMINAL
+from dispatch.domain.ride import TERMINAL, RideStatus
 from dispatch.domain.surge import SURGE_RESOLUTION
 from dispatch.tokens import operator_of
 
@@ -165,6 +165,10 @@ def boundary(cell: str) -> list[list[float]]:
     return [[round(lat, 5), round(lng, 5)] for lat, lng in h3.cell_to_boundary(cell)]
 
 
+# A ride booked for later is not in flight until its dispatch starts.
+NOT_IN_FLIGHT = TERMINAL | {RideStatus.SCHEDULED}
+
+
 def state(ctx: ApiContext, settings: OpsPageSettings) -> dict[str, Any]:
     """What the page draws: drivers with a fresh position by status, rides in flight, the
     supply/demand heatmap and the surge layer with their hexagons' corners."""
@@ -177,8 +181,9 @@ def state(ctx: ApiContext, settings: OpsPageSettings) -> dict[str, Any]:
         rides = [
             (r.ride_id, r.status, r.pickup, r.driver_id)
             for r in views.rides.values()
-            if r.status not in TERMINAL
+            if r.status not in NOT_IN_FLIGHT
         ]
+        booked = sum(len(b) for b in views.rides.booked.values())
         cells = views.heatmap.cells(HEATMAP_RESOLUTION)
         surge = views.surge.layer()
     drivers = [
@@ -200,6 +205,7 @@ def state(ctx: ApiContext, settings: OpsPageSettings) -> dict[str, Any]:
         "drivers_total": len(drivers),
         "rides": in_flight,
         "rides_total": len(rides),
+        "scheduled_total": booked,  # booked for later, not dispatched yet: not drawn
         "heatmap_resolution": HEATMAP_RESOLUTION,
         "heatmap": [
             {"cell": c, "supply": s, "demand": d, "boundary": boundary(c)}

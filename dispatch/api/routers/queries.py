@@ -32,6 +32,7 @@ from schemas.views import (
     HeatmapCell,
     NearbyDrivers,
     RideView,
+    ScheduledRides,
     Surge,
     SurgeCell,
 )
@@ -110,6 +111,24 @@ async def ride_status(ride_id: UUID, caller: Caller, ctx: Ctx, _after: Consisten
     if not access.may_see_ride(caller, row):
         raise forbidden(f"you may not see ride {ride_id}")
     return present.ride_view(row, hidden, ctx.runtime.open_personal)
+
+
+@router.get(
+    "/riders/{rider_id}/scheduled-rides", response_model=ScheduledRides, responses=QUERY_RESPONSES
+)
+async def scheduled_rides(
+    rider_id: UUID, caller: Caller, ctx: Ctx, _after: Consistent
+) -> ScheduledRides:
+    """A rider's scheduled rides whose dispatch has not started yet, soonest first (a
+    ride that started is the rider's active ride: `GET /rides/{ride_id}`). Seen by the
+    rider and operators."""
+    if not (caller.role == "operator" or (caller.role == "rider" and caller.sub == str(rider_id))):
+        raise forbidden(f"you may not see rider {rider_id}'s rides")
+    hidden = present.hidden_from(caller)
+    with ctx.runtime.views.lock:
+        rows = ctx.runtime.views.rides.booked_of(str(rider_id))
+        views = [present.ride_view(r, hidden, ctx.runtime.open_personal) for r in rows]
+    return ScheduledRides(rider_id=rider_id, rides=views)
 
 
 @router.get("/heatmap", response_model=Heatmap, responses=QUERY_RESPONSES)

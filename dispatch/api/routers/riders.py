@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -21,6 +22,7 @@ from dispatch.api.errors import COMMAND_RESPONSES, REGISTRATION_RESPONSES, ApiEr
 from dispatch.api.places import OUTSIDE_EXAMPLE, require_served
 from dispatch.api.products import require_product
 from dispatch.api.writes import Write, keyed_id, register, send, write
+from dispatch.domain.errors import ScheduledTimeOutOfRange
 from dispatch.domain.ids import derived_id, new_id, shard_of
 from dispatch.domain.ride_fare import FareTerms
 from dispatch.pricing.quotes import QuoteError
@@ -129,11 +131,18 @@ def request_ride(
     market does not offer, or a pickup no rule prices, is refused (422
     `product_not_offered`, `no_fare_rules`, with the reason) and no ride is made; so is a
     ride whose pickup or drop-off lies outside its market's service area (422
-    `outside_service_area`, naming the point) (docs/MARKETPLACE.md)."""
+    `outside_service_area`, naming the point) (docs/MARKETPLACE.md).
+
+    With `scheduled_for`, the ride is booked for that time instead (status `scheduled`,
+    priced now without surge or by its quote) and dispatched ahead of it; it may be
+    cancelled free until `free_cancel_until` (`GET /rides/{ride_id}`), and after that for
+    its fare rule's minimum (docs/MARKETPLACE.md, "Scheduled rides")."""
     rider_id = UUID(caller.sub)
     require_product(ctx, body.product)
     if key is None:  # a keyed request may be a retry: its record answers it (the shard
         require_served(ctx, body.pickup, body.dropoff)  # checks a new one), not today's areas
+        if body.scheduled_for is not None:
+            _require_bookable(ctx, body.scheduled_for)
     terms = _fare_terms(ctx, caller.sub, body, keyed=key is not None)
     # The ride lives in the shard of its pickup; the rider's home shard takes the request
     # (the one-active-ride lock) and, for a pickup elsewhere, opens the ride there.
@@ -155,6 +164,7 @@ def request_ride(
         dropoff=body.dropoff.as_latlng(),
         fare=None if terms is None else FareTermsData.model_validate(terms.to_data()),
         product=body.product,
+        scheduled_for=body.scheduled_for,
     )
     extra = {"ride_id": str(ride_id)}
     elsewhere = shard if shard != shard_of(rider_id) else None
@@ -162,6 +172,17 @@ def request_ride(
         ctx, Write(command, command_id, print_, True, extra, creates="ride_id",
                    opens_ride_in=elsewhere),
     )  # fmt: skip
+
+
+def _require_bookable(ctx: ApiContext, scheduled_for: datetime) -> None:
+    """422 ``scheduled_time_out_of_range`` for a time nearer than the least lead time or
+    beyond the horizon, on this process's clock (the rider's home shard checks again on
+    its own, and decides)."""
+    now = datetime.fromtimestamp(ctx.runtime.clock(), UTC)
+    try:
+        ctx.runtime.settings.scheduling.check(scheduled_for, now)
+    except ScheduledTimeOutOfRange as error:
+        raise ApiError(422, error.code, error.reason) from None
 
 
 def _fare_terms(
@@ -175,7 +196,7 @@ def _fare_terms(
     pickup, dropoff = (body.pickup.lat, body.pickup.lng), (body.dropoff.lat, body.dropoff.lng)
     if body.quote is None:
         try:
-            return ctx.fares.terms_for(pickup, body.product)
+            return ctx.fares.terms_for(pickup, body.product, surged=body.scheduled_for is None)
         except FareError as error:  # refused before anything is sent: nothing recorded
             raise ApiError(422, error.code, error.reason) from None
     now = ctx.runtime.clock()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -27,6 +28,8 @@ class Row:
 
 
 PING = {"lat": PICKUP["lat"], "lng": PICKUP["lng"]}
+# a scheduled ride's time, well within the lead time and horizon for the whole module
+BOOKED_FOR = (datetime.now(UTC) + timedelta(hours=3)).isoformat()
 MATRIX = [
     Row("POST", "/drivers/{driver_a}/online", "driver_a", ("driver_b", "rider_r", "operator")),
     Row("POST", "/drivers/{driver_a}/offline", "driver_a", ("driver_b", "rider_r"), {}),
@@ -35,6 +38,17 @@ MATRIX = [
     Row(
         "POST", "/rides", "rider_r", ("driver_a", "operator"), {"pickup": PICKUP, "dropoff": PICKUP}
     ),
+    Row(
+        "POST",
+        "/rides",
+        "rider_s",
+        ("operator",),  # (drivers: the row above; driver_a is near its rate limit here)
+        {"pickup": PICKUP, "dropoff": PICKUP, "scheduled_for": BOOKED_FOR},
+        expect=201,
+    ),
+    # (a driver's refusal: test_scheduled_ride_endpoints.py, as drivers near their rate here)
+    Row("GET", "/riders/{rider_s}/scheduled-rides", "rider_s", ("rider_r",), expect=200),
+    Row("GET", "/riders/{rider_s}/scheduled-rides", "operator", ("rider_r",), expect=200),
     Row(
         "POST",
         "/fares/estimate",

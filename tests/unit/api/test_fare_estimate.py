@@ -120,7 +120,9 @@ def test_bad_input_is_a_422_with_the_reason(world: World, body: Any, where: str)
 def test_an_estimate_shares_the_trip_of_a_ride_request_and_nothing_more() -> None:
     """A field a ride request gains (the quote it carries) is not an estimate's."""
     assert not issubclass(api.EstimateFare, api.RequestRide)
-    assert set(api.RequestRide.model_fields) == {"pickup", "dropoff", "product", "quote"}
+    assert set(api.RequestRide.model_fields) == {
+        "pickup", "dropoff", "product", "quote", "scheduled_for"
+    }  # fmt: skip
     assert set(api.EstimateFare.model_fields) == {"pickup", "dropoff", "product"}
 
 

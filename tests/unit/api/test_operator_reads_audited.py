@@ -169,7 +169,8 @@ def test_every_read_route_a_token_opens_records_operators_reads(
     """Every GET of the published API that takes a token, called by an operator, leaves a
     record: a read route added later that forgets it fails here."""
     world, data_dir = audited
-    ids = {"ride_id": world.ids["ride"], "driver_id": world.ids["driver_a"], "place_id": "sfo"}
+    ids = {"ride_id": world.ids["ride"], "driver_id": world.ids["driver_a"], "place_id": "sfo",
+           "rider_id": world.ids["rider_r"]}  # fmt: skip
     values = {"lat": str(PICKUP["lat"]), "lng": str(PICKUP["lng"]), "max_s": "0.2"}
     called = []
     before = len(_reads(data_dir))

@@ -1,0 +1,84 @@
+"""`replay verify` checks every booking: dispatched (or ended) by its time, and never left
+scheduled past its search window; and a rider's booking and active ride are folded
+apart (a booking ended before its dispatch is not taken for the active ride)."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from test_verify_finds_violations import T0, CraftedLog, iso, kinds
+
+from dispatch.domain.ids import new_id
+
+HOUR = 3_600.0
+
+
+def booked(log: CraftedLog, ride: UUID, rider: UUID, at: float = T0 + HOUR) -> CraftedLog:
+    log.add(rider, "Rider.Registered", name="r")
+    log.add(ride, "Ride.Scheduled", rider_id=str(rider), pickup=[37.7, -122.4],
+            dropoff=[37.8, -122.4], expires_at=iso(at + 900), scheduled_for=iso(at),
+            free_cancel_until=iso(at - HOUR), product="standard", fare=None)  # fmt: skip
+    log.add(rider, "Rider.RideBooked", ride_id=str(ride), scheduled_for=iso(at))
+    return log
+
+
+def test_a_booking_dispatched_ahead_of_its_time_then_expired_is_clean() -> None:
+    ride, rider, other = new_id(0), new_id(0), new_id(0)
+    log = booked(CraftedLog(), ride, rider)
+    log.add(ride, "Ride.DispatchDue", at=T0 + HOUR - 600, expected_pickup_s=300.0, margin_s=300.0)
+    log.add(ride, "Ride.DispatchStarted", at=T0 + HOUR - 600)
+    log.add(rider, "Rider.ScheduledRideActivated", at=T0 + HOUR - 600, ride_id=str(ride))
+    log.add(ride, "Ride.Overdue", at=T0 + HOUR)
+    log.add(ride, "Ride.Expired", at=T0 + HOUR + 900)
+    log.add(rider, "Rider.RideEnded", at=T0 + HOUR + 900, ride_id=str(ride), outcome="expired")
+    log.add(other, "Rider.Registered", at=T0 + 3 * HOUR, name="o")  # the clock moves on
+    assert kinds(log) == []
+
+
+def test_a_booking_never_found_due_by_its_time_is_found() -> None:
+    ride, rider, other = new_id(0), new_id(0), new_id(0)
+    log = booked(CraftedLog(), ride, rider)
+    log.add(other, "Rider.Registered", at=T0 + HOUR + 61, name="o")
+    assert kinds(log) == ["scheduled_not_dispatched"]
+
+
+def test_a_booking_waiting_within_its_time_is_not_flagged() -> None:
+    ride, rider, other = new_id(0), new_id(0), new_id(0)
+    log = booked(CraftedLog(), ride, rider)
+    log.add(other, "Rider.Registered", at=T0 + HOUR - 1, name="o")
+    assert kinds(log) == []
+
+
+def test_a_booking_held_past_its_search_window_and_never_expired_is_found() -> None:
+    ride, rider, other = new_id(0), new_id(0), new_id(0)
+    log = booked(CraftedLog(), ride, rider)
+    log.add(ride, "Ride.DispatchDue", at=T0 + HOUR - 600, expected_pickup_s=300.0, margin_s=300.0)
+    log.add(ride, "Ride.DispatchHeld", at=T0 + HOUR - 600, reason="rider_busy",
+            busy_with=str(new_id(0)))  # fmt: skip
+    log.add(other, "Rider.Registered", at=T0 + HOUR + 901, name="o")
+    assert kinds(log) == ["scheduled_not_expired"]
+
+
+def test_a_booking_cancelled_before_its_dispatch_ends_it_for_the_rider_alone() -> None:
+    ride, rider, now = new_id(0), new_id(0), new_id(0)
+    log = booked(CraftedLog(), ride, rider)
+    log.add(now, "Ride.Requested", rider_id=str(rider), pickup=[37.7, -122.4],
+            dropoff=[37.8, -122.4], expires_at=iso(T0 + 300))  # fmt: skip
+    log.add(rider, "Rider.RideRequested", ride_id=str(now))
+    log.add(ride, "Ride.CancelledByRider", reason="", fee=None)
+    log.add(rider, "Rider.RideEnded", ride_id=str(ride), outcome="cancelled")
+    log.add(now, "Ride.Expired", at=T0 + 300)
+    log.add(rider, "Rider.RideEnded", at=T0 + 300, ride_id=str(now), outcome="expired")
+    assert kinds(log) == []
+
+
+def test_a_booking_activated_while_the_rider_has_an_active_ride_is_found() -> None:
+    ride, rider, now = new_id(0), new_id(0), new_id(0)
+    log = booked(CraftedLog(), ride, rider)
+    log.add(now, "Ride.Requested", rider_id=str(rider), pickup=[37.7, -122.4],
+            dropoff=[37.8, -122.4], expires_at=iso(T0 + 300))  # fmt: skip
+    log.add(rider, "Rider.RideRequested", ride_id=str(now))
+    log.add(ride, "Ride.DispatchDue", expected_pickup_s=300.0, margin_s=300.0)
+    log.add(ride, "Ride.DispatchStarted")
+    log.add(rider, "Rider.ScheduledRideActivated", ride_id=str(ride))
+    assert "rider_with_two_rides" in kinds(log)
