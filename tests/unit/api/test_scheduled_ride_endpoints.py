@@ -164,3 +164,35 @@ def test_a_driver_may_neither_book_nor_list_a_riders_bookings(
 
     assert listed.status_code == 403 and listed.json()["error"] == "forbidden"
     assert booked.status_code == 403
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    """Bookings 2 s ahead, dispatched at once (no driver anywhere, the longest pickup 1 s,
+    no margin), searched for 2 s after their time."""
+    settings = Settings(data_dir=tmp_path_factory.mktemp("quick"), shards=1,
+                        scheduled_min_lead_s=1, scheduled_margin_s=0, max_pickup_eta_s=1,
+                        scheduled_search_after_s=2)  # fmt: skip
+    runtime = build_runtime(settings, clock=time.time)
+    auth = AuthSettings(secret=SecretStr(SECRET), environment="development")
+    with TestClient(create_app(runtime, auth, ApiOptions(command_timeout_s=5.0))) as client:
+        yield client
+
+
+def test_the_rides_stream_tells_the_rider_of_each_step_and_that_no_driver_came(
+    quick: TestClient,
+) -> None:
+    r = quick.post("/riders", json={"name": "Rae"})
+    headers = bearer(r.json()["token"]["access_token"])
+    booked = book(quick, headers, ahead(2))
+    assert booked.status_code == 201, booked.text
+    ride_id = booked.json()["ride_id"]
+
+    with quick.stream("GET", f"/rides/{ride_id}/events?max_s=20", headers=headers) as s:
+        kinds = [line.removeprefix("event: ") for line in s.iter_lines()
+                 if line.startswith("event: ")]  # fmt: skip
+
+    assert [k for k in kinds if k.startswith("Ride.")] == [
+        "Ride.Scheduled", "Ride.DispatchDue", "Ride.DispatchStarted", "Ride.Overdue",
+        "Ride.Expired",
+    ]  # fmt: skip
