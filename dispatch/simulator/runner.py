@@ -567,7 +567,7 @@ class Simulation:
         if rng.random() < self.cfg.cancel_probability:
             # a booking is cancelled some time before its time (a rider's change of plan)
             ahead = 0.0 if scheduled_at is None else scheduled_at - self.clock.now
-            self._schedule(rng.uniform(10, 120) if booking is None else rng.uniform(0, ahead),
+            self._schedule(rng.uniform(10, 120) if booking is None else rng.uniform(10, ahead),
                            "cancel", ride_id)  # fmt: skip
 
     def _terms(self, pickup: tuple[float, float], product: str, surge: Decimal) -> FareTerms | None:
