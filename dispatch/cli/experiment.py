@@ -24,6 +24,7 @@ from dispatch.cli.scenario import (
     ExactTimes,
     Minutes,
     ReportDir,
+    ScheduledShare,
     SkipBadRows,
     TimeScale,
     TraceWindow,
@@ -31,6 +32,7 @@ from dispatch.cli.scenario import (
     Zones,
     check_outputs,
     scenario,
+    scheduled_options,
 )
 
 if TYPE_CHECKING:
@@ -170,6 +172,7 @@ def experiment(
         typer.Option(min=1, max=64, help="Runs side by side (default: the CPU count)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    scheduled_share: ScheduledShare = 0.0,
 ) -> None:
     """Run every strategy on every seed with the same demand; report each metric's mean per
     strategy and the paired difference with a 95% confidence interval (Student t over the
@@ -182,6 +185,7 @@ def experiment(
     parse_strategies(strategies)
     parse_city_shards(city_shards)
     settings = settings_from(None, None)
+    scheduled = scheduled_options(scheduled_share, settings)
     network = road_network(road_network_path, settings)
     chosen_etas: tuple[str | None, ...] = (None,)
     if network is not None or etas is not None:
@@ -211,7 +215,7 @@ def experiment(
     plan = Plan(
         variants=variants,
         seeds=tuple(range(seed, seed + seeds)),
-        config=SimConfig(**chosen.config),  # type: ignore[arg-type]
+        config=SimConfig(**chosen.config, **scheduled),  # type: ignore[arg-type]
         settings=on_roads(settings, network, 1 if city_shards else None),
         demand=tuple(chosen.trace) if chosen.trace else None,
         road_network=network,

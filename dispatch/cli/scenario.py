@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from dispatch.settings import Settings
 from dispatch.simulator.results import Request
 
 MAX_DRIVERS = 100_000
@@ -93,6 +94,17 @@ ReportDir = Annotated[
     ),
 ]
 
+ScheduledShare = Annotated[
+    float,
+    typer.Option(
+        help="The share of the requests booked ahead instead of requested at their time, "
+        "0 to 1 (default 0): booked their lead time before it (log-normal, median 2 h, "
+        "between DISPATCH_SCHEDULED_MIN_LEAD_S plus a minute and 24 h), or at the start of "
+        "the run when that is earlier; the report adds their on-time share and lateness "
+        '(docs/SIMULATION.md, "Scheduled rides").'
+    ),
+]
+
 
 @dataclass(frozen=True)
 class Scenario:
@@ -118,6 +130,26 @@ def check_basics(minutes: float, demand: float | None, warmup: float | None) -> 
             f"must be at least 0 and less than --minutes ({minutes:g}), not {warmup:g}",
             param_hint="--warmup",
         )
+
+
+def scheduled_options(share: float, settings: Settings) -> dict[str, float]:
+    """The SimConfig fields of scheduled demand: ``share`` checked (0 to 1), with the
+    engine's least lead time and horizon from ``settings``."""
+    from dispatch.simulator.scheduled import BOOKING_SLACK_S
+
+    if not (math.isfinite(share) and 0 <= share <= 1):
+        raise typer.BadParameter(
+            f"a share from 0 to 1, not {share:g}", param_hint="--scheduled-share"
+        )
+    least, horizon = settings.scheduled_min_lead_s, settings.scheduled_horizon_s
+    if share > 0 and least + BOOKING_SLACK_S > horizon:
+        raise typer.BadParameter(
+            f"no lead time fits: DISPATCH_SCHEDULED_MIN_LEAD_S ({least:g}) plus "
+            f"{BOOKING_SLACK_S:g} s is beyond DISPATCH_SCHEDULED_HORIZON_S ({horizon:g})",
+            param_hint="--scheduled-share",
+        )
+    return {"scheduled_share": share, "scheduled_min_lead_s": least,
+            "scheduled_horizon_s": horizon}  # fmt: skip
 
 
 def check_outputs(write_demand: Path | None, report: Path | None, trace: Path | None) -> None:

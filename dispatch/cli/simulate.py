@@ -31,6 +31,7 @@ from dispatch.cli.scenario import (
     ExactTimes,
     Minutes,
     ReportDir,
+    ScheduledShare,
     SkipBadRows,
     TimeScale,
     TraceWindow,
@@ -39,6 +40,7 @@ from dispatch.cli.scenario import (
     Zones,
     check_outputs,
     scenario,
+    scheduled_options,
 )
 
 if TYPE_CHECKING:
@@ -129,6 +131,7 @@ def simulate(
             '(docs/MARKETPLACE.md, "Places: repositioning hints").',
         ),
     ] = "off",
+    scheduled_share: ScheduledShare = 0.0,
 ) -> None:
     """Run the engine against a simulated city and print a report."""
     from dispatch.simulator.cityshards import split_city
@@ -154,6 +157,7 @@ def simulate(
         skip_bad_rows=skip_bad_rows,
     )
     base = settings_from(None, kafka, **({"shards": shards} if shards else {}))
+    scheduled = scheduled_options(scheduled_share, base)
     mixes = {}  # given ones must name the catalog's products; defaults are fitted to it
     for name, text in (("vehicle_mix", vehicle_mix), ("product_mix", product_mix)):
         if text is None:
@@ -197,7 +201,7 @@ def simulate(
     settings, hints = with_hints(settings, hints)
     options = {"seed": seed, "strategy": strategy, "city_shards": city_shards or 1,
                "road_network": network, "eta": chosen_eta, "place_demand": place_demand,
-               "hints": hints, **mixes}  # fmt: skip
+               "hints": hints, **mixes, **scheduled}  # fmt: skip
     config = SimConfig(**options, **chosen.config)  # type: ignore[arg-type]
     where = str(target) if settings.embedded else f"topic {settings.topic_prefix}.events"
 

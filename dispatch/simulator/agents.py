@@ -107,3 +107,6 @@ class SimRide:
     fare_total: str | None = None  # the final fare of a completed, priced ride (decimal text)
     fare_currency: str | None = None
     place: str | None = None  # the place with a queue holding its pickup, if any
+    scheduled_at: float | None = None  # a scheduled ride's pickup time (requested_at: booked)
+    dispatched_at: float | None = None  # its dispatch started
+    overdue: bool = False  # no driver by its time

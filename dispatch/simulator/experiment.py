@@ -47,6 +47,13 @@ METRICS: tuple[tuple[str, str], ...] = (
     ("pickup_m_mean", "pickup distance driven, mean (m)"),
     ("utilisation_pct", "driver utilisation (%)"),
 )
+# Compared too when the runs book scheduled rides (``--scheduled-share``).
+SCHEDULED_METRICS: tuple[tuple[str, str], ...] = (
+    ("scheduled_on_time_pct", "scheduled rides on time (%, higher is better)"),
+    ("scheduled_late_s_p50", "scheduled rides' lateness, p50 (s)"),
+    ("scheduled_late_s_p95", "scheduled rides' lateness, p95 (s)"),
+    ("scheduled_early_s_mean", "scheduled rides' driver early, mean (s)"),
+)
 
 
 DEFAULT_HINT_EVERY_S = 30.0  # hints on without a cadence of the settings' own
@@ -92,7 +99,7 @@ class Outcome:
     differences: list[PairedDifference]
 
     def comparisons(self) -> list[Comparison]:
-        labels = dict(METRICS)
+        labels = dict(METRICS + SCHEDULED_METRICS)
         return [
             Comparison(
                 metric=d.metric,
@@ -182,18 +189,29 @@ def run_experiment(
         label: [results[(label, seed)].summary for seed in plan.seeds] for label in labels
     }
     metrics = [key for key, _ in METRICS]
+    if plan.config.scheduled_share > 0:
+        metrics += [key for key, _ in SCHEDULED_METRICS]
     return Outcome(runs, compare(summaries, metrics, baseline=labels[0]))
 
 
 def check_paired(runs: Sequence[RunData]) -> None:
-    """Every variant of a seed made the same requests (their hashes agree)."""
+    """Every variant of a seed made the same requests and bookings (their hashes agree)."""
     by_seed: dict[int, dict[str, str]] = {}
     for run in runs:
-        by_seed.setdefault(run.seed, {})[run.strategy] = str(run.summary["demand_hash"])
+        summary = run.summary
+        made = str(summary["demand_hash"])
+        if summary.get("bookings_hash"):  # scheduled rides: which were booked, and when
+            made += f" bookings {summary['bookings_hash']}"
+        by_seed.setdefault(run.seed, {})[run.strategy] = made
     for seed, hashes in sorted(by_seed.items()):
         if len(set(hashes.values())) > 1:
-            shown = ", ".join(f"{s} {h[:16]}" for s, h in hashes.items())
+            shown = ", ".join(f"{s} {_short(h)}" for s, h in hashes.items())
             raise DemandMismatch(
                 f"seed {seed}: the variants saw different requests ({shown}); "
                 "refusing to compare unpaired runs"
             )
+
+
+def _short(made: str) -> str:
+    """The hashes of ``check_paired`` cut to 16 digits each, for a message."""
+    return " ".join(part[:16] for part in made.split(" "))

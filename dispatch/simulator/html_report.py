@@ -44,6 +44,20 @@ KEY_FIGURES = (
     ("in_vehicle_s_mean", "in-vehicle mean (s)"),
     ("market", "market"),
 )
+# The scheduled rides' figures (``--scheduled-share``), in a table of their own shown when
+# a run booked any (docs/SIMULATION.md, "Scheduled rides").
+SCHEDULED_FIGURES = (
+    ("scheduled_booked", "booked"),
+    ("scheduled_dispatched", "dispatched"),
+    ("scheduled_served", "served"),
+    ("scheduled_cancelled", "cancelled"),
+    ("scheduled_expired", "expired"),
+    ("scheduled_overdue", "overdue"),
+    ("scheduled_on_time_pct", "on time %"),
+    ("scheduled_late_s_p50", "lateness p50 (s)"),
+    ("scheduled_late_s_p95", "lateness p95 (s)"),
+    ("scheduled_early_s_mean", "early mean (s)"),
+)
 RIDE_COLUMNS = [f.name for f in fields(RideRecord)] + ["wait_s", "in_vehicle_s"]
 SAMPLE_COLUMNS = [f.name for f in fields(Sample)] + ["utilisation"]
 STYLE = """
@@ -178,6 +192,7 @@ def render_html(
         _figure("Over time", plots.timeseries(samples, colour, warmup_s), "no market sample"),
         _figure("Where riders wait", plots.hex_map(rides), "no picked-up request"),
         _runs_table(runs, colour),
+        _scheduled_table(runs, colour),
         _all_figures(runs),
         '<p class="meta">Beside this file: timeseries.csv (the market samples), rides.csv '
         "(every request), summary.json (the runs' reports and the comparisons).</p>",
@@ -199,7 +214,7 @@ def _after_warmup(runs: Sequence[RunData], strategy: str, warmup_s: float) -> li
         for run in runs
         if run.strategy == strategy
         for ride in run.rides
-        if ride.requested_s >= warmup_s
+        if ride.requested_s >= warmup_s and ride.scheduled_s is None
     ]
 
 
@@ -317,6 +332,26 @@ def _runs_table(runs: Sequence[RunData], colour: dict[str, str]) -> str:
         "below."
     )
     return "<h2>Runs</h2>" + _table(header, rows, 2) + f"<p class=meta>{escape(caption)}</p>"
+
+
+def _scheduled_table(runs: Sequence[RunData], colour: dict[str, str]) -> str:
+    if not any(r.summary.get("bookings_total") for r in runs):
+        return ""
+    header = ["strategy", "seed", *(escape(label) for _, label in SCHEDULED_FIGURES)]
+    rows = [
+        [f"{_swatch(colour[r.strategy])}{escape(r.strategy)}", escape(str(r.seed))]
+        + [escape(_fmt(r.summary.get(k))) for k, _ in SCHEDULED_FIGURES]
+        for r in runs
+    ]
+    caption = (
+        "Rides booked ahead whose time came after the warm-up. On time: the driver arrived "
+        "no later than 2 minutes after the time booked (of the rides that reached their "
+        "time without the rider cancelling; those that expired count as late). Lateness: "
+        "how long after the time the driver arrived, 0 when early; early: how long before "
+        "it, 0 when late. The figures and plots above are the immediate requests' alone."
+    )
+    table = _table(header, rows, 2)
+    return f"<h2>Scheduled rides</h2>{table}<p class=meta>{escape(caption)}</p>"
 
 
 def _all_figures(runs: Sequence[RunData]) -> str:

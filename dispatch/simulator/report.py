@@ -9,20 +9,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dispatch.domain.ride import RideStatus
+from dispatch.simulator.punctuality import ON_TIME_TOLERANCE_S, punctuality
 from dispatch.simulator.results import RideRecord, Sample
+from dispatch.simulator.scheduled import bookings_hash
+from dispatch.simulator.stats import mean as _mean
+from dispatch.simulator.stats import percentile
 from dispatch.simulator.trace import demand_hash
 
 if TYPE_CHECKING:
     from dispatch.simulator.runner import Simulation
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    """The ``q``-th percentile (nearest rank), None when there is no value at all."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1))))
-    return ordered[rank]
 
 
 def seconds(*values: float | None) -> str:
@@ -89,10 +84,6 @@ def _roads(road_network: dict[str, Any] | None) -> str:
     r = road_network
     size = f"{r['nodes']:,} nodes, {r['edges']:,} edges"
     return f"{Path(r['source']).name} ({size}), matcher ETA {r['eta']}"
-
-
-def _mean(values: list[float]) -> float | None:
-    return statistics.fmean(values) if values else None
 
 
 @dataclass(frozen=True)
@@ -171,11 +162,35 @@ class SimReport:
     hints: str = "off"
     hints_received: int = 0
     hints_followed: int = 0
+    # Scheduled rides (``--scheduled-share``; ``punctuality.py`` defines the figures): the
+    # share booked ahead, the bookings of the whole run and their hash (the same seed books
+    # the same requests: experiments check it), and the figures of those whose time came
+    # after warm-up. The figures above are the immediate requests' alone.
+    scheduled_share: float = 0.0
+    bookings_total: int = 0
+    bookings_hash: str = ""
+    scheduled_booked: int = 0
+    scheduled_dispatched: int = 0
+    scheduled_served: int = 0
+    scheduled_completed: int = 0
+    scheduled_cancelled: int = 0
+    scheduled_expired: int = 0
+    scheduled_overdue: int = 0
+    scheduled_due: int = 0
+    scheduled_on_time: int = 0
+    scheduled_on_time_pct: float | None = None
+    scheduled_late_s_p50: float | None = None
+    scheduled_late_s_p95: float | None = None
+    scheduled_early_s_mean: float | None = None
+    scheduled_dispatch_ahead_s_mean: float | None = None
 
     @classmethod
     def build(cls, sim: Simulation, wall_s: float, strategy: str = "") -> SimReport:
         warmup = sim.cfg.warmup_s
-        records = [r for r in sim.records() if r.requested_s >= warmup]
+        everything = sim.records()
+        # a scheduled ride counts by its time; the request figures are the immediate ones'
+        measured = [r for r in everything if _ready_s(r) >= warmup]
+        records = [r for r in measured if r.scheduled_s is None]
         served = [r for r in records if r.accepted_s is not None]
         unserved = [r for r in records if r.accepted_s is None and r.outcome is not None]
         decided = len(served) + len(unserved)
@@ -212,7 +227,7 @@ class SimReport:
             simulated_minutes=sim.cfg.minutes,
             warmup_s=warmup,
             demand_hash=demand_hash(sim.demand_sent),
-            requests_total=len(sim.rides),
+            requests_total=sum(r.scheduled_s is None for r in everything),
             requests=len(records),
             served=len(served),
             served_pct=served_pct,
@@ -261,13 +276,17 @@ class SimReport:
             wall_s=wall_s,
             events_per_s=events / wall_s if wall_s else 0.0,
             products=by_product(records),
-            revenue=revenue(records),
-            priced_rides=sum(r.fare_total is not None for r in records),
+            revenue=revenue(measured),
+            priced_rides=sum(r.fare_total is not None for r in measured),
             places=by_place(records),
             place_entries=sim.place_entries,
             hints=sim.cfg.hints,
             hints_received=sim.hints_received,
             hints_followed=sim.hints_followed,
+            scheduled_share=sim.cfg.scheduled_share,
+            bookings_total=len(sim.bookings),
+            bookings_hash=bookings_hash(list(sim.bookings.values())) if sim.bookings else "",
+            **{f"scheduled_{k}": v for k, v in asdict(punctuality(measured)).items()},
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -297,6 +316,28 @@ class SimReport:
                  f"{seconds(p['wait_s_mean'], p['wait_s_p95'])}")
                 for name, p in self.places.items()
             ],
+        ]  # fmt: skip
+
+    def _scheduled_rows(self) -> list[tuple[str, str]]:
+        if not self.scheduled_share and not self.bookings_total:
+            return []
+        return [
+            ("scheduled rides: share, booked (after warm-up)",
+             f"{self.scheduled_share:g}: {self.bookings_total} ({self.scheduled_booked})"),
+            ("  dispatched / served / completed",
+             f"{self.scheduled_dispatched} / {self.scheduled_served} / "
+             f"{self.scheduled_completed}"),
+            ("  cancelled / expired / overdue",
+             f"{self.scheduled_cancelled} / {self.scheduled_expired} / "
+             f"{self.scheduled_overdue}"),
+            (f"  on time (arrived by +{ON_TIME_TOLERANCE_S:g} s)",
+             f"{_pct(self.scheduled_on_time_pct)} ({self.scheduled_on_time} of "
+             f"{self.scheduled_due})"),
+            ("  lateness p50 / p95, early mean",
+             seconds(self.scheduled_late_s_p50, self.scheduled_late_s_p95,
+                     self.scheduled_early_s_mean)),
+            ("  dispatched ahead of the time, mean",
+             seconds(self.scheduled_dispatch_ahead_s_mean)),
         ]  # fmt: skip
 
     def _revenue_row(self) -> str:
@@ -330,6 +371,7 @@ class SimReport:
                 "repositioning hints: sent, followed",
                 f"{self.hints}: {self.hints_received}, {self.hints_followed}",
             ),
+            *self._scheduled_rows(),
             ("revenue (final fares)", self._revenue_row()),
             ("not ended after the drain", f"{self.in_flight}"),
             (
@@ -361,6 +403,11 @@ class SimReport:
             ("wall time", f"{self.wall_s:.1f} s"),
             ("events/s", f"{self.events_per_s:,.0f}"),
         ]
+
+
+def _ready_s(r: RideRecord) -> float:
+    """When the rider was ready: the request, or a scheduled ride's time."""
+    return r.requested_s if r.scheduled_s is None else r.scheduled_s
 
 
 def by_product(records: list[RideRecord]) -> dict[str, dict[str, Any]]:

@@ -43,10 +43,22 @@ class RideRecord:
     fare_total: str | None = None  # the final fare (decimal text) of a completed priced ride
     fare_currency: str | None = None
     place: str | None = None  # the place with a queue its pickup was inside, if any
+    # A scheduled ride: the pickup time booked (``requested_s`` is when it was booked), when
+    # its dispatch started, and whether it was overdue (no driver by its time). None: a
+    # ride requested now.
+    scheduled_s: float | None = None
+    dispatched_s: float | None = None
+    overdue: bool = False
 
     @property
     def wait_s(self) -> float | None:
-        return None if self.arrived_s is None else self.arrived_s - self.requested_s
+        """The rider's wait for the car, from when they were ready: the request, or a
+        scheduled ride's time (0 when its driver came early)."""
+        if self.arrived_s is None:
+            return None
+        if self.scheduled_s is not None:
+            return max(0.0, self.arrived_s - self.scheduled_s)
+        return self.arrived_s - self.requested_s
 
     @property
     def in_vehicle_s(self) -> float | None:

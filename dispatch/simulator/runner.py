@@ -28,7 +28,7 @@ from dispatch.domain.products import DEFAULT_CATALOG, Catalog
 from dispatch.domain.ride import RIDE_ENDINGS, Ride, RideStatus
 from dispatch.domain.ride_fare import FareTerms
 from dispatch.domain.rider import Rider
-from dispatch.domain.surge import Surge, recorded_changes
+from dispatch.domain.surge import NO_SURGE_TEXT, Surge, recorded_changes
 from dispatch.invariants import InvariantChecker
 from dispatch.invariants_across import CrossShardChecker
 from dispatch.log import LogEvent, decode
@@ -54,6 +54,7 @@ from dispatch.simulator.products import (
 from dispatch.simulator.report import SimReport
 from dispatch.simulator.results import SAMPLE_EVERY_S, Request, RideRecord, Sample
 from dispatch.simulator.roads import RoadLegs
+from dispatch.simulator.scheduled import BOOKING_SLACK_S, Booking, plan_bookings
 from dispatch.simulator.streams import Streams
 from dispatch.simulator.travel import TravelConfig, TravelModel
 from projections.surge import SurgeProjection
@@ -106,6 +107,12 @@ class SimConfig:
     # DISPATCH_HINT_EVERY_S makes them): "follow" (head for the hinted cell), "ignore", or
     # "off" (the engine sends none: the simulate command turns them off).
     hints: str = "off"
+    # The share of the requests booked ahead instead of requested at their time
+    # (``scheduled.py``), and the engine's least and most lead time for a booking (the
+    # settings' DISPATCH_SCHEDULED_MIN_LEAD_S and _HORIZON_S: the CLI passes them).
+    scheduled_share: float = 0.0
+    scheduled_min_lead_s: float = 900.0
+    scheduled_horizon_s: float = 7 * 86_400.0
 
     @property
     def demand(self) -> float:
@@ -213,6 +220,12 @@ class Simulation:
             self.demand = self._to_places(self.demand)
         if self.roads is not None:
             self.demand = self.roads.snap_requests(self.demand)
+        # The requests booked ahead (by index), in the order they are booked.
+        self.bookings = plan_bookings(
+            self.demand, config.scheduled_share, self.streams, config.scheduled_min_lead_s,
+            config.scheduled_horizon_s, max(BOOKING_SLACK_S, config.tick_s),
+        )  # fmt: skip
+        self._to_book = deque(sorted(self.bookings.values(), key=lambda b: (b.booked_s, b.index)))
         self.place_entries = 0  # drivers' entries into places, as the shards recorded them
         self.hints_received = 0  # repositioning hints the shards recorded
         self.hints_followed = 0  # those an idle driver set out for
@@ -223,6 +236,7 @@ class Simulation:
         self.rides: dict[UUID, SimRide] = {}
         self._waiting: set[UUID] = set()  # requested, no driver yet, not ended
         self._open: set[UUID] = set()  # requested, not ended
+        self._booked: set[UUID] = set()  # scheduled, dispatch not started, not ended
         self.samples: list[Sample] = []
         self.distance_m: dict[str, float] = defaultdict(float)  # after warm-up, by leg
         self.checker = InvariantChecker()  # the run's violations, from every shard
@@ -443,7 +457,7 @@ class Simulation:
         self.draining = True
         end = self.clock.now + self.cfg.drain_minutes * 60
         while self._open and self.clock.now < end:
-            if not self._waiting and self._queue:
+            if not self._waiting and not self._booked and self._queue:
                 steps = int((min(self._queue[0][0], end) - self.clock.now) / self.cfg.tick_s)
                 self.clock.now += max(0, steps - 1) * self.cfg.tick_s
             self._tick(tick)
@@ -478,11 +492,16 @@ class Simulation:
         elapsed = self.elapsed_s
         if elapsed > self.cfg.minutes * 60:  # draining
             return
+        while self._to_book and self._to_book[0].booked_s <= elapsed:
+            booking = self._to_book.popleft()
+            self._request(booking.index, self.demand[booking.index], booking)
         while len(self.demand_sent) < len(self.demand):
-            request = self.demand[len(self.demand_sent)]
+            index = len(self.demand_sent)
+            request = self.demand[index]
             if request.at_s > elapsed:
                 return
-            self._request(len(self.demand_sent), request)
+            if index not in self.bookings:  # a booked one was sent when it was booked
+                self._request(index, request)
             self.demand_sent.append(request)
 
     def _to_places(self, requests: list[Request]) -> list[Request]:
@@ -506,7 +525,10 @@ class Simulation:
             return False
         return True
 
-    def _request(self, index: int, request: Request) -> None:
+    def _request(self, index: int, request: Request, booking: Booking | None = None) -> None:
+        """Request the ride now, or with ``booking`` book it for the request's time (priced
+        at surge 1, as the API prices a booking: the surge of the moment says nothing of
+        its time)."""
         shard = self.markets.shard_for(*request.pickup)
         # The rider lives anywhere in the city (its home shard may not be the pickup's: the
         # request then takes its lock at home and opens the ride at the pickup's shard).
@@ -516,15 +538,16 @@ class Simulation:
         rider_id = self.free_riders[home].popleft()
         ride_id = new_id(shard, self.streams.rng("ride-id", self.cfg.id_salt, index))
         pickup, dropoff = request.pickup, request.dropoff
-        surge_text = self._surge_view.multiplier(*pickup)  # what its quote would say
+        surge_text = NO_SURGE_TEXT if booking else self._surge_view.multiplier(*pickup)
+        scheduled_at = None if booking is None else self.started_at + booking.pickup_s
         surge = float(surge_text)
         product = draw(self.product_mix, self.streams.rng("product", index))
         place = self.places.queue_place(*pickup) if self.places and self._queue_places else None
         self.rides[ride_id] = SimRide(
             index, ride_id, rider_id, pickup, dropoff, self.clock.now, surge=surge,
-            product=product, place=place,
+            product=product, place=place, scheduled_at=scheduled_at,
         )  # fmt: skip
-        self._waiting.add(ride_id)
+        (self._waiting if booking is None else self._booked).add(ride_id)
         self._open.add(ride_id)
         terms = self._terms(pickup, product, Decimal(surge_text))
         self._send(
@@ -535,11 +558,17 @@ class Simulation:
                 dropoff=LatLng(lat=dropoff[0], lng=dropoff[1]),
                 fare=None if terms is None else FareTermsData.model_validate(terms.to_data()),
                 product=product,
+                scheduled_for=None
+                if scheduled_at is None
+                else datetime.fromtimestamp(scheduled_at, UTC),
             )
         )
         rng = self.streams.rng("rider", index)
         if rng.random() < self.cfg.cancel_probability:
-            self._schedule(rng.uniform(10, 120), "cancel", ride_id)
+            # a booking is cancelled some time before its time (a rider's change of plan)
+            ahead = 0.0 if scheduled_at is None else scheduled_at - self.clock.now
+            self._schedule(rng.uniform(10, 120) if booking is None else rng.uniform(10, ahead),
+                           "cancel", ride_id)  # fmt: skip
 
     def _terms(self, pickup: tuple[float, float], product: str, surge: Decimal) -> FareTerms | None:
         """The simulated ride's terms (its product, the rules in force, the pickup cell's
@@ -557,7 +586,8 @@ class Simulation:
     def _pings(self, tick: int) -> None:
         phase, now = tick % self.cfg.ping_interval_s, self.clock.now
         pings = []
-        quiet = self.draining and not self._waiting  # nobody needs an idle driver now
+        # nobody needs an idle driver now
+        quiet = self.draining and not self._waiting and not self._booked
         for d in self._by_phase.get(phase, ()):  # few drivers: some phases have none
             if d.phase is Phase.IDLE:
                 if quiet:  # draining: idle drivers neither move on nor ping
@@ -621,7 +651,12 @@ class Simulation:
                     self._send(c.DeclineOffer(ride_id=ride_id, driver_id=d.driver_id))
             elif action == "arrive":
                 self._send(c.MarkArrived(ride_id=ride_id, driver_id=d.driver_id))
-                self._schedule(self.cfg.boarding_s, "start", d.driver_id, d.epoch)
+                # A scheduled ride's rider comes out at the time booked: a driver early
+                # waits for it, then for the boarding.
+                booked = self.rides.get(ride_id)
+                ready = booked.scheduled_at if booked is not None else None
+                early = 0.0 if ready is None else max(0.0, ready - self.clock.now)
+                self._schedule(early + self.cfg.boarding_s, "start", d.driver_id, d.epoch)
             elif action == "start":
                 self._send(c.StartTrip(ride_id=ride_id, driver_id=d.driver_id))
             elif action == "complete":
@@ -686,7 +721,14 @@ class Simulation:
         ride = self.rides.get(UUID(e.aggregate_id)) if topic.startswith(_RIDE) else None
         if ride is None:
             return
-        if topic == Ride.DriverAsked.TOPIC:
+        if topic == Ride.DispatchStarted.TOPIC:  # a booking is searched for from now on
+            ride.dispatched_at = e.at
+            self._booked.discard(ride.ride_id)
+            if ride.outcome is None:
+                self._waiting.add(ride.ride_id)
+        elif topic == Ride.Overdue.TOPIC:
+            ride.overdue = True
+        elif topic == Ride.DriverAsked.TOPIC:
             ride.asked = UUID(data["driver_id"])
         elif topic == Ride.AskEnded.TOPIC:
             ride.asked = None
@@ -721,6 +763,7 @@ class Simulation:
             if isinstance(fare, dict):  # the final fare (none for a ride not priced)
                 ride.fare_total, ride.fare_currency = fare["total"], fare["currency"]
             self._waiting.discard(ride.ride_id)
+            self._booked.discard(ride.ride_id)
             self._open.discard(ride.ride_id)
 
     def records(self) -> list[RideRecord]:
@@ -762,6 +805,9 @@ class Simulation:
                 fare_total=r.fare_total,
                 fare_currency=r.fare_currency,
                 place=r.place,
+                scheduled_s=rel(r.scheduled_at),
+                dispatched_s=rel(r.dispatched_at),
+                overdue=r.overdue,
             )
             for r in sorted(self.rides.values(), key=lambda r: r.index)
         ]
