@@ -484,11 +484,11 @@ class Ride(Aggregate):
 
     def cancellation_fee(self, at: datetime) -> str | None:
         """What a rider cancelling at ``at`` is charged: a scheduled ride past its free
-        cutoff pays its fare rule's minimum (None: free, or not priced)."""
+        cutoff pays its fare rule's minimum (None: free, not priced, or overdue)."""
         cutoff = self.free_cancel_until
         terms = self.fare_terms
-        if cutoff is None or at < cutoff or terms is None:
-            return None
+        if cutoff is None or at < cutoff or terms is None or self.is_overdue:
+            return None  # (overdue: no driver came by its time, the failure is not theirs)
         return amount_text(terms.rule.minimum, terms.currency)
 
     @property
