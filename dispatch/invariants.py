@@ -169,7 +169,6 @@ class InvariantChecker:
         self.open_offers.clear()
         for where, ride_id, kind, detail in self.scheduled.finish(self.last_time):
             self.violations.append(Violation(where, ride_id, kind, detail))
-        self.scheduled.waiting.clear()
         return self.violations
 
     # -- per aggregate type ------------------------------------------------------------
@@ -179,6 +178,8 @@ class InvariantChecker:
         status = self.ride_status.get(ride_id)
         if status not in allowed:
             self._flag(e, "illegal_transition", f"{e.kind} while the ride is {status}")
+        if after is None:  # a notice (Overdue): the ride keeps its status
+            return
         self.ride_status[ride_id] = after
         if e.topic == Ride.TripStarted.TOPIC:
             self.trip_started[ride_id] = e.at

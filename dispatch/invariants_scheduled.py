@@ -4,7 +4,9 @@ every due scheduled ride was dispatched or explicitly expired.
 A booked ride still waiting (neither found due nor ended) a minute past its time, by the
 shard's clock (its log's last event), was never dispatched: ``scheduled_not_dispatched``.
 One still scheduled (waiting, held or asking for its rider's lock) once its search window
-closed was never expired: ``scheduled_not_expired``.
+closed was never expired: ``scheduled_not_expired``. One with no driver (none offered or
+assigned) a minute past its time, or a minute after it lost its driver past its time, whose
+rider was never told (``Ride.Overdue``): ``scheduled_not_told_overdue``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,13 @@ from dispatch.log import LogEvent, parse_time
 # checks every few seconds; with no margin the check falls a little after the time).
 DUE_SLACK_S = 60.0
 _BOOKED, _DUE, _STARTED = Ride.Booked.TOPIC, Ride.DispatchDue.TOPIC, Ride.DispatchStarted.TOPIC
-TOPICS = frozenset({_BOOKED, _DUE, _STARTED, *RIDE_ENDINGS})
+_OVERDUE = Ride.Overdue.TOPIC
+# A driver offered or assigned the ride / the ride back without one.
+_DRIVER = frozenset({Ride.Offered.TOPIC, Ride.Accepted.TOPIC})
+_NO_DRIVER = frozenset(
+    {Ride.OfferDeclined.TOPIC, Ride.OfferExpired.TOPIC, Ride.CancelledByDriver.TOPIC}
+)
+TOPICS = frozenset({_BOOKED, _DUE, _STARTED, _OVERDUE, *_DRIVER, *_NO_DRIVER, *RIDE_ENDINGS})
 
 
 @dataclass
@@ -30,22 +38,52 @@ class _Waiting:
 
 
 @dataclass
+class _Untold:
+    """A booked ride whose rider was not told overdue yet."""
+
+    where: str
+    scheduled_for: float
+    driverless_since: float | None  # None: a driver is offered or assigned
+
+
+@dataclass
 class ScheduledChecks:
     waiting: dict[str, _Waiting] = field(default_factory=dict)
+    untold: dict[str, _Untold] = field(default_factory=dict)
 
     def check(self, e: LogEvent) -> None:
-        if e.topic == _BOOKED:
+        if e.topic in _DRIVER or e.topic in _NO_DRIVER or e.topic == _OVERDUE:
+            self._told(e)
+        elif e.topic == _BOOKED:
+            at = parse_time(e.data["scheduled_for"])
             self.waiting[e.aggregate_id] = _Waiting(
-                e.where, parse_time(e.data["scheduled_for"]), parse_time(e.data["expires_at"])
+                e.where, at, parse_time(e.data["expires_at"])
             )
+            self.untold[e.aggregate_id] = _Untold(e.where, at, e.at)
         elif e.topic == _DUE:
             if (w := self.waiting.get(e.aggregate_id)) is not None:
                 w.due = True
-        else:  # started, or ended: no longer waiting for its dispatch
+        elif e.topic == _STARTED:  # no longer waiting for its dispatch
             self.waiting.pop(e.aggregate_id, None)
+        else:  # ended
+            self.waiting.pop(e.aggregate_id, None)
+            self.untold.pop(e.aggregate_id, None)
+
+    def _told(self, e: LogEvent) -> None:
+        """A driver came or went, or the rider was told overdue."""
+        untold = self.untold.get(e.aggregate_id)
+        if untold is None:
+            return
+        if e.topic == _OVERDUE:
+            del self.untold[e.aggregate_id]
+        elif e.topic in _DRIVER:
+            untold.driverless_since = None
+        else:
+            untold.where, untold.driverless_since = e.where, e.at
 
     def finish(self, last_time: float) -> list[tuple[str, str, str, str]]:
-        """``(where, ride, kind, detail)`` of each booked ride left waiting past its due."""
+        """``(where, ride, kind, detail)`` of each booked ride left waiting past its due, or
+        left driverless past its time untold."""
         out = []
         for ride_id, w in self.waiting.items():
             if last_time > w.expires_at:
@@ -57,4 +95,15 @@ class ScheduledChecks:
                 out.append((w.where, ride_id, "scheduled_not_dispatched",
                             f"scheduled for {w.scheduled_for:.0f} (epoch s) and never found "
                             f"due by {last_time:.0f}"))  # fmt: skip
+        for ride_id, u in self.untold.items():
+            if u.driverless_since is None:
+                continue
+            since = max(u.scheduled_for, u.driverless_since)
+            if last_time > since + DUE_SLACK_S:
+                out.append((u.where, ride_id, "scheduled_not_told_overdue",
+                            f"scheduled for {u.scheduled_for:.0f} (epoch s), with no driver "
+                            f"from {since:.0f} to {last_time:.0f}, and its rider never told "
+                            "(Ride.Overdue)"))  # fmt: skip
+        self.waiting.clear()  # (each reported once)
+        self.untold.clear()
         return out

@@ -43,7 +43,11 @@ MIN_RESOLUTION = 4
 # Whether a ride waits for a driver after each of its events (the aggregate's table).
 _RIDE_WAITING = {
     **{topic: status in WAITING_FOR_DRIVER for topic, status in CREATED_STATUS.items()},
-    **{topic: after in WAITING_FOR_DRIVER for topic, (_, after) in RIDE_TRANSITIONS.items()},
+    **{
+        topic: after in WAITING_FOR_DRIVER
+        for topic, (_, after) in RIDE_TRANSITIONS.items()
+        if after is not None  # (a notice changes nothing here)
+    },
 }
 _RIDE_CLOSED = frozenset(RIDE_ENDINGS)
 

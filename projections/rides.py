@@ -16,10 +16,14 @@ from typing import Any
 from dispatch.domain.ride import CREATED_STATUS, RIDE_ENDINGS, RIDE_TRANSITIONS, Ride, RideStatus
 from dispatch.log import LogEvent, parse_time
 
-# A ride's status after each of its events: the aggregate's own transition table.
-_STATUS_AFTER: dict[str, str] = {
+# A ride's status after each of its events: the aggregate's own transition table (None: a
+# notice, the status is kept).
+_STATUS_AFTER: dict[str, str | None] = {
     **{topic: status.value for topic, status in CREATED_STATUS.items()},
-    **{topic: after.value for topic, (_, after) in RIDE_TRANSITIONS.items()},
+    **{
+        topic: None if after is None else after.value
+        for topic, (_, after) in RIDE_TRANSITIONS.items()
+    },
 }
 _STARTED = Ride.DispatchStarted.TOPIC
 
@@ -68,6 +72,19 @@ class RidesView(dict[str, RideRow]):
         return self.get(ride_id) or self.evicted.get(ride_id)
 
 
+def _moved(row: RideRow, topic: str, status: str, data: dict[str, Any]) -> None:
+    """Who holds or is offered the ride after an event that moved it."""
+    if topic == Ride.Offered.TOPIC:
+        row.offered_to, row.pickup_eta_s = data["driver_id"], data["pickup_eta_s"]
+    elif topic == Ride.Accepted.TOPIC:
+        row.driver_id, row.offered_to = data["driver_id"], None
+    elif status == RideStatus.REQUESTED:
+        row.offered_to = None
+        row.driver_id = None
+    elif status == RideStatus.CANCELLED:
+        row.offered_to = None
+
+
 class RidesProjection:
     """``retention_s`` None keeps every ride (replay's time travel)."""
 
@@ -82,11 +99,11 @@ class RidesProjection:
         return RidesView()
 
     def apply(self, view: RidesView, e: LogEvent) -> RidesView:
-        status = _STATUS_AFTER.get(e.topic)
-        if status is None:
+        if e.topic not in _STATUS_AFTER:
             return view
-        topic, data = e.topic, e.data
+        topic, data, status = e.topic, e.data, _STATUS_AFTER[e.topic]
         if topic in CREATED_STATUS:
+            assert status is not None
             row = RideRow(
                 e.aggregate_id,
                 data["rider_id"],
@@ -106,16 +123,10 @@ class RidesProjection:
             if found is None:
                 return view
             row = found
-            row.status, row.updated_at, row.version = status, e.at, e.version
-            if topic == Ride.Offered.TOPIC:
-                row.offered_to, row.pickup_eta_s = data["driver_id"], data["pickup_eta_s"]
-            elif topic == Ride.Accepted.TOPIC:
-                row.driver_id, row.offered_to = data["driver_id"], None
-            elif status == RideStatus.REQUESTED:
-                row.offered_to = None
-                row.driver_id = None
-            elif status == RideStatus.CANCELLED:
-                row.offered_to = None
+            row.updated_at, row.version = e.at, e.version
+            if status is not None:  # (None: a notice, Overdue: only the timeline says it)
+                row.status = status
+                _moved(row, topic, status, data)
             if row.scheduled_for is not None and (topic == _STARTED or topic in _ENDINGS):
                 self._unbook(view, row)
         row.timeline.append({"at": e.at, "event": _KIND[topic], "position": e.where, **data})

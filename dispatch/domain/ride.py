@@ -12,8 +12,9 @@ for demand) and waits, not dispatched, until the matcher finds it due: ``Dispatc
 (the expected pickup and margin it was found due by), then ``DispatchStarted`` once its
 rider's lock is the ride's (it is ``requested`` from then on, as any other), or
 ``DispatchHeld`` while the rider has another ride active (it tries again). ``Overdue``
-tells the rider that no driver was found by the time booked (it keeps searching until it
-expires). A rider cancelling after the free cutoff is charged (``CancelledByRider.fee``).
+tells the rider that no driver was found by the time booked, whether the ride is searching
+or still held (it keeps trying until it expires); it is a notice: the ride keeps its
+status. A rider cancelling after the free cutoff is charged (``CancelledByRider.fee``).
 
 ``RIDE_TRANSITIONS`` (at the end) is the one table of these moves: the aggregate records
 no event its table does not allow and takes its status from it; the matcher, the log
@@ -94,7 +95,7 @@ class Ride(Aggregate):
 
         def apply(self, ride: Ride) -> None:
             move = RIDE_TRANSITIONS.get(self.TOPIC)  # None for Created (metaclass-made Event)
-            if move is not None:
+            if move is not None and move[1] is not None:  # (None: a notice, status kept)
                 ride.status = move[1]
 
     class Created(Aggregate.Created):
@@ -479,7 +480,6 @@ class Ride(Aggregate):
             raise IllegalTransition(f"ride {self.id} is not past a scheduled time")
         if self.is_overdue:
             raise IllegalTransition(f"ride {self.id} is already overdue")
-        self._require(RideStatus.REQUESTED, "mark overdue")
         self._trigger(self.Overdue, at)
 
     def cancellation_fee(self, at: datetime) -> str | None:
@@ -719,12 +719,14 @@ class DrivenTrip:
 
 
 R = RideStatus
-# Every event that moves a ride: the statuses it may follow, and the status it leaves.
-RIDE_TRANSITIONS: dict[str, tuple[frozenset[RideStatus], RideStatus]] = {
+# Every event that moves a ride: the statuses it may follow, and the status it leaves
+# (None: a notice, the ride keeps the status it had).
+RIDE_TRANSITIONS: dict[str, tuple[frozenset[RideStatus], RideStatus | None]] = {
     Ride.DispatchDue.TOPIC: (frozenset({R.SCHEDULED}), R.SCHEDULED),
     Ride.DispatchStarted.TOPIC: (frozenset({R.SCHEDULED}), R.REQUESTED),
     Ride.DispatchHeld.TOPIC: (frozenset({R.SCHEDULED}), R.SCHEDULED),
-    Ride.Overdue.TOPIC: (frozenset({R.REQUESTED}), R.REQUESTED),
+    # told while still booked (held: its rider busy) or while searching
+    Ride.Overdue.TOPIC: (frozenset({R.SCHEDULED, R.REQUESTED}), None),
     Ride.Offered.TOPIC: (frozenset({R.REQUESTED}), R.OFFERED),
     Ride.DriverAsked.TOPIC: (frozenset({R.REQUESTED}), R.REQUESTED),
     Ride.AskEnded.TOPIC: (frozenset({R.REQUESTED}), R.REQUESTED),
@@ -742,7 +744,13 @@ RIDE_TRANSITIONS: dict[str, tuple[frozenset[RideStatus], RideStatus]] = {
 # The events that end a ride, with the outcome the rider is told (Rider.RideEnded): the
 # terminal status each leaves.
 RIDE_ENDINGS: dict[str, RideStatus] = {
-    topic: after for topic, (_, after) in RIDE_TRANSITIONS.items() if after in TERMINAL
+    topic: after
+    for topic, (_, after) in RIDE_TRANSITIONS.items()
+    if after is not None and after in TERMINAL
+}
+# The events that tell, and move no ride: the statuses each may follow.
+RIDE_NOTICES: dict[str, frozenset[RideStatus]] = {
+    topic: allowed for topic, (allowed, after) in RIDE_TRANSITIONS.items() if after is None
 }
 # A ride in one of these statuses waits for a driver (demand, in the heatmap).
 WAITING_FOR_DRIVER = frozenset({R.REQUESTED, R.OFFERED})

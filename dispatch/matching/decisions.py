@@ -85,7 +85,8 @@ class StartDispatch:
 
 @dataclass(frozen=True, slots=True)
 class MarkOverdue:
-    """A dispatched scheduled ride has no driver at its time: its rider is told."""
+    """A scheduled ride has no driver at its time (searching, or still held while its
+    rider is busy): its rider is told."""
 
     ride_id: UUID
 

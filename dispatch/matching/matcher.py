@@ -37,6 +37,7 @@ from dispatch.matching.decisions import (
     LocateDriver,
     MakeOffer,
     MarkOverdue,
+    StartDispatch,
 )
 from dispatch.matching.eta import EtaProvider
 from dispatch.matching.fleet import Fleet
@@ -293,7 +294,8 @@ class Matcher:
         decisions.extend(ExpireRequest(ride_id) for ride_id in expired)
         if self.scheduled.booked:
             starts = self.scheduled.tick(now, self.fleet, self.eta, expired.__contains__)
-            self.stats.dispatch_starts += sum(1 for d in starts if not isinstance(d, ExpireRequest))
+            self.stats.dispatch_starts += sum(1 for d in starts if isinstance(d, StartDispatch))
+            self.stats.overdue += sum(1 for d in starts if isinstance(d, MarkOverdue))
             decisions.extend(starts)
         overdue = [r for r in self._overdue_deadlines.due(now) if r not in expired]
         self.stats.overdue += len(overdue)
@@ -462,6 +464,8 @@ class Matcher:
         ride = self.pending.get(e.originator_id)
         if ride is not None:
             ride.overdue = True
+        else:  # told while still booked (held)
+            self.scheduled.told_overdue(e.originator_id)
 
     def _on_surge_changed(self, e: Surge.Changed) -> None:
         assert self.surge is not None

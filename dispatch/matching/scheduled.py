@@ -6,8 +6,10 @@ ETA provider and the drivers available now (the median ETA of the nearest that s
 product; the longest pickup offered when there are none), and the ride is due once its
 time less that and the margin has come: ``StartDispatch``. A ride asking for its rider's
 lock is left alone until the answer; a held one tries again after ``retry_s``. A booked
-ride still waiting at ``expires_at`` expires. Everything here is folded from the shard's
-events and decided on the shard's clock: no timer lives outside the log.
+ride still not dispatched at its time (held: its rider busy, or still asking) is overdue,
+once (``MarkOverdue``: its rider is told), and one still waiting at ``expires_at`` expires.
+Everything here is folded from the shard's events and decided on the shard's clock: no
+timer lives outside the log.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from dispatch.matching.deadlines import Deadlines
-from dispatch.matching.decisions import ExpireRequest, StartDispatch
+from dispatch.matching.decisions import ExpireRequest, MarkOverdue, StartDispatch
 from dispatch.matching.eta import EtaProvider
 from dispatch.matching.fleet import Fleet
 from dispatch.matching.strategies import PendingRide, SearchLimits, candidates
@@ -40,6 +42,7 @@ class ScheduledRides:
         self._check_at: dict[UUID, float] = {}
         self._checks = Deadlines[UUID](self._check_at.get, lambda: self._check_at.items())
         self._expiries = Deadlines[UUID](self._expiry, self._live_expiries)
+        self._overdue = Deadlines[UUID](self._overdue_at, self._live_overdue)
 
     def __len__(self) -> int:
         return len(self.booked)
@@ -49,6 +52,8 @@ class ScheduledRides:
         assert ride.scheduled_for is not None
         self.booked[ride.ride_id] = ride
         self._expiries.add(ride.ride_id, ride.expires_at)
+        if not ride.overdue:
+            self._overdue.add(ride.ride_id, ride.scheduled_for)
         if activating:
             self.activating.add(ride.ride_id)
         else:
@@ -67,6 +72,11 @@ class ScheduledRides:
             self.activating.discard(ride_id)
             self._check(ride_id, at + self.config.retry_s)
 
+    def told_overdue(self, ride_id: UUID) -> None:
+        """``Overdue`` recorded while the ride was still booked."""
+        if (ride := self.booked.get(ride_id)) is not None:
+            ride.overdue = True
+
     def leave(self, ride_id: UUID) -> PendingRide | None:
         """The ride's dispatch started, or it ended: no longer waiting here."""
         self.activating.discard(ride_id)
@@ -76,12 +86,18 @@ class ScheduledRides:
     # -- decided -------------------------------------------------------------------------
     def tick(
         self, now: float, fleet: Fleet, eta: EtaProvider, skip: Callable[[UUID], bool]
-    ) -> list[StartDispatch | ExpireRequest]:
-        """The booked rides past their search window expire; the rides watched whose
-        check is due are started when due (``skip``: a ride decided otherwise this tick)."""
-        out: list[StartDispatch | ExpireRequest] = []
+    ) -> list[StartDispatch | ExpireRequest | MarkOverdue]:
+        """The booked rides past their search window expire, those past their time are
+        overdue; the rides watched whose check is due are started when due (``skip``: a
+        ride decided otherwise this tick)."""
+        out: list[StartDispatch | ExpireRequest | MarkOverdue] = []
         expired = set(self._expiries.due(now))
         out.extend(ExpireRequest(ride_id) for ride_id in expired)
+        out.extend(
+            MarkOverdue(ride_id)
+            for ride_id in self._overdue.due(now)
+            if ride_id not in expired and not skip(ride_id)
+        )
         for ride_id in self._checks.due(now):
             ride = self.booked[ride_id]
             if ride_id in expired or skip(ride_id):
@@ -115,3 +131,10 @@ class ScheduledRides:
 
     def _live_expiries(self) -> list[tuple[UUID, float]]:
         return [(ride_id, ride.expires_at) for ride_id, ride in self.booked.items()]
+
+    def _overdue_at(self, ride_id: UUID) -> float | None:
+        ride = self.booked.get(ride_id)
+        return None if ride is None or ride.overdue else ride.scheduled_for
+
+    def _live_overdue(self) -> list[tuple[UUID, float]]:
+        return [(r, at) for r in self.booked if (at := self._overdue_at(r)) is not None]

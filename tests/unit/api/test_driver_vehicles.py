@@ -22,7 +22,8 @@ def test_a_registered_vehicle_is_in_the_drivers_view(world: World) -> None:
     r = register(world, XL)
     assert r.status_code == 201, r.text
     driver_id, token = r.json()["driver_id"], r.json()["token"]["access_token"]
-    seen = world.client.get(f"/drivers/{driver_id}", headers=bearer(token))
+    after = r.json()["position"]  # read after the write (the views follow the log)
+    seen = world.client.get(f"/drivers/{driver_id}?after={after}", headers=bearer(token))
     assert seen.status_code == 200, seen.text
     assert seen.json()["vehicle"] == XL
 

@@ -22,3 +22,30 @@ def test_a_rider_cancelling_a_booking_the_platform_found_no_driver_for_is_not_ch
     then = s.when(c.CancelRide(ride_id=ride_id, rider_id=rider_id))
 
     assert then.event("dispatch.Ride.CancelledByRider").fee is None
+
+
+def test_a_booking_still_held_at_its_time_is_told_overdue_keeps_its_status_and_is_free_to_cancel(
+    s,
+):
+    # Its rider rides another ride: the booking was never dispatched. At its time it has no
+    # driver either: the rider is told (a notice: it stays scheduled), and cancelling is free.
+    rider_id = s.rider()
+    ride_id = booked(s, rider_id, ahead_s=7_200.0, fare=terms())
+    s.advance(7_200.0)
+
+    assert s.when(MarkOverdue(ride_id)).topics == ["dispatch.Ride.Overdue"]
+    assert s.get(ride_id).status == "scheduled"
+    then = s.when(c.CancelRide(ride_id=ride_id, rider_id=rider_id))
+
+    assert then.event("dispatch.Ride.CancelledByRider").fee is None
+
+
+def test_a_booking_is_not_told_overdue_before_its_time_nor_twice(s):
+    rider_id = s.rider()
+    ride_id = booked(s, rider_id, ahead_s=7_200.0, fare=terms())
+    s.advance(7_200.0 - 1.0)
+    assert s.when(MarkOverdue(ride_id)).topics == []
+    s.advance(1.0)
+    assert s.when(MarkOverdue(ride_id)).topics == ["dispatch.Ride.Overdue"]
+
+    assert s.when(MarkOverdue(ride_id)).topics == []

@@ -1,6 +1,7 @@
-"""`replay verify` checks every booking: dispatched (or ended) by its time, and never left
-scheduled past its search window; and a rider's booking and active ride are folded
-apart (a booking ended before its dispatch is not taken for the active ride)."""
+"""`replay verify` checks every booking: dispatched (or ended) by its time, never left
+scheduled past its search window, its rider told when it has no driver past its time;
+and a rider's booking and active ride are folded apart (a booking ended before its
+dispatch is not taken for the active ride)."""
 
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ def test_a_booking_never_found_due_by_its_time_is_found() -> None:
     ride, rider, other = new_id(0), new_id(0), new_id(0)
     log = booked(CraftedLog(), ride, rider)
     log.add(other, "Rider.Registered", at=T0 + HOUR + 61, name="o")
-    assert kinds(log) == ["scheduled_not_dispatched"]
+    # (nor was its rider told: a distinct failure, found apart)
+    assert kinds(log) == ["scheduled_not_dispatched", "scheduled_not_told_overdue"]
 
 
 def test_a_booking_waiting_within_its_time_is_not_flagged() -> None:
@@ -56,7 +58,7 @@ def test_a_booking_held_past_its_search_window_and_never_expired_is_found() -> N
     log.add(ride, "Ride.DispatchHeld", at=T0 + HOUR - 600, reason="rider_busy",
             busy_with=str(new_id(0)))  # fmt: skip
     log.add(other, "Rider.Registered", at=T0 + HOUR + 901, name="o")
-    assert kinds(log) == ["scheduled_not_expired"]
+    assert kinds(log) == ["scheduled_not_expired", "scheduled_not_told_overdue"]
 
 
 def test_a_booking_cancelled_before_its_dispatch_ends_it_for_the_rider_alone() -> None:
@@ -82,3 +84,45 @@ def test_a_booking_activated_while_the_rider_has_an_active_ride_is_found() -> No
     log.add(ride, "Ride.DispatchStarted")
     log.add(rider, "Rider.ScheduledRideActivated", ride_id=str(ride))
     assert "rider_with_two_rides" in kinds(log)
+
+
+def test_a_booking_held_past_its_time_and_never_told_overdue_is_found() -> None:
+    ride, rider, other = new_id(0), new_id(0), new_id(0)
+    log = booked(CraftedLog(), ride, rider)
+    log.add(ride, "Ride.DispatchDue", at=T0 + HOUR - 600, expected_pickup_s=300.0, margin_s=300.0)
+    log.add(ride, "Ride.DispatchHeld", at=T0 + HOUR - 600, reason="rider_busy",
+            busy_with=str(new_id(0)))  # fmt: skip
+    log.add(other, "Rider.Registered", at=T0 + HOUR + 61, name="o")
+    assert kinds(log) == ["scheduled_not_told_overdue"]
+
+
+def test_a_booking_held_past_its_time_and_told_overdue_is_clean() -> None:
+    ride, rider, other = new_id(0), new_id(0), new_id(0)
+    log = booked(CraftedLog(), ride, rider)
+    log.add(ride, "Ride.DispatchDue", at=T0 + HOUR - 600, expected_pickup_s=300.0, margin_s=300.0)
+    log.add(ride, "Ride.DispatchHeld", at=T0 + HOUR - 600, reason="rider_busy",
+            busy_with=str(new_id(0)))  # fmt: skip
+    log.add(ride, "Ride.Overdue", at=T0 + HOUR)
+    log.add(other, "Rider.Registered", at=T0 + HOUR + 61, name="o")
+    assert kinds(log) == []
+
+
+def test_a_booking_whose_driver_declined_after_its_time_must_be_told_a_minute_later() -> None:
+    ride, rider, driver = new_id(0), new_id(0), new_id(0)
+    log = booked(CraftedLog(), ride, rider)
+    log.add(driver, "Driver.Registered", name="d").add(driver, "Driver.WentOnline")
+    log.add(ride, "Ride.DispatchDue", at=T0 + HOUR - 600, expected_pickup_s=300.0, margin_s=300.0)
+    log.add(ride, "Ride.DispatchStarted", at=T0 + HOUR - 600)
+    log.add(rider, "Rider.ScheduledRideActivated", at=T0 + HOUR - 600, ride_id=str(ride))
+    log.add(ride, "Ride.Offered", at=T0 + HOUR - 10, driver_id=str(driver),
+            offer_expires_at=iso(T0 + HOUR + 5), pickup_eta_s=60.0, distance_m=400.0)  # fmt: skip
+    log.add(driver, "Driver.OfferReceived", at=T0 + HOUR - 10, ride_id=str(ride),
+            expires_at=iso(T0 + HOUR + 5))  # fmt: skip
+    log.add(ride, "Ride.OfferDeclined", at=T0 + HOUR + 10, driver_id=str(driver))
+    log.add(driver, "Driver.OfferClosed", at=T0 + HOUR + 10, ride_id=str(ride),
+            outcome="declined")  # fmt: skip
+    log.add(new_id(0), "Rider.Registered", at=T0 + HOUR + 65, name="a")
+    assert kinds(log) == []  # offered at its time; without a driver for 55 s only
+
+    log.add(new_id(0), "Rider.Registered", at=T0 + HOUR + 71, name="b")
+    assert kinds(log) == ["scheduled_not_told_overdue"]
