@@ -38,6 +38,7 @@ from dispatch.adapters.sqlite.keystore import (
 from dispatch.adapters.sqlite.logsource import SqliteLogSource
 from dispatch.adapters.sqlite.readaudit import SqliteReadAudit, read_audit_path, read_records
 from dispatch.adapters.sqlite.ridearchive import SqliteRideArchive, ride_archive_path
+from dispatch.adapters.sqlite.viewhistory import SqliteViewHistory, view_history_path
 from dispatch.adapters.sqlite.viewstore import SqliteViewStore, view_store_path
 from dispatch.checkpoints import CheckpointWriter
 from dispatch.geofences import Geofences, places_of
@@ -55,7 +56,7 @@ from dispatch.pricing.rules import fare_book, fares_of
 from dispatch.pricing.surge import SurgeCurve
 from dispatch.pricing.tracker import SurgeConfig, SurgeTracker
 from dispatch.pricing.trip import RoadTrip, StraightLineTrip, TripEstimator
-from dispatch.privacy import KeyStore, LazyKeyStore, PersonalData
+from dispatch.privacy import KeyStore, LazyKeyStore, Opener, PersonalData
 from dispatch.read_audit import ReadAudit, ReadRecord
 from dispatch.regions import REGION_RESOLUTION
 from dispatch.roads.cache import fits, graph_path
@@ -72,6 +73,8 @@ from dispatch.shard.personal import Sealer
 from dispatch.shard.policy import Policy, RoadTrips, StopsCheck
 from dispatch.shard.worker import Clock, ShardWorker
 from dispatch.tokens import KeyRing, TokenCodec
+from projections.base import Projection
+from projections.history import ViewHistory
 from projections.keeper import ViewKeeper
 from projections.runner import ProjectionRunner
 from projections.store import RideArchive, ViewStore
@@ -562,6 +565,14 @@ def read_audit_records(settings: Settings) -> list[ReadRecord]:
     return list(read_kafka_records(_connection(settings), topic))
 
 
+def build_view_history(settings: Settings) -> ViewHistory | None:
+    """The views' past states (``views-history.sqlite`` under the data dir, on Kafka too;
+    None when ``view_history_keep`` is 0)."""
+    if settings.view_history_keep == 0:
+        return None
+    return SqliteViewHistory(view_history_path(settings.data_dir), settings.view_history_keep)
+
+
 def build_view_stores(settings: Settings) -> tuple[ViewStore, RideArchive]:
     """Where views are kept between runs (``views.sqlite``) and ended rides are archived
     (``ended-rides.sqlite``): both under the data dir, on Kafka too."""
@@ -619,6 +630,18 @@ def build_tracer(settings: Settings, service: str) -> Tracer | None:
     return OtelTracer(service, settings.otel_exporter)
 
 
+def serving_projections(settings: Settings, open: Opener) -> list[Projection[Any]]:
+    """The views a serving process folds, with its settings' parameters (a kept view or
+    history point is taken up only by projections of the same parameters)."""
+    return default_projections(
+        settings.h3_resolution,
+        settings.ping_ttl_s,
+        settings.ended_ride_retention_s,
+        open,
+        settings.queued_places,
+    )
+
+
 def build_runtime(settings: Settings, clock: Clock = time.time) -> Runtime:
     """A serving process. Embedded: all shards' workers in threads, views following the
     shard SQLite files. Kafka: commands and pings to the topics, outcomes read back, views
@@ -626,13 +649,7 @@ def build_runtime(settings: Settings, clock: Clock = time.time) -> Runtime:
     are `dispatch worker` processes). Either way the views start from those kept under the
     data dir when they match the log (``projections.warm``), and are kept there again."""
     personal = build_personal(settings)
-    projections = default_projections(
-        settings.h3_resolution,
-        settings.ping_ttl_s,
-        settings.ended_ride_retention_s,
-        personal.open,
-        settings.queued_places,
-    )
+    projections = serving_projections(settings, personal.open)
     name = log_name(settings)
     if not settings.embedded:
         from dispatch.adapters.kafka.locations import LocationFollower
@@ -651,7 +668,11 @@ def build_runtime(settings: Settings, clock: Clock = time.time) -> Runtime:
         warm = warm_views(projections, store, archive, source, name)
         views = warm.views
         log.info("kept views read in %.3f s", time.perf_counter() - started)
-        keeper = ViewKeeper(views, store, archive, name, settings.views_save_every_s)
+        keeper = ViewKeeper(
+            views, store, archive, name, settings.views_save_every_s,
+            history=build_view_history(settings),
+            history_every_s=settings.view_history_every_s,
+        )  # fmt: skip
         runner = ProjectionRunner(source, views, keeper=keeper)
         tracer = build_tracer(settings, "dispatch-api")
         runtime = Runtime(
@@ -692,7 +713,10 @@ def build_runtime(settings: Settings, clock: Clock = time.time) -> Runtime:
         restored - started,
         time.perf_counter() - restored,
     )
-    keeper = ViewKeeper(views, store, archive, name, settings.views_save_every_s)
+    keeper = ViewKeeper(
+        views, store, archive, name, settings.views_save_every_s,
+        history=build_view_history(settings), history_every_s=settings.view_history_every_s,
+    )  # fmt: skip
     runner = ProjectionRunner(shard_files, views, keeper=keeper)
     tracer = build_tracer(settings, "dispatch")
     for worker in engine.workers.values():

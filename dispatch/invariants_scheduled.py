@@ -56,9 +56,7 @@ class ScheduledChecks:
             self._told(e)
         elif e.topic == _BOOKED:
             at = parse_time(e.data["scheduled_for"])
-            self.waiting[e.aggregate_id] = _Waiting(
-                e.where, at, parse_time(e.data["expires_at"])
-            )
+            self.waiting[e.aggregate_id] = _Waiting(e.where, at, parse_time(e.data["expires_at"]))
             self.untold[e.aggregate_id] = _Untold(e.where, at, e.at)
         elif e.topic == _DUE:
             if (w := self.waiting.get(e.aggregate_id)) is not None:

@@ -280,6 +280,12 @@ class Settings(BaseSettings):
     # after they ended; ended-rides.sqlite answers for them from then on.
     views_save_every_s: float = Field(default=60.0, ge=0)
     ended_ride_retention_s: float = Field(default=3_600.0, ge=0)
+    # Past states of the views for time travel (the /ops time slider, `dispatch replay
+    # state --ops`): at a save, a point once this many seconds of log time have passed
+    # since the last, the latest view_history_keep of them kept in views-history.sqlite
+    # under data_dir (0: none kept, and time travel folds the log from its start).
+    view_history_every_s: float = Field(default=900.0, gt=0)
+    view_history_keep: int = Field(default=96, ge=0)
 
     markets: list[MarketConfig] = Field(default_factory=lambda: list(DEFAULT_MARKETS))
 

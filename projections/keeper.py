@@ -6,7 +6,8 @@ are kept, so a ride is always answerable from one or the other; after a crash th
 kept last still hold the rides archived since, and evict (and archive) them again. The
 keeper runs on the thread that folds (the projection runner's), so the rides it takes
 cannot change under it; views are encoded holding their lock, since pings change some of
-them from other threads.
+them from other threads. With a ``ViewHistory``, a save also adds a point to it once
+``history_every_s`` of log time has passed since the last (``projections.history``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from projections.history import HistoryPoint, ViewHistory
 from projections.store import RideArchive, ViewStore, encode
 from projections.views import ViewSet
 
@@ -35,10 +37,15 @@ class ViewKeeper:
         log_name: str,
         every_s: float,
         clock: Callable[[], float] = time.monotonic,
+        history: ViewHistory | None = None,
+        history_every_s: float = 900.0,
     ) -> None:
         self.views, self.store, self.archive = views, store, archive
         self.log_name, self.every_s, self.clock = log_name, every_s, clock
+        self.history, self.history_every_s = history, history_every_s
         self._due: float | None = None
+        times = history.times() if history is not None else []
+        self._last_point = times[-1] if times else None
         self._plan()
 
     def after_page(self) -> None:
@@ -64,8 +71,22 @@ class ViewKeeper:
         archived = self.archive_evicted()
         with self.views.lock:
             stored = encode(self.views.projections, self.views.states, self.log_name)
+            taken_at = self.views.folded_until
+            point_due = (
+                self.history is not None
+                and taken_at > 0
+                and (
+                    self._last_point is None or taken_at >= self._last_point + self.history_every_s
+                )
+            )
+            positions = self.views.positions() if point_due else {}
         self.store.save(stored)
         self._plan()
+        if point_due:
+            assert self.history is not None
+            self.history.add(HistoryPoint(taken_at, stored, positions))
+            self._last_point = taken_at
+            log.info("views' state at %.0f kept in %s", taken_at, self.history.where)
         log.info(
             "views kept in %s (%d bytes, %d ended rides archived) in %.3f s",
             self.store.where,

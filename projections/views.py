@@ -55,6 +55,9 @@ class ViewSet:
         self._pairs: list[tuple[Projection[Any], Checkpointed[Any]]] = []
         self.lock = threading.RLock()
         self.progress = threading.Condition(self.lock)
+        # The latest time of an event folded (0: none yet in this process); a view
+        # history's points are placed by it (``projections.history``).
+        self.folded_until = 0.0
         self._pair()
 
     def _pair(self) -> None:
@@ -90,6 +93,9 @@ class ViewSet:
         if not events:
             return
         shard = events[0].shard
+        latest = max(e.at for e in events)  # (not the last: a carried record keeps its time)
+        if latest > self.folded_until:
+            self.folded_until = latest
         marks = [(p, state, state.checkpoint.get(shard, 0)) for p, state in self._pairs]
         floor = min(mark for _, _, mark in marks)
         routes_of = self._routes
@@ -126,6 +132,12 @@ class ViewSet:
             if event.position > mark:
                 state.checkpoint[shard] = event.position
                 state.anchors[shard] = (event.aggregate_id, event.version)
+
+    def positions(self) -> dict[str, tuple[float, float, float]]:
+        """Each driver's last ping (latitude, longitude, time), from the locations view
+        (none without one); call it holding the lock."""
+        state = self.states.get("locations")
+        return dict(state.view.positions) if state is not None else {}
 
     @property
     def evicted(self) -> dict[str, RideRow]:

@@ -78,6 +78,11 @@ class OpsPageSettings(BaseSettings):
         default=5_000, ge=1, description="Drivers drawn at most (first by id; the rest counted)."
     )
     max_rides: int = Field(default=5_000, ge=1, description="Rides in flight drawn at most.")
+    past_timeout_s: float = Field(
+        default=60.0, gt=0, le=600,
+        description="How long a past state (`/ops/state?at=`, computed by `dispatch replay "
+        "state --ops` in a process of its own) may take before the page is told 504.",
+    )  # fmt: skip
 
     @field_validator("tile_url")
     @classmethod

@@ -20,14 +20,24 @@ from rich.table import Table
 
 from dispatch.adapters.sqlite import datadir
 from dispatch.adapters.sqlite.viewstore import SqliteViewStore
-from dispatch.bootstrap import build_log_source, build_personal, build_view_stores, log_name
+from dispatch.api.settings import OpsPageSettings
+from dispatch.bootstrap import (
+    build_log_source,
+    build_personal,
+    build_view_history,
+    build_view_stores,
+    log_name,
+    serving_projections,
+)
 from dispatch.cli.common import DataDir, Kafka, iso_time, settings_from
 from dispatch.cli.errors import fail, report
 from dispatch.domain.geo import latlng_problem
 from dispatch.domain.ids import shard_of
 from dispatch.log import LogSource
 from dispatch.replay import operations as op
+from dispatch.replay.past import ops_state_at
 from dispatch.shard.personal import Sealer
+from projections.ops_picture import Limits
 
 app = typer.Typer(
     help="Rebuild, inspect, time-travel, verify and export the event log.", no_args_is_help=True
@@ -236,6 +246,14 @@ def state(
     as_json: Annotated[bool, typer.Option("--json")] = False,
     lat: Annotated[float | None, typer.Option(help="With --lng: the surge of this place.")] = None,
     lng: Annotated[float | None, typer.Option(help="With --lat: the surge of this place.")] = None,
+    ops: Annotated[
+        bool,
+        typer.Option(
+            "--ops",
+            help="The /ops page's picture as of --at (JSON), folded from the latest view "
+            "history point at or before it plus the log's tail (docs/OPERATIONS.md).",
+        ),
+    ] = False,
 ) -> None:
     """The state of the shards (or of one aggregate, or the surge of one place) as of a
     moment, replayed up to it: rides and drivers by status, the surge multiplier of every
@@ -243,6 +261,14 @@ def state(
     DISPATCH_MARKETS gives a queue; with no places there, every place has one)."""
     moment = iso_time(at, "--at")
     assert moment is not None
+    if ops:
+        if aggregate_id is not None or lat is not None or lng is not None or shard is not None:
+            raise typer.BadParameter(
+                "--ops draws the whole city: not with --id, --lat/--lng or --shard",
+                param_hint="--ops",
+            )
+        print(orjson.dumps(_ops_state(data_dir, kafka, moment)).decode())
+        return
     if (lat is None) != (lng is None):
         raise typer.BadParameter("give both --lat and --lng, or neither", param_hint="--lat")
     if lat is not None and lng is not None:
@@ -270,6 +296,26 @@ def state(
         print(orjson.dumps(payload, option=orjson.OPT_INDENT_2).decode())
     else:
         console.print(payload)
+
+
+def _ops_state(data_dir: Path | None, kafka: str | None, moment: float) -> dict[str, object]:
+    settings = settings_from(data_dir, kafka)
+    personal = build_personal(settings)
+
+    def pickup_of(value: object) -> list[float] | None:
+        opened = personal.open(value, "pickup")
+        return [opened[0], opened[1]] if isinstance(opened, list) else None  # None: erased
+
+    page = OpsPageSettings()
+    return ops_state_at(
+        _source(data_dir, kafka),
+        moment,
+        serving_projections(settings, personal.open),
+        build_view_history(settings),
+        log_name(settings),
+        pickup_of,
+        Limits(page.max_drivers, page.max_rides),
+    )
 
 
 @app.command()

@@ -59,8 +59,15 @@ def _free_port() -> int:
 
 
 @contextmanager
-def serving(data_dir: Path, log_level: str = "warning", **limits: Any) -> Iterator[Server]:
-    runtime = build_runtime(Settings(data_dir=data_dir, shards=2), clock=time.time)
+def serving(
+    data_dir: Path,
+    log_level: str = "warning",
+    settings: dict[str, Any] | None = None,
+    **limits: Any,
+) -> Iterator[Server]:
+    """``settings``: the engine's, beside the data dir and two shards; ``limits``: the API's."""
+    runtime = build_runtime(Settings(data_dir=data_dir, shards=2, **(settings or {})),
+                            clock=time.time)  # fmt: skip
     api_limits = ApiLimits.model_validate(limits)
     app = create_app(runtime, AUTH, ApiOptions(command_timeout_s=5.0), limits=api_limits)
     port = _free_port()

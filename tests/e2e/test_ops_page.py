@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -75,3 +76,44 @@ def test_without_or_with_a_bad_token_the_page_and_its_reads_are_refused(
         assert c.get("/ops/state").status_code == 401
         c.cookies.set(COOKIE, "x.y.z")
         assert c.get("/ops/state").status_code == 401
+
+
+def _signed_in(c) -> None:  # type: ignore[no-untyped-def]
+    token = mint_operator_token(AUTH, "vera", "viewer")
+    assert c.get(f"/ops?token={token}", follow_redirects=False).status_code == 303
+
+
+def test_a_past_state_is_replayed_outside_the_server_and_says_where_it_started(
+    server,  # type: ignore[no-untyped-def]
+) -> None:
+    with server.client() as c:
+        r = c.post("/drivers", json={"name": "D", "home": {"lat": 37.77, "lng": -122.42}},
+                   headers={"Idempotency-Key": str(uuid.uuid4())})  # fmt: skip
+        assert r.status_code == 201, r.text
+        _signed_in(c)
+        now = datetime.now(UTC)
+        before = c.get("/ops/state", params={"at": (now - timedelta(hours=1)).isoformat()})
+        after = c.get("/ops/state", params={"at": now.isoformat()})
+
+    assert before.status_code == 200, before.text
+    assert after.status_code == 200, after.text
+    assert before.json()["replayed"] is True and before.json()["drivers_by_status"] == {}
+    assert after.json()["drivers_by_status"] == {"offline": 1}  # registered, not online
+    assert "folded from the start" in after.json()["note"]  # no history point yet
+
+
+@pytest.mark.parametrize(
+    ("at", "why"),
+    [("yesterday", "is not an ISO 8601 time"), ("2999-01-01T00:00:00Z", "is in the future")],
+)
+def test_a_past_state_at_a_bad_time_is_422_with_the_reason(server, at, why) -> None:  # type: ignore[no-untyped-def]
+    with server.client() as c:
+        _signed_in(c)
+        answer = c.get("/ops/state", params={"at": at})
+    assert answer.status_code == 422
+    assert answer.json()["error"] == "invalid_time" and why in answer.json()["reason"]
+
+
+def test_a_past_state_needs_the_pages_session(server) -> None:  # type: ignore[no-untyped-def]
+    with server.client() as c:
+        assert c.get("/ops/state", params={"at": "2026-01-01T00:00:00Z"}).status_code == 401

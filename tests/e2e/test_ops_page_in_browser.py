@@ -1,6 +1,7 @@
 """``/ops`` in Debian's headless Chromium with no way out to the network (its proxy answers
 nothing), driven over the DevTools protocol: after sign-in the page draws the drivers the
-test put there, and moves one when the test moves it through the API."""
+test put there, and moves one when the test moves it through the API; its time slider
+shows a past moment replayed from the view history, then goes back to live."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import re
 import subprocess
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ import pytest
 from test_api_abuse_limits import AUTH, serving
 from tools import chromium
 
+from dispatch.adapters.sqlite.viewhistory import SqliteViewHistory, view_history_path
 from dispatch.api.auth import mint_operator_token
 
 websockets_sync = pytest.importorskip("websockets.sync.client")
@@ -109,3 +112,64 @@ def test_the_page_draws_the_drivers_and_follows_one_that_moves(tmp_path: Path) -
                          f"&& {where}.dataset.lng === '-122.4'")  # fmt: skip
         finally:
             browser.close()
+
+
+@pytest.mark.slow
+def test_the_time_slider_shows_a_past_state_replayed_from_the_view_history(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    engine = {"views_save_every_s": 0.2, "view_history_every_s": 0.5}
+    with serving(data, settings=engine) as server, server.client() as c:
+        drivers = []
+        for i in range(2):
+            r = c.post("/drivers", json={"name": f"D{i}", "home": HOME},
+                       headers={"Idempotency-Key": str(uuid.uuid4())})  # fmt: skip
+            assert r.status_code == 201, r.text
+            auth = {"Authorization": f"Bearer {r.json()['token']['access_token']}"}
+            did = r.json()["driver_id"]
+            assert c.post(f"/drivers/{did}/online", headers=auth).status_code == 200
+            ping = {"lat": 37.77 + 0.01 * i, "lng": -122.42}
+            assert c.post(f"/drivers/{did}/location", headers=auth, json=ping).status_code == 202
+            drivers.append((did, auth))
+        r = c.post("/riders", json={"name": "R"}, headers={"Idempotency-Key": str(uuid.uuid4())})
+        assert r.status_code == 201, r.text  # an event after the pings: a point holds them
+        history = SqliteViewHistory(view_history_path(data), keep=10)
+        deadline = time.monotonic() + 20
+        while not _holds(history, [d for d, _ in drivers]):
+            assert time.monotonic() < deadline, "no view history point with both positions"
+            time.sleep(0.1)
+        time.sleep(1.5)
+        middle = datetime.now(UTC)
+        time.sleep(1.5)
+        gone, auth = drivers[0]
+        assert c.post(f"/drivers/{gone}/offline", headers=auth).status_code == 200
+        token = mint_operator_token(AUTH, "vera", "viewer")
+        browser = Browser(tmp_path / "profile")
+        try:
+            browser.call("Page.enable")
+            browser.call("Page.navigate", url=f"{server.url}/ops?token={token}")
+            circle = f"document.querySelector('circle[data-driver-id=\"{gone}\"]')"
+            count = "document.querySelectorAll('circle.driver').length"
+            browser.wait(f"{count} === 1 && !{circle}")  # live: an offline driver is not drawn
+            at = middle.strftime("%Y-%m-%dT%H:%M:%S")
+            field = "document.getElementById('time-at')"
+            browser.eval(f"{field}.value = '{at}'")
+            browser.eval(f"{field}.dispatchEvent(new Event('change'))")
+            mode = "document.getElementById('map').dataset.mode"
+            assert browser.wait(f"['past', 'failed'].includes({mode}) && {mode}", 60) == "past"
+            assert browser.wait(f"{circle} && {circle}.dataset.status") == "available"
+            note = browser.eval("document.getElementById('past-note').textContent")
+            assert "folded from the view history point" in note and "2 available" in note
+            assert browser.eval("document.getElementById('status').textContent").startswith(
+                "past: " + middle.strftime("%Y-%m-%dT%H:%M:%S")
+            )
+            browser.eval("document.getElementById('live').click()")
+            assert browser.wait(f"{mode} === 'live' && {count} === 1 && !{circle}")
+        finally:
+            browser.close()
+
+
+def _holds(history: SqliteViewHistory, drivers: list[str]) -> bool:
+    point = history.at_or_before(time.time() + 3600)
+    return point is not None and all(d in point.positions for d in drivers)

@@ -30,7 +30,6 @@ from typing import Annotated, Any
 from urllib.parse import parse_qs, urlsplit
 
 import anyio.to_thread
-import h3
 from fastapi import APIRouter, Cookie, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
@@ -40,17 +39,16 @@ from dispatch.api.auth import Principal, TokenError
 from dispatch.api.context import ApiContext
 from dispatch.api.deps import audit_read
 from dispatch.api.errors import ApiError, unauthorized
+from dispatch.api.ops_page.past import PastStates
 from dispatch.api.routers.streams import SSE_HEADERS, end_frame
 from dispatch.api.settings import OpsPageSettings
-from dispatch.domain.ride import TERMINAL, RideStatus
-from dispatch.domain.surge import SURGE_RESOLUTION
 from dispatch.tokens import operator_of
+from projections.ops_picture import Limits, picture
 
 STATIC = Path(__file__).parent / "static"
 COOKIE = "dispatch_ops_session"
 PATH = "/ops"
 PURPOSE = b"dispatch ops-page session v1"  # the cookie's key: derived, never the token key
-HEATMAP_RESOLUTION = 7
 
 
 def _b64(data: bytes) -> str:
@@ -160,68 +158,29 @@ def _escape(text: str) -> str:
             .replace('"', "&quot;"))  # fmt: skip
 
 
-def boundary(cell: str) -> list[list[float]]:
-    """A cell's corners, ``[lat, lng]`` each, rounded to about a metre."""
-    return [[round(lat, 5), round(lng, 5)] for lat, lng in h3.cell_to_boundary(cell)]
-
-
-# A ride booked for later is not in flight until its dispatch starts.
-NOT_IN_FLIGHT = TERMINAL | {RideStatus.SCHEDULED}
-
-
 def state(ctx: ApiContext, settings: OpsPageSettings) -> dict[str, Any]:
-    """What the page draws: drivers with a fresh position by status, rides in flight, the
-    supply/demand heatmap and the surge layer with their hexagons' corners."""
+    """What the page draws now (``projections.ops_picture``): drivers with a fresh position
+    by status, rides in flight, the supply/demand heatmap and the surge layer."""
     runtime = ctx.runtime
     views = runtime.views
     now = runtime.clock()
+
+    def pickup_of(value: Any) -> list[float] | None:
+        where = present.latlng(value, "pickup", runtime.open_personal)  # None: erased
+        return None if where is None else [where.lat, where.lng]
+
+    limits = Limits(settings.max_drivers, settings.max_rides)
     with views.lock:
         locations = views.locations
         fresh = [locations.where(d, now) for d in sorted(locations.positions)]
-        rides = [
-            (r.ride_id, r.status, r.pickup, r.driver_id)
-            for r in views.rides.values()
-            if r.status not in NOT_IN_FLIGHT
-        ]
-        booked = sum(len(b) for b in views.rides.booked.values())
-        cells = views.heatmap.cells(HEATMAP_RESOLUTION)
-        surge = views.surge.layer()
-    drivers = [
-        {"id": w.driver_id, "status": w.status, "lat": round(w.lat, 6), "lng": round(w.lng, 6)}
-        for w in fresh
-        if w is not None and w.lat is not None and w.lng is not None
-    ]
-    rides.sort()
-    in_flight = []
-    for ride_id, status, pickup, driver_id in rides[: settings.max_rides]:
-        where = present.latlng(pickup, "pickup", runtime.open_personal)  # None: erased
-        in_flight.append({
-            "id": ride_id, "status": status, "driver_id": driver_id,
-            "pickup": None if where is None else [round(where.lat, 6), round(where.lng, 6)],
-        })  # fmt: skip
-    return {
-        "at": datetime.fromtimestamp(now, UTC).isoformat(),
-        "drivers": drivers[: settings.max_drivers],
-        "drivers_total": len(drivers),
-        "rides": in_flight,
-        "rides_total": len(rides),
-        "scheduled_total": booked,  # booked for later, not dispatched yet: not drawn
-        "heatmap_resolution": HEATMAP_RESOLUTION,
-        "heatmap": [
-            {"cell": c, "supply": s, "demand": d, "boundary": boundary(c)}
-            for c, (s, d) in sorted(cells.items())
-        ],
-        "surge_resolution": SURGE_RESOLUTION,
-        "surge": [
-            {"cell": c, "multiplier": m, "boundary": boundary(c)} for c, m in sorted(surge.items())
-        ],
-    }
+        return picture(views, now, fresh, pickup_of, limits)
 
 
 def install(app: FastAPI, ctx: ApiContext, settings: OpsPageSettings) -> None:
     """``/ops`` (sign-in or the page), ``/ops/session``, ``/ops/signout``, ``/ops/state``,
     ``/ops/stream`` and ``/ops/static/...``, none of them in the OpenAPI document."""
     sessions = Sessions(ctx, settings)
+    past = PastStates(ctx.runtime.settings, settings.past_timeout_s)
     headers = _headers(settings)
     router = APIRouter(prefix=PATH, include_in_schema=False)
     config = json.dumps({"tile_url": settings.tile_url})
@@ -286,9 +245,16 @@ def install(app: FastAPI, ctx: ApiContext, settings: OpsPageSettings) -> None:
         return caller
 
     @router.get("/state")
-    async def current(request: Request, cookie: SessionCookie = None) -> JSONResponse:
+    async def current(
+        request: Request,
+        cookie: SessionCookie = None,
+        at: Annotated[str | None, Query(max_length=64)] = None,
+    ) -> JSONResponse:
         await reader(request, cookie)
-        body = await anyio.to_thread.run_sync(state, ctx, settings)
+        if at is None:
+            body = await anyio.to_thread.run_sync(state, ctx, settings)
+        else:
+            body = await past.at(_moment(at, ctx.runtime.clock()))
         return JSONResponse(body, headers=headers)
 
     @router.get("/stream")
@@ -302,6 +268,21 @@ def install(app: FastAPI, ctx: ApiContext, settings: OpsPageSettings) -> None:
 
     app.include_router(router)
     app.mount(f"{PATH}/static", StaticFiles(directory=STATIC), name="ops-static")
+
+
+def _moment(text: str, now: float) -> float:
+    """``at``: an ISO 8601 time (UTC if no zone), not in the future; 422 otherwise."""
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise ApiError(422, "invalid_time", f"at: {text!r} is not an ISO 8601 time") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    moment = when.timestamp()
+    if moment > now:
+        raise ApiError(422, "invalid_time", f"at: {text} is in the future (now is "
+                       f"{datetime.fromtimestamp(now, UTC).isoformat()})")  # fmt: skip
+    return moment
 
 
 async def _follow(

@@ -203,13 +203,97 @@
     draw();
   }
 
+  // The time slider: minutes before now; 0 is live. A past moment is asked for once the
+  // slider is let go (GET /ops/state?at=, replayed outside the API), and the live stream's
+  // states are kept aside meanwhile.
+  const slider = document.getElementById("time");
+  const timeLabel = document.getElementById("time-label");
+  const liveButton = document.getElementById("live");
+  const pastNote = document.getElementById("past-note");
+  let past = null; // the ISO time shown, or null when live
+  let latest = null; // the last live state received while a past one is shown
+  let asked = 0; // answers to an older request are dropped
+
+  function momentOf(minutes) {
+    return new Date(Date.now() + minutes * 60000);
+  }
+
+  function goLive() {
+    past = null;
+    slider.value = "0";
+    timeLabel.textContent = "live";
+    liveButton.disabled = true;
+    pastNote.textContent = "";
+    statusEl.textContent = "live";
+    statusEl.dataset.state = "live";
+    map.dataset.mode = "live";
+    if (latest !== null) receive(latest);
+  }
+
+  async function showPast(minutes) {
+    await showAt(momentOf(minutes).toISOString());
+  }
+
+  async function showAt(at) {
+    const mine = ++asked;
+    past = at;
+    liveButton.disabled = false;
+    timeLabel.textContent = at.replace("T", " ").slice(0, 16) + " UTC";
+    statusEl.textContent = "replaying…";
+    statusEl.dataset.state = "past";
+    map.dataset.mode = "replaying";
+    let body;
+    try {
+      const answer = await fetch("/ops/state?at=" + encodeURIComponent(at), { credentials: "same-origin" });
+      body = await answer.json();
+      if (!answer.ok) throw new Error(body.reason || answer.statusText);
+    } catch (error) {
+      if (mine !== asked) return;
+      statusEl.textContent = "past state failed: " + error.message;
+      map.dataset.mode = "failed";
+      return;
+    }
+    if (mine !== asked || past === null) return;
+    statusEl.textContent = "past: " + body.at;
+    map.dataset.mode = "past";
+    const byStatus = Object.entries(body.drivers_by_status || {})
+      .map(([s, n]) => `${n} ${s}`).join(", ");
+    pastNote.textContent = `${body.note}; drivers ${byStatus || "none"}` +
+      (body.positions_at ? `; positions as of ${body.positions_at}` : "; no positions known");
+    receive(body);
+  }
+
+  slider.addEventListener("input", () => {
+    const minutes = Number(slider.value);
+    timeLabel.textContent = minutes === 0 ? "live" :
+      momentOf(minutes).toISOString().replace("T", " ").slice(0, 16) + " UTC";
+  });
+  slider.addEventListener("change", () => {
+    const minutes = Number(slider.value);
+    if (minutes === 0) goLive(); else showPast(minutes);
+  });
+  liveButton.addEventListener("click", goLive);
+  // An exact moment, typed as UTC (an incident report's time, say).
+  document.getElementById("time-at").addEventListener("change", (event) => {
+    const text = event.target.value;
+    if (!text) return;
+    const when = new Date(text + (text.length === 16 ? ":00Z" : "Z"));
+    if (Number.isNaN(when.getTime())) return;
+    slider.value = String(Math.max(-1440, Math.min(0, Math.round((when - Date.now()) / 60000))));
+    showAt(when.toISOString());
+  });
+
   function connect() {
     const source = new EventSource("/ops/stream");
     source.addEventListener("open", () => {
+      if (past !== null) return;
       statusEl.textContent = "live";
       statusEl.dataset.state = "live";
     });
-    source.addEventListener("state", (event) => receive(JSON.parse(event.data)));
+    source.addEventListener("state", (event) => {
+      latest = JSON.parse(event.data); // kept aside while a past state is shown
+      if (past === null) receive(latest);
+    });
     source.addEventListener("end", (event) => {
       source.close();
       const reason = JSON.parse(event.data).reason;
