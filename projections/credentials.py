@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 
 from dispatch.domain.credentials import Credentials
 from dispatch.log import LogEvent
+from projections.rows import pickled_by_position
 
 
+@pickled_by_position
 @dataclass(slots=True)
 class CredentialsRow:
     token_version: int

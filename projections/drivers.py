@@ -15,11 +15,13 @@ from dispatch.domain.driver import (
     next_availability,
 )
 from dispatch.log import LogEvent
+from projections.rows import pickled_by_position, rows_from_chunks, rows_to_chunks
 from projections.tenures import Tenures
 
 ERASED_TOPICS = frozenset({Driver.Erased.TOPIC, Driver.ErasedByOperator.TOPIC})
 
 
+@pickled_by_position
 @dataclass(slots=True)
 class DriverRow:
     driver_id: str
@@ -45,6 +47,16 @@ class DriversView:
     rows: dict[str, DriverRow] = field(default_factory=dict)
     by_status: Counter[str] = field(default_factory=Counter)
     tenures: Tenures = field(default_factory=Tenures)  # drivers handed off between shards
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The rows in pickled chunks (``projections.rows``)."""
+        chunks = rows_to_chunks(self.rows.values(), DriverRow)
+        return {"rows": chunks, "by_status": self.by_status, "tenures": self.tenures}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        rows = rows_from_chunks(state["rows"], DriverRow)
+        self.rows = {row.driver_id: row for row in rows}
+        self.by_status, self.tenures = state["by_status"], state["tenures"]
 
 
 class DriversProjection:

@@ -4,9 +4,15 @@ the ended rides that left the rides view into the ``RideArchive``.
 Order matters: evicted rides are archived (durably) before views that no longer hold them
 are kept, so a ride is always answerable from one or the other; after a crash the views
 kept last still hold the rides archived since, and evict (and archive) them again. The
-keeper runs on the thread that folds (the projection runner's), so the rides it takes
-cannot change under it; views are encoded holding their lock, since pings change some of
-them from other threads. With a ``ViewHistory``, a save also adds a point to it once
+keeper runs on the thread that folds (the projection runner's), or once that thread has
+stopped, so nothing the events made can change under it: the views are encoded without
+their lock. Pings change some views from other threads, but only what the kept form leaves
+out (positions, the index, the heatmap's supply: each view's ``__getstate__``); the
+drivers' last pings a history point keeps are copied under the lock. Encoding pickles the
+big views' rows in chunks of a few milliseconds each (``projections.rows``), so readers
+and the API's event loop run meanwhile: holding the lock, or one long pickling, would stall
+every query for the whole encoding (0.4 s for 50,000 drivers; docs/BENCHMARKS.md). With a
+``ViewHistory``, a save also adds a point to it once
 ``history_every_s`` of log time has passed since the last (``projections.history``).
 """
 
@@ -69,16 +75,14 @@ class ViewKeeper:
         """Archive the evicted rides, then keep the views (all or nothing)."""
         started = time.perf_counter()
         archived = self.archive_evicted()
-        with self.views.lock:
-            stored = encode(self.views.projections, self.views.states, self.log_name)
-            taken_at = self.views.folded_until
-            point_due = (
-                self.history is not None
-                and taken_at > 0
-                and (
-                    self._last_point is None or taken_at >= self._last_point + self.history_every_s
-                )
-            )
+        stored = encode(self.views.projections, self.views.states, self.log_name)  # no lock
+        taken_at = self.views.folded_until
+        point_due = (
+            self.history is not None
+            and taken_at > 0
+            and (self._last_point is None or taken_at >= self._last_point + self.history_every_s)
+        )
+        with self.views.lock:  # pings move them from other threads
             positions = self.views.positions() if point_due else {}
         self.store.save(stored)
         self._plan()

@@ -15,6 +15,7 @@ from typing import Any
 
 from dispatch.domain.ride import CREATED_STATUS, RIDE_ENDINGS, RIDE_TRANSITIONS, Ride, RideStatus
 from dispatch.log import LogEvent, parse_time
+from projections.rows import pickled_by_position, rows_from_chunks, rows_to_chunks
 
 # A ride's status after each of its events: the aggregate's own transition table (None: a
 # notice, the status is kept).
@@ -31,6 +32,7 @@ _STARTED = Ride.DispatchStarted.TOPIC
 _KIND = {topic: topic.removeprefix("dispatch.") for topic in _STATUS_AFTER}
 
 
+@pickled_by_position
 @dataclass(slots=True)
 class RideRow:
     ride_id: str
@@ -70,6 +72,28 @@ class RidesView(dict[str, RideRow]):
     def find(self, ride_id: str) -> RideRow | None:
         """The ride, also when it left the view and is not archived yet."""
         return self.get(ride_id) or self.evicted.get(ride_id)
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Kept as chunks of rows (``projections.rows``; a ride's timeline is most of it)."""
+        chunks = rows_to_chunks(self.values(), RideRow, RIDE_CHUNK)
+        evicted = rows_to_chunks(self.evicted.values(), RideRow, RIDE_CHUNK)
+        return _rides_view, (chunks, self.ending, evicted, self.booked)
+
+
+RIDE_CHUNK = 200
+
+
+def _rides_view(
+    chunks: list[bytes],
+    ending: dict[int, list[tuple[float, str]]],
+    evicted: list[bytes],
+    booked: dict[str, set[str]],
+) -> RidesView:
+    view = RidesView()
+    view.update((row.ride_id, row) for row in rows_from_chunks(chunks, RideRow))
+    view.evicted = {row.ride_id: row for row in rows_from_chunks(evicted, RideRow)}
+    view.ending, view.booked = ending, booked
+    return view
 
 
 def _moved(row: RideRow, topic: str, status: str, data: dict[str, Any]) -> None:

@@ -21,8 +21,9 @@ from projections.base import Checkpointed, Projection
 from projections.rides import RideRow
 
 # Bump when a view's pickled shape changes.
-VIEW_FORMAT = 5  # 4: the driver views keep the tenures of drivers handed off; 5: the rides
-# view keeps each rider's booked rides and a scheduled ride's time
+VIEW_FORMAT = 6  # 4: the driver views keep the tenures of drivers handed off; 5: the rides
+# view keeps each rider's booked rides and a scheduled ride's time; 6: rows pickled by
+# position (``projections.rows``)
 
 
 class ViewStoreError(Exception):
@@ -83,7 +84,8 @@ class RideArchive(ABC):
 def encode(
     projections: Sequence[Projection[Any]], states: Mapping[str, Checkpointed[Any]], log: str
 ) -> StoredViews:
-    """The views as kept; call it holding the views' lock (pickling is the copy)."""
+    """The views as kept (pickling is the copy): call it where nothing folds events into
+    them meanwhile (``projections.keeper``)."""
     return StoredViews(
         log,
         {p.name: pickle.dumps(states[p.name], protocol=5) for p in projections},

@@ -13,7 +13,12 @@ uniform points in a 30 x 30 km square around (37.77, -122.42). Figures:
       every figure is the median over the rounds;
   (b) the same query through ``GET /drivers/nearby`` over HTTP (uvicorn on 127.0.0.1) at a
       fixed request rate, from a separate client process; latency counted from each
-      request's planned send time, so a slow server is not hidden by a slowed client;
+      request's planned send time, so a slow server is not hidden by a slowed client; the
+      client's own pauses beside it (how late it sent, how late its event loop woke) and
+      the server's (its request histogram, its event loop's lag, its thread-pool queue),
+      so a slow client is not mistaken for a slow server. Two mixes: the queries alone
+      (``b_http``), and the queries while another client process sends ``--ping-rate``
+      pings/s in batches (``b_http_with_pings``);
   (d) ping ingest through ``POST /drivers/{id}/locations``: pings/s from the first request
       to the last response (a 202 means the pings are in this process's location view).
 Nothing about time is asserted.
@@ -57,7 +62,7 @@ from dispatch.domain.ids import new_id
 from dispatch.messages import Ping
 from dispatch.runtime import Runtime
 from dispatch.settings import Settings
-from schemas.commands import CommandEnvelope, GoOnline, RegisterDriver
+from schemas.commands import CommandEnvelope, GoOnline, RegisterDriver, RegisterRider
 
 CENTRE = (37.77, -122.42)
 HALF_SIDE_M = 15_000.0
@@ -105,6 +110,18 @@ def seed(runtime: Runtime, points: list[tuple[float, float]]) -> tuple[list[uuid
         runtime.send_pings(pings[i : i + 5_000])
     assert len(runtime.views.locations.index) == len(ids)
     return ids, time.perf_counter() - started
+
+
+def register_rider(runtime: Runtime) -> uuid.UUID:
+    """The rider whose app asks for nearby drivers."""
+    rider = new_id(0)
+    command = RegisterRider(rider_id=rider, name="bench")
+    envelope = CommandEnvelope(command_id=str(uuid.uuid4()), issued_at=datetime.now(UTC),
+                               command=command)  # fmt: skip
+    outcome = runtime.send(envelope, 60)
+    assert outcome is not None and outcome.accepted, outcome
+    assert outcome.position is not None and runtime.wait_for(0, outcome.position, 60)
+    return rider
 
 
 def in_process_pass(runtime: Runtime, queries: list[tuple[float, float]]) -> tuple[float, int]:
@@ -164,6 +181,7 @@ async def _fixed_rate(base: str, token: str, queries: list[Any], rate: float, n:
     connections = 32
     headers = {"Authorization": f"Bearer {token}"}
     latencies: list[float] = []
+    send_late: list[float] = []  # the client's own delay: planned send to actual send
     statuses: Counter[int] = Counter()
     loop = asyncio.get_running_loop()
     todo = iter(range(n))
@@ -179,6 +197,7 @@ async def _fixed_rate(base: str, token: str, queries: list[Any], rate: float, n:
         for i in todo:
             planned = t0 + i / rate
             await asyncio.sleep(max(0.0, planned - loop.time()))
+            send_late.append(loop.time() - planned)
             lat, lng = queries[i % len(queries)]
             params = {"lat": lat, "lng": lng, "radius_m": RADIUS_M, "limit": K}
             try:
@@ -189,13 +208,28 @@ async def _fixed_rate(base: str, token: str, queries: list[Any], rate: float, n:
                 print("request failed:", repr(e), file=sys.stderr)
             latencies.append(loop.time() - planned)
 
+    lags: list[float] = []
+    done = asyncio.Event()
+    monitor = asyncio.create_task(_loop_lag(lags, done))
     try:
         await asyncio.gather(*(connection(c) for c in clients))
         elapsed = loop.time() - t0
     finally:
+        done.set()
+        await monitor
         for client in clients:
             await client.aclose()
-    return latencies, dict(statuses), elapsed
+    return latencies, dict(statuses), elapsed, send_late, lags
+
+
+async def _loop_lag(lags: list[float], done: asyncio.Event, every_s: float = 0.005) -> None:
+    """The client's own pauses: how late each 5 ms sleep of its event loop wakes (its
+    GC is off; what is left is the OS, the other processes and the client's own work)."""
+    loop = asyncio.get_running_loop()
+    while not done.is_set():
+        asked = loop.time()
+        await asyncio.sleep(every_s)
+        lags.append(max(0.0, loop.time() - asked - every_s))
 
 
 async def _ingest(
@@ -232,6 +266,8 @@ def client_process(kind: str, args: tuple[Any, ...], out: Any) -> None:
     gc.disable()
     if kind == "rate":
         out.put(asyncio.run(_fixed_rate(*args)))
+    elif kind == "pinger":
+        out.put(asyncio.run(_steady_pings(*args)))
     else:
         out.put(asyncio.run(_ingest(*args)))
 
@@ -246,30 +282,76 @@ def in_client_process(kind: str, *args: Any) -> Any:
     return result
 
 
-def server_p99_bound_ms(base: str, token: str, route: str) -> float | None:
-    """The latency bucket holding the server's own 99th percentile for ``route`` (from
-    /metrics: time inside the app, without the network or the client)."""
+def start_client_process(kind: str, *args: Any) -> tuple[Any, Any]:
+    """A client process running beside the caller; ``(process, queue)``: its result comes
+    on the queue."""
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    proc = ctx.Process(target=client_process, args=(kind, args, out))
+    proc.start()
+    return proc, out
+
+
+async def _steady_pings(
+    base: str, work: list[tuple[str, str, list[dict[str, Any]]]], per_s: float, seconds: float
+) -> Any:
+    """Batches of pings at a steady rate (``per_s`` batches a second, each due at its
+    time, 8 connections) for ``seconds``: the load beside the queries."""
     import httpx
 
-    text = httpx.get(f"{base}/metrics", headers={"Authorization": f"Bearer {token}"}).text
-    buckets: list[tuple[float, float]] = []
-    for line in text.splitlines():
-        if line.startswith("dispatch_api_request_duration_seconds_bucket") and (
-            f'route="{route}"' in line and 'status="200"' in line
-        ):
-            le = line.split('le="', 1)[1].split('"', 1)[0]
-            buckets.append((math.inf if le == "+Inf" else float(le), float(line.rsplit(" ", 1)[1])))
-    if not buckets:
-        return None
-    buckets.sort()
-    total = buckets[-1][1]
-    return next(1e3 * le for le, count in buckets if count >= 0.99 * total)
+    statuses: Counter[int] = Counter()
+    loop = asyncio.get_running_loop()
+    n = int(per_s * seconds)
+    todo = iter(range(n))
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    clients = [httpx.AsyncClient(base_url=base, limits=limits, timeout=30) for _ in range(8)]
+    for client in clients:
+        await client.get("/livez")
+    t0 = loop.time()
+    sent = 0
+
+    async def connection(client: httpx.AsyncClient) -> None:
+        nonlocal sent
+        for i in todo:
+            await asyncio.sleep(max(0.0, t0 + i / per_s - loop.time()))
+            driver_id, token, pings = work[i % len(work)]
+            r = await client.post(f"/drivers/{driver_id}/locations", json={"pings": pings},
+                                  headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+            statuses[r.status_code] += 1
+            sent += len(pings)
+
+    try:
+        await asyncio.gather(*(connection(c) for c in clients))
+        elapsed = loop.time() - t0
+    finally:
+        for client in clients:
+            await client.aclose()
+    return dict(statuses), sent, elapsed
 
 
-def http_nearby(base: str, token: str, queries: list[Any], rate: float, seconds: float) -> Any:
+def http_nearby(
+    base: str,
+    tokens: tuple[str, str],
+    queries: list[Any],
+    rate: float,
+    seconds: float,
+    pinger: Any = None,
+) -> Any:
+    """The queries at a fixed rate from a client process, as a rider's app asks them (an
+    operator's every read is recorded in the read audit first: not this benchmark); with
+    ``pinger`` (ping batches, batches/s), a second client process sends pings meanwhile.
+    ``tokens``: the rider's, and an operator's for /metrics."""
+    token, operator = tokens
     n = int(rate * seconds)
-    latencies, statuses, elapsed = in_client_process("rate", base, token, queries, rate, n)
-    return {
+    before = server_histograms(base, operator)
+    beside = None
+    if pinger is not None:
+        work, per_s = pinger
+        beside = start_client_process("pinger", base, work, per_s, seconds + 0.5)
+    latencies, statuses, elapsed, late, lags = in_client_process(
+        "rate", base, token, queries, rate, n
+    )
+    out: dict[str, Any] = {
         "requests": n,
         "target_rate": rate,
         "achieved_rate": n / elapsed,
@@ -277,7 +359,76 @@ def http_nearby(base: str, token: str, queries: list[Any], rate: float, seconds:
         "p99_ms": 1e3 * percentile(latencies, 0.99),
         "max_ms": 1e3 * max(latencies),
         "statuses": statuses,
+        # the client's own pauses: a late send is counted in the latency, not the server's
+        "client_send_late_p99_ms": 1e3 * percentile(late, 0.99),
+        "client_send_late_max_ms": 1e3 * max(late),
+        "client_loop_lag_p99_ms": 1e3 * percentile(lags, 0.99) if lags else None,
+        "client_loop_lag_max_ms": 1e3 * max(lags) if lags else None,
     }
+    if beside is not None:
+        proc, queue = beside
+        ping_statuses, pings, ping_elapsed = queue.get(timeout=300)
+        proc.join(timeout=30)
+        out["pings_per_s"] = pings / ping_elapsed
+        out["ping_statuses"] = ping_statuses
+    after = server_histograms(base, operator)
+    bounds = {"request": "server_p99_at_most_ms", "lag": "server_loop_lag_p99_at_most_ms",
+              "queue": "server_threadpool_queue_p99_at_most_ms"}  # fmt: skip
+    for name, key in bounds.items():
+        out[key] = p99_bound_ms(before[name], after[name])
+    return out
+
+
+def server_histograms(base: str, token: str) -> dict[str, dict[float, float]]:
+    """The server's own histograms from /metrics, cumulative bucket counts by upper bound:
+    ``request`` (GET /drivers/nearby answered 200: time inside the app), ``lag`` (its event
+    loop's lateness) and ``queue`` (waits for its thread pool)."""
+    import httpx
+
+    text = httpx.get(f"{base}/metrics", headers={"Authorization": f"Bearer {token}"}).text
+    wanted = {
+        "request": ("dispatch_api_request_duration_seconds_bucket", 'route="/drivers/nearby"'),
+        "lag": ("dispatch_api_event_loop_lag_seconds_bucket", ""),
+        "queue": ("dispatch_api_threadpool_queue_seconds_bucket", ""),
+    }
+    out: dict[str, dict[float, float]] = {k: {} for k in wanted}
+    for line in text.splitlines():
+        for key, (prefix, must) in wanted.items():
+            if (
+                line.startswith(prefix)
+                and must in line
+                and (key != "request" or 'status="200"' in line)
+            ):
+                le = line.split('le="', 1)[1].split('"', 1)[0]
+                bound = math.inf if le == "+Inf" else float(le)
+                out[key][bound] = out[key].get(bound, 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def p99_bound_ms(before: dict[float, float], after: dict[float, float]) -> float | None:
+    """The bucket holding the 99th percentile of what was observed between two reads."""
+    delta = sorted((le, after[le] - before.get(le, 0.0)) for le in after)
+    if not delta or delta[-1][1] <= 0:
+        return None
+    total = delta[-1][1]
+    return next(1e3 * le for le, count in delta if count >= 0.99 * total)
+
+
+def ping_work(ids: list[uuid.UUID], batch: int, batches: int) -> list[tuple[str, str, list[Any]]]:
+    """Ping batches for the second mix: each of another driver (its token), ``batch``
+    pings a second apart ending now, to uniform points."""
+    auth = AuthSettings(secret=SecretStr(SECRET))
+    rng = random.Random(7)
+    now = time.time()
+    work = []
+    for i in range(batches):
+        driver_id = str(ids[(len(ids) - 1 - i) % len(ids)])  # from the end: not the ingest's
+        pings = [
+            {"lat": lat, "lng": lng, "at": datetime.fromtimestamp(now - batch + j, UTC).isoformat()}
+            for j, (lat, lng) in enumerate(uniform_points(rng, batch, HALF_SIDE_M))
+        ]
+        work.append((driver_id, mint_access_token(auth, driver_id, "driver"), pings))
+    return work
 
 
 def ingest(runtime: Runtime, base: str, ids: list[uuid.UUID], batch: int, batches: int) -> Any:
@@ -476,6 +627,13 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=10.0, help="HTTP run length")
     p.add_argument("--batch", type=int, default=500, help="pings per ingest request")
     p.add_argument("--batches", type=int, default=400, help="ingest requests")
+    p.add_argument(
+        "--ping-rate",
+        type=float,
+        default=10_000.0,
+        help="pings/s sent beside the queries in the second mix (0: no second mix)",
+    )
+    p.add_argument("--ping-batch", type=int, default=50, help="pings per request in that mix")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--freeze", action="store_true", help="gc.freeze() once seeded")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
@@ -491,6 +649,7 @@ def main() -> None:
         runtime.start()
         try:
             ids, seconds = seed(runtime, points)
+            rider = register_rider(runtime)
             report["seed_s"] = seconds
             if a.freeze:  # what `dispatch serve` does once the views are warm
                 gc.collect()
@@ -503,15 +662,41 @@ def main() -> None:
             port = free_port()
             base = f"http://127.0.0.1:{port}"
             operator = mint_operator_token(auth, "bench", "viewer")
+            tokens = (mint_access_token(auth, str(rider), "rider"), operator)
             with Server(app, port):
-                report["b_http"] = http_nearby(base, operator, queries, a.rate, a.seconds)
-                report["b_http"]["server_p99_at_most_ms"] = server_p99_bound_ms(
-                    base, operator, "/drivers/nearby"
-                )
+                report["b_http"] = http_nearby(base, tokens, queries, a.rate, a.seconds)
+                if a.ping_rate > 0:
+                    work = ping_work(
+                        ids, a.ping_batch, int(a.ping_rate / a.ping_batch * (a.seconds + 1))
+                    )
+                    report["b_http_with_pings"] = http_nearby(
+                        base,
+                        tokens,
+                        queries,
+                        a.rate,
+                        a.seconds,
+                        (work, a.ping_rate / a.ping_batch),
+                    )
+                    report["b_http_with_pings"]["target_pings_per_s"] = a.ping_rate
                 report["d_ingest"] = ingest(runtime, base, ids, a.batch, a.batches)
         finally:
             runtime.stop()
     print(json.dumps(report, indent=2) if a.json else table(report))
+
+
+def http_rows(b: dict[str, Any]) -> list[tuple[str, str]]:
+    """The server's own figures and the client's pauses of an HTTP run."""
+    return [
+        ("    server-side p99 (in the app, bucket)", f"<= {b['server_p99_at_most_ms']} ms"),
+        ("    server event-loop lag p99 (bucket)", f"<= {b['server_loop_lag_p99_at_most_ms']} ms"),
+        ("    server thread-pool queue p99 (bucket)",
+         f"<= {b['server_threadpool_queue_p99_at_most_ms']} ms"),
+        ("    client: sent late p99 / max",
+         f"{b['client_send_late_p99_ms']:.2f} / {b['client_send_late_max_ms']:.1f} ms"),
+        ("    client: event-loop lag p99 / max",
+         f"{b['client_loop_lag_p99_ms']:.2f} / {b['client_loop_lag_max_ms']:.1f} ms"),
+        ("    statuses", json.dumps(b["statuses"])),
+    ]  # fmt: skip
 
 
 def table(r: dict[str, Any]) -> str:
@@ -530,12 +715,18 @@ def table(r: dict[str, Any]) -> str:
             "    latency p50 / p99 / max",
             f"{b['p50_ms']:.2f} / {b['p99_ms']:.2f} / {b['max_ms']:.1f} ms",
         ),
-        (
-            "    server-side p99 (in the app, histogram bucket)",
-            f"<= {b['server_p99_at_most_ms']} ms",
-        ),
-        ("    statuses", json.dumps(b["statuses"])),
     ]
+    rows += http_rows(b)
+    if "b_http_with_pings" in r:
+        w = r["b_http_with_pings"]
+        rows += [
+            ("(b2) the same while pings arrive", f"{w['target_pings_per_s']:,.0f} pings/s"),
+            ("    pings achieved, statuses",
+             f"{w['pings_per_s']:,.0f} pings/s, {json.dumps(w['ping_statuses'])}"),
+            ("    latency p50 / p99 / max",
+             f"{w['p50_ms']:.2f} / {w['p99_ms']:.2f} / {w['max_ms']:.1f} ms"),
+        ]  # fmt: skip
+        rows += http_rows(w)
     if "skipped" in c:
         rows.append(("(c) Redis GEOSEARCH", c["skipped"]))
     else:
