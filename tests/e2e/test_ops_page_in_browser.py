@@ -81,20 +81,27 @@ class Browser:
         self.proc.wait(10)
 
 
+def online_drivers(c: Any, n: int) -> list[tuple[str, dict[str, str]]]:
+    """``n`` drivers registered, online and pinged a kilometre apart going north, through
+    the API: each one's id and authorization header."""
+    drivers = []
+    for i in range(n):
+        r = c.post("/drivers", json={"name": f"D{i}", "home": HOME},
+                   headers={"Idempotency-Key": str(uuid.uuid4())})  # fmt: skip
+        assert r.status_code == 201, r.text
+        auth = {"Authorization": f"Bearer {r.json()['token']['access_token']}"}
+        did = r.json()["driver_id"]
+        assert c.post(f"/drivers/{did}/online", headers=auth).status_code == 200
+        ping = {"lat": 37.77 + 0.01 * i, "lng": -122.42}
+        assert c.post(f"/drivers/{did}/location", headers=auth, json=ping).status_code == 202
+        drivers.append((did, auth))
+    return drivers
+
+
 @pytest.mark.slow
 def test_the_page_draws_the_drivers_and_follows_one_that_moves(tmp_path: Path) -> None:
     with serving(tmp_path / "data") as server, server.client() as c:
-        drivers = []
-        for i in range(3):
-            r = c.post("/drivers", json={"name": f"D{i}", "home": HOME},
-                       headers={"Idempotency-Key": str(uuid.uuid4())})  # fmt: skip
-            assert r.status_code == 201, r.text
-            auth = {"Authorization": f"Bearer {r.json()['token']['access_token']}"}
-            did = r.json()["driver_id"]
-            assert c.post(f"/drivers/{did}/online", headers=auth).status_code == 200
-            ping = {"lat": 37.77 + 0.01 * i, "lng": -122.42}
-            assert c.post(f"/drivers/{did}/location", headers=auth, json=ping).status_code == 202
-            drivers.append((did, auth))
+        drivers = online_drivers(c, 3)
         token = mint_operator_token(AUTH, "vera", "viewer")
         browser = Browser(tmp_path / "profile")
         try:
@@ -121,17 +128,7 @@ def test_the_time_slider_shows_a_past_state_replayed_from_the_view_history(
     data = tmp_path / "data"
     engine = {"views_save_every_s": 0.2, "view_history_every_s": 0.5}
     with serving(data, settings=engine) as server, server.client() as c:
-        drivers = []
-        for i in range(2):
-            r = c.post("/drivers", json={"name": f"D{i}", "home": HOME},
-                       headers={"Idempotency-Key": str(uuid.uuid4())})  # fmt: skip
-            assert r.status_code == 201, r.text
-            auth = {"Authorization": f"Bearer {r.json()['token']['access_token']}"}
-            did = r.json()["driver_id"]
-            assert c.post(f"/drivers/{did}/online", headers=auth).status_code == 200
-            ping = {"lat": 37.77 + 0.01 * i, "lng": -122.42}
-            assert c.post(f"/drivers/{did}/location", headers=auth, json=ping).status_code == 202
-            drivers.append((did, auth))
+        drivers = online_drivers(c, 2)
         r = c.post("/riders", json={"name": "R"}, headers={"Idempotency-Key": str(uuid.uuid4())})
         assert r.status_code == 201, r.text  # an event after the pings: a point holds them
         history = SqliteViewHistory(view_history_path(data), keep=10)

@@ -135,6 +135,20 @@ def _shard(aggregate_id: uuid.UUID) -> int:
     return aggregate_id.int >> 112 & 0xFFFF
 
 
+def busy_with_a_booking(world: World) -> tuple[uuid.UUID, uuid.UUID, uuid.UUID]:
+    """A rider with a booking for T0 + 1 h who requests a ride now, before the booking is
+    watched: the rider, the booking and the ride requested now."""
+    rider = world.rider()
+    scheduled = world.book(rider, T0 + HOUR)
+    world.now = T0 + HOUR - MAX_ETA_S - MARGIN_S - 60
+    now_ride = new_id(0)
+    request = c.RequestRide(ride_id=now_ride, rider_id=rider,
+                            pickup=LatLng(lat=PICKUP[0], lng=PICKUP[1]),
+                            dropoff=LatLng(lat=37.8, lng=-122.4))  # fmt: skip
+    assert world.send(request).accepted
+    return rider, scheduled, now_ride
+
+
 def requested(world: World, ride: uuid.UUID) -> Any:
     return lambda: world.ride(ride).status != RideStatus.SCHEDULED
 
@@ -213,14 +227,7 @@ def test_a_ride_due_while_its_rider_rides_is_held_then_dispatched_when_that_ride
     tmp_path: Path,
 ) -> None:
     world = World(tmp_path)
-    rider = world.rider()
-    scheduled = world.book(rider, T0 + HOUR)
-    world.now = T0 + HOUR - MAX_ETA_S - MARGIN_S - 60
-    now_ride = new_id(0)
-    request = c.RequestRide(ride_id=now_ride, rider_id=rider,
-                            pickup=LatLng(lat=PICKUP[0], lng=PICKUP[1]),
-                            dropoff=LatLng(lat=37.8, lng=-122.4))  # fmt: skip
-    assert world.send(request).accepted
+    rider, scheduled, now_ride = busy_with_a_booking(world)
 
     held = world.run_until(
         T0 + HOUR, lambda: "dispatch.Ride.DispatchHeld" in world.topics(scheduled)

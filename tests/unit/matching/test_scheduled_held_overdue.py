@@ -9,18 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from dispatch.domain.ids import new_id
 from dispatch.domain.ride import RideStatus
 from schemas import commands as c
-from schemas.common import LatLng
 from tests.unit.matching.test_scheduled_dispatch import (
     HOUR,
-    MARGIN_S,
-    MAX_ETA_S,
-    PICKUP,
     STEP_S,
     T0,
     World,
+    busy_with_a_booking,
     requested,
 )
 
@@ -30,14 +26,7 @@ OVERDUE = "dispatch.Ride.Overdue"
 def _riding_when_booking_is_due(world: World) -> tuple[uuid.UUID, uuid.UUID, uuid.UUID]:
     """A rider with a booking for T0 + 1 h, riding another ride from before it is due."""
     driver = world.driver(0.001)
-    rider = world.rider()
-    scheduled = world.book(rider, T0 + HOUR)
-    world.now = T0 + HOUR - MAX_ETA_S - MARGIN_S - 60
-    now_ride = new_id(0)
-    request = c.RequestRide(ride_id=now_ride, rider_id=rider,
-                            pickup=LatLng(lat=PICKUP[0], lng=PICKUP[1]),
-                            dropoff=LatLng(lat=37.8, lng=-122.4))  # fmt: skip
-    assert world.send(request).accepted
+    rider, scheduled, now_ride = busy_with_a_booking(world)
     world.run_until(T0 + HOUR, lambda: world.ride(now_ride).status == RideStatus.OFFERED)
     assert world.send(c.AcceptOffer(ride_id=now_ride, driver_id=driver)).accepted
     return rider, scheduled, now_ride
