@@ -49,10 +49,12 @@ class PastStates:
             try:
                 out, err = await asyncio.wait_for(child.communicate(), self.timeout_s)
             except TimeoutError:
-                child.kill()
-                await child.wait()
+                await _end(child)
                 reason = f"the past state took longer than {self.timeout_s:g} s"
                 raise ApiError(504, "past_state_timeout", reason) from None
+            except BaseException:  # the asker went away, or the API stops: not left running
+                await asyncio.shield(_end(child))
+                raise
             if child.returncode != 0:
                 lines = [ln for ln in err.decode("utf-8", "replace").splitlines() if ln.strip()]
                 reason = lines[-1].strip()[:MAX_REASON] if lines else f"exit {child.returncode}"
@@ -64,3 +66,10 @@ class PastStates:
                     502, "past_state_failed", f"the replay said no JSON: {error}"
                 ) from None
             return body
+
+
+async def _end(child: asyncio.subprocess.Process) -> None:
+    """Kill the child (if it still runs) and reap it."""
+    if child.returncode is None:
+        child.kill()
+    await child.wait()

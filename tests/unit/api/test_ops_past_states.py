@@ -65,3 +65,34 @@ def test_a_second_past_state_while_one_is_computed_is_429(tmp_path: Path) -> Non
     # the first ran to its end: an empty data dir, so the replay's own reason
     assert isinstance(answer, ApiError) and answer.status == 502
     assert "holds no embedded event log" in answer.reason
+
+
+def test_a_past_state_whose_asker_went_away_kills_its_child(tmp_path: Path) -> None:
+    past = PastStates(Settings(data_dir=tmp_path), 60.0)
+    started: list[int] = []
+    real = asyncio.create_subprocess_exec
+
+    async def spy(*args: object, **kw: object) -> asyncio.subprocess.Process:
+        child = await real(*args, **kw)  # type: ignore[arg-type]
+        started.append(child.pid)
+        return child
+
+    async def ask_then_leave() -> None:
+        asyncio.create_subprocess_exec = spy  # type: ignore[assignment]
+        try:
+            task = asyncio.create_task(past.at(time.time() - 60))
+            while not started:
+                await asyncio.sleep(0.01)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        finally:
+            asyncio.create_subprocess_exec = real
+
+    asyncio.run(ask_then_leave())
+
+    import os
+
+    with pytest.raises(ProcessLookupError):  # killed and reaped: no such process
+        os.kill(started[0], 0)
+    assert not past._lock.locked()
