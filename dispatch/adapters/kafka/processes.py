@@ -2,43 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pydantic import SecretStr, TypeAdapter
-
-from dispatch.settings import MarketConfig, ProductConfig, Settings
-
-_MARKETS = TypeAdapter(list[MarketConfig])
-_PRODUCTS = TypeAdapter(dict[str, ProductConfig])
+from dispatch.settings import Settings
+from dispatch.settings_env import settings_environment
 
 
 def worker_env(settings: Settings) -> dict[str, str]:
     """The environment that gives a `dispatch worker` these settings: every one of them
-    (a setting left unset here is unset there too, whatever this process's environment
-    says)."""
+    (``dispatch.settings_env``)."""
     assert settings.kafka_bootstrap is not None, "a worker runs on Kafka"
-    env = dict(os.environ)
-    for name in Settings.model_fields:
-        key, value = f"DISPATCH_{name.upper()}", getattr(settings, name)
-        if value is None:
-            env.pop(key, None)
-        elif name == "markets":
-            env[key] = _MARKETS.dump_json(value).decode()
-        elif name == "products":
-            env[key] = _PRODUCTS.dump_json(value).decode()
-        elif name == "fares":  # as JSON (the amounts as text), whether from a file or not
-            env[key] = value.model_dump_json()
-        elif name == "fares_file":  # read already: its rules go as DISPATCH_FARES
-            env.pop(key, None)
-        elif isinstance(value, SecretStr):  # str() of it is asterisks
-            env[key] = value.get_secret_value()
-        else:
-            env[key] = str(value)
-    return env
+    return settings_environment(settings)
 
 
 def start_worker(

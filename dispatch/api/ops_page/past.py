@@ -1,6 +1,7 @@
 """The ``/ops`` page's past states (``GET /ops/state?at=``), computed outside the serving
 process: ``dispatch replay state --ops`` runs as a child process with the serving
-process's settings (its environment, data dir and brokers), one at a time, within
+process's settings (every one of them, as ``DISPATCH_*`` variables: the topics, views and
+markets it serves, whoever gave them), one at a time, within
 ``DISPATCH_OPS_PAST_TIMEOUT_S``; its JSON is the answer (docs/OPERATIONS.md, "The time
 slider"). The serving process only waits: the fold takes none of its GIL.
 """
@@ -16,6 +17,7 @@ import orjson
 
 from dispatch.api.errors import ApiError
 from dispatch.settings import Settings
+from dispatch.settings_env import settings_environment
 
 MAX_REASON = 300  # characters of the child's last error line put in an answer
 
@@ -43,6 +45,7 @@ class PastStates:
             child = await asyncio.create_subprocess_exec(
                 *self.command(moment),
                 stdin=asyncio.subprocess.DEVNULL,
+                env=settings_environment(self.settings),
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
             )
