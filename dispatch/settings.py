@@ -286,6 +286,11 @@ class Settings(BaseSettings):
     # under data_dir (0: none kept, and time travel folds the log from its start).
     view_history_every_s: float = Field(default=900.0, gt=0)
     view_history_keep: int = Field(default=96, ge=0)
+    # The serving process (`dispatch serve`) lets another thread take the GIL after this
+    # many milliseconds (Python's default is 5): the event loop gives the GIL up at every
+    # socket call and, at 5 ms, waited that long to get it back each time a thread that
+    # computes (keeping the views, a tick) held it; docs/BENCHMARKS.md, "The API's tail".
+    api_gil_switch_interval_ms: float = Field(default=0.5, gt=0, le=100)
 
     markets: list[MarketConfig] = Field(default_factory=lambda: list(DEFAULT_MARKETS))
 

@@ -55,7 +55,7 @@ from pydantic import SecretStr
 from dispatch.api import AuthSettings, create_app
 from dispatch.api.auth import mint_access_token, mint_operator_token
 from dispatch.api.context import ApiOptions
-from dispatch.api.serve import server_config
+from dispatch.api.serve import server_config, switch_gil_often
 from dispatch.api.settings import ApiLimits
 from dispatch.bootstrap import build_runtime
 from dispatch.domain.ids import new_id
@@ -173,10 +173,11 @@ def percentile(values: list[float], q: float) -> float:
 
 async def _fixed_rate(base: str, token: str, queries: list[Any], rate: float, n: int) -> Any:
     """Request i is due at t0 + i / rate and its latency counts from then. A fixed set of
-    connections (one client each) takes the requests in order, a late one still timed from
-    when it was due. One shared httpx pool would cost the client more CPU than the server
-    spends answering: it checks every pooled connection's socket for each request."""
-    import httpx
+    connections takes the requests in order, a late one still timed from when it was due.
+    The client is aiohttp (its HTTP parser is compiled): with httpx, the client's own CPU
+    time put up to 70 ms on the p99 of a server that answered within 2.5 ms
+    (docs/BENCHMARKS.md, "The API's tail")."""
+    import aiohttp
 
     connections = 32
     headers = {"Authorization": f"Bearer {token}"}
@@ -185,15 +186,19 @@ async def _fixed_rate(base: str, token: str, queries: list[Any], rate: float, n:
     statuses: Counter[int] = Counter()
     loop = asyncio.get_running_loop()
     todo = iter(range(n))
-    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-    clients = [
-        httpx.AsyncClient(base_url=base, limits=limits, timeout=10) for _ in range(connections)
-    ]
-    for client in clients:
-        await client.get("/livez")  # open every connection before the clock starts
+    session = aiohttp.ClientSession(
+        base_url=base, connector=aiohttp.TCPConnector(limit=connections),
+        timeout=aiohttp.ClientTimeout(total=10),
+    )  # fmt: skip
+
+    async def opened() -> None:
+        async with session.get("/livez") as r:
+            await r.read()
+
+    await asyncio.gather(*(opened() for _ in range(connections)))  # before the clock starts
     t0 = loop.time() + 0.2
 
-    async def connection(client: httpx.AsyncClient) -> None:
+    async def connection() -> None:
         for i in todo:
             planned = t0 + i / rate
             await asyncio.sleep(max(0.0, planned - loop.time()))
@@ -201,9 +206,10 @@ async def _fixed_rate(base: str, token: str, queries: list[Any], rate: float, n:
             lat, lng = queries[i % len(queries)]
             params = {"lat": lat, "lng": lng, "radius_m": RADIUS_M, "limit": K}
             try:
-                r = await client.get("/drivers/nearby", params=params, headers=headers)
-                statuses[r.status_code] += 1
-            except httpx.HTTPError as e:
+                async with session.get("/drivers/nearby", params=params, headers=headers) as r:
+                    await r.read()
+                    statuses[r.status] += 1
+            except (aiohttp.ClientError, TimeoutError) as e:
                 statuses[-1] += 1
                 print("request failed:", repr(e), file=sys.stderr)
             latencies.append(loop.time() - planned)
@@ -212,13 +218,12 @@ async def _fixed_rate(base: str, token: str, queries: list[Any], rate: float, n:
     done = asyncio.Event()
     monitor = asyncio.create_task(_loop_lag(lags, done))
     try:
-        await asyncio.gather(*(connection(c) for c in clients))
+        await asyncio.gather(*(connection() for _ in range(connections)))
         elapsed = loop.time() - t0
     finally:
         done.set()
         await monitor
-        for client in clients:
-            await client.aclose()
+        await session.close()
     return latencies, dict(statuses), elapsed, send_late, lags
 
 
@@ -296,36 +301,37 @@ async def _steady_pings(
     base: str, work: list[tuple[str, str, list[dict[str, Any]]]], per_s: float, seconds: float
 ) -> Any:
     """Batches of pings at a steady rate (``per_s`` batches a second, each due at its
-    time, 8 connections) for ``seconds``: the load beside the queries."""
-    import httpx
+    time, 8 connections) for ``seconds``: the load beside the queries (aiohttp, as the
+    queries' client)."""
+    import aiohttp
 
     statuses: Counter[int] = Counter()
     loop = asyncio.get_running_loop()
     n = int(per_s * seconds)
     todo = iter(range(n))
-    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-    clients = [httpx.AsyncClient(base_url=base, limits=limits, timeout=30) for _ in range(8)]
-    for client in clients:
-        await client.get("/livez")
+    session = aiohttp.ClientSession(
+        base_url=base, connector=aiohttp.TCPConnector(limit=8),
+        timeout=aiohttp.ClientTimeout(total=30),
+    )  # fmt: skip
     t0 = loop.time()
     sent = 0
 
-    async def connection(client: httpx.AsyncClient) -> None:
+    async def connection() -> None:
         nonlocal sent
         for i in todo:
             await asyncio.sleep(max(0.0, t0 + i / per_s - loop.time()))
             driver_id, token, pings = work[i % len(work)]
-            r = await client.post(f"/drivers/{driver_id}/locations", json={"pings": pings},
-                                  headers={"Authorization": f"Bearer {token}"})  # fmt: skip
-            statuses[r.status_code] += 1
+            async with session.post(f"/drivers/{driver_id}/locations", json={"pings": pings},
+                                    headers={"Authorization": f"Bearer {token}"}) as r:  # fmt: skip
+                await r.read()
+                statuses[r.status] += 1
             sent += len(pings)
 
     try:
-        await asyncio.gather(*(connection(c) for c in clients))
+        await asyncio.gather(*(connection() for _ in range(8)))
         elapsed = loop.time() - t0
     finally:
-        for client in clients:
-            await client.aclose()
+        await session.close()
     return dict(statuses), sent, elapsed
 
 
@@ -645,6 +651,7 @@ def main() -> None:
     report: dict[str, Any] = {"drivers": a.drivers, "radius_m": RADIUS_M, "k": K}
     with tempfile.TemporaryDirectory(prefix="bench-api-") as data_dir:
         settings = Settings(data_dir=Path(data_dir), shards=1)
+        switch_gil_often(settings)  # as `dispatch serve` does
         runtime = build_runtime(settings)
         runtime.start()
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from typing import Any
 
@@ -131,6 +132,13 @@ def server_config(
     return config
 
 
+def switch_gil_often(settings: Settings) -> None:
+    """The serving process's GIL switch interval (``api_gil_switch_interval_ms``): the
+    event loop waits at most that long for the GIL after each socket call while another
+    thread computes."""
+    sys.setswitchinterval(settings.api_gil_switch_interval_ms / 1_000)
+
+
 def serve(
     settings: Settings,
     host: str = "127.0.0.1",
@@ -149,6 +157,7 @@ def serve(
     )
     auth = auth if auth is not None else AuthSettings()
     limits = limits if limits is not None else ApiLimits()
+    switch_gil_often(settings)
     started = time.perf_counter()
     runtime = build_runtime(settings)
     log.info("runtime built in %.3f s", time.perf_counter() - started)
