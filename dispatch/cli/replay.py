@@ -64,7 +64,9 @@ def _source(data_dir: Path | None, kafka: str | None, shard: int | None = None) 
     except Exception as error:  # kafka-python raises its own errors for an unreachable broker
         report(error, f"read the log at {settings.kafka_bootstrap or settings.data_dir}")
     if not shards and not settings.embedded:  # read as empty, it would replay nothing, silently
-        events = f"{settings.topic_prefix}.events"
+        from dispatch.adapters.kafka.topics import Topics
+
+        events = Topics(settings.topic_prefix).events
         fail(f"cannot read the log at {settings.kafka_bootstrap}: it has no topic '{events}' "
              "(check --kafka and DISPATCH_TOPIC_PREFIX)")  # fmt: skip
     if shard is not None and shard not in shards:
