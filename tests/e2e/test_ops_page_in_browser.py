@@ -129,13 +129,17 @@ def test_the_time_slider_shows_a_past_state_replayed_from_the_view_history(
     engine = {"views_save_every_s": 0.2, "view_history_every_s": 0.5}
     with serving(data, settings=engine) as server, server.client() as c:
         drivers = online_drivers(c, 2)
-        r = c.post("/riders", json={"name": "R"}, headers={"Idempotency-Key": str(uuid.uuid4())})
-        assert r.status_code == 201, r.text  # an event after the pings: a point holds them
         history = SqliteViewHistory(view_history_path(data), keep=10)
         deadline = time.monotonic() + 20
         while not _holds(history, [d for d, _ in drivers]):
+            # A point is added once the log's time has moved ``view_history_every_s`` past
+            # the last one: an event more than that after the pings makes one that holds them.
             assert time.monotonic() < deadline, "no view history point with both positions"
-            time.sleep(0.1)
+            time.sleep(0.6)
+            key = {"Idempotency-Key": str(uuid.uuid4())}
+            r = c.post("/riders", json={"name": "R"}, headers=key)
+            assert r.status_code == 201, r.text
+            time.sleep(0.3)
         time.sleep(1.5)
         middle = datetime.now(UTC)
         time.sleep(1.5)
