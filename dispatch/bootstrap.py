@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping
 from decimal import Decimal
@@ -20,6 +21,7 @@ from dispatch.adapters.embedded.transport import EmbeddedTransport
 from dispatch.adapters.jwt.codec import PyJwtCodec
 from dispatch.adapters.jwt.legacy import LegacyTokens
 from dispatch.adapters.jwt.quotes import PyJwtQuotes
+from dispatch.adapters.posix.forked import ForkedBackground
 from dispatch.adapters.sqlite import checkpoints as sqlite_checkpoints
 from dispatch.adapters.sqlite.checkpoints import CheckpointingRecorder
 from dispatch.adapters.sqlite.datadir import (
@@ -73,6 +75,7 @@ from dispatch.shard.personal import Sealer
 from dispatch.shard.policy import Policy, RoadTrips, StopsCheck
 from dispatch.shard.worker import Clock, ShardWorker
 from dispatch.tokens import KeyRing, TokenCodec
+from projections.background import Background, InlineBackground
 from projections.base import Projection
 from projections.history import ViewHistory
 from projections.keeper import ViewKeeper
@@ -565,6 +568,13 @@ def read_audit_records(settings: Settings) -> list[ReadRecord]:
     return list(read_kafka_records(_connection(settings), topic))
 
 
+def build_view_background(settings: Settings) -> Background:
+    """Where a serving process encodes the views it keeps (``views_encode_in``)."""
+    if settings.views_encode_in == "child" and hasattr(os, "fork"):
+        return ForkedBackground()
+    return InlineBackground()
+
+
 def build_view_history(settings: Settings) -> ViewHistory | None:
     """The views' past states (``views-history.sqlite`` under the data dir, on Kafka too;
     None when ``view_history_keep`` is 0)."""
@@ -672,6 +682,7 @@ def build_runtime(settings: Settings, clock: Clock = time.time) -> Runtime:
             views, store, archive, name, settings.views_save_every_s,
             history=build_view_history(settings),
             history_every_s=settings.view_history_every_s,
+            background=build_view_background(settings),
         )  # fmt: skip
         runner = ProjectionRunner(source, views, keeper=keeper)
         tracer = build_tracer(settings, "dispatch-api")
@@ -716,6 +727,7 @@ def build_runtime(settings: Settings, clock: Clock = time.time) -> Runtime:
     keeper = ViewKeeper(
         views, store, archive, name, settings.views_save_every_s,
         history=build_view_history(settings), history_every_s=settings.view_history_every_s,
+        background=build_view_background(settings),
     )  # fmt: skip
     runner = ProjectionRunner(shard_files, views, keeper=keeper)
     tracer = build_tracer(settings, "dispatch")

@@ -279,6 +279,11 @@ class Settings(BaseSettings):
     # from them. Ended rides leave the in-memory rides view this many seconds of log time
     # after they ended; ended-rides.sqlite answers for them from then on.
     views_save_every_s: float = Field(default=60.0, ge=0)
+    # Where a serving process encodes its views every views_save_every_s: "child" (a forked
+    # child, so the encoding takes no time from the API's event loop; where the platform
+    # cannot fork, and whenever the child fails, on the folding thread) or "thread" (the
+    # folding thread; docs/BENCHMARKS.md, "The API's tail").
+    views_encode_in: Literal["child", "thread"] = "child"
     ended_ride_retention_s: float = Field(default=3_600.0, ge=0)
     # Past states of the views for time travel (the /ops time slider, `dispatch replay
     # state --ops`): at a save, a point once this many seconds of log time have passed

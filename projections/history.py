@@ -10,6 +10,10 @@ per-shard checkpoints), the time of the latest event they include, and the drive
 pings then: pings are not events, so a past moment's positions are those of the point it
 starts from (said beside them: ``positions_at``). Adapter: ``dispatch.adapters.sqlite``
 (``views-history.sqlite`` under the data dir).
+
+Adding a point is two steps, so that the costly one can run in another process (the
+keeper's ``Background``): ``pack`` (compression, checksums: computation only, no I/O) and
+``add_packed`` (the durable write).
 """
 
 from __future__ import annotations
@@ -33,15 +37,34 @@ class HistoryPoint:
     positions: dict[str, Position] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class PackedPoint:
+    """A point as its history writes it (``ViewHistory.pack``): its time and the adapter's
+    own fields, plain values that pickle."""
+
+    taken_at: float
+    fields: tuple[float | int | str | bytes, ...]
+
+
 class ViewHistory(ABC):
     """Where past states of the views are kept."""
 
     where: str  # for messages: the file, say
 
-    @abstractmethod
     def add(self, point: HistoryPoint) -> None:
         """Keep the point (durably, before returning); the oldest beyond the number kept
         are dropped."""
+        self.add_packed(self.pack(point))
+
+    @abstractmethod
+    def pack(self, point: HistoryPoint) -> PackedPoint:
+        """The point in the form ``add_packed`` writes: computation only (no I/O, no
+        state of the history), so it may run in another process."""
+
+    @abstractmethod
+    def add_packed(self, packed: PackedPoint) -> None:
+        """Keep a packed point (durably, before returning); the oldest beyond the number
+        kept are dropped."""
 
     @abstractmethod
     def at_or_before(self, at: float) -> HistoryPoint | None:

@@ -3,25 +3,33 @@ the ended rides that left the rides view into the ``RideArchive``.
 
 Order matters: evicted rides are archived (durably) before views that no longer hold them
 are kept, so a ride is always answerable from one or the other; after a crash the views
-kept last still hold the rides archived since, and evict (and archive) them again. The
-keeper runs on the thread that folds (the projection runner's), or once that thread has
-stopped, so nothing the events made can change under it: the views are encoded without
-their lock. Pings change some views from other threads, but only what the kept form leaves
-out (positions, the index, the heatmap's supply: each view's ``__getstate__``); the
-drivers' last pings a history point keeps are copied under the lock. Encoding pickles the
-big views' rows in chunks of a few milliseconds each (``projections.rows``), so readers
-and the API's event loop run meanwhile: holding the lock, or one long pickling, would stall
-every query for the whole encoding (0.4 s for 50,000 drivers; docs/BENCHMARKS.md). With a
-``ViewHistory``, a save also adds a point to it once
-``history_every_s`` of log time has passed since the last (``projections.history``).
+kept last still hold the rides archived since, and evict (and archive) them again.
+
+The keeper runs on the thread that folds (the projection runner's), or once that thread has
+stopped, so nothing the events make changes under it while it begins: the views are
+encoded as they are at that moment, without their lock. Pings change some views from other
+threads, but only what the kept form leaves out (positions, the index, the heatmap's
+supply: each view's ``__getstate__``); the drivers' last pings a history point keeps are
+copied under the lock. The encoding (every view pickled, and a history point compressed:
+0.4-0.9 s of CPU for 50,000 drivers) runs through a ``Background``: in a serving process a
+forked child (``dispatch.adapters.posix``), which sees the views as they were at the fork
+while this thread goes on folding, and takes nothing from the GIL the API's event loop
+needs (docs/BENCHMARKS.md, "The API's tail"); ``maybe_save`` takes the result up when the
+child has ended and writes it. A background that fails is logged and the views are kept on
+this thread instead; ``save`` (a clean stop, the replay tools) always keeps them on this
+thread. With a ``ViewHistory``, a save also adds a point to it once ``history_every_s`` of
+log time has passed since the last (``projections.history``).
 """
 
 from __future__ import annotations
 
 import logging
+import pickle
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
+from projections.background import Background, InlineBackground, Job, JobFailed
 from projections.history import HistoryPoint, ViewHistory
 from projections.store import RideArchive, ViewStore, encode
 from projections.views import ViewSet
@@ -30,6 +38,16 @@ log = logging.getLogger(__name__)
 
 # Evicted rides are archived by this many at most, while a long fold goes on.
 ARCHIVE_BATCH = 5_000
+
+
+@dataclass(frozen=True)
+class _Saving:
+    """A keeping under way: its job, when it began (perf counter) and the rides it
+    archived."""
+
+    job: Job
+    started: float
+    archived: int
 
 
 class ViewKeeper:
@@ -45,10 +63,13 @@ class ViewKeeper:
         clock: Callable[[], float] = time.monotonic,
         history: ViewHistory | None = None,
         history_every_s: float = 900.0,
+        background: Background | None = None,
     ) -> None:
         self.views, self.store, self.archive = views, store, archive
         self.log_name, self.every_s, self.clock = log_name, every_s, clock
         self.history, self.history_every_s = history, history_every_s
+        self.background = background if background is not None else InlineBackground()
+        self._saving: _Saving | None = None
         self._due: float | None = None
         times = history.times() if history is not None else []
         self._last_point = times[-1] if times else None
@@ -72,46 +93,104 @@ class ViewKeeper:
         return len(rows)
 
     def save(self) -> None:
-        """Archive the evicted rides, then keep the views (all or nothing)."""
-        started = time.perf_counter()
-        archived = self.archive_evicted()
-        stored = encode(self.views.projections, self.views.states, self.log_name)  # no lock
-        taken_at = self.views.folded_until
-        point_due = (
-            self.history is not None
-            and taken_at > 0
-            and (self._last_point is None or taken_at >= self._last_point + self.history_every_s)
-        )
-        with self.views.lock:  # pings move them from other threads
-            positions = self.views.positions() if point_due else {}
-        self.store.save(stored)
-        self._plan()
-        if point_due:
-            assert self.history is not None
-            self.history.add(HistoryPoint(taken_at, stored, positions))
-            self._last_point = taken_at
-            log.info("views' state at %.0f kept in %s", taken_at, self.history.where)
-        log.info(
-            "views kept in %s (%d bytes, %d ended rides archived) in %.3f s",
-            self.store.where,
-            sum(len(b) for b in stored.views.values()),
-            archived,
-            time.perf_counter() - started,
-        )
+        """Archive the evicted rides, then keep the views (all or nothing), on this thread
+        (a clean stop, the replay tools); a keeping under way in the background is
+        dropped first."""
+        self._drop_pending()
+        saving = self._begin(InlineBackground())
+        if not self._finish(saving):  # pragma: no cover - an inline job has ended
+            raise JobFailed("an inline keeping did not end")
 
     def save_soon(self) -> None:
         """Keep the views at the next ``maybe_save`` (after a long fold at start)."""
         self._due = self.clock()
 
     def maybe_save(self) -> None:
-        """Keep the views when due; a failure is logged and tried again later."""
-        if self._due is None or self.clock() < self._due:
-            return
+        """Keep the views when due, in the background: begin a keeping, or take up the one
+        under way once it has ended. A background that fails is logged and the views are
+        kept on this thread at once; a failure here is logged and tried again later."""
+        try:
+            if self._saving is None:
+                if self._due is None or self.clock() < self._due:
+                    return
+                self._saving = self._begin(self.background)
+            if self._finish(self._saving):
+                self._saving = None
+        except JobFailed as error:
+            self._saving = None
+            log.warning("views could not be kept in the background (%s); keeping them "
+                        "on the folding thread", error)  # fmt: skip
+            self._save_or_retry()
+        except Exception:
+            self._drop_pending()
+            self._retry_later()
+
+    def close(self) -> None:
+        """Stop a keeping under way (the process is stopping without keeping)."""
+        self._drop_pending()
+
+    def _save_or_retry(self) -> None:
         try:
             self.save()
         except Exception:
-            self._due = self.clock() + max(self.every_s, 10.0)
-            log.exception("views could not be kept in %s; trying again later", self.store.where)
+            self._retry_later()
+
+    def _retry_later(self) -> None:
+        self._due = self.clock() + max(self.every_s, 10.0)
+        log.exception("views could not be kept in %s; trying again later", self.store.where)
+
+    def _drop_pending(self) -> None:
+        if self._saving is not None:
+            self._saving.job.cancel()
+            self._saving = None
+
+    def _begin(self, background: Background) -> _Saving:
+        """Archive the evicted rides, then start encoding the views as they are now (the
+        job must see them unchanged while it runs: inline it runs at once; forked, the
+        child has its own copy)."""
+        started = time.perf_counter()
+        archived = self.archive_evicted()
+        taken_at = self.views.folded_until
+        history = self.history
+        point_due = (
+            history is not None
+            and taken_at > 0
+            and (self._last_point is None or taken_at >= self._last_point + self.history_every_s)
+        )
+        with self.views.lock:  # pings move them from other threads
+            positions = self.views.positions() if point_due else {}
+        projections, states, name = self.views.projections, self.views.states, self.log_name
+
+        def job() -> bytes:
+            stored = encode(projections, states, name)
+            packed = None
+            if point_due and history is not None:
+                packed = history.pack(HistoryPoint(taken_at, stored, positions))
+            return pickle.dumps((stored, packed), protocol=5)
+
+        return _Saving(background.start(job), started, archived)
+
+    def _finish(self, saving: _Saving) -> bool:
+        """Keep what the job encoded once it has ended (False while it runs)."""
+        data = saving.job.result()
+        if data is None:
+            return False
+        stored, packed = pickle.loads(data)
+        self.store.save(stored)
+        self._plan()
+        if packed is not None:
+            assert self.history is not None
+            self.history.add_packed(packed)
+            self._last_point = packed.taken_at
+            log.info("views' state at %.0f kept in %s", packed.taken_at, self.history.where)
+        log.info(
+            "views kept in %s (%d bytes, %d ended rides archived) in %.3f s",
+            self.store.where,
+            sum(len(b) for b in stored.views.values()),
+            saving.archived,
+            time.perf_counter() - saving.started,
+        )
+        return True
 
     def _plan(self) -> None:
         self._due = self.clock() + self.every_s if self.every_s > 0 else None

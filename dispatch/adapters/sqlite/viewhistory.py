@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from dispatch.adapters.sqlite.datadir import connect_read_only
-from projections.history import HistoryPoint, ViewHistory
+from projections.history import HistoryPoint, PackedPoint, ViewHistory
 from projections.store import StoredViews, ViewStoreError
 
 FILE = "views-history.sqlite"
@@ -39,22 +39,26 @@ class SqliteViewHistory(ViewHistory):
         self.path, self.keep = path, keep
         self.where = str(path)
 
-    def add(self, point: HistoryPoint) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    def pack(self, point: HistoryPoint) -> PackedPoint:
         stored = point.stored
         params = orjson.dumps(stored.params)
         views = zlib.compress(_pack(stored.views), 1)
         positions = orjson.dumps(point.positions)  # (one C call: tuples are arrays)
         crc = zlib.crc32(positions, zlib.crc32(views, zlib.crc32(params)))
+        fields = (point.taken_at, stored.format, stored.log, params, views, positions, crc)
+        return PackedPoint(point.taken_at, fields)
+
+    def add_packed(self, packed: PackedPoint) -> None:
+        if len(packed.fields) != 7 or packed.fields[0] != packed.taken_at:
+            raise ValueError("not a point packed by this history")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path)
         try:
             conn.execute("PRAGMA synchronous = FULL")
             with conn:
                 conn.execute(_SCHEMA)
-                conn.execute(
-                    "INSERT OR REPLACE INTO points VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (point.taken_at, stored.format, stored.log, params, views, positions, crc),
-                )
+                conn.execute("INSERT OR REPLACE INTO points VALUES (?, ?, ?, ?, ?, ?, ?)",
+                             packed.fields)  # fmt: skip
                 conn.execute(
                     "DELETE FROM points WHERE taken_at NOT IN "
                     "(SELECT taken_at FROM points ORDER BY taken_at DESC LIMIT ?)",

@@ -3,15 +3,17 @@ ride is always answerable from the views, their evicted rows or the archive."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 import pytest
 
 from dispatch.domain.ride import Ride
 from dispatch.log import LogEvent
+from projections.background import Background, Job, JobFailed
 from projections.keeper import ViewKeeper
 from projections.rides import RideRow
-from projections.store import RideArchive, StoredViews, ViewStore
+from projections.store import RideArchive, StoredViews, ViewStore, decode
 from projections.views import ViewSet, default_projections
 
 RIDE = "00000000-0000-4000-8000-000000000001"
@@ -107,3 +109,76 @@ def test_a_keeper_saves_when_due_and_after_a_failure_tries_again_later() -> None
     now[0] = 200.0
     keeper.maybe_save()
     assert len(store.saved) == 1
+
+
+class Broken(Background):
+    def start(self, job: Callable[[], bytes]) -> Job:
+        raise JobFailed("could not fork: [Errno 12] Cannot allocate memory")
+
+
+class Endless(Background):
+    def __init__(self) -> None:
+        self.cancelled = False
+
+    def start(self, job: Callable[[], bytes]) -> Job:
+        owner = self
+
+        class Running(Job):
+            def result(self) -> bytes | None:
+                return None
+
+            def cancel(self) -> None:
+                owner.cancelled = True
+
+        return Running()
+
+
+def test_views_kept_in_a_child_are_those_of_the_moment_the_keeping_began() -> None:
+    from dispatch.adapters.posix.forked import ForkedBackground
+
+    now = [0.0]
+    views, store, archive = views_with_an_evicted_ride(), Store(), Archive()
+    keeper = ViewKeeper(views, store, archive, "embedded", every_s=60, clock=lambda: now[0],
+                        background=ForkedBackground(timeout_s=30))  # fmt: skip
+    now[0] = 61.0
+    keeper.maybe_save()  # begins: the child encodes; this thread goes on folding
+    assert archive.get(RIDE) is not None, "evicted rides archived before the fork"
+    views.apply_page([event(4, LATER, Ride.CancelledByRider.TOPIC, 80.0, reason="")])
+    deadline = time.monotonic() + 30
+    while not store.saved:
+        assert time.monotonic() < deadline, "the child's keeping was never taken up"
+        time.sleep(0.01)
+        keeper.maybe_save()
+    (kept,) = store.saved
+    rides = decode(kept)["rides"]
+    assert rides.position(0) == 3 and views.position(0) == 4
+    assert rides.view.find(LATER).status == "requested"  # type: ignore[attr-defined]
+    now[0] += 59.0
+    keeper.maybe_save()
+    assert len(store.saved) == 1, "the next keeping is planned from the one taken up"
+
+
+def test_a_background_that_fails_keeps_the_views_on_the_folding_thread(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    views, store, archive = views_with_an_evicted_ride(), Store(), Archive()
+    keeper = ViewKeeper(views, store, archive, "embedded", every_s=0, background=Broken())
+    keeper.save_soon()
+    keeper.maybe_save()
+    assert len(store.saved) == 1 and archive.get(RIDE) is not None
+    assert "Cannot allocate memory" in caplog.text and "on the folding thread" in caplog.text
+
+
+def test_a_save_at_stop_drops_the_keeping_under_way_and_keeps_the_views_now() -> None:
+    background = Endless()
+    views, store, archive = views_with_an_evicted_ride(), Store(), Archive()
+    keeper = ViewKeeper(views, store, archive, "embedded", every_s=0, background=background)
+    keeper.save_soon()
+    keeper.maybe_save()
+    keeper.maybe_save()
+    assert store.saved == [] and not background.cancelled  # under way
+    views.apply_page([event(4, LATER, Ride.CancelledByRider.TOPIC, 80.0, reason="")])
+    keeper.save()
+    assert background.cancelled
+    (kept,) = store.saved
+    assert decode(kept)["rides"].position(0) == 4
