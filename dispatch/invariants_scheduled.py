@@ -6,7 +6,10 @@ shard's clock (its log's last event), was never dispatched: ``scheduled_not_disp
 One still scheduled (waiting, held or asking for its rider's lock) once its search window
 closed was never expired: ``scheduled_not_expired``. One with no driver (none offered or
 assigned) a minute past its time, or a minute after it lost its driver past its time, whose
-rider was never told (``Ride.Overdue``): ``scheduled_not_told_overdue``.
+rider was never told (``Ride.Overdue``): ``scheduled_not_told_overdue``, flagged when a
+driver comes or the ride ends after that minute (it was left untold meanwhile), or at the
+log's end. A driver asked on another shard (``DriverAsked``) counts as a driver offered,
+as the matcher counts it, until the ask ends (``AskEnded``).
 """
 
 from __future__ import annotations
@@ -22,10 +25,11 @@ DUE_SLACK_S = 60.0
 _BOOKED, _DUE, _STARTED = Ride.Booked.TOPIC, Ride.DispatchDue.TOPIC, Ride.DispatchStarted.TOPIC
 _OVERDUE = Ride.Overdue.TOPIC
 # A driver offered or assigned the ride / the ride back without one.
-_DRIVER = frozenset({Ride.Offered.TOPIC, Ride.Accepted.TOPIC})
+_DRIVER = frozenset({Ride.Offered.TOPIC, Ride.Accepted.TOPIC, Ride.DriverAsked.TOPIC})
 _NO_DRIVER = frozenset(
-    {Ride.OfferDeclined.TOPIC, Ride.OfferExpired.TOPIC, Ride.CancelledByDriver.TOPIC}
-)
+    {Ride.OfferDeclined.TOPIC, Ride.OfferExpired.TOPIC, Ride.CancelledByDriver.TOPIC,
+     Ride.AskEnded.TOPIC}
+)  # fmt: skip
 TOPICS = frozenset({_BOOKED, _DUE, _STARTED, _OVERDUE, *_DRIVER, *_NO_DRIVER, *RIDE_ENDINGS})
 
 
@@ -45,11 +49,26 @@ class _Untold:
     scheduled_for: float
     driverless_since: float | None  # None: a driver is offered or assigned
 
+    def left_untold_by(self, at: float) -> bool:
+        """Whether, by ``at``, it had been driverless a minute past its time, untold."""
+        if self.driverless_since is None:
+            return False
+        return at > max(self.scheduled_for, self.driverless_since) + DUE_SLACK_S
+
+    def violation(self, ride_id: str, until: float) -> tuple[str, str, str, str]:
+        assert self.driverless_since is not None
+        since = max(self.scheduled_for, self.driverless_since)
+        return (self.where, ride_id, "scheduled_not_told_overdue",
+                f"scheduled for {self.scheduled_for:.0f} (epoch s), with no driver from "
+                f"{since:.0f} to {until:.0f}, and its rider never told (Ride.Overdue)")  # fmt: skip
+
 
 @dataclass
 class ScheduledChecks:
     waiting: dict[str, _Waiting] = field(default_factory=dict)
     untold: dict[str, _Untold] = field(default_factory=dict)
+    # rides found left untold before the log's end (a driver came, or the ride ended, late)
+    flagged: list[tuple[str, str, str, str]] = field(default_factory=list)
 
     def check(self, e: LogEvent) -> None:
         if e.topic in _DRIVER or e.topic in _NO_DRIVER or e.topic == _OVERDUE:
@@ -65,7 +84,9 @@ class ScheduledChecks:
             self.waiting.pop(e.aggregate_id, None)
         else:  # ended
             self.waiting.pop(e.aggregate_id, None)
-            self.untold.pop(e.aggregate_id, None)
+            untold = self.untold.pop(e.aggregate_id, None)
+            if untold is not None and untold.left_untold_by(e.at):
+                self.flagged.append(untold.violation(e.aggregate_id, e.at))
 
     def _told(self, e: LogEvent) -> None:
         """A driver came or went, or the rider was told overdue."""
@@ -75,14 +96,18 @@ class ScheduledChecks:
         if e.topic == _OVERDUE:
             del self.untold[e.aggregate_id]
         elif e.topic in _DRIVER:
-            untold.driverless_since = None
-        else:
+            if untold.left_untold_by(e.at):  # a driver came, but after a minute untold
+                self.flagged.append(untold.violation(e.aggregate_id, e.at))
+                del self.untold[e.aggregate_id]  # (reported once)
+            else:
+                untold.driverless_since = None
+        elif untold.driverless_since is None:  # the driver went: driverless from now
             untold.where, untold.driverless_since = e.where, e.at
 
     def finish(self, last_time: float) -> list[tuple[str, str, str, str]]:
         """``(where, ride, kind, detail)`` of each booked ride left waiting past its due, or
         left driverless past its time untold."""
-        out = []
+        out = list(self.flagged)
         for ride_id, w in self.waiting.items():
             if last_time > w.expires_at:
                 out.append((w.where, ride_id, "scheduled_not_expired",
@@ -94,14 +119,9 @@ class ScheduledChecks:
                             f"scheduled for {w.scheduled_for:.0f} (epoch s) and never found "
                             f"due by {last_time:.0f}"))  # fmt: skip
         for ride_id, u in self.untold.items():
-            if u.driverless_since is None:
-                continue
-            since = max(u.scheduled_for, u.driverless_since)
-            if last_time > since + DUE_SLACK_S:
-                out.append((u.where, ride_id, "scheduled_not_told_overdue",
-                            f"scheduled for {u.scheduled_for:.0f} (epoch s), with no driver "
-                            f"from {since:.0f} to {last_time:.0f}, and its rider never told "
-                            "(Ride.Overdue)"))  # fmt: skip
+            if u.left_untold_by(last_time):
+                out.append(u.violation(ride_id, last_time))
         self.waiting.clear()  # (each reported once)
         self.untold.clear()
+        self.flagged.clear()
         return out

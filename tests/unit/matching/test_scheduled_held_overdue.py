@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from dispatch.adapters.sqlite.logsource import SqliteLogSource
 from dispatch.domain.ride import RideStatus
 from schemas import commands as c
 from tests.unit.matching.test_scheduled_dispatch import (
@@ -44,6 +45,9 @@ def test_a_held_booking_with_no_driver_by_its_time_tells_the_rider(tmp_path: Pat
     assert world.ride(scheduled).is_overdue
     assert world.topics(scheduled).count(OVERDUE) == 1
     assert "dispatch.Ride.DispatchHeld" in world.topics(scheduled)
+    # the matcher decided it once (the ride refuses a second notice; this is the matcher's
+    # own once, which would otherwise send a refused MarkOverdue every tick)
+    assert world.matcher().stats.overdue == 1
 
 
 def test_a_held_overdue_booking_is_not_told_again_once_its_dispatch_starts(
@@ -51,7 +55,9 @@ def test_a_held_overdue_booking_is_not_told_again_once_its_dispatch_starts(
 ) -> None:
     world = World(tmp_path)
     rider, scheduled, now_ride = _riding_when_booking_is_due(world)
-    world.run_until(T0 + HOUR + 60, lambda: OVERDUE in world.topics(scheduled))
+    told = world.run_until(T0 + HOUR + 60, lambda: OVERDUE in world.topics(scheduled))
+    assert told is not None, "told while held (its rider still riding)"
+    assert world.ride(scheduled).status == RideStatus.SCHEDULED
 
     assert world.send(c.CancelRide(ride_id=now_ride, rider_id=rider)).accepted
     started = world.run_until(T0 + HOUR + 300, requested(world, scheduled))
@@ -68,12 +74,16 @@ def test_a_held_booking_told_overdue_before_a_restart_is_not_told_again(
 ) -> None:
     world = World(tmp_path, checkpoint_every=checkpoint_every)
     _, scheduled, _ = _riding_when_booking_is_due(world)
-    world.run_until(T0 + HOUR + 60, lambda: OVERDUE in world.topics(scheduled))
-    world.driver(0.05)  # events enough for a checkpoint after the notice
+    told = world.run_until(T0 + HOUR + 60, lambda: OVERDUE in world.topics(scheduled))
+    assert told is not None
+    notice_at = SqliteLogSource(tmp_path).head(0)  # the notice is at or before this
+    for north in (0.05, 0.06, 0.07):  # events enough for a checkpoint after the notice
+        world.driver(north)
 
     world.restart()
     if checkpoint_every:
-        assert world.engine.workers[0].restored_from is not None
+        restored = world.engine.workers[0].restored_from
+        assert restored is not None and restored >= notice_at, "restored past the notice"
     world.run_until(T0 + HOUR + 300, lambda: False)
 
     assert world.topics(scheduled).count(OVERDUE) == 1

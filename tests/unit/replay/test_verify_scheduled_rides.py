@@ -126,3 +126,72 @@ def test_a_booking_whose_driver_declined_after_its_time_must_be_told_a_minute_la
 
     log.add(new_id(0), "Rider.Registered", at=T0 + HOUR + 71, name="b")
     assert kinds(log) == ["scheduled_not_told_overdue"]
+
+
+def dispatched(log: CraftedLog, ride: UUID, rider: UUID) -> CraftedLog:
+    log.add(ride, "Ride.DispatchDue", at=T0 + HOUR - 600, expected_pickup_s=300.0, margin_s=300.0)
+    log.add(ride, "Ride.DispatchStarted", at=T0 + HOUR - 600)
+    log.add(rider, "Rider.ScheduledRideActivated", at=T0 + HOUR - 600, ride_id=str(ride))
+    return log
+
+
+def test_a_held_booking_that_expired_without_ever_being_told_is_found() -> None:
+    """Left untold for its whole search: found when it ends, not only at the log's end."""
+    ride, rider, other = new_id(0), new_id(0), new_id(0)
+    log = booked(CraftedLog(), ride, rider)
+    log.add(ride, "Ride.DispatchDue", at=T0 + HOUR - 600, expected_pickup_s=300.0, margin_s=300.0)
+    log.add(ride, "Ride.DispatchHeld", at=T0 + HOUR - 600, reason="rider_busy",
+            busy_with=str(new_id(0)))  # fmt: skip
+    log.add(ride, "Ride.Expired", at=T0 + HOUR + 900)
+    log.add(rider, "Rider.RideEnded", at=T0 + HOUR + 900, ride_id=str(ride), outcome="expired")
+    log.add(other, "Rider.Registered", at=T0 + 3 * HOUR, name="o")
+    assert "scheduled_not_told_overdue" in kinds(log)
+
+
+def test_a_dispatched_booking_that_expired_without_ever_being_told_is_found() -> None:
+    ride, rider, other = new_id(0), new_id(0), new_id(0)
+    log = dispatched(booked(CraftedLog(), ride, rider), ride, rider)
+    log.add(ride, "Ride.Expired", at=T0 + HOUR + 900)
+    log.add(rider, "Rider.RideEnded", at=T0 + HOUR + 900, ride_id=str(ride), outcome="expired")
+    log.add(other, "Rider.Registered", at=T0 + 3 * HOUR, name="o")
+    assert kinds(log) == ["scheduled_not_told_overdue"]
+
+
+def test_a_booking_cancelled_within_the_minute_after_its_time_is_clean() -> None:
+    ride, rider, other = new_id(0), new_id(0), new_id(0)
+    log = dispatched(booked(CraftedLog(), ride, rider), ride, rider)
+    log.add(ride, "Ride.CancelledByRider", at=T0 + HOUR + 30, reason="", fee=None)
+    log.add(rider, "Rider.RideEnded", at=T0 + HOUR + 30, ride_id=str(ride), outcome="cancelled")
+    log.add(other, "Rider.Registered", at=T0 + 3 * HOUR, name="o")
+    assert kinds(log) == []
+
+
+def test_a_booking_driverless_ten_minutes_past_its_time_then_offered_is_found() -> None:
+    """A driver who comes late does not hide that the rider was left untold meanwhile."""
+    ride, rider, driver = new_id(0), new_id(0), new_id(0)
+    log = booked(CraftedLog(), ride, rider)
+    log.add(driver, "Driver.Registered", name="d").add(driver, "Driver.WentOnline")
+    dispatched(log, ride, rider)
+    log.add(ride, "Ride.Offered", at=T0 + HOUR + 600, driver_id=str(driver),
+            offer_expires_at=iso(T0 + HOUR + 615), pickup_eta_s=60.0, distance_m=400.0)  # fmt: skip
+    log.add(driver, "Driver.OfferReceived", at=T0 + HOUR + 600, ride_id=str(ride),
+            expires_at=iso(T0 + HOUR + 615))  # fmt: skip
+    log.add(new_id(0), "Rider.Registered", at=T0 + HOUR + 610, name="a")
+    assert kinds(log) == ["scheduled_not_told_overdue"]
+
+
+def test_a_driver_asked_on_another_shard_counts_as_a_driver_until_the_ask_ends() -> None:
+    """As the matcher counts it: no notice is due while the ask is open (an offer timeout
+    longer than the minute's slack would otherwise be flagged), and one is due a minute
+    after the ask ends without a driver."""
+    ride, rider, driver = new_id(0), new_id(0), new_id(1)
+    log = dispatched(booked(CraftedLog(), ride, rider), ride, rider)
+    log.add(ride, "Ride.DriverAsked", at=T0 + HOUR - 5, driver_id=str(driver), resv="r-1",
+            pickup_eta_s=60.0, distance_m=400.0, owner=1)  # fmt: skip
+    log.add(new_id(0), "Rider.Registered", at=T0 + HOUR + 90, name="a")
+    assert kinds(log) == []  # asking for 95 s, past the minute: not untold
+    log.add(ride, "Ride.AskEnded", at=T0 + HOUR + 95, driver_id=str(driver), reason="refused")
+    log.add(new_id(0), "Rider.Registered", at=T0 + HOUR + 150, name="b")
+    assert kinds(log) == []
+    log.add(new_id(0), "Rider.Registered", at=T0 + HOUR + 160, name="c")
+    assert kinds(log) == ["scheduled_not_told_overdue"]
