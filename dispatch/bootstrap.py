@@ -7,7 +7,6 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping
-from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -53,7 +52,7 @@ from dispatch.matching.matcher import Matcher, MatcherConfig
 from dispatch.matching.scheduled import SchedulingConfig
 from dispatch.matching.strategies import SearchLimits, make_strategy
 from dispatch.ports import Tracer
-from dispatch.pricing.desk import FareDesk
+from dispatch.pricing.desk import FareDesk, SurgeReading
 from dispatch.pricing.rules import fare_book, fares_of
 from dispatch.pricing.surge import SurgeCurve
 from dispatch.pricing.tracker import SurgeConfig, SurgeTracker
@@ -481,11 +480,12 @@ def build_fare_desk(
     settings: Settings,
     ring: KeyRing,
     markets: MarketMap | None = None,
-    surge: Callable[[float, float], Decimal] | None = None,
+    surge: Callable[[float, float], SurgeReading] | None = None,
 ) -> FareDesk:
     """Fare quotes: the settings' fare rules (or the defaults), the trip estimate, quotes
     signed with the bearer tokens' key ring for the quotes' own audience (PyJWT), priced
-    at ``surge`` (the runtime's surge view; None: 1.00)."""
+    at ``surge`` (the runtime's surge view: a place's multiplier and where it came from;
+    None: 1.00)."""
     return FareDesk(
         fare_book(fares_of(settings)),
         build_trips(settings),

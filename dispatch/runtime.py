@@ -16,6 +16,7 @@ from uuid import UUID
 
 from dispatch.adapters.embedded.engine import EmbeddedEngine
 from dispatch.domain.products import Catalog
+from dispatch.domain.ride_fare import SurgeSource
 from dispatch.markets import MarketMap
 from dispatch.messages import Ping
 from dispatch.ports import CommandBus, Tracer
@@ -172,10 +173,12 @@ class Runtime:
             for ping in pings:
                 self.views.apply_ping(ping)
 
-    def surge_at(self, lat: float, lng: float) -> Decimal:
-        """The surge multiplier of the place's cell now, as the views last saw it."""
+    def surge_at(self, lat: float, lng: float) -> tuple[Decimal, SurgeSource]:
+        """The surge multiplier of the place's cell now, as the views last saw it, and
+        where it came from (the cell, and the event that set it)."""
         with self.views.lock:
-            return Decimal(self.views.surge.multiplier(lat, lng))
+            text, source = self.views.surge.reading(lat, lng)
+        return Decimal(text), source
 
     def wait_for(self, shard: int, position: int, timeout_s: float) -> bool:
         """Read-your-writes: wait until the views include ``position`` of ``shard``."""

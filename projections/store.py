@@ -21,9 +21,9 @@ from projections.base import Checkpointed, Projection
 from projections.rides import RideRow
 
 # Bump when a view's pickled shape changes.
-VIEW_FORMAT = 6  # 4: the driver views keep the tenures of drivers handed off; 5: the rides
+VIEW_FORMAT = 7  # 4: the driver views keep the tenures of drivers handed off; 5: the rides
 # view keeps each rider's booked rides and a scheduled ride's time; 6: rows pickled by
-# position (``projections.rows``)
+# position (``projections.rows``); 7: the surge view keeps each change's shard and position
 
 
 class ViewStoreError(Exception):

@@ -9,7 +9,10 @@ Each surge cell is recorded by one shard only (the owner of its region-resolutio
 ``dispatch.pricing.tracker``), so a cell's changes come in its shard's order. The view does
 not rely on it: it keeps each cell's latest change, a change back to 1.00 included (kept
 as a tombstone, not dropped), and the later ``(time, multiplier)`` wins, so folding the
-shards in any order gives the same view.
+shards in any order gives the same view. With each cell's multiplier it keeps where the
+change is in the log (shard and position): a fare priced from the view names it
+(``dispatch.domain.ride_fare.SurgeSource``), so ``replay fare`` can point to it and
+``replay verify`` can check it.
 """
 
 from __future__ import annotations
@@ -19,25 +22,38 @@ from dataclasses import dataclass, field
 
 import h3
 
+from dispatch.domain.ride_fare import SurgeSource
 from dispatch.domain.surge import CHANGED_TOPIC, NO_SURGE_TEXT, RECOMPUTED_TOPIC, SURGE_RESOLUTION
 from dispatch.log import LogEvent
+
+# A cell's latest change: its multiplier, time, and the change's shard and log position.
+Change = tuple[str, float, int, int]
 
 
 @dataclass
 class SurgeView:
-    cells: dict[str, tuple[str, float]] = field(default_factory=dict)  # cell -> (text, at)
+    cells: dict[str, Change] = field(default_factory=dict)
 
     def cell_of(self, lat: float, lng: float) -> str:
         return str(h3.latlng_to_cell(lat, lng, SURGE_RESOLUTION))
 
     def multiplier(self, lat: float, lng: float) -> str:
         """The multiplier of the surge cell holding ``(lat, lng)`` (``"1.00"`` if none)."""
-        found = self.cells.get(self.cell_of(lat, lng))
-        return found[0] if found is not None else NO_SURGE_TEXT
+        return self.reading(lat, lng)[0]
+
+    def reading(self, lat: float, lng: float) -> tuple[str, SurgeSource]:
+        """The multiplier of the surge cell holding ``(lat, lng)`` and where it came from:
+        the cell and the event that set it (none for a cell never changed: 1.00)."""
+        cell = self.cell_of(lat, lng)
+        found = self.cells.get(cell)
+        if found is None:
+            return NO_SURGE_TEXT, SurgeSource(cell)
+        text, at, shard, position = found
+        return text, SurgeSource(cell, shard, position, at)
 
     def layer(self) -> dict[str, str]:
         """Every cell above 1.00, with its multiplier."""
-        return {cell: text for cell, (text, _) in self.cells.items() if text != NO_SURGE_TEXT}
+        return {cell: c[0] for cell, c in self.cells.items() if c[0] != NO_SURGE_TEXT}
 
 
 class SurgeProjection:
@@ -59,5 +75,5 @@ class SurgeProjection:
             known = cells.get(cell)
             if known is not None and (known[1], known[0]) > (at, text):
                 continue  # a later change stands (order-free: ties go to the higher text)
-            cells[cell] = (text, at)  # 1.00 included: a tombstone with its time
+            cells[cell] = (text, at, e.shard, e.position)  # 1.00 included: a tombstone
         return view

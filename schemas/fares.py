@@ -54,6 +54,23 @@ class QuotedPriceData(_Fare):
     )
 
 
+class SurgeEventRef(_Fare):
+    """A surge event in the log: its shard, position and time."""
+
+    shard: Annotated[int, Field(ge=0)]
+    position: Annotated[int, Field(ge=0)]
+    at: float
+
+
+class SurgeSourceData(_Fare):
+    """Where a fare's surge came from: the pickup's surge cell (H3, resolution 8) and the
+    surge event that last set the cell's multiplier then (null: the cell had no change,
+    1.00)."""
+
+    cell: str = Field(pattern=r"^[0-9a-f]{15}$", examples=["8828308281fffff"])
+    event: SurgeEventRef | None
+
+
 class FareTermsData(_Fare):
     """How a ride is priced: the rule of the pickup's market (null: outside every market)
     for the product, from the rule set ``rules_version``, at ``surge``; ``quote``: what the
@@ -73,6 +90,12 @@ class FareTermsData(_Fare):
         "requested), so the distance can be checked from the log; null in terms recorded "
         "before it was.",
         examples=["1.35"],
+    )
+    surge_from: SurgeSourceData | None = Field(
+        default=None,
+        description="Where the surge came from (`dispatch replay fare` names the event; "
+        "`replay verify` checks it set that multiplier); null in terms recorded before it "
+        "was, and for a ride priced at no surge (a booking).",
     )
 
 

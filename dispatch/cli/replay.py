@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
 import typer
@@ -33,7 +33,7 @@ from dispatch.cli.common import DataDir, Kafka, iso_time, settings_from
 from dispatch.cli.errors import fail, report
 from dispatch.domain.geo import latlng_problem
 from dispatch.domain.ids import shard_of
-from dispatch.log import LogSource
+from dispatch.log import LogEvent, LogSource
 from dispatch.replay import operations as op
 from dispatch.replay.past import ops_state_at
 from dispatch.shard.personal import Sealer
@@ -215,9 +215,10 @@ def fare(
     kafka: Kafka = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
 ) -> None:
-    """Explain a ride's fare from its events alone: the rules version and rule, the quote,
-    the trip driven, the arithmetic, and which total the rider pays and why. Exit 1 when
-    the fare priced again differs from the one the ride recorded."""
+    """Explain a ride's fare from its events: the rules version and rule, the quote, the
+    surge and the surge event it came from, the trip driven, the arithmetic, and which
+    total the rider pays and why. Exit 1 when the fare priced again differs from the one
+    the ride recorded, or the surge event does not bear its surge out."""
     from uuid import UUID
 
     from dispatch.replay.aggregates import replay_states
@@ -227,12 +228,13 @@ def fare(
         ride = UUID(ride_id)
     except ValueError:
         raise typer.BadParameter(f"not a UUID: {ride_id!r}", param_hint="RIDE_ID") from None
-    stored = _source(data_dir, kafka).stored_events(shard_of(ride), ride)
+    source = _source(data_dir, kafka)
+    stored = source.stored_events(shard_of(ride), ride)
     sealer = Sealer(build_personal(settings_from(data_dir, kafka)))
     events = [event for event, _ in replay_states(stored, sealer)]
     if not events or not type(events[0]).TOPIC.startswith("dispatch.Ride."):
         fail(f"no ride {ride} in shard {shard_of(ride)}", code=1)
-    explained = explain_fare(events)
+    explained = explain_fare(events, _surge_event_of(events[0], source))
     if as_json:
         sys.stdout.write(orjson.dumps(explained.facts).decode() + "\n")
     else:
@@ -240,6 +242,19 @@ def fare(
             console.print(line, markup=False, highlight=False, soft_wrap=True)
     if explained.agrees is False:
         raise typer.Exit(code=1)
+
+
+def _surge_event_of(requested: Any, source: LogSource) -> LogEvent | None:
+    """The surge event a ride's requested event's terms name, read from the log."""
+    from dispatch.domain.ride_fare import SurgeSource
+    from dispatch.replay.surge_sources import surge_event
+
+    found = (getattr(requested, "fare", None) or {}).get("surge_from")
+    if not found or not found.get("event"):
+        return None
+    where = SurgeSource.from_data(found)
+    assert where.shard is not None and where.position is not None
+    return surge_event(source, where.shard, where.position)
 
 
 @app.command()

@@ -55,11 +55,40 @@ class QuotedPrice:
 
 
 @dataclass(frozen=True, slots=True)
+class SurgeSource:
+    """Where a fare's surge came from: the pickup's surge ``cell`` (as the quote or the
+    API read it) and the surge event that last set the cell's multiplier then, by its
+    ``shard``, ``position`` in the log and time ``at``; the three None when the cell had
+    no change (1.00)."""
+
+    cell: str
+    shard: int | None = None
+    position: int | None = None
+    at: float | None = None
+
+    def to_data(self) -> dict[str, Any]:
+        event = None
+        if self.shard is not None:
+            event = {"shard": self.shard, "position": self.position, "at": self.at}
+        return {"cell": self.cell, "event": event}
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> SurgeSource:
+        event = data.get("event")
+        if event is None:
+            return cls(str(data["cell"]))
+        return cls(str(data["cell"]), int(event["shard"]), int(event["position"]),
+                   float(event["at"]))  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
 class FareTerms:
     """How a ride is priced: ``rule`` (of ``market``, None outside every market, for
     ``product``) from the rule set ``rules_version``, at ``surge``; ``quote`` when the
     ride carried one; ``road_factor``: the factor the trip's recorded distance is the
-    great circle between the requested ends times (None: terms recorded before it was)."""
+    great circle between the requested ends times (None: terms recorded before it was);
+    ``surge_from``: where ``surge`` came from (None: terms recorded before it was, or a
+    ride priced at no surge, as a booking is)."""
 
     product: Product
     market: str | None
@@ -68,6 +97,7 @@ class FareTerms:
     surge: Decimal
     quote: QuotedPrice | None = None
     road_factor: Decimal | None = None
+    surge_from: SurgeSource | None = None
 
     @property
     def currency(self) -> str:
@@ -98,6 +128,7 @@ class FareTerms:
             "surge": str(self.surge),
             "quote": priced,
             "road_factor": None if self.road_factor is None else str(self.road_factor),
+            "surge_from": None if self.surge_from is None else self.surge_from.to_data(),
         }
 
     @classmethod
@@ -119,6 +150,7 @@ class FareTerms:
             Decimal(data["surge"]),
             quote,
             None if data.get("road_factor") is None else Decimal(data["road_factor"]),
+            None if data.get("surge_from") is None else SurgeSource.from_data(data["surge_from"]),
         )
 
 

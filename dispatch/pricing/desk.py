@@ -15,13 +15,16 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from dispatch.domain.fares import NO_SURGE, Product, fare
-from dispatch.domain.ride_fare import FareTerms, QuotedPrice
+from dispatch.domain.ride_fare import FareTerms, QuotedPrice, SurgeSource
 from dispatch.markets import MarketMap
 from dispatch.matching.geo import haversine_m
 from dispatch.pricing.quotes import Quote, QuoteCodec, QuoteError, check_quote
 from dispatch.pricing.reading import read_quote
 from dispatch.pricing.rules import FareBook, FareError
 from dispatch.pricing.trip import Place, Trip, TripEstimator
+
+# The surge of a place now and where it came from (the runtime's surge view).
+SurgeReading = tuple[Decimal, SurgeSource | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +36,8 @@ class IssuedQuote:
 class FareDesk:
     """Quotes of ``book``'s rules over ``trips``' estimates of at most ``max_trip_m``
     metres, signed by ``codec`` and valid ``ttl_s`` seconds; ``markets`` says which market
-    a pickup is in; ``surge`` the multiplier of a place now (None: 1.00 everywhere)."""
+    a pickup is in; ``surge`` the multiplier of a place now and where it came from (None:
+    1.00 everywhere, from nowhere)."""
 
     def __init__(
         self,
@@ -44,7 +48,7 @@ class FareDesk:
         ttl_s: int,
         max_trip_m: int,
         road_factor: float = 1.35,
-        surge: Callable[[float, float], Decimal] | None = None,
+        surge: Callable[[float, float], SurgeReading] | None = None,
     ) -> None:
         self.book, self.ttl_s, self.max_trip_m = book, ttl_s, max_trip_m
         self.road_factor = road_factor  # the trip's recorded distance: recorded in the terms
@@ -60,7 +64,7 @@ class FareDesk:
         market = found.name if found is not None else None
         rule = self.book.rule_for(market, product)
         trip = self._trip(pickup, dropoff)
-        surge = self.surge_at(pickup)
+        surge, source = self.surge_at(pickup)
         priced = fare(rule, trip.distance_m, trip.duration_s, surge)
         issued = int(now)
         quote = Quote(
@@ -80,12 +84,14 @@ class FareDesk:
             minimum_applied=priced.minimum_applied,
             issued_at=issued,
             expires_at=issued + self.ttl_s,
+            surge_from=source,
         )
         return IssuedQuote(quote, self._codec.sign(quote.claims()))
 
-    def surge_at(self, pickup: Place) -> Decimal:
-        """The surge of ``pickup``'s cell now (1.00 without a surge view)."""
-        return self._surge(*pickup) if self._surge is not None else NO_SURGE
+    def surge_at(self, pickup: Place) -> SurgeReading:
+        """The surge of ``pickup``'s cell now and where it came from (1.00 from nowhere
+        without a surge view)."""
+        return self._surge(*pickup) if self._surge is not None else (NO_SURGE, None)
 
     def _trip(self, pickup: Place, dropoff: Place) -> Trip:
         """The trip's estimate, if it is at most ``max_trip_m`` long; the great circle is
@@ -137,7 +143,8 @@ class FareDesk:
                                quote.duration_s, quote.estimated_by,
                                quote.minimum_applied, quote.expires_at)  # fmt: skip
         return FareTerms(quote.product, quote.market, quote.rules_version, quote.rule,
-                         quote.surge, promised, factor_text(self.road_factor))  # fmt: skip
+                         quote.surge, promised, factor_text(self.road_factor),
+                         quote.surge_from)  # fmt: skip
 
     def terms_for(self, pickup: Place, product: Product, surged: bool = True) -> FareTerms | None:
         """The terms a ride without a quote is priced on: the rules in force now for the
@@ -148,8 +155,9 @@ class FareDesk:
         rules at all (no market's and no ``elsewhere``): its rides are not priced."""
         if not self.book.has_rules:
             return None
-        surge = self.surge_at(pickup) if surged else NO_SURGE
-        return terms_for(self.book, self._markets, pickup, product, self.road_factor, surge)
+        surge, source = self.surge_at(pickup) if surged else (NO_SURGE, None)
+        return terms_for(self.book, self._markets, pickup, product, self.road_factor, surge,
+                         source)  # fmt: skip
 
 
 def terms_for(
@@ -159,15 +167,16 @@ def terms_for(
     product: Product,
     road_factor: float,
     surge: Decimal = NO_SURGE,
+    surge_from: SurgeSource | None = None,
 ) -> FareTerms:
     """The terms a ride without a quote is priced on: ``book``'s rule for the pickup's
-    market and ``product``, at ``surge``, its trip's distance by ``road_factor``;
-    ``FareError`` when it has none."""
+    market and ``product``, at ``surge`` (which came from ``surge_from``), its trip's
+    distance by ``road_factor``; ``FareError`` when it has none."""
     found = markets.market_of(*pickup)
     market = found.name if found is not None else None
     rule = book.rule_for(market, product)
     return FareTerms(product, market, book.version, rule, surge, None,
-                     factor_text(road_factor))  # fmt: skip
+                     factor_text(road_factor), surge_from)  # fmt: skip
 
 
 def factor_text(road_factor: float) -> Decimal:

@@ -21,6 +21,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from dispatch.domain.fares import AMOUNTS, FareRule, Product, amount_text, minor_units
+from dispatch.domain.ride_fare import SurgeSource
 from dispatch.matching.geo import haversine_m
 from dispatch.pricing.trip import Estimate, Place
 from dispatch.tokens import ISSUER
@@ -68,6 +69,7 @@ class Quote:
     minimum_applied: bool
     issued_at: int
     expires_at: int
+    surge_from: SurgeSource | None = None  # the surge's cell and the event that set it
 
     @property
     def currency(self) -> str:
@@ -98,6 +100,7 @@ class Quote:
             "total_minor": self.total_minor,
             "minimum_applied": self.minimum_applied,
             "currency": self.currency,
+            "surge_from": None if self.surge_from is None else self.surge_from.to_data(),
         }
         return {
             "iss": ISSUER,

@@ -24,6 +24,7 @@ from dispatch.domain.fares import (
 )
 from dispatch.domain.geo import latlng_problem
 from dispatch.domain.products import is_product_name
+from dispatch.domain.ride_fare import SurgeSource
 from dispatch.pricing.quotes import EXPIRED, QUOTE_TYPE, Quote, QuoteError
 from dispatch.pricing.trip import Estimate, Place
 from dispatch.tokens import LEEWAY_S, subject_fits
@@ -36,6 +37,8 @@ DECIMAL_TEXT = re.compile(r"[0-9]{1,6}(\.[0-9]{1,4})?")
 MAX_COUNT = 10**9  # metres or seconds
 MAX_TOTAL_MINOR = 10**15
 MAX_NAME = 200  # a market's name (MarketConfig's bound) or a rules version
+MAX_POSITION = 2**63 - 1  # a log position (a Kafka offset is a signed 64-bit integer)
+SURGE_CELL = re.compile(r"[0-9a-f]{15}")  # an H3 cell's text
 
 
 def read_quote(
@@ -99,7 +102,29 @@ def _quote(payload: Mapping[str, Any], iat: int, exp: int) -> Quote:
         minimum_applied=fare["minimum_applied"],
         issued_at=iat,
         expires_at=exp,
+        surge_from=_surge_source(fare.get("surge_from")),
     )
+
+
+def _surge_source(value: object) -> SurgeSource | None:
+    """The surge's cell and event, as ``SurgeSource.to_data`` writes them (null: a quote
+    from before they were recorded)."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or set(value) != {"cell", "event"}:
+        raise QuoteError("malformed quote: its surge source is not {cell, event}")
+    cell, event = value["cell"], value["event"]
+    if not isinstance(cell, str) or not SURGE_CELL.fullmatch(cell):
+        raise QuoteError("malformed quote: its surge cell is not an H3 cell")
+    if event is None:
+        return SurgeSource(cell)
+    if not isinstance(event, Mapping) or set(event) != {"shard", "position", "at"}:
+        raise QuoteError("malformed quote: its surge event is not {shard, position, at}")
+    shard, position, at = event["shard"], event["position"], event["at"]
+    whole = all(type(v) is int and 0 <= v <= MAX_POSITION for v in (shard, position))
+    if not whole or type(at) not in (int, float) or not math.isfinite(at):
+        raise QuoteError("malformed quote: its surge event's shard, position or time")
+    return SurgeSource(cell, shard, position, float(at))
 
 
 def _rule(value: object, currency: str) -> FareRule:

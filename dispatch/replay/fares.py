@@ -5,12 +5,16 @@ surge, the quote's promise); its ``Completed`` event the trip driven and the fin
 The explanation shows each, the arithmetic of the metered fare with the rule's own
 amounts, and which total the rider pays and why (docs/MARKETPLACE.md, "The ride's fare");
 it prices the trip again with the pure pricing core and says whether that agrees with the
-fare the event recorded.
+fare the event recorded. Its surge is traced to the surge event the terms name, when the
+caller read it from the log (``surge_sources``): that event's row for the cell (demand,
+supply, target, previous level) is shown, and a surge the event does not bear out makes
+the fare disagree.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
@@ -18,7 +22,10 @@ from typing import Any
 from dispatch.domain.fares import amount_text
 from dispatch.domain.ride import Ride
 from dispatch.domain.ride_fare import FareTerms, final_fare
+from dispatch.domain.surge import recorded_changes
+from dispatch.log import LogEvent
 from dispatch.matching.geo import haversine_m
+from dispatch.replay.surge_sources import surge_problem
 
 
 @dataclass
@@ -32,8 +39,10 @@ class FareExplanation:
     agrees: bool | None = None
 
 
-def explain_fare(events: list[Any]) -> FareExplanation:
-    """Explain the fare of the ride whose domain events (upcast, in order) are ``events``."""
+def explain_fare(events: list[Any], surge_event: LogEvent | None = None) -> FareExplanation:
+    """Explain the fare of the ride whose domain events (upcast, in order) are ``events``;
+    ``surge_event``: the event its terms name as their surge's source, read from the log
+    (None: they name none, or the log has none there)."""
     out = FareExplanation()
     requested = next(e for e in events if isinstance(e, Ride.Created | Ride.Booked))
     ride_id = requested.originator_id
@@ -41,7 +50,9 @@ def explain_fare(events: list[Any]) -> FareExplanation:
     if requested.fare is None:
         out.lines.append(f"ride {ride_id}: not priced (no fare terms in its requested event)")
     else:
-        _terms(out, FareTerms.from_data(requested.fare), ride_id)
+        terms = FareTerms.from_data(requested.fare)
+        _terms(out, terms, ride_id)
+        _surge(out, terms, surge_event, requested.timestamp.timestamp())
     completed = next((e for e in events if isinstance(e, Ride.Completed)), None)
     cancelled = next((e for e in events if isinstance(e, Ride.CancelledByRider)), None)
     if cancelled is not None and cancelled.fee is not None:
@@ -77,6 +88,37 @@ def _terms(out: FareExplanation, terms: FareTerms, ride_id: Any) -> None:
             f"quote {quote.quote_id}: {quote.distance_m:,} m, {quote.duration_s:,} s "
             f"({quote.estimated_by}) -> {amount_text(quote.total, money)} {money}"
         )
+
+
+def _surge(
+    out: FareExplanation, terms: FareTerms, event: LogEvent | None, requested_at: float
+) -> None:
+    found = terms.surge_from
+    if found is None:
+        out.lines.append("surge source: not recorded (terms from before it was, or no surge)")
+        return
+    if found.shard is None:
+        out.lines.append(f"surge source: cell {found.cell}, which had no change (1.00)")
+    else:
+        line = f"surge source: cell {found.cell}, set by the event at {found.shard}:"
+        line += f"{found.position}"
+        row = None
+        if event is not None:
+            row = next((c for c in recorded_changes(event.topic, event.data)
+                        if c.cell == found.cell), None)  # fmt: skip
+        if event is not None and row is not None:
+            when = datetime.fromtimestamp(event.at, UTC).isoformat()
+            line += (f" ({event.topic}, {when}): {row.previous} -> {row.multiplier}, "
+                     f"target {row.target}, demand {row.demand}, supply {row.supply} over "
+                     f"{row.window_s:g} s")  # fmt: skip
+            out.facts["surge_event"] = {"where": event.where, "topic": event.topic,
+                                        "at": event.at, "row": row._asdict()}  # fmt: skip
+        out.lines.append(line)
+    problem = surge_problem(terms.surge, found, event, requested_at)
+    out.facts["surge_problem"] = problem
+    if problem is not None:
+        out.lines.append(f"surge does not agree with the log: {problem}")
+        out.agrees = False
 
 
 def _trip(out: FareExplanation, requested: Any, completed: Any, events: list[Any]) -> None:
@@ -135,9 +177,10 @@ def _final(out: FareExplanation, terms: FareTerms, completed: Any) -> None:
                f"{_num(abs(off))} {side} it, for comparison only)")  # fmt: skip
     out.lines.append(f"pays {a(again.total)} {money}: {why}")
     recorded = completed.fare
-    out.agrees = recorded == again.to_data()
-    if not out.agrees:
+    priced_agrees = recorded == again.to_data()
+    if not priced_agrees:
         out.lines.append(f"MISMATCH: the event recorded {recorded}, priced again {again.to_data()}")
+    out.agrees = priced_agrees and out.facts.get("surge_problem") is None
     out.facts.update(recorded=recorded, priced_again=again.to_data(), agrees=out.agrees)
 
 

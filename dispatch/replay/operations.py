@@ -22,6 +22,7 @@ from dispatch.invariants import InvariantChecker, Violation
 from dispatch.invariants_across import CrossShardChecker
 from dispatch.log import LogEvent, LogSource
 from dispatch.privacy import Opener, as_is
+from dispatch.replay.surge_sources import SurgeClaims
 from projections.base import Checkpointed, Projection
 from projections.keeper import ViewKeeper
 from projections.store import RideArchive, StoredViews, ViewStore, ViewStoreError, encode
@@ -66,6 +67,7 @@ def verify(
     checker = InvariantChecker()
     shards = [shard] if shard is not None else source.shards()
     across = CrossShardChecker()
+    surges = SurgeClaims()  # each priced ride's surge, checked at the end against its event
     # Every shard up to where it stood when verify began (a cut taken first, so a log still
     # being written is read as of one moment, give or take the instants between the cuts;
     # a source that cannot tell is read to its end).
@@ -81,10 +83,15 @@ def verify(
                 break
             per_shard.check(event)
             across.check(event)
+            surges.see(event)
         checker.events += per_shard.events
         checker.violations.extend(per_shard.finish())
     if shard is None:
         checker.violations.extend(across.finish())
+    for claim, problem in surges.problems(source):
+        checker.violations.append(
+            Violation(claim.where, claim.ride_id, "surge_unexplained", problem)
+        )
     return checker.events, checker.violations
 
 

@@ -26,7 +26,7 @@ from dispatch.domain.errors import OutsideServiceArea
 from dispatch.domain.ids import new_id, shard_of
 from dispatch.domain.products import DEFAULT_CATALOG, Catalog
 from dispatch.domain.ride import RIDE_ENDINGS, Ride, RideStatus
-from dispatch.domain.ride_fare import FareTerms
+from dispatch.domain.ride_fare import FareTerms, SurgeSource
 from dispatch.domain.rider import Rider
 from dispatch.domain.surge import NO_SURGE_TEXT, Surge, recorded_changes
 from dispatch.invariants import InvariantChecker
@@ -538,7 +538,7 @@ class Simulation:
         rider_id = self.free_riders[home].popleft()
         ride_id = new_id(shard, self.streams.rng("ride-id", self.cfg.id_salt, index))
         pickup, dropoff = request.pickup, request.dropoff
-        surge_text = NO_SURGE_TEXT if booking else self._surge_view.multiplier(*pickup)
+        surge_text, source = (NO_SURGE_TEXT, None) if booking else self._surge_view.reading(*pickup)
         scheduled_at = None if booking is None else self.started_at + booking.pickup_s
         surge = float(surge_text)
         product = draw(self.product_mix, self.streams.rng("product", index))
@@ -549,7 +549,7 @@ class Simulation:
         )  # fmt: skip
         (self._waiting if booking is None else self._booked).add(ride_id)
         self._open.add(ride_id)
-        terms = self._terms(pickup, product, Decimal(surge_text))
+        terms = self._terms(pickup, product, Decimal(surge_text), source)
         self._send(
             c.RequestRide(
                 ride_id=ride_id,
@@ -570,16 +570,24 @@ class Simulation:
             self._schedule(rng.uniform(10, 120) if booking is None else rng.uniform(10, ahead),
                            "cancel", ride_id)  # fmt: skip
 
-    def _terms(self, pickup: tuple[float, float], product: str, surge: Decimal) -> FareTerms | None:
+    def _terms(
+        self,
+        pickup: tuple[float, float],
+        product: str,
+        surge: Decimal,
+        source: SurgeSource | None,
+    ) -> FareTerms | None:
         """The simulated ride's terms (its product, the rules in force, the pickup cell's
-        ``surge`` when requested, as the API prices a ride without a quote), or None where the
+        ``surge`` when requested and the event that set it, as the API prices a ride
+        without a quote), or None where the
         rules cannot price it: the simulator's demand is not refused, as the API refuses a
         rider's request, so such a ride is not priced (it still carries its product, and is
         offered only to vehicles that serve it)."""
         if not self.fares:
             return None
         try:
-            return terms_for(self.fares, self.markets, pickup, product, self.cfg.road_factor, surge)
+            return terms_for(self.fares, self.markets, pickup, product, self.cfg.road_factor,
+                             surge, source)  # fmt: skip
         except FareError:
             return None
 

@@ -18,6 +18,7 @@ from dispatch.adapters.jwt.quotes import PyJwtQuotes
 from dispatch.api.auth import AuthSettings, TokenError, tokens_for
 from dispatch.bootstrap import build_fare_desk, build_markets
 from dispatch.domain.fares import AMOUNTS, FareRule, price
+from dispatch.domain.ride_fare import SurgeSource
 from dispatch.matching.geo import haversine_m
 from dispatch.pricing.desk import FareDesk, IssuedQuote
 from dispatch.pricing.quotes import PLACE_TOLERANCE_M, QUOTE_AUDIENCE, QuoteError
@@ -255,8 +256,22 @@ def test_a_token_of_the_quotes_audience_that_is_not_a_quote_is_refused() -> None
         ({"rule": fare["rule"] | {"per_mile": "1"}}, "its rule is not"),
         ({"rule": fare["rule"] | {"base": 1}}, "base is not a decimal in text"),
         ({"rule": fare["rule"] | {"base": "2.505"}}, "its rule (base 2.505 USD is not a whole"),
+        ({"surge_from": {"cell": CELL}}, "its surge source is not {cell, event}"),
+        ({"surge_from": {"cell": "../x", "event": None}}, "its surge cell is not an H3 cell"),
+        ({"surge_from": {"cell": CELL, "event": {"shard": 0}}}, "is not {shard, position, at}"),
+        ({"surge_from": {"cell": CELL, "event": EVENT | {"position": -1}}}, "shard, position"),
+        ({"surge_from": {"cell": CELL, "event": EVENT | {"shard": "0"}}}, "shard, position"),
+        ({"surge_from": {"cell": CELL, "event": EVENT | {"at": None}}}, "or time"),
     ):
         assert reason in refused(_resigned(token, {"fare": fare | change}))
+    ok = {"surge_from": {"cell": CELL, "event": EVENT}}
+    assert desk().read(_resigned(token, {"fare": fare | ok}), NOW).surge_from == SurgeSource(
+        CELL, 0, 12, 1.5
+    )
+
+
+CELL = "8828308281fffff"
+EVENT = {"shard": 0, "position": 12, "at": 1.5}
 
 
 def test_a_signed_quote_says_what_quotes_write_and_no_more() -> None:
@@ -409,14 +424,19 @@ def test_a_ride_without_a_quote_is_priced_at_its_pickup_cells_surge_of_the_momen
     """As a quote would be: riding without one is no way around the surge."""
     seen: list[tuple[float, float]] = []
 
-    def surge(lat: float, lng: float) -> Decimal:
+    source = SurgeSource("8828308281fffff", 2, 1234, NOW - 60.0)
+
+    def surge(lat: float, lng: float) -> tuple[Decimal, SurgeSource]:
         seen.append((lat, lng))
-        return Decimal("1.70")
+        return Decimal("1.70"), source
 
     surging = build_fare_desk(Settings(), RING, surge=surge)
     terms = surging.terms_for(PICKUP, "standard")
     assert terms is not None and terms.surge == Decimal("1.70") and seen == [PICKUP]
-    quoted = surging.estimate(RIDER, PICKUP, DROPOFF, "standard", NOW).quote
-    assert quoted.surge == terms.surge
+    assert terms.surge_from == source  # where the surge came from, for replay to check
+    issued = surging.estimate(RIDER, PICKUP, DROPOFF, "standard", NOW)
+    assert issued.quote.surge == terms.surge and issued.quote.surge_from == source
+    back = surging.read(issued.token, NOW)  # signed into the quote, read back whole
+    assert back.surge_from == source and surging.terms_of(back).surge_from == source
     calm = desk().terms_for(PICKUP, "standard")  # no surge view: 1.00
     assert calm is not None and calm.surge == Decimal("1.00")
