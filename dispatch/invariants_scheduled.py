@@ -9,7 +9,9 @@ assigned) a minute past its time, or a minute after it lost its driver past its 
 rider was never told (``Ride.Overdue``): ``scheduled_not_told_overdue``, flagged when a
 driver comes or the ride ends after that minute (it was left untold meanwhile), or at the
 log's end. A driver asked on another shard (``DriverAsked``) counts as a driver offered,
-as the matcher counts it, until the ask ends (``AskEnded``).
+as the matcher counts it, until the ask ends (``AskEnded``). A rider told before the
+ride's time (``scheduled_told_overdue_early``) or twice (``scheduled_told_overdue_twice``)
+was told wrongly: the matcher tells once, at the time or after.
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ class ScheduledChecks:
     untold: dict[str, _Untold] = field(default_factory=dict)
     # rides found left untold before the log's end (a driver came, or the ride ended, late)
     flagged: list[tuple[str, str, str, str]] = field(default_factory=list)
+    told: set[str] = field(default_factory=set)  # rides whose rider was told overdue
 
     def check(self, e: LogEvent) -> None:
         if e.topic in _DRIVER or e.topic in _NO_DRIVER or e.topic == _OVERDUE:
@@ -84,6 +87,7 @@ class ScheduledChecks:
             self.waiting.pop(e.aggregate_id, None)
         else:  # ended
             self.waiting.pop(e.aggregate_id, None)
+            self.told.discard(e.aggregate_id)
             untold = self.untold.pop(e.aggregate_id, None)
             if untold is not None and untold.left_untold_by(e.at):
                 self.flagged.append(untold.violation(e.aggregate_id, e.at))
@@ -92,9 +96,17 @@ class ScheduledChecks:
         """A driver came or went, or the rider was told overdue."""
         untold = self.untold.get(e.aggregate_id)
         if untold is None:
+            if e.topic == _OVERDUE and e.aggregate_id in self.told:
+                self.flagged.append((e.where, e.aggregate_id, "scheduled_told_overdue_twice",
+                                     "its rider was told overdue before"))  # fmt: skip
             return
         if e.topic == _OVERDUE:
             del self.untold[e.aggregate_id]
+            self.told.add(e.aggregate_id)
+            if e.at < untold.scheduled_for - 1e-6:
+                self.flagged.append((e.where, e.aggregate_id, "scheduled_told_overdue_early",
+                                     f"told at {e.at:.0f} (epoch s), before its time "
+                                     f"{untold.scheduled_for:.0f}"))  # fmt: skip
         elif e.topic in _DRIVER:
             if untold.left_untold_by(e.at):  # a driver came, but after a minute untold
                 self.flagged.append(untold.violation(e.aggregate_id, e.at))
@@ -124,4 +136,5 @@ class ScheduledChecks:
         self.waiting.clear()  # (each reported once)
         self.untold.clear()
         self.flagged.clear()
+        self.told.clear()
         return out

@@ -195,3 +195,12 @@ def test_a_driver_asked_on_another_shard_counts_as_a_driver_until_the_ask_ends()
     assert kinds(log) == []
     log.add(new_id(0), "Rider.Registered", at=T0 + HOUR + 160, name="c")
     assert kinds(log) == ["scheduled_not_told_overdue"]
+
+
+def test_a_rider_told_overdue_before_the_time_or_twice_is_found() -> None:
+    ride, rider, other = new_id(0), new_id(0), new_id(0)
+    log = dispatched(booked(CraftedLog(), ride, rider), ride, rider)
+    log.add(ride, "Ride.Overdue", at=T0 + HOUR - 30)
+    log.add(ride, "Ride.Overdue", at=T0 + HOUR + 30)
+    log.add(other, "Rider.Registered", at=T0 + HOUR + 40, name="o")
+    assert kinds(log) == ["scheduled_told_overdue_early", "scheduled_told_overdue_twice"]
