@@ -101,7 +101,7 @@ def simulate(
             "catalog's products (DISPATCH_PRODUCTS): a standard car of 4 seats, an xl of 6, "
             "an accessible van of 4, another product's fewest seats and the access it needs "
             '(docs/MARKETPLACE.md, "The product lever"). Default: '
-            "standard=0.85,xl=0.10,accessible=0.05, less those the catalog lacks."
+            "standard=0.60,xl=0.25,accessible=0.15, less those the catalog lacks."
         ),
     ] = None,
     product_mix: Annotated[

@@ -133,7 +133,9 @@ def test_a_share_of_0_gives_the_run_it_gave_before_scheduled_demand(tmp_path: Pa
     (314e577): every ride's id, outcome and times, and the events written. An engine
     change that moves it needs a new pin, taken on both sides of that change."""
     options = {"drivers": 60, "minutes": 12.0, "seed": 4, "demand_per_min": 3.0,
-               "warmup_minutes": 0.0}  # fmt: skip
+               "warmup_minutes": 0.0,
+               # the vehicle mix that was the default when the digest was pinned
+               "vehicle_mix": (("standard", 0.85), ("xl", 0.10), ("accessible", 0.05))}  # fmt: skip
     sim = run(tmp_path, scheduled_share=0.0, **options)
     assert sim.bookings == {}
     assert _digest(sim) == "9b97e13d1db99df65fc21b5e9f72d6240ee58fb753d89343fd9bff659eaeea89"
