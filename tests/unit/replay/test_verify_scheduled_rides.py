@@ -23,12 +23,25 @@ def booked(log: CraftedLog, ride: UUID, rider: UUID, at: float = T0 + HOUR) -> C
     return log
 
 
-def test_a_booking_dispatched_ahead_of_its_time_then_expired_is_clean() -> None:
-    ride, rider, other = new_id(0), new_id(0), new_id(0)
-    log = booked(CraftedLog(), ride, rider)
+def dispatched(log: CraftedLog, ride: UUID, rider: UUID) -> CraftedLog:
     log.add(ride, "Ride.DispatchDue", at=T0 + HOUR - 600, expected_pickup_s=300.0, margin_s=300.0)
     log.add(ride, "Ride.DispatchStarted", at=T0 + HOUR - 600)
     log.add(rider, "Rider.ScheduledRideActivated", at=T0 + HOUR - 600, ride_id=str(ride))
+    return log
+
+
+def held(log: CraftedLog, ride: UUID) -> CraftedLog:
+    """Found due while its rider rides another ride: held."""
+    log.add(ride, "Ride.DispatchDue", at=T0 + HOUR - 600, expected_pickup_s=300.0, margin_s=300.0)
+    log.add(ride, "Ride.DispatchHeld", at=T0 + HOUR - 600, reason="rider_busy",
+            busy_with=str(new_id(0)))  # fmt: skip
+    return log
+
+
+def test_a_booking_dispatched_ahead_of_its_time_then_expired_is_clean() -> None:
+    ride, rider, other = new_id(0), new_id(0), new_id(0)
+    log = booked(CraftedLog(), ride, rider)
+    dispatched(log, ride, rider)
     log.add(ride, "Ride.Overdue", at=T0 + HOUR)
     log.add(ride, "Ride.Expired", at=T0 + HOUR + 900)
     log.add(rider, "Rider.RideEnded", at=T0 + HOUR + 900, ride_id=str(ride), outcome="expired")
@@ -54,9 +67,7 @@ def test_a_booking_waiting_within_its_time_is_not_flagged() -> None:
 def test_a_booking_held_past_its_search_window_and_never_expired_is_found() -> None:
     ride, rider, other = new_id(0), new_id(0), new_id(0)
     log = booked(CraftedLog(), ride, rider)
-    log.add(ride, "Ride.DispatchDue", at=T0 + HOUR - 600, expected_pickup_s=300.0, margin_s=300.0)
-    log.add(ride, "Ride.DispatchHeld", at=T0 + HOUR - 600, reason="rider_busy",
-            busy_with=str(new_id(0)))  # fmt: skip
+    held(log, ride)
     log.add(other, "Rider.Registered", at=T0 + HOUR + 901, name="o")
     assert kinds(log) == ["scheduled_not_expired", "scheduled_not_told_overdue"]
 
@@ -89,9 +100,7 @@ def test_a_booking_activated_while_the_rider_has_an_active_ride_is_found() -> No
 def test_a_booking_held_past_its_time_and_never_told_overdue_is_found() -> None:
     ride, rider, other = new_id(0), new_id(0), new_id(0)
     log = booked(CraftedLog(), ride, rider)
-    log.add(ride, "Ride.DispatchDue", at=T0 + HOUR - 600, expected_pickup_s=300.0, margin_s=300.0)
-    log.add(ride, "Ride.DispatchHeld", at=T0 + HOUR - 600, reason="rider_busy",
-            busy_with=str(new_id(0)))  # fmt: skip
+    held(log, ride)
     log.add(other, "Rider.Registered", at=T0 + HOUR + 61, name="o")
     assert kinds(log) == ["scheduled_not_told_overdue"]
 
@@ -99,9 +108,7 @@ def test_a_booking_held_past_its_time_and_never_told_overdue_is_found() -> None:
 def test_a_booking_held_past_its_time_and_told_overdue_is_clean() -> None:
     ride, rider, other = new_id(0), new_id(0), new_id(0)
     log = booked(CraftedLog(), ride, rider)
-    log.add(ride, "Ride.DispatchDue", at=T0 + HOUR - 600, expected_pickup_s=300.0, margin_s=300.0)
-    log.add(ride, "Ride.DispatchHeld", at=T0 + HOUR - 600, reason="rider_busy",
-            busy_with=str(new_id(0)))  # fmt: skip
+    held(log, ride)
     log.add(ride, "Ride.Overdue", at=T0 + HOUR)
     log.add(other, "Rider.Registered", at=T0 + HOUR + 61, name="o")
     assert kinds(log) == []
@@ -111,9 +118,7 @@ def test_a_booking_whose_driver_declined_after_its_time_must_be_told_a_minute_la
     ride, rider, driver = new_id(0), new_id(0), new_id(0)
     log = booked(CraftedLog(), ride, rider)
     log.add(driver, "Driver.Registered", name="d").add(driver, "Driver.WentOnline")
-    log.add(ride, "Ride.DispatchDue", at=T0 + HOUR - 600, expected_pickup_s=300.0, margin_s=300.0)
-    log.add(ride, "Ride.DispatchStarted", at=T0 + HOUR - 600)
-    log.add(rider, "Rider.ScheduledRideActivated", at=T0 + HOUR - 600, ride_id=str(ride))
+    dispatched(log, ride, rider)
     log.add(ride, "Ride.Offered", at=T0 + HOUR - 10, driver_id=str(driver),
             offer_expires_at=iso(T0 + HOUR + 5), pickup_eta_s=60.0, distance_m=400.0)  # fmt: skip
     log.add(driver, "Driver.OfferReceived", at=T0 + HOUR - 10, ride_id=str(ride),
@@ -128,20 +133,11 @@ def test_a_booking_whose_driver_declined_after_its_time_must_be_told_a_minute_la
     assert kinds(log) == ["scheduled_not_told_overdue"]
 
 
-def dispatched(log: CraftedLog, ride: UUID, rider: UUID) -> CraftedLog:
-    log.add(ride, "Ride.DispatchDue", at=T0 + HOUR - 600, expected_pickup_s=300.0, margin_s=300.0)
-    log.add(ride, "Ride.DispatchStarted", at=T0 + HOUR - 600)
-    log.add(rider, "Rider.ScheduledRideActivated", at=T0 + HOUR - 600, ride_id=str(ride))
-    return log
-
-
 def test_a_held_booking_that_expired_without_ever_being_told_is_found() -> None:
     """Left untold for its whole search: found when it ends, not only at the log's end."""
     ride, rider, other = new_id(0), new_id(0), new_id(0)
     log = booked(CraftedLog(), ride, rider)
-    log.add(ride, "Ride.DispatchDue", at=T0 + HOUR - 600, expected_pickup_s=300.0, margin_s=300.0)
-    log.add(ride, "Ride.DispatchHeld", at=T0 + HOUR - 600, reason="rider_busy",
-            busy_with=str(new_id(0)))  # fmt: skip
+    held(log, ride)
     log.add(ride, "Ride.Expired", at=T0 + HOUR + 900)
     log.add(rider, "Rider.RideEnded", at=T0 + HOUR + 900, ride_id=str(ride), outcome="expired")
     log.add(other, "Rider.Registered", at=T0 + 3 * HOUR, name="o")
