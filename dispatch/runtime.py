@@ -104,6 +104,8 @@ class Runtime:
             self.runner.keeper.save_soon()
         if self.engine is not None:
             self.engine.start()
+        if self.runner.keeper is not None:
+            self.runner.keeper.open()
         self.runner.start()
         for service in self.services:
             service.start()
@@ -130,6 +132,8 @@ class Runtime:
             self.runner.keeper.save()
         except Exception:
             log.exception("views could not be kept at stop; the next start folds more")
+        finally:
+            self.runner.keeper.close()  # a runner that did not stop in time keeps none
 
     def ended_ride(self, ride_id: str) -> RideRow | None:
         """A ride that ended and left the rides view, from the archive (a disk read)."""

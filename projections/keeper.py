@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -70,6 +71,8 @@ class ViewKeeper:
         self.history, self.history_every_s = history, history_every_s
         self.background = background if background is not None else InlineBackground()
         self._saving: _Saving | None = None
+        self._lock = threading.RLock()  # the folding thread's keeping, and a stop's
+        self._closed = False
         self._due: float | None = None
         times = history.times() if history is not None else []
         self._last_point = times[-1] if times else None
@@ -95,11 +98,13 @@ class ViewKeeper:
     def save(self) -> None:
         """Archive the evicted rides, then keep the views (all or nothing), on this thread
         (a clean stop, the replay tools); a keeping under way in the background is
-        dropped first."""
-        self._drop_pending()
-        saving = self._begin(InlineBackground())
-        if not self._finish(saving):  # pragma: no cover - an inline job has ended
-            raise JobFailed("an inline keeping did not end")
+        dropped first. Waits for a ``maybe_save`` under way on another thread (a runner
+        that did not stop in time), so the views kept last are these."""
+        with self._lock:
+            self._drop_pending()
+            saving = self._begin(InlineBackground())
+            if not self._finish(saving):  # pragma: no cover - an inline job has ended
+                raise JobFailed("an inline keeping did not end")
 
     def save_soon(self) -> None:
         """Keep the views at the next ``maybe_save`` (after a long fold at start)."""
@@ -108,7 +113,13 @@ class ViewKeeper:
     def maybe_save(self) -> None:
         """Keep the views when due, in the background: begin a keeping, or take up the one
         under way once it has ended. A background that fails is logged and the views are
-        kept on this thread at once; a failure here is logged and tried again later."""
+        kept on this thread at once; a failure here is logged and tried again later.
+        Nothing once closed."""
+        with self._lock:
+            if not self._closed:
+                self._maybe_save()
+
+    def _maybe_save(self) -> None:
         try:
             if self._saving is None:
                 if self._due is None or self.clock() < self._due:
@@ -126,8 +137,15 @@ class ViewKeeper:
             self._retry_later()
 
     def close(self) -> None:
-        """Stop a keeping under way (the process is stopping without keeping)."""
-        self._drop_pending()
+        """Stop a keeping under way, and begin none until ``open`` (the process stops)."""
+        with self._lock:
+            self._drop_pending()
+            self._closed = True
+
+    def open(self) -> None:
+        """Keep the views when due again (a runtime started after a stop)."""
+        with self._lock:
+            self._closed = False
 
     def _save_or_retry(self) -> None:
         try:

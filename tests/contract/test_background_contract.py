@@ -1,6 +1,6 @@
 """The background port (``projections.background.Background``) over its two adapters, the
-inline reference and the forked child: a job's bytes come back whole (also past a pipe's
-buffer), once; a job that raises is a ``JobFailed`` naming the error, never a silent
+inline reference and the forked child: a job's bytes come back whole (10 MB
+too), once; a job that raises is a ``JobFailed`` naming the error, never a silent
 empty result."""
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def wait(job: Job, timeout_s: float = 30.0) -> bytes:
 
 
 def test_a_jobs_bytes_come_back_whole(background: Background) -> None:
-    big = bytes(range(256)) * 40_000  # 10 MB: far past a pipe's buffer
+    big = bytes(range(256)) * 40_000  # 10 MB
     assert wait(background.start(lambda: big)) == big
     assert wait(background.start(lambda: b"")) == b""
 

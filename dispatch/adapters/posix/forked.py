@@ -16,17 +16,27 @@ job reads.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
 import os
 import signal
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from typing import IO, NoReturn
 
 from projections.background import Background, Job, JobFailed
 
 _OK, _RAISED = b"\x00", b"\x01"
+_PR_SET_PDEATHSIG = 1
+_MAX_FD = 1 << 20  # closerange's end: every descriptor a process can have open here
+# Python 3.12+ warns at every fork of a process with threads; this child computes only
+# (the module's rules), so the warning says nothing here, and raised (-W error) it would
+# come after the child exists.
+warnings.filterwarnings(
+    "ignore", message=r".*use of fork\(\) may lead to deadlocks", category=DeprecationWarning
+)
 
 
 class ForkedBackground(Background):
@@ -43,21 +53,43 @@ class ForkedBackground(Background):
     def start(self, job: Callable[[], bytes]) -> Job:
         if not hasattr(os, "fork"):
             raise JobFailed("this platform cannot fork")
-        out = tempfile.TemporaryFile()  # noqa: SIM115 - the job owns it, and closes it
+        try:
+            out = _result_file()
+        except OSError as error:
+            raise JobFailed(f"no file for the child's result: {error}") from error
+        parent, pid = os.getpid(), -1
         try:
             pid = os.fork()
-        except OSError as error:
-            out.close()
-            raise JobFailed(f"could not fork: {error}") from error
-        if pid == 0:
-            _run_child(job, out.fileno(), self.nice)
-        return _ForkedJob(pid, out, self.clock() + self.timeout_s, self.timeout_s, self.clock)
+            if pid == 0:
+                _run_child(job, out.fileno(), self.nice, parent)
+            return _ForkedJob(pid, out, self.clock() + self.timeout_s, self.timeout_s,
+                              self.clock)  # fmt: skip
+        except BaseException as error:  # no child left behind, nor its file
+            if pid > 0:
+                _ForkedJob(pid, out, 0.0, 0.0, self.clock).cancel()
+            else:
+                out.close()
+            if isinstance(error, Exception):
+                raise JobFailed(f"could not fork: {error!r}") from error
+            raise
 
 
-def _run_child(job: Callable[[], bytes], fd: int, nice: int) -> NoReturn:
+def _result_file() -> IO[bytes]:
+    """A file in memory where the platform has one (Linux's ``memfd_create``: no temporary
+    folder needed), else an unlinked temporary file: nothing is left behind either way."""
+    if hasattr(os, "memfd_create"):
+        return os.fdopen(os.memfd_create("dispatch-background", os.MFD_CLOEXEC), "w+b")
+    return tempfile.TemporaryFile()
+
+
+def _run_child(job: Callable[[], bytes], fd: int, nice: int, parent: int) -> NoReturn:
     code = 70  # EX_SOFTWARE: the result could not be written
     try:
         gc.disable()  # a short life: no collection pauses
+        _die_with(parent)
+        # Not the parent's sockets and files: a restarted server can bind its port at once.
+        os.closerange(3, fd)
+        os.closerange(fd + 1, _MAX_FD)
         if nice:
             os.nice(nice)
         try:
@@ -119,6 +151,25 @@ class _ForkedJob(Job):
         with contextlib.suppress(ChildProcessError):
             os.waitpid(self.pid, 0)
         self._out.close()
+
+
+def _die_with(parent: int) -> None:
+    """Be killed if the thread that forked goes (Linux: ``PR_SET_PDEATHSIG``), and be the
+    process the kernel kills first when memory runs out; leave at once if the parent has
+    gone already."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the parent's timeout still holds
+        pass
+    if os.getppid() != parent:
+        os._exit(75)  # EX_TEMPFAIL: nobody waits for the result
+    with contextlib.suppress(OSError):
+        fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
+        try:
+            os.write(fd, b"1000")
+        finally:
+            os.close(fd)
 
 
 def _describe(code: int) -> str:

@@ -28,15 +28,56 @@ def test_the_job_runs_in_another_process() -> None:
 
 
 def test_the_child_sees_the_state_as_it_was_at_the_fork() -> None:
+    """(The child keeps no descriptor of the parent's to be told by: it reads the rows half
+    a second after the fork, long after the parent changed them.)"""
     rows = {"d1": "available"}
 
     def encode() -> bytes:
-        time.sleep(0.2)  # the parent changes the rows meanwhile
+        time.sleep(0.5)
         return repr(sorted(rows.items())).encode()
 
     job = ForkedBackground().start(encode)
     rows["d1"], rows["d2"] = "busy", "available"
     assert wait(job) == b"[('d1', 'available')]"
+
+
+def test_a_cancelled_child_is_killed_and_reaped_and_its_file_closed() -> None:
+    job = ForkedBackground().start(lambda: time.sleep(60) or b"")
+    pid = job.pid  # type: ignore[attr-defined]
+    job.cancel()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # gone, and reaped: no zombie answers
+    assert job._out.closed  # type: ignore[attr-defined]
+
+
+def test_a_result_file_that_cannot_be_made_is_a_failure_to_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The keeper then keeps the views on its own thread (it falls back on JobFailed)."""
+
+    def no_file() -> None:
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr("dispatch.adapters.posix.forked._result_file", no_file)
+    with pytest.raises(JobFailed, match=r"no file for the child's result.*Too many open"):
+        ForkedBackground().start(lambda: b"")
+
+
+def test_the_child_keeps_none_of_the_parents_descriptors() -> None:
+    """So a restarted server can bind its port while a child still runs."""
+    kept = open(os.devnull, "rb")  # noqa: SIM115 - closed below
+
+    def still_open() -> bytes:
+        try:
+            os.fstat(kept.fileno())
+        except OSError:
+            return b"closed"
+        return b"open"
+
+    try:
+        assert wait(ForkedBackground().start(still_open)) == b"closed"
+    finally:
+        kept.close()
 
 
 def test_a_child_that_runs_past_its_time_is_killed() -> None:
