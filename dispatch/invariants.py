@@ -135,8 +135,8 @@ class InvariantChecker:
             if e.data.get("fare") is not None:
                 self.ride_terms[agg_id] = e.data["fare"]
             self.ride_ends[agg_id] = (
-                self._point(e.data.get("pickup"), "pickup"),
-                self._point(e.data.get("dropoff"), "dropoff"),
+                self.point(e.data.get("pickup"), "pickup"),
+                self.point(e.data.get("dropoff"), "dropoff"),
             )
         elif topic == Driver.Created.TOPIC:
             self.drivers[agg_id] = REGISTERED
@@ -221,7 +221,7 @@ class InvariantChecker:
             if holder is not None and self.driver_ride.get(holder) == ride_id:
                 del self.driver_ride[holder]
 
-    def _point(self, value: Any, name: str) -> tuple[float, float] | None:
+    def point(self, value: Any, name: str) -> tuple[float, float] | None:
         """A requested ride's pickup or drop-off as a point, or None when it does not read
         as one (sealed without an opener, erased, or damaged): not checked then."""
         try:

@@ -43,13 +43,12 @@ class SurgeView:
 
     def reading(self, lat: float, lng: float) -> tuple[str, SurgeSource]:
         """The multiplier of the surge cell holding ``(lat, lng)`` and where it came from:
-        the cell and the event that set it (none for a cell never changed: 1.00)."""
-        cell = self.cell_of(lat, lng)
-        found = self.cells.get(cell)
+        the event that set it (none for a cell never changed: 1.00)."""
+        found = self.cells.get(self.cell_of(lat, lng))
         if found is None:
-            return NO_SURGE_TEXT, SurgeSource(cell)
+            return NO_SURGE_TEXT, SurgeSource()
         text, at, shard, position = found
-        return text, SurgeSource(cell, shard, position, at)
+        return text, SurgeSource(shard, position, at)
 
     def layer(self) -> dict[str, str]:
         """Every cell above 1.00, with its multiplier."""

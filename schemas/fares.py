@@ -55,19 +55,18 @@ class QuotedPriceData(_Fare):
 
 
 class SurgeEventRef(_Fare):
-    """A surge event in the log: its shard, position and time."""
+    """A surge event in the log: its shard, position and time (epoch seconds)."""
 
-    shard: Annotated[int, Field(ge=0)]
-    position: Annotated[int, Field(ge=0)]
-    at: float
+    shard: Annotated[int, Field(ge=0, le=2**16 - 1)]
+    position: Annotated[int, Field(ge=0, le=2**63 - 1)]
+    at: Annotated[float, Field(allow_inf_nan=False)]
 
 
 class SurgeSourceData(_Fare):
-    """Where a fare's surge came from: the pickup's surge cell (H3, resolution 8) and the
-    surge event that last set the cell's multiplier then (null: the cell had no change,
-    1.00)."""
+    """Where a fare's surge came from: the surge event that last set the multiplier of
+    the pickup's surge cell (null: the cell had no change, 1.00). The cell is not
+    recorded: it is found again from the pickup."""
 
-    cell: str = Field(pattern=r"^[0-9a-f]{15}$", examples=["8828308281fffff"])
     event: SurgeEventRef | None
 
 

@@ -247,14 +247,18 @@ def fare(
 def _surge_event_of(requested: Any, source: LogSource) -> LogEvent | None:
     """The surge event a ride's requested event's terms name, read from the log."""
     from dispatch.domain.ride_fare import SurgeSource
-    from dispatch.replay.surge_sources import surge_event
+    from dispatch.replay.surge_sources import surge_events
 
     found = (getattr(requested, "fare", None) or {}).get("surge_from")
     if not found or not found.get("event"):
         return None
-    where = SurgeSource.from_data(found)
+    try:
+        where = SurgeSource.from_data(found)
+    except (KeyError, TypeError, ValueError):
+        return None  # not a source the log could have: explained as naming nothing there
     assert where.shard is not None and where.position is not None
-    return surge_event(source, where.shard, where.position)
+    place = (where.shard, where.position)
+    return surge_events(source, {place}).get(place)
 
 
 @app.command()

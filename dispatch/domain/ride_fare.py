@@ -22,6 +22,7 @@ complete). A switch on it would let a slow trip raise the rider's fare above the
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
@@ -54,31 +55,40 @@ class QuotedPrice:
     expires_at: int | None = None
 
 
+MAX_LOG_POSITION = 2**63 - 1  # a log position (a Kafka offset is a signed 64-bit integer)
+MAX_SHARD = 2**16 - 1  # a shard number (ids carry it in 16 bits)
+
+
 @dataclass(frozen=True, slots=True)
 class SurgeSource:
-    """Where a fare's surge came from: the pickup's surge ``cell`` (as the quote or the
-    API read it) and the surge event that last set the cell's multiplier then, by its
-    ``shard``, ``position`` in the log and time ``at``; the three None when the cell had
-    no change (1.00)."""
+    """Where a fare's surge came from: the surge event that last set the multiplier of
+    the pickup's surge cell when it was priced, by its ``shard``, ``position`` in the log
+    and time ``at``; the three None when the cell had no change (1.00). The cell itself is
+    not recorded: it says where the rider was, and is found again from the pickup, which
+    is sealed (docs/PRIVACY.md)."""
 
-    cell: str
     shard: int | None = None
     position: int | None = None
     at: float | None = None
 
     def to_data(self) -> dict[str, Any]:
-        event = None
-        if self.shard is not None:
-            event = {"shard": self.shard, "position": self.position, "at": self.at}
-        return {"cell": self.cell, "event": event}
+        if self.shard is None:
+            return {"event": None}
+        return {"event": {"shard": self.shard, "position": self.position, "at": self.at}}
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> SurgeSource:
+        """``ValueError`` for a source that is not what ``to_data`` writes (a shard or
+        position out of range, a time that is not a finite number)."""
         event = data.get("event")
         if event is None:
-            return cls(str(data["cell"]))
-        return cls(str(data["cell"]), int(event["shard"]), int(event["position"]),
-                   float(event["at"]))  # fmt: skip
+            return cls()
+        shard, position, at = event["shard"], event["position"], event["at"]
+        whole = (type(shard) is int and 0 <= shard <= MAX_SHARD
+                 and type(position) is int and 0 <= position <= MAX_LOG_POSITION)  # fmt: skip
+        if not whole or type(at) not in (int, float) or not math.isfinite(at):
+            raise ValueError("a surge source's shard, position or time is out of range")
+        return cls(shard, position, float(at))
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,8 +37,6 @@ DECIMAL_TEXT = re.compile(r"[0-9]{1,6}(\.[0-9]{1,4})?")
 MAX_COUNT = 10**9  # metres or seconds
 MAX_TOTAL_MINOR = 10**15
 MAX_NAME = 200  # a market's name (MarketConfig's bound) or a rules version
-MAX_POSITION = 2**63 - 1  # a log position (a Kafka offset is a signed 64-bit integer)
-SURGE_CELL = re.compile(r"[0-9a-f]{15}")  # an H3 cell's text
 
 
 def read_quote(
@@ -107,24 +105,21 @@ def _quote(payload: Mapping[str, Any], iat: int, exp: int) -> Quote:
 
 
 def _surge_source(value: object) -> SurgeSource | None:
-    """The surge's cell and event, as ``SurgeSource.to_data`` writes them (null: a quote
-    from before they were recorded)."""
+    """The surge's event, as ``SurgeSource.to_data`` writes it (null: a quote from before
+    it was recorded)."""
     if value is None:
         return None
-    if not isinstance(value, Mapping) or set(value) != {"cell", "event"}:
-        raise QuoteError("malformed quote: its surge source is not {cell, event}")
-    cell, event = value["cell"], value["event"]
-    if not isinstance(cell, str) or not SURGE_CELL.fullmatch(cell):
-        raise QuoteError("malformed quote: its surge cell is not an H3 cell")
-    if event is None:
-        return SurgeSource(cell)
-    if not isinstance(event, Mapping) or set(event) != {"shard", "position", "at"}:
+    if not isinstance(value, Mapping) or set(value) != {"event"}:
+        raise QuoteError("malformed quote: its surge source is not {event}")
+    event = value["event"]
+    if event is not None and (
+        not isinstance(event, Mapping) or set(event) != {"shard", "position", "at"}
+    ):
         raise QuoteError("malformed quote: its surge event is not {shard, position, at}")
-    shard, position, at = event["shard"], event["position"], event["at"]
-    whole = all(type(v) is int and 0 <= v <= MAX_POSITION for v in (shard, position))
-    if not whole or type(at) not in (int, float) or not math.isfinite(at):
-        raise QuoteError("malformed quote: its surge event's shard, position or time")
-    return SurgeSource(cell, shard, position, float(at))
+    try:
+        return SurgeSource.from_data({"event": event})
+    except ValueError as error:
+        raise QuoteError(f"malformed quote: {error}") from error
 
 
 def _rule(value: object, currency: str) -> FareRule:

@@ -25,7 +25,7 @@ from dispatch.domain.ride_fare import FareTerms, final_fare
 from dispatch.domain.surge import recorded_changes
 from dispatch.log import LogEvent
 from dispatch.matching.geo import haversine_m
-from dispatch.replay.surge_sources import surge_problem
+from dispatch.replay.surge_sources import pickup_cells, surge_problem
 
 
 @dataclass
@@ -52,7 +52,7 @@ def explain_fare(events: list[Any], surge_event: LogEvent | None = None) -> Fare
     else:
         terms = FareTerms.from_data(requested.fare)
         _terms(out, terms, ride_id)
-        _surge(out, terms, surge_event, requested.timestamp.timestamp())
+        _surge(out, terms, surge_event, requested)
     completed = next((e for e in events if isinstance(e, Ride.Completed)), None)
     cancelled = next((e for e in events if isinstance(e, Ride.CancelledByRider)), None)
     if cancelled is not None and cancelled.fee is not None:
@@ -90,31 +90,32 @@ def _terms(out: FareExplanation, terms: FareTerms, ride_id: Any) -> None:
         )
 
 
-def _surge(
-    out: FareExplanation, terms: FareTerms, event: LogEvent | None, requested_at: float
-) -> None:
+def _surge(out: FareExplanation, terms: FareTerms, event: LogEvent | None, requested: Any) -> None:
     found = terms.surge_from
     if found is None:
         out.lines.append("surge source: not recorded (terms from before it was, or no surge)")
         return
+    pickup = None if requested.pickup is None else (requested.pickup[0], requested.pickup[1])
+    cells = pickup_cells(pickup, terms.quote is not None)
     if found.shard is None:
-        out.lines.append(f"surge source: cell {found.cell}, which had no change (1.00)")
+        out.lines.append("surge source: the pickup's surge cell had no change (1.00)")
     else:
-        line = f"surge source: cell {found.cell}, set by the event at {found.shard}:"
-        line += f"{found.position}"
+        line = f"surge source: the event at {found.shard}:{found.position}"
         row = None
         if event is not None:
             row = next((c for c in recorded_changes(event.topic, event.data)
-                        if c.cell == found.cell), None)  # fmt: skip
+                        if (cells is None or c.cell in cells)
+                        and Decimal(c.multiplier) == terms.surge), None)  # fmt: skip
         if event is not None and row is not None:
             when = datetime.fromtimestamp(event.at, UTC).isoformat()
-            line += (f" ({event.topic}, {when}): {row.previous} -> {row.multiplier}, "
-                     f"target {row.target}, demand {row.demand}, supply {row.supply} over "
-                     f"{row.window_s:g} s")  # fmt: skip
+            line += (f" ({event.topic}, {when}): cell {row.cell} {row.previous} -> "
+                     f"{row.multiplier}, target {row.target}, demand {row.demand}, supply "
+                     f"{row.supply} over {row.window_s:g} s")  # fmt: skip
             out.facts["surge_event"] = {"where": event.where, "topic": event.topic,
                                         "at": event.at, "row": row._asdict()}  # fmt: skip
         out.lines.append(line)
-    problem = surge_problem(terms.surge, found, event, requested_at)
+    requested_at = requested.timestamp.timestamp()
+    problem = surge_problem(terms.surge, found, event, requested_at, cells)
     out.facts["surge_problem"] = problem
     if problem is not None:
         out.lines.append(f"surge does not agree with the log: {problem}")

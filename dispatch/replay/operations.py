@@ -67,7 +67,9 @@ def verify(
     checker = InvariantChecker()
     shards = [shard] if shard is not None else source.shards()
     across = CrossShardChecker()
-    surges = SurgeClaims()  # each priced ride's surge, checked at the end against its event
+    opener = InvariantChecker(open=open)  # reads a sealed pickup as the checks do
+    # each priced ride's surge, checked at the end against the event it names
+    surges = SurgeClaims(lambda e: opener.point(e.data.get("pickup"), "pickup"))
     # Every shard up to where it stood when verify began (a cut taken first, so a log still
     # being written is read as of one moment, give or take the instants between the cuts;
     # a source that cannot tell is read to its end).

@@ -256,21 +256,20 @@ def test_a_token_of_the_quotes_audience_that_is_not_a_quote_is_refused() -> None
         ({"rule": fare["rule"] | {"per_mile": "1"}}, "its rule is not"),
         ({"rule": fare["rule"] | {"base": 1}}, "base is not a decimal in text"),
         ({"rule": fare["rule"] | {"base": "2.505"}}, "its rule (base 2.505 USD is not a whole"),
-        ({"surge_from": {"cell": CELL}}, "its surge source is not {cell, event}"),
-        ({"surge_from": {"cell": "../x", "event": None}}, "its surge cell is not an H3 cell"),
-        ({"surge_from": {"cell": CELL, "event": {"shard": 0}}}, "is not {shard, position, at}"),
-        ({"surge_from": {"cell": CELL, "event": EVENT | {"position": -1}}}, "shard, position"),
-        ({"surge_from": {"cell": CELL, "event": EVENT | {"shard": "0"}}}, "shard, position"),
-        ({"surge_from": {"cell": CELL, "event": EVENT | {"at": None}}}, "or time"),
+        ({"surge_from": {"cell": "8828308281fffff", "event": None}}, "is not {event}"),
+        ({"surge_from": {"event": {"shard": 0}}}, "is not {shard, position, at}"),
+        ({"surge_from": {"event": EVENT | {"position": -1}}}, "shard, position"),
+        ({"surge_from": {"event": EVENT | {"position": 2**63}}}, "shard, position"),
+        ({"surge_from": {"event": EVENT | {"shard": "0"}}}, "shard, position"),
+        ({"surge_from": {"event": EVENT | {"at": None}}}, "or time"),
     ):
         assert reason in refused(_resigned(token, {"fare": fare | change}))
-    ok = {"surge_from": {"cell": CELL, "event": EVENT}}
+    ok = {"surge_from": {"event": EVENT}}
     assert desk().read(_resigned(token, {"fare": fare | ok}), NOW).surge_from == SurgeSource(
-        CELL, 0, 12, 1.5
+        0, 12, 1.5
     )
 
 
-CELL = "8828308281fffff"
 EVENT = {"shard": 0, "position": 12, "at": 1.5}
 
 
@@ -424,7 +423,7 @@ def test_a_ride_without_a_quote_is_priced_at_its_pickup_cells_surge_of_the_momen
     """As a quote would be: riding without one is no way around the surge."""
     seen: list[tuple[float, float]] = []
 
-    source = SurgeSource("8828308281fffff", 2, 1234, NOW - 60.0)
+    source = SurgeSource(2, 1234, NOW - 60.0)
 
     def surge(lat: float, lng: float) -> tuple[Decimal, SurgeSource]:
         seen.append((lat, lng))
