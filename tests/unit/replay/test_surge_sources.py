@@ -225,3 +225,18 @@ def requested_events(terms: FareTerms) -> list[object]:
     ride = Ride.request(new_id(0), new_id(0), Point(*PICKUP), Point(37.80, -122.42),
                         300, at, terms)  # fmt: skip
     return list(ride.collect_events())
+
+
+def test_the_replay_fare_command_reads_the_named_event_from_the_log(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from dispatch.cli import app
+
+    config = SimConfig(drivers=5, minutes=6, seed=3, demand_per_min=40, warmup_minutes=1)
+    simulate_embedded(config, Settings(data_dir=tmp_path))
+    ride = next(e.aggregate_id for e in op.read_all(SqliteLogSource(tmp_path))
+                if e.topic == Ride.Created.TOPIC and D(e.data["fare"]["surge"]) > 1)  # fmt: skip
+    result = CliRunner().invoke(app, ["replay", "fare", ride, "--data-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    line = next(x for x in result.stdout.splitlines() if x.startswith("surge source"))
+    assert "(dispatch.Surge.Recomputed," in line and " -> " in line  # the event's row, read
