@@ -179,7 +179,7 @@ class Runtime:
 
     def surge_at(self, lat: float, lng: float) -> tuple[Decimal, SurgeSource]:
         """The surge multiplier of the place's cell now, as the views last saw it, and
-        where it came from (the cell, and the event that set it)."""
+        where it came from (the event that set it above 1.00)."""
         with self.views.lock:
             text, source = self.views.surge.reading(lat, lng)
         return Decimal(text), source

@@ -43,9 +43,10 @@ class SurgeView:
 
     def reading(self, lat: float, lng: float) -> tuple[str, SurgeSource]:
         """The multiplier of the surge cell holding ``(lat, lng)`` and where it came from:
-        the event that set it (none for a cell never changed: 1.00)."""
+        the event that set it above 1.00; none at 1.00, also for a cell that cooled back
+        down (the few cells one event set to 1.00 would say where the rider was)."""
         found = self.cells.get(self.cell_of(lat, lng))
-        if found is None:
+        if found is None or found[0] == NO_SURGE_TEXT:
             return NO_SURGE_TEXT, SurgeSource()
         text, at, shard, position = found
         return text, SurgeSource(shard, position, at)

@@ -69,7 +69,7 @@ class Quote:
     minimum_applied: bool
     issued_at: int
     expires_at: int
-    surge_from: SurgeSource | None = None  # the surge's cell and the event that set it
+    surge_from: SurgeSource | None = None  # the event that set the surge
 
     @property
     def currency(self) -> str:

@@ -50,7 +50,12 @@ def explain_fare(events: list[Any], surge_event: LogEvent | None = None) -> Fare
     if requested.fare is None:
         out.lines.append(f"ride {ride_id}: not priced (no fare terms in its requested event)")
     else:
-        terms = FareTerms.from_data(requested.fare)
+        try:
+            terms = FareTerms.from_data(requested.fare)
+        except (KeyError, TypeError, ValueError, ArithmeticError) as error:
+            out.lines.append(f"ride {ride_id}: its fare terms do not read: {error}")
+            out.agrees = False
+            return out
         _terms(out, terms, ride_id)
         _surge(out, terms, surge_event, requested)
     completed = next((e for e in events if isinstance(e, Ride.Completed)), None)

@@ -94,6 +94,8 @@ def verify(
         checker.violations.append(
             Violation(claim.where, claim.ride_id, "surge_unexplained", problem)
         )
+    for where, ride_id, problem in surges.unreadable:
+        checker.violations.append(Violation(where, ride_id, "surge_unexplained", problem))
     return checker.events, checker.violations
 
 

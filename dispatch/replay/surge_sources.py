@@ -39,7 +39,10 @@ def pickup_cells(pickup: tuple[float, float] | None, quoted: bool) -> frozenset[
     around it); None when the pickup is unknown."""
     if pickup is None:
         return None
-    cell = h3.latlng_to_cell(pickup[0], pickup[1], SURGE_RESOLUTION)
+    try:
+        cell = h3.latlng_to_cell(pickup[0], pickup[1], SURGE_RESOLUTION)
+    except (h3.H3BaseException, ValueError, TypeError):  # a damaged pickup: not checked
+        return None
     return frozenset(h3.grid_disk(cell, 1) if quoted else [cell])
 
 
@@ -113,6 +116,8 @@ class SurgeClaims:
 
     pickup: Pickup
     claims: list[Claim] = field(default_factory=list)
+    # rides whose recorded source does not read: (where, ride, why)
+    unreadable: list[tuple[str, str, str]] = field(default_factory=list)
 
     def see(self, e: LogEvent) -> None:
         """Collect the claim of a ride's requested event (any other event: nothing)."""
@@ -123,8 +128,10 @@ class SurgeClaims:
             return
         try:
             terms = FareTerms.from_data(fare)
-        except (KeyError, TypeError, ValueError, ArithmeticError):
-            return  # terms that do not read are the fare check's to flag
+        except (KeyError, TypeError, ValueError, ArithmeticError) as error:
+            self.unreadable.append((e.where, e.aggregate_id, f"its fare terms do not read: "
+                                    f"{error}"))  # fmt: skip
+            return
         if terms.surge_from is not None:
             cells = pickup_cells(self.pickup(e), terms.quote is not None)
             self.claims.append(Claim(e.where, e.aggregate_id, terms.surge, terms.surge_from,

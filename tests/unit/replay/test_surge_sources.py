@@ -240,3 +240,39 @@ def test_the_replay_fare_command_reads_the_named_event_from_the_log(tmp_path: Pa
     assert result.exit_code == 0, result.output
     line = next(x for x in result.stdout.splitlines() if x.startswith("surge source"))
     assert "(dispatch.Surge.Recomputed," in line and " -> " in line  # the event's row, read
+
+
+def test_a_cell_back_at_1_names_no_event() -> None:
+    """The few cells one event cooled to 1.00 would say where a calm ride's rider was."""
+    projection = SurgeProjection()
+    view = projection.apply(projection.initial(), recomputed(1, 40, 100.0, {CELL: "1.60"}))
+    view = projection.apply(view, recomputed(1, 41, 400.0, {CELL: "1.00"}))
+    assert view.reading(*PICKUP) == ("1.00", SurgeSource())
+
+
+def test_a_damaged_pickup_leaves_the_cell_unchecked() -> None:
+    assert pickup_cells((float("nan"), 0.0), quoted=False) is None
+    assert pickup_cells(None, quoted=True) is None
+
+
+def test_a_source_that_does_not_read_is_flagged_by_verify_and_by_replay_fare() -> None:
+    """Only a forged log (or one of an earlier version) can hold one: the schema and the
+    domain refuse it on the way in."""
+    source = {"event": {"shard": 1, "position": 40, "at": "x"}}
+    fare = TERMS_DATA | {"surge": "1.60", "surge_from": source}
+    data = {"fare": fare, "rider_id": RIDE_ID, "pickup": list(PICKUP),
+            "dropoff": [37.8, -122.42], "expires_at": "2026-01-05T08:05:00+00:00"}  # fmt: skip
+    ride = LogEvent(0, 1, RIDE_ID, 1, Ride.Created.TOPIC, 150.0, data)
+    (violation,) = [v for v in op.verify(Log(ride))[1] if v.kind == "surge_unexplained"]
+    assert "do not read" in violation.detail
+
+    events = requested_events(FareTerms.from_data(TERMS_DATA))
+    events[0] = replace_fare(events[0], fare)
+    explained = explain_fare(events)
+    assert explained.agrees is False
+    assert any("its fare terms do not read" in line for line in explained.lines)
+
+
+def replace_fare(event: Any, fare: dict[str, Any]) -> Any:
+    event.__dict__["fare"] = fare
+    return event
