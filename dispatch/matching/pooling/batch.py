@@ -1,0 +1,280 @@
+"""A batch window of shared rides: request-trip-vehicle combinations and their assignment.
+
+In the spirit of Alonso-Mora et al. (PNAS 2017), bounded in time per window:
+
+1. *Request-vehicle*: each asking rider's ``candidates`` nearest vehicles that can reach the
+   pickup in time (``Reach``); every placement of the rider into each one's plan is judged.
+2. The greedy path (``insert_in_order``) on the same input: the window's fallback, and the
+   floor its answer is held to.
+3. *Request-request*: two riders are shareable when a vehicle at one's pickup at the
+   window's time could serve both; only shareable riders are tried together.
+4. *Trips*: for each vehicle, the sets of asking riders (up to ``max_trip``) it could add to
+   its plan, grown one rider at a time from the feasible plans of the smaller set; a set is
+   tried only when each of its subsets one smaller is a trip of the vehicle.
+5. *Assignment*: each vehicle takes at most one trip and each rider is in at most one:
+   greedily (bigger trips, then cheaper, first) and as an integer program (scipy's HiGHS)
+   with the time left. The best of the greedy path, the greedy trips and the program wins:
+   more riders served, then less delay added.
+
+With a travel time that keeps the triangle inequality (``StraightLineTravel``), taking a
+rider's stops out of a feasible plan leaves it feasible, so steps 3 and 4 prune nothing that
+could be served: within the candidates, every plan is found. A window that runs out of its
+``budget_s`` stops enumerating or solving, keeps the best it has (at least the greedy
+path's) and says ``capped``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+from scipy.optimize import Bounds, LinearConstraint, milp
+from scipy.sparse import csr_array
+
+from dispatch.domain.pooling import Plan, PoolRider, Route, Stop, Travel, plan_cost
+from dispatch.matching.pooling.insertion import (
+    Assignment,
+    feasible_placements,
+    insert_in_order,
+)
+from dispatch.matching.pooling.travel import Reach
+
+
+@dataclass(frozen=True, slots=True)
+class PoolLimits:
+    candidates: int = 8  # vehicles tried per asking rider
+    max_trip: int = 3  # asking riders one vehicle may take in one window
+    budget_s: float = 0.15  # a window's time cap (the enumeration and the program share it)
+
+    def __post_init__(self) -> None:
+        if self.candidates < 1 or self.max_trip < 1:
+            raise ValueError("candidates and max_trip must be at least 1")
+        if not (math.isfinite(self.budget_s) and self.budget_s > 0):
+            raise ValueError(f"budget_s must be a positive number, got {self.budget_s!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class WindowReport:
+    asking: int
+    vehicles: int
+    trips: tuple[int, ...]  # how many trips of 1, 2, ... riders were found
+    served: int
+    added_cost: float
+    insertion_served: int  # the greedy path's, on the same input
+    insertion_cost: float
+    solver: str  # whose answer won: "insertion", "trips" (greedy over trips) or "ilp"
+    capped: bool  # the window ran out of its budget
+    elapsed_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Trip:
+    vehicle_id: Hashable
+    riders: frozenset[Hashable]
+    added: float
+    plan: Plan
+
+
+def assign_window(
+    asking: Sequence[PoolRider],
+    routes: Sequence[Route],
+    accepted: Mapping[Hashable, PoolRider],
+    travel: Travel,
+    seconds_per_m: float,
+    limits: PoolLimits,
+    now: float,
+    clock: Callable[[], float] = time.perf_counter,
+) -> tuple[Assignment, WindowReport]:
+    """Decide a window: which asking riders go into which vehicles' plans."""
+    started = clock()
+    deadline = started + limits.budget_s
+    riders: dict[Hashable, PoolRider] = {**accepted, **{r.ride_id: r for r in asking}}
+    by_id = {r.vehicle_id: r for r in routes}
+    reach = Reach(routes, seconds_per_m)
+    near = {r.ride_id: reach.of(r, limits.candidates) for r in asking}
+    base: dict[Hashable, float] = {}
+    singles: dict[Hashable, dict[Hashable, list[tuple[float, Plan]]]] = {}
+    first: dict[tuple[Hashable, Hashable], tuple[float, Plan] | None] = {}
+    for rider in asking:
+        for vehicle_id in near[rider.ride_id]:
+            route = by_id[vehicle_id]
+            if vehicle_id not in base:
+                base[vehicle_id] = plan_cost(route, route.plan, riders, travel)
+            found = feasible_placements(route, route.plan, rider, riders, travel)
+            first[(rider.ride_id, vehicle_id)] = min(found, key=_cost) if found else None
+            if found:
+                singles.setdefault(vehicle_id, {})[rider.ride_id] = found
+    greedy_path = insert_in_order(
+        asking, by_id, riders, travel, lambda r: near[r.ride_id], base, first
+    )
+    answers = [("insertion", greedy_path)]
+    counts = [sum(len(s) for s in singles.values())]
+    capped = clock() > deadline
+    if not capped:
+        trips, capped = _trips(singles, by_id, base, riders, travel, limits, now, deadline, clock)
+        counts = [
+            sum(1 for t in trips if len(t.riders) == n) for n in range(1, limits.max_trip + 1)
+        ]
+        answers.append(("trips", _greedy(trips)))
+        left = deadline - clock()
+        if left > 0 and trips:
+            solved, stopped = _program(trips, left)
+            capped = capped or stopped
+            if solved is not None:
+                answers.append(("ilp", solved))
+        else:
+            capped = True
+    solver, best = min(answers, key=lambda a: a[1].key())
+    report = WindowReport(
+        len(asking), len(routes), tuple(counts), best.served, best.added_cost,
+        greedy_path.served, greedy_path.added_cost, solver, capped, clock() - started,
+    )  # fmt: skip
+    return best, report
+
+
+def _cost(found: tuple[float, Plan]) -> float:
+    return found[0]
+
+
+def _trips(
+    singles: Mapping[Hashable, Mapping[Hashable, list[tuple[float, Plan]]]],
+    routes: Mapping[Hashable, Route],
+    base: Mapping[Hashable, float],
+    riders: Mapping[Hashable, PoolRider],
+    travel: Travel,
+    limits: PoolLimits,
+    now: float,
+    deadline: float,
+    clock: Callable[[], float],
+) -> tuple[list[_Trip], bool]:
+    out: list[_Trip] = []
+    shareable = _Shareable(riders, travel, now)
+    for vehicle_id, own in singles.items():
+        route, floor = routes[vehicle_id], base[vehicle_id]
+        level: dict[frozenset[Hashable], list[tuple[float, Plan]]] = {}
+        for ride_id, found in own.items():
+            level[frozenset((ride_id,))] = found
+            out.append(
+                _Trip(
+                    vehicle_id,
+                    frozenset((ride_id,)),
+                    min(found, key=_cost)[0] - floor,
+                    min(found, key=_cost)[1],
+                )
+            )
+        order = list(own)
+        for _size in range(2, limits.max_trip + 1):
+            if clock() > deadline:
+                return out, True
+            grown: dict[frozenset[Hashable], list[tuple[float, Plan]]] = {}
+            for members, plans in level.items():
+                for ride_id in order:
+                    if ride_id in members:
+                        continue
+                    bigger = members | {ride_id}
+                    if bigger in grown or not all(bigger - {m} in level for m in members):
+                        continue
+                    if not all(shareable(ride_id, m) for m in members):
+                        continue
+                    seen: set[Plan] = set()
+                    found = []
+                    for _, plan in plans:
+                        for cost, candidate in feasible_placements(
+                            route, plan, riders[ride_id], riders, travel
+                        ):
+                            if candidate not in seen:
+                                seen.add(candidate)
+                                found.append((cost, candidate))
+                    if found:
+                        grown[bigger] = found
+                        best = min(found, key=_cost)
+                        out.append(_Trip(vehicle_id, bigger, best[0] - floor, best[1]))
+            if not grown:
+                break
+            level = grown
+    return out, False
+
+
+class _Shareable:
+    """Whether two asking riders could share a vehicle at all: a vehicle at either one's
+    pickup at the window's time serves both (memoised per pair)."""
+
+    def __init__(self, riders: Mapping[Hashable, PoolRider], travel: Travel, now: float) -> None:
+        self._riders, self._travel, self._now = riders, travel, now
+        self._known: dict[frozenset[Hashable], bool] = {}
+
+    def __call__(self, a: Hashable, b: Hashable) -> bool:
+        key = frozenset((a, b))
+        known = self._known.get(key)
+        if known is None:
+            known = self._known[key] = self._from(a, b) or self._from(b, a)
+        return known
+
+    def _from(self, a: Hashable, b: Hashable) -> bool:
+        ra, rb = self._riders[a], self._riders[b]
+        virtual = Route(("virtual", a), ra.seats + rb.seats, ra.pickup, self._now)
+        return bool(
+            feasible_placements(
+                virtual, (Stop(a, True), Stop(a, False)), rb, self._riders, self._travel
+            )
+        )
+
+
+def _greedy(trips: Sequence[_Trip]) -> Assignment:
+    out = Assignment({}, {}, 0.0)
+    used: set[Hashable] = set()
+    for trip in sorted(trips, key=lambda t: (-len(t.riders), t.added)):
+        if trip.vehicle_id in used or any(r in out.riders for r in trip.riders):
+            continue
+        _take(out, trip)
+        used.add(trip.vehicle_id)
+    return out
+
+
+def _take(out: Assignment, trip: _Trip) -> None:
+    out.plans[trip.vehicle_id] = trip.plan
+    for ride_id in trip.riders:
+        out.riders[ride_id] = trip.vehicle_id
+    out.added_cost += trip.added
+
+
+def _program(trips: Sequence[_Trip], seconds: float) -> tuple[Assignment | None, bool]:
+    """The integer program: at most one trip per vehicle and per rider, serving as many
+    riders as possible and then adding the least delay. Returns its answer (None when it
+    found none in time) and whether it stopped on its time limit."""
+    vehicles = {v: i for i, v in enumerate(dict.fromkeys(t.vehicle_id for t in trips))}
+    ride_ids = {r: i for i, r in enumerate(dict.fromkeys(r for t in trips for r in t.riders))}
+    # One more rider served outweighs any difference in delay: every trip's delay summed.
+    weight = 1.0 + sum(t.added for t in trips)
+    c = np.array([t.added - weight * len(t.riders) for t in trips])
+    rows, cols = [], []
+    for j, trip in enumerate(trips):
+        rows.append(vehicles[trip.vehicle_id])
+        cols.append(j)
+        for ride_id in trip.riders:
+            rows.append(len(vehicles) + ride_ids[ride_id])
+            cols.append(j)
+    shape = (len(vehicles) + len(ride_ids), len(trips))
+    a = csr_array((np.ones(len(rows)), (rows, cols)), shape=shape)
+    result = milp(
+        c,
+        constraints=LinearConstraint(a, 0.0, 1.0),
+        integrality=np.ones(len(trips)),
+        bounds=Bounds(0.0, 1.0),
+        options={"time_limit": max(seconds, 1e-3), "mip_rel_gap": 0.0, "disp": False},
+    )
+    stopped = result.status == 1
+    if result.x is None:
+        return None, stopped
+    out = Assignment({}, {}, 0.0)
+    for chosen in np.flatnonzero(result.x > 0.5).tolist():
+        _take(out, trips[chosen])
+    return out, stopped
+
+
+def applied(routes: Mapping[Hashable, Route], assignment: Assignment) -> dict[Hashable, Route]:
+    """The routes with the assignment's plans in them (the caller records them as events)."""
+    return {v: replace(r, plan=assignment.plans.get(v, r.plan)) for v, r in routes.items()}

@@ -1,0 +1,198 @@
+"""Shared rides' matching (dispatch/matching/pooling/): placements keep a plan's order,
+insertion takes the cheapest, and a batch window's answer is never worse than the greedy
+path's on the same input, keeps every plan within the rule and drops no accepted rider."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Hashable
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dispatch.domain.pooling import PoolBounds, PoolRider, Route, Stop, walk
+from dispatch.matching.pooling.batch import PoolLimits, assign_window
+from dispatch.matching.pooling.insertion import (
+    best_placement,
+    feasible_placements,
+    insert_in_order,
+    placements,
+)
+from dispatch.matching.pooling.travel import Reach, StraightLineTravel
+
+PACE = 0.2  # seconds per metre
+TRAVEL = StraightLineTravel(PACE)
+ORIGIN = (37.77, -122.42)
+KM_LAT = 1 / 111.195  # degrees of latitude per km
+
+
+def north(km: float, east: float = 0.0) -> tuple[float, float]:
+    return (ORIGIN[0] + km * KM_LAT, ORIGIN[1] + east * KM_LAT / math.cos(math.radians(ORIGIN[0])))
+
+
+def ask(ride_id: str, pickup: tuple[float, float], dropoff: tuple[float, float], *, seats: int = 1,
+        at: float = 0.0, wait: float = 250.0, detour: float = 1.5) -> PoolRider:  # fmt: skip
+    return PoolRider.asking(ride_id, seats, pickup, dropoff, at, PoolBounds(wait, detour), TRAVEL)
+
+
+def test_placements_put_pickup_before_drop_off_and_keep_the_plans_order() -> None:
+    plan = (Stop("a", True), Stop("b", True), Stop("a", False))
+    found = list(placements(plan, "n"))
+    assert len(found) == len(set(found)) == (3 + 1) * (3 + 2) // 2
+    for candidate in found:
+        assert tuple(s for s in candidate if s.ride_id != "n") == plan
+        assert candidate.index(Stop("n", True)) < candidate.index(Stop("n", False))
+
+
+def test_the_best_placement_is_the_cheapest_plan_that_keeps_the_rule() -> None:
+    riders = {
+        "a": ask("a", north(0.5), north(4), wait=600),
+        "b": ask("b", north(1), north(3), wait=600),
+        "n": ask("n", north(1.5), north(2.5), wait=600),
+    }
+    route = Route(
+        "v",
+        4,
+        ORIGIN,
+        0.0,
+        {},
+        (Stop("a", True), Stop("b", True), Stop("b", False), Stop("a", False)),
+    )
+    walks = [walk(route, p, riders, TRAVEL) for p in placements(route.plan, "n")]
+    cheapest = min(w.cost for w in walks if w.ok)
+    found = best_placement(route, route.plan, riders["n"], riders, TRAVEL)
+    assert found is not None and found[0] == pytest.approx(cheapest)
+    assert len(feasible_placements(route, route.plan, riders["n"], riders, TRAVEL)) == sum(
+        w.ok for w in walks
+    )
+
+
+def test_a_window_serves_riders_the_greedy_path_leaves_waiting() -> None:
+    # r1 asked first; A (1 km north) is nearest to it, and also the only vehicle in reach of
+    # r2 (2 km north). B (1.1 km south) can reach r1 only. The trips go opposite ways, so
+    # one vehicle cannot take both: the greedy path gives r1 to A and leaves r2 waiting.
+    r1 = ask("r1", ORIGIN, north(-3), at=0.0)
+    r2 = ask("r2", north(2), north(5), at=1.0)
+    routes = [Route("A", 4, north(1), 1.0), Route("B", 4, north(-1.1), 1.0)]
+    chosen, report = assign_window(
+        [r1, r2], routes, {}, TRAVEL, PACE, PoolLimits(budget_s=5.0), 1.0
+    )
+    assert chosen.riders == {"r1": "B", "r2": "A"}
+    assert (report.served, report.insertion_served) == (2, 1)
+    assert report.solver in {"trips", "ilp"} and not report.capped
+
+
+def test_a_window_pools_riders_going_the_same_way_into_one_vehicle() -> None:
+    r1 = ask("r1", ORIGIN, north(4), at=0.0)
+    r2 = ask("r2", north(0.2), north(4.2), at=0.0)
+    chosen, report = assign_window(
+        [r1, r2], [Route("A", 4, north(-0.5), 0.0)], {}, TRAVEL, PACE, PoolLimits(), 0.0
+    )
+    assert chosen.riders == {"r1": "A", "r2": "A"} and report.trips[:2] == (2, 1)
+    assert walk(Route("A", 4, north(-0.5), 0.0), chosen.plans["A"], {"r1": r1, "r2": r2}, TRAVEL).ok
+
+
+def test_a_window_out_of_time_keeps_the_greedy_paths_answer_and_says_capped() -> None:
+    ticks = itertools.count(step=10.0)  # every reading of the clock is 10 s later
+    r1 = ask("r1", ORIGIN, north(-3), at=0.0)
+    r2 = ask("r2", north(2), north(5), at=1.0)
+    routes = [Route("A", 4, north(1), 1.0), Route("B", 4, north(-1.1), 1.0)]
+    chosen, report = assign_window(
+        [r1, r2], routes, {}, TRAVEL, PACE, PoolLimits(budget_s=1.0), 1.0, clock=lambda: next(ticks)
+    )
+    assert report.capped and report.solver == "insertion"
+    assert chosen.riders == {"r1": "A"}
+
+
+def test_a_vehicle_without_the_seats_or_the_time_is_not_in_reach() -> None:
+    routes = [
+        Route("near-2", 2, north(0.1), 0.0),
+        Route("far", 4, north(3), 0.0),
+        Route("ok", 4, north(0.5), 0.0),
+    ]
+    reach = Reach(routes, PACE)
+    assert reach.of(ask("r", ORIGIN, north(2), seats=2), 8) == ["near-2", "ok"]
+    assert reach.of(ask("r", ORIGIN, north(2), seats=2), 1) == ["near-2"]
+    small = [Route("tiny", 1, north(0.1), 0.0)]
+    assert Reach(small, PACE).of(ask("r", ORIGIN, north(2), seats=2), 8) == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"), [({"candidates": 0}, "at least 1"), ({"budget_s": 0.0}, "budget_s")]
+)
+def test_limits_refuse_meaningless_values(kwargs: dict[str, float], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        PoolLimits(**kwargs)  # type: ignore[arg-type]
+
+
+_km = st.floats(-3, 3)
+
+
+@st.composite
+def _windows(draw: st.DrawFn) -> tuple[list[PoolRider], list[Route], dict[Hashable, PoolRider]]:
+    accepted: dict[Hashable, PoolRider] = {}
+    routes = []
+    for v in range(draw(st.integers(1, 5))):
+        at = north(draw(_km), draw(_km))
+        route = Route(f"v{v}", draw(st.sampled_from([2, 4, 6])), at, 100.0)
+        if draw(st.booleans()):
+            a = ask(
+                f"a{v}",
+                at,
+                north(draw(_km), draw(_km)),
+                at=draw(st.floats(0, 100)),
+                wait=600,
+                detour=2.0,
+            )
+            on = draw(st.booleans())
+            plan = (
+                (Stop(a.ride_id, False),) if on else (Stop(a.ride_id, True), Stop(a.ride_id, False))
+            )
+            trial = Route(
+                route.vehicle_id, route.seats, at, 100.0, {a.ride_id: 90.0} if on else {}, plan
+            )
+            if walk(trial, plan, {a.ride_id: a}, TRAVEL).ok:
+                route, accepted[a.ride_id] = trial, a
+        routes.append(route)
+    asking = [
+        ask(
+            f"r{i}",
+            north(draw(_km), draw(_km)),
+            north(draw(_km), draw(_km)),
+            seats=draw(st.integers(1, 2)),
+            at=draw(st.floats(90, 100)),
+            wait=draw(st.floats(100, 600)),
+            detour=draw(st.floats(1.2, 2.5)),
+        )
+        for i in range(draw(st.integers(1, 6)))
+    ]
+    return asking, routes, accepted
+
+
+@settings(max_examples=150, deadline=None)
+@given(_windows(), st.integers(1, 3))
+def test_a_windows_plans_are_never_worse_than_insertion_and_keep_the_rule(
+    case: tuple[list[PoolRider], list[Route], dict[Hashable, PoolRider]], max_trip: int
+) -> None:
+    asking, routes, accepted = case
+    limits = PoolLimits(candidates=8, max_trip=max_trip, budget_s=30.0)
+    chosen, report = assign_window(asking, routes, accepted, TRAVEL, PACE, limits, 100.0)
+    riders = {**accepted, **{r.ride_id: r for r in asking}}
+    by_id = {r.vehicle_id: r for r in routes}
+    base = {v: walk(r, r.plan, riders, TRAVEL).cost for v, r in by_id.items()}
+    reach = Reach(routes, PACE)
+    greedy = insert_in_order(asking, by_id, riders, TRAVEL, lambda r: reach.of(r, 8), base)
+    assert chosen.key() <= (greedy.key()[0], greedy.key()[1] + 1e-6)
+    assert (report.insertion_served, report.served) == (greedy.served, chosen.served)
+    added = 0.0
+    for vehicle_id, plan in chosen.plans.items():
+        route = by_id[vehicle_id]
+        done = walk(route, plan, riders, TRAVEL)
+        assert done.ok, done.problem
+        new = {s.ride_id for s in plan} - {s.ride_id for s in route.plan}
+        assert tuple(s for s in plan if s.ride_id not in new) == route.plan  # old stops, old order
+        assert new == {r for r, v in chosen.riders.items() if v == vehicle_id}
+        added += done.cost - base[vehicle_id]
+    assert added == pytest.approx(chosen.added_cost, abs=1e-6)
