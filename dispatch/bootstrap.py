@@ -526,7 +526,7 @@ def build_embedded_engine(settings: Settings, clock: Clock = time.time) -> Embed
         with naming(shard_path(data_dir, worker.shard)):
             worker.restore()
             worker.app.finish_erasures()  # a kill between an erasure's two commits
-    return EmbeddedEngine(transport, workers)
+    return EmbeddedEngine(transport, workers, [sealer.personal.keys.close] if sealer else [])
 
 
 def build_log_source(settings: Settings) -> LogSource:
@@ -744,7 +744,7 @@ def build_runtime(settings: Settings, clock: Clock = time.time) -> Runtime:
         engine,
         archive=archive,
         warm=warm,
-        closers=[archive.close, personal.keys.close],
+        closers=[shard_files.close, archive.close, personal.keys.close],
         open_personal=personal.open,
         clear_before=_clear_before(settings),
         tracer=tracer,

@@ -119,7 +119,7 @@ class Runtime:
         self.runner.stop()
         self._keep_views()
         if self.engine is not None:
-            self.engine.stop()
+            self.engine.close()
         for close in self.closers:
             close()
         self._started = False

@@ -51,7 +51,10 @@ def simulate_embedded(
     )
     for worker in engine.workers.values():
         worker.listeners.append(sim.on_commit)
-    sim.run(progress)
+    try:
+        sim.run(progress)
+    finally:
+        engine.close()
     return sim
 
 

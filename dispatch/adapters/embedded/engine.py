@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from dispatch import logs
 from dispatch.adapters.embedded.transport import EmbeddedTransport
@@ -21,11 +21,18 @@ log = logging.getLogger(__name__)
 
 
 class EmbeddedEngine:
-    def __init__(self, transport: EmbeddedTransport, workers: Sequence[ShardWorker]) -> None:
+    def __init__(
+        self,
+        transport: EmbeddedTransport,
+        workers: Sequence[ShardWorker],
+        closers: Sequence[Callable[[], None]] = (),
+    ) -> None:
         """``workers`` restored; with several, each sees the others' drivers (pings and
-        availability) and may ask their owners for them."""
+        availability) and may ask their owners for them. ``closers`` release what the
+        workers share (the personal-data key store), after the workers' own stores."""
         self.transport = transport
         self.workers = {w.shard: w for w in workers}
+        self._closers = list(closers)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         if len(self.workers) > 1:
@@ -94,7 +101,22 @@ class EmbeddedEngine:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=5)
-        self._threads.clear()
+        self._threads = [t for t in self._threads if t.is_alive()]
+
+    def close(self) -> None:
+        """Stop, then close every shard's store and what the shards share: their SQLite
+        connections would otherwise stay open until the garbage collector finds them, and
+        close (checkpointing and deleting the ``-wal`` files) at a moment nobody chose.
+        A shard thread that did not stop in time keeps its store (logged)."""
+        self.stop()
+        if self._threads:
+            log.warning("%d shard thread(s) did not stop: stores left open", len(self._threads))
+            return
+        for worker in self.workers.values():
+            worker.app.close()
+        for close in self._closers:
+            close()
+        self._closers.clear()
 
     def _loop(self, worker: ShardWorker, timeout_s: float) -> None:
         while not self._stop.is_set():
