@@ -4,10 +4,11 @@ In the spirit of Alonso-Mora et al. (PNAS 2017), bounded in time per window:
 
 1. *Request-vehicle*: each asking rider's ``candidates`` nearest vehicles that can reach the
    pickup in time (``Reach``); every placement of the rider into each one's plan is judged.
-2. The greedy path (``insert_in_order``) on the same input: the window's fallback, and the
-   floor its answer is held to.
-3. *Request-request*: two riders are shareable when a vehicle at one's pickup at the
-   window's time could serve both; only shareable riders are tried together.
+2. The greedy path (``insert_in_order``, at most ``max_trip`` new riders per vehicle) on
+   the same input: the window's fallback, and the floor its answer is held to.
+3. *Request-request*: two riders are shareable when a vehicle at either one's pickup at
+   the earliest time any vehicle of the window is anywhere (its ``ready_at``, or the
+   window's time) could serve both; only shareable riders are tried together.
 4. *Trips*: for each vehicle, the sets of asking riders (up to ``max_trip``) it could add to
    its plan, grown one rider at a time from the feasible plans of the smaller set; a set is
    tried only when each of its subsets one smaller is a trip of the vehicle.
@@ -18,9 +19,12 @@ In the spirit of Alonso-Mora et al. (PNAS 2017), bounded in time per window:
 
 With a travel time that keeps the triangle inequality (``StraightLineTravel``), taking a
 rider's stops out of a feasible plan leaves it feasible, so steps 3 and 4 prune nothing that
-could be served: within the candidates, every plan is found. A window that runs out of its
-``budget_s`` stops enumerating or solving, keeps the best it has (at least the greedy
-path's) and says ``capped``.
+could be served: within the candidates, every plan is found (a brute-force test checks
+it). A window that runs out of its ``budget_s`` stops judging placements, enumerating or
+solving, keeps the best it has and says ``capped``. The greedy path always runs to its
+end (it is the floor, finding for itself the placements step 1 did not reach), so a window
+whose greedy path alone outlasts the budget runs over it; ``capped`` is also said of a
+window that ran over for any other reason (the program stopping late).
 """
 
 from __future__ import annotations
@@ -88,51 +92,97 @@ def assign_window(
     now: float,
     clock: Callable[[], float] = time.perf_counter,
 ) -> tuple[Assignment, WindowReport]:
-    """Decide a window: which asking riders go into which vehicles' plans."""
+    """Decide a window: which asking riders go into which vehicles' plans.
+    ``seconds_per_m`` must be a lower bound of ``travel``'s pace over the straight line
+    (the same pace for ``StraightLineTravel``): ``Reach`` prunes with it."""
     started = clock()
     deadline = started + limits.budget_s
+    _check_window(asking, routes, accepted)
     riders: dict[Hashable, PoolRider] = {**accepted, **{r.ride_id: r for r in asking}}
     by_id = {r.vehicle_id: r for r in routes}
     reach = Reach(routes, seconds_per_m)
     near = {r.ride_id: reach.of(r, limits.candidates) for r in asking}
-    base: dict[Hashable, float] = {}
+    base = _Costs(by_id, riders, travel)
     singles: dict[Hashable, dict[Hashable, list[tuple[float, Plan]]]] = {}
     first: dict[tuple[Hashable, Hashable], tuple[float, Plan] | None] = {}
+    capped = False
     for rider in asking:
+        if clock() > deadline:  # the greedy path finds the rest's placements itself
+            capped = True
+            break
         for vehicle_id in near[rider.ride_id]:
             route = by_id[vehicle_id]
-            if vehicle_id not in base:
-                base[vehicle_id] = plan_cost(route, route.plan, riders, travel)
             found = feasible_placements(route, route.plan, rider, riders, travel)
             first[(rider.ride_id, vehicle_id)] = min(found, key=_cost) if found else None
             if found:
                 singles.setdefault(vehicle_id, {})[rider.ride_id] = found
     greedy_path = insert_in_order(
-        asking, by_id, riders, travel, lambda r: near[r.ride_id], base, first
+        asking, by_id, riders, travel, lambda r: near[r.ride_id], base, first, limits.max_trip
     )
     answers = [("insertion", greedy_path)]
     counts = [sum(len(s) for s in singles.values())]
-    capped = clock() > deadline
-    if not capped:
-        trips, capped = _trips(singles, by_id, base, riders, travel, limits, now, deadline, clock)
-        counts = [
-            sum(1 for t in trips if len(t.riders) == n) for n in range(1, limits.max_trip + 1)
-        ]
+    if not capped and clock() <= deadline:
+        # A vehicle at a pickup at the earliest time any vehicle is anywhere: the
+        # shareability test's start (a later one could prune a pair some vehicle serves).
+        start = min([now, *(r.ready_at for r in routes)])
+        trips, capped = _trips(singles, by_id, base, riders, travel, limits, start, deadline, clock)
+        sizes = range(1, limits.max_trip + 1)
+        counts = [sum(1 for t in trips if len(t.riders) == n) for n in sizes]
         answers.append(("trips", _greedy(trips)))
         left = deadline - clock()
-        if left > 0 and trips:
+        if trips and left <= 0:
+            capped = True
+        elif trips:
             solved, stopped = _program(trips, left)
             capped = capped or stopped
             if solved is not None:
                 answers.append(("ilp", solved))
-        else:
-            capped = True
+    else:
+        capped = True
     solver, best = min(answers, key=lambda a: a[1].key())
+    elapsed = clock() - started
     report = WindowReport(
         len(asking), len(routes), tuple(counts), best.served, best.added_cost,
-        greedy_path.served, greedy_path.added_cost, solver, capped, clock() - started,
+        greedy_path.served, greedy_path.added_cost, solver,
+        capped or elapsed > limits.budget_s, elapsed,
     )  # fmt: skip
     return best, report
+
+
+def _check_window(
+    asking: Sequence[PoolRider], routes: Sequence[Route], accepted: Mapping[Hashable, PoolRider]
+) -> None:
+    """Refuse a window whose riders or vehicles are not each once, or whose vehicles carry
+    or plan for riders the window was not given (ValueError saying which)."""
+    ids = [r.ride_id for r in asking]
+    if len(set(ids)) != len(ids):
+        raise ValueError("an asking rider is in the window twice")
+    again = sorted(str(r) for r in set(ids) & set(accepted))
+    if again:
+        raise ValueError(f"riders both asking and accepted: {', '.join(again)}")
+    vehicles = [r.vehicle_id for r in routes]
+    if len(set(vehicles)) != len(vehicles):
+        raise ValueError("a vehicle is in the window twice")
+    for route in routes:
+        unknown = ({s.ride_id for s in route.plan} | set(route.onboard)) - set(accepted)
+        if unknown:
+            names = ", ".join(sorted(str(r) for r in unknown))
+            raise ValueError(f"vehicle {route.vehicle_id} serves riders not accepted: {names}")
+
+
+class _Costs(dict[Hashable, float]):
+    """Each vehicle's plan's cost, worked out when first asked for."""
+
+    def __init__(
+        self, routes: Mapping[Hashable, Route], riders: Mapping[Hashable, PoolRider], travel: Travel
+    ) -> None:
+        super().__init__()
+        self._routes, self._riders, self._travel = routes, riders, travel
+
+    def __missing__(self, vehicle_id: Hashable) -> float:
+        route = self._routes[vehicle_id]
+        cost = self[vehicle_id] = plan_cost(route, route.plan, self._riders, self._travel)
+        return cost
 
 
 def _cost(found: tuple[float, Plan]) -> float:
@@ -146,12 +196,12 @@ def _trips(
     riders: Mapping[Hashable, PoolRider],
     travel: Travel,
     limits: PoolLimits,
-    now: float,
+    start: float,
     deadline: float,
     clock: Callable[[], float],
 ) -> tuple[list[_Trip], bool]:
     out: list[_Trip] = []
-    shareable = _Shareable(riders, travel, now)
+    shareable = Shareable(riders, travel, start)
     for vehicle_id, own in singles.items():
         route, floor = routes[vehicle_id], base[vehicle_id]
         level: dict[frozenset[Hashable], list[tuple[float, Plan]]] = {}
@@ -171,6 +221,8 @@ def _trips(
                 return out, True
             grown: dict[frozenset[Hashable], list[tuple[float, Plan]]] = {}
             for members, plans in level.items():
+                if clock() > deadline:
+                    return out, True
                 for ride_id in order:
                     if ride_id in members:
                         continue
@@ -198,12 +250,12 @@ def _trips(
     return out, False
 
 
-class _Shareable:
+class Shareable:
     """Whether two asking riders could share a vehicle at all: a vehicle at either one's
-    pickup at the window's time serves both (memoised per pair)."""
+    pickup at ``start`` (no vehicle is anywhere earlier) serves both (memoised per pair)."""
 
-    def __init__(self, riders: Mapping[Hashable, PoolRider], travel: Travel, now: float) -> None:
-        self._riders, self._travel, self._now = riders, travel, now
+    def __init__(self, riders: Mapping[Hashable, PoolRider], travel: Travel, start: float) -> None:
+        self._riders, self._travel, self._start = riders, travel, start
         self._known: dict[frozenset[Hashable], bool] = {}
 
     def __call__(self, a: Hashable, b: Hashable) -> bool:
@@ -215,7 +267,7 @@ class _Shareable:
 
     def _from(self, a: Hashable, b: Hashable) -> bool:
         ra, rb = self._riders[a], self._riders[b]
-        virtual = Route(("virtual", a), ra.seats + rb.seats, ra.pickup, self._now)
+        virtual = Route(("virtual", a), ra.seats + rb.seats, ra.pickup, self._start)
         return bool(
             feasible_placements(
                 virtual, (Stop(a, True), Stop(a, False)), rb, self._riders, self._travel
@@ -248,7 +300,7 @@ def _program(trips: Sequence[_Trip], seconds: float) -> tuple[Assignment | None,
     vehicles = {v: i for i, v in enumerate(dict.fromkeys(t.vehicle_id for t in trips))}
     ride_ids = {r: i for i, r in enumerate(dict.fromkeys(r for t in trips for r in t.riders))}
     # One more rider served outweighs any difference in delay: every trip's delay summed.
-    weight = 1.0 + sum(t.added for t in trips)
+    weight = 1.0 + sum(abs(t.added) for t in trips)
     c = np.array([t.added - weight * len(t.riders) for t in trips])
     rows, cols = [], []
     for j, trip in enumerate(trips):

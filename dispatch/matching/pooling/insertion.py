@@ -76,16 +76,23 @@ def insert_in_order(
     reach: Callable[[PoolRider], Sequence[Hashable]],
     base_costs: Mapping[Hashable, float],
     first: Mapping[tuple[Hashable, Hashable], tuple[float, Plan] | None] | None = None,
+    max_new: int | None = None,
 ) -> Assignment:
     """The greedy path: riders by request time, each into the vehicle among ``reach``'s
-    where it adds least. ``first`` may hold each (ride, vehicle)'s best placement into the
-    vehicle's plan as it was (reused until the vehicle's plan changes)."""
+    where it adds least, at most ``max_new`` riders per vehicle (None: no limit).
+    ``first`` may hold each (ride, vehicle)'s best placement into the vehicle's plan as it
+    was (reused until the vehicle's plan changes)."""
     current: dict[Hashable, Route] = {}
-    cost_now = dict(base_costs)
+    cost_now: dict[Hashable, float] = {}
+    taken: dict[Hashable, int] = {}
     out = Assignment({}, {}, 0.0)
     for rider in sorted(asking, key=lambda r: r.requested_at):
         best: tuple[float, Hashable, Plan] | None = None
         for vehicle_id in reach(rider):
+            if max_new is not None and taken.get(vehicle_id, 0) >= max_new:
+                continue
+            if vehicle_id not in cost_now:
+                cost_now[vehicle_id] = base_costs[vehicle_id]
             route = current.get(vehicle_id) or routes[vehicle_id]
             if (
                 vehicle_id not in current
@@ -106,6 +113,7 @@ def insert_in_order(
         route = current.get(vehicle_id) or routes[vehicle_id]
         current[vehicle_id] = replace(route, plan=plan)
         cost_now[vehicle_id] += added
+        taken[vehicle_id] = taken.get(vehicle_id, 0) + 1
         out.plans[vehicle_id] = plan
         out.riders[rider.ride_id] = vehicle_id
         out.added_cost += added

@@ -7,7 +7,7 @@ from collections.abc import Hashable, Sequence
 
 import numpy as np
 
-from dispatch.domain.pooling import LatLng, PoolRider, Route
+from dispatch.domain.pooling import SLACK_S, LatLng, PoolRider, Route
 from dispatch.matching.geo import TWO_R_M, haversine_m
 
 
@@ -49,7 +49,8 @@ class Reach:
         s2 = np.sin((self._lng - ln) * 0.5)
         a = np.minimum(s1 * s1 + math.cos(la) * self._cos * s2 * s2, 1.0)
         seconds = TWO_R_M * np.arcsin(np.sqrt(a)) * self._pace
-        ok = (self._ready + seconds <= rider.latest_pickup_at) & (self._seats >= rider.seats)
+        in_time = self._ready + seconds <= rider.latest_pickup_at + SLACK_S
+        ok = in_time & (self._seats >= rider.seats)
         idx = np.flatnonzero(ok)
         if len(idx) > k:
             idx = idx[np.argpartition(seconds[idx], k - 1)[:k]]

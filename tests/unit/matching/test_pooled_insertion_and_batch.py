@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections import Counter
 from collections.abc import Hashable
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from dispatch.domain.pooling import PoolBounds, PoolRider, Route, Stop, walk
-from dispatch.matching.pooling.batch import PoolLimits, assign_window
+from dispatch.matching.pooling.batch import PoolLimits, Shareable, assign_window
 from dispatch.matching.pooling.insertion import (
     best_placement,
     feasible_placements,
@@ -183,7 +184,9 @@ def test_a_windows_plans_are_never_worse_than_insertion_and_keep_the_rule(
     by_id = {r.vehicle_id: r for r in routes}
     base = {v: walk(r, r.plan, riders, TRAVEL).cost for v, r in by_id.items()}
     reach = Reach(routes, PACE)
-    greedy = insert_in_order(asking, by_id, riders, TRAVEL, lambda r: reach.of(r, 8), base)
+    greedy = insert_in_order(
+        asking, by_id, riders, TRAVEL, lambda r: reach.of(r, 8), base, max_new=max_trip
+    )
     assert chosen.key() <= (greedy.key()[0], greedy.key()[1] + 1e-6)
     assert (report.insertion_served, report.served) == (greedy.served, chosen.served)
     added = 0.0
@@ -196,3 +199,226 @@ def test_a_windows_plans_are_never_worse_than_insertion_and_keep_the_rule(
         assert new == {r for r, v in chosen.riders.items() if v == vehicle_id}
         added += done.cost - base[vehicle_id]
     assert added == pytest.approx(chosen.added_cost, abs=1e-6)
+
+
+def _every_plan(route: Route, new: list[PoolRider]) -> list[tuple[Stop, ...]]:
+    plans = [route.plan]
+    for rider in new:
+        plans = [p for plan in plans for p in placements(plan, rider.ride_id)]
+    return plans
+
+
+def _brute_force(
+    asking: list[PoolRider], routes: list[Route], accepted: dict[Hashable, PoolRider], max_trip: int
+) -> tuple[int, float]:
+    """The best key over every assignment of riders to vehicles (or none), each vehicle's
+    riders placed every possible way: no pruning, no candidates."""
+    riders = {**accepted, **{r.ride_id: r for r in asking}}
+    base = {r.vehicle_id: walk(r, r.plan, riders, TRAVEL).cost for r in routes}
+    best_of: dict[tuple[Hashable, frozenset[Hashable]], float] = {}
+
+    def cheapest(route: Route, group: frozenset[Hashable]) -> float:
+        key = (route.vehicle_id, group)
+        if key not in best_of:
+            costs = [
+                walk(route, p, riders, TRAVEL)
+                for p in _every_plan(route, [riders[r] for r in sorted(group, key=str)])
+            ]  # type: ignore[misc]
+            best_of[key] = (
+                min((w.cost for w in costs if w.ok), default=math.inf) - base[route.vehicle_id]
+            )
+        return best_of[key]
+
+    best = (0, 0.0)
+    for choice in itertools.product([None, *range(len(routes))], repeat=len(asking)):
+        added, served = 0.0, 0
+        for v, route in enumerate(routes):
+            group = frozenset(r.ride_id for r, c in zip(asking, choice, strict=True) if c == v)
+            if not group:
+                continue
+            if len(group) > max_trip:
+                added = math.inf
+                break
+            added += cheapest(route, group)
+            served += len(group)
+        if added < math.inf and (-served, added) < best:
+            best = (-served, added)
+    return best
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_a_window_with_time_finds_the_best_assignment_brute_force_finds(
+    data: st.DataObject,
+) -> None:
+    asking, routes, accepted = data.draw(_windows())
+    asking = asking[:4]
+    routes = [r for r in routes[:3]]
+    accepted = {
+        k: v
+        for k, v in accepted.items()
+        if any(k in r.onboard or any(s.ride_id == k for s in r.plan) for r in routes)
+    }
+    # some vehicles' positions are older than the window (a stale ping)
+    routes = [
+        Route(
+            r.vehicle_id,
+            r.seats,
+            r.at,
+            r.ready_at - data.draw(st.sampled_from([0.0, 0.0, 30.0])),
+            r.onboard,
+            r.plan,
+        )
+        for r in routes
+    ]
+    max_trip = data.draw(st.integers(1, 3))
+    chosen, report = assign_window(
+        asking, routes, accepted, TRAVEL, PACE, PoolLimits(max_trip=max_trip, budget_s=60.0), 100.0
+    )
+    best = _brute_force(asking, routes, accepted, max_trip)
+    assert not report.capped
+    assert chosen.key()[0] == best[0]  # as many served (the keys hold minus the count)
+    assert chosen.added_cost == pytest.approx(best[1], abs=1e-6)
+
+
+def test_the_greedy_path_gives_a_vehicle_no_more_new_riders_than_max_trip() -> None:
+    # four riders at one corner, one vehicle there, a second far off
+    asking = [
+        ask(f"r{i}", north(0.01 * i), north(3), at=float(i), wait=600, detour=3.0) for i in range(4)
+    ]
+    routes = [Route("A", 8, ORIGIN, 5.0), Route("B", 8, north(-1.5), 5.0)]
+    chosen, report = assign_window(
+        asking, routes, {}, TRAVEL, PACE, PoolLimits(max_trip=1, budget_s=5.0), 5.0
+    )
+    assert sorted(chosen.riders.values()) == ["A", "B"]
+    by_id = {r.vehicle_id: r for r in routes}
+    greedy = insert_in_order(
+        asking,
+        by_id,
+        dict((r.ride_id, r) for r in asking),
+        TRAVEL,
+        lambda r: ["A", "B"],
+        {"A": 0.0, "B": 0.0},
+        max_new=1,
+    )
+    assert sorted(greedy.riders.values()) == ["A", "B"] and report.insertion_served == 2
+
+
+def test_a_window_serves_the_most_riders_even_where_a_trip_saves_delay() -> None:
+    # Vehicles whose positions are older than the riders' requests pick some up "before"
+    # they asked: a trip's added delay is then below zero, which the program's weight for
+    # one more rider served must still outweigh.
+    r1 = ask("r1", ORIGIN, north(-3), at=200.0)
+    r2 = ask("r2", north(2), north(5), at=200.0)
+    routes = [Route("A", 4, north(1), -100.0), Route("B", 4, north(-1.1), -100.0)]
+    chosen, _ = assign_window([r1, r2], routes, {}, TRAVEL, PACE, PoolLimits(budget_s=5.0), 200.0)
+    assert chosen.riders == {"r1": "B", "r2": "A"} and chosen.added_cost < 0
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("twice", "in the window twice"),
+        ("accepted", "both asking and accepted"),
+        ("unknown", "serves riders not accepted"),
+        ("vehicle", "a vehicle is in the window twice"),
+    ],
+)
+def test_a_window_refuses_riders_or_vehicles_given_twice_or_unknown(
+    change: str, message: str
+) -> None:
+    r1 = ask("r1", ORIGIN, north(2))
+    asking, accepted = [r1], {}
+    routes = [Route("A", 4, north(1), 0.0)]
+    if change == "twice":
+        asking = [r1, r1]
+    elif change == "accepted":
+        accepted = {"r1": r1}
+    elif change == "unknown":
+        routes = [Route("A", 4, north(1), 0.0, {"ghost": 0.0}, (Stop("ghost", False),))]
+    else:
+        routes = routes * 2
+    with pytest.raises(ValueError, match=message):
+        assign_window(asking, routes, accepted, TRAVEL, PACE, PoolLimits(), 0.0)
+
+
+def test_a_window_that_ran_past_its_budget_says_capped() -> None:
+    ticks = itertools.count(step=0.2)  # every reading of the clock is 0.2 s later
+    r1 = ask("r1", ORIGIN, north(4))
+    _, report = assign_window(
+        [r1],
+        [Route("A", 4, north(0.5), 0.0)],
+        {},
+        TRAVEL,
+        PACE,
+        PoolLimits(budget_s=1.0),
+        0.0,
+        clock=lambda: next(ticks),
+    )
+    assert report.served == 1 and report.capped
+
+
+@st.composite
+def _crowded(draw: st.DrawFn) -> tuple[list[PoolRider], list[Route]]:
+    """Riders close together going the same way, few vehicles, some seen a while ago:
+    windows where pooling two or three riders is what the best assignment does."""
+    near_km = st.floats(-0.6, 0.6)
+    asking = [
+        ask(
+            f"r{i}",
+            north(draw(near_km), draw(near_km)),
+            north(3 + draw(near_km), draw(near_km)),
+            seats=draw(st.integers(1, 2)),
+            at=100.0 - draw(st.floats(0, 20)),
+            wait=draw(st.floats(150, 500)),
+            detour=draw(st.floats(1.1, 2.0)),
+        )
+        for i in range(draw(st.integers(2, 4)))
+    ]
+    routes = [
+        Route(
+            f"v{v}",
+            draw(st.sampled_from([2, 3, 4])),
+            north(draw(near_km) - 0.5, draw(near_km)),
+            100.0 - draw(st.sampled_from([0.0, 0.0, 40.0])),
+        )
+        for v in range(draw(st.integers(1, 2)))
+    ]
+    return asking, routes
+
+
+@settings(max_examples=80, deadline=None)
+@given(_crowded(), st.integers(2, 3))
+def test_a_window_of_riders_who_could_share_finds_the_best_pooling(
+    case: tuple[list[PoolRider], list[Route]], max_trip: int
+) -> None:
+    asking, routes = case
+    limits = PoolLimits(max_trip=max_trip, budget_s=60.0)
+    chosen, report = assign_window(asking, routes, {}, TRAVEL, PACE, limits, 100.0)
+    best = _brute_force(asking, routes, {}, max_trip)
+    assert not report.capped
+    assert chosen.key()[0] == best[0]
+    assert chosen.added_cost == pytest.approx(best[1], abs=1e-6)
+    most = max(Counter(chosen.riders.values()).values(), default=0)
+    event(f"{chosen.served} served, {most} in one vehicle")
+
+
+@pytest.mark.parametrize("stale_s", [0.0, 100.0])
+def test_two_riders_only_one_order_can_serve_are_still_pooled(stale_s: float) -> None:
+    # The vehicle waits at b's pickup; a is 1 km (200 s) north. b must be picked up at once
+    # (its latest pickup is where the vehicle is, when it is there), a within 300 s: only
+    # "b first" serves both, from b's pickup, and only from the vehicle's own (maybe older)
+    # time. Both rides go 5 km north.
+    now = 1_000.0
+    ready = now - stale_s
+    b = ask("b", ORIGIN, north(5), at=ready - 10, wait=40.0, detour=2.0)
+    a = ask("a", north(1), north(5), at=ready, wait=300.0, detour=2.0)
+    routes = [Route("V", 4, ORIGIN, ready)]
+    chosen, _ = assign_window([b, a], routes, {}, TRAVEL, PACE, PoolLimits(budget_s=5.0), now)
+    assert chosen.riders == {"a": "V", "b": "V"}
+    assert chosen.plans["V"][:2] == (Stop("b", True), Stop("a", True))
+    # the pair test the trips are pruned with agrees, whichever rider it is asked about
+    # first, from the earliest time a vehicle is anywhere
+    riders = {"a": a, "b": b}
+    assert Shareable(riders, TRAVEL, ready)("a", "b") and Shareable(riders, TRAVEL, ready)("b", "a")
+    assert not Shareable(riders, TRAVEL, ready + 100)("a", "b")
