@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from dispatch.domain.credentials import PrincipalRole
 from dispatch.domain.driver import OfferOutcome, ReleaseReason
 from dispatch.domain.operators import OperatorRole
+from dispatch.domain.pooling import MAX_RIDE_SEATS, MIN_RIDE_SEATS
 from dispatch.domain.ride import RIDE_ENDINGS, RideStatus
 from schemas.common import OneOf, OperatorName, ProductName, VehicleData
 from schemas.fares import FareTermsData, FinalFareData, TripFoundBy
@@ -50,15 +51,29 @@ class _Data(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# A stop of a shared plan: [ride id, "P" (its pickup) or "D" (its drop-off)].
+PlanStop = tuple[UUID, Literal["P", "D"]]
+
+
 class Empty(_Data):
     pass
 
 
-class RideRequested(_Data):
-    """Version 2 adds ``fare`` (absent from a version-1 event: read as null, not priced).
-    Version 3 adds ``product`` (absent from an older event: its fare's, or standard for a
-    ride not priced)."""
+class SharingData(_Data):
+    """A shared ride's terms, fixed at its request (docs/ARCHITECTURE.md, "Shared rides")."""
 
+    seats: int = Field(ge=MIN_RIDE_SEATS, le=MAX_RIDE_SEATS, description="Seats it takes.")
+    max_wait_s: float = Field(gt=0, allow_inf_nan=False, description="Longest wait for pickup.")
+    detour_factor: float = Field(
+        ge=1, allow_inf_nan=False,
+        description="Longest time in the vehicle, as a factor of the direct trip's.",
+    )  # fmt: skip
+    direct_s: float = Field(
+        ge=0, allow_inf_nan=False, description="The direct trip's estimated seconds then."
+    )
+
+
+class _RideOpened(_Data):
     rider_id: UUID
     pickup: Coordinate | Sealed = Field(description="[lat, lng], sealed under the rider's key.")
     dropoff: Coordinate | Sealed = Field(description="[lat, lng], sealed under the rider's key.")
@@ -73,7 +88,18 @@ class RideRequested(_Data):
     )
 
 
-class RideScheduled(RideRequested):
+class RideRequested(_RideOpened):
+    """Version 2 adds ``fare`` (absent from a version-1 event: read as null, not priced).
+    Version 3 adds ``product`` (absent from an older event: its fare's, or standard for a
+    ride not priced). Version 4 adds ``sharing`` (absent from an older event: null, a
+    single ride)."""
+
+    sharing: SharingData | None = Field(
+        default=None, description="A shared ride's terms; null: a single ride."
+    )
+
+
+class RideScheduled(_RideOpened):
     """A scheduled ride booked (docs/MARKETPLACE.md, "Scheduled rides"): ``expires_at`` is
     its time plus the late search window."""
 
@@ -184,6 +210,16 @@ class OfferReceived(_Data):
         "for a ride of the driver's own shard, and absent in events written before offers "
         "across shards.",
     )
+    plan: list[PlanStop] | None = Field(
+        default=None,
+        description="A shared ride's offer: the plan of stops the driver would serve; null "
+        "for a single ride, absent in events written before shared rides.",
+    )
+
+
+class PlanExtended(_Data):
+    ride_id: UUID
+    plan: list[PlanStop] = Field(description="The driver's plan of stops from now on.")
 
 
 class RideDriverAsked(_Data):
@@ -421,6 +457,7 @@ EVENT_DATA: dict[str, type[_Data]] = {
     "dispatch.Ride.OfferDeclined": RideDriverEvent,
     "dispatch.Ride.OfferExpired": RideDriverEvent,
     "dispatch.Ride.Accepted": RideDriverEvent,
+    "dispatch.Ride.Pooled": RideDriverEvent,
     "dispatch.Ride.DriverArrived": RideDriverEvent,
     "dispatch.Ride.TripStarted": RideDriverEvent,
     "dispatch.Ride.Completed": RideCompleted,
@@ -446,6 +483,10 @@ EVENT_DATA: dict[str, type[_Data]] = {
     "dispatch.Driver.Assigned": DriverRideEvent,
     "dispatch.Driver.TripStarted": DriverRideEvent,
     "dispatch.Driver.Released": Released,
+    "dispatch.Driver.PlanExtended": PlanExtended,
+    "dispatch.Driver.PoolPickedUp": DriverRideEvent,
+    "dispatch.Driver.PoolRideEnded": Released,
+    "dispatch.Driver.AboardEmptied": Released,
     "dispatch.Driver.HandedOff": DriverHandedOff,
     "dispatch.Driver.Arrived": DriverArrived,
     "dispatch.Driver.Returned": DriverReturned,

@@ -2,7 +2,10 @@
 
 A driver holds at most one ride at a time (offered, en route or on trip): that is the
 invariant that makes double assignment impossible. Going offline is refused while a ride
-is held, unless the driver asks to go offline after the current trip.
+is held, unless the driver asks to go offline after the current trip. A driver serving
+shared rides (``pooled``, issue #21) holds the rides of its plan instead: a plan that never
+seats more than the vehicle has nor breaks a rider's bounds (``dispatch.domain.pooling``),
+served in its order (docs/ARCHITECTURE.md, "Shared rides").
 
 ``DRIVER_TRANSITIONS`` and ``next_availability`` (at the end) are the one copy of these
 rules: the aggregate folds its status with them, and so do the matcher, the log checker
@@ -20,6 +23,15 @@ from eventsourcing.domain import Aggregate
 
 from dispatch.domain.errors import DriverMoved, Erased, Forbidden, IllegalTransition
 from dispatch.domain.operators import AUDIT_FIELDS
+from dispatch.domain.pooling import (
+    DROPOFF,
+    PICKUP,
+    Plan,
+    StopData,
+    extension_problem,
+    plan_data,
+    plan_of,
+)
 from dispatch.domain.products import DEFAULT_VEHICLE, Vehicle
 from dispatch.domain.rider import Operator, upcast_erased
 
@@ -62,6 +74,14 @@ class Driver(Aggregate):
     # "Places: geofences and queues"); a snapshot taken before places has none. Kept as a
     # list (what a snapshot's JSON gives back) and only set on a driver that entered one.
     places: list[str] | tuple[()] = ()
+    # A driver serving shared rides (docs/ARCHITECTURE.md, "Shared rides"): ``pooled``
+    # from the assignment of its first shared ride until its last ride ends; its plan of
+    # stops ([ride id, "P" or "D"]), the rides aboard, and the plan an open offer of a
+    # shared ride proposes. A snapshot taken before shared rides has none of them.
+    pooled = False
+    plan: list[StopData] | tuple[()] = ()
+    aboard: list[str] | tuple[()] = ()
+    offer_plan: list[StopData] | None = None
 
     class Event(Aggregate.Event):
         TOPIC: ClassVar[str]
@@ -105,12 +125,16 @@ class Driver(Aggregate):
         # The reservation of a ride in another shard ("" for a ride of this shard; events
         # from before cross-shard offers have none and read as "").
         resv: str = ""
+        # A shared ride's offer: the plan the driver would serve (None: a single ride).
+        plan: list[StopData] | None = None
 
         def apply(self, driver: Driver) -> None:
             super().apply(driver)
             driver.ride_id = UUID(self.ride_id)
             driver.resv = self.resv
             driver.offer_expires_at = self.expires_at
+            if self.plan is not None or driver.offer_plan is not None:
+                driver.offer_plan = self.plan  # (a single ride's offer leaves the state as it was)
 
     class OfferClosed(Event):
         """The offer ended without an assignment: declined, expired or withdrawn."""
@@ -123,16 +147,79 @@ class Driver(Aggregate):
         def apply(self, driver: Driver) -> None:
             super().apply(driver)
             driver.ride_id = None
+            if driver.offer_plan is not None:
+                driver.offer_plan = None
 
     class Assigned(Event):
+        """The offered ride is the driver's; a shared ride's offer starts its plan."""
+
         TOPIC = "dispatch.Driver.Assigned"
         class_version = 1
         ride_id: str
 
+        def apply(self, driver: Driver) -> None:
+            super().apply(driver)
+            if driver.offer_plan is not None:
+                driver.pooled, driver.plan, driver.aboard = True, driver.offer_plan, []
+                driver.offer_plan = None
+
     class TripStarted(Event):
+        """A rider is aboard: the driver's only one, or a shared plan's first aboard."""
+
         TOPIC = "dispatch.Driver.TripStarted"
         class_version = 1
         ride_id: str
+
+        def apply(self, driver: Driver) -> None:
+            super().apply(driver)
+            if driver.pooled:
+                driver.plan = _without_stop(driver.plan, self.ride_id, PICKUP)
+                driver.aboard = [*driver.aboard, self.ride_id]
+
+    class PlanExtended(Event):
+        """A shared ride was put into the plan of the driver serving shared rides (no
+        offer: it agreed to pooling with its first); ``plan``, the plan from now on."""
+
+        TOPIC = "dispatch.Driver.PlanExtended"
+        class_version = 1
+        ride_id: str
+        plan: list[StopData]
+
+        def apply(self, driver: Driver) -> None:
+            super().apply(driver)
+            driver.plan = self.plan
+
+    class PoolPickedUp(Event):
+        """Another rider of the shared plan is aboard (someone already was)."""
+
+        TOPIC = "dispatch.Driver.PoolPickedUp"
+        class_version = 1
+        ride_id: str
+
+        def apply(self, driver: Driver) -> None:
+            super().apply(driver)
+            driver.plan = _without_stop(driver.plan, self.ride_id, PICKUP)
+            driver.aboard = [*driver.aboard, self.ride_id]
+
+    class PoolRideEnded(Event):
+        """One of the shared plan's rides ended (dropped off, or cancelled), others are
+        left, and whoever was aboard still is (or was nobody)."""
+
+        TOPIC = "dispatch.Driver.PoolRideEnded"
+        class_version = 1
+        ride_id: str
+        reason: ReleaseReason
+
+        def apply(self, driver: Driver) -> None:
+            super().apply(driver)
+            _end_pooled(driver, self.ride_id, self.reason)
+
+    class AboardEmptied(PoolRideEnded):
+        """The last rider aboard was dropped off (or left) and the plan has pickups ahead:
+        on trip -> en route."""
+
+        TOPIC = "dispatch.Driver.AboardEmptied"
+        class_version = 1
 
     class Released(Event):
         """The driver's ride ended (completed or cancelled); the driver is free again."""
@@ -147,6 +234,8 @@ class Driver(Aggregate):
             driver.ride_id = None
             if self.reason == "completed":
                 driver.trips += 1
+            if driver.pooled:
+                driver.pooled, driver.plan, driver.aboard = False, [], []
 
     class HandedOff(Event):
         """A free driver's availability went to shard ``to_shard`` (its region's), which
@@ -437,18 +526,57 @@ class Driver(Aggregate):
             self._trigger(self.OfflineAfterTripRequested, at)
 
     def receive_offer(
-        self, ride_id: UUID, expires_at: datetime, at: datetime, resv: str = ""
+        self,
+        ride_id: UUID,
+        expires_at: datetime,
+        at: datetime,
+        resv: str = "",
+        plan: Plan | None = None,
     ) -> None:
+        """An offer of ``ride_id``; ``plan``: a shared ride's, the plan the driver would
+        serve (its pickup and then its drop-off; shared rides are not offered across
+        shards)."""
         if self.status != DriverStatus.AVAILABLE:
             raise IllegalTransition(f"driver {self.id} is {self.status}, not available")
-        extra = {"resv": resv} if resv else {}
+        extra: dict[str, Any] = {"resv": resv} if resv else {}
+        if plan is not None:
+            problem = extension_problem((), plan, str(ride_id))
+            if resv or problem is not None:
+                raise IllegalTransition(problem or "a shared ride is not offered across shards")
+            extra["plan"] = plan_data(plan)
         self._trigger(self.OfferReceived, at, ride_id=str(ride_id), expires_at=expires_at, **extra)
 
+    def holds(self, ride_id: UUID) -> bool:
+        """Whether the ride is the driver's (offered, assigned or aboard)."""
+        if self.pooled:
+            key = str(ride_id)
+            return key in self.aboard or any(r == key for r, _ in self.plan)
+        return self.ride_id == ride_id
+
     def check_holds(self, ride_id: UUID, status: DriverStatus) -> None:
-        if self.ride_id != ride_id:
+        if not self.holds(ride_id):
             raise Forbidden(f"ride {ride_id} is not held by driver {self.id}")
+        if self.pooled and status in (DriverStatus.EN_ROUTE, DriverStatus.ON_TRIP):
+            if self.status not in (DriverStatus.EN_ROUTE, DriverStatus.ON_TRIP):
+                raise IllegalTransition(f"driver {self.id} is {self.status}, expected {status}")
+            return  # a shared plan's rides are picked up and dropped off in either status
         if self.status != status:
             raise IllegalTransition(f"driver {self.id} is {self.status}, expected {status}")
+
+    def extend_plan(self, ride_id: UUID, plan: Plan, at: datetime) -> None:
+        """Put a shared ride into the plan of the driver serving shared rides: ``plan`` is
+        the current one with the ride's pickup and drop-off put in (the caller has judged
+        it by the pooled plans' rule, with the riders' positions and bounds)."""
+        if not self.pooled:
+            raise IllegalTransition(f"driver {self.id} serves no shared rides")
+        if self.offline_after_trip:
+            raise IllegalTransition(f"driver {self.id} goes offline after its trips")
+        if self.holds(ride_id):
+            raise IllegalTransition(f"ride {ride_id} is already in driver {self.id}'s plan")
+        problem = extension_problem(plan_of(self.plan), plan, str(ride_id))
+        if problem is not None:
+            raise IllegalTransition(problem)
+        self._trigger(self.PlanExtended, at, ride_id=str(ride_id), plan=plan_data(plan))
 
     def close_offer(self, ride_id: UUID, outcome: OfferOutcome, at: datetime) -> None:
         self.check_holds(ride_id, DriverStatus.OFFERED)
@@ -459,22 +587,70 @@ class Driver(Aggregate):
         self._trigger(self.Assigned, at, ride_id=str(ride_id))
 
     def start_trip(self, ride_id: UUID, at: datetime) -> None:
+        """The rider is aboard (for a shared plan, its pickup must be the next stop)."""
         self.check_holds(ride_id, DriverStatus.EN_ROUTE)
-        self._trigger(self.TripStarted, at, ride_id=str(ride_id))
+        if not self.pooled:
+            self._trigger(self.TripStarted, at, ride_id=str(ride_id))
+            return
+        _check_next(self, str(ride_id), PICKUP)
+        if self.aboard:
+            self._trigger(self.PoolPickedUp, at, ride_id=str(ride_id))
+        else:
+            self._trigger(self.TripStarted, at, ride_id=str(ride_id))
 
     def release(self, ride_id: UUID, reason: ReleaseReason, at: datetime) -> None:
-        if self.ride_id != ride_id or self.status not in (
+        """The ride ended for the driver (dropped off, or cancelled). A shared plan's ride
+        ends with ``Released`` when it is the plan's last, else with an event that keeps the
+        status or, when it leaves nobody aboard and pickups ahead, goes en route."""
+        if not self.holds(ride_id) or self.status not in (
             DriverStatus.EN_ROUTE,
             DriverStatus.ON_TRIP,
         ):
             raise IllegalTransition(f"driver {self.id} does not hold ride {ride_id}")
-        self._trigger(self.Released, at, ride_id=str(ride_id), reason=reason)
+        key = str(ride_id)
+        if reason == "completed" and self.pooled:
+            _check_next(self, key, DROPOFF)
+        if not self.pooled or _rides_left(self, key) == 0:
+            self._trigger(self.Released, at, ride_id=key, reason=reason)
+        elif key in self.aboard and len(self.aboard) == 1:
+            self._trigger(self.AboardEmptied, at, ride_id=key, reason=reason)
+        else:
+            self._trigger(self.PoolRideEnded, at, ride_id=key, reason=reason)
 
     def _trigger(self, event_class: type[Driver.Event], at: datetime, **kwargs: Any) -> None:
         allowed, _ = DRIVER_TRANSITIONS[event_class.TOPIC]
         if self.status not in allowed:  # the decisions above say why in their own words
             raise IllegalTransition(f"driver {self.id} is {self.status}: no {event_class.__name__}")
         self.trigger_event(event_class, timestamp=at, **kwargs)
+
+
+def _without_stop(plan: list[StopData] | tuple[()], ride_id: str, kind: str) -> list[StopData]:
+    return [stop for stop in plan if stop != [ride_id, kind]]
+
+
+def _check_next(driver: Driver, ride_id: str, kind: str) -> None:
+    """A shared plan is served in its order (each plan it recorded keeps the seats and the
+    riders' bounds in that order): a pickup or drop-off must be the plan's next stop."""
+    if not driver.plan or driver.plan[0] != [ride_id, kind]:
+        what = "pickup" if kind == PICKUP else "drop-off"
+        nxt = f"{driver.plan[0][1]} of ride {driver.plan[0][0]}" if driver.plan else "none"
+        raise IllegalTransition(
+            f"ride {ride_id}'s {what} is not driver {driver.id}'s next stop (next: {nxt})"
+        )
+
+
+def _end_pooled(driver: Driver, ride_id: str, reason: str) -> None:
+    driver.plan = [stop for stop in driver.plan if stop[0] != ride_id]
+    driver.aboard = [r for r in driver.aboard if r != ride_id]
+    if reason == "completed":
+        driver.trips += 1
+
+
+def _rides_left(driver: Driver, ending: str) -> int:
+    """The driver's shared rides other than ``ending``."""
+    rides = {r for r, _ in driver.plan} | set(driver.aboard)
+    rides.discard(ending)
+    return len(rides)
 
 
 def vehicle_of(driver: Driver) -> Vehicle:
@@ -507,6 +683,12 @@ DRIVER_TRANSITIONS: dict[str, tuple[frozenset[DriverStatus], DriverStatus | None
     Driver.Assigned.TOPIC: (frozenset({D.OFFERED}), D.EN_ROUTE),
     Driver.TripStarted.TOPIC: (frozenset({D.EN_ROUTE}), D.ON_TRIP),
     Driver.Released.TOPIC: (frozenset({D.EN_ROUTE, D.ON_TRIP}), D.AVAILABLE),
+    # A shared plan's moves (docs/ARCHITECTURE.md, "Shared rides"): the status is kept,
+    # but for the last rider aboard leaving with pickups ahead.
+    Driver.PlanExtended.TOPIC: (frozenset({D.EN_ROUTE, D.ON_TRIP}), None),
+    Driver.PoolPickedUp.TOPIC: (frozenset({D.ON_TRIP}), None),
+    Driver.PoolRideEnded.TOPIC: (frozenset({D.EN_ROUTE, D.ON_TRIP}), None),
+    Driver.AboardEmptied.TOPIC: (frozenset({D.ON_TRIP}), D.EN_ROUTE),
     Driver.HandedOff.TOPIC: (frozenset({D.AVAILABLE}), D.HANDED_OFF),
     Driver.Returned.TOPIC: (frozenset({D.HANDED_OFF}), D.AVAILABLE),
 }
@@ -529,7 +711,8 @@ def _after(state: Availability, topic: str) -> Availability:
     if topic == Driver.Released.TOPIC:
         return (D.OFFLINE if after_trip else D.AVAILABLE), False
     after = DRIVER_TRANSITIONS[topic][1]
-    assert after is not None
+    if after is None:  # a shared plan's move that keeps the status
+        return status, after_trip
     going_on_or_off = topic in (Driver.WentOnline.TOPIC, Driver.WentOffline.TOPIC)
     return after, after_trip and not going_on_or_off
 

@@ -225,3 +225,73 @@ def without(plan: Plan, ride_id: Hashable) -> Plan:
     plan this way: no other stop comes later for it when travel keeps the triangle
     inequality, so every other rider's bounds still hold)."""
     return tuple(s for s in plan if s.ride_id != ride_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Sharing:
+    """A shared ride's terms, fixed when it is requested and recorded with it
+    (``Ride.Requested.sharing``): the seats it takes, its bounds, and the direct trip's
+    estimated seconds then, so its plans can be judged from the log alone."""
+
+    seats: int
+    max_wait_s: float
+    detour_factor: float
+    direct_s: float
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.seats, int) and MIN_RIDE_SEATS <= self.seats <= MAX_RIDE_SEATS):
+            raise ValueError(
+                f"seats must be from {MIN_RIDE_SEATS} to {MAX_RIDE_SEATS}, got {self.seats!r}"
+            )
+        PoolBounds(self.max_wait_s, self.detour_factor)  # says what is wrong with them
+        if not (math.isfinite(self.direct_s) and self.direct_s >= 0):
+            raise ValueError(f"direct_s must be a number of seconds, got {self.direct_s!r}")
+
+    @classmethod
+    def of(cls, seats: int, bounds: PoolBounds, direct_s: float) -> Sharing:
+        return cls(seats, bounds.max_wait_s, bounds.detour_factor, direct_s)
+
+    def rider(
+        self, ride_id: Hashable, pickup: LatLng, dropoff: LatLng, requested_at: float
+    ) -> PoolRider:
+        """The ride as the rule sees it."""
+        return PoolRider(
+            ride_id, self.seats, pickup, dropoff, requested_at,
+            requested_at + self.max_wait_s, self.direct_s, self.direct_s * self.detour_factor,
+        )  # fmt: skip
+
+    def to_data(self) -> dict[str, float | int]:
+        return {
+            "seats": self.seats, "max_wait_s": self.max_wait_s,
+            "detour_factor": self.detour_factor, "direct_s": self.direct_s,
+        }  # fmt: skip
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, float | int]) -> Sharing:
+        return cls(
+            int(data["seats"]), float(data["max_wait_s"]), float(data["detour_factor"]),
+            float(data["direct_s"]),
+        )  # fmt: skip
+
+
+PICKUP, DROPOFF = "P", "D"
+StopData = list[str]  # [ride id, "P" or "D"]: a stop as events carry it
+
+
+def plan_data(plan: Plan) -> list[StopData]:
+    return [[str(s.ride_id), PICKUP if s.pickup else DROPOFF] for s in plan]
+
+
+def plan_of(data: list[StopData] | tuple[()]) -> Plan:
+    return tuple(Stop(ride_id, kind == PICKUP) for ride_id, kind in data)
+
+
+def extension_problem(before: Plan, after: Plan, ride_id: Hashable) -> str | None:
+    """Why ``after`` is not ``before`` with ``ride_id``'s pickup and then drop-off put in
+    (every other stop kept, in its order), or None."""
+    if tuple(s for s in after if s.ride_id != ride_id) != before:
+        return f"the plan must keep its stops in their order, adding only ride {ride_id}'s"
+    mine = [s for s in after if s.ride_id == ride_id]
+    if mine != [Stop(ride_id, True), Stop(ride_id, False)]:
+        return f"the plan must add ride {ride_id}'s pickup and then its drop-off"
+    return None

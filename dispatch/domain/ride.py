@@ -36,6 +36,7 @@ from dispatch.domain.errors import Forbidden, IllegalTransition
 from dispatch.domain.fares import amount_text
 from dispatch.domain.geo import Point
 from dispatch.domain.ids import shard_of
+from dispatch.domain.pooling import Sharing
 from dispatch.domain.ride_fare import FareTerms, final_fare
 
 
@@ -87,6 +88,8 @@ class Ride(Aggregate):
     free_cancel_until: datetime | None = None
     activating = False
     is_overdue = False
+    # For a ride rebuilt from a snapshot taken before shared rides: a single one.
+    sharing: dict[str, Any] | None = None
 
     TOPIC = "dispatch.Ride"
 
@@ -102,7 +105,7 @@ class Ride(Aggregate):
         """Stored as ``Requested`` (see TOPIC)."""
 
         TOPIC = "dispatch.Ride.Requested"
-        class_version = 3
+        class_version = 4
         rider_id: str
         # None: erased (the rider's key is gone, docs/PRIVACY.md); only ended rides are.
         pickup: list[float] | None
@@ -112,6 +115,8 @@ class Ride(Aggregate):
         # The product asked for (its own, priced or not: the matcher reads it, never the
         # fare's).
         product: str
+        # A shared ride's terms (``pooling.Sharing.to_data()``); None: a single ride.
+        sharing: dict[str, Any] | None
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, object]) -> None:
@@ -124,6 +129,11 @@ class Ride(Aggregate):
             for a ride not priced (as it was matched then)."""
             fare = state.get("fare")
             state["product"] = "standard" if fare is None else fare["product"]
+
+        @staticmethod
+        def upcast_v3_v4(state: dict[str, Any]) -> None:
+            """Version 3 had no shared rides: every ride was a single one."""
+            state["sharing"] = None
 
     class Booked(Aggregate.Created):
         """A scheduled ride booked (stored as ``Scheduled``): not dispatched before its
@@ -276,6 +286,18 @@ class Ride(Aggregate):
             ride.offered_to = None
             ride.offer_expires_at = None
 
+    class Pooled(Event):
+        """The shared ride was put into the plan of ``driver_id``, who serves shared rides
+        (``Driver.PlanExtended`` records the plan): assigned without an offer."""
+
+        TOPIC = "dispatch.Ride.Pooled"
+        class_version = 1
+        driver_id: str
+
+        def apply(self, ride: Ride) -> None:
+            super().apply(ride)
+            ride.driver_id = UUID(self.driver_id)
+
     class DriverArrived(Event):
         TOPIC = "dispatch.Ride.DriverArrived"
         class_version = 1
@@ -366,8 +388,10 @@ class Ride(Aggregate):
         product: str,
         scheduled_for: datetime | None = None,
         free_cancel_until: datetime | None = None,
+        sharing: dict[str, Any] | None = None,
     ) -> None:
         self.rider_id = UUID(rider_id)
+        self.sharing = sharing
         self.scheduled_for = scheduled_for
         self.free_cancel_until = free_cancel_until
         self.activating = False
@@ -405,10 +429,11 @@ class Ride(Aggregate):
         at: datetime,
         fare: FareTerms | None = None,
         product: str | None = None,
+        sharing: Sharing | None = None,
     ) -> Ride:
         """A ride of ``product`` requested at ``at``, priced on ``fare`` (None: not priced,
         no rule for it). ``product`` None: the fare's, or standard for a ride not priced;
-        a product other than its fare's is refused."""
+        a product other than its fare's is refused. ``sharing``: a shared ride's terms."""
         if product is None:
             product = "standard" if fare is None else fare.product
         elif fare is not None and fare.product != product:
@@ -423,6 +448,7 @@ class Ride(Aggregate):
             expires_at=at + timedelta(seconds=max_wait_s),
             fare=None if fare is None else fare.to_data(),
             product=product,
+            sharing=None if sharing is None else sharing.to_data(),
         )
 
     @classmethod
@@ -601,6 +627,22 @@ class Ride(Aggregate):
         self.check_offer_response(driver_id, at)
         self._trigger(self.Accepted, at, driver_id=str(driver_id))
 
+    @property
+    def terms_of_sharing(self) -> Sharing | None:
+        return None if self.sharing is None else Sharing.from_data(self.sharing)
+
+    def pool(self, driver_id: UUID, at: datetime) -> None:
+        """Put the shared ride into the plan of a driver already serving shared rides (it
+        agreed to pooling with its first: no offer)."""
+        if self.sharing is None:
+            raise IllegalTransition(f"ride {self.id} is not shared: it is offered, not pooled")
+        self._require(RideStatus.REQUESTED, "pool")
+        if self.asking is not None:
+            raise IllegalTransition(f"ride {self.id} is asking driver {self.asking}")
+        if driver_id in self.excluded:
+            raise IllegalTransition(f"driver {driver_id} is excluded from ride {self.id}")
+        self._trigger(self.Pooled, at, driver_id=str(driver_id))
+
     def arrive(self, driver_id: UUID, at: datetime) -> None:
         self._require_driver(driver_id, RideStatus.ACCEPTED, "mark arrival for")
         self._trigger(self.DriverArrived, at, driver_id=str(driver_id))
@@ -733,6 +775,7 @@ RIDE_TRANSITIONS: dict[str, tuple[frozenset[RideStatus], RideStatus | None]] = {
     Ride.OfferDeclined.TOPIC: (frozenset({R.OFFERED}), R.REQUESTED),
     Ride.OfferExpired.TOPIC: (frozenset({R.OFFERED}), R.REQUESTED),
     Ride.Accepted.TOPIC: (frozenset({R.OFFERED}), R.ACCEPTED),
+    Ride.Pooled.TOPIC: (frozenset({R.REQUESTED}), R.ACCEPTED),
     Ride.DriverArrived.TOPIC: (frozenset({R.ACCEPTED}), R.DRIVER_ARRIVED),
     Ride.TripStarted.TOPIC: (frozenset({R.DRIVER_ARRIVED}), R.IN_PROGRESS),
     Ride.Completed.TOPIC: (frozenset({R.IN_PROGRESS}), R.COMPLETED),
