@@ -516,16 +516,23 @@ def build_embedded_engine(settings: Settings, clock: Clock = time.time) -> Embed
     # sealing begun here needs its own key store (review finding 7); recorded the first time
     check_sealing(data_dir, had_events=not new_manifest, now=clock())
     sealer = build_sealer(settings)
-    for shard in range(shards):
-        with naming(shard_path(data_dir, shard)):
-            workers.append(build_worker(settings, shard, clock, sealer))
-    if new_manifest:
-        write_manifest(data_dir, shards)
-        log.info("event log %s: %d shard(s), manifest written", data_dir, shards)
-    for worker in workers:
-        with naming(shard_path(data_dir, worker.shard)):
-            worker.restore()
-            worker.app.finish_erasures()  # a kill between an erasure's two commits
+    try:
+        for shard in range(shards):
+            with naming(shard_path(data_dir, shard)):
+                workers.append(build_worker(settings, shard, clock, sealer))
+        if new_manifest:
+            write_manifest(data_dir, shards)
+            log.info("event log %s: %d shard(s), manifest written", data_dir, shards)
+        for worker in workers:
+            with naming(shard_path(data_dir, worker.shard)):
+                worker.restore()
+                worker.app.finish_erasures()  # a kill between an erasure's two commits
+    except BaseException:  # a log that does not open or restore leaves no file open
+        for worker in workers:
+            worker.app.close()
+        if sealer is not None:
+            sealer.personal.keys.close()
+        raise
     return EmbeddedEngine(transport, workers, [sealer.personal.keys.close] if sealer else [])
 
 

@@ -37,21 +37,21 @@ def simulate_embedded(
     def step(_sent: list[str]) -> list[Outcome]:
         return [o for report in engine.run_once() for o in report.outcomes]
 
-    sim = Simulation(
-        config,
-        engine.transport,
-        step,
-        clock,
-        build_markets(settings),
-        demand,
-        router_of(config, settings),
-        fare_book(fares_of(settings)),
-        settings.catalog,
-        build_geofences(settings),
-    )
-    for worker in engine.workers.values():
-        worker.listeners.append(sim.on_commit)
-    try:
+    try:  # closed however the run ends, its setup failing too
+        sim = Simulation(
+            config,
+            engine.transport,
+            step,
+            clock,
+            build_markets(settings),
+            demand,
+            router_of(config, settings),
+            fare_book(fares_of(settings)),
+            settings.catalog,
+            build_geofences(settings),
+        )
+        for worker in engine.workers.values():
+            worker.listeners.append(sim.on_commit)
         sim.run(progress)
     finally:
         engine.close()

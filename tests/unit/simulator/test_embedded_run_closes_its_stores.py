@@ -8,6 +8,8 @@ import gc
 import os
 from pathlib import Path
 
+import pytest
+
 from dispatch.settings import Settings
 from dispatch.simulator.embedded import run_embedded
 from dispatch.simulator.runner import SimConfig
@@ -38,3 +40,18 @@ def test_a_finished_embedded_run_leaves_no_file_of_its_log_open(tmp_path: Path) 
     assert report.requests > 0
     assert still_open == []
     assert sorted(p.name for p in data.glob("*-wal")) == []  # closed cleanly: checkpointed
+
+
+def test_a_run_whose_setup_fails_leaves_no_file_of_its_log_open(tmp_path: Path) -> None:
+    data = tmp_path / "log"
+    config = SimConfig(drivers=5, minutes=1, seed=1, warmup_minutes=0,
+                       road_network=tmp_path / "missing.roads.npz")  # fmt: skip
+    gc.collect()
+    gc.disable()
+    try:
+        with pytest.raises(Exception, match=r"missing\.roads\.npz"):
+            run_embedded(config, Settings(data_dir=data, shards=1))
+        still_open = open_files_under(data)
+    finally:
+        gc.enable()
+    assert still_open == []
