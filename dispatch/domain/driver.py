@@ -3,9 +3,11 @@
 A driver holds at most one ride at a time (offered, en route or on trip): that is the
 invariant that makes double assignment impossible. Going offline is refused while a ride
 is held, unless the driver asks to go offline after the current trip. A driver serving
-shared rides (``pooled``, issue #21) holds the rides of its plan instead: a plan that never
-seats more than the vehicle has nor breaks a rider's bounds (``dispatch.domain.pooling``),
-served in its order (docs/ARCHITECTURE.md, "Shared rides").
+shared rides (``pooled``, issue #21) holds the rides of its plan instead, served in its
+order, its next stop committed; that a plan never seats more than the vehicle has nor
+breaks a rider's bounds is judged by whoever proposes it (``dispatch.domain.pooling``,
+``walk``), which has the riders' places and terms (docs/ARCHITECTURE.md, "Shared rides").
+``ride_id`` is then the ride of the plan's next stop.
 
 ``DRIVER_TRANSITIONS`` and ``next_availability`` (at the end) are the one copy of these
 rules: the aggregate folds its status with them, and so do the matcher, the log checker
@@ -162,6 +164,7 @@ class Driver(Aggregate):
             if driver.offer_plan is not None:
                 driver.pooled, driver.plan, driver.aboard = True, driver.offer_plan, []
                 driver.offer_plan = None
+                _next_ride(driver)
 
     class TripStarted(Event):
         """A rider is aboard: the driver's only one, or a shared plan's first aboard."""
@@ -175,6 +178,7 @@ class Driver(Aggregate):
             if driver.pooled:
                 driver.plan = _without_stop(driver.plan, self.ride_id, PICKUP)
                 driver.aboard = [*driver.aboard, self.ride_id]
+                _next_ride(driver)
 
     class PlanExtended(Event):
         """A shared ride was put into the plan of the driver serving shared rides (no
@@ -188,6 +192,7 @@ class Driver(Aggregate):
         def apply(self, driver: Driver) -> None:
             super().apply(driver)
             driver.plan = self.plan
+            _next_ride(driver)
 
     class PoolPickedUp(Event):
         """Another rider of the shared plan is aboard (someone already was)."""
@@ -200,6 +205,7 @@ class Driver(Aggregate):
             super().apply(driver)
             driver.plan = _without_stop(driver.plan, self.ride_id, PICKUP)
             driver.aboard = [*driver.aboard, self.ride_id]
+            _next_ride(driver)
 
     class PoolRideEnded(Event):
         """One of the shared plan's rides ended (dropped off, or cancelled), others are
@@ -644,6 +650,12 @@ def _end_pooled(driver: Driver, ride_id: str, reason: str) -> None:
     driver.aboard = [r for r in driver.aboard if r != ride_id]
     if reason == "completed":
         driver.trips += 1
+    _next_ride(driver)
+
+
+def _next_ride(driver: Driver) -> None:
+    """A pooled driver's ``ride_id``: the ride of its plan's next stop."""
+    driver.ride_id = UUID(driver.plan[0][0]) if driver.plan else None
 
 
 def _rides_left(driver: Driver, ending: str) -> int:

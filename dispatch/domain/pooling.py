@@ -94,7 +94,9 @@ Plan = tuple[Stop, ...]
 @dataclass(frozen=True, slots=True)
 class Route:
     """A vehicle as plans are made for it: where it is and from when (``ready_at``), its
-    passenger seats, the riders on board (ride id -> picked up at) and its plan."""
+    passenger seats, the riders on board (ride id -> picked up at), its plan, and how many
+    of the plan's first stops are committed (no new stop may come before them: a vehicle
+    serving shared rides is on its way to its next stop, or there)."""
 
     vehicle_id: Hashable
     seats: int
@@ -102,6 +104,7 @@ class Route:
     ready_at: float
     onboard: Mapping[Hashable, float] = field(default_factory=dict)
     plan: Plan = ()
+    committed: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,9 +291,12 @@ def plan_of(data: list[StopData] | tuple[()]) -> Plan:
 
 def extension_problem(before: Plan, after: Plan, ride_id: Hashable) -> str | None:
     """Why ``after`` is not ``before`` with ``ride_id``'s pickup and then drop-off put in
-    (every other stop kept, in its order), or None."""
+    (every other stop kept, in its order, and the next stop still first: it is committed),
+    or None."""
     if tuple(s for s in after if s.ride_id != ride_id) != before:
         return f"the plan must keep its stops in their order, adding only ride {ride_id}'s"
+    if before and after[0] != before[0]:
+        return f"the plan's next stop {before[0]!r} is committed: nothing may come before it"
     mine = [s for s in after if s.ride_id == ride_id]
     if mine != [Stop(ride_id, True), Stop(ride_id, False)]:
         return f"the plan must add ride {ride_id}'s pickup and then its drop-off"

@@ -15,12 +15,12 @@ from dataclasses import dataclass, replace
 from dispatch.domain.pooling import Plan, PoolRider, Route, Stop, Travel, plan_cost
 
 
-def placements(plan: Plan, ride_id: Hashable) -> Iterator[Plan]:
+def placements(plan: Plan, ride_id: Hashable, first: int = 0) -> Iterator[Plan]:
     """Every plan with the rider's pickup and then drop-off put into ``plan``, the plan's
-    own stops in their order."""
+    own stops in their order, none before the plan's ``first`` stops (committed)."""
     pick, drop = Stop(ride_id, True), Stop(ride_id, False)
     n = len(plan)
-    for i in range(n + 1):
+    for i in range(min(first, n), n + 1):
         head, tail = plan[:i], plan[i:]
         for j in range(n - i + 1):
             yield (*head, pick, *tail[:j], drop, *tail[j:])
@@ -31,7 +31,7 @@ def feasible_placements(
 ) -> list[tuple[float, Plan]]:
     """The placements of ``rider`` into ``plan`` that keep the rule, with their costs."""
     out = []
-    for candidate in placements(plan, rider.ride_id):
+    for candidate in placements(plan, rider.ride_id, route.committed):
         cost = plan_cost(route, candidate, riders, travel)
         if cost < math.inf:
             out.append((cost, candidate))
@@ -43,7 +43,7 @@ def best_placement(
 ) -> tuple[float, Plan] | None:
     """The cheapest placement (the first of equal ones), or None when none keeps the rule."""
     best: tuple[float, Plan] | None = None
-    for candidate in placements(plan, rider.ride_id):
+    for candidate in placements(plan, rider.ride_id, route.committed):
         cost = plan_cost(route, candidate, riders, travel)
         if cost < math.inf and (best is None or cost < best[0]):
             best = (cost, candidate)

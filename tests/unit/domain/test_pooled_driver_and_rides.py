@@ -128,7 +128,8 @@ class PooledDriver(RuleBasedStateMachine):
         from dispatch.matching.pooling.insertion import placements
 
         riders = self._riders()
-        fits = [p for p in placements(plan_of(self.driver.plan), key)
+        current = plan_of(self.driver.plan)
+        fits = [p for p in placements(current, key, first=1)
                 if walk(self._route(), p, riders, _seats_only).ok]  # type: ignore[arg-type]  # fmt: skip
         if not fits:
             return
@@ -220,6 +221,8 @@ class PooledDriver(RuleBasedStateMachine):
         if not self.driver.pooled:
             assert not self.driver.plan and not self.driver.aboard
             return
+        next_ride = UUID(self.driver.plan[0][0]) if self.driver.plan else None
+        assert self.driver.ride_id == next_ride
         assert self.driver.status == (
             DriverStatus.ON_TRIP if self.driver.aboard else DriverStatus.EN_ROUTE
         )
@@ -262,10 +265,14 @@ def test_an_insertion_must_keep_the_plan_and_add_only_its_ride() -> None:
         driver.extend_plan(b, shuffled, T0)
     with pytest.raises(IllegalTransition, match="already in"):
         driver.extend_plan(a, (Stop(str(a), True), Stop(str(a), False)), T0)
+    ahead = (Stop(str(b), True), Stop(str(a), True), Stop(str(a), False), Stop(str(b), False))
+    with pytest.raises(IllegalTransition, match="is committed"):  # it may be there already
+        driver.extend_plan(b, ahead, T0)
     driver.extend_plan(
         b, (Stop(str(a), True), Stop(str(b), True), Stop(str(a), False), Stop(str(b), False)), T0
     )
     assert driver.plan == [[str(a), "P"], [str(b), "P"], [str(a), "D"], [str(b), "D"]]
+    assert driver.ride_id == a  # the ride of the next stop
     driver.go_offline(after_trip=True, at=T0)
     with pytest.raises(IllegalTransition, match="goes offline after its trips"):
         driver.extend_plan(uuid4(), (), T0)

@@ -45,6 +45,21 @@ def test_placements_put_pickup_before_drop_off_and_keep_the_plans_order() -> Non
     for candidate in found:
         assert tuple(s for s in candidate if s.ride_id != "n") == plan
         assert candidate.index(Stop("n", True)) < candidate.index(Stop("n", False))
+    after_next = list(placements(plan, "n", first=1))  # the next stop committed
+    assert len(after_next) == 3 * 4 // 2 and all(p[0] == plan[0] for p in after_next)
+
+
+def test_a_search_puts_nothing_before_a_vehicles_committed_stops() -> None:
+    a = ask("a", north(2), north(4), wait=600, detour=3.0)
+    n = ask("n", north(0.1), north(4.1), wait=1_200, detour=3.0)  # on the way to a's pickup
+    plan = (Stop("a", True), Stop("a", False))
+    free = Route("V", 4, ORIGIN, 0.0, {}, plan)
+    riders = {"a": a, "n": n}
+    best = best_placement(free, plan, n, riders, TRAVEL)
+    assert best is not None and best[1][0] == Stop("n", True)
+    committed = Route("V", 4, ORIGIN, 0.0, {}, plan, committed=1)
+    best = best_placement(committed, plan, n, riders, TRAVEL)
+    assert best is not None and best[1][0] == Stop("a", True)
 
 
 def test_the_best_placement_is_the_cheapest_plan_that_keeps_the_rule() -> None:
