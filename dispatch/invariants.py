@@ -19,7 +19,10 @@ Used by the simulator's report, by ``dispatch replay verify`` and by the failove
   distance is the great circle between its requested pickup and drop-off times it;
 - a rider holds at most one active ride (requested, or a scheduled one whose dispatch
   started), and every due scheduled ride was dispatched or explicitly expired
-  (``invariants_scheduled``).
+  (``invariants_scheduled``);
+- a driver serving shared rides holds several rides only when all are shared and put in
+  its plan (``Ride.Pooled``: no offer to it meanwhile), and every plan it recorded keeps
+  the vehicle's seats and its riders' bounds (``invariants_pooled``).
 """
 
 from __future__ import annotations
@@ -53,6 +56,8 @@ from dispatch.domain.surge import (
     SurgeChange,
     recorded_changes,
 )
+from dispatch.invariants_pooled import TOPICS as POOLED_TOPICS
+from dispatch.invariants_pooled import PooledChecks
 from dispatch.invariants_scheduled import TOPICS as SCHEDULED_TOPICS
 from dispatch.invariants_scheduled import ScheduledChecks
 from dispatch.log import LogEvent, parse_time
@@ -100,7 +105,10 @@ class InvariantChecker:
     rider_active: dict[str, str | None] = field(default_factory=dict)
     rider_scheduled: dict[str, set[str]] = field(default_factory=dict)
     scheduled: ScheduledChecks = field(default_factory=ScheduledChecks)
+    pooled: PooledChecks = field(default_factory=PooledChecks)
     driver_ride: dict[str, str] = field(default_factory=dict)
+    # A driver serving shared rides: the rides put in its plan (``Ride.Pooled``) and live.
+    driver_pool: dict[str, set[str]] = field(default_factory=dict)
     ride_driver: dict[str, str] = field(default_factory=dict)
     open_offers: dict[str, tuple[float, str]] = field(default_factory=dict)
     command_ids: dict[str, CommandSeen] = field(default_factory=dict)
@@ -124,6 +132,9 @@ class InvariantChecker:
         self.versions[agg_id] = max(e.version, last)
         if topic in SCHEDULED_TOPICS:
             self.scheduled.check(e)
+        if topic in POOLED_TOPICS:
+            for where, aggregate_id, kind, detail in self.pooled.check(e):
+                self.violations.append(Violation(where, aggregate_id, kind, detail))
         if topic in RIDE_TRANSITIONS:
             self._ride(e)
         elif topic in DRIVER_TRANSITIONS:
@@ -193,7 +204,9 @@ class InvariantChecker:
         driver = e.data.get("driver_id")
         if e.topic == Ride.Offered.TOPIC:
             assert driver is not None
-            held = self.driver_ride.get(driver)
+            held = self.driver_ride.get(driver) or min(
+                self.driver_pool.get(driver, ()), default=None
+            )
             if held is not None and held != ride_id:
                 self._flag(
                     e,
@@ -208,6 +221,22 @@ class InvariantChecker:
             self.driver_ride[driver] = ride_id
             self.ride_driver[ride_id] = driver
             self.open_offers[ride_id] = (parse_time(e.data["offer_expires_at"]), e.where)
+        elif e.topic == Ride.Pooled.TOPIC:
+            assert driver is not None
+            other = self.ride_driver.get(ride_id)
+            if other is not None and other != driver:
+                self._flag(
+                    e, "ride_with_two_drivers", f"ride pooled to {driver} while held by {other}"
+                )
+            held = self.driver_ride.get(driver)
+            if held is not None and held != ride_id and held not in self.pooled.terms:
+                self._flag(
+                    e,
+                    "driver_in_two_rides",
+                    f"driver {driver} pooled ride {ride_id} while holding single ride {held}",
+                )
+            self.ride_driver[ride_id] = driver
+            self.driver_pool.setdefault(driver, set()).add(ride_id)
         elif e.topic == Ride.Accepted.TOPIC:
             self.open_offers.pop(ride_id, None)
             holder = self.ride_driver.get(ride_id)
@@ -220,6 +249,10 @@ class InvariantChecker:
             holder = self.ride_driver.pop(ride_id, None)
             if holder is not None and self.driver_ride.get(holder) == ride_id:
                 del self.driver_ride[holder]
+            if holder is not None and holder in self.driver_pool:
+                self.driver_pool[holder].discard(ride_id)
+                if not self.driver_pool[holder]:
+                    del self.driver_pool[holder]
 
     def point(self, value: Any, name: str) -> tuple[float, float] | None:
         """A requested ride's pickup or drop-off as a point, or None when it does not read

@@ -53,6 +53,7 @@ class _Data(BaseModel):
 
 # A stop of a shared plan: [ride id, "P" (its pickup) or "D" (its drop-off)].
 PlanStop = tuple[UUID, Literal["P", "D"]]
+StopTime = Annotated[float, Field(allow_inf_nan=False)]
 
 
 class Empty(_Data):
@@ -215,11 +216,17 @@ class OfferReceived(_Data):
         description="A shared ride's offer: the plan of stops the driver would serve; null "
         "for a single ride, absent in events written before shared rides.",
     )
+    times: list[StopTime] | None = Field(
+        default=None, description="Each stop's estimated time (epoch s) as the plan was judged."
+    )
 
 
 class PlanExtended(_Data):
     ride_id: UUID
     plan: list[PlanStop] = Field(description="The driver's plan of stops from now on.")
+    times: list[StopTime] = Field(
+        description="Each stop's estimated time (epoch s) as the plan was judged."
+    )
 
 
 class RideDriverAsked(_Data):

@@ -33,6 +33,7 @@ from dispatch.domain.pooling import (
     extension_problem,
     plan_data,
     plan_of,
+    times_problem,
 )
 from dispatch.domain.products import DEFAULT_VEHICLE, Vehicle
 from dispatch.domain.rider import Operator, upcast_erased
@@ -127,8 +128,10 @@ class Driver(Aggregate):
         # The reservation of a ride in another shard ("" for a ride of this shard; events
         # from before cross-shard offers have none and read as "").
         resv: str = ""
-        # A shared ride's offer: the plan the driver would serve (None: a single ride).
+        # A shared ride's offer: the plan the driver would serve (None: a single ride), and
+        # each stop's estimated time (epoch s) as the plan was judged.
         plan: list[StopData] | None = None
+        times: list[float] | None = None
 
         def apply(self, driver: Driver) -> None:
             super().apply(driver)
@@ -188,6 +191,7 @@ class Driver(Aggregate):
         class_version = 1
         ride_id: str
         plan: list[StopData]
+        times: list[float]  # each stop's estimated time (epoch s), as the plan was judged
 
         def apply(self, driver: Driver) -> None:
             super().apply(driver)
@@ -538,18 +542,19 @@ class Driver(Aggregate):
         at: datetime,
         resv: str = "",
         plan: Plan | None = None,
+        times: list[float] | None = None,
     ) -> None:
         """An offer of ``ride_id``; ``plan``: a shared ride's, the plan the driver would
         serve (its pickup and then its drop-off; shared rides are not offered across
-        shards)."""
+        shards), with each stop's estimated ``times``."""
         if self.status != DriverStatus.AVAILABLE:
             raise IllegalTransition(f"driver {self.id} is {self.status}, not available")
         extra: dict[str, Any] = {"resv": resv} if resv else {}
         if plan is not None:
-            problem = extension_problem((), plan, str(ride_id))
+            problem = extension_problem((), plan, str(ride_id)) or times_problem(plan, times or [])
             if resv or problem is not None:
                 raise IllegalTransition(problem or "a shared ride is not offered across shards")
-            extra["plan"] = plan_data(plan)
+            extra["plan"], extra["times"] = plan_data(plan), _rounded(times or [])
         self._trigger(self.OfferReceived, at, ride_id=str(ride_id), expires_at=expires_at, **extra)
 
     def holds(self, ride_id: UUID) -> bool:
@@ -569,7 +574,7 @@ class Driver(Aggregate):
         if self.status != status:
             raise IllegalTransition(f"driver {self.id} is {self.status}, expected {status}")
 
-    def extend_plan(self, ride_id: UUID, plan: Plan, at: datetime) -> None:
+    def extend_plan(self, ride_id: UUID, plan: Plan, times: list[float], at: datetime) -> None:
         """Put a shared ride into the plan of the driver serving shared rides: ``plan`` is
         the current one with the ride's pickup and drop-off put in (the caller has judged
         it by the pooled plans' rule, with the riders' positions and bounds)."""
@@ -580,9 +585,11 @@ class Driver(Aggregate):
         if self.holds(ride_id):
             raise IllegalTransition(f"ride {ride_id} is already in driver {self.id}'s plan")
         problem = extension_problem(plan_of(self.plan), plan, str(ride_id))
+        problem = problem or times_problem(plan, times)
         if problem is not None:
             raise IllegalTransition(problem)
-        self._trigger(self.PlanExtended, at, ride_id=str(ride_id), plan=plan_data(plan))
+        self._trigger(self.PlanExtended, at, ride_id=str(ride_id), plan=plan_data(plan),
+                      times=_rounded(times))  # fmt: skip
 
     def close_offer(self, ride_id: UUID, outcome: OfferOutcome, at: datetime) -> None:
         self.check_holds(ride_id, DriverStatus.OFFERED)
@@ -628,6 +635,10 @@ class Driver(Aggregate):
         if self.status not in allowed:  # the decisions above say why in their own words
             raise IllegalTransition(f"driver {self.id} is {self.status}: no {event_class.__name__}")
         self.trigger_event(event_class, timestamp=at, **kwargs)
+
+
+def _rounded(times: list[float]) -> list[float]:
+    return [round(t, 1) for t in times]
 
 
 def _without_stop(plan: list[StopData] | tuple[()], ride_id: str, kind: str) -> list[StopData]:

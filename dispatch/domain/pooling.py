@@ -16,6 +16,7 @@ seconds times the detour factor: time in the vehicle may not exceed it).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
@@ -287,6 +288,17 @@ def plan_data(plan: Plan) -> list[StopData]:
 
 def plan_of(data: list[StopData] | tuple[()]) -> Plan:
     return tuple(Stop(ride_id, kind == PICKUP) for ride_id, kind in data)
+
+
+def times_problem(plan: Plan, times: list[float]) -> str | None:
+    """Why ``times`` are not estimated times of ``plan``'s stops (one each, finite, in
+    order), or None."""
+    if len(times) != len(plan):
+        return f"a plan of {len(plan)} stops needs {len(plan)} times, got {len(times)}"
+    finite = all(isinstance(t, int | float) and math.isfinite(t) for t in times)
+    if not finite or any(b < a for a, b in itertools.pairwise(times)):
+        return "a plan's times must be finite and in order"
+    return None
 
 
 def extension_problem(before: Plan, after: Plan, ride_id: Hashable) -> str | None:

@@ -7,6 +7,7 @@ and a driver serving single rides is untouched by it."""
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
@@ -21,9 +22,17 @@ from dispatch.domain.geo import Point
 from dispatch.domain.pooling import Route, Sharing, Stop, plan_of, walk
 from dispatch.domain.products import Vehicle
 from dispatch.domain.ride import ASSIGNED, DrivenTrip, Ride, RideStatus
+from dispatch.invariants import InvariantChecker
+from dispatch.log import LogEvent
 
 T0 = datetime(2026, 12, 4, 8, 0, tzinfo=UTC)
+_ENVELOPE = {"originator_id", "originator_version", "timestamp", "originator_topic"}
 TRIP = DrivenTrip(1_000, 300, {"distance": "test", "duration": "test"})
+
+
+def _times(plan: tuple[Stop, ...] | None) -> list[float] | None:
+    """Estimated stop times (the aggregates check their number and order, not their values)."""
+    return None if plan is None else [float(i) for i in range(len(plan))]
 
 
 def _seats_only(a: tuple[float, float], b: tuple[float, float]) -> float:
@@ -37,8 +46,10 @@ class PooledDriver(RuleBasedStateMachine):
         self.ids = iter(range(1, 10_000))  # the same ids every run: hypothesis replays draws
         self.driver = Driver.register(self._id(), "d", self.t, Vehicle("standard", 4, False))
         self.driver.go_online(self._tick())
-        self.topics = [e.TOPIC for e in self.driver.collect_events()]
+        self.checker, self.position = InvariantChecker(), 0  # the log checker, as verify runs it
+        self.topics: list[str] = []
         self.rides: dict[UUID, Ride] = {}
+        self._record()
 
     def _id(self) -> UUID:
         return UUID(int=next(self.ids))
@@ -48,7 +59,18 @@ class PooledDriver(RuleBasedStateMachine):
         return self.t
 
     def _record(self) -> None:
-        self.topics += [e.TOPIC for e in self.driver.collect_events()]
+        """Collect what the rides and the driver recorded (rides first, as the shard
+        records a decision) and check it as ``replay verify`` would."""
+        events = [e for r in self.rides.values() for e in r.collect_events()]
+        mine = self.driver.collect_events()
+        self.topics += [e.TOPIC for e in mine]
+        for e in [*events, *mine]:
+            self.position += 1
+            data = {k: v for k, v in vars(e).items() if k not in _ENVELOPE}
+            data = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in data.items()}
+            self.checker.check(LogEvent(0, self.position, str(e.originator_id),
+                                        e.originator_version, e.TOPIC, e.timestamp.timestamp(),
+                                        data))  # fmt: skip
 
     def _in(self, *statuses: RideStatus) -> list[UUID]:
         return sorted((r.id for r in self.rides.values() if r.status in statuses), key=str)
@@ -73,7 +95,9 @@ class PooledDriver(RuleBasedStateMachine):
             (ride,) = self.rides.values()
             at = self._tick()
             plan = (Stop(str(ride.id), True), Stop(str(ride.id), False))
-            self.driver.receive_offer(ride.id, at + timedelta(seconds=15), at, plan=plan)
+            self.driver.receive_offer(
+                ride.id, at + timedelta(seconds=15), at, plan=plan, times=_times(plan)
+            )
             ride.offer(self.driver.id, at + timedelta(seconds=15), 60.0, 500.0, at)
             self.driver.assign(ride.id, at)
             ride.accept(self.driver.id, at)
@@ -85,6 +109,7 @@ class PooledDriver(RuleBasedStateMachine):
         ride = Ride.request(self._id(), self._id(), Point(37.77, -122.42), Point(37.78, -122.41),
                             3_600, self._tick(), sharing=sharing)  # fmt: skip
         self.rides[ride.id] = ride
+        self._record()
 
     @precondition(lambda self: self.driver.status == DriverStatus.AVAILABLE)
     @rule(data=st.data())
@@ -97,7 +122,9 @@ class PooledDriver(RuleBasedStateMachine):
             return
         at = self._tick()
         plan = (Stop(str(ride.id), True), Stop(str(ride.id), False)) if ride.sharing else None
-        self.driver.receive_offer(ride.id, at + timedelta(seconds=15), at, plan=plan)
+        self.driver.receive_offer(
+            ride.id, at + timedelta(seconds=15), at, plan=plan, times=_times(plan)
+        )
         ride.offer(self.driver.id, at + timedelta(seconds=15), 60.0, 500.0, at)
         self._record()
 
@@ -136,7 +163,7 @@ class PooledDriver(RuleBasedStateMachine):
         plan = data.draw(st.sampled_from(fits))
         at = self._tick()
         ride.pool(self.driver.id, at)
-        self.driver.extend_plan(ride.id, plan, at)
+        self.driver.extend_plan(ride.id, plan, _times(plan), at)
         self._record()
 
     def _serving(self) -> tuple[Ride, bool]:
@@ -210,6 +237,10 @@ class PooledDriver(RuleBasedStateMachine):
         assert {UUID(r) for r in self.driver.aboard} == (aboard if self.driver.pooled else set())
 
     @invariant()
+    def the_log_checker_finds_nothing_wrong(self) -> None:
+        assert self.checker.violations == []
+
+    @invariant()
     def the_status_is_the_shared_fold_of_the_recorded_events(self) -> None:
         state = REGISTERED
         for topic in self.topics:
@@ -234,48 +265,55 @@ PooledDriver.TestCase.settings = settings(max_examples=200, stateful_step_count=
 test_a_driver_serving_shared_rides_holds_exactly_its_plan = PooledDriver.TestCase
 
 
-def test_a_single_ride_is_not_pooled_and_a_shared_offer_names_its_plan() -> None:
+def test_a_single_ride_is_not_pooled_and_a_shared_offer_names_its_plan_and_times() -> None:
     driver = Driver.register(uuid4(), "d", T0)
     driver.go_online(T0)
     ride = Ride.request(uuid4(), uuid4(), Point(1, 1), Point(1, 2), 600, T0)
+    p, d = Stop(str(ride.id), True), Stop(str(ride.id), False)
     with pytest.raises(IllegalTransition, match="not shared"):
         ride.pool(driver.id, T0)
     with pytest.raises(IllegalTransition, match="serves no shared rides"):
-        driver.extend_plan(ride.id, (Stop(str(ride.id), True), Stop(str(ride.id), False)), T0)
+        driver.extend_plan(ride.id, (p, d), [1.0, 2.0], T0)
     with pytest.raises(IllegalTransition, match="pickup and then its drop-off"):
-        driver.receive_offer(
-            ride.id, T0, T0, plan=(Stop(str(ride.id), False), Stop(str(ride.id), True))
-        )
+        driver.receive_offer(ride.id, T0, T0, plan=(d, p), times=[1.0, 2.0])
     with pytest.raises(IllegalTransition, match="not offered across shards"):
-        driver.receive_offer(
-            ride.id, T0, T0, resv="x/1", plan=(Stop(str(ride.id), True), Stop(str(ride.id), False))
-        )
+        driver.receive_offer(ride.id, T0, T0, resv="x/1", plan=(p, d), times=[1.0, 2.0])
+    for times in ([1.0], [2.0, 1.0], [1.0, math.nan], None):
+        with pytest.raises(IllegalTransition, match="times"):
+            driver.receive_offer(ride.id, T0, T0, plan=(p, d), times=times)
+    driver.receive_offer(ride.id, T0, T0, plan=(p, d), times=[10.04, 20.0])
+    (offered,) = [e for e in driver.collect_events() if e.TOPIC.endswith("OfferReceived")]
+    assert offered.plan == [[str(ride.id), "P"], [str(ride.id), "D"]]
+    assert offered.times == [10.0, 20.0]
 
 
 def test_an_insertion_must_keep_the_plan_and_add_only_its_ride() -> None:
     driver = Driver.register(uuid4(), "d", T0)
     driver.go_online(T0)
     a, b = uuid4(), uuid4()
-    driver.receive_offer(
-        a, T0 + timedelta(seconds=15), T0, plan=(Stop(str(a), True), Stop(str(a), False))
+    pa, da, pb, db = (
+        Stop(str(a), True),
+        Stop(str(a), False),
+        Stop(str(b), True),
+        Stop(str(b), False),
     )
+    driver.receive_offer(a, T0 + timedelta(seconds=15), T0, plan=(pa, da), times=[1.0, 2.0])
     driver.assign(a, T0)
-    shuffled = (Stop(str(a), False), Stop(str(b), True), Stop(str(a), True), Stop(str(b), False))
+    four = [1.0, 2.0, 3.0, 4.0]
     with pytest.raises(IllegalTransition, match="keep its stops in their order"):
-        driver.extend_plan(b, shuffled, T0)
+        driver.extend_plan(b, (da, pb, pa, db), four, T0)
     with pytest.raises(IllegalTransition, match="already in"):
-        driver.extend_plan(a, (Stop(str(a), True), Stop(str(a), False)), T0)
-    ahead = (Stop(str(b), True), Stop(str(a), True), Stop(str(a), False), Stop(str(b), False))
+        driver.extend_plan(a, (pa, da), [1.0, 2.0], T0)
     with pytest.raises(IllegalTransition, match="is committed"):  # it may be there already
-        driver.extend_plan(b, ahead, T0)
-    driver.extend_plan(
-        b, (Stop(str(a), True), Stop(str(b), True), Stop(str(a), False), Stop(str(b), False)), T0
-    )
+        driver.extend_plan(b, (pb, pa, da, db), four, T0)
+    with pytest.raises(IllegalTransition, match="needs 4 times"):
+        driver.extend_plan(b, (pa, pb, da, db), [1.0], T0)
+    driver.extend_plan(b, (pa, pb, da, db), four, T0)
     assert driver.plan == [[str(a), "P"], [str(b), "P"], [str(a), "D"], [str(b), "D"]]
     assert driver.ride_id == a  # the ride of the next stop
     driver.go_offline(after_trip=True, at=T0)
     with pytest.raises(IllegalTransition, match="goes offline after its trips"):
-        driver.extend_plan(uuid4(), (), T0)
+        driver.extend_plan(uuid4(), (), [], T0)
 
 
 def test_a_shared_ride_request_records_its_terms_and_an_older_one_reads_as_single() -> None:
