@@ -6,6 +6,7 @@ bound is counted, not flagged; riders actually aboard beyond the seats are flagg
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -170,3 +171,94 @@ def test_the_road_past_a_bound_is_counted_and_riders_aboard_past_the_seats_flagg
     crowded.add(R2, "Ride.DriverArrived", 190, driver_id=D)
     crowded.add(R2, "Ride.TripStarted", 200, driver_id=D)
     assert kinds(crowded.checked()) == ["plan_over_seats", "seats_exceeded"]
+
+
+def extended(log: Log, at: float, ride: str, plan: list[list[str]], times: list[float]) -> Log:
+    return log.add(D, "Driver.PlanExtended", at, ride_id=ride, plan=plan,
+                   times=[T0 + t for t in times])  # fmt: skip
+
+
+def with_r3_pooled(shared: bool = True) -> Log:
+    log = pooled_two()
+    request(log, R3, 20, 1 if shared else None)
+    log.add(R3, "Ride.Pooled", 21, driver_id=D)
+    return log
+
+
+P1, P2, P3 = [R1, "P"], [R2, "P"], [R3, "P"]
+D1, D2_, D3 = [R1, "D"], [R2, "D"], [R3, "D"]
+
+
+@pytest.mark.parametrize(
+    ("plan", "detail"),
+    [
+        ([P1, P2, D3, P3, D1, D2_], "pickup and then its drop-off"),  # r3 dropped first
+        ([P1, D1, P2, P3, D2_, D3], "keep its stops in their order"),  # r1 before r2 now
+        ([P1, P2, P3, D1, D2_], "pickup and then its drop-off"),  # r3 never dropped
+        ([P3, P1, P2, D1, D2_, D3], "is committed"),  # before the next stop
+        ([P1, P2, P3, D1, D2_, D3, D3], "pickup and then its drop-off"),  # twice
+    ],
+)
+def test_a_plan_that_is_not_the_last_one_with_its_ride_put_in_is_malformed(
+    plan: list[list[str]], detail: str
+) -> None:
+    log = extended(with_r3_pooled(), 21, R3, plan, list(range(100, 100 + 10 * len(plan), 10)))
+    checker = log.checked()
+    assert kinds(checker) == ["plan_malformed"]
+    assert detail in checker.violations[0].detail
+
+
+def test_a_plan_naming_a_ride_not_pooled_to_its_driver_is_flagged() -> None:
+    log = pooled_two()
+    request(log, R3, 20, 1)  # requested, never pooled to d
+    extended(log, 21, R3, [P1, P2, P3, D1, D2_, D3], [100, 200, 250, 800, 900, 950])
+    assert kinds(log.checked()) == ["plan_names_ride_not_held"]
+
+
+def test_a_ride_pooled_to_a_driver_serving_no_plan_is_flagged() -> None:
+    log = Log()
+    log.add(D, "Driver.Registered", 0, name="d",
+            vehicle={"product": "standard", "seats": 4, "accessible": False})  # fmt: skip
+    log.add(D, "Driver.WentOnline", 1)
+    request(log, R1, 0, 1)
+    log.add(R1, "Ride.Pooled", 2, driver_id=D)
+    assert "plan_malformed" in kinds(log.checked())
+
+
+@pytest.mark.parametrize(
+    "times", [[100.0, math.nan, 800.0, 900.0], [100.0, 90.0, 800.0, 900.0], ["a", 1, 2, 3]]
+)
+def test_times_that_are_not_finite_and_in_order_are_flagged(times: list[Any]) -> None:
+    log = pooled_two()
+    log.events.pop()
+    log.versions[D] -= 1
+    log.add(D, "Driver.PlanExtended", 12, ride_id=R2, plan=[P1, P2, D1, D2_],
+            times=[t if isinstance(t, str) else T0 + t for t in times])  # fmt: skip
+    assert kinds(log.checked()) == ["plan_without_times"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("sharing", {"seats": 1}),
+        ("sharing", {"seats": "two", "max_wait_s": 300, "detour_factor": 1.5, "direct_s": 60}),
+        ("sharing", {"seats": 1, "max_wait_s": math.nan, "detour_factor": 1.5, "direct_s": 60}),
+        ("plan", [[R1, "X"], [R1, "D"]]),
+        ("plan", "P,D"),
+    ],
+)
+def test_a_damaged_field_is_flagged_not_a_crash(field: str, value: Any) -> None:
+    log = pooled_two()
+    target = next(
+        e for e in log.events
+        if (field == "sharing" and e.topic.endswith("Ride.Requested") and e.aggregate_id == R1)
+        or (field == "plan" and e.topic.endswith("Driver.OfferReceived"))
+    )  # fmt: skip
+    target.data[field] = value
+    assert "pooled_event_damaged" in kinds(log.checked())
+
+
+def test_a_ride_pooled_without_its_driver_is_flagged_not_a_crash() -> None:
+    log = pooled_two()
+    next(e for e in log.events if e.topic.endswith("Ride.Pooled")).data.pop("driver_id")
+    assert "pooled_event_damaged" in kinds(log.checked())
