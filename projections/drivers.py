@@ -101,11 +101,17 @@ class DriversProjection:
             row.ride_id = data["ride_id"]
         elif topic in _FREE:  # a tenure begins free: a stale tenure's ride is not its
             row.ride_id = None
+        elif topic == Driver.PlanExtended.TOPIC and data["plan"]:  # the next stop's ride
+            row.ride_id = data["plan"][0][0]
+        elif topic in _POOL_ENDED and row.ride_id == data["ride_id"]:
+            row.ride_id = None  # (the next stop's ride is known again at the next extension)
         row.status, row.updated_at, row.version = status, e.at, e.version
         view.by_status[status] += 1
         return view
 
 
+# A shared plan's ride ended, others left (docs/ARCHITECTURE.md, "Shared rides").
+_POOL_ENDED = frozenset({Driver.PoolRideEnded.TOPIC, Driver.AboardEmptied.TOPIC})
 _FREE = frozenset(
     {Driver.OfferClosed.TOPIC, Driver.Released.TOPIC, Driver.Arrived.TOPIC, Driver.Returned.TOPIC}
 )
@@ -122,7 +128,7 @@ def _count(row: DriverRow, e: LogEvent) -> None:
             row.declined += 1
         elif outcome == "expired":
             row.expired += 1
-    elif topic == Driver.Released.TOPIC:
+    elif topic == Driver.Released.TOPIC or topic in _POOL_ENDED:
         reason: ReleaseReason = e.data["reason"]
         if reason == "completed":
             row.trips += 1

@@ -100,7 +100,7 @@ def _moved(row: RideRow, topic: str, status: str, data: dict[str, Any]) -> None:
     """Who holds or is offered the ride after an event that moved it."""
     if topic == Ride.Offered.TOPIC:
         row.offered_to, row.pickup_eta_s = data["driver_id"], data["pickup_eta_s"]
-    elif topic == Ride.Accepted.TOPIC:
+    elif topic in (Ride.Accepted.TOPIC, Ride.Pooled.TOPIC):  # (pooled: no offer before)
         row.driver_id, row.offered_to = data["driver_id"], None
     elif status == RideStatus.REQUESTED:
         row.offered_to = None

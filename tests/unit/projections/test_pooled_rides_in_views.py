@@ -1,0 +1,75 @@
+"""Shared rides in the views (docs/ARCHITECTURE.md, "Shared rides"): a ride pooled to a
+driver shows that driver, and a driver's trips and cancellations count the rides of its plan
+that ended while others remained, as the aggregate counts them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from dispatch.domain.driver import Driver
+from dispatch.domain.geo import Point
+from dispatch.domain.pooling import Sharing, Stop
+from dispatch.domain.ride import DrivenTrip, Ride
+from dispatch.log import LogEvent
+from projections.drivers import DriversProjection
+from projections.rides import RidesProjection
+
+T0 = datetime(2026, 12, 4, 9, 0, tzinfo=UTC)
+TRIP = DrivenTrip(2_000, 400, {"distance": "test", "duration": "test"})
+_ENVELOPE = {"originator_id", "originator_version", "timestamp", "originator_topic"}
+
+
+def as_log(events: list[Any]) -> list[LogEvent]:
+    out = []
+    for n, e in enumerate(events, start=1):
+        data = {k: (v.isoformat() if isinstance(v, datetime) else v)
+                for k, v in vars(e).items() if k not in _ENVELOPE}  # fmt: skip
+        out.append(LogEvent(0, n, str(e.originator_id), e.originator_version, e.TOPIC,
+                            e.timestamp.timestamp(), data))  # fmt: skip
+    return out
+
+
+def test_a_pooled_ride_shows_its_driver_and_the_plans_trips_are_counted() -> None:
+    at = iter(T0 + timedelta(seconds=s) for s in range(1, 100))
+    terms = Sharing(1, 600.0, 1.5, 300.0)
+    d = Driver.register(UUID(int=1), "d", T0)
+    d.go_online(next(at))
+    a = Ride.request(UUID(int=2), UUID(int=3), Point(37.77, -122.42), Point(37.8, -122.4), 900,
+                     T0, sharing=terms)  # fmt: skip
+    b = Ride.request(UUID(int=4), UUID(int=5), Point(37.77, -122.41), Point(37.8, -122.4), 900,
+                     T0, sharing=terms)  # fmt: skip
+    pa, da, pb, db = (Stop(str(r.id), k) for r, k in ((a, True), (a, False), (b, True), (b, False)))
+    now = next(at)
+    a.offer(d.id, now + timedelta(seconds=15), 60.0, 400.0, now)
+    d.receive_offer(a.id, now + timedelta(seconds=15), now, plan=(pa, da), times=[1.0, 2.0])
+    now = next(at)
+    a.accept(d.id, now)
+    d.assign(a.id, now)
+    now = next(at)
+    b.pool(d.id, now)
+    d.extend_plan(b.id, (pa, pb, da, db), [1.0, 2.0, 3.0, 4.0], now)
+    for ride in (a, b):
+        now = next(at)
+        ride.arrive(d.id, now)
+        ride.start_trip(d.id, now)
+        d.start_trip(ride.id, now)
+    now = next(at)
+    a.complete(d.id, now, TRIP)
+    d.release(a.id, "completed", now)  # b still aboard: PoolRideEnded
+    mid = as_log([*a.collect_events(), *b.collect_events(), *d.collect_events()])
+    mid.sort(key=lambda e: (e.at, e.position))
+    rides, drivers = RidesProjection(), DriversProjection()
+    r_view, d_view = rides.initial(), drivers.initial()
+    for e in mid:
+        r_view = rides.apply(r_view, e)
+        d_view = drivers.apply(d_view, e)
+    assert r_view[str(b.id)].driver_id == str(d.id)
+    assert r_view[str(b.id)].status == "in_progress"
+    row = d_view.rows[str(d.id)]
+    assert (row.status, row.trips, row.ride_id) == ("on_trip", 1, None)
+    assert [e.topic for e in mid if e.topic.startswith("dispatch.Driver.Pool")] == [
+        Driver.PoolPickedUp.TOPIC,
+        Driver.PoolRideEnded.TOPIC,
+    ]
