@@ -179,9 +179,7 @@ class Driver(Aggregate):
         def apply(self, driver: Driver) -> None:
             super().apply(driver)
             if driver.pooled:
-                driver.plan = _without_stop(driver.plan, self.ride_id, PICKUP)
-                driver.aboard = [*driver.aboard, self.ride_id]
-                _next_ride(driver)
+                _picked_up(driver, self.ride_id)
 
     class PlanExtended(Event):
         """A shared ride was put into the plan of the driver serving shared rides (no
@@ -207,9 +205,7 @@ class Driver(Aggregate):
 
         def apply(self, driver: Driver) -> None:
             super().apply(driver)
-            driver.plan = _without_stop(driver.plan, self.ride_id, PICKUP)
-            driver.aboard = [*driver.aboard, self.ride_id]
-            _next_ride(driver)
+            _picked_up(driver, self.ride_id)
 
     class PoolRideEnded(Event):
         """One of the shared plan's rides ended (dropped off, or cancelled), others are
@@ -641,8 +637,11 @@ def _rounded(times: list[float]) -> list[float]:
     return [round(t, 1) for t in times]
 
 
-def _without_stop(plan: list[StopData] | tuple[()], ride_id: str, kind: str) -> list[StopData]:
-    return [stop for stop in plan if stop != [ride_id, kind]]
+def _picked_up(driver: Driver, ride_id: str) -> None:
+    """A shared plan's rider is aboard: its pickup is done."""
+    driver.plan = [stop for stop in driver.plan if stop != [ride_id, PICKUP]]
+    driver.aboard = [*driver.aboard, ride_id]
+    _next_ride(driver)
 
 
 def _check_next(driver: Driver, ride_id: str, kind: str) -> None:
