@@ -34,7 +34,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from dispatch.domain.driver import RELEASE_REASONS, Driver
+from dispatch.domain.driver import RELEASE_REASONS, Driver, PlanState, fold_plan
 from dispatch.domain.pooling import SLACK_S as RULE_SLACK_S
 from dispatch.domain.pooling import Sharing, Stop, extension_problem
 from dispatch.domain.ride import RIDE_ENDINGS, Ride
@@ -74,11 +74,10 @@ class _Terms:
 
 @dataclass
 class _Vehicle:
-    """A driver as the checks follow it: its plan (once assigned), the plan of its open
-    offer, the shared rides aboard (ride -> picked up at)."""
+    """A driver as the checks follow it: its shared plan (folded as the aggregate folds
+    it) and the shared rides aboard, with when each was picked up (recorded)."""
 
-    plan: list[StopRow] = field(default_factory=list)
-    offer: list[StopRow] | None = None
+    state: PlanState = field(default_factory=PlanState)
     aboard: dict[str, float] = field(default_factory=dict)
 
 
@@ -181,52 +180,46 @@ class PooledChecks:
 
     # -- drivers ----------------------------------------------------------------------
     def _driver(self, e: LogEvent) -> list[Found]:
+        """Fold the driver's plan as the aggregate does (``fold_plan``), judging each plan
+        it records against the plan it followed until then."""
         driver, topic, data = e.aggregate_id, e.topic, e.data
         vehicle = self.vehicles.setdefault(driver, _Vehicle())
+        state = vehicle.state
+        ride = _id(data, "ride_id")
         if topic == _OFFER:
             if data.get("plan") is None:
+                fold_plan(state, topic, ride)
                 return []
             plan = _plan(data["plan"])
-            vehicle.offer = plan
-            ride = _id(data, "ride_id")
-            if plan != [(ride, "P"), (ride, "D")] or vehicle.plan:
+            serving = state.pooled
+            fold_plan(state, topic, ride, [list(s) for s in plan])
+            if plan != [(ride, "P"), (ride, "D")] or serving:
                 return [(e.where, driver, "plan_malformed", "an offer's plan is its ride's "
                          "pickup and then drop-off, to a driver serving no plan")]  # fmt: skip
             return self._judge(e, driver, vehicle, plan, data.get("times"), offered=ride)
         if topic == _EXTENDED:
-            plan, ride = _plan(data["plan"]), _id(data, "ride_id")
-            if not self._serving(driver):
-                vehicle.plan = plan
+            plan = _plan(data["plan"])
+            if not state.pooled:
                 return [(e.where, driver, "plan_malformed",
                          "a plan is extended only for a driver serving one")]  # fmt: skip
-            before = tuple(Stop(r, k == "P") for r, k in vehicle.plan)
+            before = tuple(Stop(r, k == "P") for r, k in state.plan)
             after = tuple(Stop(r, k == "P") for r, k in plan)
-            vehicle.plan = plan
+            fold_plan(state, topic, ride, [list(s) for s in plan])
             problem = extension_problem(before, after, ride)
             if problem is not None:
                 return [(e.where, driver, "plan_malformed", problem)]
             return self._judge(e, driver, vehicle, plan, data.get("times"))
-        if topic == _ASSIGNED:
-            if vehicle.offer is not None:
-                vehicle.plan, vehicle.offer = vehicle.offer, None
-        elif topic == _CLOSED:
-            vehicle.offer = None
-        elif topic in _PICKED:
-            ride = _id(data, "ride_id")
-            vehicle.plan = [s for s in vehicle.plan if s != (ride, "P")]
-        elif topic in _ENDED:
-            ride = _id(data, "ride_id")
-            if topic != Driver.Released.TOPIC and data.get("reason") not in RELEASE_REASONS:
-                raise _Damaged(f"reason {data.get('reason')!r} is not a release reason")
-            vehicle.plan = [s for s in vehicle.plan if s[0] != ride]
-            if topic == Driver.Released.TOPIC:
-                vehicle.plan = []
+        pooled_end = topic in _ENDED and topic != Driver.Released.TOPIC
+        if pooled_end and data.get("reason") not in RELEASE_REASONS:
+            raise _Damaged(f"reason {data.get('reason')!r} is not a release reason")
+        fold_plan(state, topic, ride)
         return []
 
     def _serving(self, driver: str) -> bool:
-        """Whether the driver serves a plan (its offer's was assigned, riders remain)."""
+        """Whether the driver serves a plan (from its offer's assignment to its last ride's
+        end, as the aggregate has it)."""
         vehicle = self.vehicles.get(driver)
-        return vehicle is not None and bool(vehicle.plan or vehicle.aboard)
+        return vehicle is not None and vehicle.state.pooled
 
     def _judge(
         self,

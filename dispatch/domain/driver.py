@@ -16,9 +16,10 @@ and every view that shows a driver's status or availability.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, ClassVar, Literal, get_args
+from typing import Any, ClassVar, Literal, Protocol, get_args
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
@@ -138,8 +139,7 @@ class Driver(Aggregate):
             driver.ride_id = UUID(self.ride_id)
             driver.resv = self.resv
             driver.offer_expires_at = self.expires_at
-            if self.plan is not None or driver.offer_plan is not None:
-                driver.offer_plan = self.plan  # (a single ride's offer leaves the state as it was)
+            fold_plan(driver, self.TOPIC, self.ride_id, self.plan)
 
     class OfferClosed(Event):
         """The offer ended without an assignment: declined, expired or withdrawn."""
@@ -152,8 +152,7 @@ class Driver(Aggregate):
         def apply(self, driver: Driver) -> None:
             super().apply(driver)
             driver.ride_id = None
-            if driver.offer_plan is not None:
-                driver.offer_plan = None
+            fold_plan(driver, self.TOPIC, self.ride_id)
 
     class Assigned(Event):
         """The offered ride is the driver's; a shared ride's offer starts its plan."""
@@ -164,9 +163,7 @@ class Driver(Aggregate):
 
         def apply(self, driver: Driver) -> None:
             super().apply(driver)
-            if driver.offer_plan is not None:
-                driver.pooled, driver.plan, driver.aboard = True, driver.offer_plan, []
-                driver.offer_plan = None
+            if fold_plan(driver, self.TOPIC, self.ride_id):
                 _next_ride(driver)
 
     class TripStarted(Event):
@@ -178,8 +175,8 @@ class Driver(Aggregate):
 
         def apply(self, driver: Driver) -> None:
             super().apply(driver)
-            if driver.pooled:
-                _picked_up(driver, self.ride_id)
+            if fold_plan(driver, self.TOPIC, self.ride_id):
+                _next_ride(driver)
 
     class PlanExtended(Event):
         """A shared ride was put into the plan of the driver serving shared rides (no
@@ -193,7 +190,7 @@ class Driver(Aggregate):
 
         def apply(self, driver: Driver) -> None:
             super().apply(driver)
-            driver.plan = self.plan
+            fold_plan(driver, self.TOPIC, self.ride_id, self.plan)
             _next_ride(driver)
 
     class PoolPickedUp(Event):
@@ -205,7 +202,8 @@ class Driver(Aggregate):
 
         def apply(self, driver: Driver) -> None:
             super().apply(driver)
-            _picked_up(driver, self.ride_id)
+            fold_plan(driver, self.TOPIC, self.ride_id)
+            _next_ride(driver)
 
     class PoolRideEnded(Event):
         """One of the shared plan's rides ended (dropped off, or cancelled), others are
@@ -218,7 +216,10 @@ class Driver(Aggregate):
 
         def apply(self, driver: Driver) -> None:
             super().apply(driver)
-            _end_pooled(driver, self.ride_id, self.reason)
+            fold_plan(driver, self.TOPIC, self.ride_id)
+            if self.reason == "completed":
+                driver.trips += 1
+            _next_ride(driver)
 
     class AboardEmptied(PoolRideEnded):
         """The last rider aboard was dropped off (or left) and the plan has pickups ahead:
@@ -240,8 +241,7 @@ class Driver(Aggregate):
             driver.ride_id = None
             if self.reason == "completed":
                 driver.trips += 1
-            if driver.pooled:
-                driver.pooled, driver.plan, driver.aboard = False, [], []
+            fold_plan(driver, self.TOPIC, self.ride_id)
 
     class HandedOff(Event):
         """A free driver's availability went to shard ``to_shard`` (its region's), which
@@ -637,11 +637,55 @@ def _rounded(times: list[float]) -> list[float]:
     return [round(t, 1) for t in times]
 
 
-def _picked_up(driver: Driver, ride_id: str) -> None:
-    """A shared plan's rider is aboard: its pickup is done."""
-    driver.plan = [stop for stop in driver.plan if stop != [ride_id, PICKUP]]
-    driver.aboard = [*driver.aboard, ride_id]
-    _next_ride(driver)
+class PlanHolder(Protocol):
+    """What folds a driver's shared plan: the aggregate, and any reader of its events."""
+
+    pooled: bool
+    plan: list[StopData] | tuple[()]
+    aboard: list[str] | tuple[()]
+    offer_plan: list[StopData] | None
+
+
+@dataclass
+class PlanState:
+    """A driver's shared plan as a reader folds it (``fold_plan``)."""
+
+    pooled: bool = False
+    plan: list[StopData] | tuple[()] = ()
+    aboard: list[str] | tuple[()] = ()
+    offer_plan: list[StopData] | None = None
+
+
+def fold_plan(
+    state: PlanHolder, topic: str, ride_id: str, plan: list[StopData] | None = None
+) -> bool:
+    """Move a driver's shared plan with one of its events (``plan``: the event's, for an
+    offer or an extension); the one copy of these moves, for the aggregate, the log checker
+    and the matcher. Returns whether the driver serves a plan after it. A single ride's
+    events leave the state as it was."""
+    if topic == Driver.OfferReceived.TOPIC:
+        if plan is not None or state.offer_plan is not None:
+            state.offer_plan = plan
+    elif topic == Driver.OfferClosed.TOPIC:
+        if state.offer_plan is not None:
+            state.offer_plan = None
+    elif topic == Driver.Assigned.TOPIC:
+        if state.offer_plan is not None:
+            state.pooled, state.plan, state.aboard = True, state.offer_plan, []
+            state.offer_plan = None
+    elif not state.pooled:
+        return False
+    elif topic in (Driver.TripStarted.TOPIC, Driver.PoolPickedUp.TOPIC):
+        state.plan = [stop for stop in state.plan if stop != [ride_id, PICKUP]]
+        state.aboard = [*state.aboard, ride_id]
+    elif topic == Driver.PlanExtended.TOPIC:
+        state.plan = list(plan or [])
+    elif topic in (Driver.PoolRideEnded.TOPIC, Driver.AboardEmptied.TOPIC):
+        state.plan = [stop for stop in state.plan if stop[0] != ride_id]
+        state.aboard = [r for r in state.aboard if r != ride_id]
+    elif topic == Driver.Released.TOPIC:
+        state.pooled, state.plan, state.aboard = False, [], []
+    return state.pooled
 
 
 def _check_next(driver: Driver, ride_id: str, kind: str) -> None:
@@ -653,14 +697,6 @@ def _check_next(driver: Driver, ride_id: str, kind: str) -> None:
         raise IllegalTransition(
             f"ride {ride_id}'s {what} is not driver {driver.id}'s next stop (next: {nxt})"
         )
-
-
-def _end_pooled(driver: Driver, ride_id: str, reason: str) -> None:
-    driver.plan = [stop for stop in driver.plan if stop[0] != ride_id]
-    driver.aboard = [r for r in driver.aboard if r != ride_id]
-    if reason == "completed":
-        driver.trips += 1
-    _next_ride(driver)
 
 
 def _next_ride(driver: Driver) -> None:
