@@ -302,13 +302,22 @@ class ShardMachine(RuleBasedStateMachine):
         assert [o.command_id for o in outcomes] == [cid for cid, _ in self.batch]
         records = [r for r in recordings if type(r.domain_event).TOPIC == COMMAND_RECORD]
         recorded = {r.domain_event.command_id for r in records}  # type: ignore[attr-defined]
+        unsettled: set[str] = set()  # refused in this batch, maybe not recorded (not final)
         for outcome, (command_id, applied) in zip(outcomes, self.batch, strict=True):
             first = self.first_outcome.get(command_id)
+            if first is not None and command_id in unsettled and not outcome.duplicate:
+                # The earlier attempt was a refusal that holds only until another shard's
+                # message arrives: not recorded, so this attempt was decided afresh.
+                unsettled.discard(command_id)
+                del self.first_outcome[command_id]
+                first = None
             if first is None:
                 assert not outcome.duplicate
                 assert outcome.accepted == applied
                 if command_id in recorded:
                     self.first_outcome[command_id] = outcome
+                    if not outcome.accepted and outcome.code in NOT_FINAL:
+                        unsettled.add(command_id)
                 else:  # a refusal that holds only until another shard's message arrives
                     assert not outcome.accepted and outcome.code in NOT_FINAL, outcome
             else:
