@@ -442,3 +442,34 @@ class SqliteShardMachine(ShardMachine):
 
 SqliteShardMachine.TestCase.settings = settings(ShardMachine.TestCase.settings, max_examples=50)
 TestShardApplicationStateMachineOnSqlite = SqliteShardMachine.TestCase
+
+
+def test_a_retry_in_the_batch_after_a_refusal_that_was_not_final_is_decided_afresh(
+    monkeypatch: Any,
+) -> None:
+    """The sequence hypothesis found (seed-independent: the machine's ids come from its own
+    generator): a request refused while its rider's ride elsewhere may still be ending (not
+    recorded), sent again in the same batch, is decided again and recorded then."""
+    monkeypatch.setitem(globals(), "event", lambda *_a, **_k: None)  # outside hypothesis
+    m = ShardMachine()
+    m.register()
+    m.request_ride(i=0, kind="elsewhere")
+    for _ in range(5):
+        m.go_online(i=0)
+    m.go_offline(after_trip=False, i=0)
+    for _ in range(3):
+        m.request_ride(i=0, kind="new")
+    m.cancel_ride(i=0, own=False, r=0)
+    m.driver_command(command=c.AcceptOffer, how="holder", i=0, r=0)
+    m.make_offer(how="available", i=0, r=0, timeout=1)
+    m.make_offer(how="available", i=0, r=0, timeout=1)
+    m.go_offline(after_trip=False, i=0)
+    m.go_offline(after_trip=False, i=3)
+    m.request_ride(i=1, kind="reuse")
+    m.request_ride(i=2, kind="new")
+    m.cancel_ride(i=0, own=False, r=1)
+    m.progress_ride(answers=[0, 0, 0, 0], i=0, r=1, steps=1)
+    m.progress_ride(answers=[0, 1, 0, 0], i=0, r=0, steps=3)
+    m.repeat_a_command(i=259)
+    m.commit()  # its checks pass: the retry was not a duplicate of an unrecorded refusal
+    m.teardown()
