@@ -44,16 +44,16 @@ from dispatch.log import LogEvent
 # that much, on top of the rule's own slack.
 SLACK_S = 0.1 + RULE_SLACK_S + 1e-6
 _REQUESTED, _POOLED = Ride.Created.TOPIC, Ride.Pooled.TOPIC
-_OFFERED, _ACCEPTED = Ride.Offered.TOPIC, Ride.Accepted.TOPIC
+_ACCEPTED = Ride.Accepted.TOPIC
 _STARTED, _COMPLETED = Ride.TripStarted.TOPIC, Ride.Completed.TOPIC
-_BACK = frozenset({Ride.CancelledByDriver.TOPIC, Ride.OfferDeclined.TOPIC, Ride.OfferExpired.TOPIC})
+_BACK = frozenset({Ride.CancelledByDriver.TOPIC})  # back to dispatch: no driver holds it
 _OFFER, _EXTENDED = Driver.OfferReceived.TOPIC, Driver.PlanExtended.TOPIC
 _ASSIGNED, _CLOSED = Driver.Assigned.TOPIC, Driver.OfferClosed.TOPIC
 _PICKED = frozenset({Driver.TripStarted.TOPIC, Driver.PoolPickedUp.TOPIC})
 _ENDED = frozenset({Driver.PoolRideEnded.TOPIC, Driver.AboardEmptied.TOPIC, Driver.Released.TOPIC})
 _VEHICLE = frozenset({Driver.Created.TOPIC, Driver.Arrived.TOPIC})
 TOPICS = frozenset(
-    {_REQUESTED, _POOLED, _OFFERED, _ACCEPTED, _STARTED, _COMPLETED, _OFFER, _EXTENDED,
+    {_REQUESTED, _POOLED, _ACCEPTED, _STARTED, _COMPLETED, _OFFER, _EXTENDED,
      _ASSIGNED, _CLOSED, *_BACK, *_PICKED, *_ENDED, *_VEHICLE, *RIDE_ENDINGS}
 )  # fmt: skip
 Found = tuple[str, str, str, str]  # where, aggregate id, kind, detail
@@ -113,7 +113,7 @@ class PooledChecks:
             vehicle = data.get("vehicle")
             if vehicle is not None:
                 self.seats[e.aggregate_id] = _count(vehicle["seats"])
-        elif topic in (_POOLED, _OFFERED, _ACCEPTED, _STARTED, *_BACK, *RIDE_ENDINGS):
+        elif topic in (_POOLED, _ACCEPTED, _STARTED, *_BACK, *RIDE_ENDINGS):
             return self._ride(e)
         elif topic in (_OFFER, _EXTENDED, _ASSIGNED, _CLOSED, *_PICKED, *_ENDED):
             return self._driver(e)

@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
@@ -325,8 +325,3 @@ def _program(trips: Sequence[_Trip], seconds: float) -> tuple[Assignment | None,
     for chosen in np.flatnonzero(result.x > 0.5).tolist():
         _take(out, trips[chosen])
     return out, stopped
-
-
-def applied(routes: Mapping[Hashable, Route], assignment: Assignment) -> dict[Hashable, Route]:
-    """The routes with the assignment's plans in them (the caller records them as events)."""
-    return {v: replace(r, plan=assignment.plans.get(v, r.plan)) for v, r in routes.items()}
