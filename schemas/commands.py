@@ -16,6 +16,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 from dispatch.domain.credentials import PrincipalRole, credentials_id
 from dispatch.domain.operators import DispatchingRole, OperatorRole
 from dispatch.domain.operators import operator_id as id_of_operator
+from dispatch.domain.pooling import MAX_RIDE_SEATS, MIN_RIDE_SEATS
 from schemas.common import LatLng, Name, OperatorName, ProductName, Reason, VehicleData
 from schemas.fares import FareTermsData
 
@@ -74,6 +75,23 @@ class RequestRide(_Command):
         "it): at least the least lead time and at most the horizon ahead on the shard's "
         'clock (docs/MARKETPLACE.md, "Scheduled rides"). Null: an immediate ride.',
     )
+    shared: bool = Field(
+        default=False,
+        description="A shared ride: it may ride with others going its way, within the "
+        'deployment\'s wait and detour bounds (docs/ARCHITECTURE.md, "Shared rides").',
+    )
+    seats: int = Field(
+        default=1, ge=MIN_RIDE_SEATS, le=MAX_RIDE_SEATS,
+        description="The seats a shared ride takes (1 or 2); 1 for a single ride.",
+    )  # fmt: skip
+
+    @model_validator(mode="after")
+    def _sharing_fits(self) -> RequestRide:
+        if self.seats != 1 and not self.shared:
+            raise ValueError("seats: only a shared ride asks for seats (a single ride has the car)")
+        if self.shared and self.scheduled_for is not None:
+            raise ValueError("scheduled_for: a shared ride is not booked ahead")
+        return self
 
 
 class CancelRide(_Command):

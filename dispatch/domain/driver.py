@@ -30,6 +30,7 @@ from dispatch.domain.pooling import (
     DROPOFF,
     PICKUP,
     Plan,
+    Stop,
     StopData,
     extension_problem,
     plan_data,
@@ -547,6 +548,7 @@ class Driver(Aggregate):
             raise IllegalTransition(f"driver {self.id} is {self.status}, not available")
         extra: dict[str, Any] = {"resv": resv} if resv else {}
         if plan is not None:
+            plan = _keyed(plan)
             problem = extension_problem((), plan, str(ride_id)) or times_problem(plan, times or [])
             if resv or problem is not None:
                 raise IllegalTransition(problem or "a shared ride is not offered across shards")
@@ -580,6 +582,7 @@ class Driver(Aggregate):
             raise IllegalTransition(f"driver {self.id} goes offline after its trips")
         if self.holds(ride_id):
             raise IllegalTransition(f"ride {ride_id} is already in driver {self.id}'s plan")
+        plan = _keyed(plan)
         problem = extension_problem(plan_of(self.plan), plan, str(ride_id))
         problem = problem or times_problem(plan, times)
         if problem is not None:
@@ -635,6 +638,11 @@ class Driver(Aggregate):
 
 def _rounded(times: list[float]) -> list[float]:
     return [round(t, 1) for t in times]
+
+
+def _keyed(plan: Plan) -> Plan:
+    """The plan with its rides named as the driver's state names them (text)."""
+    return tuple(Stop(str(stop.ride_id), stop.pickup) for stop in plan)
 
 
 class PlanHolder(Protocol):

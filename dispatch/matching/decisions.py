@@ -6,6 +6,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from uuid import UUID
 
+from dispatch.domain.pooling import Plan
+
 
 @dataclass(frozen=True, slots=True)
 class MakeOffer:
@@ -14,6 +16,22 @@ class MakeOffer:
     pickup_eta_s: float
     distance_m: float
     expires_at: float
+    # A shared ride's offer: the plan the driver would serve (its pickup, then its drop-off)
+    # and each stop's estimated time (epoch s); None for a single ride.
+    plan: Plan | None = None
+    times: tuple[float, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExtendPlan:
+    """Put a shared ride into the plan of a driver serving shared rides: ``plan`` is its
+    plan with the ride's stops put in, ``times`` each stop's estimated time (epoch s), as
+    the matcher judged them (``dispatch.domain.pooling.walk``)."""
+
+    ride_id: UUID
+    driver_id: UUID
+    plan: Plan
+    times: tuple[float, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +111,7 @@ class MarkOverdue:
 
 Decision = (
     MakeOffer
+    | ExtendPlan
     | ExpireOffer
     | ExpireRequest
     | ChangeSurge

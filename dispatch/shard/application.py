@@ -36,6 +36,7 @@ from dispatch.matching.decisions import (
     Decision,
     ExpireOffer,
     ExpireRequest,
+    ExtendPlan,
     HintDriver,
     LocateDriver,
     MakeOffer,
@@ -224,6 +225,13 @@ class ShardApplication(SealingApplication):
             if isinstance(decision, MakeOffer):
                 ride = self._uow.get(Ride, decision.ride_id)
                 driver = owned_here(self._uow, decision.driver_id)
+                if (ride.sharing is not None) != (decision.plan is not None):
+                    raise IllegalTransition(
+                        "a shared ride is offered with the plan it would join, a single ride "
+                        "without one"
+                    )
+                if driver is None and decision.plan is not None:
+                    raise IllegalTransition("a shared ride is not offered across shards")
                 if driver is None:  # another shard's: ask its owner to hold it
                     owner = self._owner_of(decision.driver_id)
                     if owner == self.shard:
@@ -233,7 +241,15 @@ class ShardApplication(SealingApplication):
                     return self._uow.seal(mark)
                 expires = datetime.fromtimestamp(decision.expires_at, UTC)
                 ride.offer(driver.id, expires, decision.pickup_eta_s, decision.distance_m, now)
-                driver.receive_offer(ride.id, expires, now)
+                times = None if decision.times is None else list(decision.times)
+                driver.receive_offer(ride.id, expires, now, plan=decision.plan, times=times)
+            elif isinstance(decision, ExtendPlan):
+                ride = self._uow.get(Ride, decision.ride_id)
+                pooled = owned_here(self._uow, decision.driver_id)
+                if pooled is None:
+                    raise IllegalTransition(f"driver {decision.driver_id} is not served here")
+                ride.pool(pooled.id, now)
+                pooled.extend_plan(ride.id, decision.plan, list(decision.times), now)
             elif isinstance(decision, LocateDriver):
                 # a driver served here (another shard's crossing is that shard's to record)
                 located = owned_here(self._uow, decision.driver_id)

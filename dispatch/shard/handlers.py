@@ -26,10 +26,12 @@ from dispatch.domain.errors import (
 )
 from dispatch.domain.geo import Point
 from dispatch.domain.ids import shard_of
+from dispatch.domain.pooling import Sharing
 from dispatch.domain.products import DEFAULT_VEHICLE
 from dispatch.domain.ride import Ride, RideStatus
 from dispatch.domain.ride_fare import FareTerms
 from dispatch.domain.rider import Rider
+from dispatch.matching.geo import haversine_m
 from dispatch.shard.crossing import (
     confirm_at_owner,
     end_for_rider,
@@ -136,15 +138,29 @@ def request_ride(uow: UnitOfWork, cmd: c.RequestRide, now: datetime, p: Policy) 
             open_elsewhere(uow, cmd.ride_id, cmd.rider_id, pickup, dropoff, now, terms, product,
                            scheduled_for)  # fmt: skip
         return [cmd.ride_id, cmd.rider_id]
-    if here:
-        ride = Ride.request(
-            cmd.ride_id, cmd.rider_id, pickup, dropoff, p.max_wait_s, now, terms, product
+    sharing = sharing_of(cmd, pickup, dropoff, p) if cmd.shared else None
+    if sharing is not None and not here:
+        raise InvalidCommand(
+            "shared: a shared ride's pickup must be in its rider's home market for now "
+            "(shared rides stay in one shard)"
         )
+    if here:
+        ride = Ride.request(cmd.ride_id, cmd.rider_id, pickup, dropoff, p.max_wait_s, now, terms,
+                            product, sharing)  # fmt: skip
         uow.add(ride)
     else:
         open_elsewhere(uow, cmd.ride_id, cmd.rider_id, pickup, dropoff, now, terms, product)
     rider.request_ride(cmd.ride_id, now)
     return [cmd.ride_id, cmd.rider_id]  # the ride first: the API answers a retry with it
+
+
+def sharing_of(cmd: c.RequestRide, pickup: Point, dropoff: Point, p: Policy) -> Sharing:
+    """A shared request's terms: its seats, the deployment's bounds, and the direct trip's
+    seconds by the straight-line estimate."""
+    if p.pool is None:
+        raise InvalidCommand("shared: shared rides are not enabled on this deployment")
+    direct_s = haversine_m(pickup.lat, pickup.lng, dropoff.lat, dropoff.lng) * p.seconds_per_m
+    return Sharing.of(cmd.seats, p.pool, round(direct_s, 1))
 
 
 def fare_terms(data: dict[str, Any] | None) -> FareTerms | None:

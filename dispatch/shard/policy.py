@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from dispatch.domain.command_record import DEFAULT_WINDOW_S
+from dispatch.domain.pooling import PoolBounds
 from dispatch.domain.products import DEFAULT_CATALOG, Catalog
 from dispatch.domain.scheduling import SchedulingRules
 from dispatch.pricing.trip import TripEstimator
@@ -42,6 +43,7 @@ class Policy:
         road_trips: RoadTrips | None = None,
         check_stops: StopsCheck | None = None,
         scheduling: SchedulingRules | None = None,
+        pool: PoolBounds | None = None,
     ) -> None:
         if idempotency_window_s <= 0:
             raise ValueError(f"idempotency_window_s must be > 0, got {idempotency_window_s}")
@@ -60,3 +62,11 @@ class Policy:
         # Scheduled rides' rules: lead time, horizon, rides a rider may hold, the free
         # cancellation cutoff, the late search window (docs/MARKETPLACE.md).
         self.scheduling = scheduling or SchedulingRules()
+        # Shared rides' bounds (docs/ARCHITECTURE.md, "Shared rides"); None: a shared
+        # ride is refused (the matcher's pooled path is not built yet).
+        self.pool = pool
+
+    @property
+    def seconds_per_m(self) -> float:
+        """The straight-line estimate's pace: a direct trip's seconds per metre."""
+        return self.road_factor / (self.speed_kmh / 3.6)
