@@ -48,7 +48,7 @@ from dispatch.sealed_commands import seals as seals_json
 from dispatch.shard.crossing import MESSAGE_HANDLERS
 from dispatch.shard.crossshard.messages import KINDS, Ack, Body, Envelope
 from dispatch.shard.inbound import ForeignDriver
-from schemas.commands import CommandEnvelope, Outcome
+from schemas.commands import CommandEnvelope, Outcome, RequestRide
 from schemas.common import VehicleData
 from schemas.fares import FareTermsData
 
@@ -70,14 +70,21 @@ def encode_command(
 ) -> tuple[bytes, bytes]:
     """A command's record; with ``seal``, its personal fields sealed under a one-time key
     (``dispatch.sealed_commands``)."""
-    # without alternates, the record is the one a worker of before them reads
-    left_out = None if envelope.fingerprint_alternates else {"fingerprint_alternates"}
+    # without alternates, the record is the one a worker of before them reads; so is a
+    # request for a single ride (its sharing fields at their defaults: a shared ride's are
+    # read by workers that know shared rides)
+    left_out: dict[str, Any] = {}
+    if not envelope.fingerprint_alternates:
+        left_out["fingerprint_alternates"] = True
+    command = envelope.command
+    if isinstance(command, RequestRide) and not command.shared and command.seats == 1:
+        left_out["command"] = {"shared": True, "seats": True}
     key = str(envelope.target_id).encode()
     if seal is None:
-        return key, envelope.model_dump_json(exclude=left_out).encode()
-    body = envelope.model_dump(mode="json", exclude=left_out)
+        return key, envelope.model_dump_json(exclude=left_out or None).encode()
+    body = envelope.model_dump(mode="json", exclude=left_out or None)
     if not seals_json(body):
-        return key, envelope.model_dump_json(exclude=left_out).encode()
+        return key, envelope.model_dump_json(exclude=left_out or None).encode()
     return key, orjson.dumps(seal(body, destination(envelope)))
 
 
