@@ -49,6 +49,8 @@ from dispatch.matching.eta import EtaProvider, StraightLineEta
 from dispatch.matching.hints import HintConfig, Hints
 from dispatch.matching.index import DriverIndex
 from dispatch.matching.matcher import Matcher, MatcherConfig
+from dispatch.matching.pooled import PoolMatching
+from dispatch.matching.pooling.batch import PoolLimits
 from dispatch.matching.scheduled import SchedulingConfig
 from dispatch.matching.strategies import SearchLimits, make_strategy
 from dispatch.ports import Tracer
@@ -155,6 +157,7 @@ def build_application(
         road_trips=build_road_trips(settings),
         check_stops=_stops_check(settings),
         scheduling=settings.scheduling,
+        pool=settings.pool_bounds,
     )
     return ShardApplication(shard, env=env, policy=policy, sealer=sealer)
 
@@ -311,12 +314,21 @@ def build_matcher(settings: Settings) -> Matcher:
             offer_timeout_s=settings.offer_timeout_s,
             limits=limits,
             scheduling=SchedulingConfig(margin_s=settings.scheduled_margin_s),
+            pool=build_pool_matching(settings),
         ),
         build_surge(settings),
         settings.catalog,
         build_geofences(settings),
         build_hints(settings),
     )
+
+
+def build_pool_matching(settings: Settings) -> PoolMatching:
+    """How the matchers pool shared rides, at the shards' straight-line pace (the pace a
+    shared ride's direct trip is recorded at)."""
+    limits = PoolLimits(settings.pool_candidates, settings.pool_max_trip,
+                        settings.pool_budget_ms / 1e3)  # fmt: skip
+    return PoolMatching(settings.road_factor / (settings.speed_kmh / 3.6), limits)
 
 
 def build_hints(settings: Settings) -> Hints | None:

@@ -41,8 +41,10 @@ from dispatch.matching.state import (
     Captured,
     DriverRow,
     OfferRow,
+    PlanRow,
     RideRow,
     ScheduledRow,
+    SharingRow,
     VehicleRow,
     capture,
     driver_row,
@@ -54,9 +56,13 @@ from dispatch.matching.state import (
 )
 from dispatch.privacy import Opener, as_is
 
+PICKUP, DROPOFF = "pickup", "dropoff"  # the sealed places' names
+
 log = logging.getLogger(__name__)
 
-SealRide = Callable[[RideRow], RideRow]  # a ride row with its pickup sealed
+# A ride's row (its id, then a place's lat and lng) with that place sealed, named by the
+# second argument ("pickup" or "dropoff").
+SealRide = Callable[[tuple[Any, ...], str], tuple[Any, ...]]
 
 # 2: may carry aggregates (format 1, the matcher's state only, still reads). 3: a
 # "vehicles" part and ride rows of 7 fields (the product last); formats 1 and 2 still read
@@ -67,11 +73,13 @@ SealRide = Callable[[RideRow], RideRow]  # a ride row with its pickup sealed
 # there were no places). A version that knows only formats 1 to 3 skips a format-4 one.
 # 5: a "scheduled" part (booked rides not yet dispatched) and a scheduled ride's row with
 # its time and overdue flag (9 fields); formats 1 to 4 still read (no scheduled rides).
-FORMAT = 5
-FORMATS = frozenset({1, 2, 3, 4, 5})
+# 6: "sharing" and "plans" parts (shared rides' terms, drivers' shared plans); formats 1
+# to 5 still read (no shared rides). A version that knows only formats 1 to 5 skips it.
+FORMAT = 6
+FORMATS = frozenset({1, 2, 3, 4, 5, 6})
 PARTS = (
-    "drivers", "vehicles", "places", "pending", "offers", "assigned", "scheduled", "surge",
-    "aggregates", "live",
+    "drivers", "vehicles", "places", "pending", "offers", "assigned", "scheduled", "sharing",
+    "plans", "surge", "aggregates", "live",
 )  # fmt: skip
 # The surge window's requests go this many to a row.
 SURGE_A_ROW = 2_000
@@ -152,6 +160,9 @@ class Restored:
     places: list[PlaceRow] = field(default_factory=list)
     # booked rides not yet dispatched (none before scheduled rides)
     scheduled: list[ScheduledRow] = field(default_factory=list)
+    # shared rides' terms and drivers' shared plans (none before shared rides)
+    sharing: list[SharingRow] = field(default_factory=list)
+    plans: list[PlanRow] = field(default_factory=list)
 
     def live_rows(self) -> list[LiveRow]:
         rows = [(UUID(r[0]), r[1], float(r[2])) for r in self.aggregates or ()]
@@ -262,15 +273,17 @@ def encode_chunks(
     a chunk of its own), encoded one at a time as they are asked for. ``aggregates``, made
     lazily too (``(part, row)``: "aggregates" rows with a snapshot, "live" rows listing
     aggregates without), go last."""
-    seal: SealRide = seal_ride or (lambda row: row)
+    seal: SealRide = seal_ride or (lambda row, field: row)
     items: Iterator[tuple[str, Any]] = chain(  # rows are built a chunk at a time
         (("drivers", driver_row(d)) for d in state.drivers.items()),
         (("vehicles", vehicle_row(v)) for v in state.vehicles.items()),
         (("places", row) for row in state.places),
-        (("pending", seal(ride_row(r))) for r in state.pending),
-        (("offers", (seal(o[0]), o[1], o[2])) for o in map(offer_row, state.offers)),
-        (("assigned", seal(ride_row(r))) for r in state.assigned),
-        (("scheduled", (seal(row), a)) for row, a in map(scheduled_row, state.scheduled)),
+        (("pending", seal(ride_row(r), PICKUP)) for r in state.pending),
+        (("offers", (seal(o[0], PICKUP), o[1], o[2])) for o in map(offer_row, state.offers)),
+        (("assigned", seal(ride_row(r), PICKUP)) for r in state.assigned),
+        (("scheduled", (seal(row, PICKUP), a)) for row, a in map(scheduled_row, state.scheduled)),
+        (("sharing", seal(row, DROPOFF)) for row in state.sharing),
+        (("plans", row) for row in state.plans),
         (("surge", rows) for rows in _batched(state.surge or [], SURGE_A_ROW)),
         aggregates or iter(()),
     )
@@ -385,6 +398,8 @@ def assemble(position: int, chunks: list[Chunk]) -> Restored:
         parts["vehicles"],
         parts["places"],
         parts["scheduled"],
+        parts["sharing"],
+        parts["plans"],
     )
 
 
@@ -442,4 +457,5 @@ def load_into(matcher: Matcher, restored: Restored, open: Opener = as_is) -> Non
     load(
         matcher, restored.pending, restored.offers, restored.assigned, restored.drivers,
         restored.surge, open, restored.vehicles, restored.places, restored.scheduled,
+        restored.sharing, restored.plans,
     )  # fmt: skip

@@ -6,7 +6,7 @@ and accepted, or pooled to it), and checks every plan a driver records
 (``Driver.OfferReceived.plan``, ``Driver.PlanExtended``):
 - its shape: an offer's plan is the offered ride's pickup and then drop-off; an extension
   is the plan followed so far with its own ride's pickup and then drop-off put in, every
-  other stop in its order and the next stop still first; each ride's stops once, a pickup
+  other stop in its order and a pickup next still first; each ride's stops once, a pickup
   before its drop-off, none for a rider aboard, every rider aboard or picked up dropped off
   (``plan_malformed``);
 - its rides: every one shared (``pooled_single_ride``), requested, live and held by the

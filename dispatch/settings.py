@@ -25,6 +25,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from dispatch.domain.fares import FareRule
 from dispatch.domain.geo import MAX_LAT, MAX_LNG, MIN_LAT, MIN_LNG
+from dispatch.domain.pooling import PoolBounds
 from dispatch.domain.products import (
     DEFAULT_CATALOG,
     DEFAULT_VEHICLE,
@@ -339,6 +340,17 @@ class Settings(BaseSettings):
     scheduled_free_cancel_s: float = Field(default=3_600.0, ge=0, le=7 * 86_400)
     scheduled_search_after_s: float = Field(default=900.0, ge=0, le=86_400)
     scheduled_margin_s: float = Field(default=300.0, ge=0, le=7_200)
+    # Shared rides (docs/ARCHITECTURE.md, "Shared rides"): refused unless pool is on; each
+    # shared rider is picked up within pool_max_wait_s of the request and rides at most
+    # pool_detour_factor times the direct trip; a window tries pool_candidates vehicles per
+    # rider, puts at most pool_max_trip riders into one vehicle, and is decided within
+    # pool_budget_ms (the batch strategy's; the greedy strategy inserts riders one by one).
+    pool: bool = False
+    pool_max_wait_s: float = Field(default=300.0, gt=0, le=3_600)
+    pool_detour_factor: float = Field(default=1.5, ge=1, le=5)
+    pool_candidates: int = Field(default=8, ge=1, le=64)
+    pool_max_trip: int = Field(default=3, ge=1, le=6)
+    pool_budget_ms: float = Field(default=150.0, gt=0, le=10_000)
     surge_window_s: float = Field(default=300.0, gt=0, le=86_400)
     surge_cap: Decimal = Field(default=Decimal("3.00"), ge=1, le=10, decimal_places=2)
     surge_gain: float = Field(default=0.5, gt=0, le=100)
@@ -405,6 +417,11 @@ class Settings(BaseSettings):
             search_after_s=self.scheduled_search_after_s,
             margin_s=self.scheduled_margin_s,
         )
+
+    @property
+    def pool_bounds(self) -> PoolBounds | None:
+        """Shared rides' bounds, as the shards record them; None when pooling is off."""
+        return PoolBounds(self.pool_max_wait_s, self.pool_detour_factor) if self.pool else None
 
     @property
     def queued_places(self) -> frozenset[str]:

@@ -4,7 +4,7 @@ A driver holds at most one ride at a time (offered, en route or on trip): that i
 invariant that makes double assignment impossible. Going offline is refused while a ride
 is held, unless the driver asks to go offline after the current trip. A driver serving
 shared rides (``pooled``, issue #21) holds the rides of its plan instead, served in its
-order, its next stop committed; that a plan never seats more than the vehicle has nor
+order, a pickup next committed; that a plan never seats more than the vehicle has nor
 breaks a rider's bounds is judged by whoever proposes it (``dispatch.domain.pooling``,
 ``walk``), which has the riders' places and terms (docs/ARCHITECTURE.md, "Shared rides").
 ``ride_id`` is then the ride of the plan's next stop.

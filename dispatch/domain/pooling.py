@@ -303,11 +303,12 @@ def times_problem(plan: Plan, times: list[float]) -> str | None:
 
 def extension_problem(before: Plan, after: Plan, ride_id: Hashable) -> str | None:
     """Why ``after`` is not ``before`` with ``ride_id``'s pickup and then drop-off put in
-    (every other stop kept, in its order, and the next stop still first: it is committed),
-    or None."""
+    (every other stop kept, in its order, and a next stop that is a pickup still first: it
+    is committed, the vehicle on its way to a rider or there already), or None. A drop-off
+    next is not committed: a vehicle may pick someone up on the way to it."""
     if tuple(s for s in after if s.ride_id != ride_id) != before:
         return f"the plan must keep its stops in their order, adding only ride {ride_id}'s"
-    if before and after[0] != before[0]:
+    if before and before[0].pickup and after[0] != before[0]:
         return f"the plan's next stop {before[0]!r} is committed: nothing may come before it"
     mine = [s for s in after if s.ride_id == ride_id]
     if mine != [Stop(ride_id, True), Stop(ride_id, False)]:

@@ -11,7 +11,7 @@ within their search reach, or at the end of their backoff search (``waiting.py``
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -26,7 +26,9 @@ from dispatch.domain.driver import (
     next_availability,
 )
 from dispatch.domain.place_queues import PlaceQueues
-from dispatch.domain.products import DEFAULT_CATALOG, DEFAULT_VEHICLE, Catalog, Vehicle
+from dispatch.domain.pooling import Sharing
+from dispatch.domain.products import DEFAULT_CATALOG, DEFAULT_VEHICLE, Catalog
+from dispatch.domain.products import Vehicle as Registered
 from dispatch.domain.ride import MOVED, RIDE_ENDINGS, Ride
 from dispatch.domain.surge import Surge
 from dispatch.matching.deadlines import Deadlines
@@ -34,6 +36,7 @@ from dispatch.matching.decisions import (
     Decision,
     ExpireOffer,
     ExpireRequest,
+    ExtendPlan,
     LocateDriver,
     MakeOffer,
     MarkOverdue,
@@ -45,6 +48,7 @@ from dispatch.matching.geo import haversine_m
 from dispatch.matching.hints import Hints
 from dispatch.matching.index import DriverIndex
 from dispatch.matching.places import PlaceLocator
+from dispatch.matching.pooled import PLAN_BY_TYPE, PLAN_DECODED, PooledRides, PoolMatching, Vehicle
 from dispatch.matching.scheduled import ScheduledRides, SchedulingConfig
 from dispatch.matching.strategies import Pairing, PendingRide, SearchLimits, Strategy
 from dispatch.matching.surge import SurgeTracking
@@ -54,8 +58,9 @@ from dispatch.matching.waiting import WaitingRides
 # starts at the domain's REGISTERED, so it needs no event).
 DRIVER_AVAILABILITY_EVENTS = AVAILABILITY_TOPICS - {Driver.Created.TOPIC}
 _HANDED_OFF = Driver.HandedOff.TOPIC
-# Folded by type and driver id alone: all but an arrival, which carries the vehicle.
-_BY_TYPE = DRIVER_AVAILABILITY_EVENTS - {Driver.Arrived.TOPIC}
+# Folded by type and driver id alone: all but an arrival, which carries the vehicle, and
+# the shared plans' events that carry the plan or the ride that ended.
+_BY_TYPE = DRIVER_AVAILABILITY_EVENTS - {Driver.Arrived.TOPIC} - PLAN_DECODED
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +74,9 @@ class MatcherConfig:
     retry_unmatched_s: float = 2.0
     retry_max_s: float = 60.0
     scheduling: SchedulingConfig = field(default_factory=SchedulingConfig)
+    # Shared rides' matching (docs/ARCHITECTURE.md, "Shared rides"): the shard's
+    # straight-line pace (25 km/h, road factor 1.35, by default) and a window's limits.
+    pool: PoolMatching = field(default_factory=lambda: PoolMatching(1.35 / (25.0 / 3.6)))
 
 
 @dataclass
@@ -121,8 +129,8 @@ class Matcher:
         # The vehicles of the drivers registered or arrived here, and of other shards'
         # drivers as those said (``know_vehicle``); a driver in neither drives the default
         # vehicle, which is never stored.
-        self.vehicles: dict[UUID, Vehicle] = {}
-        self.foreign_vehicles: dict[UUID, Vehicle] = {}
+        self.vehicles: dict[UUID, Registered] = {}
+        self.foreign_vehicles: dict[UUID, Registered] = {}
         self.surge = surge  # None: surge off (every multiplier 1.00)
         self.pending: dict[UUID, PendingRide] = {}
         self.offers: dict[UUID, tuple[UUID, float, PendingRide]] = {}
@@ -147,6 +155,8 @@ class Matcher:
         # overdue (its time, while it has no driver and its rider was not told).
         self.scheduled = ScheduledRides(config.scheduling, config.limits)
         self._overdue_deadlines = Deadlines[UUID](self._overdue_at, self._live_overdue)
+        # Shared rides: their terms, the pooled drivers' plans, and their windows.
+        self.pool = PooledRides(config.pool, batch=strategy.name == "batch")
         # By event type name: the ride endings and a driver's availability events come from
         # the domain's tables, not from a list of their own.
         self._handlers: dict[str, Callable[[Any], None]] = {
@@ -162,9 +172,12 @@ class Matcher:
             Ride.OfferDeclined.TOPIC: self._on_offer_ended,
             Ride.OfferExpired.TOPIC: self._on_offer_ended,
             Ride.Accepted.TOPIC: self._on_accepted,
+            Ride.Pooled.TOPIC: self._on_pooled,
+            Ride.TripStarted.TOPIC: self._on_trip_started,
             Ride.CancelledByDriver.TOPIC: self._on_driver_cancelled,
             **dict.fromkeys(RIDE_ENDINGS, self._on_ride_closed),
             **dict.fromkeys(DRIVER_AVAILABILITY_EVENTS, self._on_driver),
+            **dict.fromkeys(PLAN_DECODED, self._on_plan_moved),
             Driver.Created.TOPIC: self._on_registered,
             Driver.Arrived.TOPIC: self._on_arrived,
             Driver.EnteredPlace.TOPIC: self._on_entered_place,
@@ -226,10 +239,10 @@ class Matcher:
         vehicle = self.vehicles.get(driver_id) or self.foreign_vehicles.get(driver_id)
         return self.catalog.serves(vehicle or DEFAULT_VEHICLE)
 
-    def vehicle_of(self, driver_id: UUID) -> Vehicle:
+    def vehicle_of(self, driver_id: UUID) -> Registered:
         return self.vehicles.get(driver_id) or DEFAULT_VEHICLE
 
-    def know_vehicle(self, driver_id: UUID, vehicle: Vehicle, foreign: bool = False) -> None:
+    def know_vehicle(self, driver_id: UUID, vehicle: Registered, foreign: bool = False) -> None:
         """The driver drives ``vehicle`` (``foreign``: as the shard that serves it said);
         an indexed driver is searchable for its products from now on."""
         known = self.foreign_vehicles if foreign else self.vehicles
@@ -306,8 +319,16 @@ class Matcher:
         waiting = [r for r in self.waiting.ready(now) if r.ride_id not in expired]
         if waiting and self.strategy.due(now):
             self.stats.searches += len(waiting)
-            pairings = self._assign(waiting, now)
+            shared = [r for r in waiting if self.pool.is_shared(r.ride_id)]
+            if shared:
+                waiting = [r for r in waiting if not self.pool.is_shared(r.ride_id)]
+            pairings = self._assign(waiting, now) if waiting else []
             matched = {p.ride_id for p in pairings}
+            if shared:
+                pooled, paired = self._pool(shared, {p.driver_id for p in pairings}, now)
+                decisions.extend(pooled)
+                matched |= paired
+                waiting += shared
             for ride in waiting:
                 if ride.ride_id not in matched:
                     self.waiting.unmatched(ride, now)
@@ -358,6 +379,51 @@ class Matcher:
         finally:
             for driver_id, (lat, lng, at) in aside:
                 self.fleet.upsert(driver_id, lat, lng, at, self.products_of(driver_id))
+
+    def _pool(
+        self, shared: list[PendingRide], taken: set[UUID], now: float
+    ) -> tuple[list[MakeOffer | ExtendPlan], set[UUID]]:
+        """A window of the shared rides ready: into the plans of this shard's own drivers,
+        free ones (near each ride, not taken this tick, not waiting in a place's queue) and
+        those serving a plan (no offer open, not going offline after their trips)."""
+        limits = self.config.limits
+        k = 2 * self.config.pool.limits.candidates
+        queued = {d for q in self.place_queues.queues.values() for d in q}
+        free: dict[UUID, Vehicle] = {}
+        for ride in shared:
+            skip = ride.excluded | taken | queued
+            for driver_id, _ in self.fleet.nearest(ride.product, ride.lat, ride.lng, k,
+                                                   limits.radius_m, now, skip):  # fmt: skip
+                if driver_id in self.own and driver_id not in free:
+                    lat, lng, _at = self.positions[driver_id]
+                    seats = self.vehicle_of(driver_id).seats
+                    free[driver_id] = Vehicle(driver_id, (lat, lng), seats)
+        serving: list[Vehicle] = []
+        accepted: dict[UUID, PendingRide] = {}
+        for driver_id, state in self.pool.plans.items():
+            pos = self.positions.get(driver_id)
+            availability = self.drivers.get(driver_id)
+            if (
+                not state.pooled
+                or pos is None
+                or driver_id not in self.own
+                or availability is None
+                or availability[1]  # goes offline after its trips
+            ):
+                continue
+            serving.append(Vehicle(driver_id, (pos[0], pos[1]), self.vehicle_of(driver_id).seats))
+            for key in {r for r, _ in state.plan} | set(state.aboard):
+                held = self.assigned.get(UUID(key))
+                if held is not None:
+                    accepted[held.ride_id] = held
+        ids = [*free, *(v.driver_id for v in serving)]
+        excluded: dict[Hashable, set[UUID]] = {}
+        for ride in shared:
+            out = {d for d in ids if d in ride.excluded or ride.product not in self.products_of(d)}
+            if out:
+                excluded[ride.ride_id] = out
+        return self.pool.decide(shared, accepted, free.values(), serving, excluded, now,
+                                now + self.config.offer_timeout_s)  # fmt: skip
 
     def _queue_heads(self, waiting: list[PendingRide]) -> list[Pairing]:
         assert self.places is not None
@@ -433,6 +499,10 @@ class Matcher:
         lat, lng = e.pickup
         # The ride's own product (priced or not), never its fare's.
         ride = PendingRide(e.originator_id, lat, lng, ts, _ts(e.expires_at), product=e.product)
+        if e.sharing is not None and e.dropoff is not None:
+            dropoff = e.dropoff
+            self.pool.requested(e.originator_id, Sharing.from_data(e.sharing),
+                                (float(dropoff[0]), float(dropoff[1])))  # fmt: skip
         self._enter_pending(ride)
         self._demand(ride)
 
@@ -494,6 +564,7 @@ class Matcher:
         asked = self.offers.get(e.originator_id)
         if ride is None and asked is not None and asked[0] == UUID(e.driver_id):
             ride = asked[2]  # granted by the driver's owner
+        self.pool.offered(UUID(e.driver_id), e.originator_id)
         if ride is not None:
             self.stats.offers += 1
             expires_at = _ts(e.offer_expires_at)
@@ -522,9 +593,19 @@ class Matcher:
         if offer is not None:
             self.assigned[e.originator_id] = offer[2]
 
+    def _on_pooled(self, e: Ride.Pooled) -> None:
+        """A shared ride put into the plan of a driver serving shared rides."""
+        ride = self._leave_pending(e.originator_id)
+        if ride is not None:
+            self.assigned[e.originator_id] = ride
+
+    def _on_trip_started(self, e: Ride.TripStarted) -> None:
+        self.pool.started(e.originator_id, _ts(e.timestamp))
+
     def _on_ride_closed(self, e: Any) -> None:
         if isinstance(e, Ride.Expired):
             self.stats.request_expiries += 1
+        self.pool.ended(e.originator_id)
         self._leave_pending(e.originator_id)
         self.scheduled.leave(e.originator_id)
         self.offers.pop(e.originator_id, None)
@@ -539,17 +620,25 @@ class Matcher:
     def _on_driver(self, e: Any) -> None:
         self.observe_driver(e.originator_id, e.TOPIC)
 
+    def _on_plan_moved(self, e: Driver.PlanExtended | Driver.PoolRideEnded) -> None:
+        """An extension of a pooled driver's plan, or the end of one of its rides."""
+        plan = e.plan if isinstance(e, Driver.PlanExtended) else None
+        self.pool.driver_event(e.originator_id, e.TOPIC, e.ride_id, plan)
+        self.observe_driver(e.originator_id, e.TOPIC)
+
     def _on_registered(self, e: Driver.Created) -> None:
-        self.know_vehicle(e.originator_id, Vehicle.from_data(e.vehicle))
+        self.know_vehicle(e.originator_id, Registered.from_data(e.vehicle))
 
     def _on_arrived(self, e: Driver.Arrived) -> None:
         self.foreign_vehicles.pop(e.originator_id, None)
-        self.know_vehicle(e.originator_id, Vehicle.from_data(e.vehicle))
+        self.know_vehicle(e.originator_id, Registered.from_data(e.vehicle))
         self.observe_driver(e.originator_id, e.TOPIC)
 
     def observe_driver(self, driver_id: UUID, topic: str) -> None:
         """Fold one of the shard's own driver availability events, known by its type alone
         (restore calls this without decoding the event: ``driver_topics``)."""
+        if topic in PLAN_BY_TYPE:
+            self.pool.driver_event(driver_id, topic)
         if topic == _HANDED_OFF:
             self.own.discard(driver_id)
             self._out_of_places(driver_id)  # its places are the next shard's

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from dispatch.domain.driver import Availability, DriverStatus
+from dispatch.domain.driver import Availability, DriverStatus, PlanState
 from dispatch.domain.place_queues import PlaceRow
+from dispatch.domain.pooling import Sharing
 from dispatch.domain.products import Vehicle
 from dispatch.matching.matcher import Matcher
 from dispatch.matching.strategies import PendingRide
@@ -39,6 +40,12 @@ DriverRow = tuple[str, str, bool]
 # driver id, the product its vehicle is registered for, seats, accessible (only vehicles
 # other than the default one: a driver with no row drives that)
 VehicleRow = tuple[str, str, int, bool]
+# a shared ride's terms: ride id, drop-off lat and lng (sealed: one token in place of lat,
+# lng 0; None: erased), its sharing terms (``Sharing.to_data``), picked up at (None: not yet)
+SharingRow = tuple[str, float | str | None, float, dict[str, Any], float | None]
+# a driver's shared plan: driver id, serving it, its stops, the rides aboard, an open
+# offer's plan (None: none)
+PlanRow = tuple[str, bool, list[list[str]], list[str], list[list[str]] | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +64,9 @@ class Captured:
     places: list[PlaceRow] = field(default_factory=list)
     # the booked rides not yet dispatched, and whether each is asking for its rider's lock
     scheduled: list[tuple[PendingRide, bool]] = field(default_factory=list)
+    # shared rides' terms, and the drivers' shared plans
+    sharing: list[SharingRow] = field(default_factory=list)
+    plans: list[PlanRow] = field(default_factory=list)
 
 
 def capture(matcher: Matcher) -> Captured:
@@ -72,6 +82,26 @@ def capture(matcher: Matcher) -> Captured:
         scheduled=[
             (_copy(r), r.ride_id in matcher.scheduled.activating)
             for r in matcher.scheduled.booked.values()
+        ],
+        sharing=[
+            (
+                str(ride_id),
+                dropoff[0],
+                dropoff[1],
+                sharing.to_data(),
+                matcher.pool.picked_up.get(ride_id),
+            )
+            for ride_id, (sharing, dropoff) in matcher.pool.terms.items()
+        ],
+        plans=[
+            (
+                str(d),
+                s.pooled,
+                [list(x) for x in s.plan],
+                list(s.aboard),
+                None if s.offer_plan is None else [list(x) for x in s.offer_plan],
+            )
+            for d, s in matcher.pool.plans.items()
         ],
     )
 
@@ -116,15 +146,19 @@ def load(
     vehicles: Sequence[VehicleRow] = (),
     places: Sequence[PlaceRow] = (),
     scheduled: Sequence[ScheduledRow] = (),
+    sharing: Sequence[SharingRow] = (),
+    plans: Sequence[PlanRow] = (),
 ) -> None:
     """Put a captured state into ``matcher`` (fresh, nothing folded yet). ``surge``: the
     window's requests, when the checkpoint carries them; without (an older checkpoint) the
     window is rebuilt from the rides that had not ended, as before. ``vehicles``: the drivers'
     vehicles other than the default one (none from a checkpoint taken before vehicles,
     when every driver drove that). ``places``: who is inside each geofenced place and the
-    queues (none from a checkpoint taken before places). ``open`` reads a sealed
-    pickup; a ride whose pickup is erased is left out (its rider was erased after it ended,
-    so the events after the checkpoint end it: the matcher ignores them)."""
+    queues (none from a checkpoint taken before places). ``sharing``, ``plans``: shared
+    rides' terms and the drivers' shared plans (none before shared rides). ``open`` reads a
+    sealed pickup or drop-off; a ride whose pickup is erased is left out (its rider was
+    erased after it ended, so the events after the checkpoint end it: the matcher ignores
+    them)."""
     if matcher.pending or matcher.offers or matcher.assigned or matcher.drivers:
         raise ValueError("a matcher state is loaded into a fresh matcher only")
     demand = surge is None
@@ -148,6 +182,31 @@ def load(
     for ride_row_, activating in scheduled:
         if (ride := _ride(ride_row_, open)) is not None and ride.scheduled_for is not None:
             matcher.scheduled.book(ride, bool(activating))
+    for ride_id, lat, lng, terms, picked_up_at in sharing:
+        dropoff = _place(lat, lng, "dropoff", open)
+        if dropoff is not None:
+            matcher.pool.requested(UUID(ride_id), Sharing.from_data(terms), dropoff)
+            if picked_up_at is not None:
+                matcher.pool.started(UUID(ride_id), float(picked_up_at))
+    for driver_id, pooled, plan, aboard, offer_plan in plans:
+        matcher.pool.plans[UUID(driver_id)] = PlanState(
+            bool(pooled), [[str(r), str(k)] for r, k in plan], [str(r) for r in aboard],
+            None if offer_plan is None else [[str(r), str(k)] for r, k in offer_plan],
+        )  # fmt: skip
+
+
+def _place(
+    lat: float | str | None, lng: float, field: str, open: Opener
+) -> tuple[float, float] | None:
+    """A row's place, opened when sealed; None when erased."""
+    if lat is None:
+        return None
+    if is_sealed(lat):
+        point = open(lat, field)
+        if not isinstance(point, list):
+            return None
+        return float(point[0]), float(point[1])
+    return float(lat), float(lng)
 
 
 def _ride(row: RideRow, open: Opener = as_is) -> PendingRide | None:

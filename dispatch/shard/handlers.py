@@ -158,7 +158,9 @@ def sharing_of(cmd: c.RequestRide, pickup: Point, dropoff: Point, p: Policy) -> 
     """A shared request's terms: its seats, the deployment's bounds, and the direct trip's
     seconds by the straight-line estimate."""
     if p.pool is None:
-        raise InvalidCommand("shared: shared rides are not enabled on this deployment")
+        raise InvalidCommand(
+            "shared: shared rides are not enabled on this deployment (DISPATCH_POOL)"
+        )
     direct_s = haversine_m(pickup.lat, pickup.lng, dropoff.lat, dropoff.lng) * p.seconds_per_m
     return Sharing.of(cmd.seats, p.pool, round(direct_s, 1))
 

@@ -63,7 +63,7 @@ class Policy:
         # cancellation cutoff, the late search window (docs/MARKETPLACE.md).
         self.scheduling = scheduling or SchedulingRules()
         # Shared rides' bounds (docs/ARCHITECTURE.md, "Shared rides"); None: a shared
-        # ride is refused (the matcher's pooled path is not built yet).
+        # ride is refused (``DISPATCH_POOL`` off, the default).
         self.pool = pool
 
     @property

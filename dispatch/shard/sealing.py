@@ -60,18 +60,19 @@ class SealingApplication(Application[UUID]):
         """A sealed value of this shard's log opened (docs/PRIVACY.md), or ``ERASED``."""
         return value if self.sealer is None else self.sealer.personal.open(value, field)
 
-    def seal_ride(self, row: RideRow) -> RideRow:
-        """A matcher checkpoint's ride row with its pickup sealed under the ride's rider's
-        key (the row as it is without a sealer)."""
+    def seal_ride(self, row: RideRow, field: str = "pickup") -> RideRow:
+        """A matcher checkpoint's ride row (the ride's id first, then a place's lat and
+        lng: its ``field``) with the place sealed under the ride's rider's key (the row as it
+        is without a sealer)."""
         if self.sealer is None or isinstance(row[1], Sealed):
             return row
         rider: UUID = self.repository.get(UUID(row[0])).rider_id
         try:
             key = self.sealer.key(rider)
         except SubjectErased:  # a ride of an erased rider has ended: nothing to keep
-            return (row[0], None, 0.0, row[3], row[4], row[5], *row[6:])
-        token = self.sealer.personal.seal(key, "pickup", [row[1], row[2]])
-        return (row[0], token, 0.0, row[3], row[4], row[5], *row[6:])
+            return (row[0], None, 0.0, *row[3:])
+        token = self.sealer.personal.seal(key, field, [row[1], row[2]])
+        return (row[0], token, 0.0, *row[3:])
 
     # -- erasure -----------------------------------------------------------------------------
     def erasing(self, journal: list[Any]) -> list[UUID]:

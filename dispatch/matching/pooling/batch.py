@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -91,17 +91,21 @@ def assign_window(
     limits: PoolLimits,
     now: float,
     clock: Callable[[], float] = time.perf_counter,
+    excluded: Mapping[Hashable, Collection[Hashable]] | None = None,
 ) -> tuple[Assignment, WindowReport]:
     """Decide a window: which asking riders go into which vehicles' plans.
     ``seconds_per_m`` must be a lower bound of ``travel``'s pace over the straight line
-    (the same pace for ``StraightLineTravel``): ``Reach`` prunes with it."""
+    (the same pace for ``StraightLineTravel``): ``Reach`` prunes with it. ``excluded``: the
+    vehicles each rider may not go into (by ride id; a driver who declined it, a vehicle
+    that does not serve its product)."""
     started = clock()
     deadline = started + limits.budget_s
     _check_window(asking, routes, accepted)
     riders: dict[Hashable, PoolRider] = {**accepted, **{r.ride_id: r for r in asking}}
     by_id = {r.vehicle_id: r for r in routes}
     reach = Reach(routes, seconds_per_m)
-    near = {r.ride_id: reach.of(r, limits.candidates) for r in asking}
+    skip = excluded or {}
+    near = {r.ride_id: reach.of(r, limits.candidates, skip.get(r.ride_id, ())) for r in asking}
     base = _Costs(by_id, riders, travel)
     singles: dict[Hashable, dict[Hashable, list[tuple[float, Plan]]]] = {}
     first: dict[tuple[Hashable, Hashable], tuple[float, Plan] | None] = {}
@@ -147,6 +151,29 @@ def assign_window(
         capped or elapsed > limits.budget_s, elapsed,
     )  # fmt: skip
     return best, report
+
+
+def assign_in_order(
+    asking: Sequence[PoolRider],
+    routes: Sequence[Route],
+    accepted: Mapping[Hashable, PoolRider],
+    travel: Travel,
+    seconds_per_m: float,
+    limits: PoolLimits,
+    excluded: Mapping[Hashable, Collection[Hashable]] | None = None,
+) -> Assignment:
+    """The greedy path alone (the greedy strategy's): riders oldest first, each into the
+    vehicle among its ``limits.candidates`` nearest in reach where it adds least."""
+    _check_window(asking, routes, accepted)
+    riders: dict[Hashable, PoolRider] = {**accepted, **{r.ride_id: r for r in asking}}
+    by_id = {r.vehicle_id: r for r in routes}
+    reach, skip = Reach(routes, seconds_per_m), excluded or {}
+
+    def near(rider: PoolRider) -> list[Hashable]:
+        return reach.of(rider, limits.candidates, skip.get(rider.ride_id, ()))
+
+    base = _Costs(by_id, riders, travel)
+    return insert_in_order(asking, by_id, riders, travel, near, base, None, limits.max_trip)
 
 
 def _check_window(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Sequence
+from collections.abc import Collection, Hashable, Sequence
 
 import numpy as np
 
@@ -39,9 +39,9 @@ class Reach:
         self._lng = np.radians(np.array([r.at[1] for r in routes], dtype=np.float64))
         self._pace = seconds_per_m
 
-    def of(self, rider: PoolRider, k: int) -> list[Hashable]:
+    def of(self, rider: PoolRider, k: int, excluded: Collection[Hashable] = ()) -> list[Hashable]:
         """At most ``k`` vehicles, nearest first, with the seats and the time to reach the
-        pickup in time."""
+        pickup in time, none of them in ``excluded``."""
         if not self._ids:
             return []
         la, ln = math.radians(rider.pickup[0]), math.radians(rider.pickup[1])
@@ -52,7 +52,11 @@ class Reach:
         in_time = self._ready + seconds <= rider.latest_pickup_at + SLACK_S
         ok = in_time & (self._seats >= rider.seats)
         idx = np.flatnonzero(ok)
-        if len(idx) > k:
-            idx = idx[np.argpartition(seconds[idx], k - 1)[:k]]
+        wanted = k + len(excluded)
+        if len(idx) > wanted:
+            idx = idx[np.argpartition(seconds[idx], wanted - 1)[:wanted]]
         idx = idx[np.argsort(seconds[idx], kind="stable")]
-        return [self._ids[i] for i in idx]
+        ids = [self._ids[i] for i in idx]
+        if excluded:
+            ids = [v for v in ids if v not in excluded]
+        return ids[:k]

@@ -1,7 +1,8 @@
-"""Checkpoint format 5 (a "scheduled" part, scheduled rides' rows with their time) is
-written; a format-4 checkpoint (no scheduled rides), a format-3 one (no places) and a
-format-2 one (no vehicles, 6-field ride rows) of the versions before still read; a
-format this code does not know is skipped as unusable: the shard replays instead."""
+"""Checkpoint format 6 ("sharing" and "plans" parts: shared rides' terms and drivers'
+shared plans) is written; a format-5 checkpoint (no shared rides), a format-4 one (no
+scheduled rides), a format-3 one (no places) and a format-2 one (no vehicles, 6-field ride
+rows) of the versions before still read; a format this code does not know is skipped as
+unusable: the shard replays instead."""
 
 from __future__ import annotations
 
@@ -41,6 +42,8 @@ def matcher() -> Matcher:
 
 
 BOOKED, DISPATCHED = uuid.uuid4(), uuid.uuid4()
+SHARED, POOLED = uuid.uuid4(), uuid.uuid4()
+SHARING = {"seats": 2, "max_wait_s": 300.0, "detour_factor": 1.5, "direct_s": 600.0}
 
 
 def written(position: int) -> tuple[list[Chunk], uuid.UUID, uuid.UUID]:
@@ -53,6 +56,8 @@ def written(position: int) -> tuple[list[Chunk], uuid.UUID, uuid.UUID]:
         places=[("sfo", str(driver), 1.7e9, 1.7e9 + 5)],
         scheduled=[(PendingRide(BOOKED, 37.7, -122.4, 1.7e9, 1.7e9 + 7_200,
                                 scheduled_for=1.7e9 + 6_300), True)],
+        sharing=[(str(SHARED), 37.79, -122.4, SHARING, 1.7e9 + 30)],
+        plans=[(str(POOLED), True, [[str(SHARED), "D"]], [str(SHARED)], None)],
     )  # fmt: skip
     return list(encode_chunks(state, position, 1.7e9, 1.7e9, rows=100)), ride, driver
 
@@ -67,8 +72,17 @@ def rewritten(chunks: list[Chunk], change: Any) -> list[Chunk]:
     return out
 
 
+def as_format_5(body: dict[str, Any]) -> None:
+    """As the version before shared rides wrote it: format 5, no sharing nor plans."""
+    if "header" in body:
+        body["header"]["format"] = 5
+    body["parts"].pop("sharing", None)
+    body["parts"].pop("plans", None)
+
+
 def as_format_4(body: dict[str, Any]) -> None:
     """As the version before scheduled rides wrote it: format 4, no scheduled rides."""
+    as_format_5(body)
     if "header" in body:
         body["header"]["format"] = 4
     body["parts"].pop("scheduled", None)
@@ -92,10 +106,10 @@ def as_format_2(body: dict[str, Any]) -> None:
     body["parts"]["pending"] = [row[:6] for row in body["parts"].get("pending", [])]
 
 
-def test_a_checkpoint_is_written_in_format_5_with_the_places_and_scheduled_rides() -> None:
+def test_a_checkpoint_is_written_in_format_6_with_places_scheduled_and_shared_rides() -> None:
     chunks, ride, driver = written(9)
-    assert FORMAT == 5
-    assert orjson.loads(chunks[0].data)["header"]["format"] == 5
+    assert FORMAT == 6
+    assert orjson.loads(chunks[0].data)["header"]["format"] == 6
     m = matcher()
     load_into(m, assemble(9, chunks))
     assert m.pending[ride].product == "xl"
@@ -106,6 +120,19 @@ def test_a_checkpoint_is_written_in_format_5_with_the_places_and_scheduled_rides
     assert BOOKED in m.scheduled.activating  # asking for its rider's lock when taken
     dispatched = m.pending[DISPATCHED]
     assert (dispatched.scheduled_for, dispatched.overdue) == (1.7e9 + 60, True)
+    sharing, dropoff = m.pool.terms[SHARED]
+    assert (sharing.seats, sharing.direct_s, dropoff) == (2, 600.0, (37.79, -122.4))
+    assert m.pool.picked_up[SHARED] == 1.7e9 + 30
+    plan = m.pool.plans[POOLED]
+    assert (plan.pooled, plan.plan, plan.aboard) == (True, [[str(SHARED), "D"]], [str(SHARED)])
+
+
+def test_a_format_5_checkpoint_of_the_version_before_shared_rides_still_reads() -> None:
+    chunks, ride, _ = written(9)
+    m = matcher()
+    load_into(m, assemble(9, rewritten(chunks, as_format_5)))
+    assert m.pending[ride].product == "xl" and BOOKED in m.scheduled.booked
+    assert not m.pool.terms and not m.pool.plans  # there were no shared rides
 
 
 def test_a_format_4_checkpoint_of_the_version_before_scheduled_rides_still_reads() -> None:
@@ -136,12 +163,12 @@ def test_a_format_2_checkpoint_of_the_previous_version_still_reads() -> None:
 def test_a_format_it_does_not_know_is_unusable_and_the_shard_replays() -> None:
     chunks, _, _ = written(9)
 
-    def as_format_6(body: dict[str, Any]) -> None:
+    def as_format_7(body: dict[str, Any]) -> None:
         if "header" in body:
-            body["header"]["format"] = 6
+            body["header"]["format"] = 7
         body["parts"]["something_new"] = [1]
 
-    newer = rewritten(chunks, as_format_6)
+    newer = rewritten(chunks, as_format_7)
     with pytest.raises(CheckpointError, match="unknown format"):
         assemble(9, newer)
 

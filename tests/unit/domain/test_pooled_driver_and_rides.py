@@ -159,7 +159,8 @@ class PooledDriver(RuleBasedStateMachine):
 
         riders = self._riders()
         current = plan_of(self.driver.plan)
-        fits = [p for p in placements(current, key, first=1)
+        first = 1 if current and current[0].pickup else 0  # a pickup next is committed
+        fits = [p for p in placements(current, key, first=first)
                 if walk(self._route(), p, riders, _seats_only).ok]  # type: ignore[arg-type]  # fmt: skip
         if not fits:
             return
@@ -317,6 +318,21 @@ def test_an_insertion_must_keep_the_plan_and_add_only_its_ride() -> None:
     driver.go_offline(after_trip=True, at=T0)
     with pytest.raises(IllegalTransition, match="goes offline after its trips"):
         driver.extend_plan(uuid4(), (), [], T0)
+
+
+def test_a_drop_off_next_is_not_committed_a_rider_may_be_picked_up_on_the_way() -> None:
+    driver = Driver.register(uuid4(), "d", T0)
+    driver.go_online(T0)
+    a, b = uuid4(), uuid4()
+    pa, da = Stop(str(a), True), Stop(str(a), False)
+    pb, db = Stop(str(b), True), Stop(str(b), False)
+    driver.receive_offer(a, T0 + timedelta(seconds=15), T0, plan=(pa, da), times=[1.0, 2.0])
+    driver.assign(a, T0)
+    driver.start_trip(a, T0)  # aboard: the drop-off is next
+    driver.extend_plan(b, (pb, da, db), [3.0, 4.0, 5.0], T0)
+    assert driver.plan == [[str(b), "P"], [str(a), "D"], [str(b), "D"]]
+    assert driver.ride_id == b  # the ride of the next stop
+    assert driver.aboard == [str(a)]
 
 
 def test_a_shared_ride_request_records_its_terms_and_an_older_one_reads_as_single() -> None:

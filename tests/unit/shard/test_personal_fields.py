@@ -21,7 +21,7 @@ from dispatch.matching.index import DriverIndex
 from dispatch.matching.matcher import Matcher, MatcherConfig
 from dispatch.matching.state import load
 from dispatch.matching.strategies import Greedy
-from dispatch.privacy import PersonalData, SubjectErased, is_sealed
+from dispatch.privacy import DamagedValue, PersonalData, SubjectErased, is_sealed
 from dispatch.shard.application import ShardApplication
 from dispatch.shard.personal import LINK_SENT, SNAPSHOT_TOPIC, Sealer
 from dispatch.shard.policy import Policy
@@ -297,3 +297,27 @@ def test_a_kill_between_the_erasure_and_the_key_deletion_is_finished_at_start(
     assert restarted.finish_erasures() == 1
     assert shard.keys.erased(rider_id) and shard.keys.pending_erasures() == []
     assert shard.app().repository.get(rider_id).name == "erased"
+
+
+def test_a_shared_rides_checkpoint_row_holds_its_drop_off_sealed_and_loads_it_back(
+    shard: Shard,
+) -> None:
+    app = shard.app()
+    s = Scenario(app)
+    rider_id = s.rider()
+    ride_id = new_id(SHARD)
+    s.given(request_ride(ride_id, rider_id))
+    terms = {"seats": 1, "max_wait_s": 300.0, "detour_factor": 1.5, "direct_s": 700.0}
+    row = (str(ride_id), 37.62, -122.38, terms, None)
+    sealed = app.seal_ride(row, "dropoff")
+    assert is_sealed(sealed[1]) and 37.62 not in sealed and -122.38 not in sealed
+    assert sealed[3] == terms
+    matcher = _matcher()
+    load(matcher, [], [], [], [], open=app.open_personal, sharing=[sealed])
+    assert matcher.pool.terms[ride_id][1] == (37.62, -122.38)
+    with pytest.raises(DamagedValue, match="does not authenticate"):  # not a pickup's token
+        app.open_personal(sealed[1], "pickup")
+    shard.keys.erase(rider_id)
+    matcher = _matcher()
+    load(matcher, [], [], [], [], open=shard.app().open_personal, sharing=[sealed])
+    assert matcher.pool.terms == {}  # erased: its events after the checkpoint end it
