@@ -20,9 +20,11 @@ from pydantic import (
     Field,
     Tag,
     WithJsonSchema,
+    model_validator,
 )
 
 from dispatch.domain.geo import MAX_LAT, MAX_LNG, MIN_LAT, MIN_LNG
+from dispatch.domain.pooling import MAX_RIDE_SEATS, MIN_RIDE_SEATS
 from schemas.common import LatLng, Name, OperatorName, ProductName, Reason, VehicleData
 
 MAX_PINGS_PER_BATCH = 500
@@ -177,6 +179,27 @@ class RequestRide(_Trip):
         "DISPATCH_SCHEDULED_MAX_PER_RIDER (default 3) at once, else 409 too_many_scheduled. "
         "Priced at booking without surge (or by its quote). Null: dispatched now.",
     )
+    shared: bool = Field(
+        default=False,
+        description="A shared ride: it may ride with others going its way, picked up within "
+        "DISPATCH_POOL_MAX_WAIT_S (default 300 s) of the request and in the vehicle at most "
+        "DISPATCH_POOL_DETOUR_FACTOR (default 1.5) times the direct trip. Refused (422 "
+        "shared_rides_off) where the deployment does not pool (DISPATCH_POOL); not booked "
+        "ahead (422 with scheduled_for).",
+    )
+    seats: int = Field(
+        default=1, ge=MIN_RIDE_SEATS, le=MAX_RIDE_SEATS,
+        description="The seats a shared ride takes (1 or 2); only a shared ride asks for "
+        "more than 1.",
+    )  # fmt: skip
+
+    @model_validator(mode="after")
+    def _sharing_fits(self) -> RequestRide:
+        if self.seats != 1 and not self.shared:
+            raise ValueError("seats: only a shared ride asks for seats (a single ride has the car)")
+        if self.shared and self.scheduled_for is not None:
+            raise ValueError("scheduled_for: a shared ride is not booked ahead")
+        return self
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -184,6 +207,12 @@ class RequestRide(_Trip):
                 {
                     "pickup": {"lat": 37.7749, "lng": -122.4194},
                     "dropoff": {"lat": 37.62, "lng": -122.38},
+                },
+                {
+                    "pickup": {"lat": 37.7749, "lng": -122.4194},
+                    "dropoff": {"lat": 37.62, "lng": -122.38},
+                    "shared": True,
+                    "seats": 2,
                 },
                 {
                     "pickup": {"lat": 37.7749, "lng": -122.4194},

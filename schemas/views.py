@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dispatch.domain import driver, ride
 from schemas.common import Latitude, LatLng, Longitude, OneOf, VehicleData
+from schemas.events import SharingData
 from schemas.fares import FareTermsData, FinalFareData, TripFoundBy
 
 # The domain's statuses, as the strings the wire shows.
@@ -77,6 +78,13 @@ class RideView(BaseModel):
         default=None,
         description="What its rider was charged for cancelling a scheduled ride after its "
         "free cutoff (decimal text in its fare's currency); null: nothing.",
+    )
+    sharing: SharingData | None = Field(
+        default=None,
+        description="A shared ride's terms, fixed at its request: the seats it takes, its "
+        "longest wait for pickup, its longest time in the vehicle as a factor of the direct "
+        'trip, and the direct trip\'s estimated seconds (docs/ARCHITECTURE.md, "Shared '
+        'rides"); null: a single ride.',
     )
     timeline: list[TimelineEntry]
 

@@ -94,6 +94,8 @@ def fare_of(row: RideRow) -> dict[str, Any]:
     for entry in row.timeline:
         if entry["event"] in ("Ride.Requested", "Ride.Scheduled"):
             out["fare_terms"] = entry.get("fare")
+            if entry.get("sharing") is not None:
+                out["sharing"] = entry["sharing"]
             if "scheduled_for" in entry:
                 out["scheduled_for"] = entry["scheduled_for"]
                 out["free_cancel_until"] = entry["free_cancel_until"]

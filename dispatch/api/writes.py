@@ -60,14 +60,20 @@ class Write:
 
 
 def keyed_id(
-    request: Request, caller: str, key: str | None, body: BaseModel | None
+    request: Request,
+    caller: str,
+    key: str | None,
+    body: BaseModel | None,
+    exclude: set[str] | None = None,
 ) -> tuple[str, Fingerprint | None]:
     """The command id and fingerprint of a write by ``caller``: the caller-scoped
     Idempotency-Key and the request's fingerprint (keyed: ``dispatch.api.idempotency``), or
-    a fresh id and no fingerprint."""
+    a fresh id and no fingerprint. ``exclude``: fields left out of the fingerprint (fields
+    added later, at their defaults: a request fingerprints as it did before them, so a
+    retry across an upgrade of the API is answered, not refused as another request)."""
     if key is None:
         return str(uuid.uuid4()), None
-    text = body.model_dump_json() if body is not None else ""
+    text = body.model_dump_json(exclude=exclude) if body is not None else ""
     ctx: ApiContext = request.app.state.ctx
     fingerprints = ctx.tokens.fingerprints
     return f"{caller}:{key}", fingerprints.of(request.method, request.url.path, caller, text)

@@ -136,9 +136,19 @@ def request_ride(
     With `scheduled_for`, the ride is booked for that time instead (status `scheduled`,
     priced now without surge or by its quote) and dispatched ahead of it; it may be
     cancelled free until `free_cancel_until` (`GET /rides/{ride_id}`), and after that for
-    its fare rule's minimum (docs/MARKETPLACE.md, "Scheduled rides")."""
+    its fare rule's minimum (docs/MARKETPLACE.md, "Scheduled rides").
+
+    With `shared: true` (and `seats`, 1 or 2), the ride may be pooled with others going its
+    way, within the deployment's wait and detour bounds; its pickup must lie in the
+    rider's home market's shard (docs/ARCHITECTURE.md, "Shared rides")."""
     rider_id = UUID(caller.sub)
     require_product(ctx, body.product)
+    if body.shared and not ctx.runtime.settings.pool:
+        raise ApiError(
+            422,
+            "shared_rides_off",
+            "shared: shared rides are not enabled on this deployment (DISPATCH_POOL)",
+        )
     if key is None:  # a keyed request may be a retry: its record answers it (the shard
         require_served(ctx, body.pickup, body.dropoff)  # checks a new one), not today's areas
         if body.scheduled_for is not None:
@@ -147,7 +157,8 @@ def request_ride(
     # The ride lives in the shard of its pickup; the rider's home shard takes the request
     # (the one-active-ride lock) and, for a pickup elsewhere, opens the ride there.
     shard = ctx.runtime.markets.shard_for(body.pickup.lat, body.pickup.lng)
-    command_id, print_ = keyed_id(request, caller.sub, key, body)
+    single = None if body.shared else {"shared", "seats"}  # as before shared rides
+    command_id, print_ = keyed_id(request, caller.sub, key, body, single)
     # A keyed request's ride id is derived from its command id and the idempotency window's
     # period (as its record's is): a retry within the window is answered from the record
     # (with the ride it created), and a repeat after it, a new command, names a new ride,
@@ -165,6 +176,8 @@ def request_ride(
         fare=None if terms is None else FareTermsData.model_validate(terms.to_data()),
         product=body.product,
         scheduled_for=body.scheduled_for,
+        shared=body.shared,
+        seats=body.seats,
     )
     extra = {"ride_id": str(ride_id)}
     elsewhere = shard if shard != shard_of(rider_id) else None
