@@ -83,7 +83,7 @@ class RideView(BaseModel):
         default=None,
         description="A shared ride's terms, fixed at its request: the seats it takes, its "
         "longest wait for pickup, its longest time in the vehicle as a factor of the direct "
-        'trip, and the direct trip\'s estimated seconds (docs/ARCHITECTURE.md, "Shared '
+        "trip, and the direct trip's estimated seconds (docs/ARCHITECTURE.md, \"Shared "
         'rides"); null: a single ride.',
     )
     timeline: list[TimelineEntry]
