@@ -83,10 +83,16 @@ def verify(shard: Shard = None, data_dir: DataDir = None, kafka: Kafka = None) -
     source = _source(data_dir, kafka, shard)
     personal = build_personal(settings_from(data_dir, kafka))
     started = time.perf_counter()
-    events, violations = op.verify(source, shard, personal.open)
+    road = op.RoadFigures()
+    events, violations = op.verify(source, shard, personal.open, road)
     elapsed = time.perf_counter() - started
     for v in violations:
         console.print(f"[red]violation[/red] {v}")
+    if road.waits_over_bound or road.rides_over_bound:  # counted, not violations
+        console.print(
+            f"shared rides on the road: {road.waits_over_bound} picked up after their latest "
+            f"pickup, {road.rides_over_bound} longer in the vehicle than their bound"
+        )
     console.print(
         f"{events} events checked in {elapsed:.2f} s "
         f"({events / elapsed if elapsed else 0:,.0f} events/s): "

@@ -58,12 +58,25 @@ def read_all(
             yield event
 
 
+@dataclass
+class RoadFigures:
+    """What happened on the road to shared rides, counted, not flagged (the plans kept
+    the bounds as estimated; traffic the estimate did not foresee may not)."""
+
+    waits_over_bound: int = 0  # riders picked up after their latest pickup
+    rides_over_bound: int = 0  # riders longer in the vehicle than their bound
+
+
 @batch_gc()
 def verify(
-    source: LogSource, shard: int | None = None, open: Opener = as_is
+    source: LogSource,
+    shard: int | None = None,
+    open: Opener = as_is,
+    road: RoadFigures | None = None,
 ) -> tuple[int, list[Violation]]:
     """``open``: how a sealed pickup or drop-off is read (a completed ride's distance is
-    checked against them; one that does not open is not checked)."""
+    checked against them; one that does not open is not checked). ``road``, when given,
+    gets the shared rides' figures on the road."""
     checker = InvariantChecker()
     shards = [shard] if shard is not None else source.shards()
     across = CrossShardChecker()
@@ -88,6 +101,9 @@ def verify(
             surges.see(event)
         checker.events += per_shard.events
         checker.violations.extend(per_shard.finish())
+        if road is not None:
+            road.waits_over_bound += per_shard.pooled.waits_over_bound
+            road.rides_over_bound += per_shard.pooled.rides_over_bound
     if shard is None:
         checker.violations.extend(across.finish())
     for claim, problem in surges.problems(source):
