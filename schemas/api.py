@@ -20,7 +20,6 @@ from pydantic import (
     Field,
     Tag,
     WithJsonSchema,
-    model_validator,
 )
 
 from dispatch.domain.geo import MAX_LAT, MAX_LNG, MIN_LAT, MIN_LNG
@@ -185,21 +184,22 @@ class RequestRide(_Trip):
         "DISPATCH_POOL_MAX_WAIT_S (default 300 s) of the request and in the vehicle at most "
         "DISPATCH_POOL_DETOUR_FACTOR (default 1.5) times the direct trip. Refused (422 "
         "shared_rides_off) where the deployment does not pool (DISPATCH_POOL); not booked "
-        "ahead (422 with scheduled_for).",
+        "ahead (422 sharing_invalid with scheduled_for).",
     )
     seats: int = Field(
         default=1, ge=MIN_RIDE_SEATS, le=MAX_RIDE_SEATS,
         description="The seats a shared ride takes (1 or 2); only a shared ride asks for "
-        "more than 1.",
+        "more than 1 (else 422 sharing_invalid).",
     )  # fmt: skip
 
-    @model_validator(mode="after")
-    def _sharing_fits(self) -> RequestRide:
+    def sharing_problem(self) -> str | None:
+        """Why the sharing fields do not fit the rest of the request (a 422 the route
+        gives: the fields' schema cannot say it), or None."""
         if self.seats != 1 and not self.shared:
-            raise ValueError("seats: only a shared ride asks for seats (a single ride has the car)")
+            return "seats: only a shared ride asks for seats (a single ride has the car)"
         if self.shared and self.scheduled_for is not None:
-            raise ValueError("scheduled_for: a shared ride is not booked ahead")
-        return self
+            return "scheduled_for: a shared ride is not booked ahead"
+        return None
 
     model_config = ConfigDict(
         json_schema_extra={

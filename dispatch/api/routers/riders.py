@@ -143,6 +143,9 @@ def request_ride(
     rider's home market's shard (docs/ARCHITECTURE.md, "Shared rides")."""
     rider_id = UUID(caller.sub)
     require_product(ctx, body.product)
+    problem = body.sharing_problem()
+    if problem is not None:
+        raise ApiError(422, "sharing_invalid", problem)
     if body.shared and not ctx.runtime.settings.pool:
         raise ApiError(
             422,

@@ -70,6 +70,7 @@ def test_a_single_ride_shows_no_sharing(pooling: TestClient) -> None:
     ("extra", "says"),
     [({"seats": 2}, "only a shared ride asks for seats"),
      ({"shared": True, "seats": 3}, "less than or equal to 2"),
+     ({"shared": False, "seats": 2}, "only a shared ride asks for seats"),
      ({"shared": True, "seats": 0}, "greater than or equal to 1"),
      ({"shared": True, "scheduled_for": "2030-01-01T00:00:00Z"}, "not booked ahead")],
 )  # fmt: skip
@@ -81,6 +82,8 @@ def test_meaningless_sharing_is_refused_with_the_reason(
                                                       **extra})  # fmt: skip
     assert r.status_code == 422, r.text
     assert says in r.text
+    if "details" not in r.json():  # a rule across fields: named, with no ride made
+        assert r.json()["error"] == "sharing_invalid"
 
 
 def test_a_deployment_that_does_not_pool_refuses_a_shared_ride(tmp_path: Path) -> None:
