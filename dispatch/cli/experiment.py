@@ -25,6 +25,7 @@ from dispatch.cli.scenario import (
     Minutes,
     ReportDir,
     ScheduledShare,
+    SharedShare,
     SkipBadRows,
     TimeScale,
     TraceWindow,
@@ -33,6 +34,7 @@ from dispatch.cli.scenario import (
     check_outputs,
     scenario,
     scheduled_options,
+    shared_options,
 )
 
 if TYPE_CHECKING:
@@ -96,18 +98,37 @@ def parse_hints(value: str | None) -> tuple[str | None, ...]:
     return chosen
 
 
+def parse_pooling(value: str | None, shared_share: float) -> tuple[bool | None, ...]:
+    """``--pooling off,on``: whether the engine pools the requests that ask to share (None:
+    not given, on when some do). Needs ``--shared-share`` above 0."""
+    if value is None:
+        return (None,)
+    names = tuple(part.strip() for part in value.split(",") if part.strip())
+    if not names or any(n not in ("off", "on") for n in names):
+        raise typer.BadParameter(f"comma-separated from off, on, not {value!r}",
+                                 param_hint="--pooling")  # fmt: skip
+    if len(set(names)) != len(names):
+        raise typer.BadParameter(f"a choice twice in {value!r}", param_hint="--pooling")
+    if shared_share <= 0:
+        raise typer.BadParameter("needs --shared-share above 0 (no request asks to share)",
+                                 param_hint="--pooling")  # fmt: skip
+    return tuple(n == "on" for n in names)
+
+
 def variants_of(
     strategies: str,
     city_shards: str | None,
     etas: tuple[str | None, ...] = (None,),
     hints: str | None = None,
+    pooling: tuple[bool | None, ...] = (None,),
 ) -> tuple[Variant, ...]:
-    """Every strategy with every shard count, every ETA and every use of hints; at least
-    two variants to compare."""
+    """Every strategy with every shard count, every ETA, every use of hints and pooling
+    on or off; at least two variants to compare."""
     from dispatch.simulator.experiment import Variant
 
     chosen = tuple(
-        Variant(strategy, shards, eta, hint)
+        Variant(strategy, shards, eta, hint, pool)
+        for pool in pooling
         for hint in parse_hints(hints)
         for eta in etas
         for shards in parse_city_shards(city_shards)
@@ -115,8 +136,8 @@ def variants_of(
     )
     if len(chosen) < 2:
         raise typer.BadParameter(
-            "at least two variants: two strategies, two --city-shards counts, two --etas or "
-            "two --hints",
+            "at least two variants: two strategies, two --city-shards counts, two --etas, "
+            "two --hints or --pooling off,on",
             param_hint="--strategies",
         )
     return chosen
@@ -173,6 +194,16 @@ def experiment(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     scheduled_share: ScheduledShare = 0.0,
+    shared_share: SharedShare = 0.0,
+    pooling: Annotated[
+        str | None,
+        typer.Option(
+            help="With --shared-share: whether the engine pools the requests that ask to "
+            "share, comma-separated (off, on), each run with every strategy (e.g. "
+            "--strategies batch --shared-share 0.5 --pooling off,on: the same riders, pooled "
+            "or each in a car of their own); the first is the baseline. Default: on.",
+        ),
+    ] = None,
 ) -> None:
     """Run every strategy on every seed with the same demand; report each metric's mean per
     strategy and the paired difference with a 95% confidence interval (Student t over the
@@ -186,11 +217,13 @@ def experiment(
     parse_city_shards(city_shards)
     settings = settings_from(None, None)
     scheduled = scheduled_options(scheduled_share, settings)
+    shared = shared_options(shared_share)
+    pools = parse_pooling(pooling, shared_share)
     network = road_network(road_network_path, settings)
     chosen_etas: tuple[str | None, ...] = (None,)
     if network is not None or etas is not None:
         chosen_etas = parse_etas(etas, network, "--etas")
-    variants = variants_of(strategies, city_shards, chosen_etas, hints)
+    variants = variants_of(strategies, city_shards, chosen_etas, hints, pools)
     names = [v.label for v in variants]
     chosen = scenario(
         drivers=drivers,
@@ -215,7 +248,7 @@ def experiment(
     plan = Plan(
         variants=variants,
         seeds=tuple(range(seed, seed + seeds)),
-        config=SimConfig(**chosen.config, **scheduled),  # type: ignore[arg-type]
+        config=SimConfig(**chosen.config, **scheduled, **shared),  # type: ignore[arg-type]
         settings=on_roads(settings, network, 1 if city_shards else None),
         demand=tuple(chosen.trace) if chosen.trace else None,
         road_network=network,
@@ -266,6 +299,7 @@ def experiment(
                             "city_shards": v.city_shards,
                             "eta": v.eta,
                             "hints": v.hints,
+                            "pooling": v.pooling,
                         }
                         for v in variants
                     ],

@@ -104,6 +104,16 @@ ScheduledShare = Annotated[
         '(docs/SIMULATION.md, "Scheduled rides").'
     ),
 ]
+SharedShare = Annotated[
+    float,
+    typer.Option(
+        help="The share of the immediate requests that ask to share the car, 0 to 1 "
+        "(default 0), a fifth of them for two seats; pooling is turned on for the run "
+        "(DISPATCH_POOL); the report adds the riders per occupied vehicle, vehicle-km per "
+        "passenger-km, and served, waits and detour by kind of ride "
+        '(docs/SIMULATION.md, "Shared rides").'
+    ),
+]
 
 
 @dataclass(frozen=True)
@@ -150,6 +160,14 @@ def scheduled_options(share: float, settings: Settings) -> dict[str, float]:
         )
     return {"scheduled_share": share, "scheduled_min_lead_s": least,
             "scheduled_horizon_s": horizon}  # fmt: skip
+
+
+def shared_options(share: float) -> dict[str, float | bool]:
+    """The SimConfig fields of shared demand: ``share`` checked (0 to 1); pooling on when
+    any request asks to share."""
+    if not (math.isfinite(share) and 0 <= share <= 1):
+        raise typer.BadParameter(f"a share from 0 to 1, not {share:g}", param_hint="--shared-share")
+    return {"shared_share": share, "pooling": share > 0}
 
 
 def check_outputs(write_demand: Path | None, report: Path | None, trace: Path | None) -> None:

@@ -32,6 +32,7 @@ from dispatch.cli.scenario import (
     Minutes,
     ReportDir,
     ScheduledShare,
+    SharedShare,
     SkipBadRows,
     TimeScale,
     TraceWindow,
@@ -41,6 +42,7 @@ from dispatch.cli.scenario import (
     check_outputs,
     scenario,
     scheduled_options,
+    shared_options,
 )
 
 if TYPE_CHECKING:
@@ -132,6 +134,7 @@ def simulate(
         ),
     ] = "off",
     scheduled_share: ScheduledShare = 0.0,
+    shared_share: SharedShare = 0.0,
 ) -> None:
     """Run the engine against a simulated city and print a report."""
     from dispatch.simulator.cityshards import split_city
@@ -158,6 +161,7 @@ def simulate(
     )
     base = settings_from(None, kafka, **({"shards": shards} if shards else {}))
     scheduled = scheduled_options(scheduled_share, base)
+    shared = shared_options(shared_share)
     mixes = {}  # given ones must name the catalog's products; defaults are fitted to it
     for name, text in (("vehicle_mix", vehicle_mix), ("product_mix", product_mix)):
         if text is None:
@@ -199,9 +203,11 @@ def simulate(
         base.model_copy(update={"data_dir": target, "strategy": strategy}), network, chosen_eta
     )
     settings, hints = with_hints(settings, hints)
+    if shared["pooling"]:  # the requests asking to share are pooled
+        settings = settings.model_copy(update={"pool": True})
     options = {"seed": seed, "strategy": strategy, "city_shards": city_shards or 1,
                "road_network": network, "eta": chosen_eta, "place_demand": place_demand,
-               "hints": hints, **mixes, **scheduled}  # fmt: skip
+               "hints": hints, **mixes, **scheduled, **shared}  # fmt: skip
     config = SimConfig(**options, **chosen.config)  # type: ignore[arg-type]
     where = str(target) if settings.embedded else f"topic {settings.topic_prefix}.events"
 

@@ -72,6 +72,10 @@ class PoolStats:
     extensions: int = 0  # shared rides put into a plan being served
     slowest_s: float = 0.0  # the longest window's decision
 
+    def as_dict(self) -> dict[str, float | int]:
+        return {"windows": self.windows, "capped": self.capped, "offers": self.offers,
+                "extensions": self.extensions, "slowest_ms": self.slowest_s * 1e3}  # fmt: skip
+
 
 @dataclass(frozen=True, slots=True)
 class Vehicle:

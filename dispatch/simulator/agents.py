@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from enum import Enum
 from uuid import UUID
 
+from dispatch.domain.driver import PlanState
 from dispatch.roads.routes import Route
 
 
@@ -39,6 +40,10 @@ class SimDriver:
     t0: float = 0.0
     t1: float = 0.0
     route: Route | None = None  # on a road network: the current leg's route (else straight)
+    # A vehicle serving shared rides: its plan as the engine recorded it (``fold_plan``),
+    # and the stop it is heading to or at ([ride id, "P" or "D"]; None: none).
+    plan: PlanState | None = None
+    heading: tuple[str, str] | None = None
 
     def fraction(self, now: float) -> float:
         """How much of the current leg's time has passed at ``now`` (0 to 1)."""
@@ -110,3 +115,5 @@ class SimRide:
     scheduled_at: float | None = None  # a scheduled ride's pickup time (requested_at: booked)
     dispatched_at: float | None = None  # its dispatch started
     overdue: bool = False  # no driver by its time
+    shared: bool = False  # asked to share (sent shared only where the engine pools)
+    seats: int = 1

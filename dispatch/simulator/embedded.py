@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from dispatch.bootstrap import build_embedded_engine, build_geofences, build_markets, build_router
 from dispatch.pricing.rules import fare_book, fares_of
@@ -37,6 +38,18 @@ def simulate_embedded(
     def step(_sent: list[str]) -> list[Outcome]:
         return [o for report in engine.run_once() for o in report.outcomes]
 
+    def pool_stats() -> dict[str, Any]:
+        """The pooled windows of every shard's matcher, summed (the slowest: the max)."""
+        out: dict[str, Any] = {}
+        for worker in engine.workers.values():
+            for key, value in worker.matcher.pool.stats.as_dict().items():
+                out[key] = (
+                    max(out.get(key, 0), value)
+                    if key == "slowest_ms"
+                    else (out.get(key, 0) + value)
+                )
+        return out
+
     try:  # closed however the run ends, its setup failing too
         sim = Simulation(
             config,
@@ -49,6 +62,7 @@ def simulate_embedded(
             fare_book(fares_of(settings)),
             settings.catalog,
             build_geofences(settings),
+            pool_stats,
         )
         for worker in engine.workers.values():
             worker.listeners.append(sim.on_commit)

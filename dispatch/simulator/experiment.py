@@ -47,6 +47,19 @@ METRICS: tuple[tuple[str, str], ...] = (
     ("pickup_m_mean", "pickup distance driven, mean (m)"),
     ("utilisation_pct", "driver utilisation (%)"),
 )
+# Compared too when some requests ask to share (``--shared-share``).
+SHARED_METRICS: tuple[tuple[str, str], ...] = (
+    ("served", "riders served (count, higher is better)"),
+    ("driven_km", "km driven, all legs"),
+    ("vehicle_km_per_passenger_km", "vehicle-km per passenger-km"),
+    ("mean_occupancy", "riders per occupied vehicle (higher is better)"),
+    ("shared_served_pct", "shared rides served (%, higher is better)"),
+    ("shared_wait_s_mean", "shared rides' wait for the car, mean (s)"),
+    ("shared_detour_pct_p50", "shared rides' detour, p50 (%)"),
+    ("shared_detour_pct_p95", "shared rides' detour, p95 (%)"),
+    ("single_served_pct", "single rides served (%, higher is better)"),
+    ("single_wait_s_mean", "single rides' wait for the car, mean (s)"),
+)
 # Compared too when the runs book scheduled rides (``--scheduled-share``).
 SCHEDULED_METRICS: tuple[tuple[str, str], ...] = (
     ("scheduled_on_time_pct", "scheduled rides on time (%, higher is better)"),
@@ -70,10 +83,14 @@ class Variant:
     city_shards: int | None = None  # None: the configured markets serve the city
     eta: str | None = None  # road or straight (a road network's runs); None: straight
     hints: str | None = None  # ignore or follow (repositioning hints on); None: off
+    # whether the engine pools the requests that ask to share; None: as the config says
+    pooling: bool | None = None
 
     @property
     def label(self) -> str:
         parts = [self.strategy]
+        if self.pooling is not None:
+            parts.append("pool on" if self.pooling else "pool off")
         if self.hints is not None:
             parts.append(f"hints {self.hints}")
         if self.city_shards is not None:
@@ -99,7 +116,7 @@ class Outcome:
     differences: list[PairedDifference]
 
     def comparisons(self) -> list[Comparison]:
-        labels = dict(METRICS + SCHEDULED_METRICS)
+        labels = dict(METRICS + SCHEDULED_METRICS + SHARED_METRICS)
         return [
             Comparison(
                 metric=d.metric,
@@ -141,9 +158,12 @@ def run_one(
                 city = city_over(road_graph(road_network), random.Random(0))
             run_settings = split_city(run_settings, variant.city_shards, points, city)
         run_settings, hints = with_hints(run_settings, variant.hints or "off")
+        pooling = config.pooling if variant.pooling is None else variant.pooling
+        run_settings = run_settings.model_copy(update={"pool": pooling})
         run_config = replace(config, strategy=variant.strategy,
                              city_shards=variant.city_shards or 1,
-                             road_network=road_network, eta=eta, hints=hints)  # fmt: skip
+                             road_network=road_network, eta=eta, hints=hints,
+                             pooling=pooling)  # fmt: skip
         sim = simulate_embedded(run_config, run_settings, None, demand)
         report = sim.finished
         return RunData(variant.label, report.seed, report.as_dict(), sim.records(), sim.samples)
@@ -191,6 +211,8 @@ def run_experiment(
     metrics = [key for key, _ in METRICS]
     if plan.config.scheduled_share > 0:
         metrics += [key for key, _ in SCHEDULED_METRICS]
+    if plan.config.shared_share > 0:
+        metrics += [key for key, _ in SHARED_METRICS]
     return Outcome(runs, compare(summaries, metrics, baseline=labels[0]))
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dispatch.domain.ride import RideStatus
+from dispatch.simulator.pooled import detour_pct
 from dispatch.simulator.punctuality import ON_TIME_TOLERANCE_S, punctuality
 from dispatch.simulator.results import RideRecord, Sample
 from dispatch.simulator.scheduled import bookings_hash
@@ -183,6 +184,30 @@ class SimReport:
     scheduled_late_s_p95: float | None = None
     scheduled_early_s_mean: float | None = None
     scheduled_dispatch_ahead_s_mean: float | None = None
+    # Shared rides (``--shared-share``, docs/SIMULATION.md "Shared rides"): the share of the
+    # requests asking to share and whether the engine pooled them; riders per occupied
+    # vehicle; every km driven per km of the completed rides' direct trips; by kind of ride
+    # (single, shared: requests, served, waits, detour p50/p95 in per cent), with flat
+    # copies of the shared and single figures the experiments compare; the engine's pooled
+    # windows (embedded only: None on Kafka).
+    shared_share: float = 0.0
+    pooling: bool = False
+    mean_occupancy: float | None = None
+    driven_km: float = 0.0
+    passenger_km: float = 0.0
+    vehicle_km_per_passenger_km: float | None = None
+    kinds: dict[str, dict[str, Any]] = field(default_factory=dict)
+    shared_served_pct: float | None = None
+    shared_wait_s_mean: float | None = None
+    shared_detour_pct_p50: float | None = None
+    shared_detour_pct_p95: float | None = None
+    single_served_pct: float | None = None
+    single_wait_s_mean: float | None = None
+    pool_windows: int | None = None
+    pool_windows_capped: int | None = None
+    pool_window_max_ms: float | None = None
+    pool_offers: int | None = None
+    pool_extensions: int | None = None
 
     @classmethod
     def build(cls, sim: Simulation, wall_s: float, strategy: str = "") -> SimReport:
@@ -220,6 +245,10 @@ class SimReport:
         market, reason = market_state(utilisation, served_pct, decided)
         steady, steady_reason = steadiness([s for s in sim.samples if s.t_s >= warmup])
         events = sim._events
+        pace = sim.cfg.road_factor / (sim.cfg.speed_kmh / 3.6)
+        kinds = by_kind(records, pace)
+        passenger_km = sum(r.direct_m for r in records if r.outcome == "completed") / 1000.0
+        pool = sim.pool_stats() if sim.pool_stats is not None else {}
         return cls(
             strategy=strategy,
             seed=sim.cfg.seed,
@@ -287,6 +316,24 @@ class SimReport:
             bookings_total=len(sim.bookings),
             bookings_hash=bookings_hash(list(sim.bookings.values())) if sim.bookings else "",
             **{f"scheduled_{k}": v for k, v in asdict(punctuality(measured)).items()},
+            shared_share=sim.cfg.shared_share,
+            pooling=sim.cfg.pooling,
+            mean_occupancy=sim.occupancy.mean,
+            driven_km=driven / 1000.0,
+            passenger_km=passenger_km,
+            vehicle_km_per_passenger_km=driven / 1000.0 / passenger_km if passenger_km else None,
+            kinds=kinds,
+            shared_served_pct=kinds.get("shared", {}).get("served_pct"),
+            shared_wait_s_mean=kinds.get("shared", {}).get("wait_s_mean"),
+            shared_detour_pct_p50=kinds.get("shared", {}).get("detour_pct_p50"),
+            shared_detour_pct_p95=kinds.get("shared", {}).get("detour_pct_p95"),
+            single_served_pct=kinds.get("single", {}).get("served_pct"),
+            single_wait_s_mean=kinds.get("single", {}).get("wait_s_mean"),
+            pool_windows=pool.get("windows"),
+            pool_windows_capped=pool.get("capped"),
+            pool_window_max_ms=pool.get("slowest_ms"),
+            pool_offers=pool.get("offers"),
+            pool_extensions=pool.get("extensions"),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -340,6 +387,34 @@ class SimReport:
              seconds(self.scheduled_dispatch_ahead_s_mean)),
         ]  # fmt: skip
 
+    def _shared_rows(self) -> list[tuple[str, str]]:
+        if not self.shared_share:
+            return []
+        pooled = "pooled" if self.pooling else "not pooled (sent as single rides)"
+        occupancy = "-" if self.mean_occupancy is None else f"{self.mean_occupancy:.2f}"
+        per = self.vehicle_km_per_passenger_km
+        rows = [
+            ("shared rides: share asked", f"{self.shared_share:g}, {pooled}"),
+            ("  riders per occupied vehicle (mean occupancy)", occupancy),
+            ("  vehicle-km per passenger-km",
+             f"{'-' if per is None else f'{per:.2f}'} ({self.driven_km:,.1f} km driven, "
+             f"{self.passenger_km:,.1f} km of direct trips completed)"),
+            *[
+                (f"  {kind}: served, wait mean / p95, detour p50 / p95",
+                 f"{k['served']} of {k['requests']} ({_pct(k['served_pct'])} of decided), "
+                 f"{seconds(k['wait_s_mean'], k['wait_s_p95'])}, "
+                 f"{_pct(k['detour_pct_p50'])} / {_pct(k['detour_pct_p95'])}")
+                for kind, k in self.kinds.items()
+            ],
+        ]  # fmt: skip
+        if self.pool_windows is not None:
+            most = self.pool_window_max_ms
+            slowest = "-" if most is None else f"{most:.0f} ms"
+            rows.append(("  pooled windows: capped, slowest; offers, put into plans",
+                         f"{self.pool_windows}: {self.pool_windows_capped}, {slowest}; "
+                         f"{self.pool_offers}, {self.pool_extensions}"))  # fmt: skip
+        return rows
+
     def _revenue_row(self) -> str:
         if not self.revenue:
             return "- (no priced ride completed)"
@@ -372,6 +447,7 @@ class SimReport:
                 f"{self.hints}: {self.hints_received}, {self.hints_followed}",
             ),
             *self._scheduled_rows(),
+            *self._shared_rows(),
             ("revenue (final fares)", self._revenue_row()),
             ("not ended after the drain", f"{self.in_flight}"),
             (
@@ -414,6 +490,20 @@ def by_product(records: list[RideRecord]) -> dict[str, dict[str, Any]]:
     """Each product's requests, served (% of decided) and wait for the car."""
     products = sorted({r.product for r in records}, key=_product_order)
     return {p: _served_and_waits([r for r in records if r.product == p]) for p in products}
+
+
+def by_kind(records: list[RideRecord], seconds_per_m: float) -> dict[str, dict[str, Any]]:
+    """Single and shared rides apart (those asking to share, pooled or not): requests,
+    served (% of decided), the wait for the car, and the detour p50 / p95 (``detour_pct``)."""
+    out: dict[str, dict[str, Any]] = {}
+    for kind, shared in (("single", False), ("shared", True)):
+        mine = [r for r in records if r.shared is shared]
+        if not mine:
+            continue
+        detours = [d for r in mine if (d := detour_pct(r, seconds_per_m)) is not None]
+        out[kind] = {**_served_and_waits(mine), "detour_pct_p50": percentile(detours, 50),
+                     "detour_pct_p95": percentile(detours, 95)}  # fmt: skip
+    return out
 
 
 def by_place(records: list[RideRecord]) -> dict[str, dict[str, Any]]:

@@ -49,6 +49,10 @@ class RideRecord:
     scheduled_s: float | None = None
     dispatched_s: float | None = None
     overdue: bool = False
+    # A shared ride (``--shared-share``): the seats it took. Sent as a single ride where
+    # the engine does not pool (the same request in a paired run without pooling).
+    shared: bool = False
+    seats: int = 1
 
     @property
     def wait_s(self) -> float | None:

@@ -21,9 +21,10 @@ from uuid import UUID
 
 from eventsourcing.persistence import Recording
 
-from dispatch.domain.driver import Driver
+from dispatch.domain.driver import Driver, PlanState, fold_plan
 from dispatch.domain.errors import OutsideServiceArea
 from dispatch.domain.ids import new_id, shard_of
+from dispatch.domain.pooling import PICKUP
 from dispatch.domain.products import DEFAULT_CATALOG, Catalog
 from dispatch.domain.ride import RIDE_ENDINGS, Ride, RideStatus
 from dispatch.domain.ride_fare import FareTerms, SurgeSource
@@ -42,6 +43,7 @@ from dispatch.simulator.agents import BUSY, Phase, SimDriver, SimRide
 from dispatch.simulator.city import City
 from dispatch.simulator.clock import SimClock
 from dispatch.simulator.demand import synthetic_demand
+from dispatch.simulator.pooled import TWO_SEATS, Occupancy
 from dispatch.simulator.products import (
     ALL_STANDARD,
     DEFAULT_PRODUCT_MIX,
@@ -113,6 +115,11 @@ class SimConfig:
     scheduled_share: float = 0.0
     scheduled_min_lead_s: float = 900.0
     scheduled_horizon_s: float = 7 * 86_400.0
+    # The share of the immediate requests that ask to share (``pooled.py``), and whether
+    # the engine pools them (DISPATCH_POOL): where it does not, the same requests are sent
+    # as single rides (a paired run without pooling).
+    shared_share: float = 0.0
+    pooling: bool = False
 
     @property
     def demand(self) -> float:
@@ -170,8 +177,10 @@ class Simulation:
         fares: FareBook | None = None,
         catalog: Catalog = DEFAULT_CATALOG,
         places: Geofences | None = None,
+        pool_stats: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
-        """``catalog``: the products in force (the mixes keep only its products).
+        """``pool_stats``: the engine's pooled windows' figures, when it can tell them
+        (embedded). ``catalog``: the products in force (the mixes keep only its products).
         ``places``: the markets' geofenced places (those with a queue draw a share of the
         demand and of idle drivers: ``config.place_demand``).
         ``demand``: the requests to make (a trace); by default the synthetic city's.
@@ -180,6 +189,9 @@ class Simulation:
         rules that price each ride (standard, without a quote), as the API would; None:
         rides are not priced."""
         self.fares = fares
+        self.pool_stats = pool_stats
+        # riders aboard each vehicle over time (set again when the run starts)
+        self.occupancy = Occupancy(0.0, 0.0)
         self.catalog = catalog
         self.vehicle_mix = fit_mix(config.vehicle_mix, catalog)
         self.product_mix = fit_mix(config.product_mix, catalog)
@@ -429,6 +441,8 @@ class Simulation:
         started = time.perf_counter()
         self.populate()
         self.started_at = self.clock.now
+        self.occupancy = Occupancy(self.started_at + self.cfg.warmup_s,
+                                   self.started_at + self.cfg.minutes * 60)  # fmt: skip
         ticks = int(self.cfg.minutes * 60 / self.cfg.tick_s)
         for tick in range(ticks):
             self._tick(tick)
@@ -444,6 +458,7 @@ class Simulation:
         self._drain(ticks, on_tick)
         for d in self.drivers.values():
             self._count_distance(d)
+        self.occupancy.finish(self.clock.now)
         for shard in sorted(self._shard_checkers):
             self.checker.violations.extend(self._shard_checkers[shard].finish())
         self.checker.violations.extend(self.across.finish())
@@ -531,8 +546,14 @@ class Simulation:
         its time)."""
         shard = self.markets.shard_for(*request.pickup)
         # The rider lives anywhere in the city (its home shard may not be the pickup's: the
-        # request then takes its lock at home and opens the ride at the pickup's shard).
+        # request then takes its lock at home and opens the ride at the pickup's shard); a
+        # shared ride's rider lives in its pickup's shard (pooling stays within a shard).
+        pick = self.streams.rng("shared", index)
+        shared = booking is None and pick.random() < self.cfg.shared_share
+        seats = 2 if shared and pick.random() < TWO_SEATS else 1
         home = self.markets.shard_for(*self.city.uniform(self.streams.rng("rider-home", index)))
+        if shared and self.cfg.pooling:
+            home = shard
         if not self.free_riders.get(home):  # every rider of the place rides: one signs up
             self._new_rider(home)
         rider_id = self.free_riders[home].popleft()
@@ -545,7 +566,7 @@ class Simulation:
         place = self.places.queue_place(*pickup) if self.places and self._queue_places else None
         self.rides[ride_id] = SimRide(
             index, ride_id, rider_id, pickup, dropoff, self.clock.now, surge=surge,
-            product=product, place=place, scheduled_at=scheduled_at,
+            product=product, place=place, scheduled_at=scheduled_at, shared=shared, seats=seats,
         )  # fmt: skip
         (self._waiting if booking is None else self._booked).add(ride_id)
         self._open.add(ride_id)
@@ -561,6 +582,8 @@ class Simulation:
                 scheduled_for=None
                 if scheduled_at is None
                 else datetime.fromtimestamp(scheduled_at, UTC),
+                shared=shared and self.cfg.pooling,
+                seats=seats if shared and self.cfg.pooling else 1,
             )
         )
         rng = self.streams.rng("rider", index)
@@ -681,6 +704,10 @@ class Simulation:
             self.surge_changes += sum(1 for _ in recorded_changes(topic, data))
             self._surge_view = self._surge.apply(self._surge_view, e)
             return
+        if topic in _PLAN_TOPICS:
+            d = self.drivers.get(UUID(e.aggregate_id))
+            if d is not None:
+                self._plan_moved(d, topic, data, e.at)
         if topic == Driver.EnteredPlace.TOPIC:
             self.place_entries += 1
             return
@@ -709,6 +736,7 @@ class Simulation:
             d = self.drivers.get(UUID(e.aggregate_id))
             if d is not None:
                 d.change_plan(Phase.IDLE, None)
+                d.heading = None
                 self._stop(d)
             return
         if topic in _TENURE_BEGINS:  # handed off to this shard: its commands go here
@@ -752,16 +780,24 @@ class Simulation:
                 ride.accepted_at, ride.pickup_eta_s = e.at, ride.offered_eta_s
             self._waiting.discard(ride.ride_id)
             d = self.drivers[UUID(data["driver_id"])]
+            if d.plan is not None:  # a shared ride's offer: its driver follows its plan
+                return
             epoch = d.change_plan(Phase.TO_PICKUP, ride.ride_id)
             travel = self._go(d, ride.pickup, "pickup", ("pickup", ride.index, d.index))
             ride.pickup_m = self._leg_m(d)
             self._schedule(travel, "arrive", d.driver_id, epoch)
+        elif topic == Ride.Pooled.TOPIC:  # put into a plan being served: its driver follows it
+            if ride.accepted_at is None:
+                ride.accepted_at = e.at
+            self._waiting.discard(ride.ride_id)
         elif topic == Ride.DriverArrived.TOPIC:
             ride.arrived_at = e.at
             self.drivers[UUID(data["driver_id"])].phase = Phase.AT_PICKUP
         elif topic == Ride.TripStarted.TOPIC:
             ride.started_at = e.at
             d = self.drivers[UUID(data["driver_id"])]
+            if d.plan is not None and d.plan.pooled:  # its driver follows its plan
+                return
             epoch = d.change_plan(Phase.ON_TRIP, ride.ride_id)
             travel = self._go(d, ride.dropoff, "trip", ("trip", ride.index))
             self._schedule(travel, "complete", d.driver_id, epoch)
@@ -773,6 +809,47 @@ class Simulation:
             self._waiting.discard(ride.ride_id)
             self._booked.discard(ride.ride_id)
             self._open.discard(ride.ride_id)
+
+    def _plan_moved(self, d: SimDriver, topic: str, data: dict[str, Any], at: float) -> None:
+        """One of ``d``'s events that moves a shared plan or who is aboard: folded as the
+        engine folds it; a vehicle serving a plan then heads for its next stop."""
+        state = d.plan or PlanState()
+        ride_id = str(data.get("ride_id", ""))
+        was_aboard = ride_id in state.aboard
+        fold_plan(state, topic, ride_id, data.get("plan"))
+        d.plan = state if state.pooled or state.offer_plan is not None else None
+        aboard = self.occupancy.aboard(d.driver_id)
+        if topic in _PICKED_UP:
+            self.occupancy.set(d.driver_id, aboard + 1, at)
+        elif topic in _POOL_ENDED and was_aboard:
+            self.occupancy.set(d.driver_id, max(0, aboard - 1), at)
+        elif topic == Driver.Released.TOPIC:
+            self.occupancy.set(d.driver_id, 0, at)
+        if state.pooled and state.plan and topic != Driver.OfferReceived.TOPIC:
+            self._follow(d, state)
+
+    def _follow(self, d: SimDriver, state: PlanState) -> None:
+        """A vehicle serving a plan heads for its next stop (unless it is on its way there
+        or there already): a pickup to arrive at, a drop-off to complete."""
+        stop: list[str] = next(iter(state.plan))
+        nxt = (str(stop[0]), str(stop[1]))
+        if d.heading == nxt:
+            return
+        d.heading = nxt
+        ride = self.rides.get(UUID(nxt[0]))
+        if ride is None:
+            return
+        if nxt[1] == PICKUP:
+            epoch = d.change_plan(Phase.TO_PICKUP, ride.ride_id)
+            leg = "trip" if state.aboard else "pickup"  # with riders aboard, not empty
+            travel = self._go(d, ride.pickup, leg, ("pickup", ride.index, d.index))
+            if ride.pickup_m is None:
+                ride.pickup_m = self._leg_m(d)
+            self._schedule(travel, "arrive", d.driver_id, epoch)
+        else:
+            epoch = d.change_plan(Phase.ON_TRIP, ride.ride_id)
+            travel = self._go(d, ride.dropoff, "trip", ("trip", ride.index))
+            self._schedule(travel, "complete", d.driver_id, epoch)
 
     def records(self) -> list[RideRecord]:
         """Each request's life, in demand order, times relative to the start."""
@@ -816,11 +893,20 @@ class Simulation:
                 scheduled_s=rel(r.scheduled_at),
                 dispatched_s=rel(r.dispatched_at),
                 overdue=r.overdue,
+                shared=r.shared,
+                seats=r.seats,
             )
             for r in sorted(self.rides.values(), key=lambda r: r.index)
         ]
 
 
 _TENURE_BEGINS = frozenset({Driver.Arrived.TOPIC, Driver.Returned.TOPIC})
+_PICKED_UP = frozenset({Driver.TripStarted.TOPIC, Driver.PoolPickedUp.TOPIC})
+_POOL_ENDED = frozenset({Driver.PoolRideEnded.TOPIC, Driver.AboardEmptied.TOPIC})
+# A driver's events that move a shared plan or who is aboard.
+_PLAN_TOPICS = frozenset({
+    Driver.OfferReceived.TOPIC, Driver.OfferClosed.TOPIC, Driver.Assigned.TOPIC,
+    Driver.PlanExtended.TOPIC, Driver.Released.TOPIC, *_PICKED_UP, *_POOL_ENDED,
+})  # fmt: skip
 _RIDE = "dispatch.Ride."
 _SURGE_CHANGED = (Surge.Recomputed.TOPIC, Surge.Changed.TOPIC)  # (the latter: older logs)
