@@ -389,6 +389,24 @@ class Matcher:
         limits = self.config.limits
         k = 2 * self.config.pool.limits.candidates
         queued = {d for q in self.place_queues.queues.values() for d in q}
+        expires_at = now + self.config.offer_timeout_s
+        heads: list[MakeOffer | ExtendPlan] = []
+        if queued:  # a pickup inside a place with a queue: offered to its head first
+            for p in self._queue_heads(shared):
+                lat, lng, _at = self.positions[p.driver_id]
+                alone = self.pool.offer_alone(
+                    self.pending[p.ride_id],
+                    Vehicle(p.driver_id, (lat, lng), self.vehicle_of(p.driver_id).seats),
+                    now, expires_at,
+                )  # fmt: skip
+                if alone is not None:
+                    heads.append(alone)
+                    taken = taken | {p.driver_id}
+            self.stats.queue_offers += len(heads)
+            offered = {d.ride_id for d in heads}
+            shared = [r for r in shared if r.ride_id not in offered]
+            if not shared:
+                return heads, offered
         free: dict[UUID, Vehicle] = {}
         for ride in shared:
             skip = ride.excluded | taken | queued
@@ -406,6 +424,7 @@ class Matcher:
             if (
                 not state.pooled
                 or pos is None
+                or now - pos[2] > self.index.ttl_s  # silent: no rider is put in on its word
                 or driver_id not in self.own
                 or availability is None
                 or availability[1]  # goes offline after its trips
@@ -422,8 +441,9 @@ class Matcher:
             out = {d for d in ids if d in ride.excluded or ride.product not in self.products_of(d)}
             if out:
                 excluded[ride.ride_id] = out
-        return self.pool.decide(shared, accepted, free.values(), serving, excluded, now,
-                                now + self.config.offer_timeout_s)  # fmt: skip
+        decided, paired = self.pool.decide(shared, accepted, free.values(), serving, excluded,
+                                           now, expires_at)  # fmt: skip
+        return heads + decided, paired | {d.ride_id for d in heads}
 
     def _queue_heads(self, waiting: list[PendingRide]) -> list[Pairing]:
         assert self.places is not None
@@ -494,15 +514,16 @@ class Matcher:
 
     def _on_requested(self, e: Ride.Created) -> None:
         ts = _ts(e.timestamp)
+        if e.sharing is not None:  # known as shared, its places or not (erased: ended later)
+            dropoff = e.dropoff
+            self.pool.requested(e.originator_id, Sharing.from_data(e.sharing),
+                                None if dropoff is None or e.pickup is None
+                                else (float(dropoff[0]), float(dropoff[1])))  # fmt: skip
         if e.pickup is None:  # erased: the ride has ended (later in the log), not matched
             return
         lat, lng = e.pickup
         # The ride's own product (priced or not), never its fare's.
         ride = PendingRide(e.originator_id, lat, lng, ts, _ts(e.expires_at), product=e.product)
-        if e.sharing is not None and e.dropoff is not None:
-            dropoff = e.dropoff
-            self.pool.requested(e.originator_id, Sharing.from_data(e.sharing),
-                                (float(dropoff[0]), float(dropoff[1])))  # fmt: skip
         self._enter_pending(ride)
         self._demand(ride)
 

@@ -91,7 +91,9 @@ class PooledRides:
         self.config, self.batch = config, batch
         self.travel = StraightLineTravel(config.seconds_per_m)
         # each shared ride's terms and drop-off, from its request until it ends
-        self.terms: dict[UUID, tuple[Sharing, LatLng]] = {}
+        # (None: its rider was erased; the ride ends later in the log, but its offer may
+        # still start a plan the driver's other riders join)
+        self.terms: dict[UUID, tuple[Sharing, LatLng | None]] = {}
         self.picked_up: dict[UUID, float] = {}  # a shared ride aboard: when
         self.plans: dict[UUID, PlanState] = {}  # drivers serving or offered a plan
         self.stats = PoolStats()
@@ -100,7 +102,8 @@ class PooledRides:
     def is_shared(self, ride_id: UUID) -> bool:
         return ride_id in self.terms
 
-    def requested(self, ride_id: UUID, sharing: Sharing, dropoff: LatLng) -> None:
+    def requested(self, ride_id: UUID, sharing: Sharing, dropoff: LatLng | None) -> None:
+        """A shared ride requested (``dropoff`` None: its rider erased since)."""
         self.terms[ride_id] = (sharing, dropoff)
 
     def started(self, ride_id: UUID, at: float) -> None:
@@ -137,11 +140,34 @@ class PooledRides:
         state = self.plans.get(driver_id)
         return state is not None and state.pooled
 
+    def placed(self, ride_id: UUID) -> bool:
+        """Whether the shared ride's places are known (its rider not erased)."""
+        found = self.terms.get(ride_id)
+        return found is not None and found[1] is not None
+
     def rider(self, ride: PendingRide) -> PoolRider:
         sharing, dropoff = self.terms[ride.ride_id]
+        if dropoff is None:
+            raise ValueError(f"shared ride {ride.ride_id}'s places are erased")
         return sharing.rider(ride.ride_id, (ride.lat, ride.lng), dropoff, ride.requested_at)
 
     # -- deciding --------------------------------------------------------------------------
+    def offer_alone(
+        self, ride: PendingRide, v: Vehicle, now: float, offer_expires_at: float
+    ) -> MakeOffer | None:
+        """An offer of ``ride`` to the free vehicle ``v`` (a place's queue head), with the
+        plan of its two stops; None when the vehicle cannot serve it within its bounds."""
+        rider = self.rider(ride)
+        route = Route(v.driver_id, v.seats, v.at, now)
+        own = (Stop(ride.ride_id, True), Stop(ride.ride_id, False))
+        timed = walk(route, own, {ride.ride_id: rider}, self.travel)
+        if not timed.ok:
+            return None
+        self.stats.offers += 1
+        return MakeOffer(ride.ride_id, v.driver_id, max(0.0, timed.times[0] - now),
+                         haversine_m(*v.at, *rider.pickup), offer_expires_at, _keyed(own),
+                         timed.times)  # fmt: skip
+
     def decide(
         self,
         asking: list[PendingRide],
@@ -158,7 +184,9 @@ class PooledRides:
         take. Returns the offers and extensions it decided, and the rides the window put
         into a plan (those not offered or put in yet search again at the next window)."""
         riders: dict[Hashable, PoolRider] = {r.ride_id: self.rider(r) for r in asking}
-        held: dict[Hashable, PoolRider] = {i: self.rider(ride) for i, ride in accepted.items()}
+        held: dict[Hashable, PoolRider] = {
+            i: self.rider(ride) for i, ride in accepted.items() if self.placed(i)
+        }
         routes = [Route(v.driver_id, v.seats, v.at, now) for v in free]
         for v in serving:
             route = self._route(v, held, now)

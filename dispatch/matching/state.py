@@ -86,8 +86,8 @@ def capture(matcher: Matcher) -> Captured:
         sharing=[
             (
                 str(ride_id),
-                dropoff[0],
-                dropoff[1],
+                None if dropoff is None else dropoff[0],
+                0.0 if dropoff is None else dropoff[1],
                 sharing.to_data(),
                 matcher.pool.picked_up.get(ride_id),
             )
@@ -183,11 +183,10 @@ def load(
         if (ride := _ride(ride_row_, open)) is not None and ride.scheduled_for is not None:
             matcher.scheduled.book(ride, bool(activating))
     for ride_id, lat, lng, terms, picked_up_at in sharing:
-        dropoff = _place(lat, lng, "dropoff", open)
-        if dropoff is not None:
-            matcher.pool.requested(UUID(ride_id), Sharing.from_data(terms), dropoff)
-            if picked_up_at is not None:
-                matcher.pool.started(UUID(ride_id), float(picked_up_at))
+        dropoff = _place(lat, lng, "dropoff", open)  # None: erased (the ride ends later)
+        matcher.pool.requested(UUID(ride_id), Sharing.from_data(terms), dropoff)
+        if picked_up_at is not None:
+            matcher.pool.started(UUID(ride_id), float(picked_up_at))
     for driver_id, pooled, plan, aboard, offer_plan in plans:
         matcher.pool.plans[UUID(driver_id)] = PlanState(
             bool(pooled), [[str(r), str(k)] for r, k in plan], [str(r) for r in aboard],

@@ -145,7 +145,10 @@ def request_ride(uow: UnitOfWork, cmd: c.RequestRide, now: datetime, p: Policy) 
             "(shared rides stay in one shard)"
         )
     if here:
-        ride = Ride.request(cmd.ride_id, cmd.rider_id, pickup, dropoff, p.max_wait_s, now, terms,
+        # a shared ride expires at its latest pickup, when it is sooner: no vehicle could
+        # pick it up within its wait bound after it
+        wait_s = p.max_wait_s if sharing is None else min(p.max_wait_s, sharing.max_wait_s)
+        ride = Ride.request(cmd.ride_id, cmd.rider_id, pickup, dropoff, wait_s, now, terms,
                             product, sharing)  # fmt: skip
         uow.add(ride)
     else:

@@ -64,8 +64,8 @@ class SealingApplication(Application[UUID]):
         """A matcher checkpoint's ride row (the ride's id first, then a place's lat and
         lng: its ``field``) with the place sealed under the ride's rider's key (the row as it
         is without a sealer)."""
-        if self.sealer is None or isinstance(row[1], Sealed):
-            return row
+        if self.sealer is None or row[1] is None or isinstance(row[1], Sealed):
+            return row  # (None: erased already)
         rider: UUID = self.repository.get(UUID(row[0])).rider_id
         try:
             key = self.sealer.key(rider)

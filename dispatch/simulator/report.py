@@ -208,6 +208,11 @@ class SimReport:
     pool_window_max_ms: float | None = None
     pool_offers: int | None = None
     pool_extensions: int | None = None
+    # shared riders picked up after their latest pickup, or longer in the vehicle than their
+    # bound, as the log checker counted them over the whole run (the road was slower than
+    # the plans' estimate: counted, not violations)
+    shared_waits_over_bound: int = 0
+    shared_rides_over_bound: int = 0
 
     @classmethod
     def build(cls, sim: Simulation, wall_s: float, strategy: str = "") -> SimReport:
@@ -334,6 +339,12 @@ class SimReport:
             pool_window_max_ms=pool.get("slowest_ms"),
             pool_offers=pool.get("offers"),
             pool_extensions=pool.get("extensions"),
+            shared_waits_over_bound=sum(
+                c.pooled.waits_over_bound for c in sim._shard_checkers.values()
+            ),
+            shared_rides_over_bound=sum(
+                c.pooled.rides_over_bound for c in sim._shard_checkers.values()
+            ),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -407,6 +418,8 @@ class SimReport:
                 for kind, k in self.kinds.items()
             ],
         ]  # fmt: skip
+        road = f"{self.shared_waits_over_bound}, {self.shared_rides_over_bound}"
+        rows.append(("  on the road: picked up late, in the vehicle too long", road))
         if self.pool_windows is not None:
             most = self.pool_window_max_ms
             slowest = "-" if most is None else f"{most:.0f} ms"

@@ -146,7 +146,7 @@ def request_ride(
     problem = body.sharing_problem()
     if problem is not None:
         raise ApiError(422, "sharing_invalid", problem)
-    if body.shared and not ctx.runtime.settings.pool:
+    if key is None and body.shared and not ctx.runtime.settings.pool:  # (a retry: its record)
         raise ApiError(
             422,
             "shared_rides_off",

@@ -126,3 +126,22 @@ def test_a_keyed_single_request_retried_is_answered_from_its_record(pooling: Tes
     assert first.status_code == 201, first.text
     assert again.status_code in (200, 201), again.text
     assert again.json()["ride_id"] == first.json()["ride_id"]
+
+
+def test_a_keyed_shared_request_retried_after_pooling_was_turned_off_is_answered(
+    tmp_path: Path,
+) -> None:
+    """The retry of a shared request the deployment took is answered from its record (the
+    ride it made), not refused because pooling is off now."""
+    body = {"pickup": PICKUP, "dropoff": DROPOFF, "shared": True}
+    with make_client(tmp_path, pool=True) as client:
+        headers = {**rider(client), "Idempotency-Key": "shared-1"}
+        first = client.post("/rides", headers=headers, json=body)
+        assert first.status_code == 201, first.text
+    with make_client(tmp_path, pool=False) as client:
+        again = client.post("/rides", headers=headers, json=body)
+        assert again.status_code in (200, 201), again.text
+        assert again.json()["ride_id"] == first.json()["ride_id"]
+        fresh = client.post("/rides", headers={**headers, "Idempotency-Key": "shared-2"},
+                            json=body)  # fmt: skip
+        assert fresh.status_code in (409, 422), fresh.text  # a new one: refused

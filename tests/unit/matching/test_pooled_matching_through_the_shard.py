@@ -32,15 +32,19 @@ DROPOFF = (37.80, -122.40)
 
 
 class World:
-    def __init__(self, tmp: Path, strategy: str = "greedy", pool: bool = True) -> None:
+    def __init__(
+        self, tmp: Path, strategy: str = "greedy", pool: bool = True, checkpoints: bool = True
+    ) -> None:
         self.now, self.tmp, self.strategy, self.pool = T0, tmp, strategy, pool
+        self.checkpoints = checkpoints
         self.drivers: dict[uuid.UUID, tuple[float, float]] = {}
         self.engine = self.start()
 
     def start(self) -> EmbeddedEngine:
         settings = Settings(
             data_dir=self.tmp, shards=1, offer_timeout_s=15, max_wait_s=600, ping_ttl_s=60,
-            checkpoint_every_events=5, checkpoint_chunk_rows=3, strategy=self.strategy,
+            checkpoint_every_events=5 if self.checkpoints else 0, checkpoint_chunk_rows=3,
+            strategy=self.strategy,
             batch_window_s=2.0, pool=self.pool,
         )  # fmt: skip
         self.engine = build_embedded_engine(settings, lambda: self.now)
@@ -98,16 +102,20 @@ class World:
         """Drive the plan in its order (arrive, board, drop off): the stops served."""
         served = []
         while self.plan(driver):
-            ride_s, kind = self.plan(driver)[0]
-            ride = uuid.UUID(ride_s)
-            self.now += 60
-            if kind == "P":
-                assert self.send(c.MarkArrived(ride_id=ride, driver_id=driver)).accepted
-                assert self.send(c.StartTrip(ride_id=ride, driver_id=driver)).accepted
-            else:
-                assert self.send(c.CompleteTrip(ride_id=ride, driver_id=driver)).accepted
-            served.append(f"{kind}:{ride}")
+            served.append(self.serve_next(driver))
         return served
+
+    def serve_next(self, driver: uuid.UUID) -> str:
+        """Serve the plan's next stop (arrive and board, or drop off)."""
+        ride_s, kind = self.plan(driver)[0]
+        ride = uuid.UUID(ride_s)
+        self.now += 60
+        if kind == "P":
+            assert self.send(c.MarkArrived(ride_id=ride, driver_id=driver)).accepted
+            assert self.send(c.StartTrip(ride_id=ride, driver_id=driver)).accepted
+        else:
+            assert self.send(c.CompleteTrip(ride_id=ride, driver_id=driver)).accepted
+        return f"{kind}:{ride}"
 
     def violations(self) -> list[str]:
         checker = InvariantChecker()
@@ -288,3 +296,59 @@ def test_replay_verify_prints_the_shared_rides_past_their_bounds_on_the_road(
     said = " ".join(result.output.split())  # as the console wrapped it
     assert "1 picked up after their latest pickup, 0 longer in the vehicle" in said
     assert "0 violation(s)" in result.output
+
+
+def test_a_silent_vehicle_serving_a_plan_gets_no_more_riders(tmp_path: Path) -> None:
+    """A vehicle whose last ping is older than the ping TTL may have gone: nobody is put
+    into its plan (no offer asks it) on the word of that old ping."""
+    world = World(tmp_path)
+    driver = world.driver(0.001)
+    first = world.request()
+    assert world.send(c.AcceptOffer(ride_id=first, driver_id=driver)).accepted
+    del world.drivers[driver]  # it pings no more
+    world.now += 90  # past the 60 s TTL
+    later = world.request(north=0.002)
+    assert later not in world.matcher.assigned and later in world.matcher.pending
+    assert world.violations() == []
+    world.engine.stop()
+
+
+def test_a_shared_ride_expires_at_its_latest_pickup(tmp_path: Path) -> None:
+    """With requests waiting up to 600 s (DISPATCH_MAX_WAIT_S) and shared riders picked up
+    within 300 s (DISPATCH_POOL_MAX_WAIT_S), a shared request nobody took expires at 300 s:
+    no vehicle could pick it up within its bound after it."""
+    world = World(tmp_path)
+    shared = world.request()
+    single = world.request(shared=False)
+    asked = {r: world.matcher.pending[r] for r in (shared, single)}
+    waits = {r: ride.expires_at - ride.requested_at for r, ride in asked.items()}
+    assert waits == {shared: 300.0, single: 600.0}
+    world.now += 301
+    world.ping_all()
+    assert shared not in world.matcher.pending and single in world.matcher.pending
+    world.engine.stop()
+
+
+def test_an_erased_riders_offer_still_starts_the_plan_a_restart_folds(tmp_path: Path) -> None:
+    """The ride that started a vehicle's plan belongs to a rider erased after it ended; a
+    shard restored from its whole log (no checkpoint) still knows the plan the vehicle's
+    other riders are in, and puts a third rider into it."""
+    world = World(tmp_path, checkpoints=False)
+    driver = world.driver(0.001)
+    first = world.request()
+    assert world.send(c.AcceptOffer(ride_id=first, driver_id=driver)).accepted
+    second = world.request(north=0.002)
+    assert second in world.matcher.assigned
+    while world.plan(driver) and world.plan(driver)[0] != [str(first), "D"]:
+        world.serve_next(driver)
+    world.serve_next(driver)  # the first rider dropped off
+    rider = world.engine.workers[0].app.repository.get(first).rider_id
+    assert world.send(c.EraseRider(rider_id=rider, by="self")).accepted
+    before = world.plan(driver)
+    world.restart()
+    assert world.engine.workers[0].restored_from is None  # the whole log folded
+    assert world.plan(driver) == before and world.matcher.pool.serving(driver)
+    third = world.request(north=0.0025)
+    assert third in world.matcher.assigned
+    assert world.violations() == []
+    world.engine.stop()

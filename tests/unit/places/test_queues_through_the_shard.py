@@ -298,3 +298,33 @@ def test_drivers_arriving_in_one_batch_queue_in_the_order_their_pings_came(
     world.restart()
     assert world.queue() == arriving
     world.engine.stop()
+
+
+class PoolingWorld(World):
+    """The same airport, on a deployment that pools shared rides."""
+
+    def start(self) -> EmbeddedEngine:
+        place = PlaceConfig(id="sfo", name="SFO", area=AIRPORT, queue=True)
+        market = MarketConfig(name="san-francisco", shard=0, lat=37.77, lng=-122.42,
+                              radius_km=40, places=[place])  # fmt: skip
+        settings = Settings(data_dir=self.tmp, shards=1, markets=[market], offer_timeout_s=15,
+                            max_wait_s=600, ping_ttl_s=600, pool=True)  # fmt: skip
+        self.engine = build_embedded_engine(settings, lambda: self.now)
+        return self.engine
+
+
+def test_a_shared_ride_inside_the_place_goes_to_the_queue_head_with_its_plan(
+    tmp_path: Path,
+) -> None:
+    world = PoolingWorld(tmp_path)
+    head = world.driver(NEAR_INSIDE)
+    world.now += 30
+    world.driver(NEAR_INSIDE)
+    assert world.queue()[0] == head
+    rider, ride = new_id(0), new_id(0)
+    assert world.send(c.RegisterRider(rider_id=rider, name="r")).accepted
+    pickup, dropoff = LatLng(lat=PICKUP[0], lng=PICKUP[1]), LatLng(lat=37.64, lng=-122.40)
+    assert world.send(c.RequestRide(ride_id=ride, rider_id=rider, pickup=pickup,
+                                    dropoff=dropoff, shared=True)).accepted  # fmt: skip
+    assert world.offered_to(ride) == head
+    assert world.matcher.pool.plans[head].offer_plan == [[str(ride), "P"], [str(ride), "D"]]

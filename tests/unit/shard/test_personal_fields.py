@@ -320,4 +320,6 @@ def test_a_shared_rides_checkpoint_row_holds_its_drop_off_sealed_and_loads_it_ba
     shard.keys.erase(rider_id)
     matcher = _matcher()
     load(matcher, [], [], [], [], open=shard.app().open_personal, sharing=[sealed])
-    assert matcher.pool.terms == {}  # erased: its events after the checkpoint end it
+    # erased: known as shared, its places not (its events after the checkpoint end it)
+    assert matcher.pool.terms == {ride_id: (matcher.pool.terms[ride_id][0], None)}
+    assert not matcher.pool.placed(ride_id)
