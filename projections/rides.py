@@ -13,6 +13,8 @@ import heapq
 from dataclasses import dataclass, field
 from typing import Any
 
+from dispatch.domain.driver import Driver
+from dispatch.domain.pooling import PICKUP
 from dispatch.domain.ride import CREATED_STATUS, RIDE_ENDINGS, RIDE_TRANSITIONS, Ride, RideStatus
 from dispatch.log import LogEvent, parse_time
 from projections.rows import pickled_by_position, rows_from_chunks, rows_to_chunks
@@ -49,9 +51,15 @@ class RideRow:
     timeline: list[dict[str, Any]] = field(default_factory=list)
     # a scheduled ride's time (epoch s; None: an immediate ride)
     scheduled_for: float | None = None
+    # a shared ride: its own stops' estimated times (epoch s) in its vehicle's plan, as the
+    # plan was last judged (an offer's or an extension's); None: not planned
+    planned_pickup_at: float | None = None
+    planned_dropoff_at: float | None = None
 
 
 _ENDINGS = frozenset(RIDE_ENDINGS)
+# A driver's events that carry a shared plan's stops and their estimated times.
+_PLANNED = frozenset({Driver.OfferReceived.TOPIC, Driver.PlanExtended.TOPIC})
 
 
 class RidesView(dict[str, RideRow]):
@@ -63,6 +71,8 @@ class RidesView(dict[str, RideRow]):
         self.evicted: dict[str, RideRow] = {}  # left the view, not archived yet
         # each rider's scheduled rides whose dispatch has not started (booked, not ended)
         self.booked: dict[str, set[str]] = {}
+        # each rider's immediate ride not ended (a rider holds one at a time)
+        self.active: dict[str, str] = {}
 
     def booked_of(self, rider_id: str) -> list[RideRow]:
         """The rider's scheduled rides not yet dispatched, soonest first."""
@@ -77,7 +87,7 @@ class RidesView(dict[str, RideRow]):
         """Kept as chunks of rows (``projections.rows``; a ride's timeline is most of it)."""
         chunks = rows_to_chunks(self.values(), RideRow, RIDE_CHUNK)
         evicted = rows_to_chunks(self.evicted.values(), RideRow, RIDE_CHUNK)
-        return _rides_view, (chunks, self.ending, evicted, self.booked)
+        return _rides_view, (chunks, self.ending, evicted, self.booked, self.active)
 
 
 RIDE_CHUNK = 200
@@ -88,11 +98,12 @@ def _rides_view(
     ending: dict[int, list[tuple[float, str]]],
     evicted: list[bytes],
     booked: dict[str, set[str]],
+    active: dict[str, str],
 ) -> RidesView:
     view = RidesView()
     view.update((row.ride_id, row) for row in rows_from_chunks(chunks, RideRow))
     view.evicted = {row.ride_id: row for row in rows_from_chunks(evicted, RideRow)}
-    view.ending, view.booked = ending, booked
+    view.ending, view.booked, view.active = ending, booked, active
     return view
 
 
@@ -113,7 +124,7 @@ class RidesProjection:
     """``retention_s`` None keeps every ride (replay's time travel)."""
 
     name = "rides"
-    topics = frozenset(_STATUS_AFTER)
+    topics = frozenset(_STATUS_AFTER) | _PLANNED
 
     def __init__(self, retention_s: float | None = None) -> None:
         self.retention_s = retention_s
@@ -123,6 +134,9 @@ class RidesProjection:
         return RidesView()
 
     def apply(self, view: RidesView, e: LogEvent) -> RidesView:
+        if e.topic in _PLANNED:
+            self._planned(view, e.data)
+            return view
         if e.topic not in _STATUS_AFTER:
             return view
         topic, data, status = e.topic, e.data, _STATUS_AFTER[e.topic]
@@ -142,6 +156,8 @@ class RidesProjection:
             if topic == Ride.Booked.TOPIC:
                 row.scheduled_for = parse_time(data["scheduled_for"])
                 view.booked.setdefault(row.rider_id, set()).add(e.aggregate_id)
+            else:
+                view.active[row.rider_id] = e.aggregate_id
         else:
             found = view.get(e.aggregate_id)
             if found is None:
@@ -153,12 +169,32 @@ class RidesProjection:
                 _moved(row, topic, status, data)
             if row.scheduled_for is not None and (topic == _STARTED or topic in _ENDINGS):
                 self._unbook(view, row)
+            if topic == _STARTED:  # a booking dispatched: the rider's active ride
+                view.active[row.rider_id] = row.ride_id
+            elif topic in _ENDINGS and view.active.get(row.rider_id) == row.ride_id:
+                del view.active[row.rider_id]
         row.timeline.append({"at": e.at, "event": _KIND[topic], "position": e.where, **data})
         if self.retention_s is not None:
             if topic in _ENDINGS:
                 heapq.heappush(view.ending.setdefault(e.shard, []), (e.at, e.aggregate_id))
             self._evict(view, e.shard, e.at - self.retention_s)
         return view
+
+    @staticmethod
+    def _planned(view: RidesView, data: dict[str, Any]) -> None:
+        """A shared plan offered or extended: each ride of it in the view gets its own
+        stops' estimated times (and nothing of the others')."""
+        plan, times = data.get("plan"), data.get("times")
+        if not isinstance(plan, list) or not isinstance(times, list) or len(plan) != len(times):
+            return
+        for (ride_id, kind), at in zip(plan, times, strict=True):
+            row = view.get(str(ride_id))
+            if row is None:
+                continue
+            if kind == PICKUP:
+                row.planned_pickup_at = float(at)
+            else:
+                row.planned_dropoff_at = float(at)
 
     @staticmethod
     def _unbook(view: RidesView, row: RideRow) -> None:

@@ -21,9 +21,10 @@ from projections.base import Checkpointed, Projection
 from projections.rides import RideRow
 
 # Bump when a view's pickled shape changes.
-VIEW_FORMAT = 7  # 4: the driver views keep the tenures of drivers handed off; 5: the rides
+VIEW_FORMAT = 8  # 4: the driver views keep the tenures of drivers handed off; 5: the rides
 # view keeps each rider's booked rides and a scheduled ride's time; 6: rows pickled by
-# position (``projections.rows``); 7: the surge view keeps each change's shard and position
+# position (``projections.rows``); 7: the surge view keeps each change's shard and position;
+# 8: the rides view keeps each rider's active ride and a shared ride's planned stop times
 
 
 class ViewStoreError(Exception):

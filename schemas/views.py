@@ -86,6 +86,15 @@ class RideView(BaseModel):
         "trip, and the direct trip's estimated seconds (docs/ARCHITECTURE.md, \"Shared "
         'rides"); null: a single ride.',
     )
+    planned_pickup_at: datetime | None = Field(
+        default=None,
+        description="A shared ride: when its vehicle's plan, as last judged (its offer, or "
+        "the last time a rider was put into the plan), has it picked up; null: not planned. "
+        "Its rider sees their own stops' times, nobody else's.",
+    )
+    planned_dropoff_at: datetime | None = Field(
+        default=None, description="A shared ride: when the same plan has it dropped off."
+    )
     timeline: list[TimelineEntry]
 
 

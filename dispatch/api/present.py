@@ -80,6 +80,8 @@ def ride_view(row: RideRow, hidden: frozenset[str] = frozenset(), open: Opener =
         requested_at=when(row.requested_at),
         updated_at=when(row.updated_at),
         version=row.version,
+        planned_pickup_at=when(row.planned_pickup_at) if row.planned_pickup_at else None,
+        planned_dropoff_at=when(row.planned_dropoff_at) if row.planned_dropoff_at else None,
         **fare_of(row),
         timeline=[timeline_entry(e, hidden, open) for e in row.timeline],
     )

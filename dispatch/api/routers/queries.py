@@ -69,12 +69,14 @@ async def driver_status(
     driver_id: UUID, caller: Caller, ctx: Ctx, _after: Consistent
 ) -> DriverLocationView:
     """Where a driver is and their status. Seen by the driver, the rider whose active ride
-    they serve, and operators."""
+    they serve (a shared ride's rider from when the vehicle is assigned until their drop-off,
+    whichever rider's stop comes next), and operators."""
     key = str(driver_id)
     views = ctx.runtime.views
     with views.lock:
         row = views.drivers.rows.get(key)
-        ride = views.rides.get(row.ride_id) if row is not None and row.ride_id else None
+        mine = views.rides.active.get(caller.sub) if caller.role == "rider" else None
+        ride = views.rides.get(mine) if mine is not None else None
         where = views.locations.where(key, ctx.runtime.clock())
     serving = (
         caller.role == "rider"

@@ -121,7 +121,7 @@ def test_an_estimate_shares_the_trip_of_a_ride_request_and_nothing_more() -> Non
     """A field a ride request gains (the quote it carries) is not an estimate's."""
     assert not issubclass(api.EstimateFare, api.RequestRide)
     assert set(api.RequestRide.model_fields) == {
-        "pickup", "dropoff", "product", "quote", "scheduled_for"
+        "pickup", "dropoff", "product", "quote", "scheduled_for", "shared", "seats"
     }  # fmt: skip
     assert set(api.EstimateFare.model_fields) == {"pickup", "dropoff", "product"}
 

@@ -73,3 +73,36 @@ def test_a_pooled_ride_shows_its_driver_and_the_plans_trips_are_counted() -> Non
         Driver.PoolPickedUp.TOPIC,
         Driver.PoolRideEnded.TOPIC,
     ]
+    # each rider sees their own stops' planned times (the extension's), nobody else's
+    assert (r_view[str(a.id)].planned_pickup_at, r_view[str(a.id)].planned_dropoff_at) == (
+        1.0,
+        3.0,
+    )
+    assert (r_view[str(b.id)].planned_pickup_at, r_view[str(b.id)].planned_dropoff_at) == (
+        2.0,
+        4.0,
+    )
+    # the riders' active rides: a's ended, b's goes on
+    assert r_view.active == {str(b.rider_id): str(b.id)}
+
+
+def test_a_single_rides_offer_plans_nothing_and_its_end_frees_its_rider() -> None:
+    d = Driver.register(UUID(int=1), "d", T0)
+    d.go_online(T0)
+    r = Ride.request(UUID(int=2), UUID(int=3), Point(37.77, -122.42), Point(37.8, -122.4), 900,
+                     T0)  # fmt: skip
+    now = T0 + timedelta(seconds=1)
+    r.offer(d.id, now + timedelta(seconds=15), 60.0, 400.0, now)
+    d.receive_offer(r.id, now + timedelta(seconds=15), now)
+    log = as_log([*r.collect_events(), *d.collect_events()])
+    rides = RidesProjection()
+    view = rides.initial()
+    for e in sorted(log, key=lambda e: (e.at, e.position)):
+        view = rides.apply(view, e)
+    row = view[str(r.id)]
+    assert (row.planned_pickup_at, row.planned_dropoff_at) == (None, None)
+    assert view.active == {str(r.rider_id): str(r.id)}
+    r.cancel_by_rider(r.rider_id, "changed my mind", T0 + timedelta(seconds=5))
+    for e in as_log(r.collect_events()):
+        view = rides.apply(view, e)
+    assert view.active == {}
