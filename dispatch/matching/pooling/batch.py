@@ -100,10 +100,7 @@ def assign_window(
     that does not serve its product)."""
     started = clock()
     deadline = started + limits.budget_s
-    _check_window(asking, routes, accepted)
-    riders: dict[Hashable, PoolRider] = {**accepted, **{r.ride_id: r for r in asking}}
-    by_id = {r.vehicle_id: r for r in routes}
-    reach = Reach(routes, seconds_per_m)
+    riders, by_id, reach = _prepared(asking, routes, accepted, seconds_per_m)
     skip = excluded or {}
     near = {r.ride_id: reach.of(r, limits.candidates, skip.get(r.ride_id, ())) for r in asking}
     base = _Costs(by_id, riders, travel)
@@ -164,16 +161,27 @@ def assign_in_order(
 ) -> Assignment:
     """The greedy path alone (the greedy strategy's): riders oldest first, each into the
     vehicle among its ``limits.candidates`` nearest in reach where it adds least."""
-    _check_window(asking, routes, accepted)
-    riders: dict[Hashable, PoolRider] = {**accepted, **{r.ride_id: r for r in asking}}
-    by_id = {r.vehicle_id: r for r in routes}
-    reach, skip = Reach(routes, seconds_per_m), excluded or {}
+    riders, by_id, reach = _prepared(asking, routes, accepted, seconds_per_m)
+    skip = excluded or {}
 
     def near(rider: PoolRider) -> list[Hashable]:
         return reach.of(rider, limits.candidates, skip.get(rider.ride_id, ()))
 
     base = _Costs(by_id, riders, travel)
     return insert_in_order(asking, by_id, riders, travel, near, base, None, limits.max_trip)
+
+
+def _prepared(
+    asking: Sequence[PoolRider],
+    routes: Sequence[Route],
+    accepted: Mapping[Hashable, PoolRider],
+    seconds_per_m: float,
+) -> tuple[dict[Hashable, PoolRider], dict[Hashable, Route], Reach]:
+    """A window's input checked (``_check_window``): every rider by id, every vehicle by
+    id, and which vehicles reach each pickup."""
+    _check_window(asking, routes, accepted)
+    riders: dict[Hashable, PoolRider] = {**accepted, **{r.ride_id: r for r in asking}}
+    return riders, {r.vehicle_id: r for r in routes}, Reach(routes, seconds_per_m)
 
 
 def _check_window(
