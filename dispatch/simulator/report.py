@@ -252,7 +252,7 @@ class SimReport:
         events = sim._events
         pace = sim.cfg.road_factor / (sim.cfg.speed_kmh / 3.6)
         kinds = by_kind(records, pace)
-        passenger_km = sum(r.direct_m for r in records if r.outcome == "completed") / 1000.0
+        passenger_km = riders_km(everything, warmup, sim.cfg.minutes * 60.0)
         pool = sim.pool_stats() if sim.pool_stats is not None else {}
         return cls(
             strategy=strategy,
@@ -503,6 +503,21 @@ def by_product(records: list[RideRecord]) -> dict[str, dict[str, Any]]:
     """Each product's requests, served (% of decided) and wait for the car."""
     products = sorted({r.product for r in records}, key=_product_order)
     return {p: _served_and_waits([r for r in records if r.product == p]) for p in products}
+
+
+def riders_km(records: list[RideRecord], lo: float, hi: float) -> float:
+    """Passenger-km over the window the distance driven covers (``lo`` to ``hi``, seconds
+    from the start): each completed ride's direct km times the share of its time in the car
+    that falls inside it (a rider counts once, whatever the seats it took)."""
+    total = 0.0
+    for r in records:
+        if r.outcome != "completed" or r.started_s is None or r.ended_s is None:
+            continue
+        inside = min(r.ended_s, hi) - max(r.started_s, lo)
+        span = r.ended_s - r.started_s
+        if inside > 0 and span > 0:
+            total += r.direct_m * inside / span
+    return total / 1000.0
 
 
 def by_kind(records: list[RideRecord], seconds_per_m: float) -> dict[str, dict[str, Any]]:

@@ -265,6 +265,7 @@ class Simulation:
         self.serving: dict[UUID, int] = {}  # drivers served away from their home shard
         # driver commands not answered yet, to follow their driver if it moved
         self._envelopes: dict[str, c.CommandEnvelope] = {}
+        self._requests: dict[str, UUID] = {}  # ride requests not answered yet, by command id
         self._tenures: dict[UUID, int] = {}  # the latest tenure seen of drivers that moved
         self.outcomes: Counter[str] = Counter()
         self._queue: list[tuple[float, int, Action]] = []
@@ -288,6 +289,9 @@ class Simulation:
         for outcome in self.step(sent):
             # a command followed to the shard serving its driver counts its moved answer too
             self.outcomes["accepted" if outcome.accepted else outcome.code] += 1
+            ride_id = self._requests.pop(outcome.command_id, None)
+            if ride_id is not None and not outcome.accepted:
+                self._refused(ride_id)
             envelope = self._envelopes.pop(outcome.command_id, None)
             if envelope is None or outcome.code not in ("moved", "not_here_yet"):
                 continue
@@ -296,7 +300,8 @@ class Simulation:
             if shard is not None:
                 self._dispatch(envelope.model_copy(update={"shard": shard}))
 
-    def _send(self, command: Any) -> None:
+    def _send(self, command: Any) -> str:
+        """Send ``command`` (on the tick's step); returns its command id."""
         self._seq += 1
         now = datetime.fromtimestamp(self.clock.now, UTC)
         driver = command.driver_id if isinstance(command, FOLLOW_THE_DRIVER) else None
@@ -307,12 +312,23 @@ class Simulation:
             shard=self.serving.get(driver) if driver is not None else None,
         )
         self._dispatch(envelope)
+        return envelope.command_id
 
     def _dispatch(self, envelope: c.CommandEnvelope) -> None:
         self.sent.append(envelope.command_id)
         if isinstance(envelope.command, FOLLOW_THE_DRIVER):
             self._envelopes[envelope.command_id] = envelope
         self.transport.send_command(envelope)
+
+    def _refused(self, ride_id: UUID) -> None:
+        """The engine refused a request (say, a shared one where it does not pool): the
+        ride ends there (``refused``), and its rider may ask again."""
+        ride = self.rides[ride_id]
+        if ride.outcome is None:
+            ride.outcome, ride.ended_at = REFUSED, self.clock.now
+            for kept in (self._waiting, self._booked, self._open):
+                kept.discard(ride_id)
+            self.free_riders.setdefault(shard_of(ride.rider_id), deque()).append(ride.rider_id)
 
     def _schedule(self, delay_s: float, action: str, subject: Any, epoch: int = 0) -> None:
         self._seq += 1
@@ -552,7 +568,7 @@ class Simulation:
         shared = booking is None and pick.random() < self.cfg.shared_share
         seats = 2 if shared and pick.random() < TWO_SEATS else 1
         home = self.markets.shard_for(*self.city.uniform(self.streams.rng("rider-home", index)))
-        if shared and self.cfg.pooling:
+        if shared:  # pooled or not (the same rider either way: the runs pair)
             home = shard
         if not self.free_riders.get(home):  # every rider of the place rides: one signs up
             self._new_rider(home)
@@ -571,7 +587,7 @@ class Simulation:
         (self._waiting if booking is None else self._booked).add(ride_id)
         self._open.add(ride_id)
         terms = self._terms(pickup, product, Decimal(surge_text), source)
-        self._send(
+        command_id = self._send(
             c.RequestRide(
                 ride_id=ride_id,
                 rider_id=rider_id,
@@ -586,6 +602,7 @@ class Simulation:
                 seats=seats if shared and self.cfg.pooling else 1,
             )
         )
+        self._requests[command_id] = ride_id
         rng = self.streams.rng("rider", index)
         if rng.random() < self.cfg.cancel_probability:
             # a booking is cancelled some time before its time (a rider's change of plan)
@@ -901,6 +918,7 @@ class Simulation:
 
 
 _TENURE_BEGINS = frozenset({Driver.Arrived.TOPIC, Driver.Returned.TOPIC})
+REFUSED = "refused"  # a request the engine refused: it ends there
 _PICKED_UP = frozenset({Driver.TripStarted.TOPIC, Driver.PoolPickedUp.TOPIC})
 _POOL_ENDED = frozenset({Driver.PoolRideEnded.TOPIC, Driver.AboardEmptied.TOPIC})
 # A driver's events that move a shared plan or who is aboard.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 import typer
@@ -21,6 +22,7 @@ from dispatch.replay.operations import read_all
 from dispatch.settings import Settings
 from dispatch.simulator.embedded import simulate_embedded
 from dispatch.simulator.pooled import Occupancy, detour_pct
+from dispatch.simulator.report import riders_km
 from dispatch.simulator.results import RideRecord
 from dispatch.simulator.runner import SimConfig, Simulation
 
@@ -139,3 +141,83 @@ def test_a_share_of_0_leaves_the_run_as_it_was(tmp_path: Path) -> None:
     assert set(zero.finished.kinds) == {"single"}
     outcomes = [(r.ride_id, r.outcome, r.ended_s) for r in plain.records()]
     assert outcomes == [(r.ride_id, r.outcome, r.ended_s) for r in zero.records()]
+
+
+def test_passenger_km_count_the_share_of_each_trip_inside_the_window() -> None:
+    rides = [
+        RideRecord(
+            0,
+            "in",
+            0.0,
+            0,
+            0,
+            0,
+            0,
+            outcome="completed",
+            started_s=100.0,
+            ended_s=200.0,
+            direct_m=1_000.0,
+        ),
+        RideRecord(
+            1,
+            "half",
+            0.0,
+            0,
+            0,
+            0,
+            0,
+            outcome="completed",
+            started_s=250.0,
+            ended_s=350.0,
+            direct_m=2_000.0,
+        ),
+        RideRecord(
+            2,
+            "before",
+            0.0,
+            0,
+            0,
+            0,
+            0,
+            outcome="completed",
+            started_s=0.0,
+            ended_s=50.0,
+            direct_m=9_000.0,
+        ),
+        RideRecord(3, "cancelled", 0.0, 0, 0, 0, 0, outcome="cancelled", direct_m=9_000.0),
+    ]
+    assert riders_km(rides, 60.0, 300.0) == pytest.approx(1.0 + 1.0)
+
+
+def test_a_request_the_engine_refuses_ends_and_the_run_does_not_wait_for_it(
+    tmp_path: Path,
+) -> None:
+    """Shared requests sent to a deployment that does not pool are refused: each ends as
+    refused at once (the drain waits for them no more) and is counted."""
+    config = SimConfig(drivers=20, minutes=4.0, demand_per_min=4.0, warmup_minutes=0.0,
+                       seed=2, shared_share=0.5, pooling=True, drain_minutes=30.0)  # fmt: skip
+    sim = simulate_embedded(config, Settings(data_dir=tmp_path, pool=False))
+    refused = [r for r in sim.records() if r.outcome == "refused"]
+    assert refused and all(r.shared for r in refused)
+    assert sim.finished.outcomes.get("invalid_command") == len(refused)
+    gone = {UUID(r.ride_id) for r in refused}
+    assert not gone & (sim._open | sim._waiting)  # the drain does not wait for them
+    assert sim.finished.violations == []
+
+
+def test_a_shared_riders_home_is_its_pickups_shard_pooled_or_not(tmp_path: Path) -> None:
+    """Over a city of two shards the riders who ask to share live where they are picked
+    up in both arms (pooling stays within a shard): the same riders, the same paths."""
+    from dispatch.domain.ids import shard_of
+    from dispatch.simulator.cityshards import split_city
+
+    for pooling in (False, True):
+        config = SimConfig(drivers=30, minutes=4.0, demand_per_min=6.0, warmup_minutes=0.0,
+                           seed=4, shared_share=0.5, pooling=pooling, city_shards=2)  # fmt: skip
+        settings = split_city(Settings(data_dir=tmp_path / str(pooling), pool=pooling), 2)
+        sim = simulate_embedded(config, settings)
+        shared = [r for r in sim.rides.values() if r.shared]
+        assert shared
+        assert all(shard_of(r.rider_id) == shard_of(r.ride_id) for r in shared)
+        assert any(shard_of(r.rider_id) != shard_of(r.ride_id)
+                   for r in sim.rides.values() if not r.shared)  # fmt: skip
