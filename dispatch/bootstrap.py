@@ -42,6 +42,7 @@ from dispatch.adapters.sqlite.ridearchive import SqliteRideArchive, ride_archive
 from dispatch.adapters.sqlite.viewhistory import SqliteViewHistory, view_history_path
 from dispatch.adapters.sqlite.viewstore import SqliteViewStore, view_store_path
 from dispatch.checkpoints import CheckpointWriter
+from dispatch.domain.geo import straight_line_pace
 from dispatch.geofences import Geofences, places_of
 from dispatch.log import LogSource
 from dispatch.markets import MarketMap, handoffs
@@ -328,7 +329,7 @@ def build_pool_matching(settings: Settings) -> PoolMatching:
     shared ride's direct trip is recorded at)."""
     limits = PoolLimits(settings.pool_candidates, settings.pool_max_trip,
                         settings.pool_budget_ms / 1e3)  # fmt: skip
-    return PoolMatching(settings.road_factor / (settings.speed_kmh / 3.6), limits)
+    return PoolMatching(straight_line_pace(settings.road_factor, settings.speed_kmh), limits)
 
 
 def build_hints(settings: Settings) -> Hints | None:

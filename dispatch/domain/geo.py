@@ -12,6 +12,12 @@ MIN_LAT, MAX_LAT = -90.0, 90.0
 MIN_LNG, MAX_LNG = -180.0, 180.0
 
 
+def straight_line_pace(road_factor: float, speed_kmh: float) -> float:
+    """Seconds per straight-line metre: the road factor over an urban speed (the
+    straight-line ETA's, a direct trip's and the pooled plans' pace)."""
+    return road_factor / (speed_kmh / 3.6)
+
+
 def latlng_problem(lat: float, lng: float) -> str | None:
     """Why ``(lat, lng)`` is not a place on Earth, or None. NaN fails every comparison and
     the infinities are out of range, so non-finite values are refused too."""

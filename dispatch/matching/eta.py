@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from dispatch.domain.geo import straight_line_pace
+
 # A driver as a pickup's ETA query sees it: latitude, longitude, and its straight-line
 # distance to the pickup in metres (the index has it already).
 Source = tuple[float, float, float]
@@ -27,7 +29,7 @@ class StraightLineEta:
     def __init__(self, road_factor: float = 1.35, speed_kmh: float = 25.0) -> None:
         if road_factor < 1.0 or speed_kmh <= 0.0:
             raise ValueError("road_factor must be >= 1 and speed_kmh > 0")
-        self._seconds_per_m = road_factor / (speed_kmh / 3.6)
+        self._seconds_per_m = straight_line_pace(road_factor, speed_kmh)
 
     @property
     def seconds_per_m(self) -> float:

@@ -25,6 +25,7 @@ from dispatch.domain.driver import (
     DriverStatus,
     next_availability,
 )
+from dispatch.domain.geo import straight_line_pace
 from dispatch.domain.place_queues import PlaceQueues
 from dispatch.domain.pooling import Sharing
 from dispatch.domain.products import DEFAULT_CATALOG, DEFAULT_VEHICLE, Catalog
@@ -76,7 +77,7 @@ class MatcherConfig:
     scheduling: SchedulingConfig = field(default_factory=SchedulingConfig)
     # Shared rides' matching (docs/ARCHITECTURE.md, "Shared rides"): the shard's
     # straight-line pace (25 km/h, road factor 1.35, by default) and a window's limits.
-    pool: PoolMatching = field(default_factory=lambda: PoolMatching(1.35 / (25.0 / 3.6)))
+    pool: PoolMatching = field(default_factory=lambda: PoolMatching(straight_line_pace(1.35, 25.0)))
 
 
 @dataclass

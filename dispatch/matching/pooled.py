@@ -28,7 +28,6 @@ from dispatch.domain.pooling import (
     DROPOFF,
     PICKUP,
     LatLng,
-    Plan,
     PoolRider,
     Route,
     Sharing,
@@ -157,16 +156,29 @@ class PooledRides:
     ) -> MakeOffer | None:
         """An offer of ``ride`` to the free vehicle ``v`` (a place's queue head), with the
         plan of its two stops; None when the vehicle cannot serve it within its bounds."""
-        rider = self.rider(ride)
         route = Route(v.driver_id, v.seats, v.at, now)
-        own = (Stop(ride.ride_id, True), Stop(ride.ride_id, False))
-        timed = walk(route, own, {ride.ride_id: rider}, self.travel)
+        return self._offer(route, ride.ride_id, {ride.ride_id: self.rider(ride)}, now,
+                           offer_expires_at)  # fmt: skip
+
+    def _offer(
+        self,
+        route: Route,
+        ride_id: Hashable,
+        riders: Mapping[Hashable, PoolRider],
+        now: float,
+        offer_expires_at: float,
+    ) -> MakeOffer | None:
+        """The offer of ``ride_id`` to the free vehicle of ``route`` with the plan of its two
+        stops, timed from the vehicle; None when that plan breaks the rider's bounds."""
+        own = (Stop(ride_id, True), Stop(ride_id, False))
+        timed = walk(route, own, riders, self.travel)
         if not timed.ok:
             return None
+        assert isinstance(ride_id, UUID) and isinstance(route.vehicle_id, UUID)
         self.stats.offers += 1
-        return MakeOffer(ride.ride_id, v.driver_id, max(0.0, timed.times[0] - now),
-                         haversine_m(*v.at, *rider.pickup), offer_expires_at, _keyed(own),
-                         timed.times)  # fmt: skip
+        return MakeOffer(ride_id, route.vehicle_id, max(0.0, timed.times[0] - now),
+                         haversine_m(*route.at, *riders[ride_id].pickup), offer_expires_at,
+                         own, timed.times)  # fmt: skip
 
     def decide(
         self,
@@ -245,18 +257,9 @@ class PooledRides:
             driver_id = vehicle_id
             assert isinstance(driver_id, UUID)
             if not route.plan and not route.onboard:  # a free vehicle: offered the first
-                ride_id = new[0]
-                own = (Stop(ride_id, True), Stop(ride_id, False))
-                timed = walk(route, own, riders, self.travel)
-                if not timed.ok:
-                    continue
-                assert isinstance(ride_id, UUID)
-                rider = riders[ride_id]
-                distance = haversine_m(*route.at, *rider.pickup)
-                out.append(MakeOffer(ride_id, driver_id, max(0.0, timed.times[0] - now),
-                                     distance, offer_expires_at, _keyed(own),
-                                     timed.times))  # fmt: skip
-                self.stats.offers += 1
+                offer = self._offer(route, new[0], riders, now, offer_expires_at)
+                if offer is not None:
+                    out.append(offer)
                 continue
             for k, ride_id in enumerate(new):  # one ride at a time, the later ones left out
                 later = set(new[k + 1 :])
@@ -265,11 +268,6 @@ class PooledRides:
                 if not timed.ok:
                     break
                 assert isinstance(ride_id, UUID)
-                out.append(ExtendPlan(ride_id, driver_id, _keyed(step), timed.times))
+                out.append(ExtendPlan(ride_id, driver_id, step, timed.times))
                 self.stats.extensions += 1
         return out
-
-
-def _keyed(plan: Plan) -> Plan:
-    """The plan with its rides named as events name them (text)."""
-    return tuple(Stop(str(s.ride_id), s.pickup) for s in plan)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from dispatch.domain.command_record import DEFAULT_WINDOW_S
+from dispatch.domain.geo import straight_line_pace
 from dispatch.domain.pooling import PoolBounds
 from dispatch.domain.products import DEFAULT_CATALOG, Catalog
 from dispatch.domain.scheduling import SchedulingRules
@@ -69,4 +70,4 @@ class Policy:
     @property
     def seconds_per_m(self) -> float:
         """The straight-line estimate's pace: a direct trip's seconds per metre."""
-        return self.road_factor / (self.speed_kmh / 3.6)
+        return straight_line_pace(self.road_factor, self.speed_kmh)

@@ -8,6 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dispatch.domain.geo import straight_line_pace
 from dispatch.domain.ride import RideStatus
 from dispatch.simulator.pooled import detour_pct
 from dispatch.simulator.punctuality import ON_TIME_TOLERANCE_S, punctuality
@@ -250,7 +251,7 @@ class SimReport:
         market, reason = market_state(utilisation, served_pct, decided)
         steady, steady_reason = steadiness([s for s in sim.samples if s.t_s >= warmup])
         events = sim._events
-        pace = sim.cfg.road_factor / (sim.cfg.speed_kmh / 3.6)
+        pace = straight_line_pace(sim.cfg.road_factor, sim.cfg.speed_kmh)
         kinds = by_kind(records, pace)
         passenger_km = riders_km(everything, warmup, sim.cfg.minutes * 60.0)
         pool = sim.pool_stats() if sim.pool_stats is not None else {}
