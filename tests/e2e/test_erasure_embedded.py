@@ -36,8 +36,8 @@ SECRET = "RK8jwrZJhwMWBUicd4JMXi1isUNFNGCNt9SgcrRltfX4ppss"
 RIDER, DRIVER = "Zelda Quixotewright", "Yannick Wobblestone"
 PICKUP = {"lat": 37.7731415, "lng": -122.4172653}
 DROPOFF = {"lat": 37.7612347, "lng": -122.4143219}
-NEAR_PICKUP = {"lat": 37.7735, "lng": -122.4170}
-NORTH = {"lat": 38.58, "lng": -121.49}  # the rider's home market, another shard than the ride's
+NEAR_PICKUP = {"lat": 37.7735218, "lng": -122.4170391}
+NORTH = {"lat": 38.5816237, "lng": -121.4944015}  # the rider's home, another shard than the ride's
 MARKETS = [
     MarketConfig(name="north", shard=0, lat=NORTH["lat"], lng=NORTH["lng"], radius_km=5),
     MarketConfig(name="city", shard=1, lat=PICKUP["lat"], lng=PICKUP["lng"], radius_km=5),
@@ -48,7 +48,8 @@ WAIT_S = 5.0
 
 def _needles() -> list[bytes]:
     """What must not be found: the names, and each coordinate as JSON text and as the
-    8-byte double (either byte order) a pickle or a binary format holds."""
+    8-byte double (either byte order) a pickle or a binary format holds. Coordinates have
+    seven decimals: a short one such as 38.58 turns up inside a timestamp's seconds."""
     found = [RIDER.encode(), DRIVER.encode()]
     places = (PICKUP, DROPOFF, NEAR_PICKUP, NORTH)  # NEAR_PICKUP: pinged; NORTH: rider's home
     for value in (v for place in places for v in place.values()):
