@@ -18,6 +18,7 @@ from rich.table import Table
 from dispatch.cli.common import settings_from
 from dispatch.cli.roadnet import RoadNetwork, on_roads, parse_etas, road_network
 from dispatch.cli.scenario import (
+    CityKm,
     Demand,
     DemandTrace,
     Drivers,
@@ -31,6 +32,7 @@ from dispatch.cli.scenario import (
     TraceWindow,
     Warmup,
     Zones,
+    check_city,
     check_outputs,
     scenario,
     scheduled_options,
@@ -204,6 +206,7 @@ def experiment(
             "or each in a car of their own); the first is the baseline. Default: on.",
         ),
     ] = None,
+    city_km: CityKm = None,
 ) -> None:
     """Run every strategy on every seed with the same demand; report each metric's mean per
     strategy and the paired difference with a 95% confidence interval (Student t over the
@@ -220,6 +223,7 @@ def experiment(
     shared = shared_options(shared_share)
     pools = parse_pooling(pooling, shared_share)
     network = road_network(road_network_path, settings)
+    check_city(city_km, None, network)
     chosen_etas: tuple[str | None, ...] = (None,)
     if network is not None or etas is not None:
         chosen_etas = parse_etas(etas, network, "--etas")
@@ -236,6 +240,7 @@ def experiment(
         time_scale=trace_time_scale,
         window=trace_window,
         skip_bad_rows=skip_bad_rows,
+        city_km=city_km,
     )
     if not settings.embedded:
         raise typer.BadParameter(

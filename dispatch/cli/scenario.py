@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from dispatch.settings import Settings
+from dispatch.simulator.city import DEFAULT_CITY_KM, MAX_CITY_KM, MIN_CITY_KM
 from dispatch.simulator.results import Request
 
 MAX_DRIVERS = 100_000
@@ -32,6 +33,15 @@ Warmup = Annotated[
     typer.Option(
         help="Simulated minutes left out of every figure at the start (default: two thirds "
         "of the run, at most 60).",
+    ),
+]
+CityKm = Annotated[
+    float | None,
+    typer.Option(
+        help=f"The side of the synthetic city's square in km, {MIN_CITY_KM:g} to "
+        f"{MAX_CITY_KM:g} (default {DEFAULT_CITY_KM:g}): the same demand in a smaller city is "
+        "denser (hot spots spread less; trips keep their 4 km mean, cut at the edge). Not "
+        "with --demand-trace or --road-network, which bring their city.",
     ),
 ]
 ExactTimes = Annotated[
@@ -123,6 +133,24 @@ class Scenario:
     config: dict[str, object]
     trace: list[Request] | None
     trace_note: str | None
+
+
+def check_city(city_km: float | None, trace: Path | None, network: Path | None) -> None:
+    """``--city-km`` is for the synthetic square only, and within its range."""
+    if city_km is None:
+        return
+    if not MIN_CITY_KM <= city_km <= MAX_CITY_KM:  # NaN too
+        raise typer.BadParameter(
+            f"must be {MIN_CITY_KM:g} to {MAX_CITY_KM:g} km, not {city_km:g}",
+            param_hint="--city-km",
+        )
+    roads = "--road-network (or DISPATCH_ROAD_NETWORK)"
+    for name, given in (("--demand-trace", trace), (roads, network)):
+        if given is not None:
+            raise typer.BadParameter(
+                f"not with {name}: its city is the square around what it covers",
+                param_hint="--city-km",
+            )
 
 
 def check_basics(minutes: float, demand: float | None, warmup: float | None) -> None:
@@ -237,15 +265,19 @@ def scenario(
     time_scale: float | None,
     window: str | None,
     skip_bad_rows: bool,
+    city_km: float | None = None,
 ) -> Scenario:
     """Check the options together and read the trace (its errors name the row)."""
     check_basics(minutes, demand, warmup)
+    check_city(city_km, demand_trace, None)
     config: dict[str, object] = {
         "drivers": drivers,
         "minutes": minutes,
         "demand_per_min": demand,
         "warmup_minutes": warmup,
     }
+    if city_km is not None:
+        config["city_km"] = city_km
     if exact_times:
         config |= {"driver_pace_sd": 0.0, "leg_sd": 0.0, "congestion_peak": 0.0}
     if demand_trace is None:

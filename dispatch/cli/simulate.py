@@ -24,6 +24,7 @@ from dispatch.cli.roadnet import (
     with_eta,
 )
 from dispatch.cli.scenario import (
+    CityKm,
     CityShards,
     Demand,
     DemandTrace,
@@ -39,6 +40,7 @@ from dispatch.cli.scenario import (
     Warmup,
     WriteDemand,
     Zones,
+    check_city,
     check_outputs,
     scenario,
     scheduled_options,
@@ -135,8 +137,10 @@ def simulate(
     ] = "off",
     scheduled_share: ScheduledShare = 0.0,
     shared_share: SharedShare = 0.0,
+    city_km: CityKm = None,
 ) -> None:
     """Run the engine against a simulated city and print a report."""
+    from dispatch.simulator.city import City
     from dispatch.simulator.cityshards import split_city
     from dispatch.simulator.experiment import HINTS, with_hints
     from dispatch.simulator.products import parse_mix
@@ -158,6 +162,7 @@ def simulate(
         time_scale=trace_time_scale,
         window=trace_window,
         skip_bad_rows=skip_bad_rows,
+        city_km=city_km,
     )
     base = settings_from(None, kafka, **({"shards": shards} if shards else {}))
     scheduled = scheduled_options(scheduled_share, base)
@@ -173,6 +178,7 @@ def simulate(
     if eta is not None and eta not in ("road", "straight"):
         raise typer.BadParameter(f"choose 'road' or 'straight', not {eta!r}", param_hint="--eta")
     network = road_network(road_network_path, base)
+    check_city(city_km, None, network)
     (chosen_eta,) = parse_etas(eta, network, "--eta")
     base = on_roads(base, network, city_shards)
     if city_shards is not None:
@@ -183,6 +189,8 @@ def simulate(
             )
         points = [r.pickup for r in chosen.trace] if chosen.trace else None
         city = graph_city(network) if network is not None and not points else None
+        if city is None and not points and city_km is not None:
+            city = City.sized(city_km)
         base = split_city(base, city_shards, points, city)
     if base.embedded and workers is not None:
         raise typer.BadParameter("only with --kafka (embedded has none)", param_hint="--workers")

@@ -7,6 +7,8 @@ import random
 from dataclasses import dataclass
 
 M_PER_DEG_LAT = 111_320.0
+DEFAULT_CITY_KM = 30.0
+MIN_CITY_KM, MAX_CITY_KM = 2.0, 200.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +26,7 @@ class City:
         self,
         lat: float = 37.77,
         lng: float = -122.42,
-        size_km: float = 30.0,
+        size_km: float = DEFAULT_CITY_KM,
         hotspots: int = 5,
         rng: random.Random | None = None,
         hotspot_scale: float = 1.0,
@@ -75,6 +77,19 @@ class City:
         width_m = (lng[1] - lng[0]) * M_PER_DEG_LAT * math.cos(math.radians(mid_lat))
         size_km = max(height_m, width_m, 100.0) / 1000
         return cls(mid_lat, mid_lng, size_km, rng=rng, hotspot_scale=min(1.0, size_km / 30.0))
+
+    @classmethod
+    def sized(cls, size_km: float, rng: random.Random | None = None) -> City:
+        """The synthetic city: a ``size_km`` square around San Francisco whose hot spots
+        spread less when it is smaller than the default 30 km."""
+        if not MIN_CITY_KM <= size_km <= MAX_CITY_KM:  # NaN too
+            raise ValueError(f"a city of {MIN_CITY_KM:g} to {MAX_CITY_KM:g} km, not {size_km:g}")
+        scale = min(1.0, size_km / DEFAULT_CITY_KM)
+        return cls(size_km=size_km, rng=rng, hotspot_scale=scale)
+
+    @property
+    def size_km(self) -> float:
+        return self.half_m / 500.0
 
     def offset(self, east_m: float, north_m: float) -> tuple[float, float]:
         return self.lat + north_m / M_PER_DEG_LAT, self.lng + east_m / self.m_per_deg_lng

@@ -28,7 +28,7 @@ def city_market(
     if not 1 <= shards <= MAX_MARKET_SHARDS:
         raise ValueError(f"a city is split over 1 to {MAX_MARKET_SHARDS} shards, not {shards}")
     if city is None:
-        city = City.covering(list(points)) if points else City()
+        city = City.covering(list(points)) if points else City()  # the default square
     radius_km = city.half_m * math.sqrt(2) / 1000 + MARGIN_KM
     return MarketConfig(
         name=CITY_MARKET, shard=0, lat=city.lat, lng=city.lng, radius_km=radius_km, shards=shards

@@ -22,6 +22,7 @@ from typing import Any
 
 from dispatch.bootstrap import road_graph
 from dispatch.settings import Settings
+from dispatch.simulator.city import City
 from dispatch.simulator.cityshards import split_city
 from dispatch.simulator.embedded import simulate_embedded
 from dispatch.simulator.html_report import Comparison, RunData
@@ -156,6 +157,8 @@ def run_one(
             city = None
             if road_network is not None and not points:
                 city = city_over(road_graph(road_network), random.Random(0))
+            elif not points:
+                city = City.sized(config.city_km)
             run_settings = split_city(run_settings, variant.city_shards, points, city)
         run_settings, hints = with_hints(run_settings, variant.hints or "off")
         pooling = config.pooling if variant.pooling is None else variant.pooling

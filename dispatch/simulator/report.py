@@ -97,6 +97,7 @@ class SimReport:
     strategy: str
     seed: int
     drivers: int
+    city_km: float  # the side of the simulated city's square
     simulated_minutes: float
     warmup_s: float
     demand_hash: str
@@ -259,6 +260,7 @@ class SimReport:
             strategy=strategy,
             seed=sim.cfg.seed,
             drivers=sim.cfg.drivers,
+            city_km=round(sim.city.size_km, 3),
             simulated_minutes=sim.cfg.minutes,
             warmup_s=warmup,
             demand_hash=demand_hash(sim.demand_sent),
@@ -441,6 +443,7 @@ class SimReport:
         return [
             ("strategy / seed", f"{self.strategy} / {self.seed}"),
             ("drivers, simulated time", f"{self.drivers}, {self.simulated_minutes:g} min"),
+            ("city", f"{self.city_km:g} km square"),
             ("warm-up left out", f"first {self.warmup_s / 60:g} min"),
             ("demand (sha256 of the requests)", self.demand_hash[:16]),
             ("requests after warm-up", f"{self.requests} (of {self.requests_total})"),

@@ -40,7 +40,7 @@ from dispatch.pricing.desk import terms_for
 from dispatch.pricing.rules import FareBook, FareError
 from dispatch.roads.routes import RoadRouter, still
 from dispatch.simulator.agents import BUSY, Phase, SimDriver, SimRide
-from dispatch.simulator.city import City
+from dispatch.simulator.city import DEFAULT_CITY_KM, City
 from dispatch.simulator.clock import SimClock
 from dispatch.simulator.demand import synthetic_demand
 from dispatch.simulator.pooled import TWO_SEATS, Occupancy
@@ -82,6 +82,9 @@ class SimConfig:
     response_delay_s: tuple[float, float] = (2.0, 8.0)
     boarding_s: float = 30.0
     trip_mean_m: float = 4_000.0
+    # The synthetic city's side (a square; its hot spots spread less when it is smaller
+    # than 30 km). A trace's or a road network's city has the size of what it covers.
+    city_km: float = DEFAULT_CITY_KM
     speed_kmh: float = 25.0
     road_factor: float = 1.35
     seek_demand_probability: float = 0.6  # an idle driver's next move heads for demand
@@ -213,7 +216,7 @@ class Simulation:
         elif self.roads is not None:
             self.city = self.roads.city(random.Random(config.seed + 1))
         else:
-            self.city = City(rng=random.Random(config.seed + 1))
+            self.city = City.sized(config.city_km, random.Random(config.seed + 1))
         self.demand = list(
             demand
             if demand is not None
