@@ -328,7 +328,7 @@ def build_pool_matching(settings: Settings) -> PoolMatching:
     """How the matchers pool shared rides, at the shards' straight-line pace (the pace a
     shared ride's direct trip is recorded at)."""
     limits = PoolLimits(settings.pool_candidates, settings.pool_max_trip,
-                        settings.pool_budget_ms / 1e3)  # fmt: skip
+                        settings.pool_budget_ms / 1e3, settings.pool_drive_weight)  # fmt: skip
     return PoolMatching(straight_line_pace(settings.road_factor, settings.speed_kmh), limits)
 
 

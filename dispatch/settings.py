@@ -345,12 +345,16 @@ class Settings(BaseSettings):
     # pool_detour_factor times the direct trip; a window tries pool_candidates vehicles per
     # rider, puts at most pool_max_trip riders into one vehicle, and is decided within
     # pool_budget_ms (the batch strategy's; the greedy strategy inserts riders one by one).
+    # A plan's cost is its riders' total delay plus pool_drive_weight times the seconds the
+    # vehicle drives it: above 0, a rider goes into a car already on its way rather than a
+    # free one when the driving saved is worth the delay added.
     pool: bool = False
     pool_max_wait_s: float = Field(default=300.0, gt=0, le=3_600)
     pool_detour_factor: float = Field(default=1.5, ge=1, le=5)
     pool_candidates: int = Field(default=8, ge=1, le=64)
     pool_max_trip: int = Field(default=3, ge=1, le=6)
     pool_budget_ms: float = Field(default=150.0, gt=0, le=10_000)
+    pool_drive_weight: float = Field(default=0.0, ge=0, le=100)
     surge_window_s: float = Field(default=300.0, gt=0, le=86_400)
     surge_cap: Decimal = Field(default=Decimal("3.00"), ge=1, le=10, decimal_places=2)
     surge_gain: float = Field(default=0.5, gt=0, le=100)

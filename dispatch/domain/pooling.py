@@ -123,11 +123,18 @@ class Walk:
         return self.problem is None
 
 
-def walk(route: Route, plan: Plan, riders: Mapping[Hashable, PoolRider], travel: Travel) -> Walk:
+def walk(
+    route: Route,
+    plan: Plan,
+    riders: Mapping[Hashable, PoolRider],
+    travel: Travel,
+    drive_weight: float = 0.0,
+) -> Walk:
     """Time ``plan`` from ``route``'s place and check it: seats never exceeded, every
     pickup by its rider's latest pickup and before their drop-off, every time in the
     vehicle within its rider's bound, every rider on board or picked up dropped off, no
-    stop twice. Stops at the first broken rule."""
+    stop twice. Stops at the first broken rule. Its cost is the riders' total delay plus
+    ``drive_weight`` times the seconds the vehicle drives the plan."""
     t, here = route.ready_at, route.at
     picked: dict[Hashable, float] = dict(route.onboard)
     load = 0
@@ -181,11 +188,15 @@ def walk(route: Route, plan: Plan, riders: Mapping[Hashable, PoolRider], travel:
     if picked:
         left = ", ".join(sorted(str(r) for r in picked))
         return Walk(tuple(times), math.inf, f"riders never dropped off: {left}")
-    return Walk(tuple(times), cost)
+    return Walk(tuple(times), cost + drive_weight * (t - route.ready_at))
 
 
 def plan_cost(
-    route: Route, plan: Plan, riders: Mapping[Hashable, PoolRider], travel: Travel
+    route: Route,
+    plan: Plan,
+    riders: Mapping[Hashable, PoolRider],
+    travel: Travel,
+    drive_weight: float = 0.0,
 ) -> float:
     """``walk``'s cost, ``math.inf`` for a plan that breaks the rule: the searches' fast
     path (no times kept, no reason written; every rider must be known). A property test
@@ -221,7 +232,7 @@ def plan_cost(
             dropped.add(stop.ride_id)
             cost += t - rider.requested_at - rider.direct_s
         here = place
-    return math.inf if picked else cost
+    return math.inf if picked else cost + drive_weight * (t - route.ready_at)
 
 
 def without(plan: Plan, ride_id: Hashable) -> Plan:

@@ -52,10 +52,15 @@ class PoolLimits:
     candidates: int = 8  # vehicles tried per asking rider
     max_trip: int = 3  # asking riders one vehicle may take in one window
     budget_s: float = 0.15  # a window's time cap (the enumeration and the program share it)
+    # seconds of riders' delay a second of driving is worth in a plan's cost (0: riders'
+    # delay alone; more puts riders into cars already on their way rather than free ones)
+    drive_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.candidates < 1 or self.max_trip < 1:
             raise ValueError("candidates and max_trip must be at least 1")
+        if not (math.isfinite(self.drive_weight) and self.drive_weight >= 0):
+            raise ValueError(f"drive_weight must be 0 or more, got {self.drive_weight!r}")
         if not (math.isfinite(self.budget_s) and self.budget_s > 0):
             raise ValueError(f"budget_s must be a positive number, got {self.budget_s!r}")
 
@@ -103,7 +108,8 @@ def assign_window(
     riders, by_id, reach = _prepared(asking, routes, accepted, seconds_per_m)
     skip = excluded or {}
     near = {r.ride_id: reach.of(r, limits.candidates, skip.get(r.ride_id, ())) for r in asking}
-    base = _Costs(by_id, riders, travel)
+    weight = limits.drive_weight
+    base = _Costs(by_id, riders, travel, weight)
     singles: dict[Hashable, dict[Hashable, list[tuple[float, Plan]]]] = {}
     first: dict[tuple[Hashable, Hashable], tuple[float, Plan] | None] = {}
     capped = False
@@ -113,13 +119,12 @@ def assign_window(
             break
         for vehicle_id in near[rider.ride_id]:
             route = by_id[vehicle_id]
-            found = feasible_placements(route, route.plan, rider, riders, travel)
+            found = feasible_placements(route, route.plan, rider, riders, travel, weight)
             first[(rider.ride_id, vehicle_id)] = min(found, key=_cost) if found else None
             if found:
                 singles.setdefault(vehicle_id, {})[rider.ride_id] = found
-    greedy_path = insert_in_order(
-        asking, by_id, riders, travel, lambda r: near[r.ride_id], base, first, limits.max_trip
-    )
+    greedy_path = insert_in_order(asking, by_id, riders, travel, lambda r: near[r.ride_id],
+                                  base, first, limits.max_trip, weight)  # fmt: skip
     answers = [("insertion", greedy_path)]
     counts = [sum(len(s) for s in singles.values())]
     if not capped and clock() <= deadline:
@@ -167,8 +172,9 @@ def assign_in_order(
     def near(rider: PoolRider) -> list[Hashable]:
         return reach.of(rider, limits.candidates, skip.get(rider.ride_id, ()))
 
-    base = _Costs(by_id, riders, travel)
-    return insert_in_order(asking, by_id, riders, travel, near, base, None, limits.max_trip)
+    base = _Costs(by_id, riders, travel, limits.drive_weight)
+    return insert_in_order(asking, by_id, riders, travel, near, base, None, limits.max_trip,
+                           limits.drive_weight)  # fmt: skip
 
 
 def _prepared(
@@ -209,14 +215,20 @@ class _Costs(dict[Hashable, float]):
     """Each vehicle's plan's cost, worked out when first asked for."""
 
     def __init__(
-        self, routes: Mapping[Hashable, Route], riders: Mapping[Hashable, PoolRider], travel: Travel
+        self,
+        routes: Mapping[Hashable, Route],
+        riders: Mapping[Hashable, PoolRider],
+        travel: Travel,
+        drive_weight: float,
     ) -> None:
         super().__init__()
         self._routes, self._riders, self._travel = routes, riders, travel
+        self._weight = drive_weight
 
     def __missing__(self, vehicle_id: Hashable) -> float:
         route = self._routes[vehicle_id]
-        cost = self[vehicle_id] = plan_cost(route, route.plan, self._riders, self._travel)
+        cost = plan_cost(route, route.plan, self._riders, self._travel, self._weight)
+        self[vehicle_id] = cost
         return cost
 
 
@@ -270,7 +282,7 @@ def _trips(
                     found = []
                     for _, plan in plans:
                         for cost, candidate in feasible_placements(
-                            route, plan, riders[ride_id], riders, travel
+                            route, plan, riders[ride_id], riders, travel, limits.drive_weight
                         ):
                             if candidate not in seen:
                                 seen.add(candidate)

@@ -27,24 +27,35 @@ def placements(plan: Plan, ride_id: Hashable, first: int = 0) -> Iterator[Plan]:
 
 
 def feasible_placements(
-    route: Route, plan: Plan, rider: PoolRider, riders: Mapping[Hashable, PoolRider], travel: Travel
+    route: Route,
+    plan: Plan,
+    rider: PoolRider,
+    riders: Mapping[Hashable, PoolRider],
+    travel: Travel,
+    drive_weight: float = 0.0,
 ) -> list[tuple[float, Plan]]:
-    """The placements of ``rider`` into ``plan`` that keep the rule, with their costs."""
+    """The placements of ``rider`` into ``plan`` that keep the rule, with their costs
+    (``plan_cost``'s, with its ``drive_weight``)."""
     out = []
     for candidate in placements(plan, rider.ride_id, route.committed):
-        cost = plan_cost(route, candidate, riders, travel)
+        cost = plan_cost(route, candidate, riders, travel, drive_weight)
         if cost < math.inf:
             out.append((cost, candidate))
     return out
 
 
 def best_placement(
-    route: Route, plan: Plan, rider: PoolRider, riders: Mapping[Hashable, PoolRider], travel: Travel
+    route: Route,
+    plan: Plan,
+    rider: PoolRider,
+    riders: Mapping[Hashable, PoolRider],
+    travel: Travel,
+    drive_weight: float = 0.0,
 ) -> tuple[float, Plan] | None:
     """The cheapest placement (the first of equal ones), or None when none keeps the rule."""
     best: tuple[float, Plan] | None = None
     for candidate in placements(plan, rider.ride_id, route.committed):
-        cost = plan_cost(route, candidate, riders, travel)
+        cost = plan_cost(route, candidate, riders, travel, drive_weight)
         if cost < math.inf and (best is None or cost < best[0]):
             best = (cost, candidate)
     return best
@@ -77,6 +88,7 @@ def insert_in_order(
     base_costs: Mapping[Hashable, float],
     first: Mapping[tuple[Hashable, Hashable], tuple[float, Plan] | None] | None = None,
     max_new: int | None = None,
+    drive_weight: float = 0.0,
 ) -> Assignment:
     """The greedy path: riders by request time, each into the vehicle among ``reach``'s
     where it adds least, at most ``max_new`` riders per vehicle (None: no limit).
@@ -101,7 +113,7 @@ def insert_in_order(
             ):
                 found = first[(rider.ride_id, vehicle_id)]
             else:
-                found = best_placement(route, route.plan, rider, riders, travel)
+                found = best_placement(route, route.plan, rider, riders, travel, drive_weight)
             if found is None:
                 continue
             added = found[0] - cost_now[vehicle_id]

@@ -46,6 +46,9 @@ def test_a_plan_that_keeps_every_bound_is_timed_and_costs_the_riders_delay() -> 
     # a: dropped at 5 km, requested at 0, direct 4 km: 1 km late; b: 4 - 0 - 2 = 2 km late
     assert done.cost == pytest.approx(3 * KM)
     assert plan_cost(route, (P("a"), P("b"), D("b"), D("a")), riders, line) == done.cost
+    # with a drive weight, each second driven (5 km here) adds that much
+    weighted = walk(route, (P("a"), P("b"), D("b"), D("a")), riders, line, 0.5)
+    assert weighted.cost == pytest.approx(3 * KM + 0.5 * 5 * KM)
 
 
 def test_more_seats_than_the_vehicle_has_are_refused() -> None:
@@ -168,13 +171,13 @@ def _plans(draw: st.DrawFn) -> tuple[Route, tuple[Stop, ...], dict[str, PoolRide
 
 
 @settings(max_examples=600, deadline=None)
-@given(_plans())
+@given(_plans(), st.sampled_from([0.0, 0.5, 2.0]))
 def test_the_fast_cost_gives_walks_verdict_and_cost_on_any_plan(
-    case: tuple[Route, tuple[Stop, ...], dict[str, PoolRider]],
+    case: tuple[Route, tuple[Stop, ...], dict[str, PoolRider]], weight: float
 ) -> None:
     route, plan, riders = case
-    done = walk(route, plan, riders, line)
-    fast = plan_cost(route, plan, riders, line)
+    done = walk(route, plan, riders, line, weight)
+    fast = plan_cost(route, plan, riders, line, weight)
     assert (fast == math.inf) == (not done.ok)
     if done.ok:
         assert fast == pytest.approx(done.cost)

@@ -14,7 +14,12 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from dispatch.domain.pooling import PoolBounds, PoolRider, Route, Stop, walk
-from dispatch.matching.pooling.batch import PoolLimits, Shareable, assign_window
+from dispatch.matching.pooling.batch import (
+    PoolLimits,
+    Shareable,
+    assign_in_order,
+    assign_window,
+)
 from dispatch.matching.pooling.insertion import (
     best_placement,
     feasible_placements,
@@ -187,27 +192,31 @@ def _windows(draw: st.DrawFn) -> tuple[list[PoolRider], list[Route], dict[Hashab
     return asking, routes, accepted
 
 
+WEIGHTS = st.sampled_from([0.0, 0.0, 0.5, 1.0, 3.0])  # seconds of delay a second driven is
+
+
 @settings(max_examples=150, deadline=None)
-@given(_windows(), st.integers(1, 3))
+@given(_windows(), st.integers(1, 3), WEIGHTS)
 def test_a_windows_plans_are_never_worse_than_insertion_and_keep_the_rule(
-    case: tuple[list[PoolRider], list[Route], dict[Hashable, PoolRider]], max_trip: int
+    case: tuple[list[PoolRider], list[Route], dict[Hashable, PoolRider]],
+    max_trip: int,
+    weight: float,
 ) -> None:
     asking, routes, accepted = case
-    limits = PoolLimits(candidates=8, max_trip=max_trip, budget_s=30.0)
+    limits = PoolLimits(candidates=8, max_trip=max_trip, budget_s=30.0, drive_weight=weight)
     chosen, report = assign_window(asking, routes, accepted, TRAVEL, PACE, limits, 100.0)
     riders = {**accepted, **{r.ride_id: r for r in asking}}
     by_id = {r.vehicle_id: r for r in routes}
-    base = {v: walk(r, r.plan, riders, TRAVEL).cost for v, r in by_id.items()}
+    base = {v: walk(r, r.plan, riders, TRAVEL, weight).cost for v, r in by_id.items()}
     reach = Reach(routes, PACE)
-    greedy = insert_in_order(
-        asking, by_id, riders, TRAVEL, lambda r: reach.of(r, 8), base, max_new=max_trip
-    )
+    greedy = insert_in_order(asking, by_id, riders, TRAVEL, lambda r: reach.of(r, 8), base,
+                             max_new=max_trip, drive_weight=weight)  # fmt: skip
     assert chosen.key() <= (greedy.key()[0], greedy.key()[1] + 1e-6)
     assert (report.insertion_served, report.served) == (greedy.served, chosen.served)
     added = 0.0
     for vehicle_id, plan in chosen.plans.items():
         route = by_id[vehicle_id]
-        done = walk(route, plan, riders, TRAVEL)
+        done = walk(route, plan, riders, TRAVEL, weight)
         assert done.ok, done.problem
         new = {s.ride_id for s in plan} - {s.ride_id for s in route.plan}
         assert tuple(s for s in plan if s.ride_id not in new) == route.plan  # old stops, old order
@@ -224,19 +233,23 @@ def _every_plan(route: Route, new: list[PoolRider]) -> list[tuple[Stop, ...]]:
 
 
 def _brute_force(
-    asking: list[PoolRider], routes: list[Route], accepted: dict[Hashable, PoolRider], max_trip: int
+    asking: list[PoolRider],
+    routes: list[Route],
+    accepted: dict[Hashable, PoolRider],
+    max_trip: int,
+    weight: float = 0.0,
 ) -> tuple[int, float]:
     """The best key over every assignment of riders to vehicles (or none), each vehicle's
     riders placed every possible way: no pruning, no candidates."""
     riders = {**accepted, **{r.ride_id: r for r in asking}}
-    base = {r.vehicle_id: walk(r, r.plan, riders, TRAVEL).cost for r in routes}
+    base = {r.vehicle_id: walk(r, r.plan, riders, TRAVEL, weight).cost for r in routes}
     best_of: dict[tuple[Hashable, frozenset[Hashable]], float] = {}
 
     def cheapest(route: Route, group: frozenset[Hashable]) -> float:
         key = (route.vehicle_id, group)
         if key not in best_of:
             costs = [
-                walk(route, p, riders, TRAVEL)
+                walk(route, p, riders, TRAVEL, weight)
                 for p in _every_plan(route, [riders[r] for r in sorted(group, key=str)])
             ]  # type: ignore[misc]
             best_of[key] = (
@@ -286,11 +299,10 @@ def test_a_window_with_time_finds_the_best_assignment_brute_force_finds(
         )
         for r in routes
     ]
-    max_trip = data.draw(st.integers(1, 3))
-    chosen, report = assign_window(
-        asking, routes, accepted, TRAVEL, PACE, PoolLimits(max_trip=max_trip, budget_s=60.0), 100.0
-    )
-    best = _brute_force(asking, routes, accepted, max_trip)
+    max_trip, weight = data.draw(st.integers(1, 3)), data.draw(WEIGHTS)
+    limits = PoolLimits(max_trip=max_trip, budget_s=60.0, drive_weight=weight)
+    chosen, report = assign_window(asking, routes, accepted, TRAVEL, PACE, limits, 100.0)
+    best = _brute_force(asking, routes, accepted, max_trip, weight)
     assert not report.capped
     assert chosen.key()[0] == best[0]  # as many served (the keys hold minus the count)
     assert chosen.added_cost == pytest.approx(best[1], abs=1e-6)
@@ -317,6 +329,30 @@ def test_the_greedy_path_gives_a_vehicle_no_more_new_riders_than_max_trip() -> N
         max_new=1,
     )
     assert sorted(greedy.riders.values()) == ["A", "B"] and report.insertion_served == 2
+
+
+def test_a_drive_weight_puts_a_rider_into_a_car_on_its_way_rather_than_a_free_one() -> None:
+    # "a" rides north from the origin; "n" asks a little further up for a shorter trip the
+    # same way; a free car waits right at n's pickup
+    a = ask("a", ORIGIN, north(5), at=0.0, wait=600, detour=2.0)
+    n = ask("n", north(1), north(4), at=100.0, wait=600, detour=2.0)
+    serving = Route("on-its-way", 4, ORIGIN, 100.0, {"a": 90.0}, (Stop("a", False),))
+    free = Route("free", 4, north(1.05), 100.0)
+    for weight, car in ((0.0, "free"), (1.0, "on-its-way")):
+        limits = PoolLimits(budget_s=5.0, drive_weight=weight)
+        for assign in ("window", "in_order"):
+            if assign == "window":
+                chosen, _ = assign_window([n], [serving, free], {"a": a}, TRAVEL, PACE, limits,
+                                          100.0)  # fmt: skip
+            else:
+                chosen = assign_in_order([n], [serving, free], {"a": a}, TRAVEL, PACE, limits)
+            assert chosen.riders == {"n": car}, (weight, assign)
+
+
+def test_a_negative_or_unbounded_drive_weight_is_refused() -> None:
+    for weight in (-1.0, math.inf, math.nan):
+        with pytest.raises(ValueError, match="drive_weight must be 0 or more"):
+            PoolLimits(drive_weight=weight)
 
 
 def test_a_window_serves_the_most_riders_even_where_a_trip_saves_delay() -> None:
