@@ -1,7 +1,7 @@
 """Benchmark a shared-ride batch window: 200 asking riders, 2,000 vehicles (issue #21).
 
     .venv/bin/python scripts/bench_pooling.py [--windows 10] [--riders 200] [--vehicles 2000]
-        [--busy 0.4] [--budget-ms 150] [--seed 1] [--json]
+        [--busy 0.4] [--budget-ms 150] [--drive-weight 0] [--seed 1] [--json]
 
 Each window is a fresh random city: vehicles uniform in a disc of 6 km around San Francisco
 (4 seats, one in five 6), ``--busy`` of them already carrying a rider (on board, or on the
@@ -10,7 +10,8 @@ way to pick up), and the asking riders' pickups uniform in the same disc with tr
 matcher's straight-line pace (1.35 road factor at 25 km/h). Every window is decided twice
 side by side: by ``assign_window`` with the budget, and by the greedy insertion path alone.
 It reports each one's decision time (median, p95, max), how many windows hit the budget,
-and the served riders and added delay of both. Nothing about time is asserted.
+and the served riders and added cost of both (the riders' delay, plus ``--drive-weight``
+times the seconds driven: DISPATCH_POOL_DRIVE_WEIGHT). Nothing about time is asserted.
 """
 
 from __future__ import annotations
@@ -102,10 +103,10 @@ def _greedy_path(
     riders = {**accepted, **{r.ride_id: r for r in asking}}
     reach = Reach(routes, pace)
     by_id = {r.vehicle_id: r for r in routes}
-    base = {r.vehicle_id: plan_cost(r, r.plan, riders, travel) for r in routes}
-    return insert_in_order(
-        asking, by_id, riders, travel, lambda r: reach.of(r, limits.candidates), base
-    )
+    weight = limits.drive_weight
+    base = {r.vehicle_id: plan_cost(r, r.plan, riders, travel, weight) for r in routes}
+    return insert_in_order(asking, by_id, riders, travel, lambda r: reach.of(r, limits.candidates),
+                           base, drive_weight=weight)  # fmt: skip
 
 
 def _quantile(xs: list[float], p: float) -> float:
@@ -126,6 +127,7 @@ def _summary(
         "machine": {"cpu": cpu_model()},
         "windows": args.windows, "riders": args.riders, "vehicles": args.vehicles,
         "busy": args.busy, "budget_ms": args.budget_ms, "seed": args.seed,
+        "drive_weight": args.drive_weight,
         "batch_ms": {"p50": 1e3 * statistics.median(batch_s),
                      "p95": 1e3 * _quantile(batch_s, 0.95), "max": 1e3 * max(batch_s)},
         "insertion_ms": {"p50": 1e3 * statistics.median(insert_s), "max": 1e3 * max(insert_s)},
@@ -133,7 +135,7 @@ def _summary(
         "solver": {s: sum(1 for r, _ in rows if r.solver == s)
                    for s in ("insertion", "trips", "ilp")},
         "served": {"batch": served_b, "insertion": served_i},
-        "added_delay_s_per_served": {
+        "added_cost_s_per_served": {
             "batch": sum(r.added_cost for r, _ in rows) / max(1, served_b),
             "insertion": sum(a.added_cost for _, a in rows) / max(1, served_i),
         },
@@ -150,16 +152,24 @@ def main() -> int:
     parser.add_argument("--busy", type=float, default=0.4)
     parser.add_argument("--budget-ms", type=float, default=150.0)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--drive-weight",
+        type=float,
+        default=0.0,
+        help="DISPATCH_POOL_DRIVE_WEIGHT: delay seconds a driven second is worth",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.windows < 1 or args.riders < 1 or args.vehicles < 1 or not 0 <= args.busy <= 1:
         parser.error("--windows, --riders and --vehicles must be at least 1, --busy in [0, 1]")
     if not args.budget_ms > 0:
         parser.error("--budget-ms must be positive")
+    if not (math.isfinite(args.drive_weight) and args.drive_weight >= 0):
+        parser.error("--drive-weight must be 0 or more")
     pace = StraightLineEta().seconds_per_m
     travel = StraightLineTravel(pace)
     bounds = PoolBounds()
-    limits = PoolLimits(budget_s=args.budget_ms / 1000.0)
+    limits = PoolLimits(budget_s=args.budget_ms / 1000.0, drive_weight=args.drive_weight)
     rng = random.Random(args.seed)
     batch_s: list[float] = []
     insert_s: list[float] = []

@@ -321,15 +321,16 @@ class Matcher:
         if waiting and self.strategy.due(now):
             self.stats.searches += len(waiting)
             shared = [r for r in waiting if self.pool.is_shared(r.ride_id)]
+            matched: set[UUID] = set()
+            offered: set[UUID] = set()  # free drivers offered a shared ride this tick
             if shared:
                 waiting = [r for r in waiting if not self.pool.is_shared(r.ride_id)]
-            pairings = self._assign(waiting, now) if waiting else []
-            matched = {p.ride_id for p in pairings}
-            if shared:
-                pooled, paired = self._pool(shared, {p.driver_id for p in pairings}, now)
+                pooled, matched = self._pool(shared, now)
                 decisions.extend(pooled)
-                matched |= paired
-                waiting += shared
+                offered = {d.driver_id for d in pooled if isinstance(d, MakeOffer)}
+            pairings = self._assign(waiting, now, offered) if waiting else []
+            matched |= {p.ride_id for p in pairings}
+            waiting += shared
             for ride in waiting:
                 if ride.ride_id not in matched:
                     self.waiting.unmatched(ride, now)
@@ -359,21 +360,25 @@ class Matcher:
                 self.surge.meet(cells, self.index.resolution)
         return decisions
 
-    def _assign(self, waiting: list[PendingRide], now: float) -> list[Pairing]:
+    def _assign(self, waiting: list[PendingRide], now: float, taken: set[UUID]) -> list[Pairing]:
         """A pickup inside a place with a queue goes to the queue's head first (the first
         queued driver free, positioned, serving its product and not excluded by the ride);
         the rest, and those with no such driver, to the strategy, without any queued
-        driver: a queue's drivers wait for its place's pickups."""
+        driver (a queue's drivers wait for its place's pickups) and without the drivers
+        ``taken`` (offered a shared ride in this tick)."""
         limits = self.config.limits
-        if not self.place_queues.queues:
-            return self.strategy.assign(waiting, self.fleet, self.eta, limits, now)
-        first = self._queue_heads(waiting)
-        self.stats.queue_offers += len(first)
-        offered = {p.ride_id for p in first}
-        rest = [r for r in waiting if r.ride_id not in offered]
-        queued = {d for q in self.place_queues.queues.values() for d in q}
-        aside = [(d, self.positions[d]) for d in queued if d in self.fleet]
-        for driver_id, _ in aside:  # kept for their place, and not offered twice a tick
+        first: list[Pairing] = []
+        rest = waiting
+        if self.place_queues.queues:
+            first = self._queue_heads(waiting, taken)
+            self.stats.queue_offers += len(first)
+            offered = {p.ride_id for p in first}
+            rest = [r for r in waiting if r.ride_id not in offered]
+            taken = taken | {d for q in self.place_queues.queues.values() for d in q}
+        if not taken:
+            return first + self.strategy.assign(rest, self.fleet, self.eta, limits, now)
+        aside = [(d, self.positions[d]) for d in taken if d in self.fleet]
+        for driver_id, _ in aside:  # not offered twice a tick; queued ones kept for their place
             self.fleet.remove(driver_id)
         try:
             return first + self.strategy.assign(rest, self.fleet, self.eta, limits, now)
@@ -382,11 +387,13 @@ class Matcher:
                 self.fleet.upsert(driver_id, lat, lng, at, self.products_of(driver_id))
 
     def _pool(
-        self, shared: list[PendingRide], taken: set[UUID], now: float
+        self, shared: list[PendingRide], now: float
     ) -> tuple[list[MakeOffer | ExtendPlan], set[UUID]]:
-        """A window of the shared rides ready: into the plans of this shard's own drivers,
-        free ones (near each ride, not taken this tick, not waiting in a place's queue) and
-        those serving a plan (no offer open, not going offline after their trips)."""
+        """A window of the shared rides ready (before the single ones of the tick): into
+        the plans of this shard's own drivers, free ones (near each ride, not waiting in a
+        place's queue unless at its head for a pickup there) and those serving a plan (no
+        offer open, not going offline after their trips)."""
+        taken: set[UUID] = set()
         limits = self.config.limits
         k = 2 * self.config.pool.limits.candidates
         queued = {d for q in self.place_queues.queues.values() for d in q}
@@ -446,9 +453,14 @@ class Matcher:
                                            now, expires_at)  # fmt: skip
         return heads + decided, paired | {d.ride_id for d in heads}
 
-    def _queue_heads(self, waiting: list[PendingRide]) -> list[Pairing]:
+    def _queue_heads(
+        self, waiting: list[PendingRide], taken: set[UUID] | None = None
+    ) -> list[Pairing]:
+        """Each pickup inside a place with a queue paired with the queue's first driver who
+        is free, positioned, serves its product, is not excluded by the ride and is not
+        ``taken`` (offered another ride this tick)."""
         assert self.places is not None
-        taken: set[UUID] = set()
+        taken = set(taken or ())
         out = []
         for ride in sorted(waiting, key=lambda r: r.requested_at):
             place = self.places.queue_place(ride.lat, ride.lng)

@@ -213,11 +213,12 @@ def test_shared_rides_are_refused_where_pooling_is_off(tmp_path: Path) -> None:
     world.engine.stop()
 
 
-def test_a_single_ride_and_a_shared_one_in_one_tick_do_not_share_a_free_vehicle(
+def test_a_shared_ride_goes_first_and_a_single_one_in_the_same_tick_takes_another_car(
     tmp_path: Path,
 ) -> None:
     world = World(tmp_path)
-    only = world.driver(0.001)
+    near = world.driver(0.001)
+    farther = world.driver(0.01)  # about a kilometre north
     world.engine.transport.send_pings([])  # nothing: the two requests land in one batch
     rider_a, rider_b = new_id(0), new_id(0)
     assert world.send(c.RegisterRider(rider_id=rider_a, name="a")).accepted
@@ -231,9 +232,8 @@ def test_a_single_ride_and_a_shared_one_in_one_tick_do_not_share_a_free_vehicle(
         world.engine.transport.send_command(env)
     world.now += 2.5
     world.engine.run_once()
-    offered = [r for r in (single, shared) if world.offered_to(r) == only]
-    assert offered == [single]  # one offer to the one vehicle; the shared ride waits
-    assert shared in world.matcher.pending
+    # the shared ride takes the nearer vehicle; the single one, in the same tick, the other
+    assert (world.offered_to(shared), world.offered_to(single)) == (near, farther)
     world.engine.stop()
 
 

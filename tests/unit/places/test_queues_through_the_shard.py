@@ -328,3 +328,30 @@ def test_a_shared_ride_inside_the_place_goes_to_the_queue_head_with_its_plan(
                                     dropoff=dropoff, shared=True)).accepted  # fmt: skip
     assert world.offered_to(ride) == head
     assert world.matcher.pool.plans[head].offer_plan == [[str(ride), "P"], [str(ride), "D"]]
+
+
+def test_a_queue_head_offered_a_shared_ride_is_not_offered_a_single_one_in_the_same_tick(
+    tmp_path: Path,
+) -> None:
+    world = PoolingWorld(tmp_path)
+    head = world.driver(NEAR_INSIDE)
+    world.now += 30
+    behind = world.driver(NEAR_INSIDE)
+    assert world.queue() == [head, behind]
+    pickup, dropoff = LatLng(lat=PICKUP[0], lng=PICKUP[1]), LatLng(lat=37.64, lng=-122.40)
+    riders = {shared: new_id(0) for shared in (True, False)}
+    for rider in riders.values():
+        assert world.send(c.RegisterRider(rider_id=rider, name="r")).accepted
+    world.engine.transport.send_pings([])  # nothing: the two requests land in one batch
+    rides = {}
+    for shared, rider in riders.items():  # one tick for both: the shared one is matched first
+        ride = rides[shared] = new_id(0)
+        command = c.RequestRide(ride_id=ride, rider_id=rider, pickup=pickup, dropoff=dropoff,
+                                shared=shared)  # fmt: skip
+        at = datetime.fromtimestamp(world.now, UTC)
+        envelope = c.CommandEnvelope(command_id=str(uuid.uuid4()), command=command, issued_at=at)
+        world.engine.transport.send_command(envelope)
+    world.now += 1
+    world.engine.run_once()
+    assert world.offered_to(rides[True]) == head
+    assert world.offered_to(rides[False]) == behind  # in the same tick, the next in the queue
