@@ -354,7 +354,7 @@ class Settings(BaseSettings):
     pool_candidates: int = Field(default=8, ge=1, le=64)
     pool_max_trip: int = Field(default=3, ge=1, le=6)
     pool_budget_ms: float = Field(default=150.0, gt=0, le=10_000)
-    pool_drive_weight: float = Field(default=0.0, ge=0, le=100)
+    pool_drive_weight: float = Field(default=1.0, ge=0, le=100)
     surge_window_s: float = Field(default=300.0, gt=0, le=86_400)
     surge_cap: Decimal = Field(default=Decimal("3.00"), ge=1, le=10, decimal_places=2)
     surge_gain: float = Field(default=0.5, gt=0, le=100)

@@ -1,7 +1,7 @@
 """Benchmark a shared-ride batch window: 200 asking riders, 2,000 vehicles (issue #21).
 
     .venv/bin/python scripts/bench_pooling.py [--windows 10] [--riders 200] [--vehicles 2000]
-        [--busy 0.4] [--budget-ms 150] [--drive-weight 0] [--seed 1] [--json]
+        [--busy 0.4] [--budget-ms 150] [--drive-weight 1] [--seed 1] [--json]
 
 Each window is a fresh random city: vehicles uniform in a disc of 6 km around San Francisco
 (4 seats, one in five 6), ``--busy`` of them already carrying a rider (on board, or on the

@@ -54,7 +54,7 @@ class PoolLimits:
     budget_s: float = 0.15  # a window's time cap (the enumeration and the program share it)
     # seconds of riders' delay a second of driving is worth in a plan's cost (0: riders'
     # delay alone; more puts riders into cars already on their way rather than free ones)
-    drive_weight: float = 0.0
+    drive_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if self.candidates < 1 or self.max_trip < 1:

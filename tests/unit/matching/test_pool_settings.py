@@ -23,8 +23,8 @@ def test_the_pool_settings_become_the_windows_limits(monkeypatch: pytest.MonkeyP
     assert matching.seconds_per_m == straight_line_pace(settings.road_factor, settings.speed_kmh)
 
 
-def test_riders_delay_alone_is_the_default_cost() -> None:
-    assert build_pool_matching(Settings()).limits.drive_weight == Settings().pool_drive_weight
+def test_a_second_driven_weighs_as_much_as_a_second_of_delay_by_default() -> None:
+    assert build_pool_matching(Settings()).limits.drive_weight == 1.0
 
 
 @pytest.mark.parametrize("value", ["-0.5", "101", "nan", "heavy"])

@@ -362,7 +362,8 @@ def test_a_window_serves_the_most_riders_even_where_a_trip_saves_delay() -> None
     r1 = ask("r1", ORIGIN, north(-3), at=200.0)
     r2 = ask("r2", north(2), north(5), at=200.0)
     routes = [Route("A", 4, north(1), -100.0), Route("B", 4, north(-1.1), -100.0)]
-    chosen, _ = assign_window([r1, r2], routes, {}, TRAVEL, PACE, PoolLimits(budget_s=5.0), 200.0)
+    limits = PoolLimits(budget_s=5.0, drive_weight=0.0)  # the riders' delay alone
+    chosen, _ = assign_window([r1, r2], routes, {}, TRAVEL, PACE, limits, 200.0)
     assert chosen.riders == {"r1": "B", "r2": "A"} and chosen.added_cost < 0
 
 
@@ -439,14 +440,14 @@ def _crowded(draw: st.DrawFn) -> tuple[list[PoolRider], list[Route]]:
 
 
 @settings(max_examples=80, deadline=None)
-@given(_crowded(), st.integers(2, 3))
+@given(_crowded(), st.integers(2, 3), WEIGHTS)
 def test_a_window_of_riders_who_could_share_finds_the_best_pooling(
-    case: tuple[list[PoolRider], list[Route]], max_trip: int
+    case: tuple[list[PoolRider], list[Route]], max_trip: int, weight: float
 ) -> None:
     asking, routes = case
-    limits = PoolLimits(max_trip=max_trip, budget_s=60.0)
+    limits = PoolLimits(max_trip=max_trip, budget_s=60.0, drive_weight=weight)
     chosen, report = assign_window(asking, routes, {}, TRAVEL, PACE, limits, 100.0)
-    best = _brute_force(asking, routes, {}, max_trip)
+    best = _brute_force(asking, routes, {}, max_trip, weight)
     assert not report.capped
     assert chosen.key()[0] == best[0]
     assert chosen.added_cost == pytest.approx(best[1], abs=1e-6)
