@@ -155,7 +155,7 @@ def main() -> int:
     parser.add_argument(
         "--drive-weight",
         type=float,
-        default=0.0,
+        default=1.0,
         help="DISPATCH_POOL_DRIVE_WEIGHT: delay seconds a driven second is worth",
     )
     parser.add_argument("--json", action="store_true")
