@@ -40,8 +40,9 @@ CityKm = Annotated[
     typer.Option(
         help=f"The side of the synthetic city's square in km, {MIN_CITY_KM:g} to "
         f"{MAX_CITY_KM:g} (default {DEFAULT_CITY_KM:g}): the same demand in a smaller city is "
-        "denser (hot spots spread less; trips keep their 4 km mean, cut at the edge). Not "
-        "with --demand-trace or --road-network, which bring their city.",
+        "denser (hot spots spread less; a drop-off beyond the square is drawn again, so trips "
+        "are shorter: docs/SIMULATION.md). Not with --demand-trace or --road-network, which "
+        "bring their city.",
     ),
 ]
 ExactTimes = Annotated[

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 M_PER_DEG_LAT = 111_320.0
 DEFAULT_CITY_KM = 30.0
 MIN_CITY_KM, MAX_CITY_KM = 2.0, 200.0
+INSIDE_DRAWS = 20  # a sized city's tries at a drop-off inside the square before clamping
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +48,9 @@ class City:
         ]
         self._weights = [h.weight for h in self.hotspots]
         self.anchors: list[tuple[float, float]] = []
+        # A drop-off beyond the square: drawn again (a city of another size than the
+        # default), or moved onto the edge (the default city, as in every earlier run).
+        self.redraw_outside = False
 
     @classmethod
     def covering(cls, points: list[tuple[float, float]]) -> City:
@@ -85,7 +89,9 @@ class City:
         if not MIN_CITY_KM <= size_km <= MAX_CITY_KM:  # NaN too
             raise ValueError(f"a city of {MIN_CITY_KM:g} to {MAX_CITY_KM:g} km, not {size_km:g}")
         scale = min(1.0, size_km / DEFAULT_CITY_KM)
-        return cls(size_km=size_km, rng=rng, hotspot_scale=scale)
+        city = cls(size_km=size_km, rng=rng, hotspot_scale=scale)
+        city.redraw_outside = size_km != DEFAULT_CITY_KM
+        return city
 
     @property
     def size_km(self) -> float:
@@ -126,13 +132,20 @@ class City:
     def near(
         self, rng: random.Random, lat: float, lng: float, mean_m: float
     ) -> tuple[float, float]:
-        """A point about ``mean_m`` away in a random direction, kept inside the city."""
-        dist = rng.expovariate(1.0 / mean_m)
-        angle = rng.uniform(0, 2 * math.pi)
-        return self.clamp(
-            lat + dist * math.sin(angle) / M_PER_DEG_LAT,
-            lng + dist * math.cos(angle) / self.m_per_deg_lng,
-        )
+        """A point about ``mean_m`` away in a random direction, kept inside the city: one
+        beyond the square is drawn again (``redraw_outside``, up to ``INSIDE_DRAWS`` tries)
+        or moved onto its edge."""
+        for _ in range(INSIDE_DRAWS if self.redraw_outside else 1):
+            dist = rng.expovariate(1.0 / mean_m)
+            angle = rng.uniform(0, 2 * math.pi)
+            point = (
+                lat + dist * math.sin(angle) / M_PER_DEG_LAT,
+                lng + dist * math.cos(angle) / self.m_per_deg_lng,
+            )
+            inside = self.clamp(*point)
+            if inside == point:
+                return point
+        return inside
 
     def step_towards(
         self,

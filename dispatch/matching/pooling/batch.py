@@ -15,7 +15,8 @@ In the spirit of Alonso-Mora et al. (PNAS 2017), bounded in time per window:
 5. *Assignment*: each vehicle takes at most one trip and each rider is in at most one:
    greedily (bigger trips, then cheaper, first) and as an integer program (scipy's HiGHS)
    with the time left. The best of the greedy path, the greedy trips and the program wins:
-   more riders served, then less delay added.
+   more riders served, then less cost added (the riders' delay, plus ``drive_weight`` times
+   the seconds driven: ``plan_cost``).
 
 With a travel time that keeps the triangle inequality (``StraightLineTravel``), taking a
 rider's stops out of a feasible plan leaves it feasible, so steps 3 and 4 prune nothing that
@@ -342,11 +343,11 @@ def _take(out: Assignment, trip: _Trip) -> None:
 
 def _program(trips: Sequence[_Trip], seconds: float) -> tuple[Assignment | None, bool]:
     """The integer program: at most one trip per vehicle and per rider, serving as many
-    riders as possible and then adding the least delay. Returns its answer (None when it
+    riders as possible and then adding the least cost. Returns its answer (None when it
     found none in time) and whether it stopped on its time limit."""
     vehicles = {v: i for i, v in enumerate(dict.fromkeys(t.vehicle_id for t in trips))}
     ride_ids = {r: i for i, r in enumerate(dict.fromkeys(r for t in trips for r in t.riders))}
-    # One more rider served outweighs any difference in delay: every trip's delay summed.
+    # One more rider served outweighs any difference in cost: every trip's cost summed.
     weight = 1.0 + sum(abs(t.added) for t in trips)
     c = np.array([t.added - weight * len(t.riders) for t in trips])
     rows, cols = [], []

@@ -6,6 +6,7 @@ own city), is a usage error naming the option."""
 from __future__ import annotations
 
 import json
+import math
 import random
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,25 @@ def test_a_smaller_city_has_its_demand_closer_together() -> None:
             assert small.clamp(*point) == point  # every stop inside the 4 km square
 
 
+def _on_edge(city: City, point: tuple[float, float]) -> bool:
+    lat_edge, lng_edge = city.clamp(city.lat + 90, city.lng + 180)  # the north-east corner
+    return math.isclose(abs(point[0] - city.lat), lat_edge - city.lat) or math.isclose(
+        abs(point[1] - city.lng), lng_edge - city.lng
+    )
+
+
+def test_a_sized_city_draws_a_drop_off_beyond_it_again_instead_of_piling_it_on_the_edge() -> None:
+    requests = synthetic_demand(City.sized(10.0, random.Random(2)), 50.0, 30.0, Streams(1), 4e3)
+    small = City.sized(10.0, random.Random(2))
+    on_edge = sum(_on_edge(small, r.dropoff) for r in requests)
+    assert on_edge <= len(requests) * 0.01  # clamped only after every redraw fell outside
+    # the default city keeps the clamp of every earlier run (its demand reproduces)
+    wide = City.sized(30.0, random.Random(2))
+    requests = synthetic_demand(wide, 50.0, 30.0, Streams(1), 4e3)
+    old = synthetic_demand(City(rng=random.Random(2)), 50.0, 30.0, Streams(1), 4e3)
+    assert requests == old and sum(_on_edge(wide, r.dropoff) for r in requests) > 0
+
+
 @pytest.mark.parametrize("km", [1.9, 200.1, float("nan")])
 def test_a_city_out_of_range_is_refused_by_its_constructor(km: float) -> None:
     with pytest.raises(ValueError, match="2 to 200 km"):
@@ -68,6 +88,24 @@ def test_a_simulation_reports_its_city_and_a_smaller_one_brings_pickups_nearer(
     assert (wide["city_km"], dense["city_km"]) == (30.0, 5.0)
     assert dense["pickup_m_mean"] < wide["pickup_m_mean"]
     assert wide["violations"] == dense["violations"] == []
+
+
+def test_a_simulated_city_split_over_shards_is_the_square_asked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dispatch.simulator.cityshards as cityshards
+
+    radii: list[float] = []
+    original = cityshards.split_city
+
+    def spy(settings: Any, shards: int, points: Any = None, city: Any = None) -> Any:
+        split = original(settings, shards, points, city)
+        radii.append(split.markets[0].radius_km)
+        return split
+
+    monkeypatch.setattr(cityshards, "split_city", spy)
+    out = simulate(tmp_path, "--city-km", "6", "--city-shards", "2")
+    assert radii == [pytest.approx(3.0 * 2**0.5 + 2.0)] and out["shards"] == 2
 
 
 def test_a_split_city_covers_the_square_it_was_given() -> None:
