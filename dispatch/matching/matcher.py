@@ -375,8 +375,6 @@ class Matcher:
             offered = {p.ride_id for p in first}
             rest = [r for r in waiting if r.ride_id not in offered]
             taken = taken | {d for q in self.place_queues.queues.values() for d in q}
-        if not taken:
-            return first + self.strategy.assign(rest, self.fleet, self.eta, limits, now)
         aside = [(d, self.positions[d]) for d in taken if d in self.fleet]
         for driver_id, _ in aside:  # not offered twice a tick; queued ones kept for their place
             self.fleet.remove(driver_id)

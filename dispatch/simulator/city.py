@@ -31,6 +31,7 @@ class City:
         hotspots: int = 5,
         rng: random.Random | None = None,
         hotspot_scale: float = 1.0,
+        redraw_outside: bool = False,
     ) -> None:
         """``hotspot_scale``: hot spots' spread (1.5-3.5 km) times this (a small city's)."""
         self.lat, self.lng, self.half_m = lat, lng, size_km * 500.0
@@ -50,7 +51,7 @@ class City:
         self.anchors: list[tuple[float, float]] = []
         # A drop-off beyond the square: drawn again (a city of another size than the
         # default), or moved onto the edge (the default city, as in every earlier run).
-        self.redraw_outside = False
+        self.redraw_outside = redraw_outside
 
     @classmethod
     def covering(cls, points: list[tuple[float, float]]) -> City:
@@ -80,7 +81,8 @@ class City:
         height_m = (lat[1] - lat[0]) * M_PER_DEG_LAT
         width_m = (lng[1] - lng[0]) * M_PER_DEG_LAT * math.cos(math.radians(mid_lat))
         size_km = max(height_m, width_m, 100.0) / 1000
-        return cls(mid_lat, mid_lng, size_km, rng=rng, hotspot_scale=min(1.0, size_km / 30.0))
+        scale = min(1.0, size_km / DEFAULT_CITY_KM)
+        return cls(mid_lat, mid_lng, size_km, rng=rng, hotspot_scale=scale)
 
     @classmethod
     def sized(cls, size_km: float, rng: random.Random | None = None) -> City:
@@ -89,9 +91,8 @@ class City:
         if not MIN_CITY_KM <= size_km <= MAX_CITY_KM:  # NaN too
             raise ValueError(f"a city of {MIN_CITY_KM:g} to {MAX_CITY_KM:g} km, not {size_km:g}")
         scale = min(1.0, size_km / DEFAULT_CITY_KM)
-        city = cls(size_km=size_km, rng=rng, hotspot_scale=scale)
-        city.redraw_outside = size_km != DEFAULT_CITY_KM
-        return city
+        return cls(size_km=size_km, rng=rng, hotspot_scale=scale,
+                   redraw_outside=size_km != DEFAULT_CITY_KM)  # fmt: skip
 
     @property
     def size_km(self) -> float:
