@@ -24,13 +24,13 @@ from dispatch.cli.roadnet import (
     with_eta,
 )
 from dispatch.cli.scenario import (
+    MAX_DRIVERS,
+    MAX_MINUTES,
     CityKm,
     CityShards,
     Demand,
     DemandTrace,
-    Drivers,
     ExactTimes,
-    Minutes,
     ReportDir,
     ScheduledShare,
     SharedShare,
@@ -46,6 +46,20 @@ from dispatch.cli.scenario import (
     scheduled_options,
     shared_options,
 )
+from dispatch.cli.simulate_api import (
+    API_MINUTES,
+    MAX_API_MINUTES,
+    AllowRemote,
+    Api,
+    Cleanup,
+    Credentials,
+    Drain,
+    OpenLoop,
+    Profile,
+    SpeedKmh,
+    refuse,
+    simulate_api,
+)
 
 if TYPE_CHECKING:
     from dispatch.simulator.runner import Simulation
@@ -53,11 +67,29 @@ if TYPE_CHECKING:
 console = Console()
 
 
+SimDrivers = Annotated[
+    int | None,
+    typer.Option(
+        min=1, max=MAX_DRIVERS, help="Number of simulated drivers (default 2000; with --api 50)."
+    ),
+]
+SimMinutes = Annotated[
+    float | None,
+    typer.Option(
+        help=f"Simulated minutes, 0.1 to {MAX_MINUTES:g} (default 60); with --api real "
+        f"minutes, 0.1 to {MAX_API_MINUTES:g} (default {API_MINUTES:g})."
+    ),
+]
+
+
 def simulate(
-    drivers: Drivers = 2_000,
-    minutes: Minutes = 60.0,
+    drivers: SimDrivers = None,
+    minutes: SimMinutes = None,
     seed: Annotated[int, typer.Option(min=0, help="Random seed (same seed, same run).")] = 7,
-    strategy: Annotated[str, typer.Option(help="greedy or batch")] = "greedy",
+    strategy: Annotated[
+        str | None,
+        typer.Option(help="greedy or batch (default greedy; with --api the deployment's)."),
+    ] = None,
     demand: Demand = None,
     warmup: Warmup = None,
     exact_times: ExactTimes = False,
@@ -138,8 +170,55 @@ def simulate(
     scheduled_share: ScheduledShare = 0.0,
     shared_share: SharedShare = 0.0,
     city_km: CityKm = None,
+    api: Api = None,
+    allow_remote: AllowRemote = False,
+    profile: Profile = None,
+    open_loop: OpenLoop = False,
+    credentials: Credentials = None,
+    cleanup: Cleanup = True,
+    speed_kmh: SpeedKmh = None,
+    drain: Drain = None,
 ) -> None:
-    """Run the engine against a simulated city and print a report."""
+    """Run the engine against a simulated city and print a report; with --api, drive a
+    running deployment through its public API instead."""
+    in_process_only = {
+        "--strategy": strategy is not None, "--warmup": warmup is not None,
+        "--exact-times": exact_times, "--demand-trace": demand_trace is not None,
+        "--zones": zones is not None, "--trace-time-scale": trace_time_scale is not None,
+        "--trace-window": trace_window is not None, "--skip-bad-rows": skip_bad_rows,
+        "--write-demand": write_demand is not None, "--report-dir": report_dir is not None,
+        "--data-dir": data_dir is not None, "--kafka": kafka is not None,
+        "--workers": workers is not None, "--shards": shards is not None,
+        "--city-shards": city_shards is not None, "--road-network": road_network_path is not None,
+        "--eta": eta is not None, "--vehicle-mix": vehicle_mix is not None,
+        "--product-mix": product_mix is not None, "--place-demand": place_demand != 0.1,
+        "--hints": hints != "off", "--scheduled-share": scheduled_share != 0.0,
+        "--shared-share": shared_share != 0.0,
+    }  # fmt: skip
+    if api is not None:
+        for name, given in in_process_only.items():
+            if given:
+                refuse(name)
+        return simulate_api(
+            api, allow_remote=allow_remote, drivers=drivers, minutes=minutes, seed=seed,
+            demand=demand, profile=profile, open_loop=open_loop, city_km=city_km,
+            speed_kmh=speed_kmh, drain=drain, credentials=credentials, cleanup=cleanup,
+            as_json=as_json,
+        )  # fmt: skip
+    api_only = {
+        "--allow-remote": allow_remote, "--profile": profile is not None,
+        "--open-loop": open_loop, "--credentials": credentials is not None,
+        "--no-cleanup": not cleanup, "--speed-kmh": speed_kmh is not None,
+        "--drain": drain is not None,
+    }  # fmt: skip
+    for name, given in api_only.items():
+        if given:
+            raise typer.BadParameter(
+                "only with --api (a run against a deployment)", param_hint=name
+            )
+    drivers = 2_000 if drivers is None else drivers
+    minutes = 60.0 if minutes is None else minutes
+    strategy = strategy or "greedy"
     from dispatch.simulator.city import City
     from dispatch.simulator.cityshards import split_city
     from dispatch.simulator.experiment import HINTS, with_hints

@@ -85,13 +85,18 @@ class City:
         return cls(mid_lat, mid_lng, size_km, rng=rng, hotspot_scale=scale)
 
     @classmethod
-    def sized(cls, size_km: float, rng: random.Random | None = None) -> City:
-        """The synthetic city: a ``size_km`` square around San Francisco whose hot spots
-        spread less when it is smaller than the default 30 km."""
+    def sized(
+        cls,
+        size_km: float,
+        rng: random.Random | None = None,
+        centre: tuple[float, float] = (37.77, -122.42),
+    ) -> City:
+        """The synthetic city: a ``size_km`` square around ``centre`` (San Francisco by
+        default) whose hot spots spread less when it is smaller than the default 30 km."""
         if not MIN_CITY_KM <= size_km <= MAX_CITY_KM:  # NaN too
             raise ValueError(f"a city of {MIN_CITY_KM:g} to {MAX_CITY_KM:g} km, not {size_km:g}")
         scale = min(1.0, size_km / DEFAULT_CITY_KM)
-        return cls(size_km=size_km, rng=rng, hotspot_scale=scale,
+        return cls(*centre, size_km=size_km, rng=rng, hotspot_scale=scale,
                    redraw_outside=size_km != DEFAULT_CITY_KM)  # fmt: skip
 
     @property

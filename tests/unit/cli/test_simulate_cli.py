@@ -86,3 +86,34 @@ def test_the_table_report_shows_figures_without_samples_as_a_dash(tmp_path: Path
     assert result.exit_code == 0, result.output
     assert "nan" not in result.stdout
     assert "- / - / - s" in result.stdout
+
+
+API_MEANINGLESS = {
+    "remote_target": (["--api", "http://192.0.2.7:8000"], "--allow-remote"),
+    "not_a_url": (["--api", "localhost"], "not an http"),
+    "in_process_option": (["--api", "http://127.0.0.1:9", "--kafka", "127.0.0.1:9092"], "--kafka"),
+    "strategy": (["--api", "http://127.0.0.1:9", "--strategy", "batch"], "--strategy"),
+    "data_dir": (["--api", "http://127.0.0.1:9", "--data-dir", "x"], "--data-dir"),
+    "bad_profile": (["--api", "http://127.0.0.1:9", "--profile", "saw"], "flat, ramp, rush"),
+    "too_fast": (["--api", "http://127.0.0.1:9", "--speed-kmh", "900"], "--speed-kmh"),
+    "nan_drain": (["--api", "http://127.0.0.1:9", "--drain", "nan"], "--drain"),
+    "too_long": (["--api", "http://127.0.0.1:9", "--minutes", "241"], "--minutes"),
+    "profile_without_api": (["--profile", "rush"], "only with --api"),
+    "open_loop_without_api": (["--open-loop"], "only with --api"),
+    "no_cleanup_without_api": (["--no-cleanup"], "only with --api"),
+}
+
+
+@pytest.mark.parametrize("case", API_MEANINGLESS, ids=list(API_MEANINGLESS))
+def test_meaningless_options_of_a_run_against_a_deployment_are_usage_errors(case: str) -> None:
+    args, said = API_MEANINGLESS[case]
+    result = CliRunner().invoke(app, ["simulate", *args])
+    assert result.exit_code == 2, result.output
+    assert said in " ".join(result.output.split()), result.output
+
+
+def test_a_deployment_that_does_not_answer_is_an_error_that_says_so() -> None:
+    args = ["simulate", "--api", "http://127.0.0.1:9", "--drivers", "1", "--minutes", "0.1"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "could not sign in" in " ".join(result.output.split())

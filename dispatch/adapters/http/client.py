@@ -1,0 +1,159 @@
+"""One client of a deployment's public API, shared by many simulated apps.
+
+Every call is measured from the time its app *planned* to send it, not from when the
+request left: a client that fell behind (its event loop busy) would otherwise hide the
+wait, the coordinated omission of load tools that time from the send. A call retries as a
+well-behaved app does: on 429 after the ``Retry-After`` the server gave, on a 5xx or a lost
+connection after an exponential backoff with full jitter, and on a command's 202 (no
+outcome in time: ``pending``; pings are accepted with a 202 too) after a short pause;
+always with the same ``Idempotency-Key``, so a retry never applies a command twice. Each
+attempt is recorded apart (its status), the call once (its latency).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import httpx
+
+RETRY_STATUSES = frozenset({202, 429, 500, 502, 503, 504})
+BACKOFF_BASE_S, BACKOFF_CAP_S = 0.2, 10.0
+PENDING_PAUSE_S = 0.25  # before asking again for the outcome of a 202
+TRANSPORT_ERROR = 0  # the status recorded for an attempt that got no answer
+
+
+class Recorder(Protocol):
+    """Where a client's measurements go (``dispatch.simulator.apps.stats.Endpoints``)."""
+
+    def attempt(self, endpoint: str, status: int, reason: str | None) -> None: ...
+
+    def call(self, endpoint: str, status: int, latency_s: float, send_lag_s: float) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A call's last answer: its status (0: no answer, retries given up), body and tries."""
+
+    status: int
+    body: dict[str, Any]
+    attempts: int
+
+    @property
+    def pending(self) -> bool:
+        """A command's 202: no outcome in time (ask again with the same key)."""
+        return self.status == 202 and self.body.get("status") == "pending"
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300 and not self.pending
+
+
+class ApiClient:
+    """Calls of many apps over one connection pool (streams have their own: ``streams``)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        recorder: Recorder,
+        connections: int = 256,
+        timeout_s: float = 30.0,
+        max_attempts: int = 8,
+        rng: random.Random | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        """``transport``: httpx's own (None), or another such as a test's."""
+        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+        timeout = httpx.Timeout(timeout_s, connect=10.0)
+        self.http = httpx.AsyncClient(
+            base_url=base_url, limits=limits, timeout=timeout, transport=transport
+        )
+        # Streams hold their connection for minutes: a pool without a cap, apart.
+        self.streams = httpx.AsyncClient(
+            base_url=base_url,
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=0),
+            timeout=httpx.Timeout(None, connect=10.0),
+            transport=transport,
+        )
+        self.recorder = recorder
+        self.max_attempts = max_attempts
+        self.rng = rng or random.Random(0)
+
+    async def close(self) -> None:
+        await self.http.aclose()
+        await self.streams.aclose()
+
+    async def call(
+        self,
+        method: str,
+        endpoint: str,
+        path: str,
+        *,
+        planned_at: float,
+        json: Any = None,
+        token: str | None = None,
+        key: str | None = None,
+        repeatable: bool = False,
+    ) -> Reply:
+        """``method`` ``path`` (``endpoint`` names it in the report: the path's template),
+        retried until an answer that is not worth retrying or ``max_attempts``.
+        ``planned_at``: when the app meant to send it (``time.monotonic()``). A write is
+        retried after a 5xx or a lost answer only with a ``key``, or when ``repeatable``
+        (doing it twice is harmless: a batch of pings); after a 429 always (not applied)."""
+        headers = {}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        if key is not None:
+            headers["Idempotency-Key"] = key
+        send_lag = max(0.0, time.monotonic() - planned_at)
+        status, body = TRANSPORT_ERROR, {}
+        attempt = 0
+        while attempt < self.max_attempts:
+            attempt += 1
+            pause: float | None
+            try:
+                response = await self.http.request(method, path, json=json, headers=headers)
+            except httpx.TransportError as error:
+                status, body = TRANSPORT_ERROR, {"error": "transport", "reason": repr(error)}
+                self.recorder.attempt(endpoint, status, body["reason"])
+                pause = self._backoff(attempt)
+            else:
+                status, body = response.status_code, _body(response)
+                self.recorder.attempt(endpoint, status, body.get("reason"))
+                pause = self._pause(response, body, attempt)
+            if pause is None:
+                break
+            if method != "GET" and key is None and not repeatable and status != 429:
+                break  # a retry could apply it twice: only a 429 is known not applied
+            await asyncio.sleep(pause)
+        latency = time.monotonic() - planned_at
+        self.recorder.call(endpoint, status, latency, send_lag)
+        return Reply(status, body, attempt)
+
+    def _pause(self, response: httpx.Response, body: dict[str, Any], attempt: int) -> float | None:
+        """How long to wait before trying again, None: this answer is final."""
+        status = response.status_code
+        if status not in RETRY_STATUSES or attempt >= self.max_attempts:
+            return None
+        if status == 202:  # a command's "pending" (pings are accepted with a 202)
+            return PENDING_PAUSE_S if body.get("status") == "pending" else None
+        after = response.headers.get("Retry-After", "")
+        if after.isdigit():
+            return float(after) + self.rng.uniform(0, 0.5)  # spread the retries out
+        return self._backoff(attempt)
+
+    def _backoff(self, attempt: int) -> float | None:
+        if attempt >= self.max_attempts:
+            return None
+        return self.rng.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt))
+
+
+def _body(response: httpx.Response) -> dict[str, Any]:
+    try:
+        value = response.json()
+    except ValueError:
+        return {"reason": response.text[:200]}
+    return value if isinstance(value, dict) else {"value": value}

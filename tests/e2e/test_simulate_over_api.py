@@ -1,0 +1,137 @@
+"""``dispatch simulate --api`` against a running ``dispatch serve`` (embedded), as a team
+would aim it at its deployment: every app talks HTTP to the server's socket; the server's
+own log is then checked (``replay verify``, and every ride of the run in an end state)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.faults.api_process import free_port
+
+RIDE_ENDS = {"dispatch.Ride.Completed", "dispatch.Ride.CancelledByRider",
+             "dispatch.Ride.CancelledByOperator", "dispatch.Ride.Expired"}  # fmt: skip
+LEGAL_ENDS = {"completed", "cancelled", "expired"}
+RUN = ["--drivers", "12", "--minutes", "0.4", "--demand", "18", "--city-km", "2",
+       "--speed-kmh", "150", "--drain", "60", "--seed", "3", "--json"]  # fmt: skip
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = os.environ | {"COLUMNS": "1000"} | extra
+    env.pop("DISPATCH_KAFKA_BOOTSTRAP", None)
+    return env
+
+
+@pytest.fixture
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A ``dispatch serve`` on a free loopback port (limits from the test's marker), its URL
+    and data dir; stopped by its pid (SIGTERM) at the end."""
+    limits: dict[str, str] = getattr(request, "param", {})
+    data_dir, port = tmp_path / "log", free_port()
+    unlimited = {"DISPATCH_RATE_LIMIT_REGISTRATIONS_PER_MIN": "0",
+                 "DISPATCH_RATE_LIMIT_REQUESTS_PER_S": "0"}  # fmt: skip
+    env = _env(**(unlimited | limits))
+    out = (tmp_path / "serve.log").open("wb")
+    command = [sys.executable, "-m", "dispatch", "serve", "--data-dir", str(data_dir)]
+    process = subprocess.Popen([*command, "--port", str(port)], env=env, stdout=out,
+                               stderr=subprocess.STDOUT)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(url, process)
+        yield url, data_dir
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        out.close()
+
+
+def _wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "dispatch serve exited at start"
+        try:
+            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    pytest.fail("dispatch serve was not ready within 60 s")
+
+
+def simulate(url: str, *extra: str) -> dict[str, Any]:
+    command = [sys.executable, "-m", "dispatch", "simulate", "--api", url, *RUN, *extra]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=_env())
+    assert done.returncode == 0, done.stderr[-3000:]
+    report: dict[str, Any] = json.loads(done.stdout)
+    return report
+
+
+def ride_ends_in_log(data_dir: Path) -> dict[str, str]:
+    """Each ride of the log and the type of its last event."""
+    command = [sys.executable, "-m", "dispatch", "replay", "export", "--data-dir", str(data_dir)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=_env())
+    assert done.returncode == 0, done.stderr[-3000:]
+    last: dict[str, str] = {}
+    for line in done.stdout.splitlines():
+        event = json.loads(line)
+        if event["type"].startswith("dispatch.Ride."):
+            last[str(event["aggregate_id"])] = event["type"]
+    return last
+
+
+def verify(data_dir: Path) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "dispatch", "replay", "verify", "--data-dir", str(data_dir)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, env=_env())
+
+
+def assert_every_ride_ended(report: dict[str, Any], data_dir: Path) -> None:
+    rides = [r for r in report["rides"] if r["ride_id"]]
+    assert len(rides) == report["service"]["planned"] > 0  # no request lost
+    assert {r["end"] for r in rides} <= LEGAL_ENDS, [r for r in rides if not r["end"]]
+    in_log = ride_ends_in_log(data_dir)
+    for ride in rides:
+        assert in_log.get(ride["ride_id"]) in RIDE_ENDS, (ride, in_log.get(ride["ride_id"]))
+
+
+def test_a_short_run_over_http_serves_rides_and_leaves_a_log_that_verifies(
+    server: tuple[str, Path],
+) -> None:
+    url, data_dir = server
+    report = simulate(url)
+    assert report["service"]["served"] > 0
+    assert report["service"]["completed"] > 0
+    assert report["service"]["unfinished"] == 0
+    assert report["endpoints"]["POST /drivers/{id}/locations"]["final_status"].get("202", 0) > 0
+    for name in ("POST /rides", "POST /rides/{id}/accept", "POST /rides/{id}/complete"):
+        latency = report["endpoints"][name]["latency_ms"]
+        assert latency["p50"] is not None and latency["p50"] <= latency["p99"]
+    assert report["client"]["cpu_s"] > 0
+    assert_every_ride_ended(report, data_dir)
+    result = verify(data_dir)
+    assert result.returncode == 0 and "0 violation(s)" in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize("server", [{"DISPATCH_RATE_LIMIT_REQUESTS_PER_S": "1"}], indirect=True)
+def test_apps_that_meet_rate_limits_back_off_and_lose_nothing(server: tuple[str, Path]) -> None:
+    url, data_dir = server
+    report = simulate(url)
+    assert report["rate_limited"] > 0
+    limits = {reason for e in report["endpoints"].values() for reason in e["rate_limited"]}
+    assert "more than 1 requests a second" in limits
+    assert report["service"]["served"] > 0 and report["service"]["unfinished"] == 0
+    assert report["service"]["refused"] == 0
+    assert_every_ride_ended(report, data_dir)
