@@ -186,7 +186,7 @@ def simulate(
         "--exact-times": exact_times, "--demand-trace": demand_trace is not None,
         "--zones": zones is not None, "--trace-time-scale": trace_time_scale is not None,
         "--trace-window": trace_window is not None, "--skip-bad-rows": skip_bad_rows,
-        "--write-demand": write_demand is not None, "--report-dir": report_dir is not None,
+        "--write-demand": write_demand is not None, "--report": report_dir is not None,
         "--data-dir": data_dir is not None, "--kafka": kafka is not None,
         "--workers": workers is not None, "--shards": shards is not None,
         "--city-shards": city_shards is not None, "--road-network": road_network_path is not None,

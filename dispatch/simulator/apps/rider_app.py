@@ -95,11 +95,21 @@ async def _ride(
     dropoff: tuple[float, float],
     patience: float,
 ) -> None:
-    body = {"pickup": {"lat": pickup[0], "lng": pickup[1]},
-            "dropoff": {"lat": dropoff[0], "lng": dropoff[1]}}  # fmt: skip
+    body: dict[str, Any] = {"pickup": {"lat": pickup[0], "lng": pickup[1]},
+                            "dropoff": {"lat": dropoff[0], "lng": dropoff[1]}}  # fmt: skip
     token = await world.accounts.token(account)
-    reply = await world.client.call(
-        "POST", "POST /rides", "/rides", planned_at=planned, json=body, token=token,
+    client = world.client
+    # The app's map first (the cars around), then a fare quote the request carries.
+    near = f"/drivers/nearby?lat={pickup[0]}&lng={pickup[1]}"
+    await client.call("GET", "GET /drivers/nearby", near, planned_at=planned, token=token)
+    quote = await client.call(
+        "POST", "POST /fares/estimate", "/fares/estimate", planned_at=time.monotonic(),
+        json=body | {"product": "standard"}, token=token, repeatable=True,
+    )  # fmt: skip
+    if quote.ok and isinstance(quote.body.get("quote"), str):
+        body["quote"] = quote.body["quote"]
+    reply = await client.call(
+        "POST", "POST /rides", "/rides", planned_at=time.monotonic(), json=body, token=token,
         key=str(uuid.uuid4()),
     )  # fmt: skip
     seen.status = reply.status
@@ -126,6 +136,7 @@ async def _watch(world: World, account: Account, seen: RideSeen, position: str) 
 
     path = f"/rides/{seen.ride_id}/events"
     after = {"X-Consistency-Token": position} if position else {}
+    tracker: asyncio.Task[None] | None = None
     try:
         async for event in follow(
             world.client, "GET /rides/{id}/events", path, token, headers=after
@@ -133,12 +144,31 @@ async def _watch(world: World, account: Account, seen: RideSeen, position: str) 
             now = time.monotonic() - world.started
             if event.kind in SEEN and getattr(seen, SEEN[event.kind] + "_s") is None:
                 setattr(seen, SEEN[event.kind] + "_s", now)
+                driver = event.data.get("data", {}).get("driver_id")
+                if event.kind == "Ride.Accepted" and driver and tracker is None:
+                    tracker = asyncio.ensure_future(_track(world, account, seen, str(driver)))
             elif event.kind in ENDS:
                 seen.end, seen.ended_s = ENDS[event.kind], now
             elif event.kind == "end" and seen.end:
                 return  # the stream's last frame after the ride's end
     except StreamRefused as refused:
         seen.refused = f"stream refused: {refused.status}"
+    finally:
+        if tracker is not None:
+            tracker.cancel()
+
+
+async def _track(world: World, account: Account, seen: RideSeen, driver: str) -> None:
+    """Where the car is, asked every ``ping_every_s`` until it arrives (the app's map)."""
+    every = world.config.ping_every_s
+    planned = time.monotonic()
+    while seen.arrived_s is None and seen.started_s is None and not seen.end:
+        token = await world.accounts.token(account)
+        await world.client.call(
+            "GET", "GET /drivers/{id}", f"/drivers/{driver}", planned_at=planned, token=token
+        )
+        planned += every
+        await sleep_until(max(planned, time.monotonic()))
 
 
 async def _ask(world: World, account: Account, seen: RideSeen) -> None:
