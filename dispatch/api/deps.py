@@ -280,6 +280,12 @@ async def wait_for_token(
     text = after or header
     if text is None:
         return None
+    return await read_after(ctx, text)
+
+
+async def read_after(ctx: ApiContext, text: str) -> ReadAfter:
+    """The position ``text`` (``shard:pos``) once this instance's views include it: waited
+    for up to ``read_wait_s`` (422 past the log head; 504 ``view_behind`` if not in time)."""
     token = parse_token(ctx, text)
     if ctx.runtime.views.position(token.shard) >= token.position:
         return token

@@ -23,7 +23,7 @@ from fastapi.responses import StreamingResponse
 from dispatch.api import access, present, revocation
 from dispatch.api.auth import Principal
 from dispatch.api.context import ApiContext
-from dispatch.api.deps import Caller, Consistent, Ctx, OperatorReadAudited
+from dispatch.api.deps import Caller, Consistent, Ctx, OperatorReadAudited, read_after
 from dispatch.api.errors import AUDIT_UNAVAILABLE, AUTH_RESPONSES, forbidden, not_found
 from dispatch.api.events import Subscription
 from dispatch.domain.driver import DriverStatus
@@ -73,6 +73,11 @@ def end_frame(reason: str) -> str:
 def _after(last_event_id: str | None) -> int:
     _, _, pos = (last_event_id or "").partition(":")
     return int(pos) if pos.isascii() and pos.isdigit() else 0
+
+
+def _well_formed(last_event_id: str | None) -> bool:
+    shard, sep, pos = (last_event_id or "").partition(":")
+    return bool(sep) and all(p.isascii() and p.isdigit() and len(p) < 19 for p in (shard, pos))
 
 
 async def follow(
@@ -152,11 +157,15 @@ async def ride_events(
     max_s: MaxSeconds = 900.0,
     last_event_id: LastEventId = None,
 ) -> StreamingResponse:
-    """Every event of a ride as it happens (the rider's app), after its timeline so far.
-    Ends when the ride completes, is cancelled or expires. For its rider, driver and
+    """Every event of a ride as it happens (the rider's app), after its timeline so far
+    (after `Last-Event-ID`, a `shard:pos` this instance's views are waited for: 504
+    `view_behind` if they do not reach it in time). Ends when the ride completes, is
+    cancelled or expires. For its rider, driver and
     operators; only operators see which operator cancelled it."""
     key = str(ride_id)
     hidden = present.hidden_from(caller)
+    if _well_formed(last_event_id):  # an app resuming, maybe from another instance: this
+        await read_after(ctx, str(last_event_id))  # one serves it once it has caught up
     sub = ctx.hub.subscribe("ride", key)  # before the snapshot: nothing falls in between
 
     def snapshot() -> tuple[list[tuple[int, str]], bool] | None:
