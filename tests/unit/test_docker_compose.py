@@ -28,18 +28,20 @@ from kafka_local_secure import (
     secure_properties,
 )
 
+from dispatch.api.settings import ApiLimits
 from dispatch.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy" / "compose"
 BROKERS = ("kafka-1", "kafka-2", "kafka-3")
-ENGINE = ("topics", "acls", "worker", "api")
+ENGINE = ("topics", "acls", "worker", "api-1", "api-2")
 # Each engine service's Kafka principal (docs/SECURITY.md): admin makes topics and ACLs.
 PRINCIPALS = {
     "topics": "admin",
     "acls": "admin",
     "worker": "dispatch-worker",
-    "api": "dispatch-api",
+    "api-1": "dispatch-api",
+    "api-2": "dispatch-api",
 }
 # KAFKA_* variables that the image reads itself (files in /etc/kafka/secrets): they become
 # properties the broker ignores.
@@ -113,10 +115,10 @@ def test_compose_file_follows_the_compose_specification() -> None:
 @pytest.mark.parametrize(
     ("breakage", "where"),
     [
-        ("unknown service key", "services/api:"),
+        ("unknown service key", "services/api-1:"),
         ("health check interval as a number", "services/kafka-1/healthcheck/interval:"),
         ("unknown depends_on condition", "services/worker/depends_on:"),
-        ("ports as a mapping", "services/api/ports:"),
+        ("ports as a mapping", "services/balancer/ports:"),
         ("secret with no source key it knows", "secrets/kafka-admin-password:"),
     ],
 )
@@ -124,13 +126,13 @@ def test_the_schema_check_fails_on_a_broken_compose_file(breakage: str, where: s
     broken = copy.deepcopy(compose())
     services = broken["services"]
     if breakage == "unknown service key":
-        services["api"]["entrypiont"] = ["dispatch"]
+        services["api-1"]["entrypiont"] = ["dispatch"]
     elif breakage == "health check interval as a number":
         services["kafka-1"]["healthcheck"]["interval"] = 5
     elif breakage == "unknown depends_on condition":
         services["worker"]["depends_on"]["acls"]["condition"] = "service_done"
     elif breakage == "ports as a mapping":
-        services["api"]["ports"] = {"8000": "8000"}
+        services["balancer"]["ports"] = {"8000": "8000"}
     else:
         broken["secrets"]["kafka-admin-password"] = {"value": "not-a-source"}
     errors = schema_errors(broken)
@@ -237,7 +239,8 @@ def test_deploy_scripts_exist_and_parse() -> None:
 
 def test_engine_services_use_only_settings_the_engine_knows() -> None:
     services = compose()["services"]
-    known = {f"DISPATCH_{name.upper()}" for name in Settings.model_fields}
+    fields = [*Settings.model_fields, *ApiLimits.model_fields]  # the API's limits too
+    known = {f"DISPATCH_{name.upper()}" for name in fields}
     for name in ENGINE:
         env = services[name]["environment"]
         unknown = {
@@ -308,10 +311,27 @@ def test_services_start_in_order() -> None:
         assert waits_for(name) == {"kafka-tls": "service_completed_successfully"}
     assert waits_for("topics") == dict.fromkeys(BROKERS, "service_healthy")
     assert waits_for("acls") == {"topics": "service_completed_successfully"}
-    for name in ("worker", "api"):
+    for name in ("worker", "api-1", "api-2"):
         assert waits_for(name) == {"acls": "service_completed_successfully"}
-    assert services["api"]["ports"] == ["127.0.0.1:8000:8000"]
+    assert waits_for("balancer") == {"api-1": "service_healthy", "api-2": "service_healthy"}
+    # The apps reach the instances through the balancer alone, on loopback.
+    assert services["balancer"]["ports"] == ["127.0.0.1:8000:8000"]
+    assert "ports" not in services["api-1"] and "ports" not in services["api-2"]
     assert services["worker"]["deploy"]["replicas"] == 2
+
+
+def test_the_balancer_uses_the_repository_config_on_both_instances() -> None:
+    services = compose()["services"]
+    balancer = services["balancer"]
+    assert "./deploy/haproxy/haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro" in (
+        balancer["volumes"]
+    )
+    config = (ROOT / "deploy" / "haproxy" / "haproxy.cfg").read_text()
+    for variable in ("DISPATCH_BALANCER_BIND", "DISPATCH_API_1", "DISPATCH_API_2"):
+        assert f'"${{{variable}}}"' in config and variable in balancer["environment"]
+    assert balancer["environment"]["DISPATCH_API_1"] == "api-1:8000"
+    assert balancer["environment"]["DISPATCH_API_2"] == "api-2:8000"
+    assert "option httpchk GET /readyz" in config
 
 
 def test_every_long_running_service_has_a_health_check() -> None:
