@@ -323,9 +323,8 @@ def test_services_start_in_order() -> None:
 def test_the_balancer_uses_the_repository_config_on_both_instances() -> None:
     services = compose()["services"]
     balancer = services["balancer"]
-    assert "./deploy/haproxy/haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro" in (
-        balancer["volumes"]
-    )
+    mount = "./deploy/haproxy/haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro"
+    assert mount in balancer["volumes"]
     config = (ROOT / "deploy" / "haproxy" / "haproxy.cfg").read_text()
     for variable in ("DISPATCH_BALANCER_BIND", "DISPATCH_API_1", "DISPATCH_API_2"):
         assert f'"${{{variable}}}"' in config and variable in balancer["environment"]
