@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import ssl
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -23,6 +24,7 @@ import httpx
 RETRY_STATUSES = frozenset({202, 429, 500, 502, 503, 504})
 BACKOFF_BASE_S, BACKOFF_CAP_S = 0.2, 10.0
 PENDING_PAUSE_S = 0.25  # before asking again for the outcome of a 202
+KEEP_IDLE = 16  # idle connections kept open for the next calls
 TRANSPORT_ERROR = 0  # the status recorded for an attempt that got no answer
 
 
@@ -66,25 +68,37 @@ class ApiClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         """``transport``: httpx's own (None), or another such as a test's."""
-        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+        # Few idle connections kept: httpcore's pool scans its idle connections against each
+        # other at every request (quadratic), so a pool that keeps hundreds idle costs the
+        # client more CPU than the calls themselves.
+        keep = min(connections, KEEP_IDLE)
+        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=keep)
         timeout = httpx.Timeout(timeout_s, connect=10.0)
         self.http = httpx.AsyncClient(
             base_url=base_url, limits=limits, timeout=timeout, transport=transport
         )
-        # Streams hold their connection for minutes: a pool without a cap, apart.
-        self.streams = httpx.AsyncClient(
-            base_url=base_url,
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=0),
-            timeout=httpx.Timeout(None, connect=10.0),
-            transport=transport,
-        )
+        # Streams hold their connection for minutes: each gets a client of its own
+        # (``stream_client``), as one pool of thousands of connections would be scanned
+        # whole at every request (httpcore's pool is a list). One TLS context for all.
+        self._base_url, self._transport = base_url, transport
+        self._tls = ssl.create_default_context() if base_url.startswith("https") else None
         self.recorder = recorder
         self.max_attempts = max_attempts
         self.rng = rng or random.Random(0)
 
     async def close(self) -> None:
         await self.http.aclose()
-        await self.streams.aclose()
+
+    def stream_client(self) -> httpx.AsyncClient:
+        """A client for one stream's connection (no read timeout: streams idle between
+        heartbeats); the caller closes it."""
+        return httpx.AsyncClient(
+            base_url=self._base_url,
+            limits=httpx.Limits(max_connections=1, max_keepalive_connections=0),
+            timeout=httpx.Timeout(None, connect=10.0),
+            transport=self._transport,
+            verify=self._tls if self._tls is not None else False,  # http: no TLS to verify
+        )
 
     async def call(
         self,

@@ -56,7 +56,10 @@ async def follow(
         started = time.monotonic()
         delivered, wait = False, 0.0
         try:
-            async with aconnect_sse(client.streams, "GET", path, headers=sent) as source:
+            async with (
+                client.stream_client() as http,
+                aconnect_sse(http, "GET", path, headers=sent) as source,
+            ):
                 status = source.response.status_code
                 if status != 200:
                     body = await source.response.aread()

@@ -42,6 +42,11 @@ class ApiRunConfig:
         return self.drivers * DEFAULT_DEMAND_SHARE
 
     @property
+    def warmup_s(self) -> float:
+        """The run's first seconds left out of the steady figures: a fifth, at most 60 s."""
+        return min(60.0, self.minutes * 60.0 / 5.0)
+
+    @property
     def trip_mean_m(self) -> float:
         return min(4_000.0, self.city_km * 250.0)  # a quarter of the city's side at most
 

@@ -56,6 +56,8 @@ async def _run(
         await _sign_in(world, known, drivers)
         signed_in_s = time.monotonic() - world.started
         world.started = time.monotonic()  # the run's clock starts when the city is online
+        monitor.restart()
+        recorder.steady_from = world.started + config.warmup_s
         for app in drivers:
             tasks += [asyncio.ensure_future(app.listen()), asyncio.ensure_future(app.pings())]
         lives = [asyncio.ensure_future(app.life()) for app in drivers]

@@ -2,8 +2,10 @@
 
 A call's latency runs from the time its app planned to send it to its last answer
 (retries included), so a deployment that makes the apps wait shows it even when the client
-sends late. How late the client sent (its *send lag*) is kept apart, with the event loop's
-own stalls, so a slow client is not mistaken for a slow server.
+sends late. The steady figures (``steady_*``) leave out the calls planned in the run's
+first seconds (``ApiRunConfig.warmup_s``), when the whole city opens its streams at once.
+How late the client sent (its *send lag*) is kept apart, with the event loop's own
+stalls, so a slow client is not mistaken for a slow server.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class Endpoint:
     finals: Counter[int] = field(default_factory=Counter)  # each call's last status
     latencies: list[float] = field(default_factory=list)
     send_lags: list[float] = field(default_factory=list)
+    steady: list[float] = field(default_factory=list)  # latencies of calls after warm-up
     limits: Counter[str] = field(default_factory=Counter)  # 429 reasons
 
     def as_dict(self) -> dict[str, Any]:
@@ -38,6 +41,8 @@ class Endpoint:
             "final_status": {str(k): v for k, v in sorted(self.finals.items())},
             "retries": sum(self.attempts.values()) - self.calls,
             "latency_ms": _quantiles(ms),
+            "steady_calls": len(self.steady),
+            "steady_latency_ms": _quantiles([x * 1000.0 for x in self.steady]),
             "send_lag_ms": _quantiles(lags),
             "rate_limited": dict(self.limits),
         }
@@ -57,6 +62,9 @@ class Endpoints:
 
     def __init__(self) -> None:
         self.by_name: dict[str, Endpoint] = {}
+        # Calls planned from this time on (``time.monotonic()``) are the steady state's:
+        # the start (the city signing in, every stream opening at once) is left out.
+        self.steady_from = float("inf")
 
     def _get(self, name: str) -> Endpoint:
         found = self.by_name.get(name)
@@ -78,6 +86,8 @@ class Endpoints:
         e.finals[status] += 1
         e.latencies.append(latency_s)
         e.send_lags.append(send_lag_s)
+        if time.monotonic() - latency_s >= self.steady_from:
+            e.steady.append(latency_s)
 
     def as_dict(self) -> dict[str, Any]:
         return {name: self.by_name[name].as_dict() for name in sorted(self.by_name)}
@@ -101,6 +111,11 @@ class LoopMonitor:
         self.lags: list[float] = []
         self.started_cpu = time.process_time()
         self.started = time.monotonic()
+
+    def restart(self) -> None:
+        """Measure from now (the run, not the start-up's imports and sign-in)."""
+        self.lags.clear()
+        self.started_cpu, self.started = time.process_time(), time.monotonic()
 
     async def run(self) -> None:
         while True:
