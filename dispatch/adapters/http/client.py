@@ -13,18 +13,19 @@ attempt is recorded apart (its status), the call once (its latency).
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import ssl
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import aiohttp
 import httpx
 
 RETRY_STATUSES = frozenset({202, 429, 500, 502, 503, 504})
 BACKOFF_BASE_S, BACKOFF_CAP_S = 0.2, 10.0
 PENDING_PAUSE_S = 0.25  # before asking again for the outcome of a 202
-KEEP_IDLE = 16  # idle connections kept open for the next calls
 TRANSPORT_ERROR = 0  # the status recorded for an attempt that got no answer
 
 
@@ -55,7 +56,14 @@ class Reply:
 
 
 class ApiClient:
-    """Calls of many apps over one connection pool (streams have their own: ``streams``)."""
+    """Calls of many apps over one aiohttp connection pool; each stream has an httpx client
+    of its own (``stream_client``: httpx-sse reads the events).
+
+    Why two libraries: httpcore's pool (under httpx) is a list scanned against its queue at
+    every request, which melts a client of a thousand apps once calls queue (measured: a
+    core spent in the scan at 800 simulated drivers); aiohttp's connector keeps its
+    connections and waiters in queues. httpx-sse is the maintained client of server-sent
+    events, and a stream is one connection for minutes, which no pool has to scan."""
 
     def __init__(
         self,
@@ -65,38 +73,36 @@ class ApiClient:
         timeout_s: float = 30.0,
         max_attempts: int = 8,
         rng: random.Random | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        """``transport``: httpx's own (None), or another such as a test's."""
-        # Few idle connections kept: httpcore's pool scans its idle connections against each
-        # other at every request (quadratic), so a pool that keeps hundreds idle costs the
-        # client more CPU than the calls themselves.
-        keep = min(connections, KEEP_IDLE)
-        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=keep)
-        timeout = httpx.Timeout(timeout_s, connect=10.0)
-        self.http = httpx.AsyncClient(
-            base_url=base_url, limits=limits, timeout=timeout, transport=transport
-        )
-        # Streams hold their connection for minutes: each gets a client of its own
-        # (``stream_client``), as one pool of thousands of connections would be scanned
-        # whole at every request (httpcore's pool is a list). One TLS context for all.
-        self._base_url, self._transport = base_url, transport
+        self.base_url = base_url.rstrip("/")
+        self._connections, self._timeout_s = connections, timeout_s
+        self._session: aiohttp.ClientSession | None = None  # made in the running loop
         self._tls = ssl.create_default_context() if base_url.startswith("https") else None
         self.recorder = recorder
         self.max_attempts = max_attempts
         self.rng = rng or random.Random(0)
 
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self._connections, limit_per_host=self._connections,
+                ssl=self._tls if self._tls is not None else False,
+            )  # fmt: skip
+            timeout = aiohttp.ClientTimeout(total=self._timeout_s, sock_connect=10.0)
+            self._session = aiohttp.ClientSession(connector=connector, timeout=timeout)
+        return self._session
+
     async def close(self) -> None:
-        await self.http.aclose()
+        if self._session is not None:
+            await self._session.close()
 
     def stream_client(self) -> httpx.AsyncClient:
         """A client for one stream's connection (no read timeout: streams idle between
         heartbeats); the caller closes it."""
         return httpx.AsyncClient(
-            base_url=self._base_url,
+            base_url=self.base_url,
             limits=httpx.Limits(max_connections=1, max_keepalive_connections=0),
             timeout=httpx.Timeout(None, connect=10.0),
-            transport=self._transport,
             verify=self._tls if self._tls is not None else False,  # http: no TLS to verify
         )
 
@@ -125,19 +131,20 @@ class ApiClient:
         send_lag = max(0.0, time.monotonic() - planned_at)
         status, body = TRANSPORT_ERROR, {}
         attempt = 0
+        url = self.base_url + path
         while attempt < self.max_attempts:
             attempt += 1
             pause: float | None
             try:
-                response = await self.http.request(method, path, json=json, headers=headers)
-            except httpx.TransportError as error:
+                async with self._http().request(method, url, json=json, headers=headers) as r:
+                    status, body, after = r.status, _body(await r.read()), r.headers
+            except (aiohttp.ClientError, TimeoutError) as error:
                 status, body = TRANSPORT_ERROR, {"error": "transport", "reason": repr(error)}
                 self.recorder.attempt(endpoint, status, body["reason"])
                 pause = self._backoff(attempt)
             else:
-                status, body = response.status_code, _body(response)
                 self.recorder.attempt(endpoint, status, body.get("reason"))
-                pause = self._pause(response, body, attempt)
+                pause = self._pause(status, after.get("Retry-After", ""), body, attempt)
             if pause is None:
                 break
             if method != "GET" and key is None and not repeatable and status != 429:
@@ -147,16 +154,16 @@ class ApiClient:
         self.recorder.call(endpoint, status, latency, send_lag)
         return Reply(status, body, attempt)
 
-    def _pause(self, response: httpx.Response, body: dict[str, Any], attempt: int) -> float | None:
+    def _pause(
+        self, status: int, retry_after: str, body: dict[str, Any], attempt: int
+    ) -> float | None:
         """How long to wait before trying again, None: this answer is final."""
-        status = response.status_code
         if status not in RETRY_STATUSES or attempt >= self.max_attempts:
             return None
         if status == 202:  # a command's "pending" (pings are accepted with a 202)
             return PENDING_PAUSE_S if body.get("status") == "pending" else None
-        after = response.headers.get("Retry-After", "")
-        if after.isdigit():
-            return float(after) + self.rng.uniform(0, 0.5)  # spread the retries out
+        if retry_after.isdigit():
+            return float(retry_after) + self.rng.uniform(0, 0.5)  # spread the retries out
         return self._backoff(attempt)
 
     def _backoff(self, attempt: int) -> float | None:
@@ -165,9 +172,9 @@ class ApiClient:
         return self.rng.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt))
 
 
-def _body(response: httpx.Response) -> dict[str, Any]:
+def _body(raw: bytes) -> dict[str, Any]:
     try:
-        value = response.json()
+        value = json.loads(raw) if raw else {}
     except ValueError:
-        return {"reason": response.text[:200]}
+        return {"reason": raw[:200].decode(errors="replace")}
     return value if isinstance(value, dict) else {"value": value}

@@ -1,134 +1,130 @@
 """The app client's retries: what a well-behaved app does, and what it never does (apply a
-command twice). Served by httpx's in-process transport: the rules, not the network, are
-under test here (tests/e2e/test_simulate_over_api.py runs them against a real server)."""
+command twice). Against a small real server on loopback (aiohttp's), answering from a
+script; tests/e2e/test_simulate_over_api.py runs the client against `dispatch serve`."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable
+from typing import Any
 
-import httpx
 import pytest
+from aiohttp import web
 
 from dispatch.adapters.http import client as http_client
 from dispatch.adapters.http.client import ApiClient, Reply
 from dispatch.simulator.apps.stats import Endpoints
 
-Handler = Callable[[httpx.Request], httpx.Response]
+Answer = tuple[int, dict[str, Any], dict[str, str]]  # status, JSON body, headers
 
 
 def run(
-    handler: Handler, key: str | None = None, repeatable: bool = False
-) -> tuple[Reply, Endpoints]:
+    answers: list[Answer], key: str | None = None, repeatable: bool = False, late_s: float = 0.0
+) -> tuple[Reply, Endpoints, list[dict[str, str]]]:
+    """One POST through ``ApiClient`` to a server that gives ``answers`` in turn (the last
+    again and again); the reply, the recorder and the headers of each request it got."""
     recorder = Endpoints()
+    seen: list[dict[str, str]] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        seen.append(dict(request.headers))
+        status, body, headers = answers[min(len(seen), len(answers)) - 1]
+        return web.json_response(body, status=status, headers=headers)
 
     async def go() -> Reply:
-        api = ApiClient("http://127.0.0.1:1", recorder, transport=httpx.MockTransport(handler))
+        app = web.Application()
+        app.router.add_post("/x", handle)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        api = ApiClient(f"http://127.0.0.1:{port}", recorder)
         try:
-            now = time.monotonic()
-            return await api.call("POST", "E", "/x", planned_at=now, key=key, repeatable=repeatable)
+            planned = time.monotonic() - late_s
+            return await api.call(
+                "POST", "E", "/x", planned_at=planned, key=key, repeatable=repeatable
+            )
         finally:
             await api.close()
+            await runner.cleanup()
 
-    return asyncio.run(go()), recorder
-
-
-def answers(*responses: httpx.Response) -> tuple[Handler, list[httpx.Request]]:
-    seen: list[httpx.Request] = []
-    queue = list(responses)
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return queue.pop(0) if len(queue) > 1 else queue[0]
-
-    return handler, seen
+    return asyncio.run(go()), recorder, seen
 
 
-def test_a_429_is_retried_after_its_retry_after_with_the_same_key(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    slept: list[float] = []
+@pytest.fixture
+def slept(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The client's pauses, recorded instead of waited."""
+    pauses: list[float] = []
     real_sleep = asyncio.sleep
 
     async def sleep(seconds: float) -> None:
-        slept.append(seconds)
+        pauses.append(seconds)
         await real_sleep(0)
 
     monkeypatch.setattr(http_client.asyncio, "sleep", sleep)
+    return pauses
+
+
+def test_a_429_is_retried_after_its_retry_after_with_the_same_key(slept: list[float]) -> None:
     reason = "more than 1 requests a second; retry in 3 s"
-    limited = httpx.Response(
-        429, headers={"Retry-After": "3"}, json={"error": "rate_limited", "reason": reason}
-    )
-    handler, seen = answers(limited, httpx.Response(200, json={"command_id": "c"}))
-    reply, recorder = run(handler, key="k-1")
+    limited = (429, {"error": "rate_limited", "reason": reason}, {"Retry-After": "3"})
+    reply, recorder, seen = run([limited, (200, {"command_id": "c"}, {})], key="k-1")
     assert reply.ok and reply.attempts == 2
-    assert [r.headers["Idempotency-Key"] for r in seen] == ["k-1", "k-1"]
+    assert [h["Idempotency-Key"] for h in seen] == ["k-1", "k-1"]
     assert 3.0 <= slept[0] <= 3.5
     endpoint = recorder.by_name["E"]
     assert endpoint.attempts == Counter({429: 1, 200: 1}) and endpoint.calls == 1
     assert endpoint.limits == Counter({"more than 1 requests a second": 1})
 
 
-def test_a_command_without_a_key_is_not_retried_after_a_5xx(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(http_client.asyncio, "sleep", _no_sleep)
-    handler, seen = answers(httpx.Response(503, json={"error": "unavailable"}))
-    reply, _ = run(handler)
+def test_a_command_without_a_key_is_not_retried_after_a_5xx(slept: list[float]) -> None:
+    reply, _, seen = run([(503, {"error": "unavailable"}, {})])
     assert reply.status == 503 and len(seen) == 1  # it may have been applied: not sent again
 
 
-def test_a_command_with_a_key_is_retried_after_a_5xx_until_an_answer(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(http_client.asyncio, "sleep", _no_sleep)
-    handler, seen = answers(httpx.Response(503), httpx.Response(502),
-                            httpx.Response(200, json={"command_id": "c"}))  # fmt: skip
-    reply, _ = run(handler, key="k-2")
+def test_a_command_with_a_key_is_retried_after_a_5xx_until_an_answer(slept: list[float]) -> None:
+    answers = [(503, {}, {}), (502, {}, {}), (200, {"command_id": "c"}, {})]
+    reply, _, seen = run(answers, key="k-2")
     assert reply.ok and len(seen) == 3
-    assert {r.headers["Idempotency-Key"] for r in seen} == {"k-2"}
+    assert {h["Idempotency-Key"] for h in seen} == {"k-2"}
 
 
-def test_a_pending_command_is_asked_again_and_a_202_of_pings_is_final(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(http_client.asyncio, "sleep", _no_sleep)
-    pending = httpx.Response(202, json={"command_id": "c", "status": "pending"})
-    handler, seen = answers(pending, httpx.Response(200, json={"command_id": "c"}))
-    reply, _ = run(handler, key="k-3")
+def test_a_pending_command_is_asked_again_and_a_202_of_pings_is_final(slept: list[float]) -> None:
+    pending = (202, {"command_id": "c", "status": "pending"}, {})
+    reply, _, seen = run([pending, (200, {"command_id": "c"}, {})], key="k-3")
     assert reply.ok and len(seen) == 2
-    handler, seen = answers(httpx.Response(202, json={"accepted": 4}))
-    reply, _ = run(handler, repeatable=True)
+    reply, _, seen = run([(202, {"accepted": 4}, {})], repeatable=True)
     assert reply.ok and not reply.pending and len(seen) == 1
 
 
 def test_retries_stop_at_the_attempt_limit_and_the_call_is_recorded_once(
-    monkeypatch: pytest.MonkeyPatch,
+    slept: list[float],
 ) -> None:
-    monkeypatch.setattr(http_client.asyncio, "sleep", _no_sleep)
-    handler, seen = answers(httpx.Response(503))
-    reply, recorder = run(handler, key="k-4")
+    reply, recorder, seen = run([(503, {}, {})], key="k-4")
     assert reply.status == 503 and len(seen) == reply.attempts == 8
     assert recorder.by_name["E"].calls == 1 and recorder.by_name["E"].attempts[503] == 8
 
 
 def test_latency_is_measured_from_the_planned_time_not_the_send() -> None:
-    recorder = Endpoints()
-
-    async def go() -> None:
-        handler, _ = answers(httpx.Response(200, json={}))
-        api = ApiClient("http://127.0.0.1:1", recorder, transport=httpx.MockTransport(handler))
-        try:
-            await api.call("GET", "E", "/x", planned_at=time.monotonic() - 2.0)
-        finally:
-            await api.close()
-
-    asyncio.run(go())
+    _, recorder, _ = run([(200, {}, {})], late_s=2.0)
     endpoint = recorder.by_name["E"]
     assert endpoint.latencies[0] >= 2.0 and endpoint.send_lags[0] >= 2.0
 
 
-async def _no_sleep(_seconds: float) -> None:
-    return None
+def test_a_call_to_a_server_that_is_not_there_is_a_transport_error_not_an_exception(
+    slept: list[float],
+) -> None:
+    recorder = Endpoints()
+
+    async def go() -> Reply:
+        api = ApiClient("http://127.0.0.1:9", recorder)
+        try:
+            return await api.call("POST", "E", "/x", planned_at=time.monotonic(), key="k-5")
+        finally:
+            await api.close()
+
+    reply = asyncio.run(go())
+    assert reply.status == 0 and reply.attempts == 8
+    assert recorder.by_name["E"].attempts == Counter({0: 8})

@@ -1,0 +1,168 @@
+"""How much load an embedded `dispatch serve` takes from `dispatch simulate --api`, as a
+deployment's users would measure it: for each driver count, a fresh server, a run of the
+simulator through its HTTP API, and the steady figures (after the run's warm-up) of what
+the apps saw.
+
+    .venv/bin/python scripts/bench_api_load.py [--drivers 100,200,400,800] [--minutes 2]
+        [--runs 3] [--no-pin] [--json FILE]
+
+On a machine of two or more cores the server runs on CPU 0 and the simulator on CPU 1
+(`taskset`), so that the load generator does not take the server's core: without it, on
+two cores, the client's CPU is the server's loss. Per run: requests/s, the p99 of writes
+(the highest p99 of the POST endpoints with 20 calls or more after warm-up) and of queries
+(the same of the GET endpoints that are not streams), the server's and the client's CPU
+(share of one core), the client's loop lag p99, served % and whether every ride ended.
+Medians over ``--runs``; nothing is asserted. The machine (CPU model, scripts/bench_index.py
+queries/s) heads the output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+from benchmachine import calibrate, cpu_model  # noqa: E402
+
+STREAMS = ("/offers", "/events")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pinned(cpu: int | None, command: list[str]) -> list[str]:
+    return command if cpu is None else ["taskset", "-c", str(cpu), *command]
+
+
+def one_run(drivers: int, minutes: float, seed: int, pin: bool) -> dict[str, Any]:
+    data = Path(tempfile.mkdtemp(prefix="bench-api-load-"))
+    port = free_port()
+    env = os.environ | {"DISPATCH_RATE_LIMIT_REGISTRATIONS_PER_MIN": "0",
+                        "DISPATCH_RATE_LIMIT_REQUESTS_PER_S": "0"}  # fmt: skip
+    env.pop("DISPATCH_KAFKA_BOOTSTRAP", None)
+    serve = [sys.executable, "-m", "dispatch", "serve", "--data-dir", str(data / "log"),
+             "--port", str(port)]  # fmt: skip
+    server = subprocess.Popen(pinned(0 if pin else None, serve), env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/readyz", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except (urllib.error.URLError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("the server was not ready within 60 s")
+            time.sleep(0.2)
+        cpu_before, wall_before = cpu_seconds(server.pid), time.monotonic()
+        simulate = [sys.executable, "-m", "dispatch", "simulate", "--api", url, "--drivers",
+                    str(drivers), "--minutes", str(minutes), "--seed", str(seed),
+                    "--drain", "30", "--json"]  # fmt: skip
+        done = subprocess.run(pinned(1 if pin else None, simulate), env=env,
+                              capture_output=True, text=True, timeout=3600)  # fmt: skip
+        server_cpu = cpu_seconds(server.pid) - cpu_before
+        wall = time.monotonic() - wall_before
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        shutil.rmtree(data, ignore_errors=True)
+    report: dict[str, Any] = json.loads(done.stdout)
+    return figures(report, server_cpu / wall, done.returncode)
+
+
+def figures(report: dict[str, Any], server_share: float, code: int) -> dict[str, Any]:
+    endpoints = report["endpoints"]
+    run_s = report["minutes"] * 60.0
+
+    def p99s(kind: str) -> dict[str, float]:
+        return {
+            name: e["steady_latency_ms"]["p99"]
+            for name, e in endpoints.items()
+            if name.startswith(kind)
+            and not name.endswith(STREAMS)
+            and e["steady_calls"] >= 20
+            and e["steady_latency_ms"]["p99"] is not None
+        }
+
+    def worst(kind: str) -> float | None:
+        found = p99s(kind)
+        return max(found.values()) if found else None
+
+    calls = sum(e["steady_calls"] for e in endpoints.values())
+    return {
+        "drivers": report["drivers"],
+        "requests_per_s": round(calls / max(1.0, run_s - report["warmup_s"]), 1),
+        "writes_p99_ms": worst("POST"),
+        "queries_p99_ms": worst("GET"),
+        "server_cpu_share": round(server_share, 3),
+        "client_cpu_share": report["client"]["cpu_share"],
+        "client_loop_lag_p99_ms": report["client"]["loop_lag_ms"]["p99"],
+        "served_pct": report["service"]["served_pct"],
+        "all_rides_ended": code == 0 and report["service"]["unfinished"] == 0,
+        "rate_limited": report["rate_limited"],
+        "p99_ms": p99s("POST") | p99s("GET"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--drivers", default="100,200,400,800")
+    parser.add_argument("--minutes", type=float, default=2.0)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--no-pin", action="store_true", help="do not pin server and client")
+    parser.add_argument("--json", type=Path, help="also write every run's figures here")
+    args = parser.parse_args()
+    counts = [int(x) for x in args.drivers.split(",")]
+    pin = not args.no_pin and (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None
+    print(f"machine: {cpu_model()}, {os.cpu_count()} cores; bench_index {calibrate():,.0f} q/s;"
+          f" server and client {'pinned to CPU 0 and 1' if pin else 'not pinned'}")  # fmt: skip
+    runs: dict[int, list[dict[str, Any]]] = {n: [] for n in counts}
+    for r in range(args.runs):
+        for n in counts:  # interleaved: a slow moment of the machine touches every count
+            runs[n].append(one_run(n, args.minutes, seed=r + 1, pin=pin))
+            print(json.dumps(runs[n][-1]), flush=True)
+    keys = ("requests_per_s", "writes_p99_ms", "queries_p99_ms", "server_cpu_share",
+            "client_cpu_share", "client_loop_lag_p99_ms", "served_pct")  # fmt: skip
+    print("\nmedians over", args.runs, "runs")
+    print("drivers " + " ".join(f"{k:>22}" for k in keys) + "  all ended")
+    for n in counts:
+        cells = []
+        for k in keys:
+            values = [x[k] for x in runs[n] if x[k] is not None]
+            cells.append(f"{statistics.median(values):>22.2f}" if values else f"{'-':>22}")
+        ended = all(x["all_rides_ended"] for x in runs[n])
+        print(f"{n:>7} " + " ".join(cells) + f"  {ended}")
+    if args.json is not None:
+        args.json.write_text(json.dumps({str(n): runs[n] for n in counts}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
