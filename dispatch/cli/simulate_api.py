@@ -75,7 +75,7 @@ SpeedKmh = Annotated[
 Drain = Annotated[
     float | None,
     typer.Option(
-        help="With --api: seconds after the last request for the rides in flight to end, "
+        help="With --api: seconds after the run's minutes for the rides in flight to end, "
         "0 to 3600 (default 120)."
     ),
 ]
@@ -125,6 +125,10 @@ def simulate_api(
         )
     if credentials is not None and credentials.exists() and not credentials.is_file():
         raise typer.BadParameter(f"not a file: {credentials}", param_hint="--credentials")
+    if credentials is not None and not credentials.parent.is_dir():
+        raise typer.BadParameter(
+            f"no folder {credentials.parent} to write it in", param_hint="--credentials"
+        )
     settings = settings_from(None, None)
     market = settings.markets[0] if settings.markets else None
     options: dict[str, object] = {

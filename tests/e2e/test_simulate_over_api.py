@@ -134,4 +134,10 @@ def test_apps_that_meet_rate_limits_back_off_and_lose_nothing(server: tuple[str,
     assert "more than 1 requests a second" in limits
     assert report["service"]["served"] > 0 and report["service"]["unfinished"] == 0
     assert report["service"]["refused"] == 0
+    for name, endpoint in report["endpoints"].items():  # every call got through in the end
+        if name.endswith(("/offers", "/events")):  # a stream: each connection is a call
+            continue
+        assert set(endpoint["final_status"]) <= {"200", "201", "202"}, (name, endpoint)
+    offers = report["endpoints"]["GET /drivers/{id}/offers"]["attempts"]
+    assert offers["200"] >= report["drivers"]  # every driver's stream opened in the end
     assert_every_ride_ended(report, data_dir)

@@ -25,6 +25,7 @@ import httpx
 
 RETRY_STATUSES = frozenset({202, 429, 500, 502, 503, 504})
 BACKOFF_BASE_S, BACKOFF_CAP_S = 0.2, 10.0
+STREAM_SILENCE_S = 45.0  # three of the server's 15 s heartbeats
 PENDING_PAUSE_S = 0.25  # before asking again for the outcome of a 202
 TRANSPORT_ERROR = 0  # the status recorded for an attempt that got no answer
 
@@ -89,7 +90,11 @@ class ApiClient:
                 ssl=self._tls if self._tls is not None else False,
             )  # fmt: skip
             timeout = aiohttp.ClientTimeout(total=self._timeout_s, sock_connect=10.0)
-            self._session = aiohttp.ClientSession(connector=connector, timeout=timeout)
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=timeout,
+                trust_env=False,  # no proxy from the env
+            )
         return self._session
 
     async def close(self) -> None:
@@ -97,13 +102,14 @@ class ApiClient:
             await self._session.close()
 
     def stream_client(self) -> httpx.AsyncClient:
-        """A client for one stream's connection (no read timeout: streams idle between
-        heartbeats); the caller closes it."""
+        """A client for one stream's connection; a stream silent for ``STREAM_SILENCE_S``
+        (three heartbeats) is taken for dead and opened again. The caller closes it."""
         return httpx.AsyncClient(
             base_url=self.base_url,
             limits=httpx.Limits(max_connections=1, max_keepalive_connections=0),
-            timeout=httpx.Timeout(None, connect=10.0),
+            timeout=httpx.Timeout(None, connect=10.0, read=STREAM_SILENCE_S),
             verify=self._tls if self._tls is not None else False,  # http: no TLS to verify
+            trust_env=False,  # no proxy from the environment: the checked target alone
         )
 
     async def call(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,11 +37,12 @@ async def follow(
     client: ApiClient,
     endpoint: str,
     path: str,
-    token: Callable[[], str],
+    token: Callable[[], Awaitable[str]],
     max_reconnects: int = 20,
     headers: dict[str, str] | None = None,
 ) -> AsyncIterator[ServerEvent]:
-    """The events of ``path`` (``token()``: the caller's access token now), across
+    """The events of ``path`` (``await token()``: the caller's access token, refreshed
+    when due, at each connection), across
     reconnections, until the caller stops iterating. An ``end`` frame is passed on (its
     ``data["reason"]`` says why); the stream is then opened again unless the caller stops.
     Raises ``StreamRefused`` when the server refuses it (a 4xx), or after
@@ -50,7 +51,7 @@ async def follow(
     last_id = ""
     failures = 0
     while True:
-        sent = {**(headers or {}), "Authorization": f"Bearer {token()}"}
+        sent = {**(headers or {}), "Authorization": f"Bearer {await token()}"}
         if last_id:
             sent["Last-Event-ID"] = last_id
         started = time.monotonic()
@@ -75,6 +76,10 @@ async def follow(
                     client.recorder.attempt(endpoint, status, None)
                     client.recorder.call(endpoint, status, time.monotonic() - started, 0.0)
                     async for sse in source.aiter_sse():
+                        if sse.retry is not None:  # the server's own pause between tries
+                            wait = sse.retry / 1000.0
+                        if not sse.data:
+                            continue  # the "retry:" preamble: no event, not a delivery
                         if sse.id:
                             last_id = sse.id
                         delivered = True

@@ -2,8 +2,9 @@
 its tokens, refreshed before they expire as an app refreshes them.
 
 A credentials file (``--credentials``) holds each account's id, home and refresh token, so
-a second run signs in again instead of registering a new city (the registrations a minute
-of one address are limited). It is written with mode 0600: its refresh tokens get tokens
+a second run signs in again instead of registering a new city. (Refresh attempts are
+limited per address like registrations, in a window of their own: reuse saves the
+registrations, not the limit.) It is written with mode 0600: its refresh tokens get tokens
 for the accounts.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -111,10 +113,17 @@ def load(path: Path) -> list[Account]:
 
 
 def save(path: Path, accounts: list[Account]) -> None:
-    """Write ``accounts`` to ``path`` (mode 0600), replacing it whole."""
+    """Write ``accounts`` to ``path`` (mode 0600), replacing it whole: through a new file
+    of a name no one can guess beside it (never one already there, nor a link), synced."""
     doc = {"format": FORMAT, "accounts": [a.saved() for a in accounts]}
-    temporary = path.with_name(path.name + ".tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        json.dump(doc, out)
-    os.replace(temporary, path)
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump(doc, out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

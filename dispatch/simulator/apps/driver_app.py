@@ -37,8 +37,8 @@ class DriverApp:
     def path(self) -> str:
         return f"/drivers/{self.account.id}"
 
-    def token(self) -> str:
-        return self.account.access_token
+    async def token(self) -> str:
+        return await self.w.accounts.token(self.account)
 
     async def act(self, endpoint: str, path: str, planned: float, body: Any = None) -> Reply:
         token = await self.w.accounts.token(self.account)
@@ -48,8 +48,11 @@ class DriverApp:
         )  # fmt: skip
 
     async def go_online(self) -> bool:
+        """Online; a saved driver left online by an earlier run (409 "already online") is
+        online already."""
         reply = await self.act("POST /drivers/{id}/online", self.path + "/online", time.monotonic())
-        self.online = reply.ok
+        left_on = reply.status == 409 and "already online" in str(reply.body.get("reason"))
+        self.online = reply.ok or left_on
         return self.online
 
     async def go_offline(self) -> None:

@@ -79,12 +79,17 @@ def build_report(
     sent = [r for r in rides if r.ride_id]
     ends = Counter(r.end for r in sent)
     served = [r for r in sent if r.accepted_s is not None]
-    decided = len(served) + sum(1 for r in sent if r.accepted_s is None and r.end)
+    # Decided: got a driver, or ended without one by itself (not cancelled by the closing).
+    unserved = [r for r in sent if r.accepted_s is None and r.end and not r.closed]
+    decided = len(served) + len(unserved)
     accept = [r.accepted_s - r.planned_s for r in served if r.accepted_s is not None]
     pickup = [r.arrived_s - r.planned_s for r in sent if r.arrived_s is not None]
-    refused = Counter(f"{r.status} {r.refused}".strip() for r in rides if not r.ride_id)
+    refused = Counter(
+        f"{r.status} {r.refused}".strip() for r in rides if not r.ride_id and r.status != -1
+    )
     service = {
         "planned": len(rides),
+        "not_sent": sum(1 for r in rides if r.status == -1),  # the run closed first
         "requested": len(sent),
         "refused": sum(refused.values()),
         "refused_by": dict(refused),
@@ -92,6 +97,7 @@ def build_report(
         "served_pct": round(100.0 * len(served) / decided, 2) if decided else None,
         "completed": ends["completed"],
         "cancelled": ends["cancelled"],
+        "cancelled_at_close": sum(1 for r in sent if r.closed and r.end == "cancelled"),
         "expired": ends["expired"],
         "unfinished": ends[""],
         "accept_wait_s": _seconds(accept),

@@ -38,6 +38,7 @@ class RideSeen:
     ended_s: float | None = None
     end: str = ""  # completed, cancelled, expired ("": not seen to end)
     cancel_planned: bool = False
+    closed: bool = False  # cancelled by the run's closing (left out of served %)
 
     def as_row(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -73,16 +74,21 @@ async def request(world: World, riders: Riders, seen: RideSeen) -> None:
     seen.cancel_planned = rng.random() < cfg.cancel_probability
     patience = rng.uniform(*PATIENCE_S)
     planned = world.started + seen.planned_s
-    await sleep_until(planned)
+    if await sleep_until(planned, world.closing):
+        return  # the run closed first: never sent (status -1), in no figure
     try:
         account = await riders.take(pickup)
     except AccountError as error:
         seen.status, seen.refused = 0, f"no rider: {error}"
         return
+    if world.closing.is_set():
+        riders.give_back(account)
+        return
     try:
         await _ride(world, account, seen, planned, pickup, dropoff, patience)
     finally:  # a rider whose ride may still be active (not seen to end) rides no more
-        if seen.end or (not seen.ride_id and seen.status != 409):
+        refused = not seen.ride_id and 400 <= seen.status < 500 and seen.status != 409
+        if seen.end or refused:
             riders.give_back(account)
 
 
@@ -113,10 +119,12 @@ async def _ride(
         key=str(uuid.uuid4()),
     )  # fmt: skip
     seen.status = reply.status
-    if reply.status != 201:
-        seen.refused = str(reply.body.get("error") or reply.body.get("reason") or "")
+    if reply.status not in (201, 202) or "ride_id" not in reply.body:
+        # Refused, or no answer in the end: a ride the server may have made is not followed,
+        # and its rider is not given another (the report counts it under ``refused_by``).
+        seen.refused = str(reply.body.get("error") or reply.body.get("reason") or "no answer")
         return
-    seen.ride_id = str(reply.body["ride_id"])
+    seen.ride_id = str(reply.body["ride_id"])  # a 202 (pending) names the ride too
     position = str(reply.body.get("position") or "")
     canceller = asyncio.ensure_future(_cancel_later(world, account, seen, planned + patience))
     try:
@@ -131,8 +139,8 @@ async def _ride(
 async def _watch(world: World, account: Account, seen: RideSeen, position: str) -> None:
     """Follow the ride's stream, read after the request's own write (its position)."""
 
-    def token() -> str:
-        return account.access_token
+    async def token() -> str:
+        return await world.accounts.token(account)
 
     path = f"/rides/{seen.ride_id}/events"
     after = {"X-Consistency-Token": position} if position else {}
@@ -192,6 +200,7 @@ async def _cancel_later(world: World, account: Account, seen: RideSeen, at: floa
         await _cancel(world, account, seen, "changed my mind")
     await world.closing.wait()
     if seen.started_s is None and not seen.end:
+        seen.closed = True  # cancelled by the run's end, not by the rider: not decided
         await _cancel(world, account, seen, "the run is closing")
 
 

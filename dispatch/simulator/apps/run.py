@@ -8,6 +8,7 @@ cancelled."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -26,6 +27,7 @@ from dispatch.simulator.apps.world import World
 from dispatch.simulator.city import City
 from dispatch.simulator.streams import Streams
 
+logger = logging.getLogger(__name__)
 SIGN_IN_AT_ONCE = 32  # registrations and first calls in flight while the city signs in
 CLOSE_S = 30.0  # for each stage of the cleanup
 SIGN_IN_S = 600.0  # for the whole city to register (or sign in) and go online
@@ -83,9 +85,15 @@ async def _run(
         await asyncio.gather(*tasks, return_exceptions=True)
         if config.cleanup:
             await _bounded([app.go_offline() for app in drivers if app.online], CLOSE_S)
-        if config.credentials is not None:
-            accounts = [d.account for d in drivers] + riders.all
-            saved.save(config.credentials, accounts)
+        if config.credentials is not None:  # the saved ones this run did not use too
+            used = [d.account for d in drivers] + riders.all
+            ids = {a.id for a in used}
+            try:
+                saved.save(config.credentials, used + [a for a in known if a.id not in ids])
+            except OSError as error:
+                logger.warning(
+                    "the credentials were not saved to %s: %s", config.credentials, error
+                )
 
 
 async def _sign_in(world: World, known: list[Account], drivers: list[DriverApp]) -> None:
