@@ -129,8 +129,8 @@ async def _sign_in(world: World, known: list[Account], drivers: list[DriverApp])
         raise AccountError(
             f"the city could not sign in ({len(drivers)} of {config.drivers} drivers "
             f"registered): {what}. A deployment's registrations a minute per address "
-            "(DISPATCH_RATE_LIMIT_REGISTRATIONS_PER_MIN) bound how fast a city signs up; "
-            "--credentials reuses the accounts of an earlier run"
+            "(DISPATCH_RATE_LIMIT_REGISTRATIONS_PER_MIN, and as many token refreshes) bound "
+            "how fast a city signs up or in: for a load test, start it with 0"
         ) from None
 
 
