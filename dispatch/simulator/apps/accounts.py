@@ -10,19 +10,22 @@ for the accounts.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
+import zlib
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from dispatch.adapters.http.client import ApiClient, Reply
 
-REFRESH_AHEAD = 0.2  # refresh when this share of an access token's life is left
+REFRESH_AHEAD = 0.2  # refresh when 20-40 % of an access token's life is left
+REFRESH_RETRY_S = 5.0  # after a failed refresh
 FORMAT = 1
 
 
@@ -39,6 +42,8 @@ class Account:
     expires_at: float = 0.0  # epoch seconds (0: no access token yet)
     issued_at: float = 0.0
     refresh_token: str = ""
+    retry_at: float = 0.0  # after a failed refresh: not tried again before this
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False, compare=False)
 
     def take(self, issued: dict[str, Any]) -> None:
         self.access_token = issued["access_token"]
@@ -47,8 +52,11 @@ class Account:
         self.issued_at = time.time()
 
     def stale(self, now: float) -> bool:
+        """Due for a refresh: within 20-40 % of its life from its end, the share the
+        account's own (accounts signed in together do not all refresh at once)."""
         life = max(1.0, self.expires_at - self.issued_at)
-        return now >= self.expires_at - REFRESH_AHEAD * life
+        ahead = REFRESH_AHEAD * (1.0 + (zlib.crc32(self.id.encode()) % 1000) / 1000.0)
+        return now >= self.expires_at - ahead * life
 
     def saved(self) -> dict[str, Any]:
         return {"role": self.role, "id": self.id, "home": list(self.home),
@@ -60,6 +68,7 @@ class Accounts:
 
     def __init__(self, client: ApiClient) -> None:
         self.client = client
+        self.refresh_failures = 0  # refreshes that failed during the run (see ``token``)
 
     async def register(self, role: str, name: str, home: tuple[float, float]) -> Account:
         """A new driver or rider, under an Idempotency-Key (a retry gets the same one)."""
@@ -75,18 +84,32 @@ class Accounts:
         account.take(reply.body["token"])
         return account
 
-    async def token(self, account: Account) -> str:
-        """The account's access token, refreshed first when it is near its end."""
-        if account.access_token and not account.stale(time.time()):
+    async def token(self, account: Account, strict: bool = False) -> str:
+        """The account's access token, refreshed first when it is due (one refresh at a
+        time per account). A refresh that fails raises ``AccountError`` when ``strict`` or
+        when there is no token at all; else it is counted, tried again after
+        ``REFRESH_RETRY_S``, and the token in hand is used (the server says 401 if it has
+        expired, and the report shows it by endpoint)."""
+        now = time.time()
+        if account.access_token and (not account.stale(now) or now < account.retry_at):
             return account.access_token
-        reply = await self.client.call(
-            "POST", "POST /auth/refresh", "/auth/refresh", planned_at=time.monotonic(),
-            json={"refresh_token": account.refresh_token}, repeatable=True,
-        )  # fmt: skip
-        if reply.status != 200:
-            raise AccountError(f"refreshing {account.role} {account.id}'s token: {_said(reply)}")
-        account.take(reply.body)
-        return account.access_token
+        async with account.lock:
+            if account.access_token and not account.stale(time.time()):
+                return account.access_token  # refreshed while this one waited
+            reply = await self.client.call(
+                "POST", "POST /auth/refresh", "/auth/refresh", planned_at=time.monotonic(),
+                json={"refresh_token": account.refresh_token}, repeatable=True,
+            )  # fmt: skip
+            if reply.status == 200:
+                account.take(reply.body)
+                return account.access_token
+            if strict or not account.access_token:
+                raise AccountError(
+                    f"refreshing {account.role} {account.id}'s token: {_said(reply)}"
+                )
+            self.refresh_failures += 1
+            account.retry_at = time.time() + REFRESH_RETRY_S
+            return account.access_token
 
 
 def _said(reply: Reply) -> str:

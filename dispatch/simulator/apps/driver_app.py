@@ -17,6 +17,7 @@ from dispatch.simulator.apps.world import World, sleep_until
 
 SEEK_DEMAND = 0.6  # an idle driver's next cruise heads for demand (else a short hop)
 CRUISE_M = 1_500.0
+RELISTEN_S = 5.0
 ENDED = frozenset({"Driver.Released", "Driver.OfferClosed"})
 
 
@@ -65,14 +66,18 @@ class DriverApp:
     # -- the offer stream ------------------------------------------------------------------
 
     async def listen(self) -> None:
-        await self.w.accounts.token(self.account)
-        try:
-            async for event in follow(
-                self.w.client, "GET /drivers/{id}/offers", self.path + "/offers", self.token
-            ):
-                self.heard(event.kind, event.data)
-        except StreamRefused as refused:
-            self.w.drivers_did[f"stream refused {refused.status}"] += 1
+        """The offer stream, opened again after a refusal (a token that had expired while
+        its refresh failed: 401) every ``RELISTEN_S``, until the run finishes; a driver
+        deaf to offers would still ping and look available."""
+        while not self.w.finishing.is_set():
+            try:
+                async for event in follow(
+                    self.w.client, "GET /drivers/{id}/offers", self.path + "/offers", self.token
+                ):
+                    self.heard(event.kind, event.data)
+            except StreamRefused as refused:
+                self.w.drivers_did[f"stream refused {refused.status}"] += 1
+            await sleep_until(time.monotonic() + RELISTEN_S, self.w.finishing)
 
     def heard(self, kind: str, data: dict[str, Any]) -> None:
         inner = data.get("data", {})

@@ -120,6 +120,7 @@ def build_report(
         "service": service,
         "drivers_did": dict(sorted(world.drivers_did.items())),
         "rate_limited": endpoints.rate_limited,
+        "token_refresh_failures": world.accounts.refresh_failures,
         "endpoints": endpoints.as_dict(),
         "client": monitor.as_dict(len(drivers)),
         "rides": [r.as_row() for r in rides],

@@ -113,7 +113,7 @@ async def _sign_in(world: World, known: list[Account], drivers: list[DriverApp])
 
     async def online(app: DriverApp) -> None:
         async with gate:
-            await world.accounts.token(app.account)
+            await world.accounts.token(app.account, strict=True)
             if not await app.go_online():
                 raise AccountError(f"driver {app.account.id} could not go online")
 
