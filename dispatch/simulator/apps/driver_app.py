@@ -27,6 +27,7 @@ class DriverApp:
         self.moves = Moves(world.city, account.home, time.monotonic())
         self.offers: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.gone: set[str] = set()  # rides released or whose offer closed
+        self.answered: set[str] = set()  # offers answered (or being answered)
         self.changed = asyncio.Event()
         self.ride: str | None = None
         self.on_trip = False
@@ -123,8 +124,9 @@ class DriverApp:
 
     async def answer(self, offer: dict[str, Any]) -> None:
         ride = str(offer.get("ride_id", ""))
-        if not ride or ride in self.gone or offer.get("pickup") is None:
-            return
+        if not ride or ride in self.gone or ride in self.answered or offer.get("pickup") is None:
+            return  # gone, or a copy (a reconnection's snapshot repeats an offer held)
+        self.answered.add(ride)
         self.w.drivers_did["offers"] += 1
         rng = self.w.streams.rng("answer", self.index, ride)
         delay = rng.uniform(*self.w.config.response_delay_s)
