@@ -6,18 +6,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from tests.faults.api_process import free_port
+from tests.faults.api_process import free_port, stop_process, wait_ready
 
 RIDE_ENDS = {"dispatch.Ride.Completed", "dispatch.Ride.CancelledByRider",
              "dispatch.Ride.CancelledByOperator", "dispatch.Ride.Expired"}  # fmt: skip
@@ -47,29 +44,11 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str
                                stderr=subprocess.STDOUT)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(url, process)
+        wait_ready(url, process, 60)
         yield url, data_dir
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         out.close()
-
-
-def _wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "dispatch serve exited at start"
-        try:
-            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    pytest.fail("dispatch serve was not ready within 60 s")
 
 
 def simulate(url: str, *extra: str) -> dict[str, Any]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -20,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from dispatch.adapters.kafka.logsource import KafkaLogSource
@@ -28,7 +26,7 @@ from dispatch.adapters.kafka.processes import start_worker, stop_worker
 from dispatch.adapters.kafka.topics import create_topics, delete_topics
 from dispatch.replay.operations import read_all, verify
 from dispatch.settings import Settings
-from tests.faults.api_process import free_port, start_api
+from tests.faults.api_process import free_port, start_api, stop_process, wait_ready
 
 pytestmark = pytest.mark.kafka
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,28 +53,6 @@ def _needs_haproxy() -> None:
         pytest.skip(message)
 
 
-def _ready(url: str, deadline_s: float = 90.0) -> None:
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.3)
-    pytest.fail(f"{url} was not ready within {deadline_s:g} s")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 @pytest.fixture
 def deployment(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Deployment]:
     _needs_haproxy()
@@ -95,18 +71,18 @@ def deployment(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Deployment]:
             own = settings.model_copy(update={"data_dir": tmp_path / f"api-{i + 1}"})
             apis.append(start_api(own, port, logs / f"api-{i + 1}.log"))
         for port in ports:
-            _ready(f"http://127.0.0.1:{port}")
+            wait_ready(f"http://127.0.0.1:{port}")
         bal = free_port()
         backends = ",".join(f"127.0.0.1:{p}" for p in ports)
         subprocess.run([str(BALANCER), "start", "--port", str(bal), "--backends", backends,
                         "--dir", str(balancer_dir)], check=True, timeout=30)  # fmt: skip
         url = f"http://127.0.0.1:{bal}"
-        _ready(url)
+        wait_ready(url)
         yield Deployment(settings, url, ports, apis, logs)
     finally:
         subprocess.run([str(BALANCER), "stop", "--dir", str(balancer_dir)], timeout=30)
         for api in apis:
-            _stop(api)
+            stop_process(api)
         for worker in workers:
             stop_worker(worker)
         delete_topics(kafka_bootstrap, prefix)
