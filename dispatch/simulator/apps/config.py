@@ -30,7 +30,7 @@ class ApiRunConfig:
     cancel_probability: float = 0.05
     response_delay_s: tuple[float, float] = (2.0, 8.0)
     boarding_s: float = 10.0
-    drain_s: float = 120.0  # after the last request, for the rides in flight to end
+    drain_s: float = 120.0  # after the run's minutes, for the rides in flight to end
     cleanup: bool = True  # at the end: rides not started cancelled, trips ended, offline
     credentials: Path | None = None  # saved accounts to reuse (and to save into)
     connections: int = 256  # the pool of connections for calls (streams have their own)

@@ -80,6 +80,8 @@ async def _run(
     finally:
         world.closing.set()
         world.finishing.set()
+        for app in drivers:  # open-loop batches still waiting for their answer
+            tasks += app.pending
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
