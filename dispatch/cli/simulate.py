@@ -186,7 +186,7 @@ def simulate(
         "--exact-times": exact_times, "--demand-trace": demand_trace is not None,
         "--zones": zones is not None, "--trace-time-scale": trace_time_scale is not None,
         "--trace-window": trace_window is not None, "--skip-bad-rows": skip_bad_rows,
-        "--write-demand": write_demand is not None, "--report": report_dir is not None,
+        "--write-demand": write_demand is not None,
         "--data-dir": data_dir is not None, "--kafka": kafka is not None,
         "--workers": workers is not None, "--shards": shards is not None,
         "--city-shards": city_shards is not None, "--road-network": road_network_path is not None,
@@ -203,7 +203,7 @@ def simulate(
             api, allow_remote=allow_remote, drivers=drivers, minutes=minutes, seed=seed,
             demand=demand, profile=profile, open_loop=open_loop, city_km=city_km,
             speed_kmh=speed_kmh, drain=drain, credentials=credentials, cleanup=cleanup,
-            as_json=as_json,
+            report_dir=report_dir, as_json=as_json,
         )  # fmt: skip
     api_only = {
         "--allow-remote": allow_remote, "--profile": profile is not None,

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from dispatch.cli.common import settings_from
+from dispatch.cli.scenario import check_outputs
 from dispatch.simulator.city import MAX_CITY_KM, MIN_CITY_KM
 
 if TYPE_CHECKING:
@@ -100,6 +101,7 @@ def simulate_api(
     drain: float | None,
     credentials: Path | None,
     cleanup: bool,
+    report_dir: Path | None,
     as_json: bool,
 ) -> None:
     from dispatch.simulator.apps.config import PROFILES, ApiRunConfig, TargetRefused, check_target
@@ -129,6 +131,7 @@ def simulate_api(
         raise typer.BadParameter(
             f"no folder {credentials.parent} to write it in", param_hint="--credentials"
         )
+    check_outputs(None, report_dir, None)
     settings = settings_from(None, None)
     market = settings.markets[0] if settings.markets else None
     options: dict[str, object] = {
@@ -149,6 +152,12 @@ def simulate_api(
         options["centre"] = (market.lat, market.lng)
     config = ApiRunConfig(**options)  # type: ignore[arg-type]
     report = _run(config, None if as_json else _printer())
+    if report_dir is not None:
+        from dispatch.simulator.apps.html import write_api_report
+
+        written = write_api_report(report_dir, report.as_dict(), report.calls)
+        if not as_json:
+            console.print(f"report: {written}")
     if as_json:
         print(json.dumps(report.as_dict(), indent=2, allow_nan=False))
     else:

@@ -120,7 +120,7 @@ def write_report(
     return path
 
 
-def _csv(header: list[str], rows: Iterable[list[Any]]) -> str:
+def csv_text(header: list[str], rows: Iterable[list[Any]]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)
@@ -130,7 +130,7 @@ def _csv(header: list[str], rows: Iterable[list[Any]]) -> str:
 
 def _timeseries_csv(runs: Sequence[RunData]) -> str:
     rows = ([run.strategy, run.seed, *s.as_row().values()] for run in runs for s in run.samples)
-    return _csv(["strategy", "seed", *SAMPLE_COLUMNS], rows)
+    return csv_text(["strategy", "seed", *SAMPLE_COLUMNS], rows)
 
 
 def _rides_csv(runs: Sequence[RunData]) -> str:
@@ -139,7 +139,7 @@ def _rides_csv(runs: Sequence[RunData]) -> str:
         for run in runs
         for r in run.rides
     )
-    return _csv(["strategy", "seed", *RIDE_COLUMNS], rows)
+    return csv_text(["strategy", "seed", *RIDE_COLUMNS], rows)
 
 
 def _summary(
@@ -156,17 +156,17 @@ def _summary(
         "runs": [{"strategy": r.strategy, "seed": r.seed, "summary": r.summary} for r in runs],
         "comparisons": [asdict(c) for c in comparisons],
     }
-    return json.dumps(_jsonable(doc), indent=2, allow_nan=False, default=str) + "\n"
+    return json.dumps(jsonable(doc), indent=2, allow_nan=False, default=str) + "\n"
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     """JSON has no NaN or infinity: they become null."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     return value
 
 
@@ -187,10 +187,10 @@ def render_html(
         _meta(runs, strategies, colour, warmup_s),
         _notes(notes),
         _comparisons(comparisons),
-        _figure("Waits", plots.wait_ecdf(rides, colour), "no request after the warm-up"),
-        _figure("Pickup time", plots.pickup_scatter(rides, colour), "no picked-up request"),
-        _figure("Over time", plots.timeseries(samples, colour, warmup_s), "no market sample"),
-        _figure("Where riders wait", plots.hex_map(rides), "no picked-up request"),
+        figure("Waits", plots.wait_ecdf(rides, colour), "no request after the warm-up"),
+        figure("Pickup time", plots.pickup_scatter(rides, colour), "no picked-up request"),
+        figure("Over time", plots.timeseries(samples, colour, warmup_s), "no market sample"),
+        figure("Where riders wait", plots.hex_map(rides), "no picked-up request"),
         _runs_table(runs, colour),
         _scheduled_table(runs, colour),
         _all_figures(runs),
@@ -246,7 +246,7 @@ def _notes(notes: Sequence[str]) -> str:
     return "<h2>Notes</h2><ul>" + "".join(f"<li>{escape(n)}</li>" for n in notes) + "</ul>"
 
 
-def _fmt(value: Any) -> str:
+def fmt(value: Any) -> str:
     """A figure for a table: thousands separated, a sensible number of digits, a dash for none."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return MISSING
@@ -265,10 +265,10 @@ def _fmt(value: Any) -> str:
 
 
 def _signed(value: float | None) -> str:
-    return MISSING if value is None else ("+" if value > 0 else "") + _fmt(value)
+    return MISSING if value is None else ("+" if value > 0 else "") + fmt(value)
 
 
-def _table(header: Sequence[str], rows: Iterable[Sequence[str]], left: int = 1) -> str:
+def table(header: Sequence[str], rows: Iterable[Sequence[str]], left: int = 1) -> str:
     """An HTML table of already escaped cells; the first ``left`` columns align left."""
 
     def cells(tag: str, row: Sequence[str]) -> str:
@@ -292,7 +292,7 @@ def _comparisons(comparisons: Sequence[Comparison]) -> str:
         "Each difference is the other strategy minus the baseline, the mean of the per-seed "
         "differences with its 95% confidence interval; bold where the interval leaves out 0."
     )
-    return "<h2>Comparison</h2>" + _table(header, rows, 1) + f"<p class=meta>{caption}</p>"
+    return "<h2>Comparison</h2>" + table(header, rows, 1) + f"<p class=meta>{caption}</p>"
 
 
 def _comparison_row(c: Comparison, strategies: list[str]) -> list[str]:
@@ -304,10 +304,10 @@ def _comparison_row(c: Comparison, strategies: list[str]) -> list[str]:
     if low is not None and high is not None and (low > 0 or high < 0):
         diff = f'<span class="sig">{diff}</span>'
     label = f"{escape(c.label)} <small>({escape(c.metric)})</small>"
-    return [label, *(escape(_fmt(c.means.get(s))) for s in strategies), diff, _fmt(c.n)]
+    return [label, *(escape(fmt(c.means.get(s))) for s in strategies), diff, fmt(c.n)]
 
 
-def _figure(heading: str, plot: plots.Plot | None, missing: str) -> str:
+def figure(heading: str, plot: plots.Plot | None, missing: str) -> str:
     if plot is None:
         return f'<h2>{escape(heading)}</h2><p class="nodata">No data: {escape(missing)}.</p>'
     return (
@@ -323,7 +323,7 @@ def _runs_table(runs: Sequence[RunData], colour: dict[str, str]) -> str:
     header = ["strategy", "seed", *(escape(label) for _, label in keys)]
     rows = [
         [f"{_swatch(colour[r.strategy])}{escape(r.strategy)}", escape(str(r.seed))]
-        + [escape(_fmt(r.summary.get(k))) for k, _ in keys]
+        + [escape(fmt(r.summary.get(k))) for k, _ in keys]
         for r in runs
     ]
     caption = (
@@ -331,7 +331,7 @@ def _runs_table(runs: Sequence[RunData], colour: dict[str, str]) -> str:
         "figure the report does not have. Every figure is in summary.json and in the list "
         "below."
     )
-    return "<h2>Runs</h2>" + _table(header, rows, 2) + f"<p class=meta>{escape(caption)}</p>"
+    return "<h2>Runs</h2>" + table(header, rows, 2) + f"<p class=meta>{escape(caption)}</p>"
 
 
 def _scheduled_table(runs: Sequence[RunData], colour: dict[str, str]) -> str:
@@ -340,7 +340,7 @@ def _scheduled_table(runs: Sequence[RunData], colour: dict[str, str]) -> str:
     header = ["strategy", "seed", *(escape(label) for _, label in SCHEDULED_FIGURES)]
     rows = [
         [f"{_swatch(colour[r.strategy])}{escape(r.strategy)}", escape(str(r.seed))]
-        + [escape(_fmt(r.summary.get(k))) for k, _ in SCHEDULED_FIGURES]
+        + [escape(fmt(r.summary.get(k))) for k, _ in SCHEDULED_FIGURES]
         for r in runs
     ]
     caption = (
@@ -350,8 +350,8 @@ def _scheduled_table(runs: Sequence[RunData], colour: dict[str, str]) -> str:
         "how long after the time the driver arrived, 0 when early; early: how long before "
         "it, 0 when late. The figures and plots above are the immediate requests' alone."
     )
-    table = _table(header, rows, 2)
-    return f"<h2>Scheduled rides</h2>{table}<p class=meta>{escape(caption)}</p>"
+    rendered = table(header, rows, 2)
+    return f"<h2>Scheduled rides</h2>{rendered}<p class=meta>{escape(caption)}</p>"
 
 
 def _all_figures(runs: Sequence[RunData]) -> str:
@@ -360,11 +360,11 @@ def _all_figures(runs: Sequence[RunData]) -> str:
         return ""
     header = ["strategy", "seed", *(escape(k) for k in keys)]
     rows = [
-        [escape(r.strategy), escape(str(r.seed))] + [escape(_fmt(r.summary.get(k))) for k in keys]
+        [escape(r.strategy), escape(str(r.seed))] + [escape(fmt(r.summary.get(k))) for k in keys]
         for r in runs
     ]
     return (
         "<details><summary>Every figure of every run's report</summary>"
-        + _table(header, rows, 2)
+        + table(header, rows, 2)
         + "</details>"
     )

@@ -86,7 +86,7 @@ def wait_ecdf(rides: Rides, colour: Mapping[str, str]) -> Plot | None:
     ax = fig.add_subplot()
     for strategy, group in rides.items():
         waits = sorted(w for r in group if (w := r.wait_s) is not None)
-        xs, ys = _ecdf(waits, len(group))
+        xs, ys = ecdf(waits, len(group))
         label = f"{strategy}: {len(waits):,} of {len(group):,} picked up"
         ax.step(xs, ys, where="post", color=colour[strategy], label=label, linewidth=1.8)
     ax.set(
@@ -106,7 +106,7 @@ def wait_ecdf(rides: Rides, colour: Mapping[str, str]) -> Plot | None:
     return Plot(to_svg(fig, "wait"), caption)
 
 
-def _ecdf(values: Sequence[float], total: int) -> tuple[list[float], list[float]]:
+def ecdf(values: Sequence[float], total: int) -> tuple[list[float], list[float]]:
     """Points of the step curve: x sorted values, y the share of ``total`` at or below x,
     through at most ``ECDF_POINTS`` of them (evenly spaced ranks, the last one kept)."""
     if not values:

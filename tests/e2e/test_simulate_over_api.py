@@ -87,10 +87,10 @@ def assert_every_ride_ended(report: dict[str, Any], data_dir: Path) -> None:
 
 
 def test_a_short_run_over_http_serves_rides_and_leaves_a_log_that_verifies(
-    server: tuple[str, Path],
+    server: tuple[str, Path], tmp_path: Path
 ) -> None:
     url, data_dir = server
-    report = simulate(url)
+    report = simulate(url, "--report", str(tmp_path / "report"))
     assert report["service"]["served"] > 0
     assert report["service"]["completed"] > 0
     assert report["service"]["unfinished"] == 0
@@ -102,6 +102,16 @@ def test_a_short_run_over_http_serves_rides_and_leaves_a_log_that_verifies(
     assert_every_ride_ended(report, data_dir)
     result = verify(data_dir)
     assert result.returncode == 0 and "0 violation(s)" in result.stdout, result.stdout
+    assert_report_files_match(report, tmp_path / "report")
+
+
+def assert_report_files_match(report: dict[str, Any], folder: Path) -> None:
+    """``--report`` wrote the same run as ``--json`` printed: its summary, each call."""
+    assert json.loads((folder / "summary.json").read_text())["service"] == report["service"]
+    calls = (folder / "calls.csv").read_text().splitlines()
+    assert len(calls) - 1 == sum(e["calls"] for e in report["endpoints"].values())
+    page = (folder / "report.html").read_text()
+    assert "POST /rides/{id}/accept" in page and page.count("<svg") == 4
 
 
 @pytest.mark.parametrize("server", [{"DISPATCH_RATE_LIMIT_REQUESTS_PER_S": "1"}], indirect=True)

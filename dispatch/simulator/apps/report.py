@@ -3,6 +3,8 @@ each endpoint's answers and latencies, and the client's own cost and pauses."""
 
 from __future__ import annotations
 
+import math
+import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -15,10 +17,13 @@ from dispatch.simulator.stats import mean, percentile
 if TYPE_CHECKING:
     from dispatch.simulator.apps.driver_app import DriverApp
 
+TIMELINE_BUCKETS = 300
+
 
 @dataclass(frozen=True)
 class ApiReport:
-    doc: dict[str, Any]
+    doc: dict[str, Any]  # what ``--json`` prints
+    calls: Endpoints  # every call, for ``calls.csv``
 
     @property
     def served(self) -> int:
@@ -123,9 +128,22 @@ def build_report(
         "token_refresh_failures": world.accounts.refresh_failures,
         "endpoints": endpoints.as_dict(),
         "client": monitor.as_dict(len(drivers)),
+        "timeline": _timeline(endpoints, monitor, time.monotonic() - world.started),
         "rides": [r.as_row() for r in rides],
     }
-    return ApiReport(doc)
+    return ApiReport(doc, endpoints)
+
+
+def _timeline(endpoints: Endpoints, monitor: LoopMonitor, run_s: float) -> dict[str, Any]:
+    """The run over time, in buckets of 5 s (more in a long run: at most about
+    ``TIMELINE_BUCKETS``), by endpoint and for the client's loop."""
+    bucket_s = max(5.0, 5.0 * math.ceil(run_s / TIMELINE_BUCKETS / 5.0))
+    return {
+        "bucket_s": bucket_s,
+        "columns": ["start_s", "calls", "failed", "p50_ms", "p99_ms"],
+        "endpoints": endpoints.timeline(bucket_s),
+        "loop_lag_max_ms": monitor.timeline(bucket_s),
+    }
 
 
 def _seconds(values: list[float]) -> dict[str, float | None]:

@@ -59,7 +59,7 @@ async def _run(
         signed_in_s = time.monotonic() - world.started
         world.started = time.monotonic()  # the run's clock starts when the city is online
         monitor.restart()
-        recorder.steady_from = world.started + config.warmup_s
+        recorder.start(world.started, config.warmup_s)
         for app in drivers:
             tasks += [asyncio.ensure_future(app.listen()), asyncio.ensure_future(app.pings())]
         lives = [asyncio.ensure_future(app.life()) for app in drivers]
@@ -76,17 +76,11 @@ async def _run(
             world.finishing.set()  # trips end at once
             await _until(lives, CLOSE_S, progress, "ending trips")
             await _until(requests, CLOSE_S, progress, "ending rides")
+        await _close(world, tasks, drivers)  # the report counts the calls of the close
         return build_report(world, rides, drivers, riders, recorder, monitor, signed_in_s)
     finally:
-        world.closing.set()
-        world.finishing.set()
-        for app in drivers:  # open-loop batches still waiting for their answer
-            tasks += app.pending
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        if config.cleanup:
-            await _bounded([app.go_offline() for app in drivers if app.online], CLOSE_S)
+        if tasks:  # not closed yet: the run failed or was cancelled on the way
+            await _close(world, tasks, drivers)
         if config.credentials is not None:  # the saved ones this run did not use too
             used = [d.account for d in drivers] + riders.all
             ids = {a.id for a in used}
@@ -96,6 +90,21 @@ async def _run(
                 logger.warning(
                     "the credentials were not saved to %s: %s", config.credentials, error
                 )
+
+
+async def _close(world: World, tasks: list[asyncio.Task[Any]], drivers: list[DriverApp]) -> None:
+    """Stop every app's tasks; then, with cleanup, take the drivers still online offline."""
+    world.closing.set()
+    world.finishing.set()
+    for app in drivers:  # open-loop batches still waiting for their answer
+        tasks += app.pending
+        app.pending.clear()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    tasks.clear()
+    if world.config.cleanup:
+        await _bounded([app.go_offline() for app in drivers if app.online], CLOSE_S)
 
 
 async def _sign_in(world: World, known: list[Account], drivers: list[DriverApp]) -> None:

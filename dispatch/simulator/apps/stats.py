@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,26 +25,35 @@ LOOP_PROBE_S = 0.05  # how often the event loop's stalls are probed
 
 @dataclass
 class Endpoint:
+    """One endpoint's calls, each kept as four numbers in compact arrays (a long run of a
+    large city makes millions): when it was planned (seconds from the run's start,
+    negative while the city signed in), its latency, how late the client sent it, and its
+    last status."""
+
     calls: int = 0
     attempts: Counter[int] = field(default_factory=Counter)  # by status (0: no answer)
     finals: Counter[int] = field(default_factory=Counter)  # each call's last status
-    latencies: list[float] = field(default_factory=list)
-    send_lags: list[float] = field(default_factory=list)
-    steady: list[float] = field(default_factory=list)  # latencies of calls after warm-up
+    planned_s: array[float] = field(default_factory=lambda: array("d"))
+    latency_s: array[float] = field(default_factory=lambda: array("d"))
+    send_lag_s: array[float] = field(default_factory=lambda: array("d"))
+    status: array[int] = field(default_factory=lambda: array("H"))
     limits: Counter[str] = field(default_factory=Counter)  # 429 reasons
 
-    def as_dict(self) -> dict[str, Any]:
-        ms = [x * 1000.0 for x in self.latencies]
-        lags = [x * 1000.0 for x in self.send_lags]
+    def steady(self, warmup_s: float) -> list[float]:
+        """The latencies of the calls planned after the warm-up."""
+        return [lat for t, lat in zip(self.planned_s, self.latency_s, strict=True) if t >= warmup_s]
+
+    def as_dict(self, warmup_s: float) -> dict[str, Any]:
+        steady = self.steady(warmup_s)
         return {
             "calls": self.calls,
             "attempts": {str(k): v for k, v in sorted(self.attempts.items())},
             "final_status": {str(k): v for k, v in sorted(self.finals.items())},
             "retries": sum(self.attempts.values()) - self.calls,
-            "latency_ms": _quantiles(ms),
-            "steady_calls": len(self.steady),
-            "steady_latency_ms": _quantiles([x * 1000.0 for x in self.steady]),
-            "send_lag_ms": _quantiles(lags),
+            "latency_ms": _quantiles([x * 1000.0 for x in self.latency_s]),
+            "steady_calls": len(steady),
+            "steady_latency_ms": _quantiles([x * 1000.0 for x in steady]),
+            "send_lag_ms": _quantiles([x * 1000.0 for x in self.send_lag_s]),
             "rate_limited": dict(self.limits),
         }
 
@@ -56,15 +66,24 @@ def _quantiles(ms: list[float]) -> dict[str, float | None]:
     return out
 
 
+def failed(status: int) -> bool:
+    """A call that got no answer, or a server error, after its retries."""
+    return status == 0 or status >= 500
+
+
 class Endpoints:
     """The ``Recorder`` of ``dispatch.adapters.http.client``: counts and latencies by
     endpoint, and the reasons of the rate limits met."""
 
     def __init__(self) -> None:
         self.by_name: dict[str, Endpoint] = {}
-        # Calls planned from this time on (``time.monotonic()``) are the steady state's:
-        # the start (the city signing in, every stream opening at once) is left out.
-        self.steady_from = float("inf")
+        # The run's start (``time.monotonic()``) once the city is online, and its warm-up:
+        # the steady figures leave out the start (every stream opening at once).
+        self.origin = time.monotonic()
+        self.warmup_s = float("inf")
+
+    def start(self, origin: float, warmup_s: float) -> None:
+        self.origin, self.warmup_s = origin, warmup_s
 
     def _get(self, name: str) -> Endpoint:
         found = self.by_name.get(name)
@@ -84,17 +103,39 @@ class Endpoints:
         e = self._get(endpoint)
         e.calls += 1
         e.finals[status] += 1
-        e.latencies.append(latency_s)
-        e.send_lags.append(send_lag_s)
-        if time.monotonic() - latency_s >= self.steady_from:
-            e.steady.append(latency_s)
+        e.planned_s.append(time.monotonic() - latency_s - self.origin)
+        e.latency_s.append(latency_s)
+        e.send_lag_s.append(send_lag_s)
+        e.status.append(status)
 
     def as_dict(self) -> dict[str, Any]:
-        return {name: self.by_name[name].as_dict() for name in sorted(self.by_name)}
+        return {name: self.by_name[name].as_dict(self.warmup_s) for name in sorted(self.by_name)}
 
     @property
     def rate_limited(self) -> int:
         return sum(e.attempts[429] for e in self.by_name.values())
+
+    def timeline(self, bucket_s: float) -> dict[str, list[list[float | int | None]]]:
+        """By endpoint, each ``bucket_s`` of the run (from its start; sign-in left out):
+        ``[start_s, calls, failed, p50_ms, p99_ms]`` of the calls planned in it (failed:
+        no answer or a 5xx after the retries; see ``failed``)."""
+        out: dict[str, list[list[float | int | None]]] = {}
+        for name in sorted(self.by_name):
+            e = self.by_name[name]
+            buckets: dict[int, list[tuple[float, int]]] = {}
+            for t, lat, status in zip(e.planned_s, e.latency_s, e.status, strict=True):
+                if t >= 0:
+                    buckets.setdefault(int(t // bucket_s), []).append((lat * 1000.0, status))
+            rows: list[list[float | int | None]] = []
+            for k in sorted(buckets):
+                ms = [lat for lat, _ in buckets[k]]
+                p50, p99 = percentile(ms, 50.0), percentile(ms, 99.0)
+                rows.append([
+                    round(k * bucket_s, 1), len(ms), sum(1 for _, s in buckets[k] if failed(s)),
+                    None if p50 is None else round(p50, 2), None if p99 is None else round(p99, 2),
+                ])  # fmt: skip
+            out[name] = rows
+        return out
 
 
 def _limit(reason: str | None) -> str:
@@ -108,20 +149,23 @@ class LoopMonitor:
     the run (a stall delays every app's sends and reads at once)."""
 
     def __init__(self) -> None:
-        self.lags: list[float] = []
+        self.at: array[float] = array("d")  # seconds from the start of the measure
+        self.lags: array[float] = array("d")
         self.started_cpu = time.process_time()
         self.started = time.monotonic()
 
     def restart(self) -> None:
         """Measure from now (the run, not the start-up's imports and sign-in)."""
-        self.lags.clear()
+        self.at, self.lags = array("d"), array("d")
         self.started_cpu, self.started = time.process_time(), time.monotonic()
 
     async def run(self) -> None:
         while True:
             before = time.monotonic()
             await asyncio.sleep(LOOP_PROBE_S)
-            self.lags.append(max(0.0, time.monotonic() - before - LOOP_PROBE_S))
+            now = time.monotonic()
+            self.at.append(now - self.started)
+            self.lags.append(max(0.0, now - before - LOOP_PROBE_S))
 
     def as_dict(self, drivers: int) -> dict[str, Any]:
         wall = max(1e-9, time.monotonic() - self.started)
@@ -134,3 +178,11 @@ class LoopMonitor:
             "cpu_share": round(cpu / wall, 3),  # of one core
             "cpu_ms_per_driver_s": round(1000.0 * cpu / wall / max(1, drivers), 4),
         }
+
+    def timeline(self, bucket_s: float) -> list[list[float]]:
+        """Each ``bucket_s`` of the run: ``[start_s, max_lag_ms]``."""
+        worst: dict[int, float] = {}
+        for t, lag in zip(self.at, self.lags, strict=True):
+            k = int(t // bucket_s)
+            worst[k] = max(worst.get(k, 0.0), lag)
+        return [[round(k * bucket_s, 1), round(worst[k] * 1000.0, 2)] for k in sorted(worst)]

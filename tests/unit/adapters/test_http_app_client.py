@@ -110,7 +110,7 @@ def test_retries_stop_at_the_attempt_limit_and_the_call_is_recorded_once(
 def test_latency_is_measured_from_the_planned_time_not_the_send() -> None:
     _, recorder, _ = run([(200, {}, {})], late_s=2.0)
     endpoint = recorder.by_name["E"]
-    assert endpoint.latencies[0] >= 2.0 and endpoint.send_lags[0] >= 2.0
+    assert endpoint.latency_s[0] >= 2.0 and endpoint.send_lag_s[0] >= 2.0
 
 
 def test_a_call_to_a_server_that_is_not_there_is_a_transport_error_not_an_exception(

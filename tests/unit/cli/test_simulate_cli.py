@@ -101,6 +101,10 @@ API_MEANINGLESS = {
     "profile_without_api": (["--profile", "rush"], "only with --api"),
     "open_loop_without_api": (["--open-loop"], "only with --api"),
     "no_cleanup_without_api": (["--no-cleanup"], "only with --api"),
+    "report_not_a_folder": (
+        ["--api", "http://127.0.0.1:9", "--report", "pyproject.toml"],
+        "not a folder",
+    ),
 }
 
 
