@@ -48,11 +48,8 @@ def write_api_report(directory: Path, doc: dict[str, Any], endpoints: Endpoints)
 
 
 def _call_rows(endpoints: Endpoints) -> Iterator[list[Any]]:
-    for name in sorted(endpoints.by_name):
-        e = endpoints.by_name[name]
-        for t, lat, lag, status in zip(e.planned_s, e.latency_s, e.send_lag_s, e.status,
-                                       strict=True):  # fmt: skip
-            yield [name, round(t, 3), round(lat * 1000.0, 2), round(lag * 1000.0, 2), status]
+    for name, t, lat, lag, status in endpoints.calls():
+        yield [name, round(t, 3), round(lat * 1000.0, 2), round(lag * 1000.0, 2), status]
 
 
 def render(doc: dict[str, Any]) -> str:

@@ -121,6 +121,8 @@ def build_report(
         "city_km": config.city_km,
         "speed_kmh": config.speed_kmh,
         "signed_in_s": round(signed_in_s, 2),
+        # The run's start as a Unix time, to line the timeline up with the deployment's logs.
+        "started_at": round(time.time() - (time.monotonic() - world.started), 3),
         "warmup_s": round(config.warmup_s, 2),
         "service": service,
         "drivers_did": dict(sorted(world.drivers_did.items())),

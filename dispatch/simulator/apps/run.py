@@ -59,7 +59,7 @@ async def _run(
         signed_in_s = time.monotonic() - world.started
         world.started = time.monotonic()  # the run's clock starts when the city is online
         monitor.restart()
-        recorder.start(world.started, config.warmup_s)
+        recorder.start(world.started, config.warmup_s, config.minutes * 60.0)
         for app in drivers:
             tasks += [asyncio.ensure_future(app.listen()), asyncio.ensure_future(app.pings())]
         lives = [asyncio.ensure_future(app.life()) for app in drivers]

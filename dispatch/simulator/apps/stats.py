@@ -14,6 +14,7 @@ import asyncio
 import time
 from array import array
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,25 +27,25 @@ LOOP_PROBE_S = 0.05  # how often the event loop's stalls are probed
 @dataclass
 class Endpoint:
     """One endpoint's calls, each kept as four numbers in compact arrays (a long run of a
-    large city makes millions): when it was planned (seconds from the run's start,
-    negative while the city signed in), its latency, how late the client sent it, and its
-    last status."""
+    large city makes millions): when it was planned (``time.monotonic()``), its latency,
+    how late the client sent it, and its last status."""
 
     calls: int = 0
     attempts: Counter[int] = field(default_factory=Counter)  # by status (0: no answer)
     finals: Counter[int] = field(default_factory=Counter)  # each call's last status
-    planned_s: array[float] = field(default_factory=lambda: array("d"))
+    planned_at: array[float] = field(default_factory=lambda: array("d"))
     latency_s: array[float] = field(default_factory=lambda: array("d"))
     send_lag_s: array[float] = field(default_factory=lambda: array("d"))
     status: array[int] = field(default_factory=lambda: array("H"))
     limits: Counter[str] = field(default_factory=Counter)  # 429 reasons
 
-    def steady(self, warmup_s: float) -> list[float]:
-        """The latencies of the calls planned after the warm-up."""
-        return [lat for t, lat in zip(self.planned_s, self.latency_s, strict=True) if t >= warmup_s]
+    def steady(self, start: float, end: float) -> list[float]:
+        """The latencies of the calls planned from ``start`` to ``end`` (monotonic)."""
+        pairs = zip(self.planned_at, self.latency_s, strict=True)
+        return [lat for t, lat in pairs if start <= t < end]
 
-    def as_dict(self, warmup_s: float) -> dict[str, Any]:
-        steady = self.steady(warmup_s)
+    def as_dict(self, start: float, end: float) -> dict[str, Any]:
+        steady = self.steady(start, end)
         return {
             "calls": self.calls,
             "attempts": {str(k): v for k, v in sorted(self.attempts.items())},
@@ -77,13 +78,15 @@ class Endpoints:
 
     def __init__(self) -> None:
         self.by_name: dict[str, Endpoint] = {}
-        # The run's start (``time.monotonic()``) once the city is online, and its warm-up:
-        # the steady figures leave out the start (every stream opening at once).
+        # The run's start (``time.monotonic()``) once the city is online; the steady state
+        # is from the end of its warm-up (every stream opening at once) to the end of its
+        # minutes (the drain and the close left out).
         self.origin = time.monotonic()
-        self.warmup_s = float("inf")
+        self.steady_from = self.steady_until = float("inf")
 
-    def start(self, origin: float, warmup_s: float) -> None:
-        self.origin, self.warmup_s = origin, warmup_s
+    def start(self, origin: float, warmup_s: float, run_s: float) -> None:
+        self.origin = origin
+        self.steady_from, self.steady_until = origin + warmup_s, origin + run_s
 
     def _get(self, name: str) -> Endpoint:
         found = self.by_name.get(name)
@@ -103,13 +106,25 @@ class Endpoints:
         e = self._get(endpoint)
         e.calls += 1
         e.finals[status] += 1
-        e.planned_s.append(time.monotonic() - latency_s - self.origin)
+        e.planned_at.append(time.monotonic() - latency_s)
         e.latency_s.append(latency_s)
         e.send_lag_s.append(send_lag_s)
         e.status.append(status)
 
     def as_dict(self) -> dict[str, Any]:
-        return {name: self.by_name[name].as_dict(self.warmup_s) for name in sorted(self.by_name)}
+        return {
+            name: self.by_name[name].as_dict(self.steady_from, self.steady_until)
+            for name in sorted(self.by_name)
+        }
+
+    def calls(self) -> Iterator[tuple[str, float, float, float, int]]:
+        """Every call: endpoint, planned time from the run's start (negative while the city
+        signed in), latency and send lag (s), last status."""
+        for name in sorted(self.by_name):
+            e = self.by_name[name]
+            rows = zip(e.planned_at, e.latency_s, e.send_lag_s, e.status, strict=True)
+            for at, lat, lag, status in rows:
+                yield name, at - self.origin, lat, lag, status
 
     @property
     def rate_limited(self) -> int:
@@ -123,7 +138,8 @@ class Endpoints:
         for name in sorted(self.by_name):
             e = self.by_name[name]
             buckets: dict[int, list[tuple[float, int]]] = {}
-            for t, lat, status in zip(e.planned_s, e.latency_s, e.status, strict=True):
+            for at, lat, status in zip(e.planned_at, e.latency_s, e.status, strict=True):
+                t = at - self.origin
                 if t >= 0:
                     buckets.setdefault(int(t // bucket_s), []).append((lat * 1000.0, status))
             rows: list[list[float | int | None]] = []

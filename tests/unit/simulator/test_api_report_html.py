@@ -17,9 +17,10 @@ FILES = ("report.html", "summary.json", "rides.csv", "calls.csv")
 
 
 def recorder_with_calls() -> Endpoints:
-    """Calls planned about 2 s and 7 s into a run started 10 s ago (warm-up 5 s)."""
+    """Calls planned about 2 s and 7 s into a run started 10 s ago (warm-up 5 s, 60 s
+    long)."""
     recorder = Endpoints()
-    recorder.start(time.monotonic() - 10.0, warmup_s=5.0)
+    recorder.start(time.monotonic() - 10.0, warmup_s=5.0, run_s=60.0)
     recorder.call("POST /rides", 201, latency_s=8.0, send_lag_s=0.001)  # planned ~2 s
     recorder.call("POST /rides", 503, latency_s=3.0, send_lag_s=0.002)  # planned ~7 s
     recorder.call("POST /rides", 201, latency_s=3.0, send_lag_s=0.0)
@@ -87,6 +88,25 @@ def test_the_report_writes_four_files_and_a_page_that_loads_nothing(tmp_path: Pa
     assert "http://127.0.0.1:8000" in page  # the target is named, never loaded
     assert page.count("<svg") == 4  # latency, calls, waits, stalls
     assert "POST /rides" in page and "503: 1" in page
+
+
+def test_the_steady_latencies_leave_out_the_calls_planned_after_the_run_s_minutes() -> None:
+    recorder = Endpoints()
+    recorder.start(time.monotonic() - 100.0, warmup_s=5.0, run_s=60.0)
+    recorder.call("POST /drivers/{id}/offline", 200, latency_s=0.5, send_lag_s=0.0)  # ~99.5 s
+    recorder.call("POST /drivers/{id}/offline", 200, latency_s=50.0, send_lag_s=0.0)  # ~50 s
+    endpoint = recorder.as_dict()["POST /drivers/{id}/offline"]
+    assert endpoint["calls"] == 2 and endpoint["steady_calls"] == 1
+    assert endpoint["steady_latency_ms"]["max"] == 50000.0
+
+
+def test_calls_made_before_the_run_started_have_negative_times(tmp_path: Path) -> None:
+    recorder = Endpoints()
+    recorder.call("POST /drivers", 201, latency_s=0.2, send_lag_s=0.0)  # while signing in
+    recorder.start(time.monotonic() + 3.0, warmup_s=5.0, run_s=60.0)
+    [(name, t, *_)] = list(recorder.calls())
+    assert name == "POST /drivers" and -3.5 < t < -3.0
+    assert recorder.timeline(5.0)["POST /drivers"] == []  # the timeline is the run's
 
 
 def test_calls_csv_holds_every_call_and_summary_json_the_report(tmp_path: Path) -> None:
