@@ -172,13 +172,17 @@ def simulate_api(
 
 def _run(config: ApiRunConfig, progress: Callable[[str, float], None] | None) -> ApiReport:
     from dispatch.simulator.apps.accounts import AccountError
-    from dispatch.simulator.apps.run import run_against
+    from dispatch.simulator.apps.run import Stopped, run_against
 
     try:
         return asyncio.run(run_against(config, progress))
     except AccountError as error:
         errors.print(f"[red]error[/red] {error}", highlight=False)
         raise typer.Exit(code=2) from None
+    except Stopped as stopped:
+        done = "drivers taken offline" if config.cleanup else "left as it was (--no-cleanup)"
+        errors.print(f"{stopped}: the run's apps stopped, {done}; no report", highlight=False)
+        raise typer.Exit(code=143) from None
 
 
 def _printer() -> Callable[[str, float], None]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -130,3 +131,32 @@ def test_apps_that_meet_rate_limits_back_off_and_lose_nothing(server: tuple[str,
     offers = report["endpoints"]["GET /drivers/{id}/offers"]["attempts"]
     assert offers["200"] >= report["drivers"]  # every driver's stream opened in the end
     assert_every_ride_ended(report, data_dir)
+
+
+def test_sigterm_stops_the_run_and_takes_its_drivers_offline(server: tuple[str, Path]) -> None:
+    url, data_dir = server
+    command = [sys.executable, "-m", "dispatch", "simulate", "--api", url, "--drivers", "6",
+               "--minutes", "2", "--demand", "6", "--city-km", "2", "--seed", "4"]  # fmt: skip
+    run = subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)  # fmt: skip
+    try:
+        assert run.stderr is not None
+        for line in run.stderr:  # the progress: "running: N s" once the city is online
+            if line.startswith("running"):
+                break
+        run.send_signal(signal.SIGTERM)  # its own pid
+        _, err = run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert run.returncode == 143, err
+    assert "stopped by SIGTERM" in err and "drivers taken offline" in err
+    command = [sys.executable, "-m", "dispatch", "replay", "export", "--data-dir", str(data_dir)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=_env())
+    last: dict[str, str] = {}
+    for line in done.stdout.splitlines():
+        event = json.loads(line)
+        if event["type"] in ("dispatch.Driver.WentOnline", "dispatch.Driver.WentOffline"):
+            last[str(event["aggregate_id"])] = event["type"]
+    assert len(last) == 6 and set(last.values()) == {"dispatch.Driver.WentOffline"}, last

@@ -52,6 +52,12 @@ class Reply:
         return self.status == 202 and self.body.get("status") == "pending"
 
     @property
+    def unknown(self) -> bool:
+        """No outcome known after the retries: no answer, a server error, or pending (ask
+        again with the same key)."""
+        return self.status == TRANSPORT_ERROR or self.status >= 500 or self.pending
+
+    @property
     def ok(self) -> bool:
         return 200 <= self.status < 300 and not self.pending
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import signal
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -34,13 +35,38 @@ SIGN_IN_S = 600.0  # for the whole city to register (or sign in) and go online
 Progress = Callable[[str, float], None]
 
 
+class Stopped(Exception):
+    """The run was stopped by SIGTERM (it cleaned up first, unless told not to)."""
+
+
 async def run_against(config: ApiRunConfig, progress: Progress | None = None) -> ApiReport:
-    """Run ``config`` against its deployment; the report of what the apps saw."""
+    """Run ``config`` against its deployment; the report of what the apps saw. SIGTERM
+    stops it as SIGINT does: every app stops, drivers go offline (with cleanup), and
+    ``Stopped`` is raised."""
     recorder = Endpoints()
     client = ApiClient(config.url, recorder, config.connections, rng=random.Random(config.seed))
+    loop, main = asyncio.get_running_loop(), asyncio.current_task()
+    signalled: list[int] = []
+
+    def stop() -> None:
+        signalled.append(signal.SIGTERM)
+        if main is not None:
+            main.cancel()
+
+    handled = True
+    try:
+        loop.add_signal_handler(signal.SIGTERM, stop)
+    except (NotImplementedError, RuntimeError):  # not the main thread, or no signals here
+        handled = False
     try:
         return await _run(config, client, recorder, progress or (lambda _stage, _s: None))
+    except asyncio.CancelledError:
+        if signalled:
+            raise Stopped("stopped by SIGTERM") from None
+        raise
     finally:
+        if handled:
+            loop.remove_signal_handler(signal.SIGTERM)
         await client.close()
 
 
@@ -129,8 +155,17 @@ async def _sign_in(world: World, known: list[Account], drivers: list[DriverApp])
                 raise AccountError(f"driver {app.account.id} could not go online")
 
     async def everyone() -> None:
-        await asyncio.gather(*(new_driver(i, h) for i, h in enumerate(homes)))
-        await asyncio.gather(*(online(app) for app in drivers))
+        """Registrations, then going online; the first failure stops the others (a task
+        group cancels them), so a city that cannot sign in leaves nothing running."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                for i, home in enumerate(homes):
+                    group.create_task(new_driver(i, home))
+            async with asyncio.TaskGroup() as group:
+                for app in list(drivers):
+                    group.create_task(online(app))
+        except* AccountError as failed:
+            raise failed.exceptions[0] from None
 
     try:
         await asyncio.wait_for(everyone(), SIGN_IN_S)

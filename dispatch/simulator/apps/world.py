@@ -13,6 +13,10 @@ from dispatch.simulator.apps.config import ApiRunConfig
 from dispatch.simulator.city import City
 from dispatch.simulator.streams import Streams
 
+# A command whose outcome is unknown after the client's retries (``Reply.unknown``) is asked
+# again with the same Idempotency-Key after a pause, in this many rounds in all.
+UNKNOWN_ROUNDS, UNKNOWN_PAUSE_S = 3, 2.0
+
 
 @dataclass
 class World:

@@ -1,0 +1,55 @@
+"""A city that cannot sign in stops at the first refusal: the registrations still under way
+are cancelled, and nothing is left running."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from dispatch.adapters.http.client import Reply
+from dispatch.simulator.apps.accounts import AccountError, Accounts
+from dispatch.simulator.apps.config import ApiRunConfig
+from dispatch.simulator.apps.driver_app import DriverApp
+from dispatch.simulator.apps.run import _sign_in
+from dispatch.simulator.apps.world import World
+from dispatch.simulator.city import City
+from dispatch.simulator.streams import Streams
+
+
+class SlowRegistrations:
+    """The third registration is refused at once; the others take 2 s each."""
+
+    def __init__(self) -> None:
+        self.started = self.finished = 0
+
+    async def call(self, method: str, endpoint: str, path: str, **kwargs: Any) -> Reply:
+        self.started += 1
+        if self.started == 3:
+            return Reply(400, {"error": "invalid", "reason": "home outside the market"}, 1)
+        await asyncio.sleep(2.0)
+        self.finished += 1
+        soon = (datetime.now(UTC) + timedelta(seconds=900)).isoformat()
+        issued = {"access_token": "a", "refresh_token": "r", "expires_at": soon}
+        return Reply(201, {"driver_id": f"d-{self.started}", "token": issued}, 1)
+
+
+def test_a_refused_registration_cancels_the_others_and_says_why() -> None:
+    client = SlowRegistrations()
+    config = ApiRunConfig("http://127.0.0.1:1", drivers=10)
+    drivers: list[DriverApp] = []
+
+    async def sign_in() -> float:
+        world = World(config, client, Accounts(client), City.sized(2.0), Streams(1))  # type: ignore[arg-type]
+        began = time.monotonic()
+        with pytest.raises(AccountError, match="home outside the market"):
+            await _sign_in(world, [], drivers)
+        failed_after = time.monotonic() - began
+        await asyncio.sleep(2.5)  # long enough for a registration left running to finish
+        return failed_after
+
+    assert asyncio.run(sign_in()) < 1.0
+    assert client.finished == 0 and drivers == []
