@@ -101,7 +101,8 @@ ReportDir = Annotated[
     Path | None,
     typer.Option(
         "--report",
-        help="Write an HTML report with plots, CSV time series and the JSON summary here.",
+        help="Write an HTML report with plots, its data as CSV and the JSON summary in this "
+        "folder (made if need be).",
     ),
 ]
 
@@ -219,6 +220,9 @@ def check_outputs(write_demand: Path | None, report: Path | None, trace: Path | 
         if report.exists() and not report.is_dir():
             raise typer.BadParameter(f"not a folder: {report}", param_hint="--report")
         parent = report if report.exists() else _existing_parent(report)
+        if not parent.is_dir():
+            raise typer.BadParameter(f"{parent} is a file: no folder can be made in it",
+                                     param_hint="--report")  # fmt: skip
         if not os.access(parent, os.W_OK):
             raise typer.BadParameter(f"cannot write in {parent}", param_hint="--report")
 

@@ -152,12 +152,6 @@ def simulate_api(
         options["centre"] = (market.lat, market.lng)
     config = ApiRunConfig(**options)  # type: ignore[arg-type]
     report = _run(config, None if as_json else _printer())
-    if report_dir is not None:
-        from dispatch.simulator.apps.html import write_api_report
-
-        written = write_api_report(report_dir, report.as_dict(), report.calls)
-        if not as_json:
-            console.print(f"report: {written}")
     if as_json:
         print(json.dumps(report.as_dict(), indent=2, allow_nan=False))
     else:
@@ -165,9 +159,27 @@ def simulate_api(
         for name, text in report.rows():
             table.add_row(name, text)
         console.print(table)
+    code = 0
+    if report_dir is not None:  # after the report is out: a failed write loses nothing else
+        from dispatch.simulator.apps.html import write_api_report
+
+        try:
+            written = write_api_report(report_dir, report.as_dict(), report.calls)
+        except OSError as error:
+            errors.print(f"[red]the report was not written[/red]: {error}", highlight=False)
+            code = 1
+        else:
+            if not as_json:
+                console.print(f"report: {written}")
     if report.unfinished and config.cleanup:
         errors.print(f"[red]{report.unfinished} ride(s) not seen to end[/red]", highlight=False)
-        raise typer.Exit(code=1)
+        code = 1
+    if report.doc.get("stopped_early"):
+        left = report.doc["drivers_left_online"]
+        errors.print(f"stopped early by SIGTERM; {left} driver(s) left online", highlight=False)
+        code = 143
+    if code:
+        raise typer.Exit(code=code)
 
 
 def _run(config: ApiRunConfig, progress: Callable[[str, float], None] | None) -> ApiReport:
@@ -180,8 +192,7 @@ def _run(config: ApiRunConfig, progress: Callable[[str, float], None] | None) ->
         errors.print(f"[red]error[/red] {error}", highlight=False)
         raise typer.Exit(code=2) from None
     except Stopped as stopped:
-        done = "drivers taken offline" if config.cleanup else "left as it was (--no-cleanup)"
-        errors.print(f"{stopped}: the run's apps stopped, {done}; no report", highlight=False)
+        errors.print(f"{stopped}: the run's apps stopped; no report", highlight=False)
         raise typer.Exit(code=143) from None
 
 

@@ -197,13 +197,20 @@ def render_html(
         '<p class="meta">Beside this file: timeseries.csv (the market samples), rides.csv '
         "(every request), summary.json (the runs' reports and the comparisons).</p>",
     ]
+    return page(title, body)
+
+
+def page(title: str, parts: Sequence[str]) -> str:
+    """A page of the report's style around ``parts`` (HTML, empty ones left out). Its
+    Content-Security-Policy lets it load nothing and run nothing: text from a run (names,
+    reasons from a deployment) could never fetch or execute anything, escaped or not."""
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta http-equiv="Content-Security-Policy" '
         "content=\"default-src 'none'; style-src 'unsafe-inline'\">"
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{escape(title)}</title><style>{STYLE}</style></head>\n<body>\n"
-        + "\n".join(part for part in body if part)
+        + "\n".join(part for part in parts if part)
         + "\n</body></html>\n"
     )
 

@@ -213,7 +213,7 @@ def timeseries(runs: Runs, colour: Mapping[str, str], warmup_s: float) -> Plot |
             for _, style, value in series:
                 xs, ys = _mean_over_seeds(group, value)
                 ax.plot(xs, ys, color=colour[strategy], linestyle=style, linewidth=1.5)
-        _warmup(ax, warmup_s)
+        shade_warmup(ax, warmup_s)
         ax.set(title=title, xlabel="simulated time (min)", ylabel=unit)
         ax.tick_params(labelbottom=True)  # sharex hides the top row's otherwise
         ax.set_ylim(bottom=0)
@@ -245,7 +245,8 @@ def _mean_over_seeds(
     return [t / 60.0 for t in ts], [statistics.fmean(at[t]) for t in ts]
 
 
-def _warmup(ax: Axes, warmup_s: float) -> None:
+def shade_warmup(ax: Axes, warmup_s: float) -> None:
+    """The warm-up shaded on a panel whose x axis is minutes, and labelled."""
     if warmup_s <= 0:
         return
     ax.axvspan(0, warmup_s / 60.0, color=WARMUP_SHADE, zorder=0)

@@ -133,30 +133,37 @@ def test_apps_that_meet_rate_limits_back_off_and_lose_nothing(server: tuple[str,
     assert_every_ride_ended(report, data_dir)
 
 
-def test_sigterm_stops_the_run_and_takes_its_drivers_offline(server: tuple[str, Path]) -> None:
+def test_sigterm_ends_the_run_early_with_its_rides_ended_and_drivers_offline(
+    server: tuple[str, Path],
+) -> None:
     url, data_dir = server
     command = [sys.executable, "-m", "dispatch", "simulate", "--api", url, "--drivers", "6",
-               "--minutes", "2", "--demand", "6", "--city-km", "2", "--seed", "4"]  # fmt: skip
+               "--minutes", "3", "--demand", "30", "--city-km", "2", "--seed", "4"]  # fmt: skip
     run = subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                            text=True)  # fmt: skip
     try:
         assert run.stderr is not None
-        for line in run.stderr:  # the progress: "running: N s" once the city is online
-            if line.startswith("running"):
+        for line in run.stderr:  # the progress, every 10 s: rides are in flight by 20 s
+            if line.startswith("running: 20"):
                 break
         run.send_signal(signal.SIGTERM)  # its own pid
-        _, err = run.communicate(timeout=120)
+        out, err = run.communicate(timeout=300)
     finally:
         if run.poll() is None:
             run.kill()
             run.wait()
     assert run.returncode == 143, err
-    assert "stopped by SIGTERM" in err and "drivers taken offline" in err
+    assert "stopped early by SIGTERM; 0 driver(s) left online" in err
+    assert "run against a deployment" in out  # the report of what ran, printed
     command = [sys.executable, "-m", "dispatch", "replay", "export", "--data-dir", str(data_dir)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=_env())
-    last: dict[str, str] = {}
+    drivers: dict[str, str] = {}
+    rides: dict[str, str] = {}
     for line in done.stdout.splitlines():
         event = json.loads(line)
         if event["type"] in ("dispatch.Driver.WentOnline", "dispatch.Driver.WentOffline"):
-            last[str(event["aggregate_id"])] = event["type"]
-    assert len(last) == 6 and set(last.values()) == {"dispatch.Driver.WentOffline"}, last
+            drivers[str(event["aggregate_id"])] = event["type"]
+        elif event["type"].startswith("dispatch.Ride."):
+            rides[str(event["aggregate_id"])] = event["type"]
+    assert len(drivers) == 6 and set(drivers.values()) == {"dispatch.Driver.WentOffline"}
+    assert rides and set(rides.values()) <= RIDE_ENDS, rides  # every ride it made ended

@@ -28,6 +28,7 @@ BACKOFF_BASE_S, BACKOFF_CAP_S = 0.2, 10.0
 STREAM_SILENCE_S = 45.0  # three of the server's 15 s heartbeats
 PENDING_PAUSE_S = 0.25  # before asking again for the outcome of a 202
 TRANSPORT_ERROR = 0  # the status recorded for an attempt that got no answer
+ROUND_PAUSE_S = 2.0  # before another round of attempts for an unknown outcome (``rounds``)
 
 
 class Recorder(Protocol):
@@ -129,18 +130,45 @@ class ApiClient:
         token: str | None = None,
         key: str | None = None,
         repeatable: bool = False,
+        rounds: int = 1,
     ) -> Reply:
         """``method`` ``path`` (``endpoint`` names it in the report: the path's template),
         retried until an answer that is not worth retrying or ``max_attempts``.
         ``planned_at``: when the app meant to send it (``time.monotonic()``). A write is
         retried after a 5xx or a lost answer only with a ``key``, or when ``repeatable``
-        (doing it twice is harmless: a batch of pings); after a 429 always (not applied)."""
+        (doing it twice is harmless: a batch of pings); after a 429 always (not applied).
+        With a ``key``, a call whose outcome is still unknown after its attempts
+        (``Reply.unknown``) is asked again after ``ROUND_PAUSE_S``, in up to ``rounds``
+        rounds of attempts under the same key. It is recorded once, with its last answer."""
         headers = {}
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
         if key is not None:
             headers["Idempotency-Key"] = key
         send_lag = max(0.0, time.monotonic() - planned_at)
+        may_repeat = method == "GET" or key is not None or repeatable
+        reply = await self._attempts(method, endpoint, path, json, headers, may_repeat)
+        tries = reply.attempts
+        for _ in range(rounds - 1):
+            if key is None or not reply.unknown:
+                break
+            await asyncio.sleep(ROUND_PAUSE_S)
+            reply = await self._attempts(method, endpoint, path, json, headers, may_repeat)
+            tries += reply.attempts
+        latency = time.monotonic() - planned_at
+        self.recorder.call(endpoint, reply.status, latency, send_lag)
+        return Reply(reply.status, reply.body, tries)
+
+    async def _attempts(
+        self,
+        method: str,
+        endpoint: str,
+        path: str,
+        json: Any,
+        headers: dict[str, str],
+        may_repeat: bool,
+    ) -> Reply:
+        """One round: tried until an answer not worth retrying, or ``max_attempts``."""
         status, body = TRANSPORT_ERROR, {}
         attempt = 0
         url = self.base_url + path
@@ -159,11 +187,9 @@ class ApiClient:
                 pause = self._pause(status, after.get("Retry-After", ""), body, attempt)
             if pause is None:
                 break
-            if method != "GET" and key is None and not repeatable and status != 429:
+            if not may_repeat and status != 429:
                 break  # a retry could apply it twice: only a 429 is known not applied
             await asyncio.sleep(pause)
-        latency = time.monotonic() - planned_at
-        self.recorder.call(endpoint, status, latency, send_lag)
         return Reply(status, body, attempt)
 
     def _pause(

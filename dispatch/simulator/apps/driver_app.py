@@ -13,7 +13,7 @@ from dispatch.adapters.http.client import Reply
 from dispatch.adapters.http.sse import StreamRefused, follow
 from dispatch.simulator.apps.accounts import Account
 from dispatch.simulator.apps.moves import Moves
-from dispatch.simulator.apps.world import UNKNOWN_PAUSE_S, UNKNOWN_ROUNDS, World, sleep_until
+from dispatch.simulator.apps.world import UNKNOWN_ROUNDS, World, sleep_until
 
 SEEK_DEMAND = 0.6  # an idle driver's next cruise heads for demand (else a short hop)
 CRUISE_M = 1_500.0
@@ -44,26 +44,15 @@ class DriverApp:
 
     async def act(self, endpoint: str, path: str, planned: float, body: Any = None) -> Reply:
         """A command under one Idempotency-Key. When its outcome is still unknown after the
-        client's retries (no answer, a 5xx, or 202 pending), the app asks again with the
-        same key after ``UNKNOWN_PAUSE_S``, up to ``UNKNOWN_ROUNDS`` times: the server
-        answers a key it has seen with the outcome it recorded, so an accept that went
-        through is not taken for a failure (which would leave its rider waiting)."""
-        key = str(uuid.uuid4())
-
-        async def send() -> Reply:
-            token = await self.w.accounts.token(self.account)
-            return await self.w.client.call(
-                "POST", endpoint, path, planned_at=planned, json=body, token=token, key=key
-            )
-
-        reply = await send()
-        for _ in range(UNKNOWN_ROUNDS - 1):
-            if not reply.unknown:
-                break
-            self.w.drivers_did[f"{endpoint.rsplit('/', 1)[1]} outcome unknown"] += 1
-            await asyncio.sleep(UNKNOWN_PAUSE_S)
-            reply = await send()
-        return reply
+        client's retries (no answer, a 5xx, or 202 pending), it is asked again with the
+        same key, in up to ``UNKNOWN_ROUNDS`` rounds: the server answers a key it has seen
+        with the outcome it recorded, so an accept that went through is not taken for a
+        failure (which would leave its rider waiting)."""
+        token = await self.w.accounts.token(self.account)
+        return await self.w.client.call(
+            "POST", endpoint, path, planned_at=planned, json=body, token=token,
+            key=str(uuid.uuid4()), rounds=UNKNOWN_ROUNDS,
+        )  # fmt: skip
 
     async def go_online(self) -> bool:
         """Online; a saved driver left online by an earlier run (409 "already online") is

@@ -11,10 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from dispatch.simulator.plots import PALETTE, WARMUP_SHADE, Plot, ecdf, to_svg
+from dispatch.simulator.plots import PALETTE, Plot, ecdf, shade_warmup, to_svg
 
 MAX_LINES = 8  # endpoints drawn in a latency panel: the most called
 
@@ -47,7 +46,7 @@ def latency_over_time(timeline: Timeline, bucket_s: float, warmup_s: float) -> P
         ax.set(ylabel=f"{label} latency (ms, log)", title=f"{label} of the calls planned in "
                f"each {bucket_s:g} s")  # fmt: skip
         ax.grid(alpha=0.3, which="both")
-        _warmup(ax, warmup_s)
+        shade_warmup(ax, warmup_s)
     axes[1].set_xlabel("time from the run's start (min)")
     axes[0].legend(loc="upper left", fontsize=7, ncols=2)
     caption = (
@@ -80,7 +79,7 @@ def calls_over_time(timeline: Timeline, bucket_s: float, warmup_s: float) -> Plo
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
-    _warmup(ax, warmup_s)
+    shade_warmup(ax, warmup_s)
     caption = (
         f"Calls planned per second in each {bucket_s:g} s, and those that failed in the end. "
         "A deployment that falls behind shows as failed calls or as latency above, not as "
@@ -134,8 +133,3 @@ def client_stalls(loop: Sequence[Sequence[float]], bucket_s: float) -> Plot | No
         "the client's, not the deployment's."
     )
     return Plot(to_svg(fig, "stalls"), caption)
-
-
-def _warmup(ax: Axes, warmup_s: float) -> None:
-    if warmup_s > 0:
-        ax.axvspan(0, warmup_s / 60.0, color=WARMUP_SHADE, zorder=0)

@@ -20,14 +20,7 @@ from typing import Any
 from dispatch.files import write_text
 from dispatch.simulator.apps import figures
 from dispatch.simulator.apps.stats import Endpoints
-from dispatch.simulator.html_report import (
-    STYLE,
-    csv_text,
-    figure,
-    fmt,
-    jsonable,
-    table,
-)
+from dispatch.simulator.html_report import csv_text, figure, fmt, jsonable, page, table
 
 CALL_COLUMNS = ["endpoint", "planned_s", "latency_ms", "send_lag_ms", "status"]
 
@@ -77,12 +70,7 @@ def render(doc: dict[str, Any]) -> str:
         "(every planned request as its rider's app saw it), calls.csv (every call: endpoint, "
         "planned time from the run's start, latency, send lag, last status).</p>",
     ]
-    return (
-        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{escape(title)}</title><style>{STYLE}</style></head>\n<body>\n"
-        + "\n".join(part for part in body if part)
-        + "\n</body></html>\n"
-    )
+    return page(title, body)
 
 
 def _meta(doc: dict[str, Any]) -> str:

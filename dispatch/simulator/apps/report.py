@@ -126,6 +126,7 @@ def build_report(
         "warmup_s": round(config.warmup_s, 2),
         "service": service,
         "drivers_did": dict(sorted(world.drivers_did.items())),
+        "drivers_left_online": sum(1 for app in drivers if app.online),
         "rate_limited": endpoints.rate_limited,
         "token_refresh_failures": world.accounts.refresh_failures,
         "endpoints": endpoints.as_dict(),

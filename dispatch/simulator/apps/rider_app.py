@@ -12,7 +12,7 @@ from typing import Any
 
 from dispatch.adapters.http.sse import StreamRefused, follow
 from dispatch.simulator.apps.accounts import Account, AccountError
-from dispatch.simulator.apps.world import UNKNOWN_PAUSE_S, UNKNOWN_ROUNDS, World, sleep_until
+from dispatch.simulator.apps.world import UNKNOWN_ROUNDS, World, sleep_until
 
 # What a ride's stream shows, by the frame's event.
 SEEN = {"Ride.Accepted": "accepted", "Ride.DriverArrived": "arrived",
@@ -114,15 +114,10 @@ async def _ride(
     )  # fmt: skip
     if quote.ok and isinstance(quote.body.get("quote"), str):
         body["quote"] = quote.body["quote"]
-    sent, key = time.monotonic(), str(uuid.uuid4())
-    reply = await client.call("POST", "POST /rides", "/rides", planned_at=sent, json=body,
-                              token=token, key=key)  # fmt: skip
-    for _ in range(UNKNOWN_ROUNDS - 1):  # no outcome yet: the same key again (as a driver)
-        if not reply.unknown or "ride_id" in reply.body or world.closing.is_set():
-            break  # known, or pending with its ride named (followed on its stream)
-        await asyncio.sleep(UNKNOWN_PAUSE_S)
-        reply = await client.call("POST", "POST /rides", "/rides", planned_at=sent, json=body,
-                                  token=token, key=key)  # fmt: skip
+    reply = await client.call(
+        "POST", "POST /rides", "/rides", planned_at=time.monotonic(), json=body, token=token,
+        key=str(uuid.uuid4()), rounds=UNKNOWN_ROUNDS,  # no outcome yet: asked again
+    )  # fmt: skip
     seen.status = reply.status
     if reply.status not in (201, 202) or "ride_id" not in reply.body:
         # Refused, or no answer in the end: a ride the server may have made is not followed,

@@ -24,45 +24,48 @@ from dispatch.simulator.apps.profile import arrivals
 from dispatch.simulator.apps.report import ApiReport, build_report
 from dispatch.simulator.apps.rider_app import Riders, RideSeen, request
 from dispatch.simulator.apps.stats import Endpoints, LoopMonitor
-from dispatch.simulator.apps.world import World
+from dispatch.simulator.apps.world import World, sleep_until
 from dispatch.simulator.city import City
 from dispatch.simulator.streams import Streams
 
 logger = logging.getLogger(__name__)
 SIGN_IN_AT_ONCE = 32  # registrations and first calls in flight while the city signs in
 CLOSE_S = 30.0  # for each stage of the cleanup
+FEED_AHEAD_S = 1.0  # a request's task is made this long before its planned time
 SIGN_IN_S = 600.0  # for the whole city to register (or sign in) and go online
 Progress = Callable[[str, float], None]
 
 
 class Stopped(Exception):
-    """The run was stopped by SIGTERM (it cleaned up first, unless told not to)."""
+    """The run was stopped by a second SIGTERM, with no report (its apps were stopped and,
+    with cleanup, its drivers asked to go offline)."""
 
 
 async def run_against(config: ApiRunConfig, progress: Progress | None = None) -> ApiReport:
-    """Run ``config`` against its deployment; the report of what the apps saw. SIGTERM
-    stops it as SIGINT does: every app stops, drivers go offline (with cleanup), and
-    ``Stopped`` is raised."""
+    """Run ``config`` against its deployment; the report of what the apps saw. A SIGTERM
+    ends the run early: the stages of the end run as after the run's minutes (riders
+    cancel, trips end, drivers go offline; unless no cleanup) and the report says
+    ``stopped_early``. A second SIGTERM stops at once: ``Stopped``."""
     recorder = Endpoints()
     client = ApiClient(config.url, recorder, config.connections, rng=random.Random(config.seed))
     loop, main = asyncio.get_running_loop(), asyncio.current_task()
-    signalled: list[int] = []
+    stop = asyncio.Event()
 
-    def stop() -> None:
-        signalled.append(signal.SIGTERM)
-        if main is not None:
+    def on_sigterm() -> None:
+        if stop.is_set() and main is not None:
             main.cancel()
+        stop.set()
 
     handled = True
     try:
-        loop.add_signal_handler(signal.SIGTERM, stop)
+        loop.add_signal_handler(signal.SIGTERM, on_sigterm)
     except (NotImplementedError, RuntimeError):  # not the main thread, or no signals here
         handled = False
     try:
-        return await _run(config, client, recorder, progress or (lambda _stage, _s: None))
+        return await _run(config, client, recorder, progress or (lambda _stage, _s: None), stop)
     except asyncio.CancelledError:
-        if signalled:
-            raise Stopped("stopped by SIGTERM") from None
+        if stop.is_set():
+            raise Stopped("stopped by a second SIGTERM") from None
         raise
     finally:
         if handled:
@@ -71,7 +74,11 @@ async def run_against(config: ApiRunConfig, progress: Progress | None = None) ->
 
 
 async def _run(
-    config: ApiRunConfig, client: ApiClient, recorder: Endpoints, progress: Progress
+    config: ApiRunConfig,
+    client: ApiClient,
+    recorder: Endpoints,
+    progress: Progress,
+    stop: asyncio.Event,
 ) -> ApiReport:
     city = City.sized(config.city_km, centre=config.centre)
     world = World(config, client, Accounts(client), city, Streams(config.seed))
@@ -81,7 +88,7 @@ async def _run(
     drivers: list[DriverApp] = []
     riders = Riders(world, [a for a in known if a.role == "rider"])
     try:
-        await _sign_in(world, known, drivers)
+        await sign_in_city(world, known, drivers)
         signed_in_s = time.monotonic() - world.started
         world.started = time.monotonic()  # the run's clock starts when the city is online
         monitor.restart()
@@ -92,10 +99,12 @@ async def _run(
         times = arrivals(config.profile, config.demand, config.minutes,
                          world.streams.rng("arrivals"))  # fmt: skip
         rides = [RideSeen(i, at) for i, at in enumerate(times)]
-        requests = [asyncio.ensure_future(request(world, riders, seen)) for seen in rides]
-        tasks += lives + requests
-        await _stage(progress, "running", config.minutes * 60.0, world.started)
-        await _until(requests, config.drain_s, progress, "draining")
+        requests: list[asyncio.Task[None]] = []
+        feeder = asyncio.ensure_future(_feed(world, riders, rides, requests, tasks))
+        tasks += [*lives, feeder]
+        await _stage(progress, "running", config.minutes * 60.0, world.started, stop)
+        await _until([feeder], CLOSE_S, progress, "running", stop)
+        await _until(requests, config.drain_s, progress, "draining", stop)
         if config.cleanup:
             world.closing.set()  # riders cancel the rides not started
             await _until_true(lambda: all(_past_start(r) for r in rides), CLOSE_S)
@@ -103,7 +112,9 @@ async def _run(
             await _until(lives, CLOSE_S, progress, "ending trips")
             await _until(requests, CLOSE_S, progress, "ending rides")
         await _close(world, tasks, drivers)  # the report counts the calls of the close
-        return build_report(world, rides, drivers, riders, recorder, monitor, signed_in_s)
+        report = build_report(world, rides, drivers, riders, recorder, monitor, signed_in_s)
+        report.doc["stopped_early"] = stop.is_set()
+        return report
     finally:
         if tasks:  # not closed yet: the run failed or was cancelled on the way
             await _close(world, tasks, drivers)
@@ -133,7 +144,24 @@ async def _close(world: World, tasks: list[asyncio.Task[Any]], drivers: list[Dri
         await _bounded([app.go_offline() for app in drivers if app.online], CLOSE_S)
 
 
-async def _sign_in(world: World, known: list[Account], drivers: list[DriverApp]) -> None:
+async def _feed(
+    world: World,
+    riders: Riders,
+    rides: list[RideSeen],
+    requests: list[asyncio.Task[None]],
+    tasks: list[asyncio.Task[Any]],
+) -> None:
+    """Each request's task, made ``FEED_AHEAD_S`` before its time (not all at the start: a
+    long run of a busy city plans millions), into ``requests`` and ``tasks``."""
+    for seen in rides:
+        if await sleep_until(world.started + seen.planned_s - FEED_AHEAD_S, world.closing):
+            return  # the run closed first: the rest are never sent
+        task = asyncio.ensure_future(request(world, riders, seen))
+        requests.append(task)
+        tasks.append(task)
+
+
+async def sign_in_city(world: World, known: list[Account], drivers: list[DriverApp]) -> None:
     """Into ``drivers``: the drivers (saved ones first, then new ones) signed in and online,
     within ``SIGN_IN_S``; an ``AccountError`` (those online so far go offline) if not."""
     config = world.config
@@ -146,7 +174,9 @@ async def _sign_in(world: World, known: list[Account], drivers: list[DriverApp])
     async def new_driver(i: int, home: tuple[float, float]) -> None:
         async with gate:
             account = await world.accounts.register("driver", f"Driver {i + 1}", home)
-        drivers.append(DriverApp(world, account, len(drivers)))
+        # By its place in the city, not by when its registration ended: a driver's random
+        # streams follow its index, so a seed gives the same city run after run.
+        drivers.append(DriverApp(world, account, len(saved_drivers) + i))
 
     async def online(app: DriverApp) -> None:
         async with gate:
@@ -161,11 +191,12 @@ async def _sign_in(world: World, known: list[Account], drivers: list[DriverApp])
             async with asyncio.TaskGroup() as group:
                 for i, home in enumerate(homes):
                     group.create_task(new_driver(i, home))
+            drivers.sort(key=lambda app: app.index)
             async with asyncio.TaskGroup() as group:
                 for app in list(drivers):
                     group.create_task(online(app))
-        except* AccountError as failed:
-            raise failed.exceptions[0] from None
+        except ExceptionGroup as failed:
+            raise _account_error(failed) from None
 
     try:
         await asyncio.wait_for(everyone(), SIGN_IN_S)
@@ -180,20 +211,45 @@ async def _sign_in(world: World, known: list[Account], drivers: list[DriverApp])
         ) from None
 
 
-async def _stage(progress: Progress, name: str, seconds: float, since: float) -> None:
+def _account_error(group: BaseExceptionGroup[Any]) -> AccountError:
+    """The first ``AccountError`` of a task group's failures, or the first failure told as
+    one (a reply the sign-in could not read), so the city's sign-in ends the same way."""
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        error = pending.pop(0)
+        if isinstance(error, BaseExceptionGroup):
+            pending[:0] = list(error.exceptions)
+        else:
+            leaves.append(error)
+    for error in leaves:
+        if isinstance(error, AccountError):
+            return error
+    return AccountError(f"signing in failed: {leaves[0]!r}")
+
+
+async def _stage(
+    progress: Progress, name: str, seconds: float, since: float, stop: asyncio.Event
+) -> None:
     end = since + seconds
-    while (left := end - time.monotonic()) > 0:
-        await asyncio.sleep(min(1.0, left))
+    while (left := end - time.monotonic()) > 0 and not stop.is_set():
+        await sleep_until(time.monotonic() + min(1.0, left), stop)
         progress(name, time.monotonic() - since)
 
 
 async def _until(
-    tasks: list[asyncio.Task[Any]], bound_s: float, progress: Progress, name: str
+    tasks: list[asyncio.Task[Any]],
+    bound_s: float,
+    progress: Progress,
+    name: str,
+    stop: asyncio.Event | None = None,
 ) -> None:
-    """Until every task is done or ``bound_s`` passed."""
+    """Until every task is done, ``bound_s`` passed, or ``stop`` is set."""
     pending = [t for t in tasks if not t.done()]
     started = time.monotonic()
     while pending and time.monotonic() - started < bound_s:
+        if stop is not None and stop.is_set():
+            return
         await asyncio.wait(pending, timeout=1.0)
         pending = [t for t in pending if not t.done()]
         progress(name, time.monotonic() - started)
@@ -211,5 +267,11 @@ async def _until_true(done: Callable[[], bool], bound_s: float) -> None:
 
 
 async def _bounded(calls: list[Awaitable[Any]], bound_s: float) -> None:
+    """The calls side by side for at most ``bound_s``; those still running are cancelled
+    (none outlives the stage, nor records a call after the report)."""
     if calls:
-        await asyncio.wait([asyncio.ensure_future(c) for c in calls], timeout=bound_s)
+        tasks = [asyncio.ensure_future(c) for c in calls]
+        _, pending = await asyncio.wait(tasks, timeout=bound_s)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)

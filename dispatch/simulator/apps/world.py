@@ -14,8 +14,9 @@ from dispatch.simulator.city import City
 from dispatch.simulator.streams import Streams
 
 # A command whose outcome is unknown after the client's retries (``Reply.unknown``) is asked
-# again with the same Idempotency-Key after a pause, in this many rounds in all.
-UNKNOWN_ROUNDS, UNKNOWN_PAUSE_S = 3, 2.0
+# again with the same Idempotency-Key after a pause, in this many rounds in all
+# (``ApiClient.call``'s ``rounds``).
+UNKNOWN_ROUNDS = 3
 
 
 @dataclass

@@ -20,7 +20,11 @@ Answer = tuple[int, dict[str, Any], dict[str, str]]  # status, JSON body, header
 
 
 def run(
-    answers: list[Answer], key: str | None = None, repeatable: bool = False, late_s: float = 0.0
+    answers: list[Answer],
+    key: str | None = None,
+    repeatable: bool = False,
+    late_s: float = 0.0,
+    rounds: int = 1,
 ) -> tuple[Reply, Endpoints, list[dict[str, str]]]:
     """One POST through ``ApiClient`` to a server that gives ``answers`` in turn (the last
     again and again); the reply, the recorder and the headers of each request it got."""
@@ -44,8 +48,9 @@ def run(
         try:
             planned = time.monotonic() - late_s
             return await api.call(
-                "POST", "E", "/x", planned_at=planned, key=key, repeatable=repeatable
-            )
+                "POST", "E", "/x", planned_at=planned, key=key, repeatable=repeatable,
+                rounds=rounds,
+            )  # fmt: skip
         finally:
             await api.close()
             await runner.cleanup()
@@ -105,6 +110,28 @@ def test_retries_stop_at_the_attempt_limit_and_the_call_is_recorded_once(
     reply, recorder, seen = run([(503, {}, {})], key="k-4")
     assert reply.status == 503 and len(seen) == reply.attempts == 8
     assert recorder.by_name["E"].calls == 1 and recorder.by_name["E"].attempts[503] == 8
+
+
+def test_an_outcome_still_unknown_is_asked_again_in_rounds_and_recorded_once(
+    slept: list[float],
+) -> None:
+    answers = [(503, {}, {})] * 9 + [(200, {"command_id": "c"}, {})]  # 8 a round
+    reply, recorder, seen = run(answers, key="k-5", rounds=3)
+    assert reply.ok and reply.attempts == len(seen) == 10
+    assert {h["Idempotency-Key"] for h in seen} == {"k-5"}
+    assert http_client.ROUND_PAUSE_S in slept  # the pause between the rounds
+    endpoint = recorder.by_name["E"]
+    assert endpoint.calls == 1 and endpoint.finals == Counter({200: 1})
+    assert endpoint.attempts == Counter({503: 9, 200: 1})
+
+
+def test_rounds_end_at_their_bound_and_a_refusal_ends_them_at_once(slept: list[float]) -> None:
+    reply, recorder, seen = run([(503, {}, {})], key="k-6", rounds=2)
+    assert reply.status == 503 and len(seen) == 16 and recorder.by_name["E"].calls == 1
+    reply, _, seen = run([(409, {"error": "conflict"}, {})], key="k-7", rounds=3)
+    assert reply.status == 409 and len(seen) == 1
+    reply, _, seen = run([(503, {}, {})], rounds=3)  # no key: never asked again
+    assert len(seen) == 1
 
 
 def test_latency_is_measured_from_the_planned_time_not_the_send() -> None:

@@ -116,6 +116,18 @@ def test_meaningless_options_of_a_run_against_a_deployment_are_usage_errors(case
     assert said in " ".join(result.output.split()), result.output
 
 
+@pytest.mark.parametrize("where", ["file", "file/sub"])
+def test_a_report_folder_that_cannot_be_made_is_refused_before_the_run(
+    tmp_path: Path, where: str
+) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    args = ["simulate", "--api", "http://127.0.0.1:9", "--report", str(tmp_path / where)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    said = " ".join(result.output.split())
+    assert "not a folder" in said or "is a file" in said, said
+
+
 def test_a_deployment_that_does_not_answer_is_an_error_that_says_so() -> None:
     args = ["simulate", "--api", "http://127.0.0.1:9", "--drivers", "1", "--minutes", "0.1"]
     result = CliRunner().invoke(app, args)

@@ -1,6 +1,7 @@
 """A driver's app against a scripted deployment: the ride it accepts is driven to its end,
-an offer is answered once, a ride cancelled on the way is left, and a command whose outcome
-is unknown after the client's retries is asked again under the same Idempotency-Key."""
+an offer is answered once, a ride cancelled on the way is left, and every command goes
+under a key of its own, asked again in rounds while its outcome is unknown (the rounds
+themselves: tests/unit/adapters/test_http_app_client.py)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,11 @@ import asyncio
 import time
 from typing import Any
 
-import pytest
-
 from dispatch.adapters.http.client import Reply
-from dispatch.simulator.apps import driver_app
 from dispatch.simulator.apps.accounts import Account, Accounts
 from dispatch.simulator.apps.config import ApiRunConfig
 from dispatch.simulator.apps.driver_app import DriverApp
-from dispatch.simulator.apps.world import World
+from dispatch.simulator.apps.world import UNKNOWN_ROUNDS, World
 from dispatch.simulator.city import City
 from dispatch.simulator.streams import Streams
 
@@ -31,9 +29,11 @@ class Scripted:
     def __init__(self, script: dict[str, list[int]]) -> None:
         self.script = script
         self.seen: list[tuple[str, str | None]] = []
+        self.rounds: list[int] = []
 
     async def call(self, method: str, endpoint: str, path: str, **kwargs: Any) -> Reply:
         self.seen.append((endpoint, kwargs.get("key")))
+        self.rounds.append(kwargs.get("rounds", 1))
         await asyncio.sleep(0)
         answers = self.script.get(endpoint, [])
         status = answers.pop(0) if answers else 200
@@ -53,11 +53,6 @@ def driver(client: Scripted, accept: float = 1.0) -> DriverApp:
     return DriverApp(world, account, 0)
 
 
-@pytest.fixture(autouse=True)
-def no_pause(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(driver_app, "UNKNOWN_PAUSE_S", 0.0)
-
-
 def test_an_accepted_ride_is_driven_to_its_end() -> None:
     client = Scripted({})
     app = driver(client)
@@ -67,22 +62,17 @@ def test_an_accepted_ride_is_driven_to_its_end() -> None:
     assert len({key for _, key in client.seen}) == 4  # a key of its own for each command
 
 
-def test_an_accept_whose_outcome_is_unknown_is_asked_again_with_the_same_key() -> None:
-    client = Scripted({"POST /rides/{id}/accept": [0, 503]})
-    app = driver(client)
-    asyncio.run(app.answer(OFFER))
-    accepts = [key for endpoint, key in client.seen if endpoint.endswith("/accept")]
-    assert len(accepts) == 3 and len(set(accepts)) == 1
-    assert client.verbs()[3:] == ["arrived", "start", "complete"]  # then it served the ride
-    assert app.w.drivers_did["accept outcome unknown"] == 2
+def test_every_command_may_be_asked_again_while_its_outcome_is_unknown() -> None:
+    client = Scripted({})
+    asyncio.run(driver(client).answer(OFFER))
+    assert client.rounds == [UNKNOWN_ROUNDS] * 4
 
 
-def test_a_command_still_unknown_after_the_last_round_is_given_up() -> None:
-    client = Scripted({"POST /rides/{id}/accept": [202, 202, 202]})
+def test_an_accept_with_no_outcome_in_the_end_is_not_served() -> None:
+    client = Scripted({"POST /rides/{id}/accept": [503]})
     app = driver(client)
     asyncio.run(app.answer(OFFER))
-    assert client.verbs() == ["accept"] * driver_app.UNKNOWN_ROUNDS
-    assert app.ride is None
+    assert client.verbs() == ["accept"] and app.ride is None
 
 
 def test_a_refused_accept_is_not_asked_again() -> None:

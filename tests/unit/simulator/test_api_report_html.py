@@ -85,6 +85,7 @@ def test_the_report_writes_four_files_and_a_page_that_loads_nothing(tmp_path: Pa
     assert sorted(p.name for p in path.parent.iterdir()) == sorted(FILES)
     page = path.read_text()
     assert "<script" not in page.lower() and "src=" not in page
+    assert "default-src 'none'" in page  # and its policy forbids loading anything
     assert "http://127.0.0.1:8000" in page  # the target is named, never loaded
     assert page.count("<svg") == 4  # latency, calls, waits, stalls
     assert "POST /rides" in page and "503: 1" in page
@@ -100,7 +101,7 @@ def test_the_steady_latencies_leave_out_the_calls_planned_after_the_run_s_minute
     assert endpoint["steady_latency_ms"]["max"] == 50000.0
 
 
-def test_calls_made_before_the_run_started_have_negative_times(tmp_path: Path) -> None:
+def test_calls_made_before_the_run_started_have_negative_times() -> None:
     recorder = Endpoints()
     recorder.call("POST /drivers", 201, latency_s=0.2, send_lag_s=0.0)  # while signing in
     recorder.start(time.monotonic() + 3.0, warmup_s=5.0, run_s=60.0)

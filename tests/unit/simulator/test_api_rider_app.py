@@ -1,6 +1,6 @@
 """A rider's app against a scripted deployment: the map, the quote, then the request that
-carries it; a request whose outcome is unknown is asked again under the same key; a
-refused one is not."""
+carries it, under a key, asked again in rounds while its outcome is unknown; a request
+refused, or with no outcome in the end, is not followed."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from dispatch.simulator.apps import rider_app
 from dispatch.simulator.apps.accounts import Account, Accounts
 from dispatch.simulator.apps.config import ApiRunConfig
 from dispatch.simulator.apps.rider_app import Riders, RideSeen, request
-from dispatch.simulator.apps.world import World
+from dispatch.simulator.apps.world import UNKNOWN_ROUNDS, World
 from dispatch.simulator.city import City
 from dispatch.simulator.streams import Streams
 
@@ -28,9 +28,11 @@ class Scripted:
     def __init__(self, rides: list[int]) -> None:
         self.rides = rides
         self.seen: list[tuple[str, str | None, Any]] = []
+        self.rounds: dict[str, int] = {}
 
     async def call(self, method: str, endpoint: str, path: str, **kwargs: Any) -> Reply:
         self.seen.append((endpoint, kwargs.get("key"), kwargs.get("json")))
+        self.rounds[endpoint] = kwargs.get("rounds", 1)
         await asyncio.sleep(0)
         if endpoint == "POST /fares/estimate":
             return Reply(200, {"quote": "signed-quote"}, 1)
@@ -51,7 +53,6 @@ async def completed_ride(*args: Any, **kwargs: Any) -> AsyncIterator[ServerEvent
 @pytest.fixture(autouse=True)
 def scripted_stream(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(rider_app, "follow", completed_ride)
-    monkeypatch.setattr(rider_app, "UNKNOWN_PAUSE_S", 0.0)
 
 
 def ride_once(client: Scripted) -> RideSeen:
@@ -77,12 +78,17 @@ def test_a_request_carries_its_quote_and_its_ride_is_followed_to_the_end() -> No
     assert seen.ride_id == "ride-1" and seen.end == "completed" and seen.accepted_s is not None
 
 
-def test_a_request_whose_outcome_is_unknown_is_asked_again_with_the_same_key() -> None:
-    client = Scripted([0, 503])
+def test_a_request_is_keyed_and_asked_again_while_its_outcome_is_unknown() -> None:
+    client = Scripted([])
+    ride_once(client)
+    [(_, key, _)] = [call for call in client.seen if call[0] == "POST /rides"]
+    assert key and client.rounds["POST /rides"] == UNKNOWN_ROUNDS
+
+
+def test_a_request_with_no_outcome_in_the_end_is_not_followed() -> None:
+    client = Scripted([0])
     seen = ride_once(client)
-    keys = [key for endpoint, key, _ in client.seen if endpoint == "POST /rides"]
-    assert len(keys) == 3 and len(set(keys)) == 1
-    assert seen.status == 201 and seen.end == "completed"
+    assert seen.status == 0 and not seen.ride_id and seen.refused == "no answer"
 
 
 def test_a_refused_request_is_not_asked_again() -> None:

@@ -14,7 +14,7 @@ from dispatch.adapters.http.client import Reply
 from dispatch.simulator.apps.accounts import AccountError, Accounts
 from dispatch.simulator.apps.config import ApiRunConfig
 from dispatch.simulator.apps.driver_app import DriverApp
-from dispatch.simulator.apps.run import _sign_in
+from dispatch.simulator.apps.run import sign_in_city
 from dispatch.simulator.apps.world import World
 from dispatch.simulator.city import City
 from dispatch.simulator.streams import Streams
@@ -46,10 +46,54 @@ def test_a_refused_registration_cancels_the_others_and_says_why() -> None:
         world = World(config, client, Accounts(client), City.sized(2.0), Streams(1))  # type: ignore[arg-type]
         began = time.monotonic()
         with pytest.raises(AccountError, match="home outside the market"):
-            await _sign_in(world, [], drivers)
+            await sign_in_city(world, [], drivers)
         failed_after = time.monotonic() - began
         await asyncio.sleep(2.5)  # long enough for a registration left running to finish
         return failed_after
 
     assert asyncio.run(sign_in()) < 1.0
     assert client.finished == 0 and drivers == []
+
+
+class RefusedOnline:
+    """Registrations go through; the fourth driver to go online is refused, the others
+    take 0.2 s; every offline call is counted."""
+
+    def __init__(self) -> None:
+        self.registered = self.onlines = 0
+        self.online: list[str] = []
+        self.offline: list[str] = []
+
+    async def call(self, method: str, endpoint: str, path: str, **kwargs: Any) -> Reply:
+        if endpoint == "POST /drivers":
+            self.registered += 1
+            soon = (datetime.now(UTC) + timedelta(seconds=900)).isoformat()
+            issued = {"access_token": "a", "refresh_token": "r", "expires_at": soon}
+            return Reply(201, {"driver_id": f"d-{self.registered}", "token": issued}, 1)
+        driver = path.split("/")[2]
+        if endpoint.endswith("/offline"):
+            self.offline.append(driver)
+            return Reply(200, {}, 1)
+        self.onlines += 1
+        if self.onlines == 4:
+            return Reply(403, {"error": "forbidden", "reason": "driver suspended"}, 1)
+        await asyncio.sleep(0.2 if self.onlines > 4 else 0.0)
+        self.online.append(driver)
+        return Reply(200, {}, 1)
+
+
+def test_drivers_online_when_the_sign_in_fails_go_offline_and_the_rest_stop() -> None:
+    client = RefusedOnline()
+    config = ApiRunConfig("http://127.0.0.1:1", drivers=40)
+    drivers: list[DriverApp] = []
+
+    async def sign_in() -> None:
+        world = World(config, client, Accounts(client), City.sized(2.0), Streams(1))  # type: ignore[arg-type]
+        with pytest.raises(AccountError, match="could not go online"):
+            await sign_in_city(world, [], drivers)
+        await asyncio.sleep(0.5)  # a going-online left running would land by now
+
+    asyncio.run(sign_in())
+    assert client.registered == 40 and len(client.online) == 3
+    assert sorted(client.offline) == sorted(client.online)
+    assert [app.index for app in drivers] == list(range(40))  # by place, not by finish
