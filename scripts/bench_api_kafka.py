@@ -47,7 +47,15 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
-from bench_api_load import STREAMS, cpu_seconds, figures, free_port  # noqa: E402
+from bench_api_load import (  # noqa: E402
+    STREAMS,
+    cpu_seconds,
+    figures,
+    free_port,
+    start_client,
+    until_running,
+    wait_ready,
+)
 from benchmachine import calibrate, cpu_model  # noqa: E402
 
 from dispatch.adapters.kafka.processes import start_worker, stop_worker, worker_env  # noqa: E402
@@ -80,22 +88,6 @@ def start_api(settings: Settings, port: int, log: Path) -> subprocess.Popen[byte
         return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
-def wait_ready(url: str, seconds: float = 120.0) -> None:
-    import urllib.error
-    import urllib.request
-
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url + "/readyz", timeout=2) as answer:
-                if answer.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"{url} not ready within {seconds:g} s")
-
-
 @contextmanager
 def deployment(bootstrap: str, work: Path) -> Iterator[Deployment]:
     prefix = f"bench-api-{uuid.uuid4().hex[:8]}"
@@ -112,14 +104,14 @@ def deployment(bootstrap: str, work: Path) -> Iterator[Deployment]:
             own = settings.model_copy(update={"data_dir": work / f"api-{i}"})
             d.processes[f"api-{i}"] = start_api(own, port, work / f"api-{i}.log")
         for port in ports:
-            wait_ready(f"http://127.0.0.1:{port}")
+            wait_ready(f"http://127.0.0.1:{port}", 120.0)
         bal = free_port()
         backends = ",".join(f"127.0.0.1:{p}" for p in ports)
         subprocess.run([str(BALANCER), "start", "--port", str(bal), "--backends", backends,
                         "--dir", str(balancer_dir)], check=True, timeout=30,
                        stdout=subprocess.DEVNULL)  # fmt: skip
         d.url = f"http://127.0.0.1:{bal}"
-        wait_ready(d.url)
+        wait_ready(d.url, 120.0)
         d.cpu_pids = [p.pid for p in d.processes.values()]
         d.cpu_pids.append(int((balancer_dir / "haproxy.pid").read_text()))
         broker = ROOT / ".kafka-local" / f"broker-{bootstrap.rsplit(':', 1)[1]}" / "kafka.pid"
@@ -176,16 +168,11 @@ def one_run(args: argparse.Namespace, drivers: int, seed: int, kill: bool,
             command = [*prefix, sys.executable, "-m", "dispatch", "simulate", "--api", d.url,
                        "--drivers", str(drivers), "--minutes", str(args.minutes), "--seed",
                        str(seed), "--drain", "30", "--report", str(folder)]  # fmt: skip
-            env = os.environ | {"COLUMNS": "200"}
+            env = dict(os.environ)
             env.pop("DISPATCH_KAFKA_BOOTSTRAP", None)
-            run = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.PIPE, text=True)  # fmt: skip
+            run = start_client(command, env)
             try:
-                assert run.stderr is not None
-                for line in run.stderr:  # progress: "running: 0 s" once the city is online
-                    if line.startswith("running"):
-                        break
-                began = time.monotonic()
+                began = until_running(run)
                 steady_from = began + warmup_s
                 time.sleep(max(0.0, steady_from - time.monotonic()))
                 cpu_from = cpu_of(d.cpu_pids)

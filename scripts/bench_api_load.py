@@ -10,8 +10,10 @@ On a machine of two or more cores the server runs on CPU 0 and the simulator on 
 (`taskset`), so that the load generator does not take the server's core: without it, on
 two cores, the client's CPU is the server's loss. Per run: requests/s, the p99 of writes
 (the highest p99 of the POST endpoints with 20 calls or more after warm-up) and of queries
-(the same of the GET endpoints that are not streams), the server's and the client's CPU
-(share of one core), the client's loop lag p99, served % and whether every ride ended.
+(the same of the GET endpoints that are not streams), the server's CPU over the steady
+window (after the warm-up to the end of the run's minutes, timed from the client's own
+"running" line) and the client's (share of one core), the client's loop lag p99, served %
+and whether every ride ended.
 Medians over ``--runs``; nothing is asserted. The machine (CPU model, scripts/bench_index.py
 queries/s) heads the output.
 """
@@ -68,25 +70,26 @@ def one_run(drivers: int, minutes: float, seed: int, pin: bool) -> dict[str, Any
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/readyz", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except (urllib.error.URLError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("the server was not ready within 60 s")
-            time.sleep(0.2)
-        cpu_before, wall_before = cpu_seconds(server.pid), time.monotonic()
+        wait_ready(url, 60.0)
+        run_s = minutes * 60.0
+        warmup_s = min(60.0, run_s / 5.0)  # as ApiRunConfig.warmup_s
+        folder = data / "report"
         simulate = [sys.executable, "-m", "dispatch", "simulate", "--api", url, "--drivers",
                     str(drivers), "--minutes", str(minutes), "--seed", str(seed),
-                    "--drain", "30", "--json"]  # fmt: skip
-        done = subprocess.run(pinned(1 if pin else None, simulate), env=env,
-                              capture_output=True, text=True, timeout=3600)  # fmt: skip
-        server_cpu = cpu_seconds(server.pid) - cpu_before
-        wall = time.monotonic() - wall_before
+                    "--drain", "30", "--report", str(folder)]  # fmt: skip
+        run = start_client(pinned(1 if pin else None, simulate), env)
+        try:
+            began = until_running(run)
+            time.sleep(max(0.0, began + warmup_s - time.monotonic()))
+            cpu_from = cpu_seconds(server.pid)  # the server's CPU over the steady window
+            time.sleep(max(0.0, began + run_s - time.monotonic()))
+            server_share = (cpu_seconds(server.pid) - cpu_from) / (run_s - warmup_s)
+            run.communicate(timeout=3600)
+        finally:
+            if run.poll() is None:
+                run.kill()
+                run.wait()
+        report: dict[str, Any] = json.loads((folder / "summary.json").read_text())
     finally:
         server.send_signal(signal.SIGTERM)
         try:
@@ -94,8 +97,36 @@ def one_run(drivers: int, minutes: float, seed: int, pin: bool) -> dict[str, Any
         except subprocess.TimeoutExpired:
             server.kill()
         shutil.rmtree(data, ignore_errors=True)
-    report: dict[str, Any] = json.loads(done.stdout)
-    return figures(report, server_cpu / wall, done.returncode)
+    return figures(report, server_share, run.returncode)
+
+
+def wait_ready(url: str, seconds: float) -> None:
+    """Until ``url``/readyz answers 200; a ``RuntimeError`` after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url + "/readyz", timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} was not ready within {seconds:g} s")
+
+
+def start_client(command: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    """`dispatch simulate --api` with its progress on a pipe (``until_running`` reads it)."""
+    return subprocess.Popen(command, env=env | {"COLUMNS": "200"}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def until_running(run: subprocess.Popen[str]) -> float:
+    """``time.monotonic()`` when the client says its city is online ("running: 0 s")."""
+    assert run.stderr is not None
+    for line in run.stderr:
+        if line.startswith("running"):
+            return time.monotonic()
+    raise RuntimeError(f"the client ended before its run began (exit {run.wait()})")
 
 
 def figures(report: dict[str, Any], server_share: float, code: int) -> dict[str, Any]:
