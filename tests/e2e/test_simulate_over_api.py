@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -144,16 +145,20 @@ def test_sigterm_ends_the_run_early_with_its_rides_ended_and_drivers_offline(
     try:
         assert run.stderr is not None
         for line in run.stderr:  # the progress, every 10 s: rides are in flight by 20 s
-            if line.startswith("running: 20"):
+            stage, _, seconds = line.partition(": ")
+            if stage == "running" and float(seconds.split()[0]) >= 20:
                 break
+        signalled = time.monotonic()
         run.send_signal(signal.SIGTERM)  # its own pid
         out, err = run.communicate(timeout=300)
+        closed_in = time.monotonic() - signalled
     finally:
         if run.poll() is None:
             run.kill()
             run.wait()
     assert run.returncode == 143, err
     assert "stopped early by SIGTERM; 0 driver(s) left online" in err
+    assert closed_in < 100  # not the rest of the 3 minutes and the 120 s drain
     assert "run against a deployment" in out  # the report of what ran, printed
     command = [sys.executable, "-m", "dispatch", "replay", "export", "--data-dir", str(data_dir)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=_env())

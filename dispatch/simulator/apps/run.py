@@ -88,7 +88,7 @@ async def _run(
     drivers: list[DriverApp] = []
     riders = Riders(world, [a for a in known if a.role == "rider"])
     try:
-        await sign_in_city(world, known, drivers)
+        await _unless_stopped(sign_in_city(world, known, drivers), stop)
         signed_in_s = time.monotonic() - world.started
         world.started = time.monotonic()  # the run's clock starts when the city is online
         monitor.restart()
@@ -105,15 +105,20 @@ async def _run(
         await _stage(progress, "running", config.minutes * 60.0, world.started, stop)
         await _until([feeder], CLOSE_S, progress, "running", stop)
         await _until(requests, config.drain_s, progress, "draining", stop)
+        if stop.is_set():  # the close that follows is no steady state
+            recorder.steady_until = min(recorder.steady_until, time.monotonic())
         if config.cleanup:
             world.closing.set()  # riders cancel the rides not started
-            await _until_true(lambda: all(_past_start(r) for r in rides), CLOSE_S)
+            await _until_true(lambda: _all_past_start(rides, requests), CLOSE_S)
             world.finishing.set()  # trips end at once
             await _until(lives, CLOSE_S, progress, "ending trips")
             await _until(requests, CLOSE_S, progress, "ending rides")
         await _close(world, tasks, drivers)  # the report counts the calls of the close
         report = build_report(world, rides, drivers, riders, recorder, monitor, signed_in_s)
         report.doc["stopped_early"] = stop.is_set()
+        report.doc["stopped_at_s"] = (
+            round(recorder.steady_until - world.started, 2) if stop.is_set() else None
+        )
         return report
     finally:
         if tasks:  # not closed yet: the run failed or was cancelled on the way
@@ -142,6 +147,23 @@ async def _close(world: World, tasks: list[asyncio.Task[Any]], drivers: list[Dri
     tasks.clear()
     if world.config.cleanup:
         await _bounded([app.go_offline() for app in drivers if app.online], CLOSE_S)
+
+
+async def _unless_stopped(sign_in: Awaitable[None], stop: asyncio.Event) -> None:
+    """The sign-in, unless a SIGTERM comes first: then it is cancelled (the run's close
+    takes the drivers online so far offline) and ``Stopped`` raised."""
+    signing = asyncio.ensure_future(sign_in)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({signing, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        if not signing.done():
+            signing.cancel()
+        await asyncio.gather(signing, stopped, return_exceptions=True)
+    if signing.cancelled():
+        raise Stopped("stopped by SIGTERM while the city signed in")
+    signing.result()  # its AccountError, if it failed
 
 
 async def _feed(
@@ -255,6 +277,13 @@ async def _until(
         progress(name, time.monotonic() - started)
 
 
+def _all_past_start(rides: list[RideSeen], requests: list[asyncio.Task[None]]) -> bool:
+    """Every request made is past its start or done; those never made (a SIGTERM stopped
+    the feed first) are never sent."""
+    made = rides[: len(requests)]
+    return all(t.done() or _past_start(r) for r, t in zip(made, requests, strict=True))
+
+
 def _past_start(ride: RideSeen) -> bool:
     """The ride ended, or its trip started, or it was never made."""
     return bool(ride.end) or ride.started_s is not None or (ride.status != -1 and not ride.ride_id)
@@ -268,10 +297,13 @@ async def _until_true(done: Callable[[], bool], bound_s: float) -> None:
 
 async def _bounded(calls: list[Awaitable[Any]], bound_s: float) -> None:
     """The calls side by side for at most ``bound_s``; those still running are cancelled
-    (none outlives the stage, nor records a call after the report)."""
-    if calls:
-        tasks = [asyncio.ensure_future(c) for c in calls]
-        _, pending = await asyncio.wait(tasks, timeout=bound_s)
-        for task in pending:
+    (none outlives the stage, nor records a call after the report), also when the stage
+    itself is cancelled."""
+    tasks = [asyncio.ensure_future(c) for c in calls]
+    try:
+        if tasks:
+            await asyncio.wait(tasks, timeout=bound_s)
+    finally:
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)

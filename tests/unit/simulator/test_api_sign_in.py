@@ -56,8 +56,8 @@ def test_a_refused_registration_cancels_the_others_and_says_why() -> None:
 
 
 class RefusedOnline:
-    """Registrations go through; the fourth driver to go online is refused, the others
-    take 0.2 s; every offline call is counted."""
+    """Registrations go through, the first made ending last; the fourth driver to go
+    online is refused, the others take 0.2 s; every offline call is counted."""
 
     def __init__(self) -> None:
         self.registered = self.onlines = 0
@@ -67,9 +67,11 @@ class RefusedOnline:
     async def call(self, method: str, endpoint: str, path: str, **kwargs: Any) -> Reply:
         if endpoint == "POST /drivers":
             self.registered += 1
+            number = self.registered
+            await asyncio.sleep(0.002 * (40 - number))  # the first made ends last
             soon = (datetime.now(UTC) + timedelta(seconds=900)).isoformat()
             issued = {"access_token": "a", "refresh_token": "r", "expires_at": soon}
-            return Reply(201, {"driver_id": f"d-{self.registered}", "token": issued}, 1)
+            return Reply(201, {"driver_id": f"d-{number}", "token": issued}, 1)
         driver = path.split("/")[2]
         if endpoint.endswith("/offline"):
             self.offline.append(driver)
@@ -96,4 +98,25 @@ def test_drivers_online_when_the_sign_in_fails_go_offline_and_the_rest_stop() ->
     asyncio.run(sign_in())
     assert client.registered == 40 and len(client.online) == 3
     assert sorted(client.offline) == sorted(client.online)
-    assert [app.index for app in drivers] == list(range(40))  # by place, not by finish
+    assert [app.index for app in drivers] == list(range(40))
+    # Numbered by place in the city (the order registrations were made), not by finish.
+    assert all(app.account.id == f"d-{app.index + 1}" for app in drivers)
+
+
+class UnreadableRegistration:
+    """A registration answered 201 without the token the app needs."""
+
+    async def call(self, method: str, endpoint: str, path: str, **kwargs: Any) -> Reply:
+        return Reply(201, {"driver_id": "d-1"}, 1)
+
+
+def test_a_reply_the_sign_in_cannot_read_ends_it_with_the_reason_not_a_traceback() -> None:
+    client = UnreadableRegistration()
+    config = ApiRunConfig("http://127.0.0.1:1", drivers=3)
+
+    async def sign_in() -> None:
+        world = World(config, client, Accounts(client), City.sized(2.0), Streams(1))  # type: ignore[arg-type]
+        await sign_in_city(world, [], [])
+
+    with pytest.raises(AccountError, match="signing in failed: KeyError"):
+        asyncio.run(sign_in())
