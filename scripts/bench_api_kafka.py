@@ -61,6 +61,7 @@ from benchmachine import calibrate, cpu_model  # noqa: E402
 from dispatch.adapters.kafka.processes import start_worker, stop_worker, worker_env  # noqa: E402
 from dispatch.adapters.kafka.topics import create_topics, delete_topics  # noqa: E402
 from dispatch.settings import Settings  # noqa: E402
+from dispatch.simulator.apps.stats import failed as failed_call  # noqa: E402
 
 BALANCER = ROOT / "scripts" / "balancer.sh"
 CGROUP = Path("/sys/fs/cgroup/cpu")  # cgroup v1's cpu controller (v2: cpu.max)
@@ -223,7 +224,7 @@ def window_figures(report: dict[str, Any], calls: list[dict[str, str]], kill_s: 
     window: list[float] = []
     for c in calls:
         t, status = float(c["planned_s"]), int(c["status"])
-        if warmup_s <= t < run_s and (status == 0 or status >= 500):
+        if warmup_s <= t < run_s and failed_call(status):
             failed += 1
         if c["endpoint"].startswith("POST") and kill_s <= t < kill_s + WINDOW_S:
             window.append(float(c["latency_ms"]))

@@ -30,14 +30,21 @@ class Endpoint:
     large city makes millions): when it was planned (``time.monotonic()``), its latency,
     how late the client sent it, and its last status."""
 
-    calls: int = 0
     attempts: Counter[int] = field(default_factory=Counter)  # by status (0: no answer)
-    finals: Counter[int] = field(default_factory=Counter)  # each call's last status
     planned_at: array[float] = field(default_factory=lambda: array("d"))
     latency_s: array[float] = field(default_factory=lambda: array("d"))
     send_lag_s: array[float] = field(default_factory=lambda: array("d"))
     status: array[int] = field(default_factory=lambda: array("H"))
     limits: Counter[str] = field(default_factory=Counter)  # 429 reasons
+
+    @property
+    def calls(self) -> int:
+        return len(self.status)
+
+    @property
+    def finals(self) -> Counter[int]:
+        """Each call's last status, counted."""
+        return Counter(self.status)
 
     def steady(self, start: float, end: float) -> list[float]:
         """The latencies of the calls planned from ``start`` to ``end`` (monotonic)."""
@@ -104,8 +111,6 @@ class Endpoints:
 
     def call(self, endpoint: str, status: int, latency_s: float, send_lag_s: float) -> None:
         e = self._get(endpoint)
-        e.calls += 1
-        e.finals[status] += 1
         e.planned_at.append(time.monotonic() - latency_s)
         e.latency_s.append(latency_s)
         e.send_lag_s.append(send_lag_s)
