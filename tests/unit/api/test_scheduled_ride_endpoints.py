@@ -186,9 +186,11 @@ def test_the_rides_stream_tells_the_rider_of_each_step_and_that_no_driver_came(
     headers = bearer(r.json()["token"]["access_token"])
     booked = book(quick, headers, ahead(2))
     assert booked.status_code == 201, booked.text
-    ride_id = booked.json()["ride_id"]
+    ride_id, after = booked.json()["ride_id"], {"after": booked.json()["position"]}
 
-    with quick.stream("GET", f"/rides/{ride_id}/events?max_s=20", headers=headers) as s:
+    url = f"/rides/{ride_id}/events?max_s=20"
+    with quick.stream("GET", url, headers=headers, params=after) as s:
+        assert s.status_code == 200, s.read()
         kinds = [line.removeprefix("event: ") for line in s.iter_lines()
                  if line.startswith("event: ")]  # fmt: skip
 
