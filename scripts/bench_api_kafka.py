@@ -58,7 +58,7 @@ from bench_api_load import (  # noqa: E402
 )
 from benchmachine import calibrate, cpu_model  # noqa: E402
 
-from dispatch.adapters.kafka.processes import start_worker, stop_worker, worker_env  # noqa: E402
+from dispatch.adapters.kafka.processes import start_api, start_worker, stop_worker  # noqa: E402
 from dispatch.adapters.kafka.topics import create_topics, delete_topics  # noqa: E402
 from dispatch.settings import Settings  # noqa: E402
 from dispatch.simulator.apps.stats import failed as failed_call  # noqa: E402
@@ -78,17 +78,6 @@ class Deployment:
     cpu_pids: list[int] = field(default_factory=list)  # measured: broker and everything here
 
 
-def start_api(settings: Settings, port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = worker_env(settings) | {"DISPATCH_AUTH_SECRET": SECRET,
-                                  "DISPATCH_AUTH_ENVIRONMENT": "production",
-                                  "DISPATCH_RATE_LIMIT_REGISTRATIONS_PER_MIN": "0",
-                                  "DISPATCH_RATE_LIMIT_REQUESTS_PER_S": "0"}  # fmt: skip
-    command = [sys.executable, "-m", "dispatch", "serve", "--host", "127.0.0.1", "--port",
-               str(port)]  # fmt: skip
-    with log.open("ab") as out:
-        return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
-
-
 @contextmanager
 def deployment(bootstrap: str, work: Path) -> Iterator[Deployment]:
     prefix = f"bench-api-{uuid.uuid4().hex[:8]}"
@@ -103,7 +92,7 @@ def deployment(bootstrap: str, work: Path) -> Iterator[Deployment]:
             d.processes[f"worker-{i}"] = start_worker(settings, work / f"worker-{i}.log", f"w{i}")
         for i, port in enumerate(ports, 1):
             own = settings.model_copy(update={"data_dir": work / f"api-{i}"})
-            d.processes[f"api-{i}"] = start_api(own, port, work / f"api-{i}.log")
+            d.processes[f"api-{i}"] = start_api(own, port, work / f"api-{i}.log", SECRET)
         for port in ports:
             wait_ready(f"http://127.0.0.1:{port}", 120.0)
         bal = free_port()

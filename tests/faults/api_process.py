@@ -6,14 +6,13 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from dispatch.adapters.kafka.processes import worker_env
+from dispatch.adapters.kafka import processes
 from dispatch.settings import Settings
 
 SECRET = "q7Wm2xVbN4tRk9LpZs3YhC8dJf6GaE1uTnXoPiKw5QrM0vBl"  # random: production refuses weak ones
@@ -28,18 +27,7 @@ def free_port() -> int:
 def start_api(settings: Settings, port: int, out: Path) -> subprocess.Popen[bytes]:
     """``dispatch serve`` on 127.0.0.1:``port`` with ``settings`` (its Kafka connection
     included), its output appended to ``out``."""
-    assert settings.kafka_bootstrap is not None
-    env = worker_env(settings) | {
-        "DISPATCH_AUTH_SECRET": SECRET,
-        "DISPATCH_AUTH_ENVIRONMENT": "production",
-        "DISPATCH_RATE_LIMIT_REGISTRATIONS_PER_MIN": "0",
-        "DISPATCH_RATE_LIMIT_REQUESTS_PER_S": "0",
-    }
-    command = [sys.executable, "-m", "dispatch", "serve", "--host", "127.0.0.1", "--port"]
-    with out.open("ab") as sink:
-        return subprocess.Popen(
-            [*command, str(port)], env=env, stdout=sink, stderr=subprocess.STDOUT
-        )
+    return processes.start_api(settings, port, out, SECRET)
 
 
 def wait_ready(

@@ -36,7 +36,15 @@ class Recorder(Protocol):
 
     def attempt(self, endpoint: str, status: int, reason: str | None) -> None: ...
 
-    def call(self, endpoint: str, status: int, latency_s: float, send_lag_s: float) -> None: ...
+    def call(
+        self,
+        endpoint: str,
+        status: int,
+        latency_s: float,
+        send_lag_s: float,
+        pending: bool = False,
+    ) -> None:
+        """A call's last answer; ``pending``: a 202 "pending" (its outcome never learnt)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +164,7 @@ class ApiClient:
             reply = await self._attempts(method, endpoint, path, json, headers, may_repeat)
             tries += reply.attempts
         latency = time.monotonic() - planned_at
-        self.recorder.call(endpoint, reply.status, latency, send_lag)
+        self.recorder.call(endpoint, reply.status, latency, send_lag, pending=reply.pending)
         return Reply(reply.status, reply.body, tries)
 
     async def _attempts(

@@ -1,4 +1,4 @@
-"""Worker processes started by other processes (the simulator, tests, benchmarks)."""
+"""Worker and API processes started by other processes (the simulator, tests, benchmarks)."""
 
 from __future__ import annotations
 
@@ -36,6 +36,24 @@ def start_worker(
             env=worker_env(settings),
             stdout=out,
             stderr=subprocess.STDOUT,
+        )
+
+
+def start_api(settings: Settings, port: int, log: Path, secret: str) -> subprocess.Popen[bytes]:
+    """Start `python -m dispatch serve` on 127.0.0.1:``port`` with ``settings`` (its Kafka
+    connection included), in production mode with token secret ``secret`` and no rate
+    limits (the load is the caller's), its output appended to ``log``."""
+    env = worker_env(settings) | {
+        "DISPATCH_AUTH_SECRET": secret,
+        "DISPATCH_AUTH_ENVIRONMENT": "production",
+        "DISPATCH_RATE_LIMIT_REGISTRATIONS_PER_MIN": "0",
+        "DISPATCH_RATE_LIMIT_REQUESTS_PER_S": "0",
+    }
+    log.parent.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "dispatch", "serve", "--host", "127.0.0.1", "--port"]
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [*command, str(port)], env=env, stdout=out, stderr=subprocess.STDOUT
         )
 
 

@@ -58,21 +58,35 @@ def latency_over_time(timeline: Timeline, bucket_s: float, warmup_s: float) -> P
     return Plot(to_svg(fig, "latency"), caption)
 
 
-def calls_over_time(timeline: Timeline, bucket_s: float, warmup_s: float) -> Plot | None:
+def call_rates(
+    timeline: Timeline, bucket_s: float, ended_s: float | None = None
+) -> list[tuple[float, float, float]]:
+    """``(start_s, calls/s, failed/s)`` by bucket, all endpoints; a bucket cut short by the
+    run's end (``ended_s``) is divided by the time it covers, not by the whole width."""
     totals: dict[float, list[int]] = {}
     for rows in timeline.values():
         for row in rows:
             got = totals.setdefault(float(row[0]), [0, 0])
             got[0] += int(row[1])
             got[1] += int(row[2])
-    if not totals:
+    out = []
+    for t in sorted(totals):
+        width = _covered(t, bucket_s, ended_s)
+        out.append((t, totals[t][0] / width, totals[t][1] / width))
+    return out
+
+
+def calls_over_time(
+    timeline: Timeline, bucket_s: float, warmup_s: float, ended_s: float | None = None
+) -> Plot | None:
+    rates = call_rates(timeline, bucket_s, ended_s)
+    if not rates:
         return None
-    ts = sorted(totals)
     fig = Figure(figsize=(11, 3.4), layout="constrained")
     ax = fig.add_subplot()
-    minutes = [t / 60.0 for t in ts]
-    ax.plot(minutes, [totals[t][0] / bucket_s for t in ts], color=PALETTE[0], label="calls")
-    ax.plot(minutes, [totals[t][1] / bucket_s for t in ts], color=PALETTE[3],
+    minutes = [t / 60.0 for t, _, _ in rates]
+    ax.plot(minutes, [r[1] for r in rates], color=PALETTE[0], label="calls")
+    ax.plot(minutes, [r[2] for r in rates], color=PALETTE[3],
             label="failed (no answer or 5xx after retries)")  # fmt: skip
     ax.set(xlabel="time from the run's start (min)", ylabel="calls per second",
            title="Calls planned, all endpoints")  # fmt: skip
@@ -86,6 +100,14 @@ def calls_over_time(timeline: Timeline, bucket_s: float, warmup_s: float) -> Plo
         "fewer calls when the run is open loop."
     )
     return Plot(to_svg(fig, "calls"), caption)
+
+
+def _covered(start_s: float, bucket_s: float, ended_s: float | None) -> float:
+    """How much of the bucket from ``start_s`` the run covered (at least a second, so a
+    bucket the run barely entered does not show a burst)."""
+    if ended_s is None:
+        return bucket_s
+    return min(bucket_s, max(1.0, ended_s - start_s))
 
 
 def waits(rides: Sequence[Mapping[str, Any]]) -> Plot | None:

@@ -52,7 +52,10 @@ def render(doc: dict[str, Any]) -> str:
     bucket_s = float(timeline.get("bucket_s", 5.0))
     warmup_s = float(doc.get("warmup_s", 0.0))
     latency = figures.latency_over_time(by_endpoint, bucket_s, warmup_s)
-    calls = figures.calls_over_time(by_endpoint, bucket_s, warmup_s)
+    ended = timeline.get("ended_s")
+    calls = figures.calls_over_time(
+        by_endpoint, bucket_s, warmup_s, None if ended is None else float(ended)
+    )
     stalls = figures.client_stalls(timeline.get("loop_lag_max_ms", []), bucket_s)
     title = f"Against {doc['target']}: {doc['drivers']} drivers, {doc['minutes']:g} min"
     body = [
@@ -120,6 +123,8 @@ def _endpoints(endpoints: dict[str, Any]) -> str:
     for name, e in endpoints.items():
         lat = e["steady_latency_ms"]
         statuses = ", ".join(f"{k}: {v:,}" for k, v in e["final_status"].items())
+        if e.get("pending_at_end"):
+            statuses += f" (still pending: {e['pending_at_end']:,})"
         limits = "; ".join(f"{k} ({v:,})" for k, v in e["rate_limited"].items())
         quantiles = [escape(fmt(lat[q])) for q in ("p50", "p95", "p99", "max")]
         lag = escape(fmt(e["send_lag_ms"]["p99"]))
@@ -128,7 +133,8 @@ def _endpoints(endpoints: dict[str, Any]) -> str:
     caption = (
         "Latencies (ms) after the warm-up, from the planned send time to the last answer, "
         "retries included. Last status: each call's final answer (0: none, retries given "
-        "up). Send lag: how late the client sent, its own delay. For a stream "
+        "up; still pending: a command answered 202 pending in its last round, its outcome "
+        "never learnt). Send lag: how late the client sent, its own delay. For a stream "
         "(…/offers, …/events) a call is one connection and its latency the time to its "
         "response's headers."
     )

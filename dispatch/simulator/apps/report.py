@@ -131,18 +131,27 @@ def build_report(
         "token_refresh_failures": world.accounts.refresh_failures,
         "endpoints": endpoints.as_dict(),
         "client": monitor.as_dict(len(drivers)),
-        "timeline": _timeline(endpoints, monitor, time.monotonic() - world.started),
+        "timeline": _timeline(
+            endpoints,
+            monitor,
+            time.monotonic() - world.started,
+            time.monotonic() - endpoints.origin,
+        ),
         "rides": [r.as_row() for r in rides],
     }
     return ApiReport(doc, endpoints)
 
 
-def _timeline(endpoints: Endpoints, monitor: LoopMonitor, run_s: float) -> dict[str, Any]:
+def _timeline(
+    endpoints: Endpoints, monitor: LoopMonitor, run_s: float, ended_s: float
+) -> dict[str, Any]:
     """The run over time, in buckets of 5 s (more in a long run: at most about
-    ``TIMELINE_BUCKETS``), by endpoint and for the client's loop."""
+    ``TIMELINE_BUCKETS``), by endpoint and for the client's loop; ``ended_s``: when the
+    run ended, from its start (the last bucket covers only up to it)."""
     bucket_s = max(5.0, 5.0 * math.ceil(run_s / TIMELINE_BUCKETS / 5.0))
     return {
         "bucket_s": bucket_s,
+        "ended_s": round(ended_s, 1),
         "columns": ["start_s", "calls", "failed", "p50_ms", "p99_ms"],
         "endpoints": endpoints.timeline(bucket_s),
         "loop_lag_max_ms": monitor.timeline(bucket_s),

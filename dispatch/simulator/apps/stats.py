@@ -36,6 +36,7 @@ class Endpoint:
     send_lag_s: array[float] = field(default_factory=lambda: array("d"))
     status: array[int] = field(default_factory=lambda: array("H"))
     limits: Counter[str] = field(default_factory=Counter)  # 429 reasons
+    pending: int = 0  # calls whose last answer was a 202 "pending": outcome never learnt
 
     @property
     def calls(self) -> int:
@@ -63,6 +64,7 @@ class Endpoint:
             "steady_latency_ms": _quantiles([x * 1000.0 for x in steady]),
             "send_lag_ms": _quantiles([x * 1000.0 for x in self.send_lag_s]),
             "rate_limited": dict(self.limits),
+            "pending_at_end": self.pending,
         }
 
 
@@ -109,8 +111,16 @@ class Endpoints:
             if limit in e.limits or len(e.limits) < MAX_REASONS:
                 e.limits[limit] += 1
 
-    def call(self, endpoint: str, status: int, latency_s: float, send_lag_s: float) -> None:
+    def call(
+        self,
+        endpoint: str,
+        status: int,
+        latency_s: float,
+        send_lag_s: float,
+        pending: bool = False,
+    ) -> None:
         e = self._get(endpoint)
+        e.pending += pending
         e.planned_at.append(time.monotonic() - latency_s)
         e.latency_s.append(latency_s)
         e.send_lag_s.append(send_lag_s)

@@ -134,6 +134,17 @@ def test_rounds_end_at_their_bound_and_a_refusal_ends_them_at_once(slept: list[f
     assert len(seen) == 1
 
 
+def test_a_command_still_pending_after_its_rounds_is_recorded_as_pending(
+    slept: list[float],
+) -> None:
+    pending = (202, {"command_id": "c", "status": "pending"}, {})
+    reply, recorder, _ = run([pending], key="k-8", rounds=2)
+    assert reply.pending
+    assert recorder.by_name["E"].as_dict(0.0, 0.0)["pending_at_end"] == 1
+    _, recorder, _ = run([(202, {"accepted": 4}, {})], repeatable=True)  # pings: settled
+    assert recorder.by_name["E"].as_dict(0.0, 0.0)["pending_at_end"] == 0
+
+
 def test_latency_is_measured_from_the_planned_time_not_the_send() -> None:
     _, recorder, _ = run([(200, {}, {})], late_s=2.0)
     endpoint = recorder.by_name["E"]

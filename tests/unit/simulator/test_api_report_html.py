@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dispatch.simulator.apps import figures
 from dispatch.simulator.apps.html import write_api_report
 from dispatch.simulator.apps.stats import Endpoints, LoopMonitor
 
@@ -144,3 +145,25 @@ def test_a_run_with_no_call_and_no_ride_says_there_is_no_data(tmp_path: Path) ->
     assert (tmp_path / "calls.csv").read_text().splitlines() == [
         "endpoint,planned_s,latency_ms,send_lag_ms,status"
     ]
+
+
+def test_a_last_bucket_cut_short_by_the_run_s_end_is_a_rate_over_the_time_it_covers() -> None:
+    timeline = {"E": [[0.0, 10, 0, 1.0, 1.0], [5.0, 4, 2, 1.0, 1.0]],
+                "F": [[5.0, 2, 0, 1.0, 1.0]]}  # fmt: skip
+    # 10 calls in 5 s, then 6 (2 failed) in the 2 s the run covered
+    assert figures.call_rates(timeline, 5.0, ended_s=7.0) == [(0.0, 2.0, 0.0), (5.0, 3.0, 1.0)]
+    assert figures.call_rates(timeline, 5.0) == [(0.0, 2.0, 0.0), (5.0, 1.2, 0.4)]  # no end
+    assert figures.call_rates(timeline, 5.0, ended_s=5.2)[1] == (5.0, 6.0, 2.0)  # >= 1 s
+
+
+def test_the_report_names_the_commands_still_pending_at_the_end(tmp_path: Path) -> None:
+    recorder = recorder_with_calls()
+    recorder.call("POST /rides", 202, latency_s=9.0, send_lag_s=0.0, pending=True)
+    path = write_api_report(tmp_path, make_doc(recorder, [RIDE]), recorder)
+    assert "still pending: 1" in path.read_text()
+    assert (
+        json.loads((tmp_path / "summary.json").read_text())["endpoints"]["POST /rides"][
+            "pending_at_end"
+        ]
+        == 1
+    )
