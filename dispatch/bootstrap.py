@@ -15,6 +15,7 @@ import h3
 import orjson
 
 from dispatch.adapters.crypto.aesgcm import AesGcmCipher
+from dispatch.adapters.crypto.keywrap import AesGcmKeyWrap
 from dispatch.adapters.embedded.engine import EmbeddedEngine
 from dispatch.adapters.embedded.transport import EmbeddedTransport
 from dispatch.adapters.jwt.codec import PyJwtCodec
@@ -60,7 +61,7 @@ from dispatch.pricing.rules import fare_book, fares_of
 from dispatch.pricing.surge import SurgeCurve
 from dispatch.pricing.tracker import SurgeConfig, SurgeTracker
 from dispatch.pricing.trip import RoadTrip, StraightLineTrip, TripEstimator
-from dispatch.privacy import KeyStore, LazyKeyStore, Opener, PersonalData
+from dispatch.privacy import KeyStore, KeyWrap, LazyKeyStore, NoWrap, Opener, PersonalData
 from dispatch.read_audit import ReadAudit, ReadRecord
 from dispatch.regions import REGION_RESOLUTION
 from dispatch.roads.cache import fits, graph_path
@@ -416,7 +417,11 @@ def build_kafka_worker(
     keys_topic = Topics(settings.topic_prefix).subject_keys
     # a worker makes keys only in its batches' transactions (docs/PRIVACY.md, section 3)
     keys = KafkaKeyStore(
-        _connection(settings), keys_topic, settings.shards, keys_outside_batch=False
+        _connection(settings),
+        keys_topic,
+        settings.shards,
+        keys_outside_batch=False,
+        wrap=build_key_wrap(settings),
     )
     sealer = Sealer(PersonalData(AesGcmCipher(), keys))
     command_keys: KafkaKeyStore | None = None
@@ -435,6 +440,7 @@ def build_kafka_worker(
             # a deleted command key is known deleted (its command poison at once) while
             # its tombstone is among the last this many read (review M1)
             remember_tombstones=COMMAND_TOMBSTONES_KEPT,
+            wrap=build_key_wrap(settings),
         )
         tracer = build_tracer(settings, "dispatch-worker")
         return KafkaWorker(
@@ -527,7 +533,7 @@ def build_embedded_engine(settings: Settings, clock: Clock = time.time) -> Embed
         transport.nearby = markets.nearby_shards
     workers = []
     # sealing begun here needs its own key store (review finding 7); recorded the first time
-    check_sealing(data_dir, had_events=not new_manifest, now=clock())
+    check_sealing(data_dir, had_events=not new_manifest, now=clock(), wrap=build_key_wrap(settings))
     sealer = build_sealer(settings)
     try:
         for shard in range(shards):
@@ -612,18 +618,31 @@ def build_view_stores(settings: Settings) -> tuple[ViewStore, RideArchive]:
     )
 
 
+def build_key_wrap(settings: Settings) -> KeyWrap:
+    """How subject and command keys are kept (docs/PRIVACY.md, "Wrapped keys"): wrapped
+    under the current key-encryption key when some are configured, else as they are."""
+    found = settings.key_encryption()
+    if found is None:
+        return NoWrap()
+    keks, current = found
+    return AesGcmKeyWrap(keks, current)
+
+
 def build_key_store(settings: Settings) -> KeyStore:
     """The subject keys (docs/PRIVACY.md): ``subject-keys.sqlite`` under the data dir
     embedded, the compacted keys topic on Kafka; made when first used."""
     if settings.embedded:
-        return LazyKeyStore(lambda: SqliteKeyStore(key_store_path(settings.data_dir)))
+        path, wrap = key_store_path(settings.data_dir), build_key_wrap(settings)
+        return LazyKeyStore(lambda: SqliteKeyStore(path, wrap))
 
     def kafka() -> KeyStore:
         from dispatch.adapters.kafka.keystore import KafkaKeyStore
         from dispatch.adapters.kafka.topics import Topics
 
         name = Topics(settings.topic_prefix).subject_keys
-        return KafkaKeyStore(_connection(settings), name, settings.shards)
+        return KafkaKeyStore(
+            _connection(settings), name, settings.shards, wrap=build_key_wrap(settings)
+        )
 
     return LazyKeyStore(kafka)
 
@@ -634,7 +653,11 @@ def seal_commands(bus: KafkaTransport, settings: Settings) -> None:
     from dispatch.adapters.kafka.commandkeys import CommandKeyWriter
     from dispatch.adapters.kafka.topics import Topics
 
-    writer = CommandKeyWriter(_connection(settings), Topics(settings.topic_prefix).command_keys)
+    writer = CommandKeyWriter(
+        _connection(settings),
+        Topics(settings.topic_prefix).command_keys,
+        build_key_wrap(settings),
+    )
     bus.seal = CommandSealer(AesGcmCipher(), writer.make).seal
     bus.closing.append(writer.close)
 

@@ -13,7 +13,9 @@ token from a stored plain value (a reader's test, ``is_sealed``); in memory, a v
 sealer made is a ``Sealed`` (a ``str``), so a client's text that merely starts with
 ``pf1.`` is sealed like any other.
 Keys live in a ``KeyStore`` the engine controls; once a subject's key is erased, opening
-its tokens gives ``ERASED`` instead of failing.
+its tokens gives ``ERASED`` instead of failing. A store keeps each key wrapped by a
+``KeyWrap`` (encrypted under a key-encryption key held outside the data dir and the log:
+docs/PRIVACY.md, "Wrapped keys"), or as it is when none is configured.
 
 Pure core: the standard library only; the cipher and the key stores are adapters.
 """
@@ -87,6 +89,81 @@ class SubjectKey:
 def new_subject_key(subject: UUID) -> SubjectKey:
     """A fresh random key for ``subject`` (the standard library's CSPRNG)."""
     return SubjectKey(subject, secrets.token_hex(KID_BYTES), secrets.token_bytes(KEY_BYTES))
+
+
+class KeyWrapError(Exception):
+    """A kept subject key that cannot be unwrapped: its key-encryption key is not
+    configured here, or it does not authenticate under it (another key under that id, or
+    damage). Never read as erased: the key exists, this process cannot read it."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredKey:
+    """A subject key as a store keeps it: ``blob`` wrapped under the key-encryption key
+    ``kek``, or the key itself when ``kek`` is None (not wrapped)."""
+
+    kek: str | None
+    blob: bytes = field(repr=False)
+
+
+class KeyWrap(ABC):
+    """The key-wrapping port: subject keys encrypted under a key-encryption key (KEK)
+    before a store keeps them, bound to their subject and key id."""
+
+    @property
+    @abstractmethod
+    def current(self) -> str | None:
+        """The id of the KEK new keys are wrapped under; None: they are kept as they are."""
+
+    @property
+    @abstractmethod
+    def known(self) -> frozenset[str]:
+        """The ids of the KEKs this process can unwrap with."""
+
+    @abstractmethod
+    def wrap(self, key: SubjectKey) -> StoredKey:
+        """``key`` as a store keeps it (under the current KEK)."""
+
+    @abstractmethod
+    def unwrap(self, subject: UUID, kid: str, stored: StoredKey) -> bytes:
+        """The key's bytes; a key kept as it is (``kek`` None) is read as it is.
+        ``KeyWrapError`` when its KEK is not known here or it does not authenticate."""
+
+
+class NoWrap(KeyWrap):
+    """No KEK configured: keys kept as they are; a wrapped key is a ``KeyWrapError``."""
+
+    @property
+    def current(self) -> str | None:
+        return None
+
+    @property
+    def known(self) -> frozenset[str]:
+        return frozenset()
+
+    def wrap(self, key: SubjectKey) -> StoredKey:
+        return StoredKey(None, key.key)
+
+    def unwrap(self, subject: UUID, kid: str, stored: StoredKey) -> bytes:
+        if stored.kek is not None:
+            raise KeyWrapError(
+                f"the key of subject {subject} is wrapped under key-encryption key "
+                f"{stored.kek!r}, and none is configured (DISPATCH_KEY_ENCRYPTION_KEYS)"
+            )
+        return plain_key(subject, stored.blob)
+
+
+def plain_key(subject: UUID, blob: bytes) -> bytes:
+    """A key kept as it is: its bytes, or ``KeyWrapError`` when it is not a key's size."""
+    if len(blob) != KEY_BYTES:
+        raise KeyWrapError(f"the key of subject {subject} is {len(blob)} bytes, not {KEY_BYTES}")
+    return blob
+
+
+def wrap_aad(subject: UUID, kid: str) -> bytes:
+    """What a wrapped key is bound to: its subject and key id (a wrapped key moved to
+    another subject does not unwrap)."""
+    return f"sk1|{subject}|{kid}".encode()
 
 
 class FieldCipher(ABC):

@@ -6,7 +6,10 @@ under ``data_dir``. Setting ``DISPATCH_KAFKA_BOOTSTRAP`` switches to Kafka.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -39,7 +42,46 @@ from dispatch.domain.scheduling import SchedulingRules
 from dispatch.service_areas import ServiceAreaError, area_km2, parse_area
 
 MAX_MARKET_SHARDS = 64
-_EMPTY_IS_UNSET = frozenset({"fares", "fares_file"})
+_EMPTY_IS_UNSET = frozenset(
+    {"fares", "fares_file", "key_encryption_keys", "key_encryption_keys_file",
+     "key_encryption_key_current"}
+)  # fmt: skip
+KEK_ID = re.compile(r"[A-Za-z0-9._-]{1,32}")
+KEK_BYTES = 32
+
+
+def parse_keks(text: str, source: str) -> dict[str, bytes]:
+    """Key-encryption keys from their JSON (key id to a 32-byte key in base64, standard or
+    URL-safe, padded or not); ``ValueError`` naming ``source`` and what is wrong. A key's
+    value is never in a message."""
+    try:
+        found = json.loads(text)
+    except ValueError:
+        raise ValueError(f"{source} is not JSON (an object of key id to key)") from None
+    if not isinstance(found, dict) or not found:
+        raise ValueError(f"{source} must be a JSON object of key id to key, with one at least")
+    keks: dict[str, bytes] = {}
+    for kek_id, value in found.items():
+        if not KEK_ID.fullmatch(kek_id):
+            raise ValueError(
+                f"{source}: key id {kek_id[:40]!r} is not 1 to 32 letters, digits, '.', '_' or '-'"
+            )
+        raw = _base64(value) if isinstance(value, str) else None
+        if raw is None or len(raw) != KEK_BYTES:
+            raise ValueError(
+                f"{source}: key {kek_id!r} is not {KEK_BYTES} random bytes in base64 "
+                "(`dispatch keys generate` makes one)"
+            )
+        keks[kek_id] = raw
+    return keks
+
+
+def _base64(text: str) -> bytes | None:
+    padded = text.strip() + "=" * (-len(text.strip()) % 4)
+    try:
+        return base64.b64decode(padded.replace("-", "+").replace("_", "/"), validate=True)
+    except (ValueError, binascii.Error):
+        return None
 
 
 # The largest place (an airport of the largest kind is some 70 km2), and all places of the
@@ -189,7 +231,10 @@ class FaresConfig(BaseModel):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="DISPATCH_", frozen=True, extra="ignore")
+    # hide_input_in_errors: an error never quotes what was given (a password, a key)
+    model_config = SettingsConfigDict(
+        env_prefix="DISPATCH_", frozen=True, extra="ignore", hide_input_in_errors=True
+    )
 
     data_dir: Path = Path(".dispatch-data")
     kafka_bootstrap: str | None = None
@@ -202,6 +247,15 @@ class Settings(BaseSettings):
     kafka_password: SecretStr | None = None
     kafka_password_file: Path | None = None  # instead of the password (its first line)
     kafka_ssl_cafile: Path | None = None
+    # Key-encryption keys (docs/PRIVACY.md, "Wrapped keys"): the subject keys are kept
+    # wrapped under one, held outside the data dir and the log. A JSON object of key id to
+    # a random 32-byte key in base64 (`dispatch keys generate` makes one), in
+    # DISPATCH_KEY_ENCRYPTION_KEYS or in a file (DISPATCH_KEY_ENCRYPTION_KEYS_FILE); with
+    # several, DISPATCH_KEY_ENCRYPTION_KEY_CURRENT names the one new keys are wrapped under.
+    # Unset: keys are kept as they are.
+    key_encryption_keys: SecretStr | None = None
+    key_encryption_keys_file: Path | None = None
+    key_encryption_key_current: str | None = None
     topic_prefix: str = "dispatch"
     shards: int = Field(default=4, ge=1, le=4096)
 
@@ -389,6 +443,57 @@ class Settings(BaseSettings):
         except ValueError as error:
             raise ValueError(f"DISPATCH_FARES_FILE {path}: not JSON ({error})") from None
         return {**data, "fares": fares}
+
+    @model_validator(mode="after")
+    def _key_encryption_keys_read(self) -> Settings:
+        """The key-encryption keys are read now, so a bad value stops the process at start
+        with the reason."""
+        self.key_encryption()
+        return self
+
+    def key_encryption(self) -> tuple[dict[str, bytes], str] | None:
+        """The key-encryption keys by id and the current one's id; None when unset.
+        ``ValueError`` with the reason when they are not usable."""
+        text, source = self._key_encryption_text()
+        if text is None:
+            if self.key_encryption_key_current is not None:
+                raise ValueError(
+                    "DISPATCH_KEY_ENCRYPTION_KEY_CURRENT is set, but no key-encryption keys "
+                    "are (DISPATCH_KEY_ENCRYPTION_KEYS or DISPATCH_KEY_ENCRYPTION_KEYS_FILE)"
+                )
+            return None
+        keks = parse_keks(text, source)
+        current = self.key_encryption_key_current
+        if current is None:
+            if len(keks) > 1:
+                raise ValueError(
+                    f"DISPATCH_KEY_ENCRYPTION_KEY_CURRENT must name the key new subject keys "
+                    f"are wrapped under: one of {', '.join(sorted(keks))}"
+                )
+            current = next(iter(keks))
+        if current not in keks:
+            raise ValueError(
+                f"DISPATCH_KEY_ENCRYPTION_KEY_CURRENT {current!r} names no key of {source} "
+                f"(its keys: {', '.join(sorted(keks))})"
+            )
+        return keks, current
+
+    def _key_encryption_text(self) -> tuple[str | None, str]:
+        given, path = self.key_encryption_keys, self.key_encryption_keys_file
+        if given is not None and path is not None:
+            raise ValueError(
+                "set DISPATCH_KEY_ENCRYPTION_KEYS or DISPATCH_KEY_ENCRYPTION_KEYS_FILE, not both"
+            )
+        if given is not None:
+            return given.get_secret_value(), "DISPATCH_KEY_ENCRYPTION_KEYS"
+        if path is None:
+            return None, ""
+        try:
+            return path.read_text(), f"DISPATCH_KEY_ENCRYPTION_KEYS_FILE {path}"
+        except OSError as error:
+            raise ValueError(
+                f"DISPATCH_KEY_ENCRYPTION_KEYS_FILE {path}: {error.strerror}"
+            ) from None
 
     @model_validator(mode="after")
     def _surge_window_holds_a_cadence(self) -> Settings:

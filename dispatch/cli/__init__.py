@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from dispatch.cli import experiment, fares, markets, ops, replay, roads, simulate, topics
+from dispatch.cli import experiment, fares, keys, markets, ops, replay, roads, simulate, topics
 from dispatch.cli.errors import ReportingGroup
 
 app = typer.Typer(
@@ -20,6 +20,7 @@ app.add_typer(topics.app, name="topics")
 app.add_typer(markets.app, name="markets")
 app.add_typer(fares.app, name="fares")
 app.add_typer(roads.app, name="roads")
+app.add_typer(keys.app, name="keys")
 app.command()(ops.serve)
 app.command()(ops.worker)
 app.command(name="operator-token")(ops.operator_token)

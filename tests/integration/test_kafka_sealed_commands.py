@@ -8,6 +8,9 @@ reason (the raw record, sealed), and the shard goes on deciding the next command
 
 from __future__ import annotations
 
+import base64
+import json
+import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,15 +24,17 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaTimeoutError
 from kafka_deployment import one_shard
 from kafka_shard_host import ShardZero
+from pydantic import SecretStr
 
 from dispatch.adapters.crypto.aesgcm import AesGcmCipher
 from dispatch.adapters.kafka.commandkeys import CommandKeyWriter
 from dispatch.adapters.kafka.keystore import key_record
 from dispatch.adapters.kafka.topics import Topics
 from dispatch.adapters.kafka.transport import KafkaTransport
+from dispatch.bootstrap import build_key_wrap
 from dispatch.domain.ids import new_id
 from dispatch.ports import NotDelivered
-from dispatch.privacy import SubjectKey, new_subject_key
+from dispatch.privacy import NoWrap, SubjectKey, new_subject_key
 from dispatch.sealed_commands import KEY_FIELD, CommandSealer
 from dispatch.settings import Settings
 from schemas import commands as c
@@ -50,7 +55,9 @@ def sealing_bus(settings: Settings, make: Any = None) -> tuple[KafkaTransport, C
     assert settings.kafka_bootstrap is not None
     topics = Topics(settings.topic_prefix)
     bus = KafkaTransport(settings.kafka_bootstrap, settings.topic_prefix)
-    writer = CommandKeyWriter(settings.kafka_bootstrap, topics.command_keys)
+    writer = CommandKeyWriter(
+        settings.kafka_bootstrap, topics.command_keys, build_key_wrap(settings)
+    )
     bus.seal = CommandSealer(AesGcmCipher(), make or writer.make).seal
     bus.closing.append(writer.close)
     return bus, writer
@@ -130,6 +137,27 @@ def test_a_sealed_command_is_decided_and_its_key_tombstoned_with_it(
     last = {r.key.decode(): r.value for r in keys}  # the latest record of each key
     assert set(last) == subjects
     assert all(value is None for value in last.values()), "every key tombstoned"
+
+
+def test_a_command_key_wrapped_under_a_kek_is_opened_by_the_worker_that_has_the_kek(
+    deployment: Settings,
+) -> None:
+    """With DISPATCH_KEY_ENCRYPTION_KEYS, the API writes each command's one-time key wrapped
+    (docs/PRIVACY.md, "Wrapped keys"): the topic holds no key as it is, and the worker,
+    given the same KEK, opens and decides the command."""
+    keks = json.dumps({"kek-c": base64.urlsafe_b64encode(os.urandom(32)).decode()})
+    settings = deployment.model_copy(update={"key_encryption_keys": SecretStr(keks)})
+    bus, _ = sealing_bus(settings)
+    shard = ShardZero(settings, "sealed", bus)
+    try:
+        rider = new_id(0)
+        assert shard.send(c.RegisterRider(rider_id=rider, name=NAME)).accepted
+        assert shard.worker.shards[0].app.repository.get(rider).name == NAME  # opened
+    finally:
+        shard.worker.close()
+        bus.close()
+    written = [orjson.loads(r.value) for r in records(deployment, "command-keys") if r.value]
+    assert written and all(v.get("kek") == "kek-c" and "key" not in v for v in written)
 
 
 def test_a_sealed_command_whose_key_is_gone_is_dead_lettered_and_the_shard_goes_on(
@@ -220,7 +248,7 @@ def test_a_command_whose_key_is_late_is_read_again_and_decided(deployment: Setti
             shard.worker.run_once(100)
         assert bus.outcome(envelope.command_id) is None
         assert records(deployment, "dead-letters") == []
-        _, key, value = key_record(held.made[0])
+        _, key, value = key_record(held.made[0], NoWrap())
         produce(deployment, "command-keys", key, value)  # the key shows, late
         deadline = time.monotonic() + WAIT_S
         outcome = None

@@ -5,6 +5,10 @@ Partition = the subject's home shard (the top bits of its id, as for every co-pa
 topic); records (``key_record``, ``erasure_records``):
 
 - key = the subject id, value = ``{"kid", "key"}`` (the key in base64): the subject's key;
+  with a key-encryption key configured (``dispatch.privacy.KeyWrap``), ``{"kid", "kek",
+  "wrapped"}`` instead: the key wrapped under the KEK of id ``kek`` (base64). A store that
+  reads a key wrapped under a KEK it does not have fails with the reason
+  (``KeyWrapError``): the key is never taken for erased;
 - key = the subject id, value = null: a tombstone, the key deleted (compaction then
   removes the key record, docs/PRIVACY.md "Deadlines");
 - key = ``erased:<subject id>``, value = ``{"erased_at"}``: the subject is erased (no key
@@ -34,7 +38,7 @@ from __future__ import annotations
 import base64
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from typing import Any
 from uuid import UUID
@@ -46,7 +50,16 @@ from dispatch.adapters.kafka.eventstore.clients import new_producer
 from dispatch.adapters.kafka.eventstore.connection import Connection
 from dispatch.adapters.kafka.follower import shard_follower
 from dispatch.domain.ids import shard_of
-from dispatch.privacy import KeyNotYetKnown, KeyStore, SubjectErased, SubjectKey, new_subject_key
+from dispatch.privacy import (
+    KeyNotYetKnown,
+    KeyStore,
+    KeyWrap,
+    NoWrap,
+    StoredKey,
+    SubjectErased,
+    SubjectKey,
+    new_subject_key,
+)
 
 ERASED_PREFIX = "erased:"
 SEND_TIMEOUT_S = 30.0
@@ -56,9 +69,26 @@ KEY_POLL_S = 0.05  # how often it reads the subject's partition again meanwhile
 Record = tuple[int, bytes, bytes | None]  # partition, key, value
 
 
-def key_record(key: SubjectKey) -> Record:
-    value = {"kid": key.kid, "key": base64.b64encode(key.key).decode()}
+def key_record(key: SubjectKey, wrap: KeyWrap) -> Record:
+    """The key's record, wrapped under ``wrap``'s current KEK (if any)."""
+    kept = wrap.wrap(key)
+    blob = base64.b64encode(kept.blob).decode()
+    value = (
+        {"kid": key.kid, "key": blob}
+        if kept.kek is None
+        else {"kid": key.kid, "kek": kept.kek, "wrapped": blob}
+    )
     return shard_of(key.subject), str(key.subject).encode(), orjson.dumps(value)
+
+
+def read_key(subject: UUID, value: dict[str, Any], wrap: KeyWrap) -> SubjectKey:
+    """A key record's key (``KeyWrapError`` when it cannot be unwrapped here)."""
+    kid = str(value["kid"])
+    if "wrapped" in value:
+        stored = StoredKey(str(value["kek"]), base64.b64decode(value["wrapped"]))
+    else:
+        stored = StoredKey(None, base64.b64decode(value["key"]))
+    return SubjectKey(subject, kid, wrap.unwrap(subject, kid, stored))
 
 
 def erasure_records(subject: UUID, at: float) -> list[Record]:
@@ -87,8 +117,11 @@ class KafkaKeyStore(KeyStore):
         keys_outside_batch: bool = True,
         key_poll_s: float = KEY_POLL_S,
         remember_tombstones: int = 0,
+        wrap: KeyWrap | None = None,
     ) -> None:
         self.topic, self.refresh_s, self.key_wait_s = topic, refresh_s, key_wait_s
+        self.wrap = wrap if wrap is not None else NoWrap()
+        self._kek_of: dict[UUID, str | None] = {}  # the KEK of each key read (None: plain)
         self.key_poll_s = key_poll_s  # how often ``get`` reads again while it waits
         # The command keys (one-time, never made again): the subjects of the last
         # ``remember_tombstones`` tombstones read, whose ``get`` is None (deleted) at once
@@ -114,8 +147,12 @@ class KafkaKeyStore(KeyStore):
         for partition in self._follower.partitions:
             self._follower.seek(partition, self._follower.beginning_offset(partition))
         self._read_at = 0.0
-        with self._lock:
-            self._catch_up(self._follower.partitions)
+        try:
+            with self._lock:
+                self._catch_up(self._follower.partitions)
+        except BaseException:  # a key this process cannot unwrap, say: nothing left open
+            self._follower.close()
+            raise
 
     # -- dispatch.privacy.KeyStore ---------------------------------------------------------
     def create(self, subject: UUID) -> SubjectKey:
@@ -131,11 +168,11 @@ class KafkaKeyStore(KeyStore):
                 return found
             made = new_subject_key(subject)
             if self._batch is not None:
-                partition, key, value = key_record(made)
+                partition, key, value = key_record(made, self.wrap)
                 self._batch.send(self.topic, key=key, value=value, partition=partition)
                 self._pending[subject] = made
             elif self.keys_outside_batch:
-                self._send([key_record(made)])
+                self._send([key_record(made, self.wrap)])
                 self._keys[subject] = made
             else:
                 raise KeyOutsideBatch(
@@ -189,6 +226,17 @@ class KafkaKeyStore(KeyStore):
             if self._known(subject) is None and subject not in self._erased:
                 self._catch_up([shard_of(subject)])  # a subject with a key in memory: no read
             return subject in self._erased or subject in self._erasing
+
+    def wrapping(self) -> Counter[str | None]:
+        """The keys read from the topic, by the id of the KEK they are wrapped under
+        (None: not wrapped); read to the topic's end first."""
+        with self._lock:
+            self._catch_up(self._follower.partitions)
+            return Counter(self._kek_of[s] for s in self._keys if s in self._kek_of)
+
+    def erased_count(self) -> int:
+        with self._lock:
+            return len(self._erased)
 
     def take_deleted(self) -> list[UUID]:
         with self._lock:
@@ -269,12 +317,14 @@ class KafkaKeyStore(KeyStore):
                 subject = UUID(key[len(ERASED_PREFIX) :])
                 self._erased.add(subject)
                 self._keys.pop(subject, None)
+                self._kek_of.pop(subject, None)
                 if self._deleted is not None:
                     self._deleted.add(subject)
                 continue
             subject = UUID(key)
             if record.value is None:
                 self._keys.pop(subject, None)
+                self._kek_of.pop(subject, None)
                 if self._deleted is not None:
                     self._deleted.add(subject)
                 if self.remember_tombstones:
@@ -283,9 +333,8 @@ class KafkaKeyStore(KeyStore):
                         self._tombstoned.popitem(last=False)
             elif subject not in self._erased:
                 value = orjson.loads(record.value)
-                self._keys[subject] = SubjectKey(
-                    subject, value["kid"], base64.b64decode(value["key"])
-                )
+                self._keys[subject] = read_key(subject, value, self.wrap)
+                self._kek_of[subject] = value.get("kek") if "wrapped" in value else None
 
     def _send(self, records: list[Record]) -> None:
         if self._producer is None:
