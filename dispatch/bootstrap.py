@@ -385,7 +385,7 @@ def build_worker(
     if store is not None:
         writer = CheckpointWriter(
             settings.checkpoint_every_events, settings.checkpoint_chunk_rows,
-            seal_ride=app.seal_ride,
+            seal_ride=app.seal_ride, seal_place=app.seal_place,
         )  # fmt: skip
     # The live aggregates let command-record lookups skip the store for ids it cannot
     # hold; SQLite reads aggregates from the shard's file, so checkpoints list them only.

@@ -63,6 +63,8 @@ log = logging.getLogger(__name__)
 # A ride's row (its id, then a place's lat and lng) with that place sealed, named by the
 # second argument ("pickup" or "dropoff").
 SealRide = Callable[[tuple[Any, ...], str], tuple[Any, ...]]
+# Seals a place row's place under its driver's key; None: the driver is erased (no row).
+SealPlace = Callable[[PlaceRow], PlaceRow | None]
 
 # 2: may carry aggregates (format 1, the matcher's state only, still reads). 3: a
 # "vehicles" part and ride rows of 7 fields (the product last); formats 1 and 2 still read
@@ -196,13 +198,15 @@ class CheckpointWriter:
         chunk_rows: int = 10_000,
         aggregates: AggregateSource | None = None,
         seal_ride: SealRide | None = None,
+        seal_place: SealPlace | None = None,
     ) -> None:
         if every_events < 0 or chunk_rows < 1:
             raise ValueError("every_events must be >= 0 (0: never) and chunk_rows >= 1")
         self.every_events, self.chunk_rows = every_events, chunk_rows
         self.aggregates = aggregates
-        # Seals a ride row's pickup (docs/PRIVACY.md); None: rows in the clear.
-        self.seal_ride = seal_ride
+        # Seal a ride row's pickup and a place row's place (docs/PRIVACY.md); None: rows
+        # in the clear.
+        self.seal_ride, self.seal_place = seal_ride, seal_place
         self.since = 0  # events committed since the last checkpoint began
         self.written = 0  # complete checkpoints written by this writer
         self._chunks: Iterator[Chunk] | None = None
@@ -246,7 +250,7 @@ class CheckpointWriter:
             self._chunks = encode_chunks(
                 capture(matcher), position, last_event_time, now, self.chunk_rows,
                 aggregates=None if source is None else _snapshot_rows(source),
-                seal_ride=self.seal_ride,
+                seal_ride=self.seal_ride, seal_place=self.seal_place,
             )  # fmt: skip
             self._due = True
 
@@ -267,6 +271,7 @@ def encode_chunks(
     max_bytes: int = CHUNK_BYTES,
     aggregates: Iterator[tuple[str, Any]] | None = None,
     seal_ride: SealRide | None = None,
+    seal_place: SealPlace | None = None,
 ) -> Iterator[Chunk]:
     """The checkpoint of ``state`` (captured at ``position``) as chunks of at most ``rows``
     rows (``AGGREGATE_ROWS`` aggregates) and ``max_bytes`` bytes (a single larger row makes
@@ -274,10 +279,11 @@ def encode_chunks(
     lazily too (``(part, row)``: "aggregates" rows with a snapshot, "live" rows listing
     aggregates without), go last."""
     seal: SealRide = seal_ride or (lambda row, field: row)
+    sealed_places = (seal_place(row) if seal_place else row for row in state.places)
     items: Iterator[tuple[str, Any]] = chain(  # rows are built a chunk at a time
         (("drivers", driver_row(d)) for d in state.drivers.items()),
         (("vehicles", vehicle_row(v)) for v in state.vehicles.items()),
-        (("places", row) for row in state.places),
+        (("places", row) for row in sealed_places if row is not None),
         (("pending", seal(ride_row(r), PICKUP)) for r in state.pending),
         (("offers", (seal(o[0], PICKUP), o[1], o[2])) for o in map(offer_row, state.offers)),
         (("assigned", seal(ride_row(r), PICKUP)) for r in state.assigned),

@@ -28,7 +28,8 @@ def default_projections(
 ) -> list[Projection[Any]]:
     """The views; ended rides leave the rides view ``ride_retention_s`` after they
     ended (None: never). Views keep sealed personal fields as they are; ``open`` reads a
-    sealed pickup where a fold needs its place (the heatmap's cell); ``queued_places``: the
+    sealed field where a fold needs it (a pickup's cell for the heatmap, a crossing's place
+    for the places view); ``queued_places``: the
     places that keep a queue (None: every place)."""
     return [
         RidesProjection(ride_retention_s),
@@ -37,7 +38,7 @@ def default_projections(
         HeatmapProjection(open),
         SurgeProjection(),
         CredentialsProjection(),
-        PlacesProjection(queued_places),
+        PlacesProjection(queued_places, open),
     ]
 
 

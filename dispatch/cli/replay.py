@@ -311,7 +311,11 @@ def state(
     # log's deployment's): every place someone was inside, with a queue
     has_places = any(m.places for m in settings.markets)
     queued = settings.queued_places if has_places else None
-    views = op.state_at(_source(data_dir, kafka, shard), moment, shard, queued)
+    personal = build_personal(settings)
+    try:
+        views = op.state_at(_source(data_dir, kafka, shard), moment, shard, queued, personal.open)
+    finally:
+        personal.keys.close()
     if lat is not None and lng is not None:
         surge = views.surge
         payload: object = {"lat": lat, "lng": lng, "cell": surge.cell_of(lat, lng),

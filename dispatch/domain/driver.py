@@ -323,10 +323,11 @@ class Driver(Aggregate):
 
         TOPIC = "dispatch.Driver.EnteredPlace"
         class_version = 1
-        place: str
+        place: str  # sealed under the driver's key (docs/PRIVACY.md); None once erased
 
         def apply(self, driver: Driver) -> None:
-            driver.places = [*driver.places, self.place]
+            if self.place is not None:  # None: the driver was erased (its Erased follows)
+                driver.places = [*driver.places, self.place]
 
     class LeftPlace(Aggregate.Event):
         """The driver's pings put it outside ``place`` (past the place's exit margin)."""

@@ -508,6 +508,8 @@ class Matcher:
             self.hints.last[e.originator_id] = max(at, self.hints.last.get(e.originator_id, at))
 
     def _on_entered_place(self, e: Driver.EnteredPlace) -> None:
+        if e.place is None:  # an erased driver's crossing: its Erased takes it out of all
+            return
         driver_id = e.originator_id
         state = self.drivers.get(driver_id)
         available = state is not None and state[0] == DriverStatus.AVAILABLE
@@ -515,6 +517,8 @@ class Matcher:
         self._settled(driver_id)
 
     def _on_left_place(self, e: Driver.LeftPlace) -> None:
+        if e.place is None:  # an erased driver's crossing (see ``_on_entered_place``)
+            return
         self.place_queues.left(e.place, e.originator_id)
         self._settled(e.originator_id)
 

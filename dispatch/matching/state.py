@@ -156,7 +156,8 @@ def load(
     when every driver drove that). ``places``: who is inside each geofenced place and the
     queues (none from a checkpoint taken before places). ``sharing``, ``plans``: shared
     rides' terms and the drivers' shared plans (none before shared rides). ``open`` reads a
-    sealed pickup or drop-off; a ride whose pickup is erased is left out (its rider was
+    sealed pickup, drop-off or place; a place row whose place reads as erased is left out,
+    and so is a ride whose pickup is erased (its rider was
     erased after it ended, so the events after the checkpoint end it: the matcher ignores
     them)."""
     if matcher.pending or matcher.offers or matcher.assigned or matcher.drivers:
@@ -168,8 +169,9 @@ def load(
         matcher.know_vehicle(UUID(driver_id), Vehicle(str(product), int(seats), bool(accessible)))
     for driver_id, status, after_trip in drivers:
         matcher.load_driver(UUID(driver_id), (DriverStatus(status), bool(after_trip)))
-    matcher.load_places([(str(p), str(d), float(e), None if q is None else float(q))
-                         for p, d, e, q in places])  # fmt: skip
+    opened = ((open(p, "place"), d, e, q) for p, d, e, q in places)  # sealed since 2026-12
+    matcher.load_places([(p, str(d), float(e), None if q is None else float(q))
+                         for p, d, e, q in opened if isinstance(p, str)])  # fmt: skip
     for row in pending:
         if (ride := _ride(row, open)) is not None:
             matcher.load_pending(ride, demand)

@@ -264,11 +264,13 @@ def state_at(
     at: float,
     shard: int | None = None,
     queued_places: frozenset[str] | None = None,
+    open: Opener = as_is,
 ) -> ViewSet:
     """The rides, drivers, surge and places views as of a moment, by replaying every event
-    up to it (``queued_places``: the places that keep a queue; None: every place)."""
+    up to it (``queued_places``: the places that keep a queue; None: every place; ``open``:
+    how a crossing's sealed place is read)."""
     wanted = ("rides", "drivers", "surge", "places")
-    projections = default_projections(queued_places=queued_places)
+    projections = default_projections(queued_places=queued_places, open=open)
     views = ViewSet([p for p in projections if p.name in wanted])
     for event in read_all(source, shard, until=at):
         views.apply(event)

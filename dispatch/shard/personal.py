@@ -71,9 +71,21 @@ class Fields:
     owner: Owner
     erased_as: Any
     points: bool = False  # held as ``Point``s (aggregate state), sealed as [lat, lng]
+    erased_by_name: tuple[tuple[str, Any], ...] = ()  # ``erased_as`` of these names instead
+
+    def erased(self, name: str) -> Any:
+        """What the field ``name`` reads as once its subject is erased."""
+        for field_name, value in self.erased_by_name:
+            if field_name == name:
+                return list(value) if isinstance(value, list) else value  # never shared
+        return self.erased_as
 
 
 _NAME = Fields(("name",), _itself, SHOWN_ERASED)
+# A driver's crossings of geofenced places (which place, when): read as None once erased,
+# and a driver's state's places as none at all.
+_PLACE = Fields(("place",), _itself, None)
+_DRIVER_STATE = Fields(("name", "places"), _itself, SHOWN_ERASED, erased_by_name=(("places", []),))
 _RIDE_EVENT = Fields(("pickup", "dropoff"), _rider, None)
 _RIDE_STATE = Fields(("pickup", "dropoff"), _rider, None, points=True)
 # A link's messages (``Link.Sent.body``; ``[seq, kind, body]`` in a link's state), by kind.
@@ -88,12 +100,14 @@ PERSONAL: dict[str, Fields] = {
     "dispatch.Rider.Registered": _NAME,
     "dispatch.Driver.Registered": _NAME,
     "dispatch.Driver.Arrived": _NAME,
+    "dispatch.Driver.EnteredPlace": _PLACE,
+    "dispatch.Driver.LeftPlace": _PLACE,
     "dispatch.Ride.Requested": _RIDE_EVENT,
     "dispatch.Ride.Scheduled": _RIDE_EVENT,
 }
 PERSONAL_STATE: dict[str, Fields] = {
     "dispatch.Rider": _NAME,
-    "dispatch.Driver": _NAME,
+    "dispatch.Driver": _DRIVER_STATE,
     "dispatch.Ride": _RIDE_STATE,
 }
 LINK_SENT = "dispatch.Link.Sent"
@@ -186,7 +200,7 @@ class Sealer:
         try:
             key = self.key(fields.owner(state, originator_id))
         except SubjectErased:
-            sealed.update((name, fields.erased_as) for name in fields.names if name in state)
+            sealed.update((name, fields.erased(name)) for name in fields.names if name in state)
             return sealed
         for name in fields.names:
             value = state.get(name)
@@ -219,7 +233,7 @@ class Sealer:
                 self._log_damage(owner, name, damage)
                 value = ERASED
             if value is ERASED:
-                state[name] = fields.erased_as
+                state[name] = fields.erased(name)
             elif fields.points and value is not None and not isinstance(value, Point):
                 state[name] = Point.from_list(value)
             else:

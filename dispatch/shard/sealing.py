@@ -30,6 +30,7 @@ from eventsourcing.persistence import Mapper
 
 from dispatch.domain.driver import Driver
 from dispatch.domain.ids import shard_of
+from dispatch.domain.place_queues import PlaceRow
 from dispatch.domain.rider import Rider
 from dispatch.matching.state import RideRow
 from dispatch.privacy import Sealed, SubjectErased
@@ -73,6 +74,18 @@ class SealingApplication(Application[UUID]):
             return (row[0], None, 0.0, *row[3:])
         token = self.sealer.personal.seal(key, field, [row[1], row[2]])
         return (row[0], token, 0.0, *row[3:])
+
+    def seal_place(self, row: PlaceRow) -> PlaceRow | None:
+        """A matcher checkpoint's place row (place, driver, entered, queued) with the place
+        sealed under the driver's key (the row as it is without a sealer); None when the
+        driver is erased (it is inside no place: the row is left out)."""
+        if self.sealer is None or isinstance(row[0], Sealed):
+            return row
+        try:
+            key = self.sealer.key(UUID(row[1]))
+        except SubjectErased:
+            return None
+        return (self.sealer.personal.seal(key, "place", row[0]), *row[1:])
 
     # -- erasure -----------------------------------------------------------------------------
     def erasing(self, journal: list[Any]) -> list[UUID]:

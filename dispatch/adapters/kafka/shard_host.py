@@ -178,7 +178,10 @@ def _restore(
     recorder.writer.prefetch(_sent_to(topics, settings.shards, keys is not None))
     records = CheckpointRecords(topics.checkpoints, shard)
     writer = CheckpointWriter(
-        settings.checkpoint_every_events, settings.checkpoint_chunk_rows, seal_ride=app.seal_ride
+        settings.checkpoint_every_events,
+        settings.checkpoint_chunk_rows,
+        seal_ride=app.seal_ride,
+        seal_place=app.seal_place,
     )
     worker = ShardWorker(
         shard, app, matcher_factory, clock,

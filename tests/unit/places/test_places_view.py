@@ -93,3 +93,16 @@ def test_the_settings_refuse_a_place_larger_than_an_airport() -> None:
     huge = PlaceConfig(id="bay", area=box(-122.60, 37.50, 0.4))  # about 1,400 km2
     with pytest.raises(ValidationError, match=r"place 'bay' covers 1,[0-9]{3} km2, more than 500"):
         market("sf", huge)
+
+
+def test_a_sealed_place_is_opened_and_one_that_does_not_open_is_no_crossing() -> None:
+    from dispatch.privacy import ERASED
+
+    opened = {"pf1.tok-sfo": "sfo", "pf1.tok-gone": ERASED}
+    log = Log()
+    log.projection = PlacesProjection(None, lambda value, _field: opened.get(value, value))
+    for driver, token in (("a", "pf1.tok-sfo"), ("b", "pf1.tok-gone"), ("c", "pf1.no-key")):
+        log(0, driver, ONLINE, 1.0)
+        log(0, driver, ENTERED, 2.0, place=token)
+    # a: opened; b: erased (its Erased follows); c: still sealed (a reader without keys)
+    assert log.queue() == ["a"] and log.view.occupied() == ["sfo"]

@@ -73,6 +73,11 @@ class World:
         self.engine.run_once()
         self.engine.run_once()  # the crossing decided in the first, folded back here
 
+    def places_entered(self, driver: uuid.UUID) -> list[str | None]:
+        """The places of the driver's ``EnteredPlace`` events, as its shard reads them."""
+        events = self.engine.workers[0].app.repository.event_store.get(driver)
+        return [e.place for e in events if type(e).__name__ == "EnteredPlace"]
+
     def restart(self) -> None:
         self.engine.stop()
         self.start()
@@ -355,3 +360,30 @@ def test_a_queue_head_offered_a_shared_ride_is_not_offered_a_single_one_in_the_s
     world.engine.run_once()
     assert world.offered_to(rides[True]) == head
     assert world.offered_to(rides[False]) == behind  # in the same tick, the next in the queue
+
+
+def test_a_crossing_is_kept_sealed_under_the_drivers_key_and_goes_with_its_erasure(
+    tmp_path: Path,
+) -> None:
+    """The place a driver entered is personal (where it was, and when): its events, the
+    driver's snapshots and the checkpoints' place rows keep it sealed under the driver's
+    key (docs/PRIVACY.md); the matcher and the views read it opened; once the driver is
+    erased it reads as no place, after a restart too."""
+    world = World(tmp_path)
+    gone, kept = world.driver(FAR_INSIDE), world.driver(FAR_INSIDE)
+    for _ in range(3):  # more events: checkpoints with place rows (every 5 events)
+        world.move(gone, FAR_INSIDE)
+    assert world.queue() == [gone, kept]
+    assert world.engine.workers[0].app.repository.get(gone).places == ["sfo"]
+    assert b"sfo" not in (tmp_path / "shard-0000.sqlite").read_bytes()
+    entered = world.places_entered(gone)
+    assert entered and set(entered) == {"sfo"}  # opened for the shard that holds the key
+    assert world.send(c.GoOffline(driver_id=gone)).accepted
+    assert world.send(c.EraseDriver(driver_id=gone, by="self")).accepted
+    world.engine.run_once()
+    assert world.queue() == [kept]
+    world.where.pop(gone)
+    world.restart()
+    assert world.queue() == [kept]
+    assert world.places_entered(gone) and set(world.places_entered(gone)) == {None}
+    assert world.places_entered(kept) == ["sfo"]
