@@ -710,6 +710,11 @@ def build_runtime(settings: Settings, clock: Clock = time.time) -> Runtime:
         from dispatch.adapters.kafka.transport import KafkaTransport
 
         assert settings.kafka_bootstrap is not None
+        # The keys topic is read now, not at the views' first sealed field (which every
+        # deployment meets at once): a key under a key-encryption key this instance does
+        # not have stops it here with the reason (docs/PRIVACY.md, "Wrapped keys").
+        if isinstance(personal.keys, LazyKeyStore):
+            personal.keys.open_now()
         bus = KafkaTransport(_connection(settings), settings.topic_prefix)
         seal_commands(bus, settings)
         markets = build_markets(settings)

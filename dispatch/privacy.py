@@ -347,6 +347,11 @@ class LazyKeyStore(KeyStore):
             self._store = self._make()
         return self._store
 
+    def open_now(self) -> None:
+        """Make the store now (a process that will need it, and should fail at start if
+        it cannot have it)."""
+        _ = self.store
+
     def create(self, subject: UUID) -> SubjectKey:
         return self.store.create(subject)
 

@@ -1,6 +1,7 @@
-"""``dispatch keys status --kafka`` and ``rewrap`` against the real broker (docs/PRIVACY.md,
-"Wrapped keys"): the keys topic's live keys counted by how they are kept, a topic holding
-keys under a KEK not configured refused with the reason, and rewrap refused on Kafka."""
+"""Wrapped keys on the real broker (docs/PRIVACY.md, "Wrapped keys"): ``dispatch keys
+status --kafka`` counts the keys topic's live keys by how they are kept and refuses a topic
+holding keys under a KEK not configured, with the reason; ``rewrap`` is refused on Kafka;
+an API instance without the KEK is refused at start, not served with erased fields."""
 
 from __future__ import annotations
 
@@ -10,13 +11,17 @@ import os
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from dispatch.adapters.crypto.keywrap import AesGcmKeyWrap
 from dispatch.adapters.kafka.keystore import KafkaKeyStore
 from dispatch.adapters.kafka.topics import Topics
+from dispatch.bootstrap import build_runtime
 from dispatch.cli import app
 from dispatch.domain.ids import new_id
+from dispatch.privacy import KeyWrapError
+from dispatch.settings import Settings
 
 pytestmark = pytest.mark.kafka
 KEK = os.urandom(32)
@@ -58,3 +63,22 @@ def test_rewrap_is_refused_on_kafka_with_the_reason(kafka_topics: Any) -> None:
     env = {"DISPATCH_KAFKA_BOOTSTRAP": kafka_topics.bootstrap, "DISPATCH_KEY_ENCRYPTION_KEYS": KEKS}
     result = CliRunner().invoke(app, ["keys", "rewrap"], env=env)
     assert result.exit_code == 2 and "embedded data dir only" in result.output
+
+
+def test_an_api_instance_without_the_kek_is_refused_at_start(
+    kafka_topics: Any, tmp_path: Any
+) -> None:
+    name = Topics(kafka_topics.prefix).subject_keys
+    wrapped = KafkaKeyStore(kafka_topics.bootstrap, name, kafka_topics.partitions,
+                            wrap=AesGcmKeyWrap({"kek-k": KEK}, "kek-k"))  # fmt: skip
+    try:
+        wrapped.create(new_id(0))
+    finally:
+        wrapped.close()
+    settings = Settings(kafka_bootstrap=kafka_topics.bootstrap, topic_prefix=kafka_topics.prefix,
+                        shards=kafka_topics.partitions, data_dir=tmp_path)  # fmt: skip
+    with pytest.raises(KeyWrapError, match="kek-k"):
+        build_runtime(settings)
+    with_kek = settings.model_copy(update={"key_encryption_keys": SecretStr(KEKS)})
+    runtime = build_runtime(with_kek)
+    runtime.stop()
