@@ -32,6 +32,7 @@ class DriverApp:
         self.ride: str | None = None
         self.on_trip = False
         self.online = False
+        self.joins_at_s = 0.0  # when it goes online, from the run's start (the profile's)
         self.cruises = 0
         self.pending: set[asyncio.Task[Reply]] = set()  # open-loop pings in flight
 

@@ -7,6 +7,9 @@
   the rate itself (as many requests in all as ``flat``).
 
 Arrival times are a Poisson process of that rate (drawn by thinning), from the seed alone.
+The drivers follow the rising part of the shape (``joining``): under ``ramp`` and ``rush``
+they go online as the load rises, as many online at each moment as the rate's share of its
+peak, and stay online.
 """
 
 from __future__ import annotations
@@ -48,3 +51,29 @@ def arrivals(profile: str, per_minute: float, minutes: float, rng: random.Random
             times.append(at)
         at += rng.expovariate(peak)
     return times
+
+
+def joining(profile: str, drivers: int, minutes: float) -> list[float]:
+    """Seconds from the start at which each driver (by index) goes online: all at once
+    (``flat``); else the first at once and each next one when the rate's share of its peak,
+    rising over the first half of the run, reaches its place among the drivers (``ramp``: a
+    tenth at once, all by the middle; ``rush``: about one in thirty at once, all at the
+    peak). Nobody goes offline before the end."""
+    span = minutes * 60.0
+    out = []
+    for k in range(drivers):
+        wanted = (k + 1) / drivers
+        if k == 0 or profile == "flat" or _online(profile, 0.0) >= wanted:
+            out.append(0.0)
+            continue
+        low, high = 0.0, 0.5  # the share of the peak rises over the first half
+        for _ in range(40):
+            mid = (low + high) / 2.0
+            low, high = (mid, high) if _online(profile, mid) < wanted else (low, mid)
+        out.append(round(high * span, 3))
+    return out
+
+
+def _online(profile: str, fraction: float) -> float:
+    """The share of the drivers online at ``fraction`` of the run (its rising part)."""
+    return min(1.0, share(profile, min(fraction, 0.5)) / PEAK[profile])

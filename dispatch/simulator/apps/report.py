@@ -42,6 +42,8 @@ class ApiReport:
             ("target", self.doc["target"]),
             ("drivers / minutes / profile", f"{self.doc['drivers']} / {self.doc['minutes']:g} / "
              f"{self.doc['profile']}{' open loop' if self.doc['open_loop'] else ''}"),
+            ("drivers online at the start / later", f"{self.doc['drivers_at_start']} / "
+             f"{self.doc['drivers_did'].get('joined later', 0)}"),
             ("requests planned / sent / refused", f"{s['planned']} / {s['requested']} / "
              f"{s['refused']}"),
             ("served (% of decided)", f"{s['served']} ({_pct(s['served_pct'])})"),
@@ -127,10 +129,12 @@ def build_report(
         "service": service,
         "drivers_did": dict(sorted(world.drivers_did.items())),
         "drivers_left_online": sum(1 for app in drivers if app.online),
+        # the profile's drivers: online from the start, the others as the load rose
+        "drivers_at_start": sum(1 for app in drivers if not app.joins_at_s),
         "rate_limited": endpoints.rate_limited,
         "token_refresh_failures": world.accounts.refresh_failures,
         "endpoints": endpoints.as_dict(),
-        "client": monitor.as_dict(len(drivers)),
+        "client": monitor.as_dict(len(drivers), [d.joins_at_s for d in drivers if d.joins_at_s]),
         "timeline": _timeline(
             endpoints,
             monitor,

@@ -20,7 +20,7 @@ from dispatch.simulator.apps import accounts as saved
 from dispatch.simulator.apps.accounts import Account, AccountError, Accounts
 from dispatch.simulator.apps.config import ApiRunConfig
 from dispatch.simulator.apps.driver_app import DriverApp
-from dispatch.simulator.apps.profile import arrivals
+from dispatch.simulator.apps.profile import arrivals, joining
 from dispatch.simulator.apps.report import ApiReport, build_report
 from dispatch.simulator.apps.rider_app import Riders, RideSeen, request
 from dispatch.simulator.apps.stats import Endpoints, LoopMonitor
@@ -93,9 +93,13 @@ async def _run(
         world.started = time.monotonic()  # the run's clock starts when the city is online
         monitor.restart()
         recorder.start(world.started, config.warmup_s, config.minutes * 60.0)
+        lives = []
         for app in drivers:
-            tasks += [asyncio.ensure_future(app.listen()), asyncio.ensure_future(app.pings())]
-        lives = [asyncio.ensure_future(app.life()) for app in drivers]
+            if app.online:
+                tasks += [asyncio.ensure_future(app.listen()), asyncio.ensure_future(app.pings())]
+                lives.append(asyncio.ensure_future(app.life()))
+            else:  # a driver who goes online later in the profile's rise
+                lives.append(asyncio.ensure_future(_join_later(world, app, tasks)))
         times = arrivals(config.profile, config.demand, config.minutes,
                          world.streams.rng("arrivals"))  # fmt: skip
         rides = [RideSeen(i, at) for i, at in enumerate(times)]
@@ -132,6 +136,19 @@ async def _run(
                 logger.warning(
                     "the credentials were not saved to %s: %s", config.credentials, error
                 )
+
+
+async def _join_later(world: World, app: DriverApp, tasks: list[asyncio.Task[Any]]) -> None:
+    """Online at the driver's time in the profile (``profile.joining``), then its app's
+    life; never, once the run closes first."""
+    if await sleep_until(world.started + app.joins_at_s, world.closing):
+        return
+    if not await app.go_online():
+        world.drivers_did["joining refused"] += 1
+        return
+    world.drivers_did["joined later"] += 1
+    tasks += [asyncio.ensure_future(app.listen()), asyncio.ensure_future(app.pings())]
+    await app.life()
 
 
 async def _close(world: World, tasks: list[asyncio.Task[Any]], drivers: list[DriverApp]) -> None:
@@ -184,8 +201,10 @@ async def _feed(
 
 
 async def sign_in_city(world: World, known: list[Account], drivers: list[DriverApp]) -> None:
-    """Into ``drivers``: the drivers (saved ones first, then new ones) signed in and online,
-    within ``SIGN_IN_S``; an ``AccountError`` (those online so far go offline) if not."""
+    """Into ``drivers``: the drivers (saved ones first, then new ones) signed in, and those
+    the profile has online from the start online (the others' ``joins_at_s`` set: they go
+    online later, ``_join_later``), within ``SIGN_IN_S``; an ``AccountError`` (those online
+    so far go offline) if not."""
     config = world.config
     gate = asyncio.Semaphore(SIGN_IN_AT_ONCE)
     saved_drivers = [a for a in known if a.role == "driver"][: config.drivers]
@@ -214,8 +233,11 @@ async def sign_in_city(world: World, known: list[Account], drivers: list[DriverA
                 for i, home in enumerate(homes):
                     group.create_task(new_driver(i, home))
             drivers.sort(key=lambda app: app.index)
+            times = joining(config.profile, len(drivers), config.minutes)
+            for app, at in zip(drivers, times, strict=True):
+                app.joins_at_s = at
             async with asyncio.TaskGroup() as group:
-                for app in list(drivers):
+                for app in [d for d in drivers if d.joins_at_s == 0.0]:
                     group.create_task(online(app))
         except ExceptionGroup as failed:
             raise _account_error(failed) from None

@@ -14,7 +14,7 @@ import asyncio
 import time
 from array import array
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -198,16 +198,20 @@ class LoopMonitor:
             self.at.append(now - self.started)
             self.lags.append(max(0.0, now - before - LOOP_PROBE_S))
 
-    def as_dict(self, drivers: int) -> dict[str, Any]:
+    def as_dict(self, drivers: int, joins_at_s: Sequence[float] = ()) -> dict[str, Any]:
+        """``drivers`` signed in; ``joins_at_s``: when those that went online later did
+        (from the start), so the CPU per driver-second counts the seconds they were on."""
         wall = max(1e-9, time.monotonic() - self.started)
         cpu = time.process_time() - self.started_cpu
+        late = [min(at, wall) for at in joins_at_s]
+        drivers_on = max(1e-9, drivers - len(late) + sum(wall - at for at in late) / wall)
         stalled = sum(lag for lag in self.lags if lag > 0.02)
         return {
             "loop_lag_ms": _quantiles([x * 1000.0 for x in self.lags]),
             "stalled_s": round(stalled, 2),  # summed stalls over 20 ms
             "cpu_s": round(cpu, 2),
             "cpu_share": round(cpu / wall, 3),  # of one core
-            "cpu_ms_per_driver_s": round(1000.0 * cpu / wall / max(1, drivers), 4),
+            "cpu_ms_per_driver_s": round(1000.0 * cpu / wall / max(1.0, drivers_on), 4),
         }
 
     def timeline(self, bucket_s: float) -> list[list[float]]:

@@ -11,7 +11,7 @@ import pytest
 
 from dispatch.simulator.apps.accounts import Account, AccountError, load, save
 from dispatch.simulator.apps.config import TargetRefused, check_target
-from dispatch.simulator.apps.profile import arrivals, share
+from dispatch.simulator.apps.profile import arrivals, joining, share
 
 
 def counts(profile: str, seeds: range = range(40)) -> list[int]:
@@ -33,6 +33,21 @@ def test_a_rush_peaks_in_the_middle_and_a_ramp_rises() -> None:
     ramp = arrivals("ramp", 600.0, 10.0, random.Random(1))
     assert sum(t < 60 for t in ramp) < sum(t >= 540 for t in ramp) / 3
     assert share("rush", 0.5) == pytest.approx(3.0 / 1.55) and share("flat", 0.9) == 1.0
+
+
+def test_drivers_go_online_as_the_profile_rises_and_all_are_on_by_its_peak() -> None:
+    assert joining("flat", 50, 10.0) == [0.0] * 50
+    ramp, rush = joining("ramp", 100, 10.0), joining("rush", 100, 10.0)
+    for times in (ramp, rush):
+        assert times == sorted(times) and times[0] == 0.0
+        assert max(times) == pytest.approx(300.0, abs=0.01)  # all online by the middle
+    assert sum(t == 0.0 for t in ramp) == 10  # a tenth at once
+    assert sum(t == 0.0 for t in rush) == 3  # the rush's floor, 0.1 of its peak of 3
+    # as many online at each moment as the rate's share of its peak
+    for at in (60.0, 150.0, 240.0):
+        online = sum(t <= at for t in ramp)
+        assert online == pytest.approx(100 * share("ramp", at / 600.0), abs=1)
+    assert joining("ramp", 1, 10.0) == [0.0]  # one driver: online at once
 
 
 def test_arrivals_come_from_the_seed_alone() -> None:

@@ -1,5 +1,6 @@
 """A city that cannot sign in stops at the first refusal: the registrations still under way
-are cancelled, and nothing is left running."""
+are cancelled, and nothing is left running. Under a rising profile only the drivers of its
+start sign in online; the others go online at their time, unless the run closed first."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from dispatch.adapters.http.client import Reply
 from dispatch.simulator.apps.accounts import AccountError, Accounts
 from dispatch.simulator.apps.config import ApiRunConfig
 from dispatch.simulator.apps.driver_app import DriverApp
-from dispatch.simulator.apps.run import sign_in_city
+from dispatch.simulator.apps.run import _join_later, sign_in_city
 from dispatch.simulator.apps.world import World
 from dispatch.simulator.city import City
 from dispatch.simulator.streams import Streams
@@ -120,3 +121,50 @@ def test_a_reply_the_sign_in_cannot_read_ends_it_with_the_reason_not_a_traceback
 
     with pytest.raises(AccountError, match="signing in failed: KeyError"):
         asyncio.run(sign_in())
+
+
+class Onlines:
+    """Every registration and going online answered at once; who went online, in order."""
+
+    def __init__(self) -> None:
+        self.registered = 0
+        self.online: list[str] = []
+
+    async def call(self, method: str, endpoint: str, path: str, **kwargs: Any) -> Reply:
+        if endpoint == "POST /drivers":
+            self.registered += 1
+            soon = (datetime.now(UTC) + timedelta(seconds=900)).isoformat()
+            issued = {"access_token": "a", "refresh_token": "r", "expires_at": soon}
+            return Reply(201, {"driver_id": f"d-{self.registered}", "token": issued}, 1)
+        self.online.append(path.split("/")[2])
+        return Reply(200, {}, 1)
+
+
+def test_under_a_ramp_only_the_drivers_of_the_start_sign_in_online_the_rest_join_later() -> None:
+    client = Onlines()
+    config = ApiRunConfig("http://127.0.0.1:1", drivers=20, profile="ramp", minutes=0.1)
+    drivers: list[DriverApp] = []
+
+    async def run() -> tuple[list[str], list[str], int]:
+        world = World(config, client, Accounts(client), City.sized(2.0), Streams(1))  # type: ignore[arg-type]
+        await sign_in_city(world, [], drivers)
+        at_sign_in = list(client.online)
+        world.started = time.monotonic()
+        later = [app for app in drivers if not app.online]
+        tasks: list[asyncio.Task[Any]] = []
+        world.closing.set()  # these never join: the run closed first
+        await asyncio.gather(*[_join_later(world, app, tasks) for app in later[2:]])
+        world.closing.clear()
+        joiners = [asyncio.ensure_future(_join_later(world, app, tasks)) for app in later[:2]]
+        await asyncio.sleep(max(app.joins_at_s for app in later[:2]) + 0.1)
+        world.closing.set()
+        world.finishing.set()
+        for task in [*joiners, *tasks]:  # their apps' lives and streams, as a close does
+            task.cancel()
+        await asyncio.gather(*joiners, *tasks, return_exceptions=True)
+        return at_sign_in, list(client.online), world.drivers_did["joined later"]
+
+    at_sign_in, online, joined = asyncio.run(run())
+    assert client.registered == 20 and at_sign_in == ["d-1", "d-2"]  # a tenth: two of 20
+    assert online == ["d-1", "d-2", "d-3", "d-4"] and joined == 2
+    assert [app.joins_at_s for app in drivers][:4] == [0.0, 0.0, 0.167, 0.333]
