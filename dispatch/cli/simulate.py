@@ -52,6 +52,7 @@ from dispatch.cli.simulate_api import (
     AllowRemote,
     Api,
     Cleanup,
+    Connections,
     Credentials,
     Drain,
     OpenLoop,
@@ -178,6 +179,7 @@ def simulate(
     cleanup: Cleanup = True,
     speed_kmh: SpeedKmh = None,
     drain: Drain = None,
+    connections: Connections = None,
 ) -> None:
     """Run the engine against a simulated city and print a report; with --api, drive a
     running deployment through its public API instead."""
@@ -202,14 +204,15 @@ def simulate(
         return simulate_api(
             api, allow_remote=allow_remote, drivers=drivers, minutes=minutes, seed=seed,
             demand=demand, profile=profile, open_loop=open_loop, city_km=city_km,
-            speed_kmh=speed_kmh, drain=drain, credentials=credentials, cleanup=cleanup,
+            speed_kmh=speed_kmh, drain=drain, connections=connections,
+            credentials=credentials, cleanup=cleanup,
             report_dir=report_dir, as_json=as_json,
         )  # fmt: skip
     api_only = {
         "--allow-remote": allow_remote, "--profile": profile is not None,
         "--open-loop": open_loop, "--credentials": credentials is not None,
         "--no-cleanup": not cleanup, "--speed-kmh": speed_kmh is not None,
-        "--drain": drain is not None,
+        "--drain": drain is not None, "--connections": connections is not None,
     }  # fmt: skip
     for name, given in api_only.items():
         if given:

@@ -73,6 +73,13 @@ SpeedKmh = Annotated[
         "short test run may raise it so that its trips end within the run."
     ),
 ]
+Connections = Annotated[
+    int | None,
+    typer.Option(
+        help="With --api: the client's pool of connections for calls (streams have their "
+        "own), 1 to 10000 (default 256). The report's pool wait says when it was short."
+    ),
+]
 Drain = Annotated[
     float | None,
     typer.Option(
@@ -99,6 +106,7 @@ def simulate_api(
     city_km: float | None,
     speed_kmh: float | None,
     drain: float | None,
+    connections: int | None,
     credentials: Path | None,
     cleanup: bool,
     report_dir: Path | None,
@@ -117,6 +125,7 @@ def simulate_api(
         ("--city-km", city_km, MIN_CITY_KM, MAX_CITY_KM),
         ("--speed-kmh", speed_kmh, 5, 300),
         ("--drain", drain, 0, 3_600),
+        ("--connections", connections, 1, 10_000),
     ]
     for name, value, low, high in checks:
         if value is not None and not (math.isfinite(value) and low <= value <= high):
@@ -145,7 +154,8 @@ def simulate_api(
         "cleanup": cleanup,
         "credentials": credentials,
     }
-    for name, value in (("city_km", city_km), ("speed_kmh", speed_kmh), ("drain_s", drain)):
+    for name, value in (("city_km", city_km), ("speed_kmh", speed_kmh), ("drain_s", drain),
+                        ("connections", connections)):  # fmt: skip
         if value is not None:
             options[name] = value
     if market is not None:

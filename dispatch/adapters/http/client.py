@@ -7,7 +7,9 @@ well-behaved app does: on 429 after the ``Retry-After`` the server gave, on a 5x
 connection after an exponential backoff with full jitter, and on a command's 202 (no
 outcome in time: ``pending``; pings are accepted with a 202 too) after a short pause;
 always with the same ``Idempotency-Key``, so a retry never applies a command twice. Each
-attempt is recorded apart (its status), the call once (its latency).
+attempt is recorded apart (its status), the call once (its latency, and how long its
+attempts waited for a connection of the client's own pool: a client short of connections
+is not mistaken for a slow server).
 """
 
 from __future__ import annotations
@@ -43,8 +45,10 @@ class Recorder(Protocol):
         latency_s: float,
         send_lag_s: float,
         pending: bool = False,
+        pool_wait_s: float = 0.0,
     ) -> None:
-        """A call's last answer; ``pending``: a 202 "pending" (its outcome never learnt)."""
+        """A call's last answer; ``pending``: a 202 "pending" (its outcome never learnt);
+        ``pool_wait_s``: how long its attempts waited for a connection of the pool."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +73,30 @@ class Reply:
     @property
     def ok(self) -> bool:
         return 200 <= self.status < 300 and not self.pending
+
+
+class _PoolWait:
+    """A call's waits for a pooled connection, summed over its attempts (aiohttp's trace
+    of the connector's queue)."""
+
+    __slots__ = ("began", "total")
+
+    def __init__(self) -> None:
+        self.began: float | None = None
+        self.total = 0.0
+
+
+async def _queued(_session: Any, ctx: Any, _params: Any) -> None:
+    wait = ctx.trace_request_ctx
+    if isinstance(wait, _PoolWait):
+        wait.began = time.monotonic()
+
+
+async def _dequeued(_session: Any, ctx: Any, _params: Any) -> None:
+    wait = ctx.trace_request_ctx
+    if isinstance(wait, _PoolWait) and wait.began is not None:
+        wait.total += time.monotonic() - wait.began
+        wait.began = None
 
 
 class ApiClient:
@@ -105,10 +133,14 @@ class ApiClient:
                 ssl=self._tls if self._tls is not None else False,
             )  # fmt: skip
             timeout = aiohttp.ClientTimeout(total=self._timeout_s, sock_connect=10.0)
+            trace = aiohttp.TraceConfig()
+            trace.on_connection_queued_start.append(_queued)
+            trace.on_connection_queued_end.append(_dequeued)
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 timeout=timeout,
                 trust_env=False,  # no proxy from the env
+                trace_configs=[trace],
             )
         return self._session
 
@@ -155,16 +187,20 @@ class ApiClient:
             headers["Idempotency-Key"] = key
         send_lag = max(0.0, time.monotonic() - planned_at)
         may_repeat = method == "GET" or key is not None or repeatable
-        reply = await self._attempts(method, endpoint, path, json, headers, may_repeat)
+        wait = _PoolWait()
+        reply = await self._attempts(method, endpoint, path, json, headers, may_repeat, wait)
         tries = reply.attempts
         for _ in range(rounds - 1):
             if key is None or not reply.unknown:
                 break
             await asyncio.sleep(ROUND_PAUSE_S)
-            reply = await self._attempts(method, endpoint, path, json, headers, may_repeat)
+            reply = await self._attempts(method, endpoint, path, json, headers, may_repeat, wait)
             tries += reply.attempts
         latency = time.monotonic() - planned_at
-        self.recorder.call(endpoint, reply.status, latency, send_lag, pending=reply.pending)
+        self.recorder.call(
+            endpoint, reply.status, latency, send_lag, pending=reply.pending,
+            pool_wait_s=wait.total,
+        )  # fmt: skip
         return Reply(reply.status, reply.body, tries)
 
     async def _attempts(
@@ -175,6 +211,7 @@ class ApiClient:
         json: Any,
         headers: dict[str, str],
         may_repeat: bool,
+        wait: _PoolWait,
     ) -> Reply:
         """One round: tried until an answer not worth retrying, or ``max_attempts``."""
         status, body = TRANSPORT_ERROR, {}
@@ -184,7 +221,9 @@ class ApiClient:
             attempt += 1
             pause: float | None
             try:
-                async with self._http().request(method, url, json=json, headers=headers) as r:
+                async with self._http().request(
+                    method, url, json=json, headers=headers, trace_request_ctx=wait
+                ) as r:
                     status, body, after = r.status, _body(await r.read()), r.headers
             except (aiohttp.ClientError, TimeoutError) as error:
                 status, body = TRANSPORT_ERROR, {"error": "transport", "reason": repr(error)}

@@ -22,7 +22,7 @@ from dispatch.simulator.apps import figures
 from dispatch.simulator.apps.stats import Endpoints
 from dispatch.simulator.html_report import csv_text, figure, fmt, jsonable, page, table
 
-CALL_COLUMNS = ["endpoint", "planned_s", "latency_ms", "send_lag_ms", "status"]
+CALL_COLUMNS = ["endpoint", "planned_s", "latency_ms", "send_lag_ms", "status", "pool_wait_ms"]
 
 
 def write_api_report(directory: Path, doc: dict[str, Any], endpoints: Endpoints) -> Path:
@@ -41,8 +41,9 @@ def write_api_report(directory: Path, doc: dict[str, Any], endpoints: Endpoints)
 
 
 def _call_rows(endpoints: Endpoints) -> Iterator[list[Any]]:
-    for name, t, lat, lag, status in endpoints.calls():
-        yield [name, round(t, 3), round(lat * 1000.0, 2), round(lag * 1000.0, 2), status]
+    for name, t, lat, lag, status, pool in endpoints.calls():
+        yield [name, round(t, 3), round(lat * 1000.0, 2), round(lag * 1000.0, 2), status,
+               round(pool * 1000.0, 2)]  # fmt: skip
 
 
 def render(doc: dict[str, Any]) -> str:
@@ -71,7 +72,7 @@ def render(doc: dict[str, Any]) -> str:
         _drivers(doc.get("drivers_did", {})),
         '<p class="meta">Beside this file: summary.json (the run\'s JSON report), rides.csv '
         "(every planned request as its rider's app saw it), calls.csv (every call: endpoint, "
-        "planned time from the run's start, latency, send lag, last status).</p>",
+        "planned time from the run's start, latency, send lag, last status, pool wait).</p>",
     ]
     return page(title, body)
 
@@ -118,7 +119,7 @@ def _service(s: dict[str, Any]) -> str:
 
 def _endpoints(endpoints: dict[str, Any]) -> str:
     header = ["endpoint", "calls", "last status", "retries", "p50", "p95", "p99", "max",
-              "send lag p99", "rate limits met"]  # fmt: skip
+              "send lag p99", "pool wait p99", "rate limits met"]  # fmt: skip
     rows = []
     for name, e in endpoints.items():
         lat = e["steady_latency_ms"]
@@ -128,13 +129,16 @@ def _endpoints(endpoints: dict[str, Any]) -> str:
         limits = "; ".join(f"{k} ({v:,})" for k, v in e["rate_limited"].items())
         quantiles = [escape(fmt(lat[q])) for q in ("p50", "p95", "p99", "max")]
         lag = escape(fmt(e["send_lag_ms"]["p99"]))
+        pool = escape(fmt(e.get("pool_wait_ms", {}).get("p99")))
         rows.append([escape(name), fmt(e["calls"]), escape(statuses), fmt(e["retries"]),
-                     *quantiles, lag, escape(limits) or "&ndash;"])  # fmt: skip
+                     *quantiles, lag, pool, escape(limits) or "&ndash;"])  # fmt: skip
     caption = (
         "Latencies (ms) after the warm-up, from the planned send time to the last answer, "
         "retries included. Last status: each call's final answer (0: none, retries given "
         "up; still pending: a command answered 202 pending in its last round, its outcome "
-        "never learnt). Send lag: how late the client sent, its own delay. For a stream "
+        "never learnt). Send lag: how late the client sent, its own delay; pool wait: how long "
+        "its attempts waited for a connection of the client's pool (--connections), its own "
+        "shortage. For a stream "
         "(…/offers, …/events) a call is one connection and its latency the time to its "
         "response's headers."
     )

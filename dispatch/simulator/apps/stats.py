@@ -26,15 +26,17 @@ LOOP_PROBE_S = 0.05  # how often the event loop's stalls are probed
 
 @dataclass
 class Endpoint:
-    """One endpoint's calls, each kept as four numbers in compact arrays (a long run of a
+    """One endpoint's calls, each kept as five numbers in compact arrays (a long run of a
     large city makes millions): when it was planned (``time.monotonic()``), its latency,
-    how late the client sent it, and its last status."""
+    how late the client sent it, its last status, and how long it waited for a connection
+    of the client's pool."""
 
     attempts: Counter[int] = field(default_factory=Counter)  # by status (0: no answer)
     planned_at: array[float] = field(default_factory=lambda: array("d"))
     latency_s: array[float] = field(default_factory=lambda: array("d"))
     send_lag_s: array[float] = field(default_factory=lambda: array("d"))
     status: array[int] = field(default_factory=lambda: array("H"))
+    pool_wait_s: array[float] = field(default_factory=lambda: array("d"))
     limits: Counter[str] = field(default_factory=Counter)  # 429 reasons
     pending: int = 0  # calls whose last answer was a 202 "pending": outcome never learnt
 
@@ -63,6 +65,7 @@ class Endpoint:
             "steady_calls": len(steady),
             "steady_latency_ms": _quantiles([x * 1000.0 for x in steady]),
             "send_lag_ms": _quantiles([x * 1000.0 for x in self.send_lag_s]),
+            "pool_wait_ms": _quantiles([x * 1000.0 for x in self.pool_wait_s]),
             "rate_limited": dict(self.limits),
             "pending_at_end": self.pending,
         }
@@ -118,9 +121,11 @@ class Endpoints:
         latency_s: float,
         send_lag_s: float,
         pending: bool = False,
+        pool_wait_s: float = 0.0,
     ) -> None:
         e = self._get(endpoint)
         e.pending += pending
+        e.pool_wait_s.append(pool_wait_s)
         e.planned_at.append(time.monotonic() - latency_s)
         e.latency_s.append(latency_s)
         e.send_lag_s.append(send_lag_s)
@@ -132,14 +137,15 @@ class Endpoints:
             for name in sorted(self.by_name)
         }
 
-    def calls(self) -> Iterator[tuple[str, float, float, float, int]]:
+    def calls(self) -> Iterator[tuple[str, float, float, float, int, float]]:
         """Every call: endpoint, planned time from the run's start (negative while the city
-        signed in), latency and send lag (s), last status."""
+        signed in), latency and send lag (s), last status, pool wait (s)."""
         for name in sorted(self.by_name):
             e = self.by_name[name]
-            rows = zip(e.planned_at, e.latency_s, e.send_lag_s, e.status, strict=True)
-            for at, lat, lag, status in rows:
-                yield name, at - self.origin, lat, lag, status
+            rows = zip(e.planned_at, e.latency_s, e.send_lag_s, e.status, e.pool_wait_s,
+                       strict=True)  # fmt: skip
+            for at, lat, lag, status, pool in rows:
+                yield name, at - self.origin, lat, lag, status, pool
 
     @property
     def rate_limited(self) -> int:

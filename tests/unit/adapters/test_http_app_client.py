@@ -166,3 +166,37 @@ def test_a_call_to_a_server_that_is_not_there_is_a_transport_error_not_an_except
     reply = asyncio.run(go())
     assert reply.status == 0 and reply.attempts == 8
     assert recorder.by_name["E"].attempts == Counter({0: 8})
+
+
+def test_a_call_that_waited_for_a_pooled_connection_records_the_wait_apart() -> None:
+    """Two calls at once through a pool of one connection to a server that takes 0.3 s: the
+    second waits for the first's connection, and that wait is recorded as the client's own
+    (pool wait), inside its latency."""
+    recorder = Endpoints()
+
+    async def slow(_request: web.Request) -> web.Response:
+        await asyncio.sleep(0.3)
+        return web.json_response({})
+
+    async def go() -> None:
+        app = web.Application()
+        app.router.add_get("/x", slow)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        api = ApiClient(f"http://127.0.0.1:{port}", recorder, connections=1)
+        try:
+            now = time.monotonic()
+            await asyncio.gather(*(api.call("GET", "E", "/x", planned_at=now) for _ in "ab"))
+        finally:
+            await api.close()
+            await runner.cleanup()
+
+    asyncio.run(go())
+    endpoint = recorder.by_name["E"]
+    waits = sorted(endpoint.pool_wait_s)
+    assert waits[0] < 0.05 and 0.2 < waits[1] < 1.0
+    assert max(endpoint.latency_s) >= waits[1] + 0.25  # its wait, then its own 0.3 s
+    assert endpoint.as_dict(0.0, 0.0)["pool_wait_ms"]["max"] == round(waits[1] * 1000.0, 2)

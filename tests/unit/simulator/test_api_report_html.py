@@ -143,7 +143,7 @@ def test_a_run_with_no_call_and_no_ride_says_there_is_no_data(tmp_path: Path) ->
     assert "<svg" not in page
     assert page.count('class="nodata"') == 4
     assert (tmp_path / "calls.csv").read_text().splitlines() == [
-        "endpoint,planned_s,latency_ms,send_lag_ms,status"
+        "endpoint,planned_s,latency_ms,send_lag_ms,status,pool_wait_ms"
     ]
 
 
