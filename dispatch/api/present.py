@@ -24,7 +24,8 @@ from schemas.views import (
 )
 
 _TIMELINE_KEYS = frozenset({"at", "event", "position"})
-_PERSONAL = frozenset({"pickup", "dropoff", "name"})  # a ride's Requested; Driver.Arrived
+# a ride's Requested; Driver.Arrived; a driver's crossings and hints (docs/PRIVACY.md)
+_PERSONAL = frozenset({"pickup", "dropoff", "name", "place", "cell", "lat", "lng"})
 
 
 def when(ts: float) -> datetime:

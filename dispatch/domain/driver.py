@@ -346,8 +346,8 @@ class Driver(Aggregate):
 
         TOPIC = "dispatch.Driver.Hinted"
         class_version = 1
-        cell: str
-        lat: float
+        cell: str  # these three sealed under the driver's key (docs/PRIVACY.md); None once
+        lat: float  # erased
         lng: float
         demand: int
         supply: int

@@ -85,6 +85,8 @@ _NAME = Fields(("name",), _itself, SHOWN_ERASED)
 # A driver's crossings of geofenced places (which place, when): read as None once erased,
 # and a driver's state's places as none at all.
 _PLACE = Fields(("place",), _itself, None)
+# A repositioning hint names a cell near the driver, and its centre: where it was, and when.
+_HINT = Fields(("cell", "lat", "lng"), _itself, None)
 _DRIVER_STATE = Fields(("name", "places"), _itself, SHOWN_ERASED, erased_by_name=(("places", []),))
 _RIDE_EVENT = Fields(("pickup", "dropoff"), _rider, None)
 _RIDE_STATE = Fields(("pickup", "dropoff"), _rider, None, points=True)
@@ -102,6 +104,7 @@ PERSONAL: dict[str, Fields] = {
     "dispatch.Driver.Arrived": _NAME,
     "dispatch.Driver.EnteredPlace": _PLACE,
     "dispatch.Driver.LeftPlace": _PLACE,
+    "dispatch.Driver.Hinted": _HINT,
     "dispatch.Ride.Requested": _RIDE_EVENT,
     "dispatch.Ride.Scheduled": _RIDE_EVENT,
 }

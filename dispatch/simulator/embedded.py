@@ -63,6 +63,7 @@ def simulate_embedded(
             settings.catalog,
             build_geofences(settings),
             pool_stats,
+            next(iter(engine.workers.values())).app.open_personal,  # one sealer for all
         )
         for worker in engine.workers.values():
             worker.listeners.append(sim.on_commit)

@@ -20,14 +20,36 @@ from dispatch.adapters.kafka.logsource import decode_records
 from dispatch.adapters.kafka.processes import start_worker, stop_worker
 from dispatch.adapters.kafka.topics import Topics, create_topics
 from dispatch.adapters.kafka.transport import KafkaTransport
-from dispatch.bootstrap import build_geofences, build_markets
+from dispatch.bootstrap import build_geofences, build_markets, build_personal
 from dispatch.pricing.rules import fare_book, fares_of
+from dispatch.privacy import LazyKeyStore, PersonalData, as_is
 from dispatch.settings import Settings
 from dispatch.simulator.clock import SimClock
 from dispatch.simulator.embedded import router_of
 from dispatch.simulator.results import Request
 from dispatch.simulator.runner import SimConfig, Simulation
 from schemas.commands import Outcome
+
+
+def _hint_opener(settings: Settings) -> PersonalData:
+    """The subject keys a driver following its hints reads their centre with (sealed under
+    the driver's key: docs/PRIVACY.md), read now: a load generator that may not read the
+    keys topic is refused here, with the reason, not at its first hint."""
+    personal = build_personal(settings)
+    try:
+        if isinstance(personal.keys, LazyKeyStore):
+            personal.keys.open_now()
+    except Exception as error:
+        raise HintsUnreadable(
+            "--hints follow reads each hint's cell, sealed under its driver's key, from the "
+            f"subject-keys topic, which this process could not read ({error}): give its "
+            "principal read on that topic (docs/SECURITY.md), or use --hints ignore"
+        ) from error
+    return personal
+
+
+class HintsUnreadable(Exception):
+    """``--hints follow`` on Kafka by a process that cannot read the subject keys."""
 
 
 @contextmanager
@@ -98,6 +120,7 @@ def run_on_kafka(
     if settings.shards > 1:  # each shard sees the drivers near it, whoever owns them
         transport.nearby = markets.nearby_shards
     clock = SimClock(start=float(int(time.time())))
+    hints = _hint_opener(settings) if config.hints == "follow" else None
     with spawn_workers(settings, workers, log_dir) as pids:
         if on_start is not None:
             on_start(pids)
@@ -133,6 +156,7 @@ def run_on_kafka(
             fare_book(fares_of(settings)),
             settings.catalog,
             build_geofences(settings),
+            open_personal=hints.open if hints is not None else as_is,
         )
         transport.serving = sim.serving.get  # a driver handed off: pings where it is served
         follower = EventFollower(settings, sim.on_event)
@@ -142,3 +166,5 @@ def run_on_kafka(
         finally:
             follower.close()
             transport.close()
+            if hints is not None:
+                hints.keys.close()

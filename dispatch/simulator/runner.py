@@ -38,6 +38,7 @@ from dispatch.messages import FOLLOW_THE_DRIVER, Ping
 from dispatch.ports import CommandBus
 from dispatch.pricing.desk import terms_for
 from dispatch.pricing.rules import FareBook, FareError
+from dispatch.privacy import Opener, as_is
 from dispatch.roads.routes import RoadRouter, still
 from dispatch.simulator.agents import BUSY, Phase, SimDriver, SimRide
 from dispatch.simulator.city import DEFAULT_CITY_KM, City
@@ -181,6 +182,7 @@ class Simulation:
         catalog: Catalog = DEFAULT_CATALOG,
         places: Geofences | None = None,
         pool_stats: Callable[[], dict[str, Any]] | None = None,
+        open_personal: Opener = as_is,
     ) -> None:
         """``pool_stats``: the engine's pooled windows' figures, when it can tell them
         (embedded). ``catalog``: the products in force (the mixes keep only its products).
@@ -193,6 +195,8 @@ class Simulation:
         rides are not priced."""
         self.fares = fares
         self.pool_stats = pool_stats
+        # how a sealed field of an event is read: a hint's centre (docs/PRIVACY.md)
+        self.open_personal = open_personal
         # riders aboard each vehicle over time (set again when the run starts)
         self.occupancy = Occupancy(0.0, 0.0)
         self.catalog = catalog
@@ -734,9 +738,12 @@ class Simulation:
         if topic == Driver.Hinted.TOPIC:
             self.hints_received += 1
             d = self.drivers.get(UUID(e.aggregate_id))
-            if self.cfg.hints == "follow" and d is not None and d.phase is Phase.IDLE:
+            if self.cfg.hints != "follow" or d is None or d.phase is not Phase.IDLE:
+                return
+            lat, lng = (self.open_personal(data[k], k) for k in ("lat", "lng"))  # sealed
+            if isinstance(lat, float | int) and isinstance(lng, float | int):  # not erased
                 self.hints_followed += 1
-                target = (float(data["lat"]), float(data["lng"]))
+                target = (float(lat), float(lng))
                 if self.roads is not None:
                     target = self.roads.snap(target)
                 self._go(d, target, "cruise", ("hint", d.index, self.hints_followed))

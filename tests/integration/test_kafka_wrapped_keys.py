@@ -82,3 +82,32 @@ def test_an_api_instance_without_the_kek_is_refused_at_start(
     with_kek = settings.model_copy(update={"key_encryption_keys": SecretStr(KEKS)})
     runtime = build_runtime(with_kek)
     runtime.stop()
+
+
+def test_a_simulator_following_hints_on_kafka_opens_them_or_is_refused_at_start(
+    kafka_topics: Any,
+) -> None:
+    """``--hints follow`` on Kafka reads each hint's centre, sealed under its driver's key,
+    with the subject-keys topic (docs/PRIVACY.md, "Place crossings and hints"); a process
+    that cannot read that topic is refused before the run, with the reason."""
+    from dispatch.adapters.crypto.aesgcm import AesGcmCipher
+    from dispatch.privacy import PersonalData
+    from dispatch.simulator.kafka import HintsUnreadable, _hint_opener
+
+    name = Topics(kafka_topics.prefix).subject_keys
+    store = KafkaKeyStore(kafka_topics.bootstrap, name, kafka_topics.partitions)
+    try:
+        key = store.create(new_id(0))
+        token = PersonalData(AesGcmCipher(), store).seal(key, "lat", 37.79)
+    finally:
+        store.close()
+    settings = Settings(kafka_bootstrap=kafka_topics.bootstrap, topic_prefix=kafka_topics.prefix,
+                        shards=kafka_topics.partitions)  # fmt: skip
+    opener = _hint_opener(settings)
+    try:
+        assert opener.open(token, "lat") == 37.79
+    finally:
+        opener.keys.close()
+    elsewhere = settings.model_copy(update={"topic_prefix": "no-such-topics"})
+    with pytest.raises(HintsUnreadable, match="--hints follow"):
+        _hint_opener(elsewhere)

@@ -116,3 +116,36 @@ def test_recent_requests_count_as_demand_where_no_ride_waits_now() -> None:
     out = hints.tick(T0, [ride()], index, lambda d: True, StraightLineEta(), [CELL] * 3)
     assert [h.driver_id for h in out] == [first, second, third]
     assert all(h.demand == 3 for h in out)
+
+
+def test_a_hint_is_kept_sealed_under_the_drivers_key_and_reads_as_none_once_erased(
+    tmp_path: Path,
+) -> None:
+    """A hint names a cell near its driver (docs/PRIVACY.md, "Place crossings and hints"):
+    the stored event holds neither the cell nor its centre; the shard reads them opened;
+    once the driver is erased they read as none."""
+    now = [T0]
+    settings = Settings(data_dir=tmp_path, shards=1, hint_every_s=30, hint_min_interval_s=300,
+                        max_wait_s=900, search_radius_m=1_000, ping_ttl_s=600)  # fmt: skip
+    engine = build_embedded_engine(settings, lambda: now[0])
+    driver, rider, wanted = new_id(0), new_id(0), new_id(0)
+    assert decide(engine, now[0], c.RegisterDriver(driver_id=driver, name="d")).accepted
+    assert decide(engine, now[0], c.GoOnline(driver_id=driver)).accepted
+    engine.transport.send_pings([Ping(driver, SHORT[0] - 0.02, SHORT[1], now[0])])
+    assert decide(engine, now[0], c.RegisterRider(rider_id=rider, name="r")).accepted
+    here = LatLng(lat=SHORT[0], lng=SHORT[1])
+    request = c.RequestRide(ride_id=wanted, rider_id=rider, pickup=here, dropoff=here)
+    assert decide(engine, now[0], request).accepted
+    for _ in range(2):
+        now[0] += 31
+        engine.run_once()
+    app = engine.workers[0].app
+    (stored,) = [e for e in app.recorder.select_events(driver) if e.topic.endswith("Hinted")]
+    assert CELL.encode() not in stored.state and f"{SHORT[0]:.4f}".encode() not in stored.state
+    (hint,) = [e for e in app.repository.event_store.get(driver) if type(e).__name__ == "Hinted"]
+    assert hint.cell == CELL and abs(hint.lat - SHORT[0]) < 1e-5
+    assert decide(engine, now[0], c.GoOffline(driver_id=driver)).accepted
+    assert decide(engine, now[0], c.EraseDriver(driver_id=driver, by="self")).accepted
+    (gone,) = [e for e in app.repository.event_store.get(driver) if type(e).__name__ == "Hinted"]
+    assert (gone.cell, gone.lat, gone.lng) == (None, None, None)
+    engine.stop()
