@@ -80,7 +80,7 @@ def status(
 @app.command("rewrap")
 def rewrap(data_dir: DataDir = None) -> None:
     """Wrap every subject key not under the current key-encryption key (kept as it is, or
-    under an older one) under it, in one synced transaction; then an older key no longer
+    under an older one) under it, 500 keys a synced transaction; then an older key no longer
     wraps anything and may be removed from DISPATCH_KEY_ENCRYPTION_KEYS. Embedded only
     (the data dir's subject-keys.sqlite); run it with the serving process stopped or
     running (the store takes its own lock)."""

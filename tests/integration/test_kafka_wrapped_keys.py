@@ -111,3 +111,26 @@ def test_a_simulator_following_hints_on_kafka_opens_them_or_is_refused_at_start(
     elsewhere = settings.model_copy(update={"topic_prefix": "no-such-topics"})
     with pytest.raises(HintsUnreadable, match="--hints follow"):
         _hint_opener(elsewhere)
+
+
+def test_a_running_store_that_meets_a_key_it_cannot_unwrap_stops_and_makes_no_second_key(
+    kafka_topics: Any,
+) -> None:
+    """A key record wrapped under a KEK this process lacks, read while it runs: the store
+    fails every later call with the reason, and never takes the subject for keyless (a
+    second key would make the first's data read as erased)."""
+    name = Topics(kafka_topics.prefix).subject_keys
+    plain = KafkaKeyStore(kafka_topics.bootstrap, name, kafka_topics.partitions, refresh_s=0.0)
+    wrapped = KafkaKeyStore(kafka_topics.bootstrap, name, kafka_topics.partitions,
+                            wrap=AesGcmKeyWrap({"kek-k": KEK}, "kek-k"))  # fmt: skip
+    try:
+        made = wrapped.create(new_id(1))
+        with pytest.raises(KeyWrapError, match="kek-k"):
+            plain.get(made.subject, made.kid)
+        for call in (lambda: plain.create(made.subject), lambda: plain.erased(new_id(0))):
+            with pytest.raises(KeyWrapError, match="reads no further"):
+                call()
+        assert wrapped.get(made.subject, made.kid) == made.key  # one key, still the first
+    finally:
+        plain.close()
+        wrapped.close()

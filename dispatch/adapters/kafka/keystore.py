@@ -54,6 +54,7 @@ from dispatch.privacy import (
     KeyNotYetKnown,
     KeyStore,
     KeyWrap,
+    KeyWrapError,
     NoWrap,
     StoredKey,
     SubjectErased,
@@ -122,6 +123,7 @@ class KafkaKeyStore(KeyStore):
         self.topic, self.refresh_s, self.key_wait_s = topic, refresh_s, key_wait_s
         self.wrap = wrap if wrap is not None else NoWrap()
         self._kek_of: dict[UUID, str | None] = {}  # the KEK of each key read (None: plain)
+        self._broken: KeyWrapError | None = None  # a key met that cannot be unwrapped
         self.key_poll_s = key_poll_s  # how often ``get`` reads again while it waits
         # The command keys (one-time, never made again): the subjects of the last
         # ``remember_tombstones`` tombstones read, whose ``get`` is None (deleted) at once
@@ -236,6 +238,7 @@ class KafkaKeyStore(KeyStore):
 
     def erased_count(self) -> int:
         with self._lock:
+            self._refresh()
             return len(self._erased)
 
     def take_deleted(self) -> list[UUID]:
@@ -286,7 +289,10 @@ class KafkaKeyStore(KeyStore):
         return self._keys.get(subject) or self._pending.get(subject)
 
     def _refresh(self) -> None:
-        """Every partition's new records, once ``refresh_s`` has passed since the last read."""
+        """Every partition's new records, once ``refresh_s`` has passed since the last read.
+        A store that met a key it cannot unwrap answers nothing more (``_broken``)."""
+        if self._broken is not None:
+            raise self._broken
         if time.monotonic() - self._read_at >= self.refresh_s:
             self._catch_up(self._follower.partitions)
 
@@ -294,6 +300,8 @@ class KafkaKeyStore(KeyStore):
         """Read ``partitions`` to their ends as they are now (committed records only, up to
         the last stable offset). Fails after ``READ_TIMEOUT_S`` without progress, however
         long the whole read takes (a large topic at start)."""
+        if self._broken is not None:
+            raise self._broken
         follower = self._follower
         ends = {p: follower.end_offset(p) for p in partitions}
         every = set(ends) == set(follower.partitions)
@@ -333,7 +341,17 @@ class KafkaKeyStore(KeyStore):
                         self._tombstoned.popitem(last=False)
             elif subject not in self._erased:
                 value = orjson.loads(record.value)
-                self._keys[subject] = read_key(subject, value, self.wrap)
+                try:
+                    self._keys[subject] = read_key(subject, value, self.wrap)
+                except KeyWrapError as error:
+                    # The poll's position has moved past this record: reading on would
+                    # take the subject for keyless (a second key made, the first's data
+                    # read as erased). The store stops for good; a restart reads it again.
+                    self._broken = KeyWrapError(
+                        f"{self.topic}: {error}; this key store reads no further: restart "
+                        "the process with that key-encryption key configured"
+                    )
+                    raise self._broken from None
                 self._kek_of[subject] = value.get("kek") if "wrapped" in value else None
 
     def _send(self, records: list[Record]) -> None:

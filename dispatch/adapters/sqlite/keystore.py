@@ -40,6 +40,7 @@ from dispatch.privacy import (
 
 FILE = "subject-keys.sqlite"
 SEALING = "sealing.json"  # when sealing began in this data dir, and under which key store
+REWRAP_BATCH = 500  # keys a rewrap's transaction (a serving process waits for one at most)
 
 
 def key_store_path(data_dir: Path) -> Path:
@@ -122,34 +123,39 @@ class SqliteKeyStore(KeyStore):
             ).fetchone()
         return int(row[0])
 
-    def rewrap(self) -> int:
-        """Every live key not under the current KEK wrapped under it, in one transaction
-        (synced; ``secure_delete`` overwrites the old bytes); how many were."""
+    def rewrap(self, batch: int = REWRAP_BATCH) -> int:
+        """Every live key not under the current KEK wrapped under it, ``batch`` keys a
+        synced transaction (a serving process on the same file waits for one batch at most,
+        never for the whole store; ``secure_delete`` overwrites the old bytes); how many
+        were. Stopped part-way, it leaves every key readable (some under each KEK) and is
+        run again to finish."""
         current = self.wrap.current
         if current is None:
             raise KeyWrapError("no key-encryption key is configured to wrap the keys under")
         done = 0
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                rows = self._db.execute(
-                    "SELECT subject, kid, key, kek FROM subject_keys "
-                    "WHERE key IS NOT NULL AND (kek IS NULL OR kek != ?)",
-                    (current,),
-                ).fetchall()
-                for subject, kid, blob, kek in rows:
-                    key = SubjectKey(UUID(subject), kid, self._open(subject, kid, blob, kek))
-                    kept = self.wrap.wrap(key)
-                    self._db.execute(
-                        "UPDATE subject_keys SET key = ?, kek = ? WHERE subject = ?",
-                        (kept.blob, kept.kek, subject),
-                    )
-                    done += 1
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-        return done
+        while True:
+            with self._lock:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    rows = self._db.execute(
+                        "SELECT subject, kid, key, kek FROM subject_keys "
+                        "WHERE key IS NOT NULL AND (kek IS NULL OR kek != ?) LIMIT ?",
+                        (current, batch),
+                    ).fetchall()
+                    for subject, kid, blob, kek in rows:
+                        key = SubjectKey(UUID(subject), kid, self._open(subject, kid, blob, kek))
+                        kept = self.wrap.wrap(key)
+                        self._db.execute(
+                            "UPDATE subject_keys SET key = ?, kek = ? WHERE subject = ?",
+                            (kept.blob, kept.kek, subject),
+                        )
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+            done += len(rows)
+            if len(rows) < batch:
+                return done
 
     def _open(self, subject: str, kid: str, blob: bytes, kek: str | None) -> bytes:
         return self.wrap.unwrap(UUID(subject), kid, StoredKey(kek, bytes(blob)))

@@ -25,3 +25,30 @@ def test_an_erased_key_leaves_no_bytes_in_the_files(tmp_path: Path) -> None:
     assert all(key.key in on_disk for key in made[25:])
     keys.close()
     assert not any(key.key in _files(tmp_path) for key in gone)
+
+
+def test_a_rewrap_commits_in_batches_so_no_other_connection_waits_for_all_of_it(
+    tmp_path: Path,
+) -> None:
+    """``rewrap`` wraps ``batch`` keys a transaction: a serving process's store on the same
+    file is never locked out for the whole rewrap (its default busy timeout is 5 s)."""
+    import os
+    import sqlite3
+
+    from dispatch.adapters.crypto.keywrap import AesGcmKeyWrap
+
+    path = tmp_path / "subject-keys.sqlite"
+    plain = SqliteKeyStore(path)
+    made = [plain.create(new_id(0)) for _ in range(7)]
+    plain.close()
+    commits: list[str] = []
+    store = SqliteKeyStore(path, AesGcmKeyWrap({"a": os.urandom(32)}, "a"))
+    store._db.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
+    try:
+        assert store.rewrap(batch=3) == 7
+        assert len(commits) == 3  # 3 + 3 + 1 keys
+        assert [store.get(m.subject, m.kid) for m in made] == [m.key for m in made]
+    finally:
+        store.close()
+    rows = sqlite3.connect(path).execute("SELECT DISTINCT kek FROM subject_keys").fetchall()
+    assert rows == [("a",)]
