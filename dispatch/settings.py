@@ -63,8 +63,9 @@ def parse_keks(text: str, source: str) -> dict[str, bytes]:
     keks: dict[str, bytes] = {}
     for kek_id, value in found.items():
         if not KEK_ID.fullmatch(kek_id):
-            raise ValueError(
-                f"{source}: key id {kek_id[:40]!r} is not 1 to 32 letters, digits, '.', '_' or '-'"
+            raise ValueError(  # never quoted: it may be a key given the wrong way round
+                f"{source}: a key id of {len(kek_id)} characters is not 1 to 32 letters, "
+                "digits, '.', '_' or '-' (the object maps ids to keys: {\"<id>\": \"<key>\"})"
             )
         raw = _base64(value) if isinstance(value, str) else None
         if raw is None or len(raw) != KEK_BYTES:
@@ -472,8 +473,9 @@ class Settings(BaseSettings):
                 )
             current = next(iter(keks))
         if current not in keks:
-            raise ValueError(
-                f"DISPATCH_KEY_ENCRYPTION_KEY_CURRENT {current!r} names no key of {source} "
+            shown = repr(current) if KEK_ID.fullmatch(current) else "(not a key id)"
+            raise ValueError(  # a value that is not an id may be a key: never quoted
+                f"DISPATCH_KEY_ENCRYPTION_KEY_CURRENT {shown} names no key of {source} "
                 f"(its keys: {', '.join(sorted(keks))})"
             )
         return keks, current

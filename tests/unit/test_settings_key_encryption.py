@@ -40,6 +40,7 @@ def test_keys_that_cannot_be_used_are_refused_with_the_reason() -> None:
     assert "not JSON" in refused(key_encryption_keys="k1=" + KEY)
     assert "one at least" in refused(key_encryption_keys="{}")
     assert "key id" in refused(key_encryption_keys=json.dumps({"a b": KEY}))
+    assert "key id" in refused(key_encryption_keys=json.dumps({KEY: "kek-1"}))  # swapped
     short = base64.b64encode(RAW[:16]).decode()
     assert "not 32 random bytes" in refused(key_encryption_keys=json.dumps({"k1": short}))
     assert "not 32 random bytes" in refused(key_encryption_keys=json.dumps({"k1": 7}))
@@ -49,6 +50,7 @@ def test_several_keys_need_the_current_named_and_it_must_be_one_of_them() -> Non
     two = json.dumps({"old": KEY, "new": KEY})
     assert "must name" in refused(key_encryption_keys=two)
     assert "names no key" in refused(key_encryption_keys=two, key_encryption_key_current="x")
+    assert "not a key id" in refused(key_encryption_keys=two, key_encryption_key_current=KEY)
     keks, current = Settings(
         key_encryption_keys=two, key_encryption_key_current="new"
     ).key_encryption() or ({}, "")
