@@ -54,10 +54,18 @@ def parse_keks(text: str, source: str) -> dict[str, bytes]:
     """Key-encryption keys from their JSON (key id to a 32-byte key in base64, standard or
     URL-safe, padded or not); ``ValueError`` naming ``source`` and what is wrong. A key's
     value is never in a message."""
+    ids: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        ids.extend(k for k, _ in items)
+        return dict(items)
+
     try:
-        found = json.loads(text)
+        found = json.loads(text, object_pairs_hook=pairs)
     except ValueError:
         raise ValueError(f"{source} is not JSON (an object of key id to key)") from None
+    if len(ids) != len(set(ids)):
+        raise ValueError(f"{source} names a key id twice: each id names one key")
     if not isinstance(found, dict) or not found:
         raise ValueError(f"{source} must be a JSON object of key id to key, with one at least")
     keks: dict[str, bytes] = {}
@@ -492,6 +500,10 @@ class Settings(BaseSettings):
             return None, ""
         try:
             return path.read_text(), f"DISPATCH_KEY_ENCRYPTION_KEYS_FILE {path}"
+        except UnicodeDecodeError:
+            raise ValueError(
+                f"DISPATCH_KEY_ENCRYPTION_KEYS_FILE {path}: not UTF-8 text (JSON of key id to key)"
+            ) from None
         except OSError as error:
             raise ValueError(
                 f"DISPATCH_KEY_ENCRYPTION_KEYS_FILE {path}: {error.strerror}"

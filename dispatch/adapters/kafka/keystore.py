@@ -84,11 +84,14 @@ def key_record(key: SubjectKey, wrap: KeyWrap) -> Record:
 
 def read_key(subject: UUID, value: dict[str, Any], wrap: KeyWrap) -> SubjectKey:
     """A key record's key (``KeyWrapError`` when it cannot be unwrapped here)."""
-    kid = str(value["kid"])
-    if "wrapped" in value:
-        stored = StoredKey(str(value["kek"]), base64.b64decode(value["wrapped"]))
-    else:
-        stored = StoredKey(None, base64.b64decode(value["key"]))
+    try:
+        kid = str(value["kid"])
+        if "wrapped" in value:
+            stored = StoredKey(str(value["kek"]), base64.b64decode(value["wrapped"]))
+        else:
+            stored = StoredKey(None, base64.b64decode(value["key"]))
+    except (KeyError, TypeError, ValueError) as error:
+        raise KeyWrapError(f"the key record of subject {subject} is damaged ({error!r})") from None
     return SubjectKey(subject, kid, wrap.unwrap(subject, kid, stored))
 
 

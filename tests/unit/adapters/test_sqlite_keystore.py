@@ -52,3 +52,34 @@ def test_a_rewrap_commits_in_batches_so_no_other_connection_waits_for_all_of_it(
         store.close()
     rows = sqlite3.connect(path).execute("SELECT DISTINCT kek FROM subject_keys").fetchall()
     assert rows == [("a",)]
+
+
+def test_a_store_of_before_wrapping_is_taken_up_its_keys_read_and_its_erasures_kept(
+    tmp_path: Path,
+) -> None:
+    """A ``subject-keys.sqlite`` written before key-encryption keys (no ``kek`` column):
+    its keys read as they are, its erased subjects stay erased, and it can be rewrapped."""
+    import os
+    import secrets
+    import sqlite3
+
+    from dispatch.adapters.crypto.keywrap import AesGcmKeyWrap
+
+    path = tmp_path / "subject-keys.sqlite"
+    old = sqlite3.connect(path)
+    old.execute("CREATE TABLE subject_keys (subject TEXT PRIMARY KEY, kid TEXT, key BLOB, "
+                "erased_at REAL)")  # fmt: skip
+    kept, gone = new_id(0), new_id(0)
+    kid, key = secrets.token_hex(8), os.urandom(32)
+    old.execute("INSERT INTO subject_keys VALUES (?, ?, ?, NULL)", (str(kept), kid, key))
+    old.execute("INSERT INTO subject_keys VALUES (?, NULL, NULL, 1.0)", (str(gone),))
+    old.commit()
+    old.close()
+    store = SqliteKeyStore(path, AesGcmKeyWrap({"a": os.urandom(32)}, "a"))
+    try:
+        assert store.get(kept, kid) == key and store.erased(gone) and not store.erased(kept)
+        assert store.wrapping() == {None: 1} and store.erased_count() == 1
+        assert store.rewrap() == 1 and store.wrapping() == {"a": 1}
+        assert store.get(kept, kid) == key and store.erased(gone)
+    finally:
+        store.close()
