@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from dispatch.domain.driver import (
     AVAILABILITY_TOPICS,
@@ -47,6 +47,8 @@ class DriversView:
     rows: dict[str, DriverRow] = field(default_factory=dict)
     by_status: Counter[str] = field(default_factory=Counter)
     tenures: Tenures = field(default_factory=Tenures)  # drivers handed off between shards
+    # Kept by driver id (``projections.parts``); the totals and tenures kept whole.
+    KEPT_BY_KEY: ClassVar[tuple[str, ...]] = ("rows",)
 
     def __getstate__(self) -> dict[str, Any]:
         """The rows in pickled chunks (``projections.rows``)."""

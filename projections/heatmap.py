@@ -13,7 +13,7 @@ import logging
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import h3
 
@@ -67,6 +67,14 @@ class HeatmapView:
     # yet readable here): ride -> [the sealed pickup, whether the ride waits for a driver].
     # Placed, and counted if waiting, at the ride's next event or the runner's next pass.
     unplaced: dict[str, list[Any]] = field(default_factory=dict)
+    # Kept by driver or ride id (``projections.parts``); the counts and tenures kept whole.
+    KEPT_BY_KEY: ClassVar[tuple[str, ...]] = (
+        "drivers",
+        "available",
+        "ride_cell",
+        "waiting",
+        "unplaced",
+    )
     tenures: Tenures = field(default_factory=Tenures)  # drivers handed off between shards
 
     def __getstate__(self) -> dict[str, Any]:
@@ -146,17 +154,21 @@ class HeatmapProjection:
                 self._set_available(view, agg, available)
         return view
 
-    def settle(self, view: HeatmapView) -> None:
+    def settle(self, view: HeatmapView) -> list[str]:
         """Place the rides left unplaced (their key not yet known), counting the ones that
-        wait; stops at the first key still unknown (each lookup may wait for its key)."""
+        wait; stops at the first key still unknown (each lookup may wait for its key). The
+        rides placed (their parts changed: ``projections.parts``)."""
+        placed: list[str] = []
         for agg in list(view.unplaced):
             sealed, waiting = view.unplaced[agg]
             if not self._place(view, agg, sealed):
-                return
+                return placed
+            placed.append(agg)
             cell = view.ride_cell.get(agg)
             if waiting and cell is not None and agg not in view.waiting:
                 view.waiting.add(agg)
                 view.demand[cell] += 1
+        return placed
 
     def _place(self, view: HeatmapView, agg: str, sealed: Any) -> bool:
         """Find the ride's cell from its pickup; False, the ride kept unplaced, when the

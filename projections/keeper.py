@@ -10,15 +10,23 @@ stopped, so nothing the events make changes under it while it begins: the views 
 encoded as they are at that moment, without their lock. Pings change some views from other
 threads, but only what the kept form leaves out (positions, the index, the heatmap's
 supply: each view's ``__getstate__``); the drivers' last pings a history point keeps are
-copied under the lock. The encoding (every view pickled, and a history point compressed:
-0.4-0.9 s of CPU for 50,000 drivers) runs through a ``Background``: in a serving process a
-forked child (``dispatch.adapters.posix``), which sees the views as they were at the fork
-while this thread goes on folding, and takes nothing from the GIL the API's event loop
-needs (docs/BENCHMARKS.md, "The API's tail"); ``maybe_save`` takes the result up when the
-child has ended and writes it. A background that fails is logged and the views are kept on
-this thread instead; ``save`` (a clean stop, the replay tools) always keeps them on this
-thread. With a ``ViewHistory``, a save also adds a point to it once ``history_every_s`` of
-log time has passed since the last (``projections.history``).
+copied under the lock.
+
+A keeping writes the views' changes since they were last kept (``projections.parts``: the
+parts of the drivers and rides that changed, and each view's small rest), on the whole
+views kept before; they are kept whole at the first keeping of a process that folded them
+from the start, when the store holds another generation, and once the changes kept on the
+whole views pass ``OVERLAY_SHARE`` of their keys. Changes of up to ``INLINE_PARTS`` parts
+are encoded here, on this thread (a few milliseconds); larger ones, a whole keeping (every
+view pickled: 0.1-0.9 s of CPU for 50,000 drivers) and a history point (compressed) run
+through a ``Background``: in a serving process a forked child (``dispatch.adapters.posix``),
+which sees the views as they were at the fork while this thread goes on folding, and takes
+nothing from the GIL the API's event loop needs (docs/BENCHMARKS.md, "The API's tail");
+``maybe_save`` takes the result up when the child has ended and writes it. A background
+that fails is logged and the views are kept on this thread instead; ``save`` (a clean stop,
+the replay tools) always keeps them on this thread. With a ``ViewHistory``, a save also
+adds a point to it once ``history_every_s`` of log time has passed since the last
+(``projections.history``).
 """
 
 from __future__ import annotations
@@ -27,28 +35,49 @@ import logging
 import pickle
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from projections import parts
 from projections.background import Background, InlineBackground, Job, JobFailed
 from projections.history import HistoryPoint, ViewHistory
-from projections.store import RideArchive, ViewStore, encode
+from projections.store import (
+    RideArchive,
+    StaleViews,
+    StoredViews,
+    ViewChanges,
+    ViewStore,
+    encode,
+    encode_changes,
+)
 from projections.views import ViewSet
 
 log = logging.getLogger(__name__)
 
 # Evicted rides are archived by this many at most, while a long fold goes on.
 ARCHIVE_BATCH = 5_000
+# Views kept by key are kept whole again once the parts kept since they were whole pass
+# this share of their keys (or this many, for small views): what a start reads and applies
+# stays within a share of the views' size (``projections.parts``).
+OVERLAY_SHARE = 0.25
+OVERLAY_MIN = 1_000
+# Changes of at most this many parts are encoded on the folding thread (about 2.5 us a
+# part: 12 ms), not in the background: a fork costs more (docs/BENCHMARKS.md).
+INLINE_PARTS = 5_000
 
 
 @dataclass(frozen=True)
 class _Saving:
-    """A keeping under way: its job, when it began (perf counter) and the rides it
-    archived."""
+    """A keeping under way: its job, when it began (perf counter), the rides it archived,
+    the views' ``resets`` then, and the parts kept since the views were kept whole once
+    it is written."""
 
     job: Job
     started: float
     archived: int
+    resets: int
+    overlay: int  # parts kept since the views were kept whole, once this one is
 
 
 class ViewKeeper:
@@ -102,9 +131,16 @@ class ViewKeeper:
         that did not stop in time), so the views kept last are these."""
         with self._lock:
             self._drop_pending()
-            saving = self._begin(InlineBackground())
-            if not self._finish(saving):  # pragma: no cover - an inline job has ended
-                raise JobFailed("an inline keeping did not end")
+            try:
+                self._save_inline()
+            except StaleViews as error:  # (the views' generation is forgotten: whole now)
+                log.warning("views kept whole in %s: %s", self.store.where, error)
+                self._save_inline()
+
+    def _save_inline(self) -> None:
+        saving = self._begin(InlineBackground())
+        if not self._finish(saving):  # pragma: no cover - an inline job has ended
+            raise JobFailed("an inline keeping did not end")
 
     def save_soon(self) -> None:
         """Keep the views at the next ``maybe_save`` (after a long fold at start)."""
@@ -127,6 +163,10 @@ class ViewKeeper:
                 self._saving = self._begin(self.background)
             if self._finish(self._saving):
                 self._saving = None
+        except StaleViews as error:
+            self._saving = None
+            log.warning("views to be kept whole in %s: %s", self.store.where, error)
+            self._due = self.clock()  # at the next call
         except JobFailed as error:
             self._saving = None
             log.warning("views could not be kept in the background (%s); keeping them "
@@ -165,36 +205,63 @@ class ViewKeeper:
     def _begin(self, background: Background) -> _Saving:
         """Archive the evicted rides, then start encoding the views as they are now (the
         job must see them unchanged while it runs: inline it runs at once; forked, the
-        child has its own copy)."""
+        child has its own copy): their changes since the generation kept last (they cost
+        what changed, ``projections.parts``), or, when there is none, the whole views;
+        and a history point when one is due."""
         started = time.perf_counter()
         archived = self.archive_evicted()
-        taken_at = self.views.folded_until
+        views = self.views
+        taken_at = views.folded_until
         history = self.history
         point_due = (
             history is not None
             and taken_at > 0
             and (self._last_point is None or taken_at >= self._last_point + self.history_every_s)
         )
-        with self.views.lock:  # pings move them from other threads
-            positions = self.views.positions() if point_due else {}
-        projections, states, name = self.views.projections, self.views.states, self.log_name
+        with views.lock:  # pings move them from other threads
+            positions = views.positions() if point_due else {}
+        projections, states, name = views.projections, views.states, self.log_name
+        changed, base, generation = views.take_changed(), views.kept_as, uuid.uuid4().hex
+        views.kept_as = None  # until this keeping is written
+        overlay = views.kept_overlay + sum(map(len, changed.values()))
+        if base is not None and overlay > max(OVERLAY_MIN, OVERLAY_SHARE * _keys(views)):
+            base = None  # the changes kept since the views were whole: keep them whole again
 
         def job() -> bytes:
-            stored = encode(projections, states, name)
+            kept: StoredViews | ViewChanges
+            whole = None
+            if base is None:
+                kept = whole = encode(projections, states, name, generation)
+            else:
+                kept = encode_changes(projections, states, changed, name, base, generation)
             packed = None
             if point_due and history is not None:
-                packed = history.pack(HistoryPoint(taken_at, stored, positions))
-            return pickle.dumps((stored, packed), protocol=5)
+                whole = whole or encode(projections, states, name)
+                packed = history.pack(HistoryPoint(taken_at, whole, positions))
+            return pickle.dumps((kept, packed), protocol=5)
 
-        return _Saving(background.start(job), started, archived)
+        if base is not None and not point_due and overlay - views.kept_overlay <= INLINE_PARTS:
+            background = InlineBackground()  # a few changes: cheaper here than a fork
+        return _Saving(
+            background.start(job), started, archived, views.resets, 0 if base is None else overlay
+        )
 
     def _finish(self, saving: _Saving) -> bool:
-        """Keep what the job encoded once it has ended (False while it runs)."""
+        """Keep what the job encoded once it has ended (False while it runs); changes the
+        store refuses (another writer replaced the views): ``StaleViews``."""
         data = saving.job.result()
         if data is None:
             return False
-        stored, packed = pickle.loads(data)
-        self.store.save(stored)
+        kept, packed = pickle.loads(data)
+        if isinstance(kept, ViewChanges):
+            self.store.keep_changes(kept)  # StaleViews: the caller keeps them whole
+            written = sum(map(len, kept.views.values())) + sum(map(len, kept.rests.values()))
+            written += sum(len(b) for changed in kept.parts.values() for b in changed.values())
+        else:
+            self.store.save(kept)
+            written = sum(map(len, kept.views.values()))
+        if self.views.resets == saving.resets:  # (views emptied meanwhile: not these)
+            self.views.kept_as, self.views.kept_overlay = kept.generation, saving.overlay
         self._plan()
         if packed is not None:
             assert self.history is not None
@@ -202,9 +269,10 @@ class ViewKeeper:
             self._last_point = packed.taken_at
             log.info("views' state at %.0f kept in %s", packed.taken_at, self.history.where)
         log.info(
-            "views kept in %s (%d bytes, %d ended rides archived) in %.3f s",
+            "views kept in %s (%s, %d bytes, %d ended rides archived) in %.3f s",
             self.store.where,
-            sum(len(b) for b in stored.views.values()),
+            "their changes" if isinstance(kept, ViewChanges) else "whole",
+            written,
             saving.archived,
             time.perf_counter() - saving.started,
         )
@@ -212,3 +280,8 @@ class ViewKeeper:
 
     def _plan(self) -> None:
         self._due = self.clock() + self.every_s if self.every_s > 0 else None
+
+
+def _keys(views: ViewSet) -> int:
+    """How many keys the views kept by key hold (each counted by its first attribute)."""
+    return sum(parts.keys(state.view) for state in views.states.values())

@@ -11,7 +11,7 @@ the locations topic), as after a full fold.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 from dispatch.domain.driver import AVAILABILITY_TOPICS, Driver, DriverStatus, next_availability
 from dispatch.log import LogEvent
@@ -41,6 +41,8 @@ class LocationsView:
     # What `nearest` answers for each indexed (available) driver, made once per ping.
     available: dict[str, DriverLocation] = field(default_factory=dict)
     tenures: Tenures = field(default_factory=Tenures)  # drivers handed off between shards
+    # Kept by driver id (``projections.parts``); the tenures kept whole.
+    KEPT_BY_KEY: ClassVar[tuple[str, ...]] = ("status", "offline_after_trip")
 
     def __getstate__(self) -> dict[str, Any]:
         """Statuses, without positions or their index (kept views, see the module)."""

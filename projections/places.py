@@ -16,6 +16,7 @@ from __future__ import annotations
 import heapq
 import logging
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from dispatch.domain.driver import (
     AVAILABILITY_TOPICS,
@@ -39,12 +40,15 @@ OUT_OF_PLACES = frozenset({Driver.HandedOff.TOPIC, Driver.Erased.TOPIC,
 @dataclass
 class ShardPlaces:
     queues: PlaceQueues[str] = field(default_factory=PlaceQueues)
-    drivers: dict[str, Availability] = field(default_factory=dict)
 
 
 @dataclass
 class PlacesView:
     shards: dict[int, ShardPlaces] = field(default_factory=dict)
+    # Each driver's availability at each shard that served it (driver -> shard -> it).
+    availability: dict[str, dict[int, Availability]] = field(default_factory=dict)
+    # Kept by driver id (``projections.parts``); the queues kept whole.
+    KEPT_BY_KEY: ClassVar[tuple[str, ...]] = ("availability",)
 
     def queue(self, place: str) -> list[tuple[str, float]]:
         """The place's queue across shards, head first: each shard's part in its log's
@@ -89,7 +93,7 @@ class PlacesProjection:
             if not isinstance(place, str) or is_sealed(place):  # erased (its Erased takes
                 return view  # the driver out of all), or a reader without the keys
             if topic == ENTERED:
-                state = held.drivers.get(driver, REGISTERED)
+                state = view.availability.get(driver, {}).get(e.shard, REGISTERED)
                 available = state[0] == DriverStatus.AVAILABLE
                 held.queues.entered(place, driver, e.at, available)
             else:
@@ -97,8 +101,8 @@ class PlacesProjection:
         elif topic in OUT_OF_PLACES and topic != Driver.HandedOff.TOPIC:  # erased
             held.queues.leave_all(driver)
         else:
-            after = next_availability(held.drivers.get(driver, REGISTERED), topic)
-            held.drivers[driver] = after
+            shards = view.availability.setdefault(driver, {})
+            after = shards[e.shard] = next_availability(shards.get(e.shard, REGISTERED), topic)
             if topic == Driver.HandedOff.TOPIC or after[0] == DriverStatus.OFFLINE:
                 held.queues.leave_all(driver)
             elif driver in held.queues.where:

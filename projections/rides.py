@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from dispatch.domain.driver import Driver
 from dispatch.domain.pooling import PICKUP
 from dispatch.domain.ride import CREATED_STATUS, RIDE_ENDINGS, RIDE_TRANSITIONS, Ride, RideStatus
 from dispatch.log import LogEvent, parse_time
+from projections.parts import ITSELF
 from projections.rows import pickled_by_position, rows_from_chunks, rows_to_chunks
 
 # A ride's status after each of its events: the aggregate's own transition table (None: a
@@ -63,10 +64,17 @@ _PLANNED = frozenset({Driver.OfferReceived.TOPIC, Driver.PlanExtended.TOPIC})
 
 
 class RidesView(dict[str, RideRow]):
-    """Rides by id, and the ended ones by shard and end time, next to leave."""
+    """Rides by id, and the ended ones by shard and end time, next to leave.
+
+    Kept by ride id (``projections.parts``); the rest (the ending heaps, each rider's
+    booked and active rides, the evicted rows not yet archived) kept whole. A fold that
+    changes or removes another ride's row than its event's names it in ``touched``."""
+
+    KEPT_BY_KEY: ClassVar[tuple[str, ...]] = (ITSELF,)
 
     def __init__(self) -> None:
         super().__init__()
+        self.touched: set[str] = set()  # not kept: drained by ``ViewSet.take_changed``
         self.ending: dict[int, list[tuple[float, str]]] = {}  # a heap per shard
         self.evicted: dict[str, RideRow] = {}  # left the view, not archived yet
         # each rider's scheduled rides whose dispatch has not started (booked, not ended)
@@ -191,6 +199,7 @@ class RidesProjection:
             row = view.get(str(ride_id))
             if row is None:
                 continue
+            view.touched.add(row.ride_id)
             if kind == PICKUP:
                 row.planned_pickup_at = float(at)
             else:
@@ -213,3 +222,4 @@ class RidesProjection:
             row = view.pop(ride_id, None)
             if row is not None:
                 view.evicted[ride_id] = row
+                view.touched.add(ride_id)

@@ -9,6 +9,7 @@ from typing import Any
 from dispatch.log import LogEvent
 from dispatch.messages import Ping
 from dispatch.privacy import Opener, as_is
+from projections import parts
 from projections.base import Checkpointed, Projection
 from projections.credentials import CredentialsProjection, CredentialsView
 from projections.drivers import DriversProjection, DriversView
@@ -43,7 +44,12 @@ def default_projections(
 
 
 class ViewSet:
-    """Views with their checkpoints; a lock guards them against readers while folding."""
+    """Views with their checkpoints; a lock guards them against readers while folding.
+
+    For the views kept by key (``projections.parts``) it remembers which keys changed
+    since they were last kept (``take_changed``), ``kept_as``: the generation of the kept
+    views these changes apply to (None: keep them whole next time), and ``kept_overlay``:
+    how many parts are kept on that generation."""
 
     def __init__(
         self,
@@ -59,19 +65,38 @@ class ViewSet:
         # The latest time of an event folded (0: none yet in this process); a view
         # history's points are placed by it (``projections.history``).
         self.folded_until = 0.0
+        self.kept_as: str | None = None
+        self.kept_overlay = 0  # parts kept on it since it was whole (at most)
+        self.resets = 0  # times emptied (``reset``)
+        self._changed: dict[str, set[str]] = {}
         self._pair()
 
     def _pair(self) -> None:
         for p in self.projections:
             self.states.setdefault(p.name, Checkpointed(p.name, p.initial()))
         self._pairs = [(p, self.states[p.name]) for p in self.projections]
+        self._changed = {p.name: set() for p, state in self._pairs if parts.kept_by_key(state.view)}
 
     def reset(self) -> None:
         """Every view empty again, as if nothing was folded (kept views turned out not to
         be of this log)."""
         with self.lock:
             self.states.clear()
+            self.kept_as = None
+            self.resets += 1
             self._pair()
+
+    def take_changed(self) -> dict[str, set[str]]:
+        """The keys changed in each view kept in parts since the last call (by view name),
+        forgotten here: call it on the folding thread, where the views are then kept."""
+        out = self._changed
+        self._changed = {name: set() for name in out}
+        for name, keys in out.items():  # what a fold changed besides its event's aggregate
+            touched = getattr(self.states[name].view, "touched", None)
+            if touched:
+                keys.update(touched)
+                touched.clear()
+        return out
 
     def apply(self, event: LogEvent) -> None:
         self.apply_page([event])
@@ -83,7 +108,10 @@ class ViewSet:
             for p, state in self._pairs:
                 settle = getattr(p, "settle", None)
                 if settle is not None:
-                    settle(state.view)
+                    touched = settle(state.view)
+                    changed = self._changed.get(p.name)
+                    if changed is not None:
+                        changed.update(touched)
 
     def apply_page(self, events: Sequence[LogEvent]) -> None:
         """Fold events of one shard, in log order, into every view: the replay hot path.
@@ -98,6 +126,7 @@ class ViewSet:
         if latest > self.folded_until:
             self.folded_until = latest
         marks = [(p, state, state.checkpoint.get(shard, 0)) for p, state in self._pairs]
+        changed = [self._changed.get(p.name) for p, _ in self._pairs]
         floor = min(mark for _, _, mark in marks)
         routes_of = self._routes
         anchor: LogEvent | None = None
@@ -114,6 +143,9 @@ class ViewSet:
                 p, state, mark = marks[i]
                 if position > mark:
                     state.view = p.apply(state.view, event)
+                    keys = changed[i]
+                    if keys is not None:  # kept in parts: the event's aggregate's part
+                        keys.add(event.aggregate_id)
             anchor = event
         if anchor is not None:
             self._move(shard, anchor, marks)

@@ -55,7 +55,7 @@ def warm_views(
     """The views to serve, before the first catch-up: the kept ones when they are of this
     log (as far as can be told without reading it), else empty ones."""
     try:
-        states = kept_views(projections, store, source.shards(), log_name)
+        states, generation, overlay = _kept(projections, store, source.shards(), log_name)
         anchors = anchors_of(states or {})
     except (ViewStoreError, Mismatch) as error:
         reason = f"kept views at {store.where} not taken up ({error}): folding the whole log"
@@ -68,7 +68,11 @@ def warm_views(
     positions = {n: dict(s.checkpoint) for n, s in states.items()}
     reason = f"views taken up from {store.where} at {positions}"
     log.info(reason)
-    return WarmStart(ViewSet(projections, states), archive, True, reason, anchors)
+    views = ViewSet(projections, states)
+    if generation and set(states) == {p.name for p in projections}:
+        views.kept_as = generation  # the store holds these very views: keep their changes
+        views.kept_overlay = overlay
+    return WarmStart(views, archive, True, reason, anchors)
 
 
 def first_catch_up(runner: ProjectionRunner, warm: WarmStart) -> int:
@@ -142,9 +146,17 @@ def kept_views(
     """The kept views of these projections (a view kept under other parameters left out),
     None when there are none; ``ViewStoreError`` or ``Mismatch`` when they cannot be taken
     up. Their events at their checkpoints are not checked here (``check_anchors``)."""
+    return _kept(projections, store, shards, log_name)[0]
+
+
+def _kept(
+    projections: Sequence[Projection[Any]], store: ViewStore, shards: list[int], log_name: str
+) -> tuple[dict[str, Checkpointed[Any]] | None, str, int]:
+    """``kept_views``, the generation of the store they were read from and how many parts
+    it keeps on it."""
     stored = store.load()
     if stored is None:
-        return None
+        return None, "", 0
     if stored.log != log_name:
         raise Mismatch(f"they were folded from log {stored.log!r}, this is {log_name!r}")
     states = decode(stored)
@@ -164,7 +176,7 @@ def kept_views(
         for shard in state.checkpoint:
             if shard not in shards:
                 raise Mismatch(f"they hold shard {shard}, the log has shards {shards}")
-    return states
+    return states, stored.generation, sum(map(len, stored.parts.values()))
 
 
 def anchors_of(states: dict[str, Checkpointed[Any]]) -> Anchors:

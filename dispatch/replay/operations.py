@@ -230,6 +230,8 @@ def _beside_kept(rebuilt: StoredViews, target: ViewStore) -> StoredViews:
         rebuilt.log,
         {**{n: kept.views[n] for n in others}, **rebuilt.views},
         {**{n: kept.params[n] for n in others if n in kept.params}, **rebuilt.params},
+        rests={n: kept.rests[n] for n in others if n in kept.rests},
+        parts={n: kept.parts[n] for n in others if n in kept.parts},
     )
 
 

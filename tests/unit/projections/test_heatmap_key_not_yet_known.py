@@ -100,3 +100,17 @@ def test_the_runner_folds_past_a_key_not_yet_known_and_counts_the_ride_at_a_late
     views.settle()  # what the runner's loop does before each pass
     assert views.heatmap.cells(BASE_RESOLUTION) == {CELL: (0, 2)}
     assert runner.catch_up() == 0
+
+
+def test_a_ride_placed_by_a_later_pass_is_kept_as_changed() -> None:
+    """The pass changes the ride's part outside any event of it (``projections.parts``):
+    the views remember it, so the next keeping writes it."""
+    opener = LateKey()
+    views = ViewSet(default_projections(open=opener))
+    ride = str(new_id(0))
+    views.apply_page([_requested(1, ride)])
+    assert ride in views.take_changed()["heatmap"]
+    opener.known = True
+    views.settle()
+    assert views.take_changed()["heatmap"] == {ride}
+    assert views.heatmap.ride_cell == {ride: CELL}

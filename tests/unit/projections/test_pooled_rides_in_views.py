@@ -4,10 +4,13 @@ that ended while others remained, as the aggregate counts them."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from dispatch.adapters.sqlite.viewstore import SqliteViewStore
 from dispatch.domain.driver import Driver
 from dispatch.domain.geo import Point
 from dispatch.domain.pooling import Sharing, Stop
@@ -15,6 +18,8 @@ from dispatch.domain.ride import DrivenTrip, Ride
 from dispatch.log import LogEvent
 from projections.drivers import DriversProjection
 from projections.rides import RidesProjection
+from projections.store import StoredViews, decode, encode, encode_changes
+from projections.views import ViewSet, default_projections
 
 T0 = datetime(2026, 12, 4, 9, 0, tzinfo=UTC)
 TRIP = DrivenTrip(2_000, 400, {"distance": "test", "duration": "test"})
@@ -106,3 +111,43 @@ def test_a_single_rides_offer_plans_nothing_and_its_end_frees_its_rider() -> Non
     for e in as_log(r.collect_events()):
         view = rides.apply(view, e)
     assert view.active == {}
+
+
+def test_a_plan_extended_keeps_the_other_rides_planned_times(tmp_path: Path) -> None:
+    """A driver's event changes the rows of its plan's rides (not its own aggregate): they
+    are kept as changed, and the views taken up show their new planned times."""
+    at = iter(T0 + timedelta(seconds=s) for s in range(1, 100))
+    terms = Sharing(1, 600.0, 1.5, 300.0)
+    d = Driver.register(UUID(int=1), "d", T0)
+    d.go_online(next(at))
+    a = Ride.request(UUID(int=2), UUID(int=3), Point(37.77, -122.42), Point(37.8, -122.4), 900,
+                     T0, sharing=terms)  # fmt: skip
+    b = Ride.request(UUID(int=4), UUID(int=5), Point(37.77, -122.41), Point(37.8, -122.4), 900,
+                     T0, sharing=terms)  # fmt: skip
+    pa, da, pb, db = (Stop(str(r.id), k) for r, k in ((a, True), (a, False), (b, True), (b, False)))
+    now = next(at)
+    a.offer(d.id, now + timedelta(seconds=15), 60.0, 400.0, now)
+    d.receive_offer(a.id, now + timedelta(seconds=15), now, plan=(pa, da), times=[1.0, 2.0])
+    now = next(at)
+    a.accept(d.id, now)
+    d.assign(a.id, now)
+    now = next(at)
+    b.pool(d.id, now)
+    events = as_log([*a.collect_events(), *b.collect_events(), *d.collect_events()])
+    d.extend_plan(b.id, (pa, pb, da, db), [1.0, 2.0, 3.0, 4.0], now)
+    (extended,) = as_log(d.collect_events())
+    extended = dataclasses.replace(extended, position=len(events) + 1)
+    views = ViewSet(default_projections())
+    views.apply_page(sorted(events, key=lambda e: e.position))
+    store = SqliteViewStore(tmp_path / "views.sqlite")
+    store.save(encode(views.projections, views.states, "embedded", "g1"))
+    views.take_changed()
+    views.apply_page([extended])
+    changed = views.take_changed()
+    assert str(a.id) in changed["rides"]  # the driver's event changed ride a's row
+    store.keep_changes(
+        encode_changes(views.projections, views.states, changed, "embedded", "g1", "g2")
+    )
+    kept = decode(store.load() or StoredViews("", {}))["rides"].view
+    assert (kept[str(a.id)].planned_pickup_at, kept[str(a.id)].planned_dropoff_at) == (1.0, 3.0)
+    assert kept == views.rides
