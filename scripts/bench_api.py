@@ -18,7 +18,10 @@ uniform points in a 30 x 30 km square around (37.77, -122.42). Figures:
       the server's (its request histogram, its event loop's lag, its thread-pool queue),
       so a slow client is not mistaken for a slow server. Two mixes: the queries alone
       (``b_http``), and the queries while another client process sends ``--ping-rate``
-      pings/s in batches (``b_http_with_pings``);
+      pings/s in batches (``b_http_with_pings``). ``--churn N``: N drivers a second go
+      offline and online again meanwhile (events the views keep); ``--kept-first``: the
+      views are kept once before the runs, so the saves in them keep changes only, as in a
+      serving process after its first save;
   (d) ping ingest through ``POST /drivers/{id}/locations``: pings/s from the first request
       to the last response (a 202 means the pings are in this process's location view).
 Nothing about time is asserted.
@@ -62,7 +65,13 @@ from dispatch.domain.ids import new_id
 from dispatch.messages import Ping
 from dispatch.runtime import Runtime
 from dispatch.settings import Settings
-from schemas.commands import CommandEnvelope, GoOnline, RegisterDriver, RegisterRider
+from schemas.commands import (
+    CommandEnvelope,
+    GoOffline,
+    GoOnline,
+    RegisterDriver,
+    RegisterRider,
+)
 
 CENTRE = (37.77, -122.42)
 HALF_SIDE_M = 15_000.0
@@ -110,6 +119,55 @@ def seed(runtime: Runtime, points: list[tuple[float, float]]) -> tuple[list[uuid
         runtime.send_pings(pings[i : i + 5_000])
     assert len(runtime.views.locations.index) == len(ids)
     return ids, time.perf_counter() - started
+
+
+class Churn:
+    """Drivers going offline and online again while the HTTP runs go on (real commands
+    through the engine, each driver pinged again at its point once back): events that
+    change the views, so that their saves have something to keep. ``rate`` drivers a
+    second, in batches every 100 ms; 0: none."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        ids: list[uuid.UUID],
+        points: list[tuple[float, float]],
+        rate: float,
+        seed: int,
+    ) -> None:
+        self.runtime, self.ids, self.points, self.rate = runtime, ids, points, rate
+        self.rng = random.Random(seed)
+        self.drivers = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="churn", daemon=True)
+
+    def __enter__(self) -> Churn:
+        if self.rate > 0:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(10)
+
+    def _run(self) -> None:
+        owed, back = 0.0, []  # back: last batch's drivers, pinged once their events folded
+        while not self._stop.wait(0.1):
+            at = time.time()
+            self.runtime.send_pings([Ping(self.ids[i], *self.points[i], at) for i in back])
+            owed += self.rate / 10
+            back = self.rng.sample(range(len(self.ids)), int(owed))
+            owed -= len(back)
+            now = datetime.now(UTC)
+            for make in (GoOffline, GoOnline):
+                for i in back:
+                    command = make(driver_id=self.ids[i])
+                    envelope = CommandEnvelope(
+                        command_id=str(uuid.uuid4()), issued_at=now, command=command
+                    )
+                    self.runtime.transport.send_command(envelope)
+            self.drivers += len(back)
 
 
 def register_rider(runtime: Runtime) -> uuid.UUID:
@@ -643,6 +701,13 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--freeze", action="store_true", help="gc.freeze() once seeded")
     p.add_argument(
+        "--churn",
+        type=float,
+        default=0.0,
+        help="drivers a second going offline and online again during the HTTP runs (events "
+        "the views keep; 0: none, the views change only by pings)",
+    )
+    p.add_argument(
         "--kept-first",
         action="store_true",
         help="keep the views once (whole, in the background) before the runs, as a serving "
@@ -679,20 +744,22 @@ def main() -> None:
             operator = mint_operator_token(auth, "bench", "viewer")
             tokens = (mint_access_token(auth, str(rider), "rider"), operator)
             with Server(app, port):
-                report["b_http"] = http_nearby(base, tokens, queries, a.rate, a.seconds)
-                if a.ping_rate > 0:
-                    work = ping_work(
-                        ids, a.ping_batch, int(a.ping_rate / a.ping_batch * (a.seconds + 1))
-                    )
-                    report["b_http_with_pings"] = http_nearby(
-                        base,
-                        tokens,
-                        queries,
-                        a.rate,
-                        a.seconds,
-                        (work, a.ping_rate / a.ping_batch),
-                    )
-                    report["b_http_with_pings"]["target_pings_per_s"] = a.ping_rate
+                with Churn(runtime, ids, points, a.churn, a.seed) as churn:
+                    report["b_http"] = http_nearby(base, tokens, queries, a.rate, a.seconds)
+                    if a.ping_rate > 0:
+                        work = ping_work(
+                            ids, a.ping_batch, int(a.ping_rate / a.ping_batch * (a.seconds + 1))
+                        )
+                        report["b_http_with_pings"] = http_nearby(
+                            base,
+                            tokens,
+                            queries,
+                            a.rate,
+                            a.seconds,
+                            (work, a.ping_rate / a.ping_batch),
+                        )
+                        report["b_http_with_pings"]["target_pings_per_s"] = a.ping_rate
+                report["churn"] = {"target_per_s": a.churn, "drivers": churn.drivers}
                 report["d_ingest"] = ingest(runtime, base, ids, a.batch, a.batches)
         finally:
             runtime.stop()
