@@ -336,3 +336,25 @@ def test_a_rebuild_of_some_views_carries_the_changes_kept_of_the_others(
         "embedded",
     )
     assert full(taken_up(data_dir)) == full(views)
+
+
+def test_changes_refused_on_a_replaced_store_are_kept_whole_at_the_next_pass(
+    log_dir: Path, tmp_path: Path
+) -> None:
+    all_pages = pages(log_dir)
+    store = CountingStore(tmp_path / "views.sqlite")
+    views = new_views(RETENTION)
+    archive = SqliteRideArchive(tmp_path / "ended-rides.sqlite")
+    kept = ViewKeeper(views, store, archive, "embedded", every_s=1e-9)
+    views.apply_page(all_pages[0])
+    kept.maybe_save()  # whole
+    other = SqliteViewStore(tmp_path / "views.sqlite")  # another writer replaces the file
+    other.save(StoredViews("embedded", {}, {}, generation="someone else's"))
+    views.apply_page(all_pages[1])
+    kept.maybe_save()  # its changes refused: nothing written
+    assert (store.whole, store.changes) == (1, [])
+    assert views.kept_as is None
+    kept.maybe_save()  # kept whole at once
+    assert store.whole == 2
+    archive.close()
+    assert full(taken_up(tmp_path)) == full(views)
