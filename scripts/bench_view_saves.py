@@ -25,21 +25,13 @@ import time
 import uuid
 from pathlib import Path
 
+from benchmachine import calibrate, cpu_model
+
 from dispatch.adapters.sqlite.viewstore import SqliteViewStore
 from dispatch.domain.driver import Driver
 from dispatch.log import LogEvent
 from projections.store import encode, encode_changes
 from projections.views import ViewSet, default_projections
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 def views_of(drivers: int) -> tuple[ViewSet, list[str], int]:
@@ -124,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
                 base = changes.generation
     out = {
         "cpu": cpu_model(),
+        "bench_index_qps": round(calibrate()),
         "drivers": args.drivers,
         "runs": args.runs,
         "medians": {
@@ -134,7 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(out, indent=2))
     else:
-        print(f"{out['cpu']}; {args.drivers} drivers; medians of {args.runs} runs")
+        print(
+            f"{out['cpu']} ({out['bench_index_qps']:,} bench_index queries/s); "
+            f"{args.drivers} drivers; medians of {args.runs} runs"
+        )
         for name, row in out["medians"].items():
             print(f"  {name:>16}: " + ", ".join(f"{k} {v:g}" for k, v in row.items()))
     return 0

@@ -90,6 +90,43 @@ def keeper(views: ViewSet, data_dir: Path, store: SqliteViewStore) -> ViewKeeper
     return ViewKeeper(views, store, archive, "embedded", every_s=0)
 
 
+class Kept:
+    """Views folded from a copy of the simulated log, kept in its data dir by a keeper."""
+
+    def __init__(self, log_dir: Path, tmp_path: Path) -> None:
+        self.data_dir = tmp_path / "data"
+        shutil.copytree(log_dir, self.data_dir)
+        self.pages = pages(self.data_dir)
+        self.store = CountingStore(self.data_dir / "views.sqlite")
+        self.views = new_views(RETENTION)
+        self.keeper = keeper(self.views, self.data_dir, self.store)
+
+    def fold(self, pages: list[list[LogEvent]]) -> None:
+        for page in pages:
+            self.views.apply_page(page)
+
+    def whole_then_changes(self, last: int = 3) -> None:
+        """Fold all pages but the ``last``, keep (whole), fold them, keep (changes)."""
+        self.fold(self.pages[:-last])
+        self.keeper.save()
+        self.fold(self.pages[-last:])
+        self.keeper.save()
+
+    def rebuild(self, names: list[str] | None) -> None:
+        """``replay rebuild`` of these views into the kept store, as an operator runs it."""
+        data_dir = self.data_dir
+        op.rebuild(
+            shard_files(data_dir),
+            op.RebuildStores(
+                SqliteViewStore(data_dir / "rebuild-work.sqlite"),
+                SqliteViewStore(data_dir / "views.sqlite"),
+                SqliteRideArchive(data_dir / "ended-rides.sqlite"),
+            ),
+            op.select_views(names, ride_retention_s=RETENTION),
+            "embedded",
+        )
+
+
 def taken_up(data_dir: Path) -> ViewSet:
     archive = SqliteRideArchive(data_dir / "ended-rides.sqlite")
     try:
@@ -182,46 +219,25 @@ def test_views_are_kept_whole_again_once_their_changes_pass_a_share_of_them(
 def test_a_store_replaced_by_another_writer_is_kept_whole_again(
     log_dir: Path, tmp_path: Path
 ) -> None:
-    data_dir = tmp_path / "data"
-    shutil.copytree(log_dir, data_dir)
-    all_pages = pages(data_dir)
-    store = CountingStore(data_dir / "views.sqlite")
-    views = new_views(RETENTION)
-    kept = keeper(views, data_dir, store)
-    for page in all_pages[: len(all_pages) // 2]:
-        views.apply_page(page)
-    kept.save()
-    # ``replay rebuild`` writes the store whole meanwhile (views of the whole log).
-    op.rebuild(
-        shard_files(data_dir),
-        op.RebuildStores(
-            SqliteViewStore(data_dir / "rebuild-work.sqlite"),
-            SqliteViewStore(data_dir / "views.sqlite"),
-            SqliteRideArchive(data_dir / "ended-rides.sqlite"),
-        ),
-        default_projections(ride_retention_s=RETENTION),
-        "embedded",
-    )
-    for page in all_pages[len(all_pages) // 2 :]:
-        views.apply_page(page)
-    kept.save()
-    assert store.whole == 2 and not store.changes  # the changes were refused, not applied
-    assert full(taken_up(data_dir)) == full(views)
+    kept = Kept(log_dir, tmp_path)
+    half = len(kept.pages) // 2
+    kept.fold(kept.pages[:half])
+    kept.keeper.save()
+    kept.rebuild(None)  # ``replay rebuild`` writes the store whole meanwhile
+    kept.fold(kept.pages[half:])
+    kept.keeper.save()
+    assert kept.store.whole == 2 and not kept.store.changes  # refused, not applied
+    assert full(taken_up(kept.data_dir)) == full(kept.views)
 
 
 def test_a_change_that_fails_leaves_the_store_as_it_was(
     log_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    all_pages = pages(log_dir)
-    store = CountingStore(tmp_path / "views.sqlite")
-    views = new_views(RETENTION)
-    kept = keeper(views, tmp_path, store)
-    for page in all_pages[:-3]:
-        views.apply_page(page)
-    kept.save()
-    before = full(taken_up(tmp_path))
-    for page in all_pages[-3:]:
-        views.apply_page(page)
+    kept = Kept(log_dir, tmp_path)
+    kept.fold(kept.pages[:-3])
+    kept.keeper.save()
+    before = full(taken_up(kept.data_dir))
+    kept.fold(kept.pages[-3:])
 
     def meta_write_fails(conn: sqlite3.Connection, changes: ViewChanges) -> None:
         real(conn, changes)  # every part written, then the transaction fails
@@ -232,25 +248,18 @@ def test_a_change_that_fails_leaves_the_store_as_it_was(
     real = viewstore._apply
     monkeypatch.setattr(viewstore, "_apply", meta_write_fails)
     with pytest.raises(ViewStoreError, match="disk I/O error"):
-        kept.save()
-    assert full(taken_up(tmp_path)) == before
+        kept.keeper.save()
+    assert full(taken_up(kept.data_dir)) == before
     monkeypatch.setattr(viewstore, "_apply", real)
-    kept.save()  # the changes taken by the failed keeping are lost: kept whole again
-    assert store.whole == 2
-    assert full(taken_up(tmp_path)) == full(views)
+    kept.keeper.save()  # the changes taken by the failed keeping are lost: kept whole again
+    assert kept.store.whole == 2
+    assert full(taken_up(kept.data_dir)) == full(kept.views)
 
 
 def test_a_damaged_part_is_refused_and_the_whole_log_folded(log_dir: Path, tmp_path: Path) -> None:
-    store = CountingStore(tmp_path / "views.sqlite")
-    views = new_views(RETENTION)
-    kept = keeper(views, tmp_path, store)
-    all_pages = pages(log_dir)
-    for page in all_pages[:-3]:
-        views.apply_page(page)
-    kept.save()  # whole
-    for page in all_pages[-3:]:
-        views.apply_page(page)
-    kept.save()  # changes
+    kept = Kept(log_dir, tmp_path)
+    kept.whole_then_changes()
+    store, tmp_path = kept.store, kept.data_dir
     conn = sqlite3.connect(tmp_path / "views.sqlite")
     rowid, blob = conn.execute(
         "SELECT rowid, part FROM parts WHERE length(part) > 0 LIMIT 1"
@@ -312,30 +321,11 @@ def test_a_few_changes_are_kept_on_the_folding_thread_and_many_in_the_background
 def test_a_rebuild_of_some_views_carries_the_changes_kept_of_the_others(
     log_dir: Path, tmp_path: Path
 ) -> None:
-    data_dir = tmp_path / "data"
-    shutil.copytree(log_dir, data_dir)
-    all_pages = pages(data_dir)
-    store = CountingStore(data_dir / "views.sqlite")
-    views = new_views(RETENTION)
-    kept = keeper(views, data_dir, store)
-    for page in all_pages[:-3]:
-        views.apply_page(page)
-    kept.save()
-    for page in all_pages[-3:]:
-        views.apply_page(page)
-    kept.save()  # the drivers' and rides' last changes are parts on the whole views
-    assert store.changes and store.changes[-1].parts["drivers"]
-    op.rebuild(
-        shard_files(data_dir),
-        op.RebuildStores(
-            SqliteViewStore(data_dir / "rebuild-work.sqlite"),
-            SqliteViewStore(data_dir / "views.sqlite"),
-            SqliteRideArchive(data_dir / "ended-rides.sqlite"),
-        ),
-        op.select_views(["heatmap"]),
-        "embedded",
-    )
-    assert full(taken_up(data_dir)) == full(views)
+    kept = Kept(log_dir, tmp_path)
+    kept.whole_then_changes()  # the last changes are parts on the whole views
+    assert kept.store.changes and kept.store.changes[-1].parts["drivers"]
+    kept.rebuild(["heatmap"])
+    assert full(taken_up(kept.data_dir)) == full(kept.views)
 
 
 def test_changes_refused_on_a_replaced_store_are_kept_whole_at_the_next_pass(

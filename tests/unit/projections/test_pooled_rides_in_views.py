@@ -5,6 +5,7 @@ that ended while others remained, as the aggregate counts them."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,9 @@ def as_log(events: list[Any]) -> list[LogEvent]:
     return out
 
 
-def test_a_pooled_ride_shows_its_driver_and_the_plans_trips_are_counted() -> None:
+def pooled() -> tuple[Driver, Ride, Ride, Iterator[datetime], datetime]:
+    """A driver on ride a, offered with a plan, and ride b pooled to it (its plan not yet
+    extended): the driver, the rides, the clock and its last time."""
     at = iter(T0 + timedelta(seconds=s) for s in range(1, 100))
     terms = Sharing(1, 600.0, 1.5, 300.0)
     d = Driver.register(UUID(int=1), "d", T0)
@@ -45,16 +48,31 @@ def test_a_pooled_ride_shows_its_driver_and_the_plans_trips_are_counted() -> Non
                      T0, sharing=terms)  # fmt: skip
     b = Ride.request(UUID(int=4), UUID(int=5), Point(37.77, -122.41), Point(37.8, -122.4), 900,
                      T0, sharing=terms)  # fmt: skip
-    pa, da, pb, db = (Stop(str(r.id), k) for r, k in ((a, True), (a, False), (b, True), (b, False)))
     now = next(at)
     a.offer(d.id, now + timedelta(seconds=15), 60.0, 400.0, now)
-    d.receive_offer(a.id, now + timedelta(seconds=15), now, plan=(pa, da), times=[1.0, 2.0])
+    d.receive_offer(a.id, now + timedelta(seconds=15), now, plan=single_plan(a), times=[1.0, 2.0])
     now = next(at)
     a.accept(d.id, now)
     d.assign(a.id, now)
     now = next(at)
     b.pool(d.id, now)
-    d.extend_plan(b.id, (pa, pb, da, db), [1.0, 2.0, 3.0, 4.0], now)
+    return d, a, b, at, now
+
+
+def single_plan(a: Ride) -> tuple[Stop, Stop]:
+    """Ride a's own stops: its pickup, then its drop-off."""
+    return Stop(str(a.id), True), Stop(str(a.id), False)
+
+
+def extended(a: Ride, b: Ride) -> tuple[Stop, ...]:
+    """Both rides' stops: a's pickup, b's, a's drop-off, b's."""
+    return (Stop(str(a.id), True), Stop(str(b.id), True), Stop(str(a.id), False),
+            Stop(str(b.id), False))  # fmt: skip
+
+
+def test_a_pooled_ride_shows_its_driver_and_the_plans_trips_are_counted() -> None:
+    d, a, b, at, now = pooled()
+    d.extend_plan(b.id, extended(a, b), [1.0, 2.0, 3.0, 4.0], now)
     for ride in (a, b):
         now = next(at)
         ride.arrive(d.id, now)
@@ -116,33 +134,17 @@ def test_a_single_rides_offer_plans_nothing_and_its_end_frees_its_rider() -> Non
 def test_a_plan_extended_keeps_the_other_rides_planned_times(tmp_path: Path) -> None:
     """A driver's event changes the rows of its plan's rides (not its own aggregate): they
     are kept as changed, and the views taken up show their new planned times."""
-    at = iter(T0 + timedelta(seconds=s) for s in range(1, 100))
-    terms = Sharing(1, 600.0, 1.5, 300.0)
-    d = Driver.register(UUID(int=1), "d", T0)
-    d.go_online(next(at))
-    a = Ride.request(UUID(int=2), UUID(int=3), Point(37.77, -122.42), Point(37.8, -122.4), 900,
-                     T0, sharing=terms)  # fmt: skip
-    b = Ride.request(UUID(int=4), UUID(int=5), Point(37.77, -122.41), Point(37.8, -122.4), 900,
-                     T0, sharing=terms)  # fmt: skip
-    pa, da, pb, db = (Stop(str(r.id), k) for r, k in ((a, True), (a, False), (b, True), (b, False)))
-    now = next(at)
-    a.offer(d.id, now + timedelta(seconds=15), 60.0, 400.0, now)
-    d.receive_offer(a.id, now + timedelta(seconds=15), now, plan=(pa, da), times=[1.0, 2.0])
-    now = next(at)
-    a.accept(d.id, now)
-    d.assign(a.id, now)
-    now = next(at)
-    b.pool(d.id, now)
+    d, a, b, _, now = pooled()
     events = as_log([*a.collect_events(), *b.collect_events(), *d.collect_events()])
-    d.extend_plan(b.id, (pa, pb, da, db), [1.0, 2.0, 3.0, 4.0], now)
-    (extended,) = as_log(d.collect_events())
-    extended = dataclasses.replace(extended, position=len(events) + 1)
+    d.extend_plan(b.id, extended(a, b), [1.0, 2.0, 3.0, 4.0], now)
+    (plan_extended,) = as_log(d.collect_events())
+    plan_extended = dataclasses.replace(plan_extended, position=len(events) + 1)
     views = ViewSet(default_projections())
     views.apply_page(sorted(events, key=lambda e: e.position))
     store = SqliteViewStore(tmp_path / "views.sqlite")
     store.save(encode(views.projections, views.states, "embedded", "g1"))
     views.take_changed()
-    views.apply_page([extended])
+    views.apply_page([plan_extended])
     changed = views.take_changed()
     assert str(a.id) in changed["rides"]  # the driver's event changed ride a's row
     store.keep_changes(
