@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -17,6 +19,23 @@ from dispatch.adapters.http.client import ApiClient, Reply
 from dispatch.simulator.apps.stats import Endpoints
 
 Answer = tuple[int, dict[str, Any], dict[str, str]]  # status, JSON body, headers
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@asynccontextmanager
+async def served(method: str, handler: Handler) -> AsyncIterator[str]:
+    """An aiohttp server on a free loopback port answering ``/x``: its base URL."""
+    app = web.Application()
+    app.router.add_route(method, "/x", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
 
 
 def run(
@@ -37,23 +56,16 @@ def run(
         return web.json_response(body, status=status, headers=headers)
 
     async def go() -> Reply:
-        app = web.Application()
-        app.router.add_post("/x", handle)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        api = ApiClient(f"http://127.0.0.1:{port}", recorder)
-        try:
-            planned = time.monotonic() - late_s
-            return await api.call(
-                "POST", "E", "/x", planned_at=planned, key=key, repeatable=repeatable,
-                rounds=rounds,
-            )  # fmt: skip
-        finally:
-            await api.close()
-            await runner.cleanup()
+        async with served("POST", handle) as base:
+            api = ApiClient(base, recorder)
+            try:
+                planned = time.monotonic() - late_s
+                return await api.call(
+                    "POST", "E", "/x", planned_at=planned, key=key, repeatable=repeatable,
+                    rounds=rounds,
+                )  # fmt: skip
+            finally:
+                await api.close()
 
     return asyncio.run(go()), recorder, seen
 
@@ -179,20 +191,13 @@ def test_a_call_that_waited_for_a_pooled_connection_records_the_wait_apart() -> 
         return web.json_response({})
 
     async def go() -> None:
-        app = web.Application()
-        app.router.add_get("/x", slow)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        api = ApiClient(f"http://127.0.0.1:{port}", recorder, connections=1)
-        try:
-            now = time.monotonic()
-            await asyncio.gather(*(api.call("GET", "E", "/x", planned_at=now) for _ in "ab"))
-        finally:
-            await api.close()
-            await runner.cleanup()
+        async with served("GET", slow) as base:
+            api = ApiClient(base, recorder, connections=1)
+            try:
+                now = time.monotonic()
+                await asyncio.gather(*(api.call("GET", "E", "/x", planned_at=now) for _ in "ab"))
+            finally:
+                await api.close()
 
     asyncio.run(go())
     endpoint = recorder.by_name["E"]
