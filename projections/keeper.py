@@ -17,8 +17,9 @@ parts of the drivers and rides that changed, and each view's small rest), on the
 views kept before; they are kept whole at the first keeping of a process that folded them
 from the start, when the store holds another generation, and once the changes kept on the
 whole views pass ``OVERLAY_SHARE`` of their keys. Changes of up to ``INLINE_PARTS`` parts
-are encoded here, on this thread (a few milliseconds); larger ones, a whole keeping (every
-view pickled: 0.1-0.9 s of CPU for 50,000 drivers) and a history point (compressed) run
+are encoded here, on this thread (about 12 ms of drivers' parts, twice that of rides');
+larger ones, a whole keeping (every view pickled: 0.1-0.9 s of CPU for 50,000 drivers)
+and a history point (compressed) run
 through a ``Background``: in a serving process a forked child (``dispatch.adapters.posix``),
 which sees the views as they were at the fork while this thread goes on folding, and takes
 nothing from the GIL the API's event loop needs (docs/BENCHMARKS.md, "The API's tail");

@@ -19,6 +19,9 @@ from projections.places import PlacesProjection, PlacesView
 from projections.rides import RideRow, RidesProjection, RidesView
 from projections.surge import SurgeProjection, SurgeView
 
+# Changed keys a view may gather beyond twice its keys before they are forgotten.
+TRACK_SLACK = 10_000
+
 
 def default_projections(
     resolution: int = 9,
@@ -67,7 +70,7 @@ class ViewSet:
         self.folded_until = 0.0
         self.kept_as: str | None = None
         self.kept_overlay = 0  # parts kept on it since it was whole (at most)
-        self.resets = 0  # times emptied (``reset``)
+        self.resets = 0  # times emptied (``reset``) or their changes forgotten
         self._changed: dict[str, set[str]] = {}
         self._pair()
 
@@ -91,12 +94,25 @@ class ViewSet:
         forgotten here: call it on the folding thread, where the views are then kept."""
         out = self._changed
         self._changed = {name: set() for name in out}
-        for name, keys in out.items():  # what a fold changed besides its event's aggregate
-            touched = getattr(self.states[name].view, "touched", None)
+        return out
+
+    def _gather_changed(self) -> None:
+        """Take in what a fold changed besides its events' aggregates (a view's
+        ``touched``); when a view's changed keys pass twice its keys (and ``TRACK_SLACK``),
+        nobody is taking them (saves off): forget them all, and the generation they were
+        to change (the next keeping is whole, as it would be anyway)."""
+        for name, keys in self._changed.items():
+            view = self.states[name].view
+            touched = getattr(view, "touched", None)
             if touched:
                 keys.update(touched)
                 touched.clear()
-        return out
+            if len(keys) > 2 * parts.keys(view) + TRACK_SLACK:
+                for forgotten in self._changed.values():
+                    forgotten.clear()
+                self.kept_as = None
+                self.resets += 1  # (a keeping under way is not of these views any more)
+                return
 
     def apply(self, event: LogEvent) -> None:
         self.apply_page([event])
@@ -149,6 +165,8 @@ class ViewSet:
             anchor = event
         if anchor is not None:
             self._move(shard, anchor, marks)
+        if self._changed:
+            self._gather_changed()
 
     def skip_to(self, event: LogEvent) -> None:
         """Move every checkpoint to ``event`` without folding (events left out on purpose,

@@ -17,6 +17,7 @@ run. Each round keeps the views whole, then each share's changes on that. Median
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import statistics
 import sys
@@ -79,11 +80,14 @@ def main(argv: list[str] | None = None) -> int:
     if not all(0 <= s <= 1 for s in shares):
         parser.error(f"--shares must be numbers between 0 and 1, not {args.shares!r}")
     views, ids, position = views_of(args.drivers)
+    gc.collect()
+    gc.freeze()  # as `dispatch serve` does once warm: no collection of the views mid-save
     projections, states = views.projections, views.states
     figures: dict[str, dict[str, list[float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         store = SqliteViewStore(Path(tmp) / "views.sqlite")
         for _run in range(args.runs):
+            gc.collect()
             started = time.perf_counter()
             whole = encode(projections, states, "embedded", uuid.uuid4().hex)
             encoded, cpu = time.perf_counter(), time.thread_time()
@@ -97,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             for share in shares:
                 position = change(views, ids, share, position)
                 changed = views.take_changed()
+                gc.collect()
                 started = time.perf_counter()
                 changes = encode_changes(
                     projections, states, changed, "embedded", base, uuid.uuid4().hex

@@ -4,6 +4,8 @@ were made against, all or nothing, and come back after the whole state, in order
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -76,3 +78,43 @@ def test_discard_removes_what_is_kept(store: ViewStore) -> None:
     store.discard()
     assert store.load() is None
     store.discard()  # nothing kept: nothing happens
+
+
+_DIES_IN_CHANGES = """
+import os, sys
+from pathlib import Path
+from dispatch.adapters.sqlite import viewstore
+from projections.store import ViewChanges
+real = viewstore._apply
+def dying(conn, changes):
+    real(conn, changes)
+    os._exit(9)  # killed with every change written, before the commit
+viewstore._apply = dying
+parts = {f"k{i}": os.urandom(300) for i in range(20_000)}  # the journal spills to disk
+viewstore.SqliteViewStore(Path(sys.argv[1])).keep_changes(ViewChanges(
+    "embedded", "g1", "g2", {"surge": b"surge then"}, {"drivers": "", "surge": ""},
+    {"drivers": b"rest then"}, {"drivers": parts}))
+"""
+
+
+def test_changes_cut_short_by_a_crash_are_rolled_back_and_never_replayed_later(
+    tmp_path: Path,
+) -> None:
+    """A process killed inside its changes leaves their journal: the next reader sees the
+    views before them, and a whole save after it is not overwritten by the old pages."""
+    path = tmp_path / "views.sqlite"
+    store = SqliteViewStore(path)
+    store.save(WHOLE)
+    died = subprocess.run([sys.executable, "-c", _DIES_IN_CHANGES, str(path)], check=False)
+    assert died.returncode == 9
+    assert path.with_name("views.sqlite-journal").exists()
+    assert store.load() == WHOLE  # rolled back, readable
+    newer = StoredViews("embedded", {"drivers": b"newer", "surge": b"s"},
+                        {"drivers": "", "surge": ""}, generation="g3")  # fmt: skip
+    store.save(newer)
+    store.keep_changes(changes("g3", "g4", a=b"a1"))
+    kept = store.load()
+    assert kept is not None
+    assert (kept.views["drivers"], kept.generation, kept.parts) == (
+        b"newer", "g4", {"drivers": [("a", b"a1")]},
+    )  # fmt: skip

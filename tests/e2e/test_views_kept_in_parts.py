@@ -24,6 +24,8 @@ from dispatch.adapters.sqlite.viewstore import SqliteViewStore
 from dispatch.log import LogEvent
 from dispatch.replay import operations as op
 from projections import keeper as keeper_module
+from projections import parts
+from projections import views as views_module
 from projections.background import InlineBackground, Job
 from projections.keeper import ViewKeeper
 from projections.store import StoredViews, ViewChanges, ViewStoreError
@@ -348,3 +350,40 @@ def test_changes_refused_on_a_replaced_store_are_kept_whole_at_the_next_pass(
     assert store.whole == 2
     archive.close()
     assert full(taken_up(tmp_path)) == full(views)
+
+
+def test_changes_nobody_takes_are_forgotten_once_they_pass_the_views_size(
+    log_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Saves off (a keeping only at the stop): the changed keys do not grow with every ride
+    ever folded; the keeping at the stop is whole."""
+    monkeypatch.setattr(views_module, "TRACK_SLACK", 0)
+    kept = Kept(log_dir, tmp_path)
+    kept.fold(kept.pages[:1])
+    kept.keeper.save()
+    assert kept.views.kept_as is not None
+    kept.fold(kept.pages[1:])
+    changed = kept.views.take_changed()
+    assert kept.views.kept_as is None
+    states = kept.views.states
+    assert all(len(keys) <= 2 * parts.keys(states[n].view) for n, keys in changed.items())
+    kept.keeper.save()
+    assert kept.store.whole == 2 and not kept.store.changes
+    assert full(taken_up(kept.data_dir)) == full(kept.views)
+
+
+def test_views_taken_up_at_start_keep_their_changes_on_the_file_they_came_from(
+    log_dir: Path, tmp_path: Path
+) -> None:
+    kept = Kept(log_dir, tmp_path)
+    kept.whole_then_changes()
+    stored = kept.store.load()
+    assert stored is not None
+    warm = taken_up(kept.data_dir)  # a restart
+    assert (warm.kept_as, warm.kept_overlay) == (
+        stored.generation, sum(map(len, stored.parts.values())),
+    )  # fmt: skip
+    store = CountingStore(kept.data_dir / "views.sqlite")
+    keeper(warm, kept.data_dir, store).save()
+    assert (store.whole, len(store.changes)) == (0, 1)  # its changes, not the whole views
+    assert full(taken_up(kept.data_dir)) == full(kept.views)

@@ -5,14 +5,16 @@ A save writes a new file beside the old one (``.views.sqlite.<random>.partial``)
 and renames it over ``views.sqlite``: a crash before the rename leaves the previous file
 as it was (and a partial file, removed by a later save once it is an hour old). Changes
 (``ViewChanges``) are one SQLite transaction on the file (rollback journal, synchronous
-FULL: a crash leaves the views before or after, never between), made only when the file is
-still the generation they were made against. Each view and each part is kept with a CRC32
+FULL: a crash leaves the views before or after, never between; the journal of changes cut
+short is rolled back before the file is read, replaced or removed), made only when the
+file is still the generation they were made against. Each view and each part is kept with a CRC32
 of its bytes, so a damaged one is refused rather than unpickled. ``dispatch replay
 rebuild`` and a serving process write the same file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import tempfile
@@ -49,6 +51,7 @@ class SqliteViewStore(ViewStore):
         if not self.path.exists():
             return None
         try:
+            self._recover()
             conn = connect_read_only(self.path)
             try:
                 meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
@@ -96,7 +99,9 @@ class SqliteViewStore(ViewStore):
             try:
                 _apply(conn, changes)
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:  # (SQLite may have rolled it back itself)
+                    with contextlib.suppress(sqlite3.Error):  # the first error is told
+                        conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
         except sqlite3.Error as error:
@@ -114,13 +119,30 @@ class SqliteViewStore(ViewStore):
         partial = Path(name)
         try:
             _write(partial, stored)
+            self._recover()  # the journal of changes cut short belongs to the old file
             self._switch(partial)
         except BaseException:
             partial.unlink(missing_ok=True)
             raise
 
     def discard(self) -> None:
+        self._recover()
         self.path.unlink(missing_ok=True)
+
+    def _recover(self) -> None:
+        """Roll back changes a crash cut short (their journal, ``views.sqlite-journal``):
+        a read-only reader cannot, and a file renamed over the kept one would have the old
+        file's pages played into it by the next writer."""
+        if not self.path.with_name(self.path.name + "-journal").exists():
+            return
+        try:
+            conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=rw", uri=True)
+            try:
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # rolls back
+            finally:
+                conn.close()
+        except sqlite3.Error as error:
+            raise ViewStoreError(f"changes cut short in {self.where}: {error}") from error
 
     def _switch(self, partial: Path) -> None:
         """Rename the written file over the kept one, and make the rename durable."""
