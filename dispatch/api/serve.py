@@ -72,8 +72,6 @@ class GuardedProtocol(HttpToolsProtocol):
         self._header_timer: asyncio.TimerHandle | None = None
         self._awaiting_headers = True
         self._header_bytes = 0
-        self._unfinished_bytes = 0
-        self._headers_ended = False
         self._too_large = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -99,8 +97,6 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._awaiting_headers = False
-        self._headers_ended = True
-        self._unfinished_bytes = 0
         self._disarm()  # the headers are in
         super().on_headers_complete()
 
@@ -114,7 +110,6 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         self._unset_keepalive_if_required()
-        waiting, self._headers_ended = self._awaiting_headers, False
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -124,14 +119,6 @@ class GuardedProtocol(HttpToolsProtocol):
                 self._unsupported_upgrade_warning()
         except httptools.HttpParserError as exc:
             self._refuse(str(exc))
-            return
-        if waiting and self._awaiting_headers and not self._headers_ended:
-            # Every byte of this read went to headers the parser has not finished (it holds
-            # an unfinished name or value itself, unseen by on_header): count them too.
-            self._unfinished_bytes += len(data)
-            if self._unfinished_bytes > MAX_HEADER_BYTES:
-                self._too_large = True
-                self._refuse("")
 
     def _refuse(self, reason: str) -> None:
         """The parser refused the request: 431 for headers over the bound, else 400 with

@@ -233,23 +233,6 @@ def test_headers_over_16_kib_get_a_431_and_the_connection_closed(serve: Any) -> 
         assert b"headers_too_large" in reply
 
 
-def test_a_header_sent_in_pieces_past_16_kib_gets_a_431_before_it_ends(serve: Any) -> None:
-    """The parser holds an unfinished header value itself: the bound counts what arrives,
-    not only the headers it has finished."""
-    with serve(header_timeout_s=5) as server:
-        sock = server.raw(b"GET /livez HTTP/1.1\r\nHost: t\r\nX-Filler: ")
-        for _ in range(40):  # 40 KiB of one value, never ended
-            try:
-                sock.sendall(b"a" * 1024)
-            except OSError:
-                break  # the server has answered and closed
-            time.sleep(0.01)
-        started = time.monotonic()
-        reply = answer(sock)
-        assert reply.startswith(b"HTTP/1.1 431"), reply[:200]
-        assert time.monotonic() - started < 4  # not the header deadline's 408
-
-
 def test_headers_under_the_bound_are_served_on_a_kept_alive_connection(serve: Any) -> None:
     with serve() as server:
         near = b"X-Filler: " + b"a" * (15 * 1024) + b"\r\n"
