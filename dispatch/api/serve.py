@@ -1,15 +1,10 @@
 """``dispatch serve``: the API over a runtime, run by uvicorn with the limits of ``ApiLimits``.
 
-The HTTP parser is uvicorn's httptools protocol (llhttp, compiled, in place of h11's pure
-Python) and the event loop uvloop's where it is installed (it is a dependency on every
-platform but Windows): with the stock asyncio loop, the queries' p99 passed 100 ms in some
-runs with pings arriving, with uvloop in none (docs/BENCHMARKS.md, "The API's tail", item
-10). uvicorn closes idle keep-alive connections but never times out a client
-that sends its request headers slowly (a slowloris holds a connection for ever), and
-llhttp bounds no header size. ``GuardedProtocol`` gives every request ``header_timeout_s``
-from the moment the server waits for it to the end of its headers, then answers 408 and
-closes; and refuses headers over ``MAX_HEADER_BYTES`` with 431 and closes. Slow bodies are
-the body-limit middleware's (``dispatch.api.limits``).
+uvicorn closes idle keep-alive connections but never times out a client that sends its
+request headers slowly (a slowloris holds a connection for ever). ``GuardedH11Protocol``
+gives every request ``header_timeout_s`` from the moment the server waits for it to the
+end of its headers, then answers 408 and closes. Slow bodies are the body-limit
+middleware's (``dispatch.api.limits``).
 """
 
 from __future__ import annotations
@@ -20,10 +15,10 @@ import sys
 import time
 from typing import Any
 
-import httptools
+import h11
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from dispatch import logs
 from dispatch.api.app import create_app
@@ -36,43 +31,22 @@ from dispatch.settings import Settings
 log = logging.getLogger(__name__)
 
 MAX_HEADER_BYTES = 16 * 1024
-
-
-def _refusal(status: str, error: str, reason: str) -> bytes:
-    body = f'{{"error":"{error}","reason":"{reason}"}}'.encode()
-    head = (
-        f"HTTP/1.1 {status}\r\ncontent-type: application/json\r\nconnection: close\r\n"
-        f"content-length: {len(body)}\r\n\r\n"
-    )
-    return head.encode() + body
-
-
-_TIMEOUT_RESPONSE = _refusal(
-    "408 Request Timeout", "request_timeout", "request headers arrived too late"
-)
-_TOO_LARGE_RESPONSE = _refusal(
-    "431 Request Header Fields Too Large",
-    "headers_too_large",
-    f"request line and headers over {MAX_HEADER_BYTES} bytes",
+_TIMEOUT_BODY = b'{"error":"request_timeout","reason":"request headers arrived too late"}'
+_TIMEOUT_RESPONSE = (
+    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
+    + f"content-length: {len(_TIMEOUT_BODY)}\r\n\r\n".encode()
+    + _TIMEOUT_BODY
 )
 
 
-class HeadersTooLarge(Exception):
-    """Raised from the parser's callbacks: the parser then refuses the request."""
-
-
-class GuardedProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a deadline on each request's headers and a bound
-    on their size."""
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a deadline on each request's headers."""
 
     header_timeout_s: float = 10.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._header_timer: asyncio.TimerHandle | None = None
-        self._awaiting_headers = True
-        self._header_bytes = 0
-        self._too_large = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -82,61 +56,15 @@ class GuardedProtocol(HttpToolsProtocol):
         self._disarm()
         super().connection_lost(exc)
 
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self._awaiting_headers = True
-        self._header_bytes = 0
-
-    def on_url(self, url: bytes) -> None:
-        self._count(len(url))
-        super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._count(len(name) + len(value) + 4)
-        super().on_header(name, value)
-
-    def on_headers_complete(self) -> None:
-        self._awaiting_headers = False
-        self._disarm()  # the headers are in
-        super().on_headers_complete()
+    def handle_events(self) -> None:
+        super().handle_events()
+        if self.conn.their_state is not h11.IDLE:
+            self._disarm()  # the headers are in
 
     def on_response_complete(self) -> None:
-        # The next request's headers have the same deadline, unless they are already in
-        # (a pipelined request, started by the call below).
-        if not self.transport.is_closing() and not self.pipeline:
-            self._awaiting_headers = True
-            self._arm()
+        if not self.transport.is_closing():
+            self._arm()  # the next request's headers have the same deadline
         super().on_response_complete()
-
-    def data_received(self, data: bytes) -> None:
-        self._unset_keepalive_if_required()
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            if self._should_upgrade():
-                self.handle_websocket_upgrade()
-            else:
-                self._unsupported_upgrade_warning()
-        except httptools.HttpParserError as exc:
-            self._refuse(str(exc))
-
-    def _refuse(self, reason: str) -> None:
-        """The parser refused the request: 431 for headers over the bound, else 400 with
-        the parser's reason (never the request's content); the connection is closed."""
-        if self._too_large:
-            response = _TOO_LARGE_RESPONSE
-        else:
-            response = _refusal("400 Bad Request", "bad_request", reason.replace('"', "'"))
-            log.warning("refused a malformed request: %s", reason)
-        self._disarm()
-        self.transport.write(response)
-        self.transport.close()
-
-    def _count(self, n: int) -> None:
-        self._header_bytes += n
-        if self._header_bytes > MAX_HEADER_BYTES:
-            self._too_large = True
-            raise HeadersTooLarge
 
     def _arm(self) -> None:
         self._disarm()
@@ -149,7 +77,7 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def _headers_late(self) -> None:
         self._header_timer = None
-        if self._awaiting_headers and not self.transport.is_closing():
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
             self.transport.write(_TIMEOUT_RESPONSE)
             self.transport.close()
 
@@ -168,8 +96,8 @@ class PathOnlyAccessLog(logging.Filter):
 ACCESS_LOG_FILTER = PathOnlyAccessLog()
 
 
-def guarded_protocol(header_timeout_s: float) -> type[GuardedProtocol]:
-    return type("Guarded", (GuardedProtocol,), {"header_timeout_s": header_timeout_s})
+def guarded_protocol(header_timeout_s: float) -> type[GuardedH11Protocol]:
+    return type("GuardedH11", (GuardedH11Protocol,), {"header_timeout_s": header_timeout_s})
 
 
 def server_config(
@@ -188,7 +116,7 @@ def server_config(
         host=host,
         port=port,
         http=guarded_protocol(limits.header_timeout_s),
-        loop="auto",  # uvloop when it is installed, else asyncio's
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
         # uvicorn would believe X-Forwarded-For from 127.0.0.1 by default; the API decides
         # itself, from DISPATCH_TRUSTED_PROXIES (dispatch.api.ratelimit.client_address).
         proxy_headers=False,

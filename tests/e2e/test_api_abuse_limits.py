@@ -178,7 +178,7 @@ def test_a_request_with_both_length_and_chunked_framing_is_refused_unread(serve:
         )
         reply = answer(sock)
         assert reply.startswith(b"HTTP/1.1 400"), reply[:200]
-        assert b"Content-Length" in reply and b"Transfer-Encoding" in reply, reply[:300]
+        assert b"Content-Length and Transfer-Encoding" in reply
         assert head(server) == before
 
 
@@ -222,43 +222,6 @@ def test_a_body_that_arrives_too_slowly_gets_a_408(serve: Any) -> None:
         assert reply.startswith(b"HTTP/1.1 408"), reply
         assert b"request_timeout" in reply
         assert head(server) == before
-
-
-def test_headers_over_16_kib_get_a_431_and_the_connection_closed(serve: Any) -> None:
-    with serve() as server:
-        big = b"X-Filler: " + b"a" * (16 * 1024) + b"\r\n"
-        sock = server.raw(b"GET /livez HTTP/1.1\r\nHost: t\r\n" + big + b"\r\n")
-        reply = answer(sock)  # returns only when the server closes
-        assert reply.startswith(b"HTTP/1.1 431"), reply[:200]
-        assert b"headers_too_large" in reply
-
-
-def test_headers_under_the_bound_are_served_on_a_kept_alive_connection(serve: Any) -> None:
-    with serve() as server:
-        near = b"X-Filler: " + b"a" * (15 * 1024) + b"\r\n"
-        one = b"GET /livez HTTP/1.1\r\nHost: t\r\n" + near + b"\r\n"
-        sock = server.raw(
-            one + one + b"GET /livez HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-        )
-        reply = answer(sock)
-        assert reply.count(b"HTTP/1.1 200") == 3, reply[:300]
-
-
-def test_a_pipelined_request_is_not_cut_off_by_the_header_deadline(serve: Any) -> None:
-    """The second request's headers arrived with the first's: the deadline must not be
-    armed again once the first is answered, or it fires in the middle of the second (here a
-    stream held open for longer than the deadline)."""
-    with serve(header_timeout_s=0.5) as server, server.client() as c:
-        driver = c.post("/drivers", json=HOME).json()
-        token, path = driver["token"]["access_token"], f"/drivers/{driver['driver_id']}/offers"
-        sock = server.raw(
-            b"GET /livez HTTP/1.1\r\nHost: t\r\n\r\n"
-            + f"GET {path}?max_s=1.5 HTTP/1.1\r\nHost: t\r\n".encode()
-            + f"Connection: close\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
-        )
-        reply = answer(sock)
-        assert reply.count(b"HTTP/1.1 200") == 2, reply[:300]
-        assert b"request_timeout" not in reply, reply[-300:]
 
 
 def test_a_kept_alive_connection_gets_the_same_header_deadline(serve: Any) -> None:
