@@ -16,7 +16,9 @@ uniform points in a 30 x 30 km square around (37.77, -122.42). Figures:
       request's planned send time, so a slow server is not hidden by a slowed client; the
       client's own pauses beside it (how late it sent, how late its event loop woke) and
       the server's (its request histogram, its event loop's lag, its thread-pool queue),
-      so a slow client is not mistaken for a slow server. Two mixes: the queries alone
+      so a slow client is not mistaken for a slow server; and, queries alone, the CPU the
+      server's event-loop thread spent per query (``server_loop_cpu_us_per_request``,
+      from /proc, Linux only). Two mixes: the queries alone
       (``b_http``), and the queries while another client process sends ``--ping-rate``
       pings/s in batches (``b_http_with_pings``). ``--churn N``: N drivers a second go
       offline and online again meanwhile (events the views keep); ``--kept-first``: the
@@ -36,6 +38,7 @@ import importlib.util
 import json
 import math
 import multiprocessing as mp
+import os
 import random
 import shutil
 import socket
@@ -218,6 +221,16 @@ class Server:
             assert time.monotonic() < deadline, "uvicorn did not start"
             time.sleep(0.02)
         return self
+
+    def loop_cpu_s(self) -> float | None:
+        """CPU seconds the event loop's thread has used so far (Linux: /proc; else None)."""
+        try:
+            stat = Path(f"/proc/self/task/{self.thread.native_id}/stat").read_text()
+        except OSError:
+            return None
+        fields = stat.rpartition(")")[2].split()
+        ticks = int(fields[11]) + int(fields[12])  # utime + stime
+        return ticks / os.sysconf("SC_CLK_TCK")
 
     def __exit__(self, *_: object) -> None:
         self.server.should_exit = True
@@ -743,9 +756,13 @@ def main() -> None:
             base = f"http://127.0.0.1:{port}"
             operator = mint_operator_token(auth, "bench", "viewer")
             tokens = (mint_access_token(auth, str(rider), "rider"), operator)
-            with Server(app, port):
+            with Server(app, port) as server:
                 with Churn(runtime, ids, points, a.churn, a.seed) as churn:
+                    cpu = server.loop_cpu_s()
                     report["b_http"] = http_nearby(base, tokens, queries, a.rate, a.seconds)
+                    report["b_http"]["server_loop_cpu_us_per_request"] = per_request_us(
+                        cpu, server.loop_cpu_s(), report["b_http"]["requests"]
+                    )
                     if a.ping_rate > 0:
                         work = ping_work(
                             ids, a.ping_batch, int(a.ping_rate / a.ping_batch * (a.seconds + 1))
@@ -764,6 +781,14 @@ def main() -> None:
         finally:
             runtime.stop()
     print(json.dumps(report, indent=2) if a.json else table(report))
+
+
+def per_request_us(before: float | None, after: float | None, requests: int) -> float | None:
+    """The event loop thread's CPU per request of a run (queries alone: nothing else runs
+    on that thread but the metrics reads), in microseconds."""
+    if before is None or after is None or requests == 0:
+        return None
+    return 1e6 * (after - before) / requests
 
 
 def keep_first(runtime: Runtime, timeout_s: float = 120.0) -> float:
@@ -815,6 +840,8 @@ def table(r: dict[str, Any]) -> str:
         ),
     ]
     rows += http_rows(b)
+    if (cpu := b.get("server_loop_cpu_us_per_request")) is not None:
+        rows.append(("    server event loop's CPU per request", f"{cpu:.0f} us"))
     if "b_http_with_pings" in r:
         w = r["b_http_with_pings"]
         rows += [

@@ -18,6 +18,7 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dispatch.api.events import EventHub
+from dispatch.api.protocol import REFUSALS
 from dispatch.runtime import Runtime
 
 PROBE_EVERY_S = 0.5
@@ -65,6 +66,16 @@ class RuntimeCollector(Collector):
         subscribers = GaugeMetricFamily("dispatch_api_stream_subscribers", "Open event streams.")
         subscribers.add_metric([], self.hub.count())
         yield subscribers
+        refusals = CounterMetricFamily(
+            "dispatch_api_protocol_refusals",
+            "Requests the HTTP protocol refused before the app saw them, by status: 400 "
+            "unreadable, 408 headers too late, 413 queued bodies too large, 431 headers too "
+            "large, 503 too many pipelined (this process, since it started).",
+            labels=["code"],
+        )
+        for code, count in sorted(REFUSALS.items()):
+            refusals.add_metric([code], count)
+        yield refusals
         drivers = GaugeMetricFamily(
             "dispatch_view_drivers", "Drivers by status (drivers view).", labels=["status"]
         )
@@ -140,11 +151,11 @@ class ApiMetrics:
     async def probe(self, every_s: float = PROBE_EVERY_S) -> None:
         """Until cancelled: each ``every_s``, the loop's lateness and the thread pool's
         queue time, as a request arriving then would meet them."""
-        loop = asyncio.get_running_loop()
         while True:
-            asked = loop.time()
+            # perf_counter, not loop.time(): uvloop's clock counts whole milliseconds
+            asked = time.perf_counter()
             await asyncio.sleep(every_s)
-            self.loop_lag.observe(max(0.0, loop.time() - asked - every_s))
+            self.loop_lag.observe(max(0.0, time.perf_counter() - asked - every_s))
             submitted = time.perf_counter()
             began = await anyio.to_thread.run_sync(time.perf_counter)
             self.thread_queue.observe(max(0.0, began - submitted))

@@ -1,85 +1,33 @@
 """``dispatch serve``: the API over a runtime, run by uvicorn with the limits of ``ApiLimits``.
 
-uvicorn closes idle keep-alive connections but never times out a client that sends its
-request headers slowly (a slowloris holds a connection for ever). ``GuardedH11Protocol``
-gives every request ``header_timeout_s`` from the moment the server waits for it to the
-end of its headers, then answers 408 and closes. Slow bodies are the body-limit
-middleware's (``dispatch.api.limits``).
+The HTTP parser is uvicorn's httptools protocol (llhttp, compiled, in place of h11's pure
+Python), with bounds of the project's own (``dispatch.api.protocol``), and the event loop
+uvloop's where it is installed (a dependency on every platform but Windows): with the
+stock asyncio loop, the queries' p99 passed 100 ms in some runs with pings arriving, with
+uvloop in none (docs/BENCHMARKS.md, "The API's tail", item 10). Slow bodies are the
+body-limit middleware's (``dispatch.api.limits``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 import time
 from typing import Any
 
-import h11
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
-from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from dispatch import logs
 from dispatch.api.app import create_app
 from dispatch.api.auth import AuthSettings
+from dispatch.api.protocol import guarded_protocol
 from dispatch.api.settings import ApiLimits, OpsPageSettings
 from dispatch.bootstrap import build_runtime
 from dispatch.logs import LogFormat
 from dispatch.settings import Settings
 
 log = logging.getLogger(__name__)
-
-MAX_HEADER_BYTES = 16 * 1024
-_TIMEOUT_BODY = b'{"error":"request_timeout","reason":"request headers arrived too late"}'
-_TIMEOUT_RESPONSE = (
-    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
-    + f"content-length: {len(_TIMEOUT_BODY)}\r\n\r\n".encode()
-    + _TIMEOUT_BODY
-)
-
-
-class GuardedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with a deadline on each request's headers."""
-
-    header_timeout_s: float = 10.0
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._header_timer: asyncio.TimerHandle | None = None
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._arm()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
-        super().connection_lost(exc)
-
-    def handle_events(self) -> None:
-        super().handle_events()
-        if self.conn.their_state is not h11.IDLE:
-            self._disarm()  # the headers are in
-
-    def on_response_complete(self) -> None:
-        if not self.transport.is_closing():
-            self._arm()  # the next request's headers have the same deadline
-        super().on_response_complete()
-
-    def _arm(self) -> None:
-        self._disarm()
-        self._header_timer = self.loop.call_later(self.header_timeout_s, self._headers_late)
-
-    def _disarm(self) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
-
-    def _headers_late(self) -> None:
-        self._header_timer = None
-        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
-            self.transport.write(_TIMEOUT_RESPONSE)
-            self.transport.close()
 
 
 class PathOnlyAccessLog(logging.Filter):
@@ -94,10 +42,6 @@ class PathOnlyAccessLog(logging.Filter):
 
 
 ACCESS_LOG_FILTER = PathOnlyAccessLog()
-
-
-def guarded_protocol(header_timeout_s: float) -> type[GuardedH11Protocol]:
-    return type("GuardedH11", (GuardedH11Protocol,), {"header_timeout_s": header_timeout_s})
 
 
 def server_config(
@@ -115,8 +59,8 @@ def server_config(
         app,
         host=host,
         port=port,
-        http=guarded_protocol(limits.header_timeout_s),
-        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+        http=guarded_protocol(limits.header_timeout_s, limits.max_body_bytes),
+        loop="auto",  # uvloop when it is installed, else asyncio's
         # uvicorn would believe X-Forwarded-For from 127.0.0.1 by default; the API decides
         # itself, from DISPATCH_TRUSTED_PROXIES (dispatch.api.ratelimit.client_address).
         proxy_headers=False,
