@@ -25,6 +25,7 @@ from dispatch.adapters.posix.forked import ForkedBackground
 from dispatch.adapters.sqlite import checkpoints as sqlite_checkpoints
 from dispatch.adapters.sqlite.checkpoints import CheckpointingRecorder
 from dispatch.adapters.sqlite.datadir import (
+    LogIntegrityError,
     naming,
     open_log,
     prepare_embedded,
@@ -665,6 +666,28 @@ def seal_commands(bus: KafkaTransport, settings: Settings) -> None:
 def build_personal(settings: Settings) -> PersonalData:
     """How personal fields are sealed and opened: AES-GCM with the subject keys."""
     return PersonalData(AesGcmCipher(), build_key_store(settings))
+
+
+def build_reading_personal(settings: Settings) -> PersonalData:
+    """``build_personal`` for the tools that only read the log (``dispatch replay``): an
+    embedded data dir's missing key store is never made, since a new empty one left behind
+    would be refused by the next ``serve`` as another store than sealing began with. Once
+    sealing began there (``sealing.json``) a missing store is a ``LogIntegrityError`` at
+    once; before, nothing is sealed, and a sealed field met all the same is one then."""
+    if settings.embedded:
+        path = key_store_path(settings.data_dir)
+        if not path.exists():
+            if read_sealing(settings.data_dir) is not None:
+                raise LogIntegrityError(
+                    f"{path} is missing, but sealing began in {settings.data_dir}: without "
+                    "it every sealed field reads as erased; restore it with the shard files"
+                )
+
+            def missing() -> KeyStore:
+                raise LogIntegrityError(f"{path} is missing: a sealed field cannot be opened")
+
+            return PersonalData(AesGcmCipher(), LazyKeyStore(missing))
+    return build_personal(settings)
 
 
 def build_tracer(settings: Settings, service: str) -> Tracer | None:

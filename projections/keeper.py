@@ -38,7 +38,8 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 from projections import parts
 from projections.background import Background, InlineBackground, Job, JobFailed
@@ -238,7 +239,7 @@ class ViewKeeper:
             packed = None
             if point_due and history is not None:
                 whole = whole or encode(projections, states, name)
-                packed = history.pack(HistoryPoint(taken_at, whole, positions))
+                packed = history.pack(HistoryPoint(taken_at, _for_history(whole), positions))
             return pickle.dumps((kept, packed), protocol=5)
 
         if base is not None and not point_due and overlay - views.kept_overlay <= INLINE_PARTS:
@@ -286,3 +287,17 @@ class ViewKeeper:
 def _keys(views: ViewSet) -> int:
     """How many keys the views kept by key hold (each counted by its first attribute)."""
     return sum(parts.keys(state.view) for state in views.states.values())
+
+
+# Views a history point leaves out. The places view holds which drivers are inside which
+# place, opened (personal: docs/PRIVACY.md); a point is kept for about a day and an erasure
+# does not rewrite it, and nothing reads that view from a point (the past's replay folds
+# rides, drivers, locations, heatmap and surge).
+LEFT_OUT_OF_HISTORY = frozenset({"places"})
+
+
+def _for_history(whole: StoredViews) -> StoredViews:
+    def kept(names: dict[str, Any]) -> dict[str, Any]:
+        return {n: v for n, v in names.items() if n not in LEFT_OUT_OF_HISTORY}
+
+    return replace(whole, views=kept(whole.views), params=kept(whole.params), generation="")

@@ -274,15 +274,21 @@ class DriverCommandNoted(_Data):
 
 
 class DriverPlace(_Data):
-    place: str = Field(
-        description="The geofenced place's id (a market's ``places`` entry, docs/MARKETPLACE.md)."
+    place: Sealed | str | None = Field(
+        description="The geofenced place's id (a market's ``places`` entry, "
+        "docs/MARKETPLACE.md), sealed under the driver's key (plain in logs written before "
+        "crossings were sealed); null: the driver was erased when it was sealed."
     )
 
 
 class DriverHinted(_Data):
-    cell: str = Field(description="The H3 cell (resolution 8) where demand outruns supply.")
-    lat: float = Field(description="The cell's centre.")
-    lng: float
+    cell: Sealed | str | None = Field(
+        description="The H3 cell (resolution 8) where demand outruns supply, sealed under the "
+        "driver's key (plain in logs written before hints were sealed); null: the driver was "
+        "erased when it was sealed."
+    )
+    lat: Sealed | float | None = Field(description="The cell's centre, sealed as ``cell``.")
+    lng: Sealed | float | None = Field(description="Sealed as ``cell``.")
     demand: int = Field(ge=0, description="Rides waiting for a driver in the cell.")
     supply: int = Field(ge=0, description="Available drivers in the cell.")
     eta_s: float = Field(ge=0, description="The driver's ETA to the cell's centre, in s.")

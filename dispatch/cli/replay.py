@@ -23,7 +23,7 @@ from dispatch.adapters.sqlite.viewstore import SqliteViewStore
 from dispatch.api.settings import OpsPageSettings
 from dispatch.bootstrap import (
     build_log_source,
-    build_personal,
+    build_reading_personal,
     build_view_history,
     build_view_stores,
     log_name,
@@ -81,7 +81,7 @@ def verify(shard: Shard = None, data_dir: DataDir = None, kafka: Kafka = None) -
     Per-aggregate versions gapless and unique, only legal transitions, no driver in two
     active rides, no ride with two drivers, every offer resolved, one outcome per command."""
     source = _source(data_dir, kafka, shard)
-    personal = build_personal(settings_from(data_dir, kafka))
+    personal = build_reading_personal(settings_from(data_dir, kafka))
     started = time.perf_counter()
     road = op.RoadFigures()
     events, violations = op.verify(source, shard, personal.open, road)
@@ -126,7 +126,7 @@ def rebuild(
     if not views and not all_views:
         raise typer.BadParameter("name a view or pass --all", param_hint="VIEWS")
     settings = settings_from(data_dir, kafka)
-    personal = build_personal(settings)
+    personal = build_reading_personal(settings)
     try:
         projections = op.select_views(
             None if all_views else views,
@@ -190,7 +190,7 @@ def history(
     if not stored:
         fail(f"no events for {kind} {agg} in shard {shard_of(agg)}", code=1)
     expected = f"dispatch.{kind.capitalize()}."  # the dot: a Rider is not a Ride
-    sealer = Sealer(build_personal(settings_from(data_dir, kafka)))
+    sealer = Sealer(build_reading_personal(settings_from(data_dir, kafka)))
     for event, state in replay_states(stored, sealer):
         topic = type(event).TOPIC
         if not topic.startswith(expected):
@@ -236,7 +236,7 @@ def fare(
         raise typer.BadParameter(f"not a UUID: {ride_id!r}", param_hint="RIDE_ID") from None
     source = _source(data_dir, kafka)
     stored = source.stored_events(shard_of(ride), ride)
-    sealer = Sealer(build_personal(settings_from(data_dir, kafka)))
+    sealer = Sealer(build_reading_personal(settings_from(data_dir, kafka)))
     events = [event for event, _ in replay_states(stored, sealer)]
     if not events or not type(events[0]).TOPIC.startswith("dispatch.Ride."):
         fail(f"no ride {ride} in shard {shard_of(ride)}", code=1)
@@ -311,7 +311,7 @@ def state(
     # log's deployment's): every place someone was inside, with a queue
     has_places = any(m.places for m in settings.markets)
     queued = settings.queued_places if has_places else None
-    personal = build_personal(settings)
+    personal = build_reading_personal(settings)
     try:
         views = op.state_at(_source(data_dir, kafka, shard), moment, shard, queued, personal.open)
     finally:
@@ -335,7 +335,7 @@ def state(
 
 def _ops_state(data_dir: Path | None, kafka: str | None, moment: float) -> dict[str, object]:
     settings = settings_from(data_dir, kafka)
-    personal = build_personal(settings)
+    personal = build_reading_personal(settings)
 
     def pickup_of(value: object) -> list[float] | None:
         opened = personal.open(value, "pickup")

@@ -22,7 +22,7 @@ from dispatch.adapters.kafka.topics import Topics, create_topics
 from dispatch.adapters.kafka.transport import KafkaTransport
 from dispatch.bootstrap import build_geofences, build_markets, build_personal
 from dispatch.pricing.rules import fare_book, fares_of
-from dispatch.privacy import LazyKeyStore, PersonalData, as_is
+from dispatch.privacy import KeyWrapError, LazyKeyStore, PersonalData, as_is
 from dispatch.settings import Settings
 from dispatch.simulator.clock import SimClock
 from dispatch.simulator.embedded import router_of
@@ -39,6 +39,13 @@ def _hint_opener(settings: Settings) -> PersonalData:
     try:
         if isinstance(personal.keys, LazyKeyStore):
             personal.keys.open_now()
+    except KeyWrapError as error:  # the topic was read; its keys are wrapped under a KEK
+        raise HintsUnreadable(
+            "--hints follow opens each hint's cell, sealed under its driver's key, with the "
+            f"subject keys, which are wrapped under a key-encryption key ({error}): set "
+            "DISPATCH_KEY_ENCRYPTION_KEYS for this process (docs/PRIVACY.md), or use "
+            "--hints ignore"
+        ) from error
     except Exception as error:
         raise HintsUnreadable(
             "--hints follow reads each hint's cell, sealed under its driver's key, from the "

@@ -185,3 +185,18 @@ def test_the_keeper_adds_a_point_once_enough_log_time_has_passed(
     keeper.save()
     assert len(history.times()) == 2
     assert history.times()[1] >= history.times()[0] + 300.0
+
+
+def test_a_point_leaves_out_the_places_view_that_an_erasure_would_not_rewrite(
+    log_dir: Path, tmp_path: Path
+) -> None:
+    """The places view holds which drivers are inside which place, opened; a point is kept
+    for about a day and no erasure rewrites it (docs/PRIVACY.md), so it is not in a point."""
+    first, _ = span(shard_files(log_dir))
+    history = SqliteViewHistory(view_history_path(tmp_path), keep=4)
+    keeper = keep_point_at(tmp_path, log_dir, first + 600, history)
+    assert "places" in keeper.views.states  # the serving views have it
+    point = history.at_or_before(first + 600)
+    assert point is not None
+    assert "places" not in point.stored.views and "places" not in point.stored.params
+    assert {"rides", "drivers", "locations", "heatmap", "surge"} <= set(point.stored.views)

@@ -101,6 +101,7 @@ def test_a_short_run_over_http_serves_rides_and_leaves_a_log_that_verifies(
         latency = report["endpoints"][name]["latency_ms"]
         assert latency["p50"] is not None and latency["p50"] <= latency["p99"]
     assert report["client"]["cpu_s"] > 0
+    assert report["connections"] == 256  # the client's pool (--connections), recorded
     assert_every_ride_ended(report, data_dir)
     result = verify(data_dir)
     assert result.returncode == 0 and "0 violation(s)" in result.stdout, result.stdout

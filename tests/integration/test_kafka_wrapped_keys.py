@@ -109,8 +109,16 @@ def test_a_simulator_following_hints_on_kafka_opens_them_or_is_refused_at_start(
     finally:
         opener.keys.close()
     elsewhere = settings.model_copy(update={"topic_prefix": "no-such-topics"})
-    with pytest.raises(HintsUnreadable, match="--hints follow"):
+    with pytest.raises(HintsUnreadable, match="read on that topic"):
         _hint_opener(elsewhere)
+    wrapped = KafkaKeyStore(kafka_topics.bootstrap, name, kafka_topics.partitions,
+                            wrap=AesGcmKeyWrap({"kek-k": KEK}, "kek-k"))  # fmt: skip
+    try:
+        wrapped.create(new_id(0))
+    finally:
+        wrapped.close()
+    with pytest.raises(HintsUnreadable, match="DISPATCH_KEY_ENCRYPTION_KEYS"):
+        _hint_opener(settings)  # the topic is read, but a key is wrapped under a KEK it lacks
 
 
 def test_a_running_store_that_meets_a_key_it_cannot_unwrap_stops_and_makes_no_second_key(

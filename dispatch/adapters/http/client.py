@@ -85,6 +85,13 @@ class _PoolWait:
         self.began: float | None = None
         self.total = 0.0
 
+    def end(self) -> None:
+        """The wait under way, if any, ends now (aiohttp tells only of a wait that got a
+        connection: one that timed out in the queue ends here)."""
+        if self.began is not None:
+            self.total += time.monotonic() - self.began
+            self.began = None
+
 
 async def _queued(_session: Any, ctx: Any, _params: Any) -> None:
     wait = ctx.trace_request_ctx
@@ -94,9 +101,8 @@ async def _queued(_session: Any, ctx: Any, _params: Any) -> None:
 
 async def _dequeued(_session: Any, ctx: Any, _params: Any) -> None:
     wait = ctx.trace_request_ctx
-    if isinstance(wait, _PoolWait) and wait.began is not None:
-        wait.total += time.monotonic() - wait.began
-        wait.began = None
+    if isinstance(wait, _PoolWait):
+        wait.end()
 
 
 class ApiClient:
@@ -226,6 +232,7 @@ class ApiClient:
                 ) as r:
                     status, body, after = r.status, _body(await r.read()), r.headers
             except (aiohttp.ClientError, TimeoutError) as error:
+                wait.end()  # timed out while still waiting for a connection, perhaps
                 status, body = TRANSPORT_ERROR, {"error": "transport", "reason": repr(error)}
                 self.recorder.attempt(endpoint, status, body["reason"])
                 pause = self._backoff(attempt)

@@ -33,6 +33,7 @@ class DriverApp:
         self.on_trip = False
         self.online = False
         self.joins_at_s = 0.0  # when it goes online, from the run's start (the profile's)
+        self.joined_at_s: float | None = None  # when it went online later, if it did
         self.cruises = 0
         self.pending: set[asyncio.Task[Reply]] = set()  # open-loop pings in flight
 

@@ -120,6 +120,7 @@ def build_report(
         "demand_per_min": config.demand,
         "profile": config.profile,
         "open_loop": config.open_loop,
+        "connections": config.connections,  # the client's pool for calls (--connections)
         "city_km": config.city_km,
         "speed_kmh": config.speed_kmh,
         "signed_in_s": round(signed_in_s, 2),
@@ -134,7 +135,11 @@ def build_report(
         "rate_limited": endpoints.rate_limited,
         "token_refresh_failures": world.accounts.refresh_failures,
         "endpoints": endpoints.as_dict(),
-        "client": monitor.as_dict(len(drivers), [d.joins_at_s for d in drivers if d.joins_at_s]),
+        # drivers that were to join later: online from when they did (never: no second)
+        "client": monitor.as_dict(
+            len(drivers),
+            [math.inf if d.joined_at_s is None else d.joined_at_s for d in drivers if d.joins_at_s],
+        ),
         "timeline": _timeline(
             endpoints,
             monitor,

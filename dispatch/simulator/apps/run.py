@@ -147,6 +147,7 @@ async def _join_later(world: World, app: DriverApp, tasks: list[asyncio.Task[Any
         world.drivers_did["joining refused"] += 1
         return
     world.drivers_did["joined later"] += 1
+    app.joined_at_s = time.monotonic() - world.started
     tasks += [asyncio.ensure_future(app.listen()), asyncio.ensure_future(app.pings())]
     await app.life()
 

@@ -205,3 +205,26 @@ def test_a_call_that_waited_for_a_pooled_connection_records_the_wait_apart() -> 
     assert waits[0] < 0.05 and 0.2 < waits[1] < 1.0
     assert max(endpoint.latency_s) >= waits[1] + 0.25  # its wait, then its own 0.3 s
     assert endpoint.as_dict(0.0, 0.0)["pool_wait_ms"]["max"] == round(waits[1] * 1000.0, 2)
+
+
+def test_a_call_that_timed_out_waiting_for_a_pooled_connection_records_that_wait() -> None:
+    """A pool of one, a server that takes 1.5 s, calls that give up after 0.6 s: the second
+    spent its whole time in the pool's queue, and that is its pool wait, not the server's."""
+    recorder = Endpoints()
+
+    async def slow(_request: web.Request) -> web.Response:
+        await asyncio.sleep(1.5)
+        return web.json_response({})
+
+    async def go() -> None:
+        async with served("GET", slow) as base:
+            api = ApiClient(base, recorder, connections=1, timeout_s=0.6, max_attempts=1)
+            try:
+                now = time.monotonic()
+                await asyncio.gather(*(api.call("GET", "E", "/x", planned_at=now) for _ in "ab"))
+            finally:
+                await api.close()
+
+    asyncio.run(go())
+    waits = sorted(recorder.by_name["E"].pool_wait_s)
+    assert waits[0] < 0.05 and 0.5 < waits[1] < 1.0

@@ -6,6 +6,7 @@ queues survive a restart from the shard's checkpoint."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -206,6 +207,24 @@ def test_replay_state_at_shows_the_queue_of_a_past_time(
     assert places_at(world.now) == {"sfo": {"inside": 1, "queue": [str(second)]}}
 
 
+def test_replay_state_without_the_key_store_says_so_and_makes_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader must not leave a new, empty key store behind: the next serve would refuse it
+    as another store than the one sealing began with."""
+    monkeypatch.setenv("DISPATCH_SHARDS", "1")
+    world = World(tmp_path)
+    world.driver(FAR_INSIDE)
+    world.engine.stop()
+    (tmp_path / "subject-keys.sqlite").unlink()
+    moment = datetime.fromtimestamp(world.now, UTC).isoformat()
+    args = ["replay", "state", "--at", moment, "--data-dir", str(tmp_path), "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "subject-keys.sqlite is missing, but sealing began" in result.output
+    assert not (tmp_path / "subject-keys.sqlite").exists()
+
+
 def test_in_one_tick_the_head_takes_the_inside_pickup_and_nobody_queued_the_outside_one(
     tmp_path: Path,
 ) -> None:
@@ -371,19 +390,46 @@ def test_a_crossing_is_kept_sealed_under_the_drivers_key_and_goes_with_its_erasu
     erased it reads as no place, after a restart too."""
     world = World(tmp_path)
     gone, kept = world.driver(FAR_INSIDE), world.driver(FAR_INSIDE)
-    for _ in range(3):  # more events: checkpoints with place rows (every 5 events)
-        world.move(gone, FAR_INSIDE)
-    assert world.queue() == [gone, kept]
+    other = world.driver(OUTSIDE_FAR)
+    for _ in range(30):  # events, so that checkpoints (every 5) complete, and a snapshot
+        for command in (c.GoOffline, c.GoOnline):
+            assert world.send(command(driver_id=other if _ < 6 else gone)).accepted
+            world.engine.run_once()
+    world.move(gone, FAR_INSIDE)
+    world.move(kept, FAR_INSIDE)
+    assert world.queue() == [gone, kept] or world.queue() == [kept, gone]
     assert world.engine.workers[0].app.repository.get(gone).places == ["sfo"]
-    assert b"sfo" not in (tmp_path / "shard-0000.sqlite").read_bytes()
+    assert _place_rows(tmp_path), "no complete checkpoint with place rows: nothing checked"
+    stored = b"".join(f.read_bytes() for f in tmp_path.glob("shard-0000.sqlite*"))  # and -wal
+    assert b"sfo" not in stored
     entered = world.places_entered(gone)
     assert entered and set(entered) == {"sfo"}  # opened for the shard that holds the key
     assert world.send(c.GoOffline(driver_id=gone)).accepted
     assert world.send(c.EraseDriver(driver_id=gone, by="self")).accepted
     world.engine.run_once()
     assert world.queue() == [kept]
+    for _ in range(6):  # a checkpoint after the erasure: the erased driver's row left out
+        for command in (c.GoOffline, c.GoOnline):
+            assert world.send(command(driver_id=other)).accepted
+            world.engine.run_once()
+    rows = _place_rows(tmp_path)
+    assert rows and str(gone) not in json.dumps(rows[-1]) and str(kept) in json.dumps(rows[-1])
     world.where.pop(gone)
     world.restart()
     assert world.queue() == [kept]
     assert world.places_entered(gone) and set(world.places_entered(gone)) == {None}
     assert world.places_entered(kept) == ["sfo"]
+
+
+def _place_rows(tmp: Path) -> list[list[object]]:
+    """The place rows of each complete checkpoint of shard 0 (as stored: sealed)."""
+    with sqlite3.connect(tmp / "shard-0000.sqlite") as db:
+        rows = db.execute(
+            "SELECT position, last, data FROM shard_checkpoints ORDER BY position, seq"
+        ).fetchall()
+    complete = {position for position, last, _ in rows if last}
+    return [
+        json.loads(data)["parts"]["places"]
+        for position, _, data in rows
+        if position in complete and "places" in json.loads(data)["parts"]
+    ]

@@ -168,3 +168,9 @@ def test_under_a_ramp_only_the_drivers_of_the_start_sign_in_online_the_rest_join
     assert client.registered == 20 and at_sign_in == ["d-1", "d-2"]  # a tenth: two of 20
     assert online == ["d-1", "d-2", "d-3", "d-4"] and joined == 2
     assert [app.joins_at_s for app in drivers][:4] == [0.0, 0.0, 0.167, 0.333]
+    joined_at = [app.joined_at_s for app in drivers]
+    assert all(
+        at is not None and at >= app.joins_at_s
+        for at, app in zip(joined_at[2:4], drivers[2:4], strict=True)
+    )
+    assert joined_at[4:] == [None] * 16  # never online: no second of theirs is counted
