@@ -68,13 +68,7 @@ def test_rewrap_is_refused_on_kafka_with_the_reason(kafka_topics: Any) -> None:
 def test_an_api_instance_without_the_kek_is_refused_at_start(
     kafka_topics: Any, tmp_path: Any
 ) -> None:
-    name = Topics(kafka_topics.prefix).subject_keys
-    wrapped = KafkaKeyStore(kafka_topics.bootstrap, name, kafka_topics.partitions,
-                            wrap=AesGcmKeyWrap({"kek-k": KEK}, "kek-k"))  # fmt: skip
-    try:
-        wrapped.create(new_id(0))
-    finally:
-        wrapped.close()
+    store_a_wrapped_key(kafka_topics)
     settings = Settings(kafka_bootstrap=kafka_topics.bootstrap, topic_prefix=kafka_topics.prefix,
                         shards=kafka_topics.partitions, data_dir=tmp_path)  # fmt: skip
     with pytest.raises(KeyWrapError, match="kek-k"):
@@ -111,12 +105,7 @@ def test_a_simulator_following_hints_on_kafka_opens_them_or_is_refused_at_start(
     elsewhere = settings.model_copy(update={"topic_prefix": "no-such-topics"})
     with pytest.raises(HintsUnreadable, match="read on that topic"):
         _hint_opener(elsewhere)
-    wrapped = KafkaKeyStore(kafka_topics.bootstrap, name, kafka_topics.partitions,
-                            wrap=AesGcmKeyWrap({"kek-k": KEK}, "kek-k"))  # fmt: skip
-    try:
-        wrapped.create(new_id(0))
-    finally:
-        wrapped.close()
+    store_a_wrapped_key(kafka_topics)
     with pytest.raises(HintsUnreadable, match="DISPATCH_KEY_ENCRYPTION_KEYS"):
         _hint_opener(settings)  # the topic is read, but a key is wrapped under a KEK it lacks
 
@@ -141,4 +130,15 @@ def test_a_running_store_that_meets_a_key_it_cannot_unwrap_stops_and_makes_no_se
         assert wrapped.get(made.subject, made.kid) == made.key  # one key, still the first
     finally:
         plain.close()
+        wrapped.close()
+
+
+def store_a_wrapped_key(kafka_topics: Any) -> None:
+    """A key of a new subject on the keys topic, wrapped under ``KEK``."""
+    name = Topics(kafka_topics.prefix).subject_keys
+    wrapped = KafkaKeyStore(kafka_topics.bootstrap, name, kafka_topics.partitions,
+                            wrap=AesGcmKeyWrap({"kek-k": KEK}, "kek-k"))  # fmt: skip
+    try:
+        wrapped.create(new_id(0))
+    finally:
         wrapped.close()

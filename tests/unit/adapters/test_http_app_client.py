@@ -180,19 +180,18 @@ def test_a_call_to_a_server_that_is_not_there_is_a_transport_error_not_an_except
     assert recorder.by_name["E"].attempts == Counter({0: 8})
 
 
-def test_a_call_that_waited_for_a_pooled_connection_records_the_wait_apart() -> None:
-    """Two calls at once through a pool of one connection to a server that takes 0.3 s: the
-    second waits for the first's connection, and that wait is recorded as the client's own
-    (pool wait), inside its latency."""
+def two_calls_through_a_pool_of_one(server_s: float, **client: Any) -> Endpoints:
+    """Two calls at once through a pool of one connection to a server that answers after
+    ``server_s``; what the client recorded."""
     recorder = Endpoints()
 
     async def slow(_request: web.Request) -> web.Response:
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(server_s)
         return web.json_response({})
 
     async def go() -> None:
         async with served("GET", slow) as base:
-            api = ApiClient(base, recorder, connections=1)
+            api = ApiClient(base, recorder, connections=1, **client)
             try:
                 now = time.monotonic()
                 await asyncio.gather(*(api.call("GET", "E", "/x", planned_at=now) for _ in "ab"))
@@ -200,7 +199,13 @@ def test_a_call_that_waited_for_a_pooled_connection_records_the_wait_apart() -> 
                 await api.close()
 
     asyncio.run(go())
-    endpoint = recorder.by_name["E"]
+    return recorder
+
+
+def test_a_call_that_waited_for_a_pooled_connection_records_the_wait_apart() -> None:
+    """The server takes 0.3 s: the second call waits for the first's connection, and that
+    wait is recorded as the client's own (pool wait), inside its latency."""
+    endpoint = two_calls_through_a_pool_of_one(0.3).by_name["E"]
     waits = sorted(endpoint.pool_wait_s)
     assert waits[0] < 0.05 and 0.2 < waits[1] < 1.0
     assert max(endpoint.latency_s) >= waits[1] + 0.25  # its wait, then its own 0.3 s
@@ -208,23 +213,8 @@ def test_a_call_that_waited_for_a_pooled_connection_records_the_wait_apart() -> 
 
 
 def test_a_call_that_timed_out_waiting_for_a_pooled_connection_records_that_wait() -> None:
-    """A pool of one, a server that takes 1.5 s, calls that give up after 0.6 s: the second
-    spent its whole time in the pool's queue, and that is its pool wait, not the server's."""
-    recorder = Endpoints()
-
-    async def slow(_request: web.Request) -> web.Response:
-        await asyncio.sleep(1.5)
-        return web.json_response({})
-
-    async def go() -> None:
-        async with served("GET", slow) as base:
-            api = ApiClient(base, recorder, connections=1, timeout_s=0.6, max_attempts=1)
-            try:
-                now = time.monotonic()
-                await asyncio.gather(*(api.call("GET", "E", "/x", planned_at=now) for _ in "ab"))
-            finally:
-                await api.close()
-
-    asyncio.run(go())
+    """The server takes 1.5 s, calls give up after 0.6 s: the second spent its whole time
+    in the pool's queue, and that is its pool wait, not the server's."""
+    recorder = two_calls_through_a_pool_of_one(1.5, timeout_s=0.6, max_attempts=1)
     waits = sorted(recorder.by_name["E"].pool_wait_s)
     assert waits[0] < 0.05 and 0.5 < waits[1] < 1.0
