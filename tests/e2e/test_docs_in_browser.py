@@ -11,8 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_api_abuse_limits import serving
 from tools import run_chromium
+
+from tests.e2e.served_api import serving
 
 
 def rendered_dom(url: str, profile: Path) -> str:

@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from test_api_abuse_limits import AUTH, serving
 
 from dispatch.api.auth import mint_operator_token
 from dispatch.api.ops_page import COOKIE
+from tests.e2e.served_api import AUTH, serving
 
 
 @pytest.fixture

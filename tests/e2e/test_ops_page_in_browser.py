@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_api_abuse_limits import AUTH, serving
 from tools import chromium
 
 from dispatch.adapters.sqlite.viewhistory import SqliteViewHistory, view_history_path
 from dispatch.api.auth import mint_operator_token
+from tests.e2e.served_api import AUTH, serving
 
 websockets_sync = pytest.importorskip("websockets.sync.client")
 
