@@ -12,10 +12,15 @@ pipelined request it parses. ``GuardedProtocol`` adds, per connection:
   next), and at most ``max_body_bytes`` of body held for queued requests (413);
 - trailers counted but never added to the request's headers (a trailer must not pass for a
   header that was read, say ``X-Forwarded-For``);
-- a request the parser cannot read: 400 with the parser's reason, never the request's bytes.
+- a request the parser cannot read: 400 with the parser's reason, never the request's bytes;
+- no protocol upgrade (the API serves no WebSocket): a request that asks for one with a body
+  is a 400 (llhttp would skip its body and read the body as the next request); one without
+  a body is answered as plain HTTP/1.1, and then the connection is closed, nothing more
+  parsed.
 
 A refusal answers the request it concerns, in order: it is sent once the answers to the
-requests before it have gone out; then the connection is closed and nothing more is read.
+requests before it have gone out, and the connection is then closed; from the refusal on,
+what arrives is read and dropped, never parsed.
 Each is counted by code in ``REFUSALS`` (``dispatch_api_protocol_refusals``) and logged.
 """
 
@@ -68,6 +73,13 @@ def _queued_body_too_large(max_bytes: int) -> bytes:
     return _refusal("413 Content Too Large", "payload_too_large", reason)
 
 
+UPGRADE_WITH_BODY = _refusal(
+    "400 Bad Request",
+    "bad_request",
+    "a request with a body may not ask to upgrade the connection (Connection: Upgrade)",
+)
+
+
 def _bad_request(reason: str) -> bytes:
     return _refusal("400 Bad Request", "bad_request", reason.replace('"', "'").replace("\\", "/"))
 
@@ -93,6 +105,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self._progressed = False
         self._running: RequestResponseCycle | None = None
         self._refusal: bytes | None = None  # chosen; sent once the answers before it are out
+        self._upgrade_asked = False  # answered as plain HTTP, then nothing more is parsed
 
     # -- the connection ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -101,21 +114,24 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        running = self._running  # uvicorn tells only the newest request, maybe a queued one
+        if running is not None and not running.response_complete:
+            running.disconnected = True
+            running.message_event.set()
         super().connection_lost(exc)
 
+    def _should_upgrade_to_ws(self) -> bool:
+        return False  # the API serves no WebSocket (uvicorn's has none of these bounds)
+
     def data_received(self, data: bytes) -> None:
-        if self._refusal is not None:
-            return  # refused: nothing more is read
+        if self._refusal is not None or self._upgrade_asked:
+            return  # refused, or an upgrade was asked: nothing more is parsed
         self._unset_keepalive_if_required()
         self._progressed = False
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            if self._should_upgrade():
-                self.handle_websocket_upgrade()
-            else:
-                self._unsupported_upgrade_warning()
-            return
+            return  # the request was answered as plain HTTP (on_headers_complete)
         except httptools.HttpParserError as exc:
             if self._refusal is None:  # the parser's own refusal, not a bound's (_Stop)
                 log.warning("refused a malformed request: %s", exc)
@@ -148,7 +164,13 @@ class GuardedProtocol(HttpToolsProtocol):
         self._disarm()  # the headers are in
         if self._in_flight() and len(self.pipeline) >= MAX_PIPELINED:
             self._stop(PIPELINE_FULL)
+        if self.parser.should_upgrade():
+            if _has_body(self.headers):
+                self._stop(UPGRADE_WITH_BODY)
+            self._upgrade_asked = True
         super().on_headers_complete()
+        if self._upgrade_asked:
+            self.cycle.keep_alive = False  # its answer closes the connection
         self._in_body = True
 
     def on_body(self, body: bytes) -> None:
@@ -194,11 +216,12 @@ class GuardedProtocol(HttpToolsProtocol):
         return running is not None and not running.response_complete and not running.disconnected
 
     def _refuse(self, refusal: bytes) -> None:
-        """Read no more; the request being parsed gets ``refusal`` once the answers before
+        """Parse no more; the request being parsed gets ``refusal`` once the answers before
         it are out (a queued one is dropped unrun, a running one told its client left)."""
         self._refusal = refusal
         self._disarm()
-        self.flow.pause_reading()
+        # Reading goes on (what arrives is dropped unparsed): closed with bytes unread, the
+        # socket would send a reset, which can destroy the refusal before the client reads it.
         cycle = self.cycle if self._in_body else None
         if cycle is not None:
             queued = [item for item in self.pipeline if item[0] is cycle]
@@ -245,6 +268,13 @@ class GuardedProtocol(HttpToolsProtocol):
         self._header_timer = None
         if self._awaiting_headers and not self._in_flight():
             self._refuse(TIMEOUT)
+
+
+def _has_body(headers: list[tuple[bytes, bytes]]) -> bool:
+    return any(
+        name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0")
+        for name, value in headers
+    )
 
 
 def guarded_protocol(header_timeout_s: float, max_body_bytes: int) -> type[GuardedProtocol]:

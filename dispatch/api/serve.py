@@ -61,6 +61,7 @@ def server_config(
         port=port,
         http=guarded_protocol(limits.header_timeout_s, limits.max_body_bytes),
         loop="auto",  # uvloop when it is installed, else asyncio's
+        ws="none",  # no WebSocket routes: an upgrade is answered as plain HTTP (protocol.py)
         # uvicorn would believe X-Forwarded-For from 127.0.0.1 by default; the API decides
         # itself, from DISPATCH_TRUSTED_PROXIES (dispatch.api.ratelimit.client_address).
         proxy_headers=False,

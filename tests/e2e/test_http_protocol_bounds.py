@@ -80,7 +80,7 @@ def test_a_queued_body_over_the_limit_is_refused_while_the_request_ahead_runs(
     with serve(max_body_bytes=4096) as server, server.client() as c:
         driver = c.post("/drivers", json=HOME)
         token = driver.json()["token"]["access_token"]
-        path = f"/drivers/{driver.json()['driver_id']}/offers?max_s=1"
+        path = f"/drivers/{driver.json()['driver_id']}/offers?max_s=3"
         before = head(server)
         sock = server.raw(
             f"GET {path} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {token}\r\n\r\n".encode()

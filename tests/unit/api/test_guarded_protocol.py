@@ -256,3 +256,50 @@ def test_the_header_deadline_waits_for_a_body_still_arriving_after_its_answer() 
         assert c.statuses() == [b"200"] and not c.transport.closing
 
     run(scenario)
+
+
+UPGRADE = b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQ\r\n"
+
+
+def test_an_upgrade_asked_with_a_body_is_refused_and_its_body_never_read_as_a_request() -> None:
+    """llhttp skips the body of a request that asks to upgrade; read on, that body would be
+    parsed as a request of its own (smuggled past a proxy that frames by its length)."""
+
+    async def scenario() -> None:
+        c = connect()
+        c.app.gate.set()
+        body = b"GET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n"
+        head = f"POST /p HTTP/1.1\r\nHost: t\r\nContent-Length: {len(body)}\r\n".encode()
+        c.send(head + UPGRADE + b"\r\n")
+        c.send(body)  # in a later read
+        await c.settle()
+        assert c.statuses() == [b"400"] and c.transport.closing
+        assert c.app.seen == []
+
+    run(scenario)
+
+
+def test_an_upgrade_asked_without_a_body_is_answered_as_http_then_the_connection_closed() -> None:
+    async def scenario() -> None:
+        c = connect()
+        c.app.gate.set()
+        c.send(b"GET /q HTTP/1.1\r\nHost: t\r\n" + UPGRADE + b"\r\n")
+        c.send(GET)  # after the upgrade point: never parsed
+        await c.settle()
+        assert c.statuses() == [b"200"] and c.transport.closing
+        assert [seen["path"] for seen in c.app.seen] == ["/q"]
+
+    run(scenario)
+
+
+def test_a_client_that_leaves_is_told_to_the_request_being_answered_not_only_the_queued() -> None:
+    async def scenario() -> None:
+        c = connect()
+        c.send(GET + GET)  # the first runs (held at the gate), the second is queued
+        await c.settle()
+        running = c.protocol._running
+        assert running is not None and c.protocol.pipeline
+        c.protocol.connection_lost(None)
+        assert running.disconnected
+
+    run(scenario)
