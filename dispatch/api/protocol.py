@@ -220,8 +220,10 @@ class GuardedProtocol(HttpToolsProtocol):
         it are out (a queued one is dropped unrun, a running one told its client left)."""
         self._refusal = refusal
         self._disarm()
-        # Reading goes on (what arrives is dropped unparsed): closed with bytes unread, the
-        # socket would send a reset, which can destroy the refusal before the client reads it.
+        # Reading goes on (what arrives is dropped unparsed), resumed if a queued request had
+        # paused it: closed with bytes unread, the socket would send a reset, which can
+        # destroy the refusal before the client reads it.
+        self.flow.resume_reading()
         cycle = self.cycle if self._in_body else None
         if cycle is not None:
             queued = [item for item in self.pipeline if item[0] is cycle]
