@@ -238,8 +238,16 @@ class ViewKeeper:
                 kept = encode_changes(projections, states, changed, name, base, generation)
             packed = None
             if point_due and history is not None:
-                whole = whole or encode(projections, states, name)
-                packed = history.pack(HistoryPoint(taken_at, _for_history(whole), positions))
+                point = (
+                    _for_history(whole)
+                    if whole is not None
+                    else encode(
+                        [p for p in projections if p.name not in LEFT_OUT_OF_HISTORY],
+                        states,
+                        name,
+                    )
+                )
+                packed = history.pack(HistoryPoint(taken_at, point, positions))
             return pickle.dumps((kept, packed), protocol=5)
 
         if base is not None and not point_due and overlay - views.kept_overlay <= INLINE_PARTS:

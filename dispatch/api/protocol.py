@@ -32,7 +32,10 @@ from collections import Counter
 from typing import Any
 
 import httptools
+import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+
+from dispatch.api.errors import problem_body
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +50,7 @@ REFUSALS: Counter[str] = Counter()
 
 
 def _refusal(status: str, error: str, reason: str) -> bytes:
-    body = f'{{"error":"{error}","reason":"{reason}"}}'.encode()
+    body = orjson.dumps(problem_body(error, reason))  # the API's error shape
     head = (
         f"HTTP/1.1 {status}\r\ncontent-type: application/json\r\nconnection: close\r\n"
         f"content-length: {len(body)}\r\n\r\n"
@@ -81,7 +84,7 @@ UPGRADE_WITH_BODY = _refusal(
 
 
 def _bad_request(reason: str) -> bytes:
-    return _refusal("400 Bad Request", "bad_request", reason.replace('"', "'").replace("\\", "/"))
+    return _refusal("400 Bad Request", "bad_request", reason)
 
 
 class _Stop(Exception):
@@ -97,7 +100,6 @@ class GuardedProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._header_timer: asyncio.TimerHandle | None = None
-        self._awaiting_headers = True  # the deadline runs
         self._in_headers = False  # the parser is in a request's line or headers
         self._in_body = False  # past a request's headers, before its end
         self._header_bytes = 0  # the line, headers and trailers of the request being read
@@ -160,7 +162,7 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._progress()
-        self._in_headers = self._awaiting_headers = False
+        self._in_headers = False
         self._disarm()  # the headers are in
         if self._in_flight() and len(self.pipeline) >= MAX_PIPELINED:
             self._stop(PIPELINE_FULL)
@@ -254,7 +256,6 @@ class GuardedProtocol(HttpToolsProtocol):
         if self.transport.is_closing() or self._refusal is not None:
             return
         if not self.pipeline and not self._in_body and not self._in_flight():
-            self._awaiting_headers = True
             self._arm()
 
     def _arm(self) -> None:
@@ -267,8 +268,10 @@ class GuardedProtocol(HttpToolsProtocol):
             self._header_timer = None
 
     def _headers_late(self) -> None:
+        # Armed only while headers are awaited with nothing in flight (at the connection's
+        # start and by _await_next), disarmed once they are in, by a refusal or at the end.
         self._header_timer = None
-        if self._awaiting_headers and not self._in_flight():
+        if not self.transport.is_closing():
             self._refuse(TIMEOUT)
 
 
